@@ -1,0 +1,3 @@
+export * from "./gen/sbx/v1/common_pb.js";
+export * from "./gen/sbx/v1/process_pb.js";
+export * from "./gen/sbx/v1/sandbox_pb.js";
