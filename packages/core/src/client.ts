@@ -1,0 +1,96 @@
+/**
+ * `SandboxClient`: the entry point of the Promise API. Owns the runtime every call runs on.
+ */
+import type { Transport } from "@connectrpc/connect";
+import { ClientRuntime } from "./client-runtime.js";
+import { resolveConfig, type SandboxClientOptions } from "./config.js";
+import { InvalidError } from "./errors.js";
+import { Sandbox } from "./sandbox.js";
+import {
+  type CreateSandboxOptions,
+  createSandbox,
+  getSandbox,
+  type ListSandboxesOptions,
+  listSandboxes,
+  lookupSandbox,
+  validateId,
+} from "./sandbox-ops.js";
+
+export interface CallOptions {
+  readonly signal?: AbortSignal;
+}
+
+export class Sandboxes {
+  readonly #runtime: ClientRuntime;
+
+  /** @internal */
+  constructor(runtime: ClientRuntime) {
+    this.#runtime = runtime;
+  }
+
+  /** Creates a sandbox and starts its entrypoint. */
+  async create(options: CreateSandboxOptions & CallOptions = {}): Promise<Sandbox> {
+    const { signal, ...rest } = options ?? {};
+    const info = await this.#runtime.run(createSandbox(rest), signal);
+    return new Sandbox(this.#runtime, info);
+  }
+
+  /** A sandbox by id (running or finished); `NotFoundError` if there is none. */
+  async fromId(id: string, options: CallOptions = {}): Promise<Sandbox> {
+    validateId(id, "sandbox id");
+    return new Sandbox(this.#runtime, await this.#runtime.run(getSandbox(id), options.signal));
+  }
+
+  /** The running sandbox with this name in `app` (default "default"); `NotFoundError` if none. */
+  async fromName(name: string, options: { app?: string } & CallOptions = {}): Promise<Sandbox> {
+    const info = await this.#runtime.run(lookupSandbox(name, options.app), options.signal);
+    return new Sandbox(this.#runtime, info);
+  }
+
+  /** Matching sandboxes, newest first, fetched page by page as you iterate. */
+  async *list(options: ListSandboxesOptions & CallOptions = {}): AsyncGenerator<Sandbox> {
+    const { signal, ...filter } = options;
+    for await (const info of this.#runtime.iterate(listSandboxes(filter), signal)) {
+      yield new Sandbox(this.#runtime, info);
+    }
+  }
+}
+
+export interface ClientDefaults {
+  /** Builds the adapter's transport for an endpoint when the user gave none. */
+  readonly createTransport?: (endpoint: string) => Transport;
+  /** Environment defaults (`SBX_ENDPOINT`, `SBX_TOKEN`) as the adapter's runtime reads them. */
+  readonly env?: { readonly endpoint?: string | undefined; readonly token?: string | undefined };
+}
+
+export class SandboxClient implements AsyncDisposable {
+  readonly sandboxes: Sandboxes;
+  readonly endpoint: string;
+  readonly #runtime: ClientRuntime;
+
+  constructor(options: SandboxClientOptions = {}, defaults: ClientDefaults = {}) {
+    const config = resolveConfig({
+      ...options,
+      endpoint: options.endpoint ?? defaults.env?.endpoint,
+      token: options.token ?? defaults.env?.token,
+    } as SandboxClientOptions);
+    const transport = options.transport ?? defaults.createTransport?.(config.endpoint);
+    if (!transport) {
+      throw new InvalidError(
+        "no transport: pass { transport } or use a runtime package (@sbx/node, @sbx/web, @sbx/deno, @sbx/bun)",
+      );
+    }
+    this.endpoint = config.endpoint;
+    this.#runtime = new ClientRuntime(transport, config);
+    this.sandboxes = new Sandboxes(this.#runtime);
+  }
+
+  /** Closes the client: pending calls reject with `ClientClosedError`, later calls too. */
+  async close(): Promise<void> {
+    await this.#runtime.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

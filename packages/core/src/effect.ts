@@ -1,0 +1,32 @@
+/**
+ * @sbx/core/effect — the Effect-native API: the `SbxRpc` service and its Layer, every
+ * operation as an `Effect` or `Stream` requiring `SbxRpc`, and the errors (each a tagged
+ * error: `Effect.catchTag("NotFoundError", …)`).
+ *
+ * ```ts
+ * const program = Effect.gen(function* () {
+ *   const sb = yield* Sandboxes.create({ command: ["sh", "-c", "echo hi"] });
+ *   const text = yield* Stream.mkString(Processes.outputText({ sandboxId: sb.id, processId: sb.entrypointProcessId, stream: "stdout" }));
+ * });
+ * Effect.runPromise(program.pipe(Effect.provide(SbxRpc.layer(transport, { token }))));
+ * ```
+ */
+import type { Transport } from "@connectrpc/connect";
+import type { Layer } from "effect";
+import { resolveConfig, type SandboxClientOptions } from "./config.js";
+import { rpcLayer, SbxRpc } from "./rpc.js";
+
+export * from "./errors.js";
+export { type ResolvedConfig, resolveConfig } from "./config.js";
+export { call, retrySchedule, SbxRpc, type SbxRpcShape, withDeadline } from "./rpc.js";
+export { isTransient, toSandboxError } from "./rpc-errors.js";
+export { returncodeOf } from "./returncode.js";
+export { longPoll } from "./long-poll.js";
+export * as Sandboxes from "./sandboxes-effect.js";
+export * as Processes from "./processes-effect.js";
+
+/** A Layer providing `SbxRpc` over a Connect transport. */
+export const layer = (transport: Transport, options: Omit<SandboxClientOptions, "transport"> = {}): Layer.Layer<SbxRpc> =>
+  rpcLayer(transport, resolveConfig(options));
+
+

@@ -1,0 +1,118 @@
+/**
+ * The public error family. Every error the client throws is a `SandboxError` with a stable
+ * `code`. Each class also carries `_tag` (its class name), so the same objects are Effect
+ * tagged errors: `Effect.catchTag("NotFoundError", …)` works on the Effect API.
+ *
+ * `instanceof` must hold across duplicated copies of this package (two versions in one
+ * node_modules tree), so it is decided by a registry-wide symbol and the tags an instance
+ * carries, not by prototype identity.
+ */
+const TAGS: unique symbol = Symbol.for("@sbx/core/SandboxError.tags") as never;
+
+export interface SandboxErrorOptions {
+  readonly cause?: unknown;
+  /** The RPC status name (e.g. "not_found") when the error came from the server. */
+  readonly rpcStatus?: string;
+}
+
+export class SandboxError extends Error {
+  static readonly tag: string = "SandboxError";
+  readonly code: string = "unknown";
+  readonly _tag: string;
+  readonly rpcStatus: string | undefined;
+  declare readonly [TAGS]: readonly string[];
+
+  constructor(message: string, options: SandboxErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    const tags: string[] = [];
+    for (let c = new.target as unknown as { tag?: string } | null; c && typeof c.tag === "string"; ) {
+      if (!tags.includes(c.tag)) tags.push(c.tag);
+      c = Object.getPrototypeOf(c);
+    }
+    Object.defineProperty(this, TAGS, { value: Object.freeze(tags), enumerable: false });
+    this._tag = tags[0] ?? "SandboxError";
+    this.name = this._tag;
+    this.rpcStatus = options.rpcStatus;
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (typeof value !== "object" || value === null) return false;
+    const tags = (value as { [TAGS]?: unknown })[TAGS];
+    return Array.isArray(tags) && tags.includes(this.tag);
+  }
+}
+
+function define<C extends string>(tag: string, code: C, parent: typeof SandboxError = SandboxError) {
+  const cls = class extends parent {
+    static override readonly tag = tag;
+    override readonly code: C = code;
+  };
+  Object.defineProperty(cls, "name", { value: tag });
+  return cls;
+}
+
+/** Bad input, rejected before anything changed (client-side or by the server). */
+export class InvalidError extends define("InvalidError", "invalid") {}
+export class NotFoundError extends define("NotFoundError", "not_found") {}
+export class AlreadyExistsError extends define("AlreadyExistsError", "already_exists") {}
+/** The operation did not finish within its deadline (`timeoutMs` or a wait's timeout). */
+export class TimeoutError extends define("TimeoutError", "timeout") {}
+/** The sandbox ran past its `timeoutMs` (its return code is 124). */
+export class SandboxTimeoutError extends define("SandboxTimeoutError", "sandbox_timeout") {}
+/** The sandbox was terminated (its return code is 137). */
+export class SandboxTerminatedError extends define("SandboxTerminatedError", "sandbox_terminated") {}
+/** The client (or the sandbox object, after `detach()`) was closed. */
+export class ClientClosedError extends define("ClientClosedError", "client_closed") {}
+/** The server could not be reached, after retries. */
+export class ConnectionError extends define("ConnectionError", "connection") {}
+/** The token is missing, wrong, or lacks permission. */
+export class AuthenticationError extends define("AuthenticationError", "authentication") {}
+export class CommandTimeoutError extends define("CommandTimeoutError", "command_timeout") {}
+export class QuotaExceededError extends define("QuotaExceededError", "quota_exceeded") {}
+export class TunnelError extends define("TunnelError", "tunnel") {}
+/** The call was cancelled through its `AbortSignal`. `name` is "AbortError", like `fetch`'s. */
+export class AbortedError extends define("AbortedError", "aborted") {
+  constructor(message = "The operation was aborted", options: SandboxErrorOptions = {}) {
+    super(message, options);
+    this.name = "AbortError";
+  }
+}
+/** The request was valid but the target is in the wrong state for it. */
+export class FailedPreconditionError extends define("FailedPreconditionError", "failed_precondition") {}
+/** The server failed unexpectedly. */
+export class InternalError extends define("InternalError", "internal") {}
+
+export class SandboxFilesystemError extends define("SandboxFilesystemError", "filesystem") {}
+export class SandboxFilesystemNotFoundError extends define(
+  "SandboxFilesystemNotFoundError",
+  "filesystem_not_found",
+  SandboxFilesystemError,
+) {}
+export class SandboxFilesystemIsADirectoryError extends define(
+  "SandboxFilesystemIsADirectoryError",
+  "filesystem_is_a_directory",
+  SandboxFilesystemError,
+) {}
+export class SandboxFilesystemNotADirectoryError extends define(
+  "SandboxFilesystemNotADirectoryError",
+  "filesystem_not_a_directory",
+  SandboxFilesystemError,
+) {}
+export class SandboxFilesystemDirectoryNotEmptyError extends define(
+  "SandboxFilesystemDirectoryNotEmptyError",
+  "filesystem_directory_not_empty",
+  SandboxFilesystemError,
+) {}
+export class SandboxFilesystemPathAlreadyExistsError extends define(
+  "SandboxFilesystemPathAlreadyExistsError",
+  "filesystem_path_already_exists",
+  SandboxFilesystemError,
+) {}
+export class SandboxFilesystemPermissionError extends define(
+  "SandboxFilesystemPermissionError",
+  "filesystem_permission",
+  SandboxFilesystemError,
+) {}
+
+/** True when `value` is any sbx error (same as `value instanceof SandboxError`). */
+export const isSandboxError = (value: unknown): value is SandboxError => value instanceof SandboxError;

@@ -1,0 +1,22 @@
+/**
+ * @sbx/core — the transport-agnostic sbx client (Promise API). Runtime packages
+ * (@sbx/node, @sbx/web, @sbx/deno, @sbx/bun) re-export all of this with a transport; the
+ * Effect API is at "@sbx/core/effect".
+ */
+export { type CallOptions, type ClientDefaults, SandboxClient, Sandboxes } from "./client.js";
+export { DEFAULT_ENDPOINT, type SandboxClientOptions } from "./config.js";
+export {
+  ContainerProcess,
+  type ProcessStreams,
+  type SignalOptions,
+  type WaitOptions,
+} from "./container-process.js";
+export * from "./errors.js";
+export { type ExecOptions, SIGNALS, type SignalName } from "./process-ops.js";
+export { Probe } from "./probe.js";
+export { returncodeOf, TERMINATED_RETURNCODE, TIMEOUT_RETURNCODE } from "./returncode.js";
+export { Sandbox, type SandboxWaitOptions, type TerminateOptions } from "./sandbox.js";
+export { type CreateSandboxOptions, DEFAULT_APP, type ListSandboxesOptions } from "./sandbox-ops.js";
+export { type ReadOptions, StreamReader, type StreamMode } from "./stream-reader.js";
+export { StreamWriter, type WriteOptions } from "./stdin-writer.js";
+export { ARG_MAX_BYTES } from "./validation.js";

@@ -1,0 +1,92 @@
+/**
+ * Resumable output: one process stream (stdout or stderr) read from a byte offset as an
+ * Effect `Stream`. When the connection drops or the server stream ends without its eof
+ * marker, the read is reopened at the first byte not yet delivered, so no byte is lost or
+ * repeated. Retries follow the client's retry schedule, reset whenever bytes arrive.
+ */
+import type { SandboxError } from "./errors.js";
+import { ConnectionError, InternalError } from "./errors.js";
+import { OutputStream } from "@sbx/proto";
+import { Effect, Stream } from "effect";
+import { markTransient, toSandboxError } from "./rpc-errors.js";
+import { retrySchedule, SbxRpc, type SbxRpcShape } from "./rpc.js";
+
+export type OutputName = "stdout" | "stderr";
+
+export interface OutputSource {
+  readonly sandboxId: string;
+  readonly processId: string;
+  readonly stream: OutputName;
+}
+
+/** Where a resumable read has got to; shared across the attempts of one read. */
+interface ReadCursor {
+  offset: number;
+}
+
+/** An output chunk with the byte offset of its first byte within its stream. */
+export interface OutputBytes {
+  readonly offset: number;
+  readonly data: Uint8Array;
+}
+
+async function* readAttempt(rpc: SbxRpcShape, source: OutputSource, cursor: ReadCursor): AsyncGenerator<OutputBytes> {
+  const controller = new AbortController();
+  try {
+    const responses = rpc.processes.readOutput(
+      {
+        sandboxId: source.sandboxId,
+        processId: source.processId,
+        stream: source.stream === "stdout" ? OutputStream.STDOUT : OutputStream.STDERR,
+        offset: BigInt(cursor.offset),
+      },
+      { signal: controller.signal, headers: rpc.headers },
+    );
+    for await (const message of responses) {
+      const start = Number(message.offset);
+      if (start > cursor.offset) {
+        throw new InternalError(`output of ${source.processId} skipped from byte ${cursor.offset} to ${start}`);
+      }
+      // After a resume the server may repeat bytes we already have; drop them.
+      const data = start < cursor.offset ? message.data.subarray(cursor.offset - start) : message.data;
+      if (data.byteLength > 0) {
+        const chunk = { offset: cursor.offset, data };
+        cursor.offset += data.byteLength;
+        yield chunk;
+      }
+      if (message.eof) return;
+    }
+    throw markTransient(new ConnectionError(`output stream of ${source.processId} ended before its end marker`));
+  } finally {
+    // Leaving early (consumer stopped, fiber interrupted) cancels the server stream.
+    controller.abort();
+  }
+}
+
+/** The bytes of one process stream from `fromOffset` to its end, surviving dropped connections. */
+export const outputChunks = (
+  source: OutputSource,
+  fromOffset = 0,
+): Stream.Stream<OutputBytes, SandboxError, SbxRpc> =>
+  Stream.unwrap(
+    Effect.gen(function* () {
+      const rpc = yield* SbxRpc;
+      const cursor: ReadCursor = { offset: fromOffset };
+      const attempt = Stream.suspend(() =>
+        Stream.fromAsyncIterable(readAttempt(rpc, source, cursor), (error) =>
+          toSandboxError(error, `reading ${source.stream} of ${source.processId}`),
+        ),
+      );
+      return attempt.pipe(Stream.retry(retrySchedule(rpc.config)));
+    }),
+  );
+
+export const outputBytes = (source: OutputSource, fromOffset = 0): Stream.Stream<Uint8Array, SandboxError, SbxRpc> =>
+  outputChunks(source, fromOffset).pipe(Stream.map((chunk) => chunk.data));
+
+/** UTF-8 text; a character split across chunks (or across a resume) is never broken. */
+export const outputText = (source: OutputSource, fromOffset = 0): Stream.Stream<string, SandboxError, SbxRpc> =>
+  outputBytes(source, fromOffset).pipe(
+    Stream.decodeText,
+    Stream.filter((text) => text.length > 0),
+  );

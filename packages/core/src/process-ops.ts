@@ -1,0 +1,142 @@
+/**
+ * Process operations as Effects over `SbxRpc`: start (with a client-chosen id, so a retried
+ * start never runs twice), wait, signal and offset-addressed stdin writes.
+ */
+import { create } from "@bufbuild/protobuf";
+import { type Process as ProcessInfo, ProcessSpecSchema, StdioMode } from "@sbx/proto";
+import { Effect } from "effect";
+import { InvalidError, type SandboxError } from "./errors.js";
+import { randomId } from "./ids.js";
+import { longPoll, longPollSettings } from "./long-poll.js";
+import { call, type SbxRpc } from "./rpc.js";
+import { validateAbsolutePath, validateArgv, validateDuration, validateEnv, validateOneOf } from "./validation.js";
+
+export type { ProcessInfo };
+
+export interface ExecOptions {
+  /** "text" (default): streams yield strings. "binary": streams yield `Uint8Array`. */
+  readonly mode?: "text" | "binary";
+  readonly stdout?: "pipe" | "ignore";
+  /** "stdout" merges stderr into stdout. */
+  readonly stderr?: "pipe" | "ignore" | "stdout";
+  readonly workdir?: string;
+  readonly env?: Record<string, string>;
+  /** Kill the process after this long; it then reports return code 124. 0 or unset: no limit. */
+  readonly timeoutMs?: number;
+  readonly pty?: boolean;
+}
+
+/** POSIX signal numbers by name (Linux numbering). */
+export const SIGNALS = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+  SIGCONT: 18,
+  SIGSTOP: 19,
+  SIGTSTP: 20,
+  SIGWINCH: 28,
+} as const;
+export type SignalName = keyof typeof SIGNALS;
+
+export function signalNumber(signal: SignalName | number | undefined): number {
+  if (signal === undefined) return SIGNALS.SIGKILL;
+  if (typeof signal === "number") {
+    if (!Number.isInteger(signal) || signal < 1 || signal > 64) throw new InvalidError(`invalid signal ${signal}`);
+    return signal;
+  }
+  const n = SIGNALS[signal as SignalName];
+  if (n === undefined) throw new InvalidError(`unknown signal ${JSON.stringify(signal)}`);
+  return n;
+}
+
+const validated = <A>(build: () => A): Effect.Effect<A, InvalidError> =>
+  Effect.try({ try: build, catch: (e) => (e instanceof InvalidError ? e : new InvalidError(String(e))) });
+
+const processOf = (response: { process?: ProcessInfo | undefined }): ProcessInfo => {
+  if (!response.process) throw new Error("server response is missing the process");
+  return response.process;
+};
+
+export function processSpecOf(argv: string[], options: ExecOptions) {
+  if (typeof options !== "object" || options === null) throw new InvalidError("exec options must be an object");
+  const spec = create(ProcessSpecSchema, { argv: validateArgv(argv, "command") });
+  if (options.mode !== undefined) validateOneOf(options.mode, ["text", "binary"], "mode");
+  const stdout = validateOneOf(options.stdout ?? "pipe", ["pipe", "ignore"], "stdout");
+  const stderr = validateOneOf(options.stderr ?? "pipe", ["pipe", "ignore", "stdout"], "stderr");
+  spec.stdout = stdout === "ignore" ? StdioMode.IGNORE : StdioMode.PIPE;
+  spec.stderr = stderr === "ignore" ? StdioMode.IGNORE : stderr === "stdout" ? StdioMode.STDOUT : StdioMode.PIPE;
+  if (options.workdir !== undefined) spec.workdir = validateAbsolutePath(options.workdir, "workdir");
+  if (options.env !== undefined) spec.env = validateEnv(options.env);
+  if (options.timeoutMs !== undefined) spec.timeoutMs = BigInt(validateDuration(options.timeoutMs, "timeoutMs"));
+  if (options.pty !== undefined) spec.pty = Boolean(options.pty);
+  return spec;
+}
+
+export const startProcess = (
+  sandboxId: string,
+  argv: string[],
+  options: ExecOptions = {},
+): Effect.Effect<ProcessInfo, SandboxError, SbxRpc> =>
+  Effect.gen(function* () {
+    const spec = yield* validated(() => processSpecOf(argv, options));
+    const processId = randomId("p-");
+    const response = yield* call(`exec in sandbox ${sandboxId}`, (rpc, o) =>
+      rpc.processes.startProcess({ sandboxId, processId, spec }, o),
+    );
+    return processOf(response);
+  });
+
+export const getProcess = (sandboxId: string, processId: string): Effect.Effect<ProcessInfo, SandboxError, SbxRpc> =>
+  call(`get process ${processId}`, (rpc, o) => rpc.processes.getProcess({ sandboxId, processId }, o)).pipe(
+    Effect.map(processOf),
+  );
+
+export const waitProcess = (
+  sandboxId: string,
+  processId: string,
+  timeoutMs?: number,
+): Effect.Effect<ProcessInfo, SandboxError, SbxRpc> =>
+  longPoll(
+    `waiting for process ${processId}`,
+    (holdMs) =>
+      call(
+        `wait for process ${processId}`,
+        (rpc, o) => rpc.processes.waitProcess({ sandboxId, processId, timeoutMs: holdMs }, o),
+        longPollSettings(holdMs),
+      ).pipe(Effect.map((r) => ({ done: r.done, process: processOf(r) }))),
+    timeoutMs,
+  ).pipe(Effect.map((r) => r.process));
+
+export const signalProcess = (
+  sandboxId: string,
+  processId: string,
+  signal?: SignalName | number,
+): Effect.Effect<ProcessInfo, SandboxError, SbxRpc> =>
+  Effect.gen(function* () {
+    const n = yield* validated(() => signalNumber(signal));
+    const response = yield* call(`signal process ${processId}`, (rpc, o) =>
+      rpc.processes.signalProcess({ sandboxId, processId, signal: n }, o),
+    );
+    return processOf(response);
+  });
+
+/**
+ * Writes stdin bytes starting at byte `offset`. The server skips bytes it already has, so
+ * retrying after a lost response applies them once. Returns the committed length.
+ */
+export const writeStdin = (
+  sandboxId: string,
+  processId: string,
+  offset: number,
+  data: Uint8Array,
+  eof = false,
+): Effect.Effect<number, SandboxError, SbxRpc> =>
+  call(`write stdin of ${processId}`, (rpc, o) =>
+    rpc.processes.writeStdin({ sandboxId, processId, offset: BigInt(offset), data, eof }, o),
+  ).pipe(Effect.map((r) => Number(r.committedOffset)));

@@ -1,0 +1,114 @@
+/**
+ * One place that decides what a failed RPC means: which public error it becomes and whether
+ * it is transient (worth retrying with the same idempotency key).
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { RetryInfoSchema } from "@sbx/proto";
+import {
+  AbortedError,
+  AlreadyExistsError,
+  AuthenticationError,
+  ConnectionError,
+  FailedPreconditionError,
+  InternalError,
+  InvalidError,
+  NotFoundError,
+  QuotaExceededError,
+  SandboxError,
+  TimeoutError,
+} from "./errors.js";
+
+/** Marks an error as worth another attempt; carried on the public error as `transient`. */
+const TRANSIENT = Symbol.for("@sbx/core/transient");
+const RETRY_AFTER = Symbol.for("@sbx/core/retryAfterMs");
+
+const codeName = (code: Code): string =>
+  Code[code]
+    ?.replace(/([a-z])([A-Z])/g, "$1_$2")
+    .toLowerCase() ?? "unknown";
+
+const TRANSIENT_CODES = new Set([Code.Unavailable, Code.Aborted, Code.DeadlineExceeded]);
+
+/** Converts anything thrown by a transport or handler into a `SandboxError`. */
+export function toSandboxError(error: unknown, what: string): SandboxError {
+  if (error instanceof SandboxError) return error;
+  const ce = ConnectError.from(error);
+  const rpcStatus = codeName(ce.code);
+  const message = `${what}: ${ce.rawMessage || rpcStatus}`;
+  const options = { cause: error, rpcStatus };
+  let result: SandboxError;
+  switch (ce.code) {
+    case Code.InvalidArgument:
+    case Code.OutOfRange:
+      result = new InvalidError(message, options);
+      break;
+    case Code.NotFound:
+      result = new NotFoundError(message, options);
+      break;
+    case Code.AlreadyExists:
+      result = new AlreadyExistsError(message, options);
+      break;
+    case Code.DeadlineExceeded:
+      result = new TimeoutError(message, options);
+      break;
+    case Code.Unauthenticated:
+    case Code.PermissionDenied:
+      result = new AuthenticationError(message, options);
+      break;
+    case Code.ResourceExhausted:
+      result = new QuotaExceededError(message, options);
+      break;
+    case Code.FailedPrecondition:
+      result = new FailedPreconditionError(message, options);
+      break;
+    case Code.Unavailable:
+    case Code.Aborted:
+      result = new ConnectionError(message, options);
+      break;
+    case Code.Canceled:
+      result = new AbortedError(message, options);
+      break;
+    default:
+      result = new InternalError(message, options);
+  }
+  const retryAfterMs = retryDelayOf(ce);
+  // A quota error is only worth retrying when the server says when to come back.
+  const quotaWithDelay = ce.code === Code.ResourceExhausted && retryAfterMs !== undefined;
+  if (TRANSIENT_CODES.has(ce.code) || quotaWithDelay || isTransportFailure(ce)) markTransient(result, retryAfterMs);
+  return result;
+}
+
+/**
+ * Connect reports a dropped connection, a reset HTTP/2 stream or a refused socket as
+ * `unknown`, `internal` or `canceled` depending on the runtime; those are transient too,
+ * unless the caller aborted (handled before we get here).
+ */
+function isTransportFailure(ce: ConnectError): boolean {
+  if (ce.code !== Code.Unknown && ce.code !== Code.Internal && ce.code !== Code.Canceled) return false;
+  const text = `${ce.rawMessage} ${String((ce.cause as Error | undefined)?.message ?? "")}`;
+  return /ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|socket hang up|stream closed|premature close|terminated|NGHTTP2|ERR_HTTP2|network|fetch failed|Failed to fetch|GOAWAY|other side closed|closed/i.test(
+    text,
+  );
+}
+
+function retryDelayOf(ce: ConnectError): number | undefined {
+  try {
+    const [info] = ce.findDetails(RetryInfoSchema);
+    return info ? Number(info.retryDelayMs) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function markTransient<E extends SandboxError>(error: E, retryAfterMs?: number): E {
+  Object.defineProperty(error, TRANSIENT, { value: true, enumerable: false });
+  if (retryAfterMs !== undefined) Object.defineProperty(error, RETRY_AFTER, { value: retryAfterMs, enumerable: false });
+  return error;
+}
+
+export const isTransient = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && (error as { [TRANSIENT]?: boolean })[TRANSIENT] === true;
+
+/** The server-requested delay before the next attempt, if it sent one. */
+export const retryAfterOf = (error: unknown): number | undefined =>
+  typeof error === "object" && error !== null ? (error as { [RETRY_AFTER]?: number })[RETRY_AFTER] : undefined;

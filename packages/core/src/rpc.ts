@@ -1,0 +1,96 @@
+/**
+ * The RPC service: typed Connect clients for the sbx.v1 services plus the client's
+ * configuration, and `call`, which runs one unary RPC with retries and a deadline.
+ */
+import { type CallOptions, type Client, createClient, type Transport } from "@connectrpc/connect";
+import { ProcessService, SandboxService } from "@sbx/proto";
+import { Context, Duration, Effect, Layer, Schedule } from "effect";
+import type { ResolvedConfig } from "./config.js";
+import { type SandboxError, TimeoutError } from "./errors.js";
+import { isTransient, retryAfterOf, toSandboxError } from "./rpc-errors.js";
+
+export interface SbxRpcShape {
+  readonly sandboxes: Client<typeof SandboxService>;
+  readonly processes: Client<typeof ProcessService>;
+  readonly config: ResolvedConfig;
+  /** Headers sent with every call (authorization). */
+  readonly headers: Record<string, string>;
+}
+
+export class SbxRpc extends Context.Service<SbxRpc, SbxRpcShape>()("@sbx/core/SbxRpc") {}
+
+export function makeRpc(transport: Transport, config: ResolvedConfig): SbxRpcShape {
+  return {
+    sandboxes: createClient(SandboxService, transport),
+    processes: createClient(ProcessService, transport),
+    config,
+    headers: config.token ? { authorization: `Bearer ${config.token}` } : {},
+  };
+}
+
+export const rpcLayer = (transport: Transport, config: ResolvedConfig): Layer.Layer<SbxRpc> =>
+  Layer.succeed(SbxRpc, makeRpc(transport, config));
+
+/**
+ * The retry policy for transient failures: exponential from `retryBaseMs`, jittered, capped
+ * at `retryMaxDelayMs`, at most `maxRetries` times, and never sooner than the delay the
+ * server asked for. The overall deadline is applied around the retried effect.
+ */
+export const retrySchedule = (config: ResolvedConfig) =>
+  Schedule.exponential(Duration.millis(config.retryBaseMs), 2).pipe(
+    Schedule.modifyDelay(({ duration }) =>
+      Effect.succeed(Duration.min(duration, Duration.millis(config.retryMaxDelayMs))),
+    ),
+    Schedule.jittered,
+    Schedule.modifyDelay(({ input, duration }) => {
+      // A permanent error ends the retries at once, with that error.
+      if (!isTransient(input)) return Effect.fail(input as SandboxError);
+      const asked = retryAfterOf(input);
+      return Effect.succeed(asked === undefined ? duration : Duration.max(duration, Duration.millis(asked)));
+    }),
+    (s) => Schedule.max([s, Schedule.recurs(config.maxRetries)]),
+  );
+
+export interface CallSettings {
+  /** Deadline for the whole call including retries; defaults to the client's `timeoutMs`. */
+  readonly timeoutMs?: number | undefined;
+  /** Longest a single attempt may take (long polls set this a little above the poll). */
+  readonly attemptTimeoutMs?: number | undefined;
+}
+
+/** Fails with `TimeoutError` when `effect` has not finished within `timeoutMs`. */
+export const withDeadline = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  timeoutMs: number,
+  what: string,
+): Effect.Effect<A, E | TimeoutError, R> =>
+  Effect.timeoutOrElse(effect, {
+    duration: Duration.millis(timeoutMs),
+    orElse: () => Effect.fail(new TimeoutError(`${what} did not finish within ${timeoutMs} ms`)),
+  });
+
+/**
+ * Runs one RPC: each attempt gets an AbortSignal tied to the fiber (so interrupting the
+ * effect cancels the request) and the auth headers; transient failures are retried on
+ * `retrySchedule`; the whole thing is bounded by the call's deadline.
+ */
+export const call = <A>(
+  what: string,
+  invoke: (rpc: SbxRpcShape, options: CallOptions) => Promise<A>,
+  settings: CallSettings = {},
+): Effect.Effect<A, SandboxError, SbxRpc> =>
+  Effect.gen(function* () {
+    const rpc = yield* SbxRpc;
+    const deadline = settings.timeoutMs ?? rpc.config.timeoutMs;
+    const attempt = Effect.tryPromise({
+      try: (signal) =>
+        invoke(rpc, {
+          signal,
+          headers: rpc.headers,
+          ...(settings.attemptTimeoutMs ? { timeoutMs: settings.attemptTimeoutMs } : {}),
+        }),
+      catch: (error) => toSandboxError(error, what),
+    });
+    const retried = Effect.retry(attempt, retrySchedule(rpc.config));
+    return yield* withDeadline(retried, deadline, what);
+  });

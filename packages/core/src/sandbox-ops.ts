@@ -1,0 +1,207 @@
+/**
+ * Sandbox operations as Effects over `SbxRpc`: the Effect API, and what the Promise API's
+ * `Sandbox` and `SandboxClient` run.
+ */
+import { create } from "@bufbuild/protobuf";
+import { type Sandbox as SandboxInfo, SandboxSpecSchema, type SandboxSpec, SandboxState } from "@sbx/proto";
+import { Effect, Option, Stream } from "effect";
+import { InvalidError, type SandboxError } from "./errors.js";
+import { randomId } from "./ids.js";
+import { longPoll, longPollSettings } from "./long-poll.js";
+import type { Probe } from "./probe.js";
+import { call, SbxRpc } from "./rpc.js";
+import {
+  MAX_SANDBOX_TIMEOUT_MS,
+  validateAbsolutePath,
+  validateArgv,
+  validateDuration,
+  validateEnv,
+  validateName,
+  validateResource,
+  validateTags,
+} from "./validation.js";
+
+export type { SandboxInfo };
+
+export interface CreateSandboxOptions {
+  /** Entrypoint argv; by default the sandbox stays alive until terminated. */
+  readonly command?: string[];
+  /** Grouping namespace, default "default"; names are unique among an app's running sandboxes. */
+  readonly app?: string;
+  readonly name?: string;
+  readonly tags?: Record<string, string>;
+  /** Image or snapshot id or name; default: the server's default image. */
+  readonly image?: string;
+  readonly env?: Record<string, string>;
+  /** Absolute working directory of the entrypoint and of `exec` by default. */
+  readonly workdir?: string;
+  /** Maximum lifetime, default 300 000 (5 minutes). The sandbox then ends with return code 124. */
+  readonly timeoutMs?: number;
+  readonly idleTimeoutMs?: number;
+  readonly cpu?: number | { request: number; limit: number };
+  readonly memoryMiB?: number | { request: number; limit: number };
+  readonly blockNetwork?: boolean;
+  readonly cidrAllowlist?: string[];
+  readonly ports?: number[];
+  readonly readinessProbe?: Probe;
+  readonly pty?: boolean;
+}
+
+export interface ListSandboxesOptions {
+  readonly app?: string;
+  readonly tags?: Record<string, string>;
+  readonly includeFinished?: boolean;
+}
+
+export const DEFAULT_APP = "default";
+
+/** Validates create options and builds the wire spec; throws `InvalidError` on bad input. */
+export function sandboxSpecOf(options: CreateSandboxOptions): SandboxSpec {
+  if (typeof options !== "object" || options === null) throw new InvalidError("create options must be an object");
+  const spec = create(SandboxSpecSchema, {
+    app: options.app === undefined ? DEFAULT_APP : validateName(options.app, "app"),
+  });
+  if (options.command !== undefined) spec.command = validateArgv(options.command, "command");
+  if (options.name !== undefined) spec.name = validateName(options.name);
+  if (options.tags !== undefined) spec.tags = validateTags(options.tags);
+  if (options.image !== undefined) {
+    if (typeof options.image !== "string" || options.image.length === 0) {
+      throw new InvalidError("image must be a non-empty string");
+    }
+    spec.image = options.image;
+  }
+  if (options.env !== undefined) spec.env = validateEnv(options.env);
+  if (options.workdir !== undefined) spec.workdir = validateAbsolutePath(options.workdir, "workdir");
+  if (options.timeoutMs !== undefined) {
+    const ms = validateDuration(options.timeoutMs, "timeoutMs", MAX_SANDBOX_TIMEOUT_MS);
+    if (ms === 0) throw new InvalidError("timeoutMs must be positive");
+    spec.timeoutMs = BigInt(ms);
+  }
+  if (options.idleTimeoutMs !== undefined) {
+    spec.idleTimeoutMs = BigInt(validateDuration(options.idleTimeoutMs, "idleTimeoutMs", MAX_SANDBOX_TIMEOUT_MS));
+  }
+  if (options.cpu !== undefined) spec.cpu = { $typeName: "sbx.v1.CpuSpec", cores: { $typeName: "sbx.v1.ResourceAmount", ...validateResource(options.cpu, "cpu") } };
+  if (options.memoryMiB !== undefined) {
+    spec.memory = { $typeName: "sbx.v1.MemorySpec", mib: { $typeName: "sbx.v1.ResourceAmount", ...validateResource(options.memoryMiB, "memoryMiB") } };
+  }
+  if (options.blockNetwork !== undefined) spec.blockNetwork = Boolean(options.blockNetwork);
+  if (options.cidrAllowlist !== undefined) {
+    if (!Array.isArray(options.cidrAllowlist) || options.cidrAllowlist.some((c) => typeof c !== "string")) {
+      throw new InvalidError("cidrAllowlist must be an array of CIDR strings");
+    }
+    spec.cidrAllowlist = [...options.cidrAllowlist];
+  }
+  if (options.ports !== undefined) {
+    if (!Array.isArray(options.ports) || options.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65_535)) {
+      throw new InvalidError("ports must be an array of port numbers (1-65535)");
+    }
+    spec.ports = [...options.ports];
+  }
+  if (options.readinessProbe !== undefined) {
+    const probe = options.readinessProbe;
+    spec.readinessProbe = {
+      $typeName: "sbx.v1.Probe",
+      intervalMs: probe.intervalMs,
+      kind:
+        probe.kind === "tcp"
+          ? { case: "tcpPort", value: probe.port ?? 0 }
+          : { case: "exec", value: { $typeName: "sbx.v1.ExecProbe", argv: [...(probe.argv ?? [])] } },
+    };
+  }
+  if (options.pty !== undefined) spec.pty = Boolean(options.pty);
+  return spec;
+}
+
+const validated = <A>(build: () => A): Effect.Effect<A, InvalidError> =>
+  Effect.try({ try: build, catch: (e) => (e instanceof InvalidError ? e : new InvalidError(String(e))) });
+
+const sandboxOf = (response: { sandbox?: SandboxInfo | undefined }): SandboxInfo => {
+  if (!response.sandbox) throw new Error("server response is missing the sandbox");
+  return response.sandbox;
+};
+
+export const createSandbox = (options: CreateSandboxOptions = {}): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
+  Effect.gen(function* () {
+    const spec = yield* validated(() => sandboxSpecOf(options));
+    // One idempotency key for every attempt: a retried create never makes a second sandbox.
+    const requestId = randomId("req-");
+    const response = yield* call("create sandbox", (rpc, o) => rpc.sandboxes.createSandbox({ requestId, spec }, o));
+    return sandboxOf(response);
+  });
+
+export const getSandbox = (sandboxId: string): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
+  Effect.gen(function* () {
+    yield* validated(() => validateId(sandboxId, "sandbox id"));
+    const response = yield* call(`get sandbox ${sandboxId}`, (rpc, o) => rpc.sandboxes.getSandbox({ sandboxId }, o));
+    return sandboxOf(response);
+  });
+
+export const lookupSandbox = (name: string, app = DEFAULT_APP): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
+  Effect.gen(function* () {
+    yield* validated(() => {
+      validateName(name);
+      validateName(app, "app");
+    });
+    const response = yield* call(`look up sandbox ${JSON.stringify(name)} in app ${JSON.stringify(app)}`, (rpc, o) =>
+      rpc.sandboxes.lookupSandbox({ app, name }, o),
+    );
+    return sandboxOf(response);
+  });
+
+/** Every matching sandbox, newest first, fetched page by page as the stream is consumed. */
+export const listSandboxes = (options: ListSandboxesOptions = {}): Stream.Stream<SandboxInfo, SandboxError, SbxRpc> =>
+  Stream.unwrap(
+    Effect.gen(function* () {
+      const app = options.app === undefined ? "" : yield* validated(() => validateName(options.app, "app"));
+      const tags = options.tags === undefined ? {} : yield* validated(() => validateTags(options.tags));
+      const includeFinished = Boolean(options.includeFinished);
+      return Stream.paginate("", (cursor: string) =>
+        call("list sandboxes", (rpc, o) =>
+          rpc.sandboxes.listSandboxes({ app, tags, includeFinished, cursor, pageSize: 100 }, o),
+        ).pipe(
+          Effect.map((page) => [page.sandboxes, page.nextCursor ? Option.some(page.nextCursor) : Option.none()] as const),
+        ),
+      );
+    }),
+  );
+
+export const waitSandbox = (
+  sandboxId: string,
+  timeoutMs?: number,
+): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
+  longPoll(
+    `waiting for sandbox ${sandboxId}`,
+    (holdMs) =>
+      call(
+        `wait for sandbox ${sandboxId}`,
+        (rpc, o) => rpc.sandboxes.waitSandbox({ sandboxId, timeoutMs: holdMs }, o),
+        longPollSettings(holdMs),
+      ).pipe(Effect.map((r) => ({ done: r.done, sandbox: sandboxOf(r) }))),
+    timeoutMs,
+  ).pipe(Effect.map((r) => r.sandbox));
+
+export const terminateSandbox = (sandboxId: string): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
+  call(`terminate sandbox ${sandboxId}`, (rpc, o) => rpc.sandboxes.terminateSandbox({ sandboxId }, o)).pipe(
+    Effect.map(sandboxOf),
+  );
+
+export const setSandboxTags = (
+  sandboxId: string,
+  tags: Record<string, string>,
+): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
+  Effect.gen(function* () {
+    const checked = yield* validated(() => validateTags(tags));
+    const response = yield* call(`set tags of sandbox ${sandboxId}`, (rpc, o) =>
+      rpc.sandboxes.setTags({ sandboxId, tags: checked }, o),
+    );
+    return sandboxOf(response);
+  });
+
+export const isFinished = (info: SandboxInfo): boolean => info.state === SandboxState.FINISHED;
+
+export function validateId(id: unknown, what: string): string {
+  if (typeof id !== "string" || id.length === 0 || id.length > 128 || !/^[A-Za-z0-9._-]+$/.test(id)) {
+    throw new InvalidError(`invalid ${what} ${JSON.stringify(id)}`);
+  }
+  return id;
+}

@@ -1,0 +1,177 @@
+/**
+ * `Sandbox`: one sandbox as the Promise API shows it (modelled on Modal's `Sandbox`).
+ */
+import type { Sandbox as SandboxInfo } from "@sbx/proto";
+import type { ClientRuntime } from "./client-runtime.js";
+import { ContainerProcess, type SignalOptions, type WaitOptions } from "./container-process.js";
+import { ClientClosedError, SandboxTerminatedError, SandboxTimeoutError, TimeoutError } from "./errors.js";
+import { type ExecOptions, startProcess } from "./process-ops.js";
+import { knownReturncode, returncodeOf } from "./returncode.js";
+import { getSandbox, isFinished, setSandboxTags, terminateSandbox, waitSandbox } from "./sandbox-ops.js";
+import { ProcessSchema, SandboxState, StdioMode } from "@sbx/proto";
+import { create } from "@bufbuild/protobuf";
+import type { StreamReader } from "./stream-reader.js";
+import type { StreamWriter } from "./stdin-writer.js";
+import { validateDuration } from "./validation.js";
+
+export interface SandboxWaitOptions extends WaitOptions {
+  /** When false, a timed-out or terminated sandbox resolves 124 / 137 instead of throwing. Default true. */
+  readonly raiseOnTermination?: boolean;
+}
+
+export interface TerminateOptions extends SignalOptions {
+  /** Also wait for the sandbox to finish and resolve its return code (137). */
+  readonly wait?: boolean;
+}
+
+export type ExecResultType<O extends ExecOptions | undefined> = O extends { mode: "binary" } ? Uint8Array : string;
+
+export class Sandbox implements AsyncDisposable {
+  readonly id: string;
+  readonly #runtime: ClientRuntime;
+  #info: SandboxInfo;
+  #detached = false;
+  #entrypoint: ContainerProcess<string> | undefined;
+
+  /** @internal */
+  constructor(runtime: ClientRuntime, info: SandboxInfo) {
+    this.#runtime = runtime;
+    this.#info = info;
+    this.id = info.id;
+  }
+
+  /** The sandbox's name, if it was given one. */
+  get name(): string | undefined {
+    return this.#info.spec?.name || undefined;
+  }
+
+  get app(): string {
+    return this.#info.spec?.app || "default";
+  }
+
+  /** The return code once the sandbox has finished (124 timeout, 137 terminated); null while running. */
+  get returncode(): number | null {
+    return isFinished(this.#info) ? returncodeOf(this.#info.exitStatus) : null;
+  }
+
+  /** The entrypoint's stdout. */
+  get stdout(): StreamReader<string> {
+    return this.#entrypointProcess().stdout;
+  }
+
+  get stderr(): StreamReader<string> {
+    return this.#entrypointProcess().stderr;
+  }
+
+  get stdin(): StreamWriter {
+    return this.#entrypointProcess().stdin;
+  }
+
+  /** Waits for the sandbox to finish and resolves its return code. */
+  async wait(options: SandboxWaitOptions = {}): Promise<number> {
+    const runtime = this.#live();
+    const timeoutMs = options.timeoutMs === undefined ? undefined : validateDuration(options.timeoutMs, "timeoutMs");
+    this.#info = await runtime.run(waitSandbox(this.id, timeoutMs), options.signal);
+    return this.#finishedCode(options.raiseOnTermination ?? true);
+  }
+
+  /** The return code if finished, else null (does not wait). */
+  async poll(options: SignalOptions = {}): Promise<number | null> {
+    const runtime = this.#live();
+    if (!isFinished(this.#info)) this.#info = await runtime.run(getSandbox(this.id), options.signal);
+    return this.returncode;
+  }
+
+  /** Terminates the sandbox and everything in it; a no-op if it already finished. */
+  async terminate(options: TerminateOptions = {}): Promise<number | undefined> {
+    const runtime = this.#live();
+    this.#info = await runtime.run(terminateSandbox(this.id), options.signal);
+    if (!options.wait) return undefined;
+    return this.wait({ raiseOnTermination: false, ...(options.signal ? { signal: options.signal } : {}) });
+  }
+
+  async setTags(tags: Record<string, string>, options: SignalOptions = {}): Promise<void> {
+    this.#info = await this.#live().run(setSandboxTags(this.id, tags), options.signal);
+  }
+
+  async getTags(options: SignalOptions = {}): Promise<Record<string, string>> {
+    this.#info = await this.#live().run(getSandbox(this.id), options.signal);
+    return { ...(this.#info.spec?.tags ?? {}) };
+  }
+
+  /** Runs a command in the sandbox. */
+  async exec<O extends ExecOptions & SignalOptions = ExecOptions & SignalOptions>(
+    command: string[],
+    options?: O,
+  ): Promise<ContainerProcess<ExecResultType<O>>> {
+    const runtime = this.#live();
+    const { signal, ...execOptions } = options ?? ({} as O);
+    const info = await runtime.run(startProcess(this.id, command, execOptions), signal);
+    return new ContainerProcess<ExecResultType<O>>(runtime, info, execOptions.mode ?? "text", {
+      stdout: info.spec?.stdout !== StdioMode.IGNORE,
+      stderr: info.spec?.stderr === StdioMode.PIPE || info.spec?.stderr === StdioMode.UNSPECIFIED,
+    });
+  }
+
+  /** Resolves once the sandbox is running (and its readiness probe passes, when it has one). */
+  async waitUntilReady(options: WaitOptions = {}): Promise<void> {
+    const runtime = this.#live();
+    const timeoutMs = options.timeoutMs === undefined ? undefined : validateDuration(options.timeoutMs, "timeoutMs");
+    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+    for (;;) {
+      this.#info = await runtime.run(getSandbox(this.id), options.signal);
+      if (isFinished(this.#info)) this.#finishedCode(true);
+      if (this.#info.state === SandboxState.RUNNING) return;
+      if (deadline !== undefined && Date.now() >= deadline) {
+        throw new TimeoutError(`sandbox ${this.id} was not ready within ${timeoutMs} ms`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /**
+   * Stops using this object without terminating the sandbox (it keeps running on the
+   * server); later calls on this object throw `ClientClosedError`.
+   */
+  async detach(): Promise<void> {
+    this.#detached = true;
+  }
+
+  /** `await using sb = await client.sandboxes.create()` terminates the sandbox on scope exit. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#detached || this.#runtime.closed) return;
+    await this.terminate();
+  }
+
+  #entrypointProcess(): ContainerProcess<string> {
+    const runtime = this.#live();
+    this.#entrypoint ??= new ContainerProcess<string>(
+      runtime,
+      create(ProcessSchema, {
+        sandboxId: this.id,
+        processId: this.#info.entrypointProcessId || "entrypoint",
+        running: true,
+      }),
+      "text",
+      { stdout: true, stderr: true },
+    );
+    return this.#entrypoint;
+  }
+
+  #finishedCode(raiseOnTermination: boolean): number {
+    const kind = this.#info.exitStatus?.kind.case;
+    if (raiseOnTermination && kind === "timedOut") {
+      throw new SandboxTimeoutError(`sandbox ${this.id} ran past its timeout`);
+    }
+    if (raiseOnTermination && kind === "terminated") {
+      throw new SandboxTerminatedError(`sandbox ${this.id} was terminated`);
+    }
+    return knownReturncode(this.#info.exitStatus, `sandbox ${this.id}`);
+  }
+
+  #live(): ClientRuntime {
+    if (this.#detached) throw new ClientClosedError(`sandbox object ${this.id} was detached`);
+    if (this.#runtime.closed) throw new ClientClosedError("the client is closed");
+    return this.#runtime;
+  }
+}

@@ -1,0 +1,13 @@
+/** Sandbox operations for the Effect API (`Sandboxes.create`, …). */
+export {
+  type CreateSandboxOptions,
+  createSandbox as create,
+  getSandbox as get,
+  type ListSandboxesOptions,
+  listSandboxes as list,
+  lookupSandbox as lookup,
+  type SandboxInfo,
+  setSandboxTags as setTags,
+  terminateSandbox as terminate,
+  waitSandbox as wait,
+} from "./sandbox-ops.js";

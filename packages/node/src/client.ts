@@ -1,0 +1,17 @@
+import { SandboxClient as CoreSandboxClient, type SandboxClientOptions } from "@sbx/core";
+import { createNodeTransport, type NodeTransportOptions } from "./transport.js";
+
+export interface NodeSandboxClientOptions extends SandboxClientOptions, NodeTransportOptions {}
+
+/**
+ * The sbx client for Node.js. Endpoint and token default to `SBX_ENDPOINT` and `SBX_TOKEN`;
+ * pass `{ transport }` to use another (e.g. `fake.transport` from `@sbx/testing`).
+ */
+export class SandboxClient extends CoreSandboxClient {
+  constructor(options: NodeSandboxClientOptions = {}) {
+    super(options, {
+      env: { endpoint: process.env.SBX_ENDPOINT || undefined, token: process.env.SBX_TOKEN || undefined },
+      createTransport: (endpoint) => createNodeTransport(endpoint, options),
+    });
+  }
+}
