@@ -15,7 +15,10 @@ export class ClientRuntime {
   readonly #closing = new AbortController();
   #closed = false;
 
-  constructor(transport: Transport, readonly config: ResolvedConfig) {
+  constructor(
+    transport: Transport,
+    readonly config: ResolvedConfig,
+  ) {
     // The services are plain values, built once, so streams can run with them directly.
     this.#context = Context.make(SbxRpc, makeRpc(transport, config));
     this.#runtime = ManagedRuntime.make(Layer.succeedContext(this.#context));

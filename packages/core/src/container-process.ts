@@ -6,9 +6,9 @@ import type { Process as ProcessInfo } from "@sbx/proto";
 import type { ClientRuntime } from "./client-runtime.js";
 import { getProcess, type SignalName, signalProcess, waitProcess } from "./process-ops.js";
 import { knownReturncode, returncodeOf } from "./returncode.js";
-import { validateDuration } from "./validation.js";
-import { StreamReader, type StreamMode } from "./stream-reader.js";
 import { StreamWriter } from "./stdin-writer.js";
+import { type StreamMode, StreamReader } from "./stream-reader.js";
+import { validateDuration } from "./validation.js";
 
 export interface WaitOptions {
   readonly signal?: AbortSignal;

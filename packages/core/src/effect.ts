@@ -14,19 +14,19 @@
 import type { Transport } from "@connectrpc/connect";
 import type { Layer } from "effect";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
-import { rpcLayer, SbxRpc } from "./rpc.js";
+import { rpcLayer, type SbxRpc } from "./rpc.js";
 
-export * from "./errors.js";
 export { type ResolvedConfig, resolveConfig } from "./config.js";
+export * from "./errors.js";
+export { longPoll } from "./long-poll.js";
+export * as Processes from "./processes-effect.js";
+export { returncodeOf } from "./returncode.js";
 export { call, retrySchedule, SbxRpc, type SbxRpcShape, withDeadline } from "./rpc.js";
 export { isTransient, toSandboxError } from "./rpc-errors.js";
-export { returncodeOf } from "./returncode.js";
-export { longPoll } from "./long-poll.js";
 export * as Sandboxes from "./sandboxes-effect.js";
-export * as Processes from "./processes-effect.js";
 
 /** A Layer providing `SbxRpc` over a Connect transport. */
-export const layer = (transport: Transport, options: Omit<SandboxClientOptions, "transport"> = {}): Layer.Layer<SbxRpc> =>
-  rpcLayer(transport, resolveConfig(options));
-
-
+export const layer = (
+  transport: Transport,
+  options: Omit<SandboxClientOptions, "transport"> = {},
+): Layer.Layer<SbxRpc> => rpcLayer(transport, resolveConfig(options));

@@ -38,6 +38,7 @@ export class SandboxError extends Error {
   static override [Symbol.hasInstance](value: unknown): boolean {
     if (typeof value !== "object" || value === null) return false;
     const tags = (value as { [TAGS]?: unknown })[TAGS];
+    // biome-ignore lint/complexity/noThisInStatic: `this` is the class instanceof was asked about (a subclass too)
     return Array.isArray(tags) && tags.includes(this.tag);
   }
 }

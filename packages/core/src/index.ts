@@ -12,11 +12,11 @@ export {
   type WaitOptions,
 } from "./container-process.js";
 export * from "./errors.js";
-export { type ExecOptions, SIGNALS, type SignalName } from "./process-ops.js";
 export { Probe } from "./probe.js";
+export { type ExecOptions, SIGNALS, type SignalName } from "./process-ops.js";
 export { returncodeOf, TERMINATED_RETURNCODE, TIMEOUT_RETURNCODE } from "./returncode.js";
 export { Sandbox, type SandboxWaitOptions, type TerminateOptions } from "./sandbox.js";
 export { type CreateSandboxOptions, DEFAULT_APP, type ListSandboxesOptions } from "./sandbox-ops.js";
-export { type ReadOptions, StreamReader, type StreamMode } from "./stream-reader.js";
 export { StreamWriter, type WriteOptions } from "./stdin-writer.js";
+export { type ReadOptions, type StreamMode, StreamReader } from "./stream-reader.js";
 export { ARG_MAX_BYTES } from "./validation.js";

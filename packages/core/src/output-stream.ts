@@ -4,12 +4,13 @@
  * marker, the read is reopened at the first byte not yet delivered, so no byte is lost or
  * repeated. Retries follow the client's retry schedule, reset whenever bytes arrive.
  */
-import type { SandboxError } from "./errors.js";
-import { ConnectionError, InternalError } from "./errors.js";
+
 import { OutputStream } from "@sbx/proto";
 import { Effect, Stream } from "effect";
-import { markTransient, toSandboxError } from "./rpc-errors.js";
+import type { SandboxError } from "./errors.js";
+import { ConnectionError, InternalError } from "./errors.js";
 import { retrySchedule, SbxRpc, type SbxRpcShape } from "./rpc.js";
+import { markTransient, toSandboxError } from "./rpc-errors.js";
 
 export type OutputName = "stdout" | "stderr";
 
@@ -64,10 +65,7 @@ async function* readAttempt(rpc: SbxRpcShape, source: OutputSource, cursor: Read
 }
 
 /** The bytes of one process stream from `fromOffset` to its end, surviving dropped connections. */
-export const outputChunks = (
-  source: OutputSource,
-  fromOffset = 0,
-): Stream.Stream<OutputBytes, SandboxError, SbxRpc> =>
+export const outputChunks = (source: OutputSource, fromOffset = 0): Stream.Stream<OutputBytes, SandboxError, SbxRpc> =>
   Stream.unwrap(
     Effect.gen(function* () {
       const rpc = yield* SbxRpc;

@@ -22,10 +22,7 @@ import {
 const TRANSIENT = Symbol.for("@sbx/core/transient");
 const RETRY_AFTER = Symbol.for("@sbx/core/retryAfterMs");
 
-const codeName = (code: Code): string =>
-  Code[code]
-    ?.replace(/([a-z])([A-Z])/g, "$1_$2")
-    .toLowerCase() ?? "unknown";
+const codeName = (code: Code): string => Code[code]?.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase() ?? "unknown";
 
 const TRANSIENT_CODES = new Set([Code.Unavailable, Code.Aborted, Code.DeadlineExceeded]);
 

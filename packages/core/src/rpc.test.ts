@@ -1,16 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createRouterTransport } from "@connectrpc/connect";
-import {
-  ProcessService,
-  RetryInfoSchema,
-  SandboxSchema,
-  SandboxService,
-  type ReadOutputRequest,
-} from "@sbx/proto";
+import { ProcessService, type ReadOutputRequest, RetryInfoSchema, SandboxSchema, SandboxService } from "@sbx/proto";
 import { Effect, Stream } from "effect";
 import { describe, expect, it } from "vitest";
-import { ConnectionError, InvalidError, QuotaExceededError, TimeoutError } from "./errors.js";
 import { resolveConfig } from "./config.js";
+import { ConnectionError, InvalidError, QuotaExceededError, TimeoutError } from "./errors.js";
 import { outputBytes, outputText } from "./output-stream.js";
 import { rpcLayer } from "./rpc.js";
 import { createSandbox, getSandbox } from "./sandbox-ops.js";
@@ -21,7 +15,11 @@ function harness(
   routes: Parameters<typeof createRouterTransport>[0],
   options: Parameters<typeof resolveConfig>[0] = {},
 ) {
-  const layer = rpcLayer(createRouterTransport(routes), { ...resolveConfig(options), retryBaseMs: 5, retryMaxDelayMs: 20 });
+  const layer = rpcLayer(createRouterTransport(routes), {
+    ...resolveConfig(options),
+    retryBaseMs: 5,
+    retryMaxDelayMs: 20,
+  });
   return <A, E>(effect: Effect.Effect<A, E, never> | Effect.Effect<A, E, import("./rpc.js").SbxRpc>) =>
     Effect.runPromise(Effect.result(Effect.provide(effect as Effect.Effect<A, E, import("./rpc.js").SbxRpc>, layer)));
 }

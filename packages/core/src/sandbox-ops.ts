@@ -3,13 +3,13 @@
  * `Sandbox` and `SandboxClient` run.
  */
 import { create } from "@bufbuild/protobuf";
-import { type Sandbox as SandboxInfo, SandboxSpecSchema, type SandboxSpec, SandboxState } from "@sbx/proto";
+import { type Sandbox as SandboxInfo, type SandboxSpec, SandboxSpecSchema, SandboxState } from "@sbx/proto";
 import { Effect, Option, Stream } from "effect";
 import { InvalidError, type SandboxError } from "./errors.js";
 import { randomId } from "./ids.js";
 import { longPoll, longPollSettings } from "./long-poll.js";
 import type { Probe } from "./probe.js";
-import { call, SbxRpc } from "./rpc.js";
+import { call, type SbxRpc } from "./rpc.js";
 import {
   MAX_SANDBOX_TIMEOUT_MS,
   validateAbsolutePath,
@@ -80,9 +80,16 @@ export function sandboxSpecOf(options: CreateSandboxOptions): SandboxSpec {
   if (options.idleTimeoutMs !== undefined) {
     spec.idleTimeoutMs = BigInt(validateDuration(options.idleTimeoutMs, "idleTimeoutMs", MAX_SANDBOX_TIMEOUT_MS));
   }
-  if (options.cpu !== undefined) spec.cpu = { $typeName: "sbx.v1.CpuSpec", cores: { $typeName: "sbx.v1.ResourceAmount", ...validateResource(options.cpu, "cpu") } };
+  if (options.cpu !== undefined)
+    spec.cpu = {
+      $typeName: "sbx.v1.CpuSpec",
+      cores: { $typeName: "sbx.v1.ResourceAmount", ...validateResource(options.cpu, "cpu") },
+    };
   if (options.memoryMiB !== undefined) {
-    spec.memory = { $typeName: "sbx.v1.MemorySpec", mib: { $typeName: "sbx.v1.ResourceAmount", ...validateResource(options.memoryMiB, "memoryMiB") } };
+    spec.memory = {
+      $typeName: "sbx.v1.MemorySpec",
+      mib: { $typeName: "sbx.v1.ResourceAmount", ...validateResource(options.memoryMiB, "memoryMiB") },
+    };
   }
   if (options.blockNetwork !== undefined) spec.blockNetwork = Boolean(options.blockNetwork);
   if (options.cidrAllowlist !== undefined) {
@@ -159,16 +166,15 @@ export const listSandboxes = (options: ListSandboxesOptions = {}): Stream.Stream
         call("list sandboxes", (rpc, o) =>
           rpc.sandboxes.listSandboxes({ app, tags, includeFinished, cursor, pageSize: 100 }, o),
         ).pipe(
-          Effect.map((page) => [page.sandboxes, page.nextCursor ? Option.some(page.nextCursor) : Option.none()] as const),
+          Effect.map(
+            (page) => [page.sandboxes, page.nextCursor ? Option.some(page.nextCursor) : Option.none()] as const,
+          ),
         ),
       );
     }),
   );
 
-export const waitSandbox = (
-  sandboxId: string,
-  timeoutMs?: number,
-): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
+export const waitSandbox = (sandboxId: string, timeoutMs?: number): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
   longPoll(
     `waiting for sandbox ${sandboxId}`,
     (holdMs) =>

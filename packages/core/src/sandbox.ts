@@ -1,17 +1,18 @@
 /**
  * `Sandbox`: one sandbox as the Promise API shows it (modelled on Modal's `Sandbox`).
  */
+
+import { create } from "@bufbuild/protobuf";
 import type { Sandbox as SandboxInfo } from "@sbx/proto";
+import { ProcessSchema, SandboxState, StdioMode } from "@sbx/proto";
 import type { ClientRuntime } from "./client-runtime.js";
 import { ContainerProcess, type SignalOptions, type WaitOptions } from "./container-process.js";
 import { ClientClosedError, SandboxTerminatedError, SandboxTimeoutError, TimeoutError } from "./errors.js";
 import { type ExecOptions, startProcess } from "./process-ops.js";
 import { knownReturncode, returncodeOf } from "./returncode.js";
 import { getSandbox, isFinished, setSandboxTags, terminateSandbox, waitSandbox } from "./sandbox-ops.js";
-import { ProcessSchema, SandboxState, StdioMode } from "@sbx/proto";
-import { create } from "@bufbuild/protobuf";
-import type { StreamReader } from "./stream-reader.js";
 import type { StreamWriter } from "./stdin-writer.js";
+import type { StreamReader } from "./stream-reader.js";
 import { validateDuration } from "./validation.js";
 
 export interface SandboxWaitOptions extends WaitOptions {

@@ -2,8 +2,9 @@
  * `StreamWriter`: a process's stdin. Writes are sent in order, each addressed by the byte
  * offset it starts at, so a write retried after a lost response is applied exactly once.
  */
-import { FailedPreconditionError, InvalidError } from "./errors.js";
+
 import type { ClientRuntime } from "./client-runtime.js";
+import { FailedPreconditionError, InvalidError } from "./errors.js";
 import { writeStdin } from "./process-ops.js";
 
 /** Largest payload of one WriteStdin call; bigger writes are split. */

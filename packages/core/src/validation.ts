@@ -99,10 +99,7 @@ export function validateEnv(env: unknown): Record<string, string> {
 }
 
 /** `cpu` / `memoryMiB`: a positive number, or `{ request, limit }` with request ≤ limit. */
-export function validateResource(
-  value: unknown,
-  what: string,
-): { request: number; limit: number } {
+export function validateResource(value: unknown, what: string): { request: number; limit: number } {
   if (typeof value === "number") {
     if (!Number.isFinite(value) || value <= 0) throw new InvalidError(`${what} must be a positive number`);
     return { request: value, limit: value };

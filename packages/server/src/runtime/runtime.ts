@@ -1,0 +1,75 @@
+/**
+ * The runtime driver interface: what the server needs from whatever actually runs
+ * sandboxes. `local` (bubblewrap on this machine) implements it now; a Kubernetes driver
+ * will later. Drivers know nothing of RPCs, offsets, ids policy or persistence: the server
+ * keeps those.
+ */
+
+export interface RuntimeSandboxSpec {
+  /** Server-chosen sandbox id, safe as a file or cgroup name ([a-z0-9-]). */
+  readonly id: string;
+  /** Image name or id; undefined: the driver's default image. */
+  readonly image?: string | undefined;
+  /** Environment given to every process (the entrypoint's and exec'd ones merge their own on top). */
+  readonly env: Readonly<Record<string, string>>;
+  /** Default working directory (absolute); undefined: "/". */
+  readonly workdir?: string | undefined;
+  /** CPU limit in cores (fractional); undefined: no limit. */
+  readonly cpuLimit?: number | undefined;
+  /** Memory limit in MiB; undefined: the driver's default. */
+  readonly memoryLimitMiB?: number | undefined;
+  /** Maximum number of processes/threads; undefined: the driver's default. */
+  readonly pidsLimit?: number | undefined;
+  /** True: no network at all (loopback only). */
+  readonly blockNetwork: boolean;
+}
+
+export interface RuntimeProcessSpec {
+  readonly argv: readonly string[];
+  /** Merged on top of the sandbox env. */
+  readonly env: Readonly<Record<string, string>>;
+  /** Absolute; undefined: the sandbox's workdir. */
+  readonly workdir?: string | undefined;
+  /** Run under a pseudo-terminal (stdout and stderr merged). */
+  readonly pty: boolean;
+}
+
+export type RuntimeExit =
+  | { readonly kind: "exited"; readonly code: number }
+  | { readonly kind: "signaled"; readonly signal: number };
+
+export interface RuntimeProcess {
+  /** The pid as seen inside the sandbox (0 if unknown). */
+  readonly pid: number;
+  /** Called with each chunk of output, in order, until the stream ends. */
+  onStdout(listener: (chunk: Uint8Array) => void): void;
+  onStderr(listener: (chunk: Uint8Array) => void): void;
+  /** Resolves when the data has been handed to the process's stdin pipe. */
+  writeStdin(data: Uint8Array): Promise<void>;
+  closeStdin(): Promise<void>;
+  /** Sends a signal to the process (and its process group). */
+  signal(signal: number): void;
+  /** Resolves once the process has exited AND its stdout/stderr have been fully delivered. */
+  readonly exit: Promise<RuntimeExit>;
+}
+
+export interface RuntimeSandbox {
+  readonly id: string;
+  /** Starts a process inside the sandbox (same namespaces, root, cgroup, seccomp). */
+  exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess>;
+  /** Kills every process in the sandbox and releases everything it held (mounts, cgroups, dirs). Idempotent. */
+  destroy(): Promise<void>;
+  /** Resolves if the sandbox dies on its own (its init was killed, e.g. by the OOM killer). */
+  readonly died: Promise<void>;
+}
+
+export interface SandboxRuntime {
+  readonly name: string;
+  /** What is missing on this machine, one sentence each with how to fix it; empty when ready. */
+  checkPrerequisites(): Promise<string[]>;
+  createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox>;
+  /** Removes what sandboxes of an earlier server run left behind (after a crash). */
+  cleanupLeftovers(): Promise<void>;
+  /** Destroys every sandbox this runtime created. */
+  close(): Promise<void>;
+}
