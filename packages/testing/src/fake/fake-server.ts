@@ -1,0 +1,77 @@
+/**
+ * `createFakeServer()`: the sbx protocol implemented in memory for users' tests. Usable
+ * in-process (`fake.transport`, no network, browser-safe) or over a real port (`listen()`).
+ */
+import { type ConnectRouter, createRouterTransport, type Transport } from "@connectrpc/connect";
+import { ProcessService, SandboxService } from "@sbx/proto";
+import { type CutStreamsOptions, type FailNextOptions, Faults, type RecordedCall } from "./faults.js";
+import type { ExecHandler, ExecPattern } from "./handlers.js";
+import type { FakeListener, ListenOptions } from "./listen.js";
+import { terminated } from "./model.js";
+import { processService } from "./process-service.js";
+import { sandboxService } from "./sandbox-service.js";
+import { FakeState } from "./state.js";
+
+export interface FakeServerOptions {
+  /** Delay every call by this long (streams: before the first message). */
+  readonly latencyMs?: number;
+  /** The built-in mini shell for unmatched commands (echo, cat, sleep, …). Default true. */
+  readonly defaultHandlers?: boolean;
+  /** When set, every call must carry `Authorization: Bearer <token>` (else UNAUTHENTICATED). */
+  readonly token?: string;
+}
+
+export interface FakeServer {
+  /** An in-process Connect transport: pass it as `new SandboxClient({ transport })`. */
+  readonly transport: Transport;
+  /** Mounts the fake's services into your own Connect router. */
+  readonly routes: (router: ConnectRouter) => void;
+  /** Every RPC received, in order, including failed ones. */
+  readonly calls: readonly RecordedCall[];
+  /** Scripts processes whose command matches `pattern` (latest registration wins). */
+  onExec(pattern: ExecPattern, handler: ExecHandler): void;
+  /** The next `times` calls of `method` fail with `code`. */
+  failNext(method: string, options: FailNextOptions): void;
+  /** The next output streams fail with UNAVAILABLE after `afterBytes` data bytes. */
+  cutStreams(options: CutStreamsOptions): void;
+  setLatency(ms: number): void;
+  /** Serves the fake on a real port (Connect over HTTP/1.1 and HTTP/2, gRPC), Node only. */
+  listen(options?: ListenOptions): Promise<FakeListener>;
+  /** Stops listeners and ends every sandbox, process and timer. */
+  close(): Promise<void>;
+}
+
+export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
+  const state = new FakeState(options.defaultHandlers ?? true);
+  const faults = new Faults(options.token);
+  faults.latencyMs = options.latencyMs ?? 0;
+  const routes = (router: ConnectRouter) => {
+    router.service(SandboxService, sandboxService(state));
+    router.service(ProcessService, processService(state));
+  };
+  const interceptors = [faults.interceptor];
+  const listeners: FakeListener[] = [];
+  return {
+    transport: createRouterTransport(routes, { router: { interceptors } }),
+    routes,
+    calls: faults.calls,
+    onExec: (pattern, handler) => state.handlers.add(pattern, handler),
+    failNext: (method, failure) => faults.failNext(method, failure),
+    cutStreams: (cut) => faults.cutStreams(cut),
+    setLatency(ms) {
+      if (!Number.isFinite(ms) || ms < 0) throw new TypeError("latency must be a non-negative number of ms");
+      faults.latencyMs = ms;
+    },
+    async listen(listenOptions) {
+      // Loaded on demand so the in-process fake stays free of node: imports (browser-safe).
+      const { listenFake } = await import("./listen.js");
+      const listener = await listenFake(routes, interceptors, listenOptions);
+      listeners.push(listener);
+      return listener;
+    },
+    async close() {
+      state.shutdown((sandbox) => sandbox.finish(terminated()));
+      await Promise.all(listeners.splice(0).map((l) => l.close()));
+    },
+  };
+}

@@ -1,0 +1,197 @@
+/**
+ * Fault injection and observation as server-side Connect interceptors, so they apply the
+ * same in-process and over a port: failNext, cut streams, latency, auth, and the call log.
+ */
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { RetryInfoSchema } from "@sbx/proto";
+
+export type FaultCode =
+  | "canceled"
+  | "unknown"
+  | "invalid_argument"
+  | "deadline_exceeded"
+  | "not_found"
+  | "already_exists"
+  | "permission_denied"
+  | "resource_exhausted"
+  | "failed_precondition"
+  | "aborted"
+  | "out_of_range"
+  | "unimplemented"
+  | "internal"
+  | "unavailable"
+  | "data_loss"
+  | "unauthenticated";
+
+export interface FailNextOptions {
+  readonly code: FaultCode;
+  /** How many calls fail (default 1). */
+  readonly times?: number;
+  readonly message?: string;
+  /** Attach a RetryInfo detail asking the client to wait this long. */
+  readonly retryAfterMs?: number;
+  /** Perform the call, then fail: a response lost after the server acted. */
+  readonly afterApplying?: boolean;
+}
+
+export interface CutStreamsOptions {
+  /** Each affected stream fails with UNAVAILABLE after sending this many data bytes. */
+  readonly afterBytes: number;
+  /** How many streams are cut (default 1). */
+  readonly times?: number;
+}
+
+export interface RecordedCall {
+  readonly method: string;
+  /** The request message (unary calls and server-streaming calls). */
+  readonly request: unknown;
+}
+
+const METHODS = [
+  "CreateSandbox",
+  "GetSandbox",
+  "LookupSandbox",
+  "ListSandboxes",
+  "WaitSandbox",
+  "TerminateSandbox",
+  "SetTags",
+  "StartProcess",
+  "GetProcess",
+  "ReadOutput",
+  "WriteStdin",
+  "WaitProcess",
+  "SignalProcess",
+];
+const ALIASES: Record<string, string> = {
+  create: "CreateSandbox",
+  get: "GetSandbox",
+  lookup: "LookupSandbox",
+  list: "ListSandboxes",
+  wait: "WaitSandbox",
+  terminate: "TerminateSandbox",
+  setTags: "SetTags",
+  exec: "StartProcess",
+  read: "ReadOutput",
+  write: "WriteStdin",
+  waitProcess: "WaitProcess",
+  signal: "SignalProcess",
+};
+
+export function methodName(name: string): string {
+  const alias = ALIASES[name];
+  if (alias) return alias;
+  const pascal = name.charAt(0).toUpperCase() + name.slice(1);
+  if (METHODS.includes(pascal)) return pascal;
+  throw new TypeError(
+    `unknown method ${JSON.stringify(name)}; use one of ${[...METHODS, ...Object.keys(ALIASES)].join(", ")}`,
+  );
+}
+
+function codeOf(name: FaultCode): Code {
+  const key = name.replace(/(^|_)(\w)/g, (_, __, c: string) => c.toUpperCase()) as keyof typeof Code;
+  const code = Code[key];
+  if (typeof code !== "number") throw new TypeError(`unknown status code ${JSON.stringify(name)}`);
+  return code;
+}
+
+interface PendingFailure {
+  options: FailNextOptions;
+  remaining: number;
+}
+
+export class Faults {
+  readonly calls: RecordedCall[] = [];
+  latencyMs = 0;
+  readonly #failures = new Map<string, PendingFailure[]>();
+  #cuts: { afterBytes: number; remaining: number } | undefined;
+
+  constructor(private readonly token: string | undefined) {}
+
+  failNext(method: string, options: FailNextOptions): void {
+    const name = methodName(method);
+    codeOf(options.code);
+    const times = options.times ?? 1;
+    if (!Number.isInteger(times) || times < 1) throw new TypeError("times must be a positive integer");
+    const queue = this.#failures.get(name) ?? [];
+    queue.push({ options, remaining: times });
+    this.#failures.set(name, queue);
+  }
+
+  cutStreams(options: CutStreamsOptions): void {
+    if (!Number.isInteger(options.afterBytes) || options.afterBytes < 0) {
+      throw new TypeError("afterBytes must be a non-negative integer");
+    }
+    this.#cuts = { afterBytes: options.afterBytes, remaining: options.times ?? 1 };
+  }
+
+  reset(): void {
+    this.#failures.clear();
+    this.#cuts = undefined;
+    this.calls.length = 0;
+  }
+
+  #takeFailure(method: string): FailNextOptions | undefined {
+    const queue = this.#failures.get(method);
+    const head = queue?.[0];
+    if (!queue || !head) return undefined;
+    head.remaining--;
+    if (head.remaining <= 0) queue.shift();
+    return head.options;
+  }
+
+  #takeCut(): number | undefined {
+    if (!this.#cuts || this.#cuts.remaining <= 0) return undefined;
+    this.#cuts.remaining--;
+    return this.#cuts.afterBytes;
+  }
+
+  readonly interceptor: Interceptor = (next) => async (request) => {
+    const method = request.method.name;
+    this.calls.push({ method, request: request.stream ? undefined : request.message });
+    if (this.token !== undefined && request.header.get("authorization") !== `Bearer ${this.token}`) {
+      throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
+    }
+    if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+    const failure = this.#takeFailure(method);
+    if (failure && !failure.afterApplying) throw errorOf(failure, method);
+    const response = await next(request);
+    if (failure) {
+      // Let a streaming call run to completion before reporting the failure.
+      if (response.stream) for await (const _ of response.message);
+      throw errorOf(failure, method);
+    }
+    if (!response.stream || method !== "ReadOutput") return response;
+    const cutAfter = this.#takeCut();
+    if (cutAfter === undefined) return response;
+    return {
+      ...response,
+      message: cut(response.message as AsyncIterable<{ data: Uint8Array }>, cutAfter),
+    } as typeof response;
+  };
+}
+
+function errorOf(failure: FailNextOptions, method: string): ConnectError {
+  const details =
+    failure.retryAfterMs === undefined
+      ? undefined
+      : [{ desc: RetryInfoSchema, value: { retryDelayMs: BigInt(failure.retryAfterMs) } }];
+  return new ConnectError(
+    failure.message ?? `injected ${failure.code} failure of ${method}`,
+    codeOf(failure.code),
+    undefined,
+    details,
+  );
+}
+
+async function* cut<M extends { data: Uint8Array }>(messages: AsyncIterable<M>, afterBytes: number): AsyncGenerator<M> {
+  let sent = 0;
+  for await (const message of messages) {
+    const room = afterBytes - sent;
+    if (message.data.byteLength > room) {
+      if (room > 0) yield { ...message, data: message.data.subarray(0, room), eof: false };
+      throw new ConnectError(`stream cut after ${afterBytes} bytes (injected)`, Code.Unavailable);
+    }
+    sent += message.data.byteLength;
+    yield message;
+  }
+}

@@ -1,0 +1,77 @@
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { OutputStream, type ProcessService } from "@sbx/proto";
+import { FakeProcess, signaled } from "./model.js";
+import type { FakeState } from "./state.js";
+import { checkArgv, checkEnv, checkId, checkWorkdir } from "./validation.js";
+
+const MAX_HOLD_MS = 10_000;
+
+export function processService(state: FakeState): ServiceImpl<typeof ProcessService> {
+  return {
+    startProcess(request) {
+      const sandbox = state.sandbox(request.sandboxId);
+      checkId(request.processId, "process id");
+      const spec = request.spec;
+      if (!spec) throw new ConnectError("spec is required", Code.InvalidArgument);
+      checkArgv(spec.argv, "argv", false);
+      checkWorkdir(spec.workdir);
+      checkEnv(spec.env);
+      const existing = sandbox.processes.get(request.processId);
+      if (existing) {
+        const same = JSON.stringify(existing.info.spec?.argv) === JSON.stringify(spec.argv);
+        if (!same) throw new ConnectError(`process ${request.processId} already exists`, Code.AlreadyExists);
+        return { process: existing.info };
+      }
+      if (!sandbox.running) {
+        throw new ConnectError(`sandbox ${request.sandboxId} has finished`, Code.FailedPrecondition);
+      }
+      const process = new FakeProcess(sandbox, request.processId, spec, state.nextPid());
+      sandbox.processes.set(request.processId, process);
+      process.start(state.handlers, state.defaultHandlers);
+      return { process: process.info };
+    },
+
+    getProcess(request) {
+      return { process: state.process(request.sandboxId, request.processId).info };
+    },
+
+    async *readOutput(request, context) {
+      const process = state.process(request.sandboxId, request.processId);
+      const log = request.stream === OutputStream.STDERR ? process.stderr : process.stdout;
+      const from = Number(request.offset);
+      if (log.closed && from > log.length) {
+        throw new ConnectError(`offset ${from} is past the end of the stream (${log.length} bytes)`, Code.OutOfRange);
+      }
+      let at = from;
+      for await (const chunk of log.read(from, context.signal)) {
+        yield { offset: BigInt(chunk.offset), data: chunk.data };
+        at = chunk.offset + chunk.data.byteLength;
+      }
+      yield { offset: BigInt(Math.max(at, log.length)), data: new Uint8Array(0), eof: true };
+    },
+
+    writeStdin(request) {
+      const process = state.process(request.sandboxId, request.processId);
+      const result = process.writeStdin(Number(request.offset), request.data, request.eof);
+      if ("error" in result) throw new ConnectError(result.error, Code.FailedPrecondition);
+      return { committedOffset: BigInt(result.committed) };
+    },
+
+    async waitProcess(request, context) {
+      const process = state.process(request.sandboxId, request.processId);
+      if (process.running) {
+        await process.ended.wait(Math.min(request.timeoutMs || MAX_HOLD_MS, MAX_HOLD_MS), context.signal);
+      }
+      return { process: process.info, done: !process.running };
+    },
+
+    signalProcess(request) {
+      const process = state.process(request.sandboxId, request.processId);
+      if (request.signal < 1 || request.signal > 64) {
+        throw new ConnectError(`invalid signal ${request.signal}`, Code.InvalidArgument);
+      }
+      process.finish(signaled(request.signal));
+      return { process: process.info };
+    },
+  };
+}
