@@ -1,0 +1,200 @@
+import { bytesEqual, deepEqual, equal, ok, rejects, settlesWithin } from "../assert.js";
+import type { Harness, TestApi } from "../target.js";
+
+const T = 30_000;
+const sh = (script: string) => ["sh", "-c", script];
+
+export function execCases(t: TestApi, h: Harness): void {
+  const { sdk } = h;
+
+  t.describe("exec", () => {
+    t.it(
+      "runs a command and reads stdout, stderr and the exit code",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(sh("echo out; echo err >&2; exit 7"));
+        equal(await p.stdout.readText(), "out\n");
+        equal(await p.stderr.readText(), "err\n");
+        equal(await p.wait(), 7);
+        equal(p.returncode, 7);
+        equal(await p.poll(), 7);
+      },
+      T,
+    );
+
+    t.it(
+      "poll and returncode are null while running",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(["sleep", "5"]);
+        equal(p.returncode, null);
+        equal(await p.poll(), null);
+        await p.kill();
+        equal(await p.wait(), 137);
+      },
+      T,
+    );
+
+    t.it(
+      "argv runs as given, without a shell",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(["echo", "a  b", "$HOME", "*"]);
+        equal(await p.stdout.readText(), "a  b $HOME *\n");
+        equal(await p.wait(), 0);
+      },
+      T,
+    );
+
+    t.it(
+      "iterates chunks and lines as they arrive",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(sh("echo a; echo b; echo c"));
+        const lines: string[] = [];
+        for await (const line of p.stdout.lines()) lines.push(line);
+        deepEqual(lines, ["a", "b", "c"]);
+        const q = await sb.exec(sh("printf '%s\\n' one two"));
+        let text = "";
+        for await (const chunk of q.stdout) {
+          equal(typeof chunk, "string");
+          text += chunk;
+        }
+        equal(text, "one\ntwo\n");
+      },
+      T,
+    );
+
+    t.it(
+      "binary mode yields bytes",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(["printf", "%s", "hé"], { mode: "binary" });
+        const chunks: Uint8Array[] = [];
+        for await (const chunk of p.stdout) {
+          ok(chunk instanceof Uint8Array, "binary chunks are Uint8Array");
+          chunks.push(chunk);
+        }
+        const total = chunks.reduce((n, c) => n + c.byteLength, 0);
+        equal(total, 3);
+        const q = await sb.exec(["echo", "héllo"], { mode: "binary" });
+        bytesEqual(await q.stdout.readBytes(), new TextEncoder().encode("héllo\n"));
+      },
+      T,
+    );
+
+    t.it(
+      "stderr: 'stdout' merges, 'ignore' discards",
+      async () => {
+        const sb = await h.sandbox();
+        const merged = await sb.exec(sh("echo one; echo two >&2; echo three"), { stderr: "stdout" });
+        equal(await merged.stdout.readText(), "one\ntwo\nthree\n");
+        equal(await merged.stderr.readText(), "");
+        const ignored = await sb.exec(sh("echo out; echo err >&2"), { stdout: "ignore", stderr: "ignore" });
+        equal(await ignored.stdout.readText(), "");
+        equal(await ignored.stderr.readText(), "");
+        equal(await ignored.wait(), 0);
+      },
+      T,
+    );
+
+    t.it(
+      "stdin round trip through cat",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(["cat"]);
+        await p.stdin.write("hello ");
+        await p.stdin.write(new TextEncoder().encode("wörld\n"));
+        await p.stdin.close();
+        equal(await p.stdout.readText(), "hello wörld\n");
+        equal(await p.wait(), 0);
+      },
+      T,
+    );
+
+    t.it(
+      "workdir and env",
+      async () => {
+        const sb = await h.sandbox({ env: { FROM_SANDBOX: "s" } });
+        const p = await sb.exec(sh('echo "$FOO-$FROM_SANDBOX"'), { env: { FOO: "bar" } });
+        equal(await p.stdout.readText(), "bar-s\n");
+        const q = await sb.exec(["pwd"], { workdir: "/tmp" });
+        equal(await q.stdout.readText(), "/tmp\n");
+      },
+      T,
+    );
+
+    t.it(
+      "kill: SIGKILL by default (137), SIGTERM → 143",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(["sleep", "30"]);
+        await p.kill();
+        equal(await p.wait(), 137);
+        const q = await sb.exec(["sleep", "30"]);
+        await q.kill("SIGTERM");
+        equal(await q.wait(), 143);
+        await p.kill(); // killing an exited process is a no-op
+      },
+      T,
+    );
+
+    t.it(
+      "an exec timeout ends the process with 124",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(["sleep", "10"], { timeoutMs: 500 });
+        equal(await p.wait(), 124);
+      },
+      T,
+    );
+
+    t.it(
+      "exec in a terminated sandbox is a SandboxError",
+      async () => {
+        const sb = await h.sandbox();
+        await sb.terminate({ wait: true });
+        const error = await rejects(() => sb.exec(["true"]), sdk.SandboxError);
+        ok(typeof error.code === "string" && error.code.length > 0);
+      },
+      T,
+    );
+
+    t.it(
+      "terminating a sandbox ends its running processes' waits and reads",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(sh("echo started; sleep 30"));
+        const waiting = p.wait();
+        const reading = p.stdout.readText();
+        await sb.terminate();
+        const waited = await settlesWithin(waiting, 15_000, "wait after terminate");
+        const read = await settlesWithin(reading, 15_000, "read after terminate");
+        if (waited.status === "fulfilled") equal(waited.value, 137);
+        else ok(waited.reason instanceof sdk.SandboxError, "wait rejected with a SandboxError");
+        if (read.status === "fulfilled") equal(read.value, "started\n");
+      },
+      T,
+    );
+
+    t.it(
+      "an aborted wait rejects promptly",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(["sleep", "30"]);
+        const controller = new AbortController();
+        const waiting = p.wait({ signal: controller.signal });
+        setTimeout(() => controller.abort(), 100);
+        const result = await settlesWithin(waiting, 5_000, "aborted wait");
+        equal(result.status, "rejected");
+        const reason = (result as PromiseRejectedResult).reason as Error;
+        ok(reason.name === "AbortError" || reason instanceof sdk.SandboxError, `unexpected ${reason}`);
+        const already = new AbortController();
+        already.abort();
+        await rejects(() => p.poll({ signal: already.signal }), sdk.SandboxError);
+        await p.kill();
+      },
+      T,
+    );
+  });
+}

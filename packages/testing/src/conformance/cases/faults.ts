@@ -1,0 +1,116 @@
+import { bytesEqual, equal, ok, rejects } from "../assert.js";
+import type { FakeControls, Harness, TestApi } from "../target.js";
+
+const T = 60_000;
+
+/** Numbered lines with multi-byte characters, so cuts land inside characters too. */
+function expectedOutput(lines: number): string {
+  let out = "";
+  for (let i = 0; i < lines; i++) out += `line ${i} héllo wörld 😀 ${"✓".repeat(i % 7)}\n`;
+  return out;
+}
+
+export function faultCases(t: TestApi, h: Harness, fake: FakeControls): void {
+  const { sdk } = h;
+  const text = expectedOutput(2_000);
+  const bytes = new TextEncoder().encode(text);
+  fake.onExec("conformance-generate", async ({ stdout, sleep }) => {
+    // Many small, oddly sized chunks, produced over time.
+    for (let at = 0, n = 0; at < bytes.byteLength; n++) {
+      const size = 1 + ((n * 7919) % 4093);
+      stdout.write(bytes.subarray(at, at + size));
+      at += size;
+      if (n % 50 === 0) await sleep(1);
+    }
+    return { exitCode: 0 };
+  });
+
+  t.describe("faults (fake server)", () => {
+    t.it(
+      "transient failures are retried: exec still runs once",
+      async () => {
+        const sb = await h.sandbox();
+        fake.failNext("exec", { code: "unavailable", times: 2 });
+        const before = fake.calls.filter((c) => c.method === "StartProcess").length;
+        const p = await sb.exec(["echo", "once"]);
+        equal(await p.stdout.readText(), "once\n");
+        equal(fake.calls.filter((c) => c.method === "StartProcess").length - before, 3);
+      },
+      T,
+    );
+
+    t.it(
+      "a create whose response was lost is not repeated (idempotency key)",
+      async () => {
+        const marker = Math.random().toString(36).slice(2, 10);
+        fake.failNext("create", { code: "unavailable", afterApplying: true });
+        const sb = await h.sandbox({ tags: { marker } });
+        const ids: string[] = [];
+        for await (const s of h.client().sandboxes.list({ app: h.app, tags: { marker } })) ids.push(s.id);
+        equal(ids.length, 1, "exactly one sandbox was created");
+        equal(ids[0], sb.id);
+      },
+      T,
+    );
+
+    t.it(
+      "stdin writes retried after a lost response are applied once",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(["cat"]);
+        fake.failNext("write", { code: "unavailable", afterApplying: true, times: 2 });
+        await p.stdin.write("exactly ");
+        await p.stdin.write("once\n");
+        await p.stdin.close();
+        equal(await p.stdout.readText(), "exactly once\n");
+      },
+      T,
+    );
+
+    t.it(
+      "permanent errors are not retried",
+      async () => {
+        const sb = await h.sandbox();
+        fake.failNext("exec", { code: "permission_denied" });
+        const before = fake.calls.length;
+        await rejects(() => sb.exec(["true"]), sdk.AuthenticationError);
+        equal(fake.calls.length - before, 1);
+      },
+      T,
+    );
+
+    t.it(
+      "a server-sent retry delay is honoured",
+      async () => {
+        const sb = await h.sandbox();
+        fake.failNext("exec", { code: "resource_exhausted", retryAfterMs: 200 });
+        const p = await sb.exec(["echo", "later"]);
+        equal(await p.stdout.readText(), "later\n");
+        fake.failNext("exec", { code: "resource_exhausted" });
+        await rejects(() => sb.exec(["true"]), sdk.QuotaExceededError);
+      },
+      T,
+    );
+
+    for (const afterBytes of [0, 1, 2, 3, 4_093, 65_537]) {
+      t.it(
+        `output cut after ${afterBytes} bytes resumes with exactly the same bytes`,
+        async () => {
+          const sb = await h.sandbox();
+          const p = await sb.exec(["conformance-generate"]);
+          fake.cutStreams({ afterBytes, times: 5 });
+          equal(await p.stdout.readText(), text);
+          const q = await sb.exec(["conformance-generate"], { mode: "binary" });
+          fake.cutStreams({ afterBytes: afterBytes + 17, times: 5 });
+          bytesEqual(await q.stdout.readBytes(), bytes);
+          const r = await sb.exec(["conformance-generate"]);
+          fake.cutStreams({ afterBytes: afterBytes + 1_001, times: 5 });
+          let joined = "";
+          for await (const chunk of r.stdout) joined += chunk;
+          ok(joined === text, "iterated chunks concatenate to the exact output");
+        },
+        T,
+      );
+    }
+  });
+}

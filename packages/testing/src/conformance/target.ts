@@ -1,0 +1,48 @@
+/** What a conformance run needs to know about its target. */
+import type * as core from "@sbx/core";
+
+/** A vitest/jest/node:test-like API; the suite registers its cases through it. */
+export interface TestApi {
+  describe(name: string, fn: () => void): void;
+  it(name: string, fn: () => Promise<void> | void, timeoutMs?: number): void;
+  beforeAll(fn: () => unknown): void;
+  afterAll(fn: () => unknown): void;
+}
+
+/** The adapter module under test (e.g. `import * as sdk from "@sbx/node"`). */
+export type SdkModule = typeof core;
+export type SandboxClientLike = core.SandboxClient;
+
+/** The fake server's controls the fault cases use (present when the target is the fake). */
+export interface FakeControls {
+  failNext(
+    method: string,
+    options: { code: string; times?: number; retryAfterMs?: number; afterApplying?: boolean },
+  ): void;
+  cutStreams(options: { afterBytes: number; times?: number }): void;
+  onExec(
+    pattern: RegExp | string,
+    handler: (ctx: { stdout: { write(data: string | Uint8Array): void }; sleep(ms: number): Promise<void> }) => unknown,
+  ): void;
+  readonly calls: readonly { method: string }[];
+}
+
+export interface ConformanceTarget {
+  readonly name: string;
+  readonly sdk: SdkModule;
+  /** A fresh client connected to the target. */
+  makeClient(): Promise<SandboxClientLike> | SandboxClientLike;
+  /** Present when the target is the fake server: enables the fault-injection cases. */
+  readonly fake?: FakeControls;
+}
+
+/** Shared per-run helpers for the cases. */
+export interface Harness {
+  readonly target: ConformanceTarget;
+  readonly sdk: SdkModule;
+  /** A unique app name for this run, so parallel runs against one server never collide. */
+  readonly app: string;
+  client(): SandboxClientLike;
+  /** Creates a sandbox in this run's app and terminates it when the run ends. */
+  sandbox(options?: core.CreateSandboxOptions): Promise<core.Sandbox>;
+}
