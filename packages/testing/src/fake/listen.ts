@@ -38,7 +38,15 @@ export async function listenFake(
     ]);
   const adapter = connectNodeAdapter({ routes, interceptors });
   const origin = options.corsOrigin ?? "*";
-  const handle = (req: import("node:http").IncomingMessage | import("node:http2").Http2ServerRequest, res: any) => {
+  type Response = {
+    setHeader(name: string, value: string): void;
+    writeHead(status: number): void;
+    end(): void;
+  };
+  const handle = (
+    req: import("node:http").IncomingMessage | import("node:http2").Http2ServerRequest,
+    res: Response,
+  ) => {
     res.setHeader("access-control-allow-origin", origin);
     res.setHeader("access-control-expose-headers", cors.exposedHeaders.join(", "));
     if (req.method === "OPTIONS") {
@@ -49,7 +57,7 @@ export async function listenFake(
       res.end();
       return;
     }
-    adapter(req as never, res);
+    adapter(req as never, res as never);
   };
   const http1 = createHttp1(handle);
   const http2 = createHttp2(handle);
