@@ -27,4 +27,12 @@ step "package shape (publint)"
 pnpm exec turbo run check:package --ui=stream --output-logs=errors-only
 
 step "tests"
-pnpm exec vitest run
+mkdir -p artifacts
+status=0
+pnpm exec vitest run --reporter=default --reporter=json --outputFile.json=artifacts/vitest.json || status=$?
+# One plain summary line, whatever the runner printed above.
+node -e '
+  const r = JSON.parse(require("node:fs").readFileSync("artifacts/vitest.json", "utf8"));
+  console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed`);
+' || true
+exit "$status"

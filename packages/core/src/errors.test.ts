@@ -38,7 +38,7 @@ describe("SandboxError family", () => {
     expect(fromCopy instanceof errors.AlreadyExistsError).toBe(false);
     expect(new errors.InvalidError("y") instanceof copy.InvalidError).toBe(true);
     expect({ code: "not_found" } instanceof errors.SandboxError).toBe(false);
-    expect(null instanceof errors.SandboxError).toBe(false);
+    expect((null as unknown as object) instanceof errors.SandboxError).toBe(false);
   });
 
   it("keeps the cause and rpc status", () => {
