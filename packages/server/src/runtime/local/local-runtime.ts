@@ -1,0 +1,572 @@
+/**
+ * The `local` runtime: each sandbox is a bubblewrap container on this machine.
+ *
+ *   root (the server) ── creates the overlay root, the cgroup and the control FIFOs, then
+ *     sh (joins the cgroup) → setpriv (drops to the sandbox uid, no caps) → bwrap
+ *       (new user/pid/mount/ipc/uts/net/cgroup namespaces, seccomp, no_new_privs)
+ *         → agent.py as pid 1, which starts every process of the sandbox.
+ *
+ * Everything in a sandbox descends from bwrap, so it shares the namespaces, root, cgroup
+ * and filter; destroying the cgroup kills all of it, daemons included.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { chown, mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import type { Socket } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import type {
+  RuntimeExit,
+  RuntimeProcess,
+  RuntimeProcessSpec,
+  RuntimeSandbox,
+  RuntimeSandboxSpec,
+  SandboxRuntime,
+} from "../runtime.js";
+import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
+import { makeFifos, openFifoReader, openFifoWriter } from "./fifo.js";
+import { ensureDefaultImage } from "./image.js";
+import { seccompProgram, seccompSupported } from "./seccomp.js";
+
+const run = promisify(execFile);
+const AGENT = join(dirname(fileURLToPath(import.meta.url)), "agent.py");
+const BASE_ENV = {
+  PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+  HOME: "/root",
+  LANG: "C.UTF-8",
+};
+
+export interface LocalRuntimeOptions {
+  /** Where images, per-sandbox layers and control files live. */
+  readonly dataDir: string;
+  /** Host uid/gid every sandboxed process runs as (unprivileged). Default 61000. */
+  readonly uid?: number;
+  readonly gid?: number;
+  /** Memory limit when a sandbox sets none. Default 1024 MiB. */
+  readonly defaultMemoryMiB?: number;
+  /** Process/thread limit per sandbox. Default 512. */
+  readonly pidsLimit?: number;
+}
+
+export function createLocalRuntime(options: LocalRuntimeOptions): SandboxRuntime {
+  return new LocalRuntime(options);
+}
+
+class LocalRuntime implements SandboxRuntime {
+  readonly name = "local";
+  readonly #dir: string;
+  readonly #uid: number;
+  readonly #gid: number;
+  readonly #options: LocalRuntimeOptions;
+  readonly #sandboxes = new Map<string, LocalSandbox>();
+  #image: Promise<string> | undefined;
+  #seccompFile: Promise<string> | undefined;
+
+  constructor(options: LocalRuntimeOptions) {
+    this.#options = options;
+    this.#dir = join(options.dataDir, "runtime");
+    this.#uid = options.uid ?? 61_000;
+    this.#gid = options.gid ?? 61_000;
+  }
+
+  async checkPrerequisites(): Promise<string[]> {
+    const problems: string[] = [];
+    if (process.platform !== "linux") return ["the local runtime needs Linux"];
+    if (!seccompSupported()) problems.push(`the seccomp filter supports x86_64 only, this machine is ${process.arch}`);
+    if (process.getuid?.() !== 0) problems.push("the server must run as root to create cgroups and overlay mounts");
+    for (const [tool, pkg] of [
+      ["bwrap", "bubblewrap"],
+      ["setpriv", "util-linux"],
+      ["mkfifo", "coreutils"],
+      ["mount", "mount"],
+    ] as const) {
+      if (!(await which(tool))) problems.push(`${tool} is missing: install it with 'apt-get install ${pkg}'`);
+    }
+    if (!existsSync("/usr/bin/python3")) {
+      problems.push(
+        "/usr/bin/python3 is missing (it runs the sandbox agent): install it with 'apt-get install python3'",
+      );
+    }
+    problems.push(...(await cgroupProblems()));
+    if (problems.length > 0) return problems;
+    try {
+      await run("setpriv", [
+        `--reuid=${this.#uid}`,
+        `--regid=${this.#gid}`,
+        "--clear-groups",
+        "bwrap",
+        "--unshare-all",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "/usr/bin/true",
+      ]);
+    } catch (error) {
+      problems.push(
+        `bubblewrap cannot create namespaces as an unprivileged user (${firstLine(error)}): enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0)`,
+      );
+    }
+    try {
+      await this.#probeOverlay();
+    } catch (error) {
+      problems.push(
+        `cannot mount overlayfs under ${this.#dir} (${firstLine(error)}): load the overlay module (modprobe overlay)`,
+      );
+    }
+    return problems;
+  }
+
+  async #probeOverlay(): Promise<void> {
+    const probe = join(this.#dir, `overlay-probe-${process.pid}`);
+    await Promise.all(["lower", "upper", "work", "merged"].map((d) => mkdir(join(probe, d), { recursive: true })));
+    try {
+      await mountOverlay(join(probe, "lower"), join(probe, "upper"), join(probe, "work"), join(probe, "merged"));
+      await run("umount", [join(probe, "merged")]);
+    } finally {
+      await rm(probe, { recursive: true, force: true });
+    }
+  }
+
+  async createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox> {
+    if (spec.image) throw new Error(`unknown image ${JSON.stringify(spec.image)}`);
+    const version = detectCgroupVersion();
+    if (!version) throw new Error("no usable cgroup hierarchy");
+    this.#image ??= ensureDefaultImage(join(this.#dir, "images"), this.#uid, this.#gid);
+    this.#seccompFile ??= this.#writeSeccomp();
+    const [image, seccomp] = await Promise.all([this.#image, this.#seccompFile]);
+    const sandbox = new LocalSandbox(spec, {
+      dir: join(this.#dir, "sandboxes", spec.id),
+      image,
+      seccomp,
+      uid: this.#uid,
+      gid: this.#gid,
+      cgroupVersion: version,
+      memoryMiB: spec.memoryLimitMiB ?? this.#options.defaultMemoryMiB ?? 1024,
+      pidsLimit: spec.pidsLimit ?? this.#options.pidsLimit ?? 512,
+    });
+    this.#sandboxes.set(spec.id, sandbox);
+    sandbox.died.then(() => undefined);
+    try {
+      await sandbox.start();
+    } catch (error) {
+      await sandbox.destroy();
+      this.#sandboxes.delete(spec.id);
+      throw error;
+    }
+    return sandbox;
+  }
+
+  async #writeSeccomp(): Promise<string> {
+    const file = join(this.#dir, "seccomp.bpf");
+    await mkdir(this.#dir, { recursive: true });
+    await writeFile(file, seccompProgram(), { mode: 0o644 });
+    return file;
+  }
+
+  async cleanupLeftovers(): Promise<void> {
+    const root = join(this.#dir, "sandboxes");
+    for (const entry of await readdir(root).catch(() => [] as string[])) {
+      await run("umount", ["-l", join(root, entry, "rootfs")]).catch(() => {});
+      await rm(join(root, entry), { recursive: true, force: true }).catch(() => {});
+    }
+    const version = detectCgroupVersion();
+    if (version) await cleanupCgroups(version);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#sandboxes.values()].map((s) => s.destroy()));
+    this.#sandboxes.clear();
+  }
+}
+
+interface SandboxSetup {
+  readonly dir: string;
+  readonly image: string;
+  readonly seccomp: string;
+  readonly uid: number;
+  readonly gid: number;
+  readonly cgroupVersion: CgroupVersion;
+  readonly memoryMiB: number;
+  readonly pidsLimit: number;
+}
+
+type AgentEvent =
+  | { ev: "ready" }
+  | { ev: "started"; id: string; pid: number }
+  | { ev: "exited"; id: string; code?: number; signal?: number }
+  | { ev: "failed"; id: string; error: string }
+  | { ev: "error"; error: string };
+
+class LocalSandbox implements RuntimeSandbox {
+  readonly id: string;
+  readonly died: Promise<void>;
+  readonly #spec: RuntimeSandboxSpec;
+  readonly #setup: SandboxSetup;
+  readonly #cgroup: SandboxCgroup;
+  readonly #processes = new Map<string, LocalProcess>();
+  #markDied!: () => void;
+  #child: ChildProcess | undefined;
+  #events: Socket | undefined;
+  #control: Socket | undefined;
+  #ready: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  #counter = 0;
+  #destroyed: Promise<void> | undefined;
+  #stderr = "";
+
+  constructor(spec: RuntimeSandboxSpec, setup: SandboxSetup) {
+    this.id = spec.id;
+    this.#spec = spec;
+    this.#setup = setup;
+    this.#cgroup = new SandboxCgroup(setup.cgroupVersion, spec.id);
+    this.died = new Promise((resolve) => {
+      this.#markDied = resolve;
+    });
+  }
+
+  get #paths() {
+    const dir = this.#setup.dir;
+    return {
+      upper: join(dir, "upper"),
+      work: join(dir, "work"),
+      rootfs: join(dir, "rootfs"),
+      ctl: join(dir, "ctl"),
+    };
+  }
+
+  async start(): Promise<void> {
+    const { uid, gid } = this.#setup;
+    const paths = this.#paths;
+    await Promise.all(Object.values(paths).map((p) => mkdir(p, { recursive: true })));
+    await Promise.all([chown(paths.upper, uid, gid), chown(paths.ctl, uid, gid), mkdir(join(paths.ctl, "p"))]);
+    await chown(join(paths.ctl, "p"), uid, gid);
+    await mountOverlay(this.#setup.image, paths.upper, paths.work, paths.rootfs);
+    await this.#cgroup.create({
+      cpuLimit: this.#spec.cpuLimit,
+      memoryLimitMiB: this.#setup.memoryMiB,
+      pidsLimit: this.#setup.pidsLimit,
+    });
+    await makeFifos([join(paths.ctl, "ctl"), join(paths.ctl, "events")], uid, gid);
+    this.#events = openFifoReader(join(paths.ctl, "events"));
+    this.#control = openFifoWriter(join(paths.ctl, "ctl"));
+    this.#listen(this.#events);
+    const ready = new Promise<void>((resolve, reject) => {
+      this.#ready = { resolve, reject };
+    });
+    this.#spawn();
+    const timer = setTimeout(
+      () => this.#ready?.reject(new Error("the sandbox agent did not start within 15 s")),
+      15_000,
+    );
+    try {
+      await ready;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #spawn(): void {
+    const { uid, gid, seccomp } = this.#setup;
+    const paths = this.#paths;
+    const bwrap = [
+      "bwrap",
+      "--unshare-user",
+      "--unshare-pid",
+      "--unshare-ipc",
+      "--unshare-uts",
+      "--unshare-net",
+      "--unshare-cgroup-try",
+      "--uid",
+      "0",
+      "--gid",
+      "0",
+      "--hostname",
+      "sandbox",
+      "--die-with-parent",
+      "--new-session",
+      "--cap-drop",
+      "ALL",
+      "--bind",
+      paths.rootfs,
+      "/",
+      "--ro-bind",
+      "/usr",
+      "/usr",
+      "--proc",
+      "/proc",
+      "--dev",
+      "/dev",
+      "--tmpfs",
+      "/tmp",
+      "--bind",
+      paths.ctl,
+      "/.sbx",
+      "--ro-bind",
+      AGENT,
+      "/.sbx/agent.py",
+      "--chdir",
+      "/",
+      "--clearenv",
+      "--setenv",
+      "PATH",
+      BASE_ENV.PATH,
+      "--seccomp",
+      "3",
+      "--as-pid-1",
+      "/usr/bin/python3",
+      "-I",
+      "-S",
+      "/.sbx/agent.py",
+    ];
+    const join_cgroups =
+      'for d in "$@"; do case "$d" in --) shift; break;; esac; echo $$ > "$d/cgroup.procs"; shift; done; exec "$@"';
+    const { openSync } = require_fs();
+    const seccompFd = openSync(seccomp, "r");
+    const child = spawn(
+      "/bin/sh",
+      [
+        "-c",
+        join_cgroups,
+        "sbx-launch",
+        ...this.#cgroup.dirs,
+        "--",
+        "setpriv",
+        `--reuid=${uid}`,
+        `--regid=${gid}`,
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        ...bwrap,
+      ],
+      { stdio: ["ignore", "ignore", "pipe", seccompFd], env: {} },
+    );
+    closeQuietly(seccompFd);
+    this.#child = child;
+    child.stderr?.setEncoding("utf8");
+    child.stderr?.on("data", (text: string) => {
+      if (this.#stderr.length < 4096) this.#stderr += text;
+    });
+    child.on("exit", () => {
+      this.#ready?.reject(new Error(`the sandbox failed to start: ${this.#stderr.trim() || "bwrap exited"}`));
+      for (const p of this.#processes.values()) p.sandboxEnded();
+      this.#markDied();
+    });
+  }
+
+  #listen(events: Socket): void {
+    let buffer = "";
+    events.setEncoding("utf8");
+    events.on("data", (text: string) => {
+      buffer += text;
+      for (let nl = buffer.indexOf("\n"); nl !== -1; nl = buffer.indexOf("\n")) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        if (line) this.#onEvent(JSON.parse(line) as AgentEvent);
+      }
+    });
+    events.on("error", () => {});
+  }
+
+  #onEvent(event: AgentEvent): void {
+    switch (event.ev) {
+      case "ready":
+        this.#ready?.resolve();
+        return;
+      case "started":
+        this.#processes.get(event.id)?.started(event.pid);
+        return;
+      case "failed":
+        this.#processes.get(event.id)?.failed(new Error(event.error));
+        return;
+      case "exited":
+        this.#processes
+          .get(event.id)
+          ?.exited(
+            event.signal !== undefined
+              ? { kind: "signaled", signal: event.signal }
+              : { kind: "exited", code: event.code ?? 0 },
+          );
+        return;
+      default:
+        return;
+    }
+  }
+
+  async exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess> {
+    if (this.#destroyed) throw new Error("the sandbox has been destroyed");
+    if (spec.pty) throw new Error("pty is not supported yet by the local runtime");
+    const id = String(++this.#counter);
+    const hostDir = join(this.#paths.ctl, "p", id);
+    const sandboxDir = `/.sbx/p/${id}`;
+    await mkdir(hostDir);
+    await chown(hostDir, this.#setup.uid, this.#setup.gid);
+    await makeFifos(
+      ["stdin", "stdout", "stderr"].map((n) => join(hostDir, n)),
+      this.#setup.uid,
+      this.#setup.gid,
+    );
+    const process = new LocalProcess(
+      openFifoReader(join(hostDir, "stdout")),
+      openFifoReader(join(hostDir, "stderr")),
+      openFifoWriter(join(hostDir, "stdin")),
+      () => rm(hostDir, { recursive: true, force: true }).catch(() => {}),
+    );
+    this.#processes.set(id, process);
+    process.exit.finally(() => this.#processes.delete(id));
+    const request = {
+      op: "exec",
+      id,
+      argv: spec.argv,
+      env: { ...BASE_ENV, ...this.#spec.env, ...spec.env },
+      cwd: spec.workdir ?? this.#spec.workdir ?? "/",
+      dir: sandboxDir,
+    };
+    this.#control?.write(`${JSON.stringify(request)}\n`);
+    process.signalSender = (signal) => this.#control?.write(`${JSON.stringify({ op: "signal", id, signal })}\n`);
+    await process.whenStarted;
+    return process;
+  }
+
+  destroy(): Promise<void> {
+    this.#destroyed ??= (async () => {
+      await this.#cgroup.destroy();
+      this.#child?.kill("SIGKILL");
+      for (const p of this.#processes.values()) p.sandboxEnded();
+      this.#events?.destroy();
+      this.#control?.destroy();
+      await run("umount", ["-l", this.#paths.rootfs]).catch(() => {});
+      await rm(this.#setup.dir, { recursive: true, force: true }).catch(() => {});
+    })();
+    return this.#destroyed;
+  }
+}
+
+/** Extra time for a process's output to drain after it exits (daemons may hold it open). */
+const DRAIN_GRACE_MS = 1_000;
+
+class LocalProcess implements RuntimeProcess {
+  pid = 0;
+  readonly exit: Promise<RuntimeExit>;
+  readonly whenStarted: Promise<void>;
+  signalSender: ((signal: number) => void) | undefined;
+  #resolveExit!: (exit: RuntimeExit) => void;
+  #started!: { resolve: () => void; reject: (e: Error) => void };
+  #exit: RuntimeExit | undefined;
+  readonly #open = new Set<Socket>();
+  readonly #stdout: Socket;
+  readonly #stderr: Socket;
+  readonly #stdin: Socket;
+
+  constructor(stdout: Socket, stderr: Socket, stdin: Socket, cleanup: () => Promise<void>) {
+    this.#stdout = stdout;
+    this.#stderr = stderr;
+    this.#stdin = stdin;
+    this.exit = new Promise((resolve) => {
+      this.#resolveExit = resolve;
+    });
+    this.exit.then(cleanup);
+    this.whenStarted = new Promise((resolve, reject) => {
+      this.#started = { resolve, reject };
+    });
+    for (const s of [stdout, stderr]) {
+      this.#open.add(s);
+      s.pause();
+      s.on("close", () => {
+        this.#open.delete(s);
+        this.#maybeDone();
+      });
+      s.on("error", () => {});
+    }
+    stdin.on("error", () => {});
+  }
+
+  onStdout(listener: (chunk: Uint8Array) => void): void {
+    this.#stdout.on("data", listener);
+    this.#stdout.resume();
+  }
+
+  onStderr(listener: (chunk: Uint8Array) => void): void {
+    this.#stderr.on("data", listener);
+    this.#stderr.resume();
+  }
+
+  writeStdin(data: Uint8Array): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.#stdin.destroyed || this.#stdin.writableEnded) return resolve();
+      this.#stdin.write(data, () => resolve());
+    });
+  }
+
+  closeStdin(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.#stdin.destroyed || this.#stdin.writableEnded) return resolve();
+      this.#stdin.end(() => resolve());
+    });
+  }
+
+  signal(signal: number): void {
+    if (!this.#exit) this.signalSender?.(signal);
+  }
+
+  started(pid: number): void {
+    this.pid = pid;
+    this.#started.resolve();
+  }
+
+  failed(error: Error): void {
+    this.#started.reject(error);
+    this.exited({ kind: "exited", code: 127 });
+  }
+
+  exited(exit: RuntimeExit): void {
+    if (this.#exit) return;
+    this.#exit = exit;
+    this.#started.resolve();
+    this.#stdin.destroy();
+    setTimeout(() => {
+      for (const s of this.#open) s.destroy();
+    }, DRAIN_GRACE_MS).unref();
+    this.#maybeDone();
+  }
+
+  /** The sandbox is gone: whatever has not exited was killed with it. */
+  sandboxEnded(): void {
+    this.exited({ kind: "signaled", signal: 9 });
+    for (const s of this.#open) s.destroy();
+  }
+
+  #maybeDone(): void {
+    if (this.#exit && this.#open.size === 0) this.#resolveExit(this.#exit);
+  }
+}
+
+async function mountOverlay(lower: string, upper: string, work: string, target: string): Promise<void> {
+  await run("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${lower},upperdir=${upper},workdir=${work}`, target]);
+}
+
+async function which(tool: string): Promise<boolean> {
+  try {
+    await run("sh", ["-c", `command -v ${tool}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const firstLine = (error: unknown) =>
+  String((error as { stderr?: string }).stderr || (error as Error).message).split("\n")[0];
+
+import * as fs from "node:fs";
+
+const require_fs = () => fs;
+const closeQuietly = (fd: number) => {
+  try {
+    fs.closeSync(fd);
+  } catch {}
+};
