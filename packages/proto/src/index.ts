@@ -1,3 +1,4 @@
 export * from "./gen/sbx/v1/common_pb.js";
 export * from "./gen/sbx/v1/process_pb.js";
 export * from "./gen/sbx/v1/sandbox_pb.js";
+export * from "./limits.js";

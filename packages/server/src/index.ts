@@ -1,4 +1,8 @@
-/** @sbx/server — the sbx server. */
+/** @sbx/server — the sbx server: Connect/gRPC handlers, SQLite state, the local runtime. */
+
+export { jsonLogger, type Logger, silentLogger } from "./logger.js";
+export { MEMORY_TAIL_BYTES } from "./output-log.js";
+export { createLocalRuntime, type LocalRuntimeOptions } from "./runtime/local/index.js";
 export type {
   RuntimeExit,
   RuntimeProcess,
@@ -7,3 +11,4 @@ export type {
   RuntimeSandboxSpec,
   SandboxRuntime,
 } from "./runtime/runtime.js";
+export { PrerequisiteError, parseListen, type RunningServer, type ServerOptions, startServer } from "./server.js";

@@ -1,10 +1,10 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { OutputStream, type ProcessService } from "@sbx/proto";
+import { MAX_LONG_POLL_MS, OutputStream, type ProcessService } from "@sbx/proto";
 import { FakeProcess, signaled } from "./model.js";
 import type { FakeState } from "./state.js";
 import { checkArgv, checkEnv, checkId, checkWorkdir } from "./validation.js";
 
-const MAX_HOLD_MS = 10_000;
+const MAX_HOLD_MS = MAX_LONG_POLL_MS;
 
 export function processService(state: FakeState): ServiceImpl<typeof ProcessService> {
   return {

@@ -1,19 +1,17 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { type Sandbox, type SandboxService, SandboxState } from "@sbx/proto";
+import {
+  DEFAULT_SANDBOX_TIMEOUT_MS,
+  MAX_LONG_POLL_MS,
+  MAX_SANDBOX_TIMEOUT_MS,
+  type Sandbox,
+  type SandboxService,
+  SandboxState,
+} from "@sbx/proto";
 import { FakeSandbox, terminated } from "./model.js";
 import type { FakeState } from "./state.js";
-import {
-  checkArgv,
-  checkEnv,
-  checkName,
-  checkTags,
-  checkWorkdir,
-  DEFAULT_SANDBOX_TIMEOUT_MS,
-  invalid,
-  MAX_SANDBOX_TIMEOUT_MS,
-} from "./validation.js";
+import { checkArgv, checkEnv, checkName, checkTags, checkWorkdir, invalid } from "./validation.js";
 
-const MAX_HOLD_MS = 10_000;
+const MAX_HOLD_MS = MAX_LONG_POLL_MS;
 const encodeCursor = (sequence: number) => btoa(`seq:${sequence}`);
 const decodeCursor = (cursor: string): number => {
   try {

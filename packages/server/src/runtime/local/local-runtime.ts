@@ -11,7 +11,7 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chown, mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -61,6 +61,7 @@ class LocalRuntime implements SandboxRuntime {
   readonly #options: LocalRuntimeOptions;
   readonly #sandboxes = new Map<string, LocalSandbox>();
   #image: Promise<string> | undefined;
+  #prepared: Promise<void> | undefined;
   #seccompFile: Promise<string> | undefined;
 
   constructor(options: LocalRuntimeOptions) {
@@ -135,6 +136,8 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   async createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox> {
+    this.#prepared ??= this.#prepare();
+    await this.#prepared;
     if (spec.image) throw new Error(`unknown image ${JSON.stringify(spec.image)}`);
     const version = detectCgroupVersion();
     if (!version) throw new Error("no usable cgroup hierarchy");
@@ -161,6 +164,13 @@ class LocalRuntime implements SandboxRuntime {
       throw error;
     }
     return sandbox;
+  }
+
+  /** The runtime dir must be traversable by the sandbox uid (bwrap resolves paths as that user). */
+  async #prepare(): Promise<void> {
+    await mkdir(join(this.#dir, "sandboxes"), { recursive: true, mode: 0o711 });
+    await chmod(this.#dir, 0o711);
+    await chmod(join(this.#dir, "sandboxes"), 0o711);
   }
 
   async #writeSeccomp(): Promise<string> {

@@ -1,0 +1,2 @@
+/** @sbx/cli — the `sbx` command. */
+export { main } from "./cli.js";

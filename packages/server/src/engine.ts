@@ -1,0 +1,349 @@
+/**
+ * The server's sandboxes and processes: lifecycle, timers, retained output, stdin offsets
+ * and persistence. RPC handlers call into this; the runtime driver does the isolation.
+ */
+
+import { mkdirSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import {
+  type ExitStatus,
+  type Process,
+  ProcessSchema,
+  type ProcessSpec,
+  ProcessSpecSchema,
+  type Sandbox,
+  SandboxSchema,
+  type SandboxSpec,
+  SandboxState,
+  StdioMode,
+} from "@sbx/proto";
+import { Changes } from "./changes.js";
+import { exited, fromRuntimeExit, signaled, terminated, timedOut } from "./exit-status.js";
+import type { Logger } from "./logger.js";
+import { OutputLog } from "./output-log.js";
+import type { RuntimeProcess, RuntimeSandbox, SandboxRuntime } from "./runtime/runtime.js";
+import type { StateStore } from "./state/store.js";
+
+export const ENTRYPOINT = "entrypoint";
+const KEEP_ALIVE = ["sleep", "infinity"];
+const ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
+
+export function newSandboxId(): string {
+  const bytes = new Uint8Array(20);
+  crypto.getRandomValues(bytes);
+  let id = "sb-";
+  for (const b of bytes) id += ALPHABET[b % ALPHABET.length];
+  return id;
+}
+
+export class ServerProcess {
+  readonly stdout: OutputLog;
+  readonly stderr: OutputLog;
+  readonly ended = new Changes();
+  #runtime: RuntimeProcess | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stdinClosed: boolean;
+
+  constructor(
+    readonly sandbox: ServerSandbox,
+    readonly info: Process,
+    outputDir: string,
+    restored = false,
+  ) {
+    const path = (stream: string) => join(outputDir, `${safe(info.processId)}.${stream}`);
+    const existing = (stream: string) => (restored ? { length: fileSize(path(stream)), closed: true } : undefined);
+    this.stdout = new OutputLog(path("stdout"), existing("stdout"));
+    this.stderr = new OutputLog(path("stderr"), existing("stderr"));
+    this.#stdinClosed = info.stdinClosed;
+  }
+
+  get running(): boolean {
+    return this.info.running;
+  }
+
+  async start(runtime: RuntimeSandbox): Promise<void> {
+    const spec = this.info.spec as ProcessSpec;
+    const timeoutMs = Number(spec.timeoutMs);
+    if (timeoutMs > 0) this.#timer = setTimeout(() => this.#timeout(), timeoutMs).unref();
+    let rt: RuntimeProcess;
+    try {
+      rt = await runtime.exec({
+        argv: spec.argv,
+        env: spec.env,
+        workdir: spec.workdir || undefined,
+        pty: spec.pty,
+      });
+    } catch (error) {
+      this.stderr.append(new TextEncoder().encode(`sbx: ${(error as Error).message}\n`));
+      this.finish(exited(127));
+      throw error;
+    }
+    this.#runtime = rt;
+    this.info.pid = rt.pid;
+    const out = (chunk: Uint8Array) => {
+      if (spec.stdout !== StdioMode.IGNORE) this.stdout.append(chunk);
+    };
+    rt.onStdout(out);
+    rt.onStderr((chunk) => {
+      if (spec.stderr === StdioMode.STDOUT) out(chunk);
+      else if (spec.stderr !== StdioMode.IGNORE) this.stderr.append(chunk);
+    });
+    if (this.#stdinClosed) void rt.closeStdin();
+    rt.exit.then((exit) => this.finish(fromRuntimeExit(exit)));
+    this.sandbox.persistProcess(this);
+  }
+
+  async #timeout(): Promise<void> {
+    if (!this.running) return;
+    this.#runtime?.signal(9);
+    this.finish(timedOut());
+  }
+
+  /** Accepts stdin bytes at `offset`; bytes already committed are skipped. */
+  async writeStdin(offset: number, data: Uint8Array, eof: boolean): Promise<{ committed: number } | { error: string }> {
+    const committed = Number(this.info.stdinLength);
+    if (offset > committed) return { error: `stdin gap: write at byte ${offset} but only ${committed} written` };
+    const fresh = data.subarray(Math.min(data.byteLength, committed - offset));
+    if (this.#stdinClosed) return fresh.byteLength > 0 ? { error: "stdin is closed" } : { committed };
+    this.info.stdinLength = BigInt(committed + fresh.byteLength);
+    const rt = this.#runtime;
+    const flushed = fresh.byteLength > 0 && this.running && rt ? rt.writeStdin(fresh) : Promise.resolve();
+    if (eof) {
+      this.#stdinClosed = true;
+      this.info.stdinClosed = true;
+      if (rt) void flushed.then(() => rt.closeStdin());
+    }
+    // Wait (briefly) until the pipe took the bytes: back-pressure for fast writers.
+    await Promise.race([flushed, new Promise((r) => setTimeout(r, 5_000).unref())]);
+    return { committed: Number(this.info.stdinLength) };
+  }
+
+  signal(signal: number): void {
+    if (this.running) this.#runtime?.signal(signal);
+  }
+
+  /** Ends the process record once; output still arriving is kept until the streams end. */
+  finish(status: ExitStatus): void {
+    if (!this.info.running) return;
+    clearTimeout(this.#timer);
+    this.info.running = false;
+    this.info.exitStatus = status;
+    const close = () => {
+      this.stdout.close();
+      this.stderr.close();
+      this.info.stdoutLength = BigInt(this.stdout.length);
+      this.info.stderrLength = BigInt(this.stderr.length);
+      this.sandbox.persistProcess(this);
+      this.ended.notify();
+      this.sandbox.processEnded(this);
+    };
+    // A runtime exit resolves after output drained; a kill/timeout closes the logs at once.
+    close();
+  }
+}
+
+export class ServerSandbox {
+  readonly processes = new Map<string, ServerProcess>();
+  readonly ended = new Changes();
+  runtime: RuntimeSandbox | undefined;
+  readonly #outputDir: string;
+  #timers: NodeJS.Timeout[] = [];
+  #idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly engine: Engine,
+    readonly info: Sandbox,
+    readonly requestId: string,
+    readonly sequence: number,
+  ) {
+    this.#outputDir = join(engine.dataDir, "sandboxes", info.id, "output");
+    mkdirSync(this.#outputDir, { recursive: true });
+  }
+
+  get running(): boolean {
+    return this.info.state !== SandboxState.FINISHED;
+  }
+
+  get spec(): SandboxSpec {
+    return this.info.spec as SandboxSpec;
+  }
+
+  async start(runtime: SandboxRuntime): Promise<void> {
+    const spec = this.spec;
+    this.runtime = await runtime.createSandbox({
+      id: this.info.id,
+      env: spec.env,
+      workdir: spec.workdir || undefined,
+      cpuLimit: spec.cpu?.cores?.limit || undefined,
+      memoryLimitMiB: spec.memory?.mib?.limit || undefined,
+      blockNetwork: spec.blockNetwork,
+    });
+    this.runtime.died.then(() => this.finish(signaled(9)));
+    this.#timers.push(setTimeout(() => this.finish(timedOut()), Number(spec.timeoutMs)).unref());
+    const entry = this.addProcess(
+      ENTRYPOINT,
+      create(ProcessSpecSchema, {
+        argv: spec.command.length > 0 ? [...spec.command] : KEEP_ALIVE,
+        workdir: spec.workdir,
+        pty: spec.pty,
+        stdout: StdioMode.PIPE,
+        stderr: StdioMode.PIPE,
+      }),
+    );
+    this.touch();
+    await entry.start(this.runtime);
+  }
+
+  addProcess(processId: string, spec: ProcessSpec, restored?: Process): ServerProcess {
+    const info = restored ?? create(ProcessSchema, { sandboxId: this.info.id, processId, spec, running: true });
+    const process = new ServerProcess(this, info, this.#outputDir, restored !== undefined);
+    this.processes.set(processId, process);
+    if (!restored) this.persistProcess(process);
+    return process;
+  }
+
+  /** RPCs and process activity postpone the idle timeout. */
+  touch(): void {
+    const idleMs = Number(this.spec.idleTimeoutMs);
+    if (idleMs <= 0 || !this.running) return;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      const busy = [...this.processes.values()].some((p) => p.info.processId !== ENTRYPOINT && p.running);
+      if (busy) this.touch();
+      else this.finish(timedOut());
+    }, idleMs).unref();
+  }
+
+  processEnded(process: ServerProcess): void {
+    if (process.info.processId === ENTRYPOINT && this.running) {
+      this.finish(process.info.exitStatus ?? exited(0));
+    }
+    this.touch();
+  }
+
+  /** Ends the sandbox once: its processes are killed and its runtime resources released. */
+  finish(status: ExitStatus): void {
+    if (!this.running) return;
+    this.info.state = SandboxState.FINISHED;
+    this.info.exitStatus = status;
+    this.info.finishedAtMs = BigInt(Date.now());
+    for (const t of this.#timers) clearTimeout(t);
+    clearTimeout(this.#idleTimer);
+    for (const p of this.processes.values()) {
+      p.finish(p.info.processId === ENTRYPOINT ? status : signaled(9));
+    }
+    this.engine.persistSandbox(this);
+    this.ended.notify();
+    const runtime = this.runtime;
+    this.engine.track(
+      (async () => {
+        await runtime?.destroy();
+      })().catch((error) =>
+        this.engine.logger.error("destroying sandbox failed", { id: this.info.id, error: String(error) }),
+      ),
+    );
+  }
+
+  persistProcess(process: ServerProcess): void {
+    this.engine.store.saveProcess(process.info);
+  }
+}
+
+export class Engine {
+  readonly sandboxes = new Map<string, ServerSandbox>();
+  readonly byRequestId = new Map<string, ServerSandbox>();
+  #sequence = 0;
+  readonly #pending = new Set<Promise<unknown>>();
+
+  constructor(
+    readonly runtime: SandboxRuntime,
+    readonly store: StateStore,
+    readonly dataDir: string,
+    readonly logger: Logger,
+  ) {}
+
+  /** Loads every recorded sandbox; those that were running when the server died are marked terminated. */
+  async restore(): Promise<void> {
+    const { sandboxes, processes } = this.store.load();
+    for (const record of sandboxes) {
+      const sandbox = new ServerSandbox(this, record.sandbox, record.requestId, record.sequence);
+      this.sandboxes.set(sandbox.info.id, sandbox);
+      if (record.requestId) this.byRequestId.set(record.requestId, sandbox);
+      this.#sequence = Math.max(this.#sequence, record.sequence + 1);
+    }
+    for (const info of processes) {
+      const sandbox = this.sandboxes.get(info.sandboxId);
+      if (!sandbox) continue;
+      const wasRunning = info.running;
+      info.running = false;
+      if (wasRunning) info.exitStatus = info.processId === ENTRYPOINT ? terminated() : signaled(9);
+      sandbox.addProcess(info.processId, info.spec as ProcessSpec, info);
+      if (wasRunning) this.store.saveProcess(info);
+    }
+    for (const sandbox of this.sandboxes.values()) {
+      if (sandbox.info.state !== SandboxState.FINISHED) {
+        sandbox.info.state = SandboxState.FINISHED;
+        sandbox.info.exitStatus = terminated();
+        sandbox.info.finishedAtMs = BigInt(Date.now());
+        this.persistSandbox(sandbox);
+        this.logger.info("sandbox was running when the server stopped; marked terminated", { id: sandbox.info.id });
+      }
+    }
+    await this.runtime.cleanupLeftovers();
+  }
+
+  async create(requestId: string, spec: SandboxSpec): Promise<ServerSandbox> {
+    const info = create(SandboxSchema, {
+      id: newSandboxId(),
+      spec,
+      state: SandboxState.RUNNING,
+      createdAtMs: BigInt(Date.now()),
+      entrypointProcessId: ENTRYPOINT,
+    });
+    const sandbox = new ServerSandbox(this, info, requestId, this.#sequence++);
+    this.sandboxes.set(info.id, sandbox);
+    if (requestId) this.byRequestId.set(requestId, sandbox);
+    this.persistSandbox(sandbox);
+    try {
+      await sandbox.start(this.runtime);
+    } catch (error) {
+      this.logger.error("sandbox failed to start", { id: info.id, error: String(error) });
+      sandbox.finish(exited(127));
+      throw error;
+    }
+    return sandbox;
+  }
+
+  persistSandbox(sandbox: ServerSandbox): void {
+    this.store.saveSandbox({ sandbox: sandbox.info, requestId: sandbox.requestId, sequence: sandbox.sequence });
+  }
+
+  track(work: Promise<unknown>): void {
+    this.#pending.add(work);
+    work.finally(() => this.#pending.delete(work));
+  }
+
+  /** Terminates every running sandbox and waits until their resources are released. */
+  async shutdown(): Promise<void> {
+    for (const sandbox of this.sandboxes.values()) sandbox.finish(terminated());
+    await Promise.allSettled([...this.#pending]);
+    await this.runtime.close();
+    this.store.close();
+  }
+
+  /** Removes the files of a sandbox (used by tests and future delete). */
+  removeFiles(id: string): void {
+    rmSync(join(this.dataDir, "sandboxes", id), { recursive: true, force: true });
+  }
+}
+
+const safe = (id: string) => id.replace(/[^A-Za-z0-9._-]/g, "_");
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}

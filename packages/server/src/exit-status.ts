@@ -1,0 +1,12 @@
+import { create } from "@bufbuild/protobuf";
+import { type ExitStatus, ExitStatusSchema } from "@sbx/proto";
+import type { RuntimeExit } from "./runtime/runtime.js";
+
+export const exited = (code: number): ExitStatus => create(ExitStatusSchema, { kind: { case: "exited", value: code } });
+export const signaled = (signal: number): ExitStatus =>
+  create(ExitStatusSchema, { kind: { case: "signaled", value: signal } });
+export const timedOut = (): ExitStatus => create(ExitStatusSchema, { kind: { case: "timedOut", value: true } });
+export const terminated = (): ExitStatus => create(ExitStatusSchema, { kind: { case: "terminated", value: true } });
+
+export const fromRuntimeExit = (exit: RuntimeExit): ExitStatus =>
+  exit.kind === "exited" ? exited(exit.code) : signaled(exit.signal);

@@ -1,0 +1,93 @@
+/**
+ * Serves Connect routes on one port for every protocol: Connect over HTTP/1.1 and HTTP/2,
+ * and gRPC. Node's cleartext HTTP/2 server refuses HTTP/1.1 clients, so a plain TCP server
+ * peeks at each connection's first bytes and hands the socket to the matching server.
+ * (The fake server in @sbx/testing carries the same listener for its real-port mode.)
+ */
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+
+export interface ListenOptions {
+  readonly host?: string;
+  /** 0 (default): any free port. */
+  readonly port?: number;
+  /** Allowed CORS origin (default "*"). */
+  readonly corsOrigin?: string;
+}
+
+export interface Listener {
+  /** e.g. http://127.0.0.1:41234 */
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+const HTTP2_PREFACE = "PRI * HTTP/2.0";
+
+export async function listenConnect(
+  routes: (router: ConnectRouter) => void,
+  interceptors: Interceptor[],
+  options: ListenOptions = {},
+): Promise<Listener> {
+  const [{ createServer: createHttp1 }, { createServer: createHttp2 }, net, { connectNodeAdapter }, { cors }] =
+    await Promise.all([
+      import("node:http"),
+      import("node:http2"),
+      import("node:net"),
+      import("@connectrpc/connect-node"),
+      import("@connectrpc/connect"),
+    ]);
+  const adapter = connectNodeAdapter({ routes, interceptors });
+  const origin = options.corsOrigin ?? "*";
+  type Response = {
+    setHeader(name: string, value: string): void;
+    writeHead(status: number): void;
+    end(): void;
+  };
+  const handle = (
+    req: import("node:http").IncomingMessage | import("node:http2").Http2ServerRequest,
+    res: Response,
+  ) => {
+    res.setHeader("access-control-allow-origin", origin);
+    res.setHeader("access-control-expose-headers", cors.exposedHeaders.join(", "));
+    if (req.method === "OPTIONS") {
+      res.setHeader("access-control-allow-methods", cors.allowedMethods.join(", "));
+      res.setHeader("access-control-allow-headers", [...cors.allowedHeaders, "Authorization"].join(", "));
+      res.setHeader("access-control-max-age", "7200");
+      res.writeHead(204);
+      res.end();
+      return;
+    }
+    adapter(req as never, res as never);
+  };
+  const http1 = createHttp1(handle);
+  const http2 = createHttp2(handle);
+  const sockets = new Set<import("node:net").Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.once("readable", () => {
+      const head = socket.read(HTTP2_PREFACE.length) ?? socket.read();
+      if (head === null) return;
+      socket.unshift(head);
+      const target = head.toString("latin1").startsWith(HTTP2_PREFACE) ? http2 : http1;
+      target.emit("connection", socket);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => resolve());
+  });
+  const address = server.address() as import("node:net").AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}`,
+    port: address.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        http1.close();
+        http2.close();
+        server.close(() => resolve());
+      }),
+  };
+}

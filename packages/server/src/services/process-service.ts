@@ -1,0 +1,89 @@
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { MAX_LONG_POLL_MS, OutputStream, type ProcessService } from "@sbx/proto";
+import type { Engine, ServerProcess } from "../engine.js";
+import { checkArgv, checkEnv, checkId, checkWorkdir } from "../validation.js";
+import { sandboxOf } from "./sandbox-service.js";
+
+function processOf(engine: Engine, sandboxId: string, processId: string): ServerProcess {
+  const process = sandboxOf(engine, sandboxId).processes.get(processId);
+  if (!process) throw new ConnectError(`process ${processId} not found in sandbox ${sandboxId}`, Code.NotFound);
+  return process;
+}
+
+export function processService(engine: Engine): ServiceImpl<typeof ProcessService> {
+  return {
+    async startProcess(request) {
+      const sandbox = sandboxOf(engine, request.sandboxId);
+      checkId(request.processId, "process id");
+      const spec = request.spec;
+      if (!spec) throw new ConnectError("spec is required", Code.InvalidArgument);
+      checkArgv(spec.argv, "argv", false);
+      checkWorkdir(spec.workdir);
+      checkEnv(spec.env);
+      if (spec.pty) throw new ConnectError("pty is not supported yet", Code.Unimplemented);
+      const existing = sandbox.processes.get(request.processId);
+      if (existing) {
+        if (JSON.stringify(existing.info.spec?.argv) !== JSON.stringify(spec.argv)) {
+          throw new ConnectError(`process ${request.processId} already exists`, Code.AlreadyExists);
+        }
+        return { process: existing.info };
+      }
+      if (!sandbox.running || !sandbox.runtime) {
+        throw new ConnectError(`sandbox ${request.sandboxId} has finished`, Code.FailedPrecondition);
+      }
+      const process = sandbox.addProcess(request.processId, spec);
+      try {
+        await process.start(sandbox.runtime);
+      } catch (error) {
+        if (!sandbox.running) {
+          throw new ConnectError(`sandbox ${request.sandboxId} has finished`, Code.FailedPrecondition);
+        }
+        throw new ConnectError(`could not start the process: ${(error as Error).message}`, Code.Internal);
+      }
+      return { process: process.info };
+    },
+
+    getProcess(request) {
+      return { process: processOf(engine, request.sandboxId, request.processId).info };
+    },
+
+    async *readOutput(request, context) {
+      const process = processOf(engine, request.sandboxId, request.processId);
+      const log = request.stream === OutputStream.STDERR ? process.stderr : process.stdout;
+      const from = Number(request.offset);
+      if (log.closed && from > log.length) {
+        throw new ConnectError(`offset ${from} is past the end of the stream (${log.length} bytes)`, Code.OutOfRange);
+      }
+      let at = from;
+      for await (const chunk of log.read(from, context.signal)) {
+        yield { offset: BigInt(chunk.offset), data: chunk.data };
+        at = chunk.offset + chunk.data.byteLength;
+      }
+      yield { offset: BigInt(Math.max(at, log.length)), data: new Uint8Array(0), eof: true };
+    },
+
+    async writeStdin(request) {
+      const process = processOf(engine, request.sandboxId, request.processId);
+      const result = await process.writeStdin(Number(request.offset), request.data, request.eof);
+      if ("error" in result) throw new ConnectError(result.error, Code.FailedPrecondition);
+      return { committedOffset: BigInt(result.committed) };
+    },
+
+    async waitProcess(request, context) {
+      const process = processOf(engine, request.sandboxId, request.processId);
+      if (process.running) {
+        await process.ended.wait(Math.min(request.timeoutMs || MAX_LONG_POLL_MS, MAX_LONG_POLL_MS), context.signal);
+      }
+      return { process: process.info, done: !process.running };
+    },
+
+    signalProcess(request) {
+      const process = processOf(engine, request.sandboxId, request.processId);
+      if (request.signal < 1 || request.signal > 64) {
+        throw new ConnectError(`invalid signal ${request.signal}`, Code.InvalidArgument);
+      }
+      process.signal(request.signal);
+      return { process: process.info };
+    },
+  };
+}

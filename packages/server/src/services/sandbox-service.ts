@@ -1,0 +1,153 @@
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import {
+  DEFAULT_PAGE_SIZE,
+  DEFAULT_SANDBOX_TIMEOUT_MS,
+  MAX_LONG_POLL_MS,
+  MAX_PAGE_SIZE,
+  type Sandbox,
+  type SandboxService,
+  SandboxState,
+  timeoutProblem,
+} from "@sbx/proto";
+import type { Engine, ServerSandbox } from "../engine.js";
+import { terminated } from "../exit-status.js";
+import { checkArgv, checkEnv, checkName, checkTags, checkWorkdir, invalid } from "../validation.js";
+
+export interface SandboxServiceOptions {
+  /** Most sandboxes running at once; more → RESOURCE_EXHAUSTED with a retry delay. */
+  readonly maxRunningSandboxes: number;
+}
+
+const encodeCursor = (sequence: number) => Buffer.from(`seq:${sequence}`).toString("base64url");
+function decodeCursor(cursor: string): number {
+  const match = /^seq:(\d+)$/.exec(Buffer.from(cursor, "base64url").toString());
+  if (!match) throw invalid("invalid list cursor");
+  return Number(match[1]);
+}
+
+export function sandboxOf(engine: Engine, id: string): ServerSandbox {
+  const sandbox = engine.sandboxes.get(id);
+  if (!sandbox) throw new ConnectError(`sandbox ${id} not found`, Code.NotFound);
+  sandbox.touch();
+  return sandbox;
+}
+
+export function sandboxService(engine: Engine, options: SandboxServiceOptions): ServiceImpl<typeof SandboxService> {
+  const creating = new Map<string, Promise<ServerSandbox>>();
+  return {
+    async createSandbox(request) {
+      const requestId = request.requestId;
+      const known = requestId ? engine.byRequestId.get(requestId) : undefined;
+      if (known) return { sandbox: known.info };
+      const inFlight = requestId ? creating.get(requestId) : undefined;
+      if (inFlight) return { sandbox: (await inFlight).info };
+      const spec = request.spec;
+      if (!spec) throw invalid("spec is required");
+      spec.app ||= "default";
+      checkName(spec.app, "app");
+      if (spec.name) checkName(spec.name, "name");
+      checkArgv(spec.command, "command", true);
+      checkWorkdir(spec.workdir);
+      checkEnv(spec.env);
+      checkTags(spec.tags);
+      const problem =
+        timeoutProblem(spec.timeoutMs, "timeout_ms") ?? timeoutProblem(spec.idleTimeoutMs, "idle_timeout_ms");
+      if (problem) throw invalid(problem);
+      spec.timeoutMs ||= BigInt(DEFAULT_SANDBOX_TIMEOUT_MS);
+      if (spec.image) throw invalid(`unknown image ${JSON.stringify(spec.image)}: only the default image exists yet`);
+      if (spec.cidrAllowlist.length > 0 || spec.ports.length > 0 || spec.readinessProbe) {
+        throw new ConnectError("cidr_allowlist, ports and readiness probes are not supported yet", Code.Unimplemented);
+      }
+      if (spec.cpu?.cores && !(spec.cpu.cores.limit > 0 && spec.cpu.cores.limit <= 64)) {
+        throw invalid("cpu limit must be between 0 and 64 cores");
+      }
+      if (spec.memory?.mib && !(spec.memory.mib.limit >= 16 && spec.memory.mib.limit <= 65_536)) {
+        throw invalid("memory limit must be between 16 and 65536 MiB");
+      }
+      if (spec.name) {
+        for (const other of engine.sandboxes.values()) {
+          if (other.running && other.spec.app === spec.app && other.spec.name === spec.name) {
+            throw new ConnectError(
+              `a running sandbox named ${JSON.stringify(spec.name)} already exists in app ${JSON.stringify(spec.app)}`,
+              Code.AlreadyExists,
+            );
+          }
+        }
+      }
+      const running = [...engine.sandboxes.values()].filter((s) => s.running).length;
+      if (running >= options.maxRunningSandboxes) {
+        throw new ConnectError(
+          `at most ${options.maxRunningSandboxes} sandboxes may run at once`,
+          Code.ResourceExhausted,
+        );
+      }
+      const work = engine.create(requestId, spec);
+      if (requestId) creating.set(requestId, work);
+      try {
+        return { sandbox: (await work).info };
+      } catch (error) {
+        throw new ConnectError(`the sandbox failed to start: ${(error as Error).message}`, Code.Internal);
+      } finally {
+        if (requestId) creating.delete(requestId);
+      }
+    },
+
+    getSandbox(request) {
+      return { sandbox: sandboxOf(engine, request.sandboxId).info };
+    },
+
+    lookupSandbox(request) {
+      const app = request.app || "default";
+      for (const sandbox of engine.sandboxes.values()) {
+        if (sandbox.running && sandbox.spec.app === app && sandbox.spec.name === request.name) {
+          return { sandbox: sandbox.info };
+        }
+      }
+      throw new ConnectError(
+        `no running sandbox named ${JSON.stringify(request.name)} in app ${JSON.stringify(app)}`,
+        Code.NotFound,
+      );
+    },
+
+    listSandboxes(request) {
+      if (request.app) checkName(request.app, "app");
+      checkTags(request.tags);
+      const pageSize = Math.min(request.pageSize || DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
+      const before = request.cursor ? decodeCursor(request.cursor) : Number.POSITIVE_INFINITY;
+      const matches = [...engine.sandboxes.values()]
+        .filter((s) => s.sequence < before)
+        .filter((s) => request.includeFinished || s.running)
+        .filter((s) => !request.app || s.spec.app === request.app)
+        .filter((s) => Object.entries(request.tags).every(([k, v]) => s.spec.tags[k] === v))
+        .sort((a, b) => b.sequence - a.sequence);
+      const page = matches.slice(0, pageSize);
+      const last = page[page.length - 1];
+      return {
+        sandboxes: page.map((s) => s.info),
+        nextCursor: matches.length > pageSize && last ? encodeCursor(last.sequence) : "",
+      };
+    },
+
+    async waitSandbox(request, context) {
+      const sandbox = sandboxOf(engine, request.sandboxId);
+      if (sandbox.running) {
+        await sandbox.ended.wait(Math.min(request.timeoutMs || MAX_LONG_POLL_MS, MAX_LONG_POLL_MS), context.signal);
+      }
+      return { sandbox: sandbox.info, done: sandbox.info.state === SandboxState.FINISHED };
+    },
+
+    terminateSandbox(request) {
+      const sandbox = sandboxOf(engine, request.sandboxId);
+      sandbox.finish(terminated());
+      return { sandbox: sandbox.info };
+    },
+
+    setTags(request) {
+      const sandbox = sandboxOf(engine, request.sandboxId);
+      checkTags(request.tags);
+      (sandbox.info.spec as NonNullable<Sandbox["spec"]>).tags = { ...request.tags };
+      engine.persistSandbox(sandbox);
+      return { sandbox: sandbox.info };
+    },
+  };
+}

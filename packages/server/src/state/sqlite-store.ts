@@ -1,0 +1,71 @@
+/** The embedded state store: SQLite (node:sqlite) in the data dir, records as protobuf. */
+
+import { DatabaseSync } from "node:sqlite";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { type Process, ProcessSchema, SandboxSchema } from "@sbx/proto";
+import type { StateStore, StoredSandbox } from "./store.js";
+
+export class SqliteStateStore implements StateStore {
+  readonly #db: DatabaseSync;
+  readonly #upsertSandbox;
+  readonly #upsertProcess;
+
+  constructor(path: string) {
+    this.#db = new DatabaseSync(path);
+    this.#db.exec(`
+      PRAGMA journal_mode = WAL;
+      PRAGMA synchronous = NORMAL;
+      CREATE TABLE IF NOT EXISTS sandboxes (
+        id TEXT PRIMARY KEY,
+        sequence INTEGER NOT NULL,
+        request_id TEXT NOT NULL,
+        record BLOB NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS processes (
+        sandbox_id TEXT NOT NULL,
+        process_id TEXT NOT NULL,
+        record BLOB NOT NULL,
+        PRIMARY KEY (sandbox_id, process_id)
+      );
+    `);
+    this.#upsertSandbox = this.#db.prepare(
+      "INSERT INTO sandboxes (id, sequence, request_id, record) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+    );
+    this.#upsertProcess = this.#db.prepare(
+      "INSERT INTO processes (sandbox_id, process_id, record) VALUES (?, ?, ?) ON CONFLICT(sandbox_id, process_id) DO UPDATE SET record = excluded.record",
+    );
+  }
+
+  load() {
+    const sandboxes = this.#db
+      .prepare("SELECT sequence, request_id, record FROM sandboxes ORDER BY sequence")
+      .all()
+      .map((row) => ({
+        sequence: Number(row.sequence),
+        requestId: String(row.request_id),
+        sandbox: fromBinary(SandboxSchema, row.record as Uint8Array),
+      }));
+    const processes = this.#db
+      .prepare("SELECT record FROM processes")
+      .all()
+      .map((row) => fromBinary(ProcessSchema, row.record as Uint8Array));
+    return { sandboxes, processes };
+  }
+
+  saveSandbox(record: StoredSandbox): void {
+    this.#upsertSandbox.run(
+      record.sandbox.id,
+      record.sequence,
+      record.requestId,
+      toBinary(SandboxSchema, record.sandbox),
+    );
+  }
+
+  saveProcess(process: Process): void {
+    this.#upsertProcess.run(process.sandboxId, process.processId, toBinary(ProcessSchema, process));
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}
