@@ -73,6 +73,7 @@ export class ServerProcess {
         env: spec.env,
         workdir: spec.workdir || undefined,
         pty: spec.pty,
+        mergeStderr: spec.stderr === StdioMode.STDOUT,
       });
     } catch (error) {
       this.stderr.append(new TextEncoder().encode(`sbx: ${(error as Error).message}\n`));

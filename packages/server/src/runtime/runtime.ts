@@ -32,6 +32,8 @@ export interface RuntimeProcessSpec {
   readonly workdir?: string | undefined;
   /** Run under a pseudo-terminal (stdout and stderr merged). */
   readonly pty: boolean;
+  /** Send stderr into the stdout pipe (one stream, in the order written). */
+  readonly mergeStderr?: boolean;
 }
 
 export type RuntimeExit =

@@ -50,7 +50,7 @@ def start(req):
             os.dup2(stdin, 0)
             os.dup2(stdout, 1)
             os.dup2(stderr, 2)
-            for fd in (stdin, stdout, stderr):
+            for fd in {stdin, stdout, stderr}:
                 if fd > 2:
                     os.close(fd)
             for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):

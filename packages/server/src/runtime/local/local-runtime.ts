@@ -423,7 +423,8 @@ class LocalSandbox implements RuntimeSandbox {
     );
     const process = new LocalProcess(
       openFifoReader(join(hostDir, "stdout")),
-      openFifoReader(join(hostDir, "stderr")),
+      // Merged: the agent gives the process one pipe for both, so order is preserved.
+      spec.mergeStderr ? undefined : openFifoReader(join(hostDir, "stderr")),
       openFifoWriter(join(hostDir, "stdin")),
       () => rm(hostDir, { recursive: true, force: true }).catch(() => {}),
     );
@@ -436,6 +437,7 @@ class LocalSandbox implements RuntimeSandbox {
       env: { ...BASE_ENV, ...this.#spec.env, ...spec.env },
       cwd: spec.workdir ?? this.#spec.workdir ?? "/",
       dir: sandboxDir,
+      stderr: spec.mergeStderr ? "stdout" : "pipe",
     };
     this.#control?.write(`${JSON.stringify(request)}\n`);
     process.signalSender = (signal) => this.#control?.write(`${JSON.stringify({ op: "signal", id, signal })}\n`);
@@ -470,10 +472,10 @@ class LocalProcess implements RuntimeProcess {
   #exit: RuntimeExit | undefined;
   readonly #open = new Set<Socket>();
   readonly #stdout: Socket;
-  readonly #stderr: Socket;
+  readonly #stderr: Socket | undefined;
   readonly #stdin: Socket;
 
-  constructor(stdout: Socket, stderr: Socket, stdin: Socket, cleanup: () => Promise<void>) {
+  constructor(stdout: Socket, stderr: Socket | undefined, stdin: Socket, cleanup: () => Promise<void>) {
     this.#stdout = stdout;
     this.#stderr = stderr;
     this.#stdin = stdin;
@@ -484,7 +486,7 @@ class LocalProcess implements RuntimeProcess {
     this.whenStarted = new Promise((resolve, reject) => {
       this.#started = { resolve, reject };
     });
-    for (const s of [stdout, stderr]) {
+    for (const s of stderr ? [stdout, stderr] : [stdout]) {
       this.#open.add(s);
       s.pause();
       s.on("close", () => {
@@ -502,8 +504,8 @@ class LocalProcess implements RuntimeProcess {
   }
 
   onStderr(listener: (chunk: Uint8Array) => void): void {
-    this.#stderr.on("data", listener);
-    this.#stderr.resume();
+    this.#stderr?.on("data", listener);
+    this.#stderr?.resume();
   }
 
   writeStdin(data: Uint8Array): Promise<void> {

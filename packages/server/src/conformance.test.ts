@@ -1,0 +1,33 @@
+// The conformance suite against the real server (local bubblewrap runtime) through
+// @sbx/node, over each protocol the Node transport speaks.
+import * as sdk from "@sbx/node";
+import { defineConformanceSuite } from "@sbx/testing/conformance";
+import { afterAll, beforeAll, describe, it } from "vitest";
+import { realServerAvailable, startTestServer } from "./test-support.js";
+
+const available = await realServerAvailable();
+const t = { describe, it, beforeAll, afterAll };
+
+if (available) {
+  describe("real server", () => {
+    let server: Awaited<ReturnType<typeof startTestServer>>;
+    beforeAll(async () => {
+      server = await startTestServer();
+    });
+    afterAll(async () => {
+      await server.close();
+      server.removeData();
+    });
+    for (const transport of [
+      { label: "Connect over HTTP/2", options: { protocol: "connect", httpVersion: "2" } },
+      { label: "gRPC", options: { protocol: "grpc" } },
+      { label: "Connect over HTTP/1.1", options: { protocol: "connect", httpVersion: "1.1" } },
+    ] as const) {
+      defineConformanceSuite(t, {
+        name: `node → real server (${transport.label})`,
+        sdk,
+        makeClient: () => new sdk.SandboxClient({ endpoint: server.url, token: server.token, ...transport.options }),
+      });
+    }
+  });
+}
