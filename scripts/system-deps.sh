@@ -1,0 +1,16 @@
+# Source this file: installs the Debian packages the real server needs (bubblewrap, and the
+# util-linux/coreutils/python3 it already expects), only when something is missing.
+sbx_missing=()
+command -v bwrap >/dev/null 2>&1 || sbx_missing+=(bubblewrap)
+command -v setpriv >/dev/null 2>&1 || sbx_missing+=(util-linux)
+command -v mkfifo >/dev/null 2>&1 || sbx_missing+=(coreutils)
+[ -x /usr/bin/python3 ] || sbx_missing+=(python3)
+if [ "${#sbx_missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "sbx: the server needs: ${sbx_missing[*]} (install them with apt-get as root)" >&2
+  else
+    echo "sbx: installing ${sbx_missing[*]} (apt-get)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${sbx_missing[@]}" >/dev/null
+  fi
+fi
+unset sbx_missing
