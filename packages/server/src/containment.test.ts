@@ -1,0 +1,212 @@
+// Containment: each case is an attempt from inside a sandbox that must fail, run against
+// the real server with the local runtime. Nothing here weakens isolation to pass.
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { SandboxClient } from "@sbx/node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { realServerAvailable, startTestServer } from "./test-support.js";
+
+const available = await realServerAvailable();
+
+/** Python run inside the sandbox; prints what happened so assertions can read it. */
+const py = (code: string) => ["python3", "-c", code];
+const syscall = (name: string, nr: number, args = "") =>
+  py(`import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+r = libc.syscall(${nr}${args ? `, ${args}` : ""})
+print("${name}", r, os.strerror(ctypes.get_errno()) if r < 0 else "ok")`);
+
+if (available) {
+  describe("containment (real server)", () => {
+    let server: Awaited<ReturnType<typeof startTestServer>>;
+    let client: SandboxClient;
+    beforeAll(async () => {
+      server = await startTestServer();
+      client = new SandboxClient({ endpoint: server.url, token: server.token });
+    });
+    afterAll(async () => {
+      await client.close();
+      await server.close();
+      server.removeData();
+    });
+
+    const run = async (sb: Awaited<ReturnType<typeof client.sandboxes.create>>, argv: string[]) => {
+      const p = await sb.exec(argv, { stderr: "stdout" });
+      const [out, code] = await Promise.all([p.stdout.readText(), p.wait()]);
+      return { out, code };
+    };
+
+    it("cannot see or signal host processes", async () => {
+      await using sb = await client.sandboxes.create();
+      const { out } = await run(sb, ["sh", "-c", "ls /proc | grep -E '^[0-9]+$' | wc -l; ps -eo comm"]);
+      const [count] = out.split("\n");
+      expect(Number(count)).toBeLessThan(10);
+      expect(out).not.toMatch(/node|vitest/);
+      const kill = await run(sb, ["sh", "-c", `kill -0 ${process.pid} 2>&1; echo rc=$?`]);
+      expect(kill.out).toMatch(/rc=1/);
+    });
+
+    it("has no host secrets, server data or host homes", async () => {
+      await using sb = await client.sandboxes.create();
+      const { out } = await run(sb, [
+        "sh",
+        "-c",
+        `cat /etc/shadow; cat /etc/gshadow; ls -A /root /home; ls ${server.dataDir}; cat ${server.dataDir}/token; ls /run; ls /.sbx/../root; echo end`,
+      ]);
+      expect(out).not.toContain(server.token);
+      expect(out).toMatch(/\/etc\/shadow: No such file/);
+      expect(out).toMatch(new RegExp(`${server.dataDir}.*No such file`));
+      expect(out.trim().endsWith("end")).toBe(true);
+      const passwd = await run(sb, ["cat", "/etc/passwd"]);
+      expect(passwd.out.split("\n").filter(Boolean)).toHaveLength(2);
+    });
+
+    it("writes land in the sandbox's own layer; neighbours and the host never see them", async () => {
+      await using a = await client.sandboxes.create();
+      await using b = await client.sandboxes.create();
+      const marker = `m${Date.now()}`;
+      const wrote = await run(a, [
+        "sh",
+        "-c",
+        `echo ${marker} > /etc/${marker}; echo ${marker} > /root/${marker}; echo ok`,
+      ]);
+      expect(wrote.out).toBe("ok\n");
+      expect((await run(a, ["cat", `/etc/${marker}`])).out).toBe(`${marker}\n`);
+      const other = await run(b, ["sh", "-c", `cat /etc/${marker} /root/${marker} 2>&1; ls /tmp`]);
+      expect(other.out).not.toContain(`${marker}\n${marker}`);
+      expect(other.out).toMatch(/No such file/);
+      expect(() => execFileSync("ls", [`/etc/${marker}`], { stdio: "pipe" })).toThrow();
+      const usr = await run(a, ["sh", "-c", "touch /usr/bin/evil 2>&1; echo rc=$?"]);
+      expect(usr.out).toMatch(/rc=1/);
+    });
+
+    it("reaches no network address and no host socket", async () => {
+      const host = createServer((s) => s.end("host secret\n"));
+      await new Promise<void>((r) => host.listen(0, "127.0.0.1", () => r()));
+      const port = (host.address() as { port: number }).port;
+      try {
+        await using sb = await client.sandboxes.create();
+        const { out } = await run(
+          sb,
+          py(`import socket
+for target in [("127.0.0.1", ${port}), ("10.0.0.1", 80), ("1.1.1.1", 53)]:
+    s = socket.socket(); s.settimeout(2)
+    try:
+        s.connect(target); print("CONNECTED", target, s.recv(100))
+    except OSError as e:
+        print("blocked", target, e)
+import os
+print(sorted(os.listdir("/run")) if os.path.exists("/run") else "no /run")`),
+        );
+        expect(out).not.toContain("CONNECTED");
+        expect(out).not.toContain("host secret");
+        expect(out.match(/blocked/g)).toHaveLength(3);
+      } finally {
+        host.close();
+      }
+    });
+
+    it("has no capabilities and cannot mount, unshare, ptrace, use bpf or io_uring", async () => {
+      await using sb = await client.sandboxes.create();
+      const caps = await run(sb, ["grep", "^Cap", "/proc/self/status"]);
+      for (const line of caps.out.trim().split("\n")) expect(line).toMatch(/:\s+0000000000000000$/);
+      const mount = await run(sb, ["sh", "-c", "mount -t tmpfs none /mnt 2>&1; echo rc=$?"]);
+      expect(mount.out).not.toMatch(/rc=0/);
+      const unshare = await run(sb, ["sh", "-c", "unshare -U -r true 2>&1; echo rc=$?"]);
+      expect(unshare.out).not.toMatch(/rc=0/);
+      for (const [name, nr, args] of [
+        ["unshare", 272, "0x10000000"],
+        ["setns", 308, "0, 0"],
+        ["ptrace", 101, "16, 1, 0, 0"],
+        ["bpf", 321, "0, 0, 0"],
+        ["perf_event_open", 298, "0, 0, -1, -1, 0"],
+        ["keyctl", 250, "0"],
+        ["io_uring_setup", 425, "1, 0"],
+        ["userfaultfd", 323, "0"],
+        ["open_by_handle_at", 304, "0, 0, 0"],
+        ["kexec_load", 246, "0, 0, 0, 0"],
+        ["init_module", 175, "0, 0, 0"],
+      ] as const) {
+        const r = await run(sb, syscall(name, nr, args));
+        expect(r.out, name).toMatch(new RegExp(`^${name} -1 Operation not permitted`));
+      }
+      const clone = await run(
+        sb,
+        py(`import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+r = libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0)
+print("clone", r, os.strerror(ctypes.get_errno()))`),
+      );
+      expect(clone.out).toMatch(/^clone -1 Operation not permitted/);
+    });
+
+    it("cannot reach a cgroup release_agent", async () => {
+      await using sb = await client.sandboxes.create();
+      const { out } = await run(sb, [
+        "sh",
+        "-c",
+        "ls /sys/fs/cgroup 2>&1; echo x > /sys/fs/cgroup/release_agent 2>&1; mkdir -p /tmp/cg && mount -t cgroup -o memory cgroup /tmp/cg 2>&1; echo rc=$?",
+      ]);
+      expect(out).not.toMatch(/rc=0/);
+      expect(out).toMatch(/No such file|Read-only|Permission denied|not permitted/);
+    });
+
+    it("a fork bomb hits the pids limit while the server and a neighbour keep serving", async () => {
+      await using bomb = await client.sandboxes.create();
+      await using neighbour = await client.sandboxes.create();
+      const p = await bomb.exec(
+        ["sh", "-c", "i=0; while [ $i -lt 2000 ]; do sleep 20 & i=$((i+1)); done 2>/dev/null; echo spawned"],
+        { timeoutMs: 60_000 },
+      );
+      const meanwhile = await run(neighbour, ["echo", "still serving"]);
+      expect(meanwhile.out).toBe("still serving\n");
+      const count = await run(neighbour, ["true"]);
+      expect(count.code).toBe(0);
+      // The cgroup's own counter, read on the host: never above the sandbox's pids limit.
+      const cgroup = existsSync("/sys/fs/cgroup/cgroup.controllers")
+        ? `/sys/fs/cgroup/sbx/${bomb.id}`
+        : `/sys/fs/cgroup/pids/sbx/${bomb.id}`;
+      const max = Number(readFileSync(`${cgroup}/pids.max`, "utf8"));
+      expect(max).toBe(512);
+      await p.wait();
+      const current = Number(readFileSync(`${cgroup}/pids.current`, "utf8"));
+      expect(current).toBeGreaterThan(400);
+      expect(current).toBeLessThanOrEqual(max);
+    });
+
+    it("a memory bomb is OOM-killed (137) and the server keeps serving", async () => {
+      await using sb = await client.sandboxes.create({ memoryMiB: 64 });
+      const p = await sb.exec(py("a = bytearray(1024 * 1024 * 1024); print('allocated')"));
+      expect(await p.wait()).toBe(137);
+      expect(await p.stdout.readText()).not.toContain("allocated");
+      expect((await run(sb, ["echo", "alive"])).out).toBe("alive\n");
+    });
+
+    it("leaves no process behind after terminate, setsid daemons included", async () => {
+      const marker = `daemon${Date.now()}`;
+      const sb = await client.sandboxes.create();
+      await run(sb, [
+        "bash",
+        "-c",
+        `setsid bash -c 'exec -a ${marker} sleep 300' >/dev/null 2>&1 < /dev/null & echo started`,
+      ]);
+      await run(sb, ["bash", "-c", `(bash -c 'exec -a ${marker} sleep 300' >/dev/null 2>&1 &) ; echo double-forked`]);
+      // "[d]aemon…" matches the daemons but not this shell's own command line.
+      const pattern = `[${marker[0]}]${marker.slice(1)}`;
+      const before = execFileSync("sh", ["-c", `pgrep -f '${pattern}' | wc -l`])
+        .toString()
+        .trim();
+      expect(Number(before)).toBe(2);
+      await sb.terminate({ wait: true });
+      for (let i = 0; i < 50; i++) {
+        const left = execFileSync("sh", ["-c", `pgrep -f '${pattern}' | wc -l`])
+          .toString()
+          .trim();
+        if (left === "0") return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error("sandbox processes survived terminate");
+    });
+  });
+}
