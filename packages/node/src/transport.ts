@@ -10,6 +10,9 @@ export interface NodeTransportOptions {
 
 /** A Connect transport for Node.js talking to an sbx server at `endpoint`. */
 export function createNodeTransport(endpoint: string, options: NodeTransportOptions = {}): Transport {
-  if (options.protocol === "grpc") return createGrpcTransport({ baseUrl: endpoint });
-  return createConnectTransport({ baseUrl: endpoint, httpVersion: options.httpVersion ?? "2" });
+  // No gzip/brotli: output is streamed at pipe speed, and compressing it costs more CPU
+  // than it saves on the links sbx runs over (loopback, LAN).
+  const common = { baseUrl: endpoint, acceptCompression: [] };
+  if (options.protocol === "grpc") return createGrpcTransport(common);
+  return createConnectTransport({ ...common, httpVersion: options.httpVersion ?? "2" });
 }

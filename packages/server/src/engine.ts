@@ -26,7 +26,6 @@ import type { RuntimeProcess, RuntimeSandbox, SandboxRuntime } from "./runtime/r
 import type { StateStore } from "./state/store.js";
 
 export const ENTRYPOINT = "entrypoint";
-const KEEP_ALIVE = ["sleep", "infinity"];
 const ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 
 export function newSandboxId(): string {
@@ -185,7 +184,7 @@ export class ServerSandbox {
     const entry = this.addProcess(
       ENTRYPOINT,
       create(ProcessSpecSchema, {
-        argv: spec.command.length > 0 ? [...spec.command] : KEEP_ALIVE,
+        argv: [...spec.command],
         workdir: spec.workdir,
         pty: spec.pty,
         stdout: StdioMode.PIPE,
@@ -193,7 +192,8 @@ export class ServerSandbox {
       }),
     );
     this.touch();
-    await entry.start(this.runtime);
+    // No command: the sandbox just stays up; its entrypoint is a record that ends with it.
+    if (spec.command.length > 0) await entry.start(this.runtime);
   }
 
   addProcess(processId: string, spec: ProcessSpec, restored?: Process): ServerProcess {

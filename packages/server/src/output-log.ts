@@ -8,6 +8,8 @@ import { closeSync, openSync, readSync, writeSync } from "node:fs";
 /** Bytes of recent output kept in memory per stream; older bytes are read from the file. */
 export const MEMORY_TAIL_BYTES = 1024 * 1024;
 const MAX_CHUNK = 64 * 1024;
+/** Readers that are behind get adjacent chunks joined up to this size: fewer, larger messages. */
+const MAX_READ = 1024 * 1024;
 
 interface Chunk {
   readonly offset: number;
@@ -68,13 +70,28 @@ export class OutputLog {
     for (;;) {
       signal?.throwIfAborted();
       if (at < this.#length) {
-        const chunk = this.#chunkAt(at);
-        yield chunk;
-        at += chunk.data.byteLength;
+        const first = this.#chunkAt(at);
+        if (this.#length - at <= first.data.byteLength) {
+          yield first;
+          at += first.data.byteLength;
+          continue;
+        }
+        const parts = [first.data];
+        let size = first.data.byteLength;
+        while (at + size < this.#length && size < MAX_READ) {
+          const next = this.#chunkAt(at + size);
+          parts.push(next.data);
+          size += next.data.byteLength;
+        }
+        yield { offset: at, data: Buffer.concat(parts, size) };
+        at += size;
         continue;
       }
       if (this.#closed) return;
       await this.#changed(signal);
+      // Let bytes that arrive in the same instant join this message: far fewer, larger
+      // messages at high rates, for well under a millisecond of added latency.
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
 

@@ -36,7 +36,8 @@ export async function listenFake(
       import("@connectrpc/connect-node"),
       import("@connectrpc/connect"),
     ]);
-  const adapter = connectNodeAdapter({ routes, interceptors });
+  // Compression off: streamed output would spend more CPU in zlib than it saves on the wire.
+  const adapter = connectNodeAdapter({ routes, interceptors, acceptCompression: [] });
   const origin = options.corsOrigin ?? "*";
   type Response = {
     setHeader(name: string, value: string): void;

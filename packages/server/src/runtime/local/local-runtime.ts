@@ -25,7 +25,7 @@ import type {
   SandboxRuntime,
 } from "../runtime.js";
 import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
-import { makeFifos, openFifoReader, openFifoWriter } from "./fifo.js";
+import { FifoPool, openFifoReader, openFifoWriter } from "./fifo.js";
 import { ensureDefaultImage } from "./image.js";
 import { seccompProgram, seccompSupported } from "./seccomp.js";
 
@@ -229,11 +229,13 @@ class LocalSandbox implements RuntimeSandbox {
   #counter = 0;
   #destroyed: Promise<void> | undefined;
   #stderr = "";
+  readonly #fifos: FifoPool;
 
   constructor(spec: RuntimeSandboxSpec, setup: SandboxSetup) {
     this.id = spec.id;
     this.#spec = spec;
     this.#setup = setup;
+    this.#fifos = new FifoPool(join(setup.dir, "ctl", "pool"), setup.uid, setup.gid);
     this.#cgroup = new SandboxCgroup(setup.cgroupVersion, spec.id);
     this.died = new Promise((resolve) => {
       this.#markDied = resolve;
@@ -254,15 +256,20 @@ class LocalSandbox implements RuntimeSandbox {
     const { uid, gid } = this.#setup;
     const paths = this.#paths;
     await Promise.all(Object.values(paths).map((p) => mkdir(p, { recursive: true })));
-    await Promise.all([chown(paths.upper, uid, gid), chown(paths.ctl, uid, gid), mkdir(join(paths.ctl, "p"))]);
-    await chown(join(paths.ctl, "p"), uid, gid);
-    await mountOverlay(this.#setup.image, paths.upper, paths.work, paths.rootfs);
-    await this.#cgroup.create({
-      cpuLimit: this.#spec.cpuLimit,
-      memoryLimitMiB: this.#setup.memoryMiB,
-      pidsLimit: this.#setup.pidsLimit,
-    });
-    await makeFifos([join(paths.ctl, "ctl"), join(paths.ctl, "events")], uid, gid);
+    await Promise.all([
+      chown(paths.upper, uid, gid),
+      chown(paths.ctl, uid, gid),
+      mkdir(join(paths.ctl, "p")).then(() => chown(join(paths.ctl, "p"), uid, gid)),
+    ]);
+    await Promise.all([
+      mountOverlay(this.#setup.image, paths.upper, paths.work, paths.rootfs),
+      this.#cgroup.create({
+        cpuLimit: this.#spec.cpuLimit,
+        memoryLimitMiB: this.#setup.memoryMiB,
+        pidsLimit: this.#setup.pidsLimit,
+      }),
+      this.#fifos.fill([join(paths.ctl, "ctl"), join(paths.ctl, "events")]),
+    ]);
     this.#events = openFifoReader(join(paths.ctl, "events"));
     this.#control = openFifoWriter(join(paths.ctl, "ctl"));
     this.#listen(this.#events);
@@ -414,13 +421,7 @@ class LocalSandbox implements RuntimeSandbox {
     const id = String(++this.#counter);
     const hostDir = join(this.#paths.ctl, "p", id);
     const sandboxDir = `/.sbx/p/${id}`;
-    await mkdir(hostDir);
-    await chown(hostDir, this.#setup.uid, this.#setup.gid);
-    await makeFifos(
-      ["stdin", "stdout", "stderr"].map((n) => join(hostDir, n)),
-      this.#setup.uid,
-      this.#setup.gid,
-    );
+    await this.#fifos.take(hostDir);
     const process = new LocalProcess(
       openFifoReader(join(hostDir, "stdout")),
       // Merged: the agent gives the process one pipe for both, so order is preserved.

@@ -1,0 +1,169 @@
+// Real-server benchmarks (local runtime), each against a baseline measured in the same run:
+//   1. create → first stdout byte of `echo`, vs a raw `bwrap … echo` spawn;
+//   2. exec(["true"]) → wait on a running sandbox;
+//   3. stdout throughput of `head -c N /dev/zero` through the SDK, vs reading the same
+//      command's output from a raw pipe;
+//   4. memory per idle sandbox, and how many idle sandboxes fit.
+// Run as root: pnpm bench (or node packages/server/bench/server.bench.ts). Prints JSON.
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { SandboxClient } from "@sbx/node";
+
+const ROUNDS = Number(process.env.SBX_BENCH_ROUNDS ?? 100);
+const STREAM_MIB = Number(process.env.SBX_BENCH_STREAM_MIB ?? 1024);
+const IDLE = Number(process.env.SBX_BENCH_IDLE ?? 200);
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return +(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0).toFixed(2);
+};
+const stats = (xs: number[]) => ({ p50: pct(xs, 50), p99: pct(xs, 99) });
+
+function firstByte(cmd: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const start = performance.now();
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
+    child.stdout.once("data", () => resolve(performance.now() - start));
+    child.on("error", reject);
+  });
+}
+
+function pipeThroughput(cmd: string, args: string[]): Promise<number> {
+  return new Promise((resolve) => {
+    const start = performance.now();
+    let bytes = 0;
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
+    child.stdout.on("data", (d: Buffer) => {
+      bytes += d.length;
+    });
+    child.on("close", () => resolve(bytes / 1e6 / ((performance.now() - start) / 1000)));
+  });
+}
+
+// The server runs as its own process (`sbx server`), as in production.
+const dataDir = mkdtempSync(join(tmpdir(), "sbx-bench-"));
+const cli = join(dirname(fileURLToPath(import.meta.url)), "../../cli/dist/main.js");
+const serverProcess = spawn(
+  process.execPath,
+  [cli, "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", "bench"],
+  {
+    stdio: ["ignore", "pipe", "inherit"],
+  },
+);
+const endpoint = await new Promise<string>((resolve, reject) => {
+  let out = "";
+  serverProcess.stdout.on("data", (d) => {
+    out += d;
+    const m = /listening on (\S+)/.exec(out);
+    if (m) resolve(m[1] as string);
+  });
+  serverProcess.on("exit", (code) => reject(new Error(`server exited ${code}`)));
+});
+const serverRss = () => {
+  const status = readFileSync(`/proc/${serverProcess.pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) * 1024;
+};
+const client = new SandboxClient({ endpoint, token: "bench" });
+const results: Record<string, unknown> = {};
+
+try {
+  // 1. create → first output byte
+  const rawBwrap = [
+    "--unshare-all",
+    "--ro-bind",
+    "/usr",
+    "/usr",
+    "--symlink",
+    "usr/lib64",
+    "/lib64",
+    "--symlink",
+    "usr/lib",
+    "/lib",
+    "--symlink",
+    "usr/bin",
+    "/bin",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "/usr/bin/echo",
+    "hi",
+  ];
+  const raw: number[] = [];
+  const sbx: number[] = [];
+  for (let i = 0; i < Math.min(ROUNDS, 50); i++) {
+    raw.push(await firstByte("bwrap", rawBwrap));
+    const start = performance.now();
+    const sb = await client.sandboxes.create({ app: "bench" });
+    const p = await sb.exec(["echo", "hi"]);
+    for await (const _ of p.stdout) break;
+    sbx.push(performance.now() - start);
+    await sb.terminate();
+  }
+  results.createToFirstByteMs = {
+    rawBwrapEcho: stats(raw),
+    sbx: stats(sbx),
+    ratioP50: +(pct(sbx, 50) / pct(raw, 50)).toFixed(2),
+  };
+
+  // 2. exec true → wait
+  const sb = await client.sandboxes.create({ app: "bench" });
+  const forkExec: number[] = [];
+  const execWait: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    forkExec.push(
+      await new Promise<number>((resolve) => {
+        const start = performance.now();
+        spawn("true").on("exit", () => resolve(performance.now() - start));
+      }),
+    );
+    const start = performance.now();
+    await (await sb.exec(["true"])).wait();
+    execWait.push(performance.now() - start);
+  }
+  results.execTrueWaitMs = { rawSpawnTrue: stats(forkExec), sbx: stats(execWait) };
+
+  // 3. stdout throughput
+  const rawMBps = await pipeThroughput("head", ["-c", `${STREAM_MIB}M`, "/dev/zero"]);
+  const start = performance.now();
+  const p = await sb.exec(["head", "-c", `${STREAM_MIB}M`, "/dev/zero"], { mode: "binary" });
+  let bytes = 0;
+  for await (const chunk of p.stdout) bytes += chunk.byteLength;
+  const sbxMBps = bytes / 1e6 / ((performance.now() - start) / 1000);
+  results.stdoutThroughputMBps = {
+    mib: STREAM_MIB,
+    rawPipe: Math.round(rawMBps),
+    sbx: Math.round(sbxMBps),
+    ratio: +(sbxMBps / rawMBps).toFixed(3),
+  };
+  await sb.terminate();
+
+  // 4. idle sandboxes
+  const available = () => Number(/MemAvailable:\s+(\d+)/.exec(readFileSync("/proc/meminfo", "utf8"))?.[1]) * 1024;
+  const rss = serverRss;
+  const memBefore = available();
+  const rssBefore = rss();
+  const idle = [];
+  const createStart = performance.now();
+  for (let i = 0; i < IDLE; i++) idle.push(await client.sandboxes.create({ app: "bench-idle" }));
+  const createdIn = performance.now() - createStart;
+  await new Promise((r) => setTimeout(r, 1000));
+  const perSandbox = (memBefore - available()) / IDLE;
+  results.idleSandboxes = {
+    count: IDLE,
+    createSeconds: +(createdIn / 1000).toFixed(1),
+    hostMemoryPerSandboxMiB: +(perSandbox / 2 ** 20).toFixed(2),
+    serverRssPerSandboxKiB: Math.round((rss() - rssBefore) / IDLE / 1024),
+    estimatedFitIn24GiB: Math.floor((24 * 2 ** 30 * 0.8) / perSandbox),
+  };
+  await Promise.all(idle.map((s) => s.terminate()));
+} finally {
+  await client.close();
+  serverProcess.kill("SIGTERM");
+  await new Promise((r) => serverProcess.once("exit", r));
+  rmSync(dataDir, { recursive: true, force: true });
+}
+console.log(JSON.stringify(results, null, 2));
