@@ -18,7 +18,7 @@ import {
   SandboxState,
   StdioMode,
 } from "@sbx/proto";
-import { Changes } from "./changes.js";
+import { Changes } from "@sbx/server-kit";
 import { exited, fromRuntimeExit, signaled, terminated, timedOut } from "./exit-status.js";
 import type { Logger } from "./logger.js";
 import { OutputLog } from "./output-log.js";

@@ -4,6 +4,7 @@
  * recent MEMORY_TAIL_BYTES also stay in memory so live readers never touch the disk.
  */
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { Changes } from "@sbx/server-kit";
 
 /** Bytes of recent output kept in memory per stream; older bytes are read from the file. */
 export const MEMORY_TAIL_BYTES = 1024 * 1024;
@@ -23,7 +24,7 @@ export class OutputLog {
   #closed: boolean;
   readonly #tail: Chunk[] = [];
   #tailBytes = 0;
-  readonly #waiters = new Set<() => void>();
+  readonly #changes = new Changes();
 
   /** A new log, or (with `length` and `closed`) one reopened from its file after a restart. */
   constructor(path: string, existing?: { length: number; closed: boolean }) {
@@ -53,7 +54,7 @@ export class OutputLog {
     while (this.#tailBytes > MEMORY_TAIL_BYTES && this.#tail.length > 1) {
       this.#tailBytes -= (this.#tail.shift() as Chunk).data.byteLength;
     }
-    this.#wake();
+    this.#changes.notify();
   }
 
   close(): void {
@@ -61,7 +62,7 @@ export class OutputLog {
     this.#closed = true;
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = undefined;
-    this.#wake();
+    this.#changes.notify();
   }
 
   /** Chunks from `from` on, following new output, until the log is closed and drained. */
@@ -88,7 +89,7 @@ export class OutputLog {
         continue;
       }
       if (this.#closed) return;
-      await this.#changed(signal);
+      await this.#changes.wait(undefined, signal);
       // Let bytes that arrive in the same instant join this message: far fewer, larger
       // messages at high rates, for well under a millisecond of added latency.
       await new Promise((resolve) => setImmediate(resolve));
@@ -124,27 +125,5 @@ export class OutputLog {
     } finally {
       closeSync(fd);
     }
-  }
-
-  #changed(signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        this.#waiters.delete(done);
-        signal?.removeEventListener("abort", onAbort);
-        resolve();
-      };
-      const onAbort = () => {
-        this.#waiters.delete(done);
-        reject(signal?.reason);
-      };
-      this.#waiters.add(done);
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
-  }
-
-  #wake(): void {
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const w of waiters) w();
   }
 }

@@ -2,7 +2,8 @@
  * @sbx/testing — a fake sbx server for your tests (in memory, scriptable, with fault
  * injection) and, at "@sbx/testing/conformance", the suite every sbx target passes.
  */
+
+export type { Listener as FakeListener, ListenOptions } from "@sbx/server-kit/listen";
 export { createFakeServer, type FakeServer, type FakeServerOptions } from "./fake/fake-server.js";
 export type { CutStreamsOptions, FailNextOptions, FaultCode, RecordedCall } from "./fake/faults.js";
 export type { ExecContext, ExecHandler, ExecPattern, ExecResult } from "./fake/handlers.js";
-export type { FakeListener, ListenOptions } from "./fake/listen.js";

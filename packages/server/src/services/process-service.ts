@@ -1,7 +1,7 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { MAX_LONG_POLL_MS, OutputStream, type ProcessService } from "@sbx/proto";
+import { checkArgv, checkEnv, checkId, checkWorkdir } from "@sbx/server-kit";
 import type { Engine, ServerProcess } from "../engine.js";
-import { checkArgv, checkEnv, checkId, checkWorkdir } from "../validation.js";
 import { sandboxOf } from "./sandbox-service.js";
 
 function processOf(engine: Engine, sandboxId: string, processId: string): ServerProcess {

@@ -9,9 +9,9 @@ import {
   SandboxState,
   timeoutProblem,
 } from "@sbx/proto";
+import { checkArgv, checkEnv, checkName, checkTags, checkWorkdir, invalid } from "@sbx/server-kit";
 import type { Engine, ServerSandbox } from "../engine.js";
 import { terminated } from "../exit-status.js";
-import { checkArgv, checkEnv, checkName, checkTags, checkWorkdir, invalid } from "../validation.js";
 
 export interface SandboxServiceOptions {
   /** Most sandboxes running at once; more → RESOURCE_EXHAUSTED with a retry delay. */

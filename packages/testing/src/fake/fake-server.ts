@@ -4,9 +4,9 @@
  */
 import { type ConnectRouter, createRouterTransport, type Transport } from "@connectrpc/connect";
 import { ProcessService, SandboxService } from "@sbx/proto";
+import type { Listener, ListenOptions } from "@sbx/server-kit/listen";
 import { type CutStreamsOptions, type FailNextOptions, Faults, type RecordedCall } from "./faults.js";
 import type { ExecHandler, ExecPattern } from "./handlers.js";
-import type { FakeListener, ListenOptions } from "./listen.js";
 import { terminated } from "./model.js";
 import { processService } from "./process-service.js";
 import { sandboxService } from "./sandbox-service.js";
@@ -36,7 +36,7 @@ export interface FakeServer {
   cutStreams(options: CutStreamsOptions): void;
   setLatency(ms: number): void;
   /** Serves the fake on a real port (Connect over HTTP/1.1 and HTTP/2, gRPC), Node only. */
-  listen(options?: ListenOptions): Promise<FakeListener>;
+  listen(options?: ListenOptions): Promise<Listener>;
   /** Stops listeners and ends every sandbox, process and timer. */
   close(): Promise<void>;
 }
@@ -50,7 +50,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     router.service(ProcessService, processService(state));
   };
   const interceptors = [faults.interceptor];
-  const listeners: FakeListener[] = [];
+  const listeners: Listener[] = [];
   return {
     transport: createRouterTransport(routes, { router: { interceptors } }),
     routes,
@@ -64,8 +64,8 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     },
     async listen(listenOptions) {
       // Loaded on demand so the in-process fake stays free of node: imports (browser-safe).
-      const { listenFake } = await import("./listen.js");
-      const listener = await listenFake(routes, interceptors, listenOptions);
+      const { listenConnect } = await import("@sbx/server-kit/listen");
+      const listener = await listenConnect(routes, interceptors, listenOptions);
       listeners.push(listener);
       return listener;
     },

@@ -16,9 +16,10 @@ import {
   SandboxState,
   StdioMode,
 } from "@sbx/proto";
+import { Changes } from "@sbx/server-kit";
 import { commandOf, type ExecContext, type ExecResult, type HandlerRegistry } from "./handlers.js";
 import { miniShell } from "./mini-shell.js";
-import { Changes, OutputLog } from "./output-log.js";
+import { OutputLog } from "./output-log.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -1,3 +1,5 @@
+import { Changes } from "@sbx/server-kit";
+
 /**
  * An append-only byte log addressed by offset, with readers that follow it live: the fake's
  * model of a process's retained stdout or stderr.
@@ -13,7 +15,7 @@ export class OutputLog {
   readonly #chunks: LogChunk[] = [];
   #length = 0;
   #closed = false;
-  #waiters = new Set<() => void>();
+  readonly #changes = new Changes();
 
   get length(): number {
     return this.#length;
@@ -30,13 +32,13 @@ export class OutputLog {
       this.#chunks.push({ offset: this.#length, data: part });
       this.#length += part.byteLength;
     }
-    this.#wake();
+    this.#changes.notify();
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#wake();
+    this.#changes.notify();
   }
 
   /** Chunks from `from` on, following new output, until the log is closed. */
@@ -55,7 +57,7 @@ export class OutputLog {
         continue;
       }
       if (this.#closed) return;
-      await this.#changed(signal);
+      await this.#changes.wait(undefined, signal);
     }
   }
 
@@ -69,53 +71,5 @@ export class OutputLog {
       else hi = mid - 1;
     }
     return lo;
-  }
-
-  #changed(signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        this.#waiters.delete(done);
-        signal?.removeEventListener("abort", onAbort);
-        resolve();
-      };
-      const onAbort = () => {
-        this.#waiters.delete(done);
-        reject(signal?.reason);
-      };
-      this.#waiters.add(done);
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
-  }
-
-  #wake(): void {
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const w of waiters) w();
-  }
-}
-
-/** A one-shot notification many can wait on, with a timeout: used for long-polls. */
-export class Changes {
-  #waiters = new Set<() => void>();
-
-  notify(): void {
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const w of waiters) w();
-  }
-
-  /** Resolves on the next notify(), after `timeoutMs`, or when `signal` aborts. */
-  wait(timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.#waiters.delete(done);
-        signal?.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      this.#waiters.add(done);
-      signal?.addEventListener("abort", done, { once: true });
-    });
   }
 }

@@ -1,8 +1,8 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { MAX_LONG_POLL_MS, OutputStream, type ProcessService } from "@sbx/proto";
+import { checkArgv, checkEnv, checkId, checkWorkdir } from "@sbx/server-kit";
 import { FakeProcess, signaled } from "./model.js";
 import type { FakeState } from "./state.js";
-import { checkArgv, checkEnv, checkId, checkWorkdir } from "./validation.js";
 
 const MAX_HOLD_MS = MAX_LONG_POLL_MS;
 

@@ -7,9 +7,9 @@ import {
   type SandboxService,
   SandboxState,
 } from "@sbx/proto";
+import { checkArgv, checkEnv, checkName, checkTags, checkWorkdir, invalid } from "@sbx/server-kit";
 import { FakeSandbox, terminated } from "./model.js";
 import type { FakeState } from "./state.js";
-import { checkArgv, checkEnv, checkName, checkTags, checkWorkdir, invalid } from "./validation.js";
 
 const MAX_HOLD_MS = MAX_LONG_POLL_MS;
 const encodeCursor = (sequence: number) => btoa(`seq:${sequence}`);

@@ -2,7 +2,8 @@
  * Serves Connect routes on one port for every protocol: Connect over HTTP/1.1 and HTTP/2,
  * and gRPC. Node's cleartext HTTP/2 server refuses HTTP/1.1 clients, so a plain TCP server
  * peeks at each connection's first bytes and hands the socket to the matching server.
- * Node-only; imported lazily by the fake so its in-process part stays browser-safe.
+ * Node-only (its own entry point, "@sbx/server-kit/listen"), so the browser-safe parts of
+ * this package never pull in node: modules.
  */
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 
@@ -14,7 +15,7 @@ export interface ListenOptions {
   readonly corsOrigin?: string;
 }
 
-export interface FakeListener {
+export interface Listener {
   /** e.g. http://127.0.0.1:41234 */
   readonly url: string;
   readonly port: number;
@@ -23,11 +24,11 @@ export interface FakeListener {
 
 const HTTP2_PREFACE = "PRI * HTTP/2.0";
 
-export async function listenFake(
+export async function listenConnect(
   routes: (router: ConnectRouter) => void,
   interceptors: Interceptor[],
   options: ListenOptions = {},
-): Promise<FakeListener> {
+): Promise<Listener> {
   const [{ createServer: createHttp1 }, { createServer: createHttp2 }, net, { connectNodeAdapter }, { cors }] =
     await Promise.all([
       import("node:http"),

@@ -8,7 +8,8 @@ export class Changes {
     for (const w of waiters) w();
   }
 
-  wait(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  /** Resolves on the next notify(), after `timeoutMs` (if given), or when `signal` aborts. */
+  wait(timeoutMs?: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -16,7 +17,7 @@ export class Changes {
         signal?.removeEventListener("abort", done);
         resolve();
       };
-      const timer = setTimeout(done, timeoutMs);
+      const timer = timeoutMs === undefined ? undefined : setTimeout(done, timeoutMs);
       this.#waiters.add(done);
       signal?.addEventListener("abort", done, { once: true });
     });
