@@ -63,14 +63,20 @@ export class FifoPool {
 
   /** Moves a ready triple to `target` (a directory path that must not exist yet). */
   async take(target: string): Promise<void> {
-    if (this.#ready.length === 0) await (this.#refill ??= this.fill([], 8).finally(() => (this.#refill = undefined)));
+    if (this.#ready.length === 0) await this.#startRefill();
     const dir = this.#ready.shift();
     if (!dir) return this.take(target);
     await rename(dir, target);
-    if (this.#ready.length < 2 && !this.#refill) {
-      this.#refill = this.fill([], 8)
-        .catch(() => {})
-        .finally(() => (this.#refill = undefined));
+    if (this.#ready.length < 2) this.#startRefill().catch(() => {});
+  }
+
+  /** One refill at a time; callers share the one in flight. */
+  #startRefill(): Promise<void> {
+    if (!this.#refill) {
+      this.#refill = this.fill([], 8).finally(() => {
+        this.#refill = undefined;
+      });
     }
+    return this.#refill;
   }
 }
