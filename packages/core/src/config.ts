@@ -25,6 +25,8 @@ export interface ResolvedConfig {
   readonly token: string | undefined;
   readonly timeoutMs: number;
   readonly maxRetries: number;
+  /** Deadline of a single attempt of a unary call (the operation's deadline bounds all attempts). */
+  readonly attemptTimeoutMs: number;
   /** Longest time one long-poll asks the server to hold a call. */
   readonly longPollMs: number;
   /** First retry delay and its cap; delays grow exponentially with jitter between them. */
@@ -51,6 +53,7 @@ export function resolveConfig(options: SandboxClientOptions): ResolvedConfig {
     token: options.token || undefined,
     timeoutMs: options.timeoutMs === undefined ? 60_000 : validateDuration(options.timeoutMs, "timeoutMs"),
     maxRetries,
+    attemptTimeoutMs: 20_000,
     longPollMs: 10_000,
     retryBaseMs: 50,
     retryMaxDelayMs: 2_000,

@@ -82,13 +82,10 @@ export const call = <A>(
   Effect.gen(function* () {
     const rpc = yield* SbxRpc;
     const deadline = settings.timeoutMs ?? rpc.config.timeoutMs;
+    // Each attempt has its own deadline too, so one hung attempt is retried, not waited out.
+    const attemptTimeoutMs = settings.attemptTimeoutMs ?? Math.min(deadline, rpc.config.attemptTimeoutMs);
     const attempt = Effect.tryPromise({
-      try: (signal) =>
-        invoke(rpc, {
-          signal,
-          headers: rpc.headers,
-          ...(settings.attemptTimeoutMs ? { timeoutMs: settings.attemptTimeoutMs } : {}),
-        }),
+      try: (signal) => invoke(rpc, { signal, headers: rpc.headers, timeoutMs: attemptTimeoutMs }),
       catch: (error) => toSandboxError(error, what),
     });
     const retried = Effect.retry(attempt, retrySchedule(rpc.config));

@@ -111,6 +111,11 @@ print(sorted(os.listdir("/run")) if os.path.exists("/run") else "no /run")`),
       await using sb = await client.sandboxes.create();
       const caps = await run(sb, ["grep", "^Cap", "/proc/self/status"]);
       for (const line of caps.out.trim().split("\n")) expect(line).toMatch(/:\s+0000000000000000$/);
+      const status = await run(sb, ["grep", "-E", "^(NoNewPrivs|Seccomp):", "/proc/self/status"]);
+      expect(status.out).toMatch(/NoNewPrivs:\s+1/);
+      expect(status.out).toMatch(/Seccomp:\s+2/);
+      const uid = await run(sb, ["sh", "-c", "echo $(id -u) $(cat /proc/self/uid_map)"]);
+      expect(uid.out.trim()).toMatch(/^0 +0 +61000 +1$/);
       const mount = await run(sb, ["sh", "-c", "mount -t tmpfs none /mnt 2>&1; echo rc=$?"]);
       expect(mount.out).not.toMatch(/rc=0/);
       const unshare = await run(sb, ["sh", "-c", "unshare -U -r true 2>&1; echo rc=$?"]);

@@ -1,7 +1,7 @@
 // Restart: the server is killed (SIGKILL) mid-exec and started again on the same data dir;
 // the sandbox record, its result and the output written before the kill are still there.
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -38,6 +38,24 @@ async function startCli(dataDir: string): Promise<{ child: ChildProcess; url: st
   return { child, url };
 }
 
+/** Processes on this machine whose command line contains `marker`. */
+function count(marker: string): number {
+  const pattern = `[${marker[0]}]${marker.slice(1)}`;
+  return Number(
+    execFileSync("sh", ["-c", `pgrep -f '${pattern}' | wc -l`])
+      .toString()
+      .trim(),
+  );
+}
+
+async function eventually(check: () => boolean, message: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(message);
+}
+
 if (available) {
   describe("server restart", () => {
     const dataDir = mkdtempSync(join(tmpdir(), "sbx-restart-"));
@@ -49,13 +67,16 @@ if (available) {
       const sb = await client.sandboxes.create({ name: "survivor", tags: { kept: "yes" } });
       const done = await sb.exec(["sh", "-c", "echo finished before the crash; echo on stderr >&2; exit 4"]);
       expect(await done.wait()).toBe(4);
-      const running = await sb.exec(["sh", "-c", "echo written before the crash; sleep 60"]);
+      const marker = `restart${Date.now()}`;
+      const running = await sb.exec(["bash", "-c", `echo written before the crash; exec -a ${marker} sleep 60`]);
       const lines = running.stdout.lines();
       expect((await lines.next()).value).toBe("written before the crash");
       await lines.return(undefined);
       first.child.kill("SIGKILL");
       await new Promise((r) => first.child.once("exit", r));
       await client.close();
+      // The sandbox dies with the server (bwrap --die-with-parent, then its pid namespace).
+      await eventually(() => count(marker) === 0, "sandbox processes outlived a killed server");
 
       const second = await startCli(dataDir);
       try {
@@ -86,9 +107,22 @@ if (available) {
         const p = await fresh.exec(["echo", "the restarted server runs sandboxes"]);
         expect(await p.stdout.readText()).toBe("the restarted server runs sandboxes\n");
         await fresh.terminate();
-      } finally {
+        // A clean shutdown terminates running sandboxes and leaves no mounts or cgroups.
+        const live = await again.sandboxes.create();
+        await live.exec(["bash", "-c", `exec -a ${marker}-2 sleep 60`]);
         second.child.kill("SIGTERM");
-        await new Promise((r) => second.child.once("exit", r));
+        expect(await new Promise((r) => second.child.once("exit", r))).toBe(0);
+        expect(count(`${marker}-2`)).toBe(0);
+        expect(readFileSync("/proc/mounts", "utf8")).not.toContain(dataDir);
+        const cgroups = existsSync("/sys/fs/cgroup/cgroup.controllers")
+          ? ["/sys/fs/cgroup/sbx"]
+          : ["/sys/fs/cgroup/pids/sbx", "/sys/fs/cgroup/memory/sbx", "/sys/fs/cgroup/cpu/sbx"];
+        for (const dir of cgroups) expect(existsSync(`${dir}/${live.id}`)).toBe(false);
+      } finally {
+        if (second.child.exitCode === null) {
+          second.child.kill("SIGTERM");
+          await new Promise((r) => second.child.once("exit", r));
+        }
       }
     });
   });

@@ -14,6 +14,7 @@ export function processService(engine: Engine): ServiceImpl<typeof ProcessServic
   return {
     async startProcess(request) {
       const sandbox = sandboxOf(engine, request.sandboxId);
+      sandbox.touch(); // starting work is activity (status polls are not)
       checkId(request.processId, "process id");
       const spec = request.spec;
       if (!spec) throw new ConnectError("spec is required", Code.InvalidArgument);
@@ -49,6 +50,7 @@ export function processService(engine: Engine): ServiceImpl<typeof ProcessServic
 
     async *readOutput(request, context) {
       const process = processOf(engine, request.sandboxId, request.processId);
+      process.sandbox.touch();
       const log = request.stream === OutputStream.STDERR ? process.stderr : process.stdout;
       const from = Number(request.offset);
       if (log.closed && from > log.length) {
@@ -64,6 +66,7 @@ export function processService(engine: Engine): ServiceImpl<typeof ProcessServic
 
     async writeStdin(request) {
       const process = processOf(engine, request.sandboxId, request.processId);
+      process.sandbox.touch();
       const result = await process.writeStdin(Number(request.offset), request.data, request.eof);
       if ("error" in result) throw new ConnectError(result.error, Code.FailedPrecondition);
       return { committedOffset: BigInt(result.committed) };

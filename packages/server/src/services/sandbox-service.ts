@@ -28,7 +28,6 @@ function decodeCursor(cursor: string): number {
 export function sandboxOf(engine: Engine, id: string): ServerSandbox {
   const sandbox = engine.sandboxes.get(id);
   if (!sandbox) throw new ConnectError(`sandbox ${id} not found`, Code.NotFound);
-  sandbox.touch();
   return sandbox;
 }
 

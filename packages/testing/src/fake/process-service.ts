@@ -10,6 +10,7 @@ export function processService(state: FakeState): ServiceImpl<typeof ProcessServ
   return {
     startProcess(request) {
       const sandbox = state.sandbox(request.sandboxId);
+      sandbox.touch(); // starting work is activity (status polls are not)
       checkId(request.processId, "process id");
       const spec = request.spec;
       if (!spec) throw new ConnectError("spec is required", Code.InvalidArgument);
@@ -37,6 +38,7 @@ export function processService(state: FakeState): ServiceImpl<typeof ProcessServ
 
     async *readOutput(request, context) {
       const process = state.process(request.sandboxId, request.processId);
+      process.sandbox.touch();
       const log = request.stream === OutputStream.STDERR ? process.stderr : process.stdout;
       const from = Number(request.offset);
       if (log.closed && from > log.length) {
@@ -52,6 +54,7 @@ export function processService(state: FakeState): ServiceImpl<typeof ProcessServ
 
     writeStdin(request) {
       const process = state.process(request.sandboxId, request.processId);
+      process.sandbox.touch();
       const result = process.writeStdin(Number(request.offset), request.data, request.eof);
       if ("error" in result) throw new ConnectError(result.error, Code.FailedPrecondition);
       return { committedOffset: BigInt(result.committed) };

@@ -26,7 +26,6 @@ export class FakeState {
   sandbox(id: string): FakeSandbox {
     const sandbox = this.sandboxes.get(id);
     if (!sandbox) throw new ConnectError(`sandbox ${id} not found`, Code.NotFound);
-    sandbox.touch();
     return sandbox;
   }
 

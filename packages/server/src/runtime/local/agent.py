@@ -11,6 +11,7 @@
 #                                 {"ev":"exited","id":..,"code":n} | {"ev":"exited","id":..,"signal":n}
 #                                 {"ev":"failed","id":..,"error":"..."}
 # A process's stdio are FIFOs in its "dir": stdin, stdout, stderr.
+import fcntl
 import json
 import os
 import select
@@ -20,6 +21,8 @@ import sys
 events = os.open("/.sbx/events", os.O_WRONLY)
 ctl = os.open("/.sbx/ctl", os.O_RDWR)  # RDWR: never sees EOF when the server reopens
 pids = {}  # pid -> process id
+F_SETPIPE_SZ = 1031
+PIPE_SIZE = 1 << 20
 
 
 def emit(obj):
@@ -38,6 +41,12 @@ def start(req):
     except OSError as e:
         emit({"ev": "failed", "id": pid_id, "error": "cannot open stdio: %s" % e})
         return
+    # Bigger output pipes let the server take more per read when it is busy sending.
+    for fd in {stdout, stderr}:
+        try:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass
     env = req.get("env") or {}
     cwd = req.get("cwd") or "/"
     argv = req["argv"]

@@ -111,6 +111,21 @@ export function sandboxCases(t: TestApi, h: Harness): void {
     );
 
     t.it(
+      "an idle sandbox ends after idleTimeoutMs (124); a running command keeps it alive",
+      async () => {
+        const idle = await h.sandbox({ idleTimeoutMs: 800 });
+        // Waiting on it is not activity: the wait itself sees the idle timeout.
+        await rejects(() => idle.wait(), sdk.SandboxTimeoutError);
+        equal(idle.returncode, 124);
+        const busy = await h.sandbox({ idleTimeoutMs: 800 });
+        const p = await busy.exec(["sleep", "2"]);
+        equal(await p.wait(), 0);
+        equal(await busy.poll(), null, "a sandbox with a running command is not idle");
+      },
+      T,
+    );
+
+    t.it(
       "wait with timeoutMs gives up with TimeoutError and the sandbox keeps running",
       async () => {
         const sb = await h.sandbox();

@@ -1,0 +1,46 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+
+const MAIN = join(dirname(fileURLToPath(import.meta.url)), "../dist/main.js");
+const scratch = mkdtempSync(join(tmpdir(), "sbx-cli-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+const sbx = (args: string[], env: NodeJS.ProcessEnv = process.env) =>
+  spawnSync(process.execPath, [MAIN, ...args], { encoding: "utf8", env, timeout: 20_000 });
+
+describe("sbx CLI", () => {
+  it("prints help and version", () => {
+    const help = sbx(["--help"]);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain("sbx server [--listen 127.0.0.1:7420] [--data-dir DIR] [--token TOKEN]");
+    expect(sbx(["--version"]).stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+
+  it("rejects unknown commands and flags with a usage error (exit 2)", () => {
+    expect(sbx(["serve"]).status).toBe(2);
+    const flag = sbx(["server", "--port", "1"]);
+    expect(flag.status).toBe(2);
+    expect(flag.stderr).toMatch(/Unknown option '--port'/);
+  });
+
+  it("stops with one clear sentence per missing prerequisite", () => {
+    // A PATH with every tool the server needs except bubblewrap.
+    const bin = join(scratch, "bin");
+    spawnSync("mkdir", ["-p", bin]);
+    for (const tool of ["sh", "setpriv", "mkfifo", "mount", "umount"]) {
+      const found = spawnSync("sh", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim();
+      if (found) symlinkSync(found, join(bin, tool));
+    }
+    const result = sbx(["server", "--data-dir", join(scratch, "data"), "--listen", "127.0.0.1:0"], {
+      ...process.env,
+      PATH: bin,
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("bwrap is missing: install it with 'apt-get install bubblewrap'");
+    expect(result.stdout).not.toContain("listening");
+  });
+});
