@@ -3,7 +3,7 @@
  * v1 (one hierarchy per controller, as on this project's CI machines).
  */
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 const ROOT = "/sys/fs/cgroup";
@@ -45,8 +45,41 @@ export async function cgroupProblems(): Promise<string[]> {
 export class SandboxCgroup {
   constructor(
     readonly version: CgroupVersion,
-    readonly name: string,
+    public name: string,
   ) {}
+
+  /** Renames the cgroup (a pre-started sandbox taking on its sandbox id). */
+  async rename(name: string): Promise<void> {
+    const before = this.dirs;
+    this.name = name;
+    const after = this.dirs;
+    await Promise.all(before.map((dir, i) => rename(dir, after[i] as string)));
+  }
+
+  /** Applies limits to a cgroup that already exists (and may hold processes). */
+  async setLimits(limits: CgroupLimits): Promise<void> {
+    const memory = String(Math.round(limits.memoryLimitMiB * 1024 * 1024));
+    if (this.version === "v2") {
+      const dir = this.dirs[0] as string;
+      await writeFile(join(dir, "memory.max"), memory);
+      await writeFile(join(dir, "pids.max"), String(limits.pidsLimit));
+      await writeFile(
+        join(dir, "cpu.max"),
+        limits.cpuLimit ? `${Math.round(limits.cpuLimit * 100_000)} 100000` : "max 100000",
+      );
+      return;
+    }
+    const [cpu, mem, pids] = this.dirs as [string, string, string];
+    // memsw must stay >= memory at every step: lift it, set memory, then pin it again.
+    await writeFile(join(mem, "memory.memsw.limit_in_bytes"), "-1").catch(() => {});
+    await writeFile(join(mem, "memory.limit_in_bytes"), memory);
+    await writeFile(join(mem, "memory.memsw.limit_in_bytes"), memory).catch(() => {});
+    await writeFile(join(pids, "pids.max"), String(limits.pidsLimit));
+    await writeFile(
+      join(cpu, "cpu.cfs_quota_us"),
+      limits.cpuLimit ? String(Math.round(limits.cpuLimit * 100_000)) : "-1",
+    );
+  }
 
   /** Directories whose cgroup.procs a process must join. */
   get dirs(): string[] {

@@ -47,6 +47,8 @@ export interface LocalRuntimeOptions {
   readonly defaultMemoryMiB?: number;
   /** Process/thread limit per sandbox. Default 512. */
   readonly pidsLimit?: number;
+  /** Sandboxes kept started ahead of demand (0 disables). Default 2. */
+  readonly warmPoolSize?: number;
 }
 
 export function createLocalRuntime(options: LocalRuntimeOptions): SandboxRuntime {
@@ -62,6 +64,12 @@ class LocalRuntime implements SandboxRuntime {
   readonly #sandboxes = new Map<string, LocalSandbox>();
   #image: Promise<string> | undefined;
   #prepared: Promise<void> | undefined;
+  readonly #warm: LocalSandbox[] = [];
+  #warming = 0;
+  /** Warm starts in flight; close() waits for them (they destroy themselves once closed). */
+  readonly #warmStarts = new Set<Promise<unknown>>();
+  readonly #warmPoolSize: number;
+  #closed = false;
   #seccompFile: Promise<string> | undefined;
 
   constructor(options: LocalRuntimeOptions) {
@@ -69,6 +77,7 @@ class LocalRuntime implements SandboxRuntime {
     this.#dir = join(options.dataDir, "runtime");
     this.#uid = options.uid ?? 61_000;
     this.#gid = options.gid ?? 61_000;
+    this.#warmPoolSize = options.warmPoolSize ?? 2;
   }
 
   async checkPrerequisites(): Promise<string[]> {
@@ -136,14 +145,43 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   async createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox> {
+    if (spec.image) throw new Error(`unknown image ${JSON.stringify(spec.image)}`);
+    if (this.#closed) throw new Error("the runtime is closed");
+    const limits = this.#limitsOf(spec);
+    // A pre-started sandbox takes on the new one's id, environment and limits.
+    const warm = this.#warm.shift();
+    if (warm) {
+      this.#refillWarmPool();
+      try {
+        await warm.adopt(spec, limits);
+        this.#sandboxes.set(spec.id, warm);
+        return warm;
+      } catch {
+        await warm.destroy();
+      }
+    }
+    const sandbox = await this.#start(spec);
+    this.#refillWarmPool();
+    return sandbox;
+  }
+
+  #limitsOf(spec: RuntimeSandboxSpec) {
+    return {
+      cpuLimit: spec.cpuLimit,
+      memoryLimitMiB: spec.memoryLimitMiB ?? this.#options.defaultMemoryMiB ?? 1024,
+      pidsLimit: spec.pidsLimit ?? this.#options.pidsLimit ?? 512,
+    };
+  }
+
+  async #start(spec: RuntimeSandboxSpec): Promise<LocalSandbox> {
     this.#prepared ??= this.#prepare();
     await this.#prepared;
-    if (spec.image) throw new Error(`unknown image ${JSON.stringify(spec.image)}`);
     const version = detectCgroupVersion();
     if (!version) throw new Error("no usable cgroup hierarchy");
     this.#image ??= ensureDefaultImage(join(this.#dir, "images"), this.#uid, this.#gid);
     this.#seccompFile ??= this.#writeSeccomp();
     const [image, seccomp] = await Promise.all([this.#image, this.#seccompFile]);
+    const limits = this.#limitsOf(spec);
     const sandbox = new LocalSandbox(spec, {
       dir: join(this.#dir, "sandboxes", spec.id),
       image,
@@ -151,11 +189,10 @@ class LocalRuntime implements SandboxRuntime {
       uid: this.#uid,
       gid: this.#gid,
       cgroupVersion: version,
-      memoryMiB: spec.memoryLimitMiB ?? this.#options.defaultMemoryMiB ?? 1024,
-      pidsLimit: spec.pidsLimit ?? this.#options.pidsLimit ?? 512,
+      memoryMiB: limits.memoryLimitMiB,
+      pidsLimit: limits.pidsLimit,
     });
     this.#sandboxes.set(spec.id, sandbox);
-    sandbox.died.then(() => undefined);
     try {
       await sandbox.start();
     } catch (error) {
@@ -164,6 +201,33 @@ class LocalRuntime implements SandboxRuntime {
       throw error;
     }
     return sandbox;
+  }
+
+  /**
+   * Keeps `warmPoolSize` sandboxes started ahead of demand, so a create costs a cgroup
+   * rename and a few limit writes instead of mount + bwrap + agent start.
+   */
+  #refillWarmPool(): void {
+    while (!this.#closed && this.#warm.length + this.#warming < this.#warmPoolSize) {
+      this.#warming++;
+      const id = `warm-${Math.random().toString(36).slice(2, 12)}`;
+      const starting = this.#start({ id, env: {}, blockNetwork: true })
+        .then((sandbox) => {
+          this.#sandboxes.delete(id);
+          if (this.#closed) return sandbox.destroy();
+          this.#warm.push(sandbox);
+          sandbox.died.then(() => {
+            const at = this.#warm.indexOf(sandbox);
+            if (at !== -1) this.#warm.splice(at, 1);
+          });
+        })
+        .catch(() => {})
+        .finally(() => {
+          this.#warming--;
+          this.#warmStarts.delete(starting);
+        });
+      this.#warmStarts.add(starting);
+    }
   }
 
   /** The runtime dir must be traversable by the sandbox uid (bwrap resolves paths as that user). */
@@ -188,10 +252,14 @@ class LocalRuntime implements SandboxRuntime {
     }
     const version = detectCgroupVersion();
     if (version) await cleanupCgroups(version);
+    this.#refillWarmPool();
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#sandboxes.values()].map((s) => s.destroy()));
+    this.#closed = true;
+    await Promise.allSettled([...this.#warmStarts]);
+    const all = [...this.#sandboxes.values(), ...this.#warm.splice(0)];
+    await Promise.all(all.map((s) => s.destroy()));
     this.#sandboxes.clear();
   }
 }
@@ -215,9 +283,9 @@ type AgentEvent =
   | { ev: "error"; error: string };
 
 class LocalSandbox implements RuntimeSandbox {
-  readonly id: string;
+  id: string;
   readonly died: Promise<void>;
-  readonly #spec: RuntimeSandboxSpec;
+  #spec: RuntimeSandboxSpec;
   readonly #setup: SandboxSetup;
   readonly #cgroup: SandboxCgroup;
   readonly #processes = new Map<string, LocalProcess>();
@@ -240,6 +308,14 @@ class LocalSandbox implements RuntimeSandbox {
     this.died = new Promise((resolve) => {
       this.#markDied = resolve;
     });
+  }
+
+  /** Takes on a sandbox's identity: its id (and cgroup name), environment and limits. */
+  async adopt(spec: RuntimeSandboxSpec, limits: Parameters<SandboxCgroup["setLimits"]>[0]): Promise<void> {
+    await this.#cgroup.setLimits(limits);
+    await this.#cgroup.rename(spec.id);
+    this.id = spec.id;
+    this.#spec = spec;
   }
 
   get #paths() {
