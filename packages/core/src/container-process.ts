@@ -4,8 +4,8 @@
  */
 import type { Process as ProcessInfo } from "@sbx/proto";
 import type { ClientRuntime } from "./client-runtime.js";
-import { getProcess, type SignalName, signalProcess, waitProcess } from "./process-ops.js";
-import { knownReturncode, returncodeOf } from "./returncode.js";
+import { getProcess, resizePty, type SignalName, signalProcess, waitProcess } from "./process-ops.js";
+import { knownReturncode, returncodeOf, sandboxEndedError } from "./returncode.js";
 import { StreamWriter } from "./stdin-writer.js";
 import { type StreamMode, StreamReader } from "./stream-reader.js";
 import { validateDuration } from "./validation.js";
@@ -61,6 +61,9 @@ export class ContainerProcess<T extends string | Uint8Array = string> {
   async wait(options: WaitOptions = {}): Promise<number> {
     const timeoutMs = options.timeoutMs === undefined ? undefined : validateDuration(options.timeoutMs, "timeoutMs");
     this.#info = await this.#runtime.run(waitProcess(this.sandboxId, this.processId, timeoutMs), options.signal);
+    if (this.#info.sandboxEnded) {
+      throw sandboxEndedError(this.sandboxId, this.#info.sandboxExitStatus, `process ${this.processId}`);
+    }
     return knownReturncode(this.#info.exitStatus, `process ${this.processId}`);
   }
 
@@ -69,6 +72,11 @@ export class ContainerProcess<T extends string | Uint8Array = string> {
     if (this.returncode !== null) return this.returncode;
     this.#info = await this.#runtime.run(getProcess(this.sandboxId, this.processId), options.signal);
     return this.returncode;
+  }
+
+  /** Changes the terminal size of a process started with `pty: true`. */
+  async resize(rows: number, cols: number, options: SignalOptions = {}): Promise<void> {
+    await this.#runtime.run(resizePty(this.sandboxId, this.processId, rows, cols), options.signal);
   }
 
   /** Sends a signal (default SIGKILL). A process that already exited is left as it is. */

@@ -4,6 +4,17 @@
  * Effect API is at "@sbx/core/effect".
  */
 export { type CallOptions, type ClientDefaults, SandboxClient, Sandboxes } from "./client.js";
+export {
+  CommandHandle,
+  DEFAULT_COMMAND_IDLE_TIMEOUT_MS,
+  DEFAULT_COMMAND_TTL_MS,
+  DEFAULT_RUN_TIMEOUT_MS,
+  type ExecutionResult,
+  type HandleCallOptions,
+  type OutputChunk,
+  type ReconnectOptions,
+  type RunOptions,
+} from "./command-handle.js";
 export { DEFAULT_ENDPOINT, type SandboxClientOptions } from "./config.js";
 export {
   ContainerProcess,
@@ -13,7 +24,7 @@ export {
 } from "./container-process.js";
 export * from "./errors.js";
 export { Probe } from "./probe.js";
-export { type ExecOptions, SIGNALS, type SignalName } from "./process-ops.js";
+export { type ExecOptions, type PtySizeOptions, SIGNALS, type SignalName } from "./process-ops.js";
 export { returncodeOf, TERMINATED_RETURNCODE, TIMEOUT_RETURNCODE } from "./returncode.js";
 export { Sandbox, type SandboxWaitOptions, type TerminateOptions } from "./sandbox.js";
 export { type CreateSandboxOptions, DEFAULT_APP, type ListSandboxesOptions } from "./sandbox-ops.js";

@@ -9,6 +9,7 @@ import { OutputStream } from "@sbx/proto";
 import { Effect, Stream } from "effect";
 import type { SandboxError } from "./errors.js";
 import { ConnectionError, InternalError } from "./errors.js";
+import { sandboxEndedError } from "./returncode.js";
 import { retrySchedule, SbxRpc, type SbxRpcShape } from "./rpc.js";
 import { markTransient, toSandboxError } from "./rpc-errors.js";
 
@@ -31,8 +32,12 @@ export interface OutputBytes {
   readonly data: Uint8Array;
 }
 
-async function* readAttempt(rpc: SbxRpcShape, source: OutputSource, cursor: ReadCursor): AsyncGenerator<OutputBytes> {
-  const controller = new AbortController();
+async function* readAttempt(
+  rpc: SbxRpcShape,
+  source: OutputSource,
+  cursor: ReadCursor,
+  controller: AbortController,
+): AsyncGenerator<OutputBytes> {
   try {
     const responses = rpc.processes.readOutput(
       {
@@ -55,13 +60,44 @@ async function* readAttempt(rpc: SbxRpcShape, source: OutputSource, cursor: Read
         cursor.offset += data.byteLength;
         yield chunk;
       }
-      if (message.eof) return;
+      if (message.eof) {
+        if (message.sandboxEnded) {
+          throw sandboxEndedError(
+            source.sandboxId,
+            message.sandboxExitStatus,
+            `${source.stream} of ${source.processId}`,
+          );
+        }
+        return;
+      }
     }
     throw markTransient(new ConnectionError(`output stream of ${source.processId} ended before its end marker`));
   } finally {
     // Leaving early (consumer stopped, fiber interrupted) cancels the server stream.
     controller.abort();
   }
+}
+
+/**
+ * One read attempt as an async iterable whose `return()` cancels the server stream at once.
+ * An async generator's own `return()` waits for its pending `next()` (here: the next message
+ * from the server, which may be minutes away), so a consumer that stops reading would
+ * otherwise stay attached to the command until more output arrives.
+ */
+function attemptIterable(rpc: SbxRpcShape, source: OutputSource, cursor: ReadCursor): AsyncIterable<OutputBytes> {
+  return {
+    [Symbol.asyncIterator]() {
+      const controller = new AbortController();
+      const reads = readAttempt(rpc, source, cursor, controller);
+      return {
+        next: () => reads.next(),
+        return: (value?: unknown) => {
+          controller.abort();
+          return reads.return(value as undefined);
+        },
+      };
+    },
+  };
 }
 
 /** The bytes of one process stream from `fromOffset` to its end, surviving dropped connections. */
@@ -71,7 +107,7 @@ export const outputChunks = (source: OutputSource, fromOffset = 0): Stream.Strea
       const rpc = yield* SbxRpc;
       const cursor: ReadCursor = { offset: fromOffset };
       const attempt = Stream.suspend(() =>
-        Stream.fromAsyncIterable(readAttempt(rpc, source, cursor), (error) =>
+        Stream.fromAsyncIterable(attemptIterable(rpc, source, cursor), (error) =>
           toSandboxError(error, `reading ${source.stream} of ${source.processId}`),
         ),
       );

@@ -3,7 +3,14 @@
  * start never runs twice), wait, signal and offset-addressed stdin writes.
  */
 import { create } from "@bufbuild/protobuf";
-import { type Process as ProcessInfo, ProcessSpecSchema, StdioMode } from "@sbx/proto";
+import {
+  type Process as ProcessInfo,
+  type ProcessSpec,
+  ProcessSpecSchema,
+  PtySizeSchema,
+  ptySizeProblem,
+  StdioMode,
+} from "@sbx/proto";
 import { Effect } from "effect";
 import { InvalidError, type SandboxError } from "./errors.js";
 import { randomId } from "./ids.js";
@@ -23,7 +30,15 @@ export interface ExecOptions {
   readonly env?: Record<string, string>;
   /** Kill the process after this long; it then reports return code 124. 0 or unset: no limit. */
   readonly timeoutMs?: number;
+  /** Run under a pseudo-terminal: stdout and stderr become one stream (stdout). */
   readonly pty?: boolean;
+  /** The terminal's initial size with `pty` (default 24 rows × 80 columns). */
+  readonly ptySize?: PtySizeOptions;
+}
+
+export interface PtySizeOptions {
+  readonly rows: number;
+  readonly cols: number;
 }
 
 /** POSIX signal numbers by name (Linux numbering). */
@@ -75,7 +90,18 @@ export function processSpecOf(argv: string[], options: ExecOptions) {
   if (options.env !== undefined) spec.env = validateEnv(options.env);
   if (options.timeoutMs !== undefined) spec.timeoutMs = BigInt(validateDuration(options.timeoutMs, "timeoutMs"));
   if (options.pty !== undefined) spec.pty = Boolean(options.pty);
+  if (options.ptySize !== undefined) {
+    if (!spec.pty) throw new InvalidError("ptySize needs pty: true");
+    spec.ptySize = create(PtySizeSchema, validatePtySize(options.ptySize));
+  }
   return spec;
+}
+
+export function validatePtySize(size: PtySizeOptions): PtySizeOptions {
+  if (typeof size !== "object" || size === null) throw new InvalidError("ptySize must be { rows, cols }");
+  const problem = ptySizeProblem(size.rows, size.cols, false);
+  if (problem) throw new InvalidError(problem);
+  return { rows: size.rows, cols: size.cols };
 }
 
 export const startProcess = (
@@ -85,7 +111,16 @@ export const startProcess = (
 ): Effect.Effect<ProcessInfo, SandboxError, SbxRpc> =>
   Effect.gen(function* () {
     const spec = yield* validated(() => processSpecOf(argv, options));
-    const processId = randomId("p-");
+    return yield* startProcessWith(sandboxId, randomId("p-"), spec);
+  });
+
+/** Starts a process from a validated spec under a client-chosen id (a retried start runs it once). */
+export const startProcessWith = (
+  sandboxId: string,
+  processId: string,
+  spec: ProcessSpec,
+): Effect.Effect<ProcessInfo, SandboxError, SbxRpc> =>
+  Effect.gen(function* () {
     const response = yield* call(`exec in sandbox ${sandboxId}`, (rpc, o) =>
       rpc.processes.startProcess({ sandboxId, processId, spec }, o),
     );
@@ -140,3 +175,16 @@ export const writeStdin = (
   call(`write stdin of ${processId}`, (rpc, o) =>
     rpc.processes.writeStdin({ sandboxId, processId, offset: BigInt(offset), data, eof }, o),
   ).pipe(Effect.map((r) => Number(r.committedOffset)));
+
+export const resizePty = (
+  sandboxId: string,
+  processId: string,
+  rows: number,
+  cols: number,
+): Effect.Effect<void, SandboxError, SbxRpc> =>
+  Effect.gen(function* () {
+    const size = yield* validated(() => validatePtySize({ rows, cols }));
+    yield* call(`resize the terminal of ${processId}`, (rpc, o) =>
+      rpc.processes.resizePty({ sandboxId, processId, size }, o),
+    );
+  });

@@ -1,5 +1,5 @@
 import type { ExitStatus } from "@sbx/proto";
-import { InternalError } from "./errors.js";
+import { InternalError, type SandboxError, SandboxTerminatedError, SandboxTimeoutError } from "./errors.js";
 
 /** Return code reported for a sandbox or process that ran past its timeout. */
 export const TIMEOUT_RETURNCODE = 124;
@@ -31,4 +31,16 @@ export function knownReturncode(status: ExitStatus | undefined, what: string): n
   const code = returncodeOf(status);
   if (code === null) throw new InternalError(`${what} ended, but the server does not know its exit status`);
   return code;
+}
+
+/** The error for a process (or a read of its output) that ended because its sandbox ended. */
+export function sandboxEndedError(
+  sandboxId: string,
+  sandboxStatus: ExitStatus | undefined,
+  what: string,
+): SandboxError {
+  if (sandboxStatus?.kind.case === "timedOut") {
+    return new SandboxTimeoutError(`${what}: sandbox ${sandboxId} ran past its timeout`);
+  }
+  return new SandboxTerminatedError(`${what}: sandbox ${sandboxId} ended`);
 }

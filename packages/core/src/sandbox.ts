@@ -6,6 +6,14 @@ import { create } from "@bufbuild/protobuf";
 import type { Sandbox as SandboxInfo } from "@sbx/proto";
 import { ProcessSchema, SandboxState, StdioMode } from "@sbx/proto";
 import type { ClientRuntime } from "./client-runtime.js";
+import {
+  type CommandHandle,
+  type ExecutionResult,
+  type ReconnectOptions,
+  type RunOptions,
+  reconnectCommand,
+  runCommand,
+} from "./command-handle.js";
 import { ContainerProcess, type SignalOptions, type WaitOptions } from "./container-process.js";
 import { ClientClosedError, SandboxTerminatedError, SandboxTimeoutError, TimeoutError } from "./errors.js";
 import { type ExecOptions, startProcess } from "./process-ops.js";
@@ -112,6 +120,24 @@ export class Sandbox implements AsyncDisposable {
       stdout: info.spec?.stdout !== StdioMode.IGNORE,
       stderr: info.spec?.stderr === StdioMode.PIPE || info.spec?.stderr === StdioMode.UNSPECIFIED,
     });
+  }
+
+  /**
+   * Runs a shell command (`sh -c`) and resolves its `ExecutionResult` (stdout, stderr,
+   * exitCode, success); `onStdout` / `onStderr` get output as it comes. A command past its
+   * `timeoutMs` (default 60 s) is killed and rejects with `CommandTimeoutError`.
+   * With `wait: false`, resolves a `CommandHandle` at once.
+   */
+  run(command: string, options: RunOptions & { wait: false }): Promise<CommandHandle>;
+  run(command: string, options?: RunOptions & { wait?: true }): Promise<ExecutionResult>;
+  run(command: string, options?: RunOptions): Promise<CommandHandle | ExecutionResult>;
+  async run(command: string, options: RunOptions = {}): Promise<CommandHandle | ExecutionResult> {
+    return runCommand(this.#live(), this.id, command, options);
+  }
+
+  /** A handle for a command started earlier (by any client), resuming at the given offsets. */
+  async reconnect(commandId: string, options: ReconnectOptions = {}): Promise<CommandHandle> {
+    return reconnectCommand(this.#live(), this.id, commandId, options);
   }
 
   /** Resolves once the sandbox is running (and its readiness probe passes, when it has one). */

@@ -24,11 +24,13 @@ export class StreamWriter {
   /** Writes run one after another so offsets stay contiguous. */
   #tail: Promise<unknown> = Promise.resolve();
 
-  /** @internal */
-  constructor(runtime: ClientRuntime, sandboxId: string, processId: string) {
+  /** @internal `offset`: bytes already written (a writer for a process another client started). */
+  constructor(runtime: ClientRuntime, sandboxId: string, processId: string, offset = 0, closed = false) {
     this.#runtime = runtime;
     this.#sandboxId = sandboxId;
     this.#processId = processId;
+    this.#offset = offset;
+    this.#closed = closed;
   }
 
   /** Bytes written so far. */

@@ -69,3 +69,20 @@ export function tagsProblem(tags: Readonly<Record<string, string>>): string | un
 export function timeoutProblem(ms: bigint, what: string, max = MAX_SANDBOX_TIMEOUT_MS): string | undefined {
   return ms > BigInt(max) ? `${what} must be at most ${max} ms` : undefined;
 }
+
+/** Longest a finished command's output may be kept for reconnection (30 days). */
+export const MAX_COMMAND_TTL_MS = 30 * 86_400_000;
+/** Largest terminal, in rows or columns. */
+export const MAX_PTY_DIMENSION = 10_000;
+
+export function ptySizeProblem(rows: number, cols: number, allowZero: boolean): string | undefined {
+  for (const [what, n] of [
+    ["rows", rows],
+    ["cols", cols],
+  ] as const) {
+    if (!Number.isInteger(n) || n < (allowZero ? 0 : 1) || n > MAX_PTY_DIMENSION) {
+      return `terminal ${what} must be an integer from 1 to ${MAX_PTY_DIMENSION}, got ${n}`;
+    }
+  }
+  return undefined;
+}

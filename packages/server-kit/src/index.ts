@@ -3,4 +3,15 @@
  * browser-safe; the Node listener is at "@sbx/server-kit/listen".
  */
 export { Changes } from "./changes.js";
-export { checkArgv, checkEnv, checkId, checkName, checkTags, checkWorkdir, invalid } from "./validation.js";
+export { CommandLifecycle, type CommandLifecycleOptions, DISCONNECT_GRACE_MS } from "./command-lifecycle.js";
+export {
+  checkArgv,
+  checkEnv,
+  checkId,
+  checkLifecycle,
+  checkName,
+  checkPtySize,
+  checkTags,
+  checkWorkdir,
+  invalid,
+} from "./validation.js";

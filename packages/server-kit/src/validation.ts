@@ -1,6 +1,18 @@
 /** The contract's input rules (from @sbx/proto) as Connect errors. */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { argvProblem, envProblem, idProblem, nameProblem, tagsProblem, workdirProblem } from "@sbx/proto";
+import {
+  argvProblem,
+  envProblem,
+  idProblem,
+  MAX_COMMAND_TTL_MS,
+  nameProblem,
+  type ProcessSpec,
+  type PtySize,
+  ptySizeProblem,
+  tagsProblem,
+  timeoutProblem,
+  workdirProblem,
+} from "@sbx/proto";
 
 export const invalid = (message: string) => new ConnectError(message, Code.InvalidArgument);
 
@@ -15,3 +27,18 @@ export const checkArgv = (argv: readonly string[], what: string, allowEmpty: boo
 export const checkWorkdir = (workdir: string) => check(workdirProblem(workdir));
 export const checkEnv = (env: Readonly<Record<string, string>>) => check(envProblem(env));
 export const checkTags = (tags: Readonly<Record<string, string>>) => check(tagsProblem(tags));
+
+/** A process spec's timeouts, lifecycle and terminal size. */
+export function checkLifecycle(spec: ProcessSpec): void {
+  check(timeoutProblem(spec.timeoutMs, "timeout_ms"));
+  if (spec.idleTimeoutMs !== undefined) check(timeoutProblem(spec.idleTimeoutMs, "idle_timeout_ms"));
+  if (spec.ttlMs !== undefined) check(timeoutProblem(spec.ttlMs, "ttl_ms", MAX_COMMAND_TTL_MS));
+  if (spec.ptySize) check(ptySizeProblem(spec.ptySize.rows, spec.ptySize.cols, true));
+  if (spec.ptySize && !spec.pty) throw invalid("pty_size needs pty");
+}
+
+export function checkPtySize(size: PtySize | undefined): PtySize {
+  if (!size) throw invalid("size is required");
+  check(ptySizeProblem(size.rows, size.cols, false));
+  return size;
+}

@@ -18,7 +18,7 @@ import {
   SandboxState,
   StdioMode,
 } from "@sbx/proto";
-import { Changes } from "@sbx/server-kit";
+import { Changes, CommandLifecycle } from "@sbx/server-kit";
 import { exited, fromRuntimeExit, signaled, terminated, timedOut } from "./exit-status.js";
 import type { Logger } from "./logger.js";
 import { OutputLog } from "./output-log.js";
@@ -40,6 +40,9 @@ export class ServerProcess {
   readonly stdout: OutputLog;
   readonly stderr: OutputLog;
   readonly ended = new Changes();
+  /** Who is attached, idle timeout, kill-on-disconnect and TTL. */
+  readonly lifecycle: CommandLifecycle;
+  readonly #paths: readonly string[];
   #runtime: RuntimeProcess | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stdinClosed: boolean;
@@ -54,7 +57,25 @@ export class ServerProcess {
     const existing = (stream: string) => (restored ? { length: fileSize(path(stream)), closed: true } : undefined);
     this.stdout = new OutputLog(path("stdout"), existing("stdout"));
     this.stderr = new OutputLog(path("stderr"), existing("stderr"));
+    this.#paths = [path("stdout"), path("stderr")];
     this.#stdinClosed = info.stdinClosed;
+    const spec = info.spec as ProcessSpec;
+    this.lifecycle = new CommandLifecycle({
+      idleTimeoutMs: spec.idleTimeoutMs === undefined ? undefined : Number(spec.idleTimeoutMs),
+      killOnDisconnect: spec.killOnDisconnect,
+      ttlMs: spec.ttlMs === undefined ? undefined : Number(spec.ttlMs),
+      kill: (reason) => {
+        sandbox.engine.logger.info("killing a command nobody is attached to", { id: info.processId, reason });
+        this.signal(9);
+      },
+      expire: () => sandbox.forgetProcess(this),
+    });
+    if (restored) this.lifecycle.ended();
+  }
+
+  /** Deletes the retained output (the process's TTL ran out). */
+  removeOutput(): void {
+    for (const path of this.#paths) rmSync(path, { force: true });
   }
 
   get running(): boolean {
@@ -72,6 +93,7 @@ export class ServerProcess {
         env: spec.env,
         workdir: spec.workdir || undefined,
         pty: spec.pty,
+        ptySize: spec.ptySize ? { rows: spec.ptySize.rows, cols: spec.ptySize.cols } : undefined,
         mergeStderr: spec.stderr === StdioMode.STDOUT,
       });
     } catch (error) {
@@ -123,6 +145,10 @@ export class ServerProcess {
     if (this.running) this.#runtime?.signal(signal);
   }
 
+  resize(rows: number, cols: number): void {
+    if (this.running) this.#runtime?.resize(rows, cols);
+  }
+
   /** Ends the process record once; output still arriving is kept until the streams end. */
   finish(status: ExitStatus): void {
     if (!this.info.running) return;
@@ -136,6 +162,7 @@ export class ServerProcess {
       this.info.stderrLength = BigInt(this.stderr.length);
       this.sandbox.persistProcess(this);
       this.ended.notify();
+      this.lifecycle.ended();
       this.sandbox.processEnded(this);
     };
     // A runtime exit resolves after output drained; a kill/timeout closes the logs at once.
@@ -232,6 +259,10 @@ export class ServerSandbox {
     for (const t of this.#timers) clearTimeout(t);
     clearTimeout(this.#idleTimer);
     for (const p of this.processes.values()) {
+      if (p.info.processId !== ENTRYPOINT && p.running) {
+        p.info.sandboxEnded = true;
+        p.info.sandboxExitStatus = status;
+      }
       p.finish(p.info.processId === ENTRYPOINT ? status : signaled(9));
     }
     this.engine.persistSandbox(this);
@@ -247,7 +278,15 @@ export class ServerSandbox {
   }
 
   persistProcess(process: ServerProcess): void {
-    this.engine.store.saveProcess(process.info);
+    if (this.processes.get(process.info.processId) === process) this.engine.store.saveProcess(process.info);
+  }
+
+  /** Forgets a finished process: record, output and row (its TTL ran out). */
+  forgetProcess(process: ServerProcess): void {
+    if (this.processes.get(process.info.processId) !== process || process.running) return;
+    this.processes.delete(process.info.processId);
+    this.engine.store.deleteProcess(this.info.id, process.info.processId);
+    process.removeOutput();
   }
 }
 
@@ -279,6 +318,10 @@ export class Engine {
       const wasRunning = info.running;
       info.running = false;
       if (wasRunning) info.exitStatus = info.processId === ENTRYPOINT ? terminated() : signaled(9);
+      if (wasRunning && info.processId !== ENTRYPOINT) {
+        info.sandboxEnded = true;
+        info.sandboxExitStatus = terminated();
+      }
       sandbox.addProcess(info.processId, info.spec as ProcessSpec, info);
       if (wasRunning) this.store.saveProcess(info);
     }

@@ -30,8 +30,10 @@ export interface RuntimeProcessSpec {
   readonly env: Readonly<Record<string, string>>;
   /** Absolute; undefined: the sandbox's workdir. */
   readonly workdir?: string | undefined;
-  /** Run under a pseudo-terminal (stdout and stderr merged). */
+  /** Run under a pseudo-terminal (stdout and stderr merged into stdout). */
   readonly pty: boolean;
+  /** The terminal's initial size when `pty` (default 24 × 80). */
+  readonly ptySize?: { readonly rows: number; readonly cols: number } | undefined;
   /** Send stderr into the stdout pipe (one stream, in the order written). */
   readonly mergeStderr?: boolean;
 }
@@ -51,6 +53,8 @@ export interface RuntimeProcess {
   closeStdin(): Promise<void>;
   /** Sends a signal to the process (and its process group). */
   signal(signal: number): void;
+  /** Changes the terminal's size (processes started with `pty`; otherwise ignored). */
+  resize(rows: number, cols: number): void;
   /** Resolves once the process has exited AND its stdout/stderr have been fully delivered. */
   readonly exit: Promise<RuntimeExit>;
 }

@@ -65,6 +65,10 @@ export class SqliteStateStore implements StateStore {
     this.#upsertProcess.run(process.sandboxId, process.processId, toBinary(ProcessSchema, process));
   }
 
+  deleteProcess(sandboxId: string, processId: string): void {
+    this.#db.prepare("DELETE FROM processes WHERE sandbox_id = ? AND process_id = ?").run(sandboxId, processId);
+  }
+
   close(): void {
     this.#db.close();
   }

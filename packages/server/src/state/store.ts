@@ -16,5 +16,7 @@ export interface StateStore {
   load(): { sandboxes: StoredSandbox[]; processes: Process[] };
   saveSandbox(record: StoredSandbox): void;
   saveProcess(process: Process): void;
+  /** Forgets a process whose TTL ran out. */
+  deleteProcess(sandboxId: string, processId: string): void;
   close(): void;
 }

@@ -10,6 +10,7 @@
  * ```
  */
 import type { Sandbox } from "@sbx/core";
+import { commandCases } from "./cases/commands.js";
 import { execCases } from "./cases/exec.js";
 import { faultCases } from "./cases/faults.js";
 import { sandboxCases } from "./cases/sandboxes.js";
@@ -49,6 +50,7 @@ export function defineConformanceSuite(t: TestApi, target: ConformanceTarget): v
     });
     sandboxCases(t, harness);
     execCases(t, harness);
+    commandCases(t, harness);
     streamCases(t, harness);
     validationCases(t, harness);
     if (target.fake) faultCases(t, harness, target.fake);

@@ -16,7 +16,7 @@ import {
   SandboxState,
   StdioMode,
 } from "@sbx/proto";
-import { Changes } from "@sbx/server-kit";
+import { Changes, CommandLifecycle } from "@sbx/server-kit";
 import { commandOf, type ExecContext, type ExecResult, type HandlerRegistry } from "./handlers.js";
 import { miniShell } from "./mini-shell.js";
 import { OutputLog } from "./output-log.js";
@@ -49,6 +49,10 @@ export class FakeProcess {
   readonly stdin = new StdinBuffer();
   /** Notified when the process ends (long-polls wait on it). */
   readonly ended = new Changes();
+  /** Who is attached, idle timeout, kill-on-disconnect and TTL (the same policy as the server's). */
+  readonly lifecycle: CommandLifecycle;
+  /** The terminal's size, for processes started with pty. */
+  terminal: { rows: number; cols: number } | undefined;
   readonly #abort = new AbortController();
   #timer: ReturnType<typeof setTimeout> | undefined;
 
@@ -60,6 +64,20 @@ export class FakeProcess {
     private readonly keepAlive = false,
   ) {
     this.info = create(ProcessSchema, { sandboxId: sandbox.info.id, processId, spec, running: true, pid });
+    if (spec.pty) this.terminal = { rows: spec.ptySize?.rows || 24, cols: spec.ptySize?.cols || 80 };
+    this.lifecycle = new CommandLifecycle({
+      idleTimeoutMs: spec.idleTimeoutMs === undefined ? undefined : Number(spec.idleTimeoutMs),
+      killOnDisconnect: spec.killOnDisconnect,
+      ttlMs: spec.ttlMs === undefined ? undefined : Number(spec.ttlMs),
+      kill: () => this.finish(signaled(9)),
+      expire: () => {
+        if (sandbox.processes.get(processId) === this) sandbox.processes.delete(processId);
+      },
+    });
+  }
+
+  resize(rows: number, cols: number): void {
+    if (this.terminal && this.running) this.terminal = { rows, cols };
   }
 
   get running(): boolean {
@@ -94,12 +112,17 @@ export class FakeProcess {
   writeOut(data: string | Uint8Array): void {
     if (!this.running) return;
     if (this.info.spec?.stdout === StdioMode.IGNORE) return;
-    this.stdout.append(bytesOf(data));
+    // A terminal turns "\n" into "\r\n" (the line discipline's onlcr), like a real pty.
+    this.stdout.append(this.terminal ? onlcr(bytesOf(data)) : bytesOf(data));
     this.#touch();
   }
 
   writeErr(data: string | Uint8Array): void {
     if (!this.running) return;
+    if (this.terminal) {
+      this.writeOut(data); // one terminal, one stream
+      return;
+    }
     const mode = this.info.spec?.stderr;
     if (mode === StdioMode.IGNORE) return;
     if (mode === StdioMode.STDOUT) this.writeOut(data);
@@ -120,6 +143,7 @@ export class FakeProcess {
     this.#abort.abort(new Error("process ended"));
     this.#touch();
     this.ended.notify();
+    this.lifecycle.ended();
     this.sandbox.processEnded(this);
   }
 
@@ -271,10 +295,27 @@ export class FakeSandbox {
     for (const t of this.#timers) clearTimeout(t);
     clearTimeout(this.#idleTimer);
     for (const p of this.processes.values()) {
+      if (p.info.processId !== ENTRYPOINT && p.running) {
+        p.info.sandboxEnded = true;
+        p.info.sandboxExitStatus = status;
+      }
       p.finish(p.info.processId === ENTRYPOINT ? status : signaled(9));
     }
     this.changes.notify();
   }
+}
+
+function onlcr(data: Uint8Array): Uint8Array {
+  let newlines = 0;
+  for (const b of data) if (b === 0x0a) newlines++;
+  if (newlines === 0) return data;
+  const out = new Uint8Array(data.byteLength + newlines);
+  let at = 0;
+  for (const b of data) {
+    if (b === 0x0a) out[at++] = 0x0d;
+    out[at++] = b;
+  }
+  return out;
 }
 
 function unref<T>(timer: T): T {

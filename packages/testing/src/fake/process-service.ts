@@ -1,6 +1,6 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { MAX_LONG_POLL_MS, OutputStream, type ProcessService } from "@sbx/proto";
-import { checkArgv, checkEnv, checkId, checkWorkdir } from "@sbx/server-kit";
+import { checkArgv, checkEnv, checkId, checkLifecycle, checkPtySize, checkWorkdir } from "@sbx/server-kit";
 import { FakeProcess, signaled } from "./model.js";
 import type { FakeState } from "./state.js";
 
@@ -17,6 +17,7 @@ export function processService(state: FakeState): ServiceImpl<typeof ProcessServ
       checkArgv(spec.argv, "argv", false);
       checkWorkdir(spec.workdir);
       checkEnv(spec.env);
+      checkLifecycle(spec);
       const existing = sandbox.processes.get(request.processId);
       if (existing) {
         const same = JSON.stringify(existing.info.spec?.argv) === JSON.stringify(spec.argv);
@@ -45,11 +46,22 @@ export function processService(state: FakeState): ServiceImpl<typeof ProcessServ
         throw new ConnectError(`offset ${from} is past the end of the stream (${log.length} bytes)`, Code.OutOfRange);
       }
       let at = from;
-      for await (const chunk of log.read(from, context.signal)) {
-        yield { offset: BigInt(chunk.offset), data: chunk.data };
-        at = chunk.offset + chunk.data.byteLength;
+      const detach = process.lifecycle.attach(context.signal);
+      try {
+        for await (const chunk of log.read(from, context.signal)) {
+          yield { offset: BigInt(chunk.offset), data: chunk.data };
+          at = chunk.offset + chunk.data.byteLength;
+        }
+      } finally {
+        detach();
       }
-      yield { offset: BigInt(Math.max(at, log.length)), data: new Uint8Array(0), eof: true };
+      yield {
+        offset: BigInt(Math.max(at, log.length)),
+        data: new Uint8Array(0),
+        eof: true,
+        sandboxEnded: process.info.sandboxEnded,
+        sandboxExitStatus: process.info.sandboxExitStatus,
+      };
     },
 
     writeStdin(request) {
@@ -63,9 +75,24 @@ export function processService(state: FakeState): ServiceImpl<typeof ProcessServ
     async waitProcess(request, context) {
       const process = state.process(request.sandboxId, request.processId);
       if (process.running) {
-        await process.ended.wait(Math.min(request.timeoutMs || MAX_HOLD_MS, MAX_HOLD_MS), context.signal);
+        const detach = process.lifecycle.attach(context.signal);
+        try {
+          await process.ended.wait(Math.min(request.timeoutMs || MAX_HOLD_MS, MAX_HOLD_MS), context.signal);
+        } finally {
+          detach();
+        }
       }
       return { process: process.info, done: !process.running };
+    },
+
+    resizePty(request) {
+      const process = state.process(request.sandboxId, request.processId);
+      const size = checkPtySize(request.size);
+      if (!process.info.spec?.pty) {
+        throw new ConnectError(`process ${request.processId} has no terminal`, Code.FailedPrecondition);
+      }
+      process.resize(size.rows, size.cols);
+      return {};
     },
 
     signalProcess(request) {

@@ -493,15 +493,14 @@ class LocalSandbox implements RuntimeSandbox {
 
   async exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess> {
     if (this.#destroyed) throw new Error("the sandbox has been destroyed");
-    if (spec.pty) throw new Error("pty is not supported yet by the local runtime");
     const id = String(++this.#counter);
     const hostDir = join(this.#paths.ctl, "p", id);
     const sandboxDir = `/.sbx/p/${id}`;
     await this.#fifos.take(hostDir);
     const process = new LocalProcess(
       openFifoReader(join(hostDir, "stdout")),
-      // Merged: the agent gives the process one pipe for both, so order is preserved.
-      spec.mergeStderr ? undefined : openFifoReader(join(hostDir, "stderr")),
+      // Merged (or a terminal): the process has one output pipe, so order is preserved.
+      spec.mergeStderr || spec.pty ? undefined : openFifoReader(join(hostDir, "stderr")),
       openFifoWriter(join(hostDir, "stdin")),
       () => rm(hostDir, { recursive: true, force: true }).catch(() => {}),
     );
@@ -511,13 +510,16 @@ class LocalSandbox implements RuntimeSandbox {
       op: "exec",
       id,
       argv: spec.argv,
-      env: { ...BASE_ENV, ...this.#spec.env, ...spec.env },
+      env: { ...BASE_ENV, ...(spec.pty ? { TERM: "xterm-256color" } : {}), ...this.#spec.env, ...spec.env },
       cwd: spec.workdir ?? this.#spec.workdir ?? "/",
       dir: sandboxDir,
-      stderr: spec.mergeStderr ? "stdout" : "pipe",
+      stderr: spec.mergeStderr || spec.pty ? "stdout" : "pipe",
+      ...(spec.pty ? { pty: { rows: spec.ptySize?.rows || 24, cols: spec.ptySize?.cols || 80 } } : {}),
     };
-    this.#control?.write(`${JSON.stringify(request)}\n`);
-    process.signalSender = (signal) => this.#control?.write(`${JSON.stringify({ op: "signal", id, signal })}\n`);
+    const send = (message: object) => this.#control?.write(`${JSON.stringify(message)}\n`);
+    send(request);
+    process.signalSender = (signal) => send({ op: "signal", id, signal });
+    process.resizer = (rows, cols) => send({ op: "resize", id, rows, cols });
     await process.whenStarted;
     return process;
   }
@@ -544,6 +546,7 @@ class LocalProcess implements RuntimeProcess {
   readonly exit: Promise<RuntimeExit>;
   readonly whenStarted: Promise<void>;
   signalSender: ((signal: number) => void) | undefined;
+  resizer: ((rows: number, cols: number) => void) | undefined;
   #resolveExit!: (exit: RuntimeExit) => void;
   #started!: { resolve: () => void; reject: (e: Error) => void };
   #exit: RuntimeExit | undefined;
@@ -601,6 +604,10 @@ class LocalProcess implements RuntimeProcess {
 
   signal(signal: number): void {
     if (!this.#exit) this.signalSender?.(signal);
+  }
+
+  resize(rows: number, cols: number): void {
+    if (!this.#exit) this.resizer?.(rows, cols);
   }
 
   started(pid: number): void {

@@ -165,14 +165,27 @@ export function execCases(t: TestApi, h: Harness): void {
       async () => {
         const sb = await h.sandbox();
         const p = await sb.exec(sh("echo started; sleep 30"));
+        const chunks = p.stdout[Symbol.asyncIterator]();
+        const first = await chunks.next();
+        equal(first.value, "started\n");
         const waiting = p.wait();
-        const reading = p.stdout.readText();
+        const reading = chunks.next();
         await sb.terminate();
-        const waited = await settlesWithin(waiting, 15_000, "wait after terminate");
-        const read = await settlesWithin(reading, 15_000, "read after terminate");
-        if (waited.status === "fulfilled") equal(waited.value, 137);
-        else ok(waited.reason instanceof sdk.SandboxError, "wait rejected with a SandboxError");
-        if (read.status === "fulfilled") equal(read.value, "started\n");
+        const [waited, read] = await Promise.all([
+          settlesWithin(waiting, 15_000, "wait after terminate"),
+          settlesWithin(reading, 15_000, "read after terminate"),
+        ]);
+        equal(waited.status, "rejected", "a pending wait ends with an error");
+        ok(
+          (waited as PromiseRejectedResult).reason instanceof sdk.SandboxTerminatedError,
+          "wait: SandboxTerminatedError",
+        );
+        equal(read.status, "rejected", "a pending read ends with an error");
+        ok(
+          (read as PromiseRejectedResult).reason instanceof sdk.SandboxTerminatedError,
+          "read: SandboxTerminatedError",
+        );
+        equal(await p.poll(), 137, "poll reports the kill");
       },
       T,
     );

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sbx/v1/process.proto.
  */
 export const file_sbx_v1_process: GenFile = /*@__PURE__*/
-  fileDesc("ChRzYngvdjEvcHJvY2Vzcy5wcm90bxIGc2J4LnYxIuoBCgtQcm9jZXNzU3BlYxIMCgRhcmd2GAEgAygJEg8KB3dvcmtkaXIYAiABKAkSKQoDZW52GAMgAygLMhwuc2J4LnYxLlByb2Nlc3NTcGVjLkVudkVudHJ5EhIKCnRpbWVvdXRfbXMYBCABKAQSCwoDcHR5GAUgASgIEiEKBnN0ZG91dBgGIAEoDjIRLnNieC52MS5TdGRpb01vZGUSIQoGc3RkZXJyGAcgASgOMhEuc2J4LnYxLlN0ZGlvTW9kZRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIvUBCgdQcm9jZXNzEhIKCnNhbmRib3hfaWQYASABKAkSEgoKcHJvY2Vzc19pZBgCIAEoCRIhCgRzcGVjGAMgASgLMhMuc2J4LnYxLlByb2Nlc3NTcGVjEg8KB3J1bm5pbmcYBCABKAgSJwoLZXhpdF9zdGF0dXMYBSABKAsyEi5zYngudjEuRXhpdFN0YXR1cxILCgNwaWQYBiABKA0SFQoNc3Rkb3V0X2xlbmd0aBgHIAEoBBIVCg1zdGRlcnJfbGVuZ3RoGAggASgEEhQKDHN0ZGluX2xlbmd0aBgJIAEoBBIUCgxzdGRpbl9jbG9zZWQYCiABKAgiYAoTU3RhcnRQcm9jZXNzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhIKCnByb2Nlc3NfaWQYAiABKAkSIQoEc3BlYxgDIAEoCzITLnNieC52MS5Qcm9jZXNzU3BlYyI4ChRTdGFydFByb2Nlc3NSZXNwb25zZRIgCgdwcm9jZXNzGAEgASgLMg8uc2J4LnYxLlByb2Nlc3MiOwoRR2V0UHJvY2Vzc1JlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRISCgpwcm9jZXNzX2lkGAIgASgJIjYKEkdldFByb2Nlc3NSZXNwb25zZRIgCgdwcm9jZXNzGAEgASgLMg8uc2J4LnYxLlByb2Nlc3MicQoRUmVhZE91dHB1dFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRISCgpwcm9jZXNzX2lkGAIgASgJEiQKBnN0cmVhbRgDIAEoDjIULnNieC52MS5PdXRwdXRTdHJlYW0SDgoGb2Zmc2V0GAQgASgEIj8KElJlYWRPdXRwdXRSZXNwb25zZRIOCgZvZmZzZXQYASABKAQSDAoEZGF0YRgCIAEoDBILCgNlb2YYAyABKAgiZgoRV3JpdGVTdGRpblJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRISCgpwcm9jZXNzX2lkGAIgASgJEg4KBm9mZnNldBgDIAEoBBIMCgRkYXRhGAQgASgMEgsKA2VvZhgFIAEoCCIuChJXcml0ZVN0ZGluUmVzcG9uc2USGAoQY29tbWl0dGVkX29mZnNldBgBIAEoBCJQChJXYWl0UHJvY2Vzc1JlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRISCgpwcm9jZXNzX2lkGAIgASgJEhIKCnRpbWVvdXRfbXMYAyABKA0iRQoTV2FpdFByb2Nlc3NSZXNwb25zZRIgCgdwcm9jZXNzGAEgASgLMg8uc2J4LnYxLlByb2Nlc3MSDAoEZG9uZRgCIAEoCCJOChRTaWduYWxQcm9jZXNzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhIKCnByb2Nlc3NfaWQYAiABKAkSDgoGc2lnbmFsGAMgASgFIjkKFVNpZ25hbFByb2Nlc3NSZXNwb25zZRIgCgdwcm9jZXNzGAEgASgLMg8uc2J4LnYxLlByb2Nlc3MqYQoMT3V0cHV0U3RyZWFtEh0KGU9VVFBVVF9TVFJFQU1fVU5TUEVDSUZJRUQQABIYChRPVVRQVVRfU1RSRUFNX1NURE9VVBABEhgKFE9VVFBVVF9TVFJFQU1fU1RERVJSEAIqagoJU3RkaW9Nb2RlEhoKFlNURElPX01PREVfVU5TUEVDSUZJRUQQABITCg9TVERJT19NT0RFX1BJUEUQARIVChFTVERJT19NT0RFX0lHTk9SRRACEhUKEVNURElPX01PREVfU1RET1VUEAMywgMKDlByb2Nlc3NTZXJ2aWNlEkkKDFN0YXJ0UHJvY2VzcxIbLnNieC52MS5TdGFydFByb2Nlc3NSZXF1ZXN0Ghwuc2J4LnYxLlN0YXJ0UHJvY2Vzc1Jlc3BvbnNlEkMKCkdldFByb2Nlc3MSGS5zYngudjEuR2V0UHJvY2Vzc1JlcXVlc3QaGi5zYngudjEuR2V0UHJvY2Vzc1Jlc3BvbnNlEkUKClJlYWRPdXRwdXQSGS5zYngudjEuUmVhZE91dHB1dFJlcXVlc3QaGi5zYngudjEuUmVhZE91dHB1dFJlc3BvbnNlMAESQwoKV3JpdGVTdGRpbhIZLnNieC52MS5Xcml0ZVN0ZGluUmVxdWVzdBoaLnNieC52MS5Xcml0ZVN0ZGluUmVzcG9uc2USRgoLV2FpdFByb2Nlc3MSGi5zYngudjEuV2FpdFByb2Nlc3NSZXF1ZXN0Ghsuc2J4LnYxLldhaXRQcm9jZXNzUmVzcG9uc2USTAoNU2lnbmFsUHJvY2VzcxIcLnNieC52MS5TaWduYWxQcm9jZXNzUmVxdWVzdBodLnNieC52MS5TaWduYWxQcm9jZXNzUmVzcG9uc2ViBnByb3RvMw", [file_sbx_v1_common]);
+  fileDesc("ChRzYngvdjEvcHJvY2Vzcy5wcm90bxIGc2J4LnYxIvsCCgtQcm9jZXNzU3BlYxIMCgRhcmd2GAEgAygJEg8KB3dvcmtkaXIYAiABKAkSKQoDZW52GAMgAygLMhwuc2J4LnYxLlByb2Nlc3NTcGVjLkVudkVudHJ5EhIKCnRpbWVvdXRfbXMYBCABKAQSCwoDcHR5GAUgASgIEiEKBnN0ZG91dBgGIAEoDjIRLnNieC52MS5TdGRpb01vZGUSIQoGc3RkZXJyGAcgASgOMhEuc2J4LnYxLlN0ZGlvTW9kZRIcCg9pZGxlX3RpbWVvdXRfbXMYCCABKARIAIgBARIaChJraWxsX29uX2Rpc2Nvbm5lY3QYCSABKAgSEwoGdHRsX21zGAogASgESAGIAQESIQoIcHR5X3NpemUYCyABKAsyDy5zYngudjEuUHR5U2l6ZRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQhIKEF9pZGxlX3RpbWVvdXRfbXNCCQoHX3R0bF9tcyIlCgdQdHlTaXplEgwKBHJvd3MYASABKA0SDAoEY29scxgCIAEoDSK9AgoHUHJvY2VzcxISCgpzYW5kYm94X2lkGAEgASgJEhIKCnByb2Nlc3NfaWQYAiABKAkSIQoEc3BlYxgDIAEoCzITLnNieC52MS5Qcm9jZXNzU3BlYxIPCgdydW5uaW5nGAQgASgIEicKC2V4aXRfc3RhdHVzGAUgASgLMhIuc2J4LnYxLkV4aXRTdGF0dXMSCwoDcGlkGAYgASgNEhUKDXN0ZG91dF9sZW5ndGgYByABKAQSFQoNc3RkZXJyX2xlbmd0aBgIIAEoBBIUCgxzdGRpbl9sZW5ndGgYCSABKAQSFAoMc3RkaW5fY2xvc2VkGAogASgIEhUKDXNhbmRib3hfZW5kZWQYCyABKAgSLwoTc2FuZGJveF9leGl0X3N0YXR1cxgMIAEoCzISLnNieC52MS5FeGl0U3RhdHVzImAKE1N0YXJ0UHJvY2Vzc1JlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRISCgpwcm9jZXNzX2lkGAIgASgJEiEKBHNwZWMYAyABKAsyEy5zYngudjEuUHJvY2Vzc1NwZWMiOAoUU3RhcnRQcm9jZXNzUmVzcG9uc2USIAoHcHJvY2VzcxgBIAEoCzIPLnNieC52MS5Qcm9jZXNzIjsKEUdldFByb2Nlc3NSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEgoKcHJvY2Vzc19pZBgCIAEoCSI2ChJHZXRQcm9jZXNzUmVzcG9uc2USIAoHcHJvY2VzcxgBIAEoCzIPLnNieC52MS5Qcm9jZXNzInEKEVJlYWRPdXRwdXRSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEgoKcHJvY2Vzc19pZBgCIAEoCRIkCgZzdHJlYW0YAyABKA4yFC5zYngudjEuT3V0cHV0U3RyZWFtEg4KBm9mZnNldBgEIAEoBCKHAQoSUmVhZE91dHB1dFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMEgsKA2VvZhgDIAEoCBIVCg1zYW5kYm94X2VuZGVkGAQgASgIEi8KE3NhbmRib3hfZXhpdF9zdGF0dXMYBSABKAsyEi5zYngudjEuRXhpdFN0YXR1cyJmChFXcml0ZVN0ZGluUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhIKCnByb2Nlc3NfaWQYAiABKAkSDgoGb2Zmc2V0GAMgASgEEgwKBGRhdGEYBCABKAwSCwoDZW9mGAUgASgIIi4KEldyaXRlU3RkaW5SZXNwb25zZRIYChBjb21taXR0ZWRfb2Zmc2V0GAEgASgEIlAKEldhaXRQcm9jZXNzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhIKCnByb2Nlc3NfaWQYAiABKAkSEgoKdGltZW91dF9tcxgDIAEoDSJFChNXYWl0UHJvY2Vzc1Jlc3BvbnNlEiAKB3Byb2Nlc3MYASABKAsyDy5zYngudjEuUHJvY2VzcxIMCgRkb25lGAIgASgIIk4KFFNpZ25hbFByb2Nlc3NSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEgoKcHJvY2Vzc19pZBgCIAEoCRIOCgZzaWduYWwYAyABKAUiOQoVU2lnbmFsUHJvY2Vzc1Jlc3BvbnNlEiAKB3Byb2Nlc3MYASABKAsyDy5zYngudjEuUHJvY2VzcyJZChBSZXNpemVQdHlSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEgoKcHJvY2Vzc19pZBgCIAEoCRIdCgRzaXplGAMgASgLMg8uc2J4LnYxLlB0eVNpemUiEwoRUmVzaXplUHR5UmVzcG9uc2UqYQoMT3V0cHV0U3RyZWFtEh0KGU9VVFBVVF9TVFJFQU1fVU5TUEVDSUZJRUQQABIYChRPVVRQVVRfU1RSRUFNX1NURE9VVBABEhgKFE9VVFBVVF9TVFJFQU1fU1RERVJSEAIqagoJU3RkaW9Nb2RlEhoKFlNURElPX01PREVfVU5TUEVDSUZJRUQQABITCg9TVERJT19NT0RFX1BJUEUQARIVChFTVERJT19NT0RFX0lHTk9SRRACEhUKEVNURElPX01PREVfU1RET1VUEAMyhAQKDlByb2Nlc3NTZXJ2aWNlEkkKDFN0YXJ0UHJvY2VzcxIbLnNieC52MS5TdGFydFByb2Nlc3NSZXF1ZXN0Ghwuc2J4LnYxLlN0YXJ0UHJvY2Vzc1Jlc3BvbnNlEkMKCkdldFByb2Nlc3MSGS5zYngudjEuR2V0UHJvY2Vzc1JlcXVlc3QaGi5zYngudjEuR2V0UHJvY2Vzc1Jlc3BvbnNlEkUKClJlYWRPdXRwdXQSGS5zYngudjEuUmVhZE91dHB1dFJlcXVlc3QaGi5zYngudjEuUmVhZE91dHB1dFJlc3BvbnNlMAESQwoKV3JpdGVTdGRpbhIZLnNieC52MS5Xcml0ZVN0ZGluUmVxdWVzdBoaLnNieC52MS5Xcml0ZVN0ZGluUmVzcG9uc2USRgoLV2FpdFByb2Nlc3MSGi5zYngudjEuV2FpdFByb2Nlc3NSZXF1ZXN0Ghsuc2J4LnYxLldhaXRQcm9jZXNzUmVzcG9uc2USTAoNU2lnbmFsUHJvY2VzcxIcLnNieC52MS5TaWduYWxQcm9jZXNzUmVxdWVzdBodLnNieC52MS5TaWduYWxQcm9jZXNzUmVzcG9uc2USQAoJUmVzaXplUHR5Ehguc2J4LnYxLlJlc2l6ZVB0eVJlcXVlc3QaGS5zYngudjEuUmVzaXplUHR5UmVzcG9uc2ViBnByb3RvMw", [file_sbx_v1_common]);
 
 /**
  * @generated from message sbx.v1.ProcessSpec
@@ -54,6 +54,38 @@ export type ProcessSpec = Message<"sbx.v1.ProcessSpec"> & {
    * @generated from field: sbx.v1.StdioMode stderr = 7;
    */
   stderr: StdioMode;
+
+  /**
+   * Command lifecycle. A client is "attached" while it reads the process's output or waits
+   * on it. Unset: no idle timeout. Set: the running process is killed (SIGKILL) once no
+   * client has been attached for this long.
+   *
+   * @generated from field: optional uint64 idle_timeout_ms = 8;
+   */
+  idleTimeoutMs?: bigint | undefined;
+
+  /**
+   * Kill the process when its last attached client leaves (after a short grace period, so a
+   * client that reconnects after a dropped connection keeps it).
+   *
+   * @generated from field: bool kill_on_disconnect = 9;
+   */
+  killOnDisconnect: boolean;
+
+  /**
+   * How long a finished process's record and output stay readable. Unset: as long as the
+   * sandbox's record. After it, the process is gone (NOT_FOUND).
+   *
+   * @generated from field: optional uint64 ttl_ms = 10;
+   */
+  ttlMs?: bigint | undefined;
+
+  /**
+   * Initial terminal size when pty is set (0: 24 rows, 80 columns).
+   *
+   * @generated from field: sbx.v1.PtySize pty_size = 11;
+   */
+  ptySize?: PtySize | undefined;
 };
 
 /**
@@ -62,6 +94,28 @@ export type ProcessSpec = Message<"sbx.v1.ProcessSpec"> & {
  */
 export const ProcessSpecSchema: GenMessage<ProcessSpec> = /*@__PURE__*/
   messageDesc(file_sbx_v1_process, 0);
+
+/**
+ * @generated from message sbx.v1.PtySize
+ */
+export type PtySize = Message<"sbx.v1.PtySize"> & {
+  /**
+   * @generated from field: uint32 rows = 1;
+   */
+  rows: number;
+
+  /**
+   * @generated from field: uint32 cols = 2;
+   */
+  cols: number;
+};
+
+/**
+ * Describes the message sbx.v1.PtySize.
+ * Use `create(PtySizeSchema)` to create a new message.
+ */
+export const PtySizeSchema: GenMessage<PtySize> = /*@__PURE__*/
+  messageDesc(file_sbx_v1_process, 1);
 
 /**
  * @generated from message sbx.v1.Process
@@ -118,6 +172,20 @@ export type Process = Message<"sbx.v1.Process"> & {
    * @generated from field: bool stdin_closed = 10;
    */
   stdinClosed: boolean;
+
+  /**
+   * The process was killed because its sandbox ended (terminated, timed out or died).
+   *
+   * @generated from field: bool sandbox_ended = 11;
+   */
+  sandboxEnded: boolean;
+
+  /**
+   * The sandbox's exit status when sandbox_ended.
+   *
+   * @generated from field: sbx.v1.ExitStatus sandbox_exit_status = 12;
+   */
+  sandboxExitStatus?: ExitStatus | undefined;
 };
 
 /**
@@ -125,7 +193,7 @@ export type Process = Message<"sbx.v1.Process"> & {
  * Use `create(ProcessSchema)` to create a new message.
  */
 export const ProcessSchema: GenMessage<Process> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 1);
+  messageDesc(file_sbx_v1_process, 2);
 
 /**
  * @generated from message sbx.v1.StartProcessRequest
@@ -152,7 +220,7 @@ export type StartProcessRequest = Message<"sbx.v1.StartProcessRequest"> & {
  * Use `create(StartProcessRequestSchema)` to create a new message.
  */
 export const StartProcessRequestSchema: GenMessage<StartProcessRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 2);
+  messageDesc(file_sbx_v1_process, 3);
 
 /**
  * @generated from message sbx.v1.StartProcessResponse
@@ -169,7 +237,7 @@ export type StartProcessResponse = Message<"sbx.v1.StartProcessResponse"> & {
  * Use `create(StartProcessResponseSchema)` to create a new message.
  */
 export const StartProcessResponseSchema: GenMessage<StartProcessResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 3);
+  messageDesc(file_sbx_v1_process, 4);
 
 /**
  * @generated from message sbx.v1.GetProcessRequest
@@ -191,7 +259,7 @@ export type GetProcessRequest = Message<"sbx.v1.GetProcessRequest"> & {
  * Use `create(GetProcessRequestSchema)` to create a new message.
  */
 export const GetProcessRequestSchema: GenMessage<GetProcessRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 4);
+  messageDesc(file_sbx_v1_process, 5);
 
 /**
  * @generated from message sbx.v1.GetProcessResponse
@@ -208,7 +276,7 @@ export type GetProcessResponse = Message<"sbx.v1.GetProcessResponse"> & {
  * Use `create(GetProcessResponseSchema)` to create a new message.
  */
 export const GetProcessResponseSchema: GenMessage<GetProcessResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 5);
+  messageDesc(file_sbx_v1_process, 6);
 
 /**
  * @generated from message sbx.v1.ReadOutputRequest
@@ -240,7 +308,7 @@ export type ReadOutputRequest = Message<"sbx.v1.ReadOutputRequest"> & {
  * Use `create(ReadOutputRequestSchema)` to create a new message.
  */
 export const ReadOutputRequestSchema: GenMessage<ReadOutputRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 6);
+  messageDesc(file_sbx_v1_process, 7);
 
 /**
  * @generated from message sbx.v1.ReadOutputResponse
@@ -262,6 +330,20 @@ export type ReadOutputResponse = Message<"sbx.v1.ReadOutputResponse"> & {
    * @generated from field: bool eof = 3;
    */
   eof: boolean;
+
+  /**
+   * With eof: the stream ended because the process's sandbox ended.
+   *
+   * @generated from field: bool sandbox_ended = 4;
+   */
+  sandboxEnded: boolean;
+
+  /**
+   * With sandbox_ended: the sandbox's exit status.
+   *
+   * @generated from field: sbx.v1.ExitStatus sandbox_exit_status = 5;
+   */
+  sandboxExitStatus?: ExitStatus | undefined;
 };
 
 /**
@@ -269,7 +351,7 @@ export type ReadOutputResponse = Message<"sbx.v1.ReadOutputResponse"> & {
  * Use `create(ReadOutputResponseSchema)` to create a new message.
  */
 export const ReadOutputResponseSchema: GenMessage<ReadOutputResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 7);
+  messageDesc(file_sbx_v1_process, 8);
 
 /**
  * @generated from message sbx.v1.WriteStdinRequest
@@ -308,7 +390,7 @@ export type WriteStdinRequest = Message<"sbx.v1.WriteStdinRequest"> & {
  * Use `create(WriteStdinRequestSchema)` to create a new message.
  */
 export const WriteStdinRequestSchema: GenMessage<WriteStdinRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 8);
+  messageDesc(file_sbx_v1_process, 9);
 
 /**
  * @generated from message sbx.v1.WriteStdinResponse
@@ -327,7 +409,7 @@ export type WriteStdinResponse = Message<"sbx.v1.WriteStdinResponse"> & {
  * Use `create(WriteStdinResponseSchema)` to create a new message.
  */
 export const WriteStdinResponseSchema: GenMessage<WriteStdinResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 9);
+  messageDesc(file_sbx_v1_process, 10);
 
 /**
  * @generated from message sbx.v1.WaitProcessRequest
@@ -354,7 +436,7 @@ export type WaitProcessRequest = Message<"sbx.v1.WaitProcessRequest"> & {
  * Use `create(WaitProcessRequestSchema)` to create a new message.
  */
 export const WaitProcessRequestSchema: GenMessage<WaitProcessRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 10);
+  messageDesc(file_sbx_v1_process, 11);
 
 /**
  * @generated from message sbx.v1.WaitProcessResponse
@@ -376,7 +458,7 @@ export type WaitProcessResponse = Message<"sbx.v1.WaitProcessResponse"> & {
  * Use `create(WaitProcessResponseSchema)` to create a new message.
  */
 export const WaitProcessResponseSchema: GenMessage<WaitProcessResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 11);
+  messageDesc(file_sbx_v1_process, 12);
 
 /**
  * @generated from message sbx.v1.SignalProcessRequest
@@ -405,7 +487,7 @@ export type SignalProcessRequest = Message<"sbx.v1.SignalProcessRequest"> & {
  * Use `create(SignalProcessRequestSchema)` to create a new message.
  */
 export const SignalProcessRequestSchema: GenMessage<SignalProcessRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 12);
+  messageDesc(file_sbx_v1_process, 13);
 
 /**
  * @generated from message sbx.v1.SignalProcessResponse
@@ -422,7 +504,47 @@ export type SignalProcessResponse = Message<"sbx.v1.SignalProcessResponse"> & {
  * Use `create(SignalProcessResponseSchema)` to create a new message.
  */
 export const SignalProcessResponseSchema: GenMessage<SignalProcessResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 13);
+  messageDesc(file_sbx_v1_process, 14);
+
+/**
+ * @generated from message sbx.v1.ResizePtyRequest
+ */
+export type ResizePtyRequest = Message<"sbx.v1.ResizePtyRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: string process_id = 2;
+   */
+  processId: string;
+
+  /**
+   * @generated from field: sbx.v1.PtySize size = 3;
+   */
+  size?: PtySize | undefined;
+};
+
+/**
+ * Describes the message sbx.v1.ResizePtyRequest.
+ * Use `create(ResizePtyRequestSchema)` to create a new message.
+ */
+export const ResizePtyRequestSchema: GenMessage<ResizePtyRequest> = /*@__PURE__*/
+  messageDesc(file_sbx_v1_process, 15);
+
+/**
+ * @generated from message sbx.v1.ResizePtyResponse
+ */
+export type ResizePtyResponse = Message<"sbx.v1.ResizePtyResponse"> & {
+};
+
+/**
+ * Describes the message sbx.v1.ResizePtyResponse.
+ * Use `create(ResizePtyResponseSchema)` to create a new message.
+ */
+export const ResizePtyResponseSchema: GenMessage<ResizePtyResponse> = /*@__PURE__*/
+  messageDesc(file_sbx_v1_process, 16);
 
 /**
  * @generated from enum sbx.v1.OutputStream
@@ -550,6 +672,16 @@ export const ProcessService: GenService<{
     methodKind: "unary";
     input: typeof SignalProcessRequestSchema;
     output: typeof SignalProcessResponseSchema;
+  },
+  /**
+   * Changes the window size of a process started with pty.
+   *
+   * @generated from rpc sbx.v1.ProcessService.ResizePty
+   */
+  resizePty: {
+    methodKind: "unary";
+    input: typeof ResizePtyRequestSchema;
+    output: typeof ResizePtyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sbx_v1_process, 0);
