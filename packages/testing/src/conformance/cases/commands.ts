@@ -315,11 +315,12 @@ export function commandCases(t: TestApi, h: Harness): void {
         })();
         const result = handle.result;
         await sleep(300);
-        await sb.terminate();
-        const [read, waited] = await Promise.all([
+        const settled = Promise.all([
           settlesWithin(iteration, 15_000, "iteration after terminate"),
           settlesWithin(result, 15_000, "result after terminate"),
         ]);
+        await sb.terminate();
+        const [read, waited] = await settled;
         equal(read.status, "rejected");
         ok((read as PromiseRejectedResult).reason instanceof sdk.SandboxTerminatedError, "iteration error");
         equal(waited.status, "rejected");

@@ -170,11 +170,12 @@ export function execCases(t: TestApi, h: Harness): void {
         equal(first.value, "started\n");
         const waiting = p.wait();
         const reading = chunks.next();
-        await sb.terminate();
-        const [waited, read] = await Promise.all([
+        const settled = Promise.all([
           settlesWithin(waiting, 15_000, "wait after terminate"),
           settlesWithin(reading, 15_000, "read after terminate"),
         ]);
+        await sb.terminate();
+        const [waited, read] = await settled;
         equal(waited.status, "rejected", "a pending wait ends with an error");
         ok(
           (waited as PromiseRejectedResult).reason instanceof sdk.SandboxTerminatedError,
