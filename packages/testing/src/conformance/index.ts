@@ -19,6 +19,7 @@ import { validationCases } from "./cases/validation.js";
 import type { ConformanceTarget, Harness, SandboxClientLike, TestApi } from "./target.js";
 
 export * from "./assert.js";
+export * from "./interleaved.js";
 export type { ConformanceTarget, FakeControls, Harness, SandboxClientLike, SdkModule, TestApi } from "./target.js";
 
 export function defineConformanceSuite(t: TestApi, target: ConformanceTarget): void {

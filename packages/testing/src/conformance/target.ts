@@ -19,10 +19,15 @@ export interface FakeControls {
     method: string,
     options: { code: string; times?: number; retryAfterMs?: number; afterApplying?: boolean },
   ): void;
-  cutStreams(options: { afterBytes: number; times?: number }): void;
+  cutStreams(options: { afterBytes: number | (() => number); times?: number }): void;
+  clearFaults(): void;
   onExec(
     pattern: RegExp | string,
-    handler: (ctx: { stdout: { write(data: string | Uint8Array): void }; sleep(ms: number): Promise<void> }) => unknown,
+    handler: (ctx: {
+      stdout: { write(data: string | Uint8Array): void };
+      stderr: { write(data: string | Uint8Array): void };
+      sleep(ms: number): Promise<void>;
+    }) => unknown,
   ): void;
   readonly calls: readonly { method: string }[];
 }

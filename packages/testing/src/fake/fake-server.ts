@@ -34,6 +34,8 @@ export interface FakeServer {
   failNext(method: string, options: FailNextOptions): void;
   /** The next output streams fail with UNAVAILABLE after `afterBytes` data bytes. */
   cutStreams(options: CutStreamsOptions): void;
+  /** Drops injected failures and cuts that have not happened yet. */
+  clearFaults(): void;
   setLatency(ms: number): void;
   /** Serves the fake on a real port (Connect over HTTP/1.1 and HTTP/2, gRPC), Node only. */
   listen(options?: ListenOptions): Promise<Listener>;
@@ -58,6 +60,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     onExec: (pattern, handler) => state.handlers.add(pattern, handler),
     failNext: (method, failure) => faults.failNext(method, failure),
     cutStreams: (cut) => faults.cutStreams(cut),
+    clearFaults: () => faults.clear(),
     setLatency(ms) {
       if (!Number.isFinite(ms) || ms < 0) throw new TypeError("latency must be a non-negative number of ms");
       faults.latencyMs = ms;

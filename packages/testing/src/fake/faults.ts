@@ -35,8 +35,11 @@ export interface FailNextOptions {
 }
 
 export interface CutStreamsOptions {
-  /** Each affected stream fails with UNAVAILABLE after sending this many data bytes. */
-  readonly afterBytes: number;
+  /**
+   * Each affected stream fails with UNAVAILABLE after sending this many data bytes; a
+   * function is asked once per cut stream (e.g. for random cut points).
+   */
+  readonly afterBytes: number | (() => number);
   /** How many streams are cut (default 1). */
   readonly times?: number;
 }
@@ -103,7 +106,7 @@ export class Faults {
   readonly calls: RecordedCall[] = [];
   latencyMs = 0;
   readonly #failures = new Map<string, PendingFailure[]>();
-  #cuts: { afterBytes: number; remaining: number } | undefined;
+  #cuts: { afterBytes: number | (() => number); remaining: number } | undefined;
 
   constructor(private readonly token: string | undefined) {}
 
@@ -118,15 +121,20 @@ export class Faults {
   }
 
   cutStreams(options: CutStreamsOptions): void {
-    if (!Number.isInteger(options.afterBytes) || options.afterBytes < 0) {
-      throw new TypeError("afterBytes must be a non-negative integer");
-    }
-    this.#cuts = { afterBytes: options.afterBytes, remaining: options.times ?? 1 };
+    if (typeof options.afterBytes !== "function") checkCutPoint(options.afterBytes);
+    const times = options.times ?? 1;
+    if (!Number.isInteger(times) || times < 1) throw new TypeError("times must be a positive integer");
+    this.#cuts = { afterBytes: options.afterBytes, remaining: times };
+  }
+
+  /** Drops pending injected failures and cuts (the call record stays). */
+  clear(): void {
+    this.#failures.clear();
+    this.#cuts = undefined;
   }
 
   reset(): void {
-    this.#failures.clear();
-    this.#cuts = undefined;
+    this.clear();
     this.calls.length = 0;
   }
 
@@ -142,7 +150,8 @@ export class Faults {
   #takeCut(): number | undefined {
     if (!this.#cuts || this.#cuts.remaining <= 0) return undefined;
     this.#cuts.remaining--;
-    return this.#cuts.afterBytes;
+    const { afterBytes } = this.#cuts;
+    return typeof afterBytes === "function" ? checkCutPoint(afterBytes()) : afterBytes;
   }
 
   readonly interceptor: Interceptor = (next) => async (request) => {
@@ -168,6 +177,13 @@ export class Faults {
       message: cut(response.message as AsyncIterable<{ data: Uint8Array }>, cutAfter),
     } as typeof response;
   };
+}
+
+function checkCutPoint(afterBytes: number): number {
+  if (!Number.isInteger(afterBytes) || afterBytes < 0) {
+    throw new TypeError(`afterBytes must be a non-negative integer, got ${afterBytes}`);
+  }
+  return afterBytes;
 }
 
 function errorOf(failure: FailNextOptions, method: string): ConnectError {

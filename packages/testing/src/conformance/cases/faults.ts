@@ -1,4 +1,5 @@
 import { bytesEqual, equal, ok, rejects } from "../assert.js";
+import { interleavedOutput, seededRandom, writeInterleaved } from "../interleaved.js";
 import type { FakeControls, Harness, TestApi } from "../target.js";
 
 const T = 60_000;
@@ -14,6 +15,8 @@ export function faultCases(t: TestApi, h: Harness, fake: FakeControls): void {
   const { sdk } = h;
   const text = expectedOutput(2_000);
   const bytes = new TextEncoder().encode(text);
+  const big = interleavedOutput(20_000_000);
+  fake.onExec("conformance-interleaved", (ctx) => writeInterleaved(big.lines, ctx));
   fake.onExec("conformance-generate", async ({ stdout, sleep }) => {
     // Many small, oddly sized chunks, produced over time.
     for (let at = 0, n = 0; at < bytes.byteLength; n++) {
@@ -112,5 +115,53 @@ export function faultCases(t: TestApi, h: Harness, fake: FakeControls): void {
         T,
       );
     }
+
+    t.it(
+      "200 random cuts across runs of 20 MB interleaved stdout/stderr: every byte once, in order",
+      async () => {
+        const sb = await h.sandbox();
+        const seed = Math.floor(Math.random() * 2 ** 31);
+        const random = seededRandom(seed);
+        const why = `(replay with seed ${seed})`;
+        let cutsMade = 0;
+        for (let run = 0; cutsMade < 200 && run < 10; run++) {
+          const before = fake.calls.filter((c) => c.method === "ReadOutput").length;
+          // Cut points from 0 to ~1 MB: each 10 MB stream is cut about 20 times per run.
+          fake.cutStreams({ afterBytes: () => Math.floor(random() * 1_000_000), times: 40 });
+          const handle = await sb.run("conformance-interleaved", { wait: false });
+          const got = { stdout: [] as string[], stderr: [] as string[] };
+          const at = { stdout: 0, stderr: 0 };
+          for await (const chunk of handle) {
+            equal(chunk.offset, at[chunk.stream], `${chunk.stream} offsets are contiguous ${why}`);
+            at[chunk.stream] += utf8Length(chunk.data);
+            got[chunk.stream].push(chunk.data);
+          }
+          ok(got.stdout.join("") === big.stdout, `run ${run}: stdout is byte-identical ${why}`);
+          ok(got.stderr.join("") === big.stderr, `run ${run}: stderr is byte-identical ${why}`);
+          const reads = fake.calls.filter((c) => c.method === "ReadOutput").length - before;
+          cutsMade += reads - 2; // every read after each stream's first follows a cut
+          fake.clearFaults();
+          const result = await handle.result;
+          equal(result.exitCode, 0);
+          ok(result.stdout === big.stdout && result.stderr === big.stderr, `run ${run}: result ${why}`);
+        }
+        ok(cutsMade >= 200, `at least 200 cuts were made (${cutsMade}) ${why}`);
+      },
+      180_000,
+    );
   });
+}
+
+function utf8Length(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
 }
