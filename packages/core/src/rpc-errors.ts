@@ -63,7 +63,9 @@ export function toSandboxError(error: unknown, what: string): SandboxError {
       result = new ConnectionError(message, options);
       break;
     case Code.Canceled:
-      result = new AbortedError(message, options);
+      // The caller's own aborts are handled before we get here: a cancelled stream is the
+      // connection's doing (an HTTP/2 RST_STREAM CANCEL when the connection drops).
+      result = isTransportFailure(ce) ? new ConnectionError(message, options) : new AbortedError(message, options);
       break;
     default:
       result = new InternalError(message, options);

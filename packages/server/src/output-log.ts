@@ -9,8 +9,12 @@ import { Changes } from "@sbx/server-kit";
 /** Bytes of recent output kept in memory per stream; older bytes are read from the file. */
 export const MEMORY_TAIL_BYTES = 1024 * 1024;
 const MAX_CHUNK = 64 * 1024;
-/** Readers that are behind get adjacent chunks joined up to this size: fewer, larger messages. */
-const MAX_READ = 1024 * 1024;
+/**
+ * Readers that are behind get adjacent chunks joined up to this size: fewer, larger messages.
+ * Not larger: a message is the unit of progress when a connection keeps dropping (a resumed
+ * read restarts at the first byte of the message that was cut).
+ */
+const MAX_READ = 256 * 1024;
 
 interface Chunk {
   readonly offset: number;

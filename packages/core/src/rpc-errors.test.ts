@@ -1,0 +1,31 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { AbortedError, ConnectionError, NotFoundError } from "./errors.js";
+import { isTransient, toSandboxError } from "./rpc-errors.js";
+
+describe("toSandboxError", () => {
+  it("a stream reset by a dropped HTTP/2 connection is a transient ConnectionError", () => {
+    const e = toSandboxError(
+      new ConnectError("http/2 stream closed with error code CANCEL (0x8)", Code.Canceled),
+      "reading stdout",
+    );
+    expect(e).toBeInstanceOf(ConnectionError);
+    expect(isTransient(e)).toBe(true);
+  });
+
+  it("a server-side cancel with no transport cause stays an AbortError and is not retried", () => {
+    const e = toSandboxError(new ConnectError("the operation was cancelled", Code.Canceled), "waiting");
+    expect(e).toBeInstanceOf(AbortedError);
+    expect(isTransient(e)).toBe(false);
+  });
+
+  it("maps codes to the public errors; only transport failures are transient", () => {
+    expect(toSandboxError(new ConnectError("gone", Code.NotFound), "x")).toBeInstanceOf(NotFoundError);
+    expect(isTransient(toSandboxError(new ConnectError("gone", Code.NotFound), "x"))).toBe(false);
+    const reset = toSandboxError(new ConnectError("read ECONNRESET", Code.Unknown), "x");
+    expect(isTransient(reset)).toBe(true);
+    const aborted = toSandboxError(new ConnectError("aborted", Code.Aborted), "x");
+    expect(aborted).toBeInstanceOf(ConnectionError);
+    expect(isTransient(aborted)).toBe(true);
+  });
+});

@@ -1,0 +1,131 @@
+// Dropped connections against the real server: a TCP proxy in front of it cuts the
+// connection carrying the output at random points (200 per protocol, across runs of 20 MB of
+// interleaved stdout/stderr), and a CommandHandle must still deliver every byte exactly once,
+// in order, at the right offsets.
+import { createConnection, createServer, type Server, type Socket } from "node:net";
+import * as sdk from "@sbx/node";
+import { interleavedOutput, interleavedScript, seededRandom } from "@sbx/testing/conformance";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { realServerAvailable, startTestServer } from "./test-support.js";
+
+const available = await realServerAvailable();
+
+/** A TCP proxy that, while armed, drops a connection after a random number of response bytes. */
+class CuttingProxy {
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  #budget = 0;
+  armed = false;
+  cuts = 0;
+
+  constructor(
+    readonly target: { host: string; port: number },
+    readonly nextBudget: () => number,
+  ) {
+    this.#server = createServer((client) => this.#accept(client));
+  }
+
+  async listen(): Promise<string> {
+    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
+    const address = this.#server.address();
+    if (address === null || typeof address === "string") throw new Error("proxy has no port");
+    return `http://127.0.0.1:${address.port}`;
+  }
+
+  arm(): void {
+    this.#budget = this.nextBudget();
+    this.armed = true;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.#sockets) s.destroy();
+    await new Promise((resolve) => this.#server.close(resolve));
+  }
+
+  #accept(client: Socket): void {
+    const upstream = createConnection(this.target);
+    this.#sockets.add(client).add(upstream);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      this.#sockets.delete(client);
+      this.#sockets.delete(upstream);
+    };
+    client.on("error", drop).on("close", drop);
+    upstream.on("error", drop).on("close", drop);
+    client.on("data", (data) => upstream.write(data));
+    upstream.on("data", (data: Buffer) => {
+      if (!this.armed || data.byteLength < this.#budget) {
+        if (this.armed) this.#budget -= data.byteLength;
+        client.write(data);
+        return;
+      }
+      // Deliver part of this packet, then drop the connection mid-stream.
+      client.write(data.subarray(0, this.#budget));
+      this.cuts++;
+      this.#budget = this.nextBudget();
+      drop();
+    });
+  }
+}
+
+if (available) {
+  describe("real server behind a connection-dropping proxy", () => {
+    let server: Awaited<ReturnType<typeof startTestServer>>;
+    const big = interleavedOutput(20_000_000);
+    beforeAll(async () => {
+      server = await startTestServer();
+    });
+    afterAll(async () => {
+      await server.close();
+      server.removeData();
+    });
+
+    for (const transport of [
+      { label: "Connect over HTTP/1.1", options: { protocol: "connect", httpVersion: "1.1" } },
+      { label: "Connect over HTTP/2", options: { protocol: "connect", httpVersion: "2" } },
+    ] as const) {
+      it(`${transport.label}: 200 random cuts, every byte once, in order`, async () => {
+        const seed = Math.floor(Math.random() * 2 ** 31);
+        const why = `(seed ${seed})`;
+        const random = seededRandom(seed);
+        const url = new URL(server.url);
+        // Cut points from 0 to ~1.2 MB of response bytes.
+        const proxy = new CuttingProxy({ host: url.hostname, port: Number(url.port) }, () =>
+          Math.floor(random() * 1_200_000),
+        );
+        const endpoint = await proxy.listen();
+        const client = new sdk.SandboxClient({ endpoint, token: server.token, ...transport.options });
+        try {
+          const sb = await client.sandboxes.create();
+          for (let run = 0; proxy.cuts < 200 && run < 20; run++) {
+            const handle = await sb.run('exec python3 -c "$GENERATOR"', {
+              wait: false,
+              env: { GENERATOR: interleavedScript(big.lines) },
+            });
+            proxy.arm();
+            const got = { stdout: [] as string[], stderr: [] as string[] };
+            const at = { stdout: 0, stderr: 0 };
+            for await (const chunk of handle) {
+              if (chunk.offset !== at[chunk.stream]) {
+                throw new Error(`${chunk.stream} offset ${chunk.offset}, expected ${at[chunk.stream]} ${why}`);
+              }
+              at[chunk.stream] += Buffer.byteLength(chunk.data);
+              got[chunk.stream].push(chunk.data);
+            }
+            proxy.armed = false;
+            expect(got.stdout.join("") === big.stdout, `run ${run}: stdout byte-identical ${why}`).toBe(true);
+            expect(got.stderr.join("") === big.stderr, `run ${run}: stderr byte-identical ${why}`).toBe(true);
+            const result = await handle.result;
+            expect(result.exitCode).toBe(0);
+          }
+          expect(proxy.cuts, `cuts made ${why}`).toBeGreaterThanOrEqual(200);
+          await sb.terminate();
+        } finally {
+          await client.close();
+          await proxy.close();
+        }
+      }, 600_000);
+    }
+  });
+}
