@@ -2,6 +2,7 @@
 // the sandbox record, its result and the output written before the kill are still there.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,10 +16,10 @@ import { realServerAvailable } from "./test-support.js";
 const available = await realServerAvailable();
 const CLI = join(dirname(fileURLToPath(import.meta.url)), "../../cli/dist/main.js");
 
-async function startCli(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
+async function startCli(dataDir: string, port = 0): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(
     process.execPath,
-    [CLI, "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", "t"],
+    [CLI, "server", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--token", "t"],
     {
       stdio: ["ignore", "pipe", "pipe"],
     },
@@ -36,6 +37,22 @@ async function startCli(dataDir: string): Promise<{ child: ChildProcess; url: st
     child.on("exit", (code) => reject(new Error(`server exited with ${code}: ${output}`)));
   });
   return { child, url };
+}
+
+/** A port that was free a moment ago (the restarted server must come back on the same one). */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill(signal);
+  await exited;
 }
 
 /** Processes on this machine whose command line contains `marker`. */
@@ -125,5 +142,78 @@ if (available) {
         }
       }
     });
+
+    it("a command handle streaming through a crash resumes against the restarted server", async () => {
+      const port = await freePort();
+      const first = await startCli(dataDir, port);
+      // Enough retries to outlast a restart (~2 s): 50 ms doubling up to 2 s between attempts.
+      const client = new SandboxClient({ endpoint: first.url, token: "t", maxRetries: 12 });
+      let second: Awaited<ReturnType<typeof startCli>> | undefined;
+      let restarted: Promise<unknown> | undefined;
+      try {
+        const sb = await client.sandboxes.create();
+        const finished = await sb.run("printf 'finished before the crash\\n'", { wait: false });
+        expect((await finished.result).stdout).toBe("finished before the crash\n");
+        const handle = await sb.run(
+          'i=0; while :; do i=$((i+1)); echo "line $i"; echo "err $i" >&2; sleep 0.002; done',
+          { wait: false, timeoutMs: 0 },
+        );
+        const seen = { stdout: "", stderr: "" };
+        let crashed = false;
+        const reading = (async () => {
+          for await (const chunk of handle) {
+            seen[chunk.stream] += chunk.data;
+            if (!crashed && seen.stdout.length > 20_000) {
+              crashed = true;
+              // SIGKILL mid-stream, then a new server on the same data dir and port.
+              restarted = kill(first.child, "SIGKILL").then(async () => {
+                second = await startCli(dataDir, port);
+              });
+            }
+          }
+        })();
+        const outcome = await reading.then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        // The sandbox died with the server: the handle ends with SandboxTerminatedError after
+        // delivering everything written before the crash, each byte once, in order.
+        expect(outcome).toBeInstanceOf(SandboxTerminatedError);
+        await restarted;
+        expect(second).toBeDefined();
+        const numbered = (prefix: string, text: string) => {
+          const lines = text.split("\n");
+          expect(lines.pop()).toBe(""); // only whole lines (the shell writes a line at a time)
+          lines.forEach((l, i) => {
+            expect(l).toBe(`${prefix} ${i + 1}`);
+          });
+          return lines.length;
+        };
+        expect(numbered("line", seen.stdout)).toBeGreaterThan(1000);
+        numbered("err", seen.stderr);
+        expect(handle.stdoutOffset).toBe(Buffer.byteLength(seen.stdout));
+        // What the handle got is everything the server kept: a fresh reader from byte 0 agrees.
+        await using again = new SandboxClient({ endpoint: first.url, token: "t" });
+        const sb2 = await again.sandboxes.fromId(sb.id);
+        const replay = await sb2.reconnect(handle.commandId);
+        let replayed = "";
+        const end = await (async () => {
+          for await (const chunk of replay) if (chunk.stream === "stdout") replayed += chunk.data;
+        })().then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        expect(end).toBeInstanceOf(SandboxTerminatedError);
+        expect(replayed).toBe(seen.stdout);
+        await expect(replay.result).rejects.toBeInstanceOf(SandboxTerminatedError);
+        // A command that finished before the crash is still there for reconnection.
+        const kept = await sb2.reconnect(finished.commandId);
+        expect(await kept.result).toMatchObject({ exitCode: 0, stdout: "finished before the crash\n" });
+      } finally {
+        await client.close();
+        await kill(first.child, "SIGKILL");
+        if (second) await kill(second.child, "SIGTERM");
+      }
+    }, 120_000);
   });
 }
