@@ -17,6 +17,8 @@ class CuttingProxy {
   #budget = 0;
   armed = false;
   cuts = 0;
+  /** When set, each response packet is dropped (with its connection) with this probability. */
+  dropChance: (() => boolean) | undefined;
 
   constructor(
     readonly target: { host: string; port: number },
@@ -55,6 +57,12 @@ class CuttingProxy {
     upstream.on("error", drop).on("close", drop);
     client.on("data", (data) => upstream.write(data));
     upstream.on("data", (data: Buffer) => {
+      if (this.dropChance?.()) {
+        // The request reached the server and was acted on; its response is lost.
+        this.cuts++;
+        drop();
+        return;
+      }
       if (!this.armed || data.byteLength < this.#budget) {
         if (this.armed) this.#budget -= data.byteLength;
         client.write(data);
@@ -127,5 +135,34 @@ if (available) {
         }
       }, 600_000);
     }
+
+    it("stdin writes whose responses are lost are applied exactly once", async () => {
+      const seed = Math.floor(Math.random() * 2 ** 31);
+      const random = seededRandom(seed);
+      const url = new URL(server.url);
+      const proxy = new CuttingProxy({ host: url.hostname, port: Number(url.port) }, () => 0);
+      const endpoint = await proxy.listen();
+      const client = new sdk.SandboxClient({ endpoint, token: server.token, protocol: "connect", httpVersion: "1.1" });
+      try {
+        const sb = await client.sandboxes.create();
+        const handle = await sb.run("cat", { wait: false, timeoutMs: 0 });
+        proxy.dropChance = () => random() < 0.25;
+        let sent = "";
+        for (let i = 0; i < 200; i++) {
+          const line = `input ${i} ✓\n`;
+          await handle.sendInput(line);
+          sent += line;
+        }
+        await handle.closeInput();
+        proxy.dropChance = undefined;
+        expect(proxy.cuts, `responses dropped (seed ${seed})`).toBeGreaterThan(20);
+        const result = await handle.result;
+        expect(result.stdout === sent, `stdin applied exactly once, in order (seed ${seed})`).toBe(true);
+        await sb.terminate();
+      } finally {
+        await client.close();
+        await proxy.close();
+      }
+    }, 300_000);
   });
 }
