@@ -10,7 +10,7 @@ import { Stream } from "effect";
 import type { ClientRuntime } from "./client-runtime.js";
 import { CommandTimeoutError, InvalidError } from "./errors.js";
 import { randomId } from "./ids.js";
-import { outputChunks } from "./output-stream.js";
+import { outputChunks, outputText } from "./output-stream.js";
 import {
   getProcess,
   type PtySizeOptions,
@@ -115,18 +115,36 @@ export function runSpecOf(command: string, options: RunOptions) {
 
 type StreamName = "stdout" | "stderr";
 
+/**
+ * Text an iterating handle keeps for `result`, per stream. Past this, the kept text is dropped
+ * (a command streaming gigabytes must not grow the client's memory) and `result` reads the
+ * stream again from the server, which retains it for the command's TTL.
+ */
+export const RESULT_MEMORY_CHARS = 16 * 1024 * 1024;
+
 /** Per-stream read position: bytes delivered as text, plus a character's bytes not yet complete. */
 class StreamCursor {
+  /** Where this handle's view of the stream begins (0, or a reconnect's offset). */
+  readonly start: number;
   /** End of the bytes delivered as text: where a new read (or a reconnect) starts. */
   delivered: number;
   #pending = new Uint8Array(0);
   #pendingAt: number;
   readonly #decoder = new TextDecoder();
-  text = "";
+  #kept: string[] = [];
+  #keptChars = 0;
+  /** The kept text was dropped (too large): `result` must read the stream again. */
+  overflowed = false;
 
   constructor(offset: number) {
+    this.start = offset;
     this.delivered = offset;
     this.#pendingAt = offset;
+  }
+
+  /** Everything delivered since `start`, unless it overflowed. */
+  get text(): string {
+    return this.#kept.join("");
   }
 
   /** A new read starts at `delivered`: forget a partial character (it is read again). */
@@ -136,7 +154,7 @@ class StreamCursor {
   }
 
   /** Bytes at `offset` → the text they complete (and its starting offset), or undefined. */
-  take(offset: number, data: Uint8Array): { data: string; offset: number } | undefined {
+  take(offset: number, data: Uint8Array, keepAll = false): { data: string; offset: number } | undefined {
     let bytes = data;
     let start = offset;
     if (this.#pending.byteLength > 0) {
@@ -151,19 +169,30 @@ class StreamCursor {
     if (complete === 0) return undefined;
     const text = this.#decoder.decode(bytes.subarray(0, complete));
     this.delivered = start + complete;
-    this.text += text;
+    this.#keep(text, keepAll);
     return { data: text, offset: start };
   }
 
   /** The stream ended: whatever is pending is delivered as it is (an invalid tail). */
-  flush(): { data: string; offset: number } | undefined {
+  flush(keepAll = false): { data: string; offset: number } | undefined {
     if (this.#pending.byteLength === 0) return undefined;
     const text = this.#decoder.decode(this.#pending);
     const at = this.#pendingAt;
     this.delivered = at + this.#pending.byteLength;
     this.restart();
-    this.text += text;
+    this.#keep(text, keepAll);
     return { data: text, offset: at };
+  }
+
+  #keep(text: string, keepAll: boolean): void {
+    if (this.overflowed) return;
+    this.#kept.push(text);
+    this.#keptChars += text.length;
+    if (!keepAll && this.#keptChars > RESULT_MEMORY_CHARS) {
+      this.overflowed = true;
+      this.#kept = [];
+      this.#keptChars = 0;
+    }
   }
 }
 
@@ -232,7 +261,11 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
    * command ends. Survives dropped connections and server restarts (it resumes at the
    * offsets); a dead sandbox ends it with `SandboxTerminatedError`.
    */
-  async *chunks(options: HandleCallOptions = {}): AsyncGenerator<OutputChunk> {
+  chunks(options: HandleCallOptions = {}): AsyncGenerator<OutputChunk> {
+    return this.#chunks(options, false);
+  }
+
+  async *#chunks(options: HandleCallOptions, keepAll: boolean): AsyncGenerator<OutputChunk> {
     const previous = this.#active;
     let release!: () => void;
     this.#active = new Promise((resolve) => {
@@ -250,11 +283,11 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
       const merged =
         sources.length === 1 ? (sources[0] as (typeof sources)[0]) : Stream.merge(sources[0]!, sources[1]!);
       for await (const chunk of this.#runtime.iterate(merged, options.signal)) {
-        const text = cursors[chunk.stream].take(chunk.offset, chunk.data);
+        const text = cursors[chunk.stream].take(chunk.offset, chunk.data, keepAll);
         if (text) yield { stream: chunk.stream, ...text };
       }
       for (const stream of this.#streams) {
-        const rest = cursors[stream].flush();
+        const rest = cursors[stream].flush(keepAll);
         if (rest) yield { stream, ...rest };
       }
     } finally {
@@ -307,8 +340,18 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
     });
   }
 
+  /** The stream's text from where this handle began: kept in memory, or read again if it was too large. */
+  async #keptText(stream: StreamName, signal?: AbortSignal): Promise<string> {
+    const cursor = this.#cursors[stream];
+    if (!cursor.overflowed) return cursor.text;
+    const source = { sandboxId: this.sandboxId, processId: this.commandId, stream };
+    const parts: string[] = [];
+    for await (const text of this.#runtime.iterate(outputText(source, cursor.start), signal)) parts.push(text);
+    return parts.join("");
+  }
+
   async #collect(signal?: AbortSignal): Promise<ExecutionResult> {
-    for await (const _ of this.chunks(signal ? { signal } : {})) {
+    for await (const _ of this.#chunks(signal ? { signal } : {}, true)) {
       // the cursors keep the text
     }
     this.#info = await this.#runtime.run(waitProcess(this.sandboxId, this.commandId), signal);
@@ -321,8 +364,8 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
     }
     const exitCode = knownReturncode(info.exitStatus, `command ${this.commandId}`);
     return {
-      stdout: this.#cursors.stdout.text,
-      stderr: this.#cursors.stderr.text,
+      stdout: await this.#keptText("stdout", signal),
+      stderr: await this.#keptText("stderr", signal),
       exitCode,
       success: exitCode === 0,
     };

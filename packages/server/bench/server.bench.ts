@@ -3,7 +3,10 @@
 //   2. exec(["true"]) → wait on a running sandbox;
 //   3. stdout throughput of `head -c N /dev/zero` through the SDK, vs reading the same
 //      command's output from a raw pipe;
-//   4. memory per idle sandbox, and how many idle sandboxes fit.
+//   4. text throughput through CommandHandle iteration (run, wait: false), vs a raw pipe;
+//   5. latency from a line written by the sandboxed process to its onStdout callback, vs the
+//      same program's lines arriving through a raw pipe (monotonic clock shared with the host);
+//   6. memory per idle sandbox, and how many idle sandboxes fit.
 // Run as root: pnpm bench (or node packages/server/bench/server.bench.ts). Prints JSON.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -15,6 +18,36 @@ import { SandboxClient } from "@sbx/node";
 const ROUNDS = Number(process.env.SBX_BENCH_ROUNDS ?? 100);
 const STREAM_MIB = Number(process.env.SBX_BENCH_STREAM_MIB ?? 1024);
 const IDLE = Number(process.env.SBX_BENCH_IDLE ?? 500);
+const TEXT_MIB = Number(process.env.SBX_BENCH_TEXT_MIB ?? 512);
+const LATENCY_LINES = Number(process.env.SBX_BENCH_LATENCY_LINES ?? 500);
+
+// Prints the monotonic clock (ns) every 5 ms: the reader subtracts it from its arrival time.
+const CLOCK_PRINTER = [
+  "import sys, time",
+  `for _ in range(${LATENCY_LINES}):`,
+  "    sys.stdout.write('%d\\n' % time.monotonic_ns()); sys.stdout.flush(); time.sleep(0.005)",
+].join("\n");
+
+/** Milliseconds from each line's timestamp to now (both CLOCK_MONOTONIC). */
+function lineLatencies(into: number[]): (text: string) => void {
+  let carry = "";
+  return (text) => {
+    const now = process.hrtime.bigint();
+    const lines = (carry + text).split("\n");
+    carry = lines.pop() ?? "";
+    for (const line of lines) if (line) into.push(Number(now - BigInt(line)) / 1e6);
+  };
+}
+
+function pipeLatencies(cmd: string, args: string[]): Promise<number[]> {
+  return new Promise((resolve) => {
+    const out: number[] = [];
+    const onText = lineLatencies(out);
+    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
+    child.stdout.setEncoding("utf8").on("data", onText);
+    child.on("close", () => resolve(out));
+  });
+}
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -155,9 +188,34 @@ try {
     sbx: Math.round(sbxMBps),
     ratio: +(sbxMBps / rawMBps).toFixed(3),
   };
+
+  // 4. text through CommandHandle iteration
+  const textCommand = `yes 'the quick brown fox jumps over the lazy dog 0123456789' | head -c ${TEXT_MIB}M`;
+  const rawText = await pipeThroughput("sh", ["-c", textCommand]);
+  const handleStart = performance.now();
+  const handle = await sb.run(textCommand, { wait: false });
+  let chars = 0;
+  for await (const chunk of handle) chars += chunk.data.length; // ASCII: one byte per char
+  const handleMBps = chars / 1e6 / ((performance.now() - handleStart) / 1000);
+  results.commandHandleThroughputMBps = {
+    mib: TEXT_MIB,
+    rawPipe: Math.round(rawText),
+    sbx: Math.round(handleMBps),
+    ratio: +(handleMBps / rawText).toFixed(3),
+  };
+
+  // 5. byte → onStdout callback latency
+  const rawLatency = await pipeLatencies("python3", ["-c", CLOCK_PRINTER]);
+  const sbxLatency: number[] = [];
+  await sb.run(`python3 -c "$PRINTER"`, { env: { PRINTER: CLOCK_PRINTER }, onStdout: lineLatencies(sbxLatency) });
+  results.byteToCallbackMs = {
+    lines: sbxLatency.length,
+    rawPipe: stats(rawLatency),
+    sbx: stats(sbxLatency),
+  };
   await sb.terminate();
 
-  // 4. idle sandboxes
+  // 6. idle sandboxes
   const available = () => Number(/MemAvailable:\s+(\d+)/.exec(readFileSync("/proc/meminfo", "utf8"))?.[1]) * 1024;
   const rss = serverRss;
   const memBefore = available();

@@ -16,6 +16,8 @@ export function faultCases(t: TestApi, h: Harness, fake: FakeControls): void {
   const text = expectedOutput(2_000);
   const bytes = new TextEncoder().encode(text);
   const big = interleavedOutput(20_000_000);
+  const huge = interleavedOutput(48_000_000); // 24 MB a stream: more than a handle keeps in memory
+  fake.onExec("conformance-huge", (ctx) => writeInterleaved(huge.lines, ctx));
   fake.onExec("conformance-interleaved", (ctx) => writeInterleaved(big.lines, ctx));
   fake.onExec("conformance-generate", async ({ stdout, sleep }) => {
     // Many small, oddly sized chunks, produced over time.
@@ -115,6 +117,23 @@ export function faultCases(t: TestApi, h: Harness, fake: FakeControls): void {
         T,
       );
     }
+
+    t.it(
+      "a handle that streamed more than it keeps in memory still returns the whole result",
+      async () => {
+        const sb = await h.sandbox();
+        const handle = await sb.run("conformance-huge", { wait: false });
+        let chars = 0;
+        for await (const chunk of handle) if (chunk.stream === "stdout") chars += chunk.data.length;
+        equal(chars, huge.stdout.length);
+        fake.cutStreams({ afterBytes: 3_000_000, times: 4 }); // the re-read resumes too
+        const result = await handle.result;
+        fake.clearFaults();
+        ok(result.stdout === huge.stdout, "result.stdout is the whole stream");
+        ok(result.stderr === huge.stderr, "result.stderr is the whole stream");
+      },
+      120_000,
+    );
 
     t.it(
       "200 random cuts across runs of 20 MB interleaved stdout/stderr: every byte once, in order",
