@@ -40,7 +40,23 @@ export async function quickstart(client: SandboxClient): Promise<void> {
   console.log(`   stderr: ${(await failing.stderr.readText()).trim()}`);
   console.log(`   exit code: ${await failing.wait()}`);
 
-  say("5. Terminate the sandbox");
+  say("5. run(): a shell command, its whole result at once");
+  const result = await sandbox.run("echo \"6 x 7 = $((6 * 7))\"; echo 'a note on stderr' >&2");
+  console.log(`   stdout: ${result.stdout.trim()}`);
+  console.log(`   stderr: ${result.stderr.trim()}`);
+  console.log(`   exit code: ${result.exitCode} (success: ${result.success})`);
+
+  say("6. A command in the background: read some output, then reattach by id and offset");
+  const ticker = await sandbox.run("for i in 1 2 3 4; do echo tick $i; sleep 0.2; done", { wait: false });
+  for await (const chunk of ticker) {
+    console.log(`   handle 1, byte ${chunk.offset}: ${chunk.data.trim()}`);
+    if (chunk.data.includes("tick 2")) break; // stop reading; the command keeps running
+  }
+  const again = await sandbox.reconnect(ticker.commandId, { stdoutOffset: ticker.stdoutOffset });
+  for await (const chunk of again) console.log(`   handle 2, byte ${chunk.offset}: ${chunk.data.trim()}`);
+  console.log(`   exit code: ${(await again.result).exitCode}`);
+
+  say("7. Terminate the sandbox");
   const code = await sandbox.terminate({ wait: true });
   console.log(`   terminated, return code ${code} (137 = killed)`);
 }

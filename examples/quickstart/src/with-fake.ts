@@ -16,6 +16,13 @@ fake.onExec(/input\(/, async ({ stdin }) => {
   const name = (await stdin.text()).trim();
   return { stdout: `What is your name? Hello, ${name}! (from inside the sandbox)\n` };
 });
+fake.onExec(/6 \* 7/, () => ({ stdout: "6 x 7 = 42\n", stderr: "a note on stderr\n" }));
+fake.onExec(/tick/, async ({ stdout, sleep }) => {
+  for (let i = 1; i <= 4; i++) {
+    stdout.write(`tick ${i}\n`);
+    await sleep(200);
+  }
+});
 const { url, close } = await fake.listen();
 console.log(`sbx quickstart against the FAKE server at ${url} (scripted; no real sandbox)`);
 try {

@@ -5,7 +5,7 @@
  * repeated. Retries follow the client's retry schedule, reset whenever bytes arrive.
  */
 
-import { OutputStream } from "@sbx/proto";
+import { type ExitStatus, OutputStream } from "@sbx/proto";
 import { Effect, Stream } from "effect";
 import type { SandboxError } from "./errors.js";
 import { ConnectionError, InternalError } from "./errors.js";
@@ -48,30 +48,35 @@ async function* readAttempt(
       },
       { signal: controller.signal, headers: rpc.headers },
     );
-    for await (const message of responses) {
-      const start = Number(message.offset);
-      if (start > cursor.offset) {
-        throw new InternalError(`output of ${source.processId} skipped from byte ${cursor.offset} to ${start}`);
-      }
-      // After a resume the server may repeat bytes we already have; drop them.
-      const data = start < cursor.offset ? message.data.subarray(cursor.offset - start) : message.data;
-      if (data.byteLength > 0) {
-        const chunk = { offset: cursor.offset, data };
-        cursor.offset += data.byteLength;
-        yield chunk;
-      }
-      if (message.eof) {
-        if (message.sandboxEnded) {
-          throw sandboxEndedError(
-            source.sandboxId,
-            message.sandboxExitStatus,
-            `${source.stream} of ${source.processId}`,
-          );
+    // The end marker, once it has arrived. The response is still read to its end after it, so
+    // the HTTP/2 stream is released (a stream left half-read keeps its session, and so the
+    // process, alive).
+    let end: { sandboxEnded: boolean; sandboxExitStatus?: ExitStatus | undefined } | undefined;
+    try {
+      for await (const message of responses) {
+        if (end) continue;
+        const start = Number(message.offset);
+        if (start > cursor.offset) {
+          throw new InternalError(`output of ${source.processId} skipped from byte ${cursor.offset} to ${start}`);
         }
-        return;
+        // After a resume the server may repeat bytes we already have; drop them.
+        const data = start < cursor.offset ? message.data.subarray(cursor.offset - start) : message.data;
+        if (data.byteLength > 0) {
+          const chunk = { offset: cursor.offset, data };
+          cursor.offset += data.byteLength;
+          yield chunk;
+        }
+        if (message.eof) end = message;
       }
+    } catch (error) {
+      if (!end) throw error; // after the end marker, a failure while closing changes nothing
     }
-    throw markTransient(new ConnectionError(`output stream of ${source.processId} ended before its end marker`));
+    if (!end) {
+      throw markTransient(new ConnectionError(`output stream of ${source.processId} ended before its end marker`));
+    }
+    if (end.sandboxEnded) {
+      throw sandboxEndedError(source.sandboxId, end.sandboxExitStatus, `${source.stream} of ${source.processId}`);
+    }
   } finally {
     // Leaving early (consumer stopped, fiber interrupted) cancels the server stream.
     controller.abort();
