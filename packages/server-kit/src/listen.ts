@@ -13,6 +13,11 @@ export interface ListenOptions {
   readonly port?: number;
   /** Allowed CORS origin (default "*"). */
   readonly corsOrigin?: string;
+  /**
+   * Called when a handler fails in a way no client was told about (default: console.error).
+   * A client that went away mid-response is not a failure and is not reported.
+   */
+  readonly onHandlerError?: (method: string, error: unknown) => void;
 }
 
 export interface Listener {
@@ -29,16 +34,47 @@ export async function listenConnect(
   interceptors: Interceptor[],
   options: ListenOptions = {},
 ): Promise<Listener> {
-  const [{ createServer: createHttp1 }, { createServer: createHttp2 }, net, { connectNodeAdapter }, { cors }] =
-    await Promise.all([
-      import("node:http"),
-      import("node:http2"),
-      import("node:net"),
-      import("@connectrpc/connect-node"),
-      import("@connectrpc/connect"),
-    ]);
+  const [
+    { createServer: createHttp1 },
+    { createServer: createHttp2 },
+    net,
+    { universalRequestFromNodeRequest, universalResponseToNodeResponse },
+    { Code, ConnectError, cors, createConnectRouter },
+  ] = await Promise.all([
+    import("node:http"),
+    import("node:http2"),
+    import("node:net"),
+    import("@connectrpc/connect-node"),
+    import("@connectrpc/connect"),
+  ]);
   // Compression off: streamed output would spend more CPU in zlib than it saves on the wire.
-  const adapter = connectNodeAdapter({ routes, interceptors, acceptCompression: [] });
+  const router = createConnectRouter({ interceptors, acceptCompression: [] });
+  routes(router);
+  const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  const onHandlerError =
+    options.onHandlerError ??
+    ((method: string, error: unknown) => console.error(`sbx: handler for ${method} failed`, error));
+  // Like connect-node's adapter, except that a client leaving mid-response (a dropped
+  // connection, a cancelled read) is routine for streaming reads and is not logged as a failure.
+  const adapter = (
+    req: import("node:http").IncomingMessage | import("node:http2").Http2ServerRequest,
+    res: import("node:http").ServerResponse | import("node:http2").Http2ServerResponse,
+  ) => {
+    const handler = handlers.get(req.url?.split("?", 2)[0] ?? "");
+    if (!handler) {
+      (res as import("node:http").ServerResponse).writeHead(404).end();
+      return;
+    }
+    handler(universalRequestFromNodeRequest(req as never, res as never, undefined, undefined))
+      .then((uRes) => universalResponseToNodeResponse(uRes, res as never))
+      .catch((error: unknown) => {
+        const clientLeft =
+          req.destroyed ||
+          (res as { destroyed?: boolean }).destroyed === true ||
+          ConnectError.from(error).code === Code.Aborted;
+        if (!clientLeft) onHandlerError(handler.method.name, error);
+      });
+  };
   const origin = options.corsOrigin ?? "*";
   type Response = {
     setHeader(name: string, value: string): void;
@@ -59,7 +95,7 @@ export async function listenConnect(
       res.end();
       return;
     }
-    adapter(req as never, res as never);
+    adapter(req, res as never);
   };
   const http1 = createHttp1(handle);
   const http2 = createHttp2(handle);

@@ -75,6 +75,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       host,
       port,
       ...(options.corsOrigin ? { corsOrigin: options.corsOrigin } : {}),
+      onHandlerError: (method, error) =>
+        logger.error("request handler failed", {
+          method,
+          error: error instanceof Error ? error.message : String(error),
+        }),
     });
   } catch (error) {
     await engine.shutdown();
