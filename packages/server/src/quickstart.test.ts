@@ -27,7 +27,8 @@ if (available) {
         cwd: example,
         env: { ...process.env, SBX_ENDPOINT: server.url, SBX_TOKEN: server.token },
       });
-      const plain = stdout.replace(/\u001b\[[0-9;]*m/g, "");
+      const esc = String.fromCharCode(27);
+      const plain = stdout.replace(new RegExp(`${esc}\\[[0-9;]*m`, "g"), "");
       expect(plain).toMatch(/countdown 5[\s\S]*countdown 1[\s\S]*liftoff!/);
       expect(plain).toContain("Hello, Ada! (from inside the sandbox)");
       expect(plain).toContain("stderr: something went wrong");
