@@ -67,7 +67,13 @@ const DIRS = [
 ];
 const USR_LINKS = { bin: "usr/bin", sbin: "usr/sbin", lib: "usr/lib", lib64: "usr/lib64" };
 
-export const IMAGE_VERSION = "1";
+/**
+ * Commands users expect that Debian only provides through optional packages, added in
+ * /opt/sbx/bin (last on PATH) when the host has the target but not the command itself.
+ */
+const FALLBACK_COMMANDS: Record<string, string> = { python: "/usr/bin/python3", pip: "/usr/bin/pip3" };
+
+export const IMAGE_VERSION = "2";
 
 /**
  * Builds the skeleton at `<dir>/rootfs` once (atomically: build aside, then rename),
@@ -89,6 +95,12 @@ export async function ensureDefaultImage(dir: string, uid: number, gid: number):
     await cp(source, join(staging, "etc", entry), { recursive: true, verbatimSymlinks: true, errorOnExist: false });
   }
   for (const [name, content] of Object.entries(GENERATED)) await writeFile(join(staging, "etc", name), content);
+  await mkdir(join(staging, "opt/sbx/bin"), { recursive: true });
+  for (const [name, target] of Object.entries(FALLBACK_COMMANDS)) {
+    if ((await exists(target)) && !(await exists(join("/usr/bin", name)))) {
+      await symlink(target, join(staging, "opt/sbx/bin", name));
+    }
+  }
   await chownTree(staging, uid, gid);
   await rename(staging, rootfs);
   return rootfs;

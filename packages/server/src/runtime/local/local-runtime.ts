@@ -32,7 +32,8 @@ import { seccompProgram, seccompSupported } from "./seccomp.js";
 const run = promisify(execFile);
 const AGENT = join(dirname(fileURLToPath(import.meta.url)), "agent.py");
 const BASE_ENV = {
-  PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+  // /opt/sbx/bin last: the image's fallbacks (e.g. `python` → python3) never shadow the system's.
+  PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/sbx/bin",
   HOME: "/root",
   LANG: "C.UTF-8",
 };
