@@ -1,6 +1,6 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { MAX_LONG_POLL_MS, OutputStream, type ProcessService } from "@sbx/proto";
-import { checkArgv, checkEnv, checkId, checkLifecycle, checkPtySize, checkWorkdir } from "@sbx/server-kit";
+import { checkArgv, checkEnv, checkId, checkLifecycle, checkPtySize, checkWorkdir, serveOutput } from "@sbx/server-kit";
 import type { Engine, ServerProcess } from "../engine.js";
 import { sandboxOf } from "./sandbox-service.js";
 
@@ -48,31 +48,11 @@ export function processService(engine: Engine): ServiceImpl<typeof ProcessServic
       return { process: processOf(engine, request.sandboxId, request.processId).info };
     },
 
-    async *readOutput(request, context) {
+    readOutput(request, context) {
       const process = processOf(engine, request.sandboxId, request.processId);
       process.sandbox.touch();
       const log = request.stream === OutputStream.STDERR ? process.stderr : process.stdout;
-      const from = Number(request.offset);
-      if (log.closed && from > log.length) {
-        throw new ConnectError(`offset ${from} is past the end of the stream (${log.length} bytes)`, Code.OutOfRange);
-      }
-      let at = from;
-      const detach = process.lifecycle.attach(context.signal);
-      try {
-        for await (const chunk of log.read(from, context.signal)) {
-          yield { offset: BigInt(chunk.offset), data: chunk.data };
-          at = chunk.offset + chunk.data.byteLength;
-        }
-      } finally {
-        detach();
-      }
-      yield {
-        offset: BigInt(Math.max(at, log.length)),
-        data: new Uint8Array(0),
-        eof: true,
-        sandboxEnded: process.info.sandboxEnded,
-        sandboxExitStatus: process.info.sandboxExitStatus,
-      };
+      return serveOutput(log, Number(request.offset), process.lifecycle, context.signal, () => process.info);
     },
 
     async writeStdin(request) {

@@ -1,6 +1,6 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { MAX_LONG_POLL_MS, OutputStream, type ProcessService } from "@sbx/proto";
-import { checkArgv, checkEnv, checkId, checkLifecycle, checkPtySize, checkWorkdir } from "@sbx/server-kit";
+import { checkArgv, checkEnv, checkId, checkLifecycle, checkPtySize, checkWorkdir, serveOutput } from "@sbx/server-kit";
 import { FakeProcess, signaled } from "./model.js";
 import type { FakeState } from "./state.js";
 
@@ -37,31 +37,11 @@ export function processService(state: FakeState): ServiceImpl<typeof ProcessServ
       return { process: state.process(request.sandboxId, request.processId).info };
     },
 
-    async *readOutput(request, context) {
+    readOutput(request, context) {
       const process = state.process(request.sandboxId, request.processId);
       process.sandbox.touch();
       const log = request.stream === OutputStream.STDERR ? process.stderr : process.stdout;
-      const from = Number(request.offset);
-      if (log.closed && from > log.length) {
-        throw new ConnectError(`offset ${from} is past the end of the stream (${log.length} bytes)`, Code.OutOfRange);
-      }
-      let at = from;
-      const detach = process.lifecycle.attach(context.signal);
-      try {
-        for await (const chunk of log.read(from, context.signal)) {
-          yield { offset: BigInt(chunk.offset), data: chunk.data };
-          at = chunk.offset + chunk.data.byteLength;
-        }
-      } finally {
-        detach();
-      }
-      yield {
-        offset: BigInt(Math.max(at, log.length)),
-        data: new Uint8Array(0),
-        eof: true,
-        sandboxEnded: process.info.sandboxEnded,
-        sandboxExitStatus: process.info.sandboxExitStatus,
-      };
+      return serveOutput(log, Number(request.offset), process.lifecycle, context.signal, () => process.info);
     },
 
     writeStdin(request) {
