@@ -301,14 +301,14 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
    * `SandboxTerminatedError` / `SandboxTimeoutError` if its sandbox ended first.
    */
   get result(): Promise<ExecutionResult> {
-    this.#result ??= this.#collect();
+    this.#result ??= this.collect();
     return this.#result;
   }
 
   /** Waits for the result (same as `result`, with a signal). */
   async wait(options: HandleCallOptions = {}): Promise<ExecutionResult> {
     if (!options.signal) return this.result;
-    return this.#collect(options.signal);
+    return this.collect(options.signal);
   }
 
   /** Sends data to the command's stdin. */
@@ -350,10 +350,12 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
     return parts.join("");
   }
 
-  async #collect(signal?: AbortSignal): Promise<ExecutionResult> {
-    for await (const _ of this.#chunks(signal ? { signal } : {}, true)) {
-      // the cursors keep the text
-    }
+  /**
+   * @internal Reads the rest of the output (keeping all of it for the result), passing each
+   * chunk to `onChunk`, then waits for the exit: what `result` and `sb.run()` resolve to.
+   */
+  async collect(signal?: AbortSignal, onChunk?: (chunk: OutputChunk) => void): Promise<ExecutionResult> {
+    for await (const chunk of this.#chunks(signal ? { signal } : {}, true)) onChunk?.(chunk);
     this.#info = await this.#runtime.run(waitProcess(this.sandboxId, this.commandId), signal);
     const info = this.#info;
     if (info.sandboxEnded) throw sandboxEndedError(this.sandboxId, info.sandboxExitStatus, `command ${this.commandId}`);
@@ -383,18 +385,17 @@ export async function runCommand(
   const info = await runtime.run(startProcessWith(sandboxId, randomId("cmd-"), spec), options.signal);
   const handle = new CommandHandle(runtime, info);
   if (options.wait === false) return handle;
-  const signal = options.signal ? { signal: options.signal } : {};
   try {
-    for await (const chunk of handle.chunks(signal)) {
+    return await handle.collect(options.signal, (chunk) => {
       if (chunk.stream === "stdout") options.onStdout?.(chunk.data);
       else options.onStderr?.(chunk.data);
-    }
+    });
   } catch (error) {
-    // Aborted or failed while waiting: do not leave the command running for nobody.
+    // Aborted or failed while waiting: do not leave the command running for nobody (a
+    // command that has already ended is left as it is).
     if (!runtime.closed) await handle.kill().catch(() => {});
     throw error;
   }
-  return handle.wait(signal);
 }
 
 /** `sb.reconnect(commandId, offsets)`: a handle for a command started by any client. */
