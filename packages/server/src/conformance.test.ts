@@ -3,21 +3,14 @@
 import * as sdk from "@sbx/node";
 import { defineConformanceSuite } from "@sbx/testing/conformance";
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { realServerAvailable, startTestServer } from "./test-support.js";
+import { realServerAvailable, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
 const t = { describe, it, beforeAll, afterAll };
 
 if (available) {
   describe("real server", () => {
-    let server: Awaited<ReturnType<typeof startTestServer>>;
-    beforeAll(async () => {
-      server = await startTestServer();
-    });
-    afterAll(async () => {
-      await server.close();
-      server.removeData();
-    });
+    const server = useTestServer();
     for (const transport of [
       { label: "Connect over HTTP/2", options: { protocol: "connect", httpVersion: "2" } },
       { label: "gRPC", options: { protocol: "grpc" } },

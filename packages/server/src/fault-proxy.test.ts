@@ -5,8 +5,8 @@
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import * as sdk from "@sbx/node";
 import { interleavedOutput, interleavedScript, seededRandom } from "@sbx/testing/conformance";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { realServerAvailable, startTestServer } from "./test-support.js";
+import { describe, expect, it } from "vitest";
+import { realServerAvailable, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
 
@@ -79,15 +79,8 @@ class CuttingProxy {
 
 if (available) {
   describe("real server behind a connection-dropping proxy", () => {
-    let server: Awaited<ReturnType<typeof startTestServer>>;
+    const server = useTestServer();
     const big = interleavedOutput(20_000_000);
-    beforeAll(async () => {
-      server = await startTestServer();
-    });
-    afterAll(async () => {
-      await server.close();
-      server.removeData();
-    });
 
     for (const transport of [
       { label: "Connect over HTTP/1.1", options: { protocol: "connect", httpVersion: "1.1" } },

@@ -1,22 +1,19 @@
 // The default image: the commands a newcomer expects are there, and `python` means python3.
 import * as sdk from "@sbx/node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { realServerAvailable, startTestServer } from "./test-support.js";
+import { realServerAvailable, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
 
 if (available) {
   describe("default image (real server)", () => {
-    let server: Awaited<ReturnType<typeof startTestServer>>;
+    const server = useTestServer();
     let client: sdk.SandboxClient;
     beforeAll(async () => {
-      server = await startTestServer();
       client = new sdk.SandboxClient({ endpoint: server.url, token: server.token });
     });
     afterAll(async () => {
       await client.close();
-      await server.close();
-      server.removeData();
     });
 
     it("has sh, bash, coreutils and python3, and `python` runs python3", async () => {

@@ -2,7 +2,7 @@
 // discipline's ^C, and an interactive python3 REPL can be driven through sendInput.
 import * as sdk from "@sbx/node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { realServerAvailable, startTestServer } from "./test-support.js";
+import { realServerAvailable, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
 
@@ -18,19 +18,16 @@ async function until(handle: sdk.CommandHandle, pattern: RegExp): Promise<string
 
 if (available) {
   describe("PTY (real server)", () => {
-    let server: Awaited<ReturnType<typeof startTestServer>>;
+    const server = useTestServer();
     let client: sdk.SandboxClient;
     let sb: sdk.Sandbox;
     beforeAll(async () => {
-      server = await startTestServer();
       client = new sdk.SandboxClient({ endpoint: server.url, token: server.token });
       sb = await client.sandboxes.create();
     });
     afterAll(async () => {
       await sb.terminate();
       await client.close();
-      await server.close();
-      server.removeData();
     });
 
     const ttyCheck = "import os, sys; print(os.isatty(0), os.isatty(1), os.isatty(2), os.environ.get('TERM'))";

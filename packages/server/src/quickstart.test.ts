@@ -4,22 +4,15 @@ import { execFile } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { realServerAvailable, startTestServer } from "./test-support.js";
+import { describe, expect, it } from "vitest";
+import { realServerAvailable, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
 const example = join(dirname(fileURLToPath(import.meta.url)), "../../../examples/quickstart");
 
 if (available) {
   describe("examples/quickstart against the real server", () => {
-    let server: Awaited<ReturnType<typeof startTestServer>>;
-    beforeAll(async () => {
-      server = await startTestServer();
-    });
-    afterAll(async () => {
-      await server.close();
-      server.removeData();
-    });
+    const server = useTestServer();
 
     it("runs every step and prints what came back", async () => {
       const { stdout } = await promisify(execFile)(process.execPath, ["src/main.ts"], {

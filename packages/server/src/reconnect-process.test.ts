@@ -5,8 +5,8 @@ import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import * as sdk from "@sbx/node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { realServerAvailable, startTestServer } from "./test-support.js";
+import { describe, expect, it } from "vitest";
+import { realServerAvailable, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
 const here = dirname(fileURLToPath(import.meta.url));
@@ -29,14 +29,7 @@ process.stdout.write(JSON.stringify({ ...got, exitCode: result.exitCode, pid: ha
 
 if (available) {
   describe("reconnect from a second process (real server)", () => {
-    let server: Awaited<ReturnType<typeof startTestServer>>;
-    beforeAll(async () => {
-      server = await startTestServer();
-    });
-    afterAll(async () => {
-      await server.close();
-      server.removeData();
-    });
+    const server = useTestServer();
 
     it("a reader in another process picks up at the offsets and gets exactly the rest", async () => {
       await using client = new sdk.SandboxClient({ endpoint: server.url, token: server.token });

@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { afterAll, beforeAll } from "vitest";
 import { silentLogger } from "./logger.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
 import { type RunningServer, startServer } from "./server.js";
@@ -35,4 +36,31 @@ export async function startTestServer(
     logger: silentLogger,
   });
   return { ...server, removeData: () => rmSync(dataDir, { recursive: true, force: true }) };
+}
+
+/**
+ * A real server for the enclosing `describe`: started before its tests, closed and its data
+ * removed after them. Read `url` and `token` inside tests and hooks (not at definition time).
+ */
+export function useTestServer(): { readonly url: string; readonly token: string } {
+  let server: Awaited<ReturnType<typeof startTestServer>> | undefined;
+  beforeAll(async () => {
+    server = await startTestServer();
+  });
+  afterAll(async () => {
+    await server?.close();
+    server?.removeData();
+  });
+  const started = () => {
+    if (!server) throw new Error("the test server is not running (use it inside tests and hooks)");
+    return server;
+  };
+  return {
+    get url() {
+      return started().url;
+    },
+    get token() {
+      return started().token;
+    },
+  };
 }

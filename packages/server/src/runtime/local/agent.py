@@ -33,10 +33,13 @@ F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
 
 
-def emit(obj):
-    data = (json.dumps(obj) + "\n").encode()
+def write_all(fd, data):
     while data:
-        data = data[os.write(events, data):]
+        data = data[os.write(fd, data):]
+
+
+def emit(obj):
+    write_all(events, (json.dumps(obj) + "\n").encode())
 
 
 def start(req):
@@ -140,8 +143,7 @@ def pump_output(pid_id, master, out):
                 break
             if not data:
                 break
-            while data:
-                data = data[os.write(out, data):]
+            write_all(out, data)
     except OSError:
         pass
     finally:
@@ -161,8 +163,7 @@ def pump_input(master, inp):
             if not data:
                 os.write(master, b"\x04")
                 break
-            while data:
-                data = data[os.write(master, data):]
+            write_all(master, data)
     except OSError:
         pass
     finally:
