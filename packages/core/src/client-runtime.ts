@@ -7,6 +7,7 @@ import type { Transport } from "@connectrpc/connect";
 import { Cause, Context, Effect, Exit, Layer, ManagedRuntime, Stream } from "effect";
 import type { ResolvedConfig } from "./config.js";
 import { AbortedError, ClientClosedError, InternalError, SandboxError } from "./errors.js";
+import type { RawOutputReader } from "./raw-output.js";
 import { makeRpc, SbxRpc } from "./rpc.js";
 
 export class ClientRuntime {
@@ -18,9 +19,10 @@ export class ClientRuntime {
   constructor(
     transport: Transport,
     readonly config: ResolvedConfig,
+    readonly rawOutput?: RawOutputReader,
   ) {
     // The services are plain values, built once, so streams can run with them directly.
-    this.#context = Context.make(SbxRpc, makeRpc(transport, config));
+    this.#context = Context.make(SbxRpc, makeRpc(transport, config, rawOutput));
     this.#runtime = ManagedRuntime.make(Layer.succeedContext(this.#context));
   }
 
@@ -60,6 +62,7 @@ export class ClientRuntime {
     this.#closed = true;
     this.#closing.abort(new ClientClosedError("the client was closed"));
     await this.#runtime.dispose();
+    this.rawOutput?.close?.();
   }
 
   #signalFor(signal: AbortSignal | undefined): AbortSignal {

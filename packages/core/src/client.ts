@@ -5,6 +5,7 @@ import type { Transport } from "@connectrpc/connect";
 import { ClientRuntime } from "./client-runtime.js";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
 import { InvalidError } from "./errors.js";
+import type { RawOutputReader } from "./raw-output.js";
 import { Sandbox } from "./sandbox.js";
 import {
   type CreateSandboxOptions,
@@ -59,6 +60,8 @@ export class Sandboxes {
 export interface ClientDefaults {
   /** Builds the adapter's transport for an endpoint when the user gave none. */
   readonly createTransport?: (endpoint: string) => Transport;
+  /** Builds the adapter's raw output reader (used with the adapter's own transport only). */
+  readonly createRawOutput?: (endpoint: string) => RawOutputReader | undefined;
   /** Environment defaults (`SBX_ENDPOINT`, `SBX_TOKEN`) as the adapter's runtime reads them. */
   readonly env?: { readonly endpoint?: string | undefined; readonly token?: string | undefined };
 }
@@ -81,7 +84,8 @@ export class SandboxClient implements AsyncDisposable {
       );
     }
     this.endpoint = config.endpoint;
-    this.#runtime = new ClientRuntime(transport, config);
+    const rawOutput = options.transport ? undefined : defaults.createRawOutput?.(config.endpoint);
+    this.#runtime = new ClientRuntime(transport, config, rawOutput);
     this.sandboxes = new Sandboxes(this.#runtime);
   }
 

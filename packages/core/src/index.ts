@@ -25,6 +25,14 @@ export {
 export * from "./errors.js";
 export { Probe } from "./probe.js";
 export { type ExecOptions, type PtySizeOptions, SIGNALS, type SignalName } from "./process-ops.js";
+export {
+  endpointBase,
+  fetchRawOutput,
+  RAW_OUTPUT_HEADER,
+  type RawOutputReader,
+  type RawOutputRequest,
+  rawOutputPath,
+} from "./raw-output.js";
 export { returncodeOf, TERMINATED_RETURNCODE, TIMEOUT_RETURNCODE } from "./returncode.js";
 export { Sandbox, type SandboxWaitOptions, type TerminateOptions } from "./sandbox.js";
 export { type CreateSandboxOptions, DEFAULT_APP, type ListSandboxesOptions } from "./sandbox-ops.js";

@@ -3,12 +3,16 @@
  * Effect `Stream`. When the connection drops or the server stream ends without its eof
  * marker, the read is reopened at the first byte not yet delivered, so no byte is lost or
  * repeated. Retries follow the client's retry schedule, reset whenever bytes arrive.
+ *
+ * With a raw output reader (see raw-output.ts) the bytes come through the raw stream, and
+ * ReadOutput is asked only for the end marker once the raw body has ended.
  */
 
 import { type ExitStatus, OutputStream } from "@sbx/proto";
 import { Effect, Stream } from "effect";
 import type { SandboxError } from "./errors.js";
 import { ConnectionError, InternalError } from "./errors.js";
+import { type RawOutputReader, rawOutputPath } from "./raw-output.js";
 import { sandboxEndedError } from "./returncode.js";
 import { retrySchedule, SbxRpc, type SbxRpcShape } from "./rpc.js";
 import { markTransient, toSandboxError } from "./rpc-errors.js";
@@ -24,12 +28,44 @@ export interface OutputSource {
 /** Where a resumable read has got to; shared across the attempts of one read. */
 interface ReadCursor {
   offset: number;
+  /** Still reading through the raw stream (false once its body ended, or when there is none). */
+  raw: boolean;
 }
 
 /** An output chunk with the byte offset of its first byte within its stream. */
 export interface OutputBytes {
   readonly offset: number;
   readonly data: Uint8Array;
+}
+
+/** Bytes through the raw stream, until its body ends (then `cursor.raw` turns false). */
+async function* rawAttempt(
+  reader: RawOutputReader,
+  rpc: SbxRpcShape,
+  source: OutputSource,
+  cursor: ReadCursor,
+  signal: AbortSignal,
+): AsyncGenerator<OutputBytes> {
+  try {
+    const body = await reader.open({
+      path: rawOutputPath(source.sandboxId, source.processId, source.stream, cursor.offset),
+      headers: rpc.headers,
+      signal,
+    });
+    if (body) {
+      for await (const data of body) {
+        const chunk = { offset: cursor.offset, data };
+        cursor.offset += data.byteLength;
+        yield chunk;
+      }
+    }
+  } catch (error) {
+    if (signal.aborted) throw error;
+    const reason = error instanceof Error ? error.message : String(error);
+    throw markTransient(new ConnectionError(`raw output stream of ${source.processId} failed: ${reason}`));
+  }
+  // Ended (or not offered): the end marker, and anything the body did not carry, via ReadOutput.
+  cursor.raw = false;
 }
 
 async function* readAttempt(
@@ -93,7 +129,14 @@ function attemptIterable(rpc: SbxRpcShape, source: OutputSource, cursor: ReadCur
   return {
     [Symbol.asyncIterator]() {
       const controller = new AbortController();
-      const reads = readAttempt(rpc, source, cursor, controller);
+      const reader = rpc.rawOutput;
+      const reads =
+        cursor.raw && reader
+          ? (async function* () {
+              yield* rawAttempt(reader, rpc, source, cursor, controller.signal);
+              yield* readAttempt(rpc, source, cursor, controller);
+            })()
+          : readAttempt(rpc, source, cursor, controller);
       return {
         next: () => reads.next(),
         return: (value?: unknown) => {
@@ -110,7 +153,7 @@ export const outputChunks = (source: OutputSource, fromOffset = 0): Stream.Strea
   Stream.unwrap(
     Effect.gen(function* () {
       const rpc = yield* SbxRpc;
-      const cursor: ReadCursor = { offset: fromOffset };
+      const cursor: ReadCursor = { offset: fromOffset, raw: rpc.rawOutput !== undefined };
       const attempt = Stream.suspend(() =>
         Stream.fromAsyncIterable(attemptIterable(rpc, source, cursor), (error) =>
           toSandboxError(error, `reading ${source.stream} of ${source.processId}`),

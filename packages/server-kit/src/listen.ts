@@ -18,6 +18,17 @@ export interface ListenOptions {
    * A client that went away mid-response is not a failure and is not reported.
    */
   readonly onHandlerError?: (method: string, error: unknown) => void;
+  /** Plain HTTP routes served beside the Connect ones (e.g. the raw output stream). */
+  readonly plainRoutes?: readonly PlainRoute[];
+}
+
+type NodeRequest = import("node:http").IncomingMessage | import("node:http2").Http2ServerRequest;
+type NodeResponse = import("node:http").ServerResponse | import("node:http2").Http2ServerResponse;
+
+/** A non-Connect route: requests whose path starts with `prefix` go to `handle`. */
+export interface PlainRoute {
+  readonly prefix: string;
+  handle(req: NodeRequest, res: NodeResponse): Promise<void>;
 }
 
 export interface Listener {
@@ -56,11 +67,22 @@ export async function listenConnect(
     ((method: string, error: unknown) => console.error(`sbx: handler for ${method} failed`, error));
   // Like connect-node's adapter, except that a client leaving mid-response (a dropped
   // connection, a cancelled read) is routine for streaming reads and is not logged as a failure.
-  const adapter = (
-    req: import("node:http").IncomingMessage | import("node:http2").Http2ServerRequest,
-    res: import("node:http").ServerResponse | import("node:http2").Http2ServerResponse,
-  ) => {
-    const handler = handlers.get(req.url?.split("?", 2)[0] ?? "");
+  const plainRoutes = options.plainRoutes ?? [];
+  const adapter = (req: NodeRequest, res: NodeResponse) => {
+    const path = req.url?.split("?", 2)[0] ?? "";
+    const plain = plainRoutes.find((route) => path.startsWith(route.prefix));
+    if (plain) {
+      plain.handle(req, res).catch((error: unknown) => {
+        if (!req.destroyed && !(res as { destroyed?: boolean }).destroyed) onHandlerError(path, error);
+        // A failure mid-body must not look like a clean end: drop the connection instead.
+        if (res.headersSent) {
+          if ("stream" in res) res.stream.destroy();
+          else res.destroy();
+        } else (res as import("node:http").ServerResponse).writeHead(500).end();
+      });
+      return;
+    }
+    const handler = handlers.get(path);
     if (!handler) {
       (res as import("node:http").ServerResponse).writeHead(404).end();
       return;
@@ -81,10 +103,7 @@ export async function listenConnect(
     writeHead(status: number): void;
     end(): void;
   };
-  const handle = (
-    req: import("node:http").IncomingMessage | import("node:http2").Http2ServerRequest,
-    res: Response,
-  ) => {
+  const handle = (req: NodeRequest, res: Response) => {
     res.setHeader("access-control-allow-origin", origin);
     res.setHeader("access-control-expose-headers", cors.exposedHeaders.join(", "));
     if (req.method === "OPTIONS") {

@@ -18,11 +18,16 @@ export function resolveToken(dataDir: string, given: string | undefined): { toke
   return { token, generated: true };
 }
 
-export function authInterceptor(token: string): Interceptor {
+/** True when an Authorization header carries `token` (compared in constant time). */
+export function bearerMatches(header: string | null | undefined, token: string): boolean {
   const expected = Buffer.from(`Bearer ${token}`);
+  const given = Buffer.from(header ?? "");
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+export function authInterceptor(token: string): Interceptor {
   return (next) => async (request) => {
-    const given = Buffer.from(request.header.get("authorization") ?? "");
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    if (!bearerMatches(request.header.get("authorization"), token)) {
       throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
     }
     return next(request);

@@ -83,8 +83,11 @@ if (available) {
     const big = interleavedOutput(20_000_000);
 
     for (const transport of [
-      { label: "Connect over HTTP/1.1", options: { protocol: "connect", httpVersion: "1.1" } },
-      { label: "Connect over HTTP/2", options: { protocol: "connect", httpVersion: "2" } },
+      { label: "raw output stream, Connect over HTTP/1.1", options: { protocol: "connect", httpVersion: "1.1" } },
+      {
+        label: "ReadOutput over Connect HTTP/2",
+        options: { protocol: "connect", httpVersion: "2", rawOutput: false },
+      },
     ] as const) {
       it(`${transport.label}: 200 random cuts, every byte once, in order`, async () => {
         const seed = Math.floor(Math.random() * 2 ** 31);

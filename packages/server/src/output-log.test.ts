@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -45,5 +45,38 @@ describe("OutputLog", () => {
     first.close();
     const reopened = new OutputLog(path, { length: 20, closed: true });
     expect(Buffer.from(await readAll(reopened, 5)).toString()).toBe("across restarts");
+  });
+
+  it("shows readers only bytes already in the file, written in batches at the end of the turn", async () => {
+    const path = join(dir, "d.stdout");
+    const log = new OutputLog(path);
+    // 3000 small appends in one turn: more pieces than one writev takes (IOV_MAX is 1024).
+    const expected: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const line = `line ${i}\n`;
+      expected.push(line);
+      log.append(Buffer.from(line));
+    }
+    expect(log.length).toBe(0); // not written yet, so not readable yet
+    expect(statSync(path).size).toBe(0);
+    await new Promise((resolve) => setImmediate(resolve));
+    const size = expected.join("").length;
+    expect(log.length).toBe(size);
+    expect(readFileSync(path, "utf8")).toBe(expected.join(""));
+    // A live reader never gets ahead of the file.
+    const seen: number[] = [];
+    const reading = (async () => {
+      for await (const chunk of log.read(size)) {
+        seen.push(chunk.offset + chunk.data.byteLength);
+        expect(statSync(path).size).toBeGreaterThanOrEqual(chunk.offset + chunk.data.byteLength);
+      }
+    })();
+    log.append(Buffer.alloc(3 * 1024 * 1024, 7)); // past the batch size: written at once
+    expect(log.length).toBe(size + 3 * 1024 * 1024);
+    log.append(Buffer.from("tail"));
+    log.close(); // writes what is pending
+    await reading;
+    expect(seen.at(-1)).toBe(size + 3 * 1024 * 1024 + 4);
+    expect(statSync(path).size).toBe(size + 3 * 1024 * 1024 + 4);
   });
 });

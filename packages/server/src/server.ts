@@ -14,6 +14,7 @@ import { jsonLogger, type Logger } from "./logger.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
 import type { SandboxRuntime } from "./runtime/runtime.js";
 import { processService } from "./services/process-service.js";
+import { rawOutputRoute } from "./services/raw-output.js";
 import { sandboxService } from "./services/sandbox-service.js";
 import { SqliteStateStore } from "./state/sqlite-store.js";
 
@@ -74,6 +75,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     listener = await listenConnect(routes, [authInterceptor(token)], {
       host,
       port,
+      plainRoutes: [rawOutputRoute(engine, token)],
       ...(options.corsOrigin ? { corsOrigin: options.corsOrigin } : {}),
       onHandlerError: (method, error) =>
         logger.error("request handler failed", {
