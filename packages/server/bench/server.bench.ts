@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SandboxClient } from "@sbx/node";
+import { type Sandbox, SandboxClient } from "@sbx/node";
 
 const ROUNDS = Number(process.env.SBX_BENCH_ROUNDS ?? 100);
 const STREAM_MIB = Number(process.env.SBX_BENCH_STREAM_MIB ?? 1024);
@@ -177,16 +177,24 @@ try {
 
   // 3. stdout throughput
   const rawMBps = await pipeThroughput("head", ["-c", `${STREAM_MIB}M`, "/dev/zero"]);
-  const start = performance.now();
-  const p = await sb.exec(["head", "-c", `${STREAM_MIB}M`, "/dev/zero"], { mode: "binary" });
-  let bytes = 0;
-  for await (const chunk of p.stdout) bytes += chunk.byteLength;
-  const sbxMBps = bytes / 1e6 / ((performance.now() - start) / 1000);
+  const streamThroughput = async (through: Sandbox) => {
+    const start = performance.now();
+    const p = await through.exec(["head", "-c", `${STREAM_MIB}M`, "/dev/zero"], { mode: "binary" });
+    let bytes = 0;
+    for await (const chunk of p.stdout) bytes += chunk.byteLength;
+    return bytes / 1e6 / ((performance.now() - start) / 1000);
+  };
+  const sbxMBps = await streamThroughput(sb);
+  // The same through ReadOutput (Connect) only, without the raw output stream.
+  const rpcOnly = new SandboxClient({ endpoint, token: "bench", rawOutput: false });
+  const readOutputMBps = await streamThroughput(await rpcOnly.sandboxes.fromId(sb.id));
+  await rpcOnly.close();
   results.stdoutThroughputMBps = {
     mib: STREAM_MIB,
     rawPipe: Math.round(rawMBps),
     sbx: Math.round(sbxMBps),
     ratio: +(sbxMBps / rawMBps).toFixed(3),
+    readOutputOnly: Math.round(readOutputMBps),
   };
 
   // 4. text through CommandHandle iteration
