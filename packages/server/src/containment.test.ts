@@ -1,7 +1,7 @@
 // Containment: each case is an attempt from inside a sandbox that must fail, run against
 // the real server with the local runtime. Nothing here weakens isolation to pass.
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { SandboxClient } from "@sbx/node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -169,9 +169,9 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       const count = await run(neighbour, ["true"]);
       expect(count.code).toBe(0);
       // The cgroup's own counter, read on the host: never above the sandbox's pids limit.
-      const cgroup = existsSync("/sys/fs/cgroup/cgroup.controllers")
-        ? `/sys/fs/cgroup/sbx/${bomb.id}`
-        : `/sys/fs/cgroup/pids/sbx/${bomb.id}`;
+      const parent = existsSync("/sys/fs/cgroup/cgroup.controllers") ? "/sys/fs/cgroup/sbx" : "/sys/fs/cgroup/pids/sbx";
+      // Named <data dir tag>-<sandbox id>.
+      const cgroup = `${parent}/${readdirSync(parent).find((name) => name.endsWith(`-${bomb.id}`))}`;
       const max = Number(readFileSync(`${cgroup}/pids.max`, "utf8"));
       expect(max).toBe(512);
       await p.wait();

@@ -1,7 +1,7 @@
 // Restart: the server is killed (SIGKILL) mid-exec and started again on the same data dir;
 // the sandbox record, its result and the output written before the kill are still there.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -11,7 +11,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { NotFoundError, SandboxClient, SandboxTerminatedError } from "@sbx/node";
 import { OutputStream, ProcessService } from "@sbx/proto";
 import { afterAll, describe, expect, it } from "vitest";
-import { realServerAvailable } from "./test-support.js";
+import { realServerAvailable, startTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
 const CLI = join(dirname(fileURLToPath(import.meta.url)), "../../cli/dist/main.js");
@@ -134,12 +134,34 @@ if (available) {
         const cgroups = existsSync("/sys/fs/cgroup/cgroup.controllers")
           ? ["/sys/fs/cgroup/sbx"]
           : ["/sys/fs/cgroup/pids/sbx", "/sys/fs/cgroup/memory/sbx", "/sys/fs/cgroup/cpu/sbx"];
-        for (const dir of cgroups) expect(existsSync(`${dir}/${live.id}`)).toBe(false);
+        for (const dir of cgroups) {
+          expect(readdirSync(dir).filter((name) => name.endsWith(`-${live.id}`))).toEqual([]);
+        }
       } finally {
         if (second.child.exitCode === null) {
           second.child.kill("SIGTERM");
           await new Promise((r) => second.child.once("exit", r));
         }
+      }
+    });
+
+    it("a second server on the same machine leaves the first one's sandboxes alone", async () => {
+      const first = await startTestServer();
+      const client = new SandboxClient({ endpoint: first.url, token: first.token });
+      try {
+        const sb = await client.sandboxes.create();
+        const sleeper = await sb.exec(["sleep", "60"]);
+        // Starting a server cleans up what an earlier run of *its own* data dir left behind.
+        const second = await startTestServer();
+        await second.close();
+        second.removeData();
+        expect(await sleeper.poll()).toBeNull();
+        expect((await sb.run("echo alive")).stdout).toBe("alive\n");
+        await sb.terminate();
+      } finally {
+        await client.close();
+        await first.close();
+        first.removeData();
       }
     });
 

@@ -165,12 +165,16 @@ export class SandboxCgroup {
 }
 
 /** Removes cgroups left by an earlier server run (after killing what is in them). */
-export async function cleanupCgroups(version: CgroupVersion): Promise<void> {
+/**
+ * Removes the cgroups (killing what is in them) whose names start with `instance` + "-":
+ * those of this server's data dir, never another server's on the same machine.
+ */
+export async function cleanupCgroups(version: CgroupVersion, instance: string): Promise<void> {
   const parents = version === "v2" ? [join(ROOT, PREFIX)] : V1_CONTROLLERS.map((c) => join(ROOT, c, PREFIX));
   const names = new Set<string>();
   for (const parent of parents) {
     for (const entry of await readdir(parent, { withFileTypes: true }).catch(() => [])) {
-      if (entry.isDirectory()) names.add(entry.name);
+      if (entry.isDirectory() && entry.name.startsWith(`${instance}-`)) names.add(entry.name);
     }
   }
   await Promise.all([...names].map((name) => new SandboxCgroup(version, name).destroy()));
