@@ -7,6 +7,7 @@ import type { Transport } from "@connectrpc/connect";
 import { Cause, Context, Effect, Exit, Layer, ManagedRuntime, Stream } from "effect";
 import type { ResolvedConfig } from "./config.js";
 import { AbortedError, ClientClosedError, InternalError, SandboxError } from "./errors.js";
+import type { LocalFiles } from "./filesystem.js";
 import type { RawOutputReader } from "./raw-output.js";
 import { makeRpc, SbxRpc } from "./rpc.js";
 
@@ -20,6 +21,7 @@ export class ClientRuntime {
     transport: Transport,
     readonly config: ResolvedConfig,
     readonly rawOutput?: RawOutputReader,
+    readonly localFiles?: LocalFiles,
   ) {
     // The services are plain values, built once, so streams can run with them directly.
     this.#context = Context.make(SbxRpc, makeRpc(transport, config, rawOutput));

@@ -5,6 +5,7 @@ import type { Transport } from "@connectrpc/connect";
 import { ClientRuntime } from "./client-runtime.js";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
 import { InvalidError } from "./errors.js";
+import type { LocalFiles } from "./filesystem.js";
 import type { RawOutputReader } from "./raw-output.js";
 import { Sandbox } from "./sandbox.js";
 import {
@@ -62,6 +63,8 @@ export interface ClientDefaults {
   readonly createTransport?: (endpoint: string) => Transport;
   /** Builds the adapter's raw output reader (used with the adapter's own transport only). */
   readonly createRawOutput?: (endpoint: string) => RawOutputReader | undefined;
+  /** The runtime's access to local files (for copyFromLocal / copyToLocal). */
+  readonly localFiles?: LocalFiles;
   /** Environment defaults (`SBX_ENDPOINT`, `SBX_TOKEN`) as the adapter's runtime reads them. */
   readonly env?: { readonly endpoint?: string | undefined; readonly token?: string | undefined };
 }
@@ -85,7 +88,7 @@ export class SandboxClient implements AsyncDisposable {
     }
     this.endpoint = config.endpoint;
     const rawOutput = options.transport ? undefined : defaults.createRawOutput?.(config.endpoint);
-    this.#runtime = new ClientRuntime(transport, config, rawOutput);
+    this.#runtime = new ClientRuntime(transport, config, rawOutput, defaults.localFiles);
     this.sandboxes = new Sandboxes(this.#runtime);
   }
 

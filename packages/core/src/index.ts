@@ -23,6 +23,7 @@ export {
   type WaitOptions,
 } from "./container-process.js";
 export * from "./errors.js";
+export { type FileCallOptions, type FileInfo, type LocalFiles, SandboxFilesystem } from "./filesystem.js";
 export { Probe } from "./probe.js";
 export { type ExecOptions, type PtySizeOptions, SIGNALS, type SignalName } from "./process-ops.js";
 export {

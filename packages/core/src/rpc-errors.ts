@@ -3,7 +3,7 @@
  * it is transient (worth retrying with the same idempotency key).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { RetryInfoSchema } from "@sbx/proto";
+import { FilesystemErrorKind, FilesystemErrorSchema, RetryInfoSchema } from "@sbx/proto";
 import {
   AbortedError,
   AlreadyExistsError,
@@ -15,6 +15,13 @@ import {
   NotFoundError,
   QuotaExceededError,
   SandboxError,
+  SandboxFilesystemDirectoryNotEmptyError,
+  SandboxFilesystemError,
+  SandboxFilesystemIsADirectoryError,
+  SandboxFilesystemNotADirectoryError,
+  SandboxFilesystemNotFoundError,
+  SandboxFilesystemPathAlreadyExistsError,
+  SandboxFilesystemPermissionError,
   TimeoutError,
 } from "./errors.js";
 
@@ -33,6 +40,8 @@ export function toSandboxError(error: unknown, what: string): SandboxError {
   const rpcStatus = codeName(ce.code);
   const message = `${what}: ${ce.rawMessage || rpcStatus}`;
   const options = { cause: error, rpcStatus };
+  const filesystem = filesystemErrorOf(ce, message, options);
+  if (filesystem) return filesystem;
   let result: SandboxError;
   switch (ce.code) {
     case Code.InvalidArgument:
@@ -88,6 +97,35 @@ function isTransportFailure(ce: ConnectError): boolean {
   return /ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|socket hang up|stream closed|premature close|terminated|NGHTTP2|ERR_HTTP2|network|fetch failed|Failed to fetch|GOAWAY|other side closed|closed/i.test(
     text,
   );
+}
+
+const FILESYSTEM_ERRORS = {
+  [FilesystemErrorKind.NOT_FOUND]: SandboxFilesystemNotFoundError,
+  [FilesystemErrorKind.IS_A_DIRECTORY]: SandboxFilesystemIsADirectoryError,
+  [FilesystemErrorKind.NOT_A_DIRECTORY]: SandboxFilesystemNotADirectoryError,
+  [FilesystemErrorKind.DIRECTORY_NOT_EMPTY]: SandboxFilesystemDirectoryNotEmptyError,
+  [FilesystemErrorKind.ALREADY_EXISTS]: SandboxFilesystemPathAlreadyExistsError,
+  [FilesystemErrorKind.PERMISSION_DENIED]: SandboxFilesystemPermissionError,
+} as const;
+
+/** A failed filesystem call (it carries a FilesystemError detail) as its typed error; never transient. */
+function filesystemErrorOf(
+  ce: ConnectError,
+  message: string,
+  options: { cause: unknown; rpcStatus: string },
+): SandboxError | undefined {
+  let detail: { kind: FilesystemErrorKind } | undefined;
+  try {
+    [detail] = ce.findDetails(FilesystemErrorSchema);
+  } catch {
+    return undefined;
+  }
+  if (!detail) return undefined;
+  if (detail.kind === FilesystemErrorKind.NO_SPACE) {
+    return new SandboxFilesystemError(`${message} (the sandbox's disk or quota is full)`, options);
+  }
+  const ErrorClass = FILESYSTEM_ERRORS[detail.kind as keyof typeof FILESYSTEM_ERRORS] ?? SandboxFilesystemError;
+  return new ErrorClass(message, options);
 }
 
 function retryDelayOf(ce: ConnectError): number | undefined {

@@ -3,7 +3,7 @@
  * configuration, and `call`, which runs one unary RPC with retries and a deadline.
  */
 import { type CallOptions, type Client, createClient, type Transport } from "@connectrpc/connect";
-import { ProcessService, SandboxService } from "@sbx/proto";
+import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
 import { Context, Duration, Effect, Layer, Schedule } from "effect";
 import type { ResolvedConfig } from "./config.js";
 import { type SandboxError, TimeoutError } from "./errors.js";
@@ -13,6 +13,7 @@ import { isTransient, retryAfterOf, toSandboxError } from "./rpc-errors.js";
 export interface SbxRpcShape {
   readonly sandboxes: Client<typeof SandboxService>;
   readonly processes: Client<typeof ProcessService>;
+  readonly files: Client<typeof FilesystemService>;
   readonly config: ResolvedConfig;
   /** Headers sent with every call (authorization). */
   readonly headers: Record<string, string>;
@@ -27,6 +28,7 @@ export function makeRpc(transport: Transport, config: ResolvedConfig, rawOutput?
     rawOutput,
     sandboxes: createClient(SandboxService, transport),
     processes: createClient(ProcessService, transport),
+    files: createClient(FilesystemService, transport),
     config,
     headers: config.token ? { authorization: `Bearer ${config.token}` } : {},
   };

@@ -16,6 +16,7 @@ import {
 } from "./command-handle.js";
 import { ContainerProcess, type SignalOptions, type WaitOptions } from "./container-process.js";
 import { ClientClosedError, SandboxTerminatedError, SandboxTimeoutError, TimeoutError } from "./errors.js";
+import { type FileCallOptions, SandboxFilesystem } from "./filesystem.js";
 import { type ExecOptions, startProcess } from "./process-ops.js";
 import { knownReturncode, returncodeOf } from "./returncode.js";
 import { getSandbox, isFinished, setSandboxTags, terminateSandbox, waitSandbox } from "./sandbox-ops.js";
@@ -41,6 +42,7 @@ export class Sandbox implements AsyncDisposable {
   #info: SandboxInfo;
   #detached = false;
   #entrypoint: ContainerProcess<string> | undefined;
+  #filesystem: SandboxFilesystem | undefined;
 
   /** @internal */
   constructor(runtime: ClientRuntime, info: SandboxInfo) {
@@ -194,6 +196,39 @@ export class Sandbox implements AsyncDisposable {
       throw new SandboxTerminatedError(`sandbox ${this.id} was terminated`);
     }
     return knownReturncode(this.#info.exitStatus, `sandbox ${this.id}`);
+  }
+
+  /** Files inside the sandbox. */
+  get filesystem(): SandboxFilesystem {
+    this.#filesystem ??= new SandboxFilesystem(() => this.#live(), this.id);
+    return this.#filesystem;
+  }
+
+  /** A file's bytes (LangSmith's `read`). */
+  read(path: string, options: FileCallOptions = {}): Promise<Uint8Array> {
+    return this.filesystem.readBytes(path, options);
+  }
+
+  /** Writes text (as UTF-8) or bytes to a file (LangSmith's `write`). */
+  write(path: string, content: string | Uint8Array, options: FileCallOptions = {}): Promise<void> {
+    return typeof content === "string"
+      ? this.filesystem.writeText(content, path, options)
+      : this.filesystem.writeBytes(content, path, options);
+  }
+
+  /** Entry names of a directory (Modal's older `ls`; see `filesystem.listFiles`). */
+  async ls(path: string, options: FileCallOptions = {}): Promise<string[]> {
+    return (await this.filesystem.listFiles(path, options)).map((entry) => entry.name);
+  }
+
+  /** Modal's older `mkdir` (parents only when asked; see `filesystem.makeDirectory`). */
+  mkdir(path: string, options: FileCallOptions & { parents?: boolean } = {}): Promise<void> {
+    return this.filesystem.makeDirectory(path, { ...options, createParents: options.parents ?? false });
+  }
+
+  /** Modal's older `rm` (see `filesystem.remove`). */
+  rm(path: string, options: FileCallOptions & { recursive?: boolean } = {}): Promise<void> {
+    return this.filesystem.remove(path, options);
   }
 
   #live(): ClientRuntime {

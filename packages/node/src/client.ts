@@ -1,4 +1,5 @@
 import { SandboxClient as CoreSandboxClient, type SandboxClientOptions } from "@sbx/core";
+import { nodeLocalFiles } from "./local-files.js";
 import { nodeRawOutput } from "./raw-output.js";
 import { createNodeTransport, type NodeTransportOptions } from "./transport.js";
 
@@ -13,6 +14,7 @@ export class SandboxClient extends CoreSandboxClient {
     super(options, {
       env: { endpoint: process.env.SBX_ENDPOINT || undefined, token: process.env.SBX_TOKEN || undefined },
       createTransport: (endpoint) => createNodeTransport(endpoint, options),
+      localFiles: nodeLocalFiles,
       createRawOutput: (endpoint) => (options.rawOutput === false ? undefined : nodeRawOutput(endpoint)),
     });
   }

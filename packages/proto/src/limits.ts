@@ -86,3 +86,15 @@ export function ptySizeProblem(rows: number, cols: number, allowZero: boolean): 
   }
   return undefined;
 }
+
+/** Longest path a filesystem call takes, in UTF-8 bytes (Linux's PATH_MAX). */
+export const MAX_PATH_BYTES = 4096;
+/** Largest chunk of one WriteFile call. */
+export const MAX_UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024;
+
+export function pathProblem(path: string): string | undefined {
+  if (!path.startsWith("/")) return `path must be absolute, got ${JSON.stringify(path)}`;
+  if (path.includes("\0")) return "path must not contain NUL";
+  const bytes = encoder.encode(path).byteLength;
+  return bytes > MAX_PATH_BYTES ? `path is ${bytes} UTF-8 bytes, more than the limit of ${MAX_PATH_BYTES}` : undefined;
+}

@@ -4,6 +4,7 @@
  */
 export { Changes } from "./changes.js";
 export { CommandLifecycle, type CommandLifecycleOptions, DISCONNECT_GRACE_MS } from "./command-lifecycle.js";
+export { type FsErrorKind, filesystemError } from "./filesystem-errors.js";
 export { type OutputEnd, type OutputLogLike, serveOutput } from "./output-reads.js";
 export {
   checkArgv,
@@ -11,6 +12,7 @@ export {
   checkId,
   checkLifecycle,
   checkName,
+  checkPath,
   checkPtySize,
   checkTags,
   checkWorkdir,

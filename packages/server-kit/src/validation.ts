@@ -8,6 +8,7 @@ import {
   nameProblem,
   type ProcessSpec,
   type PtySize,
+  pathProblem,
   ptySizeProblem,
   tagsProblem,
   timeoutProblem,
@@ -24,6 +25,7 @@ export const checkName = (value: string, what: string) => check(nameProblem(valu
 export const checkId = (value: string, what: string) => check(idProblem(value, what));
 export const checkArgv = (argv: readonly string[], what: string, allowEmpty: boolean) =>
   check(argvProblem(argv, what, allowEmpty));
+export const checkPath = (path: string) => check(pathProblem(path));
 export const checkWorkdir = (workdir: string) => check(workdirProblem(workdir));
 export const checkEnv = (env: Readonly<Record<string, string>>) => check(envProblem(env));
 export const checkTags = (tags: Readonly<Record<string, string>>) => check(tagsProblem(tags));

@@ -1,7 +1,7 @@
 // Containment: each case is an attempt from inside a sandbox that must fail, run against
 // the real server with the local runtime. Nothing here weakens isolation to pass.
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { SandboxClient } from "@sbx/node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -1,7 +1,7 @@
 // Restart: the server is killed (SIGKILL) mid-exec and started again on the same data dir;
 // the sandbox record, its result and the output written before the kill are still there.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";

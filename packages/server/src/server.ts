@@ -6,13 +6,14 @@
 import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { ProcessService, SandboxService } from "@sbx/proto";
+import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
 import { type Listener, listenConnect } from "@sbx/server-kit/listen";
 import { authInterceptor, resolveToken } from "./auth.js";
 import { Engine } from "./engine.js";
 import { jsonLogger, type Logger } from "./logger.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
 import type { SandboxRuntime } from "./runtime/runtime.js";
+import { filesystemService } from "./services/filesystem-service.js";
 import { processService } from "./services/process-service.js";
 import { rawOutputRoute } from "./services/raw-output.js";
 import { sandboxService } from "./services/sandbox-service.js";
@@ -68,6 +69,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       sandboxService(engine, { maxRunningSandboxes: options.maxRunningSandboxes ?? 1000 }),
     );
     router.service(ProcessService, processService(engine));
+    router.service(FilesystemService, filesystemService(engine));
   };
   const [host, port] = parseListen(options.listen ?? "127.0.0.1:7420");
   let listener: Listener;

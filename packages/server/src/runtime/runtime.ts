@@ -59,8 +59,64 @@ export interface RuntimeProcess {
   readonly exit: Promise<RuntimeExit>;
 }
 
+/** What went wrong with a file operation (the wire's FilesystemErrorKind). */
+export type RuntimeFsErrorKind =
+  | "not_found"
+  | "is_a_directory"
+  | "not_a_directory"
+  | "directory_not_empty"
+  | "already_exists"
+  | "permission_denied"
+  | "no_space"
+  | "other";
+
+export class RuntimeFsError extends Error {
+  constructor(
+    readonly kind: RuntimeFsErrorKind,
+    message: string,
+  ) {
+    super(message);
+    this.name = "RuntimeFsError";
+  }
+}
+
+export interface RuntimeFileInfo {
+  readonly name: string;
+  readonly path: string;
+  readonly type: "file" | "directory" | "symlink" | "other";
+  readonly size: number;
+  readonly mode: number;
+  readonly mtimeMs: number;
+  readonly symlinkTarget?: string | undefined;
+}
+
+/** An upload in progress: bytes are written in order, then moved into place (or dropped). */
+export interface RuntimeUpload {
+  write(data: Uint8Array): Promise<void>;
+  /** Moves the written bytes onto the path in one rename (keeping an existing file's mode). */
+  commit(): Promise<void>;
+  /** Drops the upload and its temporary file. */
+  abort(): Promise<void>;
+}
+
+/**
+ * File operations inside a sandbox. Paths are absolute and resolve inside the sandbox's own
+ * root with the sandbox user's permissions. Failures are `RuntimeFsError`s.
+ */
+export interface RuntimeFilesystem {
+  stat(path: string): Promise<RuntimeFileInfo>;
+  list(path: string): Promise<RuntimeFileInfo[]>;
+  makeDirectory(path: string, createParents: boolean): Promise<void>;
+  remove(path: string, recursive: boolean): Promise<void>;
+  /** The file's bytes from `offset` to its end (opening fails before the first chunk). */
+  read(path: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
+  /** Starts an upload to `path` (parents created); fails at once when `path` is a directory. */
+  upload(path: string): Promise<RuntimeUpload>;
+}
+
 export interface RuntimeSandbox {
   readonly id: string;
+  readonly fs: RuntimeFilesystem;
   /** Starts a process inside the sandbox (same namespaces, root, cgroup, seccomp). */
   exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess>;
   /** Kills every process in the sandbox and releases everything it held (mounts, cgroups, dirs). Idempotent. */

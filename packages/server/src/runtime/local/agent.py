@@ -12,14 +12,30 @@
 #   /.sbx/events agent -> server  {"ev":"ready"} {"ev":"started","id":..,"pid":n}
 #                                 {"ev":"exited","id":..,"code":n} | {"ev":"exited","id":..,"signal":n}
 #                                 {"ev":"failed","id":..,"error":"..."}
+#                                 Files (each answered by {"ev":"fs","id":..,"result":..} or
+#                                 {"ev":"fs","id":..,"error":{"kind":..,"message":..}}):
+#                                 {"op":"stat"|"list","id":..,"path":..}
+#                                 {"op":"mkdir","id":..,"path":..,"parents":bool}
+#                                 {"op":"remove","id":..,"path":..,"recursive":bool}
+#                                 {"op":"read","id":..,"path":..,"offset":n,"dir":..}: answers, then
+#                                   copies the file from offset into dir/stdout and closes it
+#                                 {"op":"upload","id":..,"upload":..,"path":..,"dir":..}: answers, then copies
+#                                   dir/stdin into a temporary file beside path until EOF
+#                                 {"op":"upload_end","id":..,"upload":<upload's id>,"commit":bool}:
+#                                   after that EOF, renames the temporary file onto path (or removes it)
+# File operations run in threads, as the sandbox user, inside the sandbox's root: paths,
+# `..` and symlinks resolve there, so no path can reach the host.
 # A process's stdio are FIFOs in its "dir": stdin, stdout, stderr. With "pty", the process
 # gets a pseudo-terminal (from the sandbox's own devpts) as its controlling terminal and
 # stdin/stdout/stderr; the agent copies between the terminal and the FIFOs.
+import errno
 import fcntl
 import json
 import os
 import select
+import shutil
 import signal
+import stat as statmod
 import struct
 import sys
 import termios
@@ -38,8 +54,248 @@ def write_all(fd, data):
         data = data[os.write(fd, data):]
 
 
+emit_lock = threading.Lock()
+
+
 def emit(obj):
-    write_all(events, (json.dumps(obj) + "\n").encode())
+    data = (json.dumps(obj) + "\n").encode()
+    with emit_lock:
+        write_all(events, data)
+
+
+# --- files -------------------------------------------------------------------------------
+
+ERRNO_KINDS = {
+    errno.ENOENT: "not_found",
+    errno.EISDIR: "is_a_directory",
+    errno.ENOTDIR: "not_a_directory",
+    errno.ENOTEMPTY: "directory_not_empty",
+    errno.EEXIST: "already_exists",
+    errno.EACCES: "permission_denied",
+    errno.EPERM: "permission_denied",
+    errno.EROFS: "permission_denied",
+    errno.ENOSPC: "no_space",
+    errno.EDQUOT: "no_space",
+}
+uploads = {}  # upload id -> {"decided": Event, "commit": bool}
+COPY_CHUNK = 1 << 20
+
+
+class FsError(Exception):
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+def fs_error(e, path):
+    if isinstance(e, FsError):
+        return {"kind": e.kind, "message": str(e)}
+    if isinstance(e, OSError):
+        return {"kind": ERRNO_KINDS.get(e.errno, "other"), "message": "%s: %s" % (path, e.strerror or e)}
+    return {"kind": "other", "message": "%s: %s" % (path, e)}
+
+
+def describe(path, st):
+    mode = st.st_mode
+    if statmod.S_ISLNK(mode):
+        kind = "symlink"
+    elif statmod.S_ISDIR(mode):
+        kind = "directory"
+    elif statmod.S_ISREG(mode):
+        kind = "file"
+    else:
+        kind = "other"
+    info = {
+        "name": os.path.basename(path) or "/",
+        "path": path,
+        "type": kind,
+        "size": st.st_size,
+        "mode": statmod.S_IMODE(mode),
+        "mtime_ms": st.st_mtime_ns // 1000000,
+    }
+    if kind == "symlink":
+        try:
+            info["target"] = os.readlink(path)
+        except OSError:
+            pass
+    return info
+
+
+def fs_stat(req):
+    return describe(req["path"], os.lstat(req["path"]))
+
+
+def fs_list(req):
+    path = req["path"]
+    if not statmod.S_ISDIR(os.stat(path).st_mode):
+        raise FsError("not_a_directory", "%s: not a directory" % path)
+    out = []
+    with os.scandir(path) as entries:
+        for entry in entries:
+            try:
+                out.append(describe(os.path.join(path, entry.name), entry.stat(follow_symlinks=False)))
+            except FileNotFoundError:
+                pass  # removed while listing
+    out.sort(key=lambda e: e["name"])
+    return out
+
+
+def fs_mkdir(req):
+    path = req["path"]
+    if req.get("parents"):
+        make_parents(path)
+    else:
+        os.mkdir(path)
+    return None
+
+
+def make_parents(path):
+    """makedirs, telling a path that exists as a file from a parent that is a file."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError as e:
+        if e.filename == path:
+            raise FsError("already_exists", "%s: exists and is not a directory" % path)
+        raise FsError("not_a_directory", "%s: a parent (%s) is not a directory" % (path, e.filename))
+
+
+def fs_remove(req):
+    path = req["path"]
+    st = os.lstat(path)
+    if statmod.S_ISDIR(st.st_mode):
+        if req.get("recursive"):
+            def fail(_fn, _p, exc):
+                raise exc[1] if isinstance(exc, tuple) else exc
+            shutil.rmtree(path, onerror=fail)
+        else:
+            os.rmdir(path)
+    else:
+        os.unlink(path)
+    return None
+
+
+def open_regular(path, flags):
+    fd = os.open(path, flags | os.O_CLOEXEC)
+    if statmod.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FsError("is_a_directory", "%s: is a directory" % path)
+    return fd
+
+
+def fs_read(req):
+    path = req["path"]
+    fd = open_regular(path, os.O_RDONLY)
+    size = os.fstat(fd).st_size
+
+    def copy():
+        out = -1
+        try:
+            out = os.open(req["dir"] + "/stdout", os.O_WRONLY)
+            try:
+                fcntl.fcntl(out, F_SETPIPE_SZ, PIPE_SIZE)
+            except OSError:
+                pass
+            offset = req.get("offset") or 0
+            while True:
+                try:
+                    n = os.sendfile(out, fd, offset, COPY_CHUNK)
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise
+                    data = os.pread(fd, COPY_CHUNK, offset)
+                    write_all(out, data)
+                    n = len(data)
+                if n == 0:
+                    break
+                offset += n
+        except OSError:
+            pass  # the server went away; it sees the stream end early
+        finally:
+            os.close(fd)
+            if out >= 0:
+                os.close(out)
+
+    threading.Thread(target=copy, daemon=True).start()
+    return {"size": size}
+
+
+def fs_upload(req):
+    path = req["path"]
+    parent = os.path.dirname(path) or "/"
+    try:
+        if statmod.S_ISDIR(os.stat(path).st_mode):
+            raise FsError("is_a_directory", "%s: is a directory" % path)
+    except FileNotFoundError:
+        pass
+    try:
+        make_parents(parent)
+    except FsError as e:
+        raise FsError("not_a_directory", str(e))
+    temp = os.path.join(parent, ".%s.sbx-upload-%s" % (os.path.basename(path), req["upload"]))
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    state = {"decided": threading.Event(), "commit": False, "done": threading.Event(), "error": None}
+    uploads[req["upload"]] = state
+
+    def copy():
+        src = -1
+        try:
+            src = os.open(req["dir"] + "/stdin", os.O_RDONLY)
+            while True:
+                data = os.read(src, COPY_CHUNK)
+                if not data:
+                    break
+                write_all(fd, data)
+        except OSError as e:
+            state["error"] = fs_error(e, path)
+        finally:
+            os.close(fd)
+            if src >= 0:
+                os.close(src)
+            state["done"].set()
+
+    threading.Thread(target=copy, daemon=True).start()
+    return None
+
+
+def fs_upload_end(req):
+    state = uploads.pop(req["upload"], None)
+    if state is None:
+        raise FsError("other", "no such upload")
+    state["done"].wait()
+    path = req["path"]
+    temp = os.path.join(os.path.dirname(path) or "/", ".%s.sbx-upload-%s" % (os.path.basename(path), req["upload"]))
+    if not req.get("commit") or state["error"]:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        if state["error"]:
+            raise FsError(state["error"]["kind"], state["error"]["message"])
+        return None
+    try:
+        os.chmod(temp, statmod.S_IMODE(os.stat(path).st_mode))  # keep an existing file's mode
+    except FileNotFoundError:
+        pass
+    os.rename(temp, path)
+    return None
+
+
+FS_OPS = {
+    "stat": fs_stat,
+    "list": fs_list,
+    "mkdir": fs_mkdir,
+    "remove": fs_remove,
+    "read": fs_read,
+    "upload": fs_upload,
+    "upload_end": fs_upload_end,
+}
+
+
+def run_fs(req):
+    try:
+        emit({"ev": "fs", "id": req["id"], "result": FS_OPS[req["op"]](req)})
+    except Exception as e:
+        emit({"ev": "fs", "id": req["id"], "error": fs_error(e, req.get("path", ""))})
 
 
 def start(req):
@@ -191,7 +447,9 @@ def reap():
 def handle(line):
     req = json.loads(line)
     op = req.get("op")
-    if op == "exec":
+    if op in FS_OPS:
+        threading.Thread(target=run_fs, args=(req,), daemon=True).start()
+    elif op == "exec":
         start(req)
     elif op == "signal":
         for pid, pid_id in pids.items():

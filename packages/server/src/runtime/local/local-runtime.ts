@@ -10,20 +10,24 @@
  * and filter; destroying the cgroup kills all of it, daemons included.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, chown, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import type { Socket } from "node:net";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import type {
-  RuntimeExit,
-  RuntimeProcess,
-  RuntimeProcessSpec,
-  RuntimeSandbox,
-  RuntimeSandboxSpec,
-  SandboxRuntime,
+import {
+  type RuntimeExit,
+  RuntimeFsError,
+  type RuntimeFsErrorKind,
+  type RuntimeProcess,
+  type RuntimeProcessSpec,
+  type RuntimeSandbox,
+  type RuntimeSandboxSpec,
+  type SandboxRuntime,
 } from "../runtime.js";
+import { AgentFilesystem } from "./agent-filesystem.js";
 import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { FifoPool, openFifoReader, openFifoWriter } from "./fifo.js";
 import { ensureDefaultImage } from "./image.js";
@@ -59,6 +63,7 @@ export function createLocalRuntime(options: LocalRuntimeOptions): SandboxRuntime
 class LocalRuntime implements SandboxRuntime {
   readonly name = "local";
   readonly #dir: string;
+  readonly #instance: string;
   readonly #uid: number;
   readonly #gid: number;
   readonly #options: LocalRuntimeOptions;
@@ -76,6 +81,9 @@ class LocalRuntime implements SandboxRuntime {
   constructor(options: LocalRuntimeOptions) {
     this.#options = options;
     this.#dir = join(options.dataDir, "runtime");
+    // Cgroup names carry a tag of the data dir, so two servers on one machine never touch
+    // each other's sandboxes (cleanup after a crash removes only this data dir's cgroups).
+    this.#instance = createHash("sha256").update(resolve(this.#dir)).digest("hex").slice(0, 10);
     this.#uid = options.uid ?? 61_000;
     this.#gid = options.gid ?? 61_000;
     this.#warmPoolSize = options.warmPoolSize ?? 2;
@@ -190,6 +198,7 @@ class LocalRuntime implements SandboxRuntime {
       uid: this.#uid,
       gid: this.#gid,
       cgroupVersion: version,
+      cgroupPrefix: this.#instance,
       memoryMiB: limits.memoryLimitMiB,
       pidsLimit: limits.pidsLimit,
     });
@@ -252,7 +261,7 @@ class LocalRuntime implements SandboxRuntime {
       await rm(join(root, entry), { recursive: true, force: true }).catch(() => {});
     }
     const version = detectCgroupVersion();
-    if (version) await cleanupCgroups(version);
+    if (version) await cleanupCgroups(version, this.#instance);
     this.#refillWarmPool();
   }
 
@@ -272,6 +281,8 @@ interface SandboxSetup {
   readonly uid: number;
   readonly gid: number;
   readonly cgroupVersion: CgroupVersion;
+  /** Put before each sandbox id in its cgroup name (see cleanupCgroups). */
+  readonly cgroupPrefix: string;
   readonly memoryMiB: number;
   readonly pidsLimit: number;
 }
@@ -281,7 +292,8 @@ type AgentEvent =
   | { ev: "started"; id: string; pid: number }
   | { ev: "exited"; id: string; code?: number; signal?: number }
   | { ev: "failed"; id: string; error: string }
-  | { ev: "error"; error: string };
+  | { ev: "error"; error: string }
+  | { ev: "fs"; id: string; result?: unknown; error?: { kind: RuntimeFsErrorKind; message: string } };
 
 class LocalSandbox implements RuntimeSandbox {
   id: string;
@@ -296,16 +308,26 @@ class LocalSandbox implements RuntimeSandbox {
   #control: Socket | undefined;
   #ready: { resolve: () => void; reject: (e: Error) => void } | undefined;
   #counter = 0;
+  readonly #fsCalls = new Map<string, { resolve: (result: unknown) => void; reject: (error: Error) => void }>();
   #destroyed: Promise<void> | undefined;
   #stderr = "";
   readonly #fifos: FifoPool;
+  readonly fs = new AgentFilesystem({
+    call: (op, fields) => this.#agentCall(op, fields),
+    fifoDir: async () => {
+      const id = `f${++this.#counter}`;
+      const host = join(this.#paths.ctl, "p", id);
+      await this.#fifos.take(host);
+      return { host, sandbox: `/.sbx/p/${id}`, id };
+    },
+  });
 
   constructor(spec: RuntimeSandboxSpec, setup: SandboxSetup) {
     this.id = spec.id;
     this.#spec = spec;
     this.#setup = setup;
     this.#fifos = new FifoPool(join(setup.dir, "ctl", "pool"), setup.uid, setup.gid);
-    this.#cgroup = new SandboxCgroup(setup.cgroupVersion, spec.id);
+    this.#cgroup = new SandboxCgroup(setup.cgroupVersion, `${setup.cgroupPrefix}-${spec.id}`);
     this.died = new Promise((resolve) => {
       this.#markDied = resolve;
     });
@@ -314,7 +336,7 @@ class LocalSandbox implements RuntimeSandbox {
   /** Takes on a sandbox's identity: its id (and cgroup name), environment and limits. */
   async adopt(spec: RuntimeSandboxSpec, limits: Parameters<SandboxCgroup["setLimits"]>[0]): Promise<void> {
     await this.#cgroup.setLimits(limits);
-    await this.#cgroup.rename(spec.id);
+    await this.#cgroup.rename(`${this.#setup.cgroupPrefix}-${spec.id}`);
     this.id = spec.id;
     this.#spec = spec;
   }
@@ -449,6 +471,8 @@ class LocalSandbox implements RuntimeSandbox {
     child.on("exit", () => {
       this.#ready?.reject(new Error(`the sandbox failed to start: ${this.#stderr.trim() || "bwrap exited"}`));
       for (const p of this.#processes.values()) p.sandboxEnded();
+      for (const call of this.#fsCalls.values()) call.reject(new RuntimeFsError("other", "the sandbox has ended"));
+      this.#fsCalls.clear();
       this.#markDied();
     });
   }
@@ -478,6 +502,13 @@ class LocalSandbox implements RuntimeSandbox {
       case "failed":
         this.#processes.get(event.id)?.failed(new Error(event.error));
         return;
+      case "fs": {
+        const call = this.#fsCalls.get(event.id);
+        this.#fsCalls.delete(event.id);
+        if (event.error) call?.reject(new RuntimeFsError(event.error.kind, event.error.message));
+        else call?.resolve(event.result);
+        return;
+      }
       case "exited":
         this.#processes
           .get(event.id)
@@ -490,6 +521,15 @@ class LocalSandbox implements RuntimeSandbox {
       default:
         return;
     }
+  }
+
+  #agentCall(op: string, fields: Record<string, unknown>): Promise<unknown> {
+    if (this.#destroyed) return Promise.reject(new RuntimeFsError("other", "the sandbox has ended"));
+    const id = `c${++this.#counter}`;
+    return new Promise((resolve, reject) => {
+      this.#fsCalls.set(id, { resolve, reject });
+      this.#control?.write(`${JSON.stringify({ ...fields, op, id })}\n`);
+    });
   }
 
   async exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess> {

@@ -1,0 +1,117 @@
+/**
+ * File operations of a local sandbox, carried out by its agent (see agent.py): paths resolve
+ * inside the sandbox's root with the sandbox user's permissions, so the kernel itself keeps
+ * them from reaching the host. File contents travel through a FIFO pair per transfer, the
+ * same way process stdio does, never through the control channel.
+ */
+import { rm } from "node:fs/promises";
+import type { Socket } from "node:net";
+import { join } from "node:path";
+import type { RuntimeFileInfo, RuntimeFilesystem, RuntimeUpload } from "../runtime.js";
+import { openFifoReader, openFifoWriter } from "./fifo.js";
+
+/** What the sandbox gives its filesystem: a request/answer call to the agent, and FIFO dirs. */
+export interface AgentChannel {
+  /** Sends `{op, id, ...fields}` to the agent and resolves with its answer (or rejects with a RuntimeFsError). */
+  call(op: string, fields: Record<string, unknown>): Promise<unknown>;
+  /** A fresh directory of stdio FIFOs: its path on the host and inside the sandbox. */
+  fifoDir(): Promise<{ host: string; sandbox: string; id: string }>;
+}
+
+interface AgentFileInfo {
+  name: string;
+  path: string;
+  type: RuntimeFileInfo["type"];
+  size: number;
+  mode: number;
+  mtime_ms: number;
+  target?: string;
+}
+
+const toInfo = (info: AgentFileInfo): RuntimeFileInfo => ({
+  name: info.name,
+  path: info.path,
+  type: info.type,
+  size: info.size,
+  mode: info.mode,
+  mtimeMs: info.mtime_ms,
+  symlinkTarget: info.target,
+});
+
+export class AgentFilesystem implements RuntimeFilesystem {
+  constructor(readonly channel: AgentChannel) {}
+
+  async stat(path: string): Promise<RuntimeFileInfo> {
+    return toInfo((await this.channel.call("stat", { path })) as AgentFileInfo);
+  }
+
+  async list(path: string): Promise<RuntimeFileInfo[]> {
+    return ((await this.channel.call("list", { path })) as AgentFileInfo[]).map(toInfo);
+  }
+
+  async makeDirectory(path: string, createParents: boolean): Promise<void> {
+    await this.channel.call("mkdir", { path, parents: createParents });
+  }
+
+  async remove(path: string, recursive: boolean): Promise<void> {
+    await this.channel.call("remove", { path, recursive });
+  }
+
+  async read(path: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+    const dir = await this.channel.fifoDir();
+    const cleanup = () => rm(dir.host, { recursive: true, force: true }).catch(() => {});
+    const reader = openFifoReader(join(dir.host, "stdout"));
+    try {
+      await this.channel.call("read", { path, offset, dir: dir.sandbox });
+    } catch (error) {
+      reader.destroy();
+      await cleanup();
+      throw error;
+    }
+    return chunks(reader, signal, cleanup);
+  }
+
+  async upload(path: string): Promise<RuntimeUpload> {
+    const dir = await this.channel.fifoDir();
+    const cleanup = () => rm(dir.host, { recursive: true, force: true }).catch(() => {});
+    const writer = openFifoWriter(join(dir.host, "stdin"));
+    writer.on("error", () => {});
+    const id = dir.id;
+    try {
+      await this.channel.call("upload", { path, dir: dir.sandbox, upload: id });
+    } catch (error) {
+      writer.destroy();
+      await cleanup();
+      throw error;
+    }
+    const end = async (commit: boolean) => {
+      await new Promise<void>((resolve) => writer.end(resolve));
+      try {
+        await this.channel.call("upload_end", { path, upload: id, commit });
+      } finally {
+        await cleanup();
+      }
+    };
+    return {
+      write: (data) =>
+        new Promise<void>((resolve, reject) => {
+          if (writer.destroyed) return reject(new Error("the upload was closed"));
+          writer.write(data, (error) => (error ? reject(error) : resolve()));
+        }),
+      commit: () => end(true),
+      abort: () => end(false),
+    };
+  }
+}
+
+async function* chunks(reader: Socket, signal: AbortSignal, cleanup: () => Promise<void>): AsyncGenerator<Uint8Array> {
+  const onAbort = () => reader.destroy(signal.reason as Error);
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    for await (const chunk of reader as AsyncIterable<Buffer>) yield chunk;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    reader.destroy();
+    await cleanup();
+  }
+}
