@@ -9,6 +9,7 @@ import { ConnectionError, InternalError, InvalidError, type SandboxError } from 
 import { randomId } from "./ids.js";
 import { call, retrySchedule, SbxRpc } from "./rpc.js";
 import { markTransient, toSandboxError } from "./rpc-errors.js";
+import { concat } from "./stream-reader.js";
 import { validateAbsolutePath } from "./validation.js";
 
 export interface FileInfo {
@@ -178,16 +179,3 @@ export const writeFile = (
     const response = yield* send(last, true);
     return Number(response.committedOffset);
   });
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1 && parts[0]) return parts[0];
-  let length = 0;
-  for (const p of parts) length += p.byteLength;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}

@@ -5,8 +5,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as sdk from "@sbx/node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { realServerAvailable, useTestServer } from "./test-support.js";
+import { describe, expect, it } from "vitest";
+import { realServerAvailable, useTestSandbox, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
 
@@ -22,43 +22,36 @@ async function errorOf(promise: Promise<unknown>): Promise<unknown> {
 if (available) {
   describe("filesystem (real server)", () => {
     const server = useTestServer();
-    let client: sdk.SandboxClient;
-    let sb: sdk.Sandbox;
-    beforeAll(async () => {
-      client = new sdk.SandboxClient({ endpoint: server.url, token: server.token });
-      sb = await client.sandboxes.create();
-    });
-    afterAll(async () => {
-      await sb?.terminate();
-      await client?.close();
-    });
+    const box = useTestSandbox(server);
 
     it("writes and reads text and bytes, creating parents and replacing files (keeping their mode)", async () => {
-      const fs = sb.filesystem;
+      const fs = box.sandbox.filesystem;
       await fs.writeText("héllo\n", "/work/a/b/hello.txt");
       expect(await fs.readText("/work/a/b/hello.txt")).toBe("héllo\n");
-      expect((await sb.run("cat /work/a/b/hello.txt")).stdout).toBe("héllo\n");
+      expect((await box.sandbox.run("cat /work/a/b/hello.txt")).stdout).toBe("héllo\n");
       const bytes = new Uint8Array([0, 1, 2, 255, 254]);
       await fs.writeBytes(bytes, "/work/data.bin");
       expect(Array.from(await fs.readBytes("/work/data.bin"))).toEqual(Array.from(bytes));
       await fs.writeBytes(new Uint8Array(0), "/work/empty");
       expect((await fs.readBytes("/work/empty")).byteLength).toBe(0);
-      await sb.run("chmod 750 /work/a/b/hello.txt");
+      await box.sandbox.run("chmod 750 /work/a/b/hello.txt");
       await fs.writeText("replaced", "/work/a/b/hello.txt");
       expect(await fs.readText("/work/a/b/hello.txt")).toBe("replaced");
       expect((await fs.stat("/work/a/b/hello.txt")).mode).toBe(0o750);
       // LangSmith's read/write.
-      await sb.write("/work/ls.txt", "from write");
-      expect(new TextDecoder().decode(await sb.read("/work/ls.txt"))).toBe("from write");
-      await sb.write("/work/ls.bin", new Uint8Array([7]));
-      expect(Array.from(await sb.read("/work/ls.bin"))).toEqual([7]);
+      await box.sandbox.write("/work/ls.txt", "from write");
+      expect(new TextDecoder().decode(await box.sandbox.read("/work/ls.txt"))).toBe("from write");
+      await box.sandbox.write("/work/ls.bin", new Uint8Array([7]));
+      expect(Array.from(await box.sandbox.read("/work/ls.bin"))).toEqual([7]);
       // No temporary files are left beside what was written.
       expect((await fs.listFiles("/work")).map((e) => e.name)).toEqual(["a", "data.bin", "empty", "ls.bin", "ls.txt"]);
     });
 
     it("lists, stats (symlinks described, not followed), makes and removes directories", async () => {
-      const fs = sb.filesystem;
-      await sb.run("mkdir -p /t/dir && printf 12345 > /t/file && ln -s /t/file /t/link && ln -s /nowhere /t/dangling");
+      const fs = box.sandbox.filesystem;
+      await box.sandbox.run(
+        "mkdir -p /t/dir && printf 12345 > /t/file && ln -s /t/file /t/link && ln -s /nowhere /t/dangling",
+      );
       const entries = await fs.listFiles("/t");
       expect(entries.map((e) => [e.name, e.type])).toEqual([
         ["dangling", "symlink"],
@@ -82,19 +75,19 @@ if (available) {
       await fs.remove("/t", { recursive: true });
       expect(await errorOf(fs.stat("/t"))).toBeInstanceOf(sdk.SandboxFilesystemNotFoundError);
       // Modal's older conveniences.
-      await sb.mkdir("/old/one", { parents: true });
-      await sb.write("/old/one/f", "x");
-      expect(await sb.ls("/old/one")).toEqual(["f"]);
-      await sb.rm("/old", { recursive: true });
-      expect(await errorOf(sb.ls("/old"))).toBeInstanceOf(sdk.SandboxFilesystemNotFoundError);
+      await box.sandbox.mkdir("/old/one", { parents: true });
+      await box.sandbox.write("/old/one/f", "x");
+      expect(await box.sandbox.ls("/old/one")).toEqual(["f"]);
+      await box.sandbox.rm("/old", { recursive: true });
+      expect(await errorOf(box.sandbox.ls("/old"))).toBeInstanceOf(sdk.SandboxFilesystemNotFoundError);
     });
 
     it("fails with the typed error naming the path, and changes nothing", async () => {
-      const fs = sb.filesystem;
+      const fs = box.sandbox.filesystem;
       await fs.writeText("x", "/e/file");
       await fs.makeDirectory("/e/dir/sub");
       // The sandbox user has no capabilities, so permission bits apply to it.
-      await sb.run("mkdir /e/ro && chmod 555 /e/ro");
+      await box.sandbox.run("mkdir /e/ro && chmod 555 /e/ro");
       const cases: [string, () => Promise<unknown>, new (...args: never[]) => Error][] = [
         ["read missing", () => fs.readText("/e/missing"), sdk.SandboxFilesystemNotFoundError],
         ["read a directory", () => fs.readBytes("/e/dir"), sdk.SandboxFilesystemIsADirectoryError],
@@ -131,13 +124,13 @@ if (available) {
           expect((error as Error).message, what).toContain("/e/");
         }
       }
-      expect((await sb.run("ls -A /e /e/dir /e/ro; cat /e/file")).stdout).toBe(
+      expect((await box.sandbox.run("ls -A /e /e/dir /e/ro; cat /e/file")).stdout).toBe(
         "/e:\ndir\nfile\nro\n\n/e/dir:\nsub\n\n/e/ro:\nx",
       );
     });
 
     it("round-trips a large file in chunks with the same digest, and copies to and from local files", async () => {
-      const fs = sb.filesystem;
+      const fs = box.sandbox.filesystem;
       const size = 48 * 1024 * 1024 + 12_345;
       const data = randomBytes(size);
       const digest = createHash("sha256").update(data).digest("hex");
@@ -146,7 +139,7 @@ if (available) {
         for (let at = 0; at < size; at += 3_000_001) yield data.subarray(at, at + 3_000_001);
       }
       await fs.writeStream(pieces(), "/big/file.bin");
-      expect((await sb.run("sha256sum /big/file.bin")).stdout.split(" ")[0]).toBe(digest);
+      expect((await box.sandbox.run("sha256sum /big/file.bin")).stdout.split(" ")[0]).toBe(digest);
       const hash = createHash("sha256");
       let got = 0;
       for await (const chunk of fs.readStream("/big/file.bin")) {
@@ -179,13 +172,13 @@ if (available) {
     }, 120_000);
 
     it("never reads or writes host files: absolute symlinks, ../ chains, symlinks swapped mid-write", async () => {
-      const fs = sb.filesystem;
+      const fs = box.sandbox.filesystem;
       // A host file the sandbox must never see or change, at a path that also exists inside.
       const hostDir = mkdtempSync(join(tmpdir(), "sbx-host-"));
       const secret = join(hostDir, "secret.txt");
       writeFileSync(secret, "HOST SECRET");
       try {
-        await sb.run(
+        await box.sandbox.run(
           [
             `mkdir -p /esc${hostDir}`,
             `ln -s ${secret} /esc/abs`,
@@ -214,7 +207,7 @@ if (available) {
 
         // A process keeps swapping /esc/race between a directory and a symlink to the host
         // path while files are written through it: every write stays inside the sandbox.
-        const swapper = await sb.run(
+        const swapper = await box.sandbox.run(
           `while :; do rm -rf /esc/race; mkdir /esc/race; rm -rf /esc/race; ln -s ${hostDir} /esc/race; done`,
           { wait: false, timeoutMs: 0 },
         );

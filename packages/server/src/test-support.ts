@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type Sandbox, SandboxClient } from "@sbx/node";
 import { afterAll, beforeAll } from "vitest";
 import { silentLogger } from "./logger.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
@@ -61,6 +62,38 @@ export function useTestServer(): { readonly url: string; readonly token: string 
     },
     get token() {
       return started().token;
+    },
+  };
+}
+
+/**
+ * A client and one sandbox on `server` for the enclosing `describe`, created before its tests
+ * and terminated after them. Read them inside tests and hooks.
+ */
+export function useTestSandbox(server: { readonly url: string; readonly token: string }): {
+  readonly client: SandboxClient;
+  readonly sandbox: Sandbox;
+} {
+  let client: SandboxClient | undefined;
+  let sandbox: Sandbox | undefined;
+  beforeAll(async () => {
+    client = new SandboxClient({ endpoint: server.url, token: server.token });
+    sandbox = await client.sandboxes.create();
+  });
+  afterAll(async () => {
+    await sandbox?.terminate();
+    await client?.close();
+  });
+  const ready = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error("the test sandbox is not ready (use it inside tests and hooks)");
+    return value;
+  };
+  return {
+    get client() {
+      return ready(client);
+    },
+    get sandbox() {
+      return ready(sandbox);
     },
   };
 }

@@ -4,6 +4,7 @@
  * will later. Drivers know nothing of RPCs, offsets, ids policy or persistence: the server
  * keeps those.
  */
+import type { FsErrorKind } from "@sbx/server-kit";
 
 export interface RuntimeSandboxSpec {
   /** Server-chosen sandbox id, safe as a file or cgroup name ([a-z0-9-]). */
@@ -60,15 +61,7 @@ export interface RuntimeProcess {
 }
 
 /** What went wrong with a file operation (the wire's FilesystemErrorKind). */
-export type RuntimeFsErrorKind =
-  | "not_found"
-  | "is_a_directory"
-  | "not_a_directory"
-  | "directory_not_empty"
-  | "already_exists"
-  | "permission_denied"
-  | "no_space"
-  | "other";
+export type RuntimeFsErrorKind = FsErrorKind;
 
 export class RuntimeFsError extends Error {
   constructor(

@@ -57,9 +57,15 @@ export class AgentFilesystem implements RuntimeFilesystem {
     await this.channel.call("remove", { path, recursive });
   }
 
-  async read(path: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+  /** A transfer's FIFO dir, and how to remove it. */
+  async #transferDir() {
     const dir = await this.channel.fifoDir();
-    const cleanup = () => rm(dir.host, { recursive: true, force: true }).catch(() => {});
+    return { ...dir, cleanup: () => rm(dir.host, { recursive: true, force: true }).catch(() => {}) };
+  }
+
+  async read(path: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+    const dir = await this.#transferDir();
+    const { cleanup } = dir;
     const reader = openFifoReader(join(dir.host, "stdout"));
     try {
       await this.channel.call("read", { path, offset, dir: dir.sandbox });
@@ -72,8 +78,8 @@ export class AgentFilesystem implements RuntimeFilesystem {
   }
 
   async upload(path: string): Promise<RuntimeUpload> {
-    const dir = await this.channel.fifoDir();
-    const cleanup = () => rm(dir.host, { recursive: true, force: true }).catch(() => {});
+    const dir = await this.#transferDir();
+    const { cleanup } = dir;
     const writer = openFifoWriter(join(dir.host, "stdin"));
     writer.on("error", () => {});
     const id = dir.id;

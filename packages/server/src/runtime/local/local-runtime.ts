@@ -523,12 +523,17 @@ class LocalSandbox implements RuntimeSandbox {
     }
   }
 
+  /** One JSON-line request to the agent. */
+  #send(message: object): void {
+    this.#control?.write(`${JSON.stringify(message)}\n`);
+  }
+
   #agentCall(op: string, fields: Record<string, unknown>): Promise<unknown> {
     if (this.#destroyed) return Promise.reject(new RuntimeFsError("other", "the sandbox has ended"));
     const id = `c${++this.#counter}`;
     return new Promise((resolve, reject) => {
       this.#fsCalls.set(id, { resolve, reject });
-      this.#control?.write(`${JSON.stringify({ ...fields, op, id })}\n`);
+      this.#send({ ...fields, op, id });
     });
   }
 
@@ -557,10 +562,9 @@ class LocalSandbox implements RuntimeSandbox {
       stderr: spec.mergeStderr || spec.pty ? "stdout" : "pipe",
       ...(spec.pty ? { pty: { rows: spec.ptySize?.rows || 24, cols: spec.ptySize?.cols || 80 } } : {}),
     };
-    const send = (message: object) => this.#control?.write(`${JSON.stringify(message)}\n`);
-    send(request);
-    process.signalSender = (signal) => send({ op: "signal", id, signal });
-    process.resizer = (rows, cols) => send({ op: "resize", id, rows, cols });
+    this.#send(request);
+    process.signalSender = (signal) => this.#send({ op: "signal", id, signal });
+    process.resizer = (rows, cols) => this.#send({ op: "resize", id, rows, cols });
     await process.whenStarted;
     return process;
   }
