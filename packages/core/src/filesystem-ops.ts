@@ -3,7 +3,7 @@
  * stream is reopened at the next byte); uploads are chunked WriteFile calls at offsets, each
  * retried on its own, so a dropped connection costs one chunk, never the whole file.
  */
-import { FileType, type FileInfo as WireFileInfo } from "@sbx/proto";
+import { FileType, WatchEventType, type FileInfo as WireFileInfo } from "@sbx/proto";
 import { Effect, Stream } from "effect";
 import { ConnectionError, InternalError, InvalidError, type SandboxError } from "./errors.js";
 import { randomId } from "./ids.js";
@@ -179,3 +179,70 @@ export const writeFile = (
     const response = yield* send(last, true);
     return Number(response.committedOffset);
   });
+
+/** What changed: "overflow" means events were lost (a slow reader, or a reconnect) — rescan if it matters. */
+export type FileWatchEventType = "create" | "modify" | "delete" | "rename" | "overflow";
+
+export interface FileWatchEvent {
+  readonly type: FileWatchEventType;
+  /** Absolute paths inside the sandbox; a rename seen from both sides is [from, to]. */
+  readonly paths: readonly string[];
+}
+
+export const WATCH_EVENT_TYPES = ["create", "modify", "delete", "rename"] as const;
+
+const WIRE_WATCH_TYPES: Record<FileWatchEventType, WatchEventType> = {
+  create: WatchEventType.CREATE,
+  modify: WatchEventType.MODIFY,
+  delete: WatchEventType.DELETE,
+  rename: WatchEventType.RENAME,
+  overflow: WatchEventType.OVERFLOW,
+};
+const WATCH_TYPES_OF_WIRE = new Map(
+  Object.entries(WIRE_WATCH_TYPES).map(([name, wire]) => [wire, name as FileWatchEventType]),
+);
+
+/**
+ * Changes under `path` as they happen. `onReady` runs once the watch is in place. A cut
+ * connection is reopened; since changes in between are not seen, an "overflow" event says so.
+ * The stream ends when the sandbox stops.
+ */
+export const watchEvents = (
+  sandboxId: string,
+  path: string,
+  options: { recursive: boolean; filter: readonly FileWatchEventType[]; onReady: () => void },
+): Stream.Stream<FileWatchEvent, SandboxError, SbxRpc> =>
+  Stream.unwrap(
+    Effect.gen(function* () {
+      const p = pathOf(path);
+      const rpc = yield* SbxRpc;
+      const what = `watch ${p}`;
+      const filter = options.filter.map((type) => WIRE_WATCH_TYPES[type]);
+      let readyBefore = false;
+      async function* attempt(): AsyncGenerator<FileWatchEvent> {
+        const controller = new AbortController();
+        try {
+          for await (const message of rpc.files.watch(
+            { sandboxId, path: p, recursive: options.recursive, filter },
+            { signal: controller.signal, headers: rpc.headers },
+          )) {
+            if (message.ready) {
+              if (readyBefore) yield { type: "overflow", paths: [] };
+              else options.onReady();
+              readyBefore = true;
+            }
+            for (const event of message.events) {
+              const type = WATCH_TYPES_OF_WIRE.get(event.type);
+              if (type) yield { type, paths: event.paths };
+            }
+            if (message.ended) return;
+          }
+          throw markTransient(new ConnectionError(`${what}: the stream was cut`));
+        } finally {
+          controller.abort();
+        }
+      }
+      const once = Stream.suspend(() => Stream.fromAsyncIterable(attempt(), (error) => toSandboxError(error, what)));
+      return once.pipe(Stream.retry(retrySchedule(rpc.config)));
+    }),
+  );

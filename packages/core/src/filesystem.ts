@@ -8,16 +8,30 @@ import type { ClientRuntime } from "./client-runtime.js";
 import { InvalidError } from "./errors.js";
 import {
   type FileInfo,
+  type FileWatchEvent,
+  type FileWatchEventType,
   fileChunks,
   listFiles,
   makeDirectory,
   readFile,
   removePath,
   statPath,
+  WATCH_EVENT_TYPES,
+  watchEvents,
   writeFile,
 } from "./filesystem-ops.js";
+import { validateAbsolutePath, validateDuration } from "./validation.js";
 
-export type { FileInfo };
+export type { FileInfo, FileWatchEvent, FileWatchEventType };
+
+export interface WatchOptions extends FileCallOptions {
+  /** Also report changes in every directory below `path` (new ones included). */
+  readonly recursive?: boolean;
+  /** Only these kinds of events ("overflow" is always reported). */
+  readonly filter?: readonly Exclude<FileWatchEventType, "overflow">[];
+  /** Stop quietly after this long (0 or absent: watch until closed or the sandbox stops). */
+  readonly timeoutMs?: number;
+}
 
 /** Reading and writing files on the client's machine (Node, Deno, Bun; not browsers). */
 export interface LocalFiles {
@@ -104,6 +118,33 @@ export class SandboxFilesystem {
     await this.#runtime().run(removePath(this.#sandboxId, path, options.recursive ?? false), options.signal);
   }
 
+  /**
+   * Watches a file, or the entries of a directory, for changes made by anyone (processes in
+   * the sandbox included). The watch starts at once; `await watch.ready` to know it is in
+   * place. Iterate it for events; it ends after `timeoutMs`, on `close()` or `break`, or when
+   * the sandbox stops. A symlink is followed: paths are under the resolved target.
+   */
+  watch(path: string, options: WatchOptions = {}): FileWatch {
+    validateAbsolutePath(path, "path");
+    const filter = options.filter ?? [];
+    if (!Array.isArray(filter) || filter.some((type) => !(WATCH_EVENT_TYPES as readonly string[]).includes(type))) {
+      throw new InvalidError(
+        `filter must list event types (${WATCH_EVENT_TYPES.join(", ")}), got ${JSON.stringify(filter)}`,
+      );
+    }
+    const timeoutMs = options.timeoutMs === undefined ? 0 : validateDuration(options.timeoutMs, "timeoutMs");
+    const runtime = this.#runtime();
+    return new FileWatch(
+      (onReady, signal) =>
+        runtime.iterate(
+          watchEvents(this.#sandboxId, path, { recursive: options.recursive ?? false, filter, onReady }),
+          signal,
+        ),
+      options.signal,
+      timeoutMs,
+    );
+  }
+
   /** Copies a local file into the sandbox (streamed; parents created; overwrites). Node, Deno, Bun. */
   async copyFromLocal(localPath: string, remotePath: string, options: FileCallOptions = {}): Promise<void> {
     const local = this.#localFiles();
@@ -120,5 +161,89 @@ export class SandboxFilesystem {
     const local = this.#runtime().localFiles;
     if (!local) throw new InvalidError("local files are not available in this runtime (use readBytes / writeBytes)");
     return local;
+  }
+}
+
+/** Events waiting to be read beyond this many are dropped for one "overflow" event. */
+const MAX_BUFFERED_EVENTS = 10_000;
+
+/** A live watch (see `SandboxFilesystem.watch`): an async iterable of events. */
+export class FileWatch implements AsyncIterable<FileWatchEvent> {
+  /** Resolves once the watch is in place (every later change is reported); rejects if it cannot start. */
+  readonly ready: Promise<void>;
+  readonly #stop = new AbortController();
+  #buffer: FileWatchEvent[] = [];
+  #done = false;
+  #error: unknown;
+  #wake: (() => void) | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #iterating = false;
+
+  /** @internal */
+  constructor(
+    open: (onReady: () => void, signal: AbortSignal) => AsyncIterable<FileWatchEvent>,
+    userSignal: AbortSignal | undefined,
+    timeoutMs: number,
+  ) {
+    let markReady!: () => void;
+    let failReady!: (error: unknown) => void;
+    this.ready = new Promise<void>((resolve, reject) => {
+      markReady = resolve;
+      failReady = reject;
+    });
+    this.ready.catch(() => {}); // the same error also ends the iteration
+    if (timeoutMs > 0) this.#timer = setTimeout(() => this.close(), timeoutMs);
+    const signal = userSignal ? AbortSignal.any([userSignal, this.#stop.signal]) : this.#stop.signal;
+    void (async () => {
+      try {
+        for await (const event of open(markReady, signal)) {
+          if (this.#buffer.length >= MAX_BUFFERED_EVENTS) this.#buffer = [{ type: "overflow", paths: [] }];
+          this.#buffer.push(event);
+          this.#notify();
+        }
+      } catch (error) {
+        if (!this.#stop.signal.aborted) this.#error = error;
+      } finally {
+        failReady(this.#error ?? new InvalidError("the watch ended before it was in place"));
+        this.#finish();
+      }
+    })();
+  }
+
+  /** Stops the watch; iteration ends after the events already received. */
+  close(): void {
+    this.#stop.abort();
+    this.#finish();
+  }
+
+  #finish() {
+    clearTimeout(this.#timer);
+    this.#done = true;
+    this.#notify();
+  }
+
+  #notify() {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<FileWatchEvent> {
+    if (this.#iterating) throw new InvalidError("a watch can be iterated once");
+    this.#iterating = true;
+    try {
+      for (;;) {
+        if (this.#buffer.length > 0) {
+          const events = this.#buffer;
+          this.#buffer = [];
+          yield* events;
+        } else if (this.#done) {
+          if (this.#error !== undefined) throw this.#error;
+          return;
+        } else await new Promise<void>((resolve) => (this.#wake = resolve));
+      }
+    } finally {
+      this.close();
+    }
   }
 }

@@ -23,7 +23,16 @@ export {
   type WaitOptions,
 } from "./container-process.js";
 export * from "./errors.js";
-export { type FileCallOptions, type FileInfo, type LocalFiles, SandboxFilesystem } from "./filesystem.js";
+export {
+  type FileCallOptions,
+  type FileInfo,
+  FileWatch,
+  type FileWatchEvent,
+  type FileWatchEventType,
+  type LocalFiles,
+  SandboxFilesystem,
+  type WatchOptions,
+} from "./filesystem.js";
 export { Probe } from "./probe.js";
 export { type ExecOptions, type PtySizeOptions, SIGNALS, type SignalName } from "./process-ops.js";
 export {

@@ -105,6 +105,19 @@ export interface RuntimeFilesystem {
   read(path: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
   /** Starts an upload to `path` (parents created); fails at once when `path` is a directory. */
   upload(path: string): Promise<RuntimeUpload>;
+  /**
+   * Watches a file or directory: resolves once the watch is in place (every later change is
+   * reported), with batches of events that end when the sandbox ends or `signal` aborts.
+   */
+  watch(path: string, recursive: boolean, signal: AbortSignal): Promise<AsyncIterable<RuntimeWatchEvent[]>>;
+}
+
+export type RuntimeWatchEventType = "create" | "modify" | "delete" | "rename" | "overflow";
+
+export interface RuntimeWatchEvent {
+  readonly type: RuntimeWatchEventType;
+  /** Absolute paths inside the sandbox ([from, to] for a rename seen from both sides). */
+  readonly paths: string[];
 }
 
 export interface RuntimeSandbox {

@@ -5,7 +5,7 @@
  * moves the file into place.
  */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { type FilesystemService, FileType, MAX_UPLOAD_CHUNK_BYTES } from "@sbx/proto";
+import { type FilesystemService, FileType, MAX_UPLOAD_CHUNK_BYTES, WatchEventType } from "@sbx/proto";
 import { checkId, checkPath, filesystemError } from "@sbx/server-kit";
 import type { Engine, ServerSandbox } from "../engine.js";
 import {
@@ -13,6 +13,7 @@ import {
   type RuntimeFilesystem,
   RuntimeFsError,
   type RuntimeUpload,
+  type RuntimeWatchEventType,
 } from "../runtime/runtime.js";
 import { sandboxOf } from "./sandbox-service.js";
 
@@ -37,6 +38,14 @@ const toWire = (info: RuntimeFileInfo) => ({
   mtimeMs: BigInt(Math.trunc(info.mtimeMs)),
   symlinkTarget: info.symlinkTarget ?? "",
 });
+
+const WATCH_TYPES: Record<RuntimeWatchEventType, WatchEventType> = {
+  create: WatchEventType.CREATE,
+  modify: WatchEventType.MODIFY,
+  delete: WatchEventType.DELETE,
+  rename: WatchEventType.RENAME,
+  overflow: WatchEventType.OVERFLOW,
+};
 
 interface Upload {
   readonly path: string;
@@ -110,6 +119,19 @@ export function filesystemService(engine: Engine): ServiceImpl<typeof Filesystem
         offset += data.byteLength;
       }
       yield { offset: BigInt(offset), data: new Uint8Array(0), eof: true };
+    },
+
+    async *watch(request, context) {
+      const { fs } = filesOf(engine, request.sandboxId, request.path);
+      const wanted = new Set(request.filter);
+      const keep = (type: WatchEventType) => wanted.size === 0 || wanted.has(type) || type === WatchEventType.OVERFLOW;
+      const batches = await fsCall(request.path, () => fs.watch(request.path, request.recursive, context.signal));
+      yield { ready: true };
+      for await (const batch of batches) {
+        const events = batch.map((e) => ({ type: WATCH_TYPES[e.type], paths: e.paths })).filter((e) => keep(e.type));
+        if (events.length > 0) yield { events };
+      }
+      if (!context.signal.aborted) yield { ended: true };
     },
 
     async writeFile(request) {

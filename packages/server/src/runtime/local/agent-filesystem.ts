@@ -7,7 +7,7 @@
 import { rm } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { join } from "node:path";
-import type { RuntimeFileInfo, RuntimeFilesystem, RuntimeUpload } from "../runtime.js";
+import type { RuntimeFileInfo, RuntimeFilesystem, RuntimeUpload, RuntimeWatchEvent } from "../runtime.js";
 import { openFifoReader, openFifoWriter } from "./fifo.js";
 
 /** What the sandbox gives its filesystem: a request/answer call to the agent, and FIFO dirs. */
@@ -16,7 +16,18 @@ export interface AgentChannel {
   call(op: string, fields: Record<string, unknown>): Promise<unknown>;
   /** A fresh directory of stdio FIFOs: its path on the host and inside the sandbox. */
   fifoDir(): Promise<{ host: string; sandbox: string; id: string }>;
+  /** Starts an agent watch: `answered` settles like `call`; events go to `listener` until `stop()` or the sandbox ends. */
+  watch(fields: Record<string, unknown>, listener: WatchListener): { answered: Promise<unknown>; stop(): void };
 }
+
+export interface WatchListener {
+  events(batch: RuntimeWatchEvent[]): void;
+  /** The sandbox ended: no more events. */
+  end(): void;
+}
+
+/** Events waiting for a slow reader beyond this many are dropped for one "overflow" event. */
+const MAX_PENDING_EVENTS = 10_000;
 
 interface AgentFileInfo {
   name: string;
@@ -107,6 +118,60 @@ export class AgentFilesystem implements RuntimeFilesystem {
       commit: () => end(true),
       abort: () => end(false),
     };
+  }
+
+  async watch(path: string, recursive: boolean, signal: AbortSignal): Promise<AsyncIterable<RuntimeWatchEvent[]>> {
+    const queue = new EventQueue();
+    const subscription = this.channel.watch({ path, recursive }, queue);
+    try {
+      await subscription.answered;
+    } catch (error) {
+      subscription.stop();
+      throw error;
+    }
+    return queue.drain(signal, () => subscription.stop());
+  }
+}
+
+/** Batches of watch events between the agent and one slow or fast reader. */
+class EventQueue implements WatchListener {
+  #pending: RuntimeWatchEvent[] = [];
+  #ended = false;
+  #wake: (() => void) | undefined;
+
+  events(batch: RuntimeWatchEvent[]): void {
+    if (this.#pending.length + batch.length > MAX_PENDING_EVENTS) this.#pending = [{ type: "overflow", paths: [] }];
+    else this.#pending.push(...batch);
+    this.#notify();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#notify();
+  }
+
+  #notify() {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  async *drain(signal: AbortSignal, stop: () => void): AsyncGenerator<RuntimeWatchEvent[]> {
+    const onAbort = () => this.end();
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      while (!signal.aborted) {
+        if (this.#pending.length > 0) {
+          const batch = this.#pending;
+          this.#pending = [];
+          yield batch;
+        } else if (this.#ended) return;
+        else await new Promise<void>((resolve) => (this.#wake = resolve));
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      stop();
+    }
   }
 }
 

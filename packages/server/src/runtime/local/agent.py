@@ -23,6 +23,10 @@
 #                                   dir/stdin into a temporary file beside path until EOF
 #                                 {"op":"upload_end","id":..,"upload":<upload's id>,"commit":bool}:
 #                                   after that EOF, renames the temporary file onto path (or removes it)
+#                                 {"op":"watch","id":..,"path":..,"recursive":bool}: answers once the
+#                                   inotify watch is in place, then sends {"ev":"watch","id":..,"events":
+#                                   [{"type":"create"|"modify"|"delete"|"rename"|"overflow","paths":[..]}]}
+#                                   until {"op":"unwatch","id":..}
 # File operations run in threads, as the sandbox user, inside the sandbox's root: paths,
 # `..` and symlinks resolve there, so no path can reach the host.
 # A process's stdio are FIFOs in its "dir": stdin, stdout, stderr. With "pty", the process
@@ -30,6 +34,7 @@
 # stdin/stdout/stderr; the agent copies between the terminal and the FIFOs.
 import errno
 import fcntl
+import ctypes
 import json
 import os
 import select
@@ -280,6 +285,170 @@ def fs_upload_end(req):
     return None
 
 
+# --- watching (inotify through libc) -------------------------------------------------------
+
+IN_MODIFY, IN_ATTRIB, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
+IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_MOVE_SELF = 0x100, 0x200, 0x400, 0x800
+IN_Q_OVERFLOW, IN_IGNORED, IN_ONLYDIR, IN_ISDIR = 0x4000, 0x8000, 0x01000000, 0x40000000
+WATCH_MASK = IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
+EVENT_HEADER = struct.Struct("iIII")
+UPLOAD_MARK = ".sbx-upload-"
+watches = {}  # watch id -> write end of its stop pipe
+watch_lock = threading.Lock()
+libc = None
+
+
+def inotify_call(fn, *args):
+    global libc
+    if libc is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+    r = getattr(libc, fn)(*args)
+    if r < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return r
+
+
+def upload_target(name):
+    """The file an upload's temporary name (".name.sbx-upload-<id>") stands for, else None."""
+    at = name.find(UPLOAD_MARK)
+    return name[1:at] if name.startswith(".") and at > 1 else None
+
+
+class Watch:
+    """One inotify instance: a directory (with `recursive`, every directory below it) or one
+    file (watched through its parent, so a file replaced by rename stays watched)."""
+
+    def __init__(self, wid, path, recursive):
+        self.id = wid
+        self.recursive = recursive
+        root = os.path.realpath(path)
+        st = os.stat(root)
+        self.only = None if statmod.S_ISDIR(st.st_mode) else os.path.basename(root)
+        self.root = root if self.only is None else (os.path.dirname(root) or "/")
+        self.fd = inotify_call("inotify_init1", os.O_NONBLOCK | os.O_CLOEXEC)
+        self.dirs = {}  # watch descriptor -> directory path
+        try:
+            self.add(self.root)
+            if recursive and self.only is None:
+                self.add_tree(self.root, [])
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC)
+
+    def add(self, path):
+        wd = inotify_call("inotify_add_watch", self.fd, os.fsencode(path), WATCH_MASK | IN_ONLYDIR)
+        self.dirs[wd] = path
+
+    def add_tree(self, top, created):
+        """Watches every directory below `top`; names found are added to `created` (entries made
+        before their directory was watched would otherwise go unreported)."""
+        for parent, subdirs, files in os.walk(top):
+            for name in subdirs:
+                sub = os.path.join(parent, name)
+                created.append(sub)
+                try:
+                    self.add(sub)
+                except OSError:
+                    pass  # gone already, or not readable
+            created.extend(os.path.join(parent, f) for f in files)
+
+    def run(self):
+        try:
+            while True:
+                readable, _, _ = select.select([self.fd, self.stop_r], [], [])
+                if self.stop_r in readable:
+                    return
+                try:
+                    data = os.read(self.fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                events = self.decode(data)
+                if events:
+                    emit({"ev": "watch", "id": self.id, "events": events})
+        except OSError:
+            pass
+        finally:
+            with watch_lock:
+                watches.pop(self.id, None)
+                for fd in (self.fd, self.stop_r, self.stop_w):
+                    os.close(fd)
+
+    def decode(self, data):
+        out = []
+        moves = {}  # cookie -> index in out of the unpaired "rename" from
+        at = 0
+        while at < len(data):
+            wd, mask, cookie, size = EVENT_HEADER.unpack_from(data, at)
+            name = os.fsdecode(data[at + 16:at + 16 + size].rstrip(b"\0"))
+            at += 16 + size
+            if mask & IN_Q_OVERFLOW:
+                out.append({"type": "overflow", "paths": []})
+                continue
+            parent = self.dirs.get(wd)
+            if mask & IN_IGNORED:
+                self.dirs.pop(wd, None)
+                continue
+            if parent is None:
+                continue
+            if not name:  # the watched directory itself
+                if parent == self.root and self.only is None and mask & (IN_DELETE_SELF | IN_MOVE_SELF):
+                    out.append({"type": "delete" if mask & IN_DELETE_SELF else "rename", "paths": [parent]})
+                continue
+            target = upload_target(name)
+            if self.only is not None and name != self.only and target != self.only:
+                continue
+            path = os.path.join(parent, name)
+            if target is not None:
+                # An SDK upload: its temporary file is not news; its rename into place is a create.
+                if mask & IN_MOVED_FROM:
+                    moves[cookie] = None
+                continue
+            if mask & IN_CREATE:
+                out.append({"type": "create", "paths": [path]})
+            elif mask & (IN_MODIFY | IN_ATTRIB):
+                if not (out and out[-1] == {"type": "modify", "paths": [path]}):
+                    out.append({"type": "modify", "paths": [path]})
+            elif mask & IN_DELETE:
+                out.append({"type": "delete", "paths": [path]})
+            elif mask & IN_MOVED_FROM:
+                moves[cookie] = len(out)
+                out.append({"type": "rename", "paths": [path]})
+            elif mask & IN_MOVED_TO:
+                index = moves.pop(cookie, -1)
+                if index is None:
+                    out.append({"type": "create", "paths": [path]})
+                elif index >= 0:
+                    out[index]["paths"].append(path)
+                else:
+                    out.append({"type": "rename", "paths": [path]})
+            if self.recursive and mask & IN_ISDIR and mask & (IN_CREATE | IN_MOVED_TO):
+                created = []
+                try:
+                    self.add(path)
+                    self.add_tree(path, created)
+                except OSError:
+                    pass
+                out.extend({"type": "create", "paths": [p]} for p in created)
+        return out
+
+
+def fs_watch(req):
+    w = Watch(req["id"], req["path"], bool(req.get("recursive")))
+    with watch_lock:
+        watches[w.id] = w.stop_w
+    threading.Thread(target=w.run, daemon=True).start()
+    return None
+
+
+def unwatch(req):
+    with watch_lock:
+        stop = watches.pop(req["id"], None)
+        if stop is not None:
+            os.write(stop, b"x")
+
+
 FS_OPS = {
     "stat": fs_stat,
     "list": fs_list,
@@ -288,6 +457,7 @@ FS_OPS = {
     "read": fs_read,
     "upload": fs_upload,
     "upload_end": fs_upload_end,
+    "watch": fs_watch,
 }
 
 
@@ -461,6 +631,8 @@ def handle(line):
                         os.kill(pid, req["signal"])
                     except ProcessLookupError:
                         pass
+    elif op == "unwatch":
+        unwatch(req)
     elif op == "resize":
         master = terminals.get(req["id"])
         if master is not None:

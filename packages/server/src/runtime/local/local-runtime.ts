@@ -25,9 +25,10 @@ import {
   type RuntimeProcessSpec,
   type RuntimeSandbox,
   type RuntimeSandboxSpec,
+  type RuntimeWatchEvent,
   type SandboxRuntime,
 } from "../runtime.js";
-import { AgentFilesystem } from "./agent-filesystem.js";
+import { AgentFilesystem, type WatchListener } from "./agent-filesystem.js";
 import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { FifoPool, openFifoReader, openFifoWriter } from "./fifo.js";
 import { ensureDefaultImage } from "./image.js";
@@ -293,7 +294,8 @@ type AgentEvent =
   | { ev: "exited"; id: string; code?: number; signal?: number }
   | { ev: "failed"; id: string; error: string }
   | { ev: "error"; error: string }
-  | { ev: "fs"; id: string; result?: unknown; error?: { kind: RuntimeFsErrorKind; message: string } };
+  | { ev: "fs"; id: string; result?: unknown; error?: { kind: RuntimeFsErrorKind; message: string } }
+  | { ev: "watch"; id: string; events: RuntimeWatchEvent[] };
 
 class LocalSandbox implements RuntimeSandbox {
   id: string;
@@ -309,6 +311,7 @@ class LocalSandbox implements RuntimeSandbox {
   #ready: { resolve: () => void; reject: (e: Error) => void } | undefined;
   #counter = 0;
   readonly #fsCalls = new Map<string, { resolve: (result: unknown) => void; reject: (error: Error) => void }>();
+  readonly #watchers = new Map<string, WatchListener>();
   #destroyed: Promise<void> | undefined;
   #stderr = "";
   readonly #fifos: FifoPool;
@@ -319,6 +322,16 @@ class LocalSandbox implements RuntimeSandbox {
       const host = join(this.#paths.ctl, "p", id);
       await this.#fifos.take(host);
       return { host, sandbox: `/.sbx/p/${id}`, id };
+    },
+    watch: (fields, listener) => {
+      const id = `w${++this.#counter}`;
+      this.#watchers.set(id, listener);
+      return {
+        answered: this.#agentCall("watch", fields, id),
+        stop: () => {
+          if (this.#watchers.delete(id)) this.#send({ op: "unwatch", id });
+        },
+      };
     },
   });
 
@@ -473,6 +486,8 @@ class LocalSandbox implements RuntimeSandbox {
       for (const p of this.#processes.values()) p.sandboxEnded();
       for (const call of this.#fsCalls.values()) call.reject(new RuntimeFsError("other", "the sandbox has ended"));
       this.#fsCalls.clear();
+      for (const watcher of this.#watchers.values()) watcher.end();
+      this.#watchers.clear();
       this.#markDied();
     });
   }
@@ -509,6 +524,9 @@ class LocalSandbox implements RuntimeSandbox {
         else call?.resolve(event.result);
         return;
       }
+      case "watch":
+        this.#watchers.get(event.id)?.events(event.events);
+        return;
       case "exited":
         this.#processes
           .get(event.id)
@@ -528,9 +546,8 @@ class LocalSandbox implements RuntimeSandbox {
     this.#control?.write(`${JSON.stringify(message)}\n`);
   }
 
-  #agentCall(op: string, fields: Record<string, unknown>): Promise<unknown> {
+  #agentCall(op: string, fields: Record<string, unknown>, id = `c${++this.#counter}`): Promise<unknown> {
     if (this.#destroyed) return Promise.reject(new RuntimeFsError("other", "the sandbox has ended"));
-    const id = `c${++this.#counter}`;
     return new Promise((resolve, reject) => {
       this.#fsCalls.set(id, { resolve, reject });
       this.#send({ ...fields, op, id });

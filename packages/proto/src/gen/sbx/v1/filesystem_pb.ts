@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sbx/v1/filesystem.proto.
  */
 export const file_sbx_v1_filesystem: GenFile = /*@__PURE__*/
-  fileDesc("ChdzYngvdjEvZmlsZXN5c3RlbS5wcm90bxIGc2J4LnYxIowBCghGaWxlSW5mbxIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSHgoEdHlwZRgDIAEoDjIQLnNieC52MS5GaWxlVHlwZRIMCgRzaXplGAQgASgEEgwKBG1vZGUYBSABKA0SEAoIbXRpbWVfbXMYBiABKAMSFgoOc3ltbGlua190YXJnZXQYByABKAkiSgoPRmlsZXN5c3RlbUVycm9yEikKBGtpbmQYASABKA4yGy5zYngudjEuRmlsZXN5c3RlbUVycm9yS2luZBIMCgRwYXRoGAIgASgJIi8KC1N0YXRSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEcGF0aBgCIAEoCSIuCgxTdGF0UmVzcG9uc2USHgoEaW5mbxgBIAEoCzIQLnNieC52MS5GaWxlSW5mbyI0ChBMaXN0RmlsZXNSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEcGF0aBgCIAEoCSI2ChFMaXN0RmlsZXNSZXNwb25zZRIhCgdlbnRyaWVzGAEgAygLMhAuc2J4LnYxLkZpbGVJbmZvIlAKFE1ha2VEaXJlY3RvcnlSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIWCg5jcmVhdGVfcGFyZW50cxgDIAEoCCIXChVNYWtlRGlyZWN0b3J5UmVzcG9uc2UiRAoNUmVtb3ZlUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJcmVjdXJzaXZlGAMgASgIIhAKDlJlbW92ZVJlc3BvbnNlIkMKD1JlYWRGaWxlUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDgoGb2Zmc2V0GAMgASgEIj0KEFJlYWRGaWxlUmVzcG9uc2USDgoGb2Zmc2V0GAEgASgEEgwKBGRhdGEYAiABKAwSCwoDZW9mGAMgASgIInUKEFdyaXRlRmlsZVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEhEKCXVwbG9hZF9pZBgDIAEoCRIOCgZvZmZzZXQYBCABKAQSDAoEZGF0YRgFIAEoDBIOCgZmaW5pc2gYBiABKAgiPwoRV3JpdGVGaWxlUmVzcG9uc2USGAoQY29tbWl0dGVkX29mZnNldBgBIAEoBBIQCghmaW5pc2hlZBgCIAEoCCp+CghGaWxlVHlwZRIZChVGSUxFX1RZUEVfVU5TUEVDSUZJRUQQABISCg5GSUxFX1RZUEVfRklMRRABEhcKE0ZJTEVfVFlQRV9ESVJFQ1RPUlkQAhIVChFGSUxFX1RZUEVfU1lNTElOSxADEhMKD0ZJTEVfVFlQRV9PVEhFUhAEKuACChNGaWxlc3lzdGVtRXJyb3JLaW5kEiUKIUZJTEVTWVNURU1fRVJST1JfS0lORF9VTlNQRUNJRklFRBAAEiMKH0ZJTEVTWVNURU1fRVJST1JfS0lORF9OT1RfRk9VTkQQARIoCiRGSUxFU1lTVEVNX0VSUk9SX0tJTkRfSVNfQV9ESVJFQ1RPUlkQAhIpCiVGSUxFU1lTVEVNX0VSUk9SX0tJTkRfTk9UX0FfRElSRUNUT1JZEAMSLQopRklMRVNZU1RFTV9FUlJPUl9LSU5EX0RJUkVDVE9SWV9OT1RfRU1QVFkQBBIoCiRGSUxFU1lTVEVNX0VSUk9SX0tJTkRfQUxSRUFEWV9FWElTVFMQBRIrCidGSUxFU1lTVEVNX0VSUk9SX0tJTkRfUEVSTUlTU0lPTl9ERU5JRUQQBhIiCh5GSUxFU1lTVEVNX0VSUk9SX0tJTkRfTk9fU1BBQ0UQBzKSAwoRRmlsZXN5c3RlbVNlcnZpY2USMQoEU3RhdBITLnNieC52MS5TdGF0UmVxdWVzdBoULnNieC52MS5TdGF0UmVzcG9uc2USQAoJTGlzdEZpbGVzEhguc2J4LnYxLkxpc3RGaWxlc1JlcXVlc3QaGS5zYngudjEuTGlzdEZpbGVzUmVzcG9uc2USTAoNTWFrZURpcmVjdG9yeRIcLnNieC52MS5NYWtlRGlyZWN0b3J5UmVxdWVzdBodLnNieC52MS5NYWtlRGlyZWN0b3J5UmVzcG9uc2USNwoGUmVtb3ZlEhUuc2J4LnYxLlJlbW92ZVJlcXVlc3QaFi5zYngudjEuUmVtb3ZlUmVzcG9uc2USPwoIUmVhZEZpbGUSFy5zYngudjEuUmVhZEZpbGVSZXF1ZXN0Ghguc2J4LnYxLlJlYWRGaWxlUmVzcG9uc2UwARJACglXcml0ZUZpbGUSGC5zYngudjEuV3JpdGVGaWxlUmVxdWVzdBoZLnNieC52MS5Xcml0ZUZpbGVSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("ChdzYngvdjEvZmlsZXN5c3RlbS5wcm90bxIGc2J4LnYxIowBCghGaWxlSW5mbxIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSHgoEdHlwZRgDIAEoDjIQLnNieC52MS5GaWxlVHlwZRIMCgRzaXplGAQgASgEEgwKBG1vZGUYBSABKA0SEAoIbXRpbWVfbXMYBiABKAMSFgoOc3ltbGlua190YXJnZXQYByABKAkiSgoPRmlsZXN5c3RlbUVycm9yEikKBGtpbmQYASABKA4yGy5zYngudjEuRmlsZXN5c3RlbUVycm9yS2luZBIMCgRwYXRoGAIgASgJIi8KC1N0YXRSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEcGF0aBgCIAEoCSIuCgxTdGF0UmVzcG9uc2USHgoEaW5mbxgBIAEoCzIQLnNieC52MS5GaWxlSW5mbyI0ChBMaXN0RmlsZXNSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEcGF0aBgCIAEoCSI2ChFMaXN0RmlsZXNSZXNwb25zZRIhCgdlbnRyaWVzGAEgAygLMhAuc2J4LnYxLkZpbGVJbmZvIlAKFE1ha2VEaXJlY3RvcnlSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEcGF0aBgCIAEoCRIWCg5jcmVhdGVfcGFyZW50cxgDIAEoCCIXChVNYWtlRGlyZWN0b3J5UmVzcG9uc2UiRAoNUmVtb3ZlUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJcmVjdXJzaXZlGAMgASgIIhAKDlJlbW92ZVJlc3BvbnNlIkMKD1JlYWRGaWxlUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDgoGb2Zmc2V0GAMgASgEIj0KEFJlYWRGaWxlUmVzcG9uc2USDgoGb2Zmc2V0GAEgASgEEgwKBGRhdGEYAiABKAwSCwoDZW9mGAMgASgIInUKEFdyaXRlRmlsZVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEhEKCXVwbG9hZF9pZBgDIAEoCRIOCgZvZmZzZXQYBCABKAQSDAoEZGF0YRgFIAEoDBIOCgZmaW5pc2gYBiABKAgiPwoRV3JpdGVGaWxlUmVzcG9uc2USGAoQY29tbWl0dGVkX29mZnNldBgBIAEoBBIQCghmaW5pc2hlZBgCIAEoCCJrCgxXYXRjaFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEhEKCXJlY3Vyc2l2ZRgDIAEoCBImCgZmaWx0ZXIYBCADKA4yFi5zYngudjEuV2F0Y2hFdmVudFR5cGUiQQoKV2F0Y2hFdmVudBIkCgR0eXBlGAEgASgOMhYuc2J4LnYxLldhdGNoRXZlbnRUeXBlEg0KBXBhdGhzGAIgAygJIlEKDVdhdGNoUmVzcG9uc2USDQoFcmVhZHkYASABKAgSIgoGZXZlbnRzGAIgAygLMhIuc2J4LnYxLldhdGNoRXZlbnQSDQoFZW5kZWQYAyABKAgqfgoIRmlsZVR5cGUSGQoVRklMRV9UWVBFX1VOU1BFQ0lGSUVEEAASEgoORklMRV9UWVBFX0ZJTEUQARIXChNGSUxFX1RZUEVfRElSRUNUT1JZEAISFQoRRklMRV9UWVBFX1NZTUxJTksQAxITCg9GSUxFX1RZUEVfT1RIRVIQBCrgAgoTRmlsZXN5c3RlbUVycm9yS2luZBIlCiFGSUxFU1lTVEVNX0VSUk9SX0tJTkRfVU5TUEVDSUZJRUQQABIjCh9GSUxFU1lTVEVNX0VSUk9SX0tJTkRfTk9UX0ZPVU5EEAESKAokRklMRVNZU1RFTV9FUlJPUl9LSU5EX0lTX0FfRElSRUNUT1JZEAISKQolRklMRVNZU1RFTV9FUlJPUl9LSU5EX05PVF9BX0RJUkVDVE9SWRADEi0KKUZJTEVTWVNURU1fRVJST1JfS0lORF9ESVJFQ1RPUllfTk9UX0VNUFRZEAQSKAokRklMRVNZU1RFTV9FUlJPUl9LSU5EX0FMUkVBRFlfRVhJU1RTEAUSKwonRklMRVNZU1RFTV9FUlJPUl9LSU5EX1BFUk1JU1NJT05fREVOSUVEEAYSIgoeRklMRVNZU1RFTV9FUlJPUl9LSU5EX05PX1NQQUNFEAcqxQEKDldhdGNoRXZlbnRUeXBlEiAKHFdBVENIX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIbChdXQVRDSF9FVkVOVF9UWVBFX0NSRUFURRABEhsKF1dBVENIX0VWRU5UX1RZUEVfTU9ESUZZEAISGwoXV0FUQ0hfRVZFTlRfVFlQRV9ERUxFVEUQAxIbChdXQVRDSF9FVkVOVF9UWVBFX1JFTkFNRRAEEh0KGVdBVENIX0VWRU5UX1RZUEVfT1ZFUkZMT1cQBTLKAwoRRmlsZXN5c3RlbVNlcnZpY2USMQoEU3RhdBITLnNieC52MS5TdGF0UmVxdWVzdBoULnNieC52MS5TdGF0UmVzcG9uc2USQAoJTGlzdEZpbGVzEhguc2J4LnYxLkxpc3RGaWxlc1JlcXVlc3QaGS5zYngudjEuTGlzdEZpbGVzUmVzcG9uc2USTAoNTWFrZURpcmVjdG9yeRIcLnNieC52MS5NYWtlRGlyZWN0b3J5UmVxdWVzdBodLnNieC52MS5NYWtlRGlyZWN0b3J5UmVzcG9uc2USNwoGUmVtb3ZlEhUuc2J4LnYxLlJlbW92ZVJlcXVlc3QaFi5zYngudjEuUmVtb3ZlUmVzcG9uc2USPwoIUmVhZEZpbGUSFy5zYngudjEuUmVhZEZpbGVSZXF1ZXN0Ghguc2J4LnYxLlJlYWRGaWxlUmVzcG9uc2UwARJACglXcml0ZUZpbGUSGC5zYngudjEuV3JpdGVGaWxlUmVxdWVzdBoZLnNieC52MS5Xcml0ZUZpbGVSZXNwb25zZRI2CgVXYXRjaBIULnNieC52MS5XYXRjaFJlcXVlc3QaFS5zYngudjEuV2F0Y2hSZXNwb25zZTABYgZwcm90bzM");
 
 /**
  * @generated from message sbx.v1.FileInfo
@@ -378,6 +378,91 @@ export const WriteFileResponseSchema: GenMessage<WriteFileResponse> = /*@__PURE_
   messageDesc(file_sbx_v1_filesystem, 13);
 
 /**
+ * @generated from message sbx.v1.WatchRequest
+ */
+export type WatchRequest = Message<"sbx.v1.WatchRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * @generated from field: bool recursive = 3;
+   */
+  recursive: boolean;
+
+  /**
+   * Only these types (empty: all).
+   *
+   * @generated from field: repeated sbx.v1.WatchEventType filter = 4;
+   */
+  filter: WatchEventType[];
+};
+
+/**
+ * Describes the message sbx.v1.WatchRequest.
+ * Use `create(WatchRequestSchema)` to create a new message.
+ */
+export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
+  messageDesc(file_sbx_v1_filesystem, 14);
+
+/**
+ * @generated from message sbx.v1.WatchEvent
+ */
+export type WatchEvent = Message<"sbx.v1.WatchEvent"> & {
+  /**
+   * @generated from field: sbx.v1.WatchEventType type = 1;
+   */
+  type: WatchEventType;
+
+  /**
+   * Absolute paths inside the sandbox.
+   *
+   * @generated from field: repeated string paths = 2;
+   */
+  paths: string[];
+};
+
+/**
+ * Describes the message sbx.v1.WatchEvent.
+ * Use `create(WatchEventSchema)` to create a new message.
+ */
+export const WatchEventSchema: GenMessage<WatchEvent> = /*@__PURE__*/
+  messageDesc(file_sbx_v1_filesystem, 15);
+
+/**
+ * @generated from message sbx.v1.WatchResponse
+ */
+export type WatchResponse = Message<"sbx.v1.WatchResponse"> & {
+  /**
+   * @generated from field: bool ready = 1;
+   */
+  ready: boolean;
+
+  /**
+   * @generated from field: repeated sbx.v1.WatchEvent events = 2;
+   */
+  events: WatchEvent[];
+
+  /**
+   * @generated from field: bool ended = 3;
+   */
+  ended: boolean;
+};
+
+/**
+ * Describes the message sbx.v1.WatchResponse.
+ * Use `create(WatchResponseSchema)` to create a new message.
+ */
+export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
+  messageDesc(file_sbx_v1_filesystem, 16);
+
+/**
  * @generated from enum sbx.v1.FileType
  */
 export enum FileType {
@@ -471,6 +556,53 @@ export const FilesystemErrorKindSchema: GenEnum<FilesystemErrorKind> = /*@__PURE
   enumDesc(file_sbx_v1_filesystem, 1);
 
 /**
+ * @generated from enum sbx.v1.WatchEventType
+ */
+export enum WatchEventType {
+  /**
+   * @generated from enum value: WATCH_EVENT_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: WATCH_EVENT_TYPE_CREATE = 1;
+   */
+  CREATE = 1,
+
+  /**
+   * Contents or metadata changed.
+   *
+   * @generated from enum value: WATCH_EVENT_TYPE_MODIFY = 2;
+   */
+  MODIFY = 2,
+
+  /**
+   * @generated from enum value: WATCH_EVENT_TYPE_DELETE = 3;
+   */
+  DELETE = 3,
+
+  /**
+   * Paths are [from, to] when both are watched, else the one that is.
+   *
+   * @generated from enum value: WATCH_EVENT_TYPE_RENAME = 4;
+   */
+  RENAME = 4,
+
+  /**
+   * Events were lost (the kernel's queue overflowed); always reported, whatever the filter.
+   *
+   * @generated from enum value: WATCH_EVENT_TYPE_OVERFLOW = 5;
+   */
+  OVERFLOW = 5,
+}
+
+/**
+ * Describes the enum sbx.v1.WatchEventType.
+ */
+export const WatchEventTypeSchema: GenEnum<WatchEventType> = /*@__PURE__*/
+  enumDesc(file_sbx_v1_filesystem, 2);
+
+/**
  * Files inside a sandbox. Every path is absolute and resolved inside the sandbox's own root
  * (by the sandbox's agent, with the sandbox user's permissions), so `..`, absolute symlinks
  * and symlink chains can never reach the host. Failures carry a FilesystemError detail.
@@ -536,6 +668,19 @@ export const FilesystemService: GenService<{
     methodKind: "unary";
     input: typeof WriteFileRequestSchema;
     output: typeof WriteFileResponseSchema;
+  },
+  /**
+   * Reports changes to a file, or to the entries of a directory (with `recursive`, of every
+   * directory below it), until the call ends. The first message has `ready` set once the
+   * watch is in place: every change after it is reported. The last message has `ended` set
+   * when the sandbox stopped; a stream that ends without it was cut.
+   *
+   * @generated from rpc sbx.v1.FilesystemService.Watch
+   */
+  watch: {
+    methodKind: "server_streaming";
+    input: typeof WatchRequestSchema;
+    output: typeof WatchResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sbx_v1_filesystem, 0);
