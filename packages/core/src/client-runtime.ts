@@ -8,7 +8,7 @@ import { Cause, Context, Effect, Exit, Layer, ManagedRuntime, Stream } from "eff
 import type { ResolvedConfig } from "./config.js";
 import { AbortedError, ClientClosedError, InternalError, SandboxError } from "./errors.js";
 import type { LocalFiles } from "./filesystem.js";
-import type { RawOutputReader } from "./raw-output.js";
+import type { RawHttpClient } from "./raw-http.js";
 import { makeRpc, SbxRpc } from "./rpc.js";
 
 export class ClientRuntime {
@@ -20,11 +20,11 @@ export class ClientRuntime {
   constructor(
     transport: Transport,
     readonly config: ResolvedConfig,
-    readonly rawOutput?: RawOutputReader,
+    readonly rawHttp?: RawHttpClient,
     readonly localFiles?: LocalFiles,
   ) {
     // The services are plain values, built once, so streams can run with them directly.
-    this.#context = Context.make(SbxRpc, makeRpc(transport, config, rawOutput));
+    this.#context = Context.make(SbxRpc, makeRpc(transport, config, rawHttp));
     this.#runtime = ManagedRuntime.make(Layer.succeedContext(this.#context));
   }
 
@@ -64,7 +64,7 @@ export class ClientRuntime {
     this.#closed = true;
     this.#closing.abort(new ClientClosedError("the client was closed"));
     await this.#runtime.dispose();
-    this.rawOutput?.close?.();
+    this.rawHttp?.close?.();
   }
 
   #signalFor(signal: AbortSignal | undefined): AbortSignal {

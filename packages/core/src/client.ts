@@ -6,7 +6,7 @@ import { ClientRuntime } from "./client-runtime.js";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
 import { InvalidError } from "./errors.js";
 import type { LocalFiles } from "./filesystem.js";
-import type { RawOutputReader } from "./raw-output.js";
+import type { RawHttpClient } from "./raw-http.js";
 import { Sandbox } from "./sandbox.js";
 import {
   type CreateSandboxOptions,
@@ -62,7 +62,7 @@ export interface ClientDefaults {
   /** Builds the adapter's transport for an endpoint when the user gave none. */
   readonly createTransport?: (endpoint: string) => Transport;
   /** Builds the adapter's raw output reader (used with the adapter's own transport only). */
-  readonly createRawOutput?: (endpoint: string) => RawOutputReader | undefined;
+  readonly createRawHttp?: (endpoint: string) => RawHttpClient | undefined;
   /** The runtime's access to local files (for copyFromLocal / copyToLocal). */
   readonly localFiles?: LocalFiles;
   /** Environment defaults (`SBX_ENDPOINT`, `SBX_TOKEN`) as the adapter's runtime reads them. */
@@ -87,8 +87,8 @@ export class SandboxClient implements AsyncDisposable {
       );
     }
     this.endpoint = config.endpoint;
-    const rawOutput = options.transport ? undefined : defaults.createRawOutput?.(config.endpoint);
-    this.#runtime = new ClientRuntime(transport, config, rawOutput, defaults.localFiles);
+    const rawHttp = options.transport ? undefined : defaults.createRawHttp?.(config.endpoint);
+    this.#runtime = new ClientRuntime(transport, config, rawHttp, defaults.localFiles);
     this.sandboxes = new Sandboxes(this.#runtime);
   }
 

@@ -3,11 +3,14 @@
  * stream is reopened at the next byte); uploads are chunked WriteFile calls at offsets, each
  * retried on its own, so a dropped connection costs one chunk, never the whole file.
  */
+import { type CallOptions, Code, ConnectError } from "@connectrpc/connect";
+import { errorFromJson } from "@connectrpc/connect/protocol-connect";
 import { FileType, WatchEventType, type FileInfo as WireFileInfo } from "@sbx/proto";
 import { Effect, Stream } from "effect";
 import { ConnectionError, InternalError, InvalidError, type SandboxError } from "./errors.js";
 import { randomId } from "./ids.js";
-import { call, retrySchedule, SbxRpc } from "./rpc.js";
+import { type RawHttpClient, rawFilePath } from "./raw-http.js";
+import { call, retrySchedule, SbxRpc, type SbxRpcShape } from "./rpc.js";
 import { markTransient, toSandboxError } from "./rpc-errors.js";
 import { concat } from "./stream-reader.js";
 import { validateAbsolutePath } from "./validation.js";
@@ -28,6 +31,8 @@ export interface FileInfo {
 
 /** Bytes per WriteFile call (the server takes up to MAX_UPLOAD_CHUNK_BYTES). */
 export const UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Bytes per raw PUT: larger, since the server streams it to the file without holding it. */
+export const RAW_UPLOAD_CHUNK_BYTES = 16 * 1024 * 1024;
 
 const TYPES: Record<number, FileInfo["type"]> = {
   [FileType.FILE]: "file",
@@ -97,11 +102,36 @@ export const fileChunks = (
     Effect.gen(function* () {
       const p = pathOf(path);
       const rpc = yield* SbxRpc;
-      const cursor = { offset: fromOffset };
+      const cursor = { offset: fromOffset, raw: rpc.rawHttp !== undefined };
       const what = `read ${p}`;
+      /** The bytes through a raw GET; false when the server would not serve it (then Connect). */
+      async function* rawAttempt(raw: RawHttpClient, signal: AbortSignal): AsyncGenerator<Uint8Array, boolean> {
+        let body: AsyncIterable<Uint8Array> | undefined;
+        try {
+          body = await raw.get({
+            route: "files",
+            path: rawFilePath(sandboxId, p, cursor.offset),
+            headers: rpc.headers,
+            signal,
+          });
+          if (!body) return false;
+          for await (const data of body) {
+            cursor.offset += data.byteLength;
+            yield data;
+          }
+          return true;
+        } catch (error) {
+          if (signal.aborted) throw error;
+          throw markTransient(new ConnectionError(`${what}: ${(error as Error).message}`, { cause: error }));
+        }
+      }
       async function* attempt(): AsyncGenerator<Uint8Array> {
         const controller = new AbortController();
         try {
+          if (cursor.raw && rpc.rawHttp) {
+            if (yield* rawAttempt(rpc.rawHttp, controller.signal)) return;
+            cursor.raw = false; // errors come back typed through ReadFile
+          }
           let ended = false;
           for await (const message of rpc.files.readFile(
             { sandboxId, path: p, offset: BigInt(cursor.offset) },
@@ -133,9 +163,72 @@ export const readFile = (sandboxId: string, path: string): Effect.Effect<Uint8Ar
     Effect.map((chunks) => concat(Array.from(chunks))),
   );
 
+/** One upload chunk as a raw PUT: its answer, or undefined when the server lacks the route. */
+async function rawPut(
+  raw: RawHttpClient,
+  rpc: SbxRpcShape,
+  options: CallOptions,
+  chunk: { sandboxId: string; path: string; uploadId: string; offset: number; data: Uint8Array; finish: boolean },
+): Promise<{ committedOffset: bigint; finished: boolean } | undefined> {
+  const signal = options.timeoutMs
+    ? AbortSignal.any([options.signal ?? new AbortController().signal, AbortSignal.timeout(options.timeoutMs)])
+    : options.signal;
+  let answer: Awaited<ReturnType<RawHttpClient["put"]>>;
+  try {
+    answer = await raw.put({
+      route: "files",
+      path: rawFilePath(chunk.sandboxId, chunk.path, chunk.offset, { id: chunk.uploadId, finish: chunk.finish }),
+      headers: rpc.headers,
+      signal: signal ?? new AbortController().signal,
+      body: chunk.data,
+    });
+  } catch (error) {
+    if (options.signal?.aborted) throw error;
+    throw markTransient(new ConnectionError(`upload failed: ${(error as Error).message}`, { cause: error }));
+  }
+  if (!answer) return undefined;
+  const json = answer.json as { committedOffset?: number; finished?: boolean };
+  if (answer.status !== 200)
+    throw errorFromJson(answer.json as never, undefined, new ConnectError(`status ${answer.status}`, Code.Unknown));
+  return { committedOffset: BigInt(json.committedOffset ?? 0), finished: json.finished === true };
+}
+
+/** Pieces of any size regrouped into chunks of `size` bytes (the last may be shorter). */
+async function* rechunk(
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  size: () => number,
+): AsyncGenerator<Uint8Array> {
+  let buffer: Uint8Array | undefined;
+  let filled = 0;
+  for await (const piece of source) {
+    if (!(piece instanceof Uint8Array)) throw new InvalidError("data must be bytes");
+    let at = 0;
+    while (at < piece.byteLength) {
+      const want = size();
+      if (filled === 0 && piece.byteLength - at >= want) {
+        yield piece.subarray(at, at + want); // no copy for big pieces
+        at += want;
+        continue;
+      }
+      buffer ??= new Uint8Array(want);
+      const n = Math.min(want - filled, piece.byteLength - at);
+      buffer.set(piece.subarray(at, at + n), filled);
+      filled += n;
+      at += n;
+      if (filled === want) {
+        yield buffer;
+        buffer = undefined;
+        filled = 0;
+      }
+    }
+  }
+  if (buffer && filled > 0) yield buffer.subarray(0, filled);
+}
+
 /**
- * Writes a file from chunks: each is sent (split to UPLOAD_CHUNK_BYTES) as a WriteFile call
- * at its offset; the last call moves the file into place. An empty source writes an empty file.
+ * Writes a file from chunks: they are regrouped into upload chunks (raw PUTs when the
+ * adapter has raw HTTP, else WriteFile calls), each at its offset and retried on its own;
+ * the last one moves the file into place. An empty source writes an empty file.
  */
 export const writeFile = (
   sandboxId: string,
@@ -144,40 +237,66 @@ export const writeFile = (
 ): Effect.Effect<number, SandboxError, SbxRpc> =>
   Effect.gen(function* () {
     const p = pathOf(path);
+    const rpc = yield* SbxRpc;
     const uploadId = randomId("up-");
     const what = `write ${p}`;
+    let raw = rpc.rawHttp;
     let offset = 0;
-    let pending: Uint8Array | undefined;
     const send = (data: Uint8Array, finish: boolean) =>
-      call(what, (rpc, o) =>
-        rpc.files.writeFile({ sandboxId, path: p, uploadId, offset: BigInt(offset), data, finish }, o),
-      );
-    const iterator = yield* Effect.sync(() =>
-      Symbol.asyncIterator in source
-        ? (source as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]()
-        : (source as Iterable<Uint8Array>)[Symbol.iterator](),
-    );
-    for (;;) {
-      const next = yield* Effect.tryPromise({
-        try: async () => await iterator.next(),
-        catch: (error) =>
-          new InvalidError(`${what}: reading the data to write failed: ${(error as Error).message}`, { cause: error }),
-      });
-      if (next.done) break;
-      const data = next.value;
-      if (!(data instanceof Uint8Array)) return yield* Effect.fail(new InvalidError(`${what}: data must be bytes`));
-      for (let at = 0; at < data.byteLength; at += UPLOAD_CHUNK_BYTES) {
-        // Hold one chunk back, so the last one can carry `finish`.
-        if (pending) {
-          yield* send(pending, false);
-          offset += pending.byteLength;
+      Effect.gen(function* () {
+        if (raw) {
+          const via = raw;
+          let retry = false;
+          const answer = yield* call(what, async (r, o) => {
+            const chunk = { sandboxId, path: p, uploadId, offset, data, finish };
+            if (retry) {
+              // After a cut, ask how far the server got (an empty chunk) and send only the rest.
+              const state = await rawPut(via, r, o, { ...chunk, data: new Uint8Array(0), finish: false });
+              const skip = Math.min(Math.max(Number(state?.committedOffset ?? offset) - offset, 0), data.byteLength);
+              chunk.offset += skip;
+              chunk.data = data.subarray(skip);
+            }
+            retry = true;
+            return rawPut(via, r, o, chunk);
+          });
+          if (answer) return answer;
+          raw = undefined; // the server has no raw route: WriteFile from here on
         }
-        pending = data.subarray(at, at + UPLOAD_CHUNK_BYTES);
-      }
+        let answer: { committedOffset: bigint; finished: boolean } | undefined;
+        for (let at = 0; at === 0 || at < data.byteLength; at += UPLOAD_CHUNK_BYTES) {
+          const piece = data.subarray(at, at + UPLOAD_CHUNK_BYTES);
+          const last = at + UPLOAD_CHUNK_BYTES >= data.byteLength;
+          const from = BigInt(offset + at);
+          answer = yield* call(what, (r, o) =>
+            r.files.writeFile({ sandboxId, path: p, uploadId, offset: from, data: piece, finish: finish && last }, o),
+          );
+        }
+        return answer as { committedOffset: bigint; finished: boolean };
+      });
+    const chunks = rechunk(source, () => (raw ? RAW_UPLOAD_CHUNK_BYTES : UPLOAD_CHUNK_BYTES))[Symbol.asyncIterator]();
+    const next = () =>
+      Effect.tryPromise({
+        try: () => chunks.next(),
+        catch: (error) =>
+          error instanceof InvalidError
+            ? new InvalidError(`${what}: ${error.message}`)
+            : new InvalidError(`${what}: reading the data to write failed: ${(error as Error).message}`, {
+                cause: error,
+              }),
+      });
+    // The last chunk carries `finish`, so one chunk is always read ahead; the one after that
+    // is read while a chunk is being sent.
+    let current = yield* next();
+    if (current.done) return Number((yield* send(new Uint8Array(0), true)).committedOffset);
+    let following = yield* next();
+    while (!following.done) {
+      const sending = current.value;
+      const [after] = yield* Effect.all([next(), send(sending, false)], { concurrency: 2 });
+      offset += sending.byteLength;
+      current = following;
+      following = after;
     }
-    const last = pending ?? new Uint8Array(0);
-    const response = yield* send(last, true);
-    return Number(response.committedOffset);
+    return Number((yield* send(current.value, true)).committedOffset);
   });
 
 /** What changed: "overflow" means events were lost (a slow reader, or a reconnect) — rescan if it matters. */

@@ -37,12 +37,17 @@ export { Probe } from "./probe.js";
 export { type ExecOptions, type PtySizeOptions, SIGNALS, type SignalName } from "./process-ops.js";
 export {
   endpointBase,
-  fetchRawOutput,
-  RAW_OUTPUT_HEADER,
-  type RawOutputReader,
-  type RawOutputRequest,
+  fetchRawHttp,
+  parseJson,
+  RAW_HEADER,
+  type RawAnswer,
+  type RawHttpClient,
+  type RawRequest,
+  type RawRoute,
+  RawRouteMemo,
+  rawFilePath,
   rawOutputPath,
-} from "./raw-output.js";
+} from "./raw-http.js";
 export { returncodeOf, TERMINATED_RETURNCODE, TIMEOUT_RETURNCODE } from "./returncode.js";
 export { Sandbox, type SandboxWaitOptions, type TerminateOptions } from "./sandbox.js";
 export { type CreateSandboxOptions, DEFAULT_APP, type ListSandboxesOptions } from "./sandbox-ops.js";

@@ -12,7 +12,7 @@ import { type ExitStatus, OutputStream } from "@sbx/proto";
 import { Effect, Stream } from "effect";
 import type { SandboxError } from "./errors.js";
 import { ConnectionError, InternalError } from "./errors.js";
-import { type RawOutputReader, rawOutputPath } from "./raw-output.js";
+import { type RawHttpClient, rawOutputPath } from "./raw-http.js";
 import { sandboxEndedError } from "./returncode.js";
 import { retrySchedule, SbxRpc, type SbxRpcShape } from "./rpc.js";
 import { markTransient, toSandboxError } from "./rpc-errors.js";
@@ -40,14 +40,15 @@ export interface OutputBytes {
 
 /** Bytes through the raw stream, until its body ends (then `cursor.raw` turns false). */
 async function* rawAttempt(
-  reader: RawOutputReader,
+  reader: RawHttpClient,
   rpc: SbxRpcShape,
   source: OutputSource,
   cursor: ReadCursor,
   signal: AbortSignal,
 ): AsyncGenerator<OutputBytes> {
   try {
-    const body = await reader.open({
+    const body = await reader.get({
+      route: "output",
       path: rawOutputPath(source.sandboxId, source.processId, source.stream, cursor.offset),
       headers: rpc.headers,
       signal,
@@ -129,7 +130,7 @@ function attemptIterable(rpc: SbxRpcShape, source: OutputSource, cursor: ReadCur
   return {
     [Symbol.asyncIterator]() {
       const controller = new AbortController();
-      const reader = rpc.rawOutput;
+      const reader = rpc.rawHttp;
       const reads =
         cursor.raw && reader
           ? (async function* () {
@@ -153,7 +154,7 @@ export const outputChunks = (source: OutputSource, fromOffset = 0): Stream.Strea
   Stream.unwrap(
     Effect.gen(function* () {
       const rpc = yield* SbxRpc;
-      const cursor: ReadCursor = { offset: fromOffset, raw: rpc.rawOutput !== undefined };
+      const cursor: ReadCursor = { offset: fromOffset, raw: rpc.rawHttp !== undefined };
       const attempt = Stream.suspend(() =>
         Stream.fromAsyncIterable(attemptIterable(rpc, source, cursor), (error) =>
           toSandboxError(error, `reading ${source.stream} of ${source.processId}`),

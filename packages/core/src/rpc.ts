@@ -7,7 +7,7 @@ import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
 import { Context, Duration, Effect, Layer, Schedule } from "effect";
 import type { ResolvedConfig } from "./config.js";
 import { type SandboxError, TimeoutError } from "./errors.js";
-import type { RawOutputReader } from "./raw-output.js";
+import type { RawHttpClient } from "./raw-http.js";
 import { isTransient, retryAfterOf, toSandboxError } from "./rpc-errors.js";
 
 export interface SbxRpcShape {
@@ -17,15 +17,15 @@ export interface SbxRpcShape {
   readonly config: ResolvedConfig;
   /** Headers sent with every call (authorization). */
   readonly headers: Record<string, string>;
-  /** The raw output stream's HTTP client, when the adapter has one and talks to a real endpoint. */
-  readonly rawOutput?: RawOutputReader | undefined;
+  /** Raw HTTP for bulk bytes (output, files), when the adapter has it and talks to a real endpoint. */
+  readonly rawHttp?: RawHttpClient | undefined;
 }
 
 export class SbxRpc extends Context.Service<SbxRpc, SbxRpcShape>()("@sbx/core/SbxRpc") {}
 
-export function makeRpc(transport: Transport, config: ResolvedConfig, rawOutput?: RawOutputReader): SbxRpcShape {
+export function makeRpc(transport: Transport, config: ResolvedConfig, rawHttp?: RawHttpClient): SbxRpcShape {
   return {
-    rawOutput,
+    rawHttp,
     sandboxes: createClient(SandboxService, transport),
     processes: createClient(ProcessService, transport),
     files: createClient(FilesystemService, transport),

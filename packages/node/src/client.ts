@@ -1,6 +1,6 @@
 import { SandboxClient as CoreSandboxClient, type SandboxClientOptions } from "@sbx/core";
 import { nodeLocalFiles } from "./local-files.js";
-import { nodeRawOutput } from "./raw-output.js";
+import { nodeRawHttp } from "./raw-http.js";
 import { createNodeTransport, type NodeTransportOptions } from "./transport.js";
 
 export interface NodeSandboxClientOptions extends SandboxClientOptions, NodeTransportOptions {}
@@ -15,7 +15,7 @@ export class SandboxClient extends CoreSandboxClient {
       env: { endpoint: process.env.SBX_ENDPOINT || undefined, token: process.env.SBX_TOKEN || undefined },
       createTransport: (endpoint) => createNodeTransport(endpoint, options),
       localFiles: nodeLocalFiles,
-      createRawOutput: (endpoint) => (options.rawOutput === false ? undefined : nodeRawOutput(endpoint)),
+      createRawHttp: (endpoint) => (options.rawHttp === false ? undefined : nodeRawHttp(endpoint)),
     });
   }
 }

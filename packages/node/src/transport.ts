@@ -7,10 +7,11 @@ export interface NodeTransportOptions {
   /** HTTP version for the Connect protocol: "2" (default, one multiplexed connection) or "1.1". */
   readonly httpVersion?: "1.1" | "2";
   /**
-   * Read output through the server's raw output stream (default true): plain HTTP bodies,
-   * several times faster than ReadOutput. False: everything through `protocol`.
+   * Move bulk bytes (process output, file contents) as plain HTTP bodies beside Connect
+   * (default true), several times faster than protobuf messages. False: everything through
+   * `protocol`.
    */
-  readonly rawOutput?: boolean;
+  readonly rawHttp?: boolean;
 }
 
 /** A Connect transport for Node.js talking to an sbx server at `endpoint`. */

@@ -107,7 +107,7 @@ export async function listenConnect(
     res.setHeader("access-control-allow-origin", origin);
     res.setHeader("access-control-expose-headers", cors.exposedHeaders.join(", "));
     if (req.method === "OPTIONS") {
-      res.setHeader("access-control-allow-methods", cors.allowedMethods.join(", "));
+      res.setHeader("access-control-allow-methods", [...cors.allowedMethods, "PUT"].join(", ")); // PUT: raw file uploads
       res.setHeader("access-control-allow-headers", [...cors.allowedHeaders, "Authorization"].join(", "));
       res.setHeader("access-control-max-age", "7200");
       res.writeHead(204);

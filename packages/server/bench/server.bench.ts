@@ -186,7 +186,7 @@ try {
   };
   const sbxMBps = await streamThroughput(sb);
   // The same through ReadOutput (Connect) only, without the raw output stream.
-  const rpcOnly = new SandboxClient({ endpoint, token: "bench", rawOutput: false });
+  const rpcOnly = new SandboxClient({ endpoint, token: "bench", rawHttp: false });
   const readOutputMBps = await streamThroughput(await rpcOnly.sandboxes.fromId(sb.id));
   await rpcOnly.close();
   results.stdoutThroughputMBps = {

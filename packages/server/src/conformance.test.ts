@@ -14,7 +14,7 @@ if (available) {
     const server = useTestServer();
     for (const transport of [
       { label: "Connect over HTTP/2", options: { protocol: "connect", httpVersion: "2" } },
-      { label: "gRPC, output through ReadOutput", options: { protocol: "grpc", rawOutput: false } },
+      { label: "gRPC, output through ReadOutput", options: { protocol: "grpc", rawHttp: false } },
       { label: "Connect over HTTP/1.1", options: { protocol: "connect", httpVersion: "1.1" } },
     ] as const) {
       defineConformanceSuite(t, {

@@ -86,7 +86,7 @@ if (available) {
       { label: "raw output stream, Connect over HTTP/1.1", options: { protocol: "connect", httpVersion: "1.1" } },
       {
         label: "ReadOutput over Connect HTTP/2",
-        options: { protocol: "connect", httpVersion: "2", rawOutput: false },
+        options: { protocol: "connect", httpVersion: "2", rawHttp: false },
       },
     ] as const) {
       it(`${transport.label}: 200 random cuts, every byte once, in order`, async () => {

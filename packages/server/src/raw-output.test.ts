@@ -3,7 +3,7 @@
 // only for the end marker.
 import { createHash } from "node:crypto";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { SandboxClient as CoreClient, fetchRawOutput } from "@sbx/core";
+import { SandboxClient as CoreClient, fetchRawHttp } from "@sbx/core";
 import * as sdk from "@sbx/node";
 import { describe, expect, it } from "vitest";
 import { realServerAvailable, useTestServer } from "./test-support.js";
@@ -28,7 +28,7 @@ if (available) {
         const whole = await fetch(url(sb.id, finished.commandId, "stdout"), { headers: auth() });
         expect(whole.status).toBe(200);
         expect(whole.headers.get("content-type")).toBe("application/octet-stream");
-        expect(whole.headers.get("x-sbx-output")).toBe("raw");
+        expect(whole.headers.get("x-sbx-raw")).toBe("output");
         expect(await whole.text()).toBe("hello, raw world");
         const rest = await fetch(url(sb.id, finished.commandId, "stdout", 7), { headers: auth() });
         expect(await rest.text()).toBe("raw world");
@@ -99,7 +99,7 @@ if (available) {
         for (const [what, target, init, status, code] of cases) {
           const response = await fetch(target, init);
           expect(response.status, what).toBe(status);
-          expect(response.headers.get("x-sbx-output"), what).toBe("raw");
+          expect(response.headers.get("x-sbx-raw"), what).toBe("output");
           expect(((await response.json()) as { code: string }).code, what).toBe(code);
         }
         // Still serving, through the raw stream and Connect alike.
@@ -142,7 +142,7 @@ if (available) {
                 { endpoint: server.url, token: server.token },
                 {
                   createTransport: (endpoint) => createConnectTransport({ baseUrl: endpoint, httpVersion: "2" }),
-                  createRawOutput: (endpoint) => fetchRawOutput(endpoint),
+                  createRawHttp: (endpoint) => fetchRawHttp(endpoint),
                 },
               );
         try {

@@ -15,8 +15,10 @@ import { createLocalRuntime } from "./runtime/local/index.js";
 import type { SandboxRuntime } from "./runtime/runtime.js";
 import { filesystemService } from "./services/filesystem-service.js";
 import { processService } from "./services/process-service.js";
+import { rawFilesRoute } from "./services/raw-files.js";
 import { rawOutputRoute } from "./services/raw-output.js";
 import { sandboxService } from "./services/sandbox-service.js";
+import { Uploads } from "./services/uploads.js";
 import { SqliteStateStore } from "./state/sqlite-store.js";
 
 export interface ServerOptions {
@@ -63,13 +65,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = new SqliteStateStore(join(dataDir, "state.db"));
   const engine = new Engine(runtime, store, dataDir, logger);
   await engine.restore();
+  const uploads = new Uploads();
   const routes = (router: ConnectRouter) => {
     router.service(
       SandboxService,
       sandboxService(engine, { maxRunningSandboxes: options.maxRunningSandboxes ?? 1000 }),
     );
     router.service(ProcessService, processService(engine));
-    router.service(FilesystemService, filesystemService(engine));
+    router.service(FilesystemService, filesystemService(engine, uploads));
   };
   const [host, port] = parseListen(options.listen ?? "127.0.0.1:7420");
   let listener: Listener;
@@ -77,7 +80,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     listener = await listenConnect(routes, [authInterceptor(token)], {
       host,
       port,
-      plainRoutes: [rawOutputRoute(engine, token)],
+      plainRoutes: [rawOutputRoute(engine, token), rawFilesRoute(engine, uploads, token)],
       ...(options.corsOrigin ? { corsOrigin: options.corsOrigin } : {}),
       onHandlerError: (method, error) =>
         logger.error("request handler failed", {

@@ -82,7 +82,7 @@ ERRNO_KINDS = {
     errno.ENOSPC: "no_space",
     errno.EDQUOT: "no_space",
 }
-uploads = {}  # upload id -> {"decided": Event, "commit": bool}
+uploads = {}  # upload id -> {"done": Event (its copy reached EOF), "error": dict or None}
 COPY_CHUNK = 1 << 20
 
 
@@ -179,6 +179,19 @@ def fs_remove(req):
     return None
 
 
+def open_fifo(path, flags):
+    """Opens a transfer FIFO before answering, without blocking: the server holds its end
+    already, and once both ends are open no bytes can be lost (a FIFO opened only after the
+    server had written and closed its end would block forever, its bytes gone)."""
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
+    os.set_blocking(fd, True)
+    try:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass
+    return fd
+
+
 def open_regular(path, flags):
     fd = os.open(path, flags | os.O_CLOEXEC)
     if statmod.S_ISDIR(os.fstat(fd).st_mode):
@@ -192,14 +205,14 @@ def fs_read(req):
     fd = open_regular(path, os.O_RDONLY)
     size = os.fstat(fd).st_size
 
+    try:
+        out = open_fifo(req["dir"] + "/stdout", os.O_WRONLY)
+    except OSError:
+        os.close(fd)
+        raise
+
     def copy():
-        out = -1
         try:
-            out = os.open(req["dir"] + "/stdout", os.O_WRONLY)
-            try:
-                fcntl.fcntl(out, F_SETPIPE_SZ, PIPE_SIZE)
-            except OSError:
-                pass
             offset = req.get("offset") or 0
             while True:
                 try:
@@ -217,8 +230,7 @@ def fs_read(req):
             pass  # the server went away; it sees the stream end early
         finally:
             os.close(fd)
-            if out >= 0:
-                os.close(out)
+            os.close(out)
 
     threading.Thread(target=copy, daemon=True).start()
     return {"size": size}
@@ -238,13 +250,17 @@ def fs_upload(req):
         raise FsError("not_a_directory", str(e))
     temp = os.path.join(parent, ".%s.sbx-upload-%s" % (os.path.basename(path), req["upload"]))
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    state = {"decided": threading.Event(), "commit": False, "done": threading.Event(), "error": None}
+    try:
+        src = open_fifo(req["dir"] + "/stdin", os.O_RDONLY)
+    except OSError:
+        os.close(fd)
+        os.unlink(temp)
+        raise
+    state = {"done": threading.Event(), "error": None}
     uploads[req["upload"]] = state
 
     def copy():
-        src = -1
         try:
-            src = os.open(req["dir"] + "/stdin", os.O_RDONLY)
             while True:
                 data = os.read(src, COPY_CHUNK)
                 if not data:
@@ -254,8 +270,7 @@ def fs_upload(req):
             state["error"] = fs_error(e, path)
         finally:
             os.close(fd)
-            if src >= 0:
-                os.close(src)
+            os.close(src)
             state["done"].set()
 
     threading.Thread(target=copy, daemon=True).start()

@@ -1,0 +1,133 @@
+/**
+ * Raw HTTP (client side): bulk bytes as plain HTTP bodies beside Connect, several times the
+ * throughput of the same bytes in protobuf messages.
+ * - output: `GET /sbx.v1/output/{sandboxId}/{processId}/{stream}?offset=N`, a process stream's
+ *   bytes, following live output. It has no end marker: when the body ends, the reader asks
+ *   ReadOutput (Connect) from where it got to for the end marker.
+ * - files: `GET /sbx.v1/files/{sandboxId}?path=&offset=N` (a file from an offset) and
+ *   `PUT /sbx.v1/files/{sandboxId}?path=&upload=&offset=N[&finish=1]` (one upload chunk).
+ *
+ * Adapters supply the HTTP client (`RawHttpClient`); `fetchRawHttp` works wherever `fetch`
+ * streams response bodies. Every answer of a raw route carries `x-sbx-raw: <route>`; an
+ * answer without it means the server lacks the route (an older server, or the fake), and
+ * the client stops asking and uses Connect for that route.
+ */
+
+export type RawRoute = "output" | "files";
+
+export interface RawRequest {
+  readonly route: RawRoute;
+  /** Path and query, to be appended to the endpoint. */
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly signal: AbortSignal;
+}
+
+/** A raw route's answer to a PUT (or a failed GET): status and JSON body. */
+export interface RawAnswer {
+  readonly status: number;
+  readonly json: unknown;
+}
+
+/** The header every answer of a raw route carries (its value names the route). */
+export const RAW_HEADER = "x-sbx-raw";
+
+export interface RawHttpClient {
+  /**
+   * GET: the body's chunks, or undefined when the answer was not 200 (and from then on at
+   * once, when the answer showed the server lacks the route). Rejects on network failure.
+   */
+  get(request: RawRequest): Promise<AsyncIterable<Uint8Array> | undefined>;
+  /**
+   * PUT `body`: the answer (any status; JSON body), or undefined when the server lacks the
+   * route (and from then on at once). Rejects on network failure.
+   */
+  put(request: RawRequest & { readonly body: Uint8Array }): Promise<RawAnswer | undefined>;
+  /** Releases pooled connections (called when the client closes). */
+  close?(): void;
+}
+
+const e = encodeURIComponent;
+
+export const rawOutputPath = (sandboxId: string, processId: string, stream: "stdout" | "stderr", offset: number) =>
+  `/sbx.v1/output/${e(sandboxId)}/${e(processId)}/${stream}?offset=${offset}`;
+
+export const rawFilePath = (
+  sandboxId: string,
+  path: string,
+  offset: number,
+  upload?: { readonly id: string; readonly finish: boolean },
+) =>
+  `/sbx.v1/files/${e(sandboxId)}?path=${e(path)}&offset=${offset}` +
+  (upload ? `&upload=${e(upload.id)}${upload.finish ? "&finish=1" : ""}` : "");
+
+/** The endpoint without a trailing slash, so a path can be appended. */
+export const endpointBase = (endpoint: string): string => endpoint.replace(/\/+$/, "");
+
+/** Which raw routes a server has shown it lacks. */
+export class RawRouteMemo {
+  readonly #missing = new Set<RawRoute>();
+  missing(route: RawRoute): boolean {
+    return this.#missing.has(route);
+  }
+  /** Notes the answer's marker header: absent means the server has no such route. */
+  saw(route: RawRoute, marker: string | null | undefined): boolean {
+    if (marker === route) return true;
+    this.#missing.add(route);
+    return false;
+  }
+}
+
+/** Raw HTTP over the runtime's `fetch` (browsers, workers, Deno, Bun). */
+export function fetchRawHttp(endpoint: string, fetchImpl: typeof fetch = globalThis.fetch): RawHttpClient {
+  const base = endpointBase(endpoint);
+  const memo = new RawRouteMemo();
+  return {
+    async get({ route, path, headers, signal }) {
+      if (memo.missing(route)) return undefined;
+      const response = await fetchImpl(base + path, { headers, signal, cache: "no-store" });
+      if (response.status !== 200 || !response.body) {
+        memo.saw(route, response.headers.get(RAW_HEADER));
+        await response.body?.cancel().catch(() => {});
+        return undefined;
+      }
+      const body = response.body;
+      return {
+        async *[Symbol.asyncIterator]() {
+          const reader = body.getReader();
+          try {
+            for (;;) {
+              const { done, value } = await reader.read();
+              if (done) return;
+              if (value.byteLength > 0) yield value;
+            }
+          } finally {
+            reader.releaseLock();
+            await body.cancel().catch(() => {});
+          }
+        },
+      };
+    },
+    async put({ route, path, headers, signal, body }) {
+      if (memo.missing(route)) return undefined;
+      const response = await fetchImpl(base + path, {
+        method: "PUT",
+        headers: { ...headers, "content-type": "application/octet-stream" },
+        body: body as BodyInit,
+        signal,
+        cache: "no-store",
+      });
+      const text = await response.text();
+      if (!memo.saw(route, response.headers.get(RAW_HEADER))) return undefined;
+      return { status: response.status, json: parseJson(text) };
+    },
+  };
+}
+
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { code: "unknown", message: text.slice(0, 200) };
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Raw HTTP over Node's own HTTP/1.1 client: measured faster than `fetch` (undici) at long
+ * bodies. Connections are pooled per client and kept alive; idle pooled sockets do not keep
+ * the process alive.
+ */
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { endpointBase, parseJson, RAW_HEADER, type RawHttpClient, RawRouteMemo } from "@sbx/core";
+
+export function nodeRawHttp(endpoint: string): RawHttpClient {
+  const base = endpointBase(endpoint);
+  const secure = base.startsWith("https:");
+  const agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+  const request = secure ? httpsRequest : httpRequest;
+  const memo = new RawRouteMemo();
+  const marker = (res: IncomingMessage) => res.headers[RAW_HEADER] as string | undefined;
+  return {
+    get: ({ route, path, headers, signal }) =>
+      new Promise<AsyncIterable<Uint8Array> | undefined>((resolve, reject) => {
+        if (memo.missing(route)) return resolve(undefined);
+        const req = request(base + path, { agent, headers, signal }, (res) => {
+          if (res.statusCode !== 200) {
+            memo.saw(route, marker(res));
+            res.resume();
+            resolve(undefined);
+            return;
+          }
+          resolve(body(res));
+        });
+        req.on("error", reject);
+        req.end();
+      }),
+    put: ({ route, path, headers, signal, body: data }) =>
+      new Promise((resolve, reject) => {
+        if (memo.missing(route)) return resolve(undefined);
+        const req = request(
+          base + path,
+          {
+            agent,
+            method: "PUT",
+            headers: { ...headers, "content-type": "application/octet-stream", "content-length": data.byteLength },
+            signal,
+          },
+          (res) => {
+            const pieces: Buffer[] = [];
+            res.on("data", (piece: Buffer) => pieces.push(piece));
+            res.on("error", reject);
+            res.on("end", () => {
+              if (!res.complete) return reject(new Error("the connection closed before the end of the answer"));
+              if (!memo.saw(route, marker(res))) return resolve(undefined);
+              resolve({ status: res.statusCode ?? 0, json: parseJson(Buffer.concat(pieces).toString("utf8")) });
+            });
+          },
+        );
+        req.on("error", reject);
+        req.end(data);
+      }),
+    close: () => agent.destroy(),
+  };
+}
+
+/** The response's chunks; leaving early destroys the response (and its connection). */
+async function* body(res: IncomingMessage): AsyncGenerator<Uint8Array> {
+  let ended = false;
+  try {
+    for await (const chunk of res as AsyncIterable<Buffer>) yield chunk;
+    // A connection cut mid-body ends the stream with `aborted` rather than an error.
+    if (!res.complete) throw new Error("the connection closed before the end of the body");
+    ended = true;
+  } finally {
+    if (!ended) res.destroy();
+  }
+}

@@ -1,0 +1,31 @@
+/** What every file call does first (find the sandbox, check the path) and how it reports failures. */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { checkPath, filesystemError } from "@sbx/server-kit";
+import type { Engine, ServerSandbox } from "../engine.js";
+import { type RuntimeFilesystem, RuntimeFsError } from "../runtime/runtime.js";
+import { sandboxOf } from "./sandbox-service.js";
+
+/** Runs a file call, turning runtime failures into Connect errors with a FilesystemError detail. */
+export async function fsCall<A>(path: string, call: () => Promise<A>): Promise<A> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof RuntimeFsError) throw filesystemError(error.kind, path, error.message);
+    throw error;
+  }
+}
+
+/** The running sandbox's filesystem (marking the sandbox active), after checking `path`. */
+export function filesOf(
+  engine: Engine,
+  sandboxId: string,
+  path: string,
+): { sandbox: ServerSandbox; fs: RuntimeFilesystem } {
+  const sandbox = sandboxOf(engine, sandboxId);
+  checkPath(path);
+  if (!sandbox.running || !sandbox.runtime) {
+    throw new ConnectError(`sandbox ${sandboxId} has finished`, Code.FailedPrecondition);
+  }
+  sandbox.touch();
+  return { sandbox, fs: sandbox.runtime.fs };
+}

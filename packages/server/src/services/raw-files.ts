@@ -1,0 +1,86 @@
+/**
+ * The raw files route: file contents as plain HTTP bodies, for throughput (the same bytes
+ * through Connect pay for protobuf framing per message, and cap near 100 MB/s here).
+ *
+ *   GET /sbx.v1/files/{sandboxId}?path=/abs/path&offset=N
+ *     200 with the file's bytes from `offset` to its end. A body cut short is resumed by the
+ *     client with a new GET from where it got to.
+ *   PUT /sbx.v1/files/{sandboxId}?path=/abs/path&upload=ID&offset=N[&finish=1]
+ *     One upload chunk, as WriteFile (see uploads.ts) but of any size and streamed: a body
+ *     cut mid-way keeps what arrived, and the client resumes at the committed offset.
+ *     200 with {"committedOffset": n, "finished": bool}.
+ *
+ * Errors are Connect JSON errors (with the FilesystemError detail), every answer carries
+ * `x-sbx-raw: files` (see raw-http.ts). The same checks as FilesystemService apply.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { checkId } from "@sbx/server-kit";
+import type { PlainRoute } from "@sbx/server-kit/listen";
+import type { Engine } from "../engine.js";
+import { filesOf, fsCall } from "./filesystem-calls.js";
+import { authorized, clientSignal, failRaw, markRaw, type RawRequest, startBody, writeBody } from "./raw-http.js";
+import type { Uploads } from "./uploads.js";
+
+export const RAW_FILES_PREFIX = "/sbx.v1/files/";
+
+function offsetOf(url: URL): number {
+  const text = url.searchParams.get("offset") ?? "0";
+  const offset = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(offset)) {
+    throw new ConnectError(`offset must be a byte offset, got ${JSON.stringify(text)}`, Code.InvalidArgument);
+  }
+  return offset;
+}
+
+/** The request body's pieces; a body cut short fails instead of ending. */
+async function* bodyOf(req: RawRequest): AsyncGenerator<Uint8Array> {
+  for await (const piece of req as AsyncIterable<Uint8Array>) yield piece;
+  if (!req.complete) throw new Error("the request body was cut short");
+}
+
+export function rawFilesRoute(engine: Engine, uploads: Uploads, token: string): PlainRoute {
+  return {
+    prefix: RAW_FILES_PREFIX,
+    async handle(req, res) {
+      markRaw(res, "files");
+      try {
+        if (!authorized(req, token)) throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
+        const url = new URL(req.url ?? "/", "http://sbx");
+        const sandboxId = decodeURIComponent(url.pathname.slice(RAW_FILES_PREFIX.length));
+        const path = url.searchParams.get("path") ?? "";
+        const offset = offsetOf(url);
+        if (req.method === "GET") {
+          const { fs } = filesOf(engine, sandboxId, path);
+          const signal = clientSignal(res);
+          const chunks = await fsCall(path, () => fs.read(path, offset, signal));
+          startBody(res, {
+            "content-type": "application/octet-stream",
+            "cache-control": "no-store",
+            "x-sbx-offset": String(offset),
+          });
+          for await (const data of chunks) await writeBody(res, data, signal);
+          res.end();
+        } else if (req.method === "PUT") {
+          const { sandbox, fs } = filesOf(engine, sandboxId, path);
+          const uploadId = url.searchParams.get("upload") ?? "";
+          checkId(uploadId, "upload id");
+          const result = await uploads.apply({
+            sandboxId: sandbox.info.id,
+            fs,
+            path,
+            uploadId,
+            offset,
+            data: bodyOf(req),
+            finish: url.searchParams.get("finish") === "1",
+          });
+          startBody(res, { "content-type": "application/json", "cache-control": "no-store" });
+          res.end(JSON.stringify(result));
+        } else {
+          throw new ConnectError("files are read with GET and written with PUT", Code.Unimplemented);
+        }
+      } catch (error) {
+        failRaw(res, error, error instanceof ConnectError && error.code === Code.Unimplemented ? 405 : undefined);
+      }
+    },
+  };
+}

@@ -1,0 +1,63 @@
+/**
+ * What the raw routes share (raw output, raw files): plain HTTP bodies beside Connect, for
+ * bytes in bulk. Every answer carries `x-sbx-raw: <route>`, so a client can tell "no such
+ * file" from "no such route" (an older server, or the fake) and stop asking the latter.
+ * Errors are Connect's JSON error format (details included) with Connect's HTTP status.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { ConnectError } from "@connectrpc/connect";
+import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { bearerMatches } from "../auth.js";
+
+export type RawRequest = IncomingMessage | Http2ServerRequest;
+export type RawResponse = ServerResponse | Http2ServerResponse;
+
+export const RAW_HEADER = "x-sbx-raw";
+
+/** Marks the answer as the raw route's (and lets browsers read that header). */
+export function markRaw(res: RawResponse, route: string): void {
+  res.setHeader(RAW_HEADER, route);
+  const exposed = res.getHeader("access-control-expose-headers");
+  res.setHeader("access-control-expose-headers", exposed ? `${exposed}, ${RAW_HEADER}` : RAW_HEADER);
+}
+
+/** Answers with `error` as a Connect JSON error (status from its code unless given). */
+export function failRaw(res: RawResponse, error: unknown, status?: number): void {
+  const ce = ConnectError.from(error);
+  if (res.headersSent) {
+    res.destroy(); // mid-body: the client sees the body cut, never a clean end
+    return;
+  }
+  (res as ServerResponse).writeHead(status ?? codeToHttpStatus(ce.code), { "content-type": "application/json" });
+  res.end(errorToJsonBytes(ce, {}));
+}
+
+export const authorized = (req: RawRequest, token: string): boolean => bearerMatches(req.headers.authorization, token);
+
+/** Starts a 200 answer with `headers`. */
+export function startBody(res: RawResponse, headers: Record<string, string>): void {
+  (res as ServerResponse).writeHead(200, headers);
+}
+
+/** Writes `data`, waiting for the socket to drain when its buffer is full. */
+export function writeBody(res: RawResponse, data: Uint8Array, signal: AbortSignal): Promise<void> | undefined {
+  if ((res as ServerResponse).write(data)) return undefined;
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      res.off("drain", done);
+      signal.removeEventListener("abort", done);
+      if (signal.aborted) reject(signal.reason);
+      else resolve();
+    };
+    res.on("drain", done);
+    signal.addEventListener("abort", done);
+  });
+}
+
+/** Aborts when the client goes away. */
+export function clientSignal(res: RawResponse): AbortSignal {
+  const abort = new AbortController();
+  res.on("close", () => abort.abort(new ConnectError("client went away")));
+  return abort.signal;
+}
