@@ -24,6 +24,13 @@ export {
 } from "./container-process.js";
 export * from "./errors.js";
 export {
+  type OpenBinaryMode,
+  type OpenMode,
+  type OpenTextMode,
+  SandboxFile,
+  type SeekWhence,
+} from "./file-handle.js";
+export {
   type FileCallOptions,
   type FileInfo,
   FileWatch,

@@ -16,6 +16,13 @@ import {
 } from "./command-handle.js";
 import { ContainerProcess, type SignalOptions, type WaitOptions } from "./container-process.js";
 import { ClientClosedError, SandboxTerminatedError, SandboxTimeoutError, TimeoutError } from "./errors.js";
+import {
+  type OpenBinaryMode,
+  type OpenMode,
+  type OpenTextMode,
+  openSandboxFile,
+  type SandboxFile,
+} from "./file-handle.js";
 import { type FileCallOptions, SandboxFilesystem } from "./filesystem.js";
 import { type ExecOptions, startProcess } from "./process-ops.js";
 import { knownReturncode, returncodeOf } from "./returncode.js";
@@ -214,6 +221,29 @@ export class Sandbox implements AsyncDisposable {
     return typeof content === "string"
       ? this.filesystem.writeText(content, path, options)
       : this.filesystem.writeBytes(content, path, options);
+  }
+
+  /**
+   * Opens a file as a Python-style handle (Modal's older `open`): `"r"` (default), `"w"`, `"a"`,
+   * `"x"`, each with `"+"` to read and write and `"b"` for bytes instead of text. The whole file
+   * is held in memory and written back on `flush()` / `close()`; see `SandboxFile`, and prefer
+   * `filesystem` for large files.
+   */
+  open(path: string, mode?: OpenTextMode, options?: FileCallOptions): Promise<SandboxFile<string>>;
+  open(path: string, mode: OpenBinaryMode, options?: FileCallOptions): Promise<SandboxFile<Uint8Array>>;
+  open(
+    path: string,
+    mode?: OpenMode,
+    options?: FileCallOptions,
+  ): Promise<SandboxFile<string> | SandboxFile<Uint8Array>>;
+  async open(
+    path: string,
+    mode: OpenMode = "r",
+    options: FileCallOptions = {},
+  ): Promise<SandboxFile<string> | SandboxFile<Uint8Array>> {
+    return (await openSandboxFile(this.filesystem, path, mode, options)) as
+      | SandboxFile<string>
+      | SandboxFile<Uint8Array>;
   }
 
   /** Entry names of a directory (Modal's older `ls`; see `filesystem.listFiles`). */
