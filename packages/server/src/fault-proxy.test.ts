@@ -1,7 +1,9 @@
 // Dropped connections against the real server: a TCP proxy in front of it cuts the
 // connection carrying the output at random points (200 per protocol, across runs of 20 MB of
 // interleaved stdout/stderr), and a CommandHandle must still deliver every byte exactly once,
-// in order, at the right offsets.
+// in order, at the right offsets. File uploads and downloads cut the same way resume where
+// they stopped and arrive intact.
+import { createHash, randomBytes } from "node:crypto";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import * as sdk from "@sbx/node";
 import { interleavedOutput, interleavedScript, seededRandom } from "@sbx/testing/conformance";
@@ -19,6 +21,11 @@ class CuttingProxy {
   cuts = 0;
   /** When set, each response packet is dropped (with its connection) with this probability. */
   dropChance: (() => boolean) | undefined;
+  /** When set, a connection is dropped once this many more request bytes have gone through. */
+  requestCuts: (() => number) | undefined;
+  #requestBudget = 0;
+  /** Request bytes passed on to the server. */
+  requestBytes = 0;
 
   constructor(
     readonly target: { host: string; port: number },
@@ -55,7 +62,23 @@ class CuttingProxy {
     };
     client.on("error", drop).on("close", drop);
     upstream.on("error", drop).on("close", drop);
-    client.on("data", (data) => upstream.write(data));
+    client.on("data", (data: Buffer) => {
+      if (this.requestCuts) {
+        if (this.#requestBudget <= 0) this.#requestBudget = this.requestCuts();
+        if (data.byteLength >= this.#requestBudget) {
+          // Part of this request's bytes reach the server, then the connection drops.
+          upstream.write(data.subarray(0, this.#requestBudget));
+          this.requestBytes += this.#requestBudget;
+          this.#requestBudget = 0;
+          this.cuts++;
+          upstream.end(drop);
+          return;
+        }
+        this.#requestBudget -= data.byteLength;
+      }
+      this.requestBytes += data.byteLength;
+      upstream.write(data);
+    });
     upstream.on("data", (data: Buffer) => {
       if (this.dropChance?.()) {
         // The request reached the server and was acted on; its response is lost.
@@ -160,5 +183,54 @@ if (available) {
         await proxy.close();
       }
     }, 300_000);
+
+    for (const transport of [
+      { label: "raw files route, HTTP/1.1", options: { protocol: "connect", httpVersion: "1.1" } },
+      {
+        label: "WriteFile/ReadFile over Connect HTTP/2",
+        options: { protocol: "connect", httpVersion: "2", rawHttp: false },
+      },
+    ] as const) {
+      it(`${transport.label}: a 48 MiB upload and download cut at random points resume and arrive intact`, async () => {
+        const seed = Math.floor(Math.random() * 2 ** 31);
+        const why = `(seed ${seed})`;
+        const random = seededRandom(seed);
+        const url = new URL(server.url);
+        const proxy = new CuttingProxy({ host: url.hostname, port: Number(url.port) }, () =>
+          Math.floor(random() * 6_000_000),
+        );
+        const endpoint = await proxy.listen();
+        const client = new sdk.SandboxClient({ endpoint, token: server.token, maxRetries: 30, ...transport.options });
+        const digest = (data: Uint8Array) => createHash("sha256").update(data).digest("hex");
+        try {
+          const sb = await client.sandboxes.create();
+          const data = randomBytes(48 * 1024 * 1024);
+          proxy.requestCuts = () => 1_000_000 + Math.floor(random() * 6_000_000);
+          await sb.filesystem.writeBytes(data, "/up/big.bin");
+          proxy.requestCuts = undefined;
+          const uploadCuts = proxy.cuts;
+          expect(uploadCuts, `upload cuts ${why}`).toBeGreaterThanOrEqual(5);
+          // Resumed, never restarted: each cut costs at most what was in flight (raw: the server
+          // says where it got to; WriteFile: one 4 MiB chunk is sent again).
+          const perCut = (transport.options.rawHttp === false ? 4 : 0) * 1024 * 1024 + 2 * 1024 * 1024;
+          expect(proxy.requestBytes, `request bytes ${why}`).toBeLessThan(data.byteLength + uploadCuts * perCut);
+          expect((await sb.run("sha256sum /up/big.bin")).stdout.split(" ")[0], `upload intact ${why}`).toBe(
+            digest(data),
+          );
+          proxy.arm();
+          const back = await sb.filesystem.readBytes("/up/big.bin");
+          proxy.armed = false;
+          expect(proxy.cuts - uploadCuts, `download cuts ${why}`).toBeGreaterThanOrEqual(5);
+          expect(back.byteLength).toBe(data.byteLength);
+          expect(digest(back), `download intact ${why}`).toBe(digest(data));
+          // No temporary upload files left beside the target.
+          expect(await sb.filesystem.listFiles("/up").then((l) => l.map((e) => e.name))).toEqual(["big.bin"]);
+          await sb.terminate();
+        } finally {
+          await client.close();
+          await proxy.close();
+        }
+      }, 300_000);
+    }
   });
 }
