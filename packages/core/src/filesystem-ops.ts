@@ -31,6 +31,8 @@ export interface FileInfo {
 
 /** Bytes per WriteFile call (the server takes up to MAX_UPLOAD_CHUNK_BYTES). */
 export const UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Download chunks are passed on at about this size. */
+const DOWNLOAD_CHUNK_BYTES = 1024 * 1024;
 /** Bytes per raw PUT: larger, since the server streams it to the file without holding it. */
 export const RAW_UPLOAD_CHUNK_BYTES = 16 * 1024 * 1024;
 
@@ -115,10 +117,23 @@ export const fileChunks = (
             signal,
           });
           if (!body) return false;
-          for await (const data of body) {
+          // Pieces are regrouped into ~1 MiB chunks: a network read is often 16–64 KiB, and each
+          // chunk costs the same to pass on, whatever its size. Only bytes passed on count.
+          let held: Uint8Array[] = [];
+          let heldBytes = 0;
+          const release = () => {
+            const data = held.length === 1 ? (held[0] as Uint8Array) : concat(held);
+            held = [];
+            heldBytes = 0;
             cursor.offset += data.byteLength;
-            yield data;
+            return data;
+          };
+          for await (const piece of body) {
+            held.push(piece);
+            heldBytes += piece.byteLength;
+            if (heldBytes >= DOWNLOAD_CHUNK_BYTES) yield release();
           }
+          if (heldBytes > 0) yield release();
           return true;
         } catch (error) {
           if (signal.aborted) throw error;

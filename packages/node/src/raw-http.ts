@@ -5,6 +5,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import type { Socket } from "node:net";
 import { endpointBase, parseJson, RAW_HEADER, type RawHttpClient, RawRouteMemo } from "@sbx/core";
 
 export function nodeRawHttp(endpoint: string): RawHttpClient {
@@ -28,6 +29,7 @@ export function nodeRawHttp(endpoint: string): RawHttpClient {
           resolve(body(res));
         });
         req.on("error", reject);
+        req.on("socket", noDelay);
         req.end();
       }),
     put: ({ route, path, headers, signal, body: data }) =>
@@ -53,11 +55,15 @@ export function nodeRawHttp(endpoint: string): RawHttpClient {
           },
         );
         req.on("error", reject);
+        req.on("socket", noDelay);
         req.end(data);
       }),
     close: () => agent.destroy(),
   };
 }
+
+/** Small requests and answers go out at once (no Nagle delay waiting for an ACK). */
+const noDelay = (socket: Socket) => socket.setNoDelay(true);
 
 /** The response's chunks; leaving early destroys the response (and its connection). */
 async function* body(res: IncomingMessage): AsyncGenerator<Uint8Array> {

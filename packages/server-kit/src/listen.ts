@@ -119,7 +119,7 @@ export async function listenConnect(
   const http1 = createHttp1(handle);
   const http2 = createHttp2(handle);
   const sockets = new Set<import("node:net").Socket>();
-  const server = net.createServer((socket) => {
+  const server = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.once("readable", () => {

@@ -6,10 +6,13 @@
 //   4. text throughput through CommandHandle iteration (run, wait: false), vs a raw pipe;
 //   5. latency from a line written by the sandboxed process to its onStdout callback, vs the
 //      same program's lines arriving through a raw pipe (monotonic clock shared with the host);
-//   6. memory per idle sandbox, and how many idle sandboxes fit.
+//   6. files: a 1 GiB file up (copyFromLocal) and down (copyToLocal), vs a local `cp` of the
+//      same file; write+read of a 1 KiB file, vs the same on the host's disk;
+//   7. memory per idle sandbox, and how many idle sandboxes fit.
 // Run as root: pnpm bench (or node packages/server/bench/server.bench.ts). Prints JSON.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,6 +23,8 @@ const STREAM_MIB = Number(process.env.SBX_BENCH_STREAM_MIB ?? 1024);
 const IDLE = Number(process.env.SBX_BENCH_IDLE ?? 500);
 const TEXT_MIB = Number(process.env.SBX_BENCH_TEXT_MIB ?? 512);
 const LATENCY_LINES = Number(process.env.SBX_BENCH_LATENCY_LINES ?? 500);
+const FILE_MIB = Number(process.env.SBX_BENCH_FILE_MIB ?? 1024);
+const SMALL_FILE_ROUNDS = Number(process.env.SBX_BENCH_SMALL_FILE_ROUNDS ?? 300);
 
 // Prints the monotonic clock (ns) every 5 ms: the reader subtracts it from its arrival time.
 const CLOCK_PRINTER = [
@@ -223,7 +228,70 @@ try {
   };
   await sb.terminate();
 
-  // 6. idle sandboxes
+  // 6. files
+  const files = await client.sandboxes.create({ app: "bench-files" });
+  const local = mkdtempSync(join(tmpdir(), "sbx-bench-files-"));
+  const source = join(local, "source.bin");
+  const fd = openSync(source, "w");
+  const block = randomBytes(1024 * 1024);
+  for (let i = 0; i < FILE_MIB; i++) writeSync(fd, block);
+  closeSync(fd);
+  const mbps = (ms: number) => (FILE_MIB * 1024 * 1024) / 1e6 / (ms / 1000);
+  const timed = async (f: () => Promise<unknown>) => {
+    const start = performance.now();
+    await f();
+    return performance.now() - start;
+  };
+  const cp = () =>
+    new Promise<void>((resolve, reject) =>
+      spawn("cp", [source, join(local, "copy.bin")], { stdio: "inherit" }).on("exit", (code) =>
+        code === 0 ? resolve() : reject(new Error(`cp exited ${code}`)),
+      ),
+    );
+  // Best of two each, after a warm-up copy (the source is in the page cache for everyone).
+  await cp();
+  const best = async (f: () => Promise<unknown>) => Math.min(await timed(f), await timed(f));
+  const localCopy = mbps(await best(cp));
+  const upload = mbps(await best(() => files.filesystem.copyFromLocal(source, "/bench/file.bin")));
+  const download = mbps(await best(() => files.filesystem.copyToLocal("/bench/file.bin", join(local, "down.bin"))));
+  const connectOnly = new SandboxClient({ endpoint, token: "bench", rawHttp: false });
+  const viaConnect = await connectOnly.sandboxes.fromId(files.id);
+  const connectUpload = mbps(await timed(() => viaConnect.filesystem.copyFromLocal(source, "/bench/file2.bin")));
+  const connectDownload = mbps(
+    await timed(() => viaConnect.filesystem.copyToLocal("/bench/file2.bin", join(local, "down2.bin"))),
+  );
+  await connectOnly.close();
+  results.fileThroughputMBps = {
+    mib: FILE_MIB,
+    localCopy: Math.round(localCopy),
+    upload: Math.round(upload),
+    uploadRatio: +(upload / localCopy).toFixed(3),
+    download: Math.round(download),
+    downloadRatio: +(download / localCopy).toFixed(3),
+    connectOnly: { upload: Math.round(connectUpload), download: Math.round(connectDownload) },
+  };
+  const small = randomBytes(1024);
+  const hostSmall: number[] = [];
+  const sbxSmall: number[] = [];
+  for (let i = 0; i < SMALL_FILE_ROUNDS; i++) {
+    const start = performance.now();
+    writeFileSync(join(local, "small.bin"), small);
+    readFileSync(join(local, "small.bin"));
+    hostSmall.push(performance.now() - start);
+  }
+  for (let i = 0; i < SMALL_FILE_ROUNDS; i++) {
+    sbxSmall.push(
+      await timed(async () => {
+        await files.filesystem.writeBytes(small, "/bench/small.bin");
+        await files.filesystem.readBytes("/bench/small.bin");
+      }),
+    );
+  }
+  results.smallFileWriteReadMs = { rounds: SMALL_FILE_ROUNDS, host: stats(hostSmall), sbx: stats(sbxSmall) };
+  rmSync(local, { recursive: true, force: true });
+  await files.terminate();
+
+  // 7. idle sandboxes
   const available = () => Number(/MemAvailable:\s+(\d+)/.exec(readFileSync("/proc/meminfo", "utf8"))?.[1]) * 1024;
   const rss = serverRss;
   const memBefore = available();
