@@ -183,7 +183,7 @@ async function rawPut(
   raw: RawHttpClient,
   rpc: SbxRpcShape,
   options: CallOptions,
-  chunk: { sandboxId: string; path: string; uploadId: string; offset: number; data: Uint8Array; finish: boolean },
+  chunk: { sandboxId: string; path: string; uploadId: string; offset: number; data: Pieces; finish: boolean },
 ): Promise<{ committedOffset: bigint; finished: boolean } | undefined> {
   const signal = options.timeoutMs
     ? AbortSignal.any([options.signal ?? new AbortController().signal, AbortSignal.timeout(options.timeoutMs)])
@@ -208,36 +208,47 @@ async function rawPut(
   return { committedOffset: BigInt(json.committedOffset ?? 0), finished: json.finished === true };
 }
 
-/** Pieces of any size regrouped into chunks of `size` bytes (the last may be shorter). */
-async function* rechunk(
+/** An upload chunk as the pieces it was read in (never copied into one buffer on the raw path). */
+type Pieces = readonly Uint8Array[];
+
+const sizeOf = (pieces: Pieces) => pieces.reduce((n, piece) => n + piece.byteLength, 0);
+
+/** The bytes of `pieces` from `skip` on (sharing their memory). */
+function skipBytes(pieces: Pieces, skip: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const piece of pieces) {
+    if (skip >= piece.byteLength) skip -= piece.byteLength;
+    else {
+      out.push(skip > 0 ? piece.subarray(skip) : piece);
+      skip = 0;
+    }
+  }
+  return out;
+}
+
+/** Pieces of any size grouped into chunks of `size` bytes (the last may be shorter). */
+async function* group(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   size: () => number,
-): AsyncGenerator<Uint8Array> {
-  let buffer: Uint8Array | undefined;
+): AsyncGenerator<Uint8Array[]> {
+  let chunk: Uint8Array[] = [];
   let filled = 0;
   for await (const piece of source) {
     if (!(piece instanceof Uint8Array)) throw new InvalidError("data must be bytes");
     let at = 0;
     while (at < piece.byteLength) {
-      const want = size();
-      if (filled === 0 && piece.byteLength - at >= want) {
-        yield piece.subarray(at, at + want); // no copy for big pieces
-        at += want;
-        continue;
-      }
-      buffer ??= new Uint8Array(want);
-      const n = Math.min(want - filled, piece.byteLength - at);
-      buffer.set(piece.subarray(at, at + n), filled);
+      const n = Math.min(size() - filled, piece.byteLength - at);
+      chunk.push(at === 0 && n === piece.byteLength ? piece : piece.subarray(at, at + n));
       filled += n;
       at += n;
-      if (filled === want) {
-        yield buffer;
-        buffer = undefined;
+      if (filled >= size()) {
+        yield chunk;
+        chunk = [];
         filled = 0;
       }
     }
   }
-  if (buffer && filled > 0) yield buffer.subarray(0, filled);
+  if (filled > 0) yield chunk;
 }
 
 /**
@@ -257,7 +268,7 @@ export const writeFile = (
     const what = `write ${p}`;
     let raw = rpc.rawHttp;
     let offset = 0;
-    const send = (data: Uint8Array, finish: boolean) =>
+    const send = (data: Pieces, finish: boolean) =>
       Effect.gen(function* () {
         if (raw) {
           const via = raw;
@@ -266,10 +277,10 @@ export const writeFile = (
             const chunk = { sandboxId, path: p, uploadId, offset, data, finish };
             if (retry) {
               // After a cut, ask how far the server got (an empty chunk) and send only the rest.
-              const state = await rawPut(via, r, o, { ...chunk, data: new Uint8Array(0), finish: false });
-              const skip = Math.min(Math.max(Number(state?.committedOffset ?? offset) - offset, 0), data.byteLength);
+              const state = await rawPut(via, r, o, { ...chunk, data: [], finish: false });
+              const skip = Math.min(Math.max(Number(state?.committedOffset ?? offset) - offset, 0), sizeOf(data));
               chunk.offset += skip;
-              chunk.data = data.subarray(skip);
+              chunk.data = skipBytes(data, skip);
             }
             retry = true;
             return rawPut(via, r, o, chunk);
@@ -277,10 +288,11 @@ export const writeFile = (
           if (answer) return answer;
           raw = undefined; // the server has no raw route: WriteFile from here on
         }
+        const bytes = data.length === 1 ? (data[0] as Uint8Array) : concat([...data]);
         let answer: { committedOffset: bigint; finished: boolean } | undefined;
-        for (let at = 0; at === 0 || at < data.byteLength; at += UPLOAD_CHUNK_BYTES) {
-          const piece = data.subarray(at, at + UPLOAD_CHUNK_BYTES);
-          const last = at + UPLOAD_CHUNK_BYTES >= data.byteLength;
+        for (let at = 0; at === 0 || at < bytes.byteLength; at += UPLOAD_CHUNK_BYTES) {
+          const piece = bytes.subarray(at, at + UPLOAD_CHUNK_BYTES);
+          const last = at + UPLOAD_CHUNK_BYTES >= bytes.byteLength;
           const from = BigInt(offset + at);
           answer = yield* call(what, (r, o) =>
             r.files.writeFile({ sandboxId, path: p, uploadId, offset: from, data: piece, finish: finish && last }, o),
@@ -288,7 +300,7 @@ export const writeFile = (
         }
         return answer as { committedOffset: bigint; finished: boolean };
       });
-    const chunks = rechunk(source, () => (raw ? RAW_UPLOAD_CHUNK_BYTES : UPLOAD_CHUNK_BYTES))[Symbol.asyncIterator]();
+    const chunks = group(source, () => (raw ? RAW_UPLOAD_CHUNK_BYTES : UPLOAD_CHUNK_BYTES))[Symbol.asyncIterator]();
     const next = () =>
       Effect.tryPromise({
         try: () => chunks.next(),
@@ -302,12 +314,12 @@ export const writeFile = (
     // The last chunk carries `finish`, so one chunk is always read ahead; the one after that
     // is read while a chunk is being sent.
     let current = yield* next();
-    if (current.done) return Number((yield* send(new Uint8Array(0), true)).committedOffset);
+    if (current.done) return Number((yield* send([], true)).committedOffset);
     let following = yield* next();
     while (!following.done) {
       const sending = current.value;
       const [after] = yield* Effect.all([next(), send(sending, false)], { concurrency: 2 });
-      offset += sending.byteLength;
+      offset += sizeOf(sending);
       current = following;
       following = after;
     }

@@ -39,10 +39,10 @@ export interface RawHttpClient {
    */
   get(request: RawRequest): Promise<AsyncIterable<Uint8Array> | undefined>;
   /**
-   * PUT `body`: the answer (any status; JSON body), or undefined when the server lacks the
-   * route (and from then on at once). Rejects on network failure.
+   * PUT `body` (its pieces, in order): the answer (any status; JSON body), or undefined when
+   * the server lacks the route (and from then on at once). Rejects on network failure.
    */
-  put(request: RawRequest & { readonly body: Uint8Array }): Promise<RawAnswer | undefined>;
+  put(request: RawRequest & { readonly body: readonly Uint8Array[] }): Promise<RawAnswer | undefined>;
   /** Releases pooled connections (called when the client closes). */
   close?(): void;
 }
@@ -113,7 +113,7 @@ export function fetchRawHttp(endpoint: string, fetchImpl: typeof fetch = globalT
       const response = await fetchImpl(base + path, {
         method: "PUT",
         headers: { ...headers, "content-type": "application/octet-stream" },
-        body: body as BodyInit,
+        body: new Blob(body as Uint8Array<ArrayBuffer>[]),
         signal,
         cache: "no-store",
       });

@@ -40,7 +40,11 @@ export function nodeRawHttp(endpoint: string): RawHttpClient {
           {
             agent,
             method: "PUT",
-            headers: { ...headers, "content-type": "application/octet-stream", "content-length": data.byteLength },
+            headers: {
+              ...headers,
+              "content-type": "application/octet-stream",
+              "content-length": data.reduce((n, piece) => n + piece.byteLength, 0),
+            },
             signal,
           },
           (res) => {
@@ -56,7 +60,9 @@ export function nodeRawHttp(endpoint: string): RawHttpClient {
         );
         req.on("error", reject);
         req.on("socket", noDelay);
-        req.end(data);
+        // Written piece by piece (no copy into one buffer); the socket's own buffering applies.
+        for (const piece of data) req.write(piece);
+        req.end();
       }),
     close: () => agent.destroy(),
   };

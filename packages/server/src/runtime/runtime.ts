@@ -85,6 +85,10 @@ export interface RuntimeFileInfo {
 
 /** An upload in progress: bytes are written in order, then moved into place (or dropped). */
 export interface RuntimeUpload {
+  /**
+   * Queues `data`; resolves when more may be written (not when it is on disk: a failure to
+   * store it is reported by `commit`). Rejects when the upload has already failed.
+   */
   write(data: Uint8Array): Promise<void>;
   /** Moves the written bytes onto the path in one rename (keeping an existing file's mode). */
   commit(): Promise<void>;

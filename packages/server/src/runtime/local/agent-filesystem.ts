@@ -7,7 +7,13 @@
 import { rm } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { join } from "node:path";
-import type { RuntimeFileInfo, RuntimeFilesystem, RuntimeUpload, RuntimeWatchEvent } from "../runtime.js";
+import {
+  type RuntimeFileInfo,
+  type RuntimeFilesystem,
+  RuntimeFsError,
+  type RuntimeUpload,
+  type RuntimeWatchEvent,
+} from "../runtime.js";
 import { openFifoReader, openFifoWriter } from "./fifo.js";
 
 /** What the sandbox gives its filesystem: a request/answer call to the agent, and FIFO dirs. */
@@ -25,6 +31,9 @@ export interface WatchListener {
   /** The sandbox ended: no more events. */
   end(): void;
 }
+
+/** How much of an upload may wait in the server to be written into the agent's pipe. */
+const UPLOAD_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** Events waiting for a slow reader beyond this many are dropped for one "overflow" event. */
 const MAX_PENDING_EVENTS = 10_000;
@@ -91,8 +100,12 @@ export class AgentFilesystem implements RuntimeFilesystem {
   async upload(path: string): Promise<RuntimeUpload> {
     const dir = await this.#transferDir();
     const { cleanup } = dir;
-    const writer = openFifoWriter(join(dir.host, "stdin"));
-    writer.on("error", () => {});
+    // Several MiB may wait in the writer, so the body keeps arriving while the agent stores.
+    const writer = openFifoWriter(join(dir.host, "stdin"), UPLOAD_BUFFER_BYTES);
+    let failed: Error | undefined;
+    writer.on("error", (error) => {
+      failed ??= error;
+    });
     const id = dir.id;
     try {
       await this.channel.call("upload", { path, dir: dir.sandbox, upload: id });
@@ -104,17 +117,28 @@ export class AgentFilesystem implements RuntimeFilesystem {
     const end = async (commit: boolean) => {
       await new Promise<void>((resolve) => writer.end(resolve));
       try {
-        await this.channel.call("upload_end", { path, upload: id, commit });
+        // Bytes that never reached the agent must not be moved into place.
+        await this.channel.call("upload_end", { path, upload: id, commit: commit && !failed });
       } finally {
         await cleanup();
       }
+      if (commit && failed) throw new RuntimeFsError("other", `${path}: the upload failed: ${failed.message}`);
     };
     return {
-      write: (data) =>
-        new Promise<void>((resolve, reject) => {
-          if (writer.destroyed) return reject(new Error("the upload was closed"));
-          writer.write(data, (error) => (error ? reject(error) : resolve()));
-        }),
+      write: (data) => {
+        if (failed || writer.destroyed) return Promise.reject(failed ?? new Error("the upload was closed"));
+        if (writer.write(data)) return Promise.resolve();
+        return new Promise<void>((resolve, reject) => {
+          const settle = () => {
+            writer.off("drain", settle);
+            writer.off("close", settle);
+            if (failed || writer.destroyed) reject(failed ?? new Error("the upload was closed"));
+            else resolve();
+          };
+          writer.on("drain", settle);
+          writer.on("close", settle);
+        });
+      },
       commit: () => end(true),
       abort: () => end(false),
     };

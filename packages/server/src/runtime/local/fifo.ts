@@ -24,9 +24,14 @@ export function openFifoReader(path: string): Socket {
  * A write end as a stream. Opened read-write so the open never blocks and never fails for
  * want of a reader; the peer sees end-of-file when this end is closed.
  */
-export function openFifoWriter(path: string): Socket {
+export function openFifoWriter(path: string, highWaterMark?: number): Socket {
   const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
-  return new Socket({ fd, readable: false, writable: true });
+  return new Socket({
+    fd,
+    readable: false,
+    writable: true,
+    ...(highWaterMark ? { writableHighWaterMark: highWaterMark } : {}),
+  });
 }
 
 /**
