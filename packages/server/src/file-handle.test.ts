@@ -3,18 +3,9 @@
 // mode), the typed errors at open, and misuse rejected with InvalidError changing nothing.
 import * as sdk from "@sbx/node";
 import { describe, expect, expectTypeOf, it } from "vitest";
-import { realServerAvailable, useTestSandbox, useTestServer } from "./test-support.js";
+import { errorOf, realServerAvailable, useTestSandbox, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
-
-async function errorOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a failure");
-}
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 

@@ -6,18 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as sdk from "@sbx/node";
 import { describe, expect, it } from "vitest";
-import { realServerAvailable, useTestSandbox, useTestServer } from "./test-support.js";
+import { errorOf, realServerAvailable, useTestSandbox, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
-
-async function errorOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a failure");
-}
 
 if (available) {
   describe("filesystem (real server)", () => {

@@ -2,11 +2,10 @@
 // accepts, how it fails, that upload chunks are applied once however often they are sent, and
 // that SDK clients move files through it (node:http and fetch) with the same typed errors.
 import { createHash, randomBytes } from "node:crypto";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { SandboxClient as CoreClient, fetchRawHttp } from "@sbx/core";
+import { fetchRawHttp } from "@sbx/core";
 import * as sdk from "@sbx/node";
 import { describe, expect, it } from "vitest";
-import { realServerAvailable, useTestSandbox, useTestServer } from "./test-support.js";
+import { fetchClient, realServerAvailable, useTestSandbox, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
 
@@ -119,27 +118,21 @@ if (available) {
         const client =
           reader === "node:http"
             ? new sdk.SandboxClient({ endpoint: server.url, token: server.token })
-            : new CoreClient(
-                { endpoint: server.url, token: server.token },
-                {
-                  createTransport: (endpoint) => createConnectTransport({ baseUrl: endpoint, httpVersion: "2" }),
-                  createRawHttp: (endpoint) => {
-                    const raw = fetchRawHttp(endpoint);
-                    return {
-                      get: async (request) => {
-                        const body = await raw.get(request);
-                        if (body && request.route === "files") served.get++;
-                        return body;
-                      },
-                      put: async (request) => {
-                        const answer = await raw.put(request);
-                        if (answer?.status === 200) served.put++;
-                        return answer;
-                      },
-                    };
+            : fetchClient(server, (endpoint) => {
+                const raw = fetchRawHttp(endpoint);
+                return {
+                  get: async (request) => {
+                    const body = await raw.get(request);
+                    if (body && request.route === "files") served.get++;
+                    return body;
                   },
-                },
-              );
+                  put: async (request) => {
+                    const answer = await raw.put(request);
+                    if (answer?.status === 200) served.put++;
+                    return answer;
+                  },
+                };
+              });
         try {
           const sb = await client.sandboxes.fromId(box.sandbox.id);
           const data = randomBytes(40 * 1024 * 1024 + 12345);

@@ -2,11 +2,9 @@
 // how it fails, and that SDK clients read through it (node:http and fetch) with ReadOutput
 // only for the end marker.
 import { createHash } from "node:crypto";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { SandboxClient as CoreClient, fetchRawHttp } from "@sbx/core";
 import * as sdk from "@sbx/node";
 import { describe, expect, it } from "vitest";
-import { realServerAvailable, useTestServer } from "./test-support.js";
+import { fetchClient, realServerAvailable, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
 
@@ -138,13 +136,7 @@ if (available) {
         const client =
           reader === "node:http"
             ? new sdk.SandboxClient({ endpoint: server.url, token: server.token })
-            : new CoreClient(
-                { endpoint: server.url, token: server.token },
-                {
-                  createTransport: (endpoint) => createConnectTransport({ baseUrl: endpoint, httpVersion: "2" }),
-                  createRawHttp: (endpoint) => fetchRawHttp(endpoint),
-                },
-              );
+            : fetchClient(server);
         try {
           const sb = await client.sandboxes.create();
           // 24 MiB of numbered lines on stdout and a little on stderr, checked by digest.

@@ -6,6 +6,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { SandboxClient as CoreClient, fetchRawHttp, type RawHttpClient } from "@sbx/core";
 import { type Sandbox, SandboxClient } from "@sbx/node";
 import { afterAll, beforeAll } from "vitest";
 import { silentLogger } from "./logger.js";
@@ -96,4 +98,28 @@ export function useTestSandbox(server: { readonly url: string; readonly token: s
       return ready(sandbox);
     },
   };
+}
+
+/** What `promise` rejects with (fails the test when it resolves). */
+export async function errorOf(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a failure");
+}
+
+/** A core client whose Connect calls go over HTTP/2 and raw HTTP through `fetch` (as browsers, Deno and Bun do). */
+export function fetchClient(
+  server: { readonly url: string; readonly token: string },
+  rawHttp: (endpoint: string) => RawHttpClient = fetchRawHttp,
+): CoreClient {
+  return new CoreClient(
+    { endpoint: server.url, token: server.token },
+    {
+      createTransport: (endpoint) => createConnectTransport({ baseUrl: endpoint, httpVersion: "2" }),
+      createRawHttp: (endpoint) => rawHttp(endpoint),
+    },
+  );
 }
