@@ -450,7 +450,14 @@ class Watch:
 
 
 def fs_watch(req):
-    w = Watch(req["id"], req["path"], bool(req.get("recursive")))
+    try:
+        w = Watch(req["id"], req["path"], bool(req.get("recursive")))
+    except OSError as e:
+        if e.errno in (errno.EMFILE, errno.ENOSPC) and e.filename is None:
+            # inotify's limits are per host user, which every sandbox shares (not the disk).
+            raise FsError("other", "%s: the machine's inotify limit is reached "
+                          "(fs.inotify.max_user_instances / max_user_watches)" % req["path"])
+        raise
     with watch_lock:
         watches[w.id] = w.stop_w
     threading.Thread(target=w.run, daemon=True).start()
