@@ -13,6 +13,7 @@ import type { Sandbox } from "@sbx/core";
 import { commandCases } from "./cases/commands.js";
 import { execCases } from "./cases/exec.js";
 import { faultCases } from "./cases/faults.js";
+import { filesystemCases } from "./cases/filesystem.js";
 import { sandboxCases } from "./cases/sandboxes.js";
 import { streamCases } from "./cases/streams.js";
 import { validationCases } from "./cases/validation.js";
@@ -54,6 +55,7 @@ export function defineConformanceSuite(t: TestApi, target: ConformanceTarget): v
     commandCases(t, harness);
     streamCases(t, harness);
     validationCases(t, harness);
+    filesystemCases(t, harness);
     if (target.fake) faultCases(t, harness, target.fake);
   });
 }

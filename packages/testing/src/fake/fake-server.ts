@@ -1,11 +1,13 @@
 /**
  * `createFakeServer()`: the sbx protocol implemented in memory for users' tests. Usable
  * in-process (`fake.transport`, no network, browser-safe) or over a real port (`listen()`).
+ * Each sandbox has its own in-memory filesystem, which the mini shell's processes share.
  */
 import { type ConnectRouter, createRouterTransport, type Transport } from "@connectrpc/connect";
-import { ProcessService, SandboxService } from "@sbx/proto";
+import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
 import type { Listener, ListenOptions } from "@sbx/server-kit/listen";
 import { type CutStreamsOptions, type FailNextOptions, Faults, type RecordedCall } from "./faults.js";
+import { filesystemService } from "./filesystem-service.js";
 import type { ExecHandler, ExecPattern } from "./handlers.js";
 import { terminated } from "./model.js";
 import { processService } from "./process-service.js";
@@ -32,7 +34,7 @@ export interface FakeServer {
   onExec(pattern: ExecPattern, handler: ExecHandler): void;
   /** The next `times` calls of `method` fail with `code`. */
   failNext(method: string, options: FailNextOptions): void;
-  /** The next output streams fail with UNAVAILABLE after `afterBytes` data bytes. */
+  /** The next output and file-read streams (ReadOutput, ReadFile) fail with UNAVAILABLE after `afterBytes` bytes. */
   cutStreams(options: CutStreamsOptions): void;
   /** Drops injected failures and cuts that have not happened yet. */
   clearFaults(): void;
@@ -50,6 +52,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
   const routes = (router: ConnectRouter) => {
     router.service(SandboxService, sandboxService(state));
     router.service(ProcessService, processService(state));
+    router.service(FilesystemService, filesystemService(state));
   };
   const interceptors = [faults.interceptor];
   const listeners: Listener[] = [];

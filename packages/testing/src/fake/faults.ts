@@ -30,14 +30,18 @@ export interface FailNextOptions {
   readonly message?: string;
   /** Attach a RetryInfo detail asking the client to wait this long. */
   readonly retryAfterMs?: number;
-  /** Perform the call, then fail: a response lost after the server acted. */
+  /**
+   * Perform the call, then fail: a response lost after the server acted (a stream runs to its
+   * end first, so a Watch fails only once it ends).
+   */
   readonly afterApplying?: boolean;
 }
 
 export interface CutStreamsOptions {
   /**
-   * Each affected stream fails with UNAVAILABLE after sending this many data bytes; a
-   * function is asked once per cut stream (e.g. for random cut points).
+   * The next output streams (ReadOutput) and file reads (ReadFile) are cut: each fails with
+   * UNAVAILABLE after sending this many data bytes. A function is asked once per cut stream
+   * (e.g. for random cut points).
    */
   readonly afterBytes: number | (() => number);
   /** How many streams are cut (default 1). */
@@ -64,6 +68,14 @@ const METHODS = [
   "WriteStdin",
   "WaitProcess",
   "SignalProcess",
+  "ResizePty",
+  "Stat",
+  "ListFiles",
+  "MakeDirectory",
+  "Remove",
+  "ReadFile",
+  "WriteFile",
+  "Watch",
 ];
 const ALIASES: Record<string, string> = {
   create: "CreateSandbox",
@@ -169,7 +181,7 @@ export class Faults {
       if (response.stream) for await (const _ of response.message);
       throw errorOf(failure, method);
     }
-    if (!response.stream || method !== "ReadOutput") return response;
+    if (!response.stream || !CUT_METHODS.has(method)) return response;
     const cutAfter = this.#takeCut();
     if (cutAfter === undefined) return response;
     return {
@@ -178,6 +190,9 @@ export class Faults {
     } as typeof response;
   };
 }
+
+/** The streams `cutStreams` cuts: those of data bytes the client resumes from an offset. */
+const CUT_METHODS = new Set(["ReadOutput", "ReadFile"]);
 
 function checkCutPoint(afterBytes: number): number {
   if (!Number.isInteger(afterBytes) || afterBytes < 0) {

@@ -1,6 +1,6 @@
 /**
  * The fake's in-memory sandboxes and processes: lifecycle, timers, output logs, stdin,
- * and notifications for long-polls.
+ * each sandbox's files, and notifications for long-polls.
  */
 import { create } from "@bufbuild/protobuf";
 import {
@@ -17,6 +17,7 @@ import {
   StdioMode,
 } from "@sbx/proto";
 import { Changes, CommandLifecycle } from "@sbx/server-kit";
+import { FakeFilesystem } from "./filesystem.js";
 import { commandOf, type ExecContext, type ExecResult, type HandlerRegistry } from "./handlers.js";
 import { miniShell } from "./mini-shell.js";
 import { OutputLog } from "./output-log.js";
@@ -90,7 +91,8 @@ export class FakeProcess {
     if (this.keepAlive) return; // runs until killed
     const argv = this.info.spec?.argv ?? [];
     const found = handlers.find(argv);
-    const handler = found?.handler ?? (defaults ? miniShell : undefined);
+    const files = this.sandbox.fs;
+    const handler = found?.handler ?? (defaults ? (ctx: ExecContext) => miniShell(ctx, files) : undefined);
     if (!handler) {
       this.writeErr(`fake: no handler for command: ${commandOf(argv)}\n`);
       this.finish(exited(127));
@@ -231,6 +233,8 @@ export class FakeSandbox {
   readonly info: Sandbox;
   readonly processes = new Map<string, FakeProcess>();
   readonly changes = new Changes();
+  /** The sandbox's files, shared by the filesystem calls and the mini shell. */
+  readonly fs = new FakeFilesystem();
   #timers: ReturnType<typeof setTimeout>[] = [];
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -301,6 +305,7 @@ export class FakeSandbox {
       }
       p.finish(p.info.processId === ENTRYPOINT ? status : signaled(9));
     }
+    this.fs.close();
     this.changes.notify();
   }
 }
