@@ -5,9 +5,21 @@
  */
 import { type CallOptions, Code, ConnectError } from "@connectrpc/connect";
 import { errorFromJson } from "@connectrpc/connect/protocol-connect";
-import { FileType, WatchEventType, type FileInfo as WireFileInfo } from "@sbx/proto";
+import {
+  FilesystemErrorKind,
+  FilesystemErrorSchema,
+  FileType,
+  WatchEventType,
+  type FileInfo as WireFileInfo,
+} from "@sbx/proto";
 import { Effect, Stream } from "effect";
-import { ConnectionError, InternalError, InvalidError, type SandboxError } from "./errors.js";
+import {
+  ConnectionError,
+  InternalError,
+  InvalidError,
+  type SandboxError,
+  SandboxFilesystemPathAlreadyExistsError,
+} from "./errors.js";
 import { randomId } from "./ids.js";
 import { type RawHttpClient, rawFilePath } from "./raw-http.js";
 import { call, retrySchedule, SbxRpc, type SbxRpcShape } from "./rpc.js";
@@ -72,6 +84,43 @@ export const listFiles = (sandboxId: string, path: string): Effect.Effect<FileIn
     );
   });
 
+/** The FilesystemError kind a failed call carries, if any. */
+function filesystemKindOf(error: unknown): FilesystemErrorKind | undefined {
+  if (!(error instanceof ConnectError)) return undefined;
+  return error.findDetails(FilesystemErrorSchema)[0]?.kind;
+}
+
+/**
+ * Runs a call that is not idempotent on the wire (it fails when repeated after it worked),
+ * treating `alreadyDone` on a retry as the earlier attempt having been applied (its answer lost).
+ */
+function onceOnRetry<A>(
+  what: string,
+  invoke: (rpc: SbxRpcShape, options: CallOptions) => Promise<A>,
+  alreadyDone: FilesystemErrorKind,
+  check: () => Effect.Effect<boolean, SandboxError, SbxRpc> = () => Effect.succeed(true),
+): Effect.Effect<void, SandboxError, SbxRpc> {
+  let attempted = false;
+  let doneBefore = false;
+  return call(what, async (rpc, options) => {
+    const retry = attempted;
+    attempted = true;
+    try {
+      await invoke(rpc, options);
+    } catch (error) {
+      if (!retry || filesystemKindOf(error) !== alreadyDone) throw error;
+      doneBefore = true;
+    }
+  }).pipe(
+    Effect.flatMap(() => (doneBefore ? check() : Effect.succeed(true))),
+    Effect.flatMap((ok) =>
+      ok
+        ? Effect.void
+        : Effect.fail(new SandboxFilesystemPathAlreadyExistsError(`${what}: the path exists and is not a directory`)),
+    ),
+  );
+}
+
 export const makeDirectory = (
   sandboxId: string,
   path: string,
@@ -79,9 +128,13 @@ export const makeDirectory = (
 ): Effect.Effect<void, SandboxError, SbxRpc> =>
   Effect.suspend(() => {
     const p = pathOf(path);
-    return call(`make directory ${p}`, (rpc, o) =>
-      rpc.files.makeDirectory({ sandboxId, path: p, createParents }, o),
-    ).pipe(Effect.asVoid);
+    // Without parents, a retry after a lost answer finds the directory made: that is success.
+    return onceOnRetry(
+      `make directory ${p}`,
+      (rpc, o) => rpc.files.makeDirectory({ sandboxId, path: p, createParents }, o),
+      FilesystemErrorKind.ALREADY_EXISTS,
+      () => statPath(sandboxId, p).pipe(Effect.map((info) => info.type === "directory")),
+    );
   });
 
 export const removePath = (
@@ -91,7 +144,12 @@ export const removePath = (
 ): Effect.Effect<void, SandboxError, SbxRpc> =>
   Effect.suspend(() => {
     const p = pathOf(path);
-    return call(`remove ${p}`, (rpc, o) => rpc.files.remove({ sandboxId, path: p, recursive }, o)).pipe(Effect.asVoid);
+    // A retry after a lost answer finds the path gone: that is success.
+    return onceOnRetry(
+      `remove ${p}`,
+      (rpc, o) => rpc.files.remove({ sandboxId, path: p, recursive }, o),
+      FilesystemErrorKind.NOT_FOUND,
+    );
   });
 
 /** A file's bytes from `fromOffset` on, surviving dropped connections. */

@@ -634,5 +634,27 @@ function filesystemFaultCases(t: TestApi, h: Harness, fake: FakeControls): void 
       },
       T,
     );
+
+    t.it(
+      "remove and makeDirectory whose answers were lost succeed on the retry",
+      async () => {
+        const sb = await h.sandbox();
+        const fs = sb.filesystem;
+        await fs.writeText("x", "/lost-answers/file");
+        fake.failNext("Remove", { code: "unavailable", afterApplying: true });
+        await fs.remove("/lost-answers/file");
+        await rejects(() => fs.stat("/lost-answers/file"), h.sdk.SandboxFilesystemNotFoundError);
+        fake.failNext("MakeDirectory", { code: "unavailable", afterApplying: true });
+        await fs.makeDirectory("/lost-answers/dir", { createParents: false });
+        equal((await fs.stat("/lost-answers/dir")).type, "directory");
+        // Without a lost answer the same calls still fail as they should.
+        await rejects(() => fs.remove("/lost-answers/file"), h.sdk.SandboxFilesystemNotFoundError);
+        await rejects(
+          () => fs.makeDirectory("/lost-answers/dir", { createParents: false }),
+          h.sdk.SandboxFilesystemPathAlreadyExistsError,
+        );
+      },
+      T,
+    );
   });
 }
