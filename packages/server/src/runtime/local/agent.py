@@ -557,9 +557,12 @@ def start(req):
         if stderr != stdout:
             os.close(stderr)  # a terminal has one output stream
         terminals[pid_id] = master
-        threading.Thread(target=pump_output, args=(pid_id, master, stdout), daemon=True).start()
         # Each pump owns its descriptor of the terminal, so neither can write to a reused fd.
-        threading.Thread(target=pump_input, args=(os.dup(master), stdin), daemon=True).start()
+        # The input pump's copy is made first: once started, the output pump may close the
+        # master at any moment (a process that exits at once).
+        input_master = os.dup(master)
+        threading.Thread(target=pump_output, args=(pid_id, master, stdout), daemon=True).start()
+        threading.Thread(target=pump_input, args=(input_master, stdin), daemon=True).start()
     else:
         for fd in {stdin, stdout, stderr}:
             os.close(fd)
@@ -642,7 +645,10 @@ def handle(line):
     if op in FS_OPS:
         threading.Thread(target=run_fs, args=(req,), daemon=True).start()
     elif op == "exec":
-        start(req)
+        try:
+            start(req)
+        except Exception as e:  # the server must hear of it, or it waits for "started" forever
+            emit({"ev": "failed", "id": req["id"], "error": "cannot start: %s" % e})
     elif op == "signal":
         for pid, pid_id in pids.items():
             if pid_id == req["id"]:
