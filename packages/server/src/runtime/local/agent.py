@@ -343,6 +343,9 @@ class Watch:
         self.root = root if self.only is None else (os.path.dirname(root) or "/")
         self.fd = inotify_call("inotify_init1", os.O_NONBLOCK | os.O_CLOEXEC)
         self.dirs = {}  # watch descriptor -> directory path
+        # Rename cookies of SDK uploads moving into place; kept across reads, since the two
+        # halves of a rename can arrive in different ones.
+        self.upload_moves = set()
         try:
             self.add(self.root)
             if recursive and self.only is None:
@@ -392,7 +395,7 @@ class Watch:
 
     def decode(self, data):
         out = []
-        moves = {}  # cookie -> index in out of the unpaired "rename" from
+        moves = {}  # cookie -> index in out of the "rename" from, this read
         at = 0
         while at < len(data):
             wd, mask, cookie, size = EVENT_HEADER.unpack_from(data, at)
@@ -418,7 +421,9 @@ class Watch:
             if target is not None:
                 # An SDK upload: its temporary file is not news; its rename into place is a create.
                 if mask & IN_MOVED_FROM:
-                    moves[cookie] = None
+                    if len(self.upload_moves) > 1024:
+                        self.upload_moves.clear()
+                    self.upload_moves.add(cookie)
                 continue
             if mask & IN_CREATE:
                 out.append({"type": "create", "paths": [path]})
@@ -432,7 +437,8 @@ class Watch:
                 out.append({"type": "rename", "paths": [path]})
             elif mask & IN_MOVED_TO:
                 index = moves.pop(cookie, -1)
-                if index is None:
+                if cookie in self.upload_moves:
+                    self.upload_moves.discard(cookie)
                     out.append({"type": "create", "paths": [path]})
                 elif index >= 0:
                     out[index]["paths"].append(path)
