@@ -58,7 +58,7 @@ if (available) {
       }
     }, 120_000);
 
-    it("never reads or writes host files: absolute symlinks, ../ chains, symlinks swapped mid-write", async () => {
+    it("never reads or writes host files: absolute symlinks, ../ chains, symlinks swapped mid-write, hard links", async () => {
       const fs = box.sandbox.filesystem;
       // A host file the sandbox must never see or change, at a path that also exists inside.
       const hostDir = mkdtempSync(join(tmpdir(), "sbx-host-"));
@@ -104,6 +104,16 @@ if (available) {
         await swapper.kill();
         for (let i = 0; i < 20; i++) expect(existsSync(join(hostDir, `raced-${i}.txt`))).toBe(false);
         expect(readFileSync(secret, "utf8")).toBe("HOST SECRET");
+
+        // Host files the sandbox can see (its /usr is the host's, read-only) cannot be hard
+        // linked into its writable tree, nor written through the SDK.
+        const hostTool = "/usr/bin/env";
+        const before = createHash("sha256").update(readFileSync(hostTool)).digest("hex");
+        const link = await box.sandbox.run(`ln ${hostTool} /esc/hard-env 2>&1`);
+        expect(link.exitCode, link.stdout).not.toBe(0);
+        expect(await errorOf(fs.stat("/esc/hard-env"))).toBeInstanceOf(sdk.SandboxFilesystemNotFoundError);
+        expect(await errorOf(fs.writeText("overwritten", hostTool))).toBeInstanceOf(sdk.SandboxFilesystemError);
+        expect(createHash("sha256").update(readFileSync(hostTool)).digest("hex")).toBe(before);
       } finally {
         rmSync(hostDir, { recursive: true, force: true });
       }
