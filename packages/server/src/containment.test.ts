@@ -180,6 +180,26 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       expect(current).toBeLessThanOrEqual(max);
     });
 
+    it("garbage, huge lines and forged events on the agent's event pipe do not take the server down", async () => {
+      await using sb = await client.sandboxes.create();
+      await using neighbour = await client.sandboxes.create();
+      // Sandboxed code runs as the agent's user, so it can write to the agent's event pipe.
+      const script = [
+        'printf \'not json{\\n[]\\nnull\\n{"ev":"watch","id":"w1","events":[{"type":"x"}]}\\n\' > /.sbx/events',
+        'printf \'{"ev":"fs","id":"c999","error":7}\\n{"ev":"started","id":{},"pid":1}\\n\' > /.sbx/events',
+        "head -c 40000000 /dev/zero | tr '\\0' x > /.sbx/events",
+        "echo > /.sbx/events",
+        "echo written",
+      ].join("; ");
+      const result = await run(sb, ["sh", "-c", script]);
+      expect(result.out).toContain("written");
+      // The server, the sandbox and its neighbour all keep serving, files included.
+      expect((await run(sb, ["echo", "alive"])).out).toBe("alive\n");
+      await sb.filesystem.writeText("still fine", "/after.txt");
+      expect(await sb.filesystem.readText("/after.txt")).toBe("still fine");
+      expect((await run(neighbour, ["echo", "neighbour alive"])).out).toBe("neighbour alive\n");
+    });
+
     it("a memory bomb is OOM-killed (137) and the server keeps serving", async () => {
       await using sb = await client.sandboxes.create({ memoryMiB: 64 });
       const p = await sb.exec(py("a = bytearray(1024 * 1024 * 1024); print('allocated')"));

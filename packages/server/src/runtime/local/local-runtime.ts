@@ -20,14 +20,13 @@ import { promisify } from "node:util";
 import {
   type RuntimeExit,
   RuntimeFsError,
-  type RuntimeFsErrorKind,
   type RuntimeProcess,
   type RuntimeProcessSpec,
   type RuntimeSandbox,
   type RuntimeSandboxSpec,
-  type RuntimeWatchEvent,
   type SandboxRuntime,
 } from "../runtime.js";
+import { type AgentEvent, EventLines, parseAgentEvent } from "./agent-events.js";
 import { AgentFilesystem, type WatchListener } from "./agent-filesystem.js";
 import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { FifoPool, openFifoReader, openFifoWriter } from "./fifo.js";
@@ -288,15 +287,6 @@ interface SandboxSetup {
   readonly pidsLimit: number;
 }
 
-type AgentEvent =
-  | { ev: "ready" }
-  | { ev: "started"; id: string; pid: number }
-  | { ev: "exited"; id: string; code?: number; signal?: number }
-  | { ev: "failed"; id: string; error: string }
-  | { ev: "error"; error: string }
-  | { ev: "fs"; id: string; result?: unknown; error?: { kind: RuntimeFsErrorKind; message: string } }
-  | { ev: "watch"; id: string; events: RuntimeWatchEvent[] };
-
 class LocalSandbox implements RuntimeSandbox {
   id: string;
   readonly died: Promise<void>;
@@ -493,14 +483,13 @@ class LocalSandbox implements RuntimeSandbox {
   }
 
   #listen(events: Socket): void {
-    let buffer = "";
+    // Untrusted: the sandbox's own code can write to this pipe (see agent-events.ts).
+    const lines = new EventLines();
     events.setEncoding("utf8");
     events.on("data", (text: string) => {
-      buffer += text;
-      for (let nl = buffer.indexOf("\n"); nl !== -1; nl = buffer.indexOf("\n")) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        if (line) this.#onEvent(JSON.parse(line) as AgentEvent);
+      for (const line of lines.push(text)) {
+        const event = line ? parseAgentEvent(line) : undefined;
+        if (event) this.#onEvent(event);
       }
     });
     events.on("error", () => {});
