@@ -5,7 +5,9 @@
 export { Changes } from "./changes.js";
 export { CommandLifecycle, type CommandLifecycleOptions, DISCONNECT_GRACE_MS } from "./command-lifecycle.js";
 export { type FsErrorKind, filesystemError } from "./filesystem-errors.js";
+export { type FileInfoLike, fileInfoToWire, type WatchEventLike, watchEventsToWire } from "./filesystem-wire.js";
 export { type OutputEnd, type OutputLogLike, serveOutput } from "./output-reads.js";
+export { BodyCut, type Chunk, type ChunkResult, UPLOAD_IDLE_MS, Uploads, type UploadTarget } from "./uploads.js";
 export {
   checkArgv,
   checkEnv,

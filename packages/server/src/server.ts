@@ -7,6 +7,7 @@ import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
+import { Uploads } from "@sbx/server-kit";
 import { type Listener, listenConnect } from "@sbx/server-kit/listen";
 import { authInterceptor, resolveToken } from "./auth.js";
 import { Engine } from "./engine.js";
@@ -18,7 +19,6 @@ import { processService } from "./services/process-service.js";
 import { rawFilesRoute } from "./services/raw-files.js";
 import { rawOutputRoute } from "./services/raw-output.js";
 import { sandboxService } from "./services/sandbox-service.js";
-import { Uploads } from "./services/uploads.js";
 import { SqliteStateStore } from "./state/sqlite-store.js";
 
 export interface ServerOptions {

@@ -1,6 +1,6 @@
 /** What every file call does first (find the sandbox, check the path) and how it reports failures. */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { checkPath, filesystemError } from "@sbx/server-kit";
+import { checkPath, filesystemError, type UploadTarget } from "@sbx/server-kit";
 import type { Engine, ServerSandbox } from "../engine.js";
 import { type RuntimeFilesystem, RuntimeFsError } from "../runtime/runtime.js";
 import { sandboxOf } from "./sandbox-service.js";
@@ -28,4 +28,14 @@ export function filesOf(
   }
   sandbox.touch();
   return { sandbox, fs: sandbox.runtime.fs };
+}
+
+/** Starts an upload to `path` in the sandbox, its failures reported as file errors. */
+export async function startUpload(fs: RuntimeFilesystem, path: string): Promise<UploadTarget> {
+  const upload = await fsCall(path, () => fs.upload(path));
+  return {
+    write: (data) => fsCall(path, () => upload.write(data)),
+    commit: () => fsCall(path, () => upload.commit()),
+    abort: () => upload.abort(),
+  };
 }

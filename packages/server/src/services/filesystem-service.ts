@@ -1,51 +1,24 @@
 /**
  * FilesystemService: file calls checked, then carried out by the sandbox's runtime (inside
- * its root). Uploads are chunked WriteFile calls (see uploads.ts, shared with the raw files
- * route).
+ * its root). Uploads are chunked WriteFile calls (server-kit's Uploads, shared with the raw
+ * files route).
  */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { type FilesystemService, FileType, MAX_UPLOAD_CHUNK_BYTES, WatchEventType } from "@sbx/proto";
-import { checkId } from "@sbx/server-kit";
+import { type FilesystemService, MAX_UPLOAD_CHUNK_BYTES } from "@sbx/proto";
+import { checkId, fileInfoToWire, type Uploads, watchEventsToWire } from "@sbx/server-kit";
 import type { Engine } from "../engine.js";
-import type { RuntimeFileInfo, RuntimeWatchEventType } from "../runtime/runtime.js";
-import { filesOf, fsCall } from "./filesystem-calls.js";
-import type { Uploads } from "./uploads.js";
-
-const FILE_TYPES = {
-  file: FileType.FILE,
-  directory: FileType.DIRECTORY,
-  symlink: FileType.SYMLINK,
-  other: FileType.OTHER,
-} as const;
-
-const toWire = (info: RuntimeFileInfo) => ({
-  name: info.name,
-  path: info.path,
-  type: FILE_TYPES[info.type],
-  size: BigInt(info.size),
-  mode: info.mode,
-  mtimeMs: BigInt(Math.trunc(info.mtimeMs)),
-  symlinkTarget: info.symlinkTarget ?? "",
-});
-
-const WATCH_TYPES: Record<RuntimeWatchEventType, WatchEventType> = {
-  create: WatchEventType.CREATE,
-  modify: WatchEventType.MODIFY,
-  delete: WatchEventType.DELETE,
-  rename: WatchEventType.RENAME,
-  overflow: WatchEventType.OVERFLOW,
-};
+import { filesOf, fsCall, startUpload } from "./filesystem-calls.js";
 
 export function filesystemService(engine: Engine, uploads: Uploads): ServiceImpl<typeof FilesystemService> {
   return {
     async stat(request) {
       const { fs } = filesOf(engine, request.sandboxId, request.path);
-      return { info: toWire(await fsCall(request.path, () => fs.stat(request.path))) };
+      return { info: fileInfoToWire(await fsCall(request.path, () => fs.stat(request.path))) };
     },
 
     async listFiles(request) {
       const { fs } = filesOf(engine, request.sandboxId, request.path);
-      return { entries: (await fsCall(request.path, () => fs.list(request.path))).map(toWire) };
+      return { entries: (await fsCall(request.path, () => fs.list(request.path))).map(fileInfoToWire) };
     },
 
     async makeDirectory(request) {
@@ -74,12 +47,10 @@ export function filesystemService(engine: Engine, uploads: Uploads): ServiceImpl
 
     async *watch(request, context) {
       const { fs } = filesOf(engine, request.sandboxId, request.path);
-      const wanted = new Set(request.filter);
-      const keep = (type: WatchEventType) => wanted.size === 0 || wanted.has(type) || type === WatchEventType.OVERFLOW;
       const batches = await fsCall(request.path, () => fs.watch(request.path, request.recursive, context.signal));
       yield { ready: true };
       for await (const batch of batches) {
-        const events = batch.map((e) => ({ type: WATCH_TYPES[e.type], paths: e.paths })).filter((e) => keep(e.type));
+        const events = watchEventsToWire(batch, request.filter);
         if (events.length > 0) yield { events };
       }
       if (!context.signal.aborted) yield { ended: true };
@@ -96,8 +67,8 @@ export function filesystemService(engine: Engine, uploads: Uploads): ServiceImpl
       }
       const result = await uploads.apply({
         sandboxId: sandbox.info.id,
-        fs,
         path: request.path,
+        start: () => startUpload(fs, request.path),
         uploadId: request.uploadId,
         offset: Number(request.offset),
         data: request.data,

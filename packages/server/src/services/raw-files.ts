@@ -6,7 +6,7 @@
  *     200 with the file's bytes from `offset` to its end. A body cut short is resumed by the
  *     client with a new GET from where it got to.
  *   PUT /sbx.v1/files/{sandboxId}?path=/abs/path&upload=ID&offset=N[&finish=1]
- *     One upload chunk, as WriteFile (see uploads.ts) but of any size and streamed: a body
+ *     One upload chunk, as WriteFile (server-kit's Uploads) but of any size and streamed: a body
  *     cut mid-way keeps what arrived, and the client resumes at the committed offset.
  *     200 with {"committedOffset": n, "finished": bool}.
  *
@@ -14,12 +14,11 @@
  * `x-sbx-raw: files` (see raw-http.ts). The same checks as FilesystemService apply.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { checkId } from "@sbx/server-kit";
+import { checkId, type Uploads } from "@sbx/server-kit";
 import type { PlainRoute } from "@sbx/server-kit/listen";
 import type { Engine } from "../engine.js";
-import { filesOf, fsCall } from "./filesystem-calls.js";
+import { filesOf, fsCall, startUpload } from "./filesystem-calls.js";
 import { authorized, clientSignal, failRaw, markRaw, type RawRequest, startBody, writeBody } from "./raw-http.js";
-import type { Uploads } from "./uploads.js";
 
 export const RAW_FILES_PREFIX = "/sbx.v1/files/";
 
@@ -66,8 +65,8 @@ export function rawFilesRoute(engine: Engine, uploads: Uploads, token: string): 
           checkId(uploadId, "upload id");
           const result = await uploads.apply({
             sandboxId: sandbox.info.id,
-            fs,
             path,
+            start: () => startUpload(fs, path),
             uploadId,
             offset,
             data: bodyOf(req),

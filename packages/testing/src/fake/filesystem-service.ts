@@ -1,53 +1,25 @@
 /**
  * FilesystemService over each fake sandbox's in-memory tree (filesystem.ts), with the real
- * server's checks, errors (a FilesystemError detail via `filesystemError`) and upload rules:
- * a WriteFile chunk is applied once however often it is retried, chunks of one upload run in
- * arrival order, and the finishing chunk moves the file into place in one rename.
+ * server's checks, errors (a FilesystemError detail via `filesystemError`) and upload rules
+ * (server-kit's Uploads, which the real server uses too).
  */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { type FilesystemService, FileType, MAX_UPLOAD_CHUNK_BYTES, WatchEventType } from "@sbx/proto";
-import { checkId, checkPath, filesystemError } from "@sbx/server-kit";
+import { type FilesystemService, MAX_UPLOAD_CHUNK_BYTES } from "@sbx/proto";
 import {
-  type FakeFileInfo,
-  type FakeFilesystem,
-  FakeFsError,
-  type FakeUpload,
-  type FakeWatchEventType,
-} from "./filesystem.js";
+  checkId,
+  checkPath,
+  fileInfoToWire,
+  filesystemError,
+  Uploads,
+  type UploadTarget,
+  watchEventsToWire,
+} from "@sbx/server-kit";
+import { type FakeFilesystem, FakeFsError } from "./filesystem.js";
 import type { FakeSandbox } from "./model.js";
 import type { FakeState } from "./state.js";
 
-/** An upload with no chunk for this long is dropped (its temporary file removed). */
-const UPLOAD_IDLE_MS = 10 * 60_000;
-/** How long a finished upload's answer is kept, for a retried last chunk. */
-const FINISHED_KEPT_MS = 10 * 60_000;
 /** Bytes per ReadFile message. */
 const READ_CHUNK_BYTES = 256 * 1024;
-
-const FILE_TYPES = {
-  file: FileType.FILE,
-  directory: FileType.DIRECTORY,
-  symlink: FileType.SYMLINK,
-  other: FileType.OTHER,
-} as const;
-
-const WATCH_TYPES: Record<FakeWatchEventType, WatchEventType> = {
-  create: WatchEventType.CREATE,
-  modify: WatchEventType.MODIFY,
-  delete: WatchEventType.DELETE,
-  rename: WatchEventType.RENAME,
-  overflow: WatchEventType.OVERFLOW,
-};
-
-const toWire = (info: FakeFileInfo) => ({
-  name: info.name,
-  path: info.path,
-  type: FILE_TYPES[info.type],
-  size: BigInt(info.size),
-  mode: info.mode,
-  mtimeMs: BigInt(info.mtimeMs),
-  symlinkTarget: info.symlinkTarget ?? "",
-});
 
 /** Runs a file operation, turning its failure into a Connect error with a FilesystemError detail. */
 function fsCall<A>(path: string, call: () => A): A {
@@ -59,17 +31,18 @@ function fsCall<A>(path: string, call: () => A): A {
   }
 }
 
-interface Upload {
-  readonly path: string;
-  readonly file: FakeUpload;
-  committed: number;
-  queue: Promise<unknown>;
-  idle: ReturnType<typeof setTimeout>;
+/** Starts an upload to `path` in the fake tree, its failures reported as file errors. */
+function startUpload(fs: FakeFilesystem, path: string): UploadTarget {
+  const file = fsCall(path, () => fs.upload(path));
+  return {
+    write: (data) => fsCall(path, () => file.write(data)),
+    commit: () => fsCall(path, () => file.commit()),
+    abort: () => file.abort(),
+  };
 }
 
 export function filesystemService(state: FakeState): ServiceImpl<typeof FilesystemService> {
-  const active = new Map<string, Upload>();
-  const finished = new Map<string, number>();
+  const uploads = new Uploads();
 
   const filesOf = (sandboxId: string, path: string): { sandbox: FakeSandbox; fs: FakeFilesystem } => {
     const sandbox = state.sandbox(sandboxId);
@@ -79,49 +52,15 @@ export function filesystemService(state: FakeState): ServiceImpl<typeof Filesyst
     return { sandbox, fs: sandbox.fs };
   };
 
-  const drop = (key: string, upload: Upload) => {
-    clearTimeout(upload.idle);
-    if (active.get(key) === upload) active.delete(key);
-    upload.file.abort();
-  };
-
-  const write = (key: string, upload: Upload, uploadId: string, offset: number, data: Uint8Array, finish: boolean) => {
-    const done = finished.get(key);
-    if (done !== undefined) return { committedOffset: BigInt(done), finished: true };
-    if (offset > upload.committed) {
-      throw new ConnectError(
-        `upload ${uploadId}: chunk at offset ${offset}, but only ${upload.committed} bytes are written`,
-        Code.FailedPrecondition,
-      );
-    }
-    clearTimeout(upload.idle);
-    upload.idle = unref(setTimeout(() => drop(key, upload), UPLOAD_IDLE_MS));
-    const fresh = data.subarray(Math.min(upload.committed - offset, data.byteLength));
-    if (fresh.byteLength > 0) {
-      fsCall(upload.path, () => upload.file.write(fresh));
-      upload.committed += fresh.byteLength;
-    }
-    // A finishing chunk that ends short of what is written is a stale retry: not the end.
-    if (!finish || offset + data.byteLength < upload.committed) {
-      return { committedOffset: BigInt(upload.committed), finished: false };
-    }
-    clearTimeout(upload.idle);
-    active.delete(key);
-    fsCall(upload.path, () => upload.file.commit());
-    finished.set(key, upload.committed);
-    unref(setTimeout(() => finished.delete(key), FINISHED_KEPT_MS));
-    return { committedOffset: BigInt(upload.committed), finished: true };
-  };
-
   return {
     stat(request) {
       const { fs } = filesOf(request.sandboxId, request.path);
-      return { info: toWire(fsCall(request.path, () => fs.stat(request.path))) };
+      return { info: fileInfoToWire(fsCall(request.path, () => fs.stat(request.path))) };
     },
 
     listFiles(request) {
       const { fs } = filesOf(request.sandboxId, request.path);
-      return { entries: fsCall(request.path, () => fs.list(request.path)).map(toWire) };
+      return { entries: fsCall(request.path, () => fs.list(request.path)).map(fileInfoToWire) };
     },
 
     makeDirectory(request) {
@@ -151,12 +90,10 @@ export function filesystemService(state: FakeState): ServiceImpl<typeof Filesyst
 
     async *watch(request, context) {
       const { fs } = filesOf(request.sandboxId, request.path);
-      const wanted = new Set(request.filter);
-      const keep = (type: WatchEventType) => wanted.size === 0 || wanted.has(type) || type === WatchEventType.OVERFLOW;
       const watch = fsCall(request.path, () => fs.watch(request.path, request.recursive));
       yield { ready: true };
       for await (const batch of watch.batches(context.signal)) {
-        const events = batch.map((e) => ({ type: WATCH_TYPES[e.type], paths: e.paths })).filter((e) => keep(e.type));
+        const events = watchEventsToWire(batch, request.filter);
         if (events.length > 0) yield { events };
       }
       if (!context.signal.aborted) yield { ended: true };
@@ -171,51 +108,16 @@ export function filesystemService(state: FakeState): ServiceImpl<typeof Filesyst
           Code.InvalidArgument,
         );
       }
-      const key = `${sandbox.info.id}/${request.uploadId}`;
-      const done = finished.get(key);
-      if (done !== undefined) return { committedOffset: BigInt(done), finished: true };
-      const offset = Number(request.offset);
-      let upload = active.get(key);
-      if (!upload) {
-        if (offset !== 0) {
-          throw new ConnectError(
-            `upload ${request.uploadId} is not known here (it expired, or the server restarted): start it again from offset 0`,
-            Code.FailedPrecondition,
-          );
-        }
-        const created: Upload = {
-          path: request.path,
-          file: fsCall(request.path, () => fs.upload(request.path)),
-          committed: 0,
-          queue: Promise.resolve(),
-          idle: unref(setTimeout(() => drop(key, created), UPLOAD_IDLE_MS)),
-        };
-        active.set(key, created);
-        upload = created;
-      }
-      const current = upload;
-      if (current.path !== request.path) {
-        throw new ConnectError(
-          `upload ${request.uploadId} writes ${current.path}, not ${request.path}`,
-          Code.InvalidArgument,
-        );
-      }
-      const step = current.queue.then(() =>
-        write(key, current, request.uploadId, offset, request.data, request.finish),
-      );
-      current.queue = step.catch(() => {});
-      try {
-        return await step;
-      } catch (error) {
-        // A failed write or commit leaves nothing behind; the client starts over.
-        if (!(error instanceof ConnectError && error.code === Code.FailedPrecondition)) drop(key, current);
-        throw error;
-      }
+      const result = await uploads.apply({
+        sandboxId: sandbox.info.id,
+        path: request.path,
+        start: () => startUpload(fs, request.path),
+        uploadId: request.uploadId,
+        offset: Number(request.offset),
+        data: request.data,
+        finish: request.finish,
+      });
+      return { committedOffset: BigInt(result.committedOffset), finished: result.finished };
     },
   };
-}
-
-function unref<T>(timer: T): T {
-  (timer as { unref?: () => void }).unref?.();
-  return timer;
 }

@@ -1,5 +1,6 @@
 /**
- * Uploads in progress, shared by WriteFile (Connect) and the raw files route. An upload is
+ * Uploads in progress, for WriteFile (Connect) and the server's raw files route, in the sbx
+ * server and the fake alike. An upload is
  * known by (sandbox, upload id); each chunk adds the bytes at its offset, applied once however
  * often it is retried (bytes below what is already written are skipped), and the chunk that
  * finishes moves the file into place. Chunks of one upload run one at a time, in arrival order.
@@ -9,8 +10,19 @@
  * file removed): the client has to start over, and is told so.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { RuntimeFilesystem, RuntimeUpload } from "../runtime/runtime.js";
-import { fsCall } from "./filesystem-calls.js";
+
+/**
+ * Where an upload's bytes go. Failures are thrown as they should reach the client (Connect
+ * errors with a FilesystemError detail).
+ */
+export interface UploadTarget {
+  /** Stores `data` after what came before (resolving when more may be written). */
+  write(data: Uint8Array): Promise<void> | void;
+  /** Moves the written bytes onto the path in one rename (keeping an existing file's mode). */
+  commit(): Promise<void> | void;
+  /** Drops the upload and its temporary file. */
+  abort(): Promise<void> | void;
+}
 
 /** An upload with no chunk for this long is dropped (its temporary file removed). */
 export const UPLOAD_IDLE_MS = 10 * 60_000;
@@ -24,8 +36,9 @@ export interface ChunkResult {
 
 export interface Chunk {
   readonly sandboxId: string;
-  readonly fs: RuntimeFilesystem;
   readonly path: string;
+  /** Starts the upload's target (called for the first chunk only). */
+  readonly start: () => Promise<UploadTarget> | UploadTarget;
   readonly uploadId: string;
   readonly offset: number;
   /** The bytes; an async iterable for a body still arriving. */
@@ -38,7 +51,7 @@ export class BodyCut extends Error {}
 
 interface Upload {
   readonly path: string;
-  readonly runtime: RuntimeUpload;
+  readonly target: UploadTarget;
   committed: number;
   queue: Promise<unknown>;
   idle: ReturnType<typeof setTimeout>;
@@ -75,18 +88,18 @@ export class Uploads {
         Code.FailedPrecondition,
       );
     }
-    const runtime = await fsCall(chunk.path, () => chunk.fs.upload(chunk.path));
+    const target = await chunk.start();
     const raced = this.#active.get(key); // a concurrent first chunk may have won
     if (raced) {
-      runtime.abort().catch(() => {});
+      quietly(() => target.abort());
       return raced;
     }
     const upload: Upload = {
       path: chunk.path,
-      runtime,
+      target,
       committed: 0,
       queue: Promise.resolve(),
-      idle: setTimeout(() => this.#drop(key, upload), UPLOAD_IDLE_MS),
+      idle: unref(setTimeout(() => this.#drop(key, upload), UPLOAD_IDLE_MS)),
     };
     this.#active.set(key, upload);
     return upload;
@@ -102,13 +115,13 @@ export class Uploads {
       );
     }
     clearTimeout(upload.idle);
-    upload.idle = setTimeout(() => this.#drop(key, upload), UPLOAD_IDLE_MS);
+    upload.idle = unref(setTimeout(() => this.#drop(key, upload), UPLOAD_IDLE_MS));
     let position = chunk.offset;
     const take = async (data: Uint8Array) => {
       const fresh = data.subarray(Math.min(Math.max(upload.committed - position, 0), data.byteLength));
       position += data.byteLength;
       if (fresh.byteLength === 0) return;
-      await fsCall(chunk.path, () => upload.runtime.write(fresh));
+      await upload.target.write(fresh);
       upload.committed += fresh.byteLength;
     };
     if (chunk.data instanceof Uint8Array) await take(chunk.data);
@@ -129,15 +142,28 @@ export class Uploads {
     if (!chunk.finish || position < upload.committed) return { committedOffset: upload.committed, finished: false };
     clearTimeout(upload.idle);
     this.#active.delete(key);
-    await fsCall(chunk.path, () => upload.runtime.commit());
+    await upload.target.commit();
     this.#finished.set(key, upload.committed);
-    setTimeout(() => this.#finished.delete(key), FINISHED_KEPT_MS).unref();
+    unref(setTimeout(() => this.#finished.delete(key), FINISHED_KEPT_MS));
     return { committedOffset: upload.committed, finished: true };
   }
 
   #drop(key: string, upload: Upload): void {
     clearTimeout(upload.idle);
     if (this.#active.get(key) === upload) this.#active.delete(key);
-    upload.runtime.abort().catch(() => {});
+    quietly(() => upload.target.abort());
   }
+}
+
+/** Runs a clean-up whose failure changes nothing for the caller. */
+function quietly(cleanup: () => Promise<void> | void): void {
+  try {
+    Promise.resolve(cleanup()).catch(() => {});
+  } catch {}
+}
+
+/** Timers here never keep a process alive (Node); elsewhere a no-op. */
+function unref<T>(timer: T): T {
+  (timer as { unref?: () => void }).unref?.();
+  return timer;
 }
