@@ -20,3 +20,4 @@ export {
   checkWorkdir,
   invalid,
 } from "./validation.js";
+export { MAX_PENDING_WATCH_EVENTS, WatchQueue } from "./watch-queue.js";

@@ -11,7 +11,7 @@
  * itself); a FakeWatch turns them into the Watch RPC's events the way the agent does.
  * Browser-safe: no node: imports.
  */
-import type { FsErrorKind } from "@sbx/server-kit";
+import { type FsErrorKind, WatchQueue } from "@sbx/server-kit";
 
 const ERRNO = {
   ENOENT: ["not_found", "No such file or directory"],
@@ -695,9 +695,6 @@ export interface FakeWatchEvent {
   readonly paths: string[];
 }
 
-/** Events waiting for a slow reader beyond this many are dropped for one "overflow" event. */
-const MAX_PENDING_EVENTS = 10_000;
-
 /**
  * One watch, like the agent's inotify instance: a directory (with `recursive`, every
  * directory below it, new ones included) or one file (watched through its directory, so a
@@ -706,9 +703,7 @@ const MAX_PENDING_EVENTS = 10_000;
  */
 export class FakeWatch {
   readonly #dirs = new Map<DirNode, string>();
-  #pending: FakeWatchEvent[] = [];
-  #ended = false;
-  #wake: (() => void) | undefined;
+  readonly #queue = new WatchQueue<FakeWatchEvent>({ type: "overflow", paths: [] });
 
   constructor(
     private readonly fs: FakeFilesystem,
@@ -746,7 +741,7 @@ export class FakeWatch {
 
   /** @internal Decodes one batch of changes, as the agent decodes one inotify read. */
   take(batch: readonly RawEvent[]): void {
-    if (this.#ended) return;
+    if (this.#queue.ended) return;
     const out: FakeWatchEvent[] = [];
     const moves = new Map<number, number | null>();
     for (const event of batch) {
@@ -776,7 +771,7 @@ export class FakeWatch {
           out.push({ type: "create", paths: [path] });
           break;
         case "modify": {
-          const previous = out.length > 0 ? out[out.length - 1] : this.#pending[this.#pending.length - 1];
+          const previous = out.length > 0 ? out[out.length - 1] : this.#queue.lastPending();
           if (!(previous?.type === "modify" && previous.paths.length === 1 && previous.paths[0] === path)) {
             out.push({ type: "modify", paths: [path] });
           }
@@ -808,41 +803,17 @@ export class FakeWatch {
         for (const p of created) out.push({ type: "create", paths: [p] });
       }
     }
-    if (out.length === 0) return;
-    if (this.#pending.length + out.length > MAX_PENDING_EVENTS) this.#pending = [{ type: "overflow", paths: [] }];
-    else this.#pending.push(...out);
-    this.#notify();
+    this.#queue.push(out);
   }
 
   /** No more events (the sandbox stopped, or the watch was closed). */
   end(): void {
-    this.#ended = true;
+    this.#queue.end();
     this.fs.unwatch(this);
-    this.#notify();
-  }
-
-  #notify() {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
   }
 
   /** Batches of events as they come, until the watch ends or `signal` aborts. */
-  async *batches(signal: AbortSignal): AsyncGenerator<FakeWatchEvent[]> {
-    const onAbort = () => this.end();
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      while (!signal.aborted) {
-        if (this.#pending.length > 0) {
-          const batch = this.#pending;
-          this.#pending = [];
-          yield batch;
-        } else if (this.#ended) return;
-        else await new Promise<void>((resolve) => (this.#wake = resolve));
-      }
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      this.end();
-    }
+  batches(signal: AbortSignal): AsyncGenerator<FakeWatchEvent[]> {
+    return this.#queue.drain(signal, () => this.end());
   }
 }

@@ -7,6 +7,7 @@
 import { rm } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { join } from "node:path";
+import { WatchQueue } from "@sbx/server-kit";
 import {
   type RuntimeFileInfo,
   type RuntimeFilesystem,
@@ -34,9 +35,6 @@ export interface WatchListener {
 
 /** How much of an upload may wait in the server to be written into the agent's pipe. */
 const UPLOAD_BUFFER_BYTES = 4 * 1024 * 1024;
-
-/** Events waiting for a slow reader beyond this many are dropped for one "overflow" event. */
-const MAX_PENDING_EVENTS = 10_000;
 
 interface AgentFileInfo {
   name: string;
@@ -145,8 +143,11 @@ export class AgentFilesystem implements RuntimeFilesystem {
   }
 
   async watch(path: string, recursive: boolean, signal: AbortSignal): Promise<AsyncIterable<RuntimeWatchEvent[]>> {
-    const queue = new EventQueue();
-    const subscription = this.channel.watch({ path, recursive }, queue);
+    const queue = new WatchQueue<RuntimeWatchEvent>({ type: "overflow", paths: [] });
+    const subscription = this.channel.watch(
+      { path, recursive },
+      { events: (batch) => queue.push(batch), end: () => queue.end() },
+    );
     try {
       await subscription.answered;
     } catch (error) {
@@ -154,48 +155,6 @@ export class AgentFilesystem implements RuntimeFilesystem {
       throw error;
     }
     return queue.drain(signal, () => subscription.stop());
-  }
-}
-
-/** Batches of watch events between the agent and one slow or fast reader. */
-class EventQueue implements WatchListener {
-  #pending: RuntimeWatchEvent[] = [];
-  #ended = false;
-  #wake: (() => void) | undefined;
-
-  events(batch: RuntimeWatchEvent[]): void {
-    if (this.#pending.length + batch.length > MAX_PENDING_EVENTS) this.#pending = [{ type: "overflow", paths: [] }];
-    else this.#pending.push(...batch);
-    this.#notify();
-  }
-
-  end(): void {
-    this.#ended = true;
-    this.#notify();
-  }
-
-  #notify() {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
-  }
-
-  async *drain(signal: AbortSignal, stop: () => void): AsyncGenerator<RuntimeWatchEvent[]> {
-    const onAbort = () => this.end();
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      while (!signal.aborted) {
-        if (this.#pending.length > 0) {
-          const batch = this.#pending;
-          this.#pending = [];
-          yield batch;
-        } else if (this.#ended) return;
-        else await new Promise<void>((resolve) => (this.#wake = resolve));
-      }
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      stop();
-    }
   }
 }
 
