@@ -21,6 +21,7 @@ import type { ConformanceTarget, Harness, SandboxClientLike, TestApi } from "./t
 
 export * from "./assert.js";
 export * from "./interleaved.js";
+export { type CaseResult, listCases, type RunOptions, runConformance } from "./runner.js";
 export type { ConformanceTarget, FakeControls, Harness, SandboxClientLike, SdkModule, TestApi } from "./target.js";
 
 export function defineConformanceSuite(t: TestApi, target: ConformanceTarget): void {
