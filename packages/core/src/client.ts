@@ -22,7 +22,11 @@ export interface CallOptions {
   readonly signal?: AbortSignal;
 }
 
-export class Sandboxes {
+/**
+ * `client.sandboxes`. `S` is the sandbox type the runtime package hands out (`LocalSandbox`
+ * where local files exist); every sandbox is a `Sandbox` at run time.
+ */
+export class Sandboxes<S extends Sandbox = Sandbox> {
   readonly #runtime: ClientRuntime;
 
   /** @internal */
@@ -31,29 +35,29 @@ export class Sandboxes {
   }
 
   /** Creates a sandbox and starts its entrypoint. */
-  async create(options: CreateSandboxOptions & CallOptions = {}): Promise<Sandbox> {
+  async create(options: CreateSandboxOptions & CallOptions = {}): Promise<S> {
     const { signal, ...rest } = options ?? {};
     const info = await this.#runtime.run(createSandbox(rest), signal);
-    return new Sandbox(this.#runtime, info);
+    return new Sandbox(this.#runtime, info) as S;
   }
 
   /** A sandbox by id (running or finished); `NotFoundError` if there is none. */
-  async fromId(id: string, options: CallOptions = {}): Promise<Sandbox> {
+  async fromId(id: string, options: CallOptions = {}): Promise<S> {
     validateId(id, "sandbox id");
-    return new Sandbox(this.#runtime, await this.#runtime.run(getSandbox(id), options.signal));
+    return new Sandbox(this.#runtime, await this.#runtime.run(getSandbox(id), options.signal)) as S;
   }
 
   /** The running sandbox with this name in `app` (default "default"); `NotFoundError` if none. */
-  async fromName(name: string, options: { app?: string } & CallOptions = {}): Promise<Sandbox> {
+  async fromName(name: string, options: { app?: string } & CallOptions = {}): Promise<S> {
     const info = await this.#runtime.run(lookupSandbox(name, options.app), options.signal);
-    return new Sandbox(this.#runtime, info);
+    return new Sandbox(this.#runtime, info) as S;
   }
 
   /** Matching sandboxes, newest first, fetched page by page as you iterate. */
-  async *list(options: ListSandboxesOptions & CallOptions = {}): AsyncGenerator<Sandbox> {
+  async *list(options: ListSandboxesOptions & CallOptions = {}): AsyncGenerator<S> {
     const { signal, ...filter } = options;
     for await (const info of this.#runtime.iterate(listSandboxes(filter), signal)) {
-      yield new Sandbox(this.#runtime, info);
+      yield new Sandbox(this.#runtime, info) as S;
     }
   }
 }
@@ -69,8 +73,12 @@ export interface ClientDefaults {
   readonly env?: { readonly endpoint?: string | undefined; readonly token?: string | undefined };
 }
 
-export class SandboxClient implements AsyncDisposable {
-  readonly sandboxes: Sandboxes;
+/**
+ * The Promise API's entry point. Runtime packages subclass it with their transport; `S` is the
+ * sandbox type they hand out (`LocalSandbox` in Node, Deno and Bun, plain `Sandbox` in browsers).
+ */
+export class SandboxClient<S extends Sandbox = Sandbox> implements AsyncDisposable {
+  readonly sandboxes: Sandboxes<S>;
   readonly endpoint: string;
   readonly #runtime: ClientRuntime;
 
@@ -89,7 +97,7 @@ export class SandboxClient implements AsyncDisposable {
     this.endpoint = config.endpoint;
     const rawHttp = options.transport ? undefined : defaults.createRawHttp?.(config.endpoint);
     this.#runtime = new ClientRuntime(transport, config, rawHttp, defaults.localFiles);
-    this.sandboxes = new Sandboxes(this.#runtime);
+    this.sandboxes = new Sandboxes<S>(this.#runtime);
   }
 
   /** Closes the client: pending calls reject with `ClientClosedError`, later calls too. */

@@ -144,23 +144,34 @@ export class SandboxFilesystem {
       timeoutMs,
     );
   }
+}
 
-  /** Copies a local file into the sandbox (streamed; parents created; overwrites). Node, Deno, Bun. */
+/**
+ * `sb.filesystem` in runtimes with local files (Node, Deno, Bun): everything of
+ * `SandboxFilesystem`, plus copies between a local path and the sandbox. Browsers get the
+ * plain `SandboxFilesystem`, whose type has no local methods at all.
+ */
+export class LocalSandboxFilesystem extends SandboxFilesystem {
+  readonly #runtime: () => ClientRuntime;
+  readonly #sandboxId: string;
+  readonly #local: LocalFiles;
+
+  /** @internal */
+  constructor(runtime: () => ClientRuntime, sandboxId: string, local: LocalFiles) {
+    super(runtime, sandboxId);
+    this.#runtime = runtime;
+    this.#sandboxId = sandboxId;
+    this.#local = local;
+  }
+
+  /** Copies a local file into the sandbox (streamed; parents created; overwrites). */
   async copyFromLocal(localPath: string, remotePath: string, options: FileCallOptions = {}): Promise<void> {
-    const local = this.#localFiles();
-    await this.#runtime().run(writeFile(this.#sandboxId, remotePath, local.read(localPath)), options.signal);
+    await this.#runtime().run(writeFile(this.#sandboxId, remotePath, this.#local.read(localPath)), options.signal);
   }
 
-  /** Copies a sandbox file to a local path (streamed; parents created; overwrites). Node, Deno, Bun. */
+  /** Copies a sandbox file to a local path (streamed; parents created; overwrites). */
   async copyToLocal(remotePath: string, localPath: string, options: FileCallOptions = {}): Promise<void> {
-    const local = this.#localFiles();
-    await local.write(localPath, this.readStream(remotePath, options));
-  }
-
-  #localFiles(): LocalFiles {
-    const local = this.#runtime().localFiles;
-    if (!local) throw new InvalidError("local files are not available in this runtime (use readBytes / writeBytes)");
-    return local;
+    await this.#local.write(localPath, this.readStream(remotePath, options));
   }
 }
 

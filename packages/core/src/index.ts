@@ -37,6 +37,7 @@ export {
   type FileWatchEvent,
   type FileWatchEventType,
   type LocalFiles,
+  LocalSandboxFilesystem,
   SandboxFilesystem,
   type WatchOptions,
 } from "./filesystem.js";
@@ -56,7 +57,7 @@ export {
   rawOutputPath,
 } from "./raw-http.js";
 export { returncodeOf, TERMINATED_RETURNCODE, TIMEOUT_RETURNCODE } from "./returncode.js";
-export { Sandbox, type SandboxWaitOptions, type TerminateOptions } from "./sandbox.js";
+export { type LocalSandbox, Sandbox, type SandboxWaitOptions, type TerminateOptions } from "./sandbox.js";
 export { type CreateSandboxOptions, DEFAULT_APP, type ListSandboxesOptions } from "./sandbox-ops.js";
 export { StreamWriter, type WriteOptions } from "./stdin-writer.js";
 export { type ReadOptions, type StreamMode, StreamReader } from "./stream-reader.js";

@@ -23,7 +23,7 @@ import {
   openSandboxFile,
   type SandboxFile,
 } from "./file-handle.js";
-import { type FileCallOptions, SandboxFilesystem } from "./filesystem.js";
+import { type FileCallOptions, LocalSandboxFilesystem, SandboxFilesystem } from "./filesystem.js";
 import { type ExecOptions, startProcess } from "./process-ops.js";
 import { knownReturncode, returncodeOf } from "./returncode.js";
 import { getSandbox, isFinished, setSandboxTags, terminateSandbox, waitSandbox } from "./sandbox-ops.js";
@@ -42,6 +42,12 @@ export interface TerminateOptions extends SignalOptions {
 }
 
 export type ExecResultType<O extends ExecOptions | undefined> = O extends { mode: "binary" } ? Uint8Array : string;
+
+/**
+ * A sandbox as runtimes with local files (Node, Deno, Bun) type it: its `filesystem` also
+ * copies to and from local paths. Their packages export it as `Sandbox`.
+ */
+export type LocalSandbox = Sandbox & { readonly filesystem: LocalSandboxFilesystem };
 
 export class Sandbox implements AsyncDisposable {
   readonly id: string;
@@ -207,7 +213,10 @@ export class Sandbox implements AsyncDisposable {
 
   /** Files inside the sandbox. */
   get filesystem(): SandboxFilesystem {
-    this.#filesystem ??= new SandboxFilesystem(() => this.#live(), this.id);
+    const local = this.#runtime.localFiles;
+    this.#filesystem ??= local
+      ? new LocalSandboxFilesystem(() => this.#live(), this.id, local)
+      : new SandboxFilesystem(() => this.#live(), this.id);
     return this.#filesystem;
   }
 

@@ -1,4 +1,4 @@
-import { SandboxClient as CoreSandboxClient, type SandboxClientOptions } from "@sbx/core";
+import { SandboxClient as CoreSandboxClient, type LocalSandbox, type SandboxClientOptions } from "@sbx/core";
 import { nodeLocalFiles } from "./local-files.js";
 import { nodeRawHttp } from "./raw-http.js";
 import { createNodeTransport, type NodeTransportOptions } from "./transport.js";
@@ -9,7 +9,7 @@ export interface NodeSandboxClientOptions extends SandboxClientOptions, NodeTran
  * The sbx client for Node.js. Endpoint and token default to `SBX_ENDPOINT` and `SBX_TOKEN`;
  * pass `{ transport }` to use another (e.g. `fake.transport` from `@sbx/testing`).
  */
-export class SandboxClient extends CoreSandboxClient {
+export class SandboxClient extends CoreSandboxClient<LocalSandbox> {
   constructor(options: NodeSandboxClientOptions = {}) {
     super(options, {
       env: { endpoint: process.env.SBX_ENDPOINT || undefined, token: process.env.SBX_TOKEN || undefined },

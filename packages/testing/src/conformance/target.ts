@@ -9,8 +9,14 @@ export interface TestApi {
   afterAll(fn: () => unknown): void;
 }
 
-/** The adapter module under test (e.g. `import * as sdk from "@sbx/node"`). */
-export type SdkModule = typeof core;
+/**
+ * The adapter module under test (e.g. `import * as sdk from "@sbx/node"`): core's exports, with
+ * the adapter's own `SandboxClient` and `Sandbox` (typed for its runtime) in place of core's.
+ */
+export type SdkModule = Omit<typeof core, "SandboxClient" | "Sandbox"> & {
+  readonly SandboxClient: new (options?: core.SandboxClientOptions) => core.SandboxClient<core.Sandbox>;
+  readonly Sandbox: abstract new (...args: never[]) => core.Sandbox;
+};
 export type SandboxClientLike = core.SandboxClient;
 
 /** The fake server's controls the fault cases use (present when the target is the fake). */
