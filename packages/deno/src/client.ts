@@ -1,0 +1,30 @@
+import {
+  SandboxClient as CoreSandboxClient,
+  fetchRawHttp,
+  type LocalSandbox,
+  type SandboxClientOptions,
+} from "@sbx/core";
+import { readEnv } from "./deno-api.ts";
+import { denoLocalFiles } from "./local-files.ts";
+import { createDenoTransport, type DenoTransportOptions } from "./transport.ts";
+
+export interface DenoSandboxClientOptions extends SandboxClientOptions, DenoTransportOptions {}
+
+/**
+ * The sbx client for Deno. Endpoint and token default to `SBX_ENDPOINT` and `SBX_TOKEN` (when
+ * Deno may read them: `--allow-env`); pass `{ transport }` to use another (e.g. `fake.transport`
+ * from `@sbx/testing`).
+ */
+export class SandboxClient extends CoreSandboxClient<LocalSandbox> {
+  constructor(options: DenoSandboxClientOptions = {}) {
+    super(options, {
+      env: { endpoint: readEnv("SBX_ENDPOINT"), token: readEnv("SBX_TOKEN") },
+      createTransport: (endpoint) => createDenoTransport(endpoint, options),
+      localFiles: denoLocalFiles,
+      createRawHttp: (endpoint) =>
+        options.rawHttp === false
+          ? undefined
+          : fetchRawHttp(endpoint, options.fetch ?? ((input, init) => globalThis.fetch(input, init))),
+    });
+  }
+}
