@@ -200,6 +200,34 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       expect((await run(neighbour, ["echo", "neighbour alive"])).out).toBe("neighbour alive\n");
     });
 
+    it("sandboxed code cannot take over its agent (ptrace, /proc/1/mem, /proc/1/fd)", async () => {
+      await using sb = await client.sandboxes.create();
+      // The agent (pid 1) hands the server open files; code with its uid must not reach them
+      // (listing /proc/1/fd shows numbers only; opening or reading one is what matters).
+      const probe = [
+        "import os",
+        "for what, f in [('mem', lambda: open('/proc/1/mem', 'r+b')), ('fd', lambda: open('/proc/1/fd/0', 'rb')),",
+        "                ('fd0', lambda: os.readlink('/proc/1/fd/0')), ('environ', lambda: open('/proc/1/environ', 'rb').read())]:",
+        "    try:",
+        "        f(); print(what, 'open')",
+        "    except OSError as e:",
+        "        print(what, 'refused', e.errno)",
+        "import ctypes",
+        "libc = ctypes.CDLL(None, use_errno=True)",
+        "print('ptrace', 'refused' if libc.ptrace(16, 1, 0, 0) != 0 else 'attached')", // PTRACE_ATTACH
+      ].join("\n");
+      const { out } = await run(sb, py(probe));
+      expect(out).toContain("mem refused");
+      expect(out).toContain("fd refused");
+      expect(out).toContain("fd0 refused");
+      expect(out).toContain("environ refused");
+      expect(out).toContain("ptrace refused");
+      expect(out).not.toMatch(/ open|attached/);
+      // Files still move, through the files the agent opens.
+      await sb.filesystem.writeText("through the agent", "/check.txt");
+      expect(await sb.filesystem.readText("/check.txt")).toBe("through the agent");
+    });
+
     it("a memory bomb is OOM-killed (137) and the server keeps serving", async () => {
       await using sb = await client.sandboxes.create({ memoryMiB: 64 });
       const p = await sb.exec(py("a = bytearray(1024 * 1024 * 1024); print('allocated')"));

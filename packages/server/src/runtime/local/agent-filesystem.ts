@@ -1,12 +1,11 @@
 /**
  * File operations of a local sandbox, carried out by its agent (see agent.py): paths resolve
  * inside the sandbox's root with the sandbox user's permissions, so the kernel itself keeps
- * them from reaching the host. File contents travel through a FIFO pair per transfer, the
- * same way process stdio does, never through the control channel.
+ * them from reaching the host. File contents skip the agent: it opens the file, and the
+ * server reopens that open file from the host and reads or writes it (agent-files.ts).
  */
-import { rm } from "node:fs/promises";
-import type { Socket } from "node:net";
-import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import type { FileHandle } from "node:fs/promises";
 import { WatchQueue } from "@sbx/server-kit";
 import {
   type RuntimeFileInfo,
@@ -15,14 +14,14 @@ import {
   type RuntimeUpload,
   type RuntimeWatchEvent,
 } from "../runtime.js";
-import { openFifoReader, openFifoWriter } from "./fifo.js";
+import { fileIdentity, PositionalWriter, readPieces } from "./agent-files.js";
 
-/** What the sandbox gives its filesystem: a request/answer call to the agent, and FIFO dirs. */
+/** What the sandbox gives its filesystem: request/answer calls to the agent, and its open files. */
 export interface AgentChannel {
   /** Sends `{op, id, ...fields}` to the agent and resolves with its answer (or rejects with a RuntimeFsError). */
   call(op: string, fields: Record<string, unknown>): Promise<unknown>;
-  /** A fresh directory of stdio FIFOs: its path on the host and inside the sandbox. */
-  fifoDir(): Promise<{ host: string; sandbox: string; id: string }>;
+  /** Reopens, from the host, the file the agent opened as descriptor `answer.fd` (see agent-files.ts). */
+  reopen(answer: unknown, access: "read" | "write"): Promise<FileHandle>;
   /** Starts an agent watch: `answered` settles like `call`; events go to `listener` until `stop()` or the sandbox ends. */
   watch(fields: Record<string, unknown>, listener: WatchListener): { answered: Promise<unknown>; stop(): void };
 }
@@ -32,9 +31,6 @@ export interface WatchListener {
   /** The sandbox ended: no more events. */
   end(): void;
 }
-
-/** How much of an upload may wait in the server to be written into the agent's pipe. */
-const UPLOAD_BUFFER_BYTES = 4 * 1024 * 1024;
 
 interface AgentFileInfo {
   name: string;
@@ -75,68 +71,39 @@ export class AgentFilesystem implements RuntimeFilesystem {
     await this.channel.call("remove", { path, recursive });
   }
 
-  /** A transfer's FIFO dir, and how to remove it. */
-  async #transferDir() {
-    const dir = await this.channel.fifoDir();
-    return { ...dir, cleanup: () => rm(dir.host, { recursive: true, force: true }).catch(() => {}) };
-  }
-
   async read(path: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
-    const dir = await this.#transferDir();
-    const { cleanup } = dir;
-    const reader = openFifoReader(join(dir.host, "stdout"));
+    const answer = await this.channel.call("read", { path });
     try {
-      await this.channel.call("read", { path, offset, dir: dir.sandbox });
-    } catch (error) {
-      reader.destroy();
-      await cleanup();
-      throw error;
+      return readPieces(await this.channel.reopen(answer, "read"), offset, signal);
+    } finally {
+      // The server's reopened file stands on its own: the agent's copy can go now.
+      const fd = (answer as { fd?: unknown } | null)?.fd;
+      this.channel.call("release", { fd }).catch(() => {});
     }
-    return chunks(reader, signal, cleanup);
   }
 
   async upload(path: string): Promise<RuntimeUpload> {
-    const dir = await this.#transferDir();
-    const { cleanup } = dir;
-    // Several MiB may wait in the writer, so the body keeps arriving while the agent stores.
-    const writer = openFifoWriter(join(dir.host, "stdin"), UPLOAD_BUFFER_BYTES);
-    let failed: Error | undefined;
-    writer.on("error", (error) => {
-      failed ??= error;
-    });
-    const id = dir.id;
+    const upload = randomBytes(8).toString("hex");
+    const answer = await this.channel.call("upload", { path, upload });
+    let writer: PositionalWriter;
     try {
-      await this.channel.call("upload", { path, dir: dir.sandbox, upload: id });
+      fileIdentity(answer);
+      writer = new PositionalWriter(await this.channel.reopen(answer, "write"));
     } catch (error) {
-      writer.destroy();
-      await cleanup();
+      await this.channel.call("upload_end", { path, upload, commit: false }).catch(() => {});
       throw error;
     }
     const end = async (commit: boolean) => {
-      await new Promise<void>((resolve) => writer.end(resolve));
-      try {
-        // Bytes that never reached the agent must not be moved into place.
-        await this.channel.call("upload_end", { path, upload: id, commit: commit && !failed });
-      } finally {
-        await cleanup();
-      }
-      if (commit && failed) throw new RuntimeFsError("other", `${path}: the upload failed: ${failed.message}`);
+      let failed: unknown;
+      await writer.close().catch((error: unknown) => {
+        failed = error;
+      });
+      // Bytes that never reached the file must not be moved into place.
+      await this.channel.call("upload_end", { path, upload, commit: commit && !failed });
+      if (commit && failed) throw writeError(path, failed);
     };
     return {
-      write: (data) => {
-        if (failed || writer.destroyed) return Promise.reject(failed ?? new Error("the upload was closed"));
-        if (writer.write(data)) return Promise.resolve();
-        return new Promise<void>((resolve, reject) => {
-          const settle = () => {
-            writer.off("drain", settle);
-            writer.off("close", settle);
-            if (failed || writer.destroyed) reject(failed ?? new Error("the upload was closed"));
-            else resolve();
-          };
-          writer.on("drain", settle);
-          writer.on("close", settle);
-        });
-      },
+      write: (data) => writer.write(data).catch((error: unknown) => Promise.reject(writeError(path, error))),
       commit: () => end(true),
       abort: () => end(false),
     };
@@ -158,14 +125,11 @@ export class AgentFilesystem implements RuntimeFilesystem {
   }
 }
 
-async function* chunks(reader: Socket, signal: AbortSignal, cleanup: () => Promise<void>): AsyncGenerator<Uint8Array> {
-  const onAbort = () => reader.destroy(signal.reason as Error);
-  signal.addEventListener("abort", onAbort, { once: true });
-  try {
-    for await (const chunk of reader as AsyncIterable<Buffer>) yield chunk;
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-    reader.destroy();
-    await cleanup();
-  }
+/** A failed write as a filesystem error: a full disk or quota says so. */
+function writeError(path: string, error: unknown): RuntimeFsError {
+  if (error instanceof RuntimeFsError) return error;
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (code === "ENOSPC" || code === "EDQUOT")
+    return new RuntimeFsError("no_space", `${path}: no space left on the sandbox's disk`);
+  return new RuntimeFsError("other", `${path}: the upload failed: ${(error as Error)?.message ?? String(error)}`);
 }

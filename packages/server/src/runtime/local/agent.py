@@ -17,18 +17,23 @@
 #                                 {"op":"stat"|"list","id":..,"path":..}
 #                                 {"op":"mkdir","id":..,"path":..,"parents":bool}
 #                                 {"op":"remove","id":..,"path":..,"recursive":bool}
-#                                 {"op":"read","id":..,"path":..,"offset":n,"dir":..}: answers, then
-#                                   copies the file from offset into dir/stdout and closes it
-#                                 {"op":"upload","id":..,"upload":..,"path":..,"dir":..}: answers, then copies
-#                                   dir/stdin into a temporary file beside path until EOF
+#                                 {"op":"read","id":..,"path":..}: opens the file and answers
+#                                   {"fd":n,"size":n,"dev":"..","ino":".."}; the server reopens that open
+#                                   file through /proc/<agent>/fd/n and reads it, then sends
+#                                 {"op":"release","id":..,"fd":n}: closes it
+#                                 {"op":"upload","id":..,"upload":..,"path":..}: creates a temporary file
+#                                   beside path, answers like "read"; the server reopens and writes it
 #                                 {"op":"upload_end","id":..,"upload":<upload's id>,"commit":bool}:
-#                                   after that EOF, renames the temporary file onto path (or removes it)
+#                                   renames the temporary file onto path (or removes it)
 #                                 {"op":"watch","id":..,"path":..,"recursive":bool}: answers once the
 #                                   inotify watch is in place, then sends {"ev":"watch","id":..,"events":
 #                                   [{"type":"create"|"modify"|"delete"|"rename"|"overflow","paths":[..]}]}
 #                                   until {"op":"unwatch","id":..}
 # File operations run in threads, as the sandbox user, inside the sandbox's root: paths,
-# `..` and symlinks resolve there, so no path can reach the host.
+# `..` and symlinks resolve there, so no path can reach the host. File contents never pass
+# through the agent: the server reopens the file the agent opened (the same file, whatever
+# happens to its path later) and checks it. The agent makes itself non-dumpable first, so
+# sandboxed code (same uid) can neither ptrace it nor reach its /proc fds or memory.
 # A process's stdio are FIFOs in its "dir": stdin, stdout, stderr. With "pty", the process
 # gets a pseudo-terminal (from the sandbox's own devpts) as its controlling terminal and
 # stdin/stdout/stderr; the agent copies between the terminal and the FIFOs.
@@ -82,8 +87,8 @@ ERRNO_KINDS = {
     errno.ENOSPC: "no_space",
     errno.EDQUOT: "no_space",
 }
-uploads = {}  # upload id -> {"done": Event (its copy reached EOF), "error": dict or None}
-COPY_CHUNK = 1 << 20
+uploads = {}  # upload id -> fd of its temporary file
+open_files = {}  # fd -> True: files opened by "read", until "release"
 
 
 class FsError(Exception):
@@ -179,19 +184,6 @@ def fs_remove(req):
     return None
 
 
-def open_fifo(path, flags):
-    """Opens a transfer FIFO before answering, without blocking: the server holds its end
-    already, and once both ends are open no bytes can be lost (a FIFO opened only after the
-    server had written and closed its end would block forever, its bytes gone)."""
-    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
-    os.set_blocking(fd, True)
-    try:
-        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:
-        pass
-    return fd
-
-
 def open_regular(path, flags):
     fd = os.open(path, flags | os.O_CLOEXEC)
     if statmod.S_ISDIR(os.fstat(fd).st_mode):
@@ -200,44 +192,38 @@ def open_regular(path, flags):
     return fd
 
 
+def identity(fd):
+    st = os.fstat(fd)
+    # Strings: a JSON number loses precision past 2**53, and inode numbers can be that large.
+    return {"fd": fd, "size": st.st_size, "dev": str(st.st_dev), "ino": str(st.st_ino)}
+
+
 def fs_read(req):
-    path = req["path"]
-    fd = open_regular(path, os.O_RDONLY)
-    size = os.fstat(fd).st_size
+    """Opens the file for the server, which reopens this open file through /proc/1/fd from
+    the host and reads it itself; the agent keeps it open until "release"."""
+    fd = open_regular(req["path"], os.O_RDONLY)
+    open_files[fd] = True
+    return identity(fd)
 
-    try:
-        out = open_fifo(req["dir"] + "/stdout", os.O_WRONLY)
-    except OSError:
+
+def fs_release(req):
+    fd = req.get("fd")
+    if open_files.pop(fd, None):
         os.close(fd)
-        raise
+    return None
 
-    def copy():
-        try:
-            offset = req.get("offset") or 0
-            while True:
-                try:
-                    n = os.sendfile(out, fd, offset, COPY_CHUNK)
-                except OSError as e:
-                    if e.errno != errno.EINVAL:
-                        raise
-                    data = os.pread(fd, COPY_CHUNK, offset)
-                    write_all(out, data)
-                    n = len(data)
-                if n == 0:
-                    break
-                offset += n
-        except OSError:
-            pass  # the server went away; it sees the stream end early
-        finally:
-            os.close(fd)
-            os.close(out)
 
-    threading.Thread(target=copy, daemon=True).start()
-    return {"size": size}
+def upload_temp(path, upload):
+    return os.path.join(os.path.dirname(path) or "/", ".%s.sbx-upload-%s" % (os.path.basename(path), upload))
 
 
 def fs_upload(req):
+    """Creates the upload's temporary file beside path, for the server to reopen through
+    /proc/1/fd and write; "upload_end" renames it onto path (or removes it)."""
     path = req["path"]
+    upload = str(req["upload"])
+    if not upload.isalnum():
+        raise FsError("other", "bad upload id")
     parent = os.path.dirname(path) or "/"
     try:
         if statmod.S_ISDIR(os.stat(path).st_mode):
@@ -248,64 +234,23 @@ def fs_upload(req):
         make_parents(parent)
     except FsError as e:
         raise FsError("not_a_directory", str(e))
-    temp = os.path.join(parent, ".%s.sbx-upload-%s" % (os.path.basename(path), req["upload"]))
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        src = open_fifo(req["dir"] + "/stdin", os.O_RDONLY)
-    except OSError:
-        os.close(fd)
-        os.unlink(temp)
-        raise
-    state = {"done": threading.Event(), "error": None}
-    uploads[req["upload"]] = state
-
-    def copy():
-        try:
-            offset = 0
-            spliced = hasattr(os, "splice")
-            while True:
-                if spliced:
-                    # Pipe to file inside the kernel: no copy through Python's memory.
-                    try:
-                        n = os.splice(src, fd, COPY_CHUNK, offset_dst=offset)
-                    except OSError as e:
-                        if e.errno != errno.EINVAL:
-                            raise
-                        spliced = False  # a filesystem without splice: copy by hand
-                        continue
-                else:
-                    data = os.read(src, COPY_CHUNK)
-                    n = len(data)
-                    while data:
-                        data = data[os.pwrite(fd, data, offset + n - len(data)):]
-                if n == 0:
-                    break
-                offset += n
-        except OSError as e:
-            state["error"] = fs_error(e, path)
-        finally:
-            os.close(fd)
-            os.close(src)
-            state["done"].set()
-
-    threading.Thread(target=copy, daemon=True).start()
-    return None
+    fd = os.open(upload_temp(path, upload), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    uploads[upload] = fd
+    return identity(fd)
 
 
 def fs_upload_end(req):
-    state = uploads.pop(req["upload"], None)
-    if state is None:
+    fd = uploads.pop(str(req["upload"]), None)
+    if fd is None:
         raise FsError("other", "no such upload")
-    state["done"].wait()
+    os.close(fd)
     path = req["path"]
-    temp = os.path.join(os.path.dirname(path) or "/", ".%s.sbx-upload-%s" % (os.path.basename(path), req["upload"]))
-    if not req.get("commit") or state["error"]:
+    temp = upload_temp(path, req["upload"])
+    if not req.get("commit"):
         try:
             os.unlink(temp)
         except OSError:
             pass
-        if state["error"]:
-            raise FsError(state["error"]["kind"], state["error"]["message"])
         return None
     try:
         os.chmod(temp, statmod.S_IMODE(os.stat(path).st_mode))  # keep an existing file's mode
@@ -500,6 +445,7 @@ FS_OPS = {
     "read": fs_read,
     "upload": fs_upload,
     "upload_end": fs_upload_end,
+    "release": fs_release,
     "watch": fs_watch,
 }
 
@@ -691,7 +637,20 @@ def handle(line):
                 pass
 
 
+PR_SET_DUMPABLE = 4
+
+
+def make_undumpable():
+    """Sandboxed code runs as the agent's uid: without this it could ptrace the agent, or write
+    its memory through /proc/1/mem, and make it hand the server any file it likes. Processes
+    the agent starts are dumpable again once they exec."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE)")
+
+
 def main():
+    make_undumpable()
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

@@ -27,6 +27,7 @@ import {
   type SandboxRuntime,
 } from "../runtime.js";
 import { type AgentEvent, EventLines, parseAgentEvent } from "./agent-events.js";
+import { type AgentProcess, fileIdentity, findAgent, reopenAgentFile } from "./agent-files.js";
 import { AgentFilesystem, type WatchListener } from "./agent-filesystem.js";
 import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { FifoPool, openFifoReader, openFifoWriter } from "./fifo.js";
@@ -303,16 +304,13 @@ class LocalSandbox implements RuntimeSandbox {
   readonly #fsCalls = new Map<string, { resolve: (result: unknown) => void; reject: (error: Error) => void }>();
   readonly #watchers = new Map<string, WatchListener>();
   #destroyed: Promise<void> | undefined;
+  #agent: { child: ChildProcess; process: Promise<AgentProcess> } | undefined;
   #stderr = "";
   readonly #fifos: FifoPool;
   readonly fs = new AgentFilesystem({
     call: (op, fields) => this.#agentCall(op, fields),
-    fifoDir: async () => {
-      const id = `f${++this.#counter}`;
-      const host = join(this.#paths.ctl, "p", id);
-      await this.#fifos.take(host);
-      return { host, sandbox: `/.sbx/p/${id}`, id };
-    },
+    reopen: async (answer, access) =>
+      reopenAgentFile(await this.#agentProcess(), fileIdentity(answer), access, this.#setup),
     watch: (fields, listener) => {
       const id = `w${++this.#counter}`;
       this.#watchers.set(id, listener);
@@ -324,6 +322,20 @@ class LocalSandbox implements RuntimeSandbox {
       };
     },
   });
+
+  /** The agent of the current start (found from its bubblewrap, once per start). */
+  async #agentProcess(): Promise<AgentProcess> {
+    const child = this.#child;
+    if (!child?.pid) throw new RuntimeFsError("other", "the sandbox is not running");
+    if (this.#agent?.child !== child) {
+      const process = findAgent(child.pid, this.#setup);
+      this.#agent = { child, process };
+      process.catch(() => {
+        if (this.#agent?.process === process) this.#agent = undefined; // look again next time
+      });
+    }
+    return this.#agent.process;
+  }
 
   constructor(spec: RuntimeSandboxSpec, setup: SandboxSetup) {
     this.id = spec.id;

@@ -1,0 +1,137 @@
+// The checks the server makes before it trusts a descriptor the agent names: a stand-in
+// "agent" (a Python process on the host) opens files of every kind, and each forged or wrong
+// identity must be refused. Runs without bubblewrap.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RuntimeFsError } from "../runtime.js";
+import {
+  type AgentFileIdentity,
+  type AgentProcess,
+  fileIdentity,
+  PositionalWriter,
+  processStartTime,
+  readPieces,
+  reopenAgentFile,
+} from "./agent-files.js";
+
+const OPENER = `
+import json, os, sys
+d = sys.argv[1]
+def ident(fd):
+    st = os.fstat(fd)
+    return {"fd": fd, "size": st.st_size, "dev": str(st.st_dev), "ino": str(st.st_ino)}
+out = {
+  "readOnly": ident(os.open(d + "/data", os.O_RDONLY)),
+  "fresh": ident(os.open(d + "/fresh", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)),
+  "fifo": ident(os.open(d + "/fifo", os.O_RDWR)),
+  "linked": ident(os.open(d + "/linked", os.O_WRONLY)),
+  "private": ident(os.open(d + "/private", os.O_RDONLY)),
+}
+print(json.dumps(out), flush=True)
+sys.stdin.read()
+`;
+
+describe("reopening the agent's files", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sbx-agent-files-"));
+  const me = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  let child: ChildProcess;
+  let agent: AgentProcess;
+  let files: Record<"readOnly" | "fresh" | "fifo" | "linked" | "private", AgentFileIdentity>;
+  const data = randomBytes(3 * 1024 * 1024 + 17);
+
+  beforeAll(async () => {
+    writeFileSync(join(dir, "data"), data, { mode: 0o644 });
+    writeFileSync(join(dir, "linked"), "x", { mode: 0o644 });
+    linkSync(join(dir, "linked"), join(dir, "linked-too"));
+    writeFileSync(join(dir, "private"), "secret", { mode: 0o600 });
+    execFileSync("mkfifo", [join(dir, "fifo")]);
+    child = spawn("python3", ["-c", OPENER, dir], { stdio: ["pipe", "pipe", "inherit"] });
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = "";
+      child.stdout?.on("data", (chunk: Buffer) => {
+        out += chunk.toString();
+        if (out.includes("\n")) resolve(out.trim());
+      });
+      child.on("exit", () => reject(new Error("the opener exited")));
+    });
+    files = JSON.parse(line);
+    const startTime = await processStartTime(child.pid ?? 0);
+    if (!startTime) throw new Error("no start time");
+    agent = { pid: child.pid ?? 0, startTime };
+  });
+
+  afterAll(() => {
+    child?.stdin?.end();
+    child?.kill();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const refusal = async (promise: Promise<unknown>) => {
+    const error = await promise.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(RuntimeFsError);
+    return (error as Error).message;
+  };
+
+  it("reads a file the agent opened for reading, from any offset", async () => {
+    const handle = await reopenAgentFile(agent, files.readOnly, "read", me);
+    const pieces: Uint8Array[] = [];
+    for await (const piece of readPieces(handle, 5, new AbortController().signal)) pieces.push(piece);
+    expect(Buffer.concat(pieces).equals(data.subarray(5))).toBe(true);
+  });
+
+  it("writes the fresh file the agent created, in order, through many small pieces", async () => {
+    const writer = new PositionalWriter(await reopenAgentFile(agent, files.fresh, "write", me));
+    const hash = createHash("sha256");
+    for (let i = 0; i < 400; i++) {
+      const piece = randomBytes(32 * 1024 + i);
+      hash.update(piece);
+      await writer.write(piece);
+    }
+    await writer.close();
+    expect(
+      createHash("sha256")
+        .update(readFileSync(join(dir, "fresh")))
+        .digest("hex"),
+    ).toBe(hash.digest("hex"));
+  });
+
+  it("refuses a descriptor opened for reading when asked to write", async () => {
+    expect(await refusal(reopenAgentFile(agent, files.readOnly, "write", me))).toMatch(/access mode/);
+  });
+
+  it("refuses anything but a regular file (the agent's pipes)", async () => {
+    expect(await refusal(reopenAgentFile(agent, files.fifo, "write", me))).toMatch(/not a regular file/);
+    expect(await refusal(reopenAgentFile(agent, files.fifo, "read", me))).toMatch(/access mode/);
+  });
+
+  it("refuses a written file with another name elsewhere (a hard link)", async () => {
+    expect(await refusal(reopenAgentFile(agent, files.linked, "write", me))).toMatch(/unlinked-elsewhere/);
+  });
+
+  it("refuses a written file the sandbox user does not own, and a read file it cannot read", async () => {
+    const stranger = { uid: me.uid + 4242, gid: me.gid + 4242 };
+    expect(await refusal(reopenAgentFile(agent, files.fresh, "write", stranger))).toMatch(/own/);
+    expect(await refusal(reopenAgentFile(agent, files.private, "read", stranger))).toMatch(/not readable/);
+    await (await reopenAgentFile(agent, files.readOnly, "read", stranger)).close(); // 0644: readable by all
+  });
+
+  it("refuses an identity that does not match the open file, a missing descriptor, and a recycled pid", async () => {
+    expect(await refusal(reopenAgentFile(agent, { ...files.readOnly, ino: "1" }, "read", me))).toMatch(/answered/);
+    expect(await refusal(reopenAgentFile(agent, { ...files.readOnly, fd: 999 }, "read", me))).toMatch(/descriptor/);
+    expect(await refusal(reopenAgentFile({ ...agent, startTime: "1" }, files.readOnly, "read", me))).toMatch(/gone/);
+  });
+
+  it("refuses malformed answers", () => {
+    for (const answer of [null, 7, {}, { fd: -1, size: 0, dev: "1", ino: "1" }, { fd: 3, size: 0, dev: 1, ino: "1" }]) {
+      expect(() => fileIdentity(answer)).toThrow(RuntimeFsError);
+    }
+    expect(fileIdentity({ fd: 3, size: 5, dev: "2049", ino: "18446744073709551615" }).ino).toBe("18446744073709551615");
+  });
+});

@@ -1,0 +1,239 @@
+/**
+ * File contents without a detour through the agent. The agent opens a file inside the sandbox
+ * (its path resolved there, with the sandbox user's permissions, so no path reaches the host)
+ * and names the descriptor; the server reopens that open file through
+ * `/proc/<agent's host pid>/fd/<n>` — the same file, whatever happens to its path afterwards —
+ * and reads or writes it with large positional I/O.
+ *
+ * What makes this safe: the agent is non-dumpable (agent.py), so sandboxed code cannot ptrace
+ * it or reach its /proc entries to swap a descriptor. Answers on the agent's event pipe can
+ * still be forged by sandboxed code, so the descriptor named is untrusted: the reopened file
+ * must be a regular file, opened by the agent for the access asked, with the identity the
+ * answer gave; a written file must be the sandbox user's own, unlinked nowhere else; a read
+ * file must be readable by the sandbox user. The agent's start time is checked around the
+ * reopen, so a recycled pid is never trusted.
+ */
+import { constants } from "node:fs";
+import { type FileHandle, open, readFile } from "node:fs/promises";
+import { RuntimeFsError } from "../runtime.js";
+
+/** The agent as the host sees it. */
+export interface AgentProcess {
+  readonly pid: number;
+  /** Field 22 of /proc/<pid>/stat: with the pid, names one process for the life of the boot. */
+  readonly startTime: string;
+}
+
+/** The host user the sandbox runs as. */
+export interface SandboxUser {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** What the agent answers for a file it opened (see agent.py `identity`). */
+export interface AgentFileIdentity {
+  readonly fd: number;
+  readonly size: number;
+  readonly dev: string;
+  readonly ino: string;
+}
+
+/** Finds the agent: bubblewrap's child that is pid 1 of the sandbox's pid namespace. */
+export async function findAgent(bwrapPid: number, user: SandboxUser): Promise<AgentProcess> {
+  const children = (await readFile(`/proc/${bwrapPid}/task/${bwrapPid}/children`, "utf8")).trim().split(/\s+/);
+  for (const child of children) {
+    const pid = Number(child);
+    if (!Number.isSafeInteger(pid) || pid <= 0) continue;
+    const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+    const nspid = /^NSpid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
+    const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+    if (nspid?.at(-1) !== "1" || uid !== String(user.uid)) continue;
+    const startTime = await processStartTime(pid);
+    if (startTime) return { pid, startTime };
+  }
+  throw new RuntimeFsError("other", "the sandbox agent is not running");
+}
+
+export async function processStartTime(pid: number): Promise<string | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
+  if (!stat) return undefined;
+  // Fields after the command name (which may hold spaces and parentheses) start at field 3.
+  return stat
+    .slice(stat.lastIndexOf(")") + 2)
+    .split(" ")
+    .at(22 - 3);
+}
+
+/** Parses an agent's answer for an opened file; anything else is refused. */
+export function fileIdentity(answer: unknown): AgentFileIdentity {
+  const a = answer as Partial<Record<keyof AgentFileIdentity, unknown>> | null;
+  if (
+    !a ||
+    typeof a !== "object" ||
+    !Number.isSafeInteger(a.fd) ||
+    (a.fd as number) < 0 ||
+    !Number.isSafeInteger(a.size) ||
+    typeof a.dev !== "string" ||
+    !/^\d+$/.test(a.dev) ||
+    typeof a.ino !== "string" ||
+    !/^\d+$/.test(a.ino)
+  ) {
+    throw new RuntimeFsError("other", "the sandbox agent gave a malformed answer");
+  }
+  return { fd: a.fd as number, size: a.size as number, dev: a.dev, ino: a.ino };
+}
+
+const refuse = (why: string) => new RuntimeFsError("other", `refused the file the sandbox agent named: ${why}`);
+
+/** Reopens the file behind the agent's descriptor, after the checks described above. */
+export async function reopenAgentFile(
+  agent: AgentProcess,
+  file: AgentFileIdentity,
+  access: "read" | "write",
+  user: SandboxUser,
+): Promise<FileHandle> {
+  // The agent's own access mode: only a descriptor it opened for writing is written.
+  const fdinfo = await readFile(`/proc/${agent.pid}/fdinfo/${file.fd}`, "utf8").catch(() => undefined);
+  const flags = fdinfo && /^flags:\s+([0-7]+)$/m.exec(fdinfo)?.[1];
+  if (!flags) throw refuse("no such descriptor");
+  const mode = Number.parseInt(flags, 8) & 0o3; // O_ACCMODE
+  if (access === "write" ? mode === constants.O_RDONLY : mode !== constants.O_RDONLY) throw refuse("wrong access mode");
+
+  // O_NONBLOCK: a FIFO named here must not block the open (it is refused below).
+  const flagsToOpen =
+    (access === "write" ? constants.O_WRONLY : constants.O_RDONLY) | constants.O_NONBLOCK | constants.O_NOCTTY;
+  const handle = await open(`/proc/${agent.pid}/fd/${file.fd}`, flagsToOpen).catch(() => {
+    throw refuse("cannot reopen it");
+  });
+  try {
+    if ((await processStartTime(agent.pid)) !== agent.startTime) throw refuse("the agent is gone");
+    const st = await handle.stat({ bigint: true });
+    if (!st.isFile()) throw refuse("not a regular file");
+    if (String(st.dev) !== file.dev || String(st.ino) !== file.ino) throw refuse("not the file it answered with");
+    const perm = Number(st.mode) & 0o777;
+    const uid = Number(st.uid);
+    const gid = Number(st.gid);
+    if (access === "write") {
+      if (uid !== user.uid || st.nlink !== 1n) throw refuse("not the sandbox user's own unlinked-elsewhere file");
+    } else {
+      const readable = uid === user.uid ? perm & 0o400 : gid === user.gid ? perm & 0o040 : perm & 0o004;
+      if (!readable) throw refuse("not readable by the sandbox user");
+    }
+    return handle;
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+}
+
+/** How many bytes one read of a download takes. */
+const READ_BYTES = 1024 * 1024;
+
+/** The file from `offset` to its end, in pieces of up to 1 MiB; closes `handle` when done. */
+export async function* readPieces(handle: FileHandle, offset: number, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  try {
+    let position = offset;
+    for (;;) {
+      signal.throwIfAborted();
+      const buffer = Buffer.allocUnsafe(READ_BYTES);
+      const { bytesRead } = await handle.read(buffer, 0, READ_BYTES, position);
+      if (bytesRead === 0) return;
+      position += bytesRead;
+      yield buffer.subarray(0, bytesRead);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Bytes a writer takes without waiting, and the size it gathers pieces to before writing. */
+const WRITE_AHEAD_BYTES = 8 * 1024 * 1024;
+const WRITE_BATCH_BYTES = 1024 * 1024;
+
+/**
+ * Writes pieces in order at increasing positions, gathered into large `writev` calls. `write`
+ * resolves at once while little is waiting (so the body keeps arriving) and otherwise when the
+ * backlog has been written; `close` writes the rest and closes the file.
+ */
+export class PositionalWriter {
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #position = 0;
+  #flushing: Promise<void> | undefined;
+  #failed: Error | undefined;
+  #closed = false;
+
+  constructor(readonly handle: FileHandle) {}
+
+  write(data: Uint8Array): Promise<void> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    if (this.#closed) return Promise.reject(new Error("the upload was closed"));
+    if (data.byteLength === 0) return Promise.resolve();
+    this.#pending.push(data);
+    this.#pendingBytes += data.byteLength;
+    if (this.#pendingBytes >= WRITE_BATCH_BYTES) this.#flushing ??= this.#drain();
+    if (this.#pendingBytes < WRITE_AHEAD_BYTES || !this.#flushing) return Promise.resolve();
+    return this.#flushing.then(() => {
+      if (this.#failed) throw this.#failed;
+    });
+  }
+
+  /** Writes everything still waiting, then closes the file (also after a failure). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.#flushing;
+      this.#flushing ??= this.#drain();
+      await this.#flushing;
+    } finally {
+      this.#closed = true;
+      await this.handle.close();
+    }
+    if (this.#failed) throw this.#failed;
+  }
+
+  /** Writes until nothing waits; never rejects (a failure is kept for `write` and `close`). */
+  async #drain(): Promise<void> {
+    try {
+      while (this.#pending.length > 0 && !this.#failed) {
+        const batch = this.#pending;
+        const bytes = this.#pendingBytes;
+        this.#pending = [];
+        this.#pendingBytes = 0;
+        await this.#writeAll(batch, bytes);
+      }
+    } catch (error) {
+      this.#failed = error instanceof Error ? error : new Error(String(error));
+      this.#pending = [];
+      this.#pendingBytes = 0;
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  async #writeAll(batch: Uint8Array[], bytes: number): Promise<void> {
+    let rest = batch;
+    let left = bytes;
+    while (left > 0) {
+      const { bytesWritten } = await this.handle.writev(rest, this.#position);
+      this.#position += bytesWritten;
+      left -= bytesWritten;
+      if (left > 0) rest = skip(rest, bytesWritten);
+    }
+  }
+}
+
+/** `pieces` without their first `count` bytes. */
+function skip(pieces: Uint8Array[], count: number): Uint8Array[] {
+  let left = count;
+  const out: Uint8Array[] = [];
+  for (const piece of pieces) {
+    if (left >= piece.byteLength) {
+      left -= piece.byteLength;
+      continue;
+    }
+    out.push(left > 0 ? piece.subarray(left) : piece);
+    left = 0;
+  }
+  return out;
+}
