@@ -1,0 +1,75 @@
+// @sbx/web's client under Node's own fetch (the same WHATWG fetch a browser has) against the
+// fake server on a port; the real browser runs are in packages/runtime-tests (chromium.test.ts).
+import { createFakeServer } from "@sbx/testing";
+import { defineConformanceSuite } from "@sbx/testing/conformance";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as sdk from "./index.js";
+import { AuthenticationError, DEFAULT_ENDPOINT, type FetchFunction, SandboxClient } from "./index.js";
+
+describe("@sbx/web SandboxClient", () => {
+  const fake = createFakeServer({ token: "web-token" });
+  let url = "";
+  let close: () => Promise<void> = async () => {};
+  beforeAll(async () => {
+    ({ url, close } = await fake.listen());
+  });
+  afterAll(async () => {
+    await close();
+    await fake.close();
+  });
+
+  it("defaults to core's endpoint (no environment in a browser)", async () => {
+    await using client = new SandboxClient();
+    expect(client.endpoint).toBe(DEFAULT_ENDPOINT);
+  });
+
+  it("sends every request through the given fetch, with the bearer token", async () => {
+    const seen: { path: string; authorization: string | null }[] = [];
+    const recording: FetchFunction = (input, init) => {
+      const request = new Request(input, init);
+      seen.push({ path: new URL(request.url).pathname, authorization: request.headers.get("authorization") });
+      return fetch(request);
+    };
+    await using client = new SandboxClient({ endpoint: url, token: "web-token", fetch: recording });
+    const sb = await client.sandboxes.create({ command: ["sh", "-c", "echo hi"] });
+    expect(await sb.stdout.readText()).toBe("hi\n");
+    await sb.terminate();
+    expect(seen.map((s) => s.path)).toContain("/sbx.v1.SandboxService/CreateSandbox");
+    expect(seen.every((s) => s.authorization === "Bearer web-token")).toBe(true);
+  });
+
+  it("a wrong token is an AuthenticationError", async () => {
+    await using client = new SandboxClient({ endpoint: url, token: "wrong" });
+    await expect(client.sandboxes.create()).rejects.toBeInstanceOf(AuthenticationError);
+  });
+
+  it("hands out sandboxes without local file methods", async () => {
+    await using client = new SandboxClient({ endpoint: url, token: "web-token" });
+    const sb = await client.sandboxes.create();
+    expect("copyFromLocal" in sb.filesystem).toBe(false);
+    expect("copyToLocal" in sb.filesystem).toBe(false);
+    await sb.terminate();
+  });
+});
+
+describe("conformance over fetch (Node's), against the fake on a port", () => {
+  const fake = createFakeServer({ token: "conformance-token" });
+  let url = "";
+  let close: () => Promise<void> = async () => {};
+  beforeAll(async () => {
+    ({ url, close } = await fake.listen());
+  });
+  afterAll(async () => {
+    await close();
+    await fake.close();
+  });
+  defineConformanceSuite(
+    { describe, it, beforeAll, afterAll },
+    {
+      name: "web → fake (fetch)",
+      sdk,
+      makeClient: () => new sdk.SandboxClient({ endpoint: url, token: "conformance-token" }),
+      fake,
+    },
+  );
+});

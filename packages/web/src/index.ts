@@ -1,0 +1,8 @@
+/**
+ * @sbx/web — the sbx client for browsers and web workers: everything from @sbx/core, with
+ * the Connect protocol over `fetch`. No local files and no local TCP tunnels (a page has
+ * neither); everything else is the same API as @sbx/node.
+ */
+export * from "@sbx/core";
+export { SandboxClient, type WebSandboxClientOptions } from "./client.js";
+export { createWebTransport, type FetchFunction, type WebTransportOptions } from "./transport.js";
