@@ -1,0 +1,31 @@
+import {
+  SandboxClient as CoreSandboxClient,
+  fetchRawHttp,
+  type LocalSandbox,
+  type SandboxClientOptions,
+} from "@sbx/core";
+import { bunLocalFiles } from "./local-files.js";
+import { type BunTransportOptions, createBunTransport } from "./transport.js";
+
+export interface BunSandboxClientOptions extends SandboxClientOptions, BunTransportOptions {}
+
+/**
+ * The sbx client for Bun. Endpoint and token default to `SBX_ENDPOINT` and `SBX_TOKEN`
+ * (`Bun.env`, which also holds what Bun loaded from `.env` files); pass `{ transport }` to use
+ * another (e.g. `fake.transport` from `@sbx/testing`).
+ */
+export class SandboxClient extends CoreSandboxClient<LocalSandbox> {
+  constructor(options: BunSandboxClientOptions = {}) {
+    super(options, {
+      env: bunEnv(),
+      createTransport: (endpoint) => createBunTransport(endpoint, options),
+      localFiles: bunLocalFiles,
+      createRawHttp: (endpoint) => (options.rawHttp === false ? undefined : fetchRawHttp(endpoint, options.fetch)),
+    });
+  }
+}
+
+/** `SBX_ENDPOINT` / `SBX_TOKEN`, empty values counting as unset. */
+export function bunEnv(): { endpoint: string | undefined; token: string | undefined } {
+  return { endpoint: Bun.env.SBX_ENDPOINT || undefined, token: Bun.env.SBX_TOKEN || undefined };
+}

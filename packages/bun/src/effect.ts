@@ -1,0 +1,19 @@
+/** @sbx/bun/effect — the Effect API of @sbx/core with a Bun transport Layer. */
+
+import { DEFAULT_ENDPOINT, type SandboxClientOptions } from "@sbx/core";
+import { layer as coreLayer, type SbxRpc } from "@sbx/core/effect";
+import type { Layer } from "effect";
+import { bunEnv } from "./client.js";
+import { type BunTransportOptions, createBunTransport } from "./transport.js";
+
+export * from "@sbx/core/effect";
+
+/** `SbxRpc` over Bun's `fetch`; endpoint and token default to SBX_ENDPOINT / SBX_TOKEN. */
+export const layer = (
+  options: Omit<SandboxClientOptions, "transport"> & BunTransportOptions = {},
+): Layer.Layer<SbxRpc> => {
+  const env = bunEnv();
+  const endpoint = options.endpoint ?? env.endpoint ?? DEFAULT_ENDPOINT;
+  const token = options.token ?? env.token;
+  return coreLayer(createBunTransport(endpoint, options), { ...options, endpoint, ...(token ? { token } : {}) });
+};

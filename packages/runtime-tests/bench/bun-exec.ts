@@ -1,0 +1,137 @@
+// The exec round trip from Bun against a real server: `exec(["true"])` → `wait()` through
+// @sbx/bun, against a baseline measured in the same run (`Bun.spawn(["true"])` → `exited` on
+// this machine). Also the transports Bun could use, side by side in the same run (the reason
+// @sbx/bun speaks Connect over `fetch`, see its README): Connect over Bun's fetch
+// (@connectrpc/connect-web, HTTP/1.1) and @connectrpc/connect-node on Bun's node:http2 and
+// node:http; for each, the exec round trip and output through ReadOutput (Connect, no raw route).
+//
+// Run: bun packages/runtime-tests/bench/bun-exec.ts (after a build). Starts `sbx server` with
+// Node unless SBX_ENDPOINT / SBX_TOKEN name one. Prints JSON; asserts nothing.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Transport } from "@connectrpc/connect";
+import { createConnectTransport as createNodeConnectTransport } from "@connectrpc/connect-node";
+import { createBunTransport, SandboxClient } from "@sbx/bun";
+import { SandboxClient as CoreSandboxClient, type Sandbox } from "@sbx/core";
+
+const ROUNDS = Number(process.env.SBX_BENCH_ROUNDS ?? 200);
+const STREAM_MIB = Number(process.env.SBX_BENCH_STREAM_MIB ?? 128);
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return +(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0).toFixed(2);
+};
+const stats = (xs: number[]) => ({ n: xs.length, p50: pct(xs, 50), p99: pct(xs, 99) });
+
+async function startServer(): Promise<{ endpoint: string; token: string; close: () => Promise<void> }> {
+  if (process.env.SBX_ENDPOINT) {
+    return { endpoint: process.env.SBX_ENDPOINT, token: process.env.SBX_TOKEN ?? "", close: async () => {} };
+  }
+  const dataDir = mkdtempSync(join(tmpdir(), "sbx-bench-bun-"));
+  const cli = join(import.meta.dir, "../../cli/dist/main.js");
+  const server = spawn("node", [cli, "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", "bench"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    server.stdout.on("data", (d) => {
+      out += d;
+      const m = /listening on (\S+)/.exec(out);
+      if (m) resolve(m[1] as string);
+    });
+    server.on("exit", (code) => reject(new Error(`server exited ${code}`)));
+  });
+  return {
+    endpoint,
+    token: "bench",
+    close: async () => {
+      const exited = new Promise((resolve) => server.once("exit", resolve));
+      server.kill("SIGTERM");
+      await exited;
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function execTrueWait(sb: Sandbox): Promise<number> {
+  const start = performance.now();
+  await (await sb.exec(["true"])).wait();
+  return performance.now() - start;
+}
+
+async function spawnTrue(): Promise<number> {
+  const start = performance.now();
+  await Bun.spawn(["true"], { stdio: ["ignore", "ignore", "ignore"] }).exited;
+  return performance.now() - start;
+}
+
+/** MB/s of `head -c STREAM_MIB MiB /dev/zero` read whole through `sb`'s client. */
+async function outputMBps(sb: Sandbox): Promise<number> {
+  const start = performance.now();
+  const p = await sb.exec(["head", "-c", `${STREAM_MIB}M`, "/dev/zero"], { mode: "binary" });
+  const bytes = (await p.stdout.readBytes()).byteLength;
+  await p.wait();
+  return +(bytes / 1e6 / ((performance.now() - start) / 1000)).toFixed(1);
+}
+
+const server = await startServer();
+const { endpoint, token } = server;
+const results: Record<string, unknown> = { runtime: `bun ${Bun.version}`, rounds: ROUNDS };
+try {
+  // 1. exec true → wait through @sbx/bun as users get it, interleaved with the baseline.
+  {
+    await using client = new SandboxClient({ endpoint, token });
+    await using sb = await client.sandboxes.create({ app: "bench" });
+    for (let i = 0; i < 20; i++) await execTrueWait(sb);
+    const baseline: number[] = [];
+    const sbx: number[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      baseline.push(await spawnTrue());
+      sbx.push(await execTrueWait(sb));
+    }
+    results.execTrueWaitMs = { rawSpawnTrue: stats(baseline), sbx: stats(sbx) };
+  }
+
+  // 2. The transports, in rounds that take turns so a noisy minute hurts them alike.
+  const transports: Record<string, (endpoint: string) => Transport> = {
+    "connect-web over fetch (HTTP/1.1), @sbx/bun's": (e) => createBunTransport(e),
+    "connect-node, node:http2": (e) =>
+      createNodeConnectTransport({ baseUrl: e, httpVersion: "2", acceptCompression: [] }),
+    "connect-node, node:http (HTTP/1.1)": (e) =>
+      createNodeConnectTransport({ baseUrl: e, httpVersion: "1.1", acceptCompression: [] }),
+  };
+  const clients = Object.entries(transports).map(([name, createTransport]) => ({
+    name,
+    // No raw HTTP: every byte goes through the transport under test.
+    client: new CoreSandboxClient({ endpoint, token }, { createTransport }),
+  }));
+  const measured = new Map<string, { exec: number[]; mbps: number[] }>();
+  try {
+    const sandboxes = await Promise.all(clients.map(({ client }) => client.sandboxes.create({ app: "bench" })));
+    for (const sb of sandboxes) for (let i = 0; i < 10; i++) await execTrueWait(sb);
+    const perRound = Math.max(1, Math.floor(ROUNDS / 4));
+    for (let round = 0; round < 4; round++) {
+      for (const [i, { name }] of clients.entries()) {
+        const sb = sandboxes[i]!;
+        const m = measured.get(name) ?? { exec: [], mbps: [] };
+        for (let j = 0; j < perRound; j++) m.exec.push(await execTrueWait(sb));
+        m.mbps.push(await outputMBps(sb));
+        measured.set(name, m);
+      }
+    }
+    await Promise.all(sandboxes.map((sb) => sb.terminate()));
+  } finally {
+    await Promise.all(clients.map(({ client }) => client.close()));
+  }
+  results.transports = Object.fromEntries(
+    [...measured].map(([name, m]) => [
+      name,
+      { execTrueWaitMs: stats(m.exec), readOutputMBps: { runs: m.mbps, median: pct(m.mbps, 50) } },
+    ]),
+  );
+} finally {
+  await server.close();
+}
+console.log(JSON.stringify(results, null, 2));
