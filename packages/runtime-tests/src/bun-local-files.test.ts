@@ -22,6 +22,10 @@ interface Seen {
   directoryLocal: string;
   missingRemote: string;
   missingRemoteCreated: boolean;
+  abortedMidway: boolean;
+  aborted: string;
+  abortedCreated: boolean;
+  effectOutput: string;
   outputDirEntries: string[];
 }
 
@@ -72,5 +76,16 @@ describe.skipIf(!runnable)("local files in Bun (real server)", () => {
   it("a missing sandbox file rejects with SandboxFilesystemNotFoundError and writes nothing locally", () => {
     expect(seen.missingRemote).toMatch(/^SandboxFilesystemNotFoundError/);
     expect(seen.missingRemoteCreated).toBe(false);
+  });
+
+  it("copyToLocal aborted midway rejects and leaves neither the file nor its temporary", () => {
+    expect(seen.abortedMidway).toBe(true);
+    expect(seen.aborted).toMatch(/^AbortError/);
+    expect(seen.abortedCreated).toBe(false);
+    // outputDirEntries (checked above) was listed after the abort: no temporary file in it.
+  });
+
+  it("@sbx/bun/effect: its layer runs the Effect API in Bun", () => {
+    expect(seen.effectOutput).toBe("effect in bun\n");
   });
 });
