@@ -8,7 +8,6 @@
  * `pnpm bench` from the repo root, or `node bench/bundle-size.ts` here after a build.
  * `--json` prints the figures as one JSON object instead.
  */
-import { readFile } from "node:fs/promises";
 import { builtinModules } from "node:module";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
@@ -30,31 +29,6 @@ const emptyNodeBuiltins: Plugin = {
       args.path.startsWith("node:") || builtins.has(args.path) ? { path: args.path, namespace: "empty" } : undefined,
     );
     b.onLoad({ filter: /.*/, namespace: "empty" }, () => ({ contents: "export default {};", loader: "js" }));
-  },
-};
-
-/**
- * A what-if, not how sbx ships: @sbx/core (and @sbx/web) import Effect through its barrel
- * (`import { Effect, Stream } from "effect"`), which esbuild tree-shakes far worse than
- * imports by path. This rewrites those imports at bundle time into
- * `import * as Effect from "effect/Effect"` (same modules, same code) to show what the change
- * in core would save.
- */
-export const effectImportsByPath: Plugin = {
-  name: "effect-imports-by-path",
-  setup(b) {
-    b.onLoad({ filter: /[\\/]packages[\\/](core|web)[\\/]dist[\\/].*\.js$/ }, async (args) => {
-      const source = await readFile(args.path, "utf8");
-      const contents = source.replace(/import \{([^}]*)\} from "effect";/g, (_, names: string) =>
-        names
-          .split(",")
-          .map((name) => name.trim())
-          .filter(Boolean)
-          .map((name) => `import * as ${name} from "effect/${name}";`)
-          .join(" "),
-      );
-      return { contents, loader: "js" };
-    });
   },
 };
 
@@ -153,27 +127,19 @@ if (import.meta.main) {
   const sbx = await bundleApp("sbx (@sbx/web)", `${here}apps/sbx.ts`);
   const e2b = await bundleApp("E2B (e2b)", `${here}apps/e2b.ts`);
   const floor = await bundleApp("protocol only", `${here}apps/connect-only.ts`);
-  const byPath = await bundleApp("sbx, what-if", `${here}apps/sbx.ts`, [effectImportsByPath]);
   const ratio = sbx.gzipBytes / e2b.gzipBytes;
   if (process.argv.includes("--json")) {
     const plain = (b: AppBundle) => ({ ...b, byPackage: Object.fromEntries(b.byPackage), byModule: undefined });
-    console.log(
-      JSON.stringify(
-        { sbx: plain(sbx), e2b: plain(e2b), floor: plain(floor), byPath: plain(byPath), ratio, goal: GOAL },
-        null,
-        2,
-      ),
-    );
+    console.log(JSON.stringify({ sbx: plain(sbx), e2b: plain(e2b), floor: plain(floor), ratio, goal: GOAL }, null, 2));
   } else {
     console.log("Browser bundle size: create a sandbox, exec a command, read its output");
     console.log("esbuild: bundle, platform browser, format esm, target es2022, minify, tree shaking; gzip level 9\n");
-    for (const b of [sbx, e2b, floor, byPath]) {
+    for (const b of [sbx, e2b, floor]) {
       console.log(
         `  ${b.name.padEnd(16)} minified ${kb(b.minifiedBytes).padStart(10)}   gzip ${kb(b.gzipBytes).padStart(9)}`,
       );
     }
     console.log("  (protocol only: the same app on @sbx/proto + Connect + protobuf-es alone, no SDK; a floor)");
-    console.log('  (sbx, what-if: @sbx/core\'s `from "effect"` imports rewritten to `effect/<Module>` at bundle time)');
     console.log(
       `\n  ratio sbx / E2B (gzip): ${ratio.toFixed(2)}   goal ≤ ${GOAL.toFixed(2)}: ${ratio <= GOAL ? "met" : "NOT met"}`,
     );
@@ -186,7 +152,5 @@ if (import.meta.main) {
     console.log(breakdown(e2b, 10).join("\n"));
     console.log();
     console.log(breakdown(floor, 12).join("\n"));
-    console.log();
-    console.log(breakdown(byPath, 12).join("\n"));
   }
 }

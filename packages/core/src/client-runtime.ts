@@ -4,7 +4,13 @@
  * (never an Effect wrapper). Closing the client cancels everything still running.
  */
 import type { Transport } from "@connectrpc/connect";
-import { Cause, Context, Effect, Exit, Layer, ManagedRuntime, Stream } from "effect";
+import * as Cause from "effect/Cause";
+import * as Context from "effect/Context";
+import * as Effect from "effect/Effect";
+import * as Exit from "effect/Exit";
+import * as Layer from "effect/Layer";
+import * as ManagedRuntime from "effect/ManagedRuntime";
+import * as Stream from "effect/Stream";
 import type { ResolvedConfig } from "./config.js";
 import { AbortedError, ClientClosedError, InternalError, SandboxError } from "./errors.js";
 import type { LocalFiles } from "./filesystem.js";

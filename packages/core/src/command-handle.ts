@@ -6,7 +6,7 @@
  * command by its id and offsets.
  */
 import { type Process as ProcessInfo, StdioMode } from "@sbx/proto";
-import { Stream } from "effect";
+import * as Stream from "effect/Stream";
 import type { ClientRuntime } from "./client-runtime.js";
 import { CommandTimeoutError, InvalidError } from "./errors.js";
 import { randomId } from "./ids.js";

@@ -12,7 +12,7 @@
  * ```
  */
 import type { Transport } from "@connectrpc/connect";
-import type { Layer } from "effect";
+import type * as Layer from "effect/Layer";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
 import { rpcLayer, type SbxRpc } from "./rpc.js";
 

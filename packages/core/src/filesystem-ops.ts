@@ -12,7 +12,8 @@ import {
   WatchEventType,
   type FileInfo as WireFileInfo,
 } from "@sbx/proto";
-import { Effect, Stream } from "effect";
+import * as Effect from "effect/Effect";
+import * as Stream from "effect/Stream";
 import {
   ConnectionError,
   InternalError,
@@ -198,8 +199,7 @@ export const fileChunks = (
           throw markTransient(new ConnectionError(`${what}: ${(error as Error).message}`, { cause: error }));
         }
       }
-      async function* attempt(): AsyncGenerator<Uint8Array> {
-        const controller = new AbortController();
+      async function* attempt(controller: AbortController): AsyncGenerator<Uint8Array> {
         try {
           if (cursor.raw && rpc.rawHttp) {
             if (yield* rawAttempt(rpc.rawHttp, controller.signal)) return;
@@ -225,10 +225,35 @@ export const fileChunks = (
           controller.abort();
         }
       }
-      const once = Stream.suspend(() => Stream.fromAsyncIterable(attempt(), (error) => toSandboxError(error, what)));
+      const once = Stream.suspend(() =>
+        Stream.fromAsyncIterable(abortOnReturn(attempt), (error) => toSandboxError(error, what)),
+      );
       return once.pipe(Stream.retry(retrySchedule(rpc.config)));
     }),
   );
+
+/**
+ * One attempt as an async iterable whose `return()` aborts its request at once. An async
+ * generator's own `return()` waits for its pending `next()` — the next message from the
+ * server, which for a quiet watch never comes — so a consumer that stops (break, close(),
+ * an interrupted stream) would leave the request open until the sandbox ends. Browsers allow
+ * six HTTP/1.1 connections per origin: a few such leftovers and every later call waits.
+ */
+function abortOnReturn<A>(attempt: (controller: AbortController) => AsyncGenerator<A>): AsyncIterable<A> {
+  return {
+    [Symbol.asyncIterator]() {
+      const controller = new AbortController();
+      const inner = attempt(controller);
+      return {
+        next: () => inner.next(),
+        return: (value?: unknown) => {
+          controller.abort();
+          return inner.return(value as undefined);
+        },
+      };
+    },
+  };
+}
 
 export const readFile = (sandboxId: string, path: string): Effect.Effect<Uint8Array, SandboxError, SbxRpc> =>
   fileChunks(sandboxId, path).pipe(
@@ -423,8 +448,7 @@ export const watchEvents = (
       const what = `watch ${p}`;
       const filter = options.filter.map((type) => WIRE_WATCH_TYPES[type]);
       let readyBefore = false;
-      async function* attempt(): AsyncGenerator<FileWatchEvent> {
-        const controller = new AbortController();
+      async function* attempt(controller: AbortController): AsyncGenerator<FileWatchEvent> {
         try {
           for await (const message of rpc.files.watch(
             { sandboxId, path: p, recursive: options.recursive, filter },
@@ -446,7 +470,9 @@ export const watchEvents = (
           controller.abort();
         }
       }
-      const once = Stream.suspend(() => Stream.fromAsyncIterable(attempt(), (error) => toSandboxError(error, what)));
+      const once = Stream.suspend(() =>
+        Stream.fromAsyncIterable(abortOnReturn(attempt), (error) => toSandboxError(error, what)),
+      );
       return once.pipe(Stream.retry(retrySchedule(rpc.config)));
     }),
   );

@@ -1,4 +1,5 @@
-import { Clock, Effect } from "effect";
+import * as Clock from "effect/Clock";
+import * as Effect from "effect/Effect";
 import { type SandboxError, TimeoutError } from "./errors.js";
 import { SbxRpc } from "./rpc.js";
 

@@ -9,7 +9,8 @@
  */
 
 import { type ExitStatus, OutputStream } from "@sbx/proto";
-import { Effect, Stream } from "effect";
+import * as Effect from "effect/Effect";
+import * as Stream from "effect/Stream";
 import type { SandboxError } from "./errors.js";
 import { ConnectionError, InternalError } from "./errors.js";
 import { type RawHttpClient, rawOutputPath } from "./raw-http.js";

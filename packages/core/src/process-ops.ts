@@ -11,7 +11,7 @@ import {
   ptySizeProblem,
   StdioMode,
 } from "@sbx/proto";
-import { Effect } from "effect";
+import * as Effect from "effect/Effect";
 import { InvalidError, type SandboxError } from "./errors.js";
 import { randomId } from "./ids.js";
 import { longPoll, longPollSettings } from "./long-poll.js";

@@ -1,7 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createRouterTransport } from "@connectrpc/connect";
 import { ProcessService, type ReadOutputRequest, RetryInfoSchema, SandboxSchema, SandboxService } from "@sbx/proto";
-import { Effect, Stream } from "effect";
+import * as Effect from "effect/Effect";
+import * as Stream from "effect/Stream";
 import { describe, expect, it } from "vitest";
 import { resolveConfig } from "./config.js";
 import { ConnectionError, InvalidError, QuotaExceededError, TimeoutError } from "./errors.js";

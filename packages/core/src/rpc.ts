@@ -4,7 +4,11 @@
  */
 import { type CallOptions, type Client, createClient, type Transport } from "@connectrpc/connect";
 import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
-import { Context, Duration, Effect, Layer, Schedule } from "effect";
+import * as Context from "effect/Context";
+import * as Duration from "effect/Duration";
+import * as Effect from "effect/Effect";
+import * as Layer from "effect/Layer";
+import * as Schedule from "effect/Schedule";
 import type { ResolvedConfig } from "./config.js";
 import { type SandboxError, TimeoutError } from "./errors.js";
 import type { RawHttpClient } from "./raw-http.js";

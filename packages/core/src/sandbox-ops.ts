@@ -4,7 +4,9 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { type Sandbox as SandboxInfo, type SandboxSpec, SandboxSpecSchema, SandboxState } from "@sbx/proto";
-import { Effect, Option, Stream } from "effect";
+import * as Effect from "effect/Effect";
+import * as Option from "effect/Option";
+import * as Stream from "effect/Stream";
 import { InvalidError, type SandboxError } from "./errors.js";
 import { randomId } from "./ids.js";
 import { longPoll, longPollSettings } from "./long-poll.js";

@@ -4,7 +4,8 @@
  * `readBytes()` and a WHATWG `ReadableStream`. Readers share one cursor, like a pipe: what
  * one consumer has read, the next does not see again.
  */
-import { Effect, Stream } from "effect";
+import * as Effect from "effect/Effect";
+import * as Stream from "effect/Stream";
 import type { ClientRuntime } from "./client-runtime.js";
 import { type OutputSource, outputChunks } from "./output-stream.js";
 

@@ -2,7 +2,7 @@
 
 import type { SandboxClientOptions } from "@sbx/core";
 import { layer as coreLayer, type SbxRpc } from "@sbx/core/effect";
-import type { Layer } from "effect";
+import type * as Layer from "effect/Layer";
 import { createNodeTransport, type NodeTransportOptions } from "./transport.js";
 
 export * from "@sbx/core/effect";
