@@ -2,7 +2,7 @@
 // fake server on a port; the real browser runs are in packages/runtime-tests (chromium.test.ts).
 import { createFakeServer } from "@sbx/testing";
 import { defineConformanceSuite } from "@sbx/testing/conformance";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import * as sdk from "./index.js";
 import { AuthenticationError, DEFAULT_ENDPOINT, type FetchFunction, SandboxClient } from "./index.js";
 
@@ -41,6 +41,36 @@ describe("@sbx/web SandboxClient", () => {
   it("a wrong token is an AuthenticationError", async () => {
     await using client = new SandboxClient({ endpoint: url, token: "wrong" });
     await expect(client.sandboxes.create()).rejects.toBeInstanceOf(AuthenticationError);
+  });
+
+  // A browser has six HTTP/1.1 connections per origin: a stream the client has stopped
+  // reading must give its request up at once, not when the server next says something.
+  it("a watch that is closed or left gives up its request", async () => {
+    const signals = new Map<string, AbortSignal[]>();
+    const recording: FetchFunction = (input, init) => {
+      const path = new URL(input instanceof Request ? input.url : input).pathname;
+      if (init?.signal) signals.set(path, [...(signals.get(path) ?? []), init.signal]);
+      return fetch(input, init);
+    };
+    await using client = new SandboxClient({ endpoint: url, token: "web-token", fetch: recording });
+    const sb = await client.sandboxes.create();
+    await sb.filesystem.makeDirectory("/quiet");
+    await sb.filesystem.makeDirectory("/once");
+    const closed = sb.filesystem.watch("/quiet");
+    await closed.ready;
+    closed.close();
+    const left = sb.filesystem.watch("/once");
+    await left.ready;
+    const iterating = (async () => {
+      for await (const _ of left) break;
+    })();
+    await sb.filesystem.writeText("x", "/once/file");
+    await iterating;
+    const watches = () => signals.get("/sbx.v1.FilesystemService/Watch") ?? [];
+    expect(watches()).toHaveLength(2);
+    // Nothing more happens in /quiet and /once: only the client can end these requests.
+    await vi.waitFor(() => expect(watches().map((s) => s.aborted)).toEqual([true, true]), { timeout: 10_000 });
+    await sb.terminate();
   });
 
   it("hands out sandboxes without local file methods", async () => {
