@@ -2,7 +2,7 @@
 
 import { DEFAULT_ENDPOINT, type SandboxClientOptions } from "@sbx/core";
 import { layer as coreLayer, type SbxRpc } from "@sbx/core/effect";
-import type { Layer } from "effect";
+import type * as Layer from "effect/Layer";
 import { createWebTransport, type WebTransportOptions } from "./transport.js";
 
 export * from "@sbx/core/effect";
