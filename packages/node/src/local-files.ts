@@ -12,7 +12,8 @@ export const nodeLocalFiles: LocalFiles = {
     // Written beside the target, then renamed: a reader never sees half a file.
     const temp = join(dirname(path), `.${basename(path)}.sbx-${process.pid}-${Date.now()}`);
     try {
-      await pipeline(chunks, createWriteStream(temp));
+      // A deep buffer lets the disk write overlap the next piece arriving.
+      await pipeline(chunks, createWriteStream(temp, { highWaterMark: 8 * 1024 * 1024 }));
       await rename(temp, path);
     } catch (error) {
       await rm(temp, { force: true });

@@ -129,19 +129,30 @@ export async function reopenAgentFile(
 /** How many bytes one read of a download takes. */
 const READ_BYTES = 1024 * 1024;
 
-/** The file from `offset` to its end, in pieces of up to 1 MiB; closes `handle` when done. */
+/**
+ * The file from `offset` to its end, in pieces of up to 1 MiB; closes `handle` when done. The
+ * next piece is read while the caller sends the current one, so disk and socket overlap.
+ */
 export async function* readPieces(handle: FileHandle, offset: number, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  let position = offset;
+  const readNext = async () => {
+    const buffer = Buffer.allocUnsafe(READ_BYTES);
+    const { bytesRead } = await handle.read(buffer, 0, READ_BYTES, position);
+    position += bytesRead;
+    return buffer.subarray(0, bytesRead);
+  };
+  let next: Promise<Uint8Array> | undefined = readNext();
   try {
-    let position = offset;
     for (;;) {
       signal.throwIfAborted();
-      const buffer = Buffer.allocUnsafe(READ_BYTES);
-      const { bytesRead } = await handle.read(buffer, 0, READ_BYTES, position);
-      if (bytesRead === 0) return;
-      position += bytesRead;
-      yield buffer.subarray(0, bytesRead);
+      const piece: Uint8Array = await next;
+      if (piece.byteLength === 0) return;
+      next = readNext();
+      yield piece;
     }
   } finally {
+    // A read still in flight must finish before the file closes under it.
+    await next?.catch(() => {});
     await handle.close();
   }
 }
