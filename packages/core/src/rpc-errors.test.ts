@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { AbortedError, ConnectionError, NotFoundError } from "./errors.js";
+import { AbortedError, ConnectionError, InternalError, NotFoundError } from "./errors.js";
 import { isTransient, toSandboxError } from "./rpc-errors.js";
 
 describe("toSandboxError", () => {
@@ -27,5 +27,25 @@ describe("toSandboxError", () => {
     const aborted = toSandboxError(new ConnectError("aborted", Code.Aborted), "x");
     expect(aborted).toBeInstanceOf(ConnectionError);
     expect(isTransient(aborted)).toBe(true);
+  });
+
+  it("a fetch that failed before any answer is a transient ConnectionError in every browser", () => {
+    // connect-web reports a rejected fetch as `unknown` with the browser's own message.
+    for (const message of [
+      "Failed to fetch",
+      "NetworkError when attempting to fetch resource.",
+      "Load failed",
+      "fetch failed",
+    ]) {
+      const e = toSandboxError(ConnectError.from(new TypeError(message)), "create sandbox");
+      expect(e, message).toBeInstanceOf(ConnectionError);
+      expect(isTransient(e), message).toBe(true);
+    }
+  });
+
+  it("an unknown failure that is not the connection's stays an InternalError", () => {
+    const e = toSandboxError(new ConnectError("the handler threw", Code.Unknown), "x");
+    expect(e).toBeInstanceOf(InternalError);
+    expect(isTransient(e)).toBe(false);
   });
 });

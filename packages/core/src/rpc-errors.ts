@@ -77,7 +77,9 @@ export function toSandboxError(error: unknown, what: string): SandboxError {
       result = isTransportFailure(ce) ? new ConnectionError(message, options) : new AbortedError(message, options);
       break;
     default:
-      result = new InternalError(message, options);
+      // A connection that failed before any status (a refused socket, a browser's "Failed to
+      // fetch") arrives as unknown / internal in some runtimes: it is still a ConnectionError.
+      result = isTransportFailure(ce) ? new ConnectionError(message, options) : new InternalError(message, options);
   }
   const retryAfterMs = retryDelayOf(ce);
   // A quota error is only worth retrying when the server says when to come back.
@@ -94,7 +96,9 @@ export function toSandboxError(error: unknown, what: string): SandboxError {
 function isTransportFailure(ce: ConnectError): boolean {
   if (ce.code !== Code.Unknown && ce.code !== Code.Internal && ce.code !== Code.Canceled) return false;
   const text = `${ce.rawMessage} ${String((ce.cause as Error | undefined)?.message ?? "")}`;
-  return /ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|socket hang up|stream closed|premature close|terminated|NGHTTP2|ERR_HTTP2|network|fetch failed|Failed to fetch|GOAWAY|other side closed|closed/i.test(
+  // "Failed to fetch": Chromium; "NetworkError when attempting to fetch": Firefox; "Load
+  // failed": Safari; "fetch failed": undici.
+  return /ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|socket hang up|stream closed|premature close|terminated|NGHTTP2|ERR_HTTP2|network|fetch failed|Failed to fetch|Load failed|GOAWAY|other side closed|closed/i.test(
     text,
   );
 }
