@@ -1,0 +1,2 @@
+// @sbx/client in bun: the bun adapter, re-exported.
+export * from "@sbx/bun";

@@ -1,0 +1,2 @@
+// @sbx/client/effect in deno: the deno adapter's Effect API, re-exported.
+export * from "@sbx/deno/effect";

@@ -1,0 +1,2 @@
+// @sbx/client in deno: the deno adapter, re-exported.
+export * from "@sbx/deno";

@@ -1,0 +1,2 @@
+// @sbx/client/effect in node: the node adapter's Effect API, re-exported.
+export * from "@sbx/node/effect";

@@ -1,0 +1,2 @@
+// @sbx/client in web: the web adapter, re-exported.
+export * from "@sbx/web";
