@@ -1,10 +1,7 @@
 /** Starting Deno from the Node side: the binary of the `deno` npm package, and a bounded run of it. */
-import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
 
-/** This package's folder: Deno runs with it as cwd, so `src/…` paths and node_modules resolve. */
-export const packageDir = fileURLToPath(new URL("..", import.meta.url));
+import { type BinaryRun, runBinary } from "./run-binary.js";
 
 /**
  * The `deno` binary of the `deno` devDependency (the platform's binary comes in its optional
@@ -23,50 +20,13 @@ export function denoBinary(): string | undefined {
   }
 }
 
-export interface DenoRun {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/**
- * Runs `deno args…` in this package's folder and collects its output. Killed after
- * `timeoutMs`; rejects if it printed nothing on stdout and failed (a crash, not a failed case).
- */
-export function runDeno(
+/** Runs `deno args…` in this package's folder (see runBinary), never prompting. */
+export const runDeno = (
   binary: string,
   args: readonly string[],
   options: { env?: Record<string, string>; timeoutMs?: number } = {},
-): Promise<DenoRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(binary, args, {
-      cwd: packageDir,
-      env: { ...process.env, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1", ...options.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (s: string) => {
-      stdout += s;
-    });
-    child.stderr.setEncoding("utf8").on("data", (s: string) => {
-      stderr += s;
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 15 * 60_000);
-    child.on("error", (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      if (code !== 0 && stdout.trim() === "") {
-        reject(new Error(`deno ${args.join(" ")} failed (${signal ?? `exit ${code}`}):\n${stderr.slice(-4000)}`));
-        return;
-      }
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+): Promise<BinaryRun> =>
+  runBinary(binary, args, { ...options, env: { DENO_NO_UPDATE_CHECK: "1", DENO_NO_PROMPT: "1", ...options.env } });
 
 /**
  * `--allow-net` for exactly the hosts and ports of `urls` (the targets), nothing else.
