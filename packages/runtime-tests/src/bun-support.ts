@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { runBinary } from "./run-binary.js";
+import { runBinary } from "./run-binary.ts";
 
 /**
  * The `bun` binary the `bun` devDependency installed (its postinstall puts the platform's

@@ -1,7 +1,7 @@
 /** Starting Deno from the Node side: the binary of the `deno` npm package, and a bounded run of it. */
 import { createRequire } from "node:module";
 
-import { type BinaryRun, runBinary } from "./run-binary.js";
+import { type BinaryRun, runBinary } from "./run-binary.ts";
 
 /**
  * The `deno` binary of the `deno` devDependency (the platform's binary comes in its optional
