@@ -6,7 +6,8 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createLocalRuntime, type RunningServer, silentLogger, startServer } from "@sbx/server";
+import { type RunningServer, silentLogger, startServer } from "@sbx/server";
+import { realServerAvailable } from "@sbx/server/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const exampleDir = fileURLToPath(new URL("..", import.meta.url));
@@ -22,21 +23,6 @@ function bunBinary(): string | undefined {
   if (process.env.CI) throw new Error(message);
   console.warn(`skipping the Bun example: ${message}`);
   return undefined;
-}
-
-/** Whether the real server can run here; in CI it must. */
-async function realServerAvailable(): Promise<boolean> {
-  const dir = mkdtempSync(join(tmpdir(), "sbx-prereq-"));
-  try {
-    const problems = await createLocalRuntime({ dataDir: dir }).checkPrerequisites();
-    if (problems.length === 0) return true;
-    const message = `the real sbx server cannot run here:\n  ${problems.join("\n  ")}`;
-    if (process.env.CI) throw new Error(message);
-    console.warn(`skipping the Bun example: ${message}`);
-    return false;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 function bun(binary: string, args: readonly string[], env: Record<string, string>) {
@@ -64,7 +50,7 @@ function bun(binary: string, args: readonly string[], env: Record<string, string
 }
 
 const binary = bunBinary();
-const runnable = binary !== undefined && (await realServerAvailable());
+const runnable = binary !== undefined && (await realServerAvailable("the Bun example"));
 
 describe.skipIf(!runnable)("examples/bun", () => {
   let server: RunningServer | undefined;

@@ -6,7 +6,8 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createLocalRuntime, type RunningServer, silentLogger, startServer } from "@sbx/server";
+import { type RunningServer, silentLogger, startServer } from "@sbx/server";
+import { realServerAvailable } from "@sbx/server/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const exampleDir = fileURLToPath(new URL("..", import.meta.url));
@@ -19,21 +20,6 @@ function denoBinary(): string | undefined {
     if (process.env.CI) throw error;
     console.warn(`skipping the Deno example: the deno binary is not installed: ${String(error)}`);
     return undefined;
-  }
-}
-
-/** Whether the real server can run here; in CI it must. */
-async function realServerAvailable(): Promise<boolean> {
-  const dir = mkdtempSync(join(tmpdir(), "sbx-prereq-"));
-  try {
-    const problems = await createLocalRuntime({ dataDir: dir }).checkPrerequisites();
-    if (problems.length === 0) return true;
-    const message = `the real sbx server cannot run here:\n  ${problems.join("\n  ")}`;
-    if (process.env.CI) throw new Error(message);
-    console.warn(`skipping the Deno example: ${message}`);
-    return false;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -62,7 +48,7 @@ function deno(binary: string, args: readonly string[], env: Record<string, strin
 }
 
 const binary = denoBinary();
-const runnable = binary !== undefined && (await realServerAvailable());
+const runnable = binary !== undefined && (await realServerAvailable("the Deno example"));
 
 describe.skipIf(!runnable)("examples/deno", () => {
   let server: RunningServer | undefined;

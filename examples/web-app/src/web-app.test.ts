@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SandboxClient } from "@sbx/node";
-import { createLocalRuntime, type RunningServer, silentLogger, startServer } from "@sbx/server";
+import { type RunningServer, silentLogger, startServer } from "@sbx/server";
+import { realServerAvailable } from "@sbx/server/testing";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildPage } from "../build.ts";
@@ -17,21 +18,11 @@ const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = fileURLToPath(new URL("../../../artifacts/", import.meta.url));
 
 /** Fails loudly in CI when Chromium or the real server cannot run here; skips with a message elsewhere. */
-async function runnable(): Promise<boolean> {
-  const problems: string[] = [];
-  if (!existsSync(CHROMIUM)) problems.push(`${CHROMIUM} is missing (apt-get install chromium)`);
-  const dir = mkdtempSync(join(tmpdir(), "sbx-prereq-"));
-  try {
-    problems.push(...(await createLocalRuntime({ dataDir: dir }).checkPrerequisites()));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-  if (problems.length === 0) return true;
-  const message = `the web app test cannot run here:\n  ${problems.join("\n  ")}`;
-  if (process.env.CI) throw new Error(message);
-  console.warn(`skipping: ${message}`);
-  return false;
-}
+const runnable = () =>
+  realServerAvailable(
+    "the web app test",
+    existsSync(CHROMIUM) ? [] : [`${CHROMIUM} is missing (apt-get install chromium)`],
+  );
 
 /**
  * Prints "first", then waits (polling, with pauses) until /tmp/go exists in the sandbox — which

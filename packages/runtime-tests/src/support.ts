@@ -4,48 +4,28 @@
  * result line per case), and turns every case into one vitest test, so a failure in Deno shows
  * up as that case failing, by name.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import * as core from "@sbx/core";
-import { createLocalRuntime, type RunningServer, silentLogger, startServer } from "@sbx/server";
+import { startTestServer } from "@sbx/server/testing";
 import { createFakeServer } from "@sbx/testing";
 import { type CaseResult, defineConformanceSuite, listCases } from "@sbx/testing/conformance";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RESULT_PREFIX } from "./remote-suite.js";
 import { type RemoteTarget, targetName } from "./targets.js";
 
-/** Fails loudly in CI when the real server cannot run here; skips with a message elsewhere. */
-export async function realServerAvailable(): Promise<boolean> {
-  const dir = mkdtempSync(join(tmpdir(), "sbx-prereq-"));
-  try {
-    const problems = await createLocalRuntime({ dataDir: dir }).checkPrerequisites();
-    if (problems.length === 0) return true;
-    const message = `the real sbx server cannot run here:\n  ${problems.join("\n  ")}`;
-    if (process.env.CI) throw new Error(message);
-    console.warn(`skipping runtime tests: ${message}`);
-    return false;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+export { realServerAvailable } from "@sbx/server/testing";
 
 /** A real server and the fake on ports, for the enclosing describe. Read them inside hooks and tests. */
 export function useTargets(): { readonly targets: readonly RemoteTarget[] } {
-  let real: (RunningServer & { dataDir: string }) | undefined;
+  let real: Awaited<ReturnType<typeof startTestServer>> | undefined;
   let fake: { server: ReturnType<typeof createFakeServer>; url: string; close: () => Promise<void> } | undefined;
   beforeAll(async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "sbx-server-"));
-    real = {
-      ...(await startServer({ dataDir, listen: "127.0.0.1:0", token: "runtime-token", logger: silentLogger })),
-      dataDir,
-    };
+    real = await startTestServer({ token: "runtime-token" });
     const server = createFakeServer({ token: "fake-token" });
     fake = { server, ...(await server.listen()) };
   });
   afterAll(async () => {
     await real?.close();
-    if (real) rmSync(real.dataDir, { recursive: true, force: true });
+    real?.removeData();
     await fake?.close();
     await fake?.server.close();
   });

@@ -3,43 +3,13 @@
  * bubblewrap call `realServerAvailable()` first: it fails loudly in CI and lets a developer
  * machine without them skip with a message.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { SandboxClient as CoreClient, fetchRawHttp, type RawHttpClient } from "@sbx/core";
 import { type Sandbox, SandboxClient } from "@sbx/node";
 import { afterAll, beforeAll } from "vitest";
-import { silentLogger } from "./logger.js";
-import { createLocalRuntime } from "./runtime/local/index.js";
-import { type RunningServer, startServer } from "./server.js";
+import { startTestServer } from "./testing.js";
 
-export async function realServerAvailable(): Promise<boolean> {
-  const dir = mkdtempSync(join(tmpdir(), "sbx-prereq-"));
-  try {
-    const problems = await createLocalRuntime({ dataDir: dir }).checkPrerequisites();
-    if (problems.length === 0) return true;
-    const message = `the real sbx server cannot run here:\n  ${problems.join("\n  ")}`;
-    if (process.env.CI) throw new Error(message);
-    console.warn(`skipping real-server tests: ${message}`);
-    return false;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-export async function startTestServer(
-  options: { dataDir?: string; token?: string } = {},
-): Promise<RunningServer & { removeData(): void }> {
-  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "sbx-server-"));
-  const server = await startServer({
-    dataDir,
-    listen: "127.0.0.1:0",
-    token: options.token ?? "test-token",
-    logger: silentLogger,
-  });
-  return { ...server, removeData: () => rmSync(dataDir, { recursive: true, force: true }) };
-}
+export { realServerAvailable, startTestServer } from "./testing.js";
 
 /**
  * A real server for the enclosing `describe`: started before its tests, closed and its data
