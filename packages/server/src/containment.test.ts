@@ -3,7 +3,7 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { SandboxClient } from "@sbx/node";
+import { SandboxClient, SandboxFilesystemPermissionError } from "@sbx/node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { realServerAvailable, startTestServer } from "./test-support.js";
 
@@ -226,6 +226,46 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       // Files still move, through the files the agent opens.
       await sb.filesystem.writeText("through the agent", "/check.txt");
       expect(await sb.filesystem.readText("/check.txt")).toBe("through the agent");
+    });
+
+    it("/.sbx is the server's: sandboxed code cannot plant, swap or remove anything there", async () => {
+      await using sb = await client.sandboxes.create();
+      const probe = [
+        "ln -s /etc /.sbx/p/99999",
+        "mv /.sbx/p /.sbx/q",
+        "rm -f /.sbx/events",
+        "touch /.sbx/planted",
+        "mkdir /.sbx/pool",
+      ]
+        .map((cmd) => `${cmd} 2>/dev/null && echo "done: ${cmd}" || echo "refused: ${cmd}"`)
+        .join("; ");
+      const { out } = await run(sb, ["sh", "-c", probe]);
+      expect(out).not.toContain("done:");
+      expect(out.match(/refused:/g)).toHaveLength(5);
+      // Processes still start (their FIFOs are made and opened where the sandbox cannot reach).
+      expect((await run(sb, ["echo", "still runs"])).out).toBe("still runs\n");
+    });
+
+    it("sandboxed processes inherit no descriptors beyond stdio", async () => {
+      await using sb = await client.sandboxes.create();
+      const { out } = await run(sb, py("import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))"));
+      // 0-2, and the descriptor listing /proc/self/fd itself.
+      expect(JSON.parse(out)).toEqual([0, 1, 2, 3]);
+    });
+
+    it("files on /proc and /sys are not moved through the files API (the server opens as host root)", async () => {
+      await using sb = await client.sandboxes.create();
+      await run(sb, ["ln", "-s", "/proc/kallsyms", "/tmp/report.txt"]);
+      for (const path of ["/proc/kallsyms", "/tmp/report.txt", "/proc/self/status"]) {
+        const error = await sb.filesystem.readBytes(path).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error, path).toBeInstanceOf(SandboxFilesystemPermissionError);
+        expect(String((error as Error).message)).toContain(path);
+      }
+      // Inside, the sandbox reads what its own credentials allow.
+      expect((await run(sb, ["head", "-c", "0", "/proc/self/status"])).code).toBe(0);
     });
 
     it("a memory bomb is OOM-killed (137) and the server keeps serving", async () => {

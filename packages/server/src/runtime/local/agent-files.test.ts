@@ -4,6 +4,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +12,7 @@ import { RuntimeFsError } from "../runtime.js";
 import {
   type AgentFileIdentity,
   type AgentProcess,
+  type AllowedFilesystems,
   fileIdentity,
   PositionalWriter,
   processStartTime,
@@ -30,6 +32,7 @@ out = {
   "fifo": ident(os.open(d + "/fifo", os.O_RDWR)),
   "linked": ident(os.open(d + "/linked", os.O_WRONLY)),
   "private": ident(os.open(d + "/private", os.O_RDONLY)),
+  "proc": ident(os.open("/proc/self/status", os.O_RDONLY)),
 }
 print(json.dumps(out), flush=True)
 sys.stdin.read()
@@ -40,7 +43,9 @@ describe("reopening the agent's files", () => {
   const me = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
   let child: ChildProcess;
   let agent: AgentProcess;
-  let files: Record<"readOnly" | "fresh" | "fifo" | "linked" | "private", AgentFileIdentity>;
+  let files: Record<"readOnly" | "fresh" | "fifo" | "linked" | "private" | "proc", AgentFileIdentity>;
+  // The sandbox's filesystems stand in as this temp dir's: the opener works on the host.
+  let allowed: AllowedFilesystems;
   const data = randomBytes(3 * 1024 * 1024 + 17);
 
   beforeAll(async () => {
@@ -62,6 +67,8 @@ describe("reopening the agent's files", () => {
     const startTime = await processStartTime(child.pid ?? 0);
     if (!startTime) throw new Error("no start time");
     agent = { pid: child.pid ?? 0, startTime };
+    const here = Number((await statfs(dir)).type);
+    allowed = { read: new Set([here]), write: new Set([here]) };
   });
 
   afterAll(() => {
@@ -80,14 +87,14 @@ describe("reopening the agent's files", () => {
   };
 
   it("reads a file the agent opened for reading, from any offset", async () => {
-    const handle = await reopenAgentFile(agent, files.readOnly, "read", me);
+    const handle = await reopenAgentFile(agent, files.readOnly, "read", me, allowed);
     const pieces: Uint8Array[] = [];
     for await (const piece of readPieces(handle, 5, new AbortController().signal)) pieces.push(piece);
     expect(Buffer.concat(pieces).equals(data.subarray(5))).toBe(true);
   });
 
   it("writes the fresh file the agent created, in order, through many small pieces", async () => {
-    const writer = new PositionalWriter(await reopenAgentFile(agent, files.fresh, "write", me));
+    const writer = new PositionalWriter(await reopenAgentFile(agent, files.fresh, "write", me, allowed));
     const hash = createHash("sha256");
     for (let i = 0; i < 400; i++) {
       const piece = randomBytes(32 * 1024 + i);
@@ -103,29 +110,41 @@ describe("reopening the agent's files", () => {
   });
 
   it("refuses a descriptor opened for reading when asked to write", async () => {
-    expect(await refusal(reopenAgentFile(agent, files.readOnly, "write", me))).toMatch(/access mode/);
+    expect(await refusal(reopenAgentFile(agent, files.readOnly, "write", me, allowed))).toMatch(/access mode/);
   });
 
   it("refuses anything but a regular file (the agent's pipes)", async () => {
-    expect(await refusal(reopenAgentFile(agent, files.fifo, "write", me))).toMatch(/not a regular file/);
-    expect(await refusal(reopenAgentFile(agent, files.fifo, "read", me))).toMatch(/access mode/);
+    expect(await refusal(reopenAgentFile(agent, files.fifo, "write", me, allowed))).toMatch(/not a regular file/);
+    expect(await refusal(reopenAgentFile(agent, files.fifo, "read", me, allowed))).toMatch(/access mode/);
   });
 
   it("refuses a written file with another name elsewhere (a hard link)", async () => {
-    expect(await refusal(reopenAgentFile(agent, files.linked, "write", me))).toMatch(/unlinked-elsewhere/);
+    expect(await refusal(reopenAgentFile(agent, files.linked, "write", me, allowed))).toMatch(/unlinked-elsewhere/);
   });
 
   it("refuses a written file the sandbox user does not own, and a read file it cannot read", async () => {
     const stranger = { uid: me.uid + 4242, gid: me.gid + 4242 };
-    expect(await refusal(reopenAgentFile(agent, files.fresh, "write", stranger))).toMatch(/own/);
-    expect(await refusal(reopenAgentFile(agent, files.private, "read", stranger))).toMatch(/not readable/);
-    await (await reopenAgentFile(agent, files.readOnly, "read", stranger)).close(); // 0644: readable by all
+    expect(await refusal(reopenAgentFile(agent, files.fresh, "write", stranger, allowed))).toMatch(/own/);
+    expect(await refusal(reopenAgentFile(agent, files.private, "read", stranger, allowed))).toMatch(/not readable/);
+    await (await reopenAgentFile(agent, files.readOnly, "read", stranger, allowed)).close(); // 0644: readable by all
   });
 
   it("refuses an identity that does not match the open file, a missing descriptor, and a recycled pid", async () => {
-    expect(await refusal(reopenAgentFile(agent, { ...files.readOnly, ino: "1" }, "read", me))).toMatch(/answered/);
-    expect(await refusal(reopenAgentFile(agent, { ...files.readOnly, fd: 999 }, "read", me))).toMatch(/descriptor/);
-    expect(await refusal(reopenAgentFile({ ...agent, startTime: "1" }, files.readOnly, "read", me))).toMatch(/gone/);
+    expect(await refusal(reopenAgentFile(agent, { ...files.readOnly, ino: "1" }, "read", me, allowed))).toMatch(
+      /answered/,
+    );
+    expect(await refusal(reopenAgentFile(agent, { ...files.readOnly, fd: 999 }, "read", me, allowed))).toMatch(
+      /descriptor/,
+    );
+    expect(await refusal(reopenAgentFile({ ...agent, startTime: "1" }, files.readOnly, "read", me, allowed))).toMatch(
+      /gone/,
+    );
+  });
+
+  it("refuses files on other filesystems: procfs shows the host root what the sandbox may not see", async () => {
+    expect(await refusal(reopenAgentFile(agent, files.proc, "read", me, allowed))).toMatch(/cannot be moved/);
+    const readOnlyHere = { read: allowed.read, write: new Set<number>() };
+    expect(await refusal(reopenAgentFile(agent, files.fresh, "write", me, readOnlyHere))).toMatch(/cannot be moved/);
   });
 
   it("refuses malformed answers", () => {

@@ -14,7 +14,7 @@
  * reopen, so a recycled pid is never trusted.
  */
 import { constants } from "node:fs";
-import { type FileHandle, open, readFile } from "node:fs/promises";
+import { type FileHandle, open, readFile, statfs } from "node:fs/promises";
 import { RuntimeFsError } from "../runtime.js";
 
 /** The agent as the host sees it. */
@@ -86,18 +86,57 @@ export function fileIdentity(answer: unknown): AgentFileIdentity {
 const refuse = (why: string) => new RuntimeFsError("other", `refused the file the sandbox agent named: ${why}`);
 
 /** Reopens the file behind the agent's descriptor, after the checks described above. */
+/**
+ * Filesystems whose files the server may touch for the sandbox, by statfs type. Writes land
+ * only on the sandbox's own disk (its overlay root) and tmpfs. Reads may also come from the
+ * host's read-only system dirs (`readOnlyTypes`, e.g. /usr's filesystem). Never procfs, sysfs
+ * and the like: what they show depends on who opens them, and the server opens as host root.
+ */
+export interface AllowedFilesystems {
+  readonly write: ReadonlySet<number>;
+  readonly read: ReadonlySet<number>;
+}
+
+const OVERLAYFS = 0x794c7630;
+const TMPFS = 0x01021994;
+
+/** The filesystems of a local sandbox: overlay and tmpfs, plus (for reads) those of `readOnlyDirs`. */
+export async function sandboxFilesystems(readOnlyDirs: readonly string[]): Promise<AllowedFilesystems> {
+  const extra = await Promise.all(readOnlyDirs.map(async (dir) => Number((await statfs(dir)).type)));
+  return { write: new Set([OVERLAYFS, TMPFS]), read: new Set([OVERLAYFS, TMPFS, ...extra]) };
+}
+
+interface FdInfo {
+  readonly accessMode: number;
+  readonly mountId: string | undefined;
+  readonly inode: string | undefined;
+}
+
+async function fdInfo(pid: number | "self", fd: number): Promise<FdInfo | undefined> {
+  const text = await readFile(`/proc/${pid}/fdinfo/${fd}`, "utf8").catch(() => undefined);
+  const flags = text && /^flags:\s+([0-7]+)$/m.exec(text)?.[1];
+  if (!text || !flags) return undefined;
+  return {
+    accessMode: Number.parseInt(flags, 8) & 0o3, // O_ACCMODE
+    mountId: /^mnt_id:\s+(\d+)$/m.exec(text)?.[1],
+    inode: /^ino:\s+(\d+)$/m.exec(text)?.[1],
+  };
+}
+
+const modeFits = (access: "read" | "write", mode: number) =>
+  access === "write" ? mode !== constants.O_RDONLY : mode === constants.O_RDONLY;
+
 export async function reopenAgentFile(
   agent: AgentProcess,
   file: AgentFileIdentity,
   access: "read" | "write",
   user: SandboxUser,
+  filesystems: AllowedFilesystems,
 ): Promise<FileHandle> {
   // The agent's own access mode: only a descriptor it opened for writing is written.
-  const fdinfo = await readFile(`/proc/${agent.pid}/fdinfo/${file.fd}`, "utf8").catch(() => undefined);
-  const flags = fdinfo && /^flags:\s+([0-7]+)$/m.exec(fdinfo)?.[1];
-  if (!flags) throw refuse("no such descriptor");
-  const mode = Number.parseInt(flags, 8) & 0o3; // O_ACCMODE
-  if (access === "write" ? mode === constants.O_RDONLY : mode !== constants.O_RDONLY) throw refuse("wrong access mode");
+  const before = await fdInfo(agent.pid, file.fd);
+  if (!before) throw refuse("no such descriptor");
+  if (!modeFits(access, before.accessMode)) throw refuse("wrong access mode");
 
   // O_NONBLOCK: a FIFO named here must not block the open (it is refused below).
   const flagsToOpen =
@@ -107,6 +146,19 @@ export async function reopenAgentFile(
   });
   try {
     if ((await processStartTime(agent.pid)) !== agent.startTime) throw refuse("the agent is gone");
+    // The descriptor may have been swapped between the check above and the open: the agent's
+    // must still have the access mode asked for and be the very file now open here.
+    const after = await fdInfo(agent.pid, file.fd);
+    const mine = await fdInfo("self", handle.fd);
+    if (!after || !mine || !modeFits(access, after.accessMode)) throw refuse("the descriptor changed");
+    if (after.mountId !== mine.mountId || after.inode !== mine.inode) throw refuse("the descriptor changed");
+    const fsType = Number((await statfs(`/proc/self/fd/${handle.fd}`)).type);
+    if (!(access === "write" ? filesystems.write : filesystems.read).has(fsType)) {
+      throw new RuntimeFsError(
+        "permission_denied",
+        "files on this filesystem (such as /proc or /sys) cannot be moved through the files API; read them with exec (e.g. cat)",
+      );
+    }
     const st = await handle.stat({ bigint: true });
     if (!st.isFile()) throw refuse("not a regular file");
     if (String(st.dev) !== file.dev || String(st.ino) !== file.ino) throw refuse("not the file it answered with");
@@ -142,6 +194,17 @@ export async function* readPieces(handle: FileHandle, offset: number, signal: Ab
     return buffer.subarray(0, bytesRead);
   };
   let next: Promise<Uint8Array> | undefined = readNext();
+  let closing: Promise<void> | undefined;
+  // Once, after the read in flight settles (a file must not close under a read). Also on
+  // abort: a reader that is never resumed would otherwise keep the file open until GC.
+  const close = () => {
+    closing ??= (next ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => handle.close())
+      .catch(() => {});
+    return closing;
+  };
+  signal.addEventListener("abort", close, { once: true });
   try {
     for (;;) {
       signal.throwIfAborted();
@@ -151,9 +214,8 @@ export async function* readPieces(handle: FileHandle, offset: number, signal: Ab
       yield piece;
     }
   } finally {
-    // A read still in flight must finish before the file closes under it.
-    await next?.catch(() => {});
-    await handle.close();
+    signal.removeEventListener("abort", close);
+    await close();
   }
 }
 
@@ -227,6 +289,7 @@ export class PositionalWriter {
     let left = bytes;
     while (left > 0) {
       const { bytesWritten } = await this.handle.writev(rest, this.#position);
+      if (bytesWritten === 0) throw new Error("the file took no bytes");
       this.#position += bytesWritten;
       left -= bytesWritten;
       if (left > 0) rest = skip(rest, bytesWritten);

@@ -74,7 +74,7 @@ export class AgentFilesystem implements RuntimeFilesystem {
   async read(path: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
     const answer = await this.channel.call("read", { path });
     try {
-      return readPieces(await this.channel.reopen(answer, "read"), offset, signal);
+      return readPieces(await this.channel.reopen(answer, "read").catch(naming(path)), offset, signal);
     } finally {
       // The server's reopened file stands on its own: the agent's copy can go now.
       const fd = (answer as { fd?: unknown } | null)?.fd;
@@ -88,7 +88,7 @@ export class AgentFilesystem implements RuntimeFilesystem {
     let writer: PositionalWriter;
     try {
       fileIdentity(answer);
-      writer = new PositionalWriter(await this.channel.reopen(answer, "write"));
+      writer = new PositionalWriter(await this.channel.reopen(answer, "write").catch(naming(path)));
     } catch (error) {
       await this.channel.call("upload_end", { path, upload, commit: false }).catch(() => {});
       throw error;
@@ -124,6 +124,14 @@ export class AgentFilesystem implements RuntimeFilesystem {
     return queue.drain(signal, () => subscription.stop());
   }
 }
+
+/** Rethrows a refusal with the path it was about. */
+const naming =
+  (path: string) =>
+  (error: unknown): never => {
+    if (error instanceof RuntimeFsError) throw new RuntimeFsError(error.kind, `${path}: ${error.message}`);
+    throw error;
+  };
 
 /** A failed write as a filesystem error: a full disk or quota says so. */
 function writeError(path: string, error: unknown): RuntimeFsError {

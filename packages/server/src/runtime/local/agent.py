@@ -51,6 +51,20 @@ import sys
 import termios
 import threading
 
+
+def close_inherited():
+    """Closes every descriptor above stderr this process was started with: whatever the server's
+    own parent or bwrap left open must not reach sandboxed code."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the listing's own descriptor, already closed
+
+
+close_inherited()
 events = os.open("/.sbx/events", os.O_WRONLY)
 ctl = os.open("/.sbx/ctl", os.O_RDWR)  # RDWR: never sees EOF when the server reopens
 pids = {}  # pid -> process id

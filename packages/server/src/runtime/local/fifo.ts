@@ -1,7 +1,7 @@
 /** Named pipes: how the server and a sandbox's agent exchange control messages and stdio. */
 import { execFile } from "node:child_process";
-import { constants, openSync } from "node:fs";
-import { chown, mkdir, rename } from "node:fs/promises";
+import { closeSync, constants, fstatSync, openSync } from "node:fs";
+import { chmod, chown, mkdir, rename } from "node:fs/promises";
 import { Socket } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -14,10 +14,22 @@ export async function makeFifos(paths: readonly string[], uid: number, gid: numb
   await Promise.all(paths.map((p) => chown(p, uid, gid)));
 }
 
+/**
+ * Opens a FIFO the server made, refusing anything else: never through a symlink (O_NOFOLLOW),
+ * never a file or device that sandboxed code put in its place.
+ */
+function openFifo(path: string, flags: number): number {
+  const fd = openSync(path, flags | constants.O_NONBLOCK | constants.O_NOFOLLOW | constants.O_NOCTTY);
+  if (!fstatSync(fd).isFIFO()) {
+    closeSync(fd);
+    throw new Error(`${path} is not a FIFO`);
+  }
+  return fd;
+}
+
 /** A non-blocking read end as a stream (opening never blocks, even before a writer exists). */
 export function openFifoReader(path: string): Socket {
-  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  return new Socket({ fd, readable: true, writable: false });
+  return new Socket({ fd: openFifo(path, constants.O_RDONLY), readable: true, writable: false });
 }
 
 /**
@@ -25,7 +37,7 @@ export function openFifoReader(path: string): Socket {
  * want of a reader; the peer sees end-of-file when this end is closed.
  */
 export function openFifoWriter(path: string, highWaterMark?: number): Socket {
-  const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
+  const fd = openFifo(path, constants.O_RDWR);
   return new Socket({
     fd,
     readable: false,
@@ -34,9 +46,19 @@ export function openFifoWriter(path: string, highWaterMark?: number): Socket {
   });
 }
 
+/** The server's ends of a process's stdio FIFOs. */
+export interface StdioEnds {
+  readonly stdin: Socket;
+  readonly stdout: Socket;
+  readonly stderr: Socket | undefined;
+}
+
 /**
  * Ready-made stdio FIFO triples (stdin, stdout, stderr), so starting a process costs a
  * rename instead of spawning mkfifo: the pool is refilled in the background, many at once.
+ * The pool lives outside the sandbox's reach (a root-only dir): the server opens its ends
+ * there, and only then moves the triple where the sandbox sees it, so nothing sandboxed code
+ * does to that place can make the server open something else.
  */
 export class FifoPool {
   readonly #dir: string;
@@ -54,10 +76,11 @@ export class FifoPool {
 
   /** Creates the pool along with any extra FIFOs the caller needs, in one mkfifo call. */
   async fill(extra: readonly string[] = [], count = 4): Promise<void> {
-    await mkdir(this.#dir, { recursive: true });
-    await chown(this.#dir, this.#uid, this.#gid);
+    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    await chmod(this.#dir, 0o700);
     const dirs = Array.from({ length: count }, () => join(this.#dir, String(this.#next++)));
-    await Promise.all(dirs.map((d) => mkdir(d).then(() => chown(d, this.#uid, this.#gid))));
+    // Root's dirs (0755), the sandbox user's FIFOs (0600): the agent opens them, nothing more.
+    await Promise.all(dirs.map((d) => mkdir(d, { mode: 0o755 })));
     await makeFifos(
       [...extra, ...dirs.flatMap((d) => ["stdin", "stdout", "stderr"].map((n) => join(d, n)))],
       this.#uid,
@@ -66,13 +89,30 @@ export class FifoPool {
     this.#ready.push(...dirs);
   }
 
-  /** Moves a ready triple to `target` (a directory path that must not exist yet). */
-  async take(target: string): Promise<void> {
+  /**
+   * Opens the server's ends of a ready triple (stderr unless `withStderr` is false), then moves
+   * the triple to `target` (a directory path that must not exist yet).
+   */
+  async take(target: string, withStderr: boolean): Promise<StdioEnds> {
     if (this.#ready.length === 0) await this.#startRefill();
     const dir = this.#ready.shift();
-    if (!dir) return this.take(target);
-    await rename(dir, target);
-    if (this.#ready.length < 2) this.#startRefill().catch(() => {});
+    if (!dir) return this.take(target, withStderr);
+    const opened: Socket[] = [];
+    try {
+      const stdout = openFifoReader(join(dir, "stdout"));
+      opened.push(stdout);
+      const stderr = withStderr ? openFifoReader(join(dir, "stderr")) : undefined;
+      if (stderr) opened.push(stderr);
+      const stdin = openFifoWriter(join(dir, "stdin"));
+      opened.push(stdin);
+      await rename(dir, target);
+      return { stdin, stdout, stderr };
+    } catch (error) {
+      for (const socket of opened) socket.destroy();
+      throw error;
+    } finally {
+      if (this.#ready.length < 2) this.#startRefill().catch(() => {});
+    }
   }
 
   /** One refill at a time; callers share the one in flight. */

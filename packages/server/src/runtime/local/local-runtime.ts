@@ -10,7 +10,7 @@
  * and filter; destroying the cgroup kills all of it, daemons included.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, chown, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import type { Socket } from "node:net";
@@ -27,7 +27,14 @@ import {
   type SandboxRuntime,
 } from "../runtime.js";
 import { type AgentEvent, EventLines, parseAgentEvent } from "./agent-events.js";
-import { type AgentProcess, fileIdentity, findAgent, reopenAgentFile } from "./agent-files.js";
+import {
+  type AgentProcess,
+  type AllowedFilesystems,
+  fileIdentity,
+  findAgent,
+  reopenAgentFile,
+  sandboxFilesystems,
+} from "./agent-files.js";
 import { AgentFilesystem, type WatchListener } from "./agent-filesystem.js";
 import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { FifoPool, openFifoReader, openFifoWriter } from "./fifo.js";
@@ -288,6 +295,13 @@ interface SandboxSetup {
   readonly pidsLimit: number;
 }
 
+/** The filesystems a sandbox's files may be on (its overlay, tmpfs, and the host's /usr for reads). */
+let filesystems: Promise<AllowedFilesystems> | undefined;
+const allowedFilesystems = () => {
+  filesystems ??= sandboxFilesystems(["/usr"]);
+  return filesystems;
+};
+
 class LocalSandbox implements RuntimeSandbox {
   id: string;
   readonly died: Promise<void>;
@@ -310,7 +324,13 @@ class LocalSandbox implements RuntimeSandbox {
   readonly fs = new AgentFilesystem({
     call: (op, fields) => this.#agentCall(op, fields),
     reopen: async (answer, access) =>
-      reopenAgentFile(await this.#agentProcess(), fileIdentity(answer), access, this.#setup),
+      reopenAgentFile(
+        await this.#agentProcess(),
+        fileIdentity(answer),
+        access,
+        this.#setup,
+        await allowedFilesystems(),
+      ),
     watch: (fields, listener) => {
       const id = `w${++this.#counter}`;
       this.#watchers.set(id, listener);
@@ -341,7 +361,7 @@ class LocalSandbox implements RuntimeSandbox {
     this.id = spec.id;
     this.#spec = spec;
     this.#setup = setup;
-    this.#fifos = new FifoPool(join(setup.dir, "ctl", "pool"), setup.uid, setup.gid);
+    this.#fifos = new FifoPool(join(setup.dir, "pool"), setup.uid, setup.gid);
     this.#cgroup = new SandboxCgroup(setup.cgroupVersion, `${setup.cgroupPrefix}-${spec.id}`);
     this.died = new Promise((resolve) => {
       this.#markDied = resolve;
@@ -370,10 +390,17 @@ class LocalSandbox implements RuntimeSandbox {
     const { uid, gid } = this.#setup;
     const paths = this.#paths;
     await Promise.all(Object.values(paths).map((p) => mkdir(p, { recursive: true })));
+    // The control dir is root's: the sandbox sees it (as /.sbx) and uses the FIFOs the server
+    // made in it, but cannot add, swap or remove anything there (a symlink planted in it would
+    // otherwise be followed by the server, as root). Rebuilt on every start.
+    await Promise.all(
+      ["ctl", "events", "p"].map((name) => rm(join(paths.ctl, name), { recursive: true, force: true })),
+    );
     await Promise.all([
       chown(paths.upper, uid, gid),
-      chown(paths.ctl, uid, gid),
-      mkdir(join(paths.ctl, "p")).then(() => chown(join(paths.ctl, "p"), uid, gid)),
+      chown(paths.ctl, 0, 0).then(() => chmod(paths.ctl, 0o755)),
+      mkdir(join(paths.ctl, "p"), { mode: 0o755 }),
+      writeFile(join(paths.ctl, "agent.py"), "", { flag: "a" }), // bwrap's mount point for the agent
     ]);
     await Promise.all([
       mountOverlay(this.#setup.image, paths.upper, paths.work, paths.rootfs),
@@ -547,7 +574,13 @@ class LocalSandbox implements RuntimeSandbox {
     this.#control?.write(`${JSON.stringify(message)}\n`);
   }
 
-  #agentCall(op: string, fields: Record<string, unknown>, id = `c${++this.#counter}`): Promise<unknown> {
+  // Call ids are random: sandboxed code can write the agent's event pipe, and must not be
+  // able to guess which answer the server waits for next.
+  #agentCall(
+    op: string,
+    fields: Record<string, unknown>,
+    id = `c${randomBytes(12).toString("hex")}`,
+  ): Promise<unknown> {
     if (this.#destroyed) return Promise.reject(new RuntimeFsError("other", "the sandbox has ended"));
     return new Promise((resolve, reject) => {
       this.#fsCalls.set(id, { resolve, reject });
@@ -560,13 +593,10 @@ class LocalSandbox implements RuntimeSandbox {
     const id = String(++this.#counter);
     const hostDir = join(this.#paths.ctl, "p", id);
     const sandboxDir = `/.sbx/p/${id}`;
-    await this.#fifos.take(hostDir);
-    const process = new LocalProcess(
-      openFifoReader(join(hostDir, "stdout")),
-      // Merged (or a terminal): the process has one output pipe, so order is preserved.
-      spec.mergeStderr || spec.pty ? undefined : openFifoReader(join(hostDir, "stderr")),
-      openFifoWriter(join(hostDir, "stdin")),
-      () => rm(hostDir, { recursive: true, force: true }).catch(() => {}),
+    // Merged (or a terminal): the process has one output pipe, so order is preserved.
+    const ends = await this.#fifos.take(hostDir, !(spec.mergeStderr || spec.pty));
+    const process = new LocalProcess(ends.stdout, ends.stderr, ends.stdin, () =>
+      rm(hostDir, { recursive: true, force: true }).catch(() => {}),
     );
     this.#processes.set(id, process);
     process.exit.finally(() => this.#processes.delete(id));
