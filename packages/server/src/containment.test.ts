@@ -180,10 +180,12 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       expect(current).toBeLessThanOrEqual(max);
     });
 
-    it("garbage, huge lines and forged events on the agent's event pipe do not take the server down", async () => {
+    it("the agent's control pipes are out of reach, and garbage or forged events would not take the server down", async () => {
       await using sb = await client.sandboxes.create();
       await using neighbour = await client.sandboxes.create();
-      // Sandboxed code runs as the agent's user, so it can write to the agent's event pipe.
+      // Unlinked once the agent holds them: nothing in the sandbox can open them.
+      expect((await run(sb, ["ls", "-A", "/.sbx"])).out.split("\n").filter(Boolean).sort()).toEqual(["agent.py", "p"]);
+      // Were they reachable (sandboxed code runs as the agent's user), this is what it could write.
       const script = [
         'printf \'not json{\\n[]\\nnull\\n{"ev":"watch","id":"w1","events":[{"type":"x"}]}\\n\' > /.sbx/events',
         'printf \'{"ev":"fs","id":"c999","error":7}\\n{"ev":"started","id":{},"pid":1}\\n\' > /.sbx/events',
@@ -233,7 +235,7 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       const probe = [
         "ln -s /etc /.sbx/p/99999",
         "mv /.sbx/p /.sbx/q",
-        "rm -f /.sbx/events",
+        "rm /.sbx/agent.py",
         "touch /.sbx/planted",
         "mkdir /.sbx/pool",
       ]

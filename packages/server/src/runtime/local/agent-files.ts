@@ -6,8 +6,8 @@
  * and reads or writes it with large positional I/O.
  *
  * What makes this safe: the agent is non-dumpable (agent.py), so sandboxed code cannot ptrace
- * it or reach its /proc entries to swap a descriptor. Answers on the agent's event pipe can
- * still be forged by sandboxed code, so the descriptor named is untrusted: the reopened file
+ * it or reach its /proc entries to swap a descriptor, and its event pipe is unlinked before any
+ * sandboxed code runs. Still, the descriptor named is treated as untrusted (defence in depth): the reopened file
  * must be a regular file, opened by the agent for the access asked, with the identity the
  * answer gave; a written file must be the sandbox user's own, unlinked nowhere else; a read
  * file must be readable by the sandbox user. The agent's start time is checked around the

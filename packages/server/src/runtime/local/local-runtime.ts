@@ -537,6 +537,10 @@ class LocalSandbox implements RuntimeSandbox {
   #onEvent(event: AgentEvent): void {
     switch (event.ev) {
       case "ready":
+        // The agent holds both control FIFOs open now, and no sandboxed code has run yet:
+        // unlinked, they cannot be opened by anything in the sandbox (to forge answers or
+        // swallow requests). Rebuilt by the next start.
+        for (const name of ["ctl", "events"]) rm(join(this.#paths.ctl, name), { force: true }).catch(() => {});
         this.#ready?.resolve();
         return;
       case "started":
