@@ -63,7 +63,7 @@ function moduleOf(input: string): string {
   return `${pkg} ${rest.replace(/^dist\/(esm\/)?/, "")}`;
 }
 
-export async function bundleApp(name: string, entry: string, plugins: Plugin[] = []): Promise<AppBundle> {
+export async function bundleApp(name: string, entry: string): Promise<AppBundle> {
   const result = await build({
     entryPoints: [entry],
     bundle: true,
@@ -76,7 +76,7 @@ export async function bundleApp(name: string, entry: string, plugins: Plugin[] =
     outdir: "out",
     metafile: true,
     logLevel: "silent",
-    plugins: [emptyNodeBuiltins, ...plugins],
+    plugins: [emptyNodeBuiltins],
   });
   const js = result.outputFiles.find((file) => file.path.endsWith(".js"))!;
   const metafile: Metafile = result.metafile;

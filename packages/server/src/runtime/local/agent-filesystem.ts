@@ -14,7 +14,7 @@ import {
   type RuntimeUpload,
   type RuntimeWatchEvent,
 } from "../runtime.js";
-import { fileIdentity, PositionalWriter, readPieces } from "./agent-files.js";
+import { PositionalWriter, readPieces } from "./agent-files.js";
 
 /** What the sandbox gives its filesystem: request/answer calls to the agent, and its open files. */
 export interface AgentChannel {
@@ -87,7 +87,6 @@ export class AgentFilesystem implements RuntimeFilesystem {
     const answer = await this.channel.call("upload", { path, upload });
     let writer: PositionalWriter;
     try {
-      fileIdentity(answer);
       writer = new PositionalWriter(await this.channel.reopen(answer, "write").catch(naming(path)));
     } catch (error) {
       await this.channel.call("upload_end", { path, upload, commit: false }).catch(() => {});
