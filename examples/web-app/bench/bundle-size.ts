@@ -139,7 +139,9 @@ if (import.meta.main) {
         `  ${b.name.padEnd(16)} minified ${kb(b.minifiedBytes).padStart(10)}   gzip ${kb(b.gzipBytes).padStart(9)}`,
       );
     }
-    console.log("  (protocol only: the same app on @sbx/proto + Connect + protobuf-es alone, no SDK; a floor)");
+    console.log(
+      "  (protocol only: the same calls through Connect-ES + protobuf-es and nothing else, which @sbx/web no longer uses)",
+    );
     console.log(
       `\n  ratio sbx / E2B (gzip): ${ratio.toFixed(2)}   goal ≤ ${GOAL.toFixed(2)}: ${ratio <= GOAL ? "met" : "NOT met"}`,
     );

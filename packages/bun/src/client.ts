@@ -4,6 +4,7 @@ import {
   type LocalSandbox,
   type SandboxClientOptions,
 } from "@sbx/core";
+import { connectClients } from "@sbx/core/connect";
 import { bunLocalFiles } from "./local-files.js";
 import { type BunTransportOptions, createBunTransport } from "./transport.js";
 
@@ -18,7 +19,8 @@ export class SandboxClient extends CoreSandboxClient<LocalSandbox> {
   constructor(options: BunSandboxClientOptions = {}) {
     super(options, {
       env: bunEnv(),
-      createTransport: (endpoint) => createBunTransport(endpoint, options),
+      createClients: (endpoint) => connectClients(createBunTransport(endpoint, options)),
+      connectClients,
       localFiles: bunLocalFiles,
       createRawHttp: (endpoint) => (options.rawHttp === false ? undefined : fetchRawHttp(endpoint, options.fetch)),
     });

@@ -4,9 +4,11 @@
 import type { Transport } from "@connectrpc/connect";
 import { ClientRuntime } from "./client-runtime.js";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
+import { attachedConnectClients } from "./connect-clients.js";
 import { InvalidError } from "./errors.js";
 import type { LocalFiles } from "./filesystem.js";
 import type { RawHttpClient } from "./raw-http.js";
+import type { RpcClients } from "./rpc.js";
 import { Sandbox } from "./sandbox.js";
 import {
   type CreateSandboxOptions,
@@ -63,8 +65,13 @@ export class Sandboxes<S extends Sandbox = Sandbox> {
 }
 
 export interface ClientDefaults {
-  /** Builds the adapter's transport for an endpoint when the user gave none. */
-  readonly createTransport?: (endpoint: string) => Transport;
+  /** Builds the adapter's RPC clients for an endpoint when the user gave no transport. */
+  readonly createClients?: (endpoint: string) => RpcClients;
+  /**
+   * Builds RPC clients over a user's Connect transport (`connectClients` from
+   * `@sbx/core/connect`). Without it, only transports made by `withConnectClients` work.
+   */
+  readonly connectClients?: (transport: Transport) => RpcClients;
   /** Builds the adapter's raw output reader (used with the adapter's own transport only). */
   readonly createRawHttp?: (endpoint: string) => RawHttpClient | undefined;
   /** The runtime's access to local files (for copyFromLocal / copyToLocal). */
@@ -88,15 +95,17 @@ export class SandboxClient<S extends Sandbox = Sandbox> implements AsyncDisposab
       endpoint: options.endpoint ?? defaults.env?.endpoint,
       token: options.token ?? defaults.env?.token,
     } as SandboxClientOptions);
-    const transport = options.transport ?? defaults.createTransport?.(config.endpoint);
-    if (!transport) {
+    const clients = options.transport
+      ? clientsOver(options.transport, defaults)
+      : defaults.createClients?.(config.endpoint);
+    if (!clients) {
       throw new InvalidError(
         "no transport: pass { transport } or use a runtime package (@sbx/node, @sbx/web, @sbx/deno, @sbx/bun)",
       );
     }
     this.endpoint = config.endpoint;
     const rawHttp = options.transport ? undefined : defaults.createRawHttp?.(config.endpoint);
-    this.#runtime = new ClientRuntime(transport, config, rawHttp, defaults.localFiles);
+    this.#runtime = new ClientRuntime(clients, config, rawHttp, defaults.localFiles);
     this.sandboxes = new Sandboxes<S>(this.#runtime);
   }
 
@@ -108,4 +117,18 @@ export class SandboxClient<S extends Sandbox = Sandbox> implements AsyncDisposab
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** RPC clients over the user's Connect transport: the adapter's way, else the transport's own. */
+function clientsOver(transport: Transport, defaults: ClientDefaults): RpcClients {
+  if (typeof transport !== "object" || transport === null)
+    throw new InvalidError("transport must be a Connect transport");
+  const clients = defaults.connectClients?.(transport) ?? attachedConnectClients(transport);
+  if (!clients) {
+    throw new InvalidError(
+      "this runtime package speaks the Connect protocol itself and has no Connect client for a transport: " +
+        "pass withConnectClients(transport) from @sbx/core/connect (fake.transport from @sbx/testing already is)",
+    );
+  }
+  return clients;
 }

@@ -5,7 +5,8 @@
  * server restart without losing or repeating a byte, and any client can reconnect to the
  * command by its id and offsets.
  */
-import { type Process as ProcessInfo, StdioMode } from "@sbx/proto";
+import type { Process as ProcessInfo } from "@sbx/proto";
+import { StdioMode } from "@sbx/proto/wire";
 import * as Stream from "effect/Stream";
 import type { ClientRuntime } from "./client-runtime.js";
 import { CommandTimeoutError, InvalidError } from "./errors.js";
@@ -277,12 +278,12 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
       const sources = this.#streams.map((stream) => {
         cursors[stream].restart();
         const source = { sandboxId: this.sandboxId, processId: this.commandId, stream };
-        return outputChunks(source, cursors[stream].delivered).pipe(Stream.map((chunk) => ({ stream, ...chunk })));
+        const chunks = outputChunks(source, cursors[stream].delivered).pipe(
+          Stream.map((chunk) => ({ stream, ...chunk })),
+        );
+        return this.#runtime.iterate(chunks, options.signal);
       });
-      if (sources.length === 0) return;
-      const merged =
-        sources.length === 1 ? (sources[0] as (typeof sources)[0]) : Stream.merge(sources[0]!, sources[1]!);
-      for await (const chunk of this.#runtime.iterate(merged, options.signal)) {
+      for await (const chunk of interleaved(sources)) {
         const text = cursors[chunk.stream].take(chunk.offset, chunk.data, keepAll);
         if (text) yield { stream: chunk.stream, ...text };
       }
@@ -417,4 +418,33 @@ export async function reconnectCommand(
   };
   const info = await runtime.run(getProcess(sandboxId, commandId), options.signal);
   return new CommandHandle(runtime, info, offsets);
+}
+
+/**
+ * The items of `sources` as each arrives. Leaving early, or a failure of one source, closes
+ * them all (`ClientRuntime.iterate`'s `return()` stops a pull in flight at once). Written out
+ * rather than with `Stream.merge`, which costs several KiB in a browser bundle.
+ */
+async function* interleaved<T>(sources: readonly AsyncIterator<T>[]): AsyncGenerator<T> {
+  const pending = new Map<number, Promise<{ index: number; result: IteratorResult<T> }>>();
+  const pull = (index: number) => {
+    pending.set(
+      index,
+      (sources[index] as AsyncIterator<T>).next().then((result) => ({ index, result })),
+    );
+  };
+  for (let index = 0; index < sources.length; index++) pull(index);
+  try {
+    while (pending.size > 0) {
+      const { index, result } = await Promise.race(pending.values());
+      if (result.done) {
+        pending.delete(index);
+        continue;
+      }
+      pull(index);
+      yield result.value;
+    }
+  } finally {
+    await Promise.allSettled(sources.map((source) => source.return?.()));
+  }
 }

@@ -14,14 +14,24 @@
 import type { Transport } from "@connectrpc/connect";
 import type * as Layer from "effect/Layer";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
-import { rpcLayer, type SbxRpc } from "./rpc.js";
+import { connectClients } from "./connect.js";
+import { type RpcClients, rpcLayer, type SbxRpc } from "./rpc.js";
 
 export { type ResolvedConfig, resolveConfig } from "./config.js";
 export * from "./errors.js";
 export { longPoll } from "./long-poll.js";
 export * as Processes from "./processes-effect.js";
 export { returncodeOf } from "./returncode.js";
-export { call, retrySchedule, SbxRpc, type SbxRpcShape, withDeadline } from "./rpc.js";
+export {
+  call,
+  type RpcClients,
+  retryDelayMs,
+  retrying,
+  retryingStream,
+  SbxRpc,
+  type SbxRpcShape,
+  withDeadline,
+} from "./rpc.js";
 export { isTransient, toSandboxError } from "./rpc-errors.js";
 export * as Sandboxes from "./sandboxes-effect.js";
 
@@ -29,4 +39,10 @@ export * as Sandboxes from "./sandboxes-effect.js";
 export const layer = (
   transport: Transport,
   options: Omit<SandboxClientOptions, "transport"> = {},
-): Layer.Layer<SbxRpc> => rpcLayer(transport, resolveConfig(options));
+): Layer.Layer<SbxRpc> => rpcLayer(connectClients(transport), resolveConfig(options));
+
+/** A Layer providing `SbxRpc` over an adapter's own RPC clients (as @sbx/web's). */
+export const clientsLayer = (
+  clients: RpcClients,
+  options: Omit<SandboxClientOptions, "transport"> = {},
+): Layer.Layer<SbxRpc> => rpcLayer(clients, resolveConfig(options));

@@ -3,15 +3,9 @@
  * stream is reopened at the next byte); uploads are chunked WriteFile calls at offsets, each
  * retried on its own, so a dropped connection costs one chunk, never the whole file.
  */
-import { type CallOptions, Code, ConnectError } from "@connectrpc/connect";
-import { errorFromJson } from "@connectrpc/connect/protocol-connect";
-import {
-  FilesystemErrorKind,
-  FilesystemErrorSchema,
-  FileType,
-  WatchEventType,
-  type FileInfo as WireFileInfo,
-} from "@sbx/proto";
+import type { CallOptions } from "@connectrpc/connect";
+import type { FilesystemError, FileInfo as WireFileInfo } from "@sbx/proto";
+import { FilesystemErrorKind, FileType, WatchEventType } from "@sbx/proto/wire";
 import * as Effect from "effect/Effect";
 import * as Stream from "effect/Stream";
 import {
@@ -23,8 +17,9 @@ import {
 } from "./errors.js";
 import { randomId } from "./ids.js";
 import { type RawHttpClient, rawFilePath } from "./raw-http.js";
-import { call, retrySchedule, SbxRpc, type SbxRpcShape } from "./rpc.js";
+import { call, retryingStream, SbxRpc, type SbxRpcShape } from "./rpc.js";
 import { markTransient, toSandboxError } from "./rpc-errors.js";
+import { detailOf, rpcFailureFromJson, rpcFailureOf } from "./rpc-failure.js";
 import { concat } from "./stream-reader.js";
 import { validateAbsolutePath } from "./validation.js";
 
@@ -87,8 +82,7 @@ export const listFiles = (sandboxId: string, path: string): Effect.Effect<FileIn
 
 /** The FilesystemError kind a failed call carries, if any. */
 function filesystemKindOf(error: unknown): FilesystemErrorKind | undefined {
-  if (!(error instanceof ConnectError)) return undefined;
-  return error.findDetails(FilesystemErrorSchema)[0]?.kind;
+  return detailOf<FilesystemError>(rpcFailureOf(error), "sbx.v1.FilesystemError")?.kind;
 }
 
 /**
@@ -228,7 +222,7 @@ export const fileChunks = (
       const once = Stream.suspend(() =>
         Stream.fromAsyncIterable(abortOnReturn(attempt), (error) => toSandboxError(error, what)),
       );
-      return once.pipe(Stream.retry(retrySchedule(rpc.config)));
+      return retryingStream(once, rpc.config);
     }),
   );
 
@@ -286,8 +280,7 @@ async function rawPut(
   }
   if (!answer) return undefined;
   const json = answer.json as { committedOffset?: number; finished?: boolean };
-  if (answer.status !== 200)
-    throw errorFromJson(answer.json as never, undefined, new ConnectError(`status ${answer.status}`, Code.Unknown));
+  if (answer.status !== 200) throw rpcFailureFromJson(answer.json, answer.status);
   return { committedOffset: BigInt(json.committedOffset ?? 0), finished: json.finished === true };
 }
 
@@ -473,6 +466,6 @@ export const watchEvents = (
       const once = Stream.suspend(() =>
         Stream.fromAsyncIterable(abortOnReturn(attempt), (error) => toSandboxError(error, what)),
       );
-      return once.pipe(Stream.retry(retrySchedule(rpc.config)));
+      return retryingStream(once, rpc.config);
     }),
   );

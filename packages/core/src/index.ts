@@ -57,8 +57,10 @@ export {
   rawOutputPath,
 } from "./raw-http.js";
 export { returncodeOf, TERMINATED_RETURNCODE, TIMEOUT_RETURNCODE } from "./returncode.js";
+export type { RpcClients } from "./rpc.js";
+export { Code as RpcCode, RpcFailure, type RpcFailureDetail, rpcFailureFromJson } from "./rpc-failure.js";
 export { type LocalSandbox, Sandbox, type SandboxWaitOptions, type TerminateOptions } from "./sandbox.js";
 export { type CreateSandboxOptions, DEFAULT_APP, type ListSandboxesOptions } from "./sandbox-ops.js";
 export { StreamWriter, type WriteOptions } from "./stdin-writer.js";
-export { type ReadOptions, type StreamMode, StreamReader } from "./stream-reader.js";
+export { concat, type ReadOptions, type StreamMode, StreamReader } from "./stream-reader.js";
 export { ARG_MAX_BYTES } from "./validation.js";

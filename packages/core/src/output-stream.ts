@@ -8,14 +8,15 @@
  * ReadOutput is asked only for the end marker once the raw body has ended.
  */
 
-import { type ExitStatus, OutputStream } from "@sbx/proto";
+import type { ExitStatus } from "@sbx/proto";
+import { OutputStream } from "@sbx/proto/wire";
 import * as Effect from "effect/Effect";
 import * as Stream from "effect/Stream";
 import type { SandboxError } from "./errors.js";
 import { ConnectionError, InternalError } from "./errors.js";
 import { type RawHttpClient, rawOutputPath } from "./raw-http.js";
 import { sandboxEndedError } from "./returncode.js";
-import { retrySchedule, SbxRpc, type SbxRpcShape } from "./rpc.js";
+import { retryingStream, SbxRpc, type SbxRpcShape } from "./rpc.js";
 import { markTransient, toSandboxError } from "./rpc-errors.js";
 
 export type OutputName = "stdout" | "stderr";
@@ -161,7 +162,7 @@ export const outputChunks = (source: OutputSource, fromOffset = 0): Stream.Strea
           toSandboxError(error, `reading ${source.stream} of ${source.processId}`),
         ),
       );
-      return attempt.pipe(Stream.retry(retrySchedule(rpc.config)));
+      return retryingStream(attempt, rpc.config);
     }),
   );
 

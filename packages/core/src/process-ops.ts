@@ -2,15 +2,8 @@
  * Process operations as Effects over `SbxRpc`: start (with a client-chosen id, so a retried
  * start never runs twice), wait, signal and offset-addressed stdin writes.
  */
-import { create } from "@bufbuild/protobuf";
-import {
-  type Process as ProcessInfo,
-  type ProcessSpec,
-  ProcessSpecSchema,
-  PtySizeSchema,
-  ptySizeProblem,
-  StdioMode,
-} from "@sbx/proto";
+import { type Process as ProcessInfo, type ProcessSpec, ptySizeProblem } from "@sbx/proto";
+import { StdioMode } from "@sbx/proto/wire";
 import * as Effect from "effect/Effect";
 import { InvalidError, type SandboxError } from "./errors.js";
 import { randomId } from "./ids.js";
@@ -80,7 +73,17 @@ const processOf = (response: { process?: ProcessInfo | undefined }): ProcessInfo
 
 export function processSpecOf(argv: string[], options: ExecOptions) {
   if (typeof options !== "object" || options === null) throw new InvalidError("exec options must be an object");
-  const spec = create(ProcessSpecSchema, { argv: validateArgv(argv, "command") });
+  const spec: ProcessSpec = {
+    $typeName: "sbx.v1.ProcessSpec",
+    argv: validateArgv(argv, "command"),
+    workdir: "",
+    env: {},
+    timeoutMs: 0n,
+    pty: false,
+    stdout: StdioMode.UNSPECIFIED,
+    stderr: StdioMode.UNSPECIFIED,
+    killOnDisconnect: false,
+  };
   if (options.mode !== undefined) validateOneOf(options.mode, ["text", "binary"], "mode");
   const stdout = validateOneOf(options.stdout ?? "pipe", ["pipe", "ignore"], "stdout");
   const stderr = validateOneOf(options.stderr ?? "pipe", ["pipe", "ignore", "stdout"], "stderr");
@@ -92,7 +95,7 @@ export function processSpecOf(argv: string[], options: ExecOptions) {
   if (options.pty !== undefined) spec.pty = Boolean(options.pty);
   if (options.ptySize !== undefined) {
     if (!spec.pty) throw new InvalidError("ptySize needs pty: true");
-    spec.ptySize = create(PtySizeSchema, validatePtySize(options.ptySize));
+    spec.ptySize = { $typeName: "sbx.v1.PtySize", ...validatePtySize(options.ptySize) };
   }
   return spec;
 }

@@ -2,8 +2,8 @@
  * One place that decides what a failed RPC means: which public error it becomes and whether
  * it is transient (worth retrying with the same idempotency key).
  */
-import { Code, ConnectError } from "@connectrpc/connect";
-import { FilesystemErrorKind, FilesystemErrorSchema, RetryInfoSchema } from "@sbx/proto";
+import type { FilesystemError, RetryInfo } from "@sbx/proto";
+import { FilesystemErrorKind } from "@sbx/proto/wire";
 import {
   AbortedError,
   AlreadyExistsError,
@@ -24,19 +24,18 @@ import {
   SandboxFilesystemPermissionError,
   TimeoutError,
 } from "./errors.js";
+import { Code, codeName, detailOf, type RpcFailureLike, rpcFailureOf } from "./rpc-failure.js";
 
 /** Marks an error as worth another attempt; carried on the public error as `transient`. */
 const TRANSIENT = Symbol.for("@sbx/core/transient");
 const RETRY_AFTER = Symbol.for("@sbx/core/retryAfterMs");
 
-const codeName = (code: Code): string => Code[code]?.replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase() ?? "unknown";
-
-const TRANSIENT_CODES = new Set([Code.Unavailable, Code.Aborted, Code.DeadlineExceeded]);
+const TRANSIENT_CODES = new Set<Code>([Code.Unavailable, Code.Aborted, Code.DeadlineExceeded]);
 
 /** Converts anything thrown by a transport or handler into a `SandboxError`. */
 export function toSandboxError(error: unknown, what: string): SandboxError {
   if (error instanceof SandboxError) return error;
-  const ce = ConnectError.from(error);
+  const ce = rpcFailureOf(error);
   const rpcStatus = codeName(ce.code);
   const message = `${what}: ${ce.rawMessage || rpcStatus}`;
   const options = { cause: error, rpcStatus };
@@ -93,7 +92,7 @@ export function toSandboxError(error: unknown, what: string): SandboxError {
  * `unknown`, `internal` or `canceled` depending on the runtime; those are transient too,
  * unless the caller aborted (handled before we get here).
  */
-function isTransportFailure(ce: ConnectError): boolean {
+function isTransportFailure(ce: RpcFailureLike): boolean {
   if (ce.code !== Code.Unknown && ce.code !== Code.Internal && ce.code !== Code.Canceled) return false;
   const text = `${ce.rawMessage} ${String((ce.cause as Error | undefined)?.message ?? "")}`;
   // "Failed to fetch": Chromium; "NetworkError when attempting to fetch": Firefox; "Load
@@ -114,16 +113,11 @@ const FILESYSTEM_ERRORS = {
 
 /** A failed filesystem call (it carries a FilesystemError detail) as its typed error; never transient. */
 function filesystemErrorOf(
-  ce: ConnectError,
+  ce: RpcFailureLike,
   message: string,
   options: { cause: unknown; rpcStatus: string },
 ): SandboxError | undefined {
-  let detail: { kind: FilesystemErrorKind } | undefined;
-  try {
-    [detail] = ce.findDetails(FilesystemErrorSchema);
-  } catch {
-    return undefined;
-  }
+  const detail = detailOf<FilesystemError>(ce, "sbx.v1.FilesystemError");
   if (!detail) return undefined;
   if (detail.kind === FilesystemErrorKind.NO_SPACE) {
     return new SandboxFilesystemError(`${message} (the sandbox's disk or quota is full)`, options);
@@ -132,13 +126,9 @@ function filesystemErrorOf(
   return new ErrorClass(message, options);
 }
 
-function retryDelayOf(ce: ConnectError): number | undefined {
-  try {
-    const [info] = ce.findDetails(RetryInfoSchema);
-    return info ? Number(info.retryDelayMs) : undefined;
-  } catch {
-    return undefined;
-  }
+function retryDelayOf(ce: RpcFailureLike): number | undefined {
+  const info = detailOf<RetryInfo>(ce, "sbx.v1.RetryInfo");
+  return info ? Number(info.retryDelayMs) : undefined;
 }
 
 export function markTransient<E extends SandboxError>(error: E, retryAfterMs?: number): E {

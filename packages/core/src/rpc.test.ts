@@ -5,9 +5,11 @@ import * as Effect from "effect/Effect";
 import * as Stream from "effect/Stream";
 import { describe, expect, it } from "vitest";
 import { resolveConfig } from "./config.js";
+import { connectClients } from "./connect.js";
 import { ConnectionError, InvalidError, QuotaExceededError, TimeoutError } from "./errors.js";
 import { outputBytes, outputText } from "./output-stream.js";
-import { rpcLayer } from "./rpc.js";
+import { retryingStream, rpcLayer } from "./rpc.js";
+import { markTransient } from "./rpc-errors.js";
 import { createSandbox, getSandbox } from "./sandbox-ops.js";
 
 const sandbox = (id: string) => create(SandboxSchema, { id });
@@ -16,7 +18,7 @@ function harness(
   routes: Parameters<typeof createRouterTransport>[0],
   options: Parameters<typeof resolveConfig>[0] = {},
 ) {
-  const layer = rpcLayer(createRouterTransport(routes), {
+  const layer = rpcLayer(connectClients(createRouterTransport(routes)), {
     ...resolveConfig(options),
     retryBaseMs: 5,
     retryMaxDelayMs: 20,
@@ -184,5 +186,40 @@ describe("resumable output", () => {
     const source = { sandboxId: "sb", processId: "p", stream: "stderr" } as const;
     const result = await run(Stream.mkString(outputText(source)));
     expect(result._tag === "Success" && result.success).toBe(text);
+  });
+});
+
+describe("retryingStream", () => {
+  const config = { ...resolveConfig({ maxRetries: 3 }), retryBaseMs: 1, retryMaxDelayMs: 2 };
+  const transient = () => markTransient(new ConnectionError("cut"));
+
+  it("retries a stream that keeps making progress however often it is cut", async () => {
+    let attempts = 0;
+    // Each attempt delivers one element, then is cut: 20 cuts, far more than maxRetries.
+    const once = Stream.suspend(() => {
+      attempts++;
+      return attempts > 20 ? Stream.make(attempts) : Stream.concat(Stream.make(attempts), Stream.fail(transient()));
+    });
+    const all = await Effect.runPromise(Stream.runCollect(retryingStream(once, config)));
+    expect(Array.from(all)).toEqual(Array.from({ length: 21 }, (_, i) => i + 1));
+  });
+
+  it("gives up after maxRetries attempts in a row that deliver nothing, and at once on a permanent error", async () => {
+    let attempts = 0;
+    const stuck = Stream.suspend(() => {
+      attempts++;
+      return Stream.fail(transient());
+    });
+    const result = await Effect.runPromise(Effect.result(Stream.runCollect(retryingStream(stuck, config))));
+    expect(result._tag === "Failure" && result.failure).toBeInstanceOf(ConnectionError);
+    expect(attempts).toBe(4);
+    attempts = 0;
+    const permanent = Stream.suspend(() => {
+      attempts++;
+      return Stream.fail(new InvalidError("no"));
+    });
+    const failed = await Effect.runPromise(Effect.result(Stream.runCollect(retryingStream(permanent, config))));
+    expect(failed._tag === "Failure" && failed.failure).toBeInstanceOf(InvalidError);
+    expect(attempts).toBe(1);
   });
 });

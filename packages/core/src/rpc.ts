@@ -1,23 +1,30 @@
 /**
- * The RPC service: typed Connect clients for the sbx.v1 services plus the client's
- * configuration, and `call`, which runs one unary RPC with retries and a deadline.
+ * The RPC service: typed clients for the sbx.v1 services plus the client's configuration, and
+ * `call`, which runs one unary RPC with retries and a deadline. The clients come from the
+ * adapter: Connect's over a Connect transport (`@sbx/core/connect`), or @sbx/web's own.
  */
-import { type CallOptions, type Client, createClient, type Transport } from "@connectrpc/connect";
-import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
+import type { CallOptions, Client } from "@connectrpc/connect";
+import type { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
 import * as Context from "effect/Context";
-import * as Duration from "effect/Duration";
 import * as Effect from "effect/Effect";
 import * as Layer from "effect/Layer";
-import * as Schedule from "effect/Schedule";
+import * as Stream from "effect/Stream";
 import type { ResolvedConfig } from "./config.js";
 import { type SandboxError, TimeoutError } from "./errors.js";
 import type { RawHttpClient } from "./raw-http.js";
 import { isTransient, retryAfterOf, toSandboxError } from "./rpc-errors.js";
 
-export interface SbxRpcShape {
+/**
+ * A client per sbx.v1 service, with the call shape of Connect's `createClient`: requests as
+ * plain objects, answers as protobuf-es messages, failures with a Connect code (`RpcFailure`).
+ */
+export interface RpcClients {
   readonly sandboxes: Client<typeof SandboxService>;
   readonly processes: Client<typeof ProcessService>;
   readonly files: Client<typeof FilesystemService>;
+}
+
+export interface SbxRpcShape extends RpcClients {
   readonly config: ResolvedConfig;
   /** Headers sent with every call (authorization). */
   readonly headers: Record<string, string>;
@@ -27,39 +34,76 @@ export interface SbxRpcShape {
 
 export class SbxRpc extends Context.Service<SbxRpc, SbxRpcShape>()("@sbx/core/SbxRpc") {}
 
-export function makeRpc(transport: Transport, config: ResolvedConfig, rawHttp?: RawHttpClient): SbxRpcShape {
+export function makeRpc(clients: RpcClients, config: ResolvedConfig, rawHttp?: RawHttpClient): SbxRpcShape {
   return {
     rawHttp,
-    sandboxes: createClient(SandboxService, transport),
-    processes: createClient(ProcessService, transport),
-    files: createClient(FilesystemService, transport),
+    sandboxes: clients.sandboxes,
+    processes: clients.processes,
+    files: clients.files,
     config,
     headers: config.token ? { authorization: `Bearer ${config.token}` } : {},
   };
 }
 
-export const rpcLayer = (transport: Transport, config: ResolvedConfig): Layer.Layer<SbxRpc> =>
-  Layer.succeed(SbxRpc, makeRpc(transport, config));
+export const rpcLayer = (clients: RpcClients, config: ResolvedConfig): Layer.Layer<SbxRpc> =>
+  Layer.succeed(SbxRpc, makeRpc(clients, config));
 
 /**
- * The retry policy for transient failures: exponential from `retryBaseMs`, jittered, capped
- * at `retryMaxDelayMs`, at most `maxRetries` times, and never sooner than the delay the
- * server asked for. The overall deadline is applied around the retried effect.
+ * The retry policy for transient failures: the delay before retry number `failures + 1`, or
+ * undefined when `error` is permanent or the retries are used up. Exponential from
+ * `retryBaseMs`, capped at `retryMaxDelayMs`, jittered (0.8–1.2×), at most `maxRetries`
+ * times, and never sooner than the delay the server asked for. (Written out rather than as an
+ * Effect `Schedule`: the same policy for a few KiB less in every browser bundle.)
  */
-export const retrySchedule = (config: ResolvedConfig) =>
-  Schedule.exponential(Duration.millis(config.retryBaseMs), 2).pipe(
-    Schedule.modifyDelay(({ duration }) =>
-      Effect.succeed(Duration.min(duration, Duration.millis(config.retryMaxDelayMs))),
-    ),
-    Schedule.jittered,
-    Schedule.modifyDelay(({ input, duration }) => {
-      // A permanent error ends the retries at once, with that error.
-      if (!isTransient(input)) return Effect.fail(input as SandboxError);
-      const asked = retryAfterOf(input);
-      return Effect.succeed(asked === undefined ? duration : Duration.max(duration, Duration.millis(asked)));
-    }),
-    (s) => Schedule.max([s, Schedule.recurs(config.maxRetries)]),
-  );
+export function retryDelayMs(error: SandboxError, failures: number, config: ResolvedConfig): number | undefined {
+  if (!isTransient(error) || failures >= config.maxRetries) return undefined;
+  const backoff = Math.min(config.retryBaseMs * 2 ** failures, config.retryMaxDelayMs) * (0.8 + Math.random() * 0.4);
+  return Math.max(backoff, retryAfterOf(error) ?? 0);
+}
+
+/** `effect`, run again after each transient failure as `retryDelayMs` says. */
+export const retrying = <A, R>(
+  effect: Effect.Effect<A, SandboxError, R>,
+  config: ResolvedConfig,
+): Effect.Effect<A, SandboxError, R> => {
+  const attempt = (failures: number): Effect.Effect<A, SandboxError, R> =>
+    Effect.catch(effect, (error) => {
+      const delay = retryDelayMs(error, failures, config);
+      return delay === undefined
+        ? Effect.fail(error)
+        : Effect.flatMap(Effect.sleep(delay), () => attempt(failures + 1));
+    });
+  return attempt(0);
+};
+
+/**
+ * `stream`, run again after each transient failure as `retryDelayMs` says; an attempt that
+ * delivered something starts the count again (a long download may be cut many times). The
+ * stream itself resumes where the last attempt stopped.
+ */
+export const retryingStream = <A, R>(
+  stream: Stream.Stream<A, SandboxError, R>,
+  config: ResolvedConfig,
+): Stream.Stream<A, SandboxError, R> => {
+  const attempt = (failures: number): Stream.Stream<A, SandboxError, R> =>
+    Stream.suspend(() => {
+      let delivered = false;
+      return stream.pipe(
+        Stream.tap(() => {
+          delivered = true;
+          return Effect.void;
+        }),
+        Stream.catch((error) => {
+          const count = delivered ? 0 : failures;
+          const delay = retryDelayMs(error, count, config);
+          return delay === undefined
+            ? Stream.fail(error)
+            : Stream.unwrap(Effect.as(Effect.sleep(delay), attempt(count + 1)));
+        }),
+      );
+    });
+  return attempt(0);
+};
 
 export interface CallSettings {
   /** Deadline for the whole call including retries; defaults to the client's `timeoutMs`. */
@@ -75,14 +119,14 @@ export const withDeadline = <A, E, R>(
   what: string,
 ): Effect.Effect<A, E | TimeoutError, R> =>
   Effect.timeoutOrElse(effect, {
-    duration: Duration.millis(timeoutMs),
+    duration: timeoutMs, // milliseconds
     orElse: () => Effect.fail(new TimeoutError(`${what} did not finish within ${timeoutMs} ms`)),
   });
 
 /**
  * Runs one RPC: each attempt gets an AbortSignal tied to the fiber (so interrupting the
  * effect cancels the request) and the auth headers; transient failures are retried on
- * `retrySchedule`; the whole thing is bounded by the call's deadline.
+ * `retryDelayMs`; the whole thing is bounded by the call's deadline.
  */
 export const call = <A>(
   what: string,
@@ -98,6 +142,6 @@ export const call = <A>(
       try: (signal) => invoke(rpc, { signal, headers: rpc.headers, timeoutMs: attemptTimeoutMs }),
       catch: (error) => toSandboxError(error, what),
     });
-    const retried = Effect.retry(attempt, retrySchedule(rpc.config));
+    const retried = retrying(attempt, rpc.config);
     return yield* withDeadline(retried, deadline, what);
   });

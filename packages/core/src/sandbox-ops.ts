@@ -2,8 +2,8 @@
  * Sandbox operations as Effects over `SbxRpc`: the Effect API, and what the Promise API's
  * `Sandbox` and `SandboxClient` run.
  */
-import { create } from "@bufbuild/protobuf";
-import { type Sandbox as SandboxInfo, type SandboxSpec, SandboxSpecSchema, SandboxState } from "@sbx/proto";
+import type { Sandbox as SandboxInfo, SandboxSpec } from "@sbx/proto";
+import { SandboxState } from "@sbx/proto/wire";
 import * as Effect from "effect/Effect";
 import * as Option from "effect/Option";
 import * as Stream from "effect/Stream";
@@ -60,9 +60,22 @@ export const DEFAULT_APP = "default";
 /** Validates create options and builds the wire spec; throws `InvalidError` on bad input. */
 export function sandboxSpecOf(options: CreateSandboxOptions): SandboxSpec {
   if (typeof options !== "object" || options === null) throw new InvalidError("create options must be an object");
-  const spec = create(SandboxSpecSchema, {
+  const spec: SandboxSpec = {
+    $typeName: "sbx.v1.SandboxSpec",
+    command: [],
     app: options.app === undefined ? DEFAULT_APP : validateName(options.app, "app"),
-  });
+    name: "",
+    tags: {},
+    image: "",
+    env: {},
+    workdir: "",
+    timeoutMs: 0n,
+    idleTimeoutMs: 0n,
+    blockNetwork: false,
+    cidrAllowlist: [],
+    ports: [],
+    pty: false,
+  };
   if (options.command !== undefined) spec.command = validateArgv(options.command, "command");
   if (options.name !== undefined) spec.name = validateName(options.name);
   if (options.tags !== undefined) spec.tags = validateTags(options.tags);

@@ -2,9 +2,8 @@
  * `Sandbox`: one sandbox as the Promise API shows it (modelled on Modal's `Sandbox`).
  */
 
-import { create } from "@bufbuild/protobuf";
 import type { Sandbox as SandboxInfo } from "@sbx/proto";
-import { ProcessSchema, SandboxState, StdioMode } from "@sbx/proto";
+import { SandboxState, StdioMode } from "@sbx/proto/wire";
 import type { ClientRuntime } from "./client-runtime.js";
 import {
   type CommandHandle,
@@ -189,11 +188,18 @@ export class Sandbox implements AsyncDisposable {
     const runtime = this.#live();
     this.#entrypoint ??= new ContainerProcess<string>(
       runtime,
-      create(ProcessSchema, {
+      {
+        $typeName: "sbx.v1.Process",
         sandboxId: this.id,
         processId: this.#info.entrypointProcessId || "entrypoint",
         running: true,
-      }),
+        pid: 0,
+        stdoutLength: 0n,
+        stderrLength: 0n,
+        stdinLength: 0n,
+        stdinClosed: false,
+        sandboxEnded: false,
+      },
       "text",
       { stdout: true, stderr: true },
     );

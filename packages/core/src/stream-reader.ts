@@ -128,6 +128,7 @@ export class StreamReader<T extends string | Uint8Array = string> implements Asy
   }
 }
 
+/** The bytes of `parts` in one array (the part itself when there is one). */
 export function concat(parts: readonly Uint8Array[]): Uint8Array {
   if (parts.length === 1 && parts[0]) return parts[0];
   let length = 0;

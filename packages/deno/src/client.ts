@@ -4,6 +4,7 @@ import {
   type LocalSandbox,
   type SandboxClientOptions,
 } from "@sbx/core";
+import { connectClients } from "@sbx/core/connect";
 import { readEnv } from "./deno-api.ts";
 import { denoLocalFiles } from "./local-files.ts";
 import { createDenoTransport, type DenoTransportOptions } from "./transport.ts";
@@ -19,7 +20,8 @@ export class SandboxClient extends CoreSandboxClient<LocalSandbox> {
   constructor(options: DenoSandboxClientOptions = {}) {
     super(options, {
       env: { endpoint: readEnv("SBX_ENDPOINT"), token: readEnv("SBX_TOKEN") },
-      createTransport: (endpoint) => createDenoTransport(endpoint, options),
+      createClients: (endpoint) => connectClients(createDenoTransport(endpoint, options)),
+      connectClients,
       localFiles: denoLocalFiles,
       createRawHttp: (endpoint) =>
         options.rawHttp === false

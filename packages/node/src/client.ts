@@ -1,4 +1,5 @@
 import { SandboxClient as CoreSandboxClient, type LocalSandbox, type SandboxClientOptions } from "@sbx/core";
+import { connectClients } from "@sbx/core/connect";
 import { nodeLocalFiles } from "./local-files.js";
 import { nodeRawHttp } from "./raw-http.js";
 import { createNodeTransport, type NodeTransportOptions } from "./transport.js";
@@ -13,7 +14,8 @@ export class SandboxClient extends CoreSandboxClient<LocalSandbox> {
   constructor(options: NodeSandboxClientOptions = {}) {
     super(options, {
       env: { endpoint: process.env.SBX_ENDPOINT || undefined, token: process.env.SBX_TOKEN || undefined },
-      createTransport: (endpoint) => createNodeTransport(endpoint, options),
+      createClients: (endpoint) => connectClients(createNodeTransport(endpoint, options)),
+      connectClients,
       localFiles: nodeLocalFiles,
       createRawHttp: (endpoint) => (options.rawHttp === false ? undefined : nodeRawHttp(endpoint)),
     });

@@ -19,6 +19,7 @@ import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport as createNodeConnectTransport } from "@connectrpc/connect-node";
 import { createBunTransport, SandboxClient } from "@sbx/bun";
 import { SandboxClient as CoreSandboxClient, type Sandbox } from "@sbx/core";
+import { connectClients } from "@sbx/core/connect";
 import { SandboxClient as NodeSandboxClient } from "@sbx/node";
 
 const ROUNDS = Number(process.env.SBX_BENCH_ROUNDS ?? 200);
@@ -150,7 +151,7 @@ if (!inBun) {
     const clients = Object.entries(transports).map(([name, createTransport]) => ({
       name,
       // No raw HTTP: every byte goes through the transport under test.
-      client: new CoreSandboxClient({ endpoint, token }, { createTransport }),
+      client: new CoreSandboxClient({ endpoint, token }, { createClients: (e) => connectClients(createTransport(e)) }),
     }));
     const measured = new Map<string, { exec: number[]; mbps: number[] }>();
     try {

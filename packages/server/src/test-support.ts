@@ -3,8 +3,10 @@
  * bubblewrap call `realServerAvailable()` first: it fails loudly in CI and lets a developer
  * machine without them skip with a message.
  */
+
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { SandboxClient as CoreClient, fetchRawHttp, type RawHttpClient } from "@sbx/core";
+import { connectClients } from "@sbx/core/connect";
 import { type Sandbox, SandboxClient } from "@sbx/node";
 import { afterAll, beforeAll } from "vitest";
 import { startTestServer } from "./testing.js";
@@ -88,7 +90,8 @@ export function fetchClient(
   return new CoreClient(
     { endpoint: server.url, token: server.token },
     {
-      createTransport: (endpoint) => createConnectTransport({ baseUrl: endpoint, httpVersion: "2" }),
+      createClients: (endpoint) => connectClients(createConnectTransport({ baseUrl: endpoint, httpVersion: "2" })),
+      connectClients,
       createRawHttp: (endpoint) => rawHttp(endpoint),
     },
   );

@@ -17,6 +17,8 @@ interface Bundle {
   readonly text: string;
   /** Node builtins some module imported or required, with the importer. */
   readonly builtinImports: string[];
+  /** The npm packages whose code is in the bundle. */
+  readonly packages: Set<string>;
 }
 
 /** Bundles `contents` (an entry module) the way a browser app's bundler would. */
@@ -42,9 +44,17 @@ async function bundle(contents: string): Promise<Bundle> {
     minify: true,
     write: false,
     logLevel: "silent",
+    metafile: true,
     plugins: [recordBuiltins],
   });
-  return { text: result.outputFiles[0]!.text, builtinImports };
+  const output = Object.values(result.metafile.outputs)[0]!;
+  const packages = new Set(
+    Object.entries(output.inputs)
+      .filter(([, input]) => input.bytesInOutput > 0)
+      .map(([path]) => /.*node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(path)?.[1])
+      .filter((name): name is string => name !== undefined),
+  );
+  return { text: result.outputFiles[0]!.text, builtinImports, packages };
 }
 
 const NODE_GLOBALS = new Set(["process", "Buffer", "require", "__dirname", "__filename", "global"]);
@@ -137,12 +147,12 @@ describe("@sbx/web bundled for a browser", () => {
       expect(builtinImports).toEqual([]);
       expect(browserProblems(text)).toEqual([]);
       // The bundle is really the client (not an empty tree-shaken file).
-      expect(text.length).toBeGreaterThan(100_000);
+      expect(text.length).toBeGreaterThan(50_000);
     });
   }
 
-  it("a bundle that uses the client keeps the Connect transport and raw HTTP over fetch", async () => {
-    const { text, builtinImports } = await bundle(
+  it("a bundle that uses the client keeps the Connect protocol and raw HTTP over fetch, without protobuf-es", async () => {
+    const { text, builtinImports, packages } = await bundle(
       `import { SandboxClient } from "./src/index.ts"; globalThis.client = new SandboxClient({ token: "t" });`,
     );
     expect(builtinImports).toEqual([]);
@@ -151,6 +161,17 @@ describe("@sbx/web bundled for a browser", () => {
     expect(text.includes("/sbx.v1/output/"), "the raw output route").toBe(true);
     expect(/connect-protocol-version/i.test(text), "the Connect protocol").toBe(true);
     expect(text.includes("globalThis.fetch"), "fetch").toBe(true);
+    // Connect's client and protobuf-es cost more than the rest of the SDK: a page that only
+    // uses SandboxClient must not carry them (Effect is the only npm package in it).
+    expect([...packages].sort()).toEqual(["effect"]);
+  });
+
+  it("createWebTransport brings connect-web and protobuf-es only to the bundles that use it", async () => {
+    const { packages } = await bundle(
+      `import { createWebTransport } from "./src/index.ts"; globalThis.transport = createWebTransport("http://x");`,
+    );
+    expect(packages.has("@connectrpc/connect-web")).toBe(true);
+    expect(packages.has("@bufbuild/protobuf")).toBe(true);
   });
 });
 

@@ -4,5 +4,7 @@
  * neither); everything else is the same API as @sbx/node.
  */
 export * from "@sbx/core";
+export { withConnectClients } from "@sbx/core/connect";
 export { SandboxClient, type WebSandboxClientOptions } from "./client.js";
-export { createWebTransport, type FetchFunction, type WebTransportOptions } from "./transport.js";
+export type { FetchFunction } from "./fetch.js";
+export { createWebTransport, type WebTransportOptions } from "./transport.js";

@@ -1,11 +1,7 @@
 import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-
-/** What `@sbx/web` needs of `fetch` (any function with its call signature will do). */
-export type FetchFunction = (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
-
-/** `fetch` as looked up at each call (so a later polyfill or test stub applies). */
-export const globalFetch: FetchFunction = (input, init) => globalThis.fetch(input, init);
+import { withConnectClients } from "@sbx/core/connect";
+import { type FetchFunction, globalFetch } from "./fetch.js";
 
 export interface WebTransportOptions {
   /**
@@ -22,15 +18,18 @@ export interface WebTransportOptions {
 }
 
 /**
- * A Connect transport for browsers and web workers talking to an sbx server at `endpoint`:
- * the Connect protocol (binary) over `fetch`, so unary and server-streaming calls only —
- * which is all `@sbx/web` uses.
+ * A Connect transport (`@connectrpc/connect-web`, binary) for an sbx server at `endpoint`, for
+ * code that wants one: `SandboxClient` does not need it (it speaks the Connect protocol with
+ * its own small client) and accepts it as `{ transport }`. Using it brings Connect and
+ * protobuf-es into the bundle.
  */
 export function createWebTransport(endpoint: string, options: Pick<WebTransportOptions, "fetch"> = {}): Transport {
-  return createConnectTransport({
-    baseUrl: endpoint,
-    useBinaryFormat: true,
-    // connect-web only ever calls it as fetch(input, init).
-    fetch: (options.fetch ?? globalFetch) as typeof globalThis.fetch,
-  });
+  return withConnectClients(
+    createConnectTransport({
+      baseUrl: endpoint,
+      useBinaryFormat: true,
+      // connect-web only ever calls it as fetch(input, init).
+      fetch: (options.fetch ?? globalFetch) as typeof globalThis.fetch,
+    }),
+  );
 }

@@ -4,6 +4,7 @@
  * Each sandbox has its own in-memory filesystem, which the mini shell's processes share.
  */
 import { type ConnectRouter, createRouterTransport, type Transport } from "@connectrpc/connect";
+import { withConnectClients } from "@sbx/core/connect";
 import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
 import type { Listener, ListenOptions } from "@sbx/server-kit/listen";
 import { type CutStreamsOptions, type FailNextOptions, Faults, type RecordedCall } from "./faults.js";
@@ -57,7 +58,8 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
   const interceptors = [faults.interceptor];
   const listeners: Listener[] = [];
   return {
-    transport: createRouterTransport(routes, { router: { interceptors } }),
+    // It carries its sbx clients, so runtime packages without a Connect client (@sbx/web) take it too.
+    transport: withConnectClients(createRouterTransport(routes, { router: { interceptors } })),
     routes,
     calls: faults.calls,
     onExec: (pattern, handler) => state.handlers.add(pattern, handler),
