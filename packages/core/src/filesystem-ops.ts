@@ -147,6 +147,9 @@ export const removePath = (
     );
   });
 
+/** Downloaded pieces passed on together (one pull of the stream), never empty. */
+type PieceGroup = readonly [Uint8Array, ...Uint8Array[]];
+
 /** A file's bytes from `fromOffset` on, surviving dropped connections. */
 export const fileChunks = (
   sandboxId: string,
@@ -160,7 +163,7 @@ export const fileChunks = (
       const cursor = { offset: fromOffset, raw: rpc.rawHttp !== undefined };
       const what = `read ${p}`;
       /** The bytes through a raw GET; false when the server would not serve it (then Connect). */
-      async function* rawAttempt(raw: RawHttpClient, signal: AbortSignal): AsyncGenerator<Uint8Array, boolean> {
+      async function* rawAttempt(raw: RawHttpClient, signal: AbortSignal): AsyncGenerator<PieceGroup, boolean> {
         let body: AsyncIterable<Uint8Array> | undefined;
         try {
           body = await raw.get({
@@ -170,18 +173,20 @@ export const fileChunks = (
             signal,
           });
           if (!body) return false;
-          // Pieces are regrouped into ~1 MiB chunks: a network read is often 16–64 KiB, and each
-          // chunk costs the same to pass on, whatever its size. Only bytes passed on count.
+          // Pieces are passed on in groups of ~1 MiB, as they came (never copied): a network read
+          // is often 16–64 KiB, and each pull of the stream costs the same, whatever it carries.
+          // Only bytes passed on count.
           let held: Uint8Array[] = [];
           let heldBytes = 0;
           const release = () => {
-            const data = held.length === 1 ? (held[0] as Uint8Array) : concat(held);
+            const group = held as unknown as PieceGroup;
+            cursor.offset += heldBytes;
             held = [];
             heldBytes = 0;
-            cursor.offset += data.byteLength;
-            return data;
+            return group;
           };
           for await (const piece of body) {
+            if (piece.byteLength === 0) continue;
             held.push(piece);
             heldBytes += piece.byteLength;
             if (heldBytes >= DOWNLOAD_CHUNK_BYTES) yield release();
@@ -193,7 +198,7 @@ export const fileChunks = (
           throw markTransient(new ConnectionError(`${what}: ${(error as Error).message}`, { cause: error }));
         }
       }
-      async function* attempt(controller: AbortController): AsyncGenerator<Uint8Array> {
+      async function* attempt(controller: AbortController): AsyncGenerator<PieceGroup> {
         try {
           if (cursor.raw && rpc.rawHttp) {
             if (yield* rawAttempt(rpc.rawHttp, controller.signal)) return;
@@ -210,7 +215,7 @@ export const fileChunks = (
               throw new InternalError(`${what}: got byte ${start}, expected ${cursor.offset}`);
             if (message.data.byteLength > 0) {
               cursor.offset += message.data.byteLength;
-              yield message.data;
+              yield [message.data];
             }
             if (message.eof) ended = true;
           }
@@ -220,7 +225,9 @@ export const fileChunks = (
         }
       }
       const once = Stream.suspend(() =>
-        Stream.fromAsyncIterable(abortOnReturn(attempt), (error) => toSandboxError(error, what)),
+        Stream.fromAsyncIterable(abortOnReturn(attempt), (error) => toSandboxError(error, what)).pipe(
+          Stream.flattenArray,
+        ),
       );
       return retryingStream(once, rpc.config);
     }),
@@ -290,7 +297,7 @@ type Pieces = readonly Uint8Array[];
 const sizeOf = (pieces: Pieces) => pieces.reduce((n, piece) => n + piece.byteLength, 0);
 
 /** The bytes of `pieces` from `skip` on (sharing their memory). */
-function skipBytes(pieces: Pieces, skip: number): Uint8Array[] {
+export function skipBytes(pieces: Pieces, skip: number): Uint8Array[] {
   const out: Uint8Array[] = [];
   for (const piece of pieces) {
     if (skip >= piece.byteLength) skip -= piece.byteLength;

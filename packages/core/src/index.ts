@@ -41,6 +41,7 @@ export {
   SandboxFilesystem,
   type WatchOptions,
 } from "./filesystem.js";
+export { skipBytes } from "./filesystem-ops.js";
 export { Probe } from "./probe.js";
 export { type ExecOptions, type PtySizeOptions, SIGNALS, type SignalName } from "./process-ops.js";
 export {
