@@ -7,7 +7,8 @@
 //   5. latency from a line written by the sandboxed process to its onStdout callback, vs the
 //      same program's lines arriving through a raw pipe (monotonic clock shared with the host);
 //   6. files: a 1 GiB file up (copyFromLocal) and down (copyToLocal), vs a local `cp` of the
-//      same file; write+read of a 1 KiB file, vs the same on the host's disk;
+//      same file (and, for context, `dd bs=1M`); write+read of a 1 KiB file, vs the same on
+//      the host's disk;
 //   7. memory per idle sandbox, and how many idle sandboxes fit.
 // Run as root: pnpm bench (or node packages/server/bench/server.bench.ts). Prints JSON.
 import { spawn } from "node:child_process";
@@ -242,16 +243,21 @@ try {
     await f();
     return performance.now() - start;
   };
-  const cp = () =>
+  const run = (cmd: string, args: string[]) => () =>
     new Promise<void>((resolve, reject) =>
-      spawn("cp", [source, join(local, "copy.bin")], { stdio: "inherit" }).on("exit", (code) =>
-        code === 0 ? resolve() : reject(new Error(`cp exited ${code}`)),
+      spawn(cmd, args, { stdio: "inherit" }).on("exit", (code) =>
+        code === 0 ? resolve() : reject(new Error(`${cmd} exited ${code}`)),
       ),
     );
+  // The goal's baseline: `cp`, which copies in the kernel (copy_file_range: no user space).
+  const cp = run("cp", [source, join(local, "copy.bin")]);
+  // For context: a user-space copy through read(2)/write(2) in 1 MiB blocks, no network.
+  const dd = run("dd", [`if=${source}`, `of=${join(local, "dd.bin")}`, "bs=1M", "status=none"]);
   // Best of two each, after a warm-up copy (the source is in the page cache for everyone).
   await cp();
   const best = async (f: () => Promise<unknown>) => Math.min(await timed(f), await timed(f));
   const localCopy = mbps(await best(cp));
+  const userSpaceCopy = mbps(await best(dd));
   const upload = mbps(await best(() => files.filesystem.copyFromLocal(source, "/bench/file.bin")));
   const download = mbps(await best(() => files.filesystem.copyToLocal("/bench/file.bin", join(local, "down.bin"))));
   const connectOnly = new SandboxClient({ endpoint, token: "bench", rawHttp: false });
@@ -264,10 +270,12 @@ try {
   results.fileThroughputMBps = {
     mib: FILE_MIB,
     localCopy: Math.round(localCopy),
+    userSpaceCopy: Math.round(userSpaceCopy),
     upload: Math.round(upload),
     uploadRatio: +(upload / localCopy).toFixed(3),
     download: Math.round(download),
     downloadRatio: +(download / localCopy).toFixed(3),
+    userSpaceCopyRatio: +(userSpaceCopy / localCopy).toFixed(3),
     connectOnly: { upload: Math.round(connectUpload), download: Math.round(connectDownload) },
   };
   const small = randomBytes(1024);

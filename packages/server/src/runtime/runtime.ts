@@ -105,7 +105,11 @@ export interface RuntimeFilesystem {
   list(path: string): Promise<RuntimeFileInfo[]>;
   makeDirectory(path: string, createParents: boolean): Promise<void>;
   remove(path: string, recursive: boolean): Promise<void>;
-  /** The file's bytes from `offset` to its end (opening fails before the first chunk). */
+  /**
+   * The file's bytes from `offset` to its end (opening fails before the first chunk). A chunk
+   * is valid until the next one is asked for (its memory may be reused): a consumer that
+   * keeps bytes longer (a socket still sending them, say) waits or copies.
+   */
   read(path: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
   /** Starts an upload to `path` (parents created); fails at once when `path` is a directory. */
   upload(path: string): Promise<RuntimeUpload>;

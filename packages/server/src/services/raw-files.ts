@@ -18,7 +18,15 @@ import { checkId, type Uploads } from "@sbx/server-kit";
 import type { PlainRoute } from "@sbx/server-kit/listen";
 import type { Engine } from "../engine.js";
 import { filesOf, fsCall, startUpload } from "./filesystem-calls.js";
-import { authorized, clientSignal, failRaw, markRaw, type RawRequest, startBody, writeBody } from "./raw-http.js";
+import {
+  authorized,
+  clientSignal,
+  failRaw,
+  markRaw,
+  type RawRequest,
+  startBody,
+  writeBodyFlushed,
+} from "./raw-http.js";
 
 export const RAW_FILES_PREFIX = "/sbx.v1/files/";
 
@@ -57,7 +65,8 @@ export function rawFilesRoute(engine: Engine, uploads: Uploads, token: string): 
             "cache-control": "no-store",
             "x-sbx-offset": String(offset),
           });
-          for await (const data of chunks) await writeBody(res, data, signal);
+          // Each piece is sent before the next is asked for: the reader reuses its memory.
+          for await (const data of chunks) await writeBodyFlushed(res, data, signal);
           res.end();
         } else if (req.method === "PUT") {
           const { sandbox, fs } = filesOf(engine, sandboxId, path);

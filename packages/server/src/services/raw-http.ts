@@ -55,6 +55,23 @@ export function writeBody(res: RawResponse, data: Uint8Array, signal: AbortSigna
   });
 }
 
+/**
+ * Writes `data` and resolves once the response has handed it to the socket (so its memory
+ * may be reused); rejects when the client goes away first.
+ */
+export function writeBodyFlushed(res: RawResponse, data: Uint8Array, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const gone = () => reject(signal.reason);
+    if (signal.aborted) return gone();
+    signal.addEventListener("abort", gone, { once: true });
+    (res as ServerResponse).write(data, (error) => {
+      signal.removeEventListener("abort", gone);
+      if (error) reject(error);
+      else resolve();
+    });
+  });
+}
+
 /** Aborts when the client goes away. */
 export function clientSignal(res: RawResponse): AbortSignal {
   const abort = new AbortController();

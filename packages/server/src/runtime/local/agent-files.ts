@@ -184,11 +184,18 @@ const READ_BYTES = 1024 * 1024;
 /**
  * The file from `offset` to its end, in pieces of up to 1 MiB; closes `handle` when done. The
  * next piece is read while the caller sends the current one, so disk and socket overlap.
+ *
+ * Two buffers take turns: a piece is valid until the caller asks for the next one. Fresh
+ * memory for every read costs a page fault per page on first touch, which on this kind of
+ * VM was most of a download's system time (reads into reused buffers: about a third).
  */
 export async function* readPieces(handle: FileHandle, offset: number, signal: AbortSignal): AsyncGenerator<Uint8Array> {
   let position = offset;
+  const buffers = [Buffer.allocUnsafeSlow(READ_BYTES), Buffer.allocUnsafeSlow(READ_BYTES)] as const;
+  let turn = 0;
   const readNext = async () => {
-    const buffer = Buffer.allocUnsafe(READ_BYTES);
+    const buffer = buffers[turn] as Buffer;
+    turn ^= 1;
     const { bytesRead } = await handle.read(buffer, 0, READ_BYTES, position);
     position += bytesRead;
     return buffer.subarray(0, bytesRead);
