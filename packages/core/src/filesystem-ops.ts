@@ -335,6 +335,47 @@ async function* group(
 }
 
 /**
+ * Pieces of any size copied into chunks of `size` bytes, each in one buffer; a buffer given
+ * back to `free` once its chunk is sent is filled again. For sources that reuse their
+ * memory (a piece is valid until the next is asked for), and it spares the page faults of
+ * fresh memory for every piece.
+ */
+async function* copyInto(
+  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  size: () => number,
+  free: ArrayBuffer[],
+): AsyncGenerator<Uint8Array[]> {
+  let chunk: Uint8Array | undefined;
+  let filled = 0;
+  for await (const piece of source) {
+    if (!(piece instanceof Uint8Array)) throw new InvalidError("data must be bytes");
+    let at = 0;
+    while (at < piece.byteLength) {
+      const buffer = free.pop();
+      chunk ??= buffer ? new Uint8Array(buffer) : new Uint8Array(RAW_UPLOAD_CHUNK_BYTES);
+      const n = Math.min(size() - filled, piece.byteLength - at);
+      chunk.set(piece.subarray(at, at + n), filled);
+      filled += n;
+      at += n;
+      if (filled >= size()) {
+        yield [chunk.subarray(0, filled)];
+        chunk = undefined;
+        filled = 0;
+      }
+    }
+  }
+  if (chunk && filled > 0) yield [chunk.subarray(0, filled)];
+}
+
+export interface WriteFileOptions {
+  /**
+   * The source reuses its memory: a piece is valid only until the next is asked for (local
+   * file readers). Pieces are then copied into upload chunks instead of being held.
+   */
+  readonly piecesReused?: boolean;
+}
+
+/**
  * Writes a file from chunks: they are regrouped into upload chunks (raw PUTs when the
  * adapter has raw HTTP, else WriteFile calls), each at its offset and retried on its own;
  * the last one moves the file into place. An empty source writes an empty file.
@@ -343,6 +384,7 @@ export const writeFile = (
   sandboxId: string,
   path: string,
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  options: WriteFileOptions = {},
 ): Effect.Effect<number, SandboxError, SbxRpc> =>
   Effect.gen(function* () {
     const p = pathOf(path);
@@ -383,7 +425,11 @@ export const writeFile = (
         }
         return answer as { committedOffset: bigint; finished: boolean };
       });
-    const chunks = group(source, () => (raw ? RAW_UPLOAD_CHUNK_BYTES : UPLOAD_CHUNK_BYTES))[Symbol.asyncIterator]();
+    const chunkSize = () => (raw ? RAW_UPLOAD_CHUNK_BYTES : UPLOAD_CHUNK_BYTES);
+    const free: ArrayBuffer[] = [];
+    const chunks = (options.piecesReused ? copyInto(source, chunkSize, free) : group(source, chunkSize))[
+      Symbol.asyncIterator
+    ]();
     const next = () =>
       Effect.tryPromise({
         try: () => chunks.next(),
@@ -403,6 +449,8 @@ export const writeFile = (
       const sending = current.value;
       const [after] = yield* Effect.all([next(), send(sending, false)], { concurrency: 2 });
       offset += sizeOf(sending);
+      // Sent and answered: nothing holds its bytes any more (copied chunks are one buffer).
+      if (options.piecesReused) free.push((sending[0] as Uint8Array).buffer as ArrayBuffer);
       current = following;
       following = after;
     }

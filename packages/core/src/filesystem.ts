@@ -35,7 +35,10 @@ export interface WatchOptions extends FileCallOptions {
 
 /** Reading and writing files on the client's machine (Node, Deno, Bun; not browsers). */
 export interface LocalFiles {
-  /** The file's bytes in chunks; rejects like the runtime does for a missing file or a directory. */
+  /**
+   * The file's bytes in chunks; rejects like the runtime does for a missing file or a
+   * directory. A chunk is valid until the next is asked for (a reader may reuse its memory).
+   */
   read(path: string): AsyncIterable<Uint8Array>;
   /** Writes `chunks` to `path` (parents created, an existing file replaced). */
   write(path: string, chunks: AsyncIterable<Uint8Array>): Promise<void>;
@@ -166,7 +169,10 @@ export class LocalSandboxFilesystem extends SandboxFilesystem {
 
   /** Copies a local file into the sandbox (streamed; parents created; overwrites). */
   async copyFromLocal(localPath: string, remotePath: string, options: FileCallOptions = {}): Promise<void> {
-    await this.#runtime().run(writeFile(this.#sandboxId, remotePath, this.#local.read(localPath)), options.signal);
+    await this.#runtime().run(
+      writeFile(this.#sandboxId, remotePath, this.#local.read(localPath), { piecesReused: true }),
+      options.signal,
+    );
   }
 
   /** Copies a sandbox file to a local path (streamed; parents created; overwrites). */

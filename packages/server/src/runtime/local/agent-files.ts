@@ -193,12 +193,16 @@ export async function* readPieces(handle: FileHandle, offset: number, signal: Ab
   let position = offset;
   const buffers = [Buffer.allocUnsafeSlow(READ_BYTES), Buffer.allocUnsafeSlow(READ_BYTES)] as const;
   let turn = 0;
-  const readNext = async () => {
+  const readNext = () => {
     const buffer = buffers[turn] as Buffer;
     turn ^= 1;
-    const { bytesRead } = await handle.read(buffer, 0, READ_BYTES, position);
-    position += bytesRead;
-    return buffer.subarray(0, bytesRead);
+    const reading = handle.read(buffer, 0, READ_BYTES, position).then(({ bytesRead }) => {
+      position += bytesRead;
+      return buffer.subarray(0, bytesRead);
+    });
+    // Seen when awaited; a failed read must not be an unhandled rejection while the caller sends.
+    reading.catch(() => {});
+    return reading;
   };
   let next: Promise<Uint8Array> | undefined = readNext();
   let closing: Promise<void> | undefined;

@@ -1,11 +1,17 @@
-// copyToLocal's writer: pieces land in order at the right positions (short writes continued),
-// a failing source or disk leaves the previous file as it was and no temporary file behind.
+// Local file I/O for copyToLocal / copyFromLocal. The writer: pieces land in order at the right
+// positions (short writes continued), a failing source or disk leaves the previous file as it
+// was and no temporary file behind. The reader: two buffers in turn, and uploads built from
+// them (copied, since a piece is valid only until the next) arrive byte for byte.
 import { randomBytes } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SandboxClient as CoreClient, type LocalFiles } from "@sbx/core";
+import { connectClients } from "@sbx/core/connect";
+import { createFakeServer } from "@sbx/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SandboxClient } from "./client.js";
 import { nodeLocalFiles, writeInOrder } from "./local-files.js";
 
 /** Pieces of mixed sizes (empty, tiny, multi-MiB), some arriving after a pause. */
@@ -96,5 +102,72 @@ describe("copyToLocal's writer", () => {
   it("an empty source writes an empty file", async () => {
     await nodeLocalFiles.write(join(dir, "empty.bin"), mixed(new Uint8Array(0)));
     expect((await readFile(join(dir, "empty.bin"))).byteLength).toBe(0);
+  });
+});
+
+describe("copyFromLocal's reader", () => {
+  const fake = createFakeServer();
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "sbx-reads-"));
+  });
+  afterAll(async () => {
+    await fake.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("reads a file in 1 MiB pieces from two buffers in turn", async () => {
+    const data = randomBytes(3.5 * 1024 * 1024 + 3);
+    await writeFile(join(dir, "in.bin"), data);
+    const copies: Buffer[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    for await (const piece of nodeLocalFiles.read(join(dir, "in.bin"))) {
+      expect(piece.byteLength).toBeLessThanOrEqual(1024 * 1024);
+      copies.push(Buffer.from(piece));
+      buffers.add(piece.buffer);
+    }
+    expect(Buffer.compare(Buffer.concat(copies), data)).toBe(0);
+    expect(buffers.size).toBe(2);
+  });
+
+  it("a missing file or a directory fails as Node's fs does", async () => {
+    const drain = async (path: string) => {
+      for await (const _ of nodeLocalFiles.read(path));
+    };
+    await expect(drain(join(dir, "missing.bin"))).rejects.toThrow("ENOENT");
+    await expect(drain(dir)).rejects.toThrow("EISDIR");
+  });
+
+  it("copyFromLocal of 40 MiB arrives byte for byte", async () => {
+    const data = randomBytes(40 * 1024 * 1024 + 5);
+    await writeFile(join(dir, "big.bin"), data);
+    await using client = new SandboxClient({ transport: fake.transport });
+    const sb = await client.sandboxes.create();
+    await sb.filesystem.copyFromLocal(join(dir, "big.bin"), "/tmp/big.bin");
+    expect(Buffer.compare(Buffer.from(await sb.filesystem.readBytes("/tmp/big.bin")), data)).toBe(0);
+    await sb.terminate();
+  });
+
+  it("copyFromLocal copies each piece before asking for the next (a reader may reuse one buffer)", async () => {
+    const data = randomBytes(9 * 1024 * 1024 + 11);
+    // The worst a reader may do: one buffer, overwritten with garbage as soon as the next piece is asked for.
+    const oneBuffer: LocalFiles = {
+      async *read() {
+        const buffer = new Uint8Array(300_000);
+        for (let at = 0; at < data.byteLength; at += buffer.byteLength) {
+          const piece = data.subarray(at, at + buffer.byteLength);
+          buffer.set(piece);
+          yield buffer.subarray(0, piece.byteLength);
+          buffer.fill(0xee);
+        }
+      },
+      write: nodeLocalFiles.write,
+    };
+    await using client = new CoreClient({ transport: fake.transport }, { connectClients, localFiles: oneBuffer });
+    const sb = await client.sandboxes.create();
+    if (!("copyFromLocal" in sb.filesystem)) throw new Error("expected local files");
+    await (sb.filesystem as { copyFromLocal(a: string, b: string): Promise<void> }).copyFromLocal("in", "/tmp/one.bin");
+    expect(Buffer.compare(Buffer.from(await sb.filesystem.readBytes("/tmp/one.bin")), data)).toBe(0);
+    await sb.terminate();
   });
 });
