@@ -2,6 +2,7 @@ import {
   SandboxClient as CoreSandboxClient,
   fetchRawHttp,
   type LocalSandbox,
+  localFilesystems,
   type SandboxClientOptions,
 } from "@sbx/core";
 import { connectClients } from "@sbx/core/connect";
@@ -21,7 +22,7 @@ export class SandboxClient extends CoreSandboxClient<LocalSandbox> {
       env: bunEnv(),
       createClients: (endpoint) => connectClients(createBunTransport(endpoint, options)),
       connectClients,
-      localFiles: bunLocalFiles,
+      localFilesystem: localFilesystems(bunLocalFiles),
       createRawHttp: (endpoint) => (options.rawHttp === false ? undefined : fetchRawHttp(endpoint, options.fetch)),
     });
   }

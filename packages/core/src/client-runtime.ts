@@ -12,7 +12,7 @@ import * as Scope from "effect/Scope";
 import * as Stream from "effect/Stream";
 import type { ResolvedConfig } from "./config.js";
 import { AbortedError, ClientClosedError, InternalError, SandboxError } from "./errors.js";
-import type { LocalFiles } from "./filesystem.js";
+import type { FilesystemFactory } from "./filesystem.js";
 import type { RawHttpClient } from "./raw-http.js";
 import { makeRpc, type RpcClients, SbxRpc } from "./rpc.js";
 
@@ -25,7 +25,8 @@ export class ClientRuntime {
     clients: RpcClients,
     readonly config: ResolvedConfig,
     readonly rawHttp?: RawHttpClient,
-    readonly localFiles?: LocalFiles,
+    /** Builds `sb.filesystem` with local files (see `localFilesystems`); else the plain one. */
+    readonly localFilesystem?: FilesystemFactory,
   ) {
     this.#context = Context.make(SbxRpc, makeRpc(clients, config, rawHttp));
   }

@@ -6,7 +6,7 @@ import { ClientRuntime } from "./client-runtime.js";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
 import { attachedConnectClients } from "./connect-clients.js";
 import { InvalidError } from "./errors.js";
-import type { LocalFiles } from "./filesystem.js";
+import type { FilesystemFactory } from "./filesystem.js";
 import type { RawHttpClient } from "./raw-http.js";
 import type { RpcClients } from "./rpc.js";
 import { Sandbox } from "./sandbox.js";
@@ -74,8 +74,11 @@ export interface ClientDefaults {
   readonly connectClients?: (transport: Transport) => RpcClients;
   /** Builds the adapter's raw output reader (used with the adapter's own transport only). */
   readonly createRawHttp?: (endpoint: string) => RawHttpClient | undefined;
-  /** The runtime's access to local files (for copyFromLocal / copyToLocal). */
-  readonly localFiles?: LocalFiles;
+  /**
+   * `sb.filesystem` with the runtime's local files (copyFromLocal / copyToLocal):
+   * `localFilesystems(files)`. Passed by adapters, so that browser bundles leave it out.
+   */
+  readonly localFilesystem?: FilesystemFactory;
   /** Environment defaults (`SBX_ENDPOINT`, `SBX_TOKEN`) as the adapter's runtime reads them. */
   readonly env?: { readonly endpoint?: string | undefined; readonly token?: string | undefined };
 }
@@ -105,7 +108,7 @@ export class SandboxClient<S extends Sandbox = Sandbox> implements AsyncDisposab
     }
     this.endpoint = config.endpoint;
     const rawHttp = options.transport ? undefined : defaults.createRawHttp?.(config.endpoint);
-    this.#runtime = new ClientRuntime(clients, config, rawHttp, defaults.localFiles);
+    this.#runtime = new ClientRuntime(clients, config, rawHttp, defaults.localFilesystem);
     this.sandboxes = new Sandboxes<S>(this.#runtime);
   }
 

@@ -309,62 +309,47 @@ export function skipBytes(pieces: Pieces, skip: number): Uint8Array[] {
   return out;
 }
 
-/** Pieces of any size grouped into chunks of `size` bytes (the last may be shorter). */
+/**
+ * Pieces of any size grouped into chunks of `size` bytes (the last may be shorter). A chunk
+ * is the pieces themselves (views, no copy), or with `free`, one buffer they are copied into,
+ * taken from `free` when a sent chunk's buffer was given back: for sources that reuse their
+ * memory (a piece is valid until the next is asked for), and it spares the page faults of
+ * fresh memory for every piece.
+ */
 async function* group(
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   size: () => number,
+  free?: ArrayBuffer[],
 ): AsyncGenerator<Uint8Array[]> {
   let chunk: Uint8Array[] = [];
+  let copy: Uint8Array | undefined;
   let filled = 0;
+  // Fixed when a chunk starts: `size` may change meanwhile (raw HTTP → Connect), and a chunk
+  // of either size can be sent either way.
+  let limit = 0;
+  const done = () => (copy ? [copy.subarray(0, filled)] : chunk);
   for await (const piece of source) {
     if (!(piece instanceof Uint8Array)) throw new InvalidError("data must be bytes");
     let at = 0;
     while (at < piece.byteLength) {
-      const n = Math.min(size() - filled, piece.byteLength - at);
-      chunk.push(at === 0 && n === piece.byteLength ? piece : piece.subarray(at, at + n));
+      if (filled === 0) {
+        copy = free && new Uint8Array(free.pop() ?? new ArrayBuffer(RAW_UPLOAD_CHUNK_BYTES));
+        limit = size(); // never more than RAW_UPLOAD_CHUNK_BYTES
+      }
+      const n = Math.min(limit - filled, piece.byteLength - at);
+      const part = piece.subarray(at, at + n);
+      if (copy) copy.set(part, filled);
+      else chunk.push(part);
       filled += n;
       at += n;
-      if (filled >= size()) {
-        yield chunk;
+      if (filled >= limit) {
+        yield done();
         chunk = [];
         filled = 0;
       }
     }
   }
-  if (filled > 0) yield chunk;
-}
-
-/**
- * Pieces of any size copied into chunks of `size` bytes, each in one buffer; a buffer given
- * back to `free` once its chunk is sent is filled again. For sources that reuse their
- * memory (a piece is valid until the next is asked for), and it spares the page faults of
- * fresh memory for every piece.
- */
-async function* copyInto(
-  source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-  size: () => number,
-  free: ArrayBuffer[],
-): AsyncGenerator<Uint8Array[]> {
-  let chunk: Uint8Array | undefined;
-  let filled = 0;
-  for await (const piece of source) {
-    if (!(piece instanceof Uint8Array)) throw new InvalidError("data must be bytes");
-    let at = 0;
-    while (at < piece.byteLength) {
-      const buffer = free.pop();
-      chunk ??= buffer ? new Uint8Array(buffer) : new Uint8Array(RAW_UPLOAD_CHUNK_BYTES);
-      const n = Math.min(size() - filled, piece.byteLength - at);
-      chunk.set(piece.subarray(at, at + n), filled);
-      filled += n;
-      at += n;
-      if (filled >= size()) {
-        yield [chunk.subarray(0, filled)];
-        chunk = undefined;
-        filled = 0;
-      }
-    }
-  }
-  if (chunk && filled > 0) yield [chunk.subarray(0, filled)];
+  if (filled > 0) yield done();
 }
 
 export interface WriteFileOptions {
@@ -427,9 +412,7 @@ export const writeFile = (
       });
     const chunkSize = () => (raw ? RAW_UPLOAD_CHUNK_BYTES : UPLOAD_CHUNK_BYTES);
     const free: ArrayBuffer[] = [];
-    const chunks = (options.piecesReused ? copyInto(source, chunkSize, free) : group(source, chunkSize))[
-      Symbol.asyncIterator
-    ]();
+    const chunks = group(source, chunkSize, options.piecesReused ? free : undefined)[Symbol.asyncIterator]();
     const next = () =>
       Effect.tryPromise({
         try: () => chunks.next(),

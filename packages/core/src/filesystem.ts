@@ -169,10 +169,17 @@ export class LocalSandboxFilesystem extends SandboxFilesystem {
 
   /** Copies a local file into the sandbox (streamed; parents created; overwrites). */
   async copyFromLocal(localPath: string, remotePath: string, options: FileCallOptions = {}): Promise<void> {
-    await this.#runtime().run(
-      writeFile(this.#sandboxId, remotePath, this.#local.read(localPath), { piecesReused: true }),
-      options.signal,
-    );
+    const pieces = this.#local.read(localPath)[Symbol.asyncIterator]();
+    try {
+      await this.#runtime().run(
+        writeFile(this.#sandboxId, remotePath, { [Symbol.asyncIterator]: () => pieces }, { piecesReused: true }),
+        options.signal,
+      );
+    } finally {
+      // Closes the local file at once when the upload failed or was aborted (a no-op after
+      // its end). Not awaited: it waits for a read in flight.
+      pieces.return?.()?.catch(() => {});
+    }
   }
 
   /** Copies a sandbox file to a local path (streamed; parents created; overwrites). */
@@ -180,6 +187,15 @@ export class LocalSandboxFilesystem extends SandboxFilesystem {
     await this.#local.write(localPath, this.readStream(remotePath, options));
   }
 }
+
+/** Builds a sandbox's `filesystem` (see `ClientDefaults.localFilesystem`). */
+export type FilesystemFactory = (runtime: () => ClientRuntime, sandboxId: string) => SandboxFilesystem;
+
+/** `sb.filesystem` with copies between local paths and the sandbox, through `files`. */
+export const localFilesystems =
+  (files: LocalFiles): FilesystemFactory =>
+  (runtime, sandboxId) =>
+    new LocalSandboxFilesystem(runtime, sandboxId, files);
 
 /** Events waiting to be read beyond this many are dropped for one "overflow" event. */
 const MAX_BUFFERED_EVENTS = 10_000;

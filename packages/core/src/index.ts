@@ -33,11 +33,13 @@ export {
 export {
   type FileCallOptions,
   type FileInfo,
+  type FilesystemFactory,
   FileWatch,
   type FileWatchEvent,
   type FileWatchEventType,
   type LocalFiles,
   LocalSandboxFilesystem,
+  localFilesystems,
   SandboxFilesystem,
   type WatchOptions,
 } from "./filesystem.js";

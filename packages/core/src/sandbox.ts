@@ -22,7 +22,7 @@ import {
   openSandboxFile,
   type SandboxFile,
 } from "./file-handle.js";
-import { type FileCallOptions, LocalSandboxFilesystem, SandboxFilesystem } from "./filesystem.js";
+import { type FileCallOptions, type LocalSandboxFilesystem, SandboxFilesystem } from "./filesystem.js";
 import { type ExecOptions, startProcess } from "./process-ops.js";
 import { knownReturncode, returncodeOf } from "./returncode.js";
 import { getSandbox, isFinished, setSandboxTags, terminateSandbox, waitSandbox } from "./sandbox-ops.js";
@@ -219,10 +219,9 @@ export class Sandbox implements AsyncDisposable {
 
   /** Files inside the sandbox. */
   get filesystem(): SandboxFilesystem {
-    const local = this.#runtime.localFiles;
-    this.#filesystem ??= local
-      ? new LocalSandboxFilesystem(() => this.#live(), this.id, local)
-      : new SandboxFilesystem(() => this.#live(), this.id);
+    this.#filesystem ??=
+      this.#runtime.localFilesystem?.(() => this.#live(), this.id) ??
+      new SandboxFilesystem(() => this.#live(), this.id);
     return this.#filesystem;
   }
 

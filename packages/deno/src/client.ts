@@ -2,6 +2,7 @@ import {
   SandboxClient as CoreSandboxClient,
   fetchRawHttp,
   type LocalSandbox,
+  localFilesystems,
   type SandboxClientOptions,
 } from "@sbx/core";
 import { connectClients } from "@sbx/core/connect";
@@ -22,7 +23,7 @@ export class SandboxClient extends CoreSandboxClient<LocalSandbox> {
       env: { endpoint: readEnv("SBX_ENDPOINT"), token: readEnv("SBX_TOKEN") },
       createClients: (endpoint) => connectClients(createDenoTransport(endpoint, options)),
       connectClients,
-      localFiles: denoLocalFiles,
+      localFilesystem: localFilesystems(denoLocalFiles),
       createRawHttp: (endpoint) =>
         options.rawHttp === false
           ? undefined

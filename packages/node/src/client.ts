@@ -1,4 +1,9 @@
-import { SandboxClient as CoreSandboxClient, type LocalSandbox, type SandboxClientOptions } from "@sbx/core";
+import {
+  SandboxClient as CoreSandboxClient,
+  type LocalSandbox,
+  localFilesystems,
+  type SandboxClientOptions,
+} from "@sbx/core";
 import { connectClients } from "@sbx/core/connect";
 import { nodeLocalFiles } from "./local-files.js";
 import { nodeRawHttp } from "./raw-http.js";
@@ -16,7 +21,7 @@ export class SandboxClient extends CoreSandboxClient<LocalSandbox> {
       env: { endpoint: process.env.SBX_ENDPOINT || undefined, token: process.env.SBX_TOKEN || undefined },
       createClients: (endpoint) => connectClients(createNodeTransport(endpoint, options)),
       connectClients,
-      localFiles: nodeLocalFiles,
+      localFilesystem: localFilesystems(nodeLocalFiles),
       createRawHttp: (endpoint) => (options.rawHttp === false ? undefined : nodeRawHttp(endpoint)),
     });
   }

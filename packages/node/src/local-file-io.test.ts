@@ -2,17 +2,20 @@
 // positions (short writes continued), a failing source or disk leaves the previous file as it
 // was and no temporary file behind. The reader: two buffers in turn, and uploads built from
 // them (copied, since a piece is valid only until the next) arrive byte for byte.
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SandboxClient as CoreClient, type LocalFiles } from "@sbx/core";
+import { SandboxClient as CoreClient, type LocalFiles, localFilesystems } from "@sbx/core";
 import { connectClients } from "@sbx/core/connect";
 import { createFakeServer } from "@sbx/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SandboxClient } from "./client.js";
 import { nodeLocalFiles, writeInOrder } from "./local-files.js";
+import { nodeRawHttp } from "./raw-http.js";
+import { createNodeTransport } from "./transport.js";
 
 /** Pieces of mixed sizes (empty, tiny, multi-MiB), some arriving after a pause. */
 async function* mixed(data: Uint8Array): AsyncGenerator<Uint8Array> {
@@ -130,6 +133,17 @@ describe("copyFromLocal's reader", () => {
     expect(buffers.size).toBe(2);
   });
 
+  it("reads a pipe (a FIFO) as well as a file", async () => {
+    const fifo = join(dir, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    const data = randomBytes(3 * 1024 * 1024 + 1);
+    const writing = writeFile(fifo, data);
+    const copies: Buffer[] = [];
+    for await (const piece of nodeLocalFiles.read(fifo)) copies.push(Buffer.from(piece));
+    await writing;
+    expect(Buffer.compare(Buffer.concat(copies), data)).toBe(0);
+  });
+
   it("a missing file or a directory fails as Node's fs does", async () => {
     const drain = async (path: string) => {
       for await (const _ of nodeLocalFiles.read(path));
@@ -163,11 +177,49 @@ describe("copyFromLocal's reader", () => {
       },
       write: nodeLocalFiles.write,
     };
-    await using client = new CoreClient({ transport: fake.transport }, { connectClients, localFiles: oneBuffer });
+    await using client = new CoreClient(
+      { transport: fake.transport },
+      { connectClients, localFilesystem: localFilesystems(oneBuffer) },
+    );
     const sb = await client.sandboxes.create();
     if (!("copyFromLocal" in sb.filesystem)) throw new Error("expected local files");
     await (sb.filesystem as { copyFromLocal(a: string, b: string): Promise<void> }).copyFromLocal("in", "/tmp/one.bin");
     expect(Buffer.compare(Buffer.from(await sb.filesystem.readBytes("/tmp/one.bin")), data)).toBe(0);
     await sb.terminate();
+  });
+
+  it("copyFromLocal to a server without raw routes switches to WriteFile mid-upload, byte for byte", async () => {
+    // 10 MiB pieces with pauses: the third 16 MiB upload chunk starts with 8 MiB in hand when
+    // the first raw PUT learns that the server has no raw route (WriteFile chunks are 4 MiB).
+    const data = randomBytes(48 * 1024 * 1024 + 5);
+    const slow: LocalFiles = {
+      async *read() {
+        for (let at = 0; at < data.byteLength; at += 10 * 1024 * 1024) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          yield data.subarray(at, at + 10 * 1024 * 1024);
+        }
+      },
+      write: nodeLocalFiles.write,
+    };
+    const listener = await fake.listen();
+    try {
+      await using client = new CoreClient(
+        { endpoint: listener.url },
+        {
+          createClients: (endpoint) => connectClients(createNodeTransport(endpoint)),
+          createRawHttp: nodeRawHttp,
+          localFilesystem: localFilesystems(slow),
+        },
+      );
+      const sb = await client.sandboxes.create();
+      await (sb.filesystem as unknown as { copyFromLocal(a: string, b: string): Promise<void> }).copyFromLocal(
+        "in",
+        "/tmp/fallback.bin",
+      );
+      expect(Buffer.compare(Buffer.from(await sb.filesystem.readBytes("/tmp/fallback.bin")), data)).toBe(0);
+      await sb.terminate();
+    } finally {
+      await listener.close();
+    }
   });
 });

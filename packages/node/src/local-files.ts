@@ -1,4 +1,5 @@
 /** Local files for copyFromLocal / copyToLocal, streamed with Node's fs. */
+import { randomBytes } from "node:crypto";
 import { type FileHandle, mkdir, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { type LocalFiles, skipBytes } from "@sbx/core";
@@ -8,16 +9,16 @@ export const nodeLocalFiles: LocalFiles = {
   async write(path, chunks) {
     await mkdir(dirname(path), { recursive: true });
     // Written beside the target, then renamed: a reader never sees half a file.
-    const temp = join(dirname(path), `.${basename(path)}.sbx-${process.pid}-${Date.now()}`);
-    let file: FileHandle | undefined;
+    const temp = join(dirname(path), `.${basename(path)}.sbx-${process.pid}-${randomBytes(6).toString("hex")}`);
+    const file = await open(temp, "wx"); // never another write's temporary file
+    let writing = true;
     try {
-      file = await open(temp, "wx");
       await writeInOrder(file, chunks);
+      writing = false;
       await file.close();
-      file = undefined;
       await rename(temp, path);
     } catch (error) {
-      await file?.close().catch(() => {});
+      if (writing) await file.close().catch(() => {});
       await rm(temp, { force: true });
       throw error;
     }
@@ -37,14 +38,11 @@ async function* readPieces(path: string): AsyncGenerator<Uint8Array> {
   const file = await open(path, "r");
   const buffers = [Buffer.allocUnsafeSlow(READ_BYTES), Buffer.allocUnsafeSlow(READ_BYTES)] as const;
   let turn = 0;
-  let position = 0;
   const readNext = () => {
     const buffer = buffers[turn] as Buffer;
     turn ^= 1;
-    const reading = file.read(buffer, 0, READ_BYTES, position).then(({ bytesRead }) => {
-      position += bytesRead;
-      return buffer.subarray(0, bytesRead);
-    });
+    // From the file's own position (one read at a time): pipes and FIFOs work too.
+    const reading = file.read(buffer, 0, READ_BYTES, null).then(({ bytesRead }) => buffer.subarray(0, bytesRead));
     reading.catch(() => {}); // seen when awaited; not an unhandled rejection while the caller is busy
     return reading;
   };
