@@ -411,8 +411,9 @@ export const writeFile = (
         return answer as { committedOffset: bigint; finished: boolean };
       });
     const chunkSize = () => (raw ? RAW_UPLOAD_CHUNK_BYTES : UPLOAD_CHUNK_BYTES);
-    const free: ArrayBuffer[] = [];
-    const chunks = group(source, chunkSize, options.piecesReused ? free : undefined)[Symbol.asyncIterator]();
+    // Buffers of sent chunks, filled again (only when pieces are copied).
+    const free: ArrayBuffer[] | undefined = options.piecesReused ? [] : undefined;
+    const chunks = group(source, chunkSize, free)[Symbol.asyncIterator]();
     const next = () =>
       Effect.tryPromise({
         try: () => chunks.next(),
@@ -433,7 +434,7 @@ export const writeFile = (
       const [after] = yield* Effect.all([next(), send(sending, false)], { concurrency: 2 });
       offset += sizeOf(sending);
       // Sent and answered: nothing holds its bytes any more (copied chunks are one buffer).
-      if (options.piecesReused) free.push((sending[0] as Uint8Array).buffer as ArrayBuffer);
+      free?.push((sending[0] as Uint8Array).buffer as ArrayBuffer);
       current = following;
       following = after;
     }

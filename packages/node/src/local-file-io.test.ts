@@ -8,7 +8,7 @@ import type { FileHandle } from "node:fs/promises";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SandboxClient as CoreClient, type LocalFiles, localFilesystems } from "@sbx/core";
+import { SandboxClient as CoreClient, type LocalFiles, type LocalSandbox, localFilesystems } from "@sbx/core";
 import { connectClients } from "@sbx/core/connect";
 import { createFakeServer } from "@sbx/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -108,6 +108,17 @@ describe("copyToLocal's writer", () => {
   });
 });
 
+/** Uploads the client's local file "in" to `path` in a new sandbox; the bytes that arrived. */
+async function copiedFromLocal(client: CoreClient<LocalSandbox>, path: string): Promise<Buffer> {
+  const sb = await client.sandboxes.create();
+  try {
+    await sb.filesystem.copyFromLocal("in", path);
+    return Buffer.from(await sb.filesystem.readBytes(path));
+  } finally {
+    await sb.terminate();
+  }
+}
+
 describe("copyFromLocal's reader", () => {
   const fake = createFakeServer();
   let dir: string;
@@ -177,15 +188,11 @@ describe("copyFromLocal's reader", () => {
       },
       write: nodeLocalFiles.write,
     };
-    await using client = new CoreClient(
+    await using client = new CoreClient<LocalSandbox>(
       { transport: fake.transport },
       { connectClients, localFilesystem: localFilesystems(oneBuffer) },
     );
-    const sb = await client.sandboxes.create();
-    if (!("copyFromLocal" in sb.filesystem)) throw new Error("expected local files");
-    await (sb.filesystem as { copyFromLocal(a: string, b: string): Promise<void> }).copyFromLocal("in", "/tmp/one.bin");
-    expect(Buffer.compare(Buffer.from(await sb.filesystem.readBytes("/tmp/one.bin")), data)).toBe(0);
-    await sb.terminate();
+    expect(Buffer.compare(await copiedFromLocal(client, "/tmp/one.bin"), data)).toBe(0);
   });
 
   it("copyFromLocal to a server without raw routes switches to WriteFile mid-upload, byte for byte", async () => {
@@ -203,7 +210,7 @@ describe("copyFromLocal's reader", () => {
     };
     const listener = await fake.listen();
     try {
-      await using client = new CoreClient(
+      await using client = new CoreClient<LocalSandbox>(
         { endpoint: listener.url },
         {
           createClients: (endpoint) => connectClients(createNodeTransport(endpoint)),
@@ -211,13 +218,7 @@ describe("copyFromLocal's reader", () => {
           localFilesystem: localFilesystems(slow),
         },
       );
-      const sb = await client.sandboxes.create();
-      await (sb.filesystem as unknown as { copyFromLocal(a: string, b: string): Promise<void> }).copyFromLocal(
-        "in",
-        "/tmp/fallback.bin",
-      );
-      expect(Buffer.compare(Buffer.from(await sb.filesystem.readBytes("/tmp/fallback.bin")), data)).toBe(0);
-      await sb.terminate();
+      expect(Buffer.compare(await copiedFromLocal(client, "/tmp/fallback.bin"), data)).toBe(0);
     } finally {
       await listener.close();
     }
