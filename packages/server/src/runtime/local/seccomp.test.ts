@@ -6,7 +6,7 @@ function verdict(nr: number, args: readonly number[] = [], arch = 0xc000003e): n
   const data = new DataView(new ArrayBuffer(64));
   data.setUint32(0, nr, true);
   data.setUint32(4, arch, true);
-  args.forEach((arg, i) => data.setUint32(16 + i * 8, arg, true));
+  for (const [i, arg] of args.entries()) data.setUint32(16 + i * 8, arg, true);
   const program = seccompInstructions();
   let acc = 0;
   for (let pc = 0; pc < program.length; pc++) {
@@ -59,7 +59,17 @@ describe("seccomp program", () => {
 
   it("refuses socket families a sandbox has no business with (EAFNOSUPPORT), for socket and socketpair", () => {
     // AF_VSOCK reaches the hypervisor; the rest are kernel attack surface.
-    const refused = { AF_UNSPEC: 0, AF_AX25: 3, AF_KEY: 15, AF_PACKET: 17, AF_CAN: 29, AF_TIPC: 30, AF_ALG: 38, AF_VSOCK: 40, AF_XDP: 44 };
+    const refused = {
+      AF_UNSPEC: 0,
+      AF_AX25: 3,
+      AF_KEY: 15,
+      AF_PACKET: 17,
+      AF_CAN: 29,
+      AF_TIPC: 30,
+      AF_ALG: 38,
+      AF_VSOCK: 40,
+      AF_XDP: 44,
+    };
     for (const [name, family] of Object.entries(refused)) {
       expect(verdict(SOCKET, [family, 1, 0]), name).toBe(errno(EAFNOSUPPORT));
       expect(verdict(SOCKETPAIR, [family, 1, 0]), name).toBe(errno(EAFNOSUPPORT));
