@@ -146,6 +146,36 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       expect(clone.out).toMatch(/^clone -1 Operation not permitted/);
     });
 
+    it("cannot create vsock, packet, alg or key sockets (EAFNOSUPPORT); unix, inet, inet6 and netlink route still work", async () => {
+      await using sb = await client.sandboxes.create();
+      const probe = [
+        "import errno, socket",
+        "def attempt(name, make):",
+        "    try:",
+        "        make().close(); print(name, 'created')",
+        "    except OSError as e:",
+        "        print(name, errno.errorcode.get(e.errno, e.errno))",
+        // AF_VSOCK is not confined by the network namespace: it reaches the hypervisor.
+        "for name, family, kind in [('vsock', 40, socket.SOCK_STREAM), ('packet', 17, socket.SOCK_RAW),",
+        "                           ('alg', 38, socket.SOCK_SEQPACKET), ('key', 15, socket.SOCK_RAW), ('can', 29, socket.SOCK_RAW)]:",
+        "    attempt(name, lambda: socket.socket(family, kind))",
+        "    attempt(name + '-pair', lambda: socket.socketpair(family, kind)[0])",
+        "for name, family in [('unix', socket.AF_UNIX), ('inet', socket.AF_INET), ('inet6', socket.AF_INET6)]:",
+        "    attempt(name, lambda: socket.socket(family, socket.SOCK_STREAM))",
+        "attempt('unix-pair', lambda: socket.socketpair()[0])",
+        "attempt('netlink-route', lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0))",
+        "print('interfaces', sorted(name for _, name in socket.if_nameindex()))",
+      ].join("\n");
+      const { out } = await run(sb, py(probe));
+      for (const name of ["vsock", "packet", "alg", "key", "can"]) {
+        expect(out).toContain(`${name} EAFNOSUPPORT`);
+        expect(out).toContain(`${name}-pair EAFNOSUPPORT`);
+      }
+      for (const name of ["unix", "inet", "inet6", "unix-pair", "netlink-route"])
+        expect(out).toContain(`${name} created`);
+      expect(out).toContain("interfaces ['lo']");
+    });
+
     it("cannot reach a cgroup release_agent", async () => {
       await using sb = await client.sandboxes.create();
       const { out } = await run(sb, [
@@ -246,6 +276,55 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       expect(out.match(/refused:/g)).toHaveLength(5);
       // Processes still start (their FIFOs are made and opened where the sandbox cannot reach).
       expect((await run(sb, ["echo", "still runs"])).out).toBe("still runs\n");
+    });
+
+    it("no process can find, open or write the stdio channel of a later command", async () => {
+      await using sb = await client.sandboxes.create();
+      // A background spy: lists /.sbx/p, guesses names (the old /.sbx/p/<n>), and watches for
+      // new entries while later commands run, forging output into any channel it can open.
+      const spy = [
+        "import errno, os, time",
+        "def names():",
+        "    try:",
+        "        return os.listdir('/.sbx/p')",
+        "    except OSError as e:",
+        "        return errno.errorcode[e.errno]",
+        "print('listing', names())",
+        "open('/tmp/spying', 'w').close()",
+        "opened, give_up = 0, time.monotonic() + 30",
+        "while not os.path.exists('/tmp/stop') and time.monotonic() < give_up:",
+        "    found = names()",
+        "    for name in (found if isinstance(found, list) else []) + [str(n) for n in range(1, 40)]:",
+        "        for stream, flags in (('stdout', os.O_WRONLY), ('stderr', os.O_WRONLY), ('stdin', os.O_RDONLY)):",
+        "            try:",
+        "                fd = os.open('/.sbx/p/%s/%s' % (name, stream), flags | os.O_NONBLOCK)",
+        "            except OSError:",
+        "                continue",
+        "            opened += 1",
+        "            try:",
+        "                os.write(fd, b'FORGED\\n') if flags == os.O_WRONLY else os.read(fd, 100)",
+        "            except OSError:",
+        "                pass",
+        "            os.close(fd)",
+        "print('opened', opened)",
+      ].join("\n");
+      const spying = await sb.exec(py(spy), { stderr: "stdout" });
+      await run(sb, ["sh", "-c", "until [ -e /tmp/spying ]; do sleep 0.05; done"]);
+      for (let i = 0; i < 8; i++) {
+        const later = await sb.exec(["sh", "-c", `echo out-${i}; echo err-${i} >&2; head -c 5`]);
+        await later.stdin.write("input");
+        await later.stdin.close();
+        const [out, err, code] = await Promise.all([later.stdout.readText(), later.stderr.readText(), later.wait()]);
+        expect({ out, err, code }).toEqual({ out: `out-${i}\ninput`, err: `err-${i}\n`, code: 0 });
+      }
+      await run(sb, ["touch", "/tmp/stop"]);
+      const [report] = await Promise.all([spying.stdout.readText(), spying.wait()]);
+      expect(report).toBe("listing EACCES\nopened 0\n");
+      // An exec that fails still says why (the agent keeps a descriptor for it, not the name).
+      const missing = await sb.exec(["/no/such/program"]);
+      const [why, code] = await Promise.all([missing.stderr.readText(), missing.wait()]);
+      expect(code).toBe(127);
+      expect(why).toContain("sbx: cannot run /no/such/program");
     });
 
     it("sandboxed processes inherit no descriptors beyond stdio", async () => {

@@ -73,6 +73,14 @@ export class RuntimeFsError extends Error {
   }
 }
 
+/** The runtime did not answer a call in time (its sandbox is overloaded, stopped or stuck). */
+export class RuntimeDeadlineError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RuntimeDeadlineError";
+  }
+}
+
 export interface RuntimeFileInfo {
   readonly name: string;
   readonly path: string;

@@ -2,15 +2,19 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { checkPath, filesystemError, type UploadTarget } from "@sbx/server-kit";
 import type { Engine, ServerSandbox } from "../engine.js";
-import { type RuntimeFilesystem, RuntimeFsError } from "../runtime/runtime.js";
+import { RuntimeDeadlineError, type RuntimeFilesystem, RuntimeFsError } from "../runtime/runtime.js";
 import { sandboxOf } from "./sandbox-service.js";
 
-/** Runs a file call, turning runtime failures into Connect errors with a FilesystemError detail. */
+/**
+ * Runs a file call, turning runtime failures into Connect errors with a FilesystemError detail
+ * (and a sandbox that did not answer in time into DEADLINE_EXCEEDED: core's TimeoutError).
+ */
 export async function fsCall<A>(path: string, call: () => Promise<A>): Promise<A> {
   try {
     return await call();
   } catch (error) {
     if (error instanceof RuntimeFsError) throw filesystemError(error.kind, path, error.message);
+    if (error instanceof RuntimeDeadlineError) throw new ConnectError(error.message, Code.DeadlineExceeded);
     throw error;
   }
 }

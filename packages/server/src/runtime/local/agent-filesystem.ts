@@ -16,10 +16,24 @@ import {
 } from "../runtime.js";
 import { PositionalWriter, readPieces } from "./agent-files.js";
 
+/** How a caller may give up on an agent call. */
+export interface AgentCallOptions {
+  /** Stops waiting when aborted: the call rejects with the signal's reason and is forgotten at once. */
+  readonly signal?: AbortSignal;
+  /**
+   * Undoes what a successful answer did (closes the file it opened…), for an answer that
+   * arrives after the caller gave up (aborted, or past the deadline).
+   */
+  readonly undo?: (answer: unknown) => void;
+}
+
 /** What the sandbox gives its filesystem: request/answer calls to the agent, and its open files. */
 export interface AgentChannel {
-  /** Sends `{op, id, ...fields}` to the agent and resolves with its answer (or rejects with a RuntimeFsError). */
-  call(op: string, fields: Record<string, unknown>): Promise<unknown>;
+  /**
+   * Sends `{op, id, ...fields}` to the agent and resolves with its answer; rejects with a
+   * RuntimeFsError, or a RuntimeDeadlineError when the agent does not answer in time.
+   */
+  call(op: string, fields: Record<string, unknown>, options?: AgentCallOptions): Promise<unknown>;
   /** Reopens, from the host, the file the agent opened as descriptor `answer.fd` (see agent-files.ts). */
   reopen(answer: unknown, access: "read" | "write"): Promise<FileHandle>;
   /** Starts an agent watch: `answered` settles like `call`; events go to `listener` until `stop()` or the sandbox ends. */
@@ -72,19 +86,25 @@ export class AgentFilesystem implements RuntimeFilesystem {
   }
 
   async read(path: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
-    const answer = await this.channel.call("read", { path });
+    const release = (answer: unknown) => {
+      const fd = (answer as { fd?: unknown } | null)?.fd;
+      this.channel.call("release", { fd }).catch(() => {});
+    };
+    const answer = await this.channel.call("read", { path }, { signal, undo: release });
     try {
       return readPieces(await this.channel.reopen(answer, "read").catch(naming(path)), offset, signal);
     } finally {
       // The server's reopened file stands on its own: the agent's copy can go now.
-      const fd = (answer as { fd?: unknown } | null)?.fd;
-      this.channel.call("release", { fd }).catch(() => {});
+      release(answer);
     }
   }
 
   async upload(path: string): Promise<RuntimeUpload> {
     const upload = randomBytes(8).toString("hex");
-    const answer = await this.channel.call("upload", { path, upload });
+    const drop = () => {
+      this.channel.call("upload_end", { path, upload, commit: false }).catch(() => {});
+    };
+    const answer = await this.channel.call("upload", { path, upload }, { undo: drop });
     let writer: PositionalWriter;
     try {
       writer = new PositionalWriter(await this.channel.reopen(answer, "write").catch(naming(path)));

@@ -29,12 +29,16 @@
 #                                   inotify watch is in place, then sends {"ev":"watch","id":..,"events":
 #                                   [{"type":"create"|"modify"|"delete"|"rename"|"overflow","paths":[..]}]}
 #                                   until {"op":"unwatch","id":..}
-# File operations run in threads, as the sandbox user, inside the sandbox's root: paths,
+# File operations run in a few worker threads started at boot (a fork bomb that has used every
+# pid of the sandbox cannot keep them from answering), as the sandbox user, inside the sandbox's root: paths,
 # `..` and symlinks resolve there, so no path can reach the host. File contents never pass
 # through the agent: the server reopens the file the agent opened (the same file, whatever
 # happens to its path later) and checks it. The agent makes itself non-dumpable first, so
 # sandboxed code (same uid) can neither ptrace it nor reach its /proc fds or memory.
-# A process's stdio are FIFOs in its "dir": stdin, stdout, stderr. With "pty", the process
+# A process's stdio are FIFOs in its "dir": stdin, stdout, stderr. The dir has an unguessable
+# name in a directory the sandbox cannot list, and the agent removes it as soon as it has opened
+# the FIFOs, before the process runs: no other process of the sandbox can find them (forge or
+# steal the output). With "pty", the process
 # gets a pseudo-terminal (from the sandbox's own devpts) as its controlling terminal and
 # stdin/stdout/stderr; the agent copies between the terminal and the FIFOs.
 import errno
@@ -47,6 +51,7 @@ import shutil
 import signal
 import stat as statmod
 import struct
+import queue
 import sys
 import termios
 import threading
@@ -198,11 +203,29 @@ def fs_remove(req):
     return None
 
 
-def open_regular(path, flags):
-    fd = os.open(path, flags | os.O_CLOEXEC)
-    if statmod.S_ISDIR(os.fstat(fd).st_mode):
-        os.close(fd)
+SPECIAL_KINDS = ((statmod.S_ISFIFO, "a FIFO"), (statmod.S_ISCHR, "a character device"),
+                 (statmod.S_ISBLK, "a block device"), (statmod.S_ISSOCK, "a socket"))
+
+
+def check_regular(path, mode):
+    if statmod.S_ISDIR(mode):
         raise FsError("is_a_directory", "%s: is a directory" % path)
+    for test, what in SPECIAL_KINDS:
+        if test(mode):
+            raise FsError("permission_denied", "%s: is %s, not a regular file; only regular files move "
+                          "through the files API (use exec to read it)" % (path, what))
+
+
+def open_regular(path, flags):
+    """Refuses special files before opening them (opening a FIFO waits for a writer, a device may
+    do anything); O_NONBLOCK and the check after it cover a path swapped in between."""
+    check_regular(path, os.stat(path).st_mode)
+    fd = os.open(path, flags | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        check_regular(path, os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
@@ -283,6 +306,7 @@ WATCH_MASK = IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | I
 EVENT_HEADER = struct.Struct("iIII")
 UPLOAD_MARK = ".sbx-upload-"
 watches = {}  # watch id -> write end of its stop pipe
+unwatched = set()  # ids whose unwatch came before their watch was in place
 watch_lock = threading.Lock()
 libc = None
 
@@ -439,8 +463,18 @@ def fs_watch(req):
                           "(fs.inotify.max_user_instances / max_user_watches)" % req["path"])
         raise
     with watch_lock:
+        if w.id in unwatched:  # the caller gave up while it was being set up
+            unwatched.discard(w.id)
+            os.write(w.stop_w, b"x")
         watches[w.id] = w.stop_w
-    threading.Thread(target=w.run, daemon=True).start()
+    try:
+        threading.Thread(target=w.run, daemon=True).start()
+    except RuntimeError:  # no pid left for a thread (a fork bomb): fail this watch, not the agent
+        with watch_lock:
+            watches.pop(w.id, None)
+        for fd in (w.fd, w.stop_r, w.stop_w):
+            os.close(fd)
+        raise FsError("other", "%s: the sandbox has no process left for a watch (pids limit)" % req["path"])
     return None
 
 
@@ -449,6 +483,8 @@ def unwatch(req):
         stop = watches.pop(req["id"], None)
         if stop is not None:
             os.write(stop, b"x")
+        elif len(unwatched) < 4096:
+            unwatched.add(req["id"])  # its watch may still be queued or being set up
 
 
 FS_OPS = {
@@ -471,16 +507,46 @@ def run_fs(req):
         emit({"ev": "fs", "id": req["id"], "error": fs_error(e, req.get("path", ""))})
 
 
+# Started at boot, while the sandbox has pids to spare: a thread per call would need a new pid
+# for every call, and a fork bomb takes them all.
+FS_WORKERS = 8
+fs_requests = queue.SimpleQueue()
+
+
+def fs_worker():
+    while True:
+        run_fs(fs_requests.get())
+
+
+def start_fs_workers():
+    started = 0
+    for _ in range(FS_WORKERS):
+        try:
+            threading.Thread(target=fs_worker, daemon=True).start()
+            started += 1
+        except RuntimeError:
+            break  # a tiny pids limit: make do with the ones that started
+    if started == 0:
+        raise RuntimeError("cannot start a file worker thread")
+
+
 def start(req):
     pid_id = req["id"]
     d = req["dir"]
+    opened = []
     try:
-        stdin = os.open(d + "/stdin", os.O_RDONLY)
-        stdout = os.open(d + "/stdout", os.O_WRONLY)
-        stderr = stdout if req.get("stderr") == "stdout" else os.open(d + "/stderr", os.O_WRONLY)
+        for name, flags in [("stdin", os.O_RDONLY), ("stdout", os.O_WRONLY)] + (
+                [] if req.get("stderr") == "stdout" else [("stderr", os.O_WRONLY)]):
+            opened.append(os.open(d + "/" + name, flags))
     except OSError as e:
+        for fd in opened:
+            os.close(fd)
         emit({"ev": "failed", "id": pid_id, "error": "cannot open stdio: %s" % e})
         return
+    finally:
+        remove_channel(d)
+    stdin, stdout = opened[0], opened[1]
+    stderr = opened[2] if len(opened) > 2 else stdout
     # Bigger output pipes let the server take more per read when it is busy sending.
     for fd in {stdout, stderr}:
         try:
@@ -501,8 +567,20 @@ def start(req):
                 os.close(fd)
             emit({"ev": "failed", "id": pid_id, "error": "cannot allocate a terminal: %s" % e})
             return
-    r, w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    # Where to tell the user why exec failed (the FIFOs' names are gone by then).
+    report = os.dup(stderr)
+    try:
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = os.fork()
+        except BaseException:
+            os.close(r)
+            os.close(w)
+            raise
+    except BaseException:
+        for fd in {stdin, stdout, stderr, report, master, slave} - {None}:
+            os.close(fd)
+        raise
     if pid == 0:
         try:
             os.close(r)
@@ -553,12 +631,25 @@ def start(req):
     if failure:
         # exec failed: the child exits 126/127; tell the user why on its stderr.
         try:
-            fd = os.open(d + "/stderr" if req.get("stderr") != "stdout" else d + "/stdout", os.O_WRONLY | os.O_NONBLOCK)
-            os.write(fd, b"sbx: cannot run %s: %s\n" % (argv[0].encode(errors="replace"), failure))
-            os.close(fd)
+            os.write(report, b"sbx: cannot run %s: %s\n" % (argv[0].encode(errors="replace"), failure))
         except OSError:
             pass
+    os.close(report)
     emit({"ev": "started", "id": pid_id, "pid": pid})
+
+
+def remove_channel(d):
+    """Removes a process's stdio FIFOs and their dir once opened (or not): a name that stays
+    could be found and opened by another process of the sandbox."""
+    for name in ("stdin", "stdout", "stderr"):
+        try:
+            os.unlink(os.path.join(d, name))
+        except OSError:
+            pass
+    try:
+        os.rmdir(d)
+    except OSError:
+        pass
 
 
 def set_size(fd, rows, cols):
@@ -624,7 +715,7 @@ def handle(line):
     req = json.loads(line)
     op = req.get("op")
     if op in FS_OPS:
-        threading.Thread(target=run_fs, args=(req,), daemon=True).start()
+        fs_requests.put(req)
     elif op == "exec":
         try:
             start(req)
@@ -665,6 +756,7 @@ def make_undumpable():
 
 def main():
     make_undumpable()
+    start_fs_workers()
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

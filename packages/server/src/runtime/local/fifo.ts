@@ -79,8 +79,9 @@ export class FifoPool {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     await chmod(this.#dir, 0o700);
     const dirs = Array.from({ length: count }, () => join(this.#dir, String(this.#next++)));
-    // Root's dirs (0755), the sandbox user's FIFOs (0600): the agent opens them, nothing more.
-    await Promise.all(dirs.map((d) => mkdir(d, { mode: 0o755 })));
+    // The sandbox user's dirs (0700) and FIFOs (0600): the agent opens the FIFOs, then removes
+    // them and their dir before the process runs, so no other process can find them.
+    await Promise.all(dirs.map((d) => mkdir(d, { mode: 0o700 }).then(() => chown(d, this.#uid, this.#gid))));
     await makeFifos(
       [...extra, ...dirs.flatMap((d) => ["stdin", "stdout", "stderr"].map((n) => join(d, n)))],
       this.#uid,
@@ -91,7 +92,8 @@ export class FifoPool {
 
   /**
    * Opens the server's ends of a ready triple (stderr unless `withStderr` is false), then moves
-   * the triple to `target` (a directory path that must not exist yet).
+   * the triple to `target` (a directory path that must not exist yet, with an unguessable name
+   * in a directory the sandbox cannot list).
    */
   async take(target: string, withStderr: boolean): Promise<StdioEnds> {
     if (this.#ready.length === 0) await this.#startRefill();

@@ -18,6 +18,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import {
+  RuntimeDeadlineError,
   type RuntimeExit,
   RuntimeFsError,
   type RuntimeProcess,
@@ -35,7 +36,7 @@ import {
   reopenAgentFile,
   sandboxFilesystems,
 } from "./agent-files.js";
-import { AgentFilesystem, type WatchListener } from "./agent-filesystem.js";
+import { type AgentCallOptions, AgentFilesystem, type WatchListener } from "./agent-filesystem.js";
 import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { FifoPool, openFifoReader, openFifoWriter } from "./fifo.js";
 import { ensureDefaultImage } from "./image.js";
@@ -62,7 +63,15 @@ export interface LocalRuntimeOptions {
   readonly pidsLimit?: number;
   /** Sandboxes kept started ahead of demand (0 disables). Default 2. */
   readonly warmPoolSize?: number;
+  /**
+   * How long a file call waits for the sandbox's agent before failing with a deadline error
+   * (the agent is stopped, or swamped). Default 60 s.
+   */
+  readonly agentCallTimeoutMs?: number;
 }
+
+/** Answers the agent gave after their caller gave up, still to undo; kept at most this many. */
+const MAX_ABANDONED_CALLS = 1024;
 
 export function createLocalRuntime(options: LocalRuntimeOptions): SandboxRuntime {
   return new LocalRuntime(options);
@@ -209,6 +218,7 @@ class LocalRuntime implements SandboxRuntime {
       cgroupPrefix: this.#instance,
       memoryMiB: limits.memoryLimitMiB,
       pidsLimit: limits.pidsLimit,
+      agentCallTimeoutMs: this.#options.agentCallTimeoutMs ?? 60_000,
     });
     this.#sandboxes.set(spec.id, sandbox);
     try {
@@ -293,6 +303,7 @@ interface SandboxSetup {
   readonly cgroupPrefix: string;
   readonly memoryMiB: number;
   readonly pidsLimit: number;
+  readonly agentCallTimeoutMs: number;
 }
 
 /** The filesystems a sandbox's files may be on (its overlay, tmpfs, and the host's /usr for reads). */
@@ -316,13 +327,15 @@ class LocalSandbox implements RuntimeSandbox {
   #ready: { resolve: () => void; reject: (e: Error) => void } | undefined;
   #counter = 0;
   readonly #fsCalls = new Map<string, { resolve: (result: unknown) => void; reject: (error: Error) => void }>();
+  /** Calls given up on (aborted or past the deadline) whose successful answer must be undone. */
+  readonly #abandoned = new Map<string, (answer: unknown) => void>();
   readonly #watchers = new Map<string, WatchListener>();
   #destroyed: Promise<void> | undefined;
   #agent: { child: ChildProcess; process: Promise<AgentProcess> } | undefined;
   #stderr = "";
   readonly #fifos: FifoPool;
   readonly fs = new AgentFilesystem({
-    call: (op, fields) => this.#agentCall(op, fields),
+    call: (op, fields, options) => this.#agentCall(op, fields, options),
     reopen: async (answer, access) =>
       reopenAgentFile(
         await this.#agentProcess(),
@@ -335,7 +348,7 @@ class LocalSandbox implements RuntimeSandbox {
       const id = `w${++this.#counter}`;
       this.#watchers.set(id, listener);
       return {
-        answered: this.#agentCall("watch", fields, id),
+        answered: this.#agentCall("watch", fields, {}, id),
         stop: () => {
           if (this.#watchers.delete(id)) this.#send({ op: "unwatch", id });
         },
@@ -399,7 +412,7 @@ class LocalSandbox implements RuntimeSandbox {
     await Promise.all([
       chown(paths.upper, uid, gid),
       chown(paths.ctl, 0, 0).then(() => chmod(paths.ctl, 0o755)),
-      mkdir(join(paths.ctl, "p"), { mode: 0o755 }),
+      mkdir(join(paths.ctl, "p"), { mode: 0o711 }), // traversable, not listable: see exec
       writeFile(join(paths.ctl, "agent.py"), "", { flag: "a" }), // bwrap's mount point for the agent
     ]);
     await Promise.all([
@@ -513,8 +526,9 @@ class LocalSandbox implements RuntimeSandbox {
     child.on("exit", () => {
       this.#ready?.reject(new Error(`the sandbox failed to start: ${this.#stderr.trim() || "bwrap exited"}`));
       for (const p of this.#processes.values()) p.sandboxEnded();
-      for (const call of this.#fsCalls.values()) call.reject(new RuntimeFsError("other", "the sandbox has ended"));
+      for (const call of [...this.#fsCalls.values()]) call.reject(new RuntimeFsError("other", "the sandbox has ended"));
       this.#fsCalls.clear();
+      this.#abandoned.clear();
       for (const watcher of this.#watchers.values()) watcher.end();
       this.#watchers.clear();
       this.#markDied();
@@ -551,9 +565,14 @@ class LocalSandbox implements RuntimeSandbox {
         return;
       case "fs": {
         const call = this.#fsCalls.get(event.id);
-        this.#fsCalls.delete(event.id);
-        if (event.error) call?.reject(new RuntimeFsError(event.error.kind, event.error.message));
-        else call?.resolve(event.result);
+        if (!call) {
+          const undo = this.#abandoned.get(event.id);
+          this.#abandoned.delete(event.id);
+          if (undo && !event.error) undo(event.result);
+          return;
+        }
+        if (event.error) call.reject(new RuntimeFsError(event.error.kind, event.error.message));
+        else call.resolve(event.result);
         return;
       }
       case "watch":
@@ -578,25 +597,76 @@ class LocalSandbox implements RuntimeSandbox {
     this.#control?.write(`${JSON.stringify(message)}\n`);
   }
 
+  /** Calls waiting for the agent, and answers still to undo (for tests: nothing may pile up). */
+  get agentCalls(): { readonly waiting: number; readonly abandoned: number } {
+    return { waiting: this.#fsCalls.size, abandoned: this.#abandoned.size };
+  }
+
   // Call ids are random: sandboxed code can write the agent's event pipe, and must not be
   // able to guess which answer the server waits for next.
   #agentCall(
     op: string,
     fields: Record<string, unknown>,
+    { signal, undo }: AgentCallOptions = {},
     id = `c${randomBytes(12).toString("hex")}`,
   ): Promise<unknown> {
     if (this.#destroyed) return Promise.reject(new RuntimeFsError("other", "the sandbox has ended"));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const limitMs = this.#setup.agentCallTimeoutMs;
     return new Promise((resolve, reject) => {
-      this.#fsCalls.set(id, { resolve, reject });
+      const settle = () => {
+        clearTimeout(deadline);
+        signal?.removeEventListener("abort", onAbort);
+        this.#fsCalls.delete(id);
+      };
+      // Given up: the entry goes now; an answer that still comes is undone (see #onEvent).
+      const giveUp = (error: unknown) => {
+        settle();
+        if (undo) this.#abandon(id, undo);
+        reject(error);
+      };
+      const onAbort = () => giveUp(signal?.reason);
+      const deadline = setTimeout(
+        () =>
+          giveUp(
+            new RuntimeDeadlineError(
+              `the sandbox did not answer ${op} within ${limitMs / 1000} s (it may be overloaded or stopped)`,
+            ),
+          ),
+        limitMs,
+      );
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#fsCalls.set(id, {
+        resolve: (result) => {
+          settle();
+          resolve(result);
+        },
+        reject: (error) => {
+          settle();
+          reject(error);
+        },
+      });
       this.#send({ ...fields, op, id });
     });
+  }
+
+  #abandon(id: string, undo: (answer: unknown) => void): void {
+    // An agent that never answers must not grow this without end: the oldest are forgotten.
+    if (this.#abandoned.size >= MAX_ABANDONED_CALLS) {
+      const oldest = this.#abandoned.keys().next().value;
+      if (oldest !== undefined) this.#abandoned.delete(oldest);
+    }
+    this.#abandoned.set(id, undo);
   }
 
   async exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess> {
     if (this.#destroyed) throw new Error("the sandbox has been destroyed");
     const id = String(++this.#counter);
-    const hostDir = join(this.#paths.ctl, "p", id);
-    const sandboxDir = `/.sbx/p/${id}`;
+    // An unguessable name in a dir the sandbox cannot list (0711): no other process can find
+    // this process's stdio, and the agent removes them once it has opened them.
+    const channel = randomBytes(16).toString("hex");
+    const hostDir = join(this.#paths.ctl, "p", channel);
+    const sandboxDir = `/.sbx/p/${channel}`;
     // Merged (or a terminal): the process has one output pipe, so order is preserved.
     const ends = await this.#fifos.take(hostDir, !(spec.mergeStderr || spec.pty));
     const process = new LocalProcess(ends.stdout, ends.stderr, ends.stdin, () =>

@@ -2,8 +2,9 @@
  * The seccomp filter every sandboxed process runs under, as a classic BPF program for
  * bubblewrap's `--seccomp FD`. It denies (EPERM) the syscalls that reach kernel attack
  * surface or host state a sandbox never needs, refuses namespace-creating clone() flags,
- * answers clone3 with ENOSYS (so libc falls back to clone, which we can inspect), and kills
- * any process that uses another ABI (x32, i386) to get around the table.
+ * answers clone3 with ENOSYS (so libc falls back to clone, which we can inspect), refuses
+ * socket families a sandbox has no business with, and kills any process that uses another
+ * ABI (x32, i386) to get around the table.
  */
 
 const AUDIT_ARCH_X86_64 = 0xc000003e;
@@ -20,11 +21,14 @@ const SECCOMP_RET_ERRNO = 0x00050000;
 const SECCOMP_RET_ALLOW = 0x7fff0000;
 const EPERM = 1;
 const ENOSYS = 38;
+const EPROTONOSUPPORT = 93;
+const EAFNOSUPPORT = 97;
 
 /** Offsets into `struct seccomp_data`. */
 const NR = 0;
 const ARCH = 4;
 const ARG0_LOW = 16;
+const ARG2_LOW = 32;
 
 /** x86_64 numbers of the denied syscalls. */
 export const DENIED_SYSCALLS_X86_64: Readonly<Record<string, number>> = {
@@ -75,6 +79,34 @@ export const DENIED_SYSCALLS_X86_64: Readonly<Record<string, number>> = {
   mount_setattr: 442,
 };
 
+const SOCKET = 41;
+const SOCKETPAIR = 53;
+
+/**
+ * The socket families a sandbox may create; any other is refused with EAFNOSUPPORT, what a
+ * kernel built without that family answers, so programs take their "not available" path.
+ * Network namespaces confine only inet/inet6 (and netlink, unix is the sandbox's own
+ * filesystem): AF_VSOCK reaches the hypervisor, and AF_PACKET, AF_ALG, AF_KEY, AF_BLUETOOTH,
+ * AF_CAN, AF_TIPC, AF_RDS… are kernel attack surface no sandbox needs.
+ */
+export const ALLOWED_SOCKET_FAMILIES: Readonly<Record<string, number>> = {
+  AF_UNIX: 1,
+  AF_INET: 2,
+  AF_INET6: 10,
+  AF_NETLINK: 16,
+};
+
+/**
+ * Netlink protocols a sandbox may use (others: EPROTONOSUPPORT, as for an unknown protocol).
+ * NETLINK_ROUTE: getifaddrs() (glibc's getaddrinfo with AI_ADDRCONFIG, Node's
+ * os.networkInterfaces(), Python's socket.if_nameindex) and `ip addr`/`ip route`;
+ * NETLINK_SOCK_DIAG: `ss`. Both only see the sandbox's own network namespace.
+ */
+export const ALLOWED_NETLINK_PROTOCOLS: Readonly<Record<string, number>> = {
+  NETLINK_ROUTE: 0,
+  NETLINK_SOCK_DIAG: 4,
+};
+
 const CLONE = 56;
 const CLONE3 = 435;
 /** CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET (and NEWTIME). */
@@ -97,6 +129,7 @@ export function seccompInstructions(): Instruction[] {
     program.push([BPF_JEQ_K, 0, 1, nr], ret(SECCOMP_RET_ERRNO | EPERM));
   }
   program.push([BPF_JEQ_K, 0, 1, CLONE3], ret(SECCOMP_RET_ERRNO | ENOSYS));
+  program.push(...socketFamilyCheck(ret));
   program.push(
     [BPF_JEQ_K, 0, 3, CLONE],
     [BPF_LD_W_ABS, 0, 0, ARG0_LOW],
@@ -105,6 +138,37 @@ export function seccompInstructions(): Instruction[] {
   );
   program.push(ret(SECCOMP_RET_ALLOW));
   return program;
+}
+
+/**
+ * socket(family, type, protocol) and socketpair(family, …): allowed families pass, netlink
+ * only for the allowed protocols. Expects the syscall number loaded; leaves it loaded for
+ * what follows (the only path that falls through reloads it).
+ */
+function socketFamilyCheck(ret: (k: number) => Instruction): Instruction[] {
+  const { AF_NETLINK, ...plain } = ALLOWED_SOCKET_FAMILIES;
+  const families = Object.values(plain);
+  const protocols = Object.values(ALLOWED_NETLINK_PROTOCOLS);
+  // Jumps are relative to the next instruction; these are indices within this block.
+  const familyAt = 3;
+  const netlinkAt = familyAt + families.length;
+  const protocolAt = netlinkAt + 3; // after the netlink test, the refusal and the protocol load
+  const allowAt = protocolAt + protocols.length + 1;
+  const reloadAt = allowAt + 1;
+  const jumpTo = (target: number, from: number) => target - from - 1;
+  return [
+    [BPF_JEQ_K, 1, 0, SOCKET],
+    [BPF_JEQ_K, 0, jumpTo(reloadAt, 1), SOCKETPAIR],
+    [BPF_LD_W_ABS, 0, 0, ARG0_LOW],
+    ...families.map((family, i): Instruction => [BPF_JEQ_K, jumpTo(allowAt, familyAt + i), 0, family]),
+    [BPF_JEQ_K, 1, 0, AF_NETLINK as number],
+    ret(SECCOMP_RET_ERRNO | EAFNOSUPPORT),
+    [BPF_LD_W_ABS, 0, 0, ARG2_LOW],
+    ...protocols.map((protocol, i): Instruction => [BPF_JEQ_K, jumpTo(allowAt, protocolAt + i), 0, protocol]),
+    ret(SECCOMP_RET_ERRNO | EPROTONOSUPPORT),
+    ret(SECCOMP_RET_ALLOW),
+    [BPF_LD_W_ABS, 0, 0, NR],
+  ];
 }
 
 /** The program as bytes (`struct sock_filter[]`, little-endian), ready for `--seccomp`. */

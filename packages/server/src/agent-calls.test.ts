@@ -1,0 +1,206 @@
+// File calls never hang on the sandbox's agent: special files are refused before they are
+// opened, a fork bomb leaves file calls answering, an agent that does not answer ends a call
+// with a deadline error (core's TimeoutError), and a call given up on leaves nothing behind.
+// Real server, with a short agent deadline and a small pids limit.
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SandboxClient, SandboxFilesystemPermissionError, TimeoutError } from "@sbx/node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { silentLogger } from "./logger.js";
+import { createLocalRuntime } from "./runtime/local/index.js";
+import type { RuntimeSandbox, SandboxRuntime } from "./runtime/runtime.js";
+import { type RunningServer, startServer } from "./server.js";
+import { errorOf, realServerAvailable } from "./test-support.js";
+
+const available = await realServerAvailable();
+const AGENT_DEADLINE_MS = 1_500;
+const PIDS_LIMIT = 64;
+
+/** The runtime's own sandboxes, by id, to reach what the wire does not show. */
+interface LocalSandboxView extends RuntimeSandbox {
+  readonly agentCalls: { readonly waiting: number; readonly abandoned: number };
+}
+
+/** The sandbox's cgroup dir on the host (named <data dir tag>-<sandbox id>). */
+function cgroupOf(id: string): string {
+  const parent = existsSync("/sys/fs/cgroup/cgroup.controllers") ? "/sys/fs/cgroup/sbx" : "/sys/fs/cgroup/pids/sbx";
+  const name = readdirSync(parent).find((entry) => entry.endsWith(`-${id}`));
+  if (!name) throw new Error(`no cgroup for ${id}`);
+  return join(parent, name);
+}
+
+/** The host pid of the sandbox's agent (python3 running /.sbx/agent.py, in its cgroup). */
+function agentPid(id: string): number {
+  for (const pid of readFileSync(join(cgroupOf(id), "cgroup.procs"), "utf8")
+    .split("\n")
+    .filter(Boolean)) {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    if (argv[0] === "/usr/bin/python3" && argv.includes("/.sbx/agent.py")) return Number(pid);
+  }
+  throw new Error(`no agent in ${id}`);
+}
+
+/** Polls `check` until it holds (bounded: fails the test after `tries`). */
+async function eventually(check: () => boolean, what: string, tries = 200): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`never happened: ${what}`);
+}
+
+if (available) {
+  describe("agent calls (real server)", () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "sbx-agent-calls-"));
+    const sandboxes = new Map<string, LocalSandboxView>();
+    let server: RunningServer;
+    let client: SandboxClient;
+
+    beforeAll(async () => {
+      const local = createLocalRuntime({
+        dataDir,
+        agentCallTimeoutMs: AGENT_DEADLINE_MS,
+        pidsLimit: PIDS_LIMIT,
+        warmPoolSize: 0,
+      });
+      const runtime: SandboxRuntime = {
+        name: local.name,
+        checkPrerequisites: () => local.checkPrerequisites(),
+        createSandbox: async (spec) => {
+          const sandbox = await local.createSandbox(spec);
+          sandboxes.set(spec.id, sandbox as LocalSandboxView);
+          return sandbox;
+        },
+        cleanupLeftovers: () => local.cleanupLeftovers(),
+        close: () => local.close(),
+      };
+      server = await startServer({ dataDir, runtime, listen: "127.0.0.1:0", token: "t", logger: silentLogger });
+      // No retries: a deadline error is reported once, not waited out again.
+      client = new SandboxClient({ endpoint: server.url, token: server.token, maxRetries: 0 });
+    });
+    afterAll(async () => {
+      await client?.close();
+      await server?.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    });
+
+    const run = async (sb: Awaited<ReturnType<typeof client.sandboxes.create>>, argv: string[]) => {
+      const p = await sb.exec(argv, { stderr: "stdout" });
+      const [out, code] = await Promise.all([p.stdout.readText(), p.wait()]);
+      return { out, code };
+    };
+
+    it("refuses to read a FIFO, a device or a socket at once (typed error), and later calls still work", async () => {
+      await using sb = await client.sandboxes.create();
+      const made = await run(sb, [
+        "python3",
+        "-c",
+        "import os, socket; os.mkfifo('/tmp/fifo'); os.symlink('/tmp/fifo', '/tmp/link'); socket.socket(socket.AF_UNIX).bind('/tmp/sock'); print('made')",
+      ]);
+      expect(made.out).toBe("made\n");
+      for (const path of ["/tmp/fifo", "/tmp/link", "/dev/zero", "/tmp/sock"]) {
+        const error = await errorOf(sb.filesystem.readText(path));
+        expect(error, path).toBeInstanceOf(SandboxFilesystemPermissionError);
+        expect(String((error as Error).message)).toMatch(/not a regular file/);
+      }
+      const error = await errorOf(sb.filesystem.readText("/tmp/fifo"));
+      expect(String((error as Error).message)).toContain("/tmp/fifo: is a FIFO");
+      // Nothing is stuck: every worker is free for what comes next.
+      await Promise.all(
+        Array.from({ length: 12 }, (_, i) => sb.filesystem.writeText(`file ${i}`, `/tmp/after-${i}.txt`)),
+      );
+      expect(await sb.filesystem.readText("/tmp/after-11.txt")).toBe("file 11");
+      // Each download's "release" is sent after it ends: wait for those to be answered too.
+      const local = sandboxes.get(sb.id);
+      await eventually(() => local?.agentCalls.waiting === 0, "every call was answered");
+      expect(local?.agentCalls.abandoned).toBe(0);
+    });
+
+    it("file calls still answer under a fork bomb that holds every pid (the agent's workers were started at boot)", async () => {
+      await using sb = await client.sandboxes.create({ cpu: 0.5 });
+      await sb.filesystem.writeText("before the bomb", "/tmp/before.txt");
+      // Every process forks until the pids limit refuses, then holds its pid: no call can get
+      // a new thread from here on (a churning bomb would free one now and then).
+      const bomb = [
+        "import os, time",
+        "while True:",
+        "    try:",
+        "        os.fork()",
+        "    except OSError:",
+        "        time.sleep(600)",
+      ].join("\n");
+      await sb.exec(["python3", "-c", bomb]);
+      const cgroup = cgroupOf(sb.id);
+      await eventually(
+        () => Number(readFileSync(join(cgroup, "pids.current"), "utf8")) >= PIDS_LIMIT,
+        "the fork bomb filled the pids limit",
+      );
+      const started = await errorOf(
+        sb
+          .exec(["true"])
+          .then((p) => p.wait())
+          .then((code) => {
+            if (code !== 0) throw new Error(`exit ${code}`);
+          }),
+      );
+      expect(String(started)).toMatch(/exit|Resource temporarily unavailable|cannot start/);
+      expect(await sb.filesystem.readText("/tmp/before.txt")).toBe("before the bomb");
+      expect((await sb.filesystem.stat("/tmp/before.txt")).size).toBe(15);
+      await sb.filesystem.writeText("during the bomb", "/tmp/during.txt");
+      expect((await sb.filesystem.listFiles("/tmp")).map((e) => e.name)).toContain("during.txt");
+      await sb.filesystem.remove("/tmp/during.txt");
+    });
+
+    it("an agent that does not answer ends the call with a deadline error naming the operation", async () => {
+      await using sb = await client.sandboxes.create();
+      await sb.filesystem.writeText("x", "/tmp/x.txt");
+      const agent = agentPid(sb.id);
+      process.kill(agent, "SIGSTOP");
+      try {
+        const error = await errorOf(sb.filesystem.stat("/tmp/x.txt"));
+        expect(error).toBeInstanceOf(TimeoutError);
+        expect(String((error as Error).message)).toContain(
+          "stat /tmp/x.txt: the sandbox did not answer stat within 1.5 s",
+        );
+        expect(sandboxes.get(sb.id)?.agentCalls.waiting).toBe(0);
+      } finally {
+        process.kill(agent, "SIGCONT");
+      }
+      // The agent answers again once it runs.
+      expect(await sb.filesystem.readText("/tmp/x.txt")).toBe("x");
+    });
+
+    it("a call given up on leaves no entry, and a late answer is undone (the agent closes the file)", async () => {
+      await using sb = await client.sandboxes.create();
+      const name = `given-up-${Date.now()}.txt`;
+      await sb.filesystem.writeText("data", `/tmp/${name}`);
+      const local = sandboxes.get(sb.id);
+      if (!local) throw new Error("no runtime sandbox");
+      const agent = agentPid(sb.id);
+      const holdsFile = () =>
+        readdirSync(`/proc/${agent}/fd`).some((fd) => {
+          try {
+            return readlinkSync(`/proc/${agent}/fd/${fd}`).endsWith(name);
+          } catch {
+            return false; // closed meanwhile
+          }
+        });
+      process.kill(agent, "SIGSTOP");
+      try {
+        const controller = new AbortController();
+        const reading = local.fs.read(`/tmp/${name}`, 0, controller.signal);
+        expect(local.agentCalls.waiting).toBe(1);
+        controller.abort(new Error("the client went away"));
+        expect(String(await errorOf(reading))).toContain("the client went away");
+        expect(local.agentCalls).toEqual({ waiting: 0, abandoned: 1 });
+      } finally {
+        process.kill(agent, "SIGCONT");
+      }
+      // The agent opens the file for the call it still got, then closes it when told to.
+      await eventually(() => local.agentCalls.abandoned === 0, "the late answer was seen");
+      await eventually(() => !holdsFile(), "the agent closed the file");
+      expect(local.agentCalls.waiting).toBe(0);
+    });
+  });
+}
