@@ -651,6 +651,8 @@ class LocalProcess implements RuntimeProcess {
   readonly #stdout: Socket;
   readonly #stderr: Socket | undefined;
   readonly #stdin: Socket;
+  #outputPaused = false;
+  #drainGrace: NodeJS.Timeout | undefined;
 
   constructor(stdout: Socket, stderr: Socket | undefined, stdin: Socket, cleanup: () => Promise<void>) {
     this.#stdout = stdout;
@@ -683,6 +685,17 @@ class LocalProcess implements RuntimeProcess {
   onStderr(listener: (chunk: Uint8Array) => void): void {
     this.#stderr?.on("data", listener);
     this.#stderr?.resume();
+  }
+
+  pauseOutput(): void {
+    this.#outputPaused = true;
+    for (const s of this.#open) s.pause();
+  }
+
+  resumeOutput(): void {
+    this.#outputPaused = false;
+    for (const s of this.#open) s.resume();
+    if (this.#exit) this.#startDrainGrace();
   }
 
   writeStdin(data: Uint8Array): Promise<void> {
@@ -722,10 +735,15 @@ class LocalProcess implements RuntimeProcess {
     this.#exit = exit;
     this.#started.resolve();
     this.#stdin.destroy();
-    setTimeout(() => {
+    // Paused by back-pressure: what is left in the pipes is read (and the grace starts) on resume.
+    if (!this.#outputPaused) this.#startDrainGrace();
+    this.#maybeDone();
+  }
+
+  #startDrainGrace(): void {
+    this.#drainGrace ??= setTimeout(() => {
       for (const s of this.#open) s.destroy();
     }, DRAIN_GRACE_MS).unref();
-    this.#maybeDone();
   }
 
   /** The sandbox is gone: whatever has not exited was killed with it. */
