@@ -3,7 +3,7 @@
  * and persistence. RPC handlers call into this; the runtime driver does the isolation.
  */
 
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync, statfs } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import {
@@ -45,6 +45,8 @@ export class ServerProcess {
   #runtime: RuntimeProcess | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stdinClosed: boolean;
+  /** The runtime reported the exit; the record ends once the output is written. */
+  #exited = false;
 
   constructor(
     readonly sandbox: ServerSandbox,
@@ -137,12 +139,17 @@ export class ServerProcess {
       else if (spec.stderr !== StdioMode.IGNORE) append(this.stderr, chunk);
     });
     if (this.#stdinClosed) void rt.closeStdin();
-    rt.exit.then((exit) => this.finish(fromRuntimeExit(exit)));
+    // Finished once its output is on disk too, so a reader told it ended finds all of it.
+    void rt.exit.then(async (exit) => {
+      this.#exited = true;
+      await Promise.all([this.stdout.written(), this.stderr.written()]);
+      this.finish(fromRuntimeExit(exit));
+    });
     this.sandbox.persistProcess(this);
   }
 
   async #timeout(): Promise<void> {
-    if (!this.running) return;
+    if (!this.running || this.#exited) return;
     this.#runtime?.signal(9);
     this.finish(timedOut());
   }
@@ -321,7 +328,17 @@ export class ServerSandbox {
 export interface EngineOptions {
   /** Bytes of output kept per process stream (older output is dropped). */
   readonly outputRetentionBytes?: number;
+  /** Free bytes the data dir's filesystem keeps; default DEFAULT_DISK_RESERVE_BYTES or a tenth of it. */
+  readonly diskReserveBytes?: number;
 }
+
+/**
+ * Default free-space reserve: what sandboxes already running may still write (output up to
+ * its bound, writable layers up to their limit) and what the server itself needs (state,
+ * a restart) come out of it. A tenth of the filesystem when that is smaller, so a small data
+ * disk is not refused outright.
+ */
+export const DEFAULT_DISK_RESERVE_BYTES = 1024 * 1024 * 1024;
 
 export class Engine {
   readonly sandboxes = new Map<string, ServerSandbox>();
@@ -391,6 +408,25 @@ export class Engine {
       throw error;
     }
     return sandbox;
+  }
+
+  /** Why no sandbox may be created now (the data dir's filesystem is below its reserve), if so. */
+  async diskSpaceProblem(): Promise<string | undefined> {
+    let stats: { bavail: number; blocks: number; bsize: number };
+    try {
+      stats = await new Promise((resolve, reject) =>
+        statfs(this.dataDir, (error, result) => (error ? reject(error) : resolve(result))),
+      );
+    } catch (error) {
+      this.logger.error("cannot read the data dir's free space", { error: String(error) });
+      return undefined;
+    }
+    const free = stats.bavail * stats.bsize;
+    const reserve =
+      this.options.diskReserveBytes ?? Math.min(DEFAULT_DISK_RESERVE_BYTES, (stats.blocks * stats.bsize) / 10);
+    if (free >= reserve) return undefined;
+    const mib = (bytes: number) => `${Math.floor(bytes / (1024 * 1024))} MiB`;
+    return `the server's disk is nearly full: ${mib(free)} free on the filesystem of its data dir (${this.dataDir}), below its reserve of ${mib(reserve)}; no sandbox can be created until space is freed`;
   }
 
   persistSandbox(sandbox: ServerSandbox): void {

@@ -143,17 +143,17 @@ class LocalRuntime implements SandboxRuntime {
     try {
       await this.#probeOverlay();
     } catch (error) {
-      problems.push(
-        `cannot mount overlayfs under ${this.#dir} (${firstLine(error)}): load the overlay module (modprobe overlay)`,
-      );
+      problems.push(overlayProbeProblem(this.#dir, error));
     }
     return problems;
   }
 
   async #probeOverlay(): Promise<void> {
     const probe = join(this.#dir, `overlay-probe-${process.pid}`);
-    await Promise.all(["lower", "upper", "work", "merged"].map((d) => mkdir(join(probe, d), { recursive: true })));
     try {
+      await Promise.all(["lower", "upper", "work", "merged"].map((d) => mkdir(join(probe, d), { recursive: true })));
+      // Sandboxes need room in the data dir, not only a mount: a full disk shows up here.
+      await writeFile(join(probe, "space"), new Uint8Array(4096));
       await mountOverlay(join(probe, "lower"), join(probe, "upper"), join(probe, "work"), join(probe, "merged"));
       await run("umount", [join(probe, "merged")]);
     } finally {
@@ -755,6 +755,20 @@ class LocalProcess implements RuntimeProcess {
   #maybeDone(): void {
     if (this.#exit && this.#open.size === 0) this.#resolveExit(this.#exit);
   }
+}
+
+/** What a failed overlay probe means: a full or unwritable data dir, else a missing overlay module. */
+function overlayProbeProblem(dir: string, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  const reason = firstLine(error) ?? String(error);
+  if (code === "ENOSPC" || code === "EDQUOT" || /no space left|quota exceeded/i.test(reason)) {
+    return `the data dir's filesystem is full (${reason}): free space under ${dir}, or use another --data-dir`;
+  }
+  if (code === "EROFS" || /read-only file system/i.test(reason)) {
+    return `the data dir is on a read-only filesystem (${reason}): use a writable --data-dir`;
+  }
+  if (typeof code === "string") return `cannot write to the data dir ${dir} (${reason})`;
+  return `cannot mount overlayfs under ${dir} (${reason}): load the overlay module (modprobe overlay)`;
 }
 
 async function mountOverlay(lower: string, upper: string, work: string, target: string): Promise<void> {
