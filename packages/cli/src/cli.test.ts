@@ -25,6 +25,9 @@ describe("sbx CLI", () => {
     const flag = sbx(["server", "--port", "1"]);
     expect(flag.status).toBe(2);
     expect(flag.stderr).toMatch(/Unknown option '--port'/);
+    const size = sbx(["server", "--output-retention-mib", "64M"]);
+    expect(size.status).toBe(2);
+    expect(size.stderr).toContain('--output-retention-mib must be a whole number of MiB, got "64M"');
   });
 
   it("stops with one clear sentence per missing prerequisite", () => {

@@ -7,13 +7,17 @@ import { PrerequisiteError, startServer } from "@sbx/server";
 const VERSION = "0.1.0";
 const USAGE = `Usage:
   sbx server [--listen 127.0.0.1:7420] [--data-dir DIR] [--token TOKEN]
+             [--output-retention-mib 64] [--disk-reserve-mib MIB]
   sbx --help | --version
 
 sbx server runs sandboxes on this machine (Linux, as root) and serves the sbx API
 (gRPC and the Connect protocol, with CORS) on one port. Every request needs
 "Authorization: Bearer <token>"; without --token, a token is generated on first start,
 stored in DATA-DIR/token and printed once. Clients read SBX_ENDPOINT and SBX_TOKEN.
-The data dir defaults to $SBX_DATA_DIR, else ~/.local/share/sbx.`;
+The data dir defaults to $SBX_DATA_DIR, else ~/.local/share/sbx.
+--output-retention-mib: output kept per process stream; older output is dropped.
+--disk-reserve-mib: free space kept on the data dir's filesystem; creates fail below it
+(default 1024, or a tenth of the filesystem when smaller).`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -29,7 +33,14 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`sbx: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
     return 2;
   }
-  let values: { listen?: string; "data-dir"?: string; token?: string; help?: boolean };
+  let values: {
+    listen?: string;
+    "data-dir"?: string;
+    token?: string;
+    "output-retention-mib"?: string;
+    "disk-reserve-mib"?: string;
+    help?: boolean;
+  };
   try {
     ({ values } = parseArgs({
       args: rest,
@@ -37,6 +48,8 @@ export async function main(argv: string[]): Promise<number> {
         listen: { type: "string" },
         "data-dir": { type: "string" },
         token: { type: "string" },
+        "output-retention-mib": { type: "string" },
+        "disk-reserve-mib": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -50,6 +63,19 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  const limits: { outputRetentionMiB?: number; diskReserveMiB?: number } = {};
+  for (const [flag, key] of [
+    ["output-retention-mib", "outputRetentionMiB"],
+    ["disk-reserve-mib", "diskReserveMiB"],
+  ] as const) {
+    const value = values[flag];
+    if (value === undefined) continue;
+    if (!/^\d+$/.test(value)) {
+      console.error(`sbx server: --${flag} must be a whole number of MiB, got ${JSON.stringify(value)}\n\n${USAGE}`);
+      return 2;
+    }
+    limits[key] = Number(value);
+  }
   const dataDir = values["data-dir"] ?? process.env.SBX_DATA_DIR ?? join(homedir(), ".local", "share", "sbx");
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
@@ -57,6 +83,7 @@ export async function main(argv: string[]): Promise<number> {
       dataDir,
       ...(values.listen ? { listen: values.listen } : {}),
       ...(values.token ? { token: values.token } : {}),
+      ...limits,
     });
   } catch (error) {
     if (error instanceof PrerequisiteError) {

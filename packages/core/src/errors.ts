@@ -83,6 +83,22 @@ export class FailedPreconditionError extends define("FailedPreconditionError", "
 /** The server failed unexpectedly. */
 export class InternalError extends define("InternalError", "internal") {}
 
+/**
+ * Output asked for from an offset the server no longer keeps: it retains a bounded amount of
+ * each process stream and drops the oldest bytes. Reading from `firstKeptOffset` works.
+ */
+export class OutputDroppedError extends define("OutputDroppedError", "output_dropped") {
+  /** Where the output the server still keeps starts. */
+  readonly firstKeptOffset: number;
+
+  constructor(message: string, firstKeptOffset: number, options: SandboxErrorOptions = {}) {
+    super(message, options);
+    this.firstKeptOffset = firstKeptOffset;
+  }
+}
+/** The server could not store a process's output (its disk was full): the rest of that stream is lost. */
+export class OutputLostError extends define("OutputLostError", "output_lost") {}
+
 export class SandboxFilesystemError extends define("SandboxFilesystemError", "filesystem") {}
 export class SandboxFilesystemNotFoundError extends define(
   "SandboxFilesystemNotFoundError",

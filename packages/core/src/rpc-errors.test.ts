@@ -1,7 +1,18 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { OutputDroppedSchema } from "@sbx/proto";
+import { encodeMessage } from "@sbx/proto/wire";
 import { describe, expect, it } from "vitest";
-import { AbortedError, ConnectionError, InternalError, NotFoundError } from "./errors.js";
+import {
+  AbortedError,
+  ConnectionError,
+  InternalError,
+  InvalidError,
+  NotFoundError,
+  OutputDroppedError,
+  OutputLostError,
+} from "./errors.js";
 import { isTransient, toSandboxError } from "./rpc-errors.js";
+import { RpcFailure } from "./rpc-failure.js";
 
 describe("toSandboxError", () => {
   it("a stream reset by a dropped HTTP/2 connection is a transient ConnectionError", () => {
@@ -46,6 +57,36 @@ describe("toSandboxError", () => {
   it("an unknown failure that is not the connection's stays an InternalError", () => {
     const e = toSandboxError(new ConnectError("the handler threw", Code.Unknown), "x");
     expect(e).toBeInstanceOf(InternalError);
+    expect(isTransient(e)).toBe(false);
+  });
+
+  it("dropped output is an OutputDroppedError naming the first kept offset, from either client", () => {
+    const message = "bytes before offset 4096 of this stream were dropped";
+    const fromConnect = toSandboxError(
+      new ConnectError(message, Code.OutOfRange, undefined, [
+        { desc: OutputDroppedSchema, value: { firstKeptOffset: 4096n } },
+      ]),
+      "reading stdout",
+    );
+    const fromWeb = toSandboxError(
+      new RpcFailure(message, Code.OutOfRange, [
+        { type: "sbx.v1.OutputDropped", value: encodeMessage("sbx.v1.OutputDropped", { firstKeptOffset: 4096n }) },
+      ]),
+      "reading stdout",
+    );
+    for (const e of [fromConnect, fromWeb]) {
+      expect(e).toBeInstanceOf(OutputDroppedError);
+      expect((e as OutputDroppedError).firstKeptOffset).toBe(4096);
+      expect(e.code).toBe("output_dropped");
+      expect(isTransient(e)).toBe(false);
+    }
+    // Without the detail, OUT_OF_RANGE stays what it was.
+    expect(toSandboxError(new ConnectError("past the end", Code.OutOfRange), "x")).toBeInstanceOf(InvalidError);
+  });
+
+  it("output the server could not store is an OutputLostError, not retried", () => {
+    const e = toSandboxError(new ConnectError("could not store", Code.DataLoss), "reading stdout");
+    expect(e).toBeInstanceOf(OutputLostError);
     expect(isTransient(e)).toBe(false);
   });
 });

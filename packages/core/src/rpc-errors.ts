@@ -2,7 +2,7 @@
  * One place that decides what a failed RPC means: which public error it becomes and whether
  * it is transient (worth retrying with the same idempotency key).
  */
-import type { FilesystemError, RetryInfo } from "@sbx/proto";
+import type { FilesystemError, OutputDropped, RetryInfo } from "@sbx/proto";
 import { FilesystemErrorKind } from "@sbx/proto/wire";
 import {
   AbortedError,
@@ -13,6 +13,8 @@ import {
   InternalError,
   InvalidError,
   NotFoundError,
+  OutputDroppedError,
+  OutputLostError,
   QuotaExceededError,
   SandboxError,
   SandboxFilesystemDirectoryNotEmptyError,
@@ -41,8 +43,13 @@ export function toSandboxError(error: unknown, what: string): SandboxError {
   const options = { cause: error, rpcStatus };
   const filesystem = filesystemErrorOf(ce, message, options);
   if (filesystem) return filesystem;
+  const dropped = detailOf<OutputDropped>(ce, "sbx.v1.OutputDropped");
+  if (dropped) return new OutputDroppedError(message, Number(dropped.firstKeptOffset), options);
   let result: SandboxError;
   switch (ce.code) {
+    case Code.DataLoss:
+      result = new OutputLostError(message, options);
+      break;
     case Code.InvalidArgument:
     case Code.OutOfRange:
       result = new InvalidError(message, options);

@@ -19,6 +19,7 @@ import {
   validateDuration,
   validateEnv,
   validateName,
+  validatePositiveInteger,
   validateResource,
   validateTags,
 } from "./validation.js";
@@ -34,6 +35,11 @@ export interface CreateSandboxOptions {
   readonly tags?: Record<string, string>;
   /** Image or snapshot id or name; default: the server's default image. */
   readonly image?: string;
+  /**
+   * Capacity of the writable layer in MiB; writes past it fail with ENOSPC. A positive
+   * integer; default: the server's default.
+   */
+  readonly diskMiB?: number;
   readonly env?: Record<string, string>;
   /** Absolute working directory of the entrypoint and of `exec` by default. */
   readonly workdir?: string;
@@ -75,6 +81,7 @@ export function sandboxSpecOf(options: CreateSandboxOptions): SandboxSpec {
     cidrAllowlist: [],
     ports: [],
     pty: false,
+    diskMib: 0,
   };
   if (options.command !== undefined) spec.command = validateArgv(options.command, "command");
   if (options.name !== undefined) spec.name = validateName(options.name);
@@ -85,6 +92,7 @@ export function sandboxSpecOf(options: CreateSandboxOptions): SandboxSpec {
     }
     spec.image = options.image;
   }
+  if (options.diskMiB !== undefined) spec.diskMib = validatePositiveInteger(options.diskMiB, "diskMiB");
   if (options.env !== undefined) spec.env = validateEnv(options.env);
   if (options.workdir !== undefined) spec.workdir = validateAbsolutePath(options.workdir, "workdir");
   if (options.timeoutMs !== undefined) {

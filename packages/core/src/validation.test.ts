@@ -81,6 +81,13 @@ describe("sandbox and process specs", () => {
     expect(() => sandboxSpecOf({ timeoutMs: 86_400_001 })).toThrow(InvalidError);
     expect(() => sandboxSpecOf({ ports: [70000] })).toThrow(InvalidError);
   });
+  it("passes diskMiB as a positive whole number, and rejects anything else before a request", () => {
+    expect(sandboxSpecOf({}).diskMib).toBe(0); // the server's default
+    expect(sandboxSpecOf({ diskMiB: 512 }).diskMib).toBe(512);
+    for (const diskMiB of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 32, "512" as unknown as number]) {
+      expect(() => sandboxSpecOf({ diskMiB }), String(diskMiB)).toThrow(InvalidError);
+    }
+  });
   it("builds a process spec", () => {
     const spec = processSpecOf(["ls"], { stderr: "stdout", workdir: "/tmp", timeoutMs: 5 });
     expect(spec.stderr).toBe(3);

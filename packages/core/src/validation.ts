@@ -98,6 +98,14 @@ export function validateEnv(env: unknown): Record<string, string> {
   return { ...(env as Record<string, string>) };
 }
 
+/** A whole number from 1 to 2^32 - 1 (a uint32 on the wire), e.g. `diskMiB`. */
+export function validatePositiveInteger(value: unknown, what: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 0xffff_ffff) {
+    throw new InvalidError(`${what} must be a positive whole number, got ${describe(value)}`);
+  }
+  return value;
+}
+
 /** `cpu` / `memoryMiB`: a positive number, or `{ request, limit }` with request ≤ limit. */
 export function validateResource(value: unknown, what: string): { request: number; limit: number } {
   if (typeof value === "number") {

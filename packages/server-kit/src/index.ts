@@ -6,6 +6,7 @@ export { Changes } from "./changes.js";
 export { CommandLifecycle, type CommandLifecycleOptions, DISCONNECT_GRACE_MS } from "./command-lifecycle.js";
 export { type FsErrorKind, filesystemError } from "./filesystem-errors.js";
 export { type FileInfoLike, fileInfoToWire, type WatchEventLike, watchEventsToWire } from "./filesystem-wire.js";
+export { outputDropped, outputLost } from "./output-errors.js";
 export { type OutputEnd, type OutputLogLike, serveOutput } from "./output-reads.js";
 export { BodyCut, type Chunk, type ChunkResult, UPLOAD_IDLE_MS, Uploads, type UploadTarget } from "./uploads.js";
 export {

@@ -3,7 +3,7 @@
  * and persistence. RPC handlers call into this; the runtime driver does the isolation.
  */
 
-import { mkdirSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, rmSync, statfs } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import {
@@ -21,7 +21,7 @@ import {
 import { Changes, CommandLifecycle } from "@sbx/server-kit";
 import { exited, fromRuntimeExit, signaled, terminated, timedOut } from "./exit-status.js";
 import type { Logger } from "./logger.js";
-import { OutputLog } from "./output-log.js";
+import { OutputLog, type OutputLogOptions } from "./output-log.js";
 import type { RuntimeProcess, RuntimeSandbox, SandboxRuntime } from "./runtime/runtime.js";
 import type { StateStore } from "./state/store.js";
 
@@ -42,10 +42,11 @@ export class ServerProcess {
   readonly ended = new Changes();
   /** Who is attached, idle timeout, kill-on-disconnect and TTL. */
   readonly lifecycle: CommandLifecycle;
-  readonly #paths: readonly string[];
   #runtime: RuntimeProcess | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stdinClosed: boolean;
+  /** The runtime reported the exit; the record ends once the output is written. */
+  #exited = false;
 
   constructor(
     readonly sandbox: ServerSandbox,
@@ -53,11 +54,24 @@ export class ServerProcess {
     outputDir: string,
     restored = false,
   ) {
-    const path = (stream: string) => join(outputDir, `${safe(info.processId)}.${stream}`);
-    const existing = (stream: string) => (restored ? { length: fileSize(path(stream)), closed: true } : undefined);
-    this.stdout = new OutputLog(path("stdout"), existing("stdout"));
-    this.stderr = new OutputLog(path("stderr"), existing("stderr"));
-    this.#paths = [path("stdout"), path("stderr")];
+    const log = (stream: "stdout" | "stderr") => {
+      const base = join(outputDir, `${safe(info.processId)}.${stream}`);
+      if (restored) return OutputLog.restore(base);
+      const options: OutputLogOptions = {
+        retentionBytes: sandbox.engine.options.outputRetentionBytes,
+        // The stream ends with DATA_LOSS for its readers; the server and the process go on.
+        onError: (error) =>
+          sandbox.engine.logger.error("storing output failed; the rest of this stream is lost", {
+            sandbox: sandbox.info.id,
+            process: info.processId,
+            stream,
+            error: error.message,
+          }),
+      };
+      return new OutputLog(base, options);
+    };
+    this.stdout = log("stdout");
+    this.stderr = log("stderr");
     this.#stdinClosed = info.stdinClosed;
     const spec = info.spec as ProcessSpec;
     this.lifecycle = new CommandLifecycle({
@@ -75,7 +89,8 @@ export class ServerProcess {
 
   /** Deletes the retained output (the process's TTL ran out). */
   removeOutput(): void {
-    for (const path of this.#paths) rmSync(path, { force: true });
+    this.stdout.remove();
+    this.stderr.remove();
   }
 
   get running(): boolean {
@@ -103,21 +118,38 @@ export class ServerProcess {
     }
     this.#runtime = rt;
     this.info.pid = rt.pid;
+    // Back-pressure: while a log has too much waiting for the disk, the process's output is
+    // not read, so its pipe fills and it blocks on write (slowed to the disk's speed).
+    const full = new Set<OutputLog>();
+    const append = (log: OutputLog, chunk: Uint8Array) => {
+      if (log.append(chunk) || full.has(log)) return;
+      if (full.size === 0) rt.pauseOutput();
+      full.add(log);
+      void log.drained().then(() => {
+        full.delete(log);
+        if (full.size === 0) rt.resumeOutput();
+      });
+    };
     const out = (chunk: Uint8Array) => {
-      if (spec.stdout !== StdioMode.IGNORE) this.stdout.append(chunk);
+      if (spec.stdout !== StdioMode.IGNORE) append(this.stdout, chunk);
     };
     rt.onStdout(out);
     rt.onStderr((chunk) => {
       if (spec.stderr === StdioMode.STDOUT) out(chunk);
-      else if (spec.stderr !== StdioMode.IGNORE) this.stderr.append(chunk);
+      else if (spec.stderr !== StdioMode.IGNORE) append(this.stderr, chunk);
     });
     if (this.#stdinClosed) void rt.closeStdin();
-    rt.exit.then((exit) => this.finish(fromRuntimeExit(exit)));
+    // Finished once its output is on disk too, so a reader told it ended finds all of it.
+    void rt.exit.then(async (exit) => {
+      this.#exited = true;
+      await Promise.all([this.stdout.written(), this.stderr.written()]);
+      this.finish(fromRuntimeExit(exit));
+    });
     this.sandbox.persistProcess(this);
   }
 
   async #timeout(): Promise<void> {
-    if (!this.running) return;
+    if (!this.running || this.#exited) return;
     this.#runtime?.signal(9);
     this.finish(timedOut());
   }
@@ -158,8 +190,9 @@ export class ServerProcess {
     const close = () => {
       this.stdout.close();
       this.stderr.close();
-      this.info.stdoutLength = BigInt(this.stdout.length);
-      this.info.stderrLength = BigInt(this.stderr.length);
+      // What the streams will hold once the queued output is written.
+      this.info.stdoutLength = BigInt(this.stdout.appendedLength);
+      this.info.stderrLength = BigInt(this.stderr.appendedLength);
       this.sandbox.persistProcess(this);
       this.ended.notify();
       this.lifecycle.ended();
@@ -205,6 +238,7 @@ export class ServerSandbox {
       cpuLimit: spec.cpu?.cores?.limit || undefined,
       memoryLimitMiB: spec.memory?.mib?.limit || undefined,
       blockNetwork: spec.blockNetwork,
+      diskMiB: spec.diskMib || undefined,
     });
     this.runtime.died.then(() => this.finish(signaled(9)));
     this.#timers.push(setTimeout(() => this.finish(timedOut()), Number(spec.timeoutMs)).unref());
@@ -278,17 +312,33 @@ export class ServerSandbox {
   }
 
   persistProcess(process: ServerProcess): void {
-    if (this.processes.get(process.info.processId) === process) this.engine.store.saveProcess(process.info);
+    if (this.processes.get(process.info.processId) !== process) return;
+    this.engine.saveState(() => this.engine.store.saveProcess(process.info));
   }
 
   /** Forgets a finished process: record, output and row (its TTL ran out). */
   forgetProcess(process: ServerProcess): void {
     if (this.processes.get(process.info.processId) !== process || process.running) return;
     this.processes.delete(process.info.processId);
-    this.engine.store.deleteProcess(this.info.id, process.info.processId);
+    this.engine.saveState(() => this.engine.store.deleteProcess(this.info.id, process.info.processId));
     process.removeOutput();
   }
 }
+
+export interface EngineOptions {
+  /** Bytes of output kept per process stream (older output is dropped). */
+  readonly outputRetentionBytes?: number;
+  /** Free bytes the data dir's filesystem keeps; default DEFAULT_DISK_RESERVE_BYTES or a tenth of it. */
+  readonly diskReserveBytes?: number;
+}
+
+/**
+ * Default free-space reserve: what sandboxes already running may still write (output up to
+ * its bound, writable layers up to their limit) and what the server itself needs (state,
+ * a restart) come out of it. A tenth of the filesystem when that is smaller, so a small data
+ * disk is not refused outright.
+ */
+export const DEFAULT_DISK_RESERVE_BYTES = 1024 * 1024 * 1024;
 
 export class Engine {
   readonly sandboxes = new Map<string, ServerSandbox>();
@@ -301,6 +351,7 @@ export class Engine {
     readonly store: StateStore,
     readonly dataDir: string,
     readonly logger: Logger,
+    readonly options: EngineOptions = {},
   ) {}
 
   /** Loads every recorded sandbox; those that were running when the server died are marked terminated. */
@@ -323,7 +374,7 @@ export class Engine {
         info.sandboxExitStatus = terminated();
       }
       sandbox.addProcess(info.processId, info.spec as ProcessSpec, info);
-      if (wasRunning) this.store.saveProcess(info);
+      if (wasRunning) this.saveState(() => this.store.saveProcess(info));
     }
     for (const sandbox of this.sandboxes.values()) {
       if (sandbox.info.state !== SandboxState.FINISHED) {
@@ -359,8 +410,42 @@ export class Engine {
     return sandbox;
   }
 
+  /** Why no sandbox may be created now (the data dir's filesystem is below its reserve), if so. */
+  async diskSpaceProblem(): Promise<string | undefined> {
+    let stats: { bavail: number; blocks: number; bsize: number };
+    try {
+      stats = await new Promise((resolve, reject) =>
+        statfs(this.dataDir, (error, result) => (error ? reject(error) : resolve(result))),
+      );
+    } catch (error) {
+      this.logger.error("cannot read the data dir's free space", { error: String(error) });
+      return undefined;
+    }
+    const free = stats.bavail * stats.bsize;
+    const reserve =
+      this.options.diskReserveBytes ?? Math.min(DEFAULT_DISK_RESERVE_BYTES, (stats.blocks * stats.bsize) / 10);
+    if (free >= reserve) return undefined;
+    const mib = (bytes: number) => `${Math.floor(bytes / (1024 * 1024))} MiB`;
+    return `the server's disk is nearly full: ${mib(free)} free on the filesystem of its data dir (${this.dataDir}), below its reserve of ${mib(reserve)}; no sandbox can be created until space is freed`;
+  }
+
   persistSandbox(sandbox: ServerSandbox): void {
-    this.store.saveSandbox({ sandbox: sandbox.info, requestId: sandbox.requestId, sequence: sandbox.sequence });
+    this.saveState(() =>
+      this.store.saveSandbox({ sandbox: sandbox.info, requestId: sandbox.requestId, sequence: sandbox.sequence }),
+    );
+  }
+
+  /**
+   * Runs a state-store write without letting its failure (a full disk) escape into timers and
+   * exit handlers, where it would end the server: the in-memory state stays authoritative
+   * while the server runs; only what a restart would see is stale.
+   */
+  saveState(write: () => void): void {
+    try {
+      write();
+    } catch (error) {
+      this.logger.error("saving state failed", { error: error instanceof Error ? error.message : String(error) });
+    }
   }
 
   track(work: Promise<unknown>): void {
@@ -383,11 +468,3 @@ export class Engine {
 }
 
 const safe = (id: string) => id.replace(/[^A-Za-z0-9._-]/g, "_");
-
-function fileSize(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
-}

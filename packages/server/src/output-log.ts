@@ -1,21 +1,41 @@
 /**
- * A process's retained stdout or stderr: an append-only byte log addressed by offset.
- * Every byte is written to a file (so finished output survives a server restart); the most
- * recent MEMORY_TAIL_BYTES also stay in memory so live readers never touch the disk.
+ * A process's retained stdout or stderr: an append-only byte log addressed by offset, kept in
+ * files (so finished output survives a server restart) up to a bound per stream.
  *
- * Appends are gathered and written in batches (one writev per FLUSH_BYTES, or at the end of
- * the current event-loop turn): a write per 64 KiB pipe read costs ext4 several times more
- * per byte. Readers see only bytes already written to the file, so a reader never holds a
- * byte that a server killed at that moment would not have after its restart.
+ * On disk it is a run of segment files of `segmentBytes` each: the first at `base`, each later
+ * one at `base.<offset of its first byte>`. The retention bound drops whole segments, oldest
+ * first, so the kept bytes never exceed it; the first kept offset is the oldest segment's (a
+ * restart reads it back from the names). A reader asking for a dropped offset gets
+ * OUT_OF_RANGE naming the first kept offset.
+ *
+ * Writing never blocks the event loop: appends are queued and written by one asynchronous
+ * writev at a time, batched (everything queued when the previous write ends). `append`
+ * answers false once HIGH_WATER_BYTES are queued: the caller stops reading the process's pipe
+ * until `drained()`, so a fast writer is slowed to disk speed and memory stays bounded.
+ * Readers see only bytes already written, so a reader never holds a byte that a server killed
+ * at that moment would not have after its restart.
+ *
+ * A failed write (a full disk) ends the log instead of throwing: the bytes written so far stay
+ * readable, then readers get DATA_LOSS. While the log is open the most recent
+ * MEMORY_TAIL_BYTES also stay in memory (live readers never touch the disk); a closed log keeps
+ * nothing in memory.
  */
-import { closeSync, openSync, readSync, writeSync, writevSync } from "node:fs";
-import { Changes } from "@sbx/server-kit";
+import { close, open, read, readdirSync, statSync, unlink, writev } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { Changes, outputDropped, outputLost } from "@sbx/server-kit";
 
-/** Bytes of recent output kept in memory per stream; older bytes are read from the file. */
+/** Bytes of recent output kept in memory per open stream; older bytes are read from the files. */
 export const MEMORY_TAIL_BYTES = 1024 * 1024;
+/** Default bound of the bytes kept per stream (see `OutputLogOptions.retentionBytes`). */
+export const DEFAULT_RETENTION_BYTES = 64 * 1024 * 1024;
+/** The smallest bound (two of the smallest segments). */
+export const MIN_RETENTION_BYTES = 8 * 1024;
 const MAX_CHUNK = 64 * 1024;
-/** Pending appends are written once they reach this size (else at the end of the turn). */
+/** Queued bytes that start a write at once (else it starts at the end of the turn). */
 const FLUSH_BYTES = 1024 * 1024;
+/** Queued bytes past which `append` asks the caller to stop; it may go on below LOW_WATER_BYTES. */
+export const HIGH_WATER_BYTES = 4 * 1024 * 1024;
+const LOW_WATER_BYTES = 1024 * 1024;
 /**
  * Readers that are behind get adjacent chunks joined up to this size: fewer, larger messages.
  * Not larger: a message is the unit of progress when a connection keeps dropping (a resumed
@@ -28,110 +48,316 @@ interface Chunk {
   readonly data: Uint8Array;
 }
 
+interface Segment {
+  readonly offset: number;
+  size: number;
+}
+
+/** Writes `buffers` at the end of the file `fd`; resolves with the bytes written. */
+export type OutputWriter = (fd: number, buffers: Uint8Array[]) => Promise<number>;
+
+export interface OutputLogOptions {
+  /** Most bytes kept on disk; older output is dropped. Default DEFAULT_RETENTION_BYTES. */
+  readonly retentionBytes?: number;
+  /** Called once if storing output fails (the log has then ended; nothing is thrown). */
+  readonly onError?: (error: Error) => void;
+  /** How bytes reach the file (tests inject failures); default: node:fs `writev`. */
+  readonly write?: OutputWriter;
+}
+
 export class OutputLog {
-  readonly #path: string;
+  readonly #base: string;
+  readonly #retentionBytes: number;
+  readonly #segmentBytes: number;
+  readonly #onError: ((error: Error) => void) | undefined;
+  readonly #write: OutputWriter;
+  /** The files holding the kept bytes, oldest first; the last is the one being written. */
+  readonly #segments: Segment[] = [];
   #fd: number | undefined;
-  /** Bytes written to the file: what readers see. */
-  #length: number;
+  /** Bytes written to the files: what readers see. */
+  #length = 0;
   /** Bytes appended, written or not. */
-  #appended: number;
+  #appended = 0;
+  #firstKept = 0;
   #pending: Uint8Array[] = [];
-  #flushScheduled = false;
-  #closed: boolean;
-  readonly #tail: Chunk[] = [];
+  #writing = false;
+  #writeScheduled = false;
+  /** No more appends. */
+  #closing = false;
+  /** Closed and everything written (or failed): the length is final. */
+  #closed = false;
+  #failure: Error | undefined;
+  #tail: Chunk[] = [];
   #tailBytes = 0;
   readonly #changes = new Changes();
+  #drainWaiters: (() => void)[] = [];
 
-  /** A new log, or (with `length` and `closed`) one reopened from its file after a restart. */
-  constructor(path: string, existing?: { length: number; closed: boolean }) {
-    this.#path = path;
-    this.#length = existing?.length ?? 0;
-    this.#appended = this.#length;
-    this.#closed = existing?.closed ?? false;
-    if (!this.#closed) this.#fd = openSync(path, existing ? "a" : "w", 0o600);
+  constructor(base: string, options: OutputLogOptions = {}) {
+    this.#base = base;
+    const retention = options.retentionBytes ?? DEFAULT_RETENTION_BYTES;
+    if (!Number.isSafeInteger(retention) || retention < MIN_RETENTION_BYTES) {
+      throw new RangeError(`output retention must be at least ${MIN_RETENTION_BYTES} bytes, got ${retention}`);
+    }
+    this.#retentionBytes = retention;
+    // Sixteen segments per bound: at least 7/8 of the bound stays readable after a drop.
+    this.#segmentBytes = Math.min(64 * 1024 * 1024, Math.max(4096, Math.floor(retention / 16)));
+    this.#onError = options.onError;
+    this.#write = options.write ?? writeToFile;
   }
 
+  /** A finished log read back from its files after a restart (empty when there are none). */
+  static restore(base: string): OutputLog {
+    const log = new OutputLog(base);
+    const segments = findSegments(base);
+    log.#segments.push(...segments);
+    const last = segments.at(-1);
+    log.#length = last ? last.offset + last.size : 0;
+    log.#appended = log.#length;
+    log.#firstKept = segments[0]?.offset ?? 0;
+    log.#closing = true;
+    log.#closed = true;
+    return log;
+  }
+
+  /** Bytes readers can get. */
   get length(): number {
     return this.#length;
   }
 
+  /** Bytes appended: the stream's length once writing has caught up. */
+  get appendedLength(): number {
+    return this.#appended;
+  }
+
+  /** The oldest offset still kept (0 until the retention bound drops something). */
+  get firstKeptOffset(): number {
+    return this.#firstKept;
+  }
+
+  /** True once no more bytes will ever be readable: closed and written (or failed). */
   get closed(): boolean {
     return this.#closed;
   }
 
-  append(data: Uint8Array): void {
-    if (this.#closed || this.#fd === undefined || data.byteLength === 0) return;
+  /** Bytes of output held in memory: the tail, and what is waiting to be written (the same views). */
+  get memoryBytes(): number {
+    return this.#appended - Math.min(this.#tail[0]?.offset ?? this.#length, this.#length);
+  }
+
+  /**
+   * Queues `data` (handed over: views of it are kept, not copies). False: too much is waiting
+   * to be written; stop appending until `drained()` resolves.
+   */
+  append(data: Uint8Array): boolean {
+    if (this.#closing || this.#failure || data.byteLength === 0) return true;
     for (let at = 0; at < data.byteLength; at += MAX_CHUNK) {
-      // The caller hands over `data` (a fresh read buffer): views of it, not copies.
       const part = data.subarray(at, at + MAX_CHUNK);
       this.#tail.push({ offset: this.#appended, data: part });
       this.#appended += part.byteLength;
       this.#tailBytes += part.byteLength;
     }
     this.#pending.push(data);
-    if (this.#appended - this.#length >= FLUSH_BYTES) this.#flush();
-    else if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
+    this.#scheduleWrite();
+    return this.#appended - this.#length < HIGH_WATER_BYTES;
+  }
+
+  /** Resolves once the bytes waiting to be written are few again (or the log has ended). */
+  drained(): Promise<void> {
+    if (this.#isDrained()) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /** Resolves once everything appended so far is written (or writing failed). */
+  async written(): Promise<void> {
+    while (!this.#failure && this.#length < this.#appended) await this.#changes.wait();
+  }
+
+  /** No more appends; the log ends once what is queued is written. */
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#settle();
+  }
+
+  /** Ends the log and deletes its files (the process's retention ran out). */
+  remove(): void {
+    this.#fail(new Error("the output was deleted"), false);
+    this.close();
+    for (const segment of this.#segments.splice(0)) unlink(this.#pathOf(segment.offset), () => {});
+  }
+
+  #scheduleWrite(): void {
+    if (this.#writing) return;
+    if (this.#appended - this.#length >= FLUSH_BYTES) {
+      void this.#writeQueued();
+    } else if (!this.#writeScheduled) {
+      this.#writeScheduled = true;
       setImmediate(() => {
-        this.#flushScheduled = false;
-        this.#flush();
+        this.#writeScheduled = false;
+        if (!this.#writing) void this.#writeQueued();
       });
     }
   }
 
-  /** Writes the pending appends to the file, then lets readers see them. */
-  #flush(): void {
-    if (this.#pending.length === 0 || this.#fd === undefined) return;
-    const pending = this.#pending;
-    this.#pending = [];
-    const total = this.#appended - this.#length;
-    const written = writevSync(this.#fd, pending);
-    if (written < total) {
-      // A short write (rare on regular files): write the rest plainly.
-      let skip = written;
-      for (const data of pending) {
-        if (skip >= data.byteLength) {
-          skip -= data.byteLength;
-          continue;
+  /** Writes until nothing is queued; a failure ends the log (never thrown). */
+  async #writeQueued(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#pending.length > 0 && !this.#failure) {
+        let segment = this.#segments.at(-1);
+        if (this.#fd === undefined || !segment || segment.size >= this.#segmentBytes) {
+          segment = await this.#startSegment();
         }
-        let at = skip;
-        while (at < data.byteLength) at += writeSync(this.#fd, data, at);
-        skip = 0;
+        const fd = this.#fd as number;
+        const batch = this.#take(this.#segmentBytes - segment.size);
+        const size = batch.reduce((sum, data) => sum + data.byteLength, 0);
+        const written = await this.#write(fd, batch);
+        if (this.#failure) break;
+        if (written < size) this.#pending.unshift(...remainder(batch, written));
+        segment.size += written;
+        this.#length += written;
+        this.#trimTail();
+        this.#changes.notify();
+        this.#wakeDrainWaiters();
       }
+    } catch (error) {
+      this.#fail(error instanceof Error ? error : new Error(String(error)), true);
+    } finally {
+      this.#writing = false;
+      this.#settle();
     }
-    this.#length = this.#appended;
-    // Everything is on file now, so the tail can shrink to its bound.
-    while (this.#tailBytes > MEMORY_TAIL_BYTES && this.#tail.length > 1) {
-      this.#tailBytes -= (this.#tail.shift() as Chunk).data.byteLength;
-    }
-    this.#changes.notify();
   }
 
-  close(): void {
-    if (this.#closed) return;
-    this.#flush();
-    this.#closed = true;
-    if (this.#fd !== undefined) closeSync(this.#fd);
-    this.#fd = undefined;
+  /** Opens the next segment file, first dropping the oldest ones it would push past the bound. */
+  async #startSegment(): Promise<Segment> {
+    if (this.#fd !== undefined) {
+      const fd = this.#fd;
+      this.#fd = undefined;
+      close(fd, () => {});
+    }
+    while (this.#segments.length > 0 && this.#length - this.#firstKept + this.#segmentBytes > this.#retentionBytes) {
+      const dropped = this.#segments.shift() as Segment;
+      this.#firstKept = this.#segments[0]?.offset ?? this.#length;
+      unlink(this.#pathOf(dropped.offset), () => {});
+    }
+    const segment: Segment = { offset: this.#length, size: 0 };
+    const path = this.#pathOf(segment.offset);
+    const fd = await new Promise<number>((resolve, reject) =>
+      open(path, "w", 0o600, (error, fd) => (error ? reject(error) : resolve(fd))),
+    );
+    if (this.#failure) {
+      // Removed while the file was being created: it must not outlive the log.
+      close(fd, () => unlink(path, () => {}));
+      throw this.#failure;
+    }
+    this.#fd = fd;
+    if (this.#segments.length === 0) this.#firstKept = segment.offset;
+    this.#segments.push(segment);
+    return segment;
+  }
+
+  /** Takes up to `limit` queued bytes off the front of the queue. */
+  #take(limit: number): Uint8Array[] {
+    const batch: Uint8Array[] = [];
+    let size = 0;
+    while (this.#pending.length > 0 && size < limit) {
+      const data = this.#pending[0] as Uint8Array;
+      if (size + data.byteLength <= limit) {
+        batch.push(data);
+        size += data.byteLength;
+        this.#pending.shift();
+      } else {
+        batch.push(data.subarray(0, limit - size));
+        this.#pending[0] = data.subarray(limit - size);
+        size = limit;
+      }
+    }
+    return batch;
+  }
+
+  /** Drops in-memory chunks past the tail bound that are already on file. */
+  #trimTail(): void {
+    while (this.#tailBytes > MEMORY_TAIL_BYTES && this.#tail.length > 1) {
+      const oldest = this.#tail[0] as Chunk;
+      if (oldest.offset + oldest.data.byteLength > this.#length) break;
+      this.#tail.shift();
+      this.#tailBytes -= oldest.data.byteLength;
+    }
+  }
+
+  #fail(error: Error, report: boolean): void {
+    if (this.#failure) return;
+    this.#failure = error;
+    // What was not written never will be: the queue goes, and the log's length is final.
+    this.#pending = [];
+    this.#appended = this.#length;
+    while ((this.#tail.at(-1)?.offset ?? -1) >= this.#length) {
+      this.#tailBytes -= (this.#tail.pop() as Chunk).data.byteLength;
+    }
+    if (report) this.#onError?.(error);
     this.#changes.notify();
+    this.#wakeDrainWaiters();
+  }
+
+  /** Once closing and idle: the file is closed, memory released and readers told the end. */
+  #settle(): void {
+    if (!this.#closing || this.#writing || (this.#pending.length > 0 && !this.#failure)) return;
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#fd !== undefined) close(this.#fd, () => {});
+    this.#fd = undefined;
+    this.#tail = [];
+    this.#tailBytes = 0;
+    this.#changes.notify();
+    this.#wakeDrainWaiters();
+  }
+
+  #isDrained(): boolean {
+    return this.#failure !== undefined || this.#closed || this.#appended - this.#length <= LOW_WATER_BYTES;
+  }
+
+  #wakeDrainWaiters(): void {
+    if (this.#drainWaiters.length === 0 || !this.#isDrained()) return;
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  #pathOf(offset: number): string {
+    return offset === 0 ? this.#base : `${this.#base}.${offset}`;
   }
 
   /**
    * Chunks from `from` on, following new output, until the log is closed and drained.
    * A reader that is behind gets chunks of up to `maxRead` bytes: joined from the in-memory
-   * tail, or read straight from the file when older than the tail.
+   * tail, or read from the files when older than the tail. Throws OUT_OF_RANGE (with the
+   * first kept offset) for dropped bytes, DATA_LOSS past the bytes stored when writing failed.
    */
   async *read(from: number, signal?: AbortSignal, maxRead = MAX_READ): AsyncGenerator<Chunk> {
     let at = from;
-    let fd: number | undefined;
+    let file: { offset: number; fd: number } | undefined;
     try {
       for (;;) {
         signal?.throwIfAborted();
+        if (at < this.#firstKept) throw outputDropped(at, this.#firstKept);
         if (at < this.#length) {
           const tailStart = this.#tail[0]?.offset ?? this.#length;
           if (at < tailStart) {
-            fd ??= openSync(this.#path, "r");
-            const data = readAt(fd, at, Math.min(maxRead, tailStart - at));
+            const segment = this.#segmentAt(at);
+            if (file?.offset !== segment.offset) {
+              if (file) close(file.fd, () => {});
+              file = undefined;
+              const fd = await openForReading(this.#pathOf(segment.offset));
+              if (fd === undefined) {
+                // Dropped while we were getting to it (the check above now says so), or deleted.
+                if (at < this.#firstKept) continue;
+                throw outputLost(at, this.#failure?.message ?? "its file is gone");
+              }
+              file = { offset: segment.offset, fd };
+            }
+            const end = Math.min(tailStart, this.#length, segment.offset + segment.size);
+            const data = await readAt(file.fd, at - segment.offset, Math.min(maxRead, end - at));
+            if (data.byteLength === 0) throw outputLost(at, "its file is shorter than recorded");
             yield { offset: at, data };
             at += data.byteLength;
             continue;
@@ -153,6 +379,7 @@ export class OutputLog {
           at += size;
           continue;
         }
+        if (this.#failure) throw outputLost(this.#length, this.#failure.message);
         if (this.#closed) return;
         await this.#changes.wait(undefined, signal);
         // Let bytes that arrive in the same instant join this message: far fewer, larger
@@ -160,8 +387,20 @@ export class OutputLog {
         await new Promise((resolve) => setImmediate(resolve));
       }
     } finally {
-      if (fd !== undefined) closeSync(fd);
+      if (file) close(file.fd, () => {});
     }
+  }
+
+  /** The kept segment holding `offset` (which is kept and written). */
+  #segmentAt(offset: number): Segment {
+    let lo = 0;
+    let hi = this.#segments.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((this.#segments[mid] as Segment).offset <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return this.#segments[lo] as Segment;
   }
 
   /** The rest of the in-memory chunk holding `offset` (which is within the tail). */
@@ -178,12 +417,78 @@ export class OutputLog {
   }
 }
 
+const writeToFile: OutputWriter = (fd, buffers) =>
+  new Promise((resolve, reject) => writev(fd, buffers, (error, written) => (error ? reject(error) : resolve(written))));
+
+/** The views of `batch` after its first `written` bytes. */
+function remainder(batch: readonly Uint8Array[], written: number): Uint8Array[] {
+  const rest: Uint8Array[] = [];
+  let skip = written;
+  for (const data of batch) {
+    if (skip >= data.byteLength) skip -= data.byteLength;
+    else {
+      rest.push(data.subarray(skip));
+      skip = 0;
+    }
+  }
+  return rest;
+}
+
+/**
+ * The segment files of the log at `base`, oldest first: `base` holds offset 0, `base.<n>` the
+ * bytes from offset n. Only the contiguous run that ends with the newest counts (an older
+ * file whose deletion did not happen before a crash is ignored).
+ */
+function findSegments(base: string): Segment[] {
+  const name = basename(base);
+  let names: string[];
+  try {
+    names = readdirSync(dirname(base));
+  } catch {
+    return [];
+  }
+  const found: Segment[] = [];
+  for (const entry of names) {
+    let offset: number | undefined;
+    if (entry === name) offset = 0;
+    else if (entry.startsWith(`${name}.`) && /^[1-9]\d*$/.test(entry.slice(name.length + 1))) {
+      offset = Number(entry.slice(name.length + 1));
+    }
+    if (offset === undefined || !Number.isSafeInteger(offset)) continue;
+    try {
+      const stat = statSync(join(dirname(base), entry));
+      if (stat.isFile()) found.push({ offset, size: stat.size });
+    } catch {}
+  }
+  found.sort((a, b) => a.offset - b.offset);
+  let start = found.length - 1;
+  while (start > 0) {
+    const previous = found[start - 1] as Segment;
+    if (previous.offset + previous.size !== (found[start] as Segment).offset) break;
+    start--;
+  }
+  return found.slice(Math.max(start, 0));
+}
+
+/** A descriptor for reading `path`; undefined when the file is gone. */
+function openForReading(path: string): Promise<number | undefined> {
+  return new Promise((resolve, reject) =>
+    open(path, "r", (error, fd) => {
+      if (error?.code === "ENOENT") resolve(undefined);
+      else if (error) reject(error);
+      else resolve(fd);
+    }),
+  );
+}
+
 /** Up to `size` bytes of the file at `offset` (fewer only at its end). */
-function readAt(fd: number, offset: number, size: number): Uint8Array {
+async function readAt(fd: number, offset: number, size: number): Promise<Uint8Array> {
   const data = Buffer.allocUnsafe(size);
   let got = 0;
   while (got < size) {
-    const n = readSync(fd, data, got, size - got, offset + got);
+    const n = await new Promise<number>((resolve, reject) =>
+      read(fd, data, got, size - got, offset + got, (error, bytes) => (error ? reject(error) : resolve(bytes))),
+    );
     if (n === 0) break;
     got += n;
   }

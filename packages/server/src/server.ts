@@ -32,6 +32,17 @@ export interface ServerOptions {
   readonly maxRunningSandboxes?: number;
   /** Allowed CORS origin (default "*"). */
   readonly corsOrigin?: string;
+  /**
+   * MiB of output kept per process stream (stdout, stderr); older output is dropped, and a
+   * read from a dropped offset fails with the first kept one. Default 64.
+   */
+  readonly outputRetentionMiB?: number;
+  /**
+   * Free space (MiB) kept on the data dir's filesystem: a create finding less fails with
+   * RESOURCE_EXHAUSTED (QuotaExceededError). Default: 1024, or a tenth of the filesystem when
+   * that is smaller.
+   */
+  readonly diskReserveMiB?: number;
 }
 
 export interface RunningServer {
@@ -53,6 +64,8 @@ export class PrerequisiteError extends Error {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const logger = options.logger ?? jsonLogger();
   const dataDir = options.dataDir;
+  const outputRetentionMiB = positiveMiB(options.outputRetentionMiB, "outputRetentionMiB");
+  const diskReserveMiB = positiveMiB(options.diskReserveMiB, "diskReserveMiB", true);
   // Traversable (not listable) so the unprivileged sandbox user can reach its own layer
   // under runtime/; state, token and output stay private (0700 / 0600).
   mkdirSync(dataDir, { recursive: true, mode: 0o711 });
@@ -63,7 +76,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (problems.length > 0) throw new PrerequisiteError(problems);
   const { token, generated } = resolveToken(dataDir, options.token);
   const store = new SqliteStateStore(join(dataDir, "state.db"));
-  const engine = new Engine(runtime, store, dataDir, logger);
+  const engine = new Engine(runtime, store, dataDir, logger, {
+    ...(outputRetentionMiB === undefined ? {} : { outputRetentionBytes: outputRetentionMiB * MIB }),
+    ...(diskReserveMiB === undefined ? {} : { diskReserveBytes: diskReserveMiB * MIB }),
+  });
   await engine.restore();
   const uploads = new Uploads();
   const routes = (router: ConnectRouter) => {
@@ -108,6 +124,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       return closing;
     },
   };
+}
+
+const MIB = 1024 * 1024;
+
+/** A whole number of MiB (zero allowed only for a reserve), or undefined for the default. */
+function positiveMiB(value: number | undefined, what: string, zeroAllowed = false): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isSafeInteger(value) || value < (zeroAllowed ? 0 : 1) || value * MIB > Number.MAX_SAFE_INTEGER) {
+    throw new Error(`${what} must be a whole number of MiB${zeroAllowed ? "" : " (at least 1)"}, got ${value}`);
+  }
+  return value;
 }
 
 export function parseListen(value: string): [string, number] {

@@ -9,6 +9,7 @@ import { SandboxClient as CoreClient, fetchRawHttp, type RawHttpClient } from "@
 import { connectClients } from "@sbx/core/connect";
 import { type Sandbox, SandboxClient } from "@sbx/node";
 import { afterAll, beforeAll } from "vitest";
+import type { ServerOptions } from "./server.js";
 import { startTestServer } from "./testing.js";
 
 export { realServerAvailable, startTestServer } from "./testing.js";
@@ -17,10 +18,14 @@ export { realServerAvailable, startTestServer } from "./testing.js";
  * A real server for the enclosing `describe`: started before its tests, closed and its data
  * removed after them. Read `url` and `token` inside tests and hooks (not at definition time).
  */
-export function useTestServer(): { readonly url: string; readonly token: string } {
+export function useTestServer(options: Partial<ServerOptions> = {}): {
+  readonly url: string;
+  readonly token: string;
+  readonly dataDir: string;
+} {
   let server: Awaited<ReturnType<typeof startTestServer>> | undefined;
   beforeAll(async () => {
-    server = await startTestServer();
+    server = await startTestServer(options);
   });
   afterAll(async () => {
     await server?.close();
@@ -36,6 +41,9 @@ export function useTestServer(): { readonly url: string; readonly token: string 
     },
     get token() {
       return started().token;
+    },
+    get dataDir() {
+      return started().dataDir;
     },
   };
 }

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { silentLogger } from "./logger.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
-import { type RunningServer, startServer } from "./server.js";
+import { type RunningServer, type ServerOptions, startServer } from "./server.js";
 
 /** What keeps the real server from running on this machine (empty when it can run). */
 export async function realServerProblems(): Promise<string[]> {
@@ -39,16 +39,20 @@ export async function realServerAvailable(what = "real-server tests", otherProbl
   return false;
 }
 
-/** A real server on a free loopback port, its data in a fresh temporary dir (or `dataDir`). */
+/**
+ * A real server on a free loopback port, its data in a fresh temporary dir (or `dataDir`),
+ * with any other server options given.
+ */
 export async function startTestServer(
-  options: { dataDir?: string; token?: string } = {},
+  options: Partial<ServerOptions> = {},
 ): Promise<RunningServer & { removeData(): void }> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "sbx-server-"));
   const server = await startServer({
-    dataDir,
     listen: "127.0.0.1:0",
-    token: options.token ?? "test-token",
+    token: "test-token",
     logger: silentLogger,
+    ...options,
+    dataDir,
   });
   return { ...server, removeData: () => rmSync(dataDir, { recursive: true, force: true }) };
 }

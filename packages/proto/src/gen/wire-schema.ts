@@ -34,6 +34,7 @@ GetProcessRequest ssandboxId sprocessId
 GetProcessResponse m22process
 ReadOutputRequest ssandboxId sprocessId estream Uoffset
 ReadOutputResponse Uoffset ydata beof bsandboxEnded m0sandboxExitStatus
+OutputDropped UfirstKeptOffset
 WriteStdinRequest ssandboxId sprocessId Uoffset ydata beof
 WriteStdinResponse UcommittedOffset
 WaitProcessRequest ssandboxId sprocessId utimeoutMs
@@ -44,24 +45,24 @@ ResizePtyRequest ssandboxId sprocessId m21size
 ResizePtyResponse
 CpuSpec m1cores
 MemorySpec m1mib
-Probe utcpPort:kind m40exec:kind uintervalMs
+Probe utcpPort:kind m41exec:kind uintervalMs
 ExecProbe *sargv
-SandboxSpec *scommand sapp sname Mstags simage Msenv sworkdir UtimeoutMs UidleTimeoutMs m37cpu m38memory bblockNetwork *scidrAllowlist +uports m39readinessProbe bpty
-Sandbox sid m41spec estate m0exitStatus UcreatedAtMs UfinishedAtMs sentrypointProcessId
-CreateSandboxRequest srequestId m41spec
-CreateSandboxResponse m42sandbox
+SandboxSpec *scommand sapp sname Mstags simage Msenv sworkdir UtimeoutMs UidleTimeoutMs m38cpu m39memory bblockNetwork *scidrAllowlist +uports m40readinessProbe bpty udiskMib
+Sandbox sid m42spec estate m0exitStatus UcreatedAtMs UfinishedAtMs sentrypointProcessId
+CreateSandboxRequest srequestId m42spec
+CreateSandboxResponse m43sandbox
 GetSandboxRequest ssandboxId
-GetSandboxResponse m42sandbox
+GetSandboxResponse m43sandbox
 LookupSandboxRequest sapp sname
-LookupSandboxResponse m42sandbox
+LookupSandboxResponse m43sandbox
 ListSandboxesRequest sapp Mstags bincludeFinished upageSize scursor
-ListSandboxesResponse *m42sandboxes snextCursor
+ListSandboxesResponse *m43sandboxes snextCursor
 WaitSandboxRequest ssandboxId utimeoutMs
-WaitSandboxResponse m42sandbox bdone
+WaitSandboxResponse m43sandbox bdone
 TerminateSandboxRequest ssandboxId
-TerminateSandboxResponse m42sandbox
+TerminateSandboxResponse m43sandbox
 SetTagsRequest ssandboxId Mstags
-SetTagsResponse m42sandbox`;
+SetTagsResponse m43sandbox`;
 
 /** One service per line: name, then methods. */
 export const services = `FilesystemService Stat ListFiles MakeDirectory Remove ReadFile> WriteFile Watch>

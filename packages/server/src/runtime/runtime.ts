@@ -23,6 +23,8 @@ export interface RuntimeSandboxSpec {
   readonly pidsLimit?: number | undefined;
   /** True: no network at all (loopback only). */
   readonly blockNetwork: boolean;
+  /** Capacity of the writable layer in MiB; undefined: the driver's default. */
+  readonly diskMiB?: number | undefined;
 }
 
 export interface RuntimeProcessSpec {
@@ -49,6 +51,12 @@ export interface RuntimeProcess {
   /** Called with each chunk of output, in order, until the stream ends. */
   onStdout(listener: (chunk: Uint8Array) => void): void;
   onStderr(listener: (chunk: Uint8Array) => void): void;
+  /**
+   * Back-pressure: stop reading the process's output (stdout and stderr) until
+   * `resumeOutput`, so it blocks once its pipes are full. Output still arrives after exit.
+   */
+  pauseOutput(): void;
+  resumeOutput(): void;
   /** Resolves when the data has been handed to the process's stdin pipe. */
   writeStdin(data: Uint8Array): Promise<void>;
   closeStdin(): Promise<void>;

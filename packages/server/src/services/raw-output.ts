@@ -7,10 +7,12 @@
  * Connect pay for protobuf encoding and per-message machinery several times over.
  *
  * Errors are plain statuses with a Connect JSON error body; clients fall back to ReadOutput,
- * which reports the same problem as a typed error. Every answer carries `x-sbx-raw: output`
+ * which reports the same problem as a typed error (an offset the retention bound dropped, or
+ * output the server failed to store, ends the body: ReadOutput from there says which). Every answer carries `x-sbx-raw: output`
  * (see raw-http.ts).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
+import { outputDropped } from "@sbx/server-kit";
 import type { PlainRoute } from "@sbx/server-kit/listen";
 import type { Engine } from "../engine.js";
 import {
@@ -59,6 +61,7 @@ export function rawOutputRoute(engine: Engine, token: string): PlainRoute {
       if (log.closed && offset > log.length) {
         return fail(res, 416, Code.OutOfRange, `offset ${offset} is past the end of the stream (${log.length} bytes)`);
       }
+      if (offset < log.firstKeptOffset) return failRaw(res, outputDropped(offset, log.firstKeptOffset), 416);
       sandbox.touch();
       const signal = clientSignal(res);
       const detach = process.lifecycle.attach(signal);
@@ -68,8 +71,14 @@ export function rawOutputRoute(engine: Engine, token: string): PlainRoute {
           "cache-control": "no-store",
           "x-sbx-offset": String(offset),
         });
-        for await (const chunk of log.read(offset, signal, RAW_MAX_READ)) {
-          await writeBody(res, chunk.data, signal);
+        try {
+          for await (const chunk of log.read(offset, signal, RAW_MAX_READ)) {
+            await writeBody(res, chunk.data, signal);
+          }
+        } catch (error) {
+          // Bytes dropped or lost on the way: the body ends here, and the client's ReadOutput
+          // from where it got to reports the typed error.
+          if (signal.aborted || !(error instanceof ConnectError)) throw error;
         }
         res.end();
       } finally {

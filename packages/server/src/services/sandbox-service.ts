@@ -80,11 +80,17 @@ export function sandboxService(engine: Engine, options: SandboxServiceOptions): 
           Code.ResourceExhausted,
         );
       }
-      const work = engine.create(requestId, spec);
+      // Registered before its first await, so a retry with the same request id joins it.
+      const work = (async () => {
+        const diskProblem = await engine.diskSpaceProblem();
+        if (diskProblem) throw new ConnectError(diskProblem, Code.ResourceExhausted);
+        return engine.create(requestId, spec);
+      })();
       if (requestId) creating.set(requestId, work);
       try {
         return { sandbox: (await work).info };
       } catch (error) {
+        if (error instanceof ConnectError) throw error;
         throw new ConnectError(`the sandbox failed to start: ${(error as Error).message}`, Code.Internal);
       } finally {
         if (requestId) creating.delete(requestId);

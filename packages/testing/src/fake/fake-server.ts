@@ -22,6 +22,11 @@ export interface FakeServerOptions {
   readonly defaultHandlers?: boolean;
   /** When set, every call must carry `Authorization: Bearer <token>` (else UNAUTHENTICATED). */
   readonly token?: string;
+  /**
+   * Bytes of output kept per process stream, like the server's `outputRetentionMiB` (default
+   * 64 MiB); reading dropped bytes fails with OutputDroppedError.
+   */
+  readonly outputRetentionBytes?: number;
 }
 
 export interface FakeServer {
@@ -47,7 +52,7 @@ export interface FakeServer {
 }
 
 export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
-  const state = new FakeState(options.defaultHandlers ?? true);
+  const state = new FakeState(options.defaultHandlers ?? true, options.outputRetentionBytes);
   const faults = new Faults(options.token);
   faults.latencyMs = options.latencyMs ?? 0;
   const routes = (router: ConnectRouter) => {

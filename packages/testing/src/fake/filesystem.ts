@@ -24,6 +24,7 @@ const ERRNO = {
   ENAMETOOLONG: ["other", "File name too long"],
   EINVAL: ["other", "Invalid argument"],
   EBUSY: ["other", "Device or resource busy"],
+  ENOSPC: ["no_space", "No space left on device"],
 } as const satisfies Record<string, readonly [FsErrorKind, string]>;
 
 export type Errno = keyof typeof ERRNO;
@@ -200,13 +201,20 @@ const uploadTarget = (name: string): string | undefined => {
   return name.startsWith(".") && at > 1 ? name.slice(1, at) : undefined;
 };
 
+export interface FakeFilesystemOptions {
+  /** Bytes the files may hold in all (the sandbox's `diskMiB`); writes past it fail with ENOSPC. */
+  readonly capacityBytes?: number | undefined;
+}
+
 export class FakeFilesystem {
   readonly root = new DirNode(DIR_MODE);
   readonly #watches = new Set<FakeWatch>();
+  readonly #capacityBytes: number | undefined;
   #cookie = 0;
   #uploads = 0;
 
-  constructor() {
+  constructor(options: FakeFilesystemOptions = {}) {
+    this.#capacityBytes = options.capacityBytes;
     for (const dir of ["/dev", "/etc", "/home", "/mnt", "/opt", "/root", "/srv", "/tmp", "/usr", "/var/tmp", "/work"]) {
       this.makeParents(dir);
     }
@@ -293,7 +301,10 @@ export class FakeFilesystem {
     const temp = joinPath(parent, `.${basename(path)}${UPLOAD_MARK}${++this.#uploads}`);
     const file = this.#create(temp, { exclusive: true });
     return {
-      write: (data) => file.append(data),
+      write: (data) => {
+        this.#claimSpace(temp, data.byteLength);
+        file.append(data);
+      },
       commit: () => {
         try {
           file.mode = this.#existing(path, true).mode; // keep an existing file's mode
@@ -475,6 +486,7 @@ export class FakeFilesystem {
     return {
       write: (data) => {
         if (data.byteLength === 0) return;
+        this.#claimSpace(path, data.byteLength);
         file.append(data);
         if (at.name !== undefined && at.dir.entries.get(at.name) === file) {
           this.#emit([{ dir: at.dir, name: at.name, kind: "modify", cookie: 0 }]);
@@ -584,6 +596,20 @@ export class FakeFilesystem {
   /** Creating or removing entries needs write and search permission on the directory. */
   #writable(dir: DirNode, path: string): void {
     if ((dir.mode & (W | X)) !== (W | X)) throw new FakeFsError("EACCES", path);
+  }
+
+  /** Fails with ENOSPC when `bytes` more would take the files past the capacity (a whole write fails). */
+  #claimSpace(path: string, bytes: number): void {
+    if (this.#capacityBytes === undefined) return;
+    let used = 0;
+    const visit = (dir: DirNode): void => {
+      for (const node of dir.entries.values()) {
+        if (node.type === "file") used += node.size;
+        else if (node.type === "directory") visit(node);
+      }
+    };
+    visit(this.root);
+    if (used + bytes > this.#capacityBytes) throw new FakeFsError("ENOSPC", path);
   }
 
   /** open(O_CREAT) of a file that is not there (with `exclusive`, a symlink is not followed). */

@@ -509,7 +509,14 @@ export async function miniShell(ctx: ExecContext, fs: FakeFilesystem): Promise<E
       const sep = i === 0 ? undefined : separators[i - 1];
       if (sep === "&&" && status !== 0) continue;
       if (sep === "||" && status === 0) continue;
-      status = await runCommand(ctx, fs, commands[i] as SimpleCommand);
+      try {
+        status = await runCommand(ctx, fs, commands[i] as SimpleCommand);
+      } catch (error) {
+        // A write into a redirected file failed (the disk limit): the command stops, like echo would.
+        if (!(error instanceof FakeFsError)) throw error;
+        ctx.stderr.write(`sh: 1: ${(commands[i] as SimpleCommand).words[0]}: ${error.strerror}\n`);
+        status = 1;
+      }
     }
   } catch (error) {
     if (error instanceof ShellExit) return error.code;

@@ -34,7 +34,7 @@ export const terminated = (): ExitStatus => create(ExitStatusSchema, { kind: { c
 
 /** stdin as bytes accepted so far, with end-of-input, readable by one handler. */
 class StdinBuffer {
-  readonly log = new OutputLog();
+  readonly log = new OutputLog(Number.POSITIVE_INFINITY); // stdin is never dropped
   get length(): number {
     return this.log.length;
   }
@@ -45,8 +45,8 @@ class StdinBuffer {
 
 export class FakeProcess {
   readonly info: Process;
-  readonly stdout = new OutputLog();
-  readonly stderr = new OutputLog();
+  readonly stdout: OutputLog;
+  readonly stderr: OutputLog;
   readonly stdin = new StdinBuffer();
   /** Notified when the process ends (long-polls wait on it). */
   readonly ended = new Changes();
@@ -65,6 +65,8 @@ export class FakeProcess {
     private readonly keepAlive = false,
   ) {
     this.info = create(ProcessSchema, { sandboxId: sandbox.info.id, processId, spec, running: true, pid });
+    this.stdout = new OutputLog(sandbox.outputRetentionBytes);
+    this.stderr = new OutputLog(sandbox.outputRetentionBytes);
     if (spec.pty) this.terminal = { rows: spec.ptySize?.rows || 24, cols: spec.ptySize?.cols || 80 };
     this.lifecycle = new CommandLifecycle({
       idleTimeoutMs: spec.idleTimeoutMs === undefined ? undefined : Number(spec.idleTimeoutMs),
@@ -234,7 +236,7 @@ export class FakeSandbox {
   readonly processes = new Map<string, FakeProcess>();
   readonly changes = new Changes();
   /** The sandbox's files, shared by the filesystem calls and the mini shell. */
-  readonly fs = new FakeFilesystem();
+  readonly fs: FakeFilesystem;
   #timers: ReturnType<typeof setTimeout>[] = [];
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -243,6 +245,8 @@ export class FakeSandbox {
     spec: SandboxSpec,
     readonly requestId: string,
     readonly sequence: number,
+    /** Bytes of output kept per process stream. */
+    readonly outputRetentionBytes?: number,
   ) {
     this.info = create(SandboxSchema, {
       id,
@@ -251,6 +255,8 @@ export class FakeSandbox {
       createdAtMs: BigInt(Date.now()),
       entrypointProcessId: ENTRYPOINT,
     });
+    // The fake has no default disk limit (the server's driver has one).
+    this.fs = new FakeFilesystem({ capacityBytes: spec.diskMib ? spec.diskMib * 1024 * 1024 : undefined });
   }
 
   get running(): boolean {

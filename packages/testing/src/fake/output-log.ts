@@ -1,8 +1,10 @@
-import { Changes } from "@sbx/server-kit";
+import { Changes, outputDropped } from "@sbx/server-kit";
 
 /**
  * An append-only byte log addressed by offset, with readers that follow it live: the fake's
- * model of a process's retained stdout or stderr.
+ * model of a process's retained stdout or stderr. Like the server it keeps at most
+ * `retentionBytes` (dropping the oldest chunks), and a read of dropped bytes fails the same
+ * way (OUT_OF_RANGE naming the first kept offset). Unlike the server it never fails to store.
  */
 export interface LogChunk {
   readonly offset: number;
@@ -10,12 +12,17 @@ export interface LogChunk {
 }
 
 const MAX_CHUNK = 64 * 1024;
+/** The server's default bound per stream. */
+export const DEFAULT_OUTPUT_RETENTION_BYTES = 64 * 1024 * 1024;
 
 export class OutputLog {
   readonly #chunks: LogChunk[] = [];
   #length = 0;
+  #firstKept = 0;
   #closed = false;
   readonly #changes = new Changes();
+
+  constructor(readonly retentionBytes = DEFAULT_OUTPUT_RETENTION_BYTES) {}
 
   get length(): number {
     return this.#length;
@@ -32,6 +39,21 @@ export class OutputLog {
       this.#chunks.push({ offset: this.#length, data: part });
       this.#length += part.byteLength;
     }
+    // Whole chunks go while the rest still holds the bound; then the oldest keeps only its end.
+    let drop = 0;
+    for (;;) {
+      const size = (this.#chunks[drop] as LogChunk).data.byteLength;
+      if (this.#length - this.#firstKept - size < this.retentionBytes) break;
+      this.#firstKept += size;
+      drop++;
+    }
+    if (drop > 0) this.#chunks.splice(0, drop);
+    const excess = this.#length - this.#firstKept - this.retentionBytes;
+    if (excess > 0) {
+      const oldest = this.#chunks[0] as LogChunk;
+      this.#chunks[0] = { offset: oldest.offset + excess, data: oldest.data.subarray(excess) };
+      this.#firstKept += excess;
+    }
     this.#changes.notify();
   }
 
@@ -46,14 +68,14 @@ export class OutputLog {
     let at = from;
     for (;;) {
       signal?.throwIfAborted();
+      if (at < this.#firstKept) throw outputDropped(at, this.#firstKept);
       if (at < this.#length) {
-        for (let i = this.#indexOf(at); i < this.#chunks.length; i++) {
-          const chunk = this.#chunks[i] as LogChunk;
-          const skip = at - chunk.offset;
-          const data = skip > 0 ? chunk.data.subarray(skip) : chunk.data;
-          yield { offset: at, data };
-          at += data.byteLength;
-        }
+        // Looked up again for every chunk: old chunks may be dropped while the reader waits.
+        const chunk = this.#chunks[this.#indexOf(at)] as LogChunk;
+        const skip = at - chunk.offset;
+        const data = skip > 0 ? chunk.data.subarray(skip) : chunk.data;
+        yield { offset: at, data };
+        at += data.byteLength;
         continue;
       }
       if (this.#closed) return;

@@ -52,7 +52,13 @@ export function sandboxService(state: FakeState): ServiceImpl<typeof SandboxServ
           }
         }
       }
-      const sandbox = new FakeSandbox(state.newSandboxId(), spec, request.requestId, state.nextSequence());
+      const sandbox = new FakeSandbox(
+        state.newSandboxId(),
+        spec,
+        request.requestId,
+        state.nextSequence(),
+        state.outputRetentionBytes,
+      );
       state.sandboxes.set(sandbox.info.id, sandbox);
       if (request.requestId) state.byRequestId.set(request.requestId, sandbox);
       sandbox.start(state.handlers, state.defaultHandlers, state.nextPid);

@@ -12,7 +12,11 @@ export class FakeState {
   #pid = 100;
   #sequence = 0;
 
-  constructor(readonly defaultHandlers: boolean) {}
+  constructor(
+    readonly defaultHandlers: boolean,
+    /** Bytes of output kept per process stream; undefined: the server's default. */
+    readonly outputRetentionBytes?: number,
+  ) {}
 
   nextPid = (): number => this.#pid++;
   nextSequence = (): number => this.#sequence++;

@@ -152,17 +152,17 @@ class LocalRuntime implements SandboxRuntime {
     try {
       await this.#probeOverlay();
     } catch (error) {
-      problems.push(
-        `cannot mount overlayfs under ${this.#dir} (${firstLine(error)}): load the overlay module (modprobe overlay)`,
-      );
+      problems.push(overlayProbeProblem(this.#dir, error));
     }
     return problems;
   }
 
   async #probeOverlay(): Promise<void> {
     const probe = join(this.#dir, `overlay-probe-${process.pid}`);
-    await Promise.all(["lower", "upper", "work", "merged"].map((d) => mkdir(join(probe, d), { recursive: true })));
     try {
+      await Promise.all(["lower", "upper", "work", "merged"].map((d) => mkdir(join(probe, d), { recursive: true })));
+      // Sandboxes need room in the data dir, not only a mount: a full disk shows up here.
+      await writeFile(join(probe, "space"), new Uint8Array(4096));
       await mountOverlay(join(probe, "lower"), join(probe, "upper"), join(probe, "work"), join(probe, "merged"));
       await run("umount", [join(probe, "merged")]);
     } finally {
@@ -721,6 +721,8 @@ class LocalProcess implements RuntimeProcess {
   readonly #stdout: Socket;
   readonly #stderr: Socket | undefined;
   readonly #stdin: Socket;
+  #outputPaused = false;
+  #drainGrace: NodeJS.Timeout | undefined;
 
   constructor(stdout: Socket, stderr: Socket | undefined, stdin: Socket, cleanup: () => Promise<void>) {
     this.#stdout = stdout;
@@ -753,6 +755,17 @@ class LocalProcess implements RuntimeProcess {
   onStderr(listener: (chunk: Uint8Array) => void): void {
     this.#stderr?.on("data", listener);
     this.#stderr?.resume();
+  }
+
+  pauseOutput(): void {
+    this.#outputPaused = true;
+    for (const s of this.#open) s.pause();
+  }
+
+  resumeOutput(): void {
+    this.#outputPaused = false;
+    for (const s of this.#open) s.resume();
+    if (this.#exit) this.#startDrainGrace();
   }
 
   writeStdin(data: Uint8Array): Promise<void> {
@@ -792,10 +805,15 @@ class LocalProcess implements RuntimeProcess {
     this.#exit = exit;
     this.#started.resolve();
     this.#stdin.destroy();
-    setTimeout(() => {
+    // Paused by back-pressure: what is left in the pipes is read (and the grace starts) on resume.
+    if (!this.#outputPaused) this.#startDrainGrace();
+    this.#maybeDone();
+  }
+
+  #startDrainGrace(): void {
+    this.#drainGrace ??= setTimeout(() => {
       for (const s of this.#open) s.destroy();
     }, DRAIN_GRACE_MS).unref();
-    this.#maybeDone();
   }
 
   /** The sandbox is gone: whatever has not exited was killed with it. */
@@ -807,6 +825,20 @@ class LocalProcess implements RuntimeProcess {
   #maybeDone(): void {
     if (this.#exit && this.#open.size === 0) this.#resolveExit(this.#exit);
   }
+}
+
+/** What a failed overlay probe means: a full or unwritable data dir, else a missing overlay module. */
+function overlayProbeProblem(dir: string, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  const reason = firstLine(error) ?? String(error);
+  if (code === "ENOSPC" || code === "EDQUOT" || /no space left|quota exceeded/i.test(reason)) {
+    return `the data dir's filesystem is full (${reason}): free space under ${dir}, or use another --data-dir`;
+  }
+  if (code === "EROFS" || /read-only file system/i.test(reason)) {
+    return `the data dir is on a read-only filesystem (${reason}): use a writable --data-dir`;
+  }
+  if (typeof code === "string") return `cannot write to the data dir ${dir} (${reason})`;
+  return `cannot mount overlayfs under ${dir} (${reason}): load the overlay module (modprobe overlay)`;
 }
 
 async function mountOverlay(lower: string, upper: string, work: string, target: string): Promise<void> {

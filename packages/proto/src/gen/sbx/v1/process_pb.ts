@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sbx/v1/process.proto.
  */
 export const file_sbx_v1_process: GenFile = /*@__PURE__*/
-  fileDesc("ChRzYngvdjEvcHJvY2Vzcy5wcm90bxIGc2J4LnYxIvsCCgtQcm9jZXNzU3BlYxIMCgRhcmd2GAEgAygJEg8KB3dvcmtkaXIYAiABKAkSKQoDZW52GAMgAygLMhwuc2J4LnYxLlByb2Nlc3NTcGVjLkVudkVudHJ5EhIKCnRpbWVvdXRfbXMYBCABKAQSCwoDcHR5GAUgASgIEiEKBnN0ZG91dBgGIAEoDjIRLnNieC52MS5TdGRpb01vZGUSIQoGc3RkZXJyGAcgASgOMhEuc2J4LnYxLlN0ZGlvTW9kZRIcCg9pZGxlX3RpbWVvdXRfbXMYCCABKARIAIgBARIaChJraWxsX29uX2Rpc2Nvbm5lY3QYCSABKAgSEwoGdHRsX21zGAogASgESAGIAQESIQoIcHR5X3NpemUYCyABKAsyDy5zYngudjEuUHR5U2l6ZRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQhIKEF9pZGxlX3RpbWVvdXRfbXNCCQoHX3R0bF9tcyIlCgdQdHlTaXplEgwKBHJvd3MYASABKA0SDAoEY29scxgCIAEoDSK9AgoHUHJvY2VzcxISCgpzYW5kYm94X2lkGAEgASgJEhIKCnByb2Nlc3NfaWQYAiABKAkSIQoEc3BlYxgDIAEoCzITLnNieC52MS5Qcm9jZXNzU3BlYxIPCgdydW5uaW5nGAQgASgIEicKC2V4aXRfc3RhdHVzGAUgASgLMhIuc2J4LnYxLkV4aXRTdGF0dXMSCwoDcGlkGAYgASgNEhUKDXN0ZG91dF9sZW5ndGgYByABKAQSFQoNc3RkZXJyX2xlbmd0aBgIIAEoBBIUCgxzdGRpbl9sZW5ndGgYCSABKAQSFAoMc3RkaW5fY2xvc2VkGAogASgIEhUKDXNhbmRib3hfZW5kZWQYCyABKAgSLwoTc2FuZGJveF9leGl0X3N0YXR1cxgMIAEoCzISLnNieC52MS5FeGl0U3RhdHVzImAKE1N0YXJ0UHJvY2Vzc1JlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRISCgpwcm9jZXNzX2lkGAIgASgJEiEKBHNwZWMYAyABKAsyEy5zYngudjEuUHJvY2Vzc1NwZWMiOAoUU3RhcnRQcm9jZXNzUmVzcG9uc2USIAoHcHJvY2VzcxgBIAEoCzIPLnNieC52MS5Qcm9jZXNzIjsKEUdldFByb2Nlc3NSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEgoKcHJvY2Vzc19pZBgCIAEoCSI2ChJHZXRQcm9jZXNzUmVzcG9uc2USIAoHcHJvY2VzcxgBIAEoCzIPLnNieC52MS5Qcm9jZXNzInEKEVJlYWRPdXRwdXRSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEgoKcHJvY2Vzc19pZBgCIAEoCRIkCgZzdHJlYW0YAyABKA4yFC5zYngudjEuT3V0cHV0U3RyZWFtEg4KBm9mZnNldBgEIAEoBCKHAQoSUmVhZE91dHB1dFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMEgsKA2VvZhgDIAEoCBIVCg1zYW5kYm94X2VuZGVkGAQgASgIEi8KE3NhbmRib3hfZXhpdF9zdGF0dXMYBSABKAsyEi5zYngudjEuRXhpdFN0YXR1cyJmChFXcml0ZVN0ZGluUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhIKCnByb2Nlc3NfaWQYAiABKAkSDgoGb2Zmc2V0GAMgASgEEgwKBGRhdGEYBCABKAwSCwoDZW9mGAUgASgIIi4KEldyaXRlU3RkaW5SZXNwb25zZRIYChBjb21taXR0ZWRfb2Zmc2V0GAEgASgEIlAKEldhaXRQcm9jZXNzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhIKCnByb2Nlc3NfaWQYAiABKAkSEgoKdGltZW91dF9tcxgDIAEoDSJFChNXYWl0UHJvY2Vzc1Jlc3BvbnNlEiAKB3Byb2Nlc3MYASABKAsyDy5zYngudjEuUHJvY2VzcxIMCgRkb25lGAIgASgIIk4KFFNpZ25hbFByb2Nlc3NSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEgoKcHJvY2Vzc19pZBgCIAEoCRIOCgZzaWduYWwYAyABKAUiOQoVU2lnbmFsUHJvY2Vzc1Jlc3BvbnNlEiAKB3Byb2Nlc3MYASABKAsyDy5zYngudjEuUHJvY2VzcyJZChBSZXNpemVQdHlSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEgoKcHJvY2Vzc19pZBgCIAEoCRIdCgRzaXplGAMgASgLMg8uc2J4LnYxLlB0eVNpemUiEwoRUmVzaXplUHR5UmVzcG9uc2UqYQoMT3V0cHV0U3RyZWFtEh0KGU9VVFBVVF9TVFJFQU1fVU5TUEVDSUZJRUQQABIYChRPVVRQVVRfU1RSRUFNX1NURE9VVBABEhgKFE9VVFBVVF9TVFJFQU1fU1RERVJSEAIqagoJU3RkaW9Nb2RlEhoKFlNURElPX01PREVfVU5TUEVDSUZJRUQQABITCg9TVERJT19NT0RFX1BJUEUQARIVChFTVERJT19NT0RFX0lHTk9SRRACEhUKEVNURElPX01PREVfU1RET1VUEAMyhAQKDlByb2Nlc3NTZXJ2aWNlEkkKDFN0YXJ0UHJvY2VzcxIbLnNieC52MS5TdGFydFByb2Nlc3NSZXF1ZXN0Ghwuc2J4LnYxLlN0YXJ0UHJvY2Vzc1Jlc3BvbnNlEkMKCkdldFByb2Nlc3MSGS5zYngudjEuR2V0UHJvY2Vzc1JlcXVlc3QaGi5zYngudjEuR2V0UHJvY2Vzc1Jlc3BvbnNlEkUKClJlYWRPdXRwdXQSGS5zYngudjEuUmVhZE91dHB1dFJlcXVlc3QaGi5zYngudjEuUmVhZE91dHB1dFJlc3BvbnNlMAESQwoKV3JpdGVTdGRpbhIZLnNieC52MS5Xcml0ZVN0ZGluUmVxdWVzdBoaLnNieC52MS5Xcml0ZVN0ZGluUmVzcG9uc2USRgoLV2FpdFByb2Nlc3MSGi5zYngudjEuV2FpdFByb2Nlc3NSZXF1ZXN0Ghsuc2J4LnYxLldhaXRQcm9jZXNzUmVzcG9uc2USTAoNU2lnbmFsUHJvY2VzcxIcLnNieC52MS5TaWduYWxQcm9jZXNzUmVxdWVzdBodLnNieC52MS5TaWduYWxQcm9jZXNzUmVzcG9uc2USQAoJUmVzaXplUHR5Ehguc2J4LnYxLlJlc2l6ZVB0eVJlcXVlc3QaGS5zYngudjEuUmVzaXplUHR5UmVzcG9uc2ViBnByb3RvMw", [file_sbx_v1_common]);
+  fileDesc("ChRzYngvdjEvcHJvY2Vzcy5wcm90bxIGc2J4LnYxIvsCCgtQcm9jZXNzU3BlYxIMCgRhcmd2GAEgAygJEg8KB3dvcmtkaXIYAiABKAkSKQoDZW52GAMgAygLMhwuc2J4LnYxLlByb2Nlc3NTcGVjLkVudkVudHJ5EhIKCnRpbWVvdXRfbXMYBCABKAQSCwoDcHR5GAUgASgIEiEKBnN0ZG91dBgGIAEoDjIRLnNieC52MS5TdGRpb01vZGUSIQoGc3RkZXJyGAcgASgOMhEuc2J4LnYxLlN0ZGlvTW9kZRIcCg9pZGxlX3RpbWVvdXRfbXMYCCABKARIAIgBARIaChJraWxsX29uX2Rpc2Nvbm5lY3QYCSABKAgSEwoGdHRsX21zGAogASgESAGIAQESIQoIcHR5X3NpemUYCyABKAsyDy5zYngudjEuUHR5U2l6ZRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQhIKEF9pZGxlX3RpbWVvdXRfbXNCCQoHX3R0bF9tcyIlCgdQdHlTaXplEgwKBHJvd3MYASABKA0SDAoEY29scxgCIAEoDSK9AgoHUHJvY2VzcxISCgpzYW5kYm94X2lkGAEgASgJEhIKCnByb2Nlc3NfaWQYAiABKAkSIQoEc3BlYxgDIAEoCzITLnNieC52MS5Qcm9jZXNzU3BlYxIPCgdydW5uaW5nGAQgASgIEicKC2V4aXRfc3RhdHVzGAUgASgLMhIuc2J4LnYxLkV4aXRTdGF0dXMSCwoDcGlkGAYgASgNEhUKDXN0ZG91dF9sZW5ndGgYByABKAQSFQoNc3RkZXJyX2xlbmd0aBgIIAEoBBIUCgxzdGRpbl9sZW5ndGgYCSABKAQSFAoMc3RkaW5fY2xvc2VkGAogASgIEhUKDXNhbmRib3hfZW5kZWQYCyABKAgSLwoTc2FuZGJveF9leGl0X3N0YXR1cxgMIAEoCzISLnNieC52MS5FeGl0U3RhdHVzImAKE1N0YXJ0UHJvY2Vzc1JlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRISCgpwcm9jZXNzX2lkGAIgASgJEiEKBHNwZWMYAyABKAsyEy5zYngudjEuUHJvY2Vzc1NwZWMiOAoUU3RhcnRQcm9jZXNzUmVzcG9uc2USIAoHcHJvY2VzcxgBIAEoCzIPLnNieC52MS5Qcm9jZXNzIjsKEUdldFByb2Nlc3NSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEgoKcHJvY2Vzc19pZBgCIAEoCSI2ChJHZXRQcm9jZXNzUmVzcG9uc2USIAoHcHJvY2VzcxgBIAEoCzIPLnNieC52MS5Qcm9jZXNzInEKEVJlYWRPdXRwdXRSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEgoKcHJvY2Vzc19pZBgCIAEoCRIkCgZzdHJlYW0YAyABKA4yFC5zYngudjEuT3V0cHV0U3RyZWFtEg4KBm9mZnNldBgEIAEoBCKHAQoSUmVhZE91dHB1dFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMEgsKA2VvZhgDIAEoCBIVCg1zYW5kYm94X2VuZGVkGAQgASgIEi8KE3NhbmRib3hfZXhpdF9zdGF0dXMYBSABKAsyEi5zYngudjEuRXhpdFN0YXR1cyIqCg1PdXRwdXREcm9wcGVkEhkKEWZpcnN0X2tlcHRfb2Zmc2V0GAEgASgEImYKEVdyaXRlU3RkaW5SZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEgoKcHJvY2Vzc19pZBgCIAEoCRIOCgZvZmZzZXQYAyABKAQSDAoEZGF0YRgEIAEoDBILCgNlb2YYBSABKAgiLgoSV3JpdGVTdGRpblJlc3BvbnNlEhgKEGNvbW1pdHRlZF9vZmZzZXQYASABKAQiUAoSV2FpdFByb2Nlc3NSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEgoKcHJvY2Vzc19pZBgCIAEoCRISCgp0aW1lb3V0X21zGAMgASgNIkUKE1dhaXRQcm9jZXNzUmVzcG9uc2USIAoHcHJvY2VzcxgBIAEoCzIPLnNieC52MS5Qcm9jZXNzEgwKBGRvbmUYAiABKAgiTgoUU2lnbmFsUHJvY2Vzc1JlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRISCgpwcm9jZXNzX2lkGAIgASgJEg4KBnNpZ25hbBgDIAEoBSI5ChVTaWduYWxQcm9jZXNzUmVzcG9uc2USIAoHcHJvY2VzcxgBIAEoCzIPLnNieC52MS5Qcm9jZXNzIlkKEFJlc2l6ZVB0eVJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRISCgpwcm9jZXNzX2lkGAIgASgJEh0KBHNpemUYAyABKAsyDy5zYngudjEuUHR5U2l6ZSITChFSZXNpemVQdHlSZXNwb25zZSphCgxPdXRwdXRTdHJlYW0SHQoZT1VUUFVUX1NUUkVBTV9VTlNQRUNJRklFRBAAEhgKFE9VVFBVVF9TVFJFQU1fU1RET1VUEAESGAoUT1VUUFVUX1NUUkVBTV9TVERFUlIQAipqCglTdGRpb01vZGUSGgoWU1RESU9fTU9ERV9VTlNQRUNJRklFRBAAEhMKD1NURElPX01PREVfUElQRRABEhUKEVNURElPX01PREVfSUdOT1JFEAISFQoRU1RESU9fTU9ERV9TVERPVVQQAzKEBAoOUHJvY2Vzc1NlcnZpY2USSQoMU3RhcnRQcm9jZXNzEhsuc2J4LnYxLlN0YXJ0UHJvY2Vzc1JlcXVlc3QaHC5zYngudjEuU3RhcnRQcm9jZXNzUmVzcG9uc2USQwoKR2V0UHJvY2VzcxIZLnNieC52MS5HZXRQcm9jZXNzUmVxdWVzdBoaLnNieC52MS5HZXRQcm9jZXNzUmVzcG9uc2USRQoKUmVhZE91dHB1dBIZLnNieC52MS5SZWFkT3V0cHV0UmVxdWVzdBoaLnNieC52MS5SZWFkT3V0cHV0UmVzcG9uc2UwARJDCgpXcml0ZVN0ZGluEhkuc2J4LnYxLldyaXRlU3RkaW5SZXF1ZXN0Ghouc2J4LnYxLldyaXRlU3RkaW5SZXNwb25zZRJGCgtXYWl0UHJvY2VzcxIaLnNieC52MS5XYWl0UHJvY2Vzc1JlcXVlc3QaGy5zYngudjEuV2FpdFByb2Nlc3NSZXNwb25zZRJMCg1TaWduYWxQcm9jZXNzEhwuc2J4LnYxLlNpZ25hbFByb2Nlc3NSZXF1ZXN0Gh0uc2J4LnYxLlNpZ25hbFByb2Nlc3NSZXNwb25zZRJACglSZXNpemVQdHkSGC5zYngudjEuUmVzaXplUHR5UmVxdWVzdBoZLnNieC52MS5SZXNpemVQdHlSZXNwb25zZWIGcHJvdG8z", [file_sbx_v1_common]);
 
 /**
  * @generated from message sbx.v1.ProcessSpec
@@ -354,6 +354,27 @@ export const ReadOutputResponseSchema: GenMessage<ReadOutputResponse> = /*@__PUR
   messageDesc(file_sbx_v1_process, 8);
 
 /**
+ * Error detail of ReadOutput's OUT_OF_RANGE when the offset asked for is older than what the
+ * server keeps: output is retained up to a bound per stream, older bytes are dropped.
+ * Reading from first_kept_offset works.
+ *
+ * @generated from message sbx.v1.OutputDropped
+ */
+export type OutputDropped = Message<"sbx.v1.OutputDropped"> & {
+  /**
+   * @generated from field: uint64 first_kept_offset = 1;
+   */
+  firstKeptOffset: bigint;
+};
+
+/**
+ * Describes the message sbx.v1.OutputDropped.
+ * Use `create(OutputDroppedSchema)` to create a new message.
+ */
+export const OutputDroppedSchema: GenMessage<OutputDropped> = /*@__PURE__*/
+  messageDesc(file_sbx_v1_process, 9);
+
+/**
  * @generated from message sbx.v1.WriteStdinRequest
  */
 export type WriteStdinRequest = Message<"sbx.v1.WriteStdinRequest"> & {
@@ -390,7 +411,7 @@ export type WriteStdinRequest = Message<"sbx.v1.WriteStdinRequest"> & {
  * Use `create(WriteStdinRequestSchema)` to create a new message.
  */
 export const WriteStdinRequestSchema: GenMessage<WriteStdinRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 9);
+  messageDesc(file_sbx_v1_process, 10);
 
 /**
  * @generated from message sbx.v1.WriteStdinResponse
@@ -409,7 +430,7 @@ export type WriteStdinResponse = Message<"sbx.v1.WriteStdinResponse"> & {
  * Use `create(WriteStdinResponseSchema)` to create a new message.
  */
 export const WriteStdinResponseSchema: GenMessage<WriteStdinResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 10);
+  messageDesc(file_sbx_v1_process, 11);
 
 /**
  * @generated from message sbx.v1.WaitProcessRequest
@@ -436,7 +457,7 @@ export type WaitProcessRequest = Message<"sbx.v1.WaitProcessRequest"> & {
  * Use `create(WaitProcessRequestSchema)` to create a new message.
  */
 export const WaitProcessRequestSchema: GenMessage<WaitProcessRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 11);
+  messageDesc(file_sbx_v1_process, 12);
 
 /**
  * @generated from message sbx.v1.WaitProcessResponse
@@ -458,7 +479,7 @@ export type WaitProcessResponse = Message<"sbx.v1.WaitProcessResponse"> & {
  * Use `create(WaitProcessResponseSchema)` to create a new message.
  */
 export const WaitProcessResponseSchema: GenMessage<WaitProcessResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 12);
+  messageDesc(file_sbx_v1_process, 13);
 
 /**
  * @generated from message sbx.v1.SignalProcessRequest
@@ -487,7 +508,7 @@ export type SignalProcessRequest = Message<"sbx.v1.SignalProcessRequest"> & {
  * Use `create(SignalProcessRequestSchema)` to create a new message.
  */
 export const SignalProcessRequestSchema: GenMessage<SignalProcessRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 13);
+  messageDesc(file_sbx_v1_process, 14);
 
 /**
  * @generated from message sbx.v1.SignalProcessResponse
@@ -504,7 +525,7 @@ export type SignalProcessResponse = Message<"sbx.v1.SignalProcessResponse"> & {
  * Use `create(SignalProcessResponseSchema)` to create a new message.
  */
 export const SignalProcessResponseSchema: GenMessage<SignalProcessResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 14);
+  messageDesc(file_sbx_v1_process, 15);
 
 /**
  * @generated from message sbx.v1.ResizePtyRequest
@@ -531,7 +552,7 @@ export type ResizePtyRequest = Message<"sbx.v1.ResizePtyRequest"> & {
  * Use `create(ResizePtyRequestSchema)` to create a new message.
  */
 export const ResizePtyRequestSchema: GenMessage<ResizePtyRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 15);
+  messageDesc(file_sbx_v1_process, 16);
 
 /**
  * @generated from message sbx.v1.ResizePtyResponse
@@ -544,7 +565,7 @@ export type ResizePtyResponse = Message<"sbx.v1.ResizePtyResponse"> & {
  * Use `create(ResizePtyResponseSchema)` to create a new message.
  */
 export const ResizePtyResponseSchema: GenMessage<ResizePtyResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_process, 16);
+  messageDesc(file_sbx_v1_process, 17);
 
 /**
  * @generated from enum sbx.v1.OutputStream
