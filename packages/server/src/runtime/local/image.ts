@@ -4,8 +4,9 @@
  * - the lower layer, shared read-only by every sandbox and owned by root: mount points, the
  *   /bin → usr/bin style links and the image's fallback commands. Inside a sandbox its files
  *   belong to the overflow uid ("nobody"), as the host's /usr does.
- * - the skeleton, copied into each sandbox's own writable layer and given to its uid: /etc,
- *   /root, /home, /tmp, /work, /usr/local, … so the sandbox's root owns and can change them.
+ * - the layer template: what each sandbox's own disk starts with (the overlay's upper dir with
+ *   /etc, /root, /home, /tmp, /work, /usr/local, …, and its empty work dir), copied in when
+ *   the disk is made and given to the sandbox's uid, so its root owns and can change them.
  *
  * Only an allowlist of /etc is copied, and passwd/group/hosts are generated: no /etc/shadow,
  * /root, /home, /run, ssh keys, host sockets or server data ever enter it. /usr is bound from
@@ -102,19 +103,20 @@ export const IMAGE_VERSION = "3";
 export interface DefaultImage {
   /** The shared lower layer (root's). */
   readonly lower: string;
-  /** The template of each sandbox's writable layer (see `populateLayer`). */
-  readonly skeleton: string;
+  /** What a sandbox's disk starts with: `upper/` and `work/` (see `claimLayer`). */
+  readonly layer: string;
 }
 
 /** Builds the image under `dir` once (atomically: build aside, then rename). */
 export async function ensureDefaultImage(dir: string): Promise<DefaultImage> {
   const image = join(dir, `default-v${IMAGE_VERSION}`);
-  const built = { lower: join(image, "lower"), skeleton: join(image, "skeleton") };
+  const built = { lower: join(image, "lower"), layer: join(image, "layer") };
   if (await exists(image)) return built;
   const staging = `${image}.building-${process.pid}`;
   await rm(staging, { recursive: true, force: true });
   await buildLower(join(staging, "lower"));
-  await buildSkeleton(join(staging, "skeleton"));
+  await buildSkeleton(join(staging, "layer", "upper"));
+  await mkdir(join(staging, "layer", "work"), { mode: 0o700 });
   // Root's, whatever the umask or the host's files said: nothing of the image is a sandbox's.
   await run("chown", ["-hR", "0:0", staging]);
   await chmod(staging, 0o755);
@@ -155,11 +157,10 @@ async function buildSkeleton(skeleton: string): Promise<void> {
 }
 
 /**
- * Fills a sandbox's (empty) writable layer from the skeleton, owned by the sandbox's uid; /usr
- * itself stays root's (only /usr/local is the sandbox's).
+ * Gives a sandbox's new upper dir (a copy of the template's) to its uid; /usr itself stays
+ * root's (only /usr/local is the sandbox's).
  */
-export async function populateLayer(skeleton: string, upper: string, uid: number, gid: number): Promise<void> {
-  await run("cp", ["-a", "--no-target-directory", skeleton, upper]);
+export async function claimLayer(upper: string, uid: number, gid: number): Promise<void> {
   await run("chown", ["-hR", `${uid}:${gid}`, upper]);
   await chown(join(upper, "usr"), 0, 0);
 }

@@ -44,7 +44,7 @@ import {
 import { AgentFilesystem, type WatchListener } from "./agent-filesystem.js";
 import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { FifoPool, openFifoReader, openFifoWriter } from "./fifo.js";
-import { type DefaultImage, ensureDefaultImage, populateLayer, USR_DIRS } from "./image.js";
+import { claimLayer, type DefaultImage, ensureDefaultImage, USR_DIRS } from "./image.js";
 import { createSandboxDisk, removeSandboxDisk } from "./sandbox-disk.js";
 import { seccompProgram, seccompSupported } from "./seccomp.js";
 import { UidAllocator, type UidRange, uidRangeProblems } from "./uid-range.js";
@@ -472,10 +472,7 @@ class LocalSandbox implements RuntimeSandbox {
     const paths = this.#paths;
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await Promise.all([paths.rootfs, paths.ctl].map((p) => mkdir(p, { recursive: true })));
-    const layerReady = createSandboxDisk(dir, diskMiB).then(async () => {
-      await mkdir(paths.work, { mode: 0o700 });
-      await populateLayer(image.skeleton, paths.upper, uid, gid);
-    });
+    const layerReady = createSandboxDisk(dir, diskMiB, image.layer).then(() => claimLayer(paths.upper, uid, gid));
     // The control dir is root's: the sandbox sees it (as /.sbx) and uses the FIFOs the server
     // made in it, but cannot add, swap or remove anything there (a symlink planted in it would
     // otherwise be followed by the server, as root). Rebuilt on every start.

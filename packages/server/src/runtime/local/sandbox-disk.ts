@@ -21,15 +21,19 @@ const MKFS_OPTIONS = ["-q", "-F", "-O", "^has_journal", "-m", "0", "-E", "lazy_i
  */
 export const DISK_MOUNT_OPTIONS = "loop,nosuid,nodev,noexec,discard,noinit_itable";
 
-/** Creates `<dir>/disk.img` of `sizeMiB` and mounts it on `<dir>/disk`; answers the mount point. */
-export async function createSandboxDisk(dir: string, sizeMiB: number): Promise<string> {
+/**
+ * Creates `<dir>/disk.img` of `sizeMiB`, holding a copy of the `contents` dir (written by
+ * mkfs itself: far cheaper than copying file by file), and mounts it on `<dir>/disk`;
+ * answers the mount point.
+ */
+export async function createSandboxDisk(dir: string, sizeMiB: number, contents?: string): Promise<string> {
   if (!Number.isSafeInteger(sizeMiB) || sizeMiB < 16)
     throw new Error(`the disk must be at least 16 MiB, got ${sizeMiB}`);
   const image = join(dir, "disk.img");
   const mountPoint = join(dir, "disk");
   await Promise.all([writeFile(image, "", { mode: 0o600 }), mkdir(mountPoint, { recursive: true, mode: 0o700 })]);
   await truncate(image, sizeMiB * 1024 * 1024);
-  await run("mkfs.ext4", [...MKFS_OPTIONS, image]);
+  await run("mkfs.ext4", [...MKFS_OPTIONS, ...(contents ? ["-d", contents] : []), image]);
   await run("mount", ["-t", "ext4", "-o", DISK_MOUNT_OPTIONS, image, mountPoint]);
   return mountPoint;
 }
