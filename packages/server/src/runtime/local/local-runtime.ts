@@ -18,7 +18,7 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, chown, mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -45,7 +45,13 @@ import { AgentFilesystem, type WatchListener } from "./agent-filesystem.js";
 import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { FifoPool, openFifoReader, openFifoWriter } from "./fifo.js";
 import { claimLayer, type DefaultImage, ensureDefaultImage, USR_DIRS } from "./image.js";
-import { createSandboxDisk, removeSandboxDisk } from "./sandbox-disk.js";
+import {
+  createSandboxDisk,
+  type DiskSource,
+  ensureDiskTemplate,
+  MIN_DISK_MIB,
+  removeSandboxDisk,
+} from "./sandbox-disk.js";
 import { seccompProgram, seccompSupported } from "./seccomp.js";
 import { UidAllocator, type UidRange, uidRangeProblems } from "./uid-range.js";
 
@@ -67,17 +73,21 @@ const BASE_ENV = {
 const LAUNCH_ROOT = "/mnt";
 
 /**
- * Run as root in the private mount namespace: $1 the sandbox's root, $2 its control dir, $3
- * the agent; then the rest (setpriv … bwrap …). Nothing here propagates to the host.
+ * Run as root in the private mount namespace: $1 the sandbox's root, $2 its control dir (root's,
+ * holding a copy of the agent); then the rest (setpriv … bwrap …). Nothing here reaches the host.
  */
 const LAUNCH_SCRIPT = `set -e
 mount --bind "$1" ${LAUNCH_ROOT}
-mount --bind "$2" ${LAUNCH_ROOT}/.sbx
-mount -o remount,bind,nosuid,nodev,noexec ${LAUNCH_ROOT}/.sbx
-mount --bind "$3" ${LAUNCH_ROOT}/.sbx/agent.py
-mount -o remount,bind,ro,nosuid,nodev,noexec ${LAUNCH_ROOT}/.sbx/agent.py
-shift 3
+mount --bind -o nosuid,nodev,noexec "$2" ${LAUNCH_ROOT}/.sbx
+shift 2
 exec "$@"`;
+
+/** The agent's source, read once: each sandbox gets a root-owned copy in its control dir. */
+let agentSource: Promise<Buffer> | undefined;
+const agentCode = () => {
+  agentSource ??= readFile(AGENT);
+  return agentSource;
+};
 
 export interface LocalRuntimeOptions {
   /** Where images, per-sandbox layers and control files live. */
@@ -114,6 +124,8 @@ class LocalRuntime implements SandboxRuntime {
   readonly #options: LocalRuntimeOptions;
   readonly #sandboxes = new Map<string, LocalSandbox>();
   #image: Promise<DefaultImage> | undefined;
+  /** The default-size disk, ready made: most disks are a sparse copy of it. */
+  #diskTemplate: Promise<string> | undefined;
   #prepared: Promise<void> | undefined;
   readonly #warm: LocalSandbox[] = [];
   #warming = 0;
@@ -217,7 +229,7 @@ class LocalRuntime implements SandboxRuntime {
     const probe = join(this.#dir, `disk-probe-${process.pid}`);
     await mkdir(probe, { recursive: true, mode: 0o700 });
     try {
-      await createSandboxDisk(probe, 16);
+      await createSandboxDisk(probe, MIN_DISK_MIB);
     } finally {
       await removeSandboxDisk(probe);
       await rm(probe, { recursive: true, force: true });
@@ -266,6 +278,12 @@ class LocalRuntime implements SandboxRuntime {
     this.#image ??= ensureDefaultImage(join(this.#dir, "images"));
     this.#seccompFile ??= this.#writeSeccomp();
     const [image, seccomp] = await Promise.all([this.#image, this.#seccompFile]);
+    const diskMiB = this.#diskOf(spec);
+    let diskSource: DiskSource = { contents: image.layer };
+    if (diskMiB === this.#defaultDiskMiB) {
+      this.#diskTemplate ??= ensureDiskTemplate(join(image.lower, "..", `disk-${diskMiB}.img`), diskMiB, image.layer);
+      diskSource = { template: await this.#diskTemplate };
+    }
     const limits = this.#limitsOf(spec);
     // Its own uid while it lives: freed by destroy, once nothing of the sandbox runs.
     const uid = this.#uids.allocate();
@@ -276,7 +294,8 @@ class LocalRuntime implements SandboxRuntime {
       uid,
       gid: uid,
       releaseUid: () => this.#uids.release(uid),
-      diskMiB: this.#diskOf(spec),
+      diskMiB,
+      diskSource,
       cgroupVersion: version,
       cgroupPrefix: this.#instance,
       memoryMiB: limits.memoryLimitMiB,
@@ -366,8 +385,9 @@ interface SandboxSetup {
   readonly gid: number;
   /** Hands the uid back; called once nothing of the sandbox runs or is left on disk. */
   readonly releaseUid: () => void;
-  /** Capacity of the writable layer. */
+  /** Capacity of the writable layer, and what it starts with. */
   readonly diskMiB: number;
+  readonly diskSource: DiskSource;
   readonly cgroupVersion: CgroupVersion;
   /** Put before each sandbox id in its cgroup name (see cleanupCgroups). */
   readonly cgroupPrefix: string;
@@ -468,11 +488,11 @@ class LocalSandbox implements RuntimeSandbox {
   }
 
   async start(): Promise<void> {
-    const { uid, gid, dir, image, diskMiB } = this.#setup;
+    const { uid, gid, dir, image, diskMiB, diskSource } = this.#setup;
     const paths = this.#paths;
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await Promise.all([paths.rootfs, paths.ctl].map((p) => mkdir(p, { recursive: true })));
-    const layerReady = createSandboxDisk(dir, diskMiB, image.layer).then(() => claimLayer(paths.upper, uid, gid));
+    const layerReady = createSandboxDisk(dir, diskMiB, diskSource).then(() => claimLayer(paths.upper, uid, gid));
     // The control dir is root's: the sandbox sees it (as /.sbx) and uses the FIFOs the server
     // made in it, but cannot add, swap or remove anything there (a symlink planted in it would
     // otherwise be followed by the server, as root). Rebuilt on every start.
@@ -482,7 +502,7 @@ class LocalSandbox implements RuntimeSandbox {
     await Promise.all([
       chown(paths.ctl, 0, 0).then(() => chmod(paths.ctl, 0o755)),
       mkdir(join(paths.ctl, "p"), { mode: 0o755 }),
-      writeFile(join(paths.ctl, "agent.py"), "", { flag: "a" }), // the launcher's mount point for the agent
+      agentCode().then((code) => writeFile(join(paths.ctl, "agent.py"), code, { mode: 0o644 })),
     ]);
     await Promise.all([
       layerReady.then(() => mountOverlay(image.lower, paths.upper, paths.work, paths.rootfs)),
@@ -579,7 +599,6 @@ class LocalSandbox implements RuntimeSandbox {
         "sbx-mount",
         paths.rootfs,
         paths.ctl,
-        AGENT,
         "setpriv",
         `--reuid=${uid}`,
         `--regid=${gid}`,

@@ -5,7 +5,7 @@
  * Works on any host filesystem (no project quotas needed).
  */
 import { execFile } from "node:child_process";
-import { mkdir, rm, truncate, writeFile } from "node:fs/promises";
+import { lstat, mkdir, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -15,27 +15,58 @@ const run = promisify(execFile);
 const MKFS_OPTIONS = ["-q", "-F", "-O", "^has_journal", "-m", "0", "-E", "lazy_itable_init=1,nodiscard"];
 
 /**
- * Mount options: nosuid/nodev (a file planted there never runs with its owner's uid nor opens
- * a device), `discard` (files removed inside free the host's blocks) and `noinit_itable` (no
- * background zeroing of inode tables the sandbox never uses).
+ * Mount options: nosuid/nodev/noexec (a file planted there never runs with its owner's uid,
+ * opens a device or runs at all from the host; inside, programs run through the overlay),
+ * `discard` (files removed inside free the host's blocks) and `noinit_itable` (no background
+ * zeroing of inode tables the sandbox never uses).
  */
 export const DISK_MOUNT_OPTIONS = "loop,nosuid,nodev,noexec,discard,noinit_itable";
 
+/** Smallest disk: the layer template and ext4's own metadata take a few MiB. */
+export const MIN_DISK_MIB = 16;
+
 /**
- * Creates `<dir>/disk.img` of `sizeMiB`, holding a copy of the `contents` dir (written by
- * mkfs itself: far cheaper than copying file by file), and mounts it on `<dir>/disk`;
- * answers the mount point.
+ * Where a disk's first bytes come from: a ready image of the same size (a sparse copy of a
+ * few MiB, the fast way), or a directory written in by mkfs itself (still far cheaper than
+ * copying file by file after mounting).
  */
-export async function createSandboxDisk(dir: string, sizeMiB: number, contents?: string): Promise<string> {
-  if (!Number.isSafeInteger(sizeMiB) || sizeMiB < 16)
-    throw new Error(`the disk must be at least 16 MiB, got ${sizeMiB}`);
+export type DiskSource = { readonly template: string } | { readonly contents?: string | undefined };
+
+/** Creates `<dir>/disk.img` of `sizeMiB` from `source`, mounts it on `<dir>/disk`; answers the mount point. */
+export async function createSandboxDisk(dir: string, sizeMiB: number, source: DiskSource = {}): Promise<string> {
   const image = join(dir, "disk.img");
   const mountPoint = join(dir, "disk");
-  await Promise.all([writeFile(image, "", { mode: 0o600 }), mkdir(mountPoint, { recursive: true, mode: 0o700 })]);
-  await truncate(image, sizeMiB * 1024 * 1024);
-  await run("mkfs.ext4", [...MKFS_OPTIONS, ...(contents ? ["-d", contents] : []), image]);
+  await mkdir(mountPoint, { recursive: true, mode: 0o700 });
+  if ("template" in source) {
+    // --sparse=always: a plain copy (copy_file_range) could write the holes out in full.
+    await run("cp", ["--sparse=always", source.template, image]);
+  } else {
+    await makeImage(image, sizeMiB, source.contents);
+  }
   await run("mount", ["-t", "ext4", "-o", DISK_MOUNT_OPTIONS, image, mountPoint]);
   return mountPoint;
+}
+
+/**
+ * A ready disk image of `sizeMiB` holding `contents`, made once at `path` (aside, then
+ * renamed). Disks copied from it share its filesystem UUID, which only tools that look disks up
+ * by UUID care about (not the kernel, nor a mount by path).
+ */
+export async function ensureDiskTemplate(path: string, sizeMiB: number, contents: string): Promise<string> {
+  if (await lstat(path).catch(() => undefined)) return path;
+  const staging = `${path}.building-${process.pid}`;
+  await makeImage(staging, sizeMiB, contents);
+  await rename(staging, path);
+  return path;
+}
+
+async function makeImage(image: string, sizeMiB: number, contents: string | undefined): Promise<void> {
+  if (!Number.isSafeInteger(sizeMiB) || sizeMiB < MIN_DISK_MIB) {
+    throw new Error(`a sandbox disk must be a whole number of MiB, at least ${MIN_DISK_MIB}, got ${sizeMiB}`);
+  }
+  await writeFile(image, "", { mode: 0o600 });
+  await truncate(image, sizeMiB * 1024 * 1024);
+  await run("mkfs.ext4", [...MKFS_OPTIONS, ...(contents ? ["-d", contents] : []), image]);
 }
 
 /** Unmounts the disk (the loop device goes with it) and removes its image. */
