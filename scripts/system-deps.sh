@@ -1,8 +1,11 @@
 # Source this file: installs the Debian packages the real server needs (bubblewrap, and the
-# util-linux/coreutils/python3 it already expects), only when something is missing.
+# util-linux/coreutils/python3/e2fsprogs it already expects), only when something is missing.
 sbx_missing=()
 command -v bwrap >/dev/null 2>&1 || sbx_missing+=(bubblewrap)
 command -v setpriv >/dev/null 2>&1 || sbx_missing+=(util-linux)
+command -v unshare >/dev/null 2>&1 || sbx_missing+=(util-linux)
+# Sandbox disks are ext4 images (mkfs.ext4 -d needs e2fsprogs >= 1.43; Debian 12 has 1.47).
+PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null 2>&1 || sbx_missing+=(e2fsprogs)
 command -v mkfifo >/dev/null 2>&1 || sbx_missing+=(coreutils)
 [ -x /usr/bin/python3 ] || sbx_missing+=(python3)
 if [ "${#sbx_missing[@]}" -gt 0 ]; then

@@ -66,10 +66,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const dataDir = options.dataDir;
   const outputRetentionMiB = positiveMiB(options.outputRetentionMiB, "outputRetentionMiB");
   const diskReserveMiB = positiveMiB(options.diskReserveMiB, "diskReserveMiB", true);
-  // Traversable (not listable) so the unprivileged sandbox user can reach its own layer
-  // under runtime/; state, token and output stay private (0700 / 0600).
-  mkdirSync(dataDir, { recursive: true, mode: 0o711 });
-  chmodSync(dataDir, 0o711);
+  // Root's alone: sandboxes are launched without any path through it (see the local runtime),
+  // and no host account may reach their layers, state, token or output.
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(dataDir, 0o700);
   mkdirSync(join(dataDir, "sandboxes"), { recursive: true, mode: 0o700 });
   const runtime = options.runtime ?? createLocalRuntime({ dataDir });
   const problems = await runtime.checkPrerequisites();

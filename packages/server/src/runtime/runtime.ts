@@ -19,6 +19,8 @@ export interface RuntimeSandboxSpec {
   readonly cpuLimit?: number | undefined;
   /** Memory limit in MiB; undefined: the driver's default. */
   readonly memoryLimitMiB?: number | undefined;
+  /** Capacity of the writable layer in MiB; undefined: the driver's default. */
+  readonly diskMiB?: number | undefined;
   /** Maximum number of processes/threads; undefined: the driver's default. */
   readonly pidsLimit?: number | undefined;
   /** True: no network at all (loopback only). */

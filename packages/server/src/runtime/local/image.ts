@@ -1,12 +1,25 @@
 /**
- * The default image: a small root skeleton built from the host's own system, shared
- * read-only by every sandbox (each gets a writable overlay on top). /usr is bound from the
- * host read-only at run time, so sh, bash, python3 and coreutils work. Only an allowlist of
- * /etc is copied, and passwd/group/hosts are generated: no /etc/shadow, /root, /home, /run,
- * ssh keys, host sockets or server data ever enter it.
+ * The default image, in two parts built once from the host's own system:
+ *
+ * - the lower layer, shared read-only by every sandbox and owned by root: mount points, the
+ *   /bin → usr/bin style links and the image's fallback commands. Inside a sandbox its files
+ *   belong to the overflow uid ("nobody"), as the host's /usr does.
+ * - the layer template: what each sandbox's own disk starts with (the overlay's upper dir with
+ *   /etc, /root, /home, /tmp, /work, /usr/local, …, and its empty work dir), copied in when
+ *   the disk is made and given to the sandbox's uid, so its root owns and can change them.
+ *
+ * Only an allowlist of /etc is copied, and passwd/group/hosts are generated: no /etc/shadow,
+ * /root, /home, /run, ssh keys, host sockets or server data ever enter it. /usr is bound from
+ * the host read-only at run time, but only the subtrees programs need (`USR_DIRS`): never
+ * /usr/local or /usr/etc, where a host keeps its own configuration (an npmrc with a registry
+ * token, say).
  */
-import { cp, lstat, mkdir, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { chmod, chown, cp, lstat, mkdir, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
 
 /** /etc entries copied from the host (public, needed by common programs). */
 const ETC_ALLOWLIST = [
@@ -48,24 +61,36 @@ const GENERATED: Record<string, string> = {
   environment: "",
 };
 
-/** Top-level directories of the root (mount points and writable homes). */
-const DIRS = [
-  "usr",
-  "etc",
-  "tmp",
-  "root",
-  "home",
-  "var/tmp",
-  "opt",
-  "srv",
-  "mnt",
-  "proc",
-  "dev",
-  "sys",
-  ".sbx",
-  "work",
-];
+/**
+ * The subtrees of the host's /usr bound read-only into every sandbox (those that exist):
+ * programs, libraries, their data and headers, all installed by packages.
+ */
+export const USR_DIRS = ["bin", "sbin", "lib", "lib32", "lib64", "libx32", "libexec", "share", "include"] as const;
+
+/** Mount points of the lower layer (root's, never written). */
+const LOWER_DIRS = ["usr", "proc", "dev", "sys", ".sbx", "opt/sbx/bin"];
 const USR_LINKS = { bin: "usr/bin", sbin: "usr/sbin", lib: "usr/lib", lib64: "usr/lib64" };
+
+/** The sandbox's own directories, with their modes (all given to its uid). */
+const SKELETON_DIRS: Record<string, number> = {
+  etc: 0o755,
+  root: 0o700,
+  home: 0o755,
+  tmp: 0o1777,
+  var: 0o755,
+  "var/tmp": 0o1777,
+  opt: 0o755,
+  srv: 0o755,
+  mnt: 0o755,
+  work: 0o755,
+  "usr/local": 0o755,
+  "usr/local/bin": 0o755,
+  "usr/local/sbin": 0o755,
+  "usr/local/lib": 0o755,
+  "usr/local/share": 0o755,
+  "usr/local/include": 0o755,
+  "usr/local/etc": 0o755,
+};
 
 /**
  * Commands users expect that Debian only provides through optional packages, added in
@@ -73,47 +98,71 @@ const USR_LINKS = { bin: "usr/bin", sbin: "usr/sbin", lib: "usr/lib", lib64: "us
  */
 const FALLBACK_COMMANDS: Record<string, string> = { python: "/usr/bin/python3", pip: "/usr/bin/pip3" };
 
-export const IMAGE_VERSION = "2";
+export const IMAGE_VERSION = "3";
 
-/**
- * Builds the skeleton at `<dir>/rootfs` once (atomically: build aside, then rename),
- * owned by `uid:gid` so that the sandbox's root user owns its own /etc, /root, …
- */
-export async function ensureDefaultImage(dir: string, uid: number, gid: number): Promise<string> {
-  const rootfs = join(dir, `rootfs-v${IMAGE_VERSION}`);
-  if (await exists(rootfs)) return rootfs;
-  const staging = `${rootfs}.building-${process.pid}`;
+export interface DefaultImage {
+  /** The shared lower layer (root's). */
+  readonly lower: string;
+  /** What a sandbox's disk starts with: `upper/` and `work/` (see `claimLayer`). */
+  readonly layer: string;
+}
+
+/** Builds the image under `dir` once (atomically: build aside, then rename). */
+export async function ensureDefaultImage(dir: string): Promise<DefaultImage> {
+  const image = join(dir, `default-v${IMAGE_VERSION}`);
+  const built = { lower: join(image, "lower"), layer: join(image, "layer") };
+  if (await exists(image)) return built;
+  const staging = `${image}.building-${process.pid}`;
   await rm(staging, { recursive: true, force: true });
-  for (const d of DIRS) await mkdir(join(staging, d), { recursive: true });
+  await buildLower(join(staging, "lower"));
+  await buildSkeleton(join(staging, "layer", "upper"));
+  await mkdir(join(staging, "layer", "work"), { mode: 0o700 });
+  // Root's, whatever the umask or the host's files said: nothing of the image is a sandbox's.
+  await run("chown", ["-hR", "0:0", staging]);
+  await chmod(staging, 0o755);
+  await rename(staging, image);
+  return built;
+}
+
+async function buildLower(lower: string): Promise<void> {
+  for (const d of LOWER_DIRS) await mkdir(join(lower, d), { recursive: true, mode: 0o755 });
+  for (const d of USR_DIRS) {
+    if (await exists(join("/usr", d))) await mkdir(join(lower, "usr", d), { mode: 0o755 });
+  }
   for (const [name, target] of Object.entries(USR_LINKS)) {
-    if (await exists(join("/", target))) await symlink(target, join(staging, name));
+    if (await exists(join("/", target))) await symlink(target, join(lower, name));
+  }
+  for (const [name, target] of Object.entries(FALLBACK_COMMANDS)) {
+    if ((await exists(target)) && !(await exists(join("/usr/bin", name)))) {
+      await symlink(target, join(lower, "opt/sbx/bin", name));
+    }
+  }
+}
+
+async function buildSkeleton(skeleton: string): Promise<void> {
+  await mkdir(skeleton, { recursive: true, mode: 0o755 });
+  for (const [d, mode] of Object.entries(SKELETON_DIRS)) {
+    await mkdir(join(skeleton, d), { recursive: true });
+    await chmod(join(skeleton, d), mode);
   }
   for (const entry of ETC_ALLOWLIST) {
     const source = join("/etc", entry);
     if (!(await exists(source))) continue;
-    await mkdir(join(staging, "etc", entry, ".."), { recursive: true });
-    await cp(source, join(staging, "etc", entry), { recursive: true, verbatimSymlinks: true, errorOnExist: false });
+    await mkdir(join(skeleton, "etc", entry, ".."), { recursive: true });
+    await cp(source, join(skeleton, "etc", entry), { recursive: true, verbatimSymlinks: true, errorOnExist: false });
   }
-  for (const [name, content] of Object.entries(GENERATED)) await writeFile(join(staging, "etc", name), content);
-  await mkdir(join(staging, "opt/sbx/bin"), { recursive: true });
-  for (const [name, target] of Object.entries(FALLBACK_COMMANDS)) {
-    if ((await exists(target)) && !(await exists(join("/usr/bin", name)))) {
-      await symlink(target, join(staging, "opt/sbx/bin", name));
-    }
+  for (const [name, content] of Object.entries(GENERATED)) {
+    await writeFile(join(skeleton, "etc", name), content, { mode: 0o644 });
   }
-  await chownTree(staging, uid, gid);
-  await rename(staging, rootfs);
-  return rootfs;
 }
 
-async function chownTree(root: string, uid: number, gid: number): Promise<void> {
-  const { readdir, lchown } = await import("node:fs/promises");
-  await lchown(root, uid, gid);
-  for (const entry of await readdir(root, { withFileTypes: true })) {
-    const path = join(root, entry.name);
-    if (entry.isDirectory()) await chownTree(path, uid, gid);
-    else await lchown(path, uid, gid);
-  }
+/**
+ * Gives a sandbox's new upper dir (a copy of the template's) to its uid; /usr itself stays
+ * root's (only /usr/local is the sandbox's).
+ */
+export async function claimLayer(upper: string, uid: number, gid: number): Promise<void> {
+  await run("chown", ["-hR", `${uid}:${gid}`, upper]);
+  await chown(join(upper, "usr"), 0, 0);
 }
 
 async function exists(path: string): Promise<boolean> {

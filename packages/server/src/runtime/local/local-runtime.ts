@@ -1,10 +1,16 @@
 /**
  * The `local` runtime: each sandbox is a bubblewrap container on this machine.
  *
- *   root (the server) ── creates the overlay root, the cgroup and the control FIFOs, then
- *     sh (joins the cgroup) → setpriv (drops to the sandbox uid, no caps) → bwrap
- *       (new user/pid/mount/ipc/uts/net/cgroup namespaces, seccomp, no_new_privs)
+ *   root (the server) ── creates the sandbox's disk and overlay root, its cgroup and the
+ *   control FIFOs, then
+ *     sh (joins the cgroup) → unshare + sh (a private mount namespace where the root and the
+ *       control dir are bound on /mnt, see LAUNCH_SCRIPT) → setpriv (drops to the sandbox's
+ *       own uid, no caps) → bwrap (new user/pid/mount/ipc/uts/net/cgroup namespaces,
+ *       seccomp, no_new_privs)
  *         → agent.py as pid 1, which starts every process of the sandbox.
+ *
+ * Everything of a sandbox on the host lives under a root-only (0700) dir, on mounts that are
+ * nosuid,nodev: no host account can reach its files, and none planted there runs as its uid.
  *
  * Everything in a sandbox descends from bwrap, so it shares the namespaces, root, cgroup
  * and filter; destroying the cgroup kills all of it, daemons included.
@@ -12,7 +18,7 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, chown, mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -39,8 +45,16 @@ import {
 import { type AgentCallOptions, AgentFilesystem, type WatchListener } from "./agent-filesystem.js";
 import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { FifoPool, openFifoReader, openFifoWriter } from "./fifo.js";
-import { ensureDefaultImage } from "./image.js";
+import { claimLayer, type DefaultImage, ensureDefaultImage, USR_DIRS } from "./image.js";
+import {
+  createSandboxDisk,
+  type DiskSource,
+  ensureDiskTemplate,
+  MIN_DISK_MIB,
+  removeSandboxDisk,
+} from "./sandbox-disk.js";
 import { seccompProgram, seccompSupported } from "./seccomp.js";
+import { UidAllocator, type UidRange, uidRangeProblems } from "./uid-range.js";
 
 const run = promisify(execFile);
 const AGENT = join(dirname(fileURLToPath(import.meta.url)), "agent.py");
@@ -51,12 +65,44 @@ const BASE_ENV = {
   LANG: "C.UTF-8",
 };
 
+/**
+ * Where bwrap finds the sandbox's root: in the launcher's private mount namespace the root is
+ * bound here (any existing dir every user may traverse; what it holds on the host is hidden
+ * only in that namespace). bwrap resolves its paths as the unprivileged sandbox uid, and the
+ * layers' own dir is root's (0700).
+ */
+const LAUNCH_ROOT = "/mnt";
+
+/**
+ * Run as root in the private mount namespace: $1 the sandbox's root, $2 its control dir (root's,
+ * holding a copy of the agent); then the rest (setpriv … bwrap …). Nothing here reaches the host.
+ */
+const LAUNCH_SCRIPT = `set -e
+mount --bind "$1" ${LAUNCH_ROOT}
+mount --bind -o nosuid,nodev,noexec "$2" ${LAUNCH_ROOT}/.sbx
+shift 2
+exec "$@"`;
+
+/** The agent's source, read once: each sandbox gets a root-owned copy in its control dir. */
+let agentSource: Promise<Buffer> | undefined;
+const agentCode = () => {
+  agentSource ??= readFile(AGENT);
+  return agentSource;
+};
+
 export interface LocalRuntimeOptions {
   /** Where images, per-sandbox layers and control files live. */
   readonly dataDir: string;
-  /** Host uid/gid every sandboxed process runs as (unprivileged). Default 61000. */
-  readonly uid?: number;
-  readonly gid?: number;
+  /**
+   * Host uids for sandboxes: each live sandbox runs as its own uid (and the same gid) from this
+   * range, which must not overlap any id in /etc/passwd, /etc/group, /etc/subuid or
+   * /etc/subgid, and must end below 2^31. Default: 65,536 ids from 2,000,000,000 plus one of
+   * 2,048 blocks picked by the data dir (two servers on one machine should still be given
+   * ranges of their own).
+   */
+  readonly sandboxUids?: UidRange;
+  /** Capacity of a sandbox's writable layer when it sets none. Default 10,240 MiB (10 GiB). */
+  readonly defaultDiskMiB?: number;
   /** Memory limit when a sandbox sets none. Default 1024 MiB. */
   readonly defaultMemoryMiB?: number;
   /** Process/thread limit per sandbox. Default 512. */
@@ -81,11 +127,14 @@ class LocalRuntime implements SandboxRuntime {
   readonly name = "local";
   readonly #dir: string;
   readonly #instance: string;
-  readonly #uid: number;
-  readonly #gid: number;
+  readonly #uidRange: UidRange;
+  readonly #uids: UidAllocator;
+  readonly #defaultDiskMiB: number;
   readonly #options: LocalRuntimeOptions;
   readonly #sandboxes = new Map<string, LocalSandbox>();
-  #image: Promise<string> | undefined;
+  #image: Promise<DefaultImage> | undefined;
+  /** The default-size disk, ready made: most disks are a sparse copy of it. */
+  #diskTemplate: Promise<string> | undefined;
   #prepared: Promise<void> | undefined;
   readonly #warm: LocalSandbox[] = [];
   #warming = 0;
@@ -101,8 +150,12 @@ class LocalRuntime implements SandboxRuntime {
     // Cgroup names carry a tag of the data dir, so two servers on one machine never touch
     // each other's sandboxes (cleanup after a crash removes only this data dir's cgroups).
     this.#instance = createHash("sha256").update(resolve(this.#dir)).digest("hex").slice(0, 10);
-    this.#uid = options.uid ?? 61_000;
-    this.#gid = options.gid ?? 61_000;
+    this.#uidRange = options.sandboxUids ?? {
+      start: 2_000_000_000 + (Number.parseInt(this.#instance.slice(0, 6), 16) % 2048) * 65_536,
+      count: 65_536,
+    };
+    this.#uids = new UidAllocator(this.#uidRange);
+    this.#defaultDiskMiB = options.defaultDiskMiB ?? 10_240;
     this.#warmPoolSize = options.warmPoolSize ?? 2;
   }
 
@@ -114,8 +167,10 @@ class LocalRuntime implements SandboxRuntime {
     for (const [tool, pkg] of [
       ["bwrap", "bubblewrap"],
       ["setpriv", "util-linux"],
+      ["unshare", "util-linux"],
       ["mkfifo", "coreutils"],
       ["mount", "mount"],
+      ["mkfs.ext4", "e2fsprogs"],
     ] as const) {
       if (!(await which(tool))) problems.push(`${tool} is missing: install it with 'apt-get install ${pkg}'`);
     }
@@ -124,18 +179,19 @@ class LocalRuntime implements SandboxRuntime {
         "/usr/bin/python3 is missing (it runs the sandbox agent): install it with 'apt-get install python3'",
       );
     }
+    if (!existsSync(LAUNCH_ROOT))
+      problems.push(`${LAUNCH_ROOT} is missing (sandboxes are launched from it): mkdir ${LAUNCH_ROOT}`);
+    problems.push(...(await uidRangeProblems(this.#uidRange)));
     problems.push(...(await cgroupProblems()));
     if (problems.length > 0) return problems;
     try {
       await run("setpriv", [
-        `--reuid=${this.#uid}`,
-        `--regid=${this.#gid}`,
+        `--reuid=${this.#uidRange.start}`,
+        `--regid=${this.#uidRange.start}`,
         "--clear-groups",
         "bwrap",
         "--unshare-all",
-        "--ro-bind",
-        "/usr",
-        "/usr",
+        ...usrBinds(),
         "--symlink",
         "usr/lib64",
         "/lib64",
@@ -154,6 +210,13 @@ class LocalRuntime implements SandboxRuntime {
     } catch (error) {
       problems.push(overlayProbeProblem(this.#dir, error));
     }
+    try {
+      await this.#probeDisk();
+    } catch (error) {
+      problems.push(
+        `cannot mount an ext4 image on a loop device under ${this.#dir} (${firstLine(error)}): load the loop module (modprobe loop) and give the server /dev/loop-control`,
+      );
+    }
     return problems;
   }
 
@@ -170,12 +233,25 @@ class LocalRuntime implements SandboxRuntime {
     }
   }
 
+  /** Sandbox disks are sparse ext4 images on loop devices (see sandbox-disk.ts). */
+  async #probeDisk(): Promise<void> {
+    const probe = join(this.#dir, `disk-probe-${process.pid}`);
+    await mkdir(probe, { recursive: true, mode: 0o700 });
+    try {
+      await createSandboxDisk(probe, MIN_DISK_MIB);
+    } finally {
+      await removeSandboxDisk(probe);
+      await rm(probe, { recursive: true, force: true });
+    }
+  }
+
   async createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox> {
     if (spec.image) throw new Error(`unknown image ${JSON.stringify(spec.image)}`);
     if (this.#closed) throw new Error("the runtime is closed");
     const limits = this.#limitsOf(spec);
-    // A pre-started sandbox takes on the new one's id, environment and limits.
-    const warm = this.#warm.shift();
+    // A pre-started sandbox takes on the new one's id, environment and limits; its disk was
+    // made with the default size, so a sandbox asking for another starts cold.
+    const warm = this.#diskOf(spec) === this.#defaultDiskMiB ? this.#warm.shift() : undefined;
     if (warm) {
       this.#refillWarmPool();
       try {
@@ -199,21 +275,36 @@ class LocalRuntime implements SandboxRuntime {
     };
   }
 
+  #diskOf(spec: RuntimeSandboxSpec): number {
+    return spec.diskMiB ?? this.#defaultDiskMiB;
+  }
+
   async #start(spec: RuntimeSandboxSpec): Promise<LocalSandbox> {
     this.#prepared ??= this.#prepare();
     await this.#prepared;
     const version = detectCgroupVersion();
     if (!version) throw new Error("no usable cgroup hierarchy");
-    this.#image ??= ensureDefaultImage(join(this.#dir, "images"), this.#uid, this.#gid);
+    this.#image ??= ensureDefaultImage(join(this.#dir, "images"));
     this.#seccompFile ??= this.#writeSeccomp();
     const [image, seccomp] = await Promise.all([this.#image, this.#seccompFile]);
+    const diskMiB = this.#diskOf(spec);
+    let diskSource: DiskSource = { contents: image.layer };
+    if (diskMiB === this.#defaultDiskMiB) {
+      this.#diskTemplate ??= ensureDiskTemplate(join(image.lower, "..", `disk-${diskMiB}.img`), diskMiB, image.layer);
+      diskSource = { template: await this.#diskTemplate };
+    }
     const limits = this.#limitsOf(spec);
+    // Its own uid while it lives: freed by destroy, once nothing of the sandbox runs.
+    const uid = this.#uids.allocate();
     const sandbox = new LocalSandbox(spec, {
       dir: join(this.#dir, "sandboxes", spec.id),
       image,
       seccomp,
-      uid: this.#uid,
-      gid: this.#gid,
+      uid,
+      gid: uid,
+      releaseUid: () => this.#uids.release(uid),
+      diskMiB,
+      diskSource,
       cgroupVersion: version,
       cgroupPrefix: this.#instance,
       memoryMiB: limits.memoryLimitMiB,
@@ -258,11 +349,11 @@ class LocalRuntime implements SandboxRuntime {
     }
   }
 
-  /** The runtime dir must be traversable by the sandbox uid (bwrap resolves paths as that user). */
+  /** Root's alone: no host account (nor any sandbox uid) reaches a sandbox's layers by path. */
   async #prepare(): Promise<void> {
-    await mkdir(join(this.#dir, "sandboxes"), { recursive: true, mode: 0o711 });
-    await chmod(this.#dir, 0o711);
-    await chmod(join(this.#dir, "sandboxes"), 0o711);
+    await mkdir(join(this.#dir, "sandboxes"), { recursive: true, mode: 0o700 });
+    await chmod(this.#dir, 0o700);
+    await chmod(join(this.#dir, "sandboxes"), 0o700);
   }
 
   async #writeSeccomp(): Promise<string> {
@@ -273,13 +364,16 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   async cleanupLeftovers(): Promise<void> {
+    // Processes first (their mount namespaces hold the mounts), then mounts, then files. Every
+    // uid of the range is free again: nothing of an earlier run is left to own one.
+    const version = detectCgroupVersion();
+    if (version) await cleanupCgroups(version, this.#instance);
     const root = join(this.#dir, "sandboxes");
     for (const entry of await readdir(root).catch(() => [] as string[])) {
       await run("umount", ["-l", join(root, entry, "rootfs")]).catch(() => {});
+      await removeSandboxDisk(join(root, entry));
       await rm(join(root, entry), { recursive: true, force: true }).catch(() => {});
     }
-    const version = detectCgroupVersion();
-    if (version) await cleanupCgroups(version, this.#instance);
     this.#refillWarmPool();
   }
 
@@ -294,10 +388,16 @@ class LocalRuntime implements SandboxRuntime {
 
 interface SandboxSetup {
   readonly dir: string;
-  readonly image: string;
+  readonly image: DefaultImage;
   readonly seccomp: string;
+  /** The sandbox's own host uid/gid (no other sandbox and no host account has them). */
   readonly uid: number;
   readonly gid: number;
+  /** Hands the uid back; called once nothing of the sandbox runs or is left on disk. */
+  readonly releaseUid: () => void;
+  /** Capacity of the writable layer, and what it starts with. */
+  readonly diskMiB: number;
+  readonly diskSource: DiskSource;
   readonly cgroupVersion: CgroupVersion;
   /** Put before each sandbox id in its cgroup name (see cleanupCgroups). */
   readonly cgroupPrefix: string;
@@ -392,17 +492,20 @@ class LocalSandbox implements RuntimeSandbox {
   get #paths() {
     const dir = this.#setup.dir;
     return {
-      upper: join(dir, "upper"),
-      work: join(dir, "work"),
+      // On the sandbox's own disk (mounted at <dir>/disk, see sandbox-disk.ts).
+      upper: join(dir, "disk", "upper"),
+      work: join(dir, "disk", "work"),
       rootfs: join(dir, "rootfs"),
       ctl: join(dir, "ctl"),
     };
   }
 
   async start(): Promise<void> {
-    const { uid, gid } = this.#setup;
+    const { uid, gid, dir, image, diskMiB, diskSource } = this.#setup;
     const paths = this.#paths;
-    await Promise.all(Object.values(paths).map((p) => mkdir(p, { recursive: true })));
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await Promise.all([paths.rootfs, paths.ctl].map((p) => mkdir(p, { recursive: true })));
+    const layerReady = createSandboxDisk(dir, diskMiB, diskSource).then(() => claimLayer(paths.upper, uid, gid));
     // The control dir is root's: the sandbox sees it (as /.sbx) and uses the FIFOs the server
     // made in it, but cannot add, swap or remove anything there (a symlink planted in it would
     // otherwise be followed by the server, as root). Rebuilt on every start.
@@ -410,13 +513,12 @@ class LocalSandbox implements RuntimeSandbox {
       ["ctl", "events", "p"].map((name) => rm(join(paths.ctl, name), { recursive: true, force: true })),
     );
     await Promise.all([
-      chown(paths.upper, uid, gid),
       chown(paths.ctl, 0, 0).then(() => chmod(paths.ctl, 0o755)),
       mkdir(join(paths.ctl, "p"), { mode: 0o711 }), // traversable, not listable: see exec
-      writeFile(join(paths.ctl, "agent.py"), "", { flag: "a" }), // bwrap's mount point for the agent
+      agentCode().then((code) => writeFile(join(paths.ctl, "agent.py"), code, { mode: 0o644 })),
     ]);
     await Promise.all([
-      mountOverlay(this.#setup.image, paths.upper, paths.work, paths.rootfs),
+      layerReady.then(() => mountOverlay(image.lower, paths.upper, paths.work, paths.rootfs)),
       this.#cgroup.create({
         cpuLimit: this.#spec.cpuLimit,
         memoryLimitMiB: this.#setup.memoryMiB,
@@ -463,24 +565,17 @@ class LocalSandbox implements RuntimeSandbox {
       "--new-session",
       "--cap-drop",
       "ALL",
+      // The root with /.sbx and its agent already bound in (see LAUNCH_SCRIPT).
       "--bind",
-      paths.rootfs,
+      LAUNCH_ROOT,
       "/",
-      "--ro-bind",
-      "/usr",
-      "/usr",
+      ...usrBinds(),
       "--proc",
       "/proc",
       "--dev",
       "/dev",
       "--tmpfs",
       "/tmp",
-      "--bind",
-      paths.ctl,
-      "/.sbx",
-      "--ro-bind",
-      AGENT,
-      "/.sbx/agent.py",
       "--chdir",
       "/",
       "--clearenv",
@@ -507,6 +602,16 @@ class LocalSandbox implements RuntimeSandbox {
         "sbx-launch",
         ...this.#cgroup.dirs,
         "--",
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "/bin/sh",
+        "-c",
+        LAUNCH_SCRIPT,
+        "sbx-mount",
+        paths.rootfs,
+        paths.ctl,
         "setpriv",
         `--reuid=${uid}`,
         `--regid=${gid}`,
@@ -699,7 +804,9 @@ class LocalSandbox implements RuntimeSandbox {
       this.#events?.destroy();
       this.#control?.destroy();
       await run("umount", ["-l", this.#paths.rootfs]).catch(() => {});
+      await removeSandboxDisk(this.#setup.dir);
       await rm(this.#setup.dir, { recursive: true, force: true }).catch(() => {});
+      this.#setup.releaseUid();
     })();
     return this.#destroyed;
   }
@@ -841,8 +948,21 @@ function overlayProbeProblem(dir: string, error: unknown): string {
   return `cannot mount overlayfs under ${dir} (${reason}): load the overlay module (modprobe overlay)`;
 }
 
+/** nosuid,nodev: a setuid file or device node planted in a layer is inert on the host too. */
 async function mountOverlay(lower: string, upper: string, work: string, target: string): Promise<void> {
-  await run("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${lower},upperdir=${upper},workdir=${work}`, target]);
+  await run("mount", [
+    "-t",
+    "overlay",
+    "overlay",
+    "-o",
+    `nosuid,nodev,lowerdir=${lower},upperdir=${upper},workdir=${work}`,
+    target,
+  ]);
+}
+
+/** bwrap arguments binding the allowlisted subtrees of the host's /usr read-only (see image.ts). */
+function usrBinds(): string[] {
+  return USR_DIRS.flatMap((d) => ["--ro-bind-try", `/usr/${d}`, `/usr/${d}`]);
 }
 
 async function which(tool: string): Promise<boolean> {
