@@ -25,8 +25,6 @@ export interface RuntimeSandboxSpec {
   readonly pidsLimit?: number | undefined;
   /** True: no network at all (loopback only). */
   readonly blockNetwork: boolean;
-  /** Capacity of the writable layer in MiB; undefined: the driver's default. */
-  readonly diskMiB?: number | undefined;
 }
 
 export interface RuntimeProcessSpec {
