@@ -27,6 +27,8 @@ import type { StateStore } from "./state/store.js";
 
 export const ENTRYPOINT = "entrypoint";
 const ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
+/** How long a timed-out process may take to be reported gone (its output drained) after the kill. */
+const KILL_GRACE_MS = 10_000;
 
 export function newSandboxId(): string {
   const bytes = new Uint8Array(20);
@@ -45,6 +47,8 @@ export class ServerProcess {
   readonly #paths: readonly string[];
   #runtime: RuntimeProcess | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** Set when the exec timeout killed the process: its status once the runtime reports it gone. */
+  #timedOut = false;
   #stdinClosed: boolean;
 
   constructor(
@@ -103,6 +107,7 @@ export class ServerProcess {
     }
     this.#runtime = rt;
     this.info.pid = rt.pid;
+    if (this.#timedOut) rt.signal(9); // the timeout fired while it was starting
     const out = (chunk: Uint8Array) => {
       if (spec.stdout !== StdioMode.IGNORE) this.stdout.append(chunk);
     };
@@ -112,14 +117,19 @@ export class ServerProcess {
       else if (spec.stderr !== StdioMode.IGNORE) this.stderr.append(chunk);
     });
     if (this.#stdinClosed) void rt.closeStdin();
-    rt.exit.then((exit) => this.finish(fromRuntimeExit(exit)));
+    rt.exit.then((exit) => this.finish(this.#timedOut ? timedOut() : fromRuntimeExit(exit)));
     this.sandbox.persistProcess(this);
   }
 
-  async #timeout(): Promise<void> {
-    if (!this.running) return;
-    this.#runtime?.signal(9);
-    this.finish(timedOut());
+  /**
+   * Kills the process; it ends (as timed out) when the runtime reports it gone, so the output
+   * it wrote before the kill is all kept. If that never comes, it ends anyway.
+   */
+  #timeout(): void {
+    if (!this.running || this.#timedOut) return;
+    this.#timedOut = true;
+    this.#runtime?.signal(9); // still starting: start() kills it once it has a runtime process
+    this.#timer = setTimeout(() => this.finish(timedOut()), KILL_GRACE_MS).unref();
   }
 
   /** Accepts stdin bytes at `offset`; bytes already committed are skipped. */
@@ -165,7 +175,8 @@ export class ServerProcess {
       this.lifecycle.ended();
       this.sandbox.processEnded(this);
     };
-    // A runtime exit resolves after output drained; a kill/timeout closes the logs at once.
+    // A runtime exit (a timeout's too) resolves after output drained; when the sandbox ends,
+    // or a timed-out process is never reported gone, the logs close at once.
     close();
   }
 }
