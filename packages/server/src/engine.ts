@@ -27,6 +27,8 @@ import type { StateStore } from "./state/store.js";
 
 export const ENTRYPOINT = "entrypoint";
 const ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
+/** How long a timed-out process may take to be reported gone (its output drained) after the kill. */
+const KILL_GRACE_MS = 10_000;
 
 export function newSandboxId(): string {
   const bytes = new Uint8Array(20);
@@ -44,6 +46,8 @@ export class ServerProcess {
   readonly lifecycle: CommandLifecycle;
   #runtime: RuntimeProcess | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** Set when the exec timeout killed the process: its status once the runtime reports it gone. */
+  #timedOut = false;
   #stdinClosed: boolean;
   /** The runtime reported the exit; the record ends once the output is written. */
   #exited = false;
@@ -130,6 +134,7 @@ export class ServerProcess {
         if (full.size === 0) rt.resumeOutput();
       });
     };
+    if (this.#timedOut) rt.signal(9); // the timeout fired while it was starting
     const out = (chunk: Uint8Array) => {
       if (spec.stdout !== StdioMode.IGNORE) append(this.stdout, chunk);
     };
@@ -143,15 +148,20 @@ export class ServerProcess {
     void rt.exit.then(async (exit) => {
       this.#exited = true;
       await Promise.all([this.stdout.written(), this.stderr.written()]);
-      this.finish(fromRuntimeExit(exit));
+      this.finish(this.#timedOut ? timedOut() : fromRuntimeExit(exit));
     });
     this.sandbox.persistProcess(this);
   }
 
-  async #timeout(): Promise<void> {
-    if (!this.running || this.#exited) return;
-    this.#runtime?.signal(9);
-    this.finish(timedOut());
+  /**
+   * Kills the process; it ends (as timed out) when the runtime reports it gone, so the output
+   * it wrote before the kill is all kept. If that never comes, it ends anyway.
+   */
+  #timeout(): void {
+    if (!this.running || this.#exited || this.#timedOut) return;
+    this.#timedOut = true;
+    this.#runtime?.signal(9); // still starting: start() kills it once it has a runtime process
+    this.#timer = setTimeout(() => this.finish(timedOut()), KILL_GRACE_MS).unref();
   }
 
   /** Accepts stdin bytes at `offset`; bytes already committed are skipped. */
@@ -198,7 +208,8 @@ export class ServerProcess {
       this.lifecycle.ended();
       this.sandbox.processEnded(this);
     };
-    // A runtime exit resolves after output drained; a kill/timeout closes the logs at once.
+    // A runtime exit (a timeout's too) resolves after output drained; when the sandbox ends,
+    // or a timed-out process is never reported gone, the logs close at once.
     close();
   }
 }

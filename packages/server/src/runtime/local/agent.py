@@ -567,8 +567,6 @@ def start(req):
                 os.close(fd)
             emit({"ev": "failed", "id": pid_id, "error": "cannot allocate a terminal: %s" % e})
             return
-    # Where to tell the user why exec failed (the FIFOs' names are gone by then).
-    report = os.dup(stderr)
     try:
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
@@ -578,10 +576,15 @@ def start(req):
             os.close(w)
             raise
     except BaseException:
-        for fd in {stdin, stdout, stderr, report, master, slave} - {None}:
+        for fd in {stdin, stdout, stderr, master, slave} - {None}:
             os.close(fd)
         raise
     if pid == 0:
+        # Why the exec failed goes to the process's own error output, written by the process
+        # itself before it exits: its output then ends after that line, like any other output.
+        # (Written by the agent once the child had gone, the line raced the end of the stream.)
+        error_out = slave if slave is not None else stderr
+        doing = "run %s" % argv[0]
         try:
             os.close(r)
             os.setsid()
@@ -599,15 +602,19 @@ def start(req):
                 for fd in {stdin, stdout, stderr}:
                     if fd > 2:
                         os.close(fd)
+            error_out = 2
             for sig in (signal.SIGPIPE, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            doing = "change to directory %s" % cwd
             os.chdir(cwd)
+            doing = "run %s" % argv[0]
             os.execvpe(argv[0], argv, env)
-        except BaseException as e:  # report why exec failed, then die like a shell would
-            msg = str(e).encode()
+        except BaseException as e:  # say why exec failed, then die like a shell would
             try:
-                os.write(w, msg or b"exec failed")
+                signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # a gone reader must not change the status
+                line = "sbx: cannot %s: %s\n" % (doing, e.strerror if isinstance(e, OSError) and e.strerror else e)
+                write_all(error_out, line.encode(errors="replace"))
             finally:
                 os._exit(127 if isinstance(e, FileNotFoundError) else 126)
     os.close(w)
@@ -625,16 +632,9 @@ def start(req):
     else:
         for fd in {stdin, stdout, stderr}:
             os.close(fd)
-    failure = os.read(r, 4096)
+    os.read(r, 1)  # returns once the child has exec'd (the pipe is close-on-exec) or died
     os.close(r)
     pids[pid] = pid_id
-    if failure:
-        # exec failed: the child exits 126/127; tell the user why on its stderr.
-        try:
-            os.write(report, b"sbx: cannot run %s: %s\n" % (argv[0].encode(errors="replace"), failure))
-        except OSError:
-            pass
-    os.close(report)
     emit({"ev": "started", "id": pid_id, "pid": pid})
 
 

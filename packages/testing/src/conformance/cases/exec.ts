@@ -125,6 +125,18 @@ export function execCases(t: TestApi, h: Harness): void {
     );
 
     t.it(
+      "a missing program exits 127 and names itself on stderr",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(["nosuchbinary"]);
+        const [stderr, code] = await Promise.all([p.stderr.readText(), p.wait()]);
+        ok(stderr.includes("nosuchbinary"), `stderr names the program: ${JSON.stringify(stderr)}`);
+        equal(code, 127);
+      },
+      T,
+    );
+
+    t.it(
       "kill: SIGKILL by default (137), SIGTERM → 143",
       async () => {
         const sb = await h.sandbox();
