@@ -10,6 +10,7 @@ import type { Listener, ListenOptions } from "@sbx/server-kit/listen";
 import { type CutStreamsOptions, type FailNextOptions, Faults, type RecordedCall } from "./faults.js";
 import { filesystemService } from "./filesystem-service.js";
 import type { ExecHandler, ExecPattern } from "./handlers.js";
+import { KeepAlive } from "./keep-alive.js";
 import { terminated } from "./model.js";
 import { processService } from "./process-service.js";
 import { sandboxService } from "./sandbox-service.js";
@@ -55,7 +56,9 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     router.service(ProcessService, processService(state));
     router.service(FilesystemService, filesystemService(state));
   };
-  const interceptors = [faults.interceptor];
+  const keepAlive = new KeepAlive();
+  // The keep-alive is outermost, so injected latency counts as a call in flight too.
+  const interceptors = [keepAlive.interceptor, faults.interceptor];
   const listeners: Listener[] = [];
   return {
     // It carries its sbx clients, so runtime packages without a Connect client (@sbx/web) take it too.
@@ -79,6 +82,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     },
     async close() {
       state.shutdown((sandbox) => sandbox.finish(terminated()));
+      keepAlive.close();
       await Promise.all(listeners.splice(0).map((l) => l.close()));
     },
   };
