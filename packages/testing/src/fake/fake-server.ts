@@ -7,7 +7,7 @@ import { type ConnectRouter, createRouterTransport, type Transport } from "@conn
 import { withConnectClients } from "@sbx/core/connect";
 import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
 import type { Listener, ListenOptions } from "@sbx/server-kit/listen";
-import { type CutStreamsOptions, type FailNextOptions, Faults, type RecordedCall } from "./faults.js";
+import { type CutStreamsOptions, type FailNextOptions, type FaultMethod, Faults, type RecordedCall } from "./faults.js";
 import { filesystemService } from "./filesystem-service.js";
 import type { ExecHandler, ExecPattern } from "./handlers.js";
 import { KeepAlive } from "./keep-alive.js";
@@ -34,8 +34,11 @@ export interface FakeServer {
   readonly calls: readonly RecordedCall[];
   /** Scripts processes whose command matches `pattern` (latest registration wins). */
   onExec(pattern: ExecPattern, handler: ExecHandler): void;
-  /** The next `times` calls of `method` fail with `code`. */
-  failNext(method: string, options: FailNextOptions): void;
+  /**
+   * The next `times` calls of `method` fail with `code`. `method` is an RPC name ("StartProcess"
+   * or "startProcess") or a short alias ("exec").
+   */
+  failNext(method: FaultMethod, options: FailNextOptions): void;
   /** The next output and file-read streams (ReadOutput, ReadFile) fail with UNAVAILABLE after `afterBytes` bytes. */
   cutStreams(options: CutStreamsOptions): void;
   /** Drops injected failures and cuts that have not happened yet. */

@@ -662,7 +662,7 @@ function filesystemFaultCases(t: TestApi, h: Harness, fake: FakeControls): void 
       async () => {
         const sb = await h.sandbox();
         const fs = sb.filesystem;
-        const methods = ["MakeDirectory", "Stat", "ListFiles", "ReadFile", "Remove", "Watch"];
+        const methods = ["MakeDirectory", "Stat", "ListFiles", "ReadFile", "Remove", "Watch"] as const;
         const before = methods.map(count);
         for (const method of methods) fake.failNext(method, { code: "unavailable" });
         await fs.makeDirectory("/retry/d");
