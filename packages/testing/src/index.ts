@@ -5,5 +5,12 @@
 
 export type { Listener as FakeListener, ListenOptions } from "@sbx/server-kit/listen";
 export { createFakeServer, type FakeServer, type FakeServerOptions } from "./fake/fake-server.js";
-export type { CutStreamsOptions, FailNextOptions, FaultCode, RecordedCall } from "./fake/faults.js";
+export type {
+  CutStreamsOptions,
+  FailNextOptions,
+  FaultCode,
+  FaultMethod,
+  RecordedCall,
+  RpcMethodName,
+} from "./fake/faults.js";
 export type { ExecContext, ExecHandler, ExecPattern, ExecResult } from "./fake/handlers.js";

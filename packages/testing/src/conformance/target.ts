@@ -1,5 +1,6 @@
 /** What a conformance run needs to know about its target. */
 import type * as core from "@sbx/core";
+import type { FaultMethod } from "../fake/faults.js";
 
 /** A vitest/jest/node:test-like API; the suite registers its cases through it. */
 export interface TestApi {
@@ -22,7 +23,7 @@ export type SandboxClientLike = core.SandboxClient;
 /** The fake server's controls the fault cases use (present when the target is the fake). */
 export interface FakeControls {
   failNext(
-    method: string,
+    method: FaultMethod,
     options: { code: string; times?: number; retryAfterMs?: number; afterApplying?: boolean },
   ): void;
   cutStreams(options: { afterBytes: number | (() => number); times?: number }): void;

@@ -7,9 +7,10 @@ import { type ConnectRouter, createRouterTransport, type Transport } from "@conn
 import { withConnectClients } from "@sbx/core/connect";
 import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
 import type { Listener, ListenOptions } from "@sbx/server-kit/listen";
-import { type CutStreamsOptions, type FailNextOptions, Faults, type RecordedCall } from "./faults.js";
+import { type CutStreamsOptions, type FailNextOptions, type FaultMethod, Faults, type RecordedCall } from "./faults.js";
 import { filesystemService } from "./filesystem-service.js";
 import type { ExecHandler, ExecPattern } from "./handlers.js";
+import { KeepAlive } from "./keep-alive.js";
 import { terminated } from "./model.js";
 import { processService } from "./process-service.js";
 import { sandboxService } from "./sandbox-service.js";
@@ -38,8 +39,11 @@ export interface FakeServer {
   readonly calls: readonly RecordedCall[];
   /** Scripts processes whose command matches `pattern` (latest registration wins). */
   onExec(pattern: ExecPattern, handler: ExecHandler): void;
-  /** The next `times` calls of `method` fail with `code`. */
-  failNext(method: string, options: FailNextOptions): void;
+  /**
+   * The next `times` calls of `method` fail with `code`. `method` is an RPC name ("StartProcess"
+   * or "startProcess") or a short alias ("exec").
+   */
+  failNext(method: FaultMethod, options: FailNextOptions): void;
   /** The next output and file-read streams (ReadOutput, ReadFile) fail with UNAVAILABLE after `afterBytes` bytes. */
   cutStreams(options: CutStreamsOptions): void;
   /** Drops injected failures and cuts that have not happened yet. */
@@ -60,7 +64,9 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     router.service(ProcessService, processService(state));
     router.service(FilesystemService, filesystemService(state));
   };
-  const interceptors = [faults.interceptor];
+  const keepAlive = new KeepAlive();
+  // The keep-alive is outermost, so injected latency counts as a call in flight too.
+  const interceptors = [keepAlive.interceptor, faults.interceptor];
   const listeners: Listener[] = [];
   return {
     // It carries its sbx clients, so runtime packages without a Connect client (@sbx/web) take it too.
@@ -84,6 +90,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     },
     async close() {
       state.shutdown((sandbox) => sandbox.finish(terminated()));
+      keepAlive.close();
       await Promise.all(listeners.splice(0).map((l) => l.close()));
     },
   };

@@ -3,7 +3,7 @@
  * same in-process and over a port: failNext, cut streams, latency, auth, and the call log.
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { RetryInfoSchema } from "@sbx/proto";
+import { FilesystemService, ProcessService, RetryInfoSchema, SandboxService } from "@sbx/proto";
 
 export type FaultCode =
   | "canceled"
@@ -49,35 +49,26 @@ export interface CutStreamsOptions {
 }
 
 export interface RecordedCall {
-  readonly method: string;
+  readonly method: RpcMethodName;
   /** The request message (unary calls and server-streaming calls). */
   readonly request: unknown;
 }
 
-const METHODS = [
-  "CreateSandbox",
-  "GetSandbox",
-  "LookupSandbox",
-  "ListSandboxes",
-  "WaitSandbox",
-  "TerminateSandbox",
-  "SetTags",
-  "StartProcess",
-  "GetProcess",
-  "ReadOutput",
-  "WriteStdin",
-  "WaitProcess",
-  "SignalProcess",
-  "ResizePty",
-  "Stat",
-  "ListFiles",
-  "MakeDirectory",
-  "Remove",
-  "ReadFile",
-  "WriteFile",
-  "Watch",
-];
-const ALIASES: Record<string, string> = {
+/** An RPC's name as the services define it (lowerCamelCase), e.g. "createSandbox". */
+type LocalMethodName =
+  | keyof typeof SandboxService.method
+  | keyof typeof ProcessService.method
+  | keyof typeof FilesystemService.method;
+
+/** An RPC's name on the wire, e.g. "CreateSandbox": what `calls` records. */
+export type RpcMethodName = Capitalize<LocalMethodName>;
+
+const METHODS: readonly string[] = [SandboxService, ProcessService, FilesystemService].flatMap((service) =>
+  service.methods.map((method) => method.name),
+);
+
+/** Short names for the calls the client makes most (e.g. `exec` starts a process). */
+const ALIASES = {
   create: "CreateSandbox",
   get: "GetSandbox",
   lookup: "LookupSandbox",
@@ -90,13 +81,19 @@ const ALIASES: Record<string, string> = {
   write: "WriteStdin",
   waitProcess: "WaitProcess",
   signal: "SignalProcess",
-};
+} as const satisfies Record<string, RpcMethodName>;
 
-export function methodName(name: string): string {
-  const alias = ALIASES[name];
+/**
+ * What `failNext` takes: an RPC's wire name ("CreateSandbox"), its lowerCamelCase name
+ * ("createSandbox"), or a short alias ("create", "exec", …). A misspelt name does not compile.
+ */
+export type FaultMethod = RpcMethodName | LocalMethodName | keyof typeof ALIASES;
+
+export function methodName(name: string): RpcMethodName {
+  const alias = Object.hasOwn(ALIASES, name) ? ALIASES[name as keyof typeof ALIASES] : undefined;
   if (alias) return alias;
   const pascal = name.charAt(0).toUpperCase() + name.slice(1);
-  if (METHODS.includes(pascal)) return pascal;
+  if (METHODS.includes(pascal)) return pascal as RpcMethodName;
   throw new TypeError(
     `unknown method ${JSON.stringify(name)}; use one of ${[...METHODS, ...Object.keys(ALIASES)].join(", ")}`,
   );
@@ -122,7 +119,8 @@ export class Faults {
 
   constructor(private readonly token: string | undefined) {}
 
-  failNext(method: string, options: FailNextOptions): void {
+  /** `method` is checked at run time too, for callers without types. */
+  failNext(method: FaultMethod, options: FailNextOptions): void {
     const name = methodName(method);
     codeOf(options.code);
     const times = options.times ?? 1;
@@ -167,7 +165,7 @@ export class Faults {
   }
 
   readonly interceptor: Interceptor = (next) => async (request) => {
-    const method = request.method.name;
+    const method = request.method.name as RpcMethodName;
     this.calls.push({ method, request: request.stream ? undefined : request.message });
     if (this.token !== undefined && request.header.get("authorization") !== `Bearer ${this.token}`) {
       throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);

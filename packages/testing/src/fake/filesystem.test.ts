@@ -191,9 +191,37 @@ describe("the fake's filesystem edge cases", () => {
     expect(seen.some((s) => s.startsWith("create"))).toBe(false);
   });
 
+  it("/usr is a read-only mount: nothing in it changes, and it stays where it is", async () => {
+    expect(await run("ls /usr")).toMatchObject({ stdout: "bin\nlib\nlocal\nshare\n", exitCode: 0 });
+    const rofs = (what: string) => `${what}: Read-only file system\n`;
+    expect(await run("chmod 700 /usr/bin")).toMatchObject({
+      exitCode: 1,
+      stderr: rofs("chmod: cannot access '/usr/bin'"),
+    });
+    expect(await run("touch /usr/local")).toMatchObject({
+      exitCode: 1,
+      stderr: rofs("touch: cannot touch '/usr/local'"),
+    });
+    expect(await run("mv /usr/lib /tmp/lib")).toMatchObject({
+      exitCode: 1,
+      stderr: rofs("mv: cannot move '/usr/lib' to '/tmp/lib'"),
+    });
+    expect(await run("rm -r /usr/share")).toMatchObject({
+      exitCode: 1,
+      stderr: rofs("rm: cannot remove '/usr/share'"),
+    });
+    // The mount point itself is busy, like any mount point.
+    expect(await run("mv /usr /tmp/usr")).toMatchObject({ exitCode: 1, stderr: expect.stringContaining("busy") });
+    await expect(sb.filesystem.writeText("x", "/usr/local/bin/tool")).rejects.toThrow(
+      "/usr/local/bin/tool: Read-only file system",
+    );
+    expect(await run("ls /usr")).toMatchObject({ stdout: "bin\nlib\nlocal\nshare\n" });
+  });
+
   it("fault injection knows the filesystem calls", () => {
     expect(() => fake.failNext("writeFile", { code: "unavailable" })).not.toThrow();
     expect(() => fake.failNext("ListFiles", { code: "unavailable" })).not.toThrow();
+    // @ts-expect-error: there is no Chmod call (typed callers are told at compile time)
     expect(() => fake.failNext("Chmod", { code: "unavailable" })).toThrow(TypeError);
     fake.clearFaults();
   });

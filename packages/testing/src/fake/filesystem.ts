@@ -3,7 +3,8 @@
  * directories, symlinks and a null device. It behaves like the real sandbox's files as its
  * agent sees them: paths resolve like Linux inside the tree (`..` stops at the root, symlinks
  * are followed with at most 40 per path), the sandbox user owns everything and has no
- * capabilities (so the owner permission bits apply), and failures are FakeFsErrors with the
+ * capabilities (so the owner permission bits apply), /usr is a read-only mount (as the server
+ * binds the image's /usr), and failures are FakeFsErrors with the
  * errno and kind the real server reports. The high-level calls (describe, list, makeDirectory,
  * remove, read, upload, watch) follow the agent's steps one by one, so edge cases match too.
  *
@@ -20,6 +21,7 @@ const ERRNO = {
   ENOTEMPTY: ["directory_not_empty", "Directory not empty"],
   EEXIST: ["already_exists", "File exists"],
   EACCES: ["permission_denied", "Permission denied"],
+  EROFS: ["permission_denied", "Read-only file system"],
   ELOOP: ["other", "Too many levels of symbolic links"],
   ENAMETOOLONG: ["other", "File name too long"],
   EINVAL: ["other", "Invalid argument"],
@@ -121,6 +123,8 @@ export class DirNode extends BaseNode {
   /** Where it hangs in the tree (undefined for the root and for removed directories). */
   parent: DirNode | undefined;
   name = "";
+  /** The root of a read-only mount: nothing in it or below it may change, and it stays put. */
+  readOnlyMount = false;
 }
 
 export class LinkNode extends BaseNode {
@@ -215,9 +219,11 @@ export class FakeFilesystem {
 
   constructor(options: FakeFilesystemOptions = {}) {
     this.#capacityBytes = options.capacityBytes;
-    for (const dir of ["/dev", "/etc", "/home", "/mnt", "/opt", "/root", "/srv", "/tmp", "/usr", "/var/tmp", "/work"]) {
+    for (const dir of ["/dev", "/etc", "/home", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var/tmp", "/work"]) {
       this.makeParents(dir);
     }
+    for (const dir of ["/usr/bin", "/usr/lib", "/usr/local", "/usr/share"]) this.makeParents(dir);
+    this.#dirAt("/usr").readOnlyMount = true;
     this.#attach(this.#dirAt("/dev"), "null", new NullDevice(0o666));
     const hostname = new FileNode(FILE_MODE);
     hostname.append(encoder.encode("sandbox\n"));
@@ -296,10 +302,15 @@ export class FakeFilesystem {
       if (error instanceof FakeFsError && error.kind === "already_exists") {
         throw new FakeFsError("ENOTDIR", path, { message: error.message });
       }
-      throw error;
+      throw namingReadOnly(error, path);
     }
     const temp = joinPath(parent, `.${basename(path)}${UPLOAD_MARK}${++this.#uploads}`);
-    const file = this.#create(temp, { exclusive: true });
+    let file: FileNode;
+    try {
+      file = this.#create(temp, { exclusive: true });
+    } catch (error) {
+      throw namingReadOnly(error, path);
+    }
     return {
       write: (data) => {
         this.#claimSpace(temp, data.byteLength);
@@ -376,7 +387,7 @@ export class FakeFilesystem {
       if (error instanceof FakeFsError && error.code === "EEXIST") {
         throw new FakeFsError("EEXIST", path, { message: `${path}: exists and is not a directory` });
       }
-      throw error;
+      throw namingReadOnly(error, path);
     }
   }
 
@@ -397,6 +408,7 @@ export class FakeFilesystem {
     if (!node) throw new FakeFsError("ENOENT", path);
     if (node.type !== "directory") throw new FakeFsError("ENOTDIR", path);
     this.#writable(dir, path);
+    if (node.readOnlyMount) throw new FakeFsError("EBUSY", path); // a mount point
     if (node.entries.size > 0) throw new FakeFsError("ENOTEMPTY", path);
     this.#detach(dir, name, node);
   }
@@ -409,6 +421,7 @@ export class FakeFilesystem {
     if (source.name === undefined || target.name === undefined) throw new FakeFsError("EBUSY", from);
     this.#writable(source.dir, from);
     this.#writable(target.dir, to);
+    if (source.node.type === "directory" && source.node.readOnlyMount) throw new FakeFsError("EBUSY", from);
     const node = source.node;
     const replaced = target.node;
     if (replaced === node) return;
@@ -451,14 +464,19 @@ export class FakeFilesystem {
 
   /** chmod(2) (following symlinks). */
   chmod(path: string, mode: number): void {
-    const node = this.#existing(path, true);
+    const resolved = this.#resolve(path, true);
+    const node = resolved.node;
+    if (!node) throw new FakeFsError("ENOENT", path);
+    if (this.#onReadOnlyMount(resolved)) throw new FakeFsError("EROFS", path);
     node.mode = mode & 0o7777;
     this.#emit([this.#entryEvent(path, "modify", true)]);
   }
 
   /** touch: creates an empty file, or sets the mtime of what is there (following symlinks). */
   touch(path: string): void {
-    const { node } = this.#resolve(path, true);
+    const resolved = this.#resolve(path, true);
+    const { node } = resolved;
+    if (node && this.#onReadOnlyMount(resolved)) throw new FakeFsError("EROFS", path);
     const target = node ?? this.#create(path, { exclusive: false });
     target.mtimeMs = now();
     this.#emit([this.#entryEvent(path, "modify", true)]);
@@ -466,13 +484,15 @@ export class FakeFilesystem {
 
   /** open(2) for writing (`>` truncates, `>>` appends), creating the file if needed. */
   openWrite(path: string, append: boolean): FakeFileWriter {
-    const { node } = this.#resolve(path, true);
+    const resolved = this.#resolve(path, true);
+    const { node } = resolved;
     if (node?.type === "other") return { write: () => {} };
     let file: FileNode;
     if (node) {
       if (node.type === "directory") throw new FakeFsError("EISDIR", path);
       if (node.type !== "file") throw new FakeFsError("EINVAL", path);
       if (!(node.mode & W)) throw new FakeFsError("EACCES", path);
+      if (this.#onReadOnlyMount(resolved)) throw new FakeFsError("EROFS", path);
       file = node;
       if (!append) {
         file.truncate();
@@ -593,8 +613,9 @@ export class FakeFilesystem {
     return node;
   }
 
-  /** Creating or removing entries needs write and search permission on the directory. */
+  /** Creating or removing entries needs a writable mount, then write and search permission on the directory. */
   #writable(dir: DirNode, path: string): void {
+    if (this.#readOnly(dir)) throw new FakeFsError("EROFS", path);
     if ((dir.mode & (W | X)) !== (W | X)) throw new FakeFsError("EACCES", path);
   }
 
@@ -610,6 +631,17 @@ export class FakeFilesystem {
     };
     visit(this.root);
     if (used + bytes > this.#capacityBytes) throw new FakeFsError("ENOSPC", path);
+  }
+
+  /** Whether `dir` is on a read-only mount (is one, or is below one). */
+  #readOnly(dir: DirNode): boolean {
+    for (let d: DirNode | undefined = dir; d; d = d.parent) if (d.readOnlyMount) return true;
+    return false;
+  }
+
+  /** Whether what a path resolved to is on a read-only mount. */
+  #onReadOnlyMount({ dir, node }: Resolved): boolean {
+    return this.#readOnly(node?.type === "directory" ? node : dir);
   }
 
   /** open(O_CREAT) of a file that is not there (with `exclusive`, a symlink is not followed). */
@@ -709,6 +741,11 @@ export class FakeFilesystem {
       return undefined;
     }
   }
+}
+
+/** A read-only failure reported for the path asked about (as the agent reports it), not a part of it. */
+function namingReadOnly(error: unknown, path: string): unknown {
+  return error instanceof FakeFsError && error.code === "EROFS" ? new FakeFsError("EROFS", path) : error;
 }
 
 const selfEvent = (dir: DirNode, kind: RawEvent["kind"]): RawEvent => ({ dir, name: "", kind, cookie: 0 });

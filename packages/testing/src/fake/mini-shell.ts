@@ -1,11 +1,14 @@
 /**
  * The fake's default handler: a small shell so that common commands behave sensibly with no
- * setup. Sequences with `;`, `&&`, `||` and newlines, single and double quotes, `$VAR`,
- * redirections (`> FILE`, `>> FILE`, `2> FILE`, `2>&1`, `>&2`), and the commands echo,
+ * setup. Sequences with `;`, `&&`, `||` and newlines, single and double quotes, `$VAR` and
+ * `${VAR}`, redirections (`> FILE`, `>> FILE`, `2> FILE`, `2>&1`, `>&2`), and the commands echo,
  * printf, cat, sleep, true, false, exit, pwd, env, plus touch, mkdir [-p], rm [-rf], mv,
  * ls [-aA1], ln -s [-f] and chmod (octal or simple symbolic modes) on the sandbox's in-memory
- * files (relative paths are taken from the process's workdir). No globs, pipes, variables
- * assignments or control flow. Anything else reports "not found" with status 127, like sh.
+ * files (relative paths are taken from the process's workdir). Any other command reports
+ * "not found" with status 127, like sh. Shell syntax it does not run (pipes, control flow,
+ * subshells, substitutions, globs, here-documents, assignments, builtins such as cd…) is
+ * refused before anything runs, with status 2 and a message naming it: a test must never pass
+ * on a command the fake only pretended to run.
  */
 import { type FakeFilesystem, type FakeFileWriter, FakeFsError, joinPath } from "./filesystem.js";
 import { type ExecContext, type ExecResult, isShellScript } from "./handlers.js";
@@ -25,6 +28,60 @@ class ShellExit {
 
 class ShellSyntaxError extends Error {}
 
+/** Syntax sh would run but the mini shell does not; `construct` reads "pipes (|) are". */
+class UnsupportedSyntax extends Error {
+  constructor(readonly construct: string) {
+    super(`sbx fake shell: ${construct} not supported; script this command with fake.onExec`);
+  }
+}
+
+/** Reserved words that open or belong to compound commands, when they start a command. */
+const KEYWORDS = new Set([
+  ...["if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac", "select"],
+  ...["function", "{", "}", "!", "[[", "]]"],
+]);
+/** Builtins of sh (the mini shell runs none of them; a refusal beats "not found"). */
+const BUILTINS = new Set([
+  ...["cd", "export", "unset", "set", "shift", "read", "eval", "exec", "source", ".", "trap", "wait"],
+  ...["local", "return", "break", "continue", "alias", "umask", "ulimit", "test"],
+]);
+
+/** What a word starting a command is, when the mini shell would not run it. */
+function unsupportedCommandWord(raw: string): string | undefined {
+  if (KEYWORDS.has(raw)) return `control flow and compound commands (${raw}) are`;
+  if (BUILTINS.has(raw)) return `the ${raw} builtin is`;
+  if (/^[A-Za-z_]\w*=/.test(raw)) return `variable assignments (${raw.slice(0, raw.indexOf("=") + 1)}) are`;
+  return undefined;
+}
+
+/**
+ * The expansion starting with the `$` at `script[i]`: `$NAME` and `${NAME}` give the variable's
+ * value; other expansions are refused; a `$` that starts none is itself (like sh).
+ */
+function expansionAt(
+  script: string,
+  i: number,
+  env: Readonly<Record<string, string>>,
+): { value: string; length: number } {
+  const rest = script.slice(i);
+  const variable = /^\$([A-Za-z_]\w*|\{[A-Za-z_]\w*\})/.exec(rest);
+  if (variable) {
+    const name = (variable[1] as string).replace(/[{}]/g, "");
+    return { value: env[name] ?? "", length: (variable[0] as string).length };
+  }
+  if (rest.startsWith("$((")) throw new UnsupportedSyntax("arithmetic expansion ($((...))) is");
+  if (rest.startsWith("$(")) throw new UnsupportedSyntax("command substitution ($(...)) is");
+  if (rest.startsWith("${")) {
+    const close = rest.indexOf("}");
+    throw new UnsupportedSyntax(
+      `parameter expansion operators (${close === -1 ? rest : rest.slice(0, close + 1)}) are`,
+    );
+  }
+  const special = /^\$([?$#@*!\-0-9])/.exec(rest);
+  if (special) throw new UnsupportedSyntax(`special and positional parameters ($${special[1]}) are`);
+  return { value: "$", length: 1 };
+}
+
 /** Splits a script into simple commands and the separators between them. */
 export function parseScript(
   script: string,
@@ -38,17 +95,28 @@ export function parseScript(
   let inWord = false;
   /** A `>` waiting for its file name (the next word). */
   let target: { fd: Fd; append: boolean } | undefined;
-  const endWord = () => {
+  /** Where the current word starts in `script`, to see it as written (quotes included). */
+  let wordStart = 0;
+  const startWord = (at: number) => {
+    if (!inWord) wordStart = at;
+    inWord = true;
+  };
+  const endWord = (at: number) => {
     if (inWord) {
+      const raw = script.slice(wordStart, at);
       if (target) redirects.push({ ...target, path: word });
-      else words.push(word);
+      else {
+        const refused = words.length === 0 ? unsupportedCommandWord(raw) : undefined;
+        if (refused) throw new UnsupportedSyntax(refused);
+        words.push(word);
+      }
       target = undefined;
     }
     word = "";
     inWord = false;
   };
-  const endCommand = (sep: Separator | undefined) => {
-    endWord();
+  const endCommand = (at: number, sep: Separator | undefined) => {
+    endWord(at);
     if (target) throw new ShellSyntaxError(`Syntax error: ${sep ? `"${sep}"` : "newline"} unexpected`);
     if (words.length > 0 || redirects.length > 0) {
       commands.push({ words, redirects });
@@ -57,69 +125,104 @@ export function parseScript(
     words = [];
     redirects = [];
   };
-  const expand = (name: string) => env[name] ?? "";
   for (let i = 0; i < script.length; i++) {
     const c = script[i] as string;
     if (c === "'") {
       const end = script.indexOf("'", i + 1);
-      word += script.slice(i + 1, end === -1 ? undefined : end);
-      inWord = true;
-      i = end === -1 ? script.length : end;
+      if (end === -1) throw new ShellSyntaxError("Syntax error: Unterminated quoted string");
+      startWord(i);
+      word += script.slice(i + 1, end);
+      i = end;
     } else if (c === '"') {
-      inWord = true;
+      startWord(i);
       for (i++; i < script.length && script[i] !== '"'; i++) {
         const d = script[i] as string;
         if (d === "\\" && i + 1 < script.length && '"\\$`'.includes(script[i + 1] as string)) word += script[++i];
         else if (d === "$") {
-          const m = /^\$(\w+|\{\w+\})/.exec(script.slice(i));
-          if (m) {
-            word += expand((m[1] as string).replace(/[{}]/g, ""));
-            i += (m[0] as string).length - 1;
-          } else word += d;
-        } else word += d;
+          const { value, length } = expansionAt(script, i, env);
+          word += value;
+          i += length - 1;
+        } else if (d === "`") throw new UnsupportedSyntax("command substitution (`...`) is");
+        else word += d;
       }
+      if (i >= script.length) throw new ShellSyntaxError("Syntax error: Unterminated quoted string");
     } else if (c === "\\" && i + 1 < script.length) {
+      startWord(i);
       word += script[++i];
-      inWord = true;
     } else if (c === "$") {
-      const m = /^\$(\w+|\{\w+\})/.exec(script.slice(i));
-      if (m) {
-        word += expand((m[1] as string).replace(/[{}]/g, ""));
-        inWord = true;
-        i += (m[0] as string).length - 1;
-      } else {
-        word += c;
-        inWord = true;
-      }
+      startWord(i);
+      const { value, length } = expansionAt(script, i, env);
+      word += value;
+      i += length - 1;
     } else if (c === ">" || ((c === "1" || c === "2") && !inWord && script[i + 1] === ">")) {
-      endWord();
+      if (c === ">" && inWord && /^\d+$/.test(script.slice(wordStart, i))) {
+        throw new UnsupportedSyntax(`redirections of descriptor ${script.slice(wordStart, i)} are`);
+      }
+      endWord(i);
       if (target) throw new ShellSyntaxError("Syntax error: redirection unexpected");
       const fd: Fd = c === "2" ? 2 : 1;
       if (c !== ">") i++;
       const append = script[i + 1] === ">";
       if (append) i++;
-      const dup = /^&([12])/.exec(script.slice(i + 1));
+      const dup = /^&([12])(?![\w])/.exec(script.slice(i + 1));
       if (dup && !append) {
         redirects.push({ fd, dup: Number(dup[1]) as Fd });
         i += 2;
+      } else if (script[i + 1] === "&") {
+        throw new UnsupportedSyntax("duplicating descriptors other than 1 and 2 (>&N) is");
+      } else if (script[i + 1] === "|") {
+        throw new UnsupportedSyntax("clobbering redirections (>|) are");
       } else target = { fd, append };
     } else if (script.startsWith("&&", i) || script.startsWith("||", i)) {
-      endCommand(script.slice(i, i + 2) as Separator);
+      endCommand(i, script.slice(i, i + 2) as Separator);
       i++;
     } else if (c === ";" || c === "\n") {
-      endCommand(";");
+      if (script[i + 1] === ";") throw new UnsupportedSyntax("control flow and compound commands (;;) are");
+      endCommand(i, ";");
     } else if (c === " " || c === "\t") {
-      endWord();
+      endWord(i);
     } else if (c === "#" && !inWord) {
       const nl = script.indexOf("\n", i);
       i = nl === -1 ? script.length : nl - 1;
     } else {
+      const refused = unsupportedCharacter(script, i, inWord);
+      if (refused) throw new UnsupportedSyntax(refused);
+      startWord(i);
       word += c;
-      inWord = true;
     }
   }
-  endCommand(undefined);
+  endCommand(script.length, undefined);
   return { commands, separators: separators.slice(0, Math.max(0, commands.length - 1)) };
+}
+
+/** What an unquoted character outside any word rule starts, when the mini shell would not run it. */
+function unsupportedCharacter(script: string, i: number, inWord: boolean): string | undefined {
+  const c = script[i];
+  switch (c) {
+    case "|":
+      return "pipes (|) are";
+    case "&":
+      return "background commands (&) are";
+    case "<":
+      if (script.startsWith("<<<", i)) return "here-strings (<<<) are";
+      if (script.startsWith("<<", i)) return "here-documents (<<) are";
+      if (script.startsWith("<(", i)) return "process substitution (<(...)) is";
+      return "input redirections (<) are";
+    case "(":
+    case ")":
+      return "subshells and grouping (( )) are";
+    case "`":
+      return "command substitution (`...`) is";
+    case "*":
+    case "?":
+      return `globs (${c}) are`;
+    case "[":
+      return "globs and tests ([) are";
+    case "~":
+      return inWord ? undefined : "tilde expansion (~) is";
+    default:
+      return undefined;
+  }
 }
 
 const text = (s: string) => s;
@@ -498,6 +601,10 @@ export async function miniShell(ctx: ExecContext, fs: FakeFilesystem): Promise<E
       ? parseScript(ctx.command, ctx.env)
       : { commands: [{ words: [...ctx.argv], redirects: [] }], separators: [] };
   } catch (error) {
+    if (error instanceof UnsupportedSyntax) {
+      ctx.stderr.write(`${error.message}\n`);
+      return 2;
+    }
     if (!(error instanceof ShellSyntaxError)) throw error;
     ctx.stderr.write(`sh: 1: ${error.message}\n`);
     return 2;

@@ -297,6 +297,56 @@ export function filesystemCases(t: TestApi, h: Harness): void {
     );
 
     t.it(
+      "/usr is read-only: the API fails with the permission error, processes with EROFS, nothing changes",
+      async () => {
+        const sb = await h.sandbox();
+        const fs = sb.filesystem;
+        const before = (await fs.listFiles("/usr")).map((e) => e.name);
+        const attempts: [string, () => Promise<unknown>][] = [
+          ["write a file", () => fs.writeText("x", "/usr/x")],
+          ["write under a new directory", () => fs.writeText("x", "/usr/sbx-new/x")],
+          ["make a directory", () => fs.makeDirectory("/usr/sbx-new", { createParents: false })],
+          ["make directories", () => fs.makeDirectory("/usr/sbx-new/a/b")],
+          ["remove a tree", () => fs.remove("/usr/bin", { recursive: true })],
+        ];
+        for (const [what, attempt] of attempts) {
+          const error = await rejects(attempt, sdk.SandboxFilesystemPermissionError, /Read-only file system/).catch(
+            (e: Error) => {
+              throw new Error(`${what}: ${e.message}`);
+            },
+          );
+          ok(error.message.includes("/usr/"), `${what}: the message names the path: ${error.message}`);
+        }
+        const redirect = await sb.run("echo x > /usr/x");
+        deepEqual(
+          { exitCode: redirect.exitCode, stdout: redirect.stdout, stderr: redirect.stderr },
+          { exitCode: 2, stdout: "", stderr: "sh: 1: cannot create /usr/x: Read-only file system\n" },
+        );
+        const touch = await sb.run("touch /usr/x");
+        deepEqual(
+          { exitCode: touch.exitCode, stderr: touch.stderr },
+          { exitCode: 1, stderr: "touch: cannot touch '/usr/x': Read-only file system\n" },
+        );
+        const link = await sb.run("ln -s /tmp /usr/l");
+        deepEqual(
+          { exitCode: link.exitCode, stderr: link.stderr },
+          { exitCode: 1, stderr: "ln: failed to create symbolic link '/usr/l': Read-only file system\n" },
+        );
+        const mkdir = await sb.run("mkdir /usr/d");
+        equal(mkdir.exitCode, 1);
+        ok(/^mkdir: .*Read-only file system\n$/.test(mkdir.stderr), mkdir.stderr);
+        deepEqual(
+          (await fs.listFiles("/usr")).map((e) => e.name),
+          before,
+          "nothing was added to or removed from /usr",
+        );
+        // Beside /usr, the sandbox's files are writable.
+        equal((await sb.run("echo x > /tmp/usr-x && cat /tmp/usr-x")).stdout, "x\n");
+      },
+      T,
+    );
+
+    t.it(
       "relative paths are InvalidError before any request",
       async () => {
         const sb = await h.sandbox();
@@ -612,7 +662,7 @@ function filesystemFaultCases(t: TestApi, h: Harness, fake: FakeControls): void 
       async () => {
         const sb = await h.sandbox();
         const fs = sb.filesystem;
-        const methods = ["MakeDirectory", "Stat", "ListFiles", "ReadFile", "Remove", "Watch"];
+        const methods = ["MakeDirectory", "Stat", "ListFiles", "ReadFile", "Remove", "Watch"] as const;
         const before = methods.map(count);
         for (const method of methods) fake.failNext(method, { code: "unavailable" });
         await fs.makeDirectory("/retry/d");
