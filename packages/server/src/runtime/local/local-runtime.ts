@@ -208,13 +208,16 @@ class LocalRuntime implements SandboxRuntime {
     try {
       await this.#probeOverlay();
     } catch (error) {
-      problems.push(overlayProbeProblem(this.#dir, error));
+      // A full or unwritable data dir fails every later probe too: name it once.
+      problems.push(dataDirProblem(this.#dir, error) ?? overlayProblem(this.#dir, error));
+      return problems;
     }
     try {
       await this.#probeDisk();
     } catch (error) {
       problems.push(
-        `cannot mount an ext4 image on a loop device under ${this.#dir} (${firstLine(error)}): load the loop module (modprobe loop) and give the server /dev/loop-control`,
+        dataDirProblem(this.#dir, error) ??
+          `cannot mount an ext4 image on a loop device under ${this.#dir} (${firstLine(error)}): load the loop module (modprobe loop) and give the server /dev/loop-control`,
       );
     }
     return problems;
@@ -934,8 +937,8 @@ class LocalProcess implements RuntimeProcess {
   }
 }
 
-/** What a failed overlay probe means: a full or unwritable data dir, else a missing overlay module. */
-function overlayProbeProblem(dir: string, error: unknown): string {
+/** A failed probe caused by the data dir itself (full, read-only, unwritable), if it was. */
+function dataDirProblem(dir: string, error: unknown): string | undefined {
   const code = (error as NodeJS.ErrnoException).code;
   const reason = firstLine(error) ?? String(error);
   if (code === "ENOSPC" || code === "EDQUOT" || /no space left|quota exceeded/i.test(reason)) {
@@ -945,8 +948,11 @@ function overlayProbeProblem(dir: string, error: unknown): string {
     return `the data dir is on a read-only filesystem (${reason}): use a writable --data-dir`;
   }
   if (typeof code === "string") return `cannot write to the data dir ${dir} (${reason})`;
-  return `cannot mount overlayfs under ${dir} (${reason}): load the overlay module (modprobe overlay)`;
+  return undefined;
 }
+
+const overlayProblem = (dir: string, error: unknown) =>
+  `cannot mount overlayfs under ${dir} (${firstLine(error) ?? String(error)}): load the overlay module (modprobe overlay)`;
 
 /** nosuid,nodev: a setuid file or device node planted in a layer is inert on the host too. */
 async function mountOverlay(lower: string, upper: string, work: string, target: string): Promise<void> {
