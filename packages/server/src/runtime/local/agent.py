@@ -35,10 +35,12 @@
 # through the agent: the server reopens the file the agent opened (the same file, whatever
 # happens to its path later) and checks it. The agent makes itself non-dumpable first, so
 # sandboxed code (same uid) can neither ptrace it nor reach its /proc fds or memory.
-# A process's stdio are FIFOs in its "dir": stdin, stdout, stderr. The dir has an unguessable
-# name in a directory the sandbox cannot list, and the agent removes it as soon as it has opened
-# the FIFOs, before the process runs: no other process of the sandbox can find them (forge or
-# steal the output). With "pty", the process
+# A process's stdio are FIFOs in its "dir": stdin, stdout, stderr. The dir is the server's (root's,
+# 0711) with an unguessable name in a directory the sandbox cannot list, so no other process can
+# find the FIFOs by name; the agent opens them before it forks, and the server unlinks them as
+# soon as the agent says "started" or "failed". That hides names, not pipes: every process of
+# the sandbox has the same uid, so any of them can open a running command's stdio (or its
+# terminal) through /proc/<pid>/fd. With "pty", the process
 # gets a pseudo-terminal (from the sandbox's own devpts) as its controlling terminal and
 # stdin/stdout/stderr; the agent copies between the terminal and the FIFOs.
 import errno
@@ -543,8 +545,6 @@ def start(req):
             os.close(fd)
         emit({"ev": "failed", "id": pid_id, "error": "cannot open stdio: %s" % e})
         return
-    finally:
-        remove_channel(d)
     stdin, stdout = opened[0], opened[1]
     stderr = opened[2] if len(opened) > 2 else stdout
     # Bigger output pipes let the server take more per read when it is busy sending.
@@ -567,7 +567,7 @@ def start(req):
                 os.close(fd)
             emit({"ev": "failed", "id": pid_id, "error": "cannot allocate a terminal: %s" % e})
             return
-    # Where to tell the user why exec failed (the FIFOs' names are gone by then).
+    # Where to tell the user why exec failed (the server may have unlinked the FIFOs by then).
     report = os.dup(stderr)
     try:
         r, w = os.pipe2(os.O_CLOEXEC)
@@ -636,20 +636,6 @@ def start(req):
             pass
     os.close(report)
     emit({"ev": "started", "id": pid_id, "pid": pid})
-
-
-def remove_channel(d):
-    """Removes a process's stdio FIFOs and their dir once opened (or not): a name that stays
-    could be found and opened by another process of the sandbox."""
-    for name in ("stdin", "stdout", "stderr"):
-        try:
-            os.unlink(os.path.join(d, name))
-        except OSError:
-            pass
-    try:
-        os.rmdir(d)
-    except OSError:
-        pass
 
 
 def set_size(fd, rows, cols):
