@@ -148,7 +148,7 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       expect(clone.out).toMatch(/^clone -1 Operation not permitted/);
     });
 
-    it("cannot create vsock, packet, alg or key sockets (EAFNOSUPPORT); unix, inet, inet6 and netlink route still work", async () => {
+    it("cannot create vsock, packet (also as inet SOCK_PACKET), alg or key sockets (EAFNOSUPPORT); unix, inet, inet6 and netlink route still work", async () => {
       await using sb = await client.sandboxes.create();
       const probe = [
         "import errno, socket",
@@ -166,6 +166,9 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
         "    attempt(name, lambda: socket.socket(family, socket.SOCK_STREAM))",
         "attempt('unix-pair', lambda: socket.socketpair()[0])",
         "attempt('netlink-route', lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0))",
+        // (AF_INET, SOCK_PACKET=10) is turned into a packet socket by the kernel after the family check.
+        "attempt('inet-sock-packet', lambda: socket.socket(socket.AF_INET, 10, 0x0300))",
+        "attempt('inet-sock-packet-nonblock', lambda: socket.socket(socket.AF_INET, 10 | socket.SOCK_NONBLOCK, 0x0300))",
         "print('interfaces', sorted(name for _, name in socket.if_nameindex()))",
       ].join("\n");
       const { out } = await run(sb, py(probe));
@@ -173,6 +176,8 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
         expect(out).toContain(`${name} EAFNOSUPPORT`);
         expect(out).toContain(`${name}-pair EAFNOSUPPORT`);
       }
+      expect(out).toContain("inet-sock-packet EAFNOSUPPORT");
+      expect(out).toContain("inet-sock-packet-nonblock EAFNOSUPPORT");
       for (const name of ["unix", "inet", "inet6", "unix-pair", "netlink-route"])
         expect(out).toContain(`${name} created`);
       expect(out).toContain("interfaces ['lo']");
