@@ -202,5 +202,39 @@ if (available) {
       await eventually(() => !holdsFile(), "the agent closed the file");
       expect(local.agentCalls.waiting).toBe(0);
     });
+
+    it("a watch given up on before it is in place is stopped, even after thousands of failed watches", async () => {
+      await using sb = await client.sandboxes.create();
+      const local = sandboxes.get(sb.id);
+      if (!local) throw new Error("no runtime sandbox");
+      const agent = agentPid(sb.id);
+      const inotifyCount = () =>
+        readdirSync(`/proc/${agent}/fd`).filter((fd) => {
+          try {
+            return readlinkSync(`/proc/${agent}/fd/${fd}`) === "anon_inode:inotify";
+          } catch {
+            return false; // closed meanwhile
+          }
+        }).length;
+      // Each failed watch is followed by an unwatch for a watch the agent never set up: none of
+      // them may be remembered (an agent that did filled a bounded set, then ignored the rest).
+      const never = new AbortController().signal;
+      for (let batch = 0; batch < 42; batch++) {
+        const failing = Array.from({ length: 100 }, () => errorOf(local.fs.watch("/no/such/dir", false, never)));
+        for (const error of await Promise.all(failing)) expect(String(error)).toMatch(/no such file|not_found/i);
+      }
+      // Watches whose callers give up (the deadline) while the agent is stopped: their unwatch
+      // reaches the agent before it sets them up.
+      process.kill(agent, "SIGSTOP");
+      let givenUp: unknown[];
+      try {
+        givenUp = await Promise.all(Array.from({ length: 4 }, () => errorOf(local.fs.watch("/tmp", true, never))));
+      } finally {
+        process.kill(agent, "SIGCONT");
+      }
+      for (const error of givenUp) expect(String(error)).toContain("did not answer watch");
+      // Every one of them is stopped: no inotify instance (nor its thread) is left.
+      await eventually(() => inotifyCount() === 0, "the agent closed every watch's inotify instance");
+    });
   });
 }

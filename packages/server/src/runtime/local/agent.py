@@ -308,7 +308,8 @@ WATCH_MASK = IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | I
 EVENT_HEADER = struct.Struct("iIII")
 UPLOAD_MARK = ".sbx-upload-"
 watches = {}  # watch id -> write end of its stop pipe
-unwatched = set()  # ids whose unwatch came before their watch was in place
+pending_watches = set()  # ids of watches queued or being set up: only these can be unwatched early
+unwatched = set()  # pending ids whose unwatch came before their watch was in place
 watch_lock = threading.Lock()
 libc = None
 
@@ -457,6 +458,15 @@ class Watch:
 
 def fs_watch(req):
     try:
+        return start_watch(req)
+    finally:  # in place or failed: no longer pending either way
+        with watch_lock:
+            pending_watches.discard(req["id"])
+            unwatched.discard(req["id"])
+
+
+def start_watch(req):
+    try:
         w = Watch(req["id"], req["path"], bool(req.get("recursive")))
     except OSError as e:
         if e.errno in (errno.EMFILE, errno.ENOSPC) and e.filename is None:
@@ -466,7 +476,6 @@ def fs_watch(req):
         raise
     with watch_lock:
         if w.id in unwatched:  # the caller gave up while it was being set up
-            unwatched.discard(w.id)
             os.write(w.stop_w, b"x")
         watches[w.id] = w.stop_w
     try:
@@ -485,8 +494,9 @@ def unwatch(req):
         stop = watches.pop(req["id"], None)
         if stop is not None:
             os.write(stop, b"x")
-        elif len(unwatched) < 4096:
-            unwatched.add(req["id"])  # its watch may still be queued or being set up
+        elif req["id"] in pending_watches:
+            unwatched.add(req["id"])  # its watch is still queued or being set up
+        # else: a watch that failed (or never was): nothing to stop, nothing to remember
 
 
 FS_OPS = {
@@ -701,6 +711,9 @@ def handle(line):
     req = json.loads(line)
     op = req.get("op")
     if op in FS_OPS:
+        if op == "watch":
+            with watch_lock:
+                pending_watches.add(req["id"])
         fs_requests.put(req)
     elif op == "exec":
         try:
