@@ -625,13 +625,16 @@ def start(req):
         os.close(slave)
         if stderr != stdout:
             os.close(stderr)  # a terminal has one output stream
-        terminals[pid_id] = master
-        # Each pump owns its descriptor of the terminal, so neither can write to a reused fd.
-        # The input pump's copy is made first: once started, the output pump may close the
-        # master at any moment (a process that exits at once).
-        input_master = os.dup(master)
-        threading.Thread(target=pump_output, args=(pid_id, master, stdout), daemon=True).start()
-        threading.Thread(target=pump_input, args=(input_master, stdin), daemon=True).start()
+        try:
+            start_pumps(pid_id, master, stdin, stdout)
+        except BaseException as e:
+            # Nothing would copy the terminal (no pid left for a thread): the child must not
+            # run on unseen, holding descriptors, while the server hears that it failed.
+            stop_child(pid)
+            os.close(r)
+            os.close(report)
+            emit({"ev": "failed", "id": pid_id, "error": "cannot start the terminal's copiers: %s" % e})
+            return
     else:
         for fd in {stdin, stdout, stderr}:
             os.close(fd)
@@ -646,6 +649,48 @@ def start(req):
             pass
     os.close(report)
     emit({"ev": "started", "id": pid_id, "pid": pid})
+
+
+def start_pumps(pid_id, master, stdin, stdout):
+    """Starts the threads that copy between a terminal and its FIFOs; a started pump owns its
+    descriptors. On failure, closes the ones no started pump owns, and raises."""
+    # Each pump owns its descriptor of the terminal, so neither can write to a reused fd.
+    # The input pump's copy is made first: once started, the output pump may close the
+    # master at any moment (a process that exits at once).
+    try:
+        input_master = os.dup(master)
+    except BaseException:
+        close_all(master, stdin, stdout)
+        raise
+    terminals[pid_id] = master
+    try:
+        threading.Thread(target=pump_output, args=(pid_id, master, stdout), daemon=True).start()
+    except BaseException:
+        terminals.pop(pid_id, None)
+        close_all(master, stdout, input_master, stdin)
+        raise
+    try:
+        threading.Thread(target=pump_input, args=(input_master, stdin), daemon=True).start()
+    except BaseException:
+        close_all(input_master, stdin)  # the output pump ends (and closes its own) with the child
+        raise
+
+
+def stop_child(pid):
+    """Kills a child the server will not hear of (reap() drops it: it is not in `pids`)."""
+    for kill in (os.killpg, os.kill):  # its group, if it got as far as setsid
+        try:
+            kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def close_all(*fds):
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def set_size(fd, rows, cols):
