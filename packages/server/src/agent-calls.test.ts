@@ -2,7 +2,7 @@
 // opened, a fork bomb leaves file calls answering, an agent that does not answer ends a call
 // with a deadline error (core's TimeoutError), and a call given up on leaves nothing behind.
 // Real server, with a short agent deadline and a small pids limit.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SandboxClient, SandboxFilesystemPermissionError, TimeoutError } from "@sbx/node";
@@ -201,6 +201,79 @@ if (available) {
       await eventually(() => local.agentCalls.abandoned === 0, "the late answer was seen");
       await eventually(() => !holdsFile(), "the agent closed the file");
       expect(local.agentCalls.waiting).toBe(0);
+    });
+
+    it("a terminal command whose copier threads cannot start (pids limit) is stopped, not left running", async () => {
+      await using sb = await client.sandboxes.create();
+      const cgroup = cgroupOf(sb.id);
+      const agent = agentPid(sb.id);
+      const running = () =>
+        readFileSync(join(cgroup, "cgroup.procs"), "utf8")
+          .split("\n")
+          .filter(Boolean)
+          .filter((pid) => {
+            try {
+              return readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("sleep\0");
+            } catch {
+              return false; // gone meanwhile
+            }
+          });
+      const terminalsHeld = () =>
+        readdirSync(`/proc/${agent}/fd`).filter((fd) => {
+          try {
+            return /^\/dev\/(ptmx|pts\/)/.test(readlinkSync(`/proc/${agent}/fd/${fd}`));
+          } catch {
+            return false;
+          }
+        }).length;
+      // One pid left: the fork takes it, so no thread can start for the terminal.
+      const current = Number(readFileSync(join(cgroup, "pids.current"), "utf8"));
+      writeFileSync(join(cgroup, "pids.max"), String(current + 1));
+      let error: unknown;
+      try {
+        error = await errorOf(sb.exec(["sleep", "1000"], { pty: true }).then((p) => p.wait()));
+      } finally {
+        writeFileSync(join(cgroup, "pids.max"), String(PIDS_LIMIT));
+      }
+      expect(String(error)).toMatch(/thread/);
+      await eventually(() => running().length === 0, "the child was stopped");
+      await eventually(() => terminalsHeld() === 0, "the agent let go of the terminal");
+      // The sandbox still runs terminal commands.
+      expect((await sb.run("echo fine", { pty: true })).stdout).toBe("fine\r\n");
+    });
+
+    it("a watch given up on before it is in place is stopped, even after thousands of failed watches", async () => {
+      await using sb = await client.sandboxes.create();
+      const local = sandboxes.get(sb.id);
+      if (!local) throw new Error("no runtime sandbox");
+      const agent = agentPid(sb.id);
+      const inotifyCount = () =>
+        readdirSync(`/proc/${agent}/fd`).filter((fd) => {
+          try {
+            return readlinkSync(`/proc/${agent}/fd/${fd}`) === "anon_inode:inotify";
+          } catch {
+            return false; // closed meanwhile
+          }
+        }).length;
+      // Each failed watch is followed by an unwatch for a watch the agent never set up: none of
+      // them may be remembered (an agent that did filled a bounded set, then ignored the rest).
+      const never = new AbortController().signal;
+      for (let batch = 0; batch < 42; batch++) {
+        const failing = Array.from({ length: 100 }, () => errorOf(local.fs.watch("/no/such/dir", false, never)));
+        for (const error of await Promise.all(failing)) expect(String(error)).toMatch(/no such file|not_found/i);
+      }
+      // Watches whose callers give up (the deadline) while the agent is stopped: their unwatch
+      // reaches the agent before it sets them up.
+      process.kill(agent, "SIGSTOP");
+      let givenUp: unknown[];
+      try {
+        givenUp = await Promise.all(Array.from({ length: 4 }, () => errorOf(local.fs.watch("/tmp", true, never))));
+      } finally {
+        process.kill(agent, "SIGCONT");
+      }
+      for (const error of givenUp) expect(String(error)).toContain("did not answer watch");
+      // Every one of them is stopped: no inotify instance (nor its thread) is left.
+      await eventually(() => inotifyCount() === 0, "the agent closed every watch's inotify instance");
     });
   });
 }

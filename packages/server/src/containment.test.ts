@@ -1,8 +1,10 @@
 // Containment: each case is an attempt from inside a sandbox that must fail, run against
 // the real server with the local runtime. Nothing here weakens isolation to pass.
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { SandboxClient, SandboxFilesystemPermissionError } from "@sbx/node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { realServerAvailable, startTestServer } from "./test-support.js";
@@ -148,7 +150,7 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       expect(clone.out).toMatch(/^clone -1 Operation not permitted/);
     });
 
-    it("cannot create vsock, packet, alg or key sockets (EAFNOSUPPORT); unix, inet, inet6 and netlink route still work", async () => {
+    it("cannot create vsock, packet (also as inet SOCK_PACKET), alg or key sockets (EAFNOSUPPORT); unix, inet, inet6 and netlink route still work", async () => {
       await using sb = await client.sandboxes.create();
       const probe = [
         "import errno, socket",
@@ -166,6 +168,9 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
         "    attempt(name, lambda: socket.socket(family, socket.SOCK_STREAM))",
         "attempt('unix-pair', lambda: socket.socketpair()[0])",
         "attempt('netlink-route', lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0))",
+        // (AF_INET, SOCK_PACKET=10) is turned into a packet socket by the kernel after the family check.
+        "attempt('inet-sock-packet', lambda: socket.socket(socket.AF_INET, 10, 0x0300))",
+        "attempt('inet-sock-packet-nonblock', lambda: socket.socket(socket.AF_INET, 10 | socket.SOCK_NONBLOCK, 0x0300))",
         "print('interfaces', sorted(name for _, name in socket.if_nameindex()))",
       ].join("\n");
       const { out } = await run(sb, py(probe));
@@ -173,6 +178,8 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
         expect(out).toContain(`${name} EAFNOSUPPORT`);
         expect(out).toContain(`${name}-pair EAFNOSUPPORT`);
       }
+      expect(out).toContain("inet-sock-packet EAFNOSUPPORT");
+      expect(out).toContain("inet-sock-packet-nonblock EAFNOSUPPORT");
       for (const name of ["unix", "inet", "inet6", "unix-pair", "netlink-route"])
         expect(out).toContain(`${name} created`);
       expect(out).toContain("interfaces ['lo']");
@@ -280,10 +287,12 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       expect((await run(sb, ["echo", "still runs"])).out).toBe("still runs\n");
     });
 
-    it("no process can find, open or write the stdio channel of a later command", async () => {
+    // Names only: processes of one sandbox share a uid, so a running command's stdio stays
+    // reachable through /proc/<pid>/fd (see the server README's limits).
+    it("no process can find a later command's stdio channel by name (unlistable dir, random names)", async () => {
       await using sb = await client.sandboxes.create();
       // A background spy: lists /.sbx/p, guesses names (the old /.sbx/p/<n>), and watches for
-      // new entries while later commands run, forging output into any channel it can open.
+      // new entries while later commands run, forging output into any channel it can open by name.
       const spy = [
         "import errno, os, time",
         "def names():",
@@ -327,6 +336,51 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       const [why, code] = await Promise.all([missing.stderr.readText(), missing.wait()]);
       expect(code).toBe(127);
       expect(why).toContain("sbx: cannot run /no/such/program");
+    });
+
+    it("cannot get a host file deleted by swapping symlinks into its stdio channel dir while the server cleans it up", async () => {
+      const victim = mkdtempSync(join(tmpdir(), "sbx-victim-"));
+      for (let i = 0; i < 20; i++) writeFileSync(join(victim, `keep-${i}`), "host data");
+      try {
+        await using sb = await client.sandboxes.create();
+        // Finds its channel dir from its own stdout, fills it with dirs and symlinks to the
+        // host dir, then (in a daemon that outlives the command) keeps exchanging each dir with
+        // its symlink (renameat2 RENAME_EXCHANGE) while the server removes the channel.
+        const racer = [
+          "import ctypes, errno, os, time",
+          "libc = ctypes.CDLL(None, use_errno=True)",
+          "link = os.readlink('/proc/self/fd/1')",
+          "d = link[:link.index('/stdout')]",
+          "pairs = []",
+          "try:",
+          "    for p in range(16):",
+          "        os.mkdir('%s/a%d' % (d, p))",
+          "        for i in range(200):",
+          "            open('%s/a%d/f%d' % (d, p, i), 'w').close()",
+          `        os.symlink(${JSON.stringify(victim)}, '%s/s%d' % (d, p))`,
+          "        pairs.append((('%s/a%d' % (d, p)).encode(), ('%s/s%d' % (d, p)).encode()))",
+          "    print('channel dir: writable', flush=True)",
+          "except OSError as e:",
+          "    print('channel dir:', errno.errorcode[e.errno], flush=True)",
+          "if os.fork():",
+          "    os._exit(0)",
+          "os.setsid()",
+          "for fd in (0, 1, 2):",
+          "    os.close(fd)",
+          "end = time.monotonic() + 3",
+          "while pairs and time.monotonic() < end:",
+          "    for a, s in pairs:",
+          "        libc.syscall(316, -100, a, -100, s, 2)",
+          "open('/tmp/racer-done', 'w').close()",
+        ].join("\n");
+        const { out } = await run(sb, py(racer));
+        await run(sb, ["sh", "-c", "until [ -e /tmp/racer-done ]; do sleep 0.05; done"]);
+        expect(readdirSync(victim).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `keep-${i}`).sort());
+        // Root's dir, or already gone (removed once the agent had opened its FIFOs).
+        expect(out).toMatch(/^channel dir: (EACCES|ENOENT)\n$/);
+      } finally {
+        rmSync(victim, { recursive: true, force: true });
+      }
     });
 
     it("sandboxed processes inherit no descriptors beyond stdio", async () => {

@@ -35,10 +35,12 @@
 # through the agent: the server reopens the file the agent opened (the same file, whatever
 # happens to its path later) and checks it. The agent makes itself non-dumpable first, so
 # sandboxed code (same uid) can neither ptrace it nor reach its /proc fds or memory.
-# A process's stdio are FIFOs in its "dir": stdin, stdout, stderr. The dir has an unguessable
-# name in a directory the sandbox cannot list, and the agent removes it as soon as it has opened
-# the FIFOs, before the process runs: no other process of the sandbox can find them (forge or
-# steal the output). With "pty", the process
+# A process's stdio are FIFOs in its "dir": stdin, stdout, stderr. The dir is the server's (root's,
+# 0711) with an unguessable name in a directory the sandbox cannot list, so no other process can
+# find the FIFOs by name; the agent opens them before it forks, and the server unlinks them as
+# soon as the agent says "started" or "failed". That hides names, not pipes: every process of
+# the sandbox has the same uid, so any of them can open a running command's stdio (or its
+# terminal) through /proc/<pid>/fd. With "pty", the process
 # gets a pseudo-terminal (from the sandbox's own devpts) as its controlling terminal and
 # stdin/stdout/stderr; the agent copies between the terminal and the FIFOs.
 import errno
@@ -306,7 +308,8 @@ WATCH_MASK = IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | I
 EVENT_HEADER = struct.Struct("iIII")
 UPLOAD_MARK = ".sbx-upload-"
 watches = {}  # watch id -> write end of its stop pipe
-unwatched = set()  # ids whose unwatch came before their watch was in place
+pending_watches = set()  # ids of watches queued or being set up: only these can be unwatched early
+unwatched = set()  # pending ids whose unwatch came before their watch was in place
 watch_lock = threading.Lock()
 libc = None
 
@@ -455,6 +458,15 @@ class Watch:
 
 def fs_watch(req):
     try:
+        return start_watch(req)
+    finally:  # in place or failed: no longer pending either way
+        with watch_lock:
+            pending_watches.discard(req["id"])
+            unwatched.discard(req["id"])
+
+
+def start_watch(req):
+    try:
         w = Watch(req["id"], req["path"], bool(req.get("recursive")))
     except OSError as e:
         if e.errno in (errno.EMFILE, errno.ENOSPC) and e.filename is None:
@@ -464,7 +476,6 @@ def fs_watch(req):
         raise
     with watch_lock:
         if w.id in unwatched:  # the caller gave up while it was being set up
-            unwatched.discard(w.id)
             os.write(w.stop_w, b"x")
         watches[w.id] = w.stop_w
     try:
@@ -483,8 +494,9 @@ def unwatch(req):
         stop = watches.pop(req["id"], None)
         if stop is not None:
             os.write(stop, b"x")
-        elif len(unwatched) < 4096:
-            unwatched.add(req["id"])  # its watch may still be queued or being set up
+        elif req["id"] in pending_watches:
+            unwatched.add(req["id"])  # its watch is still queued or being set up
+        # else: a watch that failed (or never was): nothing to stop, nothing to remember
 
 
 FS_OPS = {
@@ -543,8 +555,6 @@ def start(req):
             os.close(fd)
         emit({"ev": "failed", "id": pid_id, "error": "cannot open stdio: %s" % e})
         return
-    finally:
-        remove_channel(d)
     stdin, stdout = opened[0], opened[1]
     stderr = opened[2] if len(opened) > 2 else stdout
     # Bigger output pipes let the server take more per read when it is busy sending.
@@ -622,13 +632,15 @@ def start(req):
         os.close(slave)
         if stderr != stdout:
             os.close(stderr)  # a terminal has one output stream
-        terminals[pid_id] = master
-        # Each pump owns its descriptor of the terminal, so neither can write to a reused fd.
-        # The input pump's copy is made first: once started, the output pump may close the
-        # master at any moment (a process that exits at once).
-        input_master = os.dup(master)
-        threading.Thread(target=pump_output, args=(pid_id, master, stdout), daemon=True).start()
-        threading.Thread(target=pump_input, args=(input_master, stdin), daemon=True).start()
+        try:
+            start_pumps(pid_id, master, stdin, stdout)
+        except BaseException as e:
+            # Nothing would copy the terminal (no pid left for a thread): the child must not
+            # run on unseen, holding descriptors, while the server hears that it failed.
+            stop_child(pid)
+            os.close(r)
+            emit({"ev": "failed", "id": pid_id, "error": "cannot start the terminal's copiers: %s" % e})
+            return
     else:
         for fd in {stdin, stdout, stderr}:
             os.close(fd)
@@ -638,18 +650,46 @@ def start(req):
     emit({"ev": "started", "id": pid_id, "pid": pid})
 
 
-def remove_channel(d):
-    """Removes a process's stdio FIFOs and their dir once opened (or not): a name that stays
-    could be found and opened by another process of the sandbox."""
-    for name in ("stdin", "stdout", "stderr"):
+def start_pumps(pid_id, master, stdin, stdout):
+    """Starts the threads that copy between a terminal and its FIFOs; a started pump owns its
+    descriptors. On failure, closes the ones no started pump owns, and raises."""
+    # Each pump owns its descriptor of the terminal, so neither can write to a reused fd.
+    # The input pump's copy is made first: once started, the output pump may close the
+    # master at any moment (a process that exits at once).
+    try:
+        input_master = os.dup(master)
+    except BaseException:
+        close_all(master, stdin, stdout)
+        raise
+    terminals[pid_id] = master
+    try:
+        threading.Thread(target=pump_output, args=(pid_id, master, stdout), daemon=True).start()
+    except BaseException:
+        terminals.pop(pid_id, None)
+        close_all(master, stdout, input_master, stdin)
+        raise
+    try:
+        threading.Thread(target=pump_input, args=(input_master, stdin), daemon=True).start()
+    except BaseException:
+        close_all(input_master, stdin)  # the output pump ends (and closes its own) with the child
+        raise
+
+
+def stop_child(pid):
+    """Kills a child the server will not hear of (reap() drops it: it is not in `pids`)."""
+    for kill in (os.killpg, os.kill):  # its group, if it got as far as setsid
         try:
-            os.unlink(os.path.join(d, name))
+            kill(pid, signal.SIGKILL)
         except OSError:
             pass
-    try:
-        os.rmdir(d)
-    except OSError:
-        pass
+
+
+def close_all(*fds):
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def set_size(fd, rows, cols):
@@ -715,6 +755,9 @@ def handle(line):
     req = json.loads(line)
     op = req.get("op")
     if op in FS_OPS:
+        if op == "watch":
+            with watch_lock:
+                pending_watches.add(req["id"])
         fs_requests.put(req)
     elif op == "exec":
         try:

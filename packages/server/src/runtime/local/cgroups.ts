@@ -135,14 +135,21 @@ export class SandboxCgroup {
     return match ? Number(match[1]) > 0 : false;
   }
 
-  /** Kills every process in the cgroup (setsid daemons included) and removes it. */
-  async destroy(): Promise<void> {
+  /**
+   * Kills every process in the cgroup (setsid daemons included) and removes it. True when no
+   * process was left in it: only then may a tree the sandbox could write be removed recursively.
+   */
+  async destroy(): Promise<boolean> {
     if (this.version === "v2") {
       await writeFile(join(this.dirs[0] as string, "cgroup.kill"), "1").catch(() => {});
     }
+    let emptied = false;
     for (let attempt = 0; attempt < 100; attempt++) {
       const pids = await this.pids();
-      if (pids.length === 0) break;
+      if (pids.length === 0) {
+        emptied = true;
+        break;
+      }
       for (const pid of pids) {
         try {
           process.kill(pid, "SIGKILL");
@@ -161,15 +168,16 @@ export class SandboxCgroup {
         }
       }
     }
+    return emptied;
   }
 }
 
-/** Removes cgroups left by an earlier server run (after killing what is in them). */
 /**
  * Removes the cgroups (killing what is in them) whose names start with `instance` + "-":
- * those of this server's data dir, never another server's on the same machine.
+ * those of this server's data dir, never another server's on the same machine. True when every
+ * one of them was emptied.
  */
-export async function cleanupCgroups(version: CgroupVersion, instance: string): Promise<void> {
+export async function cleanupCgroups(version: CgroupVersion, instance: string): Promise<boolean> {
   const parents = version === "v2" ? [join(ROOT, PREFIX)] : V1_CONTROLLERS.map((c) => join(ROOT, c, PREFIX));
   const names = new Set<string>();
   for (const parent of parents) {
@@ -177,5 +185,6 @@ export async function cleanupCgroups(version: CgroupVersion, instance: string): 
       if (entry.isDirectory() && entry.name.startsWith(`${instance}-`)) names.add(entry.name);
     }
   }
-  await Promise.all([...names].map((name) => new SandboxCgroup(version, name).destroy()));
+  const emptied = await Promise.all([...names].map((name) => new SandboxCgroup(version, name).destroy()));
+  return emptied.every(Boolean);
 }

@@ -1,7 +1,7 @@
 /** Named pipes: how the server and a sandbox's agent exchange control messages and stdio. */
 import { execFile } from "node:child_process";
 import { closeSync, constants, fstatSync, openSync } from "node:fs";
-import { chmod, chown, mkdir, rename } from "node:fs/promises";
+import { chmod, chown, mkdir, rename, rmdir, unlink } from "node:fs/promises";
 import { Socket } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -46,6 +46,21 @@ export function openFifoWriter(path: string, highWaterMark?: number): Socket {
   });
 }
 
+const CHANNEL_ENTRIES = ["stdin", "stdout", "stderr"] as const;
+
+/**
+ * Removes a stdio channel dir made by `FifoPool.take`: its three known FIFO names, then the
+ * (then empty) dir. Never a recursive removal: nothing but these names may ever be deleted here.
+ * Safe while the sandbox runs only because the dir is root's (see `FifoPool.fill`).
+ */
+export async function removeChannel(dir: string): Promise<void> {
+  const ignoreMissing = (error: NodeJS.ErrnoException) => {
+    if (error.code !== "ENOENT") throw error;
+  };
+  await Promise.all(CHANNEL_ENTRIES.map((name) => unlink(join(dir, name)).catch(ignoreMissing)));
+  await rmdir(dir).catch(ignoreMissing);
+}
+
 /** The server's ends of a process's stdio FIFOs. */
 export interface StdioEnds {
   readonly stdin: Socket;
@@ -79,14 +94,11 @@ export class FifoPool {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     await chmod(this.#dir, 0o700);
     const dirs = Array.from({ length: count }, () => join(this.#dir, String(this.#next++)));
-    // The sandbox user's dirs (0700) and FIFOs (0600): the agent opens the FIFOs, then removes
-    // them and their dir before the process runs, so no other process can find them.
-    await Promise.all(dirs.map((d) => mkdir(d, { mode: 0o700 }).then(() => chown(d, this.#uid, this.#gid))));
-    await makeFifos(
-      [...extra, ...dirs.flatMap((d) => ["stdin", "stdout", "stderr"].map((n) => join(d, n)))],
-      this.#uid,
-      this.#gid,
-    );
+    // Root's dirs (0711: the sandbox may pass through, never list, add, swap or remove), the
+    // sandbox user's FIFOs (0600: the agent opens them). Nothing sandboxed code does can change
+    // what is in a channel dir, so the server may remove its known entries by path.
+    await Promise.all(dirs.map((d) => mkdir(d, { mode: 0o711 }).then(() => chmod(d, 0o711))));
+    await makeFifos([...extra, ...dirs.flatMap((d) => CHANNEL_ENTRIES.map((n) => join(d, n)))], this.#uid, this.#gid);
     this.#ready.push(...dirs);
   }
 

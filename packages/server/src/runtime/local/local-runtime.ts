@@ -44,7 +44,7 @@ import {
 } from "./agent-files.js";
 import { type AgentCallOptions, AgentFilesystem, type WatchListener } from "./agent-filesystem.js";
 import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
-import { FifoPool, openFifoReader, openFifoWriter } from "./fifo.js";
+import { FifoPool, openFifoReader, openFifoWriter, removeChannel } from "./fifo.js";
 import { claimLayer, type DefaultImage, ensureDefaultImage, USR_DIRS } from "./image.js";
 import {
   createSandboxDisk,
@@ -367,15 +367,17 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   async cleanupLeftovers(): Promise<void> {
-    // Processes first (their mount namespaces hold the mounts), then mounts, then files. Every
-    // uid of the range is free again: nothing of an earlier run is left to own one.
+    // Processes first (their mount namespaces hold the mounts), then mounts, then files. A
+    // leftover tree is removed only once nothing sandboxed is alive to race the removal (swap
+    // a dir for a symlink to a host dir between its checks); then every uid of the range is
+    // free again, nothing of an earlier run being left to own one.
     const version = detectCgroupVersion();
-    if (version) await cleanupCgroups(version, this.#instance);
+    const emptied = version ? await cleanupCgroups(version, this.#instance) : true;
     const root = join(this.#dir, "sandboxes");
     for (const entry of await readdir(root).catch(() => [] as string[])) {
       await run("umount", ["-l", join(root, entry, "rootfs")]).catch(() => {});
       await removeSandboxDisk(join(root, entry));
-      await rm(join(root, entry), { recursive: true, force: true }).catch(() => {});
+      if (emptied) await rm(join(root, entry), { recursive: true, force: true }).catch(() => {});
     }
     this.#refillWarmPool();
   }
@@ -511,7 +513,8 @@ class LocalSandbox implements RuntimeSandbox {
     const layerReady = createSandboxDisk(dir, diskMiB, diskSource).then(() => claimLayer(paths.upper, uid, gid));
     // The control dir is root's: the sandbox sees it (as /.sbx) and uses the FIFOs the server
     // made in it, but cannot add, swap or remove anything there (a symlink planted in it would
-    // otherwise be followed by the server, as root). Rebuilt on every start.
+    // otherwise be followed by the server, as root). Rebuilt on every start. Nothing under it is
+    // the sandbox's to write (channel dirs are root's too), and no process of it runs yet.
     await Promise.all(
       ["ctl", "events", "p"].map((name) => rm(join(paths.ctl, name), { recursive: true, force: true })),
     );
@@ -593,8 +596,10 @@ class LocalSandbox implements RuntimeSandbox {
       "-S",
       "/.sbx/agent.py",
     ];
+    // Nothing runs outside its cgroups: destroy() relies on killing the cgroup to know that no
+    // sandboxed process is left before it removes the sandbox's files.
     const join_cgroups =
-      'for d in "$@"; do case "$d" in --) shift; break;; esac; echo $$ > "$d/cgroup.procs"; shift; done; exec "$@"';
+      'for d in "$@"; do case "$d" in --) shift; break;; esac; echo $$ > "$d/cgroup.procs" || exit 1; shift; done; exec "$@"';
     const { openSync } = require_fs();
     const seccompFd = openSync(seccomp, "r");
     const child = spawn(
@@ -770,15 +775,18 @@ class LocalSandbox implements RuntimeSandbox {
   async exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess> {
     if (this.#destroyed) throw new Error("the sandbox has been destroyed");
     const id = String(++this.#counter);
-    // An unguessable name in a dir the sandbox cannot list (0711): no other process can find
-    // this process's stdio, and the agent removes them once it has opened them.
+    // An unguessable name in a dir the sandbox cannot list (0711), so no process can find the
+    // channel by name; the channel dir is root's, so nothing sandboxed can be put in it. Its
+    // FIFOs are unlinked as soon as the agent has opened them (it says "started" or "failed").
+    // This keeps names out of reach, not the pipes: another process of the sandbox (same uid)
+    // can still open a running command's stdio through /proc/<pid>/fd.
     const channel = randomBytes(16).toString("hex");
     const hostDir = join(this.#paths.ctl, "p", channel);
     const sandboxDir = `/.sbx/p/${channel}`;
     // Merged (or a terminal): the process has one output pipe, so order is preserved.
     const ends = await this.#fifos.take(hostDir, !(spec.mergeStderr || spec.pty));
     const process = new LocalProcess(ends.stdout, ends.stderr, ends.stdin, () =>
-      rm(hostDir, { recursive: true, force: true }).catch(() => {}),
+      removeChannel(hostDir).catch(() => {}),
     );
     this.#processes.set(id, process);
     process.exit.finally(() => this.#processes.delete(id));
@@ -801,15 +809,19 @@ class LocalSandbox implements RuntimeSandbox {
 
   destroy(): Promise<void> {
     this.#destroyed ??= (async () => {
-      await this.#cgroup.destroy();
+      const emptied = await this.#cgroup.destroy();
       this.#child?.kill("SIGKILL");
       for (const p of this.#processes.values()) p.sandboxEnded();
       this.#events?.destroy();
       this.#control?.destroy();
       await run("umount", ["-l", this.#paths.rootfs]).catch(() => {});
       await removeSandboxDisk(this.#setup.dir);
-      await rm(this.#setup.dir, { recursive: true, force: true }).catch(() => {});
-      this.#setup.releaseUid();
+      // Only once no sandboxed process is left: none can race the removal, and none still runs
+      // as the uid. Else both wait for cleanupLeftovers at the next start.
+      if (emptied) {
+        await rm(this.#setup.dir, { recursive: true, force: true }).catch(() => {});
+        this.#setup.releaseUid();
+      }
     })();
     return this.#destroyed;
   }
@@ -834,14 +846,23 @@ class LocalProcess implements RuntimeProcess {
   #outputPaused = false;
   #drainGrace: NodeJS.Timeout | undefined;
 
-  constructor(stdout: Socket, stderr: Socket | undefined, stdin: Socket, cleanup: () => Promise<void>) {
+  /**
+   * Removes the stdio channel's names: once the agent has opened them (started or failed), or
+   * when the process ends without the agent saying so.
+   */
+  #releaseChannel: (() => void) | undefined;
+
+  constructor(stdout: Socket, stderr: Socket | undefined, stdin: Socket, releaseChannel: () => Promise<void>) {
     this.#stdout = stdout;
     this.#stderr = stderr;
     this.#stdin = stdin;
+    this.#releaseChannel = () => {
+      this.#releaseChannel = undefined;
+      void releaseChannel();
+    };
     this.exit = new Promise((resolve) => {
       this.#resolveExit = resolve;
     });
-    this.exit.then(cleanup);
     this.whenStarted = new Promise((resolve, reject) => {
       this.#started = { resolve, reject };
     });
@@ -902,6 +923,7 @@ class LocalProcess implements RuntimeProcess {
 
   started(pid: number): void {
     this.pid = pid;
+    this.#releaseChannel?.();
     this.#started.resolve();
   }
 
@@ -911,6 +933,7 @@ class LocalProcess implements RuntimeProcess {
   }
 
   exited(exit: RuntimeExit): void {
+    this.#releaseChannel?.(); // failed, or ended without a word from the agent
     if (this.#exit) return;
     this.#exit = exit;
     this.#started.resolve();

@@ -16,6 +16,7 @@ function verdict(nr: number, args: readonly number[] = [], arch = 0xc000003e): n
     else if (code === 0x15) pc += acc === k ? jt : jf;
     else if (code === 0x35) pc += acc >= k ? jt : jf;
     else if (code === 0x45) pc += (acc & k) !== 0 ? jt : jf;
+    else if (code === 0x54) acc = (acc & k) >>> 0;
     else throw new Error(`unexpected instruction ${code} at ${pc}`);
   }
   throw new Error("the program ran off its end");
@@ -78,6 +79,21 @@ describe("seccomp program", () => {
       expect(verdict(SOCKET, [family, 1, 0]), name).toBe(ALLOW);
       expect(verdict(SOCKETPAIR, [family, 1, 0]), name).toBe(ALLOW);
     }
+  });
+
+  it("refuses (AF_INET, SOCK_PACKET), a packet socket under another name, whatever the type flags", () => {
+    const SOCK_PACKET = 10;
+    const SOCK_NONBLOCK = 0x800;
+    const SOCK_CLOEXEC = 0x80000;
+    for (const type of [SOCK_PACKET, SOCK_PACKET | SOCK_NONBLOCK, SOCK_PACKET | SOCK_CLOEXEC | SOCK_NONBLOCK]) {
+      expect(verdict(SOCKET, [2, type, 0x0300]), `type ${type}`).toBe(errno(EAFNOSUPPORT));
+      expect(verdict(SOCKETPAIR, [2, type, 0]), `type ${type}`).toBe(errno(EAFNOSUPPORT));
+    }
+    // Every other inet type still passes (stream, dgram, raw, seqpacket), with flags too.
+    for (const type of [1, 2, 3, 5, 1 | SOCK_NONBLOCK | SOCK_CLOEXEC, 2 | SOCK_CLOEXEC]) {
+      expect(verdict(SOCKET, [2, type, 0]), `type ${type}`).toBe(ALLOW);
+    }
+    expect(verdict(SOCKET, [10, 2, 0])).toBe(ALLOW); // inet6 dgram
   });
 
   it("allows netlink for routes (getifaddrs, ip) and socket diagnostics (ss) only", () => {

@@ -14,6 +14,7 @@ const BPF_LD_W_ABS = 0x20;
 const BPF_JEQ_K = 0x15;
 const BPF_JGE_K = 0x35;
 const BPF_JSET_K = 0x45;
+const BPF_ALU_AND_K = 0x54;
 const BPF_RET_K = 0x06;
 
 const SECCOMP_RET_KILL_PROCESS = 0x80000000;
@@ -28,6 +29,7 @@ const EAFNOSUPPORT = 97;
 const NR = 0;
 const ARCH = 4;
 const ARG0_LOW = 16;
+const ARG1_LOW = 24;
 const ARG2_LOW = 32;
 
 /** x86_64 numbers of the denied syscalls. */
@@ -81,6 +83,13 @@ export const DENIED_SYSCALLS_X86_64: Readonly<Record<string, number>> = {
 
 const SOCKET = 41;
 const SOCKETPAIR = 53;
+/** socket()'s type without SOCK_NONBLOCK and SOCK_CLOEXEC (the kernel's SOCK_TYPE_MASK). */
+const SOCK_TYPE_MASK = 0xf;
+/**
+ * The kernel turns (AF_INET, SOCK_PACKET) into an AF_PACKET socket after the family check
+ * (an obsolete spelling of packet sockets); only AF_INET gets this, AF_INET6 has no such type.
+ */
+const SOCK_PACKET = 10;
 
 /**
  * The socket families a sandbox may create; any other is refused with EAFNOSUPPORT, what a
@@ -142,30 +151,39 @@ export function seccompInstructions(): Instruction[] {
 
 /**
  * socket(family, type, protocol) and socketpair(family, …): allowed families pass, netlink
- * only for the allowed protocols. Expects the syscall number loaded; leaves it loaded for
- * what follows (the only path that falls through reloads it).
+ * only for the allowed protocols, inet not with SOCK_PACKET (a packet socket under another
+ * name, refused with EAFNOSUPPORT like AF_PACKET itself: what a kernel without packet sockets
+ * answers for it). Expects the syscall number loaded; leaves it loaded for what follows (the
+ * only path that falls through reloads it).
  */
 function socketFamilyCheck(ret: (k: number) => Instruction): Instruction[] {
-  const { AF_NETLINK, ...plain } = ALLOWED_SOCKET_FAMILIES;
+  const { AF_NETLINK, AF_INET, ...plain } = ALLOWED_SOCKET_FAMILIES;
   const families = Object.values(plain);
   const protocols = Object.values(ALLOWED_NETLINK_PROTOCOLS);
   // Jumps are relative to the next instruction; these are indices within this block.
-  const familyAt = 3;
+  const inetTestAt = 3;
+  const familyAt = inetTestAt + 1;
   const netlinkAt = familyAt + families.length;
   const protocolAt = netlinkAt + 3; // after the netlink test, the refusal and the protocol load
-  const allowAt = protocolAt + protocols.length + 1;
+  const inetAt = protocolAt + protocols.length + 1; // after the protocol tests and their refusal
+  const allowAt = inetAt + 4; // after the type load, mask, test and refusal
   const reloadAt = allowAt + 1;
   const jumpTo = (target: number, from: number) => target - from - 1;
   return [
     [BPF_JEQ_K, 1, 0, SOCKET],
     [BPF_JEQ_K, 0, jumpTo(reloadAt, 1), SOCKETPAIR],
     [BPF_LD_W_ABS, 0, 0, ARG0_LOW],
+    [BPF_JEQ_K, jumpTo(inetAt, inetTestAt), 0, AF_INET as number],
     ...families.map((family, i): Instruction => [BPF_JEQ_K, jumpTo(allowAt, familyAt + i), 0, family]),
     [BPF_JEQ_K, 1, 0, AF_NETLINK as number],
     ret(SECCOMP_RET_ERRNO | EAFNOSUPPORT),
     [BPF_LD_W_ABS, 0, 0, ARG2_LOW],
     ...protocols.map((protocol, i): Instruction => [BPF_JEQ_K, jumpTo(allowAt, protocolAt + i), 0, protocol]),
     ret(SECCOMP_RET_ERRNO | EPROTONOSUPPORT),
+    [BPF_LD_W_ABS, 0, 0, ARG1_LOW],
+    [BPF_ALU_AND_K, 0, 0, SOCK_TYPE_MASK],
+    [BPF_JEQ_K, 0, 1, SOCK_PACKET],
+    ret(SECCOMP_RET_ERRNO | EAFNOSUPPORT),
     ret(SECCOMP_RET_ALLOW),
     [BPF_LD_W_ABS, 0, 0, NR],
   ];
