@@ -27,9 +27,19 @@ function openFifo(path: string, flags: number): number {
   return fd;
 }
 
-/** A non-blocking read end as a stream (opening never blocks, even before a writer exists). */
+/**
+ * A non-blocking read end as a stream (opening never blocks, even before a writer exists).
+ * Its buffer holds one read: pause() then stops reading the pipe after at most one more read
+ * (with the default 64 KiB a paused stream keeps reading until that much is buffered, so
+ * pausing would not stop a trickling writer from waking the server; see read-pacing.ts).
+ */
 export function openFifoReader(path: string): Socket {
-  return new Socket({ fd: openFifo(path, constants.O_RDONLY), readable: true, writable: false });
+  return new Socket({
+    fd: openFifo(path, constants.O_RDONLY),
+    readable: true,
+    writable: false,
+    readableHighWaterMark: 1,
+  });
 }
 
 /**

@@ -39,6 +39,7 @@ import { AgentFilesystem, type WatchListener } from "./agent-filesystem.js";
 import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { FifoPool, openFifoReader, openFifoWriter } from "./fifo.js";
 import { ensureDefaultImage } from "./image.js";
+import { paceReads } from "./read-pacing.js";
 import { seccompProgram, seccompSupported } from "./seccomp.js";
 
 const run = promisify(execFile);
@@ -666,6 +667,7 @@ class LocalProcess implements RuntimeProcess {
     for (const s of stderr ? [stdout, stderr] : [stdout]) {
       this.#open.add(s);
       s.pause();
+      paceReads(s); // a trickling writer must not wake the server once per byte
       s.on("close", () => {
         this.#open.delete(s);
         this.#maybeDone();
