@@ -4,6 +4,7 @@
 // scenario, attacker sandboxes misbehave for SBX_NOISY_SECONDS while the bench calls, one
 // after another, on the neighbour:
 //   run      sb.run("echo ok")                  RPC + agent fork/exec + output + exit
+//   output   the same run until "ok" arrives    (run minus this: the exit's way back)
 //   start    sb.exec(["true"]) until started    RPC + the agent's fork/exec (exit not awaited)
 //   stat     sb.filesystem.stat("/")            RPC + an agent call, no fork
 //   ping     sb.getTags()                       RPC answered by the server alone
@@ -168,7 +169,7 @@ async function scenario(name: string, neighbour: Sandbox): Promise<Result> {
   const sampler = setInterval(() => {
     dirtyMax = Math.max(dirtyMax, dirtyMiB());
   }, 500);
-  const calls: Record<string, number[]> = { run: [], start: [], stat: [], ping: [] };
+  const calls: Record<string, number[]> = { run: [], output: [], start: [], stat: [], ping: [] };
   const deadline = performance.now() + SECONDS * 1000;
   // The attacks stop at the deadline even if a call on the neighbour is stuck.
   const stopped = new Promise<void>((resolve) => setTimeout(resolve, SECONDS * 1000)).then(async () => {
@@ -176,7 +177,11 @@ async function scenario(name: string, neighbour: Sandbox): Promise<Result> {
     await Promise.all(started.flatMap((s) => s.sandboxes).map((sb) => sb.terminate().catch(() => {})));
   });
   while (performance.now() < deadline) {
-    await timed(() => neighbour.run("echo ok"), calls.run as number[]);
+    const runStart = performance.now();
+    await timed(
+      () => neighbour.run("echo ok", { onStdout: () => calls.output?.push(performance.now() - runStart) }),
+      calls.run as number[],
+    );
     let started: Awaited<ReturnType<Sandbox["exec"]>> | undefined;
     await timed(async () => {
       started = await neighbour.exec(["true"]);
