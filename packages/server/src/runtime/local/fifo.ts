@@ -2,7 +2,7 @@
 import { execFile } from "node:child_process";
 import { closeSync, constants, fstatSync, openSync } from "node:fs";
 import { chmod, chown, mkdir, rename } from "node:fs/promises";
-import { Socket } from "node:net";
+import { Socket, type SocketConstructorOpts } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -34,12 +34,15 @@ function openFifo(path: string, flags: number): number {
  * pausing would not stop a trickling writer from waking the server; see read-pacing.ts).
  */
 export function openFifoReader(path: string): Socket {
-  return new Socket({
+  // Socket passes its options on to Duplex, which reads readableHighWaterMark; Node's types
+  // for the constructor do not list it.
+  const options: SocketConstructorOpts & { readableHighWaterMark: number } = {
     fd: openFifo(path, constants.O_RDONLY),
     readable: true,
     writable: false,
     readableHighWaterMark: 1,
-  });
+  };
+  return new Socket(options);
 }
 
 /**

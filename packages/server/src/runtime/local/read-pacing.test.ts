@@ -52,6 +52,36 @@ describe("read pacing", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("a held stream stays paused when the pacing timer fires, and reads again once released", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const dir = mkdtempSync(join(tmpdir(), "sbx-pacing-"));
+    const fifo = join(dir, "out");
+    execFileSync("mkfifo", [fifo]);
+    const stream = openFifoReader(fifo);
+    const writeEnd = openSync(fifo, "w");
+    try {
+      stream.pause();
+      const pacing = paceReads(stream);
+      const chunks: string[] = [];
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk.toString()));
+      stream.resume();
+      writeSync(writeEnd, "a");
+      while (chunks.length === 0) await turn();
+      pacing.hold();
+      writeSync(writeEnd, "b");
+      await vi.advanceTimersByTimeAsync(PACE_MS * 3);
+      for (let i = 0; i < 5; i++) await turn();
+      expect(chunks).toEqual(["a"]);
+      pacing.release();
+      while (chunks.join("").length < 2) await turn();
+      expect(chunks.join("")).toBe("ab");
+    } finally {
+      closeSync(writeEnd);
+      stream.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 const available = await realServerAvailable("read pacing (local runtime)");

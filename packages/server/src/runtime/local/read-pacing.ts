@@ -17,18 +17,31 @@ export const PACE_BELOW_BYTES = 16 * 1024;
 /** How long a trickling stream waits before its next read (at most 200 reads/s). */
 export const PACE_MS = 5;
 
-/**
- * Paces `stream`'s reads. Call before the first 'data' listener is added: it must see every
- * chunk first. Returns a function that stops pacing (and clears a pending timer).
- */
-export function paceReads(stream: Socket): () => void {
+/** A paced stream's controls. */
+export interface PacedReads {
+  /**
+   * Stops reading until every hold is released (back-pressure, say). Pause a paced stream
+   * only through this: pacing's timer resumes a stream that nothing holds.
+   */
+  hold(): void;
+  release(): void;
+  /** Ends pacing (and clears a pending timer). */
+  stop(): void;
+}
+
+/** Paces `stream`'s reads. Call before the first 'data' listener is added: it must see every chunk first. */
+export function paceReads(stream: Socket): PacedReads {
   let timer: NodeJS.Timeout | undefined;
+  let holds = 0;
+  const resumeIfFree = () => {
+    if (!timer && holds === 0 && !stream.destroyed) stream.resume();
+  };
   const onData = (chunk: Uint8Array) => {
     if (chunk.byteLength >= PACE_BELOW_BYTES || timer) return;
     stream.pause();
     timer = setTimeout(() => {
       timer = undefined;
-      if (!stream.destroyed) stream.resume();
+      resumeIfFree();
     }, PACE_MS);
   };
   stream.on("data", onData);
@@ -38,5 +51,14 @@ export function paceReads(stream: Socket): () => void {
     stream.off("data", onData);
   };
   stream.once("close", stop);
-  return stop;
+  return {
+    hold: () => {
+      holds++;
+      stream.pause();
+    },
+    release: () => {
+      if (holds > 0 && --holds === 0) resumeIfFree();
+    },
+    stop,
+  };
 }
