@@ -21,6 +21,8 @@
 //   flood      a second client running `true` 16 at a time in another sandbox
 //   spin       4 sandboxes each spinning one thread per core
 //   all        every attack above at once
+//   diskwrite  a sandbox rewriting a 256 MiB file on its disk layer, again and again (not
+//              in "all": it measures the shared dirty-page pool and disk, not the server)
 // Run as root: node packages/server/bench/noisy-neighbours.ts [scenario ...]
 // Env: SBX_NOISY_SECONDS (default 15) per scenario.
 import { spawn } from "node:child_process";
@@ -127,6 +129,11 @@ const attacks: Record<string, Attack> = {
       },
     };
   },
+  async diskwrite() {
+    const sb = await create();
+    await background(sb, "while :; do head -c 256M /dev/zero > /bench.bin; done");
+    return { sandboxes: [sb] };
+  },
   async spin() {
     const sandboxes = await Promise.all([0, 1, 2, 3].map(() => create()));
     const spinners = Array.from({ length: CORES }, () => "while :; do :; done").join(" & ");
@@ -208,7 +215,7 @@ async function scenario(name: string, neighbour: Sandbox): Promise<Result> {
 }
 
 function selectAttacks(name: string): Attack[] {
-  if (name === "all") return Object.values(attacks);
+  if (name === "all") return Object.entries(attacks).flatMap(([n, attack]) => (n === "diskwrite" ? [] : [attack]));
   const attack = attacks[name];
   if (!attack) throw new Error(`unknown scenario ${name}`);
   return [attack];
@@ -263,7 +270,8 @@ function printTable(results: Result[]): void {
 }
 
 const requested = process.argv.slice(2);
-const names = requested.length > 0 ? requested : [...Object.keys(attacks), "all"];
+const names =
+  requested.length > 0 ? requested : [...Object.keys(attacks).filter((n) => n !== "diskwrite"), "all", "diskwrite"];
 const results: Result[] = [];
 try {
   const neighbour = await client.sandboxes.create({ app: "neighbour" });
