@@ -2,7 +2,7 @@
 import { execFile } from "node:child_process";
 import { closeSync, constants, fstatSync, openSync } from "node:fs";
 import { chmod, chown, mkdir, rename, rmdir, unlink } from "node:fs/promises";
-import { Socket } from "node:net";
+import { Socket, type SocketConstructorOpts } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -27,9 +27,22 @@ function openFifo(path: string, flags: number): number {
   return fd;
 }
 
-/** A non-blocking read end as a stream (opening never blocks, even before a writer exists). */
+/**
+ * A non-blocking read end as a stream (opening never blocks, even before a writer exists).
+ * Its buffer holds one read: pause() then stops reading the pipe after at most one more read
+ * (with the default 64 KiB a paused stream keeps reading until that much is buffered, so
+ * pausing would not stop a trickling writer from waking the server; see read-pacing.ts).
+ */
 export function openFifoReader(path: string): Socket {
-  return new Socket({ fd: openFifo(path, constants.O_RDONLY), readable: true, writable: false });
+  // Socket passes its options on to Duplex, which reads readableHighWaterMark; Node's types
+  // for the constructor do not list it.
+  const options: SocketConstructorOpts & { readableHighWaterMark: number } = {
+    fd: openFifo(path, constants.O_RDONLY),
+    readable: true,
+    writable: false,
+    readableHighWaterMark: 1,
+  };
+  return new Socket(options);
 }
 
 /**

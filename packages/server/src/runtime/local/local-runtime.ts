@@ -46,6 +46,7 @@ import { type AgentCallOptions, AgentFilesystem, type WatchListener } from "./ag
 import { type CgroupVersion, cgroupProblems, cleanupCgroups, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { FifoPool, openFifoReader, openFifoWriter, removeChannel } from "./fifo.js";
 import { claimLayer, type DefaultImage, ensureDefaultImage, USR_DIRS } from "./image.js";
+import { type PacedReads, paceReads } from "./read-pacing.js";
 import {
   createSandboxDisk,
   type DiskSource,
@@ -840,6 +841,8 @@ class LocalProcess implements RuntimeProcess {
   #started!: { resolve: () => void; reject: (e: Error) => void };
   #exit: RuntimeExit | undefined;
   readonly #open = new Set<Socket>();
+  /** Each output stream's pacing: back-pressure pauses through it (see read-pacing.ts). */
+  readonly #paced = new Map<Socket, PacedReads>();
   readonly #stdout: Socket;
   readonly #stderr: Socket | undefined;
   readonly #stdin: Socket;
@@ -869,6 +872,7 @@ class LocalProcess implements RuntimeProcess {
     for (const s of stderr ? [stdout, stderr] : [stdout]) {
       this.#open.add(s);
       s.pause();
+      this.#paced.set(s, paceReads(s)); // a trickling writer must not wake the server once per byte
       s.on("close", () => {
         this.#open.delete(s);
         this.#maybeDone();
@@ -889,13 +893,15 @@ class LocalProcess implements RuntimeProcess {
   }
 
   pauseOutput(): void {
+    if (this.#outputPaused) return;
     this.#outputPaused = true;
-    for (const s of this.#open) s.pause();
+    for (const paced of this.#paced.values()) paced.hold();
   }
 
   resumeOutput(): void {
+    if (!this.#outputPaused) return;
     this.#outputPaused = false;
-    for (const s of this.#open) s.resume();
+    for (const paced of this.#paced.values()) paced.release();
     if (this.#exit) this.#startDrainGrace();
   }
 

@@ -1,0 +1,122 @@
+// A process that writes its output one byte per write(2) must not make the server read once
+// per byte (each read wakes the server and becomes a log append and a message to readers).
+import { execFileSync } from "node:child_process";
+import { chmodSync, closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { realServerAvailable } from "../../testing.js";
+import type { SandboxRuntime } from "../runtime.js";
+import { openFifoReader } from "./fifo.js";
+import { createLocalRuntime } from "./local-runtime.js";
+import { PACE_MS, paceReads } from "./read-pacing.js";
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+describe("read pacing", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("after a small read, a FIFO is not read again until PACE_MS later, then in one read", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const dir = mkdtempSync(join(tmpdir(), "sbx-pacing-"));
+    const fifo = join(dir, "out");
+    execFileSync("mkfifo", [fifo]);
+    const stream = openFifoReader(fifo);
+    const writeEnd = openSync(fifo, "w"); // the read end is open: this does not block
+    try {
+      stream.pause();
+      paceReads(stream);
+      const chunks: string[] = [];
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk.toString()));
+      stream.resume();
+      writeSync(writeEnd, "a");
+      while (chunks.length === 0) await turn();
+      // Paced: bytes written now, one event-loop turn apart, wait in the pipe.
+      for (const byte of "bcdef") {
+        writeSync(writeEnd, byte);
+        for (let i = 0; i < 5; i++) await turn();
+      }
+      expect(chunks).toEqual(["a"]);
+      while (chunks.join("").length < 6) {
+        await vi.advanceTimersByTimeAsync(PACE_MS);
+        await turn();
+      }
+      // At most the one read made as the stream paused, then the rest at once.
+      expect(chunks.join("")).toBe("abcdef");
+      expect(chunks.length).toBeLessThanOrEqual(3);
+    } finally {
+      closeSync(writeEnd);
+      stream.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a held stream stays paused when the pacing timer fires, and reads again once released", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const dir = mkdtempSync(join(tmpdir(), "sbx-pacing-"));
+    const fifo = join(dir, "out");
+    execFileSync("mkfifo", [fifo]);
+    const stream = openFifoReader(fifo);
+    const writeEnd = openSync(fifo, "w");
+    try {
+      stream.pause();
+      const pacing = paceReads(stream);
+      const chunks: string[] = [];
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk.toString()));
+      stream.resume();
+      writeSync(writeEnd, "a");
+      while (chunks.length === 0) await turn();
+      pacing.hold();
+      writeSync(writeEnd, "b");
+      await vi.advanceTimersByTimeAsync(PACE_MS * 3);
+      for (let i = 0; i < 5; i++) await turn();
+      expect(chunks).toEqual(["a"]);
+      pacing.release();
+      while (chunks.join("").length < 2) await turn();
+      expect(chunks.join("")).toBe("ab");
+    } finally {
+      closeSync(writeEnd);
+      stream.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+const available = await realServerAvailable("read pacing (local runtime)");
+
+if (available) {
+  describe("read pacing (local runtime)", () => {
+    let dataDir: string;
+    let runtime: SandboxRuntime;
+    beforeAll(() => {
+      dataDir = mkdtempSync(join(tmpdir(), "sbx-pacing-runtime-"));
+      chmodSync(dataDir, 0o711); // the sandbox user must reach its layer below (as startServer does)
+      runtime = createLocalRuntime({ dataDir, warmPoolSize: 0 });
+    });
+    afterAll(async () => {
+      await runtime.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    });
+
+    it("a sandboxed process writing one byte at a time is read in far fewer reads than writes", async () => {
+      // 3,000 one-byte writes 0.5 ms apart: read as they come, that is about one read per
+      // byte; paced, a read every PACE_MS takes ~10 bytes. The bound leaves 5× slack.
+      const writes = 3_000;
+      const writer = `import os, time\nfor _ in range(${writes}):\n    os.write(1, b"x"); time.sleep(0.0005)`;
+      const sandbox = await runtime.createSandbox({ id: "pacing", env: {}, blockNetwork: true });
+      const process = await sandbox.exec({ argv: ["python3", "-c", writer], env: {}, pty: false });
+      let reads = 0;
+      let bytes = 0;
+      process.onStdout((chunk) => {
+        reads++;
+        bytes += chunk.byteLength;
+      });
+      process.onStderr(() => {});
+      expect(await process.exit).toEqual({ kind: "exited", code: 0 });
+      expect(bytes).toBe(writes);
+      expect(reads).toBeLessThanOrEqual(writes / 2);
+    });
+  });
+}
