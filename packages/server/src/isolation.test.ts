@@ -91,6 +91,14 @@ if (available) {
       return root.mountPoint;
     };
 
+    it("refuses disk sizes and cpu limits the runtime cannot honour with InvalidError, and stays up", async () => {
+      for (const options of [{ diskMiB: 8 }, { diskMiB: 2_000_000 }, { cpu: 0.0001 }]) {
+        await expect(client.sandboxes.create(options)).rejects.toMatchObject({ code: "invalid" });
+      }
+      await using sb = await client.sandboxes.create({ diskMiB: 32 });
+      expect((await run(sb, ["sh", "-c", "df -m /work | tail -1"])).out).toMatch(/\s(2\d|3[0-2])\s/);
+    });
+
     it("a setuid file planted in a sandbox gives no host account the sandbox's uid", async () => {
       await using sb = await client.sandboxes.create();
       const planted = await run(sb, [
@@ -271,6 +279,34 @@ time.sleep(120)`,
         expect(fine.out).toMatch(/rc=0/);
       } finally {
         await Promise.all([small.destroy(), roomy.destroy()]);
+      }
+    });
+
+    it("a disk that cannot be made fails that create alone: no unhandled rejection, nothing left behind", async () => {
+      const unhandled: unknown[] = [];
+      const onUnhandled = (reason: unknown) => unhandled.push(reason);
+      process.on("unhandledRejection", onUnhandled);
+      try {
+        for (const diskMiB of [8, 100.5]) {
+          await expect(
+            runtime.createSandbox({
+              id: `bad-disk-${diskMiB}`.replace(".", "-"),
+              env: {},
+              blockNetwork: true,
+              diskMiB,
+            }),
+          ).rejects.toThrow(/whole number of MiB, at least 16/);
+        }
+        // Let any stray rejection surface before looking.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        expect(unhandled).toEqual([]);
+        expect(existsQuietly(join(dataDir, "runtime/sandboxes/bad-disk-8"))).toBe(false);
+        // The runtime still starts sandboxes.
+        const sb = await runtime.createSandbox({ id: "after-bad-disk", env: {}, blockNetwork: true });
+        expect((await sh(sb, "echo ok")).out).toBe("ok\n");
+        await sb.destroy();
+      } finally {
+        process.off("unhandledRejection", onUnhandled);
       }
     });
 

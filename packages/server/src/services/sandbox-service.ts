@@ -13,6 +13,10 @@ import { checkArgv, checkEnv, checkName, checkTags, checkWorkdir, invalid } from
 import type { Engine, ServerSandbox } from "../engine.js";
 import { terminated } from "../exit-status.js";
 
+/** A sandbox's writable layer: ext4 needs a few MiB of its own; 1 TiB is far past any sane sandbox. */
+const MIN_DISK_MIB = 16;
+const MAX_DISK_MIB = 1_048_576;
+
 export interface SandboxServiceOptions {
   /** Most sandboxes running at once; more → RESOURCE_EXHAUSTED with a retry delay. */
   readonly maxRunningSandboxes: number;
@@ -57,8 +61,12 @@ export function sandboxService(engine: Engine, options: SandboxServiceOptions): 
       if (spec.cidrAllowlist.length > 0 || spec.ports.length > 0 || spec.readinessProbe) {
         throw new ConnectError("cidr_allowlist, ports and readiness probes are not supported yet", Code.Unimplemented);
       }
-      if (spec.cpu?.cores && !(spec.cpu.cores.limit > 0 && spec.cpu.cores.limit <= 64)) {
-        throw invalid("cpu limit must be between 0 and 64 cores");
+      // 0.01 cores: the smallest quota the kernel takes (1 ms per 100 ms period).
+      if (spec.cpu?.cores && !(spec.cpu.cores.limit >= 0.01 && spec.cpu.cores.limit <= 64)) {
+        throw invalid("cpu limit must be between 0.01 and 64 cores");
+      }
+      if (spec.diskMib && !(spec.diskMib >= MIN_DISK_MIB && spec.diskMib <= MAX_DISK_MIB)) {
+        throw invalid(`disk_mib must be between ${MIN_DISK_MIB} and ${MAX_DISK_MIB} MiB, got ${spec.diskMib}`);
       }
       if (spec.memory?.mib && !(spec.memory.mib.limit >= 16 && spec.memory.mib.limit <= 65_536)) {
         throw invalid("memory limit must be between 16 and 65536 MiB");

@@ -288,13 +288,22 @@ class LocalRuntime implements SandboxRuntime {
     await this.#prepared;
     const version = detectCgroupVersion();
     if (!version) throw new Error("no usable cgroup hierarchy");
-    this.#image ??= ensureDefaultImage(join(this.#dir, "images"));
-    this.#seccompFile ??= this.#writeSeccomp();
+    this.#image ??= forgetOnFailure(ensureDefaultImage(join(this.#dir, "images")), () => {
+      this.#image = undefined;
+    });
+    this.#seccompFile ??= forgetOnFailure(this.#writeSeccomp(), () => {
+      this.#seccompFile = undefined;
+    });
     const [image, seccomp] = await Promise.all([this.#image, this.#seccompFile]);
     const diskMiB = this.#diskOf(spec);
     let diskSource: DiskSource = { contents: image.layer };
     if (diskMiB === this.#defaultDiskMiB) {
-      this.#diskTemplate ??= ensureDiskTemplate(join(image.lower, "..", `disk-${diskMiB}.img`), diskMiB, image.layer);
+      this.#diskTemplate ??= forgetOnFailure(
+        ensureDiskTemplate(join(image.lower, "..", `disk-${diskMiB}.img`), diskMiB, image.layer),
+        () => {
+          this.#diskTemplate = undefined;
+        },
+      );
       diskSource = { template: await this.#diskTemplate };
     }
     const limits = this.#limitsOf(spec);
@@ -511,27 +520,18 @@ class LocalSandbox implements RuntimeSandbox {
     const paths = this.#paths;
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await Promise.all([paths.rootfs, paths.ctl].map((p) => mkdir(p, { recursive: true })));
-    const layerReady = createSandboxDisk(dir, diskMiB, diskSource).then(() => claimLayer(paths.upper, uid, gid));
-    // The control dir is root's: the sandbox sees it (as /.sbx) and uses the FIFOs the server
-    // made in it, but cannot add, swap or remove anything there (a symlink planted in it would
-    // otherwise be followed by the server, as root). Rebuilt on every start. Nothing under it is
-    // the sandbox's to write (channel dirs are root's too), and no process of it runs yet.
-    await Promise.all(
-      ["ctl", "events", "p"].map((name) => rm(join(paths.ctl, name), { recursive: true, force: true })),
-    );
-    await Promise.all([
-      chown(paths.ctl, 0, 0).then(() => chmod(paths.ctl, 0o755)),
-      mkdir(join(paths.ctl, "p"), { mode: 0o711 }), // traversable, not listable: see exec
-      agentCode().then((code) => writeFile(join(paths.ctl, "agent.py"), code, { mode: 0o644 })),
-    ]);
-    await Promise.all([
-      layerReady.then(() => mountOverlay(image.lower, paths.upper, paths.work, paths.rootfs)),
+    // Every step runs to its end before start() settles, failed or not: destroy() (which
+    // follows a failed start) must never race a disk still being mounted or FIFOs still made.
+    await settleAll([
+      createSandboxDisk(dir, diskMiB, diskSource)
+        .then(() => claimLayer(paths.upper, uid, gid))
+        .then(() => mountOverlay(image.lower, paths.upper, paths.work, paths.rootfs)),
       this.#cgroup.create({
         cpuLimit: this.#spec.cpuLimit,
         memoryLimitMiB: this.#setup.memoryMiB,
         pidsLimit: this.#setup.pidsLimit,
       }),
-      this.#fifos.fill([join(paths.ctl, "ctl"), join(paths.ctl, "events")]),
+      this.#prepareControl(),
     ]);
     this.#events = openFifoReader(join(paths.ctl, "events"));
     this.#control = openFifoWriter(join(paths.ctl, "ctl"));
@@ -549,6 +549,23 @@ class LocalSandbox implements RuntimeSandbox {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * The control dir is root's: the sandbox sees it (as /.sbx) and uses the FIFOs the server
+   * made in it, but cannot add, swap or remove anything there (a symlink planted in it would
+   * otherwise be followed by the server, as root). Rebuilt on every start. Nothing under it is
+   * the sandbox's to write (channel dirs are root's too), and no process of it runs yet.
+   */
+  async #prepareControl(): Promise<void> {
+    const ctl = this.#paths.ctl;
+    await Promise.all(["ctl", "events", "p"].map((name) => rm(join(ctl, name), { recursive: true, force: true })));
+    await Promise.all([
+      chown(ctl, 0, 0).then(() => chmod(ctl, 0o755)),
+      mkdir(join(ctl, "p"), { mode: 0o711 }), // traversable, not listable: see exec
+      agentCode().then((code) => writeFile(join(ctl, "agent.py"), code, { mode: 0o644 })),
+    ]);
+    await this.#fifos.fill([join(ctl, "ctl"), join(ctl, "events")]);
   }
 
   #spawn(): void {
@@ -1020,3 +1037,16 @@ const closeQuietly = (fd: number) => {
     fs.closeSync(fd);
   } catch {}
 };
+
+/** Waits for every promise to settle, then fails with the first failure (if any). */
+async function settleAll(steps: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(steps);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
+/** A cached one-time step whose failure is not kept: the next caller tries again. */
+function forgetOnFailure<T>(step: Promise<T>, forget: () => void): Promise<T> {
+  step.catch(forget);
+  return step;
+}

@@ -5,7 +5,7 @@
  * Works on any host filesystem (no project quotas needed).
  */
 import { execFile } from "node:child_process";
-import { lstat, mkdir, rename, rm, truncate, writeFile } from "node:fs/promises";
+import { lstat, mkdir, open, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -18,9 +18,10 @@ const MKFS_OPTIONS = ["-q", "-F", "-O", "^has_journal", "-m", "0", "-E", "lazy_i
  * Mount options: nosuid/nodev/noexec (a file planted there never runs with its owner's uid,
  * opens a device or runs at all from the host; inside, programs run through the overlay),
  * `discard` (files removed inside free the host's blocks) and `noinit_itable` (no background
- * zeroing of inode tables the sandbox never uses).
+ * zeroing of inode tables the sandbox never uses), and `errors=remount-ro` whatever the host's
+ * mke2fs.conf says (an error in one sandbox's disk must never panic the host).
  */
-export const DISK_MOUNT_OPTIONS = "loop,nosuid,nodev,noexec,discard,noinit_itable";
+export const DISK_MOUNT_OPTIONS = "loop,nosuid,nodev,noexec,discard,noinit_itable,errors=remount-ro";
 
 /** Smallest disk: the layer template and ext4's own metadata take a few MiB. */
 export const MIN_DISK_MIB = 16;
@@ -56,6 +57,14 @@ export async function ensureDiskTemplate(path: string, sizeMiB: number, contents
   if (await lstat(path).catch(() => undefined)) return path;
   const staging = `${path}.building-${process.pid}`;
   await makeImage(staging, sizeMiB, contents);
+  // On disk before it is named: a template cut short by a power loss would be copied into
+  // every later sandbox as a damaged filesystem.
+  const file = await open(staging, "r+");
+  try {
+    await file.sync();
+  } finally {
+    await file.close();
+  }
   await rename(staging, path);
   return path;
 }
