@@ -11,6 +11,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { ConnectionLimits } from "@sbx/server-kit/listen";
 import { silentLogger } from "./logger.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
 import { type RunningServer, startServer } from "./server.js";
@@ -41,7 +42,7 @@ export async function realServerAvailable(what = "real-server tests", otherProbl
 
 /** A real server on a free loopback port, its data in a fresh temporary dir (or `dataDir`). */
 export async function startTestServer(
-  options: { dataDir?: string; token?: string } = {},
+  options: { dataDir?: string; token?: string; connections?: ConnectionLimits } = {},
 ): Promise<RunningServer & { removeData(): void }> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "sbx-server-"));
   const server = await startServer({
@@ -49,6 +50,7 @@ export async function startTestServer(
     listen: "127.0.0.1:0",
     token: options.token ?? "test-token",
     logger: silentLogger,
+    ...(options.connections ? { connections: options.connections } : {}),
   });
   return { ...server, removeData: () => rmSync(dataDir, { recursive: true, force: true }) };
 }
