@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { request as http1Request } from "node:http";
 import { connect as http2Connect } from "node:http2";
 import { type Socket, connect as tcpConnect } from "node:net";
-import { SandboxClient } from "@sbx/node";
+import { ConnectionError, SandboxClient } from "@sbx/node";
 import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { READ_MAX_BYTES } from "./request-limits.js";
@@ -194,6 +194,14 @@ if (available) {
       expect(streaming.status).toBe(200);
       expect(codeOf(streaming.data.toString("latin1"))).toBe("unauthenticated");
       expect(streaming.sent).toBeLessThan(64 * MiB);
+    });
+
+    it("a client pointed at it with https:// says it is not an sbx server there", async () => {
+      const endpoint = server().url.replace("http:", "https:");
+      await using client = new SandboxClient({ endpoint, token: server().token, maxRetries: 0 });
+      const error = await client.sandboxes.fromId("sb-1").catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConnectionError);
+      expect((error as Error).message).toContain(`this is not an sbx server at ${endpoint}`);
     });
 
     it("CORS preflights need no token", async () => {
