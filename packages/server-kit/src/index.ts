@@ -7,6 +7,12 @@ export { CommandLifecycle, type CommandLifecycleOptions, DISCONNECT_GRACE_MS } f
 export { type FsErrorKind, filesystemError } from "./filesystem-errors.js";
 export { type FileInfoLike, fileInfoToWire, type WatchEventLike, watchEventsToWire } from "./filesystem-wire.js";
 export { type OutputEnd, type OutputLogLike, serveOutput } from "./output-reads.js";
+export {
+  READ_MAX_BYTES,
+  readMaxBytesOf,
+  serveWithLimits,
+  WRITE_FILE_READ_MAX_BYTES,
+} from "./request-limits.js";
 export { BodyCut, type Chunk, type ChunkResult, UPLOAD_IDLE_MS, Uploads, type UploadTarget } from "./uploads.js";
 export {
   checkArgv,

@@ -7,11 +7,9 @@
  */
 import type { ConnectRouter, HandlerContext, Interceptor } from "@connectrpc/connect";
 import { ConnectionGuard, type ConnectionLimits } from "./connection-guard.js";
+import { READ_MAX_BYTES } from "./request-limits.js";
 
 export type { ConnectionLimits } from "./connection-guard.js";
-
-/** Largest request message an RPC reads unless its registration says otherwise. */
-export const DEFAULT_READ_MAX_BYTES = 4 * 1024 * 1024;
 
 export interface ListenOptions {
   readonly host?: string;
@@ -32,7 +30,7 @@ export interface ListenOptions {
    * themselves (before reading their body); CORS preflights need no token.
    */
   readonly authorize?: (authorization: string | null) => boolean;
-  /** Largest request message an RPC reads (default DEFAULT_READ_MAX_BYTES); a route may set its own. */
+  /** Largest request message an RPC reads (default READ_MAX_BYTES); a route may set its own (see serveWithLimits). */
   readonly readMaxBytes?: number;
   /** Timeouts and the cap for connections with no request in flight. */
   readonly connections?: ConnectionLimits;
@@ -86,7 +84,7 @@ export async function listenConnect(
   const router = createConnectRouter({
     interceptors,
     acceptCompression: [],
-    readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
+    readMaxBytes: options.readMaxBytes ?? READ_MAX_BYTES,
     requestGate,
   });
   routes(router);

@@ -7,8 +7,8 @@ import { connect as http2Connect } from "node:http2";
 import { type Socket, connect as tcpConnect } from "node:net";
 import { ConnectionError, SandboxClient } from "@sbx/node";
 import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
+import { READ_MAX_BYTES } from "@sbx/server-kit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { READ_MAX_BYTES } from "./request-limits.js";
 import { realServerAvailable, startTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();

@@ -1,9 +1,8 @@
 /**
- * How large a request each RPC reads, in one place. A request over its limit is refused with
+ * How large a request each RPC reads, in one place (the sbx server and the fake). A request over its limit is refused with
  * `resource_exhausted` (Connect's answer for a message over `readMaxBytes`, as gRPC's) before
  * it is read when its size is announced, else as soon as it passes the limit.
  */
-import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import { FilesystemService, MAX_UPLOAD_CHUNK_BYTES } from "@sbx/proto";
 
@@ -15,6 +14,9 @@ export const READ_MAX_BYTES = 4 * 1024 * 1024;
 
 /** WriteFile carries an upload chunk: its data (base64 in JSON: 4/3), plus path and framing. */
 export const WRITE_FILE_READ_MAX_BYTES = Math.ceil((MAX_UPLOAD_CHUNK_BYTES * 4) / 3) + 64 * 1024;
+
+type DescMethod = Parameters<ConnectRouter["rpc"]>[0];
+type DescService = Parameters<ConnectRouter["service"]>[0];
 
 export function readMaxBytesOf(method: DescMethod): number {
   return method === FilesystemService.method.writeFile ? WRITE_FILE_READ_MAX_BYTES : READ_MAX_BYTES;
