@@ -68,14 +68,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = new SqliteStateStore(join(dataDir, "state.db"));
   const engine = new Engine(runtime, store, dataDir, logger);
   await engine.restore();
+  // Said once at start: what the server can hold open (and, if it could not raise it, why).
   const openFiles = raiseOpenFilesLimit();
-  if (openFiles.problem)
-    logger.error("open files limit not raised", { limit: openFiles.limit, reason: openFiles.problem });
-  else
-    logger.info("open files limit", {
-      limit: openFiles.limit,
-      ...(openFiles.raisedFrom ? { raisedFrom: openFiles.raisedFrom } : {}),
-    });
+  logger.info("open files limit", {
+    limit: openFiles.limit,
+    ...(openFiles.raisedFrom ? { raisedFrom: openFiles.raisedFrom } : {}),
+    ...(openFiles.problem ? { notRaised: openFiles.problem } : {}),
+  });
   const uploads = new Uploads();
   const routes = (router: ConnectRouter) => {
     serveWithLimits(
