@@ -225,9 +225,9 @@ export const fileChunks = (
         }
       }
       const once = Stream.suspend(() =>
-        Stream.fromAsyncIterable(abortOnReturn(attempt), (error) => toSandboxError(error, what)).pipe(
-          Stream.flattenArray,
-        ),
+        Stream.fromAsyncIterable(abortOnReturn(attempt), (error) =>
+          toSandboxError(error, what, rpc.config.endpoint),
+        ).pipe(Stream.flattenArray),
       );
       return retryingStream(once, rpc.config);
     }),
@@ -503,7 +503,7 @@ export const watchEvents = (
         }
       }
       const once = Stream.suspend(() =>
-        Stream.fromAsyncIterable(abortOnReturn(attempt), (error) => toSandboxError(error, what)),
+        Stream.fromAsyncIterable(abortOnReturn(attempt), (error) => toSandboxError(error, what, rpc.config.endpoint)),
       );
       return retryingStream(once, rpc.config);
     }),

@@ -159,7 +159,7 @@ export const outputChunks = (source: OutputSource, fromOffset = 0): Stream.Strea
       const cursor: ReadCursor = { offset: fromOffset, raw: rpc.rawHttp !== undefined };
       const attempt = Stream.suspend(() =>
         Stream.fromAsyncIterable(attemptIterable(rpc, source, cursor), (error) =>
-          toSandboxError(error, `reading ${source.stream} of ${source.processId}`),
+          toSandboxError(error, `reading ${source.stream} of ${source.processId}`, rpc.config.endpoint),
         ),
       );
       return retryingStream(attempt, rpc.config);

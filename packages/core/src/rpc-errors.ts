@@ -26,6 +26,7 @@ import {
   SandboxFilesystemPermissionError,
   TimeoutError,
 } from "./errors.js";
+import { notAnSbxServerReason } from "./foreign-server.js";
 import { Code, codeName, detailOf, type RpcFailureLike, rpcFailureOf } from "./rpc-failure.js";
 
 /** Marks an error as worth another attempt; carried on the public error as `transient`. */
@@ -34,13 +35,22 @@ const RETRY_AFTER = Symbol.for("@sbx/core/retryAfterMs");
 
 const TRANSIENT_CODES = new Set<Code>([Code.Unavailable, Code.Aborted, Code.DeadlineExceeded]);
 
-/** Converts anything thrown by a transport or handler into a `SandboxError`. */
-export function toSandboxError(error: unknown, what: string): SandboxError {
+/**
+ * Converts anything thrown by a transport or handler into a `SandboxError`; `endpoint` (the
+ * server called) names the culprit when it turns out not to be an sbx server.
+ */
+export function toSandboxError(error: unknown, what: string, endpoint?: string): SandboxError {
   if (error instanceof SandboxError) return error;
   const ce = rpcFailureOf(error);
   const rpcStatus = codeName(ce.code);
-  const message = `${what}: ${ce.rawMessage || rpcStatus}`;
   const options = { cause: error, rpcStatus };
+  // Not worth retrying: the endpoint is wrong, and will stay wrong.
+  const notSbx = notAnSbxServerReason(ce);
+  if (notSbx) {
+    const where = endpoint ? ` at ${endpoint}` : "";
+    return new ConnectionError(`${what}: this is not an sbx server${where} (${notSbx})`, options);
+  }
+  const message = `${what}: ${ce.rawMessage || rpcStatus}`;
   const filesystem = filesystemErrorOf(ce, message, options);
   if (filesystem) return filesystem;
   const dropped = detailOf<OutputDropped>(ce, "sbx.v1.OutputDropped");

@@ -140,7 +140,7 @@ export const call = <A>(
     const attemptTimeoutMs = settings.attemptTimeoutMs ?? Math.min(deadline, rpc.config.attemptTimeoutMs);
     const attempt = Effect.tryPromise({
       try: (signal) => invoke(rpc, { signal, headers: rpc.headers, timeoutMs: attemptTimeoutMs }),
-      catch: (error) => toSandboxError(error, what),
+      catch: (error) => toSandboxError(error, what, rpc.config.endpoint),
     });
     const retried = retrying(attempt, rpc.config);
     return yield* withDeadline(retried, deadline, what);

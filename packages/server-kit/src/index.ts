@@ -8,6 +8,12 @@ export { type FsErrorKind, filesystemError } from "./filesystem-errors.js";
 export { type FileInfoLike, fileInfoToWire, type WatchEventLike, watchEventsToWire } from "./filesystem-wire.js";
 export { outputDropped, outputLost } from "./output-errors.js";
 export { type OutputEnd, type OutputLogLike, serveOutput } from "./output-reads.js";
+export {
+  READ_MAX_BYTES,
+  readMaxBytesOf,
+  serveWithLimits,
+  WRITE_FILE_READ_MAX_BYTES,
+} from "./request-limits.js";
 export { BodyCut, type Chunk, type ChunkResult, UPLOAD_IDLE_MS, Uploads, type UploadTarget } from "./uploads.js";
 export {
   checkArgv,

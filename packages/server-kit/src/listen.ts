@@ -5,7 +5,11 @@
  * Node-only (its own entry point, "@sbx/server-kit/listen"), so the browser-safe parts of
  * this package never pull in node: modules.
  */
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext, Interceptor } from "@connectrpc/connect";
+import { ConnectionGuard, type ConnectionLimits } from "./connection-guard.js";
+import { READ_MAX_BYTES } from "./request-limits.js";
+
+export type { ConnectionLimits } from "./connection-guard.js";
 
 export interface ListenOptions {
   readonly host?: string;
@@ -20,6 +24,16 @@ export interface ListenOptions {
   readonly onHandlerError?: (method: string, error: unknown) => void;
   /** Plain HTTP routes served beside the Connect ones (e.g. the raw output stream). */
   readonly plainRoutes?: readonly PlainRoute[];
+  /**
+   * Checks an RPC's Authorization header before any of its body is read; a request it
+   * refuses is answered Unauthenticated in its protocol's way. Plain routes check for
+   * themselves (before reading their body); CORS preflights need no token.
+   */
+  readonly authorize?: (authorization: string | null) => boolean;
+  /** Largest request message an RPC reads (default READ_MAX_BYTES); a route may set its own (see serveWithLimits). */
+  readonly readMaxBytes?: number;
+  /** Timeouts and the cap for connections with no request in flight. */
+  readonly connections?: ConnectionLimits;
 }
 
 type NodeRequest = import("node:http").IncomingMessage | import("node:http2").Http2ServerRequest;
@@ -58,8 +72,21 @@ export async function listenConnect(
     import("@connectrpc/connect-node"),
     import("@connectrpc/connect"),
   ]);
+  const authorize = options.authorize;
+  // Runs before a request's body is read (Connect's interceptors run after).
+  const requestGate = (context: HandlerContext) => {
+    reclassifyUndecodableRequests(context, ConnectError, Code);
+    if (authorize && !authorize(context.requestHeader.get("authorization"))) {
+      throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
+    }
+  };
   // Compression off: streamed output would spend more CPU in zlib than it saves on the wire.
-  const router = createConnectRouter({ interceptors, acceptCompression: [] });
+  const router = createConnectRouter({
+    interceptors,
+    acceptCompression: [],
+    readMaxBytes: options.readMaxBytes ?? READ_MAX_BYTES,
+    requestGate,
+  });
   routes(router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
   const onHandlerError =
@@ -69,6 +96,7 @@ export async function listenConnect(
   // connection, a cancelled read) is routine for streaming reads and is not logged as a failure.
   const plainRoutes = options.plainRoutes ?? [];
   const adapter = (req: NodeRequest, res: NodeResponse) => {
+    if (!("stream" in req)) closeIfBodyUnread(req, res as import("node:http").ServerResponse);
     const path = req.url?.split("?", 2)[0] ?? "";
     const plain = plainRoutes.find((route) => path.startsWith(route.prefix));
     if (plain) {
@@ -84,7 +112,10 @@ export async function listenConnect(
     }
     const handler = handlers.get(path);
     if (!handler) {
-      (res as import("node:http").ServerResponse).writeHead(404).end();
+      // A Connect error body, so a client can tell "no such method" on an sbx server from a
+      // server that is not sbx at all (a bare 404).
+      (res as import("node:http").ServerResponse).writeHead(404, { "content-type": "application/json" });
+      res.end(JSON.stringify({ code: "unimplemented", message: `no method ${path} on this sbx server` }));
       return;
     }
     handler(universalRequestFromNodeRequest(req as never, res as never, undefined, undefined))
@@ -104,6 +135,8 @@ export async function listenConnect(
     end(): void;
   };
   const handle = (req: NodeRequest, res: Response) => {
+    const connection = tracked.get("stream" in req ? (req.stream.session ?? req) : req.socket);
+    if (connection) guard.track(connection, res as never);
     res.setHeader("access-control-allow-origin", origin);
     res.setHeader("access-control-expose-headers", cors.exposedHeaders.join(", "));
     if (req.method === "OPTIONS") {
@@ -118,16 +151,31 @@ export async function listenConnect(
   };
   const http1 = createHttp1(handle);
   const http2 = createHttp2(handle);
-  const sockets = new Set<import("node:net").Socket>();
+  const guard = new ConnectionGuard(options.connections);
+  const tracked = new WeakMap<object, import("./connection-guard.js").TrackedConnection>();
+  // The session is created synchronously while the connection is handed over (below).
+  let arriving: import("./connection-guard.js").TrackedConnection | undefined;
+  http2.on("session", (session) => {
+    if (!arriving) return;
+    guard.attachSession(arriving, session);
+    tracked.set(session, arriving);
+  });
   const server = net.createServer({ noDelay: true }, (socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
+    const connection = guard.accept(socket);
+    tracked.set(socket, connection);
+    socket.on("error", () => {}); // a reset before the handover is routine, not a crash
     socket.once("readable", () => {
       const head = socket.read(HTTP2_PREFACE.length) ?? socket.read();
       if (head === null) return;
       socket.unshift(head);
-      const target = head.toString("latin1").startsWith(HTTP2_PREFACE) ? http2 : http1;
-      target.emit("connection", socket);
+      if (head.toString("latin1").startsWith(HTTP2_PREFACE)) {
+        arriving = connection;
+        try {
+          http2.emit("connection", socket);
+        } finally {
+          arriving = undefined;
+        }
+      } else http1.emit("connection", socket);
     });
   });
   await new Promise<void>((resolve, reject) => {
@@ -141,10 +189,51 @@ export async function listenConnect(
     port: address.port,
     close: () =>
       new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy();
+        guard.destroyAll();
         http1.close();
         http2.close();
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * Connect reports a request body that does not decode as protobuf as `internal` (its binary
+ * parser's failure); for a server that is the caller's bad input. The handler aborts the
+ * request's context with the error just before writing it in every protocol, so the code is
+ * corrected there.
+ */
+function reclassifyUndecodableRequests(
+  context: HandlerContext,
+  ConnectErrorClass: typeof import("@connectrpc/connect").ConnectError,
+  CodeEnum: typeof import("@connectrpc/connect").Code,
+): void {
+  context.signal.addEventListener(
+    "abort",
+    () => {
+      const reason: unknown = context.signal.reason;
+      if (
+        reason instanceof ConnectErrorClass &&
+        reason.code === CodeEnum.Internal &&
+        reason.rawMessage.startsWith("parse binary: ")
+      ) {
+        (reason as { code: number }).code = CodeEnum.InvalidArgument;
+      }
+    },
+    { once: true },
+  );
+}
+
+/**
+ * An HTTP/1.1 answer sent before its request's body was all received (a refused token, a
+ * message over the limit) closes the connection, so the rest is never read: Node would
+ * otherwise read and discard it, however large. (HTTP/2 needs nothing: an unread stream's
+ * flow-control window stays closed.)
+ */
+function closeIfBodyUnread(req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: import("node:http").ServerResponse, ...args: unknown[]) {
+    if (!req.complete && !this.headersSent) this.setHeader("connection", "close");
+    return (writeHead as (...a: unknown[]) => import("node:http").ServerResponse).apply(this, args);
+  } as typeof writeHead;
 }

@@ -1,9 +1,11 @@
-/** Bearer-token authentication for every RPC, and the token's life in the data dir. */
+/**
+ * Bearer-token authentication (checked by the listener before a request's body is read, and
+ * by the raw routes), and the token's life in the data dir.
+ */
 
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 
 /** The token given, else the one stored in the data dir, else a new one (stored, mode 0600). */
 export function resolveToken(dataDir: string, given: string | undefined): { token: string; generated: boolean } {
@@ -23,13 +25,4 @@ export function bearerMatches(header: string | null | undefined, token: string):
   const expected = Buffer.from(`Bearer ${token}`);
   const given = Buffer.from(header ?? "");
   return given.length === expected.length && timingSafeEqual(given, expected);
-}
-
-export function authInterceptor(token: string): Interceptor {
-  return (next) => async (request) => {
-    if (!bearerMatches(request.header.get("authorization"), token)) {
-      throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
-    }
-    return next(request);
-  };
 }

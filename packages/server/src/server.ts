@@ -7,11 +7,12 @@ import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
-import { Uploads } from "@sbx/server-kit";
-import { type Listener, listenConnect } from "@sbx/server-kit/listen";
-import { authInterceptor, resolveToken } from "./auth.js";
+import { READ_MAX_BYTES, serveWithLimits, Uploads } from "@sbx/server-kit";
+import { type ConnectionLimits, type Listener, listenConnect } from "@sbx/server-kit/listen";
+import { bearerMatches, resolveToken } from "./auth.js";
 import { Engine } from "./engine.js";
 import { jsonLogger, type Logger } from "./logger.js";
+import { raiseOpenFilesLimit } from "./open-files-limit.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
 import type { SandboxRuntime } from "./runtime/runtime.js";
 import { filesystemService } from "./services/filesystem-service.js";
@@ -43,6 +44,8 @@ export interface ServerOptions {
    * that is smaller.
    */
   readonly diskReserveMiB?: number;
+  /** Timeouts and the cap for connections with no request in flight (defaults: see ConnectionLimits). */
+  readonly connections?: ConnectionLimits;
 }
 
 export interface RunningServer {
@@ -81,21 +84,32 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...(diskReserveMiB === undefined ? {} : { diskReserveBytes: diskReserveMiB * MIB }),
   });
   await engine.restore();
+  // Said once at start: what the server can hold open (and, if it could not raise it, why).
+  const openFiles = raiseOpenFilesLimit();
+  logger.info("open files limit", {
+    limit: openFiles.limit,
+    ...(openFiles.raisedFrom ? { raisedFrom: openFiles.raisedFrom } : {}),
+    ...(openFiles.problem ? { notRaised: openFiles.problem } : {}),
+  });
   const uploads = new Uploads();
   const routes = (router: ConnectRouter) => {
-    router.service(
+    serveWithLimits(
+      router,
       SandboxService,
       sandboxService(engine, { maxRunningSandboxes: options.maxRunningSandboxes ?? 1000 }),
     );
-    router.service(ProcessService, processService(engine));
-    router.service(FilesystemService, filesystemService(engine, uploads));
+    serveWithLimits(router, ProcessService, processService(engine));
+    serveWithLimits(router, FilesystemService, filesystemService(engine, uploads));
   };
   const [host, port] = parseListen(options.listen ?? "127.0.0.1:7420");
   let listener: Listener;
   try {
-    listener = await listenConnect(routes, [authInterceptor(token)], {
+    listener = await listenConnect(routes, [], {
       host,
       port,
+      authorize: (authorization) => bearerMatches(authorization, token),
+      readMaxBytes: READ_MAX_BYTES,
+      ...(options.connections ? { connections: options.connections } : {}),
       plainRoutes: [rawOutputRoute(engine, token), rawFilesRoute(engine, uploads, token)],
       ...(options.corsOrigin ? { corsOrigin: options.corsOrigin } : {}),
       onHandlerError: (method, error) =>

@@ -115,8 +115,30 @@ describe("Connect over fetch", () => {
     const wrongPath: FetchFunction = (input, init) =>
       pathOf(input).endsWith("/GetSandbox") ? Promise.resolve(new Response("no", { status: 404 })) : fetch(input, init);
     await using other = new SandboxClient({ endpoint: url, token: TOKEN, fetch: wrongPath, maxRetries: 1 });
-    await expect(other.sandboxes.fromId(sb.id)).rejects.toBeInstanceOf(InternalError);
+    const notSbx = await other.sandboxes.fromId(sb.id).catch((error: unknown) => error);
+    expect(notSbx).toBeInstanceOf(ConnectionError);
+    expect((notSbx as Error).message).toContain(`this is not an sbx server at ${url}`);
     await sb.terminate();
+  });
+
+  it("an endpoint that is not an sbx server (a plain web server's 404, https:// to plain HTTP) is a ConnectionError", async () => {
+    const { createServer } = await import("node:http");
+    const plain = createServer((req, res) => {
+      req.resume();
+      res.writeHead(404, { "content-type": "text/html" }).end("<h1>Not Found</h1>");
+    });
+    await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", resolve));
+    const plainUrl = `http://127.0.0.1:${(plain.address() as { port: number }).port}`;
+    try {
+      for (const endpoint of [plainUrl, `${plainUrl}/wrong/prefix`, plainUrl.replace("http:", "https:")]) {
+        await using client = new SandboxClient({ endpoint, token: TOKEN, maxRetries: 0 });
+        const error = await client.sandboxes.fromId("sb-1").catch((e: unknown) => e);
+        expect(error, endpoint).toBeInstanceOf(ConnectionError);
+        expect((error as Error).message).toContain(`this is not an sbx server at ${endpoint}`);
+      }
+    } finally {
+      plain.close();
+    }
   });
 
   it("resumes a stream whose body ends before its end-of-stream message", async () => {

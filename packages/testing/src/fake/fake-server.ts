@@ -6,6 +6,7 @@
 import { type ConnectRouter, createRouterTransport, type Transport } from "@connectrpc/connect";
 import { withConnectClients } from "@sbx/core/connect";
 import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
+import { serveWithLimits } from "@sbx/server-kit";
 import type { Listener, ListenOptions } from "@sbx/server-kit/listen";
 import { type CutStreamsOptions, type FailNextOptions, type FaultMethod, Faults, type RecordedCall } from "./faults.js";
 import { filesystemService } from "./filesystem-service.js";
@@ -60,9 +61,9 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
   const faults = new Faults(options.token);
   faults.latencyMs = options.latencyMs ?? 0;
   const routes = (router: ConnectRouter) => {
-    router.service(SandboxService, sandboxService(state));
-    router.service(ProcessService, processService(state));
-    router.service(FilesystemService, filesystemService(state));
+    serveWithLimits(router, SandboxService, sandboxService(state));
+    serveWithLimits(router, ProcessService, processService(state));
+    serveWithLimits(router, FilesystemService, filesystemService(state));
   };
   const keepAlive = new KeepAlive();
   // The keep-alive is outermost, so injected latency counts as a call in flight too.
