@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { AbortedError, ConnectionError, InternalError, NotFoundError } from "./errors.js";
+import { AbortedError, ConnectionError, InternalError, NotFoundError, UnsupportedError } from "./errors.js";
 import { isTransient, toSandboxError } from "./rpc-errors.js";
 
 describe("toSandboxError", () => {
@@ -41,6 +41,15 @@ describe("toSandboxError", () => {
       expect(e, message).toBeInstanceOf(ConnectionError);
       expect(isTransient(e), message).toBe(true);
     }
+  });
+
+  it("a feature the server lacks (UNIMPLEMENTED) is an UnsupportedError, not retried", () => {
+    const e = toSandboxError(new ConnectError("ports are not supported yet", Code.Unimplemented), "create sandbox");
+    expect(e).toBeInstanceOf(UnsupportedError);
+    expect(e).not.toBeInstanceOf(InternalError);
+    expect(e.code).toBe("unsupported");
+    expect(e.rpcStatus).toBe("unimplemented");
+    expect(isTransient(e)).toBe(false);
   });
 
   it("an unknown failure that is not the connection's stays an InternalError", () => {

@@ -23,6 +23,7 @@ import {
   SandboxFilesystemPathAlreadyExistsError,
   SandboxFilesystemPermissionError,
   TimeoutError,
+  UnsupportedError,
 } from "./errors.js";
 import { Code, codeName, detailOf, type RpcFailureLike, rpcFailureOf } from "./rpc-failure.js";
 
@@ -65,6 +66,9 @@ export function toSandboxError(error: unknown, what: string): SandboxError {
       break;
     case Code.FailedPrecondition:
       result = new FailedPreconditionError(message, options);
+      break;
+    case Code.Unimplemented:
+      result = new UnsupportedError(message, options);
       break;
     case Code.Unavailable:
     case Code.Aborted:
