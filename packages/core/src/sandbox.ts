@@ -14,7 +14,7 @@ import {
   runCommand,
 } from "./command-handle.js";
 import { ContainerProcess, type SignalOptions, type WaitOptions } from "./container-process.js";
-import { ClientClosedError, SandboxTerminatedError, SandboxTimeoutError, TimeoutError } from "./errors.js";
+import { ClientClosedError, SandboxTerminatedError, TimeoutError } from "./errors.js";
 import {
   type OpenBinaryMode,
   type OpenMode,
@@ -24,7 +24,7 @@ import {
 } from "./file-handle.js";
 import { type FileCallOptions, type LocalSandboxFilesystem, SandboxFilesystem } from "./filesystem.js";
 import { type ExecOptions, startProcess } from "./process-ops.js";
-import { knownReturncode, returncodeOf } from "./returncode.js";
+import { knownReturncode, returncodeOf, sandboxTimeoutError } from "./returncode.js";
 import { getSandbox, isFinished, setSandboxTags, terminateSandbox, waitSandbox } from "./sandbox-ops.js";
 import type { StreamWriter } from "./stdin-writer.js";
 import type { StreamReader } from "./stream-reader.js";
@@ -207,10 +207,9 @@ export class Sandbox implements AsyncDisposable {
   }
 
   #finishedCode(raiseOnTermination: boolean): number {
-    const kind = this.#info.exitStatus?.kind.case;
-    if (raiseOnTermination && kind === "timedOut") {
-      throw new SandboxTimeoutError(`sandbox ${this.id} ran past its timeout`);
-    }
+    const status = this.#info.exitStatus;
+    const kind = status?.kind.case;
+    if (raiseOnTermination && status && kind === "timedOut") throw sandboxTimeoutError(this.id, status);
     if (raiseOnTermination && kind === "terminated") {
       throw new SandboxTerminatedError(`sandbox ${this.id} was terminated`);
     }
