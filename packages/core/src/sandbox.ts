@@ -40,8 +40,6 @@ export interface TerminateOptions extends SignalOptions {
   readonly wait?: boolean;
 }
 
-export type ExecResultType<O extends ExecOptions | undefined> = O extends { mode: "binary" } ? Uint8Array : string;
-
 /**
  * A sandbox as runtimes with local files (Node, Deno, Bun) type it: its `filesystem` also
  * copies to and from local paths. Their packages export it as `Sandbox`.
@@ -122,15 +120,30 @@ export class Sandbox implements AsyncDisposable {
     return { ...(this.#info.spec?.tags ?? {}) };
   }
 
-  /** Runs a command in the sandbox. */
-  async exec<O extends ExecOptions & SignalOptions = ExecOptions & SignalOptions>(
+  /**
+   * Runs a command (an argv, no shell) in the sandbox. Its streams yield strings, or
+   * `Uint8Array`s with `mode: "binary"`. Throws `SandboxTerminatedError` (or
+   * `SandboxTimeoutError`) if the sandbox has ended.
+   */
+  // Overloads rather than a generic options type: a type parameter inferred from the object
+  // literal would accept unknown keys (`{ mode: "binary", cwd: "/" }`) without a complaint.
+  exec(
     command: string[],
-    options?: O,
-  ): Promise<ContainerProcess<ExecResultType<O>>> {
+    options: ExecOptions & SignalOptions & { readonly mode: "binary" },
+  ): Promise<ContainerProcess<Uint8Array>>;
+  exec(
+    command: string[],
+    options?: ExecOptions & SignalOptions & { readonly mode?: "text" },
+  ): Promise<ContainerProcess<string>>;
+  exec(command: string[], options?: ExecOptions & SignalOptions): Promise<ContainerProcess<string | Uint8Array>>;
+  async exec(
+    command: string[],
+    options: ExecOptions & SignalOptions = {},
+  ): Promise<ContainerProcess<string | Uint8Array>> {
     const runtime = this.#live();
-    const { signal, ...execOptions } = options ?? ({} as O);
+    const { signal, ...execOptions } = options ?? {};
     const info = await runtime.run(startProcess(this.id, command, execOptions), signal);
-    return new ContainerProcess<ExecResultType<O>>(runtime, info, execOptions.mode ?? "text", {
+    return new ContainerProcess<string | Uint8Array>(runtime, info, execOptions.mode ?? "text", {
       stdout: info.spec?.stdout !== StdioMode.IGNORE,
       stderr: info.spec?.stderr === StdioMode.PIPE || info.spec?.stderr === StdioMode.UNSPECIFIED,
     });
