@@ -48,11 +48,13 @@ export interface OutputChunk {
 export interface RunOptions {
   /** Kill the command after this long (`CommandTimeoutError`). Default 60 s; 0: no limit. */
   readonly timeoutMs?: number;
+  /** Environment variables, added to the sandbox's. */
   readonly env?: Record<string, string>;
   /** Absolute working directory; default: the sandbox's. */
   readonly workdir?: string;
   /** Called with stdout text as it arrives (`wait: true` only). */
   readonly onStdout?: (text: string) => void;
+  /** Called with stderr text as it arrives (`wait: true` only). */
   readonly onStderr?: (text: string) => void;
   /** false: resolve a `CommandHandle` at once instead of waiting for the result. */
   readonly wait?: boolean;
@@ -64,18 +66,23 @@ export interface RunOptions {
   readonly ttlMs?: number;
   /** Run under a pseudo-terminal (stdout and stderr merged into stdout). */
   readonly pty?: boolean;
+  /** The terminal's initial size with `pty` (default 24 rows × 80 columns). */
   readonly ptySize?: PtySizeOptions;
+  /** Aborting stops waiting and kills the command (with `wait: false`: only the start is aborted). */
   readonly signal?: AbortSignal;
 }
 
 export interface ReconnectOptions {
   /** Resume stdout from this byte offset (default 0: from the start). */
   readonly stdoutOffset?: number;
+  /** Resume stderr from this byte offset (default 0: from the start). */
   readonly stderrOffset?: number;
+  /** Cancels the call (the command keeps running). */
   readonly signal?: AbortSignal;
 }
 
 export interface HandleCallOptions {
+  /** Cancels the call (the command keeps running). */
   readonly signal?: AbortSignal;
 }
 

@@ -18,10 +18,13 @@ export type { ProcessInfo };
 export interface ExecOptions {
   /** "text" (default): streams yield strings. "binary": streams yield `Uint8Array`. */
   readonly mode?: "text" | "binary";
+  /** "pipe" (default): readable through `stdout`. "ignore": discarded. */
   readonly stdout?: "pipe" | "ignore";
-  /** "stdout" merges stderr into stdout. */
+  /** "pipe" (default), "ignore", or "stdout": merged into stdout. */
   readonly stderr?: "pipe" | "ignore" | "stdout";
+  /** Absolute working directory; default: the sandbox's. */
   readonly workdir?: string;
+  /** Environment variables, added to the sandbox's. */
   readonly env?: Record<string, string>;
   /** Kill the process after this long; it then reports return code 124. 0 or unset: no limit. */
   readonly timeoutMs?: number;
@@ -32,7 +35,9 @@ export interface ExecOptions {
 }
 
 export interface PtySizeOptions {
+  /** Terminal height in lines. */
   readonly rows: number;
+  /** Terminal width in columns. */
   readonly cols: number;
 }
 

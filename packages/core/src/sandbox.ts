@@ -278,12 +278,24 @@ export class Sandbox implements AsyncDisposable {
   }
 
   /** Modal's older `mkdir` (parents only when asked; see `filesystem.makeDirectory`). */
-  mkdir(path: string, options: FileCallOptions & { parents?: boolean } = {}): Promise<void> {
+  mkdir(
+    path: string,
+    options: FileCallOptions & {
+      /** Also create missing parent directories (default false). */
+      parents?: boolean;
+    } = {},
+  ): Promise<void> {
     return this.filesystem.makeDirectory(path, { ...options, createParents: options.parents ?? false });
   }
 
   /** Modal's older `rm` (see `filesystem.remove`). */
-  rm(path: string, options: FileCallOptions & { recursive?: boolean } = {}): Promise<void> {
+  rm(
+    path: string,
+    options: FileCallOptions & {
+      /** Also remove a directory's contents (default false: a non-empty directory fails). */
+      recursive?: boolean;
+    } = {},
+  ): Promise<void> {
     return this.filesystem.remove(path, options);
   }
 
