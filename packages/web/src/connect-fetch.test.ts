@@ -18,6 +18,7 @@ import {
   SandboxClient,
   SandboxFilesystemNotFoundError,
   TimeoutError,
+  UnsupportedError,
 } from "./index.js";
 
 const TOKEN = "wire-token";
@@ -115,7 +116,8 @@ describe("Connect over fetch", () => {
     const wrongPath: FetchFunction = (input, init) =>
       pathOf(input).endsWith("/GetSandbox") ? Promise.resolve(new Response("no", { status: 404 })) : fetch(input, init);
     await using other = new SandboxClient({ endpoint: url, token: TOKEN, fetch: wrongPath, maxRetries: 1 });
-    await expect(other.sandboxes.fromId(sb.id)).rejects.toBeInstanceOf(InternalError);
+    // A bare 404 is Connect's UNIMPLEMENTED: not retried, and an UnsupportedError.
+    await expect(other.sandboxes.fromId(sb.id)).rejects.toBeInstanceOf(UnsupportedError);
     await sb.terminate();
   });
 
