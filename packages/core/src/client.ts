@@ -21,6 +21,7 @@ import {
 } from "./sandbox-ops.js";
 
 export interface CallOptions {
+  /** Cancels the call (`AbortedError`). */
   readonly signal?: AbortSignal;
 }
 
@@ -50,7 +51,13 @@ export class Sandboxes<S extends Sandbox = Sandbox> {
   }
 
   /** The running sandbox with this name in `app` (default "default"); `NotFoundError` if none. */
-  async fromName(name: string, options: { app?: string } & CallOptions = {}): Promise<S> {
+  async fromName(
+    name: string,
+    options: {
+      /** The app to look in (default "default"). */
+      app?: string;
+    } & CallOptions = {},
+  ): Promise<S> {
     const info = await this.#runtime.run(lookupSandbox(name, options.app), options.signal);
     return new Sandbox(this.#runtime, info) as S;
   }

@@ -48,11 +48,13 @@ export interface OutputChunk {
 export interface RunOptions {
   /** Kill the command after this long (`CommandTimeoutError`). Default 60 s; 0: no limit. */
   readonly timeoutMs?: number;
+  /** Environment variables, added to the sandbox's. */
   readonly env?: Record<string, string>;
   /** Absolute working directory; default: the sandbox's. */
   readonly workdir?: string;
   /** Called with stdout text as it arrives (`wait: true` only). */
   readonly onStdout?: (text: string) => void;
+  /** Called with stderr text as it arrives (`wait: true` only). */
   readonly onStderr?: (text: string) => void;
   /** false: resolve a `CommandHandle` at once instead of waiting for the result. */
   readonly wait?: boolean;
@@ -64,18 +66,23 @@ export interface RunOptions {
   readonly ttlMs?: number;
   /** Run under a pseudo-terminal (stdout and stderr merged into stdout). */
   readonly pty?: boolean;
+  /** The terminal's initial size with `pty` (default 24 rows × 80 columns). */
   readonly ptySize?: PtySizeOptions;
+  /** Aborting stops waiting and kills the command (with `wait: false`: only the start is aborted). */
   readonly signal?: AbortSignal;
 }
 
 export interface ReconnectOptions {
   /** Resume stdout from this byte offset (default 0: from the start). */
   readonly stdoutOffset?: number;
+  /** Resume stderr from this byte offset (default 0: from the start). */
   readonly stderrOffset?: number;
+  /** Cancels the call (the command keeps running). */
   readonly signal?: AbortSignal;
 }
 
 export interface HandleCallOptions {
+  /** Cancels the call (the command keeps running). */
   readonly signal?: AbortSignal;
 }
 
@@ -221,6 +228,12 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
   #result: Promise<ExecutionResult> | undefined;
   /** The iteration running now, if any: iterations take turns so offsets stay exact. */
   #active: Promise<void> = Promise.resolve();
+  /**
+   * Callers' iterations that have started and not finished. One may have been left half-read
+   * (`next()` without `return()`): a later iteration takes over from it, and `result` reads
+   * the rest of the output beside it instead of waiting for it.
+   */
+  readonly #iterations = new Set<UserIteration>();
 
   /** @internal */
   constructor(runtime: ClientRuntime, info: ProcessInfo, offsets: { stdout?: number; stderr?: number } = {}) {
@@ -260,13 +273,29 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
   /**
    * stdout and stderr chunks as they arrive, from where this handle has got to, until the
    * command ends. Survives dropped connections and server restarts (it resumes at the
-   * offsets); a dead sandbox ends it with `SandboxTerminatedError`.
+   * offsets); a dead sandbox ends it with `SandboxTerminatedError`. Starting a new iteration
+   * ends an unfinished earlier one (it reports done), and the new one goes on from there.
    */
   chunks(options: HandleCallOptions = {}): AsyncGenerator<OutputChunk> {
-    return this.#chunks(options, false);
+    const iteration: UserIteration = { superseded: false, generator: undefined };
+    iteration.generator = this.#chunks(options, false, iteration);
+    return iteration.generator;
   }
 
-  async *#chunks(options: HandleCallOptions, keepAll: boolean): AsyncGenerator<OutputChunk> {
+  /**
+   * Reads from where the handle has got to. A caller's iteration (`iteration` set) ends the
+   * ones before it: one left suspended at a `yield` is closed at once (nobody may ever resume
+   * it), one waiting for output stops before taking its next chunk, so no byte is delivered
+   * twice or skipped.
+   */
+  async *#chunks(options: HandleCallOptions, keepAll: boolean, iteration?: UserIteration): AsyncGenerator<OutputChunk> {
+    if (iteration) {
+      for (const earlier of this.#iterations) {
+        earlier.superseded = true;
+        earlier.generator?.return(undefined).catch(() => {});
+      }
+      this.#iterations.add(iteration);
+    }
     const previous = this.#active;
     let release!: () => void;
     this.#active = new Promise((resolve) => {
@@ -274,6 +303,7 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
     });
     try {
       await previous;
+      if (iteration?.superseded) return;
       const cursors = this.#cursors;
       const sources = this.#streams.map((stream) => {
         cursors[stream].restart();
@@ -284,21 +314,24 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
         return this.#runtime.iterate(chunks, options.signal);
       });
       for await (const chunk of interleaved(sources)) {
+        if (iteration?.superseded) return;
         const text = cursors[chunk.stream].take(chunk.offset, chunk.data, keepAll);
         if (text) yield { stream: chunk.stream, ...text };
       }
       for (const stream of this.#streams) {
+        if (iteration?.superseded) return;
         const rest = cursors[stream].flush(keepAll);
         if (rest) yield { stream, ...rest };
       }
     } finally {
+      if (iteration) this.#iterations.delete(iteration);
       release();
     }
   }
 
   /**
    * The command's result once it has finished: the output this handle has seen plus the
-   * rest. Rejects with `CommandTimeoutError` if it ran past its timeout, and with
+   * rest (also when an iteration was left half-read). Rejects with `CommandTimeoutError` if it ran past its timeout, and with
    * `SandboxTerminatedError` / `SandboxTimeoutError` if its sandbox ended first.
    */
   get result(): Promise<ExecutionResult> {
@@ -345,10 +378,28 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
   async #keptText(stream: StreamName, signal?: AbortSignal): Promise<string> {
     const cursor = this.#cursors[stream];
     if (!cursor.overflowed) return cursor.text;
+    return this.#readText(stream, cursor.start, signal);
+  }
+
+  /** The stream's text from byte `offset` to its end, read without moving this handle's offsets. */
+  async #readText(stream: StreamName, offset: number, signal?: AbortSignal): Promise<string> {
     const source = { sandboxId: this.sandboxId, processId: this.commandId, stream };
     const parts: string[] = [];
-    for await (const text of this.#runtime.iterate(outputText(source, cursor.start), signal)) parts.push(text);
+    for await (const text of this.#runtime.iterate(outputText(source, offset), signal)) parts.push(text);
     return parts.join("");
+  }
+
+  /**
+   * The whole output from where this handle began, while a caller's iteration holds the
+   * handle (maybe one left half-read for good): what it has delivered, then the rest read
+   * beside it.
+   */
+  async #textBesideIteration(stream: StreamName, signal?: AbortSignal): Promise<string> {
+    if (!this.#streams.includes(stream)) return "";
+    const cursor = this.#cursors[stream];
+    if (cursor.overflowed) return this.#readText(stream, cursor.start, signal);
+    const seen = cursor.text;
+    return seen + (await this.#readText(stream, cursor.delivered, signal));
   }
 
   /**
@@ -356,7 +407,15 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
    * chunk to `onChunk`, then waits for the exit: what `result` and `sb.run()` resolve to.
    */
   async collect(signal?: AbortSignal, onChunk?: (chunk: OutputChunk) => void): Promise<ExecutionResult> {
-    for await (const chunk of this.#chunks(signal ? { signal } : {}, true)) onChunk?.(chunk);
+    let beside: [string, string] | undefined;
+    if (this.#iterations.size > 0) {
+      beside = await Promise.all([
+        this.#textBesideIteration("stdout", signal),
+        this.#textBesideIteration("stderr", signal),
+      ]);
+    } else {
+      for await (const chunk of this.#chunks(signal ? { signal } : {}, true)) onChunk?.(chunk);
+    }
     this.#info = await this.#runtime.run(waitProcess(this.sandboxId, this.commandId), signal);
     const info = this.#info;
     if (info.sandboxEnded) throw sandboxEndedError(this.sandboxId, info.sandboxExitStatus, `command ${this.commandId}`);
@@ -367,8 +426,8 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
     }
     const exitCode = knownReturncode(info.exitStatus, `command ${this.commandId}`);
     return {
-      stdout: await this.#keptText("stdout", signal),
-      stderr: await this.#keptText("stderr", signal),
+      stdout: beside ? beside[0] : await this.#keptText("stdout", signal),
+      stderr: beside ? beside[1] : await this.#keptText("stderr", signal),
       exitCode,
       success: exitCode === 0,
     };
@@ -397,6 +456,12 @@ export async function runCommand(
     if (!runtime.closed) await handle.kill().catch(() => {});
     throw error;
   }
+}
+
+/** A caller's iteration over a handle; a later one supersedes it. */
+interface UserIteration {
+  superseded: boolean;
+  generator: AsyncGenerator<OutputChunk> | undefined;
 }
 
 /** `sb.reconnect(commandId, offsets)`: a handle for a command started by any client. */

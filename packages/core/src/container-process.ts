@@ -11,12 +11,14 @@ import { type StreamMode, StreamReader } from "./stream-reader.js";
 import { validateDuration } from "./validation.js";
 
 export interface WaitOptions {
+  /** Cancels the wait (`AbortedError`); what it waits for keeps running. */
   readonly signal?: AbortSignal;
   /** Give up (with `TimeoutError`) after this long; the process keeps running. */
   readonly timeoutMs?: number;
 }
 
 export interface SignalOptions {
+  /** Cancels the call (`AbortedError`). */
   readonly signal?: AbortSignal;
 }
 

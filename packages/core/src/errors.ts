@@ -9,6 +9,37 @@
  */
 const TAGS: unique symbol = Symbol.for("@sbx/core/SandboxError.tags") as never;
 
+/**
+ * Every `code` a `SandboxError` can carry. A union, so that `switch (error.code)` is checked:
+ * a misspelt case does not compile, and a `default` branch can assert it saw them all.
+ */
+export type SandboxErrorCode =
+  | "unknown"
+  | "invalid"
+  | "not_found"
+  | "already_exists"
+  | "timeout"
+  | "sandbox_timeout"
+  | "sandbox_idle_timeout"
+  | "sandbox_terminated"
+  | "client_closed"
+  | "connection"
+  | "authentication"
+  | "command_timeout"
+  | "quota_exceeded"
+  | "tunnel"
+  | "aborted"
+  | "failed_precondition"
+  | "unsupported"
+  | "internal"
+  | "filesystem"
+  | "filesystem_not_found"
+  | "filesystem_is_a_directory"
+  | "filesystem_not_a_directory"
+  | "filesystem_directory_not_empty"
+  | "filesystem_path_already_exists"
+  | "filesystem_permission";
+
 export interface SandboxErrorOptions {
   readonly cause?: unknown;
   /** The RPC status name (e.g. "not_found") when the error came from the server. */
@@ -17,7 +48,7 @@ export interface SandboxErrorOptions {
 
 export class SandboxError extends Error {
   static readonly tag: string = "SandboxError";
-  readonly code: string = "unknown";
+  readonly code: SandboxErrorCode = "unknown";
   readonly _tag: string;
   readonly rpcStatus: string | undefined;
   declare readonly [TAGS]: readonly string[];
@@ -43,7 +74,7 @@ export class SandboxError extends Error {
   }
 }
 
-function define<C extends string>(tag: string, code: C, parent: typeof SandboxError = SandboxError) {
+function define<C extends SandboxErrorCode>(tag: string, code: C, parent: typeof SandboxError = SandboxError) {
   const cls = class extends parent {
     static override readonly tag = tag;
     override readonly code: C = code;
@@ -60,6 +91,15 @@ export class AlreadyExistsError extends define("AlreadyExistsError", "already_ex
 export class TimeoutError extends define("TimeoutError", "timeout") {}
 /** The sandbox ran past its `timeoutMs` (its return code is 124). */
 export class SandboxTimeoutError extends define("SandboxTimeoutError", "sandbox_timeout") {}
+/**
+ * The sandbox was idle for its `idleTimeoutMs` and was stopped (its return code is 124, as for
+ * a timeout). Also an instance of `SandboxTimeoutError`.
+ */
+export class SandboxIdleTimeoutError extends define(
+  "SandboxIdleTimeoutError",
+  "sandbox_idle_timeout",
+  SandboxTimeoutError,
+) {}
 /** The sandbox was terminated (its return code is 137). */
 export class SandboxTerminatedError extends define("SandboxTerminatedError", "sandbox_terminated") {}
 /** The client (or the sandbox object, after `detach()`) was closed. */
@@ -80,6 +120,11 @@ export class AbortedError extends define("AbortedError", "aborted") {
 }
 /** The request was valid but the target is in the wrong state for it. */
 export class FailedPreconditionError extends define("FailedPreconditionError", "failed_precondition") {}
+/**
+ * The server does not support this feature (yet): e.g. `ports`, `cidrAllowlist` or a
+ * `readinessProbe` on a server without them. Nothing was changed.
+ */
+export class UnsupportedError extends define("UnsupportedError", "unsupported") {}
 /** The server failed unexpectedly. */
 export class InternalError extends define("InternalError", "internal") {}
 

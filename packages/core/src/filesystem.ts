@@ -45,6 +45,7 @@ export interface LocalFiles {
 }
 
 export interface FileCallOptions {
+  /** Cancels the call (`AbortedError`). */
   readonly signal?: AbortSignal;
 }
 
@@ -70,7 +71,13 @@ export class SandboxFilesystem {
   }
 
   /** The file's bytes in chunks, for files too large to hold in memory. */
-  readStream(path: string, options: FileCallOptions & { offset?: number } = {}): AsyncIterable<Uint8Array> {
+  readStream(
+    path: string,
+    options: FileCallOptions & {
+      /** Start at this byte (default 0). */
+      offset?: number;
+    } = {},
+  ): AsyncIterable<Uint8Array> {
     const runtime = this.#runtime();
     const offset = options.offset ?? 0;
     if (!Number.isSafeInteger(offset) || offset < 0)
@@ -112,12 +119,24 @@ export class SandboxFilesystem {
    * Creates a directory. With `createParents` (default) missing parents are created and an
    * existing directory is fine; without, the parent must exist and the path must not.
    */
-  async makeDirectory(path: string, options: FileCallOptions & { createParents?: boolean } = {}): Promise<void> {
+  async makeDirectory(
+    path: string,
+    options: FileCallOptions & {
+      /** Create missing parents, and accept an existing directory (default true). */
+      createParents?: boolean;
+    } = {},
+  ): Promise<void> {
     await this.#runtime().run(makeDirectory(this.#sandboxId, path, options.createParents ?? true), options.signal);
   }
 
   /** Removes a file, a symlink, an empty directory, or (`recursive`) a directory and its contents. */
-  async remove(path: string, options: FileCallOptions & { recursive?: boolean } = {}): Promise<void> {
+  async remove(
+    path: string,
+    options: FileCallOptions & {
+      /** Also remove a directory's contents (default false: a non-empty directory fails). */
+      recursive?: boolean;
+    } = {},
+  ): Promise<void> {
     await this.#runtime().run(removePath(this.#sandboxId, path, options.recursive ?? false), options.signal);
   }
 

@@ -5,10 +5,12 @@
 import { type Process as ProcessInfo, type ProcessSpec, ptySizeProblem } from "@sbx/proto";
 import { StdioMode } from "@sbx/proto/wire";
 import * as Effect from "effect/Effect";
-import { InvalidError, type SandboxError } from "./errors.js";
+import { FailedPreconditionError, InvalidError, type SandboxError } from "./errors.js";
 import { randomId } from "./ids.js";
 import { longPoll, longPollSettings } from "./long-poll.js";
+import { sandboxEndedError } from "./returncode.js";
 import { call, type SbxRpc } from "./rpc.js";
+import { getSandbox, isFinished } from "./sandbox-ops.js";
 import { validateAbsolutePath, validateArgv, validateDuration, validateEnv, validateOneOf } from "./validation.js";
 
 export type { ProcessInfo };
@@ -16,10 +18,13 @@ export type { ProcessInfo };
 export interface ExecOptions {
   /** "text" (default): streams yield strings. "binary": streams yield `Uint8Array`. */
   readonly mode?: "text" | "binary";
+  /** "pipe" (default): readable through `stdout`. "ignore": discarded. */
   readonly stdout?: "pipe" | "ignore";
-  /** "stdout" merges stderr into stdout. */
+  /** "pipe" (default), "ignore", or "stdout": merged into stdout. */
   readonly stderr?: "pipe" | "ignore" | "stdout";
+  /** Absolute working directory; default: the sandbox's. */
   readonly workdir?: string;
+  /** Environment variables, added to the sandbox's. */
   readonly env?: Record<string, string>;
   /** Kill the process after this long; it then reports return code 124. 0 or unset: no limit. */
   readonly timeoutMs?: number;
@@ -30,7 +35,9 @@ export interface ExecOptions {
 }
 
 export interface PtySizeOptions {
+  /** Terminal height in lines. */
   readonly rows: number;
+  /** Terminal width in columns. */
   readonly cols: number;
 }
 
@@ -126,9 +133,26 @@ export const startProcessWith = (
   Effect.gen(function* () {
     const response = yield* call(`exec in sandbox ${sandboxId}`, (rpc, o) =>
       rpc.processes.startProcess({ sandboxId, processId, spec }, o),
-    );
+    ).pipe(Effect.catch((error) => endedSandboxError(sandboxId, error)));
     return processOf(response);
   });
+
+/**
+ * A refused exec in a sandbox that has ended says so as in-flight calls do
+ * (`SandboxTerminatedError`, or `SandboxTimeoutError` after a timeout) rather than as a bare
+ * precondition failure; any other failure is left as it is.
+ */
+const endedSandboxError = (sandboxId: string, error: SandboxError): Effect.Effect<never, SandboxError, SbxRpc> => {
+  if (!(error instanceof FailedPreconditionError)) return Effect.fail(error);
+  return getSandbox(sandboxId).pipe(
+    Effect.catch(() => Effect.fail(error)),
+    Effect.flatMap((info) =>
+      Effect.fail(
+        isFinished(info) ? sandboxEndedError(sandboxId, info.exitStatus, `exec in sandbox ${sandboxId}`) : error,
+      ),
+    ),
+  );
+};
 
 export const getProcess = (sandboxId: string, processId: string): Effect.Effect<ProcessInfo, SandboxError, SbxRpc> =>
   call(`get process ${processId}`, (rpc, o) => rpc.processes.getProcess({ sandboxId, processId }, o)).pipe(

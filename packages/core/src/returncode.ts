@@ -1,5 +1,11 @@
 import type { ExitStatus } from "@sbx/proto";
-import { InternalError, type SandboxError, SandboxTerminatedError, SandboxTimeoutError } from "./errors.js";
+import {
+  InternalError,
+  type SandboxError,
+  SandboxIdleTimeoutError,
+  SandboxTerminatedError,
+  SandboxTimeoutError,
+} from "./errors.js";
 
 /** Return code reported for a sandbox or process that ran past its timeout. */
 export const TIMEOUT_RETURNCODE = 124;
@@ -39,8 +45,13 @@ export function sandboxEndedError(
   sandboxStatus: ExitStatus | undefined,
   what: string,
 ): SandboxError {
-  if (sandboxStatus?.kind.case === "timedOut") {
-    return new SandboxTimeoutError(`${what}: sandbox ${sandboxId} ran past its timeout`);
-  }
+  if (sandboxStatus?.kind.case === "timedOut") return sandboxTimeoutError(sandboxId, sandboxStatus, `${what}: `);
   return new SandboxTerminatedError(`${what}: sandbox ${sandboxId} ended`);
+}
+
+/** The error for a sandbox that timed out: its idle timeout, or its lifetime (`timeoutMs`). */
+export function sandboxTimeoutError(sandboxId: string, status: ExitStatus, prefix = ""): SandboxError {
+  return status.idle
+    ? new SandboxIdleTimeoutError(`${prefix}sandbox ${sandboxId} was idle for its idleTimeoutMs and was stopped`)
+    : new SandboxTimeoutError(`${prefix}sandbox ${sandboxId} ran past its timeout`);
 }

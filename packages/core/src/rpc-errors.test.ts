@@ -10,6 +10,7 @@ import {
   NotFoundError,
   OutputDroppedError,
   OutputLostError,
+  UnsupportedError,
 } from "./errors.js";
 import { isTransient, toSandboxError } from "./rpc-errors.js";
 import { RpcFailure } from "./rpc-failure.js";
@@ -52,6 +53,15 @@ describe("toSandboxError", () => {
       expect(e, message).toBeInstanceOf(ConnectionError);
       expect(isTransient(e), message).toBe(true);
     }
+  });
+
+  it("a feature the server lacks (UNIMPLEMENTED) is an UnsupportedError, not retried", () => {
+    const e = toSandboxError(new ConnectError("ports are not supported yet", Code.Unimplemented), "create sandbox");
+    expect(e).toBeInstanceOf(UnsupportedError);
+    expect(e).not.toBeInstanceOf(InternalError);
+    expect(e.code).toBe("unsupported");
+    expect(e.rpcStatus).toBe("unimplemented");
+    expect(isTransient(e)).toBe(false);
   });
 
   it("an unknown failure that is not the connection's stays an InternalError", () => {

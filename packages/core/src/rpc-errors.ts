@@ -25,6 +25,7 @@ import {
   SandboxFilesystemPathAlreadyExistsError,
   SandboxFilesystemPermissionError,
   TimeoutError,
+  UnsupportedError,
 } from "./errors.js";
 import { notAnSbxServerReason } from "./foreign-server.js";
 import { Code, codeName, detailOf, type RpcFailureLike, rpcFailureOf } from "./rpc-failure.js";
@@ -82,6 +83,9 @@ export function toSandboxError(error: unknown, what: string, endpoint?: string):
       break;
     case Code.FailedPrecondition:
       result = new FailedPreconditionError(message, options);
+      break;
+    case Code.Unimplemented:
+      result = new UnsupportedError(message, options);
       break;
     case Code.Unavailable:
     case Code.Aborted:

@@ -31,33 +31,67 @@ export interface CreateSandboxOptions {
   readonly command?: string[];
   /** Grouping namespace, default "default"; names are unique among an app's running sandboxes. */
   readonly app?: string;
+  /** A name unique among the app's running sandboxes, for `sandboxes.fromName`. */
   readonly name?: string;
+  /** Key/value labels, for `sandboxes.list({ tags })`; change them later with `setTags`. */
   readonly tags?: Record<string, string>;
-  /** Image or snapshot id or name; default: the server's default image. */
+  /**
+   * Image or snapshot id or name; default: the server's default image.
+   * Not supported by the sbx server yet: it has only its default image and rejects any
+   * other value with `InvalidError`.
+   */
   readonly image?: string;
   /**
-   * Capacity of the writable layer in MiB; writes past it fail with ENOSPC. A positive
-   * integer; default: the server's default.
+   * Capacity of the writable layer in MiB; writes past it fail with ENOSPC inside the sandbox.
+   * A whole number (`sbx server` takes 16 MiB to 1 TiB); default: the server's default (10 GiB).
    */
   readonly diskMiB?: number;
+  /** Environment variables of the entrypoint and of every process started in the sandbox. */
   readonly env?: Record<string, string>;
   /** Absolute working directory of the entrypoint and of `exec` by default. */
   readonly workdir?: string;
   /** Maximum lifetime, default 300 000 (5 minutes). The sandbox then ends with return code 124. */
   readonly timeoutMs?: number;
+  /**
+   * Stop the sandbox once it has been idle this long: no RPCs on it and no running commands
+   * (waiting on it does not count). It then ends with return code 124 and
+   * `SandboxIdleTimeoutError`. Default: no idle timeout.
+   */
   readonly idleTimeoutMs?: number;
+  /** CPU cores: a number is the limit; of `{ request, limit }` the sbx server enforces the limit only. */
   readonly cpu?: number | { request: number; limit: number };
+  /** Memory in MiB (default 1024): a number is the limit; of `{ request, limit }` the sbx server enforces the limit only. */
   readonly memoryMiB?: number | { request: number; limit: number };
+  /**
+   * Cut the sandbox off the network. Sandboxes on the sbx server have no network at all yet
+   * (loopback only), whatever this says.
+   */
   readonly blockNetwork?: boolean;
+  /**
+   * Networks the sandbox may reach (CIDR strings). Not supported by the sbx server yet: it
+   * rejects a non-empty list with `UnsupportedError`.
+   */
   readonly cidrAllowlist?: string[];
+  /**
+   * Ports inside the sandbox to expose through tunnels. Not supported by the sbx server yet:
+   * it rejects them with `UnsupportedError`.
+   */
   readonly ports?: number[];
+  /**
+   * What `waitUntilReady` waits for (`Probe.tcp(port)` or `Probe.exec(argv)`). Not supported
+   * by the sbx server yet: it rejects a probe with `UnsupportedError`.
+   */
   readonly readinessProbe?: Probe;
+  /** Run the entrypoint under a pseudo-terminal (its stdout and stderr become one stream). */
   readonly pty?: boolean;
 }
 
 export interface ListSandboxesOptions {
+  /** Only sandboxes of this app (default: every app). */
   readonly app?: string;
+  /** Only sandboxes carrying all of these tags. */
   readonly tags?: Record<string, string>;
+  /** Also list sandboxes that have finished (default: running ones only). */
   readonly includeFinished?: boolean;
 }
 

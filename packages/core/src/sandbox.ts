@@ -14,7 +14,7 @@ import {
   runCommand,
 } from "./command-handle.js";
 import { ContainerProcess, type SignalOptions, type WaitOptions } from "./container-process.js";
-import { ClientClosedError, SandboxTerminatedError, SandboxTimeoutError, TimeoutError } from "./errors.js";
+import { ClientClosedError, SandboxTerminatedError, TimeoutError } from "./errors.js";
 import {
   type OpenBinaryMode,
   type OpenMode,
@@ -24,7 +24,7 @@ import {
 } from "./file-handle.js";
 import { type FileCallOptions, type LocalSandboxFilesystem, SandboxFilesystem } from "./filesystem.js";
 import { type ExecOptions, startProcess } from "./process-ops.js";
-import { knownReturncode, returncodeOf } from "./returncode.js";
+import { knownReturncode, returncodeOf, sandboxTimeoutError } from "./returncode.js";
 import { getSandbox, isFinished, setSandboxTags, terminateSandbox, waitSandbox } from "./sandbox-ops.js";
 import type { StreamWriter } from "./stdin-writer.js";
 import type { StreamReader } from "./stream-reader.js";
@@ -39,8 +39,6 @@ export interface TerminateOptions extends SignalOptions {
   /** Also wait for the sandbox to finish and resolve its return code (137). */
   readonly wait?: boolean;
 }
-
-export type ExecResultType<O extends ExecOptions | undefined> = O extends { mode: "binary" } ? Uint8Array : string;
 
 /**
  * A sandbox as runtimes with local files (Node, Deno, Bun) type it: its `filesystem` also
@@ -122,15 +120,30 @@ export class Sandbox implements AsyncDisposable {
     return { ...(this.#info.spec?.tags ?? {}) };
   }
 
-  /** Runs a command in the sandbox. */
-  async exec<O extends ExecOptions & SignalOptions = ExecOptions & SignalOptions>(
+  /**
+   * Runs a command (an argv, no shell) in the sandbox. Its streams yield strings, or
+   * `Uint8Array`s with `mode: "binary"`. Throws `SandboxTerminatedError` (or
+   * `SandboxTimeoutError`) if the sandbox has ended.
+   */
+  // Overloads rather than a generic options type: a type parameter inferred from the object
+  // literal would accept unknown keys (`{ mode: "binary", cwd: "/" }`) without a complaint.
+  exec(
     command: string[],
-    options?: O,
-  ): Promise<ContainerProcess<ExecResultType<O>>> {
+    options: ExecOptions & SignalOptions & { readonly mode: "binary" },
+  ): Promise<ContainerProcess<Uint8Array>>;
+  exec(
+    command: string[],
+    options?: ExecOptions & SignalOptions & { readonly mode?: "text" },
+  ): Promise<ContainerProcess<string>>;
+  exec(command: string[], options?: ExecOptions & SignalOptions): Promise<ContainerProcess<string | Uint8Array>>;
+  async exec(
+    command: string[],
+    options: ExecOptions & SignalOptions = {},
+  ): Promise<ContainerProcess<string | Uint8Array>> {
     const runtime = this.#live();
-    const { signal, ...execOptions } = options ?? ({} as O);
+    const { signal, ...execOptions } = options ?? {};
     const info = await runtime.run(startProcess(this.id, command, execOptions), signal);
-    return new ContainerProcess<ExecResultType<O>>(runtime, info, execOptions.mode ?? "text", {
+    return new ContainerProcess<string | Uint8Array>(runtime, info, execOptions.mode ?? "text", {
       stdout: info.spec?.stdout !== StdioMode.IGNORE,
       stderr: info.spec?.stderr === StdioMode.PIPE || info.spec?.stderr === StdioMode.UNSPECIFIED,
     });
@@ -207,10 +220,9 @@ export class Sandbox implements AsyncDisposable {
   }
 
   #finishedCode(raiseOnTermination: boolean): number {
-    const kind = this.#info.exitStatus?.kind.case;
-    if (raiseOnTermination && kind === "timedOut") {
-      throw new SandboxTimeoutError(`sandbox ${this.id} ran past its timeout`);
-    }
+    const status = this.#info.exitStatus;
+    const kind = status?.kind.case;
+    if (raiseOnTermination && status && kind === "timedOut") throw sandboxTimeoutError(this.id, status);
     if (raiseOnTermination && kind === "terminated") {
       throw new SandboxTerminatedError(`sandbox ${this.id} was terminated`);
     }
@@ -266,12 +278,24 @@ export class Sandbox implements AsyncDisposable {
   }
 
   /** Modal's older `mkdir` (parents only when asked; see `filesystem.makeDirectory`). */
-  mkdir(path: string, options: FileCallOptions & { parents?: boolean } = {}): Promise<void> {
+  mkdir(
+    path: string,
+    options: FileCallOptions & {
+      /** Also create missing parent directories (default false). */
+      parents?: boolean;
+    } = {},
+  ): Promise<void> {
     return this.filesystem.makeDirectory(path, { ...options, createParents: options.parents ?? false });
   }
 
   /** Modal's older `rm` (see `filesystem.remove`). */
-  rm(path: string, options: FileCallOptions & { recursive?: boolean } = {}): Promise<void> {
+  rm(
+    path: string,
+    options: FileCallOptions & {
+      /** Also remove a directory's contents (default false: a non-empty directory fails). */
+      recursive?: boolean;
+    } = {},
+  ): Promise<void> {
     return this.filesystem.remove(path, options);
   }
 

@@ -12,6 +12,7 @@ const MAX_WRITE_BYTES = 1 << 20;
 const encoder = new TextEncoder();
 
 export interface WriteOptions {
+  /** Cancels the write (`AbortedError`); bytes already committed stay written. */
   readonly signal?: AbortSignal;
 }
 

@@ -12,6 +12,7 @@ import { type OutputSource, outputChunks } from "./output-stream.js";
 export type StreamMode = "text" | "binary";
 
 export interface ReadOptions {
+  /** Cancels the read (`AbortedError`). */
   readonly signal?: AbortSignal;
 }
 

@@ -19,7 +19,7 @@ import {
   StdioMode,
 } from "@sbx/proto";
 import { Changes, CommandLifecycle } from "@sbx/server-kit";
-import { exited, fromRuntimeExit, signaled, terminated, timedOut } from "./exit-status.js";
+import { exited, fromRuntimeExit, idleTimedOut, signaled, terminated, timedOut } from "./exit-status.js";
 import type { Logger } from "./logger.js";
 import { OutputLog, type OutputLogOptions } from "./output-log.js";
 import type { RuntimeProcess, RuntimeSandbox, SandboxRuntime } from "./runtime/runtime.js";
@@ -284,7 +284,7 @@ export class ServerSandbox {
     this.#idleTimer = setTimeout(() => {
       const busy = [...this.processes.values()].some((p) => p.info.processId !== ENTRYPOINT && p.running);
       if (busy) this.touch();
-      else this.finish(timedOut());
+      else this.finish(idleTimedOut());
     }, idleMs).unref();
   }
 

@@ -6,6 +6,9 @@ export const exited = (code: number): ExitStatus => create(ExitStatusSchema, { k
 export const signaled = (signal: number): ExitStatus =>
   create(ExitStatusSchema, { kind: { case: "signaled", value: signal } });
 export const timedOut = (): ExitStatus => create(ExitStatusSchema, { kind: { case: "timedOut", value: true } });
+/** A sandbox stopped because its idle timeout ran out: a timeout (124) that says it was idle. */
+export const idleTimedOut = (): ExitStatus =>
+  create(ExitStatusSchema, { kind: { case: "timedOut", value: true }, idle: true });
 export const terminated = (): ExitStatus => create(ExitStatusSchema, { kind: { case: "terminated", value: true } });
 
 export const fromRuntimeExit = (exit: RuntimeExit): ExitStatus =>

@@ -5,7 +5,7 @@
 export const prefix = "sbx.v1.";
 
 /** One message per line (the line number is its index): name, then fields. */
-export const messages = `ExitStatus iexited:kind isignaled:kind btimedOut:kind bterminated:kind bunknown:kind
+export const messages = `ExitStatus iexited:kind isignaled:kind btimedOut:kind bterminated:kind bunknown:kind bidle
 ResourceAmount drequest dlimit
 RetryInfo UretryDelayMs
 FileInfo sname spath etype Usize umode ImtimeMs ssymlinkTarget

@@ -30,6 +30,9 @@ export const exited = (code: number): ExitStatus => create(ExitStatusSchema, { k
 export const signaled = (signal: number): ExitStatus =>
   create(ExitStatusSchema, { kind: { case: "signaled", value: signal } });
 export const timedOut = (): ExitStatus => create(ExitStatusSchema, { kind: { case: "timedOut", value: true } });
+/** A sandbox stopped because its idle timeout ran out: a timeout (124) that says it was idle. */
+export const idleTimedOut = (): ExitStatus =>
+  create(ExitStatusSchema, { kind: { case: "timedOut", value: true }, idle: true });
 export const terminated = (): ExitStatus => create(ExitStatusSchema, { kind: { case: "terminated", value: true } });
 
 /** stdin as bytes accepted so far, with end-of-input, readable by one handler. */
@@ -284,7 +287,7 @@ export class FakeSandbox {
       setTimeout(() => {
         const busy = [...this.processes.values()].some((p) => p.info.processId !== ENTRYPOINT && p.running);
         if (busy) this.touch();
-        else this.finish(timedOut());
+        else this.finish(idleTimedOut());
       }, idleMs),
     );
   }

@@ -140,6 +140,64 @@ export function commandCases(t: TestApi, h: Harness): void {
     );
 
     t.it(
+      "result settles after a caller read part of the output by hand and never returned the iterator",
+      async () => {
+        const sb = await h.sandbox();
+        const handle = await sb.run("echo one; sleep 0.3; echo two; echo err >&2", { wait: false });
+        const abandoned = handle[Symbol.asyncIterator]();
+        const first = await abandoned.next();
+        equal(first.done, false, "the first chunk");
+        equal((first.value as Chunk).data, "one\n");
+        // No return(): the iterator is left suspended, as a caller that stops reading leaves it.
+        const settled = await settlesWithin(handle.result, 15_000, "result after a partial read");
+        equal(settled.status, "fulfilled", "result resolves");
+        const result = (settled as PromiseFulfilledResult<{ stdout: string; stderr: string; exitCode: number }>).value;
+        deepEqual({ ...result }, { stdout: "one\ntwo\n", stderr: "err\n", exitCode: 0, success: true });
+        // A new iteration takes over from the abandoned one, from where the handle had got to.
+        const rest: Chunk[] = [];
+        const iterated = settlesWithin(
+          (async () => {
+            for await (const c of handle) rest.push({ stream: c.stream, data: c.data, offset: c.offset });
+          })(),
+          15_000,
+          "a new iteration after an abandoned one",
+        );
+        equal((await iterated).status, "fulfilled");
+        checkOffsets(rest, { stdout: utf8Length("one\n"), stderr: 0 });
+        equal(textOf(rest, "stdout"), "two\n");
+        equal(textOf(rest, "stderr"), "err\n");
+        equal((await abandoned.next()).done, true, "the superseded iterator is finished");
+      },
+      T,
+    );
+
+    t.it(
+      "result settles while another caller is still iterating, and that caller sees every chunk",
+      async () => {
+        const sb = await h.sandbox();
+        const handle = await sb.run("echo a; sleep 0.2; echo b; echo c >&2", { wait: false });
+        const chunks: Chunk[] = [];
+        const printing = (async () => {
+          for await (const c of handle) {
+            chunks.push({ stream: c.stream, data: c.data, offset: c.offset });
+            await sleep(10); // a loop body that takes a while
+          }
+        })();
+        await sleep(50);
+        const settled = await settlesWithin(handle.result, 15_000, "result beside an iteration");
+        equal(settled.status, "fulfilled", "result resolves");
+        const result = (settled as PromiseFulfilledResult<{ stdout: string; stderr: string }>).value;
+        equal(result.stdout, "a\nb\n");
+        equal(result.stderr, "c\n");
+        equal((await settlesWithin(printing, 15_000, "the printing loop")).status, "fulfilled");
+        checkOffsets(chunks);
+        equal(textOf(chunks, "stdout"), "a\nb\n");
+        equal(textOf(chunks, "stderr"), "c\n");
+      },
+      T,
+    );
+
+    t.it(
       "sendInput feeds stdin; closeInput ends it",
       async () => {
         const sb = await h.sandbox();

@@ -162,12 +162,14 @@ export function execCases(t: TestApi, h: Harness): void {
     );
 
     t.it(
-      "exec in a terminated sandbox is a SandboxError",
+      "exec and run in a terminated sandbox throw SandboxTerminatedError, as in-flight calls do",
       async () => {
         const sb = await h.sandbox();
         await sb.terminate({ wait: true });
-        const error = await rejects(() => sb.exec(["true"]), sdk.SandboxError);
-        ok(typeof error.code === "string" && error.code.length > 0);
+        const error = await rejects(() => sb.exec(["true"]), sdk.SandboxTerminatedError);
+        equal(error.code, "sandbox_terminated");
+        await rejects(() => sb.run("true"), sdk.SandboxTerminatedError);
+        await rejects(() => sb.run("true", { wait: false }), sdk.SandboxTerminatedError);
       },
       T,
     );

@@ -1,4 +1,4 @@
-import { deepEqual, equal, ok, rejects } from "../assert.js";
+import { deepEqual, equal, match, ok, rejects } from "../assert.js";
 import type { Harness, TestApi } from "../target.js";
 
 const T = 30_000;
@@ -104,6 +104,7 @@ export function sandboxCases(t: TestApi, h: Harness): void {
         const sb = await h.sandbox({ timeoutMs: 1_000 });
         const error = await rejects(() => sb.wait(), sdk.SandboxTimeoutError);
         equal(error.code, "sandbox_timeout");
+        ok(!(error instanceof sdk.SandboxIdleTimeoutError), "a lifetime timeout does not say idle");
         equal(await sb.wait({ raiseOnTermination: false }), 124);
         equal(sb.returncode, 124);
       },
@@ -111,12 +112,17 @@ export function sandboxCases(t: TestApi, h: Harness): void {
     );
 
     t.it(
-      "an idle sandbox ends after idleTimeoutMs (124); a running command keeps it alive",
+      "an idle sandbox ends after idleTimeoutMs with SandboxIdleTimeoutError (124); a running command keeps it alive",
       async () => {
         const idle = await h.sandbox({ idleTimeoutMs: 800 });
         // Waiting on it is not activity: the wait itself sees the idle timeout.
-        await rejects(() => idle.wait(), sdk.SandboxTimeoutError);
+        const error = await rejects(() => idle.wait(), sdk.SandboxIdleTimeoutError);
+        equal(error.code, "sandbox_idle_timeout");
+        match(error.message, /idle/);
+        ok(error instanceof sdk.SandboxTimeoutError, "an idle timeout is a kind of SandboxTimeoutError");
         equal(idle.returncode, 124);
+        equal(await idle.wait({ raiseOnTermination: false }), 124);
+        await rejects(() => idle.exec(["true"]), sdk.SandboxIdleTimeoutError);
         const busy = await h.sandbox({ idleTimeoutMs: 800 });
         const p = await busy.exec(["sleep", "2"]);
         equal(await p.wait(), 0);

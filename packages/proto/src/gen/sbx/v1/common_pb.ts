@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sbx/v1/common.proto.
  */
 export const file_sbx_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChNzYngvdjEvY29tbW9uLnByb3RvEgZzYngudjEieAoKRXhpdFN0YXR1cxIQCgZleGl0ZWQYASABKAVIABISCghzaWduYWxlZBgCIAEoBUgAEhMKCXRpbWVkX291dBgDIAEoCEgAEhQKCnRlcm1pbmF0ZWQYBCABKAhIABIRCgd1bmtub3duGAUgASgISABCBgoEa2luZCIwCg5SZXNvdXJjZUFtb3VudBIPCgdyZXF1ZXN0GAEgASgBEg0KBWxpbWl0GAIgASgBIiMKCVJldHJ5SW5mbxIWCg5yZXRyeV9kZWxheV9tcxgBIAEoBGIGcHJvdG8z");
+  fileDesc("ChNzYngvdjEvY29tbW9uLnByb3RvEgZzYngudjEihgEKCkV4aXRTdGF0dXMSEAoGZXhpdGVkGAEgASgFSAASEgoIc2lnbmFsZWQYAiABKAVIABITCgl0aW1lZF9vdXQYAyABKAhIABIUCgp0ZXJtaW5hdGVkGAQgASgISAASEQoHdW5rbm93bhgFIAEoCEgAEgwKBGlkbGUYBiABKAhCBgoEa2luZCIwCg5SZXNvdXJjZUFtb3VudBIPCgdyZXF1ZXN0GAEgASgBEg0KBWxpbWl0GAIgASgBIiMKCVJldHJ5SW5mbxIWCg5yZXRyeV9kZWxheV9tcxgBIAEoBGIGcHJvdG8z");
 
 /**
  * How a sandbox or a process ended. Clients map this to a POSIX-style return code:
@@ -64,6 +64,15 @@ export type ExitStatus = Message<"sbx.v1.ExitStatus"> & {
     value: boolean;
     case: "unknown";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * With timed_out: the timeout that ran out was the sandbox's idle timeout
+   * (idle_timeout_ms: no RPCs and no running commands for that long), not timeout_ms.
+   * Outside the oneof so that clients that do not know it still see timed_out (124).
+   *
+   * @generated from field: bool idle = 6;
+   */
+  idle: boolean;
 };
 
 /**
