@@ -77,6 +77,8 @@ describe("SandboxError family", () => {
         case "filesystem_directory_not_empty":
         case "filesystem_path_already_exists":
         case "filesystem_permission":
+        case "output_dropped":
+        case "output_lost":
           return 1;
         default: {
           const unhandled: never = code;

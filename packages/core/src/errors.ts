@@ -38,7 +38,9 @@ export type SandboxErrorCode =
   | "filesystem_not_a_directory"
   | "filesystem_directory_not_empty"
   | "filesystem_path_already_exists"
-  | "filesystem_permission";
+  | "filesystem_permission"
+  | "output_dropped"
+  | "output_lost";
 
 export interface SandboxErrorOptions {
   readonly cause?: unknown;
