@@ -20,6 +20,16 @@ const MIB = 1024 * 1024;
 /** Bytes of one text chunk as the sandbox wrote them (the output here is NUL bytes: one each). */
 const byteLength = (text: string) => Buffer.byteLength(text);
 
+/** The process's info once it has ended (asked without reading its output). */
+async function processEnd(server: { url: string; token: string }, sandboxId: string, processId: string) {
+  const headers = { authorization: `Bearer ${server.token}` };
+  const processes = createClient(ProcessService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+  for (;;) {
+    const waited = await processes.waitProcess({ sandboxId, processId, timeoutMs: 10_000 }, { headers });
+    if (waited.done && waited.process) return waited.process;
+  }
+}
+
 if (available) {
   describe("output retention (real server, 1 MiB per stream)", () => {
     const server = useTestServer({ outputRetentionMiB: 1 });
@@ -32,20 +42,8 @@ if (available) {
         const h = await sb.run(`head -c ${total} /dev/zero`, { wait: false });
         // Wait for the end without reading the output (so nothing keeps up with it).
         const headers = { authorization: `Bearer ${server.token}` };
-        const processes = createClient(
-          ProcessService,
-          createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }),
-        );
-        for (;;) {
-          const waited = await processes.waitProcess(
-            { sandboxId: sb.id, processId: h.commandId, timeoutMs: 10_000 },
-            { headers },
-          );
-          if (waited.done) {
-            expect(waited.process?.stdoutLength).toBe(BigInt(total));
-            break;
-          }
-        }
+        const ended = await processEnd(server, sb.id, h.commandId);
+        expect(ended.stdoutLength).toBe(BigInt(total));
 
         // On disk: at most the bound.
         const outputDir = join(server.dataDir, "sandboxes", sb.id, "output");
@@ -127,10 +125,24 @@ if (available) {
               for await (const chunk of h) read += byteLength(chunk.data);
             })(),
           );
+          // Named where the stream was cut: right after the last byte read (however the disk
+          // filled up, and whether or not the command had ended by the time the reader got there).
           expect(error).toBeInstanceOf(sdk.OutputLostError);
           expect((error as Error).message).toMatch(/could not store .* past byte \d+ \(ENOSPC/);
+          expect((error as Error).message).toContain(`past byte ${read} (`);
           expect(read).toBeGreaterThan(0);
           expect(read).toBeLessThan(100 * MIB);
+          // Once the command has ended (its output final), a read resuming where this one was
+          // cut hears the same, not that it asked past the end.
+          await processEnd(server, sb.id, h.commandId);
+          const resumed = await sb.reconnect(h.commandId, { stdoutOffset: read });
+          const again = await errorOf(
+            (async () => {
+              for await (const _ of resumed);
+            })(),
+          );
+          expect(again).toBeInstanceOf(sdk.OutputLostError);
+          expect((again as Error).message).toContain(`past byte ${read} (`);
           // The server and the sandbox go on (the disk is still full, so only calls that need
           // no disk are sure to work).
           expect(await sb.poll()).toBeNull();

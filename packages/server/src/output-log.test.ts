@@ -141,6 +141,49 @@ describe("OutputLog", () => {
     expect((await readFailure(log, 7)).error.code).toBe(Code.DataLoss);
   });
 
+  it("never serves the part of a batch a short write left out, so a disk that runs full cuts the stream where readers got to", async () => {
+    // A disk running full: the first write stores only part of the batch; the next one waits
+    // (held by the test) and then fails. Readers running in between must see only what is stored.
+    let calls = 0;
+    let releaseFailure = () => {};
+    const failureReleased = new Promise<void>((resolve) => {
+      releaseFailure = resolve;
+    });
+    const shortThenFull: OutputWriter = async () => {
+      if (++calls === 1) return 5;
+      await failureReleased;
+      throw enospc();
+    };
+    const log = new OutputLog(join(directory("short"), "s.stdout"), { write: shortThenFull });
+    const live = log.read(0);
+    const liveFirst = live.next(); // waiting for output
+    log.append(Buffer.from("abc"));
+    log.append(Buffer.from("defgh")); // one batch of two chunks; 5 of its 8 bytes get stored
+    // The live reader gets the stored bytes joined, and no more.
+    const first = await liveFirst;
+    expect(log.length).toBe(5);
+    expect(first.value?.offset).toBe(0);
+    expect(Buffer.from(first.value?.data ?? []).toString()).toBe("abcde");
+    // A reader inside the second chunk gets its stored part, and no more.
+    const inside = log.read(3);
+    const part = await inside.next();
+    expect(part.value?.offset).toBe(3);
+    expect(Buffer.from(part.value?.data ?? []).toString()).toBe("de");
+    releaseFailure();
+    await log.written();
+    log.close();
+    // Every reader got to the end of what is stored, and from there learns where it was cut.
+    expect(log.closed).toBe(true);
+    expect(log.length).toBe(5);
+    for (const reader of [live, inside]) {
+      const error = (await reader.next().catch((e: unknown) => e)) as ConnectError;
+      expect(error).toBeInstanceOf(ConnectError);
+      expect(error.code).toBe(Code.DataLoss);
+      expect(error.rawMessage).toContain("past byte 5");
+    }
+    expect((await readFailure(log, 5)).error.code).toBe(Code.DataLoss);
+  });
+
   it("ends the stream with DATA_LOSS when its file cannot even be created", async () => {
     const errors: Error[] = [];
     const log = new OutputLog(join(dir, "no-such-dir", "f.stdout"), { onError: (error) => errors.push(error) });

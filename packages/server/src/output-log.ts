@@ -403,7 +403,12 @@ export class OutputLog {
     return this.#segments[lo] as Segment;
   }
 
-  /** The rest of the in-memory chunk holding `offset` (which is within the tail). */
+  /**
+   * The rest of the in-memory chunk holding `offset` (which is within the tail and written), up
+   * to the written length: a short write (a disk running full) can leave a chunk part written,
+   * and a byte served before it is stored may never be (a resumed read would then ask past the
+   * end of what the log keeps).
+   */
   #chunkAt(offset: number): Chunk {
     let lo = 0;
     let hi = this.#tail.length - 1;
@@ -413,7 +418,7 @@ export class OutputLog {
       else hi = mid - 1;
     }
     const chunk = this.#tail[lo] as Chunk;
-    return { offset, data: chunk.data.subarray(offset - chunk.offset) };
+    return { offset, data: chunk.data.subarray(offset - chunk.offset, this.#length - chunk.offset) };
   }
 }
 
