@@ -593,7 +593,15 @@ class LocalSandbox implements RuntimeSandbox {
       "--bind",
       LAUNCH_ROOT,
       "/",
+      // /usr is read-only (EROFS, as the host's /usr it mostly is), but for the sandbox's own
+      // /usr/local from its layer; its allowlisted subtrees come from the host.
+      "--ro-bind",
+      `${LAUNCH_ROOT}/usr`,
+      "/usr",
       ...usrBinds(),
+      "--bind",
+      `${LAUNCH_ROOT}/usr/local`,
+      "/usr/local",
       "--proc",
       "/proc",
       "--dev",
