@@ -34,6 +34,25 @@ if (available) {
   describe("output retention (real server, 1 MiB per stream)", () => {
     const server = useTestServer({ outputRetentionMiB: 1 });
 
+    it("never drops output a client is reading: a slow reader of an 8 MiB stream (eight times the bound) gets every byte", async () => {
+      const client = new sdk.SandboxClient({ endpoint: server.url, token: server.token });
+      try {
+        const sb = await client.sandboxes.create();
+        const total = 8 * MIB;
+        const p = await sb.exec(["head", "-c", String(total), "/dev/zero"], { mode: "binary" });
+        let read = 0;
+        for await (const chunk of p.stdout) {
+          read += chunk.byteLength;
+          // A slow consumer: the producer must wait for it rather than lose bytes.
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        expect(read).toBe(total);
+        expect(await p.wait()).toBe(0);
+      } finally {
+        await client.close();
+      }
+    });
+
     it("keeps the last MiB of a 20 MiB stream, names the first kept offset for older reads, and serves the rest", async () => {
       const client = new sdk.SandboxClient({ endpoint: server.url, token: server.token });
       try {

@@ -230,23 +230,51 @@ describe("OutputLog", () => {
     expect((await readFailure(restored, 0)).error.code).toBe(Code.OutOfRange);
   });
 
-  it("tells a reader that fell behind the retention bound where the kept output starts", async () => {
-    const log = new OutputLog(join(directory("behind"), "h.stdout"), { retentionBytes: 64 * 1024 });
-    log.append(pattern(10_000));
+  it("never drops what a live reader has yet to read: it asks the writer to wait for the reader instead", async () => {
+    const retentionBytes = 64 * 1024;
+    const log = new OutputLog(join(directory("behind"), "h.stdout"), { retentionBytes });
+    const expected = pattern(10_000 + 40 * 4096);
+    log.append(expected.subarray(0, 10_000));
     await log.written();
     const reader = log.read(0, undefined, 1000);
-    expect((await reader.next()).value?.offset).toBe(0); // reading...
+    const got: Uint8Array[] = [];
+    const first = await reader.next();
+    got.push((first.value as { data: Uint8Array }).data); // reading...
+    // ...while the process goes on writing: once the reader lags by most of the bound, the
+    // log asks for a pause (the caller stops reading the process's pipe).
+    const answers: boolean[] = [];
+    for (let i = 0; i < 40; i++) {
+      answers.push(log.append(expected.subarray(10_000 + i * 4096, 10_000 + (i + 1) * 4096)));
+      await log.written();
+    }
+    expect(answers.includes(false)).toBe(true);
+    let drained = false;
+    void log.drained().then(() => {
+      drained = true;
+    });
+    log.close();
+    // Nothing the reader has yet to read was dropped, even past the bound (the caller here
+    // ignored the pause): it gets every byte, and its progress is what lets the writer on.
+    for (;;) {
+      const next = await reader.next();
+      if (next.done) break;
+      got.push(next.value.data);
+    }
+    expect(Buffer.concat(got).equals(expected)).toBe(true);
+    expect(drained).toBe(true);
+  });
+
+  it("tells a reader arriving after the bound dropped output where the kept output starts", async () => {
+    const log = new OutputLog(join(directory("late"), "l.stdout"), { retentionBytes: 64 * 1024 });
     for (let i = 0; i < 40; i++) {
       log.append(pattern(4096));
       await log.written();
     }
-    // ...and the reader's next offset has since been dropped.
-    const error = await reader.next().then(
-      () => undefined,
-      (e: ConnectError) => e,
-    );
-    expect(error?.code).toBe(Code.OutOfRange);
-    expect(error?.findDetails(OutputDroppedSchema)[0]?.firstKeptOffset).toBe(BigInt(log.firstKeptOffset));
+    expect(log.firstKeptOffset).toBeGreaterThan(0);
+    const { error } = await readFailure(log, 0);
+    expect(error.code).toBe(Code.OutOfRange);
+    expect(error.findDetails(OutputDroppedSchema)[0]?.firstKeptOffset).toBe(BigInt(log.firstKeptOffset));
+    // A reader that left stops holding anything back: the bound applies again.
     log.close();
   });
 

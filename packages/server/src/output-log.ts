@@ -91,6 +91,8 @@ export class OutputLog {
   #tailBytes = 0;
   readonly #changes = new Changes();
   #drainWaiters: (() => void)[] = [];
+  /** Where each live reader is: the bound never drops a byte one of them has yet to read. */
+  readonly #readers = new Set<{ at: number }>();
 
   constructor(base: string, options: OutputLogOptions = {}) {
     this.#base = base;
@@ -158,7 +160,24 @@ export class OutputLog {
     }
     this.#pending.push(data);
     this.#scheduleWrite();
-    return this.#appended - this.#length < HIGH_WATER_BYTES;
+    return this.#appended - this.#length < HIGH_WATER_BYTES && !this.#readerFallingBehind();
+  }
+
+  /**
+   * True when the slowest live reader is so far behind that more output would soon push its
+   * next bytes past the retention bound: the process is then slowed to that reader's pace
+   * (as a pipe slows a writer to its reader's) instead of its output being dropped. Output
+   * nobody is reading is still dropped past the bound.
+   */
+  #readerFallingBehind(): boolean {
+    const slowest = this.#slowestReader();
+    return slowest !== undefined && this.#appended - slowest >= this.#retentionBytes - 2 * this.#segmentBytes;
+  }
+
+  #slowestReader(): number | undefined {
+    let slowest: number | undefined;
+    for (const reader of this.#readers) if (slowest === undefined || reader.at < slowest) slowest = reader.at;
+    return slowest;
   }
 
   /** Resolves once the bytes waiting to be written are few again (or the log has ended). */
@@ -235,7 +254,12 @@ export class OutputLog {
       this.#fd = undefined;
       close(fd, () => {});
     }
+    const slowest = this.#slowestReader() ?? Number.POSITIVE_INFINITY;
     while (this.#segments.length > 0 && this.#length - this.#firstKept + this.#segmentBytes > this.#retentionBytes) {
+      // Never a segment a live reader has yet to finish: back-pressure (see append) keeps
+      // this overshoot to about one append.
+      const oldest = this.#segments[0] as Segment;
+      if (oldest.offset + oldest.size > slowest) break;
       const dropped = this.#segments.shift() as Segment;
       this.#firstKept = this.#segments[0]?.offset ?? this.#length;
       unlink(this.#pathOf(dropped.offset), () => {});
@@ -313,7 +337,10 @@ export class OutputLog {
   }
 
   #isDrained(): boolean {
-    return this.#failure !== undefined || this.#closed || this.#appended - this.#length <= LOW_WATER_BYTES;
+    if (this.#failure !== undefined || this.#closed) return true;
+    if (this.#appended - this.#length > LOW_WATER_BYTES) return false;
+    const slowest = this.#slowestReader();
+    return slowest === undefined || this.#appended - slowest < this.#retentionBytes - 3 * this.#segmentBytes;
   }
 
   #wakeDrainWaiters(): void {
@@ -334,10 +361,12 @@ export class OutputLog {
    * first kept offset) for dropped bytes, DATA_LOSS past the bytes stored when writing failed.
    */
   async *read(from: number, signal?: AbortSignal, maxRead = MAX_READ): AsyncGenerator<Chunk> {
-    let at = from;
+    const reader = { at: from };
+    this.#readers.add(reader);
     let file: { offset: number; fd: number } | undefined;
     try {
       for (;;) {
+        const at = reader.at;
         signal?.throwIfAborted();
         if (at < this.#firstKept) throw outputDropped(at, this.#firstKept);
         if (at < this.#length) {
@@ -359,13 +388,13 @@ export class OutputLog {
             const data = await readAt(file.fd, at - segment.offset, Math.min(maxRead, end - at));
             if (data.byteLength === 0) throw outputLost(at, "its file is shorter than recorded");
             yield { offset: at, data };
-            at += data.byteLength;
+            this.#advance(reader, data.byteLength);
             continue;
           }
           const first = this.#chunkAt(at);
           if (this.#length - at <= first.data.byteLength) {
             yield first;
-            at += first.data.byteLength;
+            this.#advance(reader, first.data.byteLength);
             continue;
           }
           const parts = [first.data];
@@ -376,7 +405,7 @@ export class OutputLog {
             size += next.data.byteLength;
           }
           yield { offset: at, data: Buffer.concat(parts, size) };
-          at += size;
+          this.#advance(reader, size);
           continue;
         }
         if (this.#failure) throw outputLost(this.#length, this.#failure.message);
@@ -388,7 +417,15 @@ export class OutputLog {
       }
     } finally {
       if (file) close(file.fd, () => {});
+      this.#readers.delete(reader);
+      this.#wakeDrainWaiters();
     }
+  }
+
+  /** A reader moved on: a process held back for it may go on. */
+  #advance(reader: { at: number }, bytes: number): void {
+    reader.at += bytes;
+    this.#wakeDrainWaiters();
   }
 
   /** The kept segment holding `offset` (which is kept and written). */
