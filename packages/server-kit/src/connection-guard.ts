@@ -1,29 +1,49 @@
 /**
- * Keeps connections that do nothing from holding the server's descriptors. A connection with
- * no request in flight (none completed yet, or between requests) is "idle": it is closed when
- * it stays idle too long, and only so many idle connections may exist at once — at the cap a
- * new connection drops the oldest idle one, so a real client still gets in while thousands of
- * silent sockets (from the same address, as on loopback) are held open.
- * A request counts from its complete headers (for HTTP/2, after the preface and settings)
- * until its answer is done: long responses (streamed output, long polls) are never cut.
+ * Keeps connections that do nothing useful from holding the server's descriptors and memory.
+ *
+ * A request counts as "in flight" only once it was accepted (its token checked: see listen.ts)
+ * and until its answer is done: long answers (streamed output, long polls) are never cut, and
+ * refused requests never keep a connection busy. A connection with no accepted request in
+ * flight is "waiting": "silent" until its first accepted request, "idle" between requests.
+ * Waiting connections are closed when they wait too long, and only so many may exist at once:
+ * at the cap a new connection drops the oldest silent one (else the oldest idle one), so a real
+ * client still gets in while thousands of silent sockets are held open, and clients that got in
+ * keep their sessions. One remote address may hold only so many silent connections, so a flood
+ * from one address drops its own sockets before anyone else's.
+ *
+ * Beyond that: a hard cap on all connections, and a connection whose answer has bytes waiting to
+ * be sent that make no progress for a while (a client that stopped reading, or an HTTP/2 client
+ * that never opens its flow-control window) is dropped.
  */
 import type { Socket } from "node:net";
 
 export interface ConnectionLimits {
   /**
-   * Longest a new connection may take to complete its first request's headers (for HTTP/2
-   * also the preface and settings) before it is closed. Default 30 s.
+   * Longest a new connection may wait for its first accepted request (for HTTP/2 also the
+   * preface and settings) before it is closed; refused requests do not count. Default 30 s.
    */
   readonly firstRequestTimeoutMs?: number;
   /** Longest a connection that has completed requests may stay with none in flight. Default 2 min. */
   readonly idleTimeoutMs?: number;
-  /** Most idle connections at once; at the cap a new connection drops the oldest. Default 1000. */
+  /** Most waiting (silent or idle) connections at once; at the cap a new connection drops the oldest. Default 1000. */
   readonly maxIdleConnections?: number;
+  /** Most silent connections from one remote address (at most maxIdleConnections). Default 250. */
+  readonly maxSilentConnectionsPerAddress?: number;
+  /**
+   * Most connections of any kind. At the cap a new connection drops the oldest waiting one; when
+   * every connection has an accepted request in flight, the new one is closed at once. Default 10,000.
+   */
+  readonly maxConnections?: number;
+  /** Longest an answer's pending bytes may make no progress before the connection is dropped. Default 60 s. */
+  readonly responseStallTimeoutMs?: number;
 }
 
 export const DEFAULT_FIRST_REQUEST_TIMEOUT_MS = 30_000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
 export const DEFAULT_MAX_IDLE_CONNECTIONS = 1000;
+export const DEFAULT_MAX_SILENT_CONNECTIONS_PER_ADDRESS = 250;
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+export const DEFAULT_RESPONSE_STALL_TIMEOUT_MS = 60_000;
 /** How long a session told to go away (GOAWAY) may take to finish before it is dropped. */
 const GOAWAY_GRACE_MS = 5_000;
 
@@ -31,47 +51,84 @@ const GOAWAY_GRACE_MS = 5_000;
 interface Closable {
   close(): void;
   destroy(): void;
+  readonly closed?: boolean;
+}
+
+/** An HTTP/2 stream, as far as stall detection needs it. */
+interface WatchedStream {
+  readonly writableLength: number;
+  setTimeout(ms: number): unknown;
+  on(event: "timeout", listener: () => void): unknown;
 }
 
 export class TrackedConnection {
   inFlight = 0;
-  /** True once a request completed here: such a connection is closed gently (HTTP/2 GOAWAY). */
+  /** True once an accepted request completed here: such a connection is closed gently (HTTP/2 GOAWAY). */
   served = false;
   timer: NodeJS.Timeout | undefined;
   session: Closable | undefined;
-  constructor(readonly socket: Socket) {}
+  /** True once told to go away after a refused request. */
+  goingAway = false;
+  /** HTTP/1.1 stall detection: what the socket had sent when its pending bytes were last seen to move. */
+  stall: { progress: string; since: number } | undefined;
+  readonly address: string;
+  constructor(readonly socket: Socket) {
+    this.address = socket.remoteAddress ?? "";
+  }
 }
 
 export class ConnectionGuard {
   readonly #firstRequestTimeoutMs: number;
   readonly #idleTimeoutMs: number;
-  readonly #maxIdle: number;
-  /** Idle connections, oldest first (a Map keeps insertion order). */
+  readonly #maxWaiting: number;
+  readonly #maxSilentPerAddress: number;
+  readonly #maxConnections: number;
+  readonly #stallTimeoutMs: number;
+  /** Connections with no accepted request yet, oldest first (a Map keeps insertion order). */
+  readonly #silent = new Map<TrackedConnection, true>();
+  readonly #silentByAddress = new Map<string, Map<TrackedConnection, true>>();
+  /** Connections that served requests and have none in flight, oldest first. */
   readonly #idle = new Map<TrackedConnection, true>();
   readonly #all = new Set<TrackedConnection>();
+  readonly #stallSweep: NodeJS.Timeout;
 
   constructor(limits: ConnectionLimits = {}) {
     this.#firstRequestTimeoutMs = limits.firstRequestTimeoutMs ?? DEFAULT_FIRST_REQUEST_TIMEOUT_MS;
     this.#idleTimeoutMs = limits.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-    this.#maxIdle = Math.max(1, limits.maxIdleConnections ?? DEFAULT_MAX_IDLE_CONNECTIONS);
+    this.#maxWaiting = Math.max(1, limits.maxIdleConnections ?? DEFAULT_MAX_IDLE_CONNECTIONS);
+    this.#maxSilentPerAddress = Math.min(
+      this.#maxWaiting,
+      Math.max(1, limits.maxSilentConnectionsPerAddress ?? DEFAULT_MAX_SILENT_CONNECTIONS_PER_ADDRESS),
+    );
+    this.#maxConnections = Math.max(1, limits.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+    this.#stallTimeoutMs = Math.max(1, limits.responseStallTimeoutMs ?? DEFAULT_RESPONSE_STALL_TIMEOUT_MS);
+    this.#stallSweep = setInterval(() => this.#sweepStalledSockets(), Math.max(10, this.#stallTimeoutMs / 4));
+    this.#stallSweep.unref();
   }
 
-  /** Starts tracking a just-accepted socket (idle until its first request). */
+  /** The most connections at once (see ConnectionLimits.maxConnections). */
+  get maxConnections(): number {
+    return this.#maxConnections;
+  }
+
+  /** Starts tracking a just-accepted socket (silent until its first accepted request). */
   accept(socket: Socket): TrackedConnection {
     const connection = new TrackedConnection(socket);
     this.#all.add(connection);
     socket.once("close", () => {
       clearTimeout(connection.timer);
-      this.#idle.delete(connection);
+      this.#stopWaiting(connection);
       this.#all.delete(connection);
     });
-    this.#becomeIdle(connection, this.#firstRequestTimeoutMs);
-    // At the cap the oldest idle connection makes room: a flood of silent sockets cannot keep
-    // a new client out, and the server's descriptors stay bounded.
-    while (this.#idle.size > this.#maxIdle) {
-      const oldest = this.#idle.keys().next().value as TrackedConnection;
-      this.#close(oldest);
-    }
+    this.#wait(connection, this.#firstRequestTimeoutMs);
+    // A flood from one address drops its own oldest silent sockets first; at the cap the oldest
+    // waiting connection makes room, silent ones before idle ones.
+    const sameAddress = this.#silentByAddress.get(connection.address);
+    while (sameAddress && sameAddress.size > this.#maxSilentPerAddress) this.#close(oldest(sameAddress));
+    while (this.#silent.size + this.#idle.size > this.#maxWaiting)
+      this.#close(this.#oldestWaiting() as TrackedConnection);
+    // Every other connection busy with accepted requests: this one cannot be served.
+    if (this.#all.size > this.#maxConnections) this.#close(this.#oldestWaiting(connection) ?? connection);
     return connection;
   }
 
@@ -81,9 +138,8 @@ export class ConnectionGuard {
   }
 
   /**
-   * Counts `res` as a request in flight on `connection` until its answer is complete (or the
-   * request is gone): a refused request whose client keeps its stream open does not keep
-   * the connection busy.
+   * Counts `res` (an accepted request's answer) as in flight on `connection` until the answer
+   * is complete (or the request is gone).
    */
   track(connection: TrackedConnection, res: { once(event: "finish" | "close", listener: () => void): unknown }): void {
     this.#requestStarted(connection);
@@ -97,33 +153,115 @@ export class ConnectionGuard {
     res.once("close", end);
   }
 
+  /**
+   * A request on this HTTP/2 connection was refused: the session is told to go away, and is
+   * dropped shortly after unless an accepted request is in flight (refused answers that cannot
+   * be delivered, e.g. to a client that never opens its flow-control window, must not keep it).
+   */
+  refusedOnSession(connection: TrackedConnection): void {
+    const session = connection.session;
+    if (!session || connection.goingAway) return;
+    connection.goingAway = true;
+    if (!session.closed) session.close();
+    setTimeout(() => {
+      if (connection.inFlight === 0) this.#destroy(connection);
+    }, GOAWAY_GRACE_MS).unref();
+  }
+
+  /**
+   * Drops `connection` when `stream` (an HTTP/2 answer) has bytes waiting that make no progress
+   * for the stall timeout. Node's stream timeout restarts on every byte read or sent, and
+   * checks a pending write's progress before firing.
+   */
+  watchStream(connection: TrackedConnection, stream: WatchedStream): void {
+    stream.on("timeout", () => {
+      if (stream.writableLength > 0) this.#destroy(connection);
+      else stream.setTimeout(this.#stallTimeoutMs); // nothing to send (a long poll): keep watching
+    });
+    stream.setTimeout(this.#stallTimeoutMs);
+  }
+
+  /** Closes every connection at once (the server is stopping). */
+  destroyAll(): void {
+    clearInterval(this.#stallSweep);
+    for (const connection of this.#all) connection.socket.destroy();
+  }
+
   #requestStarted(connection: TrackedConnection): void {
     if (connection.inFlight++ > 0) return;
     clearTimeout(connection.timer);
-    this.#idle.delete(connection);
+    this.#stopWaiting(connection);
   }
 
   #requestEnded(connection: TrackedConnection): void {
     connection.served = true;
     if (--connection.inFlight > 0 || connection.socket.destroyed) return;
-    this.#becomeIdle(connection, this.#idleTimeoutMs);
+    this.#wait(connection, this.#idleTimeoutMs);
   }
 
-  /** Closes every connection at once (the server is stopping). */
-  destroyAll(): void {
-    for (const connection of this.#all) connection.socket.destroy();
-  }
-
-  #becomeIdle(connection: TrackedConnection, timeoutMs: number): void {
-    this.#idle.delete(connection); // re-inserted as the newest
-    this.#idle.set(connection, true);
+  #wait(connection: TrackedConnection, timeoutMs: number): void {
+    this.#stopWaiting(connection); // re-inserted as the newest
+    if (connection.served) this.#idle.set(connection, true);
+    else {
+      this.#silent.set(connection, true);
+      const sameAddress = this.#silentByAddress.get(connection.address) ?? new Map<TrackedConnection, true>();
+      this.#silentByAddress.set(connection.address, sameAddress);
+      sameAddress.set(connection, true);
+    }
     clearTimeout(connection.timer);
     connection.timer = setTimeout(() => this.#close(connection), timeoutMs).unref();
   }
 
+  #stopWaiting(connection: TrackedConnection): void {
+    this.#idle.delete(connection);
+    if (!this.#silent.delete(connection)) return;
+    const sameAddress = this.#silentByAddress.get(connection.address);
+    sameAddress?.delete(connection);
+    if (sameAddress?.size === 0) this.#silentByAddress.delete(connection.address);
+  }
+
+  /** The oldest silent connection, else the oldest idle one (never `except`). */
+  #oldestWaiting(except?: TrackedConnection): TrackedConnection | undefined {
+    for (const waiting of [this.#silent, this.#idle]) {
+      for (const connection of waiting.keys()) if (connection !== except) return connection;
+    }
+    return undefined;
+  }
+
+  /**
+   * HTTP/1.1 answers: a socket with bytes waiting to be sent whose progress (bytes handed to
+   * the kernel, bytes libuv still queues) has not changed for the stall timeout is dropped.
+   * (HTTP/2 streams are watched one by one: see watchStream.)
+   */
+  #sweepStalledSockets(): void {
+    const now = Date.now();
+    for (const connection of this.#all) {
+      const socket = connection.socket;
+      if (connection.session || socket.destroyed || socket.writableLength === 0) {
+        connection.stall = undefined;
+        continue;
+      }
+      const queued = (socket as unknown as { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize;
+      const progress = `${socket.bytesWritten}:${queued ?? ""}`;
+      if (connection.stall?.progress !== progress) connection.stall = { progress, since: now };
+      else if (now - connection.stall.since >= this.#stallTimeoutMs) this.#destroy(connection);
+    }
+  }
+
+  /**
+   * Drops a connection now. A destroyed HTTP/2 session only ends its socket's writing side,
+   * which a client that never reads or closes would keep open: the socket goes too.
+   */
+  #destroy(connection: TrackedConnection): void {
+    clearTimeout(connection.timer);
+    this.#stopWaiting(connection);
+    connection.session?.destroy();
+    connection.socket.destroy();
+  }
+
   #close(connection: TrackedConnection): void {
     clearTimeout(connection.timer);
-    this.#idle.delete(connection);
+    this.#stopWaiting(connection);
     // A session that served requests gets a GOAWAY, so its client opens a new one for the
     // next call instead of failing it; anything else is simply dropped.
     const session = connection.session;
@@ -131,8 +269,11 @@ export class ConnectionGuard {
       session.close();
       // Streams whose answers are done but whose clients never ended them keep a closing
       // session open: they get a moment, then the session goes.
-      connection.timer = setTimeout(() => session.destroy(), GOAWAY_GRACE_MS).unref();
-    } else if (session) session.destroy();
-    else connection.socket.destroy();
+      connection.timer = setTimeout(() => this.#destroy(connection), GOAWAY_GRACE_MS).unref();
+    } else this.#destroy(connection);
   }
+}
+
+function oldest(connections: Map<TrackedConnection, true>): TrackedConnection {
+  return connections.keys().next().value as TrackedConnection;
 }

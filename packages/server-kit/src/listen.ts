@@ -9,7 +9,7 @@ import type { ConnectRouter, HandlerContext, Interceptor } from "@connectrpc/con
 import { ConnectionGuard, type ConnectionLimits } from "./connection-guard.js";
 import { READ_MAX_BYTES } from "./request-limits.js";
 
-export type { ConnectionLimits } from "./connection-guard.js";
+export { type ConnectionLimits, DEFAULT_MAX_CONNECTIONS } from "./connection-guard.js";
 
 export interface ListenOptions {
   readonly host?: string;
@@ -53,6 +53,14 @@ export interface Listener {
 }
 
 const HTTP2_PREFACE = "PRI * HTTP/2.0";
+export const MAX_CONCURRENT_STREAMS = 1000;
+const MAX_SESSION_MEMORY_MIB = 10;
+
+/** How the front door settled a request (set once: the first call wins). */
+interface Verdict {
+  accepted(): void;
+  refused(): void;
+}
 
 export async function listenConnect(
   routes: (router: ConnectRouter) => void,
@@ -64,21 +72,28 @@ export async function listenConnect(
     { createServer: createHttp2 },
     net,
     { universalRequestFromNodeRequest, universalResponseToNodeResponse },
-    { Code, ConnectError, cors, createConnectRouter },
+    { Code, ConnectError, cors, createConnectRouter, createContextKey, createContextValues },
+    { constants: http2Constants },
   ] = await Promise.all([
     import("node:http"),
     import("node:http2"),
     import("node:net"),
     import("@connectrpc/connect-node"),
     import("@connectrpc/connect"),
+    import("node:http2"),
   ]);
+  const frontDoorKey = createContextKey<Verdict | undefined>(undefined, { description: "sbx front door" });
   const authorize = options.authorize;
-  // Runs before a request's body is read (Connect's interceptors run after).
+  // Runs before a request's body is read (Connect's interceptors run after). Only a request it
+  // accepts counts as in flight on its connection (see ConnectionGuard).
   const requestGate = (context: HandlerContext) => {
     reclassifyUndecodableRequests(context, ConnectError, Code);
+    const verdict = context.values.get(frontDoorKey);
     if (authorize && !authorize(context.requestHeader.get("authorization"))) {
+      verdict?.refused();
       throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
     }
+    verdict?.accepted();
   };
   // Compression off: streamed output would spend more CPU in zlib than it saves on the wire.
   const router = createConnectRouter({
@@ -95,11 +110,14 @@ export async function listenConnect(
   // Like connect-node's adapter, except that a client leaving mid-response (a dropped
   // connection, a cancelled read) is routine for streaming reads and is not logged as a failure.
   const plainRoutes = options.plainRoutes ?? [];
-  const adapter = (req: NodeRequest, res: NodeResponse) => {
-    if (!("stream" in req)) closeIfBodyUnread(req, res as import("node:http").ServerResponse);
+  const adapter = (req: NodeRequest, res: NodeResponse, verdict: Verdict) => {
     const path = req.url?.split("?", 2)[0] ?? "";
     const plain = plainRoutes.find((route) => path.startsWith(route.prefix));
     if (plain) {
+      // The route answers a refused request itself; here it only decides what the request counts as.
+      const header = req.headers.authorization;
+      if (!authorize || authorize(typeof header === "string" ? header : null)) verdict.accepted();
+      else verdict.refused();
       plain.handle(req, res).catch((error: unknown) => {
         if (!req.destroyed && !(res as { destroyed?: boolean }).destroyed) onHandlerError(path, error);
         // A failure mid-body must not look like a clean end: drop the connection instead.
@@ -118,7 +136,14 @@ export async function listenConnect(
       res.end(JSON.stringify({ code: "unimplemented", message: `no method ${path} on this sbx server` }));
       return;
     }
-    handler(universalRequestFromNodeRequest(req as never, res as never, undefined, undefined))
+    handler(
+      universalRequestFromNodeRequest(
+        req as never,
+        res as never,
+        undefined,
+        createContextValues().set(frontDoorKey, verdict),
+      ),
+    )
       .then((uRes) => universalResponseToNodeResponse(uRes, res as never))
       .catch((error: unknown) => {
         const clientLeft =
@@ -136,7 +161,7 @@ export async function listenConnect(
   };
   const handle = (req: NodeRequest, res: Response) => {
     const connection = tracked.get("stream" in req ? (req.stream.session ?? req) : req.socket);
-    if (connection) guard.track(connection, res as never);
+    const verdict = frontDoorVerdict(req, res as NodeResponse, connection);
     res.setHeader("access-control-allow-origin", origin);
     res.setHeader("access-control-expose-headers", cors.exposedHeaders.join(", "));
     if (req.method === "OPTIONS") {
@@ -147,10 +172,56 @@ export async function listenConnect(
       res.end();
       return;
     }
-    adapter(req, res as never);
+    adapter(req, res as never, verdict);
+  };
+  /**
+   * What the front door does with each request, whatever its route: an answer sent before the
+   * request's body was read closes the rest of it off (HTTP/1.1: the connection; HTTP/2: the
+   * stream, or buffered request data would stay held), an answer that makes no progress drops
+   * its connection, an accepted request counts as in flight, a refused one closes its connection.
+   */
+  const frontDoorVerdict = (
+    req: NodeRequest,
+    res: NodeResponse,
+    connection: import("./connection-guard.js").TrackedConnection | undefined,
+  ): Verdict => {
+    let refused = false;
+    if ("stream" in req) {
+      const stream = req.stream;
+      const closeRest = () => {
+        if (!stream.closed && !stream.destroyed) stream.close(http2Constants.NGHTTP2_NO_ERROR);
+      };
+      // An answer with a body ends with trailers (gRPC's status among them), which Node submits
+      // from its own listener during this send: the close waits a turn to go after them. One
+      // without (a 204, a HEAD) ends with its headers.
+      stream.once("wantTrailers", () => setImmediate(closeRest));
+      stream.once("finish", () => {
+        if (req.method === "HEAD" || res.statusCode === 204 || res.statusCode === 304) closeRest();
+      });
+      if (connection) guard.watchStream(connection, stream);
+    } else closeIfBodyUnread(req, res as import("node:http").ServerResponse, () => refused);
+    let decided = false;
+    return {
+      accepted: () => {
+        if (decided) return;
+        decided = true;
+        if (connection) guard.track(connection, res as never);
+      },
+      refused: () => {
+        if (decided) return;
+        decided = true;
+        refused = true;
+        if (connection && "stream" in req) guard.refusedOnSession(connection);
+      },
+    };
   };
   const http1 = createHttp1(handle);
-  const http2 = createHttp2(handle);
+  // Bounds per session: streams at once (an sbx client holds one per followed output, so not
+  // gRPC's usual 100), and nghttp2's memory (Node's default, said here on purpose).
+  const http2 = createHttp2(
+    { settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS }, maxSessionMemory: MAX_SESSION_MEMORY_MIB },
+    handle,
+  );
   const guard = new ConnectionGuard(options.connections);
   const tracked = new WeakMap<object, import("./connection-guard.js").TrackedConnection>();
   // The session is created synchronously while the connection is handed over (below).
@@ -226,14 +297,24 @@ function reclassifyUndecodableRequests(
 
 /**
  * An HTTP/1.1 answer sent before its request's body was all received (a refused token, a
- * message over the limit) closes the connection, so the rest is never read: Node would
- * otherwise read and discard it, however large. (HTTP/2 needs nothing: an unread stream's
- * flow-control window stays closed.)
+ * message over the limit, a CORS preflight) closes the connection, so the rest is never read:
+ * Node would otherwise read and discard it, however large. So does a refused request's answer
+ * (`refused()`): a client without the token gets nothing more from this connection.
  */
-function closeIfBodyUnread(req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse): void {
+function closeIfBodyUnread(
+  req: import("node:http").IncomingMessage,
+  res: import("node:http").ServerResponse,
+  refused: () => boolean,
+): void {
   const writeHead = res.writeHead;
   res.writeHead = function (this: import("node:http").ServerResponse, ...args: unknown[]) {
-    if (!req.complete && !this.headersSent) this.setHeader("connection", "close");
+    if (!this.headersSent && (refused() || (!req.complete && announcesBody(req))))
+      this.setHeader("connection", "close");
     return (writeHead as (...a: unknown[]) => import("node:http").ServerResponse).apply(this, args);
   } as typeof writeHead;
+}
+
+/** True when an HTTP/1.1 request has a body (a request without either header has none). */
+function announcesBody(req: import("node:http").IncomingMessage): boolean {
+  return req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) !== 0;
 }

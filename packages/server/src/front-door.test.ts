@@ -3,12 +3,14 @@
 // caller's bad input, and silent connections cannot pin the server's descriptors.
 import { randomBytes } from "node:crypto";
 import { request as http1Request } from "node:http";
-import { connect as http2Connect } from "node:http2";
+import { type ClientHttp2Session, connect as http2Connect } from "node:http2";
 import { type Socket, connect as tcpConnect } from "node:net";
 import { ConnectionError, SandboxClient } from "@sbx/node";
 import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
 import { READ_MAX_BYTES } from "@sbx/server-kit";
+import { MAX_CONCURRENT_STREAMS } from "@sbx/server-kit/listen";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SANDBOX_OPEN_FILES } from "./runtime/local/local-runtime.js";
 import { realServerAvailable, startTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
@@ -46,10 +48,10 @@ const MiB = 1024 * 1024;
  * takes them, until an answer comes: its status and JSON body, how much was sent by then, and
  * whether the server then closed the connection.
  */
-function hugePostHttp1(url: string, path: string, headers: Record<string, string>, cap = 256 * MiB) {
+function hugePostHttp1(url: string, path: string, headers: Record<string, string>, cap = 256 * MiB, method?: string) {
   return new Promise<{ status: number; body: string; sent: number; closed: Promise<void> }>((resolve, reject) => {
     const req = http1Request(`${url}${path}`, {
-      method: path.startsWith("/sbx.v1/files/") ? "PUT" : "POST",
+      method: method ?? (path.startsWith("/sbx.v1/files/") ? "PUT" : "POST"),
       headers: { ...headers, "content-length": String(1024 * MiB) },
     });
     let sent = 0;
@@ -143,6 +145,39 @@ const envelope = (message: Uint8Array) => {
 
 const codeOf = (body: string): string | undefined => /"code":"(\w+)"/.exec(body)?.[1];
 
+const closed = (socket: Socket) =>
+  new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.once("close", () => resolve())));
+const open = (url: string, localAddress?: string) =>
+  new Promise<Socket>((resolve, reject) => {
+    const { hostname, port } = new URL(url);
+    const socket = tcpConnect({ host: hostname, port: Number(port), ...(localAddress ? { localAddress } : {}) }, () =>
+      resolve(socket),
+    );
+    socket.on("error", reject);
+  });
+const sessionClosed = (session: ClientHttp2Session) =>
+  new Promise<void>((resolve) =>
+    session.closed || session.destroyed ? resolve() : session.once("close", () => resolve()),
+  );
+/** An HTTP/2 session whose client never lets the server send a byte of any answer's body. */
+const zeroWindowSession = (url: string) => {
+  const session = http2Connect(url, { settings: { initialWindowSize: 0 } });
+  session.on("error", () => {});
+  return session;
+};
+const unaryJson = (session: ClientHttp2Session, path: string, headers: Record<string, string> = {}) => {
+  const stream = session.request({
+    ":method": "POST",
+    ":path": path,
+    "content-type": "application/json",
+    "connect-protocol-version": "1",
+    ...headers,
+  });
+  stream.on("error", () => {});
+  stream.end("{}");
+  return stream;
+};
+
 if (available) {
   describe("requests without a token", () => {
     const server = useServer();
@@ -208,6 +243,81 @@ if (available) {
       const res = await fetch(`${server().url}/sbx.v1.SandboxService/ListSandboxes`, { method: "OPTIONS" });
       expect(res.status).toBe(204);
     });
+
+    it("a preflight with a huge body gets 204 and its connection is closed, the body never read", async () => {
+      const answer = await within(
+        hugePostHttp1(server().url, "/sbx.v1.SandboxService/ListSandboxes", {}, 256 * MiB, "OPTIONS"),
+        15_000,
+        "204",
+      );
+      expect(answer.status).toBe(204);
+      await within(answer.closed, 5_000, "connection close");
+    });
+
+    it("a refused HTTP/1.1 request's answer closes its connection", async () => {
+      const socket = await open(server().url);
+      let answer = "";
+      socket.on("data", (d: Buffer) => {
+        answer += d.toString("latin1");
+      });
+      socket.write(
+        "POST /sbx.v1.SandboxService/ListSandboxes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+      );
+      await within(closed(socket), 5_000, "connection close");
+      expect(answer).toMatch(/^HTTP\/1\.1 401 /);
+      expect(answer.toLowerCase()).toContain("connection: close");
+    });
+
+    it("refused gRPC streams with unread bodies are closed, and so is their session", async () => {
+      // A hand-made HTTP/2 client, to see the server's own frames (Node's client hides an
+      // RST_STREAM(NO_ERROR) on a stream it still writes to, and a server's close after GOAWAY).
+      const socket = await open(server().url);
+      const seen = { resets: new Map<number, number>(), lastStreamId: -1, maxConcurrentStreams: -1, ended: false };
+      let pending = Buffer.alloc(0);
+      socket.on("data", (d: Buffer) => {
+        pending = Buffer.concat([pending, d]);
+        while (pending.byteLength >= 9) {
+          const length = pending.readUIntBE(0, 3);
+          if (pending.byteLength < 9 + length) break;
+          const [type, flags, stream] = [pending[3], pending[4], pending.readUInt32BE(5) & 0x7fffffff];
+          const payload = pending.subarray(9, 9 + length);
+          pending = pending.subarray(9 + length);
+          if (type === 3) seen.resets.set(stream, payload.readUInt32BE(0));
+          if (type === 7) seen.lastStreamId = payload.readUInt32BE(0) & 0x7fffffff;
+          if (type === 4 && !((flags as number) & 1)) {
+            for (let i = 0; i + 6 <= payload.byteLength; i += 6) {
+              if (payload.readUInt16BE(i) === 3) seen.maxConcurrentStreams = payload.readUInt32BE(i + 2);
+            }
+            socket.write(frame(4, 1, 0, Buffer.alloc(0))); // SETTINGS ack
+          }
+        }
+      });
+      socket.on("end", () => {
+        seen.ended = true;
+      });
+      socket.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+      socket.write(frame(4, 0, 0, Buffer.alloc(0)));
+      const headers = hpackLiterals({
+        ":method": "POST",
+        ":scheme": "http",
+        ":path": "/sbx.v1.FilesystemService/WriteFile",
+        ":authority": "x",
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      const piece = Buffer.alloc(16_383, 1);
+      const streams = Array.from({ length: 100 }, (_, i) => 2 * i + 1);
+      for (const id of streams) {
+        socket.write(frame(1, 4, id, headers)); // END_HEADERS, the body never ends
+        for (let i = 0; i < 4; i++) socket.write(frame(0, 0, id, piece)); // what the window allows
+      }
+      await within(closed(socket), 15_000, "session closed by the server");
+      expect(seen.ended).toBe(true);
+      expect(seen.maxConcurrentStreams).toBe(MAX_CONCURRENT_STREAMS);
+      expect(seen.lastStreamId).toBeGreaterThan(0);
+      const processed = streams.filter((id) => id <= seen.lastStreamId);
+      expect(processed.map((id) => seen.resets.get(id))).toEqual(processed.map(() => 0)); // RST_STREAM(NO_ERROR)
+    });
   });
 
   describe("request bodies", () => {
@@ -245,6 +355,36 @@ if (available) {
       expect(grpc.headers["grpc-status"]).toBe("8");
     });
 
+    it("an HTTP/2 stream answered before its body was read is closed by the server", async () => {
+      const session = http2Connect(server().url);
+      session.on("error", () => {});
+      try {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/sbx.v1.SandboxService/GetSandbox",
+          "content-type": "application/grpc",
+          te: "trailers",
+          ...auth(),
+        });
+        stream.on("error", () => {});
+        let grpcStatus: unknown;
+        stream.on("trailers", (t) => {
+          grpcStatus = t["grpc-status"];
+        });
+        stream.resume();
+        // A message announced over the limit, whose rest never comes.
+        const header = Buffer.alloc(5);
+        header.writeUInt32BE(READ_MAX_BYTES + 1, 1);
+        stream.write(Buffer.concat([header, Buffer.alloc(1024)]));
+        await within(new Promise((resolve) => stream.once("close", resolve)), 10_000, "stream closed by the server");
+        expect(grpcStatus).toBe("8");
+        expect(stream.rstCode).toBe(0); // NO_ERROR: "stop sending, the answer is complete"
+        expect(session.closed).toBe(false); // a token holder's session stays
+      } finally {
+        session.destroy();
+      }
+    });
+
     it("WriteFile takes a full upload chunk, other RPCs do not", async () => {
       // Field 3 (data, bytes) of 5 MiB: over the common limit, within WriteFile's.
       const size = 5 * MiB;
@@ -272,10 +412,14 @@ if (available) {
       ];
       // Undecodable for sure: an illegal wire type, a truncated varint, broken JSON.
       const undecodable = [Buffer.from([0x0f, 0xff]), Buffer.from([0x0a, 0xff, 0xff]), Buffer.from("{]")];
+      // A refused request sends its session away: those get a session each.
       const session = http2Connect(server().url);
       const one = (headers: Record<string, string>, body: Uint8Array) =>
         new Promise<{ status: number; code: string | undefined }>((resolve, reject) => {
-          const stream = session.request({ ":method": "POST", ...headers });
+          const own = headers.authorization ? undefined : http2Connect(server().url);
+          own?.on("error", () => {});
+          const stream = (own ?? session).request({ ":method": "POST", ...headers });
+          stream.on("close", () => own?.destroy());
           let status = 0;
           let grpcStatus: string | undefined;
           let text = "";
@@ -338,16 +482,67 @@ if (available) {
 
   describe("silent connections", () => {
     const server = useServer({
-      connections: { firstRequestTimeoutMs: 500, idleTimeoutMs: 500, maxIdleConnections: 20 },
+      connections: {
+        firstRequestTimeoutMs: 500,
+        idleTimeoutMs: 500,
+        maxIdleConnections: 20,
+        responseStallTimeoutMs: 500,
+      },
     });
-    const closed = (socket: Socket) =>
-      new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.once("close", () => resolve())));
-    const open = (url: string) =>
-      new Promise<Socket>((resolve, reject) => {
-        const { hostname, port } = new URL(url);
-        const socket = tcpConnect({ host: hostname, port: Number(port) }, () => resolve(socket));
-        socket.on("error", reject);
-      });
+
+    it("refused requests keep no connection: HTTP/2 sessions that never take an answer's body are closed", async () => {
+      const sessions = Array.from({ length: 20 }, () => zeroWindowSession(server().url));
+      try {
+        for (const session of sessions) unaryJson(session, "/sbx.v1.SandboxService/ListSandboxes");
+        await within(Promise.all(sessions.map(sessionClosed)), 10_000, "sessions closed");
+      } finally {
+        for (const session of sessions) session.destroy();
+      }
+    });
+
+    it("an answer that makes no progress drops its connection (HTTP/2, with a token)", async () => {
+      const session = zeroWindowSession(server().url);
+      try {
+        const stream = unaryJson(session, "/sbx.v1.SandboxService/ListSandboxes", {
+          authorization: `Bearer ${server().token}`,
+        });
+        const answered = new Promise((resolve) => stream.once("response", resolve));
+        await within(answered, 5_000, "answer headers");
+        await within(sessionClosed(session), 10_000, "stalled session dropped");
+      } finally {
+        session.destroy();
+      }
+    });
+
+    it("an answer that makes no progress drops its connection (HTTP/1.1, with a token), and sandboxes get the usual open-files limit", async () => {
+      const client = new SandboxClient({ endpoint: server().url, token: server().token });
+      try {
+        const sb = await client.sandboxes.create();
+        try {
+          // The server's own limit is raised; its sandboxes' is not.
+          expect((await sb.run("ulimit -S -n")).stdout).toBe(`${SANDBOX_OPEN_FILES}\n`);
+          await sb.run("head -c 67108864 /dev/zero > /tmp/big");
+          const socket = await open(server().url);
+          socket.pause(); // not reading, until the server has long given up
+          let received = 0;
+          socket.on("data", (d: Buffer) => {
+            received += d.byteLength;
+          });
+          socket.on("error", () => {});
+          socket.write(
+            `GET /sbx.v1/files/${sb.id}?path=/tmp/big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server().token}\r\n\r\n`,
+          );
+          await new Promise((resolve) => setTimeout(resolve, 3_000)); // six stall timeouts
+          socket.resume();
+          await within(closed(socket), 15_000, "stalled connection dropped");
+          expect(received).toBeLessThan(64 * MiB);
+        } finally {
+          await sb.terminate();
+        }
+      } finally {
+        await client.close();
+      }
+    });
 
     it("closes a connection that sends nothing, half a request head, or only the HTTP/2 preface", async () => {
       const silent = await open(server().url);
@@ -390,15 +585,30 @@ if (available) {
   });
 
   describe("a flood of silent connections", () => {
-    const server = useServer({ connections: { maxIdleConnections: 20 } });
-    const closed = (socket: Socket) =>
-      new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.once("close", () => resolve())));
-    const open = (url: string) =>
-      new Promise<Socket>((resolve, reject) => {
-        const { hostname, port } = new URL(url);
-        const socket = tcpConnect({ host: hostname, port: Number(port) }, () => resolve(socket));
-        socket.on("error", reject);
-      });
+    const server = useServer({ connections: { maxIdleConnections: 20, maxSilentConnectionsPerAddress: 10 } });
+
+    it("silent connections are dropped before a client's idle session, and a flood from one address drops its own", async () => {
+      const session = http2Connect(server().url);
+      session.on("error", () => {});
+      const bystanders: Socket[] = [];
+      const attack: Socket[] = [];
+      try {
+        // A client that got in: its session is idle (and the oldest) when the flood comes.
+        const served = unaryJson(session, "/sbx.v1.SandboxService/ListSandboxes", {
+          authorization: `Bearer ${server().token}`,
+        });
+        served.resume();
+        await within(new Promise((resolve) => served.once("end", resolve)), 5_000, "answer");
+        for (let i = 0; i < 3; i++) bystanders.push(await open(server().url, "127.0.0.2"));
+        for (let i = 0; i < 40; i++) attack.push(await open(server().url));
+        await within(closed(attack[0] as Socket), 10_000, "the flood's oldest dropped");
+        expect(session.closed || session.destroyed).toBe(false);
+        expect(bystanders.map((socket) => socket.destroyed)).toEqual([false, false, false]);
+      } finally {
+        session.destroy();
+        for (const socket of [...bystanders, ...attack]) socket.destroy();
+      }
+    });
 
     it("at the cap the oldest idle connection is dropped, and a real client still gets in", async () => {
       const attack: Socket[] = [];
@@ -419,6 +629,50 @@ if (available) {
       for (const socket of attack) socket.destroy();
     });
   });
+
+  describe("a cap on all connections", () => {
+    const server = useServer({ connections: { maxConnections: 5 } });
+
+    it("at the cap a new connection is closed when every other one is busy", async () => {
+      const busy = Array.from({ length: 5 }, () => zeroWindowSession(server().url));
+      try {
+        // Accepted requests whose answers cannot be sent: in flight, not idle.
+        const answered = busy.map((session) => {
+          const stream = unaryJson(session, "/sbx.v1.SandboxService/ListSandboxes", {
+            authorization: `Bearer ${server().token}`,
+          });
+          return new Promise((resolve) => stream.once("response", resolve));
+        });
+        await within(Promise.all(answered), 10_000, "answer headers");
+        const extra = await open(server().url);
+        await within(closed(extra), 10_000, "the connection over the cap closed");
+        expect(busy.map((session) => session.closed || session.destroyed)).toEqual([false, false, false, false, false]);
+      } finally {
+        for (const session of busy) session.destroy();
+      }
+    });
+  });
+}
+
+/** An HTTP/2 frame. */
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.byteLength, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** A header block of HPACK literals without indexing (names and values under 127 bytes). */
+function hpackLiterals(headers: Record<string, string>): Buffer {
+  const parts = Object.entries(headers).flatMap(([name, value]) => [
+    Buffer.from([0, name.length]),
+    Buffer.from(name),
+    Buffer.from([value.length]),
+    Buffer.from(value),
+  ]);
+  return Buffer.concat(parts);
 }
 
 function varint(n: number): number[] {

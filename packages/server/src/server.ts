@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
 import { READ_MAX_BYTES, serveWithLimits, Uploads } from "@sbx/server-kit";
-import { type ConnectionLimits, type Listener, listenConnect } from "@sbx/server-kit/listen";
+import { type ConnectionLimits, DEFAULT_MAX_CONNECTIONS, type Listener, listenConnect } from "@sbx/server-kit/listen";
 import { bearerMatches, resolveToken } from "./auth.js";
 import { Engine } from "./engine.js";
 import { jsonLogger, type Logger } from "./logger.js";
@@ -44,7 +44,7 @@ export interface ServerOptions {
    * that is smaller.
    */
   readonly diskReserveMiB?: number;
-  /** Timeouts and the cap for connections with no request in flight (defaults: see ConnectionLimits). */
+  /** Timeouts and caps for client connections (defaults: see ConnectionLimits; the cap on all of them stays within half the open-files limit). */
   readonly connections?: ConnectionLimits;
 }
 
@@ -86,8 +86,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await engine.restore();
   // Said once at start: what the server can hold open (and, if it could not raise it, why).
   const openFiles = raiseOpenFilesLimit();
+  const connections = withinOpenFiles(options.connections, openFiles.limit);
   logger.info("open files limit", {
     limit: openFiles.limit,
+    maxConnections: connections.maxConnections,
     ...(openFiles.raisedFrom ? { raisedFrom: openFiles.raisedFrom } : {}),
     ...(openFiles.problem ? { notRaised: openFiles.problem } : {}),
   });
@@ -109,7 +111,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       port,
       authorize: (authorization) => bearerMatches(authorization, token),
       readMaxBytes: READ_MAX_BYTES,
-      ...(options.connections ? { connections: options.connections } : {}),
+      connections,
       plainRoutes: [rawOutputRoute(engine, token), rawFilesRoute(engine, uploads, token)],
       ...(options.corsOrigin ? { corsOrigin: options.corsOrigin } : {}),
       onHandlerError: (method, error) =>
@@ -141,6 +143,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 }
 
 const MIB = 1024 * 1024;
+
+/**
+ * Connections may hold at most half the server's open-files limit: the rest is for sandboxes'
+ * pipes, files being copied and the state store, so a full house of clients never makes a
+ * sandbox fail with EMFILE (and past the cap a new connection is dropped, see ConnectionLimits).
+ */
+function withinOpenFiles(limits: ConnectionLimits = {}, openFilesLimit: number): ConnectionLimits {
+  const wanted = limits.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const affordable = Number.isFinite(openFilesLimit) ? Math.max(1, Math.floor(openFilesLimit / 2)) : wanted;
+  return { ...limits, maxConnections: Math.min(wanted, affordable) };
+}
 
 /** A whole number of MiB (zero allowed only for a reserve), or undefined for the default. */
 function positiveMiB(value: number | undefined, what: string, zeroAllowed = false): number | undefined {

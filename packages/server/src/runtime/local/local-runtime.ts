@@ -119,6 +119,8 @@ export interface LocalRuntimeOptions {
 
 /** Answers the agent gave after their caller gave up, still to undo; kept at most this many. */
 const MAX_ABANDONED_CALLS = 1024;
+/** Sandboxes' soft open-files limit (see #spawn). */
+export const SANDBOX_OPEN_FILES = 1024;
 
 export function createLocalRuntime(options: LocalRuntimeOptions): SandboxRuntime {
   return new LocalRuntime(options);
@@ -623,9 +625,11 @@ class LocalSandbox implements RuntimeSandbox {
       "/.sbx/agent.py",
     ];
     // Nothing runs outside its cgroups: destroy() relies on killing the cgroup to know that no
-    // sandboxed process is left before it removes the sandbox's files.
-    const join_cgroups =
-      'for d in "$@"; do case "$d" in --) shift; break;; esac; echo $$ > "$d/cgroup.procs" || exit 1; shift; done; exec "$@"';
+    // sandboxed process is left before it removes the sandbox's files. Sandboxes get the usual
+    // soft open-files limit back (the server raised its own, see open-files-limit.ts): 1024, as
+    // systemd gives services, because select() and programs that walk every possible descriptor
+    // break or crawl with more; the hard limit stays, so a program that wants more can ask.
+    const join_cgroups = `ulimit -S -n ${SANDBOX_OPEN_FILES} 2>/dev/null; for d in "$@"; do case "$d" in --) shift; break;; esac; echo $$ > "$d/cgroup.procs" || exit 1; shift; done; exec "$@"`;
     const { openSync } = require_fs();
     const seccompFd = openSync(seccomp, "r");
     const child = spawn(
