@@ -26,6 +26,12 @@ import { Changes, outputDropped, outputLost } from "@sbx/server-kit";
 
 /** Bytes of recent output kept in memory per open stream; older bytes are read from the files. */
 export const MEMORY_TAIL_BYTES = 1024 * 1024;
+/**
+ * While a live reader has yet to read them, up to this many recent bytes stay in memory: a
+ * reader a write batch or two behind (most of them: readers see a batch once it is written)
+ * is served from memory, not from the files at a read per sliver of the tail it missed.
+ */
+export const READER_TAIL_BYTES = 4 * 1024 * 1024;
 /** Default bound of the bytes kept per stream (see `OutputLogOptions.retentionBytes`). */
 export const DEFAULT_RETENTION_BYTES = 64 * 1024 * 1024;
 /** The smallest bound (two of the smallest segments). */
@@ -299,11 +305,18 @@ export class OutputLog {
     return batch;
   }
 
-  /** Drops in-memory chunks past the tail bound that are already on file. */
+  /**
+   * Drops in-memory chunks past the tail bound that are already on file (and, up to
+   * READER_TAIL_BYTES, read by every live reader).
+   */
   #trimTail(): void {
+    if (this.#tailBytes <= MEMORY_TAIL_BYTES) return;
+    const slowest = this.#slowestReader() ?? Number.POSITIVE_INFINITY;
     while (this.#tailBytes > MEMORY_TAIL_BYTES && this.#tail.length > 1) {
       const oldest = this.#tail[0] as Chunk;
-      if (oldest.offset + oldest.data.byteLength > this.#length) break;
+      const end = oldest.offset + oldest.data.byteLength;
+      if (end > this.#length) break;
+      if (end > slowest && this.#tailBytes <= READER_TAIL_BYTES) break;
       this.#tail.shift();
       this.#tailBytes -= oldest.data.byteLength;
     }
@@ -364,6 +377,8 @@ export class OutputLog {
     const reader = { at: from };
     this.#readers.add(reader);
     let file: { offset: number; fd: number } | undefined;
+    /** The next piece of the file, being read while the reader's consumer takes this one. */
+    let ahead: { at: number; fd: number; data: Promise<Uint8Array> } | undefined;
     try {
       for (;;) {
         const at = reader.at;
@@ -374,6 +389,8 @@ export class OutputLog {
           if (at < tailStart) {
             const segment = this.#segmentAt(at);
             if (file?.offset !== segment.offset) {
+              await ahead?.data.catch(() => {}); // never a read on a closed (or reused) descriptor
+              ahead = undefined;
               if (file) close(file.fd, () => {});
               file = undefined;
               const fd = await openForReading(this.#pathOf(segment.offset));
@@ -385,8 +402,24 @@ export class OutputLog {
               file = { offset: segment.offset, fd };
             }
             const end = Math.min(tailStart, this.#length, segment.offset + segment.size);
-            const data = await readAt(file.fd, at - segment.offset, Math.min(maxRead, end - at));
+            const prefetched = ahead?.at === at && ahead.fd === file.fd ? ahead.data : undefined;
+            await ahead?.data.catch(() => {});
+            ahead = undefined;
+            const data = await (prefetched ?? readAt(file.fd, at - segment.offset, Math.min(maxRead, end - at)));
             if (data.byteLength === 0) throw outputLost(at, "its file is shorter than recorded");
+            // Read the next piece while this one is on its way: the disk (a thread-pool hop)
+            // and the connection work at once. Written bytes never change, so it stays valid.
+            const next = at + data.byteLength;
+            const nextEnd = Math.min(
+              this.#tail[0]?.offset ?? this.#length,
+              this.#length,
+              segment.offset + segment.size,
+            );
+            if (next < nextEnd) {
+              const piece = readAt(file.fd, next - segment.offset, Math.min(maxRead, nextEnd - next));
+              piece.catch(() => {}); // awaited when used, or before its descriptor is closed
+              ahead = { at: next, fd: file.fd, data: piece };
+            }
             yield { offset: at, data };
             this.#advance(reader, data.byteLength);
             continue;
@@ -416,8 +449,10 @@ export class OutputLog {
         await new Promise((resolve) => setImmediate(resolve));
       }
     } finally {
+      await ahead?.data.catch(() => {});
       if (file) close(file.fd, () => {});
       this.#readers.delete(reader);
+      this.#trimTail();
       this.#wakeDrainWaiters();
     }
   }
@@ -425,6 +460,7 @@ export class OutputLog {
   /** A reader moved on: a process held back for it may go on. */
   #advance(reader: { at: number }, bytes: number): void {
     reader.at += bytes;
+    this.#trimTail();
     this.#wakeDrainWaiters();
   }
 

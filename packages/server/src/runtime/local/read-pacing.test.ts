@@ -9,7 +9,7 @@ import { realServerAvailable } from "../../testing.js";
 import type { SandboxRuntime } from "../runtime.js";
 import { openFifoReader } from "./fifo.js";
 import { createLocalRuntime } from "./local-runtime.js";
-import { PACE_MS, paceReads } from "./read-pacing.js";
+import { PACE_MS, paceReads, TRICKLE_BURST } from "./read-pacing.js";
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -18,7 +18,7 @@ describe("read pacing", () => {
     vi.useRealTimers();
   });
 
-  it("after a small read, a FIFO is not read again until PACE_MS later, then in one read", async () => {
+  it("a line now and then is read at once: one small read never delays the next", async () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const dir = mkdtempSync(join(tmpdir(), "sbx-pacing-"));
     const fifo = join(dir, "out");
@@ -31,21 +31,54 @@ describe("read pacing", () => {
       const chunks: string[] = [];
       stream.on("data", (chunk: Buffer) => chunks.push(chunk.toString()));
       stream.resume();
-      writeSync(writeEnd, "a");
-      while (chunks.length === 0) await turn();
+      // Fewer small reads than a trickle's burst: each arrives without any timer firing.
+      for (const line of ["one\n", "two\n", "three\n"]) {
+        const before = chunks.length;
+        writeSync(writeEnd, line);
+        for (let i = 0; i < 1000 && chunks.length === before; i++) await turn();
+        expect(chunks.length).toBe(before + 1);
+      }
+      expect(chunks.join("")).toBe("one\ntwo\nthree\n");
+    } finally {
+      closeSync(writeEnd);
+      stream.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a trickle (small reads in quick succession) is paced: then read once per PACE_MS, in one read", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const dir = mkdtempSync(join(tmpdir(), "sbx-pacing-"));
+    const fifo = join(dir, "out");
+    execFileSync("mkfifo", [fifo]);
+    const stream = openFifoReader(fifo);
+    const writeEnd = openSync(fifo, "w");
+    try {
+      stream.pause();
+      paceReads(stream);
+      const chunks: string[] = [];
+      stream.on("data", (chunk: Buffer) => chunks.push(chunk.toString()));
+      stream.resume();
+      // One byte per read, as fast as they come: the burst is read at once, then pacing starts.
+      for (let i = 0; i <= TRICKLE_BURST; i++) {
+        const before = chunks.length;
+        writeSync(writeEnd, "x");
+        while (chunks.length === before) await turn();
+      }
+      const burst = chunks.length;
       // Paced: bytes written now, one event-loop turn apart, wait in the pipe.
       for (const byte of "bcdef") {
         writeSync(writeEnd, byte);
         for (let i = 0; i < 5; i++) await turn();
       }
-      expect(chunks).toEqual(["a"]);
-      while (chunks.join("").length < 6) {
+      expect(chunks.length).toBe(burst);
+      while (chunks.join("").length < burst + 5) {
         await vi.advanceTimersByTimeAsync(PACE_MS);
         await turn();
       }
       // At most the one read made as the stream paused, then the rest at once.
-      expect(chunks.join("")).toBe("abcdef");
-      expect(chunks.length).toBeLessThanOrEqual(3);
+      expect(chunks.slice(burst).join("")).toBe("bcdef");
+      expect(chunks.length - burst).toBeLessThanOrEqual(2);
     } finally {
       closeSync(writeEnd);
       stream.destroy();
