@@ -36,21 +36,21 @@ describe("the fake's output retention", () => {
 
 describe("the fake's disk limit", () => {
   it("fails writes past diskMiB with ENOSPC, as the server does", async () => {
-    const sb = await client.sandboxes.create({ diskMiB: 1 });
-    await sb.write("/tmp/half", new Uint8Array(512 * 1024));
-    const error = await sb.write("/tmp/more", new Uint8Array(768 * 1024)).catch((e: unknown) => e);
+    const sb = await client.sandboxes.create({ diskMiB: 16 }); // the server's smallest disk
+    await sb.write("/tmp/half", new Uint8Array(8 * 1024 * 1024));
+    const error = await sb.write("/tmp/more", new Uint8Array(12 * 1024 * 1024)).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SandboxFilesystemError);
     expect((error as Error).message).toMatch(/No space left on device/);
     const shell = await sb.run("printf 'more' > /tmp/small; echo 'x' >> /tmp/small", { wait: true });
     expect(shell.exitCode).toBe(0); // a few bytes still fit
     await sb.filesystem.remove("/tmp/half");
-    await sb.write("/tmp/more", new Uint8Array(768 * 1024)); // room again
+    await sb.write("/tmp/more", new Uint8Array(12 * 1024 * 1024)); // room again
     await expect(client.sandboxes.create({ diskMiB: 0 })).rejects.toBeInstanceOf(InvalidError);
   });
 
   it("stops a shell command whose redirected write does not fit", async () => {
-    const sb = await client.sandboxes.create({ diskMiB: 1 });
-    await sb.write("/tmp/full", new Uint8Array(1024 * 1024 - 10)); // with /etc/hostname (8 bytes): 2 bytes free
+    const sb = await client.sandboxes.create({ diskMiB: 16 });
+    await sb.write("/tmp/full", new Uint8Array(16 * 1024 * 1024 - 10)); // with /etc/hostname (8 bytes): 2 bytes free
     const r = await sb.run("echo hello > /tmp/out", { wait: true }).catch((e: unknown) => e);
     expect(r).toMatchObject({ exitCode: 1 });
     expect((r as { stderr: string }).stderr).toContain("No space left on device");

@@ -42,6 +42,21 @@ export function sandboxService(state: FakeState): ServiceImpl<typeof SandboxServ
         throw invalid(`idle_timeout_ms must be at most ${MAX_SANDBOX_TIMEOUT_MS}`);
       }
       spec.timeoutMs ||= BigInt(DEFAULT_SANDBOX_TIMEOUT_MS);
+      // What `sbx server` cannot do yet, refused as it refuses it (same codes and messages):
+      // a test passing against the fake must not fail against the server.
+      if (spec.image) throw invalid(`unknown image ${JSON.stringify(spec.image)}: only the default image exists yet`);
+      if (spec.cidrAllowlist.length > 0 || spec.ports.length > 0 || spec.readinessProbe) {
+        throw new ConnectError("cidr_allowlist, ports and readiness probes are not supported yet", Code.Unimplemented);
+      }
+      if (spec.cpu?.cores && !(spec.cpu.cores.limit >= 0.01 && spec.cpu.cores.limit <= 64)) {
+        throw invalid("cpu limit must be between 0.01 and 64 cores");
+      }
+      if (spec.memory?.mib && !(spec.memory.mib.limit >= 16 && spec.memory.mib.limit <= 65_536)) {
+        throw invalid("memory limit must be between 16 and 65536 MiB");
+      }
+      if (spec.diskMib && !(spec.diskMib >= 16 && spec.diskMib <= 1_048_576)) {
+        throw invalid(`disk_mib must be between 16 and 1048576 MiB, got ${spec.diskMib}`);
+      }
       if (spec.name) {
         for (const other of state.sandboxes.values()) {
           if (other.running && other.info.spec?.app === spec.app && other.info.spec?.name === spec.name) {

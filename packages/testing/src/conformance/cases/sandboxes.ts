@@ -22,6 +22,25 @@ export function sandboxCases(t: TestApi, h: Harness): void {
     );
 
     t.it(
+      "what the server cannot do yet is refused alike: ports, cidrAllowlist, readinessProbe are UnsupportedError; another image, or limits out of range, InvalidError",
+      async () => {
+        const client = h.client();
+        for (const options of [
+          { ports: [8080] },
+          { cidrAllowlist: ["10.0.0.0/8"] },
+          { readinessProbe: sdk.Probe.exec(["true"]) },
+        ]) {
+          const error = await rejects(() => client.sandboxes.create({ app: h.app, ...options }), sdk.UnsupportedError);
+          equal(error.code, "unsupported");
+        }
+        for (const options of [{ image: "python:3.12-slim" }, { diskMiB: 8 }, { cpu: 0.001 }, { memoryMiB: 8 }]) {
+          await rejects(() => client.sandboxes.create({ app: h.app, ...options }), sdk.InvalidError);
+        }
+      },
+      T,
+    );
+
+    t.it(
       "fromId of an unknown sandbox is NotFoundError",
       async () => {
         const error = await rejects(() => h.client().sandboxes.fromId("sb-doesnotexist0000000"), sdk.NotFoundError);
