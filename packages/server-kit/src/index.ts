@@ -23,8 +23,11 @@ export {
   checkName,
   checkPath,
   checkPtySize,
+  checkSandboxSpec,
   checkTags,
   checkWorkdir,
   invalid,
+  MAX_DISK_MIB,
+  MIN_DISK_MIB,
 } from "./validation.js";
 export { MAX_PENDING_WATCH_EVENTS, WatchQueue } from "./watch-queue.js";

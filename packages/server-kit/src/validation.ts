@@ -2,6 +2,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   argvProblem,
+  DEFAULT_SANDBOX_TIMEOUT_MS,
   envProblem,
   idProblem,
   MAX_COMMAND_TTL_MS,
@@ -10,6 +11,7 @@ import {
   type PtySize,
   pathProblem,
   ptySizeProblem,
+  type SandboxSpec,
   tagsProblem,
   timeoutProblem,
   workdirProblem,
@@ -43,4 +45,39 @@ export function checkPtySize(size: PtySize | undefined): PtySize {
   if (!size) throw invalid("size is required");
   check(ptySizeProblem(size.rows, size.cols, false));
   return size;
+}
+
+/** A sandbox's writable layer: ext4 needs a few MiB of its own; 1 TiB is past any sane sandbox. */
+export const MIN_DISK_MIB = 16;
+export const MAX_DISK_MIB = 1_048_576;
+
+/**
+ * A create's spec, as `sbx server` takes it (the fake refuses the same, with the same codes):
+ * fills in the defaults (app, lifetime); refuses what the server cannot do yet
+ * (UNIMPLEMENTED) and limits outside what the runtime can honour (INVALID_ARGUMENT).
+ */
+export function checkSandboxSpec(spec: SandboxSpec): void {
+  spec.app ||= "default";
+  checkName(spec.app, "app");
+  if (spec.name) checkName(spec.name, "name");
+  checkArgv(spec.command, "command", true);
+  checkWorkdir(spec.workdir);
+  checkEnv(spec.env);
+  checkTags(spec.tags);
+  check(timeoutProblem(spec.timeoutMs, "timeout_ms") ?? timeoutProblem(spec.idleTimeoutMs, "idle_timeout_ms"));
+  spec.timeoutMs ||= BigInt(DEFAULT_SANDBOX_TIMEOUT_MS);
+  if (spec.image) throw invalid(`unknown image ${JSON.stringify(spec.image)}: only the default image exists yet`);
+  if (spec.cidrAllowlist.length > 0 || spec.ports.length > 0 || spec.readinessProbe) {
+    throw new ConnectError("cidr_allowlist, ports and readiness probes are not supported yet", Code.Unimplemented);
+  }
+  // 0.01 cores: the smallest quota the kernel takes (1 ms per 100 ms period).
+  if (spec.cpu?.cores && !(spec.cpu.cores.limit >= 0.01 && spec.cpu.cores.limit <= 64)) {
+    throw invalid("cpu limit must be between 0.01 and 64 cores");
+  }
+  if (spec.memory?.mib && !(spec.memory.mib.limit >= 16 && spec.memory.mib.limit <= 65_536)) {
+    throw invalid("memory limit must be between 16 and 65536 MiB");
+  }
+  if (spec.diskMib && !(spec.diskMib >= MIN_DISK_MIB && spec.diskMib <= MAX_DISK_MIB)) {
+    throw invalid(`disk_mib must be between ${MIN_DISK_MIB} and ${MAX_DISK_MIB} MiB, got ${spec.diskMib}`);
+  }
 }

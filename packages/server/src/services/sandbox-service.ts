@@ -1,21 +1,15 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   DEFAULT_PAGE_SIZE,
-  DEFAULT_SANDBOX_TIMEOUT_MS,
   MAX_LONG_POLL_MS,
   MAX_PAGE_SIZE,
   type Sandbox,
   type SandboxService,
   SandboxState,
-  timeoutProblem,
 } from "@sbx/proto";
-import { checkArgv, checkEnv, checkName, checkTags, checkWorkdir, invalid } from "@sbx/server-kit";
+import { checkName, checkSandboxSpec, checkTags, invalid } from "@sbx/server-kit";
 import type { Engine, ServerSandbox } from "../engine.js";
 import { terminated } from "../exit-status.js";
-
-/** A sandbox's writable layer: ext4 needs a few MiB of its own; 1 TiB is far past any sane sandbox. */
-const MIN_DISK_MIB = 16;
-const MAX_DISK_MIB = 1_048_576;
 
 export interface SandboxServiceOptions {
   /** Most sandboxes running at once; more → RESOURCE_EXHAUSTED with a retry delay. */
@@ -46,31 +40,7 @@ export function sandboxService(engine: Engine, options: SandboxServiceOptions): 
       if (inFlight) return { sandbox: (await inFlight).info };
       const spec = request.spec;
       if (!spec) throw invalid("spec is required");
-      spec.app ||= "default";
-      checkName(spec.app, "app");
-      if (spec.name) checkName(spec.name, "name");
-      checkArgv(spec.command, "command", true);
-      checkWorkdir(spec.workdir);
-      checkEnv(spec.env);
-      checkTags(spec.tags);
-      const problem =
-        timeoutProblem(spec.timeoutMs, "timeout_ms") ?? timeoutProblem(spec.idleTimeoutMs, "idle_timeout_ms");
-      if (problem) throw invalid(problem);
-      spec.timeoutMs ||= BigInt(DEFAULT_SANDBOX_TIMEOUT_MS);
-      if (spec.image) throw invalid(`unknown image ${JSON.stringify(spec.image)}: only the default image exists yet`);
-      if (spec.cidrAllowlist.length > 0 || spec.ports.length > 0 || spec.readinessProbe) {
-        throw new ConnectError("cidr_allowlist, ports and readiness probes are not supported yet", Code.Unimplemented);
-      }
-      // 0.01 cores: the smallest quota the kernel takes (1 ms per 100 ms period).
-      if (spec.cpu?.cores && !(spec.cpu.cores.limit >= 0.01 && spec.cpu.cores.limit <= 64)) {
-        throw invalid("cpu limit must be between 0.01 and 64 cores");
-      }
-      if (spec.diskMib && !(spec.diskMib >= MIN_DISK_MIB && spec.diskMib <= MAX_DISK_MIB)) {
-        throw invalid(`disk_mib must be between ${MIN_DISK_MIB} and ${MAX_DISK_MIB} MiB, got ${spec.diskMib}`);
-      }
-      if (spec.memory?.mib && !(spec.memory.mib.limit >= 16 && spec.memory.mib.limit <= 65_536)) {
-        throw invalid("memory limit must be between 16 and 65536 MiB");
-      }
+      checkSandboxSpec(spec);
       if (spec.name) {
         for (const other of engine.sandboxes.values()) {
           if (other.running && other.spec.app === spec.app && other.spec.name === spec.name) {

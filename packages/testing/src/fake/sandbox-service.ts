@@ -1,13 +1,6 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import {
-  DEFAULT_SANDBOX_TIMEOUT_MS,
-  MAX_LONG_POLL_MS,
-  MAX_SANDBOX_TIMEOUT_MS,
-  type Sandbox,
-  type SandboxService,
-  SandboxState,
-} from "@sbx/proto";
-import { checkArgv, checkEnv, checkName, checkTags, checkWorkdir, invalid } from "@sbx/server-kit";
+import { MAX_LONG_POLL_MS, type Sandbox, type SandboxService, SandboxState } from "@sbx/proto";
+import { checkName, checkSandboxSpec, checkTags, invalid } from "@sbx/server-kit";
 import { FakeSandbox, terminated } from "./model.js";
 import type { FakeState } from "./state.js";
 
@@ -28,35 +21,7 @@ export function sandboxService(state: FakeState): ServiceImpl<typeof SandboxServ
       if (existing) return { sandbox: existing.info };
       const spec = request.spec;
       if (!spec) throw invalid("spec is required");
-      spec.app ||= "default";
-      checkName(spec.app, "app");
-      if (spec.name) checkName(spec.name, "name");
-      checkArgv(spec.command, "command", true);
-      checkWorkdir(spec.workdir);
-      checkEnv(spec.env);
-      checkTags(spec.tags);
-      if (spec.timeoutMs > BigInt(MAX_SANDBOX_TIMEOUT_MS)) {
-        throw invalid(`timeout_ms must be at most ${MAX_SANDBOX_TIMEOUT_MS}`);
-      }
-      if (spec.idleTimeoutMs > BigInt(MAX_SANDBOX_TIMEOUT_MS)) {
-        throw invalid(`idle_timeout_ms must be at most ${MAX_SANDBOX_TIMEOUT_MS}`);
-      }
-      spec.timeoutMs ||= BigInt(DEFAULT_SANDBOX_TIMEOUT_MS);
-      // What `sbx server` cannot do yet, refused as it refuses it (same codes and messages):
-      // a test passing against the fake must not fail against the server.
-      if (spec.image) throw invalid(`unknown image ${JSON.stringify(spec.image)}: only the default image exists yet`);
-      if (spec.cidrAllowlist.length > 0 || spec.ports.length > 0 || spec.readinessProbe) {
-        throw new ConnectError("cidr_allowlist, ports and readiness probes are not supported yet", Code.Unimplemented);
-      }
-      if (spec.cpu?.cores && !(spec.cpu.cores.limit >= 0.01 && spec.cpu.cores.limit <= 64)) {
-        throw invalid("cpu limit must be between 0.01 and 64 cores");
-      }
-      if (spec.memory?.mib && !(spec.memory.mib.limit >= 16 && spec.memory.mib.limit <= 65_536)) {
-        throw invalid("memory limit must be between 16 and 65536 MiB");
-      }
-      if (spec.diskMib && !(spec.diskMib >= 16 && spec.diskMib <= 1_048_576)) {
-        throw invalid(`disk_mib must be between 16 and 1048576 MiB, got ${spec.diskMib}`);
-      }
+      checkSandboxSpec(spec);
       if (spec.name) {
         for (const other of state.sandboxes.values()) {
           if (other.running && other.info.spec?.app === spec.app && other.info.spec?.name === spec.name) {
