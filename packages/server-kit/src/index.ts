@@ -1,11 +1,13 @@
 /**
- * @sbx/server-kit — what the sbx server and the fake in @sbx/testing share. This entry is
+ * @sbx/server-kit — the engine the sbx server and the fake in @sbx/testing share. This entry is
  * browser-safe; the Node listener is at "@sbx/server-kit/listen".
  */
-export { Changes } from "./changes.js";
+
 export { CommandLifecycle, type CommandLifecycleOptions, DISCONNECT_GRACE_MS } from "./command-lifecycle.js";
+export * from "./engine/index.js";
 export { type FsErrorKind, filesystemError } from "./filesystem-errors.js";
 export { type FileInfoLike, fileInfoToWire, type WatchEventLike, watchEventsToWire } from "./filesystem-wire.js";
+export { Notifier } from "./notifier.js";
 export { outputDropped, outputLost } from "./output-errors.js";
 export { type OutputEnd, type OutputLogLike, serveOutput } from "./output-reads.js";
 export {

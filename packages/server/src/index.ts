@@ -1,8 +1,5 @@
 /** @sbx/server — the sbx server: Connect/gRPC handlers, SQLite state, the local runtime. */
 
-export { jsonLogger, type Logger, silentLogger } from "./logger.js";
-export { MEMORY_TAIL_BYTES } from "./output-log.js";
-export { createLocalRuntime, type LocalRuntimeOptions } from "./runtime/local/index.js";
 export type {
   RuntimeExit,
   RuntimeProcess,
@@ -10,5 +7,8 @@ export type {
   RuntimeSandbox,
   RuntimeSandboxSpec,
   SandboxRuntime,
-} from "./runtime/runtime.js";
+} from "@sbx/server-kit";
+export { jsonLogger, type Logger, silentLogger } from "./logger.js";
+export { MEMORY_TAIL_BYTES } from "./output-log.js";
+export { createLocalRuntime, type LocalRuntimeOptions } from "./runtime/local/index.js";
 export { PrerequisiteError, parseListen, type RunningServer, type ServerOptions, startServer } from "./server.js";

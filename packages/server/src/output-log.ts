@@ -22,7 +22,7 @@
  */
 import { close, open, read, readdirSync, statSync, unlink, writev } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { Changes, outputDropped, outputLost } from "@sbx/server-kit";
+import { Notifier, outputDropped, outputLost } from "@sbx/server-kit";
 
 /** Bytes of recent output kept in memory per open stream; older bytes are read from the files. */
 export const MEMORY_TAIL_BYTES = 1024 * 1024;
@@ -95,7 +95,7 @@ export class OutputLog {
   #failure: Error | undefined;
   #tail: Chunk[] = [];
   #tailBytes = 0;
-  readonly #changes = new Changes();
+  readonly #changes = new Notifier();
   #drainWaiters: (() => void)[] = [];
   /** Where each live reader is: the bound never drops a byte one of them has yet to read. */
   readonly #readers = new Set<{ at: number }>();

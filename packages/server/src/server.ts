@@ -5,21 +5,15 @@
 
 import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { ConnectRouter } from "@connectrpc/connect";
-import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
-import { READ_MAX_BYTES, serveWithLimits, Uploads } from "@sbx/server-kit";
+import { Engine, engineRoutes, READ_MAX_BYTES, type SandboxRuntime } from "@sbx/server-kit";
 import { type ConnectionLimits, DEFAULT_MAX_CONNECTIONS, type Listener, listenConnect } from "@sbx/server-kit/listen";
+import { rawRoutes } from "@sbx/server-kit/raw-routes";
 import { bearerMatches, resolveToken } from "./auth.js";
-import { Engine } from "./engine.js";
+import { diskReserveCheck } from "./disk-reserve.js";
+import { fileOutputStorage } from "./file-output-storage.js";
 import { jsonLogger, type Logger } from "./logger.js";
 import { raiseOpenFilesLimit } from "./open-files-limit.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
-import type { SandboxRuntime } from "./runtime/runtime.js";
-import { filesystemService } from "./services/filesystem-service.js";
-import { processService } from "./services/process-service.js";
-import { rawFilesRoute } from "./services/raw-files.js";
-import { rawOutputRoute } from "./services/raw-output.js";
-import { sandboxService } from "./services/sandbox-service.js";
 import { SqliteStateStore } from "./state/sqlite-store.js";
 
 export interface ServerOptions {
@@ -79,10 +73,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (problems.length > 0) throw new PrerequisiteError(problems);
   const { token, generated } = resolveToken(dataDir, options.token);
   const store = new SqliteStateStore(join(dataDir, "state.db"));
-  const engine = new Engine(runtime, store, dataDir, logger, {
-    ...(outputRetentionMiB === undefined ? {} : { outputRetentionBytes: outputRetentionMiB * MIB }),
-    ...(diskReserveMiB === undefined ? {} : { diskReserveBytes: diskReserveMiB * MIB }),
-  });
+  const engine = new Engine(
+    { runtime, store, outputs: fileOutputStorage(dataDir) },
+    {
+      logger,
+      outputRetentionBytes: outputRetentionMiB === undefined ? undefined : outputRetentionMiB * MIB,
+      maxRunningSandboxes: options.maxRunningSandboxes,
+      capacityProblem: diskReserveCheck(
+        dataDir,
+        diskReserveMiB === undefined ? undefined : diskReserveMiB * MIB,
+        logger,
+      ),
+    },
+  );
   await engine.restore();
   // Said once at start: what the server can hold open (and, if it could not raise it, why).
   const openFiles = raiseOpenFilesLimit();
@@ -93,26 +96,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...(openFiles.raisedFrom ? { raisedFrom: openFiles.raisedFrom } : {}),
     ...(openFiles.problem ? { notRaised: openFiles.problem } : {}),
   });
-  const uploads = new Uploads();
-  const routes = (router: ConnectRouter) => {
-    serveWithLimits(
-      router,
-      SandboxService,
-      sandboxService(engine, { maxRunningSandboxes: options.maxRunningSandboxes ?? 1000 }),
-    );
-    serveWithLimits(router, ProcessService, processService(engine));
-    serveWithLimits(router, FilesystemService, filesystemService(engine, uploads));
-  };
+  const authorize = (authorization: string | null | undefined) => bearerMatches(authorization, token);
   const [host, port] = parseListen(options.listen ?? "127.0.0.1:7420");
   let listener: Listener;
   try {
-    listener = await listenConnect(routes, [], {
+    listener = await listenConnect(engineRoutes(engine), [], {
       host,
       port,
-      authorize: (authorization) => bearerMatches(authorization, token),
+      authorize,
       readMaxBytes: READ_MAX_BYTES,
       connections,
-      plainRoutes: [rawOutputRoute(engine, token), rawFilesRoute(engine, uploads, token)],
+      plainRoutes: rawRoutes(engine, authorize),
       ...(options.corsOrigin ? { corsOrigin: options.corsOrigin } : {}),
       onHandlerError: (method, error) =>
         logger.error("request handler failed", {

@@ -3,7 +3,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type Process, ProcessSchema, SandboxSchema } from "@sbx/proto";
-import type { StateStore, StoredSandbox } from "./store.js";
+import type { StateStore, StoredSandbox } from "@sbx/server-kit";
 
 export class SqliteStateStore implements StateStore {
   readonly #db: DatabaseSync;

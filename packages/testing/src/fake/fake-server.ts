@@ -1,21 +1,18 @@
 /**
- * `createFakeServer()`: the sbx protocol implemented in memory for users' tests. Usable
- * in-process (`fake.transport`, no network, browser-safe) or over a real port (`listen()`).
- * Each sandbox has its own in-memory filesystem, which the mini shell's processes share.
+ * `createFakeServer()`: the sbx protocol for users' tests — the server's own engine (every
+ * handler, check and lifecycle rule) over the in-memory runtime driver and an in-memory
+ * store. Usable in-process (`fake.transport`, no network, browser-safe) or over a real port
+ * (`listen()`, with the raw HTTP routes too). Each sandbox has its own in-memory filesystem,
+ * which the mini shell's processes share.
  */
 import { type ConnectRouter, createRouterTransport, type Transport } from "@connectrpc/connect";
 import { withConnectClients } from "@sbx/core/connect";
-import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
-import { serveWithLimits } from "@sbx/server-kit";
+import { Engine, engineRoutes, memoryOutputStorage, memoryStateStore } from "@sbx/server-kit";
 import type { Listener, ListenOptions } from "@sbx/server-kit/listen";
+import { FakeRuntime } from "./fake-runtime.js";
 import { type CutStreamsOptions, type FailNextOptions, type FaultMethod, Faults, type RecordedCall } from "./faults.js";
-import { filesystemService } from "./filesystem-service.js";
-import type { ExecHandler, ExecPattern } from "./handlers.js";
+import { type ExecHandler, type ExecPattern, HandlerRegistry } from "./handlers.js";
 import { KeepAlive } from "./keep-alive.js";
-import { terminated } from "./model.js";
-import { processService } from "./process-service.js";
-import { sandboxService } from "./sandbox-service.js";
-import { FakeState } from "./state.js";
 
 export interface FakeServerOptions {
   /** Delay every call by this long (streams: before the first message). */
@@ -57,14 +54,15 @@ export interface FakeServer {
 }
 
 export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
-  const state = new FakeState(options.defaultHandlers ?? true, options.outputRetentionBytes);
+  const handlers = new HandlerRegistry();
+  const runtime = new FakeRuntime({ handlers, defaultHandlers: options.defaultHandlers ?? true });
+  const engine = new Engine(
+    { runtime, store: memoryStateStore(), outputs: memoryOutputStorage() },
+    { outputRetentionBytes: options.outputRetentionBytes },
+  );
   const faults = new Faults(options.token);
   faults.latencyMs = options.latencyMs ?? 0;
-  const routes = (router: ConnectRouter) => {
-    serveWithLimits(router, SandboxService, sandboxService(state));
-    serveWithLimits(router, ProcessService, processService(state));
-    serveWithLimits(router, FilesystemService, filesystemService(state));
-  };
+  const routes: (router: ConnectRouter) => void = engineRoutes(engine);
   const keepAlive = new KeepAlive();
   // The keep-alive is outermost, so injected latency counts as a call in flight too.
   const interceptors = [keepAlive.interceptor, faults.interceptor];
@@ -74,7 +72,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     transport: withConnectClients(createRouterTransport(routes, { router: { interceptors } })),
     routes,
     calls: faults.calls,
-    onExec: (pattern, handler) => state.handlers.add(pattern, handler),
+    onExec: (pattern, handler) => handlers.add(pattern, handler),
     failNext: (method, failure) => faults.failNext(method, failure),
     cutStreams: (cut) => faults.cutStreams(cut),
     clearFaults: () => faults.clear(),
@@ -84,13 +82,21 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     },
     async listen(listenOptions) {
       // Loaded on demand so the in-process fake stays free of node: imports (browser-safe).
-      const { listenConnect } = await import("@sbx/server-kit/listen");
-      const listener = await listenConnect(routes, interceptors, listenOptions);
+      const [{ listenConnect }, { rawRoutes }] = await Promise.all([
+        import("@sbx/server-kit/listen"),
+        import("@sbx/server-kit/raw-routes"),
+      ]);
+      const token = options.token;
+      const authorize = (header: string | null | undefined) => token === undefined || header === `Bearer ${token}`;
+      const listener = await listenConnect(routes, interceptors, {
+        ...listenOptions,
+        plainRoutes: [...(listenOptions?.plainRoutes ?? []), ...rawRoutes(engine, authorize, faults.rawCall)],
+      });
       listeners.push(listener);
       return listener;
     },
     async close() {
-      state.shutdown((sandbox) => sandbox.finish(terminated()));
+      await engine.shutdown();
       keepAlive.close();
       await Promise.all(listeners.splice(0).map((l) => l.close()));
     },

@@ -4,6 +4,7 @@
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { FilesystemService, ProcessService, RetryInfoSchema, SandboxService } from "@sbx/proto";
+import type { RawCallPlan, RawMethod } from "@sbx/server-kit/raw-routes";
 
 export type FaultCode =
   | "canceled"
@@ -163,6 +164,21 @@ export class Faults {
     const { afterBytes } = this.#cuts;
     return typeof afterBytes === "function" ? checkCutPoint(afterBytes()) : afterBytes;
   }
+
+  /**
+   * Raw HTTP requests (served when the fake listens on a port) while faults are scripted:
+   * injected failures and cuts are defined on the RPCs, so a download with one pending is
+   * sent to its RPC for that call (where the interceptor applies it), and an upload with a
+   * failure pending is answered as by a server without raw routes, so that client uploads
+   * through WriteFile from then on. Served raw calls are recorded as the RPC they stand for.
+   */
+  readonly rawCall = async (method: RawMethod): Promise<RawCallPlan | undefined> => {
+    if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+    if (this.#failures.get(method)?.length) return method === "WriteFile" ? { unserved: true } : { decline: true };
+    if (method !== "WriteFile" && this.#cuts && this.#cuts.remaining > 0) return { decline: true };
+    this.calls.push({ method, request: undefined });
+    return undefined;
+  };
 
   readonly interceptor: Interceptor = (next) => async (request) => {
     const method = request.method.name as RpcMethodName;

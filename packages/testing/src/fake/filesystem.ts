@@ -12,7 +12,7 @@
  * itself); a FakeWatch turns them into the Watch RPC's events the way the agent does.
  * Browser-safe: no node: imports.
  */
-import { type FsErrorKind, WatchQueue } from "@sbx/server-kit";
+import { type FsErrorKind, RuntimeFsError, WatchQueue } from "@sbx/server-kit";
 
 const ERRNO = {
   ENOENT: ["not_found", "No such file or directory"],
@@ -32,8 +32,7 @@ const ERRNO = {
 export type Errno = keyof typeof ERRNO;
 
 /** A failed file operation: an errno, the kind the wire reports, and a message naming the path. */
-export class FakeFsError extends Error {
-  readonly kind: FsErrorKind;
+export class FakeFsError extends RuntimeFsError {
   /** The errno's text, e.g. "No such file or directory". */
   readonly strerror: string;
 
@@ -43,9 +42,8 @@ export class FakeFsError extends Error {
     options: { message?: string; kind?: FsErrorKind } = {},
   ) {
     const [kind, text] = ERRNO[code];
-    super(options.message ?? `${path}: ${text}`);
+    super(options.kind ?? kind, options.message ?? `${path}: ${text}`);
     this.name = "FakeFsError";
-    this.kind = options.kind ?? kind;
     this.strerror = text;
   }
 }

@@ -1,14 +1,10 @@
+/** ProcessService: start (idempotent by process id), output by offset, stdin by offset, wait, resize, signal. */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { MAX_LONG_POLL_MS, OutputStream, type ProcessService } from "@sbx/proto";
-import { checkArgv, checkEnv, checkId, checkLifecycle, checkPtySize, checkWorkdir, serveOutput } from "@sbx/server-kit";
-import type { Engine, ServerProcess } from "../engine.js";
-import { sandboxOf } from "./sandbox-service.js";
-
-function processOf(engine: Engine, sandboxId: string, processId: string): ServerProcess {
-  const process = sandboxOf(engine, sandboxId).processes.get(processId);
-  if (!process) throw new ConnectError(`process ${processId} not found in sandbox ${sandboxId}`, Code.NotFound);
-  return process;
-}
+import { serveOutput } from "../../output-reads.js";
+import { checkArgv, checkEnv, checkId, checkLifecycle, checkPtySize, checkWorkdir } from "../../validation.js";
+import type { Engine } from "../engine.js";
+import { processOf, sandboxOf } from "./lookup.js";
 
 export function processService(engine: Engine): ServiceImpl<typeof ProcessService> {
   return {

@@ -1,9 +1,12 @@
 /** What every file call does first (find the sandbox, check the path) and how it reports failures. */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { checkPath, filesystemError, type UploadTarget } from "@sbx/server-kit";
-import type { Engine, ServerSandbox } from "../engine.js";
-import { RuntimeDeadlineError, type RuntimeFilesystem, RuntimeFsError } from "../runtime/runtime.js";
-import { sandboxOf } from "./sandbox-service.js";
+import { filesystemError } from "../../filesystem-errors.js";
+import type { UploadTarget } from "../../uploads.js";
+import { checkPath } from "../../validation.js";
+import type { Engine } from "../engine.js";
+import type { EngineSandbox } from "../engine-sandbox.js";
+import { RuntimeDeadlineError, type RuntimeFilesystem, RuntimeFsError } from "../runtime-driver.js";
+import { sandboxOf } from "./lookup.js";
 
 /**
  * Runs a file call, turning runtime failures into Connect errors with a FilesystemError detail
@@ -24,7 +27,7 @@ export function filesOf(
   engine: Engine,
   sandboxId: string,
   path: string,
-): { sandbox: ServerSandbox; fs: RuntimeFilesystem } {
+): { sandbox: EngineSandbox; fs: RuntimeFilesystem } {
   const sandbox = sandboxOf(engine, sandboxId);
   checkPath(path);
   if (!sandbox.running || !sandbox.runtime) {

@@ -5,11 +5,12 @@
  */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { type FilesystemService, MAX_UPLOAD_CHUNK_BYTES } from "@sbx/proto";
-import { checkId, fileInfoToWire, type Uploads, watchEventsToWire } from "@sbx/server-kit";
+import { fileInfoToWire, watchEventsToWire } from "../../filesystem-wire.js";
+import { checkId } from "../../validation.js";
 import type { Engine } from "../engine.js";
 import { filesOf, fsCall, startUpload } from "./filesystem-calls.js";
 
-export function filesystemService(engine: Engine, uploads: Uploads): ServiceImpl<typeof FilesystemService> {
+export function filesystemService(engine: Engine): ServiceImpl<typeof FilesystemService> {
   return {
     async stat(request) {
       const { fs } = filesOf(engine, request.sandboxId, request.path);
@@ -65,7 +66,7 @@ export function filesystemService(engine: Engine, uploads: Uploads): ServiceImpl
           Code.InvalidArgument,
         );
       }
-      const result = await uploads.apply({
+      const result = await engine.uploads.apply({
         sandboxId: sandbox.info.id,
         path: request.path,
         start: () => startUpload(fs, request.path),

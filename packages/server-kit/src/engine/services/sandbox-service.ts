@@ -1,3 +1,4 @@
+/** SandboxService: create (idempotent by request id), get, lookup by name, list, wait, terminate, tags. */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   DEFAULT_PAGE_SIZE,
@@ -5,73 +6,69 @@ import {
   MAX_PAGE_SIZE,
   type Sandbox,
   type SandboxService,
+  type SandboxSpec,
   SandboxState,
 } from "@sbx/proto";
-import { checkName, checkSandboxSpec, checkTags, invalid } from "@sbx/server-kit";
-import type { Engine, ServerSandbox } from "../engine.js";
+import { checkName, checkSandboxSpec, checkTags, invalid } from "../../validation.js";
+import type { Engine } from "../engine.js";
+import type { EngineSandbox } from "../engine-sandbox.js";
 import { terminated } from "../exit-status.js";
+import { sandboxOf } from "./lookup.js";
 
-export interface SandboxServiceOptions {
-  /** Most sandboxes running at once; more → RESOURCE_EXHAUSTED with a retry delay. */
-  readonly maxRunningSandboxes: number;
-}
-
-const encodeCursor = (sequence: number) => Buffer.from(`seq:${sequence}`).toString("base64url");
+const encodeCursor = (sequence: number) =>
+  btoa(`seq:${sequence}`).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
 function decodeCursor(cursor: string): number {
-  const match = /^seq:(\d+)$/.exec(Buffer.from(cursor, "base64url").toString());
+  let text = "";
+  try {
+    text = atob(cursor.replace(/-/g, "+").replace(/_/g, "/"));
+  } catch {}
+  const match = /^seq:(\d+)$/.exec(text);
   if (!match) throw invalid("invalid list cursor");
   return Number(match[1]);
 }
 
-export function sandboxOf(engine: Engine, id: string): ServerSandbox {
-  const sandbox = engine.sandboxes.get(id);
-  if (!sandbox) throw new ConnectError(`sandbox ${id} not found`, Code.NotFound);
-  return sandbox;
-}
+export function sandboxService(engine: Engine): ServiceImpl<typeof SandboxService> {
+  /** Checks what a create may not do now; then records and starts the sandbox. */
+  const createNew = async (requestId: string, spec: SandboxSpec): Promise<EngineSandbox> => {
+    if (spec.name) {
+      for (const other of engine.sandboxes.values()) {
+        if (other.running && other.spec.app === spec.app && other.spec.name === spec.name) {
+          throw new ConnectError(
+            `a running sandbox named ${JSON.stringify(spec.name)} already exists in app ${JSON.stringify(spec.app)}`,
+            Code.AlreadyExists,
+          );
+        }
+      }
+    }
+    const running = [...engine.sandboxes.values()].filter((s) => s.running).length;
+    if (running >= engine.maxRunningSandboxes) {
+      throw new ConnectError(`at most ${engine.maxRunningSandboxes} sandboxes may run at once`, Code.ResourceExhausted);
+    }
+    const problem = await engine.options.capacityProblem?.();
+    if (problem) throw new ConnectError(problem, Code.ResourceExhausted);
+    return engine.create(requestId, spec);
+  };
 
-export function sandboxService(engine: Engine, options: SandboxServiceOptions): ServiceImpl<typeof SandboxService> {
-  const creating = new Map<string, Promise<ServerSandbox>>();
   return {
     async createSandbox(request) {
       const requestId = request.requestId;
       const known = requestId ? engine.byRequestId.get(requestId) : undefined;
       if (known) return { sandbox: known.info };
-      const inFlight = requestId ? creating.get(requestId) : undefined;
+      const inFlight = requestId ? engine.creating.get(requestId) : undefined;
       if (inFlight) return { sandbox: (await inFlight).info };
       const spec = request.spec;
       if (!spec) throw invalid("spec is required");
       checkSandboxSpec(spec);
-      if (spec.name) {
-        for (const other of engine.sandboxes.values()) {
-          if (other.running && other.spec.app === spec.app && other.spec.name === spec.name) {
-            throw new ConnectError(
-              `a running sandbox named ${JSON.stringify(spec.name)} already exists in app ${JSON.stringify(spec.app)}`,
-              Code.AlreadyExists,
-            );
-          }
-        }
-      }
-      const running = [...engine.sandboxes.values()].filter((s) => s.running).length;
-      if (running >= options.maxRunningSandboxes) {
-        throw new ConnectError(
-          `at most ${options.maxRunningSandboxes} sandboxes may run at once`,
-          Code.ResourceExhausted,
-        );
-      }
       // Registered before its first await, so a retry with the same request id joins it.
-      const work = (async () => {
-        const diskProblem = await engine.diskSpaceProblem();
-        if (diskProblem) throw new ConnectError(diskProblem, Code.ResourceExhausted);
-        return engine.create(requestId, spec);
-      })();
-      if (requestId) creating.set(requestId, work);
+      const work = createNew(requestId, spec);
+      if (requestId) engine.creating.set(requestId, work);
       try {
         return { sandbox: (await work).info };
       } catch (error) {
         if (error instanceof ConnectError) throw error;
         throw new ConnectError(`the sandbox failed to start: ${(error as Error).message}`, Code.Internal);
       } finally {
-        if (requestId) creating.delete(requestId);
+        if (requestId) engine.creating.delete(requestId);
       }
     },
 

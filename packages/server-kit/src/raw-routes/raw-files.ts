@@ -14,17 +14,20 @@
  * `x-sbx-raw: files` (see raw-http.ts). The same checks as FilesystemService apply.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { checkId, type Uploads } from "@sbx/server-kit";
-import type { PlainRoute } from "@sbx/server-kit/listen";
-import type { Engine } from "../engine.js";
-import { filesOf, fsCall, startUpload } from "./filesystem-calls.js";
+import type { Engine } from "../engine/engine.js";
+import { filesOf, fsCall, startUpload } from "../engine/services/filesystem-calls.js";
+import type { PlainRoute } from "../listen.js";
+import { checkId } from "../validation.js";
 import {
-  authorized,
+  type Authorize,
   clientSignal,
+  declineRaw,
   failRaw,
   markRaw,
+  type RawCallHook,
   type RawRequest,
   startBody,
+  unservedRaw,
   writeBodyFlushed,
 } from "./raw-http.js";
 
@@ -45,17 +48,24 @@ async function* bodyOf(req: RawRequest): AsyncGenerator<Uint8Array> {
   if (!req.complete) throw new Error("the request body was cut short");
 }
 
-export function rawFilesRoute(engine: Engine, uploads: Uploads, token: string): PlainRoute {
+export function rawFilesRoute(engine: Engine, authorize: Authorize, hook?: RawCallHook): PlainRoute {
   return {
     prefix: RAW_FILES_PREFIX,
     async handle(req, res) {
       markRaw(res, "files");
       try {
-        if (!authorized(req, token)) throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
+        if (!authorize(req.headers.authorization))
+          throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
         const url = new URL(req.url ?? "/", "http://sbx");
         const sandboxId = decodeURIComponent(url.pathname.slice(RAW_FILES_PREFIX.length));
         const path = url.searchParams.get("path") ?? "";
         const offset = offsetOf(url);
+        if (req.method !== "GET" && req.method !== "PUT") {
+          throw new ConnectError("files are read with GET and written with PUT", Code.Unimplemented);
+        }
+        const plan = await hook?.(req.method === "GET" ? "ReadFile" : "WriteFile");
+        if (plan?.unserved) return unservedRaw(res);
+        if (plan?.decline) return declineRaw(res, req.method === "GET" ? "ReadFile" : "WriteFile");
         if (req.method === "GET") {
           const { fs } = filesOf(engine, sandboxId, path);
           const signal = clientSignal(res);
@@ -68,11 +78,11 @@ export function rawFilesRoute(engine: Engine, uploads: Uploads, token: string): 
           // Each piece is sent before the next is asked for: the reader reuses its memory.
           for await (const data of chunks) await writeBodyFlushed(res, data, signal);
           res.end();
-        } else if (req.method === "PUT") {
+        } else {
           const { sandbox, fs } = filesOf(engine, sandboxId, path);
           const uploadId = url.searchParams.get("upload") ?? "";
           checkId(uploadId, "upload id");
-          const result = await uploads.apply({
+          const result = await engine.uploads.apply({
             sandboxId: sandbox.info.id,
             path,
             start: () => startUpload(fs, path),
@@ -83,8 +93,6 @@ export function rawFilesRoute(engine: Engine, uploads: Uploads, token: string): 
           });
           startBody(res, { "content-type": "application/json", "cache-control": "no-store" });
           res.end(JSON.stringify(result));
-        } else {
-          throw new ConnectError("files are read with GET and written with PUT", Code.Unimplemented);
         }
       } catch (error) {
         failRaw(res, error, error instanceof ConnectError && error.code === Code.Unimplemented ? 405 : undefined);

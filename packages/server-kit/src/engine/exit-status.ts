@@ -1,6 +1,7 @@
+/** How a sandbox or process ended, as the wire says it. */
 import { create } from "@bufbuild/protobuf";
 import { type ExitStatus, ExitStatusSchema } from "@sbx/proto";
-import type { RuntimeExit } from "./runtime/runtime.js";
+import type { RuntimeExit } from "./runtime-driver.js";
 
 export const exited = (code: number): ExitStatus => create(ExitStatusSchema, { kind: { case: "exited", value: code } });
 export const signaled = (signal: number): ExitStatus =>

@@ -1,5 +1,5 @@
 /** A notification many long-polls can wait on, each with its own timeout. */
-export class Changes {
+export class Notifier {
   readonly #waiters = new Set<() => void>();
 
   notify(): void {

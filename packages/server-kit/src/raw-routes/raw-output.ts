@@ -12,17 +12,20 @@
  * (see raw-http.ts).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { outputDropped } from "@sbx/server-kit";
-import type { PlainRoute } from "@sbx/server-kit/listen";
-import type { Engine } from "../engine.js";
+import type { Engine } from "../engine/engine.js";
+import type { PlainRoute } from "../listen.js";
+import { outputDropped } from "../output-errors.js";
 import {
-  authorized,
+  type Authorize,
   clientSignal,
+  declineRaw,
   failRaw,
   markRaw,
+  type RawCallHook,
   type RawRequest,
   type RawResponse,
   startBody,
+  unservedRaw,
   writeBody,
 } from "./raw-http.js";
 
@@ -33,13 +36,17 @@ const RAW_MAX_READ = 1024 * 1024;
 const fail = (res: RawResponse, status: number, code: Code, message: string) =>
   failRaw(res, new ConnectError(message, code), status);
 
-export function rawOutputRoute(engine: Engine, token: string): PlainRoute {
+export function rawOutputRoute(engine: Engine, authorize: Authorize, hook?: RawCallHook): PlainRoute {
   return {
     prefix: RAW_OUTPUT_PREFIX,
     async handle(req: RawRequest, res: RawResponse) {
       markRaw(res, "output");
       if (req.method !== "GET") return fail(res, 405, Code.Unimplemented, "the output stream is read with GET");
-      if (!authorized(req, token)) return fail(res, 401, Code.Unauthenticated, "missing or wrong bearer token");
+      if (!authorize(req.headers.authorization))
+        return fail(res, 401, Code.Unauthenticated, "missing or wrong bearer token");
+      const plan = await hook?.("ReadOutput");
+      if (plan?.unserved) return unservedRaw(res);
+      if (plan?.decline) return declineRaw(res, "ReadOutput");
       const url = new URL(req.url ?? "/", "http://sbx");
       const [sandboxId, processId, stream] = url.pathname
         .slice(RAW_OUTPUT_PREFIX.length)

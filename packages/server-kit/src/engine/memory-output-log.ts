@@ -1,11 +1,13 @@
-import { Changes, outputDropped } from "@sbx/server-kit";
-
 /**
- * An append-only byte log addressed by offset, with readers that follow it live: the fake's
- * model of a process's retained stdout or stderr. Like the server it keeps at most
+ * Process output kept in memory (the fake's storage): an append-only byte log addressed by
+ * offset, with readers that follow it live. Like the server's files it keeps at most
  * `retentionBytes` (dropping the oldest chunks), and a read of dropped bytes fails the same
- * way (OUT_OF_RANGE naming the first kept offset). Unlike the server it never fails to store.
+ * way (OUT_OF_RANGE naming the first kept offset). Unlike them it never fails to store.
  */
+import { Notifier } from "../notifier.js";
+import { outputDropped } from "../output-errors.js";
+import type { OutputLogOptions, OutputStorage, ProcessOutputLog } from "./output-storage.js";
+
 export interface LogChunk {
   readonly offset: number;
   readonly data: Uint8Array;
@@ -15,12 +17,12 @@ const MAX_CHUNK = 64 * 1024;
 /** The server's default bound per stream. */
 export const DEFAULT_OUTPUT_RETENTION_BYTES = 64 * 1024 * 1024;
 
-export class OutputLog {
-  readonly #chunks: LogChunk[] = [];
+export class MemoryOutputLog implements ProcessOutputLog {
+  #chunks: LogChunk[] = [];
   #length = 0;
   #firstKept = 0;
   #closed = false;
-  readonly #changes = new Changes();
+  readonly #changes = new Notifier();
 
   constructor(readonly retentionBytes = DEFAULT_OUTPUT_RETENTION_BYTES) {}
 
@@ -28,12 +30,20 @@ export class OutputLog {
     return this.#length;
   }
 
+  get firstKeptOffset(): number {
+    return this.#firstKept;
+  }
+
+  get appendedLength(): number {
+    return this.#length;
+  }
+
   get closed(): boolean {
     return this.#closed;
   }
 
-  append(data: Uint8Array): void {
-    if (this.#closed || data.byteLength === 0) return;
+  append(data: Uint8Array): boolean {
+    if (this.#closed || data.byteLength === 0) return true;
     for (let at = 0; at < data.byteLength; at += MAX_CHUNK) {
       const part = data.slice(at, at + MAX_CHUNK);
       this.#chunks.push({ offset: this.#length, data: part });
@@ -55,6 +65,15 @@ export class OutputLog {
       this.#firstKept += excess;
     }
     this.#changes.notify();
+    return true;
+  }
+
+  drained(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  written(): Promise<void> {
+    return Promise.resolve();
   }
 
   close(): void {
@@ -63,8 +82,14 @@ export class OutputLog {
     this.#changes.notify();
   }
 
-  /** Chunks from `from` on, following new output, until the log is closed. */
-  async *read(from: number, signal?: AbortSignal): AsyncGenerator<LogChunk> {
+  remove(): void {
+    this.close();
+    this.#firstKept = this.#length;
+    this.#chunks = [];
+  }
+
+  /** Chunks from `from` on, following new output, until the log is closed (chunks are already small). */
+  async *read(from: number, signal?: AbortSignal, _maxRead?: number): AsyncGenerator<LogChunk> {
     let at = from;
     for (;;) {
       signal?.throwIfAborted();
@@ -95,3 +120,13 @@ export class OutputLog {
     return lo;
   }
 }
+
+/** Output kept in memory for as long as the engine runs (nothing survives it). */
+export const memoryOutputStorage = (): OutputStorage => ({
+  open: (_sandbox, _process, _stream, options: OutputLogOptions) => new MemoryOutputLog(options.retentionBytes),
+  restore: () => {
+    const log = new MemoryOutputLog();
+    log.close();
+    return log;
+  },
+});

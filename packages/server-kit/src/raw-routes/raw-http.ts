@@ -6,9 +6,8 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
-import { bearerMatches } from "../auth.js";
 
 export type RawRequest = IncomingMessage | Http2ServerRequest;
 export type RawResponse = ServerResponse | Http2ServerResponse;
@@ -33,7 +32,8 @@ export function failRaw(res: RawResponse, error: unknown, status?: number): void
   res.end(errorToJsonBytes(ce, {}));
 }
 
-export const authorized = (req: RawRequest, token: string): boolean => bearerMatches(req.headers.authorization, token);
+/** Whether a request's Authorization header is accepted (the listener's own check). */
+export type Authorize = (authorization: string | null | undefined) => boolean;
 
 /** Starts a 200 answer with `headers`. */
 export function startBody(res: RawResponse, headers: Record<string, string>): void {
@@ -77,4 +77,30 @@ export function clientSignal(res: RawResponse): AbortSignal {
   const abort = new AbortController();
   res.on("close", () => abort.abort(new ConnectError("client went away")));
   return abort.signal;
+}
+
+/** The RPC a raw request stands for (the name fault injection and call records use). */
+export type RawMethod = "ReadOutput" | "ReadFile" | "WriteFile";
+
+/** What a test double (the fake, while faults are scripted) does with one raw request. */
+export interface RawCallPlan {
+  /** Send the client to the RPC for this call: answered 503, marked, so it asks Connect instead. */
+  readonly decline?: boolean;
+  /** Answer as a server without this route would (404, unmarked): the client stops asking. */
+  readonly unserved?: boolean;
+}
+
+/** Asked first for every request a raw route serves (after its token check). */
+export type RawCallHook = (method: RawMethod) => Promise<RawCallPlan | undefined>;
+
+/** Answers as a server without raw routes: 404 and no marker. */
+export function unservedRaw(res: RawResponse): void {
+  res.removeHeader(RAW_HEADER);
+  (res as ServerResponse).writeHead(404, { "content-type": "text/plain" });
+  res.end("no such route\n");
+}
+
+/** Answers a declined raw request: the client falls back to the RPC for this call. */
+export function declineRaw(res: RawResponse, method: RawMethod): void {
+  failRaw(res, new ConnectError(`${method} is served through Connect for now`, Code.Unavailable), 503);
 }

@@ -1,0 +1,148 @@
+/**
+ * One sandbox as the engine sees it: its record, its processes (the entrypoint among them),
+ * its timeout and idle timeout, and its end, which ends every process and releases what the
+ * runtime driver holds for it.
+ */
+import { create } from "@bufbuild/protobuf";
+import {
+  type ExitStatus,
+  type Process,
+  type ProcessSpec,
+  ProcessSpecSchema,
+  type Sandbox,
+  type SandboxSpec,
+  SandboxState,
+  StdioMode,
+} from "@sbx/proto";
+import { Notifier } from "../notifier.js";
+import type { Engine } from "./engine.js";
+import { EngineProcess } from "./engine-process.js";
+import { exited, idleTimedOut, signaled, timedOut } from "./exit-status.js";
+import type { RuntimeSandbox } from "./runtime-driver.js";
+import { type Timer, unrefTimer } from "./timers.js";
+
+/** The process id of a sandbox's own command. */
+export const ENTRYPOINT = "entrypoint";
+
+export class EngineSandbox {
+  readonly processes = new Map<string, EngineProcess>();
+  readonly ended = new Notifier();
+  runtime: RuntimeSandbox | undefined;
+  #timers: Timer[] = [];
+  #idleTimer: Timer | undefined;
+
+  constructor(
+    readonly engine: Engine,
+    readonly info: Sandbox,
+    readonly requestId: string,
+    readonly sequence: number,
+  ) {}
+
+  get running(): boolean {
+    return this.info.state !== SandboxState.FINISHED;
+  }
+
+  get spec(): SandboxSpec {
+    return this.info.spec as SandboxSpec;
+  }
+
+  async start(): Promise<void> {
+    const spec = this.spec;
+    this.runtime = await this.engine.runtime.createSandbox({
+      id: this.info.id,
+      env: spec.env,
+      workdir: spec.workdir || undefined,
+      cpuLimit: spec.cpu?.cores?.limit || undefined,
+      memoryLimitMiB: spec.memory?.mib?.limit || undefined,
+      blockNetwork: spec.blockNetwork,
+      diskMiB: spec.diskMib || undefined,
+    });
+    if (!this.running) {
+      // Terminated while its runtime was being made: release it at once.
+      await this.runtime.destroy();
+      return;
+    }
+    void this.runtime.died.then(() => this.finish(signaled(9)));
+    this.#timers.push(unrefTimer(() => this.finish(timedOut()), Number(spec.timeoutMs)));
+    const entry = this.addProcess(
+      ENTRYPOINT,
+      create(ProcessSpecSchema, {
+        argv: [...spec.command],
+        workdir: spec.workdir,
+        pty: spec.pty,
+        stdout: StdioMode.PIPE,
+        stderr: StdioMode.PIPE,
+      }),
+    );
+    this.touch();
+    // No command: the sandbox just stays up; its entrypoint is a record that ends with it.
+    if (spec.command.length > 0) await entry.start(this.runtime);
+  }
+
+  addProcess(processId: string, spec: ProcessSpec, restored?: Process): EngineProcess {
+    const process = restored ? new EngineProcess(this, restored, true) : EngineProcess.create(this, processId, spec);
+    this.processes.set(processId, process);
+    if (!restored) this.persistProcess(process);
+    return process;
+  }
+
+  /** RPCs and process activity postpone the idle timeout. */
+  touch(): void {
+    const idleMs = Number(this.spec.idleTimeoutMs);
+    if (idleMs <= 0 || !this.running) return;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = unrefTimer(() => {
+      const busy = [...this.processes.values()].some((p) => p.info.processId !== ENTRYPOINT && p.running);
+      if (busy) this.touch();
+      else this.finish(idleTimedOut());
+    }, idleMs);
+  }
+
+  processEnded(process: EngineProcess): void {
+    if (process.info.processId === ENTRYPOINT && this.running) {
+      this.finish(process.info.exitStatus ?? exited(0));
+    }
+    this.touch();
+  }
+
+  /** Ends the sandbox once: its processes are killed and its runtime resources released. */
+  finish(status: ExitStatus): void {
+    if (!this.running) return;
+    this.info.state = SandboxState.FINISHED;
+    this.info.exitStatus = status;
+    this.info.finishedAtMs = BigInt(Date.now());
+    for (const t of this.#timers) clearTimeout(t);
+    clearTimeout(this.#idleTimer);
+    for (const p of this.processes.values()) {
+      if (p.info.processId !== ENTRYPOINT && p.running) {
+        p.info.sandboxEnded = true;
+        p.info.sandboxExitStatus = status;
+      }
+      p.finish(p.info.processId === ENTRYPOINT ? status : signaled(9));
+    }
+    this.engine.persistSandbox(this);
+    this.ended.notify();
+    const runtime = this.runtime;
+    if (!runtime) return;
+    this.engine.track(
+      runtime
+        .destroy()
+        .catch((error) =>
+          this.engine.logger.error("destroying sandbox failed", { id: this.info.id, error: String(error) }),
+        ),
+    );
+  }
+
+  persistProcess(process: EngineProcess): void {
+    if (this.processes.get(process.info.processId) !== process) return;
+    this.engine.saveState((store) => store.saveProcess(process.info));
+  }
+
+  /** Forgets a finished process: record, output and row (its TTL ran out). */
+  forgetProcess(process: EngineProcess): void {
+    if (this.processes.get(process.info.processId) !== process || process.running) return;
+    this.processes.delete(process.info.processId);
+    this.engine.saveState((store) => store.deleteProcess(this.info.id, process.info.processId));
+    process.removeOutput();
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The engine: every sandbox and process of one server (or one fake), their lifecycle,
+ * retained output and persistence, behind two seams — the runtime driver that runs
+ * sandboxes and the store that remembers them. The RPC handlers (`*-service.ts`) call into
+ * it. Browser-safe: nothing here imports a `node:` module.
+ */
+import { create } from "@bufbuild/protobuf";
+import { type ProcessSpec, SandboxSchema, type SandboxSpec, SandboxState } from "@sbx/proto";
+import { Uploads } from "../uploads.js";
+import { ENTRYPOINT, EngineSandbox } from "./engine-sandbox.js";
+import { exited, signaled, terminated } from "./exit-status.js";
+import type { OutputStorage } from "./output-storage.js";
+import type { SandboxRuntime } from "./runtime-driver.js";
+import type { StateStore } from "./state-store.js";
+
+/** Structured log lines (the server prints JSON; the fake says nothing). */
+export interface EngineLogger {
+  info(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+export const silentLogger: EngineLogger = { info() {}, error() {} };
+
+export interface EngineOptions {
+  /** Bytes of output kept per process stream (older output is dropped); default 64 MiB. */
+  readonly outputRetentionBytes?: number | undefined;
+  /** Most sandboxes running at once; more → RESOURCE_EXHAUSTED. Default 1000. */
+  readonly maxRunningSandboxes?: number | undefined;
+  /**
+   * Why no sandbox may be created now (say, the host's disk is below its reserve), if so:
+   * a create then fails with RESOURCE_EXHAUSTED and this sentence.
+   */
+  readonly capacityProblem?: (() => Promise<string | undefined>) | undefined;
+  readonly logger?: EngineLogger | undefined;
+}
+
+export interface EngineSeams {
+  readonly runtime: SandboxRuntime;
+  readonly store: StateStore;
+  readonly outputs: OutputStorage;
+}
+
+const ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
+
+export function newSandboxId(): string {
+  const bytes = new Uint8Array(20);
+  crypto.getRandomValues(bytes);
+  let id = "sb-";
+  for (const b of bytes) id += ALPHABET[b % ALPHABET.length];
+  return id;
+}
+
+export class Engine {
+  readonly sandboxes = new Map<string, EngineSandbox>();
+  readonly byRequestId = new Map<string, EngineSandbox>();
+  /** Creates in flight by request id, so a retry joins the first. */
+  readonly creating = new Map<string, Promise<EngineSandbox>>();
+  /** File uploads in progress (WriteFile chunks and raw PUTs alike). */
+  readonly uploads = new Uploads();
+  readonly runtime: SandboxRuntime;
+  readonly store: StateStore;
+  readonly outputs: OutputStorage;
+  readonly logger: EngineLogger;
+  #sequence = 0;
+  readonly #pending = new Set<Promise<unknown>>();
+
+  constructor(
+    seams: EngineSeams,
+    readonly options: EngineOptions = {},
+  ) {
+    this.runtime = seams.runtime;
+    this.store = seams.store;
+    this.outputs = seams.outputs;
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  get maxRunningSandboxes(): number {
+    return this.options.maxRunningSandboxes ?? 1000;
+  }
+
+  /** Loads every recorded sandbox; those that were running when the engine stopped are marked terminated. */
+  async restore(): Promise<void> {
+    const { sandboxes, processes } = this.store.load();
+    for (const record of sandboxes) {
+      const sandbox = new EngineSandbox(this, record.sandbox, record.requestId, record.sequence);
+      this.sandboxes.set(sandbox.info.id, sandbox);
+      if (record.requestId) this.byRequestId.set(record.requestId, sandbox);
+      this.#sequence = Math.max(this.#sequence, record.sequence + 1);
+    }
+    for (const info of processes) {
+      const sandbox = this.sandboxes.get(info.sandboxId);
+      if (!sandbox) continue;
+      const wasRunning = info.running;
+      info.running = false;
+      if (wasRunning) info.exitStatus = info.processId === ENTRYPOINT ? terminated() : signaled(9);
+      if (wasRunning && info.processId !== ENTRYPOINT) {
+        info.sandboxEnded = true;
+        info.sandboxExitStatus = terminated();
+      }
+      sandbox.addProcess(info.processId, info.spec as ProcessSpec, info);
+      if (wasRunning) this.saveState((store) => store.saveProcess(info));
+    }
+    for (const sandbox of this.sandboxes.values()) {
+      if (sandbox.info.state !== SandboxState.FINISHED) {
+        sandbox.info.state = SandboxState.FINISHED;
+        sandbox.info.exitStatus = terminated();
+        sandbox.info.finishedAtMs = BigInt(Date.now());
+        this.persistSandbox(sandbox);
+        this.logger.info("sandbox was running when the server stopped; marked terminated", { id: sandbox.info.id });
+      }
+    }
+    await this.runtime.cleanupLeftovers();
+  }
+
+  /** Records a new sandbox and starts it (the spec already checked). */
+  async create(requestId: string, spec: SandboxSpec): Promise<EngineSandbox> {
+    const info = create(SandboxSchema, {
+      id: newSandboxId(),
+      spec,
+      state: SandboxState.RUNNING,
+      createdAtMs: BigInt(Date.now()),
+      entrypointProcessId: ENTRYPOINT,
+    });
+    const sandbox = new EngineSandbox(this, info, requestId, this.#sequence++);
+    this.sandboxes.set(info.id, sandbox);
+    if (requestId) this.byRequestId.set(requestId, sandbox);
+    this.persistSandbox(sandbox);
+    try {
+      await sandbox.start();
+    } catch (error) {
+      this.logger.error("sandbox failed to start", { id: info.id, error: String(error) });
+      sandbox.finish(exited(127));
+      throw error;
+    }
+    return sandbox;
+  }
+
+  persistSandbox(sandbox: EngineSandbox): void {
+    this.saveState((store) =>
+      store.saveSandbox({ sandbox: sandbox.info, requestId: sandbox.requestId, sequence: sandbox.sequence }),
+    );
+  }
+
+  /**
+   * Runs a store write without letting its failure (a full disk) escape into timers and
+   * exit handlers, where it would end the server: the in-memory state stays authoritative
+   * while the engine runs; only what a restart would see is stale.
+   */
+  saveState(write: (store: StateStore) => void): void {
+    try {
+      write(this.store);
+    } catch (error) {
+      this.logger.error("saving state failed", { error: error instanceof Error ? error.message : String(error) });
+    }
+  }
+
+  /** Keeps `work` (a sandbox being destroyed) for `shutdown` to wait on. */
+  track(work: Promise<unknown>): void {
+    this.#pending.add(work);
+    void work.finally(() => this.#pending.delete(work));
+  }
+
+  /** Terminates every running sandbox and waits until their resources are released. */
+  async shutdown(): Promise<void> {
+    for (const sandbox of this.sandboxes.values()) sandbox.finish(terminated());
+    await Promise.allSettled([...this.#pending]);
+    await this.runtime.close();
+    this.store.close();
+  }
+}

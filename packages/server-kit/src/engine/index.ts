@@ -1,0 +1,30 @@
+/** The engine and its seams (runtime driver, store, output storage). */
+export {
+  Engine,
+  type EngineLogger,
+  type EngineOptions,
+  type EngineSeams,
+  newSandboxId,
+  silentLogger,
+} from "./engine.js";
+export { EngineProcess } from "./engine-process.js";
+export { ENTRYPOINT, EngineSandbox } from "./engine-sandbox.js";
+export { exited, fromRuntimeExit, idleTimedOut, signaled, terminated, timedOut } from "./exit-status.js";
+export {
+  DEFAULT_OUTPUT_RETENTION_BYTES,
+  type LogChunk,
+  MemoryOutputLog,
+  memoryOutputStorage,
+} from "./memory-output-log.js";
+export type {
+  OutputLogOptions,
+  OutputStorage,
+  OutputStreamName,
+  ProcessOutputLog,
+} from "./output-storage.js";
+export { engineRoutes } from "./routes.js";
+export * from "./runtime-driver.js";
+export { fsCall, startUpload } from "./services/filesystem-calls.js";
+export { processOf, sandboxOf } from "./services/lookup.js";
+export { memoryStateStore, type StateStore, type StoredSandbox } from "./state-store.js";
+export { type Timer, unrefTimer } from "./timers.js";

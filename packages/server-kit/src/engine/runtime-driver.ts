@@ -1,0 +1,169 @@
+/**
+ * The runtime driver seam: what the engine needs from whatever actually runs sandboxes.
+ * `local` (bubblewrap, in @sbx/server) and `fake` (in memory, in @sbx/testing) implement it;
+ * a Kubernetes driver will later. Drivers know nothing of RPCs, offsets, ids policy or
+ * persistence: the engine keeps those.
+ */
+import type { FsErrorKind } from "../filesystem-errors.js";
+
+export interface RuntimeSandboxSpec {
+  /** Server-chosen sandbox id, safe as a file or cgroup name ([a-z0-9-]). */
+  readonly id: string;
+  /** Image name or id; undefined: the driver's default image. */
+  readonly image?: string | undefined;
+  /** Environment given to every process (the entrypoint's and exec'd ones merge their own on top). */
+  readonly env: Readonly<Record<string, string>>;
+  /** Default working directory (absolute); undefined: "/". */
+  readonly workdir?: string | undefined;
+  /** CPU limit in cores (fractional); undefined: no limit. */
+  readonly cpuLimit?: number | undefined;
+  /** Memory limit in MiB; undefined: the driver's default. */
+  readonly memoryLimitMiB?: number | undefined;
+  /** Capacity of the writable layer in MiB; undefined: the driver's default. */
+  readonly diskMiB?: number | undefined;
+  /** Maximum number of processes/threads; undefined: the driver's default. */
+  readonly pidsLimit?: number | undefined;
+  /** True: no network at all (loopback only). */
+  readonly blockNetwork: boolean;
+}
+
+export interface RuntimeProcessSpec {
+  /** The engine's id of the process (unique in its sandbox), for drivers that show or log it. */
+  readonly processId?: string | undefined;
+  readonly argv: readonly string[];
+  /** Merged on top of the sandbox env. */
+  readonly env: Readonly<Record<string, string>>;
+  /** Absolute; undefined: the sandbox's workdir. */
+  readonly workdir?: string | undefined;
+  /** Run under a pseudo-terminal (stdout and stderr merged into stdout). */
+  readonly pty: boolean;
+  /** The terminal's initial size when `pty` (default 24 × 80). */
+  readonly ptySize?: { readonly rows: number; readonly cols: number } | undefined;
+  /** Send stderr into the stdout pipe (one stream, in the order written). */
+  readonly mergeStderr?: boolean;
+}
+
+export type RuntimeExit =
+  | { readonly kind: "exited"; readonly code: number }
+  | { readonly kind: "signaled"; readonly signal: number };
+
+export interface RuntimeProcess {
+  /** The pid as seen inside the sandbox (0 if unknown). */
+  readonly pid: number;
+  /** Called with each chunk of output, in order, until the stream ends. */
+  onStdout(listener: (chunk: Uint8Array) => void): void;
+  onStderr(listener: (chunk: Uint8Array) => void): void;
+  /**
+   * Back-pressure: stop reading the process's output (stdout and stderr) until
+   * `resumeOutput`, so it blocks once its pipes are full. Output still arrives after exit.
+   */
+  pauseOutput(): void;
+  resumeOutput(): void;
+  /** Resolves when the data has been handed to the process's stdin pipe. */
+  writeStdin(data: Uint8Array): Promise<void>;
+  closeStdin(): Promise<void>;
+  /** Sends a signal to the process (and its process group). */
+  signal(signal: number): void;
+  /** Changes the terminal's size (processes started with `pty`; otherwise ignored). */
+  resize(rows: number, cols: number): void;
+  /** Resolves once the process has exited AND its stdout/stderr have been fully delivered. */
+  readonly exit: Promise<RuntimeExit>;
+}
+
+/** What went wrong with a file operation (the wire's FilesystemErrorKind). */
+export type RuntimeFsErrorKind = FsErrorKind;
+
+export class RuntimeFsError extends Error {
+  constructor(
+    readonly kind: RuntimeFsErrorKind,
+    message: string,
+  ) {
+    super(message);
+    this.name = "RuntimeFsError";
+  }
+}
+
+/** The runtime did not answer a call in time (its sandbox is overloaded, stopped or stuck). */
+export class RuntimeDeadlineError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RuntimeDeadlineError";
+  }
+}
+
+export interface RuntimeFileInfo {
+  readonly name: string;
+  readonly path: string;
+  readonly type: "file" | "directory" | "symlink" | "other";
+  readonly size: number;
+  readonly mode: number;
+  readonly mtimeMs: number;
+  readonly symlinkTarget?: string | undefined;
+}
+
+/** An upload in progress: bytes are written in order, then moved into place (or dropped). */
+export interface RuntimeUpload {
+  /**
+   * Queues `data`; resolves when more may be written (not when it is on disk: a failure to
+   * store it is reported by `commit`). Rejects when the upload has already failed.
+   */
+  write(data: Uint8Array): Promise<void>;
+  /** Moves the written bytes onto the path in one rename (keeping an existing file's mode). */
+  commit(): Promise<void>;
+  /** Drops the upload and its temporary file. */
+  abort(): Promise<void>;
+}
+
+/**
+ * File operations inside a sandbox. Paths are absolute and resolve inside the sandbox's own
+ * root with the sandbox user's permissions. Failures are `RuntimeFsError`s.
+ */
+export interface RuntimeFilesystem {
+  stat(path: string): Promise<RuntimeFileInfo>;
+  list(path: string): Promise<RuntimeFileInfo[]>;
+  makeDirectory(path: string, createParents: boolean): Promise<void>;
+  remove(path: string, recursive: boolean): Promise<void>;
+  /**
+   * The file's bytes from `offset` to its end (opening fails before the first chunk). A chunk
+   * is valid until the next one is asked for (its memory may be reused): a consumer that
+   * keeps bytes longer (a socket still sending them, say) waits or copies.
+   */
+  read(path: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
+  /** Starts an upload to `path` (parents created); fails at once when `path` is a directory. */
+  upload(path: string): Promise<RuntimeUpload>;
+  /**
+   * Watches a file or directory: resolves once the watch is in place (every later change is
+   * reported), with batches of events that end when the sandbox ends or `signal` aborts.
+   */
+  watch(path: string, recursive: boolean, signal: AbortSignal): Promise<AsyncIterable<RuntimeWatchEvent[]>>;
+}
+
+export type RuntimeWatchEventType = "create" | "modify" | "delete" | "rename" | "overflow";
+
+export interface RuntimeWatchEvent {
+  readonly type: RuntimeWatchEventType;
+  /** Absolute paths inside the sandbox ([from, to] for a rename seen from both sides). */
+  readonly paths: string[];
+}
+
+export interface RuntimeSandbox {
+  readonly id: string;
+  readonly fs: RuntimeFilesystem;
+  /** Starts a process inside the sandbox (same namespaces, root, cgroup, seccomp). */
+  exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess>;
+  /** Kills every process in the sandbox and releases everything it held (mounts, cgroups, dirs). Idempotent. */
+  destroy(): Promise<void>;
+  /** Resolves if the sandbox dies on its own (its init was killed, e.g. by the OOM killer). */
+  readonly died: Promise<void>;
+}
+
+export interface SandboxRuntime {
+  readonly name: string;
+  /** What is missing on this machine, one sentence each with how to fix it; empty when ready. */
+  checkPrerequisites(): Promise<string[]>;
+  createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox>;
+  /** Removes what sandboxes of an earlier server run left behind (after a crash). */
+  cleanupLeftovers(): Promise<void>;
+  /** Destroys every sandbox this runtime created. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,25 @@
+/**
+ * The server's output storage: each process stream in segment files under
+ * `<dataDir>/sandboxes/<id>/output/` (see output-log.ts), read back after a restart.
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { OutputStorage } from "@sbx/server-kit";
+import { OutputLog } from "./output-log.js";
+
+const safe = (id: string) => id.replace(/[^A-Za-z0-9._-]/g, "_");
+
+export function fileOutputStorage(dataDir: string): OutputStorage {
+  const base = (sandboxId: string, processId: string, stream: string) =>
+    join(dataDir, "sandboxes", safe(sandboxId), "output", `${safe(processId)}.${stream}`);
+  return {
+    open(sandboxId, processId, stream, options) {
+      mkdirSync(join(dataDir, "sandboxes", safe(sandboxId), "output"), { recursive: true });
+      return new OutputLog(base(sandboxId, processId, stream), {
+        ...(options.retentionBytes === undefined ? {} : { retentionBytes: options.retentionBytes }),
+        ...(options.onError ? { onError: options.onError } : {}),
+      });
+    },
+    restore: (sandboxId, processId, stream) => OutputLog.restore(base(sandboxId, processId, stream)),
+  };
+}

@@ -1,0 +1,123 @@
+/**
+ * The fake runtime driver: sandboxes in memory. Each has its own in-memory filesystem, which
+ * its processes' mini shell shares; a process runs the latest matching `onExec` handler, else
+ * the mini shell (unless turned off), else fails like a missing command (127). It never
+ * touches the host: browser-safe, no node: imports.
+ */
+import type {
+  RuntimeFilesystem,
+  RuntimeProcess,
+  RuntimeProcessSpec,
+  RuntimeSandbox,
+  RuntimeSandboxSpec,
+  SandboxRuntime,
+} from "@sbx/server-kit";
+import { fakeRuntimeFiles } from "./fake-files.js";
+import { FakeRuntimeProcess } from "./fake-process.js";
+import { FakeFilesystem, FakeFsError } from "./filesystem.js";
+import { commandOf, type ExecContext, type HandlerRegistry } from "./handlers.js";
+import { miniShell } from "./mini-shell.js";
+
+export interface FakeRuntimeOptions {
+  readonly handlers: HandlerRegistry;
+  /** The mini shell for commands no handler matches. */
+  readonly defaultHandlers: boolean;
+}
+
+export class FakeRuntime implements SandboxRuntime {
+  readonly name = "fake";
+  readonly #sandboxes = new Set<FakeRuntimeSandbox>();
+  #pid = 100;
+
+  constructor(readonly options: FakeRuntimeOptions) {}
+
+  nextPid = (): number => this.#pid++;
+
+  async checkPrerequisites(): Promise<string[]> {
+    return [];
+  }
+
+  async createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox> {
+    const sandbox = new FakeRuntimeSandbox(this, spec, () => this.#sandboxes.delete(sandbox));
+    this.#sandboxes.add(sandbox);
+    return sandbox;
+  }
+
+  async cleanupLeftovers(): Promise<void> {}
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#sandboxes].map((s) => s.destroy()));
+  }
+}
+
+class FakeRuntimeSandbox implements RuntimeSandbox {
+  readonly id: string;
+  /** The sandbox's files, shared by the filesystem calls and the mini shell. */
+  readonly files: FakeFilesystem;
+  readonly fs: RuntimeFilesystem;
+  readonly died = new Promise<void>(() => {}); // nothing kills a fake sandbox but destroy
+  readonly #processes = new Set<FakeRuntimeProcess>();
+  #destroyed = false;
+
+  constructor(
+    readonly runtime: FakeRuntime,
+    readonly spec: RuntimeSandboxSpec,
+    readonly forget: () => void,
+  ) {
+    this.id = spec.id;
+    // The fake has no default disk limit (the server's driver has one).
+    this.files = new FakeFilesystem({ capacityBytes: spec.diskMiB ? spec.diskMiB * 1024 * 1024 : undefined });
+    this.fs = fakeRuntimeFiles(this.files);
+  }
+
+  async exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess> {
+    if (this.#destroyed) throw new Error(`sandbox ${this.id} has been destroyed`);
+    const workdir = spec.workdir ?? this.spec.workdir ?? "/";
+    const process = new FakeRuntimeProcess({
+      pid: this.runtime.nextPid(),
+      spec,
+      env: { ...this.spec.env, ...spec.env },
+      workdir,
+      sandboxId: this.id,
+      processId: spec.processId ?? "",
+    });
+    this.#processes.add(process);
+    void process.exit.then(() => this.#processes.delete(process));
+    const problem = this.#workdirProblem(workdir);
+    if (problem) {
+      // As the agent's child reports a failed chdir before exec.
+      process.writeErr(`sbx: cannot change to directory ${workdir}: ${problem.strerror}\n`);
+      process.end({ kind: "exited", code: problem.code === "ENOENT" ? 127 : 126 });
+      return process;
+    }
+    const { handlers, defaultHandlers } = this.runtime.options;
+    const found = handlers.find(spec.argv);
+    const files = this.files;
+    const handler = found?.handler ?? (defaultHandlers ? (ctx: ExecContext) => miniShell(ctx, files) : undefined);
+    if (!handler) {
+      process.writeErr(`fake: no handler for command: ${commandOf(spec.argv)}\n`);
+      process.end({ kind: "exited", code: 127 });
+      return process;
+    }
+    process.run(handler, found?.match ?? null);
+    return process;
+  }
+
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    for (const process of this.#processes) process.end({ kind: "signaled", signal: 9 });
+    this.files.close();
+    this.forget();
+  }
+
+  #workdirProblem(workdir: string): FakeFsError | undefined {
+    try {
+      if (this.files.statFollowing(workdir).type !== "directory") return new FakeFsError("ENOTDIR", workdir);
+      return undefined;
+    } catch (error) {
+      if (error instanceof FakeFsError) return error;
+      throw error;
+    }
+  }
+}
