@@ -14,7 +14,7 @@ import {
   type RuntimeUpload,
   type RuntimeWatchEvent,
 } from "../runtime.js";
-import { PositionalWriter, readPieces } from "./agent-files.js";
+import { PositionalWriter, readPieces } from "./file-streams.js";
 
 /** How a caller may give up on an agent call. */
 export interface AgentCallOptions {
