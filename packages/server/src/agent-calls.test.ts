@@ -6,10 +6,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SandboxClient, SandboxFilesystemPermissionError, TimeoutError } from "@sbx/node";
+import type { RuntimeSandbox, SandboxRuntime } from "@sbx/server-kit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "./logger.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
-import type { RuntimeSandbox, SandboxRuntime } from "./runtime/runtime.js";
 import { type RunningServer, startServer } from "./server.js";
 import { errorOf, realServerAvailable } from "./test-support.js";
 

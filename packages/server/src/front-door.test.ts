@@ -10,7 +10,7 @@ import { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
 import { READ_MAX_BYTES } from "@sbx/server-kit";
 import { MAX_CONCURRENT_STREAMS } from "@sbx/server-kit/listen";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SANDBOX_OPEN_FILES } from "./runtime/local/local-runtime.js";
+import { SANDBOX_OPEN_FILES } from "./runtime/local/launch-command.js";
 import { realServerAvailable, startTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();

@@ -6,10 +6,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type Sandbox, SandboxClient } from "@sbx/node";
+import type { RuntimeSandbox, SandboxRuntime } from "@sbx/server-kit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IMAGE_VERSION } from "./runtime/local/image.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
-import type { RuntimeSandbox, SandboxRuntime } from "./runtime/runtime.js";
 import { realServerAvailable, startTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();

@@ -3,7 +3,8 @@
  * files (so finished output survives a server restart) up to a bound per stream.
  *
  * On disk it is a run of segment files of `segmentBytes` each: the first at `base`, each later
- * one at `base.<offset of its first byte>`. The retention bound drops whole segments, oldest
+ * one at `base.<offset of its first byte>` (output-segments.ts names, finds, reads and writes
+ * them). The retention bound drops whole segments, oldest
  * first, so the kept bytes never exceed it; the first kept offset is the oldest segment's (a
  * restart reads it back from the names). A reader asking for a dropped offset gets
  * OUT_OF_RANGE naming the first kept offset.
@@ -20,9 +21,9 @@
  * MEMORY_TAIL_BYTES also stay in memory (live readers never touch the disk); a closed log keeps
  * nothing in memory.
  */
-import { close, open, read, readdirSync, statSync, unlink, writev } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { close, open, unlink } from "node:fs";
 import { Notifier, outputDropped, outputLost } from "@sbx/server-kit";
+import { findSegments, openForReading, readAt, type Segment, segmentPath, writeToFile } from "./output-segments.js";
 
 /** Bytes of recent output kept in memory per open stream; older bytes are read from the files. */
 export const MEMORY_TAIL_BYTES = 1024 * 1024;
@@ -52,11 +53,6 @@ export const MAX_READ = 256 * 1024;
 interface Chunk {
   readonly offset: number;
   readonly data: Uint8Array;
-}
-
-interface Segment {
-  readonly offset: number;
-  size: number;
 }
 
 /** Writes `buffers` at the end of the file `fd`; resolves with the bytes written. */
@@ -364,7 +360,7 @@ export class OutputLog {
   }
 
   #pathOf(offset: number): string {
-    return offset === 0 ? this.#base : `${this.#base}.${offset}`;
+    return segmentPath(this.#base, offset);
   }
 
   /**
@@ -495,9 +491,6 @@ export class OutputLog {
   }
 }
 
-const writeToFile: OutputWriter = (fd, buffers) =>
-  new Promise((resolve, reject) => writev(fd, buffers, (error, written) => (error ? reject(error) : resolve(written))));
-
 /** The views of `batch` after its first `written` bytes. */
 function remainder(batch: readonly Uint8Array[], written: number): Uint8Array[] {
   const rest: Uint8Array[] = [];
@@ -510,65 +503,4 @@ function remainder(batch: readonly Uint8Array[], written: number): Uint8Array[] 
     }
   }
   return rest;
-}
-
-/**
- * The segment files of the log at `base`, oldest first: `base` holds offset 0, `base.<n>` the
- * bytes from offset n. Only the contiguous run that ends with the newest counts (an older
- * file whose deletion did not happen before a crash is ignored).
- */
-function findSegments(base: string): Segment[] {
-  const name = basename(base);
-  let names: string[];
-  try {
-    names = readdirSync(dirname(base));
-  } catch {
-    return [];
-  }
-  const found: Segment[] = [];
-  for (const entry of names) {
-    let offset: number | undefined;
-    if (entry === name) offset = 0;
-    else if (entry.startsWith(`${name}.`) && /^[1-9]\d*$/.test(entry.slice(name.length + 1))) {
-      offset = Number(entry.slice(name.length + 1));
-    }
-    if (offset === undefined || !Number.isSafeInteger(offset)) continue;
-    try {
-      const stat = statSync(join(dirname(base), entry));
-      if (stat.isFile()) found.push({ offset, size: stat.size });
-    } catch {}
-  }
-  found.sort((a, b) => a.offset - b.offset);
-  let start = found.length - 1;
-  while (start > 0) {
-    const previous = found[start - 1] as Segment;
-    if (previous.offset + previous.size !== (found[start] as Segment).offset) break;
-    start--;
-  }
-  return found.slice(Math.max(start, 0));
-}
-
-/** A descriptor for reading `path`; undefined when the file is gone. */
-function openForReading(path: string): Promise<number | undefined> {
-  return new Promise((resolve, reject) =>
-    open(path, "r", (error, fd) => {
-      if (error?.code === "ENOENT") resolve(undefined);
-      else if (error) reject(error);
-      else resolve(fd);
-    }),
-  );
-}
-
-/** Up to `size` bytes of the file at `offset` (fewer only at its end). */
-async function readAt(fd: number, offset: number, size: number): Promise<Uint8Array> {
-  const data = Buffer.allocUnsafe(size);
-  let got = 0;
-  while (got < size) {
-    const n = await new Promise<number>((resolve, reject) =>
-      read(fd, data, got, size - got, offset + got, (error, bytes) => (error ? reject(error) : resolve(bytes))),
-    );
-    if (n === 0) break;
-    got += n;
-  }
-  return data.subarray(0, got);
 }

@@ -4,7 +4,7 @@
  * (never thrown — one bad line must not take the server down), and a line may not grow
  * without bound.
  */
-import type { RuntimeFsErrorKind, RuntimeWatchEvent } from "../runtime.js";
+import type { RuntimeFsErrorKind, RuntimeWatchEvent } from "@sbx/server-kit";
 
 export type AgentEvent =
   | { ev: "ready" }

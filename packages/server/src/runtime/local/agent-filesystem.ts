@@ -6,15 +6,15 @@
  */
 import { randomBytes } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
-import { WatchQueue } from "@sbx/server-kit";
 import {
   type RuntimeFileInfo,
   type RuntimeFilesystem,
   RuntimeFsError,
   type RuntimeUpload,
   type RuntimeWatchEvent,
-} from "../runtime.js";
-import { PositionalWriter, readPieces } from "./agent-files.js";
+  WatchQueue,
+} from "@sbx/server-kit";
+import { PositionalWriter, readPieces } from "./file-streams.js";
 
 /** How a caller may give up on an agent call. */
 export interface AgentCallOptions {

@@ -1,0 +1,145 @@
+/**
+ * The command line that starts a sandbox, from the host's `/bin/sh` down to its agent as pid 1:
+ *
+ *   sh (joins the cgroup) → unshare + sh (a private mount namespace where the root and the
+ *     control dir are bound on /mnt, see LAUNCH_SCRIPT) → setpriv (drops to the sandbox's
+ *     own uid, no caps) → bwrap (new user/pid/mount/ipc/uts/net/cgroup namespaces,
+ *     seccomp, no_new_privs)
+ *       → agent.py as pid 1, which starts every process of the sandbox.
+ */
+import { USR_DIRS } from "./image.js";
+
+/** The environment every sandboxed process starts from. */
+export const BASE_ENV = {
+  // /opt/sbx/bin last: the image's fallbacks (e.g. `python` → python3) never shadow the system's.
+  PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/sbx/bin",
+  HOME: "/root",
+  LANG: "C.UTF-8",
+};
+
+/**
+ * Where bwrap finds the sandbox's root: in the launcher's private mount namespace the root is
+ * bound here (any existing dir every user may traverse; what it holds on the host is hidden
+ * only in that namespace). bwrap resolves its paths as the unprivileged sandbox uid, and the
+ * layers' own dir is root's (0700).
+ */
+export const LAUNCH_ROOT = "/mnt";
+
+/**
+ * Run as root in the private mount namespace: $1 the sandbox's root, $2 its control dir (root's,
+ * holding a copy of the agent); then the rest (setpriv … bwrap …). Nothing here reaches the host.
+ */
+const LAUNCH_SCRIPT = `set -e
+mount --bind "$1" ${LAUNCH_ROOT}
+mount --bind -o nosuid,nodev,noexec "$2" ${LAUNCH_ROOT}/.sbx
+shift 2
+exec "$@"`;
+
+/** Sandboxes' soft open-files limit (see launchArgs). */
+export const SANDBOX_OPEN_FILES = 1024;
+
+/** What one launch needs to know of its sandbox. */
+export interface LaunchTarget {
+  /** The sandbox's cgroup dirs (one per hierarchy), joined before anything else runs. */
+  readonly cgroupDirs: readonly string[];
+  /** The sandbox's overlay root on the host. */
+  readonly rootfs: string;
+  /** The sandbox's control dir on the host (root's, holding the agent and its FIFOs). */
+  readonly ctl: string;
+  /** The sandbox's own host uid/gid. */
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/**
+ * The arguments of `/bin/sh` that launch a sandbox. The seccomp program is read from
+ * descriptor 3 (see `--seccomp`).
+ */
+export function launchArgs({ cgroupDirs, rootfs, ctl, uid, gid }: LaunchTarget): string[] {
+  const bwrap = [
+    "bwrap",
+    "--unshare-user",
+    "--unshare-pid",
+    "--unshare-ipc",
+    "--unshare-uts",
+    "--unshare-net",
+    "--unshare-cgroup-try",
+    "--uid",
+    "0",
+    "--gid",
+    "0",
+    "--hostname",
+    "sandbox",
+    "--die-with-parent",
+    "--new-session",
+    "--cap-drop",
+    "ALL",
+    // The root with /.sbx and its agent already bound in (see LAUNCH_SCRIPT).
+    "--bind",
+    LAUNCH_ROOT,
+    "/",
+    // /usr is read-only (EROFS, as the host's /usr it mostly is), but for the sandbox's own
+    // /usr/local from its layer; its allowlisted subtrees come from the host.
+    "--ro-bind",
+    `${LAUNCH_ROOT}/usr`,
+    "/usr",
+    ...usrBinds(),
+    "--bind",
+    `${LAUNCH_ROOT}/usr/local`,
+    "/usr/local",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--tmpfs",
+    "/tmp",
+    "--chdir",
+    "/",
+    "--clearenv",
+    "--setenv",
+    "PATH",
+    BASE_ENV.PATH,
+    "--seccomp",
+    "3",
+    "--as-pid-1",
+    "/usr/bin/python3",
+    "-I",
+    "-S",
+    "/.sbx/agent.py",
+  ];
+  // Nothing runs outside its cgroups: destroy() relies on killing the cgroup to know that no
+  // sandboxed process is left before it removes the sandbox's files. Sandboxes get the usual
+  // soft open-files limit back (the server raised its own, see open-files-limit.ts): 1024, as
+  // systemd gives services, because select() and programs that walk every possible descriptor
+  // break or crawl with more; the hard limit stays, so a program that wants more can ask.
+  const join_cgroups = `ulimit -S -n ${SANDBOX_OPEN_FILES} 2>/dev/null; for d in "$@"; do case "$d" in --) shift; break;; esac; echo $$ > "$d/cgroup.procs" || exit 1; shift; done; exec "$@"`;
+  return [
+    "-c",
+    join_cgroups,
+    "sbx-launch",
+    ...cgroupDirs,
+    "--",
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "/bin/sh",
+    "-c",
+    LAUNCH_SCRIPT,
+    "sbx-mount",
+    rootfs,
+    ctl,
+    "setpriv",
+    `--reuid=${uid}`,
+    `--regid=${gid}`,
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--bounding-set=-all",
+    ...bwrap,
+  ];
+}
+
+/** bwrap arguments binding the allowlisted subtrees of the host's /usr read-only (see image.ts). */
+export function usrBinds(): string[] {
+  return USR_DIRS.flatMap((d) => ["--ro-bind-try", `/usr/${d}`, `/usr/${d}`]);
+}

@@ -1,0 +1,324 @@
+/**
+ * One local sandbox through its life: its disk, overlay root, cgroup and control dir made,
+ * its launch, its agent's events turned into process and file answers, exec, and a destroy
+ * that leaves nothing of it behind (see local-runtime.ts for the whole picture).
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { closeSync, openSync } from "node:fs";
+import { chmod, chown, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import {
+  RuntimeFsError,
+  type RuntimeProcess,
+  type RuntimeProcessSpec,
+  type RuntimeSandbox,
+  type RuntimeSandboxSpec,
+} from "@sbx/server-kit";
+import { AgentConnection, type SandboxEvent } from "./agent-connection.js";
+import {
+  type AgentProcess,
+  type AllowedFilesystems,
+  fileIdentity,
+  findAgent,
+  reopenAgentFile,
+  sandboxFilesystems,
+} from "./agent-files.js";
+import { AgentFilesystem } from "./agent-filesystem.js";
+import { type CgroupVersion, SandboxCgroup } from "./cgroups.js";
+import { FifoPool, openFifoReader, openFifoWriter, removeChannel } from "./fifo.js";
+import { claimLayer, type DefaultImage } from "./image.js";
+import { BASE_ENV, launchArgs } from "./launch-command.js";
+import { LocalProcess } from "./local-process.js";
+import { mountOverlay } from "./overlay.js";
+import { createSandboxDisk, type DiskSource, removeSandboxDisk } from "./sandbox-disk.js";
+
+const run = promisify(execFile);
+const AGENT = join(dirname(fileURLToPath(import.meta.url)), "agent.py");
+
+/** The agent's source, read once: each sandbox gets a root-owned copy in its control dir. */
+let agentSource: Promise<Buffer> | undefined;
+const agentCode = () => {
+  agentSource ??= readFile(AGENT);
+  return agentSource;
+};
+
+export interface SandboxSetup {
+  readonly dir: string;
+  readonly image: DefaultImage;
+  readonly seccomp: string;
+  /** The sandbox's own host uid/gid (no other sandbox and no host account has them). */
+  readonly uid: number;
+  readonly gid: number;
+  /** Hands the uid back; called once nothing of the sandbox runs or is left on disk. */
+  readonly releaseUid: () => void;
+  /** Capacity of the writable layer, and what it starts with. */
+  readonly diskMiB: number;
+  readonly diskSource: DiskSource;
+  readonly cgroupVersion: CgroupVersion;
+  /** Put before each sandbox id in its cgroup name (see cleanupCgroups). */
+  readonly cgroupPrefix: string;
+  readonly memoryMiB: number;
+  readonly pidsLimit: number;
+  readonly agentCallTimeoutMs: number;
+}
+
+/** The filesystems a sandbox's files may be on (its overlay, tmpfs, and the host's /usr for reads). */
+let filesystems: Promise<AllowedFilesystems> | undefined;
+const allowedFilesystems = () => {
+  filesystems ??= sandboxFilesystems(["/usr"]);
+  return filesystems;
+};
+
+export class LocalSandbox implements RuntimeSandbox {
+  id: string;
+  readonly died: Promise<void>;
+  #spec: RuntimeSandboxSpec;
+  readonly #setup: SandboxSetup;
+  readonly #cgroup: SandboxCgroup;
+  readonly #processes = new Map<string, LocalProcess>();
+  #markDied!: () => void;
+  #child: ChildProcess | undefined;
+  readonly #connection: AgentConnection;
+  #ready: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  #counter = 0;
+  #destroyed: Promise<void> | undefined;
+  #agent: { child: ChildProcess; process: Promise<AgentProcess> } | undefined;
+  #stderr = "";
+  readonly #fifos: FifoPool;
+  readonly fs = new AgentFilesystem({
+    call: (op, fields, options) => this.#connection.call(op, fields, options),
+    reopen: async (answer, access) =>
+      reopenAgentFile(
+        await this.#agentProcess(),
+        fileIdentity(answer),
+        access,
+        this.#setup,
+        await allowedFilesystems(),
+      ),
+    watch: (fields, listener) => this.#connection.watch(`w${++this.#counter}`, fields, listener),
+  });
+
+  /** The agent of the current start (found from its bubblewrap, once per start). */
+  async #agentProcess(): Promise<AgentProcess> {
+    const child = this.#child;
+    if (!child?.pid) throw new RuntimeFsError("other", "the sandbox is not running");
+    if (this.#agent?.child !== child) {
+      const process = findAgent(child.pid, this.#setup);
+      this.#agent = { child, process };
+      process.catch(() => {
+        if (this.#agent?.process === process) this.#agent = undefined; // look again next time
+      });
+    }
+    return this.#agent.process;
+  }
+
+  constructor(spec: RuntimeSandboxSpec, setup: SandboxSetup) {
+    this.id = spec.id;
+    this.#spec = spec;
+    this.#setup = setup;
+    this.#fifos = new FifoPool(join(setup.dir, "pool"), setup.uid, setup.gid);
+    this.#cgroup = new SandboxCgroup(setup.cgroupVersion, `${setup.cgroupPrefix}-${spec.id}`);
+    this.#connection = new AgentConnection({
+      callTimeoutMs: setup.agentCallTimeoutMs,
+      ended: () => this.#destroyed !== undefined,
+      onEvent: (event) => this.#onEvent(event),
+    });
+    this.died = new Promise((resolve) => {
+      this.#markDied = resolve;
+    });
+  }
+
+  /** Takes on a sandbox's identity: its id (and cgroup name), environment and limits. */
+  async adopt(spec: RuntimeSandboxSpec, limits: Parameters<SandboxCgroup["setLimits"]>[0]): Promise<void> {
+    await this.#cgroup.setLimits(limits);
+    await this.#cgroup.rename(`${this.#setup.cgroupPrefix}-${spec.id}`);
+    this.id = spec.id;
+    this.#spec = spec;
+  }
+
+  get #paths() {
+    const dir = this.#setup.dir;
+    return {
+      // On the sandbox's own disk (mounted at <dir>/disk, see sandbox-disk.ts).
+      upper: join(dir, "disk", "upper"),
+      work: join(dir, "disk", "work"),
+      rootfs: join(dir, "rootfs"),
+      ctl: join(dir, "ctl"),
+    };
+  }
+
+  async start(): Promise<void> {
+    const { uid, gid, dir, image, diskMiB, diskSource } = this.#setup;
+    const paths = this.#paths;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await Promise.all([paths.rootfs, paths.ctl].map((p) => mkdir(p, { recursive: true })));
+    // Every step runs to its end before start() settles, failed or not: destroy() (which
+    // follows a failed start) must never race a disk still being mounted or FIFOs still made.
+    await settleAll([
+      createSandboxDisk(dir, diskMiB, diskSource)
+        .then(() => claimLayer(paths.upper, uid, gid))
+        .then(() => mountOverlay(image.lower, paths.upper, paths.work, paths.rootfs)),
+      this.#cgroup.create({
+        cpuLimit: this.#spec.cpuLimit,
+        memoryLimitMiB: this.#setup.memoryMiB,
+        pidsLimit: this.#setup.pidsLimit,
+      }),
+      this.#prepareControl(),
+    ]);
+    this.#connection.connect(openFifoReader(join(paths.ctl, "events")), openFifoWriter(join(paths.ctl, "ctl")));
+    const ready = new Promise<void>((resolve, reject) => {
+      this.#ready = { resolve, reject };
+    });
+    this.#spawn();
+    const timer = setTimeout(
+      () => this.#ready?.reject(new Error("the sandbox agent did not start within 15 s")),
+      15_000,
+    );
+    try {
+      await ready;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * The control dir is root's: the sandbox sees it (as /.sbx) and uses the FIFOs the server
+   * made in it, but cannot add, swap or remove anything there (a symlink planted in it would
+   * otherwise be followed by the server, as root). Rebuilt on every start. Nothing under it is
+   * the sandbox's to write (channel dirs are root's too), and no process of it runs yet.
+   */
+  async #prepareControl(): Promise<void> {
+    const ctl = this.#paths.ctl;
+    await Promise.all(["ctl", "events", "p"].map((name) => rm(join(ctl, name), { recursive: true, force: true })));
+    await Promise.all([
+      chown(ctl, 0, 0).then(() => chmod(ctl, 0o755)),
+      mkdir(join(ctl, "p"), { mode: 0o711 }), // traversable, not listable: see exec
+      agentCode().then((code) => writeFile(join(ctl, "agent.py"), code, { mode: 0o644 })),
+    ]);
+    await this.#fifos.fill([join(ctl, "ctl"), join(ctl, "events")]);
+  }
+
+  #spawn(): void {
+    const { uid, gid, seccomp } = this.#setup;
+    const paths = this.#paths;
+    const args = launchArgs({ cgroupDirs: this.#cgroup.dirs, rootfs: paths.rootfs, ctl: paths.ctl, uid, gid });
+    const seccompFd = openSync(seccomp, "r");
+    const child = spawn("/bin/sh", args, { stdio: ["ignore", "ignore", "pipe", seccompFd], env: {} });
+    closeQuietly(seccompFd);
+    this.#child = child;
+    child.stderr?.setEncoding("utf8");
+    child.stderr?.on("data", (text: string) => {
+      if (this.#stderr.length < 4096) this.#stderr += text;
+    });
+    child.on("exit", () => {
+      this.#ready?.reject(new Error(`the sandbox failed to start: ${this.#stderr.trim() || "bwrap exited"}`));
+      for (const p of this.#processes.values()) p.sandboxEnded();
+      this.#connection.sandboxEnded();
+      this.#markDied();
+    });
+  }
+
+  /** The agent's events other than answers to file calls and watches. */
+  #onEvent(event: SandboxEvent): void {
+    switch (event.ev) {
+      case "ready":
+        // The agent holds both control FIFOs open now, and no sandboxed code has run yet:
+        // unlinked, they cannot be opened by anything in the sandbox (to forge answers or
+        // swallow requests). Rebuilt by the next start.
+        for (const name of ["ctl", "events"]) rm(join(this.#paths.ctl, name), { force: true }).catch(() => {});
+        this.#ready?.resolve();
+        return;
+      case "started":
+        this.#processes.get(event.id)?.started(event.pid);
+        return;
+      case "failed":
+        this.#processes.get(event.id)?.failed(new Error(event.error));
+        return;
+      case "exited":
+        this.#processes
+          .get(event.id)
+          ?.exited(
+            event.signal !== undefined
+              ? { kind: "signaled", signal: event.signal }
+              : { kind: "exited", code: event.code ?? 0 },
+          );
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Calls waiting for the agent, and answers still to undo (for tests: nothing may pile up). */
+  get agentCalls(): { readonly waiting: number; readonly abandoned: number } {
+    return this.#connection.pending;
+  }
+
+  async exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess> {
+    if (this.#destroyed) throw new Error("the sandbox has been destroyed");
+    const id = String(++this.#counter);
+    // An unguessable name in a dir the sandbox cannot list (0711), so no process can find the
+    // channel by name; the channel dir is root's, so nothing sandboxed can be put in it. Its
+    // FIFOs are unlinked as soon as the agent has opened them (it says "started" or "failed").
+    // This keeps names out of reach, not the pipes: another process of the sandbox (same uid)
+    // can still open a running command's stdio through /proc/<pid>/fd.
+    const channel = randomBytes(16).toString("hex");
+    const hostDir = join(this.#paths.ctl, "p", channel);
+    const sandboxDir = `/.sbx/p/${channel}`;
+    // Merged (or a terminal): the process has one output pipe, so order is preserved.
+    const ends = await this.#fifos.take(hostDir, !(spec.mergeStderr || spec.pty));
+    const process = new LocalProcess(ends.stdout, ends.stderr, ends.stdin, () =>
+      removeChannel(hostDir).catch(() => {}),
+    );
+    this.#processes.set(id, process);
+    process.exit.finally(() => this.#processes.delete(id));
+    const request = {
+      op: "exec",
+      id,
+      argv: spec.argv,
+      env: { ...BASE_ENV, ...(spec.pty ? { TERM: "xterm-256color" } : {}), ...this.#spec.env, ...spec.env },
+      cwd: spec.workdir ?? this.#spec.workdir ?? "/",
+      dir: sandboxDir,
+      stderr: spec.mergeStderr || spec.pty ? "stdout" : "pipe",
+      ...(spec.pty ? { pty: { rows: spec.ptySize?.rows || 24, cols: spec.ptySize?.cols || 80 } } : {}),
+    };
+    this.#connection.send(request);
+    process.signalSender = (signal) => this.#connection.send({ op: "signal", id, signal });
+    process.resizer = (rows, cols) => this.#connection.send({ op: "resize", id, rows, cols });
+    await process.whenStarted;
+    return process;
+  }
+
+  destroy(): Promise<void> {
+    this.#destroyed ??= (async () => {
+      const emptied = await this.#cgroup.destroy();
+      this.#child?.kill("SIGKILL");
+      for (const p of this.#processes.values()) p.sandboxEnded();
+      this.#connection.disconnect();
+      await run("umount", ["-l", this.#paths.rootfs]).catch(() => {});
+      await removeSandboxDisk(this.#setup.dir);
+      // Only once no sandboxed process is left: none can race the removal, and none still runs
+      // as the uid. Else both wait for cleanupLeftovers at the next start.
+      if (emptied) {
+        await rm(this.#setup.dir, { recursive: true, force: true }).catch(() => {});
+        this.#setup.releaseUid();
+      }
+    })();
+    return this.#destroyed;
+  }
+}
+
+const closeQuietly = (fd: number) => {
+  try {
+    closeSync(fd);
+  } catch {}
+};
+
+/** Waits for every promise to settle, then fails with the first failure (if any). */
+async function settleAll(steps: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(steps);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
