@@ -2,8 +2,11 @@
  * Browser bundle size: the same minimal app (create a sandbox, run a command, read its
  * output) written with @sbx/web (apps/sbx.ts) and with E2B's `e2b` package (apps/e2b.ts),
  * bundled the same way with esbuild (browser, esm, minified, tree-shaken) and gzipped
- * (level 9). Prints both sizes, the ratio (goal: sbx ≤ 40% of E2B) and where each bundle's
- * bytes go, by package, from esbuild's metafile.
+ * (level 9). What counts is what the page loads at start: code behind `import()` (files, file
+ * handles, commands, which the minimal app never calls) is left out, as a splitting bundler
+ * (Vite, Rollup, webpack) loads it only on first use; the size with it all in one file is
+ * reported beside it. Prints both sizes, the ratio (goal: sbx ≤ 40% of E2B; checked in
+ * CI by bundle-size.test.ts) and where each bundle's bytes go, by package, from esbuild's metafile.
  *
  * `pnpm bench` from the repo root, or `node bench/bundle-size.ts` here after a build.
  * `--json` prints the figures as one JSON object instead.
@@ -13,7 +16,8 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { build, type Metafile, type Plugin } from "esbuild";
 
-const GOAL = 0.4;
+/** sbx's start-up bundle may be at most this share of E2B's (gzip); bundle-size.test.ts checks it in CI. */
+export const GOAL = 0.4;
 const here = fileURLToPath(new URL(".", import.meta.url));
 
 /**
@@ -34,9 +38,16 @@ const emptyNodeBuiltins: Plugin = {
 
 export interface AppBundle {
   readonly name: string;
+  /**
+   * What the page loads at start: everything but the code behind `import()` (which a splitting
+   * bundler puts in chunks fetched on first use; the minimal app never uses them).
+   */
   readonly minifiedBytes: number;
   readonly gzipBytes: number;
-  /** Minified output bytes by package (and by module for the largest packages). */
+  /** Everything in one file, `import()`ed code included (what a bundler that never splits ships). */
+  readonly unsplitMinifiedBytes: number;
+  readonly unsplitGzipBytes: number;
+  /** Minified output bytes of the start-up chunks by package (and by module for the largest packages). */
   readonly byPackage: ReadonlyMap<string, number>;
   readonly byModule: ReadonlyMap<string, number>;
   /** Node builtins the app's dependencies import (replaced with empty modules). */
@@ -63,8 +74,22 @@ function moduleOf(input: string): string {
   return `${pkg} ${rest.replace(/^dist\/(esm\/)?/, "")}`;
 }
 
-export async function bundleApp(name: string, entry: string): Promise<AppBundle> {
-  const result = await build({
+/**
+ * Leaves every `import()` out of the bundle (external), as a splitting bundler (Vite, Rollup,
+ * webpack) puts it in a chunk of its own that the page fetches only when that code runs.
+ */
+const lazyChunksApart: Plugin = {
+  name: "lazy-chunks-apart",
+  setup(b) {
+    b.onResolve({ filter: /.*/ }, (args) =>
+      args.kind === "dynamic-import" ? { path: args.path, external: true } : undefined,
+    );
+  },
+};
+
+/** esbuild as a browser app's bundler would run it, in one file. */
+const buildApp = (entry: string, plugins: Plugin[]) =>
+  build({
     entryPoints: [entry],
     bundle: true,
     platform: "browser",
@@ -76,8 +101,11 @@ export async function bundleApp(name: string, entry: string): Promise<AppBundle>
     outdir: "out",
     metafile: true,
     logLevel: "silent",
-    plugins: [emptyNodeBuiltins],
+    plugins,
   });
+
+export async function bundleApp(name: string, entry: string): Promise<AppBundle> {
+  const result = await buildApp(entry, [emptyNodeBuiltins, lazyChunksApart]);
   const js = result.outputFiles.find((file) => file.path.endsWith(".js"))!;
   const metafile: Metafile = result.metafile;
   const output = Object.values(metafile.outputs).find((o) => o.entryPoint)!;
@@ -91,14 +119,26 @@ export async function bundleApp(name: string, entry: string): Promise<AppBundle>
   const nodeBuiltins = Object.keys(metafile.inputs)
     .filter((input) => input.startsWith("empty:"))
     .map((input) => input.slice("empty:".length));
+  const unsplit = await buildApp(entry, [emptyNodeBuiltins]);
+  const unsplitJs = unsplit.outputFiles.find((file) => file.path.endsWith(".js"))!;
   return {
     name,
     minifiedBytes: js.contents.byteLength,
     gzipBytes: gzipSync(js.contents, { level: 9 }).byteLength,
+    unsplitMinifiedBytes: unsplitJs.contents.byteLength,
+    unsplitGzipBytes: gzipSync(unsplitJs.contents, { level: 9 }).byteLength,
     byPackage,
     byModule,
     nodeBuiltins,
   };
+}
+
+/** The benchmark's three apps, bundled, and sbx's ratio to E2B (gzip bytes loaded at start). */
+export async function measure(): Promise<{ sbx: AppBundle; e2b: AppBundle; floor: AppBundle; ratio: number }> {
+  const sbx = await bundleApp("sbx (@sbx/web)", `${here}apps/sbx.ts`);
+  const e2b = await bundleApp("E2B (e2b)", `${here}apps/e2b.ts`);
+  const floor = await bundleApp("protocol only", `${here}apps/connect-only.ts`);
+  return { sbx, e2b, floor, ratio: sbx.gzipBytes / e2b.gzipBytes };
 }
 
 const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`;
@@ -124,26 +164,27 @@ function breakdown(bundle: AppBundle, modules: number): string[] {
 }
 
 if (import.meta.main) {
-  const sbx = await bundleApp("sbx (@sbx/web)", `${here}apps/sbx.ts`);
-  const e2b = await bundleApp("E2B (e2b)", `${here}apps/e2b.ts`);
-  const floor = await bundleApp("protocol only", `${here}apps/connect-only.ts`);
-  const ratio = sbx.gzipBytes / e2b.gzipBytes;
+  const { sbx, e2b, floor, ratio } = await measure();
   if (process.argv.includes("--json")) {
     const plain = (b: AppBundle) => ({ ...b, byPackage: Object.fromEntries(b.byPackage), byModule: undefined });
     console.log(JSON.stringify({ sbx: plain(sbx), e2b: plain(e2b), floor: plain(floor), ratio, goal: GOAL }, null, 2));
   } else {
     console.log("Browser bundle size: create a sandbox, exec a command, read its output");
-    console.log("esbuild: bundle, platform browser, format esm, target es2022, minify, tree shaking; gzip level 9\n");
+    console.log("esbuild: bundle, platform browser, format esm, target es2022, minify, tree shaking; gzip level 9");
+    console.log("at start: import()ed code left out (a splitting bundler loads it on first use); unsplit: all of it\n");
     for (const b of [sbx, e2b, floor]) {
       console.log(
-        `  ${b.name.padEnd(16)} minified ${kb(b.minifiedBytes).padStart(10)}   gzip ${kb(b.gzipBytes).padStart(9)}`,
+        `  ${b.name.padEnd(16)} at start: minified ${kb(b.minifiedBytes).padStart(10)}   gzip ${kb(b.gzipBytes).padStart(9)} (${b.gzipBytes} B)` +
+          `   unsplit: gzip ${kb(b.unsplitGzipBytes).padStart(8)} (${b.unsplitGzipBytes} B)`,
       );
     }
     console.log(
       "  (protocol only: the same calls through Connect-ES + protobuf-es and nothing else, which @sbx/web no longer uses)",
     );
     console.log(
-      `\n  ratio sbx / E2B (gzip): ${ratio.toFixed(2)}   goal ≤ ${GOAL.toFixed(2)}: ${ratio <= GOAL ? "met" : "NOT met"}`,
+      `\n  ratio sbx / E2B (gzip, at start): ${ratio.toFixed(3)}   goal ≤ ${GOAL.toFixed(2)}: ${ratio <= GOAL ? "met" : "NOT met"}` +
+        ` (margin ${Math.floor(GOAL * e2b.gzipBytes) - sbx.gzipBytes} B)` +
+        `\n  ratio sbx / E2B (gzip, unsplit): ${(sbx.unsplitGzipBytes / e2b.unsplitGzipBytes).toFixed(3)}`,
     );
     console.log(
       `  ratio sbx / E2B (minified): ${(sbx.minifiedBytes / e2b.minifiedBytes).toFixed(2)}\n` +

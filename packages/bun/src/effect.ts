@@ -1,17 +1,17 @@
 /** @sbx/bun/effect — the Effect API of @sbx/core with a Bun transport Layer. */
 
 import { DEFAULT_ENDPOINT, type SandboxClientOptions } from "@sbx/core";
-import { layer as coreLayer, type SbxRpc } from "@sbx/core/effect";
+import { layer as coreLayer, type SbxConnection } from "@sbx/core/effect";
 import type * as Layer from "effect/Layer";
 import { bunEnv } from "./client.js";
 import { type BunTransportOptions, createBunTransport } from "./transport.js";
 
 export * from "@sbx/core/effect";
 
-/** `SbxRpc` over Bun's `fetch`; endpoint and token default to SBX_ENDPOINT / SBX_TOKEN. */
+/** `SbxConnection` over Bun's `fetch`; endpoint and token default to SBX_ENDPOINT / SBX_TOKEN. */
 export const layer = (
   options: Omit<SandboxClientOptions, "transport"> & BunTransportOptions = {},
-): Layer.Layer<SbxRpc> => {
+): Layer.Layer<SbxConnection> => {
   const env = bunEnv();
   const endpoint = options.endpoint ?? env.endpoint ?? DEFAULT_ENDPOINT;
   const token = options.token ?? env.token;

@@ -1,7 +1,7 @@
 /** Local files for copyFromLocal / copyToLocal, with Bun's file API. */
 import { mkdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import type { LocalFiles } from "@sbx/core";
+import type { LocalFiles } from "@sbx/core/adapter";
 
 export const bunLocalFiles: LocalFiles = {
   // Bun opens the file at the first read; a missing file or a directory rejects there with

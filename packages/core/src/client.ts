@@ -1,13 +1,14 @@
 /**
- * `SandboxClient`: the entry point of the Promise API. Owns the runtime every call runs on.
+ * `SandboxClient`: the entry point of the Promise API. Owns the runner every call runs on.
  */
 import type { Transport } from "@connectrpc/connect";
-import { ClientRuntime } from "./client-runtime.js";
+import type { Sandbox as SandboxInfo } from "@sbx/proto";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
 import { attachedConnectClients } from "./connect-clients.js";
+import { EffectRunner } from "./effect-runner.js";
 import { InvalidError } from "./errors.js";
 import type { FilesystemFactory } from "./filesystem.js";
-import type { RawHttpClient } from "./raw-http.js";
+import type { RawHttpClient } from "./raw-routes.js";
 import type { RpcClients } from "./rpc.js";
 import { Sandbox } from "./sandbox.js";
 import {
@@ -30,24 +31,30 @@ export interface CallOptions {
  * where local files exist); every sandbox is a `Sandbox` at run time.
  */
 export class Sandboxes<S extends Sandbox = Sandbox> {
-  readonly #runtime: ClientRuntime;
+  readonly #runner: EffectRunner;
+  readonly #makeFilesystem: FilesystemFactory | undefined;
 
   /** @internal */
-  constructor(runtime: ClientRuntime) {
-    this.#runtime = runtime;
+  constructor(runner: EffectRunner, makeFilesystem?: FilesystemFactory) {
+    this.#runner = runner;
+    this.#makeFilesystem = makeFilesystem;
+  }
+
+  #sandbox(info: SandboxInfo): S {
+    return new Sandbox(this.#runner, info, this.#makeFilesystem) as S;
   }
 
   /** Creates a sandbox and starts its entrypoint. */
   async create(options: CreateSandboxOptions & CallOptions = {}): Promise<S> {
     const { signal, ...rest } = options ?? {};
-    const info = await this.#runtime.run(createSandbox(rest), signal);
-    return new Sandbox(this.#runtime, info) as S;
+    const info = await this.#runner.run(createSandbox(rest), signal);
+    return this.#sandbox(info);
   }
 
   /** A sandbox by id (running or finished); `NotFoundError` if there is none. */
   async fromId(id: string, options: CallOptions = {}): Promise<S> {
     validateId(id, "sandbox id");
-    return new Sandbox(this.#runtime, await this.#runtime.run(getSandbox(id), options.signal)) as S;
+    return this.#sandbox(await this.#runner.run(getSandbox(id), options.signal));
   }
 
   /** The running sandbox with this name in `app` (default "default"); `NotFoundError` if none. */
@@ -58,15 +65,15 @@ export class Sandboxes<S extends Sandbox = Sandbox> {
       app?: string;
     } & CallOptions = {},
   ): Promise<S> {
-    const info = await this.#runtime.run(lookupSandbox(name, options.app), options.signal);
-    return new Sandbox(this.#runtime, info) as S;
+    const info = await this.#runner.run(lookupSandbox(name, options.app), options.signal);
+    return this.#sandbox(info);
   }
 
   /** Matching sandboxes, newest first, fetched page by page as you iterate. */
   async *list(options: ListSandboxesOptions & CallOptions = {}): AsyncGenerator<S> {
     const { signal, ...filter } = options;
-    for await (const info of this.#runtime.iterate(listSandboxes(filter), signal)) {
-      yield new Sandbox(this.#runtime, info) as S;
+    for await (const info of this.#runner.iterate(listSandboxes(filter), signal)) {
+      yield this.#sandbox(info);
     }
   }
 }
@@ -97,7 +104,7 @@ export interface ClientDefaults {
 export class SandboxClient<S extends Sandbox = Sandbox> implements AsyncDisposable {
   readonly sandboxes: Sandboxes<S>;
   readonly endpoint: string;
-  readonly #runtime: ClientRuntime;
+  readonly #runner: EffectRunner;
 
   constructor(options: SandboxClientOptions = {}, defaults: ClientDefaults = {}) {
     const config = resolveConfig({
@@ -115,13 +122,13 @@ export class SandboxClient<S extends Sandbox = Sandbox> implements AsyncDisposab
     }
     this.endpoint = config.endpoint;
     const rawHttp = options.transport ? undefined : defaults.createRawHttp?.(config.endpoint);
-    this.#runtime = new ClientRuntime(clients, config, rawHttp, defaults.localFilesystem);
-    this.sandboxes = new Sandboxes<S>(this.#runtime);
+    this.#runner = new EffectRunner(clients, config, rawHttp);
+    this.sandboxes = new Sandboxes<S>(this.#runner, defaults.localFilesystem);
   }
 
   /** Closes the client: pending calls reject with `ClientClosedError`, later calls too. */
   async close(): Promise<void> {
-    await this.#runtime.close();
+    await this.#runner.close();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -6,68 +6,41 @@
  * command by its id and offsets.
  */
 import type { Process as ProcessInfo } from "@sbx/proto";
-import { StdioMode } from "@sbx/proto/wire";
 import * as Stream from "effect/Stream";
-import type { ClientRuntime } from "./client-runtime.js";
-import { CommandTimeoutError, InvalidError } from "./errors.js";
-import { randomId } from "./ids.js";
-import { outputChunks, outputText } from "./output-stream.js";
+import { COMMAND_HANDLE } from "./brands.js";
 import {
-  getProcess,
-  type PtySizeOptions,
-  processSpecOf,
-  resizePty,
-  type SignalName,
-  signalProcess,
-  startProcessWith,
-  waitProcess,
-} from "./process-ops.js";
-import { knownReturncode, sandboxEndedError } from "./returncode.js";
+  type CommandOptions,
+  commandSpecOf,
+  commandStreams,
+  type ExecutionResult,
+  executionResultOf,
+  type OutputChunk,
+  type OutputStreamName,
+} from "./command-ops.js";
+import type { EffectRunner } from "./effect-runner.js";
+import { InvalidError } from "./errors.js";
+import { randomId } from "./ids.js";
+import { outputText, outputTextChunks } from "./output-stream.js";
+import { getProcess, resizePty, type SignalName, signalProcess, startProcessWith, waitProcess } from "./process-ops.js";
 import { StreamWriter } from "./stdin-writer.js";
-import { validateDuration } from "./validation.js";
+import type { TextChunk } from "./utf8.js";
 
-/** What `sb.run(command)` resolves to once the command has finished. */
-export interface ExecutionResult {
-  readonly stdout: string;
-  readonly stderr: string;
-  /** The exit code; 128 + n if killed by signal n. */
-  readonly exitCode: number;
-  /** `exitCode === 0`. */
-  readonly success: boolean;
-}
+export {
+  type CommandOptions,
+  DEFAULT_COMMAND_IDLE_TIMEOUT_MS,
+  DEFAULT_COMMAND_TTL_MS,
+  DEFAULT_RUN_TIMEOUT_MS,
+  type ExecutionResult,
+  type OutputChunk,
+} from "./command-ops.js";
 
-/** A piece of a command's output. */
-export interface OutputChunk {
-  readonly stream: "stdout" | "stderr";
-  /** UTF-8 text; a character is never split between chunks. */
-  readonly data: string;
-  /** Byte offset of `data`'s first byte within its stream. */
-  readonly offset: number;
-}
-
-export interface RunOptions {
-  /** Kill the command after this long (`CommandTimeoutError`). Default 60 s; 0: no limit. */
-  readonly timeoutMs?: number;
-  /** Environment variables, added to the sandbox's. */
-  readonly env?: Record<string, string>;
-  /** Absolute working directory; default: the sandbox's. */
-  readonly workdir?: string;
+export interface RunOptions extends CommandOptions {
   /** Called with stdout text as it arrives (`wait: true` only). */
   readonly onStdout?: (text: string) => void;
   /** Called with stderr text as it arrives (`wait: true` only). */
   readonly onStderr?: (text: string) => void;
   /** false: resolve a `CommandHandle` at once instead of waiting for the result. */
   readonly wait?: boolean;
-  /** Kill the running command once no client has been attached for this long. Default 5 min; -1: never. */
-  readonly idleTimeoutMs?: number;
-  /** Kill the command when its last attached client goes away. Default false. */
-  readonly killOnDisconnect?: boolean;
-  /** Keep a finished command's output for reconnecting this long. Default 10 min; -1: as long as the sandbox. */
-  readonly ttlMs?: number;
-  /** Run under a pseudo-terminal (stdout and stderr merged into stdout). */
-  readonly pty?: boolean;
-  /** The terminal's initial size with `pty` (default 24 rows × 80 columns). */
-  readonly ptySize?: PtySizeOptions;
   /** Aborting stops waiting and kills the command (with `wait: false`: only the start is aborted). */
   readonly signal?: AbortSignal;
 }
@@ -86,42 +59,19 @@ export interface HandleCallOptions {
   readonly signal?: AbortSignal;
 }
 
-export const DEFAULT_RUN_TIMEOUT_MS = 60_000;
-export const DEFAULT_COMMAND_IDLE_TIMEOUT_MS = 300_000;
-export const DEFAULT_COMMAND_TTL_MS = 600_000;
-
-/** A positive duration, or -1 (never) → undefined; unset → the default. */
-function lifecycleMs(value: number | undefined, fallback: number, what: string): bigint | undefined {
-  if (value === undefined) return BigInt(fallback);
-  if (value === -1) return undefined;
-  return BigInt(validateDuration(value, what));
-}
-
 /** The process spec of `sb.run(command, options)`: the command through the sandbox's shell. */
 export function runSpecOf(command: string, options: RunOptions) {
-  if (typeof command !== "string" || command.trim() === "") {
-    throw new InvalidError("command must be a non-empty string");
-  }
-  if (typeof options !== "object" || options === null) throw new InvalidError("run options must be an object");
-  for (const callback of ["onStdout", "onStderr"] as const) {
-    if (options[callback] !== undefined && typeof options[callback] !== "function") {
-      throw new InvalidError(`${callback} must be a function`);
+  if (typeof options === "object" && options !== null) {
+    for (const callback of ["onStdout", "onStderr"] as const) {
+      if (options[callback] !== undefined && typeof options[callback] !== "function") {
+        throw new InvalidError(`${callback} must be a function`);
+      }
     }
   }
-  const spec = processSpecOf(["sh", "-c", command], {
-    ...(options.env !== undefined ? { env: options.env } : {}),
-    ...(options.workdir !== undefined ? { workdir: options.workdir } : {}),
-    timeoutMs: options.timeoutMs ?? DEFAULT_RUN_TIMEOUT_MS,
-    ...(options.pty !== undefined ? { pty: options.pty } : {}),
-    ...(options.ptySize !== undefined ? { ptySize: options.ptySize } : {}),
-  });
-  spec.idleTimeoutMs = lifecycleMs(options.idleTimeoutMs, DEFAULT_COMMAND_IDLE_TIMEOUT_MS, "idleTimeoutMs");
-  spec.ttlMs = lifecycleMs(options.ttlMs, DEFAULT_COMMAND_TTL_MS, "ttlMs");
-  spec.killOnDisconnect = Boolean(options.killOnDisconnect);
-  return spec;
+  return commandSpecOf(command, options);
 }
 
-type StreamName = "stdout" | "stderr";
+type StreamName = OutputStreamName;
 
 /**
  * Text an iterating handle keeps for `result`, per stream. Past this, the kept text is dropped
@@ -130,15 +80,12 @@ type StreamName = "stdout" | "stderr";
  */
 export const RESULT_MEMORY_CHARS = 16 * 1024 * 1024;
 
-/** Per-stream read position: bytes delivered as text, plus a character's bytes not yet complete. */
+/** Per-stream read position (the end of the bytes delivered as text), and the text kept for `result`. */
 class StreamCursor {
   /** Where this handle's view of the stream begins (0, or a reconnect's offset). */
   readonly start: number;
   /** End of the bytes delivered as text: where a new read (or a reconnect) starts. */
   delivered: number;
-  #pending = new Uint8Array(0);
-  #pendingAt: number;
-  readonly #decoder = new TextDecoder();
   #kept: string[] = [];
   #keptChars = 0;
   /** The kept text was dropped (too large): `result` must read the stream again. */
@@ -147,7 +94,6 @@ class StreamCursor {
   constructor(offset: number) {
     this.start = offset;
     this.delivered = offset;
-    this.#pendingAt = offset;
   }
 
   /** Everything delivered since `start`, unless it overflowed. */
@@ -155,47 +101,12 @@ class StreamCursor {
     return this.#kept.join("");
   }
 
-  /** A new read starts at `delivered`: forget a partial character (it is read again). */
-  restart(): void {
-    this.#pending = new Uint8Array(0);
-    this.#pendingAt = this.delivered;
-  }
-
-  /** Bytes at `offset` → the text they complete (and its starting offset), or undefined. */
-  take(offset: number, data: Uint8Array, keepAll = false): { data: string; offset: number } | undefined {
-    let bytes = data;
-    let start = offset;
-    if (this.#pending.byteLength > 0) {
-      bytes = new Uint8Array(this.#pending.byteLength + data.byteLength);
-      bytes.set(this.#pending);
-      bytes.set(data, this.#pending.byteLength);
-      start = this.#pendingAt;
-    }
-    const complete = completeUtf8Length(bytes);
-    this.#pending = bytes.slice(complete);
-    this.#pendingAt = start + complete;
-    if (complete === 0) return undefined;
-    const text = this.#decoder.decode(bytes.subarray(0, complete));
-    this.delivered = start + complete;
-    this.#keep(text, keepAll);
-    return { data: text, offset: start };
-  }
-
-  /** The stream ended: whatever is pending is delivered as it is (an invalid tail). */
-  flush(keepAll = false): { data: string; offset: number } | undefined {
-    if (this.#pending.byteLength === 0) return undefined;
-    const text = this.#decoder.decode(this.#pending);
-    const at = this.#pendingAt;
-    this.delivered = at + this.#pending.byteLength;
-    this.restart();
-    this.#keep(text, keepAll);
-    return { data: text, offset: at };
-  }
-
-  #keep(text: string, keepAll: boolean): void {
+  /** `chunk` is being delivered: move past it and keep its text. */
+  take(chunk: TextChunk, keepAll = false): void {
+    this.delivered = chunk.end;
     if (this.overflowed) return;
-    this.#kept.push(text);
-    this.#keptChars += text.length;
+    this.#kept.push(chunk.text);
+    this.#keptChars += chunk.text.length;
     if (!keepAll && this.#keptChars > RESULT_MEMORY_CHARS) {
       this.overflowed = true;
       this.#kept = [];
@@ -204,23 +115,13 @@ class StreamCursor {
   }
 }
 
-/** Length of the longest prefix of `bytes` that does not end inside a UTF-8 character. */
-export function completeUtf8Length(bytes: Uint8Array): number {
-  const n = bytes.byteLength;
-  for (let back = 1; back <= Math.min(4, n); back++) {
-    const b = bytes[n - back] as number;
-    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back
-    const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
-    return need > back ? n - back : n;
-  }
-  return n;
-}
-
 export class CommandHandle implements AsyncIterable<OutputChunk> {
+  /** @internal What `instanceof CommandHandle` checks (see lazy-classes.ts). */
+  readonly [COMMAND_HANDLE] = true;
   readonly sandboxId: string;
   /** The command's id: reconnect to it with `sb.reconnect(commandId)` from any client. */
   readonly commandId: string;
-  readonly #runtime: ClientRuntime;
+  readonly #runner: EffectRunner;
   readonly #stdin: StreamWriter;
   readonly #cursors: Record<StreamName, StreamCursor>;
   readonly #streams: readonly StreamName[];
@@ -236,20 +137,14 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
   readonly #iterations = new Set<UserIteration>();
 
   /** @internal */
-  constructor(runtime: ClientRuntime, info: ProcessInfo, offsets: { stdout?: number; stderr?: number } = {}) {
-    this.#runtime = runtime;
+  constructor(runner: EffectRunner, info: ProcessInfo, offsets: { stdout?: number; stderr?: number } = {}) {
+    this.#runner = runner;
     this.#info = info;
     this.sandboxId = info.sandboxId;
     this.commandId = info.processId;
     this.#cursors = { stdout: new StreamCursor(offsets.stdout ?? 0), stderr: new StreamCursor(offsets.stderr ?? 0) };
-    const spec = info.spec;
-    const streams: StreamName[] = [];
-    if (spec?.stdout !== StdioMode.IGNORE) streams.push("stdout");
-    if (!spec?.pty && (spec?.stderr === StdioMode.PIPE || spec?.stderr === StdioMode.UNSPECIFIED)) {
-      streams.push("stderr");
-    }
-    this.#streams = streams;
-    this.#stdin = new StreamWriter(runtime, info.sandboxId, info.processId, Number(info.stdinLength), info.stdinClosed);
+    this.#streams = commandStreams(info);
+    this.#stdin = new StreamWriter(runner, info.sandboxId, info.processId, Number(info.stdinLength), info.stdinClosed);
   }
 
   /** The command's process id inside the sandbox (undefined if the server does not know it). */
@@ -306,22 +201,16 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
       if (iteration?.superseded) return;
       const cursors = this.#cursors;
       const sources = this.#streams.map((stream) => {
-        cursors[stream].restart();
         const source = { sandboxId: this.sandboxId, processId: this.commandId, stream };
-        const chunks = outputChunks(source, cursors[stream].delivered).pipe(
-          Stream.map((chunk) => ({ stream, ...chunk })),
+        const chunks = outputTextChunks(source, cursors[stream].delivered).pipe(
+          Stream.map((chunk) => ({ stream, chunk })),
         );
-        return this.#runtime.iterate(chunks, options.signal);
+        return this.#runner.iterate(chunks, options.signal);
       });
-      for await (const chunk of interleaved(sources)) {
+      for await (const { stream, chunk } of interleaved(sources)) {
         if (iteration?.superseded) return;
-        const text = cursors[chunk.stream].take(chunk.offset, chunk.data, keepAll);
-        if (text) yield { stream: chunk.stream, ...text };
-      }
-      for (const stream of this.#streams) {
-        if (iteration?.superseded) return;
-        const rest = cursors[stream].flush(keepAll);
-        if (rest) yield { stream, ...rest };
+        cursors[stream].take(chunk, keepAll);
+        yield { stream, data: chunk.text, offset: chunk.offset };
       }
     } finally {
       if (iteration) this.#iterations.delete(iteration);
@@ -357,17 +246,17 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
 
   /** Sends a signal (default SIGKILL). A command that already finished is left as it is. */
   async kill(signal: SignalName | number = "SIGKILL", options: HandleCallOptions = {}): Promise<void> {
-    this.#info = await this.#runtime.run(signalProcess(this.sandboxId, this.commandId, signal), options.signal);
+    this.#info = await this.#runner.run(signalProcess(this.sandboxId, this.commandId, signal), options.signal);
   }
 
   /** Changes the terminal size of a command started with `pty: true`. */
   async resize(rows: number, cols: number, options: HandleCallOptions = {}): Promise<void> {
-    await this.#runtime.run(resizePty(this.sandboxId, this.commandId, rows, cols), options.signal);
+    await this.#runner.run(resizePty(this.sandboxId, this.commandId, rows, cols), options.signal);
   }
 
   /** A new handle for the same command, resuming from this one's offsets. */
   reconnect(options: HandleCallOptions = {}): Promise<CommandHandle> {
-    return reconnectCommand(this.#runtime, this.sandboxId, this.commandId, {
+    return reconnectCommand(this.#runner, this.sandboxId, this.commandId, {
       stdoutOffset: this.stdoutOffset,
       stderrOffset: this.stderrOffset,
       ...(options.signal ? { signal: options.signal } : {}),
@@ -385,7 +274,7 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
   async #readText(stream: StreamName, offset: number, signal?: AbortSignal): Promise<string> {
     const source = { sandboxId: this.sandboxId, processId: this.commandId, stream };
     const parts: string[] = [];
-    for await (const text of this.#runtime.iterate(outputText(source, offset), signal)) parts.push(text);
+    for await (const text of this.#runner.iterate(outputText(source, offset), signal)) parts.push(text);
     return parts.join("");
   }
 
@@ -416,34 +305,25 @@ export class CommandHandle implements AsyncIterable<OutputChunk> {
     } else {
       for await (const chunk of this.#chunks(signal ? { signal } : {}, true)) onChunk?.(chunk);
     }
-    this.#info = await this.#runtime.run(waitProcess(this.sandboxId, this.commandId), signal);
-    const info = this.#info;
-    if (info.sandboxEnded) throw sandboxEndedError(this.sandboxId, info.sandboxExitStatus, `command ${this.commandId}`);
-    if (info.exitStatus?.kind.case === "timedOut") {
-      throw new CommandTimeoutError(
-        `command ${this.commandId} ran past its timeout of ${Number(info.spec?.timeoutMs ?? 0n)} ms and was killed`,
-      );
-    }
-    const exitCode = knownReturncode(info.exitStatus, `command ${this.commandId}`);
-    return {
-      stdout: beside ? beside[0] : await this.#keptText("stdout", signal),
-      stderr: beside ? beside[1] : await this.#keptText("stderr", signal),
-      exitCode,
-      success: exitCode === 0,
-    };
+    this.#info = await this.#runner.run(waitProcess(this.sandboxId, this.commandId), signal);
+    return executionResultOf(
+      this.#info,
+      beside ? beside[0] : await this.#keptText("stdout", signal),
+      beside ? beside[1] : await this.#keptText("stderr", signal),
+    );
   }
 }
 
 /** `sb.run(command, options)`: starts the command; waits for its result unless `wait: false`. */
 export async function runCommand(
-  runtime: ClientRuntime,
+  runner: EffectRunner,
   sandboxId: string,
   command: string,
   options: RunOptions = {},
 ): Promise<CommandHandle | ExecutionResult> {
   const spec = runSpecOf(command, options);
-  const info = await runtime.run(startProcessWith(sandboxId, randomId("cmd-"), spec), options.signal);
-  const handle = new CommandHandle(runtime, info);
+  const info = await runner.run(startProcessWith(sandboxId, randomId("cmd-"), spec), options.signal);
+  const handle = new CommandHandle(runner, info);
   if (options.wait === false) return handle;
   try {
     return await handle.collect(options.signal, (chunk) => {
@@ -453,7 +333,7 @@ export async function runCommand(
   } catch (error) {
     // Aborted or failed while waiting: do not leave the command running for nobody (a
     // command that has already ended is left as it is).
-    if (!runtime.closed) await handle.kill().catch(() => {});
+    if (!runner.closed) await handle.kill().catch(() => {});
     throw error;
   }
 }
@@ -466,7 +346,7 @@ interface UserIteration {
 
 /** `sb.reconnect(commandId, offsets)`: a handle for a command started by any client. */
 export async function reconnectCommand(
-  runtime: ClientRuntime,
+  runner: EffectRunner,
   sandboxId: string,
   commandId: string,
   options: ReconnectOptions = {},
@@ -481,13 +361,13 @@ export async function reconnectCommand(
     stdout: offset(options.stdoutOffset, "stdoutOffset"),
     stderr: offset(options.stderrOffset, "stderrOffset"),
   };
-  const info = await runtime.run(getProcess(sandboxId, commandId), options.signal);
-  return new CommandHandle(runtime, info, offsets);
+  const info = await runner.run(getProcess(sandboxId, commandId), options.signal);
+  return new CommandHandle(runner, info, offsets);
 }
 
 /**
  * The items of `sources` as each arrives. Leaving early, or a failure of one source, closes
- * them all (`ClientRuntime.iterate`'s `return()` stops a pull in flight at once). Written out
+ * them all (`EffectRunner.iterate`'s `return()` stops a pull in flight at once). Written out
  * rather than with `Stream.merge`, which costs several KiB in a browser bundle.
  */
 async function* interleaved<T>(sources: readonly AsyncIterator<T>[]): AsyncGenerator<T> {

@@ -3,7 +3,7 @@
  * and signals. Modelled on Modal's ContainerProcess.
  */
 import type { Process as ProcessInfo } from "@sbx/proto";
-import type { ClientRuntime } from "./client-runtime.js";
+import type { EffectRunner } from "./effect-runner.js";
 import { getProcess, resizePty, type SignalName, signalProcess, waitProcess } from "./process-ops.js";
 import { knownReturncode, returncodeOf, sandboxEndedError } from "./returncode.js";
 import { StreamWriter } from "./stdin-writer.js";
@@ -34,19 +34,19 @@ export class ContainerProcess<T extends string | Uint8Array = string> {
   readonly stdout: StreamReader<T>;
   readonly stderr: StreamReader<T>;
   readonly stdin: StreamWriter;
-  readonly #runtime: ClientRuntime;
+  readonly #runner: EffectRunner;
   #info: ProcessInfo;
 
   /** @internal */
-  constructor(runtime: ClientRuntime, info: ProcessInfo, mode: StreamMode, piped: ProcessStreams) {
-    this.#runtime = runtime;
+  constructor(runner: EffectRunner, info: ProcessInfo, mode: StreamMode, piped: ProcessStreams) {
+    this.#runner = runner;
     this.#info = info;
     this.sandboxId = info.sandboxId;
     this.processId = info.processId;
     const source = (stream: "stdout" | "stderr") => ({ sandboxId: info.sandboxId, processId: info.processId, stream });
-    this.stdout = new StreamReader<T>(runtime, piped.stdout ? source("stdout") : undefined, mode);
-    this.stderr = new StreamReader<T>(runtime, piped.stderr ? source("stderr") : undefined, mode);
-    this.stdin = new StreamWriter(runtime, info.sandboxId, info.processId);
+    this.stdout = new StreamReader<T>(runner, piped.stdout ? source("stdout") : undefined, mode);
+    this.stderr = new StreamReader<T>(runner, piped.stderr ? source("stderr") : undefined, mode);
+    this.stdin = new StreamWriter(runner, info.sandboxId, info.processId);
   }
 
   /** The process id inside the sandbox, when the server reports one. */
@@ -62,7 +62,7 @@ export class ContainerProcess<T extends string | Uint8Array = string> {
   /** Waits for the process to exit and resolves its return code. */
   async wait(options: WaitOptions = {}): Promise<number> {
     const timeoutMs = options.timeoutMs === undefined ? undefined : validateDuration(options.timeoutMs, "timeoutMs");
-    this.#info = await this.#runtime.run(waitProcess(this.sandboxId, this.processId, timeoutMs), options.signal);
+    this.#info = await this.#runner.run(waitProcess(this.sandboxId, this.processId, timeoutMs), options.signal);
     if (this.#info.sandboxEnded) {
       throw sandboxEndedError(this.sandboxId, this.#info.sandboxExitStatus, `process ${this.processId}`);
     }
@@ -72,17 +72,17 @@ export class ContainerProcess<T extends string | Uint8Array = string> {
   /** The return code if the process has exited, else null (does not wait). */
   async poll(options: SignalOptions = {}): Promise<number | null> {
     if (this.returncode !== null) return this.returncode;
-    this.#info = await this.#runtime.run(getProcess(this.sandboxId, this.processId), options.signal);
+    this.#info = await this.#runner.run(getProcess(this.sandboxId, this.processId), options.signal);
     return this.returncode;
   }
 
   /** Changes the terminal size of a process started with `pty: true`. */
   async resize(rows: number, cols: number, options: SignalOptions = {}): Promise<void> {
-    await this.#runtime.run(resizePty(this.sandboxId, this.processId, rows, cols), options.signal);
+    await this.#runner.run(resizePty(this.sandboxId, this.processId, rows, cols), options.signal);
   }
 
   /** Sends a signal (default SIGKILL). A process that already exited is left as it is. */
   async kill(signal: SignalName | number = "SIGKILL", options: SignalOptions = {}): Promise<void> {
-    this.#info = await this.#runtime.run(signalProcess(this.sandboxId, this.processId, signal), options.signal);
+    this.#info = await this.#runner.run(signalProcess(this.sandboxId, this.processId, signal), options.signal);
   }
 }

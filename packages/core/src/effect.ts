@@ -1,24 +1,28 @@
 /**
- * @sbx/core/effect — the Effect-native API: the `SbxRpc` service and its Layer, every
- * operation as an `Effect` or `Stream` requiring `SbxRpc`, and the errors (each a tagged
- * error: `Effect.catchTag("NotFoundError", …)`).
+ * @sbx/core/effect — the Effect-native API: the `SbxConnection` service and its Layer, every
+ * operation as an `Effect` or `Stream` requiring `SbxConnection` (`Sandboxes`, `Processes`,
+ * `Commands`, `Files`), and the errors (each a tagged error: `Effect.catchTag("NotFoundError", …)`).
  *
  * ```ts
  * const program = Effect.gen(function* () {
- *   const sb = yield* Sandboxes.create({ command: ["sh", "-c", "echo hi"] });
- *   const text = yield* Stream.mkString(Processes.outputText({ sandboxId: sb.id, processId: sb.entrypointProcessId, stream: "stdout" }));
+ *   const sb = yield* Sandboxes.create({});
+ *   const result = yield* Commands.run(sb.id, "echo hi");   // { stdout, stderr, exitCode, success }
+ *   yield* Files.writeText(sb.id, "/tmp/a.txt", result.stdout);
+ *   yield* Sandboxes.terminate(sb.id);
  * });
- * Effect.runPromise(program.pipe(Effect.provide(SbxRpc.layer(transport, { token }))));
+ * Effect.runPromise(program.pipe(Effect.provide(layer(transport, { token }))));
  * ```
  */
 import type { Transport } from "@connectrpc/connect";
 import type * as Layer from "effect/Layer";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
 import { connectClients } from "./connect.js";
-import { type RpcClients, rpcLayer, type SbxRpc } from "./rpc.js";
+import { connectionLayer, type SbxConnection } from "./rpc.js";
 
-export { type ResolvedConfig, resolveConfig } from "./config.js";
+export * as Commands from "./commands-effect.js";
+export type { ResolvedConfig } from "./config.js";
 export * from "./errors.js";
+export * as Files from "./files-effect.js";
 export { longPoll } from "./long-poll.js";
 export * as Processes from "./processes-effect.js";
 export { returncodeOf } from "./returncode.js";
@@ -28,21 +32,15 @@ export {
   retryDelayMs,
   retrying,
   retryingStream,
-  SbxRpc,
-  type SbxRpcShape,
+  SbxConnection,
+  type SbxConnectionShape,
   withDeadline,
 } from "./rpc.js";
-export { isTransient, toSandboxError } from "./rpc-errors.js";
+export { isTransient } from "./rpc-errors.js";
 export * as Sandboxes from "./sandboxes-effect.js";
 
-/** A Layer providing `SbxRpc` over a Connect transport. */
+/** A Layer providing `SbxConnection` over a Connect transport. */
 export const layer = (
   transport: Transport,
   options: Omit<SandboxClientOptions, "transport"> = {},
-): Layer.Layer<SbxRpc> => rpcLayer(connectClients(transport), resolveConfig(options));
-
-/** A Layer providing `SbxRpc` over an adapter's own RPC clients (as @sbx/web's). */
-export const clientsLayer = (
-  clients: RpcClients,
-  options: Omit<SandboxClientOptions, "transport"> = {},
-): Layer.Layer<SbxRpc> => rpcLayer(clients, resolveConfig(options));
+): Layer.Layer<SbxConnection> => connectionLayer(connectClients(transport), resolveConfig(options));

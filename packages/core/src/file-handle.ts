@@ -3,6 +3,7 @@
  * file is read into memory when it is opened, reads and writes work on that copy, and
  * `flush()` / `close()` write the whole copy back in one atomic `writeBytes`.
  */
+import { SANDBOX_FILE } from "./brands.js";
 import { InvalidError, SandboxFilesystemNotFoundError, SandboxFilesystemPathAlreadyExistsError } from "./errors.js";
 import type { FileCallOptions, SandboxFilesystem } from "./filesystem.js";
 import { validateAbsolutePath } from "./validation.js";
@@ -134,6 +135,8 @@ export type SeekWhence = 0 | 1 | 2;
  * open, so `close()` can be retried.
  */
 export class SandboxFile<T extends string | Uint8Array = string | Uint8Array> implements AsyncDisposable {
+  /** @internal What `instanceof SandboxFile` checks (see lazy-classes.ts). */
+  readonly [SANDBOX_FILE] = true;
   /** The path the file was opened with. */
   readonly path: string;
   /** The mode the file was opened with. */

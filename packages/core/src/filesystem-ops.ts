@@ -1,5 +1,5 @@
 /**
- * File operations as Effects over `SbxRpc`. Downloads are a resumable server stream (a cut
+ * File operations as Effects over `SbxConnection`. Downloads are a resumable server stream (a cut
  * stream is reopened at the next byte); uploads are chunked WriteFile calls at offsets, each
  * retried on its own, so a dropped connection costs one chunk, never the whole file.
  */
@@ -8,6 +8,7 @@ import type { FilesystemError, FileInfo as WireFileInfo } from "@sbx/proto";
 import { FilesystemErrorKind, FileType, WatchEventType } from "@sbx/proto/wire";
 import * as Effect from "effect/Effect";
 import * as Stream from "effect/Stream";
+import { concat, skipBytes } from "./bytes.js";
 import {
   ConnectionError,
   InternalError,
@@ -16,11 +17,10 @@ import {
   SandboxFilesystemPathAlreadyExistsError,
 } from "./errors.js";
 import { randomId } from "./ids.js";
-import { type RawHttpClient, rawFilePath } from "./raw-http.js";
-import { call, retryingStream, SbxRpc, type SbxRpcShape } from "./rpc.js";
+import { type RawHttpClient, rawFilePath } from "./raw-routes.js";
+import { call, retryingStream, SbxConnection, type SbxConnectionShape } from "./rpc.js";
 import { markTransient, toSandboxError } from "./rpc-errors.js";
 import { detailOf, rpcFailureFromJson, rpcFailureOf } from "./rpc-failure.js";
-import { concat } from "./stream-reader.js";
 import { validateAbsolutePath } from "./validation.js";
 
 export interface FileInfo {
@@ -60,11 +60,12 @@ export const fileInfoOf = (info: WireFileInfo): FileInfo => ({
   ...(info.symlinkTarget ? { symlinkTarget: info.symlinkTarget } : {}),
 });
 
-const pathOf = (path: unknown) => validateAbsolutePath(path, "path");
+/** The path, validated: a bad one fails the effect with `InvalidError` (thrown, it would be a defect). */
+const pathOf = (path: unknown): Effect.Effect<string, InvalidError> =>
+  Effect.try({ try: () => validateAbsolutePath(path, "path"), catch: (error) => error as InvalidError });
 
-export const statPath = (sandboxId: string, path: string): Effect.Effect<FileInfo, SandboxError, SbxRpc> =>
-  Effect.suspend(() => {
-    const p = pathOf(path);
+export const statPath = (sandboxId: string, path: string): Effect.Effect<FileInfo, SandboxError, SbxConnection> =>
+  Effect.flatMap(pathOf(path), (p) => {
     return call(`stat ${p}`, (rpc, o) => rpc.files.stat({ sandboxId, path: p }, o)).pipe(
       Effect.flatMap((r) =>
         r.info ? Effect.succeed(fileInfoOf(r.info)) : Effect.fail(new InternalError(`stat ${p}: no info`)),
@@ -72,9 +73,8 @@ export const statPath = (sandboxId: string, path: string): Effect.Effect<FileInf
     );
   });
 
-export const listFiles = (sandboxId: string, path: string): Effect.Effect<FileInfo[], SandboxError, SbxRpc> =>
-  Effect.suspend(() => {
-    const p = pathOf(path);
+export const listFiles = (sandboxId: string, path: string): Effect.Effect<FileInfo[], SandboxError, SbxConnection> =>
+  Effect.flatMap(pathOf(path), (p) => {
     return call(`list ${p}`, (rpc, o) => rpc.files.listFiles({ sandboxId, path: p }, o)).pipe(
       Effect.map((r) => r.entries.map(fileInfoOf)),
     );
@@ -91,10 +91,10 @@ function filesystemKindOf(error: unknown): FilesystemErrorKind | undefined {
  */
 function onceOnRetry<A>(
   what: string,
-  invoke: (rpc: SbxRpcShape, options: CallOptions) => Promise<A>,
+  invoke: (rpc: SbxConnectionShape, options: CallOptions) => Promise<A>,
   alreadyDone: FilesystemErrorKind,
-  check: () => Effect.Effect<boolean, SandboxError, SbxRpc> = () => Effect.succeed(true),
-): Effect.Effect<void, SandboxError, SbxRpc> {
+  check: () => Effect.Effect<boolean, SandboxError, SbxConnection> = () => Effect.succeed(true),
+): Effect.Effect<void, SandboxError, SbxConnection> {
   let attempted = false;
   let doneBefore = false;
   return call(what, async (rpc, options) => {
@@ -120,9 +120,8 @@ export const makeDirectory = (
   sandboxId: string,
   path: string,
   createParents: boolean,
-): Effect.Effect<void, SandboxError, SbxRpc> =>
-  Effect.suspend(() => {
-    const p = pathOf(path);
+): Effect.Effect<void, SandboxError, SbxConnection> =>
+  Effect.flatMap(pathOf(path), (p) => {
     // Without parents, a retry after a lost answer finds the directory made: that is success.
     return onceOnRetry(
       `make directory ${p}`,
@@ -136,9 +135,8 @@ export const removePath = (
   sandboxId: string,
   path: string,
   recursive: boolean,
-): Effect.Effect<void, SandboxError, SbxRpc> =>
-  Effect.suspend(() => {
-    const p = pathOf(path);
+): Effect.Effect<void, SandboxError, SbxConnection> =>
+  Effect.flatMap(pathOf(path), (p) => {
     // A retry after a lost answer finds the path gone: that is success.
     return onceOnRetry(
       `remove ${p}`,
@@ -155,11 +153,11 @@ export const fileChunks = (
   sandboxId: string,
   path: string,
   fromOffset = 0,
-): Stream.Stream<Uint8Array, SandboxError, SbxRpc> =>
+): Stream.Stream<Uint8Array, SandboxError, SbxConnection> =>
   Stream.unwrap(
     Effect.gen(function* () {
-      const p = pathOf(path);
-      const rpc = yield* SbxRpc;
+      const p = yield* pathOf(path);
+      const rpc = yield* SbxConnection;
       const cursor = { offset: fromOffset, raw: rpc.rawHttp !== undefined };
       const what = `read ${p}`;
       /** The bytes through a raw GET; false when the server would not serve it (then Connect). */
@@ -256,7 +254,7 @@ function abortOnReturn<A>(attempt: (controller: AbortController) => AsyncGenerat
   };
 }
 
-export const readFile = (sandboxId: string, path: string): Effect.Effect<Uint8Array, SandboxError, SbxRpc> =>
+export const readFile = (sandboxId: string, path: string): Effect.Effect<Uint8Array, SandboxError, SbxConnection> =>
   fileChunks(sandboxId, path).pipe(
     Stream.runCollect,
     Effect.map((chunks) => concat(Array.from(chunks))),
@@ -265,7 +263,7 @@ export const readFile = (sandboxId: string, path: string): Effect.Effect<Uint8Ar
 /** One upload chunk as a raw PUT: its answer, or undefined when the server lacks the route. */
 async function rawPut(
   raw: RawHttpClient,
-  rpc: SbxRpcShape,
+  rpc: SbxConnectionShape,
   options: CallOptions,
   chunk: { sandboxId: string; path: string; uploadId: string; offset: number; data: Pieces; finish: boolean },
 ): Promise<{ committedOffset: bigint; finished: boolean } | undefined> {
@@ -295,19 +293,6 @@ async function rawPut(
 type Pieces = readonly Uint8Array[];
 
 const sizeOf = (pieces: Pieces) => pieces.reduce((n, piece) => n + piece.byteLength, 0);
-
-/** The bytes of `pieces` from `skip` on (sharing their memory). */
-export function skipBytes(pieces: Pieces, skip: number): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (const piece of pieces) {
-    if (skip >= piece.byteLength) skip -= piece.byteLength;
-    else {
-      out.push(skip > 0 ? piece.subarray(skip) : piece);
-      skip = 0;
-    }
-  }
-  return out;
-}
 
 /**
  * Pieces of any size grouped into chunks of `size` bytes (the last may be shorter). A chunk
@@ -370,10 +355,10 @@ export const writeFile = (
   path: string,
   source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   options: WriteFileOptions = {},
-): Effect.Effect<number, SandboxError, SbxRpc> =>
+): Effect.Effect<number, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
-    const p = pathOf(path);
-    const rpc = yield* SbxRpc;
+    const p = yield* pathOf(path);
+    const rpc = yield* SbxConnection;
     const uploadId = randomId("up-");
     const what = `write ${p}`;
     let raw = rpc.rawHttp;
@@ -450,8 +435,6 @@ export interface FileWatchEvent {
   readonly paths: readonly string[];
 }
 
-export const WATCH_EVENT_TYPES = ["create", "modify", "delete", "rename"] as const;
-
 const WIRE_WATCH_TYPES: Record<FileWatchEventType, WatchEventType> = {
   create: WatchEventType.CREATE,
   modify: WatchEventType.MODIFY,
@@ -472,11 +455,11 @@ export const watchEvents = (
   sandboxId: string,
   path: string,
   options: { recursive: boolean; filter: readonly FileWatchEventType[]; onReady: () => void },
-): Stream.Stream<FileWatchEvent, SandboxError, SbxRpc> =>
+): Stream.Stream<FileWatchEvent, SandboxError, SbxConnection> =>
   Stream.unwrap(
     Effect.gen(function* () {
-      const p = pathOf(path);
-      const rpc = yield* SbxRpc;
+      const p = yield* pathOf(path);
+      const rpc = yield* SbxConnection;
       const what = `watch ${p}`;
       const filter = options.filter.map((type) => WIRE_WATCH_TYPES[type]);
       let readyBefore = false;

@@ -4,25 +4,31 @@
  * stays bounded; reads resume after a dropped connection, writes resend one chunk at most,
  * and a written file appears all at once (written beside it, then renamed into place).
  */
-import type { ClientRuntime } from "./client-runtime.js";
-import { InvalidError } from "./errors.js";
-import {
-  type FileInfo,
-  type FileWatchEvent,
-  type FileWatchEventType,
-  fileChunks,
-  listFiles,
-  makeDirectory,
-  readFile,
-  removePath,
-  statPath,
-  WATCH_EVENT_TYPES,
-  watchEvents,
-  writeFile,
-} from "./filesystem-ops.js";
+import * as Effect from "effect/Effect";
+import * as Stream from "effect/Stream";
+import type { EffectRunner } from "./effect-runner.js";
+import { InvalidError, type SandboxError } from "./errors.js";
+import type { FileInfo, FileWatchEvent, FileWatchEventType } from "./filesystem-ops.js";
+import { loadOnFirstUse } from "./load-on-first-use.js";
+import type { SbxConnection } from "./rpc.js";
 import { validateAbsolutePath, validateDuration } from "./validation.js";
 
 export type { FileInfo, FileWatchEvent, FileWatchEventType };
+
+/** The event types a watch can be filtered to. */
+export const WATCH_EVENT_TYPES = ["create", "modify", "delete", "rename"] as const;
+
+/**
+ * The file operations (Effects), loaded on first use: an app that never touches files does
+ * not download them (with a bundler that splits code at `import()`).
+ */
+const fileOps = () => loadOnFirstUse(() => import("./filesystem-ops.js"));
+
+/** A stream of the file operations', loaded as `fileOps`. */
+const opsStream = <A>(
+  use: (ops: typeof import("./filesystem-ops.js")) => Stream.Stream<A, SandboxError, SbxConnection>,
+): Stream.Stream<A, SandboxError, SbxConnection> =>
+  Stream.unwrap(Effect.map(Effect.tryPromise({ try: fileOps, catch: (error) => error as SandboxError }), use));
 
 export interface WatchOptions extends FileCallOptions {
   /** Also report changes in every directory below `path` (new ones included). */
@@ -52,12 +58,12 @@ export interface FileCallOptions {
 const encoder = new TextEncoder();
 
 export class SandboxFilesystem {
-  readonly #runtime: () => ClientRuntime;
+  readonly #runner: () => EffectRunner;
   readonly #sandboxId: string;
 
   /** @internal */
-  constructor(runtime: () => ClientRuntime, sandboxId: string) {
-    this.#runtime = runtime;
+  constructor(runner: () => EffectRunner, sandboxId: string) {
+    this.#runner = runner;
     this.#sandboxId = sandboxId;
   }
 
@@ -67,7 +73,9 @@ export class SandboxFilesystem {
   }
 
   async readBytes(path: string, options: FileCallOptions = {}): Promise<Uint8Array> {
-    return this.#runtime().run(readFile(this.#sandboxId, path), options.signal);
+    const runner = this.#runner();
+    const { readFile } = await fileOps();
+    return runner.run(readFile(this.#sandboxId, path), options.signal);
   }
 
   /** The file's bytes in chunks, for files too large to hold in memory. */
@@ -78,11 +86,15 @@ export class SandboxFilesystem {
       offset?: number;
     } = {},
   ): AsyncIterable<Uint8Array> {
-    const runtime = this.#runtime();
+    const runner = this.#runner();
     const offset = options.offset ?? 0;
     if (!Number.isSafeInteger(offset) || offset < 0)
       throw new InvalidError(`offset must be a byte offset, got ${offset}`);
-    return runtime.iterate(fileChunks(this.#sandboxId, path, offset), options.signal);
+    const sandboxId = this.#sandboxId;
+    return runner.iterate(
+      opsStream((ops) => ops.fileChunks(sandboxId, path, offset)),
+      options.signal,
+    );
   }
 
   /** Writes UTF-8 text (parent directories created, an existing file replaced, its mode kept). */
@@ -93,7 +105,9 @@ export class SandboxFilesystem {
 
   async writeBytes(data: Uint8Array, path: string, options: FileCallOptions = {}): Promise<void> {
     if (!(data instanceof Uint8Array)) throw new InvalidError("writeBytes: data must be a Uint8Array");
-    await this.#runtime().run(writeFile(this.#sandboxId, path, [data]), options.signal);
+    const runner = this.#runner();
+    const { writeFile } = await fileOps();
+    await runner.run(writeFile(this.#sandboxId, path, [data]), options.signal);
   }
 
   /** Writes a file from chunks as they come (e.g. a stream), with bounded memory. */
@@ -102,17 +116,23 @@ export class SandboxFilesystem {
     path: string,
     options: FileCallOptions = {},
   ): Promise<void> {
-    await this.#runtime().run(writeFile(this.#sandboxId, path, source), options.signal);
+    const runner = this.#runner();
+    const { writeFile } = await fileOps();
+    await runner.run(writeFile(this.#sandboxId, path, source), options.signal);
   }
 
   /** The entries of a directory, sorted by name; symlinks are described, not followed. */
   async listFiles(path: string, options: FileCallOptions = {}): Promise<FileInfo[]> {
-    return this.#runtime().run(listFiles(this.#sandboxId, path), options.signal);
+    const runner = this.#runner();
+    const { listFiles } = await fileOps();
+    return runner.run(listFiles(this.#sandboxId, path), options.signal);
   }
 
   /** One path's metadata; a symlink is described, not followed. */
   async stat(path: string, options: FileCallOptions = {}): Promise<FileInfo> {
-    return this.#runtime().run(statPath(this.#sandboxId, path), options.signal);
+    const runner = this.#runner();
+    const { statPath } = await fileOps();
+    return runner.run(statPath(this.#sandboxId, path), options.signal);
   }
 
   /**
@@ -126,7 +146,9 @@ export class SandboxFilesystem {
       createParents?: boolean;
     } = {},
   ): Promise<void> {
-    await this.#runtime().run(makeDirectory(this.#sandboxId, path, options.createParents ?? true), options.signal);
+    const runner = this.#runner();
+    const { makeDirectory } = await fileOps();
+    await runner.run(makeDirectory(this.#sandboxId, path, options.createParents ?? true), options.signal);
   }
 
   /** Removes a file, a symlink, an empty directory, or (`recursive`) a directory and its contents. */
@@ -137,7 +159,9 @@ export class SandboxFilesystem {
       recursive?: boolean;
     } = {},
   ): Promise<void> {
-    await this.#runtime().run(removePath(this.#sandboxId, path, options.recursive ?? false), options.signal);
+    const runner = this.#runner();
+    const { removePath } = await fileOps();
+    await runner.run(removePath(this.#sandboxId, path, options.recursive ?? false), options.signal);
   }
 
   /**
@@ -155,11 +179,13 @@ export class SandboxFilesystem {
       );
     }
     const timeoutMs = options.timeoutMs === undefined ? 0 : validateDuration(options.timeoutMs, "timeoutMs");
-    const runtime = this.#runtime();
+    const runner = this.#runner();
+    const sandboxId = this.#sandboxId;
+    const recursive = options.recursive ?? false;
     return new FileWatch(
       (onReady, signal) =>
-        runtime.iterate(
-          watchEvents(this.#sandboxId, path, { recursive: options.recursive ?? false, filter, onReady }),
+        runner.iterate(
+          opsStream((ops) => ops.watchEvents(sandboxId, path, { recursive, filter, onReady })),
           signal,
         ),
       options.signal,
@@ -174,23 +200,25 @@ export class SandboxFilesystem {
  * plain `SandboxFilesystem`, whose type has no local methods at all.
  */
 export class LocalSandboxFilesystem extends SandboxFilesystem {
-  readonly #runtime: () => ClientRuntime;
+  readonly #runner: () => EffectRunner;
   readonly #sandboxId: string;
   readonly #local: LocalFiles;
 
   /** @internal */
-  constructor(runtime: () => ClientRuntime, sandboxId: string, local: LocalFiles) {
-    super(runtime, sandboxId);
-    this.#runtime = runtime;
+  constructor(runner: () => EffectRunner, sandboxId: string, local: LocalFiles) {
+    super(runner, sandboxId);
+    this.#runner = runner;
     this.#sandboxId = sandboxId;
     this.#local = local;
   }
 
   /** Copies a local file into the sandbox (streamed; parents created; overwrites). */
   async copyFromLocal(localPath: string, remotePath: string, options: FileCallOptions = {}): Promise<void> {
+    const runner = this.#runner();
+    const { writeFile } = await fileOps();
     const pieces = this.#local.read(localPath)[Symbol.asyncIterator]();
     try {
-      await this.#runtime().run(
+      await runner.run(
         writeFile(this.#sandboxId, remotePath, { [Symbol.asyncIterator]: () => pieces }, { piecesReused: true }),
         options.signal,
       );
@@ -208,13 +236,13 @@ export class LocalSandboxFilesystem extends SandboxFilesystem {
 }
 
 /** Builds a sandbox's `filesystem` (see `ClientDefaults.localFilesystem`). */
-export type FilesystemFactory = (runtime: () => ClientRuntime, sandboxId: string) => SandboxFilesystem;
+export type FilesystemFactory = (runner: () => EffectRunner, sandboxId: string) => SandboxFilesystem;
 
 /** `sb.filesystem` with copies between local paths and the sandbox, through `files`. */
 export const localFilesystems =
   (files: LocalFiles): FilesystemFactory =>
-  (runtime, sandboxId) =>
-    new LocalSandboxFilesystem(runtime, sandboxId, files);
+  (runner, sandboxId) =>
+    new LocalSandboxFilesystem(runner, sandboxId, files);
 
 /** Events waiting to be read beyond this many are dropped for one "overflow" event. */
 const MAX_BUFFERED_EVENTS = 10_000;

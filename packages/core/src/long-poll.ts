@@ -1,7 +1,7 @@
 import * as Clock from "effect/Clock";
 import * as Effect from "effect/Effect";
 import { type SandboxError, TimeoutError } from "./errors.js";
-import { SbxRpc } from "./rpc.js";
+import { SbxConnection } from "./rpc.js";
 
 /**
  * Waits by long-polling: asks the server to hold each call up to `longPollMs` (less when the
@@ -10,11 +10,11 @@ import { SbxRpc } from "./rpc.js";
  */
 export const longPoll = <T extends { readonly done: boolean }>(
   what: string,
-  poll: (holdMs: number) => Effect.Effect<T, SandboxError, SbxRpc>,
+  poll: (holdMs: number) => Effect.Effect<T, SandboxError, SbxConnection>,
   timeoutMs?: number,
-): Effect.Effect<T, SandboxError, SbxRpc> =>
+): Effect.Effect<T, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
-    const { config } = yield* SbxRpc;
+    const { config } = yield* SbxConnection;
     const start = yield* Clock.currentTimeMillis;
     const deadline = timeoutMs === undefined ? undefined : start + timeoutMs;
     for (;;) {

@@ -4,7 +4,7 @@
  * marker, the read is reopened at the first byte not yet delivered, so no byte is lost or
  * repeated. Retries follow the client's retry schedule, reset whenever bytes arrive.
  *
- * With a raw output reader (see raw-output.ts) the bytes come through the raw stream, and
+ * With raw HTTP (see raw-routes.ts) the bytes come through the raw stream, and
  * ReadOutput is asked only for the end marker once the raw body has ended.
  */
 
@@ -14,10 +14,11 @@ import * as Effect from "effect/Effect";
 import * as Stream from "effect/Stream";
 import type { SandboxError } from "./errors.js";
 import { ConnectionError, InternalError } from "./errors.js";
-import { type RawHttpClient, rawOutputPath } from "./raw-http.js";
+import { type RawHttpClient, rawOutputPath } from "./raw-routes.js";
 import { sandboxEndedError } from "./returncode.js";
-import { retryingStream, SbxRpc, type SbxRpcShape } from "./rpc.js";
+import { retryingStream, SbxConnection, type SbxConnectionShape } from "./rpc.js";
 import { markTransient, toSandboxError } from "./rpc-errors.js";
+import { type TextChunk, Utf8Decoder } from "./utf8.js";
 
 export type OutputName = "stdout" | "stderr";
 
@@ -43,7 +44,7 @@ export interface OutputBytes {
 /** Bytes through the raw stream, until its body ends (then `cursor.raw` turns false). */
 async function* rawAttempt(
   reader: RawHttpClient,
-  rpc: SbxRpcShape,
+  rpc: SbxConnectionShape,
   source: OutputSource,
   cursor: ReadCursor,
   signal: AbortSignal,
@@ -72,7 +73,7 @@ async function* rawAttempt(
 }
 
 async function* readAttempt(
-  rpc: SbxRpcShape,
+  rpc: SbxConnectionShape,
   source: OutputSource,
   cursor: ReadCursor,
   controller: AbortController,
@@ -128,7 +129,11 @@ async function* readAttempt(
  * from the server, which may be minutes away), so a consumer that stops reading would
  * otherwise stay attached to the command until more output arrives.
  */
-function attemptIterable(rpc: SbxRpcShape, source: OutputSource, cursor: ReadCursor): AsyncIterable<OutputBytes> {
+function attemptIterable(
+  rpc: SbxConnectionShape,
+  source: OutputSource,
+  cursor: ReadCursor,
+): AsyncIterable<OutputBytes> {
   return {
     [Symbol.asyncIterator]() {
       const controller = new AbortController();
@@ -152,10 +157,13 @@ function attemptIterable(rpc: SbxRpcShape, source: OutputSource, cursor: ReadCur
 }
 
 /** The bytes of one process stream from `fromOffset` to its end, surviving dropped connections. */
-export const outputChunks = (source: OutputSource, fromOffset = 0): Stream.Stream<OutputBytes, SandboxError, SbxRpc> =>
+export const outputChunks = (
+  source: OutputSource,
+  fromOffset = 0,
+): Stream.Stream<OutputBytes, SandboxError, SbxConnection> =>
   Stream.unwrap(
     Effect.gen(function* () {
-      const rpc = yield* SbxRpc;
+      const rpc = yield* SbxConnection;
       const cursor: ReadCursor = { offset: fromOffset, raw: rpc.rawHttp !== undefined };
       const attempt = Stream.suspend(() =>
         Stream.fromAsyncIterable(attemptIterable(rpc, source, cursor), (error) =>
@@ -166,12 +174,36 @@ export const outputChunks = (source: OutputSource, fromOffset = 0): Stream.Strea
     }),
   );
 
-export const outputBytes = (source: OutputSource, fromOffset = 0): Stream.Stream<Uint8Array, SandboxError, SbxRpc> =>
+export const outputBytes = (
+  source: OutputSource,
+  fromOffset = 0,
+): Stream.Stream<Uint8Array, SandboxError, SbxConnection> =>
   outputChunks(source, fromOffset).pipe(Stream.map((chunk) => chunk.data));
 
-/** UTF-8 text; a character split across chunks (or across a resume) is never broken. */
-export const outputText = (source: OutputSource, fromOffset = 0): Stream.Stream<string, SandboxError, SbxRpc> =>
-  outputBytes(source, fromOffset).pipe(
-    Stream.decodeText,
-    Stream.filter((text) => text.length > 0),
+/**
+ * UTF-8 text with the byte range each piece came from (see `Utf8Decoder`); a character split
+ * across chunks (or across a resume) is never broken. Resume after the `end` of the last piece.
+ */
+export const outputTextChunks = (
+  source: OutputSource,
+  fromOffset = 0,
+): Stream.Stream<TextChunk, SandboxError, SbxConnection> =>
+  outputChunks(source, fromOffset).pipe(
+    Stream.mapAccum(
+      () => new Utf8Decoder(fromOffset),
+      (decoder, chunk) => {
+        const text = decoder.decode(chunk.offset, chunk.data);
+        return [decoder, text ? [text] : []] as const;
+      },
+      {
+        onHalt: (decoder) => {
+          const rest = decoder.end();
+          return rest ? [rest] : [];
+        },
+      },
+    ),
   );
+
+/** UTF-8 text; a character split across chunks (or across a resume) is never broken. */
+export const outputText = (source: OutputSource, fromOffset = 0): Stream.Stream<string, SandboxError, SbxConnection> =>
+  outputTextChunks(source, fromOffset).pipe(Stream.map((chunk) => chunk.text));

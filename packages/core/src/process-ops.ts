@@ -1,5 +1,5 @@
 /**
- * Process operations as Effects over `SbxRpc`: start (with a client-chosen id, so a retried
+ * Process operations as Effects over `SbxConnection`: start (with a client-chosen id, so a retried
  * start never runs twice), wait, signal and offset-addressed stdin writes.
  */
 import { type Process as ProcessInfo, type ProcessSpec, ptySizeProblem } from "@sbx/proto";
@@ -9,7 +9,7 @@ import { FailedPreconditionError, InvalidError, type SandboxError } from "./erro
 import { randomId } from "./ids.js";
 import { longPoll, longPollSettings } from "./long-poll.js";
 import { sandboxEndedError } from "./returncode.js";
-import { call, type SbxRpc } from "./rpc.js";
+import { call, type SbxConnection } from "./rpc.js";
 import { getSandbox, isFinished } from "./sandbox-ops.js";
 import { validateAbsolutePath, validateArgv, validateDuration, validateEnv, validateOneOf } from "./validation.js";
 
@@ -118,7 +118,7 @@ export const startProcess = (
   sandboxId: string,
   argv: string[],
   options: ExecOptions = {},
-): Effect.Effect<ProcessInfo, SandboxError, SbxRpc> =>
+): Effect.Effect<ProcessInfo, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
     const spec = yield* validated(() => processSpecOf(argv, options));
     return yield* startProcessWith(sandboxId, randomId("p-"), spec);
@@ -129,7 +129,7 @@ export const startProcessWith = (
   sandboxId: string,
   processId: string,
   spec: ProcessSpec,
-): Effect.Effect<ProcessInfo, SandboxError, SbxRpc> =>
+): Effect.Effect<ProcessInfo, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
     const response = yield* call(`exec in sandbox ${sandboxId}`, (rpc, o) =>
       rpc.processes.startProcess({ sandboxId, processId, spec }, o),
@@ -142,7 +142,10 @@ export const startProcessWith = (
  * (`SandboxTerminatedError`, or `SandboxTimeoutError` after a timeout) rather than as a bare
  * precondition failure; any other failure is left as it is.
  */
-const endedSandboxError = (sandboxId: string, error: SandboxError): Effect.Effect<never, SandboxError, SbxRpc> => {
+const endedSandboxError = (
+  sandboxId: string,
+  error: SandboxError,
+): Effect.Effect<never, SandboxError, SbxConnection> => {
   if (!(error instanceof FailedPreconditionError)) return Effect.fail(error);
   return getSandbox(sandboxId).pipe(
     Effect.catch(() => Effect.fail(error)),
@@ -154,7 +157,10 @@ const endedSandboxError = (sandboxId: string, error: SandboxError): Effect.Effec
   );
 };
 
-export const getProcess = (sandboxId: string, processId: string): Effect.Effect<ProcessInfo, SandboxError, SbxRpc> =>
+export const getProcess = (
+  sandboxId: string,
+  processId: string,
+): Effect.Effect<ProcessInfo, SandboxError, SbxConnection> =>
   call(`get process ${processId}`, (rpc, o) => rpc.processes.getProcess({ sandboxId, processId }, o)).pipe(
     Effect.map(processOf),
   );
@@ -163,7 +169,7 @@ export const waitProcess = (
   sandboxId: string,
   processId: string,
   timeoutMs?: number,
-): Effect.Effect<ProcessInfo, SandboxError, SbxRpc> =>
+): Effect.Effect<ProcessInfo, SandboxError, SbxConnection> =>
   longPoll(
     `waiting for process ${processId}`,
     (holdMs) =>
@@ -179,7 +185,7 @@ export const signalProcess = (
   sandboxId: string,
   processId: string,
   signal?: SignalName | number,
-): Effect.Effect<ProcessInfo, SandboxError, SbxRpc> =>
+): Effect.Effect<ProcessInfo, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
     const n = yield* validated(() => signalNumber(signal));
     const response = yield* call(`signal process ${processId}`, (rpc, o) =>
@@ -198,7 +204,7 @@ export const writeStdin = (
   offset: number,
   data: Uint8Array,
   eof = false,
-): Effect.Effect<number, SandboxError, SbxRpc> =>
+): Effect.Effect<number, SandboxError, SbxConnection> =>
   call(`write stdin of ${processId}`, (rpc, o) =>
     rpc.processes.writeStdin({ sandboxId, processId, offset: BigInt(offset), data, eof }, o),
   ).pipe(Effect.map((r) => Number(r.committedOffset)));
@@ -208,7 +214,7 @@ export const resizePty = (
   processId: string,
   rows: number,
   cols: number,
-): Effect.Effect<void, SandboxError, SbxRpc> =>
+): Effect.Effect<void, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
     const size = yield* validated(() => validatePtySize({ rows, cols }));
     yield* call(`resize the terminal of ${processId}`, (rpc, o) =>

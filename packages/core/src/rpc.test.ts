@@ -8,7 +8,7 @@ import { resolveConfig } from "./config.js";
 import { connectClients } from "./connect.js";
 import { ConnectionError, InvalidError, QuotaExceededError, TimeoutError } from "./errors.js";
 import { outputBytes, outputText } from "./output-stream.js";
-import { retryingStream, rpcLayer } from "./rpc.js";
+import { connectionLayer, retryingStream } from "./rpc.js";
 import { markTransient } from "./rpc-errors.js";
 import { createSandbox, getSandbox } from "./sandbox-ops.js";
 
@@ -18,13 +18,15 @@ function harness(
   routes: Parameters<typeof createRouterTransport>[0],
   options: Parameters<typeof resolveConfig>[0] = {},
 ) {
-  const layer = rpcLayer(connectClients(createRouterTransport(routes)), {
+  const layer = connectionLayer(connectClients(createRouterTransport(routes)), {
     ...resolveConfig(options),
     retryBaseMs: 5,
     retryMaxDelayMs: 20,
   });
-  return <A, E>(effect: Effect.Effect<A, E, never> | Effect.Effect<A, E, import("./rpc.js").SbxRpc>) =>
-    Effect.runPromise(Effect.result(Effect.provide(effect as Effect.Effect<A, E, import("./rpc.js").SbxRpc>, layer)));
+  return <A, E>(effect: Effect.Effect<A, E, never> | Effect.Effect<A, E, import("./rpc.js").SbxConnection>) =>
+    Effect.runPromise(
+      Effect.result(Effect.provide(effect as Effect.Effect<A, E, import("./rpc.js").SbxConnection>, layer)),
+    );
 }
 
 describe("call: retries and deadlines", () => {

@@ -1,6 +1,8 @@
 /**
- * The RPC service: typed clients for the sbx.v1 services plus the client's configuration, and
- * `call`, which runs one unary RPC with retries and a deadline. The clients come from the
+ * `SbxConnection`, the service every operation of the Effect API needs: how this client
+ * reaches an sbx server (typed clients for the sbx.v1 services, the resolved configuration,
+ * the auth headers, raw HTTP for bulk bytes), like a database client's connection. And `call`,
+ * which runs one unary RPC over it with retries and a deadline. The clients come from the
  * adapter: Connect's over a Connect transport (`@sbx/core/connect`), or @sbx/web's own.
  */
 import type { CallOptions, Client } from "@connectrpc/connect";
@@ -11,7 +13,7 @@ import * as Layer from "effect/Layer";
 import * as Stream from "effect/Stream";
 import type { ResolvedConfig } from "./config.js";
 import { type SandboxError, TimeoutError } from "./errors.js";
-import type { RawHttpClient } from "./raw-http.js";
+import type { RawHttpClient } from "./raw-routes.js";
 import { isTransient, retryAfterOf, toSandboxError } from "./rpc-errors.js";
 
 /**
@@ -24,7 +26,7 @@ export interface RpcClients {
   readonly files: Client<typeof FilesystemService>;
 }
 
-export interface SbxRpcShape extends RpcClients {
+export interface SbxConnectionShape extends RpcClients {
   readonly config: ResolvedConfig;
   /** Headers sent with every call (authorization). */
   readonly headers: Record<string, string>;
@@ -32,9 +34,14 @@ export interface SbxRpcShape extends RpcClients {
   readonly rawHttp?: RawHttpClient | undefined;
 }
 
-export class SbxRpc extends Context.Service<SbxRpc, SbxRpcShape>()("@sbx/core/SbxRpc") {}
+/** The Effect service: provide it with `layer(transport)` from `@sbx/core/effect` (or an adapter's `/effect`). */
+export class SbxConnection extends Context.Service<SbxConnection, SbxConnectionShape>()("@sbx/core/SbxConnection") {}
 
-export function makeRpc(clients: RpcClients, config: ResolvedConfig, rawHttp?: RawHttpClient): SbxRpcShape {
+export function makeConnection(
+  clients: RpcClients,
+  config: ResolvedConfig,
+  rawHttp?: RawHttpClient,
+): SbxConnectionShape {
   return {
     rawHttp,
     sandboxes: clients.sandboxes,
@@ -45,8 +52,8 @@ export function makeRpc(clients: RpcClients, config: ResolvedConfig, rawHttp?: R
   };
 }
 
-export const rpcLayer = (clients: RpcClients, config: ResolvedConfig): Layer.Layer<SbxRpc> =>
-  Layer.succeed(SbxRpc, makeRpc(clients, config));
+export const connectionLayer = (clients: RpcClients, config: ResolvedConfig): Layer.Layer<SbxConnection> =>
+  Layer.succeed(SbxConnection, makeConnection(clients, config));
 
 /**
  * The retry policy for transient failures: the delay before retry number `failures + 1`, or
@@ -130,11 +137,11 @@ export const withDeadline = <A, E, R>(
  */
 export const call = <A>(
   what: string,
-  invoke: (rpc: SbxRpcShape, options: CallOptions) => Promise<A>,
+  invoke: (rpc: SbxConnectionShape, options: CallOptions) => Promise<A>,
   settings: CallSettings = {},
-): Effect.Effect<A, SandboxError, SbxRpc> =>
+): Effect.Effect<A, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
-    const rpc = yield* SbxRpc;
+    const rpc = yield* SbxConnection;
     const deadline = settings.timeoutMs ?? rpc.config.timeoutMs;
     // Each attempt has its own deadline too, so one hung attempt is retried, not waited out.
     const attemptTimeoutMs = settings.attemptTimeoutMs ?? Math.min(deadline, rpc.config.attemptTimeoutMs);

@@ -1,5 +1,5 @@
 /**
- * Sandbox operations as Effects over `SbxRpc`: the Effect API, and what the Promise API's
+ * Sandbox operations as Effects over `SbxConnection`: the Effect API, and what the Promise API's
  * `Sandbox` and `SandboxClient` run.
  */
 import type { Sandbox as SandboxInfo, SandboxSpec } from "@sbx/proto";
@@ -11,7 +11,7 @@ import { InvalidError, type SandboxError } from "./errors.js";
 import { randomId } from "./ids.js";
 import { longPoll, longPollSettings } from "./long-poll.js";
 import type { Probe } from "./probe.js";
-import { call, type SbxRpc } from "./rpc.js";
+import { call, type SbxConnection } from "./rpc.js";
 import {
   MAX_SANDBOX_TIMEOUT_MS,
   validateAbsolutePath,
@@ -184,7 +184,9 @@ const sandboxOf = (response: { sandbox?: SandboxInfo | undefined }): SandboxInfo
   return response.sandbox;
 };
 
-export const createSandbox = (options: CreateSandboxOptions = {}): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
+export const createSandbox = (
+  options: CreateSandboxOptions = {},
+): Effect.Effect<SandboxInfo, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
     const spec = yield* validated(() => sandboxSpecOf(options));
     // One idempotency key for every attempt: a retried create never makes a second sandbox.
@@ -193,14 +195,17 @@ export const createSandbox = (options: CreateSandboxOptions = {}): Effect.Effect
     return sandboxOf(response);
   });
 
-export const getSandbox = (sandboxId: string): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
+export const getSandbox = (sandboxId: string): Effect.Effect<SandboxInfo, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
     yield* validated(() => validateId(sandboxId, "sandbox id"));
     const response = yield* call(`get sandbox ${sandboxId}`, (rpc, o) => rpc.sandboxes.getSandbox({ sandboxId }, o));
     return sandboxOf(response);
   });
 
-export const lookupSandbox = (name: string, app = DEFAULT_APP): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
+export const lookupSandbox = (
+  name: string,
+  app = DEFAULT_APP,
+): Effect.Effect<SandboxInfo, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
     yield* validated(() => {
       validateName(name);
@@ -213,7 +218,9 @@ export const lookupSandbox = (name: string, app = DEFAULT_APP): Effect.Effect<Sa
   });
 
 /** Every matching sandbox, newest first, fetched page by page as the stream is consumed. */
-export const listSandboxes = (options: ListSandboxesOptions = {}): Stream.Stream<SandboxInfo, SandboxError, SbxRpc> =>
+export const listSandboxes = (
+  options: ListSandboxesOptions = {},
+): Stream.Stream<SandboxInfo, SandboxError, SbxConnection> =>
   Stream.unwrap(
     Effect.gen(function* () {
       const app = options.app === undefined ? "" : yield* validated(() => validateName(options.app, "app"));
@@ -231,7 +238,10 @@ export const listSandboxes = (options: ListSandboxesOptions = {}): Stream.Stream
     }),
   );
 
-export const waitSandbox = (sandboxId: string, timeoutMs?: number): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
+export const waitSandbox = (
+  sandboxId: string,
+  timeoutMs?: number,
+): Effect.Effect<SandboxInfo, SandboxError, SbxConnection> =>
   longPoll(
     `waiting for sandbox ${sandboxId}`,
     (holdMs) =>
@@ -243,7 +253,7 @@ export const waitSandbox = (sandboxId: string, timeoutMs?: number): Effect.Effec
     timeoutMs,
   ).pipe(Effect.map((r) => r.sandbox));
 
-export const terminateSandbox = (sandboxId: string): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
+export const terminateSandbox = (sandboxId: string): Effect.Effect<SandboxInfo, SandboxError, SbxConnection> =>
   call(`terminate sandbox ${sandboxId}`, (rpc, o) => rpc.sandboxes.terminateSandbox({ sandboxId }, o)).pipe(
     Effect.map(sandboxOf),
   );
@@ -251,7 +261,7 @@ export const terminateSandbox = (sandboxId: string): Effect.Effect<SandboxInfo, 
 export const setSandboxTags = (
   sandboxId: string,
   tags: Record<string, string>,
-): Effect.Effect<SandboxInfo, SandboxError, SbxRpc> =>
+): Effect.Effect<SandboxInfo, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
     const checked = yield* validated(() => validateTags(tags));
     const response = yield* call(`set tags of sandbox ${sandboxId}`, (rpc, o) =>

@@ -4,25 +4,18 @@
 
 import type { Sandbox as SandboxInfo } from "@sbx/proto";
 import { SandboxState, StdioMode } from "@sbx/proto/wire";
-import type { ClientRuntime } from "./client-runtime.js";
-import {
-  type CommandHandle,
-  type ExecutionResult,
-  type ReconnectOptions,
-  type RunOptions,
-  reconnectCommand,
-  runCommand,
-} from "./command-handle.js";
+import type { CommandHandle, ExecutionResult, ReconnectOptions, RunOptions } from "./command-handle.js";
 import { ContainerProcess, type SignalOptions, type WaitOptions } from "./container-process.js";
+import type { EffectRunner } from "./effect-runner.js";
 import { ClientClosedError, SandboxTerminatedError, TimeoutError } from "./errors.js";
+import type { OpenBinaryMode, OpenMode, OpenTextMode, SandboxFile } from "./file-handle.js";
 import {
-  type OpenBinaryMode,
-  type OpenMode,
-  type OpenTextMode,
-  openSandboxFile,
-  type SandboxFile,
-} from "./file-handle.js";
-import { type FileCallOptions, type LocalSandboxFilesystem, SandboxFilesystem } from "./filesystem.js";
+  type FileCallOptions,
+  type FilesystemFactory,
+  type LocalSandboxFilesystem,
+  SandboxFilesystem,
+} from "./filesystem.js";
+import { loadOnFirstUse } from "./load-on-first-use.js";
 import { type ExecOptions, startProcess } from "./process-ops.js";
 import { knownReturncode, returncodeOf, sandboxTimeoutError } from "./returncode.js";
 import { getSandbox, isFinished, setSandboxTags, terminateSandbox, waitSandbox } from "./sandbox-ops.js";
@@ -46,19 +39,24 @@ export interface TerminateOptions extends SignalOptions {
  */
 export type LocalSandbox = Sandbox & { readonly filesystem: LocalSandboxFilesystem };
 
+/** Commands and their handles (`run`, `reconnect`), loaded on first use (see load-on-first-use.ts). */
+const commandHandles = () => loadOnFirstUse(() => import("./command-handle.js"));
+
 export class Sandbox implements AsyncDisposable {
   readonly id: string;
-  readonly #runtime: ClientRuntime;
+  readonly #runner: EffectRunner;
   #info: SandboxInfo;
   #detached = false;
   #entrypoint: ContainerProcess<string> | undefined;
   #filesystem: SandboxFilesystem | undefined;
+  readonly #makeFilesystem: FilesystemFactory | undefined;
 
-  /** @internal */
-  constructor(runtime: ClientRuntime, info: SandboxInfo) {
-    this.#runtime = runtime;
+  /** @internal `makeFilesystem`: the adapter's `sb.filesystem` with local files, if it has them. */
+  constructor(runner: EffectRunner, info: SandboxInfo, makeFilesystem?: FilesystemFactory) {
+    this.#runner = runner;
     this.#info = info;
     this.id = info.id;
+    this.#makeFilesystem = makeFilesystem;
   }
 
   /** The sandbox's name, if it was given one. */
@@ -90,23 +88,23 @@ export class Sandbox implements AsyncDisposable {
 
   /** Waits for the sandbox to finish and resolves its return code. */
   async wait(options: SandboxWaitOptions = {}): Promise<number> {
-    const runtime = this.#live();
+    const runner = this.#live();
     const timeoutMs = options.timeoutMs === undefined ? undefined : validateDuration(options.timeoutMs, "timeoutMs");
-    this.#info = await runtime.run(waitSandbox(this.id, timeoutMs), options.signal);
+    this.#info = await runner.run(waitSandbox(this.id, timeoutMs), options.signal);
     return this.#finishedCode(options.raiseOnTermination ?? true);
   }
 
   /** The return code if finished, else null (does not wait). */
   async poll(options: SignalOptions = {}): Promise<number | null> {
-    const runtime = this.#live();
-    if (!isFinished(this.#info)) this.#info = await runtime.run(getSandbox(this.id), options.signal);
+    const runner = this.#live();
+    if (!isFinished(this.#info)) this.#info = await runner.run(getSandbox(this.id), options.signal);
     return this.returncode;
   }
 
   /** Terminates the sandbox and everything in it; a no-op if it already finished. */
   async terminate(options: TerminateOptions = {}): Promise<number | undefined> {
-    const runtime = this.#live();
-    this.#info = await runtime.run(terminateSandbox(this.id), options.signal);
+    const runner = this.#live();
+    this.#info = await runner.run(terminateSandbox(this.id), options.signal);
     if (!options.wait) return undefined;
     return this.wait({ raiseOnTermination: false, ...(options.signal ? { signal: options.signal } : {}) });
   }
@@ -140,10 +138,10 @@ export class Sandbox implements AsyncDisposable {
     command: string[],
     options: ExecOptions & SignalOptions = {},
   ): Promise<ContainerProcess<string | Uint8Array>> {
-    const runtime = this.#live();
+    const runner = this.#live();
     const { signal, ...execOptions } = options ?? {};
-    const info = await runtime.run(startProcess(this.id, command, execOptions), signal);
-    return new ContainerProcess<string | Uint8Array>(runtime, info, execOptions.mode ?? "text", {
+    const info = await runner.run(startProcess(this.id, command, execOptions), signal);
+    return new ContainerProcess<string | Uint8Array>(runner, info, execOptions.mode ?? "text", {
       stdout: info.spec?.stdout !== StdioMode.IGNORE,
       stderr: info.spec?.stderr === StdioMode.PIPE || info.spec?.stderr === StdioMode.UNSPECIFIED,
     });
@@ -159,21 +157,26 @@ export class Sandbox implements AsyncDisposable {
   run(command: string, options?: RunOptions & { wait?: true }): Promise<ExecutionResult>;
   run(command: string, options?: RunOptions): Promise<CommandHandle | ExecutionResult>;
   async run(command: string, options: RunOptions = {}): Promise<CommandHandle | ExecutionResult> {
-    return runCommand(this.#live(), this.id, command, options);
+    const runner = this.#live();
+    // Loaded on first use: an app that never runs a command does not download its code.
+    const { runCommand } = await commandHandles();
+    return runCommand(runner, this.id, command, options);
   }
 
   /** A handle for a command started earlier (by any client), resuming at the given offsets. */
   async reconnect(commandId: string, options: ReconnectOptions = {}): Promise<CommandHandle> {
-    return reconnectCommand(this.#live(), this.id, commandId, options);
+    const runner = this.#live();
+    const { reconnectCommand } = await commandHandles();
+    return reconnectCommand(runner, this.id, commandId, options);
   }
 
   /** Resolves once the sandbox is running (and its readiness probe passes, when it has one). */
   async waitUntilReady(options: WaitOptions = {}): Promise<void> {
-    const runtime = this.#live();
+    const runner = this.#live();
     const timeoutMs = options.timeoutMs === undefined ? undefined : validateDuration(options.timeoutMs, "timeoutMs");
     const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
     for (;;) {
-      this.#info = await runtime.run(getSandbox(this.id), options.signal);
+      this.#info = await runner.run(getSandbox(this.id), options.signal);
       if (isFinished(this.#info)) this.#finishedCode(true);
       if (this.#info.state === SandboxState.RUNNING) return;
       if (deadline !== undefined && Date.now() >= deadline) {
@@ -193,14 +196,14 @@ export class Sandbox implements AsyncDisposable {
 
   /** `await using sb = await client.sandboxes.create()` terminates the sandbox on scope exit. */
   async [Symbol.asyncDispose](): Promise<void> {
-    if (this.#detached || this.#runtime.closed) return;
+    if (this.#detached || this.#runner.closed) return;
     await this.terminate();
   }
 
   #entrypointProcess(): ContainerProcess<string> {
-    const runtime = this.#live();
+    const runner = this.#live();
     this.#entrypoint ??= new ContainerProcess<string>(
-      runtime,
+      runner,
       {
         $typeName: "sbx.v1.Process",
         sandboxId: this.id,
@@ -232,8 +235,7 @@ export class Sandbox implements AsyncDisposable {
   /** Files inside the sandbox. */
   get filesystem(): SandboxFilesystem {
     this.#filesystem ??=
-      this.#runtime.localFilesystem?.(() => this.#live(), this.id) ??
-      new SandboxFilesystem(() => this.#live(), this.id);
+      this.#makeFilesystem?.(() => this.#live(), this.id) ?? new SandboxFilesystem(() => this.#live(), this.id);
     return this.#filesystem;
   }
 
@@ -267,9 +269,9 @@ export class Sandbox implements AsyncDisposable {
     mode: OpenMode = "r",
     options: FileCallOptions = {},
   ): Promise<SandboxFile<string> | SandboxFile<Uint8Array>> {
-    return (await openSandboxFile(this.filesystem, path, mode, options)) as
-      | SandboxFile<string>
-      | SandboxFile<Uint8Array>;
+    const filesystem = this.filesystem;
+    const { openSandboxFile } = await loadOnFirstUse(() => import("./file-handle.js"));
+    return (await openSandboxFile(filesystem, path, mode, options)) as SandboxFile<string> | SandboxFile<Uint8Array>;
   }
 
   /** Entry names of a directory (Modal's older `ls`; see `filesystem.listFiles`). */
@@ -299,9 +301,9 @@ export class Sandbox implements AsyncDisposable {
     return this.filesystem.remove(path, options);
   }
 
-  #live(): ClientRuntime {
+  #live(): EffectRunner {
     if (this.#detached) throw new ClientClosedError(`sandbox object ${this.id} was detached`);
-    if (this.#runtime.closed) throw new ClientClosedError("the client is closed");
-    return this.#runtime;
+    if (this.#runner.closed) throw new ClientClosedError("the client is closed");
+    return this.#runner;
   }
 }

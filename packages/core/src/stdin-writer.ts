@@ -3,7 +3,7 @@
  * offset it starts at, so a write retried after a lost response is applied exactly once.
  */
 
-import type { ClientRuntime } from "./client-runtime.js";
+import type { EffectRunner } from "./effect-runner.js";
 import { FailedPreconditionError, InvalidError } from "./errors.js";
 import { writeStdin } from "./process-ops.js";
 
@@ -17,7 +17,7 @@ export interface WriteOptions {
 }
 
 export class StreamWriter {
-  readonly #runtime: ClientRuntime;
+  readonly #runner: EffectRunner;
   readonly #sandboxId: string;
   readonly #processId: string;
   #offset = 0;
@@ -26,8 +26,8 @@ export class StreamWriter {
   #tail: Promise<unknown> = Promise.resolve();
 
   /** @internal `offset`: bytes already written (a writer for a process another client started). */
-  constructor(runtime: ClientRuntime, sandboxId: string, processId: string, offset = 0, closed = false) {
-    this.#runtime = runtime;
+  constructor(runner: EffectRunner, sandboxId: string, processId: string, offset = 0, closed = false) {
+    this.#runner = runner;
     this.#sandboxId = sandboxId;
     this.#processId = processId;
     this.#offset = offset;
@@ -70,7 +70,7 @@ export class StreamWriter {
 
   async #send(data: Uint8Array, eof: boolean, signal: AbortSignal | undefined): Promise<void> {
     const offset = this.#offset;
-    await this.#runtime.run(writeStdin(this.#sandboxId, this.#processId, offset, data, eof), signal);
+    await this.#runner.run(writeStdin(this.#sandboxId, this.#processId, offset, data, eof), signal);
     this.#offset = offset + data.byteLength;
   }
 

@@ -6,8 +6,9 @@
  */
 import * as Effect from "effect/Effect";
 import * as Stream from "effect/Stream";
-import type { ClientRuntime } from "./client-runtime.js";
-import { type OutputSource, outputChunks } from "./output-stream.js";
+import { concat } from "./bytes.js";
+import type { EffectRunner } from "./effect-runner.js";
+import { type OutputSource, outputChunks, outputTextChunks } from "./output-stream.js";
 
 export type StreamMode = "text" | "binary";
 
@@ -17,16 +18,15 @@ export interface ReadOptions {
 }
 
 export class StreamReader<T extends string | Uint8Array = string> implements AsyncIterable<T> {
-  readonly #runtime: ClientRuntime;
+  readonly #runner: EffectRunner;
   readonly #source: OutputSource | undefined;
   readonly #mode: StreamMode;
-  readonly #decoder = new TextDecoder();
-  /** Bytes already delivered to a consumer. */
+  /** Bytes already delivered to a consumer (as text: up to the end of the last whole character). */
   #consumed = 0;
 
   /** @internal `source` undefined: an ignored stream, always empty. */
-  constructor(runtime: ClientRuntime, source: OutputSource | undefined, mode: StreamMode) {
-    this.#runtime = runtime;
+  constructor(runner: EffectRunner, source: OutputSource | undefined, mode: StreamMode) {
+    this.#runner = runner;
     this.#source = source;
     this.#mode = mode;
   }
@@ -36,23 +36,14 @@ export class StreamReader<T extends string | Uint8Array = string> implements Asy
   }
 
   /** The chunks as they arrive; same as iterating the reader, with a signal. */
-  async *chunks(options: ReadOptions = {}): AsyncGenerator<T> {
-    if (this.#mode === "binary") {
-      yield* this.#bytes(options.signal) as AsyncGenerator<T>;
-      return;
-    }
-    for await (const bytes of this.#bytes(options.signal)) {
-      const text = this.#decoder.decode(bytes, { stream: true });
-      if (text) yield text as T;
-    }
-    const rest = this.#decoder.decode();
-    if (rest) yield rest as T;
+  chunks(options: ReadOptions = {}): AsyncGenerator<T> {
+    return (this.#mode === "binary" ? this.#bytes(options.signal) : this.#text(options.signal)) as AsyncGenerator<T>;
   }
 
   /** Lines without their line ending ("\n" or "\r\n"); a last line without one is included. */
   async *lines(options: ReadOptions = {}): AsyncGenerator<string> {
     let pending = "";
-    for await (const chunk of this.#textChunks(options.signal)) {
+    for await (const chunk of this.#text(options.signal)) {
       pending += chunk;
       let newline = pending.indexOf("\n");
       while (newline !== -1) {
@@ -67,7 +58,7 @@ export class StreamReader<T extends string | Uint8Array = string> implements Asy
   /** Everything until the stream ends, as UTF-8 text. */
   async readText(options: ReadOptions = {}): Promise<string> {
     let text = "";
-    for await (const chunk of this.#textChunks(options.signal)) text += chunk;
+    for await (const chunk of this.#text(options.signal)) text += chunk;
     return text;
   }
 
@@ -75,7 +66,7 @@ export class StreamReader<T extends string | Uint8Array = string> implements Asy
   async readBytes(options: ReadOptions = {}): Promise<Uint8Array> {
     if (!this.#source) return new Uint8Array(0);
     const from = this.#consumed;
-    const chunks = await this.#runtime.run(
+    const chunks = await this.#runner.run(
       outputChunks(this.#source, from).pipe(
         Stream.tap((chunk) => Effect.sync(() => (this.#consumed = chunk.offset + chunk.data.byteLength))),
         Stream.runCollect,
@@ -106,39 +97,20 @@ export class StreamReader<T extends string | Uint8Array = string> implements Asy
     });
   }
 
-  async *#textChunks(signal: AbortSignal | undefined): AsyncGenerator<string> {
-    if (this.#mode === "text") {
-      yield* this.chunks({ signal }) as AsyncGenerator<string>;
-      return;
+  /** Text from where the reader has got to (`outputTextChunks`: whole characters only). */
+  async *#text(signal: AbortSignal | undefined): AsyncGenerator<string> {
+    if (!this.#source) return;
+    for await (const chunk of this.#runner.iterate(outputTextChunks(this.#source, this.#consumed), signal)) {
+      this.#consumed = chunk.end;
+      yield chunk.text;
     }
-    const decoder = new TextDecoder();
-    for await (const bytes of this.#bytes(signal)) {
-      const text = decoder.decode(bytes, { stream: true });
-      if (text) yield text;
-    }
-    const rest = decoder.decode();
-    if (rest) yield rest;
   }
 
   async *#bytes(signal: AbortSignal | undefined): AsyncGenerator<Uint8Array> {
     if (!this.#source) return;
-    for await (const chunk of this.#runtime.iterate(outputChunks(this.#source, this.#consumed), signal)) {
+    for await (const chunk of this.#runner.iterate(outputChunks(this.#source, this.#consumed), signal)) {
       this.#consumed = chunk.offset + chunk.data.byteLength;
       yield chunk.data;
     }
   }
-}
-
-/** The bytes of `parts` in one array (the part itself when there is one). */
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1 && parts[0]) return parts[0];
-  let length = 0;
-  for (const p of parts) length += p.byteLength;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }

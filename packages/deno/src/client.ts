@@ -1,10 +1,5 @@
-import {
-  SandboxClient as CoreSandboxClient,
-  fetchRawHttp,
-  type LocalSandbox,
-  localFilesystems,
-  type SandboxClientOptions,
-} from "@sbx/core";
+import { SandboxClient as CoreSandboxClient, type LocalSandbox, type SandboxClientOptions } from "@sbx/core";
+import { fetchRawHttp, localFilesystems } from "@sbx/core/adapter";
 import { connectClients } from "@sbx/core/connect";
 import { readEnv } from "./deno-api.ts";
 import { denoLocalFiles } from "./local-files.ts";

@@ -1,17 +1,17 @@
 /** @sbx/deno/effect — the Effect API of @sbx/core with a transport over Deno's fetch. */
 
 import type { SandboxClientOptions } from "@sbx/core";
-import { layer as coreLayer, type SbxRpc } from "@sbx/core/effect";
+import { layer as coreLayer, type SbxConnection } from "@sbx/core/effect";
 import type * as Layer from "effect/Layer";
 import { readEnv } from "./deno-api.ts";
 import { createDenoTransport, type DenoTransportOptions } from "./transport.ts";
 
 export * from "@sbx/core/effect";
 
-/** `SbxRpc` over Deno's `fetch`; endpoint and token default to SBX_ENDPOINT / SBX_TOKEN. */
+/** `SbxConnection` over Deno's `fetch`; endpoint and token default to SBX_ENDPOINT / SBX_TOKEN. */
 export const layer = (
   options: Omit<SandboxClientOptions, "transport"> & DenoTransportOptions = {},
-): Layer.Layer<SbxRpc> => {
+): Layer.Layer<SbxConnection> => {
   const endpoint = options.endpoint ?? readEnv("SBX_ENDPOINT") ?? "http://127.0.0.1:7420";
   const token = options.token ?? readEnv("SBX_TOKEN");
   return coreLayer(createDenoTransport(endpoint, options), { ...options, endpoint, ...(token ? { token } : {}) });

@@ -29,6 +29,7 @@ describe("jsr.json", () => {
       const version = range.startsWith("workspace:") ? pkg.version : range;
       expected[name] = `npm:${name}@${version}`;
     }
+    expected["@sbx/core/adapter"] = `npm:@sbx/core@${pkg.version}/adapter`;
     expected["@sbx/core/connect"] = `npm:@sbx/core@${pkg.version}/connect`;
     expected["@sbx/core/effect"] = `npm:@sbx/core@${pkg.version}/effect`;
     expect(jsr.imports).toEqual(expected);

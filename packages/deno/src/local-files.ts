@@ -1,5 +1,6 @@
 /** Local files for copyFromLocal / copyToLocal, streamed with Deno's file API. */
-import { InvalidError, type LocalFiles } from "@sbx/core";
+import { InvalidError } from "@sbx/core";
+import type { LocalFiles } from "@sbx/core/adapter";
 import { type DenoApi, denoGlobal } from "./deno-api.ts";
 
 const deno = (): DenoApi => {

@@ -1,9 +1,5 @@
-import {
-  SandboxClient as CoreSandboxClient,
-  type LocalSandbox,
-  localFilesystems,
-  type SandboxClientOptions,
-} from "@sbx/core";
+import { SandboxClient as CoreSandboxClient, type LocalSandbox, type SandboxClientOptions } from "@sbx/core";
+import { localFilesystems } from "@sbx/core/adapter";
 import { connectClients } from "@sbx/core/connect";
 import { nodeLocalFiles } from "./local-files.js";
 import { nodeRawHttp } from "./raw-http.js";

@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { type FileHandle, mkdir, open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { type LocalFiles, skipBytes } from "@sbx/core";
+import { type LocalFiles, skipBytes } from "@sbx/core/adapter";
 
 export const nodeLocalFiles: LocalFiles = {
   read: readPieces,

@@ -6,7 +6,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
-import { endpointBase, parseJson, RAW_HEADER, type RawHttpClient, RawRouteMemo } from "@sbx/core";
+import { endpointBase, parseJson, RAW_HEADER, type RawHttpClient, RawRouteMemo } from "@sbx/core/adapter";
 
 export function nodeRawHttp(endpoint: string): RawHttpClient {
   const base = endpointBase(endpoint);

@@ -1,4 +1,5 @@
-import { SandboxClient as CoreSandboxClient, fetchRawHttp, type SandboxClientOptions } from "@sbx/core";
+import { SandboxClient as CoreSandboxClient, type SandboxClientOptions } from "@sbx/core";
+import { fetchRawHttp } from "@sbx/core/adapter";
 import { fetchClients } from "./connect-fetch.js";
 import { globalFetch } from "./fetch.js";
 import type { WebTransportOptions } from "./transport.js";

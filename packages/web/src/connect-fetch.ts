@@ -7,7 +7,7 @@
  * request and answer are enveloped messages (`application/connect+proto`), the answer ending
  * with an end-of-stream envelope (JSON) that carries the error, if any. That is all sbx uses.
  */
-import { RpcCode as Code, concat, type RpcClients, RpcFailure, rpcFailureFromJson } from "@sbx/core";
+import { RpcCode as Code, concat, type RpcClients, RpcFailure, rpcFailureFromJson } from "@sbx/core/adapter";
 import { decodeMessage, encodeMessage, methods, type WireMethod } from "@sbx/proto/wire";
 import type { FetchFunction } from "./fetch.js";
 

@@ -1,7 +1,10 @@
 /**
- * Effect inside, Promise outside: the client holds its RPC service (a plain value, nothing to
- * acquire or release), runs effects with it and the caller's AbortSignal, and throws the typed
- * error (never an Effect wrapper). Closing the client cancels everything still running.
+ * Effect inside, Promise outside: `EffectRunner` runs the Effect API's effects (as Promises)
+ * and streams (as async iterators) for the Promise API's objects. It holds the client's
+ * `SbxConnection` (a plain value, nothing to acquire or release), runs each effect with it and
+ * the caller's AbortSignal, and throws the typed error (never an Effect wrapper). Closing it
+ * (the client's `close()`) cancels everything still running. Not an Effect `Runtime`: effects
+ * run with `Effect.runPromiseExit`, which keeps Effect's runtime machinery out of bundles.
  */
 import * as Cause from "effect/Cause";
 import * as Context from "effect/Context";
@@ -12,23 +15,19 @@ import * as Scope from "effect/Scope";
 import * as Stream from "effect/Stream";
 import type { ResolvedConfig } from "./config.js";
 import { AbortedError, ClientClosedError, InternalError, SandboxError } from "./errors.js";
-import type { FilesystemFactory } from "./filesystem.js";
-import type { RawHttpClient } from "./raw-http.js";
-import { makeRpc, type RpcClients, SbxRpc } from "./rpc.js";
+import type { RawHttpClient } from "./raw-routes.js";
+import { makeConnection, type RpcClients, SbxConnection } from "./rpc.js";
 
-export class ClientRuntime {
-  readonly #context: Context.Context<SbxRpc>;
+export class EffectRunner {
+  readonly #context: Context.Context<SbxConnection>;
   readonly #closing = new AbortController();
   #closed = false;
 
-  constructor(
-    clients: RpcClients,
-    readonly config: ResolvedConfig,
-    readonly rawHttp?: RawHttpClient,
-    /** Builds `sb.filesystem` with local files (see `localFilesystems`); else the plain one. */
-    readonly localFilesystem?: FilesystemFactory,
-  ) {
-    this.#context = Context.make(SbxRpc, makeRpc(clients, config, rawHttp));
+  readonly #rawHttp: RawHttpClient | undefined;
+
+  constructor(clients: RpcClients, config: ResolvedConfig, rawHttp?: RawHttpClient) {
+    this.#rawHttp = rawHttp;
+    this.#context = Context.make(SbxConnection, makeConnection(clients, config, rawHttp));
   }
 
   get closed(): boolean {
@@ -36,7 +35,7 @@ export class ClientRuntime {
   }
 
   /** Runs `effect`, rejecting with its typed error; `signal` (or closing the client) cancels it. */
-  async run<A>(effect: Effect.Effect<A, SandboxError, SbxRpc>, signal?: AbortSignal): Promise<A> {
+  async run<A>(effect: Effect.Effect<A, SandboxError, SbxConnection>, signal?: AbortSignal): Promise<A> {
     const combined = this.#signalFor(signal);
     const exit = await Effect.runPromiseExit(Effect.provideContext(effect, this.#context), { signal: combined });
     if (Exit.isSuccess(exit)) return exit.value;
@@ -50,7 +49,7 @@ export class ClientRuntime {
    * Written here rather than with `Stream.toAsyncIterable`, which brings Effect's logger and
    * fiber machinery (~7 KiB minified) into every browser bundle.
    */
-  iterate<A>(stream: Stream.Stream<A, SandboxError, SbxRpc>, signal?: AbortSignal): AsyncGenerator<A> {
+  iterate<A>(stream: Stream.Stream<A, SandboxError, SbxConnection>, signal?: AbortSignal): AsyncGenerator<A> {
     const scope = Scope.makeUnsafe();
     const context = Context.add(this.#context, Scope.Scope, scope);
     const stopped = new AbortController();
@@ -111,7 +110,7 @@ export class ClientRuntime {
     if (this.#closed) return;
     this.#closed = true;
     this.#closing.abort(new ClientClosedError("the client was closed"));
-    this.rawHttp?.close?.();
+    this.#rawHttp?.close?.();
   }
 
   #signalFor(signal: AbortSignal | undefined): AbortSignal {

@@ -1,0 +1,36 @@
+/**
+ * @sbx/core/adapter — what runtime packages (@sbx/node, @sbx/web, @sbx/deno, @sbx/bun) build a
+ * client from, and nothing a user of the client needs: the hooks of `SandboxClient`'s second
+ * constructor argument (`ClientDefaults`), raw HTTP for bulk bytes, local files, RPC failures
+ * for an adapter's own Connect client, and a few byte helpers. Like
+ * `@connectrpc/connect/protocol`: public for adapter authors, not part of the user API, which
+ * is `@sbx/core` (Promise) and `@sbx/core/effect` (Effect).
+ */
+import type * as Layer from "effect/Layer";
+import { resolveConfig, type SandboxClientOptions } from "./config.js";
+import { connectionLayer, type RpcClients, type SbxConnection } from "./rpc.js";
+
+export { concat, skipBytes } from "./bytes.js";
+export type { ClientDefaults } from "./client.js";
+export { type FilesystemFactory, type LocalFiles, localFilesystems } from "./filesystem.js";
+export {
+  endpointBase,
+  fetchRawHttp,
+  parseJson,
+  RAW_HEADER,
+  type RawAnswer,
+  type RawHttpClient,
+  type RawRequest,
+  type RawRoute,
+  RawRouteMemo,
+  rawFilePath,
+  rawOutputPath,
+} from "./raw-routes.js";
+export type { RpcClients } from "./rpc.js";
+export { Code as RpcCode, RpcFailure, type RpcFailureDetail, rpcFailureFromJson } from "./rpc-failure.js";
+
+/** A Layer providing `SbxConnection` over an adapter's own RPC clients (as @sbx/web's). */
+export const clientsLayer = (
+  clients: RpcClients,
+  options: Omit<SandboxClientOptions, "transport"> = {},
+): Layer.Layer<SbxConnection> => connectionLayer(clients, resolveConfig(options));
