@@ -37,11 +37,6 @@ export {
 export { CommandHandle, SandboxFile } from "./lazy-classes.js";
 export { Probe } from "./probe.js";
 export { type ExecOptions, type PtySizeOptions, SIGNALS, type SignalName } from "./process-ops.js";
-/**
- * @deprecated Import from "@sbx/core/adapter". Kept here only until @sbx/server's tests
- * (test-support.ts, raw-files.test.ts) import them from there.
- */
-export { fetchRawHttp, type RawHttpClient } from "./raw-routes.js";
 export { TERMINATED_RETURNCODE, TIMEOUT_RETURNCODE } from "./returncode.js";
 export { type LocalSandbox, Sandbox, type SandboxWaitOptions, type TerminateOptions } from "./sandbox.js";
 export { type CreateSandboxOptions, DEFAULT_APP, type ListSandboxesOptions } from "./sandbox-ops.js";

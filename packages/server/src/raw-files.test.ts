@@ -2,7 +2,7 @@
 // accepts, how it fails, that upload chunks are applied once however often they are sent, and
 // that SDK clients move files through it (node:http and fetch) with the same typed errors.
 import { createHash, randomBytes } from "node:crypto";
-import { fetchRawHttp } from "@sbx/core";
+import { fetchRawHttp } from "@sbx/core/adapter";
 import * as sdk from "@sbx/node";
 import { describe, expect, it } from "vitest";
 import { fetchClient, realServerAvailable, useTestSandbox, useTestServer } from "./test-support.js";

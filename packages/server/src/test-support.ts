@@ -5,7 +5,8 @@
  */
 
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { SandboxClient as CoreClient, fetchRawHttp, type RawHttpClient } from "@sbx/core";
+import { SandboxClient as CoreClient } from "@sbx/core";
+import { fetchRawHttp, type RawHttpClient } from "@sbx/core/adapter";
 import { connectClients } from "@sbx/core/connect";
 import { type Sandbox, SandboxClient } from "@sbx/node";
 import { afterAll, beforeAll } from "vitest";
