@@ -1,20 +1,6 @@
 /** File metadata and watch events as the wire has them, from what a server's filesystem reports. */
 import { FileType, WatchEventType } from "@sbx/proto";
-
-export interface FileInfoLike {
-  readonly name: string;
-  readonly path: string;
-  readonly type: "file" | "directory" | "symlink" | "other";
-  readonly size: number;
-  readonly mode: number;
-  readonly mtimeMs: number;
-  readonly symlinkTarget?: string | undefined;
-}
-
-export interface WatchEventLike {
-  readonly type: "create" | "modify" | "delete" | "rename" | "overflow";
-  readonly paths: readonly string[];
-}
+import type { RuntimeFileInfo, RuntimeWatchEvent } from "./engine/runtime-driver.js";
 
 const FILE_TYPES = {
   file: FileType.FILE,
@@ -31,7 +17,7 @@ const WATCH_TYPES = {
   overflow: WatchEventType.OVERFLOW,
 } as const;
 
-export const fileInfoToWire = (info: FileInfoLike) => ({
+export const fileInfoToWire = (info: RuntimeFileInfo) => ({
   name: info.name,
   path: info.path,
   type: FILE_TYPES[info.type],
@@ -42,7 +28,7 @@ export const fileInfoToWire = (info: FileInfoLike) => ({
 });
 
 /** A batch of events on the wire, keeping the types in `filter` (all when empty; overflow always). */
-export function watchEventsToWire(batch: readonly WatchEventLike[], filter: readonly WatchEventType[]) {
+export function watchEventsToWire(batch: readonly RuntimeWatchEvent[], filter: readonly WatchEventType[]) {
   const wanted = new Set(filter);
   return batch
     .map((e) => ({ type: WATCH_TYPES[e.type], paths: [...e.paths] }))

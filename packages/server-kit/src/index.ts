@@ -6,7 +6,7 @@
 export { CommandLifecycle, type CommandLifecycleOptions, DISCONNECT_GRACE_MS } from "./command-lifecycle.js";
 export * from "./engine/index.js";
 export { type FsErrorKind, filesystemError } from "./filesystem-errors.js";
-export { type FileInfoLike, fileInfoToWire, type WatchEventLike, watchEventsToWire } from "./filesystem-wire.js";
+export { fileInfoToWire, watchEventsToWire } from "./filesystem-wire.js";
 export { Notifier } from "./notifier.js";
 export { outputDropped, outputLost } from "./output-errors.js";
 export { type OutputEnd, type OutputLogLike, serveOutput } from "./output-reads.js";

@@ -3,12 +3,12 @@
  * reader: batches as they come, bounded — a reader too slow to keep up gets one "overflow"
  * event in place of what it missed.
  */
-import type { WatchEventLike } from "./filesystem-wire.js";
+import type { RuntimeWatchEvent } from "./engine/runtime-driver.js";
 
 /** Events waiting for a slow reader beyond this many are dropped for one "overflow" event. */
 export const MAX_PENDING_WATCH_EVENTS = 10_000;
 
-export class WatchQueue<E extends WatchEventLike> {
+export class WatchQueue<E extends RuntimeWatchEvent> {
   #pending: E[] = [];
   #ended = false;
   #wake: (() => void) | undefined;
