@@ -2,7 +2,7 @@
  * A fake sandbox's files as the runtime driver seam wants them (`RuntimeFilesystem`): the
  * in-memory tree's agent-level calls, made asynchronous, reads in chunks as the agent sends.
  */
-import type { RuntimeFileInfo, RuntimeFilesystem, RuntimeUpload, RuntimeWatchEvent } from "@sbx/server-kit";
+import type { RuntimeFilesystem, RuntimeUpload, RuntimeWatchEvent } from "@sbx/server-kit";
 import type { FakeFilesystem } from "./filesystem.js";
 
 /** Bytes per chunk of a read. */
@@ -10,7 +10,7 @@ const READ_CHUNK_BYTES = 256 * 1024;
 
 export function fakeRuntimeFiles(fs: FakeFilesystem): RuntimeFilesystem {
   return {
-    stat: async (path): Promise<RuntimeFileInfo> => fs.stat(path),
+    stat: async (path) => fs.stat(path),
     list: async (path) => fs.list(path),
     makeDirectory: async (path, createParents) => fs.makeDirectory(path, createParents),
     remove: async (path, recursive) => fs.remove(path, recursive),

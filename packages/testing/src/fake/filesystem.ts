@@ -12,7 +12,13 @@
  * itself); a FakeWatch turns them into the Watch RPC's events the way the agent does.
  * Browser-safe: no node: imports.
  */
-import { type FsErrorKind, RuntimeFsError, WatchQueue } from "@sbx/server-kit";
+import {
+  type FsErrorKind,
+  type RuntimeFileInfo,
+  RuntimeFsError,
+  type RuntimeWatchEvent,
+  WatchQueue,
+} from "@sbx/server-kit";
 
 const ERRNO = {
   ENOENT: ["not_found", "No such file or directory"],
@@ -48,16 +54,6 @@ export class FakeFsError extends RuntimeFsError {
   }
 }
 
-export interface FakeFileInfo {
-  readonly name: string;
-  readonly path: string;
-  readonly type: "file" | "directory" | "symlink" | "other";
-  readonly size: number;
-  readonly mode: number;
-  readonly mtimeMs: number;
-  readonly symlinkTarget?: string;
-}
-
 /** Linux's default umask applied: new files 0o644, new directories 0o755. */
 const FILE_MODE = 0o644;
 const DIR_MODE = 0o755;
@@ -76,7 +72,7 @@ const encoder = new TextEncoder();
 const now = () => Date.now();
 
 abstract class BaseNode {
-  abstract readonly type: FakeFileInfo["type"];
+  abstract readonly type: RuntimeFileInfo["type"];
   mtimeMs = now();
   constructor(public mode: number) {}
 }
@@ -237,17 +233,17 @@ export class FakeFilesystem {
   // --- the agent's calls -----------------------------------------------------------------
 
   /** Describes `path`; a symlink is described, not followed. */
-  stat(path: string): FakeFileInfo {
+  stat(path: string): RuntimeFileInfo {
     return this.#describe(path, this.#existing(path, false));
   }
 
   /** Describes what `path` leads to (following symlinks), like os.stat. */
-  statFollowing(path: string): FakeFileInfo {
+  statFollowing(path: string): RuntimeFileInfo {
     return this.#describe(path, this.#existing(path, true));
   }
 
   /** The entries of a directory (following a symlink to it), symlinks described, sorted by name. */
-  list(path: string): FakeFileInfo[] {
+  list(path: string): RuntimeFileInfo[] {
     const dir = this.#existing(path, true);
     if (dir.type !== "directory") {
       throw new FakeFsError("ENOTDIR", path, { message: `${path}: not a directory` });
@@ -694,7 +690,7 @@ export class FakeFilesystem {
     return { dir, name: name ?? "", kind, cookie: 0 };
   }
 
-  #describe(path: string, node: Node): FakeFileInfo {
+  #describe(path: string, node: Node): RuntimeFileInfo {
     const size =
       node.type === "file"
         ? node.size
@@ -748,14 +744,6 @@ function namingReadOnly(error: unknown, path: string): unknown {
 
 const selfEvent = (dir: DirNode, kind: RawEvent["kind"]): RawEvent => ({ dir, name: "", kind, cookie: 0 });
 
-export type FakeWatchEventType = "create" | "modify" | "delete" | "rename" | "overflow";
-
-export interface FakeWatchEvent {
-  readonly type: FakeWatchEventType;
-  /** Absolute paths ([from, to] for a rename seen from both sides). */
-  readonly paths: string[];
-}
-
 /**
  * One watch, like the agent's inotify instance: a directory (with `recursive`, every
  * directory below it, new ones included) or one file (watched through its directory, so a
@@ -764,7 +752,7 @@ export interface FakeWatchEvent {
  */
 export class FakeWatch {
   readonly #dirs = new Map<DirNode, string>();
-  readonly #queue = new WatchQueue<FakeWatchEvent>({ type: "overflow", paths: [] });
+  readonly #queue = new WatchQueue<RuntimeWatchEvent>({ type: "overflow", paths: [] });
 
   constructor(
     private readonly fs: FakeFilesystem,
@@ -803,7 +791,7 @@ export class FakeWatch {
   /** @internal Decodes one batch of changes, as the agent decodes one inotify read. */
   take(batch: readonly RawEvent[]): void {
     if (this.#queue.ended) return;
-    const out: FakeWatchEvent[] = [];
+    const out: RuntimeWatchEvent[] = [];
     const moves = new Map<number, number | null>();
     for (const event of batch) {
       const parent = this.#dirs.get(event.dir);
@@ -849,7 +837,7 @@ export class FakeWatch {
           const index = moves.has(event.cookie) ? moves.get(event.cookie) : -1;
           moves.delete(event.cookie);
           if (index === null) out.push({ type: "create", paths: [path] });
-          else if (index !== undefined && index >= 0) (out[index] as FakeWatchEvent).paths.push(path);
+          else if (index !== undefined && index >= 0) (out[index] as RuntimeWatchEvent).paths.push(path);
           else out.push({ type: "rename", paths: [path] });
           break;
         }
@@ -874,7 +862,7 @@ export class FakeWatch {
   }
 
   /** Batches of events as they come, until the watch ends or `signal` aborts. */
-  batches(signal: AbortSignal): AsyncGenerator<FakeWatchEvent[]> {
+  batches(signal: AbortSignal): AsyncGenerator<RuntimeWatchEvent[]> {
     return this.#queue.drain(signal, () => this.end());
   }
 }
