@@ -14,7 +14,8 @@ import type {
 } from "@sbx/server-kit";
 import { fakeRuntimeFiles } from "./fake-files.js";
 import { FakeRuntimeProcess } from "./fake-process.js";
-import { FakeFilesystem, FakeFsError } from "./filesystem.js";
+import { FakeTree } from "./fake-tree.js";
+import { FakeFsError } from "./fs-errors.js";
 import { commandOf, type ExecContext, type HandlerRegistry } from "./handlers.js";
 import { miniShell } from "./mini-shell.js";
 
@@ -53,7 +54,7 @@ export class FakeRuntime implements SandboxRuntime {
 class FakeRuntimeSandbox implements RuntimeSandbox {
   readonly id: string;
   /** The sandbox's files, shared by the filesystem calls and the mini shell. */
-  readonly files: FakeFilesystem;
+  readonly files: FakeTree;
   readonly fs: RuntimeFilesystem;
   readonly died = new Promise<void>(() => {}); // nothing kills a fake sandbox but destroy
   readonly #processes = new Set<FakeRuntimeProcess>();
@@ -66,7 +67,7 @@ class FakeRuntimeSandbox implements RuntimeSandbox {
   ) {
     this.id = spec.id;
     // The fake has no default disk limit (the server's driver has one).
-    this.files = new FakeFilesystem({ capacityBytes: spec.diskMiB ? spec.diskMiB * 1024 * 1024 : undefined });
+    this.files = new FakeTree({ capacityBytes: spec.diskMiB ? spec.diskMiB * 1024 * 1024 : undefined });
     this.fs = fakeRuntimeFiles(this.files);
   }
 

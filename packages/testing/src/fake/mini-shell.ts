@@ -10,7 +10,10 @@
  * refused before anything runs, with status 2 and a message naming it: a test must never pass
  * on a command the fake only pretended to run.
  */
-import { type FakeFilesystem, type FakeFileWriter, FakeFsError, joinPath } from "./filesystem.js";
+import { listDirectory, removePath } from "./fake-files.js";
+import type { FakeFileWriter, FakeTree } from "./fake-tree.js";
+import { FakeFsError } from "./fs-errors.js";
+import { joinPath } from "./fs-paths.js";
 import { type ExecContext, type ExecResult, isShellScript } from "./handlers.js";
 
 type Separator = ";" | "&&" | "||";
@@ -343,7 +346,7 @@ function unsupported(io: Io, command: string, flags: Set<string>, allowed: strin
   return true;
 }
 
-function ls(io: Io, fs: FakeFilesystem, at: (p: string) => string, args: string[]): number {
+function ls(io: Io, fs: FakeTree, at: (p: string) => string, args: string[]): number {
   const { flags, operands } = options(args);
   if (unsupported(io, "ls", flags, "aA1")) return 2;
   const paths = operands.length > 0 ? operands : ["."];
@@ -371,7 +374,7 @@ function ls(io: Io, fs: FakeFilesystem, at: (p: string) => string, args: string[
   dirs.sort(byName).forEach((dir, i) => {
     let names: string[];
     try {
-      names = fs.list(at(dir)).map((e) => e.name);
+      names = listDirectory(fs, at(dir)).map((e) => e.name);
     } catch (error) {
       if (!(error instanceof FakeFsError)) throw error;
       io.err.write(`ls: cannot open directory '${dir}': ${error.strerror}\n`);
@@ -388,7 +391,7 @@ function ls(io: Io, fs: FakeFilesystem, at: (p: string) => string, args: string[
   return status;
 }
 
-async function runCommand(ctx: ExecContext, fs: FakeFilesystem, command: SimpleCommand): Promise<number> {
+async function runCommand(ctx: ExecContext, fs: FakeTree, command: SimpleCommand): Promise<number> {
   const at = (path: string) => (path.startsWith("/") ? path : joinPath(ctx.workdir, path));
   const fds: Record<Fd, Sink> = { 1: ctx.stdout, 2: ctx.stderr };
   for (const redirect of command.redirects) {
@@ -474,7 +477,7 @@ async function runCommand(ctx: ExecContext, fs: FakeFilesystem, command: SimpleC
           (p) => {
             const info = fs.stat(at(p));
             if (info.type === "directory" && !recursive) throw new FakeFsError("EISDIR", p);
-            fs.remove(at(p), recursive);
+            removePath(fs, at(p), recursive);
           },
           // -f: a missing operand is not an error, and says nothing.
           (p, e) => (force && e.code === "ENOENT" ? undefined : `rm: cannot remove '${p}': ${e.strerror}`),
@@ -583,7 +586,7 @@ async function runCommand(ctx: ExecContext, fs: FakeFilesystem, command: SimpleC
 }
 
 /** Whether anything (a dangling symlink included) is at `path`. */
-function fsHas(fs: FakeFilesystem, path: string): boolean {
+function fsHas(fs: FakeTree, path: string): boolean {
   try {
     fs.stat(path);
     return true;
@@ -593,7 +596,7 @@ function fsHas(fs: FakeFilesystem, path: string): boolean {
 }
 
 /** Runs the process's command through the mini shell, on the sandbox's files `fs`. */
-export async function miniShell(ctx: ExecContext, fs: FakeFilesystem): Promise<ExecResult> {
+export async function miniShell(ctx: ExecContext, fs: FakeTree): Promise<ExecResult> {
   // A plain argv is one command as given; only `sh -c SCRIPT` goes through the parser.
   let parsed: { commands: SimpleCommand[]; separators: Separator[] };
   try {
