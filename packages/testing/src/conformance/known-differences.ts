@@ -32,6 +32,7 @@ export const FAKE_KNOWN_DIFFERENCES: KnownDifferences = {
   "signals > a SIGWINCH does not end a running process; a SIGTERM then ends it with 143": `${ENGINE}: the fake ends a process on any signal (SignalProcess → finish(signaled(n))) where the server delivers it, and SIGWINCH is ignored by default`,
   "signals > the entrypoint of a sandbox created without a command has no pid and ignores signals": `${ENGINE}: the fake gives the command-less entrypoint a pid and ends it (and so the sandbox) on any signal; on the server it is a record with no process behind it until the sandbox ends`,
   "exec > a workdir that does not exist fails the process with 127 and says why": `${ENGINE}: the fake's mini shell runs in any workdir, existing or not`,
+  "exec > processes get the default image's environment: HOME=/root, LANG=C.UTF-8, a PATH with /usr/bin": `${ENGINE}: the fake's processes get only the sandbox's and the call's env (no HOME, LANG or PATH)`,
   "protocol > ListSandboxes rejects invalid tags in its filter": `${ENGINE}: the fake's ListSandboxes does not call checkTags (the server's does)`,
   "raw routes > output by offset: GET /sbx.v1/output/… answers the bytes from the offset": RAW_ROUTES,
   "raw routes > output: every answer says x-sbx-raw: output, with statuses 401, 400, 404, 405, 416": RAW_ROUTES,

@@ -25,6 +25,20 @@ export function execCases(t: TestApi, h: Harness): void {
     );
 
     t.it(
+      "processes get the default image's environment: HOME=/root, LANG=C.UTF-8, a PATH with /usr/bin",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(["sh", "-c", 'echo "$HOME"; echo "$LANG"; echo "$PATH"']);
+        const [home, lang, path] = (await p.stdout.readText()).split("\n");
+        equal(await p.wait(), 0);
+        equal(home, "/root", "HOME");
+        equal(lang, "C.UTF-8", "LANG");
+        ok(path?.split(":").includes("/usr/bin"), `PATH has /usr/bin: ${JSON.stringify(path)}`);
+      },
+      T,
+    );
+
+    t.it(
       "runs a command and reads stdout, stderr and the exit code",
       async () => {
         const sb = await h.sandbox();
