@@ -12,8 +12,10 @@
  * answer without it means the server lacks the route (an older server, or the fake), and
  * the client stops asking and uses Connect for that route.
  */
+import { RAW_HEADER, RAW_STATUS, type RawRoute } from "@sbx/proto";
 
-export type RawRoute = "output" | "files";
+// The routes' contract (paths, header, query, statuses) lives beside the protocol.
+export { RAW_HEADER, type RawRoute, rawFilePath, rawOutputPath } from "@sbx/proto";
 
 export interface RawRequest {
   readonly route: RawRoute;
@@ -29,9 +31,6 @@ export interface RawAnswer {
   readonly json: unknown;
 }
 
-/** The header every answer of a raw route carries (its value names the route). */
-export const RAW_HEADER = "x-sbx-raw";
-
 export interface RawHttpClient {
   /**
    * GET: the body's chunks, or undefined when the answer was not 200 (and from then on at
@@ -46,20 +45,6 @@ export interface RawHttpClient {
   /** Releases pooled connections (called when the client closes). */
   close?(): void;
 }
-
-const e = encodeURIComponent;
-
-export const rawOutputPath = (sandboxId: string, processId: string, stream: "stdout" | "stderr", offset: number) =>
-  `/sbx.v1/output/${e(sandboxId)}/${e(processId)}/${stream}?offset=${offset}`;
-
-export const rawFilePath = (
-  sandboxId: string,
-  path: string,
-  offset: number,
-  upload?: { readonly id: string; readonly finish: boolean },
-) =>
-  `/sbx.v1/files/${e(sandboxId)}?path=${e(path)}&offset=${offset}` +
-  (upload ? `&upload=${e(upload.id)}${upload.finish ? "&finish=1" : ""}` : "");
 
 /** The endpoint without a trailing slash, so a path can be appended. */
 export const endpointBase = (endpoint: string): string => endpoint.replace(/\/+$/, "");
@@ -86,7 +71,7 @@ export function fetchRawHttp(endpoint: string, fetchImpl: typeof fetch = globalT
     async get({ route, path, headers, signal }) {
       if (memo.missing(route)) return undefined;
       const response = await fetchImpl(base + path, { headers, signal, cache: "no-store" });
-      if (response.status !== 200 || !response.body) {
+      if (response.status !== RAW_STATUS.ok || !response.body) {
         memo.saw(route, response.headers.get(RAW_HEADER));
         await response.body?.cancel().catch(() => {});
         return undefined;

@@ -1,7 +1,7 @@
 // The conformance suite through @sbx/node against the fake server: in-process, and over a
 // real port with each protocol the Node transport speaks.
 import { createFakeServer } from "@sbx/testing";
-import { defineConformanceSuite } from "@sbx/testing/conformance";
+import { defineConformanceSuite, FAKE_KNOWN_DIFFERENCES } from "@sbx/testing/conformance";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import * as sdk from "./index.js";
 
@@ -15,6 +15,7 @@ describe("fake, in-process transport", () => {
     sdk,
     makeClient: () => new sdk.SandboxClient({ transport: fake.transport }),
     fake,
+    knownDifferences: FAKE_KNOWN_DIFFERENCES,
   });
 });
 
@@ -39,6 +40,8 @@ for (const transport of [
       sdk,
       makeClient: () => new sdk.SandboxClient({ endpoint: url, token: "conformance-token", ...transport.options }),
       fake,
+      endpoint: () => ({ url, token: "conformance-token" }),
+      knownDifferences: FAKE_KNOWN_DIFFERENCES,
     });
   });
 }

@@ -6,7 +6,7 @@
  */
 import type * as core from "@sbx/core";
 import { type CaseResult, defineConformanceSuite, runConformance, type SdkModule } from "@sbx/testing/conformance";
-import { type RemoteTarget, targetName } from "./targets.js";
+import { knownDifferencesOf, type RemoteTarget, targetName } from "./targets.js";
 
 /** Prefix of a result line on a runtime's stdout / console. */
 export const RESULT_PREFIX = "SBX-CONFORMANCE-RESULT ";
@@ -22,7 +22,12 @@ export async function runRemoteConformance(
   return runConformance(
     (t) => {
       for (const target of targets) {
-        defineConformanceSuite(t, { name: targetName(runtime, target), sdk, makeClient: () => makeClient(target) });
+        defineConformanceSuite(t, {
+          name: targetName(runtime, target),
+          sdk,
+          makeClient: () => makeClient(target),
+          knownDifferences: knownDifferencesOf(target),
+        });
       }
     },
     { onResult: report, ...(filter ? { filter } : {}) },

@@ -10,7 +10,7 @@ import { createFakeServer } from "@sbx/testing";
 import { type CaseResult, defineConformanceSuite, listCases } from "@sbx/testing/conformance";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RESULT_PREFIX } from "./remote-suite.js";
-import { type RemoteTarget, targetName } from "./targets.js";
+import { knownDifferencesOf, type RemoteTarget, targetName } from "./targets.js";
 
 export { realServerAvailable } from "@sbx/server/testing";
 
@@ -73,6 +73,7 @@ export function declareRuntimeConformance(
         makeClient: () => {
           throw new Error("listing only");
         },
+        knownDifferences: knownDifferencesOf({ kind }),
       });
     }
   }, filter);

@@ -2,7 +2,7 @@
 // @sbx/node, over each protocol the Node transport speaks. Output comes through the raw
 // output stream except over gRPC, which keeps ReadOutput covered against the real server.
 import * as sdk from "@sbx/node";
-import { defineConformanceSuite } from "@sbx/testing/conformance";
+import { defineConformanceSuite, SERVER_KNOWN_DIFFERENCES } from "@sbx/testing/conformance";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { realServerAvailable, useTestServer } from "./test-support.js";
 
@@ -21,6 +21,8 @@ if (available) {
         name: `node → real server (${transport.label})`,
         sdk,
         makeClient: () => new sdk.SandboxClient({ endpoint: server.url, token: server.token, ...transport.options }),
+        endpoint: () => ({ url: server.url, token: server.token }),
+        knownDifferences: SERVER_KNOWN_DIFFERENCES,
       });
     }
   });

@@ -1,7 +1,7 @@
 // @sbx/web's client under Node's own fetch (the same WHATWG fetch a browser has) against the
 // fake server on a port; the real browser runs are in packages/runtime-tests (chromium.test.ts).
 import { createFakeServer } from "@sbx/testing";
-import { defineConformanceSuite } from "@sbx/testing/conformance";
+import { defineConformanceSuite, FAKE_KNOWN_DIFFERENCES } from "@sbx/testing/conformance";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import * as sdk from "./index.js";
 import { AuthenticationError, DEFAULT_ENDPOINT, type FetchFunction, SandboxClient } from "./index.js";
@@ -107,6 +107,8 @@ describe("conformance over fetch (Node's), against the fake on a port", () => {
       sdk,
       makeClient: () => new sdk.SandboxClient({ endpoint: url, token: "conformance-token" }),
       fake,
+      endpoint: () => ({ url, token: "conformance-token" }),
+      knownDifferences: FAKE_KNOWN_DIFFERENCES,
     },
   );
 });

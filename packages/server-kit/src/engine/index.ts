@@ -1,4 +1,6 @@
 /** The engine and its seams (runtime driver, store, output storage). */
+
+export { DEFAULT_IMAGE_ENV, PTY_ENV, processEnv } from "./default-image.js";
 export {
   Engine,
   type EngineLogger,

@@ -8,9 +8,9 @@ import { rawFilesRoute } from "./raw-files.js";
 import type { Authorize, RawCallHook } from "./raw-http.js";
 import { rawOutputRoute } from "./raw-output.js";
 
-export { RAW_FILES_PREFIX, rawFilesRoute } from "./raw-files.js";
+export { rawFilesRoute } from "./raw-files.js";
 export type { Authorize, RawCallHook, RawCallPlan, RawMethod } from "./raw-http.js";
-export { RAW_OUTPUT_PREFIX, rawOutputRoute } from "./raw-output.js";
+export { rawOutputRoute } from "./raw-output.js";
 
 /**
  * Every raw route of `engine`, each request accepted when `authorize` says so; `hook` (the

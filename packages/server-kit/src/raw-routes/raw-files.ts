@@ -14,6 +14,7 @@
  * `x-sbx-raw: files` (see raw-http.ts). The same checks as FilesystemService apply.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
+import { parseRawOffset, RAW_FILES_PREFIX, RAW_OFFSET_HEADER, RAW_QUERY, RAW_STATUS } from "@sbx/proto";
 import type { Engine } from "../engine/engine.js";
 import { filesOf, fsCall, startUpload } from "../engine/services/filesystem-calls.js";
 import type { PlainRoute } from "../listen.js";
@@ -31,12 +32,10 @@ import {
   writeBodyFlushed,
 } from "./raw-http.js";
 
-export const RAW_FILES_PREFIX = "/sbx.v1/files/";
-
 function offsetOf(url: URL): number {
-  const text = url.searchParams.get("offset") ?? "0";
-  const offset = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(offset)) {
+  const text = url.searchParams.get(RAW_QUERY.offset) ?? "0";
+  const offset = parseRawOffset(text);
+  if (offset === undefined) {
     throw new ConnectError(`offset must be a byte offset, got ${JSON.stringify(text)}`, Code.InvalidArgument);
   }
   return offset;
@@ -58,7 +57,7 @@ export function rawFilesRoute(engine: Engine, authorize: Authorize, hook?: RawCa
           throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
         const url = new URL(req.url ?? "/", "http://sbx");
         const sandboxId = decodeURIComponent(url.pathname.slice(RAW_FILES_PREFIX.length));
-        const path = url.searchParams.get("path") ?? "";
+        const path = url.searchParams.get(RAW_QUERY.path) ?? "";
         const offset = offsetOf(url);
         if (req.method !== "GET" && req.method !== "PUT") {
           throw new ConnectError("files are read with GET and written with PUT", Code.Unimplemented);
@@ -73,14 +72,14 @@ export function rawFilesRoute(engine: Engine, authorize: Authorize, hook?: RawCa
           startBody(res, {
             "content-type": "application/octet-stream",
             "cache-control": "no-store",
-            "x-sbx-offset": String(offset),
+            [RAW_OFFSET_HEADER]: String(offset),
           });
           // Each piece is sent before the next is asked for: the reader reuses its memory.
           for await (const data of chunks) await writeBodyFlushed(res, data, signal);
           res.end();
         } else {
           const { sandbox, fs } = filesOf(engine, sandboxId, path);
-          const uploadId = url.searchParams.get("upload") ?? "";
+          const uploadId = url.searchParams.get(RAW_QUERY.upload) ?? "";
           checkId(uploadId, "upload id");
           const result = await engine.uploads.apply({
             sandboxId: sandbox.info.id,
@@ -89,13 +88,17 @@ export function rawFilesRoute(engine: Engine, authorize: Authorize, hook?: RawCa
             uploadId,
             offset,
             data: bodyOf(req),
-            finish: url.searchParams.get("finish") === "1",
+            finish: url.searchParams.get(RAW_QUERY.finish) === "1",
           });
           startBody(res, { "content-type": "application/json", "cache-control": "no-store" });
           res.end(JSON.stringify(result));
         }
       } catch (error) {
-        failRaw(res, error, error instanceof ConnectError && error.code === Code.Unimplemented ? 405 : undefined);
+        failRaw(
+          res,
+          error,
+          error instanceof ConnectError && error.code === Code.Unimplemented ? RAW_STATUS.methodNotAllowed : undefined,
+        );
       }
     },
   };

@@ -8,14 +8,13 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { RAW_HEADER, RAW_STATUS, type RawRoute } from "@sbx/proto";
 
 export type RawRequest = IncomingMessage | Http2ServerRequest;
 export type RawResponse = ServerResponse | Http2ServerResponse;
 
-export const RAW_HEADER = "x-sbx-raw";
-
 /** Marks the answer as the raw route's (and lets browsers read that header). */
-export function markRaw(res: RawResponse, route: string): void {
+export function markRaw(res: RawResponse, route: RawRoute): void {
   res.setHeader(RAW_HEADER, route);
   const exposed = res.getHeader("access-control-expose-headers");
   res.setHeader("access-control-expose-headers", exposed ? `${exposed}, ${RAW_HEADER}` : RAW_HEADER);
@@ -37,7 +36,7 @@ export type Authorize = (authorization: string | null | undefined) => boolean;
 
 /** Starts a 200 answer with `headers`. */
 export function startBody(res: RawResponse, headers: Record<string, string>): void {
-  (res as ServerResponse).writeHead(200, headers);
+  (res as ServerResponse).writeHead(RAW_STATUS.ok, headers);
 }
 
 /** Writes `data`, waiting for the socket to drain when its buffer is full. */

@@ -12,6 +12,14 @@
  * (see raw-http.ts).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  parseRawOffset,
+  parseRawOutputPath,
+  RAW_OFFSET_HEADER,
+  RAW_OUTPUT_PREFIX,
+  RAW_QUERY,
+  RAW_STATUS,
+} from "@sbx/proto";
 import type { Engine } from "../engine/engine.js";
 import type { PlainRoute } from "../listen.js";
 import { outputDropped } from "../output-errors.js";
@@ -29,7 +37,6 @@ import {
   writeBody,
 } from "./raw-http.js";
 
-export const RAW_OUTPUT_PREFIX = "/sbx.v1/output/";
 /** Bytes per write to a reader that is behind (no framing here, so no reason to stay small). */
 const RAW_MAX_READ = 1024 * 1024;
 
@@ -41,34 +48,38 @@ export function rawOutputRoute(engine: Engine, authorize: Authorize, hook?: RawC
     prefix: RAW_OUTPUT_PREFIX,
     async handle(req: RawRequest, res: RawResponse) {
       markRaw(res, "output");
-      if (req.method !== "GET") return fail(res, 405, Code.Unimplemented, "the output stream is read with GET");
+      if (req.method !== "GET")
+        return fail(res, RAW_STATUS.methodNotAllowed, Code.Unimplemented, "the output stream is read with GET");
       if (!authorize(req.headers.authorization))
-        return fail(res, 401, Code.Unauthenticated, "missing or wrong bearer token");
+        return fail(res, RAW_STATUS.unauthorized, Code.Unauthenticated, "missing or wrong bearer token");
       const plan = await hook?.("ReadOutput");
       if (plan?.unserved) return unservedRaw(res);
       if (plan?.decline) return declineRaw(res, "ReadOutput");
       const url = new URL(req.url ?? "/", "http://sbx");
-      const [sandboxId, processId, stream] = url.pathname
-        .slice(RAW_OUTPUT_PREFIX.length)
-        .split("/")
-        .map(decodeURIComponent);
-      const offsetText = url.searchParams.get("offset") ?? "0";
-      const offset = Number(offsetText);
-      if (!sandboxId || !processId || (stream !== "stdout" && stream !== "stderr")) {
-        return fail(res, 404, Code.NotFound, `no output stream at ${url.pathname}`);
-      }
-      if (!/^\d+$/.test(offsetText) || !Number.isSafeInteger(offset)) {
-        return fail(res, 400, Code.InvalidArgument, `offset must be a byte offset, got ${JSON.stringify(offsetText)}`);
+      const parts = parseRawOutputPath(url.pathname);
+      const offsetText = url.searchParams.get(RAW_QUERY.offset) ?? "0";
+      const offset = parseRawOffset(offsetText);
+      if (!parts) return fail(res, RAW_STATUS.notFound, Code.NotFound, `no output stream at ${url.pathname}`);
+      const { sandboxId, processId, stream } = parts;
+      if (offset === undefined) {
+        const problem = `offset must be a byte offset, got ${JSON.stringify(offsetText)}`;
+        return fail(res, RAW_STATUS.badRequest, Code.InvalidArgument, problem);
       }
       const sandbox = engine.sandboxes.get(sandboxId);
       const process = sandbox?.processes.get(processId);
       if (!sandbox || !process)
-        return fail(res, 404, Code.NotFound, `process ${processId} not found in sandbox ${sandboxId}`);
+        return fail(res, RAW_STATUS.notFound, Code.NotFound, `process ${processId} not found in sandbox ${sandboxId}`);
       const log = stream === "stdout" ? process.stdout : process.stderr;
       if (log.closed && offset > log.length) {
-        return fail(res, 416, Code.OutOfRange, `offset ${offset} is past the end of the stream (${log.length} bytes)`);
+        return fail(
+          res,
+          RAW_STATUS.rangeNotSatisfiable,
+          Code.OutOfRange,
+          `offset ${offset} is past the end of the stream (${log.length} bytes)`,
+        );
       }
-      if (offset < log.firstKeptOffset) return failRaw(res, outputDropped(offset, log.firstKeptOffset), 416);
+      if (offset < log.firstKeptOffset)
+        return failRaw(res, outputDropped(offset, log.firstKeptOffset), RAW_STATUS.rangeNotSatisfiable);
       sandbox.touch();
       const signal = clientSignal(res);
       const detach = process.lifecycle.attach(signal);
@@ -76,7 +87,7 @@ export function rawOutputRoute(engine: Engine, authorize: Authorize, hook?: RawC
         startBody(res, {
           "content-type": "application/octet-stream",
           "cache-control": "no-store",
-          "x-sbx-offset": String(offset),
+          [RAW_OFFSET_HEADER]: String(offset),
         });
         try {
           for await (const chunk of log.read(offset, signal, RAW_MAX_READ)) {

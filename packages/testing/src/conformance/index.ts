@@ -14,17 +14,35 @@ import { commandCases } from "./cases/commands.js";
 import { execCases } from "./cases/exec.js";
 import { faultCases } from "./cases/faults.js";
 import { filesystemCases } from "./cases/filesystem.js";
+import { protocolCases } from "./cases/protocol.js";
+import { rawRouteCases } from "./cases/raw-routes.js";
 import { sandboxCases } from "./cases/sandboxes.js";
+import { signalCases } from "./cases/signals.js";
 import { streamCases } from "./cases/streams.js";
 import { validationCases } from "./cases/validation.js";
+import { expectKnownDifferences } from "./known-differences.js";
 import type { ConformanceTarget, Harness, SandboxClientLike, TestApi } from "./target.js";
 
 export * from "./assert.js";
 export * from "./interleaved.js";
+export {
+  caseName,
+  FAKE_KNOWN_DIFFERENCES,
+  KNOWN_DIFFERENCE_MARK,
+  type KnownDifferences,
+  SERVER_KNOWN_DIFFERENCES,
+} from "./known-differences.js";
 export { type CaseResult, listCases, type RunOptions, runConformance } from "./runner.js";
 export type { ConformanceTarget, FakeControls, Harness, SandboxClientLike, SdkModule, TestApi } from "./target.js";
 
-export function defineConformanceSuite(t: TestApi, target: ConformanceTarget): void {
+/**
+ * Registers the suite for `target`. Where a target differs is said only in its
+ * `knownDifferences` (cases listed there are expected to fail); cases never branch on the
+ * target. Capabilities gate whole groups: `fake` (fault injection), `endpoint` (HTTP spoken
+ * directly: raw routes, wire-level checks).
+ */
+export function defineConformanceSuite(api: TestApi, target: ConformanceTarget): void {
+  const t = expectKnownDifferences(api, target.knownDifferences ?? {}, target.name);
   const app = `conformance-${Math.random().toString(36).slice(2, 10)}`;
   let client: SandboxClientLike | undefined;
   const created: Sandbox[] = [];
@@ -57,6 +75,10 @@ export function defineConformanceSuite(t: TestApi, target: ConformanceTarget): v
     streamCases(t, harness);
     validationCases(t, harness);
     filesystemCases(t, harness);
+    signalCases(t, harness);
+    // Capabilities, not differences: these groups need something only some targets have.
+    if (target.endpoint) protocolCases(t, harness, target.endpoint);
+    if (target.endpoint) rawRouteCases(t, harness, target.endpoint);
     if (target.fake) faultCases(t, harness, target.fake);
   });
 }

@@ -1,6 +1,7 @@
 /** What a conformance run needs to know about its target. */
 import type * as core from "@sbx/core";
 import type { FaultMethod } from "../fake/faults.js";
+import type { KnownDifferences } from "./known-differences.js";
 
 /** A vitest/jest/node:test-like API; the suite registers its cases through it. */
 export interface TestApi {
@@ -44,8 +45,22 @@ export interface ConformanceTarget {
   readonly sdk: SdkModule;
   /** A fresh client connected to the target. */
   makeClient(): Promise<SandboxClientLike> | SandboxClientLike;
-  /** Present when the target is the fake server: enables the fault-injection cases. */
+  /**
+   * A capability, not a difference: the fake server's controls, which the fault-injection
+   * cases need (they run only when present).
+   */
   readonly fake?: FakeControls;
+  /**
+   * A capability, not a difference: where the target serves HTTP, when it does (called inside
+   * cases, so a listener started in a beforeAll is fine). The cases that speak HTTP themselves
+   * (the raw routes, wire-level checks the SDK's own validation would stop) run only when present.
+   */
+  readonly endpoint?: () => { readonly url: string; readonly token: string };
+  /**
+   * The cases this target is known to fail, by stable name, with the reason (see
+   * known-differences.ts: FAKE_KNOWN_DIFFERENCES for the fake). They run and are expected to fail.
+   */
+  readonly knownDifferences?: KnownDifferences;
 }
 
 /** Shared per-run helpers for the cases. */

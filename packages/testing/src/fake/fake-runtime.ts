@@ -4,13 +4,14 @@
  * the mini shell (unless turned off), else fails like a missing command (127). It never
  * touches the host: browser-safe, no node: imports.
  */
-import type {
-  RuntimeFilesystem,
-  RuntimeProcess,
-  RuntimeProcessSpec,
-  RuntimeSandbox,
-  RuntimeSandboxSpec,
-  SandboxRuntime,
+import {
+  processEnv,
+  type RuntimeFilesystem,
+  type RuntimeProcess,
+  type RuntimeProcessSpec,
+  type RuntimeSandbox,
+  type RuntimeSandboxSpec,
+  type SandboxRuntime,
 } from "@sbx/server-kit";
 import { fakeRuntimeFiles } from "./fake-files.js";
 import { FakeRuntimeProcess } from "./fake-process.js";
@@ -77,7 +78,7 @@ class FakeRuntimeSandbox implements RuntimeSandbox {
     const process = new FakeRuntimeProcess({
       pid: this.runtime.nextPid(),
       spec,
-      env: { ...this.spec.env, ...spec.env },
+      env: processEnv(spec.pty, this.spec.env, spec.env),
       workdir,
       sandboxId: this.id,
       processId: spec.processId ?? "",

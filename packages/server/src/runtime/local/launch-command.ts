@@ -7,15 +7,8 @@
  *     seccomp, no_new_privs)
  *       → agent.py as pid 1, which starts every process of the sandbox.
  */
+import { DEFAULT_IMAGE_ENV } from "@sbx/server-kit";
 import { USR_DIRS } from "./image.js";
-
-/** The environment every sandboxed process starts from. */
-export const BASE_ENV = {
-  // /opt/sbx/bin last: the image's fallbacks (e.g. `python` → python3) never shadow the system's.
-  PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/sbx/bin",
-  HOME: "/root",
-  LANG: "C.UTF-8",
-};
 
 /**
  * Where bwrap finds the sandbox's root: in the launcher's private mount namespace the root is
@@ -98,7 +91,7 @@ export function launchArgs({ cgroupDirs, rootfs, ctl, uid, gid }: LaunchTarget):
     "--clearenv",
     "--setenv",
     "PATH",
-    BASE_ENV.PATH,
+    DEFAULT_IMAGE_ENV.PATH as string,
     "--seccomp",
     "3",
     "--as-pid-1",

@@ -3,6 +3,7 @@
  * its launch, its agent's events turned into process and file answers, exec, and a destroy
  * that leaves nothing of it behind (see local-runtime.ts for the whole picture).
  */
+
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
@@ -11,6 +12,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import {
+  processEnv,
   RuntimeFsError,
   type RuntimeProcess,
   type RuntimeProcessSpec,
@@ -30,7 +32,7 @@ import { AgentFilesystem } from "./agent-filesystem.js";
 import { type CgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { FifoPool, openFifoReader, openFifoWriter, removeChannel } from "./fifo.js";
 import { claimLayer, type DefaultImage } from "./image.js";
-import { BASE_ENV, launchArgs } from "./launch-command.js";
+import { launchArgs } from "./launch-command.js";
 import { LocalProcess } from "./local-process.js";
 import { mountOverlay } from "./overlay.js";
 import { createSandboxDisk, type DiskSource, removeSandboxDisk } from "./sandbox-disk.js";
@@ -278,7 +280,7 @@ export class LocalSandbox implements RuntimeSandbox {
       op: "exec",
       id,
       argv: spec.argv,
-      env: { ...BASE_ENV, ...(spec.pty ? { TERM: "xterm-256color" } : {}), ...this.#spec.env, ...spec.env },
+      env: processEnv(spec.pty, this.#spec.env, spec.env),
       cwd: spec.workdir ?? this.#spec.workdir ?? "/",
       dir: sandboxDir,
       stderr: spec.mergeStderr || spec.pty ? "stdout" : "pipe",

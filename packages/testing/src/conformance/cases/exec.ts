@@ -1,4 +1,4 @@
-import { bytesEqual, deepEqual, equal, ok, rejects, settlesWithin } from "../assert.js";
+import { bytesEqual, deepEqual, equal, match, ok, rejects, settlesWithin } from "../assert.js";
 import type { Harness, TestApi } from "../target.js";
 
 const T = 30_000;
@@ -8,6 +8,36 @@ export function execCases(t: TestApi, h: Harness): void {
   const { sdk } = h;
 
   t.describe("exec", () => {
+    t.it(
+      "a workdir that does not exist fails the process with 127 and says why",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(["pwd"], { workdir: "/no/such/dir" });
+        const [stdout, stderr, code] = await Promise.all([p.stdout.readText(), p.stderr.readText(), p.wait()]);
+        equal(code, 127);
+        equal(stdout, "");
+        match(stderr, /^sbx: cannot change to directory \/no\/such\/dir: .+\n$/);
+        const entry = await h.sandbox({ command: ["pwd"], workdir: "/no/such/dir" });
+        equal(await entry.wait({ raiseOnTermination: false }), 127, "a sandbox whose workdir does not exist");
+        match(await entry.stderr.readText(), /^sbx: cannot change to directory \/no\/such\/dir/);
+      },
+      T,
+    );
+
+    t.it(
+      "processes get the default image's environment: HOME=/root, LANG=C.UTF-8, a PATH with /usr/bin",
+      async () => {
+        const sb = await h.sandbox();
+        const p = await sb.exec(["sh", "-c", 'echo "$HOME"; echo "$LANG"; echo "$PATH"']);
+        const [home, lang, path] = (await p.stdout.readText()).split("\n");
+        equal(await p.wait(), 0);
+        equal(home, "/root", "HOME");
+        equal(lang, "C.UTF-8", "LANG");
+        ok(path?.split(":").includes("/usr/bin"), `PATH has /usr/bin: ${JSON.stringify(path)}`);
+      },
+      T,
+    );
+
     t.it(
       "runs a command and reads stdout, stderr and the exit code",
       async () => {

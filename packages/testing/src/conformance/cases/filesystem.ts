@@ -351,7 +351,7 @@ export function filesystemCases(t: TestApi, h: Harness): void {
       async () => {
         const sb = await h.sandbox();
         const fs = sb.filesystem;
-        const fake = h.target.fake;
+        const fake = h.target.fake; // a capability: only the fake records calls to count
         const before = fake?.calls.length;
         for (const [what, attempt] of [
           ["readText", () => fs.readText("e/file")],
@@ -580,6 +580,7 @@ export function filesystemCases(t: TestApi, h: Harness): void {
       T,
     );
 
+    // A capability, not a difference: fault injection needs the fake's controls.
     if (h.target.fake) filesystemFaultCases(t, h, h.target.fake);
   });
 }

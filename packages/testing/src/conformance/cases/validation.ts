@@ -5,7 +5,7 @@ const T = 30_000;
 
 export function validationCases(t: TestApi, h: Harness): void {
   const { sdk } = h;
-  const fake = h.target.fake;
+  const fake = h.target.fake; // a capability: only the fake records calls, so only it can count them
 
   /** Asserts `fn` fails with InvalidError and, on the fake, that no request was sent. */
   const invalid = async (fn: () => Promise<unknown>, pattern?: RegExp) => {
