@@ -2,7 +2,7 @@ import { SandboxClient as CoreSandboxClient, type LocalSandbox, type SandboxClie
 import { localFilesystems } from "@sbx/core/adapter";
 import { connectClients } from "@sbx/core/connect";
 import { nodeLocalFiles } from "./local-files.js";
-import { nodeRawHttp } from "./raw-http.js";
+import { nodeRawHttp } from "./raw-http-client.js";
 import { createNodeTransport, type NodeTransportOptions } from "./transport.js";
 
 export interface NodeSandboxClientOptions extends SandboxClientOptions, NodeTransportOptions {}

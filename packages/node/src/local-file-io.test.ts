@@ -15,7 +15,7 @@ import { createFakeServer } from "@sbx/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SandboxClient } from "./client.js";
 import { nodeLocalFiles, writeInOrder } from "./local-files.js";
-import { nodeRawHttp } from "./raw-http.js";
+import { nodeRawHttp } from "./raw-http-client.js";
 import { createNodeTransport } from "./transport.js";
 
 /** Pieces of mixed sizes (empty, tiny, multi-MiB), some arriving after a pause. */

@@ -5,8 +5,8 @@
 
 export { CommandLifecycle, type CommandLifecycleOptions, DISCONNECT_GRACE_MS } from "./command-lifecycle.js";
 export * from "./engine/index.js";
+export { MAX_PENDING_WATCH_EVENTS, WatchQueue } from "./engine/watch-queue.js";
 export { type FsErrorKind, filesystemError } from "./filesystem-errors.js";
-export { fileInfoToWire, watchEventsToWire } from "./filesystem-wire.js";
 export { Notifier } from "./notifier.js";
 export { outputDropped, outputLost } from "./output-errors.js";
 export { type OutputEnd, type OutputLogLike, serveOutput } from "./output-reads.js";
@@ -32,4 +32,3 @@ export {
   MAX_DISK_MIB,
   MIN_DISK_MIB,
 } from "./validation.js";
-export { MAX_PENDING_WATCH_EVENTS, WatchQueue } from "./watch-queue.js";

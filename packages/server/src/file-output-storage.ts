@@ -1,11 +1,11 @@
 /**
  * The server's output storage: each process stream in segment files under
- * `<dataDir>/sandboxes/<id>/output/` (see output-log.ts), read back after a restart.
+ * `<dataDir>/sandboxes/<id>/output/` (see file-output-log.ts), read back after a restart.
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { OutputStorage } from "@sbx/server-kit";
-import { OutputLog } from "./output-log.js";
+import { FileOutputLog } from "./file-output-log.js";
 
 const safe = (id: string) => id.replace(/[^A-Za-z0-9._-]/g, "_");
 
@@ -15,11 +15,11 @@ export function fileOutputStorage(dataDir: string): OutputStorage {
   return {
     open(sandboxId, processId, stream, options) {
       mkdirSync(join(dataDir, "sandboxes", safe(sandboxId), "output"), { recursive: true });
-      return new OutputLog(base(sandboxId, processId, stream), {
+      return new FileOutputLog(base(sandboxId, processId, stream), {
         ...(options.retentionBytes === undefined ? {} : { retentionBytes: options.retentionBytes }),
         ...(options.onError ? { onError: options.onError } : {}),
       });
     },
-    restore: (sandboxId, processId, stream) => OutputLog.restore(base(sandboxId, processId, stream)),
+    restore: (sandboxId, processId, stream) => FileOutputLog.restore(base(sandboxId, processId, stream)),
   };
 }

@@ -8,7 +8,7 @@ export type {
   RuntimeSandboxSpec,
   SandboxRuntime,
 } from "@sbx/server-kit";
+export { MEMORY_TAIL_BYTES } from "./file-output-log.js";
 export { jsonLogger, type Logger, silentLogger } from "./logger.js";
-export { MEMORY_TAIL_BYTES } from "./output-log.js";
 export { createLocalRuntime, type LocalRuntimeOptions } from "./runtime/local/index.js";
 export { PrerequisiteError, parseListen, type RunningServer, type ServerOptions, startServer } from "./server.js";

@@ -1,5 +1,5 @@
 /**
- * The files of an output log (see output-log.ts): a run of segment files, the first at `base`,
+ * The files of an output log (see file-output-log.ts): a run of segment files, the first at `base`,
  * each later one at `base.<offset of its first byte>`. Naming them, finding them again after a
  * restart, and the asynchronous reads and writes the log does on them.
  */

@@ -7,9 +7,9 @@ import { create } from "@bufbuild/protobuf";
 import { type ExitStatus, type Process, ProcessSchema, type ProcessSpec, StdioMode } from "@sbx/proto";
 import { CommandLifecycle } from "../command-lifecycle.js";
 import { Notifier } from "../notifier.js";
-import type { EngineSandbox } from "./engine-sandbox.js";
+import type { EngineLogger } from "./engine-logger.js";
 import { exited, fromRuntimeExit, timedOut } from "./exit-status.js";
-import type { ProcessOutputLog } from "./output-storage.js";
+import type { OutputStorage, ProcessOutputLog } from "./output-storage.js";
 import type { RuntimeProcess, RuntimeSandbox } from "./runtime-driver.js";
 import { type Timer, unrefTimer } from "./timers.js";
 
@@ -17,6 +17,21 @@ import { type Timer, unrefTimer } from "./timers.js";
 const KILL_GRACE_MS = 10_000;
 /** How long a stdin write waits for the process's pipe to take the bytes. */
 const STDIN_BACKPRESSURE_MS = 5_000;
+
+/** What a process needs from the sandbox it runs in (an EngineSandbox). */
+export interface ProcessHost {
+  readonly info: { readonly id: string };
+  readonly engine: {
+    readonly outputs: OutputStorage;
+    readonly logger: EngineLogger;
+    readonly options: { readonly outputRetentionBytes?: number | undefined };
+  };
+  /** Activity: postpones the sandbox's idle timeout. */
+  touch(): void;
+  persistProcess(process: EngineProcess): void;
+  processEnded(process: EngineProcess): void;
+  forgetProcess(process: EngineProcess): void;
+}
 
 export class EngineProcess {
   readonly stdout: ProcessOutputLog;
@@ -33,7 +48,7 @@ export class EngineProcess {
   #exited = false;
 
   constructor(
-    readonly sandbox: EngineSandbox,
+    readonly sandbox: ProcessHost,
     readonly info: Process,
     restored = false,
   ) {
@@ -69,7 +84,7 @@ export class EngineProcess {
     if (restored) this.lifecycle.ended();
   }
 
-  static create(sandbox: EngineSandbox, processId: string, spec: ProcessSpec): EngineProcess {
+  static create(sandbox: ProcessHost, processId: string, spec: ProcessSpec): EngineProcess {
     return new EngineProcess(
       sandbox,
       create(ProcessSchema, { sandboxId: sandbox.info.id, processId, spec, running: true }),

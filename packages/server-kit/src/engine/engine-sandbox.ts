@@ -15,14 +15,29 @@ import {
   StdioMode,
 } from "@sbx/proto";
 import { Notifier } from "../notifier.js";
-import type { Engine } from "./engine.js";
+import type { EngineLogger } from "./engine-logger.js";
 import { EngineProcess } from "./engine-process.js";
 import { exited, idleTimedOut, signaled, timedOut } from "./exit-status.js";
-import type { RuntimeSandbox } from "./runtime-driver.js";
+import type { OutputStorage } from "./output-storage.js";
+import type { RuntimeSandbox, SandboxRuntime } from "./runtime-driver.js";
+import type { StateStore } from "./state-store.js";
 import { type Timer, unrefTimer } from "./timers.js";
 
 /** The process id of a sandbox's own command. */
 export const ENTRYPOINT = "entrypoint";
+
+/** What a sandbox needs from the engine that holds it. */
+export interface SandboxHost {
+  readonly runtime: SandboxRuntime;
+  readonly outputs: OutputStorage;
+  readonly logger: EngineLogger;
+  readonly options: { readonly outputRetentionBytes?: number | undefined };
+  persistSandbox(sandbox: EngineSandbox): void;
+  /** Runs a store write; its failure is logged, never thrown. */
+  saveState(write: (store: StateStore) => void): void;
+  /** Keeps `work` for shutdown to wait on. */
+  track(work: Promise<unknown>): void;
+}
 
 export class EngineSandbox {
   readonly processes = new Map<string, EngineProcess>();
@@ -32,7 +47,7 @@ export class EngineSandbox {
   #idleTimer: Timer | undefined;
 
   constructor(
-    readonly engine: Engine,
+    readonly engine: SandboxHost,
     readonly info: Sandbox,
     readonly requestId: string,
     readonly sequence: number,

@@ -7,19 +7,12 @@
 import { create } from "@bufbuild/protobuf";
 import { type ProcessSpec, SandboxSchema, type SandboxSpec, SandboxState } from "@sbx/proto";
 import { Uploads } from "../uploads.js";
-import { ENTRYPOINT, EngineSandbox } from "./engine-sandbox.js";
+import { type EngineLogger, silentLogger } from "./engine-logger.js";
+import { ENTRYPOINT, EngineSandbox, type SandboxHost } from "./engine-sandbox.js";
 import { exited, signaled, terminated } from "./exit-status.js";
 import type { OutputStorage } from "./output-storage.js";
 import type { SandboxRuntime } from "./runtime-driver.js";
 import type { StateStore } from "./state-store.js";
-
-/** Structured log lines (the server prints JSON; the fake says nothing). */
-export interface EngineLogger {
-  info(message: string, fields?: Record<string, unknown>): void;
-  error(message: string, fields?: Record<string, unknown>): void;
-}
-
-export const silentLogger: EngineLogger = { info() {}, error() {} };
 
 export interface EngineOptions {
   /** Bytes of output kept per process stream (older output is dropped); default 64 MiB. */
@@ -50,7 +43,7 @@ export function newSandboxId(): string {
   return id;
 }
 
-export class Engine {
+export class Engine implements SandboxHost {
   readonly sandboxes = new Map<string, EngineSandbox>();
   readonly byRequestId = new Map<string, EngineSandbox>();
   /** Creates in flight by request id, so a retry joins the first. */

@@ -1,16 +1,10 @@
 /** The engine and its seams (runtime driver, store, output storage). */
 
 export { DEFAULT_IMAGE_ENV, PTY_ENV, processEnv } from "./default-image.js";
-export {
-  Engine,
-  type EngineLogger,
-  type EngineOptions,
-  type EngineSeams,
-  newSandboxId,
-  silentLogger,
-} from "./engine.js";
-export { EngineProcess } from "./engine-process.js";
-export { ENTRYPOINT, EngineSandbox } from "./engine-sandbox.js";
+export { Engine, type EngineOptions, type EngineSeams, newSandboxId } from "./engine.js";
+export { type EngineLogger, silentLogger } from "./engine-logger.js";
+export { EngineProcess, type ProcessHost } from "./engine-process.js";
+export { ENTRYPOINT, EngineSandbox, type SandboxHost } from "./engine-sandbox.js";
 export { exited, fromRuntimeExit, idleTimedOut, signaled, terminated, timedOut } from "./exit-status.js";
 export {
   DEFAULT_OUTPUT_RETENTION_BYTES,

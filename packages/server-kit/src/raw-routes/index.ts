@@ -4,12 +4,12 @@
  */
 import type { Engine } from "../engine/engine.js";
 import type { PlainRoute } from "../listen.js";
+import type { Authorize, RawCallHook } from "./http-answers.js";
 import { rawFilesRoute } from "./raw-files.js";
-import type { Authorize, RawCallHook } from "./raw-http.js";
 import { rawOutputRoute } from "./raw-output.js";
 
+export type { Authorize, RawCallHook, RawCallPlan, RawMethod } from "./http-answers.js";
 export { rawFilesRoute } from "./raw-files.js";
-export type { Authorize, RawCallHook, RawCallPlan, RawMethod } from "./raw-http.js";
 export { rawOutputRoute } from "./raw-output.js";
 
 /**

@@ -11,7 +11,7 @@
  *     200 with {"committedOffset": n, "finished": bool}.
  *
  * Errors are Connect JSON errors (with the FilesystemError detail), every answer carries
- * `x-sbx-raw: files` (see raw-http.ts). The same checks as FilesystemService apply.
+ * `x-sbx-raw: files` (see http-answers.ts). The same checks as FilesystemService apply.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { parseRawOffset, RAW_FILES_PREFIX, RAW_OFFSET_HEADER, RAW_QUERY, RAW_STATUS } from "@sbx/proto";
@@ -30,7 +30,7 @@ import {
   startBody,
   unservedRaw,
   writeBodyFlushed,
-} from "./raw-http.js";
+} from "./http-answers.js";
 
 function offsetOf(url: URL): number {
   const text = url.searchParams.get(RAW_QUERY.offset) ?? "0";

@@ -9,7 +9,7 @@
  * Errors are plain statuses with a Connect JSON error body; clients fall back to ReadOutput,
  * which reports the same problem as a typed error (an offset the retention bound dropped, or
  * output the server failed to store, ends the body: ReadOutput from there says which). Every answer carries `x-sbx-raw: output`
- * (see raw-http.ts).
+ * (see http-answers.ts).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
@@ -35,7 +35,7 @@ import {
   startBody,
   unservedRaw,
   writeBody,
-} from "./raw-http.js";
+} from "./http-answers.js";
 
 /** Bytes per write to a reader that is behind (no framing here, so no reason to stay small). */
 const RAW_MAX_READ = 1024 * 1024;

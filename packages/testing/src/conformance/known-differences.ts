@@ -16,10 +16,9 @@
  * a difference; only capabilities gate cases (the fake's fault controls, an endpoint to speak
  * HTTP to), and a gated case is one the target cannot run at all, not one it gets wrong.
  */
-import type { TestApi } from "./target.js";
+import type { KnownDifferences, TestApi } from "./target.js";
 
-/** Stable case name → why the target differs there. */
-export type KnownDifferences = Readonly<Record<string, string>>;
+export type { KnownDifferences } from "./target.js";
 
 /**
  * The fake server's (`@sbx/testing`'s `createFakeServer`) differences from the real server.

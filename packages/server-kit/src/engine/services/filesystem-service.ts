@@ -5,10 +5,10 @@
  */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { type FilesystemService, MAX_UPLOAD_CHUNK_BYTES } from "@sbx/proto";
-import { fileInfoToWire, watchEventsToWire } from "../../filesystem-wire.js";
 import { checkId } from "../../validation.js";
 import type { Engine } from "../engine.js";
 import { filesOf, fsCall, startUpload } from "./filesystem-calls.js";
+import { fileInfoToWire, watchEventsToWire } from "./filesystem-wire.js";
 
 export function filesystemService(engine: Engine): ServiceImpl<typeof FilesystemService> {
   return {

@@ -4,19 +4,19 @@ import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { OutputDroppedSchema } from "@sbx/proto";
 import { afterAll, describe, expect, it } from "vitest";
-import { HIGH_WATER_BYTES, MEMORY_TAIL_BYTES, OutputLog, type OutputWriter } from "./output-log.js";
+import { FileOutputLog, HIGH_WATER_BYTES, MEMORY_TAIL_BYTES, type OutputWriter } from "./file-output-log.js";
 
 const dir = mkdtempSync(join(tmpdir(), "sbx-log-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function readAll(log: OutputLog, from = 0): Promise<Uint8Array> {
+async function readAll(log: FileOutputLog, from = 0): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   for await (const chunk of log.read(from)) parts.push(chunk.data);
   return Buffer.concat(parts);
 }
 
 /** What reading from `from` fails with, after the bytes it got. */
-async function readFailure(log: OutputLog, from = 0): Promise<{ got: Uint8Array; error: ConnectError }> {
+async function readFailure(log: FileOutputLog, from = 0): Promise<{ got: Uint8Array; error: ConnectError }> {
   const parts: Uint8Array[] = [];
   try {
     for await (const chunk of log.read(from)) parts.push(chunk.data);
@@ -40,9 +40,9 @@ const directory = (name: string) => {
 
 const enospc = () => Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
 
-describe("OutputLog", () => {
+describe("FileOutputLog", () => {
   it("serves any offset, from memory and from the file once spilled", async () => {
-    const log = new OutputLog(join(dir, "a.stdout"));
+    const log = new FileOutputLog(join(dir, "a.stdout"));
     const total = MEMORY_TAIL_BYTES * 3 + 12_345;
     const bytes = pattern(total);
     for (let at = 0; at < total; at += 10_007) log.append(bytes.subarray(at, at + 10_007));
@@ -56,7 +56,7 @@ describe("OutputLog", () => {
   });
 
   it("follows live output and ends when closed", async () => {
-    const log = new OutputLog(join(dir, "b.stdout"));
+    const log = new FileOutputLog(join(dir, "b.stdout"));
     const reading = readAll(log);
     log.append(Buffer.from("one "));
     await new Promise((r) => setTimeout(r, 5));
@@ -67,20 +67,20 @@ describe("OutputLog", () => {
 
   it("reopens a finished log from its file after a restart", async () => {
     const path = join(dir, "c.stdout");
-    const first = new OutputLog(path);
+    const first = new FileOutputLog(path);
     first.append(Buffer.from("kept across restarts"));
     first.close();
     await first.written();
-    const reopened = OutputLog.restore(path);
+    const reopened = FileOutputLog.restore(path);
     expect(reopened.length).toBe(20);
     expect(reopened.closed).toBe(true);
     expect(Buffer.from(await readAll(reopened, 5)).toString()).toBe("across restarts");
-    expect(OutputLog.restore(join(dir, "never-written.stdout")).length).toBe(0);
+    expect(FileOutputLog.restore(join(dir, "never-written.stdout")).length).toBe(0);
   });
 
   it("shows readers only bytes already in the file, written in batches", async () => {
     const path = join(dir, "d.stdout");
-    const log = new OutputLog(path);
+    const log = new FileOutputLog(path);
     // 3000 small appends in one turn: more pieces than one writev takes (IOV_MAX is 1024).
     const expected: string[] = [];
     for (let i = 0; i < 3000; i++) {
@@ -117,7 +117,7 @@ describe("OutputLog", () => {
       return buffers.reduce((sum, b) => sum + b.byteLength, 0);
     };
     const errors: Error[] = [];
-    const log = new OutputLog(join(directory("full"), "e.stdout"), {
+    const log = new FileOutputLog(join(directory("full"), "e.stdout"), {
       write: failSecond,
       onError: (error) => errors.push(error),
     });
@@ -154,7 +154,7 @@ describe("OutputLog", () => {
       await failureReleased;
       throw enospc();
     };
-    const log = new OutputLog(join(directory("short"), "s.stdout"), { write: shortThenFull });
+    const log = new FileOutputLog(join(directory("short"), "s.stdout"), { write: shortThenFull });
     const live = log.read(0);
     const liveFirst = live.next(); // waiting for output
     log.append(Buffer.from("abc"));
@@ -186,7 +186,7 @@ describe("OutputLog", () => {
 
   it("ends the stream with DATA_LOSS when its file cannot even be created", async () => {
     const errors: Error[] = [];
-    const log = new OutputLog(join(dir, "no-such-dir", "f.stdout"), { onError: (error) => errors.push(error) });
+    const log = new FileOutputLog(join(dir, "no-such-dir", "f.stdout"), { onError: (error) => errors.push(error) });
     log.append(Buffer.from("nowhere to go"));
     const { got, error } = await readFailure(log);
     expect(got.byteLength).toBe(0);
@@ -198,7 +198,7 @@ describe("OutputLog", () => {
     const retentionBytes = 64 * 1024;
     const folder = directory("bounded");
     const base = join(folder, "g.stdout");
-    const log = new OutputLog(base, { retentionBytes });
+    const log = new FileOutputLog(base, { retentionBytes });
     const total = 1024 * 1024 + 777;
     const bytes = pattern(total);
     for (let at = 0; at < total; at += 3_001) {
@@ -224,7 +224,7 @@ describe("OutputLog", () => {
     expect(Buffer.from(await readAll(log, first)).equals(bytes.subarray(first))).toBe(true);
 
     // A restart finds the same kept range from the file names.
-    const restored = OutputLog.restore(base);
+    const restored = FileOutputLog.restore(base);
     expect([restored.firstKeptOffset, restored.length]).toEqual([first, total]);
     expect(Buffer.from(await readAll(restored, first + 5)).equals(bytes.subarray(first + 5))).toBe(true);
     expect((await readFailure(restored, 0)).error.code).toBe(Code.OutOfRange);
@@ -232,7 +232,7 @@ describe("OutputLog", () => {
 
   it("never drops what a live reader has yet to read: it asks the writer to wait for the reader instead", async () => {
     const retentionBytes = 64 * 1024;
-    const log = new OutputLog(join(directory("behind"), "h.stdout"), { retentionBytes });
+    const log = new FileOutputLog(join(directory("behind"), "h.stdout"), { retentionBytes });
     const expected = pattern(10_000 + 40 * 4096);
     log.append(expected.subarray(0, 10_000));
     await log.written();
@@ -265,7 +265,7 @@ describe("OutputLog", () => {
   });
 
   it("tells a reader arriving after the bound dropped output where the kept output starts", async () => {
-    const log = new OutputLog(join(directory("late"), "l.stdout"), { retentionBytes: 64 * 1024 });
+    const log = new FileOutputLog(join(directory("late"), "l.stdout"), { retentionBytes: 64 * 1024 });
     for (let i = 0; i < 40; i++) {
       log.append(pattern(4096));
       await log.written();
@@ -279,7 +279,7 @@ describe("OutputLog", () => {
   });
 
   it("holds no output in memory once closed", async () => {
-    const log = new OutputLog(join(dir, "i.stdout"));
+    const log = new FileOutputLog(join(dir, "i.stdout"));
     log.append(pattern(3 * MEMORY_TAIL_BYTES));
     await log.written();
     expect(log.memoryBytes).toBeGreaterThan(0); // the tail, for live readers
@@ -295,7 +295,7 @@ describe("OutputLog", () => {
     const blocked: (() => void)[] = [];
     const slowDisk: OutputWriter = (_fd, buffers) =>
       new Promise((resolve) => blocked.push(() => resolve(buffers.reduce((sum, b) => sum + b.byteLength, 0))));
-    const log = new OutputLog(join(dir, "j.stdout"), { write: slowDisk });
+    const log = new FileOutputLog(join(dir, "j.stdout"), { write: slowDisk });
     const piece = 64 * 1024;
     let accepted = 0;
     while (log.append(Buffer.alloc(piece, 1))) accepted += piece;
@@ -324,7 +324,7 @@ describe("OutputLog", () => {
 
   it("deletes every file of the log when removed", async () => {
     const folder = directory("removed");
-    const log = new OutputLog(join(folder, "k.stdout"), { retentionBytes: 64 * 1024 });
+    const log = new FileOutputLog(join(folder, "k.stdout"), { retentionBytes: 64 * 1024 });
     for (let i = 0; i < 10; i++) {
       log.append(pattern(10_000));
       await log.written();

@@ -3,7 +3,7 @@
  * reader: batches as they come, bounded — a reader too slow to keep up gets one "overflow"
  * event in place of what it missed.
  */
-import type { RuntimeWatchEvent } from "./engine/runtime-driver.js";
+import type { RuntimeWatchEvent } from "./runtime-driver.js";
 
 /** Events waiting for a slow reader beyond this many are dropped for one "overflow" event. */
 export const MAX_PENDING_WATCH_EVENTS = 10_000;

@@ -33,7 +33,7 @@ export const MEMORY_TAIL_BYTES = 1024 * 1024;
  * is served from memory, not from the files at a read per sliver of the tail it missed.
  */
 export const READER_TAIL_BYTES = 4 * 1024 * 1024;
-/** Default bound of the bytes kept per stream (see `OutputLogOptions.retentionBytes`). */
+/** Default bound of the bytes kept per stream (see `FileOutputLogOptions.retentionBytes`). */
 export const DEFAULT_RETENTION_BYTES = 64 * 1024 * 1024;
 /** The smallest bound (two of the smallest segments). */
 export const MIN_RETENTION_BYTES = 8 * 1024;
@@ -58,7 +58,7 @@ interface Chunk {
 /** Writes `buffers` at the end of the file `fd`; resolves with the bytes written. */
 export type OutputWriter = (fd: number, buffers: Uint8Array[]) => Promise<number>;
 
-export interface OutputLogOptions {
+export interface FileOutputLogOptions {
   /** Most bytes kept on disk; older output is dropped. Default DEFAULT_RETENTION_BYTES. */
   readonly retentionBytes?: number;
   /** Called once if storing output fails (the log has then ended; nothing is thrown). */
@@ -67,7 +67,7 @@ export interface OutputLogOptions {
   readonly write?: OutputWriter;
 }
 
-export class OutputLog {
+export class FileOutputLog {
   readonly #base: string;
   readonly #retentionBytes: number;
   readonly #segmentBytes: number;
@@ -96,7 +96,7 @@ export class OutputLog {
   /** Where each live reader is: the bound never drops a byte one of them has yet to read. */
   readonly #readers = new Set<{ at: number }>();
 
-  constructor(base: string, options: OutputLogOptions = {}) {
+  constructor(base: string, options: FileOutputLogOptions = {}) {
     this.#base = base;
     const retention = options.retentionBytes ?? DEFAULT_RETENTION_BYTES;
     if (!Number.isSafeInteger(retention) || retention < MIN_RETENTION_BYTES) {
@@ -110,8 +110,8 @@ export class OutputLog {
   }
 
   /** A finished log read back from its files after a restart (empty when there are none). */
-  static restore(base: string): OutputLog {
-    const log = new OutputLog(base);
+  static restore(base: string): FileOutputLog {
+    const log = new FileOutputLog(base);
     const segments = findSegments(base);
     log.#segments.push(...segments);
     const last = segments.at(-1);

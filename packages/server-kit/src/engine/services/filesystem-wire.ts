@@ -1,6 +1,6 @@
 /** File metadata and watch events as the wire has them, from what a server's filesystem reports. */
 import { FileType, WatchEventType } from "@sbx/proto";
-import type { RuntimeFileInfo, RuntimeWatchEvent } from "./engine/runtime-driver.js";
+import type { RuntimeFileInfo, RuntimeWatchEvent } from "../runtime-driver.js";
 
 const FILE_TYPES = {
   file: FileType.FILE,
