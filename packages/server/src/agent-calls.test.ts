@@ -56,9 +56,10 @@ if (available) {
     const sandboxes = new Map<string, LocalSandboxView>();
     let server: RunningServer;
     let client: SandboxClient;
+    let local: ReturnType<typeof createLocalRuntime>;
 
     beforeAll(async () => {
-      const local = createLocalRuntime({
+      local = createLocalRuntime({
         dataDir,
         agentCallTimeoutMs: AGENT_DEADLINE_MS,
         pidsLimit: PIDS_LIMIT,
@@ -274,6 +275,23 @@ if (available) {
       for (const error of givenUp) expect(String(error)).toContain("did not answer watch");
       // Every one of them is stopped: no inotify instance (nor its thread) is left.
       await eventually(() => inotifyCount() === 0, "the agent closed every watch's inotify instance");
+    });
+
+    it("an exec in a sandbox whose init died fails at once instead of waiting for an agent that is gone", async () => {
+      // Straight from the runtime: the engine would destroy it as soon as it died.
+      const id = `sb-died${Date.now().toString(36)}`;
+      const sandbox = await local.createSandbox({ id, env: {}, blockNetwork: true });
+      try {
+        process.kill(agentPid(id), "SIGKILL");
+        await sandbox.died;
+        const outcome = await Promise.race([
+          errorOf(sandbox.exec({ argv: ["true"], env: {}, pty: false })),
+          new Promise((resolve) => setTimeout(() => resolve("still waiting after 5 s"), 5_000)),
+        ]);
+        expect(String(outcome)).toContain("the sandbox has ended");
+      } finally {
+        await sandbox.destroy();
+      }
     });
   });
 }

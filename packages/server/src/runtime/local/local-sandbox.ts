@@ -82,6 +82,8 @@ export class LocalSandbox implements RuntimeSandbox {
   readonly #cgroup: SandboxCgroup;
   readonly #processes = new Map<string, LocalProcess>();
   #markDied!: () => void;
+  /** Its init is gone (or never started): no exec can reach an agent any more. */
+  #hasDied = false;
   #child: ChildProcess | undefined;
   readonly #connection: AgentConnection;
   #ready: { resolve: () => void; reject: (e: Error) => void } | undefined;
@@ -129,7 +131,10 @@ export class LocalSandbox implements RuntimeSandbox {
       onEvent: (event) => this.#onEvent(event),
     });
     this.died = new Promise((resolve) => {
-      this.#markDied = resolve;
+      this.#markDied = () => {
+        this.#hasDied = true;
+        resolve();
+      };
     });
   }
 
@@ -215,12 +220,19 @@ export class LocalSandbox implements RuntimeSandbox {
     child.stderr?.on("data", (text: string) => {
       if (this.#stderr.length < 4096) this.#stderr += text;
     });
-    child.on("exit", () => {
-      this.#ready?.reject(new Error(`the sandbox failed to start: ${this.#stderr.trim() || "bwrap exited"}`));
+    let ended = false;
+    const end = (why: string) => {
+      if (ended) return;
+      ended = true;
+      this.#ready?.reject(new Error(`the sandbox failed to start: ${why}`));
       for (const p of this.#processes.values()) p.sandboxEnded();
       this.#connection.sandboxEnded();
       this.#markDied();
-    });
+    };
+    child.on("exit", () => end(this.#stderr.trim() || "bwrap exited"));
+    // A launch the kernel refuses (EAGAIN, ENOMEM, EACCES) is an 'error' event, not an exit:
+    // unheard, Node would throw it and end the server with every sandbox.
+    child.on("error", (error) => end(`could not launch it: ${error.message}`));
   }
 
   /** The agent's events other than answers to file calls and watches. */
@@ -260,6 +272,7 @@ export class LocalSandbox implements RuntimeSandbox {
 
   async exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess> {
     if (this.#destroyed) throw new Error("the sandbox has been destroyed");
+    if (this.#hasDied) throw new Error("the sandbox has ended");
     const id = String(++this.#counter);
     // An unguessable name in a dir the sandbox cannot list (0711), so no process can find the
     // channel by name; the channel dir is root's, so nothing sandboxed can be put in it. Its
@@ -276,6 +289,11 @@ export class LocalSandbox implements RuntimeSandbox {
     );
     this.#processes.set(id, process);
     process.exit.finally(() => this.#processes.delete(id));
+    if (this.#hasDied) {
+      // It died while the channel was made: no agent would ever answer.
+      process.sandboxEnded();
+      throw new Error("the sandbox has ended");
+    }
     const request = {
       op: "exec",
       id,
