@@ -10,6 +10,9 @@
 /** How long kill-on-disconnect waits for a reader to come back (a dropped connection resuming). */
 export const DISCONNECT_GRACE_MS = 1_000;
 
+/** The longest delay one setTimeout holds (2^31 - 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface CommandLifecycleOptions {
   /** Kill the running command after this long with no client attached. undefined: never. */
   readonly idleTimeoutMs?: number | undefined;
@@ -89,13 +92,19 @@ export class CommandLifecycle {
     clearTimeout(this.#idleTimer);
     clearTimeout(this.#graceTimer);
     const ttl = this.#options.ttlMs;
-    if (ttl === undefined) return;
+    if (ttl !== undefined) this.#armTtl(ttl);
+  }
+
+  /** One timer holds at most ~24.8 days (a longer delay fires at once): longer TTLs re-arm. */
+  #armTtl(remainingMs: number): void {
+    const step = Math.min(remainingMs, MAX_TIMER_MS);
     this.#ttlTimer = unref(
       setTimeout(() => {
+        if (remainingMs > step) return this.#armTtl(remainingMs - step);
         // Readers still draining the output keep it until they leave.
         this.#ttlDue = true;
         if (this.#attached === 0) this.#expire();
-      }, ttl),
+      }, step),
     );
   }
 

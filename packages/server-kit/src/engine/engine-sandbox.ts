@@ -73,8 +73,13 @@ export class EngineSandbox {
       diskMiB: spec.diskMib || undefined,
     });
     if (!this.running) {
-      // Terminated while its runtime was being made: release it at once.
-      await this.runtime.destroy();
+      // Terminated while its runtime was being made: release it at once (shutdown waits).
+      const id = this.info.id;
+      this.engine.track(
+        this.runtime
+          .destroy()
+          .catch((error) => this.engine.logger.error("destroying sandbox failed", { id, error: String(error) })),
+      );
       return;
     }
     void this.runtime.died.then(() => this.finish(signaled(9)));

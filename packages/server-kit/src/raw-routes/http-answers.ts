@@ -71,10 +71,13 @@ export function writeBodyFlushed(res: RawResponse, data: Uint8Array, signal: Abo
   });
 }
 
-/** Aborts when the client goes away. */
+/** Aborts when the client goes away (at once if it already has). */
 export function clientSignal(res: RawResponse): AbortSignal {
   const abort = new AbortController();
-  res.on("close", () => abort.abort(new ConnectError("client went away")));
+  const gone = () => abort.abort(new ConnectError("client went away"));
+  res.on("close", gone);
+  const stream = (res as Http2ServerResponse).stream as { destroyed?: boolean } | undefined;
+  if ((res as ServerResponse).closed || (res as ServerResponse).destroyed || stream?.destroyed) gone();
   return abort.signal;
 }
 

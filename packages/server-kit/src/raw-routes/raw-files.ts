@@ -52,6 +52,7 @@ export function rawFilesRoute(engine: Engine, authorize: Authorize, hook?: RawCa
     prefix: RAW_FILES_PREFIX,
     async handle(req, res) {
       markRaw(res, "files");
+      const signal = clientSignal(res); // first: a client gone during the hook is still seen
       try {
         if (!authorize(req.headers.authorization))
           throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
@@ -67,7 +68,6 @@ export function rawFilesRoute(engine: Engine, authorize: Authorize, hook?: RawCa
         if (plan?.decline) return declineRaw(res, req.method === "GET" ? "ReadFile" : "WriteFile");
         if (req.method === "GET") {
           const { fs } = filesOf(engine, sandboxId, path);
-          const signal = clientSignal(res);
           const chunks = await fsCall(path, () => fs.read(path, offset, signal));
           startBody(res, {
             "content-type": "application/octet-stream",

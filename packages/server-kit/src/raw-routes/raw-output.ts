@@ -48,6 +48,7 @@ export function rawOutputRoute(engine: Engine, authorize: Authorize, hook?: RawC
     prefix: RAW_OUTPUT_PREFIX,
     async handle(req: RawRequest, res: RawResponse) {
       markRaw(res, "output");
+      const signal = clientSignal(res); // first: a client gone during the hook is still seen
       if (req.method !== "GET")
         return fail(res, RAW_STATUS.methodNotAllowed, Code.Unimplemented, "the output stream is read with GET");
       if (!authorize(req.headers.authorization))
@@ -81,7 +82,6 @@ export function rawOutputRoute(engine: Engine, authorize: Authorize, hook?: RawC
       if (offset < log.firstKeptOffset)
         return failRaw(res, outputDropped(offset, log.firstKeptOffset), RAW_STATUS.rangeNotSatisfiable);
       sandbox.touch();
-      const signal = clientSignal(res);
       const detach = process.lifecycle.attach(signal);
       try {
         startBody(res, {

@@ -47,7 +47,11 @@ export interface FakeServer {
   /** Drops injected failures and cuts that have not happened yet. */
   clearFaults(): void;
   setLatency(ms: number): void;
-  /** Serves the fake on a real port (Connect over HTTP/1.1 and HTTP/2, gRPC), Node only. */
+  /**
+   * Serves the fake on a real port (Connect over HTTP/1.1 and HTTP/2, gRPC, and the raw HTTP
+   * routes), Node only. A test double: it listens on loopback by default; do not expose it to
+   * a network (its token check is a plain comparison, and it keeps everything in memory).
+   */
   listen(options?: ListenOptions): Promise<Listener>;
   /** Stops listeners and ends every sandbox, process and timer. */
   close(): Promise<void>;

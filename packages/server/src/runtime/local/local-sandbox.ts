@@ -213,8 +213,12 @@ export class LocalSandbox implements RuntimeSandbox {
     const paths = this.#paths;
     const args = launchArgs({ cgroupDirs: this.#cgroup.dirs, rootfs: paths.rootfs, ctl: paths.ctl, uid, gid });
     const seccompFd = openSync(seccomp, "r");
-    const child = spawn("/bin/sh", args, { stdio: ["ignore", "ignore", "pipe", seccompFd], env: {} });
-    closeQuietly(seccompFd);
+    let child: ChildProcess;
+    try {
+      child = spawn("/bin/sh", args, { stdio: ["ignore", "ignore", "pipe", seccompFd], env: {} });
+    } finally {
+      closeQuietly(seccompFd); // the child has its copy (or there is no child)
+    }
     this.#child = child;
     child.stderr?.setEncoding("utf8");
     child.stderr?.on("data", (text: string) => {
