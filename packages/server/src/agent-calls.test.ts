@@ -277,6 +277,23 @@ if (available) {
       await eventually(() => inotifyCount() === 0, "the agent closed every watch's inotify instance");
     });
 
+    it("an exec the agent does not start in time fails with a deadline error; a late start is killed", async () => {
+      await using sb = await client.sandboxes.create();
+      const agent = agentPid(sb.id);
+      process.kill(agent, "SIGSTOP");
+      let error: unknown;
+      try {
+        error = await errorOf(sb.exec(["sh", "-c", "echo started > /tmp/late; sleep 600"]));
+      } finally {
+        process.kill(agent, "SIGCONT");
+      }
+      expect(error).toBeInstanceOf(TimeoutError);
+      expect(String((error as Error).message)).toContain("the sandbox did not start sh within 1.5 s");
+      // Resumed, the agent answers again, and nothing of the late command is left running.
+      const ps = await sb.exec(["sh", "-c", "sleep 1; ps -eo args"]);
+      expect(await ps.stdout.readText()).not.toContain("sleep 600");
+    });
+
     it("an exec in a sandbox whose init died fails at once instead of waiting for an agent that is gone", async () => {
       // Straight from the runtime: the engine would destroy it as soon as it died.
       const id = `sb-died${Date.now().toString(36)}`;

@@ -4,6 +4,7 @@ import { MAX_LONG_POLL_MS, OutputStream, type ProcessService } from "@sbx/proto"
 import { serveOutput } from "../../output-reads.js";
 import { checkArgv, checkEnv, checkId, checkLifecycle, checkPtySize, checkWorkdir } from "../../validation.js";
 import type { Engine } from "../engine.js";
+import { RuntimeDeadlineError } from "../runtime-driver.js";
 import { processOf, sandboxOf } from "./lookup.js";
 
 export function processService(engine: Engine): ServiceImpl<typeof ProcessService> {
@@ -35,7 +36,9 @@ export function processService(engine: Engine): ServiceImpl<typeof ProcessServic
         if (!sandbox.running) {
           throw new ConnectError(`sandbox ${request.sandboxId} has finished`, Code.FailedPrecondition);
         }
-        throw new ConnectError(`could not start the process: ${(error as Error).message}`, Code.Internal);
+        // A sandbox too busy to start it in time: DEADLINE_EXCEEDED (core's TimeoutError).
+        const code = error instanceof RuntimeDeadlineError ? Code.DeadlineExceeded : Code.Internal;
+        throw new ConnectError(`could not start the process: ${(error as Error).message}`, code);
       }
       return { process: process.info };
     },

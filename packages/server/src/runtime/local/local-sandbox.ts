@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import {
   processEnv,
+  RuntimeDeadlineError,
   RuntimeFsError,
   type RuntimeProcess,
   type RuntimeProcessSpec,
@@ -311,7 +312,22 @@ export class LocalSandbox implements RuntimeSandbox {
     this.#connection.send(request);
     process.signalSender = (signal) => this.#connection.send({ op: "signal", id, signal });
     process.resizer = (rows, cols) => this.#connection.send({ op: "resize", id, rows, cols });
-    await process.whenStarted;
+    // An agent alive but silent (stopped, starved) must not hold the call forever; and a
+    // process it starts after the deadline is killed, never left running unobserved.
+    const limitMs = this.#setup.agentCallTimeoutMs;
+    const deadline = setTimeout(() => {
+      this.#connection.send({ op: "signal", id, signal: 9 });
+      process.failed(
+        new RuntimeDeadlineError(
+          `the sandbox did not start ${spec.argv[0]} within ${limitMs / 1000} s (it may be overloaded or stopped)`,
+        ),
+      );
+    }, limitMs);
+    try {
+      await process.whenStarted;
+    } finally {
+      clearTimeout(deadline);
+    }
     return process;
   }
 
