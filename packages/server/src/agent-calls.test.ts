@@ -277,6 +277,16 @@ if (available) {
       await eventually(() => inotifyCount() === 0, "the agent closed every watch's inotify instance");
     });
 
+    it("the runtime lets go of every sandbox it destroyed", async () => {
+      const held = () => (local as unknown as { readonly sandboxCount: number }).sandboxCount;
+      const before = held();
+      for (let i = 0; i < 3; i++) {
+        const sb = await client.sandboxes.create();
+        await sb.terminate();
+      }
+      await eventually(() => held() === before, `the runtime holds ${before} sandboxes again`);
+    });
+
     it("an exec the agent does not start in time fails with a deadline error; a late start is killed", async () => {
       await using sb = await client.sandboxes.create();
       const agent = agentPid(sb.id);

@@ -72,6 +72,7 @@ class LocalRuntime implements SandboxRuntime {
   readonly #uids: UidAllocator;
   readonly #defaultDiskMiB: number;
   readonly #options: LocalRuntimeOptions;
+  /** The sandboxes not yet destroyed, by id. */
   readonly #sandboxes = new Map<string, LocalSandbox>();
   #image: Promise<DefaultImage> | undefined;
   /** The default-size disk, ready made: most disks are a sparse copy of it. */
@@ -182,6 +183,9 @@ class LocalRuntime implements SandboxRuntime {
       memoryMiB: limits.memoryLimitMiB,
       pidsLimit: limits.pidsLimit,
       agentCallTimeoutMs: this.#options.agentCallTimeoutMs ?? 60_000,
+      onDestroyed: (gone) => {
+        if (this.#sandboxes.get(gone.id) === gone) this.#sandboxes.delete(gone.id);
+      },
     });
     this.#sandboxes.set(spec.id, sandbox);
     try {
@@ -222,6 +226,11 @@ class LocalRuntime implements SandboxRuntime {
       if (emptied) await rm(join(root, entry), { recursive: true, force: true }).catch(() => {});
     }
     this.#warm.refill();
+  }
+
+  /** How many sandboxes it holds (not yet destroyed); for diagnostics and tests. */
+  get sandboxCount(): number {
+    return this.#sandboxes.size;
   }
 
   async close(): Promise<void> {

@@ -66,6 +66,8 @@ export interface SandboxSetup {
   readonly memoryMiB: number;
   readonly pidsLimit: number;
   readonly agentCallTimeoutMs: number;
+  /** Called once it is destroyed (the runtime stops holding it). */
+  readonly onDestroyed?: (sandbox: LocalSandbox) => void;
 }
 
 /** The filesystems a sandbox's files may be on (its overlay, tmpfs, and the host's /usr for reads). */
@@ -345,6 +347,7 @@ export class LocalSandbox implements RuntimeSandbox {
         await rm(this.#setup.dir, { recursive: true, force: true }).catch(() => {});
         this.#setup.releaseUid();
       }
+      this.#setup.onDestroyed?.(this);
     })();
     return this.#destroyed;
   }
