@@ -25,15 +25,6 @@ import { getProcess, resizePty, type SignalName, signalProcess, startProcessWith
 import { StreamWriter } from "./stdin-writer.js";
 import type { TextChunk } from "./utf8.js";
 
-export {
-  type CommandOptions,
-  DEFAULT_COMMAND_IDLE_TIMEOUT_MS,
-  DEFAULT_COMMAND_TTL_MS,
-  DEFAULT_RUN_TIMEOUT_MS,
-  type ExecutionResult,
-  type OutputChunk,
-} from "./command-ops.js";
-
 export interface RunOptions extends CommandOptions {
   /** Called with stdout text as it arrives (`wait: true` only). */
   readonly onStdout?: (text: string) => void;

@@ -3,7 +3,8 @@
 // tsc checks this file (the typecheck task): each @ts-expect-error line must stay an error.
 import { describe, expect, it } from "vitest";
 import type { SandboxClient, Sandboxes } from "./client.js";
-import type { CommandHandle, ExecutionResult } from "./command-handle.js";
+import type { CommandHandle } from "./command-handle.js";
+import type { ExecutionResult } from "./command-ops.js";
 import type { ContainerProcess } from "./container-process.js";
 import type { Sandbox } from "./sandbox.js";
 

@@ -4,7 +4,8 @@
 
 import type { Sandbox as SandboxInfo } from "@sbx/proto";
 import { SandboxState, StdioMode } from "@sbx/proto/wire";
-import type { CommandHandle, ExecutionResult, ReconnectOptions, RunOptions } from "./command-handle.js";
+import type { CommandHandle, ReconnectOptions, RunOptions } from "./command-handle.js";
+import type { ExecutionResult } from "./command-ops.js";
 import { ContainerProcess, type SignalOptions, type WaitOptions } from "./container-process.js";
 import type { EffectRunner } from "./effect-runner.js";
 import { ClientClosedError, SandboxTerminatedError, TimeoutError } from "./errors.js";
