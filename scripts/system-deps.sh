@@ -1,5 +1,7 @@
 # Source this file: installs the Debian packages the real server needs (bubblewrap, and the
-# util-linux/coreutils/python3/e2fsprogs it already expects), only when something is missing.
+# util-linux/coreutils/e2fsprogs it already expects; python3, which the default image offers
+# to sandboxed code), and what builds and tests the in-sandbox agent (Go; qemu-user-static to
+# run its arm64 build once), only when something is missing.
 sbx_missing=()
 command -v bwrap >/dev/null 2>&1 || sbx_missing+=(bubblewrap)
 command -v setpriv >/dev/null 2>&1 || sbx_missing+=(util-linux)
@@ -8,6 +10,8 @@ command -v unshare >/dev/null 2>&1 || sbx_missing+=(util-linux)
 PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null 2>&1 || sbx_missing+=(e2fsprogs)
 command -v mkfifo >/dev/null 2>&1 || sbx_missing+=(coreutils)
 [ -x /usr/bin/python3 ] || sbx_missing+=(python3)
+command -v go >/dev/null 2>&1 || sbx_missing+=(golang-go)
+command -v qemu-aarch64-static >/dev/null 2>&1 || sbx_missing+=(qemu-user-static)
 if [ "${#sbx_missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "sbx: the server needs: ${sbx_missing[*]} (install them with apt-get as root)" >&2
