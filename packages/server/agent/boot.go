@@ -16,6 +16,20 @@ func makeUndumpable() error {
 	return nil
 }
 
+// setSoftOpenFiles sets the soft RLIMIT_NOFILE (at most the hard one).
+func setSoftOpenFiles(n uint64) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	if n < lim.Max {
+		lim.Cur = n
+	} else {
+		lim.Cur = lim.Max
+	}
+	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+}
+
 const sysCloseRange = 436 // the same number on amd64 and arm64
 
 // closeInherited closes every descriptor above stderr (the Go runtime holds none yet).

@@ -277,7 +277,13 @@ if (available) {
         expect(answer).toEqual({ text: `call ${i}`, size: `call ${i}`.length, listed: true });
       });
       for (const failure of failures) expect(String(failure)).toContain("the sandbox's pids limit is reached");
-      watch.close();
+      // The watch saw the calls' files appear (its reader is on the agent's poller: no thread).
+      const created = new Set<string>();
+      for await (const event of watch) {
+        if (event.type === "create") for (const path of event.paths) created.add(path);
+        if (created.has("/tmp/calls/23.txt")) break;
+      }
+      expect(created).toContain("/tmp/calls/0.txt");
       // The same agent, which never needed a thread more than it started with.
       expect(agentPid(sb.id)).toBe(agent);
       expect(agentThreads(agent)).toBe(threads);

@@ -107,6 +107,9 @@ export function launchArgs({ cgroupDirs, rootfs, ctl, agent, uid, gid }: LaunchT
     "3",
     "--as-pid-1",
     AGENT_PATH,
+    // Go raises its own soft limit as it starts: the agent sets the sandbox's back.
+    "--open-files",
+    String(SANDBOX_OPEN_FILES),
   ];
   // Nothing runs outside its cgroups: destroy() relies on killing the cgroup to know that no
   // sandboxed process is left before it removes the sandbox's files. Sandboxes get the usual
