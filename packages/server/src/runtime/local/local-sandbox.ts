@@ -233,8 +233,7 @@ export class LocalSandbox implements RuntimeSandbox {
       this.#ready?.resolve();
     } else if (event.started) {
       const process = this.#processes.get(id);
-      // Given up on (its deadline passed: a kill was sent then), the process's pipes are left
-      // to the agent to close.
+      // Given up on (its deadline passed: a kill was sent then), its pipes are not opened.
       if (process && !process.ended) {
         try {
           process.started(event.started.pid ?? 0, openProcessStdio(this.#runningAgent(), event.started));
@@ -243,7 +242,9 @@ export class LocalSandbox implements RuntimeSandbox {
           process.failed(error as Error);
         }
       }
-      this.#connection.send({ id, releaseStdio: {} });
+      // Either way the agent closes its copies; told after the caller hears of the start (the
+      // write wakes the agent, which may take this CPU for a while).
+      setImmediate(() => this.#connection.send({ id, releaseStdio: {} }));
     } else if (event.failed) {
       this.#processes.get(id)?.failed(new Error(event.failed.error ?? "the agent could not start it"));
     } else if (event.exited) {
