@@ -19,6 +19,21 @@ import { pipeReader, pipeWriter } from "./fifo.js";
 /** statfs type of the kernel's anonymous pipes. */
 const PIPEFS = 0x50495045;
 
+/**
+ * The device of the kernel's one pipefs, once a pipe has been seen to be on it (every anonymous
+ * pipe is): a later pipe on that device needs no statfs.
+ */
+let pipefsDevice: number | undefined;
+
+function isAnonymousPipe(fd: number): boolean {
+  const st = fstatSync(fd);
+  if (!st.isFIFO()) return false;
+  if (st.dev === pipefsDevice) return true;
+  if (statfsSync(`/proc/self/fd/${fd}`).type !== PIPEFS) return false;
+  pipefsDevice = st.dev;
+  return true;
+}
+
 /** The server's ends of a process's stdio. */
 export interface ProcessStdio {
   readonly stdin: Socket;
@@ -41,9 +56,7 @@ export function openProcessStdio(agent: AgentProcess, started: StartedJson): Pro
       throw refuse("cannot reopen it");
     }
     opened.push(mine);
-    if (!fstatSync(mine).isFIFO() || statfsSync(`/proc/self/fd/${mine}`).type !== PIPEFS) {
-      throw refuse("not a pipe");
-    }
+    if (!isAnonymousPipe(mine)) throw refuse("not a pipe");
     return mine;
   };
   try {
