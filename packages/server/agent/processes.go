@@ -25,7 +25,8 @@ const (
 // and stdio, and the agent copies between the terminal and the pipes (goroutines on the
 // runtime's poller: no thread, no pid needed).
 type processes struct {
-	emit func(*Event)
+	emit     func(*Event)
+	oomScore *oomScore
 	// Held from a fork until its process is known by pid, and while reaping: no exit is seen
 	// before its start is recorded and reported.
 	mu        sync.Mutex
@@ -38,6 +39,7 @@ type processes struct {
 func newProcesses(emit func(*Event)) *processes {
 	return &processes{
 		emit:      emit,
+		oomScore:  openOOMScore(),
 		byPid:     map[int]string{},
 		byID:      map[string]int{},
 		terminals: map[string]*os.File{},
@@ -111,13 +113,15 @@ func (p *processes) start(id string, req *Exec) {
 		if std.pty {
 			files = []uintptr{uintptr(std.slave), uintptr(std.slave), uintptr(std.slave)}
 		}
-		pid, err = syscall.ForkExec(path, req.Argv, &syscall.ProcAttr{
-			Dir:   cwd,
-			Env:   env,
-			Files: files,
-			// Its own session and process group (signals go to the group), with the terminal
-			// (child descriptor 0) as its controlling terminal.
-			Sys: &syscall.SysProcAttr{Setsid: true, Setctty: std.pty, Ctty: 0},
+		p.oomScore.forChild(func() {
+			pid, err = syscall.ForkExec(path, req.Argv, &syscall.ProcAttr{
+				Dir:   cwd,
+				Env:   env,
+				Files: files,
+				// Its own session and process group (signals go to the group), with the terminal
+				// (child descriptor 0) as its controlling terminal.
+				Sys: &syscall.SysProcAttr{Setsid: true, Setctty: std.pty, Ctty: 0},
+			})
 		})
 		if err != nil {
 			errno = errnoOf(err)
