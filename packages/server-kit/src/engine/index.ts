@@ -6,6 +6,7 @@ export { type EngineLogger, silentLogger } from "./engine-logger.js";
 export { EngineProcess, type ProcessHost } from "./engine-process.js";
 export { ENTRYPOINT, EngineSandbox, type SandboxHost } from "./engine-sandbox.js";
 export { exited, fromRuntimeExit, idleTimedOut, signaled, terminated, timedOut } from "./exit-status.js";
+export * from "./image-store.js";
 export {
   DEFAULT_OUTPUT_RETENTION_BYTES,
   type LogChunk,
