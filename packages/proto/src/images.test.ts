@@ -36,7 +36,13 @@ describe("credentialsProblem", () => {
   it("takes { username, password } and nothing else, never echoing them", () => {
     expect(credentialsProblem(undefined)).toBeUndefined();
     expect(credentialsProblem({ username: "u", password: "" })).toBeUndefined();
-    for (const bad of [null, "u:p", { username: "u" }, { username: "", password: "p" }, { username: 1, password: "p" }]) {
+    for (const bad of [
+      null,
+      "u:p",
+      { username: "u" },
+      { username: "", password: "p" },
+      { username: 1, password: "p" },
+    ]) {
       expect(credentialsProblem(bad), JSON.stringify(bad)).toBeDefined();
     }
     const problem = credentialsProblem({ username: "user", password: "sec\nret" });
