@@ -2,8 +2,8 @@
  * One place that decides what a failed RPC means: which public error it becomes and whether
  * it is transient (worth retrying with the same idempotency key).
  */
-import type { FilesystemError, OutputDropped, RetryInfo } from "@sbx/proto";
-import { FilesystemErrorKind } from "@sbx/proto/wire";
+import type { FilesystemError, ImageError, OutputDropped, RetryInfo } from "@sbx/proto";
+import { FilesystemErrorKind, ImageErrorKind } from "@sbx/proto/wire";
 import {
   AbortedError,
   AlreadyExistsError,
@@ -54,6 +54,8 @@ export function toSandboxError(error: unknown, what: string, endpoint?: string):
   const message = `${what}: ${ce.rawMessage || rpcStatus}`;
   const filesystem = filesystemErrorOf(ce, message, options);
   if (filesystem) return filesystem;
+  const image = imageErrorOf(ce, message, options);
+  if (image) return image;
   const dropped = detailOf<OutputDropped>(ce, "sbx.v1.OutputDropped");
   if (dropped) return new OutputDroppedError(message, Number(dropped.firstKeptOffset), options);
   let result: SandboxError;
@@ -145,6 +147,41 @@ function filesystemErrorOf(
   }
   const ErrorClass = FILESYSTEM_ERRORS[detail.kind as keyof typeof FILESYSTEM_ERRORS] ?? SandboxFilesystemError;
   return new ErrorClass(message, options);
+}
+
+/**
+ * A failed image call (it carries an ImageError detail) as its typed error; never transient (a
+ * registry that cannot be reached is the server's to retry, and a pull called again resumes).
+ * A registry's refusal keeps the registry on the error, so it is never taken for the sbx token.
+ */
+function imageErrorOf(
+  ce: RpcFailureLike,
+  message: string,
+  options: { cause: unknown; rpcStatus: string },
+): SandboxError | undefined {
+  const detail = detailOf<ImageError>(ce, "sbx.v1.ImageError");
+  if (!detail) return undefined;
+  const registry = detail.registry || undefined;
+  switch (detail.kind) {
+    case ImageErrorKind.NOT_FOUND:
+      return new NotFoundError(message, options);
+    case ImageErrorKind.AUTHENTICATION:
+      return new AuthenticationError(message, { ...options, registry });
+    case ImageErrorKind.CONNECTION:
+      return new ConnectionError(message, { ...options, registry });
+    case ImageErrorKind.DIGEST_MISMATCH:
+      return new SandboxError(message, options);
+    case ImageErrorKind.INVALID:
+      return new InvalidError(message, options);
+    case ImageErrorKind.UNSUPPORTED:
+      return new UnsupportedError(message, options);
+    case ImageErrorKind.QUOTA:
+      return new QuotaExceededError(message, options);
+    case ImageErrorKind.IN_USE:
+      return new FailedPreconditionError(message, options);
+    default:
+      return undefined; // a kind this client does not know: the status code decides
+  }
 }
 
 function retryDelayOf(ce: RpcFailureLike): number | undefined {

@@ -2,13 +2,16 @@
  * Sandbox operations as Effects over `SbxConnection`: the Effect API, and what the Promise API's
  * `Sandbox` and `SandboxClient` run.
  */
-import type { Sandbox as SandboxInfo, SandboxSpec } from "@sbx/proto";
+import { isImageId, type Sandbox as SandboxInfo, type SandboxSpec } from "@sbx/proto";
 import { SandboxState } from "@sbx/proto/wire";
 import * as Effect from "effect/Effect";
 import * as Option from "effect/Option";
 import * as Stream from "effect/Stream";
 import { InvalidError, type SandboxError } from "./errors.js";
 import { randomId } from "./ids.js";
+import type { Image } from "./image-ops.js";
+import { IMAGE_TRANSFER_TIMEOUT_MS } from "./image-transfer.js";
+import { loadOnFirstUse } from "./load-on-first-use.js";
 import { longPoll, longPollSettings } from "./long-poll.js";
 import type { Probe } from "./probe.js";
 import { call, type SbxConnection } from "./rpc.js";
@@ -36,11 +39,14 @@ export interface CreateSandboxOptions {
   /** Key/value labels, for `sandboxes.list({ tags })`; change them later with `setTags`. */
   readonly tags?: Record<string, string>;
   /**
-   * Image or snapshot id or name; default: the server's default image.
-   * Not supported by the sbx server yet: it has only its default image and rejects any
-   * other value with `InvalidError`.
+   * What the sandbox starts from: an image (as `client.images` gives it), an image id
+   * ("im-…"), or a registry reference ("python:3.12-slim", "host:5000/app@sha256:…"), pulled
+   * first when the server does not have it yet (credentials for a private registry: pull it
+   * with `client.images.fromRegistry` first). The image's `Env`, `WorkingDir` and `User` apply
+   * to every process unless `env` / `workdir` say otherwise. Default: the server's default
+   * image. A malformed reference is an `InvalidError` before any request.
    */
-  readonly image?: string;
+  readonly image?: string | Image;
   /**
    * Capacity of the writable layer in MiB; writes past it fail with ENOSPC inside the sandbox.
    * A whole number (`sbx server` takes 16 MiB to 1 TiB); default: the server's default (10 GiB).
@@ -120,12 +126,7 @@ export function sandboxSpecOf(options: CreateSandboxOptions): SandboxSpec {
   if (options.command !== undefined) spec.command = validateArgv(options.command, "command");
   if (options.name !== undefined) spec.name = validateName(options.name);
   if (options.tags !== undefined) spec.tags = validateTags(options.tags);
-  if (options.image !== undefined) {
-    if (typeof options.image !== "string" || options.image.length === 0) {
-      throw new InvalidError("image must be a non-empty string");
-    }
-    spec.image = options.image;
-  }
+  if (options.image !== undefined) spec.image = imageOf(options.image);
   if (options.diskMiB !== undefined) spec.diskMib = validatePositiveInteger(options.diskMiB, "diskMiB");
   if (options.env !== undefined) spec.env = validateEnv(options.env);
   if (options.workdir !== undefined) spec.workdir = validateAbsolutePath(options.workdir, "workdir");
@@ -176,6 +177,18 @@ export function sandboxSpecOf(options: CreateSandboxOptions): SandboxSpec {
   return spec;
 }
 
+/** An image option as the wire names it: an Image's id, or the string given (checked further in `createSandbox`). */
+function imageOf(image: unknown): string {
+  const text = typeof image === "object" && image !== null ? (image as { id?: unknown }).id : image;
+  if (typeof text !== "string" || text.length === 0 || text.length > 1024) {
+    throw new InvalidError("image must be an image id, a registry reference or an Image");
+  }
+  return text;
+}
+
+/** Whether a create with this image may pull it (a reference, not an id): it is given the time a pull takes. */
+const mayPull = (image: string) => image !== "" && !isImageId(image);
+
 const validated = <A>(build: () => A): Effect.Effect<A, InvalidError> =>
   Effect.try({ try: build, catch: (e) => (e instanceof InvalidError ? e : new InvalidError(String(e))) });
 
@@ -189,9 +202,27 @@ export const createSandbox = (
 ): Effect.Effect<SandboxInfo, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
     const spec = yield* validated(() => sandboxSpecOf(options));
+    if (mayPull(spec.image)) {
+      // The reference grammar loads only when a create names an image (as the image API does).
+      const { referenceProblem } = yield* Effect.tryPromise({
+        try: () => loadOnFirstUse(() => import("./image-checks.js")),
+        catch: (error) => error as SandboxError,
+      });
+      const problem = referenceProblem(spec.image);
+      if (problem) return yield* Effect.fail(new InvalidError(problem));
+    }
     // One idempotency key for every attempt: a retried create never makes a second sandbox.
     const requestId = randomId("req-");
-    const response = yield* call("create sandbox", (rpc, o) => rpc.sandboxes.createSandbox({ requestId, spec }, o));
+    // A create that pulls its image takes as long as the pull: each attempt may too (a retry
+    // joins the create in flight on the server).
+    const settings = mayPull(spec.image)
+      ? { timeoutMs: IMAGE_TRANSFER_TIMEOUT_MS, attemptTimeoutMs: IMAGE_TRANSFER_TIMEOUT_MS }
+      : {};
+    const response = yield* call(
+      "create sandbox",
+      (rpc, o) => rpc.sandboxes.createSandbox({ requestId, spec }, o),
+      settings,
+    );
     return sandboxOf(response);
   });
 
