@@ -17,7 +17,6 @@ import * as Effect from "effect/Effect";
 import * as Option from "effect/Option";
 import * as Stream from "effect/Stream";
 import { ConnectionError, InvalidError, type SandboxError, UnsupportedError } from "./errors.js";
-import { IMAGE_TRANSFER_TIMEOUT_MS } from "./image-transfer.js";
 import type { RawBody } from "./raw-routes.js";
 import { call, retrying, SbxConnection, withDeadline } from "./rpc.js";
 import { markTransient, toSandboxError } from "./rpc-errors.js";
@@ -82,7 +81,8 @@ export interface ImportImageOptions {
   readonly timeoutMs?: number;
 }
 
-export { IMAGE_TRANSFER_TIMEOUT_MS };
+/** How long a pull or an import (or a create that pulls its image) may take by default: 30 minutes. */
+export const IMAGE_TRANSFER_TIMEOUT_MS = 30 * 60_000;
 
 function envRecord(entries: readonly string[]): Record<string, string> {
   const env: Record<string, string> = {};
@@ -250,9 +250,13 @@ export const getImage = (image: string): Effect.Effect<Image, SandboxError, SbxC
  * default image and for one a running sandbox uses; a retry after a lost answer finds it gone,
  * which counts as done.
  */
-export const deleteImage = (imageId: string): Effect.Effect<void, SandboxError, SbxConnection> =>
+export const deleteImage = (image: string | Image): Effect.Effect<void, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
-    yield* validated(() => refuse(imageIdProblem(imageId)));
+    const imageId = yield* validated(() => {
+      const id = typeof image === "object" && image !== null ? (image as { id?: unknown }).id : image;
+      refuse(imageIdProblem(id));
+      return id as string;
+    });
     let attempts = 0;
     yield* call(`delete image ${imageId}`, async (rpc, o) => {
       attempts++;

@@ -18,12 +18,6 @@ const imageOps = () => loadOnFirstUse(() => import("./image-ops.js"));
 /** An image named by its id, or the image itself (as `fromRegistry`, `list` and `get` give it). */
 export type ImageLike = string | Image;
 
-const idOf = (image: ImageLike): string => {
-  if (typeof image === "string") return image;
-  if (typeof image === "object" && image !== null && typeof image.id === "string") return image.id;
-  throw new InvalidError("an image is its id (a string) or an Image");
-};
-
 /** An archive for `importArchive`: its bytes, a Blob (a browser's File), or its pieces as they are read. */
 export type ImageArchive = RawBody;
 
@@ -66,9 +60,8 @@ export class Images {
    * cannot be deleted, nor an image a running sandbox uses (`FailedPreconditionError`).
    */
   async delete(image: ImageLike, options: CallOptions = {}): Promise<void> {
-    const id = idOf(image);
     const { deleteImage } = await imageOps();
-    await this.#runner.run(deleteImage(id), options.signal);
+    await this.#runner.run(deleteImage(image), options.signal);
   }
 
   /**

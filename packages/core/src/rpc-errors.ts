@@ -160,29 +160,22 @@ function imageErrorOf(
   options: { cause: unknown; rpcStatus: string },
 ): SandboxError | undefined {
   const detail = detailOf<ImageError>(ce, "sbx.v1.ImageError");
-  if (!detail) return undefined;
-  const registry = detail.registry || undefined;
-  switch (detail.kind) {
-    case ImageErrorKind.NOT_FOUND:
-      return new NotFoundError(message, options);
-    case ImageErrorKind.AUTHENTICATION:
-      return new AuthenticationError(message, { ...options, registry });
-    case ImageErrorKind.CONNECTION:
-      return new ConnectionError(message, { ...options, registry });
-    case ImageErrorKind.DIGEST_MISMATCH:
-      return new SandboxError(message, options);
-    case ImageErrorKind.INVALID:
-      return new InvalidError(message, options);
-    case ImageErrorKind.UNSUPPORTED:
-      return new UnsupportedError(message, options);
-    case ImageErrorKind.QUOTA:
-      return new QuotaExceededError(message, options);
-    case ImageErrorKind.IN_USE:
-      return new FailedPreconditionError(message, options);
-    default:
-      return undefined; // a kind this client does not know: the status code decides
-  }
+  const ErrorClass = detail && IMAGE_ERRORS[detail.kind as keyof typeof IMAGE_ERRORS];
+  // A kind this client does not know: the status code decides.
+  return ErrorClass && new ErrorClass(message, { ...options, registry: detail.registry || undefined });
 }
+
+/** By ImageErrorKind (`registry` is kept by the two errors that have it). */
+const IMAGE_ERRORS = {
+  [ImageErrorKind.NOT_FOUND]: NotFoundError,
+  [ImageErrorKind.AUTHENTICATION]: AuthenticationError,
+  [ImageErrorKind.CONNECTION]: ConnectionError,
+  [ImageErrorKind.DIGEST_MISMATCH]: SandboxError,
+  [ImageErrorKind.INVALID]: InvalidError,
+  [ImageErrorKind.UNSUPPORTED]: UnsupportedError,
+  [ImageErrorKind.QUOTA]: QuotaExceededError,
+  [ImageErrorKind.IN_USE]: FailedPreconditionError,
+} as const;
 
 function retryDelayOf(ce: RpcFailureLike): number | undefined {
   const info = detailOf<RetryInfo>(ce, "sbx.v1.RetryInfo");

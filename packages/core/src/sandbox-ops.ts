@@ -2,7 +2,7 @@
  * Sandbox operations as Effects over `SbxConnection`: the Effect API, and what the Promise API's
  * `Sandbox` and `SandboxClient` run.
  */
-import { isImageId, type Sandbox as SandboxInfo, type SandboxSpec } from "@sbx/proto";
+import type { Sandbox as SandboxInfo, SandboxSpec } from "@sbx/proto";
 import { SandboxState } from "@sbx/proto/wire";
 import * as Effect from "effect/Effect";
 import * as Option from "effect/Option";
@@ -10,7 +10,6 @@ import * as Stream from "effect/Stream";
 import { InvalidError, type SandboxError } from "./errors.js";
 import { randomId } from "./ids.js";
 import type { Image } from "./image-ops.js";
-import { IMAGE_TRANSFER_TIMEOUT_MS } from "./image-transfer.js";
 import { loadOnFirstUse } from "./load-on-first-use.js";
 import { longPoll, longPollSettings } from "./long-poll.js";
 import type { Probe } from "./probe.js";
@@ -103,7 +102,10 @@ export interface ListSandboxesOptions {
 
 export const DEFAULT_APP = "default";
 
-/** Validates create options and builds the wire spec; throws `InvalidError` on bad input. */
+/**
+ * Validates create options and builds the wire spec; throws `InvalidError` on bad input. The
+ * image is left to `createSandbox`, which loads the image checks only when one is named.
+ */
 export function sandboxSpecOf(options: CreateSandboxOptions): SandboxSpec {
   if (typeof options !== "object" || options === null) throw new InvalidError("create options must be an object");
   const spec: SandboxSpec = {
@@ -126,7 +128,6 @@ export function sandboxSpecOf(options: CreateSandboxOptions): SandboxSpec {
   if (options.command !== undefined) spec.command = validateArgv(options.command, "command");
   if (options.name !== undefined) spec.name = validateName(options.name);
   if (options.tags !== undefined) spec.tags = validateTags(options.tags);
-  if (options.image !== undefined) spec.image = imageOf(options.image);
   if (options.diskMiB !== undefined) spec.diskMib = validatePositiveInteger(options.diskMiB, "diskMiB");
   if (options.env !== undefined) spec.env = validateEnv(options.env);
   if (options.workdir !== undefined) spec.workdir = validateAbsolutePath(options.workdir, "workdir");
@@ -177,18 +178,6 @@ export function sandboxSpecOf(options: CreateSandboxOptions): SandboxSpec {
   return spec;
 }
 
-/** An image option as the wire names it: an Image's id, or the string given (checked further in `createSandbox`). */
-function imageOf(image: unknown): string {
-  const text = typeof image === "object" && image !== null ? (image as { id?: unknown }).id : image;
-  if (typeof text !== "string" || text.length === 0 || text.length > 1024) {
-    throw new InvalidError("image must be an image id, a registry reference or an Image");
-  }
-  return text;
-}
-
-/** Whether a create with this image may pull it (a reference, not an id): it is given the time a pull takes. */
-const mayPull = (image: string) => image !== "" && !isImageId(image);
-
 const validated = <A>(build: () => A): Effect.Effect<A, InvalidError> =>
   Effect.try({ try: build, catch: (e) => (e instanceof InvalidError ? e : new InvalidError(String(e))) });
 
@@ -202,22 +191,19 @@ export const createSandbox = (
 ): Effect.Effect<SandboxInfo, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
     const spec = yield* validated(() => sandboxSpecOf(options));
-    if (mayPull(spec.image)) {
-      // The reference grammar loads only when a create names an image (as the image API does).
-      const { referenceProblem } = yield* Effect.tryPromise({
+    let settings = {};
+    if (options.image !== undefined) {
+      // The image checks (the reference grammar) load only when a create names an image.
+      const checks = yield* Effect.tryPromise({
         try: () => loadOnFirstUse(() => import("./image-checks.js")),
         catch: (error) => error as SandboxError,
       });
-      const problem = referenceProblem(spec.image);
-      if (problem) return yield* Effect.fail(new InvalidError(problem));
+      const image = yield* validated(() => checks.createImage(options.image));
+      spec.image = image.name;
+      settings = image.settings;
     }
     // One idempotency key for every attempt: a retried create never makes a second sandbox.
     const requestId = randomId("req-");
-    // A create that pulls its image takes as long as the pull: each attempt may too (a retry
-    // joins the create in flight on the server).
-    const settings = mayPull(spec.image)
-      ? { timeoutMs: IMAGE_TRANSFER_TIMEOUT_MS, attemptTimeoutMs: IMAGE_TRANSFER_TIMEOUT_MS }
-      : {};
     const response = yield* call(
       "create sandbox",
       (rpc, o) => rpc.sandboxes.createSandbox({ requestId, spec }, o),

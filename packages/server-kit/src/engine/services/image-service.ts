@@ -54,7 +54,7 @@ type PullEvent = MessageInitShape<typeof PullImageResponseSchema>;
  * The progress a pull reports, then its image: progress is sent as fast as the client takes
  * it, and reports made meanwhile are folded into the latest (never queued without bound).
  */
-async function* pullEvents(
+export async function* pullEvents(
   pull: (onProgress: (progress: PullProgress) => void) => Promise<ImageRecord>,
   builtin: (image: ImageRecord) => boolean,
 ): AsyncGenerator<PullEvent> {
