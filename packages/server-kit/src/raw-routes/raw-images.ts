@@ -26,10 +26,59 @@ import {
   unservedRaw,
 } from "./http-answers.js";
 
-/** The request body's pieces; a body cut short fails instead of ending. */
+/**
+ * The request body's pieces; a body cut short fails instead of ending. Read without the
+ * stream's async iterator, whose early `return()` (a store that stops reading) would destroy
+ * the request, and the connection the answer goes out on with it.
+ */
 async function* bodyOf(req: RawRequest): AsyncGenerator<Uint8Array> {
-  for await (const piece of req as AsyncIterable<Uint8Array>) yield piece;
+  const stream = req as unknown as NodeJS.ReadableStream & {
+    readonly readableEnded: boolean;
+    readonly destroyed: boolean;
+  };
+  for (;;) {
+    const piece = stream.read() as Uint8Array | null;
+    if (piece !== null) {
+      yield piece;
+      continue;
+    }
+    if (stream.readableEnded || stream.destroyed) break;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        stream.off("readable", done);
+        stream.off("end", done);
+        stream.off("close", done);
+        stream.off("error", done);
+        resolve();
+      };
+      stream.on("readable", done);
+      stream.on("end", done);
+      stream.on("close", done);
+      stream.on("error", done);
+    });
+  }
   if (!req.complete) throw new Error("the archive's upload was cut short");
+}
+
+/** Most of an unread body dropped before a refusal is answered; past it the connection closes. */
+const MAX_DRAINED_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * Reads and drops what is left of a body the import did not take (it was refused, or failed
+ * midway): a client still sending then reads the answer, where an answer before the end of the
+ * body closes the connection under it (see listen.ts) and some clients (Deno's and Bun's
+ * `fetch`) report only that. Bounded: past MAX_DRAINED_BYTES the connection closes anyway.
+ */
+async function drain(req: RawRequest): Promise<void> {
+  let dropped = 0;
+  try {
+    for await (const piece of bodyOf(req)) {
+      dropped += piece.byteLength;
+      if (dropped > MAX_DRAINED_BYTES) return;
+    }
+  } catch {
+    // The client went away: nobody is left to answer.
+  }
 }
 
 /** A method other than POST. */
@@ -60,6 +109,8 @@ export function rawImagesRoute(engine: Engine, authorize: Authorize, hook?: RawC
         startBody(res, { "content-type": "application/json", "cache-control": "no-store" });
         res.end(JSON.stringify({ image: toJson(ImageSchema, wire) }));
       } catch (error) {
+        // An authorized client gets its answer; a refused one does not get its body read.
+        if (authorize(req.headers.authorization)) await drain(req);
         failRaw(res, error, error instanceof WrongMethod ? RAW_STATUS.methodNotAllowed : undefined);
       }
     },
