@@ -64,8 +64,8 @@ async function* bodyOf(req: RawRequest): AsyncGenerator<Uint8Array> {
 const MAX_DRAINED_BYTES = 1024 * 1024 * 1024;
 
 /**
- * Reads and drops what is left of a body the import did not take (it was refused, or failed
- * midway): a client still sending then reads the answer, where an answer before the end of the
+ * Reads and drops what is left of a body the import did not take (it was refused, failed
+ * midway, or the store stopped at the archive's end): a client still sending then reads the answer, where an answer before the end of the
  * body closes the connection under it (see listen.ts) and some clients (Deno's and Bun's
  * `fetch`) report only that. Bounded: past MAX_DRAINED_BYTES the connection closes anyway.
  */
@@ -104,6 +104,7 @@ export function rawImagesRoute(engine: Engine, authorize: Authorize, hook?: RawC
         if (plan?.unserved) return unservedRaw(res);
         if (plan?.fail) throw plan.fail;
         const image = await engine.images.importArchive(bodyOf(req), signal);
+        await drain(req); // what the store left unread (a tar's trailing padding, say)
         engine.logger.info("imported image", { id: image.id, refs: image.refs.join(" ") });
         const wire = create(ImageSchema, imageToWire(image, engine.images.isDefault(image)));
         startBody(res, { "content-type": "application/json", "cache-control": "no-store" });

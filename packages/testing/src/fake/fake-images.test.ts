@@ -71,6 +71,10 @@ describe("the fake's images", () => {
     expect((await client.images.fromRegistry("private.test/team/app:1", { credentials })).ref).toBe(
       "private.test/team/app:1",
     );
+    // The fake records every call, but never a registry password (a pull is a stream: no request kept).
+    const pulls = fake.calls.filter((c) => c.method === "PullImage");
+    expect(pulls.length).toBeGreaterThan(0);
+    expect(JSON.stringify(pulls)).not.toContain('"p"');
   });
 
   it("a digest pulls the image it names; a tag moved to another image moves its ref", async () => {

@@ -29,7 +29,9 @@ export interface FakeImageOptions {
   readonly workingDir?: string;
   /** The image's `User` ("name", "uid", "name:group", "uid:gid"): processes run as it. */
   readonly user?: string;
+  /** The image's `Entrypoint`, reported in `image.config` (a sandbox runs its own command). */
   readonly entrypoint?: readonly string[];
+  /** The image's `Cmd`, reported in `image.config` (a sandbox runs its own command). */
   readonly cmd?: readonly string[];
   /**
    * Files the image holds, by absolute path (parent directories are made): text, bytes, or
