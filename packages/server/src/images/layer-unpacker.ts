@@ -51,9 +51,10 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { type Extract, type Header as TarHeader, extract as tarExtract } from "tar-stream";
+import { type Header as TarHeader, extract as tarExtract } from "tar-stream";
 import { markOpaque, WhiteoutMaker } from "./overlay-markers.js";
 import { quoted, storeError } from "./store-errors.js";
+import { drainEntry as drain, feedTar, isTarFormatError, type TarEntry } from "./tar-feed.js";
 
 /** Ids a layer's files may have (the size of a sandbox's id map). */
 export const MAX_IMAGE_ID = 65_535;
@@ -100,8 +101,7 @@ interface Node {
 
 /** tar-stream's header, with the PAX records it keeps. */
 type Header = Omit<TarHeader, "pax" | "type"> & { pax?: Record<string, string> | null; type: TarHeader["type"] | null };
-/** One entry of the archive: its header and a stream of its content. */
-type Entry = Extract extends AsyncIterable<infer S> ? S : never;
+type Entry = TarEntry;
 
 const run = promisify(execFile);
 
@@ -109,7 +109,7 @@ const run = promisify(execFile);
 export async function unpackLayer(tarStream: AsyncIterable<Uint8Array>, options: UnpackOptions): Promise<UnpackResult> {
   const extract = tarExtract({ filenameEncoding: "latin1", allowUnknownFormat: true } as object);
   const unpacker = new Unpacker(options);
-  const feeding = feed(tarStream, extract);
+  const feeding = feedTar(tarStream, extract);
   try {
     for await (const entry of extract) await unpacker.add(entry);
     await feeding;
@@ -123,35 +123,10 @@ export async function unpackLayer(tarStream: AsyncIterable<Uint8Array>, options:
   }
 }
 
-/** Writes `source` into the parser with backpressure; stops when the parser is destroyed. */
-async function feed(source: AsyncIterable<Uint8Array>, extract: Extract): Promise<void> {
-  try {
-    for await (const chunk of source) {
-      if (extract.destroyed) return;
-      if (!extract.write(chunk)) {
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            extract.off("drain", done);
-            extract.off("close", done);
-            resolve();
-          };
-          extract.on("drain", done);
-          extract.on("close", done);
-        });
-      }
-    }
-    extract.end(undefined);
-  } catch (error) {
-    extract.destroy(error as Error);
-    throw error;
-  }
-}
-
 /** The parser's own complaints ("Invalid tar header…") as "invalid"; store errors and the rest as they are. */
 function asLayerError(error: unknown, what: string): unknown {
-  const message = (error as Error | undefined)?.message ?? "";
-  if (/tar header|Unexpected end of data|Header exceeds max size/i.test(message)) {
-    return storeError("invalid", `${what} is not a valid tar archive: ${message}`, error);
+  if (isTarFormatError(error)) {
+    return storeError("invalid", `${what} is not a valid tar archive: ${(error as Error).message}`, error);
   }
   return error;
 }
@@ -464,9 +439,3 @@ const depth = (key: string): number => (key === "" ? 0 : key.split("/").length);
 
 /** A PAX value (UTF-8 text) as a byte string. */
 const latin1OfUtf8 = (text: string): string => Buffer.from(text, "utf8").toString("latin1");
-
-async function drain(entry: Entry): Promise<void> {
-  for await (const _ of entry) {
-    // skipped
-  }
-}

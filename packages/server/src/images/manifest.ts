@@ -218,3 +218,15 @@ export function checkLayersMatch(manifest: ImageManifest, config: ParsedConfig, 
     );
   }
 }
+
+/** An image found in a registry or an archive, ready for its layers to be fetched. */
+export interface ResolvedImage {
+  /** The digest of the image manifest. */
+  readonly manifestDigest: string;
+  /** Every manifest and index digest that led to it (an index's too). */
+  readonly digests: readonly string[];
+  readonly configDigest: string;
+  readonly config: ParsedConfig;
+  /** The layer blobs, bottom first, paired with `config.diffIds`. */
+  readonly layers: readonly Descriptor[];
+}

@@ -68,7 +68,8 @@ export class RegistryClient {
   /** GET a manifest or index by tag or digest. */
   async getManifest(reference: string, maxBytes: number): Promise<FetchedManifest> {
     const url = new URL(`${this.#repository}/manifests/${reference}`, this.#base);
-    const response = await this.#request(url, { accept: MANIFEST_ACCEPT }, () => `manifest ${reference}`);
+    const what = () => (reference.includes(":") ? `manifest ${reference}` : `tag ${reference}`);
+    const response = await this.#request(url, { accept: MANIFEST_ACCEPT }, what);
     const bytes = await this.#readAll(response, maxBytes, `the manifest ${reference} of ${this.name}`);
     return {
       bytes,
@@ -90,11 +91,14 @@ export class RegistryClient {
     return Buffer.concat(chunks);
   }
 
-  /** GET a blob from `offset` on (a Range request when resuming). */
-  async getBlob(digest: string, offset: number): Promise<BlobResponse> {
+  /**
+   * GET a blob from `offset` on (a Range request when resuming). `signal`: this download's own
+   * (a download shared by several pulls outlives the pull that started it).
+   */
+  async getBlob(digest: string, offset: number, signal = this.#options.signal): Promise<BlobResponse> {
     const url = new URL(`${this.#repository}/blobs/${digest}`, this.#base);
     const range = offset > 0 ? `bytes=${offset}-` : undefined;
-    let response = await this.#request(url, { range }, () => `blob ${digest}`);
+    let response = await this.#request(url, { range }, () => `blob ${digest}`, signal);
     let start = 0;
     if (response.status === 206) {
       const match = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(response.headers.get("content-range") ?? "");
@@ -102,20 +106,20 @@ export class RegistryClient {
       if (start !== offset) {
         // Not the range asked for: start again from the beginning.
         await response.body?.cancel();
-        response = await this.#request(url, {}, () => `blob ${digest}`);
+        response = await this.#request(url, {}, () => `blob ${digest}`, signal);
         start = 0;
       }
     }
-    return { start, body: this.#bodyOf(response) };
+    return { start, body: this.#bodyOf(response, signal) };
   }
 
   /** A response body whose failures (a reset, a registry gone mid-transfer) are "connection" errors. */
-  async *#bodyOf(response: Response): AsyncGenerator<Uint8Array, void, undefined> {
+  async *#bodyOf(response: Response, signal = this.#options.signal): AsyncGenerator<Uint8Array, void, undefined> {
     if (response.body === null) return;
     try {
       for await (const chunk of response.body) yield chunk;
     } catch (error) {
-      throw this.#connectionError(error);
+      throw this.#connectionError(error, signal);
     }
   }
 
@@ -143,6 +147,7 @@ export class RegistryClient {
     url: URL,
     want: { accept?: string; range?: string | undefined },
     what: () => string,
+    signal = this.#options.signal,
   ): Promise<Response> {
     for (let attempt = 0; ; attempt++) {
       const headers: Record<string, string> = {};
@@ -151,11 +156,11 @@ export class RegistryClient {
       if (this.#options.userAgent !== undefined) headers["user-agent"] = this.#options.userAgent;
       const sentAuthorization = this.#authorization;
       if (sentAuthorization !== undefined) headers.authorization = sentAuthorization;
-      const response = await this.#follow(url, headers);
+      const response = await this.#follow(url, headers, signal);
       if (response.status === 401 && attempt === 0) {
         const challenges = parseChallenges(response.headers.get("www-authenticate") ?? "");
         await response.body?.cancel();
-        await this.#authenticate(challenges, sentAuthorization);
+        await this.#authenticate(challenges, sentAuthorization, signal);
         continue;
       }
       if (response.ok) return response;
@@ -164,21 +169,25 @@ export class RegistryClient {
   }
 
   /** Answers the registry's challenge (one token request shared by concurrent requests). */
-  async #authenticate(challenges: Challenge[], failed: string | undefined): Promise<void> {
+  async #authenticate(
+    challenges: Challenge[],
+    failed: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     if (this.#authorization !== failed) return; // another request already renewed it
     if (this.#authenticating === undefined) {
-      this.#authenticating = this.#answer(challenges).finally(() => {
+      this.#authenticating = this.#answer(challenges, signal).finally(() => {
         this.#authenticating = undefined;
       });
     }
     this.#authorization = await this.#authenticating;
   }
 
-  async #answer(challenges: Challenge[]): Promise<string> {
+  async #answer(challenges: Challenge[], signal: AbortSignal | undefined): Promise<string> {
     const bearer = challenges.find((c) => c.scheme === "bearer");
     const basic = challenges.find((c) => c.scheme === "basic");
     const credentials = this.#options.credentials;
-    if (bearer !== undefined) return `Bearer ${await this.#fetchToken(bearer)}`;
+    if (bearer !== undefined) return `Bearer ${await this.#fetchToken(bearer, signal)}`;
     if (basic !== undefined) {
       if (credentials === undefined) {
         throw storeError("authentication", `registry ${this.#registry} wants credentials for ${this.#repository}`);
@@ -191,7 +200,7 @@ export class RegistryClient {
     );
   }
 
-  async #fetchToken(challenge: Challenge): Promise<string> {
+  async #fetchToken(challenge: Challenge, signal: AbortSignal | undefined): Promise<string> {
     let url: URL;
     try {
       url = tokenUrl(challenge, `repository:${this.#repository}:pull`);
@@ -210,7 +219,7 @@ export class RegistryClient {
       }
       headers.authorization = basicAuthorization(credentials);
     }
-    const response = await this.#follow(url, headers);
+    const response = await this.#follow(url, headers, signal);
     if (response.status === 401 || response.status === 403) {
       await response.body?.cancel();
       throw storeError(
@@ -238,16 +247,16 @@ export class RegistryClient {
    * first asked (a presigned CDN URL must not get the registry's token), and a redirect from
    * HTTPS to plain HTTP is refused unless that host may be spoken to over HTTP.
    */
-  async #follow(url: URL, headers: Record<string, string>): Promise<Response> {
+  async #follow(url: URL, headers: Record<string, string>, signal = this.#options.signal): Promise<Response> {
     const origin = url.origin;
     let current = url;
     const sent = { ...headers };
     for (let hop = 0; ; hop++) {
       let response: Response;
       try {
-        response = await fetch(current, { headers: sent, redirect: "manual", signal: this.#options.signal ?? null });
+        response = await fetch(current, { headers: sent, redirect: "manual", signal: signal ?? null });
       } catch (error) {
-        throw this.#connectionError(error);
+        throw this.#connectionError(error, signal);
       }
       if (!REDIRECTS.has(response.status)) return response;
       await response.body?.cancel();
@@ -273,11 +282,9 @@ export class RegistryClient {
     }
   }
 
-  #connectionError(error: unknown): unknown {
+  #connectionError(error: unknown, signal = this.#options.signal): unknown {
     if (error instanceof ImageStoreError) return error;
-    if ((error as Error | undefined)?.name === "AbortError" || this.#options.signal?.aborted) {
-      return this.#options.signal?.reason ?? error;
-    }
+    if (signal?.aborted) return signal.reason;
     const cause = (error as { cause?: { code?: string; message?: string } } | undefined)?.cause;
     const why = cause?.code ?? cause?.message ?? (error as Error | undefined)?.message ?? String(error);
     return storeError("connection", `could not reach registry ${this.#registry} (${this.#base.origin}): ${why}`, error);
