@@ -28,6 +28,7 @@ export function digestOf(bytes: Uint8Array, algorithm: Algorithm = "sha256"): st
 export class DigestCheck {
   readonly #hash: Hash;
   #bytes = 0;
+  #checked = false;
 
   constructor(
     readonly expected: string,
@@ -43,6 +44,11 @@ export class DigestCheck {
     return this.#bytes;
   }
 
+  /** Whether {@link check} ran (and so the whole was seen). */
+  get checked(): boolean {
+    return this.#checked;
+  }
+
   update(chunk: Uint8Array): void {
     this.#bytes += chunk.byteLength;
     if (this.size !== undefined && this.#bytes > this.size) {
@@ -53,6 +59,7 @@ export class DigestCheck {
 
   /** Throws "digest-mismatch" unless the bytes seen were the expected ones. */
   check(): void {
+    this.#checked = true;
     if (this.size !== undefined && this.#bytes !== this.size) {
       throw storeError(
         "digest-mismatch",

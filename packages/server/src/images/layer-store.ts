@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { decompressed, limited } from "./decompress.js";
 import { checked, DigestCheck, isDigest } from "./digest.js";
 import { unpackLayer } from "./layer-unpacker.js";
-import { asStoreError } from "./store-errors.js";
+import { asStoreError, ImageStoreError } from "./store-errors.js";
 
 export interface AddLayer {
   /** The layer's uncompressed digest (its name in the store). */
@@ -58,6 +58,7 @@ export class LayerStore {
   /** Unpacks a layer into the store; returns its size (content bytes). */
   async add(layer: AddLayer): Promise<{ sizeBytes: number }> {
     const work = mkdtempSync(join(this.#tmp, "layer-"));
+    const source = layer.source[Symbol.asyncIterator]();
     try {
       const root = join(work, "root");
       const scratch = join(work, "scratch");
@@ -66,32 +67,31 @@ export class LayerStore {
       // The root's owner and mode until the tar's own "./" entry says otherwise: the image's root.
       chownSync(root, this.#idBase, this.#idBase);
       chmodSync(root, 0o755);
-      const blobCheck = new DigestCheck(
-        layer.blob.digest,
-        `the blob ${layer.blob.digest} of ${layer.what}`,
-        layer.blob.size,
-      );
+      const { digest, size } = layer.blob;
+      const blobCheck = new DigestCheck(digest, `the blob ${digest} of ${layer.what}`, size);
       const diffCheck = new DigestCheck(layer.diffId, `the uncompressed ${layer.what}`);
+      const blob = checked(unclosable(source), blobCheck);
       const tar = checked(
-        limited(
-          decompressed(checked(layer.source, blobCheck), layer.what),
-          layer.maxBytes,
-          layer.what,
-          layer.onUnpackedBytes,
-        ),
+        limited(decompressed(blob, layer.what), layer.maxBytes, layer.what, layer.onUnpackedBytes),
         diffCheck,
       );
-      const { sizeBytes } = await unpackLayer(tar, {
-        dir: root,
-        scratchDir: scratch,
-        idBase: this.#idBase,
-        what: layer.what,
-      });
-      if (!this.has(layer.diffId)) renameSync(root, this.dir(layer.diffId));
-      return { sizeBytes };
+      try {
+        const options = { dir: root, scratchDir: scratch, idBase: this.#idBase, what: layer.what };
+        const { sizeBytes } = await unpackLayer(tar, options);
+        if (!this.has(layer.diffId)) renameSync(root, this.dir(layer.diffId));
+        return { sizeBytes };
+      } catch (error) {
+        // A blob that does not decompress or unpack may be one that is not what its digest
+        // says (a tampered or truncated blob breaks gzip first): say that, when it is so.
+        if (error instanceof ImageStoreError && error.kind === "invalid" && !blobCheck.checked) {
+          await finishCheck(source, blobCheck);
+        }
+        throw error;
+      }
     } catch (error) {
       throw asStoreError(error, `unpacking ${layer.what}`);
     } finally {
+      await source.return?.();
       rmSync(work, { recursive: true, force: true });
     }
   }
@@ -99,4 +99,20 @@ export class LayerStore {
   remove(diffId: string): void {
     rmSync(this.dir(diffId), { recursive: true, force: true });
   }
+}
+
+/** `iterator` as an iterable whose consumers cannot close it (its owner reads on, or closes it). */
+function unclosable(iterator: AsyncIterator<Uint8Array>): AsyncIterable<Uint8Array> {
+  return { [Symbol.asyncIterator]: () => ({ next: () => iterator.next() }) };
+}
+
+/** Reads the rest of `source` into `check` and checks it: throws "digest-mismatch" if so. */
+async function finishCheck(source: AsyncIterator<Uint8Array>, check: DigestCheck): Promise<void> {
+  try {
+    for (let next = await source.next(); !next.done; next = await source.next()) check.update(next.value);
+  } catch (error) {
+    if (error instanceof ImageStoreError && error.kind === "digest-mismatch") throw error;
+    return; // cannot tell (the download broke off): the first error stands
+  }
+  check.check();
 }

@@ -249,7 +249,7 @@ export class OciImageStore implements ImageStore {
           return;
         }
         const blob = image.layers[i] as Descriptor;
-        const what = `layer ${blob.digest} of ${job.what}`;
+        const what = `layer ${i + 1} of ${job.what}`;
         await this.#flights.run(
           diffId,
           (signal, emit) => this.#addLayer(diffId, blob, what, maxLayer, () => layerSource(i, signal), signal, emit),

@@ -2,7 +2,8 @@
  * In-process single-flight: work keyed by a digest that everyone asking for the same key
  * while it runs shares (one download and unpack of a layer for all the pulls that need it).
  * Each joiner gets the flight's events (the latest one at once when it joins late) and may
- * leave with its own abort signal; the work itself is aborted only when every joiner has left.
+ * leave with its own abort signal; the work itself is aborted only when every joiner has left,
+ * and the last one out hears of its abort once the work has stopped.
  */
 
 interface Flight<T, E> {
@@ -44,8 +45,15 @@ export class SingleFlight<T, E> {
       };
       const onAbort = () => {
         leave();
-        if (joined.listeners.size === 0) joined.controller.abort(signal?.reason);
-        reject(signal?.reason);
+        if (joined.listeners.size > 0) {
+          reject(signal?.reason);
+          return;
+        }
+        // The last one out stops the work and waits for it to clean up (what it wrote is gone
+        // when the caller hears of the abort).
+        joined.controller.abort(signal?.reason);
+        const settled = () => reject(signal?.reason);
+        joined.promise.then(settled, settled);
       };
       signal?.addEventListener("abort", onAbort, { once: true });
       joined.promise.then(
