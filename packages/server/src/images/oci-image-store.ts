@@ -172,7 +172,7 @@ export class OciImageStore implements ImageStore {
     const image = resolved.image;
     const source: LayerSource = (i, signal) => {
       const blob = image.layers[i] as Descriptor;
-      const partialPath = join(this.#downloads, `${blob.digest.replace(":", "-")}.partial`);
+      const partialPath = this.#partialPath(blob.digest);
       return {
         partialPath,
         source: resumableDownload({
@@ -239,6 +239,7 @@ export class OciImageStore implements ImageStore {
     );
     const unpacked = diffIds.map(() => 0);
     this.#pin(diffIds);
+    let pinned = true;
     try {
       await inParallel(diffIds.length, this.#options.concurrentDownloads ?? 3, controller, async (i) => {
         const diffId = diffIds[i] as string;
@@ -284,10 +285,33 @@ export class OciImageStore implements ImageStore {
       };
       this.#db.saveImage(stored, image.digests, job.ref, now);
       return this.#db.image(stored.id) as ImageRecord;
+    } catch (error) {
+      if (error instanceof ImageStoreError && error.kind === "quota") {
+        this.#unpin(diffIds);
+        pinned = false;
+        this.#freeAfterQuota(image);
+      }
+      throw error;
     } finally {
       job.signal?.removeEventListener("abort", onAbort);
-      this.#unpin(diffIds);
+      if (pinned) this.#unpin(diffIds);
     }
+  }
+
+  /**
+   * After a full disk (or a size limit): what this pull alone had written goes, its partial
+   * downloads and the layers no image uses, so the disk is as it was before it.
+   */
+  #freeAfterQuota(image: ResolvedImage): void {
+    image.config.diffIds.forEach((diffId, i) => {
+      if (this.#pinned.has(diffId)) return; // another pull or import needs it
+      rmSync(this.#partialPath((image.layers[i] as Descriptor).digest), { force: true });
+    });
+    this.#collectGarbage();
+  }
+
+  #partialPath(digest: string): string {
+    return join(this.#downloads, `${digest.replace(":", "-")}.partial`);
   }
 
   /** One layer: its blob (downloaded, resumed, or read from an archive) checked and unpacked. */

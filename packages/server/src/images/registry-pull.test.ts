@@ -42,7 +42,7 @@ describe.runIf(available)("pulls from a registry", () => {
   let layout: string;
   let registry: TestRegistry;
   const stores: OciImageStore[] = [];
-  const built: Record<string, BuiltImage> = {};
+  const built = {} as Record<"busybox" | "app" | "multiAmd64" | "multiArm64" | "big", BuiltImage>;
   let indexDigest: string;
 
   async function openStore(options: Partial<OciImageStoreOptions> = {}) {
@@ -94,10 +94,10 @@ describe.runIf(available)("pulls from a registry", () => {
   it("pulls by tag: records the image, unpacks its layers with shifted owners, and applies its config", async () => {
     const store = await openStore();
     const image = await store.pull(ref(`${registry.host}/team/app:app`));
-    expect(image.id).toBe(`im-${built.app?.configDigest.slice(7, 27)}`);
-    expect(image.digest).toBe(built.app?.manifestDigest);
+    expect(image.id).toBe(`im-${built.app.configDigest.slice(7, 27)}`);
+    expect(image.digest).toBe(built.app.manifestDigest);
     expect(image.refs).toEqual([`${registry.host}/team/app:app`]);
-    expect(image.layers).toEqual(built.app?.diffIds);
+    expect(image.layers).toEqual(built.app.diffIds);
     expect(image.config).toEqual({
       env: ["PATH=/bin", "GREETING=hello"],
       workingDir: "/home/app",
@@ -121,16 +121,16 @@ describe.runIf(available)("pulls from a registry", () => {
   it("pulls a Docker schema 2 manifest (skopeo --format v2s2) to the same image", async () => {
     const store = await openStore();
     const image = await store.pull(ref(`${registry.host}/team/app-docker:app`));
-    expect(image.id).toBe(`im-${built.app?.configDigest.slice(7, 27)}`);
-    expect(image.digest).not.toBe(built.app?.manifestDigest);
-    expect(image.layers).toEqual(built.app?.diffIds);
+    expect(image.id).toBe(`im-${built.app.configDigest.slice(7, 27)}`);
+    expect(image.digest).not.toBe(built.app.manifestDigest);
+    expect(image.layers).toEqual(built.app.diffIds);
   });
 
   it("pulls by digest, and a second pull by that digest asks the registry nothing", async () => {
     const proxy = await RegistryProxy.start(registry.host);
     try {
       const store = await openStore();
-      const digest = built.busybox?.manifestDigest as string;
+      const digest = built.busybox.manifestDigest as string;
       const image = await store.pull(ref(`${proxy.host}/library/busybox@${digest}`));
       expect(image.digest).toBe(digest);
       const asked = proxy.requests.length;
@@ -153,12 +153,12 @@ describe.runIf(available)("pulls from a registry", () => {
   it("chooses the host's platform from an index, or the one it is told", async () => {
     const amd64 = await openStore({ platform: { os: "linux", architecture: "amd64" } });
     const a = await amd64.pull(ref(`${registry.host}/multi:multi`));
-    expect(a.digest).toBe(built.multiAmd64?.manifestDigest);
+    expect(a.digest).toBe(built.multiAmd64.manifestDigest);
     expect(readFileSync(join(amd64.layerDir(a.layers[0] as string), "arch"), "utf8")).toBe("amd64\n");
     expect(await amd64.get(indexDigest)).toEqual(a);
     const arm64 = await openStore({ platform: { os: "linux", architecture: "arm64", variant: "v8" } });
     const b = await arm64.pull(ref(`${registry.host}/multi@${indexDigest}`));
-    expect(b.digest).toBe(built.multiArm64?.manifestDigest);
+    expect(b.digest).toBe(built.multiArm64.manifestDigest);
     expect(b.platform).toEqual({ os: "linux", architecture: "arm64", variant: "v8" });
     const s390x = await openStore({ platform: { os: "linux", architecture: "s390x" } });
     const error = await failure(s390x.pull(ref(`${registry.host}/multi:multi`)));
@@ -184,7 +184,7 @@ describe.runIf(available)("pulls from a registry", () => {
     const store = await openStore();
     const events: PullProgress[] = [];
     await store.pull(ref(`${registry.host}/big:big`), { onProgress: (p) => events.push(p) });
-    const total = (built.big?.blobs ?? []).reduce((sum, b) => sum + b.size, 0);
+    const total = built.big.blobs.reduce((sum, b) => sum + b.size, 0);
     expect(events.length).toBeGreaterThan(3);
     expect(events.every((e) => e.bytesTotal === total)).toBe(true);
     for (let i = 1; i < events.length; i++) {
@@ -198,7 +198,7 @@ describe.runIf(available)("pulls from a registry", () => {
     try {
       const dir = mkdtempSync(join(work, "store-"));
       const store = await openStore({ dir });
-      const layer = built.big?.blobs[1]?.digest as string;
+      const layer = built.big.blobs[1]?.digest as string;
       proxy.tamperBlob(layer);
       const error = await failure(store.pull(ref(`${proxy.host}/big:big`)));
       expect(error.kind).toBe("digest-mismatch");
@@ -206,7 +206,7 @@ describe.runIf(available)("pulls from a registry", () => {
       expect(await store.list()).toEqual([]);
       // Nothing of the tampered blob is kept (the other layer's download may be, for a retry).
       expect(readdirSync(join(dir, "downloads")).filter((f) => f.includes(layer.slice(7)))).toEqual([]);
-      expect(existsSync(store.layerDir(built.big?.diffIds[1] as string))).toBe(false);
+      expect(existsSync(store.layerDir(built.big.diffIds[1] as string))).toBe(false);
       expect(readdirSync(join(dir, "tmp"))).toEqual([]);
     } finally {
       await proxy.close();
@@ -216,7 +216,7 @@ describe.runIf(available)("pulls from a registry", () => {
   it("refuses a manifest that does not match the registry's Docker-Content-Digest", async () => {
     const proxy = await RegistryProxy.start(registry.host);
     try {
-      const manifest = readFileSync(join(layout, "blobs/sha256", (built.busybox?.manifestDigest as string).slice(7)));
+      const manifest = readFileSync(join(layout, "blobs/sha256", built.busybox.manifestDigest.slice(7)));
       proxy.answer("/v2/library/busybox/manifests/busybox", {
         status: 200,
         headers: {
@@ -238,7 +238,7 @@ describe.runIf(available)("pulls from a registry", () => {
     try {
       const dir = mkdtempSync(join(work, "store-"));
       const store = await openStore({ dir });
-      const layer = built.big?.blobs[1] as { digest: string; size: number };
+      const layer = built.big.blobs[1] as { digest: string; size: number };
       const partial = join(dir, "downloads", `${layer.digest.replace(":", "-")}.partial`);
       const cutAt = Math.floor(layer.size / 2);
       proxy.cutBlobOnce(layer.digest, cutAt);
@@ -272,7 +272,7 @@ describe.runIf(available)("pulls from a registry", () => {
     const proxy = await RegistryProxy.start(registry.host);
     try {
       const store = await openStore();
-      const release = proxy.holdBlobs((built.big?.blobs ?? []).map((b) => b.digest));
+      const release = proxy.holdBlobs(built.big.blobs.map((b) => b.digest));
       const started: Promise<void>[] = [];
       const pull = (text: string) => {
         let onStart = () => {};
@@ -285,7 +285,7 @@ describe.runIf(available)("pulls from a registry", () => {
       const [a, b, c] = await Promise.all(pulls);
       expect(a?.id).toBe(b?.id);
       expect(c?.layers[0]).toBe(a?.layers[0]);
-      for (const blob of built.big?.blobs ?? []) expect(proxy.blobGets(blob.digest)).toHaveLength(1);
+      for (const blob of built.big.blobs ?? []) expect(proxy.blobGets(blob.digest)).toHaveLength(1);
     } finally {
       await proxy.close();
     }
@@ -295,7 +295,7 @@ describe.runIf(available)("pulls from a registry", () => {
     const proxy = await RegistryProxy.start(registry.host);
     try {
       const store = await openStore();
-      const release = proxy.holdBlobs((built.big?.blobs ?? []).map((b) => b.digest));
+      const release = proxy.holdBlobs(built.big.blobs.map((b) => b.digest));
       const controller = new AbortController();
       let startedA = () => {};
       let startedB = () => {};
@@ -308,8 +308,8 @@ describe.runIf(available)("pulls from a registry", () => {
       controller.abort(new Error("caller gave up"));
       await expect(a).rejects.toThrow("caller gave up");
       release();
-      expect((await b).layers).toEqual(built.big?.diffIds);
-      for (const blob of built.big?.blobs ?? []) expect(proxy.blobGets(blob.digest)).toHaveLength(1);
+      expect((await b).layers).toEqual(built.big.diffIds);
+      for (const blob of built.big.blobs ?? []) expect(proxy.blobGets(blob.digest)).toHaveLength(1);
     } finally {
       await proxy.close();
     }
@@ -324,7 +324,7 @@ describe.runIf(available)("pulls from a registry", () => {
       proxy.redirectBlobsTo(cdn.origin);
       const store = await openStore();
       const image = await store.pull(ref(`${proxy.host}/public/busybox:busybox`));
-      expect(image.layers).toEqual(built.busybox?.diffIds);
+      expect(image.layers).toEqual(built.busybox.diffIds);
       expect(proxy.blobGets().every((r) => r.authorization && r.status === 307)).toBe(true);
       expect(cdn.requests.length).toBe(2); // the config and the layer
       expect(cdn.requests.every((r) => !r.authorization)).toBe(true);

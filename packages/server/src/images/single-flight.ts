@@ -39,7 +39,9 @@ export class SingleFlight<T, E> {
     joined.listeners.add(listener);
     if (joined.last !== undefined) listener.onEvent(joined.last);
     return new Promise<T>((resolve, reject) => {
+      let left = false;
       const leave = () => {
+        left = true;
         joined.listeners.delete(listener);
         signal?.removeEventListener("abort", onAbort);
       };
@@ -58,10 +60,12 @@ export class SingleFlight<T, E> {
       signal?.addEventListener("abort", onAbort, { once: true });
       joined.promise.then(
         (value) => {
+          if (left) return;
           leave();
           resolve(value);
         },
         (error: unknown) => {
+          if (left) return;
           leave();
           reject(error);
         },
