@@ -77,7 +77,10 @@ export type ImageStoreErrorKind =
   | "invalid"
   /** No manifest for the host's platform, or a media type the store cannot unpack. */
   | "unsupported"
-  /** The disk (or the store's size limit) is full; what the pull had written is removed. */
+  /**
+   * The disk (or the store's size limit) is full, and what the pull had written is removed; or
+   * the registry refuses more pulls for now (HTTP 429, Docker Hub's pull rate limit).
+   */
   | "quota"
   /** The image is used by a sandbox that still exists. */
   | "in-use";

@@ -11,10 +11,12 @@ const GZIP = [0x1f, 0x8b];
 const ZSTD = [0x28, 0xb5, 0x2f, 0xfd];
 /** Output chunks of 256 KiB: fewer, larger writes into the tar parser. */
 const CHUNK = 256 * 1024;
+/** How far decompression (in the thread pool) may run ahead of the unpacker (on the main thread). */
+const AHEAD = 4 * 1024 * 1024;
 
 const startsWith = (head: Buffer, magic: number[]) => magic.every((byte, i) => head[i] === byte);
 
-type ZstdFactory = (options?: { chunkSize?: number }) => Transform;
+type ZstdFactory = (options?: { chunkSize?: number; readableHighWaterMark?: number }) => Transform;
 const createZstdDecompress = (zlib as unknown as { createZstdDecompress?: ZstdFactory }).createZstdDecompress;
 
 export const zstdSupported = (): boolean => createZstdDecompress !== undefined;
@@ -44,7 +46,8 @@ export async function* decompressed(
     [Symbol.asyncIterator]: () => (ended ? emptyIterator() : iterator),
   };
   let transform: Transform | undefined;
-  if (startsWith(head, GZIP)) transform = zlib.createGunzip({ chunkSize: CHUNK });
+  if (startsWith(head, GZIP))
+    transform = zlib.createGunzip({ chunkSize: CHUNK, readableHighWaterMark: AHEAD } as zlib.ZlibOptions);
   else if (startsWith(head, ZSTD)) {
     if (createZstdDecompress === undefined) {
       await iterator.return?.();
@@ -53,7 +56,7 @@ export async function* decompressed(
         `${what} is zstd-compressed (application/vnd.oci.image.layer.v1.tar+zstd), which this Node (${process.version}) cannot decompress: use Node 22.15 or later`,
       );
     }
-    transform = createZstdDecompress({ chunkSize: CHUNK });
+    transform = createZstdDecompress({ chunkSize: CHUNK, readableHighWaterMark: AHEAD });
   }
   if (transform === undefined) {
     if (head.length > 0) yield head;

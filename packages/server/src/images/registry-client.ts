@@ -56,6 +56,11 @@ export class RegistryClient {
     this.#base = new URL(`${this.#plainHttpAllowed(registry) ? "http" : "https"}://${host}/v2/`);
   }
 
+  /** Where the registry's API is: "https://registry-1.docker.io/v2/", "http://127.0.0.1:5000/v2/". */
+  get apiBase(): string {
+    return this.#base.href;
+  }
+
   /** What this client names in messages: "127.0.0.1:5000/library/app". */
   get name(): string {
     return `${this.#registry}/${this.#repository}`;

@@ -42,7 +42,7 @@ describe.runIf(available)("pulls from a registry", () => {
   let layout: string;
   let registry: TestRegistry;
   const stores: OciImageStore[] = [];
-  const built = {} as Record<"busybox" | "app" | "multiAmd64" | "multiArm64" | "big", BuiltImage>;
+  const built = {} as Record<"busybox" | "app" | "multiAmd64" | "multiArm64" | "big" | "zstd" | "plain", BuiltImage>;
   let indexDigest: string;
 
   async function openStore(options: Partial<OciImageStoreOptions> = {}) {
@@ -77,11 +77,21 @@ describe.runIf(available)("pulls from a registry", () => {
     built.multiAmd64 = multi.images[0] as BuiltImage;
     built.multiArm64 = multi.images[1] as BuiltImage;
     built.big = await writeOciImage(layout, "big", { layers: [busyboxLayer(), randomFileLayer("data/blob", 3 << 20)] });
+    built.zstd = await writeOciImage(layout, "zstd", {
+      layers: [[{ name: "z", content: "zstd\n" }]],
+      compression: "zstd",
+    });
+    built.plain = await writeOciImage(layout, "plain", {
+      layers: [[{ name: "p", content: "plain\n" }]],
+      compression: "none",
+    });
     await registry.push(layout, "busybox", "library/busybox");
     await registry.push(layout, "app", "team/app");
     await registry.push(layout, "app", "team/app-docker", { format: "v2s2" });
     await registry.push(layout, "multi", "multi", { all: true });
     await registry.push(layout, "big", "big");
+    await registry.push(layout, "zstd", "zstd");
+    await registry.push(layout, "plain", "plain");
   });
   afterEach(() => {
     for (const store of stores.splice(0)) store.close();
@@ -124,6 +134,14 @@ describe.runIf(available)("pulls from a registry", () => {
     expect(image.id).toBe(`im-${built.app.configDigest.slice(7, 27)}`);
     expect(image.digest).not.toBe(built.app.manifestDigest);
     expect(image.layers).toEqual(built.app.diffIds);
+  });
+
+  it("pulls zstd-compressed and uncompressed layers", async () => {
+    const store = await openStore();
+    const zstd = await store.pull(ref(`${registry.host}/zstd:zstd`));
+    expect(readFileSync(join(store.layerDir(zstd.layers[0] as string), "z"), "utf8")).toBe("zstd\n");
+    const plain = await store.pull(ref(`${registry.host}/plain:plain`));
+    expect(readFileSync(join(store.layerDir(plain.layers[0] as string), "p"), "utf8")).toBe("plain\n");
   });
 
   it("pulls by digest, and a second pull by that digest asks the registry nothing", async () => {

@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { gzipSync } from "node:zlib";
+import { gzipSync, zstdCompressSync } from "node:zlib";
 import type { ImagePlatform } from "@sbx/server-kit";
 import { type TarEntry, tarOf } from "./tar-layers.js";
 
@@ -15,7 +15,7 @@ export interface TestImage {
   readonly platform?: ImagePlatform;
   readonly config?: { Env?: string[]; User?: string; WorkingDir?: string; Cmd?: string[]; Entrypoint?: string[] };
   /** How layers are stored (default gzip). */
-  readonly compression?: "gzip" | "none";
+  readonly compression?: "gzip" | "zstd" | "none";
 }
 
 export interface BuiltImage {
@@ -54,8 +54,9 @@ function addToIndex(dir: string, descriptor: Record<string, unknown>): void {
 /** Writes one image's blobs (config, layers, manifest) into the layout in `dir`. */
 export async function writeImageBlobs(dir: string, image: TestImage): Promise<BuiltImage> {
   const tars = await Promise.all(image.layers.map((l) => (Buffer.isBuffer(l) ? l : tarOf(l as TarEntry[]))));
-  const gzip = (image.compression ?? "gzip") === "gzip";
-  const blobs = tars.map((tar) => writeBlob(dir, gzip ? gzipSync(tar) : tar));
+  const compression = image.compression ?? "gzip";
+  const compress = { gzip: gzipSync, zstd: zstdCompressSync, none: (tar: Buffer) => tar }[compression];
+  const blobs = tars.map((tar) => writeBlob(dir, compress(tar)));
   const diffIds = tars.map(sha256);
   const platform = image.platform ?? { os: "linux", architecture: "amd64" };
   const config = {
@@ -72,7 +73,7 @@ export async function writeImageBlobs(dir: string, image: TestImage): Promise<Bu
     mediaType: "application/vnd.oci.image.manifest.v1+json",
     config: { mediaType: "application/vnd.oci.image.config.v1+json", ...configBlob },
     layers: blobs.map((b) => ({
-      mediaType: gzip ? "application/vnd.oci.image.layer.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar",
+      mediaType: `application/vnd.oci.image.layer.v1.tar${compression === "none" ? "" : `+${compression}`}`,
       ...b,
     })),
   };
