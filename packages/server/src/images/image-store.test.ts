@@ -42,7 +42,7 @@ describe.runIf(available)("image store", () => {
   let work: string;
   let registry: TestRegistry;
   const stores: OciImageStore[] = [];
-  const built = {} as Record<"busybox" | "app" | "big" | "bomb" | "twoBombs" | "small", BuiltImage>;
+  const built = {} as Record<"busybox" | "app" | "big" | "bomb" | "twoBombs" | "small" | "twice", BuiltImage>;
   const ref = (name: string) => parseImageReference(`${registry.host}/${name}`);
 
   async function openStore(options: Partial<OciImageStoreOptions> = {}) {
@@ -66,7 +66,9 @@ describe.runIf(available)("image store", () => {
     built.bomb = await writeOciImage(layout, "bomb", { layers: [zeros("zeros", 8 * MiB)] });
     built.twoBombs = await writeOciImage(layout, "two", { layers: [zeros("one", MiB), zeros("two", MiB + 1)] });
     built.small = await writeOciImage(layout, "small", { layers: [[{ name: "hello", content: "hi\n" }]] });
-    for (const name of ["busybox", "app", "big", "bomb", "two", "small"]) await registry.push(layout, name, name);
+    built.twice = await writeOciImage(layout, "twice", { layers: [[], [{ name: "f", content: "f" }], []] });
+    for (const name of ["busybox", "app", "big", "bomb", "two", "small", "twice"])
+      await registry.push(layout, name, name);
   });
   afterEach(() => {
     for (const store of stores.splice(0)) store.close();
@@ -101,6 +103,16 @@ describe.runIf(available)("image store", () => {
     expect(existsSync(store.layerDir(base))).toBe(false);
     expect(await store.usage()).toEqual({ images: 0, layers: 0, layerBytes: 0, partialDownloadBytes: 0 });
     expect((await failure(store.delete(busybox.id))).kind).toBe("not-found");
+  });
+
+  it("pulls an image that has one layer twice (old Docker's empty layers), and deletes it", async () => {
+    const store = await openStore();
+    const image = await store.pull(ref("twice:twice"));
+    expect(image.layers).toEqual(built.twice.diffIds);
+    expect(image.layers[0]).toBe(image.layers[2]);
+    expect((await store.usage()).layers).toBe(2);
+    await store.delete(image.id);
+    expect((await store.usage()).layers).toBe(0);
   });
 
   it("reports disk usage: each image's size, and the whole store's", async () => {

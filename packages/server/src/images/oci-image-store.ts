@@ -277,7 +277,7 @@ export class OciImageStore implements ImageStore {
       const stored: StoredImage = {
         id: imageIdOf(image.configDigest),
         digest: image.manifestDigest,
-        sizeBytes: diffIds.reduce((sum, d) => sum + (this.#db.layerSize(d) ?? 0), 0),
+        sizeBytes: [...new Set(diffIds)].reduce((sum, d) => sum + (this.#db.layerSize(d) ?? 0), 0),
         createdAtMs: now,
         platform: image.config.platform,
         config: image.config.config,

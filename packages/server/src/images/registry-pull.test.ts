@@ -462,6 +462,22 @@ describe.runIf(available)("pulls from registries that want credentials", () => {
     expect(missing.message).toContain(`registry ${basic.host} wants credentials for private/busybox`);
   });
 
+  it("bearer tokens: a token that expires mid-pull is renewed and the request asked again", async () => {
+    const proxy = await RegistryProxy.start(token.host);
+    try {
+      const challenge = (await fetch(`http://${token.host}/v2/`)).headers.get("www-authenticate") as string;
+      proxy.expireTokenOnce(`${challenge},scope="repository:private/busybox:pull"`);
+      const store = await openStore();
+      const image = await store.pull(ref(`${proxy.host}/private/busybox:busybox`), { credentials: good });
+      expect(image.layers).toHaveLength(1);
+      const blobs = proxy.blobGets();
+      expect(blobs.map((r) => r.status)).toContain(401);
+      expect(blobs.filter((r) => r.status === 200)).toHaveLength(2); // the config and the layer
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it("bearer tokens: anonymous for a public image, credentials for a private one", async () => {
     const store = await openStore();
     expect((await store.pull(ref(`${token.host}/public/busybox:busybox`))).layers).toHaveLength(1);

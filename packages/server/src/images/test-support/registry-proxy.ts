@@ -39,6 +39,7 @@ export class RegistryProxy {
   #held: { digests: Set<string>; until: Promise<void> } | undefined;
   #redirectTo: string | undefined;
   #canned = new Map<string, CannedAnswer>();
+  #expire: string | undefined;
 
   private constructor(upstream: string) {
     this.#upstream = upstream;
@@ -85,6 +86,14 @@ export class RegistryProxy {
     });
     this.#held = { digests: new Set(digests), until: held };
     return release;
+  }
+
+  /**
+   * The next blob GET is answered 401 with the registry's own challenge (as when a token
+   * expires mid-pull): a client must get a new token and ask again.
+   */
+  expireTokenOnce(challenge: string): void {
+    this.#expire = challenge;
   }
 
   /** Blob GETs are answered 307 to `${origin}/cdn/<digest>`. */
@@ -135,6 +144,13 @@ export class RegistryProxy {
       return;
     }
     const digest = blobDigestOf(path);
+    if (digest !== undefined && this.#expire !== undefined && req.method === "GET") {
+      record.status = 401;
+      res.writeHead(401, { "www-authenticate": this.#expire, "content-type": "application/json" });
+      res.end(JSON.stringify({ errors: [{ code: "UNAUTHORIZED", message: "token expired" }] }));
+      this.#expire = undefined;
+      return;
+    }
     if (digest !== undefined && this.#held?.digests.has(digest)) await this.#held.until;
     if (digest !== undefined && this.#redirectTo !== undefined && req.method === "GET") {
       record.status = 307;
