@@ -1,12 +1,19 @@
 /**
  * A blob's bytes from a registry, resumable: they are appended to a partial file in the store
- * as they arrive, so a pull that broke off (a reset, a registry gone) and is tried again asks
- * only for the rest (an HTTP Range request) and replays what it had from the file. The caller
- * checks the digest of the whole and removes the partial file once it is done with it (kept,
- * or refused).
+ * as they arrive. A download that breaks off mid-way is resumed at once with an HTTP Range
+ * request (a few times, while it gets somewhere), the stream going on as if nothing happened;
+ * a pull that failed all the same and is tried again replays what it had from the file and
+ * asks only for the rest. The caller checks the digest of the whole and removes the partial
+ * file once it is done with it (kept, or refused).
  */
 import { closeSync, constants, createReadStream, fstatSync, ftruncateSync, openSync, writeSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { BlobResponse } from "./registry-client.js";
+import { ImageStoreError } from "./store-errors.js";
+
+/** Resumes after a broken-off transfer, each attempt after one that got no byte waiting longer. */
+const MAX_RESUMES = 3;
+const RESUME_DELAY_MS = 200;
 
 export interface ResumableDownload {
   /** Where the bytes so far are kept (in the store: root-only). */
@@ -15,11 +22,10 @@ export interface ResumableDownload {
   readonly size: number;
   /** Asks the registry for the blob from `offset` on. */
   readonly fetchFrom: (offset: number) => Promise<BlobResponse>;
-  /** Bytes of the blob delivered so far (replayed ones included). */
-  readonly onBytes?: ((done: number) => void) | undefined;
-  /** Bytes the registry sent (not the replayed ones), for tests and logs. */
-  readonly onFetched?: ((start: number) => void) | undefined;
+  readonly signal?: AbortSignal | undefined;
 }
+
+const brokenOff = (error: unknown) => error instanceof ImageStoreError && error.kind === "connection";
 
 /** The blob from its first byte: the partial file's bytes, then the registry's (appended to it). */
 export async function* resumableDownload(options: ResumableDownload): AsyncGenerator<Uint8Array, void, undefined> {
@@ -37,31 +43,50 @@ export async function* resumableDownload(options: ResumableDownload): AsyncGener
         ftruncateSync(fd, 0);
         have = 0;
       }
-      options.onFetched?.(response.start);
     }
-    let done = 0;
     if (have > 0) {
-      for await (const chunk of createReadStream("", {
-        fd,
-        autoClose: false,
-        start: 0,
-        end: have - 1,
-        highWaterMark: 1 << 20,
-      })) {
-        done += (chunk as Buffer).length;
-        options.onBytes?.(done);
-        yield chunk as Buffer;
-      }
+      const kept = createReadStream("", { fd, autoClose: false, start: 0, end: have - 1, highWaterMark: 1 << 20 });
+      for await (const chunk of kept) yield chunk as Buffer;
     }
     if (response === undefined) return;
     let position = have;
-    for await (const chunk of response.body) {
-      let offset = 0;
-      while (offset < chunk.length) offset += writeSync(fd, chunk, offset, chunk.length - offset, position + offset);
-      position += chunk.length;
-      done += chunk.length;
-      options.onBytes?.(done);
-      yield chunk;
+    let failures = 0;
+    let body = response.body;
+    let skip = 0; // bytes a registry that ignored the Range sends again
+    for (;;) {
+      try {
+        for await (const data of body) {
+          let chunk = data;
+          if (skip > 0) {
+            const dropped = Math.min(skip, chunk.length);
+            skip -= dropped;
+            chunk = chunk.subarray(dropped);
+            if (chunk.length === 0) continue;
+          }
+          let offset = 0;
+          while (offset < chunk.length)
+            offset += writeSync(fd, chunk, offset, chunk.length - offset, position + offset);
+          position += chunk.length;
+          failures = 0;
+          yield chunk;
+        }
+        return;
+      } catch (error) {
+        if (!brokenOff(error) || position >= options.size || failures >= MAX_RESUMES) throw error;
+      }
+      // Broken off: ask for the rest (the registry may be back in a moment).
+      for (;;) {
+        failures++;
+        await sleep(RESUME_DELAY_MS * failures, undefined, { signal: options.signal });
+        try {
+          const next = await options.fetchFrom(position);
+          skip = position - next.start;
+          body = next.body;
+          break;
+        } catch (error) {
+          if (!brokenOff(error) || failures >= MAX_RESUMES) throw error;
+        }
+      }
     }
   } finally {
     closeSync(fd);

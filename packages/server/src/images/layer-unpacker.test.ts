@@ -224,6 +224,23 @@ describe.runIf(available)("layer unpacker", () => {
     expect(lstatSync(join(dir, "k")).mode & 0o7777).toBe(0o755);
   });
 
+  it("refuses a layer with more entries than the limit (the unpacker keeps a record of each)", async () => {
+    const dir = join(work, "many");
+    mkdirSync(dir);
+    const bytes = await tarOf(Array.from({ length: 20 }, (_, i) => ({ name: `d${i}/`, type: "directory" as const })));
+    const error = await unpackLayer(chunksOf(bytes), {
+      dir,
+      scratchDir: work,
+      idBase: ID_BASE,
+      what: "layer m",
+      maxEntries: 10,
+    }).catch((e: unknown) => e);
+    expect((error as ImageStoreError).kind).toBe("quota");
+    expect((error as ImageStoreError).message).toBe(
+      "layer m has more than 10 entries, the store's limit for one layer",
+    );
+  });
+
   it("refuses what is not a tar", async () => {
     const dir = join(work, "not-tar");
     mkdirSync(dir);

@@ -60,6 +60,13 @@ import { drainEntry as drain, feedTar, isTarFormatError, type TarEntry } from ".
 export const MAX_IMAGE_ID = 65_535;
 
 const NAME_MAX = 255;
+/**
+ * The most entries one layer may have: the unpacker keeps one small record per entry, so this
+ * bounds its memory (a full Debian has ~100,000 files).
+ */
+export const MAX_LAYER_ENTRIES = 1_000_000;
+/** Times past ±2^34 s (year 2514) are clamped: beyond what file systems keep. */
+const MAX_TIME = 2 ** 34;
 const PATH_MAX = 4095;
 const OPAQUE = ".wh..wh..opq";
 const WHITEOUT_PREFIX = ".wh.";
@@ -74,6 +81,8 @@ export interface UnpackOptions {
   readonly idBase: number;
   /** What the layer is, for messages ("layer sha256:… of docker.io/library/debian"). */
   readonly what: string;
+  /** The most entries the layer may have (default {@link MAX_LAYER_ENTRIES}). */
+  readonly maxEntries?: number | undefined;
 }
 
 export interface UnpackResult {
@@ -143,6 +152,7 @@ class Unpacker {
   readonly #whiteouts: WhiteoutMaker;
   #size = 0;
   #droppedDevices = 0;
+  #entries = 0;
 
   constructor(options: UnpackOptions) {
     this.#options = options;
@@ -186,10 +196,14 @@ class Unpacker {
     const pax = header.pax?.mtime;
     const fromPax = pax !== undefined && /^-?[0-9]+(\.[0-9]+)?$/.test(pax) ? Number(pax) : undefined;
     const seconds = fromPax ?? (header.mtime ? header.mtime.getTime() / 1000 : 0);
-    return Number.isFinite(seconds) ? seconds : 0;
+    return Number.isFinite(seconds) ? Math.max(-MAX_TIME, Math.min(MAX_TIME, seconds)) : 0;
   }
 
   async add(entry: Entry): Promise<void> {
+    const max = this.#options.maxEntries ?? MAX_LAYER_ENTRIES;
+    if (++this.#entries > max) {
+      throw storeError("quota", `${this.#options.what} has more than ${max} entries, the store's limit for one layer`);
+    }
     const header = entry.header as unknown as Header;
     const name = header.pax?.path !== undefined ? latin1OfUtf8(header.pax.path) : header.name;
     const parts = this.#parts(name, "name");

@@ -179,6 +179,7 @@ export class OciImageStore implements ImageStore {
           partialPath,
           size: blob.size,
           fetchFrom: (offset) => client.getBlob(blob.digest, offset, signal),
+          signal,
         }),
       };
     };
@@ -192,7 +193,7 @@ export class OciImageStore implements ImageStore {
     const work = mkdtempSync(join(this.#tmp, "import-"));
     try {
       options.signal?.throwIfAborted();
-      const spooled = await spoolArchive(archive, work);
+      const spooled = await spoolArchive(options.signal ? abortable(archive, options.signal) : archive, work);
       options.signal?.throwIfAborted();
       const { resolved, refs, layerFiles } = resolveFromArchive(spooled, this.#platform);
       const known = this.#db.byDigest(resolved.manifestDigest);

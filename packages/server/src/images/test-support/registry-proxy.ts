@@ -34,7 +34,7 @@ export class RegistryProxy {
   readonly #sockets = new Set<Socket>();
   #server: Server | undefined;
   #port = 0;
-  #cuts = new Map<string, number>();
+  #cuts = new Map<string, { bytes: number; gone: boolean }>();
   #tampered = new Set<string>();
   #held: { digests: Set<string>; until: Promise<void> } | undefined;
   #redirectTo: string | undefined;
@@ -65,9 +65,12 @@ export class RegistryProxy {
     );
   }
 
-  /** The next GET of `digest` ends (the connection closed) after `bytes` body bytes. */
-  cutBlobOnce(digest: string, bytes: number): void {
-    this.#cuts.set(digest, bytes);
+  /**
+   * The next GET of `digest` ends (the connection closed) after `bytes` body bytes; with
+   * `thenGone`, the proxy then stops listening too (the registry went away).
+   */
+  cutBlobOnce(digest: string, bytes: number, options: { thenGone?: boolean } = {}): void {
+    this.#cuts.set(digest, { bytes, gone: options.thenGone === true });
   }
 
   /** Every GET of `digest` gets one byte changed. */
@@ -171,11 +174,14 @@ export class RegistryProxy {
           data[0] = (data[0] as number) ^ 0xff;
           tamper = false;
         }
-        if (cut !== undefined && record.bytes + data.length >= cut) {
-          const part = data.subarray(0, cut - record.bytes);
+        if (cut !== undefined && record.bytes + data.length >= cut.bytes) {
+          const part = data.subarray(0, cut.bytes - record.bytes);
           record.bytes += part.length;
           answer.destroy();
-          res.write(part, () => res.socket?.end());
+          res.write(part, () => {
+            res.socket?.end();
+            if (cut.gone) void this.close();
+          });
           return;
         }
         record.bytes += data.length;
