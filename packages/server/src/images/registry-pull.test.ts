@@ -259,10 +259,13 @@ describe.runIf(available)("pulls from a registry", () => {
       const cutAt = Math.floor(layer.size / 3);
       proxy.cutBlobOnce(layer.digest, cutAt);
       const image = await store.pull(ref(`${proxy.host}/big:big`));
-      expect(proxy.blobGets(layer.digest).map((r) => [r.range, r.bytes])).toEqual([
-        [undefined, cutAt],
-        [`bytes=${cutAt}-`, layer.size - cutAt],
-      ]);
+      // The rest from where the store had got (bytes still in flight when the connection broke
+      // are asked for again).
+      const [first, second, ...more] = proxy.blobGets(layer.digest);
+      expect([first?.range, first?.bytes, more]).toEqual([undefined, cutAt, []]);
+      const resumedAt = Number(/^bytes=(\d+)-$/.exec(second?.range ?? "")?.[1]);
+      expect(resumedAt > 0 && resumedAt <= cutAt).toBe(true);
+      expect(second?.bytes).toBe(layer.size - resumedAt);
       expect(lstatSync(join(store.layerDir(image.layers[1] as string), "data/blob")).size).toBe(3 << 20);
     } finally {
       await proxy.close();
@@ -282,13 +285,14 @@ describe.runIf(available)("pulls from a registry", () => {
       const broken = await failure(store.pull(ref(`${proxy.host}/big:big`)));
       expect(broken.kind).toBe("connection");
       expect(broken.message).toContain(`could not reach registry ${proxy.host}`);
-      expect(lstatSync(partial).size).toBe(cutAt);
+      const kept = lstatSync(partial).size;
+      expect(kept > 0 && kept <= cutAt).toBe(true);
       // Back again: the retry resumes where the first pull stopped.
       await proxy.listen();
       const before = proxy.requests.length;
       const image = await store.pull(ref(`${proxy.host}/big:big`));
       const resumed = proxy.requests.slice(before).filter((r) => r.path.endsWith(layer.digest));
-      expect(resumed.map((r) => [r.range, r.status, r.bytes])).toEqual([[`bytes=${cutAt}-`, 206, layer.size - cutAt]]);
+      expect(resumed.map((r) => [r.range, r.status, r.bytes])).toEqual([[`bytes=${kept}-`, 206, layer.size - kept]]);
       expect(lstatSync(join(store.layerDir(image.layers[1] as string), "data/blob")).size).toBe(3 << 20);
       expect(existsSync(partial)).toBe(false);
     } finally {

@@ -121,6 +121,13 @@ export class RegistryProxy {
     this.#server = server;
   }
 
+  #goneExcept(keep: Socket | null): void {
+    const server = this.#server;
+    this.#server = undefined;
+    server?.close();
+    for (const socket of this.#sockets) if (socket !== keep) socket.destroy();
+  }
+
   /** Stops listening and drops every connection (as a registry that went away). */
   async close(): Promise<void> {
     const server = this.#server;
@@ -178,10 +185,11 @@ export class RegistryProxy {
           const part = data.subarray(0, cut.bytes - record.bytes);
           record.bytes += part.length;
           answer.destroy();
-          res.write(part, () => {
-            res.socket?.end();
-            if (cut.gone) void this.close();
-          });
+          const socket = res.socket;
+          // Gone: no new connection is accepted and idle ones are dropped before this one ends
+          // (after its bytes are out), so a retry finds nobody.
+          if (cut.gone) this.#goneExcept(socket);
+          res.write(part, () => socket?.end());
           return;
         }
         record.bytes += data.length;
