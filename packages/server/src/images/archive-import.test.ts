@@ -72,6 +72,30 @@ describe.runIf(available)("archive imports", () => {
     expect((await store.usage()).layers).toBe(2);
   });
 
+  it("imports Docker 25's docker save (an OCI layout with manifest.json beside it), named by its annotation", async () => {
+    const dir = join(work, "docker25");
+    cpSync(layout, dir, { recursive: true });
+    const index = JSON.parse(readFileSync(join(dir, "index.json"), "utf8"));
+    index.manifests[0].annotations = {
+      "io.containerd.image.name": "docker.io/library/app:25",
+      "org.opencontainers.image.ref.name": "25",
+    };
+    writeFileSync(join(dir, "index.json"), JSON.stringify(index));
+    const blob = (d: string) => `blobs/sha256/${d.slice(7)}`;
+    writeFileSync(
+      join(dir, "manifest.json"),
+      JSON.stringify([
+        { Config: blob(app.configDigest), RepoTags: ["app:25"], Layers: app.blobs.map((b) => blob(b.digest)) },
+      ]),
+    );
+    const archive = join(work, "docker25.tar");
+    tarOfDir(dir, archive);
+    const store = await openStore();
+    const image = await store.importArchive(createReadStream(archive));
+    expect(image.digest).toBe(app.manifestDigest);
+    expect(image.refs).toEqual(["docker.io/library/app:25"]);
+  });
+
   it("imports a docker save archive (skopeo docker-archive:) with its tag as the reference", async () => {
     const archive = join(work, "app-docker.tar");
     skopeo(`oci:${layout}:app`, `docker-archive:${archive}:team/app:1`);

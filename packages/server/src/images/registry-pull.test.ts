@@ -4,6 +4,7 @@
  * and Docker schema 2 manifests, progress, and every way a pull can fail (not found, refused,
  * unreachable and resumed, tampered, rate-limited), some through a counting proxy.
  */
+import { execFileSync } from "node:child_process";
 import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,7 +43,10 @@ describe.runIf(available)("pulls from a registry", () => {
   let layout: string;
   let registry: TestRegistry;
   const stores: OciImageStore[] = [];
-  const built = {} as Record<"busybox" | "app" | "multiAmd64" | "multiArm64" | "big" | "zstd" | "plain", BuiltImage>;
+  const built = {} as Record<
+    "busybox" | "app" | "multiAmd64" | "multiArm64" | "big" | "zstd" | "plain" | "whiteouts",
+    BuiltImage
+  >;
   let indexDigest: string;
 
   async function openStore(options: Partial<OciImageStoreOptions> = {}) {
@@ -77,6 +81,20 @@ describe.runIf(available)("pulls from a registry", () => {
     built.multiAmd64 = multi.images[0] as BuiltImage;
     built.multiArm64 = multi.images[1] as BuiltImage;
     built.big = await writeOciImage(layout, "big", { layers: [busyboxLayer(), randomFileLayer("data/blob", 3 << 20)] });
+    built.whiteouts = await writeOciImage(layout, "whiteouts", {
+      layers: [
+        [
+          { name: "etc/keep", content: "kept\n" },
+          { name: "etc/gone", content: "gone\n" },
+          { name: "var/cache/old", content: "old\n" },
+        ],
+        [
+          { name: "etc/.wh.gone", content: "" },
+          { name: "var/cache/.wh..wh..opq", content: "" },
+          { name: "var/cache/new", content: "new\n" },
+        ],
+      ],
+    });
     built.zstd = await writeOciImage(layout, "zstd", {
       layers: [[{ name: "z", content: "zstd\n" }]],
       compression: "zstd",
@@ -91,6 +109,7 @@ describe.runIf(available)("pulls from a registry", () => {
     await registry.push(layout, "multi", "multi", { all: true });
     await registry.push(layout, "big", "big");
     await registry.push(layout, "zstd", "zstd");
+    await registry.push(layout, "whiteouts", "whiteouts");
     await registry.push(layout, "plain", "plain");
   });
   afterEach(() => {
@@ -134,6 +153,21 @@ describe.runIf(available)("pulls from a registry", () => {
     expect(image.id).toBe(`im-${built.app.configDigest.slice(7, 27)}`);
     expect(image.digest).not.toBe(built.app.manifestDigest);
     expect(image.layers).toEqual(built.app.diffIds);
+  });
+
+  it("pulls layers that stack in a real overlay mount as the image says (whiteouts, opaque dirs)", async () => {
+    const store = await openStore();
+    const image = await store.pull(ref(`${registry.host}/whiteouts:whiteouts`));
+    const mnt = mkdtempSync(join(work, "mnt-"));
+    const lower = [...image.layers].reverse().map((l) => store.layerDir(l));
+    execFileSync("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${lower.join(":")}`, mnt]);
+    try {
+      expect(readdirSync(join(mnt, "etc"))).toEqual(["keep"]);
+      expect(readdirSync(join(mnt, "var/cache"))).toEqual(["new"]);
+      expect(readFileSync(join(mnt, "var/cache/new"), "utf8")).toBe("new\n");
+    } finally {
+      execFileSync("umount", [mnt]);
+    }
   });
 
   it("pulls zstd-compressed and uncompressed layers", async () => {
