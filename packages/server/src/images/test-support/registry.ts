@@ -108,6 +108,10 @@ export async function startTestRegistry(auth: "none" | "basic" | "token" = "none
       stdio: ["ignore", "ignore", "pipe"],
     });
     child = spawned;
+    // A test run that ends without its hooks (a timeout) still leaves no registry behind.
+    const killOnExit = () => spawned.kill("SIGKILL");
+    process.once("exit", killOnExit);
+    spawned.once("exit", () => process.off("exit", killOnExit));
     let stderr = "";
     spawned.stderr?.on("data", (d: Buffer) => {
       stderr += d.toString();
