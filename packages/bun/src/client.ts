@@ -1,5 +1,10 @@
-import { SandboxClient as CoreSandboxClient, type LocalSandbox, type SandboxClientOptions } from "@sbx/core";
-import { fetchRawHttp, localFilesystems } from "@sbx/core/adapter";
+import {
+  SandboxClient as CoreSandboxClient,
+  type LocalImages,
+  type LocalSandbox,
+  type SandboxClientOptions,
+} from "@sbx/core";
+import { fetchRawHttp, localFilesystems, localImages } from "@sbx/core/adapter";
 import { connectClients } from "@sbx/core/connect";
 import { bunLocalFiles } from "./local-files.js";
 import { type BunTransportOptions, createBunTransport } from "./transport.js";
@@ -11,13 +16,14 @@ export interface BunSandboxClientOptions extends SandboxClientOptions, BunTransp
  * (`Bun.env`, which also holds what Bun loaded from `.env` files); pass `{ transport }` to use
  * another (e.g. `fake.transport` from `@sbx/testing`).
  */
-export class SandboxClient extends CoreSandboxClient<LocalSandbox> {
+export class SandboxClient extends CoreSandboxClient<LocalSandbox, LocalImages> {
   constructor(options: BunSandboxClientOptions = {}) {
     super(options, {
       env: bunEnv(),
       createClients: (endpoint) => connectClients(createBunTransport(endpoint, options)),
       connectClients,
       localFilesystem: localFilesystems(bunLocalFiles),
+      localImages: localImages(bunLocalFiles),
       createRawHttp: (endpoint) => (options.rawHttp === false ? undefined : fetchRawHttp(endpoint, options.fetch)),
     });
   }

@@ -1,12 +1,18 @@
-/** Local files for copyFromLocal / copyToLocal, with Bun's file API. */
-import { mkdir, rename, rm } from "node:fs/promises";
+/** Local files for copyFromLocal / copyToLocal and images.import, with Bun's file API. */
+import { lstat, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import type { LocalFiles } from "@sbx/core/adapter";
+import type { LocalFiles, LocalImageFiles } from "@sbx/core/adapter";
 
-export const bunLocalFiles: LocalFiles = {
+export const bunLocalFiles: LocalFiles & Pick<LocalImageFiles, "stat" | "list"> = {
   // Bun opens the file at the first read; a missing file or a directory rejects there with
   // ENOENT / EISDIR, as Node's fs does, before any byte is sent.
   read: (path) => Bun.file(path).stream(),
+  /** For `images.import`: what is at `path` (`follow`: through symlinks). */
+  async stat(path, follow) {
+    const info = await (follow ? stat(path) : lstat(path));
+    return { type: info.isFile() ? "file" : info.isDirectory() ? "directory" : "other", size: info.size };
+  },
+  list: (path) => readdir(path),
   async write(path, chunks) {
     await mkdir(dirname(path), { recursive: true });
     // Written beside the target, then renamed: a reader never sees half a file.

@@ -13,12 +13,14 @@ import { connectionLayer, type RpcClients, type SbxConnection } from "./rpc.js";
 export { concat, skipBytes } from "./bytes.js";
 export type { ClientDefaults } from "./client.js";
 export { type FilesystemFactory, type LocalFiles, localFilesystems } from "./filesystem.js";
+export { type ImagesFactory, type LocalImageFiles, localImages } from "./images.js";
 export {
   endpointBase,
   fetchRawHttp,
   parseJson,
   RAW_HEADER,
   type RawAnswer,
+  type RawBody,
   type RawHttpClient,
   type RawRequest,
   type RawRoute,

@@ -8,6 +8,7 @@ import { attachedConnectClients } from "./connect-clients.js";
 import { EffectRunner } from "./effect-runner.js";
 import { InvalidError } from "./errors.js";
 import type { FilesystemFactory } from "./filesystem.js";
+import { Images, type ImagesFactory } from "./images.js";
 import type { RawHttpClient } from "./raw-routes.js";
 import type { RpcClients } from "./rpc.js";
 import { Sandbox } from "./sandbox.js";
@@ -93,16 +94,24 @@ export interface ClientDefaults {
    * `localFilesystems(files)`. Passed by adapters, so that browser bundles leave it out.
    */
   readonly localFilesystem?: FilesystemFactory;
+  /**
+   * `client.images` with the runtime's local files (`import(path)`): `localImages(files)`.
+   * Passed by adapters, so that browser bundles leave it out.
+   */
+  readonly localImages?: ImagesFactory;
   /** Environment defaults (`SBX_ENDPOINT`, `SBX_TOKEN`) as the adapter's runtime reads them. */
   readonly env?: { readonly endpoint?: string | undefined; readonly token?: string | undefined };
 }
 
 /**
  * The Promise API's entry point. Runtime packages subclass it with their transport; `S` is the
- * sandbox type they hand out (`LocalSandbox` in Node, Deno and Bun, plain `Sandbox` in browsers).
+ * sandbox type they hand out (`LocalSandbox` in Node, Deno and Bun, plain `Sandbox` in
+ * browsers), `I` their `images` (`LocalImages`, with `import(path)`, where local files exist).
  */
-export class SandboxClient<S extends Sandbox = Sandbox> implements AsyncDisposable {
+export class SandboxClient<S extends Sandbox = Sandbox, I extends Images = Images> implements AsyncDisposable {
   readonly sandboxes: Sandboxes<S>;
+  /** Images on the server: pull from registries, list, get, delete, import archives. */
+  readonly images: I;
   readonly endpoint: string;
   readonly #runner: EffectRunner;
 
@@ -124,6 +133,7 @@ export class SandboxClient<S extends Sandbox = Sandbox> implements AsyncDisposab
     const rawHttp = options.transport ? undefined : defaults.createRawHttp?.(config.endpoint);
     this.#runner = new EffectRunner(clients, config, rawHttp);
     this.sandboxes = new Sandboxes<S>(this.#runner, defaults.localFilesystem);
+    this.images = (defaults.localImages?.(this.#runner) ?? new Images(this.#runner)) as I;
   }
 
   /** Closes the client: pending calls reject with `ClientClosedError`, later calls too. */

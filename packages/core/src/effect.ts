@@ -1,7 +1,7 @@
 /**
  * @sbx/core/effect — the Effect-native API: the `SbxConnection` service and its Layer, every
  * operation as an `Effect` or `Stream` requiring `SbxConnection` (`Sandboxes`, `Processes`,
- * `Commands`, `Files`), and the errors (each a tagged error: `Effect.catchTag("NotFoundError", …)`).
+ * `Commands`, `Files`, `Images`), and the errors (each a tagged error: `Effect.catchTag("NotFoundError", …)`).
  *
  * ```ts
  * const program = Effect.gen(function* () {
@@ -23,6 +23,7 @@ export * as Commands from "./commands-effect.js";
 export type { ResolvedConfig } from "./config.js";
 export * from "./errors.js";
 export * as Files from "./files-effect.js";
+export * as Images from "./images-effect.js";
 export { longPoll } from "./long-poll.js";
 export * as Processes from "./processes-effect.js";
 export { returncodeOf } from "./returncode.js";

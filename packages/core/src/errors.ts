@@ -106,10 +106,38 @@ export class SandboxIdleTimeoutError extends define(
 export class SandboxTerminatedError extends define("SandboxTerminatedError", "sandbox_terminated") {}
 /** The client (or the sandbox object, after `detach()`) was closed. */
 export class ClientClosedError extends define("ClientClosedError", "client_closed") {}
-/** The server could not be reached, after retries. */
-export class ConnectionError extends define("ConnectionError", "connection") {}
-/** The token is missing, wrong, or lacks permission. */
-export class AuthenticationError extends define("AuthenticationError", "authentication") {}
+/** What a registry's refusal (an image pull) says beside the message. */
+export interface RegistryErrorOptions extends SandboxErrorOptions {
+  /** The image registry involved ("docker.io", "127.0.0.1:5000"). */
+  readonly registry?: string | undefined;
+}
+
+/**
+ * The server could not be reached, after retries. With `registry` set: the sbx server was
+ * reached, but the image registry it pulls from was not (pulling again resumes).
+ */
+export class ConnectionError extends define("ConnectionError", "connection") {
+  /** Set when an image registry, not the sbx server, could not be reached: its host. */
+  readonly registry: string | undefined;
+
+  constructor(message: string, options: RegistryErrorOptions = {}) {
+    super(message, options);
+    this.registry = options.registry;
+  }
+}
+/**
+ * The token is missing, wrong, or lacks permission. With `registry` set: the sbx token was
+ * fine, and an image registry refused the credentials given for a pull (or wanted some).
+ */
+export class AuthenticationError extends define("AuthenticationError", "authentication") {
+  /** Set when an image registry, not the sbx server, refused: its host. */
+  readonly registry: string | undefined;
+
+  constructor(message: string, options: RegistryErrorOptions = {}) {
+    super(message, options);
+    this.registry = options.registry;
+  }
+}
 export class CommandTimeoutError extends define("CommandTimeoutError", "command_timeout") {}
 export class QuotaExceededError extends define("QuotaExceededError", "quota_exceeded") {}
 export class TunnelError extends define("TunnelError", "tunnel") {}

@@ -33,6 +33,17 @@ export {
   SandboxFilesystem,
   type WatchOptions,
 } from "./filesystem.js";
+export {
+  type Image,
+  type ImageArchive,
+  type ImageConfig,
+  type ImageLike,
+  Images,
+  type ImportImageOptions,
+  LocalImages,
+  type PullImageOptions,
+  type PullProgress,
+} from "./images.js";
 // Types, and values for `instanceof`, without the classes' code (loaded on first use).
 export { CommandHandle, SandboxFile } from "./lazy-classes.js";
 export { Probe } from "./probe.js";

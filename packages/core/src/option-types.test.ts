@@ -6,6 +6,7 @@ import type { SandboxClient, Sandboxes } from "./client.js";
 import type { CommandHandle } from "./command-handle.js";
 import type { ExecutionResult } from "./command-ops.js";
 import type { ContainerProcess } from "./container-process.js";
+import type { LocalImages } from "./images.js";
 import type { Sandbox } from "./sandbox.js";
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
@@ -76,6 +77,36 @@ async function unknownKeys(client: SandboxClient, sandboxes: Sandboxes, sb: Sand
   await sb.mkdir("/a", { createParents: true });
   // @ts-expect-error
   await sb.read("/a", { offset: 1 });
+
+  // images
+  const image = await client.images.fromRegistry("python:3.12-slim", {
+    credentials: { username: "u", password: "p" },
+    onProgress: ({ bytesDone, bytesTotal }) => void (bytesDone + bytesTotal),
+  });
+  await sandboxes.create({ image });
+  await sandboxes.create({ image: image.id });
+  // @ts-expect-error Modal's `image` objects are not sbx's: an Image or a string
+  await sandboxes.create({ image: { tag: "3.12" } });
+  // @ts-expect-error `auth` is `credentials`
+  await client.images.fromRegistry("python", { auth: { username: "u", password: "p" } });
+  // @ts-expect-error credentials take a username and a password
+  await client.images.fromRegistry("python", { credentials: { token: "t" } });
+  // @ts-expect-error
+  await client.images.fromRegistry("python", { progress: () => {} });
+  // @ts-expect-error
+  await client.images.get("im-default", { force: true });
+  // @ts-expect-error
+  await client.images.delete(image, { force: true });
+  // @ts-expect-error
+  for await (const _ of client.images.list({ all: true })) break;
+  // @ts-expect-error
+  await client.images.importArchive(new Uint8Array(0), { name: "x" });
+  // @ts-expect-error only runtimes with local files (Node, Deno, Bun) import a path
+  await client.images.import("/tmp/image.tar");
+  const local = {} as SandboxClient<Sandbox, LocalImages>;
+  await local.images.import("/tmp/image.tar", { timeoutMs: 1000 });
+  // @ts-expect-error
+  await local.images.import("/tmp/image.tar", { format: "oci" });
 }
 
 describe("option types", () => {

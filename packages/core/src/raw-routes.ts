@@ -6,6 +6,7 @@
  *   ReadOutput (Connect) from where it got to for the end marker.
  * - files: `GET /sbx.v1/files/{sandboxId}?path=&offset=N` (a file from an offset) and
  *   `PUT /sbx.v1/files/{sandboxId}?path=&upload=&offset=N[&finish=1]` (one upload chunk).
+ * - images: `POST /sbx.v1/images/import` (an image archive, streamed as one body).
  *
  * Adapters supply the HTTP client (`RawHttpClient`); `fetchRawHttp` works wherever `fetch`
  * streams response bodies. Every answer of a raw route carries `x-sbx-raw: <route>`; an
@@ -15,7 +16,7 @@
 import { RAW_HEADER, RAW_STATUS, type RawRoute } from "@sbx/proto";
 
 // The routes' contract (paths, header, query, statuses) lives beside the protocol.
-export { RAW_HEADER, type RawRoute, rawFilePath, rawOutputPath } from "@sbx/proto";
+export { RAW_HEADER, RAW_IMAGE_IMPORT_PATH, type RawRoute, rawFilePath, rawOutputPath } from "@sbx/proto";
 
 export interface RawRequest {
   readonly route: RawRoute;
@@ -24,6 +25,9 @@ export interface RawRequest {
   readonly headers: Readonly<Record<string, string>>;
   readonly signal: AbortSignal;
 }
+
+/** A streamed request body: bytes, a Blob (a browser's File), or pieces as they are read. */
+export type RawBody = Uint8Array | Blob | AsyncIterable<Uint8Array>;
 
 /** A raw route's answer to a PUT (or a failed GET): status and JSON body. */
 export interface RawAnswer {
@@ -42,6 +46,13 @@ export interface RawHttpClient {
    * the server lacks the route (and from then on at once). Rejects on network failure.
    */
   put(request: RawRequest & { readonly body: readonly Uint8Array[] }): Promise<RawAnswer | undefined>;
+  /**
+   * POST `body`, streamed as it is read (a piece may be reused by its source once the next is
+   * asked for): the answer (any status; JSON body), or undefined when the server lacks the
+   * route. The answer may come before the whole body was sent (a refusal): sending then stops.
+   * Rejects on network failure. Absent: this client cannot stream a request body.
+   */
+  post?(request: RawRequest & { readonly body: RawBody }): Promise<RawAnswer | undefined>;
   /** Releases pooled connections (called when the client closes). */
   close?(): void;
 }
@@ -106,6 +117,8 @@ export function fetchRawHttp(endpoint: string, fetchImpl: typeof fetch = globalT
       if (!memo.saw(route, response.headers.get(RAW_HEADER))) return undefined;
       return { status: response.status, json: parseJson(text) };
     },
+    // Only image imports post: the code loads on first use.
+    post: (request) => import("./raw-post.js").then(({ fetchPost }) => fetchPost(base, fetchImpl, memo, request)),
   };
 }
 

@@ -1,15 +1,19 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { OutputDroppedSchema } from "@sbx/proto";
-import { encodeMessage } from "@sbx/proto/wire";
+import { encodeMessage, ImageErrorKind } from "@sbx/proto/wire";
 import { describe, expect, it } from "vitest";
 import {
   AbortedError,
+  AuthenticationError,
   ConnectionError,
+  FailedPreconditionError,
   InternalError,
   InvalidError,
   NotFoundError,
   OutputDroppedError,
   OutputLostError,
+  QuotaExceededError,
+  SandboxError,
   UnsupportedError,
 } from "./errors.js";
 import { isTransient, toSandboxError } from "./rpc-errors.js";
@@ -98,5 +102,57 @@ describe("toSandboxError", () => {
     const e = toSandboxError(new ConnectError("could not store", Code.DataLoss), "reading stdout");
     expect(e).toBeInstanceOf(OutputLostError);
     expect(isTransient(e)).toBe(false);
+  });
+});
+
+describe("image failures (an ImageError detail)", () => {
+  const failure = (code: number, kind: number, registry = "") =>
+    new RpcFailure("the store said so", code as never, [
+      { type: "sbx.v1.ImageError", value: encodeMessage("sbx.v1.ImageError", { kind, registry, reference: "r" }) },
+    ]);
+
+  it("become the typed errors the kind says, none of them retried", () => {
+    const cases: [number, number, abstract new (...args: never[]) => Error, string][] = [
+      [Code.NotFound, ImageErrorKind.NOT_FOUND, NotFoundError, "NotFoundError"],
+      [Code.PermissionDenied, ImageErrorKind.AUTHENTICATION, AuthenticationError, "AuthenticationError"],
+      [Code.Unavailable, ImageErrorKind.CONNECTION, ConnectionError, "ConnectionError"],
+      [Code.DataLoss, ImageErrorKind.DIGEST_MISMATCH, SandboxError, "SandboxError"],
+      [Code.InvalidArgument, ImageErrorKind.INVALID, InvalidError, "InvalidError"],
+      [Code.Unimplemented, ImageErrorKind.UNSUPPORTED, UnsupportedError, "UnsupportedError"],
+      [Code.ResourceExhausted, ImageErrorKind.QUOTA, QuotaExceededError, "QuotaExceededError"],
+      [Code.FailedPrecondition, ImageErrorKind.IN_USE, FailedPreconditionError, "FailedPreconditionError"],
+    ];
+    for (const [code, kind, ErrorClass, name] of cases) {
+      const error = toSandboxError(failure(code, kind), "pull image x");
+      expect(error, name).toBeInstanceOf(ErrorClass);
+      expect(error.name, name).toBe(name);
+      expect(error.message).toBe("pull image x: the store said so");
+      expect(isTransient(error), name).toBe(false);
+    }
+    // A digest mismatch is not mistaken for lost output (DATA_LOSS alone means that).
+    expect(toSandboxError(failure(Code.DataLoss, ImageErrorKind.DIGEST_MISMATCH), "x")).not.toBeInstanceOf(
+      OutputLostError,
+    );
+  });
+
+  it("keep the registry that refused, so a registry's no is never taken for the sbx token", () => {
+    const refused = toSandboxError(failure(Code.PermissionDenied, ImageErrorKind.AUTHENTICATION, "ghcr.io"), "pull");
+    expect(refused).toBeInstanceOf(AuthenticationError);
+    expect((refused as AuthenticationError).registry).toBe("ghcr.io");
+    const unreachable = toSandboxError(failure(Code.Unavailable, ImageErrorKind.CONNECTION, "127.0.0.1:5000"), "pull");
+    expect((unreachable as ConnectionError).registry).toBe("127.0.0.1:5000");
+    expect(isTransient(unreachable)).toBe(false);
+    // The sbx server refusing the token: no registry.
+    const token = toSandboxError(new ConnectError("missing or wrong bearer token", Code.Unauthenticated), "x");
+    expect(token).toBeInstanceOf(AuthenticationError);
+    expect((token as AuthenticationError).registry).toBeUndefined();
+    // A plain UNAVAILABLE is the sbx server's: retried, no registry.
+    const down = toSandboxError(new ConnectError("down", Code.Unavailable), "x");
+    expect((down as ConnectionError).registry).toBeUndefined();
+    expect(isTransient(down)).toBe(true);
+  });
+
+  it("an unknown kind leaves the status code to decide", () => {
+    expect(toSandboxError(failure(Code.NotFound, 99), "x")).toBeInstanceOf(NotFoundError);
   });
 });

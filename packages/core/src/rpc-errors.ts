@@ -2,8 +2,8 @@
  * One place that decides what a failed RPC means: which public error it becomes and whether
  * it is transient (worth retrying with the same idempotency key).
  */
-import type { FilesystemError, OutputDropped, RetryInfo } from "@sbx/proto";
-import { FilesystemErrorKind } from "@sbx/proto/wire";
+import type { FilesystemError, ImageError, OutputDropped, RetryInfo } from "@sbx/proto";
+import { FilesystemErrorKind, ImageErrorKind } from "@sbx/proto/wire";
 import {
   AbortedError,
   AlreadyExistsError,
@@ -54,6 +54,8 @@ export function toSandboxError(error: unknown, what: string, endpoint?: string):
   const message = `${what}: ${ce.rawMessage || rpcStatus}`;
   const filesystem = filesystemErrorOf(ce, message, options);
   if (filesystem) return filesystem;
+  const image = imageErrorOf(ce, message, options);
+  if (image) return image;
   const dropped = detailOf<OutputDropped>(ce, "sbx.v1.OutputDropped");
   if (dropped) return new OutputDroppedError(message, Number(dropped.firstKeptOffset), options);
   let result: SandboxError;
@@ -146,6 +148,34 @@ function filesystemErrorOf(
   const ErrorClass = FILESYSTEM_ERRORS[detail.kind as keyof typeof FILESYSTEM_ERRORS] ?? SandboxFilesystemError;
   return new ErrorClass(message, options);
 }
+
+/**
+ * A failed image call (it carries an ImageError detail) as its typed error; never transient (a
+ * registry that cannot be reached is the server's to retry, and a pull called again resumes).
+ * A registry's refusal keeps the registry on the error, so it is never taken for the sbx token.
+ */
+function imageErrorOf(
+  ce: RpcFailureLike,
+  message: string,
+  options: { cause: unknown; rpcStatus: string },
+): SandboxError | undefined {
+  const detail = detailOf<ImageError>(ce, "sbx.v1.ImageError");
+  const ErrorClass = detail && IMAGE_ERRORS[detail.kind as keyof typeof IMAGE_ERRORS];
+  // A kind this client does not know: the status code decides.
+  return ErrorClass && new ErrorClass(message, { ...options, registry: detail.registry || undefined });
+}
+
+/** By ImageErrorKind (`registry` is kept by the two errors that have it). */
+const IMAGE_ERRORS = {
+  [ImageErrorKind.NOT_FOUND]: NotFoundError,
+  [ImageErrorKind.AUTHENTICATION]: AuthenticationError,
+  [ImageErrorKind.CONNECTION]: ConnectionError,
+  [ImageErrorKind.DIGEST_MISMATCH]: SandboxError,
+  [ImageErrorKind.INVALID]: InvalidError,
+  [ImageErrorKind.UNSUPPORTED]: UnsupportedError,
+  [ImageErrorKind.QUOTA]: QuotaExceededError,
+  [ImageErrorKind.IN_USE]: FailedPreconditionError,
+} as const;
 
 function retryDelayOf(ce: RpcFailureLike): number | undefined {
   const info = detailOf<RetryInfo>(ce, "sbx.v1.RetryInfo");

@@ -6,7 +6,7 @@
  * adapter: Connect's over a Connect transport (`@sbx/core/connect`), or @sbx/web's own.
  */
 import type { CallOptions, Client } from "@connectrpc/connect";
-import type { FilesystemService, ProcessService, SandboxService } from "@sbx/proto";
+import type { FilesystemService, ImageService, ProcessService, SandboxService } from "@sbx/proto";
 import * as Context from "effect/Context";
 import * as Effect from "effect/Effect";
 import * as Layer from "effect/Layer";
@@ -24,6 +24,7 @@ export interface RpcClients {
   readonly sandboxes: Client<typeof SandboxService>;
   readonly processes: Client<typeof ProcessService>;
   readonly files: Client<typeof FilesystemService>;
+  readonly images: Client<typeof ImageService>;
 }
 
 export interface SbxConnectionShape extends RpcClients {
@@ -47,6 +48,7 @@ export function makeConnection(
     sandboxes: clients.sandboxes,
     processes: clients.processes,
     files: clients.files,
+    images: clients.images,
     config,
     headers: config.token ? { authorization: `Bearer ${config.token}` } : {},
   };

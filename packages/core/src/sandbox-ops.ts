@@ -9,6 +9,8 @@ import * as Option from "effect/Option";
 import * as Stream from "effect/Stream";
 import { InvalidError, type SandboxError } from "./errors.js";
 import { randomId } from "./ids.js";
+import type { Image } from "./image-ops.js";
+import { loadOnFirstUse } from "./load-on-first-use.js";
 import { longPoll, longPollSettings } from "./long-poll.js";
 import type { Probe } from "./probe.js";
 import { call, type SbxConnection } from "./rpc.js";
@@ -36,11 +38,14 @@ export interface CreateSandboxOptions {
   /** Key/value labels, for `sandboxes.list({ tags })`; change them later with `setTags`. */
   readonly tags?: Record<string, string>;
   /**
-   * Image or snapshot id or name; default: the server's default image.
-   * Not supported by the sbx server yet: it has only its default image and rejects any
-   * other value with `InvalidError`.
+   * What the sandbox starts from: an image (as `client.images` gives it), an image id
+   * ("im-…"), or a registry reference ("python:3.12-slim", "host:5000/app@sha256:…"), pulled
+   * first when the server does not have it yet (credentials for a private registry: pull it
+   * with `client.images.fromRegistry` first). The image's `Env`, `WorkingDir` and `User` apply
+   * to every process unless `env` / `workdir` say otherwise. Default: the server's default
+   * image. A malformed reference is an `InvalidError` before any request.
    */
-  readonly image?: string;
+  readonly image?: string | Image;
   /**
    * Capacity of the writable layer in MiB; writes past it fail with ENOSPC inside the sandbox.
    * A whole number (`sbx server` takes 16 MiB to 1 TiB); default: the server's default (10 GiB).
@@ -97,7 +102,10 @@ export interface ListSandboxesOptions {
 
 export const DEFAULT_APP = "default";
 
-/** Validates create options and builds the wire spec; throws `InvalidError` on bad input. */
+/**
+ * Validates create options and builds the wire spec; throws `InvalidError` on bad input. The
+ * image is left to `createSandbox`, which loads the image checks only when one is named.
+ */
 export function sandboxSpecOf(options: CreateSandboxOptions): SandboxSpec {
   if (typeof options !== "object" || options === null) throw new InvalidError("create options must be an object");
   const spec: SandboxSpec = {
@@ -120,12 +128,6 @@ export function sandboxSpecOf(options: CreateSandboxOptions): SandboxSpec {
   if (options.command !== undefined) spec.command = validateArgv(options.command, "command");
   if (options.name !== undefined) spec.name = validateName(options.name);
   if (options.tags !== undefined) spec.tags = validateTags(options.tags);
-  if (options.image !== undefined) {
-    if (typeof options.image !== "string" || options.image.length === 0) {
-      throw new InvalidError("image must be a non-empty string");
-    }
-    spec.image = options.image;
-  }
   if (options.diskMiB !== undefined) spec.diskMib = validatePositiveInteger(options.diskMiB, "diskMiB");
   if (options.env !== undefined) spec.env = validateEnv(options.env);
   if (options.workdir !== undefined) spec.workdir = validateAbsolutePath(options.workdir, "workdir");
@@ -189,9 +191,24 @@ export const createSandbox = (
 ): Effect.Effect<SandboxInfo, SandboxError, SbxConnection> =>
   Effect.gen(function* () {
     const spec = yield* validated(() => sandboxSpecOf(options));
+    let settings = {};
+    if (options.image !== undefined) {
+      // The image checks (the reference grammar) load only when a create names an image.
+      const checks = yield* Effect.tryPromise({
+        try: () => loadOnFirstUse(() => import("./image-checks.js")),
+        catch: (error) => error as SandboxError,
+      });
+      const image = yield* validated(() => checks.createImage(options.image));
+      spec.image = image.name;
+      settings = image.settings;
+    }
     // One idempotency key for every attempt: a retried create never makes a second sandbox.
     const requestId = randomId("req-");
-    const response = yield* call("create sandbox", (rpc, o) => rpc.sandboxes.createSandbox({ requestId, spec }, o));
+    const response = yield* call(
+      "create sandbox",
+      (rpc, o) => rpc.sandboxes.createSandbox({ requestId, spec }, o),
+      settings,
+    );
     return sandboxOf(response);
   });
 

@@ -69,6 +69,11 @@ export class Sandbox implements AsyncDisposable {
     return this.#info.spec?.app || "default";
   }
 
+  /** The id of the image it was started from ("im-default" for the server's default image). */
+  get imageId(): string | undefined {
+    return this.#info.imageId || undefined;
+  }
+
   /** The return code once the sandbox has finished (124 timeout, 137 terminated); null while running. */
   get returncode(): number | null {
     return isFinished(this.#info) ? returncodeOf(this.#info.exitStatus) : null;

@@ -1,5 +1,10 @@
-import { SandboxClient as CoreSandboxClient, type LocalSandbox, type SandboxClientOptions } from "@sbx/core";
-import { fetchRawHttp, localFilesystems } from "@sbx/core/adapter";
+import {
+  SandboxClient as CoreSandboxClient,
+  type LocalImages,
+  type LocalSandbox,
+  type SandboxClientOptions,
+} from "@sbx/core";
+import { fetchRawHttp, localFilesystems, localImages } from "@sbx/core/adapter";
 import { connectClients } from "@sbx/core/connect";
 import { readEnv } from "./deno-api.ts";
 import { denoLocalFiles } from "./local-files.ts";
@@ -12,13 +17,14 @@ export interface DenoSandboxClientOptions extends SandboxClientOptions, DenoTran
  * Deno may read them: `--allow-env`); pass `{ transport }` to use another (e.g. `fake.transport`
  * from `@sbx/testing`).
  */
-export class SandboxClient extends CoreSandboxClient<LocalSandbox> {
+export class SandboxClient extends CoreSandboxClient<LocalSandbox, LocalImages> {
   constructor(options: DenoSandboxClientOptions = {}) {
     super(options, {
       env: { endpoint: readEnv("SBX_ENDPOINT"), token: readEnv("SBX_TOKEN") },
       createClients: (endpoint) => connectClients(createDenoTransport(endpoint, options)),
       connectClients,
       localFilesystem: localFilesystems(denoLocalFiles),
+      localImages: localImages(denoLocalFiles),
       createRawHttp: (endpoint) =>
         options.rawHttp === false
           ? undefined

@@ -25,6 +25,15 @@ export interface DenoApi {
   mkdir(path: string, options?: { readonly recursive?: boolean }): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   remove(path: string, options?: { readonly recursive?: boolean }): Promise<void>;
+  stat(path: string): Promise<DenoFileInfo>;
+  lstat(path: string): Promise<DenoFileInfo>;
+  readDir(path: string): AsyncIterable<{ readonly name: string }>;
+}
+
+export interface DenoFileInfo {
+  readonly isFile: boolean;
+  readonly isDirectory: boolean;
+  readonly size: number;
 }
 
 /** Deno's global namespace, or undefined outside Deno. */

@@ -1,6 +1,6 @@
-/** Local files for copyFromLocal / copyToLocal, streamed with Deno's file API. */
+/** Local files for copyFromLocal / copyToLocal and images.import, streamed with Deno's file API. */
 import { InvalidError } from "@sbx/core";
-import type { LocalFiles } from "@sbx/core/adapter";
+import type { LocalFiles, LocalImageFiles } from "@sbx/core/adapter";
 import { type DenoApi, denoGlobal } from "./deno-api.ts";
 
 const deno = (): DenoApi => {
@@ -16,7 +16,7 @@ function splitPath(path: string): { dir: string; base: string } {
   return { dir: cut === 0 ? path.slice(0, 1) : path.slice(0, cut), base: path.slice(cut + 1) };
 }
 
-export const denoLocalFiles: LocalFiles = {
+export const denoLocalFiles: LocalFiles & Pick<LocalImageFiles, "stat" | "list"> = {
   async *read(path) {
     const file = await deno().open(path, { read: true });
     // The stream closes the file when it ends, fails or is cancelled (on leaving early).
@@ -30,6 +30,16 @@ export const denoLocalFiles: LocalFiles = {
     } finally {
       await reader.cancel().catch(() => {});
     }
+  },
+  /** For `images.import`: what is at `path` (`follow`: through symlinks). */
+  async stat(path, follow) {
+    const info = await (follow ? deno().stat(path) : deno().lstat(path));
+    return { type: info.isFile ? "file" : info.isDirectory ? "directory" : "other", size: info.size };
+  },
+  async list(path) {
+    const names: string[] = [];
+    for await (const entry of deno().readDir(path)) names.push(entry.name);
+    return names;
   },
   async write(path, chunks) {
     const api = deno();

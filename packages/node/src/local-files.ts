@@ -1,8 +1,8 @@
-/** Local files for copyFromLocal / copyToLocal, streamed with Node's fs. */
+/** Local files for copyFromLocal / copyToLocal and images.import, streamed with Node's fs. */
 import { randomBytes } from "node:crypto";
-import { type FileHandle, mkdir, open, rename, rm } from "node:fs/promises";
+import { type FileHandle, lstat, mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { type LocalFiles, skipBytes } from "@sbx/core/adapter";
+import { type LocalFiles, type LocalImageFiles, skipBytes } from "@sbx/core/adapter";
 
 export const nodeLocalFiles: LocalFiles = {
   read: readPieces,
@@ -23,6 +23,16 @@ export const nodeLocalFiles: LocalFiles = {
       throw error;
     }
   },
+};
+
+/** Local files for `client.images.import(path)`: archives and OCI layout directories. */
+export const nodeLocalImageFiles: LocalImageFiles = {
+  read: readPieces,
+  async stat(path, follow) {
+    const info = await (follow ? stat(path) : lstat(path));
+    return { type: info.isFile() ? "file" : info.isDirectory() ? "directory" : "other", size: info.size };
+  },
+  list: (path) => readdir(path),
 };
 
 /** Bytes per read of a local file. */

@@ -3,10 +3,10 @@
  * bodies. Connections are pooled per client and kept alive; idle pooled sockets do not keep
  * the process alive.
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { type ClientRequest, Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
-import { endpointBase, parseJson, RAW_HEADER, type RawHttpClient, RawRouteMemo } from "@sbx/core/adapter";
+import { endpointBase, parseJson, RAW_HEADER, type RawBody, type RawHttpClient, RawRouteMemo } from "@sbx/core/adapter";
 
 export function nodeRawHttp(endpoint: string): RawHttpClient {
   const base = endpointBase(endpoint);
@@ -64,8 +64,64 @@ export function nodeRawHttp(endpoint: string): RawHttpClient {
         for (const piece of data) req.write(piece);
         req.end();
       }),
+    post: ({ route, path, headers, signal, body: data }) =>
+      new Promise((resolve, reject) => {
+        if (memo.missing(route)) return resolve(undefined);
+        let sent = false;
+        const req = request(
+          base + path,
+          {
+            agent,
+            method: "POST",
+            headers: {
+              ...headers,
+              "content-type": "application/octet-stream",
+              ...(data instanceof Uint8Array ? { "content-length": data.byteLength } : {}),
+            },
+            signal,
+          },
+          (res) => {
+            const pieces: Buffer[] = [];
+            res.on("data", (piece: Buffer) => pieces.push(piece));
+            res.on("error", reject);
+            res.on("end", () => {
+              // Answered before the whole body went out (a refusal): stop sending it.
+              if (!sent) req.destroy();
+              if (!res.complete) return reject(new Error("the connection closed before the end of the answer"));
+              if (!memo.saw(route, marker(res))) return resolve(undefined);
+              resolve({ status: res.statusCode ?? 0, json: parseJson(Buffer.concat(pieces).toString("utf8")) });
+            });
+          },
+        );
+        req.on("error", reject);
+        req.on("socket", noDelay);
+        void sendBody(req, data).then(
+          () => {
+            sent = true;
+          },
+          (error: unknown) => req.destroy(error as Error),
+        );
+      }),
     close: () => agent.destroy(),
   };
+}
+
+/**
+ * Writes a streamed body piece by piece, each handed to the socket before the next is asked
+ * for (its source may reuse the memory), then ends the request.
+ */
+async function sendBody(req: ClientRequest, data: RawBody): Promise<void> {
+  if (data instanceof Uint8Array) {
+    req.end(data);
+    return;
+  }
+  const source: AsyncIterable<Uint8Array> =
+    data instanceof Blob ? (data.stream() as unknown as AsyncIterable<Uint8Array>) : data;
+  for await (const piece of source) {
+    if (req.destroyed) return;
+    await new Promise<void>((resolve, reject) => req.write(piece, (error) => (error ? reject(error) : resolve())));
+  }
+  req.end();
 }
 
 /** Small requests and answers go out at once (no Nagle delay waiting for an ACK). */

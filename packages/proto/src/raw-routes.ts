@@ -10,6 +10,10 @@
  *     200: the file's bytes from `offset` to its end.
  *   PUT /sbx.v1/files/{sandboxId}?path=/abs/path&upload=ID&offset=N[&finish=1]
  *     One upload chunk (as WriteFile, of any size); 200 with {"committedOffset": n, "finished": bool}.
+ *   POST /sbx.v1/images/import
+ *     The body is an image archive, one tar stream: an OCI image layout (its directory, tarred)
+ *     or a `docker save` tarball. 200 with {"image": Image} (sbx.v1.Image as proto3 JSON) once
+ *     the image is stored. Not resumable: a body cut short imports nothing.
  *
  * Every answer carries `x-sbx-raw: <route>` (so a client tells "no such file" from "no such
  * route": an answer without it means the server lacks the route). A 200 GET carries
@@ -18,7 +22,7 @@
  */
 
 /** The raw routes; each answer's RAW_HEADER names its route. */
-export type RawRoute = "output" | "files";
+export type RawRoute = "output" | "files" | "images";
 
 /** The header every answer of a raw route carries; its value is the route's name. */
 export const RAW_HEADER = "x-sbx-raw";
@@ -27,6 +31,8 @@ export const RAW_OFFSET_HEADER = "x-sbx-offset";
 
 export const RAW_OUTPUT_PREFIX = "/sbx.v1/output/";
 export const RAW_FILES_PREFIX = "/sbx.v1/files/";
+/** The images route's one path (POST). */
+export const RAW_IMAGE_IMPORT_PATH = "/sbx.v1/images/import";
 
 /** Query parameter names. */
 export const RAW_QUERY = {
@@ -49,10 +55,12 @@ export const RAW_STATUS = {
   unauthorized: 401,
   /** No such sandbox, process, stream or file (NOT_FOUND). */
   notFound: 404,
-  /** A method the route does not take (output: GET only; files: GET and PUT). */
+  /** A method the route does not take (output: GET only; files: GET and PUT; images: POST only). */
   methodNotAllowed: 405,
   /** An output offset past the end of an ended stream, or dropped by retention (OUT_OF_RANGE). */
   rangeNotSatisfiable: 416,
+  /** A server without an image store (UNIMPLEMENTED), for the images route. */
+  notImplemented: 501,
 } as const;
 
 export type RawOutputStream = "stdout" | "stderr";

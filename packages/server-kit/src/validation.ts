@@ -66,7 +66,8 @@ export function checkSandboxSpec(spec: SandboxSpec): void {
   checkTags(spec.tags);
   check(timeoutProblem(spec.timeoutMs, "timeout_ms") ?? timeoutProblem(spec.idleTimeoutMs, "idle_timeout_ms"));
   spec.timeoutMs ||= BigInt(DEFAULT_SANDBOX_TIMEOUT_MS);
-  if (spec.image) throw invalid(`unknown image ${JSON.stringify(spec.image)}: only the default image exists yet`);
+  // The image is resolved by the engine (engine-images.ts): its grammar is checked there.
+  if (spec.image.length > 1024) throw invalid("image must be at most 1024 characters");
   if (spec.cidrAllowlist.length > 0 || spec.ports.length > 0 || spec.readinessProbe) {
     throw new ConnectError("cidr_allowlist, ports and readiness probes are not supported yet", Code.Unimplemented);
   }

@@ -91,7 +91,18 @@ if (available) {
           ),
           Code.InvalidArgument,
         ],
-        ["unknown image", sandboxes.createSandbox({ spec: { image: "ubuntu:99" } }, { headers }), Code.InvalidArgument],
+        [
+          "malformed image",
+          sandboxes.createSandbox({ spec: { image: "Ubuntu:99" } }, { headers }),
+          Code.InvalidArgument,
+        ],
+        [
+          "unknown image id",
+          sandboxes.createSandbox({ spec: { image: `im-${"0".repeat(20)}` } }, { headers }),
+          Code.NotFound,
+        ],
+        // No image store is wired in yet: nothing can be pulled.
+        ["image to pull", sandboxes.createSandbox({ spec: { image: "ubuntu:99" } }, { headers }), Code.Unimplemented],
         ["ports (later)", sandboxes.createSandbox({ spec: { ports: [80] } }, { headers }), Code.Unimplemented],
         ["bad cursor", sandboxes.listSandboxes({ cursor: "%%%" }, { headers }), Code.InvalidArgument],
       ];

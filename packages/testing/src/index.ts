@@ -4,9 +4,18 @@
  */
 
 export type { Listener as FakeListener, ListenOptions } from "@sbx/server-kit/listen";
+export type {
+  FakeImageFile,
+  FakeImageFiles,
+  FakeImageOptions,
+  FakeImages,
+  FakeRegisteredImage,
+} from "./fake/fake-images.js";
 export { createFakeServer, type FakeServer, type FakeServerOptions } from "./fake/fake-server.js";
 export type {
   CutStreamsOptions,
+  FailNextCodeOptions,
+  FailNextImageOptions,
   FailNextOptions,
   FaultCode,
   FaultMethod,

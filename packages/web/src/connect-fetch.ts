@@ -21,7 +21,7 @@ interface CallOptions {
 const END_STREAM = 0b10;
 const COMPRESSED = 0b01;
 
-/** sbx's three service clients over `fetch`, for the server at `endpoint`. */
+/** sbx's service clients over `fetch`, for the server at `endpoint`. */
 export function fetchClients(endpoint: string, fetchImpl: FetchFunction): RpcClients {
   const base = endpoint.replace(/\/+$/, "");
   const serviceClient = (service: string) => {
@@ -37,6 +37,7 @@ export function fetchClients(endpoint: string, fetchImpl: FetchFunction): RpcCli
     sandboxes: serviceClient("sbx.v1.SandboxService"),
     processes: serviceClient("sbx.v1.ProcessService"),
     files: serviceClient("sbx.v1.FilesystemService"),
+    images: serviceClient("sbx.v1.ImageService"),
   } as unknown as RpcClients;
 }
 

@@ -25,46 +25,61 @@ WriteFileResponse UcommittedOffset bfinished
 WatchRequest ssandboxId spath brecursive +efilter
 WatchEvent etype *spaths
 WatchResponse bready *m18events bended
-ProcessSpec *sargv sworkdir Msenv UtimeoutMs bpty estdout estderr UidleTimeoutMs? bkillOnDisconnect UttlMs? m21ptySize
+ImagePlatform sos sarchitecture svariant
+ImageConfig *senv sworkingDir suser *sentrypoint *scmd
+Image sid *srefs sdigest UsizeBytes UcreatedAtMs m20platform m21config ulayerCount bbuiltin
+RegistryCredentials susername spassword
+PullImageRequest sreference m23credentials
+PullProgress UbytesDone UbytesTotal
+PullImageResponse m25progress:event m22image:event
+ListImagesRequest upageSize scursor
+ListImagesResponse *m22images snextCursor
+GetImageRequest simage
+GetImageResponse m22image
+DeleteImageRequest simageId
+DeleteImageResponse
+ImageError ekind sregistry sreference
+ProcessSpec *sargv sworkdir Msenv UtimeoutMs bpty estdout estderr UidleTimeoutMs? bkillOnDisconnect UttlMs? m35ptySize
 PtySize urows ucols
-Process ssandboxId sprocessId m20spec brunning m0exitStatus upid UstdoutLength UstderrLength UstdinLength bstdinClosed bsandboxEnded m0sandboxExitStatus
-StartProcessRequest ssandboxId sprocessId m20spec
-StartProcessResponse m22process
+Process ssandboxId sprocessId m34spec brunning m0exitStatus upid UstdoutLength UstderrLength UstdinLength bstdinClosed bsandboxEnded m0sandboxExitStatus
+StartProcessRequest ssandboxId sprocessId m34spec
+StartProcessResponse m36process
 GetProcessRequest ssandboxId sprocessId
-GetProcessResponse m22process
+GetProcessResponse m36process
 ReadOutputRequest ssandboxId sprocessId estream Uoffset
 ReadOutputResponse Uoffset ydata beof bsandboxEnded m0sandboxExitStatus
 OutputDropped UfirstKeptOffset
 WriteStdinRequest ssandboxId sprocessId Uoffset ydata beof
 WriteStdinResponse UcommittedOffset
 WaitProcessRequest ssandboxId sprocessId utimeoutMs
-WaitProcessResponse m22process bdone
+WaitProcessResponse m36process bdone
 SignalProcessRequest ssandboxId sprocessId isignal
-SignalProcessResponse m22process
-ResizePtyRequest ssandboxId sprocessId m21size
+SignalProcessResponse m36process
+ResizePtyRequest ssandboxId sprocessId m35size
 ResizePtyResponse
 CpuSpec m1cores
 MemorySpec m1mib
-Probe utcpPort:kind m41exec:kind uintervalMs
+Probe utcpPort:kind m55exec:kind uintervalMs
 ExecProbe *sargv
-SandboxSpec *scommand sapp sname Mstags simage Msenv sworkdir UtimeoutMs UidleTimeoutMs m38cpu m39memory bblockNetwork *scidrAllowlist +uports m40readinessProbe bpty udiskMib
-Sandbox sid m42spec estate m0exitStatus UcreatedAtMs UfinishedAtMs sentrypointProcessId
-CreateSandboxRequest srequestId m42spec
-CreateSandboxResponse m43sandbox
+SandboxSpec *scommand sapp sname Mstags simage Msenv sworkdir UtimeoutMs UidleTimeoutMs m52cpu m53memory bblockNetwork *scidrAllowlist +uports m54readinessProbe bpty udiskMib
+Sandbox sid m56spec estate m0exitStatus UcreatedAtMs UfinishedAtMs sentrypointProcessId simageId
+CreateSandboxRequest srequestId m56spec
+CreateSandboxResponse m57sandbox
 GetSandboxRequest ssandboxId
-GetSandboxResponse m43sandbox
+GetSandboxResponse m57sandbox
 LookupSandboxRequest sapp sname
-LookupSandboxResponse m43sandbox
+LookupSandboxResponse m57sandbox
 ListSandboxesRequest sapp Mstags bincludeFinished upageSize scursor
-ListSandboxesResponse *m43sandboxes snextCursor
+ListSandboxesResponse *m57sandboxes snextCursor
 WaitSandboxRequest ssandboxId utimeoutMs
-WaitSandboxResponse m43sandbox bdone
+WaitSandboxResponse m57sandbox bdone
 TerminateSandboxRequest ssandboxId
-TerminateSandboxResponse m43sandbox
+TerminateSandboxResponse m57sandbox
 SetTagsRequest ssandboxId Mstags
-SetTagsResponse m43sandbox`;
+SetTagsResponse m57sandbox`;
 
 /** One service per line: name, then methods. */
 export const services = `FilesystemService Stat ListFiles MakeDirectory Remove ReadFile> WriteFile Watch>
+ImageService PullImage> ListImages GetImage DeleteImage
 ProcessService StartProcess GetProcess ReadOutput> WriteStdin WaitProcess SignalProcess ResizePty
 SandboxService CreateSandbox GetSandbox LookupSandbox ListSandboxes WaitSandbox TerminateSandbox SetTags`;

@@ -18,6 +18,7 @@ import { Notifier } from "../notifier.js";
 import type { EngineLogger } from "./engine-logger.js";
 import { EngineProcess } from "./engine-process.js";
 import { exited, idleTimedOut, signaled, timedOut } from "./exit-status.js";
+import type { ImageRecord } from "./image-store.js";
 import type { OutputStorage } from "./output-storage.js";
 import type { RuntimeSandbox, SandboxRuntime } from "./runtime-driver.js";
 import type { StateStore } from "./state-store.js";
@@ -32,6 +33,7 @@ export interface SandboxHost {
   readonly outputs: OutputStorage;
   readonly logger: EngineLogger;
   readonly options: { readonly outputRetentionBytes?: number | undefined };
+  readonly images: { isDefault(image: ImageRecord): boolean };
   persistSandbox(sandbox: EngineSandbox): void;
   /** Runs a store write; its failure is logged, never thrown. */
   saveState(write: (store: StateStore) => void): void;
@@ -51,6 +53,8 @@ export class EngineSandbox {
     readonly info: Sandbox,
     readonly requestId: string,
     readonly sequence: number,
+    /** The image it starts from (undefined for one restored from the store: it never starts again). */
+    readonly image?: ImageRecord | undefined,
   ) {}
 
   get running(): boolean {
@@ -63,10 +67,15 @@ export class EngineSandbox {
 
   async start(): Promise<void> {
     const spec = this.spec;
+    const image = this.image;
+    // The default image is the driver's own: it gets none (and needs no store's layers).
+    const fromStore = image && !this.engine.images.isDefault(image) ? image : undefined;
     this.runtime = await this.engine.runtime.createSandbox({
       id: this.info.id,
+      image: fromStore,
+      user: fromStore?.config.user || undefined,
       env: spec.env,
-      workdir: spec.workdir || undefined,
+      workdir: spec.workdir || fromStore?.config.workingDir || undefined,
       cpuLimit: spec.cpu?.cores?.limit || undefined,
       memoryLimitMiB: spec.memory?.mib?.limit || undefined,
       blockNetwork: spec.blockNetwork,

@@ -7,9 +7,12 @@
 import { create } from "@bufbuild/protobuf";
 import { type ProcessSpec, SandboxSchema, type SandboxSpec, SandboxState } from "@sbx/proto";
 import { Uploads } from "../uploads.js";
+import { DEFAULT_IMAGE } from "./default-image.js";
+import { EngineImages } from "./engine-images.js";
 import { type EngineLogger, silentLogger } from "./engine-logger.js";
 import { ENTRYPOINT, EngineSandbox, type SandboxHost } from "./engine-sandbox.js";
 import { exited, signaled, terminated } from "./exit-status.js";
+import type { ImageRecord, ImageStore } from "./image-store.js";
 import type { OutputStorage } from "./output-storage.js";
 import type { SandboxRuntime } from "./runtime-driver.js";
 import type { StateStore } from "./state-store.js";
@@ -31,6 +34,11 @@ export interface EngineSeams {
   readonly runtime: SandboxRuntime;
   readonly store: StateStore;
   readonly outputs: OutputStorage;
+  /**
+   * Where images other than the driver's default come from (registry pulls, imports). Absent:
+   * only the default image exists, and pulls and imports are refused with UNIMPLEMENTED.
+   */
+  readonly images?: ImageStore | undefined;
 }
 
 const ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -53,6 +61,8 @@ export class Engine implements SandboxHost {
   readonly runtime: SandboxRuntime;
   readonly store: StateStore;
   readonly outputs: OutputStorage;
+  /** The default image and the image store's, if any. */
+  readonly images: EngineImages;
   readonly logger: EngineLogger;
   #sequence = 0;
   readonly #pending = new Set<Promise<unknown>>();
@@ -64,6 +74,7 @@ export class Engine implements SandboxHost {
     this.runtime = seams.runtime;
     this.store = seams.store;
     this.outputs = seams.outputs;
+    this.images = new EngineImages(seams.runtime.defaultImage ?? DEFAULT_IMAGE, seams.images);
     this.logger = options.logger ?? silentLogger;
   }
 
@@ -105,16 +116,24 @@ export class Engine implements SandboxHost {
     await this.runtime.cleanupLeftovers();
   }
 
-  /** Records a new sandbox and starts it (the spec already checked). */
-  async create(requestId: string, spec: SandboxSpec): Promise<EngineSandbox> {
+  /**
+   * Records a new sandbox and starts it from `image` (the spec already checked, its image
+   * resolved; default: the default image).
+   */
+  async create(
+    requestId: string,
+    spec: SandboxSpec,
+    image: ImageRecord = this.images.defaultImage,
+  ): Promise<EngineSandbox> {
     const info = create(SandboxSchema, {
       id: newSandboxId(),
       spec,
       state: SandboxState.RUNNING,
       createdAtMs: BigInt(Date.now()),
       entrypointProcessId: ENTRYPOINT,
+      imageId: image.id,
     });
-    const sandbox = new EngineSandbox(this, info, requestId, this.#sequence++);
+    const sandbox = new EngineSandbox(this, info, requestId, this.#sequence++, image);
     this.sandboxes.set(info.id, sandbox);
     if (requestId) this.byRequestId.set(requestId, sandbox);
     this.persistSandbox(sandbox);

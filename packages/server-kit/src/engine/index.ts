@@ -1,11 +1,22 @@
 /** The engine and its seams (runtime driver, store, output storage). */
 
-export { DEFAULT_IMAGE_ENV, PTY_ENV, processEnv } from "./default-image.js";
+export {
+  DEFAULT_IMAGE,
+  DEFAULT_IMAGE_ENV,
+  IMAGE_DEFAULT_PATH,
+  imageEnv,
+  isRootUser,
+  PTY_ENV,
+  processEnv,
+} from "./default-image.js";
 export { Engine, type EngineOptions, type EngineSeams, newSandboxId } from "./engine.js";
+export { EngineImages } from "./engine-images.js";
 export { type EngineLogger, silentLogger } from "./engine-logger.js";
 export { EngineProcess, type ProcessHost } from "./engine-process.js";
 export { ENTRYPOINT, EngineSandbox, type SandboxHost } from "./engine-sandbox.js";
 export { exited, fromRuntimeExit, idleTimedOut, signaled, terminated, timedOut } from "./exit-status.js";
+export { type ImageFailureSubject, imageFailure, imageStoreFailure } from "./image-errors.js";
+export * from "./image-store.js";
 export {
   DEFAULT_OUTPUT_RETENTION_BYTES,
   type LogChunk,

@@ -5,15 +5,28 @@
  * persistence: the engine keeps those.
  */
 import type { FsErrorKind } from "../filesystem-errors.js";
+import type { ImageRecord } from "./image-store.js";
 
 export interface RuntimeSandboxSpec {
   /** Server-chosen sandbox id, safe as a file or cgroup name ([a-z0-9-]). */
   readonly id: string;
-  /** Image name or id; undefined: the driver's default image. */
-  readonly image?: string | undefined;
+  /**
+   * The image to start from, as the engine resolved it (pulled already; the driver asks the
+   * image store where its layers are); undefined: the driver's default image. Processes get
+   * its config's Env under the sandbox's and their own (`processEnv(…, image)`).
+   */
+  readonly image?: ImageRecord | undefined;
+  /**
+   * The user every process runs as: the image's User ("name", "uid", "name:group",
+   * "uid:gid", looked up in the image's /etc/passwd and /etc/group); undefined: root.
+   */
+  readonly user?: string | undefined;
   /** Environment given to every process (the entrypoint's and exec'd ones merge their own on top). */
   readonly env: Readonly<Record<string, string>>;
-  /** Default working directory (absolute); undefined: "/". */
+  /**
+   * Default working directory (absolute): the sandbox's workdir, else the image's WorkingDir
+   * (the driver creates it if the image lacks it, as Docker does); undefined: "/".
+   */
   readonly workdir?: string | undefined;
   /** CPU limit in cores (fractional); undefined: no limit. */
   readonly cpuLimit?: number | undefined;
@@ -159,6 +172,17 @@ export interface RuntimeSandbox {
 
 export interface SandboxRuntime {
   readonly name: string;
+  /**
+   * The driver's default image, described as an image (listed, not deletable); absent: the
+   * engine's `DEFAULT_IMAGE`.
+   */
+  readonly defaultImage?: ImageRecord | undefined;
+  /**
+   * Why this driver cannot start a sandbox from `image` (a sentence), or undefined when it
+   * can. The engine asks before anything is recorded and refuses with UNIMPLEMENTED
+   * (`UnsupportedError`). Absent: the driver starts its default image only.
+   */
+  imageProblem?(image: ImageRecord): string | undefined;
   /** What is missing on this machine, one sentence each with how to fix it; empty when ready. */
   checkPrerequisites(): Promise<string[]>;
   createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox>;

@@ -82,7 +82,7 @@ export function clientSignal(res: RawResponse): AbortSignal {
 }
 
 /** The RPC a raw request stands for (the name fault injection and call records use). */
-export type RawMethod = "ReadOutput" | "ReadFile" | "WriteFile";
+export type RawMethod = "ReadOutput" | "ReadFile" | "WriteFile" | "ImportImage";
 
 /** What a test double (the fake, while faults are scripted) does with one raw request. */
 export interface RawCallPlan {
@@ -90,6 +90,8 @@ export interface RawCallPlan {
   readonly decline?: boolean;
   /** Answer as a server without this route would (404, unmarked): the client stops asking. */
   readonly unserved?: boolean;
+  /** Answer with this error (a failure the fake injects into a route with no RPC to fall back to). */
+  readonly fail?: unknown;
 }
 
 /** Asked first for every request a raw route serves (after its token check). */

@@ -14,6 +14,7 @@ import { commandCases } from "./cases/commands.js";
 import { execCases } from "./cases/exec.js";
 import { faultCases } from "./cases/faults.js";
 import { filesystemCases } from "./cases/filesystem.js";
+import { imageCases } from "./cases/images.js";
 import { protocolCases } from "./cases/protocol.js";
 import { rawRouteCases } from "./cases/raw-routes.js";
 import { sandboxCases } from "./cases/sandboxes.js";
@@ -21,7 +22,14 @@ import { signalCases } from "./cases/signals.js";
 import { streamCases } from "./cases/streams.js";
 import { validationCases } from "./cases/validation.js";
 import { expectKnownDifferences } from "./known-differences.js";
-import type { ConformanceTarget, Harness, SandboxClientLike, TestApi } from "./target.js";
+import type {
+  ConformanceTarget,
+  FakeControls,
+  Harness,
+  SandboxClientLike,
+  TestApi,
+  TestImageSource,
+} from "./target.js";
 
 export * from "./assert.js";
 export * from "./interleaved.js";
@@ -33,7 +41,25 @@ export {
   SERVER_KNOWN_DIFFERENCES,
 } from "./known-differences.js";
 export { type CaseResult, listCases, type RunOptions, runConformance } from "./runner.js";
-export type { ConformanceTarget, FakeControls, Harness, SandboxClientLike, SdkModule, TestApi } from "./target.js";
+export type {
+  ConformanceTarget,
+  FakeControls,
+  Harness,
+  SandboxClientLike,
+  SdkModule,
+  TestApi,
+  TestImage,
+  TestImageSource,
+} from "./target.js";
+
+/** Test images from the fake's registry: a repository of its own per image, on a registry name no DNS knows. */
+export const fakeImageSource = (fake: Pick<FakeControls, "images">): TestImageSource => ({
+  async publish(name, image) {
+    const reference = `registry.sbx.test/conformance/${name}-${Math.random().toString(36).slice(2, 10)}:1`;
+    await fake.images.add(reference, image);
+    return reference;
+  },
+});
 
 /**
  * Registers the suite for `target`. Where a target differs is said only in its
@@ -59,6 +85,7 @@ export function defineConformanceSuite(api: TestApi, target: ConformanceTarget):
       created.push(sb);
       return sb;
     },
+    images: target.images ?? (target.fake ? fakeImageSource(target.fake) : undefined),
   };
 
   t.describe(`sbx conformance: ${target.name}`, () => {
@@ -76,6 +103,7 @@ export function defineConformanceSuite(api: TestApi, target: ConformanceTarget):
     validationCases(t, harness);
     filesystemCases(t, harness);
     signalCases(t, harness);
+    imageCases(t, harness);
     // Capabilities, not differences: these groups need something only some targets have.
     if (target.endpoint) protocolCases(t, harness, target.endpoint);
     if (target.endpoint) rawRouteCases(t, harness, target.endpoint);

@@ -1,6 +1,7 @@
 /** What a conformance run needs to know about its target. */
 import type * as core from "@sbx/core";
-import type { FaultMethod } from "../fake/faults.js";
+import type { FakeImageOptions, FakeRegisteredImage } from "../fake/fake-images.js";
+import type { FailNextOptions, FaultMethod } from "../fake/faults.js";
 
 /** Stable case name → why the target differs there (see known-differences.ts). */
 export type KnownDifferences = Readonly<Record<string, string>>;
@@ -25,10 +26,7 @@ export type SandboxClientLike = core.SandboxClient;
 
 /** The fake server's controls the fault cases use (present when the target is the fake). */
 export interface FakeControls {
-  failNext(
-    method: FaultMethod,
-    options: { code: string; times?: number; retryAfterMs?: number; afterApplying?: boolean },
-  ): void;
+  failNext(method: FaultMethod, options: FailNextOptions): void;
   cutStreams(options: { afterBytes: number | (() => number); times?: number }): void;
   clearFaults(): void;
   onExec(
@@ -40,6 +38,31 @@ export interface FakeControls {
     }) => unknown,
   ): void;
   readonly calls: readonly { method: string }[];
+  /** The fake's registry: where the image cases put their test images when the target is the fake. */
+  readonly images: { add(reference: string, options?: FakeImageOptions): Promise<FakeRegisteredImage> };
+}
+
+/** A test image the image cases need: what its config says, the files it holds, who may pull it. */
+export interface TestImage {
+  readonly env?: Readonly<Record<string, string>>;
+  readonly workingDir?: string;
+  readonly user?: string;
+  /** Text files by absolute path. */
+  readonly files?: Readonly<Record<string, string>>;
+  /** The registry wants these credentials for it (a private repository). */
+  readonly credentials?: { readonly username: string; readonly password: string };
+}
+
+/**
+ * A capability, not a difference: how the image cases get a test image where the target can
+ * pull it (a registry the target reaches). The fake's comes from its registry (`fake.images`).
+ */
+export interface TestImageSource {
+  /**
+   * Puts an image named `name` (a fresh repository each call) where the target can pull it;
+   * resolves with its reference ("host:port/repo:tag").
+   */
+  publish(name: string, image: TestImage): Promise<string>;
 }
 
 export interface ConformanceTarget {
@@ -59,6 +82,12 @@ export interface ConformanceTarget {
    */
   readonly endpoint?: () => { readonly url: string; readonly token: string };
   /**
+   * A capability, not a difference: where test images come from (see TestImageSource). When
+   * absent, the fake's registry serves when `fake` is given; with neither, the cases that need
+   * a test image do not run.
+   */
+  readonly images?: TestImageSource;
+  /**
    * The cases this target is known to fail, by stable name, with the reason (see
    * known-differences.ts: FAKE_KNOWN_DIFFERENCES for the fake). They run and are expected to fail.
    */
@@ -74,4 +103,6 @@ export interface Harness {
   client(): SandboxClientLike;
   /** Creates a sandbox in this run's app and terminates it when the run ends. */
   sandbox(options?: core.CreateSandboxOptions): Promise<core.Sandbox>;
+  /** Where test images come from, when the target can have them (see ConformanceTarget.images). */
+  readonly images: TestImageSource | undefined;
 }

@@ -35,6 +35,8 @@ export interface FakeProcessSetup {
   readonly pid: number;
   readonly spec: RuntimeProcessSpec;
   readonly env: Readonly<Record<string, string>>;
+  /** The user it runs as: the image's User ("name", "uid", "name:group", "uid:gid"), or "root". */
+  readonly user: string;
   readonly workdir: string;
   readonly sandboxId: string;
   readonly processId: string;
@@ -153,6 +155,7 @@ export class FakeRuntimeProcess implements RuntimeProcess {
       command: commandOf(argv),
       match,
       env: this.setup.env,
+      user: this.setup.user,
       workdir: this.setup.workdir,
       sandboxId: this.setup.sandboxId,
       processId: this.setup.processId,

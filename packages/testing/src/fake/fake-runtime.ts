@@ -5,6 +5,7 @@
  * touches the host: browser-safe, no node: imports.
  */
 import {
+  type ImageRecord,
   processEnv,
   type RuntimeFilesystem,
   type RuntimeProcess,
@@ -14,6 +15,7 @@ import {
   type SandboxRuntime,
 } from "@sbx/server-kit";
 import { fakeRuntimeFiles } from "./fake-files.js";
+import type { FakeImageStore } from "./fake-images.js";
 import { FakeRuntimeProcess } from "./fake-process.js";
 import { FakeTree } from "./fake-tree.js";
 import { FakeFsError } from "./fs-errors.js";
@@ -24,6 +26,8 @@ export interface FakeRuntimeOptions {
   readonly handlers: HandlerRegistry;
   /** The mini shell for commands no handler matches. */
   readonly defaultHandlers: boolean;
+  /** Where images' files are (the fake's image store). */
+  readonly images: FakeImageStore;
 }
 
 export class FakeRuntime implements SandboxRuntime {
@@ -37,6 +41,13 @@ export class FakeRuntime implements SandboxRuntime {
 
   async checkPrerequisites(): Promise<string[]> {
     return [];
+  }
+
+  /** The fake starts any Linux image (it runs nothing of it: its processes are handlers). */
+  imageProblem(image: ImageRecord): string | undefined {
+    return image.platform.os === "linux"
+      ? undefined
+      : `image ${image.id} is for ${image.platform.os}: sandboxes run Linux images only`;
   }
 
   async createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox> {
@@ -68,7 +79,13 @@ class FakeRuntimeSandbox implements RuntimeSandbox {
   ) {
     this.id = spec.id;
     // The fake has no default disk limit (the server's driver has one).
-    this.files = new FakeTree({ capacityBytes: spec.diskMiB ? spec.diskMiB * 1024 * 1024 : undefined });
+    this.files = new FakeTree({
+      capacityBytes: spec.diskMiB ? spec.diskMiB * 1024 * 1024 : undefined,
+      image: spec.image ? runtime.options.images.filesOf(spec.image.id) : undefined,
+    });
+    // The image's WorkingDir is made if the image lacks it, as Docker does.
+    const workingDir = spec.image?.config.workingDir;
+    if (workingDir) this.files.makeParents(workingDir);
     this.fs = fakeRuntimeFiles(this.files);
   }
 
@@ -78,7 +95,8 @@ class FakeRuntimeSandbox implements RuntimeSandbox {
     const process = new FakeRuntimeProcess({
       pid: this.runtime.nextPid(),
       spec,
-      env: processEnv(spec.pty, this.spec.env, spec.env),
+      env: processEnv(spec.pty, this.spec.env, spec.env, this.spec.image),
+      user: this.spec.user ?? "root",
       workdir,
       sandboxId: this.id,
       processId: spec.processId ?? "",

@@ -9,6 +9,7 @@ import { type ConnectRouter, createRouterTransport, type Transport } from "@conn
 import { withConnectClients } from "@sbx/core/connect";
 import { Engine, engineRoutes, memoryOutputStorage, memoryStateStore } from "@sbx/server-kit";
 import type { Listener, ListenOptions } from "@sbx/server-kit/listen";
+import { FakeImageStore, type FakeImages } from "./fake-images.js";
 import { FakeRuntime } from "./fake-runtime.js";
 import { type CutStreamsOptions, type FailNextOptions, type FaultMethod, Faults, type RecordedCall } from "./faults.js";
 import { type ExecHandler, type ExecPattern, HandlerRegistry } from "./handlers.js";
@@ -35,11 +36,19 @@ export interface FakeServer {
   readonly routes: (router: ConnectRouter) => void;
   /** Every RPC received, in order, including failed ones. */
   readonly calls: readonly RecordedCall[];
+  /**
+   * The fake's images: `images.add(reference, { env, workingDir, user, files, credentials })`
+   * puts an image into its registry, for `client.images.fromRegistry` and
+   * `sandboxes.create({ image })` to pull.
+   */
+  readonly images: FakeImages;
   /** Scripts processes whose command matches `pattern` (latest registration wins). */
   onExec(pattern: ExecPattern, handler: ExecHandler): void;
   /**
    * The next `times` calls of `method` fail with `code`. `method` is an RPC name ("StartProcess"
-   * or "startProcess") or a short alias ("exec").
+   * or "startProcess") or a short alias ("exec"). With `{ imageError }` instead of a code, the
+   * next pulls ("pullImage": by PullImage or by a create that pulls) or imports ("importImage")
+   * fail in the image store, as the server's store fails (e.g. "connection", "digest-mismatch").
    */
   failNext(method: FaultMethod, options: FailNextOptions): void;
   /** The next output and file-read streams (ReadOutput, ReadFile) fail with UNAVAILABLE after `afterBytes` bytes. */
@@ -59,12 +68,13 @@ export interface FakeServer {
 
 export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
   const handlers = new HandlerRegistry();
-  const runtime = new FakeRuntime({ handlers, defaultHandlers: options.defaultHandlers ?? true });
+  const faults = new Faults(options.token);
+  const images = new FakeImageStore(faults);
+  const runtime = new FakeRuntime({ handlers, defaultHandlers: options.defaultHandlers ?? true, images });
   const engine = new Engine(
-    { runtime, store: memoryStateStore(), outputs: memoryOutputStorage() },
+    { runtime, store: memoryStateStore(), outputs: memoryOutputStorage(), images },
     { outputRetentionBytes: options.outputRetentionBytes },
   );
-  const faults = new Faults(options.token);
   faults.latencyMs = options.latencyMs ?? 0;
   const routes: (router: ConnectRouter) => void = engineRoutes(engine);
   const keepAlive = new KeepAlive();
@@ -76,6 +86,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     transport: withConnectClients(createRouterTransport(routes, { router: { interceptors } })),
     routes,
     calls: faults.calls,
+    images,
     onExec: (pattern, handler) => handlers.add(pattern, handler),
     failNext: (method, failure) => faults.failNext(method, failure),
     cutStreams: (cut) => faults.cutStreams(cut),

@@ -1,5 +1,6 @@
 /** A fake sandbox's files in memory: the tree, its system calls, and the changes it publishes. */
 import type { RuntimeFileInfo } from "@sbx/server-kit";
+import type { FakeImageFiles } from "./fake-archive.js";
 import { FakeFsError, isErrno, namingReadOnly } from "./fs-errors.js";
 import {
   DIR_MODE,
@@ -14,7 +15,7 @@ import {
   SEARCH,
   WRITE,
 } from "./fs-nodes.js";
-import { pySplit } from "./fs-paths.js";
+import { dirname, pySplit } from "./fs-paths.js";
 import { pathOf, type Resolved, resolve } from "./fs-resolve.js";
 import { selfEvent, type TreeEvent, TreeEvents } from "./tree-events.js";
 
@@ -26,6 +27,12 @@ export interface FakeFileWriter {
 export interface FakeTreeOptions {
   /** Bytes the files may hold in all (the sandbox's `diskMiB`); writes past it fail with ENOSPC. */
   readonly capacityBytes?: number | undefined;
+  /**
+   * The files of the image the sandbox starts from. Without one, the tree is the default
+   * image's: /usr is a read-only mount (the server binds the host's); an image's root is the
+   * sandbox's own, all of it writable, and its files do not count against `capacityBytes`.
+   */
+  readonly image?: FakeImageFiles | undefined;
 }
 
 /**
@@ -42,16 +49,43 @@ export class FakeTree {
   #cookie = 0;
 
   constructor(options: FakeTreeOptions = {}) {
-    this.#capacityBytes = options.capacityBytes;
+    let imageBytes = 0;
+    for (const file of options.image?.values() ?? []) if (file.type === "file") imageBytes += file.data.byteLength;
+    this.#capacityBytes = options.capacityBytes === undefined ? undefined : options.capacityBytes + imageBytes;
     for (const dir of ["/dev", "/etc", "/home", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var/tmp", "/work"]) {
       this.makeParents(dir);
     }
     for (const dir of ["/usr/bin", "/usr/lib", "/usr/local", "/usr/share"]) this.makeParents(dir);
-    this.#dirAt("/usr").readOnlyMount = true;
+    if (options.image) this.#placeImage(options.image);
+    else this.#dirAt("/usr").readOnlyMount = true;
     this.#attach(this.#dirAt("/dev"), "null", new NullDevice(0o666));
     const hostname = new FileNode(FILE_MODE);
     hostname.append(new TextEncoder().encode("sandbox\n"));
     this.#attach(this.#dirAt("/etc"), "hostname", hostname);
+  }
+
+  /** Puts an image's files in place (parents first: a path sorts after its directory). */
+  #placeImage(files: FakeImageFiles): void {
+    for (const path of [...files.keys()].sort()) {
+      const file = files.get(path);
+      if (!file) continue;
+      const parent = dirname(path) || "/";
+      if (parent !== "/") this.makeParents(parent);
+      const { dir, name, node } = this.resolve(path, false);
+      if (name === undefined) continue;
+      if (file.type === "directory") {
+        if (node?.type === "directory") node.mode = file.mode;
+        else this.#attach(dir, name, new DirNode(file.mode));
+        continue;
+      }
+      if (node) dir.entries.delete(name);
+      if (file.type === "symlink") this.#attach(dir, name, new LinkNode(file.target));
+      else {
+        const created = new FileNode(file.mode);
+        created.append(file.data);
+        this.#attach(dir, name, created);
+      }
+    }
   }
 
   // --- system calls --------------------------------------------------------------------------

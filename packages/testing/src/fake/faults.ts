@@ -3,7 +3,8 @@
  * same in-process and over a port: failNext, cut streams, latency, auth, and the call log.
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { FilesystemService, ProcessService, RetryInfoSchema, SandboxService } from "@sbx/proto";
+import { FilesystemService, ImageService, ProcessService, RetryInfoSchema, SandboxService } from "@sbx/proto";
+import type { ImageStoreErrorKind } from "@sbx/server-kit";
 import type { RawCallPlan, RawMethod } from "@sbx/server-kit/raw-routes";
 
 export type FaultCode =
@@ -24,7 +25,8 @@ export type FaultCode =
   | "data_loss"
   | "unauthenticated";
 
-export interface FailNextOptions {
+/** A failure of the call itself, with a status code. */
+export interface FailNextCodeOptions {
   readonly code: FaultCode;
   /** How many calls fail (default 1). */
   readonly times?: number;
@@ -37,6 +39,32 @@ export interface FailNextOptions {
    */
   readonly afterApplying?: boolean;
 }
+
+/**
+ * A failure of the fake's image store, as the server's store fails (for "pullImage": the
+ * next pulls, whether by PullImage or by a create that pulls; for "importImage": the next
+ * imports). The engine turns it into the client's typed error, as it does the server's.
+ */
+export interface FailNextImageOptions {
+  readonly imageError: ImageStoreErrorKind;
+  /** How many pulls (or imports) fail (default 1). */
+  readonly times?: number;
+  /** Default: a sentence naming the image and the registry, as the server's store says. */
+  readonly message?: string;
+}
+
+export type FailNextOptions = FailNextCodeOptions | FailNextImageOptions;
+
+const IMAGE_ERRORS: readonly ImageStoreErrorKind[] = [
+  "not-found",
+  "authentication",
+  "connection",
+  "digest-mismatch",
+  "invalid",
+  "unsupported",
+  "quota",
+  "in-use",
+];
 
 export interface CutStreamsOptions {
   /**
@@ -55,18 +83,26 @@ export interface RecordedCall {
   readonly request: unknown;
 }
 
-/** An RPC's name as the services define it (lowerCamelCase), e.g. "createSandbox". */
+/**
+ * An RPC's name as the services define it (lowerCamelCase), e.g. "createSandbox"; and
+ * "importImage", the raw route that has no RPC.
+ */
 type LocalMethodName =
   | keyof typeof SandboxService.method
   | keyof typeof ProcessService.method
-  | keyof typeof FilesystemService.method;
+  | keyof typeof FilesystemService.method
+  | keyof typeof ImageService.method
+  | "importImage";
 
 /** An RPC's name on the wire, e.g. "CreateSandbox": what `calls` records. */
 export type RpcMethodName = Capitalize<LocalMethodName>;
 
-const METHODS: readonly string[] = [SandboxService, ProcessService, FilesystemService].flatMap((service) =>
-  service.methods.map((method) => method.name),
-);
+const METHODS: readonly string[] = [
+  ...[SandboxService, ProcessService, FilesystemService, ImageService].flatMap((service) =>
+    service.methods.map((method) => method.name),
+  ),
+  "ImportImage",
+];
 
 /** Short names for the calls the client makes most (e.g. `exec` starts a process). */
 const ALIASES = {
@@ -82,6 +118,7 @@ const ALIASES = {
   write: "WriteStdin",
   waitProcess: "WaitProcess",
   signal: "SignalProcess",
+  pull: "PullImage",
 } as const satisfies Record<string, RpcMethodName>;
 
 /**
@@ -108,7 +145,7 @@ function codeOf(name: FaultCode): Code {
 }
 
 interface PendingFailure {
-  options: FailNextOptions;
+  options: FailNextCodeOptions;
   remaining: number;
 }
 
@@ -116,6 +153,7 @@ export class Faults {
   readonly calls: RecordedCall[] = [];
   latencyMs = 0;
   readonly #failures = new Map<string, PendingFailure[]>();
+  readonly #imageFailures = new Map<string, { options: FailNextImageOptions; remaining: number }[]>();
   #cuts: { afterBytes: number | (() => number); remaining: number } | undefined;
 
   constructor(private readonly token: string | undefined) {}
@@ -123,12 +161,36 @@ export class Faults {
   /** `method` is checked at run time too, for callers without types. */
   failNext(method: FaultMethod, options: FailNextOptions): void {
     const name = methodName(method);
-    codeOf(options.code);
     const times = options.times ?? 1;
     if (!Number.isInteger(times) || times < 1) throw new TypeError("times must be a positive integer");
+    if ("imageError" in options) {
+      if (!IMAGE_ERRORS.includes(options.imageError)) {
+        throw new TypeError(
+          `unknown image error ${JSON.stringify(options.imageError)}; use one of ${IMAGE_ERRORS.join(", ")}`,
+        );
+      }
+      if (name !== "PullImage" && name !== "ImportImage") {
+        throw new TypeError(`imageError fails pulls ("pullImage") or imports ("importImage"), not ${name}`);
+      }
+      const queue = this.#imageFailures.get(name) ?? [];
+      queue.push({ options, remaining: times });
+      this.#imageFailures.set(name, queue);
+      return;
+    }
+    codeOf(options.code);
     const queue = this.#failures.get(name) ?? [];
     queue.push({ options, remaining: times });
     this.#failures.set(name, queue);
+  }
+
+  /** The next injected image-store failure of pulls or imports, if one is pending. */
+  takeImageFailure(method: "PullImage" | "ImportImage"): FailNextImageOptions | undefined {
+    const queue = this.#imageFailures.get(method);
+    const head = queue?.[0];
+    if (!queue || !head) return undefined;
+    head.remaining--;
+    if (head.remaining <= 0) queue.shift();
+    return head.options;
   }
 
   cutStreams(options: CutStreamsOptions): void {
@@ -141,6 +203,7 @@ export class Faults {
   /** Drops pending injected failures and cuts (the call record stays). */
   clear(): void {
     this.#failures.clear();
+    this.#imageFailures.clear();
     this.#cuts = undefined;
   }
 
@@ -149,7 +212,7 @@ export class Faults {
     this.calls.length = 0;
   }
 
-  #takeFailure(method: string): FailNextOptions | undefined {
+  #takeFailure(method: string): FailNextCodeOptions | undefined {
     const queue = this.#failures.get(method);
     const head = queue?.[0];
     if (!queue || !head) return undefined;
@@ -174,6 +237,12 @@ export class Faults {
    */
   readonly rawCall = async (method: RawMethod): Promise<RawCallPlan | undefined> => {
     if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+    if (method === "ImportImage") {
+      // No RPC to send it to: an injected failure is the route's answer.
+      this.calls.push({ method, request: undefined });
+      const failure = this.#takeFailure(method);
+      return failure ? { fail: errorOf(failure, method) } : undefined;
+    }
     if (this.#failures.get(method)?.length) return method === "WriteFile" ? { unserved: true } : { decline: true };
     if (method !== "WriteFile" && this.#cuts && this.#cuts.remaining > 0) return { decline: true };
     this.calls.push({ method, request: undefined });
@@ -215,7 +284,7 @@ function checkCutPoint(afterBytes: number): number {
   return afterBytes;
 }
 
-function errorOf(failure: FailNextOptions, method: string): ConnectError {
+function errorOf(failure: FailNextCodeOptions, method: string): ConnectError {
   const details =
     failure.retryAfterMs === undefined
       ? undefined

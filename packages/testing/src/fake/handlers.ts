@@ -10,6 +10,8 @@ export interface ExecContext {
   /** The match when the pattern was a RegExp. */
   readonly match: RegExpMatchArray | null;
   readonly env: Readonly<Record<string, string>>;
+  /** The user the process runs as: its image's User ("name", "uid", "name:group", "uid:gid"), or "root". */
+  readonly user: string;
   readonly workdir: string;
   readonly sandboxId: string;
   readonly processId: string;

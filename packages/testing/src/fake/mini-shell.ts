@@ -2,7 +2,7 @@
  * The fake's default handler: a small shell so that common commands behave sensibly with no
  * setup. Sequences with `;`, `&&`, `||` and newlines, single and double quotes, `$VAR` and
  * `${VAR}`, redirections (`> FILE`, `>> FILE`, `2> FILE`, `2>&1`, `>&2`), and the commands echo,
- * printf, cat, sleep, true, false, exit, pwd, env, plus touch, mkdir [-p], rm [-rf], mv,
+ * printf, cat, sleep, true, false, exit, pwd, env, whoami, id [-u|-g], plus touch, mkdir [-p], rm [-rf], mv,
  * ls [-aA1], ln -s [-f] and chmod (octal or simple symbolic modes) on the sandbox's in-memory
  * files (relative paths are taken from the process's workdir). Any other command reports
  * "not found" with status 127, like sh. Shell syntax it does not run (pipes, control flow,
@@ -12,6 +12,7 @@
  */
 import { listDirectory, removePath } from "./fake-files.js";
 import type { FakeFileWriter, FakeTree } from "./fake-tree.js";
+import { identityOf } from "./fake-users.js";
 import { FakeFsError } from "./fs-errors.js";
 import { joinPath } from "./fs-paths.js";
 import { type ExecContext, type ExecResult, isShellScript } from "./handlers.js";
@@ -572,6 +573,29 @@ async function runCommand(ctx: ExecContext, fs: FakeTree, command: SimpleCommand
     case "pwd":
       out.write(`${ctx.workdir}\n`);
       return 0;
+    case "whoami": {
+      const who = identityOf(ctx.user, fs);
+      if (typeof who === "string" || who.userName === undefined) {
+        io.err.write(`whoami: cannot find name for user ID ${typeof who === "string" ? ctx.user : who.uid}\n`);
+        return 1;
+      }
+      out.write(`${who.userName}\n`);
+      return 0;
+    }
+    case "id": {
+      const { flags } = options(args);
+      if (unsupported(io, "id", flags, "ug")) return 1;
+      const who = identityOf(ctx.user, fs);
+      if (typeof who === "string") {
+        io.err.write(`id: ${who}\n`);
+        return 1;
+      }
+      const named = (id: number, name: string | undefined) => (name === undefined ? `${id}` : `${id}(${name})`);
+      if (flags.has("u")) out.write(`${who.uid}\n`);
+      else if (flags.has("g")) out.write(`${who.gid}\n`);
+      else out.write(`uid=${named(who.uid, who.userName)} gid=${named(who.gid, who.groupName)}\n`);
+      return 0;
+    }
     case "env":
       out.write(
         Object.entries(ctx.env)

@@ -13,6 +13,8 @@ import { checkName, checkSandboxSpec, checkTags, invalid } from "../../validatio
 import type { Engine } from "../engine.js";
 import type { EngineSandbox } from "../engine-sandbox.js";
 import { terminated } from "../exit-status.js";
+import { imageFailure } from "../image-errors.js";
+import type { ImageRecord } from "../image-store.js";
 import { sandboxOf } from "./lookup.js";
 
 const encodeCursor = (sequence: number) =>
@@ -28,8 +30,23 @@ function decodeCursor(cursor: string): number {
 }
 
 export function sandboxService(engine: Engine): ServiceImpl<typeof SandboxService> {
+  /**
+   * The image a create names, found or pulled (not cancelled when the caller goes away: a
+   * retry of the create joins this one), which the runtime driver must be able to start.
+   */
+  const imageOf = async (spec: SandboxSpec): Promise<ImageRecord> => {
+    const image = await engine.images.resolve(spec.image);
+    if (engine.images.isDefault(image)) return image;
+    const problem = engine.runtime.imageProblem
+      ? engine.runtime.imageProblem(image)
+      : `the ${engine.runtime.name} runtime cannot start sandboxes from images yet, only from its default image (${engine.images.defaultImage.id})`;
+    if (problem) throw imageFailure("unsupported", problem, { reference: image.id });
+    return image;
+  };
+
   /** Checks what a create may not do now; then records and starts the sandbox. */
   const createNew = async (requestId: string, spec: SandboxSpec): Promise<EngineSandbox> => {
+    const image = await imageOf(spec);
     if (spec.name) {
       for (const other of engine.sandboxes.values()) {
         if (other.running && other.spec.app === spec.app && other.spec.name === spec.name) {
@@ -46,7 +63,7 @@ export function sandboxService(engine: Engine): ServiceImpl<typeof SandboxServic
     }
     const problem = await engine.options.capacityProblem?.();
     if (problem) throw new ConnectError(problem, Code.ResourceExhausted);
-    return engine.create(requestId, spec);
+    return engine.create(requestId, spec, image);
   };
 
   return {

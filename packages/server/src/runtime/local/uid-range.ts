@@ -17,20 +17,27 @@ export const MAX_SANDBOX_UID = 0x7fff_ffff;
 /** Files naming ids the host already hands out (accounts, groups, subordinate ranges). */
 const ID_FILES = ["/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid"] as const;
 
-/** What is wrong with `range` on this host (empty when it can be used). */
-export async function uidRangeProblems(range: UidRange, files: readonly string[] = ID_FILES): Promise<string[]> {
+/**
+ * What is wrong with `range` on this host (empty when it can be used). `what` names the range
+ * in messages: sandbox uids, or the ids the image store gives layer files.
+ */
+export async function uidRangeProblems(
+  range: UidRange,
+  files: readonly string[] = ID_FILES,
+  what = "the sandbox uid range",
+): Promise<string[]> {
   const { start, count } = range;
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(count) || start < 1 || count < 1) {
-    return [`the sandbox uid range must be positive integers, got start ${start}, count ${count}`];
+    return [`${what} must be positive integers, got start ${start}, count ${count}`];
   }
-  if (start + count - 1 > MAX_SANDBOX_UID) return [`the sandbox uid range ends past ${MAX_SANDBOX_UID}`];
+  if (start + count - 1 > MAX_SANDBOX_UID) return [`${what} ends past ${MAX_SANDBOX_UID}`];
   const problems: string[] = [];
   for (const file of files) {
     const text = await readFile(file, "utf8").catch(() => "");
     for (const [first, size] of idsIn(file, text)) {
       if (first < start + count && start < first + size) {
         problems.push(
-          `the sandbox uid range ${start}-${start + count - 1} overlaps ids in ${file} (${first}${size > 1 ? `-${first + size - 1}` : ""}): choose another range`,
+          `${what} ${start}-${start + count - 1} overlaps ids in ${file} (${first}${size > 1 ? `-${first + size - 1}` : ""}): choose another range`,
         );
         break;
       }

@@ -1,0 +1,201 @@
+/**
+ * Imports of image archives made by skopeo (`oci-archive:` and `docker-archive:`) and by hand
+ * (the older `docker save` layout with <id>/layer.tar and a symlinked layer; a tampered
+ * blob; a gzip-compressed archive; things that are no image archive at all).
+ */
+import { execFileSync } from "node:child_process";
+import { cpSync, createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { OciImageStore } from "./oci-image-store.js";
+import { ImageStoreError } from "./store-errors.js";
+import { imageStoreAvailable } from "./test-support/available.js";
+import { type BuiltImage, busyboxLayer, writeOciImage } from "./test-support/oci-layout.js";
+import { chunksOf, type TarEntry, tarOf } from "./test-support/tar-layers.js";
+
+const available = await imageStoreAvailable("archive import tests", ["skopeo", "tar"]);
+
+async function failure(promise: Promise<unknown>): Promise<ImageStoreError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof ImageStoreError) return error;
+    throw error;
+  }
+  throw new Error("expected the import to fail");
+}
+
+const skopeo = (...args: string[]) => execFileSync("skopeo", ["copy", "--quiet", ...args], { stdio: "ignore" });
+/** A tar of the files under `dir` (GNU tar, names relative to it). */
+const tarOfDir = (dir: string, out: string) => execFileSync("tar", ["-C", dir, "-cf", out, "."]);
+
+describe.runIf(available)("archive imports", () => {
+  let work: string;
+  let layout: string;
+  let app: BuiltImage;
+  const stores: OciImageStore[] = [];
+
+  const openStore = async () => {
+    const store = await OciImageStore.open({ dir: mkdtempSync(join(work, "store-")) });
+    stores.push(store);
+    return store;
+  };
+
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), "sbx-import-"));
+    layout = join(work, "layout");
+    app = await writeOciImage(layout, "app", {
+      layers: [busyboxLayer(), [{ name: "home/app/notes.txt", content: "mine\n", uid: 1234, gid: 1234 }]],
+      config: { User: "1234:1234", WorkingDir: "/home/app" },
+    });
+  });
+  afterEach(() => {
+    for (const store of stores.splice(0)) store.close();
+  });
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it("imports an OCI archive (skopeo oci-archive:), every blob checked", async () => {
+    const archive = join(work, "app-oci.tar");
+    skopeo(`oci:${layout}:app`, `oci-archive:${archive}:app`);
+    const store = await openStore();
+    const image = await store.importArchive(createReadStream(archive));
+    expect(image.id).toBe(`im-${app.configDigest.slice(7, 27)}`);
+    expect(image.digest).toBe(app.manifestDigest);
+    expect(image.layers).toEqual(app.diffIds);
+    expect(image.refs).toEqual([]); // "app" alone names no repository
+    expect(image.config.user).toBe("1234:1234");
+    expect(readFileSync(join(store.layerDir(image.layers[1] as string), "home/app/notes.txt"), "utf8")).toBe("mine\n");
+    // The same archive again: the same image, nothing added.
+    expect(await store.importArchive(createReadStream(archive))).toEqual(image);
+    expect((await store.usage()).layers).toBe(2);
+  });
+
+  it("imports Docker 25's docker save (an OCI layout with manifest.json beside it), named by its annotation", async () => {
+    const dir = join(work, "docker25");
+    cpSync(layout, dir, { recursive: true });
+    const index = JSON.parse(readFileSync(join(dir, "index.json"), "utf8"));
+    index.manifests[0].annotations = {
+      "io.containerd.image.name": "docker.io/library/app:25",
+      "org.opencontainers.image.ref.name": "25",
+    };
+    writeFileSync(join(dir, "index.json"), JSON.stringify(index));
+    const blob = (d: string) => `blobs/sha256/${d.slice(7)}`;
+    writeFileSync(
+      join(dir, "manifest.json"),
+      JSON.stringify([
+        { Config: blob(app.configDigest), RepoTags: ["app:25"], Layers: app.blobs.map((b) => blob(b.digest)) },
+      ]),
+    );
+    const archive = join(work, "docker25.tar");
+    tarOfDir(dir, archive);
+    const store = await openStore();
+    const image = await store.importArchive(createReadStream(archive));
+    expect(image.digest).toBe(app.manifestDigest);
+    expect(image.refs).toEqual(["docker.io/library/app:25"]);
+  });
+
+  it("imports a docker save archive (skopeo docker-archive:) with its tag as the reference", async () => {
+    const archive = join(work, "app-docker.tar");
+    skopeo(`oci:${layout}:app`, `docker-archive:${archive}:team/app:1`);
+    const store = await openStore();
+    const image = await store.importArchive(createReadStream(archive));
+    expect(image.id).toBe(`im-${app.configDigest.slice(7, 27)}`);
+    expect(image.layers).toEqual(app.diffIds);
+    expect(image.refs).toEqual(["docker.io/team/app:1"]);
+    expect(await store.get("team/app:1")).toEqual(image);
+  });
+
+  it("imports the older docker save layout (<id>/layer.tar, a symlinked layer) and a gzip-compressed archive", async () => {
+    const dir = join(work, "legacy");
+    const base = await tarOf(busyboxLayer());
+    const top = await tarOf([{ name: "etc/motd", content: "legacy\n" }]);
+    const sha = (b: Buffer) => execFileSync("sha256sum", { input: b }).toString().slice(0, 64);
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: "amd64",
+        os: "linux",
+        config: { Env: ["PATH=/bin"] },
+        rootfs: { type: "layers", diff_ids: [`sha256:${sha(base)}`, `sha256:${sha(top)}`] },
+      }),
+    );
+    for (const [id, bytes] of [
+      ["aaa", base],
+      ["ccc", top],
+    ] as const) {
+      mkdirSync(join(dir, id), { recursive: true });
+      writeFileSync(join(dir, id, "layer.tar"), bytes);
+    }
+    mkdirSync(join(dir, "bbb"));
+    execFileSync("ln", ["-s", "../ccc/layer.tar", join(dir, "bbb", "layer.tar")]);
+    writeFileSync(join(dir, `${sha(config)}.json`), config);
+    writeFileSync(
+      join(dir, "manifest.json"),
+      JSON.stringify([
+        { Config: `${sha(config)}.json`, RepoTags: ["legacy:1"], Layers: ["aaa/layer.tar", "bbb/layer.tar"] },
+      ]),
+    );
+    const archive = join(work, "legacy.tar");
+    tarOfDir(dir, archive);
+    const store = await openStore();
+    const image = await store.importArchive(chunksOf(gzipSync(readFileSync(archive))));
+    expect(image.refs).toEqual(["docker.io/library/legacy:1"]);
+    expect(image.id).toBe(`im-${sha(config).slice(0, 20)}`);
+    expect(readFileSync(join(store.layerDir(image.layers[1] as string), "etc/motd"), "utf8")).toBe("legacy\n");
+  });
+
+  it("refuses an archive whose blob does not match its digest, keeping nothing", async () => {
+    const dir = join(work, "tampered");
+    cpSync(layout, dir, { recursive: true });
+    const blob = join(dir, "blobs/sha256", (app.blobs[1] as { digest: string }).digest.slice(7));
+    const bytes = readFileSync(blob);
+    bytes[bytes.length - 5] = (bytes[bytes.length - 5] as number) ^ 0xff;
+    writeFileSync(blob, bytes);
+    const archive = join(work, "tampered.tar");
+    tarOfDir(dir, archive);
+    const storeDir = mkdtempSync(join(work, "store-"));
+    const store = await OciImageStore.open({ dir: storeDir });
+    stores.push(store);
+    const error = await failure(store.importArchive(createReadStream(archive)));
+    expect(error.kind).toBe("digest-mismatch");
+    expect(error.message).toContain((app.blobs[1] as { digest: string }).digest);
+    expect(await store.list()).toEqual([]);
+    expect((await store.usage()).layers).toBe(0);
+    expect(execFileSync("ls", ["-A", join(storeDir, "tmp")]).toString()).toBe("");
+  });
+
+  it("refuses what is no image archive", async () => {
+    const store = await openStore();
+    const notTar = await failure(store.importArchive(chunksOf(Buffer.alloc(4096, 1))));
+    expect(notTar.kind).toBe("invalid");
+    const entries: TarEntry[] = [{ name: "hello.txt", content: "hi" }];
+    const noImage = await failure(store.importArchive(chunksOf(await tarOf(entries))));
+    expect(noImage.kind).toBe("invalid");
+    expect(noImage.message).toContain("neither an OCI image layout");
+    const missing = await failure(
+      store.importArchive(
+        chunksOf(
+          await tarOf([
+            { name: "oci-layout", content: '{"imageLayoutVersion":"1.0.0"}' },
+            {
+              name: "index.json",
+              content: JSON.stringify({
+                schemaVersion: 2,
+                manifests: [
+                  {
+                    mediaType: "application/vnd.oci.image.manifest.v1+json",
+                    digest: app.manifestDigest,
+                    size: 10,
+                  },
+                ],
+              }),
+            },
+          ]),
+        ),
+      ),
+    );
+    expect(missing.kind).toBe("invalid");
+    expect(missing.message).toContain(`the archive lacks the manifest ${app.manifestDigest}`);
+  });
+});

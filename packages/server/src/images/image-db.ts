@@ -1,0 +1,145 @@
+/**
+ * The image store's records, in SQLite (node:sqlite) in the store dir, so images survive a
+ * restart: images (as JSON), the references and digests that lead to them, and the layers on
+ * disk with their sizes.
+ */
+import { DatabaseSync } from "node:sqlite";
+import type { ImageRecord } from "@sbx/server-kit";
+
+/** An image as stored: everything but its references, which live in their own table. */
+export type StoredImage = Omit<ImageRecord, "refs">;
+
+export class ImageDb {
+  readonly #db: DatabaseSync;
+
+  constructor(path: string) {
+    this.#db = new DatabaseSync(path);
+    this.#db.exec(`
+      PRAGMA journal_mode = WAL;
+      PRAGMA synchronous = NORMAL;
+      CREATE TABLE IF NOT EXISTS images (
+        id TEXT PRIMARY KEY,
+        record TEXT NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS image_refs (
+        ref TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        added INTEGER NOT NULL
+      );
+      CREATE TABLE IF NOT EXISTS image_digests (
+        digest TEXT NOT NULL,
+        image_id TEXT NOT NULL,
+        PRIMARY KEY (digest, image_id)
+      );
+      CREATE TABLE IF NOT EXISTS layers (
+        diff_id TEXT PRIMARY KEY,
+        size_bytes INTEGER NOT NULL
+      );
+    `);
+  }
+
+  #refsOf(id: string): string[] {
+    return this.#db
+      .prepare("SELECT ref FROM image_refs WHERE image_id = ? ORDER BY added DESC, rowid DESC")
+      .all(id)
+      .map((row) => String(row.ref));
+  }
+
+  #withRefs(record: string): ImageRecord {
+    const stored = JSON.parse(record) as StoredImage;
+    return { ...stored, refs: this.#refsOf(stored.id) };
+  }
+
+  images(): ImageRecord[] {
+    return this.#db
+      .prepare("SELECT record FROM images ORDER BY rowid")
+      .all()
+      .map((row) => this.#withRefs(String(row.record)));
+  }
+
+  image(id: string): ImageRecord | undefined {
+    const row = this.#db.prepare("SELECT record FROM images WHERE id = ?").get(id);
+    return row === undefined ? undefined : this.#withRefs(String(row.record));
+  }
+
+  /** The image a manifest or index digest leads to (the newest, when several). */
+  byDigest(digest: string): ImageRecord | undefined {
+    const row = this.#db.prepare("SELECT image_id FROM image_digests WHERE digest = ? ORDER BY rowid DESC").get(digest);
+    return row === undefined ? undefined : this.image(String(row.image_id));
+  }
+
+  byRef(ref: string): ImageRecord | undefined {
+    const row = this.#db.prepare("SELECT image_id FROM image_refs WHERE ref = ?").get(ref);
+    return row === undefined ? undefined : this.image(String(row.image_id));
+  }
+
+  /** Saves an image with the digests that lead to it, and points `refs` at it. */
+  saveImage(image: StoredImage, digests: readonly string[], refs: readonly string[], now: number): void {
+    this.#db.exec("BEGIN");
+    try {
+      this.#db
+        .prepare("INSERT INTO images (id, record) VALUES (?, ?) ON CONFLICT(id) DO NOTHING")
+        .run(image.id, JSON.stringify(image));
+      this.#addDigests(image.id, digests);
+      for (const ref of refs) this.#pointRef(ref, image.id, now);
+      this.#db.exec("COMMIT");
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  #addDigests(id: string, digests: readonly string[]): void {
+    const insert = this.#db.prepare("INSERT OR IGNORE INTO image_digests (digest, image_id) VALUES (?, ?)");
+    for (const digest of digests) insert.run(digest, id);
+  }
+
+  /** A reference now names `id` (a tag moves from the image it named before). */
+  #pointRef(ref: string, id: string, now: number): void {
+    this.#db
+      .prepare(
+        "INSERT INTO image_refs (ref, image_id, added) VALUES (?, ?, ?) ON CONFLICT(ref) DO UPDATE SET image_id = excluded.image_id, added = excluded.added",
+      )
+      .run(ref, id, now);
+  }
+
+  /** Records that `digests` and `refs` lead to the existing image `id`. */
+  addAliases(id: string, digests: readonly string[], refs: readonly string[], now: number): void {
+    this.#addDigests(id, digests);
+    for (const ref of refs) this.#pointRef(ref, id, now);
+  }
+
+  deleteImage(id: string): void {
+    this.#db.exec("BEGIN");
+    this.#db.prepare("DELETE FROM images WHERE id = ?").run(id);
+    this.#db.prepare("DELETE FROM image_refs WHERE image_id = ?").run(id);
+    this.#db.prepare("DELETE FROM image_digests WHERE image_id = ?").run(id);
+    this.#db.exec("COMMIT");
+  }
+
+  layerSize(diffId: string): number | undefined {
+    const row = this.#db.prepare("SELECT size_bytes FROM layers WHERE diff_id = ?").get(diffId);
+    return row === undefined ? undefined : Number(row.size_bytes);
+  }
+
+  layers(): { diffId: string; sizeBytes: number }[] {
+    return this.#db
+      .prepare("SELECT diff_id, size_bytes FROM layers")
+      .all()
+      .map((row) => ({ diffId: String(row.diff_id), sizeBytes: Number(row.size_bytes) }));
+  }
+
+  saveLayer(diffId: string, sizeBytes: number): void {
+    this.#db
+      .prepare("INSERT INTO layers (diff_id, size_bytes) VALUES (?, ?) ON CONFLICT(diff_id) DO NOTHING")
+      .run(diffId, sizeBytes);
+  }
+
+  deleteLayer(diffId: string): void {
+    this.#db.prepare("DELETE FROM layers WHERE diff_id = ?").run(diffId);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * The image store's own bookkeeping, with images pulled from a real registry on loopback:
+ * delete and garbage collection, images in use, disk usage, who owns what in the store, the
+ * unpack limits (decompression bombs) and a full disk during a pull (a small tmpfs).
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseImageReference } from "@sbx/proto";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_LAYER_ID_BASE, OciImageStore, type OciImageStoreOptions } from "./oci-image-store.js";
+import { ImageStoreError } from "./store-errors.js";
+import { imageStoreAvailable } from "./test-support/available.js";
+import { type BuiltImage, busyboxLayer, randomFileLayer, writeOciImage } from "./test-support/oci-layout.js";
+import { startTestRegistry, type TestRegistry } from "./test-support/registry.js";
+
+const available = await imageStoreAvailable("image store tests", ["docker-registry", "skopeo"]);
+const MiB = 1024 * 1024;
+
+async function failure(promise: Promise<unknown>): Promise<ImageStoreError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof ImageStoreError) return error;
+    throw error;
+  }
+  throw new Error("expected a failure");
+}
+
+/** Every path under `dir` (lstat, never following a symlink). */
+function walk(dir: string, out: string[] = []): string[] {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    out.push(path);
+    if (lstatSync(path).isDirectory()) walk(path, out);
+  }
+  return out;
+}
+
+describe.runIf(available)("image store", () => {
+  let work: string;
+  let registry: TestRegistry;
+  const stores: OciImageStore[] = [];
+  const built = {} as Record<"busybox" | "app" | "big" | "bomb" | "twoBombs" | "small" | "twice", BuiltImage>;
+  const ref = (name: string) => parseImageReference(`${registry.host}/${name}`);
+
+  async function openStore(options: Partial<OciImageStoreOptions> = {}) {
+    const store = await OciImageStore.open({ dir: mkdtempSync(join(work, "store-")), ...options });
+    stores.push(store);
+    return store;
+  }
+
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), "sbx-store-"));
+    const layout = join(work, "layout");
+    registry = await startTestRegistry("none");
+    const zeros = (name: string, bytes: number) => [{ name, content: Buffer.alloc(bytes) }];
+    built.busybox = await writeOciImage(layout, "busybox", { layers: [busyboxLayer()] });
+    built.app = await writeOciImage(layout, "app", {
+      layers: [busyboxLayer(), [{ name: "home/app/data", content: "x", uid: 1234, gid: 1234, mode: 0o4750 }]],
+    });
+    built.big = await writeOciImage(layout, "big", {
+      layers: [randomFileLayer("a", MiB), randomFileLayer("b", 6 * MiB)],
+    });
+    built.bomb = await writeOciImage(layout, "bomb", { layers: [zeros("zeros", 8 * MiB)] });
+    built.twoBombs = await writeOciImage(layout, "two", { layers: [zeros("one", MiB), zeros("two", MiB + 1)] });
+    built.small = await writeOciImage(layout, "small", { layers: [[{ name: "hello", content: "hi\n" }]] });
+    built.twice = await writeOciImage(layout, "twice", { layers: [[], [{ name: "f", content: "f" }], []] });
+    for (const name of ["busybox", "app", "big", "bomb", "two", "small", "twice"])
+      await registry.push(layout, name, name);
+  });
+  afterEach(() => {
+    for (const store of stores.splice(0)) store.close();
+  });
+  afterAll(async () => {
+    await registry?.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it("deletes an image and the layers no other image uses; refuses an image in use", async () => {
+    const used = new Set<string>();
+    const store = await openStore({ inUse: (id) => used.has(id) });
+    const app = await store.pull(ref("app:app"));
+    const busybox = await store.pull(ref("busybox:busybox"));
+    const [base, top] = app.layers as [string, string];
+    expect(busybox.layers).toEqual([base]);
+    expect((await store.usage()).layers).toBe(2);
+
+    used.add(app.id);
+    const inUse = await failure(store.delete(app.id));
+    expect(inUse.kind).toBe("in-use");
+    used.clear();
+
+    await store.delete(app.id);
+    expect(existsSync(store.layerDir(top))).toBe(false);
+    expect(existsSync(store.layerDir(base))).toBe(true);
+    expect(await store.get(app.id)).toBeUndefined();
+    expect(await store.get(`${registry.host}/app:app`)).toBeUndefined();
+    expect((await store.list()).map((i) => i.id)).toEqual([busybox.id]);
+
+    await store.delete(busybox.id);
+    expect(existsSync(store.layerDir(base))).toBe(false);
+    expect(await store.usage()).toEqual({ images: 0, layers: 0, layerBytes: 0, partialDownloadBytes: 0 });
+    expect((await failure(store.delete(busybox.id))).kind).toBe("not-found");
+  });
+
+  it("pulls an image that has one layer twice (old Docker's empty layers), and deletes it", async () => {
+    const store = await openStore();
+    const image = await store.pull(ref("twice:twice"));
+    expect(image.layers).toEqual(built.twice.diffIds);
+    expect(image.layers[0]).toBe(image.layers[2]);
+    expect((await store.usage()).layers).toBe(2);
+    await store.delete(image.id);
+    expect((await store.usage()).layers).toBe(0);
+  });
+
+  it("reports disk usage: each image's size, and the whole store's", async () => {
+    const store = await openStore();
+    const app = await store.pull(ref("app:app"));
+    const busybox = await store.pull(ref("busybox:busybox"));
+    expect(busybox.sizeBytes).toBeGreaterThan(MiB);
+    expect(app.sizeBytes).toBe(busybox.sizeBytes + 1);
+    expect(await store.usage()).toEqual({
+      images: 2,
+      layers: 2,
+      layerBytes: app.sizeBytes,
+      partialDownloadBytes: 0,
+    });
+  });
+
+  it("owns every file in the store by root or by the layer id range, never a host user, in a root-only dir", async () => {
+    const dir = mkdtempSync(join(work, "owners-"));
+    const store = await openStore({ dir });
+    const app = await store.pull(ref("app:app"));
+    expect(lstatSync(dir).mode & 0o777).toBe(0o700);
+    const inRange = (id: number) => id >= DEFAULT_LAYER_ID_BASE && id <= DEFAULT_LAYER_ID_BASE + 65_535;
+    for (const layer of app.layers) {
+      const root = store.layerDir(layer);
+      for (const path of [root, ...walk(root)]) {
+        const st = lstatSync(path);
+        expect(inRange(st.uid) && inRange(st.gid), path).toBe(true);
+      }
+    }
+    for (const path of walk(dir)) {
+      const st = lstatSync(path);
+      expect(st.uid === 0 || inRange(st.uid), path).toBe(true);
+    }
+    const setuid = lstatSync(join(store.layerDir(app.layers[1] as string), "home/app/data"));
+    expect([setuid.uid, setuid.mode & 0o7777]).toEqual([DEFAULT_LAYER_ID_BASE + 1234, 0o4750]);
+  });
+
+  it("refuses a layer that unpacks past the layer limit (a decompression bomb), keeping nothing", async () => {
+    const dir = mkdtempSync(join(work, "bomb-"));
+    const store = await openStore({ dir, maxLayerBytes: 2 * MiB });
+    expect(built.bomb.blobs[0]?.size).toBeLessThan(64 * 1024);
+    const error = await failure(store.pull(ref("bomb:bomb")));
+    expect(error.kind).toBe("quota");
+    expect(error.message).toContain(`unpacks to more than ${2 * MiB} bytes, the store's limit for one layer`);
+    expect(readdirSync(join(dir, "layers"))).toEqual([]);
+    expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+    expect(readdirSync(join(dir, "downloads"))).toEqual([]);
+  });
+
+  it("refuses an image whose layers together unpack past the image limit", async () => {
+    const dir = mkdtempSync(join(work, "bombs-"));
+    const store = await openStore({ dir, maxImageBytes: 2 * MiB });
+    const error = await failure(store.pull(ref("two:two")));
+    expect(error.kind).toBe("quota");
+    expect(error.message).toContain(`unpacks to more than ${2 * MiB} bytes, the store's limit for one image`);
+    expect(await store.list()).toEqual([]);
+    expect(readdirSync(join(dir, "layers"))).toEqual([]);
+    expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+  });
+
+  it("answers quota when the disk fills during a pull, and removes what the pull had written", async () => {
+    const mount = mkdtempSync(join(work, "tmpfs-"));
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", mount]);
+    let store: OciImageStore | undefined;
+    try {
+      const dir = join(mount, "store");
+      mkdirSync(dir, { mode: 0o700 });
+      store = await OciImageStore.open({ dir });
+      const error = await failure(store.pull(ref("big:big")));
+      expect(error.kind).toBe("quota");
+      expect(error.message).toContain("disk is full");
+      expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+      expect(readdirSync(join(dir, "downloads"))).toEqual([]);
+      expect(readdirSync(join(dir, "layers"))).toEqual([]);
+      expect(await store.list()).toEqual([]);
+      // The store goes on working with the room it has.
+      expect((await store.pull(ref("small:small"))).layers).toEqual(built.small.diffIds);
+    } finally {
+      store?.close();
+      execFileSync("umount", [mount]);
+    }
+  });
+
+  it("refuses a layer id range that host users have", async () => {
+    await expect(OciImageStore.open({ dir: join(work, "never"), layerIdBase: 1 })).rejects.toThrow(
+      /the layer id range 1-65536 overlaps ids in \/etc\/passwd/,
+    );
+    expect(existsSync(join(work, "never"))).toBe(false);
+  });
+});

@@ -1,0 +1,98 @@
+/** Image documents and platform choice: what is refused, and how an index entry is chosen. */
+import { describe, expect, it } from "vitest";
+import { parseConfig, parseManifestOrIndex } from "./manifest.js";
+import { choosePlatform, hostPlatform } from "./platform.js";
+import type { ImageStoreError } from "./store-errors.js";
+
+const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+const digest = (c: string) => `sha256:${c.repeat(64)}`;
+const kindOf = (fn: () => unknown) => {
+  try {
+    fn();
+  } catch (error) {
+    return (error as ImageStoreError).kind;
+  }
+  return "ok";
+};
+
+describe("image documents", () => {
+  it("refuses schema 1, unknown media types, artifacts, foreign layers and malformed JSON", () => {
+    expect(kindOf(() => parseManifestOrIndex(json({ schemaVersion: 1, fsLayers: [] }), "m"))).toBe("unsupported");
+    expect(kindOf(() => parseManifestOrIndex(json({ schemaVersion: 2, mediaType: "text/plain" }), "m"))).toBe(
+      "unsupported",
+    );
+    const manifest = (config: string, layer: string) =>
+      json({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: { mediaType: config, digest: digest("a"), size: 2 },
+        layers: [{ mediaType: layer, digest: digest("b"), size: 3 }],
+      });
+    expect(kindOf(() => parseManifestOrIndex(manifest("application/vnd.cncf.helm.config.v1+json", "x"), "m"))).toBe(
+      "unsupported",
+    );
+    expect(
+      kindOf(() =>
+        parseManifestOrIndex(
+          manifest(
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+          ),
+          "m",
+        ),
+      ),
+    ).toBe("unsupported");
+    expect(kindOf(() => parseManifestOrIndex(Buffer.from("{not json"), "m"))).toBe("invalid");
+    expect(kindOf(() => parseManifestOrIndex(Buffer.from([0xff, 0xfe]), "m"))).toBe("invalid");
+    const bad = json({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: "sha256:zz", size: 2 },
+      layers: [],
+    });
+    expect(kindOf(() => parseManifestOrIndex(bad, "m"))).toBe("invalid");
+    const ok = manifest("application/vnd.oci.image.config.v1+json", "application/vnd.oci.image.layer.v1.tar+zstd");
+    expect(parseManifestOrIndex(ok, "m").kind).toBe("manifest");
+  });
+
+  it("tells an OCI index from a manifest by its shape when it names no media type", () => {
+    const index = json({ schemaVersion: 2, manifests: [] });
+    expect(parseManifestOrIndex(index, "i").kind).toBe("index");
+  });
+
+  it("reads a config's platform, process settings and diff ids", () => {
+    const config = parseConfig(
+      json({
+        os: "linux",
+        architecture: "arm64",
+        variant: "v8",
+        config: { Env: ["A=1"], User: "1000:1000", WorkingDir: "/app", Cmd: ["run"], Entrypoint: null },
+        rootfs: { type: "layers", diff_ids: [digest("c")] },
+      }),
+      "c",
+    );
+    expect(config).toEqual({
+      platform: { os: "linux", architecture: "arm64", variant: "v8" },
+      config: { env: ["A=1"], user: "1000:1000", workingDir: "/app", cmd: ["run"], entrypoint: undefined },
+      diffIds: [digest("c")],
+    });
+    expect(kindOf(() => parseConfig(json({ os: "linux", architecture: "amd64" }), "c"))).toBe("invalid");
+  });
+
+  it("chooses the host's platform from an index: its variant first, then none; never an attestation", () => {
+    const entry = (architecture: string, variant?: string, os = "linux") => ({
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      digest: digest(architecture === "arm64" ? (variant === undefined ? "1" : variant === "v8" ? "2" : "3") : "4"),
+      size: 1,
+      platform: { os, architecture, variant },
+    });
+    const arm64 = { os: "linux", architecture: "arm64", variant: "v8" };
+    expect(choosePlatform([entry("arm64"), entry("arm64", "v8")], arm64)?.digest).toBe(digest("2"));
+    expect(choosePlatform([entry("arm64")], arm64)?.digest).toBe(digest("1"));
+    expect(choosePlatform([entry("arm64", "v9")], arm64)).toBeUndefined();
+    expect(
+      choosePlatform([entry("amd64", undefined, "windows"), entry("unknown", undefined, "unknown")], hostPlatform()),
+    ).toBeUndefined();
+    expect(["amd64", "arm64"]).toContain(hostPlatform().architecture);
+  });
+});
