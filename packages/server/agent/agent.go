@@ -18,16 +18,19 @@ const (
 	// File calls run on this many workers, started at boot (see reserveThreads).
 	fileWorkers = 8
 	// Threads reserved at boot: one per running P and per blocking call that can be under
-	// way at once (file workers, the exec being forked, a reap), and some slack.
-	reservedThreads = maxProcs + fileWorkers + 4
+	// way at once (file workers and the user thread, each locked to a thread of its own; the
+	// exec being forked, a reap), and some slack.
+	reservedThreads = maxProcs + fileWorkers + 1 + 4
 )
 
 // agent holds the event FIFO and the two kinds of work the server sends: processes and files.
 type agent struct {
 	events *os.File
 	emitMu sync.Mutex
-	procs  *processes
-	files  *fileServer
+	// Who processes run as and file calls act as (Configure); nil until then: the agent itself.
+	identity *acting
+	procs    *processes
+	files    *fileServer
 }
 
 // serve opens the control FIFOs, says it is ready, and serves requests until the control FIFO
@@ -52,9 +55,9 @@ func serve(ctlPath, eventsPath string) error {
 	if err != nil {
 		return fmt.Errorf("cannot open %s: %w", ctlPath, err)
 	}
-	a := &agent{events: pollable(eventsFd, eventsPath)}
-	a.procs = newProcesses(a.emit)
-	a.files = newFileServer(a.emit, fileWorkers)
+	a := &agent{events: pollable(eventsFd, eventsPath), identity: &acting{}}
+	a.procs = newProcesses(a.emit, a.identity)
+	a.files = newFileServer(a.emit, fileWorkers, a.identity)
 	go func() {
 		for sig := range signals {
 			if sig == syscall.SIGCHLD {
@@ -97,6 +100,8 @@ func (a *agent) handle(line []byte) {
 		return
 	}
 	switch {
+	case req.Configure != nil:
+		a.configure(req.Id, req.Configure)
 	case req.Exec != nil:
 		a.procs.start(req.Id, req.Exec)
 	case req.ReleaseStdio != nil:

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"sync"
 	"syscall"
@@ -17,6 +18,8 @@ import (
 // /proc/<agent>/fd/<n> (the same file, whatever happens to its path later) and checks it.
 type fileServer struct {
 	emit func(*Event)
+	// Whom the calls act as: each worker's thread takes on the user's ids (see identity.go).
+	identity *acting
 
 	mu      sync.Mutex
 	waiting *sync.Cond
@@ -29,8 +32,8 @@ type fileServer struct {
 	watches watches
 }
 
-func newFileServer(emit func(*Event), workers int) *fileServer {
-	f := &fileServer{emit: emit, openFiles: map[int]bool{}, uploads: map[string]int{}}
+func newFileServer(emit func(*Event), workers int, identity *acting) *fileServer {
+	f := &fileServer{emit: emit, identity: identity, openFiles: map[int]bool{}, uploads: map[string]int{}}
 	f.waiting = sync.NewCond(&f.mu)
 	f.watches.init(emit)
 	for i := 0; i < workers; i++ {
@@ -53,6 +56,10 @@ func (f *fileServer) queue(req *Request) {
 func (f *fileServer) unwatch(id string) { f.watches.unwatch(id) }
 
 func (f *fileServer) work() {
+	// Never unlocked: this thread carries the sandbox user's ids once it is configured, and
+	// no other goroutine may run on it (the thread dies with the agent).
+	runtime.LockOSThread()
+	var applied uint64
 	for {
 		f.mu.Lock()
 		for len(f.queued) == 0 {
@@ -62,6 +69,12 @@ func (f *fileServer) work() {
 		f.queued[0] = nil
 		f.queued = f.queued[1:]
 		f.mu.Unlock()
+		if creds, generation := f.identity.current(); generation != applied {
+			if err := actAs(creds); err != nil {
+				fatal("cannot act as the sandbox user: %v", err)
+			}
+			applied = generation
+		}
 		f.emit(&Event{Id: req.Id, File: f.serve(req)})
 	}
 }

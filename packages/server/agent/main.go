@@ -13,6 +13,11 @@
 //
 //	sbx-agent [--open-files N]
 //
+// On the host, as root, the server runs it to mount a sandbox's root before the sandbox exists
+// (never inside a sandbox: see mount_root.go):
+//
+//	sbx-agent mount-root ...
+//
 // Subcommands, for tests and benchmarks (not used by the server):
 //
 //	sbx-agent --version
@@ -44,6 +49,11 @@ func main() {
 		case "bench-spawn":
 			benchSpawn(os.Args[2:])
 			return
+		case "mount-root":
+			if err := cmdMountRoot(os.Args[2:]); err != nil {
+				fatal("%v", err)
+			}
+			return
 		case "--open-files":
 			if len(os.Args) != 3 {
 				fatal("usage: sbx-agent --open-files N")
@@ -54,8 +64,12 @@ func main() {
 			}
 			openFiles = n
 		default:
-			fatal("unknown argument %q (usage: sbx-agent [--open-files N | --version | bench-spawn ROUNDS PROGRAM [ARG...]])", os.Args[1])
+			fatal("unknown argument %q (usage: sbx-agent [--open-files N | --version | bench-spawn ROUNDS PROGRAM [ARG...] | mount-root ...])", os.Args[1])
 		}
+	}
+	// bubblewrap leaves the capabilities it grants in the inheritable and ambient sets too.
+	if err := clearInheritableCaps(); err != nil {
+		fatal("cannot clear the inheritable capabilities: %v", err)
 	}
 	// Whatever the server's own parent or bwrap left open must not reach sandboxed code.
 	if err := closeInherited(); err != nil {

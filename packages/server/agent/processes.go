@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unsafe"
 )
 
 const (
@@ -27,6 +28,9 @@ const (
 type processes struct {
 	emit     func(*Event)
 	oomScore *oomScore
+	// Who processes run as (see identity.go), and the thread that checks what they will meet as them.
+	identity *acting
+	asUser   *userThread
 	// Held from a fork until its process is known by pid, and while reaping: no exit is seen
 	// before its start is recorded and reported.
 	mu        sync.Mutex
@@ -36,10 +40,12 @@ type processes struct {
 	held      map[string][]int    // exec id → the server's ends of its pipes, until ReleaseStdio
 }
 
-func newProcesses(emit func(*Event)) *processes {
+func newProcesses(emit func(*Event), identity *acting) *processes {
 	return &processes{
 		emit:      emit,
 		oomScore:  openOOMScore(),
+		identity:  identity,
+		asUser:    newUserThread(identity),
 		byPid:     map[int]string{},
 		byID:      map[string]int{},
 		terminals: map[string]*os.File{},
@@ -98,12 +104,33 @@ func (p *processes) start(id string, req *Exec) {
 	env := environ(req.Env)
 
 	// What the process would fail on is found first, in the order a child would meet it: its
-	// working directory, then its program. Go's fork reports only an errno, not which step
-	// failed, so a failure found here is reported as the process itself would (see below).
-	doing, path, errno := "change to directory "+cwd, "", checkDirectory(cwd)
-	if errno == 0 {
-		doing = "run " + req.Argv[0]
-		path, errno = lookPath(req.Argv[0], req.Env, cwd)
+	// working directory, then its program, with the permissions of the user it runs as. Go's
+	// fork reports only an errno, not which step failed, so a failure found here is reported
+	// as the process itself would (see below).
+	var doing, path string
+	var errno syscall.Errno
+	check := func() {
+		doing, errno = "change to directory "+cwd, checkDirectory(cwd)
+		if errno == 0 {
+			doing = "run " + req.Argv[0]
+			path, errno = lookPath(req.Argv[0], req.Env, cwd)
+		}
+	}
+	creds, _ := p.identity.current()
+	if creds != nil {
+		p.asUser.do(check)
+	} else {
+		check() // as the agent itself
+	}
+	// Its own session and process group (signals go to the group), with the terminal (child
+	// descriptor 0) as its controlling terminal; the user's ids and groups when configured.
+	sys := &syscall.SysProcAttr{Setsid: true, Setctty: std.pty, Ctty: 0}
+	if creds != nil {
+		sys.Credential = &syscall.Credential{Uid: creds.uid, Gid: creds.gid, Groups: creds.groups}
+		if std.pty {
+			// Its terminal is its own, as a login's is (programs such as ssh and script check).
+			syscall.Fchown(std.slave, int(creds.uid), -1)
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -114,14 +141,7 @@ func (p *processes) start(id string, req *Exec) {
 			files = []uintptr{uintptr(std.slave), uintptr(std.slave), uintptr(std.slave)}
 		}
 		p.oomScore.forChild(func() {
-			pid, err = syscall.ForkExec(path, req.Argv, &syscall.ProcAttr{
-				Dir:   cwd,
-				Env:   env,
-				Files: files,
-				// Its own session and process group (signals go to the group), with the terminal
-				// (child descriptor 0) as its controlling terminal.
-				Sys: &syscall.SysProcAttr{Setsid: true, Setctty: std.pty, Ctty: 0},
-			})
+			pid, err = syscall.ForkExec(path, req.Argv, &syscall.ProcAttr{Dir: cwd, Env: env, Files: files, Sys: sys})
 		})
 		if err != nil {
 			errno = errnoOf(err)
@@ -278,7 +298,7 @@ func lookPath(file string, env map[string]string, cwd string) (string, syscall.E
 			}
 			continue
 		}
-		if st.Mode&syscall.S_IFMT == syscall.S_IFDIR || syscall.Access(check, 1 /* X_OK */) != nil {
+		if st.Mode&syscall.S_IFMT == syscall.S_IFDIR || canExecute(check) != nil {
 			if found == syscall.ENOENT {
 				found = syscall.EACCES
 			}
@@ -287,6 +307,29 @@ func lookPath(file string, env map[string]string, cwd string) (string, syscall.E
 		return candidate, 0
 	}
 	return "", found
+}
+
+const (
+	sysFaccessat2 = 439 // the same number on amd64 and arm64
+	atEaccess     = 0x200
+	xOK           = 1
+)
+
+// canExecute is access(path, X_OK) with the calling thread's effective and fs ids (those of
+// the user the process will run as, on the user thread), where access(2) would use the real ids.
+func canExecute(path string) error {
+	p, err := syscall.BytePtrFromString(path)
+	if err != nil {
+		return err
+	}
+	_, _, errno := syscall.Syscall6(sysFaccessat2, atFdcwdArg, uintptr(unsafe.Pointer(p)), xOK, atEaccess, 0, 0)
+	if errno == syscall.ENOSYS { // Linux before 5.8: the agent's own ids
+		return syscall.Access(path, xOK)
+	}
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // environ is the process's environment as execve takes it (sorted: the same every time).

@@ -24,6 +24,13 @@ type Request struct {
 	Watch        *Watch        `json:"watch,omitempty"`        // oneof op
 	Unwatch      *Unwatch      `json:"unwatch,omitempty"`      // oneof op
 	ReleaseStdio *ReleaseStdio `json:"releaseStdio,omitempty"` // oneof op
+	Configure    *Configure    `json:"configure,omitempty"`    // oneof op
+}
+
+// Configure is sbx.agent.v1.Configure.
+type Configure struct {
+	User    string `json:"user,omitempty"`
+	Workdir string `json:"workdir,omitempty"`
 }
 
 // Exec is sbx.agent.v1.Exec.
@@ -113,14 +120,23 @@ type Unwatch struct {
 
 // Event is sbx.agent.v1.Event.
 type Event struct {
-	Id      string        `json:"id,omitempty"`
-	Ready   *Ready        `json:"ready,omitempty"`   // oneof event
-	Started *Started      `json:"started,omitempty"` // oneof event
-	Exited  *Exited       `json:"exited,omitempty"`  // oneof event
-	Failed  *Failed       `json:"failed,omitempty"`  // oneof event
-	Error   *RequestError `json:"error,omitempty"`   // oneof event
-	File    *FileAnswer   `json:"file,omitempty"`    // oneof event
-	Watch   *WatchEvents  `json:"watch,omitempty"`   // oneof event
+	Id       string        `json:"id,omitempty"`
+	Ready    *Ready        `json:"ready,omitempty"`    // oneof event
+	Started  *Started      `json:"started,omitempty"`  // oneof event
+	Exited   *Exited       `json:"exited,omitempty"`   // oneof event
+	Failed   *Failed       `json:"failed,omitempty"`   // oneof event
+	Error    *RequestError `json:"error,omitempty"`    // oneof event
+	File     *FileAnswer   `json:"file,omitempty"`     // oneof event
+	Watch    *WatchEvents  `json:"watch,omitempty"`    // oneof event
+	Identity *Identity     `json:"identity,omitempty"` // oneof event
+}
+
+// Identity is sbx.agent.v1.Identity.
+type Identity struct {
+	Uid    uint32   `json:"uid,omitempty"`
+	Gid    uint32   `json:"gid,omitempty"`
+	Groups []uint32 `json:"groups,omitempty"`
+	Home   string   `json:"home,omitempty"`
 }
 
 // Ready is sbx.agent.v1.Ready.

@@ -107,17 +107,40 @@ print(sorted(os.listdir("/run")) if os.path.exists("/run") else "no /run")`),
       }
     });
 
-    it("has no capabilities and cannot mount, unshare, ptrace, use bpf or io_uring", async () => {
+    it("root holds exactly Docker's default capabilities and cannot mount, unshare, ptrace, use bpf or io_uring", async () => {
       await using sb = await client.sandboxes.create();
       const caps = await run(sb, ["grep", "^Cap", "/proc/self/status"]);
-      for (const line of caps.out.trim().split("\n")) expect(line).toMatch(/:\s+0000000000000000$/);
+      const sets = Object.fromEntries(
+        caps.out
+          .trim()
+          .split("\n")
+          .map((line) => line.split(/:\s+/)),
+      );
+      // Docker's default set (launch-command.ts), in the sandbox's user namespace only; none
+      // inheritable or ambient (the agent clears what bwrap leaves there).
+      expect(sets).toEqual({
+        CapInh: "0000000000000000",
+        CapPrm: "00000000a80425fb",
+        CapEff: "00000000a80425fb",
+        CapBnd: "00000000a80425fb",
+        CapAmb: "0000000000000000",
+      });
+      for (const [name, bit] of [
+        ["sys_admin", 21],
+        ["net_admin", 12],
+        ["sys_ptrace", 19],
+      ] as const) {
+        expect(BigInt(`0x${sets.CapBnd}`) & (1n << BigInt(bit)), name).toBe(0n);
+      }
       const status = await run(sb, ["grep", "-E", "^(NoNewPrivs|Seccomp):", "/proc/self/status"]);
       expect(status.out).toMatch(/NoNewPrivs:\s+1/);
       expect(status.out).toMatch(/Seccomp:\s+2/);
-      const uid = await run(sb, ["sh", "-c", "echo $(id -u) $(cat /proc/self/uid_map)"]);
-      // Root inside is the sandbox's own unprivileged host uid, one of no host account.
-      const [, hostUid] = /^0 +0 +(\d+) +1$/.exec(uid.out.trim()) ?? [];
-      expect(Number(hostUid)).toBeGreaterThanOrEqual(2_000_000_000);
+      const uid = await run(sb, ["sh", "-c", "echo $(id -u) $(cat /proc/self/uid_map) $(cat /proc/self/gid_map)"]);
+      // Root inside is the first id of the sandbox's own block of 65,536 host ids, of no host account.
+      const [, hostUid, gidBase] = /^0 +0 +(\d+) +65536 +0 +(\d+) +65536$/.exec(uid.out.trim()) ?? [];
+      expect(Number(hostUid)).toBeGreaterThanOrEqual(2 ** 31);
+      expect(Number(hostUid) % 65_536).toBe(0);
+      expect(gidBase).toBe(hostUid);
       const mount = await run(sb, ["sh", "-c", "mount -t tmpfs none /mnt 2>&1; echo rc=$?"]);
       expect(mount.out).not.toMatch(/rc=0/);
       const unshare = await run(sb, ["sh", "-c", "unshare -U -r true 2>&1; echo rc=$?"]);
@@ -130,6 +153,8 @@ print(sorted(os.listdir("/run")) if os.path.exists("/run") else "no /run")`),
         ["perf_event_open", 298, "0, 0, -1, -1, 0"],
         ["keyctl", 250, "0"],
         ["io_uring_setup", 425, "1, 0"],
+        ["open_tree", 428, "-100, 0, 1"],
+        ["mount_setattr", 442, "-100, 0, 0, 0, 0"],
         ["userfaultfd", 323, "0"],
         ["open_by_handle_at", 304, "0, 0, 0"],
         ["kexec_load", 246, "0, 0, 0, 0"],

@@ -8,8 +8,9 @@ import { dirname, join } from "node:path";
 import { type Sandbox, SandboxClient } from "@sbx/node";
 import type { RuntimeSandbox, SandboxRuntime } from "@sbx/server-kit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IMAGE_VERSION } from "./runtime/local/image.js";
+import { defaultImageName } from "./runtime/local/image.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
+import { DEFAULT_LAYER_ID_BASE } from "./runtime/local/uid-range.js";
 import { realServerAvailable, startTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
@@ -141,26 +142,30 @@ if (available) {
         const st = statSync(dir);
         expect([st.uid, st.mode & 0o777], dir).toEqual([0, 0o700]);
       }
-      const image = join(server.dataDir, "runtime/images", `default-v${IMAGE_VERSION}`);
+      const image = join(server.dataDir, "runtime/images", defaultImageName(DEFAULT_LAYER_ID_BASE));
       for (const path of [image, join(image, "lower"), join(image, "lower/usr"), join(image, "lower/opt/sbx/bin")]) {
         const st = statSync(path);
         expect([st.uid, st.gid, st.mode & 0o022], path).toEqual([0, 0, 0]);
       }
     });
 
-    it("each sandbox runs as its own host uid, one of no host account, and cannot open another's files", async () => {
+    it("each sandbox runs as its own block of host ids, of no host account, and cannot open another's files", async () => {
       await using a = await client.sandboxes.create();
       await using b = await client.sandboxes.create();
       const [uidA, uidB] = [await hostUid(a), await hostUid(b)];
-      expect(uidA).not.toBe(uidB);
+      expect(Math.abs(uidA - uidB)).toBeGreaterThanOrEqual(65_536);
       for (const uid of [uidA, uidB]) {
         expect(passwdUids().has(uid)).toBe(false);
-        expect(uid).toBeGreaterThanOrEqual(2_000_000_000);
+        expect(uid).toBeGreaterThanOrEqual(2 ** 31);
+        expect(uid % 65_536).toBe(0);
       }
-      // The files each one makes are its uid's on the host.
+      // The files each one makes are its root's on the host (the first id of its block)…
       const [rootA, rootB] = [await hostRoot(a), await hostRoot(b)];
       expect(statSync(join(rootA, `work/marker-${a.id}`)).uid).toBe(uidA);
       expect(statSync(join(rootB, `work/marker-${b.id}`)).uid).toBe(uidB);
+      // …and on its disk, canonical: the image store's root (the disk is the same in any block).
+      const onDisk = statSync(join(dirname(rootA), "disk/upper/work", `marker-${a.id}`));
+      expect([onDisk.uid, onDisk.gid]).toEqual([DEFAULT_LAYER_ID_BASE, DEFAULT_LAYER_ID_BASE]);
       // B's private file, tried with A's uid (given a way in): refused.
       expect((await run(b, ["sh", "-c", "echo secret-of-b > /root/secret && chmod 600 /root/secret"])).code).toBe(0);
       const stolen = runAs(uidA, join(rootB, "root"), ["cat", "secret"]);

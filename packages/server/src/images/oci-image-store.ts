@@ -14,7 +14,7 @@ import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, stat
 import { join } from "node:path";
 import { formatImageReference, type ImageReference, parseImageReference } from "@sbx/proto";
 import type { ImagePlatform, ImageRecord, ImageStore, PullOptions, PullProgress } from "@sbx/server-kit";
-import { uidRangeProblems } from "../runtime/local/uid-range.js";
+import { DEFAULT_LAYER_ID_BASE, uidRangeProblems } from "../runtime/local/uid-range.js";
 import { fileSource, resolveFromArchive, spoolArchive } from "./archive-import.js";
 import { resumableDownload } from "./blob-download.js";
 import { hexOf, isDigest } from "./digest.js";
@@ -29,10 +29,12 @@ import { SingleFlight } from "./single-flight.js";
 import { asStoreError, ImageStoreError, storeError } from "./store-errors.js";
 
 /**
- * The default on-disk id of an image's uid/gid 0: a range of 65,536 ids below the sandboxes'
- * (2,000,000,000 and up) that no host account or subordinate-id grant uses (checked at open).
+ * The default on-disk id of an image's uid/gid 0: a block of 65,536 ids below the sandboxes'
+ * (2^31 and up) that no host account or subordinate-id grant uses (checked at open). Defined
+ * beside the sandboxes' ranges, which the runtime checks it against at start-up.
  */
-export const DEFAULT_LAYER_ID_BASE = 1_900_000_000;
+export { DEFAULT_LAYER_ID_BASE };
+
 const GiB = 1024 ** 3;
 /** Progress is reported at most once per this many bytes (and at every layer's end). */
 const PROGRESS_STEP = 256 * 1024;
@@ -101,7 +103,11 @@ export class OciImageStore implements ImageStore {
     return new OciImageStore(options, base);
   }
 
-  private constructor(options: OciImageStoreOptions, idBase: number) {
+  private constructor(
+    options: OciImageStoreOptions,
+    /** On-disk uid/gid of an image's id 0 (a runtime driver idmaps layers from it). */
+    readonly layerIdBase: number,
+  ) {
     this.#options = options;
     this.#dir = options.dir;
     this.#platform = options.platform ?? hostPlatform();
@@ -115,7 +121,7 @@ export class OciImageStore implements ImageStore {
     rmSync(this.#tmp, { recursive: true, force: true });
     mkdirSync(this.#tmp, { mode: 0o700 });
     mkdirSync(this.#downloads, { recursive: true, mode: 0o700 });
-    this.#layers = new LayerStore(join(this.#dir, "layers"), this.#tmp, idBase);
+    this.#layers = new LayerStore(join(this.#dir, "layers"), this.#tmp, layerIdBase);
     this.#db = new ImageDb(join(this.#dir, "images.db"));
     this.#reconcile();
   }

@@ -85,7 +85,7 @@ if (available) {
         { stdio: ["ignore", "ignore", "inherit"] },
       );
       await next("", (e) => e.ready !== undefined);
-      agent = await findAgent(bwrap.pid ?? 0, { uid: 0, gid: 0 });
+      agent = await findAgent(bwrap.pid ?? 0, 0);
     });
 
     afterAll(() => {

@@ -15,6 +15,8 @@ import {
   type AgentProcess,
   type AllowedFilesystems,
   fileIdentity,
+  mayRead,
+  ownsFile,
   processStartTime,
   reopenAgentFile,
 } from "./agent-files.js";
@@ -40,7 +42,8 @@ sys.stdin.read()
 
 describe("reopening the agent's files", () => {
   const dir = mkdtempSync(join(tmpdir(), "sbx-agent-files-"));
-  const me = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  // The opener is root: as the root of block 0 (host ids 0-65535), the files are its own.
+  const me = { base: 0, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, groups: [] };
   let child: ChildProcess;
   let agent: AgentProcess;
   let files: Record<"readOnly" | "fresh" | "fifo" | "linked" | "private" | "proc", AgentFileIdentity>;
@@ -126,7 +129,7 @@ describe("reopening the agent's files", () => {
   });
 
   it("refuses a written file the sandbox user does not own, and a read file it cannot read", async () => {
-    const stranger = { uid: me.uid + 4242, gid: me.gid + 4242 };
+    const stranger = { base: 0, uid: 4242, gid: 4242, groups: [] };
     expect(await refusal(reopenAgentFile(agent, files.fresh, "write", stranger, allowed))).toMatch(/own/);
     expect(await refusal(reopenAgentFile(agent, files.private, "read", stranger, allowed))).toMatch(/not readable/);
     await (await reopenAgentFile(agent, files.readOnly, "read", stranger, allowed)).close(); // 0644: readable by all
@@ -162,5 +165,34 @@ describe("reopening the agent's files", () => {
     expect(fileIdentity({ fd: 3, size: "5", dev: "2049", ino: "18446744073709551615" }).ino).toBe(
       "18446744073709551615",
     );
+  });
+
+  it("judges reads and writes by the sandbox's whole block and the user the agent acted as", () => {
+    const base = 2 ** 31 + 5 * 65_536;
+    const root = { base, uid: 0, gid: 0, groups: [] };
+    const app = { base, uid: 1234, gid: 1234, groups: [50] };
+    // Root of the sandbox (dac_override there) reads any file of its block, whatever its mode…
+    expect(mayRead(root, base + 1234, base + 1234, 0o600)).toBe(true);
+    expect(mayRead(root, base + 1234, base, 0o000)).toBe(true);
+    // …but not a file of an owner its namespace does not map (the host's), unless it is world-readable.
+    expect(mayRead(root, 0, 0, 0o640)).toBe(false);
+    expect(mayRead(root, 0, 0, 0o644)).toBe(true);
+    expect(mayRead(root, base + 5, 0, 0o600)).toBe(false);
+    expect(mayRead(root, base, 0, 0o600)).toBe(true); // its own, by the owner bits
+    // A user: owner, primary or supplementary group, other, in that order.
+    expect(mayRead(app, base + 1234, base + 1234, 0o600)).toBe(true);
+    expect(mayRead(app, base + 1234, base + 1234, 0o077)).toBe(false);
+    expect(mayRead(app, base, base + 50, 0o640)).toBe(true);
+    expect(mayRead(app, base, base + 1234, 0o604)).toBe(false);
+    expect(mayRead(app, base, base, 0o600)).toBe(false);
+    expect(mayRead(app, base, base, 0o604)).toBe(true);
+    // Another block's files are strangers' (its root's and its user's alike).
+    expect(mayRead(root, base + 65_536, base + 65_536, 0o600)).toBe(false);
+    expect(mayRead(app, base + 65_536 + 1234, base + 1234, 0o600)).toBe(false);
+    // An upload is the acting user's own file.
+    expect(ownsFile(app, base + 1234)).toBe(true);
+    expect(ownsFile(app, base)).toBe(false);
+    expect(ownsFile(root, base)).toBe(true);
+    expect(ownsFile(root, base + 65_536)).toBe(false);
   });
 });

@@ -9,14 +9,15 @@
  * it or reach its /proc entries to swap a descriptor, and its event pipe is unlinked before any
  * sandboxed code runs. Still, the descriptor named is treated as untrusted (defence in depth): the reopened file
  * must be a regular file, opened by the agent for the access asked, with the identity the
- * answer gave; a written file must be the sandbox user's own, unlinked nowhere else; a read
- * file must be readable by the sandbox user. The agent's start time is checked around the
- * reopen, so a recycled pid is never trusted.
+ * answer gave; a written file must be the own file of the user the agent acted as, unlinked
+ * nowhere else; a read file must be readable by that user (see `mayRead`). The agent's start
+ * time is checked around the reopen, so a recycled pid is never trusted.
  */
 import { constants, readFileSync } from "node:fs";
 import { type FileHandle, open, readFile, statfs } from "node:fs/promises";
 import type { OpenedFileJson } from "@sbx/proto/agent";
 import { RuntimeFsError } from "@sbx/server-kit";
+import { ID_BLOCK } from "./uid-range.js";
 
 /** The agent as the host sees it. */
 export interface AgentProcess {
@@ -25,11 +26,21 @@ export interface AgentProcess {
   readonly startTime: string;
 }
 
-/** The host user the sandbox runs as. */
-export interface SandboxUser {
+/**
+ * Whom the agent acts as for file calls: the sandbox's user (its image's User, else root), in
+ * ids of the sandbox, whose block of host ids starts at `base` (sandbox id u is host id
+ * base + u).
+ */
+export interface SandboxIdentity {
+  readonly base: number;
   readonly uid: number;
   readonly gid: number;
+  /** Supplementary groups. */
+  readonly groups: readonly number[];
 }
+
+/** The sandbox's root, as the agent is itself (no Configure: the default image). */
+export const sandboxRoot = (base: number): SandboxIdentity => ({ base, uid: 0, gid: 0, groups: [] });
 
 /** What the agent answers for a file it opened (an OpenedFile of the agent protocol). */
 export interface AgentFileIdentity {
@@ -39,8 +50,8 @@ export interface AgentFileIdentity {
   readonly ino: string;
 }
 
-/** Finds the agent: bubblewrap's child that is pid 1 of the sandbox's pid namespace. */
-export async function findAgent(bwrapPid: number, user: SandboxUser): Promise<AgentProcess> {
+/** Finds the agent: bubblewrap's child that is pid 1 of the sandbox's pid namespace, running as its root (`base`). */
+export async function findAgent(bwrapPid: number, base: number): Promise<AgentProcess> {
   const children = (await readFile(`/proc/${bwrapPid}/task/${bwrapPid}/children`, "utf8")).trim().split(/\s+/);
   for (const child of children) {
     const pid = Number(child);
@@ -48,7 +59,7 @@ export async function findAgent(bwrapPid: number, user: SandboxUser): Promise<Ag
     const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
     const nspid = /^NSpid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
     const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
-    if (nspid?.at(-1) !== "1" || uid !== String(user.uid)) continue;
+    if (nspid?.at(-1) !== "1" || uid !== String(base)) continue;
     const startTime = await processStartTime(pid);
     if (startTime) return { pid, startTime };
   }
@@ -134,11 +145,29 @@ async function fdInfo(pid: number | "self", fd: number): Promise<FdInfo | undefi
 const modeFits = (access: "read" | "write", mode: number) =>
   access === "write" ? mode !== constants.O_RDONLY : mode === constants.O_RDONLY;
 
+/**
+ * Whether `who` may read a file of host owner `uid`:`gid` and permission bits `perm`, as the
+ * kernel decides inside the sandbox: root (with CAP_DAC_OVERRIDE in the sandbox's namespace)
+ * any file whose owner and group are both of the block; anyone else by the owner, group
+ * (primary or supplementary) or other bits, in that order.
+ */
+export function mayRead(who: SandboxIdentity, uid: number, gid: number, perm: number): boolean {
+  const inBlock = (id: number) => id >= who.base && id < who.base + ID_BLOCK;
+  if (who.uid === 0 && inBlock(uid) && inBlock(gid)) return true;
+  if (uid === who.base + who.uid) return (perm & 0o400) !== 0;
+  const groups = [who.gid, ...who.groups].map((g) => who.base + g);
+  if (groups.includes(gid)) return (perm & 0o040) !== 0;
+  return (perm & 0o004) !== 0;
+}
+
+/** Whether a file the agent created for an upload is `who`'s own: its host owner is who's. */
+export const ownsFile = (who: SandboxIdentity, uid: number): boolean => uid === who.base + who.uid;
+
 export async function reopenAgentFile(
   agent: AgentProcess,
   file: AgentFileIdentity,
   access: "read" | "write",
-  user: SandboxUser,
+  who: SandboxIdentity,
   filesystems: AllowedFilesystems,
 ): Promise<FileHandle> {
   // The agent's own access mode: only a descriptor it opened for writing is written.
@@ -174,10 +203,9 @@ export async function reopenAgentFile(
     const uid = Number(st.uid);
     const gid = Number(st.gid);
     if (access === "write") {
-      if (uid !== user.uid || st.nlink !== 1n) throw refuse("not the sandbox user's own unlinked-elsewhere file");
-    } else {
-      const readable = uid === user.uid ? perm & 0o400 : gid === user.gid ? perm & 0o040 : perm & 0o004;
-      if (!readable) throw refuse("not readable by the sandbox user");
+      if (!ownsFile(who, uid) || st.nlink !== 1n) throw refuse("not the sandbox user's own unlinked-elsewhere file");
+    } else if (!mayRead(who, uid, gid, perm)) {
+      throw refuse("not readable by the sandbox user");
     }
     return handle;
   } catch (error) {

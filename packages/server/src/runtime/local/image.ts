@@ -6,7 +6,9 @@
  *   belong to the overflow uid ("nobody"), as the host's /usr does.
  * - the layer template: what each sandbox's own disk starts with (the overlay's upper dir with
  *   /etc, /root, /home, /tmp, /work, /usr/local, …, and its empty work dir), copied in when
- *   the disk is made and given to the sandbox's uid, so its root owns and can change them.
+ *   the disk is made. Its owners are canonical, as the image store's are (`layerIdBase`: the
+ *   image's root), so through the idmapped upper (root-mount.ts) the sandbox's root owns and
+ *   can change them, whichever block the sandbox has.
  *
  * Only an allowlist of /etc is copied, and passwd/group/hosts are generated: no /etc/shadow,
  * /root, /home, /run, ssh keys, host sockets or server data ever enter it. /usr is bound from
@@ -98,18 +100,21 @@ const SKELETON_DIRS: Record<string, number> = {
  */
 const FALLBACK_COMMANDS: Record<string, string> = { python: "/usr/bin/python3", pip: "/usr/bin/pip3" };
 
-export const IMAGE_VERSION = "3";
+export const IMAGE_VERSION = "4";
 
 export interface DefaultImage {
   /** The shared lower layer (root's). */
   readonly lower: string;
-  /** What a sandbox's disk starts with: `upper/` and `work/` (see `claimLayer`). */
+  /** What a sandbox's disk starts with: `upper/` and `work/`, owned canonically. */
   readonly layer: string;
 }
 
+/** The default image's dir name: its layer template's owners depend on the layer id base. */
+export const defaultImageName = (layerIdBase: number): string => `default-v${IMAGE_VERSION}-${layerIdBase}`;
+
 /** Builds the image under `dir` once (atomically: build aside, then rename). */
-export async function ensureDefaultImage(dir: string): Promise<DefaultImage> {
-  const image = join(dir, `default-v${IMAGE_VERSION}`);
+export async function ensureDefaultImage(dir: string, layerIdBase: number): Promise<DefaultImage> {
+  const image = join(dir, defaultImageName(layerIdBase));
   const built = { lower: join(image, "lower"), layer: join(image, "layer") };
   if (await exists(image)) return built;
   const staging = `${image}.building-${process.pid}`;
@@ -117,8 +122,13 @@ export async function ensureDefaultImage(dir: string): Promise<DefaultImage> {
   await buildLower(join(staging, "lower"));
   await buildSkeleton(join(staging, "layer", "upper"));
   await mkdir(join(staging, "layer", "work"), { mode: 0o700 });
-  // Root's, whatever the umask or the host's files said: nothing of the image is a sandbox's.
+  // Root's, whatever the umask or the host's files said: the lower is no sandbox's.
   await run("chown", ["-hR", "0:0", staging]);
+  // The layer template is the image's root's (canonical ids), but for /usr, which stays host
+  // root's (bound over from the host, read-only; only /usr/local is the sandbox's).
+  const upper = join(staging, "layer", "upper");
+  await run("chown", ["-hR", `${layerIdBase}:${layerIdBase}`, upper, join(staging, "layer", "work")]);
+  await chown(join(upper, "usr"), 0, 0);
   await chmod(staging, 0o755);
   await rename(staging, image);
   return built;
@@ -154,15 +164,6 @@ async function buildSkeleton(skeleton: string): Promise<void> {
   for (const [name, content] of Object.entries(GENERATED)) {
     await writeFile(join(skeleton, "etc", name), content, { mode: 0o644 });
   }
-}
-
-/**
- * Gives a sandbox's new upper dir (a copy of the template's) to its uid; /usr itself stays
- * root's (only /usr/local is the sandbox's).
- */
-export async function claimLayer(upper: string, uid: number, gid: number): Promise<void> {
-  await run("chown", ["-hR", `${uid}:${gid}`, upper]);
-  await chown(join(upper, "usr"), 0, 0);
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -3,10 +3,16 @@
  *
  *   sh (joins the cgroup) → unshare + sh (a private mount namespace where the root and the
  *     control dir are bound on /mnt, see LAUNCH_SCRIPT) → setpriv (drops to the sandbox's
- *     own uid, no caps) → bwrap (new user/pid/mount/ipc/uts/net/cgroup namespaces,
- *     seccomp, no_new_privs)
+ *     base id, the first of its block, no caps) → bwrap (new user/pid/mount/ipc/uts/net/cgroup
+ *     namespaces, seccomp, no_new_privs)
  *       → the agent (/.sbx/agent, a static binary bound read-only) as pid 1, which starts
  *         every process of the sandbox.
+ *
+ * bwrap makes the user namespace itself (unprivileged: it is owned by the sandbox's base id,
+ * and bwrap's own process stays in the host's namespace with no capabilities), then waits on
+ * its block fd while the server, host root, writes the namespace's maps: `0 BASE 65536` (see
+ * userns-handshake.ts). Root inside holds Docker's default capabilities in that namespace
+ * only, never more (DOCKER_DEFAULT_CAPS).
  */
 import { DEFAULT_IMAGE_ENV } from "@sbx/server-kit";
 import { USR_DIRS } from "./image.js";
@@ -40,6 +46,39 @@ exec "$@"`;
 /** Sandboxes' soft open-files limit (see launchArgs). */
 export const SANDBOX_OPEN_FILES = 1024;
 
+/**
+ * The capabilities root holds inside a sandbox, in its user namespace only: exactly Docker's
+ * default set (moby's `DefaultCapabilities`). bwrap grants whatever `--cap-add` names, even
+ * CAP_SYS_ADMIN, so this list is the only guard: never add sys_admin, net_admin, sys_ptrace,
+ * sys_module, dac_read_search, or any other (a test pins it).
+ */
+export const DOCKER_DEFAULT_CAPS = Object.freeze([
+  "CAP_CHOWN",
+  "CAP_DAC_OVERRIDE",
+  "CAP_FSETID",
+  "CAP_FOWNER",
+  "CAP_MKNOD",
+  "CAP_NET_RAW",
+  "CAP_SETGID",
+  "CAP_SETUID",
+  "CAP_SETFCAP",
+  "CAP_SETPCAP",
+  "CAP_NET_BIND_SERVICE",
+  "CAP_SYS_CHROOT",
+  "CAP_KILL",
+  "CAP_AUDIT_WRITE",
+] as const);
+
+/** Descriptors of the launch: bwrap reads its seccomp program from one, and does the user namespace handshake on two. */
+export const LAUNCH_FDS = Object.freeze({
+  /** The seccomp program (`--seccomp`). */
+  seccomp: 3,
+  /** bwrap writes `{"child-pid": N}` here, then closes it (`--info-fd`). */
+  info: 5,
+  /** bwrap waits for a byte (or end-of-file) here before it goes on (`--userns-block-fd`). */
+  block: 6,
+});
+
 /** What one launch needs to know of its sandbox. */
 export interface LaunchTarget {
   /** The sandbox's cgroup dirs (one per hierarchy), joined before anything else runs. */
@@ -50,19 +89,25 @@ export interface LaunchTarget {
   readonly ctl: string;
   /** The agent binary on the host (root's, see agent-binary.ts). */
   readonly agent: string;
-  /** The sandbox's own host uid/gid. */
-  readonly uid: number;
-  readonly gid: number;
+  /** The first host id of the sandbox's block: its root, bwrap's uid and gid. */
+  readonly base: number;
+  /** Bind the host's /usr subtrees read-only over /usr (the default image; see sandbox-root.ts). */
+  readonly hostUsr: boolean;
 }
 
 /**
  * The arguments of `/bin/sh` that launch a sandbox. The seccomp program is read from
- * descriptor 3 (see `--seccomp`).
+ * descriptor 3 (see `--seccomp`); the user namespace handshake takes descriptors 5 and 6
+ * (LAUNCH_FDS).
  */
-export function launchArgs({ cgroupDirs, rootfs, ctl, agent, uid, gid }: LaunchTarget): string[] {
+export function launchArgs({ cgroupDirs, rootfs, ctl, agent, base, hostUsr }: LaunchTarget): string[] {
   const bwrap = [
     "bwrap",
     "--unshare-user",
+    "--info-fd",
+    String(LAUNCH_FDS.info),
+    "--userns-block-fd",
+    String(LAUNCH_FDS.block),
     "--unshare-pid",
     "--unshare-ipc",
     "--unshare-uts",
@@ -78,23 +123,19 @@ export function launchArgs({ cgroupDirs, rootfs, ctl, agent, uid, gid }: LaunchT
     "--new-session",
     "--cap-drop",
     "ALL",
+    ...DOCKER_DEFAULT_CAPS.flatMap((cap) => ["--cap-add", cap]),
     // The root with /.sbx and its agent already bound in (see LAUNCH_SCRIPT).
     "--bind",
     LAUNCH_ROOT,
     "/",
-    // /usr is read-only (EROFS, as the host's /usr it mostly is), but for the sandbox's own
-    // /usr/local from its layer; its allowlisted subtrees come from the host.
-    "--ro-bind",
-    `${LAUNCH_ROOT}/usr`,
-    "/usr",
-    ...usrBinds(),
-    "--bind",
-    `${LAUNCH_ROOT}/usr/local`,
-    "/usr/local",
+    ...(hostUsr ? hostUsrBinds() : []),
     "--proc",
     "/proc",
     "--dev",
     "/dev",
+    // Writable by every user of the sandbox, sticky (bwrap's tmpfs is 0755 otherwise).
+    "--perms",
+    "1777",
     "--tmpfs",
     "/tmp",
     "--chdir",
@@ -104,7 +145,7 @@ export function launchArgs({ cgroupDirs, rootfs, ctl, agent, uid, gid }: LaunchT
     "PATH",
     DEFAULT_IMAGE_ENV.PATH as string,
     "--seccomp",
-    "3",
+    String(LAUNCH_FDS.seccomp),
     "--as-pid-1",
     AGENT_PATH,
     // Go raises its own soft limit as it starts: the agent sets the sandbox's back.
@@ -135,13 +176,21 @@ export function launchArgs({ cgroupDirs, rootfs, ctl, agent, uid, gid }: LaunchT
     ctl,
     agent,
     "setpriv",
-    `--reuid=${uid}`,
-    `--regid=${gid}`,
+    `--reuid=${base}`,
+    `--regid=${base}`,
     "--clear-groups",
     "--inh-caps=-all",
     "--bounding-set=-all",
     ...bwrap,
   ];
+}
+
+/**
+ * The default image's /usr: read-only (EROFS, as the host's /usr it mostly is), but for the
+ * sandbox's own /usr/local from its layer; its allowlisted subtrees come from the host.
+ */
+function hostUsrBinds(): string[] {
+  return ["--ro-bind", `${LAUNCH_ROOT}/usr`, "/usr", ...usrBinds(), "--bind", `${LAUNCH_ROOT}/usr/local`, "/usr/local"];
 }
 
 /** bwrap arguments binding the allowlisted subtrees of the host's /usr read-only (see image.ts). */

@@ -3,13 +3,16 @@
  * the rooms together as a `SandboxRuntime`: what each sandbox is given (uid, image, disk,
  * seccomp file, cgroup name), the warm pool, and cleanup after a crash.
  *
- *   root (the server) ── creates the sandbox's disk and overlay root, its cgroup and the
- *   control FIFOs (local-sandbox.ts), then launches it (launch-command.ts):
+ *   root (the server) ── creates the sandbox's disk and root (root-mount.ts: an overlay of the
+ *   default image's skeleton, or of an image's layers from the store, idmapped), its cgroup
+ *   and the control FIFOs (local-sandbox.ts), then launches it (launch-command.ts):
  *     sh (joins the cgroup) → unshare + sh (a private mount namespace) → setpriv (drops to the
- *       sandbox's own uid, no caps) → bwrap (new user/pid/mount/ipc/uts/net/cgroup namespaces,
- *       seccomp, no_new_privs)
+ *       sandbox's base id, no caps) → bwrap (new user/pid/mount/ipc/uts/net/cgroup namespaces,
+ *       seccomp, no_new_privs), whose user namespace the server maps onto the sandbox's block
+ *       of 65,536 host ids (userns-handshake.ts)
  *         → the agent as pid 1 (a static binary, agent-binary.ts), which starts every process
- *           of the sandbox; the server speaks to it over two FIFOs (agent-connection.ts).
+ *           of the sandbox (as the image's User); the server speaks to it over two FIFOs
+ *           (agent-connection.ts).
  *
  * Everything of a sandbox on the host lives under a root-only (0700) dir, on mounts that are
  * nosuid,nodev: no host account can reach its files, and none planted there runs as its uid.
@@ -22,15 +25,24 @@ import { createHash } from "node:crypto";
 import { chmod, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import type { RuntimeSandbox, RuntimeSandboxSpec, SandboxRuntime } from "@sbx/server-kit";
+import type { ImageRecord, RuntimeSandbox, RuntimeSandboxSpec, SandboxRuntime } from "@sbx/server-kit";
 import { installAgent } from "./agent-binary.js";
 import { cleanupCgroups, detectCgroupVersion } from "./cgroups.js";
 import { type DefaultImage, ensureDefaultImage } from "./image.js";
 import { LocalSandbox } from "./local-sandbox.js";
 import { localRuntimeProblems } from "./prerequisites.js";
 import { type DiskSource, ensureDiskTemplate, removeSandboxDisk } from "./sandbox-disk.js";
+import {
+  defaultRoot,
+  ensureImageRootParts,
+  type ImageRootParts,
+  imageRoot,
+  imageRootProblem,
+  type LayerSource,
+  type RootRecipe,
+} from "./sandbox-root.js";
 import { seccompProgram } from "./seccomp.js";
-import { UidAllocator, type UidRange } from "./uid-range.js";
+import { DEFAULT_LAYER_ID_BASE, defaultSandboxRange, IdBlockAllocator, type UidRange } from "./uid-range.js";
 import { WarmPool } from "./warm-pool.js";
 
 const run = promisify(execFile);
@@ -39,13 +51,19 @@ export interface LocalRuntimeOptions {
   /** Where images, per-sandbox layers and control files live. */
   readonly dataDir: string;
   /**
-   * Host uids for sandboxes: each live sandbox runs as its own uid (and the same gid) from this
-   * range, which must not overlap any id in /etc/passwd, /etc/group, /etc/subuid or
-   * /etc/subgid, and must end below 2^31. Default: 65,536 ids from 2,000,000,000 plus one of
-   * 2,048 blocks picked by the data dir (two servers on one machine should still be given
-   * ranges of their own).
+   * Host ids for sandboxes, a whole number of blocks of 65,536: each live sandbox gets a block
+   * of its own (its uid/gid u is host id BASE+u). The range must not overlap any id in
+   * /etc/passwd, /etc/group, /etc/subuid or /etc/subgid, nor the image store's layer ids, and
+   * must end at 4,294,967,294 at most. Default: 1,024 blocks above 2^31, one of 31 such ranges
+   * picked by the data dir (two servers on one machine should still be given ranges of their
+   * own).
    */
   readonly sandboxUids?: UidRange;
+  /**
+   * Where images' layers are: the server's image store. Absent: sandboxes start from the
+   * default image only. Its `layerIdBase` is the canonical block of every root's files.
+   */
+  readonly layers?: LayerSource;
   /** Capacity of a sandbox's writable layer when it sets none. Default 10,240 MiB (10 GiB). */
   readonly defaultDiskMiB?: number;
   /** Memory limit when a sandbox sets none. Default 1024 MiB. */
@@ -70,14 +88,16 @@ class LocalRuntime implements SandboxRuntime {
   readonly #dir: string;
   readonly #instance: string;
   readonly #uidRange: UidRange;
-  readonly #uids: UidAllocator;
+  readonly #blocks: IdBlockAllocator;
+  readonly #layerIdBase: number;
   readonly #defaultDiskMiB: number;
   readonly #options: LocalRuntimeOptions;
   /** The sandboxes not yet destroyed, by id. */
   readonly #sandboxes = new Map<string, LocalSandbox>();
   #image: Promise<DefaultImage> | undefined;
-  /** The default-size disk, ready made: most disks are a sparse copy of it. */
-  #diskTemplate: Promise<string> | undefined;
+  #imageRootParts: Promise<ImageRootParts> | undefined;
+  /** Ready-made disks of the default size, by what they start with. */
+  readonly #diskTemplates = new Map<string, Promise<string>>();
   #prepared: Promise<void> | undefined;
   readonly #warm: WarmPool<LocalSandbox>;
   #closed = false;
@@ -90,11 +110,9 @@ class LocalRuntime implements SandboxRuntime {
     // Cgroup names carry a tag of the data dir, so two servers on one machine never touch
     // each other's sandboxes (cleanup after a crash removes only this data dir's cgroups).
     this.#instance = createHash("sha256").update(resolve(this.#dir)).digest("hex").slice(0, 10);
-    this.#uidRange = options.sandboxUids ?? {
-      start: 2_000_000_000 + (Number.parseInt(this.#instance.slice(0, 6), 16) % 2048) * 65_536,
-      count: 65_536,
-    };
-    this.#uids = new UidAllocator(this.#uidRange);
+    this.#uidRange = options.sandboxUids ?? defaultSandboxRange(this.#instance);
+    this.#blocks = new IdBlockAllocator(this.#uidRange);
+    this.#layerIdBase = options.layers?.layerIdBase ?? DEFAULT_LAYER_ID_BASE;
     this.#defaultDiskMiB = options.defaultDiskMiB ?? 10_240;
     this.#warm = new WarmPool({
       size: options.warmPoolSize ?? 2,
@@ -108,16 +126,24 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   checkPrerequisites(): Promise<string[]> {
-    return localRuntimeProblems(this.#dir, this.#uidRange);
+    return localRuntimeProblems(this.#dir, this.#uidRange, this.#layerIdBase);
+  }
+
+  /** Images of this host's platform whose layers are in the store (see sandbox-root.ts). */
+  imageProblem(image: ImageRecord): string | undefined {
+    return imageRootProblem(image, this.#options.layers);
   }
 
   async createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox> {
-    if (spec.image) throw new Error(`unknown image ${JSON.stringify(spec.image)}`);
+    if (spec.image) {
+      const problem = this.imageProblem(spec.image);
+      if (problem) throw new Error(problem);
+    }
     if (this.#closed) throw new Error("the runtime is closed");
     const limits = this.#limitsOf(spec);
-    // A pre-started sandbox takes on the new one's id, environment and limits; its disk was
-    // made with the default size, so a sandbox asking for another starts cold.
-    const warm = this.#diskOf(spec) === this.#defaultDiskMiB ? this.#warm.take() : undefined;
+    // A pre-started sandbox (of the default image) takes on the new one's id, environment and
+    // limits; its disk was made with the default size, so a sandbox asking for another starts cold.
+    const warm = !spec.image && this.#diskOf(spec) === this.#defaultDiskMiB ? this.#warm.take() : undefined;
     if (warm) {
       this.#warm.refill();
       try {
@@ -150,7 +176,8 @@ class LocalRuntime implements SandboxRuntime {
     await this.#prepared;
     const version = detectCgroupVersion();
     if (!version) throw new Error("no usable cgroup hierarchy");
-    this.#image ??= forgetOnFailure(ensureDefaultImage(join(this.#dir, "images")), () => {
+    const images = join(this.#dir, "images");
+    this.#image ??= forgetOnFailure(ensureDefaultImage(images, this.#layerIdBase), () => {
       this.#image = undefined;
     });
     this.#seccompFile ??= forgetOnFailure(this.#writeSeccomp(), () => {
@@ -159,29 +186,32 @@ class LocalRuntime implements SandboxRuntime {
     this.#agentFile ??= forgetOnFailure(installAgent(this.#dir), () => {
       this.#agentFile = undefined;
     });
-    const [image, seccomp, agent] = await Promise.all([this.#image, this.#seccompFile, this.#agentFile]);
+    const [seccomp, agent, root] = await Promise.all([this.#seccompFile, this.#agentFile, this.#rootOf(spec, images)]);
     const diskMiB = this.#diskOf(spec);
-    let diskSource: DiskSource = { contents: image.layer };
+    let diskSource: DiskSource = { contents: root.diskContents };
     if (diskMiB === this.#defaultDiskMiB) {
-      this.#diskTemplate ??= forgetOnFailure(
-        ensureDiskTemplate(join(image.lower, "..", `disk-${diskMiB}.img`), diskMiB, image.layer),
-        () => {
-          this.#diskTemplate = undefined;
-        },
-      );
-      diskSource = { template: await this.#diskTemplate };
+      const contents = root.diskContents;
+      let template = this.#diskTemplates.get(contents);
+      if (!template) {
+        template = forgetOnFailure(
+          ensureDiskTemplate(join(contents, "..", `disk-${diskMiB}.img`), diskMiB, contents),
+          () => this.#diskTemplates.delete(contents),
+        );
+        this.#diskTemplates.set(contents, template);
+      }
+      diskSource = { template: await template };
     }
     const limits = this.#limitsOf(spec);
-    // Its own uid while it lives: freed by destroy, once nothing of the sandbox runs.
-    const uid = this.#uids.allocate();
+    // Its own block of ids while it lives: freed by destroy, once nothing of the sandbox runs.
+    const base = this.#blocks.allocate();
     const sandbox = new LocalSandbox(spec, {
       dir: join(this.#dir, "sandboxes", spec.id),
-      image,
+      root,
       seccomp,
       agent,
-      uid,
-      gid: uid,
-      releaseUid: () => this.#uids.release(uid),
+      base,
+      layerIdBase: this.#layerIdBase,
+      releaseBlock: () => this.#blocks.release(base),
       diskMiB,
       diskSource,
       cgroupVersion: version,
@@ -202,6 +232,16 @@ class LocalRuntime implements SandboxRuntime {
       throw error;
     }
     return sandbox;
+  }
+
+  /** What the sandbox's root is made of: the default image, or its image's layers. */
+  async #rootOf(spec: RuntimeSandboxSpec, images: string): Promise<RootRecipe> {
+    const layers = this.#options.layers;
+    if (!spec.image || !layers) return defaultRoot(await (this.#image as Promise<DefaultImage>));
+    this.#imageRootParts ??= forgetOnFailure(ensureImageRootParts(images, this.#layerIdBase), () => {
+      this.#imageRootParts = undefined;
+    });
+    return imageRoot(spec.image, layers, await this.#imageRootParts);
   }
 
   /** Root's alone: no host account (nor any sandbox uid) reaches a sandbox's layers by path. */

@@ -5,11 +5,13 @@
  */
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
 import { chmod, chown, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import {
+  type ImageRecord,
   processEnv,
   RuntimeDeadlineError,
   RuntimeFsError,
@@ -26,31 +28,40 @@ import {
   fileIdentity,
   findAgent,
   reopenAgentFile,
+  type SandboxIdentity,
   sandboxFilesystems,
+  sandboxRoot,
 } from "./agent-files.js";
 import { AgentFilesystem } from "./agent-filesystem.js";
 import { openProcessStdio } from "./agent-stdio.js";
 import { type CgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { makeFifos, openFifoReader, openFifoWriter } from "./fifo.js";
-import { claimLayer, type DefaultImage } from "./image.js";
-import { launchArgs } from "./launch-command.js";
+import { LAUNCH_FDS, launchArgs } from "./launch-command.js";
 import { LocalProcess } from "./local-process.js";
-import { mountOverlay } from "./overlay.js";
+import { mountRoot } from "./root-mount.js";
 import { createSandboxDisk, type DiskSource, removeSandboxDisk } from "./sandbox-disk.js";
+import type { RootRecipe } from "./sandbox-root.js";
+import { ID_BLOCK } from "./uid-range.js";
+import { completeUsernsHandshake } from "./userns-handshake.js";
 
 const run = promisify(execFile);
 
 export interface SandboxSetup {
   readonly dir: string;
-  readonly image: DefaultImage;
+  /** What its root is made of (sandbox-root.ts). */
+  readonly root: RootRecipe;
   readonly seccomp: string;
-  /** The agent binary (root's, installed by the runtime: see agent-binary.ts). */
+  /** The agent binary (root's, installed by the runtime: see agent-binary.ts); also mounts the root. */
   readonly agent: string;
-  /** The sandbox's own host uid/gid (no other sandbox and no host account has them). */
-  readonly uid: number;
-  readonly gid: number;
-  /** Hands the uid back; called once nothing of the sandbox runs or is left on disk. */
-  readonly releaseUid: () => void;
+  /**
+   * The first host id of the sandbox's own block of 65,536 (no other sandbox and no host
+   * account has any of them): sandbox id u is host id base + u.
+   */
+  readonly base: number;
+  /** The image store's canonical block: what image id 0 is on disk (layers and the sandbox's disk). */
+  readonly layerIdBase: number;
+  /** Hands the block back; called once nothing of the sandbox runs or is left on disk. */
+  readonly releaseBlock: () => void;
   /** Capacity of the writable layer, and what it starts with. */
   readonly diskMiB: number;
   readonly diskSource: DiskSource;
@@ -63,6 +74,9 @@ export interface SandboxSetup {
   /** Called once it is destroyed (the runtime stops holding it). */
   readonly onDestroyed?: (sandbox: LocalSandbox) => void;
 }
+
+/** Time a start may take, from the launch to the agent's ready (and its user set). */
+const START_TIMEOUT_MS = 15_000;
 
 /** The filesystems a sandbox's files may be on (its overlay, tmpfs, and the host's /usr for reads). */
 let filesystems: Promise<AllowedFilesystems> | undefined;
@@ -88,11 +102,19 @@ export class LocalSandbox implements RuntimeSandbox {
   #destroyed: Promise<void> | undefined;
   /** The agent of the current start, as the host sees it (found once it is ready). */
   #agent: AgentProcess | undefined;
+  /** Whom the agent acts as (the image's User once configured, else the sandbox's root). */
+  #identity: SandboxIdentity;
+  /** HOME from the user's passwd entry, for an image whose Env sets none. */
+  #home: string | undefined;
+  /** The Configure call waiting for its answer. */
+  #configuring: { id: string; resolve: (event: AgentEvent) => void } | undefined;
+  /** Why the launch's user namespace handshake failed, if it did. */
+  #handshakeError: Error | undefined;
   #stderr = "";
   readonly fs = new AgentFilesystem({
     call: (request, options) => this.#connection.call(request, options),
     reopen: async (opened, access) =>
-      reopenAgentFile(this.#runningAgent(), fileIdentity(opened), access, this.#setup, await allowedFilesystems()),
+      reopenAgentFile(this.#runningAgent(), fileIdentity(opened), access, this.#identity, await allowedFilesystems()),
     watch: (watch, listener) => this.#connection.watch(`w${++this.#counter}`, watch, listener),
   });
 
@@ -105,6 +127,7 @@ export class LocalSandbox implements RuntimeSandbox {
     this.id = spec.id;
     this.#spec = spec;
     this.#setup = setup;
+    this.#identity = sandboxRoot(setup.base);
     this.#cgroup = new SandboxCgroup(setup.cgroupVersion, `${setup.cgroupPrefix}-${spec.id}`);
     this.#connection = new AgentConnection({
       callTimeoutMs: setup.agentCallTimeoutMs,
@@ -130,25 +153,22 @@ export class LocalSandbox implements RuntimeSandbox {
   get #paths() {
     const dir = this.#setup.dir;
     return {
-      // On the sandbox's own disk (mounted at <dir>/disk, see sandbox-disk.ts).
-      upper: join(dir, "disk", "upper"),
-      work: join(dir, "disk", "work"),
       rootfs: join(dir, "rootfs"),
       ctl: join(dir, "ctl"),
     };
   }
 
   async start(): Promise<void> {
-    const { uid, gid, dir, image, diskMiB, diskSource } = this.#setup;
+    const { base, dir, root, diskMiB, diskSource, agent, layerIdBase } = this.#setup;
     const paths = this.#paths;
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await Promise.all([paths.rootfs, paths.ctl].map((p) => mkdir(p, { recursive: true })));
     // Every step runs to its end before start() settles, failed or not: destroy() (which
     // follows a failed start) must never race a disk still being mounted or FIFOs still made.
     await settleAll([
-      createSandboxDisk(dir, diskMiB, diskSource)
-        .then(() => claimLayer(paths.upper, uid, gid))
-        .then(() => mountOverlay(image.lower, paths.upper, paths.work, paths.rootfs)),
+      createSandboxDisk(dir, diskMiB, diskSource).then((disk) =>
+        mountRoot({ helper: agent, target: paths.rootfs, disk, layerIdBase, base, lowers: root.lowers }),
+      ),
       this.#cgroup.create({
         cpuLimit: this.#spec.cpuLimit,
         memoryLimitMiB: this.#setup.memoryMiB,
@@ -160,18 +180,60 @@ export class LocalSandbox implements RuntimeSandbox {
     const ready = new Promise<void>((resolve, reject) => {
       this.#ready = { resolve, reject };
     });
-    this.#spawn();
+    const child = this.#spawn();
+    // bwrap waits for its maps: written by us, as root, for its child alone.
+    completeUsernsHandshake(child, base, START_TIMEOUT_MS).catch((error: Error) => {
+      this.#handshakeError = error;
+    });
     const timer = setTimeout(
-      () => this.#ready?.reject(new Error("the sandbox agent did not start within 15 s")),
-      15_000,
+      () => this.#ready?.reject(new Error(`the sandbox did not start within ${START_TIMEOUT_MS / 1000} s`)),
+      START_TIMEOUT_MS,
     );
     try {
       await ready;
+      // Its host pid and start time, for reopening the files and pipes it names.
+      this.#agent = await findAgent(child.pid ?? 0, base);
+      // An image's sandbox runs as the image's User (looked up inside), in its WorkingDir.
+      const image = this.#spec.image;
+      if (image) await this.#configure(image);
     } finally {
       clearTimeout(timer);
     }
-    // Its host pid and start time, for reopening the files and pipes it names.
-    this.#agent = await findAgent(this.#child?.pid ?? 0, this.#setup);
+  }
+
+  /**
+   * Tells the agent whom to run processes as (the image's User; root when it names none) and
+   * to make the image's WorkingDir; keeps the answer, which comes before any sandboxed code
+   * runs, for the checks on the files the agent names and for HOME.
+   */
+  async #configure(image: ImageRecord): Promise<void> {
+    const id = `u${randomBytes(12).toString("hex")}`;
+    const answered = new Promise<AgentEvent>((resolve, reject) => {
+      this.#configuring = { id, resolve };
+      // Still part of the start: the sandbox ending, or the start's deadline, fails it.
+      this.#ready = { resolve: () => {}, reject };
+    });
+    this.#connection.send({
+      id,
+      configure: { user: this.#spec.user ?? "", workdir: image.config.workingDir ?? "" },
+    });
+    const answer = await answered;
+    this.#configuring = undefined;
+    const identity = answer.identity;
+    if (!identity) {
+      throw new Error(`the sandbox cannot run as ${JSON.stringify(this.#spec.user ?? "root")}: ${answer.error?.error}`);
+    }
+    const ids = [identity.uid ?? 0, identity.gid ?? 0, ...(identity.groups ?? [])];
+    if (ids.some((n) => !Number.isSafeInteger(n) || n < 0 || n >= ID_BLOCK)) {
+      throw new Error("the sandbox agent gave a malformed identity");
+    }
+    this.#identity = {
+      base: this.#setup.base,
+      uid: identity.uid ?? 0,
+      gid: identity.gid ?? 0,
+      groups: identity.groups ?? [],
+    };
+    if (!image.config.env.some((entry) => entry.startsWith("HOME="))) this.#home = identity.home || "/";
   }
 
   /**
@@ -188,17 +250,28 @@ export class LocalSandbox implements RuntimeSandbox {
       chown(ctl, 0, 0).then(() => chmod(ctl, 0o755)),
       writeFile(join(ctl, "agent"), "", { mode: 0o444 }),
     ]);
-    await makeFifos([join(ctl, "ctl"), join(ctl, "events")], this.#setup.uid, this.#setup.gid);
+    await makeFifos([join(ctl, "ctl"), join(ctl, "events")], this.#setup.base, this.#setup.base);
   }
 
-  #spawn(): void {
-    const { uid, gid, seccomp, agent } = this.#setup;
+  #spawn(): ChildProcess {
+    const { base, seccomp, agent, root } = this.#setup;
     const paths = this.#paths;
-    const args = launchArgs({ cgroupDirs: this.#cgroup.dirs, rootfs: paths.rootfs, ctl: paths.ctl, agent, uid, gid });
+    const args = launchArgs({
+      cgroupDirs: this.#cgroup.dirs,
+      rootfs: paths.rootfs,
+      ctl: paths.ctl,
+      agent,
+      base,
+      hostUsr: root.hostUsr,
+    });
     const seccompFd = openSync(seccomp, "r");
+    const stdio: ("ignore" | "pipe" | number)[] = ["ignore", "ignore", "pipe", "ignore", "ignore", "ignore", "ignore"];
+    stdio[LAUNCH_FDS.seccomp] = seccompFd;
+    stdio[LAUNCH_FDS.info] = "pipe";
+    stdio[LAUNCH_FDS.block] = "pipe";
     let child: ChildProcess;
     try {
-      child = spawn("/bin/sh", args, { stdio: ["ignore", "ignore", "pipe", seccompFd], env: {} });
+      child = spawn("/bin/sh", args, { stdio, env: {} });
     } finally {
       closeQuietly(seccompFd); // the child has its copy (or there is no child)
     }
@@ -216,16 +289,19 @@ export class LocalSandbox implements RuntimeSandbox {
       this.#connection.sandboxEnded();
       this.#markDied();
     };
-    child.on("exit", () => end(this.#stderr.trim() || "bwrap exited"));
+    child.on("exit", () => end(this.#stderr.trim() || this.#handshakeError?.message || "bwrap exited"));
     // A launch the kernel refuses (EAGAIN, ENOMEM, EACCES) is an 'error' event, not an exit:
     // unheard, Node would throw it and end the server with every sandbox.
     child.on("error", (error) => end(`could not launch it: ${error.message}`));
+    return child;
   }
 
   /** The agent's events other than answers to file calls and watches. */
   #onEvent(event: AgentEvent): void {
     const id = event.id ?? "";
-    if (event.ready) {
+    if (this.#configuring && id === this.#configuring.id && (event.identity || event.error)) {
+      this.#configuring.resolve(event);
+    } else if (event.ready) {
       // The agent holds both control FIFOs open now, and no sandboxed code has run yet:
       // unlinked, they cannot be opened by anything in the sandbox (to forge answers or
       // swallow requests). Rebuilt by the next start.
@@ -271,7 +347,12 @@ export class LocalSandbox implements RuntimeSandbox {
       id,
       exec: {
         argv: [...spec.argv],
-        env: processEnv(spec.pty, this.#spec.env, spec.env),
+        env: processEnv(
+          spec.pty,
+          this.#home === undefined ? this.#spec.env : { HOME: this.#home, ...this.#spec.env },
+          spec.env,
+          this.#spec.image,
+        ),
         cwd: spec.workdir ?? this.#spec.workdir ?? "/",
         mergeStderr: spec.mergeStderr || spec.pty,
         ...(spec.pty ? { pty: { rows: spec.ptySize?.rows || 24, cols: spec.ptySize?.cols || 80 } } : {}),
@@ -307,10 +388,10 @@ export class LocalSandbox implements RuntimeSandbox {
       await run("umount", ["-l", this.#paths.rootfs]).catch(() => {});
       await removeSandboxDisk(this.#setup.dir);
       // Only once no sandboxed process is left: none can race the removal, and none still runs
-      // as the uid. Else both wait for cleanupLeftovers at the next start.
+      // as an id of the block. Else both wait for cleanupLeftovers at the next start.
       if (emptied) {
         await rm(this.#setup.dir, { recursive: true, force: true }).catch(() => {});
-        this.#setup.releaseUid();
+        this.#setup.releaseBlock();
       }
       this.#setup.onDestroyed?.(this);
     })();

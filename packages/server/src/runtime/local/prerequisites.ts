@@ -1,28 +1,31 @@
 /**
  * What this machine lacks to run local sandboxes: each missing tool, permission or kernel
  * feature as a problem that says how to fix it, found by probing the real thing (a bubblewrap
- * start as an unprivileged uid, an overlay mount and a loop-mounted disk in the data dir).
+ * start as an unprivileged uid, an overlay of idmapped layers and a loop-mounted disk in the
+ * data dir).
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { chown, mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { agentProblems } from "./agent-binary.js";
+import { agentProblems, installAgent } from "./agent-binary.js";
 import { cgroupProblems } from "./cgroups.js";
-import { LAUNCH_ROOT, usrBinds } from "./launch-command.js";
-import { mountOverlay } from "./overlay.js";
+import { LAUNCH_FDS, LAUNCH_ROOT, usrBinds } from "./launch-command.js";
+import { mountRoot } from "./root-mount.js";
 import { createSandboxDisk, MIN_DISK_MIB, removeSandboxDisk } from "./sandbox-disk.js";
 import { seccompSupported } from "./seccomp.js";
-import { type UidRange, uidRangeProblems } from "./uid-range.js";
+import { sandboxRangeProblems, type UidRange } from "./uid-range.js";
+import { completeUsernsHandshake } from "./userns-handshake.js";
 
 const run = promisify(execFile);
 
 /**
  * The problems in the way of the local runtime, empty when there are none. `dir` is the
- * runtime's own dir in the data dir (where the probes run), `uidRange` the sandboxes' uids.
+ * runtime's own dir in the data dir (where the probes run), `uidRange` the sandboxes' ids,
+ * `layerIdBase` the image store's (and every root's) canonical block.
  */
-export async function localRuntimeProblems(dir: string, uidRange: UidRange): Promise<string[]> {
+export async function localRuntimeProblems(dir: string, uidRange: UidRange, layerIdBase: number): Promise<string[]> {
   const problems: string[] = [];
   if (process.platform !== "linux") return ["the local runtime needs Linux"];
   if (!seccompSupported()) problems.push(`the seccomp filter supports x86_64 only, this machine is ${process.arch}`);
@@ -45,35 +48,27 @@ export async function localRuntimeProblems(dir: string, uidRange: UidRange): Pro
   }
   if (!existsSync(LAUNCH_ROOT))
     problems.push(`${LAUNCH_ROOT} is missing (sandboxes are launched from it): mkdir ${LAUNCH_ROOT}`);
-  problems.push(...(await uidRangeProblems(uidRange)));
+  problems.push(...(await sandboxRangeProblems(uidRange, layerIdBase)));
   problems.push(...(await cgroupProblems()));
   if (problems.length > 0) return problems;
-  try {
-    await run("setpriv", [
-      `--reuid=${uidRange.start}`,
-      `--regid=${uidRange.start}`,
-      "--clear-groups",
-      "bwrap",
-      "--unshare-all",
-      ...usrBinds(),
-      "--symlink",
-      "usr/lib64",
-      "/lib64",
-      "--symlink",
-      "usr/lib",
-      "/lib",
-      "/usr/bin/true",
-    ]);
-  } catch (error) {
+  if (!(await bwrapHasHandshake())) {
     problems.push(
-      `bubblewrap cannot create namespaces as an unprivileged user (${firstLine(error)}): enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0)`,
+      "bubblewrap is too old: sandboxes need its --userns-block-fd and --info-fd (bubblewrap 0.5 or later; Debian 12 has 0.8)",
     );
+  } else {
+    try {
+      await probeBwrap(uidRange.start);
+    } catch (error) {
+      problems.push(
+        `bubblewrap cannot create namespaces as an unprivileged user (${firstLine(error)}): enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0)`,
+      );
+    }
   }
   try {
-    await probeOverlay(dir);
+    await probeIdmappedRoot(dir, uidRange.start, layerIdBase);
   } catch (error) {
     // A full or unwritable data dir fails every later probe too: name it once.
-    problems.push(dataDirProblem(dir, error) ?? overlayProblem(dir, error));
+    problems.push(dataDirProblem(dir, error) ?? idmapProblem(dir, error));
     return problems;
   }
   try {
@@ -87,17 +82,81 @@ export async function localRuntimeProblems(dir: string, uidRange: UidRange): Pro
   return problems;
 }
 
-async function probeOverlay(dir: string): Promise<void> {
-  const probe = join(dir, `overlay-probe-${process.pid}`);
+/**
+ * Mounts a root the way sandboxes get theirs (root-mount.ts): an overlay whose lower dir and
+ * upper dir are idmapped clones (the layer ids `layerIdBase + u` seen as `base + u`), and checks
+ * that an owner shows shifted (the helper itself refuses a root that came up read-only).
+ */
+async function probeIdmappedRoot(dir: string, base: number, layerIdBase: number): Promise<void> {
+  const probe = join(dir, `root-probe-${process.pid}`);
+  const merged = join(probe, "merged");
   try {
-    await Promise.all(["lower", "upper", "work", "merged"].map((d) => mkdir(join(probe, d), { recursive: true })));
+    await Promise.all(
+      ["lower", "disk/upper", "disk/work", "merged"].map((d) => mkdir(join(probe, d), { recursive: true })),
+    );
     // Sandboxes need room in the data dir, not only a mount: a full disk shows up here.
     await writeFile(join(probe, "space"), new Uint8Array(4096));
-    await mountOverlay(join(probe, "lower"), join(probe, "upper"), join(probe, "work"), join(probe, "merged"));
-    await run("umount", [join(probe, "merged")]);
+    await writeFile(join(probe, "lower", "owned"), "");
+    await chown(join(probe, "lower", "owned"), layerIdBase + 1234, layerIdBase + 1234);
+    for (const d of ["disk/upper", "disk/work"]) await chown(join(probe, d), layerIdBase, layerIdBase);
+    const helper = await installAgent(dir);
+    await mountRoot({
+      helper,
+      target: merged,
+      disk: join(probe, "disk"),
+      layerIdBase,
+      base,
+      lowers: [{ path: join(probe, "lower"), idmapped: true }],
+    });
+    try {
+      const owner = (await stat(join(merged, "owned"))).uid;
+      if (owner !== base + 1234) {
+        throw new Error(`a layer file of id ${layerIdBase + 1234} shows as ${owner}, not ${base + 1234}`);
+      }
+    } finally {
+      await run("umount", [merged]);
+    }
   } finally {
     await rm(probe, { recursive: true, force: true });
   }
+}
+
+/**
+ * Starts bwrap as sandboxes are started, unprivileged as the range's first id with its user
+ * namespace mapped by us (userns-handshake.ts), and runs `true` in it.
+ */
+async function probeBwrap(base: number): Promise<void> {
+  const args = [`--reuid=${base}`, `--regid=${base}`, "--clear-groups", "bwrap", "--unshare-all"];
+  args.push("--unshare-user");
+  args.push("--info-fd", String(LAUNCH_FDS.info), "--userns-block-fd", String(LAUNCH_FDS.block));
+  args.push("--uid", "0", "--gid", "0", ...usrBinds(), "--symlink", "usr/lib64", "/lib64");
+  args.push("--symlink", "usr/lib", "/lib", "/usr/bin/true");
+  const stdio: ("ignore" | "pipe")[] = ["ignore", "ignore", "pipe", "ignore", "ignore", "ignore", "ignore"];
+  stdio[LAUNCH_FDS.info] = "pipe";
+  stdio[LAUNCH_FDS.block] = "pipe";
+  const child = spawn("setpriv", args, { stdio, env: {} });
+  let stderr = "";
+  child.stderr?.setEncoding("utf8").on("data", (text: string) => {
+    stderr += text;
+  });
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.on("exit", resolve);
+    child.on("error", reject);
+  });
+  const handshake = completeUsernsHandshake(child, base, 10_000).then(
+    () => undefined,
+    (error: Error) => error,
+  );
+  const code = await exited;
+  const failed = await handshake;
+  if (failed) throw new Error(stderr.trim() || failed.message);
+  if (code !== 0) throw new Error(stderr.trim() || `bwrap exited ${code}`);
+}
+
+/** Whether bwrap knows the options of the user namespace handshake. */
+async function bwrapHasHandshake(): Promise<boolean> {
+  const { stdout } = await run("bwrap", ["--help"]).catch(() => ({ stdout: "" }));
+  return stdout.includes("--userns-block-fd") && stdout.includes("--info-fd");
 }
 
 /** Sandbox disks are sparse ext4 images on loop devices (see sandbox-disk.ts). */
@@ -126,8 +185,8 @@ function dataDirProblem(dir: string, error: unknown): string | undefined {
   return undefined;
 }
 
-const overlayProblem = (dir: string, error: unknown) =>
-  `cannot mount overlayfs under ${dir} (${firstLine(error) ?? String(error)}): load the overlay module (modprobe overlay)`;
+const idmapProblem = (dir: string, error: unknown) =>
+  `cannot mount a sandbox root under ${dir} (${firstLine(error) ?? String(error)}): sandboxes need overlayfs (modprobe overlay) with idmapped layers — idmapped mounts (mount_setattr MOUNT_ATTR_IDMAP) of the data dir's filesystem and of overlayfs lower and upper dirs, Linux 5.19 or later on a filesystem that supports them (ext4, xfs, btrfs, tmpfs 6.3+; not NFS or FUSE)`;
 
 async function which(tool: string): Promise<boolean> {
   try {

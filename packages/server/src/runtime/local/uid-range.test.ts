@@ -1,10 +1,19 @@
-// The sandbox uid range: refused when it overlaps any id the host hands out, and allocated one
-// live sandbox per uid, freed ids coming back last.
+// The sandbox uid range: refused when it overlaps any id the host hands out or the image
+// store's layer ids, cut into blocks of 65,536 ids, one per live sandbox, freed blocks coming
+// back last.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { MAX_SANDBOX_UID, UidAllocator, uidRangeProblems } from "./uid-range.js";
+import {
+  DEFAULT_LAYER_ID_BASE,
+  defaultSandboxRange,
+  ID_BLOCK,
+  IdBlockAllocator,
+  MAX_HOST_ID,
+  sandboxRangeProblems,
+  uidRangeProblems,
+} from "./uid-range.js";
 
 describe("the sandbox uid range", () => {
   const dir = mkdtempSync(join(tmpdir(), "sbx-uids-"));
@@ -27,19 +36,44 @@ describe("the sandbox uid range", () => {
     expect((await check(2_000_499_000, 2_000)).join()).toContain("/subgid");
     expect((await check(150_000, 10)).join()).toContain("/subuid");
     expect((await check(0, 10)).join()).toContain("positive");
-    expect((await check(MAX_SANDBOX_UID, 2)).join()).toContain("ends past");
+    // Ids above 2^31 are fine (the server writes the maps); (uid_t)-1 is not an id.
+    expect(await check(3_100_000_000, 65_536)).toEqual([]);
+    expect((await check(MAX_HOST_ID, 2)).join()).toContain("ends past 4294967294");
   });
 
-  it("gives each live sandbox its own uid and reuses freed ones last", () => {
-    const uids = new UidAllocator({ start: 10, count: 3 });
-    const [a, b, c] = [uids.allocate(), uids.allocate(), uids.allocate()];
-    expect([a, b, c]).toEqual([10, 11, 12]);
-    expect(() => uids.allocate()).toThrow(/all 3 sandbox uids are in use/);
-    uids.release(b);
-    expect(uids.allocate()).toBe(11);
-    uids.release(a);
-    uids.release(c);
-    expect(uids.allocate()).toBe(12);
-    expect(uids.allocate()).toBe(10);
+  it("is a whole number of blocks, clear of the image store's layer ids", async () => {
+    const sandboxes = (start: number, count: number) =>
+      sandboxRangeProblems({ start, count }, DEFAULT_LAYER_ID_BASE, Object.values(files));
+    expect(await sandboxes(2 ** 31, 4 * ID_BLOCK)).toEqual([]);
+    expect((await sandboxes(2 ** 31, ID_BLOCK + 1)).join()).toContain("whole number of blocks");
+    expect((await sandboxes(DEFAULT_LAYER_ID_BASE - ID_BLOCK, 2 * ID_BLOCK)).join()).toContain("layer ids");
+    expect((await sandboxes(DEFAULT_LAYER_ID_BASE + ID_BLOCK - 1, ID_BLOCK)).join()).toContain("layer ids");
+    expect(await sandboxes(DEFAULT_LAYER_ID_BASE + ID_BLOCK, ID_BLOCK)).toEqual([]);
+  });
+
+  it("by default: 1,024 blocks above 2^31 picked by the data dir, ending below the last id", () => {
+    for (const instance of ["000000", "ffffff", "a1b2c3", "7fffff"]) {
+      const range = defaultSandboxRange(instance);
+      expect(range.count).toBe(1024 * ID_BLOCK);
+      expect(range.start).toBeGreaterThanOrEqual(2 ** 31);
+      expect(range.start % ID_BLOCK).toBe(0);
+      expect(range.start + range.count - 1).toBeLessThanOrEqual(MAX_HOST_ID);
+    }
+    expect(defaultSandboxRange("000001")).not.toEqual(defaultSandboxRange("000002"));
+  });
+
+  it("gives each live sandbox its own block and reuses freed ones last", () => {
+    const start = 2 ** 31;
+    const blocks = new IdBlockAllocator({ start, count: 3 * ID_BLOCK });
+    const [a, b, c] = [blocks.allocate(), blocks.allocate(), blocks.allocate()];
+    expect([a, b, c]).toEqual([start, start + ID_BLOCK, start + 2 * ID_BLOCK]);
+    expect(() => blocks.allocate()).toThrow(/all 3 sandbox id blocks are in use/);
+    blocks.release(b);
+    expect(blocks.allocate()).toBe(b);
+    blocks.release(a);
+    blocks.release(c);
+    expect(blocks.allocate()).toBe(c);
+    expect(blocks.allocate()).toBe(a);
+    expect(() => new IdBlockAllocator({ start, count: 1000 })).toThrow(/whole number of blocks/);
   });
 });

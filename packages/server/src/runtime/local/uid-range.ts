@@ -1,8 +1,15 @@
 /**
- * Host uids for sandboxes: each live sandbox (warm ones included) runs as its own uid, with
- * the same number as its gid, from a range that no host account or subordinate-id grant uses.
+ * Host ids for sandboxes, in blocks. Each live sandbox (warm ones included) gets a block of
+ * 65,536 host ids of its own, `BASE .. BASE+65535`, from a range that no host account, group
+ * or subordinate-id grant uses: its user namespace maps its ids 0..65535 onto them (`0 BASE
+ * 65536`), so a file of uid 1234 in its image is host uid BASE+1234, and its root is BASE.
  * Per-uid kernel limits (inotify instances, message queues, pipe buffers) and file ownership
  * then separate sandboxes from each other and from every host user.
+ *
+ * The image store keeps layer files owned by one more block of its own (`layerIdBase`: image
+ * id u is stored as layerIdBase+u), which no process ever runs as; a sandbox sees those files
+ * through an idmapped mount (layerIdBase+u → BASE+u, see root-mount.ts). The two ranges must
+ * not overlap (checked at start-up, `sandboxRangeProblems`).
  */
 import { readFile } from "node:fs/promises";
 
@@ -11,8 +18,32 @@ export interface UidRange {
   readonly count: number;
 }
 
-/** Highest usable id: bubblewrap writes its uid map with a signed int (above this, EINVAL). */
-export const MAX_SANDBOX_UID = 0x7fff_ffff;
+/** Ids a sandbox has: uid/gid 0..65535 of its user namespace, the whole 16-bit space images use. */
+export const ID_BLOCK = 65_536;
+
+/** Highest usable host id: (uid_t)-1 is not an id. The server (root) writes the maps, so ids above 2^31 work. */
+export const MAX_HOST_ID = 0xffff_fffe;
+
+/**
+ * The on-disk owner of an image's uid/gid 0 in the image store (image id u is stored as this
+ * plus u): a block below the default sandbox ranges (2^31 and up), shared by the store and the
+ * runtime (which idmaps it).
+ */
+export const DEFAULT_LAYER_ID_BASE = 1_900_000_000;
+
+/** Blocks in the default sandbox range: that many sandboxes (warm ones included) at once. */
+export const DEFAULT_SANDBOX_BLOCKS = 1024;
+
+/**
+ * The default sandbox range of a runtime whose data dir hashes to `instance` (hex): 1,024
+ * blocks above 2^31, one of 31 such ranges picked by the hash, so two servers on one machine
+ * rarely meet (they should still be given ranges of their own). Ends below MAX_HOST_ID.
+ */
+export function defaultSandboxRange(instance: string): UidRange {
+  const count = DEFAULT_SANDBOX_BLOCKS * ID_BLOCK;
+  const slot = Number.parseInt(instance.slice(0, 6), 16) % 31;
+  return { start: 2 ** 31 + slot * count, count };
+}
 
 /** Files naming ids the host already hands out (accounts, groups, subordinate ranges). */
 const ID_FILES = ["/etc/passwd", "/etc/group", "/etc/subuid", "/etc/subgid"] as const;
@@ -30,7 +61,7 @@ export async function uidRangeProblems(
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(count) || start < 1 || count < 1) {
     return [`${what} must be positive integers, got start ${start}, count ${count}`];
   }
-  if (start + count - 1 > MAX_SANDBOX_UID) return [`${what} ends past ${MAX_SANDBOX_UID}`];
+  if (start + count - 1 > MAX_HOST_ID) return [`${what} ends past ${MAX_HOST_ID}`];
   const problems: string[] = [];
   for (const file of files) {
     const text = await readFile(file, "utf8").catch(() => "");
@@ -42,6 +73,28 @@ export async function uidRangeProblems(
         break;
       }
     }
+  }
+  return problems;
+}
+
+/**
+ * What is wrong with the sandboxes' range: a whole number of blocks, clear of host ids, and
+ * clear of the image store's layer ids (`layerIdBase` and its block).
+ */
+export async function sandboxRangeProblems(
+  range: UidRange,
+  layerIdBase: number,
+  files: readonly string[] = ID_FILES,
+): Promise<string[]> {
+  const { start, count } = range;
+  if (Number.isSafeInteger(count) && count > 0 && count % ID_BLOCK !== 0) {
+    return [`the sandbox uid range must be a whole number of blocks of ${ID_BLOCK} ids, got ${count}`];
+  }
+  const problems = await uidRangeProblems(range, files);
+  if (start < layerIdBase + ID_BLOCK && layerIdBase < start + count) {
+    problems.push(
+      `the sandbox uid range ${start}-${start + count - 1} overlaps the image store's layer ids ${layerIdBase}-${layerIdBase + ID_BLOCK - 1}: choose another range or layerIdBase`,
+    );
   }
   return problems;
 }
@@ -59,32 +112,40 @@ function* idsIn(file: string, text: string): Generator<[number, number]> {
 }
 
 /**
- * Hands out ids of the range, one per live sandbox. Freed ids are reused last (the search goes
- * round the range), so a destroyed sandbox's id rests as long as possible before it returns.
+ * Hands out the range's blocks, one per live sandbox, by its first id (`BASE`). Freed blocks
+ * are reused last (the search goes round the range), so a destroyed sandbox's ids rest as long
+ * as possible before they return.
  */
-export class UidAllocator {
-  readonly #range: UidRange;
+export class IdBlockAllocator {
+  readonly #start: number;
+  readonly #blocks: number;
   readonly #taken = new Set<number>();
   #next = 0;
 
   constructor(range: UidRange) {
-    this.#range = range;
+    if (range.count % ID_BLOCK !== 0 || range.count < ID_BLOCK) {
+      throw new Error(`a sandbox uid range is a whole number of blocks of ${ID_BLOCK} ids, got ${range.count}`);
+    }
+    this.#start = range.start;
+    this.#blocks = range.count / ID_BLOCK;
   }
 
+  /** The first host id of a free block (the sandbox's root). */
   allocate(): number {
-    const { start, count } = this.#range;
-    if (this.#taken.size >= count) throw new Error(`all ${count} sandbox uids are in use`);
+    if (this.#taken.size >= this.#blocks) {
+      throw new Error(`all ${this.#blocks} sandbox id blocks are in use`);
+    }
     for (;;) {
-      const uid = start + this.#next;
-      this.#next = (this.#next + 1) % count;
-      if (!this.#taken.has(uid)) {
-        this.#taken.add(uid);
-        return uid;
+      const base = this.#start + this.#next * ID_BLOCK;
+      this.#next = (this.#next + 1) % this.#blocks;
+      if (!this.#taken.has(base)) {
+        this.#taken.add(base);
+        return base;
       }
     }
   }
 
-  release(uid: number): void {
-    this.#taken.delete(uid);
+  release(base: number): void {
+    this.#taken.delete(base);
   }
 }

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sbx/agent/v1/agent.proto.
  */
 export const file_sbx_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChhzYngvYWdlbnQvdjEvYWdlbnQucHJvdG8SDHNieC5hZ2VudC52MSLPBAoHUmVxdWVzdBIKCgJpZBgBIAEoCRIiCgRleGVjGAIgASgLMhIuc2J4LmFnZW50LnYxLkV4ZWNIABIzCg1yZWxlYXNlX3N0ZGlvGA8gASgLMhouc2J4LmFnZW50LnYxLlJlbGVhc2VTdGRpb0gAEiYKBnNpZ25hbBgDIAEoCzIULnNieC5hZ2VudC52MS5TaWduYWxIABImCgZyZXNpemUYBCABKAsyFC5zYnguYWdlbnQudjEuUmVzaXplSAASIgoEc3RhdBgFIAEoCzISLnNieC5hZ2VudC52MS5TdGF0SAASIgoEbGlzdBgGIAEoCzISLnNieC5hZ2VudC52MS5MaXN0SAASJAoFbWtkaXIYByABKAsyEy5zYnguYWdlbnQudjEuTWtkaXJIABImCgZyZW1vdmUYCCABKAsyFC5zYnguYWdlbnQudjEuUmVtb3ZlSAASIgoEcmVhZBgJIAEoCzISLnNieC5hZ2VudC52MS5SZWFkSAASKAoHcmVsZWFzZRgKIAEoCzIVLnNieC5hZ2VudC52MS5SZWxlYXNlSAASJgoGdXBsb2FkGAsgASgLMhQuc2J4LmFnZW50LnYxLlVwbG9hZEgAEi0KCnVwbG9hZF9lbmQYDCABKAsyFy5zYnguYWdlbnQudjEuVXBsb2FkRW5kSAASJAoFd2F0Y2gYDSABKAsyEy5zYnguYWdlbnQudjEuV2F0Y2hIABIoCgd1bndhdGNoGA4gASgLMhUuc2J4LmFnZW50LnYxLlVud2F0Y2hIAEIECgJvcCK4AQoERXhlYxIMCgRhcmd2GAEgAygJEigKA2VudhgCIAMoCzIbLnNieC5hZ2VudC52MS5FeGVjLkVudkVudHJ5EgsKA2N3ZBgDIAEoCRIUCgxtZXJnZV9zdGRlcnIYBSABKAgSHgoDcHR5GAYgASgLMhEuc2J4LmFnZW50LnYxLlB0eRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBSgQIBBAFUgNkaXIiDgoMUmVsZWFzZVN0ZGlvIiEKA1B0eRIMCgRyb3dzGAEgASgNEgwKBGNvbHMYAiABKA0iGAoGU2lnbmFsEg4KBnNpZ25hbBgBIAEoBSIkCgZSZXNpemUSDAoEcm93cxgBIAEoDRIMCgRjb2xzGAIgASgNIhQKBFN0YXQSDAoEcGF0aBgBIAEoCSIUCgRMaXN0EgwKBHBhdGgYASABKAkiJgoFTWtkaXISDAoEcGF0aBgBIAEoCRIPCgdwYXJlbnRzGAIgASgIIikKBlJlbW92ZRIMCgRwYXRoGAEgASgJEhEKCXJlY3Vyc2l2ZRgCIAEoCCIUCgRSZWFkEgwKBHBhdGgYASABKAkiFQoHUmVsZWFzZRIKCgJmZBgBIAEoBSImCgZVcGxvYWQSDAoEcGF0aBgBIAEoCRIOCgZ1cGxvYWQYAiABKAkiOQoJVXBsb2FkRW5kEgwKBHBhdGgYASABKAkSDgoGdXBsb2FkGAIgASgJEg4KBmNvbW1pdBgDIAEoCCIoCgVXYXRjaBIMCgRwYXRoGAEgASgJEhEKCXJlY3Vyc2l2ZRgCIAEoCCIJCgdVbndhdGNoIr8CCgVFdmVudBIKCgJpZBgBIAEoCRIkCgVyZWFkeRgCIAEoCzITLnNieC5hZ2VudC52MS5SZWFkeUgAEigKB3N0YXJ0ZWQYAyABKAsyFS5zYnguYWdlbnQudjEuU3RhcnRlZEgAEiYKBmV4aXRlZBgEIAEoCzIULnNieC5hZ2VudC52MS5FeGl0ZWRIABImCgZmYWlsZWQYBSABKAsyFC5zYnguYWdlbnQudjEuRmFpbGVkSAASKwoFZXJyb3IYBiABKAsyGi5zYnguYWdlbnQudjEuUmVxdWVzdEVycm9ySAASKAoEZmlsZRgHIAEoCzIYLnNieC5hZ2VudC52MS5GaWxlQW5zd2VySAASKgoFd2F0Y2gYCCABKAsyGS5zYnguYWdlbnQudjEuV2F0Y2hFdmVudHNIAEIHCgVldmVudCIYCgVSZWFkeRIPCgd2ZXJzaW9uGAEgASgJIk4KB1N0YXJ0ZWQSCwoDcGlkGAEgASgFEhAKCHN0ZGluX2ZkGAIgASgFEhEKCXN0ZG91dF9mZBgDIAEoBRIRCglzdGRlcnJfZmQYBCABKAUiNAoGRXhpdGVkEg4KBGNvZGUYASABKAVIABIQCgZzaWduYWwYAiABKAVIAEIICgZzdGF0dXMiFwoGRmFpbGVkEg0KBWVycm9yGAEgASgJIh0KDFJlcXVlc3RFcnJvchINCgVlcnJvchgBIAEoCSLgAQoKRmlsZUFuc3dlchImCgRpbmZvGAEgASgLMhYuc2J4LmFnZW50LnYxLkZpbGVJbmZvSAASJgoEbGlzdBgCIAEoCzIWLnNieC5hZ2VudC52MS5GaWxlTGlzdEgAEioKBm9wZW5lZBgDIAEoCzIYLnNieC5hZ2VudC52MS5PcGVuZWRGaWxlSAASIgoEZG9uZRgEIAEoCzISLnNieC5hZ2VudC52MS5Eb25lSAASKAoFZXJyb3IYBSABKAsyFy5zYnguYWdlbnQudjEuRmlsZUVycm9ySABCCAoGYW5zd2VyIooBCghGaWxlSW5mbxIMCgRuYW1lGAEgASgJEgwKBHBhdGgYAiABKAkSJAoEdHlwZRgDIAEoDjIWLnNieC5hZ2VudC52MS5GaWxlVHlwZRIMCgRzaXplGAQgASgDEgwKBG1vZGUYBSABKA0SEAoIbXRpbWVfbXMYBiABKAMSDgoGdGFyZ2V0GAcgASgJIjMKCEZpbGVMaXN0EicKB2VudHJpZXMYASADKAsyFi5zYnguYWdlbnQudjEuRmlsZUluZm8iQAoKT3BlbmVkRmlsZRIKCgJmZBgBIAEoBRIMCgRzaXplGAIgASgDEgsKA2RldhgDIAEoBBILCgNpbm8YBCABKAQiBgoERG9uZSJHCglGaWxlRXJyb3ISKQoEa2luZBgBIAEoDjIbLnNieC5hZ2VudC52MS5GaWxlRXJyb3JLaW5kEg8KB21lc3NhZ2UYAiABKAkiRwoKV2F0Y2hFdmVudBIqCgR0eXBlGAEgASgOMhwuc2J4LmFnZW50LnYxLldhdGNoRXZlbnRUeXBlEg0KBXBhdGhzGAIgAygJIjcKC1dhdGNoRXZlbnRzEigKBmV2ZW50cxgBIAMoCzIYLnNieC5hZ2VudC52MS5XYXRjaEV2ZW50Kn4KCEZpbGVUeXBlEhkKFUZJTEVfVFlQRV9VTlNQRUNJRklFRBAAEhIKDkZJTEVfVFlQRV9GSUxFEAESFwoTRklMRV9UWVBFX0RJUkVDVE9SWRACEhUKEUZJTEVfVFlQRV9TWU1MSU5LEAMSEwoPRklMRV9UWVBFX09USEVSEAQqqgIKDUZpbGVFcnJvcktpbmQSHwobRklMRV9FUlJPUl9LSU5EX1VOU1BFQ0lGSUVEEAASHQoZRklMRV9FUlJPUl9LSU5EX05PVF9GT1VORBABEiIKHkZJTEVfRVJST1JfS0lORF9JU19BX0RJUkVDVE9SWRACEiMKH0ZJTEVfRVJST1JfS0lORF9OT1RfQV9ESVJFQ1RPUlkQAxInCiNGSUxFX0VSUk9SX0tJTkRfRElSRUNUT1JZX05PVF9FTVBUWRAEEiIKHkZJTEVfRVJST1JfS0lORF9BTFJFQURZX0VYSVNUUxAFEiUKIUZJTEVfRVJST1JfS0lORF9QRVJNSVNTSU9OX0RFTklFRBAGEhwKGEZJTEVfRVJST1JfS0lORF9OT19TUEFDRRAHKsUBCg5XYXRjaEV2ZW50VHlwZRIgChxXQVRDSF9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASGwoXV0FUQ0hfRVZFTlRfVFlQRV9DUkVBVEUQARIbChdXQVRDSF9FVkVOVF9UWVBFX01PRElGWRACEhsKF1dBVENIX0VWRU5UX1RZUEVfREVMRVRFEAMSGwoXV0FUQ0hfRVZFTlRfVFlQRV9SRU5BTUUQBBIdChlXQVRDSF9FVkVOVF9UWVBFX09WRVJGTE9XEAViBnByb3RvMw");
+  fileDesc("ChhzYngvYWdlbnQvdjEvYWdlbnQucHJvdG8SDHNieC5hZ2VudC52MSL9BAoHUmVxdWVzdBIKCgJpZBgBIAEoCRIiCgRleGVjGAIgASgLMhIuc2J4LmFnZW50LnYxLkV4ZWNIABIzCg1yZWxlYXNlX3N0ZGlvGA8gASgLMhouc2J4LmFnZW50LnYxLlJlbGVhc2VTdGRpb0gAEiYKBnNpZ25hbBgDIAEoCzIULnNieC5hZ2VudC52MS5TaWduYWxIABImCgZyZXNpemUYBCABKAsyFC5zYnguYWdlbnQudjEuUmVzaXplSAASIgoEc3RhdBgFIAEoCzISLnNieC5hZ2VudC52MS5TdGF0SAASIgoEbGlzdBgGIAEoCzISLnNieC5hZ2VudC52MS5MaXN0SAASJAoFbWtkaXIYByABKAsyEy5zYnguYWdlbnQudjEuTWtkaXJIABImCgZyZW1vdmUYCCABKAsyFC5zYnguYWdlbnQudjEuUmVtb3ZlSAASIgoEcmVhZBgJIAEoCzISLnNieC5hZ2VudC52MS5SZWFkSAASKAoHcmVsZWFzZRgKIAEoCzIVLnNieC5hZ2VudC52MS5SZWxlYXNlSAASJgoGdXBsb2FkGAsgASgLMhQuc2J4LmFnZW50LnYxLlVwbG9hZEgAEi0KCnVwbG9hZF9lbmQYDCABKAsyFy5zYnguYWdlbnQudjEuVXBsb2FkRW5kSAASJAoFd2F0Y2gYDSABKAsyEy5zYnguYWdlbnQudjEuV2F0Y2hIABIoCgd1bndhdGNoGA4gASgLMhUuc2J4LmFnZW50LnYxLlVud2F0Y2hIABIsCgljb25maWd1cmUYECABKAsyFy5zYnguYWdlbnQudjEuQ29uZmlndXJlSABCBAoCb3AiKgoJQ29uZmlndXJlEgwKBHVzZXIYASABKAkSDwoHd29ya2RpchgCIAEoCSK4AQoERXhlYxIMCgRhcmd2GAEgAygJEigKA2VudhgCIAMoCzIbLnNieC5hZ2VudC52MS5FeGVjLkVudkVudHJ5EgsKA2N3ZBgDIAEoCRIUCgxtZXJnZV9zdGRlcnIYBSABKAgSHgoDcHR5GAYgASgLMhEuc2J4LmFnZW50LnYxLlB0eRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBSgQIBBAFUgNkaXIiDgoMUmVsZWFzZVN0ZGlvIiEKA1B0eRIMCgRyb3dzGAEgASgNEgwKBGNvbHMYAiABKA0iGAoGU2lnbmFsEg4KBnNpZ25hbBgBIAEoBSIkCgZSZXNpemUSDAoEcm93cxgBIAEoDRIMCgRjb2xzGAIgASgNIhQKBFN0YXQSDAoEcGF0aBgBIAEoCSIUCgRMaXN0EgwKBHBhdGgYASABKAkiJgoFTWtkaXISDAoEcGF0aBgBIAEoCRIPCgdwYXJlbnRzGAIgASgIIikKBlJlbW92ZRIMCgRwYXRoGAEgASgJEhEKCXJlY3Vyc2l2ZRgCIAEoCCIUCgRSZWFkEgwKBHBhdGgYASABKAkiFQoHUmVsZWFzZRIKCgJmZBgBIAEoBSImCgZVcGxvYWQSDAoEcGF0aBgBIAEoCRIOCgZ1cGxvYWQYAiABKAkiOQoJVXBsb2FkRW5kEgwKBHBhdGgYASABKAkSDgoGdXBsb2FkGAIgASgJEg4KBmNvbW1pdBgDIAEoCCIoCgVXYXRjaBIMCgRwYXRoGAEgASgJEhEKCXJlY3Vyc2l2ZRgCIAEoCCIJCgdVbndhdGNoIusCCgVFdmVudBIKCgJpZBgBIAEoCRIkCgVyZWFkeRgCIAEoCzITLnNieC5hZ2VudC52MS5SZWFkeUgAEigKB3N0YXJ0ZWQYAyABKAsyFS5zYnguYWdlbnQudjEuU3RhcnRlZEgAEiYKBmV4aXRlZBgEIAEoCzIULnNieC5hZ2VudC52MS5FeGl0ZWRIABImCgZmYWlsZWQYBSABKAsyFC5zYnguYWdlbnQudjEuRmFpbGVkSAASKwoFZXJyb3IYBiABKAsyGi5zYnguYWdlbnQudjEuUmVxdWVzdEVycm9ySAASKAoEZmlsZRgHIAEoCzIYLnNieC5hZ2VudC52MS5GaWxlQW5zd2VySAASKgoFd2F0Y2gYCCABKAsyGS5zYnguYWdlbnQudjEuV2F0Y2hFdmVudHNIABIqCghpZGVudGl0eRgJIAEoCzIWLnNieC5hZ2VudC52MS5JZGVudGl0eUgAQgcKBWV2ZW50IkIKCElkZW50aXR5EgsKA3VpZBgBIAEoDRILCgNnaWQYAiABKA0SDgoGZ3JvdXBzGAMgAygNEgwKBGhvbWUYBCABKAkiGAoFUmVhZHkSDwoHdmVyc2lvbhgBIAEoCSJOCgdTdGFydGVkEgsKA3BpZBgBIAEoBRIQCghzdGRpbl9mZBgCIAEoBRIRCglzdGRvdXRfZmQYAyABKAUSEQoJc3RkZXJyX2ZkGAQgASgFIjQKBkV4aXRlZBIOCgRjb2RlGAEgASgFSAASEAoGc2lnbmFsGAIgASgFSABCCAoGc3RhdHVzIhcKBkZhaWxlZBINCgVlcnJvchgBIAEoCSIdCgxSZXF1ZXN0RXJyb3ISDQoFZXJyb3IYASABKAki4AEKCkZpbGVBbnN3ZXISJgoEaW5mbxgBIAEoCzIWLnNieC5hZ2VudC52MS5GaWxlSW5mb0gAEiYKBGxpc3QYAiABKAsyFi5zYnguYWdlbnQudjEuRmlsZUxpc3RIABIqCgZvcGVuZWQYAyABKAsyGC5zYnguYWdlbnQudjEuT3BlbmVkRmlsZUgAEiIKBGRvbmUYBCABKAsyEi5zYnguYWdlbnQudjEuRG9uZUgAEigKBWVycm9yGAUgASgLMhcuc2J4LmFnZW50LnYxLkZpbGVFcnJvckgAQggKBmFuc3dlciKKAQoIRmlsZUluZm8SDAoEbmFtZRgBIAEoCRIMCgRwYXRoGAIgASgJEiQKBHR5cGUYAyABKA4yFi5zYnguYWdlbnQudjEuRmlsZVR5cGUSDAoEc2l6ZRgEIAEoAxIMCgRtb2RlGAUgASgNEhAKCG10aW1lX21zGAYgASgDEg4KBnRhcmdldBgHIAEoCSIzCghGaWxlTGlzdBInCgdlbnRyaWVzGAEgAygLMhYuc2J4LmFnZW50LnYxLkZpbGVJbmZvIkAKCk9wZW5lZEZpbGUSCgoCZmQYASABKAUSDAoEc2l6ZRgCIAEoAxILCgNkZXYYAyABKAQSCwoDaW5vGAQgASgEIgYKBERvbmUiRwoJRmlsZUVycm9yEikKBGtpbmQYASABKA4yGy5zYnguYWdlbnQudjEuRmlsZUVycm9yS2luZBIPCgdtZXNzYWdlGAIgASgJIkcKCldhdGNoRXZlbnQSKgoEdHlwZRgBIAEoDjIcLnNieC5hZ2VudC52MS5XYXRjaEV2ZW50VHlwZRINCgVwYXRocxgCIAMoCSI3CgtXYXRjaEV2ZW50cxIoCgZldmVudHMYASADKAsyGC5zYnguYWdlbnQudjEuV2F0Y2hFdmVudCp+CghGaWxlVHlwZRIZChVGSUxFX1RZUEVfVU5TUEVDSUZJRUQQABISCg5GSUxFX1RZUEVfRklMRRABEhcKE0ZJTEVfVFlQRV9ESVJFQ1RPUlkQAhIVChFGSUxFX1RZUEVfU1lNTElOSxADEhMKD0ZJTEVfVFlQRV9PVEhFUhAEKqoCCg1GaWxlRXJyb3JLaW5kEh8KG0ZJTEVfRVJST1JfS0lORF9VTlNQRUNJRklFRBAAEh0KGUZJTEVfRVJST1JfS0lORF9OT1RfRk9VTkQQARIiCh5GSUxFX0VSUk9SX0tJTkRfSVNfQV9ESVJFQ1RPUlkQAhIjCh9GSUxFX0VSUk9SX0tJTkRfTk9UX0FfRElSRUNUT1JZEAMSJwojRklMRV9FUlJPUl9LSU5EX0RJUkVDVE9SWV9OT1RfRU1QVFkQBBIiCh5GSUxFX0VSUk9SX0tJTkRfQUxSRUFEWV9FWElTVFMQBRIlCiFGSUxFX0VSUk9SX0tJTkRfUEVSTUlTU0lPTl9ERU5JRUQQBhIcChhGSUxFX0VSUk9SX0tJTkRfTk9fU1BBQ0UQByrFAQoOV2F0Y2hFdmVudFR5cGUSIAocV0FUQ0hfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEhsKF1dBVENIX0VWRU5UX1RZUEVfQ1JFQVRFEAESGwoXV0FUQ0hfRVZFTlRfVFlQRV9NT0RJRlkQAhIbChdXQVRDSF9FVkVOVF9UWVBFX0RFTEVURRADEhsKF1dBVENIX0VWRU5UX1RZUEVfUkVOQU1FEAQSHQoZV0FUQ0hfRVZFTlRfVFlQRV9PVkVSRkxPVxAFYgZwcm90bzM");
 
 /**
  * Server → agent.
@@ -114,6 +114,12 @@ export type Request = Message<"sbx.agent.v1.Request"> & {
      */
     value: Unwatch;
     case: "unwatch";
+  } | {
+    /**
+     * @generated from field: sbx.agent.v1.Configure configure = 16;
+     */
+    value: Configure;
+    case: "configure";
   } | { case: undefined; value?: undefined };
 };
 
@@ -201,6 +207,11 @@ export type RequestJson = {
    * @generated from field: sbx.agent.v1.Unwatch unwatch = 14;
    */
   unwatch?: UnwatchJson;
+
+  /**
+   * @generated from field: sbx.agent.v1.Configure configure = 16;
+   */
+  configure?: ConfigureJson;
 };
 
 /**
@@ -209,6 +220,69 @@ export type RequestJson = {
  */
 export const RequestSchema: GenMessage<Request, {jsonType: RequestJson}> = /*@__PURE__*/
   messageDesc(file_sbx_agent_v1_agent, 0);
+
+/**
+ * Says who the sandbox's processes run as and whom its file calls act as (the image's User),
+ * and makes the image's working directory: answered by identity, or by error when the user
+ * cannot be found (nothing is changed then). Sent at most once, before any Exec or file call;
+ * without it the agent and everything it starts act as the sandbox's root, as the agent is.
+ *
+ * @generated from message sbx.agent.v1.Configure
+ */
+export type Configure = Message<"sbx.agent.v1.Configure"> & {
+  /**
+   * "name", "uid", "name:group" or "uid:gid" (empty: root), looked up in the sandbox's own
+   * /etc/passwd and /etc/group as runc does: a name must be found; a number need not be; a
+   * user found by name or number gets the groups that list it as a member; ids stay within
+   * the sandbox's 65,536.
+   *
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * Made with its missing parents, owned by that user, when it does not exist (Docker's
+   * WorkingDir); empty: none.
+   *
+   * @generated from field: string workdir = 2;
+   */
+  workdir: string;
+};
+
+/**
+ * Says who the sandbox's processes run as and whom its file calls act as (the image's User),
+ * and makes the image's working directory: answered by identity, or by error when the user
+ * cannot be found (nothing is changed then). Sent at most once, before any Exec or file call;
+ * without it the agent and everything it starts act as the sandbox's root, as the agent is.
+ *
+ * @generated from message sbx.agent.v1.Configure
+ */
+export type ConfigureJson = {
+  /**
+   * "name", "uid", "name:group" or "uid:gid" (empty: root), looked up in the sandbox's own
+   * /etc/passwd and /etc/group as runc does: a name must be found; a number need not be; a
+   * user found by name or number gets the groups that list it as a member; ids stay within
+   * the sandbox's 65,536.
+   *
+   * @generated from field: string user = 1;
+   */
+  user?: string;
+
+  /**
+   * Made with its missing parents, owned by that user, when it does not exist (Docker's
+   * WorkingDir); empty: none.
+   *
+   * @generated from field: string workdir = 2;
+   */
+  workdir?: string;
+};
+
+/**
+ * Describes the message sbx.agent.v1.Configure.
+ * Use `create(ConfigureSchema)` to create a new message.
+ */
+export const ConfigureSchema: GenMessage<Configure, {jsonType: ConfigureJson}> = /*@__PURE__*/
+  messageDesc(file_sbx_agent_v1_agent, 1);
 
 /**
  * Starts a process: answered by Started then Exited, or by Failed. Its stdin, stdout and stderr
@@ -307,7 +381,7 @@ export type ExecJson = {
  * Use `create(ExecSchema)` to create a new message.
  */
 export const ExecSchema: GenMessage<Exec, {jsonType: ExecJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 1);
+  messageDesc(file_sbx_agent_v1_agent, 2);
 
 /**
  * The server has opened its ends of an exec's pipes (or given up on them): the agent closes
@@ -332,7 +406,7 @@ export type ReleaseStdioJson = {
  * Use `create(ReleaseStdioSchema)` to create a new message.
  */
 export const ReleaseStdioSchema: GenMessage<ReleaseStdio, {jsonType: ReleaseStdioJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 2);
+  messageDesc(file_sbx_agent_v1_agent, 3);
 
 /**
  * @generated from message sbx.agent.v1.Pty
@@ -369,7 +443,7 @@ export type PtyJson = {
  * Use `create(PtySchema)` to create a new message.
  */
 export const PtySchema: GenMessage<Pty, {jsonType: PtyJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 3);
+  messageDesc(file_sbx_agent_v1_agent, 4);
 
 /**
  * Sends a signal to an exec's process group (or the process, if it has none yet).
@@ -400,7 +474,7 @@ export type SignalJson = {
  * Use `create(SignalSchema)` to create a new message.
  */
 export const SignalSchema: GenMessage<Signal, {jsonType: SignalJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 4);
+  messageDesc(file_sbx_agent_v1_agent, 5);
 
 /**
  * Changes the window size of an exec's terminal.
@@ -441,7 +515,7 @@ export type ResizeJson = {
  * Use `create(ResizeSchema)` to create a new message.
  */
 export const ResizeSchema: GenMessage<Resize, {jsonType: ResizeJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 5);
+  messageDesc(file_sbx_agent_v1_agent, 6);
 
 /**
  * Answered with info (a symlink is described, not followed).
@@ -472,7 +546,7 @@ export type StatJson = {
  * Use `create(StatSchema)` to create a new message.
  */
 export const StatSchema: GenMessage<Stat, {jsonType: StatJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 6);
+  messageDesc(file_sbx_agent_v1_agent, 7);
 
 /**
  * Answered with list: the entries of a directory, sorted by name.
@@ -503,7 +577,7 @@ export type ListJson = {
  * Use `create(ListSchema)` to create a new message.
  */
 export const ListSchema: GenMessage<List, {jsonType: ListJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 7);
+  messageDesc(file_sbx_agent_v1_agent, 8);
 
 /**
  * Answered with done.
@@ -544,7 +618,7 @@ export type MkdirJson = {
  * Use `create(MkdirSchema)` to create a new message.
  */
 export const MkdirSchema: GenMessage<Mkdir, {jsonType: MkdirJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 8);
+  messageDesc(file_sbx_agent_v1_agent, 9);
 
 /**
  * Answered with done.
@@ -585,7 +659,7 @@ export type RemoveJson = {
  * Use `create(RemoveSchema)` to create a new message.
  */
 export const RemoveSchema: GenMessage<Remove, {jsonType: RemoveJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 9);
+  messageDesc(file_sbx_agent_v1_agent, 10);
 
 /**
  * Opens a regular file (anything else is refused before it is opened) and answers with
@@ -618,7 +692,7 @@ export type ReadJson = {
  * Use `create(ReadSchema)` to create a new message.
  */
 export const ReadSchema: GenMessage<Read, {jsonType: ReadJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 10);
+  messageDesc(file_sbx_agent_v1_agent, 11);
 
 /**
  * Closes a file opened by Read. Answered with done.
@@ -649,7 +723,7 @@ export type ReleaseJson = {
  * Use `create(ReleaseSchema)` to create a new message.
  */
 export const ReleaseSchema: GenMessage<Release, {jsonType: ReleaseJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 11);
+  messageDesc(file_sbx_agent_v1_agent, 12);
 
 /**
  * Creates a temporary file beside path, named after the upload token, and answers with
@@ -696,7 +770,7 @@ export type UploadJson = {
  * Use `create(UploadSchema)` to create a new message.
  */
 export const UploadSchema: GenMessage<Upload, {jsonType: UploadJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 12);
+  messageDesc(file_sbx_agent_v1_agent, 13);
 
 /**
  * Renames the upload's temporary file onto path (keeping an existing file's mode) when commit
@@ -749,7 +823,7 @@ export type UploadEndJson = {
  * Use `create(UploadEndSchema)` to create a new message.
  */
 export const UploadEndSchema: GenMessage<UploadEnd, {jsonType: UploadEndJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 13);
+  messageDesc(file_sbx_agent_v1_agent, 14);
 
 /**
  * Starts watching a directory (with recursive, every directory below it too) or a file.
@@ -792,7 +866,7 @@ export type WatchJson = {
  * Use `create(WatchSchema)` to create a new message.
  */
 export const WatchSchema: GenMessage<Watch, {jsonType: WatchJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 14);
+  messageDesc(file_sbx_agent_v1_agent, 15);
 
 /**
  * Stops a watch (also one still being set up). Not answered.
@@ -815,7 +889,7 @@ export type UnwatchJson = {
  * Use `create(UnwatchSchema)` to create a new message.
  */
 export const UnwatchSchema: GenMessage<Unwatch, {jsonType: UnwatchJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 15);
+  messageDesc(file_sbx_agent_v1_agent, 16);
 
 /**
  * Agent → server.
@@ -875,6 +949,12 @@ export type Event = Message<"sbx.agent.v1.Event"> & {
      */
     value: WatchEvents;
     case: "watch";
+  } | {
+    /**
+     * @generated from field: sbx.agent.v1.Identity identity = 9;
+     */
+    value: Identity;
+    case: "identity";
   } | { case: undefined; value?: undefined };
 };
 
@@ -925,6 +1005,11 @@ export type EventJson = {
    * @generated from field: sbx.agent.v1.WatchEvents watch = 8;
    */
   watch?: WatchEventsJson;
+
+  /**
+   * @generated from field: sbx.agent.v1.Identity identity = 9;
+   */
+  identity?: IdentityJson;
 };
 
 /**
@@ -932,7 +1017,78 @@ export type EventJson = {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event, {jsonType: EventJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 16);
+  messageDesc(file_sbx_agent_v1_agent, 17);
+
+/**
+ * Who the agent now starts processes as and acts as for file calls (the answer to Configure),
+ * as ids of the sandbox's user namespace.
+ *
+ * @generated from message sbx.agent.v1.Identity
+ */
+export type Identity = Message<"sbx.agent.v1.Identity"> & {
+  /**
+   * @generated from field: uint32 uid = 1;
+   */
+  uid: number;
+
+  /**
+   * @generated from field: uint32 gid = 2;
+   */
+  gid: number;
+
+  /**
+   * Supplementary groups (setgroups), besides gid.
+   *
+   * @generated from field: repeated uint32 groups = 3;
+   */
+  groups: number[];
+
+  /**
+   * The user's home directory from /etc/passwd ("/" when it has none).
+   *
+   * @generated from field: string home = 4;
+   */
+  home: string;
+};
+
+/**
+ * Who the agent now starts processes as and acts as for file calls (the answer to Configure),
+ * as ids of the sandbox's user namespace.
+ *
+ * @generated from message sbx.agent.v1.Identity
+ */
+export type IdentityJson = {
+  /**
+   * @generated from field: uint32 uid = 1;
+   */
+  uid?: number;
+
+  /**
+   * @generated from field: uint32 gid = 2;
+   */
+  gid?: number;
+
+  /**
+   * Supplementary groups (setgroups), besides gid.
+   *
+   * @generated from field: repeated uint32 groups = 3;
+   */
+  groups?: number[];
+
+  /**
+   * The user's home directory from /etc/passwd ("/" when it has none).
+   *
+   * @generated from field: string home = 4;
+   */
+  home?: string;
+};
+
+/**
+ * Describes the message sbx.agent.v1.Identity.
+ * Use `create(IdentitySchema)` to create a new message.
+ */
+export const IdentitySchema: GenMessage<Identity, {jsonType: IdentityJson}> = /*@__PURE__*/
+  messageDesc(file_sbx_agent_v1_agent, 18);
 
 /**
  * The agent holds both FIFOs and serves requests.
@@ -967,7 +1123,7 @@ export type ReadyJson = {
  * Use `create(ReadySchema)` to create a new message.
  */
 export const ReadySchema: GenMessage<Ready, {jsonType: ReadyJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 17);
+  messageDesc(file_sbx_agent_v1_agent, 19);
 
 /**
  * The exec's process runs (or ran: a program that could not be run exits 127 or 126 after
@@ -1040,7 +1196,7 @@ export type StartedJson = {
  * Use `create(StartedSchema)` to create a new message.
  */
 export const StartedSchema: GenMessage<Started, {jsonType: StartedJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 18);
+  messageDesc(file_sbx_agent_v1_agent, 20);
 
 /**
  * @generated from message sbx.agent.v1.Exited
@@ -1084,7 +1240,7 @@ export type ExitedJson = {
  * Use `create(ExitedSchema)` to create a new message.
  */
 export const ExitedSchema: GenMessage<Exited, {jsonType: ExitedJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 19);
+  messageDesc(file_sbx_agent_v1_agent, 21);
 
 /**
  * The exec could not start (no pipe, process or terminal was left for it): nothing runs.
@@ -1115,7 +1271,7 @@ export type FailedJson = {
  * Use `create(FailedSchema)` to create a new message.
  */
 export const FailedSchema: GenMessage<Failed, {jsonType: FailedJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 20);
+  messageDesc(file_sbx_agent_v1_agent, 22);
 
 /**
  * A request line the agent could not read.
@@ -1146,7 +1302,7 @@ export type RequestErrorJson = {
  * Use `create(RequestErrorSchema)` to create a new message.
  */
 export const RequestErrorSchema: GenMessage<RequestError, {jsonType: RequestErrorJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 21);
+  messageDesc(file_sbx_agent_v1_agent, 23);
 
 /**
  * @generated from message sbx.agent.v1.FileAnswer
@@ -1223,7 +1379,7 @@ export type FileAnswerJson = {
  * Use `create(FileAnswerSchema)` to create a new message.
  */
 export const FileAnswerSchema: GenMessage<FileAnswer, {jsonType: FileAnswerJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 22);
+  messageDesc(file_sbx_agent_v1_agent, 24);
 
 /**
  * @generated from message sbx.agent.v1.FileInfo
@@ -1322,7 +1478,7 @@ export type FileInfoJson = {
  * Use `create(FileInfoSchema)` to create a new message.
  */
 export const FileInfoSchema: GenMessage<FileInfo, {jsonType: FileInfoJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 23);
+  messageDesc(file_sbx_agent_v1_agent, 25);
 
 /**
  * @generated from message sbx.agent.v1.FileList
@@ -1349,7 +1505,7 @@ export type FileListJson = {
  * Use `create(FileListSchema)` to create a new message.
  */
 export const FileListSchema: GenMessage<FileList, {jsonType: FileListJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 24);
+  messageDesc(file_sbx_agent_v1_agent, 26);
 
 /**
  * A file the agent holds open for the server.
@@ -1414,7 +1570,7 @@ export type OpenedFileJson = {
  * Use `create(OpenedFileSchema)` to create a new message.
  */
 export const OpenedFileSchema: GenMessage<OpenedFile, {jsonType: OpenedFileJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 25);
+  messageDesc(file_sbx_agent_v1_agent, 27);
 
 /**
  * @generated from message sbx.agent.v1.Done
@@ -1433,7 +1589,7 @@ export type DoneJson = {
  * Use `create(DoneSchema)` to create a new message.
  */
 export const DoneSchema: GenMessage<Done, {jsonType: DoneJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 26);
+  messageDesc(file_sbx_agent_v1_agent, 28);
 
 /**
  * @generated from message sbx.agent.v1.FileError
@@ -1470,7 +1626,7 @@ export type FileErrorJson = {
  * Use `create(FileErrorSchema)` to create a new message.
  */
 export const FileErrorSchema: GenMessage<FileError, {jsonType: FileErrorJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 27);
+  messageDesc(file_sbx_agent_v1_agent, 29);
 
 /**
  * @generated from message sbx.agent.v1.WatchEvent
@@ -1507,7 +1663,7 @@ export type WatchEventJson = {
  * Use `create(WatchEventSchema)` to create a new message.
  */
 export const WatchEventSchema: GenMessage<WatchEvent, {jsonType: WatchEventJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 28);
+  messageDesc(file_sbx_agent_v1_agent, 30);
 
 /**
  * Changes seen by a watch, in order.
@@ -1538,7 +1694,7 @@ export type WatchEventsJson = {
  * Use `create(WatchEventsSchema)` to create a new message.
  */
 export const WatchEventsSchema: GenMessage<WatchEvents, {jsonType: WatchEventsJson}> = /*@__PURE__*/
-  messageDesc(file_sbx_agent_v1_agent, 29);
+  messageDesc(file_sbx_agent_v1_agent, 31);
 
 /**
  * @generated from enum sbx.agent.v1.FileType

@@ -1,0 +1,375 @@
+package main
+
+// Who the sandbox's processes run as: the image's User, looked up in the sandbox's own
+// /etc/passwd and /etc/group. Those files are the image's (and the sandbox's root may rewrite
+// them): hostile input, read with bounds, which can only ever affect this sandbox. Processes
+// get the user's ids and groups when they start (setgroups, setgid, setuid in the child); file
+// calls act as the user on threads whose fs ids are the user's (setfsuid, setfsgid and
+// setgroups hold for one thread only), so the kernel checks every path with the user's
+// permissions.
+
+import (
+	"bytes"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// Most bytes read of /etc/passwd or /etc/group (more is refused).
+const maxAccountFile = 4 << 20
+
+// credentials are ids of the sandbox's user namespace.
+type credentials struct {
+	uid, gid uint32
+	groups   []uint32
+	home     string
+}
+
+func (c *credentials) identity() *Identity {
+	return &Identity{Uid: c.uid, Gid: c.gid, Groups: c.groups, Home: c.home}
+}
+
+// acting holds who the agent acts as once configured (nil: itself, the sandbox's root).
+type acting struct {
+	mu    sync.Mutex
+	creds *credentials
+	// Bumped on every change, so each thread that carries the user's ids knows when to reapply.
+	generation uint64
+}
+
+func (a *acting) set(c *credentials) {
+	a.mu.Lock()
+	a.creds = c
+	a.generation++
+	a.mu.Unlock()
+}
+
+func (a *acting) current() (*credentials, uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.creds, a.generation
+}
+
+// userThread runs functions on one OS thread that carries the user's fs ids (the checks before
+// an exec: its working directory and its program, as the user would find them). Started at
+// boot, so it never needs a thread the pids limit could refuse.
+type userThread struct {
+	work chan func()
+}
+
+func newUserThread(who *acting) *userThread {
+	t := &userThread{work: make(chan func())}
+	go func() {
+		// Never unlocked: the thread may carry the user's ids, and dies with the agent.
+		runtime.LockOSThread()
+		var applied uint64
+		for fn := range t.work {
+			if creds, generation := who.current(); generation != applied {
+				if err := actAs(creds); err != nil {
+					fatal("cannot act as the sandbox user: %v", err)
+				}
+				applied = generation
+			}
+			fn()
+		}
+	}()
+	return t
+}
+
+func (t *userThread) do(fn func()) {
+	done := make(chan struct{})
+	t.work <- func() {
+		fn()
+		close(done)
+	}
+	<-done
+}
+
+// actAs gives the calling thread (locked to its goroutine) the user's groups and fs ids; nil
+// leaves it as it is. Going from fs id 0 to another drops the thread's effective file
+// capabilities (dac_override, chown, fowner…), as for a process of that user.
+func actAs(c *credentials) error {
+	if c == nil {
+		return nil
+	}
+	var groups unsafe.Pointer
+	if len(c.groups) > 0 {
+		groups = unsafe.Pointer(&c.groups[0])
+	}
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_SETGROUPS, uintptr(len(c.groups)), uintptr(groups), 0); errno != 0 {
+		return fmt.Errorf("setgroups: %w", errno)
+	}
+	syscall.RawSyscall(syscall.SYS_SETFSGID, uintptr(c.gid), 0, 0)
+	syscall.RawSyscall(syscall.SYS_SETFSUID, uintptr(c.uid), 0, 0)
+	// setfs[ug]id report no failure: check that they took.
+	if got, _, _ := syscall.RawSyscall(syscall.SYS_SETFSUID, ^uintptr(0), 0, 0); uint32(got) != c.uid {
+		return fmt.Errorf("setfsuid(%d) did not take", c.uid)
+	}
+	if got, _, _ := syscall.RawSyscall(syscall.SYS_SETFSGID, ^uintptr(0), 0, 0); uint32(got) != c.gid {
+		return fmt.Errorf("setfsgid(%d) did not take", c.gid)
+	}
+	return nil
+}
+
+// readAccountFile reads /etc/passwd or /etc/group of the sandbox: a regular file of bounded
+// size (a missing one is empty; a FIFO, device or huge file is refused).
+func readAccountFile(path string) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err == syscall.ENOENT || err == syscall.ENOTDIR {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, pathErr("open", path, err)
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return nil, pathErr("fstat", path, err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Size > maxAccountFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxAccountFile)
+	}
+	buf := make([]byte, st.Size+1)
+	n := 0
+	for n < len(buf) {
+		m, err := syscall.Read(fd, buf[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, pathErr("read", path, err)
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	if n > maxAccountFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxAccountFile)
+	}
+	return buf[:n], nil
+}
+
+type passwdEntry struct {
+	name     string
+	uid, gid int
+	home     string
+}
+
+type groupEntry struct {
+	name    string
+	gid     int
+	members []string
+}
+
+// accountLines are the colon-separated lines of an account file (blank lines and comments
+// left out).
+func accountLines(data []byte) [][]string {
+	var out [][]string
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		out = append(out, strings.Split(string(line), ":"))
+	}
+	return out
+}
+
+// parseID reads a uid or gid field: a decimal number, or -1 when it is not one.
+func parseID(field string) int {
+	n, err := strconv.ParseUint(field, 10, 32)
+	if err != nil || field == "" || field[0] == '+' {
+		return -1
+	}
+	return int(n)
+}
+
+// Lines with a malformed id are left out (never read as 0, which would be root).
+func parsePasswd(data []byte) []passwdEntry {
+	var out []passwdEntry
+	for _, f := range accountLines(data) {
+		if len(f) < 4 {
+			continue
+		}
+		uid, gid := parseID(f[2]), parseID(f[3])
+		if uid < 0 || gid < 0 {
+			continue
+		}
+		e := passwdEntry{name: f[0], uid: uid, gid: gid}
+		if len(f) > 5 {
+			e.home = f[5]
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func parseGroup(data []byte) []groupEntry {
+	var out []groupEntry
+	for _, f := range accountLines(data) {
+		if len(f) < 3 {
+			continue
+		}
+		gid := parseID(f[2])
+		if gid < 0 {
+			continue
+		}
+		e := groupEntry{name: f[0], gid: gid}
+		if len(f) > 3 && f[3] != "" {
+			e.members = strings.Split(f[3], ",")
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// checkID refuses an id the sandbox's user namespace does not map.
+func checkID(what string, id int) error {
+	if id < 0 || id >= idBlock {
+		return fmt.Errorf("%s %d is outside the ids a sandbox has (0-%d)", what, id, idBlock-1)
+	}
+	return nil
+}
+
+// resolveUser finds who `spec` names ("name", "uid", "name:group", "uid:gid"; empty: root) the
+// way runc does: a name must be in passwd, a number need not be; the first matching line wins;
+// a user found in passwd gets the groups that list it as a member, unless the group is given;
+// a group must be in group unless it is a number. Home is passwd's, else "/".
+func resolveUser(spec string, passwd, group []byte) (*credentials, error) {
+	userPart, groupPart := spec, ""
+	hasGroup := false
+	if i := strings.IndexByte(spec, ':'); i >= 0 {
+		userPart, groupPart, hasGroup = spec[:i], spec[i+1:], true
+	}
+	if hasGroup && groupPart == "" {
+		return nil, fmt.Errorf("user %q names an empty group", spec)
+	}
+	c := &credentials{home: "/"}
+	uid, gid := 0, 0
+	matchedName := ""
+	byNumber := parseID(userPart)
+	for _, e := range parsePasswd(passwd) {
+		if (userPart == "" && e.uid == 0) || (byNumber >= 0 && e.uid == byNumber) || (byNumber < 0 && e.name == userPart) {
+			matchedName, uid, gid = e.name, e.uid, e.gid
+			if e.home != "" {
+				c.home = e.home
+			}
+			break
+		}
+	}
+	if matchedName == "" && userPart != "" {
+		if byNumber < 0 {
+			return nil, fmt.Errorf("unable to find user %s: no matching entries in /etc/passwd", userPart)
+		}
+		uid = byNumber
+	}
+	if err := checkID("user "+strconv.Quote(spec)+": uid", uid); err != nil {
+		return nil, err
+	}
+	groups := parseGroup(group)
+	if hasGroup {
+		gidNumber := parseID(groupPart)
+		found := false
+		for _, g := range groups {
+			if (gidNumber >= 0 && g.gid == gidNumber) || (gidNumber < 0 && g.name == groupPart) {
+				gid, found = g.gid, true
+				break
+			}
+		}
+		if !found {
+			if gidNumber < 0 {
+				return nil, fmt.Errorf("unable to find group %s: no matching entries in /etc/group", groupPart)
+			}
+			gid = gidNumber
+		}
+	} else if matchedName != "" {
+		for _, g := range groups {
+			for _, member := range g.members {
+				if member == matchedName && checkID("group", g.gid) == nil {
+					c.groups = append(c.groups, uint32(g.gid))
+					break
+				}
+			}
+		}
+	}
+	if err := checkID("user "+strconv.Quote(spec)+": gid", gid); err != nil {
+		return nil, err
+	}
+	c.uid, c.gid = uint32(uid), uint32(gid)
+	if c.groups == nil {
+		c.groups = []uint32{}
+	}
+	return c, nil
+}
+
+// makeWorkdir makes dir and its missing parents (mode 0755), giving each one it makes to
+// uid:gid, as Docker makes an image's WorkingDir. It resolves inside the sandbox's root, as
+// its root (the agent), before any process of the sandbox runs.
+func makeWorkdir(dir string, uid, gid uint32) error {
+	if !strings.HasPrefix(dir, "/") {
+		return fmt.Errorf("the working directory %q is not absolute", dir)
+	}
+	prefix := ""
+	for _, part := range strings.Split(dir, "/") {
+		if part == "" {
+			continue
+		}
+		prefix += "/" + part
+		st, err := stat(prefix)
+		if err == nil {
+			if !isDir(st) {
+				return &fsError{FileErrorKindNotADirectory, prefix + ": not a directory"}
+			}
+			continue
+		}
+		if errnoOf(err) != syscall.ENOENT {
+			return err
+		}
+		if err := syscall.Mkdir(prefix, 0o755); err != nil && err != syscall.EEXIST {
+			return pathErr("mkdir", prefix, err)
+		}
+		if err := syscall.Lchown(prefix, int(uid), int(gid)); err != nil {
+			return pathErr("chown", prefix, err)
+		}
+	}
+	return nil
+}
+
+// configure looks up the user and makes the working directory; from then on every process
+// runs as the user and file calls act as it.
+func (a *agent) configure(id string, req *Configure) {
+	if c, _ := a.identity.current(); c != nil {
+		a.emit(&Event{Id: id, Error: &RequestError{Error: "the sandbox's user is already set"}})
+		return
+	}
+	c, err := lookUpUser(req.User)
+	if err == nil && req.Workdir != "" {
+		err = makeWorkdir(req.Workdir, c.uid, c.gid)
+	}
+	if err != nil {
+		a.emit(&Event{Id: id, Error: &RequestError{Error: describeErr(err)}})
+		return
+	}
+	a.identity.set(c)
+	a.emit(&Event{Id: id, Identity: c.identity()})
+}
+
+func lookUpUser(spec string) (*credentials, error) {
+	passwd, err := readAccountFile("/etc/passwd")
+	if err != nil {
+		return nil, err
+	}
+	group, err := readAccountFile("/etc/group")
+	if err != nil {
+		return nil, err
+	}
+	return resolveUser(spec, passwd, group)
+}

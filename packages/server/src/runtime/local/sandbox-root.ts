@@ -1,0 +1,119 @@
+/**
+ * What a sandbox's root is made of, for the default image and for an image of the store alike:
+ * lower dirs (top first), what its disk starts with, and whether the host's /usr is bound in.
+ *
+ * - The default image: its root-owned skeleton as the one lower dir, taken as it is (its files
+ *   show as nobody inside, as the host's /usr does), the host's /usr subtrees bound read-only
+ *   over /usr, and a disk that starts from the skeleton's layer template (image.ts).
+ * - An image: the mount-point layer on top (root's: the dirs bwrap and the launcher mount
+ *   over, so no image can turn them into symlinks or files), then the image's layers from the
+ *   store, idmapped (an image's uid u shows as u), each once; an empty disk; nothing of the
+ *   host's /usr.
+ */
+import { existsSync } from "node:fs";
+import { chmod, chown, mkdir, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { ImageRecord } from "@sbx/server-kit";
+import type { DefaultImage } from "./image.js";
+import { collapseLayers, type LowerDir } from "./root-mount.js";
+
+/** What the runtime needs of the image store (the server's `OciImageStore`). */
+export interface LayerSource {
+  /** The dir layer `diffId` is unpacked in (root's; an overlay lower dir as it is). */
+  layerDir(diffId: string): string;
+  /** On-disk uid/gid of an image's id 0 (image id u is stored as this plus u). */
+  readonly layerIdBase: number;
+}
+
+export interface RootRecipe {
+  /** Top first, each once. */
+  readonly lowers: readonly LowerDir[];
+  /** What the sandbox's disk starts with (`upper/`, `work/`, owned canonically). */
+  readonly diskContents: string;
+  /** Bind the host's /usr subtrees read-only (the default image). */
+  readonly hostUsr: boolean;
+}
+
+/** overlayfs' limit on lower layers (the mount-point layer takes one). */
+export const MAX_IMAGE_LAYERS = 499;
+
+/** Mount points every image root gets on top: /.sbx (the control dir), /proc, /dev, /tmp. */
+const MOUNT_POINTS = [".sbx", "proc", "dev", "tmp"];
+
+/** The pieces of image roots that are not the image's: made once, root's. */
+export interface ImageRootParts {
+  /** The mount-point layer (root's dirs, 0755). */
+  readonly mountPoints: string;
+  /** An image root's disk contents: an empty `upper/` and `work/`, owned canonically. */
+  readonly emptyLayer: string;
+}
+
+export const IMAGE_ROOT_PARTS_VERSION = "1";
+
+/** Builds the parts under `dir` once (atomically: built aside, then renamed). */
+export async function ensureImageRootParts(dir: string, layerIdBase: number): Promise<ImageRootParts> {
+  const parts = join(dir, `image-root-v${IMAGE_ROOT_PARTS_VERSION}-${layerIdBase}`);
+  const built = { mountPoints: join(parts, "mount-points"), emptyLayer: join(parts, "empty-layer") };
+  if (existsSync(parts)) return built;
+  const staging = `${parts}.building-${process.pid}`;
+  await rm(staging, { recursive: true, force: true });
+  for (const d of MOUNT_POINTS) await mkdir(join(staging, "mount-points", d), { recursive: true });
+  for (const d of ["upper", "work"]) await mkdir(join(staging, "empty-layer", d), { recursive: true });
+  for (const d of ["", "mount-points", "empty-layer", ...MOUNT_POINTS.map((m) => `mount-points/${m}`)]) {
+    await chown(join(staging, d), 0, 0);
+    await chmod(join(staging, d), 0o755);
+  }
+  // The image's root owns its upper: what the sandbox writes at / lands there.
+  await chown(join(staging, "empty-layer", "upper"), layerIdBase, layerIdBase);
+  await chown(join(staging, "empty-layer", "work"), layerIdBase, layerIdBase);
+  await chmod(join(staging, "empty-layer", "work"), 0o700);
+  await rename(staging, parts);
+  return built;
+}
+
+export function defaultRoot(image: DefaultImage): RootRecipe {
+  return { lowers: [{ path: image.lower, idmapped: false }], diskContents: image.layer, hostUsr: true };
+}
+
+export function imageRoot(image: ImageRecord, layers: LayerSource, parts: ImageRootParts): RootRecipe {
+  return {
+    lowers: [
+      { path: parts.mountPoints, idmapped: false },
+      ...collapseLayers(image.layers).map((diffId) => ({ path: layers.layerDir(diffId), idmapped: true })),
+    ],
+    diskContents: parts.emptyLayer,
+    hostUsr: false,
+  };
+}
+
+/** The host's platform in OCI's (GOARCH) names. */
+export function hostArchitecture(arch: string = process.arch): string {
+  return ({ x64: "amd64", arm64: "arm64", ia32: "386", arm: "arm" } as Record<string, string>)[arch] ?? arch;
+}
+
+/**
+ * Why the local runtime cannot start `image` (undefined: it can): it must be a Linux image of
+ * this host's architecture, whose layers are all in the store.
+ */
+export function imageRootProblem(image: ImageRecord, layers: LayerSource | undefined): string | undefined {
+  if (!layers) return `the local runtime has no image store: it starts its default image only`;
+  const { os, architecture, variant } = image.platform;
+  const host = hostArchitecture();
+  if (os !== "linux" || architecture !== host) {
+    return `image ${image.id} is for ${os}/${architecture}${variant ? `/${variant}` : ""}: this machine runs linux/${host} images only`;
+  }
+  const unique = collapseLayers(image.layers);
+  if (unique.length > MAX_IMAGE_LAYERS) {
+    return `image ${image.id} has ${unique.length} distinct layers: overlayfs stacks at most ${MAX_IMAGE_LAYERS}`;
+  }
+  for (const diffId of unique) {
+    let dir: string;
+    try {
+      dir = layers.layerDir(diffId);
+    } catch {
+      return `image ${image.id} names a malformed layer ${JSON.stringify(diffId)}`;
+    }
+    if (!existsSync(dir)) return `layer ${diffId} of image ${image.id} is not in the image store: pull the image again`;
+  }
+  return undefined;
+}
