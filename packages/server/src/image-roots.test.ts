@@ -1,0 +1,347 @@
+// Sandboxes started from images of the image store, with the real local runtime (bubblewrap)
+// and a real store: a busybox-only root (no python, no bash) works for every kind of call;
+// the image's owners are kept (shifted into the sandbox's own block of host ids, through
+// idmapped layers); root has Docker's capabilities there and nothing more; the image's User
+// applies; layers are shared between sandboxes of different blocks; nothing of the store or
+// of a sandbox is reachable by a host user. Runtime level: the server wires the store in later.
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ImageRecord, RuntimeSandbox, RuntimeSandboxSpec, RuntimeWatchEvent } from "@sbx/server-kit";
+import { RuntimeFsError } from "@sbx/server-kit";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OciImageStore } from "./images/index.js";
+import { imageStoreAvailable } from "./images/test-support/available.js";
+import type { TarEntry } from "./images/test-support/tar-layers.js";
+import { createLocalRuntime } from "./runtime/local/index.js";
+import { buildIdsProbe, busyboxRoot, importTestImage, runIn, shIn } from "./runtime/local/test-support/image-roots.js";
+import { DEFAULT_LAYER_ID_BASE } from "./runtime/local/uid-range.js";
+import { realServerAvailable } from "./test-support.js";
+
+const available =
+  (await imageStoreAvailable("image root tests", ["tar", "go"])) && (await realServerAvailable("image root tests"));
+
+const NOBODY = 65_534;
+const DOCKER_CAPS = "00000000a80425fb";
+const NO_CAPS = "0000000000000000";
+
+/** `argv` run on the host as uid/gid `id` (no groups, no capabilities). */
+function runAsHostUser(id: number, argv: string[]): { out: string; code: number | null } {
+  const r = spawnSync("setpriv", [`--reuid=${id}`, `--regid=${id}`, "--clear-groups", "--inh-caps=-all", ...argv], {
+    encoding: "utf8",
+  });
+  return { out: `${r.stdout}${r.stderr}`, code: r.status };
+}
+
+/** Host processes whose real uid is `uid`, with their command names. */
+function hostProcessesOf(uid: number): { pid: number; name: string }[] {
+  const found: { pid: number; name: string }[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const status = (() => {
+      try {
+        return readFileSync(`/proc/${entry}/status`, "utf8");
+      } catch {
+        return "";
+      }
+    })();
+    const owner = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+    if (owner === String(uid)) found.push({ pid: Number(entry), name: /^Name:\s+(.*)$/m.exec(status)?.[1] ?? "" });
+  }
+  return found;
+}
+
+/** The sandbox's block: its root's host id, from its own uid_map. */
+async function baseOf(sb: RuntimeSandbox): Promise<number> {
+  const { out } = await runIn(sb, ["cat", "/proc/self/uid_map"]);
+  const [inside, outside, count] = out.trim().split(/\s+/).map(Number);
+  expect([inside, count]).toEqual([0, 65_536]);
+  return outside as number;
+}
+
+describe.runIf(available)("sandboxes from images (local runtime, image store)", () => {
+  const work = mkdtempSync(join(tmpdir(), "sbx-image-roots-"));
+  let store: OciImageStore;
+  let runtime: ReturnType<typeof createLocalRuntime>;
+  const images = {} as Record<"base" | "app" | "many", ImageRecord>;
+  const sandboxes: RuntimeSandbox[] = [];
+  let count = 0;
+
+  /** A sandbox from `image`, as the engine asks for one (the image's User and WorkingDir). */
+  const sandbox = async (image: ImageRecord, spec: Partial<RuntimeSandboxSpec> = {}) => {
+    const sb = await runtime.createSandbox({
+      id: `img-${++count}`,
+      image,
+      user: image.config.user || undefined,
+      env: {},
+      workdir: image.config.workingDir || undefined,
+      blockNetwork: true,
+      ...spec,
+    });
+    sandboxes.push(sb);
+    return sb;
+  };
+
+  beforeAll(async () => {
+    store = await OciImageStore.open({ dir: join(work, "store") });
+    runtime = createLocalRuntime({ dataDir: join(work, "data"), layers: store, warmPoolSize: 0 });
+    expect(await runtime.checkPrerequisites()).toEqual([]);
+    await runtime.cleanupLeftovers();
+    const ids = buildIdsProbe(work);
+    const own = (name: string, uid: number, extra: Partial<TarEntry> = {}): TarEntry => ({
+      name,
+      uid,
+      gid: uid,
+      ...extra,
+    });
+    const bottom: TarEntry[] = [
+      ...busyboxRoot(),
+      { name: "etc/", type: "directory", mode: 0o755 },
+      {
+        name: "etc/passwd",
+        content: "root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234::/home/app:/bin/sh\n",
+      },
+      { name: "etc/group", content: "root:x:0:\napp:x:1234:\nstaff:x:50:app\n" },
+      { name: "etc/rootfile", content: "root's\n", mode: 0o644 },
+      { name: "etc/old", content: "whited out above\n" },
+      { name: "root/", type: "directory", mode: 0o700 },
+      { name: "root/secret", content: "root only\n", mode: 0o600 },
+      { name: "home/", type: "directory", mode: 0o755 },
+      own("home/app/", 1234, { type: "directory", mode: 0o750 }),
+      own("home/app/notes", 1234, { content: "app's notes\n", mode: 0o640 }),
+      { name: "srv/", type: "directory", mode: 0o755 },
+      { name: "srv/shared/", type: "directory", mode: 0o2775, uid: 0, gid: 1234 },
+      { name: "opt/data/from-l1", content: "1\n" },
+      { name: "usr/bin/", type: "directory", mode: 0o755 },
+      { name: "usr/bin/ids", content: ids, mode: 0o755 },
+      { name: "usr/bin/suid-ids", content: ids, mode: 0o4755 },
+    ];
+    const top: TarEntry[] = [
+      { name: "etc/.wh.old", content: "" },
+      { name: "opt/data/.wh..wh..opq", content: "" },
+      { name: "opt/data/from-l2", content: "2\n" },
+      own("etc/motd", 1234, { content: "layer two\n" }),
+    ];
+    images.base = await importTestImage(store, work, { layers: [bottom, top] });
+    images.app = await importTestImage(store, work, {
+      layers: [bottom, top, [{ name: "etc/app-marker", content: "app\n" }]],
+      config: { User: "app", WorkingDir: "/srv/app/work", Env: ["PATH=/usr/bin:/bin", "GREETING=hi"] },
+    });
+    const numbered = Array.from({ length: 100 }, (_, i): TarEntry[] => [{ name: `layers/${i}`, content: `${i}\n` }]);
+    // 103 layers listed, one of them twice (an image may list a layer again): 102 distinct.
+    images.many = await importTestImage(store, work, { layers: [bottom, top, ...numbered, top] });
+  }, 300_000);
+
+  afterAll(async () => {
+    await Promise.all(sandboxes.map((sb) => sb.destroy()));
+    await runtime?.close();
+    store?.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it("a busybox-only root (no python, no bash): sh -c, exec, a terminal, files and watch", async () => {
+    const sb = await sandbox(images.base);
+    const sh = await shIn(sb, "echo hello from $0; command -v python3 bash || echo none; ls /usr; ls /usr/bin");
+    expect(sh).toEqual({ out: "hello from sh\nnone\nbin\nids\nsuid-ids\n", code: 0 });
+    // Nothing of the host's /usr: no mount there at all.
+    const mounts = await runIn(sb, ["cat", "/proc/self/mountinfo"]);
+    expect(mounts.out.split("\n").filter((line) => line.split(" ")[4]?.startsWith("/usr"))).toEqual([]);
+    expect(await runIn(sb, ["id", "-u"])).toEqual({ out: "0\n", code: 0 });
+    const missing = await runIn(sb, ["python3", "-c", "1"]);
+    expect(missing.code).toBe(127);
+    const tty = await runIn(sb, ["sh"], { pty: true, stdin: "tty; echo in-a-tty; exit 3\n" });
+    expect(tty.out).toMatch(/\/dev\/pts\/\d+/);
+    expect(tty.out).toContain("in-a-tty");
+    expect(tty.code).toBe(3);
+
+    const watchStop = new AbortController();
+    await runIn(sb, ["mkdir", "-p", "/work"]);
+    const events = await sb.fs.watch("/work", false, watchStop.signal);
+    const upload = await sb.fs.upload("/work/hello.txt");
+    await upload.write(new TextEncoder().encode("hello, files\n"));
+    await upload.commit();
+    const seen: RuntimeWatchEvent[] = [];
+    for await (const batch of events) {
+      seen.push(...batch);
+      if (seen.some((e) => e.paths.includes("/work/hello.txt"))) break;
+    }
+    watchStop.abort();
+    const read: Buffer[] = [];
+    for await (const piece of await sb.fs.read("/work/hello.txt", 0, new AbortController().signal)) {
+      read.push(Buffer.from(piece));
+    }
+    expect(Buffer.concat(read).toString()).toBe("hello, files\n");
+    expect((await sb.fs.stat("/work/hello.txt")).size).toBe(13);
+    expect((await sb.fs.list("/")).map((e) => e.name)).toEqual(
+      expect.arrayContaining(["bin", "etc", "home", "root", "srv", "usr", "work"]),
+    );
+    expect((await runIn(sb, ["stat", "-c", "%u:%g %a", "/work/hello.txt"])).out).toBe("0:0 644\n");
+  });
+
+  it("keeps the image's owners, whiteouts and opaque dirs; root has Docker's capabilities, a user none, and setuid gives nothing", async () => {
+    const sb = await sandbox(images.base);
+    const owners = await shIn(
+      sb,
+      "stat -c '%n %u:%g %a' /home/app /home/app/notes /etc/rootfile /etc/motd /srv/shared /root /usr/bin/suid-ids",
+    );
+    expect(owners.out).toBe(
+      [
+        "/home/app 1234:1234 750",
+        "/home/app/notes 1234:1234 640",
+        "/etc/rootfile 0:0 644",
+        "/etc/motd 1234:1234 644",
+        "/srv/shared 0:1234 2775",
+        "/root 0:0 700",
+        "/usr/bin/suid-ids 0:0 4755",
+        "",
+      ].join("\n"),
+    );
+    expect((await runIn(sb, ["ls", "-ln", "/home"])).out).toMatch(/^d.* 1234 +1234 .* app$/m);
+    expect((await shIn(sb, "ls /etc/old 2>&1; ls /opt/data")).out).toMatch(/No such file[\s\S]*^from-l2\n$/m);
+
+    // Root: Docker's set (and none inheritable or ambient), no_new_privs, seccomp.
+    expect((await runIn(sb, ["ids"])).out).toBe(
+      `uid=0 euid=0 gid=0 egid=0 groups=[]\nCapInh: ${NO_CAPS}\nCapPrm: ${DOCKER_CAPS}\nCapEff: ${DOCKER_CAPS}\nCapAmb: ${NO_CAPS}\n`,
+    );
+    const powers = await shIn(
+      sb,
+      [
+        "cat /home/app/notes",
+        "chown 1234 /etc/rootfile && stat -c %u /etc/rootfile && chown 0 /etc/rootfile",
+        "touch /root/mine && chown 1234:1234 /root/mine && stat -c %u:%g /root/mine",
+        "chown 70000 /root/mine 2>/dev/null && echo chowned-out-of-block || echo no-chown-out-of-block",
+        "mknod /root/null c 1 3 2>/dev/null && echo device || echo no-device",
+        "mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo no-mount",
+        "unshare -U true 2>/dev/null && echo userns || echo no-userns",
+      ].join("; "),
+    );
+    expect(powers.out).toBe("app's notes\n1234\n1234:1234\nno-chown-out-of-block\nno-device\nno-mount\nno-userns\n");
+
+    // Another user, through su (busybox): its ids and groups, no capabilities, no way back.
+    const asApp = (script: string) => shIn(sb, `su app -s /bin/sh -c '${script}' </dev/null`);
+    expect((await asApp("id -u; id -G; ids | grep Cap")).out).toBe(
+      `1234\n1234 50\nCapInh: ${NO_CAPS}\nCapPrm: ${NO_CAPS}\nCapEff: ${NO_CAPS}\nCapAmb: ${NO_CAPS}\n`,
+    );
+    expect((await asApp("echo x >> /etc/rootfile || echo refused")).out).toMatch(/refused\n$/);
+    expect((await asApp("cat /root/secret || echo refused")).out).toMatch(/refused\n$/);
+    expect((await asApp("echo mine > /home/app/new && stat -c %u:%g /home/app/new")).out).toBe("1234:1234\n");
+    expect((await asApp("echo x > /srv/shared/f && stat -c %u:%g /srv/shared/f")).out).toBe("1234:1234\n");
+    expect((await asApp("su -c id root </dev/null >/dev/null 2>&1 && echo root || echo refused")).out).toBe(
+      "refused\n",
+    );
+    // A setuid-root file, and a file carrying every file capability: nothing for the user, and
+    // never more than the bounding set for root (no_new_privs, nosuid).
+    expect((await asApp("suid-ids | head -1")).out).toMatch(/^uid=1234 euid=1234 gid=1234 egid=1234 groups=/);
+    expect(
+      (await shIn(sb, "cp /usr/bin/ids /root/fcap && chmod 755 /root /root/fcap && ids setcap /root/fcap")).code,
+    ).toBe(0);
+    expect((await asApp("/root/fcap | grep CapPrm")).out).toBe(`CapPrm: ${NO_CAPS}\n`);
+    expect((await runIn(sb, ["/root/fcap"])).out).toContain(`CapPrm: ${DOCKER_CAPS}\n`);
+  });
+
+  it("runs every process and file call as the image's User, in its WorkingDir (made, the user's), with HOME from passwd", async () => {
+    const sb = await sandbox(images.app);
+    const who = await shIn(sb, 'whoami; id -G; pwd; echo "$HOME $GREETING"; stat -c %u:%g /srv/app /srv/app/work');
+    expect(who).toEqual({ out: "app\n1234 50\n/srv/app/work\n/home/app hi\n1234:1234\n1234:1234\n", code: 0 });
+    expect((await runIn(sb, ["id", "-u"], { pty: true })).out).toBe("1234\r\n");
+    // A program only root could run is refused as the user would find it.
+    expect((await runIn(sb, ["cat", "/root/secret"])).code).not.toBe(0);
+    const denied = await runIn(sb, ["/root/secret"]);
+    expect(denied.out).toMatch(/^sbx: cannot run \/root\/secret: Permission denied\n$/);
+
+    // File calls act as the user too: its uploads are its own; root's files stay root's.
+    const upload = await sb.fs.upload("/home/app/up.txt");
+    await upload.write(new TextEncoder().encode("up\n"));
+    await upload.commit();
+    expect((await runIn(sb, ["stat", "-c", "%u:%g", "/home/app/up.txt"])).out).toBe("1234:1234\n");
+    await expect(sb.fs.upload("/etc/not-yours")).rejects.toMatchObject({ kind: "permission_denied" });
+    await expect(sb.fs.read("/root/secret", 0, new AbortController().signal)).rejects.toBeInstanceOf(RuntimeFsError);
+    await expect(sb.fs.makeDirectory("/srv/not-yours", true)).rejects.toMatchObject({ kind: "permission_denied" });
+    const notes: Buffer[] = [];
+    for await (const piece of await sb.fs.read("/home/app/notes", 0, new AbortController().signal)) {
+      notes.push(Buffer.from(piece));
+    }
+    expect(Buffer.concat(notes).toString()).toBe("app's notes\n");
+  });
+
+  it("takes a User as a name or uid, with a group by name or gid; an unknown name fails the create", async () => {
+    for (const [user, expected] of [
+      ["1234", "1234 1234 1234 50"],
+      ["1234:50", "1234 50 50"],
+      ["app:staff", "1234 50 50"],
+      ["4321", "4321 0 0"],
+      ["root", "0 0 0"],
+    ] as const) {
+      const sb = await sandbox(images.base, { user });
+      expect((await shIn(sb, 'echo "$(id -u) $(id -g) $(id -G)"')).out, user).toBe(`${expected}\n`);
+    }
+    await expect(sandbox(images.base, { user: "nobody-here" })).rejects.toThrow(/unable to find user nobody-here/);
+    await expect(sandbox(images.base, { user: "app:nogroup" })).rejects.toThrow(/unable to find group nogroup/);
+    await expect(sandbox(images.base, { user: "70000" })).rejects.toThrow(/outside the ids a sandbox has/);
+  });
+
+  it("shares one layer between sandboxes of different blocks at once; the host sees their processes as BASE+uid; nothing idmapped is attached anywhere", async () => {
+    const [a, b] = await Promise.all([sandbox(images.app), sandbox(images.app)]);
+    const [baseA, baseB] = await Promise.all([baseOf(a), baseOf(b)]);
+    expect(Math.abs(baseA - baseB) % 65_536).toBe(0);
+    expect(baseA).not.toBe(baseB);
+    const [inodeA, inodeB] = await Promise.all([
+      runIn(a, ["stat", "-L", "-c", "%i", "/bin/busybox"]),
+      runIn(b, ["stat", "-L", "-c", "%i", "/bin/busybox"]),
+    ]);
+    const layer = store.layerDir(images.app.layers[0] as string);
+    expect(inodeA.out).toBe(`${statSync(join(layer, "bin/busybox")).ino}\n`);
+    expect(inodeB.out).toBe(inodeA.out);
+    // The store's copy is owned canonically (the layer id block), never by a sandbox's ids.
+    expect(statSync(join(layer, "home/app")).uid).toBe(DEFAULT_LAYER_ID_BASE + 1234);
+
+    const sleeping = await Promise.all([a, b].map((sb) => sb.exec({ argv: ["sleep", "60"], env: {}, pty: false })));
+    try {
+      for (const base of [baseA, baseB]) {
+        expect(hostProcessesOf(base + 1234).map((p) => p.name)).toContain("sleep");
+      }
+      // Not a mount of the host's, nor of any sandbox's, is idmapped where a path leads to it.
+      const idmapped = execFileSync("sh", ["-c", "cat /proc/[0-9]*/mountinfo 2>/dev/null | grep -c idmapped || true"], {
+        encoding: "utf8",
+      });
+      expect(idmapped.trim()).toBe("0");
+      expect((await runIn(a, ["grep", "-c", "idmapped", "/proc/self/mountinfo"])).out).toBe("0\n");
+    } finally {
+      for (const p of sleeping) p.signal(9);
+    }
+  });
+
+  it("a host user reaches none of the store, the sandbox's files or its processes' roots", async () => {
+    const sb = await sandbox(images.app);
+    const sleeping = await sb.exec({ argv: ["sleep", "60"], env: {}, pty: false });
+    try {
+      const base = await baseOf(sb);
+      const [sleeper] = hostProcessesOf(base + 1234).filter((p) => p.name === "sleep");
+      expect(sleeper).toBeDefined();
+      const layer = store.layerDir(images.app.layers[0] as string);
+      for (const [who, argv] of [
+        [NOBODY, ["ls", join(work, "store", "layers")]],
+        [NOBODY, ["cat", join(layer, "etc/rootfile")]],
+        [NOBODY, ["ls", join(work, "data", "runtime", "sandboxes")]],
+        [NOBODY, ["ls", `/proc/${sleeper?.pid}/root/`]],
+        // A host process with a sandbox user's id (were there one) cannot reach the store either.
+        [base + 1234, ["cat", join(layer, "home/app/notes")]],
+      ] as const) {
+        const r = runAsHostUser(who, [...argv]);
+        expect(r.code, `${who}: ${argv.join(" ")}: ${r.out}`).not.toBe(0);
+        expect(r.out).toMatch(/Permission denied/);
+      }
+    } finally {
+      sleeping.signal(9);
+    }
+  });
+
+  it("stacks an image of a hundred layers, one listed twice", async () => {
+    const sb = await sandbox(images.many);
+    expect(images.many.layers).toHaveLength(103);
+    expect(new Set(images.many.layers).size).toBe(102);
+    const r = await shIn(sb, "ls /layers | wc -l; cat /layers/0 /layers/99; ls /etc/old 2>&1; ls /opt/data");
+    expect(r.out).toMatch(/^100\n0\n99\n.*No such file.*\nfrom-l2\n$/);
+  });
+});
