@@ -64,7 +64,12 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
   const work = mkdtempSync(join(tmpdir(), "sbx-image-roots-"));
   let store: OciImageStore;
   let runtime: ReturnType<typeof createLocalRuntime>;
-  const images = {} as Record<"base" | "app" | "many", ImageRecord>;
+  const images = {} as Record<"base" | "app" | "many" | "solo", ImageRecord>;
+  const soloImage = (layers: TarEntry[][]) => ({
+    layers: [...layers, [{ name: "etc/solo", content: "solo's own layer\n" }]],
+    config: { User: "app" },
+  });
+  let bottomAndTop: TarEntry[][] = [];
   const sandboxes: RuntimeSandbox[] = [];
   let count = 0;
 
@@ -123,7 +128,9 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
       { name: "opt/data/from-l2", content: "2\n" },
       own("etc/motd", 1234, { content: "layer two\n" }),
     ];
+    bottomAndTop = [bottom, top];
     images.base = await importTestImage(store, work, { layers: [bottom, top] });
+    images.solo = await importTestImage(store, work, soloImage(bottomAndTop));
     images.app = await importTestImage(store, work, {
       layers: [bottom, top, [{ name: "etc/app-marker", content: "app\n" }]],
       config: { User: "app", WorkingDir: "/srv/app/work", Env: ["PATH=/usr/bin:/bin", "GREETING=hi"] },
@@ -334,6 +341,39 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
       }
     } finally {
       sleeping.signal(9);
+    }
+  });
+
+  it("hands out a warm sandbox of an image ready, as its User; never one whose image's layers were removed", async () => {
+    const warmRuntime = createLocalRuntime({ dataDir: join(work, "warm"), layers: store, warmPoolSize: 1 });
+    const ready = () =>
+      [...(warmRuntime as unknown as { warmSandboxes: { images: Map<string, number> } }).warmSandboxes.images]
+        .filter(([key]) => key.startsWith(images.solo.id))
+        .reduce((sum, [, n]) => sum + n, 0);
+    const waitForWarm = async () => {
+      for (let i = 0; i < 300 && ready() === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(ready()).toBe(1);
+    };
+    const create = (id: string) =>
+      warmRuntime.createSandbox({ id, image: images.solo, user: "app", env: {}, blockNetwork: true });
+    try {
+      const first = await create("warm-1"); // cold: the image's pool starts filling now
+      await waitForWarm();
+      const second = await create("warm-2");
+      expect(ready()).toBe(0); // the warm one was taken
+      expect((await shIn(second, 'whoami; echo "$HOME"; cat /etc/solo')).out).toBe(
+        "app\n/home/app\nsolo's own layer\n",
+      );
+      await waitForWarm();
+      // The image goes (its own layer with it), and comes back: a new layer dir.
+      await Promise.all([first.destroy(), second.destroy()]);
+      await store.delete(images.solo.id);
+      images.solo = await importTestImage(store, work, soloImage(bottomAndTop));
+      const third = await create("warm-3");
+      expect((await shIn(third, "whoami; cat /etc/solo")).out).toBe("app\nsolo's own layer\n");
+      await third.destroy();
+    } finally {
+      await warmRuntime.close();
     }
   });
 

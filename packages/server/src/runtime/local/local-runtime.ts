@@ -29,6 +29,7 @@ import type { ImageRecord, RuntimeSandbox, RuntimeSandboxSpec, SandboxRuntime } 
 import { installAgent } from "./agent-binary.js";
 import { cleanupCgroups, detectCgroupVersion } from "./cgroups.js";
 import { type DefaultImage, ensureDefaultImage } from "./image.js";
+import { ImageWarmPools } from "./image-warm-pools.js";
 import { LocalSandbox } from "./local-sandbox.js";
 import { localRuntimeProblems } from "./prerequisites.js";
 import { type DiskSource, ensureDiskTemplate, removeSandboxDisk } from "./sandbox-disk.js";
@@ -39,6 +40,7 @@ import {
   imageRoot,
   imageRootProblem,
   type LayerSource,
+  layerStamp,
   type RootRecipe,
 } from "./sandbox-root.js";
 import { seccompProgram } from "./seccomp.js";
@@ -70,8 +72,13 @@ export interface LocalRuntimeOptions {
   readonly defaultMemoryMiB?: number;
   /** Process/thread limit per sandbox. Default 512. */
   readonly pidsLimit?: number;
-  /** Sandboxes kept started ahead of demand (0 disables). Default 2. */
+  /** Sandboxes kept started ahead of demand (0 disables), of the default image and of each warm image. Default 2. */
   readonly warmPoolSize?: number;
+  /**
+   * Images of the store whose sandboxes are kept started ahead of demand, once a create has
+   * named them: the most recently used ones (0: none). Default 4.
+   */
+  readonly warmImages?: number;
   /**
    * How long a file call waits for the sandbox's agent before failing with a deadline error
    * (the agent is stopped, or swamped). Default 60 s.
@@ -100,6 +107,9 @@ class LocalRuntime implements SandboxRuntime {
   readonly #diskTemplates = new Map<string, Promise<string>>();
   #prepared: Promise<void> | undefined;
   readonly #warm: WarmPool<LocalSandbox>;
+  readonly #imagePools: ImageWarmPools<LocalSandbox>;
+  /** What each image sandbox's layers were when it started (see layerStamp). */
+  readonly #layerStamps = new WeakMap<LocalSandbox, { image: ImageRecord; stamp: string }>();
   #closed = false;
   #seccompFile: Promise<string> | undefined;
   #agentFile: Promise<string> | undefined;
@@ -114,14 +124,26 @@ class LocalRuntime implements SandboxRuntime {
     this.#blocks = new IdBlockAllocator(this.#uidRange);
     this.#layerIdBase = options.layers?.layerIdBase ?? DEFAULT_LAYER_ID_BASE;
     this.#defaultDiskMiB = options.defaultDiskMiB ?? 10_240;
+    // Started under a warm id, then no longer the runtime's by id: the pool owns it.
+    const warmStart = (spec: RuntimeSandboxSpec) =>
+      this.#start(spec).then((sandbox) => {
+        this.#sandboxes.delete(spec.id);
+        return sandbox;
+      });
     this.#warm = new WarmPool({
       size: options.warmPoolSize ?? 2,
-      // Started under a warm id, then no longer the runtime's by id: the pool owns it.
-      start: (id) =>
-        this.#start({ id, env: {}, blockNetwork: true }).then((sandbox) => {
-          this.#sandboxes.delete(id);
-          return sandbox;
-        }),
+      start: (id) => warmStart({ id, env: {}, blockNetwork: true }),
+    });
+    this.#imagePools = new ImageWarmPools({
+      size: options.warmPoolSize ?? 2,
+      images: options.warmImages ?? 4,
+      start: (id, image, user) =>
+        warmStart({ id, image, user, env: {}, workdir: image.config.workingDir || undefined, blockNetwork: true }),
+      intact: (sandbox) => {
+        const started = this.#layerStamps.get(sandbox);
+        const layers = this.#options.layers;
+        return started !== undefined && layers !== undefined && layerStamp(started.image, layers) === started.stamp;
+      },
     });
   }
 
@@ -141,11 +163,15 @@ class LocalRuntime implements SandboxRuntime {
     }
     if (this.#closed) throw new Error("the runtime is closed");
     const limits = this.#limitsOf(spec);
-    // A pre-started sandbox (of the default image) takes on the new one's id, environment and
-    // limits; its disk was made with the default size, so a sandbox asking for another starts cold.
-    const warm = !spec.image && this.#diskOf(spec) === this.#defaultDiskMiB ? this.#warm.take() : undefined;
+    // A pre-started sandbox (of the default image, or of this image for this user) takes on
+    // the new one's id, environment and limits; its disk was made with the default size, so a
+    // sandbox asking for another starts cold.
+    let warm: LocalSandbox | undefined;
+    if (this.#diskOf(spec) === this.#defaultDiskMiB) {
+      warm = spec.image ? this.#imagePools.take(spec.image, spec.user) : this.#warm.take();
+    }
     if (warm) {
-      this.#warm.refill();
+      if (!spec.image) this.#warm.refill();
       try {
         await warm.adopt(spec, limits);
         this.#sandboxes.set(spec.id, warm);
@@ -155,7 +181,7 @@ class LocalRuntime implements SandboxRuntime {
       }
     }
     const sandbox = await this.#start(spec);
-    this.#warm.refill();
+    if (!spec.image) this.#warm.refill();
     return sandbox;
   }
 
@@ -186,6 +212,8 @@ class LocalRuntime implements SandboxRuntime {
     this.#agentFile ??= forgetOnFailure(installAgent(this.#dir), () => {
       this.#agentFile = undefined;
     });
+    // An image's layers as they are now: a warm sandbox is handed out only while they are unchanged.
+    const stamp = spec.image && this.#options.layers ? layerStamp(spec.image, this.#options.layers) : undefined;
     const [seccomp, agent, root] = await Promise.all([this.#seccompFile, this.#agentFile, this.#rootOf(spec, images)]);
     const diskMiB = this.#diskOf(spec);
     let diskSource: DiskSource = { contents: root.diskContents };
@@ -224,6 +252,7 @@ class LocalRuntime implements SandboxRuntime {
       },
     });
     this.#sandboxes.set(spec.id, sandbox);
+    if (spec.image && stamp !== undefined) this.#layerStamps.set(sandbox, { image: spec.image, stamp });
     try {
       await sandbox.start();
     } catch (error) {
@@ -279,9 +308,14 @@ class LocalRuntime implements SandboxRuntime {
     return this.#sandboxes.size;
   }
 
+  /** Started sandboxes waiting in the warm pools: the default image's, and each image's (by id); for diagnostics and tests. */
+  get warmSandboxes(): { readonly default: number; readonly images: ReadonlyMap<string, number> } {
+    return { default: this.#warm.ready, images: this.#imagePools.ready };
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
-    const warm = await this.#warm.close();
+    const warm = [...(await this.#warm.close()), ...(await this.#imagePools.close())];
     const all = [...this.#sandboxes.values(), ...warm];
     await Promise.all(all.map((s) => s.destroy()));
     this.#sandboxes.clear();

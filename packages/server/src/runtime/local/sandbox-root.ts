@@ -10,7 +10,7 @@
  *   store, idmapped (an image's uid u shows as u), each once; an empty disk; nothing of the
  *   host's /usr.
  */
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { chmod, chown, mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { ImageRecord } from "@sbx/server-kit";
@@ -84,6 +84,21 @@ export function imageRoot(image: ImageRecord, layers: LayerSource, parts: ImageR
     diskContents: parts.emptyLayer,
     hostUsr: false,
   };
+}
+
+/**
+ * Which dirs an image's layers are now (device and inode of each): unchanged while the store
+ * keeps them, different once a layer was removed (and maybe unpacked again); "" when one is
+ * missing.
+ */
+export function layerStamp(image: ImageRecord, layers: LayerSource): string {
+  const parts: string[] = [];
+  for (const diffId of collapseLayers(image.layers)) {
+    const st = statSync(layers.layerDir(diffId), { throwIfNoEntry: false });
+    if (!st) return "";
+    parts.push(`${st.dev}:${st.ino}`);
+  }
+  return parts.join(",");
 }
 
 /** The host's platform in OCI's (GOARCH) names. */

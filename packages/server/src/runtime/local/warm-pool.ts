@@ -31,6 +31,11 @@ export class WarmPool<S extends WarmSandbox> {
     this.#start = options.start;
   }
 
+  /** How many are started and waiting. */
+  get ready(): number {
+    return this.#warm.length;
+  }
+
   /** A started sandbox, if one is ready; the caller refills the pool. */
   take(): S | undefined {
     return this.#warm.shift();
