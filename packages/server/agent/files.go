@@ -12,8 +12,8 @@ import (
 )
 
 // fileServer answers the server's file calls. They run on a few workers started at boot, as the
-// sandbox user, inside the sandbox's root: paths, `..` and symlinks resolve there, so no path
-// can reach the host. File contents never pass through the agent: for Read and Upload it opens
+// sandbox user without capabilities (permission bits apply, root's too), inside the sandbox's
+// root: paths, `..` and symlinks resolve there, so no path can reach the host. File contents never pass through the agent: for Read and Upload it opens
 // the file and names the descriptor, and the server reopens that open file through
 // /proc/<agent>/fd/<n> (the same file, whatever happens to its path later) and checks it.
 type fileServer struct {
@@ -57,8 +57,11 @@ func (f *fileServer) unwatch(id string) { f.watches.unwatch(id) }
 
 func (f *fileServer) work() {
 	// Never unlocked: this thread carries the sandbox user's ids once it is configured, and
-	// no other goroutine may run on it (the thread dies with the agent).
+	// acts without capabilities; no other goroutine may run on it (it dies with the agent).
 	runtime.LockOSThread()
+	if err := actAs(nil, false); err != nil {
+		fatal("cannot drop a file worker's capabilities: %v", err)
+	}
 	var applied uint64
 	for {
 		f.mu.Lock()
@@ -70,7 +73,7 @@ func (f *fileServer) work() {
 		f.queued = f.queued[1:]
 		f.mu.Unlock()
 		if creds, generation := f.identity.current(); generation != applied {
-			if err := actAs(creds); err != nil {
+			if err := actAs(creds, false); err != nil {
 				fatal("cannot act as the sandbox user: %v", err)
 			}
 			applied = generation

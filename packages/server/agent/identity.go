@@ -3,10 +3,11 @@ package main
 // Who the sandbox's processes run as: the image's User, looked up in the sandbox's own
 // /etc/passwd and /etc/group. Those files are the image's (and the sandbox's root may rewrite
 // them): hostile input, read with bounds, which can only ever affect this sandbox. Processes
-// get the user's ids and groups when they start (setgroups, setgid, setuid in the child); file
-// calls act as the user on threads whose fs ids are the user's (setfsuid, setfsgid and
-// setgroups hold for one thread only), so the kernel checks every path with the user's
-// permissions.
+// get the user's ids and groups when they start (setgroups, setgid, setuid in the child), and
+// root's processes Docker's capabilities. File calls act as the user without any capability
+// (permission bits bind root too, as the files API has always promised) on threads whose fs
+// ids, groups and capabilities are their own (setfsuid, setfsgid, setgroups and capset hold
+// for one thread only), so the kernel checks every path as it would for that user.
 
 import (
 	"bytes"
@@ -69,7 +70,8 @@ func newUserThread(who *acting) *userThread {
 		var applied uint64
 		for fn := range t.work {
 			if creds, generation := who.current(); generation != applied {
-				if err := actAs(creds); err != nil {
+				// With the capabilities the user's processes will have (root's: Docker's set).
+				if err := actAs(creds, true); err != nil {
 					fatal("cannot act as the sandbox user: %v", err)
 				}
 				applied = generation
@@ -89,13 +91,47 @@ func (t *userThread) do(fn func()) {
 	<-done
 }
 
-// actAs gives the calling thread (locked to its goroutine) the user's groups and fs ids; nil
-// leaves it as it is. Going from fs id 0 to another drops the thread's effective file
-// capabilities (dac_override, chown, fowner…), as for a process of that user.
-func actAs(c *credentials) error {
-	if c == nil {
-		return nil
+// actAs gives the calling thread (locked to its goroutine) the user's groups and fs ids (nil:
+// the agent's own, root's), with its effective capabilities (`withCaps`: as the user's
+// processes get them, else none at all). Going from fs id 0 to another drops the file
+// capabilities (dac_override, chown, fowner…) in any case, as for a process of that user.
+func actAs(c *credentials, withCaps bool) error {
+	// setgroups needs CAP_SETGID: first the thread's effective set back from its permitted one.
+	if err := setEffectiveCaps(true); err != nil {
+		return err
 	}
+	if c != nil {
+		if err := setIds(c); err != nil {
+			return err
+		}
+	}
+	if !withCaps {
+		return setEffectiveCaps(false)
+	}
+	return nil
+}
+
+// setEffectiveCaps makes the calling thread's effective capabilities its permitted ones
+// (raise), or none.
+func setEffectiveCaps(raise bool) error {
+	hdr := capHeader{version: linuxCapabilityVersion}
+	var data [2]capData
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_CAPGET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); errno != 0 {
+		return fmt.Errorf("capget: %w", errno)
+	}
+	for i := range data {
+		data[i].effective = 0
+		if raise {
+			data[i].effective = data[i].permitted
+		}
+	}
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); errno != 0 {
+		return fmt.Errorf("capset: %w", errno)
+	}
+	return nil
+}
+
+func setIds(c *credentials) error {
 	var groups unsafe.Pointer
 	if len(c.groups) > 0 {
 		groups = unsafe.Pointer(&c.groups[0])

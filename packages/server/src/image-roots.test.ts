@@ -224,6 +224,10 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
       ].join("; "),
     );
     expect(powers.out).toBe("app's notes\n1234\n1234:1234\nno-chown-out-of-block\nno-device\nno-mount\nno-userns\n");
+    // File calls act as root without capabilities: the permission bits bind them (as ever).
+    await expect(sb.fs.read("/home/app/notes", 0, new AbortController().signal)).rejects.toMatchObject({
+      kind: "permission_denied",
+    });
 
     // Another user, through su (busybox): its ids and groups, no capabilities, no way back.
     const asApp = (script: string) => shIn(sb, `su app -s /bin/sh -c '${script}' </dev/null`);

@@ -171,14 +171,14 @@ describe("reopening the agent's files", () => {
     const base = 2 ** 31 + 5 * 65_536;
     const root = { base, uid: 0, gid: 0, groups: [] };
     const app = { base, uid: 1234, gid: 1234, groups: [50] };
-    // Root of the sandbox (dac_override there) reads any file of its block, whatever its mode…
-    expect(mayRead(root, base + 1234, base + 1234, 0o600)).toBe(true);
-    expect(mayRead(root, base + 1234, base, 0o000)).toBe(true);
-    // …but not a file of an owner its namespace does not map (the host's), unless it is world-readable.
+    // File calls act without capabilities: root's too are judged by the permission bits.
+    expect(mayRead(root, base, base, 0o600)).toBe(true);
+    expect(mayRead(root, base + 1234, base + 1234, 0o600)).toBe(false);
+    expect(mayRead(root, base + 1234, base + 1234, 0o604)).toBe(true);
+    expect(mayRead(root, base + 1234, base, 0o640)).toBe(true);
+    // The host's files (unmapped owners): only when world-readable.
     expect(mayRead(root, 0, 0, 0o640)).toBe(false);
     expect(mayRead(root, 0, 0, 0o644)).toBe(true);
-    expect(mayRead(root, base + 5, 0, 0o600)).toBe(false);
-    expect(mayRead(root, base, 0, 0o600)).toBe(true); // its own, by the owner bits
     // A user: owner, primary or supplementary group, other, in that order.
     expect(mayRead(app, base + 1234, base + 1234, 0o600)).toBe(true);
     expect(mayRead(app, base + 1234, base + 1234, 0o077)).toBe(false);
@@ -187,7 +187,7 @@ describe("reopening the agent's files", () => {
     expect(mayRead(app, base, base, 0o600)).toBe(false);
     expect(mayRead(app, base, base, 0o604)).toBe(true);
     // Another block's files are strangers' (its root's and its user's alike).
-    expect(mayRead(root, base + 65_536, base + 65_536, 0o600)).toBe(false);
+    expect(mayRead(root, base + 65_536, base + 65_536, 0o640)).toBe(false);
     expect(mayRead(app, base + 65_536 + 1234, base + 1234, 0o600)).toBe(false);
     // An upload is the acting user's own file.
     expect(ownsFile(app, base + 1234)).toBe(true);

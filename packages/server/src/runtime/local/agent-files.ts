@@ -17,7 +17,6 @@ import { constants, readFileSync } from "node:fs";
 import { type FileHandle, open, readFile, statfs } from "node:fs/promises";
 import type { OpenedFileJson } from "@sbx/proto/agent";
 import { RuntimeFsError } from "@sbx/server-kit";
-import { ID_BLOCK } from "./uid-range.js";
 
 /** The agent as the host sees it. */
 export interface AgentProcess {
@@ -27,9 +26,9 @@ export interface AgentProcess {
 }
 
 /**
- * Whom the agent acts as for file calls: the sandbox's user (its image's User, else root), in
- * ids of the sandbox, whose block of host ids starts at `base` (sandbox id u is host id
- * base + u).
+ * Whom the agent acts as for file calls: the sandbox's user (its image's User, else root),
+ * without capabilities, in ids of the sandbox, whose block of host ids starts at `base`
+ * (sandbox id u is host id base + u).
  */
 export interface SandboxIdentity {
   readonly base: number;
@@ -147,13 +146,11 @@ const modeFits = (access: "read" | "write", mode: number) =>
 
 /**
  * Whether `who` may read a file of host owner `uid`:`gid` and permission bits `perm`, as the
- * kernel decides inside the sandbox: root (with CAP_DAC_OVERRIDE in the sandbox's namespace)
- * any file whose owner and group are both of the block; anyone else by the owner, group
- * (primary or supplementary) or other bits, in that order.
+ * kernel decides for the agent's file calls: they act as the sandbox's user without any
+ * capability (root's too), so the owner, group (primary or supplementary) or other bits
+ * decide, in that order; ids are host ids, `base + id` for the sandbox's own.
  */
 export function mayRead(who: SandboxIdentity, uid: number, gid: number, perm: number): boolean {
-  const inBlock = (id: number) => id >= who.base && id < who.base + ID_BLOCK;
-  if (who.uid === 0 && inBlock(uid) && inBlock(gid)) return true;
   if (uid === who.base + who.uid) return (perm & 0o400) !== 0;
   const groups = [who.gid, ...who.groups].map((g) => who.base + g);
   if (groups.includes(gid)) return (perm & 0o040) !== 0;
