@@ -270,7 +270,8 @@ func detachedClone(path string, userns int, idmapped, writable bool) (int, error
 	if err != nil {
 		return -1, err
 	}
-	r, _, errno := syscall.Syscall(sysOpenTree, atFdcwdArg, uintptr(unsafe.Pointer(p)), openTreeClone|syscall.O_CLOEXEC)
+	// The paths are root's own (the store's, the sandbox's dir): a symlink there is refused, not followed.
+	r, _, errno := syscall.Syscall(sysOpenTree, atFdcwdArg, uintptr(unsafe.Pointer(p)), openTreeClone|syscall.O_CLOEXEC|atSymlinkNofollow)
 	if errno != 0 {
 		return -1, fmt.Errorf("open_tree %s: %w", path, errno)
 	}

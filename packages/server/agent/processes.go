@@ -260,7 +260,7 @@ func (s *stdio) errOrOut() int {
 	return s.out
 }
 
-// checkDirectory says why chdir(dir) would fail (0: it would not).
+// checkDirectory says why chdir(dir) would fail (0: it would not), with the calling thread's ids.
 func checkDirectory(dir string) syscall.Errno {
 	var st syscall.Stat_t
 	if err := syscall.Stat(dir, &st); err != nil {
@@ -268,6 +268,10 @@ func checkDirectory(dir string) syscall.Errno {
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 		return syscall.ENOTDIR
+	}
+	// A directory the user may not enter (no search permission for it).
+	if err := canExecute(dir); err != nil {
+		return errnoOf(err)
 	}
 	return 0
 }

@@ -260,6 +260,10 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
     expect((await runIn(sb, ["cat", "/root/secret"])).code).not.toBe(0);
     const denied = await runIn(sb, ["/root/secret"]);
     expect(denied.out).toMatch(/^sbx: cannot run \/root\/secret: Permission denied\n$/);
+    expect(await runIn(sb, ["pwd"], { workdir: "/root" })).toEqual({
+      out: "sbx: cannot change to directory /root: Permission denied\n",
+      code: 126,
+    });
 
     // File calls act as the user too: its uploads are its own; root's files stay root's.
     const upload = await sb.fs.upload("/home/app/up.txt");

@@ -33,7 +33,12 @@ export async function completeUsernsHandshake(child: ChildProcess, base: number,
     const launcher = child.pid;
     if (!launcher) throw new Error("the launch has no pid");
     writeMaps(pid, launcher, base);
-    block.end("x");
+    // One byte lets bwrap go on; our end is then of no more use (bwrap's monitor keeps its own).
+    await new Promise<void>((resolve, reject) => {
+      block.once("error", reject);
+      block.end("x", resolve);
+    });
+    block.destroy();
   } catch (error) {
     child.kill("SIGKILL");
     block?.destroy();
