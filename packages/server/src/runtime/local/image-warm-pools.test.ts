@@ -1,4 +1,4 @@
-// Warm pools per image: filled once an image is used, handed out per image and user, the least
+// Warm pools per image: filled once an image is used (the runtime refills after each create), handed out per image and user, the least
 // recently used image's pool closed when another needs room, and a sandbox whose layers are
 // gone never handed out (stand-in sandboxes).
 import type { ImageRecord } from "@sbx/server-kit";
@@ -45,11 +45,16 @@ function pools(size = 1, images = 2) {
 describe("image warm pools", () => {
   it("start filling at an image's first use, and hand out its sandboxes per image and user", async () => {
     const { warm, started } = pools();
-    expect(warm.take(image("im-a"), undefined)).toBeUndefined();
+    const use = (id: string, user?: string) => {
+      const taken = warm.take(image(id), user);
+      warm.refill(image(id), user);
+      return taken;
+    };
+    expect(use("im-a")).toBeUndefined();
     await settle();
     expect(started.map((s) => [s.image, s.user])).toEqual([["im-a", undefined]]);
-    expect(warm.take(image("im-a"), "app")).toBeUndefined(); // another user: a pool of its own
-    const handed = warm.take(image("im-a"), undefined);
+    expect(use("im-a", "app")).toBeUndefined(); // another user: a pool of its own
+    const handed = use("im-a");
     expect(handed).toBe(started[0]);
     await settle();
     expect(started).toHaveLength(3); // refilled: one more for im-a, and im-a as app
@@ -58,11 +63,15 @@ describe("image warm pools", () => {
 
   it("close the pool of the image used longest ago when another needs room", async () => {
     const { warm, started } = pools(1, 2);
-    warm.take(image("im-a"), undefined);
-    warm.take(image("im-b"), undefined);
+    const use = (id: string) => {
+      warm.take(image(id), undefined);
+      warm.refill(image(id), undefined);
+    };
+    use("im-a");
+    use("im-b");
     await settle();
-    warm.take(image("im-a"), undefined); // a is now the most recently used
-    warm.take(image("im-c"), undefined); // b goes
+    use("im-a"); // a is now the most recently used
+    use("im-c"); // b goes
     await settle();
     const b = started.find((s) => s.image === "im-b");
     expect(b?.destroyed).toBe(true);
@@ -78,6 +87,7 @@ describe("image warm pools", () => {
   it("never hands out a sandbox whose image's layers changed: it is destroyed", async () => {
     const { warm, started, broken } = pools();
     warm.take(image("im-a"), undefined);
+    warm.refill(image("im-a"), undefined);
     await settle();
     broken.add("im-a");
     expect(warm.take(image("im-a"), undefined)).toBeUndefined();
@@ -88,6 +98,7 @@ describe("image warm pools", () => {
   it("hands out nothing when disabled or closed", async () => {
     const { warm, started } = pools(0);
     expect(warm.take(image("im-a"), undefined)).toBeUndefined();
+    warm.refill(image("im-a"), undefined);
     await settle();
     expect(started).toEqual([]);
     const open = pools();

@@ -36,7 +36,7 @@ export class ImageWarmPools<S extends WarmSandbox> {
 
   /**
    * A started sandbox of `image` for `user`, if one is ready (undefined the first time an image
-   * is used: its pool starts filling then). The pool is refilled either way.
+   * is used). The caller refills the pool (`refill`) once it has what it needs.
    */
   take(image: ImageRecord, user: string | undefined): S | undefined {
     if (this.#closed || this.#options.size <= 0 || this.#options.images <= 0) return undefined;
@@ -54,8 +54,12 @@ export class ImageWarmPools<S extends WarmSandbox> {
       this.#track(sandbox.destroy());
       sandbox = pool.take();
     }
-    pool.refill();
     return sandbox;
+  }
+
+  /** Starts sandboxes of `image` for `user` until its pool is full (if it still has one). */
+  refill(image: ImageRecord, user: string | undefined): void {
+    this.#pools.get(`${image.id}\0${user ?? ""}`)?.refill();
   }
 
   /** Started sandboxes waiting, by image id (and user). */

@@ -170,19 +170,25 @@ class LocalRuntime implements SandboxRuntime {
     if (this.#diskOf(spec) === this.#defaultDiskMiB) {
       warm = spec.image ? this.#imagePools.take(spec.image, spec.user) : this.#warm.take();
     }
+    // The pool is refilled once the sandbox is handed out: a start in the background would
+    // otherwise compete with this create for the CPU and the thread pool.
+    const refill = () => (spec.image ? this.#imagePools.refill(spec.image, spec.user) : this.#warm.refill());
     if (warm) {
-      if (!spec.image) this.#warm.refill();
       try {
         await warm.adopt(spec, limits);
         this.#sandboxes.set(spec.id, warm);
         return warm;
       } catch {
         await warm.destroy();
+      } finally {
+        refill();
       }
     }
-    const sandbox = await this.#start(spec);
-    if (!spec.image) this.#warm.refill();
-    return sandbox;
+    try {
+      return await this.#start(spec);
+    } finally {
+      refill();
+    }
   }
 
   #limitsOf(spec: RuntimeSandboxSpec) {
