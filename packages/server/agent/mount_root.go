@@ -276,6 +276,11 @@ func detachedClone(path string, userns int, idmapped, writable bool) (int, error
 		return -1, fmt.Errorf("open_tree %s: %w", path, errno)
 	}
 	fd := int(r)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		syscall.Close(fd)
+		return -1, fmt.Errorf("%s is not a directory", path)
+	}
 	attr := mountAttr{attrSet: mountAttrNosuid | mountAttrNodev}
 	if !writable {
 		attr.attrSet |= mountAttrRdonly
