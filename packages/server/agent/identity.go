@@ -23,6 +23,9 @@ import (
 // Most bytes read of /etc/passwd or /etc/group (more is refused).
 const maxAccountFile = 4 << 20
 
+// Longest home directory taken from passwd (PATH_MAX).
+const maxHomeLength = 4096
+
 // credentials are ids of the sandbox's user namespace.
 type credentials struct {
 	uid, gid uint32
@@ -295,7 +298,8 @@ func resolveUser(spec string, passwd, group []byte) (*credentials, error) {
 	for _, e := range parsePasswd(passwd) {
 		if (userPart == "" && e.uid == 0) || (byNumber >= 0 && e.uid == byNumber) || (byNumber < 0 && e.name == userPart) {
 			matchedName, uid, gid = e.name, e.uid, e.gid
-			if e.home != "" {
+			// An absolute path of sane length (it becomes HOME); else "/".
+			if strings.HasPrefix(e.home, "/") && len(e.home) <= maxHomeLength {
 				c.home = e.home
 			}
 			break

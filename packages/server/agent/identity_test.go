@@ -14,6 +14,7 @@ app:x:1234:1234::/home/app:/bin/sh
 broken:x:notanumber:5::/nowhere:/bin/sh
 svc:x:70000:70000::/srv:/bin/false
 nohome:x:2000:2000
+relhome:x:2001:2001::home/rel:/bin/sh
 app:x:9999:9999::/second:/bin/sh
 `
 
@@ -43,6 +44,7 @@ func TestResolveUserAsRuncDoes(t *testing.T) {
 		{"4321", credentials{uid: 4321, gid: 0, groups: []uint32{}, home: "/"}},
 		{"4321:4321", credentials{uid: 4321, gid: 4321, groups: []uint32{}, home: "/"}},
 		{"nohome", credentials{uid: 2000, gid: 2000, groups: []uint32{}, home: "/"}},
+		{"relhome", credentials{uid: 2001, gid: 2001, groups: []uint32{}, home: "/"}},
 	} {
 		got, err := resolveUser(c.spec, []byte(testPasswd), []byte(testGroup))
 		if err != nil {
