@@ -1,8 +1,8 @@
 # Source this file: installs the Debian packages the real server needs (bubblewrap, and the
 # util-linux/coreutils/python3/e2fsprogs it already expects; attr's setfattr, with which the
 # image store marks overlayfs opaque directories), and those its tests use (a registry, skopeo,
-# htpasswd and openssl for the registries' auth, a static busybox for test images), only when
-# something is missing.
+# htpasswd and openssl for the registries' auth, a static busybox and mmdebstrap for test
+# images), only when something is missing.
 sbx_missing=()
 command -v bwrap >/dev/null 2>&1 || sbx_missing+=(bubblewrap)
 command -v setpriv >/dev/null 2>&1 || sbx_missing+=(util-linux)
@@ -17,6 +17,7 @@ command -v docker-registry >/dev/null 2>&1 || sbx_missing+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || sbx_missing+=(skopeo)
 command -v htpasswd >/dev/null 2>&1 || sbx_missing+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || sbx_missing+=(openssl)
+command -v mmdebstrap >/dev/null 2>&1 || sbx_missing+=(mmdebstrap)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || sbx_missing+=(busybox-static)
 if [ "${#sbx_missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

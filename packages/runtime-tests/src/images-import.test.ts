@@ -1,6 +1,7 @@
 // client.images.import(path) in Deno and Bun (the Node adapter's is tested in @sbx/node): an
 // OCI layout directory (tarred on the fly) and a `docker save` tarball, against the fake,
-// which imports them, and the real server, which has no image store yet and says so.
+// and the real server, which both import them; the real server cannot start sandboxes from
+// images yet, and says so.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -88,9 +89,9 @@ describe.skipIf(!runnable)("images.import(path) in Deno and Bun", () => {
           expect(seen.layout).toBe("example.test/runtimes/oci:1 /app hello from oci\nlayout");
           expect(seen.tarball).toBe("example.test/runtimes/saved:1 / saved\n4321");
         } else {
-          // No image store is wired into the sbx server yet.
-          expect(seen.layout).toMatch(/^UnsupportedError: .*no image store/);
-          expect(seen.tarball).toMatch(/^UnsupportedError: .*no image store/);
+          // Imported; its local runtime does not start sandboxes from images yet.
+          expect(seen.layout).toMatch(/^UnsupportedError: .*cannot start sandboxes from images/);
+          expect(seen.tarball).toMatch(/^UnsupportedError: .*cannot start sandboxes from images/);
         }
         expect(seen.missing).toMatch(/^InvalidError: import: cannot read /);
       });

@@ -4,6 +4,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { ProcessService, SandboxService } from "@sbx/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "./images/test-support/registry.js";
 import { realServerAvailable, startTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
@@ -101,8 +102,12 @@ if (available) {
           sandboxes.createSandbox({ spec: { image: `im-${"0".repeat(20)}` } }, { headers }),
           Code.NotFound,
         ],
-        // No image store is wired in yet: nothing can be pulled.
-        ["image to pull", sandboxes.createSandbox({ spec: { image: "ubuntu:99" } }, { headers }), Code.Unimplemented],
+        // A reference the server pulls, from a registry on loopback that nobody serves.
+        [
+          "registry down",
+          sandboxes.createSandbox({ spec: { image: `127.0.0.1:${await freePort()}/sbx/gone:1` } }, { headers }),
+          Code.Unavailable,
+        ],
         ["ports (later)", sandboxes.createSandbox({ spec: { ports: [80] } }, { headers }), Code.Unimplemented],
         ["bad cursor", sandboxes.listSandboxes({ cursor: "%%%" }, { headers }), Code.InvalidArgument],
       ];
