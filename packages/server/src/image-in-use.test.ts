@@ -1,0 +1,95 @@
+// An image a sandbox still uses cannot be deleted through the real server: the engine knows
+// which sandbox was started from which image, and the image store asks it. The local runtime
+// does not start sandboxes from images yet, so here a runtime that starts its default root for
+// any image stands in for that one step (the sandboxes are real bubblewrap sandboxes, the
+// images real pulls, the store and the engine the server's own).
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FailedPreconditionError, NotFoundError, SandboxClient } from "@sbx/node";
+import type { SandboxRuntime } from "@sbx/server-kit";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { imageStoreAvailable } from "./images/test-support/available.js";
+import { type BuiltImage, writeOciImage } from "./images/test-support/oci-layout.js";
+import { startTestRegistry, type TestRegistry } from "./images/test-support/registry.js";
+import { busyboxImage } from "./images/test-support/test-images.js";
+import { createLocalRuntime } from "./runtime/local/index.js";
+import { errorOf, realServerAvailable, startTestServer } from "./test-support.js";
+
+const available =
+  (await realServerAvailable("real-server image in-use tests")) &&
+  (await imageStoreAvailable("real-server image in-use tests", ["docker-registry", "skopeo"]));
+
+/** The local runtime, starting its default root whatever image a sandbox names. */
+function anyImageRuntime(dataDir: string): SandboxRuntime {
+  const local = createLocalRuntime({ dataDir, warmPoolSize: 0 });
+  return {
+    name: local.name,
+    imageProblem: () => undefined,
+    checkPrerequisites: () => local.checkPrerequisites(),
+    createSandbox: (spec) => local.createSandbox({ ...spec, image: undefined, user: undefined }),
+    cleanupLeftovers: () => local.cleanupLeftovers(),
+    close: () => local.close(),
+  };
+}
+
+if (available) {
+  describe("an image in use", () => {
+    let work: string;
+    let registry: TestRegistry;
+    let busybox: BuiltImage;
+    let server: Awaited<ReturnType<typeof startTestServer>>;
+    let client: SandboxClient;
+    let reference: string;
+
+    const start = async (dataDir: string) => {
+      server = await startTestServer({ dataDir, runtime: anyImageRuntime(dataDir) });
+      client = new SandboxClient({ endpoint: server.url, token: server.token });
+    };
+
+    beforeAll(async () => {
+      work = mkdtempSync(join(tmpdir(), "sbx-image-in-use-"));
+      busybox = await writeOciImage(join(work, "layout"), "busybox", busyboxImage());
+      registry = await startTestRegistry("none");
+      await registry.push(join(work, "layout"), "busybox", "sbx/busybox");
+      reference = `${registry.host}/sbx/busybox:busybox`;
+      await start(join(work, "data"));
+    });
+    afterAll(async () => {
+      await client?.close();
+      await server?.close();
+      await registry?.close();
+      if (work) rmSync(work, { recursive: true, force: true });
+    });
+
+    it("cannot be deleted while a sandbox started from it runs; once it has ended, it can", async () => {
+      const image = await client.images.fromRegistry(reference);
+      const sb = await client.sandboxes.create({ app: "in-use", image });
+      expect(sb.imageId).toBe(image.id);
+      const error = await errorOf(client.images.delete(image.id));
+      expect(error).toBeInstanceOf(FailedPreconditionError);
+      expect((error as Error).message).toContain(sb.id);
+      expect((await client.images.get(image.id)).id).toBe(image.id);
+
+      await sb.terminate({ wait: true });
+      await client.images.delete(image.id);
+      expect(await errorOf(client.images.get(image.id))).toBeInstanceOf(NotFoundError);
+      expect(readdirSync(join(server.dataDir, "images", "layers"))).toEqual([]);
+    });
+
+    it("a sandbox running when the server stopped does not hold its image after the restart", async () => {
+      const image = await client.images.fromRegistry(reference);
+      expect(image.digest).toBe(busybox.manifestDigest);
+      const sb = await client.sandboxes.create({ app: "in-use", image });
+      expect(await errorOf(client.images.delete(image.id))).toBeInstanceOf(FailedPreconditionError);
+      const dataDir = server.dataDir;
+      await client.close();
+      await server.close();
+      await start(dataDir);
+      // It was terminated by the stop, and nothing starts it again: its image is free.
+      expect((await client.sandboxes.fromId(sb.id)).imageId).toBe(image.id);
+      await client.images.delete(image.id);
+      expect(await errorOf(client.images.get(image.id))).toBeInstanceOf(NotFoundError);
+    });
+  });
+}
