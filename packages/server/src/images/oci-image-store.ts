@@ -34,6 +34,8 @@ import { asStoreError, ImageStoreError, storeError } from "./store-errors.js";
  */
 export const DEFAULT_LAYER_ID_BASE = 1_900_000_000;
 const GiB = 1024 ** 3;
+const DEFAULT_MAX_LAYER_BYTES = 16 * GiB;
+const DEFAULT_MAX_IMAGE_BYTES = 32 * GiB;
 /** Progress is reported at most once per this many bytes (and at every layer's end). */
 const PROGRESS_STEP = 256 * 1024;
 /** Partial downloads no pull resumed for this long are removed at open. */
@@ -48,7 +50,10 @@ export interface OciImageStoreOptions {
   readonly insecureRegistries?: readonly string[] | undefined;
   /** The most uncompressed bytes one layer may have (default 16 GiB): a decompression bomb stops there. */
   readonly maxLayerBytes?: number | undefined;
-  /** The most uncompressed bytes one image's layers may have together (default 32 GiB). */
+  /**
+   * The most uncompressed bytes one image's layers may have together (default 32 GiB); an
+   * archive being imported may unpack to no more than this either.
+   */
   readonly maxImageBytes?: number | undefined;
   /** Whether a sandbox still uses the image: such an image is not deleted ("in-use"). */
   readonly inUse?: ((imageId: string) => boolean) | undefined;
@@ -193,9 +198,11 @@ export class OciImageStore implements ImageStore {
     const work = mkdtempSync(join(this.#tmp, "import-"));
     try {
       options.signal?.throwIfAborted();
-      const spooled = await spoolArchive(options.signal ? abortable(archive, options.signal) : archive, work);
+      const spooled = await spoolArchive(options.signal ? abortable(archive, options.signal) : archive, work, {
+        maxBytes: this.#options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES,
+      });
       options.signal?.throwIfAborted();
-      const { resolved, refs, layerFiles } = resolveFromArchive(spooled, this.#platform);
+      const { resolved, refs, layerFiles } = await resolveFromArchive(spooled, this.#platform);
       const known = this.#db.byDigest(resolved.manifestDigest);
       if (known !== undefined) {
         return this.#alias(known.id, resolved.digests, ...refs);
@@ -228,8 +235,8 @@ export class OciImageStore implements ImageStore {
     },
   ): Promise<ImageRecord> {
     const diffIds = image.config.diffIds;
-    const maxLayer = this.#options.maxLayerBytes ?? 16 * GiB;
-    const maxImage = this.#options.maxImageBytes ?? 32 * GiB;
+    const maxLayer = this.#options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES;
+    const maxImage = this.#options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
     const controller = new AbortController();
     const onAbort = () => controller.abort(job.signal?.reason);
     if (job.signal?.aborted) onAbort();
