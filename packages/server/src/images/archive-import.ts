@@ -106,6 +106,8 @@ export async function spoolArchive(
   let entries = 0;
   let bytes = 0;
   const feeding = feedTar(decompressed(archive, "the archive"), extract);
+  // Awaited once the entries are read; a source that fails before then is not an unhandled rejection.
+  feeding.catch(() => {});
   try {
     for await (const entry of extract as AsyncIterable<TarEntry>) {
       if (++entries > maxEntries) {

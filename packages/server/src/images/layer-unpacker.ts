@@ -133,6 +133,8 @@ export async function unpackLayer(tarStream: AsyncIterable<Uint8Array>, options:
   const extract = tarExtract({ filenameEncoding: "latin1", allowUnknownFormat: true } as object);
   const unpacker = new Unpacker(options);
   const feeding = feedTar(tarStream, extract);
+  // Awaited once the entries are read; a source that fails before then is not an unhandled rejection.
+  feeding.catch(() => {});
   try {
     for await (const entry of extract) await unpacker.add(entry);
     await feeding;
