@@ -237,6 +237,7 @@ export class OciImageStore implements ImageStore {
     const diffIds = image.config.diffIds;
     const maxLayer = this.#options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES;
     const maxImage = this.#options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
+    checkBlobSizes(image, job.what, maxLayer, maxImage, (diffId) => this.#db.layerSize(diffId) !== undefined);
     const controller = new AbortController();
     const onAbort = () => controller.abort(job.signal?.reason);
     if (job.signal?.aborted) onAbort();
@@ -434,6 +435,42 @@ export class OciImageStore implements ImageStore {
 
   close(): void {
     this.#db.close();
+  }
+}
+
+/**
+ * The layer blobs the store lacks must fit the limits as they are stored, too: compressed
+ * bytes are bounded only by a blob's size in its manifest, and trailing zeros, empty gzip
+ * members or zstd skippable frames unpack to nothing, so the unpacked-bytes limits would never
+ * stop a registry that sent them for ever. (A compressed layer is smaller than its tar, but for
+ * a few bytes of framing.)
+ */
+function checkBlobSizes(
+  image: ResolvedImage,
+  what: string,
+  maxLayer: number,
+  maxImage: number,
+  have: (diffId: string) => boolean,
+): void {
+  const needed = new Map<string, { blob: Descriptor; i: number }>();
+  image.config.diffIds.forEach((diffId, i) => {
+    if (!have(diffId) && !needed.has(diffId)) needed.set(diffId, { blob: image.layers[i] as Descriptor, i });
+  });
+  let total = 0;
+  for (const { blob, i } of needed.values()) {
+    if (blob.size > maxLayer) {
+      throw storeError(
+        "quota",
+        `layer ${i + 1} of ${what} is a blob of ${blob.size} bytes, over the ${maxLayer} bytes the store allows one layer`,
+      );
+    }
+    total += blob.size;
+  }
+  if (total > maxImage) {
+    throw storeError(
+      "quota",
+      `${what} has layer blobs of ${total} bytes in all, over the ${maxImage} bytes the store allows one image`,
+    );
   }
 }
 
