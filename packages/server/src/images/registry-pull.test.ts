@@ -405,6 +405,71 @@ describe.runIf(available)("pulls from a registry", () => {
     }
   });
 
+  it("refuses redirects and token realms on plain HTTP to a host neither loopback nor insecure (SSRF: a metadata service)", async () => {
+    // 0.0.0.0 reaches this host, as 169.254.169.254 would reach a cloud's metadata service.
+    const proxy = await RegistryProxy.start(registry.host);
+    const cdn = await TestCdn.start(registry.storage);
+    try {
+      const elsewhere = cdn.origin.replace("127.0.0.1", "0.0.0.0");
+      const store = await openStore();
+      proxy.redirectBlobsTo(elsewhere);
+      const redirected = await failure(store.pull(ref(`${proxy.host}/library/busybox:busybox`)));
+      expect(redirected.kind).toBe("connection");
+      expect(redirected.message).toBe(
+        `registry ${proxy.host} redirected to plain HTTP (${elsewhere}), which the store speaks only to loopback hosts and insecure registries: refused`,
+      );
+      proxy.redirectBlobsTo(undefined);
+      proxy.answer("/v2/library/busybox/manifests/busybox", {
+        status: 401,
+        headers: { "www-authenticate": `Bearer realm="${elsewhere}/token",service="sbx"` },
+        body: "",
+      });
+      const realm = await failure(store.pull(ref(`${proxy.host}/library/busybox:busybox`)));
+      expect(realm.kind).toBe("authentication");
+      expect(realm.message).toBe(
+        `registry ${proxy.host} names a token realm on plain HTTP (${elsewhere}), which the store speaks only to loopback hosts and insecure registries: refused`,
+      );
+      expect(cdn.requests).toEqual([]);
+    } finally {
+      await cdn.close();
+      await proxy.close();
+    }
+  });
+
+  it("refuses redirects and token realms to this host from a registry that is not on it (SSRF: local services)", async () => {
+    const proxy = await RegistryProxy.start(registry.host);
+    const cdn = await TestCdn.start(registry.storage);
+    try {
+      // The registry as a host that is not loopback (spoken to over HTTP because it is listed insecure).
+      const remote = proxy.host.replace("127.0.0.1", "0.0.0.0");
+      const store = await openStore({ insecureRegistries: [remote] });
+      proxy.redirectBlobsTo(cdn.origin);
+      const redirected = await failure(store.pull(ref(`${remote}/library/busybox:busybox`)));
+      expect(redirected.kind).toBe("connection");
+      expect(redirected.message).toBe(
+        `registry ${remote} redirected to this host (${cdn.origin}), which only a registry on loopback may name: refused`,
+      );
+      proxy.redirectBlobsTo(undefined);
+      proxy.answer("/v2/library/busybox/manifests/busybox", {
+        status: 401,
+        headers: { "www-authenticate": `Bearer realm="${cdn.origin}/token",service="sbx"` },
+        body: "",
+      });
+      const realm = await failure(store.pull(ref(`${remote}/library/busybox:busybox`)));
+      expect(realm.kind).toBe("authentication");
+      expect(realm.message).toBe(
+        `registry ${remote} names a token realm on this host (${cdn.origin}), which only a registry on loopback may name: refused`,
+      );
+      expect(cdn.requests).toEqual([]);
+      // Its own address is fine: the same pull without the redirect or the challenge works.
+      proxy.answer("/v2/library/busybox/manifests/busybox", undefined);
+      expect((await store.pull(ref(`${remote}/library/busybox:busybox`))).layers).toEqual(built.busybox.diffIds);
+    } finally {
+      await cdn.close();
+      await proxy.close();
+    }
+  });
+
   it("names a registry that refuses more pulls (429) with a quota error", async () => {
     const proxy = await RegistryProxy.start(registry.host);
     try {
