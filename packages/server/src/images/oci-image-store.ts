@@ -10,6 +10,7 @@
  *   <dir>/downloads/        partial blob downloads, kept so a retried pull resumes
  *   <dir>/tmp/              layers and imports being made (emptied at open)
  */
+import { createHash } from "node:crypto";
 import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { formatImageReference, type ImageReference, parseImageReference } from "@sbx/proto";
@@ -177,7 +178,7 @@ export class OciImageStore implements ImageStore {
     const image = resolved.image;
     const source: LayerSource = (i, signal) => {
       const blob = image.layers[i] as Descriptor;
-      const partialPath = this.#partialPath(blob.digest);
+      const partialPath = this.#partialPath(blob.digest, client.apiBase);
       return {
         partialPath,
         source: resumableDownload({
@@ -188,7 +189,7 @@ export class OciImageStore implements ImageStore {
         }),
       };
     };
-    return this.#materialize(image, source, { ...options, what: client.name, ref: [canonical] });
+    return this.#materialize(image, source, { ...options, what: client.name, from: client.apiBase, ref: [canonical] });
   }
 
   async importArchive(
@@ -208,7 +209,12 @@ export class OciImageStore implements ImageStore {
         return this.#alias(known.id, resolved.digests, ...refs);
       }
       const source: LayerSource = (i) => ({ source: fileSource(layerFiles[i] as string) });
-      return await this.#materialize(resolved, source, { what: "the archive", ref: refs, signal: options.signal });
+      return await this.#materialize(resolved, source, {
+        what: "the archive",
+        from: `archive ${work}`,
+        ref: refs,
+        signal: options.signal,
+      });
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
@@ -222,13 +228,19 @@ export class OciImageStore implements ImageStore {
 
   /**
    * Gets every layer of `image` into the layer store (each one downloaded and unpacked once,
-   * shared with other pulls under way), then records the image.
+   * shared with the other pulls under way from the same registry), then records the image.
    */
   async #materialize(
     image: ResolvedImage,
     layerSource: LayerSource,
     job: {
       readonly what: string;
+      /**
+       * Where the layers come from (a registry's API base; an import's own): pulls share a
+       * layer's download only with pulls from the same place, so that a registry that serves a
+       * layer wrong, or slowly, fails or stalls no pull but its own.
+       */
+      readonly from: string;
       readonly ref: readonly string[];
       readonly signal?: AbortSignal | undefined;
       readonly onProgress?: ((progress: PullProgress) => void) | undefined;
@@ -261,7 +273,7 @@ export class OciImageStore implements ImageStore {
         const blob = image.layers[i] as Descriptor;
         const what = `layer ${i + 1} of ${job.what}`;
         await this.#flights.run(
-          diffId,
+          `${diffId} ${blob.digest} ${job.from}`,
           (signal, emit) => this.#addLayer(diffId, blob, what, maxLayer, () => layerSource(i, signal), signal, emit),
           {
             signal: controller.signal,
@@ -298,7 +310,7 @@ export class OciImageStore implements ImageStore {
       if (error instanceof ImageStoreError && error.kind === "quota") {
         this.#unpin(diffIds);
         pinned = false;
-        this.#freeAfterQuota(image);
+        this.#freeAfterQuota(image, job.from);
       }
       throw error;
     } finally {
@@ -311,16 +323,18 @@ export class OciImageStore implements ImageStore {
    * After a full disk (or a size limit): what this pull alone had written goes, its partial
    * downloads and the layers no image uses, so the disk is as it was before it.
    */
-  #freeAfterQuota(image: ResolvedImage): void {
+  #freeAfterQuota(image: ResolvedImage, from: string): void {
     image.config.diffIds.forEach((diffId, i) => {
       if (this.#pinned.has(diffId)) return; // another pull or import needs it
-      rmSync(this.#partialPath((image.layers[i] as Descriptor).digest), { force: true });
+      rmSync(this.#partialPath((image.layers[i] as Descriptor).digest, from), { force: true });
     });
     this.#collectGarbage();
   }
 
-  #partialPath(digest: string): string {
-    return join(this.#downloads, `${digest.replace(":", "-")}.partial`);
+  /** Where a blob's download from the registry at `from` is kept (one per registry: never mixed). */
+  #partialPath(digest: string, from: string): string {
+    const registry = createHash("sha256").update(from).digest("hex").slice(0, 16);
+    return join(this.#downloads, `${digest.replace(":", "-")}.${registry}.partial`);
   }
 
   /** One layer: its blob (downloaded, resumed, or read from an archive) checked and unpacked. */

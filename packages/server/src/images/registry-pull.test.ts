@@ -312,14 +312,18 @@ describe.runIf(available)("pulls from a registry", () => {
       const dir = mkdtempSync(join(work, "store-"));
       const store = await openStore({ dir });
       const layer = built.big.blobs[1] as { digest: string; size: number };
-      const partial = join(dir, "downloads", `${layer.digest.replace(":", "-")}.partial`);
+      const partialOf = () =>
+        readdirSync(join(dir, "downloads"))
+          .filter((name) => name.startsWith(layer.digest.replace(":", "-")))
+          .map((name) => join(dir, "downloads", name));
       const cutAt = Math.floor(layer.size / 2);
       // The registry's address goes away mid-blob (the proxy in front of it stops listening).
       proxy.cutBlobOnce(layer.digest, cutAt, { thenGone: true });
       const broken = await failure(store.pull(ref(`${proxy.host}/big:big`)));
       expect(broken.kind).toBe("connection");
       expect(broken.message).toContain(`could not reach registry ${proxy.host}`);
-      const kept = lstatSync(partial).size;
+      const [partial] = partialOf();
+      const kept = lstatSync(partial as string).size;
       expect(kept > 0 && kept <= cutAt).toBe(true);
       // Back again: the retry resumes where the first pull stopped.
       await proxy.listen();
@@ -328,7 +332,7 @@ describe.runIf(available)("pulls from a registry", () => {
       const resumed = proxy.requests.slice(before).filter((r) => r.path.endsWith(layer.digest));
       expect(resumed.map((r) => [r.range, r.status, r.bytes])).toEqual([[`bytes=${kept}-`, 206, layer.size - kept]]);
       expect(lstatSync(join(store.layerDir(image.layers[1] as string), "data/blob")).size).toBe(3 << 20);
-      expect(existsSync(partial)).toBe(false);
+      expect(partialOf()).toEqual([]);
     } finally {
       await proxy.close();
     }
@@ -354,6 +358,33 @@ describe.runIf(available)("pulls from a registry", () => {
       for (const blob of built.big.blobs ?? []) expect(proxy.blobGets(blob.digest)).toHaveLength(1);
     } finally {
       await proxy.close();
+    }
+  });
+
+  it("never shares a layer's download with a pull from another registry (a hostile one cannot fail or stall it)", async () => {
+    // The same layer (diff id and blob digest) from two registries: the first serves it tampered,
+    // and holds it; a pull from the second must neither wait for it nor fail with it.
+    const hostile = await RegistryProxy.start(registry.host);
+    const honest = await RegistryProxy.start(registry.host);
+    try {
+      const store = await openStore();
+      const layer = built.big.blobs[1]?.digest as string;
+      hostile.tamperBlob(layer);
+      const release = hostile.holdBlobs([layer]);
+      const first = store.pull(ref(`${hostile.host}/big:big`));
+      const firstFailure = failure(first);
+      while (hostile.blobGets(layer).length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      let started = () => {};
+      const joined = new Promise<void>((resolve) => (started = resolve));
+      const second = store.pull(ref(`${honest.host}/big:big`), { onProgress: () => started() });
+      await joined; // its layers are under way (in a flight of their own, or in the hostile one's)
+      release();
+      expect((await second).layers).toEqual(built.big.diffIds);
+      expect((await firstFailure).kind).toBe("digest-mismatch");
+      expect(honest.blobGets(layer)).toHaveLength(1);
+    } finally {
+      await hostile.close();
+      await honest.close();
     }
   });
 
