@@ -75,9 +75,14 @@ export class RegistryClient {
     return isLoopbackRegistry(registry) || (this.#options.insecureRegistries ?? []).includes(registry);
   }
 
-  /** Why the store may not go to `url` where the registry sends it, if it may not. */
+  /**
+   * Why the store may not go to `url` where the registry sends it, if it may not. Plain HTTP
+   * goes to loopback hosts, insecure registries, and the host of a registry spoken to over
+   * HTTP (its token server on another port).
+   */
   #refusal(url: URL): string | undefined {
-    if (url.protocol === "http:" && !this.#plainHttpAllowed(url.host)) {
+    const sameInsecureHost = url.hostname === this.#base.hostname && this.#base.protocol === "http:";
+    if (url.protocol === "http:" && !this.#plainHttpAllowed(url.host) && !sameInsecureHost) {
       return `plain HTTP (${url.origin}), which the store speaks only to loopback hosts and insecure registries`;
     }
     if (isThisHost(url.hostname) && url.host !== this.#base.host && !isLoopbackRegistry(this.#registry)) {
