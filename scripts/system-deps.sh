@@ -1,8 +1,10 @@
 # Source this file: installs the Debian packages the real server needs (bubblewrap, and the
-# util-linux/coreutils/python3/e2fsprogs it already expects; attr's setfattr, with which the
-# image store marks overlayfs opaque directories), and those its tests use (a registry, skopeo,
-# htpasswd and openssl for the registries' auth, a static busybox and mmdebstrap for test
-# images), only when something is missing.
+# util-linux/coreutils/e2fsprogs it already expects; python3, which the default image offers
+# to sandboxed code; attr's setfattr, with which the image store marks overlayfs opaque
+# directories), what builds and tests the in-sandbox agent (Go; qemu-user-static to run its
+# arm64 build once), and what the image store's tests use (a registry, skopeo, htpasswd and
+# openssl for the registries' auth, a static busybox and mmdebstrap for test images), only
+# when something is missing.
 sbx_missing=()
 command -v bwrap >/dev/null 2>&1 || sbx_missing+=(bubblewrap)
 command -v setpriv >/dev/null 2>&1 || sbx_missing+=(util-linux)
@@ -11,6 +13,8 @@ command -v unshare >/dev/null 2>&1 || sbx_missing+=(util-linux)
 PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null 2>&1 || sbx_missing+=(e2fsprogs)
 command -v mkfifo >/dev/null 2>&1 || sbx_missing+=(coreutils)
 [ -x /usr/bin/python3 ] || sbx_missing+=(python3)
+command -v go >/dev/null 2>&1 || sbx_missing+=(golang-go)
+command -v qemu-aarch64-static >/dev/null 2>&1 || sbx_missing+=(qemu-user-static)
 command -v setfattr >/dev/null 2>&1 || sbx_missing+=(attr)
 # Image store tests: a real registry on loopback, skopeo to push to it and make archives.
 command -v docker-registry >/dev/null 2>&1 || sbx_missing+=(docker-registry)

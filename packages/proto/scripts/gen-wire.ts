@@ -206,12 +206,22 @@ export function generateWireEnums(files: readonly DescFile[]): string {
 function main(): void {
   const root = join(dirname(fileURLToPath(import.meta.url)), "..");
   // The generated *_pb.ts files cannot be imported here (Node's type stripping rejects their
-  // TypeScript enums), so read the same descriptors from buf: the input of buf.gen.yaml,
-  // without imports (buf generates no code for them either).
+  // TypeScript enums), so read the same descriptors from buf: the input of buf.gen.yaml (the
+  // public sbx.v1 protos, not the agent's), without imports (buf generates no code for them).
   const localBuf = join(root, "node_modules", ".bin", "buf");
+  const protos = join(root, "..", "..", "proto");
   const image = execFileSync(
     existsSync(localBuf) ? localBuf : "buf",
-    ["build", join(root, "..", "..", "proto"), "--exclude-imports", "--exclude-source-info", "-o", "-#format=binpb"],
+    [
+      "build",
+      protos,
+      "--path",
+      join(protos, "sbx", "v1"),
+      "--exclude-imports",
+      "--exclude-source-info",
+      "-o",
+      "-#format=binpb",
+    ],
     { maxBuffer: 64 * 1024 * 1024 },
   );
   const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, image));

@@ -30,16 +30,20 @@ function cgroupOf(id: string): string {
   return join(parent, name);
 }
 
-/** The host pid of the sandbox's agent (python3 running /.sbx/agent.py, in its cgroup). */
+/** The host pid of the sandbox's agent (/.sbx/agent, in its cgroup). */
 function agentPid(id: string): number {
   for (const pid of readFileSync(join(cgroupOf(id), "cgroup.procs"), "utf8")
     .split("\n")
     .filter(Boolean)) {
     const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    if (argv[0] === "/usr/bin/python3" && argv.includes("/.sbx/agent.py")) return Number(pid);
+    if (argv[0] === "/.sbx/agent") return Number(pid);
   }
   throw new Error(`no agent in ${id}`);
 }
+
+/** How many threads a process has. */
+const agentThreads = (pid: number) =>
+  Number(/^Threads:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
 
 /** Polls `check` until it holds (bounded: fails the test after `tries`). */
 async function eventually(check: () => boolean, what: string, tries = 200): Promise<void> {
@@ -204,21 +208,10 @@ if (available) {
       expect(local.agentCalls.waiting).toBe(0);
     });
 
-    it("a terminal command whose copier threads cannot start (pids limit) is stopped, not left running", async () => {
+    it("a terminal command started with the sandbox's last pid runs: its copiers need no thread", async () => {
       await using sb = await client.sandboxes.create();
       const cgroup = cgroupOf(sb.id);
       const agent = agentPid(sb.id);
-      const running = () =>
-        readFileSync(join(cgroup, "cgroup.procs"), "utf8")
-          .split("\n")
-          .filter(Boolean)
-          .filter((pid) => {
-            try {
-              return readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("sleep\0");
-            } catch {
-              return false; // gone meanwhile
-            }
-          });
       const terminalsHeld = () =>
         readdirSync(`/proc/${agent}/fd`).filter((fd) => {
           try {
@@ -227,20 +220,86 @@ if (available) {
             return false;
           }
         }).length;
-      // One pid left: the fork takes it, so no thread can start for the terminal.
+      const threads = agentThreads(agent);
+      // One pid left: the command takes it; copying its terminal takes none.
       const current = Number(readFileSync(join(cgroup, "pids.current"), "utf8"));
       writeFileSync(join(cgroup, "pids.max"), String(current + 1));
-      let error: unknown;
+      let result: { stdout: string };
       try {
-        error = await errorOf(sb.exec(["sleep", "1000"], { pty: true }).then((p) => p.wait()));
+        result = await sb.run("echo fine", { pty: true });
       } finally {
         writeFileSync(join(cgroup, "pids.max"), String(PIDS_LIMIT));
       }
-      expect(String(error)).toMatch(/thread/);
-      await eventually(() => running().length === 0, "the child was stopped");
+      expect(result.stdout).toBe("fine\r\n");
+      expect(agentThreads(agent)).toBe(threads);
       await eventually(() => terminalsHeld() === 0, "the agent let go of the terminal");
-      // The sandbox still runs terminal commands.
-      expect((await sb.run("echo fine", { pty: true })).stdout).toBe("fine\r\n");
+    });
+
+    it("while a fork bomb holds every pid, file calls and exec attempts are answered and the agent lives on", async () => {
+      await using sb = await client.sandboxes.create({ cpu: 0.5 });
+      const cgroup = cgroupOf(sb.id);
+      const agent = agentPid(sb.id);
+      await sb.filesystem.makeDirectory("/tmp/calls");
+      const threads = agentThreads(agent);
+      const bomb = [
+        "import os, time",
+        "while True:",
+        "    try:",
+        "        os.fork()",
+        "    except OSError:",
+        "        time.sleep(600)",
+      ].join("\n");
+      await sb.exec(["python3", "-c", bomb]);
+      await eventually(
+        () => Number(readFileSync(join(cgroup, "pids.current"), "utf8")) >= PIDS_LIMIT,
+        "the fork bomb filled the pids limit",
+      );
+      // More calls at once than the agent has file workers, of every kind, with exec attempts
+      // and a watch among them: each blocking call the agent makes needs a thread, and none can
+      // be made now (a Go program that needs one and cannot make it aborts).
+      const watch = sb.filesystem.watch("/tmp/calls", { recursive: true });
+      await watch.ready;
+      const rounds = Array.from({ length: 24 }, async (_, i) => {
+        const path = `/tmp/calls/${i}.txt`;
+        await sb.filesystem.writeText(`call ${i}`, path);
+        const [text, info, list] = await Promise.all([
+          sb.filesystem.readText(path),
+          sb.filesystem.stat(path),
+          sb.filesystem.listFiles("/tmp/calls"),
+          sb.filesystem.makeDirectory(`/tmp/calls/d${i}/e`),
+        ]);
+        await sb.filesystem.remove(`/tmp/calls/d${i}`, { recursive: true });
+        return { text, size: info.size, listed: list.some((e) => e.name === `${i}.txt`) };
+      });
+      const execs = Array.from({ length: 8 }, () => errorOf(sb.exec(["true"]).then((p) => p.wait())));
+      const [answers, failures] = await Promise.all([Promise.all(rounds), Promise.all(execs)]);
+      answers.forEach((answer, i) => {
+        expect(answer).toEqual({ text: `call ${i}`, size: `call ${i}`.length, listed: true });
+      });
+      for (const failure of failures) expect(String(failure)).toContain("the sandbox's pids limit is reached");
+      // The watch saw the calls' files appear (its reader is on the agent's poller: no thread).
+      const created = new Set<string>();
+      for await (const event of watch) {
+        if (event.type === "create") for (const path of event.paths) created.add(path);
+        if (created.has("/tmp/calls/23.txt")) break;
+      }
+      expect(created).toContain("/tmp/calls/0.txt");
+      // The same agent, which never needed a thread more than it started with.
+      expect(agentPid(sb.id)).toBe(agent);
+      expect(agentThreads(agent)).toBe(threads);
+      // Once the bomb is gone (killed from the host: all but the agent and its bubblewrap),
+      // processes start again.
+      const keep = new Set([
+        agent,
+        Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${agent}/status`, "utf8"))?.[1]),
+      ]);
+      for (let i = 0; i < 20 && Number(readFileSync(join(cgroup, "pids.current"), "utf8")) > threads + 1; i++) {
+        for (const pid of readFileSync(join(cgroup, "cgroup.procs"), "utf8").split("\n").filter(Boolean)) {
+          if (!keep.has(Number(pid))) process.kill(Number(pid), "SIGKILL");
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect((await run(sb, ["echo", "after the bomb"])).out).toBe("after the bomb\n");
     });
 
     it("a watch given up on before it is in place is stopped, even after thousands of failed watches", async () => {

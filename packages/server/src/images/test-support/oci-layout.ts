@@ -17,6 +17,8 @@ export interface TestImage {
   readonly config?: { Env?: string[]; User?: string; WorkingDir?: string; Cmd?: string[]; Entrypoint?: string[] };
   /** How layers are stored (default gzip). */
   readonly compression?: "gzip" | "zstd" | "none";
+  /** Makes each layer's blob instead (a crafted one; its media type says gzip). */
+  readonly blobOf?: (tar: Buffer) => Buffer;
 }
 
 export interface BuiltImage {
@@ -55,8 +57,8 @@ function addToIndex(dir: string, descriptor: Record<string, unknown>): void {
 /** Writes one image's blobs (config, layers, manifest) into the layout in `dir`. */
 export async function writeImageBlobs(dir: string, image: TestImage): Promise<BuiltImage> {
   const tars = await Promise.all(image.layers.map((l) => (Buffer.isBuffer(l) ? l : tarOf(l as TarEntry[]))));
-  const compression = image.compression ?? "gzip";
-  const compress = { gzip: gzipSync, zstd: zstdCompressSync, none: (tar: Buffer) => tar }[compression];
+  const compression = image.blobOf !== undefined ? "gzip" : (image.compression ?? "gzip");
+  const compress = image.blobOf ?? { gzip: gzipSync, zstd: zstdCompressSync, none: (tar: Buffer) => tar }[compression];
   const blobs = tars.map((tar) => writeBlob(dir, compress(tar)));
   const diffIds = tars.map(sha256);
   const platform = image.platform ?? { os: "linux", architecture: "amd64" };

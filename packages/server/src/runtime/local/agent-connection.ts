@@ -1,20 +1,25 @@
 /**
- * The server's end of a sandbox agent's control FIFOs: JSON-line requests down `ctl`, events
- * up `events`. Answers are matched to calls by unguessable ids; a call gives up at its deadline
- * or abort, and an answer that comes after that is undone; watch events go to their listener.
- * Every other event (the agent's readiness, its processes) goes to the sandbox.
+ * The server's end of a sandbox agent's control FIFOs: Request lines down `ctl`, Event lines up
+ * `events` (the agent protocol, proto/sbx/agent/v1/agent.proto, in its JSON form). Answers are
+ * matched to calls by unguessable ids; a call gives up at its deadline or abort, and an answer
+ * that comes after that is undone; watch events go to their listener. Every other event (the
+ * agent's readiness, its processes) goes to the sandbox.
  */
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
-import { RuntimeDeadlineError, RuntimeFsError } from "@sbx/server-kit";
+import type { FileErrorKindJson, RequestJson } from "@sbx/proto/agent";
+import { RuntimeDeadlineError, RuntimeFsError, type RuntimeFsErrorKind } from "@sbx/server-kit";
 import { type AgentEvent, EventLines, parseAgentEvent } from "./agent-events.js";
-import type { AgentCallOptions, WatchListener } from "./agent-filesystem.js";
+import {
+  type AgentCallOptions,
+  type FileAnswer,
+  type FileCall,
+  type WatchListener,
+  watchEvents,
+} from "./agent-filesystem.js";
 
 /** Answers the agent gave after their caller gave up, still to undo; kept at most this many. */
 const MAX_ABANDONED_CALLS = 1024;
-
-/** The agent's events that are not answers to calls or watches. */
-export type SandboxEvent = Exclude<AgentEvent, { ev: "fs" } | { ev: "watch" }>;
 
 export interface AgentConnectionOptions {
   /** How long a call waits for its answer before failing with a RuntimeDeadlineError. */
@@ -22,16 +27,27 @@ export interface AgentConnectionOptions {
   /** True once the sandbox is being destroyed: calls are refused from then on. */
   readonly ended: () => boolean;
   /** Receives every event that is not an answer to a call or a watch. */
-  readonly onEvent: (event: SandboxEvent) => void;
+  readonly onEvent: (event: AgentEvent) => void;
 }
+
+const ERROR_KINDS: Record<FileErrorKindJson, RuntimeFsErrorKind> = {
+  FILE_ERROR_KIND_UNSPECIFIED: "other",
+  FILE_ERROR_KIND_NOT_FOUND: "not_found",
+  FILE_ERROR_KIND_IS_A_DIRECTORY: "is_a_directory",
+  FILE_ERROR_KIND_NOT_A_DIRECTORY: "not_a_directory",
+  FILE_ERROR_KIND_DIRECTORY_NOT_EMPTY: "directory_not_empty",
+  FILE_ERROR_KIND_ALREADY_EXISTS: "already_exists",
+  FILE_ERROR_KIND_PERMISSION_DENIED: "permission_denied",
+  FILE_ERROR_KIND_NO_SPACE: "no_space",
+};
 
 export class AgentConnection {
   readonly #options: AgentConnectionOptions;
   #events: Socket | undefined;
   #control: Socket | undefined;
-  readonly #fsCalls = new Map<string, { resolve: (result: unknown) => void; reject: (error: Error) => void }>();
+  readonly #fsCalls = new Map<string, { resolve: (answer: FileAnswer) => void; reject: (error: Error) => void }>();
   /** Calls given up on (aborted or past the deadline) whose successful answer must be undone. */
-  readonly #abandoned = new Map<string, (answer: unknown) => void>();
+  readonly #abandoned = new Map<string, (answer: FileAnswer) => void>();
   readonly #watchers = new Map<string, WatchListener>();
 
   constructor(options: AgentConnectionOptions) {
@@ -52,7 +68,7 @@ export class AgentConnection {
   }
 
   #listen(events: Socket): void {
-    // Untrusted: the sandbox's own code can write to this pipe (see agent-events.ts).
+    // Untrusted: the sandbox's own code could write to this pipe (see agent-events.ts).
     const lines = new EventLines();
     events.setEncoding("utf8");
     events.on("data", (text: string) => {
@@ -65,31 +81,29 @@ export class AgentConnection {
   }
 
   #onEvent(event: AgentEvent): void {
-    switch (event.ev) {
-      case "fs": {
-        const call = this.#fsCalls.get(event.id);
-        if (!call) {
-          const undo = this.#abandoned.get(event.id);
-          this.#abandoned.delete(event.id);
-          if (undo && !event.error) undo(event.result);
-          return;
-        }
-        if (event.error) call.reject(new RuntimeFsError(event.error.kind, event.error.message));
-        else call.resolve(event.result);
+    const id = event.id ?? "";
+    if (event.file) {
+      const { error, ...answer } = event.file;
+      const call = this.#fsCalls.get(id);
+      if (!call) {
+        const undo = this.#abandoned.get(id);
+        this.#abandoned.delete(id);
+        if (undo && !error) undo(answer);
         return;
       }
-      case "watch":
-        this.#watchers.get(event.id)?.events(event.events);
-        return;
-      default:
-        this.#options.onEvent(event);
-        return;
+      if (error)
+        call.reject(new RuntimeFsError(ERROR_KINDS[error.kind ?? "FILE_ERROR_KIND_UNSPECIFIED"], error.message ?? ""));
+      else call.resolve(answer);
+    } else if (event.watch) {
+      this.#watchers.get(id)?.events(watchEvents(event.watch));
+    } else {
+      this.#options.onEvent(event);
     }
   }
 
-  /** One JSON-line request to the agent. */
-  send(message: object): void {
-    this.#control?.write(`${JSON.stringify(message)}\n`);
+  /** One request line to the agent. */
+  send(request: RequestJson): void {
+    this.#control?.write(`${JSON.stringify(request)}\n`);
   }
 
   /** Calls waiting for the agent, and answers still to undo (for tests: nothing may pile up). */
@@ -97,14 +111,14 @@ export class AgentConnection {
     return { waiting: this.#fsCalls.size, abandoned: this.#abandoned.size };
   }
 
-  // Call ids are random: sandboxed code can write the agent's event pipe, and must not be
+  // Call ids are random: sandboxed code could write the agent's event pipe, and must not be
   // able to guess which answer the server waits for next.
   call(
-    op: string,
-    fields: Record<string, unknown>,
+    request: FileCall,
     { signal, undo }: AgentCallOptions = {},
     id = `c${randomBytes(12).toString("hex")}`,
-  ): Promise<unknown> {
+  ): Promise<FileAnswer> {
+    const op = Object.keys(request)[0] ?? "call";
     if (this.#options.ended()) return Promise.reject(new RuntimeFsError("other", "the sandbox has ended"));
     if (signal?.aborted) return Promise.reject(signal.reason);
     const limitMs = this.#options.callTimeoutMs;
@@ -132,20 +146,20 @@ export class AgentConnection {
       );
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#fsCalls.set(id, {
-        resolve: (result) => {
+        resolve: (answer) => {
           settle();
-          resolve(result);
+          resolve(answer);
         },
         reject: (error) => {
           settle();
           reject(error);
         },
       });
-      this.send({ ...fields, op, id });
+      this.send({ ...request, id });
     });
   }
 
-  #abandon(id: string, undo: (answer: unknown) => void): void {
+  #abandon(id: string, undo: (answer: FileAnswer) => void): void {
     // An agent that never answers must not grow this without end: the oldest are forgotten.
     if (this.#abandoned.size >= MAX_ABANDONED_CALLS) {
       const oldest = this.#abandoned.keys().next().value;
@@ -157,14 +171,14 @@ export class AgentConnection {
   /** Starts the agent watch `id`: events go to `listener` until `stop()` or the sandbox ends. */
   watch(
     id: string,
-    fields: Record<string, unknown>,
+    watch: NonNullable<RequestJson["watch"]>,
     listener: WatchListener,
-  ): { answered: Promise<unknown>; stop(): void } {
+  ): { answered: Promise<FileAnswer>; stop(): void } {
     this.#watchers.set(id, listener);
     return {
-      answered: this.call("watch", fields, {}, id),
+      answered: this.call({ watch }, {}, id),
       stop: () => {
-        if (this.#watchers.delete(id)) this.send({ op: "unwatch", id });
+        if (this.#watchers.delete(id)) this.send({ id, unwatch: {} });
       },
     };
   }

@@ -3,32 +3,31 @@ import { EventLines, MAX_EVENT_LINE, parseAgentEvent } from "./agent-events.js";
 
 describe("agent events (untrusted input)", () => {
   it("accepts well-formed events and drops anything else without throwing", () => {
-    expect(parseAgentEvent('{"ev":"started","id":"1","pid":7}')).toEqual({ ev: "started", id: "1", pid: 7 });
-    expect(parseAgentEvent('{"ev":"exited","id":"1","signal":9}')).toEqual({ ev: "exited", id: "1", signal: 9 });
-    expect(parseAgentEvent('{"ev":"fs","id":"c2","error":{"kind":"bogus","message":"m"}}')).toEqual({
-      ev: "fs",
+    expect(parseAgentEvent('{"id":"1","started":{"pid":7}}')).toEqual({ id: "1", started: { pid: 7 } });
+    expect(parseAgentEvent('{"id":"1","exited":{"signal":9}}')).toEqual({ id: "1", exited: { signal: 9 } });
+    expect(parseAgentEvent('{"id":"c2","file":{"error":{"kind":"FILE_ERROR_KIND_NOT_FOUND","message":"m"}}}')).toEqual({
       id: "c2",
-      error: { kind: "other", message: "m" },
+      file: { error: { kind: "FILE_ERROR_KIND_NOT_FOUND", message: "m" } },
     });
-    expect(parseAgentEvent('{"ev":"watch","id":"w1","events":[{"type":"create","paths":["/a"]}]}')).toEqual({
-      ev: "watch",
-      id: "w1",
-      events: [{ type: "create", paths: ["/a"] }],
-    });
+    expect(
+      parseAgentEvent('{"id":"w1","watch":{"events":[{"type":"WATCH_EVENT_TYPE_CREATE","paths":["/a"]}]}}'),
+    ).toEqual({ id: "w1", watch: { events: [{ type: "WATCH_EVENT_TYPE_CREATE", paths: ["/a"] }] } });
     for (const bad of [
       "not json{",
       "null",
       "[]",
       '"ready"',
-      '{"ev":1}',
-      '{"ev":"started","id":1,"pid":7}',
-      '{"ev":"started","id":"1","pid":"7"}',
-      '{"ev":"exited","id":"1"}',
-      '{"ev":"fs","id":"c1","error":"x"}',
-      '{"ev":"watch","id":"w1","events":[{"type":"explode","paths":["/a"]}]}',
-      '{"ev":"watch","id":"w1","events":[{"type":"create","paths":[1]}]}',
-      '{"ev":"watch","id":"w1","events":{}}',
-      '{"ev":"__proto__"}',
+      '{"ev":"ready"}',
+      '{"id":1,"started":{"pid":7}}',
+      '{"id":"1","started":{"pid":"7"}}',
+      '{"id":"1","exited":{"code":0,"signal":9}}',
+      '{"id":"1","started":{"pid":7},"exited":{"code":0}}',
+      '{"id":"c1","file":{"error":"x"}}',
+      '{"id":"c1","file":{"error":{"kind":"bogus"}}}',
+      '{"id":"w1","watch":{"events":[{"type":"explode","paths":["/a"]}]}}',
+      '{"id":"w1","watch":{"events":[{"type":"WATCH_EVENT_TYPE_CREATE","paths":[1]}]}}',
+      '{"id":"w1","watch":{"events":{}}}',
+      '{"__proto__":{}}',
     ]) {
       expect(parseAgentEvent(bad), bad).toBeUndefined();
     }
@@ -42,6 +41,6 @@ describe("agent events (untrusted input)", () => {
     const huge = "x".repeat(MAX_EVENT_LINE / 4);
     for (let i = 0; i < 5; i++) expect(lines.push(huge)).toEqual([]);
     // The rest of the over-long line is skipped; the next line is whole.
-    expect(lines.push('tail\n{"ev":"ready"}\n')).toEqual(['{"ev":"ready"}']);
+    expect(lines.push('tail\n{"ready":{}}\n')).toEqual(['{"ready":{}}']);
   });
 });

@@ -7,6 +7,7 @@ import { linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node
 import { statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { OpenedFileJson } from "@sbx/proto/agent";
 import { RuntimeFsError } from "@sbx/server-kit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -24,7 +25,7 @@ import json, os, sys
 d = sys.argv[1]
 def ident(fd):
     st = os.fstat(fd)
-    return {"fd": fd, "size": st.st_size, "dev": str(st.st_dev), "ino": str(st.st_ino)}
+    return {"fd": fd, "size": str(st.st_size), "dev": str(st.st_dev), "ino": str(st.st_ino)}
 out = {
   "readOnly": ident(os.open(d + "/data", os.O_RDONLY)),
   "fresh": ident(os.open(d + "/fresh", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)),
@@ -62,7 +63,9 @@ describe("reopening the agent's files", () => {
       });
       child.on("exit", () => reject(new Error("the opener exited")));
     });
-    files = JSON.parse(line);
+    files = Object.fromEntries(
+      Object.entries(JSON.parse(line) as Record<string, OpenedFileJson>).map(([k, v]) => [k, fileIdentity(v)]),
+    ) as typeof files;
     const startTime = await processStartTime(child.pid ?? 0);
     if (!startTime) throw new Error("no start time");
     agent = { pid: child.pid ?? 0, startTime };
@@ -148,9 +151,16 @@ describe("reopening the agent's files", () => {
   });
 
   it("refuses malformed answers", () => {
-    for (const answer of [null, 7, {}, { fd: -1, size: 0, dev: "1", ino: "1" }, { fd: 3, size: 0, dev: 1, ino: "1" }]) {
+    for (const answer of [
+      undefined,
+      { fd: -1, size: "0", dev: "1", ino: "1" },
+      { fd: 3, size: "-1" },
+      { fd: 3, dev: "x" },
+    ]) {
       expect(() => fileIdentity(answer)).toThrow(RuntimeFsError);
     }
-    expect(fileIdentity({ fd: 3, size: 5, dev: "2049", ino: "18446744073709551615" }).ino).toBe("18446744073709551615");
+    expect(fileIdentity({ fd: 3, size: "5", dev: "2049", ino: "18446744073709551615" }).ino).toBe(
+      "18446744073709551615",
+    );
   });
 });

@@ -5,7 +5,7 @@
  * `/proc/<agent's host pid>/fd/<n>` — the same file, whatever happens to its path afterwards —
  * and reads or writes it with large positional I/O (file-streams.ts).
  *
- * What makes this safe: the agent is non-dumpable (agent.py), so sandboxed code cannot ptrace
+ * What makes this safe: the agent is non-dumpable (agent/main.go), so sandboxed code cannot ptrace
  * it or reach its /proc entries to swap a descriptor, and its event pipe is unlinked before any
  * sandboxed code runs. Still, the descriptor named is treated as untrusted (defence in depth): the reopened file
  * must be a regular file, opened by the agent for the access asked, with the identity the
@@ -13,8 +13,9 @@
  * file must be readable by the sandbox user. The agent's start time is checked around the
  * reopen, so a recycled pid is never trusted.
  */
-import { constants } from "node:fs";
+import { constants, readFileSync } from "node:fs";
 import { type FileHandle, open, readFile, statfs } from "node:fs/promises";
+import type { OpenedFileJson } from "@sbx/proto/agent";
 import { RuntimeFsError } from "@sbx/server-kit";
 
 /** The agent as the host sees it. */
@@ -30,7 +31,7 @@ export interface SandboxUser {
   readonly gid: number;
 }
 
-/** What the agent answers for a file it opened (see agent.py `identity`). */
+/** What the agent answers for a file it opened (an OpenedFile of the agent protocol). */
 export interface AgentFileIdentity {
   readonly fd: number;
   readonly size: number;
@@ -56,31 +57,38 @@ export async function findAgent(bwrapPid: number, user: SandboxUser): Promise<Ag
 
 export async function processStartTime(pid: number): Promise<string | undefined> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
-  if (!stat) return undefined;
-  // Fields after the command name (which may hold spaces and parentheses) start at field 3.
-  return stat
+  return stat ? startTimeOf(stat) : undefined;
+}
+
+/** processStartTime, for callers that cannot wait. */
+export function processStartTimeSync(pid: number): string | undefined {
+  try {
+    return startTimeOf(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+// Fields after the command name (which may hold spaces and parentheses) start at field 3.
+const startTimeOf = (stat: string) =>
+  stat
     .slice(stat.lastIndexOf(")") + 2)
     .split(" ")
     .at(22 - 3);
-}
 
-/** Parses an agent's answer for an opened file; anything else is refused. */
-export function fileIdentity(answer: unknown): AgentFileIdentity {
-  const a = answer as Partial<Record<keyof AgentFileIdentity, unknown>> | null;
-  if (
-    !a ||
-    typeof a !== "object" ||
-    !Number.isSafeInteger(a.fd) ||
-    (a.fd as number) < 0 ||
-    !Number.isSafeInteger(a.size) ||
-    typeof a.dev !== "string" ||
-    !/^\d+$/.test(a.dev) ||
-    typeof a.ino !== "string" ||
-    !/^\d+$/.test(a.ino)
-  ) {
+/** The identity of a file the agent opened (its answer, schema-checked), refused if malformed. */
+export function fileIdentity(opened: OpenedFileJson | undefined): AgentFileIdentity {
+  const fd = opened?.fd ?? 0;
+  const size = Number(opened?.size ?? "0");
+  const dev = opened?.dev ?? "0";
+  const ino = opened?.ino ?? "0";
+  if (!opened || !Number.isSafeInteger(fd) || fd < 0 || !Number.isSafeInteger(size) || size < 0) {
     throw new RuntimeFsError("other", "the sandbox agent gave a malformed answer");
   }
-  return { fd: a.fd as number, size: a.size as number, dev: a.dev, ino: a.ino };
+  if (!/^\d+$/.test(dev) || !/^\d+$/.test(ino)) {
+    throw new RuntimeFsError("other", "the sandbox agent gave a malformed answer");
+  }
+  return { fd, size, dev, ino };
 }
 
 const refuse = (why: string) => new RuntimeFsError("other", `refused the file the sandbox agent named: ${why}`);

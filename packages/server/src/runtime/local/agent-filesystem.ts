@@ -1,11 +1,20 @@
 /**
- * File operations of a local sandbox, carried out by its agent (see agent.py): paths resolve
- * inside the sandbox's root with the sandbox user's permissions, so the kernel itself keeps
- * them from reaching the host. File contents skip the agent: it opens the file, and the
+ * File operations of a local sandbox, carried out by its agent (packages/server/agent): paths
+ * resolve inside the sandbox's root with the sandbox user's permissions, so the kernel itself
+ * keeps them from reaching the host. File contents skip the agent: it opens the file, and the
  * server reopens that open file from the host and reads or writes it (agent-files.ts).
  */
 import { randomBytes } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
+import type {
+  FileAnswerJson,
+  FileInfoJson,
+  FileTypeJson,
+  OpenedFileJson,
+  RequestJson,
+  WatchEventsJson,
+  WatchEventTypeJson,
+} from "@sbx/proto/agent";
 import {
   type RuntimeFileInfo,
   type RuntimeFilesystem,
@@ -16,6 +25,15 @@ import {
 } from "@sbx/server-kit";
 import { PositionalWriter, readPieces } from "./file-streams.js";
 
+/** The file calls of the agent protocol. */
+type FileOp = "stat" | "list" | "mkdir" | "remove" | "read" | "release" | "upload" | "uploadEnd" | "watch";
+
+/** One file call: a Request with exactly one of the file operations (the id is added when sent). */
+export type FileCall = { [K in FileOp]: { [P in K]: NonNullable<RequestJson[P]> } }[FileOp];
+
+/** A successful answer to a file call. */
+export type FileAnswer = Omit<FileAnswerJson, "error">;
+
 /** How a caller may give up on an agent call. */
 export interface AgentCallOptions {
   /** Stops waiting when aborted: the call rejects with the signal's reason and is forgotten at once. */
@@ -24,20 +42,23 @@ export interface AgentCallOptions {
    * Undoes what a successful answer did (closes the file it opened…), for an answer that
    * arrives after the caller gave up (aborted, or past the deadline).
    */
-  readonly undo?: (answer: unknown) => void;
+  readonly undo?: (answer: FileAnswer) => void;
 }
 
 /** What the sandbox gives its filesystem: request/answer calls to the agent, and its open files. */
 export interface AgentChannel {
   /**
-   * Sends `{op, id, ...fields}` to the agent and resolves with its answer; rejects with a
-   * RuntimeFsError, or a RuntimeDeadlineError when the agent does not answer in time.
+   * Sends the call to the agent and resolves with its answer; rejects with a RuntimeFsError,
+   * or a RuntimeDeadlineError when the agent does not answer in time.
    */
-  call(op: string, fields: Record<string, unknown>, options?: AgentCallOptions): Promise<unknown>;
-  /** Reopens, from the host, the file the agent opened as descriptor `answer.fd` (see agent-files.ts). */
-  reopen(answer: unknown, access: "read" | "write"): Promise<FileHandle>;
+  call(request: FileCall, options?: AgentCallOptions): Promise<FileAnswer>;
+  /** Reopens, from the host, the file the agent opened (see agent-files.ts). */
+  reopen(opened: OpenedFileJson | undefined, access: "read" | "write"): Promise<FileHandle>;
   /** Starts an agent watch: `answered` settles like `call`; events go to `listener` until `stop()` or the sandbox ends. */
-  watch(fields: Record<string, unknown>, listener: WatchListener): { answered: Promise<unknown>; stop(): void };
+  watch(
+    watch: NonNullable<RequestJson["watch"]>,
+    listener: WatchListener,
+  ): { answered: Promise<FileAnswer>; stop(): void };
 }
 
 export interface WatchListener {
@@ -46,53 +67,76 @@ export interface WatchListener {
   end(): void;
 }
 
-interface AgentFileInfo {
-  name: string;
-  path: string;
-  type: RuntimeFileInfo["type"];
-  size: number;
-  mode: number;
-  mtime_ms: number;
-  target?: string;
+const FILE_TYPES: Record<FileTypeJson, RuntimeFileInfo["type"]> = {
+  FILE_TYPE_UNSPECIFIED: "other",
+  FILE_TYPE_FILE: "file",
+  FILE_TYPE_DIRECTORY: "directory",
+  FILE_TYPE_SYMLINK: "symlink",
+  FILE_TYPE_OTHER: "other",
+};
+
+const WATCH_TYPES: Record<WatchEventTypeJson, RuntimeWatchEvent["type"] | undefined> = {
+  WATCH_EVENT_TYPE_UNSPECIFIED: undefined,
+  WATCH_EVENT_TYPE_CREATE: "create",
+  WATCH_EVENT_TYPE_MODIFY: "modify",
+  WATCH_EVENT_TYPE_DELETE: "delete",
+  WATCH_EVENT_TYPE_RENAME: "rename",
+  WATCH_EVENT_TYPE_OVERFLOW: "overflow",
+};
+
+/** The runtime's watch events for the agent's (events of no known type are left out). */
+export function watchEvents(batch: WatchEventsJson): RuntimeWatchEvent[] {
+  const out: RuntimeWatchEvent[] = [];
+  for (const event of batch.events ?? []) {
+    const type = WATCH_TYPES[event.type ?? "WATCH_EVENT_TYPE_UNSPECIFIED"];
+    if (type) out.push({ type, paths: event.paths ?? [] });
+  }
+  return out;
 }
 
-const toInfo = (info: AgentFileInfo): RuntimeFileInfo => ({
-  name: info.name,
-  path: info.path,
-  type: info.type,
-  size: info.size,
-  mode: info.mode,
-  mtimeMs: info.mtime_ms,
+const toInfo = (info: FileInfoJson): RuntimeFileInfo => ({
+  name: info.name ?? "",
+  path: info.path ?? "",
+  type: FILE_TYPES[info.type ?? "FILE_TYPE_UNSPECIFIED"],
+  size: Number(info.size ?? "0"),
+  mode: info.mode ?? 0,
+  mtimeMs: Number(info.mtimeMs ?? "0"),
   symlinkTarget: info.target,
 });
+
+/** The part of an answer a call expects; a different answer is refused. */
+function expected<K extends keyof FileAnswer>(answer: FileAnswer, key: K): NonNullable<FileAnswer[K]> {
+  const value = answer[key];
+  if (value === undefined) throw new RuntimeFsError("other", "the sandbox agent gave a malformed answer");
+  return value as NonNullable<FileAnswer[K]>;
+}
 
 export class AgentFilesystem implements RuntimeFilesystem {
   constructor(readonly channel: AgentChannel) {}
 
   async stat(path: string): Promise<RuntimeFileInfo> {
-    return toInfo((await this.channel.call("stat", { path })) as AgentFileInfo);
+    return toInfo(expected(await this.channel.call({ stat: { path } }), "info"));
   }
 
   async list(path: string): Promise<RuntimeFileInfo[]> {
-    return ((await this.channel.call("list", { path })) as AgentFileInfo[]).map(toInfo);
+    return (expected(await this.channel.call({ list: { path } }), "list").entries ?? []).map(toInfo);
   }
 
   async makeDirectory(path: string, createParents: boolean): Promise<void> {
-    await this.channel.call("mkdir", { path, parents: createParents });
+    await this.channel.call({ mkdir: { path, parents: createParents } });
   }
 
   async remove(path: string, recursive: boolean): Promise<void> {
-    await this.channel.call("remove", { path, recursive });
+    await this.channel.call({ remove: { path, recursive } });
   }
 
   async read(path: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
-    const release = (answer: unknown) => {
-      const fd = (answer as { fd?: unknown } | null)?.fd;
-      this.channel.call("release", { fd }).catch(() => {});
+    const release = (answer: FileAnswer) => {
+      this.channel.call({ release: { fd: answer.opened?.fd ?? 0 } }).catch(() => {});
     };
-    const answer = await this.channel.call("read", { path }, { signal, undo: release });
+    const answer = await this.channel.call({ read: { path } }, { signal, undo: release });
     try {
-      return readPieces(await this.channel.reopen(answer, "read").catch(naming(path)), offset, signal);
+      return readPieces(await this.channel.reopen(answer.opened, "read").catch(naming(path)), offset, signal);
     } finally {
       // The server's reopened file stands on its own: the agent's copy can go now.
       release(answer);
@@ -102,14 +146,14 @@ export class AgentFilesystem implements RuntimeFilesystem {
   async upload(path: string): Promise<RuntimeUpload> {
     const upload = randomBytes(8).toString("hex");
     const drop = () => {
-      this.channel.call("upload_end", { path, upload, commit: false }).catch(() => {});
+      this.channel.call({ uploadEnd: { path, upload, commit: false } }).catch(() => {});
     };
-    const answer = await this.channel.call("upload", { path, upload }, { undo: drop });
+    const answer = await this.channel.call({ upload: { path, upload } }, { undo: drop });
     let writer: PositionalWriter;
     try {
-      writer = new PositionalWriter(await this.channel.reopen(answer, "write").catch(naming(path)));
+      writer = new PositionalWriter(await this.channel.reopen(answer.opened, "write").catch(naming(path)));
     } catch (error) {
-      await this.channel.call("upload_end", { path, upload, commit: false }).catch(() => {});
+      await this.channel.call({ uploadEnd: { path, upload, commit: false } }).catch(() => {});
       throw error;
     }
     const end = async (commit: boolean) => {
@@ -118,7 +162,7 @@ export class AgentFilesystem implements RuntimeFilesystem {
         failed = error;
       });
       // Bytes that never reached the file must not be moved into place.
-      await this.channel.call("upload_end", { path, upload, commit: commit && !failed });
+      await this.channel.call({ uploadEnd: { path, upload, commit: commit && !failed } });
       if (commit && failed) throw writeError(path, failed);
     };
     return {

@@ -5,7 +5,8 @@
  *     control dir are bound on /mnt, see LAUNCH_SCRIPT) → setpriv (drops to the sandbox's
  *     own uid, no caps) → bwrap (new user/pid/mount/ipc/uts/net/cgroup namespaces,
  *     seccomp, no_new_privs)
- *       → agent.py as pid 1, which starts every process of the sandbox.
+ *       → the agent (/.sbx/agent, a static binary bound read-only) as pid 1, which starts
+ *         every process of the sandbox.
  */
 import { DEFAULT_IMAGE_ENV } from "@sbx/server-kit";
 import { USR_DIRS } from "./image.js";
@@ -18,14 +19,22 @@ import { USR_DIRS } from "./image.js";
  */
 export const LAUNCH_ROOT = "/mnt";
 
+/** Where the agent is, inside the sandbox. */
+export const AGENT_PATH = "/.sbx/agent";
+
 /**
  * Run as root in the private mount namespace: $1 the sandbox's root, $2 its control dir (root's,
- * holding a copy of the agent); then the rest (setpriv … bwrap …). Nothing here reaches the host.
+ * with an empty file `agent` to mount on), $3 the agent binary (root's); then the rest
+ * (setpriv … bwrap …). Nothing here reaches the host. The control dir stays noexec; the agent
+ * is bound on its own, read-only (and so is every mount of it bwrap makes): sandboxed code can
+ * run it but neither write, replace nor unmount it (its mounts are locked in the sandbox's user
+ * namespace, and root's dir holds the name).
  */
 const LAUNCH_SCRIPT = `set -e
 mount --bind "$1" ${LAUNCH_ROOT}
 mount --bind -o nosuid,nodev,noexec "$2" ${LAUNCH_ROOT}/.sbx
-shift 2
+mount --bind -o ro,nosuid,nodev "$3" ${LAUNCH_ROOT}${AGENT_PATH}
+shift 3
 exec "$@"`;
 
 /** Sandboxes' soft open-files limit (see launchArgs). */
@@ -37,8 +46,10 @@ export interface LaunchTarget {
   readonly cgroupDirs: readonly string[];
   /** The sandbox's overlay root on the host. */
   readonly rootfs: string;
-  /** The sandbox's control dir on the host (root's, holding the agent and its FIFOs). */
+  /** The sandbox's control dir on the host (root's, holding the FIFOs and the agent's mount point). */
   readonly ctl: string;
+  /** The agent binary on the host (root's, see agent-binary.ts). */
+  readonly agent: string;
   /** The sandbox's own host uid/gid. */
   readonly uid: number;
   readonly gid: number;
@@ -48,7 +59,7 @@ export interface LaunchTarget {
  * The arguments of `/bin/sh` that launch a sandbox. The seccomp program is read from
  * descriptor 3 (see `--seccomp`).
  */
-export function launchArgs({ cgroupDirs, rootfs, ctl, uid, gid }: LaunchTarget): string[] {
+export function launchArgs({ cgroupDirs, rootfs, ctl, agent, uid, gid }: LaunchTarget): string[] {
   const bwrap = [
     "bwrap",
     "--unshare-user",
@@ -95,10 +106,10 @@ export function launchArgs({ cgroupDirs, rootfs, ctl, uid, gid }: LaunchTarget):
     "--seccomp",
     "3",
     "--as-pid-1",
-    "/usr/bin/python3",
-    "-I",
-    "-S",
-    "/.sbx/agent.py",
+    AGENT_PATH,
+    // Go raises its own soft limit as it starts: the agent sets the sandbox's back.
+    "--open-files",
+    String(SANDBOX_OPEN_FILES),
   ];
   // Nothing runs outside its cgroups: destroy() relies on killing the cgroup to know that no
   // sandboxed process is left before it removes the sandbox's files. Sandboxes get the usual
@@ -122,6 +133,7 @@ export function launchArgs({ cgroupDirs, rootfs, ctl, uid, gid }: LaunchTarget):
     "sbx-mount",
     rootfs,
     ctl,
+    agent,
     "setpriv",
     `--reuid=${uid}`,
     `--regid=${gid}`,

@@ -1,10 +1,11 @@
 /**
- * One process of a local sandbox, as the server sees it: its stdio FIFOs (output read paced,
- * held under back-pressure), the agent's word that it started, failed or exited, and the
- * signals and resizes sent for it.
+ * One process of a local sandbox, as the server sees it: the agent's word that it started
+ * (with its stdio pipes, see agent-stdio.ts), failed or exited; its output read paced and held
+ * under back-pressure; the signals and resizes sent for it.
  */
 import type { Socket } from "node:net";
 import type { RuntimeExit, RuntimeProcess } from "@sbx/server-kit";
+import type { ProcessStdio } from "./agent-stdio.js";
 import { type PacedReads, paceReads } from "./read-pacing.js";
 
 /** Extra time for a process's output to drain after it exits (daemons may hold it open). */
@@ -22,48 +23,29 @@ export class LocalProcess implements RuntimeProcess {
   readonly #open = new Set<Socket>();
   /** Each output stream's pacing: back-pressure pauses through it (see read-pacing.ts). */
   readonly #paced = new Map<Socket, PacedReads>();
-  readonly #stdout: Socket;
-  readonly #stderr: Socket | undefined;
-  readonly #stdin: Socket;
+  #stdout: Socket | undefined;
+  #stderr: Socket | undefined;
+  #stdin: Socket | undefined;
   #outputPaused = false;
   #drainGrace: NodeJS.Timeout | undefined;
 
-  /**
-   * Removes the stdio channel's names: once the agent has opened them (started or failed), or
-   * when the process ends without the agent saying so.
-   */
-  #releaseChannel: (() => void) | undefined;
-
-  constructor(stdout: Socket, stderr: Socket | undefined, stdin: Socket, releaseChannel: () => Promise<void>) {
-    this.#stdout = stdout;
-    this.#stderr = stderr;
-    this.#stdin = stdin;
-    this.#releaseChannel = () => {
-      this.#releaseChannel = undefined;
-      void releaseChannel();
-    };
+  constructor() {
     this.exit = new Promise((resolve) => {
       this.#resolveExit = resolve;
     });
     this.whenStarted = new Promise((resolve, reject) => {
       this.#started = { resolve, reject };
     });
-    for (const s of stderr ? [stdout, stderr] : [stdout]) {
-      this.#open.add(s);
-      s.pause();
-      this.#paced.set(s, paceReads(s)); // a trickling writer must not wake the server once per byte
-      s.on("close", () => {
-        this.#open.delete(s);
-        this.#maybeDone();
-      });
-      s.on("error", () => {});
-    }
-    stdin.on("error", () => {});
+  }
+
+  /** Whether it has exited (or failed): a late start is not its any more. */
+  get ended(): boolean {
+    return this.#exit !== undefined;
   }
 
   onStdout(listener: (chunk: Uint8Array) => void): void {
-    this.#stdout.on("data", listener);
-    this.#stdout.resume();
+    this.#stdout?.on("data", listener);
+    this.#stdout?.resume();
   }
 
   onStderr(listener: (chunk: Uint8Array) => void): void {
@@ -86,15 +68,17 @@ export class LocalProcess implements RuntimeProcess {
 
   writeStdin(data: Uint8Array): Promise<void> {
     return new Promise((resolve) => {
-      if (this.#stdin.destroyed || this.#stdin.writableEnded) return resolve();
-      this.#stdin.write(data, () => resolve());
+      const stdin = this.#stdin;
+      if (!stdin || stdin.destroyed || stdin.writableEnded) return resolve();
+      stdin.write(data, () => resolve());
     });
   }
 
   closeStdin(): Promise<void> {
     return new Promise((resolve) => {
-      if (this.#stdin.destroyed || this.#stdin.writableEnded) return resolve();
-      this.#stdin.end(() => resolve());
+      const stdin = this.#stdin;
+      if (!stdin || stdin.destroyed || stdin.writableEnded) return resolve();
+      stdin.end(() => resolve());
     });
   }
 
@@ -106,9 +90,23 @@ export class LocalProcess implements RuntimeProcess {
     if (!this.#exit) this.resizer?.(rows, cols);
   }
 
-  started(pid: number): void {
+  /** The agent started it, with these pipes (which it now owns). */
+  started(pid: number, stdio: ProcessStdio): void {
     this.pid = pid;
-    this.#releaseChannel?.();
+    this.#stdout = stdio.stdout;
+    this.#stderr = stdio.stderr;
+    this.#stdin = stdio.stdin;
+    for (const s of stdio.stderr ? [stdio.stdout, stdio.stderr] : [stdio.stdout]) {
+      this.#open.add(s);
+      s.pause();
+      this.#paced.set(s, paceReads(s)); // a trickling writer must not wake the server once per byte
+      s.on("close", () => {
+        this.#open.delete(s);
+        this.#maybeDone();
+      });
+      s.on("error", () => {});
+    }
+    stdio.stdin.on("error", () => {});
     this.#started.resolve();
   }
 
@@ -118,11 +116,10 @@ export class LocalProcess implements RuntimeProcess {
   }
 
   exited(exit: RuntimeExit): void {
-    this.#releaseChannel?.(); // failed, or ended without a word from the agent
     if (this.#exit) return;
     this.#exit = exit;
     this.#started.resolve();
-    this.#stdin.destroy();
+    this.#stdin?.destroy();
     // Paused by back-pressure: what is left in the pipes is read (and the grace starts) on resume.
     if (!this.#outputPaused) this.#startDrainGrace();
     this.#maybeDone();

@@ -8,8 +8,8 @@
  *     sh (joins the cgroup) → unshare + sh (a private mount namespace) → setpriv (drops to the
  *       sandbox's own uid, no caps) → bwrap (new user/pid/mount/ipc/uts/net/cgroup namespaces,
  *       seccomp, no_new_privs)
- *         → agent.py as pid 1, which starts every process of the sandbox; the server speaks to
- *           it over two FIFOs (agent-connection.ts).
+ *         → the agent as pid 1 (a static binary, agent-binary.ts), which starts every process
+ *           of the sandbox; the server speaks to it over two FIFOs (agent-connection.ts).
  *
  * Everything of a sandbox on the host lives under a root-only (0700) dir, on mounts that are
  * nosuid,nodev: no host account can reach its files, and none planted there runs as its uid.
@@ -23,6 +23,7 @@ import { chmod, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import type { RuntimeSandbox, RuntimeSandboxSpec, SandboxRuntime } from "@sbx/server-kit";
+import { installAgent } from "./agent-binary.js";
 import { cleanupCgroups, detectCgroupVersion } from "./cgroups.js";
 import { type DefaultImage, ensureDefaultImage } from "./image.js";
 import { LocalSandbox } from "./local-sandbox.js";
@@ -81,6 +82,7 @@ class LocalRuntime implements SandboxRuntime {
   readonly #warm: WarmPool<LocalSandbox>;
   #closed = false;
   #seccompFile: Promise<string> | undefined;
+  #agentFile: Promise<string> | undefined;
 
   constructor(options: LocalRuntimeOptions) {
     this.#options = options;
@@ -154,7 +156,10 @@ class LocalRuntime implements SandboxRuntime {
     this.#seccompFile ??= forgetOnFailure(this.#writeSeccomp(), () => {
       this.#seccompFile = undefined;
     });
-    const [image, seccomp] = await Promise.all([this.#image, this.#seccompFile]);
+    this.#agentFile ??= forgetOnFailure(installAgent(this.#dir), () => {
+      this.#agentFile = undefined;
+    });
+    const [image, seccomp, agent] = await Promise.all([this.#image, this.#seccompFile, this.#agentFile]);
     const diskMiB = this.#diskOf(spec);
     let diskSource: DiskSource = { contents: image.layer };
     if (diskMiB === this.#defaultDiskMiB) {
@@ -173,6 +178,7 @@ class LocalRuntime implements SandboxRuntime {
       dir: join(this.#dir, "sandboxes", spec.id),
       image,
       seccomp,
+      agent,
       uid,
       gid: uid,
       releaseUid: () => this.#uids.release(uid),

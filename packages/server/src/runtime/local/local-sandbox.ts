@@ -5,11 +5,9 @@
  */
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
-import { chmod, chown, mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { chmod, chown, mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import {
   processEnv,
@@ -20,7 +18,8 @@ import {
   type RuntimeSandbox,
   type RuntimeSandboxSpec,
 } from "@sbx/server-kit";
-import { AgentConnection, type SandboxEvent } from "./agent-connection.js";
+import { AgentConnection } from "./agent-connection.js";
+import type { AgentEvent } from "./agent-events.js";
 import {
   type AgentProcess,
   type AllowedFilesystems,
@@ -30,8 +29,9 @@ import {
   sandboxFilesystems,
 } from "./agent-files.js";
 import { AgentFilesystem } from "./agent-filesystem.js";
+import { openProcessStdio } from "./agent-stdio.js";
 import { type CgroupVersion, SandboxCgroup } from "./cgroups.js";
-import { FifoPool, openFifoReader, openFifoWriter, removeChannel } from "./fifo.js";
+import { makeFifos, openFifoReader, openFifoWriter } from "./fifo.js";
 import { claimLayer, type DefaultImage } from "./image.js";
 import { launchArgs } from "./launch-command.js";
 import { LocalProcess } from "./local-process.js";
@@ -39,19 +39,13 @@ import { mountOverlay } from "./overlay.js";
 import { createSandboxDisk, type DiskSource, removeSandboxDisk } from "./sandbox-disk.js";
 
 const run = promisify(execFile);
-const AGENT = join(dirname(fileURLToPath(import.meta.url)), "agent.py");
-
-/** The agent's source, read once: each sandbox gets a root-owned copy in its control dir. */
-let agentSource: Promise<Buffer> | undefined;
-const agentCode = () => {
-  agentSource ??= readFile(AGENT);
-  return agentSource;
-};
 
 export interface SandboxSetup {
   readonly dir: string;
   readonly image: DefaultImage;
   readonly seccomp: string;
+  /** The agent binary (root's, installed by the runtime: see agent-binary.ts). */
+  readonly agent: string;
   /** The sandbox's own host uid/gid (no other sandbox and no host account has them). */
   readonly uid: number;
   readonly gid: number;
@@ -92,41 +86,25 @@ export class LocalSandbox implements RuntimeSandbox {
   #ready: { resolve: () => void; reject: (e: Error) => void } | undefined;
   #counter = 0;
   #destroyed: Promise<void> | undefined;
-  #agent: { child: ChildProcess; process: Promise<AgentProcess> } | undefined;
+  /** The agent of the current start, as the host sees it (found once it is ready). */
+  #agent: AgentProcess | undefined;
   #stderr = "";
-  readonly #fifos: FifoPool;
   readonly fs = new AgentFilesystem({
-    call: (op, fields, options) => this.#connection.call(op, fields, options),
-    reopen: async (answer, access) =>
-      reopenAgentFile(
-        await this.#agentProcess(),
-        fileIdentity(answer),
-        access,
-        this.#setup,
-        await allowedFilesystems(),
-      ),
-    watch: (fields, listener) => this.#connection.watch(`w${++this.#counter}`, fields, listener),
+    call: (request, options) => this.#connection.call(request, options),
+    reopen: async (opened, access) =>
+      reopenAgentFile(this.#runningAgent(), fileIdentity(opened), access, this.#setup, await allowedFilesystems()),
+    watch: (watch, listener) => this.#connection.watch(`w${++this.#counter}`, watch, listener),
   });
 
-  /** The agent of the current start (found from its bubblewrap, once per start). */
-  async #agentProcess(): Promise<AgentProcess> {
-    const child = this.#child;
-    if (!child?.pid) throw new RuntimeFsError("other", "the sandbox is not running");
-    if (this.#agent?.child !== child) {
-      const process = findAgent(child.pid, this.#setup);
-      this.#agent = { child, process };
-      process.catch(() => {
-        if (this.#agent?.process === process) this.#agent = undefined; // look again next time
-      });
-    }
-    return this.#agent.process;
+  #runningAgent(): AgentProcess {
+    if (!this.#agent) throw new RuntimeFsError("other", "the sandbox is not running");
+    return this.#agent;
   }
 
   constructor(spec: RuntimeSandboxSpec, setup: SandboxSetup) {
     this.id = spec.id;
     this.#spec = spec;
     this.#setup = setup;
-    this.#fifos = new FifoPool(join(setup.dir, "pool"), setup.uid, setup.gid);
     this.#cgroup = new SandboxCgroup(setup.cgroupVersion, `${setup.cgroupPrefix}-${spec.id}`);
     this.#connection = new AgentConnection({
       callTimeoutMs: setup.agentCallTimeoutMs,
@@ -192,29 +170,31 @@ export class LocalSandbox implements RuntimeSandbox {
     } finally {
       clearTimeout(timer);
     }
+    // Its host pid and start time, for reopening the files and pipes it names.
+    this.#agent = await findAgent(this.#child?.pid ?? 0, this.#setup);
   }
 
   /**
-   * The control dir is root's: the sandbox sees it (as /.sbx) and uses the FIFOs the server
-   * made in it, but cannot add, swap or remove anything there (a symlink planted in it would
-   * otherwise be followed by the server, as root). Rebuilt on every start. Nothing under it is
-   * the sandbox's to write (channel dirs are root's too), and no process of it runs yet.
+   * The control dir is root's: the sandbox sees it (as /.sbx) and the agent opens the FIFOs
+   * the server made in it, but nothing sandboxed can add, swap or remove anything there (a
+   * symlink planted in it would otherwise be followed by the server, as root). Rebuilt on every
+   * start, before any process of the sandbox runs. The empty file `agent` is where the agent
+   * binary is bound (see launch-command.ts).
    */
   async #prepareControl(): Promise<void> {
     const ctl = this.#paths.ctl;
-    await Promise.all(["ctl", "events", "p"].map((name) => rm(join(ctl, name), { recursive: true, force: true })));
+    await Promise.all(["ctl", "events"].map((name) => rm(join(ctl, name), { force: true })));
     await Promise.all([
       chown(ctl, 0, 0).then(() => chmod(ctl, 0o755)),
-      mkdir(join(ctl, "p"), { mode: 0o711 }), // traversable, not listable: see exec
-      agentCode().then((code) => writeFile(join(ctl, "agent.py"), code, { mode: 0o644 })),
+      writeFile(join(ctl, "agent"), "", { mode: 0o444 }),
     ]);
-    await this.#fifos.fill([join(ctl, "ctl"), join(ctl, "events")]);
+    await makeFifos([join(ctl, "ctl"), join(ctl, "events")], this.#setup.uid, this.#setup.gid);
   }
 
   #spawn(): void {
-    const { uid, gid, seccomp } = this.#setup;
+    const { uid, gid, seccomp, agent } = this.#setup;
     const paths = this.#paths;
-    const args = launchArgs({ cgroupDirs: this.#cgroup.dirs, rootfs: paths.rootfs, ctl: paths.ctl, uid, gid });
+    const args = launchArgs({ cgroupDirs: this.#cgroup.dirs, rootfs: paths.rootfs, ctl: paths.ctl, agent, uid, gid });
     const seccompFd = openSync(seccomp, "r");
     let child: ChildProcess;
     try {
@@ -243,32 +223,35 @@ export class LocalSandbox implements RuntimeSandbox {
   }
 
   /** The agent's events other than answers to file calls and watches. */
-  #onEvent(event: SandboxEvent): void {
-    switch (event.ev) {
-      case "ready":
-        // The agent holds both control FIFOs open now, and no sandboxed code has run yet:
-        // unlinked, they cannot be opened by anything in the sandbox (to forge answers or
-        // swallow requests). Rebuilt by the next start.
-        for (const name of ["ctl", "events"]) rm(join(this.#paths.ctl, name), { force: true }).catch(() => {});
-        this.#ready?.resolve();
-        return;
-      case "started":
-        this.#processes.get(event.id)?.started(event.pid);
-        return;
-      case "failed":
-        this.#processes.get(event.id)?.failed(new Error(event.error));
-        return;
-      case "exited":
-        this.#processes
-          .get(event.id)
-          ?.exited(
-            event.signal !== undefined
-              ? { kind: "signaled", signal: event.signal }
-              : { kind: "exited", code: event.code ?? 0 },
-          );
-        return;
-      default:
-        return;
+  #onEvent(event: AgentEvent): void {
+    const id = event.id ?? "";
+    if (event.ready) {
+      // The agent holds both control FIFOs open now, and no sandboxed code has run yet:
+      // unlinked, they cannot be opened by anything in the sandbox (to forge answers or
+      // swallow requests). Rebuilt by the next start.
+      for (const name of ["ctl", "events"]) rm(join(this.#paths.ctl, name), { force: true }).catch(() => {});
+      this.#ready?.resolve();
+    } else if (event.started) {
+      const process = this.#processes.get(id);
+      // Given up on (its deadline passed: a kill was sent then), its pipes are not opened.
+      if (process && !process.ended) {
+        try {
+          process.started(event.started.pid ?? 0, openProcessStdio(this.#runningAgent(), event.started));
+        } catch (error) {
+          this.#connection.send({ id, signal: { signal: 9 } });
+          process.failed(error as Error);
+        }
+      }
+      // Either way the agent closes its copies; told after the caller hears of the start (the
+      // write wakes the agent, which may take this CPU for a while).
+      setImmediate(() => this.#connection.send({ id, releaseStdio: {} }));
+    } else if (event.failed) {
+      this.#processes.get(id)?.failed(new Error(event.failed.error ?? "the agent could not start it"));
+    } else if (event.exited) {
+      const { signal, code } = event.exited;
+      this.#processes
+        .get(id)
+        ?.exited(signal !== undefined ? { kind: "signaled", signal } : { kind: "exited", code: code ?? 0 });
     }
   }
 
@@ -281,44 +264,26 @@ export class LocalSandbox implements RuntimeSandbox {
     if (this.#destroyed) throw new Error("the sandbox has been destroyed");
     if (this.#hasDied) throw new Error("the sandbox has ended");
     const id = String(++this.#counter);
-    // An unguessable name in a dir the sandbox cannot list (0711), so no process can find the
-    // channel by name; the channel dir is root's, so nothing sandboxed can be put in it. Its
-    // FIFOs are unlinked as soon as the agent has opened them (it says "started" or "failed").
-    // This keeps names out of reach, not the pipes: another process of the sandbox (same uid)
-    // can still open a running command's stdio through /proc/<pid>/fd.
-    const channel = randomBytes(16).toString("hex");
-    const hostDir = join(this.#paths.ctl, "p", channel);
-    const sandboxDir = `/.sbx/p/${channel}`;
-    // Merged (or a terminal): the process has one output pipe, so order is preserved.
-    const ends = await this.#fifos.take(hostDir, !(spec.mergeStderr || spec.pty));
-    const process = new LocalProcess(ends.stdout, ends.stderr, ends.stdin, () =>
-      removeChannel(hostDir).catch(() => {}),
-    );
+    const process = new LocalProcess();
     this.#processes.set(id, process);
     process.exit.finally(() => this.#processes.delete(id));
-    if (this.#hasDied) {
-      // It died while the channel was made: no agent would ever answer.
-      process.sandboxEnded();
-      throw new Error("the sandbox has ended");
-    }
-    const request = {
-      op: "exec",
+    this.#connection.send({
       id,
-      argv: spec.argv,
-      env: processEnv(spec.pty, this.#spec.env, spec.env),
-      cwd: spec.workdir ?? this.#spec.workdir ?? "/",
-      dir: sandboxDir,
-      stderr: spec.mergeStderr || spec.pty ? "stdout" : "pipe",
-      ...(spec.pty ? { pty: { rows: spec.ptySize?.rows || 24, cols: spec.ptySize?.cols || 80 } } : {}),
-    };
-    this.#connection.send(request);
-    process.signalSender = (signal) => this.#connection.send({ op: "signal", id, signal });
-    process.resizer = (rows, cols) => this.#connection.send({ op: "resize", id, rows, cols });
+      exec: {
+        argv: [...spec.argv],
+        env: processEnv(spec.pty, this.#spec.env, spec.env),
+        cwd: spec.workdir ?? this.#spec.workdir ?? "/",
+        mergeStderr: spec.mergeStderr || spec.pty,
+        ...(spec.pty ? { pty: { rows: spec.ptySize?.rows || 24, cols: spec.ptySize?.cols || 80 } } : {}),
+      },
+    });
+    process.signalSender = (signal) => this.#connection.send({ id, signal: { signal } });
+    process.resizer = (rows, cols) => this.#connection.send({ id, resize: { rows, cols } });
     // An agent alive but silent (stopped, starved) must not hold the call forever; and a
     // process it starts after the deadline is killed, never left running unobserved.
     const limitMs = this.#setup.agentCallTimeoutMs;
     const deadline = setTimeout(() => {
-      this.#connection.send({ op: "signal", id, signal: 9 });
+      this.#connection.send({ id, signal: { signal: 9 } });
       process.failed(
         new RuntimeDeadlineError(
           `the sandbox did not start ${spec.argv[0]} within ${limitMs / 1000} s (it may be overloaded or stopped)`,

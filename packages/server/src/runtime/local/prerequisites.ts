@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { agentProblems } from "./agent-binary.js";
 import { cgroupProblems } from "./cgroups.js";
 import { LAUNCH_ROOT, usrBinds } from "./launch-command.js";
 import { mountOverlay } from "./overlay.js";
@@ -36,8 +37,11 @@ export async function localRuntimeProblems(dir: string, uidRange: UidRange): Pro
   ] as const) {
     if (!(await which(tool))) problems.push(`${tool} is missing: install it with 'apt-get install ${pkg}'`);
   }
+  problems.push(...agentProblems());
   if (!existsSync("/usr/bin/python3")) {
-    problems.push("/usr/bin/python3 is missing (it runs the sandbox agent): install it with 'apt-get install python3'");
+    problems.push(
+      "/usr/bin/python3 is missing (the default image offers it to sandboxed code): install it with 'apt-get install python3'",
+    );
   }
   if (!existsSync(LAUNCH_ROOT))
     problems.push(`${LAUNCH_ROOT} is missing (sandboxes are launched from it): mkdir ${LAUNCH_ROOT}`);

@@ -6,7 +6,7 @@
  * (and log, and send) once per byte or so, a core's worth of wake-ups for four such sandboxes,
  * taken from every other sandbox's calls. Once a stream has shown a trickle (small reads
  * faster than one per PACE_MS, beyond a burst of TRICKLE_BURST), it stops reading for PACE_MS
- * after each small read, so the pipe (1 MiB, see agent.py) gathers what the writer adds
+ * after each small read, so the pipe (1 MiB, see agent/processes.go) gathers what the writer adds
  * meanwhile and one read takes it all; while the stream is not read, the writer's writes wake
  * nobody.
  *

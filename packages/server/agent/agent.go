@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync"
+	"syscall"
+)
+
+const (
+	// Threads running Go code at once. The agent's work is small and mostly waiting.
+	maxProcs = 2
+	// File calls run on this many workers, started at boot (see reserveThreads).
+	fileWorkers = 8
+	// Threads reserved at boot: one per running P and per blocking call that can be under
+	// way at once (file workers, the exec being forked, a reap), and some slack.
+	reservedThreads = maxProcs + fileWorkers + 4
+)
+
+// agent holds the event FIFO and the two kinds of work the server sends: processes and files.
+type agent struct {
+	events *os.File
+	emitMu sync.Mutex
+	procs  *processes
+	files  *fileServer
+}
+
+// serve opens the control FIFOs, says it is ready, and serves requests until the control FIFO
+// fails (it never ends otherwise: it is open for writing too, so it never reads end-of-file).
+func serve(ctlPath, eventsPath string) error {
+	runtime.GOMAXPROCS(maxProcs)
+	// Every signal is handled, so none can end the agent: pid 1 of a pid namespace gets from
+	// inside it only the signals it handles, and a Go program dies of those it does not. The
+	// processes it starts get the default disposition of each (the runtime resets handled
+	// signals in a new process), and an empty signal mask.
+	signals := make(chan os.Signal, 64)
+	signal.Notify(signals)
+	reserveThreads(reservedThreads)
+
+	// The server opened its ends before starting the sandbox: neither open waits.
+	eventsFd, err := syscall.Open(eventsPath, syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("cannot open %s: %w", eventsPath, err)
+	}
+	// Read-write: never sees end-of-file when the server reopens its end.
+	ctlFd, err := syscall.Open(ctlPath, syscall.O_RDWR|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return fmt.Errorf("cannot open %s: %w", ctlPath, err)
+	}
+	a := &agent{events: pollable(eventsFd, eventsPath)}
+	a.procs = newProcesses(a.emit)
+	a.files = newFileServer(a.emit, fileWorkers)
+	go func() {
+		for sig := range signals {
+			if sig == syscall.SIGCHLD {
+				a.procs.reap()
+			}
+		}
+	}()
+	a.emit(&Event{Ready: &Ready{Version: version}})
+	return a.readRequests(pollable(ctlFd, ctlPath))
+}
+
+// pollable wraps a descriptor for the runtime's poller: a read or write that would block parks
+// its goroutine instead of holding a thread.
+func pollable(fd int, name string) *os.File {
+	syscall.SetNonblock(fd, true)
+	return os.NewFile(uintptr(fd), name)
+}
+
+func (a *agent) readRequests(ctl *os.File) error {
+	lines := bufio.NewReaderSize(ctl, 1<<16)
+	for {
+		line, err := lines.ReadBytes('\n')
+		if len(line) > 1 {
+			a.handle(line)
+		}
+		if err == io.EOF {
+			continue // nothing more for now (the FIFO had no writer)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot read requests: %w", err)
+		}
+	}
+}
+
+func (a *agent) handle(line []byte) {
+	var req Request
+	if err := json.Unmarshal(line, &req); err != nil {
+		// A bad request must not end the sandbox.
+		a.emit(&Event{Error: &RequestError{Error: "cannot read a request: " + err.Error()}})
+		return
+	}
+	switch {
+	case req.Exec != nil:
+		a.procs.start(req.Id, req.Exec)
+	case req.ReleaseStdio != nil:
+		a.procs.releaseStdio(req.Id)
+	case req.Signal != nil:
+		a.procs.signal(req.Id, req.Signal.Signal)
+	case req.Resize != nil:
+		a.procs.resize(req.Id, req.Resize.Rows, req.Resize.Cols)
+	case req.Unwatch != nil:
+		a.files.unwatch(req.Id)
+	case req.Stat != nil, req.List != nil, req.Mkdir != nil, req.Remove != nil, req.Read != nil,
+		req.Release != nil, req.Upload != nil, req.UploadEnd != nil, req.Watch != nil:
+		a.files.queue(&req)
+	default:
+		a.emit(&Event{Id: req.Id, Error: &RequestError{Error: "unknown request"}})
+	}
+}
+
+// emit sends one event line; lines never interleave.
+func (a *agent) emit(event *Event) {
+	line, err := json.Marshal(event)
+	if err != nil {
+		line, _ = json.Marshal(&Event{Id: event.Id, Error: &RequestError{Error: "cannot encode an event: " + err.Error()}})
+	}
+	line = append(line, '\n')
+	a.emitMu.Lock()
+	defer a.emitMu.Unlock()
+	// A server that is gone cannot hear of it; the sandbox ends with it.
+	a.events.Write(line)
+}

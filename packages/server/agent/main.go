@@ -1,0 +1,79 @@
+// Command sbx-agent is pid 1 of every local sbx sandbox.
+//
+// It starts the processes the server asks for and reports how they end, serves file calls, and
+// watches files. It is one static binary with no dependency on the sandbox's root (no libc, no
+// shell, no python), bound into the sandbox read-only by the server, so it runs alike in any
+// image. Because it (and so every process it starts) descends from bubblewrap, all of them
+// share the sandbox's namespaces, root, cgroup, seccomp filter and no_new_privs.
+//
+// The protocol (JSON lines over two FIFOs in /.sbx) is defined once, in
+// proto/sbx/agent/v1/agent.proto; protocol.gen.go is generated from it.
+//
+// As the server starts it (--open-files: the soft open-files limit of the sandbox's processes):
+//
+//	sbx-agent [--open-files N]
+//
+// Subcommands, for tests and benchmarks (not used by the server):
+//
+//	sbx-agent --version
+//	sbx-agent bench-spawn ROUNDS PROGRAM [ARG...]
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+)
+
+// version is set by the build (-ldflags -X main.version=...).
+var version = "dev"
+
+func main() {
+	// First of all: sandboxed code runs as this process's uid. Were the agent dumpable, that
+	// code could ptrace it or write its memory through /proc/1/mem, and make it hand the server
+	// any file it likes. (Processes it starts are dumpable again once they exec.)
+	if err := makeUndumpable(); err != nil {
+		fatal("cannot make the agent non-dumpable: %v", err)
+	}
+	openFiles := uint64(0)
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "--version":
+			fmt.Printf("sbx-agent %s\n", version)
+			return
+		case "bench-spawn":
+			benchSpawn(os.Args[2:])
+			return
+		case "--open-files":
+			if len(os.Args) != 3 {
+				fatal("usage: sbx-agent --open-files N")
+			}
+			n, err := strconv.ParseUint(os.Args[2], 10, 64)
+			if err != nil || n < 64 {
+				fatal("--open-files must be a number of at least 64, not %q", os.Args[2])
+			}
+			openFiles = n
+		default:
+			fatal("unknown argument %q (usage: sbx-agent [--open-files N | --version | bench-spawn ROUNDS PROGRAM [ARG...]])", os.Args[1])
+		}
+	}
+	// Whatever the server's own parent or bwrap left open must not reach sandboxed code.
+	if err := closeInherited(); err != nil {
+		fatal("cannot close inherited descriptors: %v", err)
+	}
+	// Go raises its soft open-files limit to the hard one as it starts, and the processes it
+	// starts would inherit that: they get the launcher's soft limit back (the hard one stays).
+	if openFiles > 0 {
+		if err := setSoftOpenFiles(openFiles); err != nil {
+			fatal("cannot set the open-files limit: %v", err)
+		}
+	}
+	if err := serve("/.sbx/ctl", "/.sbx/events"); err != nil {
+		fatal("%v", err)
+	}
+}
+
+func fatal(format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, "sbx-agent: "+format+"\n", args...)
+	os.Exit(1)
+}
