@@ -54,6 +54,8 @@ export interface AgentChannel {
   call(request: FileCall, options?: AgentCallOptions): Promise<FileAnswer>;
   /** Reopens, from the host, the file the agent opened (see agent-files.ts). */
   reopen(opened: OpenedFileJson | undefined, access: "read" | "write"): Promise<FileHandle>;
+  /** Room for `bytes` more in a file reopened for writing, open here as `fd` (see tmpfs-room.ts). */
+  claimRoom(fd: number, bytes: number): Promise<() => void>;
   /** Starts an agent watch: `answered` settles like `call`; events go to `listener` until `stop()` or the sandbox ends. */
   watch(
     watch: NonNullable<RequestJson["watch"]>,
@@ -151,7 +153,8 @@ export class AgentFilesystem implements RuntimeFilesystem {
     const answer = await this.channel.call({ upload: { path, upload } }, { undo: drop });
     let writer: PositionalWriter;
     try {
-      writer = new PositionalWriter(await this.channel.reopen(answer.opened, "write").catch(naming(path)));
+      const handle = await this.channel.reopen(answer.opened, "write").catch(naming(path));
+      writer = new PositionalWriter(handle, (bytes) => this.channel.claimRoom(handle.fd, bytes));
     } catch (error) {
       await this.channel.call({ uploadEnd: { path, upload, commit: false } }).catch(() => {});
       throw error;

@@ -37,6 +37,7 @@ import { launchArgs } from "./launch-command.js";
 import { LocalProcess } from "./local-process.js";
 import { mountOverlay } from "./overlay.js";
 import { createSandboxDisk, type DiskSource, removeSandboxDisk } from "./sandbox-disk.js";
+import { TmpfsRoom } from "./tmpfs-room.js";
 
 const run = promisify(execFile);
 
@@ -89,10 +90,14 @@ export class LocalSandbox implements RuntimeSandbox {
   /** The agent of the current start, as the host sees it (found once it is ready). */
   #agent: AgentProcess | undefined;
   #stderr = "";
+  /** Its memory limit now (adopt() may change it). */
+  #memoryMiB: number;
+  readonly #tmpfsRoom = new TmpfsRoom(() => this.#memoryMiB * 1024 * 1024);
   readonly fs = new AgentFilesystem({
     call: (request, options) => this.#connection.call(request, options),
     reopen: async (opened, access) =>
       reopenAgentFile(this.#runningAgent(), fileIdentity(opened), access, this.#setup, await allowedFilesystems()),
+    claimRoom: (fd, bytes) => this.#tmpfsRoom.claim(fd, bytes),
     watch: (watch, listener) => this.#connection.watch(`w${++this.#counter}`, watch, listener),
   });
 
@@ -105,6 +110,7 @@ export class LocalSandbox implements RuntimeSandbox {
     this.id = spec.id;
     this.#spec = spec;
     this.#setup = setup;
+    this.#memoryMiB = setup.memoryMiB;
     this.#cgroup = new SandboxCgroup(setup.cgroupVersion, `${setup.cgroupPrefix}-${spec.id}`);
     this.#connection = new AgentConnection({
       callTimeoutMs: setup.agentCallTimeoutMs,
@@ -122,6 +128,7 @@ export class LocalSandbox implements RuntimeSandbox {
   /** Takes on a sandbox's identity: its id (and cgroup name), environment and limits. */
   async adopt(spec: RuntimeSandboxSpec, limits: Parameters<SandboxCgroup["setLimits"]>[0]): Promise<void> {
     await this.#cgroup.setLimits(limits);
+    this.#memoryMiB = limits.memoryLimitMiB;
     await this.#cgroup.rename(`${this.#setup.cgroupPrefix}-${spec.id}`);
     this.id = spec.id;
     this.#spec = spec;
