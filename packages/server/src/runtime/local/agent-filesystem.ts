@@ -43,6 +43,8 @@ export interface AgentCallOptions {
    * arrives after the caller gave up (aborted, or past the deadline).
    */
   readonly undo?: (answer: FileAnswer) => void;
+  /** It finishes what an earlier call began (a release, an upload's end): sent even to an agent behind on its requests. */
+  readonly followUp?: boolean;
 }
 
 /** What the sandbox gives its filesystem: request/answer calls to the agent, and its open files. */
@@ -134,7 +136,7 @@ export class AgentFilesystem implements RuntimeFilesystem {
 
   async read(path: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
     const release = (answer: FileAnswer) => {
-      this.channel.call({ release: { fd: answer.opened?.fd ?? 0 } }).catch(() => {});
+      this.channel.call({ release: { fd: answer.opened?.fd ?? 0 } }, { followUp: true }).catch(() => {});
     };
     const answer = await this.channel.call({ read: { path } }, { signal, undo: release });
     try {
@@ -148,7 +150,7 @@ export class AgentFilesystem implements RuntimeFilesystem {
   async upload(path: string): Promise<RuntimeUpload> {
     const upload = randomBytes(8).toString("hex");
     const drop = () => {
-      this.channel.call({ uploadEnd: { path, upload, commit: false } }).catch(() => {});
+      this.channel.call({ uploadEnd: { path, upload, commit: false } }, { followUp: true }).catch(() => {});
     };
     const answer = await this.channel.call({ upload: { path, upload } }, { undo: drop });
     let writer: PositionalWriter;
@@ -156,7 +158,7 @@ export class AgentFilesystem implements RuntimeFilesystem {
       const handle = await this.channel.reopen(answer.opened, "write").catch(naming(path));
       writer = new PositionalWriter(handle, (bytes) => this.channel.claimRoom(handle.fd, bytes));
     } catch (error) {
-      await this.channel.call({ uploadEnd: { path, upload, commit: false } }).catch(() => {});
+      await this.channel.call({ uploadEnd: { path, upload, commit: false } }, { followUp: true }).catch(() => {});
       throw error;
     }
     const end = async (commit: boolean) => {
@@ -165,7 +167,7 @@ export class AgentFilesystem implements RuntimeFilesystem {
         failed = error;
       });
       // Bytes that never reached the file must not be moved into place.
-      await this.channel.call({ uploadEnd: { path, upload, commit: commit && !failed } });
+      await this.channel.call({ uploadEnd: { path, upload, commit: commit && !failed } }, { followUp: true });
       if (commit && failed) throw writeError(path, failed);
     };
     return {

@@ -9,6 +9,7 @@ import { closeSync, openSync } from "node:fs";
 import { chmod, chown, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import type { RequestJson } from "@sbx/proto/agent";
 import {
   processEnv,
   RuntimeDeadlineError,
@@ -18,7 +19,7 @@ import {
   type RuntimeSandbox,
   type RuntimeSandboxSpec,
 } from "@sbx/server-kit";
-import { AgentConnection } from "./agent-connection.js";
+import { AgentConnection, agentBehind } from "./agent-connection.js";
 import type { AgentEvent } from "./agent-events.js";
 import {
   type AgentProcess,
@@ -262,6 +263,11 @@ export class LocalSandbox implements RuntimeSandbox {
     }
   }
 
+  /** Bytes of requests the agent has not taken yet, held by the server (for tests). */
+  get agentBacklog(): number {
+    return this.#connection.backlog;
+  }
+
   /** Calls waiting for the agent, and answers still to undo (for tests: nothing may pile up). */
   get agentCalls(): { readonly waiting: number; readonly abandoned: number } {
     return this.#connection.pending;
@@ -270,6 +276,7 @@ export class LocalSandbox implements RuntimeSandbox {
   async exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess> {
     if (this.#destroyed) throw new Error("the sandbox has been destroyed");
     if (this.#hasDied) throw new Error("the sandbox has ended");
+    if (this.#connection.behind) throw agentBehind();
     const id = String(++this.#counter);
     const process = new LocalProcess();
     this.#processes.set(id, process);
@@ -284,8 +291,12 @@ export class LocalSandbox implements RuntimeSandbox {
         ...(spec.pty ? { pty: { rows: spec.ptySize?.rows || 24, cols: spec.ptySize?.cols || 80 } } : {}),
       },
     });
-    process.signalSender = (signal) => this.#connection.send({ id, signal: { signal } });
-    process.resizer = (rows, cols) => this.#connection.send({ id, resize: { rows, cols } });
+    // Asked for by the client, as often as it likes: dropped while the agent is behind.
+    const sendUnlessBehind = (request: RequestJson) => {
+      if (!this.#connection.behind) this.#connection.send(request);
+    };
+    process.signalSender = (signal) => sendUnlessBehind({ id, signal: { signal } });
+    process.resizer = (rows, cols) => sendUnlessBehind({ id, resize: { rows, cols } });
     // An agent alive but silent (stopped, starved) must not hold the call forever; and a
     // process it starts after the deadline is killed, never left running unobserved.
     const limitMs = this.#setup.agentCallTimeoutMs;
