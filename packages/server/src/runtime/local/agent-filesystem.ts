@@ -88,12 +88,25 @@ const WATCH_TYPES: Record<WatchEventTypeJson, RuntimeWatchEvent["type"] | undefi
   WATCH_EVENT_TYPE_OVERFLOW: "overflow",
 };
 
-/** The runtime's watch events for the agent's (events of no known type are left out). */
+/**
+ * The longest path a watch event can name: a directory the kernel watches (its path under
+ * PATH_MAX, 4096) and a name in it (at most 255). Events are queued for a slow reader by count
+ * (MAX_PENDING_WATCH_EVENTS): bounded paths keep that queue bounded in bytes too.
+ */
+const MAX_WATCH_PATH = 4096 + 1 + 255;
+
+/**
+ * The runtime's watch events for the agent's. Events of no known type are left out, and so are
+ * events no file could cause (more than two paths, or a path longer than any watched one can
+ * be), which only a compromised agent would send.
+ */
 export function watchEvents(batch: WatchEventsJson): RuntimeWatchEvent[] {
   const out: RuntimeWatchEvent[] = [];
   for (const event of batch.events ?? []) {
     const type = WATCH_TYPES[event.type ?? "WATCH_EVENT_TYPE_UNSPECIFIED"];
-    if (type) out.push({ type, paths: event.paths ?? [] });
+    const paths = event.paths ?? [];
+    if (!type || paths.length > 2 || paths.some((p) => p.length > MAX_WATCH_PATH)) continue;
+    out.push({ type, paths });
   }
   return out;
 }

@@ -241,8 +241,10 @@ export class LocalSandbox implements RuntimeSandbox {
       this.#ready?.resolve();
     } else if (event.started) {
       const process = this.#processes.get(id);
-      // Given up on (its deadline passed: a kill was sent then), its pipes are not opened.
-      if (process && !process.ended) {
+      // Given up on (its deadline passed: a kill was sent then), its pipes are not opened; nor
+      // are they twice (only a compromised agent says Started again, and each would cost the
+      // server descriptors).
+      if (process && !process.ended && !process.hasStarted) {
         try {
           process.started(event.started.pid ?? 0, openProcessStdio(this.#runningAgent(), event.started));
         } catch (error) {
