@@ -373,7 +373,6 @@ if (available) {
       const local = sandboxes.get(sb.id);
       if (!local) throw new Error("no runtime sandbox");
       const agent = agentPid(sb.id);
-      const never = new AbortController().signal;
       const longPath = `/tmp/${"x".repeat(256 * 1024)}`;
       process.kill(agent, "SIGSTOP");
       let calls: Promise<unknown>[];
