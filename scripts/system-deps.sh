@@ -3,8 +3,8 @@
 # to sandboxed code; attr's setfattr, with which the image store marks overlayfs opaque
 # directories), what builds and tests the in-sandbox agent (Go; qemu-user-static to run its
 # arm64 build once), and what the image store's tests use (a registry, skopeo, htpasswd and
-# openssl for the registries' auth, a static busybox for test images), only when something is
-# missing.
+# openssl for the registries' auth, a static busybox and mmdebstrap for test images), only
+# when something is missing.
 sbx_missing=()
 command -v bwrap >/dev/null 2>&1 || sbx_missing+=(bubblewrap)
 command -v setpriv >/dev/null 2>&1 || sbx_missing+=(util-linux)
@@ -21,6 +21,7 @@ command -v docker-registry >/dev/null 2>&1 || sbx_missing+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || sbx_missing+=(skopeo)
 command -v htpasswd >/dev/null 2>&1 || sbx_missing+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || sbx_missing+=(openssl)
+command -v mmdebstrap >/dev/null 2>&1 || sbx_missing+=(mmdebstrap)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || sbx_missing+=(busybox-static)
 if [ "${#sbx_missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -17,6 +17,7 @@ describe("sbx CLI", () => {
     const help = sbx(["--help"]);
     expect(help.status).toBe(0);
     expect(help.stdout).toContain("sbx server [--listen 127.0.0.1:7420] [--data-dir DIR] [--token TOKEN]");
+    expect(help.stdout).toContain("[--insecure-registry HOST:PORT ...]");
     expect(sbx(["--version"]).stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
 
@@ -28,6 +29,11 @@ describe("sbx CLI", () => {
     const size = sbx(["server", "--output-retention-mib", "64M"]);
     expect(size.status).toBe(2);
     expect(size.stderr).toContain('--output-retention-mib must be a whole number of MiB, got "64M"');
+    const registry = sbx(["server", "--insecure-registry", "reg.lan:5000", "--insecure-registry", "not/a host"]);
+    expect(registry.status).toBe(2);
+    expect(registry.stderr).toContain(
+      '--insecure-registry: "not/a host" is not a registry host (HOST:PORT, as in image references)',
+    );
   });
 
   it("stops with one clear sentence per missing prerequisite", () => {

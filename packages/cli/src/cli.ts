@@ -2,12 +2,13 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { PrerequisiteError, startServer } from "@sbx/server";
+import { insecureRegistryProblem, PrerequisiteError, startServer } from "@sbx/server";
 
 const VERSION = "0.1.0";
 const USAGE = `Usage:
   sbx server [--listen 127.0.0.1:7420] [--data-dir DIR] [--token TOKEN]
              [--output-retention-mib 64] [--disk-reserve-mib MIB]
+             [--insecure-registry HOST:PORT ...]
   sbx --help | --version
 
 sbx server runs sandboxes on this machine (Linux, as root) and serves the sbx API
@@ -17,7 +18,9 @@ stored in DATA-DIR/token and printed once. Clients read SBX_ENDPOINT and SBX_TOK
 The data dir defaults to $SBX_DATA_DIR, else ~/.local/share/sbx.
 --output-retention-mib: output kept per process stream; older output is dropped.
 --disk-reserve-mib: free space kept on the data dir's filesystem; creates fail below it
-(default 1024, or a tenth of the filesystem when smaller).`;
+(default 1024, or a tenth of the filesystem when smaller).
+--insecure-registry: a registry pulled from over plain HTTP (repeatable); loopback
+registries always are, others need HTTPS. Images are kept in DATA-DIR/images.`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -39,6 +42,7 @@ export async function main(argv: string[]): Promise<number> {
     token?: string;
     "output-retention-mib"?: string;
     "disk-reserve-mib"?: string;
+    "insecure-registry"?: string[];
     help?: boolean;
   };
   try {
@@ -50,6 +54,7 @@ export async function main(argv: string[]): Promise<number> {
         token: { type: "string" },
         "output-retention-mib": { type: "string" },
         "disk-reserve-mib": { type: "string" },
+        "insecure-registry": { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -76,6 +81,14 @@ export async function main(argv: string[]): Promise<number> {
     }
     limits[key] = Number(value);
   }
+  const insecureRegistries = values["insecure-registry"] ?? [];
+  for (const registry of insecureRegistries) {
+    const problem = insecureRegistryProblem(registry);
+    if (problem) {
+      console.error(`sbx server: --insecure-registry: ${problem}\n\n${USAGE}`);
+      return 2;
+    }
+  }
   const dataDir = values["data-dir"] ?? process.env.SBX_DATA_DIR ?? join(homedir(), ".local", "share", "sbx");
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
@@ -84,6 +97,7 @@ export async function main(argv: string[]): Promise<number> {
       ...(values.listen ? { listen: values.listen } : {}),
       ...(values.token ? { token: values.token } : {}),
       ...limits,
+      ...(insecureRegistries.length > 0 ? { insecureRegistries } : {}),
     });
   } catch (error) {
     if (error instanceof PrerequisiteError) {

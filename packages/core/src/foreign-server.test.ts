@@ -1,5 +1,6 @@
 // A failed call that shows the endpoint is not an sbx server becomes a ConnectionError naming
 // the endpoint, not retried; an sbx server's own errors keep their meaning.
+import { encodeMessage, ImageErrorKind } from "@sbx/proto/wire";
 import { describe, expect, it } from "vitest";
 import { ConnectionError, NotFoundError } from "./errors.js";
 import { isTransient, toSandboxError } from "./rpc-errors.js";
@@ -30,5 +31,20 @@ describe("not an sbx server", () => {
     expect(notFound).toBeInstanceOf(NotFoundError);
     const unknownMethod = toSandboxError(new RpcFailure("no method /x on this sbx server", Code.Unimplemented), "x");
     expect(unknownMethod.message).not.toContain("not an sbx server");
+  });
+
+  it("an sbx server's error about a registry's TLS failure is that registry's ConnectionError", () => {
+    // The server reached its sbx client fine; the registry it pulls from is plain HTTP.
+    const registry = "[::ffff:127.0.0.1]:5000";
+    const detail = { kind: ImageErrorKind.CONNECTION, registry, reference: `${registry}/x:1` };
+    const failure = new RpcFailure(
+      `could not reach registry ${registry} (https://[::ffff:7f00:1]:5000): ERR_SSL_WRONG_VERSION_NUMBER`,
+      Code.Unavailable,
+      [{ type: "sbx.v1.ImageError", value: encodeMessage("sbx.v1.ImageError", detail) }],
+    );
+    const error = toSandboxError(failure, "pull image", ENDPOINT);
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect(error.message).not.toContain("not an sbx server");
+    expect((error as ConnectionError).registry).toBe(registry);
   });
 });

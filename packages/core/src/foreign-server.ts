@@ -9,8 +9,13 @@ import { Code, type RpcFailureLike } from "./rpc-failure.js";
 const TLS_MISMATCH =
   /wrong version number|packet length too long|ERR_SSL_|SSL routines|EPROTO|handshake failure|corrupt message/i;
 
-/** Why `failure` shows the endpoint is not an sbx server, or undefined when it does not. */
+/**
+ * Why `failure` shows the endpoint is not an sbx server, or undefined when it does not. A
+ * failure with error details came from a server that answered with a Connect error body (the
+ * sbx server's own, even when its message tells of a registry's TLS handshake failing).
+ */
 export function notAnSbxServerReason(failure: RpcFailureLike): string | undefined {
+  if (failure.details.length > 0) return undefined;
   const status = /^HTTP (\d{3})$/.exec(failure.rawMessage)?.[1];
   if (status === "404" || status === "405") return `it answered HTTP ${status} without a Connect error`;
   if (/^unsupported content type /.test(failure.rawMessage)) return `it answered with an ${failure.rawMessage}`;

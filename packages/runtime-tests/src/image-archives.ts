@@ -1,19 +1,26 @@
 /**
  * Image archives on disk for the import tests (the Node side builds them; Deno and Bun import
  * them): an OCI image layout directory and a `docker save` tarball, each one image with one
- * layer tarred by GNU tar.
+ * layer tarred by GNU tar (Debian's static busybox and the files asked for).
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 
 const sha = (data: Uint8Array | string) => `sha256:${createHash("sha256").update(data).digest("hex")}`;
 
-/** `files` (path → text) as a layer tar, under `work`. */
+/** Commands the images offer, from Debian's static busybox (a sandbox runs what its image has). */
+const APPLETS = ["sh", "cat", "echo", "id"];
+
+/** `files` (path → text) as a layer tar, under `work`, with a static busybox as /bin/sh and a few applets. */
 function layerTar(work: string, files: Record<string, string>): Buffer {
   const root = join(work, "layer-root");
+  mkdirSync(join(root, "bin"), { recursive: true });
+  copyFileSync("/usr/bin/busybox", join(root, "bin", "busybox"));
+  chmodSync(join(root, "bin", "busybox"), 0o755);
+  for (const applet of APPLETS) symlinkSync("busybox", join(root, "bin", applet));
   for (const [path, text] of Object.entries(files)) {
     mkdirSync(join(root, path, ".."), { recursive: true });
     writeFileSync(join(root, path), text);

@@ -1,6 +1,6 @@
 // client.images.import(path) in Deno and Bun (the Node adapter's is tested in @sbx/node): an
-// OCI layout directory (tarred on the fly) and a `docker save` tarball, against the fake,
-// which imports them, and the real server, which has no image store yet and says so.
+// OCI layout directory (tarred on the fly) and a `docker save` tarball, against the fake and
+// the real server, which both import them and start sandboxes from them.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -84,14 +84,8 @@ describe.skipIf(!runnable)("images.import(path) in Deno and Bun", () => {
         const line = run.stdout.split("\n").find((l) => l.startsWith(RESULT_PREFIX));
         if (!line) throw new Error(`${runtime.name} reported nothing (exit ${run.code}):\n${run.stderr.slice(-4000)}`);
         const seen = JSON.parse(line.slice(RESULT_PREFIX.length)) as ImportSeen;
-        if (kind === "fake") {
-          expect(seen.layout).toBe("example.test/runtimes/oci:1 /app hello from oci\nlayout");
-          expect(seen.tarball).toBe("example.test/runtimes/saved:1 / saved\n4321");
-        } else {
-          // No image store is wired into the sbx server yet.
-          expect(seen.layout).toMatch(/^UnsupportedError: .*no image store/);
-          expect(seen.tarball).toMatch(/^UnsupportedError: .*no image store/);
-        }
+        expect(seen.layout).toBe("example.test/runtimes/oci:1 /app hello from oci\nlayout");
+        expect(seen.tarball).toBe("example.test/runtimes/saved:1 / saved\n4321");
         expect(seen.missing).toMatch(/^InvalidError: import: cannot read /);
       });
     }

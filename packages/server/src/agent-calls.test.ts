@@ -20,6 +20,8 @@ const PIDS_LIMIT = 64;
 /** The runtime's own sandboxes, by id, to reach what the wire does not show. */
 interface LocalSandboxView extends RuntimeSandbox {
   readonly agentCalls: { readonly waiting: number; readonly abandoned: number };
+  /** Bytes of requests the agent has not taken yet, held by the server. */
+  readonly agentBacklog: number;
 }
 
 /** The sandbox's cgroup dir on the host (named <data dir tag>-<sandbox id>). */
@@ -377,6 +379,44 @@ if (available) {
       // Resumed, the agent answers again, and nothing of the late command is left running.
       const ps = await sb.exec(["sh", "-c", "sleep 1; ps -eo args"]);
       expect(await ps.stdout.readText()).not.toContain("sleep 600");
+    });
+
+    it("an agent that stops reading its requests costs the server a bounded backlog: calls past it fail at once", async () => {
+      // Sandboxed code can stop its agent's reading (a process stopped between fork and exec
+      // holds the agent's fork), and an agent may be stopped or compromised: what the server
+      // writes to it must not pile up in the server's memory.
+      await using sb = await client.sandboxes.create();
+      const local = sandboxes.get(sb.id);
+      if (!local) throw new Error("no runtime sandbox");
+      const agent = agentPid(sb.id);
+      const longPath = `/tmp/${"x".repeat(256 * 1024)}`;
+      process.kill(agent, "SIGSTOP");
+      let calls: Promise<unknown>[];
+      let execs: Promise<unknown>[];
+      let backlog: number;
+      try {
+        calls = Array.from({ length: 40 }, () => errorOf(local.fs.stat(longPath)));
+        execs = Array.from({ length: 8 }, () =>
+          errorOf(local.exec({ argv: ["true", longPath], env: {}, pty: false }).then((p) => p.exit)),
+        );
+        backlog = local.agentBacklog;
+        const refused = await Promise.race([
+          errorOf(local.fs.list(longPath)),
+          new Promise((resolve) => setTimeout(() => resolve("still waiting"), AGENT_DEADLINE_MS / 3)),
+        ]);
+        expect(String(refused)).toContain("has not taken the requests sent to it");
+        await Promise.all([...calls, ...execs]);
+      } finally {
+        process.kill(agent, "SIGCONT");
+      }
+      // 40 stats and 8 execs of 256 KiB: more than 12 MiB, had they all been kept.
+      expect(backlog).toBeLessThanOrEqual(5 * 1024 * 1024);
+      for (const error of await Promise.all([...calls, ...execs])) {
+        expect(String(error)).toMatch(/has not taken the requests sent to it|did not (answer|start)/);
+      }
+      // Resumed, it catches up and answers again.
+      await eventually(() => local.agentBacklog === 0, "the agent took every request");
+      expect((await run(sb, ["echo", "caught up"])).out).toBe("caught up\n");
     });
 
     it("an exec in a sandbox whose init died fails at once instead of waiting for an agent that is gone", async () => {

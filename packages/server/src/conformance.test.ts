@@ -2,27 +2,26 @@
 // @sbx/node, over each protocol the Node transport speaks. Output comes through the raw
 // output stream except over gRPC, which keeps ReadOutput covered against the real server.
 import * as sdk from "@sbx/node";
-import { defineConformanceSuite, SERVER_KNOWN_DIFFERENCES, type TestImageSource } from "@sbx/testing/conformance";
+import { defineConformanceSuite, SERVER_KNOWN_DIFFERENCES } from "@sbx/testing/conformance";
 import { afterAll, beforeAll, describe, it } from "vitest";
+import { imageStoreAvailable } from "./images/test-support/available.js";
+import { RegistryImagePublisher } from "./images/test-support/conformance-images.js";
 import { realServerAvailable, useTestServer } from "./test-support.js";
 
-const available = await realServerAvailable();
+// The image cases pull test images from registries on loopback, which the image store's
+// tools make and serve.
+const available =
+  (await realServerAvailable()) &&
+  (await imageStoreAvailable("the real server's image cases", ["docker-registry", "skopeo", "htpasswd"]));
 
-/**
- * The server has no image store wired in yet, so there is no registry its image cases could
- * pull test images from: they run, and fail (SERVER_KNOWN_DIFFERENCES says so). Once the store
- * is wired, this becomes a loopback registry the tests push their images to.
- */
-const noTestRegistry: TestImageSource = {
-  publish: async () => {
-    throw new Error("no test registry for the sbx server: it has no image store wired in yet");
-  },
-};
 const t = { describe, it, beforeAll, afterAll };
 
 if (available) {
   describe("real server", () => {
     const server = useTestServer();
+    // Test images for the image cases: built here, pushed to registries on loopback.
+    const images = new RegistryImagePublisher();
+    afterAll(() => images.close());
     for (const transport of [
       { label: "Connect over HTTP/2", options: { protocol: "connect", httpVersion: "2" } },
       { label: "gRPC, output through ReadOutput", options: { protocol: "grpc", rawHttp: false } },
@@ -33,7 +32,7 @@ if (available) {
         sdk,
         makeClient: () => new sdk.SandboxClient({ endpoint: server.url, token: server.token, ...transport.options }),
         endpoint: () => ({ url: server.url, token: server.token }),
-        images: noTestRegistry,
+        images,
         knownDifferences: SERVER_KNOWN_DIFFERENCES,
       });
     }

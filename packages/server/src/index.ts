@@ -11,4 +11,11 @@ export type {
 export { MEMORY_TAIL_BYTES } from "./file-output-log.js";
 export { jsonLogger, type Logger, silentLogger } from "./logger.js";
 export { createLocalRuntime, type LocalRuntimeOptions } from "./runtime/local/index.js";
-export { PrerequisiteError, parseListen, type RunningServer, type ServerOptions, startServer } from "./server.js";
+export {
+  insecureRegistryProblem,
+  PrerequisiteError,
+  parseListen,
+  type RunningServer,
+  type ServerOptions,
+  startServer,
+} from "./server.js";

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type Sandbox, SandboxClient } from "@sbx/node";
-import type { RuntimeSandbox, SandboxRuntime } from "@sbx/server-kit";
+import { RuntimeFsError, type RuntimeSandbox, type SandboxRuntime } from "@sbx/server-kit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defaultImageName } from "./runtime/local/image.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
@@ -328,6 +328,37 @@ time.sleep(120)`,
         expect(out).toMatch(/rc=137\n$/);
         expect(exit).toEqual({ kind: "exited", code: 0 });
         expect((await sh(sb, "rm /tmp/big; echo still here")).out).toBe("still here\n");
+      } finally {
+        await sb.destroy();
+      }
+    });
+
+    it("uploads into its tmpfs mounts (/tmp, /dev) stop at the sandbox's memory limit with no_space", async () => {
+      // The server writes an upload itself, and a page it writes into a tmpfs is charged to the
+      // server's memory cgroup, not the sandbox's; the sandbox's tmpfs mounts are as large as
+      // half the host's memory. Unbounded, uploads alone could fill the host.
+      const sb = await runtime.createSandbox({ id: "tmp-upload", env: {}, blockNetwork: true, memoryLimitMiB: 64 });
+      try {
+        const piece = Buffer.alloc(MiB, 7);
+        for (const path of ["/tmp/big", "/dev/big"]) {
+          const upload = await sb.fs.upload(path);
+          const error = await (async () => {
+            for (let i = 0; i < 100; i++) await upload.write(piece);
+            await upload.commit();
+          })().then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          expect(error, path).toBeInstanceOf(RuntimeFsError);
+          expect((error as RuntimeFsError).kind, path).toBe("no_space");
+          await upload.abort().catch(() => {});
+        }
+        // Nothing of them is left, and what fits still goes in.
+        expect((await sh(sb, "ls /tmp /dev | grep -c big")).out).toBe("0\n");
+        const upload = await sb.fs.upload("/tmp/fits");
+        for (let i = 0; i < 16; i++) await upload.write(piece);
+        await upload.commit();
+        expect((await sh(sb, "wc -c < /tmp/fits")).out).toBe(`${16 * MiB}\n`);
       } finally {
         await sb.destroy();
       }

@@ -1,19 +1,22 @@
 /**
  * `startServer`: the sbx server — state restored from SQLite, the runtime's prerequisites
- * checked, Connect/gRPC handlers on one port, and a shutdown that leaves nothing behind.
+ * checked, the image store opened, Connect/gRPC handlers on one port, and a shutdown that
+ * leaves nothing behind.
  */
 
 import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { parseImageReference } from "@sbx/proto";
 import { Engine, engineRoutes, READ_MAX_BYTES, type SandboxRuntime } from "@sbx/server-kit";
 import { type ConnectionLimits, DEFAULT_MAX_CONNECTIONS, type Listener, listenConnect } from "@sbx/server-kit/listen";
 import { rawRoutes } from "@sbx/server-kit/raw-routes";
 import { bearerMatches, resolveToken } from "./auth.js";
 import { diskReserveCheck } from "./disk-reserve.js";
 import { fileOutputStorage } from "./file-output-storage.js";
+import { DEFAULT_LAYER_ID_BASE, OciImageStore } from "./images/index.js";
 import { jsonLogger, type Logger } from "./logger.js";
 import { raiseOpenFilesLimit } from "./open-files-limit.js";
-import { createLocalRuntime } from "./runtime/local/index.js";
+import { createLocalRuntime, type LayerSource } from "./runtime/local/index.js";
 import { SqliteStateStore } from "./state/sqlite-store.js";
 
 export interface ServerOptions {
@@ -40,6 +43,11 @@ export interface ServerOptions {
   readonly diskReserveMiB?: number;
   /** Timeouts and caps for client connections (defaults: see ConnectionLimits; the cap on all of them stays within half the open-files limit). */
   readonly connections?: ConnectionLimits;
+  /**
+   * Registries ("host:port", as in image references) the image store speaks plain HTTP to
+   * although they are not on loopback (loopback registries always get plain HTTP).
+   */
+  readonly insecureRegistries?: readonly string[];
 }
 
 export interface RunningServer {
@@ -63,18 +71,39 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const dataDir = options.dataDir;
   const outputRetentionMiB = positiveMiB(options.outputRetentionMiB, "outputRetentionMiB");
   const diskReserveMiB = positiveMiB(options.diskReserveMiB, "diskReserveMiB", true);
+  const insecureRegistries = options.insecureRegistries ?? [];
+  for (const registry of insecureRegistries) {
+    const problem = insecureRegistryProblem(registry);
+    if (problem) throw new Error(`insecureRegistries: ${problem}`);
+  }
   // Root's alone: sandboxes are launched without any path through it (see the local runtime),
   // and no host account may reach their layers, state, token or output.
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   chmodSync(dataDir, 0o700);
   mkdirSync(join(dataDir, "sandboxes"), { recursive: true, mode: 0o700 });
-  const runtime = options.runtime ?? createLocalRuntime({ dataDir });
+  // The local runtime starts sandboxes from the store's layers (opened below, once the
+  // prerequisites are met), seeing their owners through the store's layer id base.
+  let images: OciImageStore | undefined;
+  const layers: LayerSource = {
+    layerIdBase: DEFAULT_LAYER_ID_BASE,
+    layerDir: (diffId) => {
+      if (!images) throw new Error("the image store is not open");
+      return images.layerDir(diffId);
+    },
+  };
+  const runtime = options.runtime ?? createLocalRuntime({ dataDir, layers });
   const problems = await runtime.checkPrerequisites();
   if (problems.length > 0) throw new PrerequisiteError(problems);
   const { token, generated } = resolveToken(dataDir, options.token);
+  // Whether an image is in use is the engine's to say (a sandbox not finished was started from
+  // it). The store asks only when deleting an image, by when the engine below exists.
+  images = await openImageStore(join(dataDir, "images"), insecureRegistries, (imageId) =>
+    Boolean(engine.sandboxUsingImage(imageId)),
+  );
+  const imageStore = images;
   const store = new SqliteStateStore(join(dataDir, "state.db"));
   const engine = new Engine(
-    { runtime, store, outputs: fileOutputStorage(dataDir) },
+    { runtime, store, outputs: fileOutputStorage(dataDir), images: imageStore },
     {
       logger,
       outputRetentionBytes: outputRetentionMiB === undefined ? undefined : outputRetentionMiB * MIB,
@@ -116,6 +145,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
   } catch (error) {
     await engine.shutdown();
+    imageStore.close();
     throw error;
   }
   logger.info("sbx server started", { url: listener.url, dataDir, runtime: runtime.name });
@@ -129,6 +159,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       closing ??= (async () => {
         await listener.close();
         await engine.shutdown();
+        imageStore.close();
         logger.info("sbx server stopped", {});
       })();
       return closing;
@@ -137,6 +168,38 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 }
 
 const MIB = 1024 * 1024;
+
+/**
+ * The image store in `dir` (root's alone, under the data dir), or an error naming the store
+ * and why it cannot be used (its dir is not root's, its layer ids clash with host accounts, its
+ * database cannot be opened), so a failed start says the real cause.
+ */
+async function openImageStore(
+  dir: string,
+  insecureRegistries: readonly string[],
+  inUse: (imageId: string) => boolean,
+): Promise<OciImageStore> {
+  try {
+    return await OciImageStore.open({ dir, insecureRegistries, inUse });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`the image store in ${dir} cannot be opened: ${reason}`, { cause: error });
+  }
+}
+
+/**
+ * What is wrong with `registry` as an insecure registry: it must be a registry host as image
+ * references name one ("host:port", "host.name", "localhost", "[::1]:5000"), or undefined.
+ */
+export function insecureRegistryProblem(registry: string): string | undefined {
+  const problem = `${JSON.stringify(registry)} is not a registry host (HOST:PORT, as in image references)`;
+  try {
+    // Only a first component that names a registry is kept as the registry, unchanged.
+    return parseImageReference(`${registry}/sbx`).registry === registry ? undefined : problem;
+  } catch {
+    return problem;
+  }
+}
 
 /**
  * Connections may hold at most half the server's open-files limit: the rest is for sandboxes'

@@ -4,6 +4,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { ProcessService, SandboxService } from "@sbx/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "./images/test-support/registry.js";
 import { realServerAvailable, startTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
@@ -49,6 +50,7 @@ if (available) {
     });
 
     it("gives the right codes for bad input", async () => {
+      const nobodyServes = await freePort();
       const cases: [string, Promise<unknown>, Code][] = [
         ["unknown sandbox", sandboxes.getSandbox({ sandboxId: "sb-nope" }, { headers }), Code.NotFound],
         ["unknown process", processes.getProcess({ sandboxId, processId: "nope" }, { headers }), Code.NotFound],
@@ -101,11 +103,17 @@ if (available) {
           sandboxes.createSandbox({ spec: { image: `im-${"0".repeat(20)}` } }, { headers }),
           Code.NotFound,
         ],
-        // No image store is wired in yet: nothing can be pulled.
-        ["image to pull", sandboxes.createSandbox({ spec: { image: "ubuntu:99" } }, { headers }), Code.Unimplemented],
+        // A reference the server pulls, from a registry on loopback that nobody serves.
+        [
+          "registry down",
+          sandboxes.createSandbox({ spec: { image: `127.0.0.1:${nobodyServes}/sbx/gone:1` } }, { headers }),
+          Code.Unavailable,
+        ],
         ["ports (later)", sandboxes.createSandbox({ spec: { ports: [80] } }, { headers }), Code.Unimplemented],
         ["bad cursor", sandboxes.listSandboxes({ cursor: "%%%" }, { headers }), Code.InvalidArgument],
       ];
+      // All sent at once, answered in any order: each failure is handled when it comes.
+      for (const [, call] of cases) call.catch(() => {});
       for (const [what, call, code] of cases) expect(await codeOf(call), what).toBe(code);
     });
 

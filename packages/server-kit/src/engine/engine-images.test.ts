@@ -98,7 +98,16 @@ describe("EngineImages", () => {
     const error = await images.delete(pulled.id, () => "sb-user").catch((e: unknown) => ConnectError.from(e));
     expect(error?.code).toBe(Code.FailedPrecondition);
     expect(error?.message).toContain("sb-user");
-    await images.delete(pulled.id, () => undefined);
+    // The driver lets go of what it keeps of the image (warm sandboxes) before the store deletes it.
+    const order: string[] = [];
+    await images.delete(
+      pulled.id,
+      () => undefined,
+      async (id) => {
+        order.push(`release ${id}`, (await images.find(id)) ? "still there" : "gone");
+      },
+    );
+    expect(order).toEqual([`release ${pulled.id}`, "still there"]);
     expect(await images.find(pulled.id)).toBeUndefined();
   });
 

@@ -109,9 +109,13 @@ export class EngineImages {
 
   /**
    * Removes an image: never the default one, nor one that `usedBy` (the running sandboxes
-   * started from an image id) names.
+   * started from an image id) names. `release` lets the driver let go of it first.
    */
-  async delete(id: string, usedBy: (imageId: string) => string | undefined): Promise<void> {
+  async delete(
+    id: string,
+    usedBy: (imageId: string) => string | undefined,
+    release?: (imageId: string) => Promise<void>,
+  ): Promise<void> {
     if (id === this.defaultImage.id) {
       throw new ConnectError(`the default image (${id}) cannot be deleted`, Code.FailedPrecondition);
     }
@@ -124,6 +128,7 @@ export class EngineImages {
     if (!this.store || !(await this.find(id))) {
       throw imageFailure("not-found", `image ${id} not found`, { reference: id });
     }
+    await release?.(id);
     try {
       await this.store.delete(id);
     } catch (error) {

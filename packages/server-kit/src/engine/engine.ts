@@ -147,6 +147,17 @@ export class Engine implements SandboxHost {
     return sandbox;
   }
 
+  /**
+   * A sandbox that still uses image `imageId` (one that has not finished), if there is one: an
+   * image store must keep such an image. (Sandboxes restored after a restart have finished.)
+   */
+  sandboxUsingImage(imageId: string): string | undefined {
+    for (const sandbox of this.sandboxes.values()) {
+      if (sandbox.running && sandbox.info.imageId === imageId) return sandbox.info.id;
+    }
+    return undefined;
+  }
+
   persistSandbox(sandbox: EngineSandbox): void {
     this.saveState((store) =>
       store.saveSandbox({ sandbox: sandbox.info, requestId: sandbox.requestId, sequence: sandbox.sequence }),

@@ -183,6 +183,12 @@ export interface SandboxRuntime {
    * (`UnsupportedError`). Absent: the driver starts its default image only.
    */
   imageProblem?(image: ImageRecord): string | undefined;
+  /**
+   * Lets go of what the driver keeps of an image besides the sandboxes the engine knows of
+   * (sandboxes started ahead of demand): the engine calls it before the image store deletes
+   * the image. Absent: the driver keeps nothing.
+   */
+  releaseImage?(imageId: string): Promise<void>;
   /** What is missing on this machine, one sentence each with how to fix it; empty when ready. */
   checkPrerequisites(): Promise<string[]>;
   createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox>;

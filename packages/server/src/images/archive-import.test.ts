@@ -4,12 +4,23 @@
  * blob; a gzip-compressed archive; things that are no image archive at all).
  */
 import { execFileSync } from "node:child_process";
-import { cpSync, createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import {
+  cpSync,
+  createReadStream,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { OciImageStore } from "./oci-image-store.js";
+import { spoolArchive } from "./archive-import.js";
+import { OciImageStore, type OciImageStoreOptions } from "./oci-image-store.js";
 import { ImageStoreError } from "./store-errors.js";
 import { imageStoreAvailable } from "./test-support/available.js";
 import { type BuiltImage, busyboxLayer, writeOciImage } from "./test-support/oci-layout.js";
@@ -37,8 +48,8 @@ describe.runIf(available)("archive imports", () => {
   let app: BuiltImage;
   const stores: OciImageStore[] = [];
 
-  const openStore = async () => {
-    const store = await OciImageStore.open({ dir: mkdtempSync(join(work, "store-")) });
+  const openStore = async (options: Partial<OciImageStoreOptions> = {}) => {
+    const store = await OciImageStore.open({ dir: mkdtempSync(join(work, "store-")), ...options });
     stores.push(store);
     return store;
   };
@@ -197,5 +208,134 @@ describe.runIf(available)("archive imports", () => {
     );
     expect(missing.kind).toBe("invalid");
     expect(missing.message).toContain(`the archive lacks the manifest ${app.manifestDigest}`);
+    const nullEntry = await failure(
+      store.importArchive(chunksOf(await tarOf([{ name: "manifest.json", content: "[null]" }]))),
+    );
+    expect(nullEntry.kind).toBe("invalid");
+    expect(nullEntry.message).toContain("lacks Config or Layers");
+  });
+
+  /** Writes `doc` as a blob of the layout in `dir`; returns its digest and size. */
+  const writeJsonBlob = (dir: string, doc: unknown) => {
+    const bytes = Buffer.from(JSON.stringify(doc));
+    const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+    writeFileSync(join(dir, "blobs/sha256", digest.slice(7)), bytes);
+    return { digest, size: bytes.length };
+  };
+  const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
+  const indexOf = (manifests: unknown[]) => ({ schemaVersion: 2, mediaType: OCI_INDEX, manifests });
+
+  it("reads each manifest of an OCI layout once, however often its indexes name it", async () => {
+    // 40 x 40 x 40 paths to one manifest: read along each, that is 64,000 manifests, and an
+    // archive with larger fan-outs (a 4 MB index names ~25,000) would hold the server for hours.
+    const dir = join(work, "fan-out");
+    cpSync(layout, dir, { recursive: true });
+    const manifest = {
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      digest: app.manifestDigest,
+      size: readFileSync(join(dir, "blobs/sha256", app.manifestDigest.slice(7))).length,
+      platform: { os: "linux", architecture: "amd64" },
+    };
+    const inner = writeJsonBlob(dir, indexOf(Array(40).fill(manifest)));
+    const middle = writeJsonBlob(dir, indexOf(Array(40).fill({ mediaType: OCI_INDEX, ...inner })));
+    writeFileSync(
+      join(dir, "index.json"),
+      JSON.stringify(indexOf(Array(40).fill({ mediaType: OCI_INDEX, ...middle }))),
+    );
+    const archive = join(work, "fan-out.tar");
+    tarOfDir(dir, archive);
+    const store = await openStore();
+    const image = await store.importArchive(createReadStream(archive));
+    expect(image.digest).toBe(app.manifestDigest);
+    expect(image.layers).toEqual(app.diffIds);
+  });
+
+  it("checks blobs named by sha512 digests (hashed as a stream, not read whole)", async () => {
+    const dir = join(work, "sha512");
+    cpSync(layout, dir, { recursive: true });
+    const manifestPath = join(dir, "blobs/sha256", app.manifestDigest.slice(7));
+    const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+    mkdirSync(join(dir, "blobs/sha512"));
+    for (const layer of manifest.layers) {
+      const bytes = readFileSync(join(dir, "blobs/sha256", layer.digest.slice(7)));
+      layer.digest = `sha512:${createHash("sha512").update(bytes).digest("hex")}`;
+      writeFileSync(join(dir, "blobs/sha512", layer.digest.slice(7)), bytes);
+    }
+    const rewritten = writeJsonBlob(dir, manifest);
+    writeFileSync(
+      join(dir, "index.json"),
+      JSON.stringify(indexOf([{ mediaType: "application/vnd.oci.image.manifest.v1+json", ...rewritten }])),
+    );
+    const archive = join(work, "sha512.tar");
+    tarOfDir(dir, archive);
+    const store = await openStore();
+    const image = await store.importArchive(createReadStream(archive));
+    expect(image.digest).toBe(rewritten.digest);
+    expect(image.layers).toEqual(app.diffIds);
+    // A tampered sha512 blob is refused.
+    const first = join(dir, "blobs/sha512", manifest.layers[0].digest.slice(7));
+    const bytes = readFileSync(first);
+    bytes[bytes.length - 5] = (bytes[bytes.length - 5] as number) ^ 0xff;
+    writeFileSync(first, bytes);
+    tarOfDir(dir, archive);
+    const error = await failure((await openStore()).importArchive(createReadStream(archive)));
+    expect(error.kind).toBe("digest-mismatch");
+  });
+
+  it("refuses an OCI layout whose indexes lead to more manifests than the store reads", async () => {
+    const dir = join(work, "many-manifests");
+    cpSync(layout, dir, { recursive: true });
+    const indexes = Array.from({ length: 300 }, (_, i) => ({
+      mediaType: OCI_INDEX,
+      ...writeJsonBlob(dir, { ...indexOf([]), annotations: { n: String(i) } }),
+    }));
+    writeFileSync(join(dir, "index.json"), JSON.stringify(indexOf(indexes)));
+    const archive = join(work, "many-manifests.tar");
+    tarOfDir(dir, archive);
+    const store = await openStore();
+    const error = await failure(store.importArchive(createReadStream(archive)));
+    expect(error.kind).toBe("invalid");
+    expect(error.message).toBe("the archive's index.json leads to more than 256 manifests and indexes");
+  });
+
+  it("refuses a docker save manifest.json listing more images than the store reads", async () => {
+    // Each entry's config is read and parsed: 100,000 entries naming one 8 MB config would be
+    // hours of parsing.
+    const config = JSON.stringify({
+      architecture: "amd64",
+      os: "linux",
+      rootfs: { type: "layers", diff_ids: [] },
+      history: Array.from({ length: 2000 }, () => ({ created_by: "x".repeat(100) })),
+    });
+    const archive = await tarOf([
+      { name: "config.json", content: config },
+      { name: "manifest.json", content: JSON.stringify(Array(300).fill({ Config: "config.json", Layers: [] })) },
+    ]);
+    const store = await openStore();
+    const error = await failure(store.importArchive(chunksOf(archive)));
+    expect(error.kind).toBe("invalid");
+    expect(error.message).toBe("the archive's manifest.json lists more than 256 images");
+  });
+
+  it("stops spooling an archive that unpacks to more than an image may have (a gzip bomb), keeping nothing", async () => {
+    const storeDir = mkdtempSync(join(work, "store-"));
+    const store = await OciImageStore.open({ dir: storeDir, maxImageBytes: 8 * 1024 * 1024 });
+    stores.push(store);
+    const bomb = gzipSync(await tarOf([{ name: "blobs/sha256/zeros", content: Buffer.alloc(64 * 1024 * 1024) }]));
+    expect(bomb.length).toBeLessThan(1024 * 1024);
+    const error = await failure(store.importArchive(chunksOf(bomb)));
+    expect(error.kind).toBe("quota");
+    expect(error.message).toBe("the archive unpacks to more than 8388608 bytes, the store's limit for one image");
+    expect(readdirSync(join(storeDir, "tmp"))).toEqual([]);
+  });
+
+  it("stops spooling an archive of more entries than the limit", async () => {
+    const dir = mkdtempSync(join(work, "spool-"));
+    const entries: TarEntry[] = Array.from({ length: 20 }, (_, i) => ({ name: `f${i}`, content: "" }));
+    const error = await failure(
+      spoolArchive(chunksOf(await tarOf(entries)), dir, { maxBytes: 1024 * 1024, maxEntries: 10 }),
+    );
+    expect(error.kind).toBe("quota");
+    expect(error.message).toBe("the archive has more than 10 entries, the store's limit for one archive");
   });
 });

@@ -6,6 +6,11 @@
  * or not). The archive's files are spooled into the store first (a tar can hold them in any
  * order), each hashed on the way; then the image is found and every blob checked against the
  * digest that names it. Layers are checked against their diff ids when they are unpacked.
+ *
+ * An archive is hostile until checked: its spooled bytes and entries are bounded, and each
+ * manifest, index or config in it is read and parsed once, at most {@link MAX_ARCHIVE_MANIFESTS}
+ * of them (indexes naming one another, or one config named by every entry of a docker save
+ * manifest, would otherwise be read again and again).
  */
 import { createHash } from "node:crypto";
 import { closeSync, constants, createReadStream, openSync, readFileSync, writeSync } from "node:fs";
@@ -21,6 +26,7 @@ import {
   MAX_CONFIG_BYTES,
   MAX_MANIFEST_BYTES,
   MEDIA_TYPES,
+  type ParsedConfig,
   parseConfig,
   parseManifestOrIndex,
   type ResolvedImage,
@@ -28,6 +34,14 @@ import {
 import { formatPlatform, platformMatches } from "./platform.js";
 import { asStoreError, storeError } from "./store-errors.js";
 import { drainEntry as drain, feedTar, isTarFormatError, type TarEntry } from "./tar-feed.js";
+
+/** The most entries an archive may have (a docker save of a 100-layer image has ~400). */
+export const MAX_ARCHIVE_ENTRIES = 100_000;
+/** The most manifests and indexes of an OCI layout, or images of a docker save, the store reads. */
+export const MAX_ARCHIVE_MANIFESTS = 256;
+
+/** Lets the event loop run between documents (each parse of up to 8 MB is synchronous). */
+const breather = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** A file of the archive, spooled: where it is, its sha256 and size. */
 interface SpooledFile {
@@ -72,14 +86,33 @@ function normalize(name: string): string | undefined {
   return out.join("/");
 }
 
+export interface SpoolLimits {
+  /** The most bytes of files the archive may unpack to ("quota" past it: a gzip bomb stops there). */
+  readonly maxBytes: number;
+  /** The most entries it may have (default {@link MAX_ARCHIVE_ENTRIES}). */
+  readonly maxEntries?: number | undefined;
+}
+
 /** Writes the archive's regular files into `dir` (numbered, never by their names), hashing each. */
-export async function spoolArchive(archive: AsyncIterable<Uint8Array>, dir: string): Promise<SpooledArchive> {
+export async function spoolArchive(
+  archive: AsyncIterable<Uint8Array>,
+  dir: string,
+  limits: SpoolLimits,
+): Promise<SpooledArchive> {
   const spooled = new SpooledArchive();
   const extract = tarExtract();
+  const maxEntries = limits.maxEntries ?? MAX_ARCHIVE_ENTRIES;
   let count = 0;
+  let entries = 0;
+  let bytes = 0;
   const feeding = feedTar(decompressed(archive, "the archive"), extract);
+  // Awaited once the entries are read; a source that fails before then is not an unhandled rejection.
+  feeding.catch(() => {});
   try {
     for await (const entry of extract as AsyncIterable<TarEntry>) {
+      if (++entries > maxEntries) {
+        throw storeError("quota", `the archive has more than ${maxEntries} entries, the store's limit for one archive`);
+      }
       const { header } = entry;
       const name = normalize(header.name);
       if (name === undefined || name === "") {
@@ -94,6 +127,13 @@ export async function spoolArchive(archive: AsyncIterable<Uint8Array>, dir: stri
         try {
           for await (const data of entry) {
             const chunk = data as Buffer;
+            bytes += chunk.length;
+            if (bytes > limits.maxBytes) {
+              throw storeError(
+                "quota",
+                `the archive unpacks to more than ${limits.maxBytes} bytes, the store's limit for one image`,
+              );
+            }
             hash.update(chunk);
             let offset = 0;
             while (offset < chunk.length) offset += writeSync(fd, chunk, offset);
@@ -133,7 +173,7 @@ export interface ArchiveImage {
 }
 
 /** Finds the image in a spooled archive (for `platform`), its blobs checked. */
-export function resolveFromArchive(spooled: SpooledArchive, platform: ImagePlatform): ArchiveImage {
+export async function resolveFromArchive(spooled: SpooledArchive, platform: ImagePlatform): Promise<ArchiveImage> {
   if (spooled.has("index.json")) return fromOciLayout(spooled, platform);
   if (spooled.has("manifest.json")) return fromDockerSave(spooled, platform);
   throw storeError(
@@ -143,18 +183,26 @@ export function resolveFromArchive(spooled: SpooledArchive, platform: ImagePlatf
 }
 
 /** A blob of an OCI layout, checked against its descriptor. */
-function ociBlob(spooled: SpooledArchive, descriptor: Pick<Descriptor, "digest" | "size">, what: string): SpooledFile {
+async function ociBlob(
+  spooled: SpooledArchive,
+  descriptor: Pick<Descriptor, "digest" | "size">,
+  what: string,
+): Promise<SpooledFile> {
   const file = spooled.file(`blobs/${algorithmOf(descriptor.digest)}/${hexOf(descriptor.digest)}`);
   if (file === undefined) throw storeError("invalid", `the archive lacks ${what} (blob ${descriptor.digest})`);
-  if (file.size !== descriptor.size || digestOfFile(file, descriptor.digest) !== descriptor.digest) {
+  if (file.size !== descriptor.size || (await digestOfFile(file, descriptor.digest)) !== descriptor.digest) {
     throw storeError("digest-mismatch", `${what} in the archive does not match its digest ${descriptor.digest}`);
   }
   return file;
 }
 
-function digestOfFile(file: SpooledFile, like: string): string {
-  if (algorithmOf(like) === "sha256") return file.sha256;
-  return digestOf(readFileSync(file.path), algorithmOf(like));
+/** The file's digest in the algorithm of `like` (sha256 was taken as it was spooled; others are streamed). */
+async function digestOfFile(file: SpooledFile, like: string): Promise<string> {
+  const algorithm = algorithmOf(like);
+  if (algorithm === "sha256") return file.sha256;
+  const hash = createHash(algorithm);
+  for await (const chunk of createReadStream(file.path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return `${algorithm}:${hash.digest("hex")}`;
 }
 
 function readSmall(file: SpooledFile, max: number, what: string): Buffer {
@@ -162,29 +210,45 @@ function readSmall(file: SpooledFile, max: number, what: string): Buffer {
   return readFileSync(file.path);
 }
 
-function fromOciLayout(spooled: SpooledArchive, platform: ImagePlatform): ArchiveImage {
+async function fromOciLayout(spooled: SpooledArchive, platform: ImagePlatform): Promise<ArchiveImage> {
   const indexFile = spooled.file("index.json") as SpooledFile;
   const index = parseManifestOrIndex(
     readSmall(indexFile, MAX_MANIFEST_BYTES, "index.json"),
     "the archive's index.json",
   );
   if (index.kind !== "index") throw storeError("invalid", "the archive's index.json is not an image index");
-  // Every image manifest the index leads to (through nested indexes), skipping other platforms.
+  // Every image manifest the index leads to (through nested indexes), skipping other platforms;
+  // each one once (by the first way to it), and no more than the store reads.
   const found: { descriptor: Descriptor; top: Descriptor; digests: string[] }[] = [];
-  const visit = (manifests: readonly Descriptor[], top: Descriptor | undefined, digests: string[], depth: number) => {
+  const seen = new Set<string>();
+  const visit = async (
+    manifests: readonly Descriptor[],
+    top: Descriptor | undefined,
+    digests: string[],
+    depth: number,
+  ): Promise<void> => {
     for (const descriptor of manifests) {
       if (descriptor.platform !== undefined && !platformMatches(descriptor.platform, platform)) continue;
+      if (seen.has(descriptor.digest)) continue;
+      seen.add(descriptor.digest);
+      if (seen.size > MAX_ARCHIVE_MANIFESTS) {
+        throw storeError(
+          "invalid",
+          `the archive's index.json leads to more than ${MAX_ARCHIVE_MANIFESTS} manifests and indexes`,
+        );
+      }
       const what = `the manifest ${descriptor.digest}`;
-      const file = ociBlob(spooled, descriptor, what);
+      const file = await ociBlob(spooled, descriptor, what);
       const doc = parseManifestOrIndex(readSmall(file, MAX_MANIFEST_BYTES, what), what, descriptor.mediaType);
+      await breather();
       if (doc.kind === "index") {
-        if (depth < 3) visit(doc.manifests, top ?? descriptor, [...digests, descriptor.digest], depth + 1);
+        if (depth < 3) await visit(doc.manifests, top ?? descriptor, [...digests, descriptor.digest], depth + 1);
       } else {
         found.push({ descriptor, top: top ?? descriptor, digests: [...digests, descriptor.digest] });
       }
     }
   };
-  visit(index.manifests, undefined, [], 0);
+  await visit(index.manifests, undefined, [], 0);
   const candidates = found.length > 1 ? found.filter((f) => f.descriptor.platform !== undefined) : found;
   if (candidates.length === 0) {
     throw storeError("unsupported", `the archive holds no image for ${formatPlatform(platform)}`);
@@ -197,14 +261,20 @@ function fromOciLayout(spooled: SpooledArchive, platform: ImagePlatform): Archiv
   }
   const { descriptor, top, digests } = candidates[0] as (typeof candidates)[number];
   const what = `the manifest ${descriptor.digest}`;
-  const manifest = parseManifestOrIndex(readSmall(ociBlob(spooled, descriptor, what), MAX_MANIFEST_BYTES, what), what);
+  const manifest = parseManifestOrIndex(
+    readSmall(await ociBlob(spooled, descriptor, what), MAX_MANIFEST_BYTES, what),
+    what,
+  );
   if (manifest.kind !== "manifest") throw storeError("invalid", `${what} is not an image manifest`);
   const configWhat = `the config ${manifest.config.digest}`;
-  const configFile = ociBlob(spooled, manifest.config, configWhat);
+  const configFile = await ociBlob(spooled, manifest.config, configWhat);
   const config = parseConfig(readSmall(configFile, MAX_CONFIG_BYTES, configWhat), configWhat);
   checkLayersMatch(manifest, config, what);
   checkPlatform(config.platform, platform);
-  const layerFiles = manifest.layers.map((layer, i) => ociBlob(spooled, layer, `layer ${i} (${layer.digest})`).path);
+  const layerFiles: string[] = [];
+  for (const [i, layer] of manifest.layers.entries()) {
+    layerFiles.push((await ociBlob(spooled, layer, `layer ${i} (${layer.digest})`)).path);
+  }
   const names = [top.annotations?.["io.containerd.image.name"], top.annotations?.["org.opencontainers.image.ref.name"]];
   return {
     resolved: {
@@ -226,7 +296,7 @@ interface DockerSaveEntry {
   readonly Layers?: unknown;
 }
 
-function fromDockerSave(spooled: SpooledArchive, platform: ImagePlatform): ArchiveImage {
+async function fromDockerSave(spooled: SpooledArchive, platform: ImagePlatform): Promise<ArchiveImage> {
   const manifestFile = spooled.file("manifest.json") as SpooledFile;
   let entries: unknown;
   try {
@@ -237,9 +307,16 @@ function fromDockerSave(spooled: SpooledArchive, platform: ImagePlatform): Archi
   if (!Array.isArray(entries) || entries.length === 0) {
     throw storeError("invalid", "the archive's manifest.json lists no image");
   }
-  const images = (entries as DockerSaveEntry[]).map((entry, i) => {
+  if (entries.length > MAX_ARCHIVE_MANIFESTS) {
+    throw storeError("invalid", `the archive's manifest.json lists more than ${MAX_ARCHIVE_MANIFESTS} images`);
+  }
+  const configs = new Map<string, ParsedConfig>();
+  const images: { entry: DockerSaveEntry; configFile: SpooledFile; config: ParsedConfig; layers: string[] }[] = [];
+  for (const [i, entry] of (entries as DockerSaveEntry[]).entries()) {
     const what = `image ${i} of the archive's manifest.json`;
     if (
+      typeof entry !== "object" ||
+      entry === null ||
       typeof entry.Config !== "string" ||
       !Array.isArray(entry.Layers) ||
       !entry.Layers.every((l) => typeof l === "string")
@@ -254,9 +331,14 @@ function fromDockerSave(spooled: SpooledArchive, platform: ImagePlatform): Archi
     if (named !== undefined && configFile.sha256 !== `sha256:${named}`) {
       throw storeError("digest-mismatch", `the config ${entry.Config} in the archive does not match its digest`);
     }
-    const config = parseConfig(readSmall(configFile, MAX_CONFIG_BYTES, entry.Config), `the config ${entry.Config}`);
-    return { entry, configFile, config, layers: entry.Layers as string[] };
-  });
+    let config = configs.get(configFile.path);
+    if (config === undefined) {
+      config = parseConfig(readSmall(configFile, MAX_CONFIG_BYTES, entry.Config), `the config ${entry.Config}`);
+      configs.set(configFile.path, config);
+      await breather();
+    }
+    images.push({ entry, configFile, config, layers: entry.Layers as string[] });
+  }
   const forPlatform = images.filter((image) => platformMatches(image.config.platform, platform));
   if (forPlatform.length === 0) {
     const first = images[0] as (typeof images)[number];

@@ -7,6 +7,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { parseImageReference } from "@sbx/proto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_LAYER_ID_BASE, OciImageStore, type OciImageStoreOptions } from "./oci-image-store.js";
@@ -42,7 +43,10 @@ describe.runIf(available)("image store", () => {
   let work: string;
   let registry: TestRegistry;
   const stores: OciImageStore[] = [];
-  const built = {} as Record<"busybox" | "app" | "big" | "bomb" | "twoBombs" | "small" | "twice", BuiltImage>;
+  const built = {} as Record<
+    "busybox" | "app" | "big" | "bomb" | "twoBombs" | "small" | "twice" | "padded",
+    BuiltImage
+  >;
   const ref = (name: string) => parseImageReference(`${registry.host}/${name}`);
 
   async function openStore(options: Partial<OciImageStoreOptions> = {}) {
@@ -67,7 +71,13 @@ describe.runIf(available)("image store", () => {
     built.twoBombs = await writeOciImage(layout, "two", { layers: [zeros("one", MiB), zeros("two", MiB + 1)] });
     built.small = await writeOciImage(layout, "small", { layers: [[{ name: "hello", content: "hi\n" }]] });
     built.twice = await writeOciImage(layout, "twice", { layers: [[], [{ name: "f", content: "f" }], []] });
-    for (const name of ["busybox", "app", "big", "bomb", "two", "small", "twice"])
+    // Blobs far larger than what they unpack to: gzip ignores zeros after its stream (and a
+    // registry could as well send empty gzip members, or zstd skippable frames, for ever).
+    built.padded = await writeOciImage(layout, "padded", {
+      layers: [[{ name: "a", content: "a" }], [{ name: "b", content: "b" }]],
+      blobOf: (tar) => Buffer.concat([gzipSync(tar), Buffer.alloc(3 * MiB)]),
+    });
+    for (const name of ["busybox", "app", "big", "bomb", "two", "small", "twice", "padded"])
       await registry.push(layout, name, name);
   });
   afterEach(() => {
@@ -160,6 +170,27 @@ describe.runIf(available)("image store", () => {
     expect(readdirSync(join(dir, "layers"))).toEqual([]);
     expect(readdirSync(join(dir, "tmp"))).toEqual([]);
     expect(readdirSync(join(dir, "downloads"))).toEqual([]);
+  });
+
+  it("refuses, before downloading them, layer blobs larger than the layer or image limit", async () => {
+    // Compressed bytes are bounded by the blob's size in its manifest: one that says more than
+    // the limits would have the store download (and keep, for resuming) what it says.
+    const dir = mkdtempSync(join(work, "padded-"));
+    const store = await openStore({ dir, maxLayerBytes: 2 * MiB });
+    const blob = built.padded.blobs[0] as { digest: string; size: number };
+    const error = await failure(store.pull(ref("padded:padded")));
+    expect(error.kind).toBe("quota");
+    expect(error.message).toBe(
+      `layer 1 of ${registry.host}/padded is a blob of ${blob.size} bytes, over the ${2 * MiB} bytes the store allows one layer`,
+    );
+    expect(readdirSync(join(dir, "downloads"))).toEqual([]);
+    const image = await openStore({ maxImageBytes: 5 * MiB });
+    const total = built.padded.blobs.reduce((sum, b) => sum + b.size, 0);
+    const imageError = await failure(image.pull(ref("padded:padded")));
+    expect(imageError.kind).toBe("quota");
+    expect(imageError.message).toBe(
+      `${registry.host}/padded has layer blobs of ${total} bytes in all, over the ${5 * MiB} bytes the store allows one image`,
+    );
   });
 
   it("refuses an image whose layers together unpack past the image limit", async () => {

@@ -241,6 +241,72 @@ describe.runIf(available)("layer unpacker", () => {
     );
   });
 
+  it("counts the directories an entry's name implies against the entry limit", async () => {
+    // One entry, 40 directories made for it: the limit bounds what the unpacker makes and keeps.
+    const dir = join(work, "implied");
+    mkdirSync(dir);
+    const bytes = await tarOf([{ name: `${"d/".repeat(40)}f`, content: "deep" }]);
+    const error = await unpackLayer(chunksOf(bytes), {
+      dir,
+      scratchDir: work,
+      idBase: ID_BASE,
+      what: "layer i",
+      maxEntries: 10,
+    }).catch((e: unknown) => e);
+    expect((error as ImageStoreError).kind).toBe("quota");
+    expect((error as ImageStoreError).message).toContain("layer i has more than 10 entries");
+  });
+
+  it("bounds the bytes of names it keeps (long names by the thousand would exhaust the server's memory)", async () => {
+    const dir = join(work, "long-names");
+    mkdirSync(dir);
+    const entries = Array.from({ length: 20 }, (_, i) => ({ name: `${String(i).padStart(3, "0")}${"n".repeat(200)}` }));
+    const error = await unpackLayer(chunksOf(await tarOf(entries)), {
+      dir,
+      scratchDir: work,
+      idBase: ID_BASE,
+      what: "layer n",
+      maxNameBytes: 2000,
+    }).catch((e: unknown) => e);
+    expect((error as ImageStoreError).kind).toBe("quota");
+    expect((error as ImageStoreError).message).toBe(
+      "layer n has names of more than 2000 bytes in all, the store's limit for one layer",
+    );
+  });
+
+  it("lets the server's event loop run while it unpacks (deep names make every entry slow)", async () => {
+    // Each entry makes a chain of directories 300 deep: far longer than the unpacker may keep the event loop,
+    // from a stream that is all in memory (as a decompressor's buffered output is).
+    const dir = join(work, "event-loop");
+    mkdirSync(dir);
+    const entries = Array.from({ length: 30 }, (_, i) => ({ name: `c${i}/${"d/".repeat(300)}f`, content: "x" }));
+    const bytes = await tarOf(entries);
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 1);
+    let ticksWhileUnpacking: number;
+    try {
+      await unpackLayer(chunksOf(bytes, bytes.length), {
+        dir,
+        scratchDir: work,
+        idBase: ID_BASE,
+        what: "layer e",
+      });
+      ticksWhileUnpacking = ticks;
+    } finally {
+      clearInterval(ticker);
+    }
+    expect(ticksWhileUnpacking).toBeGreaterThan(0);
+    expect(readFileSync(join(dir, `c29/${"d/".repeat(300)}f`), "utf8")).toBe("x");
+  });
+
+  it("refuses a whiteout that names nothing (.wh. alone)", async () => {
+    for (const name of [".wh.", "a/.wh."]) {
+      const error = await fails([{ name, content: "" }]);
+      expect(error.kind).toBe("invalid");
+      expect(error.message).toContain("names nothing");
+    }
+  });
+
   it("refuses what is not a tar", async () => {
     const dir = join(work, "not-tar");
     mkdirSync(dir);

@@ -79,6 +79,27 @@ describe("image documents", () => {
     expect(kindOf(() => parseConfig(json({ os: "linux", architecture: "amd64" }), "c"))).toBe("invalid");
   });
 
+  it("refuses an image of more layers than an overlay mount stacks (500), before any is fetched", () => {
+    // A 4 MB manifest lists ~25,000 layers: each a download, an unpack and a directory.
+    const config = (layers: number) =>
+      json({
+        os: "linux",
+        architecture: "amd64",
+        rootfs: { type: "layers", diff_ids: Array(layers).fill(digest("d")) },
+      });
+    expect(parseConfig(config(500), "c").diffIds).toHaveLength(500);
+    let error: ImageStoreError | undefined;
+    try {
+      parseConfig(config(501), "the config x");
+    } catch (e) {
+      error = e as ImageStoreError;
+    }
+    expect(error?.kind).toBe("unsupported");
+    expect(error?.message).toBe(
+      "the config x lists 501 layers; the store takes images of up to 500 (the layers an overlay mount stacks)",
+    );
+  });
+
   it("chooses the host's platform from an index: its variant first, then none; never an attestation", () => {
     const entry = (architecture: string, variant?: string, os = "linux") => ({
       mediaType: "application/vnd.oci.image.manifest.v1+json",

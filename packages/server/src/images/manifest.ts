@@ -43,6 +43,11 @@ const CONFIG_TYPES = new Set<string>([MEDIA_TYPES.ociConfig, MEDIA_TYPES.dockerC
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** The most an image config may weigh. */
 export const MAX_CONFIG_BYTES = 8 * 1024 * 1024;
+/**
+ * The most layers an image may have: what an overlay mount stacks (the kernel's limit of lower
+ * dirs). More could never run, and each is a download, an unpack and a directory.
+ */
+export const MAX_IMAGE_LAYERS = 500;
 
 export interface Descriptor {
   readonly mediaType: string;
@@ -185,6 +190,12 @@ export function parseConfig(bytes: Uint8Array, what: string): ParsedConfig {
   const rootfs = doc.rootfs;
   if (!isObject(rootfs) || rootfs.type !== "layers" || !Array.isArray(rootfs.diff_ids)) {
     throw storeError("invalid", `${what} has no rootfs of type "layers" with diff_ids`);
+  }
+  if (rootfs.diff_ids.length > MAX_IMAGE_LAYERS) {
+    throw storeError(
+      "unsupported",
+      `${what} lists ${rootfs.diff_ids.length} layers; the store takes images of up to ${MAX_IMAGE_LAYERS} (the layers an overlay mount stacks)`,
+    );
   }
   const diffIds = rootfs.diff_ids.map((d, i) => {
     if (!isDigest(d)) throw storeError("invalid", `${what} rootfs.diff_ids[${i}] is not a digest`);

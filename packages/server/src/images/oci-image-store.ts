@@ -10,6 +10,7 @@
  *   <dir>/downloads/        partial blob downloads, kept so a retried pull resumes
  *   <dir>/tmp/              layers and imports being made (emptied at open)
  */
+import { createHash } from "node:crypto";
 import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { formatImageReference, type ImageReference, parseImageReference } from "@sbx/proto";
@@ -36,6 +37,8 @@ import { asStoreError, ImageStoreError, storeError } from "./store-errors.js";
 export { DEFAULT_LAYER_ID_BASE };
 
 const GiB = 1024 ** 3;
+const DEFAULT_MAX_LAYER_BYTES = 16 * GiB;
+const DEFAULT_MAX_IMAGE_BYTES = 32 * GiB;
 /** Progress is reported at most once per this many bytes (and at every layer's end). */
 const PROGRESS_STEP = 256 * 1024;
 /** Partial downloads no pull resumed for this long are removed at open. */
@@ -50,7 +53,10 @@ export interface OciImageStoreOptions {
   readonly insecureRegistries?: readonly string[] | undefined;
   /** The most uncompressed bytes one layer may have (default 16 GiB): a decompression bomb stops there. */
   readonly maxLayerBytes?: number | undefined;
-  /** The most uncompressed bytes one image's layers may have together (default 32 GiB). */
+  /**
+   * The most uncompressed bytes one image's layers may have together (default 32 GiB); an
+   * archive being imported may unpack to no more than this either.
+   */
   readonly maxImageBytes?: number | undefined;
   /** Whether a sandbox still uses the image: such an image is not deleted ("in-use"). */
   readonly inUse?: ((imageId: string) => boolean) | undefined;
@@ -178,7 +184,7 @@ export class OciImageStore implements ImageStore {
     const image = resolved.image;
     const source: LayerSource = (i, signal) => {
       const blob = image.layers[i] as Descriptor;
-      const partialPath = this.#partialPath(blob.digest);
+      const partialPath = this.#partialPath(blob.digest, client.apiBase);
       return {
         partialPath,
         source: resumableDownload({
@@ -189,7 +195,7 @@ export class OciImageStore implements ImageStore {
         }),
       };
     };
-    return this.#materialize(image, source, { ...options, what: client.name, ref: [canonical] });
+    return this.#materialize(image, source, { ...options, what: client.name, from: client.apiBase, ref: [canonical] });
   }
 
   async importArchive(
@@ -199,15 +205,22 @@ export class OciImageStore implements ImageStore {
     const work = mkdtempSync(join(this.#tmp, "import-"));
     try {
       options.signal?.throwIfAborted();
-      const spooled = await spoolArchive(options.signal ? abortable(archive, options.signal) : archive, work);
+      const spooled = await spoolArchive(options.signal ? abortable(archive, options.signal) : archive, work, {
+        maxBytes: this.#options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES,
+      });
       options.signal?.throwIfAborted();
-      const { resolved, refs, layerFiles } = resolveFromArchive(spooled, this.#platform);
+      const { resolved, refs, layerFiles } = await resolveFromArchive(spooled, this.#platform);
       const known = this.#db.byDigest(resolved.manifestDigest);
       if (known !== undefined) {
         return this.#alias(known.id, resolved.digests, ...refs);
       }
       const source: LayerSource = (i) => ({ source: fileSource(layerFiles[i] as string) });
-      return await this.#materialize(resolved, source, { what: "the archive", ref: refs, signal: options.signal });
+      return await this.#materialize(resolved, source, {
+        what: "the archive",
+        from: `archive ${work}`,
+        ref: refs,
+        signal: options.signal,
+      });
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
@@ -221,21 +234,28 @@ export class OciImageStore implements ImageStore {
 
   /**
    * Gets every layer of `image` into the layer store (each one downloaded and unpacked once,
-   * shared with other pulls under way), then records the image.
+   * shared with the other pulls under way from the same registry), then records the image.
    */
   async #materialize(
     image: ResolvedImage,
     layerSource: LayerSource,
     job: {
       readonly what: string;
+      /**
+       * Where the layers come from (a registry's API base; an import's own): pulls share a
+       * layer's download only with pulls from the same place, so that a registry that serves a
+       * layer wrong, or slowly, fails or stalls no pull but its own.
+       */
+      readonly from: string;
       readonly ref: readonly string[];
       readonly signal?: AbortSignal | undefined;
       readonly onProgress?: ((progress: PullProgress) => void) | undefined;
     },
   ): Promise<ImageRecord> {
     const diffIds = image.config.diffIds;
-    const maxLayer = this.#options.maxLayerBytes ?? 16 * GiB;
-    const maxImage = this.#options.maxImageBytes ?? 32 * GiB;
+    const maxLayer = this.#options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES;
+    const maxImage = this.#options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
+    checkBlobSizes(image, job.what, maxLayer, maxImage, (diffId) => this.#db.layerSize(diffId) !== undefined);
     const controller = new AbortController();
     const onAbort = () => controller.abort(job.signal?.reason);
     if (job.signal?.aborted) onAbort();
@@ -259,7 +279,7 @@ export class OciImageStore implements ImageStore {
         const blob = image.layers[i] as Descriptor;
         const what = `layer ${i + 1} of ${job.what}`;
         await this.#flights.run(
-          diffId,
+          `${diffId} ${blob.digest} ${job.from}`,
           (signal, emit) => this.#addLayer(diffId, blob, what, maxLayer, () => layerSource(i, signal), signal, emit),
           {
             signal: controller.signal,
@@ -296,7 +316,7 @@ export class OciImageStore implements ImageStore {
       if (error instanceof ImageStoreError && error.kind === "quota") {
         this.#unpin(diffIds);
         pinned = false;
-        this.#freeAfterQuota(image);
+        this.#freeAfterQuota(image, job.from);
       }
       throw error;
     } finally {
@@ -309,16 +329,18 @@ export class OciImageStore implements ImageStore {
    * After a full disk (or a size limit): what this pull alone had written goes, its partial
    * downloads and the layers no image uses, so the disk is as it was before it.
    */
-  #freeAfterQuota(image: ResolvedImage): void {
+  #freeAfterQuota(image: ResolvedImage, from: string): void {
     image.config.diffIds.forEach((diffId, i) => {
       if (this.#pinned.has(diffId)) return; // another pull or import needs it
-      rmSync(this.#partialPath((image.layers[i] as Descriptor).digest), { force: true });
+      rmSync(this.#partialPath((image.layers[i] as Descriptor).digest, from), { force: true });
     });
     this.#collectGarbage();
   }
 
-  #partialPath(digest: string): string {
-    return join(this.#downloads, `${digest.replace(":", "-")}.partial`);
+  /** Where a blob's download from the registry at `from` is kept (one per registry: never mixed). */
+  #partialPath(digest: string, from: string): string {
+    const registry = createHash("sha256").update(from).digest("hex").slice(0, 16);
+    return join(this.#downloads, `${digest.replace(":", "-")}.${registry}.partial`);
   }
 
   /** One layer: its blob (downloaded, resumed, or read from an archive) checked and unpacked. */
@@ -433,6 +455,42 @@ export class OciImageStore implements ImageStore {
 
   close(): void {
     this.#db.close();
+  }
+}
+
+/**
+ * The layer blobs the store lacks must fit the limits as they are stored, too: compressed
+ * bytes are bounded only by a blob's size in its manifest, and trailing zeros, empty gzip
+ * members or zstd skippable frames unpack to nothing, so the unpacked-bytes limits would never
+ * stop a registry that sent them for ever. (A compressed layer is smaller than its tar, but for
+ * a few bytes of framing.)
+ */
+function checkBlobSizes(
+  image: ResolvedImage,
+  what: string,
+  maxLayer: number,
+  maxImage: number,
+  have: (diffId: string) => boolean,
+): void {
+  const needed = new Map<string, { blob: Descriptor; i: number }>();
+  image.config.diffIds.forEach((diffId, i) => {
+    if (!have(diffId) && !needed.has(diffId)) needed.set(diffId, { blob: image.layers[i] as Descriptor, i });
+  });
+  let total = 0;
+  for (const { blob, i } of needed.values()) {
+    if (blob.size > maxLayer) {
+      throw storeError(
+        "quota",
+        `layer ${i + 1} of ${what} is a blob of ${blob.size} bytes, over the ${maxLayer} bytes the store allows one layer`,
+      );
+    }
+    total += blob.size;
+  }
+  if (total > maxImage) {
+    throw storeError(
+      "quota",
+      `${what} has layer blobs of ${total} bytes in all, over the ${maxImage} bytes the store allows one image`,
+    );
   }
 }
 

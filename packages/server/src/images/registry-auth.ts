@@ -63,15 +63,19 @@ export function parseChallenges(header: string): Challenge[] {
 export const basicAuthorization = (credentials: RegistryCredentials): string =>
   `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`, "utf8").toString("base64")}`;
 
-/** The token URL for a bearer challenge: its realm with `service` and `scope` added. */
+/**
+ * The token URL for a bearer challenge: its realm with `service` and `scope` added. The scope
+ * is ours (pull of the one repository) whatever the challenge's says: a registry whose realm is
+ * another service's, where the same credentials work, gets no token to push there or to read
+ * other repositories.
+ */
 export function tokenUrl(challenge: Challenge, scope: string): URL {
   const realm = challenge.params.realm;
   if (realm === undefined) throw new Error("the bearer challenge names no realm");
   const url = new URL(realm);
   if (url.protocol !== "https:" && url.protocol !== "http:") throw new Error(`the token realm ${realm} is not HTTP(S)`);
   if (challenge.params.service !== undefined) url.searchParams.set("service", challenge.params.service);
-  // The challenge's own scope when it names one (it may ask for more than pull); ours otherwise.
-  for (const s of (challenge.params.scope ?? scope).split(" ")) if (s !== "") url.searchParams.append("scope", s);
+  url.searchParams.append("scope", scope);
   return url;
 }
 

@@ -5,6 +5,11 @@
  * to another host, nor anything over plain HTTP after HTTPS), and every failure turned into a
  * store error kind that names the registry. Plain HTTP only for loopback registries and those
  * the server is told are insecure.
+ *
+ * Where a registry sends the store (a redirect, a token realm) is hostile too: plain HTTP only
+ * to loopback hosts and insecure registries (not to a metadata service at 169.254.169.254, nor
+ * to any host on the network), and this host (loopback, 0.0.0.0) only when the registry is on
+ * it (a registry elsewhere does not get to reach the host's local services).
  */
 import { DOCKER_HUB, DOCKER_HUB_API_HOST, isLoopbackRegistry } from "@sbx/proto";
 import type { RegistryCredentials } from "@sbx/server-kit";
@@ -68,6 +73,22 @@ export class RegistryClient {
 
   #plainHttpAllowed(registry: string): boolean {
     return isLoopbackRegistry(registry) || (this.#options.insecureRegistries ?? []).includes(registry);
+  }
+
+  /**
+   * Why the store may not go to `url` where the registry sends it, if it may not. Plain HTTP
+   * goes to loopback hosts, insecure registries, and the host of a registry spoken to over
+   * HTTP (its token server on another port).
+   */
+  #refusal(url: URL): string | undefined {
+    const sameInsecureHost = url.hostname === this.#base.hostname && this.#base.protocol === "http:";
+    if (url.protocol === "http:" && !this.#plainHttpAllowed(url.host) && !sameInsecureHost) {
+      return `plain HTTP (${url.origin}), which the store speaks only to loopback hosts and insecure registries`;
+    }
+    if (isThisHost(url.hostname) && url.host !== this.#base.host && !isLoopbackRegistry(this.#registry)) {
+      return `this host (${url.origin}), which only a registry on loopback may name`;
+    }
+    return undefined;
   }
 
   /** GET a manifest or index by tag or digest. */
@@ -212,18 +233,14 @@ export class RegistryClient {
     } catch (error) {
       throw storeError("invalid", `registry ${this.#registry}: ${(error as Error).message}`, error);
     }
+    const refusal = this.#refusal(url);
+    if (refusal !== undefined) {
+      throw storeError("authentication", `registry ${this.#registry} names a token realm on ${refusal}: refused`);
+    }
     const credentials = this.#options.credentials;
     const headers: Record<string, string> = {};
     if (this.#options.userAgent !== undefined) headers["user-agent"] = this.#options.userAgent;
-    if (credentials !== undefined) {
-      if (url.protocol === "http:" && !this.#plainHttpAllowed(url.host)) {
-        throw storeError(
-          "authentication",
-          `registry ${this.#registry} asks for credentials over plain HTTP (${url.origin}): refused (only loopback or insecure registries may)`,
-        );
-      }
-      headers.authorization = basicAuthorization(credentials);
-    }
+    if (credentials !== undefined) headers.authorization = basicAuthorization(credentials);
     const response = await this.#follow(url, headers, signal);
     if (response.status === 401 || response.status === 403) {
       await response.body?.cancel();
@@ -249,8 +266,8 @@ export class RegistryClient {
 
   /**
    * fetch with redirects followed by hand: the Authorization header goes only to the origin
-   * first asked (a presigned CDN URL must not get the registry's token), and a redirect from
-   * HTTPS to plain HTTP is refused unless that host may be spoken to over HTTP.
+   * first asked (a presigned CDN URL must not get the registry's token), and a redirect the
+   * store may not follow ({@link #refusal}: to plain HTTP, to this host) is refused.
    */
   async #follow(url: URL, headers: Record<string, string>, signal = this.#options.signal): Promise<Response> {
     const origin = url.origin;
@@ -276,11 +293,9 @@ export class RegistryClient {
       if (next.protocol !== "https:" && next.protocol !== "http:") {
         throw storeError("connection", `registry ${this.#registry} redirected to a ${next.protocol} URL`);
       }
-      if (current.protocol === "https:" && next.protocol === "http:" && !this.#plainHttpAllowed(next.host)) {
-        throw storeError(
-          "connection",
-          `registry ${this.#registry} redirected from HTTPS to plain HTTP (${next.origin}): refused`,
-        );
+      const refusal = this.#refusal(next);
+      if (refusal !== undefined) {
+        throw storeError("connection", `registry ${this.#registry} redirected to ${refusal}: refused`);
       }
       if (next.origin !== origin) delete sent.authorization;
       current = next;
@@ -342,4 +357,21 @@ export class RegistryClient {
       return [];
     }
   }
+}
+
+/**
+ * Whether a URL's hostname (as URL normalizes it: "127.1" is "127.0.0.1", "[::ffff:127.0.0.1]"
+ * is "[::ffff:7f00:1]") names this host: loopback, or the unspecified address (connecting to
+ * 0.0.0.0 reaches this host's listeners).
+ */
+export function isThisHost(hostname: string): boolean {
+  const host = hostname.toLowerCase().replace(/\.$/, "");
+  if (host === "localhost" || host.endsWith(".localhost")) return true;
+  if (/^(127|0)\.[0-9]+\.[0-9]+\.[0-9]+$/.test(host)) return true;
+  if (!host.startsWith("[")) return false;
+  const v6 = host.slice(1, -1);
+  if (v6 === "::1" || v6 === "::") return true;
+  const mapped = /^::ffff:([0-9a-f]{1,4}):[0-9a-f]{1,4}$/.exec(v6);
+  const high = mapped === null ? undefined : Number.parseInt(mapped[1] as string, 16) >> 8;
+  return high === 127 || high === 0;
 }

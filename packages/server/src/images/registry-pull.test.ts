@@ -312,14 +312,18 @@ describe.runIf(available)("pulls from a registry", () => {
       const dir = mkdtempSync(join(work, "store-"));
       const store = await openStore({ dir });
       const layer = built.big.blobs[1] as { digest: string; size: number };
-      const partial = join(dir, "downloads", `${layer.digest.replace(":", "-")}.partial`);
+      const partialOf = () =>
+        readdirSync(join(dir, "downloads"))
+          .filter((name) => name.startsWith(layer.digest.replace(":", "-")))
+          .map((name) => join(dir, "downloads", name));
       const cutAt = Math.floor(layer.size / 2);
       // The registry's address goes away mid-blob (the proxy in front of it stops listening).
       proxy.cutBlobOnce(layer.digest, cutAt, { thenGone: true });
       const broken = await failure(store.pull(ref(`${proxy.host}/big:big`)));
       expect(broken.kind).toBe("connection");
       expect(broken.message).toContain(`could not reach registry ${proxy.host}`);
-      const kept = lstatSync(partial).size;
+      const [partial] = partialOf();
+      const kept = lstatSync(partial as string).size;
       expect(kept > 0 && kept <= cutAt).toBe(true);
       // Back again: the retry resumes where the first pull stopped.
       await proxy.listen();
@@ -328,7 +332,7 @@ describe.runIf(available)("pulls from a registry", () => {
       const resumed = proxy.requests.slice(before).filter((r) => r.path.endsWith(layer.digest));
       expect(resumed.map((r) => [r.range, r.status, r.bytes])).toEqual([[`bytes=${kept}-`, 206, layer.size - kept]]);
       expect(lstatSync(join(store.layerDir(image.layers[1] as string), "data/blob")).size).toBe(3 << 20);
-      expect(existsSync(partial)).toBe(false);
+      expect(partialOf()).toEqual([]);
     } finally {
       await proxy.close();
     }
@@ -354,6 +358,33 @@ describe.runIf(available)("pulls from a registry", () => {
       for (const blob of built.big.blobs ?? []) expect(proxy.blobGets(blob.digest)).toHaveLength(1);
     } finally {
       await proxy.close();
+    }
+  });
+
+  it("never shares a layer's download with a pull from another registry (a hostile one cannot fail or stall it)", async () => {
+    // The same layer (diff id and blob digest) from two registries: the first serves it tampered,
+    // and holds it; a pull from the second must neither wait for it nor fail with it.
+    const hostile = await RegistryProxy.start(registry.host);
+    const honest = await RegistryProxy.start(registry.host);
+    try {
+      const store = await openStore();
+      const layer = built.big.blobs[1]?.digest as string;
+      hostile.tamperBlob(layer);
+      const release = hostile.holdBlobs([layer]);
+      const first = store.pull(ref(`${hostile.host}/big:big`));
+      const firstFailure = failure(first);
+      while (hostile.blobGets(layer).length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      let started = () => {};
+      const joined = new Promise<void>((resolve) => (started = resolve));
+      const second = store.pull(ref(`${honest.host}/big:big`), { onProgress: () => started() });
+      await joined; // its layers are under way (in a flight of their own, or in the hostile one's)
+      release();
+      expect((await second).layers).toEqual(built.big.diffIds);
+      expect((await firstFailure).kind).toBe("digest-mismatch");
+      expect(honest.blobGets(layer)).toHaveLength(1);
+    } finally {
+      await hostile.close();
+      await honest.close();
     }
   });
 
@@ -402,6 +433,71 @@ describe.runIf(available)("pulls from a registry", () => {
       await cdn.close();
       await proxy.close();
       await tokenRegistry.close();
+    }
+  });
+
+  it("refuses redirects and token realms on plain HTTP to a host neither loopback nor insecure (SSRF: a metadata service)", async () => {
+    // 0.0.0.0 reaches this host, as 169.254.169.254 would reach a cloud's metadata service.
+    const proxy = await RegistryProxy.start(registry.host);
+    const cdn = await TestCdn.start(registry.storage);
+    try {
+      const elsewhere = cdn.origin.replace("127.0.0.1", "0.0.0.0");
+      const store = await openStore();
+      proxy.redirectBlobsTo(elsewhere);
+      const redirected = await failure(store.pull(ref(`${proxy.host}/library/busybox:busybox`)));
+      expect(redirected.kind).toBe("connection");
+      expect(redirected.message).toBe(
+        `registry ${proxy.host} redirected to plain HTTP (${elsewhere}), which the store speaks only to loopback hosts and insecure registries: refused`,
+      );
+      proxy.redirectBlobsTo(undefined);
+      proxy.answer("/v2/library/busybox/manifests/busybox", {
+        status: 401,
+        headers: { "www-authenticate": `Bearer realm="${elsewhere}/token",service="sbx"` },
+        body: "",
+      });
+      const realm = await failure(store.pull(ref(`${proxy.host}/library/busybox:busybox`)));
+      expect(realm.kind).toBe("authentication");
+      expect(realm.message).toBe(
+        `registry ${proxy.host} names a token realm on plain HTTP (${elsewhere}), which the store speaks only to loopback hosts and insecure registries: refused`,
+      );
+      expect(cdn.requests).toEqual([]);
+    } finally {
+      await cdn.close();
+      await proxy.close();
+    }
+  });
+
+  it("refuses redirects and token realms to this host from a registry that is not on it (SSRF: local services)", async () => {
+    const proxy = await RegistryProxy.start(registry.host);
+    const cdn = await TestCdn.start(registry.storage);
+    try {
+      // The registry as a host that is not loopback (spoken to over HTTP because it is listed insecure).
+      const remote = proxy.host.replace("127.0.0.1", "0.0.0.0");
+      const store = await openStore({ insecureRegistries: [remote] });
+      proxy.redirectBlobsTo(cdn.origin);
+      const redirected = await failure(store.pull(ref(`${remote}/library/busybox:busybox`)));
+      expect(redirected.kind).toBe("connection");
+      expect(redirected.message).toBe(
+        `registry ${remote} redirected to this host (${cdn.origin}), which only a registry on loopback may name: refused`,
+      );
+      proxy.redirectBlobsTo(undefined);
+      proxy.answer("/v2/library/busybox/manifests/busybox", {
+        status: 401,
+        headers: { "www-authenticate": `Bearer realm="${cdn.origin}/token",service="sbx"` },
+        body: "",
+      });
+      const realm = await failure(store.pull(ref(`${remote}/library/busybox:busybox`)));
+      expect(realm.kind).toBe("authentication");
+      expect(realm.message).toBe(
+        `registry ${remote} names a token realm on this host (${cdn.origin}), which only a registry on loopback may name: refused`,
+      );
+      expect(cdn.requests).toEqual([]);
+      // Its own address is fine: the same pull without the redirect or the challenge works.
+      proxy.answer("/v2/library/busybox/manifests/busybox", undefined);
+      expect((await store.pull(ref(`${remote}/library/busybox:busybox`))).layers).toEqual(built.busybox.diffIds);
+    } finally {
+      await cdn.close();
+      await proxy.close();
     }
   });
 

@@ -27,24 +27,10 @@ export type { KnownDifferences } from "./target.js";
 export const FAKE_KNOWN_DIFFERENCES: KnownDifferences = {};
 
 /**
- * Why the real server fails the image cases that need a test image: it has no image store yet
- * (the engine's `images` seam is empty, so pulls and imports are UnsupportedError), and so its
- * conformance target has no registry to publish test images to.
+ * The real server's differences from the contract. None: its local runtime starts sandboxes
+ * from images of its store.
  */
-const NO_IMAGE_STORE =
-  "no image store is wired into the sbx server yet (pulls are UnsupportedError), so its target has no test registry to publish images to";
-
-/** The real server's differences from the contract. */
-export const SERVER_KNOWN_DIFFERENCES: KnownDifferences = {
-  "images > fromRegistry pulls an image once: id, ref, digest, size, progress; get and list show it; delete removes it":
-    NO_IMAGE_STORE,
-  "images > a sandbox from an image gets its Env, WorkingDir and User; the sandbox's env and workdir, then a call's, win":
-    NO_IMAGE_STORE,
-  "images > an unknown tag or repository is NotFoundError naming it, from fromRegistry and from create": NO_IMAGE_STORE,
-  "images > a private image needs its credentials: none or wrong ones are AuthenticationError naming the registry, not the sbx token":
-    NO_IMAGE_STORE,
-  "images > an image a running sandbox uses cannot be deleted until the sandbox ends": NO_IMAGE_STORE,
-};
+export const SERVER_KNOWN_DIFFERENCES: KnownDifferences = {};
 
 export const KNOWN_DIFFERENCE_MARK = " [known difference]";
 

@@ -140,12 +140,11 @@ export function imageService(engine: Engine): ServiceImpl<typeof ImageService> {
 
     async deleteImage(request) {
       check(imageIdProblem(request.imageId));
-      await images.delete(request.imageId, (id) => {
-        for (const sandbox of engine.sandboxes.values()) {
-          if (sandbox.running && sandbox.info.imageId === id) return sandbox.info.id;
-        }
-        return undefined;
-      });
+      await images.delete(
+        request.imageId,
+        (id) => engine.sandboxUsingImage(id),
+        (id) => engine.runtime.releaseImage?.(id) ?? Promise.resolve(),
+      );
       return {};
     },
   };

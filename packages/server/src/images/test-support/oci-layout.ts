@@ -2,9 +2,10 @@
  * Test support: images built offline as OCI image layouts (index.json, blobs/sha256/…), which
  * skopeo then pushes to a test registry or packs as an archive.
  */
+import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { gzipSync, zstdCompressSync } from "node:zlib";
 import type { ImagePlatform } from "@sbx/server-kit";
 import { type TarEntry, tarOf } from "./tar-layers.js";
@@ -16,6 +17,8 @@ export interface TestImage {
   readonly config?: { Env?: string[]; User?: string; WorkingDir?: string; Cmd?: string[]; Entrypoint?: string[] };
   /** How layers are stored (default gzip). */
   readonly compression?: "gzip" | "zstd" | "none";
+  /** Makes each layer's blob instead (a crafted one; its media type says gzip). */
+  readonly blobOf?: (tar: Buffer) => Buffer;
 }
 
 export interface BuiltImage {
@@ -54,8 +57,8 @@ function addToIndex(dir: string, descriptor: Record<string, unknown>): void {
 /** Writes one image's blobs (config, layers, manifest) into the layout in `dir`. */
 export async function writeImageBlobs(dir: string, image: TestImage): Promise<BuiltImage> {
   const tars = await Promise.all(image.layers.map((l) => (Buffer.isBuffer(l) ? l : tarOf(l as TarEntry[]))));
-  const compression = image.compression ?? "gzip";
-  const compress = { gzip: gzipSync, zstd: zstdCompressSync, none: (tar: Buffer) => tar }[compression];
+  const compression = image.blobOf !== undefined ? "gzip" : (image.compression ?? "gzip");
+  const compress = image.blobOf ?? { gzip: gzipSync, zstd: zstdCompressSync, none: (tar: Buffer) => tar }[compression];
   const blobs = tars.map((tar) => writeBlob(dir, compress(tar)));
   const diffIds = tars.map(sha256);
   const platform = image.platform ?? { os: "linux", architecture: "amd64" };
@@ -122,21 +125,54 @@ export async function writeOciIndex(
   return { indexDigest: blob.digest, images: built };
 }
 
-/** A root with a static busybox and its applets as symlinks (Debian's busybox-static). */
+/**
+ * A root whose only program is Debian's static busybox (busybox-static): every applet it has as
+ * a symlink to it, /bin/sh among them, and nothing else — no python, no bash, no libc. Its
+ * /etc/passwd has root and "app" (1234).
+ */
 export function busyboxLayer(): TarEntry[] {
-  const busybox = readFileSync("/usr/bin/busybox");
+  const busybox = staticBusybox();
+  const applets = execFileSync(BUSYBOX, ["--list-full"], { encoding: "utf8" }).split("\n").filter(Boolean);
+  const dirs = [...new Set(applets.flatMap((path) => ancestors(path)))].sort();
   return [
-    { name: "bin/", type: "directory", mode: 0o755 },
+    ...dirs.map((dir): TarEntry => ({ name: `${dir}/`, type: "directory", mode: 0o755 })),
     { name: "bin/busybox", content: busybox, mode: 0o755 },
-    ...["sh", "ls", "cat", "id", "echo", "true"].map(
-      (applet): TarEntry => ({ name: `bin/${applet}`, type: "symlink", linkname: "busybox" }),
-    ),
+    ...applets
+      .filter((path) => path !== "bin/busybox")
+      .map((path): TarEntry => ({ name: path, type: "symlink", linkname: "/bin/busybox" })),
     { name: "etc/", type: "directory", mode: 0o755 },
     { name: "etc/passwd", content: "root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234::/home/app:/bin/sh\n" },
     { name: "etc/group", content: "root:x:0:\napp:x:1234:\n" },
+    { name: "root/", type: "directory", mode: 0o700 },
     { name: "tmp/", type: "directory", mode: 0o1777 },
   ];
 }
+
+const BUSYBOX = "/usr/bin/busybox";
+
+/** "usr/bin/awk" → ["usr", "usr/bin"]. */
+const ancestors = (path: string): string[] => {
+  const parent = dirname(path);
+  return parent === "." ? [] : [...ancestors(parent), parent];
+};
+
+/**
+ * Debian's busybox-static binary; refused when this machine's busybox is the dynamically linked
+ * one (Debian's "busybox" package): an image of it would need a libc it does not hold.
+ */
+function staticBusybox(): Buffer {
+  const elf = readFileSync(BUSYBOX);
+  // ELF64 little-endian program headers: e_phoff at 0x20, e_phentsize at 0x36, e_phnum at 0x38.
+  const [phoff, phentsize, phnum] = [Number(elf.readBigUInt64LE(0x20)), elf.readUInt16LE(0x36), elf.readUInt16LE(0x38)];
+  for (let i = 0; i < phnum; i++) {
+    if (elf.readUInt32LE(phoff + i * phentsize) === PT_INTERP) {
+      throw new Error(`${BUSYBOX} is dynamically linked: install busybox-static (scripts/system-deps.sh does)`);
+    }
+  }
+  return elf;
+}
+
+const PT_INTERP = 3;
 
 /** A layer of `bytes` bytes of one file whose content does not compress (for resumes, progress, quotas). */
 export function randomFileLayer(name: string, bytes: number): TarEntry[] {

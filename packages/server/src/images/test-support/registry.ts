@@ -47,7 +47,20 @@ export interface TestRegistry {
   close(): Promise<void>;
 }
 
-export async function startTestRegistry(auth: "none" | "basic" | "token" = "none"): Promise<TestRegistry> {
+export interface RegistryCredentials {
+  readonly username: string;
+  readonly password: string;
+}
+
+/**
+ * A registry on a free loopback port. `credentials`: the one account of a basic or token auth
+ * registry (default TEST_USER / TEST_PASSWORD).
+ */
+export async function startTestRegistry(
+  auth: "none" | "basic" | "token" = "none",
+  options: { credentials?: RegistryCredentials } = {},
+): Promise<TestRegistry> {
+  const account = options.credentials ?? { username: TEST_USER, password: TEST_PASSWORD };
   const dir = mkdtempSync(join(tmpdir(), "sbx-registry-"));
   const storage = join(dir, "storage");
   mkdirSync(storage);
@@ -56,7 +69,7 @@ export async function startTestRegistry(auth: "none" | "basic" | "token" = "none
   let authConfig = "";
   let tokenServer: Server | undefined;
   if (auth === "basic") {
-    const htpasswd = execFileSync("htpasswd", ["-Bbn", TEST_USER, TEST_PASSWORD], { encoding: "utf8" });
+    const htpasswd = execFileSync("htpasswd", ["-Bbn", account.username, account.password], { encoding: "utf8" });
     writeFileSync(join(dir, "htpasswd"), htpasswd);
     authConfig = `auth:\n  htpasswd:\n    realm: sbx-test\n    path: ${join(dir, "htpasswd")}\n`;
   } else if (auth === "token") {
@@ -73,7 +86,7 @@ export async function startTestRegistry(auth: "none" | "basic" | "token" = "none
       { stdio: "ignore" },
     );
     const tokenPort = await freePort();
-    tokenServer = await startTokenServer(tokenPort, join(dir, "token.key"), join(dir, "token.crt"));
+    tokenServer = await startTokenServer(tokenPort, join(dir, "token.key"), join(dir, "token.crt"), account);
     authConfig = [
       "auth:",
       "  token:",
@@ -136,7 +149,7 @@ export async function startTestRegistry(auth: "none" | "basic" | "token" = "none
     await exited;
   };
   await start();
-  const creds = auth === "none" ? [] : ["--dest-creds", `${TEST_USER}:${TEST_PASSWORD}`];
+  const creds = auth === "none" ? [] : ["--dest-creds", `${account.username}:${account.password}`];
   return {
     host,
     storage,
@@ -166,11 +179,16 @@ export async function startTestRegistry(auth: "none" | "basic" | "token" = "none
 
 /**
  * A token server as the distribution spec describes it: GET /token?service=…&scope=… answers
- * {token} (an ES256 JWT with the certificate in x5c). Basic credentials TEST_USER/TEST_PASSWORD
- * get every action asked for; no credentials get pull on "public/…" repositories only; wrong
+ * {token} (an ES256 JWT with the certificate in x5c). Basic credentials of `account` get every
+ * action asked for; no credentials get pull on "public/…" repositories only; wrong
  * ones get 401.
  */
-async function startTokenServer(port: number, keyPath: string, certPath: string): Promise<Server> {
+async function startTokenServer(
+  port: number,
+  keyPath: string,
+  certPath: string,
+  account: RegistryCredentials,
+): Promise<Server> {
   const key = createPrivateKey(readFileSync(keyPath));
   const certDer = Buffer.from(
     readFileSync(certPath, "utf8")
@@ -188,7 +206,7 @@ async function startTokenServer(port: number, keyPath: string, certPath: string)
       const [name, password] = Buffer.from(value ?? "", "base64")
         .toString("utf8")
         .split(":");
-      if (scheme !== "Basic" || name !== TEST_USER || password !== TEST_PASSWORD) {
+      if (scheme !== "Basic" || name !== account.username || password !== account.password) {
         res.writeHead(401, { "content-type": "application/json" }).end('{"details":"bad credentials"}');
         return;
       }

@@ -21,6 +21,15 @@ import {
 /** Answers the agent gave after their caller gave up, still to undo; kept at most this many. */
 const MAX_ABANDONED_CALLS = 1024;
 
+/**
+ * Requests written but not taken by the agent (its control FIFO full) past which new calls and
+ * execs are refused: an agent that stops reading (stopped, or held up by its own sandbox's code,
+ * which can stop a child of the agent's between fork and exec) must not make the server keep
+ * every request sent to it. More than any one request (an exec's arguments and environment,
+ * ~2 MiB); what follows a request already taken (a release, a kill) is always sent.
+ */
+const MAX_BACKLOG_BYTES = 4 * 1024 * 1024;
+
 export interface AgentConnectionOptions {
   /** How long a call waits for its answer before failing with a RuntimeDeadlineError. */
   readonly callTimeoutMs: number;
@@ -40,6 +49,12 @@ const ERROR_KINDS: Record<FileErrorKindJson, RuntimeFsErrorKind> = {
   FILE_ERROR_KIND_PERMISSION_DENIED: "permission_denied",
   FILE_ERROR_KIND_NO_SPACE: "no_space",
 };
+
+/** The failure of a request not sent because the agent is behind (see MAX_BACKLOG_BYTES). */
+export const agentBehind = () =>
+  new RuntimeDeadlineError(
+    "the sandbox's agent has not taken the requests sent to it (it may be overloaded or stopped)",
+  );
 
 export class AgentConnection {
   readonly #options: AgentConnectionOptions;
@@ -106,6 +121,16 @@ export class AgentConnection {
     this.#control?.write(`${JSON.stringify(request)}\n`);
   }
 
+  /** Bytes of requests written but not yet taken by the agent (held by the server). */
+  get backlog(): number {
+    return this.#control?.writableLength ?? 0;
+  }
+
+  /** Whether the agent has not taken what was sent to it (see MAX_BACKLOG_BYTES): a new request would only pile up. */
+  get behind(): boolean {
+    return this.backlog > MAX_BACKLOG_BYTES;
+  }
+
   /** Calls waiting for the agent, and answers still to undo (for tests: nothing may pile up). */
   get pending(): { readonly waiting: number; readonly abandoned: number } {
     return { waiting: this.#fsCalls.size, abandoned: this.#abandoned.size };
@@ -115,12 +140,13 @@ export class AgentConnection {
   // able to guess which answer the server waits for next.
   call(
     request: FileCall,
-    { signal, undo }: AgentCallOptions = {},
+    { signal, undo, followUp }: AgentCallOptions = {},
     id = `c${randomBytes(12).toString("hex")}`,
   ): Promise<FileAnswer> {
     const op = Object.keys(request)[0] ?? "call";
     if (this.#options.ended()) return Promise.reject(new RuntimeFsError("other", "the sandbox has ended"));
     if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.behind && !followUp) return Promise.reject(agentBehind());
     const limitMs = this.#options.callTimeoutMs;
     return new Promise((resolve, reject) => {
       const settle = () => {

@@ -1,6 +1,8 @@
 // The checks the server makes before it trusts a descriptor the agent names: a stand-in
 // "agent" (a Python process on the host) opens files of every kind, and each forged or wrong
-// identity must be refused. Runs without bubblewrap.
+// identity must be refused, before the server opens anything it would refuse (it opens as root:
+// the open of a FIFO or a device acts by itself, and a recycled pid is another process). The
+// stand-in sees every open of the files it holds (inotify IN_OPEN). Runs without bubblewrap.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -20,10 +22,11 @@ import {
   processStartTime,
   reopenAgentFile,
 } from "./agent-files.js";
+import { openProcessStdio } from "./agent-stdio.js";
 import { PositionalWriter, readPieces } from "./file-streams.js";
 
 const OPENER = `
-import json, os, sys
+import ctypes, json, os, struct, sys
 d = sys.argv[1]
 def ident(fd):
     st = os.fstat(fd)
@@ -36,8 +39,23 @@ out = {
   "private": ident(os.open(d + "/private", os.O_RDONLY)),
   "proc": ident(os.open("/proc/self/status", os.O_RDONLY)),
 }
+# Every open of these from now on (IN_OPEN), told on each line of input.
+libc = ctypes.CDLL(None, use_errno=True)
+watcher = libc.inotify_init1(os.O_NONBLOCK)
+names = {libc.inotify_add_watch(watcher, (d + "/" + n).encode(), 0x20): n for n in ("data", "fifo")}
 print(json.dumps(out), flush=True)
-sys.stdin.read()
+for _ in sys.stdin:
+    seen = []
+    try:
+        buf = os.read(watcher, 65536)
+    except BlockingIOError:
+        buf = b""
+    at = 0
+    while at < len(buf):
+        wd, mask, cookie, size = struct.unpack_from("iIII", buf, at)
+        seen.append(names[wd])
+        at += 16 + size
+    print(json.dumps(seen), flush=True)
 `;
 
 describe("reopening the agent's files", () => {
@@ -50,6 +68,22 @@ describe("reopening the agent's files", () => {
   // The sandbox's filesystems stand in as this temp dir's: the opener works on the host.
   let allowed: AllowedFilesystems;
   const data = randomBytes(3 * 1024 * 1024 + 17);
+  const lines: string[] = [];
+  let waiting: (() => void) | undefined;
+  const nextLine = async (): Promise<string> => {
+    while (lines.length === 0) {
+      if (child.exitCode !== null) throw new Error("the opener exited");
+      await new Promise<void>((resolve) => {
+        waiting = resolve;
+      });
+    }
+    return lines.shift() as string;
+  };
+  /** The stand-in's files ("data", "fifo") opened since the last look. */
+  const opensSince = async (): Promise<string[]> => {
+    child.stdin?.write("?\n");
+    return JSON.parse(await nextLine()) as string[];
+  };
 
   beforeAll(async () => {
     writeFileSync(join(dir, "data"), data, { mode: 0o644 });
@@ -58,14 +92,17 @@ describe("reopening the agent's files", () => {
     writeFileSync(join(dir, "private"), "secret", { mode: 0o600 });
     execFileSync("mkfifo", [join(dir, "fifo")]);
     child = spawn("python3", ["-c", OPENER, dir], { stdio: ["pipe", "pipe", "inherit"] });
-    const line = await new Promise<string>((resolve, reject) => {
-      let out = "";
-      child.stdout?.on("data", (chunk: Buffer) => {
-        out += chunk.toString();
-        if (out.includes("\n")) resolve(out.trim());
-      });
-      child.on("exit", () => reject(new Error("the opener exited")));
+    let out = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      for (let nl = out.indexOf("\n"); nl !== -1; nl = out.indexOf("\n")) {
+        lines.push(out.slice(0, nl));
+        out = out.slice(nl + 1);
+        waiting?.();
+      }
     });
+    child.on("exit", () => waiting?.());
+    const line = await nextLine();
     files = Object.fromEntries(
       Object.entries(JSON.parse(line) as Record<string, OpenedFileJson>).map(([k, v]) => [k, fileIdentity(v)]),
     ) as typeof files;
@@ -151,6 +188,26 @@ describe("reopening the agent's files", () => {
     expect(await refusal(reopenAgentFile(agent, files.proc, "read", me, allowed))).toMatch(/cannot be moved/);
     const readOnlyHere = { read: allowed.read, write: new Set<number>() };
     expect(await refusal(reopenAgentFile(agent, files.fresh, "write", me, readOnlyHere))).toMatch(/cannot be moved/);
+  });
+
+  it("opens nothing it refuses: a recycled pid, a FIFO, a wrong identity or access mode is refused before the open", async () => {
+    await opensSince();
+    const gone = { ...agent, startTime: "1" };
+    expect(await refusal(reopenAgentFile(gone, files.readOnly, "read", me, allowed))).toMatch(/gone/);
+    expect(await refusal(reopenAgentFile(agent, files.fifo, "write", me, allowed))).toMatch(/not a regular file/);
+    expect(await refusal(reopenAgentFile(agent, { ...files.readOnly, ino: "1" }, "read", me, allowed))).toMatch(
+      /answered/,
+    );
+    const nowhere = { read: new Set<number>(), write: new Set<number>() };
+    expect(await refusal(reopenAgentFile(agent, files.readOnly, "read", me, nowhere))).toMatch(/cannot be moved/);
+    expect(await opensSince()).toEqual([]);
+    // The same pipe checks for a process's stdio (see agent-stdio.ts).
+    expect(() => openProcessStdio(gone, { stdinFd: files.readOnly.fd, stdoutFd: files.readOnly.fd })).toThrow(/gone/);
+    expect(() => openProcessStdio(agent, { stdinFd: files.fifo.fd, stdoutFd: files.fifo.fd })).toThrow(/not a pipe/);
+    expect(await opensSince()).toEqual([]);
+    // What passes every check is opened (the watch sees it).
+    await (await reopenAgentFile(agent, files.readOnly, "read", me, allowed)).close();
+    expect(await opensSince()).toEqual(["data"]);
   });
 
   it("refuses malformed answers", () => {

@@ -11,10 +11,11 @@
  * must be a regular file, opened by the agent for the access asked, with the identity the
  * answer gave; a written file must be the own file of the user the agent acted as, unlinked
  * nowhere else; a read file must be readable by that user (see `mayRead`). The agent's start
- * time is checked around the reopen, so a recycled pid is never trusted.
+ * time is checked around the reopen, so a recycled pid is never trusted. All of it is checked
+ * before the open as well as after it: the server opens nothing it would refuse.
  */
 import { constants, readFileSync } from "node:fs";
-import { type FileHandle, open, readFile, statfs } from "node:fs/promises";
+import { type FileHandle, open, readFile, stat, statfs } from "node:fs/promises";
 import type { OpenedFileJson } from "@sbx/proto/agent";
 import { RuntimeFsError } from "@sbx/server-kit";
 
@@ -103,7 +104,6 @@ export function fileIdentity(opened: OpenedFileJson | undefined): AgentFileIdent
 
 const refuse = (why: string) => new RuntimeFsError("other", `refused the file the sandbox agent named: ${why}`);
 
-/** Reopens the file behind the agent's descriptor, after the checks described above. */
 /**
  * Filesystems whose files the server may touch for the sandbox, by statfs type. Writes land
  * only on the sandbox's own disk (its overlay root) and tmpfs. Reads may also come from the
@@ -160,6 +160,40 @@ export function mayRead(who: SandboxIdentity, uid: number, gid: number, perm: nu
 /** Whether a file the agent created for an upload is `who`'s own: its host owner is who's. */
 export const ownsFile = (who: SandboxIdentity, uid: number): boolean => uid === who.base + who.uid;
 
+/** What the server checks of a file before it opens it, and again of what it opened. */
+async function checkFile(
+  path: string,
+  file: AgentFileIdentity,
+  access: "read" | "write",
+  who: SandboxIdentity,
+  filesystems: AllowedFilesystems,
+): Promise<void> {
+  const fsType = Number((await statfs(path)).type);
+  if (!(access === "write" ? filesystems.write : filesystems.read).has(fsType)) {
+    throw new RuntimeFsError(
+      "permission_denied",
+      "files on this filesystem (such as /proc or /sys) cannot be moved through the files API; read them with exec (e.g. cat)",
+    );
+  }
+  const st = await stat(path, { bigint: true });
+  if (!st.isFile()) throw refuse("not a regular file");
+  if (String(st.dev) !== file.dev || String(st.ino) !== file.ino) throw refuse("not the file it answered with");
+  const perm = Number(st.mode) & 0o777;
+  const uid = Number(st.uid);
+  const gid = Number(st.gid);
+  if (access === "write") {
+    if (!ownsFile(who, uid) || st.nlink !== 1n) throw refuse("not the sandbox user's own unlinked-elsewhere file");
+  } else if (!mayRead(who, uid, gid, perm)) {
+    throw refuse("not readable by the sandbox user");
+  }
+}
+
+/**
+ * Reopens the file behind the agent's descriptor, after the checks described above. They are
+ * made before the open too (stat and statfs follow `/proc/<pid>/fd/<n>` without opening it):
+ * the server opens as root, and an open can act by itself (a FIFO's writer waiting for a reader
+ * goes on, a device does what its open does; a recycled pid's descriptor is a host process's).
+ */
 export async function reopenAgentFile(
   agent: AgentProcess,
   file: AgentFileIdentity,
@@ -167,43 +201,32 @@ export async function reopenAgentFile(
   who: SandboxIdentity,
   filesystems: AllowedFilesystems,
 ): Promise<FileHandle> {
+  const agentGone = async () => (await processStartTime(agent.pid)) !== agent.startTime;
+  if (await agentGone()) throw refuse("the agent is gone");
   // The agent's own access mode: only a descriptor it opened for writing is written.
   const before = await fdInfo(agent.pid, file.fd);
   if (!before) throw refuse("no such descriptor");
   if (!modeFits(access, before.accessMode)) throw refuse("wrong access mode");
+  const link = `/proc/${agent.pid}/fd/${file.fd}`;
+  await checkFile(link, file, access, who, filesystems).catch((error: unknown) => {
+    throw error instanceof RuntimeFsError ? error : refuse("no such descriptor");
+  });
 
-  // O_NONBLOCK: a FIFO named here must not block the open (it is refused below).
+  // O_NONBLOCK and O_NOCTTY: should anything but the file checked be there by now.
   const flagsToOpen =
     (access === "write" ? constants.O_WRONLY : constants.O_RDONLY) | constants.O_NONBLOCK | constants.O_NOCTTY;
-  const handle = await open(`/proc/${agent.pid}/fd/${file.fd}`, flagsToOpen).catch(() => {
+  const handle = await open(link, flagsToOpen).catch(() => {
     throw refuse("cannot reopen it");
   });
   try {
-    if ((await processStartTime(agent.pid)) !== agent.startTime) throw refuse("the agent is gone");
-    // The descriptor may have been swapped between the check above and the open: the agent's
+    if (await agentGone()) throw refuse("the agent is gone");
+    // The descriptor may have been swapped between the checks above and the open: the agent's
     // must still have the access mode asked for and be the very file now open here.
     const after = await fdInfo(agent.pid, file.fd);
     const mine = await fdInfo("self", handle.fd);
     if (!after || !mine || !modeFits(access, after.accessMode)) throw refuse("the descriptor changed");
     if (after.mountId !== mine.mountId || after.inode !== mine.inode) throw refuse("the descriptor changed");
-    const fsType = Number((await statfs(`/proc/self/fd/${handle.fd}`)).type);
-    if (!(access === "write" ? filesystems.write : filesystems.read).has(fsType)) {
-      throw new RuntimeFsError(
-        "permission_denied",
-        "files on this filesystem (such as /proc or /sys) cannot be moved through the files API; read them with exec (e.g. cat)",
-      );
-    }
-    const st = await handle.stat({ bigint: true });
-    if (!st.isFile()) throw refuse("not a regular file");
-    if (String(st.dev) !== file.dev || String(st.ino) !== file.ino) throw refuse("not the file it answered with");
-    const perm = Number(st.mode) & 0o777;
-    const uid = Number(st.uid);
-    const gid = Number(st.gid);
-    if (access === "write") {
-      if (!ownsFile(who, uid) || st.nlink !== 1n) throw refuse("not the sandbox user's own unlinked-elsewhere file");
-    } else if (!mayRead(who, uid, gid, perm)) {
-      throw refuse("not readable by the sandbox user");
-    }
+    await checkFile(`/proc/self/fd/${handle.fd}`, file, access, who, filesystems);
     return handle;
   } catch (error) {
     await handle.close();

@@ -43,6 +43,8 @@ export interface AgentCallOptions {
    * arrives after the caller gave up (aborted, or past the deadline).
    */
   readonly undo?: (answer: FileAnswer) => void;
+  /** It finishes what an earlier call began (a release, an upload's end): sent even to an agent behind on its requests. */
+  readonly followUp?: boolean;
 }
 
 /** What the sandbox gives its filesystem: request/answer calls to the agent, and its open files. */
@@ -54,6 +56,8 @@ export interface AgentChannel {
   call(request: FileCall, options?: AgentCallOptions): Promise<FileAnswer>;
   /** Reopens, from the host, the file the agent opened (see agent-files.ts). */
   reopen(opened: OpenedFileJson | undefined, access: "read" | "write"): Promise<FileHandle>;
+  /** Room for `bytes` more in a file reopened for writing, open here as `fd` (see tmpfs-room.ts). */
+  claimRoom(fd: number, bytes: number): Promise<() => void>;
   /** Starts an agent watch: `answered` settles like `call`; events go to `listener` until `stop()` or the sandbox ends. */
   watch(
     watch: NonNullable<RequestJson["watch"]>,
@@ -84,12 +88,25 @@ const WATCH_TYPES: Record<WatchEventTypeJson, RuntimeWatchEvent["type"] | undefi
   WATCH_EVENT_TYPE_OVERFLOW: "overflow",
 };
 
-/** The runtime's watch events for the agent's (events of no known type are left out). */
+/**
+ * The longest path a watch event can name: a directory the kernel watches (its path under
+ * PATH_MAX, 4096) and a name in it (at most 255). Events are queued for a slow reader by count
+ * (MAX_PENDING_WATCH_EVENTS): bounded paths keep that queue bounded in bytes too.
+ */
+const MAX_WATCH_PATH = 4096 + 1 + 255;
+
+/**
+ * The runtime's watch events for the agent's. Events of no known type are left out, and so are
+ * events no file could cause (more than two paths, or a path longer than any watched one can
+ * be), which only a compromised agent would send.
+ */
 export function watchEvents(batch: WatchEventsJson): RuntimeWatchEvent[] {
   const out: RuntimeWatchEvent[] = [];
   for (const event of batch.events ?? []) {
     const type = WATCH_TYPES[event.type ?? "WATCH_EVENT_TYPE_UNSPECIFIED"];
-    if (type) out.push({ type, paths: event.paths ?? [] });
+    const paths = event.paths ?? [];
+    if (!type || paths.length > 2 || paths.some((p) => p.length > MAX_WATCH_PATH)) continue;
+    out.push({ type, paths });
   }
   return out;
 }
@@ -132,7 +149,7 @@ export class AgentFilesystem implements RuntimeFilesystem {
 
   async read(path: string, offset: number, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
     const release = (answer: FileAnswer) => {
-      this.channel.call({ release: { fd: answer.opened?.fd ?? 0 } }).catch(() => {});
+      this.channel.call({ release: { fd: answer.opened?.fd ?? 0 } }, { followUp: true }).catch(() => {});
     };
     const answer = await this.channel.call({ read: { path } }, { signal, undo: release });
     try {
@@ -146,14 +163,15 @@ export class AgentFilesystem implements RuntimeFilesystem {
   async upload(path: string): Promise<RuntimeUpload> {
     const upload = randomBytes(8).toString("hex");
     const drop = () => {
-      this.channel.call({ uploadEnd: { path, upload, commit: false } }).catch(() => {});
+      this.channel.call({ uploadEnd: { path, upload, commit: false } }, { followUp: true }).catch(() => {});
     };
     const answer = await this.channel.call({ upload: { path, upload } }, { undo: drop });
     let writer: PositionalWriter;
     try {
-      writer = new PositionalWriter(await this.channel.reopen(answer.opened, "write").catch(naming(path)));
+      const handle = await this.channel.reopen(answer.opened, "write").catch(naming(path));
+      writer = new PositionalWriter(handle, (bytes) => this.channel.claimRoom(handle.fd, bytes));
     } catch (error) {
-      await this.channel.call({ uploadEnd: { path, upload, commit: false } }).catch(() => {});
+      await this.channel.call({ uploadEnd: { path, upload, commit: false } }, { followUp: true }).catch(() => {});
       throw error;
     }
     const end = async (commit: boolean) => {
@@ -162,7 +180,7 @@ export class AgentFilesystem implements RuntimeFilesystem {
         failed = error;
       });
       // Bytes that never reached the file must not be moved into place.
-      await this.channel.call({ uploadEnd: { path, upload, commit: commit && !failed } });
+      await this.channel.call({ uploadEnd: { path, upload, commit: commit && !failed } }, { followUp: true });
       if (commit && failed) throw writeError(path, failed);
     };
     return {

@@ -7,10 +7,10 @@
  * three opens: no FIFO to make, move or unlink.
  *
  * The agent is non-dumpable and its event pipe is out of the sandbox's reach, so the
- * descriptors named are the agent's own; still, each reopened one must be an anonymous pipe
- * (pipefs), and the agent must be the same process afterwards (no recycled pid).
+ * descriptors named are the agent's own; still, each one must be an anonymous pipe (pipefs),
+ * before it is opened and after, and the agent the same process throughout (no recycled pid).
  */
-import { closeSync, constants, fstatSync, openSync, statfsSync } from "node:fs";
+import { closeSync, constants, openSync, statfsSync, statSync } from "node:fs";
 import type { Socket } from "node:net";
 import type { StartedJson } from "@sbx/proto/agent";
 import { type AgentProcess, processStartTimeSync } from "./agent-files.js";
@@ -25,11 +25,12 @@ const PIPEFS = 0x50495045;
  */
 let pipefsDevice: number | undefined;
 
-function isAnonymousPipe(fd: number): boolean {
-  const st = fstatSync(fd);
+/** Whether `path` (a descriptor's link in /proc, followed: never opened here) is an anonymous pipe. */
+function isAnonymousPipe(path: string): boolean {
+  const st = statSync(path);
   if (!st.isFIFO()) return false;
   if (st.dev === pipefsDevice) return true;
-  if (statfsSync(`/proc/self/fd/${fd}`).type !== PIPEFS) return false;
+  if (statfsSync(path).type !== PIPEFS) return false;
   pipefsDevice = st.dev;
   return true;
 }
@@ -44,21 +45,34 @@ export interface ProcessStdio {
 
 const refuse = (why: string) => new Error(`refused the process's stdio the sandbox agent named: ${why}`);
 
-/** Reopens the pipes named in `started` (synchronously: the exit may be the next event). */
+/**
+ * Reopens the pipes named in `started` (synchronously: the exit may be the next event). Each is
+ * checked before it is opened as well as after: the server opens as root, and the open of a
+ * FIFO or a device acts by itself (and a recycled pid's descriptors are a host process's).
+ */
 export function openProcessStdio(agent: AgentProcess, started: StartedJson): ProcessStdio {
   const opened: number[] = [];
   const reopen = (fd: number | undefined, flags: number): number => {
     if (fd === undefined || !Number.isSafeInteger(fd) || fd < 3) throw refuse("no such descriptor");
+    const link = `/proc/${agent.pid}/fd/${fd}`;
+    let pipe: boolean;
     let mine: number;
     try {
-      mine = openSync(`/proc/${agent.pid}/fd/${fd}`, flags | constants.O_NONBLOCK | constants.O_NOCTTY);
+      pipe = isAnonymousPipe(link);
+    } catch {
+      throw refuse("no such descriptor");
+    }
+    if (!pipe) throw refuse("not a pipe");
+    try {
+      mine = openSync(link, flags | constants.O_NONBLOCK | constants.O_NOCTTY);
     } catch {
       throw refuse("cannot reopen it");
     }
     opened.push(mine);
-    if (!isAnonymousPipe(mine)) throw refuse("not a pipe");
+    if (!isAnonymousPipe(`/proc/self/fd/${mine}`)) throw refuse("not a pipe");
     return mine;
   };
+  if (processStartTimeSync(agent.pid) !== agent.startTime) throw refuse("the agent is gone");
   try {
     // Read-write: the open never fails for want of a reader (the process may be gone already).
     const stdin = reopen(started.stdinFd, constants.O_RDWR);

@@ -61,9 +61,16 @@ const WRITE_AHEAD_BYTES = 8 * 1024 * 1024;
 const WRITE_BATCH_BYTES = 1024 * 1024;
 
 /**
+ * Room for `bytes` more in the file: resolves with the release to call once they are written,
+ * or rejects (the write fails with that error).
+ */
+export type ClaimRoom = (bytes: number) => Promise<() => void>;
+
+/**
  * Writes pieces in order at increasing positions, gathered into large `writev` calls. `write`
  * resolves at once while little is waiting (so the body keeps arriving) and otherwise when the
- * backlog has been written; `close` writes the rest and closes the file.
+ * backlog has been written; `close` writes the rest and closes the file. Each `writev` first
+ * claims its room, when `claimRoom` is given.
  */
 export class PositionalWriter {
   #pending: Uint8Array[] = [];
@@ -73,7 +80,10 @@ export class PositionalWriter {
   #failed: Error | undefined;
   #closed = false;
 
-  constructor(readonly handle: FileHandle) {}
+  constructor(
+    readonly handle: FileHandle,
+    readonly claimRoom?: ClaimRoom,
+  ) {}
 
   write(data: Uint8Array): Promise<void> {
     if (this.#failed) return Promise.reject(this.#failed);
@@ -125,7 +135,13 @@ export class PositionalWriter {
     let rest = batch;
     let left = bytes;
     while (left > 0) {
-      const { bytesWritten } = await this.handle.writev(rest, this.#position);
+      const release = await this.claimRoom?.(left);
+      let bytesWritten: number;
+      try {
+        ({ bytesWritten } = await this.handle.writev(rest, this.#position));
+      } finally {
+        release?.();
+      }
       if (bytesWritten === 0) throw new Error("the file took no bytes");
       this.#position += bytesWritten;
       left -= bytesWritten;

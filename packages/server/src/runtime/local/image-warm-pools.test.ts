@@ -105,4 +105,22 @@ describe("image warm pools", () => {
     await open.warm.close();
     expect(open.warm.take(image("im-a"), undefined)).toBeUndefined();
   });
+
+  it("let go of an image: its pools close and their sandboxes are destroyed, other images' stay", async () => {
+    const { warm, started } = pools(1, 4);
+    for (const [id, user] of [
+      ["im-a", undefined],
+      ["im-a", "app"],
+      ["im-b", undefined],
+    ] as const) {
+      warm.take(image(id), user);
+      warm.refill(image(id), user);
+    }
+    await settle();
+    await warm.release("im-a");
+    expect(started.filter((s) => s.image === "im-a").map((s) => s.destroyed)).toEqual([true, true]);
+    expect(started.find((s) => s.image === "im-b")?.destroyed).toBe(false);
+    expect(warm.ready).toEqual(new Map([["im-b as ", 1]]));
+    await warm.close();
+  });
 });

@@ -67,6 +67,17 @@ export class ImageWarmPools<S extends WarmSandbox> {
     return new Map([...this.#pools].map(([key, pool]) => [key.replace("\0", " as "), pool.ready]));
   }
 
+  /** Closes the pools of `imageId` (every user's) and destroys their sandboxes. */
+  async release(imageId: string): Promise<void> {
+    const closing: Promise<unknown>[] = [];
+    for (const [key, pool] of [...this.#pools]) {
+      if (!key.startsWith(`${imageId}\0`)) continue;
+      this.#pools.delete(key);
+      closing.push(pool.close().then((warm) => Promise.all(warm.map((s) => s.destroy()))));
+    }
+    await Promise.all(closing);
+  }
+
   /** Closes the pools of the images used longest ago until `keep` are left. */
   #evictBeyond(keep: number): void {
     while (this.#pools.size > keep) {

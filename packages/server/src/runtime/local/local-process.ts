@@ -43,6 +43,11 @@ export class LocalProcess implements RuntimeProcess {
     return this.#exit !== undefined;
   }
 
+  /** Whether it has started (with its pipes): a second start is not believed. */
+  get hasStarted(): boolean {
+    return this.#stdin !== undefined;
+  }
+
   onStdout(listener: (chunk: Uint8Array) => void): void {
     this.#stdout?.on("data", listener);
     this.#stdout?.resume();

@@ -10,6 +10,7 @@ import { closeSync, openSync } from "node:fs";
 import { chmod, chown, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import type { RequestJson } from "@sbx/proto/agent";
 import {
   type ImageRecord,
   processEnv,
@@ -20,7 +21,7 @@ import {
   type RuntimeSandbox,
   type RuntimeSandboxSpec,
 } from "@sbx/server-kit";
-import { AgentConnection } from "./agent-connection.js";
+import { AgentConnection, agentBehind } from "./agent-connection.js";
 import type { AgentEvent } from "./agent-events.js";
 import {
   type AgentProcess,
@@ -41,6 +42,7 @@ import { LocalProcess } from "./local-process.js";
 import { mountRoot } from "./root-mount.js";
 import { createSandboxDisk, type DiskSource, removeSandboxDisk } from "./sandbox-disk.js";
 import type { RootRecipe } from "./sandbox-root.js";
+import { TmpfsRoom } from "./tmpfs-room.js";
 import { ID_BLOCK } from "./uid-range.js";
 import { completeUsernsHandshake } from "./userns-handshake.js";
 
@@ -111,10 +113,14 @@ export class LocalSandbox implements RuntimeSandbox {
   /** Why the launch's user namespace handshake failed, if it did. */
   #handshakeError: Error | undefined;
   #stderr = "";
+  /** Its memory limit now (adopt() may change it). */
+  #memoryMiB: number;
+  readonly #tmpfsRoom = new TmpfsRoom(() => this.#memoryMiB * 1024 * 1024);
   readonly fs = new AgentFilesystem({
     call: (request, options) => this.#connection.call(request, options),
     reopen: async (opened, access) =>
       reopenAgentFile(this.#runningAgent(), fileIdentity(opened), access, this.#identity, await allowedFilesystems()),
+    claimRoom: (fd, bytes) => this.#tmpfsRoom.claim(fd, bytes),
     watch: (watch, listener) => this.#connection.watch(`w${++this.#counter}`, watch, listener),
   });
 
@@ -128,6 +134,7 @@ export class LocalSandbox implements RuntimeSandbox {
     this.#spec = spec;
     this.#setup = setup;
     this.#identity = sandboxRoot(setup.base);
+    this.#memoryMiB = setup.memoryMiB;
     this.#cgroup = new SandboxCgroup(setup.cgroupVersion, `${setup.cgroupPrefix}-${spec.id}`);
     this.#connection = new AgentConnection({
       callTimeoutMs: setup.agentCallTimeoutMs,
@@ -145,6 +152,7 @@ export class LocalSandbox implements RuntimeSandbox {
   /** Takes on a sandbox's identity: its id (and cgroup name), environment and limits. */
   async adopt(spec: RuntimeSandboxSpec, limits: Parameters<SandboxCgroup["setLimits"]>[0]): Promise<void> {
     await this.#cgroup.setLimits(limits);
+    this.#memoryMiB = limits.memoryLimitMiB;
     await this.#cgroup.rename(`${this.#setup.cgroupPrefix}-${spec.id}`);
     this.id = spec.id;
     this.#spec = spec;
@@ -309,8 +317,10 @@ export class LocalSandbox implements RuntimeSandbox {
       this.#ready?.resolve();
     } else if (event.started) {
       const process = this.#processes.get(id);
-      // Given up on (its deadline passed: a kill was sent then), its pipes are not opened.
-      if (process && !process.ended) {
+      // Given up on (its deadline passed: a kill was sent then), its pipes are not opened; nor
+      // are they twice (only a compromised agent says Started again, and each would cost the
+      // server descriptors).
+      if (process && !process.ended && !process.hasStarted) {
         try {
           process.started(event.started.pid ?? 0, openProcessStdio(this.#runningAgent(), event.started));
         } catch (error) {
@@ -331,6 +341,11 @@ export class LocalSandbox implements RuntimeSandbox {
     }
   }
 
+  /** Bytes of requests the agent has not taken yet, held by the server (for tests). */
+  get agentBacklog(): number {
+    return this.#connection.backlog;
+  }
+
   /** Calls waiting for the agent, and answers still to undo (for tests: nothing may pile up). */
   get agentCalls(): { readonly waiting: number; readonly abandoned: number } {
     return this.#connection.pending;
@@ -339,6 +354,7 @@ export class LocalSandbox implements RuntimeSandbox {
   async exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess> {
     if (this.#destroyed) throw new Error("the sandbox has been destroyed");
     if (this.#hasDied) throw new Error("the sandbox has ended");
+    if (this.#connection.behind) throw agentBehind();
     const id = String(++this.#counter);
     const process = new LocalProcess();
     this.#processes.set(id, process);
@@ -358,8 +374,12 @@ export class LocalSandbox implements RuntimeSandbox {
         ...(spec.pty ? { pty: { rows: spec.ptySize?.rows || 24, cols: spec.ptySize?.cols || 80 } } : {}),
       },
     });
-    process.signalSender = (signal) => this.#connection.send({ id, signal: { signal } });
-    process.resizer = (rows, cols) => this.#connection.send({ id, resize: { rows, cols } });
+    // Asked for by the client, as often as it likes: dropped while the agent is behind.
+    const sendUnlessBehind = (request: RequestJson) => {
+      if (!this.#connection.behind) this.#connection.send(request);
+    };
+    process.signalSender = (signal) => sendUnlessBehind({ id, signal: { signal } });
+    process.resizer = (rows, cols) => sendUnlessBehind({ id, resize: { rows, cols } });
     // An agent alive but silent (stopped, starved) must not hold the call forever; and a
     // process it starts after the deadline is killed, never left running unobserved.
     const limitMs = this.#setup.agentCallTimeoutMs;
