@@ -91,8 +91,13 @@ export class LayerStore {
     } catch (error) {
       throw asStoreError(error, `unpacking ${layer.what}`);
     } finally {
-      await source.return?.();
-      rmSync(work, { recursive: true, force: true });
+      // The work dir goes whatever closing the source says (a download that breaks off or
+      // finds the disk full while it closes must not leave a half-unpacked layer behind).
+      try {
+        await source.return?.();
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+      }
     }
   }
 
