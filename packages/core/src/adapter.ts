@@ -13,7 +13,8 @@ import { connectionLayer, type RpcClients, type SbxConnection } from "./rpc.js";
 export { concat, skipBytes } from "./bytes.js";
 export type { ClientDefaults } from "./client.js";
 export { type FilesystemFactory, type LocalFiles, localFilesystems } from "./filesystem.js";
-export { type ImagesFactory, type LocalImageFiles, localImages } from "./images.js";
+export type { LocalImageFiles } from "./image-archive.js";
+export { type ImagesFactory, localImages } from "./images.js";
 export {
   endpointBase,
   fetchRawHttp,

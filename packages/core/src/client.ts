@@ -3,6 +3,7 @@
  */
 import type { Transport } from "@connectrpc/connect";
 import type { Sandbox as SandboxInfo } from "@sbx/proto";
+import type { CallOptions } from "./call-options.js";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
 import { attachedConnectClients } from "./connect-clients.js";
 import { EffectRunner } from "./effect-runner.js";
@@ -22,10 +23,7 @@ import {
   validateId,
 } from "./sandbox-ops.js";
 
-export interface CallOptions {
-  /** Cancels the call (`AbortedError`). */
-  readonly signal?: AbortSignal;
-}
+export type { CallOptions };
 
 /**
  * `client.sandboxes`. `S` is the sandbox type the runtime package hands out (`LocalSandbox`

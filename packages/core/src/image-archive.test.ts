@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { InvalidError } from "./errors.js";
+import type { LocalImageFiles } from "./image-archive.js";
 import { localArchive } from "./image-archive.js";
-import type { LocalImageFiles } from "./images.js";
 
 /** Local files as the Node adapter gives them (pieces of a file in one go: enough here). */
 const files: LocalImageFiles = {

@@ -4,7 +4,18 @@
  * names and large files), its files in name order. Loaded on first use.
  */
 import { InvalidError } from "./errors.js";
-import type { LocalImageFiles } from "./images.js";
+import type { LocalFiles } from "./filesystem.js";
+
+/** What `images.import(path)` needs of the runtime's local files (Node, Deno, Bun). */
+export interface LocalImageFiles extends Pick<LocalFiles, "read"> {
+  /** What `path` is (symlinks followed when `follow`, else described); rejects when it does not exist. */
+  stat(
+    path: string,
+    follow: boolean,
+  ): Promise<{ readonly type: "file" | "directory" | "other"; readonly size: number }>;
+  /** The names in a directory (no "." or ".."). */
+  list(path: string): Promise<string[]>;
+}
 
 const BLOCK = 512;
 const encoder = new TextEncoder();

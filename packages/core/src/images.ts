@@ -3,10 +3,10 @@
  * `docker_image`). The operations load on first use (see load-on-first-use.ts): an app that
  * never touches images does not download them.
  */
-import type { CallOptions } from "./client.js";
+import type { CallOptions } from "./call-options.js";
 import type { EffectRunner } from "./effect-runner.js";
 import { InvalidError } from "./errors.js";
-import type { LocalFiles } from "./filesystem.js";
+import type { LocalImageFiles } from "./image-archive.js";
 import type { Image, ImageConfig, ImportImageOptions, PullImageOptions, PullProgress } from "./image-ops.js";
 import { loadOnFirstUse } from "./load-on-first-use.js";
 import type { RawBody } from "./raw-routes.js";
@@ -75,17 +75,6 @@ export class Images {
     const { importImageArchive } = await imageOps();
     return this.#runner.run(importImageArchive(archive, rest), signal);
   }
-}
-
-/** What `images.import(path)` needs of the runtime's local files (Node, Deno, Bun). */
-export interface LocalImageFiles extends Pick<LocalFiles, "read"> {
-  /** What `path` is (symlinks followed when `follow`, else described); rejects when it does not exist. */
-  stat(
-    path: string,
-    follow: boolean,
-  ): Promise<{ readonly type: "file" | "directory" | "other"; readonly size: number }>;
-  /** The names in a directory (no "." or ".."). */
-  list(path: string): Promise<string[]>;
 }
 
 /**
