@@ -65,7 +65,8 @@ export const fakeImageSource = (fake: Pick<FakeControls, "images">): TestImageSo
  * Registers the suite for `target`. Where a target differs is said only in its
  * `knownDifferences` (cases listed there are expected to fail); cases never branch on the
  * target. Capabilities gate whole groups: `fake` (fault injection), `endpoint` (HTTP spoken
- * directly: raw routes, wire-level checks).
+ * directly: raw routes, wire-level checks). With `sandboxImage`, every sandbox the cases create
+ * starts from that image, but where a case names an image of its own (or the default one).
  */
 export function defineConformanceSuite(api: TestApi, target: ConformanceTarget): void {
   const t = expectKnownDifferences(api, target.knownDifferences ?? {}, target.name);
@@ -80,8 +81,11 @@ export function defineConformanceSuite(api: TestApi, target: ConformanceTarget):
       if (!client) throw new Error("the conformance client is not ready (beforeAll has not run)");
       return client;
     },
+    createOptions(options = {}) {
+      return { app, ...(target.sandboxImage ? { image: target.sandboxImage() } : {}), ...options };
+    },
     async sandbox(options = {}) {
-      const sb = await harness.client().sandboxes.create({ app, ...options });
+      const sb = await harness.client().sandboxes.create(harness.createOptions(options));
       created.push(sb);
       return sb;
     },

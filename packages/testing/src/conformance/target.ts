@@ -88,6 +88,13 @@ export interface ConformanceTarget {
    */
   readonly images?: TestImageSource;
   /**
+   * What every sandbox of the run starts from unless a case names its own image: an image id
+   * or reference the target can start sandboxes from (called at each create, so an image
+   * pulled in a beforeAll is fine). Absent: the target's default image. Running the suite with
+   * one checks that no case depends on what the default image holds.
+   */
+  readonly sandboxImage?: () => string;
+  /**
    * The cases this target is known to fail, by stable name, with the reason (see
    * known-differences.ts: FAKE_KNOWN_DIFFERENCES for the fake). They run and are expected to fail.
    */
@@ -101,7 +108,12 @@ export interface Harness {
   /** A unique app name for this run, so parallel runs against one server never collide. */
   readonly app: string;
   client(): SandboxClientLike;
-  /** Creates a sandbox in this run's app and terminates it when the run ends. */
+  /**
+   * A create's options: this run's app and the target's `sandboxImage`, then `options` (an
+   * `image` there wins; `image: undefined` asks for the target's default image).
+   */
+  createOptions(options?: core.CreateSandboxOptions): core.CreateSandboxOptions;
+  /** Creates a sandbox (with `createOptions`) and terminates it when the run ends. */
   sandbox(options?: core.CreateSandboxOptions): Promise<core.Sandbox>;
   /** Where test images come from, when the target can have them (see ConformanceTarget.images). */
   readonly images: TestImageSource | undefined;

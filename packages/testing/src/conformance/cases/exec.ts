@@ -27,7 +27,7 @@ export function execCases(t: TestApi, h: Harness): void {
     t.it(
       "processes get the default image's environment: HOME=/root, LANG=C.UTF-8, a PATH with /usr/bin",
       async () => {
-        const sb = await h.sandbox();
+        const sb = await h.sandbox({ image: undefined }); // the default image, whatever the run's image
         const p = await sb.exec(["sh", "-c", 'echo "$HOME"; echo "$LANG"; echo "$PATH"']);
         const [home, lang, path] = (await p.stdout.readText()).split("\n");
         equal(await p.wait(), 0);

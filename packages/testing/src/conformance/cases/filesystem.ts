@@ -299,7 +299,9 @@ export function filesystemCases(t: TestApi, h: Harness): void {
     t.it(
       "/usr is read-only: the API fails with the permission error, processes with EROFS, nothing changes",
       async () => {
-        const sb = await h.sandbox();
+        // The default image's /usr is the host's, read-only (an image's root is the sandbox's own,
+        // writable throughout), whatever the run's image.
+        const sb = await h.sandbox({ image: undefined });
         const fs = sb.filesystem;
         const before = (await fs.listFiles("/usr")).map((e) => e.name);
         const attempts: [string, () => Promise<unknown>][] = [

@@ -58,7 +58,7 @@ export function imageCases(t: TestApi, h: Harness): void {
         equal(image.builtin, true);
         equal(image.config.workingDir, "/");
         equal(image.config.env.HOME, "/root");
-        const plain = await h.sandbox();
+        const plain = await h.sandbox({ image: undefined }); // names no image, whatever the run's image
         equal(plain.imageId, "im-default");
         for (const option of ["im-default", image]) {
           const sb = await h.sandbox({ image: option });

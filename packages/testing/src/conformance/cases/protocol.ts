@@ -51,7 +51,7 @@ export function protocolCases(t: TestApi, h: Harness, endpoint: Endpoint): void 
         // Short-lived sandboxes, in a few batches, listed with includeFinished.
         for (let made = 0; made < count; made += 20) {
           const batch = Array.from({ length: Math.min(20, count - made) }, () =>
-            client.sandboxes.create({ app, command: ["true"] }),
+            client.sandboxes.create(h.createOptions({ app, command: ["true"] })),
           );
           await Promise.all((await Promise.all(batch)).map((sb) => sb.wait({ raiseOnTermination: false })));
         }

@@ -30,11 +30,11 @@ export function sandboxCases(t: TestApi, h: Harness): void {
           { cidrAllowlist: ["10.0.0.0/8"] },
           { readinessProbe: sdk.Probe.exec(["true"]) },
         ]) {
-          const error = await rejects(() => client.sandboxes.create({ app: h.app, ...options }), sdk.UnsupportedError);
+          const error = await rejects(() => client.sandboxes.create(h.createOptions(options)), sdk.UnsupportedError);
           equal(error.code, "unsupported");
         }
         for (const options of [{ diskMiB: 8 }, { cpu: 0.001 }, { memoryMiB: 8 }]) {
-          await rejects(() => client.sandboxes.create({ app: h.app, ...options }), sdk.InvalidError);
+          await rejects(() => client.sandboxes.create(h.createOptions(options)), sdk.InvalidError);
         }
       },
       T,
@@ -59,7 +59,7 @@ export function sandboxCases(t: TestApi, h: Harness): void {
         const found = await h.client().sandboxes.fromName(name, { app: h.app });
         equal(found.id, sb.id);
         await rejects(() => h.sandbox({ name }), sdk.AlreadyExistsError);
-        const other = await h.client().sandboxes.create({ app: `${h.app}-other`, name });
+        const other = await h.client().sandboxes.create(h.createOptions({ app: `${h.app}-other`, name }));
         try {
           ok(other.id !== sb.id);
         } finally {
@@ -206,7 +206,7 @@ export function sandboxCases(t: TestApi, h: Harness): void {
       async () => {
         let id = "";
         {
-          await using sb = await h.client().sandboxes.create({ app: h.app });
+          await using sb = await h.client().sandboxes.create(h.createOptions());
           id = sb.id;
         }
         const after = await h.client().sandboxes.fromId(id);
@@ -248,9 +248,9 @@ export function sandboxCases(t: TestApi, h: Harness): void {
       "a closed client rejects calls with ClientClosedError",
       async () => {
         const client = await h.target.makeClient();
-        const sb = await client.sandboxes.create({ app: h.app });
+        const sb = await client.sandboxes.create(h.createOptions());
         await client.close();
-        await rejects(() => client.sandboxes.create({ app: h.app }), sdk.ClientClosedError);
+        await rejects(() => client.sandboxes.create(h.createOptions()), sdk.ClientClosedError);
         await rejects(() => sb.poll(), sdk.ClientClosedError);
         await (await h.client().sandboxes.fromId(sb.id)).terminate();
       },

@@ -35,7 +35,7 @@ export function validationCases(t: TestApi, h: Harness): void {
       "create: names, workdir, timeouts, tags, env, resources",
       async () => {
         const create = (options: Parameters<ReturnType<typeof h.client>["sandboxes"]["create"]>[0]) => () =>
-          h.client().sandboxes.create({ app: h.app, ...options });
+          h.client().sandboxes.create(h.createOptions(options));
         for (const name of ["has space", "../x", "-lead", "x".repeat(65), ""]) await invalid(create({ name }));
         await invalid(create({ app: "bad app" }));
         await invalid(create({ workdir: "relative/path" }));
