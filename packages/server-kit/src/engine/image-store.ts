@@ -96,6 +96,10 @@ export class ImageStoreError extends Error {
   }
 }
 
+/** An {@link ImageStoreError} of `kind`, caused by `cause` when there was one. */
+export const imageStoreError = (kind: ImageStoreErrorKind, message: string, cause?: unknown): ImageStoreError =>
+  new ImageStoreError(kind, message, cause === undefined ? undefined : { cause });
+
 export interface ImageStore {
   /**
    * Pulls `ref` for the host's platform, or finds it already pulled (a tag is looked up again; a
