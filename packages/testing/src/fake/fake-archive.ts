@@ -8,6 +8,7 @@
  * through `DecompressionStream`, digests through WebCrypto, tars read in memory (tar-reader.ts;
  * the server's tar-stream needs Node's `events`).
  */
+import { concat } from "@sbx/core/adapter";
 import { type ImageConfig, type ImagePlatform, ImageStoreError } from "@sbx/server-kit";
 import {
   type Algorithm,
@@ -87,14 +88,7 @@ async function bytesOf(source: AsyncIterable<Uint8Array>, max: number, what: str
     }
     pieces.push(piece);
   }
-  if (pieces.length === 1) return pieces[0] as Uint8Array;
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const piece of pieces) {
-    bytes.set(piece, at);
-    at += piece.byteLength;
-  }
-  return bytes;
+  return concat(pieces);
 }
 
 async function* once(data: Uint8Array): AsyncGenerator<Uint8Array> {

@@ -5,6 +5,7 @@
  * the server's store does (ImageStoreError kinds, which the engine turns into the client's
  * typed errors), and failures can be injected with `fake.failNext("pullImage", { imageError })`.
  */
+import { concat } from "@sbx/core/adapter";
 import { formatImageReference, type ImageReference, parseImageReference } from "@sbx/proto";
 import {
   DEFAULT_IMAGE,
@@ -240,13 +241,7 @@ export class FakeImageStore implements ImageStore, FakeImages {
       pieces.push(piece.slice()); // a piece may be reused once the next is asked for
     }
     if (options.signal?.aborted) throw options.signal.reason;
-    const bytes = new Uint8Array(size);
-    let at = 0;
-    for (const piece of pieces) {
-      bytes.set(piece, at);
-      at += piece.byteLength;
-    }
-    const image = await readImageArchive(bytes, DEFAULT_IMAGE.platform, { maxBytes: MAX_ARCHIVE_BYTES });
+    const image = await readImageArchive(concat(pieces), DEFAULT_IMAGE.platform, { maxBytes: MAX_ARCHIVE_BYTES });
     let record: ImageRecord | undefined;
     for (const ref of image.refs.length > 0 ? image.refs : [undefined]) {
       record = this.#keep({
