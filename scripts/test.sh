@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
 source scripts/system-deps.sh
+source scripts/test-deps.sh
 source scripts/browser-deps.sh
 export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1
 

@@ -12,12 +12,12 @@ import { connectionLayer, type RpcClients, type SbxConnection } from "./rpc.js";
 
 export { concat, skipBytes } from "./bytes.js";
 export type { ClientDefaults } from "./client.js";
+export { fetchRawHttp } from "./fetch-raw-http.js";
 export { type FilesystemFactory, type LocalFiles, localFilesystems } from "./filesystem.js";
 export type { LocalImageFiles } from "./image-archive.js";
 export { type ImagesFactory, localImages } from "./images.js";
 export {
   endpointBase,
-  fetchRawHttp,
   parseJson,
   RAW_HEADER,
   type RawAnswer,

@@ -1,4 +1,4 @@
-/** A streamed POST over `fetch` (raw HTTP, `fetchRawHttp`), loaded on first use: only image imports post. */
+/** A streamed POST over `fetch` (raw HTTP, fetch-raw-http.ts), loaded on first use: only image imports post. */
 import { RAW_HEADER } from "@sbx/proto";
 import { parseJson, type RawAnswer, type RawBody, type RawRequest, type RawRouteMemo } from "./raw-routes.js";
 

@@ -8,12 +8,12 @@
  *   `PUT /sbx.v1/files/{sandboxId}?path=&upload=&offset=N[&finish=1]` (one upload chunk).
  * - images: `POST /sbx.v1/images/import` (an image archive, streamed as one body).
  *
- * Adapters supply the HTTP client (`RawHttpClient`); `fetchRawHttp` works wherever `fetch`
- * streams response bodies. Every answer of a raw route carries `x-sbx-raw: <route>`; an
+ * Adapters supply the HTTP client (`RawHttpClient`); `fetchRawHttp` (fetch-raw-http.ts) works
+ * wherever `fetch` streams response bodies. Every answer of a raw route carries `x-sbx-raw: <route>`; an
  * answer without it means the server lacks the route (an older server, or the fake), and
  * the client stops asking and uses Connect for that route.
  */
-import { RAW_HEADER, RAW_STATUS, type RawRoute } from "@sbx/proto";
+import type { RawRoute } from "@sbx/proto";
 
 // The routes' contract (paths, header, query, statuses) lives beside the protocol.
 export { RAW_HEADER, RAW_IMAGE_IMPORT_PATH, type RawRoute, rawFilePath, rawOutputPath } from "@sbx/proto";
@@ -74,54 +74,7 @@ export class RawRouteMemo {
   }
 }
 
-/** Raw HTTP over the runtime's `fetch` (browsers, workers, Deno, Bun). */
-export function fetchRawHttp(endpoint: string, fetchImpl: typeof fetch = globalThis.fetch): RawHttpClient {
-  const base = endpointBase(endpoint);
-  const memo = new RawRouteMemo();
-  return {
-    async get({ route, path, headers, signal }) {
-      if (memo.missing(route)) return undefined;
-      const response = await fetchImpl(base + path, { headers, signal, cache: "no-store" });
-      if (response.status !== RAW_STATUS.ok || !response.body) {
-        memo.saw(route, response.headers.get(RAW_HEADER));
-        await response.body?.cancel().catch(() => {});
-        return undefined;
-      }
-      const body = response.body;
-      return {
-        async *[Symbol.asyncIterator]() {
-          const reader = body.getReader();
-          try {
-            for (;;) {
-              const { done, value } = await reader.read();
-              if (done) return;
-              if (value.byteLength > 0) yield value;
-            }
-          } finally {
-            reader.releaseLock();
-            await body.cancel().catch(() => {});
-          }
-        },
-      };
-    },
-    async put({ route, path, headers, signal, body }) {
-      if (memo.missing(route)) return undefined;
-      const response = await fetchImpl(base + path, {
-        method: "PUT",
-        headers: { ...headers, "content-type": "application/octet-stream" },
-        body: new Blob(body as Uint8Array<ArrayBuffer>[]),
-        signal,
-        cache: "no-store",
-      });
-      const text = await response.text();
-      if (!memo.saw(route, response.headers.get(RAW_HEADER))) return undefined;
-      return { status: response.status, json: parseJson(text) };
-    },
-    // Only image imports post: the code loads on first use.
-    post: (request) => import("./raw-post.js").then(({ fetchPost }) => fetchPost(base, fetchImpl, memo, request)),
-  };
-}
-
+/** A raw route's JSON answer; a body that is not JSON (a proxy's error page, say) as an unknown error. */
 export function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);

@@ -2,12 +2,11 @@
 // HTTP/2, where `import` streams archives over raw HTTP): pulls with progress and credentials,
 // paging, the Effect API, and importing an OCI layout directory and a `docker save` tarball.
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gzipSync } from "node:zlib";
 import { layer } from "@sbx/core/effect";
+import { writeDockerSave, writeOciLayout } from "@sbx/test-fixtures/image-archives";
 import { createFakeServer, type FakeServer } from "@sbx/testing";
 import * as Effect from "effect/Effect";
 import * as Stream from "effect/Stream";
@@ -23,8 +22,6 @@ import {
   UnsupportedError,
 } from "./index.js";
 
-const sha = (data: Uint8Array | string) => `sha256:${createHash("sha256").update(data).digest("hex")}`;
-
 const temp: string[] = [];
 const tempDir = () => {
   const dir = mkdtempSync(join(tmpdir(), "sbx-images-"));
@@ -35,68 +32,18 @@ afterAll(() => {
   for (const dir of temp) rmSync(dir, { recursive: true, force: true });
 });
 
-/** A layer: `files` (path → text) tarred by GNU tar, as image builders do. */
-function layerTar(files: Record<string, string>): Buffer {
-  const root = tempDir();
-  for (const [path, text] of Object.entries(files)) {
-    mkdirSync(join(root, path, ".."), { recursive: true });
-    writeFileSync(join(root, path), text);
-  }
-  const file = join(tempDir(), "layer.tar");
-  execFileSync("tar", ["-c", "-f", file, "--sort=name", "--owner=0", "--group=0", "--mtime=@0", "-C", root, "."]);
-  return readFileSync(file);
-}
-
-const configOf = (layer: Buffer, config: Record<string, unknown>) =>
-  JSON.stringify({ architecture: "amd64", os: "linux", config, rootfs: { type: "layers", diff_ids: [sha(layer)] } });
-
-/** An OCI image layout directory holding one image (one gzip layer), named `name`. */
+/** A fresh OCI image layout directory holding one image named `name`. */
 function ociLayoutDir(name: string, files: Record<string, string>, config: Record<string, unknown>): string {
   const dir = tempDir();
-  const layer = layerTar(files);
-  const gz = gzipSync(layer);
-  const configJson = configOf(layer, config);
-  const manifest = JSON.stringify({
-    schemaVersion: 2,
-    mediaType: "application/vnd.oci.image.manifest.v1+json",
-    config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: sha(configJson), size: configJson.length },
-    layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: sha(gz), size: gz.byteLength }],
-  });
-  mkdirSync(join(dir, "blobs", "sha256"), { recursive: true });
-  for (const blob of [gz, configJson, manifest]) writeFileSync(join(dir, "blobs", "sha256", sha(blob).slice(7)), blob);
-  writeFileSync(join(dir, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
-  writeFileSync(
-    join(dir, "index.json"),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [
-        {
-          mediaType: "application/vnd.oci.image.manifest.v1+json",
-          digest: sha(manifest),
-          size: manifest.length,
-          annotations: { "io.containerd.image.name": name },
-        },
-      ],
-    }),
-  );
+  writeOciLayout(tempDir(), dir, name, { files, config });
   return dir;
 }
 
-/** A `docker save` tarball (manifest.json, the config, layer.tar) of one image tagged `tag`. */
+/** A fresh `docker save` tarball of one image tagged `tag`. */
 function dockerSaveTarball(tag: string, files: Record<string, string>, config: Record<string, unknown>): string {
-  const dir = tempDir();
-  const layer = layerTar(files);
-  const configJson = configOf(layer, config);
-  const configName = `${sha(configJson).slice(7)}.json`;
-  mkdirSync(join(dir, "save", "l1"), { recursive: true });
-  writeFileSync(join(dir, "save", configName), configJson);
-  writeFileSync(join(dir, "save", "l1", "layer.tar"), layer);
-  writeFileSync(
-    join(dir, "save", "manifest.json"),
-    JSON.stringify([{ Config: configName, RepoTags: [tag], Layers: ["l1/layer.tar"] }]),
-  );
-  const tarball = join(dir, "image.tar");
-  execFileSync("tar", ["-c", "-f", tarball, "-C", join(dir, "save"), "."]);
+  const work = tempDir();
+  const tarball = join(work, "image.tar");
+  writeDockerSave(work, tarball, tag, { files, config });
   return tarball;
 }
 

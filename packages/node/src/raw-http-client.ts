@@ -6,7 +6,16 @@
 import { type ClientRequest, Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
-import { endpointBase, parseJson, RAW_HEADER, type RawBody, type RawHttpClient, RawRouteMemo } from "@sbx/core/adapter";
+import {
+  endpointBase,
+  parseJson,
+  RAW_HEADER,
+  type RawAnswer,
+  type RawBody,
+  type RawHttpClient,
+  type RawRoute,
+  RawRouteMemo,
+} from "@sbx/core/adapter";
 
 export function nodeRawHttp(endpoint: string): RawHttpClient {
   const base = endpointBase(endpoint);
@@ -15,6 +24,22 @@ export function nodeRawHttp(endpoint: string): RawHttpClient {
   const request = secure ? httpsRequest : httpRequest;
   const memo = new RawRouteMemo();
   const marker = (res: IncomingMessage) => res.headers[RAW_HEADER] as string | undefined;
+  /** A PUT's or POST's answer: its status and JSON body, or undefined when the server lacks the route. */
+  const readAnswer = (
+    res: IncomingMessage,
+    route: RawRoute,
+    resolve: (answer: RawAnswer | undefined) => void,
+    reject: (error: Error) => void,
+  ) => {
+    const pieces: Buffer[] = [];
+    res.on("data", (piece: Buffer) => pieces.push(piece));
+    res.on("error", reject);
+    res.on("end", () => {
+      if (!res.complete) return reject(new Error("the connection closed before the end of the answer"));
+      if (!memo.saw(route, marker(res))) return resolve(undefined);
+      resolve({ status: res.statusCode ?? 0, json: parseJson(Buffer.concat(pieces).toString("utf8")) });
+    });
+  };
   return {
     get: ({ route, path, headers, signal }) =>
       new Promise<AsyncIterable<Uint8Array> | undefined>((resolve, reject) => {
@@ -47,16 +72,7 @@ export function nodeRawHttp(endpoint: string): RawHttpClient {
             },
             signal,
           },
-          (res) => {
-            const pieces: Buffer[] = [];
-            res.on("data", (piece: Buffer) => pieces.push(piece));
-            res.on("error", reject);
-            res.on("end", () => {
-              if (!res.complete) return reject(new Error("the connection closed before the end of the answer"));
-              if (!memo.saw(route, marker(res))) return resolve(undefined);
-              resolve({ status: res.statusCode ?? 0, json: parseJson(Buffer.concat(pieces).toString("utf8")) });
-            });
-          },
+          (res) => readAnswer(res, route, resolve, reject),
         );
         req.on("error", reject);
         req.on("socket", noDelay);
@@ -81,16 +97,11 @@ export function nodeRawHttp(endpoint: string): RawHttpClient {
             signal,
           },
           (res) => {
-            const pieces: Buffer[] = [];
-            res.on("data", (piece: Buffer) => pieces.push(piece));
-            res.on("error", reject);
+            // Answered before the whole body went out (a refusal): stop sending it.
             res.on("end", () => {
-              // Answered before the whole body went out (a refusal): stop sending it.
               if (!sent) req.destroy();
-              if (!res.complete) return reject(new Error("the connection closed before the end of the answer"));
-              if (!memo.saw(route, marker(res))) return resolve(undefined);
-              resolve({ status: res.statusCode ?? 0, json: parseJson(Buffer.concat(pieces).toString("utf8")) });
             });
+            readAnswer(res, route, resolve, reject);
           },
         );
         req.on("error", reject);

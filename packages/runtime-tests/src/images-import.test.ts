@@ -4,10 +4,10 @@
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { writeDockerSave, writeOciLayout } from "@sbx/test-fixtures/image-archives";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bunBinary, runBun } from "./bun-support.js";
 import { allowNetTo, denoBinary, runDeno } from "./deno-support.js";
-import { writeDockerSave, writeOciLayout } from "./image-archives.js";
 import type { ImportSeen } from "./image-import-checks.js";
 import { RESULT_PREFIX } from "./remote-suite.js";
 import { realServerAvailable, useTargets } from "./support.js";
@@ -54,25 +54,18 @@ describe.skipIf(!runnable)("images.import(path) in Deno and Bun", () => {
   const tarball = join(dir, "saved.tar");
   beforeAll(() => {
     mkdirSync(layout);
-    writeOciLayout(
-      join(dir, "work-oci"),
-      layout,
-      "example.test/runtimes/oci:1",
-      { "app/hello.txt": "hello from oci\n" },
-      {
-        Env: ["FROM=layout"],
-        WorkingDir: "/app",
-      },
-    );
+    writeOciLayout(join(dir, "work-oci"), layout, "example.test/runtimes/oci:1", {
+      files: { "app/hello.txt": "hello from oci\n" },
+      config: { Env: ["FROM=layout"], WorkingDir: "/app" },
+      busybox: true,
+    });
     // 4 MiB more than the sockets buffer: a refusal answered before the body is read must
     // still reach the client (the server reads the rest first), not a closed connection.
-    writeDockerSave(
-      join(dir, "work-save"),
-      tarball,
-      "example.test/runtimes/saved:1",
-      { "etc/motd": "saved\n", "var/filler": "f".repeat(4 * 1024 * 1024) },
-      { User: "4321" },
-    );
+    writeDockerSave(join(dir, "work-save"), tarball, "example.test/runtimes/saved:1", {
+      files: { "etc/motd": "saved\n", "var/filler": "f".repeat(4 * 1024 * 1024) },
+      config: { User: "4321" },
+      busybox: true,
+    });
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -6,7 +6,6 @@
 // Both cold (no warm pool: a sandbox made from nothing each time) and through the warm pool.
 // The image is busybox-only, its two layers in the store already (what "cached" means).
 // Run as root after a build: node packages/server/bench/image-create.bench.ts (part of pnpm bench).
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,45 +13,9 @@ import type { ImageRecord, RuntimeSandboxSpec } from "@sbx/server-kit";
 import { OciImageStore } from "../dist/images/oci-image-store.js";
 import { createLocalRuntime } from "../dist/runtime/local/index.js";
 import { busyboxRoot, importTestImage } from "../dist/runtime/local/test-support/image-roots.js";
+import { firstByte, pct, RAW_BWRAP_ECHO, stats } from "./bench-support.ts";
 
 const ROUNDS = Number(process.env.SBX_BENCH_CREATE_ROUNDS ?? 30);
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return +(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0).toFixed(2);
-};
-const stats = (xs: number[]) => ({ p50: pct(xs, 50), p99: pct(xs, 99) });
-
-const RAW_BWRAP = [
-  "--unshare-all",
-  "--ro-bind",
-  "/usr",
-  "/usr",
-  "--symlink",
-  "usr/lib64",
-  "/lib64",
-  "--symlink",
-  "usr/lib",
-  "/lib",
-  "--symlink",
-  "usr/bin",
-  "/bin",
-  "--proc",
-  "/proc",
-  "--dev",
-  "/dev",
-  "/usr/bin/echo",
-  "hi",
-];
-
-function rawBwrap(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const start = performance.now();
-    const child = spawn("bwrap", RAW_BWRAP, { stdio: ["ignore", "pipe", "inherit"] });
-    child.stdout.once("data", () => resolve(performance.now() - start));
-    child.on("error", reject);
-  });
-}
-
 const work = mkdtempSync(join(process.env.SBX_BENCH_CREATE_DIR ?? tmpdir(), "sbx-create-bench-"));
 const store = await OciImageStore.open({ dir: join(work, "store") });
 const runtimes = {
@@ -87,11 +50,11 @@ try {
     await createToFirstByte(runtime, undefined);
     await createToFirstByte(runtime, image);
   }
-  await rawBwrap();
+  await firstByte("bwrap", RAW_BWRAP_ECHO);
   const times = { raw: [] as number[], defaultCold: [] as number[], imageCold: [] as number[] };
   const spaced = { defaultWarm: [] as number[], imageWarm: [] as number[] };
   for (let i = 0; i < ROUNDS; i++) {
-    times.raw.push(await rawBwrap());
+    times.raw.push(await firstByte("bwrap", RAW_BWRAP_ECHO));
     times.defaultCold.push(await createToFirstByte(runtimes.cold, undefined));
     times.imageCold.push(await createToFirstByte(runtimes.cold, image));
   }

@@ -20,6 +20,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Sandbox, SandboxClient } from "@sbx/node";
+import { firstByte, pct, RAW_BWRAP_ECHO, stats } from "./bench-support.ts";
 
 const ROUNDS = Number(process.env.SBX_BENCH_ROUNDS ?? 100);
 const STREAM_MIB = Number(process.env.SBX_BENCH_STREAM_MIB ?? 1024);
@@ -57,21 +58,6 @@ function pipeLatencies(cmd: string, args: string[]): Promise<number[]> {
     const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
     child.stdout.setEncoding("utf8").on("data", onText);
     child.on("close", () => resolve(out));
-  });
-}
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return +(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0).toFixed(2);
-};
-const stats = (xs: number[]) => ({ p50: pct(xs, 50), p99: pct(xs, 99) });
-
-function firstByte(cmd: string, args: string[]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const start = performance.now();
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
-    child.stdout.once("data", () => resolve(performance.now() - start));
-    child.on("error", reject);
   });
 }
 
@@ -116,31 +102,10 @@ const results: Record<string, unknown> = {};
 try {
   if (runs("create")) {
     // 1. create → first output byte
-    const rawBwrap = [
-      "--unshare-all",
-      "--ro-bind",
-      "/usr",
-      "/usr",
-      "--symlink",
-      "usr/lib64",
-      "/lib64",
-      "--symlink",
-      "usr/lib",
-      "/lib",
-      "--symlink",
-      "usr/bin",
-      "/bin",
-      "--proc",
-      "/proc",
-      "--dev",
-      "/dev",
-      "/usr/bin/echo",
-      "hi",
-    ];
     const raw: number[] = [];
     // Warm-up: the first create builds the default image.
     await (await client.sandboxes.create({ app: "bench" })).terminate();
-    await firstByte("bwrap", rawBwrap);
+    await firstByte("bwrap", RAW_BWRAP_ECHO);
     const createToFirstByte = async () => {
       const start = performance.now();
       const sb = await client.sandboxes.create({ app: "bench" });
@@ -155,7 +120,7 @@ try {
     // Spaced 250 ms apart: the warm pool keeps up, as for a user creating now and then.
     const spaced: number[] = [];
     for (let i = 0; i < Math.min(ROUNDS, 50); i++) {
-      raw.push(await firstByte("bwrap", rawBwrap));
+      raw.push(await firstByte("bwrap", RAW_BWRAP_ECHO));
       backToBack.push(await createToFirstByte());
     }
     for (let i = 0; i < Math.min(ROUNDS, 50); i++) {

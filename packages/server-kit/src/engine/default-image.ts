@@ -5,7 +5,7 @@
  * "im-default"). Also how an image's config becomes a process's environment.
  */
 import { DEFAULT_IMAGE_ID } from "@sbx/proto";
-import type { ImageRecord } from "./image-store.js";
+import { goArch, type ImageRecord } from "./image-store.js";
 
 export const DEFAULT_IMAGE_ENV: Readonly<Record<string, string>> = Object.freeze({
   // /opt/sbx/bin last: the image's fallbacks (e.g. `python` → python3) never shadow the system's.
@@ -23,8 +23,7 @@ export const IMAGE_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr
 /** The host's architecture in OCI's (GOARCH) names, where the runtime says; else "unknown". */
 function hostArchitecture(): string {
   const arch = (globalThis as { process?: { arch?: unknown } }).process?.arch;
-  const names: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le" };
-  return typeof arch === "string" ? (names[arch] ?? arch) : "unknown";
+  return typeof arch === "string" ? goArch(arch) : "unknown";
 }
 
 /**

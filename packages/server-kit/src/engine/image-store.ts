@@ -25,6 +25,22 @@ export interface ImagePlatform {
   readonly variant?: string | undefined;
 }
 
+const GOARCH: Readonly<Record<string, string>> = {
+  x64: "amd64",
+  arm64: "arm64",
+  arm: "arm",
+  ia32: "386",
+  ppc64: "ppc64le",
+  s390x: "s390x",
+  riscv64: "riscv64",
+  loong64: "loong64",
+  mips: "mips",
+  mipsel: "mipsle",
+};
+
+/** An architecture as Node names it (`process.arch`: "x64") in GOARCH names ("amd64"); an unknown one as it is. */
+export const goArch = (nodeArch: string): string => GOARCH[nodeArch] ?? nodeArch;
+
 export interface ImageRecord {
   /** The store's id: "im-" and the first 20 hex digits of the image's config digest. */
   readonly id: string;
@@ -95,6 +111,10 @@ export class ImageStoreError extends Error {
     super(message, options);
   }
 }
+
+/** An {@link ImageStoreError} of `kind`, caused by `cause` when there was one. */
+export const imageStoreError = (kind: ImageStoreErrorKind, message: string, cause?: unknown): ImageStoreError =>
+  new ImageStoreError(kind, message, cause === undefined ? undefined : { cause });
 
 export interface ImageStore {
   /**

@@ -1,24 +1,13 @@
 /**
- * Content digests ("sha256:<hex>"): parsing, and checking a stream against one while it flows.
+ * Content digests ("sha256:<hex>"), checked against a stream while it flows (node:crypto).
  * Every blob and manifest the store keeps is checked this way before anything of it is kept.
+ * What a digest is, and its parts, are the kit's (shared with the fake's store).
  */
 import { createHash, type Hash } from "node:crypto";
+import { type Algorithm, algorithmOf } from "@sbx/server-kit/images";
 import { storeError } from "./store-errors.js";
 
-const DIGEST = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
-
-export type Algorithm = "sha256" | "sha512";
-
-export function isDigest(value: unknown): value is string {
-  return typeof value === "string" && DIGEST.test(value);
-}
-
-export function algorithmOf(digest: string): Algorithm {
-  return digest.startsWith("sha512:") ? "sha512" : "sha256";
-}
-
-/** The hex part of a digest (what the store names files by). */
-export const hexOf = (digest: string): string => digest.slice(digest.indexOf(":") + 1);
+export { algorithmOf, hexOf, isDigest } from "@sbx/server-kit/images";
 
 export function digestOf(bytes: Uint8Array, algorithm: Algorithm = "sha256"): string {
   return `${algorithm}:${createHash(algorithm).update(bytes).digest("hex")}`;

@@ -15,14 +15,14 @@ import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, stat
 import { join } from "node:path";
 import { formatImageReference, type ImageReference, parseImageReference } from "@sbx/proto";
 import type { ImagePlatform, ImageRecord, ImageStore, PullOptions, PullProgress } from "@sbx/server-kit";
+import { type Descriptor, type ResolvedImage, resolveArchiveImage } from "@sbx/server-kit/images";
 import { DEFAULT_LAYER_ID_BASE, uidRangeProblems } from "../runtime/local/uid-range.js";
-import { fileSource, resolveFromArchive, spoolArchive } from "./archive-import.js";
+import { fileSource, type SpooledFile, spoolArchive } from "./archive-import.js";
 import { resumableDownload } from "./blob-download.js";
 import { hexOf, isDigest } from "./digest.js";
 import { ImageDb, type StoredImage } from "./image-db.js";
 import { LayerStore } from "./layer-store.js";
 import { MAX_IMAGE_ID } from "./layer-unpacker.js";
-import type { Descriptor, ResolvedImage } from "./manifest.js";
 import { hostPlatform } from "./platform.js";
 import { RegistryClient } from "./registry-client.js";
 import { resolveFromRegistry } from "./registry-resolve.js";
@@ -209,12 +209,12 @@ export class OciImageStore implements ImageStore {
         maxBytes: this.#options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES,
       });
       options.signal?.throwIfAborted();
-      const { resolved, refs, layerFiles } = await resolveFromArchive(spooled, this.#platform);
+      const { resolved, refs, layers } = await resolveArchiveImage(spooled, this.#platform);
       const known = this.#db.byDigest(resolved.manifestDigest);
       if (known !== undefined) {
         return this.#alias(known.id, resolved.digests, ...refs);
       }
-      const source: LayerSource = (i) => ({ source: fileSource(layerFiles[i] as string) });
+      const source: LayerSource = (i) => ({ source: fileSource((layers[i] as SpooledFile).path) });
       return await this.#materialize(resolved, source, {
         what: "the archive",
         from: `archive ${work}`,

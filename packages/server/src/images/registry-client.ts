@@ -13,7 +13,7 @@
  */
 import { DOCKER_HUB, DOCKER_HUB_API_HOST, isLoopbackRegistry } from "@sbx/proto";
 import type { RegistryCredentials } from "@sbx/server-kit";
-import { MANIFEST_ACCEPT } from "./manifest.js";
+import { MANIFEST_ACCEPT } from "@sbx/server-kit/images";
 import { basicAuthorization, type Challenge, parseChallenges, tokenFromAnswer, tokenUrl } from "./registry-auth.js";
 import { ImageStoreError, quoted, storeError } from "./store-errors.js";
 

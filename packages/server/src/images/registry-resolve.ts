@@ -5,18 +5,20 @@
  */
 import type { ImageReference } from "@sbx/proto";
 import type { ImagePlatform } from "@sbx/server-kit";
-import { algorithmOf, digestOf, isDigest } from "./digest.js";
 import {
   checkLayersMatch,
+  choosePlatform,
+  formatPlatform,
   type ImageIndex,
   type ImageManifest,
   MAX_CONFIG_BYTES,
   MAX_MANIFEST_BYTES,
   parseConfig,
   parseManifestOrIndex,
+  platformMatches,
   type ResolvedImage,
-} from "./manifest.js";
-import { choosePlatform, formatPlatform, platformMatches } from "./platform.js";
+} from "@sbx/server-kit/images";
+import { algorithmOf, digestOf, isDigest } from "./digest.js";
 import type { FetchedManifest, RegistryClient } from "./registry-client.js";
 import { storeError } from "./store-errors.js";
 

@@ -3,12 +3,9 @@
  * place for the file system's errors (a full disk is "quota", whatever file it hit), and the
  * helpers every other module uses to throw a kind with a message.
  */
-import { ImageStoreError, type ImageStoreErrorKind } from "@sbx/server-kit";
+import { ImageStoreError, imageStoreError as storeError } from "@sbx/server-kit";
 
-export { ImageStoreError };
-
-export const storeError = (kind: ImageStoreErrorKind, message: string, cause?: unknown): ImageStoreError =>
-  new ImageStoreError(kind, message, cause === undefined ? undefined : { cause });
+export { ImageStoreError, storeError };
 
 /** Whether `error` is a full disk or an exhausted quota (ENOSPC, EDQUOT). */
 export function isDiskFull(error: unknown): boolean {

@@ -1,5 +1,6 @@
-/** Feeding a byte stream into tar-stream's parser, with backpressure, as one promise. */
-import type { Extract } from "tar-stream";
+/** Feeding a byte stream into tar-stream's parser, with backpressure: as one promise, or entry by entry. */
+import { type Extract, extract as tarExtract } from "tar-stream";
+import { storeError } from "./store-errors.js";
 
 /** One entry of an archive being parsed: its header and a stream of its content. */
 export type TarEntry = Extract extends AsyncIterable<infer S> ? S : never;
@@ -41,3 +42,34 @@ export async function drainEntry(entry: TarEntry): Promise<void> {
 /** Whether `error` is the parser's complaint about a malformed archive. */
 export const isTarFormatError = (error: unknown): boolean =>
   /tar header|Unexpected end of data|Header exceeds max size/i.test((error as Error | undefined)?.message ?? "");
+
+/**
+ * The entries of the tar in `source`, in order; an entry's content that the caller does not
+ * read is skipped. A malformed tar is "invalid" (`what` names it); a failing source fails with
+ * its own error. Stopping early stops the parser.
+ */
+export async function* tarEntries(source: AsyncIterable<Uint8Array>, what: string): AsyncGenerator<TarEntry> {
+  const extract = tarExtract();
+  const feeding = feedTar(source, extract);
+  // Awaited once the entries are read; a source that fails before then is not an unhandled rejection.
+  feeding.catch(() => {});
+  let finished = false;
+  try {
+    for await (const entry of extract as AsyncIterable<TarEntry>) {
+      yield entry;
+      await drainEntry(entry);
+    }
+    await feeding;
+    finished = true;
+  } catch (error) {
+    if (isTarFormatError(error)) {
+      throw storeError("invalid", `${what} is not a valid tar: ${(error as Error).message}`, error);
+    }
+    throw error;
+  } finally {
+    if (!finished) {
+      extract.destroy(undefined as unknown as Error);
+      await feeding.catch(() => {});
+    }
+  }
+}

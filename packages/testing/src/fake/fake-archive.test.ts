@@ -4,6 +4,9 @@ import { ImageStoreError } from "@sbx/server-kit";
 import { describe, expect, it } from "vitest";
 import { readImageArchive } from "./fake-archive.js";
 
+const read = (archive: Uint8Array) =>
+  readImageArchive(archive, { os: "linux", architecture: "amd64" }, { maxBytes: 64 * 1024 * 1024 });
+
 /** One tar entry as a test crafts it (names are not checked: that is the point). */
 interface Entry {
   readonly name: string;
@@ -148,7 +151,7 @@ async function kindOf(work: Promise<unknown>): Promise<string | undefined> {
 
 describe("readImageArchive", () => {
   it("reads a docker save archive: tags, config, and layers applied in order with their whiteouts", async () => {
-    const image = await readImageArchive(
+    const image = await read(
       dockerSave(
         [
           [
@@ -170,7 +173,6 @@ describe("readImageArchive", () => {
         ],
         { Env: ["A=1"], WorkingDir: "/srv", User: "app", Cmd: ["sh"] },
       ),
-      "amd64",
     );
     expect(image.refs).toEqual(["example.test/app:1"]);
     expect(image.config).toMatchObject({ env: ["A=1"], workingDir: "/srv", user: "app", cmd: ["sh"] });
@@ -189,11 +191,51 @@ describe("readImageArchive", () => {
 
   it("reads an OCI image layout: the annotated name, a gzip layer, the config's Env, WorkingDir and User", async () => {
     const { archive, manifestDigest } = ociLayout([{ name: "app/main.py", data: "print(1)" }]);
-    const image = await readImageArchive(archive, "amd64");
+    const image = await read(archive);
     expect(image.refs).toEqual(["example.test/oci:2"]);
     expect(image.digest).toBe(manifestDigest);
     expect(image.config).toMatchObject({ env: ["PATH=/usr/bin", "FROM=oci"], workingDir: "/app", user: "1000:1000" });
     expect(text(image.files.get("/app/main.py"))).toBe("print(1)");
+  });
+
+  it("reads a gzip-compressed archive, and a layer that the older docker save shares through a symlink", async () => {
+    const layer = tar([{ name: "etc/motd", data: "shared" }]);
+    const config = JSON.stringify({
+      architecture: "amd64",
+      os: "linux",
+      rootfs: { type: "layers", diff_ids: [sha(layer), sha(layer)] },
+    });
+    const archive = tar([
+      { name: `${sha(config).slice(7)}.json`, data: config },
+      { name: "aaa/layer.tar", data: layer },
+      { name: "bbb/layer.tar", type: "2", link: "../aaa/layer.tar" },
+      {
+        name: "manifest.json",
+        data: JSON.stringify([
+          {
+            Config: `${sha(config).slice(7)}.json`,
+            RepoTags: ["shared:1"],
+            Layers: ["aaa/layer.tar", "bbb/layer.tar"],
+          },
+        ]),
+      },
+    ]);
+    const image = await read(gzipSync(archive));
+    expect(image.refs).toEqual(["docker.io/library/shared:1"]);
+    expect(image.layers).toEqual([sha(layer), sha(layer)]);
+    expect(text(image.files.get("/etc/motd"))).toBe("shared");
+  });
+
+  it("stops reading an archive that unpacks to more than its limit (a gzip bomb)", async () => {
+    const bomb = gzipSync(tar([{ name: "blobs/sha256/zeros", data: new Uint8Array(16 * 1024 * 1024) }]));
+    const error = await readImageArchive(bomb, { os: "linux", architecture: "amd64" }, { maxBytes: 1024 * 1024 }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ImageStoreError);
+    expect((error as ImageStoreError).kind).toBe("quota");
+    expect((error as ImageStoreError).message).toBe(
+      "the archive unpacks to more than 1048576 bytes, the store's limit for one image",
+    );
   });
 
   it("refuses layer entries that would land outside the image's root, and hard links to what is not in it", async () => {
@@ -202,38 +244,42 @@ describe("readImageArchive", () => {
       { name: "a/../../escape", data: "x" },
       { name: "etc/ok", type: "1" as const, link: "../../etc/passwd" },
     ]) {
-      const error = await readImageArchive(dockerSave([[entry]]), "amd64").catch((e: unknown) => e);
+      const error = await read(dockerSave([[entry]])).catch((e: unknown) => e);
       expect(error, entry.name).toBeInstanceOf(ImageStoreError);
       expect((error as ImageStoreError).kind).toBe("invalid");
     }
     // An absolute name is the image's own root, not the host's.
-    const absolute = await readImageArchive(dockerSave([[{ name: "/etc/abs", data: "in the image" }]]), "amd64");
+    const absolute = await read(dockerSave([[{ name: "/etc/abs", data: "in the image" }]]));
     expect(text(absolute.files.get("/etc/abs"))).toBe("in the image");
   });
 
   it("refuses what does not match its digest, nothing kept: a layer blob, a layer's diff id, the config", async () => {
-    expect(
-      await kindOf(readImageArchive(ociLayout([{ name: "a", data: "a" }], { corruptLayer: true }).archive, "amd64")),
-    ).toBe("digest-mismatch");
+    expect(await kindOf(read(ociLayout([{ name: "a", data: "a" }], { corruptLayer: true }).archive))).toBe(
+      "digest-mismatch",
+    );
     const save = dockerSave([[{ name: "a", data: "a" }]]);
     // Same size, other bytes: the layer's diff id no longer matches.
     const tampered = new Uint8Array(save);
     const at = Buffer.from(tampered).indexOf("layer0/layer.tar");
     const dataAt = at + 512 + 512; // the layer tar's first entry's data
     tampered[dataAt] = "b".charCodeAt(0);
-    expect(await kindOf(readImageArchive(tampered, "amd64"))).toBe("digest-mismatch");
+    expect(await kindOf(read(tampered))).toBe("digest-mismatch");
   });
 
   it("says what is wrong with what is not an image archive", async () => {
-    expect(await kindOf(readImageArchive(tar([{ name: "hello.txt", data: "hi" }]), "amd64"))).toBe("invalid");
-    expect(await kindOf(readImageArchive(new Uint8Array(1024).fill(1), "amd64"))).toBe("invalid");
+    expect(await kindOf(read(tar([{ name: "hello.txt", data: "hi" }])))).toBe("invalid");
+    expect(await kindOf(read(new Uint8Array(1024).fill(1)))).toBe("invalid");
     const zstd = new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0]);
-    const config = JSON.stringify({ os: "linux", rootfs: { diff_ids: [sha(zstd)] } });
+    const config = JSON.stringify({
+      os: "linux",
+      architecture: "amd64",
+      rootfs: { type: "layers", diff_ids: [sha(zstd)] },
+    });
     const archive = tar([
       { name: "c.json", data: config },
       { name: "l.tar", data: zstd },
       { name: "manifest.json", data: JSON.stringify([{ Config: "c.json", Layers: ["l.tar"] }]) },
     ]);
-    expect(await kindOf(readImageArchive(archive, "amd64"))).toBe("unsupported");
+    expect(await kindOf(read(archive))).toBe("unsupported");
   });
 });

@@ -1,13 +1,25 @@
 /**
- * Image archives for the fake's image store: an OCI image layout (tarred) or a `docker save`
- * tarball, read in memory into an image's config and files. The same refusals as the sbx
- * server's store: a blob that does not match its digest (digest-mismatch), a malformed archive
- * or a layer entry that would land outside the image's root (invalid), a layer compression or
- * platform it cannot use (unsupported). Browser-safe: gzip through `DecompressionStream`,
- * digests through WebCrypto.
+ * Image archives for the fake's image store: an OCI image layout or a `docker save` archive,
+ * as one tar (gzip-compressed or not), read in memory into an image's config and files. The
+ * archive is read and its image found by the sbx server's own code (@sbx/server-kit/images:
+ * the same bounds, checks and refusals); the fake keeps the archive's files in memory, checks
+ * each layer against its diff id and lays the layers out as the image's root, every name
+ * confined to it. A layer compression it cannot unpack is "unsupported". Browser-safe: gzip
+ * through `DecompressionStream`, digests through WebCrypto, tars read in memory (tar-reader.ts;
+ * the server's tar-stream needs Node's `events`).
  */
-import { formatImageReference, parseImageReference } from "@sbx/proto";
+import { concat } from "@sbx/core/adapter";
 import { type ImageConfig, type ImagePlatform, ImageStoreError } from "@sbx/server-kit";
+import {
+  type Algorithm,
+  type ArchiveEntry,
+  type ArchiveFile,
+  type ArchiveLimits,
+  archiveName,
+  digestOfBytes,
+  readArchive,
+  resolveArchiveImage,
+} from "@sbx/server-kit/images";
 import { readTar, type TarEntry, TarError } from "./tar-reader.js";
 
 /** One path of an image's root. */
@@ -32,88 +44,84 @@ export interface ArchiveImage {
   readonly files: FakeImageFiles;
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 const invalid = (message: string) => new ImageStoreError("invalid", message);
-
-export async function sha256(data: Uint8Array | string): Promise<string> {
-  const bytes = typeof data === "string" ? encoder.encode(data) : data;
-  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return `sha256:${Array.from(hash, (b) => b.toString(16).padStart(2, "0")).join("")}`;
-}
 
 /** "a/./b/../c" → "/a/c"; undefined when it climbs above the root. */
 export function confinedPath(name: string): string | undefined {
-  const parts: string[] = [];
-  for (const part of name.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") {
-      if (parts.length === 0) return undefined;
-      parts.pop();
-    } else parts.push(part);
-  }
-  return `/${parts.join("/")}`;
+  const path = archiveName(name);
+  return path === undefined ? undefined : `/${path}`;
 }
 
 const underOrAt = (path: string, dir: string) => path === dir || path.startsWith(dir === "/" ? "/" : `${dir}/`);
 
-function parseJson(bytes: Uint8Array, what: string): Record<string, unknown> {
-  try {
-    const value = JSON.parse(decoder.decode(bytes)) as unknown;
-    if (typeof value === "object" && value !== null) return value as Record<string, unknown>;
-  } catch {}
-  throw invalid(`the archive's ${what} is not valid JSON`);
-}
+/** A file of the archive, in memory; its digests are taken once. */
+class MemoryFile implements ArchiveFile {
+  readonly #digests = new Map<Algorithm, Promise<string>>();
+  constructor(readonly data: Uint8Array) {}
 
-const strings = (value: unknown): string[] =>
-  Array.isArray(value) ? value.filter((v): v is string => typeof v === "string") : [];
-
-/** The archive's files by name ("./" and leading "/" dropped). */
-function byName(entries: readonly TarEntry[]): Map<string, TarEntry> {
-  const files = new Map<string, TarEntry>();
-  for (const entry of entries) files.set(entry.name.replace(/^(\.\/|\/)+/, ""), entry);
-  return files;
-}
-
-function blobName(digest: unknown): string {
-  if (typeof digest !== "string" || !/^sha256:[a-f0-9]{64}$/.test(digest)) {
-    throw invalid(`the archive names a blob by ${JSON.stringify(digest)}, not a sha256 digest`);
+  get size(): number {
+    return this.data.byteLength;
   }
-  return `blobs/sha256/${digest.slice("sha256:".length)}`;
-}
 
-/** A blob of the archive, checked against the digest it is named by. */
-async function blob(files: Map<string, TarEntry>, digest: unknown): Promise<Uint8Array> {
-  const name = blobName(digest);
-  const entry = files.get(name);
-  if (entry?.type !== "file") throw invalid(`the archive has no blob ${digest as string}`);
-  if ((await sha256(entry.data)) !== digest) {
-    throw new ImageStoreError(
-      "digest-mismatch",
-      `blob ${digest as string} of the archive does not match its digest: refused, nothing kept`,
-    );
+  async bytes(): Promise<Uint8Array> {
+    return this.data;
   }
-  return entry.data;
-}
 
-async function gunzip(data: Uint8Array): Promise<Uint8Array> {
-  const stream = new Blob([data as Uint8Array<ArrayBuffer>]).stream().pipeThrough(new DecompressionStream("gzip"));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
-
-/** A layer blob as a tar: gzip is unpacked; zstd and anything else are not supported. */
-async function layerTar(data: Uint8Array): Promise<Uint8Array> {
-  if (data[0] === 0x1f && data[1] === 0x8b) {
-    try {
-      return await gunzip(data);
-    } catch (error) {
-      throw invalid(`a layer is not valid gzip: ${(error as Error).message}`);
+  digest(algorithm: Algorithm): Promise<string> {
+    let digest = this.#digests.get(algorithm);
+    if (digest === undefined) {
+      digest = digestOfBytes(this.data, algorithm);
+      this.#digests.set(algorithm, digest);
     }
+    return digest;
   }
+}
+
+/** `source`'s bytes as one array; "quota" past `max`. */
+async function bytesOf(source: AsyncIterable<Uint8Array>, max: number, what: string): Promise<Uint8Array> {
+  const pieces: Uint8Array[] = [];
+  let size = 0;
+  for await (const piece of source) {
+    size += piece.byteLength;
+    if (size > max) {
+      throw new ImageStoreError("quota", `${what} unpacks to more than ${max} bytes, the store's limit for one image`);
+    }
+    pieces.push(piece);
+  }
+  return concat(pieces);
+}
+
+async function* once(data: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield data;
+}
+
+/** `data` uncompressed, as it is unpacked: gzip is; zstd and anything else are not supported. */
+async function* uncompressed(data: Uint8Array, what: string): AsyncGenerator<Uint8Array> {
   if (data[0] === 0x28 && data[1] === 0xb5 && data[2] === 0x2f && data[3] === 0xfd) {
-    throw new ImageStoreError("unsupported", "a layer is zstd-compressed, which this store cannot unpack");
+    throw new ImageStoreError("unsupported", `${what} is zstd-compressed, which the fake cannot unpack`);
   }
-  return data;
+  if (data[0] !== 0x1f || data[1] !== 0x8b) {
+    yield data;
+    return;
+  }
+  const reader = new Blob([data as Uint8Array<ArrayBuffer>])
+    .stream()
+    .pipeThrough(new DecompressionStream("gzip"))
+    .getReader();
+  try {
+    for (;;) {
+      let next: ReadableStreamReadResult<Uint8Array>;
+      try {
+        next = await reader.read();
+      } catch (error) {
+        throw invalid(`${what} is not valid gzip: ${(error as Error).message}`);
+      }
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
 }
 
 function tarEntries(data: Uint8Array, what: string): TarEntry[] {
@@ -124,6 +132,14 @@ function tarEntries(data: Uint8Array, what: string): TarEntry[] {
     throw error;
   }
 }
+
+/** The archive's entries, as the kit reads them. */
+const archiveEntry = (entry: TarEntry): ArchiveEntry => ({
+  name: entry.name,
+  type: entry.type === "directory" ? "other" : entry.type,
+  linkName: entry.linkName,
+  content: once(entry.data),
+});
 
 /**
  * Applies one layer on top of `root` (the layers below it): its whiteouts remove what is
@@ -169,148 +185,43 @@ function applyLayer(root: Map<string, FakeImageFile>, entries: readonly TarEntry
   }
 }
 
-function configOf(json: Record<string, unknown>): { config: ImageConfig; platform: ImagePlatform; diffIds: string[] } {
-  const inner = (typeof json.config === "object" && json.config !== null ? json.config : {}) as Record<string, unknown>;
-  const rootfs = (typeof json.rootfs === "object" && json.rootfs !== null ? json.rootfs : {}) as Record<
-    string,
-    unknown
-  >;
-  const workingDir = typeof inner.WorkingDir === "string" && inner.WorkingDir !== "" ? inner.WorkingDir : undefined;
-  if (workingDir !== undefined && !workingDir.startsWith("/")) {
-    throw invalid(`the image's WorkingDir ${JSON.stringify(workingDir)} is not absolute`);
-  }
-  return {
-    config: {
-      env: strings(inner.Env),
-      workingDir,
-      user: typeof inner.User === "string" && inner.User !== "" ? inner.User : undefined,
-      entrypoint: Array.isArray(inner.Entrypoint) ? strings(inner.Entrypoint) : undefined,
-      cmd: Array.isArray(inner.Cmd) ? strings(inner.Cmd) : undefined,
-    },
-    platform: {
-      os: typeof json.os === "string" ? json.os : "linux",
-      architecture: typeof json.architecture === "string" ? json.architecture : "",
-      variant: typeof json.variant === "string" ? json.variant : undefined,
-    },
-    diffIds: strings(rootfs.diff_ids),
-  };
-}
-
-/** The image's root from its layers, each checked against the config's diff ids. */
-async function rootOf(layers: readonly Uint8Array[], diffIds: readonly string[]): Promise<Map<string, FakeImageFile>> {
-  if (layers.length !== diffIds.length) {
-    throw invalid(`the image has ${layers.length} layers but its config lists ${diffIds.length} diff ids`);
-  }
+/**
+ * Reads an archive (one tar, gzip-compressed or not: an OCI image layout or a `docker save`
+ * archive) into the image it holds for `platform`. The archive, its files and each layer may
+ * unpack to `limits.maxBytes`.
+ */
+export async function readImageArchive(
+  archive: Uint8Array,
+  platform: ImagePlatform,
+  limits: ArchiveLimits,
+): Promise<ArchiveImage> {
+  const tar = await bytesOf(uncompressed(archive, "the archive"), limits.maxBytes, "the archive");
+  const contents = await readArchive(
+    tarEntries(tar, "the archive").map(archiveEntry),
+    limits,
+    async (content) => new MemoryFile(await bytesOf(content, limits.maxBytes, "the archive")),
+  );
+  const { resolved, refs, layers } = await resolveArchiveImage(contents, platform);
+  const { config, diffIds } = resolved.config;
   const root = new Map<string, FakeImageFile>();
   for (const [i, layer] of layers.entries()) {
-    const tar = await layerTar(layer);
-    if ((await sha256(tar)) !== diffIds[i]) {
+    const what = `layer ${i + 1}`;
+    const layerTar = await bytesOf(uncompressed(layer.data, what), limits.maxBytes, what);
+    if ((await digestOfBytes(layerTar)) !== diffIds[i]) {
       throw new ImageStoreError(
         "digest-mismatch",
-        `layer ${i + 1} does not match its diff id ${diffIds[i]}: refused, nothing kept`,
+        `${what} does not match its diff id ${diffIds[i]}: refused, nothing kept`,
       );
     }
-    applyLayer(root, tarEntries(tar, `layer ${i + 1}`));
+    applyLayer(root, tarEntries(layerTar, what));
   }
-  return root;
-}
-
-function canonical(ref: string): string | undefined {
-  try {
-    return formatImageReference(parseImageReference(ref));
-  } catch {
-    return undefined;
-  }
-}
-
-/** A `docker save` archive: manifest.json names the config, the layers and the tags. */
-async function dockerSave(files: Map<string, TarEntry>, manifestJson: Uint8Array): Promise<ArchiveImage> {
-  let list: unknown;
-  try {
-    list = JSON.parse(decoder.decode(manifestJson));
-  } catch {
-    throw invalid("the archive's manifest.json is not valid JSON");
-  }
-  const first = Array.isArray(list) ? (list[0] as Record<string, unknown> | undefined) : undefined;
-  if (!first || typeof first.Config !== "string") throw invalid("the archive's manifest.json names no image");
-  const file = (name: unknown) => {
-    const entry = typeof name === "string" ? files.get(name) : undefined;
-    if (entry?.type !== "file") throw invalid(`the archive has no file ${JSON.stringify(name)}`);
-    return entry.data;
-  };
-  const configBytes = file(first.Config);
-  const configDigest = await sha256(configBytes);
-  const named = /([a-f0-9]{64})(\.json)?$/.exec(first.Config)?.[1];
-  if (named && `sha256:${named}` !== configDigest) {
-    throw new ImageStoreError(
-      "digest-mismatch",
-      `the image config ${first.Config} does not match its digest: refused, nothing kept`,
-    );
-  }
-  const { config, platform, diffIds } = configOf(parseJson(configBytes, "image config"));
-  const layers = strings(first.Layers).map(file);
-  const root = await rootOf(layers, diffIds);
-  // A docker save archive keeps no manifest: its digest is that of the manifest.json entry.
   return {
-    refs: strings(first.RepoTags).flatMap((ref) => canonical(ref) ?? []),
-    digest: await sha256(JSON.stringify({ config: configDigest, layers: diffIds })),
-    configDigest,
+    refs,
+    digest: resolved.manifestDigest,
+    configDigest: resolved.configDigest,
     config,
-    platform,
+    platform: resolved.config.platform,
     layers: diffIds,
     files: root,
   };
-}
-
-/** An OCI image layout: index.json → (an index →) a manifest → the config and the layers. */
-async function ociLayout(
-  files: Map<string, TarEntry>,
-  indexJson: Uint8Array,
-  architecture: string,
-): Promise<ArchiveImage> {
-  const index = parseJson(indexJson, "index.json");
-  const descriptors = Array.isArray(index.manifests) ? (index.manifests as Record<string, unknown>[]) : [];
-  const top = descriptors[0];
-  if (!top) throw invalid("the archive's index.json lists no image");
-  const annotations = (top.annotations ?? {}) as Record<string, unknown>;
-  const refs = [annotations["io.containerd.image.name"], annotations["org.opencontainers.image.ref.name"]].flatMap(
-    (ref) => (typeof ref === "string" && ref.includes("/") ? (canonical(ref) ?? []) : []),
-  );
-  let digest = top.digest as string;
-  let manifest = parseJson(await blob(files, digest), "manifest");
-  if (Array.isArray(manifest.manifests)) {
-    const choices = manifest.manifests as { digest?: unknown; platform?: { os?: unknown; architecture?: unknown } }[];
-    const chosen =
-      choices.find((m) => m.platform?.os === "linux" && m.platform.architecture === architecture) ??
-      choices.find((m) => m.platform === undefined);
-    if (!chosen) throw new ImageStoreError("unsupported", `the archive has no image for linux/${architecture}`);
-    digest = chosen.digest as string;
-    manifest = parseJson(await blob(files, digest), "manifest");
-  }
-  const configDigest = (manifest.config as { digest?: unknown } | undefined)?.digest;
-  const { config, platform, diffIds } = configOf(parseJson(await blob(files, configDigest), "image config"));
-  const layerDigests = Array.isArray(manifest.layers) ? (manifest.layers as { digest?: unknown }[]) : [];
-  const layers: Uint8Array[] = [];
-  for (const layer of layerDigests) layers.push(await blob(files, layer.digest));
-  return {
-    refs,
-    digest,
-    configDigest: configDigest as string,
-    config,
-    platform,
-    layers: diffIds,
-    files: await rootOf(layers, diffIds),
-  };
-}
-
-/** Reads an archive (one tar: an OCI image layout or a `docker save` tarball) into an image. */
-export async function readImageArchive(archive: Uint8Array, architecture: string): Promise<ArchiveImage> {
-  const files = byName(tarEntries(archive, "the archive"));
-  const manifest = files.get("manifest.json");
-  if (manifest?.type === "file") return dockerSave(files, manifest.data);
-  const index = files.get("index.json");
-  if (index?.type === "file" && files.has("oci-layout")) return ociLayout(files, index.data, architecture);
-  throw invalid(
-    "the archive is neither an OCI image layout (oci-layout, index.json) nor a `docker save` tarball (manifest.json)",
-  );
 }

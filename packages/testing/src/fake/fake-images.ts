@@ -5,6 +5,7 @@
  * the server's store does (ImageStoreError kinds, which the engine turns into the client's
  * typed errors), and failures can be injected with `fake.failNext("pullImage", { imageError })`.
  */
+import { concat } from "@sbx/core/adapter";
 import { formatImageReference, type ImageReference, parseImageReference } from "@sbx/proto";
 import {
   DEFAULT_IMAGE,
@@ -16,7 +17,8 @@ import {
   type ImageStoreErrorKind,
   type PullOptions,
 } from "@sbx/server-kit";
-import { confinedPath, type FakeImageFile, type FakeImageFiles, readImageArchive, sha256 } from "./fake-archive.js";
+import { digestOfBytes } from "@sbx/server-kit/images";
+import { confinedPath, type FakeImageFile, type FakeImageFiles, readImageArchive } from "./fake-archive.js";
 import type { Faults } from "./faults.js";
 
 export type { FakeImageFile, FakeImageFiles } from "./fake-archive.js";
@@ -145,11 +147,11 @@ export class FakeImageStore implements ImageStore, FakeImages {
       f.type,
       f.type === "file" ? [...f.data] : f.type === "symlink" ? f.target : "",
     ]);
-    const configDigest = await sha256(JSON.stringify({ config, platform, contents }));
+    const configDigest = await digestOfBytes(JSON.stringify({ config, platform, contents }));
     const canonical = formatImageReference({ ...ref, digest: undefined });
     const entry: RegistryEntry = {
       reference: { ...ref, digest: undefined },
-      digest: await sha256(`manifest of ${configDigest}`),
+      digest: await digestOfBytes(`manifest of ${configDigest}`),
       configDigest,
       config,
       platform,
@@ -239,13 +241,7 @@ export class FakeImageStore implements ImageStore, FakeImages {
       pieces.push(piece.slice()); // a piece may be reused once the next is asked for
     }
     if (options.signal?.aborted) throw options.signal.reason;
-    const bytes = new Uint8Array(size);
-    let at = 0;
-    for (const piece of pieces) {
-      bytes.set(piece, at);
-      at += piece.byteLength;
-    }
-    const image = await readImageArchive(bytes, DEFAULT_IMAGE.platform.architecture);
+    const image = await readImageArchive(concat(pieces), DEFAULT_IMAGE.platform, { maxBytes: MAX_ARCHIVE_BYTES });
     let record: ImageRecord | undefined;
     for (const ref of image.refs.length > 0 ? image.refs : [undefined]) {
       record = this.#keep({
@@ -300,7 +296,7 @@ export class FakeImageStore implements ImageStore, FakeImages {
   }
 }
 
-/** The fake keeps archives in memory: it takes ones up to this size. */
+/** The fake keeps archives in memory: it takes ones up to this size, unpacking to no more. */
 export const MAX_ARCHIVE_BYTES = 512 * 1024 * 1024;
 
 /** What an injected image failure says when the test gave no message, as the server's store would. */

@@ -166,7 +166,7 @@ function staticBusybox(): Buffer {
   const [phoff, phentsize, phnum] = [Number(elf.readBigUInt64LE(0x20)), elf.readUInt16LE(0x36), elf.readUInt16LE(0x38)];
   for (let i = 0; i < phnum; i++) {
     if (elf.readUInt32LE(phoff + i * phentsize) === PT_INTERP) {
-      throw new Error(`${BUSYBOX} is dynamically linked: install busybox-static (scripts/system-deps.sh does)`);
+      throw new Error(`${BUSYBOX} is dynamically linked: install busybox-static (scripts/test-deps.sh does)`);
     }
   }
   return elf;

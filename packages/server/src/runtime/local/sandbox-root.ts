@@ -13,7 +13,7 @@
 import { existsSync, statSync } from "node:fs";
 import { chmod, chown, mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { ImageRecord } from "@sbx/server-kit";
+import { goArch, type ImageRecord } from "@sbx/server-kit";
 import type { DefaultImage } from "./image.js";
 import { collapseLayers, type LowerDir } from "./root-mount.js";
 
@@ -101,10 +101,8 @@ export function layerStamp(image: ImageRecord, layers: LayerSource): string {
   return parts.join(",");
 }
 
-/** The host's platform in OCI's (GOARCH) names. */
-export function hostArchitecture(arch: string = process.arch): string {
-  return ({ x64: "amd64", arm64: "arm64", ia32: "386", arm: "arm" } as Record<string, string>)[arch] ?? arch;
-}
+/** The host's architecture in OCI's (GOARCH) names. */
+export const hostArchitecture = (): string => goArch(process.arch);
 
 /**
  * Why the local runtime cannot start `image` (undefined: it can): it must be a Linux image of

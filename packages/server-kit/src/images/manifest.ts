@@ -4,9 +4,8 @@
  * well-formed document of a kind the store cannot use (Docker schema 1, a foreign or
  * non-distributable layer, an artifact that is not an image) is "unsupported".
  */
-import type { ImageConfig, ImagePlatform } from "@sbx/server-kit";
+import { type ImageConfig, type ImagePlatform, imageStoreError } from "../engine/image-store.js";
 import { isDigest } from "./digest.js";
-import { storeError } from "./store-errors.js";
 
 export const MEDIA_TYPES = {
   ociIndex: "application/vnd.oci.image.index.v1+json",
@@ -86,19 +85,19 @@ function parseJson(bytes: Uint8Array, what: string): Json {
   try {
     value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch (error) {
-    throw storeError("invalid", `${what} is not valid JSON: ${(error as Error).message}`, error);
+    throw imageStoreError("invalid", `${what} is not valid JSON: ${(error as Error).message}`, error);
   }
-  if (!isObject(value)) throw storeError("invalid", `${what} is not a JSON object`);
+  if (!isObject(value)) throw imageStoreError("invalid", `${what} is not a JSON object`);
   return value;
 }
 
 function parseDescriptor(value: unknown, what: string): Descriptor {
-  if (!isObject(value)) throw storeError("invalid", `${what} is not a descriptor object`);
+  if (!isObject(value)) throw imageStoreError("invalid", `${what} is not a descriptor object`);
   const { mediaType, digest, size, platform, annotations } = value;
-  if (typeof mediaType !== "string" || mediaType === "") throw storeError("invalid", `${what} has no mediaType`);
-  if (!isDigest(digest)) throw storeError("invalid", `${what} has a malformed digest ${JSON.stringify(digest)}`);
+  if (typeof mediaType !== "string" || mediaType === "") throw imageStoreError("invalid", `${what} has no mediaType`);
+  if (!isDigest(digest)) throw imageStoreError("invalid", `${what} has a malformed digest ${JSON.stringify(digest)}`);
   if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {
-    throw storeError("invalid", `${what} has a malformed size ${JSON.stringify(size)}`);
+    throw imageStoreError("invalid", `${what} has a malformed size ${JSON.stringify(size)}`);
   }
   return {
     mediaType,
@@ -113,7 +112,7 @@ function parseDescriptor(value: unknown, what: string): Descriptor {
 
 function parsePlatform(value: unknown, what: string): ImagePlatform {
   if (!isObject(value) || typeof value.os !== "string" || typeof value.architecture !== "string") {
-    throw storeError("invalid", `${what} has a malformed platform`);
+    throw imageStoreError("invalid", `${what} has a malformed platform`);
   }
   return {
     os: value.os,
@@ -139,13 +138,13 @@ export function parseManifestOrIndex(
     mediaType === MEDIA_TYPES.dockerSchema1 ||
     mediaType === MEDIA_TYPES.dockerSchema1Signed
   ) {
-    throw storeError(
+    throw imageStoreError(
       "unsupported",
       `${what} is a Docker schema 1 manifest, which is deprecated and unsupported: push the image again with a current Docker or skopeo`,
     );
   }
   if (doc.schemaVersion !== 2)
-    throw storeError("invalid", `${what} has schemaVersion ${JSON.stringify(doc.schemaVersion)}, not 2`);
+    throw imageStoreError("invalid", `${what} has schemaVersion ${JSON.stringify(doc.schemaVersion)}, not 2`);
   const isIndex =
     mediaType === MEDIA_TYPES.ociIndex ||
     mediaType === MEDIA_TYPES.dockerList ||
@@ -155,19 +154,19 @@ export function parseManifestOrIndex(
     mediaType === MEDIA_TYPES.dockerManifest ||
     ((mediaType === undefined || mediaType === "application/json") && isObject(doc.config));
   if (isIndex) {
-    if (!Array.isArray(doc.manifests)) throw storeError("invalid", `${what} is an index without a manifests list`);
+    if (!Array.isArray(doc.manifests)) throw imageStoreError("invalid", `${what} is an index without a manifests list`);
     return { kind: "index", manifests: doc.manifests.map((m, i) => parseDescriptor(m, `${what} manifests[${i}]`)) };
   }
   if (isManifest) {
-    if (!Array.isArray(doc.layers)) throw storeError("invalid", `${what} has no layers list`);
+    if (!Array.isArray(doc.layers)) throw imageStoreError("invalid", `${what} has no layers list`);
     const config = parseDescriptor(doc.config, `${what} config`);
     if (!CONFIG_TYPES.has(config.mediaType)) {
-      throw storeError("unsupported", `${what} is not a container image (its config is ${config.mediaType})`);
+      throw imageStoreError("unsupported", `${what} is not a container image (its config is ${config.mediaType})`);
     }
     const layers = doc.layers.map((l, i) => parseDescriptor(l, `${what} layers[${i}]`));
     for (const layer of layers) {
       if (!LAYER_TYPES.has(layer.mediaType)) {
-        throw storeError(
+        throw imageStoreError(
           "unsupported",
           `${what} has a layer of media type ${layer.mediaType}, which the store cannot unpack`,
         );
@@ -175,7 +174,7 @@ export function parseManifestOrIndex(
     }
     return { kind: "manifest", mediaType: mediaType ?? MEDIA_TYPES.ociManifest, config, layers };
   }
-  throw storeError("unsupported", `${what} has the unknown media type ${JSON.stringify(mediaType ?? "(none)")}`);
+  throw imageStoreError("unsupported", `${what} has the unknown media type ${JSON.stringify(mediaType ?? "(none)")}`);
 }
 
 const stringList = (value: unknown): string[] | undefined =>
@@ -185,20 +184,20 @@ const stringList = (value: unknown): string[] | undefined =>
 export function parseConfig(bytes: Uint8Array, what: string): ParsedConfig {
   const doc = parseJson(bytes, what);
   if (typeof doc.os !== "string" || typeof doc.architecture !== "string") {
-    throw storeError("invalid", `${what} does not say its os and architecture`);
+    throw imageStoreError("invalid", `${what} does not say its os and architecture`);
   }
   const rootfs = doc.rootfs;
   if (!isObject(rootfs) || rootfs.type !== "layers" || !Array.isArray(rootfs.diff_ids)) {
-    throw storeError("invalid", `${what} has no rootfs of type "layers" with diff_ids`);
+    throw imageStoreError("invalid", `${what} has no rootfs of type "layers" with diff_ids`);
   }
   if (rootfs.diff_ids.length > MAX_IMAGE_LAYERS) {
-    throw storeError(
+    throw imageStoreError(
       "unsupported",
       `${what} lists ${rootfs.diff_ids.length} layers; the store takes images of up to ${MAX_IMAGE_LAYERS} (the layers an overlay mount stacks)`,
     );
   }
   const diffIds = rootfs.diff_ids.map((d, i) => {
-    if (!isDigest(d)) throw storeError("invalid", `${what} rootfs.diff_ids[${i}] is not a digest`);
+    if (!isDigest(d)) throw imageStoreError("invalid", `${what} rootfs.diff_ids[${i}] is not a digest`);
     return d;
   });
   const c = isObject(doc.config) ? doc.config : {};
@@ -223,7 +222,7 @@ export function parseConfig(bytes: Uint8Array, what: string): ParsedConfig {
 /** The config's diff ids must pair with the manifest's layers, one to one. */
 export function checkLayersMatch(manifest: ImageManifest, config: ParsedConfig, what: string): void {
   if (manifest.layers.length !== config.diffIds.length) {
-    throw storeError(
+    throw imageStoreError(
       "invalid",
       `${what} has ${manifest.layers.length} layers but its config lists ${config.diffIds.length} diff ids`,
     );
