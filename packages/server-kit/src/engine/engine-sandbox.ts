@@ -19,6 +19,7 @@ import type { EngineLogger } from "./engine-logger.js";
 import { EngineProcess } from "./engine-process.js";
 import { exited, idleTimedOut, signaled, timedOut } from "./exit-status.js";
 import type { ImageRecord } from "./image-store.js";
+import { networkSpecOf } from "./network-spec.js";
 import type { OutputStorage } from "./output-storage.js";
 import type { RuntimeSandbox, SandboxRuntime } from "./runtime-driver.js";
 import type { StateStore } from "./state-store.js";
@@ -78,7 +79,7 @@ export class EngineSandbox {
       workdir: spec.workdir || fromStore?.config.workingDir || undefined,
       cpuLimit: spec.cpu?.cores?.limit || undefined,
       memoryLimitMiB: spec.memory?.mib?.limit || undefined,
-      blockNetwork: spec.blockNetwork,
+      network: networkSpecOf(spec),
       diskMiB: spec.diskMib || undefined,
     });
     if (!this.running) {

@@ -15,6 +15,7 @@ import type { EngineSandbox } from "../engine-sandbox.js";
 import { terminated } from "../exit-status.js";
 import { imageFailure } from "../image-errors.js";
 import type { ImageRecord } from "../image-store.js";
+import { networkSpecOf } from "../network-spec.js";
 import { sandboxOf } from "./lookup.js";
 
 const encodeCursor = (sequence: number) =>
@@ -46,6 +47,8 @@ export function sandboxService(engine: Engine): ServiceImpl<typeof SandboxServic
 
   /** Checks what a create may not do now; then records and starts the sandbox. */
   const createNew = async (requestId: string, spec: SandboxSpec): Promise<EngineSandbox> => {
+    const networkProblem = engine.runtime.networkProblem?.(networkSpecOf(spec));
+    if (networkProblem) throw new ConnectError(networkProblem, Code.Unimplemented);
     const image = await imageOf(spec);
     if (spec.name) {
       for (const other of engine.sandboxes.values()) {
