@@ -20,11 +20,18 @@ if (available) {
     it.each([
       ["ports", { ports: [8080] }],
       ["cidrAllowlist", { cidrAllowlist: ["10.0.0.0/8"] }],
-      ["readinessProbe", { readinessProbe: Probe.exec(["true"]) }],
+      ["a TCP readinessProbe", { readinessProbe: Probe.tcp(8080) }],
     ])("%s is an UnsupportedError with code unsupported", async (_, options) => {
       const error = await errorOf(client.sandboxes.create({ app: "unsupported", ...options }));
       expect(error).toBeInstanceOf(UnsupportedError);
       expect((error as UnsupportedError).code).toBe("unsupported");
+      expect((error as UnsupportedError).rpcStatus).toBe("unimplemented");
+    });
+
+    it("changing a running sandbox's network policy is an UnsupportedError", async () => {
+      await using sb = await client.sandboxes.create({ app: "unsupported" });
+      const error = await errorOf(sb.update({ blockNetwork: true }));
+      expect(error).toBeInstanceOf(UnsupportedError);
       expect((error as UnsupportedError).rpcStatus).toBe("unimplemented");
     });
   });
