@@ -28,11 +28,22 @@ if (available) {
       expect((error as UnsupportedError).rpcStatus).toBe("unimplemented");
     });
 
-    it("changing a running sandbox's network policy is an UnsupportedError", async () => {
+    it("on a running sandbox: policy changes, tunnels and tokens are UnsupportedError; connect and tunnel too", async () => {
       await using sb = await client.sandboxes.create({ app: "unsupported" });
-      const error = await errorOf(sb.update({ blockNetwork: true }));
-      expect(error).toBeInstanceOf(UnsupportedError);
-      expect((error as UnsupportedError).rpcStatus).toBe("unimplemented");
+      for (const [what, call] of [
+        ["update", () => sb.update({ blockNetwork: true })],
+        ["tunnels", () => sb.tunnels()],
+        ["createConnectToken", () => sb.createConnectToken()],
+        ["service", () => sb.service(3000)],
+      ] as const) {
+        const error = await errorOf(call());
+        expect(error, what).toBeInstanceOf(UnsupportedError);
+        expect((error as UnsupportedError).rpcStatus, what).toBe("unimplemented");
+      }
+      // Not built on any target yet: refused by the client itself.
+      for (const call of [() => sb.connect(5432), () => sb.tunnel(5432)]) {
+        expect(await errorOf(call())).toBeInstanceOf(UnsupportedError);
+      }
     });
   });
 }

@@ -231,7 +231,8 @@ function portCases(t: TestApi, h: Harness, fake: FakeControls): void {
         const sb = await h.sandbox();
         const svc = await sb.service(echoPort, { expiresInMs: 60_000 });
         equal((await fetch(svc.url)).status, 401);
-        const seen = await (await svc.fetch("/api?q=1")).json();
+        // A caller's own X-Verified-User-Data never reaches the app, even with no metadata to replace it.
+        const seen = await (await svc.fetch("/api?q=1", { headers: { "x-verified-user-data": "forged" } })).json();
         deepEqual([seen.sandboxId, seen.path, seen.user], [sb.id, "/api?q=1", null]);
         const browser = new URL(await svc.browserUrl());
         equal(browser.searchParams.get("sbx_token"), await svc.token());
