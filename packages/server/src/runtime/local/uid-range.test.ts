@@ -51,6 +51,23 @@ describe("the sandbox uid range", () => {
     expect(await sandboxes(DEFAULT_LAYER_ID_BASE + ID_BLOCK, ID_BLOCK)).toEqual([]);
   });
 
+  it("refuses layer ids that a host account or subordinate range has (every sandbox disk is owned by them)", async () => {
+    const withAccount = join(dir, "layer.passwd");
+    writeFileSync(
+      withAccount,
+      `root:x:0:0:root:/root:/bin/bash\nlayer:x:${DEFAULT_LAYER_ID_BASE + 5}:100::/:/bin/false\n`,
+    );
+    const withSubgid = join(dir, "layer.subgid");
+    writeFileSync(withSubgid, `bob:${DEFAULT_LAYER_ID_BASE + 60_000}:10000\n`);
+    for (const file of [withAccount, withSubgid]) {
+      const problems = await sandboxRangeProblems({ start: 2 ** 31, count: 4 * ID_BLOCK }, DEFAULT_LAYER_ID_BASE, [
+        file,
+      ]);
+      expect(problems.join(), file).toContain(`the layer id block ${DEFAULT_LAYER_ID_BASE}-`);
+      expect(problems.join(), file).toContain(file);
+    }
+  });
+
   it("by default: 1,024 blocks above 2^31 picked by the data dir, ending below the last id", () => {
     for (const instance of ["000000", "ffffff", "a1b2c3", "7fffff"]) {
       const range = defaultSandboxRange(instance);

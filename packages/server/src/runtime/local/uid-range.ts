@@ -79,7 +79,9 @@ export async function uidRangeProblems(
 
 /**
  * What is wrong with the sandboxes' range: a whole number of blocks, clear of host ids, and
- * clear of the image store's layer ids (`layerIdBase` and its block).
+ * clear of the image store's layer ids (`layerIdBase` and its block); and with the layer ids
+ * themselves, clear of host ids too: every sandbox disk (the default image's included) stores
+ * its owners as `layerIdBase + u`, with or without an image store.
  */
 export async function sandboxRangeProblems(
   range: UidRange,
@@ -91,6 +93,7 @@ export async function sandboxRangeProblems(
     return [`the sandbox uid range must be a whole number of blocks of ${ID_BLOCK} ids, got ${count}`];
   }
   const problems = await uidRangeProblems(range, files);
+  problems.push(...(await uidRangeProblems({ start: layerIdBase, count: ID_BLOCK }, files, "the layer id block")));
   if (start < layerIdBase + ID_BLOCK && layerIdBase < start + count) {
     problems.push(
       `the sandbox uid range ${start}-${start + count - 1} overlaps the image store's layer ids ${layerIdBase}-${layerIdBase + ID_BLOCK - 1}: choose another range or layerIdBase`,
