@@ -4,7 +4,7 @@ package main
 // /etc/passwd and /etc/group. Those files are the image's (and the sandbox's root may rewrite
 // them): hostile input, read with bounds, which can only ever affect this sandbox. Processes
 // get the user's ids and groups when they start (setgroups, setgid, setuid in the child), and
-// root's processes Docker's capabilities. File calls act as the user without any capability
+// root's processes Docker's capabilities (less three). File calls act as the user without any capability
 // (permission bits bind root too, as the files API has always promised) on threads whose fs
 // ids, groups and capabilities are their own (setfsuid, setfsgid, setgroups and capset hold
 // for one thread only), so the kernel checks every path as it would for that user.
@@ -73,7 +73,7 @@ func newUserThread(who *acting) *userThread {
 		var applied uint64
 		for fn := range t.work {
 			if creds, generation := who.current(); generation != applied {
-				// With the capabilities the user's processes will have (root's: Docker's set).
+				// With the capabilities the user's processes will have (root's: Docker's set less three).
 				if err := actAs(creds, true); err != nil {
 					fatal("cannot act as the sandbox user: %v", err)
 				}
