@@ -350,10 +350,12 @@ func resolveUser(spec string, passwd, group []byte) (*credentials, error) {
 	return c, nil
 }
 
-// makeWorkdir makes dir and its missing parents (mode 0755), giving each one it makes to
-// uid:gid, as Docker makes an image's WorkingDir. It resolves inside the sandbox's root, as
-// its root (the agent), before any process of the sandbox runs.
-func makeWorkdir(dir string, uid, gid uint32) error {
+// makeWorkdir makes dir and its missing parents (mode 0755), owned by the sandbox's root
+// (0:0), as Docker makes a container's WorkingDir (moby's SetupWorkingDirectory: the
+// container's root pair, whatever its User): the user gets no directory it did not have,
+// parents included. It resolves inside the sandbox's root, as its root (the agent), before
+// any process of the sandbox runs.
+func makeWorkdir(dir string) error {
 	if !strings.HasPrefix(dir, "/") {
 		return fmt.Errorf("the working directory %q is not absolute", dir)
 	}
@@ -376,7 +378,8 @@ func makeWorkdir(dir string, uid, gid uint32) error {
 		if err := syscall.Mkdir(prefix, 0o755); err != nil && err != syscall.EEXIST {
 			return pathErr("mkdir", prefix, err)
 		}
-		if err := syscall.Lchown(prefix, int(uid), int(gid)); err != nil {
+		// Root's, whatever the parent's set-group-id bit would have given it.
+		if err := syscall.Lchown(prefix, 0, 0); err != nil {
 			return pathErr("chown", prefix, err)
 		}
 	}
@@ -392,7 +395,7 @@ func (a *agent) configure(id string, req *Configure) {
 	}
 	c, err := lookUpUser(req.User)
 	if err == nil && req.Workdir != "" {
-		err = makeWorkdir(req.Workdir, c.uid, c.gid)
+		err = makeWorkdir(req.Workdir)
 	}
 	if err != nil {
 		a.emit(&Event{Id: id, Error: &RequestError{Error: describeErr(err)}})

@@ -252,10 +252,15 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
     expect((await runIn(sb, ["/root/fcap"])).out).toContain(`CapPrm: ${ROOT_CAPS}\n`);
   });
 
-  it("runs every process and file call as the image's User, in its WorkingDir (made, the user's), with HOME from passwd", async () => {
+  it("runs every process and file call as the image's User, in its WorkingDir (made as Docker does, root's), with HOME from passwd", async () => {
     const sb = await sandbox(images.app);
     const who = await shIn(sb, 'whoami; id -G; pwd; echo "$HOME $GREETING"; stat -c %u:%g /srv/app /srv/app/work');
-    expect(who).toEqual({ out: "app\n1234 50\n/srv/app/work\n/home/app hi\n1234:1234\n1234:1234\n", code: 0 });
+    // The missing WorkingDir and its missing parent are the sandbox root's (Docker's
+    // SetupWorkingDirectory), not the user's.
+    expect(who).toEqual({ out: "app\n1234 50\n/srv/app/work\n/home/app hi\n0:0\n0:0\n", code: 0 });
+    expect((await shIn(sb, "stat -c %a /srv/app /srv/app/work; touch /srv/app/work/x 2>&1")).out).toMatch(
+      /^755\n755\n.*Permission denied/,
+    );
     expect((await runIn(sb, ["id", "-u"], { pty: true })).out).toBe("1234\r\n");
     // A program only root could run is refused as the user would find it.
     expect((await runIn(sb, ["cat", "/root/secret"])).code).not.toBe(0);
