@@ -391,6 +391,45 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
     }
   });
 
+  it("a recursive watch watches and lists what comes later as the user, without capabilities, and follows no symlink", async () => {
+    // Root's file calls act without capabilities: a directory of another user's, mode 0700, is
+    // as closed to them as to any user (the agent itself, root with capabilities, could list it).
+    const sb = await sandbox(images.base);
+    const setup = await shIn(
+      sb,
+      [
+        "mkdir -p /srv/w /srv/stage/box/vault /tmp/outside",
+        "echo s > /srv/stage/box/vault/secret",
+        "chown -R 1234:1234 /srv/stage/box/vault && chmod 700 /srv/stage/box/vault",
+        "ln -s /tmp/outside /srv/stage/box/link",
+      ].join(" && "),
+    );
+    expect(setup).toEqual({ out: "", code: 0 });
+    await expect(sb.fs.list("/srv/stage/box/vault")).rejects.toMatchObject({ kind: "permission_denied" });
+    const stop = new AbortController();
+    const batches = (await sb.fs.watch("/srv/w", true, stop.signal))[Symbol.asyncIterator]();
+    const seen: string[] = [];
+    const until = async (path: string) => {
+      while (!seen.includes(path)) {
+        const next = await batches.next();
+        if (next.done) throw new Error(`the watch ended before ${path}; saw ${JSON.stringify(seen)}`);
+        for (const event of next.value) seen.push(...event.paths);
+      }
+    };
+    try {
+      // Moved in whole: the watch lists it and watches its directories, as root without capabilities.
+      expect((await runIn(sb, ["mv", "/srv/stage/box", "/srv/w/box"])).code).toBe(0);
+      await until("/srv/w/box/link");
+      // A change where the symlink leads, then a marker (one inotify queue: in that order).
+      expect((await runIn(sb, ["touch", "/tmp/outside/y", "/srv/w/done"])).code).toBe(0);
+      await until("/srv/w/done");
+    } finally {
+      stop.abort();
+    }
+    expect(seen).toContain("/srv/w/box/vault");
+    expect(seen.filter((p) => p.includes("secret") || p.startsWith("/srv/w/box/link/"))).toEqual([]);
+  });
+
   it("stacks an image of a hundred layers, one listed twice", async () => {
     const sb = await sandbox(images.many);
     expect(images.many.layers).toHaveLength(103);
