@@ -358,7 +358,7 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
     }
   });
 
-  it("hands out a warm sandbox of an image ready, as its User; never one whose image's layers were removed", async () => {
+  it("hands out a warm sandbox of an image ready, as its User; holds the image while any sandbox stands on it; never hands out one whose image's layers were removed", async () => {
     const warmRuntime = createLocalRuntime({ dataDir: join(work, "warm"), layers: store, warmPoolSize: 1 });
     const ready = () =>
       [...(warmRuntime as unknown as { warmSandboxes: { images: Map<string, number> } }).warmSandboxes.images]
@@ -379,13 +379,26 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
         "app\n/home/app\nsolo's own layer\n",
       );
       await waitForWarm();
-      // The image goes (its own layer with it), and comes back: a new layer dir.
       await Promise.all([first.destroy(), second.destroy()]);
+      // The warm one still stands on the image's layers (an image store asks the runtime):
+      // released, it is destroyed, and nothing of the runtime holds the image any more.
+      const inUse = () => warmRuntime.imageInUse?.(images.solo.id);
+      expect(inUse()).toBe(true);
+      await warmRuntime.releaseImage?.(images.solo.id);
+      expect(ready()).toBe(0);
+      expect(inUse()).toBe(false);
+      // The image goes (its own layer with it), and comes back: a new layer dir.
       await store.delete(images.solo.id);
       images.solo = await importTestImage(store, work, soloImage(bottomAndTop));
-      const third = await create("warm-3");
+      const starting = create("warm-3");
+      expect(inUse()).toBe(true); // from the start of its start
+      const third = await starting;
       expect((await shIn(third, "whoami; cat /etc/solo")).out).toBe("app\nsolo's own layer\n");
-      await third.destroy();
+      const destroyed = third.destroy();
+      expect(inUse()).toBe(true); // until its destroy has ended
+      await destroyed;
+      await warmRuntime.releaseImage?.(images.solo.id); // (its pool's refill too)
+      expect(inUse()).toBe(false);
     } finally {
       await warmRuntime.close();
     }

@@ -29,6 +29,7 @@ import type { ImageRecord, RuntimeSandbox, RuntimeSandboxSpec, SandboxRuntime } 
 import { installAgent } from "./agent-binary.js";
 import { cleanupCgroups, detectCgroupVersion } from "./cgroups.js";
 import { type DefaultImage, ensureDefaultImage } from "./image.js";
+import { ImageUsers } from "./image-users.js";
 import { ImageWarmPools } from "./image-warm-pools.js";
 import { LocalSandbox } from "./local-sandbox.js";
 import { localRuntimeProblems } from "./prerequisites.js";
@@ -108,6 +109,8 @@ class LocalRuntime implements SandboxRuntime {
   #prepared: Promise<void> | undefined;
   readonly #warm: WarmPool<LocalSandbox>;
   readonly #imagePools: ImageWarmPools<LocalSandbox>;
+  /** Its sandboxes standing on each image's layers (an image store keeps those). */
+  readonly #imageUsers = new ImageUsers();
   /** What each image sandbox's layers were when it started (see layerStamp). */
   readonly #layerStamps = new WeakMap<LocalSandbox, { image: ImageRecord; stamp: string }>();
   #closed = false;
@@ -156,9 +159,18 @@ class LocalRuntime implements SandboxRuntime {
     return imageRootProblem(image, this.#options.layers);
   }
 
-  /** Its warm sandboxes stand on the image's layers: they go before the image does. */
-  releaseImage(imageId: string): Promise<void> {
-    return this.#imagePools.release(imageId);
+  /**
+   * Its warm sandboxes stand on the image's layers: they go before the image does, and so do
+   * its sandboxes being destroyed (a terminated one's destroy may still be under way).
+   */
+  async releaseImage(imageId: string): Promise<void> {
+    await this.#imagePools.release(imageId);
+    await this.#imageUsers.departures(imageId);
+  }
+
+  /** Whether any of its sandboxes (starting, warm, live or being destroyed) stands on the image's layers. */
+  imageInUse(imageId: string): boolean {
+    return this.#imageUsers.inUse(imageId);
   }
 
   async createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox> {
@@ -209,6 +221,18 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   async #start(spec: RuntimeSandboxSpec): Promise<LocalSandbox> {
+    // From now until it is destroyed, the sandbox stands on its image's layers.
+    const use = spec.image ? this.#imageUsers.begin(spec.image.id) : undefined;
+    try {
+      return await this.#launch(spec, (done) => use?.leave(done));
+    } catch (error) {
+      use?.leave(Promise.resolve()); // (nothing more when its destroy has already left)
+      throw error;
+    }
+  }
+
+  /** Makes and starts a sandbox; `onDestroying` hears when its destroy begins. */
+  async #launch(spec: RuntimeSandboxSpec, onDestroying: (done: Promise<void>) => void): Promise<LocalSandbox> {
     this.#prepared ??= this.#prepare();
     await this.#prepared;
     const version = detectCgroupVersion();
@@ -261,6 +285,7 @@ class LocalRuntime implements SandboxRuntime {
       onDestroyed: (gone) => {
         if (this.#sandboxes.get(gone.id) === gone) this.#sandboxes.delete(gone.id);
       },
+      onDestroying,
     });
     this.#sandboxes.set(spec.id, sandbox);
     if (spec.image && stamp !== undefined) this.#layerStamps.set(sandbox, { image: spec.image, stamp });
