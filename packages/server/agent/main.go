@@ -18,6 +18,10 @@
 //
 //	sbx-agent mount-root ...
 //
+// and, for as long as it runs, to claim its range of host ids (see claim_ids.go):
+//
+//	sbx-agent claim-ids ...
+//
 // Subcommands, for tests and benchmarks (not used by the server):
 //
 //	sbx-agent --version
@@ -54,6 +58,11 @@ func main() {
 				fatal("%v", err)
 			}
 			return
+		case "claim-ids":
+			if err := cmdClaimIDs(os.Args[2:]); err != nil {
+				fatal("claim-ids: %v", err)
+			}
+			return
 		case "--open-files":
 			if len(os.Args) != 3 {
 				fatal("usage: sbx-agent --open-files N")
@@ -64,7 +73,7 @@ func main() {
 			}
 			openFiles = n
 		default:
-			fatal("unknown argument %q (usage: sbx-agent [--open-files N | --version | bench-spawn ROUNDS PROGRAM [ARG...] | mount-root ...])", os.Args[1])
+			fatal("unknown argument %q (usage: sbx-agent [--open-files N | --version | bench-spawn ROUNDS PROGRAM [ARG...] | mount-root ... | claim-ids ...])", os.Args[1])
 		}
 	}
 	// bubblewrap leaves the capabilities it grants in the inheritable and ambient sets too.

@@ -94,7 +94,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   };
   const runtime = options.runtime ?? createLocalRuntime({ dataDir, layers });
   const problems = await runtime.checkPrerequisites();
-  if (problems.length > 0) throw new PrerequisiteError(problems);
+  if (problems.length > 0) {
+    await runtime.close(); // (lets go of what the check claimed: its range of host ids)
+    throw new PrerequisiteError(problems);
+  }
   const { token, generated } = resolveToken(dataDir, options.token);
   // An image is in use while a sandbox the engine has not finished was started from it, or
   // while any sandbox of the runtime stands on its layers (one being started or destroyed, or

@@ -7,7 +7,9 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   DEFAULT_LAYER_ID_BASE,
+  DEFAULT_RANGE_SLOTS,
   defaultSandboxRange,
+  defaultSandboxRangeAt,
   ID_BLOCK,
   IdBlockAllocator,
   MAX_HOST_ID,
@@ -77,6 +79,12 @@ describe("the sandbox uid range", () => {
       expect(range.start + range.count - 1).toBeLessThanOrEqual(MAX_HOST_ID);
     }
     expect(defaultSandboxRange("000001")).not.toEqual(defaultSandboxRange("000002"));
+    // Every slot a runtime may move on to (id-range-claim.ts) fits below the last id, apart.
+    for (let slot = 0; slot < DEFAULT_RANGE_SLOTS; slot++) {
+      const range = defaultSandboxRangeAt(slot);
+      expect(range.start + range.count - 1).toBeLessThanOrEqual(MAX_HOST_ID);
+      if (slot > 0) expect(range.start).toBe(defaultSandboxRangeAt(slot - 1).start + range.count);
+    }
   });
 
   it("gives each live sandbox its own block and reuses freed ones last", () => {
