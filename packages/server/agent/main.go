@@ -22,6 +22,9 @@
 //
 //	sbx-agent claim-ids ...
 //
+// mount-root runs it again, in a new user namespace, to make the namespace of its idmaps
+// (`sbx-agent idmap-holder`, see idmapHolder).
+//
 // Subcommands, for tests and benchmarks (not used by the server):
 //
 //	sbx-agent --version
@@ -57,6 +60,9 @@ func main() {
 			if err := cmdMountRoot(os.Args[2:]); err != nil {
 				fatal("%v", err)
 			}
+			return
+		case "idmap-holder": // (mount-root's, see idmapHolder)
+			holdIdmap()
 			return
 		case "claim-ids":
 			if err := cmdClaimIDs(os.Args[2:]); err != nil {
