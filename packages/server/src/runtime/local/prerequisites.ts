@@ -59,7 +59,9 @@ export async function localRuntimeProblems(
   try {
     uidRange = await claimRange();
   } catch (error) {
-    return [(error as Error).message];
+    // (The claim installs the agent binary in the data dir first: a full one fails there.)
+    const inDataDir = (error as NodeJS.ErrnoException).path?.startsWith(dir);
+    return [(inDataDir && dataDirProblem(dir, error)) || (error as Error).message];
   }
   problems.push(...(await sandboxRangeProblems(uidRange, layerIdBase)));
   if (problems.length > 0) return problems;
