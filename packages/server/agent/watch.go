@@ -12,25 +12,32 @@ import (
 const (
 	watchMask = syscall.IN_MODIFY | syscall.IN_ATTRIB | syscall.IN_MOVED_FROM | syscall.IN_MOVED_TO |
 		syscall.IN_CREATE | syscall.IN_DELETE | syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF
-	uploadMark = ".sbx-upload-"
+	// Only a directory, never through a symlink (a name swapped for one after it was seen).
+	watchDirMask = watchMask | syscall.IN_ONLYDIR | syscall.IN_DONT_FOLLOW
+	uploadMark   = ".sbx-upload-"
 	// Rename cookies of uploads moving into place remembered at most (see watch.uploadMoves).
 	maxUploadMoves = 1024
 )
 
 // watches are the agent's inotify watches, by watch id. A watch is set up by a file worker and
-// then read by a goroutine on the runtime's poller (no thread of its own).
+// then read by a goroutine on the runtime's poller (no thread of its own). Whatever a watch
+// does to the file system (add watches, list directories) it does as the user, without
+// capabilities, as every file call: on a file worker (asUser), never on the reading
+// goroutine's thread, which carries the agent's own credentials.
 type watches struct {
-	emit func(*Event)
-	mu   sync.Mutex
-	byID map[string]*watch
+	emit   func(*Event)
+	asUser func(func())
+	mu     sync.Mutex
+	byID   map[string]*watch
 	// Ids of watches queued or being set up: only these can be unwatched early.
 	pending map[string]bool
 	// Pending ids whose Unwatch came before their watch was in place.
 	unwatched map[string]bool
 }
 
-func (ws *watches) init(emit func(*Event)) {
+func (ws *watches) init(emit func(*Event), asUser func(func())) {
 	ws.emit = emit
+	ws.asUser = asUser
 	ws.byID = map[string]*watch{}
 	ws.pending = map[string]bool{}
 	ws.unwatched = map[string]bool{}
@@ -62,7 +69,7 @@ func (ws *watches) start(id, path string, recursive bool) error {
 		delete(ws.unwatched, id)
 		ws.mu.Unlock()
 	}()
-	w, err := newWatch(id, path, recursive)
+	w, err := newWatch(id, path, recursive, ws.asUser)
 	if err != nil {
 		return err
 	}
@@ -97,6 +104,9 @@ type watch struct {
 	// Rename cookies of uploads moving into place; kept across reads, since the two halves of
 	// a rename can arrive in different ones.
 	uploadMoves map[uint32]bool
+	// Runs a function as the user (on a file worker) and waits for it: how the reading
+	// goroutine watches and lists directories created after the watch started.
+	asUser func(func())
 }
 
 // inotifyError names the machine's limits for the errors that mean they are reached: they are
@@ -109,7 +119,8 @@ func inotifyError(path string, err error) error {
 	return err
 }
 
-func newWatch(id, path string, recursive bool) (*watch, error) {
+// newWatch sets up a watch; it runs on a file worker (as the user).
+func newWatch(id, path string, recursive bool, asUser func(func())) (*watch, error) {
 	root, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return nil, err
@@ -118,7 +129,7 @@ func newWatch(id, path string, recursive bool) (*watch, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &watch{id: id, recursive: recursive, root: root, dirs: map[int32]string{}, uploadMoves: map[uint32]bool{}}
+	w := &watch{id: id, recursive: recursive, root: root, dirs: map[int32]string{}, uploadMoves: map[uint32]bool{}, asUser: asUser}
 	if !isDir(st) {
 		w.only = baseName(root)
 		if w.root = dirName(root); w.root == "" {
@@ -139,8 +150,9 @@ func newWatch(id, path string, recursive bool) (*watch, error) {
 	return w, nil
 }
 
+// add watches one directory (as the calling thread's user may: it needs read permission).
 func (w *watch) add(path string) error {
-	wd, err := syscall.InotifyAddWatch(w.fd, path, watchMask|syscall.IN_ONLYDIR)
+	wd, err := syscall.InotifyAddWatch(w.fd, path, watchDirMask)
 	if err != nil {
 		return err
 	}
@@ -148,11 +160,12 @@ func (w *watch) add(path string) error {
 	return nil
 }
 
-// addTree watches every directory below top (as os.walk finds them: top-down, symlinks to
-// directories watched but not entered); the names found are added to created, when given
-// (entries made before their directory was watched would otherwise go unreported).
+// addTree watches every directory below top (top-down; a symlink is an entry like a file,
+// neither watched nor entered, wherever it leads); the names found are added to created, when
+// given (entries made before their directory was watched would otherwise go unreported). A
+// directory the user may not list is left out, its entries unknown, as `ls -R` would.
 func (w *watch) addTree(top string, created *[]string) {
-	fd, err := syscall.Open(top, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	fd, err := syscall.Open(top, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return // gone already, or not readable
 	}
@@ -166,7 +179,7 @@ func (w *watch) addTree(top string, created *[]string) {
 	var subdirs, files []string
 	for _, name := range names {
 		entry := joinPath(top, name)
-		if st, err := stat(entry); err == nil && isDir(st) {
+		if st, err := lstat(entry); err == nil && isDir(st) {
 			subdirs = append(subdirs, entry)
 		} else {
 			files = append(files, entry)
@@ -182,9 +195,7 @@ func (w *watch) addTree(top string, created *[]string) {
 		*created = append(*created, files...)
 	}
 	for _, sub := range subdirs {
-		if st, err := lstat(sub); err == nil && isDir(st) {
-			w.addTree(sub, created)
-		}
+		w.addTree(sub, created) // O_NOFOLLOW: a directory swapped for a symlink meanwhile is not entered
 	}
 }
 
@@ -299,9 +310,11 @@ func (w *watch) decode(data []byte) []*WatchEvent {
 		}
 		if w.recursive && mask&syscall.IN_ISDIR != 0 && mask&(syscall.IN_CREATE|syscall.IN_MOVED_TO) != 0 {
 			var created []string
-			if w.add(path) == nil {
-				w.addTree(path, &created)
-			}
+			w.asUser(func() {
+				if w.add(path) == nil {
+					w.addTree(path, &created)
+				}
+			})
 			for _, p := range created {
 				out = append(out, event(WatchEventTypeCreate, p))
 			}

@@ -46,16 +46,17 @@ export class FakeWatch implements TreeObserver {
     return true;
   }
 
-  /** Watches every directory below `dir` (os.walk, top down); names found go to `created`. */
+  /**
+   * Watches every directory below `dir` (top down; a symlink is an entry like a file, neither
+   * watched nor entered); names found go to `created`.
+   */
   #addTree(path: string, dir: DirNode, created: string[]): void {
-    if (!(dir.mode & READ)) return; // os.walk skips what it cannot list
-    const subdirs: [string, DirNode, boolean][] = [];
+    if (!(dir.mode & READ)) return; // what the user cannot list is skipped
+    const subdirs: [string, DirNode][] = [];
     const files: string[] = [];
     for (const [name, node] of dir.entries) {
       const child = joinPath(path, name);
-      const target =
-        node.type === "directory" ? node : node.type === "symlink" ? this.tree.resolveDirectory(child) : undefined;
-      if (target) subdirs.push([child, target, node.type === "directory"]);
+      if (node.type === "directory") subdirs.push([child, node]);
       else files.push(child);
     }
     for (const [child, target] of subdirs) {
@@ -63,7 +64,7 @@ export class FakeWatch implements TreeObserver {
       this.#add(child, target);
     }
     created.push(...files);
-    for (const [child, target, real] of subdirs) if (real) this.#addTree(child, target, created);
+    for (const [child, target] of subdirs) this.#addTree(child, target, created);
   }
 
   /** Decodes one batch of changes, as the agent decodes one inotify read. */

@@ -28,7 +28,9 @@ import { promisify } from "node:util";
 import type { ImageRecord, RuntimeSandbox, RuntimeSandboxSpec, SandboxRuntime } from "@sbx/server-kit";
 import { installAgent } from "./agent-binary.js";
 import { cleanupCgroups, detectCgroupVersion } from "./cgroups.js";
+import { claimDefaultRange, claimIdRange, type IdRangeClaim } from "./id-range-claim.js";
 import { type DefaultImage, ensureDefaultImage } from "./image.js";
+import { ImageUsers } from "./image-users.js";
 import { ImageWarmPools } from "./image-warm-pools.js";
 import { LocalSandbox } from "./local-sandbox.js";
 import { localRuntimeProblems } from "./prerequisites.js";
@@ -44,7 +46,7 @@ import {
   type RootRecipe,
 } from "./sandbox-root.js";
 import { seccompProgram } from "./seccomp.js";
-import { DEFAULT_LAYER_ID_BASE, defaultSandboxRange, IdBlockAllocator, type UidRange } from "./uid-range.js";
+import { DEFAULT_LAYER_ID_BASE, defaultRangeSlot, IdBlockAllocator, type UidRange } from "./uid-range.js";
 import { WarmPool } from "./warm-pool.js";
 
 const run = promisify(execFile);
@@ -56,9 +58,9 @@ export interface LocalRuntimeOptions {
    * Host ids for sandboxes, a whole number of blocks of 65,536: each live sandbox gets a block
    * of its own (its uid/gid u is host id BASE+u). The range must not overlap any id in
    * /etc/passwd, /etc/group, /etc/subuid or /etc/subgid, nor the image store's layer ids, and
-   * must end at 4,294,967,294 at most. Default: 1,024 blocks above 2^31, one of 31 such ranges
-   * picked by the data dir (two servers on one machine should still be given ranges of their
-   * own).
+   * must end at 4,294,967,294 at most. The runtime claims it host-wide while it runs (a range
+   * another server holds is refused). Default: 1,024 blocks above 2^31, one of 31 such ranges:
+   * the one the data dir picks, else the next one no other server holds (id-range-claim.ts).
    */
   readonly sandboxUids?: UidRange;
   /**
@@ -94,8 +96,11 @@ class LocalRuntime implements SandboxRuntime {
   readonly name = "local";
   readonly #dir: string;
   readonly #instance: string;
-  readonly #uidRange: UidRange;
-  readonly #blocks: IdBlockAllocator;
+  /** Its range of host ids, claimed host-wide the first time it is needed, until close. */
+  #claim: Promise<IdRangeClaim> | undefined;
+  #range: UidRange | undefined;
+  /** The claimed range's blocks (made once the range is claimed). */
+  #blocks: IdBlockAllocator | undefined;
   readonly #layerIdBase: number;
   readonly #defaultDiskMiB: number;
   readonly #options: LocalRuntimeOptions;
@@ -108,6 +113,8 @@ class LocalRuntime implements SandboxRuntime {
   #prepared: Promise<void> | undefined;
   readonly #warm: WarmPool<LocalSandbox>;
   readonly #imagePools: ImageWarmPools<LocalSandbox>;
+  /** Its sandboxes standing on each image's layers (an image store keeps those). */
+  readonly #imageUsers = new ImageUsers();
   /** What each image sandbox's layers were when it started (see layerStamp). */
   readonly #layerStamps = new WeakMap<LocalSandbox, { image: ImageRecord; stamp: string }>();
   #closed = false;
@@ -120,8 +127,6 @@ class LocalRuntime implements SandboxRuntime {
     // Cgroup names carry a tag of the data dir, so two servers on one machine never touch
     // each other's sandboxes (cleanup after a crash removes only this data dir's cgroups).
     this.#instance = createHash("sha256").update(resolve(this.#dir)).digest("hex").slice(0, 10);
-    this.#uidRange = options.sandboxUids ?? defaultSandboxRange(this.#instance);
-    this.#blocks = new IdBlockAllocator(this.#uidRange);
     this.#layerIdBase = options.layers?.layerIdBase ?? DEFAULT_LAYER_ID_BASE;
     this.#defaultDiskMiB = options.defaultDiskMiB ?? 10_240;
     // Started under a warm id, then no longer the runtime's by id: the pool owns it.
@@ -148,7 +153,26 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   checkPrerequisites(): Promise<string[]> {
-    return localRuntimeProblems(this.#dir, this.#uidRange, this.#layerIdBase);
+    return localRuntimeProblems(this.#dir, this.#layerIdBase, () => this.#claimedRange());
+  }
+
+  /** Its range of host ids: claimed host-wide the first time (see id-range-claim.ts), held until close. */
+  async #claimedRange(): Promise<UidRange> {
+    this.#claim ??= forgetOnFailure(this.#claimRange(), () => {
+      this.#claim = undefined;
+    });
+    this.#range = (await this.#claim).range;
+    return this.#range;
+  }
+
+  async #claimRange(): Promise<IdRangeClaim> {
+    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    this.#agentFile ??= forgetOnFailure(installAgent(this.#dir), () => {
+      this.#agentFile = undefined;
+    });
+    const agent = await this.#agentFile;
+    const given = this.#options.sandboxUids;
+    return given ? claimIdRange(agent, given) : claimDefaultRange(agent, defaultRangeSlot(this.#instance));
   }
 
   /** Images of this host's platform whose layers are in the store (see sandbox-root.ts). */
@@ -156,9 +180,18 @@ class LocalRuntime implements SandboxRuntime {
     return imageRootProblem(image, this.#options.layers);
   }
 
-  /** Its warm sandboxes stand on the image's layers: they go before the image does. */
-  releaseImage(imageId: string): Promise<void> {
-    return this.#imagePools.release(imageId);
+  /**
+   * Its warm sandboxes stand on the image's layers: they go before the image does, and so do
+   * its sandboxes being destroyed (a terminated one's destroy may still be under way).
+   */
+  async releaseImage(imageId: string): Promise<void> {
+    await this.#imagePools.release(imageId);
+    await this.#imageUsers.departures(imageId);
+  }
+
+  /** Whether any of its sandboxes (starting, warm, live or being destroyed) stands on the image's layers. */
+  imageInUse(imageId: string): boolean {
+    return this.#imageUsers.inUse(imageId);
   }
 
   async createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox> {
@@ -209,8 +242,23 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   async #start(spec: RuntimeSandboxSpec): Promise<LocalSandbox> {
-    this.#prepared ??= this.#prepare();
+    // From now until it is destroyed, the sandbox stands on its image's layers.
+    const use = spec.image ? this.#imageUsers.begin(spec.image.id) : undefined;
+    try {
+      return await this.#launch(spec, (done) => use?.leave(done));
+    } catch (error) {
+      use?.leave(Promise.resolve()); // (nothing more when its destroy has already left)
+      throw error;
+    }
+  }
+
+  /** Makes and starts a sandbox; `onDestroying` hears when its destroy begins. */
+  async #launch(spec: RuntimeSandboxSpec, onDestroying: (done: Promise<void>) => void): Promise<LocalSandbox> {
+    this.#prepared ??= forgetOnFailure(this.#prepare(), () => {
+      this.#prepared = undefined;
+    });
     await this.#prepared;
+    const blocks = this.#blocks as IdBlockAllocator; // (made by #prepare)
     const version = detectCgroupVersion();
     if (!version) throw new Error("no usable cgroup hierarchy");
     const images = join(this.#dir, "images");
@@ -242,7 +290,7 @@ class LocalRuntime implements SandboxRuntime {
     }
     const limits = this.#limitsOf(spec);
     // Its own block of ids while it lives: freed by destroy, once nothing of the sandbox runs.
-    const base = this.#blocks.allocate();
+    const base = blocks.allocate();
     const sandbox = new LocalSandbox(spec, {
       dir: join(this.#dir, "sandboxes", spec.id),
       root,
@@ -250,7 +298,7 @@ class LocalRuntime implements SandboxRuntime {
       agent,
       base,
       layerIdBase: this.#layerIdBase,
-      releaseBlock: () => this.#blocks.release(base),
+      releaseBlock: () => blocks.release(base),
       diskMiB,
       diskSource,
       cgroupVersion: version,
@@ -261,6 +309,7 @@ class LocalRuntime implements SandboxRuntime {
       onDestroyed: (gone) => {
         if (this.#sandboxes.get(gone.id) === gone) this.#sandboxes.delete(gone.id);
       },
+      onDestroying,
     });
     this.#sandboxes.set(spec.id, sandbox);
     if (spec.image && stamp !== undefined) this.#layerStamps.set(sandbox, { image: spec.image, stamp });
@@ -284,8 +333,12 @@ class LocalRuntime implements SandboxRuntime {
     return imageRoot(spec.image, layers, await this.#imageRootParts);
   }
 
-  /** Root's alone: no host account (nor any sandbox uid) reaches a sandbox's layers by path. */
+  /**
+   * Claims its range of ids; makes its dirs, root's alone: no host account (nor any sandbox
+   * uid) reaches a sandbox's layers by path.
+   */
   async #prepare(): Promise<void> {
+    this.#blocks ??= new IdBlockAllocator(await this.#claimedRange());
     await mkdir(join(this.#dir, "sandboxes"), { recursive: true, mode: 0o700 });
     await chmod(this.#dir, 0o700);
     await chmod(join(this.#dir, "sandboxes"), 0o700);
@@ -314,6 +367,11 @@ class LocalRuntime implements SandboxRuntime {
     this.#warm.refill();
   }
 
+  /** The range of host ids it claimed (undefined until it has); for diagnostics and tests. */
+  get sandboxIdRange(): UidRange | undefined {
+    return this.#range;
+  }
+
   /** How many sandboxes it holds (not yet destroyed); for diagnostics and tests. */
   get sandboxCount(): number {
     return this.#sandboxes.size;
@@ -330,6 +388,10 @@ class LocalRuntime implements SandboxRuntime {
     const all = [...this.#sandboxes.values(), ...warm];
     await Promise.all(all.map((s) => s.destroy()));
     this.#sandboxes.clear();
+    // Its ids go back to the host once nothing of its sandboxes runs.
+    const claim = this.#claim;
+    this.#claim = undefined;
+    (await claim?.catch(() => undefined))?.release();
   }
 }
 

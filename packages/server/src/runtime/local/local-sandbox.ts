@@ -75,6 +75,8 @@ export interface SandboxSetup {
   readonly agentCallTimeoutMs: number;
   /** Called once it is destroyed (the runtime stops holding it). */
   readonly onDestroyed?: (sandbox: LocalSandbox) => void;
+  /** Called when its destroy begins, with what settles when the destroy has ended (either way). */
+  readonly onDestroying?: (done: Promise<void>) => void;
 }
 
 /** Time a start may take, from the launch to the agent's ready (and its user set). */
@@ -400,7 +402,8 @@ export class LocalSandbox implements RuntimeSandbox {
   }
 
   destroy(): Promise<void> {
-    this.#destroyed ??= (async () => {
+    if (this.#destroyed) return this.#destroyed;
+    this.#destroyed = (async () => {
       const emptied = await this.#cgroup.destroy();
       this.#child?.kill("SIGKILL");
       for (const p of this.#processes.values()) p.sandboxEnded();
@@ -415,6 +418,7 @@ export class LocalSandbox implements RuntimeSandbox {
       }
       this.#setup.onDestroyed?.(this);
     })();
+    this.#setup.onDestroying?.(this.#destroyed);
     return this.#destroyed;
   }
 }

@@ -34,15 +34,27 @@ export const DEFAULT_LAYER_ID_BASE = 1_900_000_000;
 /** Blocks in the default sandbox range: that many sandboxes (warm ones included) at once. */
 export const DEFAULT_SANDBOX_BLOCKS = 1024;
 
-/**
- * The default sandbox range of a runtime whose data dir hashes to `instance` (hex): 1,024
- * blocks above 2^31, one of 31 such ranges picked by the hash, so two servers on one machine
- * rarely meet (they should still be given ranges of their own). Ends below MAX_HOST_ID.
- */
-export function defaultSandboxRange(instance: string): UidRange {
+/** Default ranges one host has room for: 1,024 blocks each, from 2^31 up to MAX_HOST_ID. */
+export const DEFAULT_RANGE_SLOTS = 31;
+
+/** The default range in `slot` (0 to 30): 1,024 blocks above 2^31. Ends below MAX_HOST_ID. */
+export function defaultSandboxRangeAt(slot: number): UidRange {
   const count = DEFAULT_SANDBOX_BLOCKS * ID_BLOCK;
-  const slot = Number.parseInt(instance.slice(0, 6), 16) % 31;
   return { start: 2 ** 31 + slot * count, count };
+}
+
+/**
+ * The slot a runtime whose data dir hashes to `instance` (hex) tries first, so that two
+ * servers on one machine rarely even meet; the runtime claims its range host-wide, and moves
+ * on to the next free slot when another server holds this one (id-range-claim.ts).
+ */
+export function defaultRangeSlot(instance: string): number {
+  return Number.parseInt(instance.slice(0, 6), 16) % DEFAULT_RANGE_SLOTS;
+}
+
+/** The default range a runtime whose data dir hashes to `instance` tries first. */
+export function defaultSandboxRange(instance: string): UidRange {
+  return defaultSandboxRangeAt(defaultRangeSlot(instance));
 }
 
 /** Files naming ids the host already hands out (accounts, groups, subordinate ranges). */
@@ -79,7 +91,9 @@ export async function uidRangeProblems(
 
 /**
  * What is wrong with the sandboxes' range: a whole number of blocks, clear of host ids, and
- * clear of the image store's layer ids (`layerIdBase` and its block).
+ * clear of the image store's layer ids (`layerIdBase` and its block); and with the layer ids
+ * themselves, clear of host ids too: every sandbox disk (the default image's included) stores
+ * its owners as `layerIdBase + u`, with or without an image store.
  */
 export async function sandboxRangeProblems(
   range: UidRange,
@@ -91,6 +105,7 @@ export async function sandboxRangeProblems(
     return [`the sandbox uid range must be a whole number of blocks of ${ID_BLOCK} ids, got ${count}`];
   }
   const problems = await uidRangeProblems(range, files);
+  problems.push(...(await uidRangeProblems({ start: layerIdBase, count: ID_BLOCK }, files, "the layer id block")));
   if (start < layerIdBase + ID_BLOCK && layerIdBase < start + count) {
     problems.push(
       `the sandbox uid range ${start}-${start + count - 1} overlaps the image store's layer ids ${layerIdBase}-${layerIdBase + ID_BLOCK - 1}: choose another range or layerIdBase`,
