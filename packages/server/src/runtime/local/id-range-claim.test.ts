@@ -3,7 +3,7 @@
 // server runs). A default range held by another server is given up for the next free one; a
 // range given by the operator is refused, naming the holder; a claim ends with its server.
 import { execFileSync, spawn } from "node:child_process";
-import { closeSync, constants, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
@@ -134,6 +134,48 @@ describe.runIf(available)("claims of host id ranges", () => {
       }
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  }, 60_000);
+
+  it("a runtime closed while a create is under way: the create fails, and nothing of it runs on ids no longer claimed", async () => {
+    const runtime = createLocalRuntime({ dataDir: join(work, "closing"), warmPoolSize: 0 });
+    const rangeOf = () => (runtime as unknown as { sandboxIdRange: UidRange | undefined }).sandboxIdRange;
+    const countOf = () => (runtime as unknown as { sandboxCount: number }).sandboxCount;
+    expect(await runtime.checkPrerequisites()).toEqual([]);
+    const range = rangeOf() as UidRange;
+    const creating = runtime.createSandbox({ id: "sb-closing", env: {}, blockNetwork: true });
+    await runtime.close();
+    const outcome = await creating.catch((error: unknown) => error);
+    try {
+      expect(outcome).toBeInstanceOf(Error);
+      expect((outcome as Error).message).toMatch(/the runtime is closed/);
+      expect(countOf()).toBe(0);
+      // Its ids are free (the claim was let go, and no later claim was made).
+      await waitUntilClaimable(range);
+      await expect(runtime.checkPrerequisites()).resolves.toContainEqual(expect.stringMatching(/closed/));
+    } finally {
+      if (!(outcome instanceof Error)) await (outcome as { destroy(): Promise<void> }).destroy();
+    }
+  }, 60_000);
+
+  it("never hands out a block some process still runs as (left by an earlier holder of the range)", async () => {
+    // A range of one block, below the default ranges and the layer ids, and a process of one
+    // of its uids (as a sandbox's that outlived its server).
+    const range = { start: 1_700_000_000 + 7 * ID_BLOCK, count: ID_BLOCK };
+    const stray = spawn("sleep", ["600"], { uid: range.start + 1000, gid: range.start + 1000, stdio: "ignore" });
+    const runtime = createLocalRuntime({ dataDir: join(work, "stray"), sandboxUids: range, warmPoolSize: 0 });
+    try {
+      const status = `/proc/${stray.pid}/status`;
+      await waitUntil(async () => existsSync(status) && readFileSync(status, "utf8").includes(`${range.start + 1000}`));
+      const outcome = await runtime
+        .createSandbox({ id: "sb-stray", env: {}, blockNetwork: true })
+        .catch((error: unknown) => error);
+      if (!(outcome instanceof Error)) await (outcome as { destroy(): Promise<void> }).destroy();
+      expect(outcome).toBeInstanceOf(Error);
+      expect((outcome as Error).message).toMatch(/all 1 sandbox id blocks are in use/);
+    } finally {
+      stray.kill("SIGKILL");
+      await runtime.close();
     }
   }, 60_000);
 

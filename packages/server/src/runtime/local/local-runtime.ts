@@ -46,7 +46,7 @@ import {
   type RootRecipe,
 } from "./sandbox-root.js";
 import { seccompProgram } from "./seccomp.js";
-import { DEFAULT_LAYER_ID_BASE, defaultRangeSlot, IdBlockAllocator, type UidRange } from "./uid-range.js";
+import { busyIdBlocks, DEFAULT_LAYER_ID_BASE, defaultRangeSlot, IdBlockAllocator, type UidRange } from "./uid-range.js";
 import { WarmPool } from "./warm-pool.js";
 
 const run = promisify(execFile);
@@ -118,6 +118,8 @@ class LocalRuntime implements SandboxRuntime {
   /** What each image sandbox's layers were when it started (see layerStamp). */
   readonly #layerStamps = new WeakMap<LocalSandbox, { image: ImageRecord; stamp: string }>();
   #closed = false;
+  /** Launches and adopts under way: close() waits for them (each fails, or is destroyed, once closed). */
+  readonly #launching = new Set<Promise<unknown>>();
   #seccompFile: Promise<string> | undefined;
   #agentFile: Promise<string> | undefined;
 
@@ -158,6 +160,7 @@ class LocalRuntime implements SandboxRuntime {
 
   /** Its range of host ids: claimed host-wide the first time (see id-range-claim.ts), held until close. */
   async #claimedRange(): Promise<UidRange> {
+    if (this.#closed) throw new Error("the runtime is closed"); // (a claim made now would never be released)
     this.#claim ??= forgetOnFailure(this.#claimRange(), () => {
       this.#claim = undefined;
     });
@@ -213,11 +216,7 @@ class LocalRuntime implements SandboxRuntime {
     const refill = () => (spec.image ? this.#imagePools.refill(spec.image, spec.user) : this.#warm.refill());
     if (warm) {
       try {
-        await warm.adopt(spec, limits);
-        this.#sandboxes.set(spec.id, warm);
-        return warm;
-      } catch {
-        await warm.destroy();
+        if (await this.#inFlight(this.#adopt(warm, spec, limits))) return warm;
       } finally {
         refill();
       }
@@ -226,6 +225,33 @@ class LocalRuntime implements SandboxRuntime {
       return await this.#start(spec);
     } finally {
       refill();
+    }
+  }
+
+  /** A warm sandbox takes on the spec: true once it is the runtime's, else destroyed (failed, or closed meanwhile). */
+  async #adopt(
+    warm: LocalSandbox,
+    spec: RuntimeSandboxSpec,
+    limits: Parameters<LocalSandbox["adopt"]>[1],
+  ): Promise<boolean> {
+    try {
+      await warm.adopt(spec, limits);
+      if (this.#closed) throw new Error("the runtime is closed");
+      this.#sandboxes.set(spec.id, warm);
+      return true;
+    } catch {
+      await warm.destroy();
+      return false;
+    }
+  }
+
+  /** `step`, a launch or an adopt, counted among those close() waits for until it settles. */
+  async #inFlight<T>(step: Promise<T>): Promise<T> {
+    this.#launching.add(step);
+    try {
+      return await step;
+    } finally {
+      this.#launching.delete(step);
     }
   }
 
@@ -245,15 +271,18 @@ class LocalRuntime implements SandboxRuntime {
     // From now until it is destroyed, the sandbox stands on its image's layers.
     const use = spec.image ? this.#imageUsers.begin(spec.image.id) : undefined;
     try {
-      return await this.#launch(spec, (done) => use?.leave(done));
+      return await this.#inFlight(this.#launch(spec, (done, gone) => use?.leave(done, gone)));
     } catch (error) {
       use?.leave(Promise.resolve()); // (nothing more when its destroy has already left)
       throw error;
     }
   }
 
-  /** Makes and starts a sandbox; `onDestroying` hears when its destroy begins. */
-  async #launch(spec: RuntimeSandboxSpec, onDestroying: (done: Promise<void>) => void): Promise<LocalSandbox> {
+  /** Makes and starts a sandbox; `onDestroying` hears when its destroy begins (see SandboxSetup). */
+  async #launch(
+    spec: RuntimeSandboxSpec,
+    onDestroying: (done: Promise<void>, gone: Promise<void>) => void,
+  ): Promise<LocalSandbox> {
     this.#prepared ??= forgetOnFailure(this.#prepare(), () => {
       this.#prepared = undefined;
     });
@@ -271,7 +300,8 @@ class LocalRuntime implements SandboxRuntime {
     this.#agentFile ??= forgetOnFailure(installAgent(this.#dir), () => {
       this.#agentFile = undefined;
     });
-    // An image's layers as they are now: a warm sandbox is handed out only while they are unchanged.
+    // An image's layers as they are now: a warm sandbox is handed out only while they are unchanged
+    // (none when a layer is missing now: never handed out).
     const stamp = spec.image && this.#options.layers ? layerStamp(spec.image, this.#options.layers) : undefined;
     const [seccomp, agent, root] = await Promise.all([this.#seccompFile, this.#agentFile, this.#rootOf(spec, images)]);
     const diskMiB = this.#diskOf(spec);
@@ -289,6 +319,8 @@ class LocalRuntime implements SandboxRuntime {
       diskSource = { template: await template };
     }
     const limits = this.#limitsOf(spec);
+    // Closed meanwhile: its range may be released already (close waits for this launch).
+    if (this.#closed) throw new Error("the runtime is closed");
     // Its own block of ids while it lives: freed by destroy, once nothing of the sandbox runs.
     const base = blocks.allocate();
     const sandbox = new LocalSandbox(spec, {
@@ -338,7 +370,13 @@ class LocalRuntime implements SandboxRuntime {
    * uid) reaches a sandbox's layers by path.
    */
   async #prepare(): Promise<void> {
-    this.#blocks ??= new IdBlockAllocator(await this.#claimedRange());
+    if (!this.#blocks) {
+      const range = await this.#claimedRange();
+      // A block some process still runs as (left by an earlier holder of the range) is never
+      // handed out: a sandbox there would share its ids.
+      const busy = await busyIdBlocks(range);
+      this.#blocks ??= new IdBlockAllocator(range, busy);
+    }
     await mkdir(join(this.#dir, "sandboxes"), { recursive: true, mode: 0o700 });
     await chmod(this.#dir, 0o700);
     await chmod(join(this.#dir, "sandboxes"), 0o700);
@@ -385,6 +423,8 @@ class LocalRuntime implements SandboxRuntime {
   async close(): Promise<void> {
     this.#closed = true;
     const warm = [...(await this.#warm.close()), ...(await this.#imagePools.close())];
+    // Launches under way end (failed, or with their sandbox among #sandboxes) before its ids go.
+    await Promise.allSettled([...this.#launching]);
     const all = [...this.#sandboxes.values(), ...warm];
     await Promise.all(all.map((s) => s.destroy()));
     this.#sandboxes.clear();
