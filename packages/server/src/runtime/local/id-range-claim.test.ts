@@ -51,6 +51,23 @@ describe.runIf(available)("claims of host id ranges", () => {
     await waitUntilClaimable(overlapping);
   });
 
+  it("holds the layer id block shared: servers may share theirs, but no range may overlap another's", async () => {
+    const range = { start: 2 ** 31 + 200 * ID_BLOCK, count: 2 * ID_BLOCK };
+    const layers = { start: 1_900_000_000, count: ID_BLOCK };
+    held.push(await claimIdRange(agent, range, lock, layers));
+    // Another server with the same layer ids and a range of its own: fine.
+    held.push(await claimIdRange(agent, { start: range.start + range.count, count: ID_BLOCK }, lock, layers));
+    // A range over those layer ids: refused, as over another's range.
+    await expect(claimIdRange(agent, { start: layers.start, count: ID_BLOCK }, lock)).rejects.toBeInstanceOf(
+      IdRangeTakenError,
+    );
+    // Layer ids over another's range: refused, saying so.
+    const other = { start: 2 ** 31 + 300 * ID_BLOCK, count: ID_BLOCK };
+    await expect(claimIdRange(agent, other, lock, { start: range.start + ID_BLOCK, count: ID_BLOCK })).rejects.toThrow(
+      /the layer id block \d+-\d+ overlaps host ids claimed by another sbx server on this machine for its sandboxes/,
+    );
+  });
+
   it("moves a default range on to the next free slot, and says so when none is left", async () => {
     const slots: IdRangeClaim[] = [];
     for (let i = 0; i < DEFAULT_RANGE_SLOTS; i++) slots.push(await claimDefaultRange(agent, 7, lock));

@@ -28,7 +28,7 @@ import { promisify } from "node:util";
 import type { ImageRecord, RuntimeSandbox, RuntimeSandboxSpec, SandboxRuntime } from "@sbx/server-kit";
 import { installAgent } from "./agent-binary.js";
 import { cleanupCgroups, detectCgroupVersion } from "./cgroups.js";
-import { claimDefaultRange, claimIdRange, type IdRangeClaim } from "./id-range-claim.js";
+import { claimDefaultRange, claimIdRange, ID_CLAIMS_FILE, type IdRangeClaim } from "./id-range-claim.js";
 import { type DefaultImage, ensureDefaultImage } from "./image.js";
 import { ImageUsers } from "./image-users.js";
 import { ImageWarmPools } from "./image-warm-pools.js";
@@ -46,7 +46,14 @@ import {
   type RootRecipe,
 } from "./sandbox-root.js";
 import { seccompProgram } from "./seccomp.js";
-import { busyIdBlocks, DEFAULT_LAYER_ID_BASE, defaultRangeSlot, IdBlockAllocator, type UidRange } from "./uid-range.js";
+import {
+  busyIdBlocks,
+  DEFAULT_LAYER_ID_BASE,
+  defaultRangeSlot,
+  ID_BLOCK,
+  IdBlockAllocator,
+  type UidRange,
+} from "./uid-range.js";
 import { WarmPool } from "./warm-pool.js";
 
 const run = promisify(execFile);
@@ -175,7 +182,10 @@ class LocalRuntime implements SandboxRuntime {
     });
     const agent = await this.#agentFile;
     const given = this.#options.sandboxUids;
-    return given ? claimIdRange(agent, given) : claimDefaultRange(agent, defaultRangeSlot(this.#instance));
+    const layers = { start: this.#layerIdBase, count: ID_BLOCK }; // (shared: no process runs as them)
+    return given
+      ? claimIdRange(agent, given, ID_CLAIMS_FILE, layers)
+      : claimDefaultRange(agent, defaultRangeSlot(this.#instance), ID_CLAIMS_FILE, layers);
   }
 
   /** Images of this host's platform whose layers are in the store (see sandbox-root.ts). */
