@@ -329,7 +329,7 @@ class LocalRuntime implements SandboxRuntime {
       diskSource = { template: await template };
     }
     const limits = this.#limitsOf(spec);
-    // Closed meanwhile: its range may be released already (close waits for this launch).
+    // Closed meanwhile: nothing more starts (close waits for this launch, then lets its range go).
     if (this.#closed) throw new Error("the runtime is closed");
     // Its own block of ids while it lives: freed by destroy, once nothing of the sandbox runs.
     const base = blocks.allocate();
