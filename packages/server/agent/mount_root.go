@@ -250,12 +250,9 @@ type idmapHolder struct {
 }
 
 func startIdmapHolder(from, to int) (*idmapHolder, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("finding this program: %w", err)
-	}
 	ids := []syscall.SysProcIDMap{{ContainerID: from, HostID: to, Size: idBlock}}
-	cmd := exec.Command(self, "idmap-holder")
+	// This very program, whatever became of its path since it started (replaced, removed).
+	cmd := exec.Command("/proc/self/exe", "idmap-holder")
 	cmd.Env = []string{}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  syscall.CLONE_NEWUSER,

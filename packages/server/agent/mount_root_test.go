@@ -27,6 +27,19 @@ func TestMain(m *testing.M) {
 			}
 			fmt.Println(holder.cmd.Process.Pid)
 			time.Sleep(time.Hour)
+		case "idmap-after-removal": // a mount-root whose binary was removed (replaced) since it started
+			if err := os.Remove(os.Args[0]); err != nil {
+				fmt.Println("error:", err)
+				os.Exit(1)
+			}
+			holder, err := startIdmapHolder(1_900_000_000, 2_147_483_648)
+			if err != nil {
+				fmt.Println("error:", err)
+				os.Exit(1)
+			}
+			holder.stop()
+			fmt.Println("started")
+			os.Exit(0)
 		}
 	}
 	os.Exit(m.Run())
@@ -87,6 +100,26 @@ func TestIdmapHolderEndsWithMountRoot(t *testing.T) {
 			t.Fatalf("the holder %d outlived its mount-root by 10 s", pid)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The holder is this very program, even when its file was removed or replaced since it started
+// (installAgent replaces the data dir's binary).
+func TestIdmapHolderIsThisProgramWhateverBecameOfItsPath(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("run as root: mount-root's namespaces are made by host root (as in CI)")
+	}
+	binary, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := filepath.Join(t.TempDir(), "agent")
+	if err := os.WriteFile(copied, binary, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(copied, "idmap-after-removal").Output()
+	if strings.TrimSpace(string(out)) != "started" {
+		t.Errorf("no holder once the binary was removed: %s (%v)", out, err)
 	}
 }
 

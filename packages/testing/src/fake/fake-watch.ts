@@ -10,8 +10,9 @@ import type { TreeEvent, TreeObserver } from "./tree-events.js";
  * One watch, like the agent's inotify instance: a directory (with `recursive`, every
  * directory below it, new ones included) or one file (watched through its directory, so a
  * file replaced by a rename stays watched). Watched directories are remembered with the path
- * they had when added, as inotify's watch descriptors are. Events are decoded the way the
- * agent decodes them.
+ * they had when added, as inotify's watch descriptors are, and a directory moved away is no
+ * longer watched (moved within the tree, it is added again under its new path), as the agent
+ * does. Events are decoded the way the agent decodes them.
  */
 export class FakeWatch implements TreeObserver {
   readonly #dirs = new Map<DirNode, string>();
@@ -67,6 +68,13 @@ export class FakeWatch implements TreeObserver {
     for (const [child, target] of subdirs) this.#addTree(child, target, created);
   }
 
+  /** Stops watching the directory at `path` and every one below it (it was moved away). */
+  #forget(path: string): void {
+    for (const [dir, at] of this.#dirs) {
+      if (at === path || at.startsWith(`${path}/`)) this.#dirs.delete(dir);
+    }
+  }
+
   /** Decodes one batch of changes, as the agent decodes one inotify read. */
   take(batch: readonly TreeEvent[]): void {
     if (this.#queue.ended) return;
@@ -111,6 +119,7 @@ export class FakeWatch implements TreeObserver {
         case "moved_from":
           moves.set(event.cookie, out.length);
           out.push({ type: "rename", paths: [path] });
+          if (this.recursive) this.#forget(path);
           break;
         case "moved_to": {
           const index = moves.has(event.cookie) ? moves.get(event.cookie) : -1;

@@ -3,7 +3,7 @@
 // server runs). A default range held by another server is given up for the next free one; a
 // range given by the operator is refused, naming the holder; a claim ends with its server.
 import { execFileSync, spawn } from "node:child_process";
-import { closeSync, constants, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
@@ -49,6 +49,23 @@ describe.runIf(available)("claims of host id ranges", () => {
     await claim({ start: 2 ** 31 + 4 * ID_BLOCK, count: ID_BLOCK });
     first.release();
     await waitUntilClaimable(overlapping);
+  });
+
+  it("holds the layer id block shared: servers may share theirs, but no range may overlap another's", async () => {
+    const range = { start: 2 ** 31 + 200 * ID_BLOCK, count: 2 * ID_BLOCK };
+    const layers = { start: 1_900_000_000, count: ID_BLOCK };
+    held.push(await claimIdRange(agent, range, lock, layers));
+    // Another server with the same layer ids and a range of its own: fine.
+    held.push(await claimIdRange(agent, { start: range.start + range.count, count: ID_BLOCK }, lock, layers));
+    // A range over those layer ids: refused, as over another's range.
+    await expect(claimIdRange(agent, { start: layers.start, count: ID_BLOCK }, lock)).rejects.toBeInstanceOf(
+      IdRangeTakenError,
+    );
+    // Layer ids over another's range: refused, saying so.
+    const other = { start: 2 ** 31 + 300 * ID_BLOCK, count: ID_BLOCK };
+    await expect(claimIdRange(agent, other, lock, { start: range.start + ID_BLOCK, count: ID_BLOCK })).rejects.toThrow(
+      /the layer id block \d+-\d+ overlaps host ids claimed by another sbx server on this machine for its sandboxes/,
+    );
   });
 
   it("moves a default range on to the next free slot, and says so when none is left", async () => {
@@ -134,6 +151,48 @@ describe.runIf(available)("claims of host id ranges", () => {
       }
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  }, 60_000);
+
+  it("a runtime closed while a create is under way: the create fails, and nothing of it runs on ids no longer claimed", async () => {
+    const runtime = createLocalRuntime({ dataDir: join(work, "closing"), warmPoolSize: 0 });
+    const rangeOf = () => (runtime as unknown as { sandboxIdRange: UidRange | undefined }).sandboxIdRange;
+    const countOf = () => (runtime as unknown as { sandboxCount: number }).sandboxCount;
+    expect(await runtime.checkPrerequisites()).toEqual([]);
+    const range = rangeOf() as UidRange;
+    const creating = runtime.createSandbox({ id: "sb-closing", env: {}, blockNetwork: true });
+    await runtime.close();
+    const outcome = await creating.catch((error: unknown) => error);
+    try {
+      expect(outcome).toBeInstanceOf(Error);
+      expect((outcome as Error).message).toMatch(/the runtime is closed/);
+      expect(countOf()).toBe(0);
+      // Its ids are free (the claim was let go, and no later claim was made).
+      await waitUntilClaimable(range);
+      await expect(runtime.checkPrerequisites()).resolves.toContainEqual(expect.stringMatching(/closed/));
+    } finally {
+      if (!(outcome instanceof Error)) await (outcome as { destroy(): Promise<void> }).destroy();
+    }
+  }, 60_000);
+
+  it("never hands out a block some process still runs as (left by an earlier holder of the range)", async () => {
+    // A range of one block, below the default ranges and the layer ids, and a process of one
+    // of its uids (as a sandbox's that outlived its server).
+    const range = { start: 1_700_000_000 + 7 * ID_BLOCK, count: ID_BLOCK };
+    const stray = spawn("sleep", ["600"], { uid: range.start + 1000, gid: range.start + 1000, stdio: "ignore" });
+    const runtime = createLocalRuntime({ dataDir: join(work, "stray"), sandboxUids: range, warmPoolSize: 0 });
+    try {
+      const status = `/proc/${stray.pid}/status`;
+      await waitUntil(async () => existsSync(status) && readFileSync(status, "utf8").includes(`${range.start + 1000}`));
+      const outcome = await runtime
+        .createSandbox({ id: "sb-stray", env: {}, blockNetwork: true })
+        .catch((error: unknown) => error);
+      if (!(outcome instanceof Error)) await (outcome as { destroy(): Promise<void> }).destroy();
+      expect(outcome).toBeInstanceOf(Error);
+      expect((outcome as Error).message).toMatch(/all 1 sandbox id blocks are in use/);
+    } finally {
+      stray.kill("SIGKILL");
+      await runtime.close();
     }
   }, 60_000);
 

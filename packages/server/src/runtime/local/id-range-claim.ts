@@ -6,7 +6,9 @@
  * for as long as the server lets it: the lock ends with that process, which ends when the
  * server closes its stdin or dies, so a claim never outlives its server. A default range
  * that another server holds is given up for the next free one (31 slots); a range given by
- * the operator is refused, naming the process that holds it.
+ * the operator is refused, naming the process that holds it. The claim also holds the image
+ * store's layer id block, shared (a read lock): servers may share one, but no server's
+ * sandbox range may overlap another's layer ids (its sandboxes would own that server's files).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, lstatSync, mkdirSync } from "node:fs";
@@ -50,13 +52,23 @@ function ensureClaimsDir(lockFile: string): void {
   if ((st.mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
 }
 
-/** Claims `range` through `agent` (the agent binary's claim-ids); IdRangeTakenError when another holds ids of it. */
-export async function claimIdRange(agent: string, range: UidRange, lockFile = ID_CLAIMS_FILE): Promise<IdRangeClaim> {
+/**
+ * Claims `range` through `agent` (the agent binary's claim-ids), and `layers` (the layer id
+ * block) shared; IdRangeTakenError when another holds ids of the range (as its range, or as its
+ * layer ids), an Error naming the layer ids when another's range holds ids of `layers`.
+ */
+export async function claimIdRange(
+  agent: string,
+  range: UidRange,
+  lockFile = ID_CLAIMS_FILE,
+  layers?: UidRange,
+): Promise<IdRangeClaim> {
   ensureClaimsDir(lockFile);
   const args = ["claim-ids", "--lock", lockFile, "--start", String(range.start), "--count", String(range.count)];
+  if (layers) args.push("--shared-start", String(layers.start), "--shared-count", String(layers.count));
   const child = spawn(agent, args, { stdio: ["pipe", "pipe", "pipe"], env: {} });
   const answer = await firstLine(child);
-  const taken = /^taken (\d+) (\d+) (-?\d+)$/.exec(answer.line);
+  const taken = /^(taken|shared-taken) (\d+) (\d+) (-?\d+)$/.exec(answer.line);
   if (answer.line === "claimed") {
     // Held for as long as the server runs, without keeping it running.
     child.unref();
@@ -78,8 +90,13 @@ export async function claimIdRange(agent: string, range: UidRange, lockFile = ID
   }
   child.kill("SIGKILL");
   if (taken) {
-    const [, start, count, pid] = taken.map(Number) as [number, number, number, number];
-    throw new IdRangeTakenError(range, { start, count, pid });
+    const [start, count, pid] = taken.slice(2).map(Number) as [number, number, number];
+    if (taken[1] === "taken") throw new IdRangeTakenError(range, { start, count, pid });
+    const block = layers as UidRange;
+    throw new Error(
+      `the layer id block ${block.start}-${block.start + block.count - 1} overlaps host ids claimed by another sbx server ` +
+        `on this machine for its sandboxes (its claim: ${start}-${start + count - 1}, held by process ${pid}): choose another layerIdBase`,
+    );
   }
   throw new Error(`cannot claim host ids ${range.start}-${range.start + range.count - 1}: ${answer.error}`);
 }
@@ -92,10 +109,11 @@ export async function claimDefaultRange(
   agent: string,
   first: number,
   lockFile = ID_CLAIMS_FILE,
+  layers?: UidRange,
 ): Promise<IdRangeClaim> {
   for (let i = 0; i < DEFAULT_RANGE_SLOTS; i++) {
     try {
-      return await claimIdRange(agent, defaultSandboxRangeAt((first + i) % DEFAULT_RANGE_SLOTS), lockFile);
+      return await claimIdRange(agent, defaultSandboxRangeAt((first + i) % DEFAULT_RANGE_SLOTS), lockFile, layers);
     } catch (error) {
       if (!(error instanceof IdRangeTakenError)) throw error;
     }

@@ -26,4 +26,16 @@ describe("an image's users", () => {
     expect(users.inUse("im-b")).toBe(true); // never left
     await users.departures("im-b"); // nothing on its way out: settles at once
   });
+
+  it("a sandbox whose processes outlived its destroy stands on the layers until they are gone", async () => {
+    const users = new ImageUsers();
+    const use = users.begin("im-a");
+    let gone!: () => void;
+    use.leave(Promise.resolve(), new Promise<void>((resolve) => (gone = resolve)));
+    await users.departures("im-a"); // its destroy has ended
+    expect(users.inUse("im-a")).toBe(true);
+    gone();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(users.inUse("im-a")).toBe(false);
+  });
 });

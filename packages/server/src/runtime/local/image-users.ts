@@ -1,8 +1,10 @@
 /**
  * Which of the runtime's sandboxes stand on each image's layers: every sandbox started from
- * an image, warm ones included, from the moment its start begins until it is destroyed (or
- * its start failed). An image store must not remove the layers of an image in use; deleting
- * an image waits for its sandboxes on their way out first (`departures`).
+ * an image, warm ones included, from the moment its start begins until it is destroyed and
+ * nothing of it runs any more (or its start failed). An image store must not remove the
+ * layers of an image in use; deleting an image waits for its sandboxes on their way out first
+ * (`departures`). A sandbox whose processes outlived its destroy stands on them until they are
+ * gone.
  */
 export class ImageUsers {
   readonly #users = new Map<string, Set<ImageUse>>();
@@ -28,7 +30,10 @@ export class ImageUsers {
     return (this.#users.get(imageId)?.size ?? 0) > 0;
   }
 
-  /** Settles once every sandbox of the image that is on its way out has gone. */
+  /**
+   * Settles once the destroy of every sandbox of the image that is on its way out has ended
+   * (one whose processes outlived it stays in use: `inUse`).
+   */
   async departures(imageId: string): Promise<void> {
     const leaving = [...(this.#users.get(imageId) ?? [])].flatMap((use) => (use.leaving ? [use.leaving] : []));
     await Promise.all(leaving);
@@ -49,9 +54,16 @@ export class ImageUse {
     return this.#leaving;
   }
 
-  /** The sandbox is going: it no longer stands on the layers once `gone` settles, either way. */
-  leave(gone: Promise<unknown>): void {
-    this.#leaving ??= gone.then(
+  /**
+   * The sandbox is going: `departed` settles when its destroy has ended (either way), `gone` once
+   * nothing of it runs any more (processes may outlive the destroy); it stands on the layers
+   * until then. Only the first call counts.
+   */
+  leave(departed: Promise<unknown>, gone: Promise<unknown> = departed): void {
+    if (this.#leaving) return;
+    const ignore = () => {};
+    this.#leaving = departed.then(ignore, ignore);
+    gone.then(
       () => this.#forget(),
       () => this.#forget(),
     );

@@ -28,7 +28,7 @@ import { promisify } from "node:util";
 import type { ImageRecord, RuntimeSandbox, RuntimeSandboxSpec, SandboxRuntime } from "@sbx/server-kit";
 import { installAgent } from "./agent-binary.js";
 import { cleanupCgroups, detectCgroupVersion } from "./cgroups.js";
-import { claimDefaultRange, claimIdRange, type IdRangeClaim } from "./id-range-claim.js";
+import { claimDefaultRange, claimIdRange, ID_CLAIMS_FILE, type IdRangeClaim } from "./id-range-claim.js";
 import { type DefaultImage, ensureDefaultImage } from "./image.js";
 import { ImageUsers } from "./image-users.js";
 import { ImageWarmPools } from "./image-warm-pools.js";
@@ -46,7 +46,14 @@ import {
   type RootRecipe,
 } from "./sandbox-root.js";
 import { seccompProgram } from "./seccomp.js";
-import { DEFAULT_LAYER_ID_BASE, defaultRangeSlot, IdBlockAllocator, type UidRange } from "./uid-range.js";
+import {
+  busyIdBlocks,
+  DEFAULT_LAYER_ID_BASE,
+  defaultRangeSlot,
+  ID_BLOCK,
+  IdBlockAllocator,
+  type UidRange,
+} from "./uid-range.js";
 import { WarmPool } from "./warm-pool.js";
 
 const run = promisify(execFile);
@@ -118,6 +125,8 @@ class LocalRuntime implements SandboxRuntime {
   /** What each image sandbox's layers were when it started (see layerStamp). */
   readonly #layerStamps = new WeakMap<LocalSandbox, { image: ImageRecord; stamp: string }>();
   #closed = false;
+  /** Launches and adopts under way: close() waits for them (each fails, or is destroyed, once closed). */
+  readonly #launching = new Set<Promise<unknown>>();
   #seccompFile: Promise<string> | undefined;
   #agentFile: Promise<string> | undefined;
 
@@ -158,6 +167,7 @@ class LocalRuntime implements SandboxRuntime {
 
   /** Its range of host ids: claimed host-wide the first time (see id-range-claim.ts), held until close. */
   async #claimedRange(): Promise<UidRange> {
+    if (this.#closed) throw new Error("the runtime is closed"); // (a claim made now would never be released)
     this.#claim ??= forgetOnFailure(this.#claimRange(), () => {
       this.#claim = undefined;
     });
@@ -172,7 +182,10 @@ class LocalRuntime implements SandboxRuntime {
     });
     const agent = await this.#agentFile;
     const given = this.#options.sandboxUids;
-    return given ? claimIdRange(agent, given) : claimDefaultRange(agent, defaultRangeSlot(this.#instance));
+    const layers = { start: this.#layerIdBase, count: ID_BLOCK }; // (shared: no process runs as them)
+    return given
+      ? claimIdRange(agent, given, ID_CLAIMS_FILE, layers)
+      : claimDefaultRange(agent, defaultRangeSlot(this.#instance), ID_CLAIMS_FILE, layers);
   }
 
   /** Images of this host's platform whose layers are in the store (see sandbox-root.ts). */
@@ -213,11 +226,7 @@ class LocalRuntime implements SandboxRuntime {
     const refill = () => (spec.image ? this.#imagePools.refill(spec.image, spec.user) : this.#warm.refill());
     if (warm) {
       try {
-        await warm.adopt(spec, limits);
-        this.#sandboxes.set(spec.id, warm);
-        return warm;
-      } catch {
-        await warm.destroy();
+        if (await this.#inFlight(this.#adopt(warm, spec, limits))) return warm;
       } finally {
         refill();
       }
@@ -226,6 +235,33 @@ class LocalRuntime implements SandboxRuntime {
       return await this.#start(spec);
     } finally {
       refill();
+    }
+  }
+
+  /** A warm sandbox takes on the spec: true once it is the runtime's, else destroyed (failed, or closed meanwhile). */
+  async #adopt(
+    warm: LocalSandbox,
+    spec: RuntimeSandboxSpec,
+    limits: Parameters<LocalSandbox["adopt"]>[1],
+  ): Promise<boolean> {
+    try {
+      await warm.adopt(spec, limits);
+      if (this.#closed) throw new Error("the runtime is closed");
+      this.#sandboxes.set(spec.id, warm);
+      return true;
+    } catch {
+      await warm.destroy();
+      return false;
+    }
+  }
+
+  /** `step`, a launch or an adopt, counted among those close() waits for until it settles. */
+  async #inFlight<T>(step: Promise<T>): Promise<T> {
+    this.#launching.add(step);
+    try {
+      return await step;
+    } finally {
+      this.#launching.delete(step);
     }
   }
 
@@ -245,15 +281,18 @@ class LocalRuntime implements SandboxRuntime {
     // From now until it is destroyed, the sandbox stands on its image's layers.
     const use = spec.image ? this.#imageUsers.begin(spec.image.id) : undefined;
     try {
-      return await this.#launch(spec, (done) => use?.leave(done));
+      return await this.#inFlight(this.#launch(spec, (done, gone) => use?.leave(done, gone)));
     } catch (error) {
       use?.leave(Promise.resolve()); // (nothing more when its destroy has already left)
       throw error;
     }
   }
 
-  /** Makes and starts a sandbox; `onDestroying` hears when its destroy begins. */
-  async #launch(spec: RuntimeSandboxSpec, onDestroying: (done: Promise<void>) => void): Promise<LocalSandbox> {
+  /** Makes and starts a sandbox; `onDestroying` hears when its destroy begins (see SandboxSetup). */
+  async #launch(
+    spec: RuntimeSandboxSpec,
+    onDestroying: (done: Promise<void>, gone: Promise<void>) => void,
+  ): Promise<LocalSandbox> {
     this.#prepared ??= forgetOnFailure(this.#prepare(), () => {
       this.#prepared = undefined;
     });
@@ -271,7 +310,8 @@ class LocalRuntime implements SandboxRuntime {
     this.#agentFile ??= forgetOnFailure(installAgent(this.#dir), () => {
       this.#agentFile = undefined;
     });
-    // An image's layers as they are now: a warm sandbox is handed out only while they are unchanged.
+    // An image's layers as they are now: a warm sandbox is handed out only while they are unchanged
+    // (none when a layer is missing now: never handed out).
     const stamp = spec.image && this.#options.layers ? layerStamp(spec.image, this.#options.layers) : undefined;
     const [seccomp, agent, root] = await Promise.all([this.#seccompFile, this.#agentFile, this.#rootOf(spec, images)]);
     const diskMiB = this.#diskOf(spec);
@@ -289,6 +329,8 @@ class LocalRuntime implements SandboxRuntime {
       diskSource = { template: await template };
     }
     const limits = this.#limitsOf(spec);
+    // Closed meanwhile: nothing more starts (close waits for this launch, then lets its range go).
+    if (this.#closed) throw new Error("the runtime is closed");
     // Its own block of ids while it lives: freed by destroy, once nothing of the sandbox runs.
     const base = blocks.allocate();
     const sandbox = new LocalSandbox(spec, {
@@ -338,7 +380,13 @@ class LocalRuntime implements SandboxRuntime {
    * uid) reaches a sandbox's layers by path.
    */
   async #prepare(): Promise<void> {
-    this.#blocks ??= new IdBlockAllocator(await this.#claimedRange());
+    if (!this.#blocks) {
+      const range = await this.#claimedRange();
+      // A block some process still runs as (left by an earlier holder of the range) is never
+      // handed out: a sandbox there would share its ids.
+      const busy = await busyIdBlocks(range);
+      this.#blocks ??= new IdBlockAllocator(range, busy);
+    }
     await mkdir(join(this.#dir, "sandboxes"), { recursive: true, mode: 0o700 });
     await chmod(this.#dir, 0o700);
     await chmod(join(this.#dir, "sandboxes"), 0o700);
@@ -385,6 +433,8 @@ class LocalRuntime implements SandboxRuntime {
   async close(): Promise<void> {
     this.#closed = true;
     const warm = [...(await this.#warm.close()), ...(await this.#imagePools.close())];
+    // Launches under way end (failed, or with their sandbox among #sandboxes) before its ids go.
+    await Promise.allSettled([...this.#launching]);
     const all = [...this.#sandboxes.values(), ...warm];
     await Promise.all(all.map((s) => s.destroy()));
     this.#sandboxes.clear();

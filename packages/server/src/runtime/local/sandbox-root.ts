@@ -94,13 +94,13 @@ export function imageRoot(image: ImageRecord, layers: LayerSource, parts: ImageR
 /**
  * Which dirs an image's layers are now (the store's token of each): unchanged while the store
  * keeps them, different once a layer was removed (and maybe unpacked again, whatever inode
- * number its new dir has); "" when one is missing.
+ * number its new dir has); undefined when one is missing (a stamp equal to no other).
  */
-export function layerStamp(image: ImageRecord, layers: LayerSource): string {
+export function layerStamp(image: ImageRecord, layers: LayerSource): string | undefined {
   const parts: string[] = [];
   for (const diffId of collapseLayers(image.layers)) {
     const token = layers.layerToken(diffId);
-    if (token === undefined) return "";
+    if (token === undefined) return undefined;
     parts.push(token);
   }
   return parts.join(",");

@@ -11,7 +11,7 @@
  * through an idmapped mount (layerIdBase+u → BASE+u, see root-mount.ts). The two ranges must
  * not overlap (checked at start-up, `sandboxRangeProblems`).
  */
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 
 export interface UidRange {
   readonly start: number;
@@ -127,9 +127,32 @@ function* idsIn(file: string, text: string): Generator<[number, number]> {
 }
 
 /**
+ * The blocks of `range` (by first id) that some process runs as: one of its real, effective,
+ * saved or file uids or gids is in the block (read from `/proc/<pid>/status`). Such a process
+ * was left by an earlier holder of the range (a server that crashed, or a sandbox whose
+ * processes outlived its destroy): the range's claim ended with its holder, not with them.
+ */
+export async function busyIdBlocks(range: UidRange, proc = "/proc"): Promise<Set<number>> {
+  const busy = new Set<number>();
+  const pids = (await readdir(proc).catch(() => [] as string[])).filter((name) => /^\d+$/.test(name));
+  for (const pid of pids) {
+    const status = await readFile(`${proc}/${pid}/status`, "utf8").catch(() => ""); // (gone meanwhile)
+    for (const line of status.split("\n")) {
+      if (!line.startsWith("Uid:") && !line.startsWith("Gid:")) continue;
+      for (const id of line.slice(4).trim().split(/\s+/).map(Number)) {
+        if (id >= range.start && id < range.start + range.count) {
+          busy.add(range.start + Math.floor((id - range.start) / ID_BLOCK) * ID_BLOCK);
+        }
+      }
+    }
+  }
+  return busy;
+}
+
+/**
  * Hands out the range's blocks, one per live sandbox, by its first id (`BASE`). Freed blocks
  * are reused last (the search goes round the range), so a destroyed sandbox's ids rest as long
- * as possible before they return.
+ * as possible before they return. Blocks held back (see busyIdBlocks) are never handed out.
  */
 export class IdBlockAllocator {
   readonly #start: number;
@@ -137,12 +160,13 @@ export class IdBlockAllocator {
   readonly #taken = new Set<number>();
   #next = 0;
 
-  constructor(range: UidRange) {
+  constructor(range: UidRange, heldBack: Iterable<number> = []) {
     if (range.count % ID_BLOCK !== 0 || range.count < ID_BLOCK) {
       throw new Error(`a sandbox uid range is a whole number of blocks of ${ID_BLOCK} ids, got ${range.count}`);
     }
     this.#start = range.start;
     this.#blocks = range.count / ID_BLOCK;
+    for (const base of heldBack) this.#taken.add(base);
   }
 
   /** The first host id of a free block (the sandbox's root). */
