@@ -11,9 +11,9 @@ const (
 )
 
 // clearInheritableCaps empties the inheritable and ambient capability sets of every thread.
-// bubblewrap puts the capabilities it grants (Docker's default set, inside the sandbox's user
-// namespace only) in those sets too; Docker leaves both empty (CVE-2022-24769), so the agent
-// does: root's processes then get exactly the bounding set on exec, a non-root user's none.
+// bubblewrap puts the capabilities it grants (Docker's default set less three, inside the
+// sandbox's user namespace only) in those sets too; Docker leaves both empty (CVE-2022-24769),
+// so the agent does: root's processes then get exactly the bounding set on exec, a non-root user's none.
 // (Under no_new_privs they could not gain anything through them either.)
 func clearInheritableCaps() error {
 	if _, _, errno := syscall.AllThreadsSyscall6(syscall.SYS_PRCTL, prCapAmbient, prCapAmbientClearAll, 0, 0, 0, 0); errno != 0 {

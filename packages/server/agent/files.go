@@ -23,7 +23,7 @@ type fileServer struct {
 
 	mu      sync.Mutex
 	waiting *sync.Cond
-	queued  []*Request
+	queued  []fileJob
 
 	openMu    sync.Mutex
 	openFiles map[int]bool   // descriptors opened by Read, until Release
@@ -32,10 +32,17 @@ type fileServer struct {
 	watches watches
 }
 
+// fileJob is a file call of the server's, or work of the agent's own that must act as the
+// user (fn: a recursive watch's directories found after it started).
+type fileJob struct {
+	req *Request
+	fn  func()
+}
+
 func newFileServer(emit func(*Event), workers int, identity *acting) *fileServer {
 	f := &fileServer{emit: emit, identity: identity, openFiles: map[int]bool{}, uploads: map[string]int{}}
 	f.waiting = sync.NewCond(&f.mu)
-	f.watches.init(emit)
+	f.watches.init(emit, f.asUser)
 	for i := 0; i < workers; i++ {
 		go f.work()
 	}
@@ -47,10 +54,24 @@ func (f *fileServer) queue(req *Request) {
 	if req.Watch != nil {
 		f.watches.queued(req.Id)
 	}
+	f.push(fileJob{req: req})
+}
+
+func (f *fileServer) push(job fileJob) {
 	f.mu.Lock()
-	f.queued = append(f.queued, req)
+	f.queued = append(f.queued, job)
 	f.mu.Unlock()
 	f.waiting.Signal()
+}
+
+// asUser runs fn on a file worker, as the sandbox user without capabilities, and waits for it.
+func (f *fileServer) asUser(fn func()) {
+	done := make(chan struct{})
+	f.push(fileJob{fn: func() {
+		defer close(done)
+		fn()
+	}})
+	<-done
 }
 
 func (f *fileServer) unwatch(id string) { f.watches.unwatch(id) }
@@ -68,8 +89,8 @@ func (f *fileServer) work() {
 		for len(f.queued) == 0 {
 			f.waiting.Wait()
 		}
-		req := f.queued[0]
-		f.queued[0] = nil
+		job := f.queued[0]
+		f.queued[0] = fileJob{}
 		f.queued = f.queued[1:]
 		f.mu.Unlock()
 		if creds, generation := f.identity.current(); generation != applied {
@@ -78,7 +99,11 @@ func (f *fileServer) work() {
 			}
 			applied = generation
 		}
-		f.emit(&Event{Id: req.Id, File: f.serve(req)})
+		if job.fn != nil {
+			job.fn()
+			continue
+		}
+		f.emit(&Event{Id: job.req.Id, File: f.serve(job.req)})
 	}
 }
 

@@ -4,7 +4,7 @@ package main
 // /etc/passwd and /etc/group. Those files are the image's (and the sandbox's root may rewrite
 // them): hostile input, read with bounds, which can only ever affect this sandbox. Processes
 // get the user's ids and groups when they start (setgroups, setgid, setuid in the child), and
-// root's processes Docker's capabilities. File calls act as the user without any capability
+// root's processes Docker's capabilities (less three). File calls act as the user without any capability
 // (permission bits bind root too, as the files API has always promised) on threads whose fs
 // ids, groups and capabilities are their own (setfsuid, setfsgid, setgroups and capset hold
 // for one thread only), so the kernel checks every path as it would for that user.
@@ -73,7 +73,7 @@ func newUserThread(who *acting) *userThread {
 		var applied uint64
 		for fn := range t.work {
 			if creds, generation := who.current(); generation != applied {
-				// With the capabilities the user's processes will have (root's: Docker's set).
+				// With the capabilities the user's processes will have (root's: Docker's set less three).
 				if err := actAs(creds, true); err != nil {
 					fatal("cannot act as the sandbox user: %v", err)
 				}
@@ -350,10 +350,12 @@ func resolveUser(spec string, passwd, group []byte) (*credentials, error) {
 	return c, nil
 }
 
-// makeWorkdir makes dir and its missing parents (mode 0755), giving each one it makes to
-// uid:gid, as Docker makes an image's WorkingDir. It resolves inside the sandbox's root, as
-// its root (the agent), before any process of the sandbox runs.
-func makeWorkdir(dir string, uid, gid uint32) error {
+// makeWorkdir makes dir and its missing parents (mode 0755), owned by the sandbox's root
+// (0:0), as Docker makes a container's WorkingDir (moby's SetupWorkingDirectory: the
+// container's root pair, whatever its User): the user gets no directory it did not have,
+// parents included. It resolves inside the sandbox's root, as its root (the agent), before
+// any process of the sandbox runs.
+func makeWorkdir(dir string) error {
 	if !strings.HasPrefix(dir, "/") {
 		return fmt.Errorf("the working directory %q is not absolute", dir)
 	}
@@ -376,7 +378,8 @@ func makeWorkdir(dir string, uid, gid uint32) error {
 		if err := syscall.Mkdir(prefix, 0o755); err != nil && err != syscall.EEXIST {
 			return pathErr("mkdir", prefix, err)
 		}
-		if err := syscall.Lchown(prefix, int(uid), int(gid)); err != nil {
+		// Root's, whatever the parent's set-group-id bit would have given it.
+		if err := syscall.Lchown(prefix, 0, 0); err != nil {
 			return pathErr("chown", prefix, err)
 		}
 	}
@@ -392,7 +395,7 @@ func (a *agent) configure(id string, req *Configure) {
 	}
 	c, err := lookUpUser(req.User)
 	if err == nil && req.Workdir != "" {
-		err = makeWorkdir(req.Workdir, c.uid, c.gid)
+		err = makeWorkdir(req.Workdir)
 	}
 	if err != nil {
 		a.emit(&Event{Id: id, Error: &RequestError{Error: describeErr(err)}})

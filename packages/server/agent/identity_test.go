@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -129,5 +130,44 @@ func TestMountRootArgs(t *testing.T) {
 		if _, err := parseMountRootArgs(bad); err == nil {
 			t.Errorf("parseMountRootArgs(%q) must fail", bad)
 		}
+	}
+}
+
+func TestMakeWorkdirGivesWhatItMakesToRootAsDockerDoes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("run as root: the directories made are chowned to 0:0 (as in CI)")
+	}
+	top := t.TempDir()
+	// A parent of the user's, set-group-id: what is made below it is still root's.
+	if err := os.Chown(top, 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(top, 0o2775); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(top, "srv", "app")
+	if err := makeWorkdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, made := range []string{filepath.Join(top, "srv"), dir} {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(made, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Uid != 0 || st.Gid != 0 || !isDir(&st) {
+			t.Errorf("%s: owner %d:%d, want a directory of 0:0", made, st.Uid, st.Gid)
+		}
+	}
+	var st syscall.Stat_t
+	syscall.Lstat(top, &st)
+	if st.Uid != 1234 {
+		t.Errorf("an existing parent was changed: owner %d", st.Uid)
+	}
+	if err := makeWorkdir(filepath.Join(top, "srv", "app")); err != nil {
+		t.Errorf("an existing working directory: %v", err)
+	}
+	os.WriteFile(filepath.Join(top, "file"), nil, 0o644)
+	if err := makeWorkdir(filepath.Join(top, "file", "below")); err == nil {
+		t.Error("a working directory below a file was made")
 	}
 }

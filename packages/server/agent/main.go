@@ -18,6 +18,13 @@
 //
 //	sbx-agent mount-root ...
 //
+// and, for as long as it runs, to claim its range of host ids (see claim_ids.go):
+//
+//	sbx-agent claim-ids ...
+//
+// mount-root runs it again, in a new user namespace, to make the namespace of its idmaps
+// (`sbx-agent idmap-holder`, see idmapHolder).
+//
 // Subcommands, for tests and benchmarks (not used by the server):
 //
 //	sbx-agent --version
@@ -54,6 +61,14 @@ func main() {
 				fatal("%v", err)
 			}
 			return
+		case "idmap-holder": // (mount-root's, see idmapHolder)
+			holdIdmap()
+			return
+		case "claim-ids":
+			if err := cmdClaimIDs(os.Args[2:]); err != nil {
+				fatal("claim-ids: %v", err)
+			}
+			return
 		case "--open-files":
 			if len(os.Args) != 3 {
 				fatal("usage: sbx-agent --open-files N")
@@ -64,7 +79,7 @@ func main() {
 			}
 			openFiles = n
 		default:
-			fatal("unknown argument %q (usage: sbx-agent [--open-files N | --version | bench-spawn ROUNDS PROGRAM [ARG...] | mount-root ...])", os.Args[1])
+			fatal("unknown argument %q (usage: sbx-agent [--open-files N | --version | bench-spawn ROUNDS PROGRAM [ARG...] | mount-root ... | claim-ids ...])", os.Args[1])
 		}
 	}
 	// bubblewrap leaves the capabilities it grants in the inheritable and ambient sets too.

@@ -23,7 +23,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -173,6 +175,9 @@ func cmdMountRoot(args []string) error {
 	if err != nil {
 		return fmt.Errorf("mount-root: %w", err)
 	}
+	// The thread that starts the idmap namespace's holder (whose parent-death signal is tied to
+	// it) and later mounts with the sandbox root's fs ids: never unlocked, it ends with the program.
+	runtime.LockOSThread()
 	userns, err := idmapUserns(a.idFrom, a.idTo)
 	if err != nil {
 		return fmt.Errorf("mount-root: the idmap user namespace: %w", err)
@@ -197,8 +202,7 @@ func cmdMountRoot(args []string) error {
 	// overlayfs does its own work in the upper (its work dir, copy-ups) with the mounter's
 	// credentials, which must map through the upper's idmap: else it mounts read-only, saying
 	// so only in the kernel log. So the mount is made with fsuid/fsgid = the sandbox's root, on
-	// this thread alone (never unlocked: the thread ends with the program).
-	runtime.LockOSThread()
+	// this thread alone (locked above).
 	if err := actAsFsIds(a.idTo); err != nil {
 		return fmt.Errorf("mount-root: %w", err)
 	}
@@ -223,44 +227,59 @@ func cmdMountRoot(args []string) error {
 func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 
 // idmapUserns answers a descriptor of a new user namespace mapping from..from+65535 (its ids)
-// onto to..to+65535 (host ids), for MOUNT_ATTR_IDMAP. A namespace is made by a process: a raw
-// clone(CLONE_NEWUSER) child that runs no Go code and only waits, whose maps this process (host
-// root) writes; the descriptor then keeps the namespace and the child is killed. The namespace
-// holds no process and grants nothing: it only translates the mounts' ids.
+// onto to..to+65535 (host ids), for MOUNT_ATTR_IDMAP. The descriptor keeps the namespace; its
+// holder is then killed. The namespace holds no process and grants nothing: it only
+// translates the mounts' ids.
 func idmapUserns(from, to int) (int, error) {
-	pid, errno := cloneUserns()
-	if errno != 0 {
-		return -1, fmt.Errorf("clone(CLONE_NEWUSER): %w", errno)
+	holder, err := startIdmapHolder(from, to)
+	if err != nil {
+		return -1, err
 	}
-	defer func() {
-		syscall.Kill(int(pid), syscall.SIGKILL)
-		var ws syscall.WaitStatus
-		syscall.Wait4(int(pid), &ws, 0, nil)
-	}()
-	line := []byte(fmt.Sprintf("%d %d %d\n", from, to, idBlock))
-	for _, name := range []string{"uid_map", "gid_map"} {
-		if err := os.WriteFile(fmt.Sprintf("/proc/%d/%s", pid, name), line, 0); err != nil {
-			return -1, err
-		}
-	}
-	return syscall.Open(fmt.Sprintf("/proc/%d/ns/user", pid), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	defer holder.stop()
+	return syscall.Open(fmt.Sprintf("/proc/%d/ns/user", holder.cmd.Process.Pid), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 }
 
-// cloneUserns forks, without exec, a child in a new user namespace. The child runs only raw
-// syscalls (no allocation, no scheduler): it asks to die with its parent, then blocks in ppoll
-// until it is killed.
-//
-//go:norace
-//go:noinline
-func cloneUserns() (uintptr, syscall.Errno) {
-	pid, _, errno := syscall.RawSyscall6(syscall.SYS_CLONE, syscall.CLONE_NEWUSER|uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
-	if errno != 0 || pid != 0 {
-		return pid, errno
+// idmapHolder is the process a user namespace is made by: this program again (`idmap-holder`,
+// which only waits for its stdin to end), started by Go's os/exec in a new user namespace whose
+// maps Go writes (host root) before the child execs. It ends with this process however that
+// ends: its parent-death signal is set in the child before the exec, with Go's own check that
+// the parent is still there, and its stdin (a pipe from here) ends when this process does.
+type idmapHolder struct {
+	cmd   *exec.Cmd
+	stdin io.Closer
+}
+
+func startIdmapHolder(from, to int) (*idmapHolder, error) {
+	ids := []syscall.SysProcIDMap{{ContainerID: from, HostID: to, Size: idBlock}}
+	// This very program, whatever became of its path since it started (replaced, removed).
+	cmd := exec.Command("/proc/self/exe", "idmap-holder")
+	cmd.Env = []string{}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: ids,
+		GidMappings: ids,
+		Pdeathsig:   syscall.SIGKILL,
 	}
-	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
-	for {
-		syscall.RawSyscall6(syscall.SYS_PPOLL, 0, 0, 0, 0, 0, 0)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
 	}
+	if err := cmd.Start(); err != nil {
+		stdin.Close()
+		return nil, fmt.Errorf("starting a process in a new user namespace: %w", err)
+	}
+	return &idmapHolder{cmd: cmd, stdin: stdin}, nil
+}
+
+func (h *idmapHolder) stop() {
+	h.stdin.Close()
+	h.cmd.Process.Kill()
+	h.cmd.Wait()
+}
+
+// holdIdmap is the idmap holder's whole life: wait for stdin to end.
+func holdIdmap() {
+	io.Copy(io.Discard, os.Stdin)
 }
 
 // detachedClone answers a detached mount: a clone of the tree at path (not its submounts),

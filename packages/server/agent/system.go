@@ -138,6 +138,10 @@ func itoa(n int) string {
 	return string(b[i:])
 }
 
+// O_PATH (the same on amd64 and arm64; Go's syscall package does not name it): a descriptor
+// that only locates a file, opened with search permission on the way to it alone.
+const oPath = 0x200000
+
 // Paths as Python's os.path treats them (the agent's earlier behaviour, which the server and
 // the fake follow): nothing is normalized.
 

@@ -12,25 +12,33 @@ import (
 const (
 	watchMask = syscall.IN_MODIFY | syscall.IN_ATTRIB | syscall.IN_MOVED_FROM | syscall.IN_MOVED_TO |
 		syscall.IN_CREATE | syscall.IN_DELETE | syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF
-	uploadMark = ".sbx-upload-"
+	// Only a directory. Added through /proc/self/fd/N (a directory opened following no symlink),
+	// whose magic link must be followed.
+	watchDirMask = watchMask | syscall.IN_ONLYDIR
+	uploadMark   = ".sbx-upload-"
 	// Rename cookies of uploads moving into place remembered at most (see watch.uploadMoves).
 	maxUploadMoves = 1024
 )
 
 // watches are the agent's inotify watches, by watch id. A watch is set up by a file worker and
-// then read by a goroutine on the runtime's poller (no thread of its own).
+// then read by a goroutine on the runtime's poller (no thread of its own). Whatever a watch
+// does to the file system (add watches, list directories) it does as the user, without
+// capabilities, as every file call: on a file worker (asUser), never on the reading
+// goroutine's thread, which carries the agent's own credentials.
 type watches struct {
-	emit func(*Event)
-	mu   sync.Mutex
-	byID map[string]*watch
+	emit   func(*Event)
+	asUser func(func())
+	mu     sync.Mutex
+	byID   map[string]*watch
 	// Ids of watches queued or being set up: only these can be unwatched early.
 	pending map[string]bool
 	// Pending ids whose Unwatch came before their watch was in place.
 	unwatched map[string]bool
 }
 
-func (ws *watches) init(emit func(*Event)) {
+func (ws *watches) init(emit func(*Event), asUser func(func())) {
 	ws.emit = emit
+	ws.asUser = asUser
 	ws.byID = map[string]*watch{}
 	ws.pending = map[string]bool{}
 	ws.unwatched = map[string]bool{}
@@ -44,14 +52,17 @@ func (ws *watches) queued(id string) {
 
 func (ws *watches) unwatch(id string) {
 	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	if w := ws.byID[id]; w != nil {
+	w := ws.byID[id]
+	if w != nil {
 		delete(ws.byID, id)
-		w.stop()
 	} else if ws.pending[id] {
 		ws.unwatched[id] = true // its watch is still queued or being set up
 	}
 	// else: a watch that failed (or never was): nothing to stop, nothing to remember
+	ws.mu.Unlock()
+	if w != nil {
+		w.stop()
+	}
 }
 
 // start sets up a watch; once it returns without error, every change is reported.
@@ -62,17 +73,19 @@ func (ws *watches) start(id, path string, recursive bool) error {
 		delete(ws.unwatched, id)
 		ws.mu.Unlock()
 	}()
-	w, err := newWatch(id, path, recursive)
+	w, err := newWatch(id, path, recursive, ws.asUser)
 	if err != nil {
 		return err
 	}
 	ws.mu.Lock()
-	if ws.unwatched[id] { // the caller gave up while it was being set up
-		w.stop()
-	} else {
+	gaveUp := ws.unwatched[id] // the caller gave up while it was being set up
+	if !gaveUp {
 		ws.byID[id] = w
 	}
 	ws.mu.Unlock()
+	if gaveUp {
+		w.stop()
+	}
 	go func() {
 		w.run(ws.emit)
 		ws.mu.Lock()
@@ -86,17 +99,31 @@ func (ws *watches) start(id, path string, recursive bool) error {
 
 // watch is one inotify instance: a directory (with recursive, every directory below it) or one
 // file (watched through its parent, so a file replaced by rename stays watched).
+//
+// A directory is watched by the path it had when it was added, and a path goes stale when a
+// directory is renamed: a directory moved away stops being watched (its events would be told
+// under its old name, where anything may stand since). Every directory added after the start is
+// reached from the root's descriptor one component at a time, following no symlink, so whatever
+// the sandbox renames or swaps meanwhile, a watch never reaches outside its root.
 type watch struct {
 	id        string
 	recursive bool
 	root      string
 	only      string // the watched file's name in root; "" for a directory watch
-	fd        int
-	file      *os.File
-	dirs      map[int32]string // watch descriptor → directory path
+	// The root, open (O_PATH) for as long as the watch runs: where later adds start from.
+	rootFD int
+	// The inotify instance: fd while it is set up, then file's, used through inotify() (never
+	// closed while in use).
+	fd   int
+	file *os.File
+	conn syscall.RawConn
+	dirs map[int32]string // watch descriptor → directory path
 	// Rename cookies of uploads moving into place; kept across reads, since the two halves of
 	// a rename can arrive in different ones.
 	uploadMoves map[uint32]bool
+	// Runs a function as the user (on a file worker) and waits for it: how the reading
+	// goroutine watches and lists directories created after the watch started.
+	asUser func(func())
 }
 
 // inotifyError names the machine's limits for the errors that mean they are reached: they are
@@ -109,7 +136,8 @@ func inotifyError(path string, err error) error {
 	return err
 }
 
-func newWatch(id, path string, recursive bool) (*watch, error) {
+// newWatch sets up a watch; it runs on a file worker (as the user).
+func newWatch(id, path string, recursive bool, asUser func(func())) (*watch, error) {
 	root, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return nil, err
@@ -118,29 +146,79 @@ func newWatch(id, path string, recursive bool) (*watch, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &watch{id: id, recursive: recursive, root: root, dirs: map[int32]string{}, uploadMoves: map[uint32]bool{}}
+	w := &watch{id: id, recursive: recursive, root: root, dirs: map[int32]string{}, uploadMoves: map[uint32]bool{}, asUser: asUser}
 	if !isDir(st) {
 		w.only = baseName(root)
 		if w.root = dirName(root); w.root == "" {
 			w.root = "/"
 		}
 	}
+	if w.rootFD, err = syscall.Open(w.root, oPath|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0); err != nil {
+		return nil, pathErr("open", w.root, err)
+	}
 	if w.fd, err = syscall.InotifyInit1(syscall.IN_NONBLOCK | syscall.IN_CLOEXEC); err != nil {
+		syscall.Close(w.rootFD)
 		return nil, inotifyError(path, err)
 	}
-	if err := w.add(w.root); err != nil {
+	if err := w.add(w.fd, w.rootFD, w.root); err != nil {
 		syscall.Close(w.fd)
+		syscall.Close(w.rootFD)
 		return nil, inotifyError(path, err)
 	}
 	if recursive && w.only == "" {
-		w.addTree(w.root, nil)
+		w.addTree(w.fd, w.rootFD, w.root, nil)
 	}
 	w.file = os.NewFile(uintptr(w.fd), "inotify")
+	if w.conn, err = w.file.SyscallConn(); err != nil {
+		w.file.Close()
+		syscall.Close(w.rootFD)
+		return nil, err
+	}
 	return w, nil
 }
 
-func (w *watch) add(path string) error {
-	wd, err := syscall.InotifyAddWatch(w.fd, path, watchMask|syscall.IN_ONLYDIR)
+// inotify runs fn with the inotify descriptor, which stays open until fn returns (stop's close
+// waits for it, so the number cannot be another file's meanwhile). Not run once stopped.
+func (w *watch) inotify(fn func(fd int)) {
+	w.conn.Control(func(fd uintptr) { fn(int(fd)) })
+}
+
+// openDir opens the directory at path, the root or below it (O_PATH), from the root's
+// descriptor one component at a time, following no symlink.
+func (w *watch) openDir(path string) (int, error) {
+	if !strings.HasPrefix(path, w.root) {
+		return -1, syscall.EINVAL
+	}
+	rel := path[len(w.root):]
+	if rel != "" && !strings.HasSuffix(w.root, "/") && !strings.HasPrefix(rel, "/") {
+		return -1, syscall.EINVAL // a sibling that shares the root's name as a prefix
+	}
+	fd, err := syscall.Openat(w.rootFD, ".", oPath|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	for _, name := range strings.Split(rel, "/") {
+		if name == "" {
+			continue
+		}
+		if name == "." || name == ".." {
+			syscall.Close(fd)
+			return -1, syscall.EINVAL
+		}
+		next, err := syscall.Openat(fd, name, oPath|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+		syscall.Close(fd)
+		if err != nil {
+			return -1, err // gone, not a directory (a symlink included), or not searchable
+		}
+		fd = next
+	}
+	return fd, nil
+}
+
+// add watches the directory open as dir, known as path (as the calling thread's user may: it
+// needs read permission), through its descriptor: the very directory that was reached.
+func (w *watch) add(inotifyFD, dir int, path string) error {
+	wd, err := syscall.InotifyAddWatch(inotifyFD, fdPath(dir), watchDirMask)
 	if err != nil {
 		return err
 	}
@@ -148,50 +226,81 @@ func (w *watch) add(path string) error {
 	return nil
 }
 
-// addTree watches every directory below top (as os.walk finds them: top-down, symlinks to
-// directories watched but not entered); the names found are added to created, when given
-// (entries made before their directory was watched would otherwise go unreported).
-func (w *watch) addTree(top string, created *[]string) {
-	fd, err := syscall.Open(top, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+// addTree watches every directory below the one open as dir, known as top (top-down; a symlink
+// is an entry like a file, neither watched nor entered, wherever it leads); the names found are
+// added to created, when given (entries made before their directory was watched would otherwise
+// go unreported). A directory the user may not list is left out, its entries unknown, as `ls -R`
+// would. Each directory is reached from its parent's descriptor, never by its path.
+func (w *watch) addTree(inotifyFD, dir int, top string, created *[]string) {
+	// O_NONBLOCK: a FIFO can never be opened here (O_DIRECTORY), but nothing may hold the worker.
+	fd, err := syscall.Openat(dir, ".", syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return // gone already, or not readable
+		return // not readable
 	}
 	syscall.SetNonblock(fd, false)
-	dir := os.NewFile(uintptr(fd), top)
-	names, err := dir.Readdirnames(-1)
-	dir.Close()
+	list := os.NewFile(uintptr(fd), top)
+	defer list.Close()
+	names, err := list.Readdirnames(-1)
 	if err != nil {
 		return
 	}
 	var subdirs, files []string
 	for _, name := range names {
-		entry := joinPath(top, name)
-		if st, err := stat(entry); err == nil && isDir(st) {
-			subdirs = append(subdirs, entry)
+		var st syscall.Stat_t
+		if fstatat(fd, name, &st, atSymlinkNofollow) == nil && isDir(&st) {
+			subdirs = append(subdirs, name)
 		} else {
-			files = append(files, entry)
+			files = append(files, joinPath(top, name))
 		}
 	}
-	for _, sub := range subdirs {
+	// Each directory is watched before it is listed: what is made in it meanwhile is reported.
+	open := func(name string) int {
+		sub, err := syscall.Openat(fd, name, oPath|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			return -1 // gone already, or swapped for a symlink: left out
+		}
+		return sub
+	}
+	for _, name := range subdirs {
+		sub := joinPath(top, name)
 		if created != nil {
 			*created = append(*created, sub)
 		}
-		w.add(sub) // gone already, or not readable: left out
+		if subFD := open(name); subFD >= 0 {
+			w.add(inotifyFD, subFD, sub) // not readable: left out
+			syscall.Close(subFD)
+		}
 	}
 	if created != nil {
 		*created = append(*created, files...)
 	}
-	for _, sub := range subdirs {
-		if st, err := lstat(sub); err == nil && isDir(st) {
-			w.addTree(sub, created)
+	for _, name := range subdirs {
+		if subFD := open(name); subFD >= 0 {
+			w.addTree(inotifyFD, subFD, joinPath(top, name), created)
+			syscall.Close(subFD)
 		}
 	}
 }
 
-// stop ends the watch: its reader sees the file closed.
-func (w *watch) stop() { w.file.Close() }
+// forget stops watching the directory at path and every one below it: it was moved, and its
+// events and later adds would go by a path that no longer leads to it. Moved within the
+// watched tree, it is added again under its new path (its IN_MOVED_TO).
+func (w *watch) forget(inotifyFD int, path string) {
+	for wd, p := range w.dirs {
+		if p == path || strings.HasPrefix(p, path+"/") {
+			syscall.InotifyRmWatch(inotifyFD, uint32(wd))
+			delete(w.dirs, wd)
+		}
+	}
+}
+
+// stop ends the watch: its reader sees the file closed. The close itself waits for a worker
+// still adding to it (see inotify), on a goroutine of its own: the caller never waits.
+func (w *watch) stop() { go w.file.Close() }
 
 func (w *watch) run(emit func(*Event)) {
+	// Only this goroutine's decode uses the root's descriptor (through the workers it waits for).
+	defer syscall.Close(w.rootFD)
 	buf := make([]byte, 1<<16)
 	for {
 		n, err := w.file.Read(buf)
@@ -248,6 +357,9 @@ func (w *watch) decode(data []byte) []*WatchEvent {
 			continue
 		}
 		if name == "" { // the watched directory itself
+			if w.recursive && parent != w.root && mask&syscall.IN_MOVE_SELF != 0 {
+				w.inotify(func(fd int) { w.forget(fd, parent) }) // (unless its IN_MOVED_FROM came first)
+			}
 			if parent == w.root && w.only == "" && mask&(syscall.IN_DELETE_SELF|syscall.IN_MOVE_SELF) != 0 {
 				kind := WatchEventTypeRename
 				if mask&syscall.IN_DELETE_SELF != 0 {
@@ -297,11 +409,23 @@ func (w *watch) decode(data []byte) []*WatchEvent {
 				out = append(out, event(WatchEventTypeRename, path))
 			}
 		}
+		if w.recursive && mask&syscall.IN_ISDIR != 0 && mask&syscall.IN_MOVED_FROM != 0 {
+			w.inotify(func(fd int) { w.forget(fd, path) })
+		}
 		if w.recursive && mask&syscall.IN_ISDIR != 0 && mask&(syscall.IN_CREATE|syscall.IN_MOVED_TO) != 0 {
 			var created []string
-			if w.add(path) == nil {
-				w.addTree(path, &created)
-			}
+			w.asUser(func() {
+				w.inotify(func(inotifyFD int) {
+					dir, err := w.openDir(path)
+					if err != nil {
+						return // gone, or no longer a directory below the root
+					}
+					defer syscall.Close(dir)
+					if w.add(inotifyFD, dir, path) == nil {
+						w.addTree(inotifyFD, dir, path, &created)
+					}
+				})
+			})
 			for _, p := range created {
 				out = append(out, event(WatchEventTypeCreate, p))
 			}

@@ -107,7 +107,7 @@ print(sorted(os.listdir("/run")) if os.path.exists("/run") else "no /run")`),
       }
     });
 
-    it("root holds exactly Docker's default capabilities and cannot mount, unshare, ptrace, use bpf or io_uring", async () => {
+    it("root holds Docker's default capabilities less NET_RAW, MKNOD and AUDIT_WRITE, and cannot mount, unshare, ptrace, use bpf or io_uring", async () => {
       await using sb = await client.sandboxes.create();
       const caps = await run(sb, ["grep", "^Cap", "/proc/self/status"]);
       const sets = Object.fromEntries(
@@ -116,19 +116,22 @@ print(sorted(os.listdir("/run")) if os.path.exists("/run") else "no /run")`),
           .split("\n")
           .map((line) => line.split(/:\s+/)),
       );
-      // Docker's default set (launch-command.ts), in the sandbox's user namespace only; none
+      // Docker's default set less three (launch-command.ts), in the sandbox's user namespace only; none
       // inheritable or ambient (the agent clears what bwrap leaves there).
       expect(sets).toEqual({
         CapInh: "0000000000000000",
-        CapPrm: "00000000a80425fb",
-        CapEff: "00000000a80425fb",
-        CapBnd: "00000000a80425fb",
+        CapPrm: "00000000800405fb",
+        CapEff: "00000000800405fb",
+        CapBnd: "00000000800405fb",
         CapAmb: "0000000000000000",
       });
       for (const [name, bit] of [
         ["sys_admin", 21],
         ["net_admin", 12],
         ["sys_ptrace", 19],
+        ["net_raw", 13],
+        ["mknod", 27],
+        ["audit_write", 29],
       ] as const) {
         expect(BigInt(`0x${sets.CapBnd}`) & (1n << BigInt(bit)), name).toBe(0n);
       }
@@ -141,6 +144,19 @@ print(sorted(os.listdir("/run")) if os.path.exists("/run") else "no /run")`),
       expect(Number(hostUid)).toBeGreaterThanOrEqual(2 ** 31);
       expect(Number(hostUid) % 65_536).toBe(0);
       expect(gidBase).toBe(hostUid);
+      // No raw inet socket (NET_RAW is not granted), no device node (MKNOD neither).
+      const raw = await run(
+        sb,
+        py(`import socket
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    print("raw socket")
+except PermissionError as e:
+    print("refused", e.errno)`),
+      );
+      expect(raw.out).toBe("refused 1\n");
+      const mknod = await run(sb, ["sh", "-c", "mknod /tmp/null c 1 3 2>&1; echo rc=$?"]);
+      expect(mknod.out).toMatch(/Operation not permitted[\s\S]*rc=1/);
       const mount = await run(sb, ["sh", "-c", "mount -t tmpfs none /mnt 2>&1; echo rc=$?"]);
       expect(mount.out).not.toMatch(/rc=0/);
       const unshare = await run(sb, ["sh", "-c", "unshare -U -r true 2>&1; echo rc=$?"]);

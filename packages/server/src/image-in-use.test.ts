@@ -5,11 +5,12 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FailedPreconditionError, NotFoundError, SandboxClient } from "@sbx/node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { imageStoreAvailable } from "./images/test-support/available.js";
 import { type BuiltImage, writeOciImage } from "./images/test-support/oci-layout.js";
 import { startTestRegistry, type TestRegistry } from "./images/test-support/registry.js";
 import { busyboxImage } from "./images/test-support/test-images.js";
+import { SandboxCgroup } from "./runtime/local/cgroups.js";
 import { errorOf, realServerAvailable, startTestServer } from "./test-support.js";
 
 const available =
@@ -59,6 +60,38 @@ if (available) {
       await client.images.delete(image.id);
       expect(await errorOf(client.images.get(image.id))).toBeInstanceOf(NotFoundError);
       expect(readdirSync(join(server.dataDir, "images", "layers"))).toEqual([]);
+    });
+
+    it("a sandbox whose processes outlived its destroy holds its image until they are gone", async () => {
+      const image = await client.images.fromRegistry(reference);
+      const sb = await client.sandboxes.create({ app: "in-use", image });
+      // Its destroy finds processes left in its cgroup (as when one in D state is not dead yet),
+      // until `outliving` ends.
+      const destroy = SandboxCgroup.prototype.destroy;
+      let outliving = true;
+      const spy = vi.spyOn(SandboxCgroup.prototype, "destroy").mockImplementation(async function (this: SandboxCgroup) {
+        const emptied = await destroy.call(this);
+        return emptied && !(outliving && this.name.endsWith(sb.id));
+      });
+      try {
+        await sb.terminate({ wait: true });
+        const error = await errorOf(client.images.delete(image.id));
+        expect(error).toBeInstanceOf(FailedPreconditionError);
+        expect((error as Error).message).toMatch(/used by a sandbox/);
+        outliving = false; // the next try empties its cgroup: then the image is free
+        for (let i = 0; ; i++) {
+          try {
+            await client.images.delete(image.id);
+            break;
+          } catch (failure) {
+            if (!(failure instanceof FailedPreconditionError) || i === 200) throw failure;
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+        }
+        expect(await errorOf(client.images.get(image.id))).toBeInstanceOf(NotFoundError);
+      } finally {
+        spy.mockRestore();
+      }
     });
 
     it("a sandbox running when the server stopped does not hold its image after the restart", async () => {

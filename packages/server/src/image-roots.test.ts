@@ -1,7 +1,7 @@
 // Sandboxes started from images of the image store, with the real local runtime (bubblewrap)
 // and a real store: a busybox-only root (no python, no bash) works for every kind of call;
 // the image's owners are kept (shifted into the sandbox's own block of host ids, through
-// idmapped layers); root has Docker's capabilities there and nothing more; the image's User
+// idmapped layers); root has Docker's capabilities (less three) there and nothing more; the image's User
 // applies; layers are shared between sandboxes of different blocks; nothing of the store or
 // of a sandbox is reachable by a host user. Runtime level: the server wires the store in later.
 import { execFileSync, spawnSync } from "node:child_process";
@@ -23,7 +23,8 @@ const available =
   (await imageStoreAvailable("image root tests", ["tar", "go"])) && (await realServerAvailable("image root tests"));
 
 const NOBODY = 65_534;
-const DOCKER_CAPS = "00000000a80425fb";
+/** Docker's default set less NET_RAW, MKNOD and AUDIT_WRITE (launch-command.ts). */
+const ROOT_CAPS = "00000000800405fb";
 const NO_CAPS = "0000000000000000";
 
 /** `argv` run on the host as uid/gid `id` (no groups, no capabilities). */
@@ -186,7 +187,7 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
     expect((await runIn(sb, ["stat", "-c", "%u:%g %a", "/work/hello.txt"])).out).toBe("0:0 644\n");
   });
 
-  it("keeps the image's owners, whiteouts and opaque dirs; root has Docker's capabilities, a user none, and setuid gives nothing", async () => {
+  it("keeps the image's owners, whiteouts and opaque dirs; root has Docker's capabilities less three, a user none, and setuid gives nothing", async () => {
     const sb = await sandbox(images.base);
     const owners = await shIn(
       sb,
@@ -207,9 +208,9 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
     expect((await runIn(sb, ["ls", "-ln", "/home"])).out).toMatch(/^d.* 1234 +1234 .* app$/m);
     expect((await shIn(sb, "ls /etc/old 2>&1; ls /opt/data")).out).toMatch(/No such file[\s\S]*^from-l2\n$/m);
 
-    // Root: Docker's set (and none inheritable or ambient), no_new_privs, seccomp.
+    // Root: Docker's set less three (and none inheritable or ambient), no_new_privs, seccomp.
     expect((await runIn(sb, ["ids"])).out).toBe(
-      `uid=0 euid=0 gid=0 egid=0 groups=[]\nCapInh: ${NO_CAPS}\nCapPrm: ${DOCKER_CAPS}\nCapEff: ${DOCKER_CAPS}\nCapAmb: ${NO_CAPS}\n`,
+      `uid=0 euid=0 gid=0 egid=0 groups=[]\nCapInh: ${NO_CAPS}\nCapPrm: ${ROOT_CAPS}\nCapEff: ${ROOT_CAPS}\nCapAmb: ${NO_CAPS}\n`,
     );
     const powers = await shIn(
       sb,
@@ -248,13 +249,18 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
       (await shIn(sb, "cp /usr/bin/ids /root/fcap && chmod 755 /root /root/fcap && ids setcap /root/fcap")).code,
     ).toBe(0);
     expect((await asApp("/root/fcap | grep CapPrm")).out).toBe(`CapPrm: ${NO_CAPS}\n`);
-    expect((await runIn(sb, ["/root/fcap"])).out).toContain(`CapPrm: ${DOCKER_CAPS}\n`);
+    expect((await runIn(sb, ["/root/fcap"])).out).toContain(`CapPrm: ${ROOT_CAPS}\n`);
   });
 
-  it("runs every process and file call as the image's User, in its WorkingDir (made, the user's), with HOME from passwd", async () => {
+  it("runs every process and file call as the image's User, in its WorkingDir (made as Docker does, root's), with HOME from passwd", async () => {
     const sb = await sandbox(images.app);
     const who = await shIn(sb, 'whoami; id -G; pwd; echo "$HOME $GREETING"; stat -c %u:%g /srv/app /srv/app/work');
-    expect(who).toEqual({ out: "app\n1234 50\n/srv/app/work\n/home/app hi\n1234:1234\n1234:1234\n", code: 0 });
+    // The missing WorkingDir and its missing parent are the sandbox root's (Docker's
+    // SetupWorkingDirectory), not the user's.
+    expect(who).toEqual({ out: "app\n1234 50\n/srv/app/work\n/home/app hi\n0:0\n0:0\n", code: 0 });
+    expect((await shIn(sb, "stat -c %a /srv/app /srv/app/work; touch /srv/app/work/x 2>&1")).out).toMatch(
+      /^755\n755\n.*Permission denied/,
+    );
     expect((await runIn(sb, ["id", "-u"], { pty: true })).out).toBe("1234\r\n");
     // A program only root could run is refused as the user would find it.
     expect((await runIn(sb, ["cat", "/root/secret"])).code).not.toBe(0);
@@ -352,7 +358,7 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
     }
   });
 
-  it("hands out a warm sandbox of an image ready, as its User; never one whose image's layers were removed", async () => {
+  it("hands out a warm sandbox of an image ready, as its User; holds the image while any sandbox stands on it; never hands out one whose image's layers were removed", async () => {
     const warmRuntime = createLocalRuntime({ dataDir: join(work, "warm"), layers: store, warmPoolSize: 1 });
     const ready = () =>
       [...(warmRuntime as unknown as { warmSandboxes: { images: Map<string, number> } }).warmSandboxes.images]
@@ -373,16 +379,68 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
         "app\n/home/app\nsolo's own layer\n",
       );
       await waitForWarm();
-      // The image goes (its own layer with it), and comes back: a new layer dir.
       await Promise.all([first.destroy(), second.destroy()]);
+      // The warm one still stands on the image's layers (an image store asks the runtime):
+      // released, it is destroyed, and nothing of the runtime holds the image any more.
+      const inUse = () => warmRuntime.imageInUse?.(images.solo.id);
+      expect(inUse()).toBe(true);
+      await warmRuntime.releaseImage?.(images.solo.id);
+      expect(ready()).toBe(0);
+      expect(inUse()).toBe(false);
+      // The image goes (its own layer with it), and comes back: a new layer dir.
       await store.delete(images.solo.id);
       images.solo = await importTestImage(store, work, soloImage(bottomAndTop));
-      const third = await create("warm-3");
+      const starting = create("warm-3");
+      expect(inUse()).toBe(true); // from the start of its start
+      const third = await starting;
       expect((await shIn(third, "whoami; cat /etc/solo")).out).toBe("app\nsolo's own layer\n");
-      await third.destroy();
+      const destroyed = third.destroy();
+      expect(inUse()).toBe(true); // until its destroy has ended
+      await destroyed;
+      await warmRuntime.releaseImage?.(images.solo.id); // (its pool's refill too)
+      expect(inUse()).toBe(false);
     } finally {
       await warmRuntime.close();
     }
+  });
+
+  it("a recursive watch watches and lists what comes later as the user, without capabilities, and follows no symlink", async () => {
+    // Root's file calls act without capabilities: a directory of another user's, mode 0700, is
+    // as closed to them as to any user (the agent itself, root with capabilities, could list it).
+    const sb = await sandbox(images.base);
+    const setup = await shIn(
+      sb,
+      [
+        "mkdir -p /srv/w /srv/stage/box/vault /tmp/outside",
+        "echo s > /srv/stage/box/vault/secret",
+        "chown -R 1234:1234 /srv/stage/box/vault && chmod 700 /srv/stage/box/vault",
+        "ln -s /tmp/outside /srv/stage/box/link",
+      ].join(" && "),
+    );
+    expect(setup).toEqual({ out: "", code: 0 });
+    await expect(sb.fs.list("/srv/stage/box/vault")).rejects.toMatchObject({ kind: "permission_denied" });
+    const stop = new AbortController();
+    const batches = (await sb.fs.watch("/srv/w", true, stop.signal))[Symbol.asyncIterator]();
+    const seen: string[] = [];
+    const until = async (path: string) => {
+      while (!seen.includes(path)) {
+        const next = await batches.next();
+        if (next.done) throw new Error(`the watch ended before ${path}; saw ${JSON.stringify(seen)}`);
+        for (const event of next.value) seen.push(...event.paths);
+      }
+    };
+    try {
+      // Moved in whole: the watch lists it and watches its directories, as root without capabilities.
+      expect((await runIn(sb, ["mv", "/srv/stage/box", "/srv/w/box"])).code).toBe(0);
+      await until("/srv/w/box/link");
+      // A change where the symlink leads, then a marker (one inotify queue: in that order).
+      expect((await runIn(sb, ["touch", "/tmp/outside/y", "/srv/w/done"])).code).toBe(0);
+      await until("/srv/w/done");
+    } finally {
+      stop.abort();
+    }
+    expect(seen).toContain("/srv/w/box/vault");
+    expect(seen.filter((p) => p.includes("secret") || p.startsWith("/srv/w/box/link/"))).toEqual([]);
   });
 
   it("stacks an image of a hundred layers, one listed twice", async () => {

@@ -90,15 +90,23 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if (!images) throw new Error("the image store is not open");
       return images.layerDir(diffId);
     },
+    layerToken: (diffId) => images?.layerToken(diffId),
   };
   const runtime = options.runtime ?? createLocalRuntime({ dataDir, layers });
   const problems = await runtime.checkPrerequisites();
-  if (problems.length > 0) throw new PrerequisiteError(problems);
+  if (problems.length > 0) {
+    await runtime.close(); // (lets go of what the check claimed: its range of host ids)
+    throw new PrerequisiteError(problems);
+  }
   const { token, generated } = resolveToken(dataDir, options.token);
-  // Whether an image is in use is the engine's to say (a sandbox not finished was started from
-  // it). The store asks only when deleting an image, by when the engine below exists.
-  images = await openImageStore(join(dataDir, "images"), insecureRegistries, (imageId) =>
-    Boolean(engine.sandboxUsingImage(imageId)),
+  // An image is in use while a sandbox the engine has not finished was started from it, or
+  // while any sandbox of the runtime stands on its layers (one being started or destroyed, or
+  // started ahead of demand since the engine let go of its warm ones). The store asks right
+  // before it removes layers, by when the engine below exists.
+  images = await openImageStore(
+    join(dataDir, "images"),
+    insecureRegistries,
+    (imageId) => Boolean(engine.sandboxUsingImage(imageId)) || (runtime.imageInUse?.(imageId) ?? false),
   );
   const imageStore = images;
   const store = new SqliteStateStore(join(dataDir, "state.db"));

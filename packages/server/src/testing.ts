@@ -18,9 +18,11 @@ import { type RunningServer, type ServerOptions, startServer } from "./server.js
 /** What keeps the real server from running on this machine (empty when it can run). */
 export async function realServerProblems(): Promise<string[]> {
   const dir = mkdtempSync(join(tmpdir(), "sbx-prereq-"));
+  const runtime = createLocalRuntime({ dataDir: dir });
   try {
-    return await createLocalRuntime({ dataDir: dir }).checkPrerequisites();
+    return await runtime.checkPrerequisites();
   } finally {
+    await runtime.close(); // (the check claimed a range of host ids)
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -231,10 +231,17 @@ export interface SandboxRuntime {
   imageProblem?(image: ImageRecord): string | undefined;
   /**
    * Lets go of what the driver keeps of an image besides the sandboxes the engine knows of
-   * (sandboxes started ahead of demand): the engine calls it before the image store deletes
-   * the image. Absent: the driver keeps nothing.
+   * (sandboxes started ahead of demand), and waits for its sandboxes of the image that are
+   * being destroyed: the engine calls it before the image store deletes the image. Absent:
+   * the driver keeps nothing.
    */
   releaseImage?(imageId: string): Promise<void>;
+  /**
+   * Whether any sandbox of the driver still stands on the image's layers (being started,
+   * started ahead of demand, running, or being destroyed): an image store must not remove
+   * them meanwhile. Absent: the engine's record of running sandboxes is all there is.
+   */
+  imageInUse?(imageId: string): boolean;
   /**
    * Why this driver cannot give a sandbox `network` (a sentence: which part, e.g. "exposed
    * ports are not supported by this server yet"), or undefined when it can. The engine asks

@@ -96,6 +96,11 @@ describe.runIf(available)("image store", () => {
     const [base, top] = app.layers as [string, string];
     expect(busybox.layers).toEqual([base]);
     expect((await store.usage()).layers).toBe(2);
+    // Each layer dir has a token of its own while the store keeps it (see layerToken).
+    const tokens = [store.layerToken(base), store.layerToken(top)];
+    expect(tokens[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(tokens[1]).not.toBe(tokens[0]);
+    expect(store.layerToken(top)).toBe(tokens[1]);
 
     used.add(app.id);
     const inUse = await failure(store.delete(app.id));
@@ -113,6 +118,12 @@ describe.runIf(available)("image store", () => {
     expect(existsSync(store.layerDir(base))).toBe(false);
     expect(await store.usage()).toEqual({ images: 0, layers: 0, layerBytes: 0, partialDownloadBytes: 0 });
     expect((await failure(store.delete(busybox.id))).kind).toBe("not-found");
+    expect(store.layerToken(top)).toBeUndefined();
+
+    // Pulled again: the same dirs by name, never the same tokens.
+    await store.pull(ref("app:app"));
+    const again = [store.layerToken(base), store.layerToken(top)];
+    expect(again.every((t) => t !== undefined && !tokens.includes(t))).toBe(true);
   });
 
   it("pulls an image that has one layer twice (old Docker's empty layers), and deletes it", async () => {

@@ -4,6 +4,7 @@
  * unpacked into a temporary directory and renamed into place only when its blob's digest and
  * its diff id both checked out; anything that fails leaves nothing behind.
  */
+import { randomUUID } from "node:crypto";
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { decompressed, limited } from "./decompress.js";
@@ -29,6 +30,8 @@ export class LayerStore {
   readonly #layers: string;
   readonly #tmp: string;
   readonly #idBase: number;
+  /** Each layer dir's token (see `token`), by diff id: made when first asked for, dropped with the dir. */
+  readonly #tokens = new Map<string, string>();
 
   /** `layersDir` holds the layers; `tmpDir` (same file system) their makings. */
   constructor(layersDir: string, tmpDir: string, idBase: number) {
@@ -46,6 +49,21 @@ export class LayerStore {
 
   has(diffId: string): boolean {
     return existsSync(this.dir(diffId));
+  }
+
+  /**
+   * A random token that names the layer's dir as it is now (undefined while it has none): the
+   * same until the store removes the dir, never again after (a dir made anew gets another,
+   * whatever inode number the file system gives it). Kept for as long as this store is open.
+   */
+  token(diffId: string): string | undefined {
+    if (!this.has(diffId)) return undefined;
+    let token = this.#tokens.get(diffId);
+    if (token === undefined) {
+      token = randomUUID();
+      this.#tokens.set(diffId, token);
+    }
+    return token;
   }
 
   /** The diff ids of the layers on disk. */
@@ -78,7 +96,10 @@ export class LayerStore {
       try {
         const options = { dir: root, scratchDir: scratch, idBase: this.#idBase, what: layer.what };
         const { sizeBytes } = await unpackLayer(tar, options);
-        if (!this.has(layer.diffId)) renameSync(root, this.dir(layer.diffId));
+        if (!this.has(layer.diffId)) {
+          this.#tokens.delete(layer.diffId);
+          renameSync(root, this.dir(layer.diffId));
+        }
         return { sizeBytes };
       } catch (error) {
         // A blob that does not decompress or unpack may be one that is not what its digest
@@ -102,6 +123,7 @@ export class LayerStore {
   }
 
   remove(diffId: string): void {
+    this.#tokens.delete(diffId);
     rmSync(this.dir(diffId), { recursive: true, force: true });
   }
 }

@@ -146,6 +146,15 @@ export class OciImageStore implements ImageStore {
   }
 
   /**
+   * A token naming layer `diffId`'s dir as it is now, never the same for a dir removed and
+   * unpacked again (undefined when it is not in the store): what a runtime driver checks
+   * before it hands out a sandbox started earlier on the layer.
+   */
+  layerToken(diffId: string): string | undefined {
+    return this.#layers.token(diffId);
+  }
+
+  /**
    * Makes the records and the disk agree after a crash: layers on disk without a record (or
    * the other way round) go, with any image that lacks a layer; then unused layers and stale
    * partial downloads.

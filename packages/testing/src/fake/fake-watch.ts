@@ -10,8 +10,9 @@ import type { TreeEvent, TreeObserver } from "./tree-events.js";
  * One watch, like the agent's inotify instance: a directory (with `recursive`, every
  * directory below it, new ones included) or one file (watched through its directory, so a
  * file replaced by a rename stays watched). Watched directories are remembered with the path
- * they had when added, as inotify's watch descriptors are. Events are decoded the way the
- * agent decodes them.
+ * they had when added, as inotify's watch descriptors are, and a directory moved away is no
+ * longer watched (moved within the tree, it is added again under its new path), as the agent
+ * does. Events are decoded the way the agent decodes them.
  */
 export class FakeWatch implements TreeObserver {
   readonly #dirs = new Map<DirNode, string>();
@@ -46,16 +47,17 @@ export class FakeWatch implements TreeObserver {
     return true;
   }
 
-  /** Watches every directory below `dir` (os.walk, top down); names found go to `created`. */
+  /**
+   * Watches every directory below `dir` (top down; a symlink is an entry like a file, neither
+   * watched nor entered); names found go to `created`.
+   */
   #addTree(path: string, dir: DirNode, created: string[]): void {
-    if (!(dir.mode & READ)) return; // os.walk skips what it cannot list
-    const subdirs: [string, DirNode, boolean][] = [];
+    if (!(dir.mode & READ)) return; // what the user cannot list is skipped
+    const subdirs: [string, DirNode][] = [];
     const files: string[] = [];
     for (const [name, node] of dir.entries) {
       const child = joinPath(path, name);
-      const target =
-        node.type === "directory" ? node : node.type === "symlink" ? this.tree.resolveDirectory(child) : undefined;
-      if (target) subdirs.push([child, target, node.type === "directory"]);
+      if (node.type === "directory") subdirs.push([child, node]);
       else files.push(child);
     }
     for (const [child, target] of subdirs) {
@@ -63,7 +65,14 @@ export class FakeWatch implements TreeObserver {
       this.#add(child, target);
     }
     created.push(...files);
-    for (const [child, target, real] of subdirs) if (real) this.#addTree(child, target, created);
+    for (const [child, target] of subdirs) this.#addTree(child, target, created);
+  }
+
+  /** Stops watching the directory at `path` and every one below it (it was moved away). */
+  #forget(path: string): void {
+    for (const [dir, at] of this.#dirs) {
+      if (at === path || at.startsWith(`${path}/`)) this.#dirs.delete(dir);
+    }
   }
 
   /** Decodes one batch of changes, as the agent decodes one inotify read. */
@@ -110,6 +119,7 @@ export class FakeWatch implements TreeObserver {
         case "moved_from":
           moves.set(event.cookie, out.length);
           out.push({ type: "rename", paths: [path] });
+          if (this.recursive) this.#forget(path);
           break;
         case "moved_to": {
           const index = moves.has(event.cookie) ? moves.get(event.cookie) : -1;

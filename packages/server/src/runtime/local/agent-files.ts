@@ -149,6 +149,12 @@ const modeFits = (access: "read" | "write", mode: number) =>
  * kernel decides for the agent's file calls: they act as the sandbox's user without any
  * capability (root's too), so the owner, group (primary or supplementary) or other bits
  * decide, in that order; ids are host ids, `base + id` for the sandbox's own.
+ *
+ * POSIX ACLs are left out, by decision: the agent's open as the user (the kernel, ACLs
+ * included) is the gate; this check only stands in case the agent lies, where an ACL could
+ * make it looser than the kernel (the mode's group bits show the ACL's mask, a named-user
+ * entry is not seen) — and then only for the sandbox's own files on its own filesystems,
+ * which sandboxed code able to make the agent lie can read itself anyway.
  */
 export function mayRead(who: SandboxIdentity, uid: number, gid: number, perm: number): boolean {
   if (uid === who.base + who.uid) return (perm & 0o400) !== 0;

@@ -1,9 +1,9 @@
 // The launch's command line: what bwrap is asked to grant is the only guard on the capabilities
 // of a sandbox's root (bwrap grants whatever --cap-add names, CAP_SYS_ADMIN included), so it is
-// pinned here to exactly Docker's default set; and the user namespace is left for the server to
+// pinned here to exactly Docker's default set less NET_RAW, MKNOD and AUDIT_WRITE; and the user namespace is left for the server to
 // map (the handshake descriptors), never mapped by bwrap itself.
 import { describe, expect, it } from "vitest";
-import { DOCKER_DEFAULT_CAPS, LAUNCH_FDS, launchArgs } from "./launch-command.js";
+import { LAUNCH_FDS, launchArgs, SANDBOX_ROOT_CAPS } from "./launch-command.js";
 
 /** Capability numbers (linux/capability.h). */
 export const CAPABILITY_NUMBERS: Readonly<Record<string, number>> = {
@@ -54,13 +54,24 @@ const valuesOf = (args: readonly string[], option: string) =>
   args.flatMap((arg, i) => (arg === option ? [args[i + 1] ?? ""] : []));
 
 describe("the launch command", () => {
-  it("grants root exactly Docker's default capabilities, in the sandbox's user namespace only", () => {
-    const mask = DOCKER_DEFAULT_CAPS.reduce((m, cap) => m | (1n << BigInt(CAPABILITY_NUMBERS[cap] ?? 64)), 0n);
-    // Docker's documented default set (CapEff of a container's root), and nothing else.
-    expect(mask.toString(16).padStart(16, "0")).toBe("00000000a80425fb");
-    expect(new Set(DOCKER_DEFAULT_CAPS).size).toBe(14);
-    for (const never of ["CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE", "CAP_DAC_READ_SEARCH"]) {
-      expect(DOCKER_DEFAULT_CAPS).not.toContain(never);
+  it("grants root Docker's default capabilities less NET_RAW, MKNOD and AUDIT_WRITE, in the sandbox's user namespace only", () => {
+    const mask = SANDBOX_ROOT_CAPS.reduce((m, cap) => m | (1n << BigInt(CAPABILITY_NUMBERS[cap] ?? 64)), 0n);
+    // Docker's documented default set (CapEff of a container's root, 00000000a80425fb) without
+    // bits 13, 27 and 29, and nothing else.
+    expect(mask.toString(16).padStart(16, "0")).toBe("00000000800405fb");
+    expect(0xa80425fbn & ~(1n << 13n) & ~(1n << 27n) & ~(1n << 29n)).toBe(mask);
+    expect(new Set(SANDBOX_ROOT_CAPS).size).toBe(11);
+    for (const never of [
+      "CAP_SYS_ADMIN",
+      "CAP_NET_ADMIN",
+      "CAP_SYS_PTRACE",
+      "CAP_SYS_MODULE",
+      "CAP_DAC_READ_SEARCH",
+      "CAP_NET_RAW",
+      "CAP_MKNOD",
+      "CAP_AUDIT_WRITE",
+    ]) {
+      expect(SANDBOX_ROOT_CAPS).not.toContain(never);
     }
     for (const hostUsr of [true, false]) {
       const args = launchArgs({ ...target, hostUsr });
@@ -68,7 +79,7 @@ describe("the launch command", () => {
       // Everything dropped first, then exactly the set added; bwrap runs as the block's base.
       expect(valuesOf(bwrap, "--cap-drop")).toEqual(["ALL"]);
       expect(bwrap.indexOf("--cap-drop")).toBeLessThan(bwrap.indexOf("--cap-add"));
-      expect(valuesOf(bwrap, "--cap-add")).toEqual([...DOCKER_DEFAULT_CAPS]);
+      expect(valuesOf(bwrap, "--cap-add")).toEqual([...SANDBOX_ROOT_CAPS]);
       expect(args).toContain(`--reuid=${target.base}`);
       expect(args).toContain(`--regid=${target.base}`);
       expect(args).toContain("--bounding-set=-all");

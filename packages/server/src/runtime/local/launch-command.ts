@@ -11,8 +11,8 @@
  * bwrap makes the user namespace itself (unprivileged: it is owned by the sandbox's base id,
  * and bwrap's own process stays in the host's namespace with no capabilities), then waits on
  * its block fd while the server, host root, writes the namespace's maps: `0 BASE 65536` (see
- * userns-handshake.ts). Root inside holds Docker's default capabilities in that namespace
- * only, never more (DOCKER_DEFAULT_CAPS).
+ * userns-handshake.ts). Root inside holds Docker's default capabilities less three it has
+ * no use for, in that namespace only, never more (SANDBOX_ROOT_CAPS).
  */
 import { DEFAULT_IMAGE_ENV } from "@sbx/server-kit";
 import { USR_DIRS } from "./image.js";
@@ -47,18 +47,19 @@ exec "$@"`;
 export const SANDBOX_OPEN_FILES = 1024;
 
 /**
- * The capabilities root holds inside a sandbox, in its user namespace only: exactly Docker's
- * default set (moby's `DefaultCapabilities`). bwrap grants whatever `--cap-add` names, even
- * CAP_SYS_ADMIN, so this list is the only guard: never add sys_admin, net_admin, sys_ptrace,
- * sys_module, dac_read_search, or any other (a test pins it).
+ * The capabilities root holds inside a sandbox, in its user namespace only: Docker's default
+ * set (moby's `DefaultCapabilities`) without the three that give nothing here but kernel
+ * surface, as Podman's defaults leave them out: NET_RAW (raw inet sockets; a sandbox has
+ * loopback only), MKNOD (no device node can be made in a user namespace other than the
+ * host's) and AUDIT_WRITE (the kernel refuses audit messages from one). bwrap grants whatever
+ * `--cap-add` names, even CAP_SYS_ADMIN, so this list is the only guard: never add
+ * sys_admin, net_admin, sys_ptrace, sys_module, dac_read_search, or any other (a test pins it).
  */
-export const DOCKER_DEFAULT_CAPS = Object.freeze([
+export const SANDBOX_ROOT_CAPS = Object.freeze([
   "CAP_CHOWN",
   "CAP_DAC_OVERRIDE",
   "CAP_FSETID",
   "CAP_FOWNER",
-  "CAP_MKNOD",
-  "CAP_NET_RAW",
   "CAP_SETGID",
   "CAP_SETUID",
   "CAP_SETFCAP",
@@ -66,7 +67,6 @@ export const DOCKER_DEFAULT_CAPS = Object.freeze([
   "CAP_NET_BIND_SERVICE",
   "CAP_SYS_CHROOT",
   "CAP_KILL",
-  "CAP_AUDIT_WRITE",
 ] as const);
 
 /** Descriptors of the launch: bwrap reads its seccomp program from one, and does the user namespace handshake on two. */
@@ -123,7 +123,7 @@ export function launchArgs({ cgroupDirs, rootfs, ctl, agent, base, hostUsr }: La
     "--new-session",
     "--cap-drop",
     "ALL",
-    ...DOCKER_DEFAULT_CAPS.flatMap((cap) => ["--cap-add", cap]),
+    ...SANDBOX_ROOT_CAPS.flatMap((cap) => ["--cap-add", cap]),
     // The root with /.sbx and its agent already bound in (see LAUNCH_SCRIPT).
     "--bind",
     LAUNCH_ROOT,

@@ -35,7 +35,9 @@ import {
 } from "@sbx/server-kit";
 import { installAgent } from "./agent-binary.js";
 import { cleanupCgroups, detectCgroupVersion } from "./cgroups.js";
+import { claimDefaultRange, claimIdRange, ID_CLAIMS_FILE, type IdRangeClaim } from "./id-range-claim.js";
 import { type DefaultImage, ensureDefaultImage } from "./image.js";
+import { ImageUsers } from "./image-users.js";
 import { ImageWarmPools } from "./image-warm-pools.js";
 import { LocalSandbox } from "./local-sandbox.js";
 import { localRuntimeProblems } from "./prerequisites.js";
@@ -51,7 +53,14 @@ import {
   type RootRecipe,
 } from "./sandbox-root.js";
 import { seccompProgram } from "./seccomp.js";
-import { DEFAULT_LAYER_ID_BASE, defaultSandboxRange, IdBlockAllocator, type UidRange } from "./uid-range.js";
+import {
+  busyIdBlocks,
+  DEFAULT_LAYER_ID_BASE,
+  defaultRangeSlot,
+  ID_BLOCK,
+  IdBlockAllocator,
+  type UidRange,
+} from "./uid-range.js";
 import { WarmPool } from "./warm-pool.js";
 
 const run = promisify(execFile);
@@ -63,9 +72,9 @@ export interface LocalRuntimeOptions {
    * Host ids for sandboxes, a whole number of blocks of 65,536: each live sandbox gets a block
    * of its own (its uid/gid u is host id BASE+u). The range must not overlap any id in
    * /etc/passwd, /etc/group, /etc/subuid or /etc/subgid, nor the image store's layer ids, and
-   * must end at 4,294,967,294 at most. Default: 1,024 blocks above 2^31, one of 31 such ranges
-   * picked by the data dir (two servers on one machine should still be given ranges of their
-   * own).
+   * must end at 4,294,967,294 at most. The runtime claims it host-wide while it runs (a range
+   * another server holds is refused). Default: 1,024 blocks above 2^31, one of 31 such ranges:
+   * the one the data dir picks, else the next one no other server holds (id-range-claim.ts).
    */
   readonly sandboxUids?: UidRange;
   /**
@@ -101,8 +110,11 @@ class LocalRuntime implements SandboxRuntime {
   readonly name = "local";
   readonly #dir: string;
   readonly #instance: string;
-  readonly #uidRange: UidRange;
-  readonly #blocks: IdBlockAllocator;
+  /** Its range of host ids, claimed host-wide the first time it is needed, until close. */
+  #claim: Promise<IdRangeClaim> | undefined;
+  #range: UidRange | undefined;
+  /** The claimed range's blocks (made once the range is claimed). */
+  #blocks: IdBlockAllocator | undefined;
   readonly #layerIdBase: number;
   readonly #defaultDiskMiB: number;
   readonly #options: LocalRuntimeOptions;
@@ -115,9 +127,13 @@ class LocalRuntime implements SandboxRuntime {
   #prepared: Promise<void> | undefined;
   readonly #warm: WarmPool<LocalSandbox>;
   readonly #imagePools: ImageWarmPools<LocalSandbox>;
+  /** Its sandboxes standing on each image's layers (an image store keeps those). */
+  readonly #imageUsers = new ImageUsers();
   /** What each image sandbox's layers were when it started (see layerStamp). */
   readonly #layerStamps = new WeakMap<LocalSandbox, { image: ImageRecord; stamp: string }>();
   #closed = false;
+  /** Launches and adopts under way: close() waits for them (each fails, or is destroyed, once closed). */
+  readonly #launching = new Set<Promise<unknown>>();
   #seccompFile: Promise<string> | undefined;
   #agentFile: Promise<string> | undefined;
 
@@ -127,8 +143,6 @@ class LocalRuntime implements SandboxRuntime {
     // Cgroup names carry a tag of the data dir, so two servers on one machine never touch
     // each other's sandboxes (cleanup after a crash removes only this data dir's cgroups).
     this.#instance = createHash("sha256").update(resolve(this.#dir)).digest("hex").slice(0, 10);
-    this.#uidRange = options.sandboxUids ?? defaultSandboxRange(this.#instance);
-    this.#blocks = new IdBlockAllocator(this.#uidRange);
     this.#layerIdBase = options.layers?.layerIdBase ?? DEFAULT_LAYER_ID_BASE;
     this.#defaultDiskMiB = options.defaultDiskMiB ?? 10_240;
     // Started under a warm id, then no longer the runtime's by id: the pool owns it.
@@ -162,7 +176,30 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   checkPrerequisites(): Promise<string[]> {
-    return localRuntimeProblems(this.#dir, this.#uidRange, this.#layerIdBase);
+    return localRuntimeProblems(this.#dir, this.#layerIdBase, () => this.#claimedRange());
+  }
+
+  /** Its range of host ids: claimed host-wide the first time (see id-range-claim.ts), held until close. */
+  async #claimedRange(): Promise<UidRange> {
+    if (this.#closed) throw new Error("the runtime is closed"); // (a claim made now would never be released)
+    this.#claim ??= forgetOnFailure(this.#claimRange(), () => {
+      this.#claim = undefined;
+    });
+    this.#range = (await this.#claim).range;
+    return this.#range;
+  }
+
+  async #claimRange(): Promise<IdRangeClaim> {
+    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    this.#agentFile ??= forgetOnFailure(installAgent(this.#dir), () => {
+      this.#agentFile = undefined;
+    });
+    const agent = await this.#agentFile;
+    const given = this.#options.sandboxUids;
+    const layers = { start: this.#layerIdBase, count: ID_BLOCK }; // (shared: no process runs as them)
+    return given
+      ? claimIdRange(agent, given, ID_CLAIMS_FILE, layers)
+      : claimDefaultRange(agent, defaultRangeSlot(this.#instance), ID_CLAIMS_FILE, layers);
   }
 
   /** Images of this host's platform whose layers are in the store (see sandbox-root.ts). */
@@ -181,9 +218,18 @@ class LocalRuntime implements SandboxRuntime {
     return undefined;
   }
 
-  /** Its warm sandboxes stand on the image's layers: they go before the image does. */
-  releaseImage(imageId: string): Promise<void> {
-    return this.#imagePools.release(imageId);
+  /**
+   * Its warm sandboxes stand on the image's layers: they go before the image does, and so do
+   * its sandboxes being destroyed (a terminated one's destroy may still be under way).
+   */
+  async releaseImage(imageId: string): Promise<void> {
+    await this.#imagePools.release(imageId);
+    await this.#imageUsers.departures(imageId);
+  }
+
+  /** Whether any of its sandboxes (starting, warm, live or being destroyed) stands on the image's layers. */
+  imageInUse(imageId: string): boolean {
+    return this.#imageUsers.inUse(imageId);
   }
 
   async createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox> {
@@ -205,11 +251,7 @@ class LocalRuntime implements SandboxRuntime {
     const refill = () => (spec.image ? this.#imagePools.refill(spec.image, spec.user) : this.#warm.refill());
     if (warm) {
       try {
-        await warm.adopt(spec, limits);
-        this.#sandboxes.set(spec.id, warm);
-        return warm;
-      } catch {
-        await warm.destroy();
+        if (await this.#inFlight(this.#adopt(warm, spec, limits))) return warm;
       } finally {
         refill();
       }
@@ -218,6 +260,33 @@ class LocalRuntime implements SandboxRuntime {
       return await this.#start(spec);
     } finally {
       refill();
+    }
+  }
+
+  /** A warm sandbox takes on the spec: true once it is the runtime's, else destroyed (failed, or closed meanwhile). */
+  async #adopt(
+    warm: LocalSandbox,
+    spec: RuntimeSandboxSpec,
+    limits: Parameters<LocalSandbox["adopt"]>[1],
+  ): Promise<boolean> {
+    try {
+      await warm.adopt(spec, limits);
+      if (this.#closed) throw new Error("the runtime is closed");
+      this.#sandboxes.set(spec.id, warm);
+      return true;
+    } catch {
+      await warm.destroy();
+      return false;
+    }
+  }
+
+  /** `step`, a launch or an adopt, counted among those close() waits for until it settles. */
+  async #inFlight<T>(step: Promise<T>): Promise<T> {
+    this.#launching.add(step);
+    try {
+      return await step;
+    } finally {
+      this.#launching.delete(step);
     }
   }
 
@@ -234,8 +303,26 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   async #start(spec: RuntimeSandboxSpec): Promise<LocalSandbox> {
-    this.#prepared ??= this.#prepare();
+    // From now until it is destroyed, the sandbox stands on its image's layers.
+    const use = spec.image ? this.#imageUsers.begin(spec.image.id) : undefined;
+    try {
+      return await this.#inFlight(this.#launch(spec, (done, gone) => use?.leave(done, gone)));
+    } catch (error) {
+      use?.leave(Promise.resolve()); // (nothing more when its destroy has already left)
+      throw error;
+    }
+  }
+
+  /** Makes and starts a sandbox; `onDestroying` hears when its destroy begins (see SandboxSetup). */
+  async #launch(
+    spec: RuntimeSandboxSpec,
+    onDestroying: (done: Promise<void>, gone: Promise<void>) => void,
+  ): Promise<LocalSandbox> {
+    this.#prepared ??= forgetOnFailure(this.#prepare(), () => {
+      this.#prepared = undefined;
+    });
     await this.#prepared;
+    const blocks = this.#blocks as IdBlockAllocator; // (made by #prepare)
     const version = detectCgroupVersion();
     if (!version) throw new Error("no usable cgroup hierarchy");
     const images = join(this.#dir, "images");
@@ -248,7 +335,8 @@ class LocalRuntime implements SandboxRuntime {
     this.#agentFile ??= forgetOnFailure(installAgent(this.#dir), () => {
       this.#agentFile = undefined;
     });
-    // An image's layers as they are now: a warm sandbox is handed out only while they are unchanged.
+    // An image's layers as they are now: a warm sandbox is handed out only while they are unchanged
+    // (none when a layer is missing now: never handed out).
     const stamp = spec.image && this.#options.layers ? layerStamp(spec.image, this.#options.layers) : undefined;
     const [seccomp, agent, root] = await Promise.all([this.#seccompFile, this.#agentFile, this.#rootOf(spec, images)]);
     const diskMiB = this.#diskOf(spec);
@@ -266,8 +354,10 @@ class LocalRuntime implements SandboxRuntime {
       diskSource = { template: await template };
     }
     const limits = this.#limitsOf(spec);
+    // Closed meanwhile: nothing more starts (close waits for this launch, then lets its range go).
+    if (this.#closed) throw new Error("the runtime is closed");
     // Its own block of ids while it lives: freed by destroy, once nothing of the sandbox runs.
-    const base = this.#blocks.allocate();
+    const base = blocks.allocate();
     const sandbox = new LocalSandbox(spec, {
       dir: join(this.#dir, "sandboxes", spec.id),
       root,
@@ -275,7 +365,7 @@ class LocalRuntime implements SandboxRuntime {
       agent,
       base,
       layerIdBase: this.#layerIdBase,
-      releaseBlock: () => this.#blocks.release(base),
+      releaseBlock: () => blocks.release(base),
       diskMiB,
       diskSource,
       cgroupVersion: version,
@@ -286,6 +376,7 @@ class LocalRuntime implements SandboxRuntime {
       onDestroyed: (gone) => {
         if (this.#sandboxes.get(gone.id) === gone) this.#sandboxes.delete(gone.id);
       },
+      onDestroying,
     });
     this.#sandboxes.set(spec.id, sandbox);
     if (spec.image && stamp !== undefined) this.#layerStamps.set(sandbox, { image: spec.image, stamp });
@@ -309,8 +400,18 @@ class LocalRuntime implements SandboxRuntime {
     return imageRoot(spec.image, layers, await this.#imageRootParts);
   }
 
-  /** Root's alone: no host account (nor any sandbox uid) reaches a sandbox's layers by path. */
+  /**
+   * Claims its range of ids; makes its dirs, root's alone: no host account (nor any sandbox
+   * uid) reaches a sandbox's layers by path.
+   */
   async #prepare(): Promise<void> {
+    if (!this.#blocks) {
+      const range = await this.#claimedRange();
+      // A block some process still runs as (left by an earlier holder of the range) is never
+      // handed out: a sandbox there would share its ids.
+      const busy = await busyIdBlocks(range);
+      this.#blocks ??= new IdBlockAllocator(range, busy);
+    }
     await mkdir(join(this.#dir, "sandboxes"), { recursive: true, mode: 0o700 });
     await chmod(this.#dir, 0o700);
     await chmod(join(this.#dir, "sandboxes"), 0o700);
@@ -339,6 +440,11 @@ class LocalRuntime implements SandboxRuntime {
     this.#warm.refill();
   }
 
+  /** The range of host ids it claimed (undefined until it has); for diagnostics and tests. */
+  get sandboxIdRange(): UidRange | undefined {
+    return this.#range;
+  }
+
   /** How many sandboxes it holds (not yet destroyed); for diagnostics and tests. */
   get sandboxCount(): number {
     return this.#sandboxes.size;
@@ -352,9 +458,15 @@ class LocalRuntime implements SandboxRuntime {
   async close(): Promise<void> {
     this.#closed = true;
     const warm = [...(await this.#warm.close()), ...(await this.#imagePools.close())];
+    // Launches under way end (failed, or with their sandbox among #sandboxes) before its ids go.
+    await Promise.allSettled([...this.#launching]);
     const all = [...this.#sandboxes.values(), ...warm];
     await Promise.all(all.map((s) => s.destroy()));
     this.#sandboxes.clear();
+    // Its ids go back to the host once nothing of its sandboxes runs.
+    const claim = this.#claim;
+    this.#claim = undefined;
+    (await claim?.catch(() => undefined))?.release();
   }
 }
 

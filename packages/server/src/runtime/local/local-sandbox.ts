@@ -75,10 +75,19 @@ export interface SandboxSetup {
   readonly agentCallTimeoutMs: number;
   /** Called once it is destroyed (the runtime stops holding it). */
   readonly onDestroyed?: (sandbox: LocalSandbox) => void;
+  /**
+   * Called when its destroy begins, with what settles when the destroy has ended (either way),
+   * and what settles once nothing of the sandbox runs any more: with the destroy, or later when
+   * processes outlived it (see #reap).
+   */
+  readonly onDestroying?: (done: Promise<void>, gone: Promise<void>) => void;
 }
 
 /** Time a start may take, from the launch to the agent's ready (and its user set). */
 const START_TIMEOUT_MS = 15_000;
+
+/** How often a destroyed sandbox whose processes outlived the destroy is tried again. */
+const REAP_INTERVAL_MS = 2_000;
 
 /** The filesystems a sandbox's files may be on (its overlay, tmpfs, and the host's /usr for reads). */
 let filesystems: Promise<AllowedFilesystems> | undefined;
@@ -400,22 +409,50 @@ export class LocalSandbox implements RuntimeSandbox {
   }
 
   destroy(): Promise<void> {
-    this.#destroyed ??= (async () => {
-      const emptied = await this.#cgroup.destroy();
-      this.#child?.kill("SIGKILL");
-      for (const p of this.#processes.values()) p.sandboxEnded();
-      this.#connection.disconnect();
-      await run("umount", ["-l", this.#paths.rootfs]).catch(() => {});
-      await removeSandboxDisk(this.#setup.dir);
-      // Only once no sandboxed process is left: none can race the removal, and none still runs
-      // as an id of the block. Else both wait for cleanupLeftovers at the next start.
-      if (emptied) {
-        await rm(this.#setup.dir, { recursive: true, force: true }).catch(() => {});
-        this.#setup.releaseBlock();
+    if (this.#destroyed) return this.#destroyed;
+    let markGone!: () => void;
+    const gone = new Promise<void>((resolve) => {
+      markGone = resolve;
+    });
+    this.#destroyed = (async () => {
+      let emptied = false;
+      try {
+        emptied = await this.#cgroup.destroy();
+        this.#child?.kill("SIGKILL");
+        for (const p of this.#processes.values()) p.sandboxEnded();
+        this.#connection.disconnect();
+        await run("umount", ["-l", this.#paths.rootfs]).catch(() => {});
+        await removeSandboxDisk(this.#setup.dir);
+        // Only once no sandboxed process is left: none can race the removal, and none still runs
+        // as an id of the block. Else both wait until the cgroup is empty (#reap).
+        if (emptied) {
+          await rm(this.#setup.dir, { recursive: true, force: true }).catch(() => {});
+          this.#setup.releaseBlock();
+        }
+        this.#setup.onDestroyed?.(this);
+      } finally {
+        if (emptied) markGone();
+        else void this.#reap(markGone);
       }
-      this.#setup.onDestroyed?.(this);
     })();
+    this.#setup.onDestroying?.(this.#destroyed, gone);
     return this.#destroyed;
+  }
+
+  /**
+   * Processes outlived the destroy (a SIGKILL not yet acted on: a process in D state, a huge
+   * address space torn down): kills what is in the cgroup again now and then until it is empty,
+   * then frees what the destroy kept (its dir, its block) and says it is gone. Meanwhile they
+   * may still run as ids of its block, on its image's layers.
+   */
+  async #reap(gone: () => void): Promise<void> {
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, REAP_INTERVAL_MS).unref());
+      if (await this.#cgroup.destroy()) break;
+    }
+    await rm(this.#setup.dir, { recursive: true, force: true }).catch(() => {});
+    this.#setup.releaseBlock();
+    gone();
   }
 }
 

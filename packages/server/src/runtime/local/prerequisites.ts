@@ -22,10 +22,15 @@ const run = promisify(execFile);
 
 /**
  * The problems in the way of the local runtime, empty when there are none. `dir` is the
- * runtime's own dir in the data dir (where the probes run), `uidRange` the sandboxes' ids,
- * `layerIdBase` the image store's (and every root's) canonical block.
+ * runtime's own dir in the data dir (where the probes run), `layerIdBase` the image store's
+ * (and every root's) canonical block; `claimRange` claims the sandboxes' ids host-wide (once
+ * nothing else is missing) and answers them.
  */
-export async function localRuntimeProblems(dir: string, uidRange: UidRange, layerIdBase: number): Promise<string[]> {
+export async function localRuntimeProblems(
+  dir: string,
+  layerIdBase: number,
+  claimRange: () => Promise<UidRange>,
+): Promise<string[]> {
   const problems: string[] = [];
   if (process.platform !== "linux") return ["the local runtime needs Linux"];
   if (!seccompSupported()) problems.push(`the seccomp filter supports x86_64 only, this machine is ${process.arch}`);
@@ -48,8 +53,17 @@ export async function localRuntimeProblems(dir: string, uidRange: UidRange, laye
   }
   if (!existsSync(LAUNCH_ROOT))
     problems.push(`${LAUNCH_ROOT} is missing (sandboxes are launched from it): mkdir ${LAUNCH_ROOT}`);
-  problems.push(...(await sandboxRangeProblems(uidRange, layerIdBase)));
   problems.push(...(await cgroupProblems()));
+  if (problems.length > 0) return problems;
+  let uidRange: UidRange;
+  try {
+    uidRange = await claimRange();
+  } catch (error) {
+    // (The claim installs the agent binary in the data dir first: a full one fails there.)
+    const inDataDir = (error as NodeJS.ErrnoException).path?.startsWith(dir);
+    return [(inDataDir && dataDirProblem(dir, error)) || (error as Error).message];
+  }
+  problems.push(...(await sandboxRangeProblems(uidRange, layerIdBase)));
   if (problems.length > 0) return problems;
   if (!(await bwrapHasHandshake())) {
     problems.push(

@@ -137,6 +137,17 @@ describe.runIf(available)("mount-root", () => {
       lowers: [{ path: join(work, "link"), idmapped: true }],
     });
     await expect(viaLink).rejects.toThrow(/link is not a directory/);
+    // The disk too: its clone becomes the writable upper.
+    execFileSync("ln", ["-s", disk, join(work, "disk-link")]);
+    const diskViaLink = mountRoot({
+      helper,
+      target,
+      disk: join(work, "disk-link"),
+      layerIdBase: L,
+      base: B,
+      lowers: [{ path: one, idmapped: true }],
+    });
+    await expect(diskViaLink).rejects.toThrow(/disk-link is not a directory/);
     const inside = spawnSync("unshare", ["--user", "--map-root-user", helper, "mount-root", "--target", target]);
     expect(String(inside.stderr)).toMatch(/runs on the host only/);
     expect(inside.status).not.toBe(0);

@@ -7,14 +7,25 @@ import { join } from "node:path";
 import type { ImageRecord } from "@sbx/server-kit";
 import { afterAll, describe, expect, it } from "vitest";
 import { collapseLayers } from "./root-mount.js";
-import { hostArchitecture, imageRoot, imageRootProblem, type LayerSource, MAX_IMAGE_LAYERS } from "./sandbox-root.js";
+import {
+  hostArchitecture,
+  imageRoot,
+  imageRootProblem,
+  type LayerSource,
+  layerStamp,
+  MAX_IMAGE_LAYERS,
+} from "./sandbox-root.js";
 
 const digest = (n: number) => `sha256:${n.toString(16).padStart(64, "0")}`;
 
 describe("sandbox roots", () => {
   const dir = mkdtempSync(join(tmpdir(), "sbx-roots-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const layers: LayerSource = { layerDir: (diffId) => join(dir, diffId.replace(":", "-")), layerIdBase: 1_900_000_000 };
+  const layers: LayerSource = {
+    layerDir: (diffId) => join(dir, diffId.replace(":", "-")),
+    layerToken: (diffId) => `token of ${diffId}`,
+    layerIdBase: 1_900_000_000,
+  };
   const image = (over: Partial<ImageRecord> = {}): ImageRecord => ({
     id: `im-${"a".repeat(20)}`,
     refs: [],
@@ -67,5 +78,22 @@ describe("sandbox roots", () => {
     ).toMatch(/malformed layer/);
     const tooMany = Array.from({ length: MAX_IMAGE_LAYERS + 1 }, (_, i) => digest(1000 + i));
     expect(imageRootProblem(image({ layers: tooMany }), layers)).toMatch(/overlayfs stacks at most 499/);
+  });
+
+  it("stamps an image's layers with the store's tokens: a layer unpacked again differs, whatever its dir's inode", () => {
+    // The store removed layer 2 and unpacked it again: its dir is the same path and, as the
+    // file system may well give it, the same inode number; only its token tells them apart.
+    let generation = 1;
+    const store: LayerSource = {
+      ...layers,
+      layerToken: (diffId) => (diffId === digest(2) ? `unpacked ${generation}` : layers.layerToken(diffId)),
+    };
+    const before = layerStamp(image(), store);
+    expect(layerStamp(image(), store)).toBe(before);
+    generation = 2;
+    expect(layerStamp(image(), store)).not.toBe(before);
+    // A layer missing: no stamp (a warm sandbox started so is never intact), not "" (which an
+    // image without layers has).
+    expect(layerStamp(image(), { ...store, layerToken: () => undefined })).toBeUndefined();
   });
 });

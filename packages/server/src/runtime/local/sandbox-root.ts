@@ -10,7 +10,7 @@
  *   store, idmapped (an image's uid u shows as u), each once; an empty disk; nothing of the
  *   host's /usr.
  */
-import { existsSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { chmod, chown, mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { goArch, type ImageRecord } from "@sbx/server-kit";
@@ -21,6 +21,11 @@ import { collapseLayers, type LowerDir } from "./root-mount.js";
 export interface LayerSource {
   /** The dir layer `diffId` is unpacked in (root's; an overlay lower dir as it is). */
   layerDir(diffId: string): string;
+  /**
+   * A token naming that dir as it is now: never the same once the dir was removed, even if it
+   * is unpacked again (and gets the inode number of the old one); undefined when missing.
+   */
+  layerToken(diffId: string): string | undefined;
   /** On-disk uid/gid of an image's id 0 (image id u is stored as this plus u). */
   readonly layerIdBase: number;
 }
@@ -87,16 +92,16 @@ export function imageRoot(image: ImageRecord, layers: LayerSource, parts: ImageR
 }
 
 /**
- * Which dirs an image's layers are now (device and inode of each): unchanged while the store
- * keeps them, different once a layer was removed (and maybe unpacked again); "" when one is
- * missing.
+ * Which dirs an image's layers are now (the store's token of each): unchanged while the store
+ * keeps them, different once a layer was removed (and maybe unpacked again, whatever inode
+ * number its new dir has); undefined when one is missing (a stamp equal to no other).
  */
-export function layerStamp(image: ImageRecord, layers: LayerSource): string {
+export function layerStamp(image: ImageRecord, layers: LayerSource): string | undefined {
   const parts: string[] = [];
   for (const diffId of collapseLayers(image.layers)) {
-    const st = statSync(layers.layerDir(diffId), { throwIfNoEntry: false });
-    if (!st) return "";
-    parts.push(`${st.dev}:${st.ino}`);
+    const token = layers.layerToken(diffId);
+    if (token === undefined) return undefined;
+    parts.push(token);
   }
   return parts.join(",");
 }

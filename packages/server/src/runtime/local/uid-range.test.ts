@@ -7,7 +7,9 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   DEFAULT_LAYER_ID_BASE,
+  DEFAULT_RANGE_SLOTS,
   defaultSandboxRange,
+  defaultSandboxRangeAt,
   ID_BLOCK,
   IdBlockAllocator,
   MAX_HOST_ID,
@@ -51,6 +53,23 @@ describe("the sandbox uid range", () => {
     expect(await sandboxes(DEFAULT_LAYER_ID_BASE + ID_BLOCK, ID_BLOCK)).toEqual([]);
   });
 
+  it("refuses layer ids that a host account or subordinate range has (every sandbox disk is owned by them)", async () => {
+    const withAccount = join(dir, "layer.passwd");
+    writeFileSync(
+      withAccount,
+      `root:x:0:0:root:/root:/bin/bash\nlayer:x:${DEFAULT_LAYER_ID_BASE + 5}:100::/:/bin/false\n`,
+    );
+    const withSubgid = join(dir, "layer.subgid");
+    writeFileSync(withSubgid, `bob:${DEFAULT_LAYER_ID_BASE + 60_000}:10000\n`);
+    for (const file of [withAccount, withSubgid]) {
+      const problems = await sandboxRangeProblems({ start: 2 ** 31, count: 4 * ID_BLOCK }, DEFAULT_LAYER_ID_BASE, [
+        file,
+      ]);
+      expect(problems.join(), file).toContain(`the layer id block ${DEFAULT_LAYER_ID_BASE}-`);
+      expect(problems.join(), file).toContain(file);
+    }
+  });
+
   it("by default: 1,024 blocks above 2^31 picked by the data dir, ending below the last id", () => {
     for (const instance of ["000000", "ffffff", "a1b2c3", "7fffff"]) {
       const range = defaultSandboxRange(instance);
@@ -60,6 +79,12 @@ describe("the sandbox uid range", () => {
       expect(range.start + range.count - 1).toBeLessThanOrEqual(MAX_HOST_ID);
     }
     expect(defaultSandboxRange("000001")).not.toEqual(defaultSandboxRange("000002"));
+    // Every slot a runtime may move on to (id-range-claim.ts) fits below the last id, apart.
+    for (let slot = 0; slot < DEFAULT_RANGE_SLOTS; slot++) {
+      const range = defaultSandboxRangeAt(slot);
+      expect(range.start + range.count - 1).toBeLessThanOrEqual(MAX_HOST_ID);
+      if (slot > 0) expect(range.start).toBe(defaultSandboxRangeAt(slot - 1).start + range.count);
+    }
   });
 
   it("gives each live sandbox its own block and reuses freed ones last", () => {

@@ -11,7 +11,7 @@
  * through an idmapped mount (layerIdBase+u → BASE+u, see root-mount.ts). The two ranges must
  * not overlap (checked at start-up, `sandboxRangeProblems`).
  */
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 
 export interface UidRange {
   readonly start: number;
@@ -34,15 +34,27 @@ export const DEFAULT_LAYER_ID_BASE = 1_900_000_000;
 /** Blocks in the default sandbox range: that many sandboxes (warm ones included) at once. */
 export const DEFAULT_SANDBOX_BLOCKS = 1024;
 
-/**
- * The default sandbox range of a runtime whose data dir hashes to `instance` (hex): 1,024
- * blocks above 2^31, one of 31 such ranges picked by the hash, so two servers on one machine
- * rarely meet (they should still be given ranges of their own). Ends below MAX_HOST_ID.
- */
-export function defaultSandboxRange(instance: string): UidRange {
+/** Default ranges one host has room for: 1,024 blocks each, from 2^31 up to MAX_HOST_ID. */
+export const DEFAULT_RANGE_SLOTS = 31;
+
+/** The default range in `slot` (0 to 30): 1,024 blocks above 2^31. Ends below MAX_HOST_ID. */
+export function defaultSandboxRangeAt(slot: number): UidRange {
   const count = DEFAULT_SANDBOX_BLOCKS * ID_BLOCK;
-  const slot = Number.parseInt(instance.slice(0, 6), 16) % 31;
   return { start: 2 ** 31 + slot * count, count };
+}
+
+/**
+ * The slot a runtime whose data dir hashes to `instance` (hex) tries first, so that two
+ * servers on one machine rarely even meet; the runtime claims its range host-wide, and moves
+ * on to the next free slot when another server holds this one (id-range-claim.ts).
+ */
+export function defaultRangeSlot(instance: string): number {
+  return Number.parseInt(instance.slice(0, 6), 16) % DEFAULT_RANGE_SLOTS;
+}
+
+/** The default range a runtime whose data dir hashes to `instance` tries first. */
+export function defaultSandboxRange(instance: string): UidRange {
+  return defaultSandboxRangeAt(defaultRangeSlot(instance));
 }
 
 /** Files naming ids the host already hands out (accounts, groups, subordinate ranges). */
@@ -79,7 +91,9 @@ export async function uidRangeProblems(
 
 /**
  * What is wrong with the sandboxes' range: a whole number of blocks, clear of host ids, and
- * clear of the image store's layer ids (`layerIdBase` and its block).
+ * clear of the image store's layer ids (`layerIdBase` and its block); and with the layer ids
+ * themselves, clear of host ids too: every sandbox disk (the default image's included) stores
+ * its owners as `layerIdBase + u`, with or without an image store.
  */
 export async function sandboxRangeProblems(
   range: UidRange,
@@ -91,6 +105,7 @@ export async function sandboxRangeProblems(
     return [`the sandbox uid range must be a whole number of blocks of ${ID_BLOCK} ids, got ${count}`];
   }
   const problems = await uidRangeProblems(range, files);
+  problems.push(...(await uidRangeProblems({ start: layerIdBase, count: ID_BLOCK }, files, "the layer id block")));
   if (start < layerIdBase + ID_BLOCK && layerIdBase < start + count) {
     problems.push(
       `the sandbox uid range ${start}-${start + count - 1} overlaps the image store's layer ids ${layerIdBase}-${layerIdBase + ID_BLOCK - 1}: choose another range or layerIdBase`,
@@ -112,9 +127,32 @@ function* idsIn(file: string, text: string): Generator<[number, number]> {
 }
 
 /**
+ * The blocks of `range` (by first id) that some process runs as: one of its real, effective,
+ * saved or file uids or gids is in the block (read from `/proc/<pid>/status`). Such a process
+ * was left by an earlier holder of the range (a server that crashed, or a sandbox whose
+ * processes outlived its destroy): the range's claim ended with its holder, not with them.
+ */
+export async function busyIdBlocks(range: UidRange, proc = "/proc"): Promise<Set<number>> {
+  const busy = new Set<number>();
+  const pids = (await readdir(proc).catch(() => [] as string[])).filter((name) => /^\d+$/.test(name));
+  for (const pid of pids) {
+    const status = await readFile(`${proc}/${pid}/status`, "utf8").catch(() => ""); // (gone meanwhile)
+    for (const line of status.split("\n")) {
+      if (!line.startsWith("Uid:") && !line.startsWith("Gid:")) continue;
+      for (const id of line.slice(4).trim().split(/\s+/).map(Number)) {
+        if (id >= range.start && id < range.start + range.count) {
+          busy.add(range.start + Math.floor((id - range.start) / ID_BLOCK) * ID_BLOCK);
+        }
+      }
+    }
+  }
+  return busy;
+}
+
+/**
  * Hands out the range's blocks, one per live sandbox, by its first id (`BASE`). Freed blocks
  * are reused last (the search goes round the range), so a destroyed sandbox's ids rest as long
- * as possible before they return.
+ * as possible before they return. Blocks held back (see busyIdBlocks) are never handed out.
  */
 export class IdBlockAllocator {
   readonly #start: number;
@@ -122,12 +160,13 @@ export class IdBlockAllocator {
   readonly #taken = new Set<number>();
   #next = 0;
 
-  constructor(range: UidRange) {
+  constructor(range: UidRange, heldBack: Iterable<number> = []) {
     if (range.count % ID_BLOCK !== 0 || range.count < ID_BLOCK) {
       throw new Error(`a sandbox uid range is a whole number of blocks of ${ID_BLOCK} ids, got ${range.count}`);
     }
     this.#start = range.start;
     this.#blocks = range.count / ID_BLOCK;
+    for (const base of heldBack) this.#taken.add(base);
   }
 
   /** The first host id of a free block (the sandbox's root). */

@@ -35,6 +35,17 @@ describe("the user namespace handshake", () => {
     expect(await exited).toBe("SIGKILL");
   });
 
+  it("refuses a child running as the base id in the server's own user namespace (bwrap without --unshare-user)", async () => {
+    const { child, exited } = launch(
+      // The child reports itself once it runs as BASE (setpriv has dropped, then exec'd sh).
+      `setpriv --reuid=${BASE} --regid=${BASE} --clear-groups sh -c 'printf "$1" $$ >&${LAUNCH_FDS.info}; exec ${LAUNCH_FDS.info}>&-; exec sleep 30' report '{"child-pid": %d}' & exec ${LAUNCH_FDS.info}>&-; wait`,
+    );
+    await expect(completeUsernsHandshake(child, BASE, 10_000)).rejects.toThrow(
+      /is in the server's own user namespace, not a new one/,
+    );
+    expect(await exited).toBe("SIGKILL");
+  });
+
   it("refuses a pid that is not the launch's own child", async () => {
     const stranger = spawn("sleep", ["30"], { stdio: "ignore" });
     try {

@@ -9,7 +9,7 @@
  * that is not the one bwrap made.
  */
 import type { ChildProcess } from "node:child_process";
-import { closeSync, constants, openSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
 import { LAUNCH_FDS } from "./launch-command.js";
 import { ID_BLOCK } from "./uid-range.js";
@@ -89,9 +89,11 @@ export function childPidOf(report: string): number {
 }
 
 /**
- * Checks that `pid` is bwrap's (`launcher`'s) child, running as `base` (all four ids), then
- * writes its maps. Everything goes through one descriptor of its /proc dir, which stays bound
- * to that process: should it die and its pid be reused, every later step fails.
+ * Checks that `pid` is bwrap's (`launcher`'s) child, running as `base` (all four ids), in a
+ * user namespace of its own (not the server's: the maps of that one are set, and a bwrap run
+ * without --unshare-user must fail here, by name), then writes its maps. Everything goes
+ * through one descriptor of its /proc dir, which stays bound to that process: should it die
+ * and its pid be reused, every later step fails.
  */
 function writeMaps(pid: number, launcher: number, base: number): void {
   const dir = openSync(`/proc/${pid}`, constants.O_RDONLY | constants.O_DIRECTORY);
@@ -105,6 +107,11 @@ function writeMaps(pid: number, launcher: number, base: number): void {
       if (values?.length !== 4 || values.some((v) => v !== String(base))) {
         throw new Error(`process ${pid} does not run as ${base}`);
       }
+    }
+    const theirs = statSync(at("ns/user"));
+    const ours = statSync("/proc/self/ns/user");
+    if (theirs.dev === ours.dev && theirs.ino === ours.ino) {
+      throw new Error(`process ${pid} is in the server's own user namespace, not a new one`);
     }
     // One write each (a map is written once, whole); setgroups stays allowed, so the
     // sandbox's root may set groups (su, initgroups, the agent's users).

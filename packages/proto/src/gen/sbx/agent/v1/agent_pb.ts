@@ -241,8 +241,8 @@ export type Configure = Message<"sbx.agent.v1.Configure"> & {
   user: string;
 
   /**
-   * Made with its missing parents, owned by that user, when it does not exist (Docker's
-   * WorkingDir); empty: none.
+   * Made with its missing parents when it does not exist, owned by the sandbox's root (0:0,
+   * mode 0755), as Docker makes a container's WorkingDir; empty: none.
    *
    * @generated from field: string workdir = 2;
    */
@@ -269,8 +269,8 @@ export type ConfigureJson = {
   user?: string;
 
   /**
-   * Made with its missing parents, owned by that user, when it does not exist (Docker's
-   * WorkingDir); empty: none.
+   * Made with its missing parents when it does not exist, owned by the sandbox's root (0:0,
+   * mode 0755), as Docker makes a container's WorkingDir; empty: none.
    *
    * @generated from field: string workdir = 2;
    */
