@@ -4,7 +4,7 @@
  * itself and leaves it out of browser bundles.
  */
 import { createClient, type Transport } from "@connectrpc/connect";
-import { FilesystemService, ImageService, ProcessService, SandboxService } from "@sbx/proto";
+import { FilesystemService, ImageService, NetworkService, ProcessService, SandboxService } from "@sbx/proto";
 import { CONNECT_CLIENTS } from "./connect-clients.js";
 import type { RpcClients } from "./rpc.js";
 
@@ -15,6 +15,7 @@ export function connectClients(transport: Transport): RpcClients {
     processes: createClient(ProcessService, transport),
     files: createClient(FilesystemService, transport),
     images: createClient(ImageService, transport),
+    network: createClient(NetworkService, transport),
   };
 }
 

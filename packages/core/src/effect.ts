@@ -25,6 +25,7 @@ export * from "./errors.js";
 export * as Files from "./files-effect.js";
 export * as Images from "./images-effect.js";
 export { longPoll } from "./long-poll.js";
+export * as Network from "./network-effect.js";
 export * as Processes from "./processes-effect.js";
 export { returncodeOf } from "./returncode.js";
 export {

@@ -46,11 +46,18 @@ export {
 } from "./images.js";
 // Types, and values for `instanceof`, without the classes' code (loaded on first use).
 export { CommandHandle, SandboxFile } from "./lazy-classes.js";
+export type { ConnectCredentials, ConnectTokenOptions, Tunnel } from "./network-ops.js";
 export { Probe } from "./probe.js";
 export { type ExecOptions, type PtySizeOptions, SIGNALS, type SignalName } from "./process-ops.js";
 export { TERMINATED_RETURNCODE, TIMEOUT_RETURNCODE } from "./returncode.js";
 export { type LocalSandbox, Sandbox, type SandboxWaitOptions, type TerminateOptions } from "./sandbox.js";
-export { type CreateSandboxOptions, DEFAULT_APP, type ListSandboxesOptions } from "./sandbox-ops.js";
+export {
+  type CreateSandboxOptions,
+  DEFAULT_APP,
+  type ListSandboxesOptions,
+  type UpdateSandboxOptions,
+} from "./sandbox-ops.js";
+export { type ServiceOptions, ServiceUrl } from "./service-url.js";
 export { StreamWriter, type WriteOptions } from "./stdin-writer.js";
 export { type ReadOptions, type StreamMode, StreamReader } from "./stream-reader.js";
 export { ARG_MAX_BYTES } from "./validation.js";

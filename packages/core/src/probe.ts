@@ -1,7 +1,12 @@
+import { DEFAULT_PROBE_INTERVAL_MS, portProblem, probeIntervalProblem } from "@sbx/proto";
 import { InvalidError } from "./errors.js";
 import { validateArgv } from "./validation.js";
 
-/** A readiness check for `waitUntilReady`: a TCP port accepting connections, or a command exiting 0. */
+/**
+ * A readiness check for `waitUntilReady`: a TCP port accepting connections, or a command
+ * exiting 0, tried every `intervalMs` (default 100, at most 60 000). Bad input is an
+ * `InvalidError` here, before any request.
+ */
 export class Probe {
   private constructor(
     readonly kind: "tcp" | "exec",
@@ -10,12 +15,26 @@ export class Probe {
     readonly intervalMs: number,
   ) {}
 
+  /**
+   * Ready once something in the sandbox accepts a TCP connection on `port` (listening on
+   * 0.0.0.0 or ::, as tunnels reach it). Works on the fake (its port registry); the sbx server
+   * refuses it with `UnsupportedError` until its per-sandbox network lands.
+   */
   static tcp(port: number, options: { intervalMs?: number } = {}): Probe {
-    if (!Number.isInteger(port) || port < 1 || port > 65_535) throw new InvalidError(`invalid probe port ${port}`);
-    return new Probe("tcp", port, undefined, options.intervalMs ?? 100);
+    const problem = portProblem(port, "probe port");
+    if (problem) throw new InvalidError(problem);
+    return new Probe("tcp", port, undefined, intervalOf(options));
   }
 
+  /** Ready once `argv` exits 0 (run like `exec`, each try bounded). Works on every target. */
   static exec(argv: string[], options: { intervalMs?: number } = {}): Probe {
-    return new Probe("exec", undefined, validateArgv(argv, "probe command"), options.intervalMs ?? 100);
+    return new Probe("exec", undefined, validateArgv(argv, "probe command"), intervalOf(options));
   }
+}
+
+function intervalOf(options: { intervalMs?: number }): number {
+  const ms = options?.intervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
+  const problem = ms === 0 ? "invalid probe interval 0: it must be positive" : probeIntervalProblem(ms);
+  if (problem) throw new InvalidError(problem);
+  return ms;
 }

@@ -6,7 +6,7 @@
  * adapter: Connect's over a Connect transport (`@sbx/core/connect`), or @sbx/web's own.
  */
 import type { CallOptions, Client } from "@connectrpc/connect";
-import type { FilesystemService, ImageService, ProcessService, SandboxService } from "@sbx/proto";
+import type { FilesystemService, ImageService, NetworkService, ProcessService, SandboxService } from "@sbx/proto";
 import * as Context from "effect/Context";
 import * as Effect from "effect/Effect";
 import * as Layer from "effect/Layer";
@@ -25,6 +25,7 @@ export interface RpcClients {
   readonly processes: Client<typeof ProcessService>;
   readonly files: Client<typeof FilesystemService>;
   readonly images: Client<typeof ImageService>;
+  readonly network: Client<typeof NetworkService>;
 }
 
 export interface SbxConnectionShape extends RpcClients {
@@ -49,6 +50,7 @@ export function makeConnection(
     processes: clients.processes,
     files: clients.files,
     images: clients.images,
+    network: clients.network,
     config,
     headers: config.token ? { authorization: `Bearer ${config.token}` } : {},
   };

@@ -2,7 +2,14 @@
  * Sandbox operations as Effects over `SbxConnection`: the Effect API, and what the Promise API's
  * `Sandbox` and `SandboxClient` run.
  */
-import type { Sandbox as SandboxInfo, SandboxSpec } from "@sbx/proto";
+import {
+  canonicalCidrAllowlist,
+  networkPolicyProblem,
+  type Probe as ProbeSpec,
+  portsProblem,
+  type Sandbox as SandboxInfo,
+  type SandboxSpec,
+} from "@sbx/proto";
 import { SandboxState } from "@sbx/proto/wire";
 import * as Effect from "effect/Effect";
 import * as Option from "effect/Option";
@@ -68,23 +75,32 @@ export interface CreateSandboxOptions {
   /** Memory in MiB (default 1024): a number is the limit; of `{ request, limit }` the sbx server enforces the limit only. */
   readonly memoryMiB?: number | { request: number; limit: number };
   /**
-   * Cut the sandbox off the network. Sandboxes on the sbx server have no network at all yet
-   * (loopback only), whatever this says.
+   * Cut the sandbox off the network: it reaches nothing outside itself. Its `ports` stay
+   * reachable through the server (unlike Modal, `ports` with `blockNetwork` is allowed).
+   * Today sandboxes on the sbx server have no network at all but loopback, whatever this
+   * says; the fake keeps the policy as data. Change it later with `sb.update`.
    */
   readonly blockNetwork?: boolean;
   /**
-   * Networks the sandbox may reach (CIDR strings). Not supported by the sbx server yet: it
-   * rejects a non-empty list with `UnsupportedError`.
+   * The only destinations the sandbox may reach: IPv4 or IPv6 CIDRs ("10.0.0.0/8",
+   * "2001:db8::/32") or single addresses. Checked before any request (`InvalidError`): host
+   * bits past the prefix ("10.1.2.3/8") and zone ids are refused, an empty list too (leave it
+   * out to allow every destination, or set `blockNetwork` to allow none), and so is a list
+   * with `blockNetwork: true`. The fake takes it; the sbx server rejects it with
+   * `UnsupportedError` until its per-sandbox network lands.
    */
   readonly cidrAllowlist?: string[];
   /**
-   * Ports inside the sandbox to expose through tunnels. Not supported by the sbx server yet:
-   * it rejects them with `UnsupportedError`.
+   * Ports inside the sandbox to expose through tunnels (`sb.tunnels()`): whole numbers from 1
+   * to 65535, each once (`InvalidError` otherwise), at most 64. The fake takes them; the sbx
+   * server rejects them with `UnsupportedError` until tunnels land.
    */
   readonly ports?: number[];
   /**
-   * What `waitUntilReady` waits for (`Probe.tcp(port)` or `Probe.exec(argv)`). Not supported
-   * by the sbx server yet: it rejects a probe with `UnsupportedError`.
+   * What `waitUntilReady` (and `tunnels`) wait for: `Probe.exec(argv)` (a command exiting 0,
+   * through the same path as `exec`: works on the sbx server and the fake) or
+   * `Probe.tcp(port)` (a port accepting connections: the fake's port registry; the sbx server
+   * rejects it with `UnsupportedError` until its per-sandbox network lands).
    */
   readonly readinessProbe?: Probe;
   /** Run the entrypoint under a pseudo-terminal (its stdout and stderr become one stream). */
@@ -151,31 +167,51 @@ export function sandboxSpecOf(options: CreateSandboxOptions): SandboxSpec {
     };
   }
   if (options.blockNetwork !== undefined) spec.blockNetwork = Boolean(options.blockNetwork);
-  if (options.cidrAllowlist !== undefined) {
-    if (!Array.isArray(options.cidrAllowlist) || options.cidrAllowlist.some((c) => typeof c !== "string")) {
-      throw new InvalidError("cidrAllowlist must be an array of CIDR strings");
-    }
-    spec.cidrAllowlist = [...options.cidrAllowlist];
-  }
-  if (options.ports !== undefined) {
-    if (!Array.isArray(options.ports) || options.ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65_535)) {
-      throw new InvalidError("ports must be an array of port numbers (1-65535)");
-    }
-    spec.ports = [...options.ports];
-  }
-  if (options.readinessProbe !== undefined) {
-    const probe = options.readinessProbe;
-    spec.readinessProbe = {
-      $typeName: "sbx.v1.Probe",
-      intervalMs: probe.intervalMs,
-      kind:
-        probe.kind === "tcp"
-          ? { case: "tcpPort", value: probe.port ?? 0 }
-          : { case: "exec", value: { $typeName: "sbx.v1.ExecProbe", argv: [...(probe.argv ?? [])] } },
-    };
-  }
+  if (options.cidrAllowlist !== undefined) spec.cidrAllowlist = validateCidrAllowlist(options.cidrAllowlist);
+  problem(networkPolicyProblem(spec.blockNetwork, spec.cidrAllowlist));
+  if (options.ports !== undefined) spec.ports = validatePorts(options.ports);
+  if (options.readinessProbe !== undefined) spec.readinessProbe = probeSpecOf(options.readinessProbe);
   if (options.pty !== undefined) spec.pty = Boolean(options.pty);
   return spec;
+}
+
+const problem = (text: string | undefined) => {
+  if (text) throw new InvalidError(text);
+};
+
+/** An allowlist as the wire takes it: canonical CIDRs, never empty (see `cidrAllowlist`). */
+function validateCidrAllowlist(cidrs: unknown): string[] {
+  if (!Array.isArray(cidrs) || cidrs.some((c) => typeof c !== "string")) {
+    throw new InvalidError("cidrAllowlist must be an array of CIDR strings");
+  }
+  if (cidrs.length === 0) {
+    throw new InvalidError(
+      "cidrAllowlist is empty: leave it out to allow every destination, or set blockNetwork: true to allow none",
+    );
+  }
+  const canonical = canonicalCidrAllowlist(cidrs);
+  if ("problem" in canonical) throw new InvalidError(canonical.problem);
+  return canonical;
+}
+
+function validatePorts(ports: unknown): number[] {
+  if (!Array.isArray(ports)) throw new InvalidError("ports must be an array of port numbers (1-65535)");
+  problem(portsProblem(ports));
+  return [...ports];
+}
+
+function probeSpecOf(probe: Probe): ProbeSpec {
+  if (typeof probe !== "object" || probe === null || (probe.kind !== "tcp" && probe.kind !== "exec")) {
+    throw new InvalidError("readinessProbe must be a Probe (Probe.tcp or Probe.exec)");
+  }
+  return {
+    $typeName: "sbx.v1.Probe",
+    intervalMs: probe.intervalMs,
+    kind:
+      probe.kind === "tcp"
+        ? { case: "tcpPort", value: probe.port ?? 0 }
+        : { case: "exec", value: { $typeName: "sbx.v1.ExecProbe", argv: [...(probe.argv ?? [])] } },
+  };
 }
 
 const validated = <A>(build: () => A): Effect.Effect<A, InvalidError> =>
@@ -286,6 +322,68 @@ export const setSandboxTags = (
     );
     return sandboxOf(response);
   });
+
+export interface UpdateSandboxOptions {
+  /**
+   * The new outbound policy, replacing the old one whole: `{ blockNetwork: true }` cuts the
+   * sandbox off, `{ cidrAllowlist: [...] }` allows only those ranges, `{ blockNetwork: false }`
+   * opens it again. The same rules as at create (`InvalidError` before any request). In
+   * force, connections it no longer allows cut, when the call resolves. The fake keeps it as
+   * data; the sbx server answers `UnsupportedError` until its per-sandbox network lands.
+   */
+  readonly blockNetwork?: boolean;
+  readonly cidrAllowlist?: string[];
+}
+
+/** Checks an update and builds its request; throws `InvalidError` on bad input. */
+export function updateRequestOf(sandboxId: string, options: UpdateSandboxOptions) {
+  if (typeof options !== "object" || options === null) throw new InvalidError("update options must be an object");
+  if (options.blockNetwork === undefined && options.cidrAllowlist === undefined) {
+    throw new InvalidError("update needs blockNetwork or cidrAllowlist");
+  }
+  const blockNetwork = Boolean(options.blockNetwork);
+  const cidrAllowlist = options.cidrAllowlist === undefined ? [] : validateCidrAllowlist(options.cidrAllowlist);
+  problem(networkPolicyProblem(blockNetwork, cidrAllowlist));
+  return {
+    sandboxId,
+    network: { $typeName: "sbx.v1.NetworkPolicy" as const, blockNetwork, cidrAllowlist },
+  };
+}
+
+export const updateSandbox = (
+  sandboxId: string,
+  options: UpdateSandboxOptions,
+): Effect.Effect<SandboxInfo, SandboxError, SbxConnection> =>
+  Effect.gen(function* () {
+    const request = yield* validated(() => updateRequestOf(sandboxId, options));
+    const response = yield* call(`update sandbox ${sandboxId}`, (rpc, o) => rpc.sandboxes.updateSandbox(request, o));
+    return sandboxOf(response);
+  });
+
+/**
+ * Waits until the sandbox's readiness probe passes (at once for a running sandbox without
+ * one); answers whether it did and the sandbox as it then is: one that finished first is
+ * answered finished and not ready. Past `timeoutMs`, `TimeoutError`.
+ */
+export const waitUntilReady = (
+  sandboxId: string,
+  timeoutMs?: number,
+): Effect.Effect<{ readonly ready: boolean; readonly sandbox: SandboxInfo }, SandboxError, SbxConnection> =>
+  longPoll(
+    `waiting for sandbox ${sandboxId} to be ready`,
+    (holdMs) =>
+      call(
+        `wait until sandbox ${sandboxId} is ready`,
+        (rpc, o) => rpc.sandboxes.waitUntilReady({ sandboxId, timeoutMs: holdMs }, o),
+        longPollSettings(holdMs),
+      ).pipe(
+        Effect.map((r) => {
+          const sandbox = sandboxOf(r);
+          return { done: r.ready || isFinished(sandbox), ready: r.ready, sandbox };
+        }),
+      ),
+    timeoutMs,
+  ).pipe(Effect.map(({ ready, sandbox }) => ({ ready, sandbox })));
 
 export const isFinished = (info: SandboxInfo): boolean => info.state === SandboxState.FINISHED;
 

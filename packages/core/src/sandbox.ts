@@ -3,12 +3,12 @@
  */
 
 import type { Sandbox as SandboxInfo } from "@sbx/proto";
-import { SandboxState, StdioMode } from "@sbx/proto/wire";
+import { StdioMode } from "@sbx/proto/wire";
 import type { CommandHandle, ReconnectOptions, RunOptions } from "./command-handle.js";
 import type { ExecutionResult } from "./command-ops.js";
 import { ContainerProcess, type SignalOptions, type WaitOptions } from "./container-process.js";
 import type { EffectRunner } from "./effect-runner.js";
-import { ClientClosedError, SandboxTerminatedError, TimeoutError } from "./errors.js";
+import { ClientClosedError, FailedPreconditionError, SandboxTerminatedError, UnsupportedError } from "./errors.js";
 import type { OpenBinaryMode, OpenMode, OpenTextMode, SandboxFile } from "./file-handle.js";
 import {
   type FileCallOptions,
@@ -17,9 +17,28 @@ import {
   SandboxFilesystem,
 } from "./filesystem.js";
 import { loadOnFirstUse } from "./load-on-first-use.js";
+import {
+  type ConnectCredentials,
+  type ConnectTokenOptions,
+  createConnectToken,
+  createServiceToken,
+  getTunnels,
+  type Tunnel,
+  validatePort,
+} from "./network-ops.js";
 import { type ExecOptions, startProcess } from "./process-ops.js";
 import { knownReturncode, returncodeOf, sandboxTimeoutError } from "./returncode.js";
-import { getSandbox, isFinished, setSandboxTags, terminateSandbox, waitSandbox } from "./sandbox-ops.js";
+import {
+  getSandbox,
+  isFinished,
+  setSandboxTags,
+  terminateSandbox,
+  type UpdateSandboxOptions,
+  updateSandbox,
+  waitSandbox,
+  waitUntilReady,
+} from "./sandbox-ops.js";
+import { type ServiceOptions, ServiceUrl } from "./service-url.js";
 import type { StreamWriter } from "./stdin-writer.js";
 import type { StreamReader } from "./stream-reader.js";
 import { validateDuration } from "./validation.js";
@@ -176,20 +195,92 @@ export class Sandbox implements AsyncDisposable {
     return reconnectCommand(runner, this.id, commandId, options);
   }
 
-  /** Resolves once the sandbox is running (and its readiness probe passes, when it has one). */
+  /**
+   * Resolves once the sandbox's `readinessProbe` has passed (at once when it has none). Throws
+   * `TimeoutError` past `timeoutMs`, and the sandbox's own end (`SandboxTerminatedError`,
+   * `SandboxTimeoutError`; `FailedPreconditionError` when it exited) if it finishes first. Exec probes work on the sbx server and the
+   * fake; TCP probes on the fake only for now (the sbx server refuses them at create).
+   */
   async waitUntilReady(options: WaitOptions = {}): Promise<void> {
     const runner = this.#live();
     const timeoutMs = options.timeoutMs === undefined ? undefined : validateDuration(options.timeoutMs, "timeoutMs");
-    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-    for (;;) {
-      this.#info = await runner.run(getSandbox(this.id), options.signal);
-      if (isFinished(this.#info)) this.#finishedCode(true);
-      if (this.#info.state === SandboxState.RUNNING) return;
-      if (deadline !== undefined && Date.now() >= deadline) {
-        throw new TimeoutError(`sandbox ${this.id} was not ready within ${timeoutMs} ms`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
+    const { ready, sandbox } = await runner.run(waitUntilReady(this.id, timeoutMs), options.signal);
+    this.#info = sandbox;
+    if (!ready) {
+      const code = this.#finishedCode(true);
+      throw new FailedPreconditionError(`sandbox ${this.id} finished (return code ${code}) before it was ready`);
     }
+  }
+
+  /**
+   * Changes the running sandbox: its outbound policy, replaced whole (see
+   * `UpdateSandboxOptions`). The fake applies it as data; the sbx server answers
+   * `UnsupportedError` until its per-sandbox network lands.
+   */
+  async update(options: UpdateSandboxOptions & SignalOptions): Promise<void> {
+    const runner = this.#live();
+    const { signal, ...update } = options ?? {};
+    this.#info = await runner.run(updateSandbox(this.id, update), signal);
+  }
+
+  /**
+   * The tunnels of the sandbox's exposed `ports`, by port inside the sandbox
+   * (`{ 8000: { host, port, url } }`), once its readiness probe (if any) has passed;
+   * `TimeoutError` past `timeoutMs`; `FailedPreconditionError` for a sandbox created without
+   * `ports`. Works against the fake (listening on a port; its `onPort` handlers answer); the
+   * sbx server answers `UnsupportedError` until its tunnels land.
+   */
+  async tunnels(options: WaitOptions = {}): Promise<Record<number, Tunnel>> {
+    const runner = this.#live();
+    const timeoutMs = options.timeoutMs === undefined ? undefined : validateDuration(options.timeoutMs, "timeoutMs");
+    return runner.run(getTunnels(this.id, timeoutMs), options.signal);
+  }
+
+  /**
+   * A token for HTTP requests to `port` (default 8080) through the token gateway: `{ url,
+   * token }`, the token sent as `Authorization: Bearer`, as `?sbx_token=` (answered with a
+   * cookie) or that cookie; the app receives `userMetadata` in `X-Verified-User-Data`. Works
+   * against the fake (listening on a port); the sbx server answers `UnsupportedError` for now.
+   */
+  async createConnectToken(options: ConnectTokenOptions & SignalOptions = {}): Promise<ConnectCredentials> {
+    const runner = this.#live();
+    const { signal, ...tokenOptions } = options ?? {};
+    return runner.run(createConnectToken(this.id, tokenOptions), signal);
+  }
+
+  /**
+   * A service URL for `port` (LangSmith's): `svc.url`, `svc.fetch(path, init)` with a token
+   * renewed before it expires, `svc.browserUrl()`. Works against the fake (listening on a
+   * port); the sbx server answers `UnsupportedError` for now.
+   */
+  async service(port: number, options: ServiceOptions & SignalOptions = {}): Promise<ServiceUrl> {
+    const runner = this.#live();
+    const { signal, ...serviceOptions } = options ?? {};
+    const issuedAtMs = Date.now();
+    const first = await runner.run(createServiceToken(this.id, port, serviceOptions.expiresInMs), signal);
+    return new ServiceUrl(this.id, port, serviceOptions, runner, first, issuedAtMs);
+  }
+
+  /**
+   * A TCP connection to `port` inside the sandbox as web byte streams, carried over the
+   * client's own connection to the server. Not built on any target yet: after checking the
+   * port it throws `UnsupportedError`.
+   */
+  async connect(port: number): Promise<{ readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> }> {
+    this.#live();
+    validatePort(port);
+    throw new UnsupportedError("sb.connect is not supported yet: TCP tunnels over the client's connection are coming");
+  }
+
+  /**
+   * A local TCP listener whose connections reach `remotePort` inside the sandbox (Node, Deno,
+   * Bun). Not built on any target yet: after checking the ports it throws `UnsupportedError`.
+   */
+  async tunnel(remotePort: number, options: { localPort?: number } = {}): Promise<never> {
+    this.#live();
+    validatePort(remotePort, "remotePort");
+    if (options.localPort !== undefined && options.localPort !== 0) validatePort(options.localPort, "localPort");
+    throw new UnsupportedError("sb.tunnel is not supported yet: TCP tunnels over the client's connection are coming");
   }
 
   /**

@@ -9,5 +9,8 @@ export {
   type SandboxInfo,
   setSandboxTags as setTags,
   terminateSandbox as terminate,
+  type UpdateSandboxOptions,
+  updateSandbox as update,
   waitSandbox as wait,
+  waitUntilReady,
 } from "./sandbox-ops.js";

@@ -22,7 +22,7 @@
  *   - `:<oneof local name>` when the field belongs to a oneof.
  *   E.g. `Probe utcpPort:kind m40exec:kind uintervalMs`.
  * - `services`: one service per line: the service name, then its method names, space-separated,
- *   with `>` after server-streaming ones. Their local names (`Name` with a lower-case first
+ *   with `>` after server-streaming ones (bidirectional ones are left out). Their local names (`Name` with a lower-case first
  *   letter) and messages (`<Name>Request`, `<Name>Response`) are derived.
  * The tables stay plain text: a substitution dictionary made them 1 KiB smaller minified but
  * larger gzipped (gzip finds the repeats itself), and what ships is gzipped.
@@ -144,23 +144,27 @@ export function generateWireSchema(files: readonly DescFile[]): string {
   const serviceLines = services.map((s) =>
     [
       strip(s.typeName),
-      ...s.methods.map((method) => {
-        // The codec derives the local name and the message names (buf lint STANDARD requires
-        // <Method>Request and <Method>Response, or with the service name in front: unsupported).
-        const where = `${s.typeName}.${method.name}`;
-        if (method.localName !== method.name[0]!.toLowerCase() + method.name.slice(1)) {
-          throw new Error(`${where}: unexpected local name ${method.localName}`);
-        }
-        if (
-          method.input.typeName !== `${prefix}${method.name}Request` ||
-          method.output.typeName !== `${prefix}${method.name}Response`
-        ) {
-          throw new Error(`${where}: input and output must be ${method.name}Request and ${method.name}Response`);
-        }
-        if (method.methodKind === "server_streaming") return `${method.name}>`;
-        if (method.methodKind === "unary") return method.name;
-        throw new Error(`${where}: ${method.methodKind} methods are not supported`);
-      }),
+      // Bidirectional streams (OpenTunnel) need HTTP/2, which fetch cannot do: browsers reach
+      // the same thing through a raw WebSocket route, so the codec leaves them out.
+      ...s.methods
+        .filter((method) => method.methodKind !== "bidi_streaming")
+        .map((method) => {
+          // The codec derives the local name and the message names (buf lint STANDARD requires
+          // <Method>Request and <Method>Response, or with the service name in front: unsupported).
+          const where = `${s.typeName}.${method.name}`;
+          if (method.localName !== method.name[0]!.toLowerCase() + method.name.slice(1)) {
+            throw new Error(`${where}: unexpected local name ${method.localName}`);
+          }
+          if (
+            method.input.typeName !== `${prefix}${method.name}Request` ||
+            method.output.typeName !== `${prefix}${method.name}Response`
+          ) {
+            throw new Error(`${where}: input and output must be ${method.name}Request and ${method.name}Response`);
+          }
+          if (method.methodKind === "server_streaming") return `${method.name}>`;
+          if (method.methodKind === "unary") return method.name;
+          throw new Error(`${where}: ${method.methodKind} methods are not supported`);
+        }),
     ].join(" "),
   );
 

@@ -584,16 +584,19 @@ describe("edge cases", () => {
 
 describe("methods", () => {
   it.each(allServices.map((s) => [s.typeName, s] as const))("%s", (name, service) => {
+    // Bidirectional streams (OpenTunnel) are left out: fetch cannot carry them.
     const expected = Object.fromEntries(
-      service.methods.map((m) => [
-        m.localName,
-        {
-          path: `/${service.typeName}/${m.name}`,
-          input: m.input.typeName,
-          output: m.output.typeName,
-          streaming: m.methodKind === "server_streaming",
-        },
-      ]),
+      service.methods
+        .filter((m) => m.methodKind !== "bidi_streaming")
+        .map((m) => [
+          m.localName,
+          {
+            path: `/${service.typeName}/${m.name}`,
+            input: m.input.typeName,
+            output: m.output.typeName,
+            streaming: m.methodKind === "server_streaming",
+          },
+        ]),
     );
     expect(methods(name)).toStrictEqual(expected);
   });

@@ -2,14 +2,21 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   argvProblem,
+  canonicalCidrAllowlist,
   DEFAULT_SANDBOX_TIMEOUT_MS,
   envProblem,
   idProblem,
   MAX_COMMAND_TTL_MS,
+  type NetworkPolicy,
   nameProblem,
+  networkPolicyProblem,
+  type Probe,
   type ProcessSpec,
   type PtySize,
   pathProblem,
+  portProblem,
+  portsProblem,
+  probeIntervalProblem,
   ptySizeProblem,
   type SandboxSpec,
   tagsProblem,
@@ -53,8 +60,9 @@ export const MAX_DISK_MIB = 1_048_576;
 
 /**
  * A create's spec, as `sbx server` takes it (the fake refuses the same, with the same codes):
- * fills in the defaults (app, lifetime); refuses what the server cannot do yet
- * (UNIMPLEMENTED) and limits outside what the runtime can honour (INVALID_ARGUMENT).
+ * fills in the defaults (app, lifetime), puts the allowlist in canonical form, and refuses
+ * limits outside what the runtime can honour (INVALID_ARGUMENT). What a driver cannot do yet
+ * (its network) is the engine's to refuse (UNIMPLEMENTED).
  */
 export function checkSandboxSpec(spec: SandboxSpec): void {
   spec.app ||= "default";
@@ -68,9 +76,9 @@ export function checkSandboxSpec(spec: SandboxSpec): void {
   spec.timeoutMs ||= BigInt(DEFAULT_SANDBOX_TIMEOUT_MS);
   // The image is resolved by the engine (engine-images.ts): its grammar is checked there.
   if (spec.image.length > 1024) throw invalid("image must be at most 1024 characters");
-  if (spec.cidrAllowlist.length > 0 || spec.ports.length > 0 || spec.readinessProbe) {
-    throw new ConnectError("cidr_allowlist, ports and readiness probes are not supported yet", Code.Unimplemented);
-  }
+  spec.cidrAllowlist = checkNetworkPolicy(spec);
+  check(portsProblem(spec.ports));
+  if (spec.readinessProbe) checkProbe(spec.readinessProbe);
   // 0.01 cores: the smallest quota the kernel takes (1 ms per 100 ms period).
   if (spec.cpu?.cores && !(spec.cpu.cores.limit >= 0.01 && spec.cpu.cores.limit <= 64)) {
     throw invalid("cpu limit must be between 0.01 and 64 cores");
@@ -81,4 +89,24 @@ export function checkSandboxSpec(spec: SandboxSpec): void {
   if (spec.diskMib && !(spec.diskMib >= MIN_DISK_MIB && spec.diskMib <= MAX_DISK_MIB)) {
     throw invalid(`disk_mib must be between ${MIN_DISK_MIB} and ${MAX_DISK_MIB} MiB, got ${spec.diskMib}`);
   }
+}
+
+/**
+ * An outbound policy (a create's, an update's): answers its allowlist in canonical form.
+ * Ports may go with `block_network` (they are reached through the server).
+ */
+export function checkNetworkPolicy(policy: Pick<NetworkPolicy, "blockNetwork" | "cidrAllowlist">): string[] {
+  const cidrs = canonicalCidrAllowlist(policy.cidrAllowlist);
+  if ("problem" in cidrs) throw invalid(cidrs.problem);
+  check(networkPolicyProblem(policy.blockNetwork, cidrs));
+  return cidrs;
+}
+
+/** A readiness probe: a TCP port or a command, and its interval. */
+export function checkProbe(probe: Probe): void {
+  const kind = probe.kind;
+  if (kind.case === "tcpPort") check(portProblem(kind.value, "probe port"));
+  else if (kind.case === "exec") checkArgv(kind.value.argv, "probe command", false);
+  else throw invalid("a readiness probe needs a TCP port or a command");
+  check(probeIntervalProblem(probe.intervalMs));
 }

@@ -9,7 +9,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ImageRecord, RuntimeSandboxSpec } from "@sbx/server-kit";
+import { BLOCKED_NETWORK, type ImageRecord, type RuntimeSandboxSpec } from "@sbx/server-kit";
 import { OciImageStore } from "../dist/images/oci-image-store.js";
 import { createLocalRuntime } from "../dist/runtime/local/index.js";
 import { busyboxRoot, importTestImage } from "../dist/runtime/local/test-support/image-roots.js";
@@ -34,7 +34,7 @@ try {
 
   /** create → exec echo → its first stdout byte; then the sandbox is destroyed (untimed). */
   const createToFirstByte = async (runtime: (typeof runtimes)["cold"], from: ImageRecord | undefined) => {
-    const spec: RuntimeSandboxSpec = { id: `bench-${++count}`, image: from, env: {}, blockNetwork: true };
+    const spec: RuntimeSandboxSpec = { id: `bench-${++count}`, image: from, env: {}, network: BLOCKED_NETWORK };
     const start = performance.now();
     const sb = await runtime.createSandbox(spec);
     const p = await sb.exec({ argv: ["echo", "hi"], env: {}, pty: false });

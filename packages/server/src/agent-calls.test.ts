@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SandboxClient, SandboxFilesystemPermissionError, TimeoutError } from "@sbx/node";
-import type { RuntimeSandbox, SandboxRuntime } from "@sbx/server-kit";
+import { BLOCKED_NETWORK, type RuntimeSandbox, type SandboxRuntime } from "@sbx/server-kit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "./logger.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
@@ -422,7 +422,7 @@ if (available) {
     it("an exec in a sandbox whose init died fails at once instead of waiting for an agent that is gone", async () => {
       // Straight from the runtime: the engine would destroy it as soon as it died.
       const id = `sb-died${Date.now().toString(36)}`;
-      const sandbox = await local.createSandbox({ id, env: {}, blockNetwork: true });
+      const sandbox = await local.createSandbox({ id, env: {}, network: BLOCKED_NETWORK });
       try {
         process.kill(agentPid(id), "SIGKILL");
         await sandbox.died;

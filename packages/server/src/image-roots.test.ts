@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ImageRecord, RuntimeSandbox, RuntimeSandboxSpec, RuntimeWatchEvent } from "@sbx/server-kit";
-import { RuntimeFsError } from "@sbx/server-kit";
+import { BLOCKED_NETWORK, RuntimeFsError } from "@sbx/server-kit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OciImageStore } from "./images/index.js";
 import { imageStoreAvailable } from "./images/test-support/available.js";
@@ -82,7 +82,7 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
       user: image.config.user || undefined,
       env: {},
       workdir: image.config.workingDir || undefined,
-      blockNetwork: true,
+      network: BLOCKED_NETWORK,
       ...spec,
     });
     sandboxes.push(sb);
@@ -369,7 +369,7 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
       expect(ready()).toBe(1);
     };
     const create = (id: string) =>
-      warmRuntime.createSandbox({ id, image: images.solo, user: "app", env: {}, blockNetwork: true });
+      warmRuntime.createSandbox({ id, image: images.solo, user: "app", env: {}, network: BLOCKED_NETWORK });
     try {
       const first = await create("warm-1"); // cold: the image's pool starts filling now
       await waitForWarm();

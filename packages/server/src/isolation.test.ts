@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type Sandbox, SandboxClient } from "@sbx/node";
-import { RuntimeFsError, type RuntimeSandbox, type SandboxRuntime } from "@sbx/server-kit";
+import { BLOCKED_NETWORK, RuntimeFsError, type RuntimeSandbox, type SandboxRuntime } from "@sbx/server-kit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defaultImageName } from "./runtime/local/image.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
@@ -270,8 +270,8 @@ time.sleep(120)`,
     const hostBytes = (path: string) => statSync(path).blocks * 512;
 
     it("a write past diskMiB fails inside with ENOSPC and the host file stays within it; the default takes 100 MiB", async () => {
-      const small = await runtime.createSandbox({ id: "small-disk", env: {}, blockNetwork: true, diskMiB: 64 });
-      const roomy = await runtime.createSandbox({ id: "default-disk", env: {}, blockNetwork: true });
+      const small = await runtime.createSandbox({ id: "small-disk", env: {}, network: BLOCKED_NETWORK, diskMiB: 64 });
+      const roomy = await runtime.createSandbox({ id: "default-disk", env: {}, network: BLOCKED_NETWORK });
       try {
         const full = await sh(small, "dd if=/dev/zero of=/work/big bs=1M count=100 2>&1; echo rc=$?");
         expect(full.out).toMatch(/No space left on device/);
@@ -297,7 +297,7 @@ time.sleep(120)`,
             runtime.createSandbox({
               id: `bad-disk-${diskMiB}`.replace(".", "-"),
               env: {},
-              blockNetwork: true,
+              network: BLOCKED_NETWORK,
               diskMiB,
             }),
           ).rejects.toThrow(/whole number of MiB, at least 16/);
@@ -307,7 +307,7 @@ time.sleep(120)`,
         expect(unhandled).toEqual([]);
         expect(existsQuietly(join(dataDir, "runtime/sandboxes/bad-disk-8"))).toBe(false);
         // The runtime still starts sandboxes.
-        const sb = await runtime.createSandbox({ id: "after-bad-disk", env: {}, blockNetwork: true });
+        const sb = await runtime.createSandbox({ id: "after-bad-disk", env: {}, network: BLOCKED_NETWORK });
         expect((await sh(sb, "echo ok")).out).toBe("ok\n");
         await sb.destroy();
       } finally {
@@ -319,7 +319,12 @@ time.sleep(120)`,
       // tmpfs pages are charged to the sandbox's memory cgroup (and there is no swap to move them
       // to). They belong to no process, so every process is small: the agent, were it as likely
       // a victim as the writer, would take the sandbox down with it.
-      const sb = await runtime.createSandbox({ id: "tmp-bound", env: {}, blockNetwork: true, memoryLimitMiB: 64 });
+      const sb = await runtime.createSandbox({
+        id: "tmp-bound",
+        env: {},
+        network: BLOCKED_NETWORK,
+        memoryLimitMiB: 64,
+      });
       try {
         const scores = await sh(sb, "cat /proc/1/oom_score_adj /proc/self/oom_score_adj");
         expect(scores.out).toBe("0\n500\n");
@@ -337,7 +342,12 @@ time.sleep(120)`,
       // The server writes an upload itself, and a page it writes into a tmpfs is charged to the
       // server's memory cgroup, not the sandbox's; the sandbox's tmpfs mounts are as large as
       // half the host's memory. Unbounded, uploads alone could fill the host.
-      const sb = await runtime.createSandbox({ id: "tmp-upload", env: {}, blockNetwork: true, memoryLimitMiB: 64 });
+      const sb = await runtime.createSandbox({
+        id: "tmp-upload",
+        env: {},
+        network: BLOCKED_NETWORK,
+        memoryLimitMiB: 64,
+      });
       try {
         const piece = Buffer.alloc(MiB, 7);
         for (const path of ["/tmp/big", "/dev/big"]) {

@@ -20,12 +20,30 @@ if (available) {
     it.each([
       ["ports", { ports: [8080] }],
       ["cidrAllowlist", { cidrAllowlist: ["10.0.0.0/8"] }],
-      ["readinessProbe", { readinessProbe: Probe.exec(["true"]) }],
+      ["a TCP readinessProbe", { readinessProbe: Probe.tcp(8080) }],
     ])("%s is an UnsupportedError with code unsupported", async (_, options) => {
       const error = await errorOf(client.sandboxes.create({ app: "unsupported", ...options }));
       expect(error).toBeInstanceOf(UnsupportedError);
       expect((error as UnsupportedError).code).toBe("unsupported");
       expect((error as UnsupportedError).rpcStatus).toBe("unimplemented");
+    });
+
+    it("on a running sandbox: policy changes, tunnels and tokens are UnsupportedError; connect and tunnel too", async () => {
+      await using sb = await client.sandboxes.create({ app: "unsupported" });
+      for (const [what, call] of [
+        ["update", () => sb.update({ blockNetwork: true })],
+        ["tunnels", () => sb.tunnels()],
+        ["createConnectToken", () => sb.createConnectToken()],
+        ["service", () => sb.service(3000)],
+      ] as const) {
+        const error = await errorOf(call());
+        expect(error, what).toBeInstanceOf(UnsupportedError);
+        expect((error as UnsupportedError).rpcStatus, what).toBe("unimplemented");
+      }
+      // Not built on any target yet: refused by the client itself.
+      for (const call of [() => sb.connect(5432), () => sb.tunnel(5432)]) {
+        expect(await errorOf(call())).toBeInstanceOf(UnsupportedError);
+      }
     });
   });
 }

@@ -38,6 +38,7 @@ export function fetchClients(endpoint: string, fetchImpl: FetchFunction): RpcCli
     processes: serviceClient("sbx.v1.ProcessService"),
     files: serviceClient("sbx.v1.FilesystemService"),
     images: serviceClient("sbx.v1.ImageService"),
+    network: serviceClient("sbx.v1.NetworkService"),
   } as unknown as RpcClients;
 }
 

@@ -39,47 +39,64 @@ GetImageResponse m22image
 DeleteImageRequest simageId
 DeleteImageResponse
 ImageError ekind sregistry sreference
-ProcessSpec *sargv sworkdir Msenv UtimeoutMs bpty estdout estderr UidleTimeoutMs? bkillOnDisconnect UttlMs? m35ptySize
+Tunnel ucontainerPort shost uport surl
+GetTunnelsRequest ssandboxId utimeoutMs
+GetTunnelsResponse *m34tunnels bready
+CreateConnectTokenRequest ssandboxId uport suserMetadata UexpiresInMs
+CreateConnectTokenResponse surl stoken UexpiresAtMs
+CreateServiceTokenRequest ssandboxId uport UexpiresInMs
+CreateServiceTokenResponse surl stoken UexpiresAtMs
+OpenTunnelRequest m42start:kind ydata:kind
+OpenTunnelStart ssandboxId uport
+OpenTunnelResponse m44opened:kind ydata:kind
+OpenTunnelOpened
+ProcessSpec *sargv sworkdir Msenv UtimeoutMs bpty estdout estderr UidleTimeoutMs? bkillOnDisconnect UttlMs? m46ptySize
 PtySize urows ucols
-Process ssandboxId sprocessId m34spec brunning m0exitStatus upid UstdoutLength UstderrLength UstdinLength bstdinClosed bsandboxEnded m0sandboxExitStatus
-StartProcessRequest ssandboxId sprocessId m34spec
-StartProcessResponse m36process
+Process ssandboxId sprocessId m45spec brunning m0exitStatus upid UstdoutLength UstderrLength UstdinLength bstdinClosed bsandboxEnded m0sandboxExitStatus
+StartProcessRequest ssandboxId sprocessId m45spec
+StartProcessResponse m47process
 GetProcessRequest ssandboxId sprocessId
-GetProcessResponse m36process
+GetProcessResponse m47process
 ReadOutputRequest ssandboxId sprocessId estream Uoffset
 ReadOutputResponse Uoffset ydata beof bsandboxEnded m0sandboxExitStatus
 OutputDropped UfirstKeptOffset
 WriteStdinRequest ssandboxId sprocessId Uoffset ydata beof
 WriteStdinResponse UcommittedOffset
 WaitProcessRequest ssandboxId sprocessId utimeoutMs
-WaitProcessResponse m36process bdone
+WaitProcessResponse m47process bdone
 SignalProcessRequest ssandboxId sprocessId isignal
-SignalProcessResponse m36process
-ResizePtyRequest ssandboxId sprocessId m35size
+SignalProcessResponse m47process
+ResizePtyRequest ssandboxId sprocessId m46size
 ResizePtyResponse
 CpuSpec m1cores
 MemorySpec m1mib
-Probe utcpPort:kind m55exec:kind uintervalMs
+Probe utcpPort:kind m66exec:kind uintervalMs
 ExecProbe *sargv
-SandboxSpec *scommand sapp sname Mstags simage Msenv sworkdir UtimeoutMs UidleTimeoutMs m52cpu m53memory bblockNetwork *scidrAllowlist +uports m54readinessProbe bpty udiskMib
-Sandbox sid m56spec estate m0exitStatus UcreatedAtMs UfinishedAtMs sentrypointProcessId simageId
-CreateSandboxRequest srequestId m56spec
-CreateSandboxResponse m57sandbox
+NetworkPolicy bblockNetwork *scidrAllowlist
+SandboxSpec *scommand sapp sname Mstags simage Msenv sworkdir UtimeoutMs UidleTimeoutMs m63cpu m64memory bblockNetwork *scidrAllowlist +uports m65readinessProbe bpty udiskMib
+Sandbox sid m68spec estate m0exitStatus UcreatedAtMs UfinishedAtMs sentrypointProcessId simageId
+CreateSandboxRequest srequestId m68spec
+CreateSandboxResponse m69sandbox
 GetSandboxRequest ssandboxId
-GetSandboxResponse m57sandbox
+GetSandboxResponse m69sandbox
 LookupSandboxRequest sapp sname
-LookupSandboxResponse m57sandbox
+LookupSandboxResponse m69sandbox
 ListSandboxesRequest sapp Mstags bincludeFinished upageSize scursor
-ListSandboxesResponse *m57sandboxes snextCursor
+ListSandboxesResponse *m69sandboxes snextCursor
 WaitSandboxRequest ssandboxId utimeoutMs
-WaitSandboxResponse m57sandbox bdone
+WaitSandboxResponse m69sandbox bdone
 TerminateSandboxRequest ssandboxId
-TerminateSandboxResponse m57sandbox
+TerminateSandboxResponse m69sandbox
 SetTagsRequest ssandboxId Mstags
-SetTagsResponse m57sandbox`;
+SetTagsResponse m69sandbox
+UpdateSandboxRequest ssandboxId m67network
+UpdateSandboxResponse m69sandbox
+WaitUntilReadyRequest ssandboxId utimeoutMs
+WaitUntilReadyResponse bready UreadyAtMs m69sandbox`;
 
 /** One service per line: name, then methods. */
 export const services = `FilesystemService Stat ListFiles MakeDirectory Remove ReadFile> WriteFile Watch>
 ImageService PullImage> ListImages GetImage DeleteImage
+NetworkService GetTunnels CreateConnectToken CreateServiceToken
 ProcessService StartProcess GetProcess ReadOutput> WriteStdin WaitProcess SignalProcess ResizePty
-SandboxService CreateSandbox GetSandbox LookupSandbox ListSandboxes WaitSandbox TerminateSandbox SetTags`;
+SandboxService CreateSandbox GetSandbox LookupSandbox ListSandboxes WaitSandbox TerminateSandbox SetTags UpdateSandbox WaitUntilReady`;

@@ -4,6 +4,7 @@
  * runtime driver holds for it.
  */
 import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import {
   type ExitStatus,
   type Process,
@@ -19,8 +20,11 @@ import type { EngineLogger } from "./engine-logger.js";
 import { EngineProcess } from "./engine-process.js";
 import { exited, idleTimedOut, signaled, timedOut } from "./exit-status.js";
 import type { ImageRecord } from "./image-store.js";
+import type { SandboxIngress } from "./ingress.js";
+import { networkSpecOf } from "./network-spec.js";
 import type { OutputStorage } from "./output-storage.js";
-import type { RuntimeSandbox, SandboxRuntime } from "./runtime-driver.js";
+import { Readiness } from "./readiness.js";
+import type { RuntimeNetworkPolicy, RuntimeSandbox, SandboxRuntime } from "./runtime-driver.js";
 import type { StateStore } from "./state-store.js";
 import { type Timer, unrefTimer } from "./timers.js";
 
@@ -34,6 +38,7 @@ export interface SandboxHost {
   readonly logger: EngineLogger;
   readonly options: { readonly outputRetentionBytes?: number | undefined };
   readonly images: { isDefault(image: ImageRecord): boolean };
+  readonly ingress?: SandboxIngress | undefined;
   persistSandbox(sandbox: EngineSandbox): void;
   /** Runs a store write; its failure is logged, never thrown. */
   saveState(write: (store: StateStore) => void): void;
@@ -44,8 +49,11 @@ export interface SandboxHost {
 export class EngineSandbox {
   readonly processes = new Map<string, EngineProcess>();
   readonly ended = new Notifier();
+  readonly readiness: Readiness;
   runtime: RuntimeSandbox | undefined;
   #timers: Timer[] = [];
+  /** Policy updates run one at a time, in the order they came. */
+  #networkUpdate: Promise<void> = Promise.resolve();
   #idleTimer: Timer | undefined;
 
   constructor(
@@ -55,7 +63,9 @@ export class EngineSandbox {
     readonly sequence: number,
     /** The image it starts from (undefined for one restored from the store: it never starts again). */
     readonly image?: ImageRecord | undefined,
-  ) {}
+  ) {
+    this.readiness = new Readiness(info.spec?.readinessProbe);
+  }
 
   get running(): boolean {
     return this.info.state !== SandboxState.FINISHED;
@@ -78,7 +88,7 @@ export class EngineSandbox {
       workdir: spec.workdir || fromStore?.config.workingDir || undefined,
       cpuLimit: spec.cpu?.cores?.limit || undefined,
       memoryLimitMiB: spec.memory?.mib?.limit || undefined,
-      blockNetwork: spec.blockNetwork,
+      network: networkSpecOf(spec),
       diskMiB: spec.diskMib || undefined,
     });
     if (!this.running) {
@@ -92,6 +102,7 @@ export class EngineSandbox {
       return;
     }
     void this.runtime.died.then(() => this.finish(signaled(9)));
+    this.readiness.start(this.runtime);
     this.#timers.push(unrefTimer(() => this.finish(timedOut()), Number(spec.timeoutMs)));
     const entry = this.addProcess(
       ENTRYPOINT,
@@ -106,6 +117,34 @@ export class EngineSandbox {
     this.touch();
     // No command: the sandbox just stays up; its entrypoint is a record that ends with it.
     if (spec.command.length > 0) await entry.start(this.runtime);
+  }
+
+  /**
+   * Replaces the sandbox's outbound policy (checked already): the driver puts it in force,
+   * then the record keeps it. Without the driver's `updateNetwork`, UNIMPLEMENTED.
+   */
+  updateNetwork(policy: RuntimeNetworkPolicy): Promise<void> {
+    const run = async () => {
+      const runtime = this.runtime;
+      if (!this.running || !runtime) {
+        throw new ConnectError(`sandbox ${this.info.id} has finished`, Code.FailedPrecondition);
+      }
+      if (!runtime.updateNetwork) {
+        throw new ConnectError(
+          `changing a running sandbox's network is not supported by the ${this.engine.runtime.name} runtime yet`,
+          Code.Unimplemented,
+        );
+      }
+      const problem = this.engine.runtime.networkProblem?.({ ...networkSpecOf(this.spec), ...policy });
+      if (problem) throw new ConnectError(problem, Code.Unimplemented);
+      await runtime.updateNetwork(policy);
+      this.spec.blockNetwork = policy.blockNetwork;
+      this.spec.cidrAllowlist = [...policy.cidrAllowlist];
+      this.engine.persistSandbox(this);
+    };
+    const next = this.#networkUpdate.then(run, run);
+    this.#networkUpdate = next.catch(() => {});
+    return next;
   }
 
   addProcess(processId: string, spec: ProcessSpec, restored?: Process): EngineProcess {
@@ -150,6 +189,8 @@ export class EngineSandbox {
       p.finish(p.info.processId === ENTRYPOINT ? status : signaled(9));
     }
     this.engine.persistSandbox(this);
+    this.readiness.stop();
+    this.engine.ingress?.sandboxEnded(this.info.id);
     this.ended.notify();
     const runtime = this.runtime;
     if (!runtime) return;

@@ -13,6 +13,7 @@ import { type EngineLogger, silentLogger } from "./engine-logger.js";
 import { ENTRYPOINT, EngineSandbox, type SandboxHost } from "./engine-sandbox.js";
 import { exited, signaled, terminated } from "./exit-status.js";
 import type { ImageRecord, ImageStore } from "./image-store.js";
+import type { SandboxIngress } from "./ingress.js";
 import type { OutputStorage } from "./output-storage.js";
 import type { SandboxRuntime } from "./runtime-driver.js";
 import type { StateStore } from "./state-store.js";
@@ -39,6 +40,11 @@ export interface EngineSeams {
    * only the default image exists, and pulls and imports are refused with UNIMPLEMENTED.
    */
   readonly images?: ImageStore | undefined;
+  /**
+   * How clients reach sandboxes' ports (tunnels, the token gateway). Absent: those calls are
+   * refused with UNIMPLEMENTED.
+   */
+  readonly ingress?: SandboxIngress | undefined;
 }
 
 const ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -63,6 +69,7 @@ export class Engine implements SandboxHost {
   readonly outputs: OutputStorage;
   /** The default image and the image store's, if any. */
   readonly images: EngineImages;
+  readonly ingress: SandboxIngress | undefined;
   readonly logger: EngineLogger;
   #sequence = 0;
   readonly #pending = new Set<Promise<unknown>>();
@@ -75,6 +82,7 @@ export class Engine implements SandboxHost {
     this.store = seams.store;
     this.outputs = seams.outputs;
     this.images = new EngineImages(seams.runtime.defaultImage ?? DEFAULT_IMAGE, seams.images);
+    this.ingress = seams.ingress;
     this.logger = options.logger ?? silentLogger;
   }
 

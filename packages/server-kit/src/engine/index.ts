@@ -17,18 +17,21 @@ export { ENTRYPOINT, EngineSandbox, type SandboxHost } from "./engine-sandbox.js
 export { exited, fromRuntimeExit, idleTimedOut, signaled, terminated, timedOut } from "./exit-status.js";
 export { type ImageFailureSubject, imageFailure, imageStoreFailure } from "./image-errors.js";
 export * from "./image-store.js";
+export type { IngressToken, IngressTokenRequest, IngressTunnel, SandboxIngress } from "./ingress.js";
 export {
   DEFAULT_OUTPUT_RETENTION_BYTES,
   type LogChunk,
   MemoryOutputLog,
   memoryOutputStorage,
 } from "./memory-output-log.js";
+export { networkSpecOf } from "./network-spec.js";
 export type {
   OutputLogOptions,
   OutputStorage,
   OutputStreamName,
   ProcessOutputLog,
 } from "./output-storage.js";
+export { PROBE_TRY_TIMEOUT_MS } from "./readiness.js";
 export { engineRoutes } from "./routes.js";
 export * from "./runtime-driver.js";
 export { fsCall, startUpload } from "./services/filesystem-calls.js";

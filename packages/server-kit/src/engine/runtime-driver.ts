@@ -36,9 +36,42 @@ export interface RuntimeSandboxSpec {
   readonly diskMiB?: number | undefined;
   /** Maximum number of processes/threads; undefined: the driver's default. */
   readonly pidsLimit?: number | undefined;
-  /** True: no network at all (loopback only). */
-  readonly blockNetwork: boolean;
+  /** Its network: outbound policy and exposed ports (`BLOCKED_NETWORK` for none). */
+  readonly network: RuntimeNetworkSpec;
 }
+
+/**
+ * A sandbox's outbound policy, as the engine checked it (`networkPolicyProblem`, shared with
+ * the client): never an allowlist together with `blockNetwork`.
+ */
+export interface RuntimeNetworkPolicy {
+  /**
+   * True: the sandbox reaches nothing beyond itself (DNS included). It can still be reached
+   * through the server on its `ports` (ingress is the server's, not the sandbox's, traffic).
+   */
+  readonly blockNetwork: boolean;
+  /**
+   * Empty: every destination the server allows at all (never the host, other sandboxes,
+   * link-local or metadata addresses, nor what the operator denies). Otherwise only these
+   * ranges: canonical CIDRs ("10.1.0.0/16", "2001:db8::/32"; no host bits, no zone).
+   */
+  readonly cidrAllowlist: readonly string[];
+}
+
+/** What a sandbox starts with: its outbound policy, the ports tunnels reach, its TCP probe. */
+export interface RuntimeNetworkSpec extends RuntimeNetworkPolicy {
+  /** Ports inside the sandbox the server opens tunnels to (unique, 1–65535, ascending). */
+  readonly ports: readonly number[];
+  /** The port a TCP readiness probe will try through `probeTcp`; undefined: none. */
+  readonly probePort?: number | undefined;
+}
+
+/** No outbound network, nothing exposed: what warm sandboxes start with. */
+export const BLOCKED_NETWORK: RuntimeNetworkSpec = Object.freeze({
+  blockNetwork: true,
+  cidrAllowlist: Object.freeze([]) as readonly string[],
+  ports: Object.freeze([]) as readonly number[],
+});
 
 export interface RuntimeProcessSpec {
   /** The engine's id of the process (unique in its sandbox), for drivers that show or log it. */
@@ -164,6 +197,19 @@ export interface RuntimeSandbox {
   readonly fs: RuntimeFilesystem;
   /** Starts a process inside the sandbox (same namespaces, root, cgroup, seccomp). */
   exec(spec: RuntimeProcessSpec): Promise<RuntimeProcess>;
+  /**
+   * Replaces the sandbox's outbound policy; resolves once it is in force, connections it no
+   * longer allows cut. Absent: this driver cannot change a running sandbox's policy (the
+   * engine answers UNIMPLEMENTED).
+   */
+  updateNetwork?(policy: RuntimeNetworkPolicy): Promise<void>;
+  /**
+   * One try of a TCP readiness probe: true when something in the sandbox accepted a connection
+   * on `port` on the path tunnels use (the connection is then closed), false when it was
+   * refused or not answered before `signal` aborted. Absent: the driver has no way in (a
+   * create with a TCP probe is refused through `networkProblem`).
+   */
+  probeTcp?(port: number, signal: AbortSignal): Promise<boolean>;
   /** Kills every process in the sandbox and releases everything it held (mounts, cgroups, dirs). Idempotent. */
   destroy(): Promise<void>;
   /** Resolves if the sandbox dies on its own (its init was killed, e.g. by the OOM killer). */
@@ -196,6 +242,13 @@ export interface SandboxRuntime {
    * them meanwhile. Absent: the engine's record of running sandboxes is all there is.
    */
   imageInUse?(imageId: string): boolean;
+  /**
+   * Why this driver cannot give a sandbox `network` (a sentence: which part, e.g. "exposed
+   * ports are not supported by this server yet"), or undefined when it can. The engine asks
+   * before a create is recorded and refuses with UNIMPLEMENTED (`UnsupportedError`). Absent:
+   * the driver does all of it.
+   */
+  networkProblem?(network: RuntimeNetworkSpec): string | undefined;
   /** What is missing on this machine, one sentence each with how to fix it; empty when ready. */
   checkPrerequisites(): Promise<string[]>;
   createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox>;

@@ -15,6 +15,7 @@ import { execCases } from "./cases/exec.js";
 import { faultCases } from "./cases/faults.js";
 import { filesystemCases } from "./cases/filesystem.js";
 import { imageCases } from "./cases/images.js";
+import { networkCases } from "./cases/network.js";
 import { protocolCases } from "./cases/protocol.js";
 import { rawRouteCases } from "./cases/raw-routes.js";
 import { sandboxCases } from "./cases/sandboxes.js";
@@ -108,6 +109,7 @@ export function defineConformanceSuite(api: TestApi, target: ConformanceTarget):
     filesystemCases(t, harness);
     signalCases(t, harness);
     imageCases(t, harness);
+    networkCases(t, harness);
     // Capabilities, not differences: these groups need something only some targets have.
     if (target.endpoint) protocolCases(t, harness, target.endpoint);
     if (target.endpoint) rawRouteCases(t, harness, target.endpoint);

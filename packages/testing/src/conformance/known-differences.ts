@@ -27,10 +27,15 @@ export type { KnownDifferences } from "./target.js";
 export const FAKE_KNOWN_DIFFERENCES: KnownDifferences = {};
 
 /**
- * The real server's differences from the contract. None: its local runtime starts sandboxes
- * from images of its store.
+ * The real server's differences from the contract: its sandboxes have no network yet but
+ * loopback (issue #18 is building it), so what needs one is refused with `UnsupportedError`.
  */
-export const SERVER_KNOWN_DIFFERENCES: KnownDifferences = {};
+export const SERVER_KNOWN_DIFFERENCES: KnownDifferences = {
+  "network > ports with blockNetwork are accepted: reached through the server, reaching nothing":
+    "exposed ports need the per-sandbox network and tunnels (issue #18 steps 2 and 5): the server refuses them with UnsupportedError",
+  "network > update replaces the outbound policy of a running sandbox":
+    "changing the policy needs the per-sandbox network (issue #18 steps 2-3): the server answers UnsupportedError",
+};
 
 export const KNOWN_DIFFERENCE_MARK = " [known difference]";
 

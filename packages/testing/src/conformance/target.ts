@@ -37,6 +37,11 @@ export interface FakeControls {
       sleep(ms: number): Promise<void>;
     }) => unknown,
   ): void;
+  /** Scripts what answers HTTP on a port inside every sandbox (the network cases' apps). */
+  onPort(
+    port: number,
+    handler: (request: Request, context: { sandboxId: string; port: number }) => Response | Promise<Response>,
+  ): void;
   readonly calls: readonly { method: string }[];
   /** The fake's registry: where the image cases put their test images when the target is the fake. */
   readonly images: { add(reference: string, options?: FakeImageOptions): Promise<FakeRegisteredImage> };

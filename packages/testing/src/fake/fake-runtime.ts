@@ -8,6 +8,7 @@ import {
   type ImageRecord,
   processEnv,
   type RuntimeFilesystem,
+  type RuntimeNetworkPolicy,
   type RuntimeProcess,
   type RuntimeProcessSpec,
   type RuntimeSandbox,
@@ -21,6 +22,7 @@ import { FakeTree } from "./fake-tree.js";
 import { FakeFsError } from "./fs-errors.js";
 import { commandOf, type ExecContext, type HandlerRegistry } from "./handlers.js";
 import { miniShell } from "./mini-shell.js";
+import type { PortRegistry } from "./ports.js";
 
 export interface FakeRuntimeOptions {
   readonly handlers: HandlerRegistry;
@@ -28,6 +30,8 @@ export interface FakeRuntimeOptions {
   readonly defaultHandlers: boolean;
   /** Where images' files are (the fake's image store). */
   readonly images: FakeImageStore;
+  /** What answers on sandboxes' ports (`fake.onPort`). */
+  readonly ports: PortRegistry;
 }
 
 export class FakeRuntime implements SandboxRuntime {
@@ -71,6 +75,8 @@ class FakeRuntimeSandbox implements RuntimeSandbox {
   readonly died = new Promise<void>(() => {}); // nothing kills a fake sandbox but destroy
   readonly #processes = new Set<FakeRuntimeProcess>();
   #destroyed = false;
+  /** The outbound policy, kept as data: the fake sends no packets. */
+  network: RuntimeNetworkPolicy;
 
   constructor(
     readonly runtime: FakeRuntime,
@@ -78,6 +84,7 @@ class FakeRuntimeSandbox implements RuntimeSandbox {
     readonly forget: () => void,
   ) {
     this.id = spec.id;
+    this.network = { blockNetwork: spec.network.blockNetwork, cidrAllowlist: spec.network.cidrAllowlist };
     // The fake has no default disk limit (the server's driver has one).
     this.files = new FakeTree({
       capacityBytes: spec.diskMiB ? spec.diskMiB * 1024 * 1024 : undefined,
@@ -121,6 +128,16 @@ class FakeRuntimeSandbox implements RuntimeSandbox {
     }
     process.run(handler, found?.match ?? null);
     return process;
+  }
+
+  async updateNetwork(policy: RuntimeNetworkPolicy): Promise<void> {
+    if (this.#destroyed) throw new Error(`sandbox ${this.id} has been destroyed`);
+    this.network = { blockNetwork: policy.blockNetwork, cidrAllowlist: [...policy.cidrAllowlist] };
+  }
+
+  /** A port "listens" while `fake.onPort` has a handler for it. */
+  async probeTcp(port: number): Promise<boolean> {
+    return !this.#destroyed && this.runtime.options.ports.find(port) !== undefined;
   }
 
   async destroy(): Promise<void> {

@@ -10,10 +10,12 @@ import { withConnectClients } from "@sbx/core/connect";
 import { Engine, engineRoutes, memoryOutputStorage, memoryStateStore } from "@sbx/server-kit";
 import type { Listener, ListenOptions } from "@sbx/server-kit/listen";
 import { FakeImageStore, type FakeImages } from "./fake-images.js";
+import { FakeIngress } from "./fake-ingress.js";
 import { FakeRuntime } from "./fake-runtime.js";
 import { type CutStreamsOptions, type FailNextOptions, type FaultMethod, Faults, type RecordedCall } from "./faults.js";
 import { type ExecHandler, type ExecPattern, HandlerRegistry } from "./handlers.js";
 import { KeepAlive } from "./keep-alive.js";
+import { type PortHandler, PortRegistry } from "./ports.js";
 
 export interface FakeServerOptions {
   /** Delay every call by this long (streams: before the first message). */
@@ -45,6 +47,14 @@ export interface FakeServer {
   /** Scripts processes whose command matches `pattern` (latest registration wins). */
   onExec(pattern: ExecPattern, handler: ExecHandler): void;
   /**
+   * Scripts what answers HTTP on `port` inside every sandbox (the handler gets fetch's
+   * `Request` and the sandbox id, and answers a `Response`; latest registration wins;
+   * `handler: undefined` stops it listening). A port with a handler passes `Probe.tcp(port)`
+   * and is what `sb.tunnels()`, connect tokens and `sb.service()` reach — over real
+   * listeners, so those need `listen()` first (Node).
+   */
+  onPort(port: number, handler: PortHandler | undefined): void;
+  /**
    * The next `times` calls of `method` fail with `code`. `method` is an RPC name ("StartProcess"
    * or "startProcess") or a short alias ("exec"). With `{ imageError }` instead of a code, the
    * next pulls ("pullImage": by PullImage or by a create that pulls) or imports ("importImage")
@@ -70,9 +80,11 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
   const handlers = new HandlerRegistry();
   const faults = new Faults(options.token);
   const images = new FakeImageStore(faults);
-  const runtime = new FakeRuntime({ handlers, defaultHandlers: options.defaultHandlers ?? true, images });
+  const ports = new PortRegistry();
+  const ingress = new FakeIngress(ports);
+  const runtime = new FakeRuntime({ handlers, defaultHandlers: options.defaultHandlers ?? true, images, ports });
   const engine = new Engine(
-    { runtime, store: memoryStateStore(), outputs: memoryOutputStorage(), images },
+    { runtime, store: memoryStateStore(), outputs: memoryOutputStorage(), images, ingress },
     { outputRetentionBytes: options.outputRetentionBytes },
   );
   faults.latencyMs = options.latencyMs ?? 0;
@@ -80,7 +92,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
   const keepAlive = new KeepAlive();
   // The keep-alive is outermost, so injected latency counts as a call in flight too.
   const interceptors = [keepAlive.interceptor, faults.interceptor];
-  const listeners: Listener[] = [];
+  const listeners: { close(): Promise<void> }[] = [];
   return {
     // It carries its sbx clients, so runtime packages without a Connect client (@sbx/web) take it too.
     transport: withConnectClients(createRouterTransport(routes, { router: { interceptors } })),
@@ -88,6 +100,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     calls: faults.calls,
     images,
     onExec: (pattern, handler) => handlers.add(pattern, handler),
+    onPort: (port, handler) => (handler === undefined ? ports.remove(port) : ports.add(port, handler)),
     failNext: (method, failure) => faults.failNext(method, failure),
     cutStreams: (cut) => faults.cutStreams(cut),
     clearFaults: () => faults.clear(),
@@ -97,9 +110,10 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     },
     async listen(listenOptions) {
       // Loaded on demand so the in-process fake stays free of node: imports (browser-safe).
-      const [{ listenConnect }, { rawRoutes }] = await Promise.all([
+      const [{ listenConnect }, { rawRoutes }, { FakePortListeners }] = await Promise.all([
         import("@sbx/server-kit/listen"),
         import("@sbx/server-kit/raw-routes"),
+        import("./fake-port-listeners.js"),
       ]);
       const token = options.token;
       const authorize = (header: string | null | undefined) => token === undefined || header === `Bearer ${token}`;
@@ -108,6 +122,9 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
         plainRoutes: [...(listenOptions?.plainRoutes ?? []), ...rawRoutes(engine, authorize, faults.rawCall)],
       });
       listeners.push(listener);
+      // Sandbox ports are served on the same host (the first listen's, if several).
+      if (!ingress.serve)
+        listeners.push(new FakePortListeners(ingress, new URL(listener.url).hostname.replace(/^\[|\]$/g, "")));
       return listener;
     },
     async close() {

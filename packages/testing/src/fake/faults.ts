@@ -3,7 +3,14 @@
  * same in-process and over a port: failNext, cut streams, latency, auth, and the call log.
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { FilesystemService, ImageService, ProcessService, RetryInfoSchema, SandboxService } from "@sbx/proto";
+import {
+  FilesystemService,
+  ImageService,
+  NetworkService,
+  ProcessService,
+  RetryInfoSchema,
+  SandboxService,
+} from "@sbx/proto";
 import type { ImageStoreErrorKind } from "@sbx/server-kit";
 import type { RawCallPlan, RawMethod } from "@sbx/server-kit/raw-routes";
 
@@ -92,13 +99,14 @@ type LocalMethodName =
   | keyof typeof ProcessService.method
   | keyof typeof FilesystemService.method
   | keyof typeof ImageService.method
+  | keyof typeof NetworkService.method
   | "importImage";
 
 /** An RPC's name on the wire, e.g. "CreateSandbox": what `calls` records. */
 export type RpcMethodName = Capitalize<LocalMethodName>;
 
 const METHODS: readonly string[] = [
-  ...[SandboxService, ProcessService, FilesystemService, ImageService].flatMap((service) =>
+  ...[SandboxService, ProcessService, FilesystemService, ImageService, NetworkService].flatMap((service) =>
     service.methods.map((method) => method.name),
   ),
   "ImportImage",

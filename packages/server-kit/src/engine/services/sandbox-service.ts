@@ -1,4 +1,7 @@
-/** SandboxService: create (idempotent by request id), get, lookup by name, list, wait, terminate, tags. */
+/**
+ * SandboxService: create (idempotent by request id), get, lookup by name, list, wait,
+ * terminate, tags, update (the network policy), wait until ready.
+ */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   DEFAULT_PAGE_SIZE,
@@ -9,12 +12,13 @@ import {
   type SandboxSpec,
   SandboxState,
 } from "@sbx/proto";
-import { checkName, checkSandboxSpec, checkTags, invalid } from "../../validation.js";
+import { checkName, checkNetworkPolicy, checkSandboxSpec, checkTags, invalid } from "../../validation.js";
 import type { Engine } from "../engine.js";
 import type { EngineSandbox } from "../engine-sandbox.js";
 import { terminated } from "../exit-status.js";
 import { imageFailure } from "../image-errors.js";
 import type { ImageRecord } from "../image-store.js";
+import { networkSpecOf } from "../network-spec.js";
 import { sandboxOf } from "./lookup.js";
 
 const encodeCursor = (sequence: number) =>
@@ -46,6 +50,8 @@ export function sandboxService(engine: Engine): ServiceImpl<typeof SandboxServic
 
   /** Checks what a create may not do now; then records and starts the sandbox. */
   const createNew = async (requestId: string, spec: SandboxSpec): Promise<EngineSandbox> => {
+    const networkProblem = engine.runtime.networkProblem?.(networkSpecOf(spec));
+    if (networkProblem) throw new ConnectError(networkProblem, Code.Unimplemented);
     const image = await imageOf(spec);
     if (spec.name) {
       for (const other of engine.sandboxes.values()) {
@@ -145,6 +151,24 @@ export function sandboxService(engine: Engine): ServiceImpl<typeof SandboxServic
       (sandbox.info.spec as NonNullable<Sandbox["spec"]>).tags = { ...request.tags };
       engine.persistSandbox(sandbox);
       return { sandbox: sandbox.info };
+    },
+
+    async updateSandbox(request) {
+      const sandbox = sandboxOf(engine, request.sandboxId);
+      if (request.network) {
+        const cidrAllowlist = checkNetworkPolicy(request.network);
+        await sandbox.updateNetwork({ blockNetwork: request.network.blockNetwork, cidrAllowlist });
+      }
+      return { sandbox: sandbox.info };
+    },
+
+    async waitUntilReady(request, context) {
+      const sandbox = sandboxOf(engine, request.sandboxId);
+      const { readiness } = sandbox;
+      if (sandbox.running && !readiness.ready) {
+        await readiness.changed.wait(Math.min(request.timeoutMs || MAX_LONG_POLL_MS, MAX_LONG_POLL_MS), context.signal);
+      }
+      return { ready: readiness.ready, readyAtMs: BigInt(readiness.readyAtMs), sandbox: sandbox.info };
     },
   };
 }

@@ -6,7 +6,7 @@ import { writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { EventJson } from "@sbx/proto/agent";
-import type { RuntimeWatchEvent } from "@sbx/server-kit";
+import { BLOCKED_NETWORK, type RuntimeWatchEvent } from "@sbx/server-kit";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { realServerAvailable } from "../../test-support.js";
 import { createLocalRuntime } from "./index.js";
@@ -66,7 +66,7 @@ if (available) {
     });
 
     it("a second Started for a running process opens nothing more (each would cost the server its pipes)", async () => {
-      const sb = await runtime.createSandbox({ id: "forged-started", env: {}, blockNetwork: true });
+      const sb = await runtime.createSandbox({ id: "forged-started", env: {}, network: BLOCKED_NETWORK });
       try {
         const agent = agentPid(sb.id);
         const pipesBefore = agentFds(agent, /^pipe:/);
@@ -96,7 +96,7 @@ if (available) {
     });
 
     it("watch events with paths no file can have (longer than PATH_MAX, more than two) are dropped", async () => {
-      const sb = await runtime.createSandbox({ id: "forged-watch", env: {}, blockNetwork: true });
+      const sb = await runtime.createSandbox({ id: "forged-watch", env: {}, network: BLOCKED_NETWORK });
       const stop = new AbortController();
       try {
         const agent = agentPid(sb.id);

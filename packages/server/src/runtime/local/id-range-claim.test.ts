@@ -6,6 +6,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { BLOCKED_NETWORK } from "@sbx/server-kit";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { realServerAvailable } from "../../test-support.js";
 import { packagedAgent } from "./agent-binary.js";
@@ -160,7 +161,7 @@ describe.runIf(available)("claims of host id ranges", () => {
     const countOf = () => (runtime as unknown as { sandboxCount: number }).sandboxCount;
     expect(await runtime.checkPrerequisites()).toEqual([]);
     const range = rangeOf() as UidRange;
-    const creating = runtime.createSandbox({ id: "sb-closing", env: {}, blockNetwork: true });
+    const creating = runtime.createSandbox({ id: "sb-closing", env: {}, network: BLOCKED_NETWORK });
     await runtime.close();
     const outcome = await creating.catch((error: unknown) => error);
     try {
@@ -185,7 +186,7 @@ describe.runIf(available)("claims of host id ranges", () => {
       const status = `/proc/${stray.pid}/status`;
       await waitUntil(async () => existsSync(status) && readFileSync(status, "utf8").includes(`${range.start + 1000}`));
       const outcome = await runtime
-        .createSandbox({ id: "sb-stray", env: {}, blockNetwork: true })
+        .createSandbox({ id: "sb-stray", env: {}, network: BLOCKED_NETWORK })
         .catch((error: unknown) => error);
       if (!(outcome instanceof Error)) await (outcome as { destroy(): Promise<void> }).destroy();
       expect(outcome).toBeInstanceOf(Error);

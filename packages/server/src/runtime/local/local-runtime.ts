@@ -25,7 +25,14 @@ import { createHash } from "node:crypto";
 import { chmod, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import type { ImageRecord, RuntimeSandbox, RuntimeSandboxSpec, SandboxRuntime } from "@sbx/server-kit";
+import {
+  BLOCKED_NETWORK,
+  type ImageRecord,
+  type RuntimeNetworkSpec,
+  type RuntimeSandbox,
+  type RuntimeSandboxSpec,
+  type SandboxRuntime,
+} from "@sbx/server-kit";
 import { installAgent } from "./agent-binary.js";
 import { cleanupCgroups, detectCgroupVersion } from "./cgroups.js";
 import { claimDefaultRange, claimIdRange, ID_CLAIMS_FILE, type IdRangeClaim } from "./id-range-claim.js";
@@ -146,13 +153,20 @@ class LocalRuntime implements SandboxRuntime {
       });
     this.#warm = new WarmPool({
       size: options.warmPoolSize ?? 2,
-      start: (id) => warmStart({ id, env: {}, blockNetwork: true }),
+      start: (id) => warmStart({ id, env: {}, network: BLOCKED_NETWORK }),
     });
     this.#imagePools = new ImageWarmPools({
       size: options.warmPoolSize ?? 2,
       images: options.warmImages ?? 4,
       start: (id, image, user) =>
-        warmStart({ id, image, user, env: {}, workdir: image.config.workingDir || undefined, blockNetwork: true }),
+        warmStart({
+          id,
+          image,
+          user,
+          env: {},
+          workdir: image.config.workingDir || undefined,
+          network: BLOCKED_NETWORK,
+        }),
       intact: (sandbox) => {
         const started = this.#layerStamps.get(sandbox);
         const layers = this.#options.layers;
@@ -191,6 +205,17 @@ class LocalRuntime implements SandboxRuntime {
   /** Images of this host's platform whose layers are in the store (see sandbox-root.ts). */
   imageProblem(image: ImageRecord): string | undefined {
     return imageRootProblem(image, this.#options.layers);
+  }
+
+  /**
+   * Sandboxes have no network yet but loopback, whatever their policy (an open one included:
+   * the per-sandbox network is being built), so what needs packets is refused.
+   */
+  networkProblem(network: RuntimeNetworkSpec): string | undefined {
+    if (network.cidrAllowlist.length > 0) return "cidr_allowlist is not supported by this server yet";
+    if (network.ports.length > 0) return "exposed ports are not supported by this server yet";
+    if (network.probePort !== undefined) return "TCP readiness probes are not supported by this server yet";
+    return undefined;
   }
 
   /**

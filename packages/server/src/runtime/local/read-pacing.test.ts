@@ -4,7 +4,7 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { SandboxRuntime } from "@sbx/server-kit";
+import { BLOCKED_NETWORK, type SandboxRuntime } from "@sbx/server-kit";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { realServerAvailable } from "../../testing.js";
 import { openFifoReader } from "./fifo.js";
@@ -138,7 +138,7 @@ if (available) {
       // byte; paced, a read every PACE_MS takes ~10 bytes. The bound leaves 5× slack.
       const writes = 3_000;
       const writer = `import os, time\nfor _ in range(${writes}):\n    os.write(1, b"x"); time.sleep(0.0005)`;
-      const sandbox = await runtime.createSandbox({ id: "pacing", env: {}, blockNetwork: true });
+      const sandbox = await runtime.createSandbox({ id: "pacing", env: {}, network: BLOCKED_NETWORK });
       const process = await sandbox.exec({ argv: ["python3", "-c", writer], env: {}, pty: false });
       let reads = 0;
       let bytes = 0;

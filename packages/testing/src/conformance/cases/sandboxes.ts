@@ -22,17 +22,9 @@ export function sandboxCases(t: TestApi, h: Harness): void {
     );
 
     t.it(
-      "what the server cannot do yet is refused alike: ports, cidrAllowlist, readinessProbe are UnsupportedError; limits out of range InvalidError",
+      "resource limits out of range are InvalidError",
       async () => {
         const client = h.client();
-        for (const options of [
-          { ports: [8080] },
-          { cidrAllowlist: ["10.0.0.0/8"] },
-          { readinessProbe: sdk.Probe.exec(["true"]) },
-        ]) {
-          const error = await rejects(() => client.sandboxes.create(h.createOptions(options)), sdk.UnsupportedError);
-          equal(error.code, "unsupported");
-        }
         for (const options of [{ diskMiB: 8 }, { cpu: 0.001 }, { memoryMiB: 8 }]) {
           await rejects(() => client.sandboxes.create(h.createOptions(options)), sdk.InvalidError);
         }

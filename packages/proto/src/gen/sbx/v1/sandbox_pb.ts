@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sbx/v1/sandbox.proto.
  */
 export const file_sbx_v1_sandbox: GenFile = /*@__PURE__*/
-  fileDesc("ChRzYngvdjEvc2FuZGJveC5wcm90bxIGc2J4LnYxIjAKB0NwdVNwZWMSJQoFY29yZXMYASABKAsyFi5zYngudjEuUmVzb3VyY2VBbW91bnQiMQoKTWVtb3J5U3BlYxIjCgNtaWIYASABKAsyFi5zYngudjEuUmVzb3VyY2VBbW91bnQiWwoFUHJvYmUSEgoIdGNwX3BvcnQYASABKA1IABIhCgRleGVjGAIgASgLMhEuc2J4LnYxLkV4ZWNQcm9iZUgAEhMKC2ludGVydmFsX21zGAMgASgNQgYKBGtpbmQiGQoJRXhlY1Byb2JlEgwKBGFyZ3YYASADKAki/gMKC1NhbmRib3hTcGVjEg8KB2NvbW1hbmQYASADKAkSCwoDYXBwGAIgASgJEgwKBG5hbWUYAyABKAkSKwoEdGFncxgEIAMoCzIdLnNieC52MS5TYW5kYm94U3BlYy5UYWdzRW50cnkSDQoFaW1hZ2UYBSABKAkSKQoDZW52GAYgAygLMhwuc2J4LnYxLlNhbmRib3hTcGVjLkVudkVudHJ5Eg8KB3dvcmtkaXIYByABKAkSEgoKdGltZW91dF9tcxgIIAEoBBIXCg9pZGxlX3RpbWVvdXRfbXMYCSABKAQSHAoDY3B1GAogASgLMg8uc2J4LnYxLkNwdVNwZWMSIgoGbWVtb3J5GAsgASgLMhIuc2J4LnYxLk1lbW9yeVNwZWMSFQoNYmxvY2tfbmV0d29yaxgMIAEoCBIWCg5jaWRyX2FsbG93bGlzdBgNIAMoCRINCgVwb3J0cxgOIAMoDRImCg9yZWFkaW5lc3NfcHJvYmUYDyABKAsyDS5zYngudjEuUHJvYmUSCwoDcHR5GBAgASgIEhAKCGRpc2tfbWliGBEgASgNGisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi5gEKB1NhbmRib3gSCgoCaWQYASABKAkSIQoEc3BlYxgCIAEoCzITLnNieC52MS5TYW5kYm94U3BlYxIjCgVzdGF0ZRgDIAEoDjIULnNieC52MS5TYW5kYm94U3RhdGUSJwoLZXhpdF9zdGF0dXMYBCABKAsyEi5zYngudjEuRXhpdFN0YXR1cxIVCg1jcmVhdGVkX2F0X21zGAUgASgEEhYKDmZpbmlzaGVkX2F0X21zGAYgASgEEh0KFWVudHJ5cG9pbnRfcHJvY2Vzc19pZBgHIAEoCRIQCghpbWFnZV9pZBgIIAEoCSJNChRDcmVhdGVTYW5kYm94UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEiEKBHNwZWMYAiABKAsyEy5zYngudjEuU2FuZGJveFNwZWMiOQoVQ3JlYXRlU2FuZGJveFJlc3BvbnNlEiAKB3NhbmRib3gYASABKAsyDy5zYngudjEuU2FuZGJveCInChFHZXRTYW5kYm94UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJIjYKEkdldFNhbmRib3hSZXNwb25zZRIgCgdzYW5kYm94GAEgASgLMg8uc2J4LnYxLlNhbmRib3giMQoUTG9va3VwU2FuZGJveFJlcXVlc3QSCwoDYXBwGAEgASgJEgwKBG5hbWUYAiABKAkiOQoVTG9va3VwU2FuZGJveFJlc3BvbnNlEiAKB3NhbmRib3gYASABKAsyDy5zYngudjEuU2FuZGJveCLDAQoUTGlzdFNhbmRib3hlc1JlcXVlc3QSCwoDYXBwGAEgASgJEjQKBHRhZ3MYAiADKAsyJi5zYngudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QuVGFnc0VudHJ5EhgKEGluY2x1ZGVfZmluaXNoZWQYAyABKAgSEQoJcGFnZV9zaXplGAQgASgNEg4KBmN1cnNvchgFIAEoCRorCglUYWdzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJQChVMaXN0U2FuZGJveGVzUmVzcG9uc2USIgoJc2FuZGJveGVzGAEgAygLMg8uc2J4LnYxLlNhbmRib3gSEwoLbmV4dF9jdXJzb3IYAiABKAkiPAoSV2FpdFNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSEgoKdGltZW91dF9tcxgCIAEoDSJFChNXYWl0U2FuZGJveFJlc3BvbnNlEiAKB3NhbmRib3gYASABKAsyDy5zYngudjEuU2FuZGJveBIMCgRkb25lGAIgASgIIi0KF1Rlcm1pbmF0ZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkiPAoYVGVybWluYXRlU2FuZGJveFJlc3BvbnNlEiAKB3NhbmRib3gYASABKAsyDy5zYngudjEuU2FuZGJveCKBAQoOU2V0VGFnc1JlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIuCgR0YWdzGAIgAygLMiAuc2J4LnYxLlNldFRhZ3NSZXF1ZXN0LlRhZ3NFbnRyeRorCglUYWdzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIzCg9TZXRUYWdzUmVzcG9uc2USIAoHc2FuZGJveBgBIAEoCzIPLnNieC52MS5TYW5kYm94KoABCgxTYW5kYm94U3RhdGUSHQoZU0FOREJPWF9TVEFURV9VTlNQRUNJRklFRBAAEhoKFlNBTkRCT1hfU1RBVEVfU1RBUlRJTkcQARIZChVTQU5EQk9YX1NUQVRFX1JVTk5JTkcQAhIaChZTQU5EQk9YX1NUQVRFX0ZJTklTSEVEEAMymgQKDlNhbmRib3hTZXJ2aWNlEkwKDUNyZWF0ZVNhbmRib3gSHC5zYngudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QaHS5zYngudjEuQ3JlYXRlU2FuZGJveFJlc3BvbnNlEkMKCkdldFNhbmRib3gSGS5zYngudjEuR2V0U2FuZGJveFJlcXVlc3QaGi5zYngudjEuR2V0U2FuZGJveFJlc3BvbnNlEkwKDUxvb2t1cFNhbmRib3gSHC5zYngudjEuTG9va3VwU2FuZGJveFJlcXVlc3QaHS5zYngudjEuTG9va3VwU2FuZGJveFJlc3BvbnNlEkwKDUxpc3RTYW5kYm94ZXMSHC5zYngudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QaHS5zYngudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlEkYKC1dhaXRTYW5kYm94Ehouc2J4LnYxLldhaXRTYW5kYm94UmVxdWVzdBobLnNieC52MS5XYWl0U2FuZGJveFJlc3BvbnNlElUKEFRlcm1pbmF0ZVNhbmRib3gSHy5zYngudjEuVGVybWluYXRlU2FuZGJveFJlcXVlc3QaIC5zYngudjEuVGVybWluYXRlU2FuZGJveFJlc3BvbnNlEjoKB1NldFRhZ3MSFi5zYngudjEuU2V0VGFnc1JlcXVlc3QaFy5zYngudjEuU2V0VGFnc1Jlc3BvbnNlYgZwcm90bzM", [file_sbx_v1_common]);
+  fileDesc("ChRzYngvdjEvc2FuZGJveC5wcm90bxIGc2J4LnYxIjAKB0NwdVNwZWMSJQoFY29yZXMYASABKAsyFi5zYngudjEuUmVzb3VyY2VBbW91bnQiMQoKTWVtb3J5U3BlYxIjCgNtaWIYASABKAsyFi5zYngudjEuUmVzb3VyY2VBbW91bnQiWwoFUHJvYmUSEgoIdGNwX3BvcnQYASABKA1IABIhCgRleGVjGAIgASgLMhEuc2J4LnYxLkV4ZWNQcm9iZUgAEhMKC2ludGVydmFsX21zGAMgASgNQgYKBGtpbmQiGQoJRXhlY1Byb2JlEgwKBGFyZ3YYASADKAkiPgoNTmV0d29ya1BvbGljeRIVCg1ibG9ja19uZXR3b3JrGAEgASgIEhYKDmNpZHJfYWxsb3dsaXN0GAIgAygJIv4DCgtTYW5kYm94U3BlYxIPCgdjb21tYW5kGAEgAygJEgsKA2FwcBgCIAEoCRIMCgRuYW1lGAMgASgJEisKBHRhZ3MYBCADKAsyHS5zYngudjEuU2FuZGJveFNwZWMuVGFnc0VudHJ5Eg0KBWltYWdlGAUgASgJEikKA2VudhgGIAMoCzIcLnNieC52MS5TYW5kYm94U3BlYy5FbnZFbnRyeRIPCgd3b3JrZGlyGAcgASgJEhIKCnRpbWVvdXRfbXMYCCABKAQSFwoPaWRsZV90aW1lb3V0X21zGAkgASgEEhwKA2NwdRgKIAEoCzIPLnNieC52MS5DcHVTcGVjEiIKBm1lbW9yeRgLIAEoCzISLnNieC52MS5NZW1vcnlTcGVjEhUKDWJsb2NrX25ldHdvcmsYDCABKAgSFgoOY2lkcl9hbGxvd2xpc3QYDSADKAkSDQoFcG9ydHMYDiADKA0SJgoPcmVhZGluZXNzX3Byb2JlGA8gASgLMg0uc2J4LnYxLlByb2JlEgsKA3B0eRgQIAEoCBIQCghkaXNrX21pYhgRIAEoDRorCglUYWdzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIuYBCgdTYW5kYm94EgoKAmlkGAEgASgJEiEKBHNwZWMYAiABKAsyEy5zYngudjEuU2FuZGJveFNwZWMSIwoFc3RhdGUYAyABKA4yFC5zYngudjEuU2FuZGJveFN0YXRlEicKC2V4aXRfc3RhdHVzGAQgASgLMhIuc2J4LnYxLkV4aXRTdGF0dXMSFQoNY3JlYXRlZF9hdF9tcxgFIAEoBBIWCg5maW5pc2hlZF9hdF9tcxgGIAEoBBIdChVlbnRyeXBvaW50X3Byb2Nlc3NfaWQYByABKAkSEAoIaW1hZ2VfaWQYCCABKAkiTQoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIhCgRzcGVjGAIgASgLMhMuc2J4LnYxLlNhbmRib3hTcGVjIjkKFUNyZWF0ZVNhbmRib3hSZXNwb25zZRIgCgdzYW5kYm94GAEgASgLMg8uc2J4LnYxLlNhbmRib3giJwoRR2V0U2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSI2ChJHZXRTYW5kYm94UmVzcG9uc2USIAoHc2FuZGJveBgBIAEoCzIPLnNieC52MS5TYW5kYm94IjEKFExvb2t1cFNhbmRib3hSZXF1ZXN0EgsKA2FwcBgBIAEoCRIMCgRuYW1lGAIgASgJIjkKFUxvb2t1cFNhbmRib3hSZXNwb25zZRIgCgdzYW5kYm94GAEgASgLMg8uc2J4LnYxLlNhbmRib3giwwEKFExpc3RTYW5kYm94ZXNSZXF1ZXN0EgsKA2FwcBgBIAEoCRI0CgR0YWdzGAIgAygLMiYuc2J4LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0LlRhZ3NFbnRyeRIYChBpbmNsdWRlX2ZpbmlzaGVkGAMgASgIEhEKCXBhZ2Vfc2l6ZRgEIAEoDRIOCgZjdXJzb3IYBSABKAkaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiUAoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEiIKCXNhbmRib3hlcxgBIAMoCzIPLnNieC52MS5TYW5kYm94EhMKC25leHRfY3Vyc29yGAIgASgJIjwKEldhaXRTYW5kYm94UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhIKCnRpbWVvdXRfbXMYAiABKA0iRQoTV2FpdFNhbmRib3hSZXNwb25zZRIgCgdzYW5kYm94GAEgASgLMg8uc2J4LnYxLlNhbmRib3gSDAoEZG9uZRgCIAEoCCItChdUZXJtaW5hdGVTYW5kYm94UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJIjwKGFRlcm1pbmF0ZVNhbmRib3hSZXNwb25zZRIgCgdzYW5kYm94GAEgASgLMg8uc2J4LnYxLlNhbmRib3gigQEKDlNldFRhZ3NSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSLgoEdGFncxgCIAMoCzIgLnNieC52MS5TZXRUYWdzUmVxdWVzdC5UYWdzRW50cnkaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMwoPU2V0VGFnc1Jlc3BvbnNlEiAKB3NhbmRib3gYASABKAsyDy5zYngudjEuU2FuZGJveCJSChRVcGRhdGVTYW5kYm94UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEiYKB25ldHdvcmsYAiABKAsyFS5zYngudjEuTmV0d29ya1BvbGljeSI5ChVVcGRhdGVTYW5kYm94UmVzcG9uc2USIAoHc2FuZGJveBgBIAEoCzIPLnNieC52MS5TYW5kYm94Ij8KFVdhaXRVbnRpbFJlYWR5UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhIKCnRpbWVvdXRfbXMYAiABKA0iXgoWV2FpdFVudGlsUmVhZHlSZXNwb25zZRINCgVyZWFkeRgBIAEoCBITCgtyZWFkeV9hdF9tcxgCIAEoBBIgCgdzYW5kYm94GAMgASgLMg8uc2J4LnYxLlNhbmRib3gqgAEKDFNhbmRib3hTdGF0ZRIdChlTQU5EQk9YX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWU0FOREJPWF9TVEFURV9TVEFSVElORxABEhkKFVNBTkRCT1hfU1RBVEVfUlVOTklORxACEhoKFlNBTkRCT1hfU1RBVEVfRklOSVNIRUQQAzK5BQoOU2FuZGJveFNlcnZpY2USTAoNQ3JlYXRlU2FuZGJveBIcLnNieC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBodLnNieC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USQwoKR2V0U2FuZGJveBIZLnNieC52MS5HZXRTYW5kYm94UmVxdWVzdBoaLnNieC52MS5HZXRTYW5kYm94UmVzcG9uc2USTAoNTG9va3VwU2FuZGJveBIcLnNieC52MS5Mb29rdXBTYW5kYm94UmVxdWVzdBodLnNieC52MS5Mb29rdXBTYW5kYm94UmVzcG9uc2USTAoNTGlzdFNhbmRib3hlcxIcLnNieC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBodLnNieC52MS5MaXN0U2FuZGJveGVzUmVzcG9uc2USRgoLV2FpdFNhbmRib3gSGi5zYngudjEuV2FpdFNhbmRib3hSZXF1ZXN0Ghsuc2J4LnYxLldhaXRTYW5kYm94UmVzcG9uc2USVQoQVGVybWluYXRlU2FuZGJveBIfLnNieC52MS5UZXJtaW5hdGVTYW5kYm94UmVxdWVzdBogLnNieC52MS5UZXJtaW5hdGVTYW5kYm94UmVzcG9uc2USOgoHU2V0VGFncxIWLnNieC52MS5TZXRUYWdzUmVxdWVzdBoXLnNieC52MS5TZXRUYWdzUmVzcG9uc2USTAoNVXBkYXRlU2FuZGJveBIcLnNieC52MS5VcGRhdGVTYW5kYm94UmVxdWVzdBodLnNieC52MS5VcGRhdGVTYW5kYm94UmVzcG9uc2USTwoOV2FpdFVudGlsUmVhZHkSHS5zYngudjEuV2FpdFVudGlsUmVhZHlSZXF1ZXN0Gh4uc2J4LnYxLldhaXRVbnRpbFJlYWR5UmVzcG9uc2ViBnByb3RvMw", [file_sbx_v1_common]);
 
 /**
  * @generated from message sbx.v1.CpuSpec
@@ -102,6 +102,35 @@ export const ExecProbeSchema: GenMessage<ExecProbe> = /*@__PURE__*/
   messageDesc(file_sbx_v1_sandbox, 3);
 
 /**
+ * A sandbox's outbound network. Never an allowlist together with block_network.
+ *
+ * @generated from message sbx.v1.NetworkPolicy
+ */
+export type NetworkPolicy = Message<"sbx.v1.NetworkPolicy"> & {
+  /**
+   * Nothing outbound (DNS included). Exposed ports stay reachable through the server.
+   *
+   * @generated from field: bool block_network = 1;
+   */
+  blockNetwork: boolean;
+
+  /**
+   * Only these destinations (canonical CIDRs: "10.1.0.0/16", "2001:db8::/32"; no host bits,
+   * no zone). Empty: every destination the server allows at all.
+   *
+   * @generated from field: repeated string cidr_allowlist = 2;
+   */
+  cidrAllowlist: string[];
+};
+
+/**
+ * Describes the message sbx.v1.NetworkPolicy.
+ * Use `create(NetworkPolicySchema)` to create a new message.
+ */
+export const NetworkPolicySchema: GenMessage<NetworkPolicy> = /*@__PURE__*/
+  messageDesc(file_sbx_v1_sandbox, 4);
+
+/**
  * @generated from message sbx.v1.SandboxSpec
  */
 export type SandboxSpec = Message<"sbx.v1.SandboxSpec"> & {
@@ -172,6 +201,8 @@ export type SandboxSpec = Message<"sbx.v1.SandboxSpec"> & {
   memory?: MemorySpec | undefined;
 
   /**
+   * The outbound policy (see NetworkPolicy); UpdateSandbox changes both.
+   *
    * @generated from field: bool block_network = 12;
    */
   blockNetwork: boolean;
@@ -182,6 +213,8 @@ export type SandboxSpec = Message<"sbx.v1.SandboxSpec"> & {
   cidrAllowlist: string[];
 
   /**
+   * Ports inside the sandbox reachable through tunnels (unique, 1-65535), with block_network too.
+   *
    * @generated from field: repeated uint32 ports = 14;
    */
   ports: number[];
@@ -210,7 +243,7 @@ export type SandboxSpec = Message<"sbx.v1.SandboxSpec"> & {
  * Use `create(SandboxSpecSchema)` to create a new message.
  */
 export const SandboxSpecSchema: GenMessage<SandboxSpec> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 4);
+  messageDesc(file_sbx_v1_sandbox, 5);
 
 /**
  * @generated from message sbx.v1.Sandbox
@@ -271,7 +304,7 @@ export type Sandbox = Message<"sbx.v1.Sandbox"> & {
  * Use `create(SandboxSchema)` to create a new message.
  */
 export const SandboxSchema: GenMessage<Sandbox> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 5);
+  messageDesc(file_sbx_v1_sandbox, 6);
 
 /**
  * @generated from message sbx.v1.CreateSandboxRequest
@@ -295,7 +328,7 @@ export type CreateSandboxRequest = Message<"sbx.v1.CreateSandboxRequest"> & {
  * Use `create(CreateSandboxRequestSchema)` to create a new message.
  */
 export const CreateSandboxRequestSchema: GenMessage<CreateSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 6);
+  messageDesc(file_sbx_v1_sandbox, 7);
 
 /**
  * @generated from message sbx.v1.CreateSandboxResponse
@@ -312,7 +345,7 @@ export type CreateSandboxResponse = Message<"sbx.v1.CreateSandboxResponse"> & {
  * Use `create(CreateSandboxResponseSchema)` to create a new message.
  */
 export const CreateSandboxResponseSchema: GenMessage<CreateSandboxResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 7);
+  messageDesc(file_sbx_v1_sandbox, 8);
 
 /**
  * @generated from message sbx.v1.GetSandboxRequest
@@ -329,7 +362,7 @@ export type GetSandboxRequest = Message<"sbx.v1.GetSandboxRequest"> & {
  * Use `create(GetSandboxRequestSchema)` to create a new message.
  */
 export const GetSandboxRequestSchema: GenMessage<GetSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 8);
+  messageDesc(file_sbx_v1_sandbox, 9);
 
 /**
  * @generated from message sbx.v1.GetSandboxResponse
@@ -346,7 +379,7 @@ export type GetSandboxResponse = Message<"sbx.v1.GetSandboxResponse"> & {
  * Use `create(GetSandboxResponseSchema)` to create a new message.
  */
 export const GetSandboxResponseSchema: GenMessage<GetSandboxResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 9);
+  messageDesc(file_sbx_v1_sandbox, 10);
 
 /**
  * @generated from message sbx.v1.LookupSandboxRequest
@@ -368,7 +401,7 @@ export type LookupSandboxRequest = Message<"sbx.v1.LookupSandboxRequest"> & {
  * Use `create(LookupSandboxRequestSchema)` to create a new message.
  */
 export const LookupSandboxRequestSchema: GenMessage<LookupSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 10);
+  messageDesc(file_sbx_v1_sandbox, 11);
 
 /**
  * @generated from message sbx.v1.LookupSandboxResponse
@@ -385,7 +418,7 @@ export type LookupSandboxResponse = Message<"sbx.v1.LookupSandboxResponse"> & {
  * Use `create(LookupSandboxResponseSchema)` to create a new message.
  */
 export const LookupSandboxResponseSchema: GenMessage<LookupSandboxResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 11);
+  messageDesc(file_sbx_v1_sandbox, 12);
 
 /**
  * @generated from message sbx.v1.ListSandboxesRequest
@@ -428,7 +461,7 @@ export type ListSandboxesRequest = Message<"sbx.v1.ListSandboxesRequest"> & {
  * Use `create(ListSandboxesRequestSchema)` to create a new message.
  */
 export const ListSandboxesRequestSchema: GenMessage<ListSandboxesRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 12);
+  messageDesc(file_sbx_v1_sandbox, 13);
 
 /**
  * @generated from message sbx.v1.ListSandboxesResponse
@@ -452,7 +485,7 @@ export type ListSandboxesResponse = Message<"sbx.v1.ListSandboxesResponse"> & {
  * Use `create(ListSandboxesResponseSchema)` to create a new message.
  */
 export const ListSandboxesResponseSchema: GenMessage<ListSandboxesResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 13);
+  messageDesc(file_sbx_v1_sandbox, 14);
 
 /**
  * @generated from message sbx.v1.WaitSandboxRequest
@@ -476,7 +509,7 @@ export type WaitSandboxRequest = Message<"sbx.v1.WaitSandboxRequest"> & {
  * Use `create(WaitSandboxRequestSchema)` to create a new message.
  */
 export const WaitSandboxRequestSchema: GenMessage<WaitSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 14);
+  messageDesc(file_sbx_v1_sandbox, 15);
 
 /**
  * @generated from message sbx.v1.WaitSandboxResponse
@@ -498,7 +531,7 @@ export type WaitSandboxResponse = Message<"sbx.v1.WaitSandboxResponse"> & {
  * Use `create(WaitSandboxResponseSchema)` to create a new message.
  */
 export const WaitSandboxResponseSchema: GenMessage<WaitSandboxResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 15);
+  messageDesc(file_sbx_v1_sandbox, 16);
 
 /**
  * @generated from message sbx.v1.TerminateSandboxRequest
@@ -515,7 +548,7 @@ export type TerminateSandboxRequest = Message<"sbx.v1.TerminateSandboxRequest"> 
  * Use `create(TerminateSandboxRequestSchema)` to create a new message.
  */
 export const TerminateSandboxRequestSchema: GenMessage<TerminateSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 16);
+  messageDesc(file_sbx_v1_sandbox, 17);
 
 /**
  * @generated from message sbx.v1.TerminateSandboxResponse
@@ -532,7 +565,7 @@ export type TerminateSandboxResponse = Message<"sbx.v1.TerminateSandboxResponse"
  * Use `create(TerminateSandboxResponseSchema)` to create a new message.
  */
 export const TerminateSandboxResponseSchema: GenMessage<TerminateSandboxResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 17);
+  messageDesc(file_sbx_v1_sandbox, 18);
 
 /**
  * @generated from message sbx.v1.SetTagsRequest
@@ -554,7 +587,7 @@ export type SetTagsRequest = Message<"sbx.v1.SetTagsRequest"> & {
  * Use `create(SetTagsRequestSchema)` to create a new message.
  */
 export const SetTagsRequestSchema: GenMessage<SetTagsRequest> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 18);
+  messageDesc(file_sbx_v1_sandbox, 19);
 
 /**
  * @generated from message sbx.v1.SetTagsResponse
@@ -571,7 +604,105 @@ export type SetTagsResponse = Message<"sbx.v1.SetTagsResponse"> & {
  * Use `create(SetTagsResponseSchema)` to create a new message.
  */
 export const SetTagsResponseSchema: GenMessage<SetTagsResponse> = /*@__PURE__*/
-  messageDesc(file_sbx_v1_sandbox, 19);
+  messageDesc(file_sbx_v1_sandbox, 20);
+
+/**
+ * @generated from message sbx.v1.UpdateSandboxRequest
+ */
+export type UpdateSandboxRequest = Message<"sbx.v1.UpdateSandboxRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * The new outbound policy, replacing the old one whole. Absent: unchanged.
+   *
+   * @generated from field: sbx.v1.NetworkPolicy network = 2;
+   */
+  network?: NetworkPolicy | undefined;
+};
+
+/**
+ * Describes the message sbx.v1.UpdateSandboxRequest.
+ * Use `create(UpdateSandboxRequestSchema)` to create a new message.
+ */
+export const UpdateSandboxRequestSchema: GenMessage<UpdateSandboxRequest> = /*@__PURE__*/
+  messageDesc(file_sbx_v1_sandbox, 21);
+
+/**
+ * @generated from message sbx.v1.UpdateSandboxResponse
+ */
+export type UpdateSandboxResponse = Message<"sbx.v1.UpdateSandboxResponse"> & {
+  /**
+   * @generated from field: sbx.v1.Sandbox sandbox = 1;
+   */
+  sandbox?: Sandbox | undefined;
+};
+
+/**
+ * Describes the message sbx.v1.UpdateSandboxResponse.
+ * Use `create(UpdateSandboxResponseSchema)` to create a new message.
+ */
+export const UpdateSandboxResponseSchema: GenMessage<UpdateSandboxResponse> = /*@__PURE__*/
+  messageDesc(file_sbx_v1_sandbox, 22);
+
+/**
+ * @generated from message sbx.v1.WaitUntilReadyRequest
+ */
+export type WaitUntilReadyRequest = Message<"sbx.v1.WaitUntilReadyRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * How long the server may hold the call; capped by the server (10 s).
+   *
+   * @generated from field: uint32 timeout_ms = 2;
+   */
+  timeoutMs: number;
+};
+
+/**
+ * Describes the message sbx.v1.WaitUntilReadyRequest.
+ * Use `create(WaitUntilReadyRequestSchema)` to create a new message.
+ */
+export const WaitUntilReadyRequestSchema: GenMessage<WaitUntilReadyRequest> = /*@__PURE__*/
+  messageDesc(file_sbx_v1_sandbox, 23);
+
+/**
+ * @generated from message sbx.v1.WaitUntilReadyResponse
+ */
+export type WaitUntilReadyResponse = Message<"sbx.v1.WaitUntilReadyResponse"> & {
+  /**
+   * The readiness probe has passed (or the sandbox has none and is running).
+   *
+   * @generated from field: bool ready = 1;
+   */
+  ready: boolean;
+
+  /**
+   * When it first passed, milliseconds since the Unix epoch; 0 until then.
+   *
+   * @generated from field: uint64 ready_at_ms = 2;
+   */
+  readyAtMs: bigint;
+
+  /**
+   * The sandbox as it is now: FINISHED means it never will be ready.
+   *
+   * @generated from field: sbx.v1.Sandbox sandbox = 3;
+   */
+  sandbox?: Sandbox | undefined;
+};
+
+/**
+ * Describes the message sbx.v1.WaitUntilReadyResponse.
+ * Use `create(WaitUntilReadyResponseSchema)` to create a new message.
+ */
+export const WaitUntilReadyResponseSchema: GenMessage<WaitUntilReadyResponse> = /*@__PURE__*/
+  messageDesc(file_sbx_v1_sandbox, 24);
 
 /**
  * @generated from enum sbx.v1.SandboxState
@@ -675,6 +806,28 @@ export const SandboxService: GenService<{
     methodKind: "unary";
     input: typeof SetTagsRequestSchema;
     output: typeof SetTagsResponseSchema;
+  },
+  /**
+   * Changes a running sandbox: its outbound network policy, replaced as a whole and in force
+   * (connections it no longer allows cut) when the call returns.
+   *
+   * @generated from rpc sbx.v1.SandboxService.UpdateSandbox
+   */
+  updateSandbox: {
+    methodKind: "unary";
+    input: typeof UpdateSandboxRequestSchema;
+    output: typeof UpdateSandboxResponseSchema;
+  },
+  /**
+   * Long-poll: returns when the sandbox's readiness probe has passed (at once without a
+   * probe), when the sandbox has finished, or after timeout_ms, whichever first.
+   *
+   * @generated from rpc sbx.v1.SandboxService.WaitUntilReady
+   */
+  waitUntilReady: {
+    methodKind: "unary";
+    input: typeof WaitUntilReadyRequestSchema;
+    output: typeof WaitUntilReadyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sbx_v1_sandbox, 0);

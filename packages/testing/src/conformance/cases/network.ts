@@ -1,0 +1,243 @@
+/**
+ * Networking (issue #18) as far as it is built: the validation every target shares (an
+ * `InvalidError` before any request), readiness probes, the outbound policy as the API sees
+ * it, and — where the target is the fake listening on a port — tunnels, connect tokens and
+ * service URLs through its scripted ports. Packets themselves are the real server's own
+ * tests.
+ */
+import { deepEqual, equal, match, ok, rejects } from "../assert.js";
+import type { FakeControls, Harness, TestApi } from "../target.js";
+
+const T = 30_000;
+
+export function networkCases(t: TestApi, h: Harness): void {
+  const { sdk } = h;
+  const fake = h.target.fake; // a capability: only the fake records calls, so only it can count them
+
+  /** Asserts `fn` fails with InvalidError and, on the fake, that no request was sent. */
+  const invalid = async (fn: () => Promise<unknown>, pattern?: RegExp) => {
+    const before = fake?.calls.length;
+    const error = await rejects(fn, sdk.InvalidError, pattern);
+    equal(error.code, "invalid");
+    if (fake) equal(fake.calls.length, before, "no request may be sent for invalid input");
+  };
+
+  t.describe("network", () => {
+    t.it(
+      "create: CIDRs, ports and probes are checked before any request",
+      async () => {
+        const create = (options: Parameters<ReturnType<typeof h.client>["sandboxes"]["create"]>[0]) => () =>
+          h.client().sandboxes.create(h.createOptions(options));
+        await invalid(create({ cidrAllowlist: ["10.1.2.3/8"] }), /host bits .* \(the range is 10\.0\.0\.0\/8\)/);
+        await invalid(create({ cidrAllowlist: ["fe80::1%eth0"] }), /zone ids are not allowed/);
+        await invalid(create({ cidrAllowlist: ["10.0.0.0/33"] }), /at most 32/);
+        await invalid(create({ cidrAllowlist: ["example.com"] }), /invalid CIDR "example.com"/);
+        await invalid(create({ cidrAllowlist: ["10.0.0.0/8", "2001:db8::1/32"] }), /host bits/);
+        await invalid(create({ cidrAllowlist: [] }), /cidrAllowlist is empty/);
+        await invalid(create({ cidrAllowlist: [42 as unknown as string] }));
+        await invalid(
+          create({ blockNetwork: true, cidrAllowlist: ["10.0.0.0/8"] }),
+          /cannot be used with block_network/,
+        );
+        await invalid(create({ ports: [0] }), /invalid port 0/);
+        await invalid(create({ ports: [65_536] }), /invalid port 65536/);
+        await invalid(create({ ports: [8000, 8001, 8000] }), /port 8000 is listed twice/);
+        await invalid(create({ ports: [80.5] }));
+        await invalid(async () => sdk.Probe.tcp(0));
+        await invalid(async () => sdk.Probe.tcp(70_000));
+        await invalid(async () => sdk.Probe.exec([]));
+        await invalid(async () => sdk.Probe.exec(["true"], { intervalMs: 0 }));
+        await invalid(async () => sdk.Probe.tcp(8000, { intervalMs: 60_001 }));
+        await invalid(create({ readinessProbe: { kind: "http" } as never }));
+      },
+      T,
+    );
+
+    t.it(
+      "update, tokens and connections: checked before any request",
+      async () => {
+        const sb = await h.sandbox();
+        await invalid(() => sb.update({}), /needs blockNetwork or cidrAllowlist/);
+        await invalid(() => sb.update({ cidrAllowlist: ["10.0.0.1/8"] }), /host bits/);
+        await invalid(() => sb.update({ blockNetwork: true, cidrAllowlist: ["10.0.0.0/8"] }), /block_network/);
+        await invalid(() => sb.createConnectToken({ port: 0 }), /invalid port 0/);
+        await invalid(() => sb.createConnectToken({ userMetadata: "not json" }), /JSON/);
+        await invalid(() => sb.createConnectToken({ userMetadata: { pad: "x".repeat(5000) } }), /4096/);
+        await invalid(() => sb.service(70_000), /invalid port 70000/);
+        await invalid(() => sb.service(8000, { expiresInMs: 10 }), /expiresInMs/);
+        await invalid(() => sb.connect(-1), /invalid port -1/);
+        await invalid(() => sb.tunnel(5432, { localPort: 1e6 }), /invalid localPort/);
+        await invalid(() => sb.tunnels({ timeoutMs: -1 }));
+      },
+      T,
+    );
+
+    t.it(
+      "waitUntilReady: without a probe a running sandbox is ready at once",
+      async () => {
+        const sb = await h.sandbox();
+        await sb.waitUntilReady({ timeoutMs: 20_000 });
+      },
+      T,
+    );
+
+    t.it(
+      "an exec probe: not ready (TimeoutError) until its command exits 0, then ready",
+      async () => {
+        const sb = await h.sandbox({ readinessProbe: sdk.Probe.exec(["cat", "/tmp/ready"], { intervalMs: 50 }) });
+        const early = await rejects(() => sb.waitUntilReady({ timeoutMs: 300 }), sdk.TimeoutError);
+        equal(early.code, "timeout");
+        await sb.write("/tmp/ready", "yes\n");
+        await sb.waitUntilReady({ timeoutMs: 20_000 });
+        // Ready stays ready: the probe passed once.
+        await sb.filesystem.remove("/tmp/ready");
+        await sb.waitUntilReady({ timeoutMs: 20_000 });
+      },
+      T,
+    );
+
+    t.it(
+      "waitUntilReady on a sandbox that ended before it was ready throws its end",
+      async () => {
+        const sb = await h.sandbox({ readinessProbe: sdk.Probe.exec(["cat", "/nonexistent/ready"]) });
+        await sb.terminate({ wait: true });
+        await rejects(() => sb.waitUntilReady({ timeoutMs: 20_000 }), sdk.SandboxTerminatedError);
+      },
+      T,
+    );
+
+    t.it(
+      "ports with blockNetwork are accepted: reached through the server, reaching nothing",
+      async () => {
+        const sb = await h.sandbox({ blockNetwork: true, ports: [8000, 8001] });
+        equal(await sb.poll(), null);
+      },
+      T,
+    );
+
+    t.it(
+      "update replaces the outbound policy of a running sandbox",
+      async () => {
+        const sb = await h.sandbox({ cidrAllowlist: ["10.0.0.0/8"] });
+        await sb.update({ blockNetwork: true });
+        await sb.update({ cidrAllowlist: ["2001:DB8::/32", "192.168.0.0/16"] });
+        await sb.update({ blockNetwork: false });
+        await sb.terminate({ wait: true });
+        const error = await rejects(() => sb.update({ blockNetwork: true }), sdk.SandboxError);
+        equal(error.code, "failed_precondition");
+      },
+      T,
+    );
+  });
+
+  if (fake && h.target.endpoint) portCases(t, h, fake);
+}
+
+/** Tunnels, tokens and TCP probes through the fake's scripted ports (`fake.onPort`), over real listeners. */
+function portCases(t: TestApi, h: Harness, fake: FakeControls): void {
+  const { sdk } = h;
+  // Ports of their own, so cases running at once in one fake do not meet.
+  const echoPort = 18_080;
+  t.describe("network through the fake's ports", () => {
+    t.beforeAll(() => {
+      fake.onPort(echoPort, async (request, { sandboxId, port }) => {
+        const body = request.method === "POST" ? await request.text() : "";
+        return Response.json({
+          sandboxId,
+          port,
+          method: request.method,
+          path: new URL(request.url).pathname + new URL(request.url).search,
+          user: request.headers.get("x-verified-user-data"),
+          authorization: request.headers.get("authorization"),
+          cookie: request.headers.get("cookie"),
+          body,
+        });
+      });
+    });
+
+    t.it(
+      "a TCP probe passes once something listens on its port; tunnels wait for it",
+      async () => {
+        const port = 18_081;
+        const sb = await h.sandbox({ ports: [port], readinessProbe: sdk.Probe.tcp(port, { intervalMs: 20 }) });
+        await rejects(() => sb.waitUntilReady({ timeoutMs: 200 }), sdk.TimeoutError);
+        await rejects(() => sb.tunnels({ timeoutMs: 200 }), sdk.TimeoutError);
+        fake.onPort(port, () => new Response("up\n"));
+        await sb.waitUntilReady({ timeoutMs: 20_000 });
+        const tunnels = await sb.tunnels({ timeoutMs: 20_000 });
+        const response = await fetch(tunnels[port]?.url ?? "");
+        equal(await response.text(), "up\n");
+      },
+      T,
+    );
+
+    t.it(
+      "tunnels: one per exposed port, answering HTTP from the port's handler; nothing listening → 502",
+      async () => {
+        const sb = await h.sandbox({ ports: [echoPort, 18_089], blockNetwork: true });
+        const tunnels = await sb.tunnels();
+        deepEqual(Object.keys(tunnels).sort(), [String(echoPort), "18089"]);
+        const tunnel = tunnels[echoPort];
+        ok(tunnel);
+        equal(tunnel.url, `http://${tunnel.host}:${tunnel.port}`);
+        const answer = await (await fetch(`${tunnel.url}/hello?x=1`, { method: "POST", body: "ping" })).json();
+        deepEqual(
+          [answer.sandboxId, answer.port, answer.method, answer.path, answer.body],
+          [sb.id, echoPort, "POST", "/hello?x=1", "ping"],
+        );
+        const silent = await fetch(tunnels[18_089]?.url ?? "");
+        equal(silent.status, 502);
+        match(await silent.text(), /nothing listens on port 18089/);
+      },
+      T,
+    );
+
+    t.it(
+      "connect tokens: Bearer, query parameter (→ cookie) or cookie; the app gets the verified metadata",
+      async () => {
+        const sb = await h.sandbox();
+        const other = await h.sandbox();
+        const { url, token } = await sb.createConnectToken({ port: echoPort, userMetadata: { user: "ada" } });
+        equal((await fetch(url)).status, 401);
+        equal((await fetch(url, { headers: { authorization: "Bearer wrong" } })).status, 401);
+        const bearer = await fetch(`${url}/x`, {
+          headers: { authorization: `Bearer ${token}`, "x-verified-user-data": '{"user":"mallory"}' },
+        });
+        const seen = await bearer.json();
+        equal(seen.user, '{"user":"ada"}', "the caller's own X-Verified-User-Data is replaced");
+        equal(seen.authorization, null, "the app never sees the token");
+        equal(seen.sandboxId, sb.id);
+        // A query token is answered with a redirect that sets the cookie, without the token.
+        const redirect = await fetch(`${url}/page?sbx_token=${token}&keep=1`, { redirect: "manual" });
+        equal(redirect.status, 302);
+        equal(redirect.headers.get("location"), "/page?keep=1");
+        const cookie = (redirect.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+        match(cookie, new RegExp(`^sbx_${sb.id}_${echoPort}=`));
+        const byCookie = await (await fetch(`${url}/page`, { headers: { cookie: `${cookie}; theme=dark` } })).json();
+        equal(byCookie.cookie, "theme=dark", "sbx cookies are stripped, the app's kept");
+        // A token opens its own sandbox's port only.
+        const elsewhere = await other.createConnectToken({ port: echoPort });
+        equal((await fetch(elsewhere.url, { headers: { authorization: `Bearer ${token}` } })).status, 401);
+        // It dies with its sandbox.
+        await sb.terminate({ wait: true });
+        await rejects(() => sb.createConnectToken({ port: echoPort }), sdk.SandboxError);
+      },
+      T,
+    );
+
+    t.it(
+      "service URLs: fetch adds a token; without one → 401; browserUrl carries one",
+      async () => {
+        const sb = await h.sandbox();
+        const svc = await sb.service(echoPort, { expiresInMs: 60_000 });
+        equal((await fetch(svc.url)).status, 401);
+        // A caller's own X-Verified-User-Data never reaches the app, even with no metadata to replace it.
+        const seen = await (await svc.fetch("/api?q=1", { headers: { "x-verified-user-data": "forged" } })).json();
+        deepEqual([seen.sandboxId, seen.path, seen.user], [sb.id, "/api?q=1", null]);
+        const browser = new URL(await svc.browserUrl());
+        equal(browser.searchParams.get("sbx_token"), await svc.token());
+      },
+      T,
+    );
+  });
+}
