@@ -226,8 +226,7 @@ export class Sandbox implements AsyncDisposable {
   /**
    * The tunnels of the sandbox's exposed `ports`, by port inside the sandbox
    * (`{ 8000: { host, port, url } }`), once its readiness probe (if any) has passed;
-   * `TimeoutError` past `timeoutMs`; `FailedPreconditionError` for a sandbox created without
-   * `ports`. Works against the fake (listening on a port; its `onPort` handlers answer); the
+   * `TimeoutError` past `timeoutMs`; `{}` for a sandbox created without `ports`. Works against the fake (listening on a port; its `onPort` handlers answer); the
    * sbx server answers `UnsupportedError` until its tunnels land.
    */
   async tunnels(options: WaitOptions = {}): Promise<Record<number, Tunnel>> {

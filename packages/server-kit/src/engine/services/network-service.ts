@@ -37,12 +37,8 @@ export function networkService(engine: Engine): ServiceImpl<typeof NetworkServic
     async getTunnels(request, context) {
       const ingress = ingressOf("tunnels");
       const sandbox = runningSandbox(request.sandboxId);
-      if (sandbox.spec.ports.length === 0) {
-        throw new ConnectError(
-          `sandbox ${request.sandboxId} exposes no ports (create it with ports)`,
-          Code.FailedPrecondition,
-        );
-      }
+      // As Modal's: a sandbox created without ports has no tunnels (an empty map, not an error).
+      if (sandbox.spec.ports.length === 0) return { tunnels: [], ready: true };
       const { readiness } = sandbox;
       if (!readiness.ready) {
         await readiness.changed.wait(Math.min(request.timeoutMs || MAX_LONG_POLL_MS, MAX_LONG_POLL_MS), context.signal);

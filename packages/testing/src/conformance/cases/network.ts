@@ -172,6 +172,15 @@ function portCases(t: TestApi, h: Harness, fake: FakeControls): void {
     );
 
     t.it(
+      "a sandbox created without ports has no tunnels: an empty map, not an error",
+      async () => {
+        const sb = await h.sandbox();
+        deepEqual(await sb.tunnels({ timeoutMs: 1_000 }), {});
+      },
+      T,
+    );
+
+    t.it(
       "tunnels: one per exposed port, answering HTTP from the port's handler; nothing listening → 502",
       async () => {
         const sb = await h.sandbox({ ports: [echoPort, 18_089], blockNetwork: true });
