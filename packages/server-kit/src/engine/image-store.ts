@@ -3,6 +3,9 @@
  * registries and imports archives into a content-addressed layer store on disk; the fake's keeps
  * images a test registered, in memory. The engine does the RPCs, input checks and the mapping of
  * {@link ImageStoreError} kinds to the client's typed errors; a store does the rest.
+ *
+ * This module imports nothing at run time, and is exported alone as `@sbx/server-kit/image-store`:
+ * a store's worker threads get its error class without loading the engine.
  */
 import type { ImageReference } from "@sbx/proto";
 

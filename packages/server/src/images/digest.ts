@@ -15,17 +15,20 @@ export function digestOf(bytes: Uint8Array, algorithm: Algorithm = "sha256"): st
 
 /** Hashes what passes through it; `check()` at the end says whether it was `expected`. */
 export class DigestCheck {
+  readonly expected: string;
+  /** What the bytes are, for messages: "layer sha256:… of docker.io/library/debian". */
+  readonly what: string;
+  /** The exact size the bytes must have, when a descriptor says it. */
+  readonly size: number | undefined;
   readonly #hash: Hash;
   #bytes = 0;
   #checked = false;
 
-  constructor(
-    readonly expected: string,
-    /** What the bytes are, for messages: "layer sha256:… of docker.io/library/debian". */
-    readonly what: string,
-    /** The exact size the bytes must have, when a descriptor says it. */
-    readonly size?: number,
-  ) {
+  // Plain fields, no parameter properties: layer workers run this file from source under the tests.
+  constructor(expected: string, what: string, size?: number) {
+    this.expected = expected;
+    this.what = what;
+    this.size = size;
     this.#hash = createHash(algorithmOf(expected));
   }
 

@@ -12,6 +12,7 @@
  */
 import { createHash } from "node:crypto";
 import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { formatImageReference, type ImageReference, parseImageReference } from "@sbx/proto";
 import type { ImagePlatform, ImageRecord, ImageStore, PullOptions, PullProgress } from "@sbx/server-kit";
@@ -64,6 +65,11 @@ export interface OciImageStoreOptions {
   readonly platform?: ImagePlatform | undefined;
   /** Layers one pull downloads at once (default 3). */
   readonly concurrentDownloads?: number | undefined;
+  /**
+   * Worker threads that check and unpack layers, for all pulls and imports (default: as many
+   * as `concurrentDownloads`, at most the host's CPUs).
+   */
+  readonly layerWorkers?: number | undefined;
   /** Sent to registries as the User-Agent. */
   readonly userAgent?: string | undefined;
 }
@@ -127,7 +133,8 @@ export class OciImageStore implements ImageStore {
     rmSync(this.#tmp, { recursive: true, force: true });
     mkdirSync(this.#tmp, { mode: 0o700 });
     mkdirSync(this.#downloads, { recursive: true, mode: 0o700 });
-    this.#layers = new LayerStore(join(this.#dir, "layers"), this.#tmp, layerIdBase);
+    const workers = options.layerWorkers ?? Math.min(options.concurrentDownloads ?? 3, availableParallelism());
+    this.#layers = new LayerStore(join(this.#dir, "layers"), this.#tmp, layerIdBase, workers);
     this.#db = new ImageDb(join(this.#dir, "images.db"));
     this.#reconcile();
   }
@@ -181,6 +188,7 @@ export class OciImageStore implements ImageStore {
       const known = this.#db.byDigest(ref.digest);
       if (known !== undefined) return this.#alias(known.id, [], canonical);
     }
+    this.#layers.warm(); // while the registry is asked for the manifest and config
     const client = new RegistryClient(ref.registry, ref.repository, {
       credentials: options.credentials,
       insecureRegistries: this.#options.insecureRegistries,
@@ -289,7 +297,7 @@ export class OciImageStore implements ImageStore {
         const what = `layer ${i + 1} of ${job.what}`;
         await this.#flights.run(
           `${diffId} ${blob.digest} ${job.from}`,
-          (signal, emit) => this.#addLayer(diffId, blob, what, maxLayer, () => layerSource(i, signal), signal, emit),
+          (signal, emit) => this.#addLayer(diffId, blob, what, maxLayer, (s) => layerSource(i, s), signal, emit),
           {
             signal: controller.signal,
             onEvent: (event) => {
@@ -358,13 +366,15 @@ export class OciImageStore implements ImageStore {
     blob: Descriptor,
     what: string,
     maxBytes: number,
-    open: () => ReturnType<LayerSource>,
+    open: (signal: AbortSignal) => ReturnType<LayerSource>,
     signal: AbortSignal,
     emit: (event: LayerEvent) => void,
   ): Promise<void> {
     let downloaded = 0;
     let unpacked = 0;
-    const opened = open();
+    // Its own signal too: a layer that failed to unpack ends the read under way at once.
+    const reading = new AbortController();
+    const opened = open(AbortSignal.any([signal, reading.signal]));
     const counted = countBytes(opened.source, (n) => {
       downloaded = n;
       emit({ downloaded, unpacked });
@@ -380,6 +390,7 @@ export class OciImageStore implements ImageStore {
           unpacked = n;
           emit({ downloaded, unpacked });
         },
+        stopSource: () => reading.abort(),
       });
       this.#db.saveLayer(diffId, sizeBytes);
       if (opened.partialPath !== undefined) rmSync(opened.partialPath, { force: true });
@@ -463,6 +474,7 @@ export class OciImageStore implements ImageStore {
   }
 
   close(): void {
+    this.#layers.close();
     this.#db.close();
   }
 }
