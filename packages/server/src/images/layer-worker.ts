@@ -46,12 +46,17 @@ export type JobFailure =
 /** What a job's source throws once the store says its source failed. */
 class SourceFailed extends Error {}
 
+/** Bytes read are acknowledged in batches of this many (or when none are left to read). */
+const ACK_BYTES = 512 * 1024;
+
 /** A job's blob, as the store sends it on the job's port. */
 class PortSource implements AsyncIterator<Uint8Array> {
   readonly #port: MessagePort;
   readonly #queue: Uint8Array[] = [];
   #ended = false;
   #failed = false;
+  /** Bytes read and not yet acknowledged ("taken"). */
+  #unacked = 0;
   #wake: (() => void) | undefined;
 
   constructor(port: MessagePort) {
@@ -70,7 +75,8 @@ class PortSource implements AsyncIterator<Uint8Array> {
       if (this.#failed) throw new SourceFailed("the layer's source failed");
       const chunk = this.#queue.shift();
       if (chunk !== undefined) {
-        this.#port.postMessage({ type: "taken", bytes: chunk.byteLength } satisfies FromWorker);
+        this.#unacked += chunk.byteLength;
+        if (this.#unacked >= ACK_BYTES || this.#queue.length === 0) this.#ack();
         return { done: false, value: chunk };
       }
       if (this.#ended) return { done: true, value: undefined };
@@ -79,6 +85,11 @@ class PortSource implements AsyncIterator<Uint8Array> {
       });
       this.#wake = undefined;
     }
+  }
+
+  #ack(): void {
+    this.#port.postMessage({ type: "taken", bytes: this.#unacked } satisfies FromWorker);
+    this.#unacked = 0;
   }
 }
 

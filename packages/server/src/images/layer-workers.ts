@@ -14,8 +14,12 @@ import { storeError } from "./store-errors.js";
 
 /** How far the bytes sent may run ahead of those a job has read. */
 const MAX_AHEAD = 2 * 1024 * 1024;
-/** A worker without a job stops after this long. */
-const IDLE_MS = 30_000;
+/**
+ * A worker without a job stops after this long. A new worker costs ~50 ms of CPU to start and
+ * runs its first layers at about half speed (V8 compiles its code as it goes): pulls that
+ * come in a burst find it running.
+ */
+const IDLE_MS = 60_000;
 
 /**
  * The worker's script. From the sources (the tests run them as they are), Node strips the
