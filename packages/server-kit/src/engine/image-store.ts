@@ -102,7 +102,12 @@ export type ImageStoreErrorKind =
    */
   | "quota"
   /** The image is used by a sandbox that still exists. */
-  | "in-use";
+  | "in-use"
+  /**
+   * The pull took longer than the store allows one (its own deadline, whatever the client's):
+   * stopped, its downloads kept for the next pull to resume.
+   */
+  | "timeout";
 
 export class ImageStoreError extends Error {
   override readonly name = "ImageStoreError";

@@ -129,6 +129,12 @@ export class ImageDb {
       .map((row) => ({ diffId: String(row.diff_id), sizeBytes: Number(row.size_bytes) }));
   }
 
+  /** Bytes the recorded layers take, all together. */
+  layerBytes(): number {
+    const row = this.#db.prepare("SELECT COALESCE(SUM(size_bytes), 0) AS total FROM layers").get();
+    return Number(row?.total ?? 0);
+  }
+
   saveLayer(diffId: string, sizeBytes: number): void {
     this.#db
       .prepare("INSERT INTO layers (diff_id, size_bytes) VALUES (?, ?) ON CONFLICT(diff_id) DO NOTHING")

@@ -215,6 +215,37 @@ describe.runIf(available)("image store", () => {
     expect(readdirSync(join(dir, "tmp"))).toEqual([]);
   });
 
+  it("refuses a pull that would take the store past its size limit, and removes what it had written", async () => {
+    const dir = mkdtempSync(join(work, "full-"));
+    const store = await openStore({ dir, maxStoreBytes: 4 * MiB });
+    const error = await failure(store.pull(ref("big:big")));
+    expect(error.kind).toBe("quota");
+    expect(error.message).toBe(
+      `${registry.host}/big does not fit in the image store, which may hold ${4 * MiB} bytes of layers: delete images to make room`,
+    );
+    expect(await store.list()).toEqual([]);
+    for (const sub of ["layers", "tmp", "downloads"]) expect(readdirSync(join(dir, sub)), sub).toEqual([]);
+    // What fits still does.
+    expect((await store.pull(ref("small:small"))).layers).toEqual(built.small.diffIds);
+  });
+
+  it("counts the layers it has against its size limit: a full store pulls nothing more, but what it has", async () => {
+    const dir = mkdtempSync(join(work, "limit-"));
+    const unlimited = await openStore({ dir });
+    await unlimited.pull(ref("busybox:busybox"));
+    const { layerBytes } = await unlimited.usage();
+    stores.splice(stores.indexOf(unlimited), 1);
+    unlimited.close();
+    const store = await openStore({ dir, maxStoreBytes: layerBytes });
+    const error = await failure(store.pull(ref("small:small")));
+    expect(error.kind).toBe("quota");
+    expect(error.message).toContain(`does not fit in the image store, which may hold ${layerBytes} bytes of layers`);
+    expect(readdirSync(join(dir, "downloads"))).toEqual([]);
+    // An image made of layers it has takes no room.
+    expect((await store.pull(ref("busybox:busybox"))).layers).toEqual(built.busybox.diffIds);
+    expect((await store.usage()).layerBytes).toBe(layerBytes);
+  });
+
   it("answers quota when the disk fills during a pull, and removes what the pull had written", async () => {
     const mount = mkdtempSync(join(work, "tmpfs-"));
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", mount]);

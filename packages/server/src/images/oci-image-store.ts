@@ -44,6 +44,7 @@ const DEFAULT_MAX_IMAGE_BYTES = 32 * GiB;
 const PROGRESS_STEP = 256 * 1024;
 /** Partial downloads no pull resumed for this long are removed at open. */
 const PARTIAL_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+const DEFAULT_PULL_TIMEOUT_MS = 60 * 60 * 1000;
 
 export interface OciImageStoreOptions {
   /** The store's directory (made if missing; root-only). */
@@ -59,6 +60,17 @@ export interface OciImageStoreOptions {
    * archive being imported may unpack to no more than this either.
    */
   readonly maxImageBytes?: number | undefined;
+  /**
+   * The most bytes the store's layers may take together (what `usage().layerBytes` counts),
+   * layers being unpacked included: a pull or import that would take the store past it fails
+   * with "quota" and what it had written is removed. Default: no limit but the disk's.
+   */
+  readonly maxStoreBytes?: number | undefined;
+  /**
+   * How long one pull may take, manifest to last layer (default 1 hour): past it the pull
+   * stops with "timeout", keeping its partial downloads for the next pull to resume.
+   */
+  readonly pullTimeoutMs?: number | undefined;
   /** Whether a sandbox still uses the image: such an image is not deleted ("in-use"). */
   readonly inUse?: ((imageId: string) => boolean) | undefined;
   /** The platform images are pulled for (default: this host's). */
@@ -66,8 +78,8 @@ export interface OciImageStoreOptions {
   /** Layers one pull downloads at once (default 3). */
   readonly concurrentDownloads?: number | undefined;
   /**
-   * Worker threads that check and unpack layers, for all pulls and imports (default: as many
-   * as `concurrentDownloads`, at most the host's CPUs).
+   * Worker threads that check and unpack layers, for all pulls and imports (default: one per
+   * CPU but one, the main thread's, at least one and at most `concurrentDownloads`).
    */
   readonly layerWorkers?: number | undefined;
   /** Sent to registries as the User-Agent. */
@@ -103,6 +115,8 @@ export class OciImageStore implements ImageStore {
   readonly #flights = new SingleFlight<void, LayerEvent>();
   /** Layers that pulls and imports under way will use: garbage collection leaves them. */
   readonly #pinned = new Map<string, number>();
+  /** Uncompressed bytes of the layers being unpacked, by their job (they count against `maxStoreBytes`). */
+  readonly #unpacking = new Map<object, number>();
 
   /** Opens (or makes) the store in `options.dir`; throws when it cannot be used here. */
   static async open(options: OciImageStoreOptions): Promise<OciImageStore> {
@@ -133,7 +147,8 @@ export class OciImageStore implements ImageStore {
     rmSync(this.#tmp, { recursive: true, force: true });
     mkdirSync(this.#tmp, { mode: 0o700 });
     mkdirSync(this.#downloads, { recursive: true, mode: 0o700 });
-    const workers = options.layerWorkers ?? Math.min(options.concurrentDownloads ?? 3, availableParallelism());
+    const workers =
+      options.layerWorkers ?? Math.max(1, Math.min(options.concurrentDownloads ?? 3, availableParallelism() - 1));
     this.#layers = new LayerStore(join(this.#dir, "layers"), this.#tmp, layerIdBase, workers);
     this.#db = new ImageDb(join(this.#dir, "images.db"));
     this.#reconcile();
@@ -188,6 +203,24 @@ export class OciImageStore implements ImageStore {
       const known = this.#db.byDigest(ref.digest);
       if (known !== undefined) return this.#alias(known.id, [], canonical);
     }
+    const timeoutMs = this.#options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+    try {
+      return await this.#pull(ref, canonical, { ...options, signal });
+    } catch (error) {
+      if (deadline.aborted && !options.signal?.aborted) {
+        throw storeError(
+          "timeout",
+          `pulling ${canonical} took longer than the ${timeoutMs} ms the image store allows one pull: stopped (pulling again resumes its downloads)`,
+          error,
+        );
+      }
+      throw error;
+    }
+  }
+
+  async #pull(ref: ImageReference, canonical: string, options: PullOptions): Promise<ImageRecord> {
     this.#layers.warm(); // while the registry is asked for the manifest and config
     const client = new RegistryClient(ref.registry, ref.repository, {
       credentials: options.credentials,
@@ -272,7 +305,15 @@ export class OciImageStore implements ImageStore {
     const diffIds = image.config.diffIds;
     const maxLayer = this.#options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES;
     const maxImage = this.#options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
-    checkBlobSizes(image, job.what, maxLayer, maxImage, (diffId) => this.#db.layerSize(diffId) !== undefined);
+    const have = (diffId: string) => this.#db.layerSize(diffId) !== undefined;
+    checkBlobSizes(image, job.what, maxLayer, maxImage, have);
+    const maxStore = this.#options.maxStoreBytes;
+    const storeFull = () =>
+      storeError(
+        "quota",
+        `${job.what} does not fit in the image store, which may hold ${maxStore} bytes of layers: delete images to make room`,
+      );
+    if (maxStore !== undefined && diffIds.some((d) => !have(d)) && this.#storeBytes() >= maxStore) throw storeFull();
     const controller = new AbortController();
     const onAbort = () => controller.abort(job.signal?.reason);
     if (job.signal?.aborted) onAbort();
@@ -311,6 +352,9 @@ export class OciImageStore implements ImageStore {
                     `${job.what} unpacks to more than ${maxImage} bytes, the store's limit for one image`,
                   ),
                 );
+              }
+              if (maxStore !== undefined && !controller.signal.aborted && this.#storeBytes() > maxStore) {
+                controller.abort(storeFull());
               }
             },
           },
@@ -374,6 +418,8 @@ export class OciImageStore implements ImageStore {
     let unpacked = 0;
     // Its own signal too: a layer that failed to unpack ends the read under way at once.
     const reading = new AbortController();
+    const job = {};
+    this.#unpacking.set(job, 0);
     const opened = open(AbortSignal.any([signal, reading.signal]));
     const counted = countBytes(opened.source, (n) => {
       downloaded = n;
@@ -388,11 +434,13 @@ export class OciImageStore implements ImageStore {
         what,
         onUnpackedBytes: (n) => {
           unpacked = n;
+          this.#unpacking.set(job, n);
           emit({ downloaded, unpacked });
         },
         stopSource: () => reading.abort(),
       });
       this.#db.saveLayer(diffId, sizeBytes);
+      this.#unpacking.delete(job);
       if (opened.partialPath !== undefined) rmSync(opened.partialPath, { force: true });
     } catch (error) {
       const failure = asStoreError(error, `pulling ${what}`);
@@ -403,7 +451,16 @@ export class OciImageStore implements ImageStore {
         (failure instanceof ImageStoreError && ["connection", "authentication", "not-found"].includes(failure.kind));
       if (!resumable && opened.partialPath !== undefined) rmSync(opened.partialPath, { force: true });
       throw failure;
+    } finally {
+      this.#unpacking.delete(job);
     }
+  }
+
+  /** Bytes the store's layers take, those being unpacked included (what `maxStoreBytes` bounds). */
+  #storeBytes(): number {
+    let total = this.#db.layerBytes();
+    for (const bytes of this.#unpacking.values()) total += bytes;
+    return total;
   }
 
   #pin(diffIds: readonly string[]): void {

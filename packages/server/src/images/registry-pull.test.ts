@@ -443,6 +443,31 @@ describe.runIf(available)("pulls from a registry", () => {
     }
   });
 
+  it("stops a pull that takes longer than the store allows one (timeout), and the next pull resumes", async () => {
+    const proxy = await RegistryProxy.start(registry.host);
+    try {
+      const dir = mkdtempSync(join(work, "store-"));
+      const store = await openStore({ dir, pullTimeoutMs: 1500 });
+      const layer = built.big.blobs[1] as { digest: string; size: number };
+      // The layer's first third comes at once, the rest never (the registry stalls).
+      proxy.cutBlobOnce(layer.digest, Math.floor(layer.size / 3), { thenStall: true });
+      const error = await failure(store.pull(ref(`${proxy.host}/big:big`)));
+      expect(error.kind).toBe("timeout");
+      expect(error.message).toBe(
+        `pulling ${proxy.host}/big:big took longer than the 1500 ms the image store allows one pull: stopped (pulling again resumes its downloads)`,
+      );
+      expect(await store.list()).toEqual([]);
+      expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+      const kept = readdirSync(join(dir, "downloads")).filter((f) => f.startsWith(layer.digest.replace(":", "-")));
+      expect(kept).toHaveLength(1);
+      const image = await store.pull(ref(`${proxy.host}/big:big`));
+      expect(image.layers).toEqual(built.big.diffIds);
+      expect(proxy.blobGets(layer.digest).at(-1)?.range).toMatch(/^bytes=[1-9]\d*-$/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it("follows a blob redirect to a CDN without sending it the Authorization header", async () => {
     const tokenRegistry = await startTestRegistry("token");
     const proxy = await RegistryProxy.start(tokenRegistry.host);

@@ -34,7 +34,7 @@ export class RegistryProxy {
   readonly #sockets = new Set<Socket>();
   #server: Server | undefined;
   #port = 0;
-  #cuts = new Map<string, { bytes: number; gone: boolean }>();
+  #cuts = new Map<string, { bytes: number; gone: boolean; stall: boolean }>();
   /** Blobs served with one byte changed: their first, or their last. */
   #tampered = new Map<string, "first" | "last">();
   #held: { digests: Set<string>; until: Promise<void> } | undefined;
@@ -68,10 +68,11 @@ export class RegistryProxy {
 
   /**
    * The next GET of `digest` ends (the connection closed) after `bytes` body bytes; with
-   * `thenGone`, the proxy then stops listening too (the registry went away).
+   * `thenGone`, the proxy then stops listening too (the registry went away); with
+   * `thenStall`, the connection stays open and nothing more comes (until the proxy closes).
    */
-  cutBlobOnce(digest: string, bytes: number, options: { thenGone?: boolean } = {}): void {
-    this.#cuts.set(digest, { bytes, gone: options.thenGone === true });
+  cutBlobOnce(digest: string, bytes: number, options: { thenGone?: boolean; thenStall?: boolean } = {}): void {
+    this.#cuts.set(digest, { bytes, gone: options.thenGone === true, stall: options.thenStall === true });
   }
 
   /** Every GET of `digest` gets one byte changed: its first (`at: "last"`: its last). */
@@ -192,7 +193,7 @@ export class RegistryProxy {
           // Gone: no new connection is accepted and idle ones are dropped before this one ends
           // (after its bytes are out), so a retry finds nobody.
           if (cut.gone) this.#goneExcept(socket);
-          res.write(part, () => socket?.end());
+          res.write(part, () => (cut.stall ? undefined : socket?.end()));
           return;
         }
         record.bytes += data.length;
