@@ -7,6 +7,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { gzipSync } from "node:zlib";
 import { parseImageReference } from "@sbx/proto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -244,6 +245,40 @@ describe.runIf(available)("image store", () => {
     // An image made of layers it has takes no room.
     expect((await store.pull(ref("busybox:busybox"))).layers).toEqual(built.busybox.diffIds);
     expect((await store.usage()).layerBytes).toBe(layerBytes);
+  });
+
+  it("syncs its file system after layers were added; after a reboot it drops the layers never synced", async () => {
+    const dir = mkdtempSync(join(work, "durable-"));
+    const rows = () => {
+      const db = new DatabaseSync(join(dir, "images.db"));
+      try {
+        return db.prepare("SELECT diff_id, synced FROM layers ORDER BY rowid").all() as { synced: number }[];
+      } finally {
+        db.close();
+      }
+    };
+    const reopen = async (options: Partial<OciImageStoreOptions>) => {
+      for (const open of stores.splice(0)) open.close();
+      return await openStore({ dir, ...options });
+    };
+    let store = await reopen({ diskSyncDelayMs: 10 });
+    const busybox = await store.pull(ref("busybox:busybox"));
+    while (rows().some((row) => row.synced === 0)) await new Promise((resolve) => setTimeout(resolve, 20));
+    store = await reopen({ diskSyncDelayMs: 3_600_000 });
+    const small = await store.pull(ref("small:small"));
+    expect(rows().map((row) => row.synced)).toEqual([1, 0]);
+    // The server restarted (a crash), the machine did not: the page cache had every file.
+    store = await reopen({});
+    expect((await store.list()).map((i) => i.id).sort()).toEqual([busybox.id, small.id].sort());
+    // A reboot (a power cut): what was never synced may have lost its files.
+    for (const open of stores.splice(0)) open.close();
+    const db = new DatabaseSync(join(dir, "images.db"));
+    db.exec("UPDATE layers SET boot_id = 'an-earlier-boot'");
+    db.close();
+    store = await reopen({});
+    expect((await store.list()).map((i) => i.id)).toEqual([busybox.id]);
+    expect(existsSync(store.layerDir(small.layers[0] as string))).toBe(false);
+    expect(existsSync(store.layerDir(busybox.layers[0] as string))).toBe(true);
   });
 
   it("answers quota when the disk fills during a pull, and removes what the pull had written", async () => {

@@ -6,9 +6,9 @@
  * leaves nothing behind.
  *
  * Durability: a layer is renamed into place whole or not at all, and the temporary dir is
- * emptied at open, so a crashed server never uses a half layer. Nothing is fsynced: after a
- * power cut a layer renamed in the last seconds may lack file contents (see the store's
- * README section).
+ * emptied at open, so a crashed server never uses a half layer. No file is fsynced: the store
+ * syncs its file system a little later, and drops the layers a power cut caught before that
+ * (disk-sync.ts).
  */
 import { randomUUID } from "node:crypto";
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";

@@ -21,6 +21,7 @@ import { DEFAULT_LAYER_ID_BASE, uidRangeProblems } from "../runtime/local/uid-ra
 import { fileSource, type SpooledFile, spoolArchive } from "./archive-import.js";
 import { resumableDownload } from "./blob-download.js";
 import { hexOf, isDigest } from "./digest.js";
+import { currentBootId, DiskSync } from "./disk-sync.js";
 import { ImageDb, type StoredImage } from "./image-db.js";
 import { LayerStore } from "./layer-store.js";
 import { MAX_IMAGE_ID } from "./layer-unpacker.js";
@@ -45,6 +46,7 @@ const PROGRESS_STEP = 256 * 1024;
 /** Partial downloads no pull resumed for this long are removed at open. */
 const PARTIAL_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 const DEFAULT_PULL_TIMEOUT_MS = 60 * 60 * 1000;
+const DEFAULT_DISK_SYNC_DELAY_MS = 10_000;
 
 export interface OciImageStoreOptions {
   /** The store's directory (made if missing; root-only). */
@@ -71,6 +73,11 @@ export interface OciImageStoreOptions {
    * stops with "timeout", keeping its partial downloads for the next pull to resume.
    */
   readonly pullTimeoutMs?: number | undefined;
+  /**
+   * How soon after layers were added the store syncs its file system, then counts them as on
+   * the disk (default 10 s): a layer a power cut caught before that is removed at the next open.
+   */
+  readonly diskSyncDelayMs?: number | undefined;
   /** Whether a sandbox still uses the image: such an image is not deleted ("in-use"). */
   readonly inUse?: ((imageId: string) => boolean) | undefined;
   /** The platform images are pulled for (default: this host's). */
@@ -117,6 +124,8 @@ export class OciImageStore implements ImageStore {
   readonly #pinned = new Map<string, number>();
   /** Uncompressed bytes of the layers being unpacked, by their job (they count against `maxStoreBytes`). */
   readonly #unpacking = new Map<object, number>();
+  readonly #bootId = currentBootId();
+  readonly #diskSync: DiskSync;
 
   /** Opens (or makes) the store in `options.dir`; throws when it cannot be used here. */
   static async open(options: OciImageStoreOptions): Promise<OciImageStore> {
@@ -151,6 +160,13 @@ export class OciImageStore implements ImageStore {
       options.layerWorkers ?? Math.max(1, Math.min(options.concurrentDownloads ?? 3, availableParallelism() - 1));
     this.#layers = new LayerStore(join(this.#dir, "layers"), this.#tmp, layerIdBase, workers);
     this.#db = new ImageDb(join(this.#dir, "images.db"));
+    const db = this.#db;
+    this.#diskSync = new DiskSync(
+      this.#dir,
+      options.diskSyncDelayMs ?? DEFAULT_DISK_SYNC_DELAY_MS,
+      () => db.lastLayerRow(),
+      (mark) => db.markSynced(mark),
+    );
     this.#reconcile();
   }
 
@@ -177,11 +193,16 @@ export class OciImageStore implements ImageStore {
   }
 
   /**
-   * Makes the records and the disk agree after a crash: layers on disk without a record (or
-   * the other way round) go, with any image that lacks a layer; then unused layers and stale
-   * partial downloads.
+   * Makes the records and the disk agree after a crash: layers made before a reboot and never
+   * synced (disk-sync.ts), layers on disk without a record (or the other way round) go, with
+   * any image that lacks a layer; then unused layers and stale partial downloads.
    */
   #reconcile(): void {
+    // A power cut (a reboot since) may have caught these before their files reached the disk.
+    for (const diffId of this.#db.unsyncedFromOtherBoots(this.#bootId)) {
+      this.#layers.remove(diffId);
+      this.#db.deleteLayer(diffId);
+    }
     const recorded = new Set(this.#db.layers().map((l) => l.diffId));
     const onDisk = new Set(this.#layers.onDisk());
     for (const diffId of onDisk) if (!recorded.has(diffId)) this.#layers.remove(diffId);
@@ -439,7 +460,8 @@ export class OciImageStore implements ImageStore {
         },
         stopSource: () => reading.abort(),
       });
-      this.#db.saveLayer(diffId, sizeBytes);
+      this.#db.saveLayer(diffId, sizeBytes, this.#bootId);
+      this.#diskSync.request();
       this.#unpacking.delete(job);
       if (opened.partialPath !== undefined) rmSync(opened.partialPath, { force: true });
     } catch (error) {
@@ -531,6 +553,7 @@ export class OciImageStore implements ImageStore {
   }
 
   close(): void {
+    this.#diskSync.close();
     this.#layers.close();
     this.#db.close();
   }
