@@ -185,8 +185,9 @@ export class LayerWorkers {
   #start(): Slot {
     const worker = new Worker(SCRIPT, {
       execArgv: FROM_SOURCES ? ["--import", `data:text/javascript,${encodeURIComponent(SOURCE_HOOK)}`] : [],
-      // What the unpacker keeps of a layer (its tree, at most ~64 MiB of names) with room to spare.
-      resourceLimits: { maxOldGenerationSizeMb: 512 },
+      // The unpacker's record of a layer at its limits (1,000,000 entries, 64 MiB of names)
+      // takes ~350 MB of heap: room for that, and a bound on what a worker may hold.
+      resourceLimits: { maxOldGenerationSizeMb: 1024 },
     });
     worker.unref();
     const slot: Slot = { worker, jobs: new Set() };
@@ -211,7 +212,9 @@ export class LayerWorkers {
     if (slot.jobs.size > 0 || !this.#slots.has(slot)) return;
     clearTimeout(slot.idle);
     slot.idle = setTimeout(() => {
-      if (slot.jobs.size === 0) void slot.worker.terminate();
+      if (slot.jobs.size > 0) return;
+      this.#slots.delete(slot); // no job goes to a worker that is stopping
+      void slot.worker.terminate();
     }, IDLE_MS);
     slot.idle.unref();
   }
