@@ -4,8 +4,10 @@
 // unpack into the layer store) vs baselines measured in the same run, rounds interleaved:
 //   1. `skopeo copy docker://… oci:DIR` (download and digest checks; no unpack): the issue's
 //      baseline, goal >= 50% of its speed;
-//   2. the same skopeo copy, then its layers unpacked with `gzip -dc | tar -x` (C tools, the
-//      layers in parallel): the least a pull that unpacks has to do.
+//   2. the same skopeo copy, then its layers unpacked with `pigz -dc | tar -x` (C tools, the
+//      layers in parallel; gzip when pigz is missing): the least a pull that unpacks has to do;
+//   3. when podman is installed (not by scripts/system-deps.sh), `podman pull` into a storage
+//      root of its own (overlay driver): the same job as the store's, by the usual tool.
 // Each round pulls an image of its own (the same files, and a file naming the round in each
 // layer: new blobs and diff ids), so every round downloads and unpacks everything, and nothing
 // is removed until the end (on a file system without a journal, ext4 scans the inodes removed
@@ -30,6 +32,16 @@ const run = promisify(execFile);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 const ms = (start: number) => performance.now() - start;
 const load = () => Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]);
+const installed = (tool: string) => {
+  try {
+    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+};
+const gunzip = installed("pigz") ? "pigz" : "gzip";
+const podman = installed("podman");
 /** Runs a command under GNU time; returns the CPU (user + system) it and its children used, in ms. */
 async function timed(command: string, args: readonly string[]): Promise<number> {
   const { stderr } = await run("/usr/bin/time", ["-f", "cpu %U %S", command, ...args]);
@@ -73,7 +85,9 @@ try {
   const skopeo: number[] = [];
   const skopeoUntar: number[] = [];
   const store: number[] = [];
-  const cpu = { skopeo: [] as number[], skopeoUntar: [] as number[], store: [] as number[] };
+  const podmanPull: number[] = [];
+  const runRoots: string[] = [];
+  const cpu = { skopeo: [] as number[], skopeoUntar: [] as number[], podman: [] as number[], store: [] as number[] };
   const loads: number[] = [];
   const copy = (round: number, ociDir: string) =>
     timed("skopeo", [
@@ -99,11 +113,26 @@ try {
           const dir = join(rootDir, String(i));
           mkdirSync(dir);
           const path = join(ociDir, "blobs/sha256", blob.digest.slice(7));
-          return await timed("sh", ["-c", 'gzip -dc "$0" | tar -C "$1" -xf -', path, dir]);
+          return await timed("sh", ["-c", `${gunzip} -dc "$0" | tar -C "$1" -xf -`, path, dir]);
         }),
       );
       skopeoUntar.push(ms(start));
       cpu.skopeoUntar.push(untarCpu.reduce((a, b) => a + b, copyCpu));
+
+      if (podman) {
+        const root = mkdtempSync(join(work, "podman-"));
+        // Its run root (locks) must have a short path: podman refuses one over 50 characters.
+        const runRoot = mkdtempSync("/run/sbx-podman-");
+        runRoots.push(runRoot);
+        start = performance.now();
+        cpu.podman.push(
+          await timed("podman", [
+            ...["--root", root, "--runroot", runRoot, "--storage-driver", "overlay"],
+            ...["pull", "--quiet", "--tls-verify=false", `${registry.host}/bench:bench-${round}`],
+          ]),
+        );
+        podmanPull.push(ms(start));
+      }
 
       start = performance.now();
       const since = process.cpuUsage();
@@ -114,6 +143,7 @@ try {
     }
   } finally {
     imageStore.close();
+    for (const dir of runRoots) rmSync(dir, { recursive: true, force: true });
   }
   const skopeoMs = median(skopeo);
   const skopeoUntarMs = median(skopeoUntar);
@@ -131,7 +161,12 @@ try {
             MBps: +(compressed / 1e3 / skopeoMs).toFixed(1),
             runs: skopeo.map(Math.round),
           },
-          skopeoCopyThenGunzipTar: { medianMs: Math.round(skopeoUntarMs), runs: skopeoUntar.map(Math.round) },
+          skopeoCopyThenGunzipTar: {
+            gunzip,
+            medianMs: Math.round(skopeoUntarMs),
+            runs: skopeoUntar.map(Math.round),
+          },
+          podmanPull: podman ? { medianMs: Math.round(median(podmanPull)), runs: podmanPull.map(Math.round) } : null,
           // CPU (user + system, all threads and children; not the registry's), per round.
           cpuMs: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, v.map(Math.round)])),
           imageStorePull: {
@@ -143,6 +178,7 @@ try {
           speedRatioToSkopeoCopy: +(skopeoMs / storeMs).toFixed(2),
           speedRatioToSkopeoCopyAndUntar: +(skopeoUntarMs / storeMs).toFixed(2),
           firstPullSpeedRatioToSkopeoCopyAndUntar: +(skopeoUntarMs / (store[0] ?? 1)).toFixed(2),
+          speedRatioToPodmanPull: podman ? +(median(podmanPull) / storeMs).toFixed(2) : null,
           goal: "speedRatioToSkopeoCopy >= 0.5",
         },
       },
