@@ -6,7 +6,7 @@
 //      baseline, goal >= 50% of its speed;
 //   2. the same skopeo copy, then its layers unpacked with `pigz -dc | tar -x` (C tools, the
 //      layers in parallel; gzip when pigz is missing): the least a pull that unpacks has to do;
-//   3. when podman is installed (not by scripts/system-deps.sh), `podman pull` into a storage
+//   3. when podman is installed (not by scripts/test-deps.sh), `podman pull` into a storage
 //      root of its own (overlay driver): the same job as the store's, by the usual tool.
 // Each round pulls an image of its own (the same files, and a file naming the round in each
 // layer: new blobs and diff ids), so every round downloads and unpacks everything, and nothing

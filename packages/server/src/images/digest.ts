@@ -4,10 +4,10 @@
  * What a digest is, and its parts, are the kit's (shared with the fake's store).
  */
 import { createHash, type Hash } from "node:crypto";
-import { type Algorithm, algorithmOf } from "@sbx/server-kit/images";
+import { type Algorithm, algorithmOf } from "@sbx/server-kit/images/digest";
 import { storeError } from "./store-errors.js";
 
-export { algorithmOf, hexOf, isDigest } from "@sbx/server-kit/images";
+export { algorithmOf, hexOf, isDigest } from "@sbx/server-kit/images/digest";
 
 export function digestOf(bytes: Uint8Array, algorithm: Algorithm = "sha256"): string {
   return `${algorithm}:${createHash(algorithm).update(bytes).digest("hex")}`;
