@@ -18,6 +18,7 @@ describe("sbx CLI", () => {
     expect(help.status).toBe(0);
     expect(help.stdout).toContain("sbx server [--listen 127.0.0.1:7420] [--data-dir DIR] [--token TOKEN]");
     expect(help.stdout).toContain("[--insecure-registry HOST:PORT ...]");
+    expect(help.stdout).toContain("[--image-store-max-mib MIB] [--image-pull-timeout-s 3600]");
     expect(sbx(["--version"]).stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
 
@@ -29,6 +30,12 @@ describe("sbx CLI", () => {
     const size = sbx(["server", "--output-retention-mib", "64M"]);
     expect(size.status).toBe(2);
     expect(size.stderr).toContain('--output-retention-mib must be a whole number of MiB, got "64M"');
+    const store = sbx(["server", "--image-store-max-mib", "10G"]);
+    expect(store.status).toBe(2);
+    expect(store.stderr).toContain('--image-store-max-mib must be a whole number of MiB, got "10G"');
+    const timeout = sbx(["server", "--image-pull-timeout-s", "0"]);
+    expect(timeout.status).toBe(2);
+    expect(timeout.stderr).toContain('--image-pull-timeout-s must be a whole number of seconds (at least 1), got "0"');
     const registry = sbx(["server", "--insecure-registry", "reg.lan:5000", "--insecure-registry", "not/a host"]);
     expect(registry.status).toBe(2);
     expect(registry.stderr).toContain(

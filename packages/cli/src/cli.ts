@@ -9,6 +9,7 @@ const USAGE = `Usage:
   sbx server [--listen 127.0.0.1:7420] [--data-dir DIR] [--token TOKEN]
              [--output-retention-mib 64] [--disk-reserve-mib MIB]
              [--insecure-registry HOST:PORT ...]
+             [--image-store-max-mib MIB] [--image-pull-timeout-s 3600]
   sbx --help | --version
 
 sbx server runs sandboxes on this machine (Linux, as root) and serves the sbx API
@@ -20,7 +21,10 @@ The data dir defaults to $SBX_DATA_DIR, else ~/.local/share/sbx.
 --disk-reserve-mib: free space kept on the data dir's filesystem; creates fail below it
 (default 1024, or a tenth of the filesystem when smaller).
 --insecure-registry: a registry pulled from over plain HTTP (repeatable); loopback
-registries always are, others need HTTPS. Images are kept in DATA-DIR/images.`;
+registries always are, others need HTTPS. Images are kept in DATA-DIR/images.
+--image-store-max-mib: the most the images' layers may take; a pull past it fails
+(default: no limit but the disk's).
+--image-pull-timeout-s: how long one image pull may take (default 3600).`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -43,6 +47,8 @@ export async function main(argv: string[]): Promise<number> {
     "output-retention-mib"?: string;
     "disk-reserve-mib"?: string;
     "insecure-registry"?: string[];
+    "image-store-max-mib"?: string;
+    "image-pull-timeout-s"?: string;
     help?: boolean;
   };
   try {
@@ -55,6 +61,8 @@ export async function main(argv: string[]): Promise<number> {
         "output-retention-mib": { type: "string" },
         "disk-reserve-mib": { type: "string" },
         "insecure-registry": { type: "string", multiple: true },
+        "image-store-max-mib": { type: "string" },
+        "image-pull-timeout-s": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -68,10 +76,11 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const limits: { outputRetentionMiB?: number; diskReserveMiB?: number } = {};
+  const limits: { outputRetentionMiB?: number; diskReserveMiB?: number; imageStoreMaxMiB?: number } = {};
   for (const [flag, key] of [
     ["output-retention-mib", "outputRetentionMiB"],
     ["disk-reserve-mib", "diskReserveMiB"],
+    ["image-store-max-mib", "imageStoreMaxMiB"],
   ] as const) {
     const value = values[flag];
     if (value === undefined) continue;
@@ -80,6 +89,13 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     limits[key] = Number(value);
+  }
+  const pullTimeout = values["image-pull-timeout-s"];
+  if (pullTimeout !== undefined && !/^[1-9]\d*$/.test(pullTimeout)) {
+    console.error(
+      `sbx server: --image-pull-timeout-s must be a whole number of seconds (at least 1), got ${JSON.stringify(pullTimeout)}\n\n${USAGE}`,
+    );
+    return 2;
   }
   const insecureRegistries = values["insecure-registry"] ?? [];
   for (const registry of insecureRegistries) {
@@ -98,6 +114,7 @@ export async function main(argv: string[]): Promise<number> {
       ...(values.token ? { token: values.token } : {}),
       ...limits,
       ...(insecureRegistries.length > 0 ? { insecureRegistries } : {}),
+      ...(pullTimeout !== undefined ? { imagePullTimeoutMs: Number(pullTimeout) * 1000 } : {}),
     });
   } catch (error) {
     if (error instanceof PrerequisiteError) {

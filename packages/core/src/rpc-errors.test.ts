@@ -14,6 +14,7 @@ import {
   OutputLostError,
   QuotaExceededError,
   SandboxError,
+  TimeoutError,
   UnsupportedError,
 } from "./errors.js";
 import { isTransient, toSandboxError } from "./rpc-errors.js";
@@ -121,6 +122,7 @@ describe("image failures (an ImageError detail)", () => {
       [Code.Unimplemented, ImageErrorKind.UNSUPPORTED, UnsupportedError, "UnsupportedError"],
       [Code.ResourceExhausted, ImageErrorKind.QUOTA, QuotaExceededError, "QuotaExceededError"],
       [Code.FailedPrecondition, ImageErrorKind.IN_USE, FailedPreconditionError, "FailedPreconditionError"],
+      [Code.DeadlineExceeded, ImageErrorKind.TIMEOUT, TimeoutError, "TimeoutError"],
     ];
     for (const [code, kind, ErrorClass, name] of cases) {
       const error = toSandboxError(failure(code, kind), "pull image x");

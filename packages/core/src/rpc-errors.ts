@@ -175,6 +175,7 @@ const IMAGE_ERRORS = {
   [ImageErrorKind.UNSUPPORTED]: UnsupportedError,
   [ImageErrorKind.QUOTA]: QuotaExceededError,
   [ImageErrorKind.IN_USE]: FailedPreconditionError,
+  [ImageErrorKind.TIMEOUT]: TimeoutError,
 } as const;
 
 function retryDelayOf(ce: RpcFailureLike): number | undefined {

@@ -13,7 +13,7 @@ import { rawRoutes } from "@sbx/server-kit/raw-routes";
 import { bearerMatches, resolveToken } from "./auth.js";
 import { diskReserveCheck } from "./disk-reserve.js";
 import { fileOutputStorage } from "./file-output-storage.js";
-import { DEFAULT_LAYER_ID_BASE, OciImageStore } from "./images/index.js";
+import { DEFAULT_LAYER_ID_BASE, OciImageStore, type OciImageStoreOptions } from "./images/index.js";
 import { jsonLogger, type Logger } from "./logger.js";
 import { raiseOpenFilesLimit } from "./open-files-limit.js";
 import { createLocalRuntime, type LayerSource } from "./runtime/local/index.js";
@@ -48,6 +48,13 @@ export interface ServerOptions {
    * although they are not on loopback (loopback registries always get plain HTTP).
    */
   readonly insecureRegistries?: readonly string[];
+  /**
+   * The most the image store's layers may take together, in MiB: a pull or import that would
+   * go past it fails with RESOURCE_EXHAUSTED (QuotaExceededError). Default: no limit but the disk.
+   */
+  readonly imageStoreMaxMiB?: number;
+  /** How long one image pull may take, in ms (default 1 hour): past it, DEADLINE_EXCEEDED (TimeoutError). */
+  readonly imagePullTimeoutMs?: number;
 }
 
 export interface RunningServer {
@@ -71,6 +78,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const dataDir = options.dataDir;
   const outputRetentionMiB = positiveMiB(options.outputRetentionMiB, "outputRetentionMiB");
   const diskReserveMiB = positiveMiB(options.diskReserveMiB, "diskReserveMiB", true);
+  const imageStoreMaxMiB = positiveMiB(options.imageStoreMaxMiB, "imageStoreMaxMiB");
+  const pullTimeoutMs = options.imagePullTimeoutMs;
+  if (pullTimeoutMs !== undefined && !(Number.isSafeInteger(pullTimeoutMs) && pullTimeoutMs >= 1)) {
+    throw new Error(`imagePullTimeoutMs must be a whole number of ms (at least 1), got ${pullTimeoutMs}`);
+  }
   const insecureRegistries = options.insecureRegistries ?? [];
   for (const registry of insecureRegistries) {
     const problem = insecureRegistryProblem(registry);
@@ -103,11 +115,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // while any sandbox of the runtime stands on its layers (one being started or destroyed, or
   // started ahead of demand since the engine let go of its warm ones). The store asks right
   // before it removes layers, by when the engine below exists.
-  images = await openImageStore(
-    join(dataDir, "images"),
+  images = await openImageStore({
+    dir: join(dataDir, "images"),
     insecureRegistries,
-    (imageId) => Boolean(engine.sandboxUsingImage(imageId)) || (runtime.imageInUse?.(imageId) ?? false),
-  );
+    maxStoreBytes: imageStoreMaxMiB === undefined ? undefined : imageStoreMaxMiB * MIB,
+    pullTimeoutMs,
+    inUse: (imageId) => Boolean(engine.sandboxUsingImage(imageId)) || (runtime.imageInUse?.(imageId) ?? false),
+  });
   const imageStore = images;
   const store = new SqliteStateStore(join(dataDir, "state.db"));
   const engine = new Engine(
@@ -182,16 +196,12 @@ const MIB = 1024 * 1024;
  * and why it cannot be used (its dir is not root's, its layer ids clash with host accounts, its
  * database cannot be opened), so a failed start says the real cause.
  */
-async function openImageStore(
-  dir: string,
-  insecureRegistries: readonly string[],
-  inUse: (imageId: string) => boolean,
-): Promise<OciImageStore> {
+async function openImageStore(options: OciImageStoreOptions): Promise<OciImageStore> {
   try {
-    return await OciImageStore.open({ dir, insecureRegistries, inUse });
+    return await OciImageStore.open(options);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`the image store in ${dir} cannot be opened: ${reason}`, { cause: error });
+    throw new Error(`the image store in ${options.dir} cannot be opened: ${reason}`, { cause: error });
   }
 }
 

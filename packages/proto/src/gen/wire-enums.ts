@@ -14,7 +14,7 @@ export const WatchEventType = { UNSPECIFIED: 0, CREATE: 1, MODIFY: 2, DELETE: 3,
 export type WatchEventType = (typeof WatchEventType)[keyof typeof WatchEventType];
 
 /** sbx.v1.ImageErrorKind as numbers: the values of `ImageErrorKind` in @sbx/proto. */
-export const ImageErrorKind = { UNSPECIFIED: 0, NOT_FOUND: 1, AUTHENTICATION: 2, CONNECTION: 3, DIGEST_MISMATCH: 4, INVALID: 5, UNSUPPORTED: 6, QUOTA: 7, IN_USE: 8 } as const;
+export const ImageErrorKind = { UNSPECIFIED: 0, NOT_FOUND: 1, AUTHENTICATION: 2, CONNECTION: 3, DIGEST_MISMATCH: 4, INVALID: 5, UNSUPPORTED: 6, QUOTA: 7, IN_USE: 8, TIMEOUT: 9 } as const;
 export type ImageErrorKind = (typeof ImageErrorKind)[keyof typeof ImageErrorKind];
 
 /** sbx.v1.OutputStream as numbers: the values of `OutputStream` in @sbx/proto. */

@@ -145,6 +145,7 @@ describe("imageStoreFailure", () => {
       ["unsupported", Code.Unimplemented],
       ["quota", Code.ResourceExhausted],
       ["in-use", Code.FailedPrecondition],
+      ["timeout", Code.DeadlineExceeded],
     ];
     for (const [kind, code] of table) {
       expect(imageStoreFailure(new ImageStoreError(kind, "m"), {}, "x").code, kind).toBe(code);

@@ -19,6 +19,7 @@ const KINDS: Record<ImageStoreErrorKind, readonly [Code, ImageErrorKind]> = {
   unsupported: [Code.Unimplemented, ImageErrorKind.UNSUPPORTED],
   quota: [Code.ResourceExhausted, ImageErrorKind.QUOTA],
   "in-use": [Code.FailedPrecondition, ImageErrorKind.IN_USE],
+  timeout: [Code.DeadlineExceeded, ImageErrorKind.TIMEOUT],
 };
 
 /** What a failure was about: the registry spoken to, and the image (canonical reference or id). */

@@ -3,6 +3,9 @@
  * registries and imports archives into a content-addressed layer store on disk; the fake's keeps
  * images a test registered, in memory. The engine does the RPCs, input checks and the mapping of
  * {@link ImageStoreError} kinds to the client's typed errors; a store does the rest.
+ *
+ * This module imports nothing at run time, and is exported alone as `@sbx/server-kit/image-store`:
+ * a store's worker threads get its error class without loading the engine.
  */
 import type { ImageReference } from "@sbx/proto";
 
@@ -99,7 +102,12 @@ export type ImageStoreErrorKind =
    */
   | "quota"
   /** The image is used by a sandbox that still exists. */
-  | "in-use";
+  | "in-use"
+  /**
+   * The pull took longer than the store allows one (its own deadline, whatever the client's):
+   * stopped, its downloads kept for the next pull to resume.
+   */
+  | "timeout";
 
 export class ImageStoreError extends Error {
   override readonly name = "ImageStoreError";

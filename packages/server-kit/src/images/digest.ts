@@ -1,6 +1,8 @@
 /**
  * Content digests ("sha256:<hex>", "sha512:<hex>"): what is one, its parts, and the digest of
  * bytes in memory (WebCrypto: browser-safe). The server checks streams with node:crypto.
+ * Imports nothing: also exported alone (`@sbx/server-kit/images/digest`) for the server's layer
+ * workers, which never load the rest.
  */
 
 const DIGEST = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;

@@ -4,10 +4,10 @@
  * What a digest is, and its parts, are the kit's (shared with the fake's store).
  */
 import { createHash, type Hash } from "node:crypto";
-import { type Algorithm, algorithmOf } from "@sbx/server-kit/images";
+import { type Algorithm, algorithmOf } from "@sbx/server-kit/images/digest";
 import { storeError } from "./store-errors.js";
 
-export { algorithmOf, hexOf, isDigest } from "@sbx/server-kit/images";
+export { algorithmOf, hexOf, isDigest } from "@sbx/server-kit/images/digest";
 
 export function digestOf(bytes: Uint8Array, algorithm: Algorithm = "sha256"): string {
   return `${algorithm}:${createHash(algorithm).update(bytes).digest("hex")}`;
@@ -15,17 +15,20 @@ export function digestOf(bytes: Uint8Array, algorithm: Algorithm = "sha256"): st
 
 /** Hashes what passes through it; `check()` at the end says whether it was `expected`. */
 export class DigestCheck {
+  readonly expected: string;
+  /** What the bytes are, for messages: "layer sha256:… of docker.io/library/debian". */
+  readonly what: string;
+  /** The exact size the bytes must have, when a descriptor says it. */
+  readonly size: number | undefined;
   readonly #hash: Hash;
   #bytes = 0;
   #checked = false;
 
-  constructor(
-    readonly expected: string,
-    /** What the bytes are, for messages: "layer sha256:… of docker.io/library/debian". */
-    readonly what: string,
-    /** The exact size the bytes must have, when a descriptor says it. */
-    readonly size?: number,
-  ) {
+  // Plain fields, no parameter properties: layer workers run this file from source under the tests.
+  constructor(expected: string, what: string, size?: number) {
+    this.expected = expected;
+    this.what = what;
+    this.size = size;
     this.#hash = createHash(algorithmOf(expected));
   }
 

@@ -1,7 +1,8 @@
 /**
  * The image store's records, in SQLite (node:sqlite) in the store dir, so images survive a
  * restart: images (as JSON), the references and digests that lead to them, and the layers on
- * disk with their sizes.
+ * disk with their sizes, the boot they were made in and whether they are known to be on the
+ * disk (synced) rather than in the page cache only.
  */
 import { DatabaseSync } from "node:sqlite";
 import type { ImageRecord } from "@sbx/server-kit";
@@ -36,6 +37,15 @@ export class ImageDb {
         size_bytes INTEGER NOT NULL
       );
     `);
+    // Layers recorded before these columns were: taken as synced (their boot is unknown).
+    const columns = new Set(
+      this.#db
+        .prepare("PRAGMA table_info(layers)")
+        .all()
+        .map((row) => String(row.name)),
+    );
+    if (!columns.has("boot_id")) this.#db.exec("ALTER TABLE layers ADD COLUMN boot_id TEXT NOT NULL DEFAULT ''");
+    if (!columns.has("synced")) this.#db.exec("ALTER TABLE layers ADD COLUMN synced INTEGER NOT NULL DEFAULT 1");
   }
 
   #refsOf(id: string): string[] {
@@ -129,10 +139,38 @@ export class ImageDb {
       .map((row) => ({ diffId: String(row.diff_id), sizeBytes: Number(row.size_bytes) }));
   }
 
-  saveLayer(diffId: string, sizeBytes: number): void {
+  /** Bytes the recorded layers take, all together. */
+  layerBytes(): number {
+    const row = this.#db.prepare("SELECT COALESCE(SUM(size_bytes), 0) AS total FROM layers").get();
+    return Number(row?.total ?? 0);
+  }
+
+  /** Records a layer made in boot `bootId`, not known to be on the disk yet. */
+  saveLayer(diffId: string, sizeBytes: number, bootId: string): void {
     this.#db
-      .prepare("INSERT INTO layers (diff_id, size_bytes) VALUES (?, ?) ON CONFLICT(diff_id) DO NOTHING")
-      .run(diffId, sizeBytes);
+      .prepare(
+        "INSERT INTO layers (diff_id, size_bytes, boot_id, synced) VALUES (?, ?, ?, 0) ON CONFLICT(diff_id) DO NOTHING",
+      )
+      .run(diffId, sizeBytes, bootId);
+  }
+
+  /** The newest layer record's row (0: none): what a disk sync that starts now covers. */
+  lastLayerRow(): number {
+    const row = this.#db.prepare("SELECT COALESCE(MAX(rowid), 0) AS last FROM layers").get();
+    return Number(row?.last ?? 0);
+  }
+
+  /** The layers recorded up to row `last` are on the disk. */
+  markSynced(last: number): void {
+    this.#db.prepare("UPDATE layers SET synced = 1 WHERE synced = 0 AND rowid <= ?").run(last);
+  }
+
+  /** Layers made in another boot than `bootId` and never known to be on the disk. */
+  unsyncedFromOtherBoots(bootId: string): string[] {
+    return this.#db
+      .prepare("SELECT diff_id FROM layers WHERE synced = 0 AND boot_id != ?")
+      .all(bootId)
+      .map((row) => String(row.diff_id));
   }
 
   deleteLayer(diffId: string): void {

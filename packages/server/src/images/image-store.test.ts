@@ -7,6 +7,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { gzipSync } from "node:zlib";
 import { parseImageReference } from "@sbx/proto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -213,6 +214,71 @@ describe.runIf(available)("image store", () => {
     expect(await store.list()).toEqual([]);
     expect(readdirSync(join(dir, "layers"))).toEqual([]);
     expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+  });
+
+  it("refuses a pull that would take the store past its size limit, and removes what it had written", async () => {
+    const dir = mkdtempSync(join(work, "full-"));
+    const store = await openStore({ dir, maxStoreBytes: 4 * MiB });
+    const error = await failure(store.pull(ref("big:big")));
+    expect(error.kind).toBe("quota");
+    expect(error.message).toBe(
+      `${registry.host}/big does not fit in the image store, which may hold ${4 * MiB} bytes of layers: delete images to make room`,
+    );
+    expect(await store.list()).toEqual([]);
+    for (const sub of ["layers", "tmp", "downloads"]) expect(readdirSync(join(dir, sub)), sub).toEqual([]);
+    // What fits still does.
+    expect((await store.pull(ref("small:small"))).layers).toEqual(built.small.diffIds);
+  });
+
+  it("counts the layers it has against its size limit: a full store pulls nothing more, but what it has", async () => {
+    const dir = mkdtempSync(join(work, "limit-"));
+    const unlimited = await openStore({ dir });
+    await unlimited.pull(ref("busybox:busybox"));
+    const { layerBytes } = await unlimited.usage();
+    stores.splice(stores.indexOf(unlimited), 1);
+    unlimited.close();
+    const store = await openStore({ dir, maxStoreBytes: layerBytes });
+    const error = await failure(store.pull(ref("small:small")));
+    expect(error.kind).toBe("quota");
+    expect(error.message).toContain(`does not fit in the image store, which may hold ${layerBytes} bytes of layers`);
+    expect(readdirSync(join(dir, "downloads"))).toEqual([]);
+    // An image made of layers it has takes no room.
+    expect((await store.pull(ref("busybox:busybox"))).layers).toEqual(built.busybox.diffIds);
+    expect((await store.usage()).layerBytes).toBe(layerBytes);
+  });
+
+  it("syncs its file system after layers were added; after a reboot it drops the layers never synced", async () => {
+    const dir = mkdtempSync(join(work, "durable-"));
+    const rows = () => {
+      const db = new DatabaseSync(join(dir, "images.db"));
+      try {
+        return db.prepare("SELECT diff_id, synced FROM layers ORDER BY rowid").all() as { synced: number }[];
+      } finally {
+        db.close();
+      }
+    };
+    const reopen = async (options: Partial<OciImageStoreOptions>) => {
+      for (const open of stores.splice(0)) open.close();
+      return await openStore({ dir, ...options });
+    };
+    let store = await reopen({ diskSyncDelayMs: 10 });
+    const busybox = await store.pull(ref("busybox:busybox"));
+    while (rows().some((row) => row.synced === 0)) await new Promise((resolve) => setTimeout(resolve, 20));
+    store = await reopen({ diskSyncDelayMs: 3_600_000 });
+    const small = await store.pull(ref("small:small"));
+    expect(rows().map((row) => row.synced)).toEqual([1, 0]);
+    // The server restarted (a crash), the machine did not: the page cache had every file.
+    store = await reopen({});
+    expect((await store.list()).map((i) => i.id).sort()).toEqual([busybox.id, small.id].sort());
+    // A reboot (a power cut): what was never synced may have lost its files.
+    for (const open of stores.splice(0)) open.close();
+    const db = new DatabaseSync(join(dir, "images.db"));
+    db.exec("UPDATE layers SET boot_id = 'an-earlier-boot'");
+    db.close();
+    store = await reopen({});
+    expect((await store.list()).map((i) => i.id)).toEqual([busybox.id]);
+    expect(existsSync(store.layerDir(small.layers[0] as string))).toBe(false);
+    expect(existsSync(store.layerDir(busybox.layers[0] as string))).toBe(true);
   });
 
   it("answers quota when the disk fills during a pull, and removes what the pull had written", async () => {

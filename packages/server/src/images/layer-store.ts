@@ -1,16 +1,21 @@
 /**
  * The layer store on disk: each layer unpacked once, into a directory named by its diff id
  * (the digest of its uncompressed tar), shared by every image that has it. A layer is
- * unpacked into a temporary directory and renamed into place only when its blob's digest and
- * its diff id both checked out; anything that fails leaves nothing behind.
+ * unpacked into a temporary directory (by a layer worker, off the event loop) and renamed into
+ * place only when its blob's digest and its diff id both checked out; anything that fails
+ * leaves nothing behind.
+ *
+ * Durability: a layer is renamed into place whole or not at all, and the temporary dir is
+ * emptied at open, so a crashed server never uses a half layer. No file is fsynced: the store
+ * syncs its file system a little later, and drops the layers a power cut caught before that
+ * (disk-sync.ts).
  */
 import { randomUUID } from "node:crypto";
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { decompressed, limited } from "./decompress.js";
-import { checked, DigestCheck, isDigest } from "./digest.js";
-import { unpackLayer } from "./layer-unpacker.js";
-import { asStoreError, ImageStoreError } from "./store-errors.js";
+import { isDigest } from "./digest.js";
+import { LayerWorkers } from "./layer-workers.js";
+import { asStoreError } from "./store-errors.js";
 
 export interface AddLayer {
   /** The layer's uncompressed digest (its name in the store). */
@@ -24,6 +29,8 @@ export interface AddLayer {
   readonly what: string;
   /** Uncompressed bytes so far. */
   readonly onUnpackedBytes?: ((total: number) => void) | undefined;
+  /** Ends a read of `source` under way (aborts its download), when the unpack failed first. */
+  readonly stopSource?: (() => void) | undefined;
 }
 
 export class LayerStore {
@@ -32,12 +39,14 @@ export class LayerStore {
   readonly #idBase: number;
   /** Each layer dir's token (see `token`), by diff id: made when first asked for, dropped with the dir. */
   readonly #tokens = new Map<string, string>();
+  readonly #workers: LayerWorkers;
 
-  /** `layersDir` holds the layers; `tmpDir` (same file system) their makings. */
-  constructor(layersDir: string, tmpDir: string, idBase: number) {
+  /** `layersDir` holds the layers; `tmpDir` (same file system) their makings; `workers`: at most that many threads. */
+  constructor(layersDir: string, tmpDir: string, idBase: number, workers: number) {
     this.#layers = layersDir;
     this.#tmp = tmpDir;
     this.#idBase = idBase;
+    this.#workers = new LayerWorkers(workers);
     mkdirSync(layersDir, { recursive: true, mode: 0o700 });
   }
 
@@ -73,6 +82,11 @@ export class LayerStore {
       .filter(isDigest);
   }
 
+  /** Starts a layer worker, if none runs, ahead of a pull's first layer. */
+  warm(): void {
+    this.#workers.warm();
+  }
+
   /** Unpacks a layer into the store; returns its size (content bytes). */
   async add(layer: AddLayer): Promise<{ sizeBytes: number }> {
     const work = mkdtempSync(join(this.#tmp, "layer-"));
@@ -85,35 +99,23 @@ export class LayerStore {
       // The root's owner and mode until the tar's own "./" entry says otherwise: the image's root.
       chownSync(root, this.#idBase, this.#idBase);
       chmodSync(root, 0o755);
-      const { digest, size } = layer.blob;
-      const blobCheck = new DigestCheck(digest, `the blob ${digest} of ${layer.what}`, size);
-      const diffCheck = new DigestCheck(layer.diffId, `the uncompressed ${layer.what}`);
-      const blob = checked(unclosable(source), blobCheck);
-      const tar = checked(
-        limited(decompressed(blob, layer.what), layer.maxBytes, layer.what, layer.onUnpackedBytes),
-        diffCheck,
+      const { diffId, blob, maxBytes, what } = layer;
+      const { sizeBytes } = await this.#workers.run(
+        { diffId, blob, root, scratch, idBase: this.#idBase, maxBytes, what },
+        source,
+        { onUnpackedBytes: layer.onUnpackedBytes, stopSource: layer.stopSource },
       );
-      try {
-        const options = { dir: root, scratchDir: scratch, idBase: this.#idBase, what: layer.what };
-        const { sizeBytes } = await unpackLayer(tar, options);
-        if (!this.has(layer.diffId)) {
-          this.#tokens.delete(layer.diffId);
-          renameSync(root, this.dir(layer.diffId));
-        }
-        return { sizeBytes };
-      } catch (error) {
-        // A blob that does not decompress or unpack may be one that is not what its digest
-        // says (a tampered or truncated blob breaks gzip first): say that, when it is so.
-        if (error instanceof ImageStoreError && error.kind === "invalid" && !blobCheck.checked) {
-          await finishCheck(source, blobCheck);
-        }
-        throw error;
+      if (!this.has(layer.diffId)) {
+        this.#tokens.delete(layer.diffId);
+        renameSync(root, this.dir(layer.diffId));
       }
+      return { sizeBytes };
     } catch (error) {
       throw asStoreError(error, `unpacking ${layer.what}`);
     } finally {
       // The work dir goes whatever closing the source says (a download that breaks off or
       // finds the disk full while it closes must not leave a half-unpacked layer behind).
+      // The job is over here: its worker writes there no more.
       try {
         await source.return?.();
       } finally {
@@ -122,24 +124,13 @@ export class LayerStore {
     }
   }
 
+  /** Stops the layer workers (jobs under way fail). */
+  close(): void {
+    this.#workers.close();
+  }
+
   remove(diffId: string): void {
     this.#tokens.delete(diffId);
     rmSync(this.dir(diffId), { recursive: true, force: true });
   }
-}
-
-/** `iterator` as an iterable whose consumers cannot close it (its owner reads on, or closes it). */
-function unclosable(iterator: AsyncIterator<Uint8Array>): AsyncIterable<Uint8Array> {
-  return { [Symbol.asyncIterator]: () => ({ next: () => iterator.next() }) };
-}
-
-/** Reads the rest of `source` into `check` and checks it: throws "digest-mismatch" if so. */
-async function finishCheck(source: AsyncIterator<Uint8Array>, check: DigestCheck): Promise<void> {
-  try {
-    for (let next = await source.next(); !next.done; next = await source.next()) check.update(next.value);
-  } catch (error) {
-    if (error instanceof ImageStoreError && error.kind === "digest-mismatch") throw error;
-    return; // cannot tell (the download broke off): the first error stands
-  }
-  check.check();
 }

@@ -12,6 +12,7 @@
  */
 import { createHash } from "node:crypto";
 import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { formatImageReference, type ImageReference, parseImageReference } from "@sbx/proto";
 import type { ImagePlatform, ImageRecord, ImageStore, PullOptions, PullProgress } from "@sbx/server-kit";
@@ -20,6 +21,7 @@ import { DEFAULT_LAYER_ID_BASE, uidRangeProblems } from "../runtime/local/uid-ra
 import { fileSource, type SpooledFile, spoolArchive } from "./archive-import.js";
 import { resumableDownload } from "./blob-download.js";
 import { hexOf, isDigest } from "./digest.js";
+import { currentBootId, DiskSync } from "./disk-sync.js";
 import { ImageDb, type StoredImage } from "./image-db.js";
 import { LayerStore } from "./layer-store.js";
 import { MAX_IMAGE_ID } from "./layer-unpacker.js";
@@ -43,6 +45,8 @@ const DEFAULT_MAX_IMAGE_BYTES = 32 * GiB;
 const PROGRESS_STEP = 256 * 1024;
 /** Partial downloads no pull resumed for this long are removed at open. */
 const PARTIAL_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+const DEFAULT_PULL_TIMEOUT_MS = 60 * 60 * 1000;
+const DEFAULT_DISK_SYNC_DELAY_MS = 10_000;
 
 export interface OciImageStoreOptions {
   /** The store's directory (made if missing; root-only). */
@@ -58,12 +62,33 @@ export interface OciImageStoreOptions {
    * archive being imported may unpack to no more than this either.
    */
   readonly maxImageBytes?: number | undefined;
+  /**
+   * The most bytes the store's layers may take together (what `usage().layerBytes` counts),
+   * layers being unpacked included: a pull or import that would take the store past it fails
+   * with "quota" and what it had written is removed. Default: no limit but the disk's.
+   */
+  readonly maxStoreBytes?: number | undefined;
+  /**
+   * How long one pull may take, manifest to last layer (default 1 hour): past it the pull
+   * stops with "timeout", keeping its partial downloads for the next pull to resume.
+   */
+  readonly pullTimeoutMs?: number | undefined;
+  /**
+   * How soon after layers were added the store syncs its file system, then counts them as on
+   * the disk (default 10 s): a layer a power cut caught before that is removed at the next open.
+   */
+  readonly diskSyncDelayMs?: number | undefined;
   /** Whether a sandbox still uses the image: such an image is not deleted ("in-use"). */
   readonly inUse?: ((imageId: string) => boolean) | undefined;
   /** The platform images are pulled for (default: this host's). */
   readonly platform?: ImagePlatform | undefined;
   /** Layers one pull downloads at once (default 3). */
   readonly concurrentDownloads?: number | undefined;
+  /**
+   * Worker threads that check and unpack layers, for all pulls and imports (default: one per
+   * CPU but one, the main thread's, at least one and at most `concurrentDownloads`).
+   */
+  readonly layerWorkers?: number | undefined;
   /** Sent to registries as the User-Agent. */
   readonly userAgent?: string | undefined;
 }
@@ -97,6 +122,10 @@ export class OciImageStore implements ImageStore {
   readonly #flights = new SingleFlight<void, LayerEvent>();
   /** Layers that pulls and imports under way will use: garbage collection leaves them. */
   readonly #pinned = new Map<string, number>();
+  /** Uncompressed bytes of the layers being unpacked, by their job (they count against `maxStoreBytes`). */
+  readonly #unpacking = new Map<object, number>();
+  readonly #bootId = currentBootId();
+  readonly #diskSync: DiskSync;
 
   /** Opens (or makes) the store in `options.dir`; throws when it cannot be used here. */
   static async open(options: OciImageStoreOptions): Promise<OciImageStore> {
@@ -127,8 +156,17 @@ export class OciImageStore implements ImageStore {
     rmSync(this.#tmp, { recursive: true, force: true });
     mkdirSync(this.#tmp, { mode: 0o700 });
     mkdirSync(this.#downloads, { recursive: true, mode: 0o700 });
-    this.#layers = new LayerStore(join(this.#dir, "layers"), this.#tmp, layerIdBase);
+    const workers =
+      options.layerWorkers ?? Math.max(1, Math.min(options.concurrentDownloads ?? 3, availableParallelism() - 1));
+    this.#layers = new LayerStore(join(this.#dir, "layers"), this.#tmp, layerIdBase, workers);
     this.#db = new ImageDb(join(this.#dir, "images.db"));
+    const db = this.#db;
+    this.#diskSync = new DiskSync(
+      this.#dir,
+      options.diskSyncDelayMs ?? DEFAULT_DISK_SYNC_DELAY_MS,
+      () => db.lastLayerRow(),
+      (mark) => db.markSynced(mark),
+    );
     this.#reconcile();
   }
 
@@ -155,11 +193,16 @@ export class OciImageStore implements ImageStore {
   }
 
   /**
-   * Makes the records and the disk agree after a crash: layers on disk without a record (or
-   * the other way round) go, with any image that lacks a layer; then unused layers and stale
-   * partial downloads.
+   * Makes the records and the disk agree after a crash: layers made before a reboot and never
+   * synced (disk-sync.ts), layers on disk without a record (or the other way round) go, with
+   * any image that lacks a layer; then unused layers and stale partial downloads.
    */
   #reconcile(): void {
+    // A power cut (a reboot since) may have caught these before their files reached the disk.
+    for (const diffId of this.#db.unsyncedFromOtherBoots(this.#bootId)) {
+      this.#layers.remove(diffId);
+      this.#db.deleteLayer(diffId);
+    }
     const recorded = new Set(this.#db.layers().map((l) => l.diffId));
     const onDisk = new Set(this.#layers.onDisk());
     for (const diffId of onDisk) if (!recorded.has(diffId)) this.#layers.remove(diffId);
@@ -181,6 +224,25 @@ export class OciImageStore implements ImageStore {
       const known = this.#db.byDigest(ref.digest);
       if (known !== undefined) return this.#alias(known.id, [], canonical);
     }
+    const timeoutMs = this.#options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+    try {
+      return await this.#pull(ref, canonical, { ...options, signal });
+    } catch (error) {
+      if (deadline.aborted && !options.signal?.aborted) {
+        throw storeError(
+          "timeout",
+          `pulling ${canonical} took longer than the ${timeoutMs} ms the image store allows one pull: stopped (pulling again resumes its downloads)`,
+          error,
+        );
+      }
+      throw error;
+    }
+  }
+
+  async #pull(ref: ImageReference, canonical: string, options: PullOptions): Promise<ImageRecord> {
+    this.#layers.warm(); // while the registry is asked for the manifest and config
     const client = new RegistryClient(ref.registry, ref.repository, {
       credentials: options.credentials,
       insecureRegistries: this.#options.insecureRegistries,
@@ -264,7 +326,15 @@ export class OciImageStore implements ImageStore {
     const diffIds = image.config.diffIds;
     const maxLayer = this.#options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES;
     const maxImage = this.#options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
-    checkBlobSizes(image, job.what, maxLayer, maxImage, (diffId) => this.#db.layerSize(diffId) !== undefined);
+    const have = (diffId: string) => this.#db.layerSize(diffId) !== undefined;
+    checkBlobSizes(image, job.what, maxLayer, maxImage, have);
+    const maxStore = this.#options.maxStoreBytes;
+    const storeFull = () =>
+      storeError(
+        "quota",
+        `${job.what} does not fit in the image store, which may hold ${maxStore} bytes of layers: delete images to make room`,
+      );
+    if (maxStore !== undefined && diffIds.some((d) => !have(d)) && this.#storeBytes() >= maxStore) throw storeFull();
     const controller = new AbortController();
     const onAbort = () => controller.abort(job.signal?.reason);
     if (job.signal?.aborted) onAbort();
@@ -289,7 +359,7 @@ export class OciImageStore implements ImageStore {
         const what = `layer ${i + 1} of ${job.what}`;
         await this.#flights.run(
           `${diffId} ${blob.digest} ${job.from}`,
-          (signal, emit) => this.#addLayer(diffId, blob, what, maxLayer, () => layerSource(i, signal), signal, emit),
+          (signal, emit) => this.#addLayer(diffId, blob, what, maxLayer, (s) => layerSource(i, s), signal, emit),
           {
             signal: controller.signal,
             onEvent: (event) => {
@@ -303,6 +373,9 @@ export class OciImageStore implements ImageStore {
                     `${job.what} unpacks to more than ${maxImage} bytes, the store's limit for one image`,
                   ),
                 );
+              }
+              if (maxStore !== undefined && !controller.signal.aborted && this.#storeBytes() > maxStore) {
+                controller.abort(storeFull());
               }
             },
           },
@@ -358,13 +431,17 @@ export class OciImageStore implements ImageStore {
     blob: Descriptor,
     what: string,
     maxBytes: number,
-    open: () => ReturnType<LayerSource>,
+    open: (signal: AbortSignal) => ReturnType<LayerSource>,
     signal: AbortSignal,
     emit: (event: LayerEvent) => void,
   ): Promise<void> {
     let downloaded = 0;
     let unpacked = 0;
-    const opened = open();
+    // Its own signal too: a layer that failed to unpack ends the read under way at once.
+    const reading = new AbortController();
+    const job = {};
+    this.#unpacking.set(job, 0);
+    const opened = open(AbortSignal.any([signal, reading.signal]));
     const counted = countBytes(opened.source, (n) => {
       downloaded = n;
       emit({ downloaded, unpacked });
@@ -378,10 +455,14 @@ export class OciImageStore implements ImageStore {
         what,
         onUnpackedBytes: (n) => {
           unpacked = n;
+          this.#unpacking.set(job, n);
           emit({ downloaded, unpacked });
         },
+        stopSource: () => reading.abort(),
       });
-      this.#db.saveLayer(diffId, sizeBytes);
+      this.#db.saveLayer(diffId, sizeBytes, this.#bootId);
+      this.#diskSync.request();
+      this.#unpacking.delete(job);
       if (opened.partialPath !== undefined) rmSync(opened.partialPath, { force: true });
     } catch (error) {
       const failure = asStoreError(error, `pulling ${what}`);
@@ -392,7 +473,16 @@ export class OciImageStore implements ImageStore {
         (failure instanceof ImageStoreError && ["connection", "authentication", "not-found"].includes(failure.kind));
       if (!resumable && opened.partialPath !== undefined) rmSync(opened.partialPath, { force: true });
       throw failure;
+    } finally {
+      this.#unpacking.delete(job);
     }
+  }
+
+  /** Bytes the store's layers take, those being unpacked included (what `maxStoreBytes` bounds). */
+  #storeBytes(): number {
+    let total = this.#db.layerBytes();
+    for (const bytes of this.#unpacking.values()) total += bytes;
+    return total;
   }
 
   #pin(diffIds: readonly string[]): void {
@@ -463,6 +553,8 @@ export class OciImageStore implements ImageStore {
   }
 
   close(): void {
+    this.#diskSync.close();
+    this.#layers.close();
     this.#db.close();
   }
 }

@@ -8,6 +8,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { parseImageReference } from "@sbx/proto";
 import type { PullProgress } from "@sbx/server-kit";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -44,7 +45,7 @@ describe.runIf(available)("pulls from a registry", () => {
   let registry: TestRegistry;
   const stores: OciImageStore[] = [];
   const built = {} as Record<
-    "busybox" | "app" | "multiAmd64" | "multiArm64" | "big" | "zstd" | "plain" | "whiteouts",
+    "busybox" | "app" | "multiAmd64" | "multiArm64" | "big" | "zstd" | "plain" | "whiteouts" | "padded",
     BuiltImage
   >;
   let indexDigest: string;
@@ -103,6 +104,11 @@ describe.runIf(available)("pulls from a registry", () => {
       layers: [[{ name: "p", content: "plain\n" }]],
       compression: "none",
     });
+    // gzip ignores what follows its stream: a byte changed there shows only in the blob's digest.
+    built.padded = await writeOciImage(layout, "padded", {
+      layers: [busyboxLayer(), randomFileLayer("data/blob", 1 << 20)],
+      blobOf: (tar) => Buffer.concat([gzipSync(tar), Buffer.alloc(4096)]),
+    });
     await registry.push(layout, "busybox", "library/busybox");
     await registry.push(layout, "app", "team/app");
     await registry.push(layout, "app", "team/app-docker", { format: "v2s2" });
@@ -111,6 +117,7 @@ describe.runIf(available)("pulls from a registry", () => {
     await registry.push(layout, "zstd", "zstd");
     await registry.push(layout, "whiteouts", "whiteouts");
     await registry.push(layout, "plain", "plain");
+    await registry.push(layout, "padded", "padded");
   });
   afterEach(() => {
     for (const store of stores.splice(0)) store.close();
@@ -265,6 +272,26 @@ describe.runIf(available)("pulls from a registry", () => {
     }
   });
 
+  it("refuses a blob whose digest fails only at its last byte, once its layer was unpacked: nothing of it is kept", async () => {
+    const proxy = await RegistryProxy.start(registry.host);
+    try {
+      const dir = mkdtempSync(join(work, "store-"));
+      const store = await openStore({ dir });
+      const layer = built.padded.blobs[1]?.digest as string;
+      proxy.tamperBlob(layer, { at: "last" });
+      const error = await failure(store.pull(ref(`${proxy.host}/padded:padded`)));
+      expect(error.kind).toBe("digest-mismatch");
+      expect(error.message).toContain(`the blob ${layer} of layer 2 of ${proxy.host}/padded does not match its digest`);
+      expect(proxy.blobGets(layer).map((r) => r.bytes)).toEqual([built.padded.blobs[1]?.size]);
+      expect(await store.list()).toEqual([]);
+      expect(readdirSync(join(dir, "downloads")).filter((f) => f.includes(layer.slice(7)))).toEqual([]);
+      expect(existsSync(store.layerDir(built.padded.diffIds[1] as string))).toBe(false);
+      expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it("refuses a manifest that does not match the registry's Docker-Content-Digest", async () => {
     const proxy = await RegistryProxy.start(registry.host);
     try {
@@ -411,6 +438,31 @@ describe.runIf(available)("pulls from a registry", () => {
       release();
       expect((await b).layers).toEqual(built.big.diffIds);
       for (const blob of built.big.blobs ?? []) expect(proxy.blobGets(blob.digest)).toHaveLength(1);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("stops a pull that takes longer than the store allows one (timeout), and the next pull resumes", async () => {
+    const proxy = await RegistryProxy.start(registry.host);
+    try {
+      const dir = mkdtempSync(join(work, "store-"));
+      const store = await openStore({ dir, pullTimeoutMs: 1500 });
+      const layer = built.big.blobs[1] as { digest: string; size: number };
+      // The layer's first third comes at once, the rest never (the registry stalls).
+      proxy.cutBlobOnce(layer.digest, Math.floor(layer.size / 3), { thenStall: true });
+      const error = await failure(store.pull(ref(`${proxy.host}/big:big`)));
+      expect(error.kind).toBe("timeout");
+      expect(error.message).toBe(
+        `pulling ${proxy.host}/big:big took longer than the 1500 ms the image store allows one pull: stopped (pulling again resumes its downloads)`,
+      );
+      expect(await store.list()).toEqual([]);
+      expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+      const kept = readdirSync(join(dir, "downloads")).filter((f) => f.startsWith(layer.digest.replace(":", "-")));
+      expect(kept).toHaveLength(1);
+      const image = await store.pull(ref(`${proxy.host}/big:big`));
+      expect(image.layers).toEqual(built.big.diffIds);
+      expect(proxy.blobGets(layer.digest).at(-1)?.range).toMatch(/^bytes=[1-9]\d*-$/);
     } finally {
       await proxy.close();
     }

@@ -3,7 +3,7 @@
  * place for the file system's errors (a full disk is "quota", whatever file it hit), and the
  * helpers every other module uses to throw a kind with a message.
  */
-import { ImageStoreError, imageStoreError as storeError } from "@sbx/server-kit";
+import { ImageStoreError, imageStoreError as storeError } from "@sbx/server-kit/image-store";
 
 export { ImageStoreError, storeError };
 

@@ -318,5 +318,7 @@ function injectedMessage(kind: ImageStoreErrorKind, about: string): string {
       return `${about}: no space left for the image (injected)`;
     case "in-use":
       return `${about}: in use (injected)`;
+    case "timeout":
+      return `${about}: took longer than the store allows one pull (injected)`;
   }
 }

@@ -71,6 +71,7 @@ const IMAGE_ERRORS: readonly ImageStoreErrorKind[] = [
   "unsupported",
   "quota",
   "in-use",
+  "timeout",
 ];
 
 export interface CutStreamsOptions {

@@ -34,8 +34,9 @@ export class RegistryProxy {
   readonly #sockets = new Set<Socket>();
   #server: Server | undefined;
   #port = 0;
-  #cuts = new Map<string, { bytes: number; gone: boolean }>();
-  #tampered = new Set<string>();
+  #cuts = new Map<string, { bytes: number; gone: boolean; stall: boolean }>();
+  /** Blobs served with one byte changed: their first, or their last. */
+  #tampered = new Map<string, "first" | "last">();
   #held: { digests: Set<string>; until: Promise<void> } | undefined;
   #redirectTo: string | undefined;
   #canned = new Map<string, CannedAnswer>();
@@ -67,15 +68,16 @@ export class RegistryProxy {
 
   /**
    * The next GET of `digest` ends (the connection closed) after `bytes` body bytes; with
-   * `thenGone`, the proxy then stops listening too (the registry went away).
+   * `thenGone`, the proxy then stops listening too (the registry went away); with
+   * `thenStall`, the connection stays open and nothing more comes (until the proxy closes).
    */
-  cutBlobOnce(digest: string, bytes: number, options: { thenGone?: boolean } = {}): void {
-    this.#cuts.set(digest, { bytes, gone: options.thenGone === true });
+  cutBlobOnce(digest: string, bytes: number, options: { thenGone?: boolean; thenStall?: boolean } = {}): void {
+    this.#cuts.set(digest, { bytes, gone: options.thenGone === true, stall: options.thenStall === true });
   }
 
-  /** Every GET of `digest` gets one byte changed. */
-  tamperBlob(digest: string): void {
-    this.#tampered.add(digest);
+  /** Every GET of `digest` gets one byte changed: its first (`at: "last"`: its last). */
+  tamperBlob(digest: string, options: { at?: "first" | "last" } = {}): void {
+    this.#tampered.set(digest, options.at ?? "first");
   }
 
   /** Answers for these blobs wait until the returned function is called. */
@@ -173,13 +175,15 @@ export class RegistryProxy {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       const cut = digest !== undefined ? this.#cuts.get(digest) : undefined;
       if (cut !== undefined && digest !== undefined) this.#cuts.delete(digest);
-      let tamper = digest !== undefined && this.#tampered.has(digest);
+      let tamper = digest !== undefined ? this.#tampered.get(digest) : undefined;
+      const length = Number(answer.headers["content-length"]);
       answer.on("data", (chunk: Buffer) => {
         let data = chunk;
-        if (tamper && data.length > 0) {
+        const at = tamper === "first" ? 0 : tamper === "last" ? length - 1 - record.bytes : -1;
+        if (at >= 0 && at < data.length) {
           data = Buffer.from(data);
-          data[0] = (data[0] as number) ^ 0xff;
-          tamper = false;
+          data[at] = (data[at] as number) ^ 0xff;
+          tamper = undefined;
         }
         if (cut !== undefined && record.bytes + data.length >= cut.bytes) {
           const part = data.subarray(0, cut.bytes - record.bytes);
@@ -189,7 +193,7 @@ export class RegistryProxy {
           // Gone: no new connection is accepted and idle ones are dropped before this one ends
           // (after its bytes are out), so a retry finds nobody.
           if (cut.gone) this.#goneExcept(socket);
-          res.write(part, () => socket?.end());
+          res.write(part, () => (cut.stall ? undefined : socket?.end()));
           return;
         }
         record.bytes += data.length;
