@@ -2,14 +2,14 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { insecureRegistryProblem, PrerequisiteError, startServer } from "@sbx/server";
+import { DEFAULT_SERVER_NICE, insecureRegistryProblem, niceProblem, PrerequisiteError, startServer } from "@sbx/server";
 
 const VERSION = "0.1.0";
 const USAGE = `Usage:
   sbx server [--listen 127.0.0.1:7420] [--data-dir DIR] [--token TOKEN]
              [--output-retention-mib 64] [--disk-reserve-mib MIB]
              [--insecure-registry HOST:PORT ...]
-             [--image-store-max-mib MIB] [--image-pull-timeout-s 3600]
+             [--image-store-max-mib MIB] [--image-pull-timeout-s 3600] [--nice -10]
   sbx --help | --version
 
 sbx server runs sandboxes on this machine (Linux, as root) and serves the sbx API
@@ -24,7 +24,10 @@ The data dir defaults to $SBX_DATA_DIR, else ~/.local/share/sbx.
 registries always are, others need HTTPS. Images are kept in DATA-DIR/images.
 --image-store-max-mib: the most the images' layers may take; a pull past it fails
 (default: no limit but the disk's).
---image-pull-timeout-s: how long one image pull may take (default 3600).`;
+--image-pull-timeout-s: how long one image pull may take (default 3600).
+--nice: the CPU priority the server raises itself to (-20 to 19, default -10), so busy
+sandboxes cannot starve the calls of quiet ones; sandboxes keep the priority the server
+started with. A value no higher than the priority it has leaves it alone.`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -49,6 +52,7 @@ export async function main(argv: string[]): Promise<number> {
     "insecure-registry"?: string[];
     "image-store-max-mib"?: string;
     "image-pull-timeout-s"?: string;
+    nice?: string;
     help?: boolean;
   };
   try {
@@ -63,6 +67,7 @@ export async function main(argv: string[]): Promise<number> {
         "insecure-registry": { type: "string", multiple: true },
         "image-store-max-mib": { type: "string" },
         "image-pull-timeout-s": { type: "string" },
+        nice: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -97,6 +102,11 @@ export async function main(argv: string[]): Promise<number> {
     );
     return 2;
   }
+  const nice = values.nice ?? String(DEFAULT_SERVER_NICE);
+  if (!/^-?\d+$/.test(nice) || niceProblem(Number(nice))) {
+    console.error(`sbx server: --nice must be a whole number from -20 to 19, got ${JSON.stringify(nice)}\n\n${USAGE}`);
+    return 2;
+  }
   const insecureRegistries = values["insecure-registry"] ?? [];
   for (const registry of insecureRegistries) {
     const problem = insecureRegistryProblem(registry);
@@ -115,6 +125,7 @@ export async function main(argv: string[]): Promise<number> {
       ...limits,
       ...(insecureRegistries.length > 0 ? { insecureRegistries } : {}),
       ...(pullTimeout !== undefined ? { imagePullTimeoutMs: Number(pullTimeout) * 1000 } : {}),
+      nice: Number(nice),
     });
   } catch (error) {
     if (error instanceof PrerequisiteError) {

@@ -25,7 +25,7 @@
 //              in "all": it measures the shared dirty-page pool and disk, not the server)
 // Run as root: node packages/server/bench/noisy-neighbours.ts [scenario ...]
 // Env: SBX_NOISY_SECONDS (default 15) per scenario.
-import { spawn } from "node:child_process";
+import { fork, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -81,66 +81,23 @@ const probe = () =>
   });
 
 const client = new SandboxClient({ endpoint, token: "bench" });
-const attackClient = new SandboxClient({ endpoint, token: "bench" });
 
-/** One attack: starts misbehaving, returns what to stop. */
-type Attack = () => Promise<{ sandboxes: Sandbox[]; stop?: () => Promise<void> }>;
-
-const create = (options: { memoryMiB?: number } = {}) => attackClient.sandboxes.create({ app: "noisy", ...options });
-const background = async (sb: Sandbox, command: string) => {
-  await sb.run(command, { wait: false, timeoutMs: 0 });
-};
-
-const attacks: Record<string, Attack> = {
-  async bytewise() {
-    const sandboxes = await Promise.all([0, 1, 2, 3].map(() => create()));
-    const writer = "import os\nwhile True: os.write(1, b'x')";
-    await Promise.all(sandboxes.map((sb) => background(sb, `python3 -c "${writer}"`)));
-    return { sandboxes };
-  },
-  async yes() {
-    const sb = await create();
-    await background(sb, "yes");
-    return { sandboxes: [sb] };
-  },
-  async forkbomb() {
-    const sb = await create();
-    await background(sb, "bash -c ':(){ :|:& };:'");
-    return { sandboxes: [sb] };
-  },
-  async membomb() {
-    const sb = await create({ memoryMiB: 256 });
-    const grow = "a = []\nwhile True: a.append(b'x' * (16 << 20))";
-    await background(sb, `while true; do python3 -c "${grow}"; done`);
-    return { sandboxes: [sb] };
-  },
-  async flood() {
-    const sb = await create();
-    let running = true;
-    const loop = async () => {
-      while (running) await (await sb.exec(["true"])).wait().catch(() => {});
+// The attacks run in another process (another tenant's client): see noisy-attacker.ts.
+const ATTACKS = ["bytewise", "yes", "forkbomb", "membomb", "flood", "spin", "diskwrite"];
+const attacker = fork(join(here, "noisy-attacker.ts"), [endpoint, "bench"], { stdio: "inherit" });
+const ask = (message: object, answer: string) =>
+  new Promise<void>((resolve, reject) => {
+    const onMessage = (reply: Record<string, unknown>) => {
+      if (!(answer in reply)) return;
+      attacker.off("message", onMessage);
+      attacker.off("exit", onExit);
+      resolve();
     };
-    const loops = Array.from({ length: 16 }, () => loop().catch(() => {}));
-    return {
-      sandboxes: [sb],
-      stop: async () => {
-        running = false;
-        await Promise.all(loops);
-      },
-    };
-  },
-  async diskwrite() {
-    const sb = await create();
-    await background(sb, "while :; do head -c 256M /dev/zero > /bench.bin; done");
-    return { sandboxes: [sb] };
-  },
-  async spin() {
-    const sandboxes = await Promise.all([0, 1, 2, 3].map(() => create()));
-    const spinners = Array.from({ length: CORES }, () => "while :; do :; done").join(" & ");
-    await Promise.all(sandboxes.map((sb) => background(sb, spinners)));
-    return { sandboxes };
-  },
-};
+    const onExit = (code: number | null) => reject(new Error(`the attacker exited (${code})`));
+    attacker.on("message", onMessage);
+    attacker.once("exit", onExit);
+    attacker.send(message);
+  });
 
 const pressure = () => {
   const some = (kind: string) =>
@@ -168,7 +125,8 @@ interface Result {
 }
 
 async function scenario(name: string, neighbour: Sandbox): Promise<Result> {
-  const started = name === "quiet" ? [] : await Promise.all(selectAttacks(name).map((attack) => attack()));
+  const attacking = name !== "quiet";
+  if (attacking) await ask({ start: selectAttacks(name) }, "started");
   await probe(); // start the server's counters with the attack under way
   const before = pressure();
   const wallStart = performance.now();
@@ -180,8 +138,7 @@ async function scenario(name: string, neighbour: Sandbox): Promise<Result> {
   const deadline = performance.now() + SECONDS * 1000;
   // The attacks stop at the deadline even if a call on the neighbour is stuck.
   const stopped = new Promise<void>((resolve) => setTimeout(resolve, SECONDS * 1000)).then(async () => {
-    await Promise.all(started.map((s) => s.stop?.()));
-    await Promise.all(started.flatMap((s) => s.sandboxes).map((sb) => sb.terminate().catch(() => {})));
+    if (attacking) await ask({ stop: true }, "stopped");
   });
   while (performance.now() < deadline) {
     const runStart = performance.now();
@@ -214,11 +171,10 @@ async function scenario(name: string, neighbour: Sandbox): Promise<Result> {
   };
 }
 
-function selectAttacks(name: string): Attack[] {
-  if (name === "all") return Object.entries(attacks).flatMap(([n, attack]) => (n === "diskwrite" ? [] : [attack]));
-  const attack = attacks[name];
-  if (!attack) throw new Error(`unknown scenario ${name}`);
-  return [attack];
+function selectAttacks(name: string): string[] {
+  if (name === "all") return ATTACKS.filter((n) => n !== "diskwrite");
+  if (!ATTACKS.includes(name)) throw new Error(`unknown scenario ${name}`);
+  return [name];
 }
 
 const pct = (xs: number[], p: number) => {
@@ -270,8 +226,7 @@ function printTable(results: Result[]): void {
 }
 
 const requested = process.argv.slice(2);
-const names =
-  requested.length > 0 ? requested : [...Object.keys(attacks).filter((n) => n !== "diskwrite"), "all", "diskwrite"];
+const names = requested.length > 0 ? requested : [...ATTACKS.filter((n) => n !== "diskwrite"), "all", "diskwrite"];
 const results: Result[] = [];
 try {
   const neighbour = await client.sandboxes.create({ app: "neighbour" });
@@ -285,7 +240,8 @@ try {
   results.push({ ...(await scenario("quiet", neighbour)), scenario: "quiet-end" });
   await neighbour.terminate();
 } finally {
-  await Promise.all([client.close(), attackClient.close()]);
+  attacker.disconnect();
+  await client.close();
   serverProcess.kill("SIGTERM");
   await new Promise((r) => serverProcess.once("exit", r));
   rmSync(dataDir, { recursive: true, force: true });

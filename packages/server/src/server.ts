@@ -5,6 +5,7 @@
  */
 
 import { chmodSync, mkdirSync } from "node:fs";
+import { getPriority } from "node:os";
 import { join } from "node:path";
 import { parseImageReference } from "@sbx/proto";
 import { Engine, engineRoutes, READ_MAX_BYTES, type SandboxRuntime } from "@sbx/server-kit";
@@ -17,6 +18,7 @@ import { DEFAULT_LAYER_ID_BASE, OciImageStore, type OciImageStoreOptions } from 
 import { jsonLogger, type Logger } from "./logger.js";
 import { raiseOpenFilesLimit } from "./open-files-limit.js";
 import { createLocalRuntime, type LayerSource } from "./runtime/local/index.js";
+import { niceProblem, raiseSchedulingPriority } from "./scheduling-priority.js";
 import { SqliteStateStore } from "./state/sqlite-store.js";
 
 export interface ServerOptions {
@@ -55,6 +57,13 @@ export interface ServerOptions {
   readonly imageStoreMaxMiB?: number;
   /** How long one image pull may take, in ms (default 1 hour): past it, DEADLINE_EXCEEDED (TimeoutError). */
   readonly imagePullTimeoutMs?: number;
+  /**
+   * The nice value the server raises its own CPU priority to (-20…19; see
+   * scheduling-priority.ts), so that busy sandboxes cannot starve the one event loop every
+   * sandbox's calls go through; sandboxes keep the priority the server started with. `sbx
+   * server` passes -10 unless told otherwise. Absent: the priority is left alone.
+   */
+  readonly nice?: number;
 }
 
 export interface RunningServer {
@@ -83,6 +92,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (pullTimeoutMs !== undefined && !(Number.isSafeInteger(pullTimeoutMs) && pullTimeoutMs >= 1)) {
     throw new Error(`imagePullTimeoutMs must be a whole number of ms (at least 1), got ${pullTimeoutMs}`);
   }
+  if (options.nice !== undefined) {
+    const problem = niceProblem(options.nice);
+    if (problem) throw new Error(`nice ${problem}, got ${options.nice}`);
+  }
+  // Sandboxes run at the priority the server started with (only the local runtime's).
+  const sandboxNice = options.nice !== undefined && !options.runtime ? getPriority(0) : undefined;
   const insecureRegistries = options.insecureRegistries ?? [];
   for (const registry of insecureRegistries) {
     const problem = insecureRegistryProblem(registry);
@@ -104,7 +119,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     layerToken: (diffId) => images?.layerToken(diffId),
   };
-  const runtime = options.runtime ?? createLocalRuntime({ dataDir, layers });
+  const runtime =
+    options.runtime ?? createLocalRuntime({ dataDir, layers, ...(sandboxNice !== undefined ? { sandboxNice } : {}) });
   const problems = await runtime.checkPrerequisites();
   if (problems.length > 0) {
     await runtime.close(); // (lets go of what the check claimed: its range of host ids)
@@ -171,6 +187,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     throw error;
   }
   logger.info("sbx server started", { url: listener.url, dataDir, runtime: runtime.name });
+  const priority =
+    options.nice !== undefined && sandboxNice !== undefined ? raiseSchedulingPriority(options.nice) : undefined;
+  if (priority) {
+    logger.info("cpu priority", {
+      nice: priority.nice,
+      sandboxNice: priority.original,
+      ...(priority.autogroupNice !== undefined ? { autogroupNice: priority.autogroupNice } : {}),
+      ...(priority.problem ? { notRaised: priority.problem } : {}),
+    });
+  }
   let closing: Promise<void> | undefined;
   return {
     url: listener.url,
@@ -182,6 +208,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         await listener.close();
         await engine.shutdown();
         imageStore.close();
+        priority?.restore();
         logger.info("sbx server stopped", {});
       })();
       return closing;

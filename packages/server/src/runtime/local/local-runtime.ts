@@ -100,6 +100,11 @@ export interface LocalRuntimeOptions {
    * (the agent is stopped, or swamped). Default 60 s.
    */
   readonly agentCallTimeoutMs?: number;
+  /**
+   * The nice value sandboxes run at when the server raised its own priority above it (see
+   * scheduling-priority.ts). Absent: sandboxes inherit the server's.
+   */
+  readonly sandboxNice?: number;
 }
 
 export function createLocalRuntime(options: LocalRuntimeOptions): SandboxRuntime {
@@ -373,6 +378,7 @@ class LocalRuntime implements SandboxRuntime {
       memoryMiB: limits.memoryLimitMiB,
       pidsLimit: limits.pidsLimit,
       agentCallTimeoutMs: this.#options.agentCallTimeoutMs ?? 60_000,
+      sandboxNice: this.#options.sandboxNice,
       onDestroyed: (gone) => {
         if (this.#sandboxes.get(gone.id) === gone) this.#sandboxes.delete(gone.id);
       },

@@ -21,6 +21,7 @@ import {
   type RuntimeSandbox,
   type RuntimeSandboxSpec,
 } from "@sbx/server-kit";
+import { lowerToSandboxPriority } from "../../scheduling-priority.js";
 import { AgentConnection, agentBehind } from "./agent-connection.js";
 import type { AgentEvent } from "./agent-events.js";
 import {
@@ -73,6 +74,11 @@ export interface SandboxSetup {
   readonly memoryMiB: number;
   readonly pidsLimit: number;
   readonly agentCallTimeoutMs: number;
+  /**
+   * The nice value sandboxes run at, when the server raised its own (scheduling-priority.ts):
+   * the launch and the sandbox's first process are set to it before any sandboxed code runs.
+   */
+  readonly sandboxNice?: number | undefined;
   /** Called once it is destroyed (the runtime stops holding it). */
   readonly onDestroyed?: (sandbox: LocalSandbox) => void;
   /**
@@ -199,7 +205,7 @@ export class LocalSandbox implements RuntimeSandbox {
     });
     const child = this.#spawn();
     // bwrap waits for its maps: written by us, as root, for its child alone.
-    completeUsernsHandshake(child, base, START_TIMEOUT_MS).catch((error: Error) => {
+    completeUsernsHandshake(child, base, START_TIMEOUT_MS, this.#setup.sandboxNice).catch((error: Error) => {
       this.#handshakeError = error;
     });
     const timer = setTimeout(
@@ -289,6 +295,10 @@ export class LocalSandbox implements RuntimeSandbox {
     let child: ChildProcess;
     try {
       child = spawn("/bin/sh", args, { stdio, env: {} });
+      // The launcher (sh, then bwrap: one pid) leaves the server's raised priority at once;
+      // the sandbox's first process is set in the handshake, while it waits for its maps.
+      if (this.#setup.sandboxNice !== undefined && child.pid)
+        lowerToSandboxPriority(child.pid, this.#setup.sandboxNice);
     } finally {
       closeQuietly(seccompFd); // the child has its copy (or there is no child)
     }

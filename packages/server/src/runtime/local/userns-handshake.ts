@@ -11,6 +11,7 @@
 import type { ChildProcess } from "node:child_process";
 import { closeSync, constants, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
+import { lowerToSandboxPriority } from "../../scheduling-priority.js";
 import { LAUNCH_FDS } from "./launch-command.js";
 import { ID_BLOCK } from "./uid-range.js";
 
@@ -22,7 +23,12 @@ const MAX_INFO_BYTES = 4096;
  * bwrap's pid is the child's): resolves once the maps are written and bwrap is released.
  * Kills the child on any failure, or when it takes longer than `timeoutMs`.
  */
-export async function completeUsernsHandshake(child: ChildProcess, base: number, timeoutMs: number): Promise<void> {
+export async function completeUsernsHandshake(
+  child: ChildProcess,
+  base: number,
+  timeoutMs: number,
+  sandboxNice?: number,
+): Promise<void> {
   const stdio = child.stdio as readonly (Readable | Writable | null | undefined)[];
   const info = stdio[LAUNCH_FDS.info] as Readable | null | undefined;
   const block = stdio[LAUNCH_FDS.block] as Writable | null | undefined;
@@ -33,6 +39,9 @@ export async function completeUsernsHandshake(child: ChildProcess, base: number,
     const launcher = child.pid;
     if (!launcher) throw new Error("the launch has no pid");
     writeMaps(pid, launcher, base);
+    // Still waiting for its maps, so nothing sandboxed runs yet: everything in the sandbox
+    // descends from it and inherits this priority, not the server's raised one.
+    if (sandboxNice !== undefined) lowerToSandboxPriority(pid, sandboxNice);
     // One byte lets bwrap go on; our end is then of no more use (bwrap's monitor keeps its own).
     await new Promise<void>((resolve, reject) => {
       block.once("error", reject);
