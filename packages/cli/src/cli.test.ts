@@ -35,7 +35,14 @@ describe("sbx CLI", () => {
     expect(store.stderr).toContain('--image-store-max-mib must be a whole number of MiB, got "10G"');
     const timeout = sbx(["server", "--image-pull-timeout-s", "0"]);
     expect(timeout.status).toBe(2);
-    expect(timeout.stderr).toContain('--image-pull-timeout-s must be a whole number of seconds (at least 1), got "0"');
+    expect(timeout.stderr).toContain(
+      '--image-pull-timeout-s must be a whole number of seconds from 1 to 9007199254740, got "0"',
+    );
+    const huge = sbx(["server", "--image-pull-timeout-s", "99999999999999999999"]);
+    expect(huge.status).toBe(2);
+    expect(huge.stderr).toContain(
+      '--image-pull-timeout-s must be a whole number of seconds from 1 to 9007199254740, got "99999999999999999999"',
+    );
     const registry = sbx(["server", "--insecure-registry", "reg.lan:5000", "--insecure-registry", "not/a host"]);
     expect(registry.status).toBe(2);
     expect(registry.stderr).toContain(

@@ -96,9 +96,11 @@ export async function main(argv: string[]): Promise<number> {
     limits[key] = Number(value);
   }
   const pullTimeout = values["image-pull-timeout-s"];
-  if (pullTimeout !== undefined && !/^[1-9]\d*$/.test(pullTimeout)) {
+  // Any number of seconds whose ms the server can count (the store's timers wait that long).
+  const maxPullTimeoutS = Math.floor(Number.MAX_SAFE_INTEGER / 1000);
+  if (pullTimeout !== undefined && !(/^[1-9]\d*$/.test(pullTimeout) && Number(pullTimeout) <= maxPullTimeoutS)) {
     console.error(
-      `sbx server: --image-pull-timeout-s must be a whole number of seconds (at least 1), got ${JSON.stringify(pullTimeout)}\n\n${USAGE}`,
+      `sbx server: --image-pull-timeout-s must be a whole number of seconds from 1 to ${maxPullTimeoutS}, got ${JSON.stringify(pullTimeout)}\n\n${USAGE}`,
     );
     return 2;
   }

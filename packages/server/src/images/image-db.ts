@@ -2,7 +2,9 @@
  * The image store's records, in SQLite (node:sqlite) in the store dir, so images survive a
  * restart: images (as JSON), the references and digests that lead to them, and the layers on
  * disk with their sizes, the boot they were made in and whether they are known to be on the
- * disk (synced) rather than in the page cache only.
+ * disk (synced) rather than in the page cache only. Each layer record gets the next number of
+ * a sequence that never goes back (kept in `counters`): what a disk sync covers is told by it,
+ * never by rowids, which SQLite gives again after a delete.
  */
 import { DatabaseSync } from "node:sqlite";
 import type { ImageRecord } from "@sbx/server-kit";
@@ -36,6 +38,11 @@ export class ImageDb {
         diff_id TEXT PRIMARY KEY,
         size_bytes INTEGER NOT NULL
       );
+      CREATE TABLE IF NOT EXISTS counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      );
+      INSERT OR IGNORE INTO counters (name, value) VALUES ('layer_seq', 0);
     `);
     // Layers recorded before these columns were: taken as synced (their boot is unknown).
     const columns = new Set(
@@ -46,6 +53,8 @@ export class ImageDb {
     );
     if (!columns.has("boot_id")) this.#db.exec("ALTER TABLE layers ADD COLUMN boot_id TEXT NOT NULL DEFAULT ''");
     if (!columns.has("synced")) this.#db.exec("ALTER TABLE layers ADD COLUMN synced INTEGER NOT NULL DEFAULT 1");
+    // Layers recorded before the sequence: 0, before any a sync of this store's can take.
+    if (!columns.has("seq")) this.#db.exec("ALTER TABLE layers ADD COLUMN seq INTEGER NOT NULL DEFAULT 0");
   }
 
   #refsOf(id: string): string[] {
@@ -145,24 +154,40 @@ export class ImageDb {
     return Number(row?.total ?? 0);
   }
 
-  /** Records a layer made in boot `bootId`, not known to be on the disk yet. */
+  /** Records a layer made in boot `bootId`, not known to be on the disk yet, with the sequence's next number. */
   saveLayer(diffId: string, sizeBytes: number, bootId: string): void {
-    this.#db
-      .prepare(
-        "INSERT INTO layers (diff_id, size_bytes, boot_id, synced) VALUES (?, ?, ?, 0) ON CONFLICT(diff_id) DO NOTHING",
-      )
-      .run(diffId, sizeBytes, bootId);
+    this.#db.exec("BEGIN");
+    try {
+      const exists = this.#db.prepare("SELECT 1 FROM layers WHERE diff_id = ?").get(diffId) !== undefined;
+      if (!exists) {
+        const row = this.#db
+          .prepare("UPDATE counters SET value = value + 1 WHERE name = 'layer_seq' RETURNING value")
+          .get() as { value: number | bigint };
+        this.#db
+          .prepare("INSERT INTO layers (diff_id, size_bytes, boot_id, synced, seq) VALUES (?, ?, ?, 0, ?)")
+          .run(diffId, sizeBytes, bootId, row.value);
+      }
+      this.#db.exec("COMMIT");
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
   }
 
-  /** The newest layer record's row (0: none): what a disk sync that starts now covers. */
-  lastLayerRow(): number {
-    const row = this.#db.prepare("SELECT COALESCE(MAX(rowid), 0) AS last FROM layers").get();
-    return Number(row?.last ?? 0);
+  /** The layer sequence's last number (0: none yet): a disk sync that starts now covers the layers up to it. */
+  layerSeq(): number {
+    const row = this.#db.prepare("SELECT value FROM counters WHERE name = 'layer_seq'").get();
+    return Number(row?.value ?? 0);
   }
 
-  /** The layers recorded up to row `last` are on the disk. */
+  /** The layers recorded up to sequence number `last` are on the disk. */
   markSynced(last: number): void {
-    this.#db.prepare("UPDATE layers SET synced = 1 WHERE synced = 0 AND rowid <= ?").run(last);
+    this.#db.prepare("UPDATE layers SET synced = 1 WHERE synced = 0 AND seq <= ?").run(last);
+  }
+
+  /** Whether any layer is not known to be on the disk. */
+  hasUnsynced(): boolean {
+    return this.#db.prepare("SELECT 1 FROM layers WHERE synced = 0 LIMIT 1").get() !== undefined;
   }
 
   /** Layers made in another boot than `bootId` and never known to be on the disk. */

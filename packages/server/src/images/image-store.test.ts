@@ -45,7 +45,7 @@ describe.runIf(available)("image store", () => {
   let registry: TestRegistry;
   const stores: OciImageStore[] = [];
   const built = {} as Record<
-    "busybox" | "app" | "big" | "bomb" | "twoBombs" | "small" | "twice" | "padded",
+    "busybox" | "app" | "big" | "bomb" | "twoBombs" | "small" | "twice" | "padded" | "one" | "other",
     BuiltImage
   >;
   const ref = (name: string) => parseImageReference(`${registry.host}/${name}`);
@@ -78,7 +78,9 @@ describe.runIf(available)("image store", () => {
       layers: [[{ name: "a", content: "a" }], [{ name: "b", content: "b" }]],
       blobOf: (tar) => Buffer.concat([gzipSync(tar), Buffer.alloc(3 * MiB)]),
     });
-    for (const name of ["busybox", "app", "big", "bomb", "two", "small", "twice", "padded"])
+    built.one = await writeOciImage(layout, "one", { layers: [randomFileLayer("one", 3 * MiB)] });
+    built.other = await writeOciImage(layout, "other", { layers: [randomFileLayer("other", 3 * MiB)] });
+    for (const name of ["busybox", "app", "big", "bomb", "two", "small", "twice", "padded", "one", "other"])
       await registry.push(layout, name, name);
   });
   afterEach(() => {
@@ -230,6 +232,21 @@ describe.runIf(available)("image store", () => {
     expect((await store.pull(ref("small:small"))).layers).toEqual(built.small.diffIds);
   });
 
+  it("holds its size limit under concurrent pulls that fit one at a time but not together", async () => {
+    const dir = mkdtempSync(join(work, "concurrent-"));
+    const limit = 5 * MiB;
+    const store = await openStore({ dir, maxStoreBytes: limit });
+    const results = await Promise.allSettled([store.pull(ref("one:one")), store.pull(ref("other:other"))]);
+    const refused = results.filter((r) => r.status === "rejected").map((r) => (r.reason as ImageStoreError).kind);
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    expect(refused.every((kind) => kind === "quota")).toBe(true);
+    const usage = await store.usage();
+    expect(usage.layerBytes).toBeLessThanOrEqual(limit);
+    expect(usage.images).toBe(2 - refused.length);
+    expect(readdirSync(join(dir, "layers"))).toHaveLength(usage.layers);
+    expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+  });
+
   it("counts the layers it has against its size limit: a full store pulls nothing more, but what it has", async () => {
     const dir = mkdtempSync(join(work, "limit-"));
     const unlimited = await openStore({ dir });
@@ -279,6 +296,51 @@ describe.runIf(available)("image store", () => {
     expect((await store.list()).map((i) => i.id)).toEqual([busybox.id]);
     expect(existsSync(store.layerDir(small.layers[0] as string))).toBe(false);
     expect(existsSync(store.layerDir(busybox.layers[0] as string))).toBe(true);
+  });
+
+  it("syncs, once restarted, the layers an earlier run left unsynced (it stopped before its sync)", async () => {
+    const dir = mkdtempSync(join(work, "restart-sync-"));
+    const unsynced = () => {
+      const db = new DatabaseSync(join(dir, "images.db"));
+      try {
+        return db.prepare("SELECT diff_id FROM layers WHERE synced = 0").all().length;
+      } finally {
+        db.close();
+      }
+    };
+    const first = await openStore({ dir, diskSyncDelayMs: 3_600_000 });
+    await first.pull(ref("small:small"));
+    stores.splice(stores.indexOf(first), 1);
+    first.close();
+    expect(unsynced()).toBe(1);
+    await openStore({ dir, diskSyncDelayMs: 10 });
+    while (unsynced() > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+  });
+
+  it("waits the whole deadline when it is past Node's 32-bit timer limit (2^31-1 ms)", async () => {
+    for (const pullTimeoutMs of [2 ** 31, 2 ** 40]) {
+      const store = await openStore({ pullTimeoutMs });
+      expect((await store.pull(ref("small:small"))).layers).toEqual(built.small.diffIds);
+    }
+  });
+
+  it("refuses options that are not whole numbers in range, naming them", async () => {
+    const dir = join(work, "never-made");
+    for (const [name, value] of [
+      ["pullTimeoutMs", 0],
+      ["pullTimeoutMs", 1.5],
+      ["pullTimeoutMs", Number.POSITIVE_INFINITY],
+      ["diskSyncDelayMs", -1],
+      ["maxStoreBytes", Number.NaN],
+      ["layerWorkers", 0],
+    ] as const) {
+      await expect(OciImageStore.open({ dir, [name]: value })).rejects.toThrow(
+        new RangeError(
+          `the image store's ${name} must be a whole number of ${name === "layerWorkers" ? "workers" : name === "maxStoreBytes" ? "bytes" : "ms"} (at least ${name === "diskSyncDelayMs" || name === "maxStoreBytes" ? 0 : 1}), got ${value}`,
+        ),
+      );
+    }
+    expect(existsSync(dir)).toBe(false);
   });
 
   it("answers quota when the disk fills during a pull, and removes what the pull had written", async () => {

@@ -4,16 +4,17 @@
  * the blob's last byte, a source that breaks off or waits for ever, a worker that stops)
  * leaves nothing in the store.
  */
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { digestOf } from "./digest.js";
 import { LayerStore } from "./layer-store.js";
 import { ImageStoreError } from "./store-errors.js";
 import { imageStoreAvailable } from "./test-support/available.js";
-import { chunksOf, gzipOf, tarOf } from "./test-support/tar-layers.js";
+import { chunksOf, gzipOf, manyFilesTar, tarOf } from "./test-support/tar-layers.js";
 
 const ID_BASE = 1_900_000_000;
 const available = await imageStoreAvailable("layer store tests");
@@ -39,10 +40,10 @@ describe.runIf(available)("layer store", () => {
   });
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  function open() {
-    const dir = join(work, `store-${count++}`);
+  function open(workers = 2, workerHeapMiB?: number, under = work) {
+    const dir = join(under, `store-${count++}`);
     mkdirSync(join(dir, "tmp"), { recursive: true });
-    const store = new LayerStore(join(dir, "layers"), join(dir, "tmp"), ID_BASE, 2);
+    const store = new LayerStore(join(dir, "layers"), join(dir, "tmp"), ID_BASE, workers, workerHeapMiB);
     stores.push(store);
     return { store, layers: join(dir, "layers"), tmp: join(dir, "tmp") };
   }
@@ -62,7 +63,7 @@ describe.runIf(available)("layer store", () => {
     const sizes: number[] = [];
     const { sizeBytes } = await store.add({
       diffId,
-      source: chunksOf(blob),
+      open: () => ({ source: chunksOf(blob) }),
       blob: { digest: digestOf(blob), size: blob.length },
       maxBytes: 1 << 30,
       what: "layer 1 of test",
@@ -87,7 +88,7 @@ describe.runIf(available)("layer store", () => {
     const error = await failure(
       store.add({
         diffId,
-        source: chunksOf(tampered),
+        open: () => ({ source: chunksOf(tampered) }),
         blob: { digest: digestOf(blob), size: blob.length },
         maxBytes: 1 << 30,
         what: "layer 1 of test",
@@ -111,7 +112,7 @@ describe.runIf(available)("layer store", () => {
     const error = await failure(
       store.add({
         diffId: other,
-        source: chunksOf(blob),
+        open: () => ({ source: chunksOf(blob) }),
         blob: { digest: digestOf(blob), size: blob.length },
         maxBytes: 1 << 30,
         what: "layer 1 of test",
@@ -134,7 +135,7 @@ describe.runIf(available)("layer store", () => {
     const error = await failure(
       store.add({
         diffId,
-        source: source(),
+        open: () => ({ source: source() }),
         blob: { digest: digestOf(blob), size: blob.length },
         maxBytes: 1 << 30,
         what: "layer 1 of test",
@@ -166,14 +167,16 @@ describe.runIf(available)("layer store", () => {
     const error = await failure(
       store.add({
         diffId: digestOf(bomb),
-        source: source(),
+        open: () => ({
+          source: source(),
+          stop: () => {
+            stopped = true;
+            stopSource();
+          },
+        }),
         blob: { digest: digestOf(blob), size: blob.length },
         maxBytes: 1 << 20,
         what: "layer 1 of test",
-        stopSource: () => {
-          stopped = true;
-          stopSource();
-        },
       }),
     );
     expect((error as ImageStoreError).kind).toBe("quota");
@@ -203,12 +206,11 @@ describe.runIf(available)("layer store", () => {
     const adding = failure(
       store.add({
         diffId,
-        source: source(),
+        open: () => ({ source: source(), stop: () => release() }),
         blob: { digest: digestOf(blob), size: blob.length },
         maxBytes: 1 << 30,
         what: "layer 1 of test",
         onUnpackedBytes: () => unpacking(),
-        stopSource: () => release(),
       }),
     );
     await started;
@@ -218,4 +220,71 @@ describe.runIf(available)("layer store", () => {
     expect(readdirSync(layers)).toEqual([]);
     expect(readdirSync(tmp)).toEqual([]);
   });
+
+  it("fails only the layer that takes its worker past its heap limit: a layer that shared the worker is run again alone, and kept", async () => {
+    const heapMiB = 16;
+    // On a tmpfs: the layer that blows the heap makes tens of thousands of files first.
+    const mount = mkdtempSync(join(work, "tmpfs-"));
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=256m,mode=0700", "tmpfs", mount]);
+    const { store, layers, tmp } = open(1, heapMiB, mount);
+    onTestFinished(() => {
+      store.close();
+      execFileSync("umount", [mount]);
+    });
+    const blob = gzipOf(tar);
+    // A layer whose record of its files needs more heap than a worker has (16 MiB here).
+    const many = manyFilesTar(100_000);
+    const manyBlob = gzipOf(many);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let unpacking!: () => void;
+    const started = new Promise<void>((resolve) => {
+      unpacking = resolve;
+    });
+    async function* halfThenWait() {
+      yield* chunksOf(blob.subarray(0, blob.length >> 1));
+      await held; // still in the worker when the other layer gets there
+    }
+    let opened = 0;
+    const kept = store.add({
+      diffId,
+      open: () => (opened++ === 0 ? { source: halfThenWait(), stop: () => release() } : { source: chunksOf(blob) }),
+      blob: { digest: digestOf(blob), size: blob.length },
+      maxBytes: 1 << 30,
+      what: "layer 1 of kept",
+      onUnpackedBytes: () => unpacking(),
+    });
+    await started;
+    const error = await failure(
+      store.add({
+        diffId: digestOf(many),
+        open: () => ({ source: chunksOf(manyBlob) }),
+        blob: { digest: digestOf(manyBlob), size: manyBlob.length },
+        maxBytes: 1 << 30,
+        what: "layer 1 of many",
+      }),
+    );
+    expect(error).toBeInstanceOf(ImageStoreError);
+    expect((error as ImageStoreError).kind).toBe("quota");
+    expect((error as ImageStoreError).message).toBe(
+      `layer 1 of many needs more memory to unpack than the ${heapMiB} MiB a layer worker may have`,
+    );
+    expect(await kept).toEqual({ sizeBytes: 4 + (3 << 20) });
+    expect(opened).toBe(2); // its first run was stopped with the worker, then it ran alone
+    expect(readdirSync(layers)).toEqual([diffId.replace(":", "-")]);
+    expect(readdirSync(tmp)).toEqual([]);
+    // A new worker takes the next layers.
+    const small = await tarOf([{ name: "hello", content: "hi\n" }]);
+    const smallBlob = gzipOf(small);
+    await store.add({
+      diffId: digestOf(small),
+      open: () => ({ source: chunksOf(smallBlob) }),
+      blob: { digest: digestOf(smallBlob), size: smallBlob.length },
+      maxBytes: 1 << 30,
+      what: "layer 1 of small",
+    });
+    expect(readFileSync(join(store.dir(digestOf(small)), "hello"), "utf8")).toBe("hi\n");
+  }, 120_000);
 });

@@ -6,6 +6,11 @@
  *
  * A job ends only when its worker says so, or stops: until then the worker may still write in
  * the job's dirs, so the store waits for that before it removes them.
+ *
+ * A worker that stops with jobs in it (its heap limit reached, a bug) fails them with
+ * {@link WorkerStopped}, which says whether the job shared the worker with another: then the
+ * job may have been stopped for another's fault, and its owner runs it again `alone`, in a
+ * worker of its own that takes no other job, where a stop is the job's own doing.
  */
 import { MessageChannel, Worker } from "node:worker_threads";
 import type { LayerJob } from "./layer-job.js";
@@ -37,11 +42,39 @@ registerHooks({
   },
 });`;
 
+/** The default heap limit of a worker (its old generation, in MiB). */
+export const DEFAULT_WORKER_HEAP_MIB = 1024;
+
+interface RunningJob {
+  /** Called with why the worker stopped. */
+  readonly end: (stopped: WorkerStopped) => void;
+  /** Whether another job ran in its worker while it did. */
+  shared: boolean;
+}
+
 interface Slot {
   readonly worker: Worker;
-  /** The jobs it runs, by their end: called with why the worker stopped. */
-  readonly jobs: Set<(stopped: Error) => void>;
+  /** A worker of one job's own: no other job goes to it, and it stops with its job. */
+  readonly alone: boolean;
+  readonly jobs: Set<RunningJob>;
   idle?: NodeJS.Timeout | undefined;
+}
+
+/** A job's worker stopped before the job ended. */
+export class WorkerStopped extends Error {
+  constructor(
+    message: string,
+    /** Whether another job ran in the worker while this one did (the stop may be its fault). */
+    readonly shared: boolean,
+    /** Whether the worker was stopped by `close`. */
+    readonly closing: boolean,
+    /** Whether the worker reached its heap limit. */
+    readonly outOfMemory: boolean,
+    cause: unknown,
+  ) {
+    super(message, { cause });
+    this.name = "WorkerStopped";
+  }
 }
 
 export interface JobOptions {
@@ -52,23 +85,33 @@ export interface JobOptions {
    * before its source did: the source is closed only once no read is pending.
    */
   readonly stopSource?: (() => void) | undefined;
+  /** Runs the job in a worker of its own, which takes no other job and stops when it ends. */
+  readonly alone?: boolean | undefined;
 }
 
-type Outcome = { readonly sizeBytes: number } | { readonly failure: JobFailure } | { readonly stopped: Error };
+type Outcome = { readonly sizeBytes: number } | { readonly failure: JobFailure } | { readonly stopped: WorkerStopped };
 
 export class LayerWorkers {
   readonly #max: number;
+  readonly #heapMiB: number;
+  /** The shared workers (those of one job's own are not here). */
   readonly #slots = new Set<Slot>();
+  readonly #alone = new Set<Slot>();
   #closed = false;
 
-  /** At most `max` workers. */
-  constructor(max: number) {
+  /** At most `max` shared workers, each with a heap of at most `heapMiB` (default {@link DEFAULT_WORKER_HEAP_MIB}). */
+  constructor(max: number, heapMiB = DEFAULT_WORKER_HEAP_MIB) {
     this.#max = Math.max(1, max);
+    this.#heapMiB = heapMiB;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** Starts a worker if none runs, so that the first job does not wait for one. */
   warm(): void {
-    if (this.#slots.size === 0 && !this.#closed) this.#start();
+    if (this.#slots.size === 0 && !this.#closed) this.#start(false);
   }
 
   /**
@@ -82,7 +125,7 @@ export class LayerWorkers {
     options: JobOptions = {},
   ): Promise<{ sizeBytes: number }> {
     if (this.#closed) throw new Error("the layer store is closed");
-    const slot = this.#slotForJob();
+    const slot = options.alone ? this.#start(true) : this.#slotForJob();
     const { port1: port, port2 } = new MessageChannel();
     let ahead = 0;
     let wakeSender: (() => void) | undefined;
@@ -114,8 +157,9 @@ export class LayerWorkers {
           break;
       }
     });
-    const onStop = (stopped: Error) => settle({ stopped });
-    slot.jobs.add(onStop);
+    const running: RunningJob = { end: (stopped) => settle({ stopped }), shared: slot.jobs.size > 0 };
+    for (const other of slot.jobs) other.shared = true;
+    slot.jobs.add(running);
     slot.worker.postMessage({ job, port: port2 } satisfies JobMessage, [port2]);
     const send = (message: ToWorker, transfer: ArrayBuffer[] = []) => {
       if (outcome === undefined) port.postMessage(message, transfer);
@@ -162,49 +206,50 @@ export class LayerWorkers {
       if ("stopped" in result) throw result.stopped;
       throw errorOf(result.failure, sourceError);
     } finally {
-      slot.jobs.delete(onStop);
-      this.#idleCheck(slot);
+      slot.jobs.delete(running);
+      if (slot.alone) void slot.worker.terminate();
+      else this.#idleCheck(slot);
     }
   }
 
   /** Stops every worker (their jobs fail). */
   close(): void {
     this.#closed = true;
-    for (const slot of this.#slots) void slot.worker.terminate();
+    for (const slot of [...this.#slots, ...this.#alone]) void slot.worker.terminate();
   }
 
   #slotForJob(): Slot {
     let best: Slot | undefined;
     for (const slot of this.#slots) if (best === undefined || slot.jobs.size < best.jobs.size) best = slot;
-    const slot = best === undefined || (best.jobs.size > 0 && this.#slots.size < this.#max) ? this.#start() : best;
+    const slot = best === undefined || (best.jobs.size > 0 && this.#slots.size < this.#max) ? this.#start(false) : best;
     clearTimeout(slot.idle);
     slot.idle = undefined;
     return slot;
   }
 
-  #start(): Slot {
+  #start(alone: boolean): Slot {
     const worker = new Worker(SCRIPT, {
       execArgv: FROM_SOURCES ? ["--import", `data:text/javascript,${encodeURIComponent(SOURCE_HOOK)}`] : [],
       // The unpacker's record of a layer at its limits (1,000,000 entries, 64 MiB of names)
-      // takes ~350 MB of heap: room for that, and a bound on what a worker may hold.
-      resourceLimits: { maxOldGenerationSizeMb: 1024 },
+      // takes ~350 MB of heap: room for that (by default), and a bound on what a worker may hold.
+      resourceLimits: { maxOldGenerationSizeMb: this.#heapMiB },
     });
     worker.unref();
-    const slot: Slot = { worker, jobs: new Set() };
-    this.#slots.add(slot);
+    const slot: Slot = { worker, alone, jobs: new Set() };
+    (alone ? this.#alone : this.#slots).add(slot);
     let why: Error | undefined;
     worker.on("error", (error) => {
       why ??= error;
     });
     worker.on("exit", (code) => {
       this.#slots.delete(slot);
+      this.#alone.delete(slot);
       clearTimeout(slot.idle);
-      const stopped = new Error(`a layer worker stopped (exit code ${code})${why ? `: ${why.message}` : ""}`, {
-        cause: why,
-      });
-      for (const end of slot.jobs) end(stopped);
+      const outOfMemory = (why as NodeJS.ErrnoException | undefined)?.code === "ERR_WORKER_OUT_OF_MEMORY";
+      const message = `a layer worker stopped (exit code ${code})${why ? `: ${why.message}` : ""}`;
+      for (const job of slot.jobs) job.end(new WorkerStopped(message, job.shared, this.#closed, outOfMemory, why));
     });
-    this.#idleCheck(slot);
+    if (!alone) this.#idleCheck(slot);
     return slot;
   }
 

@@ -25,6 +25,7 @@ import { currentBootId, DiskSync } from "./disk-sync.js";
 import { ImageDb, type StoredImage } from "./image-db.js";
 import { LayerStore } from "./layer-store.js";
 import { MAX_IMAGE_ID } from "./layer-unpacker.js";
+import { deadlineSignal } from "./long-timer.js";
 import { hostPlatform } from "./platform.js";
 import { RegistryClient } from "./registry-client.js";
 import { resolveFromRegistry } from "./registry-resolve.js";
@@ -129,6 +130,7 @@ export class OciImageStore implements ImageStore {
 
   /** Opens (or makes) the store in `options.dir`; throws when it cannot be used here. */
   static async open(options: OciImageStoreOptions): Promise<OciImageStore> {
+    checkOptions(options);
     if (process.getuid?.() !== 0) {
       throw new Error("the image store runs as root: it keeps the owners of image files (shifted into its id range)");
     }
@@ -161,13 +163,15 @@ export class OciImageStore implements ImageStore {
     this.#layers = new LayerStore(join(this.#dir, "layers"), this.#tmp, layerIdBase, workers);
     this.#db = new ImageDb(join(this.#dir, "images.db"));
     const db = this.#db;
-    this.#diskSync = new DiskSync(
-      this.#dir,
-      options.diskSyncDelayMs ?? DEFAULT_DISK_SYNC_DELAY_MS,
-      () => db.lastLayerRow(),
-      (mark) => db.markSynced(mark),
-    );
+    this.#diskSync = new DiskSync({
+      dir: this.#dir,
+      delayMs: options.diskSyncDelayMs ?? DEFAULT_DISK_SYNC_DELAY_MS,
+      mark: () => db.layerSeq(),
+      synced: (mark) => db.markSynced(mark),
+    });
     this.#reconcile();
+    // Layers of this boot an earlier run of the store left unsynced (it stopped before its sync).
+    if (db.hasUnsynced()) this.#diskSync.request();
   }
 
   get #tmp(): string {
@@ -225,12 +229,12 @@ export class OciImageStore implements ImageStore {
       if (known !== undefined) return this.#alias(known.id, [], canonical);
     }
     const timeoutMs = this.#options.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+    const deadline = deadlineSignal(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal;
     try {
       return await this.#pull(ref, canonical, { ...options, signal });
     } catch (error) {
-      if (deadline.aborted && !options.signal?.aborted) {
+      if (deadline.signal.aborted && !options.signal?.aborted) {
         throw storeError(
           "timeout",
           `pulling ${canonical} took longer than the ${timeoutMs} ms the image store allows one pull: stopped (pulling again resumes its downloads)`,
@@ -238,6 +242,8 @@ export class OciImageStore implements ImageStore {
         );
       }
       throw error;
+    } finally {
+      deadline.clear();
     }
   }
 
@@ -437,19 +443,24 @@ export class OciImageStore implements ImageStore {
   ): Promise<void> {
     let downloaded = 0;
     let unpacked = 0;
-    // Its own signal too: a layer that failed to unpack ends the read under way at once.
-    const reading = new AbortController();
     const job = {};
     this.#unpacking.set(job, 0);
-    const opened = open(AbortSignal.any([signal, reading.signal]));
-    const counted = countBytes(opened.source, (n) => {
-      downloaded = n;
-      emit({ downloaded, unpacked });
-    });
+    let partialPath: string | undefined;
     try {
       const { sizeBytes } = await this.#layers.add({
         diffId,
-        source: abortable(counted, signal),
+        // Opened again if the layer's job is run again (a download replays what it kept).
+        open: () => {
+          // Its own signal too: a layer that failed to unpack ends the read under way at once.
+          const reading = new AbortController();
+          const opened = open(AbortSignal.any([signal, reading.signal]));
+          partialPath = opened.partialPath;
+          const counted = countBytes(opened.source, (n) => {
+            downloaded = n;
+            emit({ downloaded, unpacked });
+          });
+          return { source: abortable(counted, signal), stop: () => reading.abort() };
+        },
         blob,
         maxBytes,
         what,
@@ -458,12 +469,11 @@ export class OciImageStore implements ImageStore {
           this.#unpacking.set(job, n);
           emit({ downloaded, unpacked });
         },
-        stopSource: () => reading.abort(),
       });
       this.#db.saveLayer(diffId, sizeBytes, this.#bootId);
       this.#diskSync.request();
       this.#unpacking.delete(job);
-      if (opened.partialPath !== undefined) rmSync(opened.partialPath, { force: true });
+      if (partialPath !== undefined) rmSync(partialPath, { force: true });
     } catch (error) {
       const failure = asStoreError(error, `pulling ${what}`);
       // A broken connection or an abort keeps the partial download for a retry to resume;
@@ -471,7 +481,7 @@ export class OciImageStore implements ImageStore {
       const resumable =
         signal.aborted ||
         (failure instanceof ImageStoreError && ["connection", "authentication", "not-found"].includes(failure.kind));
-      if (!resumable && opened.partialPath !== undefined) rmSync(opened.partialPath, { force: true });
+      if (!resumable && partialPath !== undefined) rmSync(partialPath, { force: true });
       throw failure;
     } finally {
       this.#unpacking.delete(job);
@@ -559,6 +569,27 @@ export class OciImageStore implements ImageStore {
   }
 }
 
+/** Refuses options that are not whole numbers in range, each named, before anything is made. */
+function checkOptions(options: OciImageStoreOptions): void {
+  const whole = (name: keyof OciImageStoreOptions, min: number, unit: string) => {
+    const value = options[name];
+    if (value === undefined) return;
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
+      throw new RangeError(
+        `the image store's ${name} must be a whole number of ${unit} (at least ${min}), got ${String(value)}`,
+      );
+    }
+  };
+  whole("pullTimeoutMs", 1, "ms");
+  whole("diskSyncDelayMs", 0, "ms");
+  whole("maxLayerBytes", 1, "bytes");
+  whole("maxImageBytes", 1, "bytes");
+  whole("maxStoreBytes", 0, "bytes");
+  whole("concurrentDownloads", 1, "downloads");
+  whole("layerWorkers", 1, "workers");
+  whole("layerIdBase", 0, "ids");
+}
+
 /**
  * The layer blobs the store lacks must fit the limits as they are stored, too: compressed
  * bytes are bounded only by a blob's size in its manifest, and trailing zeros, empty gzip
@@ -641,8 +672,9 @@ class ProgressTracker {
     this.#report(true);
   }
 
+  /** Never less than before: a layer run again reads its blob from the start. */
   set(index: number, done: number): void {
-    this.#done[index] = Math.min(done, this.#sizes[index] ?? 0);
+    this.#done[index] = Math.max(this.#done[index] ?? 0, Math.min(done, this.#sizes[index] ?? 0));
     this.#report(false);
   }
 

@@ -61,6 +61,22 @@ export async function* chunksOf(bytes: Uint8Array, size = 64 * 1024): AsyncGener
  * turn a non-ASCII name into a UTF-8 PAX path), followed by the end of the archive.
  */
 export function rawTarFile(name: Buffer, content: Buffer): Buffer {
+  const padding = Buffer.alloc((512 - (content.length % 512)) % 512);
+  return Buffer.concat([ustarHeader(name, content.length), content, padding, Buffer.alloc(1024)]);
+}
+
+/**
+ * A tar of `count` empty files in its root, with names of 100 bytes (one ustar header each):
+ * a layer that is small to send but makes the unpacker keep a record of every file.
+ */
+export function manyFilesTar(count: number): Buffer {
+  const headers: Buffer[] = [];
+  for (let i = 0; i < count; i++) headers.push(ustarHeader(Buffer.from(String(i).padStart(100, "f")), 0));
+  return Buffer.concat([...headers, Buffer.alloc(1024)]);
+}
+
+/** A ustar header of a regular file (mode 0644, owned by 0:0) named by `name`'s first 100 bytes. */
+function ustarHeader(name: Buffer, size: number): Buffer {
   const header = Buffer.alloc(512);
   name.copy(header, 0, 0, Math.min(100, name.length));
   const octal = (value: number, offset: number, length: number) =>
@@ -68,7 +84,7 @@ export function rawTarFile(name: Buffer, content: Buffer): Buffer {
   octal(0o644, 100, 8);
   octal(0, 108, 8);
   octal(0, 116, 8);
-  octal(content.length, 124, 12);
+  octal(size, 124, 12);
   octal(1_700_000_000, 136, 12);
   header.write("0", 156, 1, "ascii");
   header.write("ustar\u000000", 257, 8, "ascii");
@@ -76,6 +92,5 @@ export function rawTarFile(name: Buffer, content: Buffer): Buffer {
   let sum = 0;
   for (const byte of header) sum += byte;
   header.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148, 8, "ascii");
-  const padding = Buffer.alloc((512 - (content.length % 512)) % 512);
-  return Buffer.concat([header, content, padding, Buffer.alloc(1024)]);
+  return header;
 }
