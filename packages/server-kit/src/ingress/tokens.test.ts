@@ -35,7 +35,12 @@ describe("ingress tokens", () => {
       token: { sandboxId: "sb-abc", port: 8080, audience: "connect", userMetadata: '{"user":"ada"}' },
     });
     expect(decodeProtectedHeader(issued.token)).toEqual({ alg: "HS256", typ: "JWT" });
-    expect(decodeJwt(issued.token)).toMatchObject({ sub: "sb-abc", aud: "connect", sbx_port: 8080, exp: (T0 + 60_000) / 1000 });
+    expect(decodeJwt(issued.token)).toMatchObject({
+      sub: "sb-abc",
+      aud: "connect",
+      sbx_port: 8080,
+      exp: (T0 + 60_000) / 1000,
+    });
   });
 
   it("a token expires at its exp; a lifetime is rounded up to the second, never down", async () => {

@@ -40,7 +40,7 @@ describe("the token gateway in front of the fake's ports", () => {
           ws.on("message", (data, binary) => ws.send(data, { binary }));
         }),
       );
-      app.emit("connection", Duplex.fromWeb(connection));
+      app.emit("connection", Duplex.fromWeb(connection as Parameters<typeof Duplex.fromWeb>[0]));
     });
     sb = await client.sandboxes.create();
     other = await client.sandboxes.create();
