@@ -88,11 +88,22 @@ export async function authorizeRequest(
     }
     if (source === "bearer") delete headers.authorization;
     if (check.token.audience === "connect" && check.token.userMetadata !== undefined) {
-      headers[VERIFIED_USER_DATA] = check.token.userMetadata;
+      headers[VERIFIED_USER_DATA] = headerJson(check.token.userMetadata);
     }
     return { kind: "forward", url: forwardUrl, headers, token: check.token };
   }
   return { kind: "reject", status: 401, body: `401 Unauthorized: ${reason}\n` };
+}
+
+/**
+ * The metadata as a header value: the same JSON value, on one line and in ASCII (non-ASCII
+ * characters as \u escapes), since a header carries neither line breaks nor, safely, UTF-8.
+ */
+export function headerJson(json: string): string {
+  return JSON.stringify(JSON.parse(json)).replace(
+    /[\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 const single = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);

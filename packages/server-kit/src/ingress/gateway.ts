@@ -64,12 +64,15 @@ export class IngressGateway {
     if (!upstream) return;
     const headers = withoutHopByHop(decision.headers);
     headers.connection = "close";
-    const proxied = httpRequest({
-      method: req.method,
-      path: decision.url,
-      headers,
-      createConnection: () => upstream,
-    });
+    let proxied: ReturnType<typeof httpRequest>;
+    try {
+      proxied = httpRequest({ method: req.method, path: decision.url, headers, createConnection: () => upstream });
+    } catch (error) {
+      // (Node refuses a header it cannot send; the checks above should leave none.)
+      upstream.destroy();
+      this.options.onError?.(error);
+      return answer(res, 502, `502 Bad Gateway: the request cannot be passed on\n`);
+    }
     proxied.on("response", (reply) => {
       const out: HeaderRecord = withoutHopByHop(reply.headers);
       res.writeHead(reply.statusCode ?? 502, reply.statusMessage, out as Record<string, string | string[]>);

@@ -115,6 +115,11 @@ describe("the token gateway in front of the fake's ports", () => {
       await fetch(bare.url, { headers: { authorization: `Bearer ${bare.token}`, "X-Verified-User-Data": "forged" } })
     ).json();
     expect(none.user).toBeNull();
+    // Any JSON, as one ASCII line (a header carries no line breaks nor, safely, UTF-8): the same value.
+    const wide = { name: "Zoë 中文 🚀", lines: "a\nb" };
+    const unicode = await sb.createConnectToken({ port: ECHO, userMetadata: wide });
+    const got = await (await fetch(unicode.url, { headers: { authorization: `Bearer ${unicode.token}` } })).json();
+    expect(JSON.parse(got.user)).toEqual(wide);
     // A token in the cookie leaves the app's own Authorization header alone.
     const own = await (
       await fetch(url, { headers: { cookie: `sbx_${sb.id}_${ECHO}=${token}`, authorization: "Basic YXBwOmFwcA==" } })
