@@ -3,7 +3,7 @@
  * sbx server and the fake once it listens: each sandbox port reached from outside gets a
  * listener on `host` — one open (a tunnel to an exposed port), one behind the token gateway
  * (connect tokens and service URLs share it) — proxying through the target's dialer. Tokens
- * are ingress-tokens.ts's; a sandbox's listeners close and its tokens are revoked when it ends.
+ * are tokens.ts's; a sandbox's listeners close and its tokens are revoked when it ends.
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
