@@ -9,12 +9,15 @@ import { getPriority } from "node:os";
 import { join } from "node:path";
 import { parseImageReference } from "@sbx/proto";
 import { Engine, engineRoutes, READ_MAX_BYTES, type SandboxRuntime } from "@sbx/server-kit";
+import { IngressTokens, ListenerIngress } from "@sbx/server-kit/ingress";
 import { type ConnectionLimits, DEFAULT_MAX_CONNECTIONS, type Listener, listenConnect } from "@sbx/server-kit/listen";
 import { rawRoutes } from "@sbx/server-kit/raw-routes";
 import { bearerMatches, resolveToken } from "./auth.js";
 import { diskReserveCheck } from "./disk-reserve.js";
 import { fileOutputStorage } from "./file-output-storage.js";
 import { DEFAULT_LAYER_ID_BASE, OciImageStore, type OciImageStoreOptions } from "./images/index.js";
+import { loadIngressKey } from "./ingress/ingress-key.js";
+import { sandboxPortDialer } from "./ingress/sandbox-port-dialer.js";
 import { jsonLogger, type Logger } from "./logger.js";
 import { raiseOpenFilesLimit } from "./open-files-limit.js";
 import { createLocalRuntime, type LayerSource } from "./runtime/local/index.js";
@@ -140,8 +143,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const imageStore = images;
   const store = new SqliteStateStore(join(dataDir, "state.db"));
+  const [host, port] = parseListen(options.listen ?? "127.0.0.1:7420");
+  // Sandbox ports are reached through listeners on the server's own host: the token gateway
+  // (tokens signed with the data dir's key) and tunnels, dialing through sandboxPortDialer.
+  const ingress = new ListenerIngress({
+    host,
+    tokens: new IngressTokens(loadIngressKey(dataDir)),
+    dialer: sandboxPortDialer(),
+    onError: (error) =>
+      logger.error("ingress failed", { error: error instanceof Error ? error.message : String(error) }),
+  });
   const engine = new Engine(
-    { runtime, store, outputs: fileOutputStorage(dataDir), images: imageStore },
+    { runtime, store, outputs: fileOutputStorage(dataDir), images: imageStore, ingress },
     {
       logger,
       outputRetentionBytes: outputRetentionMiB === undefined ? undefined : outputRetentionMiB * MIB,
@@ -164,7 +177,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...(openFiles.problem ? { notRaised: openFiles.problem } : {}),
   });
   const authorize = (authorization: string | null | undefined) => bearerMatches(authorization, token);
-  const [host, port] = parseListen(options.listen ?? "127.0.0.1:7420");
   let listener: Listener;
   try {
     listener = await listenConnect(engineRoutes(engine), [], {
@@ -183,6 +195,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
   } catch (error) {
     await engine.shutdown();
+    await ingress.close();
     imageStore.close();
     throw error;
   }
@@ -207,6 +220,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       closing ??= (async () => {
         await listener.close();
         await engine.shutdown();
+        await ingress.close();
         imageStore.close();
         priority?.restore();
         logger.info("sbx server stopped", {});

@@ -28,22 +28,29 @@ if (available) {
       expect((error as UnsupportedError).rpcStatus).toBe("unimplemented");
     });
 
-    it("on a running sandbox: policy changes, tunnels and tokens are UnsupportedError; connect and tunnel too", async () => {
+    it("on a running sandbox: policy changes are UnsupportedError; connect and tunnel too", async () => {
       await using sb = await client.sandboxes.create({ app: "unsupported" });
-      for (const [what, call] of [
-        ["update", () => sb.update({ blockNetwork: true })],
-        ["tunnels", () => sb.tunnels()],
-        ["createConnectToken", () => sb.createConnectToken()],
-        ["service", () => sb.service(3000)],
-      ] as const) {
-        const error = await errorOf(call());
-        expect(error, what).toBeInstanceOf(UnsupportedError);
-        expect((error as UnsupportedError).rpcStatus, what).toBe("unimplemented");
-      }
+      const error = await errorOf(sb.update({ blockNetwork: true }));
+      expect(error).toBeInstanceOf(UnsupportedError);
+      expect((error as UnsupportedError).rpcStatus).toBe("unimplemented");
       // Not built on any target yet: refused by the client itself.
       for (const call of [() => sb.connect(5432), () => sb.tunnel(5432)]) {
         expect(await errorOf(call())).toBeInstanceOf(UnsupportedError);
       }
+    });
+
+    it("tokens are real, their ports not reachable yet: 401 without a token, 502 saying why with one", async () => {
+      await using sb = await client.sandboxes.create({ app: "unsupported" });
+      expect(await sb.tunnels()).toEqual({}); // created without ports
+      const { url, token } = await sb.createConnectToken({ userMetadata: { user: "ada" } });
+      expect((await fetch(url)).status).toBe(401);
+      expect((await fetch(url, { headers: { authorization: "Bearer forged" } })).status).toBe(401);
+      const answer = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+      expect(answer.status).toBe(502);
+      expect(await answer.text()).toMatch(/port 8080 of sandbox .* no network address yet/);
+      const svc = await sb.service(3000, { expiresInMs: 60_000 });
+      expect((await fetch(svc.url)).status).toBe(401);
+      expect((await svc.fetch("/")).status).toBe(502);
     });
   });
 }

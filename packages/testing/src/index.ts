@@ -23,4 +23,4 @@ export type {
   RpcMethodName,
 } from "./fake/faults.js";
 export type { ExecContext, ExecHandler, ExecPattern, ExecResult } from "./fake/handlers.js";
-export type { PortContext, PortHandler } from "./fake/ports.js";
+export type { PortConnection, PortConnectionHandler, PortContext, PortHandler } from "./fake/ports.js";

@@ -15,7 +15,7 @@ import { FakeRuntime } from "./fake-runtime.js";
 import { type CutStreamsOptions, type FailNextOptions, type FaultMethod, Faults, type RecordedCall } from "./faults.js";
 import { type ExecHandler, type ExecPattern, HandlerRegistry } from "./handlers.js";
 import { KeepAlive } from "./keep-alive.js";
-import { type PortHandler, PortRegistry } from "./ports.js";
+import { type PortConnectionHandler, type PortHandler, PortRegistry } from "./ports.js";
 
 export interface FakeServerOptions {
   /** Delay every call by this long (streams: before the first message). */
@@ -55,6 +55,13 @@ export interface FakeServer {
    */
   onPort(port: number, handler: PortHandler | undefined): void;
   /**
+   * Scripts what takes raw connections to `port` inside every sandbox: each connection
+   * through a tunnel or the token gateway is handed to `handler` as a pair of web byte
+   * streams (for WebSockets or any other protocol); it replaces an `onPort` handler of that
+   * port (latest registration wins; `handler: undefined` stops it listening).
+   */
+  onPortConnection(port: number, handler: PortConnectionHandler | undefined): void;
+  /**
    * The next `times` calls of `method` fail with `code`. `method` is an RPC name ("StartProcess"
    * or "startProcess") or a short alias ("exec"). With `{ imageError }` instead of a code, the
    * next pulls ("pullImage": by PullImage or by a create that pulls) or imports ("importImage")
@@ -81,7 +88,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
   const faults = new Faults(options.token);
   const images = new FakeImageStore(faults);
   const ports = new PortRegistry();
-  const ingress = new FakeIngress(ports);
+  const ingress = new FakeIngress();
   const runtime = new FakeRuntime({ handlers, defaultHandlers: options.defaultHandlers ?? true, images, ports });
   const engine = new Engine(
     { runtime, store: memoryStateStore(), outputs: memoryOutputStorage(), images, ingress },
@@ -101,6 +108,8 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     images,
     onExec: (pattern, handler) => handlers.add(pattern, handler),
     onPort: (port, handler) => (handler === undefined ? ports.remove(port) : ports.add(port, handler)),
+    onPortConnection: (port, handler) =>
+      handler === undefined ? ports.remove(port) : ports.addConnection(port, handler),
     failNext: (method, failure) => faults.failNext(method, failure),
     cutStreams: (cut) => faults.cutStreams(cut),
     clearFaults: () => faults.clear(),
@@ -110,11 +119,13 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     },
     async listen(listenOptions) {
       // Loaded on demand so the in-process fake stays free of node: imports (browser-safe).
-      const [{ listenConnect }, { rawRoutes }, { FakePortListeners }] = await Promise.all([
-        import("@sbx/server-kit/listen"),
-        import("@sbx/server-kit/raw-routes"),
-        import("./fake-port-listeners.js"),
-      ]);
+      const [{ listenConnect }, { rawRoutes }, { IngressTokens, ListenerIngress, randomTokenKey }, { FakePortDialer }] =
+        await Promise.all([
+          import("@sbx/server-kit/listen"),
+          import("@sbx/server-kit/raw-routes"),
+          import("@sbx/server-kit/ingress"),
+          import("./fake-port-dialer.js"),
+        ]);
       const token = options.token;
       const authorize = (header: string | null | undefined) => token === undefined || header === `Bearer ${token}`;
       const listener = await listenConnect(routes, interceptors, {
@@ -122,9 +133,17 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
         plainRoutes: [...(listenOptions?.plainRoutes ?? []), ...rawRoutes(engine, authorize, faults.rawCall)],
       });
       listeners.push(listener);
-      // Sandbox ports are served on the same host (the first listen's, if several).
-      if (!ingress.serve)
-        listeners.push(new FakePortListeners(ingress, new URL(listener.url).hostname.replace(/^\[|\]$/g, "")));
+      // Sandbox ports are served on the same host (the first listen's, if several), with the
+      // server's own gateway and tokens (a key of this fake's alone, in memory).
+      if (!ingress.attached) {
+        const portIngress = new ListenerIngress({
+          host: new URL(listener.url).hostname.replace(/^\[|\]$/g, ""),
+          tokens: new IngressTokens(randomTokenKey()),
+          dialer: new FakePortDialer(ports),
+        });
+        ingress.attach(portIngress);
+        listeners.push(portIngress);
+      }
       return listener;
     },
     async close() {

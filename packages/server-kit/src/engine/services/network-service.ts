@@ -5,14 +5,14 @@
  */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { MAX_LONG_POLL_MS, type NetworkService, portProblem } from "@sbx/proto";
+import { MAX_USER_METADATA_BYTES } from "../../ingress/limits.js";
 import { invalid } from "../../validation.js";
 import type { Engine } from "../engine.js";
 import type { EngineSandbox } from "../engine-sandbox.js";
 import type { SandboxIngress } from "../ingress.js";
 import { sandboxOf } from "./lookup.js";
 
-/** Most bytes of user metadata a connect token carries (it travels in a header). */
-export const MAX_USER_METADATA_BYTES = 4096;
+export { MAX_USER_METADATA_BYTES };
 /** A service token's lifetime: 10 minutes unless asked, 1 s to 24 h. */
 export const DEFAULT_SERVICE_TOKEN_MS = 600_000;
 export const MIN_SERVICE_TOKEN_MS = 1_000;

@@ -130,7 +130,62 @@ export function networkCases(t: TestApi, h: Harness): void {
     );
   });
 
+  if (h.target.endpoint) gatewayCases(t, h);
   if (fake && h.target.endpoint) portCases(t, h, fake);
+}
+
+/**
+ * The token gateway as every target that serves HTTP has it (the same code on each): what it
+ * refuses, and that a valid token gets through it to a port nothing listens on (502).
+ */
+function gatewayCases(t: TestApi, h: Harness): void {
+  const silentPort = 18_099; // nothing listens here on any target
+  t.describe("network: the token gateway", () => {
+    t.it(
+      "connect tokens: none, a forged or another sandbox's → 401; a valid one reaches the port (nothing there: 502)",
+      async () => {
+        const sb = await h.sandbox();
+        const other = await h.sandbox();
+        const { url, token } = await sb.createConnectToken({ port: silentPort, userMetadata: { user: "ada" } });
+        const elsewhere = await other.createConnectToken({ port: silentPort });
+        const status = async (headers: Record<string, string>) => (await fetch(url, { headers })).status;
+        equal(await status({}), 401);
+        equal(await status({ authorization: "Bearer not-a-token" }), 401);
+        equal(await status({ authorization: `Bearer ${token.slice(0, -3)}abc` }), 401);
+        equal(await status({ authorization: `Bearer ${elsewhere.token}` }), 401);
+        equal(await status({ cookie: `sbx_${sb.id}_${silentPort}=${elsewhere.token}` }), 401);
+        equal(await status({ authorization: `Bearer ${token}` }), 502);
+        equal(await status({ cookie: `sbx_${sb.id}_${silentPort}=${token}` }), 502);
+        // A query token on a GET is traded for a cookie, without reaching the port.
+        const redirect = await fetch(`${url}/p?sbx_token=${token}`, { redirect: "manual" });
+        equal(redirect.status, 302);
+        equal(redirect.headers.get("location"), "/p");
+        match(redirect.headers.get("set-cookie") ?? "", /; Path=\/; HttpOnly; SameSite=Lax$/);
+        // Tokens die with their sandbox.
+        await sb.terminate({ wait: true });
+        const after = await fetch(url, { headers: { authorization: `Bearer ${token}` } }).then(
+          (r) => r.status,
+          () => "closed",
+        );
+        ok(after === 401 || after === "closed", `a dead sandbox's token opened its port: ${after}`);
+      },
+      T,
+    );
+
+    t.it(
+      "service URLs: the URL needs the token; fetch carries one",
+      async () => {
+        const sb = await h.sandbox();
+        const svc = await sb.service(silentPort, { expiresInMs: 60_000 });
+        equal((await fetch(svc.url)).status, 401);
+        equal((await svc.fetch("/")).status, 502);
+        const other = await h.sandbox();
+        const elsewhere = await other.service(silentPort, { expiresInMs: 60_000 });
+        equal((await fetch(svc.url, { headers: { authorization: `Bearer ${await elsewhere.token()}` } })).status, 401);
+      },
+      T,
+    );
+  });
 }
 
 /** Tunnels, tokens and TCP probes through the fake's scripted ports (`fake.onPort`), over real listeners. */

@@ -1,0 +1,172 @@
+/**
+ * The gateway in front of sandbox ports (Node): node:http handlers that check a request
+ * (gateway-auth.ts: tokens, cookies, the verified user header) and proxy it to the port
+ * through a dialer — the seam to how bytes reach a sandbox's port: the fake's port registry,
+ * or the server's connection to the sandbox's address. HTTP/1.1 requests are proxied one
+ * upstream connection each (the client's own connection to the gateway stays alive between
+ * requests); an upgrade (WebSocket) is passed on as it is and then piped both ways, so the
+ * app's 101 and everything after it reach the client untouched.
+ */
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import { authorizeRequest, type GatewayTarget, type HeaderRecord } from "./gateway-auth.js";
+import type { IngressTokens } from "./tokens.js";
+
+/** How the gateway reaches a sandbox's port: a byte stream connected to it. */
+export interface IngressDialer {
+  /** A connection to `port` of `sandboxId`; IngressDialError when it cannot be had. */
+  dial(sandboxId: string, port: number): Promise<Duplex>;
+}
+
+/**
+ * Why a port cannot be reached: nothing listens there ("refused"), or the target has no way
+ * to reach sandbox ports yet ("unsupported"). Either is a 502 with the message.
+ */
+export class IngressDialError extends Error {
+  constructor(
+    message: string,
+    readonly reason: "refused" | "unsupported",
+  ) {
+    super(message);
+    this.name = "IngressDialError";
+  }
+}
+
+export interface GatewayOptions {
+  readonly dialer: IngressDialer;
+  /** Told of a failure that is not the app's nor the client's (a dialer bug). */
+  readonly onError?: (error: unknown) => void;
+}
+
+/** Where a listener sends its requests: a port of a sandbox, behind tokens or open (a tunnel). */
+export interface GatewayRoute extends GatewayTarget {
+  /** undefined: an open tunnel, no token asked for. */
+  readonly tokens: IngressTokens | undefined;
+}
+
+/** Headers that belong to one connection, not to the request (RFC 9110 §7.6.1). */
+const HOP_BY_HOP = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+
+export class IngressGateway {
+  constructor(readonly options: GatewayOptions) {}
+
+  /** One HTTP request (node:http's "request" event). */
+  async request(route: GatewayRoute, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const decision = await authorizeRequest(headOf(req), route, route.tokens);
+    if (decision.kind === "reject") return answer(res, decision.status, decision.body);
+    if (decision.kind === "redirect") {
+      res.writeHead(302, { location: decision.location, "set-cookie": decision.setCookie, "content-length": "0" });
+      res.end();
+      req.resume();
+      return;
+    }
+    const upstream = await this.#dial(route, res);
+    if (!upstream) return;
+    const headers = withoutHopByHop(decision.headers);
+    headers.connection = "close";
+    let proxied: ReturnType<typeof httpRequest>;
+    try {
+      proxied = httpRequest({ method: req.method, path: decision.url, headers, createConnection: () => upstream });
+    } catch (error) {
+      // (Node refuses a header it cannot send; the checks above should leave none.)
+      upstream.destroy();
+      this.options.onError?.(error);
+      return answer(res, 502, `502 Bad Gateway: the request cannot be passed on\n`);
+    }
+    proxied.on("response", (reply) => {
+      const out: HeaderRecord = withoutHopByHop(reply.headers);
+      res.writeHead(reply.statusCode ?? 502, reply.statusMessage, out as Record<string, string | string[]>);
+      reply.pipe(res);
+      reply.on("error", () => res.destroy());
+    });
+    proxied.on("error", (error) => {
+      if (!res.headersSent)
+        answer(res, 502, `502 Bad Gateway: port ${route.port} of sandbox ${route.sandboxId}: ${error.message}\n`);
+      else res.destroy();
+    });
+    res.on("close", () => {
+      if (!res.writableFinished) proxied.destroy();
+      upstream.destroy();
+    });
+    req.pipe(proxied);
+  }
+
+  /** An upgrade request (node:http's "upgrade" event): checked, passed on, then piped both ways. */
+  async upgrade(route: GatewayRoute, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on("error", () => socket.destroy());
+    const decision = await authorizeRequest({ ...headOf(req), upgrade: true }, route, route.tokens);
+    if (decision.kind !== "forward") {
+      const body = decision.kind === "reject" ? decision.body : "401 Unauthorized\n"; // (no redirect on an upgrade)
+      socket.end(
+        `HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+      return;
+    }
+    let upstream: Duplex;
+    try {
+      upstream = await this.options.dialer.dial(route.sandboxId, route.port);
+    } catch (error) {
+      const body = `${dialFailure(error, route, this.options.onError)}\n`;
+      socket.end(
+        `HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+      return;
+    }
+    const lines = [`${req.method} ${decision.url} HTTP/1.1`];
+    for (const [name, value] of Object.entries(decision.headers)) {
+      if (value === undefined || /[\r\n]/.test(String(value))) continue;
+      for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
+    }
+    upstream.on("error", () => socket.destroy());
+    socket.on("close", () => upstream.destroy());
+    upstream.on("close", () => socket.destroy());
+    upstream.write(`${lines.join("\r\n")}\r\n\r\n`);
+    if (head.length > 0) upstream.write(head);
+    upstream.pipe(socket);
+    socket.pipe(upstream);
+  }
+
+  async #dial(route: GatewayRoute, res: ServerResponse): Promise<Duplex | undefined> {
+    try {
+      return await this.options.dialer.dial(route.sandboxId, route.port);
+    } catch (error) {
+      answer(res, 502, `502 Bad Gateway: ${dialFailure(error, route, this.options.onError)}\n`);
+      return undefined;
+    }
+  }
+}
+
+function dialFailure(error: unknown, route: GatewayRoute, onError: ((error: unknown) => void) | undefined): string {
+  if (error instanceof IngressDialError) return error.message;
+  onError?.(error);
+  return `port ${route.port} of sandbox ${route.sandboxId} cannot be reached`;
+}
+
+function headOf(req: IncomingMessage) {
+  return {
+    method: req.method ?? "GET",
+    url: req.url ?? "/",
+    headers: req.headers as HeaderRecord,
+    secure: Boolean((req.socket as { encrypted?: boolean }).encrypted),
+  };
+}
+
+function withoutHopByHop(headers: HeaderRecord): HeaderRecord {
+  const named = new Set(HOP_BY_HOP);
+  const connection = headers.connection;
+  for (const line of Array.isArray(connection) ? connection : connection ? [connection] : []) {
+    for (const name of line.split(",")) named.add(name.trim().toLowerCase());
+  }
+  const out: HeaderRecord = {};
+  for (const [name, value] of Object.entries(headers)) if (!named.has(name) && value !== undefined) out[name] = value;
+  return out;
+}
+
+function answer(res: ServerResponse, status: number, body: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+}

@@ -1,0 +1,36 @@
+/**
+ * @sbx/server-kit/ingress (Node): how clients outside reach sandbox ports — ingress tokens
+ * (browser-safe, tokens.ts), the gateway's checks (browser-safe, gateway-auth.ts), the
+ * node:http gateway and its dialer seam (gateway.ts), and the engine's ingress seam over
+ * real listeners (listener-ingress.ts), shared by the sbx server and the fake.
+ */
+
+export {
+  type GatewayOptions,
+  type GatewayRoute,
+  IngressDialError,
+  type IngressDialer,
+  IngressGateway,
+} from "./gateway.js";
+export {
+  authorizeRequest,
+  type GatewayDecision,
+  type GatewayRequestHead,
+  type GatewayTarget,
+  TOKEN_PARAM,
+  tokenCookieName,
+  VERIFIED_USER_DATA,
+} from "./gateway-auth.js";
+export { MAX_USER_METADATA_BYTES } from "./limits.js";
+export { ListenerIngress, type ListenerIngressOptions } from "./listener-ingress.js";
+export {
+  IngressTokens,
+  type IssuedToken,
+  randomTokenKey,
+  TOKEN_KEY_BYTES,
+  type TokenAudience,
+  type TokenCheck,
+  type TokenGrant,
+  type TokensOptions,
+  type VerifiedToken,
+} from "./tokens.js";
