@@ -16,7 +16,7 @@ import { fileOutputStorage } from "./file-output-storage.js";
 import { DEFAULT_LAYER_ID_BASE, OciImageStore, type OciImageStoreOptions } from "./images/index.js";
 import { jsonLogger, type Logger } from "./logger.js";
 import { raiseOpenFilesLimit } from "./open-files-limit.js";
-import { createLocalRuntime, type LayerSource } from "./runtime/local/index.js";
+import { createLocalRuntime, type LayerSource, type SandboxNetworkOptions } from "./runtime/local/index.js";
 import { SqliteStateStore } from "./state/sqlite-store.js";
 
 export interface ServerOptions {
@@ -55,6 +55,11 @@ export interface ServerOptions {
   readonly imageStoreMaxMiB?: number;
   /** How long one image pull may take, in ms (default 1 hour): past it, DEADLINE_EXCEEDED (TimeoutError). */
   readonly imagePullTimeoutMs?: number;
+  /**
+   * Sandboxes' network (the local runtime's): their address range, denied ranges, egress
+   * ceiling, tracked-connection limit, DNS upstreams. Default: see SandboxNetworkOptions.
+   */
+  readonly network?: SandboxNetworkOptions;
 }
 
 export interface RunningServer {
@@ -104,7 +109,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     layerToken: (diffId) => images?.layerToken(diffId),
   };
-  const runtime = options.runtime ?? createLocalRuntime({ dataDir, layers });
+  const runtime =
+    options.runtime ??
+    createLocalRuntime({
+      dataDir,
+      layers,
+      network: options.network,
+      log: (message, fields) => logger.info(message, fields),
+    });
   const problems = await runtime.checkPrerequisites();
   if (problems.length > 0) {
     await runtime.close(); // (lets go of what the check claimed: its range of host ids)

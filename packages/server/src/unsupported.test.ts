@@ -19,7 +19,6 @@ if (available) {
 
     it.each([
       ["ports", { ports: [8080] }],
-      ["cidrAllowlist", { cidrAllowlist: ["10.0.0.0/8"] }],
       ["a TCP readinessProbe", { readinessProbe: Probe.tcp(8080) }],
     ])("%s is an UnsupportedError with code unsupported", async (_, options) => {
       const error = await errorOf(client.sandboxes.create({ app: "unsupported", ...options }));
@@ -28,10 +27,9 @@ if (available) {
       expect((error as UnsupportedError).rpcStatus).toBe("unimplemented");
     });
 
-    it("on a running sandbox: policy changes, tunnels and tokens are UnsupportedError; connect and tunnel too", async () => {
+    it("on a running sandbox: tunnels and tokens are UnsupportedError; connect and tunnel too", async () => {
       await using sb = await client.sandboxes.create({ app: "unsupported" });
       for (const [what, call] of [
-        ["update", () => sb.update({ blockNetwork: true })],
         ["tunnels", () => sb.tunnels()],
         ["createConnectToken", () => sb.createConnectToken()],
         ["service", () => sb.service(3000)],

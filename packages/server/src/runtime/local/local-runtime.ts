@@ -40,6 +40,8 @@ import { type DefaultImage, ensureDefaultImage } from "./image.js";
 import { ImageUsers } from "./image-users.js";
 import { ImageWarmPools } from "./image-warm-pools.js";
 import { LocalSandbox } from "./local-sandbox.js";
+import { HostNetwork } from "./network/host-network.js";
+import { networkPlan, type SandboxNetworkOptions } from "./network/network-options.js";
 import { localRuntimeProblems } from "./prerequisites.js";
 import { type DiskSource, ensureDiskTemplate, removeSandboxDisk } from "./sandbox-disk.js";
 import {
@@ -56,6 +58,7 @@ import { seccompProgram } from "./seccomp.js";
 import {
   busyIdBlocks,
   DEFAULT_LAYER_ID_BASE,
+  DEFAULT_SANDBOX_BLOCKS,
   defaultRangeSlot,
   ID_BLOCK,
   IdBlockAllocator,
@@ -100,6 +103,10 @@ export interface LocalRuntimeOptions {
    * (the agent is stopped, or swamped). Default 60 s.
    */
   readonly agentCallTimeoutMs?: number;
+  /** Sandboxes' network: their range, what they may not reach, DNS (see network-options.ts). */
+  readonly network?: SandboxNetworkOptions;
+  /** Hears what the operator should know (e.g. that IPv4 forwarding was turned on). */
+  readonly log?: (message: string, fields?: Record<string, unknown>) => void;
 }
 
 export function createLocalRuntime(options: LocalRuntimeOptions): SandboxRuntime {
@@ -136,9 +143,12 @@ class LocalRuntime implements SandboxRuntime {
   readonly #launching = new Set<Promise<unknown>>();
   #seccompFile: Promise<string> | undefined;
   #agentFile: Promise<string> | undefined;
+  /** Sandboxes' network on this host, made once the range of ids is claimed, until close. */
+  #network: Promise<HostNetwork> | undefined;
 
   constructor(options: LocalRuntimeOptions) {
     this.#options = options;
+    networkPlan(options.network ?? {}, 0); // (bad settings fail here, before anything is made)
     this.#dir = join(options.dataDir, "runtime");
     // Cgroup names carry a tag of the data dir, so two servers on one machine never touch
     // each other's sandboxes (cleanup after a crash removes only this data dir's cgroups).
@@ -175,8 +185,35 @@ class LocalRuntime implements SandboxRuntime {
     });
   }
 
-  checkPrerequisites(): Promise<string[]> {
-    return localRuntimeProblems(this.#dir, this.#layerIdBase, () => this.#claimedRange());
+  async checkPrerequisites(): Promise<string[]> {
+    const problems = await localRuntimeProblems(this.#dir, this.#layerIdBase, () => this.#claimedRange());
+    if (problems.length > 0) return problems;
+    try {
+      await this.#hostNetwork();
+    } catch (error) {
+      return [`sandboxes' network cannot be set up: ${(error as Error).message}`];
+    }
+    return [];
+  }
+
+  /**
+   * Sandboxes' network: made once (the range of ids claimed first: the default range of
+   * addresses is the range slot's, unique on this host), kept until close.
+   */
+  async #hostNetwork(): Promise<HostNetwork> {
+    if (this.#closed) throw new Error("the runtime is closed");
+    this.#network ??= forgetOnFailure(
+      this.#claimedRange().then((range) => {
+        const slot = Math.floor(Math.max(0, range.start - 2 ** 31) / (DEFAULT_SANDBOX_BLOCKS * ID_BLOCK));
+        return HostNetwork.start(this.#instance, networkPlan(this.#options.network ?? {}, slot), {
+          info: (message, fields) => this.#options.log?.(message, fields),
+        });
+      }),
+      () => {
+        this.#network = undefined;
+      },
+    );
+    return this.#network;
   }
 
   /** Its range of host ids: claimed host-wide the first time (see id-range-claim.ts), held until close. */
@@ -208,11 +245,10 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   /**
-   * Sandboxes have no network yet but loopback, whatever their policy (an open one included:
-   * the per-sandbox network is being built), so what needs packets is refused.
+   * Outbound policies are all in force (network/host-network.ts); nothing reaches into a
+   * sandbox yet, so what needs that is refused.
    */
   networkProblem(network: RuntimeNetworkSpec): string | undefined {
-    if (network.cidrAllowlist.length > 0) return "cidr_allowlist is not supported by this server yet";
     if (network.ports.length > 0) return "exposed ports are not supported by this server yet";
     if (network.probePort !== undefined) return "TCP readiness probes are not supported by this server yet";
     return undefined;
@@ -338,7 +374,12 @@ class LocalRuntime implements SandboxRuntime {
     // An image's layers as they are now: a warm sandbox is handed out only while they are unchanged
     // (none when a layer is missing now: never handed out).
     const stamp = spec.image && this.#options.layers ? layerStamp(spec.image, this.#options.layers) : undefined;
-    const [seccomp, agent, root] = await Promise.all([this.#seccompFile, this.#agentFile, this.#rootOf(spec, images)]);
+    const [seccomp, agent, root, network] = await Promise.all([
+      this.#seccompFile,
+      this.#agentFile,
+      this.#rootOf(spec, images),
+      this.#hostNetwork(),
+    ]);
     const diskMiB = this.#diskOf(spec);
     let diskSource: DiskSource = { contents: root.diskContents };
     if (diskMiB === this.#defaultDiskMiB) {
@@ -373,6 +414,7 @@ class LocalRuntime implements SandboxRuntime {
       memoryMiB: limits.memoryLimitMiB,
       pidsLimit: limits.pidsLimit,
       agentCallTimeoutMs: this.#options.agentCallTimeoutMs ?? 60_000,
+      network,
       onDestroyed: (gone) => {
         if (this.#sandboxes.get(gone.id) === gone) this.#sandboxes.delete(gone.id);
       },
@@ -463,6 +505,10 @@ class LocalRuntime implements SandboxRuntime {
     const all = [...this.#sandboxes.values(), ...warm];
     await Promise.all(all.map((s) => s.destroy()));
     this.#sandboxes.clear();
+    // Its table, anchor and DNS go once no sandbox has a link.
+    const network = this.#network;
+    this.#network = undefined;
+    await (await network?.catch(() => undefined))?.close();
     // Its ids go back to the host once nothing of its sandboxes runs.
     const claim = this.#claim;
     this.#claim = undefined;
