@@ -236,7 +236,7 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       expect(out).toContain("inet-sock-packet-nonblock EAFNOSUPPORT");
       for (const name of ["unix", "inet", "inet6", "unix-pair", "netlink-route"])
         expect(out).toContain(`${name} created`);
-      expect(out).toContain("interfaces ['lo']");
+      expect(out).toContain("interfaces ['eth0', 'lo']");
     });
 
     it("cannot reach a cgroup release_agent", async () => {
@@ -277,7 +277,10 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       await using sb = await client.sandboxes.create();
       await using neighbour = await client.sandboxes.create();
       // Unlinked once the agent holds them: nothing in the sandbox can open them.
-      expect((await run(sb, ["ls", "-A", "/.sbx"])).out.split("\n").filter(Boolean).sort()).toEqual(["agent"]);
+      expect((await run(sb, ["ls", "-A", "/.sbx"])).out.split("\n").filter(Boolean).sort()).toEqual([
+        "agent",
+        "resolv.conf",
+      ]);
       // Were they reachable (sandboxed code runs as the agent's user), this is what it could write.
       const script = [
         'printf \'not json{\\n[]\\nnull\\n{"id":"w1","watch":{"events":[{"type":"x"}]}}\\n\' > /.sbx/events',
@@ -351,7 +354,7 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
         "-c",
         "readlink /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2; ls -A /.sbx",
       ]);
-      expect(out).toMatch(/^pipe:\[\d+\]\npipe:\[\d+\]\npipe:\[\d+\]\nagent\n$/);
+      expect(out).toMatch(/^pipe:\[\d+\]\npipe:\[\d+\]\npipe:\[\d+\]\nagent\nresolv\.conf\n$/);
       for (let i = 0; i < 8; i++) {
         const later = await sb.exec(["sh", "-c", `echo out-${i}; echo err-${i} >&2; head -c 5`]);
         await later.stdin.write("input");
