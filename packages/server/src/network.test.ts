@@ -149,7 +149,7 @@ const hostLinks = () => JSON.parse(sh("ip -j link show")) as { ifname: string; i
 
 if (available) {
   describe("sandboxes' outbound network (real server)", () => {
-    const options: Partial<ServerOptions> = {};
+    const options: { -readonly [K in keyof ServerOptions]?: ServerOptions[K] } = {};
     let resolver: Socket;
     let hosts: ReturnType<typeof spawn>;
     beforeAll(async () => {

@@ -25,13 +25,12 @@ import { createHash } from "node:crypto";
 import { chmod, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import {
-  BLOCKED_NETWORK,
-  type ImageRecord,
-  type RuntimeNetworkSpec,
-  type RuntimeSandbox,
-  type RuntimeSandboxSpec,
-  type SandboxRuntime,
+import type {
+  ImageRecord,
+  RuntimeNetworkSpec,
+  RuntimeSandbox,
+  RuntimeSandboxSpec,
+  SandboxRuntime,
 } from "@sbx/server-kit";
 import { installAgent } from "./agent-binary.js";
 import { cleanupCgroups, detectCgroupVersion } from "./cgroups.js";
@@ -67,6 +66,17 @@ import {
 import { WarmPool } from "./warm-pool.js";
 
 const run = promisify(execFile);
+
+/**
+ * A warm sandbox's policy while it waits: open, as most creates ask (its agent, the server's,
+ * is all that runs there: nothing of a user's can use it), so a create with the network on
+ * finds it in force; one asking for another policy has it applied at handout.
+ */
+const WARM_NETWORK: RuntimeNetworkSpec = Object.freeze({
+  blockNetwork: false,
+  cidrAllowlist: Object.freeze([]) as readonly string[],
+  ports: Object.freeze([]) as readonly number[],
+});
 
 export interface LocalRuntimeOptions {
   /** Where images, per-sandbox layers and control files live. */
@@ -163,7 +173,7 @@ class LocalRuntime implements SandboxRuntime {
       });
     this.#warm = new WarmPool({
       size: options.warmPoolSize ?? 2,
-      start: (id) => warmStart({ id, env: {}, network: BLOCKED_NETWORK }),
+      start: (id) => warmStart({ id, env: {}, network: WARM_NETWORK }),
     });
     this.#imagePools = new ImageWarmPools({
       size: options.warmPoolSize ?? 2,
@@ -175,7 +185,7 @@ class LocalRuntime implements SandboxRuntime {
           user,
           env: {},
           workdir: image.config.workingDir || undefined,
-          network: BLOCKED_NETWORK,
+          network: WARM_NETWORK,
         }),
       intact: (sandbox) => {
         const started = this.#layerStamps.get(sandbox);

@@ -184,11 +184,15 @@ export class HostNetwork {
     return link;
   }
 
-  /** @internal: a link's policy changed (one transaction), then its flows no longer allowed cut. */
-  async changePolicy(link: SandboxLink, from: NftPolicy, to: NftPolicy): Promise<void> {
+  /**
+   * @internal: a link's policy changed (one transaction: from then on every packet it no
+   * longer allows is refused, established flows' too); answers the cleanup of its tracked flows
+   * that are no longer allowed (so they end at once on both sides rather than time out).
+   */
+  async changePolicy(link: SandboxLink, from: NftPolicy, to: NftPolicy): Promise<{ cleanup: Promise<void> }> {
     await run("nft", ["-f", "-"], changePolicyCommands(this.#table, link.address, from, to).join("\n"));
     if (to.blocked) this.#dns?.dropSource(link.address);
-    await cutFlows(link.address, to);
+    return { cleanup: cutFlows(link.address, to) };
   }
 
   /** @internal: removes a link and everything of it (its elements, flows, address). */
@@ -220,8 +224,9 @@ export class HostNetwork {
 export class SandboxLink {
   #policy: NftPolicy = BLOCKED;
   #detached: Promise<void> | undefined;
-  /** Policy changes run one at a time. */
+  /** Policy changes run one at a time (each after the last one's cleanup). */
   #changing: Promise<void> = Promise.resolve();
+  #cleanup: Promise<void> = Promise.resolve();
 
   constructor(
     readonly host: HostNetwork,
@@ -240,11 +245,15 @@ export class SandboxLink {
       const to = nftPolicyOf(policy);
       const from = this.#policy;
       if (samePolicy(from, to)) return;
-      await this.host.changePolicy(this, from, to);
+      const { cleanup } = await this.host.changePolicy(this, from, to);
       this.#policy = to;
+      // In force already; the flows' cleanup goes on meanwhile (a later change, or the
+      // link's removal, waits for it).
+      this.#cleanup = cleanup;
     };
     const next = this.#changing.then(step, step);
-    this.#changing = next.catch(() => {});
+    const settled = () => this.#cleanup.catch(() => {});
+    this.#changing = next.then(settled, settled);
     return next;
   }
 
