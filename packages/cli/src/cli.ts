@@ -10,6 +10,8 @@ const USAGE = `Usage:
              [--output-retention-mib 64] [--disk-reserve-mib MIB]
              [--insecure-registry HOST:PORT ...]
              [--image-store-max-mib MIB] [--image-pull-timeout-s 3600] [--nice -10]
+             [--net-cidr CIDR] [--net-deny none|CIDR,...] [--net-allow CIDR,...]
+             [--net-max-connections 4096] [--dns-upstream ADDRESS[:PORT],...]
   sbx --help | --version
 
 sbx server runs sandboxes on this machine (Linux, as root) and serves the sbx API
@@ -27,7 +29,14 @@ registries always are, others need HTTPS. Images are kept in DATA-DIR/images.
 --image-pull-timeout-s: how long one image pull may take (default 3600).
 --nice: the CPU priority the server raises itself to (-20 to 19, default -10), so busy
 sandboxes cannot starve the calls of quiet ones; sandboxes keep the priority the server
-started with. A value no higher than the priority it has leaves it alone.`;
+started with. A value no higher than the priority it has leaves it alone.
+Sandboxes have outbound IPv4 (masqueraded; DNS through the server) unless created with
+blockNetwork; never to this host, other sandboxes, loopback, link-local/metadata or multicast.
+--net-cidr: the sandboxes' addresses (a /32 each; default a /21 of 10.213.0.0/16).
+--net-deny: ranges no sandbox may reach (default the private ranges 10/8, 172.16/12,
+192.168/16, 100.64/10; "none" lifts them). --net-allow: when set, sandboxes reach only these.
+--net-max-connections: connections one sandbox may have tracked at once.
+--dns-upstream: resolvers sandboxes' DNS is forwarded to (default: /etc/resolv.conf's).`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -53,6 +62,11 @@ export async function main(argv: string[]): Promise<number> {
     "image-store-max-mib"?: string;
     "image-pull-timeout-s"?: string;
     nice?: string;
+    "net-cidr"?: string;
+    "net-deny"?: string[];
+    "net-allow"?: string[];
+    "net-max-connections"?: string;
+    "dns-upstream"?: string[];
     help?: boolean;
   };
   try {
@@ -68,6 +82,11 @@ export async function main(argv: string[]): Promise<number> {
         "image-store-max-mib": { type: "string" },
         "image-pull-timeout-s": { type: "string" },
         nice: { type: "string" },
+        "net-cidr": { type: "string" },
+        "net-deny": { type: "string", multiple: true },
+        "net-allow": { type: "string", multiple: true },
+        "net-max-connections": { type: "string" },
+        "dns-upstream": { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -117,6 +136,22 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
   }
+  const list = (flag: string[] | undefined) => flag?.flatMap((v) => v.split(",")).filter((v) => v !== "");
+  const deny = list(values["net-deny"]);
+  const maxConnections = values["net-max-connections"];
+  if (maxConnections !== undefined && !/^[1-9]\d*$/.test(maxConnections)) {
+    console.error(
+      `sbx server: --net-max-connections must be a whole number, got ${JSON.stringify(maxConnections)}\n\n${USAGE}`,
+    );
+    return 2;
+  }
+  const network = {
+    ...(values["net-cidr"] ? { cidr: values["net-cidr"] } : {}),
+    ...(deny ? { deny: deny.length === 1 && deny[0] === "none" ? [] : deny } : {}),
+    ...(values["net-allow"] ? { allow: list(values["net-allow"]) } : {}),
+    ...(maxConnections ? { maxConnections: Number(maxConnections) } : {}),
+    ...(values["dns-upstream"] ? { dnsUpstream: list(values["dns-upstream"]) } : {}),
+  };
   const dataDir = values["data-dir"] ?? process.env.SBX_DATA_DIR ?? join(homedir(), ".local", "share", "sbx");
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
@@ -128,6 +163,7 @@ export async function main(argv: string[]): Promise<number> {
       ...(insecureRegistries.length > 0 ? { insecureRegistries } : {}),
       ...(pullTimeout !== undefined ? { imagePullTimeoutMs: Number(pullTimeout) * 1000 } : {}),
       nice: Number(nice),
+      network,
     });
   } catch (error) {
     if (error instanceof PrerequisiteError) {

@@ -22,7 +22,8 @@ if (available) {
     let server: Awaited<ReturnType<typeof startTestServer>>;
     let client: SandboxClient;
     beforeAll(async () => {
-      server = await startTestServer();
+      // (Sandboxes' outbound network stays inside the machine: 198.18.0.0/15 holds nothing here.)
+      server = await startTestServer({ network: { allow: ["198.18.0.0/15"] } });
       client = new SandboxClient({ endpoint: server.url, token: server.token });
     });
     afterAll(async () => {
@@ -81,12 +82,12 @@ if (available) {
       expect(usr.out).toMatch(/rc=1/);
     });
 
-    it("reaches no network address and no host socket", async () => {
+    it("with blockNetwork reaches no network address and no host socket", async () => {
       const host = createServer((s) => s.end("host secret\n"));
       await new Promise<void>((r) => host.listen(0, "127.0.0.1", () => r()));
       const port = (host.address() as { port: number }).port;
       try {
-        await using sb = await client.sandboxes.create();
+        await using sb = await client.sandboxes.create({ blockNetwork: true });
         const { out } = await run(
           sb,
           py(`import socket
@@ -105,6 +106,20 @@ print(sorted(os.listdir("/run")) if os.path.exists("/run") else "no /run")`),
       } finally {
         host.close();
       }
+    });
+
+    it("cannot change its own network: no address, link or route of it can be altered", async () => {
+      await using sb = await client.sandboxes.create();
+      const { out } = await run(sb, [
+        "sh",
+        "-c",
+        "ip addr add 10.213.255.99/32 dev eth0; echo rc=$?; ip link set eth0 down; echo rc=$?; ip route del default; echo rc=$?; ip link add x type veth peer name y; echo rc=$?; echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6; echo rc=$?",
+      ]);
+      expect(out.match(/rc=0/g)).toBeNull();
+      expect(out.match(/Operation not permitted/g)?.length).toBeGreaterThanOrEqual(4);
+      // Still as it was: its address, and the route out.
+      const { out: route } = await run(sb, ["ip", "route"]);
+      expect(route).toMatch(/^default via 10\.213\.\d+\.1 dev eth0/);
     });
 
     it("root holds Docker's default capabilities less NET_RAW, MKNOD and AUDIT_WRITE, and cannot mount, unshare, ptrace, use bpf or io_uring", async () => {
@@ -221,7 +236,7 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       expect(out).toContain("inet-sock-packet-nonblock EAFNOSUPPORT");
       for (const name of ["unix", "inet", "inet6", "unix-pair", "netlink-route"])
         expect(out).toContain(`${name} created`);
-      expect(out).toContain("interfaces ['lo']");
+      expect(out).toContain("interfaces ['eth0', 'lo']");
     });
 
     it("cannot reach a cgroup release_agent", async () => {
@@ -262,7 +277,10 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
       await using sb = await client.sandboxes.create();
       await using neighbour = await client.sandboxes.create();
       // Unlinked once the agent holds them: nothing in the sandbox can open them.
-      expect((await run(sb, ["ls", "-A", "/.sbx"])).out.split("\n").filter(Boolean).sort()).toEqual(["agent"]);
+      expect((await run(sb, ["ls", "-A", "/.sbx"])).out.split("\n").filter(Boolean).sort()).toEqual([
+        "agent",
+        "resolv.conf",
+      ]);
       // Were they reachable (sandboxed code runs as the agent's user), this is what it could write.
       const script = [
         'printf \'not json{\\n[]\\nnull\\n{"id":"w1","watch":{"events":[{"type":"x"}]}}\\n\' > /.sbx/events',
@@ -336,7 +354,7 @@ print("clone", r, os.strerror(ctypes.get_errno()))`),
         "-c",
         "readlink /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2; ls -A /.sbx",
       ]);
-      expect(out).toMatch(/^pipe:\[\d+\]\npipe:\[\d+\]\npipe:\[\d+\]\nagent\n$/);
+      expect(out).toMatch(/^pipe:\[\d+\]\npipe:\[\d+\]\npipe:\[\d+\]\nagent\nresolv\.conf\n$/);
       for (let i = 0; i < 8; i++) {
         const later = await sb.exec(["sh", "-c", `echo out-${i}; echo err-${i} >&2; head -c 5`]);
         await later.stdin.write("input");

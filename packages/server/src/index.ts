@@ -10,7 +10,7 @@ export type {
 } from "@sbx/server-kit";
 export { MEMORY_TAIL_BYTES } from "./file-output-log.js";
 export { jsonLogger, type Logger, silentLogger } from "./logger.js";
-export { createLocalRuntime, type LocalRuntimeOptions } from "./runtime/local/index.js";
+export { createLocalRuntime, type LocalRuntimeOptions, type SandboxNetworkOptions } from "./runtime/local/index.js";
 export { DEFAULT_SERVER_NICE, niceProblem } from "./scheduling-priority.js";
 export {
   insecureRegistryProblem,

@@ -20,7 +20,7 @@ import { loadIngressKey } from "./ingress/ingress-key.js";
 import { sandboxPortDialer } from "./ingress/sandbox-port-dialer.js";
 import { jsonLogger, type Logger } from "./logger.js";
 import { raiseOpenFilesLimit } from "./open-files-limit.js";
-import { createLocalRuntime, type LayerSource } from "./runtime/local/index.js";
+import { createLocalRuntime, type LayerSource, type SandboxNetworkOptions } from "./runtime/local/index.js";
 import { niceProblem, raiseSchedulingPriority } from "./scheduling-priority.js";
 import { SqliteStateStore } from "./state/sqlite-store.js";
 
@@ -67,6 +67,11 @@ export interface ServerOptions {
    * server` passes -10 unless told otherwise. Absent: the priority is left alone.
    */
   readonly nice?: number;
+  /**
+   * Sandboxes' network (the local runtime's): their address range, denied ranges, egress
+   * ceiling, tracked-connection limit, DNS upstreams. Default: see SandboxNetworkOptions.
+   */
+  readonly network?: SandboxNetworkOptions;
 }
 
 export interface RunningServer {
@@ -123,7 +128,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     layerToken: (diffId) => images?.layerToken(diffId),
   };
   const runtime =
-    options.runtime ?? createLocalRuntime({ dataDir, layers, ...(sandboxNice !== undefined ? { sandboxNice } : {}) });
+    options.runtime ??
+    createLocalRuntime({
+      dataDir,
+      layers,
+      network: options.network,
+      log: (message, fields) => logger.info(message, fields),
+      ...(sandboxNice !== undefined ? { sandboxNice } : {}),
+    });
   const problems = await runtime.checkPrerequisites();
   if (problems.length > 0) {
     await runtime.close(); // (lets go of what the check claimed: its range of host ids)

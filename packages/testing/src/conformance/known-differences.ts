@@ -27,14 +27,12 @@ export type { KnownDifferences } from "./target.js";
 export const FAKE_KNOWN_DIFFERENCES: KnownDifferences = {};
 
 /**
- * The real server's differences from the contract: its sandboxes have no network yet but
- * loopback (issue #18 is building it), so what needs one is refused with `UnsupportedError`.
+ * The real server's differences from the contract: nothing reaches into its sandboxes yet
+ * (issue #18's tunnels are being built), so exposed ports are refused with `UnsupportedError`.
  */
 export const SERVER_KNOWN_DIFFERENCES: KnownDifferences = {
   "network > ports with blockNetwork are accepted: reached through the server, reaching nothing":
     "exposed ports need the per-sandbox network and tunnels (issue #18 steps 2 and 5): the server refuses them with UnsupportedError",
-  "network > update replaces the outbound policy of a running sandbox":
-    "changing the policy needs the per-sandbox network (issue #18 steps 2-3): the server answers UnsupportedError",
 };
 
 export const KNOWN_DIFFERENCE_MARK = " [known difference]";

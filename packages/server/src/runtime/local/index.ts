@@ -1,2 +1,3 @@
 export { createLocalRuntime, type LocalRuntimeOptions } from "./local-runtime.js";
+export type { SandboxNetworkOptions } from "./network/network-options.js";
 export type { LayerSource } from "./sandbox-root.js";

@@ -100,6 +100,7 @@ describe("the launch command", () => {
     expect(valuesOf(withUsr, "--ro-bind")).toContain("/mnt/usr");
     expect(valuesOf(withUsr, "--ro-bind-try")).toContain("/usr/bin");
     const binds = ["--bind", "--ro-bind", "--ro-bind-try"].flatMap((option) => valuesOf(image, option));
-    expect(binds).toEqual(["/mnt"]);
+    // (and its resolv.conf from the control dir, root's: see local-sandbox.ts)
+    expect(binds).toEqual(["/mnt", "/mnt/.sbx/resolv.conf"]);
   });
 });

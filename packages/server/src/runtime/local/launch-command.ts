@@ -4,7 +4,8 @@
  *   sh (joins the cgroup) → unshare + sh (a private mount namespace where the root and the
  *     control dir are bound on /mnt, see LAUNCH_SCRIPT) → setpriv (drops to the sandbox's
  *     base id, the first of its block, no caps) → bwrap (new user/pid/mount/ipc/uts/net/cgroup
- *     namespaces, seccomp, no_new_privs)
+ *     namespaces, seccomp, no_new_privs; the server gives the network namespace its link
+ *     during the user namespace handshake, see network/host-network.ts)
  *       → the agent (/.sbx/agent, a static binary bound read-only) as pid 1, which starts
  *         every process of the sandbox.
  *
@@ -27,6 +28,9 @@ export const LAUNCH_ROOT = "/mnt";
 
 /** Where the agent is, inside the sandbox. */
 export const AGENT_PATH = "/.sbx/agent";
+
+/** The sandbox's resolv.conf in its control dir (bound over /etc/resolv.conf). */
+export const RESOLV_CONF_PATH = "/.sbx/resolv.conf";
 
 /**
  * Run as root in the private mount namespace: $1 the sandbox's root, $2 its control dir (root's,
@@ -129,6 +133,11 @@ export function launchArgs({ cgroupDirs, rootfs, ctl, agent, base, hostUsr }: La
     LAUNCH_ROOT,
     "/",
     ...(hostUsr ? hostUsrBinds() : []),
+    // Its DNS (the gateway's forwarder), bound read-only over the image's own (which stays as it
+    // is underneath), as Docker does: a file of the control dir, root's (see local-sandbox.ts).
+    "--ro-bind",
+    `${LAUNCH_ROOT}${RESOLV_CONF_PATH}`,
+    "/etc/resolv.conf",
     "--proc",
     "/proc",
     "--dev",

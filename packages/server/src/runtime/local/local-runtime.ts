@@ -25,13 +25,12 @@ import { createHash } from "node:crypto";
 import { chmod, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import {
-  BLOCKED_NETWORK,
-  type ImageRecord,
-  type RuntimeNetworkSpec,
-  type RuntimeSandbox,
-  type RuntimeSandboxSpec,
-  type SandboxRuntime,
+import type {
+  ImageRecord,
+  RuntimeNetworkSpec,
+  RuntimeSandbox,
+  RuntimeSandboxSpec,
+  SandboxRuntime,
 } from "@sbx/server-kit";
 import { installAgent } from "./agent-binary.js";
 import { cleanupCgroups, detectCgroupVersion } from "./cgroups.js";
@@ -40,6 +39,8 @@ import { type DefaultImage, ensureDefaultImage } from "./image.js";
 import { ImageUsers } from "./image-users.js";
 import { ImageWarmPools } from "./image-warm-pools.js";
 import { LocalSandbox } from "./local-sandbox.js";
+import { HostNetwork } from "./network/host-network.js";
+import { networkPlan, type SandboxNetworkOptions } from "./network/network-options.js";
 import { localRuntimeProblems } from "./prerequisites.js";
 import { type DiskSource, ensureDiskTemplate, removeSandboxDisk } from "./sandbox-disk.js";
 import {
@@ -56,6 +57,7 @@ import { seccompProgram } from "./seccomp.js";
 import {
   busyIdBlocks,
   DEFAULT_LAYER_ID_BASE,
+  DEFAULT_SANDBOX_BLOCKS,
   defaultRangeSlot,
   ID_BLOCK,
   IdBlockAllocator,
@@ -64,6 +66,17 @@ import {
 import { WarmPool } from "./warm-pool.js";
 
 const run = promisify(execFile);
+
+/**
+ * A warm sandbox's policy while it waits: open, as most creates ask (its agent, the server's,
+ * is all that runs there: nothing of a user's can use it), so a create with the network on
+ * finds it in force; one asking for another policy has it applied at handout.
+ */
+const WARM_NETWORK: RuntimeNetworkSpec = Object.freeze({
+  blockNetwork: false,
+  cidrAllowlist: Object.freeze([]) as readonly string[],
+  ports: Object.freeze([]) as readonly number[],
+});
 
 export interface LocalRuntimeOptions {
   /** Where images, per-sandbox layers and control files live. */
@@ -105,6 +118,10 @@ export interface LocalRuntimeOptions {
    * scheduling-priority.ts). Absent: sandboxes inherit the server's.
    */
   readonly sandboxNice?: number;
+  /** Sandboxes' network: their range, what they may not reach, DNS (see network-options.ts). */
+  readonly network?: SandboxNetworkOptions;
+  /** Hears what the operator should know (e.g. that IPv4 forwarding was turned on). */
+  readonly log?: (message: string, fields?: Record<string, unknown>) => void;
 }
 
 export function createLocalRuntime(options: LocalRuntimeOptions): SandboxRuntime {
@@ -141,9 +158,12 @@ class LocalRuntime implements SandboxRuntime {
   readonly #launching = new Set<Promise<unknown>>();
   #seccompFile: Promise<string> | undefined;
   #agentFile: Promise<string> | undefined;
+  /** Sandboxes' network on this host, made once the range of ids is claimed, until close. */
+  #network: Promise<HostNetwork> | undefined;
 
   constructor(options: LocalRuntimeOptions) {
     this.#options = options;
+    networkPlan(options.network ?? {}, 0); // (bad settings fail here, before anything is made)
     this.#dir = join(options.dataDir, "runtime");
     // Cgroup names carry a tag of the data dir, so two servers on one machine never touch
     // each other's sandboxes (cleanup after a crash removes only this data dir's cgroups).
@@ -158,7 +178,7 @@ class LocalRuntime implements SandboxRuntime {
       });
     this.#warm = new WarmPool({
       size: options.warmPoolSize ?? 2,
-      start: (id) => warmStart({ id, env: {}, network: BLOCKED_NETWORK }),
+      start: (id) => warmStart({ id, env: {}, network: WARM_NETWORK }),
     });
     this.#imagePools = new ImageWarmPools({
       size: options.warmPoolSize ?? 2,
@@ -170,7 +190,7 @@ class LocalRuntime implements SandboxRuntime {
           user,
           env: {},
           workdir: image.config.workingDir || undefined,
-          network: BLOCKED_NETWORK,
+          network: WARM_NETWORK,
         }),
       intact: (sandbox) => {
         const started = this.#layerStamps.get(sandbox);
@@ -180,8 +200,35 @@ class LocalRuntime implements SandboxRuntime {
     });
   }
 
-  checkPrerequisites(): Promise<string[]> {
-    return localRuntimeProblems(this.#dir, this.#layerIdBase, () => this.#claimedRange());
+  async checkPrerequisites(): Promise<string[]> {
+    const problems = await localRuntimeProblems(this.#dir, this.#layerIdBase, () => this.#claimedRange());
+    if (problems.length > 0) return problems;
+    try {
+      await this.#hostNetwork();
+    } catch (error) {
+      return [`sandboxes' network cannot be set up: ${(error as Error).message}`];
+    }
+    return [];
+  }
+
+  /**
+   * Sandboxes' network: made once (the range of ids claimed first: the default range of
+   * addresses is the range slot's, unique on this host), kept until close.
+   */
+  async #hostNetwork(): Promise<HostNetwork> {
+    if (this.#closed) throw new Error("the runtime is closed");
+    this.#network ??= forgetOnFailure(
+      this.#claimedRange().then((range) => {
+        const slot = Math.floor(Math.max(0, range.start - 2 ** 31) / (DEFAULT_SANDBOX_BLOCKS * ID_BLOCK));
+        return HostNetwork.start(this.#instance, networkPlan(this.#options.network ?? {}, slot), {
+          info: (message, fields) => this.#options.log?.(message, fields),
+        });
+      }),
+      () => {
+        this.#network = undefined;
+      },
+    );
+    return this.#network;
   }
 
   /** Its range of host ids: claimed host-wide the first time (see id-range-claim.ts), held until close. */
@@ -213,11 +260,10 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   /**
-   * Sandboxes have no network yet but loopback, whatever their policy (an open one included:
-   * the per-sandbox network is being built), so what needs packets is refused.
+   * Outbound policies are all in force (network/host-network.ts); nothing reaches into a
+   * sandbox yet, so what needs that is refused.
    */
   networkProblem(network: RuntimeNetworkSpec): string | undefined {
-    if (network.cidrAllowlist.length > 0) return "cidr_allowlist is not supported by this server yet";
     if (network.ports.length > 0) return "exposed ports are not supported by this server yet";
     if (network.probePort !== undefined) return "TCP readiness probes are not supported by this server yet";
     return undefined;
@@ -343,7 +389,12 @@ class LocalRuntime implements SandboxRuntime {
     // An image's layers as they are now: a warm sandbox is handed out only while they are unchanged
     // (none when a layer is missing now: never handed out).
     const stamp = spec.image && this.#options.layers ? layerStamp(spec.image, this.#options.layers) : undefined;
-    const [seccomp, agent, root] = await Promise.all([this.#seccompFile, this.#agentFile, this.#rootOf(spec, images)]);
+    const [seccomp, agent, root, network] = await Promise.all([
+      this.#seccompFile,
+      this.#agentFile,
+      this.#rootOf(spec, images),
+      this.#hostNetwork(),
+    ]);
     const diskMiB = this.#diskOf(spec);
     let diskSource: DiskSource = { contents: root.diskContents };
     if (diskMiB === this.#defaultDiskMiB) {
@@ -379,6 +430,7 @@ class LocalRuntime implements SandboxRuntime {
       pidsLimit: limits.pidsLimit,
       agentCallTimeoutMs: this.#options.agentCallTimeoutMs ?? 60_000,
       sandboxNice: this.#options.sandboxNice,
+      network,
       onDestroyed: (gone) => {
         if (this.#sandboxes.get(gone.id) === gone) this.#sandboxes.delete(gone.id);
       },
@@ -469,6 +521,10 @@ class LocalRuntime implements SandboxRuntime {
     const all = [...this.#sandboxes.values(), ...warm];
     await Promise.all(all.map((s) => s.destroy()));
     this.#sandboxes.clear();
+    // Its table, anchor and DNS go once no sandbox has a link.
+    const network = this.#network;
+    this.#network = undefined;
+    await (await network?.catch(() => undefined))?.close();
     // Its ids go back to the host once nothing of its sandboxes runs.
     const claim = this.#claim;
     this.#claim = undefined;

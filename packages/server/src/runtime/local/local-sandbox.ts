@@ -16,6 +16,7 @@ import {
   processEnv,
   RuntimeDeadlineError,
   RuntimeFsError,
+  type RuntimeNetworkPolicy,
   type RuntimeProcess,
   type RuntimeProcessSpec,
   type RuntimeSandbox,
@@ -38,8 +39,9 @@ import { AgentFilesystem } from "./agent-filesystem.js";
 import { openProcessStdio } from "./agent-stdio.js";
 import { type CgroupVersion, SandboxCgroup } from "./cgroups.js";
 import { makeFifos, openFifoReader, openFifoWriter } from "./fifo.js";
-import { LAUNCH_FDS, launchArgs } from "./launch-command.js";
+import { LAUNCH_FDS, launchArgs, RESOLV_CONF_PATH } from "./launch-command.js";
 import { LocalProcess } from "./local-process.js";
+import type { HostNetwork, SandboxLink } from "./network/host-network.js";
 import { mountRoot } from "./root-mount.js";
 import { createSandboxDisk, type DiskSource, removeSandboxDisk } from "./sandbox-disk.js";
 import type { RootRecipe } from "./sandbox-root.js";
@@ -79,6 +81,8 @@ export interface SandboxSetup {
    * the launch and the sandbox's first process are set to it before any sandboxed code runs.
    */
   readonly sandboxNice?: number | undefined;
+  /** Its network: a link made during its launch, blocked until its policy is applied. */
+  readonly network: HostNetwork;
   /** Called once it is destroyed (the runtime stops holding it). */
   readonly onDestroyed?: (sandbox: LocalSandbox) => void;
   /**
@@ -127,6 +131,8 @@ export class LocalSandbox implements RuntimeSandbox {
   #configuring: { id: string; resolve: (event: AgentEvent) => void } | undefined;
   /** Why the launch's user namespace handshake failed, if it did. */
   #handshakeError: Error | undefined;
+  /** Its network link, being made (during the handshake) or made. */
+  #link: Promise<SandboxLink> | undefined;
   #stderr = "";
   /** Its memory limit now (adopt() may change it). */
   #memoryMiB: number;
@@ -171,6 +177,13 @@ export class LocalSandbox implements RuntimeSandbox {
     await this.#cgroup.rename(`${this.#setup.cgroupPrefix}-${spec.id}`);
     this.id = spec.id;
     this.#spec = spec;
+    await this.updateNetwork(spec.network);
+  }
+
+  /** Puts `policy` in force on its link, cutting connections it no longer allows. */
+  async updateNetwork(policy: RuntimeNetworkPolicy): Promise<void> {
+    if (!this.#link) throw new Error("the sandbox has no network");
+    await (await this.#link).apply(policy);
   }
 
   get #paths() {
@@ -205,7 +218,16 @@ export class LocalSandbox implements RuntimeSandbox {
     });
     const child = this.#spawn();
     // bwrap waits for its maps: written by us, as root, for its child alone.
-    completeUsernsHandshake(child, base, START_TIMEOUT_MS, this.#setup.sandboxNice).catch((error: Error) => {
+    // Its network link is made before bwrap goes on: nothing sandboxed runs without it.
+    const attach = async (pid: number, netns: number) => {
+      // Still waiting for its maps, so nothing sandboxed runs yet: everything in the sandbox
+      // descends from it and inherits this priority, not the server's raised one.
+      const nice = this.#setup.sandboxNice;
+      if (nice !== undefined) lowerToSandboxPriority(pid, nice);
+      this.#link = this.#setup.network.attach(pid, netns);
+      await this.#link;
+    };
+    completeUsernsHandshake(child, base, START_TIMEOUT_MS, attach).catch((error: Error) => {
       this.#handshakeError = error;
     });
     const timer = setTimeout(
@@ -219,6 +241,7 @@ export class LocalSandbox implements RuntimeSandbox {
       // An image's sandbox runs as the image's User (looked up inside), in its WorkingDir.
       const image = this.#spec.image;
       if (image) await this.#configure(image);
+      await this.updateNetwork(this.#spec.network);
     } finally {
       clearTimeout(timer);
     }
@@ -269,9 +292,12 @@ export class LocalSandbox implements RuntimeSandbox {
   async #prepareControl(): Promise<void> {
     const ctl = this.#paths.ctl;
     await Promise.all(["ctl", "events"].map((name) => rm(join(ctl, name), { force: true })));
+    const resolvConf = join(ctl, RESOLV_CONF_PATH.slice("/.sbx/".length));
+    await rm(resolvConf, { force: true });
     await Promise.all([
       chown(ctl, 0, 0).then(() => chmod(ctl, 0o755)),
       writeFile(join(ctl, "agent"), "", { mode: 0o444 }),
+      writeFile(resolvConf, `nameserver ${this.#setup.network.plan.gateway}\n`, { mode: 0o444 }),
     ]);
     await makeFifos([join(ctl, "ctl"), join(ctl, "events")], this.#setup.base, this.#setup.base);
   }
@@ -431,6 +457,7 @@ export class LocalSandbox implements RuntimeSandbox {
         this.#child?.kill("SIGKILL");
         for (const p of this.#processes.values()) p.sandboxEnded();
         this.#connection.disconnect();
+        await this.#link?.then((link) => link.detach()).catch(() => {});
         await run("umount", ["-l", this.#paths.rootfs]).catch(() => {});
         await removeSandboxDisk(this.#setup.dir);
         // Only once no sandboxed process is left: none can race the removal, and none still runs

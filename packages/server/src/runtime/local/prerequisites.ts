@@ -42,6 +42,11 @@ export async function localRuntimeProblems(
     ["mkfifo", "coreutils"],
     ["mount", "mount"],
     ["mkfs.ext4", "e2fsprogs"],
+    // Sandboxes' network: links, the policy table, cutting flows, configuring their namespace.
+    ["ip", "iproute2"],
+    ["nft", "nftables"],
+    ["conntrack", "conntrack"],
+    ["nsenter", "util-linux"],
   ] as const) {
     if (!(await which(tool))) problems.push(`${tool} is missing: install it with 'apt-get install ${pkg}'`);
   }

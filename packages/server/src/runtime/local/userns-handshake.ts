@@ -9,9 +9,8 @@
  * that is not the one bwrap made.
  */
 import type { ChildProcess } from "node:child_process";
-import { closeSync, constants, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import type { Readable, Writable } from "node:stream";
-import { lowerToSandboxPriority } from "../../scheduling-priority.js";
 import { LAUNCH_FDS } from "./launch-command.js";
 import { ID_BLOCK } from "./uid-range.js";
 
@@ -19,15 +18,23 @@ import { ID_BLOCK } from "./uid-range.js";
 const MAX_INFO_BYTES = 4096;
 
 /**
+ * What the server does to the sandbox's namespaces before bwrap goes on (nothing sandboxed
+ * runs yet): `pid` is bwrap's child, checked; `netnsFd` its network namespace, opened through
+ * the same checked /proc dir (valid until the hook settles).
+ */
+export type BeforeRelease = (pid: number, netnsFd: number) => Promise<void>;
+
+/**
  * Completes the handshake for `child` (the spawned launch, which execs its way into bwrap, so
- * bwrap's pid is the child's): resolves once the maps are written and bwrap is released.
- * Kills the child on any failure, or when it takes longer than `timeoutMs`.
+ * bwrap's pid is the child's): resolves once the maps are written, `beforeRelease` has done its
+ * part and bwrap is released. Kills the child on any failure, or when it takes longer than
+ * `timeoutMs`.
  */
 export async function completeUsernsHandshake(
   child: ChildProcess,
   base: number,
   timeoutMs: number,
-  sandboxNice?: number,
+  beforeRelease?: BeforeRelease,
 ): Promise<void> {
   const stdio = child.stdio as readonly (Readable | Writable | null | undefined)[];
   const info = stdio[LAUNCH_FDS.info] as Readable | null | undefined;
@@ -38,10 +45,12 @@ export async function completeUsernsHandshake(
     const pid = childPidOf(report);
     const launcher = child.pid;
     if (!launcher) throw new Error("the launch has no pid");
-    writeMaps(pid, launcher, base);
-    // Still waiting for its maps, so nothing sandboxed runs yet: everything in the sandbox
-    // descends from it and inherits this priority, not the server's raised one.
-    if (sandboxNice !== undefined) lowerToSandboxPriority(pid, sandboxNice);
+    const netns = writeMaps(pid, launcher, base);
+    try {
+      await beforeRelease?.(pid, netns);
+    } finally {
+      closeSync(netns);
+    }
     // One byte lets bwrap go on; our end is then of no more use (bwrap's monitor keeps its own).
     await new Promise<void>((resolve, reject) => {
       block.once("error", reject);
@@ -100,11 +109,12 @@ export function childPidOf(report: string): number {
 /**
  * Checks that `pid` is bwrap's (`launcher`'s) child, running as `base` (all four ids), in a
  * user namespace of its own (not the server's: the maps of that one are set, and a bwrap run
- * without --unshare-user must fail here, by name), then writes its maps. Everything goes
- * through one descriptor of its /proc dir, which stays bound to that process: should it die
- * and its pid be reused, every later step fails.
+ * without --unshare-user must fail here, by name), then writes its maps and opens its network
+ * namespace (returned: the caller closes it), also refused when it is the server's. Everything
+ * goes through one descriptor of its /proc dir, which stays bound to that process: should it
+ * die and its pid be reused, every later step fails.
  */
-function writeMaps(pid: number, launcher: number, base: number): void {
+function writeMaps(pid: number, launcher: number, base: number): number {
   const dir = openSync(`/proc/${pid}`, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     const at = (name: string) => `/proc/self/fd/${dir}/${name}`;
@@ -127,6 +137,14 @@ function writeMaps(pid: number, launcher: number, base: number): void {
     const map = `0 ${base} ${ID_BLOCK}\n`;
     writeFileSync(at("uid_map"), map);
     writeFileSync(at("gid_map"), map);
+    const netns = openSync(at("ns/net"), constants.O_RDONLY);
+    const theirNet = fstatSync(netns);
+    const ourNet = statSync("/proc/self/ns/net");
+    if (theirNet.dev === ourNet.dev && theirNet.ino === ourNet.ino) {
+      closeSync(netns);
+      throw new Error(`process ${pid} is in the server's own network namespace, not a new one`);
+    }
+    return netns;
   } finally {
     closeSync(dir);
   }

@@ -1,0 +1,274 @@
+/**
+ * The sandboxes' DNS: a small forwarder on their gateway address (UDP and TCP port 53) that
+ * passes queries to the host's resolvers and their answers back. Everything from a sandbox is
+ * hostile: a query is relayed only from a sandbox allowed DNS (not blocked), only when it looks
+ * like a standard query (a header, QR clear, opcode QUERY, at most 4 KiB), and a sandbox has a
+ * bounded number of queries in flight and TCP connections open; an answer is relayed only when
+ * it comes from the resolver asked and matches the query's id. Nothing of a query is parsed
+ * further: the resolver does that.
+ */
+import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
+import { connect, createServer, type Server, type Socket as TcpSocket } from "node:net";
+import type { Upstream } from "./network-options.js";
+
+/** Largest query relayed (EDNS's usual payload size); answers may be up to 64 KiB. */
+const MAX_QUERY_BYTES = 4096;
+const MAX_ANSWER_BYTES = 65_535;
+/** Queries of one sandbox waiting for an answer, and of all sandboxes together. */
+const MAX_IN_FLIGHT_PER_SOURCE = 64;
+const MAX_IN_FLIGHT = 4096;
+/** TCP connections one sandbox may hold open, and all together. */
+const MAX_TCP_PER_SOURCE = 8;
+const MAX_TCP = 512;
+/** How long one resolver has to answer, and a TCP connection may stay idle. */
+const UPSTREAM_TIMEOUT_MS = 3000;
+const TCP_IDLE_MS = 10_000;
+
+export interface DnsForwarderOptions {
+  /** The address to listen on (the sandboxes' gateway; local to the host). */
+  readonly address: string;
+  readonly port?: number;
+  readonly upstreams: readonly Upstream[];
+  /** Whether a query from `source` may be relayed (a sandbox's address, not blocked). */
+  allowed(source: string): boolean;
+}
+
+export class DnsForwarder {
+  readonly #options: DnsForwarderOptions;
+  readonly #udp: Socket;
+  readonly #tcp: Server;
+  readonly #inFlight = new Map<string, number>();
+  #total = 0;
+  readonly #connections = new Map<string, Set<TcpSocket>>();
+  #tcpTotal = 0;
+  #closed = false;
+
+  private constructor(options: DnsForwarderOptions, udp: Socket, tcp: Server) {
+    this.#options = options;
+    this.#udp = udp;
+    this.#tcp = tcp;
+  }
+
+  static async start(options: DnsForwarderOptions): Promise<DnsForwarder> {
+    const port = options.port ?? 53;
+    const udp = createSocket({ type: "udp4" });
+    const tcp = createServer({ pauseOnConnect: false });
+    const forwarder = new DnsForwarder(options, udp, tcp);
+    udp.on("message", (message, from) => forwarder.#onDatagram(message, from));
+    udp.on("error", () => {});
+    tcp.on("connection", (socket) => forwarder.#onConnection(socket));
+    tcp.on("error", () => {});
+    try {
+      await new Promise<void>((resolve, reject) => {
+        udp.once("error", reject);
+        udp.bind({ address: options.address, port, exclusive: true }, () => resolve());
+      });
+      await new Promise<void>((resolve, reject) => {
+        tcp.once("error", reject);
+        tcp.listen({ host: options.address, port, backlog: 128 }, () => resolve());
+      });
+    } catch (error) {
+      await forwarder.close();
+      throw new Error(
+        `the sandboxes' DNS forwarder cannot listen on ${options.address}:${port}: ${(error as Error).message}`,
+      );
+    }
+    return forwarder;
+  }
+
+  /** Closes every TCP connection of `source` (its DNS was just blocked, or it ended). */
+  dropSource(source: string): void {
+    for (const socket of this.#connections.get(source) ?? []) socket.destroy();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const set of this.#connections.values()) for (const socket of set) socket.destroy();
+    await Promise.all([
+      new Promise<void>((resolve) => {
+        try {
+          this.#udp.close(() => resolve());
+        } catch {
+          resolve();
+        }
+      }),
+      new Promise<void>((resolve) => this.#tcp.close(() => resolve())),
+    ]);
+  }
+
+  /** Takes a slot of `source`'s in-flight queries; false when it has none left. */
+  #claim(source: string): boolean {
+    const now = this.#inFlight.get(source) ?? 0;
+    if (now >= MAX_IN_FLIGHT_PER_SOURCE || this.#total >= MAX_IN_FLIGHT) return false;
+    this.#inFlight.set(source, now + 1);
+    this.#total++;
+    return true;
+  }
+
+  #release(source: string): void {
+    const now = (this.#inFlight.get(source) ?? 1) - 1;
+    if (now <= 0) this.#inFlight.delete(source);
+    else this.#inFlight.set(source, now);
+    this.#total--;
+  }
+
+  #onDatagram(query: Buffer, from: RemoteInfo): void {
+    if (this.#closed || from.family !== "IPv4" || !isQuery(query) || !this.#options.allowed(from.address)) return;
+    if (!this.#claim(from.address)) return;
+    void this.#askUdp(query)
+      .then((answer) => {
+        // Blocked meanwhile: the answer is dropped too.
+        if (answer && !this.#closed && this.#options.allowed(from.address)) {
+          this.#udp.send(answer, from.port, from.address, () => {});
+        }
+      })
+      .finally(() => this.#release(from.address));
+  }
+
+  /** The first answer of the resolvers, tried in turn; undefined when none answered. */
+  async #askUdp(query: Buffer): Promise<Buffer | undefined> {
+    for (const upstream of this.#options.upstreams) {
+      const answer = await askOneUdp(upstream, query);
+      if (answer) return answer;
+    }
+    return undefined;
+  }
+
+  #onConnection(socket: TcpSocket): void {
+    const source = socket.remoteAddress ?? "";
+    const mine = this.#connections.get(source) ?? new Set<TcpSocket>();
+    if (
+      this.#closed ||
+      socket.remoteFamily !== "IPv4" ||
+      !this.#options.allowed(source) ||
+      mine.size >= MAX_TCP_PER_SOURCE ||
+      this.#tcpTotal >= MAX_TCP
+    ) {
+      socket.destroy();
+      return;
+    }
+    mine.add(socket);
+    this.#connections.set(source, mine);
+    this.#tcpTotal++;
+    socket.on("close", () => {
+      mine.delete(socket);
+      if (mine.size === 0 && this.#connections.get(source) === mine) this.#connections.delete(source);
+      this.#tcpTotal--;
+    });
+    socket.on("error", () => {});
+    socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
+    let buffered: Buffer = Buffer.alloc(0);
+    let busy = false;
+    // One query at a time per connection: the next is read once the last is answered.
+    const next = () => {
+      if (busy || buffered.length < 2) return;
+      const length = buffered.readUInt16BE(0);
+      if (length > MAX_QUERY_BYTES) return void socket.destroy();
+      if (buffered.length < 2 + length) return;
+      const query = buffered.subarray(2, 2 + length);
+      buffered = buffered.subarray(2 + length);
+      if (!isQuery(query) || !this.#options.allowed(source) || !this.#claim(source)) return void socket.destroy();
+      busy = true;
+      socket.pause();
+      void this.#askTcp(query)
+        .then((answer) => {
+          if (!answer || !this.#options.allowed(source)) return void socket.destroy();
+          const framed = Buffer.alloc(2 + answer.length);
+          framed.writeUInt16BE(answer.length, 0);
+          answer.copy(framed, 2);
+          socket.write(framed);
+        })
+        .finally(() => {
+          this.#release(source);
+          busy = false;
+          socket.resume();
+          next();
+        });
+    };
+    socket.on("data", (chunk: Buffer) => {
+      if (buffered.length + chunk.length > 2 + MAX_QUERY_BYTES) return void socket.destroy();
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      next();
+    });
+  }
+
+  async #askTcp(query: Buffer): Promise<Buffer | undefined> {
+    for (const upstream of this.#options.upstreams) {
+      const answer = await askOneTcp(upstream, query);
+      if (answer) return answer;
+    }
+    return undefined;
+  }
+}
+
+/** A standard query: a 12-byte header at least, QR clear, opcode QUERY, within the size limit. */
+export function isQuery(message: Buffer): boolean {
+  if (message.length < 12 || message.length > MAX_QUERY_BYTES) return false;
+  const flags = message[2] as number;
+  return (flags & 0x80) === 0 && ((flags >> 3) & 0x0f) === 0;
+}
+
+/** Whether `answer` is a response to `query` (same id, QR set). */
+function answers(answer: Buffer, query: Buffer): boolean {
+  return (
+    answer.length >= 12 && answer[0] === query[0] && answer[1] === query[1] && ((answer[2] as number) & 0x80) !== 0
+  );
+}
+
+function askOneUdp(upstream: Upstream, query: Buffer): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const socket = createSocket({ type: upstream.family === 6 ? "udp6" : "udp4" });
+    let done = false;
+    const finish = (answer?: Buffer) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.close();
+      resolve(answer);
+    };
+    const timer = setTimeout(() => finish(), UPSTREAM_TIMEOUT_MS);
+    socket.on("error", () => finish());
+    socket.on("message", (answer, from) => {
+      // From the resolver asked (the socket is connected to it), answering this query.
+      if (from.port === upstream.port && answers(answer, query)) finish(answer);
+    });
+    socket.connect(upstream.port, upstream.address, () => {
+      socket.send(query, (error) => {
+        if (error) finish();
+      });
+    });
+  });
+}
+
+function askOneTcp(upstream: Upstream, query: Buffer): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: upstream.address, port: upstream.port });
+    let done = false;
+    let buffered: Buffer = Buffer.alloc(0);
+    const finish = (answer?: Buffer) => {
+      if (done) return;
+      done = true;
+      socket.destroy();
+      resolve(answer);
+    };
+    socket.setTimeout(UPSTREAM_TIMEOUT_MS, () => finish());
+    socket.on("error", () => finish());
+    socket.on("close", () => finish());
+    socket.on("connect", () => {
+      const framed = Buffer.alloc(2 + query.length);
+      framed.writeUInt16BE(query.length, 0);
+      query.copy(framed, 2);
+      socket.write(framed);
+    });
+    socket.on("data", (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (buffered.length > 2 + MAX_ANSWER_BYTES) return finish();
+      if (buffered.length < 2) return;
+      const length = buffered.readUInt16BE(0);
+      if (buffered.length < 2 + length) return;
+      const answer = Buffer.from(buffered.subarray(2, 2 + length));
+      finish(answers(answer, query) ? answer : undefined);
+    });
+  });
+}

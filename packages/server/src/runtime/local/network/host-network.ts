@@ -1,0 +1,347 @@
+/**
+ * Sandboxes' network on this host: a routed veth per sandbox (no bridge), a /32 each from the
+ * server's range, its outbound policy in the server's nftables table (nft-ruleset.ts) and DNS
+ * through the forwarder on the gateway address (dns-forwarder.ts).
+ *
+ *   host: sbx<hex of A>  (GW peer A: the gateway address, a route to A alone)
+ *     ── veth ──  sandbox netns: eth0  (A peer GW, default via GW; IPv6 off)
+ *
+ * The sandbox's end is made, moved and configured by the server (host root) before the
+ * sandbox's agent runs (during the user namespace handshake); sandboxed root has no
+ * CAP_NET_ADMIN, so it cannot change any of it. The gateway address lives on an anchor link
+ * of the server's (up from start to close), so the forwarder can listen before any sandbox is.
+ * Every link of the server is tagged (its alias) with the server's instance: a start removes
+ * what a crashed run left, and the table is made anew.
+ */
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import type { RuntimeNetworkPolicy } from "@sbx/server-kit";
+import { DnsForwarder } from "./dns-forwarder.js";
+import { formatIPv4, inRange, mergeRanges, type NetworkPlan, parseIPv4 } from "./network-options.js";
+import {
+  addLinkCommands,
+  changePolicyCommands,
+  NFT_FAMILY,
+  type NftPolicy,
+  removeLinkCommands,
+  tableName,
+  tableRuleset,
+} from "./nft-ruleset.js";
+
+const BLOCKED: NftPolicy = Object.freeze({ blocked: true, allowlist: undefined });
+const IP_FORWARD = "/proc/sys/net/ipv4/ip_forward";
+
+export interface HostNetworkEvents {
+  /** Said once: something the operator should know (ip_forward turned on). */
+  info(message: string, fields?: Record<string, unknown>): void;
+}
+
+export class HostNetwork {
+  readonly #instance: string;
+  readonly #plan: NetworkPlan;
+  readonly #table: string;
+  readonly #alias: string;
+  readonly #anchor: string;
+  /** Addresses of live links (by offset in the range), and their links. */
+  readonly #links = new Map<string, SandboxLink>();
+  readonly #taken = new Set<number>();
+  #cursor = 2;
+  #dns: DnsForwarder | undefined;
+  #closed = false;
+
+  private constructor(instance: string, plan: NetworkPlan) {
+    this.#instance = instance;
+    this.#plan = plan;
+    this.#table = tableName(instance);
+    this.#alias = aliasOf(instance);
+    this.#anchor = linkName(plan.first + 1);
+  }
+
+  get plan(): NetworkPlan {
+    return this.#plan;
+  }
+
+  get table(): string {
+    return this.#table;
+  }
+
+  /**
+   * Sweeps what a crashed run of this server left (its table and links), checks that the
+   * range meets no route of the host, turns IPv4 forwarding on if it is off (and says so), and
+   * makes the table, the anchor and the DNS forwarder.
+   */
+  static async start(instance: string, plan: NetworkPlan, events: HostNetworkEvents): Promise<HostNetwork> {
+    await sweepHostNetwork(instance);
+    const network = new HostNetwork(instance, plan);
+    await network.#checkRoutes();
+    if (readFileSync(IP_FORWARD, "utf8").trim() !== "1") {
+      writeFileSync(IP_FORWARD, "1\n");
+      events.info("turned on IPv4 forwarding (net.ipv4.ip_forward=1) for sandboxes' outbound network", {});
+    }
+    try {
+      await run("nft", ["-f", "-"], tableRuleset(network.#table, plan));
+      await run(
+        "ip",
+        ["-batch", "-"],
+        [
+          `link add ${network.#anchor} type veth peer name ${network.#anchor}p`,
+          `link set dev ${network.#anchor}p addrgenmode none alias ${network.#alias}`,
+          `link set dev ${network.#anchor} addrgenmode none alias ${network.#alias} up`,
+          `addr add ${plan.gateway}/32 dev ${network.#anchor}`,
+        ].join("\n"),
+      );
+      network.#dns = await DnsForwarder.start({
+        address: plan.gateway,
+        upstreams: plan.upstreams,
+        allowed: (source) => {
+          const link = network.#links.get(source);
+          return link !== undefined && !link.blocked;
+        },
+      });
+    } catch (error) {
+      await network.close();
+      throw error;
+    }
+    return network;
+  }
+
+  async #checkRoutes(): Promise<void> {
+    const routes = JSON.parse(await run("ip", ["-4", "-j", "route", "show", "table", "all"])) as { dst?: string }[];
+    for (const { dst } of routes) {
+      if (!dst || dst === "default") continue;
+      const cidr = dst.includes("/") ? dst : `${dst}/32`;
+      const [base] = cidr.split("/") as [string];
+      if (inRange(base, this.#plan.cidr) || inRange(this.#plan.cidr.split("/")[0] as string, cidr)) {
+        throw new Error(
+          `the sandboxes' network ${this.#plan.cidr} overlaps this host's route to ${dst}: choose another range (--net-cidr)`,
+        );
+      }
+    }
+  }
+
+  #allocate(): string {
+    const last = this.#plan.size - 2; // (the range's broadcast address is not handed out)
+    for (let tries = 0; tries < this.#plan.size; tries++) {
+      const offset = this.#cursor;
+      this.#cursor = this.#cursor >= last ? 2 : this.#cursor + 1;
+      if (!this.#taken.has(offset)) {
+        this.#taken.add(offset);
+        return formatIPv4(this.#plan.first + offset);
+      }
+    }
+    throw new Error(`the sandboxes' network ${this.#plan.cidr} has no free address`);
+  }
+
+  /**
+   * Gives the process `pid` (bwrap's child, checked; its network namespace open as
+   * `netnsFd`) a link, blocked: nothing leaves it until `apply`.
+   */
+  async attach(pid: number, netnsFd: number): Promise<SandboxLink> {
+    if (this.#closed) throw new Error("the sandboxes' network is closed");
+    const address = this.#allocate();
+    const iface = linkName(parseIPv4(address));
+    const link = new SandboxLink(this, address, iface);
+    this.#links.set(address, link);
+    const { gateway } = this.#plan;
+    try {
+      await Promise.all([
+        run("nft", ["-f", "-"], addLinkCommands(this.#table, iface, address, BLOCKED).join("\n")),
+        (async () => {
+          await run(
+            "ip",
+            ["-batch", "-"],
+            [
+              `link add ${iface} type veth peer name eth0 netns ${pid}`,
+              `link set dev ${iface} addrgenmode none alias ${this.#alias} up`,
+              `addr add ${gateway} peer ${address} dev ${iface}`,
+            ].join("\n"),
+          );
+          // In the sandbox's namespace (entered through the descriptor, bound to that process):
+          // no IPv6 on its link (nothing leaves that way), its address, the route out (bwrap
+          // brings its loopback up itself).
+          await run(
+            "nsenter",
+            [
+              "--net=/proc/self/fd/3",
+              "--",
+              "/bin/sh",
+              "-c",
+              "for f in default eth0; do echo 1 > /proc/sys/net/ipv6/conf/$f/disable_ipv6 2>/dev/null; done; exec ip -batch -",
+            ],
+            [
+              `addr add ${address} peer ${gateway} dev eth0`,
+              "link set dev eth0 up",
+              `route add default via ${gateway} dev eth0`,
+            ].join("\n"),
+            netnsFd,
+          );
+        })(),
+      ]);
+    } catch (error) {
+      await link.detach();
+      throw new Error(`the sandbox's network could not be set up: ${(error as Error).message}`);
+    }
+    return link;
+  }
+
+  /**
+   * @internal: a link's policy changed (one transaction: from then on every packet it no
+   * longer allows is refused, established flows' too); answers the cleanup of its tracked flows
+   * that are no longer allowed (so they end at once on both sides rather than time out).
+   */
+  async changePolicy(link: SandboxLink, from: NftPolicy, to: NftPolicy): Promise<{ cleanup: Promise<void> }> {
+    await run("nft", ["-f", "-"], changePolicyCommands(this.#table, link.address, from, to).join("\n"));
+    if (to.blocked) this.#dns?.dropSource(link.address);
+    return { cleanup: cutFlows(link.address, to) };
+  }
+
+  /** @internal: removes a link and everything of it (its elements, flows, address). */
+  async removeLink(link: SandboxLink, policy: NftPolicy, attached: boolean): Promise<void> {
+    await run("ip", ["link", "del", link.iface]).catch(() => {});
+    if (attached) {
+      await run("nft", ["-f", "-"], removeLinkCommands(this.#table, link.iface, link.address, policy).join("\n")).catch(
+        () => {},
+      );
+    }
+    // (Present only while connections of it are tracked.)
+    await run("nft", ["delete", "element", NFT_FAMILY, this.#table, "conns", `{ ${link.address} }`]).catch(() => {});
+    this.#dns?.dropSource(link.address);
+    await run("conntrack", ["-D", "-f", "ipv4", "-s", link.address]).catch(() => {});
+    this.#links.delete(link.address);
+    this.#taken.delete(parseIPv4(link.address) - this.#plan.first);
+  }
+
+  /** Removes the table, the anchor and the forwarder (links are removed by their sandboxes first). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#dns?.close();
+    await Promise.all([...this.#links.values()].map((link) => link.detach()));
+    await sweepHostNetwork(this.#instance);
+  }
+}
+
+/** One sandbox's link and policy. */
+export class SandboxLink {
+  #policy: NftPolicy = BLOCKED;
+  #detached: Promise<void> | undefined;
+  /** Policy changes run one at a time (each after the last one's cleanup). */
+  #changing: Promise<void> = Promise.resolve();
+  #cleanup: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly host: HostNetwork,
+    readonly address: string,
+    readonly iface: string,
+  ) {}
+
+  get blocked(): boolean {
+    return this.#policy.blocked;
+  }
+
+  /** Puts `policy` in force; resolves once it is, and connections it no longer allows are cut. */
+  apply(policy: RuntimeNetworkPolicy): Promise<void> {
+    const step = async () => {
+      if (this.#detached) throw new Error("the sandbox's network is gone");
+      const to = nftPolicyOf(policy);
+      const from = this.#policy;
+      if (samePolicy(from, to)) return;
+      const { cleanup } = await this.host.changePolicy(this, from, to);
+      this.#policy = to;
+      // In force already; the flows' cleanup goes on meanwhile (a later change, or the
+      // link's removal, waits for it).
+      this.#cleanup = cleanup;
+    };
+    const next = this.#changing.then(step, step);
+    const settled = () => this.#cleanup.catch(() => {});
+    this.#changing = next.then(settled, settled);
+    return next;
+  }
+
+  detach(): Promise<void> {
+    this.#detached ??= this.#changing.then(() => this.host.removeLink(this, this.#policy, true));
+    return this.#detached;
+  }
+}
+
+/** The policy as set elements: sandboxes have IPv4 only, so IPv6 ranges of an allowlist allow nothing. */
+export function nftPolicyOf(policy: RuntimeNetworkPolicy): NftPolicy {
+  if (policy.blockNetwork) return BLOCKED;
+  if (policy.cidrAllowlist.length === 0) return { blocked: false, allowlist: undefined };
+  return { blocked: false, allowlist: mergeRanges(policy.cidrAllowlist) };
+}
+
+function samePolicy(a: NftPolicy, b: NftPolicy): boolean {
+  return a.blocked === b.blocked && JSON.stringify(a.allowlist) === JSON.stringify(b.allowlist);
+}
+
+/**
+ * Deletes the tracked flows of `address` that `policy` does not allow (all of them when it is
+ * blocked), so they end at once rather than hang until their timeouts.
+ */
+async function cutFlows(address: string, policy: NftPolicy): Promise<void> {
+  if (policy.blocked) {
+    await run("conntrack", ["-D", "-f", "ipv4", "-s", address]).catch(() => {});
+    return;
+  }
+  const allowlist = policy.allowlist;
+  if (!allowlist) return; // (open: it only loosened)
+  const listed = await run("conntrack", ["-L", "-f", "ipv4", "-s", address]).catch(() => "");
+  const destinations = new Set<string>();
+  for (const line of listed.split("\n")) {
+    const dst = /\bdst=(\d+\.\d+\.\d+\.\d+)/.exec(line)?.[1];
+    if (dst && !allowlist.some((cidr) => inRange(dst, cidr))) destinations.add(dst);
+  }
+  for (const dst of destinations) {
+    await run("conntrack", ["-D", "-f", "ipv4", "-s", address, "-d", dst]).catch(() => {});
+  }
+}
+
+/** The host link of the sandbox (or anchor) at `address`: "sbx" and its 8 hex digits. */
+function linkName(address: number): string {
+  return `sbx${address.toString(16).padStart(8, "0")}`;
+}
+
+function aliasOf(instance: string): string {
+  return `sbx:${instance}`;
+}
+
+/** Removes the table and every link of the server `instance` (tagged with its alias). */
+export async function sweepHostNetwork(instance: string): Promise<void> {
+  await run("nft", ["delete", "table", NFT_FAMILY, tableName(instance)]).catch(() => {});
+  const links = JSON.parse(await run("ip", ["-j", "link", "show"]).catch(() => "[]")) as {
+    ifname?: string;
+    ifalias?: string;
+  }[];
+  const alias = aliasOf(instance);
+  const ours = links.filter((l) => l.ifalias === alias && l.ifname).map((l) => l.ifname as string);
+  if (ours.length > 0) {
+    await run("ip", ["-force", "-batch", "-"], ours.map((name) => `link del ${name}`).join("\n")).catch(() => {});
+  }
+}
+
+/**
+ * Runs `command` with `input` on its stdin (and `fd` as its descriptor 3); resolves with its
+ * stdout, rejects with its stderr's first lines when it fails.
+ */
+function run(command: string, args: readonly string[], input?: string, fd?: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const stdio: ("pipe" | "ignore" | number)[] = [input === undefined ? "ignore" : "pipe", "pipe", "pipe"];
+    if (fd !== undefined) stdio[3] = fd;
+    const child = spawn(command, args, { stdio, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C" } });
+    let out = "";
+    let err = "";
+    child.stdout?.setEncoding("utf8").on("data", (s: string) => {
+      if (out.length < 4 << 20) out += s;
+    });
+    child.stderr?.setEncoding("utf8").on("data", (s: string) => {
+      if (err.length < 4096) err += s;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code === 0) resolve(out);
+      else reject(new Error(`${command} ${args.join(" ")} failed: ${err.trim().split("\n").slice(0, 3).join("; ")}`));
+    });
+    child.stdin?.on("error", () => {});
+    child.stdin?.end(input);
+  });
+}

@@ -1,0 +1,117 @@
+/**
+ * The server's nftables table (family inet, one per server: `sbx_<instance>`), as text for
+ * `nft -f -`. It touches no other table. Every packet a sandbox sends (not only the first of a
+ * connection, so a policy change cuts established flows) goes through `egress`:
+ *
+ *   not IPv4, or a source address that is not its link's   → dropped
+ *   blocked sandbox                                        → refused (net unreachable)
+ *   a denied destination (always-denied, operator's)       → refused (admin prohibited)
+ *   outside the operator's egress ceiling (if set)         → refused
+ *   sandbox with an allowlist, destination not in it       → refused
+ *   a new connection past the sandbox's tracked limit      → refused
+ *
+ * Packets to the host itself (every address of it) from a sandbox meet `to_host`: only its
+ * gateway's DNS forwarder, and not for a blocked sandbox. Inbound to a sandbox: only replies.
+ * Outbound is masqueraded behind the host's address. A sandbox's policy is a handful of set
+ * elements keyed by its address, changed in one atomic transaction.
+ */
+import type { NetworkPlan } from "./network-options.js";
+
+export const NFT_FAMILY = "inet";
+
+export function tableName(instance: string): string {
+  return `sbx_${instance}`;
+}
+
+/** The table, created anew (deleted first when a crashed run left it: the caller checks). */
+export function tableRuleset(table: string, plan: NetworkPlan): string {
+  const set = (items: readonly string[]) => `{ ${items.join(", ")} }`;
+  const ceiling = plan.allow ? `\t\tip daddr != @ceiling reject with icmp type admin-prohibited\n` : "";
+  return `table ${NFT_FAMILY} ${table} {
+\tset ifaces { type ifname; }
+\tset links { type ifname . ipv4_addr; }
+\tset blocked { type ipv4_addr; }
+\tset allowlisted { type ipv4_addr; }
+\tset allow { type ipv4_addr . ipv4_addr; flags interval; }
+\tset denied { type ipv4_addr; flags interval; auto-merge; elements = ${set(plan.denied)} }
+${plan.allow ? `\tset ceiling { type ipv4_addr; flags interval; auto-merge; elements = ${set(plan.allow)} }\n` : ""}\tset conns { type ipv4_addr; size 65536; flags dynamic; }
+\tchain forward {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tiifname @ifaces jump egress
+\t\toifname @ifaces jump ingress
+\t}
+\tchain egress {
+\t\tmeta nfproto != ipv4 drop
+\t\tiifname . ip saddr != @links drop
+\t\tip saddr @blocked reject with icmp type net-unreachable
+\t\tip daddr @denied reject with icmp type admin-prohibited
+${ceiling}\t\tip saddr @allowlisted ip saddr . ip daddr != @allow reject with icmp type admin-prohibited
+\t\tct state new add @conns { ip saddr ct count over ${plan.maxConnections} } reject with icmp type admin-prohibited
+\t}
+\tchain ingress {
+\t\tct state established,related accept
+\t\tdrop
+\t}
+\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tiifname @ifaces jump to_host
+\t}
+\tchain to_host {
+\t\tmeta nfproto != ipv4 drop
+\t\tiifname . ip saddr != @links drop
+\t\tip saddr @blocked reject with icmp type net-unreachable
+\t\tip daddr ${plan.gateway} udp dport 53 accept
+\t\tip daddr ${plan.gateway} tcp dport 53 accept
+\t\treject with icmp type admin-prohibited
+\t}
+\tchain postrouting {
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\tip saddr ${plan.cidr} oifname != @ifaces masquerade
+\t}
+}
+`;
+}
+
+/**
+ * A sandbox's policy as set elements: blocked; or an allowlist (its IPv4 ranges: none when it
+ * named IPv6 ranges alone, which sandboxes cannot reach); or open (no allowlist).
+ */
+export interface NftPolicy {
+  readonly blocked: boolean;
+  readonly allowlist: readonly string[] | undefined;
+}
+
+/** The commands that add a link (its name and address) with `policy`. */
+export function addLinkCommands(table: string, iface: string, address: string, policy: NftPolicy): string[] {
+  return [
+    `add element ${NFT_FAMILY} ${table} ifaces { "${iface}" }`,
+    `add element ${NFT_FAMILY} ${table} links { "${iface}" . ${address} }`,
+    ...policyCommands(table, address, "add", policy),
+  ];
+}
+
+/** The commands that remove a link and its policy. */
+export function removeLinkCommands(table: string, iface: string, address: string, policy: NftPolicy): string[] {
+  return [
+    ...policyCommands(table, address, "delete", policy),
+    `delete element ${NFT_FAMILY} ${table} links { "${iface}" . ${address} }`,
+    `delete element ${NFT_FAMILY} ${table} ifaces { "${iface}" }`,
+  ];
+}
+
+/** The commands that replace `from` by `to` (one transaction when run together). */
+export function changePolicyCommands(table: string, address: string, from: NftPolicy, to: NftPolicy): string[] {
+  return [...policyCommands(table, address, "delete", from), ...policyCommands(table, address, "add", to)];
+}
+
+function policyCommands(table: string, address: string, verb: "add" | "delete", policy: NftPolicy): string[] {
+  const at = `${NFT_FAMILY} ${table}`;
+  if (policy.blocked) return [`${verb} element ${at} blocked { ${address} }`];
+  if (!policy.allowlist) return [];
+  const listed = [`${verb} element ${at} allowlisted { ${address} }`];
+  if (policy.allowlist.length === 0) return listed;
+  return [
+    ...listed,
+    `${verb} element ${at} allow { ${policy.allowlist.map((cidr) => `${address} . ${cidr}`).join(", ")} }`,
+  ];
+}
