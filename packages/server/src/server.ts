@@ -20,7 +20,12 @@ import { loadIngressKey } from "./ingress/ingress-key.js";
 import { sandboxPortDialer } from "./ingress/sandbox-port-dialer.js";
 import { jsonLogger, type Logger } from "./logger.js";
 import { raiseOpenFilesLimit } from "./open-files-limit.js";
-import { createLocalRuntime, type LayerSource, type SandboxNetworkOptions } from "./runtime/local/index.js";
+import {
+  createLocalRuntime,
+  type LayerSource,
+  type LocalSandboxRuntime,
+  type SandboxNetworkOptions,
+} from "./runtime/local/index.js";
 import { niceProblem, raiseSchedulingPriority } from "./scheduling-priority.js";
 import { SqliteStateStore } from "./state/sqlite-store.js";
 
@@ -127,15 +132,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     layerToken: (diffId) => images?.layerToken(diffId),
   };
-  const runtime =
-    options.runtime ??
-    createLocalRuntime({
-      dataDir,
-      layers,
-      network: options.network,
-      log: (message, fields) => logger.info(message, fields),
-      ...(sandboxNice !== undefined ? { sandboxNice } : {}),
-    });
+  const local = options.runtime
+    ? undefined
+    : createLocalRuntime({
+        dataDir,
+        layers,
+        network: options.network,
+        log: (message, fields) => logger.info(message, fields),
+        ...(sandboxNice !== undefined ? { sandboxNice } : {}),
+      });
+  const runtime = options.runtime ?? (local as LocalSandboxRuntime);
   const problems = await runtime.checkPrerequisites();
   if (problems.length > 0) {
     await runtime.close(); // (lets go of what the check claimed: its range of host ids)
@@ -161,7 +167,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const ingress = new ListenerIngress({
     host,
     tokens: new IngressTokens(loadIngressKey(dataDir)),
-    dialer: sandboxPortDialer(),
+    dialer: sandboxPortDialer(local),
     onError: (error) =>
       logger.error("ingress failed", { error: error instanceof Error ? error.message : String(error) }),
   });

@@ -1,13 +1,13 @@
 // Features the server does not have yet reach the SDK as UnsupportedError (UNIMPLEMENTED on
 // the wire), not as an InternalError the caller cannot tell from a server bug.
-import { Probe, SandboxClient, UnsupportedError } from "@sbx/node";
+import { SandboxClient, UnsupportedError } from "@sbx/node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorOf, realServerAvailable, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
 
 if (available) {
-  describe("unsupported create options", () => {
+  describe("what the server does not have yet", () => {
     const server = useTestServer();
     let client: SandboxClient;
     beforeAll(() => {
@@ -15,16 +15,6 @@ if (available) {
     });
     afterAll(async () => {
       await client.close();
-    });
-
-    it.each([
-      ["ports", { ports: [8080] }],
-      ["a TCP readinessProbe", { readinessProbe: Probe.tcp(8080) }],
-    ])("%s is an UnsupportedError with code unsupported", async (_, options) => {
-      const error = await errorOf(client.sandboxes.create({ app: "unsupported", ...options }));
-      expect(error).toBeInstanceOf(UnsupportedError);
-      expect((error as UnsupportedError).code).toBe("unsupported");
-      expect((error as UnsupportedError).rpcStatus).toBe("unimplemented");
     });
 
     it("on a running sandbox: connect and tunnel are UnsupportedError", async () => {
@@ -35,7 +25,7 @@ if (available) {
       }
     });
 
-    it("tokens are real, their ports not reachable yet: 401 without a token, 502 saying why with one", async () => {
+    it("tokens are real: 401 without a token, 502 naming the port where nothing listens", async () => {
       await using sb = await client.sandboxes.create({ app: "unsupported" });
       expect(await sb.tunnels()).toEqual({}); // created without ports
       const { url, token } = await sb.createConnectToken({ userMetadata: { user: "ada" } });
@@ -43,7 +33,7 @@ if (available) {
       expect((await fetch(url, { headers: { authorization: "Bearer forged" } })).status).toBe(401);
       const answer = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
       expect(answer.status).toBe(502);
-      expect(await answer.text()).toMatch(/port 8080 of sandbox .* no network address yet/);
+      expect(await answer.text()).toMatch(/port 8080 of sandbox .* nothing listens there/);
       const svc = await sb.service(3000, { expiresInMs: 60_000 });
       expect((await fetch(svc.url)).status).toBe(401);
       expect((await svc.fetch("/")).status).toBe(502);

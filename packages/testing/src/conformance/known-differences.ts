@@ -30,10 +30,7 @@ export const FAKE_KNOWN_DIFFERENCES: KnownDifferences = {};
  * The real server's differences from the contract: nothing reaches into its sandboxes yet
  * (issue #18's tunnels are being built), so exposed ports are refused with `UnsupportedError`.
  */
-export const SERVER_KNOWN_DIFFERENCES: KnownDifferences = {
-  "network > ports with blockNetwork are accepted: reached through the server, reaching nothing":
-    "exposed ports need the per-sandbox network and tunnels (issue #18 steps 2 and 5): the server refuses them with UnsupportedError",
-};
+export const SERVER_KNOWN_DIFFERENCES: KnownDifferences = {};
 
 export const KNOWN_DIFFERENCE_MARK = " [known difference]";
 

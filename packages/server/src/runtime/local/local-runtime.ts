@@ -23,6 +23,7 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmod, mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import type { Socket } from "node:net";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import type {
@@ -124,7 +125,12 @@ export interface LocalRuntimeOptions {
   readonly log?: (message: string, fields?: Record<string, unknown>) => void;
 }
 
-export function createLocalRuntime(options: LocalRuntimeOptions): SandboxRuntime {
+/** The local runtime: the engine's driver, and the server's way into its sandboxes' ports. */
+export interface LocalSandboxRuntime extends SandboxRuntime {
+  dial(sandboxId: string, port: number, signal?: AbortSignal): Promise<Socket>;
+}
+
+export function createLocalRuntime(options: LocalRuntimeOptions): LocalSandboxRuntime {
   return new LocalRuntime(options);
 }
 
@@ -260,13 +266,23 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   /**
-   * Outbound policies are all in force (network/host-network.ts); nothing reaches into a
-   * sandbox yet, so what needs that is refused.
+   * Every network spec can be had: outbound policies are in force on each sandbox's link
+   * (network/host-network.ts), and the server reaches into a sandbox over that link (`dial`),
+   * for exposed ports and TCP probes, whatever its outbound policy.
    */
-  networkProblem(network: RuntimeNetworkSpec): string | undefined {
-    if (network.ports.length > 0) return "exposed ports are not supported by this server yet";
-    if (network.probePort !== undefined) return "TCP readiness probes are not supported by this server yet";
+  networkProblem(_network: RuntimeNetworkSpec): string | undefined {
     return undefined;
+  }
+
+  /**
+   * A TCP connection to `port` in a running sandbox (for the server's gateway: tunnels,
+   * connect tokens, service URLs). Rejects when the sandbox is not this runtime's or has ended,
+   * and with the socket's error (ECONNREFUSED) when nothing listens there.
+   */
+  async dial(sandboxId: string, port: number, signal?: AbortSignal): Promise<Socket> {
+    const sandbox = this.#sandboxes.get(sandboxId);
+    if (!sandbox) throw new Error(`sandbox ${sandboxId} is not running`);
+    return await sandbox.dial(port, signal);
   }
 
   /**

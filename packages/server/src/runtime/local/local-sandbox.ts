@@ -8,6 +8,7 @@ import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
 import { chmod, chown, mkdir, rm, writeFile } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { RequestJson } from "@sbx/proto/agent";
@@ -184,6 +185,40 @@ export class LocalSandbox implements RuntimeSandbox {
   async updateNetwork(policy: RuntimeNetworkPolicy): Promise<void> {
     if (!this.#link) throw new Error("the sandbox has no network");
     await (await this.#link).apply(policy);
+  }
+
+  /**
+   * A TCP connection from the server to `port` inside the sandbox, over its link (the server
+   * connects from the gateway address; the sandbox's answers come back as replies, which its
+   * policy lets through even when it is blocked: ingress goes only through the server).
+   * Rejects with the socket's error (ECONNREFUSED when nothing listens).
+   */
+  async dial(port: number, signal?: AbortSignal): Promise<Socket> {
+    if (!this.#link) throw new Error("the sandbox has no network");
+    const { address } = await this.#link;
+    return await new Promise<Socket>((resolve, reject) => {
+      const socket = connect({ host: address, port, noDelay: true, ...(signal ? { signal } : {}) });
+      const fail = (error: Error) => {
+        socket.destroy();
+        reject(error);
+      };
+      socket.once("error", fail);
+      socket.once("connect", () => {
+        socket.off("error", fail);
+        resolve(socket);
+      });
+    });
+  }
+
+  /** One try of a TCP readiness probe: something accepted a connection on `port` (closed at once). */
+  async probeTcp(port: number, signal: AbortSignal): Promise<boolean> {
+    try {
+      const socket = await this.dial(port, signal);
+      socket.destroy();
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   get #paths() {

@@ -11,7 +11,11 @@
  *   a new connection past the sandbox's tracked limit      → refused
  *
  * Packets to the host itself (every address of it) from a sandbox meet `to_host`: only its
- * gateway's DNS forwarder, and not for a blocked sandbox. Inbound to a sandbox: only replies.
+ * gateway's DNS forwarder, and not for a blocked sandbox; and replies on connections the server
+ * opened to the sandbox (tunnels, tokens, probes; blocked sandboxes included). Of the host's
+ * processes only root's (the server) may open connections to a sandbox (`output`): a host
+ * account cannot reach a sandbox's ports around the server's tokens. Inbound to a sandbox from
+ * elsewhere: only replies.
  * Outbound is masqueraded behind the host's address. A sandbox's policy is a handful of set
  * elements keyed by its address, changed in one atomic transaction.
  */
@@ -59,10 +63,15 @@ ${ceiling}\t\tip saddr @allowlisted ip saddr . ip daddr != @allow reject with ic
 \tchain to_host {
 \t\tmeta nfproto != ipv4 drop
 \t\tiifname . ip saddr != @links drop
+\t\tct direction reply ct state established accept
 \t\tip saddr @blocked reject with icmp type net-unreachable
 \t\tip daddr ${plan.gateway} udp dport 53 accept
 \t\tip daddr ${plan.gateway} tcp dport 53 accept
 \t\treject with icmp type admin-prohibited
+\t}
+\tchain output {
+\t\ttype filter hook output priority filter; policy accept;
+\t\toifname @ifaces ct state new meta skuid != 0 reject with icmp type admin-prohibited
 \t}
 \tchain postrouting {
 \t\ttype nat hook postrouting priority srcnat; policy accept;

@@ -1,0 +1,121 @@
+// Into a sandbox, for real: exposed ports (tunnels), connect tokens, service URLs and TCP
+// readiness probes reach an app listening inside a sandbox through the server, which connects
+// over the sandbox's own link — with or without outbound network. Host accounts other than the
+// server's cannot open connections to a sandbox around it.
+import { spawnSync } from "node:child_process";
+import { Probe, type Sandbox, SandboxClient, TimeoutError } from "@sbx/node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { errorOf, realServerAvailable, useTestServer } from "./test-support.js";
+
+const available = await realServerAvailable();
+
+/** An app on `port` answering every GET with its path and the verified user header it got. */
+const APP = (port: number) => `python3 - <<'EOF'
+import http.server, json
+class App(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"path": self.path, "user": self.headers.get("X-Verified-User-Data"),
+                           "cookie": self.headers.get("Cookie"), "auth": self.headers.get("Authorization")}).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("0.0.0.0", ${port}), App).serve_forever()
+EOF`;
+
+async function startApp(sb: Sandbox, port: number): Promise<void> {
+  await sb.run(APP(port), { wait: false, timeoutMs: 0 });
+  for (let i = 0; i < 100; i++) {
+    const up = await sb.run(
+      `python3 -c "import socket; socket.create_connection(('127.0.0.1', ${port}), 1)" 2>/dev/null`,
+    );
+    if (up.exitCode === 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the app on port ${port} did not start`);
+}
+
+if (available) {
+  describe("ingress into sandboxes on the server", () => {
+    // Sandboxes reach nothing beyond this machine (an egress ceiling on a test range).
+    const server = useTestServer({ network: { allow: ["198.18.0.0/15"] } });
+    let client: SandboxClient;
+    beforeAll(() => {
+      client = new SandboxClient({ endpoint: server.url, token: server.token });
+    });
+    afterAll(async () => {
+      await client.close();
+    });
+
+    it("tunnels reach an exposed port, with outbound on and with blockNetwork", async () => {
+      for (const blockNetwork of [false, true]) {
+        await using sb = await client.sandboxes.create({ ports: [8000], blockNetwork });
+        await startApp(sb, 8000);
+        const tunnels = await sb.tunnels();
+        const tunnel = tunnels[8000];
+        expect(tunnel, `blockNetwork ${blockNetwork}`).toBeDefined();
+        const answer = await fetch(`${tunnel?.url}/hello?x=1`);
+        expect(answer.status).toBe(200);
+        expect(((await answer.json()) as { path: string }).path).toBe("/hello?x=1");
+      }
+    });
+
+    it("connect tokens and service URLs reach the app, with the verified user data and nothing of ours", async () => {
+      await using sb = await client.sandboxes.create();
+      await startApp(sb, 8080);
+      const { url, token } = await sb.createConnectToken({ userMetadata: { user: "ada" } });
+      expect((await fetch(url)).status).toBe(401);
+      const answer = await fetch(`${url.replace(/\/$/, "")}/x`, {
+        headers: { authorization: `Bearer ${token}`, "x-verified-user-data": '{"user":"mallory"}' },
+      });
+      expect(answer.status).toBe(200);
+      const seen = (await answer.json()) as { path: string; user: string; auth: string | null };
+      expect(seen.path).toBe("/x");
+      expect(JSON.parse(seen.user)).toEqual({ user: "ada" });
+      expect(seen.auth).toBeNull();
+      const svc = await sb.service(8080, { expiresInMs: 60_000 });
+      expect((await fetch(svc.url)).status).toBe(401);
+      const viaService = await svc.fetch("/svc");
+      expect(viaService.status).toBe(200);
+      expect(((await viaService.json()) as { path: string }).path).toBe("/svc");
+      // Nothing listens on another port: a 502 naming it.
+      const other = await sb.createConnectToken({ port: 9999 });
+      const refused = await fetch(other.url, { headers: { authorization: `Bearer ${other.token}` } });
+      expect(refused.status).toBe(502);
+      expect(await refused.text()).toMatch(/port 9999/);
+    });
+
+    it("a TCP readiness probe passes once the app listens, and times out while nothing does", async () => {
+      await using sb = await client.sandboxes.create({ ports: [8000], readinessProbe: Probe.tcp(8000) });
+      const early = await errorOf(sb.waitUntilReady({ timeoutMs: 1500 }));
+      expect(early).toBeInstanceOf(TimeoutError);
+      await startApp(sb, 8000);
+      await sb.waitUntilReady({ timeoutMs: 30_000 });
+      const tunnels = await sb.tunnels({ timeoutMs: 30_000 });
+      expect((await fetch(tunnels[8000]?.url as string)).status).toBe(200);
+    });
+
+    it("a host account other than the server's cannot connect to a sandbox's ports", async () => {
+      await using sb = await client.sandboxes.create({ ports: [8000] });
+      await startApp(sb, 8000);
+      const address = (await sb.run("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1")).stdout.trim();
+      expect(address).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+      const connect = (uid: number) =>
+        spawnSync(
+          "setpriv",
+          [
+            `--reuid=${uid}`,
+            `--regid=${uid}`,
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            `import socket; socket.create_connection(("${address}", 8000), 3)`,
+          ],
+          { encoding: "utf8" },
+        );
+      expect(connect(0).status).toBe(0); // root (the server's account) can
+      const nobody = connect(65534);
+      expect(nobody.status).not.toBe(0);
+      expect(nobody.stderr).toMatch(/no route to host|refused|unreachable|not permitted|timed out/i);
+    });
+  });
+}
