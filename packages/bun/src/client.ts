@@ -7,6 +7,7 @@ import {
 import { fetchRawHttp, localFilesystems, localImages } from "@sbx/core/adapter";
 import { connectClients } from "@sbx/core/connect";
 import { bunLocalFiles } from "./local-files.js";
+import { bunListenLocal } from "./local-tunnel.js";
 import { type BunTransportOptions, createBunTransport } from "./transport.js";
 
 export interface BunSandboxClientOptions extends SandboxClientOptions, BunTransportOptions {}
@@ -24,6 +25,7 @@ export class SandboxClient extends CoreSandboxClient<LocalSandbox, LocalImages> 
       connectClients,
       localFilesystem: localFilesystems(bunLocalFiles),
       localImages: localImages(bunLocalFiles),
+      localTunnel: bunListenLocal,
       createRawHttp: (endpoint) => (options.rawHttp === false ? undefined : fetchRawHttp(endpoint, options.fetch)),
     });
   }

@@ -16,6 +16,7 @@ export { fetchRawHttp } from "./fetch-raw-http.js";
 export { type FilesystemFactory, type LocalFiles, localFilesystems } from "./filesystem.js";
 export type { LocalImageFiles } from "./image-archive.js";
 export { type ImagesFactory, localImages } from "./images.js";
+export type { ListenLocal, LocalConnection, LocalListener } from "./local-tunnel.js";
 export {
   endpointBase,
   parseJson,

@@ -10,9 +10,11 @@ import { EffectRunner } from "./effect-runner.js";
 import { InvalidError } from "./errors.js";
 import type { FilesystemFactory } from "./filesystem.js";
 import { Images, type ImagesFactory } from "./images.js";
+import type { ListenLocal } from "./local-tunnel.js";
+import { attachedPortDialer } from "./port-dialer.js";
 import type { RawHttpClient } from "./raw-routes.js";
 import type { RpcClients } from "./rpc.js";
-import { Sandbox } from "./sandbox.js";
+import { Sandbox, type SandboxExtras } from "./sandbox.js";
 import {
   type CreateSandboxOptions,
   createSandbox,
@@ -31,16 +33,16 @@ export type { CallOptions };
  */
 export class Sandboxes<S extends Sandbox = Sandbox> {
   readonly #runner: EffectRunner;
-  readonly #makeFilesystem: FilesystemFactory | undefined;
+  readonly #extras: SandboxExtras;
 
-  /** @internal */
-  constructor(runner: EffectRunner, makeFilesystem?: FilesystemFactory) {
+  /** @internal `extras`: what the runtime adds to each sandbox (local files, local tunnels). */
+  constructor(runner: EffectRunner, extras: SandboxExtras = {}) {
     this.#runner = runner;
-    this.#makeFilesystem = makeFilesystem;
+    this.#extras = extras;
   }
 
   #sandbox(info: SandboxInfo): S {
-    return new Sandbox(this.#runner, info, this.#makeFilesystem) as S;
+    return new Sandbox(this.#runner, info, this.#extras) as S;
   }
 
   /** Creates a sandbox and starts its entrypoint. */
@@ -97,6 +99,13 @@ export interface ClientDefaults {
    * Passed by adapters, so that browser bundles leave it out.
    */
   readonly localImages?: ImagesFactory;
+  /**
+   * `sb.tunnel`'s local TCP listener (Node, Deno, Bun). Without it `sb.tunnel` throws
+   * `UnsupportedError` naming `runtimeName`; `sb.connect` works everywhere.
+   */
+  readonly localTunnel?: ListenLocal;
+  /** The runtime, as errors name it ("the browser (@sbx/web)"). */
+  readonly runtimeName?: string;
   /** Environment defaults (`SBX_ENDPOINT`, `SBX_TOKEN`) as the adapter's runtime reads them. */
   readonly env?: { readonly endpoint?: string | undefined; readonly token?: string | undefined };
 }
@@ -129,8 +138,14 @@ export class SandboxClient<S extends Sandbox = Sandbox, I extends Images = Image
     }
     this.endpoint = config.endpoint;
     const rawHttp = options.transport ? undefined : defaults.createRawHttp?.(config.endpoint);
-    this.#runner = new EffectRunner(clients, config, rawHttp);
-    this.sandboxes = new Sandboxes<S>(this.#runner, defaults.localFilesystem);
+    // The in-process fake's transport reaches its ports itself; anything else: WebSocket to the endpoint.
+    const portDialer = options.transport ? attachedPortDialer(options.transport) : undefined;
+    this.#runner = new EffectRunner(clients, config, rawHttp, portDialer);
+    this.sandboxes = new Sandboxes<S>(this.#runner, {
+      ...(defaults.localFilesystem ? { filesystem: defaults.localFilesystem } : {}),
+      ...(defaults.localTunnel ? { listenLocal: defaults.localTunnel } : {}),
+      ...(defaults.runtimeName ? { runtimeName: defaults.runtimeName } : {}),
+    });
     this.images = (defaults.localImages?.(this.#runner) ?? new Images(this.#runner)) as I;
   }
 

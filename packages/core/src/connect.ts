@@ -8,6 +8,14 @@ import { FilesystemService, ImageService, NetworkService, ProcessService, Sandbo
 import { CONNECT_CLIENTS } from "./connect-clients.js";
 import type { RpcClients } from "./rpc.js";
 
+export {
+  attachedPortDialer,
+  type PortConnection,
+  type PortDialer,
+  portConnectError,
+  withPortDialer,
+} from "./port-dialer.js";
+
 /** Connect's clients for the sbx.v1 services over `transport`. */
 export function connectClients(transport: Transport): RpcClients {
   return {

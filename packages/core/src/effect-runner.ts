@@ -15,6 +15,7 @@ import * as Scope from "effect/Scope";
 import * as Stream from "effect/Stream";
 import type { ResolvedConfig } from "./config.js";
 import { AbortedError, ClientClosedError, InternalError, SandboxError } from "./errors.js";
+import type { PortDialer } from "./port-dialer.js";
 import type { RawHttpClient } from "./raw-routes.js";
 import { makeConnection, type RpcClients, SbxConnection } from "./rpc.js";
 
@@ -25,9 +26,9 @@ export class EffectRunner {
 
   readonly #rawHttp: RawHttpClient | undefined;
 
-  constructor(clients: RpcClients, config: ResolvedConfig, rawHttp?: RawHttpClient) {
+  constructor(clients: RpcClients, config: ResolvedConfig, rawHttp?: RawHttpClient, portDialer?: PortDialer) {
     this.#rawHttp = rawHttp;
-    this.#context = Context.make(SbxConnection, makeConnection(clients, config, rawHttp));
+    this.#context = Context.make(SbxConnection, makeConnection(clients, config, rawHttp, portDialer));
   }
 
   get closed(): boolean {

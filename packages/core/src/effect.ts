@@ -17,6 +17,7 @@ import type { Transport } from "@connectrpc/connect";
 import type * as Layer from "effect/Layer";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
 import { connectClients } from "./connect.js";
+import { attachedPortDialer } from "./port-dialer.js";
 import { connectionLayer, type SbxConnection } from "./rpc.js";
 
 export * as Commands from "./commands-effect.js";
@@ -45,4 +46,5 @@ export * as Sandboxes from "./sandboxes-effect.js";
 export const layer = (
   transport: Transport,
   options: Omit<SandboxClientOptions, "transport"> = {},
-): Layer.Layer<SbxConnection> => connectionLayer(connectClients(transport), resolveConfig(options));
+): Layer.Layer<SbxConnection> =>
+  connectionLayer(connectClients(transport), resolveConfig(options), attachedPortDialer(transport));

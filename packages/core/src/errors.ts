@@ -140,7 +140,23 @@ export class AuthenticationError extends define("AuthenticationError", "authenti
 }
 export class CommandTimeoutError extends define("CommandTimeoutError", "command_timeout") {}
 export class QuotaExceededError extends define("QuotaExceededError", "quota_exceeded") {}
-export class TunnelError extends define("TunnelError", "tunnel") {}
+export interface TunnelErrorOptions extends SandboxErrorOptions {
+  /** The port inside the sandbox. */
+  readonly port?: number | undefined;
+}
+/**
+ * A connection to a port inside the sandbox failed (`sb.connect`, `sb.tunnel`): nothing
+ * listens there, or the port's connection broke. `port` names the port.
+ */
+export class TunnelError extends define("TunnelError", "tunnel") {
+  /** The port inside the sandbox, when the error is about one. */
+  readonly port: number | undefined;
+
+  constructor(message: string, options: TunnelErrorOptions = {}) {
+    super(message, options);
+    this.port = options.port;
+  }
+}
 /** The call was cancelled through its `AbortSignal`. `name` is "AbortError", like `fetch`'s. */
 export class AbortedError extends define("AbortedError", "aborted") {
   constructor(message = "The operation was aborted", options: SandboxErrorOptions = {}) {

@@ -46,11 +46,19 @@ export {
 } from "./images.js";
 // Types, and values for `instanceof`, without the classes' code (loaded on first use).
 export { CommandHandle, SandboxFile } from "./lazy-classes.js";
+export type { LocalTunnel } from "./local-tunnel.js";
 export type { ConnectCredentials, ConnectTokenOptions, Tunnel } from "./network-ops.js";
+export type { PortConnection } from "./port-dialer.js";
 export { Probe } from "./probe.js";
 export { type ExecOptions, type PtySizeOptions, SIGNALS, type SignalName } from "./process-ops.js";
 export { TERMINATED_RETURNCODE, TIMEOUT_RETURNCODE } from "./returncode.js";
-export { type LocalSandbox, Sandbox, type SandboxWaitOptions, type TerminateOptions } from "./sandbox.js";
+export {
+  type LocalSandbox,
+  Sandbox,
+  type SandboxWaitOptions,
+  type TerminateOptions,
+  type TunnelOptions,
+} from "./sandbox.js";
 export {
   type CreateSandboxOptions,
   DEFAULT_APP,

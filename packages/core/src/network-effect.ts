@@ -2,9 +2,11 @@
 export {
   type ConnectCredentials,
   type ConnectTokenOptions,
+  connectPort as connect,
   createConnectToken,
   createServiceToken,
   getTunnels as tunnels,
   type ServiceToken,
   type Tunnel,
 } from "./network-ops.js";
+export type { PortConnection } from "./port-dialer.js";

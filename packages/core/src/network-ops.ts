@@ -6,9 +6,10 @@
  */
 import { portProblem } from "@sbx/proto";
 import * as Effect from "effect/Effect";
-import { InvalidError, type SandboxError } from "./errors.js";
+import { ConnectionError, InvalidError, SandboxError } from "./errors.js";
 import { longPoll, longPollSettings } from "./long-poll.js";
-import { call, type SbxConnection } from "./rpc.js";
+import type { PortConnection } from "./port-dialer.js";
+import { call, SbxConnection } from "./rpc.js";
 
 /** Where an exposed port is reached: `url` is `http://host:port`. */
 export interface Tunnel {
@@ -79,6 +80,27 @@ export const getTunnels = (
       return out;
     }),
   );
+
+/**
+ * A TCP connection to `port` inside the sandbox, as web byte streams (`{ readable, writable }`):
+ * a WebSocket to the endpoint's port-connect route, or the in-process fake's own dialer.
+ * `TunnelError` (with `port`) when nothing listens there.
+ */
+export const connectPort = (
+  sandboxId: string,
+  port: number,
+): Effect.Effect<PortConnection, SandboxError, SbxConnection> =>
+  Effect.gen(function* () {
+    yield* validated(() => validatePort(port));
+    const rpc = yield* SbxConnection;
+    return yield* Effect.tryPromise({
+      try: (signal) => rpc.connectPort(sandboxId, port, signal),
+      catch: (error) =>
+        error instanceof SandboxError
+          ? error
+          : new ConnectionError(`connect to port ${port} of sandbox ${sandboxId}: ${String(error)}`, { cause: error }),
+    });
+  });
 
 function userMetadataOf(metadata: ConnectTokenOptions["userMetadata"]): string {
   if (metadata === undefined) return "";

@@ -13,6 +13,8 @@ import * as Layer from "effect/Layer";
 import * as Stream from "effect/Stream";
 import type { ResolvedConfig } from "./config.js";
 import { type SandboxError, TimeoutError } from "./errors.js";
+import { loadOnFirstUse } from "./load-on-first-use.js";
+import type { PortDialer } from "./port-dialer.js";
 import type { RawHttpClient } from "./raw-routes.js";
 import { isTransient, retryAfterOf, toSandboxError } from "./rpc-errors.js";
 
@@ -34,6 +36,11 @@ export interface SbxConnectionShape extends RpcClients {
   readonly headers: Record<string, string>;
   /** Raw HTTP for bulk bytes (output, files), when the adapter has it and talks to a real endpoint. */
   readonly rawHttp?: RawHttpClient | undefined;
+  /**
+   * Opens TCP connections to sandbox ports (`sb.connect`, `sb.tunnel`): the transport's own
+   * dialer (the in-process fake's), else a WebSocket to the endpoint.
+   */
+  readonly connectPort: PortDialer;
 }
 
 /** The Effect service: provide it with `layer(transport)` from `@sbx/core/effect` (or an adapter's `/effect`). */
@@ -43,9 +50,11 @@ export function makeConnection(
   clients: RpcClients,
   config: ResolvedConfig,
   rawHttp?: RawHttpClient,
+  portDialer?: PortDialer,
 ): SbxConnectionShape {
   return {
     rawHttp,
+    connectPort: portDialer ?? websocketDialerOnFirstUse(config),
     sandboxes: clients.sandboxes,
     processes: clients.processes,
     files: clients.files,
@@ -56,8 +65,19 @@ export function makeConnection(
   };
 }
 
-export const connectionLayer = (clients: RpcClients, config: ResolvedConfig): Layer.Layer<SbxConnection> =>
-  Layer.succeed(SbxConnection, makeConnection(clients, config));
+export const connectionLayer = (
+  clients: RpcClients,
+  config: ResolvedConfig,
+  portDialer?: PortDialer,
+): Layer.Layer<SbxConnection> => Layer.succeed(SbxConnection, makeConnection(clients, config, undefined, portDialer));
+
+/** The WebSocket dialer (websocket-port.ts), its code loaded on the first connection. */
+function websocketDialerOnFirstUse(config: ResolvedConfig): PortDialer {
+  return async (sandboxId, port, signal) => {
+    const { websocketDialer } = await loadOnFirstUse(() => import("./websocket-port.js"));
+    return websocketDialer(config)(sandboxId, port, signal);
+  };
+}
 
 /**
  * The retry policy for transient failures: the delay before retry number `failures + 1`, or

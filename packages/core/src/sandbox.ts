@@ -17,15 +17,18 @@ import {
   SandboxFilesystem,
 } from "./filesystem.js";
 import { loadOnFirstUse } from "./load-on-first-use.js";
+import type { ListenLocal, LocalTunnel } from "./local-tunnel.js";
 import {
   type ConnectCredentials,
   type ConnectTokenOptions,
+  connectPort,
   createConnectToken,
   createServiceToken,
   getTunnels,
   type Tunnel,
   validatePort,
 } from "./network-ops.js";
+import type { PortConnection } from "./port-dialer.js";
 import { type ExecOptions, startProcess } from "./process-ops.js";
 import { knownReturncode, returncodeOf, sandboxTimeoutError } from "./returncode.js";
 import {
@@ -59,6 +62,24 @@ export interface TerminateOptions extends SignalOptions {
  */
 export type LocalSandbox = Sandbox & { readonly filesystem: LocalSandboxFilesystem };
 
+/** What a runtime adapter adds to each sandbox. */
+export interface SandboxExtras {
+  /** `sb.filesystem` with local files (copyFromLocal / copyToLocal). */
+  readonly filesystem?: FilesystemFactory;
+  /** `sb.tunnel`'s local TCP listener. */
+  readonly listenLocal?: ListenLocal;
+  /** The runtime, as errors name it. */
+  readonly runtimeName?: string;
+}
+
+export interface TunnelOptions {
+  /** The local port to listen on, on 127.0.0.1; 0 (default): any free port. */
+  readonly localPort?: number;
+}
+
+/** `sb.tunnel`'s code, loaded on first use. */
+const localTunnels = () => loadOnFirstUse(() => import("./local-tunnel.js"));
+
 /** Commands and their handles (`run`, `reconnect`), loaded on first use (see load-on-first-use.ts). */
 const commandHandles = () => loadOnFirstUse(() => import("./command-handle.js"));
 
@@ -69,14 +90,14 @@ export class Sandbox implements AsyncDisposable {
   #detached = false;
   #entrypoint: ContainerProcess<string> | undefined;
   #filesystem: SandboxFilesystem | undefined;
-  readonly #makeFilesystem: FilesystemFactory | undefined;
+  readonly #extras: SandboxExtras;
 
-  /** @internal `makeFilesystem`: the adapter's `sb.filesystem` with local files, if it has them. */
-  constructor(runner: EffectRunner, info: SandboxInfo, makeFilesystem?: FilesystemFactory) {
+  /** @internal `extras`: what the adapter adds (local files for `sb.filesystem`, `sb.tunnel`'s listener). */
+  constructor(runner: EffectRunner, info: SandboxInfo, extras: SandboxExtras = {}) {
     this.#runner = runner;
     this.#info = info;
     this.id = info.id;
-    this.#makeFilesystem = makeFilesystem;
+    this.#extras = extras;
   }
 
   /** The sandbox's name, if it was given one. */
@@ -261,25 +282,48 @@ export class Sandbox implements AsyncDisposable {
   }
 
   /**
-   * A TCP connection to `port` inside the sandbox as web byte streams, carried over the
-   * client's own connection to the server. Not built on any target yet: after checking the
-   * port it throws `UnsupportedError`.
+   * A TCP connection to `port` inside the sandbox, as web byte streams (`{ readable, writable }`),
+   * in every runtime, browsers included: one WebSocket to the server's port-connect route,
+   * authenticated with the client's token (against the in-process fake, straight to its
+   * `onPortConnection` handlers). Resolves once the port answered; `TunnelError` (with `port`)
+   * when nothing listens there, `FailedPreconditionError` when the sandbox has finished.
+   * `writable.close()` ends the sending side once sent (the readable goes on until the app ends);
+   * cancelling the readable or aborting the writable closes the connection. Any port may be
+   * connected to, not only the sandbox's exposed `ports`. The sbx server answers
+   * `UnsupportedError` until its sandboxes have network addresses.
    */
-  async connect(port: number): Promise<{ readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> }> {
-    this.#live();
-    validatePort(port);
-    throw new UnsupportedError("sb.connect is not supported yet: TCP tunnels over the client's connection are coming");
+  async connect(port: number, options: SignalOptions = {}): Promise<PortConnection> {
+    const runner = this.#live();
+    return runner.run(connectPort(this.id, port), options.signal);
   }
 
   /**
-   * A local TCP listener whose connections reach `remotePort` inside the sandbox (Node, Deno,
-   * Bun). Not built on any target yet: after checking the ports it throws `UnsupportedError`.
+   * A local TCP listener on 127.0.0.1:`localPort` (0 or unset: any free port; Node, Deno, Bun)
+   * whose every connection reaches `remotePort` inside the sandbox through its own
+   * `sb.connect`. `t.localPort`; `await t.close()` (or `await using`) stops listening and ends
+   * the connections open through it. Connections are not multiplexed: a dropped server
+   * connection ends those open through it, and new ones work once the server is back.
+   * Browsers have no listener: `UnsupportedError` (use `sb.connect`).
    */
-  async tunnel(remotePort: number, options: { localPort?: number } = {}): Promise<never> {
-    this.#live();
+  async tunnel(remotePort: number, options: TunnelOptions = {}): Promise<LocalTunnel> {
+    const runner = this.#live();
     validatePort(remotePort, "remotePort");
-    if (options.localPort !== undefined && options.localPort !== 0) validatePort(options.localPort, "localPort");
-    throw new UnsupportedError("sb.tunnel is not supported yet: TCP tunnels over the client's connection are coming");
+    const localPort = options.localPort ?? 0;
+    if (localPort !== 0) validatePort(localPort, "localPort");
+    const listen = this.#extras.listenLocal;
+    if (!listen) {
+      throw new UnsupportedError(
+        `sb.tunnel needs a local TCP listener, which ${this.#extras.runtimeName ?? "this runtime package"} does not have ` +
+          "(@sbx/node, @sbx/deno and @sbx/bun do); sb.connect works everywhere",
+      );
+    }
+    const { openLocalTunnel } = await localTunnels();
+    return openLocalTunnel({
+      listen,
+      localPort,
+      remotePort,
+      connect: (signal) => runner.run(connectPort(this.id, remotePort), signal),
+    });
   }
 
   /**
@@ -331,7 +375,7 @@ export class Sandbox implements AsyncDisposable {
   /** Files inside the sandbox. */
   get filesystem(): SandboxFilesystem {
     this.#filesystem ??=
-      this.#makeFilesystem?.(() => this.#live(), this.id) ?? new SandboxFilesystem(() => this.#live(), this.id);
+      this.#extras.filesystem?.(() => this.#live(), this.id) ?? new SandboxFilesystem(() => this.#live(), this.id);
     return this.#filesystem;
   }
 

@@ -8,6 +8,7 @@ import { fetchRawHttp, localFilesystems, localImages } from "@sbx/core/adapter";
 import { connectClients } from "@sbx/core/connect";
 import { readEnv } from "./deno-api.ts";
 import { denoLocalFiles } from "./local-files.ts";
+import { denoListenLocal } from "./local-tunnel.ts";
 import { createDenoTransport, type DenoTransportOptions } from "./transport.ts";
 
 export interface DenoSandboxClientOptions extends SandboxClientOptions, DenoTransportOptions {}
@@ -25,6 +26,7 @@ export class SandboxClient extends CoreSandboxClient<LocalSandbox, LocalImages> 
       connectClients,
       localFilesystem: localFilesystems(denoLocalFiles),
       localImages: localImages(denoLocalFiles),
+      localTunnel: denoListenLocal,
       createRawHttp: (endpoint) =>
         options.rawHttp === false
           ? undefined

@@ -28,6 +28,20 @@ export interface DenoApi {
   stat(path: string): Promise<DenoFileInfo>;
   lstat(path: string): Promise<DenoFileInfo>;
   readDir(path: string): AsyncIterable<{ readonly name: string }>;
+  listen(options: { readonly hostname: string; readonly port: number; readonly transport?: "tcp" }): DenoListener;
+}
+
+/** A TCP connection `Deno.listen` accepted. */
+export interface DenoConn {
+  read(buffer: Uint8Array): Promise<number | null>;
+  write(bytes: Uint8Array): Promise<number>;
+  closeWrite(): Promise<void>;
+  close(): void;
+}
+
+export interface DenoListener extends AsyncIterable<DenoConn> {
+  readonly addr: { readonly port: number };
+  close(): void;
 }
 
 export interface DenoFileInfo {

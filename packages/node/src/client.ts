@@ -7,6 +7,7 @@ import {
 import { localFilesystems, localImages } from "@sbx/core/adapter";
 import { connectClients } from "@sbx/core/connect";
 import { nodeLocalFiles, nodeLocalImageFiles } from "./local-files.js";
+import { nodeListenLocal } from "./local-tunnel.js";
 import { nodeRawHttp } from "./raw-http-client.js";
 import { createNodeTransport, type NodeTransportOptions } from "./transport.js";
 
@@ -24,6 +25,7 @@ export class SandboxClient extends CoreSandboxClient<LocalSandbox, LocalImages> 
       connectClients,
       localFilesystem: localFilesystems(nodeLocalFiles),
       localImages: localImages(nodeLocalImageFiles),
+      localTunnel: nodeListenLocal,
       createRawHttp: (endpoint) => (options.rawHttp === false ? undefined : nodeRawHttp(endpoint)),
     });
   }

@@ -8,4 +8,5 @@ export * from "./image-reference.js";
 export * from "./images.js";
 export * from "./limits.js";
 export * from "./network.js";
+export * from "./port-connect.js";
 export * from "./raw-routes.js";

@@ -30,6 +30,12 @@ export interface ListenOptions {
    * themselves (before reading their body); CORS preflights need no token.
    */
   readonly authorize?: (authorization: string | null) => boolean;
+  /**
+   * WebSocket (HTTP/1.1 upgrade) routes: an upgrade whose path starts with a route's `prefix`
+   * goes to its `handle`, which checks its own token and owns the socket from then on (it
+   * counts as a request in flight until the socket closes). Other upgrades get a 404.
+   */
+  readonly upgradeRoutes?: readonly UpgradeRoute[];
   /** Largest request message an RPC reads (default READ_MAX_BYTES); a route may set its own (see serveWithLimits). */
   readonly readMaxBytes?: number;
   /** Timeouts and the cap for connections with no request in flight. */
@@ -43,6 +49,12 @@ type NodeResponse = import("node:http").ServerResponse | import("node:http2").Ht
 export interface PlainRoute {
   readonly prefix: string;
   handle(req: NodeRequest, res: NodeResponse): Promise<void>;
+}
+
+/** A WebSocket route: HTTP/1.1 upgrades whose path starts with `prefix` (node:http's "upgrade" event). */
+export interface UpgradeRoute {
+  readonly prefix: string;
+  handle(req: import("node:http").IncomingMessage, socket: import("node:stream").Duplex, head: Buffer): void;
 }
 
 export interface Listener {
@@ -215,7 +227,39 @@ export async function listenConnect(
       },
     };
   };
-  const http1 = createHttp1(handle);
+  const upgradeRoutes = options.upgradeRoutes ?? [];
+  const upgradeRouteOf = (req: import("node:http").IncomingMessage) => {
+    const path = req.url?.split("?", 2)[0] ?? "";
+    return upgradeRoutes.find((r) => path.startsWith(r.prefix));
+  };
+  // Only upgrades a route takes leave HTTP (Node ≥ 24.9 asks; older versions send every upgrade
+  // to the listener below, which answers those it has no route for with a 404).
+  const http1 = createHttp1(
+    { shouldUpgradeCallback: (req: import("node:http").IncomingMessage) => upgradeRouteOf(req) !== undefined } as {},
+    handle,
+  );
+  http1.on(
+    "upgrade",
+    (req: import("node:http").IncomingMessage, socket: import("node:stream").Duplex, head: Buffer) => {
+      socket.on("error", () => socket.destroy());
+      const route = upgradeRouteOf(req);
+      if (!route) {
+        const path = req.url?.split("?", 2)[0] ?? "";
+        const body = JSON.stringify({
+          code: "unimplemented",
+          message: `no WebSocket route ${path} on this sbx server`,
+        });
+        socket.end(
+          `HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        );
+        return;
+      }
+      // An upgraded connection is in flight until it closes: the idle timeouts leave it alone.
+      const connection = tracked.get(req.socket);
+      if (connection) guard.track(connection, { once: (_event, listener) => socket.once("close", listener) });
+      route.handle(req, socket, head);
+    },
+  );
   // Bounds per session: streams at once (an sbx client holds one per followed output, so not
   // gRPC's usual 100), and nghttp2's memory (Node's default, said here on purpose).
   const http2 = createHttp2(

@@ -1,9 +1,11 @@
-// Into a sandbox, for real: exposed ports (tunnels), connect tokens, service URLs and TCP
-// readiness probes reach an app listening inside a sandbox through the server, which connects
+// Into a sandbox, for real: exposed ports (tunnels), connect tokens, service URLs, TCP
+// readiness probes, sb.connect and sb.tunnel reach an app listening inside a sandbox through
+// the server, which connects
 // over the sandbox's own link — with or without outbound network. Host accounts other than the
 // server's cannot open connections to a sandbox around it.
 import { spawnSync } from "node:child_process";
-import { Probe, type Sandbox, SandboxClient, TimeoutError } from "@sbx/node";
+import { connect as netConnect } from "node:net";
+import { Probe, type Sandbox, SandboxClient, TimeoutError, TunnelError } from "@sbx/node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorOf, realServerAvailable, useTestServer } from "./test-support.js";
 
@@ -22,8 +24,26 @@ class App(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("0.0.0.0", ${port}), App).serve_forever()
 EOF`;
 
+/** A TCP echo on `port` that answers all it got, then ends (half-close kept). */
+const ECHO = (port: number) => `python3 - <<'EOF'
+import socketserver
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        while True:
+            data = self.request.recv(65536)
+            if not data: break
+            self.request.sendall(data)
+        self.request.shutdown(1)
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(("0.0.0.0", ${port}), Echo).serve_forever()
+EOF`;
+
 async function startApp(sb: Sandbox, port: number): Promise<void> {
   await sb.run(APP(port), { wait: false, timeoutMs: 0 });
+  await waitForPort(sb, port);
+}
+
+async function waitForPort(sb: Sandbox, port: number): Promise<void> {
   for (let i = 0; i < 100; i++) {
     const up = await sb.run(
       `python3 -c "import socket; socket.create_connection(('127.0.0.1', ${port}), 1)" 2>/dev/null`,
@@ -92,6 +112,74 @@ if (available) {
       await sb.waitUntilReady({ timeoutMs: 30_000 });
       const tunnels = await sb.tunnels({ timeoutMs: 30_000 });
       expect((await fetch(tunnels[8000]?.url as string)).status).toBe(200);
+    });
+
+    it("tokens are real: 401 without a token, 502 naming the port where nothing listens", async () => {
+      await using sb = await client.sandboxes.create({ app: "unsupported" });
+      expect(await sb.tunnels()).toEqual({}); // created without ports
+      const { url, token } = await sb.createConnectToken({ userMetadata: { user: "ada" } });
+      expect((await fetch(url)).status).toBe(401);
+      expect((await fetch(url, { headers: { authorization: "Bearer forged" } })).status).toBe(401);
+      const answer = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+      expect(answer.status).toBe(502);
+      expect(await answer.text()).toMatch(/port 8080 of sandbox .* nothing listens there/);
+      const svc = await sb.service(3000, { expiresInMs: 60_000 });
+      expect((await fetch(svc.url)).status).toBe(401);
+      expect((await svc.fetch("/")).status).toBe(502);
+    });
+
+    it("sb.connect reaches a port in the sandbox as byte streams, with outbound blocked too", async () => {
+      await using sb = await client.sandboxes.create({ blockNetwork: true });
+      await sb.run(ECHO(7000), { wait: false, timeoutMs: 0 });
+      await waitForPort(sb, 7000);
+      const conn = await sb.connect(7000);
+      const writer = conn.writable.getWriter();
+      const payload = new Uint8Array(4 << 20).map((_, i) => i % 251);
+      const reading = (async () => {
+        const chunks: Uint8Array[] = [];
+        let length = 0;
+        for await (const chunk of conn.readable) {
+          chunks.push(chunk);
+          length += chunk.length;
+        }
+        const all = new Uint8Array(length);
+        let at = 0;
+        for (const chunk of chunks) {
+          all.set(chunk, at);
+          at += chunk.length;
+        }
+        return all;
+      })();
+      await writer.write(payload);
+      await writer.close(); // half-close: the echo answers everything, then ends
+      const echoed = await reading;
+      expect(echoed.length).toBe(payload.length);
+      expect(Buffer.from(echoed).equals(Buffer.from(payload))).toBe(true);
+      // Nothing listens on another port: a TunnelError naming it.
+      const refused = await errorOf(sb.connect(7001));
+      expect(refused).toBeInstanceOf(TunnelError);
+      expect((refused as TunnelError).port).toBe(7001);
+    });
+
+    it("sb.tunnel serves many local connections to a port in the sandbox", async () => {
+      await using sb = await client.sandboxes.create();
+      await sb.run(ECHO(7000), { wait: false, timeoutMs: 0 });
+      await waitForPort(sb, 7000);
+      await using tunnel = await sb.tunnel(7000);
+      const roundTrip = (text: string) =>
+        new Promise<string>((resolve, reject) => {
+          const socket = netConnect({ host: "127.0.0.1", port: tunnel.localPort });
+          let got = "";
+          socket.setEncoding("utf8");
+          socket.on("data", (d: string) => {
+            got += d;
+          });
+          socket.on("end", () => resolve(got));
+          socket.on("error", reject);
+          socket.end(text);
+        });
+      const texts = Array.from({ length: 20 }, (_, i) => `connection ${i}\n`.repeat(100));
+      expect(await Promise.all(texts.map(roundTrip))).toEqual(texts);
     });
 
     it("a host account other than the server's cannot connect to a sandbox's ports", async () => {

@@ -9,7 +9,7 @@ import { getPriority } from "node:os";
 import { join } from "node:path";
 import { parseImageReference } from "@sbx/proto";
 import { Engine, engineRoutes, READ_MAX_BYTES, type SandboxRuntime } from "@sbx/server-kit";
-import { IngressTokens, ListenerIngress } from "@sbx/server-kit/ingress";
+import { IngressTokens, ListenerIngress, portConnectRoute } from "@sbx/server-kit/ingress";
 import { type ConnectionLimits, DEFAULT_MAX_CONNECTIONS, type Listener, listenConnect } from "@sbx/server-kit/listen";
 import { rawRoutes } from "@sbx/server-kit/raw-routes";
 import { bearerMatches, resolveToken } from "./auth.js";
@@ -164,12 +164,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const [host, port] = parseListen(options.listen ?? "127.0.0.1:7420");
   // Sandbox ports are reached through listeners on the server's own host: the token gateway
   // (tokens signed with the data dir's key) and tunnels, dialing through sandboxPortDialer.
+  const dialer = sandboxPortDialer(local);
+  const onIngressError = (error: unknown) =>
+    logger.error("ingress failed", { error: error instanceof Error ? error.message : String(error) });
   const ingress = new ListenerIngress({
     host,
     tokens: new IngressTokens(loadIngressKey(dataDir)),
-    dialer: sandboxPortDialer(local),
-    onError: (error) =>
-      logger.error("ingress failed", { error: error instanceof Error ? error.message : String(error) }),
+    dialer,
+    onError: onIngressError,
   });
   const engine = new Engine(
     { runtime, store, outputs: fileOutputStorage(dataDir), images: imageStore, ingress },
@@ -204,6 +206,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       readMaxBytes: READ_MAX_BYTES,
       connections,
       plainRoutes: rawRoutes(engine, authorize),
+      // sb.connect / sb.tunnel: a WebSocket per connection, dialing through the same dialer.
+      upgradeRoutes: [portConnectRoute({ engine, dialer, authorize, onError: onIngressError })],
       ...(options.corsOrigin ? { corsOrigin: options.corsOrigin } : {}),
       onHandlerError: (method, error) =>
         logger.error("request handler failed", {

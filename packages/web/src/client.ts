@@ -17,6 +17,7 @@ export class SandboxClient extends CoreSandboxClient {
   constructor(options: WebSandboxClientOptions = {}) {
     const fetchImpl = options.fetch ?? globalFetch;
     super(options, {
+      runtimeName: "@sbx/web (browsers have no TCP listener)",
       createClients: (endpoint) => fetchClients(endpoint, fetchImpl),
       createRawHttp: (endpoint) =>
         options.rawHttp === false ? undefined : fetchRawHttp(endpoint, fetchImpl as typeof fetch),

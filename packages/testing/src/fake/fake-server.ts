@@ -6,7 +6,7 @@
  * which the mini shell's processes share.
  */
 import { type ConnectRouter, createRouterTransport, type Transport } from "@connectrpc/connect";
-import { withConnectClients } from "@sbx/core/connect";
+import { withConnectClients, withPortDialer } from "@sbx/core/connect";
 import { Engine, engineRoutes, memoryOutputStorage, memoryStateStore } from "@sbx/server-kit";
 import type { Listener, ListenOptions } from "@sbx/server-kit/listen";
 import { FakeImageStore, type FakeImages } from "./fake-images.js";
@@ -14,6 +14,7 @@ import { FakeIngress } from "./fake-ingress.js";
 import { FakeRuntime } from "./fake-runtime.js";
 import { type CutStreamsOptions, type FailNextOptions, type FaultMethod, Faults, type RecordedCall } from "./faults.js";
 import { type ExecHandler, type ExecPattern, HandlerRegistry } from "./handlers.js";
+import { inProcessPortDialer } from "./in-process-port-dialer.js";
 import { KeepAlive } from "./keep-alive.js";
 import { type PortConnectionHandler, type PortHandler, PortRegistry } from "./ports.js";
 
@@ -102,7 +103,11 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
   const listeners: { close(): Promise<void> }[] = [];
   return {
     // It carries its sbx clients, so runtime packages without a Connect client (@sbx/web) take it too.
-    transport: withConnectClients(createRouterTransport(routes, { router: { interceptors } })),
+    // And its port dialer: sb.connect / sb.tunnel reach onPortConnection handlers without a listener.
+    transport: withPortDialer(
+      withConnectClients(createRouterTransport(routes, { router: { interceptors } })),
+      inProcessPortDialer(engine, ports),
+    ),
     routes,
     calls: faults.calls,
     images,
@@ -119,18 +124,25 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
     },
     async listen(listenOptions) {
       // Loaded on demand so the in-process fake stays free of node: imports (browser-safe).
-      const [{ listenConnect }, { rawRoutes }, { IngressTokens, ListenerIngress, randomTokenKey }, { FakePortDialer }] =
-        await Promise.all([
-          import("@sbx/server-kit/listen"),
-          import("@sbx/server-kit/raw-routes"),
-          import("@sbx/server-kit/ingress"),
-          import("./fake-port-dialer.js"),
-        ]);
+      const [
+        { listenConnect },
+        { rawRoutes },
+        { IngressTokens, ListenerIngress, portConnectRoute, randomTokenKey },
+        { FakePortDialer },
+      ] = await Promise.all([
+        import("@sbx/server-kit/listen"),
+        import("@sbx/server-kit/raw-routes"),
+        import("@sbx/server-kit/ingress"),
+        import("./fake-port-dialer.js"),
+      ]);
       const token = options.token;
       const authorize = (header: string | null | undefined) => token === undefined || header === `Bearer ${token}`;
+      const dialer = new FakePortDialer(ports);
       const listener = await listenConnect(routes, interceptors, {
         ...listenOptions,
         plainRoutes: [...(listenOptions?.plainRoutes ?? []), ...rawRoutes(engine, authorize, faults.rawCall)],
+        // sb.connect / sb.tunnel: the server's own WebSocket route, dialing the port registry.
+        upgradeRoutes: [...(listenOptions?.upgradeRoutes ?? []), portConnectRoute({ engine, dialer, authorize })],
       });
       listeners.push(listener);
       // Sandbox ports are served on the same host (the first listen's, if several), with the
@@ -139,7 +151,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
         const portIngress = new ListenerIngress({
           host: new URL(listener.url).hostname.replace(/^\[|\]$/g, ""),
           tokens: new IngressTokens(randomTokenKey()),
-          dialer: new FakePortDialer(ports),
+          dialer,
         });
         ingress.attach(portIngress);
         listeners.push(portIngress);

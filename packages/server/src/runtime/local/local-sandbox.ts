@@ -197,7 +197,13 @@ export class LocalSandbox implements RuntimeSandbox {
     if (!this.#link) throw new Error("the sandbox has no network");
     const { address } = await this.#link;
     return await new Promise<Socket>((resolve, reject) => {
-      const socket = connect({ host: address, port, noDelay: true, ...(signal ? { signal } : {}) });
+      const socket = connect({
+        host: address,
+        port,
+        noDelay: true,
+        allowHalfOpen: true,
+        ...(signal ? { signal } : {}),
+      });
       const fail = (error: Error) => {
         socket.destroy();
         reject(error);

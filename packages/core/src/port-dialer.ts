@@ -1,0 +1,73 @@
+/**
+ * How a client opens a TCP connection to a port inside a sandbox (`sb.connect`, `sb.tunnel`):
+ * a `PortDialer`. The default one opens the port-connect WebSocket route at the endpoint
+ * (websocket-port.ts, loaded on first use); a transport that reaches a server without a network
+ * (the in-process fake) carries its own, attached with `withPortDialer`. Browser-safe.
+ */
+import type { PortConnectRefusal } from "@sbx/proto";
+import {
+  AuthenticationError,
+  FailedPreconditionError,
+  InternalError,
+  InvalidError,
+  NotFoundError,
+  type SandboxError,
+  TunnelError,
+  UnsupportedError,
+} from "./errors.js";
+
+/** A TCP connection to a port inside a sandbox, as web byte streams. */
+export interface PortConnection {
+  /**
+   * What the port's app sends. It ends when the app ends its side (or closes); it errors with
+   * a `SandboxError` when the connection drops. Cancelling it closes the connection.
+   */
+  readonly readable: ReadableStream<Uint8Array>;
+  /**
+   * What the app receives. `close()` ends this side once every byte is sent (a half-close: the
+   * readable goes on until the app ends too); `abort()` closes the whole connection.
+   */
+  readonly writable: WritableStream<Uint8Array>;
+}
+
+/** Opens a connection to `port` of `sandboxId`; rejects with a `SandboxError`. */
+export type PortDialer = (sandboxId: string, port: number, signal?: AbortSignal) => Promise<PortConnection>;
+
+/** Where `withPortDialer` leaves a transport's dialer. */
+export const PORT_DIALER = Symbol.for("@sbx/core/portDialer");
+
+/**
+ * `transport`, carrying the dialer its clients' `sb.connect` / `sb.tunnel` use instead of a
+ * WebSocket to the endpoint (the in-process fake's transport reaches its ports this way).
+ */
+export function withPortDialer<T extends object>(transport: T, dial: PortDialer): T {
+  Object.defineProperty(transport, PORT_DIALER, { value: dial, enumerable: false });
+  return transport;
+}
+
+/** The dialer `withPortDialer` attached to `transport`, if it did. */
+export function attachedPortDialer(transport: unknown): PortDialer | undefined {
+  if (typeof transport !== "object" || transport === null) return undefined;
+  const dial = (transport as { [PORT_DIALER]?: PortDialer })[PORT_DIALER];
+  return typeof dial === "function" ? dial : undefined;
+}
+
+/** The error a refused connection to `port` raises, by the refusal the server gave. */
+export function portConnectError(refusal: PortConnectRefusal, message: string, port: number): SandboxError {
+  switch (refusal) {
+    case "invalid":
+      return new InvalidError(message);
+    case "unauthenticated":
+      return new AuthenticationError(message);
+    case "notFound":
+      return new NotFoundError(message);
+    case "notRunning":
+      return new FailedPreconditionError(message);
+    case "unsupported":
+      return new UnsupportedError(message);
+    case "refused":
+      return new TunnelError(message, { port });
+    case "internal":
+      return new InternalError(message);
+  }
+}

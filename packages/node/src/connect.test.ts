@@ -1,0 +1,271 @@
+/**
+ * sb.connect and sb.tunnel against the fake: over a real port (the WebSocket route, the same
+ * code the sbx server mounts) and in-process (`fake.transport`, its own port dialer).
+ */
+import { connect as netConnect, type Socket } from "node:net";
+import type { PortConnection } from "@sbx/core";
+import { layer as transportLayer } from "@sbx/core/effect";
+import { createFakeServer, type FakeServer } from "@sbx/testing";
+import * as Effect from "effect/Effect";
+import { afterEach, describe, expect, it } from "vitest";
+import { Network, layer as nodeLayer } from "./effect.js";
+import {
+  AuthenticationError,
+  FailedPreconditionError,
+  NotFoundError,
+  SandboxClient,
+  TunnelError,
+  UnsupportedError,
+} from "./index.js";
+
+const TOKEN = "connect-secret";
+const ECHO = 7000;
+const SINK = 7001;
+
+/** Echoes every byte back; ends its side when the client ends its own. */
+function echo(fake: FakeServer) {
+  fake.onPortConnection(ECHO, async ({ readable, writable }) => {
+    await readable.pipeTo(writable);
+  });
+}
+
+async function readAll(readable: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let length = 0;
+  const reader = readable.getReader();
+  for (let next = await reader.read(); !next.done; next = await reader.read()) {
+    parts.push(next.value);
+    length += next.value.byteLength;
+  }
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
+}
+
+function pattern(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + (i >> 11)) & 0xff;
+  return bytes;
+}
+
+async function writeAll(conn: PortConnection, bytes: Uint8Array, chunk = 256 * 1024): Promise<void> {
+  const writer = conn.writable.getWriter();
+  for (let at = 0; at < bytes.byteLength; at += chunk) await writer.write(bytes.subarray(at, at + chunk));
+  await writer.close();
+}
+
+type Target = {
+  name: string;
+  setup: (fake: FakeServer) => Promise<SandboxClient>;
+  /** `Network.connect` (the Effect API) to any sandbox id, with `token`. */
+  connectById: (fake: FakeServer, client: SandboxClient, id: string, port: number) => Promise<PortConnection>;
+};
+
+const targets: Target[] = [
+  {
+    name: "fake.listen() (WebSocket)",
+    async setup(fake) {
+      const { url } = await fake.listen();
+      return new SandboxClient({ endpoint: url, token: TOKEN });
+    },
+    connectById: (_fake, client, id, port) =>
+      Effect.runPromise(
+        Network.connect(id, port).pipe(Effect.provide(nodeLayer({ endpoint: client.endpoint, token: TOKEN }))),
+      ),
+  },
+  {
+    name: "in-process fake",
+    setup: async (fake) => new SandboxClient({ transport: fake.transport, token: TOKEN }),
+    connectById: (fake, _client, id, port) =>
+      Effect.runPromise(
+        Network.connect(id, port).pipe(Effect.provide(transportLayer(fake.transport, { token: TOKEN }))),
+      ),
+  },
+];
+
+describe.each(targets)("sb.connect — $name", ({ setup, connectById }) => {
+  let fake: FakeServer;
+  let client: SandboxClient;
+  afterEach(async () => {
+    await client?.close();
+    await fake?.close();
+  });
+  const start = async () => {
+    fake = createFakeServer({ token: TOKEN });
+    echo(fake);
+    client = await setup(fake);
+    return client.sandboxes.create();
+  };
+
+  it("echoes 8 MiB both ways, with a half-close", async () => {
+    const sb = await start();
+    const conn = await sb.connect(ECHO);
+    const sent = pattern(8 * 1024 * 1024);
+    const [, received] = await Promise.all([writeAll(conn, sent), readAll(conn.readable)]);
+    expect(received.byteLength).toBe(sent.byteLength);
+    expect(Buffer.from(received).equals(Buffer.from(sent))).toBe(true);
+  });
+
+  it("an app's answer after the client's half-close still arrives", async () => {
+    const sb = await start();
+    fake.onPortConnection(SINK, async ({ readable, writable }) => {
+      const got = await readAll(readable); // until the client's end
+      const writer = writable.getWriter();
+      await writer.write(new TextEncoder().encode(`got ${got.byteLength} bytes`));
+      await writer.close();
+    });
+    const conn = await sb.connect(SINK);
+    await writeAll(conn, pattern(100_000));
+    expect(new TextDecoder().decode(await readAll(conn.readable))).toBe("got 100000 bytes");
+  });
+
+  it("a port nobody listens on is a TunnelError naming the port", async () => {
+    const sb = await start();
+    const error = await sb.connect(4321).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TunnelError);
+    expect((error as TunnelError).port).toBe(4321);
+    expect((error as Error).message).toContain("4321");
+  });
+
+  it("an unknown sandbox is NotFoundError; a terminated one FailedPreconditionError", async () => {
+    const sb = await start();
+    await expect(connectById(fake, client, "sb-nosuchsandbox", ECHO)).rejects.toBeInstanceOf(NotFoundError);
+    const ok = await connectById(fake, client, sb.id, ECHO); // the Effect API reaches it too
+    await ok.writable.close();
+    await readAll(ok.readable);
+    await sb.terminate();
+    await expect(sb.connect(ECHO)).rejects.toBeInstanceOf(FailedPreconditionError);
+  });
+
+  it("cancelling the readable closes the connection (the app's side ends)", async () => {
+    const sb = await start();
+    let appEnded!: () => void;
+    const ended = new Promise<void>((resolve) => {
+      appEnded = resolve;
+    });
+    fake.onPortConnection(SINK, async ({ readable }) => {
+      await readAll(readable).catch(() => {});
+      appEnded();
+    });
+    const conn = await sb.connect(SINK);
+    await conn.readable.cancel();
+    await ended;
+  });
+});
+
+describe("sb.connect over a port — auth", () => {
+  it("a wrong token is an AuthenticationError", async () => {
+    const fake = createFakeServer({ token: TOKEN });
+    echo(fake);
+    const { url } = await fake.listen();
+    try {
+      await using good = new SandboxClient({ endpoint: url, token: TOKEN });
+      const sb = await good.sandboxes.create();
+      const wrong = Effect.runPromise(
+        Network.connect(sb.id, ECHO).pipe(Effect.provide(nodeLayer({ endpoint: url, token: "wrong" }))),
+      );
+      await expect(wrong).rejects.toBeInstanceOf(AuthenticationError);
+      const none = Effect.runPromise(Network.connect(sb.id, ECHO).pipe(Effect.provide(nodeLayer({ endpoint: url }))));
+      await expect(none).rejects.toBeInstanceOf(AuthenticationError);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it("the in-process fake cannot connect to an onPort (HTTP) handler: UnsupportedError", async () => {
+    const fake = createFakeServer();
+    fake.onPort(8080, () => new Response("hi"));
+    await using client = new SandboxClient({ transport: fake.transport });
+    const sb = await client.sandboxes.create();
+    await expect(sb.connect(8080)).rejects.toBeInstanceOf(UnsupportedError);
+    await fake.close();
+  });
+});
+
+describe("sb.tunnel (Node)", () => {
+  let fake: FakeServer;
+  afterEach(async () => {
+    await fake?.close();
+  });
+
+  const localEcho = (port: number, message: Uint8Array): Promise<Uint8Array> =>
+    new Promise((resolve, reject) => {
+      const socket: Socket = netConnect({ port, host: "127.0.0.1", allowHalfOpen: true }, () => {
+        socket.end(message);
+      });
+      const parts: Buffer[] = [];
+      socket.on("data", (d: Buffer) => parts.push(d));
+      socket.on("end", () => {
+        socket.end();
+        resolve(new Uint8Array(Buffer.concat(parts)));
+      });
+      socket.on("error", reject);
+    });
+
+  it("100 connections at once each echo their own bytes", async () => {
+    fake = createFakeServer({ token: TOKEN });
+    echo(fake);
+    const { url } = await fake.listen();
+    await using client = new SandboxClient({ endpoint: url, token: TOKEN });
+    const sb = await client.sandboxes.create();
+    await using t = await sb.tunnel(ECHO);
+    expect(t.localPort).toBeGreaterThan(0);
+    const results = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => localEcho(t.localPort, new TextEncoder().encode(`connection ${i}`))),
+    );
+    results.forEach((r, i) => {
+      expect(new TextDecoder().decode(r)).toBe(`connection ${i}`);
+    });
+  });
+
+  it("new connections work after the server's listener restarts", async () => {
+    fake = createFakeServer({ token: TOKEN });
+    echo(fake);
+    const first = await fake.listen();
+    const port = first.port;
+    await using client = new SandboxClient({ endpoint: first.url, token: TOKEN });
+    const sb = await client.sandboxes.create();
+    await using t = await sb.tunnel(ECHO, { localPort: 0 });
+    expect(new TextDecoder().decode(await localEcho(t.localPort, new TextEncoder().encode("before")))).toBe("before");
+    await first.close();
+    await fake.listen({ port });
+    expect(new TextDecoder().decode(await localEcho(t.localPort, new TextEncoder().encode("after")))).toBe("after");
+  });
+
+  it("close() stops listening and ends open connections", async () => {
+    fake = createFakeServer();
+    echo(fake);
+    await using client = new SandboxClient({ transport: fake.transport });
+    const sb = await client.sandboxes.create();
+    const t = await sb.tunnel(ECHO);
+    const socket = netConnect({ port: t.localPort, host: "127.0.0.1" });
+    const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+    socket.on("error", () => {});
+    socket.write("hello");
+    await new Promise<void>((resolve) => socket.once("data", () => resolve()));
+    await t.close();
+    await closed;
+    const refused = await new Promise<string>((resolve) => {
+      const again = netConnect({ port: t.localPort, host: "127.0.0.1" });
+      again.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error"));
+      again.on("connect", () => {
+        again.destroy();
+        resolve("connected");
+      });
+    });
+    expect(refused).toBe("ECONNREFUSED");
+  });
+
+  it("a tunnel to a port nobody listens on closes each local connection", async () => {
+    fake = createFakeServer();
+    await using client = new SandboxClient({ transport: fake.transport });
+    const sb = await client.sandboxes.create();
+    await using t = await sb.tunnel(4444);
+    const got = await localEcho(t.localPort, new TextEncoder().encode("x")).catch(() => new Uint8Array());
+    expect(got.byteLength).toBe(0);
+  });
+});
