@@ -42,6 +42,7 @@ import { ImageWarmPools } from "./image-warm-pools.js";
 import { LocalSandbox } from "./local-sandbox.js";
 import { localRuntimeProblems } from "./prerequisites.js";
 import { type DiskSource, ensureDiskTemplate, removeSandboxDisk } from "./sandbox-disk.js";
+import { mountSandboxesDir, unmountSandboxesDir } from "./sandbox-mounts.js";
 import {
   defaultRoot,
   ensureImageRootParts,
@@ -360,6 +361,7 @@ class LocalRuntime implements SandboxRuntime {
     const base = blocks.allocate();
     const sandbox = new LocalSandbox(spec, {
       dir: join(this.#dir, "sandboxes", spec.id),
+      sandboxMounts: join(this.#dir, "sandboxes"),
       root,
       seccomp,
       agent,
@@ -415,6 +417,7 @@ class LocalRuntime implements SandboxRuntime {
     await mkdir(join(this.#dir, "sandboxes"), { recursive: true, mode: 0o700 });
     await chmod(this.#dir, 0o700);
     await chmod(join(this.#dir, "sandboxes"), 0o700);
+    await mountSandboxesDir(join(this.#dir, "sandboxes"));
   }
 
   async #writeSeccomp(): Promise<string> {
@@ -463,6 +466,7 @@ class LocalRuntime implements SandboxRuntime {
     const all = [...this.#sandboxes.values(), ...warm];
     await Promise.all(all.map((s) => s.destroy()));
     this.#sandboxes.clear();
+    if (this.#prepared) await unmountSandboxesDir(join(this.#dir, "sandboxes")).catch(() => {});
     // Its ids go back to the host once nothing of its sandboxes runs.
     const claim = this.#claim;
     this.#claim = undefined;
