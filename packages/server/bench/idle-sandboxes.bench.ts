@@ -8,7 +8,8 @@
 // (default 8), from the default image, or from a cached busybox image imported into the
 // server's store first (SBX_BENCH_IDLE_IMAGE=1). Once the server and its sandboxes are quiet,
 // what N of them cost is read (nothing dropped from the caches before or after):
-//   - the machine: MemTotal − MemAvailable from /proc/meminfo, before and after;
+//   - the machine: MemTotal − MemAvailable from /proc/meminfo, before and after, and its fall
+//     once they are gone again (two readings of one cost: other work on the machine moves each);
 //   - the kernel: Slab (SUnreclaim), PageTables, KernelStack, Shmem, and Cached, from the same;
 //   - the server process: RSS and PSS (/proc/<pid>/smaps_rollup), before and after;
 //   - the sandboxes' host processes (bwrap, the agent, anything else under the server), PSS
@@ -58,6 +59,7 @@ const MEMINFO_KEYS = [
   "Inactive(file)",
   "Unevictable",
   "Dirty",
+  "Percpu",
 ] as const;
 
 /** RSS and PSS of a process, bytes (0 when it is gone). */
@@ -261,6 +263,8 @@ async function baseline(): Promise<Record<string, number>> {
         }),
     ),
   );
+  await quiet(process.pid, 10);
+  out.released = after.Used - meminfo().Used;
   return out;
 }
 
@@ -336,6 +340,8 @@ async function sbx(): Promise<Record<string, number>> {
     const destroyStart = performance.now();
     await bounded(sandboxes.length, CONCURRENCY, (i) => (sandboxes[i] as Sandbox).terminate());
     out.terminateSeconds = (performance.now() - destroyStart) / 1000;
+    await quiet(pid);
+    out.released = after.Used - meminfo().Used;
     return out;
   } finally {
     await client.close();
@@ -352,7 +358,8 @@ const per = (bytes: number | undefined) => mib((bytes ?? 0) / COUNT);
 const rows: [string, string, string][] = [];
 const row = (what: string, b: number | undefined, s: number | undefined) =>
   rows.push([what, b === undefined ? "—" : String(per(b)), s === undefined ? "—" : String(per(s))]);
-row("host used memory (MemTotal − MemAvailable)", base.Used, sb.Used);
+row("host used memory (MemTotal − MemAvailable), rise as they start", base.Used, sb.Used);
+row("host used memory, fall once they are gone (the same cost, read the other way)", base.released, sb.released);
 row("  kernel: Slab unreclaimable", base.SUnreclaim, sb.SUnreclaim);
 row("  kernel: Slab reclaimable", base.SReclaimable, sb.SReclaimable);
 row("  kernel: PageTables", base.PageTables, sb.PageTables);
@@ -369,6 +376,23 @@ for (const key of new Set([...Object.keys(base), ...Object.keys(sb)].filter((k) 
   row(`  PSS of host processes: ${key.slice(4)}`, base[key], sb[key]);
 }
 row("  the bench process itself (RSS)", base.benchRss, sb.benchRss);
+// What is sbx's beyond doubt, read from counters other work moves less: the processes' PSS
+// and the server's, and the kernel's memory that is never reclaimed while they live.
+const attributed = (r: Record<string, number>) =>
+  Object.entries(r)
+    .filter(([k]) => k.startsWith("pss:"))
+    .reduce((sum, [, v]) => sum + v, 0) +
+  (r.serverPss ?? 0) +
+  (r.SUnreclaim ?? 0) +
+  (r.PageTables ?? 0) +
+  (r.KernelStack ?? 0) +
+  (r.Percpu ?? 0);
+row("  kernel: Percpu", base.Percpu, sb.Percpu);
+row(
+  "attributed: processes' PSS + server PSS + Slab unreclaimable + PageTables + KernelStack + Percpu",
+  attributed(base),
+  attributed(sb),
+);
 row("sandboxes' cgroups: memory usage", undefined, sb.cgroupMemory);
 row("sandboxes' cgroups: kernel memory (v1 kmem)", undefined, sb.cgroupKmem);
 row("sandboxes' disk images on the host (allocated)", undefined, sb.disk);
@@ -380,7 +404,7 @@ console.log(`\n${COUNT} idle sandboxes (${WITH_IMAGE ? "a cached busybox image" 
 console.log("| what | bare bwrap + sleep | sbx |\n| --- | --- | --- |");
 for (const [what, b, s] of rows) console.log(`| ${what} | ${b} | ${s} |`);
 console.log(
-  `\nratio sbx ÷ bare bwrap (host used memory): ${((sb.Used ?? 0) / (base.Used ?? 1)).toFixed(2)}; ` +
+  `\nratio sbx ÷ bare bwrap: host used memory ${((sb.Used ?? 0) / (base.Used ?? 1)).toFixed(2)}, attributed ${(attributed(sb) / attributed(base)).toFixed(2)}; ` +
     `threads per sandbox: ${threads}; created in ${sb.createSeconds?.toFixed(1)} s, terminated in ${sb.terminateSeconds?.toFixed(1)} s`,
 );
 console.log(JSON.stringify({ count: COUNT, image: WITH_IMAGE, baseline: base, sbx: sb }));

@@ -41,7 +41,7 @@ import { ImageUsers } from "./image-users.js";
 import { ImageWarmPools } from "./image-warm-pools.js";
 import { LocalSandbox } from "./local-sandbox.js";
 import { localRuntimeProblems } from "./prerequisites.js";
-import { type DiskSource, ensureDiskTemplate, removeSandboxDisk } from "./sandbox-disk.js";
+import { type DiskSource, diskTemplateName, ensureDiskTemplate, removeSandboxDisk } from "./sandbox-disk.js";
 import { mountSandboxesDir, unmountSandboxesDir } from "./sandbox-mounts.js";
 import {
   defaultRoot,
@@ -347,7 +347,7 @@ class LocalRuntime implements SandboxRuntime {
       let template = this.#diskTemplates.get(contents);
       if (!template) {
         template = forgetOnFailure(
-          ensureDiskTemplate(join(contents, "..", `disk-${diskMiB}.img`), diskMiB, contents),
+          ensureDiskTemplate(join(contents, "..", diskTemplateName(diskMiB)), diskMiB, contents),
           () => this.#diskTemplates.delete(contents),
         );
         this.#diskTemplates.set(contents, template);
