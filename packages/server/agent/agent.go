@@ -15,8 +15,10 @@ import (
 const (
 	// Threads running Go code at once. The agent's work is small and mostly waiting.
 	maxProcs = 2
-	// File calls run on this many workers, started at boot (see reserveThreads).
-	fileWorkers = 8
+	// File calls run on this many workers, started at boot (see reserveThreads). Each is an OS
+	// thread of every idle sandbox's (~25 KiB of kernel memory and a Go stack): a call is one
+	// short system call or a chunk of a file, so four keep calls of one sandbox flowing.
+	fileWorkers = 4
 	// Threads reserved at boot: one per running P and per blocking call that can be under
 	// way at once (file workers and the user thread, each locked to a thread of its own; the
 	// exec being forked, a reap), and some slack.

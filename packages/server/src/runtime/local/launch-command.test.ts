@@ -47,6 +47,7 @@ const target = {
   ctl: "/data/runtime/sandboxes/s/ctl",
   agent: "/data/runtime/sbx-agent",
   base: 2 ** 31 + 3 * 65_536,
+  sandboxMounts: "/data/runtime/sandboxes",
 };
 
 /** The values of every occurrence of `option` in `args`. */

@@ -34,17 +34,22 @@ export const RESOLV_CONF_PATH = "/.sbx/resolv.conf";
 
 /**
  * Run as root in the private mount namespace: $1 the sandbox's root, $2 its control dir (root's,
- * with an empty file `agent` to mount on), $3 the agent binary (root's); then the rest
+ * with an empty file `agent` to mount on), $3 the agent binary (root's), $4 the mount holding
+ * every sandbox's disk and root (see LaunchTarget.sandboxMounts); then the rest
  * (setpriv … bwrap …). Nothing here reaches the host. The control dir stays noexec; the agent
  * is bound on its own, read-only (and so is every mount of it bwrap makes): sandboxed code can
  * run it but neither write, replace nor unmount it (its mounts are locked in the sandbox's user
- * namespace, and root's dir holds the name).
+ * namespace, and root's dir holds the name). The namespace is a copy of the host's mount table,
+ * kept for the sandbox's life by bwrap's own process: the other sandboxes' mounts are let go of
+ * in it, or each sandbox would hold a copy of all the others' (memory growing with the square
+ * of their number).
  */
 const LAUNCH_SCRIPT = `set -e
 mount --bind "$1" ${LAUNCH_ROOT}
 mount --bind -o nosuid,nodev,noexec "$2" ${LAUNCH_ROOT}/.sbx
 mount --bind -o ro,nosuid,nodev "$3" ${LAUNCH_ROOT}${AGENT_PATH}
-shift 3
+umount -l "$4"
+shift 4
 exec "$@"`;
 
 /** Sandboxes' soft open-files limit (see launchArgs). */
@@ -97,6 +102,11 @@ export interface LaunchTarget {
   readonly base: number;
   /** Bind the host's /usr subtrees read-only over /usr (the default image; see sandbox-root.ts). */
   readonly hostUsr: boolean;
+  /**
+   * The mount point under which every sandbox's disk and root are mounted (the runtime's
+   * sandboxes dir, bound on itself): unmounted, with all under it, in the launch's namespace.
+   */
+  readonly sandboxMounts: string;
 }
 
 /**
@@ -104,7 +114,7 @@ export interface LaunchTarget {
  * descriptor 3 (see `--seccomp`); the user namespace handshake takes descriptors 5 and 6
  * (LAUNCH_FDS).
  */
-export function launchArgs({ cgroupDirs, rootfs, ctl, agent, base, hostUsr }: LaunchTarget): string[] {
+export function launchArgs({ cgroupDirs, rootfs, ctl, agent, base, hostUsr, sandboxMounts }: LaunchTarget): string[] {
   const bwrap = [
     "bwrap",
     "--unshare-user",
@@ -184,6 +194,7 @@ export function launchArgs({ cgroupDirs, rootfs, ctl, agent, base, hostUsr }: La
     rootfs,
     ctl,
     agent,
+    sandboxMounts,
     "setpriv",
     `--reuid=${base}`,
     `--regid=${base}`,

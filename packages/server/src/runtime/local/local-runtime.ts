@@ -43,7 +43,8 @@ import { LocalSandbox } from "./local-sandbox.js";
 import { HostNetwork } from "./network/host-network.js";
 import { networkPlan, type SandboxNetworkOptions } from "./network/network-options.js";
 import { localRuntimeProblems } from "./prerequisites.js";
-import { type DiskSource, ensureDiskTemplate, removeSandboxDisk } from "./sandbox-disk.js";
+import { type DiskSource, diskTemplateName, ensureDiskTemplate, removeSandboxDisk } from "./sandbox-disk.js";
+import { mountSandboxesDir, unmountSandboxesDir } from "./sandbox-mounts.js";
 import {
   defaultRoot,
   ensureImageRootParts,
@@ -418,7 +419,7 @@ class LocalRuntime implements SandboxRuntime {
       let template = this.#diskTemplates.get(contents);
       if (!template) {
         template = forgetOnFailure(
-          ensureDiskTemplate(join(contents, "..", `disk-${diskMiB}.img`), diskMiB, contents),
+          ensureDiskTemplate(join(contents, "..", diskTemplateName(diskMiB)), diskMiB, contents),
           () => this.#diskTemplates.delete(contents),
         );
         this.#diskTemplates.set(contents, template);
@@ -432,6 +433,7 @@ class LocalRuntime implements SandboxRuntime {
     const base = blocks.allocate();
     const sandbox = new LocalSandbox(spec, {
       dir: join(this.#dir, "sandboxes", spec.id),
+      sandboxMounts: join(this.#dir, "sandboxes"),
       root,
       seccomp,
       agent,
@@ -489,6 +491,7 @@ class LocalRuntime implements SandboxRuntime {
     await mkdir(join(this.#dir, "sandboxes"), { recursive: true, mode: 0o700 });
     await chmod(this.#dir, 0o700);
     await chmod(join(this.#dir, "sandboxes"), 0o700);
+    await mountSandboxesDir(join(this.#dir, "sandboxes"));
   }
 
   async #writeSeccomp(): Promise<string> {
@@ -537,6 +540,7 @@ class LocalRuntime implements SandboxRuntime {
     const all = [...this.#sandboxes.values(), ...warm];
     await Promise.all(all.map((s) => s.destroy()));
     this.#sandboxes.clear();
+    if (this.#prepared) await unmountSandboxesDir(join(this.#dir, "sandboxes")).catch(() => {});
     // Its table, anchor and DNS go once no sandbox has a link.
     const network = this.#network;
     this.#network = undefined;

@@ -54,6 +54,8 @@ const run = promisify(execFile);
 
 export interface SandboxSetup {
   readonly dir: string;
+  /** The mount every sandbox's disk and root are under (sandbox-mounts.ts). */
+  readonly sandboxMounts: string;
   /** What its root is made of (sandbox-root.ts). */
   readonly root: RootRecipe;
   readonly seccomp: string;
@@ -353,6 +355,7 @@ export class LocalSandbox implements RuntimeSandbox {
       agent,
       base,
       hostUsr: root.hostUsr,
+      sandboxMounts: this.#setup.sandboxMounts,
     });
     const seccompFd = openSync(seccomp, "r");
     const stdio: ("ignore" | "pipe" | number)[] = ["ignore", "ignore", "pipe", "ignore", "ignore", "ignore", "ignore"];
