@@ -281,6 +281,29 @@ print(len(held), refused)`,
       expect(out).toBe("8 4\n");
     });
 
+    it("counts what a sandbox sends to the host (its DNS) in the same tracked limit", async () => {
+      await using sb = await client.sandboxes.create();
+      const address = (await py(sb, addressPy)).trim();
+      // Datagrams to the gateway's DNS port, each from a new socket (a new tracked flow each).
+      const out = await py(
+        sb,
+        `import socket
+gateway = open("/etc/resolv.conf").read().split()[1]
+for i in range(40):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.sendto(b"not a query", (gateway, 53))
+    except OSError:
+        pass
+    s.close()
+print("sent")`,
+      );
+      expect(out).toBe("sent\n");
+      const tracked = sh(`conntrack -L -f ipv4 -s ${address} 2>/dev/null`).split("\n").filter(Boolean);
+      expect(tracked.length).toBeGreaterThan(0);
+      expect(tracked.length).toBeLessThanOrEqual(8);
+    });
+
     it("a policy change cuts an open connection at once, and loosening allows new ones", async () => {
       await using sb = await client.sandboxes.create();
       const p = await sb.exec(

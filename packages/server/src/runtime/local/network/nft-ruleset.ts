@@ -11,7 +11,10 @@
  *   a new connection past the sandbox's tracked limit      → refused
  *
  * Packets to the host itself (every address of it) from a sandbox meet `to_host`: only its
- * gateway's DNS forwarder, and not for a blocked sandbox. Inbound to a sandbox: only replies.
+ * gateway's DNS forwarder, and not for a blocked sandbox. Both count a sandbox's new flows in
+ * one place (`tracked`, before anything is accepted), so its tracked limit covers everything it
+ * makes the host track (a datagram from a new port to the DNS forwarder is a flow too).
+ * Inbound to a sandbox: only replies.
  * Outbound is masqueraded behind the host's address. A sandbox's policy is a handful of set
  * elements keyed by its address, changed in one atomic transaction.
  */
@@ -46,6 +49,9 @@ ${plan.allow ? `\tset ceiling { type ipv4_addr; flags interval; auto-merge; elem
 \t\tip saddr @blocked reject with icmp type net-unreachable
 \t\tip daddr @denied reject with icmp type admin-prohibited
 ${ceiling}\t\tip saddr @allowlisted ip saddr . ip daddr != @allow reject with icmp type admin-prohibited
+\t\tjump tracked
+\t}
+\tchain tracked {
 \t\tct state new add @conns { ip saddr ct count over ${plan.maxConnections} } reject with icmp type admin-prohibited
 \t}
 \tchain ingress {
@@ -60,9 +66,11 @@ ${ceiling}\t\tip saddr @allowlisted ip saddr . ip daddr != @allow reject with ic
 \t\tmeta nfproto != ipv4 drop
 \t\tiifname . ip saddr != @links drop
 \t\tip saddr @blocked reject with icmp type net-unreachable
-\t\tip daddr ${plan.gateway} udp dport 53 accept
-\t\tip daddr ${plan.gateway} tcp dport 53 accept
-\t\treject with icmp type admin-prohibited
+\t\tip daddr != ${plan.gateway} reject with icmp type admin-prohibited
+\t\tmeta l4proto != { tcp, udp } reject with icmp type admin-prohibited
+\t\tth dport != 53 reject with icmp type admin-prohibited
+\t\tjump tracked
+\t\taccept
 \t}
 \tchain postrouting {
 \t\ttype nat hook postrouting priority srcnat; policy accept;
