@@ -5,7 +5,9 @@
  * like a standard query (a header, QR clear, opcode QUERY, at most 4 KiB), and a sandbox has a
  * bounded number of queries in flight and TCP connections open; an answer is relayed only when
  * it comes from the resolver asked and matches the query's id. Nothing of a query is parsed
- * further: the resolver does that.
+ * further: the resolver does that. Over TCP a connection's next query is read only once the
+ * last answer is sent (handed to the kernel): a sandbox that does not read its answers holds
+ * at most one answer of the server's memory per connection, and is closed once idle.
  */
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { connect, createServer, type Server, type Socket as TcpSocket } from "node:net";
@@ -20,6 +22,8 @@ const MAX_IN_FLIGHT = 4096;
 /** TCP connections one sandbox may hold open, and all together. */
 const MAX_TCP_PER_SOURCE = 8;
 const MAX_TCP = 512;
+/** Answer bytes one TCP connection may have waiting in the server: one answer, framed (more closes it). */
+const MAX_QUEUED_BYTES = 2 + MAX_ANSWER_BYTES;
 /** How long one resolver has to answer, and a TCP connection may stay idle. */
 const UPSTREAM_TIMEOUT_MS = 3000;
 const TCP_IDLE_MS = 10_000;
@@ -31,6 +35,16 @@ export interface DnsForwarderOptions {
   readonly upstreams: readonly Upstream[];
   /** Whether a query from `source` may be relayed (a sandbox's address, not blocked). */
   allowed(source: string): boolean;
+  /** How long a TCP connection may stay idle (tests shorten it); TCP_IDLE_MS otherwise. */
+  readonly tcpIdleMs?: number;
+}
+
+/** What the forwarder holds, for tests. */
+export interface DnsForwarderStats {
+  /** The most answer bytes one TCP connection ever had waiting to be sent (in the server's memory). */
+  readonly maxQueuedBytes: number;
+  /** TCP connections open now. */
+  readonly tcpConnections: number;
 }
 
 export class DnsForwarder {
@@ -41,6 +55,7 @@ export class DnsForwarder {
   #total = 0;
   readonly #connections = new Map<string, Set<TcpSocket>>();
   #tcpTotal = 0;
+  #maxQueuedBytes = 0;
   #closed = false;
 
   private constructor(options: DnsForwarderOptions, udp: Socket, tcp: Server) {
@@ -74,6 +89,11 @@ export class DnsForwarder {
       );
     }
     return forwarder;
+  }
+
+  /** @internal (tests) */
+  get stats(): DnsForwarderStats {
+    return { maxQueuedBytes: this.#maxQueuedBytes, tcpConnections: this.#tcpTotal };
   }
 
   /** Closes every TCP connection of `source` (its DNS was just blocked, or it ended). */
@@ -157,10 +177,12 @@ export class DnsForwarder {
       this.#tcpTotal--;
     });
     socket.on("error", () => {});
-    socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
+    socket.setTimeout(this.#options.tcpIdleMs ?? TCP_IDLE_MS, () => socket.destroy());
     let buffered: Buffer = Buffer.alloc(0);
     let busy = false;
-    // One query at a time per connection: the next is read once the last is answered.
+    // One query at a time per connection: the next is read once the last is answered and its
+    // answer sent (not merely queued: a sandbox that never reads would otherwise make the
+    // server queue answers without end).
     const next = () => {
       if (busy || buffered.length < 2) return;
       const length = buffered.readUInt16BE(0);
@@ -172,15 +194,21 @@ export class DnsForwarder {
       busy = true;
       socket.pause();
       void this.#askTcp(query)
-        .then((answer) => {
-          if (!answer || !this.#options.allowed(source)) return void socket.destroy();
+        .finally(() => this.#release(source))
+        .then(async (answer) => {
+          if (!answer || !this.#options.allowed(source) || socket.destroyed) return false;
           const framed = Buffer.alloc(2 + answer.length);
           framed.writeUInt16BE(answer.length, 0);
           answer.copy(framed, 2);
-          socket.write(framed);
+          const sent = writtenOrClosed(socket, framed);
+          this.#maxQueuedBytes = Math.max(this.#maxQueuedBytes, socket.writableLength);
+          if (socket.writableLength > MAX_QUEUED_BYTES) return false;
+          await sent;
+          return !socket.destroyed;
         })
-        .finally(() => {
-          this.#release(source);
+        .catch(() => false)
+        .then((goOn) => {
+          if (!goOn) return void socket.destroy();
           busy = false;
           socket.resume();
           next();
@@ -200,6 +228,18 @@ export class DnsForwarder {
     }
     return undefined;
   }
+}
+
+/** Writes `data` to `socket`; resolves once the kernel has taken all of it, or the socket is closed. */
+function writtenOrClosed(socket: TcpSocket, data: Buffer): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off("close", done);
+      resolve();
+    };
+    socket.on("close", done);
+    socket.write(data, done);
+  });
 }
 
 /** A standard query: a 12-byte header at least, QR clear, opcode QUERY, within the size limit. */
