@@ -15,6 +15,18 @@
  * one place (`tracked`, before anything is accepted), so its tracked limit covers everything it
  * makes the host track (a datagram from a new port to the DNS forwarder is a flow too).
  * Inbound to a sandbox: only replies.
+ *
+ * When an sbx server turned the host's IPv4 forwarding on (see host-network.ts), `forward`
+ * also drops what touches no sandbox link (`sbx*`: this server's or another's), so the host
+ * routes nothing it did not route before. Its priority does not matter for other tables: in
+ * nftables an accept ends only its own base chain, a drop ends the packet wherever it is
+ * said, so no priority could let another table's accept win over it. What it may drop is only
+ * what no table could forward while forwarding was off; what a program turns on later while
+ * sbx runs (a Docker daemon, a VPN started after the server) is dropped too: turn
+ * `net.ipv4.ip_forward` on before the server starts on such hosts (the rule is then not made).
+ * (Bridged packets seen through br_netfilter pass this hook even with forwarding off, with the
+ * bridge as both links: packets between two bridges are spared, nftables cannot compare the
+ * in and out links themselves.)
  * Outbound is masqueraded behind the host's address. A sandbox's policy is a handful of set
  * elements keyed by its address, changed in one atomic transaction.
  */
@@ -26,8 +38,13 @@ export function tableName(instance: string): string {
   return `sbx_${instance}`;
 }
 
+export interface RulesetOptions {
+  /** Drop forwarded packets that touch no sandbox link (forwarding was off before sbx). */
+  readonly forwardOnlySandboxes: boolean;
+}
+
 /** The table, created anew (deleted first when a crashed run left it: the caller checks). */
-export function tableRuleset(table: string, plan: NetworkPlan): string {
+export function tableRuleset(table: string, plan: NetworkPlan, options: RulesetOptions): string {
   const set = (items: readonly string[]) => `{ ${items.join(", ")} }`;
   const ceiling = plan.allow ? `\t\tip daddr != @ceiling reject with icmp type admin-prohibited\n` : "";
   return `table ${NFT_FAMILY} ${table} {
@@ -42,6 +59,10 @@ ${plan.allow ? `\tset ceiling { type ipv4_addr; flags interval; auto-merge; elem
 \t\ttype filter hook forward priority filter; policy accept;
 \t\tiifname @ifaces jump egress
 \t\toifname @ifaces jump ingress
+${options.forwardOnlySandboxes ? `\t\tiifname != "sbx*" oifname != "sbx*" jump not_sandboxes\n` : ""}\t}
+\tchain not_sandboxes {
+\t\tmeta iifkind "bridge" meta oifkind "bridge" return
+\t\tdrop
 \t}
 \tchain egress {
 \t\tmeta nfproto != ipv4 drop
