@@ -281,6 +281,41 @@ print(len(held), refused)`,
       expect(out).toBe("8 4\n");
     });
 
+    it("reaches no host port that another table publishes by DNAT (on the gateway or any host address)", async () => {
+      // A stand-in for a published port (Docker's, kube's NodePorts): the host's local
+      // addresses, a port of the test's own, forwarded to the test's web host.
+      const port = 40_000 + (process.pid % 20_000);
+      const dnat = `sbxt_dnat_${process.pid}`;
+      sh(
+        `nft -f - <<'EOF'
+table ip ${dnat} {
+  chain pre {
+    type nat hook prerouting priority dstnat; policy accept;
+    fib daddr type local tcp dport ${port} dnat to ${WEB}:80
+  }
+}
+EOF`,
+      );
+      try {
+        await using sb = await client.sandboxes.create();
+        const gateway = (await py(sb, `print(open("/etc/resolv.conf").read().split()[1])`)).trim();
+        const out = await py(
+          sb,
+          connectPy([
+            [gateway, port],
+            [GATEWAY_HOST, port],
+          ]),
+        );
+        expect(out).not.toContain("open");
+        expect(out.split("\n").filter((line) => / refused /.test(line))).toHaveLength(2);
+        // (The sandbox still reaches the web host itself, and its DNS.)
+        expect(await py(sb, connectPy([[WEB, 80]]))).toContain("open");
+        expect(await py(sb, resolvePy)).toBe(`resolved ${WEB}\n`);
+      } finally {
+        spawnSync("nft", ["delete", "table", "ip", dnat]);
+      }
+    });
+
     it("counts what a sandbox sends to the host (its DNS) in the same tracked limit", async () => {
       await using sb = await client.sandboxes.create();
       const address = (await py(sb, addressPy)).trim();

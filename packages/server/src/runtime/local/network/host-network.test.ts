@@ -17,14 +17,21 @@ const FORWARD_DROP = /iifname != "sbx\*" oifname != "sbx\*" jump not_sandboxes/;
 
 describe.runIf(available)("a server's host network", () => {
   const work = mkdtempSync(join(tmpdir(), "sbx-host-network-"));
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  const started: HostNetwork[] = [];
+  afterAll(async () => {
+    // (Each test closes its own; this is for one that failed midway.)
+    for (const network of started) await network.close();
+    rmSync(work, { recursive: true, force: true });
+  });
   let count = 0;
   /** A plan of its own (a /28 of 10.214/16 no other test uses) and seams in `work`. */
-  const start = (seams: HostNetworkSeams = {}, log: string[] = []) => {
+  const start = async (seams: HostNetworkSeams = {}, log: string[] = []) => {
     const n = ++count;
     const instance = `t${process.pid.toString(16)}x${n}`;
     const plan = networkPlan({ cidr: `10.214.${process.pid % 200}.${n * 16}/28`, dnsUpstream: ["127.0.0.1:9"] }, 0);
-    return HostNetwork.start(instance, plan, { info: (message) => log.push(message) }, seams);
+    const network = await HostNetwork.start(instance, plan, { info: (message) => log.push(message) }, seams);
+    started.push(network);
+    return network;
   };
   const listTable = (table: string) => spawnSync("nft", ["list", "table", "inet", table], { encoding: "utf8" }).stdout;
   const stateDir = () => mkdtempSync(join(work, "state-"));

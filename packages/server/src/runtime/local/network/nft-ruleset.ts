@@ -11,7 +11,10 @@
  *   a new connection past the sandbox's tracked limit      → refused
  *
  * Packets to the host itself (every address of it) from a sandbox meet `to_host`: only its
- * gateway's DNS forwarder, and not for a blocked sandbox. Both count a sandbox's new flows in
+ * gateway's DNS forwarder, and not for a blocked sandbox. That is decided first in
+ * `before_nat` (prerouting, before any table's DNAT: priority dstnat - 10), on the address the
+ * sandbox sent to: a host port that another table publishes by DNAT (Docker's, kube's
+ * NodePorts) is refused like any other port of the host, rather than forwarded on. Both count a sandbox's new flows in
  * one place (`tracked`, before anything is accepted), so its tracked limit covers everything it
  * makes the host track (a datagram from a new port to the DNS forwarder is a flow too).
  * Inbound to a sandbox: only replies.
@@ -78,6 +81,15 @@ ${ceiling}\t\tip saddr @allowlisted ip saddr . ip daddr != @allow reject with ic
 \tchain ingress {
 \t\tct state established,related accept
 \t\tdrop
+\t}
+\tchain before_nat {
+\t\ttype filter hook prerouting priority dstnat - 10; policy accept;
+\t\tiifname @ifaces fib daddr type local jump to_host_port
+\t}
+\tchain to_host_port {
+\t\tip daddr != ${plan.gateway} reject with icmp type admin-prohibited
+\t\tmeta l4proto != { tcp, udp } reject with icmp type admin-prohibited
+\t\tth dport != 53 reject with icmp type admin-prohibited
 \t}
 \tchain input {
 \t\ttype filter hook input priority filter; policy accept;
