@@ -55,7 +55,12 @@ export interface HostNetworkSeams {
   readonly forwardingState?: string;
   /** Runs ip, nft, nsenter and conntrack (default: spawns them). */
   readonly run?: CommandRunner;
+  /** First wait before a quarantined address's elements are tried again (doubles up to a minute). */
+  readonly retryMs?: number;
 }
+
+const RETRY_MS = 5000;
+const MAX_RETRY_MS = 60_000;
 
 export class HostNetwork {
   readonly #instance: string;
@@ -66,6 +71,12 @@ export class HostNetwork {
   /** Addresses of live links (by offset in the range), and their links. */
   readonly #links = new Map<string, SandboxLink>();
   readonly #taken = new Set<number>();
+  /**
+   * Addresses of removed links whose set elements could not be removed (so they stay taken:
+   * no later sandbox may get them while an element could widen its policy), tried again.
+   */
+  readonly #quarantined = new Map<string, NodeJS.Timeout>();
+  readonly #retryMs: number;
   #cursor = 2;
   #dns: DnsForwarder | undefined;
   #closed = false;
@@ -82,6 +93,7 @@ export class HostNetwork {
     this.#ipForward = seams.ipForward ?? IP_FORWARD;
     this.#forwardingState = seams.forwardingState ?? FORWARDING_STATE;
     this.run = seams.run ?? run;
+    this.#retryMs = seams.retryMs ?? RETRY_MS;
     this.#table = tableName(instance);
     this.#alias = aliasOf(instance);
     this.#anchor = linkName(plan.first + 1);
@@ -184,10 +196,11 @@ export class HostNetwork {
   }
 
   /**
-   * Gives the process `pid` (bwrap's child, checked; its network namespace open as
-   * `netnsFd`) a link, blocked: nothing leaves it until `apply`.
+   * Gives the network namespace open as `netnsFd` (bwrap's child's, checked, opened through
+   * its checked /proc dir) a link, blocked: nothing leaves it until `apply`. Everything is
+   * done through that descriptor, never by pid (a pid could be another process's by then).
    */
-  async attach(pid: number, netnsFd: number): Promise<SandboxLink> {
+  async attach(netnsFd: number): Promise<SandboxLink> {
     if (this.#closed) throw new Error("the sandboxes' network is closed");
     const address = this.#allocate();
     const iface = linkName(parseIPv4(address));
@@ -198,14 +211,16 @@ export class HostNetwork {
       await Promise.all([
         this.run("nft", ["-f", "-"], addLinkCommands(this.#table, iface, address, BLOCKED).join("\n")),
         (async () => {
+          // (ip opens a netns argument with a slash in it as a path: the descriptor, as fd 3.)
           await this.run(
             "ip",
             ["-batch", "-"],
             [
-              `link add ${iface} type veth peer name eth0 netns ${pid}`,
+              `link add ${iface} type veth peer name eth0 netns /proc/self/fd/3`,
               `link set dev ${iface} addrgenmode none alias ${this.#alias} up`,
               `addr add ${gateway} peer ${address} dev ${iface}`,
             ].join("\n"),
+            netnsFd,
           );
           // In the sandbox's namespace (entered through the descriptor, bound to that process):
           // no IPv6 on its link (nothing leaves that way), its address, the route out (bwrap
@@ -246,24 +261,74 @@ export class HostNetwork {
     return { cleanup: cutFlows(this.run, link.address, to) };
   }
 
-  /** @internal: removes a link and everything of it (its elements, flows, address). */
+  /**
+   * @internal: removes a link and everything of it (its elements, flows, address). The
+   * address is free again only once no set element of it is left; otherwise it is
+   * quarantined (and said), and its removal tried again later.
+   */
   async removeLink(link: SandboxLink, policy: NftPolicy, attached: boolean): Promise<void> {
+    // (Gone already when its namespace went: the veth goes with either end.)
     await this.run("ip", ["link", "del", link.iface]).catch(() => {});
-    if (attached) {
-      await this.run(
-        "nft",
-        ["-f", "-"],
-        removeLinkCommands(this.#table, link.iface, link.address, policy).join("\n"),
-      ).catch(() => {});
-    }
+    this.#links.delete(link.address);
+    this.#dns?.dropSource(link.address);
+    const removed = !attached || (await this.#removeElements(link, policy));
     // (Present only while connections of it are tracked.)
     await this.run("nft", ["delete", "element", NFT_FAMILY, this.#table, "conns", `{ ${link.address} }`]).catch(
       () => {},
     );
-    this.#dns?.dropSource(link.address);
     await this.run("conntrack", ["-D", "-f", "ipv4", "-s", link.address]).catch(() => {});
-    this.#links.delete(link.address);
-    this.#taken.delete(parseIPv4(link.address) - this.#plan.first);
+    if (removed) this.#free(link.address);
+    else this.#quarantine(link, policy, this.#retryMs);
+  }
+
+  /** Removes the link's set elements; true once none of its address is left. */
+  async #removeElements(link: SandboxLink, policy: NftPolicy): Promise<boolean> {
+    const commands = removeLinkCommands(this.#table, link.iface, link.address, policy);
+    try {
+      await this.run("nft", ["-f", "-"], commands.join("\n"));
+      return true;
+    } catch {
+      // One at a time (one already gone fails the whole transaction), then look.
+      for (const command of commands) await this.run("nft", ["-f", "-"], command).catch(() => {});
+      return !(await this.#hasElementsOf(link));
+    }
+  }
+
+  /** Whether a policy set of the table still holds an element of the link (true when it cannot tell). */
+  async #hasElementsOf(link: SandboxLink): Promise<boolean> {
+    try {
+      const listed = await this.run("nft", ["list", "table", NFT_FAMILY, this.#table]);
+      const sets = listed.split(/\n\s*set /).slice(1);
+      const policySets = sets.filter((set) => /^(ifaces|links|blocked|allowlisted|allow) /.test(set));
+      const address = new RegExp(`(?<![\\d.])${link.address.replaceAll(".", "\\.")}(?!\\d)`);
+      return policySets.some((set) => address.test(set) || set.includes(`"${link.iface}"`));
+    } catch {
+      return true;
+    }
+  }
+
+  #quarantine(link: SandboxLink, policy: NftPolicy, wait: number): void {
+    if (this.#closed) return;
+    this.#events.info(
+      "a removed sandbox's network address keeps set elements: it is not handed out until they are removed",
+      { address: link.address, retryInMs: wait },
+    );
+    const timer = setTimeout(async () => {
+      this.#quarantined.delete(link.address);
+      if (this.#closed) return;
+      if (await this.#removeElements(link, policy)) {
+        this.#events.info("a quarantined sandbox network address is free again", { address: link.address });
+        this.#free(link.address);
+      } else {
+        this.#quarantine(link, policy, Math.min(wait * 2, MAX_RETRY_MS));
+      }
+    }, wait);
+    timer.unref();
+    this.#quarantined.set(link.address, timer);
+  }
+
+  #free(address: string): void {
+    this.#taken.delete(parseIPv4(address) - this.#plan.first);
   }
 
   /**
@@ -274,6 +339,8 @@ export class HostNetwork {
     this.#closed = true;
     await this.#dns?.close();
     await Promise.all([...this.#links.values()].map((link) => link.detach()));
+    for (const timer of this.#quarantined.values()) clearTimeout(timer);
+    this.#quarantined.clear();
     // (Forwarding off first: it is never on without the drop of the table.)
     this.#restoreForwarding();
     await sweepHostNetwork(this.#instance, this.run);
