@@ -17,7 +17,10 @@
  * NodePorts) is refused like any other port of the host, rather than forwarded on. Both count a sandbox's new flows in
  * one place (`tracked`, before anything is accepted), so its tracked limit covers everything it
  * makes the host track (a datagram from a new port to the DNS forwarder is a flow too).
- * Inbound to a sandbox: only replies.
+ * Inbound to a sandbox: only replies. The gateway address is for sandboxes' links alone
+ * (`input`: from anywhere else, say a neighbour routing through this host with a sandbox's
+ * address as its source, it is dropped), and from the host itself only root may start
+ * anything towards a sandbox (`to_sandbox`).
  *
  * When an sbx server turned the host's IPv4 forwarding on (see host-network.ts), `forward`
  * also drops what touches no sandbox link (`sbx*`: this server's or another's), so the host
@@ -94,6 +97,15 @@ ${ceiling}\t\tip saddr @allowlisted ip saddr . ip daddr != @allow reject with ic
 \tchain input {
 \t\ttype filter hook input priority filter; policy accept;
 \t\tiifname @ifaces jump to_host
+\t\tip daddr ${plan.gateway} drop
+\t}
+\tchain output {
+\t\ttype filter hook output priority filter; policy accept;
+\t\toifname @ifaces jump to_sandbox
+\t}
+\tchain to_sandbox {
+\t\tct state established,related accept
+\t\tmeta skuid != 0 drop
 \t}
 \tchain to_host {
 \t\tmeta nfproto != ipv4 drop
