@@ -1,6 +1,8 @@
 // The sandboxes' DNS forwarder on its own, on a loopback address of its own: a client that
 // pipelines queries over TCP and never reads the answers (each 60 KB, from a stand-in
-// resolver) costs the server at most one answer's bytes, and its connection is closed.
+// resolver) costs the server at most one answer's bytes, and its connection is closed; busy
+// sandboxes leave room in the global limits for another.
+import { createSocket } from "node:dgram";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { DnsForwarder } from "./dns-forwarder.js";
@@ -60,7 +62,7 @@ describe("DNS forwarder over TCP", () => {
       address,
       upstreams: [{ address: "127.0.0.1", port: resolver.port, family: 4 }],
       allowed: (source) => source === "127.0.0.1",
-      tcpIdleMs: 500,
+      limits: { tcpIdleMs: 500 },
     });
   });
   afterAll(async () => {
@@ -105,5 +107,48 @@ describe("DNS forwarder over TCP", () => {
     socket.destroy();
     expect(forwarder.stats.maxQueuedBytes).toBeLessThanOrEqual(2 + 65_535);
     expect(resolver.queries() - before).toBeLessThan(400);
+  });
+});
+
+describe("DNS forwarder's global limits", () => {
+  const address = `127.54.${process.pid % 250}.${1 + Math.floor(Math.random() * 250)}`;
+  const silent = createSocket("udp4"); // a resolver that never answers: queries stay in flight
+  const relayed: Buffer[] = [];
+  let forwarder: DnsForwarder;
+  beforeAll(async () => {
+    silent.on("message", (query) => relayed.push(query));
+    await new Promise<void>((resolve) => silent.bind(0, "127.0.0.1", () => resolve()));
+    forwarder = await DnsForwarder.start({
+      address,
+      upstreams: [{ address: "127.0.0.1", port: (silent.address() as { port: number }).port, family: 4 }],
+      allowed: (source) => source.startsWith("127.0.1."),
+      limits: { inFlight: 64, inFlightPerSource: 16, upstreamTimeoutMs: 60_000 },
+    });
+  });
+  afterAll(async () => {
+    await forwarder?.close();
+    silent.close();
+  });
+
+  it("are shared: sandboxes that fill theirs leave room for another", async () => {
+    const clients = [];
+    // Four sandboxes, each with as many queries as it may have (4 × 16: the global limit).
+    for (let i = 1; i <= 4; i++) {
+      const client = createSocket("udp4");
+      clients.push(client);
+      await new Promise<void>((resolve) => client.bind(0, `127.0.1.${i}`, () => resolve()));
+      for (let n = 0; n < 16; n++) client.send(QUERY, 53, address);
+      await vi.waitFor(() => expect(forwarder.stats.datagrams).toBe(16 * i));
+    }
+    // A fifth asks once: its query is relayed.
+    const late = createSocket("udp4");
+    clients.push(late);
+    await new Promise<void>((resolve) => late.bind(0, "127.0.1.5", () => resolve()));
+    const marked = Buffer.from(QUERY);
+    marked.writeUInt16BE(0xbeef, 0);
+    late.send(marked, 53, address);
+    await vi.waitFor(() => expect(relayed.some((q) => q.readUInt16BE(0) === 0xbeef)).toBe(true), { timeout: 5000 });
+    expect(forwarder.stats.inFlight).toBeLessThanOrEqual(64);
+    for (const client of clients) client.close();
   });
 });

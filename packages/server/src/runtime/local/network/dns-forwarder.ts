@@ -16,17 +16,34 @@ import type { Upstream } from "./network-options.js";
 /** Largest query relayed (EDNS's usual payload size); answers may be up to 64 KiB. */
 const MAX_QUERY_BYTES = 4096;
 const MAX_ANSWER_BYTES = 65_535;
-/** Queries of one sandbox waiting for an answer, and of all sandboxes together. */
-const MAX_IN_FLIGHT_PER_SOURCE = 64;
-const MAX_IN_FLIGHT = 4096;
-/** TCP connections one sandbox may hold open, and all together. */
-const MAX_TCP_PER_SOURCE = 8;
-const MAX_TCP = 512;
 /** Answer bytes one TCP connection may have waiting in the server: one answer, framed (more closes it). */
 const MAX_QUEUED_BYTES = 2 + MAX_ANSWER_BYTES;
-/** How long one resolver has to answer, and a TCP connection may stay idle. */
-const UPSTREAM_TIMEOUT_MS = 3000;
-const TCP_IDLE_MS = 10_000;
+
+/**
+ * The forwarder's limits. The global ones are shared fairly: once several sandboxes use the
+ * forwarder, none may hold more than its share of them (the total over the sandboxes using it
+ * and one more), so a few busy sandboxes always leave room for another.
+ */
+export interface DnsLimits {
+  /** Queries of one sandbox waiting for an answer, and of all sandboxes together. */
+  readonly inFlightPerSource: number;
+  readonly inFlight: number;
+  /** TCP connections one sandbox may hold open, and all together. */
+  readonly tcpPerSource: number;
+  readonly tcp: number;
+  /** How long one resolver has to answer, and a TCP connection may stay idle. */
+  readonly upstreamTimeoutMs: number;
+  readonly tcpIdleMs: number;
+}
+
+export const DNS_LIMITS: DnsLimits = Object.freeze({
+  inFlightPerSource: 64,
+  inFlight: 4096,
+  tcpPerSource: 8,
+  tcp: 512,
+  upstreamTimeoutMs: 3000,
+  tcpIdleMs: 10_000,
+});
 
 export interface DnsForwarderOptions {
   /** The address to listen on (the sandboxes' gateway; local to the host). */
@@ -35,8 +52,8 @@ export interface DnsForwarderOptions {
   readonly upstreams: readonly Upstream[];
   /** Whether a query from `source` may be relayed (a sandbox's address, not blocked). */
   allowed(source: string): boolean;
-  /** How long a TCP connection may stay idle (tests shorten it); TCP_IDLE_MS otherwise. */
-  readonly tcpIdleMs?: number;
+  /** DNS_LIMITS, but for these (tests). */
+  readonly limits?: Partial<DnsLimits>;
 }
 
 /** What the forwarder holds, for tests. */
@@ -45,10 +62,15 @@ export interface DnsForwarderStats {
   readonly maxQueuedBytes: number;
   /** TCP connections open now. */
   readonly tcpConnections: number;
+  /** Queries waiting for an answer now. */
+  readonly inFlight: number;
+  /** Datagrams received, whatever became of them. */
+  readonly datagrams: number;
 }
 
 export class DnsForwarder {
   readonly #options: DnsForwarderOptions;
+  readonly #limits: DnsLimits;
   readonly #udp: Socket;
   readonly #tcp: Server;
   readonly #inFlight = new Map<string, number>();
@@ -56,10 +78,12 @@ export class DnsForwarder {
   readonly #connections = new Map<string, Set<TcpSocket>>();
   #tcpTotal = 0;
   #maxQueuedBytes = 0;
+  #datagrams = 0;
   #closed = false;
 
   private constructor(options: DnsForwarderOptions, udp: Socket, tcp: Server) {
     this.#options = options;
+    this.#limits = { ...DNS_LIMITS, ...options.limits };
     this.#udp = udp;
     this.#tcp = tcp;
   }
@@ -93,7 +117,12 @@ export class DnsForwarder {
 
   /** @internal (tests) */
   get stats(): DnsForwarderStats {
-    return { maxQueuedBytes: this.#maxQueuedBytes, tcpConnections: this.#tcpTotal };
+    return {
+      maxQueuedBytes: this.#maxQueuedBytes,
+      tcpConnections: this.#tcpTotal,
+      inFlight: this.#total,
+      datagrams: this.#datagrams,
+    };
   }
 
   /** Closes every TCP connection of `source` (its DNS was just blocked, or it ended). */
@@ -117,10 +146,12 @@ export class DnsForwarder {
     ]);
   }
 
-  /** Takes a slot of `source`'s in-flight queries; false when it has none left. */
+  /** Takes a slot of `source`'s in-flight queries; false when it has none left (or its share is taken). */
   #claim(source: string): boolean {
     const now = this.#inFlight.get(source) ?? 0;
-    if (now >= MAX_IN_FLIGHT_PER_SOURCE || this.#total >= MAX_IN_FLIGHT) return false;
+    const { inFlight, inFlightPerSource } = this.#limits;
+    const sources = this.#inFlight.size + (now === 0 ? 1 : 0);
+    if (now >= Math.min(inFlightPerSource, fairShare(inFlight, sources)) || this.#total >= inFlight) return false;
     this.#inFlight.set(source, now + 1);
     this.#total++;
     return true;
@@ -134,6 +165,7 @@ export class DnsForwarder {
   }
 
   #onDatagram(query: Buffer, from: RemoteInfo): void {
+    this.#datagrams++;
     if (this.#closed || from.family !== "IPv4" || !isQuery(query) || !this.#options.allowed(from.address)) return;
     if (!this.#claim(from.address)) return;
     void this.#askUdp(query)
@@ -149,7 +181,7 @@ export class DnsForwarder {
   /** The first answer of the resolvers, tried in turn; undefined when none answered. */
   async #askUdp(query: Buffer): Promise<Buffer | undefined> {
     for (const upstream of this.#options.upstreams) {
-      const answer = await askOneUdp(upstream, query);
+      const answer = await askOneUdp(upstream, query, this.#limits.upstreamTimeoutMs);
       if (answer) return answer;
     }
     return undefined;
@@ -162,8 +194,12 @@ export class DnsForwarder {
       this.#closed ||
       socket.remoteFamily !== "IPv4" ||
       !this.#options.allowed(source) ||
-      mine.size >= MAX_TCP_PER_SOURCE ||
-      this.#tcpTotal >= MAX_TCP
+      mine.size >=
+        Math.min(
+          this.#limits.tcpPerSource,
+          fairShare(this.#limits.tcp, this.#connections.size + (mine.size === 0 ? 1 : 0)),
+        ) ||
+      this.#tcpTotal >= this.#limits.tcp
     ) {
       socket.destroy();
       return;
@@ -177,7 +213,7 @@ export class DnsForwarder {
       this.#tcpTotal--;
     });
     socket.on("error", () => {});
-    socket.setTimeout(this.#options.tcpIdleMs ?? TCP_IDLE_MS, () => socket.destroy());
+    socket.setTimeout(this.#limits.tcpIdleMs, () => socket.destroy());
     let buffered: Buffer = Buffer.alloc(0);
     let busy = false;
     // One query at a time per connection: the next is read once the last is answered and its
@@ -223,7 +259,7 @@ export class DnsForwarder {
 
   async #askTcp(query: Buffer): Promise<Buffer | undefined> {
     for (const upstream of this.#options.upstreams) {
-      const answer = await askOneTcp(upstream, query);
+      const answer = await askOneTcp(upstream, query, this.#limits.upstreamTimeoutMs);
       if (answer) return answer;
     }
     return undefined;
@@ -242,6 +278,11 @@ function writtenOrClosed(socket: TcpSocket, data: Buffer): Promise<void> {
   });
 }
 
+/** One source's share of `total` among `sources` using it and one more to come (at least 1). */
+function fairShare(total: number, sources: number): number {
+  return Math.max(1, Math.floor(total / (sources + 1)));
+}
+
 /** A standard query: a 12-byte header at least, QR clear, opcode QUERY, within the size limit. */
 export function isQuery(message: Buffer): boolean {
   if (message.length < 12 || message.length > MAX_QUERY_BYTES) return false;
@@ -256,7 +297,7 @@ function answers(answer: Buffer, query: Buffer): boolean {
   );
 }
 
-function askOneUdp(upstream: Upstream, query: Buffer): Promise<Buffer | undefined> {
+function askOneUdp(upstream: Upstream, query: Buffer, timeoutMs: number): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
     const socket = createSocket({ type: upstream.family === 6 ? "udp6" : "udp4" });
     let done = false;
@@ -267,7 +308,7 @@ function askOneUdp(upstream: Upstream, query: Buffer): Promise<Buffer | undefine
       socket.close();
       resolve(answer);
     };
-    const timer = setTimeout(() => finish(), UPSTREAM_TIMEOUT_MS);
+    const timer = setTimeout(() => finish(), timeoutMs);
     socket.on("error", () => finish());
     socket.on("message", (answer, from) => {
       // From the resolver asked (the socket is connected to it), answering this query.
@@ -281,7 +322,7 @@ function askOneUdp(upstream: Upstream, query: Buffer): Promise<Buffer | undefine
   });
 }
 
-function askOneTcp(upstream: Upstream, query: Buffer): Promise<Buffer | undefined> {
+function askOneTcp(upstream: Upstream, query: Buffer, timeoutMs: number): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
     const socket = connect({ host: upstream.address, port: upstream.port });
     let done = false;
@@ -292,7 +333,7 @@ function askOneTcp(upstream: Upstream, query: Buffer): Promise<Buffer | undefine
       socket.destroy();
       resolve(answer);
     };
-    socket.setTimeout(UPSTREAM_TIMEOUT_MS, () => finish());
+    socket.setTimeout(timeoutMs, () => finish());
     socket.on("error", () => finish());
     socket.on("close", () => finish());
     socket.on("connect", () => {
