@@ -5,7 +5,7 @@
 // applies; layers are shared between sandboxes of different blocks; nothing of the store or
 // of a sandbox is reachable by a host user. Runtime level: the server wires the store in later.
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ImageRecord, RuntimeSandbox, RuntimeSandboxSpec, RuntimeWatchEvent } from "@sbx/server-kit";
@@ -65,7 +65,11 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
   const work = mkdtempSync(join(tmpdir(), "sbx-image-roots-"));
   let store: OciImageStore;
   let runtime: ReturnType<typeof createLocalRuntime>;
-  const images = {} as Record<"base" | "app" | "many" | "solo", ImageRecord>;
+  const images = {} as Record<"base" | "app" | "many" | "solo" | "resolvLink" | "etcLink", ImageRecord>;
+  // Where crafted images point their /etc/resolv.conf or /etc (through bwrap's view of the host
+  // as /oldroot while it sets up): writable by every host user, so only the root layout stops a write.
+  const hostDrop = mkdtempSync("/tmp/sbx-image-drop-");
+  chmodSync(hostDrop, 0o777);
   const soloImage = (layers: TarEntry[][]) => ({
     layers: [...layers, [{ name: "etc/solo", content: "solo's own layer\n" }]],
     config: { User: "app" },
@@ -139,6 +143,19 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
     const numbered = Array.from({ length: 100 }, (_, i): TarEntry[] => [{ name: `layers/${i}`, content: `${i}\n` }]);
     // 103 layers listed, one of them twice (an image may list a layer again): 102 distinct.
     images.many = await importTestImage(store, work, { layers: [bottom, top, ...numbered, top] });
+    images.resolvLink = await importTestImage(store, work, {
+      layers: [
+        [
+          ...busyboxRoot(),
+          { name: "etc/", type: "directory", mode: 0o755 },
+          { name: "etc/passwd", content: "root:x:0:0:root:/root:/bin/sh\n" },
+          { name: "etc/resolv.conf", type: "symlink", linkname: `/oldroot${hostDrop}/from-resolv-conf` },
+        ],
+      ],
+    });
+    images.etcLink = await importTestImage(store, work, {
+      layers: [[...busyboxRoot(), { name: "etc", type: "symlink", linkname: `/oldroot${hostDrop}/from-etc` }]],
+    });
   }, 300_000);
 
   afterAll(async () => {
@@ -146,6 +163,7 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
     await runtime?.close();
     store?.close();
     rmSync(work, { recursive: true, force: true });
+    rmSync(hostDrop, { recursive: true, force: true });
   });
 
   it("a busybox-only root (no python, no bash): sh -c, exec, a terminal, files and watch", async () => {
@@ -441,6 +459,20 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
     }
     expect(seen).toContain("/srv/w/box/vault");
     expect(seen.filter((p) => p.includes("secret") || p.startsWith("/srv/w/box/link/"))).toEqual([]);
+  });
+
+  it("an image's /etc/resolv.conf or /etc as a symlink to the host makes nothing there; the sandbox still gets its DNS config", async () => {
+    for (const image of [images.resolvLink, images.etcLink]) {
+      const sb = await sandbox(image);
+      const r = await shIn(sb, "cat /etc/resolv.conf; stat -c '%F %u:%g %a' /etc /etc/resolv.conf");
+      expect(readdirSync(hostDrop)).toEqual([]);
+      expect(r.out).toMatch(/^nameserver \d+\.\d+\.\d+\.1\ndirectory 0:0 755\nregular file \d+:\d+ \d+\n$/);
+    }
+    // (An image's own /etc shows through as before.)
+    const sb = await sandbox(images.base);
+    expect((await shIn(sb, "cat /etc/rootfile; echo x > /etc/new && stat -c %u:%g /etc /etc/new")).out).toBe(
+      "root's\n0:0\n0:0\n",
+    );
   });
 
   it("stacks an image of a hundred layers, one listed twice", async () => {

@@ -52,6 +52,9 @@ print("ready", flush=True)
 threading.Event().wait()
 `;
 
+/** Every name the test's resolver was asked, in order. */
+const asked: string[] = [];
+
 /** A resolver answering A records for NAME (WEB), NXDOMAIN for anything else. */
 function startResolver(): Promise<Socket> {
   const socket = createSocket("udp4");
@@ -66,6 +69,7 @@ function startResolver(): Promise<Socket> {
     }
     const question = query.subarray(12, at + 5);
     const qtype = query.readUInt16BE(at + 1);
+    asked.push(labels.join(".").toLowerCase());
     const found = labels.join(".").toLowerCase() === NAME;
     const header = Buffer.from(query.subarray(0, 12));
     header[2] = 0x81; // QR, RD
@@ -279,6 +283,107 @@ for i in range(12):
 print(len(held), refused)`,
       );
       expect(out).toBe("8 4\n");
+    });
+
+    it("the gateway answers only on sandboxes' links; host users other than root cannot send into a sandbox", async () => {
+      await using sb = await client.sandboxes.create();
+      const address = (await py(sb, addressPy)).trim();
+      const gateway = (await py(sb, `print(open("/etc/resolv.conf").read().split()[1])`)).trim();
+      // A neighbour (the test's host, routing through this one) sends a query as the sandbox.
+      const query = (name: string) =>
+        `bytes.fromhex("abcd01000001000000000000") + b"".join(bytes([len(l)]) + l.encode() for l in "${name}".split(".")) + b"\\0\\0\\1\\0\\1"`;
+      sh(
+        `ip netns exec ${NETNS} python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_IP, 19, 1)  # IP_TRANSPARENT: the sandbox address as its source
+s.bind(("${address}", 5353)); s.sendto(${query("spoofed.sbx.test")}, ("${gateway}", 53))'`,
+      );
+      // (Then the sandbox asks for itself: by then the neighbour's query was relayed, if ever.)
+      expect(await py(sb, resolvePy)).toBe(`resolved ${WEB}\n`);
+      expect(asked).toContain(NAME);
+      expect(asked).not.toContain("spoofed.sbx.test");
+
+      // Datagrams into the sandbox from the host: one from a host user (first), one from root.
+      const p = await sb.exec(
+        [
+          "python3",
+          "-c",
+          `import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 9000)); open("/tmp/bound", "w")
+print(s.recvfrom(100)[0].decode(), flush=True)`,
+        ],
+        { stderr: "stdout" },
+      );
+      await waitForFile(sb, "/tmp/bound");
+      // (A refused send fails with EPERM: the user sees that, the sandbox nothing.)
+      const send = (who: string) =>
+        `/usr/bin/python3 -c 'import socket
+try:
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"from ${who}", ("${address}", 9000))
+except OSError as e:
+    print(e)'`;
+      sh(`setpriv --reuid=65534 --regid=65534 --clear-groups ${send("a host user")}`);
+      sh(send("root"));
+      const [got] = await Promise.all([p.stdout.readText(), p.wait()]);
+      expect(got).toBe("from root\n");
+    });
+
+    it("reaches no host port that another table publishes by DNAT (on the gateway or any host address)", async () => {
+      // A stand-in for a published port (Docker's, kube's NodePorts): the host's local
+      // addresses, a port of the test's own, forwarded to the test's web host.
+      const port = 40_000 + (process.pid % 20_000);
+      const dnat = `sbxt_dnat_${process.pid}`;
+      sh(
+        `nft -f - <<'EOF'
+table ip ${dnat} {
+  chain pre {
+    type nat hook prerouting priority dstnat; policy accept;
+    fib daddr type local tcp dport ${port} dnat to ${WEB}:80
+  }
+}
+EOF`,
+      );
+      try {
+        await using sb = await client.sandboxes.create();
+        const gateway = (await py(sb, `print(open("/etc/resolv.conf").read().split()[1])`)).trim();
+        const out = await py(
+          sb,
+          connectPy([
+            [gateway, port],
+            [GATEWAY_HOST, port],
+          ]),
+        );
+        expect(out).not.toContain("open");
+        expect(out.split("\n").filter((line) => / refused /.test(line))).toHaveLength(2);
+        // (The sandbox still reaches the web host itself, and its DNS.)
+        expect(await py(sb, connectPy([[WEB, 80]]))).toContain("open");
+        expect(await py(sb, resolvePy)).toBe(`resolved ${WEB}\n`);
+      } finally {
+        spawnSync("nft", ["delete", "table", "ip", dnat]);
+      }
+    });
+
+    it("counts what a sandbox sends to the host (its DNS) in the same tracked limit", async () => {
+      await using sb = await client.sandboxes.create();
+      const address = (await py(sb, addressPy)).trim();
+      // Datagrams to the gateway's DNS port, each from a new socket (a new tracked flow each).
+      const out = await py(
+        sb,
+        `import socket
+gateway = open("/etc/resolv.conf").read().split()[1]
+for i in range(40):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.sendto(b"not a query", (gateway, 53))
+    except OSError:
+        pass
+    s.close()
+print("sent")`,
+      );
+      expect(out).toBe("sent\n");
+      const tracked = sh(`conntrack -L -f ipv4 -s ${address} 2>/dev/null`).split("\n").filter(Boolean);
+      expect(tracked.length).toBeGreaterThan(0);
+      expect(tracked.length).toBeLessThanOrEqual(8);
     });
 
     it("a policy change cuts an open connection at once, and loosening allows new ones", async () => {

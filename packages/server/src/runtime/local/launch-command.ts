@@ -145,6 +145,9 @@ export function launchArgs({ cgroupDirs, rootfs, ctl, agent, base, hostUsr, sand
     ...(hostUsr ? hostUsrBinds() : []),
     // Its DNS (the gateway's forwarder), bound read-only over the image's own (which stays as it
     // is underneath), as Docker does: a file of the control dir, root's (see local-sandbox.ts).
+    // The mount point is always a real file of ours: the default image's disk has one, and an
+    // image's root has the mount-point layer on top (sandbox-root.ts): bwrap would otherwise
+    // make a missing one through an image's symlink, on the host.
     "--ro-bind",
     `${LAUNCH_ROOT}${RESOLV_CONF_PATH}`,
     "/etc/resolv.conf",

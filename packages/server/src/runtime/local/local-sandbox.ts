@@ -267,7 +267,7 @@ export class LocalSandbox implements RuntimeSandbox {
       // descends from it and inherits this priority, not the server's raised one.
       const nice = this.#setup.sandboxNice;
       if (nice !== undefined) lowerToSandboxPriority(pid, nice);
-      this.#link = this.#setup.network.attach(pid, netns);
+      this.#link = this.#setup.network.attach(netns);
       await this.#link;
     };
     completeUsernsHandshake(child, base, START_TIMEOUT_MS, attach).catch((error: Error) => {

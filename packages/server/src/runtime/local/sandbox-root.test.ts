@@ -47,7 +47,7 @@ describe("sandbox roots", () => {
       emptyLayer: "/empty",
     });
     expect(root.lowers).toEqual([
-      { path: "/mp", idmapped: false },
+      { path: "/mp", idmapped: true },
       { path: layers.layerDir(digest(1)), idmapped: true },
       { path: layers.layerDir(digest(2)), idmapped: true },
     ]);

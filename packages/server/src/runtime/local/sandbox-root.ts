@@ -4,14 +4,16 @@
  *
  * - The default image: its root-owned skeleton as the one lower dir, taken as it is (its files
  *   show as nobody inside, as the host's /usr does), the host's /usr subtrees bound read-only
- *   over /usr, and a disk that starts from the skeleton's layer template (image.ts).
- * - An image: the mount-point layer on top (root's: the dirs bwrap and the launcher mount
- *   over, so no image can turn them into symlinks or files), then the image's layers from the
- *   store, idmapped (an image's uid u shows as u), each once; an empty disk; nothing of the
- *   host's /usr.
+ *   over /usr, and a disk that starts from the skeleton's layer template (image.ts, which has
+ *   a real /etc/resolv.conf).
+ * - An image: the mount-point layer on top (the dirs and the file bwrap and the launcher mount
+ *   over, so no image can turn them into symlinks: bwrap makes a missing mount point through
+ *   whatever symlink the image put in its way, and it does so while the host's root is still
+ *   its /oldroot), then the image's layers from the store, idmapped (an image's uid u shows as
+ *   u), each once; an empty disk; nothing of the host's /usr.
  */
 import { existsSync } from "node:fs";
-import { chmod, chown, mkdir, rename, rm } from "node:fs/promises";
+import { chmod, chown, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { goArch, type ImageRecord } from "@sbx/server-kit";
 import type { DefaultImage } from "./image.js";
@@ -42,18 +44,28 @@ export interface RootRecipe {
 /** overlayfs' limit on lower layers (the mount-point layer takes one). */
 export const MAX_IMAGE_LAYERS = 499;
 
-/** Mount points every image root gets on top: /.sbx (the control dir), /proc, /dev, /tmp. */
+/** Mount points every image root gets on top: /.sbx (the control dir), /proc, /dev, /tmp (host root's). */
 const MOUNT_POINTS = [".sbx", "proc", "dev", "tmp"];
+/**
+ * And /etc/resolv.conf (the sandbox's DNS, bound over it), in an /etc that is the image's
+ * root's (canonical: the layer is idmapped like the image's own), so that /etc, which this dir
+ * covers the image's attributes of, stays the sandbox root's to write in as in any image.
+ */
+const ETC_DIR = "etc";
+const RESOLV_CONF = "etc/resolv.conf";
 
 /** The pieces of image roots that are not the image's: made once, root's. */
 export interface ImageRootParts {
-  /** The mount-point layer (root's dirs, 0755). */
+  /**
+   * The mount-point layer (idmapped: host root's dirs show as nobody, as ever; /etc and its
+   * empty resolv.conf are the image's root's).
+   */
   readonly mountPoints: string;
   /** An image root's disk contents: an empty `upper/` and `work/`, owned canonically. */
   readonly emptyLayer: string;
 }
 
-export const IMAGE_ROOT_PARTS_VERSION = "1";
+export const IMAGE_ROOT_PARTS_VERSION = "2";
 
 /** Builds the parts under `dir` once (atomically: built aside, then renamed). */
 export async function ensureImageRootParts(dir: string, layerIdBase: number): Promise<ImageRootParts> {
@@ -67,6 +79,15 @@ export async function ensureImageRootParts(dir: string, layerIdBase: number): Pr
   for (const d of ["", "mount-points", "empty-layer", ...MOUNT_POINTS.map((m) => `mount-points/${m}`)]) {
     await chown(join(staging, d), 0, 0);
     await chmod(join(staging, d), 0o755);
+  }
+  await mkdir(join(staging, "mount-points", ETC_DIR));
+  await writeFile(join(staging, "mount-points", RESOLV_CONF), "");
+  for (const [path, mode] of [
+    [ETC_DIR, 0o755],
+    [RESOLV_CONF, 0o644],
+  ] as const) {
+    await chown(join(staging, "mount-points", path), layerIdBase, layerIdBase);
+    await chmod(join(staging, "mount-points", path), mode);
   }
   // The image's root owns its upper: what the sandbox writes at / lands there.
   await chown(join(staging, "empty-layer", "upper"), layerIdBase, layerIdBase);
@@ -83,7 +104,7 @@ export function defaultRoot(image: DefaultImage): RootRecipe {
 export function imageRoot(image: ImageRecord, layers: LayerSource, parts: ImageRootParts): RootRecipe {
   return {
     lowers: [
-      { path: parts.mountPoints, idmapped: false },
+      { path: parts.mountPoints, idmapped: true },
       ...collapseLayers(image.layers).map((diffId) => ({ path: layers.layerDir(diffId), idmapped: true })),
     ],
     diskContents: parts.emptyLayer,

@@ -5,7 +5,9 @@
  * like a standard query (a header, QR clear, opcode QUERY, at most 4 KiB), and a sandbox has a
  * bounded number of queries in flight and TCP connections open; an answer is relayed only when
  * it comes from the resolver asked and matches the query's id. Nothing of a query is parsed
- * further: the resolver does that.
+ * further: the resolver does that. Over TCP a connection's next query is read only once the
+ * last answer is sent (handed to the kernel): a sandbox that does not read its answers holds
+ * at most one answer of the server's memory per connection, and is closed once idle.
  */
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { connect, createServer, type Server, type Socket as TcpSocket } from "node:net";
@@ -14,15 +16,34 @@ import type { Upstream } from "./network-options.js";
 /** Largest query relayed (EDNS's usual payload size); answers may be up to 64 KiB. */
 const MAX_QUERY_BYTES = 4096;
 const MAX_ANSWER_BYTES = 65_535;
-/** Queries of one sandbox waiting for an answer, and of all sandboxes together. */
-const MAX_IN_FLIGHT_PER_SOURCE = 64;
-const MAX_IN_FLIGHT = 4096;
-/** TCP connections one sandbox may hold open, and all together. */
-const MAX_TCP_PER_SOURCE = 8;
-const MAX_TCP = 512;
-/** How long one resolver has to answer, and a TCP connection may stay idle. */
-const UPSTREAM_TIMEOUT_MS = 3000;
-const TCP_IDLE_MS = 10_000;
+/** Answer bytes one TCP connection may have waiting in the server: one answer, framed (more closes it). */
+const MAX_QUEUED_BYTES = 2 + MAX_ANSWER_BYTES;
+
+/**
+ * The forwarder's limits. The global ones are shared fairly: once several sandboxes use the
+ * forwarder, none may hold more than its share of them (the total over the sandboxes using it
+ * and one more), so a few busy sandboxes always leave room for another.
+ */
+export interface DnsLimits {
+  /** Queries of one sandbox waiting for an answer, and of all sandboxes together. */
+  readonly inFlightPerSource: number;
+  readonly inFlight: number;
+  /** TCP connections one sandbox may hold open, and all together. */
+  readonly tcpPerSource: number;
+  readonly tcp: number;
+  /** How long one resolver has to answer, and a TCP connection may stay idle. */
+  readonly upstreamTimeoutMs: number;
+  readonly tcpIdleMs: number;
+}
+
+export const DNS_LIMITS: DnsLimits = Object.freeze({
+  inFlightPerSource: 64,
+  inFlight: 4096,
+  tcpPerSource: 8,
+  tcp: 512,
+  upstreamTimeoutMs: 3000,
+  tcpIdleMs: 10_000,
+});
 
 export interface DnsForwarderOptions {
   /** The address to listen on (the sandboxes' gateway; local to the host). */
@@ -31,20 +52,38 @@ export interface DnsForwarderOptions {
   readonly upstreams: readonly Upstream[];
   /** Whether a query from `source` may be relayed (a sandbox's address, not blocked). */
   allowed(source: string): boolean;
+  /** DNS_LIMITS, but for these (tests). */
+  readonly limits?: Partial<DnsLimits>;
+}
+
+/** What the forwarder holds, for tests. */
+export interface DnsForwarderStats {
+  /** The most answer bytes one TCP connection ever had waiting to be sent (in the server's memory). */
+  readonly maxQueuedBytes: number;
+  /** TCP connections open now. */
+  readonly tcpConnections: number;
+  /** Queries waiting for an answer now. */
+  readonly inFlight: number;
+  /** Datagrams received, whatever became of them. */
+  readonly datagrams: number;
 }
 
 export class DnsForwarder {
   readonly #options: DnsForwarderOptions;
+  readonly #limits: DnsLimits;
   readonly #udp: Socket;
   readonly #tcp: Server;
   readonly #inFlight = new Map<string, number>();
   #total = 0;
   readonly #connections = new Map<string, Set<TcpSocket>>();
   #tcpTotal = 0;
+  #maxQueuedBytes = 0;
+  #datagrams = 0;
   #closed = false;
 
   private constructor(options: DnsForwarderOptions, udp: Socket, tcp: Server) {
     this.#options = options;
+    this.#limits = { ...DNS_LIMITS, ...options.limits };
     this.#udp = udp;
     this.#tcp = tcp;
   }
@@ -76,6 +115,16 @@ export class DnsForwarder {
     return forwarder;
   }
 
+  /** @internal (tests) */
+  get stats(): DnsForwarderStats {
+    return {
+      maxQueuedBytes: this.#maxQueuedBytes,
+      tcpConnections: this.#tcpTotal,
+      inFlight: this.#total,
+      datagrams: this.#datagrams,
+    };
+  }
+
   /** Closes every TCP connection of `source` (its DNS was just blocked, or it ended). */
   dropSource(source: string): void {
     for (const socket of this.#connections.get(source) ?? []) socket.destroy();
@@ -97,10 +146,12 @@ export class DnsForwarder {
     ]);
   }
 
-  /** Takes a slot of `source`'s in-flight queries; false when it has none left. */
+  /** Takes a slot of `source`'s in-flight queries; false when it has none left (or its share is taken). */
   #claim(source: string): boolean {
     const now = this.#inFlight.get(source) ?? 0;
-    if (now >= MAX_IN_FLIGHT_PER_SOURCE || this.#total >= MAX_IN_FLIGHT) return false;
+    const { inFlight, inFlightPerSource } = this.#limits;
+    const sources = this.#inFlight.size + (now === 0 ? 1 : 0);
+    if (now >= Math.min(inFlightPerSource, fairShare(inFlight, sources)) || this.#total >= inFlight) return false;
     this.#inFlight.set(source, now + 1);
     this.#total++;
     return true;
@@ -114,6 +165,7 @@ export class DnsForwarder {
   }
 
   #onDatagram(query: Buffer, from: RemoteInfo): void {
+    this.#datagrams++;
     if (this.#closed || from.family !== "IPv4" || !isQuery(query) || !this.#options.allowed(from.address)) return;
     if (!this.#claim(from.address)) return;
     void this.#askUdp(query)
@@ -129,7 +181,7 @@ export class DnsForwarder {
   /** The first answer of the resolvers, tried in turn; undefined when none answered. */
   async #askUdp(query: Buffer): Promise<Buffer | undefined> {
     for (const upstream of this.#options.upstreams) {
-      const answer = await askOneUdp(upstream, query);
+      const answer = await askOneUdp(upstream, query, this.#limits.upstreamTimeoutMs);
       if (answer) return answer;
     }
     return undefined;
@@ -142,8 +194,12 @@ export class DnsForwarder {
       this.#closed ||
       socket.remoteFamily !== "IPv4" ||
       !this.#options.allowed(source) ||
-      mine.size >= MAX_TCP_PER_SOURCE ||
-      this.#tcpTotal >= MAX_TCP
+      mine.size >=
+        Math.min(
+          this.#limits.tcpPerSource,
+          fairShare(this.#limits.tcp, this.#connections.size + (mine.size === 0 ? 1 : 0)),
+        ) ||
+      this.#tcpTotal >= this.#limits.tcp
     ) {
       socket.destroy();
       return;
@@ -157,10 +213,12 @@ export class DnsForwarder {
       this.#tcpTotal--;
     });
     socket.on("error", () => {});
-    socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
+    socket.setTimeout(this.#limits.tcpIdleMs, () => socket.destroy());
     let buffered: Buffer = Buffer.alloc(0);
     let busy = false;
-    // One query at a time per connection: the next is read once the last is answered.
+    // One query at a time per connection: the next is read once the last is answered and its
+    // answer sent (not merely queued: a sandbox that never reads would otherwise make the
+    // server queue answers without end).
     const next = () => {
       if (busy || buffered.length < 2) return;
       const length = buffered.readUInt16BE(0);
@@ -172,15 +230,21 @@ export class DnsForwarder {
       busy = true;
       socket.pause();
       void this.#askTcp(query)
-        .then((answer) => {
-          if (!answer || !this.#options.allowed(source)) return void socket.destroy();
+        .finally(() => this.#release(source))
+        .then(async (answer) => {
+          if (!answer || !this.#options.allowed(source) || socket.destroyed) return false;
           const framed = Buffer.alloc(2 + answer.length);
           framed.writeUInt16BE(answer.length, 0);
           answer.copy(framed, 2);
-          socket.write(framed);
+          const sent = writtenOrClosed(socket, framed);
+          this.#maxQueuedBytes = Math.max(this.#maxQueuedBytes, socket.writableLength);
+          if (socket.writableLength > MAX_QUEUED_BYTES) return false;
+          await sent;
+          return !socket.destroyed;
         })
-        .finally(() => {
-          this.#release(source);
+        .catch(() => false)
+        .then((goOn) => {
+          if (!goOn) return void socket.destroy();
           busy = false;
           socket.resume();
           next();
@@ -195,11 +259,28 @@ export class DnsForwarder {
 
   async #askTcp(query: Buffer): Promise<Buffer | undefined> {
     for (const upstream of this.#options.upstreams) {
-      const answer = await askOneTcp(upstream, query);
+      const answer = await askOneTcp(upstream, query, this.#limits.upstreamTimeoutMs);
       if (answer) return answer;
     }
     return undefined;
   }
+}
+
+/** Writes `data` to `socket`; resolves once the kernel has taken all of it, or the socket is closed. */
+function writtenOrClosed(socket: TcpSocket, data: Buffer): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off("close", done);
+      resolve();
+    };
+    socket.on("close", done);
+    socket.write(data, done);
+  });
+}
+
+/** One source's share of `total` among `sources` using it and one more to come (at least 1). */
+function fairShare(total: number, sources: number): number {
+  return Math.max(1, Math.floor(total / (sources + 1)));
 }
 
 /** A standard query: a 12-byte header at least, QR clear, opcode QUERY, within the size limit. */
@@ -216,7 +297,7 @@ function answers(answer: Buffer, query: Buffer): boolean {
   );
 }
 
-function askOneUdp(upstream: Upstream, query: Buffer): Promise<Buffer | undefined> {
+function askOneUdp(upstream: Upstream, query: Buffer, timeoutMs: number): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
     const socket = createSocket({ type: upstream.family === 6 ? "udp6" : "udp4" });
     let done = false;
@@ -227,7 +308,7 @@ function askOneUdp(upstream: Upstream, query: Buffer): Promise<Buffer | undefine
       socket.close();
       resolve(answer);
     };
-    const timer = setTimeout(() => finish(), UPSTREAM_TIMEOUT_MS);
+    const timer = setTimeout(() => finish(), timeoutMs);
     socket.on("error", () => finish());
     socket.on("message", (answer, from) => {
       // From the resolver asked (the socket is connected to it), answering this query.
@@ -241,7 +322,7 @@ function askOneUdp(upstream: Upstream, query: Buffer): Promise<Buffer | undefine
   });
 }
 
-function askOneTcp(upstream: Upstream, query: Buffer): Promise<Buffer | undefined> {
+function askOneTcp(upstream: Upstream, query: Buffer, timeoutMs: number): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
     const socket = connect({ host: upstream.address, port: upstream.port });
     let done = false;
@@ -252,7 +333,7 @@ function askOneTcp(upstream: Upstream, query: Buffer): Promise<Buffer | undefine
       socket.destroy();
       resolve(answer);
     };
-    socket.setTimeout(UPSTREAM_TIMEOUT_MS, () => finish());
+    socket.setTimeout(timeoutMs, () => finish());
     socket.on("error", () => finish());
     socket.on("close", () => finish());
     socket.on("connect", () => {

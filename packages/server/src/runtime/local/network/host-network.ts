@@ -14,7 +14,8 @@
  * what a crashed run left, and the table is made anew.
  */
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { RuntimeNetworkPolicy } from "@sbx/server-kit";
 import { DnsForwarder } from "./dns-forwarder.js";
 import { formatIPv4, inRange, mergeRanges, type NetworkPlan, parseIPv4 } from "./network-options.js";
@@ -30,11 +31,36 @@ import {
 
 const BLOCKED: NftPolicy = Object.freeze({ blocked: true, allowlist: undefined });
 const IP_FORWARD = "/proc/sys/net/ipv4/ip_forward";
+/**
+ * Host-wide (tmpfs: gone at reboot, as the sysctl's value is): `off-before` says an sbx server
+ * turned IPv4 forwarding on (it was off), and each running server that uses it has a file
+ * named by its instance. The last one to close turns forwarding off again.
+ */
+const FORWARDING_STATE = "/run/sbx/ip-forward";
+const OFF_BEFORE = "off-before";
 
 export interface HostNetworkEvents {
-  /** Said once: something the operator should know (ip_forward turned on). */
+  /** Something the operator should know (ip_forward turned on or off, a link not removed). */
   info(message: string, fields?: Record<string, unknown>): void;
 }
+
+/** Runs a command with `input` on its stdin and `fd` as its descriptor 3; resolves with its stdout. */
+export type CommandRunner = (command: string, args: readonly string[], input?: string, fd?: number) => Promise<string>;
+
+/** @internal What tests replace. */
+export interface HostNetworkSeams {
+  /** The ip_forward sysctl (default /proc/sys/net/ipv4/ip_forward). */
+  readonly ipForward?: string;
+  /** Where servers note who uses forwarding (FORWARDING_STATE). */
+  readonly forwardingState?: string;
+  /** Runs ip, nft, nsenter and conntrack (default: spawns them). */
+  readonly run?: CommandRunner;
+  /** First wait before a quarantined address's elements are tried again (doubles up to a minute). */
+  readonly retryMs?: number;
+}
+
+const RETRY_MS = 5000;
+const MAX_RETRY_MS = 60_000;
 
 export class HostNetwork {
   readonly #instance: string;
@@ -45,13 +71,29 @@ export class HostNetwork {
   /** Addresses of live links (by offset in the range), and their links. */
   readonly #links = new Map<string, SandboxLink>();
   readonly #taken = new Set<number>();
+  /**
+   * Addresses of removed links whose set elements could not be removed (so they stay taken:
+   * no later sandbox may get them while an element could widen its policy), tried again.
+   */
+  readonly #quarantined = new Map<string, NodeJS.Timeout>();
+  readonly #retryMs: number;
   #cursor = 2;
   #dns: DnsForwarder | undefined;
   #closed = false;
+  readonly #events: HostNetworkEvents;
+  readonly #ipForward: string;
+  readonly #forwardingState: string;
+  /** @internal */
+  readonly run: CommandRunner;
 
-  private constructor(instance: string, plan: NetworkPlan) {
+  private constructor(instance: string, plan: NetworkPlan, events: HostNetworkEvents, seams: HostNetworkSeams) {
     this.#instance = instance;
     this.#plan = plan;
+    this.#events = events;
+    this.#ipForward = seams.ipForward ?? IP_FORWARD;
+    this.#forwardingState = seams.forwardingState ?? FORWARDING_STATE;
+    this.run = seams.run ?? run;
+    this.#retryMs = seams.retryMs ?? RETRY_MS;
     this.#table = tableName(instance);
     this.#alias = aliasOf(instance);
     this.#anchor = linkName(plan.first + 1);
@@ -67,20 +109,39 @@ export class HostNetwork {
 
   /**
    * Sweeps what a crashed run of this server left (its table and links), checks that the
-   * range meets no route of the host, turns IPv4 forwarding on if it is off (and says so), and
-   * makes the table, the anchor and the DNS forwarder.
+   * range meets no route of the host, makes the table, turns IPv4 forwarding on if it is off
+   * (and says so), and makes the anchor and the DNS forwarder.
+   *
+   * Forwarding is a host-wide switch: turned on, the host would route between all its other
+   * interfaces too. So when it was off (an sbx server turned it on: `off-before`), the table
+   * drops every forwarded packet that touches no sandbox link (made before forwarding is
+   * turned on), and the last server to close turns it off again.
    */
-  static async start(instance: string, plan: NetworkPlan, events: HostNetworkEvents): Promise<HostNetwork> {
-    await sweepHostNetwork(instance);
-    const network = new HostNetwork(instance, plan);
+  static async start(
+    instance: string,
+    plan: NetworkPlan,
+    events: HostNetworkEvents,
+    seams: HostNetworkSeams = {},
+  ): Promise<HostNetwork> {
+    const network = new HostNetwork(instance, plan, events, seams);
+    await sweepHostNetwork(instance, network.run);
     await network.#checkRoutes();
-    if (readFileSync(IP_FORWARD, "utf8").trim() !== "1") {
-      writeFileSync(IP_FORWARD, "1\n");
-      events.info("turned on IPv4 forwarding (net.ipv4.ip_forward=1) for sandboxes' outbound network", {});
-    }
     try {
-      await run("nft", ["-f", "-"], tableRuleset(network.#table, plan));
-      await run(
+      const state = network.#forwardingState;
+      mkdirSync(state, { recursive: true, mode: 0o700 });
+      writeFileSync(join(state, instance), "");
+      const wasOff = readFileSync(network.#ipForward, "utf8").trim() !== "1";
+      if (wasOff) writeFileSync(join(state, OFF_BEFORE), "");
+      const forwardOnlySandboxes = wasOff || existsSync(join(state, OFF_BEFORE));
+      await network.run("nft", ["-f", "-"], tableRuleset(network.#table, plan, { forwardOnlySandboxes }));
+      if (wasOff) {
+        writeFileSync(network.#ipForward, "1\n");
+        events.info(
+          "turned on IPv4 forwarding (net.ipv4.ip_forward=1) for sandboxes' outbound network; forwarded traffic of no sandbox is dropped, and forwarding goes off again when the last sbx server stops",
+          {},
+        );
+      }
+      await network.run(
         "ip",
         ["-batch", "-"],
         [
@@ -106,7 +167,9 @@ export class HostNetwork {
   }
 
   async #checkRoutes(): Promise<void> {
-    const routes = JSON.parse(await run("ip", ["-4", "-j", "route", "show", "table", "all"])) as { dst?: string }[];
+    const routes = JSON.parse(await this.run("ip", ["-4", "-j", "route", "show", "table", "all"])) as {
+      dst?: string;
+    }[];
     for (const { dst } of routes) {
       if (!dst || dst === "default") continue;
       const cidr = dst.includes("/") ? dst : `${dst}/32`;
@@ -133,10 +196,11 @@ export class HostNetwork {
   }
 
   /**
-   * Gives the process `pid` (bwrap's child, checked; its network namespace open as
-   * `netnsFd`) a link, blocked: nothing leaves it until `apply`.
+   * Gives the network namespace open as `netnsFd` (bwrap's child's, checked, opened through
+   * its checked /proc dir) a link, blocked: nothing leaves it until `apply`. Everything is
+   * done through that descriptor, never by pid (a pid could be another process's by then).
    */
-  async attach(pid: number, netnsFd: number): Promise<SandboxLink> {
+  async attach(netnsFd: number): Promise<SandboxLink> {
     if (this.#closed) throw new Error("the sandboxes' network is closed");
     const address = this.#allocate();
     const iface = linkName(parseIPv4(address));
@@ -145,21 +209,23 @@ export class HostNetwork {
     const { gateway } = this.#plan;
     try {
       await Promise.all([
-        run("nft", ["-f", "-"], addLinkCommands(this.#table, iface, address, BLOCKED).join("\n")),
+        this.run("nft", ["-f", "-"], addLinkCommands(this.#table, iface, address, BLOCKED).join("\n")),
         (async () => {
-          await run(
+          // (ip opens a netns argument with a slash in it as a path: the descriptor, as fd 3.)
+          await this.run(
             "ip",
             ["-batch", "-"],
             [
-              `link add ${iface} type veth peer name eth0 netns ${pid}`,
+              `link add ${iface} type veth peer name eth0 netns /proc/self/fd/3`,
               `link set dev ${iface} addrgenmode none alias ${this.#alias} up`,
               `addr add ${gateway} peer ${address} dev ${iface}`,
             ].join("\n"),
+            netnsFd,
           );
           // In the sandbox's namespace (entered through the descriptor, bound to that process):
           // no IPv6 on its link (nothing leaves that way), its address, the route out (bwrap
           // brings its loopback up itself).
-          await run(
+          await this.run(
             "nsenter",
             [
               "--net=/proc/self/fd/3",
@@ -190,33 +256,112 @@ export class HostNetwork {
    * that are no longer allowed (so they end at once on both sides rather than time out).
    */
   async changePolicy(link: SandboxLink, from: NftPolicy, to: NftPolicy): Promise<{ cleanup: Promise<void> }> {
-    await run("nft", ["-f", "-"], changePolicyCommands(this.#table, link.address, from, to).join("\n"));
+    await this.run("nft", ["-f", "-"], changePolicyCommands(this.#table, link.address, from, to).join("\n"));
     if (to.blocked) this.#dns?.dropSource(link.address);
-    return { cleanup: cutFlows(link.address, to) };
+    return { cleanup: cutFlows(this.run, link.address, to) };
   }
 
-  /** @internal: removes a link and everything of it (its elements, flows, address). */
+  /**
+   * @internal: removes a link and everything of it (its elements, flows, address). The
+   * address is free again only once no set element of it is left; otherwise it is
+   * quarantined (and said), and its removal tried again later.
+   */
   async removeLink(link: SandboxLink, policy: NftPolicy, attached: boolean): Promise<void> {
-    await run("ip", ["link", "del", link.iface]).catch(() => {});
-    if (attached) {
-      await run("nft", ["-f", "-"], removeLinkCommands(this.#table, link.iface, link.address, policy).join("\n")).catch(
-        () => {},
-      );
-    }
-    // (Present only while connections of it are tracked.)
-    await run("nft", ["delete", "element", NFT_FAMILY, this.#table, "conns", `{ ${link.address} }`]).catch(() => {});
-    this.#dns?.dropSource(link.address);
-    await run("conntrack", ["-D", "-f", "ipv4", "-s", link.address]).catch(() => {});
+    // (Gone already when its namespace went: the veth goes with either end.)
+    await this.run("ip", ["link", "del", link.iface]).catch(() => {});
     this.#links.delete(link.address);
-    this.#taken.delete(parseIPv4(link.address) - this.#plan.first);
+    this.#dns?.dropSource(link.address);
+    const removed = !attached || (await this.#removeElements(link, policy));
+    // (Present only while connections of it are tracked.)
+    await this.run("nft", ["delete", "element", NFT_FAMILY, this.#table, "conns", `{ ${link.address} }`]).catch(
+      () => {},
+    );
+    await this.run("conntrack", ["-D", "-f", "ipv4", "-s", link.address]).catch(() => {});
+    if (removed) this.#free(link.address);
+    else this.#quarantine(link, policy, this.#retryMs);
   }
 
-  /** Removes the table, the anchor and the forwarder (links are removed by their sandboxes first). */
+  /** Removes the link's set elements; true once none of its address is left. */
+  async #removeElements(link: SandboxLink, policy: NftPolicy): Promise<boolean> {
+    const commands = removeLinkCommands(this.#table, link.iface, link.address, policy);
+    try {
+      await this.run("nft", ["-f", "-"], commands.join("\n"));
+      return true;
+    } catch {
+      // One at a time (one already gone fails the whole transaction), then look.
+      for (const command of commands) await this.run("nft", ["-f", "-"], command).catch(() => {});
+      return !(await this.#hasElementsOf(link));
+    }
+  }
+
+  /** Whether a policy set of the table still holds an element of the link (true when it cannot tell). */
+  async #hasElementsOf(link: SandboxLink): Promise<boolean> {
+    try {
+      const listed = await this.run("nft", ["list", "table", NFT_FAMILY, this.#table]);
+      const sets = listed.split(/\n\s*set /).slice(1);
+      const policySets = sets.filter((set) => /^(ifaces|links|blocked|allowlisted|allow) /.test(set));
+      const address = new RegExp(`(?<![\\d.])${link.address.replaceAll(".", "\\.")}(?!\\d)`);
+      return policySets.some((set) => address.test(set) || set.includes(`"${link.iface}"`));
+    } catch {
+      return true;
+    }
+  }
+
+  #quarantine(link: SandboxLink, policy: NftPolicy, wait: number): void {
+    if (this.#closed) return;
+    this.#events.info(
+      "a removed sandbox's network address keeps set elements: it is not handed out until they are removed",
+      { address: link.address, retryInMs: wait },
+    );
+    const timer = setTimeout(async () => {
+      this.#quarantined.delete(link.address);
+      if (this.#closed) return;
+      if (await this.#removeElements(link, policy)) {
+        this.#events.info("a quarantined sandbox network address is free again", { address: link.address });
+        this.#free(link.address);
+      } else {
+        this.#quarantine(link, policy, Math.min(wait * 2, MAX_RETRY_MS));
+      }
+    }, wait);
+    timer.unref();
+    this.#quarantined.set(link.address, timer);
+  }
+
+  #free(address: string): void {
+    this.#taken.delete(parseIPv4(address) - this.#plan.first);
+  }
+
+  /**
+   * Removes the table, the anchor and the forwarder (links are removed by their sandboxes
+   * first); turns IPv4 forwarding off again when an sbx server turned it on and no other uses it.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     await this.#dns?.close();
     await Promise.all([...this.#links.values()].map((link) => link.detach()));
-    await sweepHostNetwork(this.#instance);
+    for (const timer of this.#quarantined.values()) clearTimeout(timer);
+    this.#quarantined.clear();
+    // (Forwarding off first: it is never on without the drop of the table.)
+    this.#restoreForwarding();
+    await sweepHostNetwork(this.#instance, this.run);
+  }
+
+  #restoreForwarding(): void {
+    const state = this.#forwardingState;
+    try {
+      rmSync(join(state, this.#instance), { force: true });
+      if (!existsSync(join(state, OFF_BEFORE))) return;
+      const others = readdirSync(state).filter((name) => name !== OFF_BEFORE);
+      if (others.length > 0) {
+        this.#events.info("left IPv4 forwarding on: other sbx servers on this host use it", { servers: others });
+        return;
+      }
+      writeFileSync(this.#ipForward, "0\n");
+      rmSync(join(state, OFF_BEFORE), { force: true });
+      this.#events.info("turned IPv4 forwarding off again (net.ipv4.ip_forward=0), as it was before", {});
+    } catch (error) {
+      this.#events.info("could not turn IPv4 forwarding off again", { error: (error as Error).message });
+    }
   }
 }
 
@@ -278,7 +423,7 @@ function samePolicy(a: NftPolicy, b: NftPolicy): boolean {
  * Deletes the tracked flows of `address` that `policy` does not allow (all of them when it is
  * blocked), so they end at once rather than hang until their timeouts.
  */
-async function cutFlows(address: string, policy: NftPolicy): Promise<void> {
+async function cutFlows(run: CommandRunner, address: string, policy: NftPolicy): Promise<void> {
   if (policy.blocked) {
     await run("conntrack", ["-D", "-f", "ipv4", "-s", address]).catch(() => {});
     return;
@@ -306,7 +451,7 @@ function aliasOf(instance: string): string {
 }
 
 /** Removes the table and every link of the server `instance` (tagged with its alias). */
-export async function sweepHostNetwork(instance: string): Promise<void> {
+export async function sweepHostNetwork(instance: string, run: CommandRunner = runCommand): Promise<void> {
   await run("nft", ["delete", "table", NFT_FAMILY, tableName(instance)]).catch(() => {});
   const links = JSON.parse(await run("ip", ["-j", "link", "show"]).catch(() => "[]")) as {
     ifname?: string;
@@ -323,6 +468,8 @@ export async function sweepHostNetwork(instance: string): Promise<void> {
  * Runs `command` with `input` on its stdin (and `fd` as its descriptor 3); resolves with its
  * stdout, rejects with its stderr's first lines when it fails.
  */
+const runCommand: CommandRunner = run;
+
 function run(command: string, args: readonly string[], input?: string, fd?: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const stdio: ("pipe" | "ignore" | number)[] = [input === undefined ? "ignore" : "pipe", "pipe", "pipe"];
