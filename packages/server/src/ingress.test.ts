@@ -79,6 +79,26 @@ if (available) {
       }
     });
 
+    it("a tunnel carries plain TCP too (each connection piped to the sandbox's port)", async () => {
+      await using sb = await client.sandboxes.create({ ports: [7000] });
+      await sb.run(ECHO(7000), { wait: false, timeoutMs: 0 });
+      await waitForPort(sb, 7000);
+      const tunnel = (await sb.tunnels())[7000];
+      const text = "not HTTP at all\n".repeat(1000);
+      const echoed = await new Promise<string>((resolve, reject) => {
+        const socket = netConnect({ host: tunnel?.host, port: tunnel?.port as number });
+        let got = "";
+        socket.setEncoding("utf8");
+        socket.on("data", (d: string) => {
+          got += d;
+        });
+        socket.on("end", () => resolve(got));
+        socket.on("error", reject);
+        socket.end(text);
+      });
+      expect(echoed).toBe(text);
+    });
+
     it("connect tokens and service URLs reach the app, with the verified user data and nothing of ours", async () => {
       await using sb = await client.sandboxes.create();
       await startApp(sb, 8080);

@@ -1,12 +1,14 @@
 /**
  * The engine's ingress seam (`SandboxIngress`) over real listeners (Node), the same for the
  * sbx server and the fake once it listens: each sandbox port reached from outside gets a
- * listener on `host` — one open (a tunnel to an exposed port), one behind the token gateway
- * (connect tokens and service URLs share it) — proxying through the target's dialer. Tokens
+ * listener on `host` — one open (a tunnel to an exposed port: plain TCP, each connection piped
+ * to a connection the target's dialer makes, so HTTP/1.1, HTTP/2, WebSockets and any other
+ * protocol pass untouched), one behind the token gateway (connect tokens and service URLs
+ * share it: HTTP, checked request by request) — through the target's dialer. Tokens
  * are tokens.ts's; a sandbox's listeners close and its tokens are revoked when it ends.
  */
 import { createServer, type Server } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import { type AddressInfo, createServer as createTcpServer, type Socket, type Server as TcpServer } from "node:net";
 import type { IngressToken, IngressTokenRequest, IngressTunnel, SandboxIngress } from "../engine/ingress.js";
 import { type GatewayRoute, type IngressDialer, IngressGateway } from "./gateway.js";
 import type { IngressTokens } from "./tokens.js";
@@ -22,7 +24,7 @@ export interface ListenerIngressOptions {
 type Kind = "tunnel" | "gateway";
 
 interface PortListener {
-  readonly server: Server;
+  readonly server: Server | TcpServer;
   readonly sockets: Set<Socket>;
   readonly url: string;
   readonly host: string;
@@ -78,11 +80,39 @@ export class ListenerIngress implements SandboxIngress {
     const key = `${kind} ${sandboxId} ${port}`;
     let made = this.#listeners.get(key);
     if (!made) {
-      made = this.#listen({ sandboxId, port, tokens: kind === "gateway" ? this.options.tokens : undefined });
+      made =
+        kind === "gateway"
+          ? this.#listen({ sandboxId, port, tokens: this.options.tokens })
+          : this.#listenTcp(sandboxId, port);
       made.catch(() => this.#listeners.delete(key));
       this.#listeners.set(key, made);
     }
     return made;
+  }
+
+  /** A tunnel: every connection piped to one the dialer makes (closed at once when it cannot). */
+  async #listenTcp(sandboxId: string, port: number): Promise<PortListener> {
+    const sockets = new Set<Socket>();
+    const server = createTcpServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => socket.destroy());
+      socket.pause();
+      this.options.dialer.dial(sandboxId, port).then(
+        (upstream) => {
+          sockets.add(upstream as Socket);
+          upstream.on("close", () => sockets.delete(upstream as Socket));
+          upstream.on("error", () => socket.destroy());
+          socket.on("close", () => upstream.destroy());
+          upstream.on("close", () => socket.destroy());
+          socket.pipe(upstream);
+          upstream.pipe(socket);
+          socket.resume();
+        },
+        () => socket.destroy(),
+      );
+    });
+    return await this.#bind(server, sockets);
   }
 
   async #listen(route: GatewayRoute): Promise<PortListener> {
@@ -101,6 +131,10 @@ export class ListenerIngress implements SandboxIngress {
       sockets.add(socket);
       socket.on("close", () => sockets.delete(socket));
     });
+    return await this.#bind(server, sockets);
+  }
+
+  async #bind(server: Server | TcpServer, sockets: Set<Socket>): Promise<PortListener> {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(0, this.options.host, () => resolve());
