@@ -269,3 +269,40 @@ describe("sb.tunnel (Node)", () => {
     expect(got.byteLength).toBe(0);
   });
 });
+
+describe("refused upgrades on the API port", () => {
+  let fake: FakeServer | undefined;
+  afterEach(async () => {
+    await fake?.close();
+    fake = undefined;
+  });
+
+  it("never count as requests in flight: many without a token do not shut out a client that has one", async () => {
+    fake = createFakeServer({ token: TOKEN });
+    const listener = await fake.listen({ connections: { maxConnections: 10 } });
+    const { hostname, port } = new URL(listener.url);
+    const upgrade = (path: string) =>
+      `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: sbx.v1\r\n\r\n";
+    // Clients that never close: no token, and a path no sandbox port has.
+    const held: Socket[] = [];
+    for (let i = 0; i < 20; i++) {
+      const socket = netConnect({ host: hostname, port: Number(port) });
+      socket.on("error", () => {});
+      socket.on("data", () => {});
+      socket.write(upgrade(i % 2 === 0 ? "/sbx.v1/sandboxes/sb-x/ports/7000/connect" : "/sbx.v1/sandboxes/nonsense"));
+      held.push(socket);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    try {
+      await using client = new SandboxClient({ endpoint: listener.url, token: TOKEN, maxRetries: 0 });
+      await using sb = await client.sandboxes.create();
+      expect(sb.id).toMatch(/\S/);
+      // And the refused sockets are closed by the server within moments.
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(held.filter((s) => !s.destroyed && !s.readableEnded)).toEqual([]);
+    } finally {
+      for (const socket of held) socket.destroy();
+    }
+  });
+});

@@ -32,7 +32,28 @@ export interface SbxPage {
     finish(): Promise<{ exitCode: number; requests: string[] }>;
   };
   sbxCreate(endpoint: string, token: string | undefined): Promise<CreateOutcome>;
+  sbxConnectEcho(target: RemoteTarget, text: string): Promise<ConnectOutcome>;
 }
+
+/** What `sb.connect` did in the page: an echo's answer, and a port where nothing listens. */
+export interface ConnectOutcome {
+  readonly echoed: string;
+  readonly refused: { readonly tunnelError: boolean; readonly port: number | undefined };
+}
+
+/** A TCP echo on port 7000 in the sandbox, answering all it got, then ending (half-close kept). */
+const ECHO_APP = `python3 - <<'EOF'
+import socketserver
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        while True:
+            data = self.request.recv(65536)
+            if not data: break
+            self.request.sendall(data)
+        self.request.shutdown(1)
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(("0.0.0.0", 7000), Echo).serve_forever()
+EOF`;
 
 const client = (target: RemoteTarget, options: sdk.WebSandboxClientOptions = {}) =>
   new sdk.SandboxClient({ endpoint: target.url, token: target.token, ...options });
@@ -145,6 +166,42 @@ if (inWorker) {
               ? "ConnectionError"
               : "other";
         return { created: false, errorClass, error: String(error) };
+      } finally {
+        await c.close();
+      }
+    },
+    async sbxConnectEcho(target, text) {
+      const c = client(target);
+      try {
+        const sb = await c.sandboxes.create();
+        try {
+          await sb.run(ECHO_APP, { wait: false, timeoutMs: 0 });
+          let conn: Awaited<ReturnType<typeof sb.connect>> | undefined;
+          for (let i = 0; i < 100 && !conn; i++) {
+            conn = await sb.connect(7000).catch(async (error) => {
+              if (!(error instanceof sdk.TunnelError)) throw error;
+              await new Promise((r) => setTimeout(r, 100));
+              return undefined;
+            });
+          }
+          if (!conn) throw new Error("the echo never listened");
+          const writer = conn.writable.getWriter();
+          await writer.write(new TextEncoder().encode(text));
+          await writer.close();
+          let echoed = "";
+          const decoder = new TextDecoder();
+          const reader = conn.readable.getReader();
+          for (let next = await reader.read(); !next.done; next = await reader.read()) {
+            echoed += decoder.decode(next.value, { stream: true });
+          }
+          const refused = await sb.connect(7001).then(
+            () => ({ tunnelError: false, port: undefined }),
+            (error) => ({ tunnelError: error instanceof sdk.TunnelError, port: (error as sdk.TunnelError).port }),
+          );
+          return { echoed, refused };
+        } finally {
+          await sb.terminate();
+        }
       } finally {
         await c.close();
       }

@@ -199,6 +199,13 @@ describe.skipIf(!runnable)("chromium", () => {
       }
     });
 
+    it("reaches a port in a sandbox of the real server with sb.connect (a WebSocket from the page)", async () => {
+      const text = "from the browser\n".repeat(2000);
+      const outcome = await page.evaluate(([t, x]) => window.sbxConnectEcho(t, x), [real(), text] as const);
+      expect(outcome.echoed).toBe(text);
+      expect(outcome.refused).toEqual({ tunnelError: true, port: 7001 });
+    });
+
     it("printed no page errors", () => {
       expect(pageConsole.filter((line) => line.startsWith("page error:"))).toEqual([]);
     });

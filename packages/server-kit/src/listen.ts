@@ -32,8 +32,10 @@ export interface ListenOptions {
   readonly authorize?: (authorization: string | null) => boolean;
   /**
    * WebSocket (HTTP/1.1 upgrade) routes: an upgrade whose path starts with a route's `prefix`
-   * goes to its `handle`, which checks its own token and owns the socket from then on (it
-   * counts as a request in flight until the socket closes). Other upgrades get a 404.
+   * goes to its `handle`, which checks its own token and owns the socket from then on. Only
+   * once the route calls `accepted` (its token checked out) does the connection count as a
+   * request in flight until it closes; a refused one stays under the guard's caps and
+   * timeouts for silent connections. Other upgrades get a 404 and are closed.
    */
   readonly upgradeRoutes?: readonly UpgradeRoute[];
   /** Largest request message an RPC reads (default READ_MAX_BYTES); a route may set its own (see serveWithLimits). */
@@ -54,8 +56,21 @@ export interface PlainRoute {
 /** A WebSocket route: HTTP/1.1 upgrades whose path starts with `prefix` (node:http's "upgrade" event). */
 export interface UpgradeRoute {
   readonly prefix: string;
-  handle(req: import("node:http").IncomingMessage, socket: import("node:stream").Duplex, head: Buffer): void;
+  handle(
+    req: import("node:http").IncomingMessage,
+    socket: import("node:stream").Duplex,
+    head: Buffer,
+    accepted: () => void,
+  ): void;
 }
+
+/** Ends a refused upgrade's socket after its answer, and for good a moment later whatever the client does. */
+export function closeRefusedUpgrade(socket: import("node:stream").Duplex, answer: string): void {
+  socket.end(answer);
+  setTimeout(() => socket.destroy(), REFUSED_UPGRADE_GRACE_MS).unref();
+}
+
+const REFUSED_UPGRADE_GRACE_MS = 1000;
 
 export interface Listener {
   /** e.g. http://127.0.0.1:41234 */
@@ -249,15 +264,20 @@ export async function listenConnect(
           code: "unimplemented",
           message: `no WebSocket route ${path} on this sbx server`,
         });
-        socket.end(
+        closeRefusedUpgrade(
+          socket,
           `HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
         );
         return;
       }
-      // An upgraded connection is in flight until it closes: the idle timeouts leave it alone.
+      // An accepted upgrade is in flight until it closes: the idle timeouts leave it alone.
       const connection = tracked.get(req.socket);
-      if (connection) guard.track(connection, { once: (_event, listener) => socket.once("close", listener) });
-      route.handle(req, socket, head);
+      let counted = false;
+      route.handle(req, socket, head, () => {
+        if (counted || !connection || socket.destroyed) return;
+        counted = true;
+        guard.track(connection, { once: (_event, listener) => socket.once("close", listener) });
+      });
     },
   );
   // Bounds per session: streams at once (an sbx client holds one per followed output, so not

@@ -202,6 +202,61 @@ if (available) {
       expect(await Promise.all(texts.map(roundTrip))).toEqual(texts);
     });
 
+    it("an upgrade the app answers as plain HTTP ends the connection: nothing pipelined after it reaches the app", async () => {
+      await using sb = await client.sandboxes.create();
+      // An HTTP/1.1 keep-alive app that ignores Upgrade and logs every request it gets.
+      await sb.run(
+        `python3 - <<'EOF'
+import http.server, json
+class App(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        with open("/tmp/seen", "a") as f:
+            f.write(json.dumps({"path": self.path, "user": self.headers.get("X-Verified-User-Data")}) + "\\n")
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("0.0.0.0", 8080), App).serve_forever()
+EOF`,
+        { wait: false, timeoutMs: 0 },
+      );
+      await waitForPort(sb, 8080);
+      const { url, token } = await sb.createConnectToken({ userMetadata: { user: "alice" } });
+      const { hostname, port } = new URL(url);
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = netConnect({ host: hostname, port: Number(port) });
+        let got = "";
+        socket.setEncoding("utf8");
+        socket.on("data", (d: string) => {
+          got += d;
+        });
+        socket.on("close", () => resolve(got));
+        socket.on("error", reject);
+        socket.write(
+          `GET /first HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n` +
+            `GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Verified-User-Data: {"user":"bob"}\r\n\r\n`,
+        );
+        setTimeout(() => socket.destroy(), 3000);
+      });
+      expect(answer).toMatch(/^HTTP\/1\.[01] 200/);
+      const seen = (await sb.run("cat /tmp/seen")).stdout
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line));
+      expect(seen).toEqual([{ path: "/first", user: JSON.stringify({ user: "alice" }) }]);
+    });
+
+    it("HTTP through a tunnel never carries sbx's token cookies or a caller's verified user header to the app", async () => {
+      await using sb = await client.sandboxes.create({ ports: [8000] });
+      await startApp(sb, 8000);
+      const tunnel = (await sb.tunnels())[8000];
+      const answer = await fetch(`${tunnel?.url}/c`, {
+        headers: { cookie: `sbx_other_8080=stolen; app=kept`, "x-verified-user-data": '{"user":"mallory"}' },
+      });
+      const seen = (await answer.json()) as { cookie: string | null; user: string | null };
+      expect(seen.cookie).toBe("app=kept");
+      expect(seen.user).toBeNull();
+    });
+
     it("a host account other than the server's cannot connect to a sandbox's ports", async () => {
       await using sb = await client.sandboxes.create({ ports: [8000] });
       await startApp(sb, 8000);

@@ -100,6 +100,7 @@ export class IngressGateway {
       socket.end(
         `HTTP/1.1 401 Unauthorized\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
       );
+      setTimeout(() => socket.destroy(), REFUSED_UPGRADE_GRACE_MS).unref();
       return;
     }
     let upstream: Duplex;
@@ -110,6 +111,7 @@ export class IngressGateway {
       socket.end(
         `HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
       );
+      setTimeout(() => socket.destroy(), REFUSED_UPGRADE_GRACE_MS).unref();
       return;
     }
     const lines = [`${req.method} ${decision.url} HTTP/1.1`];
@@ -121,9 +123,26 @@ export class IngressGateway {
     socket.on("close", () => upstream.destroy());
     upstream.on("close", () => socket.destroy());
     upstream.write(`${lines.join("\r\n")}\r\n\r\n`);
-    if (head.length > 0) upstream.write(head);
+    // Nothing more of the client's goes to the app before the app has switched protocols: an
+    // app that answers the upgrade as plain HTTP would otherwise take the client's next
+    // requests unchecked (a forged X-Verified-User-Data among them).
+    socket.pause();
+    const switched = await appSwitched(upstream);
+    if (switched === undefined) {
+      socket.destroy();
+      return;
+    }
+    socket.write(switched.received);
+    if (switched.status === 101) {
+      if (head.length > 0) upstream.write(head);
+      upstream.pipe(socket);
+      socket.pipe(upstream);
+      socket.resume();
+      return;
+    }
+    // Any other answer is the last on this connection: the rest of it, then the end.
+    upstream.end();
     upstream.pipe(socket);
-    socket.pipe(upstream);
   }
 
   async #dial(route: GatewayRoute, res: ServerResponse): Promise<Duplex | undefined> {
@@ -134,6 +153,47 @@ export class IngressGateway {
       return undefined;
     }
   }
+}
+
+/** How long a refused upgrade's client has to take its answer before its socket goes. */
+const REFUSED_UPGRADE_GRACE_MS = 1000;
+
+/** Most bytes of the app's answer head to an upgrade read before giving up on it. */
+const MAX_UPGRADE_ANSWER_HEAD = 64 * 1024;
+
+/**
+ * Reads the app's answer to an upgrade up to the end of its head: its status, and every byte
+ * read so far (head and what followed it), for the client. Undefined when the app closed or
+ * sent no head within the bound.
+ */
+function appSwitched(upstream: Duplex): Promise<{ status: number; received: Buffer } | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const done = (result: { status: number; received: Buffer } | undefined) => {
+      upstream.off("data", onData);
+      upstream.off("end", onEnd);
+      upstream.off("close", onEnd);
+      upstream.pause();
+      resolve(result);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      length += chunk.length;
+      const received = Buffer.concat(chunks, length);
+      const end = received.indexOf("\r\n\r\n");
+      if (end === -1) {
+        if (length > MAX_UPGRADE_ANSWER_HEAD) done(undefined);
+        return;
+      }
+      const status = /^HTTP\/1\.[01] (\d{3})/.exec(received.subarray(0, end).toString("latin1"))?.[1];
+      done(status === undefined ? undefined : { status: Number(status), received });
+    };
+    const onEnd = () => done(undefined);
+    upstream.on("data", onData);
+    upstream.on("end", onEnd);
+    upstream.on("close", onEnd);
+  });
 }
 
 function dialFailure(error: unknown, route: GatewayRoute, onError: ((error: unknown) => void) | undefined): string {

@@ -23,6 +23,12 @@ export interface ListenerIngressOptions {
 
 type Kind = "tunnel" | "gateway";
 
+/** How long a tunnel waits for a client's first bytes before taking it for a protocol where the server speaks first. */
+const SNIFF_MS = 300;
+
+/** The start of an HTTP/1.x request: a method, a space, and a request target. */
+const HTTP_REQUEST_START = /^[A-Z]{3,10} (\/|\*|https?:\/\/)/;
+
 interface PortListener {
   readonly server: Server | TcpServer;
   readonly sockets: Set<Socket>;
@@ -90,33 +96,72 @@ export class ListenerIngress implements SandboxIngress {
     return made;
   }
 
-  /** A tunnel: every connection piped to one the dialer makes (closed at once when it cannot). */
+  /**
+   * A tunnel. A connection whose first bytes are an HTTP/1.x request goes through the gateway
+   * (no token asked for): request by request, so sbx's token cookies and a caller's
+   * X-Verified-User-Data never reach the app — listeners share one host, and browsers send a
+   * host's cookies to all its ports, so a tunnel's app would otherwise get the visitor's tokens
+   * for other sandboxes. Anything else (plain TCP, HTTP/2 with prior knowledge, a protocol
+   * where the server speaks first: nothing from the client within SNIFF_MS) is piped to a
+   * connection the dialer makes, untouched.
+   */
   async #listenTcp(sandboxId: string, port: number): Promise<PortListener> {
     const sockets = new Set<Socket>();
-    const server = createTcpServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    const http = this.#httpServer({ sandboxId, port, tokens: undefined });
+    const server = createTcpServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
       sockets.add(socket);
       socket.on("close", () => sockets.delete(socket));
       socket.on("error", () => socket.destroy());
-      socket.pause();
-      this.options.dialer.dial(sandboxId, port).then(
-        (upstream) => {
-          sockets.add(upstream as Socket);
-          upstream.on("close", () => sockets.delete(upstream as Socket));
-          upstream.on("error", () => socket.destroy());
-          socket.on("close", () => upstream.destroy());
-          upstream.on("close", () => socket.destroy());
-          socket.pipe(upstream);
-          upstream.pipe(socket);
+      const raw = (first: Buffer | undefined) => {
+        this.options.dialer.dial(sandboxId, port).then(
+          (upstream) => {
+            sockets.add(upstream as Socket);
+            upstream.on("close", () => sockets.delete(upstream as Socket));
+            upstream.on("error", () => socket.destroy());
+            socket.on("close", () => upstream.destroy());
+            upstream.on("close", () => socket.destroy());
+            if (first) upstream.write(first);
+            socket.pipe(upstream);
+            upstream.pipe(socket);
+          },
+          () => socket.destroy(),
+        );
+      };
+      const timer = setTimeout(() => {
+        socket.off("data", onFirst);
+        socket.pause();
+        raw(undefined);
+      }, SNIFF_MS);
+      const onFirst = (chunk: Buffer) => {
+        clearTimeout(timer);
+        socket.pause();
+        if (HTTP_REQUEST_START.test(chunk.subarray(0, 16).toString("latin1"))) {
+          socket.unshift(chunk);
+          http.emit("connection", socket);
           socket.resume();
-        },
-        () => socket.destroy(),
-      );
+        } else {
+          raw(chunk);
+        }
+      };
+      socket.once("data", onFirst);
+      socket.once("close", () => clearTimeout(timer));
+      socket.resume();
     });
     return await this.#bind(server, sockets);
   }
 
   async #listen(route: GatewayRoute): Promise<PortListener> {
     const sockets = new Set<Socket>();
+    const server = this.#httpServer(route);
+    server.on("connection", (socket) => {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+    });
+    return await this.#bind(server, sockets);
+  }
+
+  /** An HTTP server (not listening itself) whose requests and upgrades go through the gateway for `route`. */
+  #httpServer(route: GatewayRoute): Server {
     const report = (error: unknown) => this.options.onError?.(error);
     const server = createServer((req, res) => {
       this.#gateway.request(route, req, res).catch(report);
@@ -127,11 +172,7 @@ export class ListenerIngress implements SandboxIngress {
         report(error);
       });
     });
-    server.on("connection", (socket) => {
-      sockets.add(socket);
-      socket.on("close", () => sockets.delete(socket));
-    });
-    return await this.#bind(server, sockets);
+    return server;
   }
 
   async #bind(server: Server | TcpServer, sockets: Set<Socket>): Promise<PortListener> {

@@ -29,8 +29,11 @@ import {
 import { type WebSocket, WebSocketServer } from "ws";
 import type { Engine } from "../engine/engine.js";
 import { portConnectProblem, portOfPath } from "../engine/port-connect-check.js";
-import type { UpgradeRoute } from "../listen.js";
+import { closeRefusedUpgrade, type UpgradeRoute } from "../listen.js";
 import { IngressDialError, type IngressDialer } from "./gateway.js";
+
+/** How long a refused client has to answer its close frame. */
+const REFUSED_GRACE_MS = 1000;
 
 export interface PortConnectRouteOptions {
   readonly engine: Engine;
@@ -55,27 +58,33 @@ export function portConnectRoute(options: PortConnectRouteOptions): UpgradeRoute
     perMessageDeflate: false,
     handleProtocols: (protocols) => (protocols.has(PORT_CONNECT_PROTOCOL) ? PORT_CONNECT_PROTOCOL : false),
   });
+  // A refused client gets its close frame, and the socket goes a moment later whether or not it
+  // answers the close (ws would wait 30 s for it).
   const refuse = (req: IncomingMessage, socket: Duplex, head: Buffer, refusal: PortConnectRefusal, message: string) =>
-    server.handleUpgrade(req, socket, head, (ws) => ws.close(PORT_CONNECT_CLOSE[refusal], reasonOf(message)));
+    server.handleUpgrade(req, socket, head, (ws) => {
+      ws.close(PORT_CONNECT_CLOSE[refusal], reasonOf(message));
+      setTimeout(() => ws.terminate(), REFUSED_GRACE_MS).unref();
+    });
   return {
     prefix: PORT_CONNECT_PREFIX,
-    handle(req, socket, head) {
-      void connect(req, socket, head).catch((error: unknown) => {
+    handle(req, socket, head, accepted) {
+      void connect(req, socket, head, accepted).catch((error: unknown) => {
         options.onError?.(error);
         socket.destroy();
       });
     },
   };
 
-  async function connect(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  async function connect(req: IncomingMessage, socket: Duplex, head: Buffer, accepted: () => void): Promise<void> {
     const named = parsePortConnectPath(req.url?.split("?", 2)[0] ?? "");
     if (!named) {
-      socket.end("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+      closeRefusedUpgrade(socket, "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
       return;
     }
     if (!authorized(req, options.authorize)) {
       return refuse(req, socket, head, "unauthenticated", "missing or wrong bearer token");
     }
+    accepted(); // (counts as a request in flight from here: see listen.ts)
     const port = portOfPath(named.port);
     const problem = portConnectProblem(options.engine, named.sandboxId, port);
     if (problem) return refuse(req, socket, head, problem.refusal, problem.message);
