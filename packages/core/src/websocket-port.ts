@@ -177,7 +177,7 @@ function connectionOver(socket: WebSocket, where: string, port: number): PortCon
         await untilAcked();
         if (socket.readyState !== socket.OPEN) throw failure();
         const frame = chunk.subarray(at, at + PORT_CONNECT_MAX_FRAME);
-        socket.send(frame);
+        socket.send(frame as unknown as BufferSource);
         sent += frame.byteLength;
       }
     },

@@ -109,7 +109,7 @@ if (available) {
           sandboxes.createSandbox({ spec: { image: `127.0.0.1:${nobodyServes}/sbx/gone:1` } }, { headers }),
           Code.Unavailable,
         ],
-        ["ports (later)", sandboxes.createSandbox({ spec: { ports: [80] } }, { headers }), Code.Unimplemented],
+        ["port out of range", sandboxes.createSandbox({ spec: { ports: [70000] } }, { headers }), Code.InvalidArgument],
         ["bad cursor", sandboxes.listSandboxes({ cursor: "%%%" }, { headers }), Code.InvalidArgument],
       ];
       // All sent at once, answered in any order: each failure is handled when it comes.

@@ -227,7 +227,11 @@ class LocalRuntime implements SandboxRuntime {
     this.#network ??= forgetOnFailure(
       this.#claimedRange().then((range) => {
         const slot = Math.floor(Math.max(0, range.start - 2 ** 31) / (DEFAULT_SANDBOX_BLOCKS * ID_BLOCK));
-        return HostNetwork.start(this.#instance, networkPlan(this.#options.network ?? {}, slot), {
+        const plan = networkPlan(this.#options.network ?? {}, slot);
+        // Only a default slot is this server's alone (an operator's range of ids can map to
+        // another server's slot of addresses): only there are others' links a dead server's.
+        const held = { ...plan, slotRange: plan.slotRange && this.#options.sandboxUids === undefined };
+        return HostNetwork.start(this.#instance, held, {
           info: (message, fields) => this.#options.log?.(message, fields),
         });
       }),

@@ -125,6 +125,7 @@ export class HostNetwork {
   ): Promise<HostNetwork> {
     const network = new HostNetwork(instance, plan, events, seams);
     await sweepHostNetwork(instance, network.run);
+    if (plan.slotRange) await sweepDeadInRange(plan, network.run, events);
     await network.#checkRoutes();
     try {
       const state = network.#forwardingState;
@@ -461,6 +462,49 @@ export async function sweepHostNetwork(instance: string, run: CommandRunner = ru
   const ours = links.filter((l) => l.ifalias === alias && l.ifname).map((l) => l.ifname as string);
   if (ours.length > 0) {
     await run("ip", ["-force", "-batch", "-"], ours.map((name) => `link del ${name}`).join("\n")).catch(() => {});
+  }
+}
+
+/**
+ * Removes what a server that died (killed, or its host crashed mid-run) left in `plan`'s range:
+ * its links (named after addresses in the range: the anchor and sandboxes' host ends) and any
+ * sbx table that names the range's gateway. Only for a range of the server's own held slot
+ * (`slotRange`): no live server can have links there, so they are leftovers, and without this
+ * every later server given that slot would refuse to start on their routes.
+ */
+export async function sweepDeadInRange(
+  plan: NetworkPlan,
+  run: CommandRunner = runCommand,
+  events?: HostNetworkEvents,
+): Promise<void> {
+  const links = JSON.parse(await run("ip", ["-j", "link", "show"]).catch(() => "[]")) as { ifname?: string }[];
+  const dead = new Set<string>();
+  for (const { ifname } of links) {
+    const match = ifname ? /^sbx([0-9a-f]{8})p?$/.exec(ifname) : null;
+    if (!match) continue;
+    const address = Number.parseInt(match[1] as string, 16);
+    if (address >= plan.first && address < plan.first + plan.size) dead.add(`sbx${match[1]}`);
+  }
+  if (dead.size > 0) {
+    await run("ip", ["-force", "-batch", "-"], [...dead].map((name) => `link del ${name}`).join("\n")).catch(() => {});
+  }
+  const tables = (await run("nft", ["list", "tables", NFT_FAMILY]).catch(() => ""))
+    .split("\n")
+    .map((line) => /^table inet (sbx_[0-9a-f]+)$/.exec(line.trim())?.[1])
+    .filter((name): name is string => name !== undefined);
+  let tablesRemoved = 0;
+  for (const table of tables) {
+    const text = await run("nft", ["list", "table", NFT_FAMILY, table]).catch(() => "");
+    if (!new RegExp(`\\b${plan.gateway.replaceAll(".", "\\.")}\\b`).test(text)) continue;
+    await run("nft", ["delete", "table", NFT_FAMILY, table]).catch(() => {});
+    tablesRemoved++;
+  }
+  if (dead.size > 0 || tablesRemoved > 0) {
+    events?.info("removed a dead server's network leftovers in this server's range", {
+      range: plan.cidr,
+      links: dead.size,
+      tables: tablesRemoved,
+    });
   }
 }
 

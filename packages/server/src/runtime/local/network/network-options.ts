@@ -70,6 +70,12 @@ export interface NetworkPlan {
   readonly allow: readonly string[] | undefined;
   readonly maxConnections: number;
   readonly upstreams: readonly Upstream[];
+  /**
+   * The range is the default one of the server's default host-id range slot, which it holds
+   * host-wide while it runs: no live server has it, so links and tables in it are a dead
+   * server's (the runtime clears this for an operator's range of ids).
+   */
+  readonly slotRange: boolean;
 }
 
 /**
@@ -101,6 +107,7 @@ export function networkPlan(options: SandboxNetworkOptions, slot: number): Netwo
     allow: allow ? mergeRanges(allow) : undefined,
     maxConnections,
     upstreams,
+    slotRange: options.cidr === undefined,
   };
 }
 
