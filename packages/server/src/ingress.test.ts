@@ -38,6 +38,21 @@ socketserver.ThreadingTCPServer.allow_reuse_address = True
 socketserver.ThreadingTCPServer(("0.0.0.0", ${port}), Echo).serve_forever()
 EOF`;
 
+/** Sends `text` over a TCP connection, ends its side, and resolves with all that came back. */
+function roundTrip(host: string, port: number, text: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const socket = netConnect({ host, port });
+    let got = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (d: string) => {
+      got += d;
+    });
+    socket.on("end", () => resolve(got));
+    socket.on("error", reject);
+    socket.end(text);
+  });
+}
+
 async function startApp(sb: Sandbox, port: number): Promise<void> {
   await sb.run(APP(port), { wait: false, timeoutMs: 0 });
   await waitForPort(sb, port);
@@ -85,17 +100,7 @@ if (available) {
       await waitForPort(sb, 7000);
       const tunnel = (await sb.tunnels())[7000];
       const text = "not HTTP at all\n".repeat(1000);
-      const echoed = await new Promise<string>((resolve, reject) => {
-        const socket = netConnect({ host: tunnel?.host, port: tunnel?.port as number });
-        let got = "";
-        socket.setEncoding("utf8");
-        socket.on("data", (d: string) => {
-          got += d;
-        });
-        socket.on("end", () => resolve(got));
-        socket.on("error", reject);
-        socket.end(text);
-      });
+      const echoed = await roundTrip(tunnel?.host as string, tunnel?.port as number, text);
       expect(echoed).toBe(text);
     });
 
@@ -186,20 +191,9 @@ if (available) {
       await sb.run(ECHO(7000), { wait: false, timeoutMs: 0 });
       await waitForPort(sb, 7000);
       await using tunnel = await sb.tunnel(7000);
-      const roundTrip = (text: string) =>
-        new Promise<string>((resolve, reject) => {
-          const socket = netConnect({ host: "127.0.0.1", port: tunnel.localPort });
-          let got = "";
-          socket.setEncoding("utf8");
-          socket.on("data", (d: string) => {
-            got += d;
-          });
-          socket.on("end", () => resolve(got));
-          socket.on("error", reject);
-          socket.end(text);
-        });
+      const through = (text: string) => roundTrip("127.0.0.1", tunnel.localPort, text);
       const texts = Array.from({ length: 20 }, (_, i) => `connection ${i}\n`.repeat(100));
-      expect(await Promise.all(texts.map(roundTrip))).toEqual(texts);
+      expect(await Promise.all(texts.map(through))).toEqual(texts);
     });
 
     it("an upgrade the app answers as plain HTTP ends the connection: nothing pipelined after it reaches the app", async () => {

@@ -1,43 +1,18 @@
 // Restart: the server is killed (SIGKILL) mid-exec and started again on the same data dir;
 // the sandbox record, its result and the output written before the kill are still there.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { NotFoundError, SandboxClient, SandboxTerminatedError } from "@sbx/node";
 import { OutputStream, ProcessService } from "@sbx/proto";
 import { afterAll, describe, expect, it } from "vitest";
-import { realServerAvailable, startTestServer } from "./test-support.js";
+import { realServerAvailable, startCliServer, startTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
-const CLI = join(dirname(fileURLToPath(import.meta.url)), "../../cli/dist/main.js");
-
-async function startCli(dataDir: string, port = 0): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(
-    process.execPath,
-    [CLI, "server", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--token", "t"],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let output = "";
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on("data", (d) => {
-      output += d;
-      const match = /sbx server listening on (\S+)/.exec(output);
-      if (match) resolve(match[1] as string);
-    });
-    child.stderr?.on("data", (d) => {
-      output += d;
-    });
-    child.on("exit", (code) => reject(new Error(`server exited with ${code}: ${output}`)));
-  });
-  return { child, url };
-}
 
 /** A port that was free a moment ago (the restarted server must come back on the same one). */
 async function freePort(): Promise<number> {
@@ -79,7 +54,7 @@ if (available) {
     afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
     it("keeps sandbox records and finished output across a crash", async () => {
-      const first = await startCli(dataDir);
+      const first = await startCliServer(dataDir);
       const client = new SandboxClient({ endpoint: first.url, token: "t", maxRetries: 1 });
       const sb = await client.sandboxes.create({ name: "survivor", tags: { kept: "yes" } });
       const done = await sb.exec(["sh", "-c", "echo finished before the crash; echo on stderr >&2; exit 4"]);
@@ -95,7 +70,7 @@ if (available) {
       // The sandbox dies with the server (bwrap --die-with-parent, then its pid namespace).
       await eventually(() => count(marker) === 0, "sandbox processes outlived a killed server");
 
-      const second = await startCli(dataDir);
+      const second = await startCliServer(dataDir);
       try {
         await using again = new SandboxClient({ endpoint: second.url, token: "t" });
         const restored = await again.sandboxes.fromId(sb.id);
@@ -167,10 +142,10 @@ if (available) {
 
     it("a command handle streaming through a crash resumes against the restarted server", async () => {
       const port = await freePort();
-      const first = await startCli(dataDir, port);
+      const first = await startCliServer(dataDir, { port });
       // Enough retries to outlast a restart (~2 s): 50 ms doubling up to 2 s between attempts.
       const client = new SandboxClient({ endpoint: first.url, token: "t", maxRetries: 12 });
-      let second: Awaited<ReturnType<typeof startCli>> | undefined;
+      let second: Awaited<ReturnType<typeof startCliServer>> | undefined;
       let restarted: Promise<unknown> | undefined;
       try {
         const sb = await client.sandboxes.create();
@@ -189,7 +164,7 @@ if (available) {
               crashed = true;
               // SIGKILL mid-stream, then a new server on the same data dir and port.
               restarted = kill(first.child, "SIGKILL").then(async () => {
-                second = await startCli(dataDir, port);
+                second = await startCliServer(dataDir, { port });
               });
             }
           }

@@ -1,17 +1,15 @@
 // The server's CPU priority over its sandboxes (scheduling-priority.ts): `sbx server` raises
 // its own (default nice -10) and its sandboxes keep the one it started with.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { getPriority, tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { SandboxClient } from "@sbx/node";
 import { afterAll, describe, expect, it } from "vitest";
 import { inRootCpuCgroup, niceProblem } from "./scheduling-priority.js";
-import { realServerAvailable } from "./test-support.js";
+import { realServerAvailable, startCliServer } from "./test-support.js";
 
 const available = await realServerAvailable();
-const CLI = join(dirname(fileURLToPath(import.meta.url)), "../../cli/dist/main.js");
 
 /** Field 19 of /proc/PID/stat (after the command's parentheses): the nice value. */
 const niceOfStat = (stat: string) => Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]);
@@ -33,27 +31,6 @@ describe("which CPU cgroup autogroups apply in", () => {
   });
 });
 
-async function startCli(dataDir: string, extra: string[] = []): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(
-    process.execPath,
-    [CLI, "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", "t", ...extra],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let output = "";
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout?.on("data", (d) => {
-      output += d;
-      const match = /sbx server listening on (\S+)/.exec(output);
-      if (match) resolve(match[1] as string);
-    });
-    child.stderr?.on("data", (d) => {
-      output += d;
-    });
-    child.on("exit", (code) => reject(new Error(`server exited with ${code}: ${output}`)));
-  });
-  return { child, url };
-}
-
 async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once("exit", resolve));
@@ -73,7 +50,7 @@ if (available) {
       expect(ours).toBeGreaterThan(-10); // what the test can tell apart
       const dataDir = mkdtempSync(join(tmpdir(), "sbx-nice-"));
       dirs.push(dataDir);
-      const { child, url } = await startCli(dataDir);
+      const { child, url } = await startCliServer(dataDir);
       try {
         const pid = child.pid as number;
         // Every thread of the server, its event loop's first.
@@ -111,7 +88,7 @@ if (available) {
     it("leaves its priority alone when told so", async () => {
       const dataDir = mkdtempSync(join(tmpdir(), "sbx-nice-"));
       dirs.push(dataDir);
-      const { child, url } = await startCli(dataDir, ["--nice", String(ours)]);
+      const { child, url } = await startCliServer(dataDir, { args: ["--nice", String(ours)] });
       try {
         expect(niceOfStat(readFileSync(`/proc/${child.pid}/stat`, "utf8"))).toBe(ours);
         await using client = new SandboxClient({ endpoint: url, token: "t" });

@@ -4,6 +4,9 @@
  * machine without them skip with a message.
  */
 
+import { type ChildProcess, spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { SandboxClient as CoreClient } from "@sbx/core";
 import { fetchRawHttp, type RawHttpClient } from "@sbx/core/adapter";
@@ -104,4 +107,34 @@ export function fetchClient(
       createRawHttp: (endpoint) => rawHttp(endpoint),
     },
   );
+}
+
+const CLI = join(dirname(fileURLToPath(import.meta.url)), "../../cli/dist/main.js");
+
+/**
+ * `sbx server` as users start it (the CLI's build, a child process, token "t") on 127.0.0.1 at
+ * `port` (0: any), with `args` added; resolves once it listens. Stop it with a signal.
+ */
+export async function startCliServer(
+  dataDir: string,
+  { port = 0, args = [] }: { port?: number; args?: readonly string[] } = {},
+): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(
+    process.execPath,
+    [CLI, "server", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--token", "t", ...args],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let output = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout?.on("data", (d) => {
+      output += d;
+      const match = /sbx server listening on (\S+)/.exec(output);
+      if (match) resolve(match[1] as string);
+    });
+    child.stderr?.on("data", (d) => {
+      output += d;
+    });
+    child.on("exit", (code) => reject(new Error(`server exited with ${code}: ${output}`)));
+  });
+  return { child, url };
 }
