@@ -18,6 +18,13 @@ export type { LocalImageFiles } from "./image-archive.js";
 export { type ImagesFactory, localImages } from "./images.js";
 export type { ListenLocal, LocalConnection, LocalListener } from "./local-tunnel.js";
 export {
+  type OpenTunnelChannel,
+  type TunnelChannel,
+  type TunnelChannelEvents,
+  type TunnelChannelRequest,
+  withTunnelChannel,
+} from "./port-session.js";
+export {
   endpointBase,
   parseJson,
   RAW_HEADER,

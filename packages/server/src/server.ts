@@ -9,7 +9,7 @@ import { getPriority } from "node:os";
 import { join } from "node:path";
 import { parseImageReference } from "@sbx/proto";
 import { Engine, engineRoutes, READ_MAX_BYTES, type SandboxRuntime } from "@sbx/server-kit";
-import { IngressTokens, ListenerIngress, portConnectRoute } from "@sbx/server-kit/ingress";
+import { IngressTokens, ListenerIngress, tunnelRoute } from "@sbx/server-kit/ingress";
 import { type ConnectionLimits, DEFAULT_MAX_CONNECTIONS, type Listener, listenConnect } from "@sbx/server-kit/listen";
 import { rawRoutes } from "@sbx/server-kit/raw-routes";
 import { bearerMatches, resolveToken } from "./auth.js";
@@ -207,7 +207,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       connections,
       plainRoutes: rawRoutes(engine, authorize),
       // sb.connect / sb.tunnel: a WebSocket per connection, dialing through the same dialer.
-      upgradeRoutes: [portConnectRoute({ engine, dialer, authorize, onError: onIngressError })],
+      upgradeRoutes: [tunnelRoute({ engine, dialer, authorize, onError: onIngressError })],
       ...(options.corsOrigin ? { corsOrigin: options.corsOrigin } : {}),
       onHandlerError: (method, error) =>
         logger.error("request handler failed", {

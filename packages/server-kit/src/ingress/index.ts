@@ -2,8 +2,9 @@
  * @sbx/server-kit/ingress (Node): how clients outside reach sandbox ports — ingress tokens
  * (browser-safe, tokens.ts), the gateway's checks (browser-safe, gateway-auth.ts), the
  * node:http gateway and its dialer seam (gateway.ts), and the engine's ingress seam over
- * real listeners (listener-ingress.ts), and the port-connect WebSocket route on the API's own
- * port (port-connect.ts: `sb.connect`, `sb.tunnel`), shared by the sbx server and the fake.
+ * real listeners (listener-ingress.ts), and the tunnel route on the API's own port
+ * (tunnel-route.ts over tunnel-session.ts: `sb.connect`, `sb.tunnel`, many connections over
+ * one WebSocket or upgraded socket), shared by the sbx server and the fake.
  */
 
 export {
@@ -24,7 +25,6 @@ export {
 } from "./gateway-auth.js";
 export { MAX_USER_METADATA_BYTES } from "./limits.js";
 export { ListenerIngress, type ListenerIngressOptions } from "./listener-ingress.js";
-export { type PortConnectRouteOptions, portConnectRoute } from "./port-connect.js";
 export {
   IngressTokens,
   type IssuedToken,
@@ -36,3 +36,5 @@ export {
   type TokensOptions,
   type VerifiedToken,
 } from "./tokens.js";
+export { type TunnelRouteOptions, tunnelRoute } from "./tunnel-route.js";
+export { type TunnelChannel, TunnelSession, type TunnelSessionOptions } from "./tunnel-session.js";

@@ -127,7 +127,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
       const [
         { listenConnect },
         { rawRoutes },
-        { IngressTokens, ListenerIngress, portConnectRoute, randomTokenKey },
+        { IngressTokens, ListenerIngress, tunnelRoute, randomTokenKey },
         { FakePortDialer },
       ] = await Promise.all([
         import("@sbx/server-kit/listen"),
@@ -142,7 +142,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
         ...listenOptions,
         plainRoutes: [...(listenOptions?.plainRoutes ?? []), ...rawRoutes(engine, authorize, faults.rawCall)],
         // sb.connect / sb.tunnel: the server's own WebSocket route, dialing the port registry.
-        upgradeRoutes: [...(listenOptions?.upgradeRoutes ?? []), portConnectRoute({ engine, dialer, authorize })],
+        upgradeRoutes: [...(listenOptions?.upgradeRoutes ?? []), tunnelRoute({ engine, dialer, authorize })],
       });
       listeners.push(listener);
       // Sandbox ports are served on the same host (the first listen's, if several), with the
