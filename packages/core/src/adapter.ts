@@ -10,6 +10,7 @@ import type * as Layer from "effect/Layer";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
 import { connectionLayer, type RpcClients, type SbxConnection } from "./rpc.js";
 
+export { MUX_PROTOCOL as TUNNEL_PROTOCOL } from "@sbx/proto";
 export { concat, skipBytes } from "./bytes.js";
 export type { ClientDefaults } from "./client.js";
 export { fetchRawHttp } from "./fetch-raw-http.js";

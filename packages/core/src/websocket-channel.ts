@@ -12,7 +12,7 @@ import { AbortedError, ConnectionError, UnsupportedError } from "./errors.js";
 import type { OpenTunnelChannel } from "./port-session.js";
 
 /** Bytes queued in the WebSocket past which writers wait. */
-const HIGH_WATER = 4 * 1024 * 1024;
+const HIGH_WATER = 8 * 1024 * 1024;
 const DRAIN_POLL_MS = 5;
 const NORMAL_CLOSE = 1000;
 

@@ -8,8 +8,11 @@
 //   100 at once: 100 local connections through one tunnel (one connection to the server),
 //             each sending M MiB to an echo and reading them back, every byte checked.
 // Run: node packages/node/bench/tunnel.bench.ts (SBX_BENCH_TUNNEL_MIB, default 1024;
-// SBX_BENCH_TUNNEL_RUNS, default 3, the best run counts; SBX_BENCH_TUNNEL_EACH_MIB, default 4).
-// Prints MiB/s and ratios, and JSON; asserts nothing but the bytes.
+// SBX_BENCH_TUNNEL_RUNS, default 3, the best run counts; SBX_BENCH_TUNNEL_EACH_MIB, default 4;
+// SBX_BENCH_TUNNEL_ONLY, default "up,down,many": the parts to run).
+// Direct and tunnel runs alternate; each reports its best run's MiB/s and CPU seconds per GiB
+// (this process's: on a busy machine the CPU cost varies less than the rate). Prints a line per
+// part and JSON; asserts nothing but the bytes.
 import { connect, createServer, type Server } from "node:net";
 import { SandboxClient } from "@sbx/node";
 import { createFakeServer } from "@sbx/testing";
@@ -139,18 +142,48 @@ function directServers(): Promise<{ sink: Server; source: Server; echo: Server }
   ).then(() => ({ sink, source, echo }));
 }
 
-/** MiB/s of `fn`, the best of RUNS. */
-async function rate(what: string, mib: number, fn: () => Promise<unknown>, check: (r: unknown) => boolean) {
-  let best = 0;
+interface Rate {
+  /** MiB/s, the best run's. */
+  readonly mibs: number;
+  /** CPU seconds (this process: client, fake and direct servers alike) per GiB, the best run's. */
+  readonly cpuPerGib: number;
+}
+
+/** One run of `fn`: its MiB/s and the CPU it took. */
+async function once(mib: number, fn: () => Promise<unknown>, check: (r: unknown) => boolean): Promise<Rate> {
+  const cpu = process.cpuUsage();
+  const start = performance.now();
+  const result = await fn();
+  const seconds = (performance.now() - start) / 1000;
+  const used = process.cpuUsage(cpu);
+  if (!check(result)) throw new Error(`wrong result ${String(result)}`);
+  return { mibs: mib / seconds, cpuPerGib: ((used.user + used.system) / 1e6) * (1024 / mib) };
+}
+
+/**
+ * A direct copy and the same through the tunnel, their runs interleaved (so a neighbour's load
+ * falls on both alike); the best of RUNS of each.
+ */
+async function compare(
+  what: string,
+  mib: number,
+  direct: () => Promise<unknown>,
+  tunnel: () => Promise<unknown>,
+  check: (r: unknown) => boolean,
+): Promise<{ direct: Rate; tunnel: Rate; ratio: number }> {
+  const best = (a: Rate | undefined, b: Rate): Rate =>
+    a ? { mibs: Math.max(a.mibs, b.mibs), cpuPerGib: Math.min(a.cpuPerGib, b.cpuPerGib) } : b;
+  let d: Rate | undefined;
+  let t: Rate | undefined;
   for (let run = 0; run < RUNS; run++) {
-    const start = performance.now();
-    const result = await fn();
-    const seconds = (performance.now() - start) / 1000;
-    if (!check(result)) throw new Error(`${what}: wrong result ${String(result)}`);
-    best = Math.max(best, mib / seconds);
+    d = best(d, await once(mib, direct, check));
+    t = best(t, await once(mib, tunnel, check));
   }
-  console.log(`${what.padEnd(34)} ${best.toFixed(0).padStart(6)} MiB/s`);
-  return best;
+  const [directRate, tunnelRate] = [d as Rate, t as Rate];
+  const ratio = tunnelRate.mibs / directRate.mibs;
+  const show = (r: Rate) => `${r.mibs.toFixed(0).padStart(5)} MiB/s, ${r.cpuPerGib.toFixed(2)} CPU s/GiB`;
+  console.log(`${what.padEnd(26)} direct ${show(directRate)} | tunnel ${show(tunnelRate)} | ÷ ${ratio.toFixed(3)}`);
+  return { direct: directRate, tunnel: tunnelRate, ratio };
 }
 
 const portOf = (s: Server) => (s.address() as { port: number }).port;
@@ -160,52 +193,41 @@ const downTunnel = await sandbox.tunnel(SOURCE);
 const echoTunnel = await sandbox.tunnel(ECHO);
 const payloads = Array.from({ length: CONNECTIONS }, (_, i) => patternOf(i, EACH_MIB * MIB));
 const allAtOnce = (port: number) => () => Promise.all(payloads.map((p) => echoChecked(port, p)));
-const ok = () => true;
 console.log(
   `sb.tunnel vs direct loopback TCP (fake.listen(), Node ${process.version}, best of ${RUNS}): ` +
     `${TOTAL_MIB} MiB each way; ${CONNECTIONS} connections at once, ${EACH_MIB} MiB each to an echo and back`,
 );
-const results = {
-  directUp: await rate(
-    "direct upload",
+const only = (process.env.SBX_BENCH_TUNNEL_ONLY ?? "up,down,many").split(",");
+const results: Record<string, Awaited<ReturnType<typeof compare>>> = {};
+if (only.includes("up")) {
+  const sent = (r: unknown) => r === String(TOTAL);
+  results.upload = await compare(
+    "upload",
     TOTAL_MIB,
     () => upload(portOf(direct.sink)),
-    (r) => r === String(TOTAL),
-  ),
-  tunnelUp: await rate(
-    "tunnel upload",
-    TOTAL_MIB,
     () => upload(upTunnel.localPort),
-    (r) => r === String(TOTAL),
-  ),
-  directDown: await rate(
-    "direct download",
+    sent,
+  );
+}
+if (only.includes("down")) {
+  const got = (r: unknown) => r === TOTAL;
+  results.download = await compare(
+    "download",
     TOTAL_MIB,
     () => download(portOf(direct.source)),
-    (r) => r === TOTAL,
-  ),
-  tunnelDown: await rate(
-    "tunnel download",
-    TOTAL_MIB,
     () => download(downTunnel.localPort),
-    (r) => r === TOTAL,
-  ),
-  directMany: await rate(
-    `direct, ${CONNECTIONS} at once (each way)`,
+    got,
+  );
+}
+if (only.includes("many")) {
+  results.manyAtOnce = await compare(
+    `${CONNECTIONS} at once (each way)`,
     CONNECTIONS * EACH_MIB,
     allAtOnce(portOf(direct.echo)),
-    ok,
-  ),
-  tunnelMany: await rate(
-    `tunnel, ${CONNECTIONS} at once (each way)`,
-    CONNECTIONS * EACH_MIB,
     allAtOnce(echoTunnel.localPort),
-    ok,
-  ),
-};
-console.log(`tunnel ÷ direct, upload:      ${(results.tunnelUp / results.directUp).toFixed(3)}`);
-console.log(`tunnel ÷ direct, download:    ${(results.tunnelDown / results.directDown).toFixed(3)}`);
-console.log(`tunnel ÷ direct, 100 at once: ${(results.tunnelMany / results.directMany).toFixed(3)}`);
+    () => true,
+  );
+}
 console.log(JSON.stringify({ mib: TOTAL_MIB, runs: RUNS, eachMib: EACH_MIB, connections: CONNECTIONS, ...results }));
 
 await upTunnel.close();

@@ -47,13 +47,22 @@ function connectionOf(socket: Socket): LocalConnection {
           controller.enqueue(chunk);
           if ((controller.desiredSize ?? 0) <= 0) socket.pause();
         });
-        socket.on("end", () => controller.close());
+        socket.on("end", () => {
+          try {
+            controller.close();
+          } catch {
+            // already errored
+          }
+        });
         socket.on("error", (error) => {
           failure = error;
+        });
+        // Destroyed (reset, or after an error) before its end: the readable errors too.
+        socket.on("close", () => {
           try {
-            controller.error(error);
+            controller.error(closed());
           } catch {
-            // already closed: the error is the writable's to report
+            // already closed or errored
           }
         });
         socket.pause();

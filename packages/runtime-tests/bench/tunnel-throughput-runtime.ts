@@ -86,11 +86,17 @@ function directServers(): Promise<{ sink: Server; source: Server }> {
   ).then(() => ({ sink, source }));
 }
 
-async function mibPerSecond(fn: () => Promise<unknown>, expected: unknown): Promise<number> {
+/** CPU seconds this process spent in the tunnel runs (the client's side), per GiB. */
+const clientCpu: Record<string, number> = {};
+
+async function mibPerSecond(fn: () => Promise<unknown>, expected: unknown, cpuKey?: string): Promise<number> {
+  const cpu = process.cpuUsage();
   const start = performance.now();
   const result = await fn();
   const seconds = (performance.now() - start) / 1000;
+  const used = process.cpuUsage(cpu);
   if (result !== expected) throw new Error(`wrong result ${String(result)}`);
+  if (cpuKey) clientCpu[cpuKey] = ((used.user + used.system) / 1e6) * (1024 / (TOTAL / MIB));
   return TOTAL / MIB / seconds;
 }
 
@@ -103,9 +109,10 @@ const down = await sandbox.tunnel(SOURCE);
 const result = {
   runtime,
   directUp: await mibPerSecond(() => upload(portOf(direct.sink)), String(TOTAL)),
-  tunnelUp: await mibPerSecond(() => upload(up.localPort), String(TOTAL)),
+  tunnelUp: await mibPerSecond(() => upload(up.localPort), String(TOTAL), "up"),
   directDown: await mibPerSecond(() => download(portOf(direct.source)), TOTAL),
-  tunnelDown: await mibPerSecond(() => download(down.localPort), TOTAL),
+  tunnelDown: await mibPerSecond(() => download(down.localPort), TOTAL, "down"),
+  clientCpuPerGib: clientCpu,
 };
 await up.close();
 await down.close();
