@@ -107,7 +107,8 @@ export interface ClientDefaults {
   readonly localTunnel?: ListenLocal;
   /**
    * How `sb.connect` / `sb.tunnel` reach the server's tunnel route (with the adapter's own
-   * transport): @sbx/node's plain HTTP/1.1 upgrade. Default: a WebSocket.
+   * transport): the Node, Deno and Bun packages bring a plain HTTP/1.1 upgrade. Default: a
+   * WebSocket.
    */
   readonly tunnelChannel?: OpenTunnelChannel;
   /** The runtime, as errors name it ("the browser (@sbx/web)"). */

@@ -3,8 +3,8 @@
  * `sb.tunnel` keeps one open (and reopens it when it drops); `sb.connect` opens one for its
  * single connection. Over the network a session is the tunnel route of `@sbx/proto`'s
  * port-mux.ts (mux-session.ts) on a `TunnelChannel`: a WebSocket by default
- * (websocket-channel.ts, every runtime), or what the adapter brings (@sbx/node: a plain HTTP/1.1
- * upgrade, no WebSocket masking). The in-process fake's transport carries a `PortDialer`
+ * (websocket-channel.ts, every runtime), or what the adapter brings (@sbx/node, @sbx/deno,
+ * @sbx/bun: a plain HTTP/1.1 upgrade, no WebSocket masking). The in-process fake's transport carries a `PortDialer`
  * instead, which `dialerSession` turns into a session that never drops. Browser-safe.
  */
 import type { SandboxError } from "./errors.js";

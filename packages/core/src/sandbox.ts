@@ -285,9 +285,10 @@ export class Sandbox implements AsyncDisposable {
   /**
    * A TCP connection to `port` inside the sandbox, as web byte streams (`{ readable, writable }`),
    * in every runtime, browsers included: a connection of its own to the server's tunnel route
-   * (a WebSocket; @sbx/node: a plain HTTP/1.1 upgrade), authenticated with the client's token
-   * (against the in-process fake, straight to its `onPortConnection` handlers). Resolves once the port answered; `TunnelError` (with `port`)
-   * when nothing listens there, `FailedPreconditionError` when the sandbox has finished.
+   * (a WebSocket in browsers; Node, Deno, Bun: a plain HTTP/1.1 upgrade), authenticated with
+   * the client's token (against the in-process fake, straight to its `onPortConnection`
+   * handlers). Resolves once the port answered; `TunnelError` (with `port`) when nothing
+   * listens there, `FailedPreconditionError` when the sandbox has finished.
    * `writable.close()` ends the sending side once sent (the readable goes on until the app ends);
    * cancelling the readable or aborting the writable closes the connection. Any port may be
    * connected to, not only the sandbox's exposed `ports`. The sbx server answers

@@ -3,7 +3,8 @@
  * this runtime to a fake listening in another process, whose port SINK counts what it gets and
  * answers the count, and whose port SOURCE sends N MiB. The baseline is the same sink and
  * source as node:net servers in this runtime (every runtime has node:net), the same run.
- * Args: <endpoint> <token> <MiB> <runtime name>. Prints one JSON line.
+ * Args: <endpoint> <token> <MiB> <runtime name> <runs>: the best of the runs counts (the CPU
+ * figure is the last run's). Prints one JSON line.
  */
 import { connect, createServer, type Server } from "node:net";
 import process from "node:process";
@@ -14,7 +15,8 @@ const MIB = 1024 * 1024;
 const CHUNK = 256 * 1024;
 
 const args = (globalThis as { Deno?: { args: string[] } }).Deno?.args ?? (process.argv.slice(2) as string[]);
-const [endpoint, token, mibText, runtime] = args as [string, string, string, string];
+const [endpoint, token, mibText, runtime, runsText] = args as [string, string, string, string, string];
+const RUNS = Number(runsText ?? 1);
 const TOTAL = Number(mibText) * MIB;
 const block = new Uint8Array(CHUNK).fill(7);
 
@@ -106,14 +108,15 @@ const sandbox = await client.sandboxes.create({ app: "bench" });
 const direct = await directServers();
 const up = await sandbox.tunnel(SINK);
 const down = await sandbox.tunnel(SOURCE);
-const result = {
-  runtime,
-  directUp: await mibPerSecond(() => upload(portOf(direct.sink)), String(TOTAL)),
-  tunnelUp: await mibPerSecond(() => upload(up.localPort), String(TOTAL), "up"),
-  directDown: await mibPerSecond(() => download(portOf(direct.source)), TOTAL),
-  tunnelDown: await mibPerSecond(() => download(down.localPort), TOTAL, "down"),
-  clientCpuPerGib: clientCpu,
-};
+const best = { directUp: 0, tunnelUp: 0, directDown: 0, tunnelDown: 0 };
+for (let run = 0; run < RUNS; run++) {
+  // Direct and tunnel runs alternate, so a neighbour's load falls on both alike.
+  best.directUp = Math.max(best.directUp, await mibPerSecond(() => upload(portOf(direct.sink)), String(TOTAL)));
+  best.tunnelUp = Math.max(best.tunnelUp, await mibPerSecond(() => upload(up.localPort), String(TOTAL), "up"));
+  best.directDown = Math.max(best.directDown, await mibPerSecond(() => download(portOf(direct.source)), TOTAL));
+  best.tunnelDown = Math.max(best.tunnelDown, await mibPerSecond(() => download(down.localPort), TOTAL, "down"));
+}
+const result = { runtime, ...best, clientCpuPerGib: clientCpu };
 await up.close();
 await down.close();
 direct.sink.close();

@@ -3,7 +3,8 @@
  * (its own process for the clients, unlike packages/node/bench/tunnel.bench.ts): N MiB each
  * way through a tunnel, against a direct loopback TCP copy in the same runtime, same run.
  * Run: `node bench/tunnel-throughput.ts` after a build (SBX_BENCH_TUNNEL_MIB, default 1024;
- * SBX_BENCH_RUNTIMES, default "node,deno,bun"). Prints a table and JSON; asserts nothing.
+ * SBX_BENCH_TUNNEL_RUNS, default 3, the best counts; SBX_BENCH_RUNTIMES, default
+ * "node,deno,bun"). Prints a table and JSON; asserts nothing.
  */
 import { fileURLToPath } from "node:url";
 import { createFakeServer } from "@sbx/testing";
@@ -34,6 +35,7 @@ fake.onPortConnection(SOURCE, async ({ writable }) => {
   await writer.close();
 });
 const { url } = await fake.listen();
+const RUNS = Number(process.env.SBX_BENCH_TUNNEL_RUNS ?? 3);
 const args = [script, url, TOKEN, String(MIB_TOTAL)];
 
 type Result = { runtime: string; directUp: number; tunnelUp: number; directDown: number; tunnelDown: number };
@@ -50,24 +52,34 @@ const results: Result[] = [];
 try {
   for (const runtime of RUNTIMES) {
     if (runtime === "node") {
-      const run = await runBinary(process.execPath, [...args, "node"]);
+      const run = await runBinary(process.execPath, [...args, "node", String(RUNS)]);
       results.push(parse(run.stdout, run.stderr));
     } else if (runtime === "deno") {
       const deno = denoBinary();
       if (!deno) continue;
-      const run = await runDeno(deno, ["run", "--node-modules-dir=manual", "--sloppy-imports", "-A", ...args, "deno"]);
+      const run = await runDeno(deno, [
+        "run",
+        "--node-modules-dir=manual",
+        "--sloppy-imports",
+        "-A",
+        ...args,
+        "deno",
+        String(RUNS),
+      ]);
       results.push(parse(run.stdout, run.stderr));
     } else if (runtime === "bun") {
       const bun = bunBinary();
       if (!bun) continue;
-      const run = await runBinary(bun, ["run", ...args, "bun"]);
+      const run = await runBinary(bun, ["run", ...args, "bun", String(RUNS)]);
       results.push(parse(run.stdout, run.stderr));
     }
   }
 } finally {
   await fake.close();
 }
-console.log(`sb.tunnel vs direct loopback TCP, ${MIB_TOTAL} MiB each way, the fake in another process (MiB/s)\n`);
+console.log(
+  `sb.tunnel vs direct loopback TCP, ${MIB_TOTAL} MiB each way, best of ${RUNS}, the fake in another process (MiB/s)\n`,
+);
 console.log("  runtime   direct up  tunnel up  ratio   direct down  tunnel down  ratio");
 for (const r of results) {
   console.log(

@@ -38,6 +38,8 @@ const CLOSE_GRACE_MS = 1000;
 /** Bytes queued on a channel past which its streams' ports are paused. */
 const CHANNEL_HIGH_WATER = 1024 * 1024;
 const NORMAL_CLOSE = 1000;
+/** Silence on a connection after which TCP keepalive probes start. */
+const KEEPALIVE_DELAY_MS = 30_000;
 
 /** The route, for `listenConnect`'s `upgradeRoutes`. */
 export function tunnelRoute(options: TunnelRouteOptions): UpgradeRoute {
@@ -58,6 +60,9 @@ export function tunnelRoute(options: TunnelRouteOptions): UpgradeRoute {
         closeRefusedUpgrade(socket, "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         return;
       }
+      // A client that vanished without a word (its machine gone, a NAT dropped the mapping) is
+      // found by TCP keepalives; a live one pings when it hears nothing (mux-session.ts).
+      (socket as { setKeepAlive?: (on: boolean, delayMs: number) => void }).setKeepAlive?.(true, KEEPALIVE_DELAY_MS);
       const refusal = refusalOf(req, sandboxId, options);
       if (!refusal) accepted(); // (counts as a request in flight from here: see listen.ts)
       const run = (channel: TunnelChannel, feed: (session: TunnelSession) => void) => {
