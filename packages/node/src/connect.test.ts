@@ -1,5 +1,5 @@
 /**
- * sb.connect and sb.tunnel against the fake: over a real port (the WebSocket route, the same
+ * sb.connect and sb.tunnel against the fake: over a real port (the tunnel route, the same
  * code the sbx server mounts) and in-process (`fake.transport`, its own port dialer).
  */
 import { connect as netConnect, type Socket } from "node:net";

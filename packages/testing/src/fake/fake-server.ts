@@ -141,7 +141,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
       const listener = await listenConnect(routes, interceptors, {
         ...listenOptions,
         plainRoutes: [...(listenOptions?.plainRoutes ?? []), ...rawRoutes(engine, authorize, faults.rawCall)],
-        // sb.connect / sb.tunnel: the server's own WebSocket route, dialing the port registry.
+        // sb.connect / sb.tunnel: the server's own tunnel route, dialing the port registry.
         upgradeRoutes: [...(listenOptions?.upgradeRoutes ?? []), tunnelRoute({ engine, dialer, authorize })],
       });
       listeners.push(listener);
