@@ -267,7 +267,8 @@ export class LocalSandbox implements RuntimeSandbox {
       // descends from it and inherits this priority, not the server's raised one.
       const nice = this.#setup.sandboxNice;
       if (nice !== undefined) lowerToSandboxPriority(pid, nice);
-      this.#link = this.#setup.network.attach(netns);
+      // With its policy in force from the start: the update after the start is then a no-op.
+      this.#link = this.#setup.network.attach(netns, this.#spec.network);
       await this.#link;
     };
     completeUsernsHandshake(child, base, START_TIMEOUT_MS, attach).catch((error: Error) => {
