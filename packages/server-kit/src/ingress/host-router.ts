@@ -8,8 +8,10 @@
  *   answer for every reason (tunnel-host-check.ts).
  * - A name shaped like a sandbox's that is not well formed, several Host headers naming one,
  *   an HTTP/2 CONNECT: 400.
- * - Refused requests (those, and the gateway's 401s) close their connection like the API's
- *   refused ones; accepted ones count as in flight (ConnectionGuard).
+ * - Requests let through count as in flight (ConnectionGuard); refused ones (those, and the
+ *   gateway's 401s) do not, so a connection with nothing else stays under the timeouts and
+ *   caps for silent ones. Unlike the API's refusals they do not close it: a TLS proxy in front
+ *   carries every client's requests over its own few connections.
  * - HTTP/2 requests are passed on to the app as HTTP/1.1 (gateway-auth.ts turns :authority into
  *   Host); the app's answer loses what HTTP/2 cannot carry.
  */
@@ -17,7 +19,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { type Http2ServerRequest, type Http2ServerResponse, constants as http2 } from "node:http2";
 import type { Engine } from "../engine/engine.js";
 import { tunnelHostOpen } from "../engine/tunnel-host-check.js";
-import { closeRefusedUpgrade, type FrontDoorVerdict, type HostRoute, type HostRouter } from "../listen.js";
+import { closeRefusedUpgrade, type HostRoute, type HostRouter } from "../listen.js";
 import { type GatewayRoute, type IngressDialer, IngressGateway } from "./gateway.js";
 import type { IngressTokens } from "./tokens.js";
 import type { TunnelDomain, TunnelHostMatch } from "./tunnel-domain.js";
@@ -65,10 +67,7 @@ export function tunnelHostRouter(options: TunnelHostRouterOptions): HostRouter {
       if (match.kind === "elsewhere") return undefined;
       return {
         request(req, res, verdict) {
-          const refuse = (status: number, body: string) => {
-            verdict.refused();
-            answer(res, status, body);
-          };
+          const refuse = (status: number, body: string) => answer(res, status, body);
           if (match.kind === "malformed") return refuse(400, `400 Bad Request: ${match.reason}\n`);
           if (!tunnelHostOpen(engine, match.route, match.sandboxId, match.port)) return refuse(404, NOT_FOUND);
           if ("stream" in req) {
@@ -76,7 +75,9 @@ export function tunnelHostRouter(options: TunnelHostRouterOptions): HostRouter {
               return refuse(400, "400 Bad Request: CONNECT is not passed on to sandboxes\n");
             asHttp2Answer(res as Http2ServerResponse);
           }
-          const route = routeOf(match, (accepted) => settle(verdict, accepted));
+          const route = routeOf(match, (accepted) => {
+            if (accepted) verdict.accepted();
+          });
           gateway.request(route, req as IncomingMessage, res as ServerResponse).catch((error: unknown) => {
             report(error);
             if (!res.headersSent) answer(res, 502, "502 Bad Gateway\n");
@@ -104,11 +105,6 @@ export function tunnelHostRouter(options: TunnelHostRouterOptions): HostRouter {
       };
     },
   };
-}
-
-function settle(verdict: FrontDoorVerdict, accepted: boolean): void {
-  if (accepted) verdict.accepted();
-  else verdict.refused();
 }
 
 /**

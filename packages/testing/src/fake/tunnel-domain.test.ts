@@ -150,7 +150,6 @@ describe("a tunnel domain on the fake", () => {
     for (const name of notFound) {
       const answer = await send(`${fakeUrl}/`, { host: name });
       expect(answer.status, name).toBe(404);
-      expect(answer.headers.connection, name).toBe("close");
       bodies.add(answer.text);
     }
     expect([...bodies]).toEqual(["404 Not Found: no such sandbox port here\n"]);
@@ -164,12 +163,11 @@ describe("a tunnel domain on the fake", () => {
   it("several Host headers where one names a sandbox: 400", async () => {
     const answer = await new Promise<string>((resolve, reject) => {
       const socket = netConnect(fakePort, "127.0.0.1");
-      let got = "";
       socket.setEncoding("utf8");
-      socket.on("data", (d: string) => {
-        got += d;
+      socket.once("data", (d: string) => {
+        resolve(d);
+        socket.destroy();
       });
-      socket.on("close", () => resolve(got));
       socket.on("error", reject);
       socket.write(`GET / HTTP/1.1\r\nHost: ${DOMAIN}\r\nHost: ${host(sb.id, APP)}\r\n\r\n`);
     });
@@ -322,7 +320,7 @@ describe("a tunnel domain on the fake", () => {
     } finally {
       session.destroy();
     }
-    // A sandbox's name that leads nowhere is refused on its own session (which is told to go away).
+    // A sandbox's name that leads nowhere, over HTTP/2 too.
     const refused = http2Connect(fakeUrl);
     try {
       const status = await new Promise<number>((resolve, reject) => {
@@ -334,6 +332,43 @@ describe("a tunnel domain on the fake", () => {
       expect(status).toBe(404);
     } finally {
       refused.destroy();
+    }
+  });
+
+  it("requests let through count as in flight, refused ones do not (the cap on silent connections drops them)", async () => {
+    const capped = createFakeServer({ tunnelDomain: DOMAIN, tunnelScheme: "http" });
+    try {
+      const { port } = await capped.listen({ connections: { maxSilentConnectionsPerAddress: 2 } });
+      capped.onPort(APP, () => new Response("ok"));
+      const box = await new SandboxClient({ transport: capped.transport }).sandboxes.create({ ports: [APP] });
+      /** A keep-alive connection that sent one request to `name` and got its answer's status line. */
+      const connection = (name: string) =>
+        new Promise<{ socket: ReturnType<typeof netConnect>; status: string; closed: Promise<void> }>(
+          (resolve, reject) => {
+            const socket = netConnect(port, "127.0.0.1");
+            const closed = new Promise<void>((done) => socket.once("close", () => done()));
+            socket.once("data", (d) => resolve({ socket, status: String(d).split("\r\n")[0] as string, closed }));
+            socket.on("error", reject);
+            socket.write(`GET / HTTP/1.1\r\nHost: ${name}\r\n\r\n`);
+          },
+        );
+      // Refused (401, 404): still silent, so a third connection from the address drops the oldest.
+      const refused = [await connection(host(box.id, APP, true)), await connection(host(box.id, 1))];
+      expect(refused.map((c) => c.status)).toEqual(["HTTP/1.1 401 Unauthorized", "HTTP/1.1 404 Not Found"]);
+      const third = await connection(host(box.id, APP));
+      await refused[0]?.closed;
+      // Let through: served connections are not silent, and stay open for their next request.
+      const served = [third, await connection(host(box.id, APP))];
+      const last = await connection(host(box.id, APP));
+      expect([...served, last].map((c) => c.status)).toEqual(Array(3).fill("HTTP/1.1 200 OK"));
+      const again = await new Promise<string>((resolve) => {
+        served[0]?.socket.once("data", (d) => resolve(String(d).split("\r\n")[0] as string));
+        served[0]?.socket.write(`GET / HTTP/1.1\r\nHost: ${host(box.id, APP)}\r\n\r\n`);
+      });
+      expect(again).toBe("HTTP/1.1 200 OK");
+      for (const c of [...refused, ...served, last]) c.socket.destroy();
+    } finally {
+      await capped.close();
     }
   });
 
