@@ -186,8 +186,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const dialer = sandboxPortDialer(local);
   const onIngressError = (error: unknown) =>
     logger.error("ingress failed", { error: error instanceof Error ? error.message : String(error) });
-  const tokens = new IngressTokens(loadIngressKey(dataDir));
-  const ingress = new ListenerIngress({ host, tokens, dialer, onError: onIngressError, tunnelDomain });
+  const ingress = new ListenerIngress({
+    host,
+    tokens: new IngressTokens(loadIngressKey(dataDir)),
+    dialer,
+    onError: onIngressError,
+    tunnelDomain,
+  });
   const engine = new Engine(
     { runtime, store, outputs: fileOutputStorage(dataDir), images: imageStore, ingress },
     {
@@ -225,7 +230,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       upgradeRoutes: [portConnectRoute({ engine, dialer, authorize, onError: onIngressError })],
       // Under a tunnel domain, sandbox host names on this same port go to their sandboxes.
       ...(tunnelDomain
-        ? { hostRouter: tunnelHostRouter({ domain: tunnelDomain, engine, dialer, tokens, onError: onIngressError }) }
+        ? {
+            hostRouter: tunnelHostRouter({
+              domain: tunnelDomain,
+              engine,
+              dialer,
+              tokens: ingress.options.tokens,
+              onError: onIngressError,
+            }),
+          }
         : {}),
       ...(options.corsOrigin ? { corsOrigin: options.corsOrigin } : {}),
       onHandlerError: (method, error) =>

@@ -70,17 +70,17 @@ export async function authorizeRequest(
   const fromQuery = url.searchParams.get(TOKEN_PARAM);
   url.searchParams.delete(TOKEN_PARAM);
   const forwardUrl = url.pathname + url.search;
-  const headers: HeaderRecord = {};
-  // HTTP/2's pseudo-headers are its request line: the app gets HTTP/1.1, with :authority as Host.
-  for (const [name, value] of Object.entries(head.headers)) if (!name.startsWith(":")) headers[name] = value;
-  const authority = single(head.headers[":authority"]);
-  if (headers.host === undefined && authority !== undefined) headers.host = authority;
+  const headers: HeaderRecord = { ...head.headers };
   // Whatever the caller says about the user never reaches the app; only a token's metadata does.
   delete headers[VERIFIED_USER_DATA];
   const cookies = parseCookies(headers.cookie);
   const kept = cookies.filter(([name]) => !TOKEN_COOKIE.test(name));
   if (kept.length > 0) headers.cookie = kept.map(([name, value]) => `${name}=${value}`).join("; ");
   else delete headers.cookie;
+  // HTTP/2's pseudo-headers are its request line: the app gets HTTP/1.1, with :authority as Host.
+  for (const name of Object.keys(headers)) if (name.startsWith(":")) delete headers[name];
+  const authority = single(head.headers[":authority"]);
+  if (headers.host === undefined && authority !== undefined) headers.host = authority;
   if (!tokens) return { kind: "forward", url: forwardUrl, headers, token: undefined };
 
   const bearer = /^Bearer\s+(\S+)\s*$/i.exec(single(head.headers.authorization) ?? "")?.[1];

@@ -6,9 +6,6 @@
  * protocol pass untouched), one behind the token gateway (connect tokens and service URLs
  * share it: HTTP, checked request by request) — through the target's dialer. Tokens
  * are tokens.ts's; a sandbox's listeners close and its tokens are revoked when it ends.
- *
- * Under a tunnel domain there are no listeners: tunnels and token URLs are host names on the
- * API's own port (tunnel-domain.ts), which the front door routes (host-router.ts).
  */
 import { createServer, type Server } from "node:http";
 import { type AddressInfo, createServer as createTcpServer, type Socket, type Server as TcpServer } from "node:net";
@@ -23,7 +20,10 @@ export interface ListenerIngressOptions {
   readonly tokens: IngressTokens;
   readonly dialer: IngressDialer;
   readonly onError?: (error: unknown) => void;
-  /** Sandbox ports by host name under this domain, on the API's own port, instead of a listener each. */
+  /**
+   * Sandbox ports by host name under this domain, on the API's own port, instead of a listener
+   * each: tunnels and token URLs are names (tunnel-domain.ts) the front door routes (host-router.ts).
+   */
   readonly tunnelDomain?: TunnelDomain | undefined;
   /** The API's own port (a tunnel domain's http URLs name it unless told another), if known now; else see `apiListening`. */
   readonly apiPort?: number | undefined;
