@@ -38,6 +38,12 @@ export interface ListenOptions {
    * timeouts for silent connections. Other upgrades get a 404 and are closed.
    */
   readonly upgradeRoutes?: readonly UpgradeRoute[];
+  /**
+   * Requests for host names that are not the API's (a tunnel domain's sandbox hosts): each
+   * request and upgrade is shown to the router first, by its Host (HTTP/1.1) or :authority
+   * (HTTP/2); one it takes never reaches the API (no CORS headers, no API routes).
+   */
+  readonly hostRouter?: HostRouter;
   /** Largest request message an RPC reads (default READ_MAX_BYTES); a route may set its own (see serveWithLimits). */
   readonly readMaxBytes?: number;
   /** Timeouts and the cap for connections with no request in flight. */
@@ -64,6 +70,25 @@ export interface UpgradeRoute {
   ): void;
 }
 
+/** Routes requests by host name (see ListenOptions.hostRouter). */
+export interface HostRouter {
+  /** The handler for a request (or upgrade) to a host the router serves, or undefined: the API's. */
+  route(req: NodeRequest): HostRoute | undefined;
+}
+
+/** What serves one request to a routed host name. */
+export interface HostRoute {
+  /** An HTTP/1.1 or HTTP/2 request; the route settles its `verdict` (see ConnectionGuard). */
+  request(req: NodeRequest, res: NodeResponse, verdict: FrontDoorVerdict): void;
+  /** An HTTP/1.1 upgrade; the route owns the socket and calls `accepted` once it is let through. */
+  upgrade(
+    req: import("node:http").IncomingMessage,
+    socket: import("node:stream").Duplex,
+    head: Buffer,
+    accepted: () => void,
+  ): void;
+}
+
 /** Ends a refused upgrade's socket after its answer, and for good a moment later whatever the client does. */
 export function closeRefusedUpgrade(socket: import("node:stream").Duplex, answer: string): void {
   socket.end(answer);
@@ -83,11 +108,15 @@ const HTTP2_PREFACE = "PRI * HTTP/2.0";
 export const MAX_CONCURRENT_STREAMS = 1000;
 const MAX_SESSION_MEMORY_MIB = 10;
 
-/** How the front door settled a request (set once: the first call wins). */
-interface Verdict {
+/**
+ * How the front door settled a request (set once: the first call wins): accepted ones count as
+ * in flight until answered; a refused one's connection is closed after its answer.
+ */
+export interface FrontDoorVerdict {
   accepted(): void;
   refused(): void;
 }
+type Verdict = FrontDoorVerdict;
 
 export async function listenConnect(
   routes: (router: ConnectRouter) => void,
@@ -186,9 +215,15 @@ export async function listenConnect(
     writeHead(status: number): void;
     end(): void;
   };
+  const hostRouter = options.hostRouter;
   const handle = (req: NodeRequest, res: Response) => {
     const connection = tracked.get("stream" in req ? (req.stream.session ?? req) : req.socket);
     const verdict = frontDoorVerdict(req, res as NodeResponse, connection);
+    const hosted = hostRouter?.route(req);
+    if (hosted) {
+      hosted.request(req, res as NodeResponse, verdict);
+      return;
+    }
     res.setHeader("access-control-allow-origin", origin);
     res.setHeader("access-control-expose-headers", cors.exposedHeaders.join(", "));
     if (req.method === "OPTIONS") {
@@ -250,13 +285,31 @@ export async function listenConnect(
   // Only upgrades a route takes leave HTTP (Node ≥ 24.9 asks; older versions send every upgrade
   // to the listener below, which answers those it has no route for with a 404).
   const http1 = createHttp1(
-    { shouldUpgradeCallback: (req: import("node:http").IncomingMessage) => upgradeRouteOf(req) !== undefined } as {},
+    {
+      shouldUpgradeCallback: (req: import("node:http").IncomingMessage) =>
+        hostRouter?.route(req) !== undefined || upgradeRouteOf(req) !== undefined,
+    } as {},
     handle,
   );
+  // An accepted upgrade is in flight until it closes: the idle timeouts leave it alone.
+  const acceptUpgrade = (req: import("node:http").IncomingMessage, socket: import("node:stream").Duplex) => {
+    const connection = tracked.get(req.socket);
+    let counted = false;
+    return () => {
+      if (counted || !connection || socket.destroyed) return;
+      counted = true;
+      guard.track(connection, { once: (_event, listener) => socket.once("close", listener) });
+    };
+  };
   http1.on(
     "upgrade",
     (req: import("node:http").IncomingMessage, socket: import("node:stream").Duplex, head: Buffer) => {
       socket.on("error", () => socket.destroy());
+      const hosted = hostRouter?.route(req);
+      if (hosted) {
+        hosted.upgrade(req, socket, head, acceptUpgrade(req, socket));
+        return;
+      }
       const route = upgradeRouteOf(req);
       if (!route) {
         const path = req.url?.split("?", 2)[0] ?? "";
@@ -270,14 +323,7 @@ export async function listenConnect(
         );
         return;
       }
-      // An accepted upgrade is in flight until it closes: the idle timeouts leave it alone.
-      const connection = tracked.get(req.socket);
-      let counted = false;
-      route.handle(req, socket, head, () => {
-        if (counted || !connection || socket.destroyed) return;
-        counted = true;
-        guard.track(connection, { once: (_event, listener) => socket.once("close", listener) });
-      });
+      route.handle(req, socket, head, acceptUpgrade(req, socket));
     },
   );
   // Bounds per session: streams at once (an sbx client holds one per followed output, so not

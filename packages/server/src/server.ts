@@ -8,8 +8,15 @@ import { chmodSync, mkdirSync } from "node:fs";
 import { getPriority } from "node:os";
 import { join } from "node:path";
 import { parseImageReference } from "@sbx/proto";
-import { Engine, engineRoutes, READ_MAX_BYTES, type SandboxRuntime } from "@sbx/server-kit";
-import { IngressTokens, ListenerIngress, portConnectRoute } from "@sbx/server-kit/ingress";
+import {
+  Engine,
+  engineRoutes,
+  READ_MAX_BYTES,
+  type SandboxRuntime,
+  type TunnelScheme,
+  tunnelDomainOf,
+} from "@sbx/server-kit";
+import { IngressTokens, ListenerIngress, portConnectRoute, tunnelHostRouter } from "@sbx/server-kit/ingress";
 import { type ConnectionLimits, DEFAULT_MAX_CONNECTIONS, type Listener, listenConnect } from "@sbx/server-kit/listen";
 import { rawRoutes } from "@sbx/server-kit/raw-routes";
 import { bearerMatches, resolveToken } from "./auth.js";
@@ -77,6 +84,17 @@ export interface ServerOptions {
    * ceiling, tracked-connection limit, DNS upstreams. Default: see SandboxNetworkOptions.
    */
   readonly network?: SandboxNetworkOptions;
+  /**
+   * Sandbox ports by host name on the server's own port (with a wildcard DNS name `*.<domain>`
+   * pointing at the server): tunnels are `<port>-<sandbox id>.<domain>`, connect-token and
+   * service URLs `<port>-<sandbox id>-auth.<domain>`, each an origin of its own in browsers.
+   * Without it, each sandbox port gets a listener of its own on the listen host.
+   */
+  readonly tunnelDomain?: string;
+  /** The scheme of tunnel-domain URLs (default "https": a TLS proxy in front; the server speaks plain HTTP). */
+  readonly tunnelScheme?: TunnelScheme;
+  /** The port of tunnel-domain URLs (default: 443 for https; the server's own port for http). */
+  readonly tunnelPublicPort?: number;
 }
 
 export interface RunningServer {
@@ -105,6 +123,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (pullTimeoutMs !== undefined && !(Number.isSafeInteger(pullTimeoutMs) && pullTimeoutMs >= 1)) {
     throw new Error(`imagePullTimeoutMs must be a whole number of ms (at least 1), got ${pullTimeoutMs}`);
   }
+  const tunnelDomain = tunnelDomainOf(options);
   if (options.nice !== undefined) {
     const problem = niceProblem(options.nice);
     if (problem) throw new Error(`nice ${problem}, got ${options.nice}`);
@@ -172,6 +191,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     tokens: new IngressTokens(loadIngressKey(dataDir)),
     dialer,
     onError: onIngressError,
+    tunnelDomain,
   });
   const engine = new Engine(
     { runtime, store, outputs: fileOutputStorage(dataDir), images: imageStore, ingress },
@@ -208,6 +228,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       plainRoutes: rawRoutes(engine, authorize),
       // sb.connect / sb.tunnel: a WebSocket per connection, dialing through the same dialer.
       upgradeRoutes: [portConnectRoute({ engine, dialer, authorize, onError: onIngressError })],
+      // Under a tunnel domain, sandbox host names on this same port go to their sandboxes.
+      ...(tunnelDomain
+        ? {
+            hostRouter: tunnelHostRouter({
+              domain: tunnelDomain,
+              engine,
+              dialer,
+              tokens: ingress.options.tokens,
+              onError: onIngressError,
+            }),
+          }
+        : {}),
       ...(options.corsOrigin ? { corsOrigin: options.corsOrigin } : {}),
       onHandlerError: (method, error) =>
         logger.error("request handler failed", {
@@ -221,7 +253,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     imageStore.close();
     throw error;
   }
-  logger.info("sbx server started", { url: listener.url, dataDir, runtime: runtime.name });
+  ingress.apiListening(listener.port);
+  logger.info("sbx server started", {
+    url: listener.url,
+    dataDir,
+    runtime: runtime.name,
+    ...(tunnelDomain
+      ? { tunnelDomain: tunnelDomain.name, tunnelUrls: `${tunnelDomain.scheme}://*.${tunnelDomain.name}` }
+      : {}),
+  });
   const priority =
     options.nice !== undefined && sandboxNice !== undefined ? raiseSchedulingPriority(options.nice) : undefined;
   if (priority) {

@@ -39,3 +39,4 @@ export { fsCall, startUpload } from "./services/filesystem-calls.js";
 export { processOf, sandboxOf } from "./services/lookup.js";
 export { memoryStateStore, type StateStore, type StoredSandbox } from "./state-store.js";
 export { type Timer, unrefTimer } from "./timers.js";
+export { tunnelHostOpen } from "./tunnel-host-check.js";

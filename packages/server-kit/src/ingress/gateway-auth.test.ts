@@ -44,4 +44,76 @@ describe("the gateway's decision", () => {
     );
     expect(decision).toEqual({ kind: "forward", url: "/?a=1", headers: { cookie: "a=b" }, token: undefined });
   });
+
+  it("an HTTP/2 request reaches the app as HTTP/1.1: no pseudo-headers, :authority as Host", async () => {
+    const decision = await authorizeRequest(
+      {
+        method: "GET",
+        url: "/p",
+        headers: { ":method": "GET", ":path": "/p", ":scheme": "https", ":authority": "h.example.com", a: "b" },
+      },
+      target,
+      undefined,
+    );
+    expect(decision).toMatchObject({ kind: "forward", headers: { host: "h.example.com", a: "b" } });
+    expect(Object.keys(decision.kind === "forward" ? decision.headers : {}).sort()).toEqual(["a", "host"]);
+  });
+
+  it("over https the token cookie is Secure and __Host- prefixed, and only that one is taken", async () => {
+    const tokens = new IngressTokens(randomTokenKey());
+    const { token } = await tokens.issue({ ...target, audience: "service", expiresInMs: 60_000 });
+    const https = { ...target, https: true };
+    const redirect = await authorizeRequest({ method: "GET", url: `/?sbx_token=${token}`, headers: {} }, https, tokens);
+    expect(redirect).toEqual({
+      kind: "redirect",
+      location: "/",
+      setCookie: `__Host-sbx_sb-1_8080=${token}; Path=/; HttpOnly; SameSite=Lax; Secure`,
+    });
+    const withCookie = (cookie: string) =>
+      authorizeRequest({ method: "GET", url: "/", headers: { cookie: `${cookie}; app=1` } }, https, tokens);
+    expect(await withCookie(`__Host-sbx_sb-1_8080=${token}`)).toMatchObject({
+      kind: "forward",
+      headers: { cookie: "app=1" },
+    });
+    // One planted by a page on a sibling name (without the prefix browsers let it do that): not taken.
+    expect((await withCookie(`sbx_sb-1_8080=${token}`)).kind).toBe("reject");
+  });
+
+  it("a WebSocket from a page of another origin is not let in by the cookie (a token it carries itself is)", async () => {
+    const tokens = new IngressTokens(randomTokenKey());
+    const { token } = await tokens.issue({ ...target, audience: "service", expiresInMs: 60_000 });
+    const upgrade = (headers: Record<string, string>, url = "/") =>
+      authorizeRequest({ method: "GET", url, headers, upgrade: true }, target, tokens);
+    const cookie = `sbx_sb-1_8080=${token}`;
+    const kinds = async (host: string, origins: (string | undefined)[]) =>
+      Promise.all(origins.map(async (origin) => (await upgrade({ host, cookie, ...(origin ? { origin } : {}) })).kind));
+    expect(
+      await kinds("127.0.0.1:41234", [
+        undefined,
+        "http://127.0.0.1:41234",
+        "http://127.0.0.1:41235",
+        "http://localhost:41234",
+        "null",
+      ]),
+    ).toEqual(["forward", "forward", "reject", "reject", "reject"]);
+    // Behind a proxy, Host may or may not name the port.
+    expect(
+      await kinds("8080-sb-1-auth.example.com", [
+        "https://8080-sb-1-auth.example.com",
+        "https://8080-SB-1-auth.example.com.",
+        "https://8080-sb-2-auth.example.com",
+        "https://8000-sb-1.example.com",
+      ]),
+    ).toEqual(["forward", "forward", "reject", "reject"]);
+    expect(
+      await kinds("8080-sb-1-auth.example.com:443", [
+        "https://8080-sb-1-auth.example.com",
+        "https://8080-sb-1-auth.example.com:8443",
+      ]),
+    ).toEqual(["forward", "reject"]);
+    // A token the request carries itself (a page had to be given it) is taken from any origin.
+    expect(
+      (await upgrade({ host: "127.0.0.1:41234", origin: "https://elsewhere.example" }, `/?sbx_token=${token}`)).kind,
+    ).toBe("forward");
+  });
 });

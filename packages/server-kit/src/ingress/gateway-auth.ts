@@ -6,15 +6,24 @@
  * the same URL without it. Otherwise the request goes on with sbx's credentials taken out
  * (the Authorization header when it carried our token, every sbx token cookie, the query
  * parameter) and any caller's `X-Verified-User-Data` replaced by the connect token's metadata.
+ * The cookie is not taken for an upgrade (WebSocket) from a page of another origin: browsers
+ * send a host's cookies along with cross-origin WebSockets, so any page could otherwise open
+ * one in its visitor's name (cross-site WebSocket hijacking).
  */
 import type { IngressTokens, VerifiedToken } from "./tokens.js";
 
 export const TOKEN_PARAM = "sbx_token";
 export const VERIFIED_USER_DATA = "x-verified-user-data";
-/** The cookie a port's token is kept in (cookies do not tell ports apart: the name does). */
-export const tokenCookieName = (sandboxId: string, port: number) => `sbx_${sandboxId}_${port}`;
+/**
+ * The cookie a port's token is kept in (cookies do not tell ports apart: the name does). Over
+ * https it has the `__Host-` prefix: browsers then keep it to the one host that set it, so a
+ * page on another name under the same domain (another sandbox's, under a tunnel domain) can
+ * neither replace it nor plant its own (RFC 6265bis §4.1.3.2).
+ */
+export const tokenCookieName = (sandboxId: string, port: number, https = false) =>
+  `${https ? "__Host-" : ""}sbx_${sandboxId}_${port}`;
 /** Names of sbx token cookies (of any sandbox and port), never passed on to an app. */
-const TOKEN_COOKIE = /^sbx_.+_\d+$/;
+const TOKEN_COOKIE = /^(__Host-)?sbx_.+_\d+$/;
 
 /** Request headers as node:http gives them (names in lower case). */
 export type HeaderRecord = Record<string, string | string[] | undefined>;
@@ -44,6 +53,11 @@ export type GatewayDecision =
 export interface GatewayTarget {
   readonly sandboxId: string;
   readonly port: number;
+  /**
+   * Clients reach this target over https although the server may see plain HTTP (a TLS proxy
+   * in front of a tunnel domain): the token cookie is `Secure` and `__Host-` prefixed.
+   */
+  readonly https?: boolean;
 }
 
 /** Decides what becomes of `head`, aimed at `target`, given `tokens` (undefined: an open tunnel). */
@@ -63,11 +77,17 @@ export async function authorizeRequest(
   const kept = cookies.filter(([name]) => !TOKEN_COOKIE.test(name));
   if (kept.length > 0) headers.cookie = kept.map(([name, value]) => `${name}=${value}`).join("; ");
   else delete headers.cookie;
+  // HTTP/2's pseudo-headers are its request line: the app gets HTTP/1.1, with :authority as Host.
+  for (const name of Object.keys(headers)) if (name.startsWith(":")) delete headers[name];
+  const authority = single(head.headers[":authority"]);
+  if (headers.host === undefined && authority !== undefined) headers.host = authority;
   if (!tokens) return { kind: "forward", url: forwardUrl, headers, token: undefined };
 
   const bearer = /^Bearer\s+(\S+)\s*$/i.exec(single(head.headers.authorization) ?? "")?.[1];
-  const cookieName = tokenCookieName(target.sandboxId, target.port);
-  const fromCookie = cookies.find(([name]) => name === cookieName)?.[1];
+  const secure = head.secure === true || target.https === true;
+  const cookieName = tokenCookieName(target.sandboxId, target.port, secure);
+  const crossOrigin = head.upgrade === true && !sameOrigin(single(head.headers.origin), single(headers.host));
+  const fromCookie = crossOrigin ? undefined : cookies.find(([name]) => name === cookieName)?.[1];
   const candidates: [source: "bearer" | "query" | "cookie", token: string | null | undefined][] = [
     ["bearer", bearer],
     ["query", fromQuery],
@@ -83,7 +103,7 @@ export async function authorizeRequest(
     }
     if (source === "query" && !head.upgrade && (head.method === "GET" || head.method === "HEAD")) {
       // A session cookie: the token inside it expires (or is revoked) on its own.
-      const setCookie = `${cookieName}=${token}; Path=/; HttpOnly; SameSite=Lax${head.secure ? "; Secure" : ""}`;
+      const setCookie = `${cookieName}=${token}; Path=/; HttpOnly; SameSite=Lax${secure ? "; Secure" : ""}`;
       return { kind: "redirect", location: forwardUrl, setCookie };
     }
     if (source === "bearer") delete headers.authorization;
@@ -107,6 +127,30 @@ export function headerJson(json: string): string {
 }
 
 const single = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
+
+/**
+ * True when a request's `Origin` (if any: non-browser clients send none) is the origin of the
+ * host it was sent to. The host's port, when it names one, must be the origin's (explicit or the
+ * scheme's default); a proxy may leave the port out of Host, and then the names alone decide.
+ */
+function sameOrigin(origin: string | undefined, host: string | undefined): boolean {
+  if (origin === undefined) return true;
+  if (host === undefined) return false;
+  let from: URL;
+  try {
+    from = new URL(origin);
+  } catch {
+    return false; // "null" (a sandboxed frame, a file) or garbage
+  }
+  const parts = /^(.+?)\.?(?::([0-9]*))?$/.exec(host.toLowerCase());
+  if (!parts) return false;
+  const [, name, port] = parts;
+  const fromName = from.hostname.toLowerCase().replace(/\.$/, "");
+  if (fromName !== name) return false;
+  if (port === undefined || port === "") return true;
+  const fromPort = from.port || (from.protocol === "https:" ? "443" : from.protocol === "http:" ? "80" : "");
+  return fromPort === port;
+}
 
 function parseCookies(header: string | string[] | undefined): [string, string][] {
   const cookies: [string, string][] = [];

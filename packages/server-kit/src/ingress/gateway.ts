@@ -9,7 +9,7 @@
  */
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { authorizeRequest, type GatewayTarget, type HeaderRecord } from "./gateway-auth.js";
+import { authorizeRequest, type GatewayDecision, type GatewayTarget, type HeaderRecord } from "./gateway-auth.js";
 import type { IngressTokens } from "./tokens.js";
 
 /** How the gateway reaches a sandbox's port: a byte stream connected to it. */
@@ -42,6 +42,8 @@ export interface GatewayOptions {
 export interface GatewayRoute extends GatewayTarget {
   /** undefined: an open tunnel, no token asked for. */
   readonly tokens: IngressTokens | undefined;
+  /** Told what became of a request once it was checked (the front door counts accepted ones as in flight). */
+  readonly decided?: (decision: GatewayDecision["kind"]) => void;
 }
 
 /** Headers that belong to one connection, not to the request (RFC 9110 §7.6.1). */
@@ -53,6 +55,7 @@ export class IngressGateway {
   /** One HTTP request (node:http's "request" event). */
   async request(route: GatewayRoute, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const decision = await authorizeRequest(headOf(req), route, route.tokens);
+    route.decided?.(decision.kind);
     if (decision.kind === "reject") return answer(res, decision.status, decision.body);
     if (decision.kind === "redirect") {
       res.writeHead(302, { location: decision.location, "set-cookie": decision.setCookie, "content-length": "0" });
@@ -95,6 +98,7 @@ export class IngressGateway {
   async upgrade(route: GatewayRoute, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on("error", () => socket.destroy());
     const decision = await authorizeRequest({ ...headOf(req), upgrade: true }, route, route.tokens);
+    route.decided?.(decision.kind);
     if (decision.kind !== "forward") {
       const body = decision.kind === "reject" ? decision.body : "401 Unauthorized\n"; // (no redirect on an upgrade)
       socket.end(

@@ -4,6 +4,9 @@
  * node:http gateway and its dialer seam (gateway.ts), and the engine's ingress seam over
  * real listeners (listener-ingress.ts), and the port-connect WebSocket route on the API's own
  * port (port-connect.ts: `sb.connect`, `sb.tunnel`), shared by the sbx server and the fake.
+ * Under a tunnel domain (tunnel-domain.ts, browser-safe: exported from "@sbx/server-kit"),
+ * sandbox ports are host names on the API's port instead, which the front door routes
+ * (host-router.ts).
  */
 
 export {
@@ -22,6 +25,7 @@ export {
   tokenCookieName,
   VERIFIED_USER_DATA,
 } from "./gateway-auth.js";
+export { type TunnelHostRouterOptions, tunnelHostRouter } from "./host-router.js";
 export { MAX_USER_METADATA_BYTES } from "./limits.js";
 export { ListenerIngress, type ListenerIngressOptions } from "./listener-ingress.js";
 export { type PortConnectRouteOptions, portConnectRoute } from "./port-connect.js";

@@ -12,6 +12,7 @@ import { type AddressInfo, createServer as createTcpServer, type Socket, type Se
 import type { IngressToken, IngressTokenRequest, IngressTunnel, SandboxIngress } from "../engine/ingress.js";
 import { type GatewayRoute, type IngressDialer, IngressGateway } from "./gateway.js";
 import type { IngressTokens } from "./tokens.js";
+import type { TunnelDomain } from "./tunnel-domain.js";
 
 export interface ListenerIngressOptions {
   /** The address the listeners bind (the server's listen host). */
@@ -19,6 +20,13 @@ export interface ListenerIngressOptions {
   readonly tokens: IngressTokens;
   readonly dialer: IngressDialer;
   readonly onError?: (error: unknown) => void;
+  /**
+   * Sandbox ports by host name under this domain, on the API's own port, instead of a listener
+   * each: tunnels and token URLs are names (tunnel-domain.ts) the front door routes (host-router.ts).
+   */
+  readonly tunnelDomain?: TunnelDomain | undefined;
+  /** The API's own port (a tunnel domain's http URLs name it unless told another), if known now; else see `apiListening`. */
+  readonly apiPort?: number | undefined;
 }
 
 type Kind = "tunnel" | "gateway";
@@ -41,15 +49,29 @@ export class ListenerIngress implements SandboxIngress {
   readonly #gateway: IngressGateway;
   readonly #listeners = new Map<string, Promise<PortListener>>();
   #closed = false;
+  #apiPort: number | undefined;
 
   constructor(readonly options: ListenerIngressOptions) {
     this.#gateway = new IngressGateway({
       dialer: options.dialer,
       ...(options.onError ? { onError: options.onError } : {}),
     });
+    this.#apiPort = options.apiPort;
+  }
+
+  /** The API listens on `port` now (for a tunnel domain's URLs: see TunnelDomainOptions.publicPort). */
+  apiListening(port: number): void {
+    this.#apiPort = port;
   }
 
   async tunnels(sandboxId: string, ports: readonly number[]): Promise<IngressTunnel[]> {
+    const domain = this.options.tunnelDomain;
+    if (domain) {
+      return ports.map((containerPort) => {
+        const host = domain.hostName("tunnel", sandboxId, containerPort);
+        return { containerPort, host, ...domain.endpoint(host, this.#apiPort) };
+      });
+    }
     return Promise.all(
       ports.map(async (containerPort) => {
         const at = await this.#serve("tunnel", sandboxId, containerPort);
@@ -59,6 +81,13 @@ export class ListenerIngress implements SandboxIngress {
   }
 
   async createToken(request: IngressTokenRequest): Promise<IngressToken> {
+    const domain = this.options.tunnelDomain;
+    if (domain) {
+      const host = domain.hostName("gateway", request.sandboxId, request.port);
+      const { url } = domain.endpoint(host, this.#apiPort);
+      const { token, expiresAtMs } = await this.options.tokens.issue(request);
+      return { url, token, expiresAtMs };
+    }
     const at = await this.#serve("gateway", request.sandboxId, request.port);
     const { token, expiresAtMs } = await this.options.tokens.issue(request);
     return { url: at.url, token, expiresAtMs };
