@@ -122,6 +122,15 @@ async function resolvConfIn(dir: string, layerIdBase: number): Promise<void> {
 
 /** The layer for images whose /etc leads to `target`: its name (content-addressed) and DNS mount point. */
 export function etcLinkLayerOf(target: readonly EtcTargetDir[]): { name: string; resolvConf: string } {
+  // (image-etc.ts answers only such names; checked again here, where they become paths.)
+  for (const { name } of target) {
+    if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) {
+      throw new Error(`${JSON.stringify(name)} is not a name of a path`);
+    }
+  }
+  if (target.length === 0 || MOUNT_POINT_NAMES.has(target[0]?.name as string)) {
+    throw new Error(`/${target.map((d) => d.name).join("/")} is no place for the DNS config`);
+  }
   const name = createHash("sha256")
     .update(JSON.stringify([IMAGE_ROOT_PARTS_VERSION, target]))
     .digest("hex")
@@ -141,8 +150,7 @@ async function ensureEtcLinkLayer(path: string, target: readonly EtcTargetDir[],
   await makeMountPoints(staging);
   let dir = staging;
   for (const { name, owner } of target) {
-    // (A name of the target is never "", ".", "..", nor has a "/": it is a path's component.)
-    dir = join(dir, name);
+    dir = join(dir, name); // (a plain name: see etcLinkLayerOf)
     await mkdir(dir);
     await chown(dir, owner?.uid ?? layerIdBase, owner?.gid ?? layerIdBase);
     await chmod(dir, owner?.mode ?? 0o755);
@@ -179,7 +187,7 @@ export class MountPointLayers {
   async hold(etc: Exclude<ImageEtc, { kind: "refused" }>): Promise<MountPointLayer> {
     const parts = await this.parts();
     if (etc.kind === "dir") return { path: parts.mountPoints, resolvConf: `/${ETC_DIR}/${RESOLV_CONF}`, release() {} };
-    const { name, resolvConf } = etcLinkLayerOf(etc.target);
+    const { name, resolvConf } = etcLinkLayerOf(etc.target); // (first: it checks the names)
     const path = join(this.#etcLinkLayers(), name);
     let entry = this.#held.get(name);
     if (!entry) {
