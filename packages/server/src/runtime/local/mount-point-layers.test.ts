@@ -14,7 +14,6 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import type { ImageEtc } from "./image-etc.js";
 import { etcLinkLayerOf, imageRootPartsName, MountPointLayers } from "./mount-point-layers.js";
 
 const BASE = 1_900_000_000;
@@ -49,8 +48,8 @@ describe.runIf(asRoot)("mount-point layers", () => {
     const dir = join(work, `images-${++n}`);
     return { dir, layers: new MountPointLayers(dir, BASE) };
   };
-  const usrEtc: ImageEtc = {
-    kind: "link",
+  const usrEtc = {
+    kind: "link" as const,
     target: [
       { name: "usr", owner: { uid: BASE, gid: BASE, mode: 0o755 } },
       { name: "etc", owner: { uid: BASE, gid: BASE + 50, mode: 0o750 } },
@@ -82,7 +81,7 @@ describe.runIf(asRoot)("mount-point layers", () => {
     const { layers } = fresh();
     const [a, b] = await Promise.all([layers.hold(usrEtc), layers.hold(usrEtc)]);
     expect(a.path).toBe(b.path);
-    expect(a.path.endsWith(`/etc-links/${etcLinkLayerOf((usrEtc as { target: never[] }).target).name}`)).toBe(true);
+    expect(a.path.endsWith(`/etc-links/${etcLinkLayerOf(usrEtc.target).name}`)).toBe(true);
     expect(a.resolvConf).toBe("/usr/etc/conf.d/resolv.conf");
     expect(tree(a.path)).toEqual({
       ".sbx": "dir 0:0 755",
