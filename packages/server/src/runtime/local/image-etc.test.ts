@@ -99,6 +99,17 @@ describe.runIf(available)("an image's /etc, resolved within its layers", () => {
       [dir("usr/"), file("usr/.wh..wh..opq", ""), file("usr/other")],
     );
     expect(opaque).toEqual({ kind: "link", target: [{ name: "usr", owner: root() }, { name: "conf" }] });
+    // (Names that getfattr would quote are read one by one.)
+    expect(
+      await etcOf(
+        [link("etc", "conf dir/ünï\n/x"), dir("conf dir/ünï\n/"), link("conf dir/ünï\n/x", "/elsewhere")],
+        [dir("conf dir/ünï\n/"), file("conf dir/ünï\n/.wh..wh..opq", "")],
+        [dir("conf dir/ünï\n/")],
+      ),
+    ).toEqual({
+      kind: "link",
+      target: [{ name: "conf dir", owner: root() }, { name: "ünï\n", owner: root() }, { name: "x" }],
+    });
     // Removed by a whiteout: missing too.
     expect(
       await etcOf([link("etc", "usr/conf"), dir("usr/"), link("usr/conf", "/elsewhere")], [file("usr/.wh.conf", "")]),

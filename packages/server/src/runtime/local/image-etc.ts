@@ -34,7 +34,8 @@
  * that is not a directory, goes through a mount point the sandbox gets (`/.sbx`, `/proc`,
  * `/dev`, `/tmp`), names a directory below a missing one with `..`, is not UTF-8, or takes
  * more than MAX_STEPS components or MAX_OPAQUE_READS reads of xattrs (a hostile image could
- * otherwise make the server walk for long). Directories the chain names that the image does
+ * otherwise make the server walk for long; a real chain takes a few steps, each at most one
+ * lstat per layer and one getfattr process). Directories the chain names that the image does
  * not have are made in the mount-point layer (as Docker makes a missing mount point in the
  * container's root).
  */
@@ -67,8 +68,8 @@ export const MOUNT_POINT_NAMES: ReadonlySet<string> = new Set([".sbx", "proc", "
 const MAX_SYMLINKS = 40;
 /** Path components looked at in all: a real /etc chain takes a handful. */
 const MAX_STEPS = 256;
-/** Opaque marks read in all (one process each). */
-const MAX_OPAQUE_READS = 256;
+/** Opaque marks read in all (a directory's copies in every layer but the last, at each step; a process per step). */
+const MAX_OPAQUE_READS = 4096;
 const PATH_MAX = 4096;
 const NAME_MAX = 255;
 
@@ -89,12 +90,22 @@ type Entry =
 
 class Refused extends Error {}
 
+/** What one resolution has spent (see MAX_STEPS, MAX_OPAQUE_READS). */
+interface Budget {
+  steps: number;
+  opaqueReads: number;
+}
+
+/** A stack of merged directories (the root first) as the path it names, quoted. */
+const shown = (stack: readonly MergedDir[]) =>
+  JSON.stringify(`/${stack.map((d) => d.name).join("/")}`.replace(/^\/\//, "/"));
+
 /**
  * Where `/etc` of the image whose layers are `layerDirs` (the store's dirs, top first, each
  * once) leads.
  */
 export async function resolveImageEtc(layerDirs: readonly string[]): Promise<ImageEtc> {
-  const budget = { steps: 0, opaqueReads: 0 };
+  const budget: Budget = { steps: 0, opaqueReads: 0 };
   const root: MergedDir = { name: "", copies: layerDirs };
   const etc = await entryOf(root, "etc", budget);
   if (etc.kind !== "symlink") return { kind: "dir" };
@@ -107,18 +118,11 @@ export async function resolveImageEtc(layerDirs: readonly string[]): Promise<Ima
 }
 
 /** Follows the symlink at `link` (the host path of `/etc`'s topmost entry) to a directory. */
-async function follow(root: MergedDir, link: string, budget: { steps: number; opaqueReads: number }) {
+async function follow(root: MergedDir, link: string, budget: Budget): Promise<EtcTargetDir[]> {
   // The symlink is in the root: relative or absolute, its target starts there.
   let stack: MergedDir[] = [root];
   let queue = (await symlinkParts(link)).parts;
   let symlinks = 1;
-  const shown = () =>
-    JSON.stringify(
-      `/${stack
-        .slice(1)
-        .map((d) => d.name)
-        .join("/")}`,
-    );
   while (queue.length > 0) {
     const name = queue[0] as string;
     queue = queue.slice(1);
@@ -126,7 +130,8 @@ async function follow(root: MergedDir, link: string, budget: { steps: number; op
     if (++budget.steps > MAX_STEPS) throw new Refused(`is a symlink that takes over ${MAX_STEPS} steps to resolve`);
     const here = stack[stack.length - 1] as MergedDir;
     if (name === "..") {
-      if (here.missing) throw new Refused(`is a symlink that climbs out of ${shown()}, which the image does not have`);
+      if (here.missing)
+        throw new Refused(`is a symlink that climbs out of ${shown(stack)}, which the image does not have`);
       if (stack.length === 1) throw new Refused("is a symlink that leads out of the image's root");
       stack.pop();
       continue;
@@ -156,7 +161,7 @@ async function follow(root: MergedDir, link: string, budget: { steps: number; op
       }
       case "other":
         stack.push({ name, copies: [] });
-        throw new Refused(`is a symlink that leads to ${shown()}, which is not a directory`);
+        throw new Refused(`is a symlink that leads to ${shown(stack)}, which is not a directory`);
     }
   }
   if (stack.length === 1) throw new Refused("is a symlink to the image's root");
@@ -180,7 +185,7 @@ async function symlinkParts(path: string): Promise<{ absolute: boolean; parts: s
 }
 
 /** The entry `name` of the merged directory `dir`, as overlayfs shows it. */
-async function entryOf(dir: MergedDir, name: string, budget: { steps: number; opaqueReads: number }): Promise<Entry> {
+async function entryOf(dir: MergedDir, name: string, budget: Budget): Promise<Entry> {
   // The first layer that has the name decides what it is; a directory there merges with the
   // directories of that name below it, unless a copy above them is opaque.
   const found: { path: string; isDir: boolean; isSymlink: boolean; owner: NonNullable<EtcTargetDir["owner"]> }[] = [];
@@ -207,23 +212,43 @@ async function entryOf(dir: MergedDir, name: string, budget: { steps: number; op
   if (top.isSymlink) return { kind: "symlink", path: top.path };
   if (!top.isDir) return { kind: "other" };
   // Copies below an opaque one do not show. Only copies that have one below them matter.
+  const above = found.slice(0, -1).map((copy) => copy.path);
+  budget.opaqueReads += above.length;
+  if (budget.opaqueReads > MAX_OPAQUE_READS) {
+    throw new Refused(`is a symlink that takes over ${MAX_OPAQUE_READS} reads of its layers to resolve`);
+  }
+  const opaque = await opaqueOf(above);
   const copies = [top.path];
-  for (let i = 0; i + 1 < found.length; i++) {
-    if (++budget.opaqueReads > MAX_OPAQUE_READS) {
-      throw new Refused(`is a symlink that takes over ${MAX_OPAQUE_READS} reads of its layers to resolve`);
-    }
-    if (await isOpaque((found[i] as (typeof found)[number]).path)) break;
+  for (let i = 0; i + 1 < found.length && !opaque.has((found[i] as (typeof found)[number]).path); i++) {
     copies.push((found[i + 1] as (typeof found)[number]).path);
   }
   return { kind: "dir", copies, owner: top.owner };
 }
 
-/** Whether a directory of a layer is marked opaque (the xattr the sandbox's overlay reads). */
-async function isOpaque(path: string): Promise<boolean> {
-  const { stdout } = await run(
-    "getfattr",
-    ["-h", "--absolute-names", "-e", "text", "-d", "-m", "^user\\.overlay\\.opaque$", "--", path],
-    { env: { LC_ALL: "C" } },
-  );
-  return /^user\.overlay\.opaque="y"$/m.test(stdout);
+/** Paths getfattr prints as they are (no quoting): a batch of them is read by one process. */
+const PLAIN_PATH = /^[A-Za-z0-9._+,@/-]+$/;
+
+/** Which of `paths` (directories of layers) are marked opaque (the xattr the sandbox's overlay reads). */
+async function opaqueOf(paths: readonly string[]): Promise<Set<string>> {
+  const opaque = new Set<string>();
+  if (paths.length === 0) return opaque;
+  const plain = paths.filter((path) => PLAIN_PATH.test(path));
+  const batches = [plain, ...paths.filter((path) => !PLAIN_PATH.test(path)).map((path) => [path])];
+  for (const batch of batches) {
+    if (batch.length === 0) continue;
+    // -d with -m: a block ("# file: PATH", then the xattr) for each file that has it, nothing else.
+    const { stdout } = await run(
+      "getfattr",
+      ["-h", "--absolute-names", "-e", "text", "-d", "-m", "^user\\.overlay\\.opaque$", "--", ...batch],
+      { env: { LC_ALL: "C" }, maxBuffer: 16 * 1024 * 1024 },
+    );
+    for (const block of stdout.split(/\n\n/)) {
+      if (!/^user\.overlay\.opaque="y"$/m.test(block)) continue;
+      // One path asked: its block. Several (plain paths, printed as they are): by the path.
+      const file = /^# file: (.*)$/m.exec(block)?.[1];
+      if (batch.length === 1) opaque.add(batch[0] as string);
+      else if (file !== undefined && batch.includes(file)) opaque.add(file);
+    }
+  }
+  return opaque;
 }
