@@ -356,6 +356,7 @@ export class LocalSandbox implements RuntimeSandbox {
       agent,
       base,
       hostUsr: root.hostUsr,
+      resolvConf: root.resolvConf,
       sandboxMounts: this.#setup.sandboxMounts,
     });
     const seccompFd = openSync(seccomp, "r");
