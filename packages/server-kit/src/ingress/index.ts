@@ -23,7 +23,12 @@ export {
   VERIFIED_USER_DATA,
 } from "./gateway-auth.js";
 export { MAX_USER_METADATA_BYTES } from "./limits.js";
-export { ListenerIngress, type ListenerIngressOptions } from "./listener-ingress.js";
+export {
+  ListenerIngress,
+  type ListenerIngressOptions,
+  type PlaneTunnel,
+  type TunnelPlane,
+} from "./listener-ingress.js";
 export { type PortConnectRouteOptions, portConnectRoute } from "./port-connect.js";
 export {
   IngressTokens,
