@@ -18,7 +18,8 @@ package main
 // sandbox's address and port) and relays it (relay_conn.go). Its connections are capped, per
 // tunnel and in all; past a cap a connection is closed at once. Once "close" is answered, no
 // connection of the tunnel is left and none will be made: the sandbox's address may go to
-// another sandbox. The relay ends when its stdin ends (the server closed it, or died), with the
+// another sandbox. Once started it drops every capability (it keeps root's uid: a sandbox takes
+// connections from root's sockets only). The relay ends when its stdin ends (the server closed it, or died), with the
 // server's death (parent-death signal), or when its parent is not the server any more.
 
 import (
@@ -129,6 +130,10 @@ func cmdRelay(args []string) error {
 		if affordable := (lim.Cur - 64) / relayFdsPerConnection; affordable < uint64(maxConnections) {
 			maxConnections = int(affordable)
 		}
+	}
+	// Root's uid stays (sandboxes take connections from root's sockets only), its powers go.
+	if err := dropAllCaps(); err != nil {
+		return fmt.Errorf("cannot drop its capabilities: %w", err)
 	}
 	if maxPerTunnel > maxConnections {
 		maxPerTunnel = maxConnections
