@@ -270,6 +270,7 @@ func (t *tunnel) waitGone() {
 
 func (t *tunnel) accept() {
 	defer t.wg.Done()
+	var logged time.Time
 	for {
 		conn, err := t.ln.AcceptTCP()
 		if err != nil {
@@ -277,7 +278,10 @@ func (t *tunnel) accept() {
 				return
 			}
 			// (Out of descriptors, say: a moment for some to be let go.)
-			relayLog("%s: accept: %v", t.name(), err)
+			if time.Since(logged) > 10*time.Second {
+				relayLog("%s: accept: %v", t.name(), err)
+				logged = time.Now()
+			}
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}

@@ -169,7 +169,9 @@ export class TunnelRelay {
     if (this.#options.maxTunnelConnections) {
       args.push("--max-tunnel-connections", String(this.#options.maxTunnelConnections));
     }
-    const child = spawn(agent, args, { stdio: ["pipe", "pipe", "pipe"], env: {} });
+    // (In a session of its own: a terminal's signals to the server's group are not its; it ends
+    // with the server all the same.)
+    const child = spawn(agent, args, { stdio: ["pipe", "pipe", "pipe"], env: {}, detached: true });
     const relay: Relay = { child, dead: undefined, pending: new Map() };
     // Held for as long as the runtime runs, without keeping the server running.
     child.unref();
