@@ -194,7 +194,9 @@ func (c *tunnelConn) dial() (*net.TCPConn, error) {
 func (c *tunnelConn) pipeBoth(br *bufio.Reader, up *net.TCPConn, ubr *bufio.Reader) {
 	var wg sync.WaitGroup
 	wg.Add(1)
+	c.tunnel.wg.Add(1) // (a close waits for it too)
 	go func() {
+		defer c.tunnel.wg.Done()
 		defer wg.Done()
 		defer c.toClient.close()
 		defer c.recoverAbort()
@@ -235,7 +237,9 @@ func (c *tunnelConn) http(br *bufio.Reader) {
 	ubr := bufio.NewReaderSize(up, relayReadBuffer)
 	exchanges := make(chan *exchange, maxPipelined)
 	answered := make(chan struct{})
+	c.tunnel.wg.Add(1) // (a close waits for it too)
 	go func() {
+		defer c.tunnel.wg.Done()
 		defer close(answered)
 		defer c.toClient.close()
 		defer c.recoverAbort()

@@ -185,6 +185,11 @@ func parseRequest(lines []headLine) (*requestHead, error) {
 			return nil, badRequest("a malformed request target")
 		}
 	}
+	// A path, "*", or an absolute URI of http(s) (RFC 9112 §3.2; authority-form is CONNECT's).
+	if lower := strings.ToLower(r.target); r.target[0] != '/' && r.target != "*" &&
+		!strings.HasPrefix(lower, "http://") && !strings.HasPrefix(lower, "https://") {
+		return nil, badRequest("a malformed request target")
+	}
 	r.target = withoutTokenParam(r.target)
 	var cookies []string
 	cookieAt := -1
@@ -378,9 +383,17 @@ func withoutTokenCookies(values []string) string {
 	return strings.Join(kept, "; ")
 }
 
-// jsTrim trims what String.prototype.trim trims of a Latin-1 string (a field's bytes as Node reads them).
+// jsTrim trims what String.prototype.trim trims of a Latin-1 string (a field's bytes as Node
+// reads them): byte by byte (strings.Trim would read the bytes as UTF-8).
 func jsTrim(s string) string {
-	return strings.Trim(s, " \t\n\v\f\r\xa0")
+	isSpace := func(c byte) bool { return c == ' ' || (c >= '\t' && c <= '\r') || c == 0xa0 }
+	for len(s) > 0 && isSpace(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && isSpace(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // isTokenCookie: the name matches /^sbx_.+_\d+$/ (gateway-auth.ts's TOKEN_COOKIE).

@@ -40,6 +40,7 @@ func TestCookiesAreFilteredAsTheGatewayFiltersThem(t *testing.T) {
 		{"sbx__1=kept; sbx_x_=kept; sbx_x_1a=kept; SBX_x_1=kept", "sbx__1=kept; sbx_x_=kept; sbx_x_1a=kept; SBX_x_1=kept"},
 		{"sbx_a_b_12=t;noequals; =v; x = y ", "=v; x=y"},
 		{"\xa0sbx_q_7\xa0=t; a=\"q;r\"", "a=\"q"},
+		{"\xffsbx_q_7=t; \xff=\xff", "\xffsbx_q_7=t; \xff=\xff"},
 	} {
 		if got := withoutTokenCookies([]string{c.in}); got != c.want {
 			t.Errorf("withoutTokenCookies(%q) = %q, want %q", c.in, got, c.want)
@@ -171,4 +172,61 @@ func TestSniffTellsHTTPFromTheRest(t *testing.T) {
 			t.Errorf("sniff(%q) = %d, want %d", c.start, got, c.want)
 		}
 	}
+}
+
+// Whatever a request head is, what the app gets of it reads back as the same request, with no
+// sbx token cookie, no verified-user header and no sbx_token parameter in it.
+func FuzzRequestHeadsReachTheAppClean(f *testing.F) {
+	for _, seed := range []string{
+		"GET /a?sbx_token=1&b HTTP/1.1\r\nCookie: sbx_a_1=t; b=c\r\nX-Verified-User-Data: x\r\n\r\n",
+		"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: h\r\n\r\n",
+		"PUT /x HTTP/1.0\nContent-Length: 10\nCookie: a=b;sbx_q_2=1\n\n",
+		"GET / HTTP/1.1\r\nCookie: =sbx_a_1\r\nCookie: sbx_a_1 =x\r\n\r\n",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		req, err := parseRequestText(t, text)
+		if err != nil {
+			return
+		}
+		out := req.encode()
+		again, err := parseRequestText(t, string(out))
+		if err != nil {
+			t.Fatalf("%q became %q, which does not parse: %v", text, out, err)
+		}
+		// (Cookie pairs with a blank name, " =v", become "=v" and then go, as with the gateway.)
+		withoutCookies := func(b []byte) string {
+			var kept []string
+			for _, line := range strings.Split(string(b), "\r\n") {
+				if !strings.HasPrefix(strings.ToLower(line), "cookie:") {
+					kept = append(kept, line)
+				}
+			}
+			return strings.Join(kept, "\r\n")
+		}
+		if withoutCookies(again.encode()) != withoutCookies(out) || again.length != req.length || again.chunked != req.chunked || again.upgrade != req.upgrade {
+			t.Fatalf("%q became %q, which reads differently", text, out)
+		}
+		for _, f := range again.fields {
+			name := strings.ToLower(f.name)
+			if strings.ReplaceAll(name, "_", "-") == verifiedUserData {
+				t.Fatalf("%q: the verified-user header reached the app", text)
+			}
+			if name == "cookie" {
+				for _, part := range strings.Split(f.value, ";") {
+					if eq := strings.IndexByte(part, '='); eq > 0 && isTokenCookie(jsTrim(part[:eq])) {
+						t.Fatalf("%q: a token cookie reached the app: %q", text, f.value)
+					}
+				}
+			}
+		}
+		if q := strings.IndexByte(again.target, '?'); q >= 0 {
+			for _, part := range strings.Split(again.target[q+1:], "&") {
+				if eq := strings.IndexByte(part, '='); formDecode(part) == tokenParam || (eq >= 0 && formDecode(part[:eq]) == tokenParam) {
+					t.Fatalf("%q: the token parameter reached the app", text)
+				}
+			}
+		}
+	})
 }
