@@ -538,9 +538,14 @@ const (
 // http2Preface starts an HTTP/2 connection with prior knowledge: piped as it is.
 const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-// sniff tells an HTTP/1.x request from anything else by its start, as the tunnels' JavaScript
-// path does (/^[A-Z]{3,10} (\/|\*|https?:\/\/)/), whatever the bytes come split into; HTTP/2's
-// preface is not HTTP/1.x.
+// maxSniffMethod: the longest method a connection's start is read as.
+const maxSniffMethod = 32
+
+// sniff tells an HTTP/1.x request from anything else by its start, whatever the bytes come
+// split into: empty lines, a method (a token, in any case: lenient servers take it), a space,
+// and a request target that is a path, "*" or an http(s) URI. Whatever any server could read
+// as a request is read as one here (and refused if it is not a good one), so that no request
+// reaches the app unchecked. HTTP/2's preface is not HTTP/1.x.
 func sniff(b []byte) sniffVerdict {
 	if n := len(b); n <= len(http2Preface) && string(b) == http2Preface[:n] {
 		if n == len(http2Preface) {
@@ -550,17 +555,20 @@ func sniff(b []byte) sniffVerdict {
 	} else if n > len(http2Preface) && string(b[:len(http2Preface)]) == http2Preface {
 		return sniffRaw
 	}
+	for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
+		b = b[1:]
+	}
 	i := 0
-	for i < len(b) && i < 11 && b[i] >= 'A' && b[i] <= 'Z' {
+	for i < len(b) && i <= maxSniffMethod && isTchar(b[i]) {
 		i++
 	}
-	if i == len(b) && i <= 10 {
+	if i == len(b) && i <= maxSniffMethod {
 		return sniffMore
 	}
-	if i < 3 || i > 10 || b[i] != ' ' {
+	if i == 0 || i > maxSniffMethod || b[i] != ' ' {
 		return sniffRaw
 	}
-	rest := string(b[i+1:])
+	rest := strings.ToLower(string(b[i+1:]))
 	if rest == "" {
 		return sniffMore
 	}

@@ -164,8 +164,11 @@ func TestSniffTellsHTTPFromTheRest(t *testing.T) {
 	}{
 		{"GET / HTTP/1.1", sniffHTTP}, {"OPTIONS * HTTP/1.1", sniffHTTP}, {"GET http://x/ HTTP/1.1", sniffHTTP},
 		{"PROPPATCH https://x/", sniffHTTP}, {"G", sniffMore}, {"GE", sniffMore}, {"GET ", sniffMore}, {"GET htt", sniffMore},
-		{"ABCDEFGHIJ /", sniffHTTP}, {"ABCDEFGHIJK /", sniffRaw}, {"GE /", sniffRaw}, {"get / HTTP/1.1", sniffRaw},
-		{"GET x", sniffRaw}, {"GET ftp://", sniffRaw}, {"\x16\x03\x01", sniffRaw}, {"SSH-2.0", sniffRaw},
+		// (What a lenient server would take for a request is one: lower case, empty lines first.)
+		{"ABCDEFGHIJK /", sniffHTTP}, {"GE /", sniffHTTP}, {"get / HTTP/1.1", sniffHTTP}, {"\r\n\r\nGET /", sniffHTTP},
+		{"\r\n", sniffMore}, {"M-SEARCH * HTTP/1.1", sniffHTTP}, {"GET HTTPS://x/", sniffHTTP},
+		{strings.Repeat("A", 33) + " /", sniffRaw}, {"GET x", sniffRaw}, {"GET ftp://", sniffRaw},
+		{"OPTIONS rtsp://x/ RTSP/1.0", sniffRaw}, {"\x16\x03\x01", sniffRaw}, {"SSH-2.0-OpenSSH_9.2\r\n", sniffRaw}, {"get key\r\n", sniffRaw},
 		{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", sniffRaw}, {"PRI * HTTP/2.0\r\n", sniffMore}, {"PRI * HTTP/1.1\r\n", sniffHTTP},
 	} {
 		if got := sniff([]byte(c.start)); got != c.want {

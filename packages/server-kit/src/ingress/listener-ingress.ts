@@ -51,8 +51,12 @@ type Kind = "tunnel" | "gateway";
 /** How long a tunnel waits for a client's first bytes before taking it for a protocol where the server speaks first. */
 const SNIFF_MS = 300;
 
-/** The start of an HTTP/1.x request: a method, a space, and a request target. */
-const HTTP_REQUEST_START = /^[A-Z]{3,10} (\/|\*|https?:\/\/)/;
+/**
+ * The start of an HTTP/1.x request as any server might take it: empty lines, a method (a token,
+ * in any case), a space, and a request target (a path, "*" or an http(s) URI). The relay
+ * (the sbx server's tunnels) reads it so too, whatever the bytes come split into.
+ */
+const HTTP_REQUEST_START = /^[\r\n]*[-!#$%&'*+.^_`|~0-9A-Za-z]{1,32} (\/|\*|https?:\/\/)/i;
 
 interface PortListener {
   readonly url: string;
@@ -192,7 +196,7 @@ export class ListenerIngress implements SandboxIngress {
       const onFirst = (chunk: Buffer) => {
         clearTimeout(timer);
         socket.pause();
-        if (HTTP_REQUEST_START.test(chunk.subarray(0, 16).toString("latin1"))) {
+        if (HTTP_REQUEST_START.test(chunk.subarray(0, 64).toString("latin1"))) {
           socket.unshift(chunk);
           http.emit("connection", socket);
           socket.resume();
