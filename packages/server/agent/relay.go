@@ -10,6 +10,7 @@ package main
 // lines on its stdin, each answered by a line on its stdout with the same id:
 //
 //	{"id":1,"op":"open","sandbox":"sb-…","port":8000,"listen":"127.0.0.1","listenPort":0,"target":"10.1.0.5:8000"}
+//	  (listen and target are IP addresses: the relay resolves no name)
 //	→ {"id":1,"host":"127.0.0.1","port":41234}        (or {"id":1,"error":"…"})
 //	{"id":2,"op":"close","sandbox":"sb-…","port":8000}  (port 0: all of the sandbox's)
 //	→ {"id":2}                                         (once none of their connections is left)
@@ -18,8 +19,9 @@ package main
 // sandbox's address and port) and relays it (relay_conn.go). Its connections are capped, per
 // tunnel and in all; past a cap a connection is closed at once. Once "close" is answered, no
 // connection of the tunnel is left and none will be made: the sandbox's address may go to
-// another sandbox. Once started it drops every capability (it keeps root's uid: a sandbox takes
-// connections from root's sockets only). The relay ends when its stdin ends (the server closed it, or died), with the
+// another sandbox. Once started it drops every capability and, with Landlock, all access to
+// files and to signalling other processes (it keeps root's uid: a sandbox takes connections
+// from root's sockets only). The relay ends when its stdin ends (the server closed it, or died), with the
 // server's death (parent-death signal), or when its parent is not the server any more.
 
 import (
@@ -131,9 +133,15 @@ func cmdRelay(args []string) error {
 			maxConnections = int(affordable)
 		}
 	}
-	// Root's uid stays (sandboxes take connections from root's sockets only), its powers go.
+	// Root's uid stays (sandboxes take connections from root's sockets only), its powers go, and
+	// so do root's files and processes (it needs none once started).
 	if err := dropAllCaps(); err != nil {
 		return fmt.Errorf("cannot drop its capabilities: %w", err)
+	}
+	if abi, err := landlockNoFiles(); err != nil {
+		return fmt.Errorf("cannot restrict itself with Landlock: %w", err)
+	} else if abi == 0 {
+		relayLog("this kernel has no Landlock: the relay keeps root's access to files")
 	}
 	if maxPerTunnel > maxConnections {
 		maxPerTunnel = maxConnections
@@ -189,8 +197,8 @@ func (r *relay) open(req relayRequest) (string, int, error) {
 	if req.Sandbox == "" || len(req.Sandbox) > 256 || req.Port < 1 || req.Port > 65535 {
 		return "", 0, errors.New("a tunnel needs a sandbox and a port (1-65535)")
 	}
-	if req.Listen == "" || req.ListenPort < 0 || req.ListenPort > 65535 {
-		return "", 0, errors.New("a tunnel needs a listen host (and a port 0-65535)")
+	if net.ParseIP(req.Listen) == nil || req.ListenPort < 0 || req.ListenPort > 65535 {
+		return "", 0, errors.New("a tunnel needs an IP address to listen on (and a port 0-65535)")
 	}
 	host, port, err := net.SplitHostPort(req.Target)
 	if err != nil || net.ParseIP(host) == nil {

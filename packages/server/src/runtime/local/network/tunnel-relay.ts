@@ -14,6 +14,7 @@
  * to another sandbox.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { lookup } from "node:dns/promises";
 import { createInterface } from "node:readline";
 
 /** A tunnel in the relay: where it listens; `lost` settles if it goes otherwise than by close. */
@@ -37,7 +38,7 @@ interface OpenRequest {
   readonly sandboxId: string;
   /** The port in the sandbox. */
   readonly port: number;
-  /** The address to listen on (the server's listen host). */
+  /** The address (or name) to listen on (the server's listen host). */
   readonly host: string;
   /** The sandbox's address. */
   readonly target: string;
@@ -51,7 +52,7 @@ interface Reply {
 }
 
 interface Known {
-  readonly request: OpenRequest;
+  request: OpenRequest;
   /** Where it listens, once the relay said so. */
   listenPort: number;
   readonly lose: () => void;
@@ -94,7 +95,12 @@ export class TunnelRelay {
     const known: Known = { request, listenPort: 0, lose };
     this.#tunnels.set(key, known);
     try {
-      const reply = await this.#open(request, 0);
+      // The relay resolves no name (it reads no file): the address a listener here would bind.
+      const { address } = await lookup(request.host);
+      if (this.#tunnels.get(key) !== known)
+        throw new Error(`the tunnel to port ${request.port} was closed as it opened`);
+      known.request = { ...request, host: address };
+      const reply = await this.#open(known.request, 0);
       known.listenPort = reply.port;
       return { host: reply.host, port: reply.port, lost };
     } catch (error) {
