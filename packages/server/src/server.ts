@@ -182,7 +182,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = new SqliteStateStore(join(dataDir, "state.db"));
   const [host, port] = parseListen(options.listen ?? "127.0.0.1:7420");
   // Sandbox ports are reached through listeners on the server's own host: the token gateway
-  // (tokens signed with the data dir's key) and tunnels, dialing through sandboxPortDialer.
+  // (tokens signed with the data dir's key), dialing through sandboxPortDialer, and tunnels,
+  // served by the local runtime's tunnel relay (their bytes never pass through this process).
   const dialer = sandboxPortDialer(local);
   const onIngressError = (error: unknown) =>
     logger.error("ingress failed", { error: error instanceof Error ? error.message : String(error) });
@@ -190,6 +191,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     host,
     tokens: new IngressTokens(loadIngressKey(dataDir)),
     dialer,
+    ...(local ? { tunnelPlane: local } : {}),
     onError: onIngressError,
     tunnelDomain,
   });

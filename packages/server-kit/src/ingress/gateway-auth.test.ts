@@ -38,7 +38,16 @@ describe("the gateway's decision", () => {
 
   it("an open tunnel (no tokens) forwards as it is, less sbx's cookies and any verified-user header", async () => {
     const decision = await authorizeRequest(
-      { method: "GET", url: "/?a=1", headers: { cookie: "sbx_sb-9_80=t; a=b", "x-verified-user-data": "forged" } },
+      {
+        method: "GET",
+        url: "/?a=1",
+        headers: {
+          cookie: "sbx_sb-9_80=t; a=b",
+          "x-verified-user-data": "forged",
+          x_verified_user_data: "forged",
+          "x-verified_user-data": "forged",
+        },
+      },
       target,
       undefined,
     );

@@ -71,8 +71,11 @@ export async function authorizeRequest(
   url.searchParams.delete(TOKEN_PARAM);
   const forwardUrl = url.pathname + url.search;
   const headers: HeaderRecord = { ...head.headers };
-  // Whatever the caller says about the user never reaches the app; only a token's metadata does.
-  delete headers[VERIFIED_USER_DATA];
+  // Whatever the caller says about the user never reaches the app; only a token's metadata does
+  // (nor spelt with underscores: CGI-style servers read X_Verified_User_Data as the same header).
+  for (const name of Object.keys(headers)) {
+    if (name.toLowerCase().replaceAll("_", "-") === VERIFIED_USER_DATA) delete headers[name];
+  }
   const cookies = parseCookies(headers.cookie);
   const kept = cookies.filter(([name]) => !TOKEN_COOKIE.test(name));
   if (kept.length > 0) headers.cookie = kept.map(([name, value]) => `${name}=${value}`).join("; ");

@@ -27,7 +27,12 @@ export {
 } from "./gateway-auth.js";
 export { type TunnelHostRouterOptions, tunnelHostRouter } from "./host-router.js";
 export { MAX_USER_METADATA_BYTES } from "./limits.js";
-export { ListenerIngress, type ListenerIngressOptions } from "./listener-ingress.js";
+export {
+  ListenerIngress,
+  type ListenerIngressOptions,
+  type PlaneTunnel,
+  type TunnelPlane,
+} from "./listener-ingress.js";
 export { type PortConnectRouteOptions, portConnectRoute } from "./port-connect.js";
 export {
   IngressTokens,

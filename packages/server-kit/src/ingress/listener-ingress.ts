@@ -1,11 +1,13 @@
 /**
  * The engine's ingress seam (`SandboxIngress`) over real listeners (Node), the same for the
  * sbx server and the fake once it listens: each sandbox port reached from outside gets a
- * listener on `host` — one open (a tunnel to an exposed port: plain TCP, each connection piped
- * to a connection the target's dialer makes, so HTTP/1.1, HTTP/2, WebSockets and any other
- * protocol pass untouched), one behind the token gateway (connect tokens and service URLs
- * share it: HTTP, checked request by request) — through the target's dialer. Tokens
- * are tokens.ts's; a sandbox's listeners close and its tokens are revoked when it ends.
+ * listener on `host` — one open (a tunnel to an exposed port: each connection piped to a
+ * connection the target's dialer makes, HTTP/1.x request by request, so HTTP/1.1, HTTP/2,
+ * WebSockets and any other protocol pass), one behind the token gateway (connect tokens and
+ * service URLs share it: HTTP, checked request by request) — through the target's dialer.
+ * A target with a tunnel plane (the sbx server's relay) serves its tunnels there instead, out
+ * of this process. Tokens are tokens.ts's; a sandbox's listeners close and its tokens are
+ * revoked when it ends.
  */
 import { createServer, type Server } from "node:http";
 import { type AddressInfo, createServer as createTcpServer, type Socket, type Server as TcpServer } from "node:net";
@@ -19,6 +21,8 @@ export interface ListenerIngressOptions {
   readonly host: string;
   readonly tokens: IngressTokens;
   readonly dialer: IngressDialer;
+  /** Where tunnels are served instead of this process's own listeners (the sbx server's relay). */
+  readonly tunnelPlane?: TunnelPlane;
   readonly onError?: (error: unknown) => void;
   /**
    * Sandbox ports by host name under this domain, on the API's own port, instead of a listener
@@ -29,20 +33,45 @@ export interface ListenerIngressOptions {
   readonly apiPort?: number | undefined;
 }
 
+/**
+ * Tunnels served outside this process (the sbx server's relay: its bytes never pass through
+ * the event loop). It keeps what a tunnel here keeps: HTTP/1.x is read request by request,
+ * and sbx's token cookies, a caller's X-Verified-User-Data and the sbx_token parameter never
+ * reach the app, as `authorizeRequest` decides for an open tunnel; an upgrade is piped only
+ * once the app switched protocols; anything else is piped as it is.
+ */
+export interface TunnelPlane {
+  /** A listener on `host` (any free port) for `port` of a running sandbox. */
+  openTunnel(sandboxId: string, port: number, host: string): Promise<PlaneTunnel>;
+  /** Closes it and every connection through it. */
+  closeTunnel(sandboxId: string, port: number): Promise<void>;
+}
+
+export interface PlaneTunnel {
+  readonly host: string;
+  readonly port: number;
+  /** Settles if the tunnel is gone otherwise than by closeTunnel (the next `tunnels` opens another). */
+  readonly lost: Promise<void>;
+}
+
 type Kind = "tunnel" | "gateway";
 
 /** How long a tunnel waits for a client's first bytes before taking it for a protocol where the server speaks first. */
 const SNIFF_MS = 300;
 
-/** The start of an HTTP/1.x request: a method, a space, and a request target. */
-const HTTP_REQUEST_START = /^[A-Z]{3,10} (\/|\*|https?:\/\/)/;
+/**
+ * The start of an HTTP/1.x request as any server might take it: empty lines, a method (a token,
+ * in any case), a space, and a request target (a path, "*" or an http(s) URI). The relay
+ * (the sbx server's tunnels) reads it so too, whatever the bytes come split into.
+ */
+const HTTP_REQUEST_START = /^[\r\n]*[-!#$%&'*+.^_`|~0-9A-Za-z]{1,32} (\/|\*|https?:\/\/)/i;
 
 interface PortListener {
-  readonly server: Server | TcpServer;
-  readonly sockets: Set<Socket>;
   readonly url: string;
   readonly host: string;
   readonly port: number;
+  /** Closes it and the connections through it. */
+  close(): Promise<void>;
 }
 
 export class ListenerIngress implements SandboxIngress {
@@ -98,7 +127,12 @@ export class ListenerIngress implements SandboxIngress {
     for (const [key, made] of this.#listeners) {
       if (key.split(" ")[1] !== sandboxId) continue;
       this.#listeners.delete(key);
-      void made.then(closeListener, () => {});
+      void made
+        .then(
+          (listener) => listener.close(),
+          () => {},
+        )
+        .catch((error) => this.options.onError?.(error));
     }
   }
 
@@ -107,7 +141,16 @@ export class ListenerIngress implements SandboxIngress {
     this.#closed = true;
     const made = [...this.#listeners.values()];
     this.#listeners.clear();
-    await Promise.all(made.map((m) => m.then(closeListener, () => {})));
+    await Promise.all(
+      made.map((m) =>
+        m
+          .then(
+            (listener) => listener.close(),
+            () => {},
+          )
+          .catch(() => {}),
+      ),
+    );
   }
 
   #serve(kind: Kind, sandboxId: string, port: number): Promise<PortListener> {
@@ -115,14 +158,32 @@ export class ListenerIngress implements SandboxIngress {
     const key = `${kind} ${sandboxId} ${port}`;
     let made = this.#listeners.get(key);
     if (!made) {
+      const plane = this.options.tunnelPlane;
+      const forget = () => {
+        if (this.#listeners.get(key) === made) this.#listeners.delete(key);
+      };
       made =
         kind === "gateway"
           ? this.#listen({ sandboxId, port, tokens: this.options.tokens })
-          : this.#listenTcp(sandboxId, port);
-      made.catch(() => this.#listeners.delete(key));
+          : plane
+            ? this.#planeTunnel(plane, sandboxId, port, forget)
+            : this.#listenTcp(sandboxId, port);
+      made.catch(forget);
       this.#listeners.set(key, made);
     }
     return made;
+  }
+
+  /** A tunnel served by the tunnel plane; `lost`: it went otherwise than by close. */
+  async #planeTunnel(plane: TunnelPlane, sandboxId: string, port: number, lost: () => void): Promise<PortListener> {
+    const tunnel = await plane.openTunnel(sandboxId, port, this.options.host);
+    void tunnel.lost.then(lost);
+    return {
+      url: listenerUrl(tunnel.host, tunnel.port),
+      host: tunnel.host,
+      port: tunnel.port,
+      close: () => plane.closeTunnel(sandboxId, port),
+    };
   }
 
   /**
@@ -164,7 +225,7 @@ export class ListenerIngress implements SandboxIngress {
       const onFirst = (chunk: Buffer) => {
         clearTimeout(timer);
         socket.pause();
-        if (HTTP_REQUEST_START.test(chunk.subarray(0, 16).toString("latin1"))) {
+        if (HTTP_REQUEST_START.test(chunk.subarray(0, 64).toString("latin1"))) {
           socket.unshift(chunk);
           http.emit("connection", socket);
           socket.resume();
@@ -212,15 +273,20 @@ export class ListenerIngress implements SandboxIngress {
     server.unref();
     const address = server.address() as AddressInfo;
     const host = address.address;
-    const url = `http://${address.family === "IPv6" ? `[${host}]` : host}:${address.port}`;
-    return { server, sockets, url, host, port: address.port };
+    return {
+      url: listenerUrl(host, address.port),
+      host,
+      port: address.port,
+      close: () =>
+        new Promise((resolve) => {
+          server.close(() => resolve());
+          // Upgraded (WebSocket) connections are no longer the server's to close: end them here.
+          for (const socket of sockets) socket.destroy();
+        }),
+    };
   }
 }
 
-function closeListener(listener: PortListener): Promise<void> {
-  return new Promise((resolve) => {
-    listener.server.close(() => resolve());
-    // Upgraded (WebSocket) connections are no longer the server's to close: end them here.
-    for (const socket of listener.sockets) socket.destroy();
-  });
+function listenerUrl(host: string, port: number): string {
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }

@@ -33,6 +33,7 @@ import type {
   RuntimeSandboxSpec,
   SandboxRuntime,
 } from "@sbx/server-kit";
+import type { TunnelPlane } from "@sbx/server-kit/ingress";
 import { installAgent } from "./agent-binary.js";
 import { cleanupCgroups, detectCgroupVersion } from "./cgroups.js";
 import { claimDefaultRange, claimIdRange, ID_CLAIMS_FILE, type IdRangeClaim } from "./id-range-claim.js";
@@ -44,6 +45,7 @@ import { LocalSandbox } from "./local-sandbox.js";
 import { type MountPointLayer, MountPointLayers } from "./mount-point-layers.js";
 import { HostNetwork } from "./network/host-network.js";
 import { networkPlan, type SandboxNetworkOptions } from "./network/network-options.js";
+import { type RelayTunnel, TunnelRelay } from "./network/tunnel-relay.js";
 import { localRuntimeProblems } from "./prerequisites.js";
 import { type DiskSource, diskTemplateName, ensureDiskTemplate, removeSandboxDisk } from "./sandbox-disk.js";
 import { mountSandboxesDir, unmountSandboxesDir } from "./sandbox-mounts.js";
@@ -132,8 +134,11 @@ export interface LocalRuntimeOptions {
   readonly log?: (message: string, fields?: Record<string, unknown>) => void;
 }
 
-/** The local runtime: the engine's driver, and the server's way into its sandboxes' ports. */
-export interface LocalSandboxRuntime extends SandboxRuntime {
+/**
+ * The local runtime: the engine's driver, and the server's way into its sandboxes' ports (a
+ * connection from the server, `dial`, and tunnels served by the tunnel relay).
+ */
+export interface LocalSandboxRuntime extends SandboxRuntime, TunnelPlane {
   dial(sandboxId: string, port: number, signal?: AbortSignal): Promise<Socket>;
 }
 
@@ -163,6 +168,8 @@ class LocalRuntime implements SandboxRuntime {
   /** Ready-made disks of the default size, by what they start with. */
   readonly #diskTemplates = new Map<string, Promise<string>>();
   #prepared: Promise<void> | undefined;
+  /** Serves its tunnels (made with the first). */
+  #relay: TunnelRelay | undefined;
   readonly #warm: WarmPool<LocalSandbox>;
   readonly #imagePools: ImageWarmPools<LocalSandbox>;
   /** Its sandboxes standing on each image's layers (an image store keeps those). */
@@ -323,6 +330,30 @@ class LocalRuntime implements SandboxRuntime {
     const sandbox = this.#sandboxes.get(sandboxId);
     if (!sandbox) throw new Error(`sandbox ${sandboxId} is not running`);
     return await sandbox.dial(port, signal);
+  }
+
+  /**
+   * A tunnel to `port` of a running sandbox, served by the tunnel relay (network/tunnel-relay.ts:
+   * the agent binary's, started with the first tunnel) on `host`.
+   */
+  async openTunnel(sandboxId: string, port: number, host: string): Promise<RelayTunnel> {
+    if (this.#closed) throw new Error("the runtime is closed");
+    const sandbox = this.#sandboxes.get(sandboxId);
+    if (!sandbox) throw new Error(`sandbox ${sandboxId} is not running`);
+    this.#relay ??= new TunnelRelay({
+      agent: () => {
+        this.#agentFile ??= forgetOnFailure(installAgent(this.#dir), () => {
+          this.#agentFile = undefined;
+        });
+        return this.#agentFile;
+      },
+      log: (message, fields) => this.#options.log?.(message, fields),
+    });
+    return await sandbox.openTunnel(this.#relay, port, host);
+  }
+
+  async closeTunnel(sandboxId: string, port: number): Promise<void> {
+    await this.#relay?.close(sandboxId, port);
   }
 
   /**
@@ -623,6 +654,7 @@ class LocalRuntime implements SandboxRuntime {
     const network = this.#network;
     this.#network = undefined;
     await (await network?.catch(() => undefined))?.close();
+    this.#relay?.stop();
     // Its ids go back to the host once nothing of its sandboxes runs.
     const claim = this.#claim;
     this.#claim = undefined;
