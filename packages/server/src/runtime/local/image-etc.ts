@@ -40,8 +40,9 @@
  * target pushed on top), MAX_LSTATS lookups, MAX_OPAQUE_READS opaque marks read by at most
  * MAX_PROCESSES getfattr processes (one per step that needs them, never one per path). A
  * real chain takes a few steps. Opaque marks are read only while following a symlink, only
- * where a name is a directory in more than one layer. Any error reading the layers is a
- * refusal too (`transient`: the image's fault or not, it says nothing of the host's paths).
+ * where a name is a directory in more than one layer. An error reading the layers is a
+ * refusal too, marked `transient` (the host's doing, most likely), whose sentence names no
+ * host path.
  * Directories the chain names that the image does not have are made in the mount-point layer
  * (as Docker makes a missing mount point in the container's root).
  */
