@@ -32,18 +32,22 @@
  * resolution is refused (a sentence for the create's typed error) when the chain loops (more
  * than the kernel's 40 symlinks), climbs above the root, ends at the root or at something
  * that is not a directory, goes through a mount point the sandbox gets (`/.sbx`, `/proc`,
- * `/dev`, `/tmp`), names a directory below a missing one with `..`, is not UTF-8, or takes
- * more than MAX_STEPS components or MAX_OPAQUE_READS reads of xattrs (a hostile image could
- * otherwise make the server walk for long; a real chain takes a few steps, each at most one
- * lstat per layer and one getfattr process). Directories the chain names that the image does
- * not have are made in the mount-point layer (as Docker makes a missing mount point in the
- * container's root).
+ * `/dev`, `/tmp`), names a directory below a missing one with `..`, is not UTF-8, or names a
+ * path too long for the host. A hostile image could otherwise make the server work for long,
+ * before any limit of its sandboxes applies, so the work is bounded whatever the image holds
+ * and costs little per unit: at most MAX_PARTS components taken from symlinks' targets in
+ * all (empty and `.` ones dropped as a target is split; what is left to walk is a stack, a
+ * target pushed on top), MAX_LSTATS lookups, MAX_OPAQUE_READS opaque marks read by at most
+ * MAX_PROCESSES getfattr processes (one per step that needs them, never one per path). A
+ * real chain takes a few steps. Opaque marks are read only while following a symlink, only
+ * where a name is a directory in more than one layer. An error reading the layers is a
+ * refusal too, marked `transient` (the host's doing, most likely), whose sentence names no
+ * host path.
+ * Directories the chain names that the image does not have are made in the mount-point layer
+ * (as Docker makes a missing mount point in the container's root).
  */
 import { execFile } from "node:child_process";
 import { lstat, readlink } from "node:fs/promises";
-import { promisify } from "node:util";
-
-const run = promisify(execFile);
 
 /** What an image's `/etc` is, for its sandboxes' mount-point layer. */
 export type ImageEtc =
@@ -51,8 +55,11 @@ export type ImageEtc =
   | { readonly kind: "dir" }
   /** A symlink leading (maybe through others) to `target`, a directory path with no symlink. */
   | { readonly kind: "link"; readonly target: readonly EtcTargetDir[] }
-  /** A symlink leading nowhere a sandbox can have it: why, as a sentence's end ("its /etc …"). */
-  | { readonly kind: "refused"; readonly problem: string };
+  /**
+   * A symlink leading nowhere a sandbox can have it, or layers that could not be read: why, as
+   * a sentence's end ("its /etc …"); `transient`: a read failed (asking again may answer).
+   */
+  | { readonly kind: "refused"; readonly problem: string; readonly transient?: true };
 
 /** One component of the path `/etc` leads to, top down. */
 export interface EtcTargetDir {
@@ -61,15 +68,33 @@ export interface EtcTargetDir {
   readonly owner?: { readonly uid: number; readonly gid: number; readonly mode: number };
 }
 
+/** What one resolution did, in the units its limits count (see the MAX_ constants). */
+export interface EtcResolutionWork {
+  /** Components taken from symlinks' targets (empty and `.` ones dropped), all told: one step each. */
+  parts: number;
+  /** Lookups of a name in one layer (an lstat each). */
+  lstats: number;
+  /** Directories whose opaque mark was read. */
+  opaqueReads: number;
+  /** getfattr processes run to read them. */
+  processes: number;
+}
+
 /** Names every image root has as the runtime's mount points (the sandbox mounts over them). */
 export const MOUNT_POINT_NAMES: ReadonlySet<string> = new Set([".sbx", "proc", "dev", "tmp"]);
 
 /** The kernel's limit on symlinks followed in one path lookup (MAXSYMLINKS). */
 const MAX_SYMLINKS = 40;
-/** Path components looked at in all: a real /etc chain takes a handful. */
-const MAX_STEPS = 256;
-/** Opaque marks read in all (a directory's copies in every layer but the last, at each step; a process per step). */
-const MAX_OPAQUE_READS = 4096;
+/** Components taken from symlinks' targets in all, each a step of the walk: a real /etc chain takes a handful. */
+const MAX_PARTS = 256;
+/** Lookups in all: a real chain looks up a few names, each at most once per layer (499 at most). */
+const MAX_LSTATS = 8192;
+/** Opaque marks read in all: where a name is a directory in several layers, its copies but the last. */
+const MAX_OPAQUE_READS = 2048;
+/** getfattr processes in all: one per step that reads marks (or a few, for long paths). */
+const MAX_PROCESSES = 16;
+/** Bytes of paths given to one getfattr process (far below the kernel's limit on a command's arguments). */
+const PROCESS_PATH_BYTES = 128 * 1024;
 const PATH_MAX = 4096;
 const NAME_MAX = 255;
 
@@ -90,11 +115,7 @@ type Entry =
 
 class Refused extends Error {}
 
-/** What one resolution has spent (see MAX_STEPS, MAX_OPAQUE_READS). */
-interface Budget {
-  steps: number;
-  opaqueReads: number;
-}
+const noWork = (): EtcResolutionWork => ({ parts: 0, lstats: 0, opaqueReads: 0, processes: 0 });
 
 /** A stack of merged directories (the root first) as the path it names, quoted. */
 const shown = (stack: readonly MergedDir[]) =>
@@ -102,32 +123,44 @@ const shown = (stack: readonly MergedDir[]) =>
 
 /**
  * Where `/etc` of the image whose layers are `layerDirs` (the store's dirs, top first, each
- * once) leads.
+ * once) leads. Never rejects: what cannot be read is refused. `work` (for tests) is added to.
  */
-export async function resolveImageEtc(layerDirs: readonly string[]): Promise<ImageEtc> {
-  const budget: Budget = { steps: 0, opaqueReads: 0 };
+export async function resolveImageEtc(
+  layerDirs: readonly string[],
+  work: EtcResolutionWork = noWork(),
+): Promise<ImageEtc> {
   const root: MergedDir = { name: "", copies: layerDirs };
-  const etc = await entryOf(root, "etc", budget);
-  if (etc.kind !== "symlink") return { kind: "dir" };
   try {
-    return { kind: "link", target: await follow(root, etc.path, budget) };
+    // (What /etc is, not what it merges with: no opaque mark is read unless it is a symlink.)
+    const etc = await entryOf(root, "etc", work, false);
+    if (etc.kind !== "symlink") return { kind: "dir" };
+    return { kind: "link", target: await follow(root, etc.path, work) };
   } catch (error) {
     if (error instanceof Refused) return { kind: "refused", problem: error.message };
-    throw error;
+    // (A file system's or getfattr's error: its code only, no host path in a client's message.)
+    const code = (error as NodeJS.ErrnoException | undefined)?.code;
+    const why = typeof code === "string" && /^[A-Z0-9_]+$/.test(code) ? ` (${code})` : "";
+    return { kind: "refused", problem: `could not be read in the image's layers${why}`, transient: true };
   }
 }
 
 /** Follows the symlink at `link` (the host path of `/etc`'s topmost entry) to a directory. */
-async function follow(root: MergedDir, link: string, budget: Budget): Promise<EtcTargetDir[]> {
+async function follow(root: MergedDir, link: string, work: EtcResolutionWork): Promise<EtcTargetDir[]> {
   // The symlink is in the root: relative or absolute, its target starts there.
   let stack: MergedDir[] = [root];
-  let queue = (await symlinkParts(link)).parts;
+  /** The components left to walk, the next one last: a symlink's target is pushed on top. */
+  const pending: string[] = [];
+  /** Pushes the target of the symlink at `path`; answers whether it is absolute. */
+  const push = async (path: string): Promise<boolean> => {
+    const target = await symlinkTarget(path);
+    work.parts += target.parts.length;
+    if (work.parts > MAX_PARTS) throw new Refused(`is a symlink that takes over ${MAX_PARTS} steps to resolve`);
+    for (let i = target.parts.length - 1; i >= 0; i--) pending.push(target.parts[i] as string);
+    return target.absolute;
+  };
+  await push(link);
   let symlinks = 1;
-  while (queue.length > 0) {
-    const name = queue[0] as string;
-    queue = queue.slice(1);
-    if (name === "" || name === ".") continue;
-    if (++budget.steps > MAX_STEPS) throw new Refused(`is a symlink that takes over ${MAX_STEPS} steps to resolve`);
+  for (let name = pending.pop(); name !== undefined; name = pending.pop()) {
     const here = stack[stack.length - 1] as MergedDir;
     if (name === "..") {
       if (here.missing)
@@ -144,7 +177,7 @@ async function follow(root: MergedDir, link: string, budget: Budget): Promise<Et
       stack.push({ name, copies: [], missing: true });
       continue;
     }
-    const entry = await entryOf(here, name, budget);
+    const entry = await entryOf(here, name, work, true);
     switch (entry.kind) {
       case "missing":
         stack.push({ name, copies: [], missing: true });
@@ -154,9 +187,7 @@ async function follow(root: MergedDir, link: string, budget: Budget): Promise<Et
         break;
       case "symlink": {
         if (++symlinks > MAX_SYMLINKS) throw new Refused(`is a symlink that loops (over ${MAX_SYMLINKS} symlinks)`);
-        const target = await symlinkParts(entry.path);
-        if (target.absolute) stack = [root];
-        queue = [...target.parts, ...queue];
+        if (await push(entry.path)) stack = [root];
         break;
       }
       case "other":
@@ -172,8 +203,8 @@ async function follow(root: MergedDir, link: string, budget: Budget): Promise<Et
   return target.map((d): EtcTargetDir => (d.owner ? { name: d.name, owner: d.owner } : { name: d.name }));
 }
 
-/** A symlink's target as components; only UTF-8 targets are followed (its bytes exactly). */
-async function symlinkParts(path: string): Promise<{ absolute: boolean; parts: string[] }> {
+/** A symlink's target as its components but empty and `.` ones; only UTF-8 targets are followed (its bytes exactly). */
+async function symlinkTarget(path: string): Promise<{ absolute: boolean; parts: string[] }> {
   const bytes = await readlink(path, { encoding: "buffer" });
   let text: string;
   try {
@@ -181,16 +212,24 @@ async function symlinkParts(path: string): Promise<{ absolute: boolean; parts: s
   } catch {
     throw new Refused("is a symlink whose target is not UTF-8");
   }
-  return { absolute: text.startsWith("/"), parts: text.split("/") };
+  return { absolute: text.startsWith("/"), parts: text.split("/").filter((part) => part !== "" && part !== ".") };
 }
 
-/** The entry `name` of the merged directory `dir`, as overlayfs shows it. */
-async function entryOf(dir: MergedDir, name: string, budget: Budget): Promise<Entry> {
+/**
+ * The entry `name` of the merged directory `dir`, as overlayfs shows it; a directory with the
+ * copies it merges (`merge`) or its topmost copy alone.
+ */
+async function entryOf(dir: MergedDir, name: string, work: EtcResolutionWork, merge: boolean): Promise<Entry> {
   // The first layer that has the name decides what it is; a directory there merges with the
   // directories of that name below it, unless a copy above them is opaque.
   const found: { path: string; isDir: boolean; isSymlink: boolean; owner: NonNullable<EtcTargetDir["owner"]> }[] = [];
   for (const copy of dir.copies) {
     const path = `${copy}/${name}`;
+    // (Checked here, where the host's part of the path counts too: an error would name the path.)
+    if (Buffer.byteLength(path) >= PATH_MAX) throw new Refused("is a symlink that leads to a path too long");
+    if (++work.lstats > MAX_LSTATS) {
+      throw new Refused(`is a symlink that takes over ${MAX_LSTATS} lookups in its layers to resolve`);
+    }
     const stats = await lstat(path).catch((error: NodeJS.ErrnoException) => {
       if (error.code === "ENOENT") return undefined;
       throw error;
@@ -205,19 +244,17 @@ async function entryOf(dir: MergedDir, name: string, budget: Budget): Promise<En
     };
     if (found.length > 0 && !entry.isDir) break; // a non-directory below a directory: hidden, and so is all below
     found.push(entry);
-    if (!entry.isDir) break;
+    if (!entry.isDir || !merge) break;
   }
   const top = found[0];
   if (!top) return { kind: "missing" };
   if (top.isSymlink) return { kind: "symlink", path: top.path };
   if (!top.isDir) return { kind: "other" };
   // Copies below an opaque one do not show. Only copies that have one below them matter.
-  const above = found.slice(0, -1).map((copy) => copy.path);
-  budget.opaqueReads += above.length;
-  if (budget.opaqueReads > MAX_OPAQUE_READS) {
-    throw new Refused(`is a symlink that takes over ${MAX_OPAQUE_READS} reads of its layers to resolve`);
-  }
-  const opaque = await opaqueOf(above);
+  const opaque = await opaqueOf(
+    found.slice(0, -1).map((copy) => copy.path),
+    work,
+  );
   const copies = [top.path];
   for (let i = 0; i + 1 < found.length && !opaque.has((found[i] as (typeof found)[number]).path); i++) {
     copies.push((found[i + 1] as (typeof found)[number]).path);
@@ -225,30 +262,91 @@ async function entryOf(dir: MergedDir, name: string, budget: Budget): Promise<En
   return { kind: "dir", copies, owner: top.owner };
 }
 
-/** Paths getfattr prints as they are (no quoting): a batch of them is read by one process. */
-const PLAIN_PATH = /^[A-Za-z0-9._+,@/-]+$/;
-
 /** Which of `paths` (directories of layers) are marked opaque (the xattr the sandbox's overlay reads). */
-async function opaqueOf(paths: readonly string[]): Promise<Set<string>> {
+async function opaqueOf(paths: readonly string[], work: EtcResolutionWork): Promise<Set<string>> {
   const opaque = new Set<string>();
   if (paths.length === 0) return opaque;
-  const plain = paths.filter((path) => PLAIN_PATH.test(path));
-  const batches = [plain, ...paths.filter((path) => !PLAIN_PATH.test(path)).map((path) => [path])];
-  for (const batch of batches) {
-    if (batch.length === 0) continue;
-    // -d with -m: a block ("# file: PATH", then the xattr) for each file that has it, nothing else.
-    const { stdout } = await run(
-      "getfattr",
-      ["-h", "--absolute-names", "-e", "text", "-d", "-m", "^user\\.overlay\\.opaque$", "--", ...batch],
-      { env: { LC_ALL: "C" }, maxBuffer: 16 * 1024 * 1024 },
-    );
-    for (const block of stdout.split(/\n\n/)) {
-      if (!/^user\.overlay\.opaque="y"$/m.test(block)) continue;
-      // One path asked: its block. Several (plain paths, printed as they are): by the path.
-      const file = /^# file: (.*)$/m.exec(block)?.[1];
-      if (batch.length === 1) opaque.add(batch[0] as string);
-      else if (file !== undefined && batch.includes(file)) opaque.add(file);
+  work.opaqueReads += paths.length;
+  if (work.opaqueReads > MAX_OPAQUE_READS) {
+    throw new Refused(`is a symlink that takes over ${MAX_OPAQUE_READS} reads of its layers to resolve`);
+  }
+  for (const batch of batchesOf(paths)) {
+    if (++work.processes > MAX_PROCESSES) {
+      throw new Refused(`is a symlink that takes over ${MAX_PROCESSES} batches of reads of its layers to resolve`);
     }
+    for (const path of await opaqueMarked(batch)) opaque.add(path);
   }
   return opaque;
+}
+
+/** `paths` in batches of at most PROCESS_PATH_BYTES (each path shorter than PATH_MAX). */
+function batchesOf(paths: readonly string[]): string[][] {
+  const batches: string[][] = [];
+  let batch: string[] = [];
+  let bytes = 0;
+  for (const path of paths) {
+    const size = Buffer.byteLength(path) + 1;
+    if (batch.length > 0 && bytes + size > PROCESS_PATH_BYTES) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(path);
+    bytes += size;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
+
+const OPAQUE_LINE = Buffer.from('user.overlay.opaque="y"');
+const FILE_LINE = Buffer.from("# file: ");
+
+/**
+ * Which of `paths` are marked opaque, read by one getfattr process. It prints a block for each
+ * file that has the xattr: "# file: PATH" (PATH's bytes as they are but for newline, carriage
+ * return and backslash, as octal escapes `\ooo`), then `name="value"`; a path it prints that
+ * was not asked for, or cannot be decoded, fails the read.
+ */
+async function opaqueMarked(paths: readonly string[]): Promise<string[]> {
+  const asked = new Map(paths.map((path) => [Buffer.from(path).toString("latin1"), path]));
+  const stdout = await new Promise<Buffer>((resolve, reject) => {
+    execFile(
+      "getfattr",
+      ["-h", "--absolute-names", "-e", "text", "-d", "-m", "^user\\.overlay\\.opaque$", "--", ...paths],
+      { env: { LC_ALL: "C" }, encoding: "buffer", maxBuffer: 16 * 1024 * 1024 },
+      (error, out) => (error ? reject(error) : resolve(out)),
+    );
+  });
+  const marked: string[] = [];
+  let file: string | undefined;
+  for (let start = 0; start < stdout.length; ) {
+    const newline = stdout.indexOf(0x0a, start);
+    const line = stdout.subarray(start, newline === -1 ? stdout.length : newline);
+    start = newline === -1 ? stdout.length : newline + 1;
+    if (line.subarray(0, FILE_LINE.length).equals(FILE_LINE)) {
+      const decoded = unescaped(line.subarray(FILE_LINE.length));
+      file = decoded === undefined ? undefined : asked.get(decoded.toString("latin1"));
+      if (file === undefined) throw new Error("getfattr named a file it was not asked about");
+    } else if (line.equals(OPAQUE_LINE) && file !== undefined) {
+      marked.push(file);
+    }
+  }
+  return marked;
+}
+
+/** getfattr's quoting undone: `\ooo` is that byte; any other backslash: undefined (not its format). */
+function unescaped(quoted: Buffer): Buffer | undefined {
+  const out: number[] = [];
+  for (let i = 0; i < quoted.length; i++) {
+    const byte = quoted[i] as number;
+    if (byte !== 0x5c) {
+      out.push(byte);
+      continue;
+    }
+    const digits = quoted.subarray(i + 1, i + 4).toString("latin1");
+    if (!/^[0-3][0-7]{2}$/.test(digits)) return undefined;
+    out.push(Number.parseInt(digits, 8));
+    i += 3;
+  }
+  return Buffer.from(out);
 }

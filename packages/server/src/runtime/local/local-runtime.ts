@@ -76,6 +76,8 @@ const run = promisify(execFile);
 
 /** How many images' /etc resolutions a runtime keeps (see #etcOf). */
 const ETC_CACHE = 64;
+/** How long an image's /etc that could not be read is answered so before it is read again. */
+const ETC_READ_FAILURE_KEPT_MS = 10_000;
 
 /**
  * A warm sandbox's policy while it waits: open, as most creates ask (its agent, the server's,
@@ -295,19 +297,28 @@ class LocalRuntime implements SandboxRuntime {
 
   /**
    * Where the image's /etc leads, read in its layers; kept for the few images used last, by
-   * their layers' stamp (a layer unpacked again is read again).
+   * their layers' stamp (a layer unpacked again is read again). Refusals are kept too, so an
+   * image that is refused costs its reading once; one for a read that failed (not the image's
+   * doing, maybe) only for a little while.
    */
   #etcOf(image: ImageRecord, layers: LayerSource): Promise<ImageEtc> {
     const stamp = layerStamp(image, layers);
     const resolve = () => resolveImageEtc(imageLayerDirs(image, layers));
     if (stamp === undefined) return resolve();
     let etc = this.#etcs.get(stamp);
-    if (etc) this.#etcs.delete(stamp); // (set again below: the most recent last)
-    etc ??= resolve();
+    if (etc)
+      this.#etcs.delete(stamp); // (set again below: the most recent last)
+    else {
+      const resolving = resolve();
+      const forget = () => {
+        if (this.#etcs.get(stamp) === resolving) this.#etcs.delete(stamp);
+      };
+      void resolving.then((answer) => {
+        if (answer.kind === "refused" && answer.transient) setTimeout(forget, ETC_READ_FAILURE_KEPT_MS).unref();
+      }, forget); // (resolveImageEtc answers what it cannot read: never expected)
+      etc = resolving;
+    }
     this.#etcs.set(stamp, etc);
-    etc.catch(() => {
-      if (this.#etcs.get(stamp) === etc) this.#etcs.delete(stamp);
-    });
     while (this.#etcs.size > ETC_CACHE) this.#etcs.delete(this.#etcs.keys().next().value as string);
     return etc;
   }

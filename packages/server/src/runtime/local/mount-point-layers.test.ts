@@ -1,6 +1,7 @@
 // The mount-point layers on top of image roots: the shared one, and one per path an image's
 // /etc symlink leads to (content-addressed, shared, held by sandboxes, removed when the last
 // lets go); and what the runtime sweeps at start. Files only (no sandbox): needs root (owners).
+import { execFileSync } from "node:child_process";
 import {
   existsSync,
   lstatSync,
@@ -9,6 +10,7 @@ import {
   readdirSync,
   rmSync,
   symlinkSync,
+  unlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -139,6 +141,11 @@ describe.runIf(asRoot)("mount-point layers", () => {
     mkdirSync(join(links, "d".repeat(32)));
     mkdirSync(join(links, `${"e".repeat(32)}.building-999999999`));
     mkdirSync(join(links, `${"f".repeat(32)}.building-${process.pid}`));
+    // Removals cut short (renamed aside, then cut): another process's go, this one's are under way.
+    mkdirSync(join(links, `${"a".repeat(32)}.removing-999999999-1`));
+    mkdirSync(join(links, `${"b".repeat(32)}.removing-${process.pid}-1`));
+    mkdirSync(join(dir, "image-root-v1-1.removing-999999999-3"));
+    mkdirSync(join(dir, `${imageRootPartsName(BASE)}.removing-${process.pid}-2`));
     writeFileSync(join(parts, "disk-1-x.img.building-999999999"), "");
     symlinkSync(outside, join(dir, "image-root-v9-9"));
     symlinkSync(outside, join(links, "0".repeat(32)));
@@ -151,21 +158,95 @@ describe.runIf(asRoot)("mount-point layers", () => {
         `${imageRootPartsName(BASE)}/disk-1-x.img.building-999999999`,
         `${imageRootPartsName(BASE)}/etc-links/${"d".repeat(32)}`,
         `${imageRootPartsName(BASE)}/etc-links/${"e".repeat(32)}.building-999999999`,
+        `${imageRootPartsName(BASE)}/etc-links/${"a".repeat(32)}.removing-999999999-1`,
+        "image-root-v1-1.removing-999999999-3",
       ].sort(),
     );
     expect(readdirSync(dir).sort()).toEqual(
       [
         imageRootPartsName(BASE),
         `${imageRootPartsName(BASE)}.building-${process.pid}`,
+        `${imageRootPartsName(BASE)}.removing-${process.pid}-2`,
         "etc-links-x",
         "image-root-v9-9",
         "not-ours",
       ].sort(),
     );
     expect(readdirSync(links).sort()).toEqual(
-      ["0".repeat(32), `${"f".repeat(32)}.building-${process.pid}`, held.path.split("/").at(-1)].sort(),
+      [
+        "0".repeat(32),
+        `${"f".repeat(32)}.building-${process.pid}`,
+        `${"b".repeat(32)}.removing-${process.pid}-1`,
+        held.path.split("/").at(-1),
+      ].sort(),
     );
     expect(readdirSync(outside)).toEqual(["keep"]);
     held.release();
+  });
+
+  it("uses a layer found in place only if it is whole (a run cut short, an older version), else makes it again", async () => {
+    const { dir, layers } = fresh();
+    const held = await layers.hold(usrEtc);
+    const whole = tree(held.path);
+    const parts = await layers.parts();
+    const shared = tree(parts.mountPoints);
+    // Left by a removal cut short (children first): no resolv.conf, or a mount point gone.
+    unlinkSync(join(held.path, "usr/etc/conf.d/resolv.conf"));
+    rmSync(join(parts.mountPoints, "tmp"), { recursive: true });
+    const next = new MountPointLayers(dir, BASE);
+    const again = await next.hold(usrEtc);
+    expect(again.path).toBe(held.path);
+    expect(tree(again.path)).toEqual(whole);
+    expect(tree((await next.parts()).mountPoints)).toEqual(shared);
+    // A symlink where a directory of the layer should be: made again too (never followed).
+    const outside = mkdtempSync(join(work, "outside-"));
+    rmSync(join(again.path, "dev"), { recursive: true });
+    symlinkSync(outside, join(again.path, "dev"));
+    const third = await new MountPointLayers(dir, BASE).hold(usrEtc);
+    expect(tree(third.path)).toEqual(whole);
+    expect(readdirSync(outside)).toEqual([]);
+    // (What each found not whole was renamed aside, then removed.)
+    expect(readdirSync(join(held.path, "..")).filter((name) => name.includes(".removing-"))).toEqual([]);
+  });
+
+  it("a removal cut short leaves nothing under the layer's name: the next hold makes it whole", async () => {
+    const { layers } = fresh();
+    const held = await layers.hold(usrEtc);
+    const whole = tree(held.path);
+    // A mount inside the layer stops its removal halfway (rm cannot remove a mount point).
+    const blocker = mkdtempSync(join(work, "blocker-"));
+    execFileSync("mount", ["--bind", blocker, join(held.path, "tmp")]);
+    try {
+      held.release();
+      await layers.settled();
+      const left = readdirSync(join(held.path, ".."));
+      expect(left).not.toContain(held.path.split("/").at(-1));
+      expect(left.filter((name) => name.includes(".removing-"))).toHaveLength(1);
+      const again = await layers.hold(usrEtc);
+      expect(tree(again.path)).toEqual(whole);
+      again.release();
+      await layers.settled();
+    } finally {
+      for (const name of readdirSync(join(held.path, ".."))) {
+        try {
+          execFileSync("umount", [join(held.path, "..", name, "tmp")], { stdio: "ignore" });
+        } catch {} // (not the one mounted on)
+      }
+    }
+  });
+
+  it("a hold made while the runtime sweeps gets a whole layer, whenever it comes", async () => {
+    const { dir } = fresh();
+    const left = await new MountPointLayers(dir, BASE).hold(usrEtc); // (an earlier run's, never released)
+    const whole = tree(left.path);
+    for (let ticks = 0; ticks < 40; ticks++) {
+      const layers = new MountPointLayers(dir, BASE);
+      const sweep = layers.sweep();
+      for (let i = 0; i < ticks; i++) await new Promise((resolve) => setImmediate(resolve));
+      const held = await layers.hold(usrEtc);
+      await sweep;
+      expect(tree(held.path), `a hold after ${ticks} ticks`).toEqual(whole);
+      // (Left in place for the next round: an earlier run's layer, no sandbox of this one holds it.)
+    }
   });
 });

@@ -22,14 +22,18 @@
  * Nothing here is ever reached through a path of the image: layers are built aside in the
  * runtime's own dir (root's), then renamed into place; old versions, staging dirs cut short
  * and layers no sandbox holds are removed when the runtime cleans up at start (`sweep`).
+ * Removals rename aside first (stale-entries.ts), and a layer found in place is checked whole
+ * (every mount point, every directory along the DNS mount point's path a real directory, the
+ * `resolv.conf` a regular file) before it is used, else made again: bwrap must never find a
+ * mount point missing from the top layer (it would make it, or bind, through the image's
+ * symlink of that name), whatever a run cut short, or an older version, left there.
  */
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
-import { chmod, chown, mkdir, rename, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, chown, lstat, mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import type { EtcTargetDir, ImageEtc } from "./image-etc.js";
 import { MOUNT_POINT_NAMES } from "./image-etc.js";
-import { removeStaleEntries, staleStaging, staleVersionOf } from "./stale-entries.js";
+import { entriesOf, removeEntry, removeStaleEntries, staleStaging, staleVersionOf } from "./stale-entries.js";
 
 /** The pieces of image roots that are not the image's: made once, root's. */
 export interface ImageRootParts {
@@ -58,7 +62,8 @@ export const imageRootPartsName = (layerIdBase: number): string =>
   `image-root-v${IMAGE_ROOT_PARTS_VERSION}-${layerIdBase}`;
 /** Where, in the shared parts' dir, the layers of images whose /etc is a symlink are. */
 const ETC_LINK_LAYERS = "etc-links";
-const ETC_LINK_LAYER = /^[0-9a-f]{32}$/;
+/** An entry of ETC_LINK_LAYERS: a layer, its staging dir, or one being removed. */
+const ETC_LINK_ENTRY = /^([0-9a-f]{32})(\.building-\d+|\.removing-\d+-\d+)?$/;
 
 /**
  * /etc/resolv.conf (the sandbox's DNS, bound over it), in an /etc that is the image's root's
@@ -73,7 +78,12 @@ const RESOLV_CONF_MODE = 0o644;
 export async function ensureImageRootParts(dir: string, layerIdBase: number): Promise<ImageRootParts> {
   const parts = join(dir, imageRootPartsName(layerIdBase));
   const built = { mountPoints: join(parts, "mount-points"), emptyLayer: join(parts, "empty-layer") };
-  if (existsSync(parts)) return built;
+  const whole =
+    (await isWholeLayer(built.mountPoints, [ETC_DIR])) &&
+    (await isDir(join(built.emptyLayer, "upper"))) &&
+    (await isDir(join(built.emptyLayer, "work")));
+  if (whole) return built;
+  await removeEntry(dir, basename(parts)); // (what is there, if anything, is not whole)
   const staging = `${parts}.building-${process.pid}`;
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
@@ -112,6 +122,24 @@ async function makeMountPoints(layer: string): Promise<void> {
   }
 }
 
+/** Whether `path` is a directory (not a symlink to one). */
+const isDir = async (path: string) => (await lstat(path).catch(() => undefined))?.isDirectory() === true;
+
+/**
+ * Whether the mount-point layer at `layer` is whole: its mount points, and the directories
+ * `dirs` (below one another), real directories, and a regular `resolv.conf` in the last.
+ */
+async function isWholeLayer(layer: string, dirs: readonly string[]): Promise<boolean> {
+  if (!(await isDir(layer))) return false;
+  for (const name of MOUNT_POINT_NAMES) if (!(await isDir(join(layer, name)))) return false;
+  let dir = layer;
+  for (const name of dirs) {
+    dir = join(dir, name);
+    if (!(await isDir(dir))) return false;
+  }
+  return (await lstat(join(dir, RESOLV_CONF)).catch(() => undefined))?.isFile() === true;
+}
+
 /** The empty file the DNS config is bound over, the image's root's. */
 async function resolvConfIn(dir: string, layerIdBase: number): Promise<void> {
   const file = join(dir, RESOLV_CONF);
@@ -141,10 +169,13 @@ export function etcLinkLayerOf(target: readonly EtcTargetDir[]): { name: string;
 /**
  * Builds the layer for images whose /etc leads to `target` at `path` once (aside, then
  * renamed): the mount points, the directories along `target` (the image's owner and mode, or
- * the image's root's 0755 where it has none) and the empty resolv.conf in the last.
+ * the image's root's 0755 where it has none) and the empty resolv.conf in the last. One found
+ * there is used if whole, else made again. (No sandbox of this runtime holds it: see hold.)
  */
 async function ensureEtcLinkLayer(path: string, target: readonly EtcTargetDir[], layerIdBase: number): Promise<void> {
-  if (existsSync(path)) return;
+  const dirs = target.map((d) => d.name);
+  if (await isWholeLayer(path, dirs)) return;
+  await removeEntry(dirname(path), basename(path));
   const staging = `${path}.building-${process.pid}`;
   await rm(staging, { recursive: true, force: true });
   await makeMountPoints(staging);
@@ -166,7 +197,11 @@ export class MountPointLayers {
   #parts: Promise<ImageRootParts> | undefined;
   /** Layers of images whose /etc is a symlink, by name: how many sandboxes hold each, and its build. */
   readonly #held = new Map<string, { users: number; built: Promise<void> }>();
-  /** Layers being removed, by name (a new hold waits for the removal, then builds it again). */
+  /**
+   * Layers being removed, by name (a new hold waits for the removal, then builds it again).
+   * Set in the same tick as the removal is decided (no sandbox holds the layer), so no hold
+   * ever uses a layer being removed.
+   */
   readonly #removing = new Map<string, Promise<void>>();
 
   constructor(dir: string, layerIdBase: number) {
@@ -207,19 +242,7 @@ export class MountPointLayers {
       if (--held.users > 0 || this.#held.get(name) !== held) return;
       this.#held.delete(name);
       // (After its build, whichever way that went: the staging dir of a failed one goes too.)
-      const removal = held.built
-        .catch(() => {})
-        .then(() =>
-          removeStaleEntries(this.#etcLinkLayers(), (n) => n === name || n === `${name}.building-${process.pid}`),
-        )
-        .then(
-          () => {},
-          () => {},
-        )
-        .finally(() => {
-          if (this.#removing.get(name) === removal) this.#removing.delete(name);
-        });
-      this.#removing.set(name, removal);
+      this.#remove(name, held.built, [name, `${name}.building-${process.pid}`]).catch(() => {});
     };
     try {
       await held.built;
@@ -236,10 +259,38 @@ export class MountPointLayers {
   }
 
   /**
+   * Removes layer `name`'s `entries` (the layer, its staging dir) once `after` has settled;
+   * a hold of it meanwhile waits for the removal. Answers the entries removed.
+   */
+  #remove(name: string, after: Promise<unknown>, entries: readonly string[]): Promise<string[]> {
+    const links = this.#etcLinkLayers();
+    const removal = after
+      .catch(() => {})
+      .then(async () => {
+        const removed: string[] = [];
+        for (const entry of entries) if (await removeEntry(links, entry)) removed.push(entry);
+        return removed;
+      });
+    const settled = removal.then(
+      () => {},
+      () => {},
+    );
+    this.#removing.set(name, settled);
+    void settled.then(() => {
+      if (this.#removing.get(name) === settled) this.#removing.delete(name);
+    });
+    return removal;
+  }
+
+  /**
    * Removes what is no longer any sandbox's: image root parts of other versions or id bases
-   * (and staging dirs cut short) in the runtime's images dir; in the current parts, staging
-   * dirs cut short and the layers of images whose /etc is a symlink that no sandbox holds.
-   * Meant for the runtime's start, once nothing of an earlier run's sandboxes is alive.
+   * (and staging dirs and removals cut short) in the runtime's images dir; in the current
+   * parts, staging dirs and removals cut short and the layers of images whose /etc is a
+   * symlink that no sandbox holds. Meant for the runtime's start, once nothing of an earlier
+   * run's sandboxes is alive: the runtime sweeps as the engine restores its state, before the
+   * server listens, so no sandbox of this run is starting yet. Safe all the same: a layer is
+   * claimed for removal (see #removing) in the tick it is found unheld, and a hold that comes
+   * later waits for the removal and makes the layer again.
    */
   async sweep(): Promise<string[]> {
     const current = imageRootPartsName(this.#layerIdBase);
@@ -247,13 +298,21 @@ export class MountPointLayers {
     removed.push(
       ...(await removeStaleEntries(join(this.#dir, current), staleStaging)).map((name) => join(current, name)),
     );
-    const links = await removeStaleEntries(this.#etcLinkLayers(), (name) => {
-      if (this.#held.has(name) || this.#removing.has(name)) return false;
-      const layer = /^(.*?)(\.building-(\d+))?$/.exec(name);
-      if (!layer || !ETC_LINK_LAYER.test(layer[1] as string)) return false;
-      return layer[3] === undefined || Number(layer[3]) !== process.pid;
-    });
-    removed.push(...links.map((name) => join(current, ETC_LINK_LAYERS, name)));
+    const links = this.#etcLinkLayers();
+    for (const entry of await entriesOf(links)) {
+      const match = ETC_LINK_ENTRY.exec(entry);
+      if (!match) continue;
+      let gone: boolean;
+      if (match[2] !== undefined) {
+        if (!staleStaging(entry)) continue; // (this process's own build or removal, under way)
+        gone = await removeEntry(links, entry);
+      } else {
+        const name = match[1] as string;
+        if (this.#held.has(name) || this.#removing.has(name)) continue;
+        gone = (await this.#remove(name, Promise.resolve(), [entry])).length > 0;
+      }
+      if (gone) removed.push(join(current, ETC_LINK_LAYERS, entry));
+    }
     return removed;
   }
 
