@@ -51,7 +51,8 @@ name *.DOMAIN pointing at this server: tunnels are https://<port>-<sandbox id>.D
 connect-token and service URLs https://<port>-<sandbox id>-auth.DOMAIN, each an origin of its
 own (browsers keep their cookies apart). Without it, each sandbox port gets a listener of its own.
 --tunnel-scheme: the scheme of those URLs (default https: a TLS proxy with a *.DOMAIN
-certificate in front; the server itself speaks plain HTTP). --tunnel-public-port: their port
+certificate in front; the server itself speaks plain HTTP; http is for development only:
+no __Host- cookies, so sibling names can plant them). --tunnel-public-port: their port
 (default 443 for https, the server's own port for http).`;
 
 export async function main(argv: string[]): Promise<number> {

@@ -7,9 +7,11 @@
  */
 import type { ConnectRouter, HandlerContext, Interceptor } from "@connectrpc/connect";
 import { ConnectionGuard, type ConnectionLimits } from "./connection-guard.js";
+import { HostedBudget } from "./hosted-budget.js";
 import { READ_MAX_BYTES } from "./request-limits.js";
 
 export { type ConnectionLimits, DEFAULT_MAX_CONNECTIONS } from "./connection-guard.js";
+export type { HostedLimits } from "./hosted-budget.js";
 
 export interface ListenOptions {
   readonly host?: string;
@@ -41,12 +43,13 @@ export interface ListenOptions {
   /**
    * Requests for host names that are not the API's (a tunnel domain's sandbox hosts): each
    * request and upgrade is shown to the router first, by its Host (HTTP/1.1) or :authority
-   * (HTTP/2); one it takes never reaches the API (no CORS headers, no API routes).
+   * (HTTP/2); one it takes never reaches the API (no CORS headers, no API routes). Those it lets
+   * through have a budget of their own (`connections.hosted`, see HostedLimits).
    */
   readonly hostRouter?: HostRouter;
   /** Largest request message an RPC reads (default READ_MAX_BYTES); a route may set its own (see serveWithLimits). */
   readonly readMaxBytes?: number;
-  /** Timeouts and the cap for connections with no request in flight. */
+  /** Timeouts and caps for connections, and the hosted requests' budget (`hosted`). */
   readonly connections?: ConnectionLimits;
 }
 
@@ -78,15 +81,29 @@ export interface HostRouter {
 
 /** What serves one request to a routed host name. */
 export interface HostRoute {
-  /** An HTTP/1.1 or HTTP/2 request; the route settles its `verdict` (see ConnectionGuard). */
-  request(req: NodeRequest, res: NodeResponse, verdict: FrontDoorVerdict): void;
-  /** An HTTP/1.1 upgrade; the route owns the socket and calls `accepted` once it is let through. */
+  /** An HTTP/1.1 or HTTP/2 request; the route asks `door` to let it through (else it counts as refused). */
+  request(req: NodeRequest, res: NodeResponse, door: HostedDoor): void;
+  /** An HTTP/1.1 upgrade; the route owns the socket and asks `door` to let it through. */
   upgrade(
     req: import("node:http").IncomingMessage,
     socket: import("node:stream").Duplex,
     head: Buffer,
-    accepted: () => void,
+    door: HostedDoor,
   ): void;
+}
+
+/**
+ * How a host route lets a request through (see HostedLimits): one it does not let through counts
+ * as refused (ConnectionGuard), and unlike the API's refusals does not close its connection (a
+ * proxy in front carries every client's requests over its own few connections).
+ */
+export interface HostedDoor {
+  /**
+   * Lets the request through to `target` (a sandbox's port, say): in flight until answered (an
+   * upgrade: until its socket closes), holding a place in the hosted budget, and with a
+   * deadline for its body. False when the budget has no place for it: the route answers 503.
+   */
+  admit(target: string): boolean;
 }
 
 /** Ends a refused upgrade's socket after its answer, and for good a moment later whatever the client does. */
@@ -112,11 +129,10 @@ const MAX_SESSION_MEMORY_MIB = 10;
  * How the front door settled a request (set once: the first call wins): accepted ones count as
  * in flight until answered; a refused one's connection is closed after its answer.
  */
-export interface FrontDoorVerdict {
+interface Verdict {
   accepted(): void;
   refused(): void;
 }
-type Verdict = FrontDoorVerdict;
 
 export async function listenConnect(
   routes: (router: ConnectRouter) => void,
@@ -221,7 +237,7 @@ export async function listenConnect(
     const verdict = frontDoorVerdict(req, res as NodeResponse, connection);
     const hosted = hostRouter?.route(req);
     if (hosted) {
-      hosted.request(req, res as NodeResponse, verdict);
+      hosted.request(req, res as NodeResponse, hostedDoor(req, res as NodeResponse, verdict, connection));
       return;
     }
     res.setHeader("access-control-allow-origin", origin);
@@ -277,6 +293,29 @@ export async function listenConnect(
       },
     };
   };
+  /** Lets a hosted request through within the hosted budget, with a deadline for its body. */
+  const hostedDoor = (
+    req: NodeRequest,
+    res: NodeResponse,
+    verdict: Verdict,
+    connection: import("./connection-guard.js").TrackedConnection | undefined,
+  ): HostedDoor => {
+    let admitted = false;
+    return {
+      admit(target) {
+        if (admitted) return true;
+        if ((res as { destroyed?: boolean }).destroyed) return false;
+        const release = hostedBudget.take(connection?.address ?? "", target);
+        if (!release) return false;
+        admitted = true;
+        res.once("finish", release);
+        res.once("close", release);
+        verdict.accepted();
+        endLateBody(req, res, hostedBudget.requestTimeoutMs, http2Constants.NGHTTP2_CANCEL);
+        return true;
+      },
+    };
+  };
   const upgradeRoutes = options.upgradeRoutes ?? [];
   const upgradeRouteOf = (req: import("node:http").IncomingMessage) => {
     const path = req.url?.split("?", 2)[0] ?? "";
@@ -307,7 +346,20 @@ export async function listenConnect(
       socket.on("error", () => socket.destroy());
       const hosted = hostRouter?.route(req);
       if (hosted) {
-        hosted.upgrade(req, socket, head, acceptUpgrade(req, socket));
+        const accepted = acceptUpgrade(req, socket);
+        let admitted = false;
+        hosted.upgrade(req, socket, head, {
+          admit(target) {
+            if (admitted) return true;
+            if (socket.destroyed) return false;
+            const release = hostedBudget.take(tracked.get(req.socket)?.address ?? "", target);
+            if (!release) return false;
+            admitted = true;
+            socket.once("close", release);
+            accepted();
+            return true;
+          },
+        });
         return;
       }
       const route = upgradeRouteOf(req);
@@ -333,6 +385,7 @@ export async function listenConnect(
     handle,
   );
   const guard = new ConnectionGuard(options.connections);
+  const hostedBudget = new HostedBudget(options.connections?.hosted ?? {}, guard.maxConnections);
   const tracked = new WeakMap<object, import("./connection-guard.js").TrackedConnection>();
   // The session is created synchronously while the connection is handed over (below).
   let arriving: import("./connection-guard.js").TrackedConnection | undefined;
@@ -403,6 +456,38 @@ function reclassifyUndecodableRequests(
     },
     { once: true },
   );
+}
+
+/**
+ * Ends a hosted request whose body has not all arrived (HTTP/2: been read) within `ms` of its
+ * being let through: a 408 when it has no answer yet, then its connection closed (HTTP/2: the
+ * stream reset), or at once when the app's answer has begun.
+ */
+function endLateBody(req: NodeRequest, res: NodeResponse, ms: number, cancel: number): void {
+  if (req.complete) return;
+  const timer = setTimeout(() => {
+    if (req.complete) return;
+    const body = "408 Request Timeout: the request's body did not arrive in time\n";
+    const headers = { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body) };
+    if ("stream" in req) {
+      const stream = req.stream;
+      if (!res.headersSent && !stream.destroyed) {
+        (res as import("node:http2").Http2ServerResponse).writeHead(408, headers);
+        res.end(body, () => stream.close(cancel));
+      } else stream.close(cancel);
+      return;
+    }
+    const socket = req.socket;
+    if (res.headersSent) {
+      socket.destroy();
+      return;
+    }
+    (res as import("node:http").ServerResponse).writeHead(408, { ...headers, connection: "close" });
+    res.end(body, () => socket.destroy());
+  }, ms).unref();
+  const stop = () => clearTimeout(timer);
+  res.once("finish", stop);
+  res.once("close", stop);
 }
 
 /**

@@ -1,29 +1,34 @@
 // `sbx server --tunnel-domain`, for real: sandbox ports by host name on the server's own port —
 // HTTP/1.1, HTTP/2 (:authority) and a WebSocket through an app in a sandbox, connect tokens on
-// names of their own, 404 for names that lead nowhere, and the API on the same port. No DNS:
-// requests resolve every name to the server (a lookup of their own) or carry a Host header.
+// names of their own, 404 for names that lead nowhere, and the API on the same port; request
+// framing and the verified user header as an app reads them; the hosted requests' budget. No
+// DNS: requests resolve every name to the server (a lookup of their own) or carry a Host header.
 import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { request as httpRequest, type OutgoingHttpHeaders } from "node:http";
 import { connect as http2Connect } from "node:http2";
-import type { LookupFunction } from "node:net";
+import { type LookupFunction, connect as netConnect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Sandbox, SandboxClient } from "@sbx/node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { realServerAvailable, startCliServer } from "./test-support.js";
+import { realServerAvailable, startCliServer, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
 
 const DOMAIN = "sbx.test";
 const HTTP_PORT = 8000;
 const WS_PORT = 9000;
+const RAW_PORT = 8100;
 
 /**
- * In the sandbox: an HTTP app on 8000 that answers with what it was sent, and a WebSocket app
+ * In the sandbox: an HTTP app on 8000 that answers with what it was sent, a WebSocket app
  * on 9000 (Python's standard library has no WebSocket server: the handshake and frames by hand)
- * that first says which host and verified user it was given, then echoes text messages.
+ * that first says which host and verified user it was given, then echoes text messages, and on
+ * 8100 an app that reads one request by the framing its head announces (Content-Length, chunked
+ * or none) and answers with its request line, headers and body: a body sent with no framing
+ * would be left for it to read as the next request.
  */
 const APPS = `python3 - <<'EOF'
 import base64, hashlib, http.server, json, socketserver, threading
@@ -61,8 +66,40 @@ class Ws(socketserver.BaseRequestHandler):
             if opcode == 8:
                 s.sendall(bytes([0x88, 0])); return
             s.sendall(frame(payload))
+def read_more(s, data):
+    more = s.recv(65536)
+    if not more: raise EOFError
+    return data + more
+class Raw(socketserver.BaseRequestHandler):
+    def handle(self):
+        s = self.request; data = b""
+        try:
+            while b"\\r\\n\\r\\n" not in data: data = read_more(s, data)
+            head, data = data.split(b"\\r\\n\\r\\n", 1)
+            lines = head.decode("latin-1").split("\\r\\n")
+            headers = {}
+            for l in lines[1:]:
+                k, v = l.split(":", 1); headers.setdefault(k.strip().lower(), []).append(v.strip())
+            body = b""
+            if headers.get("transfer-encoding") == ["chunked"]:
+                while True:
+                    while b"\\r\\n" not in data: data = read_more(s, data)
+                    size_line, data = data.split(b"\\r\\n", 1)
+                    size = int(size_line, 16)
+                    while len(data) < size + 2: data = read_more(s, data)
+                    body += data[:size]; data = data[size + 2:]
+                    if size == 0: break
+            else:
+                n = int(headers.get("content-length", ["0"])[0])
+                while len(data) < n: data = read_more(s, data)
+                body = data[:n]
+        except EOFError:
+            return
+        out = json.dumps({"requestLine": lines[0], "headers": headers, "body": body.decode("latin-1")}).encode()
+        s.sendall(b"HTTP/1.1 200 OK\\r\\ncontent-type: application/json\\r\\ncontent-length: " + str(len(out)).encode() + b"\\r\\n\\r\\n" + out)
 socketserver.ThreadingTCPServer.allow_reuse_address = True
 threading.Thread(target=socketserver.ThreadingTCPServer(("0.0.0.0", ${WS_PORT}), Ws).serve_forever, daemon=True).start()
+threading.Thread(target=socketserver.ThreadingTCPServer(("0.0.0.0", ${RAW_PORT}), Raw).serve_forever, daemon=True).start()
 http.server.ThreadingHTTPServer(("0.0.0.0", ${HTTP_PORT}), App).serve_forever()
 EOF`;
 
@@ -142,7 +179,7 @@ if (available) {
       await sb.run(APPS, { wait: false, timeoutMs: 0 });
       for (let i = 0; ; i++) {
         const up = await sb.run(
-          `python3 -c "import socket; [socket.create_connection(('127.0.0.1', p), 1) for p in (${HTTP_PORT}, ${WS_PORT})]" 2>/dev/null`,
+          `python3 -c "import socket; [socket.create_connection(('127.0.0.1', p), 1) for p in (${HTTP_PORT}, ${WS_PORT}, ${RAW_PORT})]" 2>/dev/null`,
         );
         if (up.exitCode === 0) break;
         if (i > 100) throw new Error("the apps did not start");
@@ -259,6 +296,175 @@ if (available) {
         });
       expect((await listImages("Bearer t")).status).toBe(200);
       expect((await listImages()).status).toBe(401);
+    });
+
+    it("an app reads the request it was sent: HTTP/2 bodies chunked, lengths and the verified user kept whatever Connection says", async () => {
+      const { url: tokenUrl, token } = await sb.createConnectToken({ port: RAW_PORT, userMetadata: { user: "ada" } });
+      const name = new URL(tokenUrl).host;
+      interface Received {
+        requestLine: string;
+        headers: Record<string, string[]>;
+        body: string;
+      }
+      // HTTP/2: a GET whose DATA (with no content-length) is shaped like a second request.
+      const smuggled = `GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Verified-User-Data: {"user":"bob"}\r\n\r\n`;
+      const session = http2Connect(url);
+      try {
+        const text = await new Promise<string>((resolve, reject) => {
+          const stream = session.request(
+            { ":method": "GET", ":path": "/first", ":authority": name, authorization: `Bearer ${token}` },
+            { endStream: false },
+          );
+          let got = "";
+          stream.setEncoding("utf8");
+          stream.on("data", (d: string) => {
+            got += d;
+          });
+          stream.on("end", () => resolve(got));
+          stream.on("error", reject);
+          stream.end(smuggled);
+        });
+        const app = JSON.parse(text) as Received;
+        expect(app).toMatchObject({ requestLine: "GET /first HTTP/1.1", body: smuggled });
+        expect(app.headers).toMatchObject({
+          "transfer-encoding": ["chunked"],
+          "x-verified-user-data": ['{"user":"ada"}'],
+        });
+      } finally {
+        session.destroy();
+      }
+      // HTTP/1.1: Connection naming Content-Length and the verified header removes neither.
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = netConnect(port, "127.0.0.1");
+        let got = "";
+        socket.setEncoding("latin1");
+        socket.on("data", (d: string) => {
+          got += d;
+        });
+        socket.on("close", () => resolve(got));
+        socket.on("error", reject);
+        socket.write(
+          `GET /cl HTTP/1.1\r\nHost: ${name}\r\nAuthorization: Bearer ${token}\r\n` +
+            `Connection: close, content-length, x-verified-user-data\r\nContent-Length: 5\r\n\r\nHELLO`,
+        );
+      });
+      const app = JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)) as Received;
+      expect(app.body).toBe("HELLO");
+      expect(app.headers).toMatchObject({ "content-length": ["5"], "x-verified-user-data": ['{"user":"ada"}'] });
+    });
+
+    it("the app sees the name the request was routed by; a cookie from a sibling's page does not post", async () => {
+      const session = http2Connect(url);
+      try {
+        const text = await new Promise<string>((resolve, reject) => {
+          const stream = session.request({ ":path": "/h", ":authority": host(sb.id, HTTP_PORT), host: "evil.example" });
+          let got = "";
+          stream.setEncoding("utf8");
+          stream.on("data", (d: string) => {
+            got += d;
+          });
+          stream.on("end", () => resolve(got));
+          stream.on("error", reject);
+        });
+        expect(JSON.parse(text)).toMatchObject({ path: "/h", host: host(sb.id, HTTP_PORT) });
+      } finally {
+        session.destroy();
+      }
+      const { url: tokenUrl, token } = await sb.createConnectToken({ port: HTTP_PORT });
+      const posted = await get(tokenUrl, {
+        method: "POST",
+        headers: {
+          cookie: `sbx_${sb.id}_${HTTP_PORT}=${token}`,
+          origin: `http://${host(other.id, HTTP_PORT)}:${port}`,
+        },
+      });
+      expect(posted.status).toBe(403);
+    });
+  });
+
+  /**
+   * In the sandbox: an app on RAW_PORT that starts answering a request at once (200, chunked, a
+   * first chunk) and then never finishes, reading whatever body comes: each stays in flight.
+   */
+  const SLOW_APP = `python3 - <<'EOF'
+import socketserver
+class Slow(socketserver.BaseRequestHandler):
+    def handle(self):
+        s = self.request; data = b""
+        while b"\\r\\n\\r\\n" not in data:
+            more = s.recv(65536)
+            if not more: return
+            data += more
+        s.sendall(b"HTTP/1.1 200 OK\\r\\ntransfer-encoding: chunked\\r\\n\\r\\n1\\r\\n.\\r\\n")
+        while s.recv(65536): pass
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(("0.0.0.0", ${RAW_PORT}), Slow).serve_forever()
+EOF`;
+
+  describe("sbx server --tunnel-domain: the hosted requests' budget", () => {
+    const server = useTestServer({
+      tunnelDomain: DOMAIN,
+      tunnelScheme: "http",
+      network: { allow: ["198.18.0.0/15"] },
+      connections: { maxConnections: 20, maxSilentConnectionsPerAddress: 5 },
+    });
+    let client: SandboxClient;
+    let sb: Sandbox;
+    beforeAll(async () => {
+      client = new SandboxClient({ endpoint: server.url, token: server.token });
+      sb = await client.sandboxes.create({ ports: [RAW_PORT], blockNetwork: true });
+      await sb.run(SLOW_APP, { wait: false, timeoutMs: 0 });
+      for (let i = 0; ; i++) {
+        const up = await sb.run(
+          `python3 -c "import socket; socket.create_connection(('127.0.0.1', ${RAW_PORT}), 1)" 2>/dev/null`,
+        );
+        if (up.exitCode === 0) break;
+        if (i > 100) throw new Error("the app did not start");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }, 60_000);
+    afterAll(async () => {
+      await sb?.terminate();
+      await client?.close();
+    });
+
+    it("anonymous requests to an open tunnel that never end take at most half the connections: the API still answers", async () => {
+      const port = Number(new URL(server.url).port);
+      const name = `${RAW_PORT}-${sb.id}.${DOMAIN}`;
+      const held: Socket[] = [];
+      const statuses: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        const socket = netConnect(port, "127.0.0.1");
+        held.push(socket);
+        socket.on("error", () => {});
+        socket.setEncoding("latin1");
+        // The first bytes back: the app's 200 (let through, in flight for good) or a refusal.
+        statuses.push(
+          await new Promise<string>((resolve) => {
+            socket.once("data", (d: string) => resolve(d.split("\r\n")[0] ?? ""));
+            socket.once("close", () => resolve("(closed)"));
+            socket.write(`POST /slow/${i} HTTP/1.1\r\nHost: ${name}\r\nContent-Length: 100000\r\n\r\nx`);
+          }),
+        );
+      }
+      const api = await new Promise<string>((resolve) => {
+        const socket = netConnect(port, "127.0.0.1");
+        let got = "";
+        socket.setEncoding("latin1");
+        socket.on("data", (d: string) => {
+          got += d;
+        });
+        socket.on("error", () => {});
+        socket.on("close", () => resolve(got.split("\r\n")[0] ?? ""));
+        socket.write(
+          `POST /sbx.v1.ImageService/ListImages HTTP/1.1\r\nHost: ${DOMAIN}\r\nAuthorization: Bearer ${server.token}\r\n` +
+            `content-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}`,
+        );
+      });
+      for (const socket of held) socket.destroy();
+      expect(api).toBe("HTTP/1.1 200 OK");
+      expect(statuses.filter((s) => s === "HTTP/1.1 200 OK")).toHaveLength(10);
+      expect(statuses.filter((s) => s === "HTTP/1.1 503 Service Unavailable")).toHaveLength(10);
     });
   });
 }

@@ -125,4 +125,59 @@ describe("the gateway's decision", () => {
       (await upgrade({ host: "127.0.0.1:41234", origin: "https://elsewhere.example" }, `/?sbx_token=${token}`)).kind,
     ).toBe("forward");
   });
+
+  it("a cookie lets in a request that changes things only from the host's own origin (or a client that is not a browser)", async () => {
+    const tokens = new IngressTokens(randomTokenKey());
+    const { token } = await tokens.issue({ ...target, audience: "service", expiresInMs: 60_000 });
+    const host = "8080-sb-1-auth.example.com";
+    const status = async (method: string, headers: Record<string, string>) => {
+      const decision = await authorizeRequest(
+        { method, url: "/", headers: { host, cookie: `sbx_sb-1_8080=${token}`, ...headers } },
+        target,
+        tokens,
+      );
+      return decision.kind === "reject" ? decision.status : decision.kind;
+    };
+    expect(await status("POST", { origin: "https://8000-sb-2.example.com" })).toBe(403);
+    expect(await status("POST", { origin: "null" })).toBe(403);
+    expect(await status("PATCH", { "sec-fetch-site": "same-site" })).toBe(403);
+    expect(await status("POST", { origin: `https://${host}`, "sec-fetch-site": "cross-site" })).toBe(403);
+    expect(await status("POST", { origin: `https://${host}`, "sec-fetch-site": "same-origin" })).toBe("forward");
+    expect(await status("POST", { "sec-fetch-site": "none" })).toBe("forward");
+    expect(await status("DELETE", {})).toBe("forward");
+    for (const method of ["GET", "HEAD", "OPTIONS"]) {
+      expect(await status(method, { origin: "https://8000-sb-2.example.com", "sec-fetch-site": "same-site" })).toBe(
+        "forward",
+      );
+    }
+  });
+
+  it("the app gets the host the request was routed by; a query token's redirect never leaves the host", async () => {
+    const absolute = await authorizeRequest(
+      { method: "GET", url: "http://user@8080-SB-1.example.com:80/p?q=1", headers: { host: "evil.example" } },
+      target,
+      undefined,
+    );
+    expect(absolute).toMatchObject({ kind: "forward", url: "/p?q=1", headers: { host: "8080-sb-1.example.com" } });
+    const h2 = await authorizeRequest(
+      { method: "GET", url: "/", headers: { ":authority": "8080-sb-1.example.com", host: "evil.example" } },
+      target,
+      undefined,
+    );
+    expect(h2).toMatchObject({ kind: "forward", headers: { host: "8080-sb-1.example.com" } });
+    const tokens = new IngressTokens(randomTokenKey());
+    const { token } = await tokens.issue({ ...target, audience: "service", expiresInMs: 60_000 });
+    const location = async (path: string) => {
+      const decision = await authorizeRequest(
+        { method: "GET", url: `${path}?sbx_token=${token}`, headers: {} },
+        target,
+        tokens,
+      );
+      return decision.kind === "redirect" ? decision.location : decision.kind;
+    };
+    expect(await location("/.//evil.example/x")).toBe("/evil.example/x");
+    expect(await location("/./\\\\evil.example")).toBe("/evil.example");
+    expect(await location("//evil.example/x")).toBe("/x");
+    expect(await location("/a//b")).toBe("/a//b");
+  });
 });

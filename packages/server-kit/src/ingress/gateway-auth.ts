@@ -8,7 +8,12 @@
  * parameter) and any caller's `X-Verified-User-Data` replaced by the connect token's metadata.
  * The cookie is not taken for an upgrade (WebSocket) from a page of another origin: browsers
  * send a host's cookies along with cross-origin WebSockets, so any page could otherwise open
- * one in its visitor's name (cross-site WebSocket hijacking).
+ * one in its visitor's name (cross-site WebSocket hijacking). Nor for a request that may change
+ * things (not GET, HEAD or OPTIONS) that a browser says comes from another origin (`Origin`, or
+ * `Sec-Fetch-Site` other than same-origin or none): 403, since a sibling sandbox's page under one
+ * tunnel domain is the same site, and SameSite=Lax lets its forms post with the cookie (CSRF).
+ * The app is told the host the request was routed by: an absolute request target's authority
+ * or HTTP/2's :authority, over any Host header the caller sent along.
  */
 import type { IngressTokens, VerifiedToken } from "./tokens.js";
 
@@ -40,7 +45,7 @@ export interface GatewayRequestHead {
 }
 
 export type GatewayDecision =
-  | { readonly kind: "reject"; readonly status: 401; readonly body: string }
+  | { readonly kind: "reject"; readonly status: 401 | 403; readonly body: string }
   | { readonly kind: "redirect"; readonly location: string; readonly setCookie: string }
   | {
       readonly kind: "forward";
@@ -80,10 +85,11 @@ export async function authorizeRequest(
   const kept = cookies.filter(([name]) => !TOKEN_COOKIE.test(name));
   if (kept.length > 0) headers.cookie = kept.map(([name, value]) => `${name}=${value}`).join("; ");
   else delete headers.cookie;
-  // HTTP/2's pseudo-headers are its request line: the app gets HTTP/1.1, with :authority as Host.
+  // HTTP/2's pseudo-headers are its request line: the app gets HTTP/1.1, with :authority as Host;
+  // an absolute target's authority is the host too (RFC 9112 §3.2.2: Host is ignored then).
   for (const name of Object.keys(headers)) if (name.startsWith(":")) delete headers[name];
-  const authority = single(head.headers[":authority"]);
-  if (headers.host === undefined && authority !== undefined) headers.host = authority;
+  const routedHost = ABSOLUTE_TARGET.test(head.url) ? url.host : single(head.headers[":authority"]);
+  if (routedHost !== undefined) headers.host = routedHost;
   if (!tokens) return { kind: "forward", url: forwardUrl, headers, token: undefined };
 
   const bearer = /^Bearer\s+(\S+)\s*$/i.exec(single(head.headers.authorization) ?? "")?.[1];
@@ -105,9 +111,17 @@ export async function authorizeRequest(
       continue;
     }
     if (source === "query" && !head.upgrade && (head.method === "GET" || head.method === "HEAD")) {
-      // A session cookie: the token inside it expires (or is revoked) on its own.
+      // A session cookie: the token inside it expires (or is revoked) on its own. The redirect
+      // stays on this host: `//name/…` would be another's.
       const setCookie = `${cookieName}=${token}; Path=/; HttpOnly; SameSite=Lax${secure ? "; Secure" : ""}`;
-      return { kind: "redirect", location: forwardUrl, setCookie };
+      return { kind: "redirect", location: `/${forwardUrl.replace(/^[/\\]+/, "")}`, setCookie };
+    }
+    if (source === "cookie" && !SAFE_METHODS.has(head.method) && fromAnotherOrigin(head.headers, headers.host)) {
+      return {
+        kind: "reject",
+        status: 403,
+        body: "403 Forbidden: a request from another origin is not let in by the cookie (send the token with it)\n",
+      };
     }
     if (source === "bearer") delete headers.authorization;
     if (check.token.audience === "connect" && check.token.userMetadata !== undefined) {
@@ -130,6 +144,24 @@ export function headerJson(json: string): string {
 }
 
 const single = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
+
+/** A request target in absolute form (`http://host/path`), as host-router.ts reads it too. */
+const ABSOLUTE_TARGET = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/** Methods that do not change things (RFC 9110 §9.2.1): a cookie lets them in from any origin. */
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * True when a browser says a request comes from a page of another origin than the host it was
+ * sent to: its `Origin` is another's (or "null"), or its `Sec-Fetch-Site` is neither
+ * same-origin nor none (a user's own navigation). A request with neither is not a browser's.
+ */
+function fromAnotherOrigin(headers: HeaderRecord, host: string | string[] | undefined): boolean {
+  const origin = single(headers.origin);
+  if (origin !== undefined && !sameOrigin(origin, single(host))) return true;
+  const site = single(headers["sec-fetch-site"])?.trim().toLowerCase();
+  return site !== undefined && site !== "same-origin" && site !== "none";
+}
 
 /**
  * True when a request's `Origin` (if any: non-browser clients send none) is the origin of the
