@@ -9,7 +9,13 @@
  */
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { authorizeRequest, type GatewayDecision, type GatewayTarget, type HeaderRecord } from "./gateway-auth.js";
+import {
+  authorizeRequest,
+  type GatewayDecision,
+  type GatewayTarget,
+  type HeaderRecord,
+  underscoredFramingField,
+} from "./gateway-auth.js";
 import type { IngressTokens } from "./tokens.js";
 
 /** How the gateway reaches a sandbox's port: a byte stream connected to it. */
@@ -54,6 +60,12 @@ export class IngressGateway {
 
   /** One HTTP request (node:http's "request" event). */
   async request(route: GatewayRoute, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const underscored = underscoredFramingField(req.headers as HeaderRecord);
+    if (underscored !== undefined) {
+      route.decided?.("reject");
+      res.shouldKeepAlive = false;
+      return answer(res, 400, `400 Bad Request: a header field name spelt with '_': ${underscored}\n`);
+    }
     const decision = await authorizeRequest(headOf(req), route, route.tokens);
     route.decided?.(decision.kind);
     if (decision.kind === "reject") return answer(res, decision.status, decision.body);
@@ -69,7 +81,14 @@ export class IngressGateway {
     headers.connection = "close";
     let proxied: ReturnType<typeof httpRequest>;
     try {
-      proxied = httpRequest({ method: req.method, path: decision.url, headers, createConnection: () => upstream });
+      proxied = httpRequest({
+        method: req.method,
+        path: decision.url,
+        headers,
+        createConnection: () => upstream,
+        // (An app's big Content-Security-Policy or Set-Cookie lines: the relay allows as much.)
+        maxHeaderSize: MAX_RESPONSE_HEAD,
+      });
     } catch (error) {
       // (Node refuses a header it cannot send; the checks above should leave none.)
       upstream.destroy();
@@ -97,6 +116,16 @@ export class IngressGateway {
   /** An upgrade request (node:http's "upgrade" event): checked, passed on, then piped both ways. */
   async upgrade(route: GatewayRoute, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on("error", () => socket.destroy());
+    const underscored = underscoredFramingField(req.headers as HeaderRecord);
+    if (underscored !== undefined) {
+      route.decided?.("reject");
+      const body = `400 Bad Request: a header field name spelt with '_': ${underscored}\n`;
+      socket.end(
+        `HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+      setTimeout(() => socket.destroy(), REFUSED_UPGRADE_GRACE_MS).unref();
+      return;
+    }
     const decision = await authorizeRequest({ ...headOf(req), upgrade: true }, route, route.tokens);
     route.decided?.(decision.kind);
     if (decision.kind !== "forward") {
@@ -162,8 +191,10 @@ export class IngressGateway {
 /** How long a refused upgrade's client has to take its answer before its socket goes. */
 const REFUSED_UPGRADE_GRACE_MS = 1000;
 
+/** Most bytes of an app's answer head (as the relay, agent/relay_http.go's maxResponseHead). */
+const MAX_RESPONSE_HEAD = 256 * 1024;
 /** Most bytes of the app's answer head to an upgrade read before giving up on it. */
-const MAX_UPGRADE_ANSWER_HEAD = 64 * 1024;
+const MAX_UPGRADE_ANSWER_HEAD = MAX_RESPONSE_HEAD;
 
 /**
  * Reads the app's answer to an upgrade up to the end of its head: its status, and every byte
