@@ -3,7 +3,7 @@ package main
 // relay: the data plane of the server's tunnels (a sandbox's exposed ports). A host-side job, run
 // as root by the server (never inside a sandbox), one per server, for as long as the server runs:
 //
-//	sbx-agent relay --parent PID [--max-connections N] [--max-tunnel-connections N]
+//	sbx-agent relay --parent PID [--max-connections N] [--max-tunnel-connections N] [--max-client-connections N]
 //
 // It owns the tunnels' listeners and moves their bytes with splice(2), so that they never pass
 // through the server's JavaScript event loop. The server opens and closes tunnels with JSON
@@ -16,8 +16,12 @@ package main
 //	→ {"id":2}                                         (once none of their connections is left)
 //
 // A tunnel accepts connections on the listen address, connects each to its target (the
-// sandbox's address and port) and relays it (relay_conn.go). Its connections are capped, per
-// tunnel and in all; past a cap a connection is closed at once. Once "close" is answered, no
+// sandbox's address and port) and relays it (relay_conn.go). Its connections are capped: in all,
+// per tunnel, per client address (of all tunnels), and, once half the relay's are taken, per
+// sandbox to its fair share (the relay's cap over the number of sandboxes with tunnels), so that
+// no sandbox's visitors can take every place from the others'; past a cap a connection is
+// closed at once. Idle connections end (relay_conn.go). Listeners listen on the listen
+// address's family only (0.0.0.0 is not [::]). Once "close" is answered, no
 // connection of the tunnel is left and none will be made: the sandbox's address may go to
 // another sandbox. Once started it drops every capability and, with Landlock, all access to
 // files and to signalling other processes (it keeps root's uid: a sandbox takes connections
@@ -64,10 +68,14 @@ type relayReply struct {
 
 type relay struct {
 	maxConnections, maxPerTunnel int
+	// maxPerClient: one client address's connections of all tunnels at most (0: no cap).
+	maxPerClient int
 
 	mu      sync.Mutex
 	tunnels map[string]*tunnel
 	live    int
+	// (live connections by client address and by sandbox; tunnels by sandbox)
+	perClient, perSandbox, sandboxTunnels map[string]int
 
 	out sync.Mutex // stdout's lines
 }
@@ -98,7 +106,7 @@ func cmdRelay(args []string) error {
 	if err := onHostAsRoot(); err != nil {
 		return err
 	}
-	parent, maxConnections, maxPerTunnel := -1, 10000, 2000
+	parent, maxConnections, maxPerTunnel, maxPerClient := -1, 10000, 2000, 1000
 	for i := 0; i < len(args); i += 2 {
 		if i+1 >= len(args) {
 			return fmt.Errorf("%s needs a value", args[i])
@@ -114,12 +122,14 @@ func cmdRelay(args []string) error {
 			maxConnections = n
 		case "--max-tunnel-connections":
 			maxPerTunnel = n
+		case "--max-client-connections":
+			maxPerClient = n
 		default:
-			return fmt.Errorf("unknown argument %q (usage: relay --parent PID [--max-connections N] [--max-tunnel-connections N])", args[i])
+			return fmt.Errorf("unknown argument %q (usage: relay --parent PID [--max-connections N] [--max-tunnel-connections N] [--max-client-connections N])", args[i])
 		}
 	}
 	if parent < 0 {
-		return errors.New("usage: relay --parent PID [--max-connections N] [--max-tunnel-connections N]")
+		return errors.New("usage: relay --parent PID [--max-connections N] [--max-tunnel-connections N] [--max-client-connections N]")
 	}
 	// Dies with the server; a server already gone has left this one to another parent.
 	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0)
@@ -146,7 +156,7 @@ func cmdRelay(args []string) error {
 	if maxPerTunnel > maxConnections {
 		maxPerTunnel = maxConnections
 	}
-	r := &relay{maxConnections: maxConnections, maxPerTunnel: maxPerTunnel, tunnels: map[string]*tunnel{}}
+	r := &relay{maxConnections: maxConnections, maxPerTunnel: maxPerTunnel, maxPerClient: maxPerClient, tunnels: map[string]*tunnel{}}
 	lines := bufio.NewScanner(os.Stdin)
 	lines.Buffer(make([]byte, 64<<10), 64<<10)
 	for lines.Scan() {
@@ -214,7 +224,12 @@ func (r *relay) open(req relayRequest) (string, int, error) {
 	if taken {
 		return "", 0, fmt.Errorf("port %d of sandbox %s has a tunnel already", req.Port, req.Sandbox)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(req.Listen, strconv.Itoa(req.ListenPort)))
+	// Its own family only: "0.0.0.0" on tcp would take IPv6's wildcard too.
+	network := "tcp6"
+	if net.ParseIP(req.Listen).To4() != nil {
+		network = "tcp4"
+	}
+	ln, err := net.Listen(network, net.JoinHostPort(req.Listen, strconv.Itoa(req.ListenPort)))
 	if err != nil {
 		return "", 0, err
 	}
@@ -225,6 +240,8 @@ func (r *relay) open(req relayRequest) (string, int, error) {
 	}
 	r.mu.Lock()
 	r.tunnels[key] = t
+	r.counts()
+	r.sandboxTunnels[t.sandbox]++
 	r.mu.Unlock()
 	t.wg.Add(1)
 	go t.accept()
@@ -244,6 +261,10 @@ func (r *relay) close(sandbox string, port int) []*tunnel {
 		delete(r.tunnels, key)
 		t.closed = true
 		closing = append(closing, t)
+		r.counts()
+		if r.sandboxTunnels[t.sandbox]--; r.sandboxTunnels[t.sandbox] <= 0 {
+			delete(r.sandboxTunnels, t.sandbox)
+		}
 	}
 	var conns []*tunnelConn
 	for _, t := range closing {
@@ -303,17 +324,39 @@ func (t *tunnel) accept() {
 	}
 }
 
+// counts (r.mu held) makes the count maps of a relay made without them.
+func (r *relay) counts() {
+	if r.perClient == nil {
+		r.perClient, r.perSandbox, r.sandboxTunnels = map[string]int{}, map[string]int{}, map[string]int{}
+	}
+}
+
 // admit takes a connection on if the caps allow and the tunnel is open (nil: refused).
 func (t *tunnel) admit(conn *net.TCPConn) *tunnelConn {
 	r := t.relay
+	clientIP := ""
+	if addr, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		clientIP = addr.IP.String()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.counts()
 	if t.closed || r.live >= r.maxConnections || len(t.conns) >= r.maxPerTunnel {
 		return nil
 	}
-	c := newTunnelConn(t, conn)
+	if r.maxPerClient > 0 && r.perClient[clientIP] >= r.maxPerClient {
+		return nil
+	}
+	// Past half the relay's places, a sandbox's tunnels take no more than its fair share.
+	if sandboxes := len(r.sandboxTunnels); r.live*2 >= r.maxConnections && sandboxes > 1 &&
+		r.perSandbox[t.sandbox]*sandboxes >= r.maxConnections {
+		return nil
+	}
+	c := newTunnelConn(t, conn, clientIP)
 	t.conns[c] = struct{}{}
 	r.live++
+	r.perClient[clientIP]++
+	r.perSandbox[t.sandbox]++
 	t.wg.Add(1)
 	return c
 }
@@ -324,6 +367,12 @@ func (t *tunnel) release(c *tunnelConn) {
 	if _, ok := t.conns[c]; ok {
 		delete(t.conns, c)
 		r.live--
+		if r.perClient[c.clientIP]--; r.perClient[c.clientIP] <= 0 {
+			delete(r.perClient, c.clientIP)
+		}
+		if r.perSandbox[t.sandbox]--; r.perSandbox[t.sandbox] <= 0 {
+			delete(r.perSandbox, t.sandbox)
+		}
 	}
 	r.mu.Unlock()
 	t.wg.Done()

@@ -3,13 +3,21 @@ package main
 // One connection through a tunnel of the relay (relay.go), and the connection the relay makes
 // for it to the sandbox's port.
 //
-// Its first bytes say what it is (sniff, relay_http.go). Anything but an HTTP/1.x request (a
-// protocol where the server speaks first: nothing within sniffWait) is piped both ways as it is.
-// HTTP/1.x is read request by request (relay_http.go: each head checked and written anew, each
-// body by its framing), and the app's answers are passed on as they come, read only as far as
-// where each ends. Bodies are spliced (relay_splice.go). An upgrade is answered by the app
-// before anything more of the client's reaches it; only if the app switched protocols (101) are
-// both directions piped from then on, and any other answer is the connection's last.
+// Its first bytes say what it is (sniff, relay_http.go). An HTTP/1.x request is read request by
+// request (relay_http.go: each head checked and written anew, each body by its framing), and the
+// app's answers are passed on as they come, read only as far as where each ends. Anything else
+// is piped both ways as it is. A client that says nothing within sniffWait (a protocol where the
+// server speaks first, or a browser's connection made ahead of its first request) is connected
+// to the app, whose bytes pass on to it, while its own first bytes are still read for what they
+// are: an HTTP/1.x request takes the HTTP path if the app has said nothing yet, and ends the
+// connection if it has; anything else is piped. Timing alone never lets a request through
+// unread. Bodies are spliced (relay_splice.go). An upgrade is answered by the app before
+// anything more of the client's reaches it; only if the app switched protocols (101) are both
+// directions piped from then on, and any other answer is the connection's last.
+//
+// Idle connections end: one over which no byte has moved either way within silentIdle, a piped
+// one (raw, or upgraded) after rawIdle without a byte either way; HTTP has its own (headTimeout,
+// keepAliveIdle).
 
 import (
 	"bufio"
@@ -40,6 +48,12 @@ var (
 	lingerTime = time.Second
 	// dialTimeout: how long a connection to the sandbox's port may take.
 	dialTimeout = 10 * time.Second
+	// silentIdle: how long a connection may stay with no byte either way (it holds a place under
+	// the caps for nothing).
+	silentIdle = 30 * time.Second
+	// rawIdle: how long a piped connection (another protocol, or an upgraded one) may move no
+	// byte either way (generous: an interactive session left open for a while stays).
+	rawIdle = time.Hour
 )
 
 // maxPipelined: requests passed on to the app but not yet answered, at most.
@@ -58,6 +72,8 @@ type exchange struct {
 type tunnelConn struct {
 	tunnel *tunnel
 	client *net.TCPConn
+	// clientIP: where it comes from (its cap, relay.go).
+	clientIP string
 
 	mu       sync.Mutex
 	upstream *net.TCPConn
@@ -70,10 +86,60 @@ type tunnelConn struct {
 	pending int32
 
 	toApp, toClient splicer
+
+	// lastActive: when a byte last moved (unix ns), for the idle watch (c.mu guards the rest).
+	lastActive int64
+	idleLimit  time.Duration
+	idleTimer  *time.Timer
+	idleGen    int
 }
 
-func newTunnelConn(t *tunnel, client *net.TCPConn) *tunnelConn {
-	return &tunnelConn{tunnel: t, client: client, done: make(chan struct{})}
+func newTunnelConn(t *tunnel, client *net.TCPConn, clientIP string) *tunnelConn {
+	c := &tunnelConn{tunnel: t, client: client, clientIP: clientIP, done: make(chan struct{})}
+	c.toApp.active = &c.lastActive
+	c.toClient.active = &c.lastActive
+	return c
+}
+
+func (c *tunnelConn) touch() { atomic.StoreInt64(&c.lastActive, time.Now().UnixNano()) }
+
+// watchIdle ends the connection once no byte has moved either way for d, from now (0: no
+// watch; another call replaces it).
+func (c *tunnelConn) watchIdle(d time.Duration) {
+	c.touch()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
+		c.idleTimer = nil
+	}
+	c.idleLimit = d
+	c.idleGen++
+	if d > 0 && !c.aborted {
+		c.armIdle(d)
+	}
+}
+
+// armIdle (c.mu held) checks again in d.
+func (c *tunnelConn) armIdle(d time.Duration) {
+	gen := c.idleGen
+	c.idleTimer = time.AfterFunc(d, func() { c.idleCheck(gen) })
+}
+
+func (c *tunnelConn) idleCheck(gen int) {
+	c.mu.Lock()
+	if gen != c.idleGen || c.aborted || c.idleLimit == 0 {
+		c.mu.Unlock()
+		return
+	}
+	idle := time.Duration(time.Now().UnixNano() - atomic.LoadInt64(&c.lastActive))
+	if idle < c.idleLimit {
+		c.armIdle(c.idleLimit - idle)
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	c.abort()
 }
 
 // abort closes both connections now (what is under way fails).
@@ -85,6 +151,9 @@ func (c *tunnelConn) abort() {
 	}
 	c.aborted = true
 	close(c.done)
+	if c.idleTimer != nil {
+		c.idleTimer.Stop()
+	}
 	c.client.Close()
 	if c.upstream != nil {
 		c.upstream.Close()
@@ -109,8 +178,13 @@ func (c *tunnelConn) serve() {
 	defer c.tunnel.release(c)
 	defer c.finish()
 	defer c.recoverAbort()
+	c.watchIdle(silentIdle)
 	br := bufio.NewReaderSize(c.client, relayReadBuffer)
-	verdict, err := c.sniff(br)
+	verdict, err := c.sniff(br, sniffWait)
+	if err == errSilent {
+		c.serveSilent(br)
+		return
+	}
 	if err != nil {
 		c.abort()
 		return
@@ -121,10 +195,66 @@ func (c *tunnelConn) serve() {
 			c.abort()
 			return
 		}
+		c.watchIdle(rawIdle)
 		c.pipeBoth(br, up, nil)
 		return
 	}
+	c.watchIdle(0)
 	c.http(br)
+}
+
+// serveSilent serves a client that said nothing within sniffWait (see the file's comment): the
+// app's bytes pass on to it; its first bytes decide.
+func (c *tunnelConn) serveSilent(br *bufio.Reader) {
+	up, err := c.dial()
+	if err != nil {
+		c.abort()
+		return
+	}
+	const (
+		undecided int32 = iota
+		appSpoke        // (or ended its side): piped from then on
+		takenForHTTP
+	)
+	state := undecided
+	appDone := make(chan struct{})
+	c.tunnel.wg.Add(1) // (a close waits for it too)
+	go func() {
+		defer c.tunnel.wg.Done()
+		defer close(appDone)
+		defer c.toClient.close()
+		defer c.recoverAbort()
+		ubr := bufio.NewReaderSize(up, relayReadBuffer)
+		_, err := ubr.Peek(1)
+		if !atomic.CompareAndSwapInt32(&state, undecided, appSpoke) {
+			return // (taken for HTTP: this connection to the app is let go)
+		}
+		if err == nil {
+			c.watchIdle(rawIdle)
+		}
+		c.pipe(c.client, ubr, up, &c.toClient)
+	}()
+	verdict, err := c.sniff(br, 0)
+	switch {
+	case err != nil:
+		c.abort()
+	case verdict == sniffHTTP && !atomic.CompareAndSwapInt32(&state, undecided, takenForHTTP):
+		// The app spoke first: the request would reach it unread. The connection ends.
+		c.abort()
+	case verdict == sniffHTTP:
+		up.Close()
+		<-appDone
+		c.mu.Lock()
+		c.upstream = nil
+		c.mu.Unlock()
+		c.watchIdle(0)
+		c.http(br)
+		return
+	default:
+		c.watchIdle(rawIdle)
+		c.pipe(up, br, c.client, &c.toApp)
+	}
+	<-appDone
 }
 
 // finish closes what is left: the sandbox's side at once, the client's after lingering.
@@ -145,15 +275,25 @@ func (c *tunnelConn) finish() {
 	c.abort()
 }
 
-// sniff waits for enough of the client's first bytes to tell HTTP/1.x from anything else.
-func (c *tunnelConn) sniff(br *bufio.Reader) (sniffVerdict, error) {
-	c.client.SetReadDeadline(time.Now().Add(sniffWait))
+// errSilent: the client sent nothing within the sniff's wait.
+var errSilent = errors.New("the client is silent")
+
+// sniff waits for enough of the client's first bytes to tell HTTP/1.x from anything else: at
+// most wait for the first (errSilent after it; 0: no limit), headTimeout for the rest. A client
+// that ends its side before sending anything is piped (raw); with wait, it is silent.
+func (c *tunnelConn) sniff(br *bufio.Reader, wait time.Duration) (sniffVerdict, error) {
+	if wait > 0 {
+		c.client.SetReadDeadline(time.Now().Add(wait))
+	}
 	extended := false
 	for need := 1; ; {
 		if _, err := br.Peek(need); err != nil {
-			if isTimeout(err) && br.Buffered() == 0 {
+			if br.Buffered() == 0 && wait > 0 && (isTimeout(err) || err == io.EOF) {
 				c.client.SetReadDeadline(time.Time{})
-				return sniffRaw, nil // the server speaks first
+				return 0, errSilent
+			}
+			if br.Buffered() == 0 && err == io.EOF {
+				return sniffRaw, nil
 			}
 			if isTimeout(err) && !extended {
 				extended = true // (the start of a request, slowly: it has headTimeout)
@@ -161,6 +301,10 @@ func (c *tunnelConn) sniff(br *bufio.Reader) (sniffVerdict, error) {
 				continue
 			}
 			return 0, err
+		}
+		if !extended {
+			extended = true
+			c.client.SetReadDeadline(time.Now().Add(headTimeout))
 		}
 		b, _ := br.Peek(br.Buffered())
 		if verdict := sniff(b); verdict != sniffMore {
@@ -250,7 +394,7 @@ func (c *tunnelConn) http(br *bufio.Reader) {
 }
 
 func (c *tunnelConn) readRequest(br *bufio.Reader) (*requestHead, error) {
-	lines, _, err := readHead(br, maxRequestHead, errHeadTooLarge)
+	lines, _, err := readHead(br, maxRequestHead, relayReadBuffer, errHeadTooLarge)
 	if err != nil {
 		return nil, err
 	}
@@ -543,7 +687,7 @@ func (c *tunnelConn) endGracefully() {
 // connection ends with it (an upgrade's answer, an answer ending when the app closes).
 func (c *tunnelConn) answer(up *net.TCPConn, ubr *bufio.Reader, ex *exchange) (last bool, err error) {
 	for {
-		lines, raw, err := readHead(ubr, maxResponseHead, errMalformed)
+		lines, raw, err := readHead(ubr, maxResponseHead, maxResponseLine, errMalformed)
 		if err != nil {
 			return true, err
 		}
@@ -558,6 +702,7 @@ func (c *tunnelConn) answer(up *net.TCPConn, ubr *bufio.Reader, ex *exchange) (l
 			if err := c.writeAnswer(raw); err != nil {
 				return true, err
 			}
+			c.watchIdle(rawIdle)
 			ex.switched <- true
 			c.pipe(c.client, ubr, up, &c.toClient)
 			return true, nil

@@ -28,15 +28,17 @@ const (
 	// maxRequestHead is the most a request head may take (Node's default, which the tunnels'
 	// HTTP path had before): more is a 431.
 	maxRequestHead = 16 << 10
-	// maxResponseHead is the most a response head may take (one line at most relayReadBuffer).
-	maxResponseHead = 64 << 10
+	// maxResponseHead is the most a response head may take (an app's big Content-Security-Policy
+	// or Set-Cookie lines among it), and maxResponseLine the most one of its lines may.
+	maxResponseHead = 256 << 10
+	maxResponseLine = 64 << 10
 	// maxHeadFields is the most fields a head may have.
 	maxHeadFields = 256
 	// maxChunkLine is the most a chunk-size line (with its extensions) may take.
 	maxChunkLine = 4 << 10
 	// maxTrailers is the most a chunked body's trailer section may take.
 	maxTrailers = 16 << 10
-	// relayReadBuffer is each direction's read buffer: the longest line of a head.
+	// relayReadBuffer is each direction's read buffer: the longest line of a request head.
 	relayReadBuffer = 16 << 10
 )
 
@@ -59,15 +61,25 @@ var errMalformed = errors.New("malformed HTTP framing")
 type headLine []byte
 
 // readHead reads a head's lines up to the empty line that ends it (CRLF or LF line ends; empty
-// lines before it are skipped), at most limit bytes in all. tooLarge is returned past the limit;
-// io.EOF when the stream ended before any byte of a head; raw holds the head's bytes as read.
-func readHead(br *bufio.Reader, limit int, tooLarge error) (lines []headLine, raw []byte, err error) {
+// lines before it are skipped), at most limit bytes in all and lineLimit a line (a line longer
+// than br's buffer is gathered). tooLarge is returned past either; io.EOF when the stream ended
+// before any byte of a head; raw holds the head's bytes as read.
+func readHead(br *bufio.Reader, limit, lineLimit int, tooLarge error) (lines []headLine, raw []byte, err error) {
 	total := 0
+	var long []byte // a line longer than br's buffer, so far
 	for {
 		line, err := br.ReadSlice('\n')
 		total += len(line)
-		if total > limit || err == bufio.ErrBufferFull {
+		if total > limit || len(long)+len(line) > lineLimit {
 			return nil, nil, tooLarge
+		}
+		if err == bufio.ErrBufferFull {
+			long = append(long, line...)
+			continue
+		}
+		if long != nil {
+			line = append(long, line...)
+			long = nil
 		}
 		if err != nil {
 			if total == 0 {
@@ -159,6 +171,14 @@ type requestHead struct {
 	upgrade bool
 }
 
+// underscoreRefused: the fields that frame a request or its connection, refused (400) when their
+// name is spelt with '_' for '-' (Transfer_Encoding, Content_Length, Keep_Alive): CGI-style
+// servers (Puma, Unicorn, anything on Rack or WSGI's environ) read such a name as the field
+// itself, so a request the relay framed one way would reach the app framed another
+// (smuggling). Other names with '_' pass as they are (X_Verified_User_Data is taken out; Host,
+// Connection and Upgrade have no '-' to spell so). gateway-auth.ts refuses the same names.
+var underscoreRefused = map[string]bool{"content-length": true, "transfer-encoding": true, "keep-alive": true}
+
 // verifiedUserData is the header only a connect token's metadata may set (never a caller).
 const verifiedUserData = "x-verified-user-data"
 
@@ -200,6 +220,9 @@ func parseRequest(lines []headLine) (*requestHead, error) {
 			return nil, badRequest("a malformed header field")
 		}
 		name := strings.ToLower(f.name)
+		if strings.IndexByte(name, '_') >= 0 && underscoreRefused[strings.ReplaceAll(name, "_", "-")] {
+			return nil, badRequest("a header field name spelt with '_' for " + strings.ReplaceAll(name, "_", "-"))
+		}
 		switch {
 		case strings.ReplaceAll(name, "_", "-") == verifiedUserData:
 			continue // (with underscores too: CGI-style servers read both as one)

@@ -9,7 +9,7 @@ import (
 
 func parseRequestText(t *testing.T, text string) (*requestHead, error) {
 	t.Helper()
-	lines, _, err := readHead(bufio.NewReaderSize(strings.NewReader(text), relayReadBuffer), maxRequestHead, errHeadTooLarge)
+	lines, _, err := readHead(bufio.NewReaderSize(strings.NewReader(text), relayReadBuffer), maxRequestHead, relayReadBuffer, errHeadTooLarge)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +118,7 @@ func TestResponsesEndWhereRFC9112SaysTheyEnd(t *testing.T) {
 		{"HTTP/1.0 200 OK\r\n\r\n", false, bodyUntilClose},
 		{"HTTP/1.1 200\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", false, 3},
 	} {
-		lines, _, err := readHead(bufio.NewReader(strings.NewReader(c.text)), maxResponseHead, errMalformed)
+		lines, _, err := readHead(bufio.NewReader(strings.NewReader(c.text)), maxResponseHead, maxResponseLine, errMalformed)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +133,7 @@ func TestResponsesEndWhereRFC9112SaysTheyEnd(t *testing.T) {
 		"HTTP/1.1 20x OK\r\n\r\n",
 		"HTTP/1.1 200 OK\r\n folded\r\n\r\n",
 	} {
-		lines, _, _ := readHead(bufio.NewReader(strings.NewReader(text)), maxResponseHead, errMalformed)
+		lines, _, _ := readHead(bufio.NewReader(strings.NewReader(text)), maxResponseHead, maxResponseLine, errMalformed)
 		if _, err := parseResponse(lines, false); err == nil {
 			t.Errorf("%q was taken", text)
 		}

@@ -8,7 +8,9 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 const (
@@ -25,6 +27,26 @@ type splicer struct {
 	pipe   [2]int
 	made   bool
 	broken bool // no pipe could be made: copies go through a buffer
+	// active (if set) is told when bytes last moved (unix ns): the connection's idle watch.
+	active *int64
+}
+
+func (s *splicer) touch() {
+	if s.active != nil {
+		atomic.StoreInt64(s.active, time.Now().UnixNano())
+	}
+}
+
+// touchingWriter tells its splicer of every write.
+type touchingWriter struct {
+	w io.Writer
+	s *splicer
+}
+
+func (t touchingWriter) Write(b []byte) (int, error) {
+	n, err := t.w.Write(b)
+	t.s.touch()
+	return n, err
 }
 
 func (s *splicer) close() {
@@ -66,6 +88,7 @@ func (s *splicer) copyN(dst *net.TCPConn, br *bufio.Reader, src *net.TCPConn, n 
 		}
 		br.Discard(int(take))
 		moved = take
+		s.touch()
 	}
 	if n >= 0 && moved == n {
 		return moved, nil
@@ -83,7 +106,7 @@ func (s *splicer) copyN(dst *net.TCPConn, br *bufio.Reader, src *net.TCPConn, n 
 		if rest >= 0 {
 			r = io.LimitReader(src, rest)
 		}
-		m, err = io.CopyBuffer(struct{ io.Writer }{dst}, r, make([]byte, 32<<10))
+		m, err = io.CopyBuffer(touchingWriter{dst, s}, r, make([]byte, 32<<10))
 	}
 	moved += m
 	if err == nil && rest >= 0 && m < rest {
@@ -147,6 +170,7 @@ func (s *splicer) splice(dst, src *net.TCPConn, n int64) (int64, error) {
 			}
 			left -= put
 			moved += put
+			s.touch()
 		}
 		if n > 0 {
 			n -= got

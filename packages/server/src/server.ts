@@ -157,7 +157,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         dataDir,
         layers,
         network: options.network,
-        log: (message, fields) => logger.info(message, fields),
+        log: (message, fields, level) =>
+          level === "error" ? logger.error(message, fields) : logger.info(message, fields),
         ...(sandboxNice !== undefined ? { sandboxNice } : {}),
       });
   const runtime = options.runtime ?? (local as LocalSandboxRuntime);

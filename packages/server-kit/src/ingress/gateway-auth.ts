@@ -30,6 +30,22 @@ export const tokenCookieName = (sandboxId: string, port: number, https = false) 
 /** Names of sbx token cookies (of any sandbox and port), never passed on to an app. */
 const TOKEN_COOKIE = /^(__Host-)?sbx_.+_\d+$/;
 
+/**
+ * Fields that frame a request or its connection, refused (400) when their name is spelt with '_'
+ * for '-' (Transfer_Encoding, Content_Length, Keep_Alive): CGI-style servers (Puma, Unicorn,
+ * anything on Rack or WSGI's environ) read such a name as the field itself, so a request framed
+ * one way here would reach the app framed another (smuggling). Other names with '_' pass
+ * (X_Verified_User_Data is taken out). The relay (agent/relay_http.go) refuses the same names.
+ */
+const UNDERSCORE_REFUSED = new Set(["content-length", "transfer-encoding", "keep-alive"]);
+
+/** The first field name of `headers` that UNDERSCORE_REFUSED refuses, if any. */
+export function underscoredFramingField(headers: HeaderRecord): string | undefined {
+  return Object.keys(headers).find(
+    (name) => name.includes("_") && UNDERSCORE_REFUSED.has(name.toLowerCase().replaceAll("_", "-")),
+  );
+}
+
 /** Request headers as node:http gives them (names in lower case). */
 export type HeaderRecord = Record<string, string | string[] | undefined>;
 

@@ -16,7 +16,7 @@
 import { request as httpRequest, type IncomingMessage, type ServerResponse, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import { closeRefusedUpgrade } from "../listen.js";
-import { authorizeRequest, type GatewayTarget, type HeaderRecord } from "./gateway-auth.js";
+import { authorizeRequest, type GatewayTarget, type HeaderRecord, underscoredFramingField } from "./gateway-auth.js";
 import type { IngressTokens } from "./tokens.js";
 
 /** How the gateway reaches a sandbox's port: a byte stream connected to it. */
@@ -73,6 +73,11 @@ export class IngressGateway {
 
   /** One HTTP request (node:http's "request" event). */
   async request(route: GatewayRoute, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const underscored = underscoredFramingField(req.headers as HeaderRecord);
+    if (underscored !== undefined) {
+      res.shouldKeepAlive = false;
+      return answer(res, 400, `400 Bad Request: a header field name spelt with '_': ${underscored}\n`);
+    }
     const framing = bodyFraming(req);
     if ("status" in framing) return answer(res, framing.status, framing.body);
     const decision = await authorizeRequest(headOf(req), route, route.tokens);
@@ -91,7 +96,14 @@ export class IngressGateway {
     if (framing.chunked) headers["transfer-encoding"] = "chunked";
     let proxied: ReturnType<typeof httpRequest>;
     try {
-      proxied = httpRequest({ method: req.method, path: decision.url, headers, createConnection: () => upstream });
+      proxied = httpRequest({
+        method: req.method,
+        path: decision.url,
+        headers,
+        createConnection: () => upstream,
+        // (An app's big Content-Security-Policy or Set-Cookie lines: the relay allows as much.)
+        maxHeaderSize: MAX_RESPONSE_HEAD,
+      });
     } catch (error) {
       // (Node refuses a header it cannot send; the checks above should leave none.)
       upstream.destroy();
@@ -123,6 +135,10 @@ export class IngressGateway {
   /** An upgrade request (node:http's "upgrade" event): checked, passed on, then piped both ways. */
   async upgrade(route: GatewayRoute, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on("error", () => socket.destroy());
+    const underscored = underscoredFramingField(req.headers as HeaderRecord);
+    if (underscored !== undefined) {
+      return refuseUpgrade(socket, 400, `400 Bad Request: a header field name spelt with '_': ${underscored}\n`);
+    }
     const decision = await authorizeRequest({ ...headOf(req), upgrade: true }, route, route.tokens);
     if (decision.kind !== "forward") {
       // (No redirect on an upgrade.)
@@ -181,8 +197,10 @@ export class IngressGateway {
   }
 }
 
+/** Most bytes of an app's answer head (as the relay, agent/relay_http.go's maxResponseHead). */
+const MAX_RESPONSE_HEAD = 256 * 1024;
 /** Most bytes of the app's answer head to an upgrade read before giving up on it. */
-const MAX_UPGRADE_ANSWER_HEAD = 64 * 1024;
+const MAX_UPGRADE_ANSWER_HEAD = MAX_RESPONSE_HEAD;
 
 /**
  * Reads the app's answer to an upgrade up to the end of its head: its status, and every byte

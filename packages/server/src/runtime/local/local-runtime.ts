@@ -133,7 +133,7 @@ export interface LocalRuntimeOptions {
   /** Sandboxes' network: their range, what they may not reach, DNS (see network-options.ts). */
   readonly network?: SandboxNetworkOptions;
   /** Hears what the operator should know (e.g. that IPv4 forwarding was turned on). */
-  readonly log?: (message: string, fields?: Record<string, unknown>) => void;
+  readonly log?: (message: string, fields?: Record<string, unknown>, level?: "info" | "error") => void;
 }
 
 /**
@@ -358,7 +358,7 @@ class LocalRuntime implements SandboxRuntime {
         });
         return this.#agentFile;
       },
-      log: (message, fields) => this.#options.log?.(message, fields),
+      log: (message, fields, level) => this.#options.log?.(message, fields, level),
     });
     return await sandbox.openTunnel(this.#relay, port, host);
   }

@@ -9,7 +9,8 @@
  *
  * Requests and answers are JSON lines over its stdin and stdout. A relay that dies unasked is
  * started again, and its tunnels are opened again on the same ports (their connections are
- * lost); a tunnel that cannot be is lost (`lost` settles). `close` settles once no connection
+ * lost); a tunnel that cannot be is lost (`lost` settles; logged as an error: between the two,
+ * another local user may have taken its port, and the next `tunnels` opens it on another). `close` settles once no connection
  * of the tunnels is left in the relay and none will be made: the sandbox's address may then go
  * to another sandbox.
  */
@@ -27,11 +28,13 @@ export interface RelayTunnel {
 export interface TunnelRelayOptions {
   /** The agent binary (root's own copy). */
   readonly agent: () => Promise<string>;
-  readonly log: (message: string, fields?: Record<string, unknown>) => void;
+  readonly log: (message: string, fields?: Record<string, unknown>, level?: "info" | "error") => void;
   /** Connections of all tunnels at most (default 10,000; fewer when the relay's open-files limit is lower). */
   readonly maxConnections?: number;
   /** Connections of one tunnel at most (default 2,000). */
   readonly maxTunnelConnections?: number;
+  /** Connections from one client address, of all tunnels, at most (default 1,000; raise it behind a proxy on one address). */
+  readonly maxClientConnections?: number;
 }
 
 interface OpenRequest {
@@ -175,6 +178,9 @@ export class TunnelRelay {
     if (this.#options.maxTunnelConnections) {
       args.push("--max-tunnel-connections", String(this.#options.maxTunnelConnections));
     }
+    if (this.#options.maxClientConnections) {
+      args.push("--max-client-connections", String(this.#options.maxClientConnections));
+    }
     // (In a session of its own: a terminal's signals to the server's group are not its; it ends
     // with the server all the same.)
     const child = spawn(agent, args, { stdio: ["pipe", "pipe", "pipe"], env: {}, detached: true });
@@ -223,7 +229,7 @@ export class TunnelRelay {
     // (One whose open is still unanswered fails, and its opener sees that.)
     const tunnels = [...this.#tunnels.entries()].filter(([, known]) => known.listenPort !== 0);
     if (this.#restarts.length >= MAX_RESTARTS) {
-      this.#options.log("tunnel relay ended again; its tunnels are lost", { why, tunnels: tunnels.length });
+      this.#options.log("tunnel relay ended again; its tunnels are lost", { why, tunnels: tunnels.length }, "error");
       this.#tunnels.clear();
       for (const [, known] of tunnels) known.lose();
       return;
@@ -237,11 +243,17 @@ export class TunnelRelay {
         },
         (error: Error) => {
           if (this.#tunnels.get(key) === known) this.#tunnels.delete(key);
-          this.#options.log("a tunnel is lost", {
-            sandboxId: known.request.sandboxId,
-            port: known.request.port,
-            why: error.message,
-          });
+          // (Its port may have been taken meanwhile: by another local user's listener, say.)
+          this.#options.log(
+            "a tunnel is lost: its port could not be listened on again",
+            {
+              sandboxId: known.request.sandboxId,
+              port: known.request.port,
+              listenPort: known.listenPort,
+              why: error.message,
+            },
+            "error",
+          );
           known.lose();
         },
       );
