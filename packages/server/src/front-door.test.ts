@@ -268,6 +268,28 @@ if (available) {
       expect(answer.toLowerCase()).toContain("connection: close");
     });
 
+    it("an RPC without a Host header (HTTP/1.0) is answered 400, and the server stays up", async () => {
+      for (const token of ["", `Authorization: Bearer ${server().token}\r\n`]) {
+        const socket = await open(server().url);
+        let answer = "";
+        socket.on("data", (d: Buffer) => {
+          answer += d.toString("latin1");
+        });
+        socket.write(
+          `POST /sbx.v1.SandboxService/ListSandboxes HTTP/1.0\r\nContent-Type: application/json\r\n${token}Content-Length: 2\r\n\r\n{}`,
+        );
+        await within(closed(socket), 5_000, "connection close");
+        expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+        expect(codeOf(answer)).toBe("invalid_argument");
+      }
+      const still = await fetch(`${server().url}/sbx.v1.SandboxService/ListSandboxes`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${server().token}`, "content-type": "application/json" },
+        body: "{}",
+      });
+      expect(still.status).toBe(200);
+    });
+
     it("refused gRPC streams with unread bodies are closed, and so is their session", async () => {
       // A hand-made HTTP/2 client, to see the server's own frames (Node's client hides an
       // RST_STREAM(NO_ERROR) on a stream it still writes to, and a server's close after GOAWAY).
