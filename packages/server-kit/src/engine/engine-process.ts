@@ -29,6 +29,8 @@ export interface ProcessHost {
   /** Activity: postpones the sandbox's idle timeout. */
   touch(): void;
   persistProcess(process: EngineProcess): void;
+  /** Like persistProcess, for what a restart needs only eventually (the pid). */
+  persistProcessSoon(process: EngineProcess): void;
   processEnded(process: EngineProcess): void;
   forgetProcess(process: EngineProcess): void;
 }
@@ -158,7 +160,8 @@ export class EngineProcess {
       await Promise.all([this.stdout.written(), this.stderr.written()]);
       this.finish(this.#timedOut ? timedOut() : fromRuntimeExit(exit));
     });
-    this.sandbox.persistProcess(this);
+    // The record was written before the start; its pid can wait (see persistProcessSoon).
+    this.sandbox.persistProcessSoon(this);
   }
 
   /**
