@@ -1,0 +1,14 @@
+import { EffectRunner } from "./dist/effect-runner.js";
+import { call } from "./dist/rpc.js";
+import { longPoll, longPollSettings } from "./dist/long-poll.js";
+import * as Effect from "effect/Effect";
+const config = { endpoint: "http://x", timeoutMs: 60000, attemptTimeoutMs: 30000, maxRetries: 3, retryBaseMs: 100, retryMaxDelayMs: 2000, longPollMs: 30000 };
+const resp = { process: { processId: "p" }, done: true };
+const clients = { processes: { startProcess: async () => resp, waitProcess: async () => resp } };
+const runner = new EffectRunner(clients, config);
+const N = 20000;
+const bench = async (name, f) => { for (let p = 0; p < 2; p++) { const t = performance.now(); for (let i = 0; i < N; i++) await f(); if (p) console.log(name.padEnd(30), ((performance.now() - t) / N * 1000).toFixed(1), "us"); } };
+await bench("direct promise", () => clients.processes.startProcess({}, {}));
+await bench("Effect.runPromise(succeed)", () => Effect.runPromise(Effect.succeed(1)));
+await bench("runner.run(call)", () => runner.run(call("x", (rpc, o) => rpc.processes.startProcess({}, o))));
+await bench("runner.run(longPoll(call))", () => runner.run(longPoll("w", (hold) => call("x", (rpc, o) => rpc.processes.waitProcess({}, o), longPollSettings(hold)))));
