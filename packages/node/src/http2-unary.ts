@@ -83,7 +83,9 @@ export function http2Unary(sessions: Http2SessionManager, baseUrl: string): Tran
         stream.on("end", () => settle(undefined));
         stream.on("error", (error) => settle(failureOf(error)));
         // Closed before its end: reset (by the server, or with the connection).
-        stream.on("close", () => settle(resetFailure(stream.rstCode)));
+        stream.on("close", () => {
+          if (!settled) settle(resetFailure(stream.rstCode));
+        });
         stream.end(body);
       },
     );

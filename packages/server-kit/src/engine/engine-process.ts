@@ -48,6 +48,8 @@ export class EngineProcess {
   #stdinClosed: boolean;
   /** The runtime reported the exit; the record ends once the output is stored. */
   #exited = false;
+  /** Whether the store has its record (set by the sandbox's persistProcess). */
+  recorded: boolean;
 
   constructor(
     readonly sandbox: ProcessHost,
@@ -72,6 +74,7 @@ export class EngineProcess {
     this.stdout = log("stdout");
     this.stderr = log("stderr");
     this.#stdinClosed = info.stdinClosed;
+    this.recorded = restored;
     const spec = this.spec;
     this.lifecycle = new CommandLifecycle({
       idleTimeoutMs: spec.idleTimeoutMs === undefined ? undefined : Number(spec.idleTimeoutMs),
@@ -113,7 +116,7 @@ export class EngineProcess {
     if (timeoutMs > 0) this.#timer = unrefTimer(() => this.#timeout(), timeoutMs);
     let rt: RuntimeProcess;
     try {
-      rt = await runtime.exec({
+      const starting = runtime.exec({
         processId: this.info.processId,
         argv: spec.argv,
         env: spec.env,
@@ -122,6 +125,10 @@ export class EngineProcess {
         ptySize: spec.ptySize ? { rows: spec.ptySize.rows, cols: spec.ptySize.cols } : undefined,
         mergeStderr: spec.stderr === StdioMode.STDOUT,
       });
+      // Not recorded yet (see addProcess's startsNow): written while the runtime starts it, and
+      // so before anyone hears of the start.
+      if (!this.recorded) this.sandbox.persistProcess(this);
+      rt = await starting;
     } catch (error) {
       this.stderr.append(new TextEncoder().encode(`sbx: ${(error as Error).message}\n`));
       this.finish(exited(127));

@@ -115,6 +115,8 @@ export class EngineSandbox {
         stdout: StdioMode.PIPE,
         stderr: StdioMode.PIPE,
       }),
+      undefined,
+      { startsNow: spec.command.length > 0 },
     );
     this.touch();
     // No command: the sandbox just stays up; its entrypoint is a record that ends with it.
@@ -149,10 +151,19 @@ export class EngineSandbox {
     return next;
   }
 
-  addProcess(processId: string, spec: ProcessSpec, restored?: Process): EngineProcess {
+  /**
+   * Adds a process record, written at once unless the caller `startsNow` (`start` writes it as
+   * soon as the runtime has the request: the write overlaps the start instead of delaying it).
+   */
+  addProcess(
+    processId: string,
+    spec: ProcessSpec,
+    restored?: Process,
+    options: { readonly startsNow?: boolean } = {},
+  ): EngineProcess {
     const process = restored ? new EngineProcess(this, restored, true) : EngineProcess.create(this, processId, spec);
     this.processes.set(processId, process);
-    if (!restored) this.persistProcess(process);
+    if (!restored && !options.startsNow) this.persistProcess(process);
     return process;
   }
 
@@ -207,6 +218,7 @@ export class EngineSandbox {
 
   persistProcess(process: EngineProcess): void {
     if (this.processes.get(process.info.processId) !== process) return;
+    process.recorded = true;
     this.engine.saveState((store) => store.saveProcess(process.info), process);
   }
 
