@@ -98,7 +98,7 @@ export function http2Unary(sessions: Http2SessionManager, baseUrl: string): Tran
     const [headerPart, trailerPart] = trailerDemux(responseHeader);
     if (isUnaryError) {
       const metadata = new Headers(headerPart);
-      trailerPart.forEach((value, key) => metadata.append(key, value));
+      for (const [key, value] of trailerPart) metadata.append(key, value);
       throw errorFromJsonBytes(answer.body, metadata, unaryError as ConnectError);
     }
     let output: UnaryResponse<I, O>["message"];
