@@ -2,9 +2,9 @@
  * A Node request as Connect's universal request, for the front door (listen.ts): what
  * connect-node's `universalRequestFromNodeRequest` makes, with two differences.
  *
- * - A request that names no authority (an HTTP/1.0 request without a Host header) is not one:
- *   the caller answers it 400. connect-node throws there, and a throw from the request
- *   listener ends the server with every sandbox in it.
+ * - A request that names no authority (an HTTP/1.0 request without a Host header), or one that
+ *   is not a host (`Host: a b`), is not one: the caller answers it 400. connect-node throws
+ *   there, and a throw from the request listener ends the server with every sandbox in it.
  * - Its signal is aborted only when the request goes before its answer is complete (a client
  *   that hung up, a reset stream). Once an answer is complete Connect has let go of the signal
  *   (it aborts the call's own context at the end of every call), so aborting it then would
@@ -23,6 +23,13 @@ export function universalRequestOf(
 ): UniversalServerRequest | undefined {
   const authority = "authority" in req ? req.authority : req.headers.host;
   if (!authority) return undefined;
+  const encrypted = "encrypted" in req.socket && req.socket.encrypted;
+  let url: string;
+  try {
+    url = new URL(req.url ?? "", `${encrypted ? "https" : "http"}://${authority}`).toString();
+  } catch {
+    return undefined;
+  }
   const controller = new AbortController();
   if ("stream" in req) {
     const stream = req.stream;
@@ -44,11 +51,10 @@ export function universalRequestOf(
     // The response's close, not the request's: Node closes a request once its body is read.
     res.once("close", onClose);
   }
-  const encrypted = "encrypted" in req.socket && req.socket.encrypted;
   return {
     httpVersion: req.httpVersion,
     method: req.method ?? "",
-    url: new URL(req.url ?? "", `${encrypted ? "https" : "http"}://${authority}`).toString(),
+    url,
     header: webHeaders(req.headers),
     body: req as AsyncIterable<Uint8Array>,
     signal: controller.signal,

@@ -268,15 +268,21 @@ if (available) {
       expect(answer.toLowerCase()).toContain("connection: close");
     });
 
-    it("an RPC without a Host header (HTTP/1.0) is answered 400, and the server stays up", async () => {
-      for (const token of ["", `Authorization: Bearer ${server().token}\r\n`]) {
+    it("an RPC without a Host header (HTTP/1.0) or with one that is no host is answered 400, and the server stays up", async () => {
+      const token = `Authorization: Bearer ${server().token}\r\n`;
+      for (const head of [
+        "HTTP/1.0\r\n",
+        `HTTP/1.0\r\n${token}`,
+        "HTTP/1.1\r\nHost: a b\r\n",
+        `HTTP/1.1\r\nHost: a b\r\n${token}`,
+      ]) {
         const socket = await open(server().url);
         let answer = "";
         socket.on("data", (d: Buffer) => {
           answer += d.toString("latin1");
         });
         socket.write(
-          `POST /sbx.v1.SandboxService/ListSandboxes HTTP/1.0\r\nContent-Type: application/json\r\n${token}Content-Length: 2\r\n\r\n{}`,
+          `POST /sbx.v1.SandboxService/ListSandboxes ${head}Content-Type: application/json\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}`,
         );
         await within(closed(socket), 5_000, "connection close");
         expect(answer).toMatch(/^HTTP\/1\.1 400 /);
