@@ -33,14 +33,10 @@ export function http2Unary(sessions: Http2SessionManager, baseUrl: string): Tran
     if (deadlineMs !== undefined) headers["connect-timeout-ms"] = String(deadlineMs);
     if (signal?.aborted) throw ConnectError.from(signal.reason, Code.Canceled);
     const path = `${prefix}/${method.parent.typeName}/${method.name}`;
-    let stream: ClientHttp2Stream;
-    try {
-      stream = await sessions.request("POST", path, headers, {});
-    } catch (error) {
-      throw failureOf(error);
-    }
     const answer = await new Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }>(
       (resolve, reject) => {
+        // The deadline and the caller's signal hold from now on, while connecting too.
+        let stream: ClientHttp2Stream | undefined;
         let status = 0;
         let answerHeaders: IncomingHttpHeaders = {};
         const chunks: Buffer[] = [];
@@ -59,9 +55,7 @@ export function http2Unary(sessions: Http2SessionManager, baseUrl: string): Tran
             });
             return;
           }
-          if (!stream.closed) {
-            stream.close(error.code === Code.Canceled ? constants.NGHTTP2_CANCEL : constants.NGHTTP2_INTERNAL_ERROR);
-          }
+          if (stream && !stream.closed) stream.close(closeCodeOf(error));
           reject(error);
         };
         const onAbort = () => settle(ConnectError.from(signal?.reason, Code.Canceled));
@@ -72,21 +66,31 @@ export function http2Unary(sessions: Http2SessionManager, baseUrl: string): Tran
             deadlineMs,
           );
         }
-        stream.on("response", (h) => {
-          status = Number(h[":status"]);
-          answerHeaders = h;
-        });
-        stream.on("data", (chunk: Buffer) => {
-          chunks.push(chunk);
-          sessions.notifyResponseByteRead(stream);
-        });
-        stream.on("end", () => settle(undefined));
-        stream.on("error", (error) => settle(failureOf(error)));
-        // Closed before its end: reset (by the server, or with the connection).
-        stream.on("close", () => {
-          if (!settled) settle(resetFailure(stream.rstCode));
-        });
-        stream.end(body);
+        sessions.request("POST", path, headers, {}).then(
+          (opened) => {
+            if (settled) {
+              opened.close(closeCodeOf(undefined));
+              return;
+            }
+            stream = opened;
+            opened.on("response", (h) => {
+              status = Number(h[":status"]);
+              answerHeaders = h;
+            });
+            opened.on("data", (chunk: Buffer) => {
+              chunks.push(chunk);
+              sessions.notifyResponseByteRead(opened);
+            });
+            opened.on("end", () => settle(undefined));
+            opened.on("error", (error) => settle(failureOf(error)));
+            // Closed before its end: reset (by the server, or with the connection).
+            opened.on("close", () => {
+              if (!settled) settle(resetFailure(opened.rstCode));
+            });
+            opened.end(body);
+          },
+          (error: unknown) => settle(failureOf(error)),
+        );
       },
     );
     const responseHeader = webHeaders(answer.headers);
@@ -110,6 +114,10 @@ export function http2Unary(sessions: Http2SessionManager, baseUrl: string): Tran
     return { stream: false, service: method.parent, method, header: headerPart, message: output, trailer: trailerPart };
   } as Transport["unary"];
 }
+
+/** How a stream given up on is closed: CANCEL for a cancelled call (as gRPC maps it), else INTERNAL_ERROR. */
+const closeCodeOf = (error: ConnectError | undefined): number =>
+  error === undefined || error.code === Code.Canceled ? constants.NGHTTP2_CANCEL : constants.NGHTTP2_INTERNAL_ERROR;
 
 /** The caller's headers (a record, pairs or `Headers`) into a node:http2 header object. */
 function copyHeaders(out: OutgoingHttpHeaders, init: HeadersInit | undefined): void {
