@@ -45,7 +45,13 @@ describe("unary calls over HTTP/2", () => {
     const headers = { authorization: "Bearer t" };
     const created = await client.createSandbox({ requestId: "r1", spec: { app: "a" } }, { headers });
     const sandboxId = created.sandbox?.id ?? "";
-    expect((await client.getSandbox({ sandboxId }, { headers, timeoutMs: 5_000 })).sandbox?.spec?.app).toBe("a");
+    let contentType: string | null = null;
+    const got = await client.getSandbox(
+      { sandboxId },
+      { headers, timeoutMs: 5_000, onHeader: (h) => (contentType = h.get("content-type")) },
+    );
+    expect(got.sandbox?.spec?.app).toBe("a");
+    expect(contentType).toBe("application/proto");
     const missing = await failureOf(client.getSandbox({ sandboxId: "sb-nothere" }, { headers }));
     expect(missing).toBeInstanceOf(ConnectError);
     expect(missing?.code).toBe(Code.NotFound);

@@ -93,17 +93,25 @@ export function http2Unary(sessions: Http2SessionManager, baseUrl: string): Tran
         );
       },
     );
-    const responseHeader = webHeaders(answer.headers);
-    const { isUnaryError, unaryError } = validateResponse("unary", true, answer.status, responseHeader);
-    const encoding = responseHeader.get("content-encoding");
-    if (encoding !== null && encoding.toLowerCase() !== "identity") {
-      throw new ConnectError(`unsupported response encoding "${encoding}"`, Code.Internal, responseHeader);
-    }
-    const [headerPart, trailerPart] = trailerDemux(responseHeader);
-    if (isUnaryError) {
-      const metadata = new Headers(headerPart);
-      for (const [key, value] of trailerPart) metadata.append(key, value);
-      throw errorFromJsonBytes(answer.body, metadata, unaryError as ConnectError);
+    // The usual answer is checked on node's own header object; anything else goes the whole way.
+    const encoding = answer.headers["content-encoding"];
+    const plain =
+      answer.status === 200 &&
+      answer.headers["content-type"] === "application/proto" &&
+      (encoding === undefined || encoding === "identity");
+    if (!plain) {
+      const responseHeader = webHeaders(answer.headers);
+      const { isUnaryError, unaryError } = validateResponse("unary", true, answer.status, responseHeader);
+      const named = responseHeader.get("content-encoding");
+      if (named !== null && named.toLowerCase() !== "identity") {
+        throw new ConnectError(`unsupported response encoding "${named}"`, Code.Internal, responseHeader);
+      }
+      if (isUnaryError) {
+        const [headerPart, trailerPart] = trailerDemux(responseHeader);
+        const metadata = new Headers(headerPart);
+        for (const [key, value] of trailerPart) metadata.append(key, value);
+        throw errorFromJsonBytes(answer.body, metadata, unaryError as ConnectError);
+      }
     }
     let output: UnaryResponse<I, O>["message"];
     try {
@@ -111,7 +119,24 @@ export function http2Unary(sessions: Http2SessionManager, baseUrl: string): Tran
     } catch (error) {
       throw new ConnectError(`parse binary: ${(error as Error).message}`, Code.Internal);
     }
-    return { stream: false, service: method.parent, method, header: headerPart, message: output, trailer: trailerPart };
+    // Its header and trailer as fetch's Headers only if asked for (onHeader / onTrailer).
+    let parts: [Headers, Headers] | undefined;
+    const split = () => {
+      parts ??= trailerDemux(webHeaders(answer.headers));
+      return parts;
+    };
+    return {
+      stream: false,
+      service: method.parent,
+      method,
+      message: output,
+      get header() {
+        return split()[0];
+      },
+      get trailer() {
+        return split()[1];
+      },
+    };
   } as Transport["unary"];
 }
 
