@@ -213,7 +213,7 @@ export async function listenConnect(
     const request = universalRequestOf(req, res, createContextValues().set(frontDoorKey, verdict));
     if (!request) {
       (res as import("node:http").ServerResponse).writeHead(400, { "content-type": "application/json" });
-      res.end(JSON.stringify({ code: "invalid_argument", message: "the request names no host (Host header)" }));
+      res.end(JSON.stringify({ code: "invalid_argument", message: "the request has no usable Host header" }));
       return;
     }
     handler(request)
