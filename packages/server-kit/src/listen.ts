@@ -143,9 +143,10 @@ export async function listenConnect(
     { createServer: createHttp1 },
     { createServer: createHttp2 },
     net,
-    { universalRequestFromNodeRequest, universalResponseToNodeResponse },
+    { universalResponseToNodeResponse },
     { Code, ConnectError, cors, createConnectRouter, createContextKey, createContextValues },
     { constants: http2Constants },
+    { universalRequestOf },
   ] = await Promise.all([
     import("node:http"),
     import("node:http2"),
@@ -153,13 +154,14 @@ export async function listenConnect(
     import("@connectrpc/connect-node"),
     import("@connectrpc/connect"),
     import("node:http2"),
+    import("./universal-request.js"),
   ]);
   const frontDoorKey = createContextKey<Verdict | undefined>(undefined, { description: "sbx front door" });
   const authorize = options.authorize;
   // Runs before a request's body is read (Connect's interceptors run after). Only a request it
   // accepts counts as in flight on its connection (see ConnectionGuard).
   const requestGate = (context: HandlerContext) => {
-    reclassifyUndecodableRequests(context, ConnectError, Code);
+    settleCallsCheaply(context, ConnectError, Code);
     const verdict = context.values.get(frontDoorKey);
     if (authorize && !authorize(context.requestHeader.get("authorization"))) {
       verdict?.refused();
@@ -208,14 +210,13 @@ export async function listenConnect(
       res.end(JSON.stringify({ code: "unimplemented", message: `no method ${path} on this sbx server` }));
       return;
     }
-    handler(
-      universalRequestFromNodeRequest(
-        req as never,
-        res as never,
-        undefined,
-        createContextValues().set(frontDoorKey, verdict),
-      ),
-    )
+    const request = universalRequestOf(req, res, createContextValues().set(frontDoorKey, verdict));
+    if (!request) {
+      (res as import("node:http").ServerResponse).writeHead(400, { "content-type": "application/json" });
+      res.end(JSON.stringify({ code: "invalid_argument", message: "the request has no usable Host header" }));
+      return;
+    }
+    handler(request)
       .then((uRes) => universalResponseToNodeResponse(uRes, res as never))
       .catch((error: unknown) => {
         const clientLeft =
@@ -266,13 +267,17 @@ export async function listenConnect(
     let refused = false;
     if ("stream" in req) {
       const stream = req.stream;
+      // A request read to its end has nothing left to close off: its stream closes with the
+      // answer's last frame, and an RST_STREAM after it would only cost both sides work.
       const closeRest = () => {
-        if (!stream.closed && !stream.destroyed) stream.close(http2Constants.NGHTTP2_NO_ERROR);
+        if (!stream.closed && !stream.destroyed && !stream.readableEnded) stream.close(http2Constants.NGHTTP2_NO_ERROR);
       };
       // An answer with a body ends with trailers (gRPC's status among them), which Node submits
       // from its own listener during this send: the close waits a turn to go after them. One
       // without (a 204, a HEAD) ends with its headers.
-      stream.once("wantTrailers", () => setImmediate(closeRest));
+      stream.once("wantTrailers", () => {
+        if (!stream.readableEnded) setImmediate(closeRest);
+      });
       stream.once("finish", () => {
         if (req.method === "HEAD" || res.statusCode === 204 || res.statusCode === 304) closeRest();
       });
@@ -431,31 +436,44 @@ export async function listenConnect(
   };
 }
 
+/** Ends a call's context without an exception of its own (see settleCallsCheaply). */
+const CALL_ENDED = new DOMException("the call has ended", "AbortError");
+
 /**
- * Connect reports a request body that does not decode as protobuf as `internal` (its binary
- * parser's failure); for a server that is the caller's bad input. The handler aborts the
- * request's context with the error just before writing it in every protocol, so the code is
- * corrected there.
+ * Connect aborts each call's context when the call ends, failed or not: `abort(error)` just
+ * before it writes a failure, then `abort()`, which makes a new DOMException (a stack trace) on
+ * every call. Here the end of a call that did not fail takes one shared AbortError instead.
+ *
+ * And Connect reports a request body that does not decode as protobuf as `internal` (its binary
+ * parser's failure); for a server that is the caller's bad input, so its code is corrected as
+ * the context is aborted with it, before the error is written (in every protocol). Should a
+ * Connect release stop handing the gate its context's `abort`, a listener corrects it instead.
  */
-function reclassifyUndecodableRequests(
+function settleCallsCheaply(
   context: HandlerContext,
   ConnectErrorClass: typeof import("@connectrpc/connect").ConnectError,
   CodeEnum: typeof import("@connectrpc/connect").Code,
 ): void {
-  context.signal.addEventListener(
-    "abort",
-    () => {
-      const reason: unknown = context.signal.reason;
-      if (
-        reason instanceof ConnectErrorClass &&
-        reason.code === CodeEnum.Internal &&
-        reason.rawMessage.startsWith("parse binary: ")
-      ) {
-        (reason as { code: number }).code = CodeEnum.InvalidArgument;
-      }
-    },
-    { once: true },
-  );
+  const reclassify = (reason: unknown) => {
+    if (
+      reason instanceof ConnectErrorClass &&
+      reason.code === CodeEnum.Internal &&
+      reason.rawMessage.startsWith("parse binary: ")
+    ) {
+      (reason as { code: number }).code = CodeEnum.InvalidArgument;
+    }
+  };
+  const controller = context as HandlerContext & { abort?: unknown };
+  const abort = controller.abort;
+  if (typeof abort === "function") {
+    controller.abort = (reason?: unknown) => {
+      if (reason === undefined) return abort.call(controller, CALL_ENDED);
+      reclassify(reason);
+      return abort.call(controller, reason);
+    };
+    return;
+  }
+  context.signal.addEventListener("abort", () => reclassify(context.signal.reason), { once: true });
 }
 
 /**

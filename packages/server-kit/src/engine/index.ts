@@ -9,7 +9,7 @@ export {
   PTY_ENV,
   processEnv,
 } from "./default-image.js";
-export { Engine, type EngineOptions, type EngineSeams, newSandboxId } from "./engine.js";
+export { DEFERRED_WRITE_MS, Engine, type EngineOptions, type EngineSeams, newSandboxId } from "./engine.js";
 export { EngineImages } from "./engine-images.js";
 export { type EngineLogger, silentLogger } from "./engine-logger.js";
 export { EngineProcess, type ProcessHost } from "./engine-process.js";
