@@ -19,6 +19,7 @@ describe("sbx CLI", () => {
     expect(help.stdout).toContain("sbx server [--listen 127.0.0.1:7420] [--data-dir DIR] [--token TOKEN]");
     expect(help.stdout).toContain("[--insecure-registry HOST:PORT ...]");
     expect(help.stdout).toContain("[--image-store-max-mib MIB] [--image-pull-timeout-s 3600]");
+    expect(help.stdout).toContain("[--tunnel-domain DOMAIN [--tunnel-scheme https|http] [--tunnel-public-port PORT]]");
     expect(sbx(["--version"]).stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
 
@@ -48,6 +49,36 @@ describe("sbx CLI", () => {
     expect(registry.stderr).toContain(
       '--insecure-registry: "not/a host" is not a registry host (HOST:PORT, as in image references)',
     );
+  });
+
+  it("checks the tunnel-domain flags before starting (exit 2)", () => {
+    const usage = (args: string[], message: string) => {
+      const result = sbx(["server", ...args]);
+      expect(result.status, args.join(" ")).toBe(2);
+      expect(result.stderr, args.join(" ")).toContain(message);
+      expect(result.stdout).not.toContain("listening");
+    };
+    usage(
+      ["--tunnel-domain", "*.example.com"],
+      '--tunnel-domain: tunnel domain "*.example.com": give the domain without "*."',
+    );
+    usage(["--tunnel-domain", "exa_mple.com"], '--tunnel-domain: tunnel domain "exa_mple.com" is not a DNS name');
+    usage(["--tunnel-domain", "192.168.1.10"], 'tunnel domain "192.168.1.10" is an address, not a DNS name');
+    usage(["--tunnel-domain", ""], "--tunnel-domain: the tunnel domain is empty");
+    usage(
+      ["--tunnel-domain", "example.com", "--tunnel-scheme", "ftp"],
+      '--tunnel-scheme must be https or http, got "ftp"',
+    );
+    usage(
+      ["--tunnel-domain", "example.com", "--tunnel-public-port", "0443"],
+      '--tunnel-public-port must be a port from 1 to 65535, got "0443"',
+    );
+    usage(
+      ["--tunnel-domain", "example.com", "--tunnel-public-port", "65536"],
+      '--tunnel-public-port must be a port from 1 to 65535, got "65536"',
+    );
+    usage(["--tunnel-scheme", "http"], "--tunnel-scheme and --tunnel-public-port need --tunnel-domain");
+    usage(["--tunnel-public-port", "443"], "--tunnel-scheme and --tunnel-public-port need --tunnel-domain");
   });
 
   it("stops with one clear sentence per missing prerequisite", () => {

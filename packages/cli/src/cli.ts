@@ -2,7 +2,15 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { DEFAULT_SERVER_NICE, insecureRegistryProblem, niceProblem, PrerequisiteError, startServer } from "@sbx/server";
+import {
+  DEFAULT_SERVER_NICE,
+  insecureRegistryProblem,
+  niceProblem,
+  PrerequisiteError,
+  startServer,
+  type TunnelScheme,
+  tunnelDomainProblem,
+} from "@sbx/server";
 
 const VERSION = "0.1.0";
 const USAGE = `Usage:
@@ -12,6 +20,7 @@ const USAGE = `Usage:
              [--image-store-max-mib MIB] [--image-pull-timeout-s 3600] [--nice -10]
              [--net-cidr CIDR] [--net-deny none|CIDR,...] [--net-allow CIDR,...]
              [--net-max-connections 4096] [--dns-upstream ADDRESS[:PORT],...]
+             [--tunnel-domain DOMAIN [--tunnel-scheme https|http] [--tunnel-public-port PORT]]
   sbx --help | --version
 
 sbx server runs sandboxes on this machine (Linux, as root) and serves the sbx API
@@ -36,7 +45,15 @@ blockNetwork; never to this host, other sandboxes, loopback, link-local/metadata
 --net-deny: ranges no sandbox may reach (default the private ranges 10/8, 172.16/12,
 192.168/16, 100.64/10; "none" lifts them). --net-allow: when set, sandboxes reach only these.
 --net-max-connections: connections one sandbox may have tracked at once.
---dns-upstream: resolvers sandboxes' DNS is forwarded to (default: /etc/resolv.conf's).`;
+--dns-upstream: resolvers sandboxes' DNS is forwarded to (default: /etc/resolv.conf's).
+--tunnel-domain: sandbox ports by host name on the server's own port, given a wildcard DNS
+name *.DOMAIN pointing at this server: tunnels are https://<port>-<sandbox id>.DOMAIN,
+connect-token and service URLs https://<port>-<sandbox id>-auth.DOMAIN, each an origin of its
+own (browsers keep their cookies apart). Without it, each sandbox port gets a listener of its own.
+--tunnel-scheme: the scheme of those URLs (default https: a TLS proxy with a *.DOMAIN
+certificate in front; the server itself speaks plain HTTP; http is for development only:
+no __Host- cookies, so sibling names can plant them). --tunnel-public-port: their port
+(default 443 for https, the server's own port for http).`;
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -67,6 +84,9 @@ export async function main(argv: string[]): Promise<number> {
     "net-allow"?: string[];
     "net-max-connections"?: string;
     "dns-upstream"?: string[];
+    "tunnel-domain"?: string;
+    "tunnel-scheme"?: string;
+    "tunnel-public-port"?: string;
     help?: boolean;
   };
   try {
@@ -87,6 +107,9 @@ export async function main(argv: string[]): Promise<number> {
         "net-allow": { type: "string", multiple: true },
         "net-max-connections": { type: "string" },
         "dns-upstream": { type: "string", multiple: true },
+        "tunnel-domain": { type: "string" },
+        "tunnel-scheme": { type: "string" },
+        "tunnel-public-port": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -152,6 +175,11 @@ export async function main(argv: string[]): Promise<number> {
     ...(maxConnections ? { maxConnections: Number(maxConnections) } : {}),
     ...(values["dns-upstream"] ? { dnsUpstream: list(values["dns-upstream"]) } : {}),
   };
+  const tunnel = tunnelOptions(values["tunnel-domain"], values["tunnel-scheme"], values["tunnel-public-port"]);
+  if (typeof tunnel === "string") {
+    console.error(`sbx server: ${tunnel}\n\n${USAGE}`);
+    return 2;
+  }
   const dataDir = values["data-dir"] ?? process.env.SBX_DATA_DIR ?? join(homedir(), ".local", "share", "sbx");
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
@@ -164,6 +192,7 @@ export async function main(argv: string[]): Promise<number> {
       ...(pullTimeout !== undefined ? { imagePullTimeoutMs: Number(pullTimeout) * 1000 } : {}),
       nice: Number(nice),
       network,
+      ...tunnel,
     });
   } catch (error) {
     if (error instanceof PrerequisiteError) {
@@ -188,4 +217,30 @@ export async function main(argv: string[]): Promise<number> {
   });
   await server.close();
   return 0;
+}
+
+/** The tunnel-domain flags as server options, or what is wrong with them. */
+function tunnelOptions(
+  domain: string | undefined,
+  scheme: string | undefined,
+  publicPort: string | undefined,
+): { tunnelDomain?: string; tunnelScheme?: TunnelScheme; tunnelPublicPort?: number } | string {
+  if (domain === undefined) {
+    return scheme === undefined && publicPort === undefined
+      ? {}
+      : "--tunnel-scheme and --tunnel-public-port need --tunnel-domain";
+  }
+  const problem = tunnelDomainProblem(domain);
+  if (problem) return `--tunnel-domain: ${problem}`;
+  if (scheme !== undefined && scheme !== "https" && scheme !== "http") {
+    return `--tunnel-scheme must be https or http, got ${JSON.stringify(scheme)}`;
+  }
+  if (publicPort !== undefined && !(/^[1-9]\d{0,4}$/.test(publicPort) && Number(publicPort) <= 65_535)) {
+    return `--tunnel-public-port must be a port from 1 to 65535, got ${JSON.stringify(publicPort)}`;
+  }
+  return {
+    tunnelDomain: domain,
+    ...(scheme !== undefined ? { tunnelScheme: scheme as TunnelScheme } : {}),
+    ...(publicPort !== undefined ? { tunnelPublicPort: Number(publicPort) } : {}),
+  };
 }

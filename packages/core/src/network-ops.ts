@@ -12,7 +12,10 @@ import type { PortConnection } from "./port-dialer.js";
 import type { PortSession } from "./port-session.js";
 import { call, SbxConnection } from "./rpc.js";
 
-/** Where an exposed port is reached: `url` is `http://host:port`. */
+/**
+ * Where an exposed port is reached: `url` is `http://host:port`, or under the server's tunnel
+ * domain `https://<port>-<sandbox id>.<domain>` (`host` that name, `port` the one clients use).
+ */
 export interface Tunnel {
   readonly host: string;
   readonly port: number;

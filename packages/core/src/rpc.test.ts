@@ -92,6 +92,19 @@ describe("call: retries and deadlines", () => {
     expect(result._tag === "Failure" && result.failure).toBeInstanceOf(TimeoutError);
   });
 
+  it("ends a call whose answer never comes at its deadline, with TimeoutError", async () => {
+    const run = harness(
+      ({ service }) =>
+        service(SandboxService, {
+          getSandbox: () => new Promise<never>(() => {}),
+        }),
+      { timeoutMs: 150 },
+    );
+    const result = await run(getSandbox("sb-1"));
+    expect(result._tag === "Failure" && result.failure).toBeInstanceOf(TimeoutError);
+    expect(result._tag === "Failure" && result.failure.message).toBe("get sandbox sb-1 did not finish within 150 ms");
+  });
+
   it("honours the server's retry delay and reuses the idempotency key", async () => {
     const requestIds: string[] = [];
     const times: number[] = [];

@@ -170,25 +170,67 @@ export const withDeadline = <A, E, R>(
     orElse: () => Effect.fail(new TimeoutError(`${what} did not finish within ${timeoutMs} ms`)),
   });
 
+/** The longest delay setTimeout takes (a longer one fires at once). */
+const MAX_TIMER_MS = 2_147_483_647;
+
 /**
- * Runs one RPC: each attempt gets an AbortSignal tied to the fiber (so interrupting the
- * effect cancels the request) and the auth headers; transient failures are retried on
- * `retryDelayMs`; the whole thing is bounded by the call's deadline.
+ * Runs one RPC: each attempt gets an AbortSignal (interrupting the effect cancels the request)
+ * and the auth headers; transient failures are retried on `retryDelayMs`; the whole thing is
+ * bounded by the call's deadline (`TimeoutError`), as `withDeadline(retrying(…))` would, but
+ * without its two forked fibers per call: each attempt is one callback that the deadline's own
+ * timer ends, and a retry's wait stops at the deadline.
  */
 export const call = <A>(
   what: string,
   invoke: (rpc: SbxConnectionShape, options: CallOptions) => Promise<A>,
   settings: CallSettings = {},
 ): Effect.Effect<A, SandboxError, SbxConnection> =>
-  Effect.gen(function* () {
-    const rpc = yield* SbxConnection;
+  Effect.flatMap(Effect.service(SbxConnection), (rpc) => {
     const deadline = settings.timeoutMs ?? rpc.config.timeoutMs;
     // Each attempt has its own deadline too, so one hung attempt is retried, not waited out.
     const attemptTimeoutMs = settings.attemptTimeoutMs ?? Math.min(deadline, rpc.config.attemptTimeoutMs);
-    const attempt = Effect.tryPromise({
-      try: (signal) => invoke(rpc, { signal, headers: rpc.headers, timeoutMs: attemptTimeoutMs }),
-      catch: (error) => toSandboxError(error, what, rpc.config.endpoint),
+    const endsAt = Date.now() + deadline;
+    const timedOut = () => new TimeoutError(`${what} did not finish within ${deadline} ms`);
+    const attempt = Effect.callback<A, SandboxError>((resume) => {
+      const controller = new AbortController();
+      let settled = false;
+      const settle = (outcome: Effect.Effect<A, SandboxError>) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resume(outcome);
+      };
+      const left = endsAt - Date.now();
+      // (A deadline past setTimeout's range, ~24.8 days, is as good as none.)
+      const timer =
+        left <= MAX_TIMER_MS
+          ? setTimeout(() => {
+              controller.abort();
+              settle(Effect.fail(timedOut()));
+            }, left)
+          : undefined;
+      try {
+        invoke(rpc, { signal: controller.signal, headers: rpc.headers, timeoutMs: attemptTimeoutMs }).then(
+          (value) => settle(Effect.succeed(value)),
+          (error: unknown) => settle(Effect.fail(toSandboxError(error, what, rpc.config.endpoint))),
+        );
+      } catch (error) {
+        settle(Effect.fail(toSandboxError(error, what, rpc.config.endpoint)));
+      }
+      // Interrupted (the caller's signal, a closed client): the request is cancelled.
+      return Effect.sync(() => {
+        settled = true;
+        clearTimeout(timer);
+        controller.abort();
+      });
     });
-    const retried = retrying(attempt, rpc.config);
-    return yield* withDeadline(retried, deadline, what);
+    const attempts = (failures: number): Effect.Effect<A, SandboxError> =>
+      Effect.catch(attempt, (error) => {
+        const delay = retryDelayMs(error, failures, rpc.config);
+        if (delay === undefined) return Effect.fail(error);
+        const left = endsAt - Date.now();
+        if (delay >= left) return Effect.flatMap(Effect.sleep(Math.max(left, 0)), () => Effect.fail(timedOut()));
+        return Effect.flatMap(Effect.sleep(delay), () => attempts(failures + 1));
+      });
+    return attempts(0);
   });

@@ -1,5 +1,6 @@
 import type { Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { http2Unary } from "./http2-unary.js";
 
 export interface NodeTransportOptions {
   /** "connect" (default): the Connect protocol. "grpc": gRPC (always HTTP/2). */
@@ -20,5 +21,10 @@ export function createNodeTransport(endpoint: string, options: NodeTransportOpti
   // than it saves on the links sbx runs over (loopback, LAN).
   const common = { baseUrl: endpoint, acceptCompression: [] };
   if (options.protocol === "grpc") return createGrpcTransport(common);
-  return createConnectTransport({ ...common, httpVersion: options.httpVersion ?? "2" });
+  if (options.httpVersion === "1.1") return createConnectTransport({ ...common, httpVersion: "1.1" });
+  // HTTP/2: unary calls go straight over the session (http2-unary.ts), streams through Connect's
+  // transport on the same session manager (its defaults: no pings, idle after 15 minutes).
+  const sessionManager = new Http2SessionManager(endpoint);
+  const streaming = createConnectTransport({ ...common, httpVersion: "2", sessionManager });
+  return { unary: http2Unary(sessionManager, endpoint), stream: (...args) => streaming.stream(...args) };
 }

@@ -16,6 +16,7 @@
  * that never opens its flow-control window) is dropped.
  */
 import type { Socket } from "node:net";
+import type { HostedLimits } from "./hosted-budget.js";
 
 export interface ConnectionLimits {
   /**
@@ -36,6 +37,8 @@ export interface ConnectionLimits {
   readonly maxConnections?: number;
   /** Longest an answer's pending bytes may make no progress before the connection is dropped. Default 60 s. */
   readonly responseStallTimeoutMs?: number;
+  /** The budget of requests to hosted names (listen.ts's hostRouter: a tunnel domain's sandbox names). */
+  readonly hosted?: HostedLimits;
 }
 
 export const DEFAULT_FIRST_REQUEST_TIMEOUT_MS = 30_000;

@@ -7,6 +7,17 @@ export { CommandLifecycle, type CommandLifecycleOptions, DISCONNECT_GRACE_MS } f
 export * from "./engine/index.js";
 export { MAX_PENDING_WATCH_EVENTS, WatchQueue } from "./engine/watch-queue.js";
 export { type FsErrorKind, filesystemError } from "./filesystem-errors.js";
+export {
+  MAX_TUNNEL_DOMAIN_LENGTH,
+  TunnelDomain,
+  type TunnelDomainOptions,
+  type TunnelDomainSettings,
+  type TunnelHostKind,
+  type TunnelHostMatch,
+  type TunnelScheme,
+  tunnelDomainOf,
+  tunnelDomainProblem,
+} from "./ingress/tunnel-domain.js";
 export { Notifier } from "./notifier.js";
 export { outputDropped, outputLost } from "./output-errors.js";
 export { type OutputEnd, type OutputLogLike, serveOutput } from "./output-reads.js";

@@ -7,9 +7,11 @@
  */
 import type { ConnectRouter, HandlerContext, Interceptor } from "@connectrpc/connect";
 import { ConnectionGuard, type ConnectionLimits } from "./connection-guard.js";
+import { HostedBudget } from "./hosted-budget.js";
 import { READ_MAX_BYTES } from "./request-limits.js";
 
 export { type ConnectionLimits, DEFAULT_MAX_CONNECTIONS } from "./connection-guard.js";
+export type { HostedLimits } from "./hosted-budget.js";
 
 export interface ListenOptions {
   readonly host?: string;
@@ -38,9 +40,16 @@ export interface ListenOptions {
    * timeouts for silent connections. Other upgrades get a 404 and are closed.
    */
   readonly upgradeRoutes?: readonly UpgradeRoute[];
+  /**
+   * Requests for host names that are not the API's (a tunnel domain's sandbox hosts): each
+   * request and upgrade is shown to the router first, by its Host (HTTP/1.1) or :authority
+   * (HTTP/2); one it takes never reaches the API (no CORS headers, no API routes). Those it lets
+   * through have a budget of their own (`connections.hosted`, see HostedLimits).
+   */
+  readonly hostRouter?: HostRouter;
   /** Largest request message an RPC reads (default READ_MAX_BYTES); a route may set its own (see serveWithLimits). */
   readonly readMaxBytes?: number;
-  /** Timeouts and the cap for connections with no request in flight. */
+  /** Timeouts and caps for connections, and the hosted requests' budget (`hosted`). */
   readonly connections?: ConnectionLimits;
 }
 
@@ -64,6 +73,39 @@ export interface UpgradeRoute {
   ): void;
 }
 
+/** Routes requests by host name (see ListenOptions.hostRouter). */
+export interface HostRouter {
+  /** The handler for a request (or upgrade) to a host the router serves, or undefined: the API's. */
+  route(req: NodeRequest): HostRoute | undefined;
+}
+
+/** What serves one request to a routed host name. */
+export interface HostRoute {
+  /** An HTTP/1.1 or HTTP/2 request; the route asks `door` to let it through (else it counts as refused). */
+  request(req: NodeRequest, res: NodeResponse, door: HostedDoor): void;
+  /** An HTTP/1.1 upgrade; the route owns the socket and asks `door` to let it through. */
+  upgrade(
+    req: import("node:http").IncomingMessage,
+    socket: import("node:stream").Duplex,
+    head: Buffer,
+    door: HostedDoor,
+  ): void;
+}
+
+/**
+ * How a host route lets a request through (see HostedLimits): one it does not let through counts
+ * as refused (ConnectionGuard), and unlike the API's refusals does not close its connection (a
+ * proxy in front carries every client's requests over its own few connections).
+ */
+export interface HostedDoor {
+  /**
+   * Lets the request through to `target` (a sandbox's port, say): in flight until answered (an
+   * upgrade: until its socket closes), holding a place in the hosted budget, and with a
+   * deadline for its body. False when the budget has no place for it: the route answers 503.
+   */
+  admit(target: string): boolean;
+}
+
 /** Ends a refused upgrade's socket after its answer, and for good a moment later whatever the client does. */
 export function closeRefusedUpgrade(socket: import("node:stream").Duplex, answer: string): void {
   socket.end(answer);
@@ -83,7 +125,10 @@ const HTTP2_PREFACE = "PRI * HTTP/2.0";
 export const MAX_CONCURRENT_STREAMS = 1000;
 const MAX_SESSION_MEMORY_MIB = 10;
 
-/** How the front door settled a request (set once: the first call wins). */
+/**
+ * How the front door settled a request (set once: the first call wins): accepted ones count as
+ * in flight until answered; a refused one's connection is closed after its answer.
+ */
 interface Verdict {
   accepted(): void;
   refused(): void;
@@ -98,9 +143,10 @@ export async function listenConnect(
     { createServer: createHttp1 },
     { createServer: createHttp2 },
     net,
-    { universalRequestFromNodeRequest, universalResponseToNodeResponse },
+    { universalResponseToNodeResponse },
     { Code, ConnectError, cors, createConnectRouter, createContextKey, createContextValues },
     { constants: http2Constants },
+    { universalRequestOf },
   ] = await Promise.all([
     import("node:http"),
     import("node:http2"),
@@ -108,13 +154,14 @@ export async function listenConnect(
     import("@connectrpc/connect-node"),
     import("@connectrpc/connect"),
     import("node:http2"),
+    import("./universal-request.js"),
   ]);
   const frontDoorKey = createContextKey<Verdict | undefined>(undefined, { description: "sbx front door" });
   const authorize = options.authorize;
   // Runs before a request's body is read (Connect's interceptors run after). Only a request it
   // accepts counts as in flight on its connection (see ConnectionGuard).
   const requestGate = (context: HandlerContext) => {
-    reclassifyUndecodableRequests(context, ConnectError, Code);
+    settleCallsCheaply(context, ConnectError, Code);
     const verdict = context.values.get(frontDoorKey);
     if (authorize && !authorize(context.requestHeader.get("authorization"))) {
       verdict?.refused();
@@ -163,14 +210,13 @@ export async function listenConnect(
       res.end(JSON.stringify({ code: "unimplemented", message: `no method ${path} on this sbx server` }));
       return;
     }
-    handler(
-      universalRequestFromNodeRequest(
-        req as never,
-        res as never,
-        undefined,
-        createContextValues().set(frontDoorKey, verdict),
-      ),
-    )
+    const request = universalRequestOf(req, res, createContextValues().set(frontDoorKey, verdict));
+    if (!request) {
+      (res as import("node:http").ServerResponse).writeHead(400, { "content-type": "application/json" });
+      res.end(JSON.stringify({ code: "invalid_argument", message: "the request has no usable Host header" }));
+      return;
+    }
+    handler(request)
       .then((uRes) => universalResponseToNodeResponse(uRes, res as never))
       .catch((error: unknown) => {
         const clientLeft =
@@ -186,9 +232,15 @@ export async function listenConnect(
     writeHead(status: number): void;
     end(): void;
   };
+  const hostRouter = options.hostRouter;
   const handle = (req: NodeRequest, res: Response) => {
     const connection = tracked.get("stream" in req ? (req.stream.session ?? req) : req.socket);
     const verdict = frontDoorVerdict(req, res as NodeResponse, connection);
+    const hosted = hostRouter?.route(req);
+    if (hosted) {
+      hosted.request(req, res as NodeResponse, hostedDoor(req, res as NodeResponse, verdict, connection));
+      return;
+    }
     res.setHeader("access-control-allow-origin", origin);
     res.setHeader("access-control-expose-headers", cors.exposedHeaders.join(", "));
     if (req.method === "OPTIONS") {
@@ -215,13 +267,17 @@ export async function listenConnect(
     let refused = false;
     if ("stream" in req) {
       const stream = req.stream;
+      // A request read to its end has nothing left to close off: its stream closes with the
+      // answer's last frame, and an RST_STREAM after it would only cost both sides work.
       const closeRest = () => {
-        if (!stream.closed && !stream.destroyed) stream.close(http2Constants.NGHTTP2_NO_ERROR);
+        if (!stream.closed && !stream.destroyed && !stream.readableEnded) stream.close(http2Constants.NGHTTP2_NO_ERROR);
       };
       // An answer with a body ends with trailers (gRPC's status among them), which Node submits
       // from its own listener during this send: the close waits a turn to go after them. One
       // without (a 204, a HEAD) ends with its headers.
-      stream.once("wantTrailers", () => setImmediate(closeRest));
+      stream.once("wantTrailers", () => {
+        if (!stream.readableEnded) setImmediate(closeRest);
+      });
       stream.once("finish", () => {
         if (req.method === "HEAD" || res.statusCode === 204 || res.statusCode === 304) closeRest();
       });
@@ -242,6 +298,29 @@ export async function listenConnect(
       },
     };
   };
+  /** Lets a hosted request through within the hosted budget, with a deadline for its body. */
+  const hostedDoor = (
+    req: NodeRequest,
+    res: NodeResponse,
+    verdict: Verdict,
+    connection: import("./connection-guard.js").TrackedConnection | undefined,
+  ): HostedDoor => {
+    let admitted = false;
+    return {
+      admit(target) {
+        if (admitted) return true;
+        if ((res as { destroyed?: boolean }).destroyed) return false;
+        const release = hostedBudget.take(connection?.address ?? "", target);
+        if (!release) return false;
+        admitted = true;
+        res.once("finish", release);
+        res.once("close", release);
+        verdict.accepted();
+        endLateBody(req, res, hostedBudget.requestTimeoutMs, http2Constants.NGHTTP2_CANCEL);
+        return true;
+      },
+    };
+  };
   const upgradeRoutes = options.upgradeRoutes ?? [];
   const upgradeRouteOf = (req: import("node:http").IncomingMessage) => {
     const path = req.url?.split("?", 2)[0] ?? "";
@@ -250,13 +329,44 @@ export async function listenConnect(
   // Only upgrades a route takes leave HTTP (Node ≥ 24.9 asks; older versions send every upgrade
   // to the listener below, which answers those it has no route for with a 404).
   const http1 = createHttp1(
-    { shouldUpgradeCallback: (req: import("node:http").IncomingMessage) => upgradeRouteOf(req) !== undefined } as {},
+    {
+      shouldUpgradeCallback: (req: import("node:http").IncomingMessage) =>
+        hostRouter?.route(req) !== undefined || upgradeRouteOf(req) !== undefined,
+    } as {},
     handle,
   );
+  // An accepted upgrade is in flight until it closes: the idle timeouts leave it alone.
+  const acceptUpgrade = (req: import("node:http").IncomingMessage, socket: import("node:stream").Duplex) => {
+    const connection = tracked.get(req.socket);
+    let counted = false;
+    return () => {
+      if (counted || !connection || socket.destroyed) return;
+      counted = true;
+      guard.track(connection, { once: (_event, listener) => socket.once("close", listener) });
+    };
+  };
   http1.on(
     "upgrade",
     (req: import("node:http").IncomingMessage, socket: import("node:stream").Duplex, head: Buffer) => {
       socket.on("error", () => socket.destroy());
+      const hosted = hostRouter?.route(req);
+      if (hosted) {
+        const accepted = acceptUpgrade(req, socket);
+        let admitted = false;
+        hosted.upgrade(req, socket, head, {
+          admit(target) {
+            if (admitted) return true;
+            if (socket.destroyed) return false;
+            const release = hostedBudget.take(tracked.get(req.socket)?.address ?? "", target);
+            if (!release) return false;
+            admitted = true;
+            socket.once("close", release);
+            accepted();
+            return true;
+          },
+        });
+        return;
+      }
       const route = upgradeRouteOf(req);
       if (!route) {
         const path = req.url?.split("?", 2)[0] ?? "";
@@ -270,14 +380,7 @@ export async function listenConnect(
         );
         return;
       }
-      // An accepted upgrade is in flight until it closes: the idle timeouts leave it alone.
-      const connection = tracked.get(req.socket);
-      let counted = false;
-      route.handle(req, socket, head, () => {
-        if (counted || !connection || socket.destroyed) return;
-        counted = true;
-        guard.track(connection, { once: (_event, listener) => socket.once("close", listener) });
-      });
+      route.handle(req, socket, head, acceptUpgrade(req, socket));
     },
   );
   // Bounds per session: streams at once (an sbx client holds one per followed output, so not
@@ -287,6 +390,7 @@ export async function listenConnect(
     handle,
   );
   const guard = new ConnectionGuard(options.connections);
+  const hostedBudget = new HostedBudget(options.connections?.hosted ?? {}, guard.maxConnections);
   const tracked = new WeakMap<object, import("./connection-guard.js").TrackedConnection>();
   // The session is created synchronously while the connection is handed over (below).
   let arriving: import("./connection-guard.js").TrackedConnection | undefined;
@@ -332,31 +436,76 @@ export async function listenConnect(
   };
 }
 
+/** Ends a call's context without an exception of its own (see settleCallsCheaply). */
+const CALL_ENDED = new DOMException("the call has ended", "AbortError");
+
 /**
- * Connect reports a request body that does not decode as protobuf as `internal` (its binary
- * parser's failure); for a server that is the caller's bad input. The handler aborts the
- * request's context with the error just before writing it in every protocol, so the code is
- * corrected there.
+ * Connect aborts each call's context when the call ends, failed or not: `abort(error)` just
+ * before it writes a failure, then `abort()`, which makes a new DOMException (a stack trace) on
+ * every call. Here the end of a call that did not fail takes one shared AbortError instead.
+ *
+ * And Connect reports a request body that does not decode as protobuf as `internal` (its binary
+ * parser's failure); for a server that is the caller's bad input, so its code is corrected as
+ * the context is aborted with it, before the error is written (in every protocol). Should a
+ * Connect release stop handing the gate its context's `abort`, a listener corrects it instead.
  */
-function reclassifyUndecodableRequests(
+function settleCallsCheaply(
   context: HandlerContext,
   ConnectErrorClass: typeof import("@connectrpc/connect").ConnectError,
   CodeEnum: typeof import("@connectrpc/connect").Code,
 ): void {
-  context.signal.addEventListener(
-    "abort",
-    () => {
-      const reason: unknown = context.signal.reason;
-      if (
-        reason instanceof ConnectErrorClass &&
-        reason.code === CodeEnum.Internal &&
-        reason.rawMessage.startsWith("parse binary: ")
-      ) {
-        (reason as { code: number }).code = CodeEnum.InvalidArgument;
-      }
-    },
-    { once: true },
-  );
+  const reclassify = (reason: unknown) => {
+    if (
+      reason instanceof ConnectErrorClass &&
+      reason.code === CodeEnum.Internal &&
+      reason.rawMessage.startsWith("parse binary: ")
+    ) {
+      (reason as { code: number }).code = CodeEnum.InvalidArgument;
+    }
+  };
+  const controller = context as HandlerContext & { abort?: unknown };
+  const abort = controller.abort;
+  if (typeof abort === "function") {
+    controller.abort = (reason?: unknown) => {
+      if (reason === undefined) return abort.call(controller, CALL_ENDED);
+      reclassify(reason);
+      return abort.call(controller, reason);
+    };
+    return;
+  }
+  context.signal.addEventListener("abort", () => reclassify(context.signal.reason), { once: true });
+}
+
+/**
+ * Ends a hosted request whose body has not all arrived (HTTP/2: been read) within `ms` of its
+ * being let through: a 408 when it has no answer yet, then its connection closed (HTTP/2: the
+ * stream reset), or at once when the app's answer has begun.
+ */
+function endLateBody(req: NodeRequest, res: NodeResponse, ms: number, cancel: number): void {
+  if (req.complete) return;
+  const timer = setTimeout(() => {
+    if (req.complete) return;
+    const body = "408 Request Timeout: the request's body did not arrive in time\n";
+    const headers = { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body) };
+    if ("stream" in req) {
+      const stream = req.stream;
+      if (!res.headersSent && !stream.destroyed) {
+        (res as import("node:http2").Http2ServerResponse).writeHead(408, headers);
+        res.end(body, () => stream.close(cancel));
+      } else stream.close(cancel);
+      return;
+    }
+    const socket = req.socket;
+    if (res.headersSent) {
+      socket.destroy();
+      return;
+    }
+    (res as import("node:http").ServerResponse).writeHead(408, { ...headers, connection: "close" });
+    res.end(body, () => socket.destroy());
+  }, ms).unref();
+  const stop = () => clearTimeout(timer);
+  res.once("finish", stop);
+  res.once("close", stop);
 }
 
 /**

@@ -13,8 +13,10 @@ import (
 )
 
 const (
-	// Threads running Go code at once. The agent's work is small and mostly waiting.
-	maxProcs = 2
+	// Threads running Go code at once. The agent's work is small and mostly waiting: its file
+	// workers and forks block in system calls, which hand the P on. One P, not two: every idle
+	// sandbox pays per P (a cache of heap spans, ~100 KiB touched) and per thread (below).
+	maxProcs = 1
 	// File calls run on this many workers, started at boot (see reserveThreads). Each is an OS
 	// thread of every idle sandbox's (~25 KiB of kernel memory and a Go stack): a call is one
 	// short system call or a chunk of a file, so four keep calls of one sandbox flowing.

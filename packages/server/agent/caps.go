@@ -8,6 +8,7 @@ import (
 const (
 	prCapAmbient         = 47
 	prCapAmbientClearAll = 4
+	prSetNoNewPrivs      = 38
 )
 
 // clearInheritableCaps empties the inheritable and ambient capability sets of every thread.
@@ -30,6 +31,25 @@ func clearInheritableCaps() error {
 	data[0].inheritable, data[1].inheritable = 0, 0
 	hdr.pid = 0
 	if _, _, errno := syscall.AllThreadsSyscall(syscall.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// dropAllCaps empties every capability set of every thread (effective, permitted, inheritable,
+// ambient) and sets no_new_privs: the process keeps its uid (root's) and nothing of root's
+// power beyond a uid's own files and sockets. For host-side jobs that need no capability once
+// started (the relay), so that a flaw in what they parse gains nothing more.
+func dropAllCaps() error {
+	if _, _, errno := syscall.AllThreadsSyscall6(syscall.SYS_PRCTL, prCapAmbient, prCapAmbientClearAll, 0, 0, 0, 0); errno != 0 {
+		return errno
+	}
+	hdr := capHeader{version: linuxCapabilityVersion}
+	var data [2]capData
+	if _, _, errno := syscall.AllThreadsSyscall(syscall.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); errno != 0 {
+		return errno
+	}
+	if _, _, errno := syscall.AllThreadsSyscall6(syscall.SYS_PRCTL, prSetNoNewPrivs, 1, 0, 0, 0, 0); errno != 0 {
 		return errno
 	}
 	return nil

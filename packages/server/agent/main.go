@@ -22,6 +22,10 @@
 //
 //	sbx-agent claim-ids ...
 //
+// and, for as long as it runs, to relay its tunnels' connections (see relay.go):
+//
+//	sbx-agent relay --parent PID ...
+//
 // mount-root runs it again, in a new user namespace, to make the namespace of its idmaps
 // (`sbx-agent idmap-holder`, see idmapHolder).
 //
@@ -69,6 +73,11 @@ func main() {
 				fatal("claim-ids: %v", err)
 			}
 			return
+		case "relay":
+			if err := cmdRelay(os.Args[2:]); err != nil {
+				fatal("relay: %v", err)
+			}
+			return
 		case "--open-files":
 			if len(os.Args) != 3 {
 				fatal("usage: sbx-agent --open-files N")
@@ -79,7 +88,7 @@ func main() {
 			}
 			openFiles = n
 		default:
-			fatal("unknown argument %q (usage: sbx-agent [--open-files N | --version | bench-spawn ROUNDS PROGRAM [ARG...] | mount-root ... | claim-ids ...])", os.Args[1])
+			fatal("unknown argument %q (usage: sbx-agent [--open-files N | --version | bench-spawn ROUNDS PROGRAM [ARG...] | mount-root ... | claim-ids ... | relay ...])", os.Args[1])
 		}
 	}
 	// bubblewrap leaves the capabilities it grants in the inheritable and ambient sets too.

@@ -3,8 +3,8 @@
 // own address from this host (the baseline, same run, same client). Prints the added latency
 // of small GETs (p50/p99 over keep-alive connections) and the throughput of a 1 GiB download
 // (curl to /dev/null), with the ratio. Goals: added p50 ≤ 1 ms; download ≥ 0.5 of direct. A
-// tunnel is plain TCP (each connection piped to one into the sandbox), so keep-alive holds end
-// to end.
+// tunnel is served by the server's relay (the agent binary's `relay`: each connection spliced
+// to one into the sandbox, HTTP/1.x heads checked on the way), so keep-alive holds end to end.
 // Run as root after a build: node packages/server/bench/tunnel-http.bench.ts
 // Env: SBX_BENCH_TUNNEL_GETS (default 2000), SBX_BENCH_TUNNEL_MIB (default 1024).
 import { execFile } from "node:child_process";

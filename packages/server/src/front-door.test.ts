@@ -268,6 +268,34 @@ if (available) {
       expect(answer.toLowerCase()).toContain("connection: close");
     });
 
+    it("an RPC without a Host header (HTTP/1.0) or with one that is no host is answered 400, and the server stays up", async () => {
+      const token = `Authorization: Bearer ${server().token}\r\n`;
+      for (const head of [
+        "HTTP/1.0\r\n",
+        `HTTP/1.0\r\n${token}`,
+        "HTTP/1.1\r\nHost: a b\r\n",
+        `HTTP/1.1\r\nHost: a b\r\n${token}`,
+      ]) {
+        const socket = await open(server().url);
+        let answer = "";
+        socket.on("data", (d: Buffer) => {
+          answer += d.toString("latin1");
+        });
+        socket.write(
+          `POST /sbx.v1.SandboxService/ListSandboxes ${head}Content-Type: application/json\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}`,
+        );
+        await within(closed(socket), 5_000, "connection close");
+        expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+        expect(codeOf(answer)).toBe("invalid_argument");
+      }
+      const still = await fetch(`${server().url}/sbx.v1.SandboxService/ListSandboxes`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${server().token}`, "content-type": "application/json" },
+        body: "{}",
+      });
+      expect(still.status).toBe(200);
+    });
+
     it("refused gRPC streams with unread bodies are closed, and so is their session", async () => {
       // A hand-made HTTP/2 client, to see the server's own frames (Node's client hides an
       // RST_STREAM(NO_ERROR) on a stream it still writes to, and a server's close after GOAWAY).

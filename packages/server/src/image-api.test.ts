@@ -13,6 +13,7 @@ import {
   NotFoundError,
   SandboxClient,
   SandboxFilesystemPermissionError,
+  UnsupportedError,
 } from "@sbx/node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_LAYER_ID_BASE } from "./images/index.js";
@@ -221,6 +222,36 @@ if (available) {
       expect((await client.images.get("example.test/sbx/imported:1")).id).toBe(fromOci.id);
       const file = lstatSync(join(layerDir(server.dataDir, built.imported.diffIds[1] as string), "srv/imported.txt"));
       expect(file.uid).toBe(DEFAULT_LAYER_ID_BASE + APP_UID);
+    });
+
+    it("starts an image whose /etc is a symlink with its /etc; refuses one whose /etc leads out of its root (UnsupportedError)", async () => {
+      const base = busyboxImage();
+      const withEtc = async (name: string, linkname: string) => {
+        await writeOciImage(layout, name, {
+          ...base,
+          layers: [
+            ...base.layers,
+            [
+              { name: "etc", type: "symlink", linkname },
+              { name: "usr/etc/marker", content: "the image's usr/etc\n" },
+            ],
+          ],
+        });
+        const archive = join(work, `${name}.tar`);
+        execFileSync("skopeo", ["copy", "--quiet", `oci:${layout}:${name}`, `oci-archive:${archive}:${name}`]);
+        return client.images.import(archive);
+      };
+      const linked = await withEtc("etc-linked", "usr/etc");
+      await using sb = await client.sandboxes.create({ app: "from-image", image: linked.id });
+      const etc = await sb.run("readlink /etc; cat /etc/marker; grep -c '^nameserver' /etc/resolv.conf");
+      expect(etc.stdout).toBe("usr/etc\nthe image's usr/etc\n1\n");
+
+      const escaping = await withEtc("etc-escaping", "../../..");
+      const refused = await errorOf(client.sandboxes.create({ app: "from-image", image: escaping.id }));
+      expect(refused).toBeInstanceOf(UnsupportedError);
+      expect((refused as Error).message).toMatch(
+        new RegExp(`image ${escaping.id} cannot be started: its /etc is a symlink that leads out of the image's root`),
+      );
     });
 
     it("deletes an image (its own layers go, shared ones stay); the default image cannot be deleted", async () => {

@@ -5,7 +5,19 @@
 // applies; layers are shared between sandboxes of different blocks; nothing of the store or
 // of a sandbox is reachable by a host user. Runtime level: the server wires the store in later.
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ImageRecord, RuntimeSandbox, RuntimeSandboxSpec, RuntimeWatchEvent } from "@sbx/server-kit";
@@ -14,7 +26,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OciImageStore } from "./images/index.js";
 import { imageStoreAvailable } from "./images/test-support/available.js";
 import type { TarEntry } from "./images/test-support/tar-layers.js";
+import { defaultImageName } from "./runtime/local/image.js";
 import { createLocalRuntime } from "./runtime/local/index.js";
+import { imageRootPartsName } from "./runtime/local/mount-point-layers.js";
+import { startTestResolver, type TestResolver } from "./runtime/local/test-support/dns-resolver.js";
 import { buildIdsProbe, busyboxRoot, importTestImage, runIn, shIn } from "./runtime/local/test-support/image-roots.js";
 import { DEFAULT_LAYER_ID_BASE } from "./runtime/local/uid-range.js";
 import { realServerAvailable } from "./test-support.js";
@@ -26,6 +41,11 @@ const NOBODY = 65_534;
 /** Docker's default set less NET_RAW, MKNOD and AUDIT_WRITE (launch-command.ts). */
 const ROOT_CAPS = "00000000800405fb";
 const NO_CAPS = "0000000000000000";
+/** A name the test's resolver answers, and its address (in the test range: nothing is there). */
+const DNS_NAME = "web.sbx.test";
+const DNS_ADDRESS = "198.18.7.7";
+/** An open network (DNS through the gateway's forwarder; the runtime's ceiling allows nothing real). */
+const OPEN_NETWORK = { blockNetwork: false, cidrAllowlist: [], ports: [] };
 
 /** `argv` run on the host as uid/gid `id` (no groups, no capabilities). */
 function runAsHostUser(id: number, argv: string[]): { out: string; code: number | null } {
@@ -65,11 +85,31 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
   const work = mkdtempSync(join(tmpdir(), "sbx-image-roots-"));
   let store: OciImageStore;
   let runtime: ReturnType<typeof createLocalRuntime>;
-  const images = {} as Record<"base" | "app" | "many" | "solo" | "resolvLink" | "etcLink", ImageRecord>;
+  const images = {} as Record<
+    | "base"
+    | "app"
+    | "many"
+    | "solo"
+    | "resolvLink"
+    | "resolvHostLink"
+    | "etcLink"
+    | "etcRelative"
+    | "etcAbsolute"
+    | "etcChain"
+    | "etcOpaque"
+    | "etcLoop"
+    | "etcOutside"
+    | "etcFile"
+    | "etcTmp",
+    ImageRecord
+  >;
   // Where crafted images point their /etc/resolv.conf or /etc (through bwrap's view of the host
   // as /oldroot while it sets up): writable by every host user, so only the root layout stops a write.
   const hostDrop = mkdtempSync("/tmp/sbx-image-drop-");
   chmodSync(hostDrop, 0o777);
+  // A host path a crafted image names as its /etc/resolv.conf: nothing may ever be made there.
+  const hostSecret = `/run/sbx-host-secret-${process.pid}`;
+  let resolver: TestResolver;
   const soloImage = (layers: TarEntry[][]) => ({
     layers: [...layers, [{ name: "etc/solo", content: "solo's own layer\n" }]],
     config: { User: "app" },
@@ -95,7 +135,13 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
 
   beforeAll(async () => {
     store = await OciImageStore.open({ dir: join(work, "store") });
-    runtime = createLocalRuntime({ dataDir: join(work, "data"), layers: store, warmPoolSize: 0 });
+    resolver = await startTestResolver({ [DNS_NAME]: DNS_ADDRESS });
+    runtime = createLocalRuntime({
+      dataDir: join(work, "data"),
+      layers: store,
+      warmPoolSize: 0,
+      network: { allow: ["198.18.0.0/15"], dnsUpstream: [resolver.upstream] },
+    });
     expect(await runtime.checkPrerequisites()).toEqual([]);
     await runtime.cleanupLeftovers();
     const ids = buildIdsProbe(work);
@@ -153,9 +199,77 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
         ],
       ],
     });
+    images.resolvHostLink = await importTestImage(store, work, {
+      layers: [
+        [
+          ...busyboxRoot(),
+          { name: "etc/", type: "directory", mode: 0o755 },
+          { name: "etc/resolv.conf", type: "symlink", linkname: hostSecret },
+        ],
+      ],
+    });
     images.etcLink = await importTestImage(store, work, {
       layers: [[...busyboxRoot(), { name: "etc", type: "symlink", linkname: `/oldroot${hostDrop}/from-etc` }]],
     });
+    // Images whose /etc is a symlink: their configuration is where it leads, whose own
+    // resolv.conf (a foreign nameserver, or a symlink to the host) is covered by the sandbox's.
+    const configIn = (dir: string): TarEntry[] => [
+      { name: `${dir}/`, type: "directory", mode: 0o750, uid: 0, gid: 50 },
+      { name: `${dir}/passwd`, content: "root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234::/home/app:/bin/sh\n" },
+      { name: `${dir}/group`, content: "root:x:0:\napp:x:1234:\nstaff:x:50:app\n" },
+      { name: `${dir}/marker`, content: `the image's ${dir}\n` },
+    ];
+    const linked = (layers: TarEntry[][], config = {}) =>
+      importTestImage(store, work, { layers: [[...busyboxRoot(), ...(layers[0] ?? [])], ...layers.slice(1)], config });
+    images.etcRelative = await linked([
+      [
+        { name: "etc", type: "symlink", linkname: "usr/etc" },
+        ...configIn("usr/etc"),
+        { name: "usr/etc/resolv.conf", content: "nameserver 192.0.2.66\n" },
+      ],
+    ]);
+    images.etcAbsolute = await linked(
+      [
+        [
+          { name: "etc", type: "symlink", linkname: "/usr/etc" },
+          ...configIn("usr/etc"),
+          { name: "usr/etc/resolv.conf", type: "symlink", linkname: hostSecret },
+        ],
+      ],
+      { User: "app" },
+    );
+    images.etcChain = await linked([
+      [
+        { name: "etc", type: "symlink", linkname: "config" },
+        { name: "config", type: "symlink", linkname: "/usr/share/../share/conf" },
+        { name: "usr/", type: "directory", mode: 0o755 },
+        { name: "usr/share", type: "symlink", linkname: "lib/share" },
+        ...configIn("usr/lib/share/conf"),
+        { name: "usr/lib/share/conf/resolv.conf", type: "symlink", linkname: `/oldroot${hostDrop}/from-chain` },
+      ],
+    ]);
+    // The lower /usr/conf (a symlink to the host) is hidden by an opaque /usr above: /etc leads
+    // to a /usr/conf the image does not have (made in the sandbox's root).
+    images.etcOpaque = await linked([
+      [
+        { name: "etc", type: "symlink", linkname: "usr/conf" },
+        { name: "usr/conf", type: "symlink", linkname: `/oldroot${hostDrop}` },
+      ],
+      [
+        { name: "usr/", type: "directory", mode: 0o755 },
+        { name: "usr/.wh..wh..opq", content: "" },
+        { name: "usr/bin/", type: "directory", mode: 0o755 },
+      ],
+    ]);
+    images.etcLoop = await linked([
+      [
+        { name: "etc", type: "symlink", linkname: "a" },
+        { name: "a", type: "symlink", linkname: "/etc" },
+      ],
+    ]);
+    images.etcOutside = await linked([[{ name: "etc", type: "symlink", linkname: "../../.." }]]);
+    images.etcFile = await linked([[{ name: "etc", type: "symlink", linkname: "bin/busybox" }]]);
+    images.etcTmp = await linked([[{ name: "etc", type: "symlink", linkname: `/tmp/${hostDrop.slice(5)}` }]]);
   }, 300_000);
 
   afterAll(async () => {
@@ -164,6 +278,7 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
     store?.close();
     rmSync(work, { recursive: true, force: true });
     rmSync(hostDrop, { recursive: true, force: true });
+    resolver?.socket.close();
   });
 
   it("a busybox-only root (no python, no bash): sh -c, exec, a terminal, files and watch", async () => {
@@ -461,18 +576,174 @@ describe.runIf(available)("sandboxes from images (local runtime, image store)", 
     expect(seen.filter((p) => p.includes("secret") || p.startsWith("/srv/w/box/link/"))).toEqual([]);
   });
 
+  /** Nothing was made where crafted images point on the host. */
+  const hostUntouched = () => {
+    expect(readdirSync(hostDrop)).toEqual([]);
+    expect(existsSync(hostSecret)).toBe(false);
+  };
+
   it("an image's /etc/resolv.conf or /etc as a symlink to the host makes nothing there; the sandbox still gets its DNS config", async () => {
-    for (const image of [images.resolvLink, images.etcLink]) {
+    for (const image of [images.resolvLink, images.resolvHostLink]) {
       const sb = await sandbox(image);
       const r = await shIn(sb, "cat /etc/resolv.conf; stat -c '%F %u:%g %a' /etc /etc/resolv.conf");
-      expect(readdirSync(hostDrop)).toEqual([]);
+      hostUntouched();
       expect(r.out).toMatch(/^nameserver \d+\.\d+\.\d+\.1\ndirectory 0:0 755\nregular file \d+:\d+ \d+\n$/);
     }
+    // /etc itself a symlink to the host (through bwrap's /oldroot): it stays the image's
+    // symlink, leading to a directory of the sandbox's own root (made there, holding the DNS config).
+    const sb = await sandbox(images.etcLink);
+    const r = await shIn(sb, "readlink /etc; cat /etc/resolv.conf; ls -A /etc/; readlink -f /etc/resolv.conf");
+    hostUntouched();
+    expect(r.out).toMatch(
+      new RegExp(
+        `^/oldroot${hostDrop}/from-etc\nnameserver \\d+\\.\\d+\\.\\d+\\.1\nresolv.conf\n/oldroot${hostDrop}/from-etc/resolv.conf\n$`,
+      ),
+    );
     // (An image's own /etc shows through as before.)
-    const sb = await sandbox(images.base);
-    expect((await shIn(sb, "cat /etc/rootfile; echo x > /etc/new && stat -c %u:%g /etc /etc/new")).out).toBe(
+    const own = await sandbox(images.base);
+    expect((await shIn(own, "cat /etc/rootfile; echo x > /etc/new && stat -c %u:%g /etc /etc/new")).out).toBe(
       "root's\n0:0\n0:0\n",
     );
+  });
+
+  it("an image whose /etc is a symlink keeps it: its files, users and owners show at /etc, with the sandbox's DNS config (names resolve)", async () => {
+    for (const [image, link, dir] of [
+      [images.etcRelative, "usr/etc", "/usr/etc"],
+      [images.etcAbsolute, "/usr/etc", "/usr/etc"],
+      [images.etcChain, "config", "/usr/lib/share/conf"],
+    ] as const) {
+      const sb = await sandbox(image, { user: "root" });
+      const r = await shIn(
+        sb,
+        "readlink /etc; readlink -f /etc; cat /etc/marker /etc/resolv.conf; stat -c '%F %u:%g %a' /etc/ /etc/passwd /etc/resolv.conf",
+      );
+      expect(r.out, link).toMatch(
+        new RegExp(
+          `^${link}\n${dir}\nthe image's ${dir.slice(1)}\nnameserver \\d+\\.\\d+\\.\\d+\\.1\ndirectory 0:50 750\nregular file 0:0 644\nregular file \\d+:\\d+ 444\n$`,
+        ),
+      );
+      // Root writes in the image's /etc as in any image (where the symlink leads).
+      expect((await shIn(sb, `echo new > /etc/new && cat ${dir}/new`)).out).toBe("new\n");
+      // The image's users are found in its /etc: the image's User, or one asked for.
+      const asApp = await sandbox(image, { user: "app" });
+      expect((await shIn(asApp, "whoami; id -G; cat /etc/marker")).out).toBe(
+        `app\n1234 50\nthe image's ${dir.slice(1)}\n`,
+      );
+    }
+    expect(images.etcAbsolute.config.user).toBe("app");
+    expect((await shIn(await sandbox(images.etcAbsolute), "whoami")).out).toBe("app\n");
+
+    // Names resolve through the sandbox's DNS (the forwarder, then the test's resolver).
+    const online = await sandbox(images.etcRelative, { network: OPEN_NETWORK });
+    const lookup = await shIn(online, `nslookup ${DNS_NAME}`);
+    expect(lookup.out).toContain(DNS_ADDRESS);
+    expect(resolver.asked).toContain(DNS_NAME);
+
+    // An opaque /usr above hides a lower /usr/conf: /etc leads to a /usr/conf of the sandbox's own.
+    const opaque = await sandbox(images.etcOpaque);
+    expect((await shIn(opaque, "readlink -f /etc; ls -A /etc/ /usr; cat /etc/resolv.conf")).out).toMatch(
+      /^\/usr\/conf\n\/etc\/:\nresolv\.conf\n\n\/usr:\nbin\nconf\nnameserver \d+\.\d+\.\d+\.1\n$/,
+    );
+    hostUntouched();
+  });
+
+  it("refuses an image whose /etc loops, leads out of its root, to a file, or into a mount point, and makes nothing", async () => {
+    const sandboxesDir = join(work, "data", "runtime", "sandboxes");
+    const before = readdirSync(sandboxesDir).sort();
+    for (const [image, problem] of [
+      [images.etcLoop, /its \/etc is a symlink that loops \(over 40 symlinks\)/],
+      [images.etcOutside, /its \/etc is a symlink that leads out of the image's root/],
+      [images.etcFile, /its \/etc is a symlink that leads to "\/bin\/busybox", which is not a directory/],
+      [images.etcTmp, /its \/etc is a symlink that leads into \/tmp, which the sandbox mounts over/],
+    ] as const) {
+      expect(await runtime.imageProblem?.(image)).toMatch(
+        new RegExp(`^image ${image.id} cannot be started: ${problem.source}$`),
+      );
+      await expect(sandbox(image)).rejects.toThrow(problem);
+    }
+    expect(readdirSync(sandboxesDir).sort()).toEqual(before);
+    hostUntouched();
+  });
+
+  it("gives images whose /etc leads to one path one mount-point layer, removed once no sandbox stands on it", async () => {
+    const etcLinks = join(work, "data", "runtime", "images", imageRootPartsName(store.layerIdBase), "etc-links");
+    const layersNow = () => (existsSync(etcLinks) ? readdirSync(etcLinks).sort() : []);
+    const before = layersNow();
+    const conf: TarEntry[] = [{ name: "srv/conf/marker", content: "srv\n" }];
+    const relative = await importTestImage(store, work, {
+      layers: [[...busyboxRoot(), { name: "etc", type: "symlink", linkname: "srv/conf" }, ...conf]],
+    });
+    const absolute = await importTestImage(store, work, {
+      layers: [[...busyboxRoot(), { name: "etc", type: "symlink", linkname: "/srv/./conf" }, ...conf]],
+    });
+    const create = (image: ImageRecord) =>
+      runtime.createSandbox({ id: `img-${++count}`, image, env: {}, network: BLOCKED_NETWORK });
+    const [a, b] = await Promise.all([create(relative), create(absolute)]);
+    const added = layersNow().filter((name) => !before.includes(name));
+    expect(added).toHaveLength(1);
+    for (const sb of [a, b])
+      expect((await shIn(sb, "cat /etc/marker; ls /etc")).out).toBe("srv\nmarker\nresolv.conf\n");
+    await a.destroy();
+    expect(layersNow()).toContain(added[0]);
+    await b.destroy();
+    for (let i = 0; i < 100 && layersNow().includes(added[0] as string); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(layersNow()).toEqual(before);
+    // Made again for the next sandbox that needs it.
+    const c = await create(relative);
+    expect(layersNow()).toContain(added[0]);
+    expect((await shIn(c, "cat /etc/marker")).out).toBe("srv\n");
+    await c.destroy();
+  });
+
+  it("removes, at start, image parts of other versions or id bases, builds cut short and unheld /etc layers: only its own, never through a symlink", async () => {
+    const dataDir = join(work, "sweep");
+    const imagesDir = join(dataDir, "runtime", "images");
+    const parts = imageRootPartsName(store.layerIdBase);
+    const defaults = defaultImageName(store.layerIdBase);
+    const outside = mkdtempSync(join(work, "outside-"));
+    writeFileSync(join(outside, "keep"), "host file\n");
+    const made = (path: string, kind: "dir" | "file" = "dir") => {
+      mkdirSync(join(imagesDir, kind === "dir" ? path : join(path, "..")), { recursive: true });
+      if (kind === "file") writeFileSync(join(imagesDir, path), "x");
+      else writeFileSync(join(imagesDir, path, "inside"), "x");
+    };
+    const stale = [
+      "image-root-v1-1900000000",
+      "image-root-v2-5",
+      `${parts}.building-999999999`,
+      "default-v3-1900000000",
+      `${defaults}.building-999999999`,
+      `${parts}/etc-links/${"a".repeat(32)}`,
+      `${parts}/etc-links/${"b".repeat(32)}.building-999999999`,
+    ];
+    const kept = [`${parts}/mount-points`, `${parts}/etc-links/not-ours`, "someone-elses", "image-root-notours"];
+    for (const path of [...stale, ...kept]) made(path);
+    made(`${parts}/disk-10240-abc.img.building-999999999`, "file");
+    made(`${defaults}/disk-10240-abc.img.building-999999999`, "file");
+    made(`${parts}/disk-10240-abc.img`, "file");
+    // Symlinks of our names (to a host dir): left as they are, never followed.
+    symlinkSync(outside, join(imagesDir, "image-root-v0-1"));
+    symlinkSync(outside, join(imagesDir, `${parts}`, "etc-links", "c".repeat(32)));
+    const sweeper = createLocalRuntime({ dataDir, layers: store, warmPoolSize: 0 });
+    try {
+      expect(await sweeper.checkPrerequisites()).toEqual([]);
+      await sweeper.cleanupLeftovers();
+    } finally {
+      await sweeper.close();
+    }
+    for (const path of stale) expect(existsSync(join(imagesDir, path)), path).toBe(false);
+    for (const path of [
+      `${parts}/disk-10240-abc.img.building-999999999`,
+      `${defaults}/disk-10240-abc.img.building-999999999`,
+    ]) {
+      expect(existsSync(join(imagesDir, path)), path).toBe(false);
+    }
+    for (const path of [...kept, `${parts}/disk-10240-abc.img`])
+      expect(existsSync(join(imagesDir, path)), path).toBe(true);
+    expect(lstatSync(join(imagesDir, "image-root-v0-1")).isSymbolicLink()).toBe(true);
+    expect(lstatSync(join(imagesDir, parts, "etc-links", "c".repeat(32))).isSymbolicLink()).toBe(true);
+    expect(readdirSync(outside)).toEqual(["keep"]);
   });
 
   it("stacks an image of a hundred layers, one listed twice", async () => {

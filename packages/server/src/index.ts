@@ -7,7 +7,9 @@ export type {
   RuntimeSandbox,
   RuntimeSandboxSpec,
   SandboxRuntime,
+  TunnelScheme,
 } from "@sbx/server-kit";
+export { tunnelDomainProblem } from "@sbx/server-kit";
 export { MEMORY_TAIL_BYTES } from "./file-output-log.js";
 export { jsonLogger, type Logger, silentLogger } from "./logger.js";
 export { createLocalRuntime, type LocalRuntimeOptions, type SandboxNetworkOptions } from "./runtime/local/index.js";

@@ -85,6 +85,34 @@ function bytesRoundTrip(port: number, bytes: Buffer): Promise<Buffer> {
   });
 }
 
+/**
+ * An HTTP/1.1 keep-alive app on `port` that logs each request line to /tmp/seen, answers
+ * GET /ws by switching protocols (then echoes), and anything else with a 200.
+ */
+const UPGRADE_APP = (port: number) => `python3 - <<'EOF'
+import socketserver
+class App(socketserver.StreamRequestHandler):
+    def handle(self):
+        while True:
+            head = b""
+            while not head.endswith(b"\\r\\n\\r\\n"):
+                c = self.rfile.read(1)
+                if not c: return
+                head += c
+            line = head.split(b"\\r\\n")[0].decode()
+            with open("/tmp/seen", "a") as f: f.write(line + "\\n")
+            if line.startswith("GET /ws "):
+                self.wfile.write(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: x\\r\\nConnection: Upgrade\\r\\n\\r\\n")
+                while True:
+                    data = self.request.recv(65536)
+                    if not data: break
+                    self.request.sendall(data)
+                return
+            self.wfile.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok")
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(("0.0.0.0", ${port}), App).serve_forever()
+EOF`;
+
 /** Sends `text` over a TCP connection, ends its side, and resolves with all that came back. */
 function roundTrip(host: string, port: number, text: string): Promise<string> {
   return new Promise<string>((resolve, reject) => {
@@ -358,6 +386,45 @@ EOF`,
       const seen = (await answer.json()) as { cookie: string | null; user: string | null };
       expect(seen.cookie).toBe("app=kept");
       expect(seen.user).toBeNull();
+    });
+
+    it("a tunnel's upgrade is piped once the app switched protocols; one the app declines is the connection's last", async () => {
+      await using sb = await client.sandboxes.create({ ports: [8000] });
+      await sb.run(UPGRADE_APP(8000), { wait: false, timeoutMs: 0 });
+      await waitForPort(sb, 8000);
+      const tunnel = (await sb.tunnels())[8000];
+      const at = [tunnel?.host as string, tunnel?.port as number] as const;
+      const raw = "GET /raw HTTP/1.1\r\nCookie: sbx_other_8080=now-raw\r\n\r\n";
+      const switched = await roundTrip(
+        ...at,
+        `GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n${raw}`,
+      );
+      expect(switched).toBe(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n${raw}`);
+      const declined = await roundTrip(
+        ...at,
+        "GET /first HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n" +
+          'GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Verified-User-Data: {"user":"bob"}\r\n\r\n',
+      );
+      expect(declined).toBe("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+      expect((await sb.run("cat /tmp/seen")).stdout).toBe("GET /ws HTTP/1.1\nGET /first HTTP/1.1\n");
+    });
+
+    it("tunnels are served out of the server's process, and their connections end with the sandbox", async () => {
+      const sb = await client.sandboxes.create({ ports: [7000] });
+      await sb.run(ECHO(7000), { wait: false, timeoutMs: 0 });
+      await waitForPort(sb, 7000);
+      const tunnel = (await sb.tunnels())[7000];
+      const listening = spawnSync("ss", ["-Htlnp", `sport = :${tunnel?.port}`], { encoding: "utf8" }).stdout;
+      expect(listening).toMatch(/sbx-agent/);
+      expect(listening).not.toMatch(new RegExp(`pid=${process.pid},`));
+      const socket = netConnect({ host: tunnel?.host as string, port: tunnel?.port as number });
+      socket.on("error", () => {});
+      const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+      socket.write("\x01still here");
+      await new Promise((r) => socket.once("data", r));
+      await sb.terminate();
+      await closed;
+      await expect(roundTrip(tunnel?.host as string, tunnel?.port as number, "x")).rejects.toThrow(/ECONNREFUSED/);
     });
 
     it("a host account other than the server's cannot connect to a sandbox's ports", async () => {

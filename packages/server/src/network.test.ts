@@ -4,10 +4,10 @@
 // sandbox inside those, so nothing here reaches beyond this machine.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createSocket, type Socket } from "node:dgram";
 import { join, resolve } from "node:path";
 import { type Sandbox, SandboxClient } from "@sbx/node";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { startTestResolver, type TestResolver } from "./runtime/local/test-support/dns-resolver.js";
 import type { ServerOptions } from "./server.js";
 import { realServerAvailable, startTestServer, useTestServer } from "./test-support.js";
 
@@ -51,43 +51,6 @@ for address in ["${WEB}", "${OTHER}", "${METADATA}"]:
 print("ready", flush=True)
 threading.Event().wait()
 `;
-
-/** Every name the test's resolver was asked, in order. */
-const asked: string[] = [];
-
-/** A resolver answering A records for NAME (WEB), NXDOMAIN for anything else. */
-function startResolver(): Promise<Socket> {
-  const socket = createSocket("udp4");
-  socket.on("message", (query, from) => {
-    if (query.length < 12) return;
-    let at = 12;
-    const labels: string[] = [];
-    while (at < query.length && query[at] !== 0) {
-      const length = query[at] as number;
-      labels.push(query.subarray(at + 1, at + 1 + length).toString());
-      at += length + 1;
-    }
-    const question = query.subarray(12, at + 5);
-    const qtype = query.readUInt16BE(at + 1);
-    asked.push(labels.join(".").toLowerCase());
-    const found = labels.join(".").toLowerCase() === NAME;
-    const header = Buffer.from(query.subarray(0, 12));
-    header[2] = 0x81; // QR, RD
-    header[3] = found ? 0x80 : 0x83; // RA, NOERROR / NXDOMAIN
-    header.writeUInt16BE(1, 4);
-    header.writeUInt16BE(found && qtype === 1 ? 1 : 0, 6);
-    header.writeUInt32BE(0, 8);
-    const answer =
-      found && qtype === 1
-        ? Buffer.concat([
-            Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]),
-            Buffer.from(WEB.split(".").map(Number)),
-          ])
-        : Buffer.alloc(0);
-    socket.send(Buffer.concat([header, question, answer]), from.port, from.address);
-  });
-  return new Promise((resolve) => socket.bind(0, "127.0.0.1", () => resolve(socket)));
-}
 
 /** Python run inside a sandbox: its output (stdout and stderr). */
 async function py(sb: Sandbox, code: string): Promise<string> {
@@ -154,10 +117,10 @@ const hostLinks = () => JSON.parse(sh("ip -j link show")) as { ifname: string; i
 if (available) {
   describe("sandboxes' outbound network (real server)", () => {
     const options: { -readonly [K in keyof ServerOptions]?: ServerOptions[K] } = {};
-    let resolver: Socket;
+    let resolver: TestResolver;
     let hosts: ReturnType<typeof spawn>;
     beforeAll(async () => {
-      resolver = await startResolver();
+      resolver = await startTestResolver({ [NAME]: WEB });
       sh(`ip netns add ${NETNS}`);
       sh(`ip link add ${HOST_END} type veth peer name eth0 netns ${NETNS}`);
       sh(`ip addr add ${GATEWAY_HOST}/24 dev ${HOST_END} && ip link set ${HOST_END} up`);
@@ -176,13 +139,13 @@ if (available) {
       // sandbox ranges: what stops those is the always-denied set, not the ceiling.
       options.network = {
         allow: ["198.18.0.0/15", `${METADATA}/32`, "10.213.0.0/16"],
-        dnsUpstream: [`127.0.0.1:${(resolver.address() as { port: number }).port}`],
+        dnsUpstream: [resolver.upstream],
         maxConnections: 8,
       };
     });
     afterAll(() => {
       hosts?.kill("SIGKILL");
-      resolver?.close();
+      resolver?.socket.close();
       spawnSync("sh", [
         "-c",
         `ip route del ${OTHER}/32; ip route del ${METADATA}/32; ip link del ${HOST_END}; ip netns del ${NETNS}`,
@@ -300,8 +263,8 @@ s.bind(("${address}", 5353)); s.sendto(${query("spoofed.sbx.test")}, ("${gateway
       );
       // (Then the sandbox asks for itself: by then the neighbour's query was relayed, if ever.)
       expect(await py(sb, resolvePy)).toBe(`resolved ${WEB}\n`);
-      expect(asked).toContain(NAME);
-      expect(asked).not.toContain("spoofed.sbx.test");
+      expect(resolver.asked).toContain(NAME);
+      expect(resolver.asked).not.toContain("spoofed.sbx.test");
 
       // Datagrams into the sandbox from the host: one from a host user (first), one from root.
       const p = await sb.exec(

@@ -8,8 +8,15 @@ import { chmodSync, mkdirSync } from "node:fs";
 import { getPriority } from "node:os";
 import { join } from "node:path";
 import { parseImageReference } from "@sbx/proto";
-import { Engine, engineRoutes, READ_MAX_BYTES, type SandboxRuntime } from "@sbx/server-kit";
-import { IngressTokens, ListenerIngress, tunnelRoute } from "@sbx/server-kit/ingress";
+import {
+  Engine,
+  engineRoutes,
+  READ_MAX_BYTES,
+  type SandboxRuntime,
+  type TunnelScheme,
+  tunnelDomainOf,
+} from "@sbx/server-kit";
+import { IngressTokens, ListenerIngress, tunnelHostRouter, tunnelRoute } from "@sbx/server-kit/ingress";
 import { type ConnectionLimits, DEFAULT_MAX_CONNECTIONS, type Listener, listenConnect } from "@sbx/server-kit/listen";
 import { rawRoutes } from "@sbx/server-kit/raw-routes";
 import { bearerMatches, resolveToken } from "./auth.js";
@@ -77,6 +84,17 @@ export interface ServerOptions {
    * ceiling, tracked-connection limit, DNS upstreams. Default: see SandboxNetworkOptions.
    */
   readonly network?: SandboxNetworkOptions;
+  /**
+   * Sandbox ports by host name on the server's own port (with a wildcard DNS name `*.<domain>`
+   * pointing at the server): tunnels are `<port>-<sandbox id>.<domain>`, connect-token and
+   * service URLs `<port>-<sandbox id>-auth.<domain>`, each an origin of its own in browsers.
+   * Without it, each sandbox port gets a listener of its own on the listen host.
+   */
+  readonly tunnelDomain?: string;
+  /** The scheme of tunnel-domain URLs (default "https": a TLS proxy in front; the server speaks plain HTTP). */
+  readonly tunnelScheme?: TunnelScheme;
+  /** The port of tunnel-domain URLs (default: 443 for https; the server's own port for http). */
+  readonly tunnelPublicPort?: number;
 }
 
 export interface RunningServer {
@@ -105,6 +123,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (pullTimeoutMs !== undefined && !(Number.isSafeInteger(pullTimeoutMs) && pullTimeoutMs >= 1)) {
     throw new Error(`imagePullTimeoutMs must be a whole number of ms (at least 1), got ${pullTimeoutMs}`);
   }
+  const tunnelDomain = tunnelDomainOf(options);
   if (options.nice !== undefined) {
     const problem = niceProblem(options.nice);
     if (problem) throw new Error(`nice ${problem}, got ${options.nice}`);
@@ -138,7 +157,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         dataDir,
         layers,
         network: options.network,
-        log: (message, fields) => logger.info(message, fields),
+        log: (message, fields, level) =>
+          level === "error" ? logger.error(message, fields) : logger.info(message, fields),
         ...(sandboxNice !== undefined ? { sandboxNice } : {}),
       });
   const runtime = options.runtime ?? (local as LocalSandboxRuntime);
@@ -163,7 +183,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const store = new SqliteStateStore(join(dataDir, "state.db"));
   const [host, port] = parseListen(options.listen ?? "127.0.0.1:7420");
   // Sandbox ports are reached through listeners on the server's own host: the token gateway
-  // (tokens signed with the data dir's key) and tunnels, dialing through sandboxPortDialer.
+  // (tokens signed with the data dir's key), dialing through sandboxPortDialer, and tunnels,
+  // served by the local runtime's tunnel relay (their bytes never pass through this process).
   const dialer = sandboxPortDialer(local);
   const onIngressError = (error: unknown) =>
     logger.error("ingress failed", { error: error instanceof Error ? error.message : String(error) });
@@ -171,7 +192,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     host,
     tokens: new IngressTokens(loadIngressKey(dataDir)),
     dialer,
+    ...(local ? { tunnelPlane: local } : {}),
     onError: onIngressError,
+    tunnelDomain,
   });
   const engine = new Engine(
     { runtime, store, outputs: fileOutputStorage(dataDir), images: imageStore, ingress },
@@ -208,6 +231,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       plainRoutes: rawRoutes(engine, authorize),
       // sb.connect / sb.tunnel: a WebSocket per connection, dialing through the same dialer.
       upgradeRoutes: [tunnelRoute({ engine, dialer, authorize, onError: onIngressError })],
+      // Under a tunnel domain, sandbox host names on this same port go to their sandboxes.
+      ...(tunnelDomain
+        ? {
+            hostRouter: tunnelHostRouter({
+              domain: tunnelDomain,
+              engine,
+              dialer,
+              tokens: ingress.options.tokens,
+              onError: onIngressError,
+            }),
+          }
+        : {}),
       ...(options.corsOrigin ? { corsOrigin: options.corsOrigin } : {}),
       onHandlerError: (method, error) =>
         logger.error("request handler failed", {
@@ -221,7 +256,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     imageStore.close();
     throw error;
   }
-  logger.info("sbx server started", { url: listener.url, dataDir, runtime: runtime.name });
+  ingress.apiListening(listener.port);
+  logger.info("sbx server started", {
+    url: listener.url,
+    dataDir,
+    runtime: runtime.name,
+    ...(tunnelDomain
+      ? { tunnelDomain: tunnelDomain.name, tunnelUrls: `${tunnelDomain.scheme}://*.${tunnelDomain.name}` }
+      : {}),
+  });
   const priority =
     options.nice !== undefined && sandboxNice !== undefined ? raiseSchedulingPriority(options.nice) : undefined;
   if (priority) {

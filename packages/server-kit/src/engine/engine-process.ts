@@ -29,6 +29,8 @@ export interface ProcessHost {
   /** Activity: postpones the sandbox's idle timeout. */
   touch(): void;
   persistProcess(process: EngineProcess): void;
+  /** Like persistProcess, for what a restart needs only eventually (the pid). */
+  persistProcessSoon(process: EngineProcess): void;
   processEnded(process: EngineProcess): void;
   forgetProcess(process: EngineProcess): void;
 }
@@ -46,6 +48,8 @@ export class EngineProcess {
   #stdinClosed: boolean;
   /** The runtime reported the exit; the record ends once the output is stored. */
   #exited = false;
+  /** Whether the store has its record (set by the sandbox's persistProcess). */
+  recorded: boolean;
 
   constructor(
     readonly sandbox: ProcessHost,
@@ -70,6 +74,7 @@ export class EngineProcess {
     this.stdout = log("stdout");
     this.stderr = log("stderr");
     this.#stdinClosed = info.stdinClosed;
+    this.recorded = restored;
     const spec = this.spec;
     this.lifecycle = new CommandLifecycle({
       idleTimeoutMs: spec.idleTimeoutMs === undefined ? undefined : Number(spec.idleTimeoutMs),
@@ -111,7 +116,7 @@ export class EngineProcess {
     if (timeoutMs > 0) this.#timer = unrefTimer(() => this.#timeout(), timeoutMs);
     let rt: RuntimeProcess;
     try {
-      rt = await runtime.exec({
+      const starting = runtime.exec({
         processId: this.info.processId,
         argv: spec.argv,
         env: spec.env,
@@ -120,6 +125,10 @@ export class EngineProcess {
         ptySize: spec.ptySize ? { rows: spec.ptySize.rows, cols: spec.ptySize.cols } : undefined,
         mergeStderr: spec.stderr === StdioMode.STDOUT,
       });
+      // Not recorded yet (see addProcess's startsNow): written while the runtime starts it, and
+      // so before anyone hears of the start.
+      if (!this.recorded) this.sandbox.persistProcess(this);
+      rt = await starting;
     } catch (error) {
       this.stderr.append(new TextEncoder().encode(`sbx: ${(error as Error).message}\n`));
       this.finish(exited(127));
@@ -158,7 +167,8 @@ export class EngineProcess {
       await Promise.all([this.stdout.written(), this.stderr.written()]);
       this.finish(this.#timedOut ? timedOut() : fromRuntimeExit(exit));
     });
-    this.sandbox.persistProcess(this);
+    // The record was written before the start; its pid can wait (see persistProcessSoon).
+    this.sandbox.persistProcessSoon(this);
   }
 
   /**

@@ -40,8 +40,10 @@ export interface SandboxHost {
   readonly images: { isDefault(image: ImageRecord): boolean };
   readonly ingress?: SandboxIngress | undefined;
   persistSandbox(sandbox: EngineSandbox): void;
-  /** Runs a store write; its failure is logged, never thrown. */
-  saveState(write: (store: StateStore) => void): void;
+  /** Runs a store write; its failure is logged, never thrown. `about`: the record it writes. */
+  saveState(write: (store: StateStore) => void, about?: object): void;
+  /** Runs a store write soon, unless a `saveState` about the same record comes first. */
+  saveStateSoon(about: object, write: (store: StateStore) => void): void;
   /** Keeps `work` for shutdown to wait on. */
   track(work: Promise<unknown>): void;
 }
@@ -113,6 +115,8 @@ export class EngineSandbox {
         stdout: StdioMode.PIPE,
         stderr: StdioMode.PIPE,
       }),
+      undefined,
+      { startsNow: spec.command.length > 0 },
     );
     this.touch();
     // No command: the sandbox just stays up; its entrypoint is a record that ends with it.
@@ -147,10 +151,19 @@ export class EngineSandbox {
     return next;
   }
 
-  addProcess(processId: string, spec: ProcessSpec, restored?: Process): EngineProcess {
+  /**
+   * Adds a process record, written at once unless the caller `startsNow` (`start` writes it as
+   * soon as the runtime has the request: the write overlaps the start instead of delaying it).
+   */
+  addProcess(
+    processId: string,
+    spec: ProcessSpec,
+    restored?: Process,
+    options: { readonly startsNow?: boolean } = {},
+  ): EngineProcess {
     const process = restored ? new EngineProcess(this, restored, true) : EngineProcess.create(this, processId, spec);
     this.processes.set(processId, process);
-    if (!restored) this.persistProcess(process);
+    if (!restored && !options.startsNow) this.persistProcess(process);
     return process;
   }
 
@@ -205,14 +218,22 @@ export class EngineSandbox {
 
   persistProcess(process: EngineProcess): void {
     if (this.processes.get(process.info.processId) !== process) return;
-    this.engine.saveState((store) => store.saveProcess(process.info));
+    process.recorded = true;
+    this.engine.saveState((store) => store.saveProcess(process.info), process);
+  }
+
+  /** Records what only a restart needs to know of `process`, soon (see `Engine.saveStateSoon`). */
+  persistProcessSoon(process: EngineProcess): void {
+    this.engine.saveStateSoon(process, (store) => {
+      if (this.processes.get(process.info.processId) === process) store.saveProcess(process.info);
+    });
   }
 
   /** Forgets a finished process: record, output and row (its TTL ran out). */
   forgetProcess(process: EngineProcess): void {
     if (this.processes.get(process.info.processId) !== process || process.running) return;
     this.processes.delete(process.info.processId);
-    this.engine.saveState((store) => store.deleteProcess(this.info.id, process.info.processId));
+    this.engine.saveState((store) => store.deleteProcess(this.info.id, process.info.processId), process);
     process.removeOutput();
   }
 }

@@ -17,6 +17,10 @@ import type { SandboxIngress } from "./ingress.js";
 import type { OutputStorage } from "./output-storage.js";
 import type { SandboxRuntime } from "./runtime-driver.js";
 import type { StateStore } from "./state-store.js";
+import { type Timer, unrefTimer } from "./timers.js";
+
+/** How long a write a restart needs only eventually may wait (see `saveStateSoon`). */
+export const DEFERRED_WRITE_MS = 250;
 
 export interface EngineOptions {
   /** Bytes of output kept per process stream (older output is dropped); default 64 MiB. */
@@ -73,6 +77,9 @@ export class Engine implements SandboxHost {
   readonly logger: EngineLogger;
   #sequence = 0;
   readonly #pending = new Set<Promise<unknown>>();
+  /** Writes waiting for `#flushDeferred`, by what they are about (see `saveStateSoon`). */
+  readonly #deferred = new Map<object, (store: StateStore) => void>();
+  #deferredTimer: Timer | undefined;
 
   constructor(
     seams: EngineSeams,
@@ -177,12 +184,33 @@ export class Engine implements SandboxHost {
    * exit handlers, where it would end the server: the in-memory state stays authoritative
    * while the engine runs; only what a restart would see is stale.
    */
-  saveState(write: (store: StateStore) => void): void {
+  saveState(write: (store: StateStore) => void, about?: object): void {
+    // This write carries the record as it is now: one still deferred for it has nothing to add.
+    if (about !== undefined) this.#deferred.delete(about);
     try {
       write(this.store);
     } catch (error) {
       this.logger.error("saving state failed", { error: error instanceof Error ? error.message : String(error) });
     }
+  }
+
+  /**
+   * A write that a restart needs only eventually (a started process's pid), kept off the
+   * request that caused it: done within DEFERRED_WRITE_MS, or not at all when a `saveState`
+   * about the same record comes first (a process that ends sooner is written once, at its end:
+   * for `exec` → `wait`, two writes instead of three). Shutdown does what is still waiting.
+   */
+  saveStateSoon(about: object, write: (store: StateStore) => void): void {
+    this.#deferred.set(about, write);
+    this.#deferredTimer ??= unrefTimer(() => this.#flushDeferred(), DEFERRED_WRITE_MS);
+  }
+
+  #flushDeferred(): void {
+    clearTimeout(this.#deferredTimer);
+    this.#deferredTimer = undefined;
+    const writes = [...this.#deferred.values()];
+    this.#deferred.clear();
+    for (const write of writes) this.saveState(write);
   }
 
   /** Keeps `work` (a sandbox being destroyed) for `shutdown` to wait on. */
@@ -196,6 +224,7 @@ export class Engine implements SandboxHost {
     for (const sandbox of this.sandboxes.values()) sandbox.finish(terminated());
     await Promise.allSettled([...this.#pending]);
     await this.runtime.close();
+    this.#flushDeferred();
     this.store.close();
   }
 }

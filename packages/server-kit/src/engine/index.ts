@@ -9,7 +9,7 @@ export {
   PTY_ENV,
   processEnv,
 } from "./default-image.js";
-export { Engine, type EngineOptions, type EngineSeams, newSandboxId } from "./engine.js";
+export { DEFERRED_WRITE_MS, Engine, type EngineOptions, type EngineSeams, newSandboxId } from "./engine.js";
 export { EngineImages } from "./engine-images.js";
 export { type EngineLogger, silentLogger } from "./engine-logger.js";
 export { EngineProcess, type ProcessHost } from "./engine-process.js";
@@ -39,3 +39,4 @@ export { fsCall, startUpload } from "./services/filesystem-calls.js";
 export { processOf, sandboxOf } from "./services/lookup.js";
 export { memoryStateStore, type StateStore, type StoredSandbox } from "./state-store.js";
 export { type Timer, unrefTimer } from "./timers.js";
+export { tunnelHostOpen } from "./tunnel-host-check.js";

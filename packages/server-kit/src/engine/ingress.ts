@@ -2,8 +2,8 @@
  * The ingress seam: how clients outside reach a sandbox's ports — tunnels to its exposed
  * ports and the token gateway (connect tokens, service URLs). The engine checks the calls
  * (the sandbox, its ports, the token's lifetime) and waits for readiness; the seam makes the
- * listeners and the tokens. The fake's serves its port registry; the sbx server has none yet
- * (its calls answer UNIMPLEMENTED until issue #18's tunnels land).
+ * listeners (or, under a tunnel domain, the host names) and the tokens. Both targets plug in
+ * server-kit's `ListenerIngress`, the fake's dialing its port registry.
  */
 
 export interface IngressTunnel {
@@ -11,7 +11,7 @@ export interface IngressTunnel {
   readonly containerPort: number;
   readonly host: string;
   readonly port: number;
-  /** "http://host:port" (or the port's name under a tunnel domain). */
+  /** "http://host:port", or under a tunnel domain "https://<port>-<sandbox id>.<domain>". */
   readonly url: string;
 }
 

@@ -225,10 +225,11 @@ export interface SandboxRuntime {
   readonly defaultImage?: ImageRecord | undefined;
   /**
    * Why this driver cannot start a sandbox from `image` (a sentence), or undefined when it
-   * can. The engine asks before anything is recorded and refuses with UNIMPLEMENTED
+   * can; a driver may need to read the image's files to tell (then it answers a promise). The
+   * engine asks before anything is recorded and refuses with UNIMPLEMENTED
    * (`UnsupportedError`). Absent: the driver starts its default image only.
    */
-  imageProblem?(image: ImageRecord): string | undefined;
+  imageProblem?(image: ImageRecord): string | undefined | Promise<string | undefined>;
   /**
    * Lets go of what the driver keeps of an image besides the sandboxes the engine knows of
    * (sandboxes started ahead of demand), and waits for its sandboxes of the image that are

@@ -5,6 +5,9 @@
  * real listeners (listener-ingress.ts), and the tunnel route on the API's own port
  * (tunnel-route.ts over tunnel-session.ts: `sb.connect`, `sb.tunnel`, many connections over
  * one WebSocket or upgraded socket), shared by the sbx server and the fake.
+ * Under a tunnel domain (tunnel-domain.ts, browser-safe: exported from "@sbx/server-kit"),
+ * sandbox ports are host names on the API's port instead, which the front door routes
+ * (host-router.ts).
  */
 
 export {
@@ -23,8 +26,14 @@ export {
   tokenCookieName,
   VERIFIED_USER_DATA,
 } from "./gateway-auth.js";
+export { type TunnelHostRouterOptions, tunnelHostRouter } from "./host-router.js";
 export { MAX_USER_METADATA_BYTES } from "./limits.js";
-export { ListenerIngress, type ListenerIngressOptions } from "./listener-ingress.js";
+export {
+  ListenerIngress,
+  type ListenerIngressOptions,
+  type PlaneTunnel,
+  type TunnelPlane,
+} from "./listener-ingress.js";
 export {
   IngressTokens,
   type IssuedToken,

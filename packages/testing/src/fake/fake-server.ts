@@ -7,7 +7,14 @@
  */
 import { type ConnectRouter, createRouterTransport, type Transport } from "@connectrpc/connect";
 import { withConnectClients, withPortDialer } from "@sbx/core/connect";
-import { Engine, engineRoutes, memoryOutputStorage, memoryStateStore } from "@sbx/server-kit";
+import {
+  Engine,
+  engineRoutes,
+  memoryOutputStorage,
+  memoryStateStore,
+  type TunnelScheme,
+  tunnelDomainOf,
+} from "@sbx/server-kit";
 import type { Listener, ListenOptions } from "@sbx/server-kit/listen";
 import { FakeImageStore, type FakeImages } from "./fake-images.js";
 import { FakeIngress } from "./fake-ingress.js";
@@ -30,6 +37,17 @@ export interface FakeServerOptions {
    * 64 MiB); reading dropped bytes fails with OutputDroppedError.
    */
   readonly outputRetentionBytes?: number;
+  /**
+   * As the server's `tunnelDomain`: once the fake listens, sandbox ports are host names on its
+   * own port — tunnels `<port>-<sandbox id>.<domain>`, connect-token and service URLs
+   * `<port>-<sandbox id>-auth.<domain>` — routed by the server's own front door. A test reaches
+   * them by sending the host name (Host header, or a lookup that resolves it to the fake).
+   */
+  readonly tunnelDomain?: string;
+  /** As the server's: the scheme of tunnel-domain URLs (default "https"). */
+  readonly tunnelScheme?: TunnelScheme;
+  /** As the server's: the port of tunnel-domain URLs (default 443 for https, the fake's own port for http). */
+  readonly tunnelPublicPort?: number;
 }
 
 export interface FakeServer {
@@ -85,6 +103,7 @@ export interface FakeServer {
 }
 
 export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
+  const tunnelDomain = tunnelDomainOf(options);
   const handlers = new HandlerRegistry();
   const faults = new Faults(options.token);
   const images = new FakeImageStore(faults);
@@ -101,6 +120,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
   // The keep-alive is outermost, so injected latency counts as a call in flight too.
   const interceptors = [keepAlive.interceptor, faults.interceptor];
   const listeners: { close(): Promise<void> }[] = [];
+  let tokens: import("@sbx/server-kit/ingress").IngressTokens | undefined;
   return {
     // It carries its sbx clients, so runtime packages without a Connect client (@sbx/web) take it too.
     // And its port dialer: sb.connect / sb.tunnel reach onPortConnection handlers without a listener.
@@ -127,7 +147,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
       const [
         { listenConnect },
         { rawRoutes },
-        { IngressTokens, ListenerIngress, tunnelRoute, randomTokenKey },
+        { IngressTokens, ListenerIngress, tunnelRoute, randomTokenKey, tunnelHostRouter },
         { FakePortDialer },
       ] = await Promise.all([
         import("@sbx/server-kit/listen"),
@@ -138,20 +158,26 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
       const token = options.token;
       const authorize = (header: string | null | undefined) => token === undefined || header === `Bearer ${token}`;
       const dialer = new FakePortDialer(ports);
+      // The server's own gateway and tokens (a key of this fake's alone, in memory).
+      tokens ??= new IngressTokens(randomTokenKey());
       const listener = await listenConnect(routes, interceptors, {
         ...listenOptions,
         plainRoutes: [...(listenOptions?.plainRoutes ?? []), ...rawRoutes(engine, authorize, faults.rawCall)],
         // sb.connect / sb.tunnel: the server's own tunnel route, dialing the port registry.
         upgradeRoutes: [...(listenOptions?.upgradeRoutes ?? []), tunnelRoute({ engine, dialer, authorize })],
+        // Under a tunnel domain, sandbox host names on this same port go to their sandboxes.
+        ...(tunnelDomain ? { hostRouter: tunnelHostRouter({ domain: tunnelDomain, engine, dialer, tokens }) } : {}),
       });
       listeners.push(listener);
-      // Sandbox ports are served on the same host (the first listen's, if several), with the
-      // server's own gateway and tokens (a key of this fake's alone, in memory).
+      // Sandbox ports are served on the same host (the first listen's, if several), or by
+      // host name on its port under a tunnel domain.
       if (!ingress.attached) {
         const portIngress = new ListenerIngress({
           host: new URL(listener.url).hostname.replace(/^\[|\]$/g, ""),
-          tokens: new IngressTokens(randomTokenKey()),
+          tokens,
           dialer,
+          tunnelDomain,
+          apiPort: listener.port,
         });
         ingress.attach(portIngress);
         listeners.push(portIngress);

@@ -1,6 +1,7 @@
 // The token gateway (server-kit's, as the sbx server mounts it) in front of the fake's ports,
 // over real listeners: Node's fetch and WebSockets through it, every way a token is refused.
 import { createServer } from "node:http";
+import { connect as netConnect } from "node:net";
 import { Duplex } from "node:stream";
 import { type Sandbox, SandboxClient } from "@sbx/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -27,7 +28,7 @@ describe("the token gateway in front of the fake's ports", () => {
         user: request.headers.get("x-verified-user-data"),
         authorization: request.headers.get("authorization"),
         cookie: request.headers.get("cookie"),
-        body: request.method === "POST" ? await request.text() : "",
+        body: request.method === "GET" || request.method === "HEAD" ? "" : await request.text(),
       }),
     );
     // A WebSocket echo server as an app would run one: it says what it was given, then echoes.
@@ -146,6 +147,34 @@ describe("the token gateway in front of the fake's ports", () => {
     expect([await get(), await get(), await get()]).toEqual([200, 200, 200]);
     expect(sockets.size).toBe(1);
     agent.destroy();
+  });
+
+  it("a body goes on with its length whatever Connection names; a cookie POST from another port's page: 403", async () => {
+    const { url, token } = await sb.createConnectToken({ port: ECHO, userMetadata: { user: "ada" } });
+    const { hostname, port } = new URL(url);
+    // (Without its Content-Length a DELETE's body would follow the request as bytes of its own.)
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = netConnect(Number(port), hostname);
+      let got = "";
+      socket.setEncoding("utf8");
+      socket.on("data", (d: string) => {
+        got += d;
+      });
+      socket.on("close", () => resolve(got));
+      socket.on("error", reject);
+      socket.write(
+        `DELETE /d HTTP/1.1\r\nHost: ${hostname}:${port}\r\nAuthorization: Bearer ${token}\r\n` +
+          `Connection: close, content-length, x-verified-user-data\r\nContent-Length: 5\r\n\r\nHELLO`,
+      );
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(JSON.parse(/\{[^\r\n]*\}/.exec(answer)?.[0] ?? "")).toMatchObject({ body: "HELLO", user: '{"user":"ada"}' });
+    // Listeners share one host: another port's page is same-site, and its form would post with the cookie.
+    const cookie = `sbx_${sb.id}_${ECHO}=${token}`;
+    const post = (origin: string) =>
+      fetch(`${url}/act`, { method: "POST", body: "x", headers: { cookie, origin } }).then((r) => r.status);
+    expect(await post(`http://${hostname}:${Number(port) + 1}`)).toBe(403);
+    expect(await post(new URL(url).origin)).toBe(200);
   });
 
   it("a WebSocket passes through: Bearer from Node, the query token from a browser-style client", async () => {

@@ -29,7 +29,7 @@ export function processService(engine: Engine): ServiceImpl<typeof ProcessServic
       if (!sandbox.running || !sandbox.runtime) {
         throw new ConnectError(`sandbox ${request.sandboxId} has finished`, Code.FailedPrecondition);
       }
-      const process = sandbox.addProcess(request.processId, spec);
+      const process = sandbox.addProcess(request.processId, spec, undefined, { startsNow: true });
       try {
         await process.start(sandbox.runtime);
       } catch (error) {

@@ -42,7 +42,7 @@ export function sandboxService(engine: Engine): ServiceImpl<typeof SandboxServic
     const image = await engine.images.resolve(spec.image);
     if (engine.images.isDefault(image)) return image;
     const problem = engine.runtime.imageProblem
-      ? engine.runtime.imageProblem(image)
+      ? await engine.runtime.imageProblem(image)
       : `the ${engine.runtime.name} runtime cannot start sandboxes from images yet, only from its default image (${engine.images.defaultImage.id})`;
     if (problem) throw imageFailure("unsupported", problem, { reference: image.id });
     return image;

@@ -47,6 +47,7 @@ const target = {
   ctl: "/data/runtime/sandboxes/s/ctl",
   agent: "/data/runtime/sbx-agent",
   base: 2 ** 31 + 3 * 65_536,
+  resolvConf: "/etc/resolv.conf",
   sandboxMounts: "/data/runtime/sandboxes",
 };
 
@@ -103,5 +104,29 @@ describe("the launch command", () => {
     const binds = ["--bind", "--ro-bind", "--ro-bind-try"].flatMap((option) => valuesOf(image, option));
     // (and its resolv.conf from the control dir, root's: see local-sandbox.ts)
     expect(binds).toEqual(["/mnt", "/mnt/.sbx/resolv.conf"]);
+  });
+
+  it("binds the DNS config where the root's recipe says, a plain absolute path only", () => {
+    const dnsBind = (args: string[]) => {
+      const at = args.indexOf("/mnt/.sbx/resolv.conf");
+      return [args[at - 1], args[at + 1]];
+    };
+    expect(dnsBind(launchArgs({ ...target, hostUsr: false }))).toEqual(["--ro-bind", "/etc/resolv.conf"]);
+    // (An image whose /etc is a symlink to usr/etc: see mount-point-layers.ts.)
+    expect(dnsBind(launchArgs({ ...target, hostUsr: false, resolvConf: "/usr/etc/resolv.conf" }))).toEqual([
+      "--ro-bind",
+      "/usr/etc/resolv.conf",
+    ]);
+    for (const resolvConf of [
+      "etc/resolv.conf",
+      "/usr/../etc/resolv.conf",
+      "/usr//resolv.conf",
+      "/./resolv.conf",
+      "--bind",
+    ]) {
+      expect(() => launchArgs({ ...target, hostUsr: false, resolvConf }), resolvConf).toThrow(
+        /not a plain absolute path/,
+      );
+    }
   });
 });

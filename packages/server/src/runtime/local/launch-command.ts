@@ -103,6 +103,11 @@ export interface LaunchTarget {
   /** Bind the host's /usr subtrees read-only over /usr (the default image; see sandbox-root.ts). */
   readonly hostUsr: boolean;
   /**
+   * Where the sandbox's DNS config is bound: a real file of the root at a path with no symlink
+   * in it (RootRecipe.resolvConf; `/etc/resolv.conf` unless an image's /etc is a symlink).
+   */
+  readonly resolvConf: string;
+  /**
    * The mount point under which every sandbox's disk and root are mounted (the runtime's
    * sandboxes dir, bound on itself): unmounted, with all under it, in the launch's namespace.
    */
@@ -114,7 +119,21 @@ export interface LaunchTarget {
  * descriptor 3 (see `--seccomp`); the user namespace handshake takes descriptors 5 and 6
  * (LAUNCH_FDS).
  */
-export function launchArgs({ cgroupDirs, rootfs, ctl, agent, base, hostUsr, sandboxMounts }: LaunchTarget): string[] {
+export function launchArgs({
+  cgroupDirs,
+  rootfs,
+  ctl,
+  agent,
+  base,
+  hostUsr,
+  resolvConf,
+  sandboxMounts,
+}: LaunchTarget): string[] {
+  // (An absolute path of plain names: nothing of it can climb, nor be read as an option.)
+  const parts = resolvConf.split("/");
+  if (parts[0] !== "" || parts.slice(1).some((part) => part === "" || part === "." || part === "..")) {
+    throw new Error(`the DNS config's mount point ${JSON.stringify(resolvConf)} is not a plain absolute path`);
+  }
   const bwrap = [
     "bwrap",
     "--unshare-user",
@@ -145,12 +164,13 @@ export function launchArgs({ cgroupDirs, rootfs, ctl, agent, base, hostUsr, sand
     ...(hostUsr ? hostUsrBinds() : []),
     // Its DNS (the gateway's forwarder), bound read-only over the image's own (which stays as it
     // is underneath), as Docker does: a file of the control dir, root's (see local-sandbox.ts).
-    // The mount point is always a real file of ours: the default image's disk has one, and an
-    // image's root has the mount-point layer on top (sandbox-root.ts): bwrap would otherwise
-    // make a missing one through an image's symlink, on the host.
+    // The mount point is always a real file of ours at a path with no symlink in it: the
+    // default image's disk has /etc/resolv.conf, and an image's root has a mount-point layer on
+    // top with real dirs down to it (mount-point-layers.ts; where an image's /etc symlink leads,
+    // image-etc.ts): bwrap would otherwise make or open one through an image's symlink, on the host.
     "--ro-bind",
     `${LAUNCH_ROOT}${RESOLV_CONF_PATH}`,
-    "/etc/resolv.conf",
+    resolvConf,
     "--proc",
     "/proc",
     "--dev",

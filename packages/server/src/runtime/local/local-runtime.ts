@@ -33,22 +33,26 @@ import type {
   RuntimeSandboxSpec,
   SandboxRuntime,
 } from "@sbx/server-kit";
+import type { TunnelPlane } from "@sbx/server-kit/ingress";
 import { installAgent } from "./agent-binary.js";
 import { cleanupCgroups, detectCgroupVersion } from "./cgroups.js";
 import { claimDefaultRange, claimIdRange, ID_CLAIMS_FILE, type IdRangeClaim } from "./id-range-claim.js";
-import { type DefaultImage, ensureDefaultImage } from "./image.js";
+import { type DefaultImage, defaultImageName, ensureDefaultImage } from "./image.js";
+import { type ImageEtc, resolveImageEtc } from "./image-etc.js";
 import { ImageUsers } from "./image-users.js";
 import { ImageWarmPools } from "./image-warm-pools.js";
 import { LocalSandbox } from "./local-sandbox.js";
+import { type MountPointLayer, MountPointLayers } from "./mount-point-layers.js";
 import { HostNetwork } from "./network/host-network.js";
 import { networkPlan, type SandboxNetworkOptions } from "./network/network-options.js";
+import { type RelayTunnel, TunnelRelay } from "./network/tunnel-relay.js";
 import { localRuntimeProblems } from "./prerequisites.js";
 import { type DiskSource, diskTemplateName, ensureDiskTemplate, removeSandboxDisk } from "./sandbox-disk.js";
 import { mountSandboxesDir, unmountSandboxesDir } from "./sandbox-mounts.js";
 import {
   defaultRoot,
-  ensureImageRootParts,
-  type ImageRootParts,
+  imageEtcProblem,
+  imageLayerDirs,
   imageRoot,
   imageRootProblem,
   type LayerSource,
@@ -56,6 +60,7 @@ import {
   type RootRecipe,
 } from "./sandbox-root.js";
 import { seccompProgram } from "./seccomp.js";
+import { removeStaleEntries, staleStaging, staleVersionOf } from "./stale-entries.js";
 import {
   busyIdBlocks,
   DEFAULT_LAYER_ID_BASE,
@@ -68,6 +73,11 @@ import {
 import { WarmPool } from "./warm-pool.js";
 
 const run = promisify(execFile);
+
+/** How many images' /etc resolutions a runtime keeps (see #etcOf). */
+const ETC_CACHE = 64;
+/** How long an image's /etc that could not be read is answered so before it is read again. */
+const ETC_READ_FAILURE_KEPT_MS = 10_000;
 
 /**
  * A warm sandbox's policy while it waits: open, as most creates ask (its agent, the server's,
@@ -123,11 +133,14 @@ export interface LocalRuntimeOptions {
   /** Sandboxes' network: their range, what they may not reach, DNS (see network-options.ts). */
   readonly network?: SandboxNetworkOptions;
   /** Hears what the operator should know (e.g. that IPv4 forwarding was turned on). */
-  readonly log?: (message: string, fields?: Record<string, unknown>) => void;
+  readonly log?: (message: string, fields?: Record<string, unknown>, level?: "info" | "error") => void;
 }
 
-/** The local runtime: the engine's driver, and the server's way into its sandboxes' ports. */
-export interface LocalSandboxRuntime extends SandboxRuntime {
+/**
+ * The local runtime: the engine's driver, and the server's way into its sandboxes' ports (a
+ * connection from the server, `dial`, and tunnels served by the tunnel relay).
+ */
+export interface LocalSandboxRuntime extends SandboxRuntime, TunnelPlane {
   dial(sandboxId: string, port: number, signal?: AbortSignal): Promise<Socket>;
 }
 
@@ -150,10 +163,15 @@ class LocalRuntime implements SandboxRuntime {
   /** The sandboxes not yet destroyed, by id. */
   readonly #sandboxes = new Map<string, LocalSandbox>();
   #image: Promise<DefaultImage> | undefined;
-  #imageRootParts: Promise<ImageRootParts> | undefined;
+  /** Image roots' top layers: the shared one, and those of images whose /etc is a symlink. */
+  readonly #mountPointLayers: MountPointLayers;
+  /** Where images' /etc leads, by their layers' stamp (a few recent ones). */
+  readonly #etcs = new Map<string, Promise<ImageEtc>>();
   /** Ready-made disks of the default size, by what they start with. */
   readonly #diskTemplates = new Map<string, Promise<string>>();
   #prepared: Promise<void> | undefined;
+  /** Serves its tunnels (made with the first). */
+  #relay: TunnelRelay | undefined;
   readonly #warm: WarmPool<LocalSandbox>;
   readonly #imagePools: ImageWarmPools<LocalSandbox>;
   /** Its sandboxes standing on each image's layers (an image store keeps those). */
@@ -177,6 +195,7 @@ class LocalRuntime implements SandboxRuntime {
     this.#instance = createHash("sha256").update(resolve(this.#dir)).digest("hex").slice(0, 10);
     this.#layerIdBase = options.layers?.layerIdBase ?? DEFAULT_LAYER_ID_BASE;
     this.#defaultDiskMiB = options.defaultDiskMiB ?? 10_240;
+    this.#mountPointLayers = new MountPointLayers(join(this.#dir, "images"), this.#layerIdBase);
     // Started under a warm id, then no longer the runtime's by id: the pool owns it.
     const warmStart = (spec: RuntimeSandboxSpec) =>
       this.#start(spec).then((sandbox) => {
@@ -265,9 +284,43 @@ class LocalRuntime implements SandboxRuntime {
       : claimDefaultRange(agent, defaultRangeSlot(this.#instance), ID_CLAIMS_FILE, layers);
   }
 
-  /** Images of this host's platform whose layers are in the store (see sandbox-root.ts). */
-  imageProblem(image: ImageRecord): string | undefined {
-    return imageRootProblem(image, this.#options.layers);
+  /**
+   * Images of this host's platform whose layers are in the store, whose /etc (if a symlink)
+   * leads to a directory within the image (see sandbox-root.ts, image-etc.ts).
+   */
+  async imageProblem(image: ImageRecord): Promise<string | undefined> {
+    const layers = this.#options.layers;
+    const problem = imageRootProblem(image, layers);
+    if (problem || !layers) return problem;
+    return imageEtcProblem(image, await this.#etcOf(image, layers));
+  }
+
+  /**
+   * Where the image's /etc leads, read in its layers; kept for the few images used last, by
+   * their layers' stamp (a layer unpacked again is read again). Refusals are kept too, so an
+   * image that is refused costs its reading once; one for a read that failed (not the image's
+   * doing, maybe) only for a little while.
+   */
+  #etcOf(image: ImageRecord, layers: LayerSource): Promise<ImageEtc> {
+    const stamp = layerStamp(image, layers);
+    const resolve = () => resolveImageEtc(imageLayerDirs(image, layers));
+    if (stamp === undefined) return resolve();
+    let etc = this.#etcs.get(stamp);
+    if (etc)
+      this.#etcs.delete(stamp); // (set again below: the most recent last)
+    else {
+      const resolving = resolve();
+      const forget = () => {
+        if (this.#etcs.get(stamp) === resolving) this.#etcs.delete(stamp);
+      };
+      void resolving.then((answer) => {
+        if (answer.kind === "refused" && answer.transient) setTimeout(forget, ETC_READ_FAILURE_KEPT_MS).unref();
+      }, forget); // (resolveImageEtc answers what it cannot read: never expected)
+      etc = resolving;
+    }
+    this.#etcs.set(stamp, etc);
+    while (this.#etcs.size > ETC_CACHE) this.#etcs.delete(this.#etcs.keys().next().value as string);
+    return etc;
   }
 
   /**
@@ -291,6 +344,30 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   /**
+   * A tunnel to `port` of a running sandbox, served by the tunnel relay (network/tunnel-relay.ts:
+   * the agent binary's, started with the first tunnel) on `host`.
+   */
+  async openTunnel(sandboxId: string, port: number, host: string): Promise<RelayTunnel> {
+    if (this.#closed) throw new Error("the runtime is closed");
+    const sandbox = this.#sandboxes.get(sandboxId);
+    if (!sandbox) throw new Error(`sandbox ${sandboxId} is not running`);
+    this.#relay ??= new TunnelRelay({
+      agent: () => {
+        this.#agentFile ??= forgetOnFailure(installAgent(this.#dir), () => {
+          this.#agentFile = undefined;
+        });
+        return this.#agentFile;
+      },
+      log: (message, fields, level) => this.#options.log?.(message, fields, level),
+    });
+    return await sandbox.openTunnel(this.#relay, port, host);
+  }
+
+  async closeTunnel(sandboxId: string, port: number): Promise<void> {
+    await this.#relay?.close(sandboxId, port);
+  }
+
+  /**
    * Its warm sandboxes stand on the image's layers: they go before the image does, and so do
    * its sandboxes being destroyed (a terminated one's destroy may still be under way).
    */
@@ -305,8 +382,10 @@ class LocalRuntime implements SandboxRuntime {
   }
 
   async createSandbox(spec: RuntimeSandboxSpec): Promise<RuntimeSandbox> {
+    // (Its use of the image's layers begins before anything is awaited; an image whose /etc
+    // cannot be had fails as its root is made, see #rootOf.)
     if (spec.image) {
-      const problem = this.imageProblem(spec.image);
+      const problem = imageRootProblem(spec.image, this.#options.layers);
       if (problem) throw new Error(problem);
     }
     if (this.#closed) throw new Error("the runtime is closed");
@@ -410,74 +489,94 @@ class LocalRuntime implements SandboxRuntime {
     // An image's layers as they are now: a warm sandbox is handed out only while they are unchanged
     // (none when a layer is missing now: never handed out).
     const stamp = spec.image && this.#options.layers ? layerStamp(spec.image, this.#options.layers) : undefined;
-    const [seccomp, agent, root, network] = await Promise.all([
-      this.#seccompFile,
-      this.#agentFile,
-      this.#rootOf(spec, images),
-      this.#hostNetwork(),
-    ]);
-    const diskMiB = this.#diskOf(spec);
-    let diskSource: DiskSource = { contents: root.diskContents };
-    if (diskMiB === this.#defaultDiskMiB) {
-      const contents = root.diskContents;
-      let template = this.#diskTemplates.get(contents);
-      if (!template) {
-        template = forgetOnFailure(
-          ensureDiskTemplate(join(contents, "..", diskTemplateName(diskMiB)), diskMiB, contents),
-          () => this.#diskTemplates.delete(contents),
-        );
-        this.#diskTemplates.set(contents, template);
-      }
-      diskSource = { template: await template };
-    }
-    const limits = this.#limitsOf(spec);
-    // Closed meanwhile: nothing more starts (close waits for this launch, then lets its range go).
-    if (this.#closed) throw new Error("the runtime is closed");
-    // Its own block of ids while it lives: freed by destroy, once nothing of the sandbox runs.
-    const base = blocks.allocate();
-    const sandbox = new LocalSandbox(spec, {
-      dir: join(this.#dir, "sandboxes", spec.id),
-      sandboxMounts: join(this.#dir, "sandboxes"),
-      root,
-      seccomp,
-      agent,
-      base,
-      layerIdBase: this.#layerIdBase,
-      releaseBlock: () => blocks.release(base),
-      diskMiB,
-      diskSource,
-      cgroupVersion: version,
-      cgroupPrefix: this.#instance,
-      memoryMiB: limits.memoryLimitMiB,
-      pidsLimit: limits.pidsLimit,
-      agentCallTimeoutMs: this.#options.agentCallTimeoutMs ?? 60_000,
-      sandboxNice: this.#options.sandboxNice,
-      network,
-      onDestroyed: (gone) => {
-        if (this.#sandboxes.get(gone.id) === gone) this.#sandboxes.delete(gone.id);
-      },
-      onDestroying,
-    });
-    this.#sandboxes.set(spec.id, sandbox);
-    if (spec.image && stamp !== undefined) this.#layerStamps.set(sandbox, { image: spec.image, stamp });
+    // An image's mount-point layer is held from here: by the sandbox once it is made (let go of
+    // once it is gone), else let go of here.
+    const rooted = this.#rootOf(spec);
+    let made = false;
     try {
-      await sandbox.start();
-    } catch (error) {
-      await sandbox.destroy();
-      this.#sandboxes.delete(spec.id);
-      throw error;
+      const [seccomp, agent, { root, mountPoints }, network] = await Promise.all([
+        this.#seccompFile,
+        this.#agentFile,
+        rooted,
+        this.#hostNetwork(),
+      ]);
+      const diskMiB = this.#diskOf(spec);
+      let diskSource: DiskSource = { contents: root.diskContents };
+      if (diskMiB === this.#defaultDiskMiB) {
+        const contents = root.diskContents;
+        let template = this.#diskTemplates.get(contents);
+        if (!template) {
+          template = forgetOnFailure(
+            ensureDiskTemplate(join(contents, "..", diskTemplateName(diskMiB)), diskMiB, contents),
+            () => this.#diskTemplates.delete(contents),
+          );
+          this.#diskTemplates.set(contents, template);
+        }
+        diskSource = { template: await template };
+      }
+      const limits = this.#limitsOf(spec);
+      // Closed meanwhile: nothing more starts (close waits for this launch, then lets its range go).
+      if (this.#closed) throw new Error("the runtime is closed");
+      // Its own block of ids while it lives: freed by destroy, once nothing of the sandbox runs.
+      const base = blocks.allocate();
+      const sandbox = new LocalSandbox(spec, {
+        dir: join(this.#dir, "sandboxes", spec.id),
+        sandboxMounts: join(this.#dir, "sandboxes"),
+        root,
+        seccomp,
+        agent,
+        base,
+        layerIdBase: this.#layerIdBase,
+        releaseBlock: () => blocks.release(base),
+        diskMiB,
+        diskSource,
+        cgroupVersion: version,
+        cgroupPrefix: this.#instance,
+        memoryMiB: limits.memoryLimitMiB,
+        pidsLimit: limits.pidsLimit,
+        agentCallTimeoutMs: this.#options.agentCallTimeoutMs ?? 60_000,
+        sandboxNice: this.#options.sandboxNice,
+        network,
+        onDestroyed: (gone) => {
+          if (this.#sandboxes.get(gone.id) === gone) this.#sandboxes.delete(gone.id);
+        },
+        onDestroying: (done, gone) => {
+          onDestroying(done, gone);
+          const release = () => mountPoints?.release();
+          gone.then(release, release);
+        },
+      });
+      made = true;
+      this.#sandboxes.set(spec.id, sandbox);
+      if (spec.image && stamp !== undefined) this.#layerStamps.set(sandbox, { image: spec.image, stamp });
+      try {
+        await sandbox.start();
+      } catch (error) {
+        await sandbox.destroy();
+        this.#sandboxes.delete(spec.id);
+        throw error;
+      }
+      return sandbox;
+    } finally {
+      if (!made)
+        void rooted.then(
+          ({ mountPoints }) => mountPoints?.release(),
+          () => {},
+        );
     }
-    return sandbox;
   }
 
-  /** What the sandbox's root is made of: the default image, or its image's layers. */
-  async #rootOf(spec: RuntimeSandboxSpec, images: string): Promise<RootRecipe> {
+  /**
+   * What the sandbox's root is made of: the default image, or its image's layers under its
+   * mount-point layer (held: the caller lets go of it once the root is no longer used).
+   */
+  async #rootOf(spec: RuntimeSandboxSpec): Promise<{ root: RootRecipe; mountPoints?: MountPointLayer }> {
     const layers = this.#options.layers;
-    if (!spec.image || !layers) return defaultRoot(await (this.#image as Promise<DefaultImage>));
-    this.#imageRootParts ??= forgetOnFailure(ensureImageRootParts(images, this.#layerIdBase), () => {
-      this.#imageRootParts = undefined;
-    });
-    return imageRoot(spec.image, layers, await this.#imageRootParts);
+    if (!spec.image || !layers) return { root: defaultRoot(await (this.#image as Promise<DefaultImage>)) };
+    const etc = await this.#etcOf(spec.image, layers);
+    if (etc.kind === "refused") throw new Error(imageEtcProblem(spec.image, etc));
+    const [parts, mountPoints] = await Promise.all([this.#mountPointLayers.parts(), this.#mountPointLayers.hold(etc)]);
+    return { root: imageRoot(spec.image, layers, mountPoints, parts.emptyLayer), mountPoints };
   }
 
   /**
@@ -518,6 +617,23 @@ class LocalRuntime implements SandboxRuntime {
       await removeSandboxDisk(join(root, entry));
       if (emptied) await rm(join(root, entry), { recursive: true, force: true }).catch(() => {});
     }
+    // Then what earlier runs built for their sandboxes' roots and no sandbox uses any more:
+    // other versions of the default image and of image roots' parts, builds cut short, layers
+    // of images whose /etc is a symlink (see mount-point-layers.ts, stale-entries.ts).
+    if (emptied) {
+      const images = join(this.#dir, "images");
+      const current = defaultImageName(this.#layerIdBase);
+      try {
+        const removed = [
+          ...(await removeStaleEntries(images, staleVersionOf("default", current))),
+          ...(await removeStaleEntries(join(images, current), staleStaging)).map((name) => join(current, name)),
+          ...(await this.#mountPointLayers.sweep()),
+        ];
+        if (removed.length > 0) this.#options.log?.("removed stale image parts", { dir: images, removed });
+      } catch (error) {
+        this.#options.log?.("could not remove stale image parts", { dir: images, error: String(error) });
+      }
+    }
     this.#warm.refill();
   }
 
@@ -549,6 +665,7 @@ class LocalRuntime implements SandboxRuntime {
     const network = this.#network;
     this.#network = undefined;
     await (await network?.catch(() => undefined))?.close();
+    this.#relay?.stop();
     // Its ids go back to the host once nothing of its sandboxes runs.
     const claim = this.#claim;
     this.#claim = undefined;

@@ -43,6 +43,7 @@ import { makeFifos, openFifoReader, openFifoWriter } from "./fifo.js";
 import { LAUNCH_FDS, launchArgs, RESOLV_CONF_PATH } from "./launch-command.js";
 import { LocalProcess } from "./local-process.js";
 import type { HostNetwork, SandboxLink } from "./network/host-network.js";
+import type { RelayTunnel, TunnelRelay } from "./network/tunnel-relay.js";
 import { mountRoot } from "./root-mount.js";
 import { createSandboxDisk, type DiskSource, removeSandboxDisk } from "./sandbox-disk.js";
 import type { RootRecipe } from "./sandbox-root.js";
@@ -136,6 +137,8 @@ export class LocalSandbox implements RuntimeSandbox {
   #handshakeError: Error | undefined;
   /** Its network link, being made (during the handshake) or made. */
   #link: Promise<SandboxLink> | undefined;
+  /** Its tunnels in the tunnel relay, if it has had any (and those being opened). */
+  #tunnels: { relay: TunnelRelay; opening: Set<Promise<RelayTunnel>> } | undefined;
   #stderr = "";
   /** Its memory limit now (adopt() may change it). */
   #memoryMiB: number;
@@ -218,6 +221,32 @@ export class LocalSandbox implements RuntimeSandbox {
     });
   }
 
+  /**
+   * A tunnel to `port` in the tunnel relay: a listener on `host` whose connections the relay
+   * makes to the sandbox's address. Its tunnels are closed (none of their connections left)
+   * before its address can go to another sandbox (destroy).
+   */
+  async openTunnel(relay: TunnelRelay, port: number, host: string): Promise<RelayTunnel> {
+    if (!this.#link) throw new Error("the sandbox has no network");
+    const { address } = await this.#link;
+    if (this.#destroyed) throw new Error(`sandbox ${this.id} is not running`);
+    this.#tunnels ??= { relay, opening: new Set() };
+    const opening = relay.open({ sandboxId: this.id, port, host, target: `${address}:${port}` });
+    const { opening: all } = this.#tunnels;
+    all.add(opening);
+    const forget = () => all.delete(opening);
+    opening.then(forget, forget);
+    return await opening;
+  }
+
+  /** Closes its tunnels in the relay, once those being opened are open. */
+  async #closeTunnels(): Promise<void> {
+    const tunnels = this.#tunnels;
+    if (!tunnels) return;
+    await Promise.allSettled([...tunnels.opening]);
+    await tunnels.relay.close(this.id);
+  }
+
   /** One try of a TCP readiness probe: something accepted a connection on `port` (closed at once). */
   async probeTcp(port: number, signal: AbortSignal): Promise<boolean> {
     try {
@@ -267,7 +296,8 @@ export class LocalSandbox implements RuntimeSandbox {
       // descends from it and inherits this priority, not the server's raised one.
       const nice = this.#setup.sandboxNice;
       if (nice !== undefined) lowerToSandboxPriority(pid, nice);
-      this.#link = this.#setup.network.attach(netns);
+      // With its policy in force from the start: the update after the start is then a no-op.
+      this.#link = this.#setup.network.attach(netns, this.#spec.network);
       await this.#link;
     };
     completeUsernsHandshake(child, base, START_TIMEOUT_MS, attach).catch((error: Error) => {
@@ -355,6 +385,7 @@ export class LocalSandbox implements RuntimeSandbox {
       agent,
       base,
       hostUsr: root.hostUsr,
+      resolvConf: root.resolvConf,
       sandboxMounts: this.#setup.sandboxMounts,
     });
     const seccompFd = openSync(seccomp, "r");
@@ -501,6 +532,8 @@ export class LocalSandbox implements RuntimeSandbox {
         this.#child?.kill("SIGKILL");
         for (const p of this.#processes.values()) p.sandboxEnded();
         this.#connection.disconnect();
+        // No tunnel's connection may outlive its address (it may go to another sandbox next).
+        await this.#closeTunnels().catch(() => {});
         await this.#link?.then((link) => link.detach()).catch(() => {});
         await run("umount", ["-l", this.#paths.rootfs]).catch(() => {});
         await removeSandboxDisk(this.#setup.dir);

@@ -42,10 +42,12 @@ describe("sandbox roots", () => {
   it("collapses a layer listed again: kept only where it is highest", () => {
     expect(collapseLayers(["a", "b", "a", "c", "b"])).toEqual(["b", "c", "a"]);
     expect(collapseLayers(["a"])).toEqual(["a"]);
-    const root = imageRoot(image({ layers: [digest(1), digest(2), digest(1)] }), layers, {
-      mountPoints: "/mp",
-      emptyLayer: "/empty",
-    });
+    const root = imageRoot(
+      image({ layers: [digest(1), digest(2), digest(1)] }),
+      layers,
+      { path: "/mp", resolvConf: "/usr/etc/resolv.conf" },
+      "/empty",
+    );
     expect(root.lowers).toEqual([
       { path: "/mp", idmapped: true },
       { path: layers.layerDir(digest(1)), idmapped: true },
@@ -53,6 +55,7 @@ describe("sandbox roots", () => {
     ]);
     expect(root.hostUsr).toBe(false);
     expect(root.diskContents).toBe("/empty");
+    expect(root.resolvConf).toBe("/usr/etc/resolv.conf");
   });
 
   it("starts images of this machine's platform whose layers are all in the store, and says why not otherwise", () => {

@@ -6,17 +6,17 @@
  *   show as nobody inside, as the host's /usr does), the host's /usr subtrees bound read-only
  *   over /usr, and a disk that starts from the skeleton's layer template (image.ts, which has
  *   a real /etc/resolv.conf).
- * - An image: the mount-point layer on top (the dirs and the file bwrap and the launcher mount
+ * - An image: a mount-point layer on top (the dirs and the file bwrap and the launcher mount
  *   over, so no image can turn them into symlinks: bwrap makes a missing mount point through
  *   whatever symlink the image put in its way, and it does so while the host's root is still
- *   its /oldroot), then the image's layers from the store, idmapped (an image's uid u shows as
- *   u), each once; an empty disk; nothing of the host's /usr.
+ *   its /oldroot; see mount-point-layers.ts, and image-etc.ts for an image whose /etc is a
+ *   symlink), then the image's layers from the store, idmapped (an image's uid u shows as u),
+ *   each once; an empty disk; nothing of the host's /usr.
  */
 import { existsSync } from "node:fs";
-import { chmod, chown, mkdir, rename, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import { goArch, type ImageRecord } from "@sbx/server-kit";
 import type { DefaultImage } from "./image.js";
+import type { ImageEtc } from "./image-etc.js";
 import { collapseLayers, type LowerDir } from "./root-mount.js";
 
 /** What the runtime needs of the image store (the server's `OciImageStore`). */
@@ -39,77 +39,54 @@ export interface RootRecipe {
   readonly diskContents: string;
   /** Bind the host's /usr subtrees read-only (the default image). */
   readonly hostUsr: boolean;
+  /**
+   * Where the sandbox's DNS config is bound: a real file of the root, at a path with no
+   * symlink in it (`/etc/resolv.conf`, or where an image's /etc symlink leads).
+   */
+  readonly resolvConf: string;
 }
 
 /** overlayfs' limit on lower layers (the mount-point layer takes one). */
 export const MAX_IMAGE_LAYERS = 499;
 
-/** Mount points every image root gets on top: /.sbx (the control dir), /proc, /dev, /tmp (host root's). */
-const MOUNT_POINTS = [".sbx", "proc", "dev", "tmp"];
-/**
- * And /etc/resolv.conf (the sandbox's DNS, bound over it), in an /etc that is the image's
- * root's (canonical: the layer is idmapped like the image's own), so that /etc, which this dir
- * covers the image's attributes of, stays the sandbox root's to write in as in any image.
- */
-const ETC_DIR = "etc";
-const RESOLV_CONF = "etc/resolv.conf";
-
-/** The pieces of image roots that are not the image's: made once, root's. */
-export interface ImageRootParts {
-  /**
-   * The mount-point layer (idmapped: host root's dirs show as nobody, as ever; /etc and its
-   * empty resolv.conf are the image's root's).
-   */
-  readonly mountPoints: string;
-  /** An image root's disk contents: an empty `upper/` and `work/`, owned canonically. */
-  readonly emptyLayer: string;
-}
-
-export const IMAGE_ROOT_PARTS_VERSION = "2";
-
-/** Builds the parts under `dir` once (atomically: built aside, then renamed). */
-export async function ensureImageRootParts(dir: string, layerIdBase: number): Promise<ImageRootParts> {
-  const parts = join(dir, `image-root-v${IMAGE_ROOT_PARTS_VERSION}-${layerIdBase}`);
-  const built = { mountPoints: join(parts, "mount-points"), emptyLayer: join(parts, "empty-layer") };
-  if (existsSync(parts)) return built;
-  const staging = `${parts}.building-${process.pid}`;
-  await rm(staging, { recursive: true, force: true });
-  for (const d of MOUNT_POINTS) await mkdir(join(staging, "mount-points", d), { recursive: true });
-  for (const d of ["upper", "work"]) await mkdir(join(staging, "empty-layer", d), { recursive: true });
-  for (const d of ["", "mount-points", "empty-layer", ...MOUNT_POINTS.map((m) => `mount-points/${m}`)]) {
-    await chown(join(staging, d), 0, 0);
-    await chmod(join(staging, d), 0o755);
-  }
-  await mkdir(join(staging, "mount-points", ETC_DIR));
-  await writeFile(join(staging, "mount-points", RESOLV_CONF), "");
-  for (const [path, mode] of [
-    [ETC_DIR, 0o755],
-    [RESOLV_CONF, 0o644],
-  ] as const) {
-    await chown(join(staging, "mount-points", path), layerIdBase, layerIdBase);
-    await chmod(join(staging, "mount-points", path), mode);
-  }
-  // The image's root owns its upper: what the sandbox writes at / lands there.
-  await chown(join(staging, "empty-layer", "upper"), layerIdBase, layerIdBase);
-  await chown(join(staging, "empty-layer", "work"), layerIdBase, layerIdBase);
-  await chmod(join(staging, "empty-layer", "work"), 0o700);
-  await rename(staging, parts);
-  return built;
-}
-
 export function defaultRoot(image: DefaultImage): RootRecipe {
-  return { lowers: [{ path: image.lower, idmapped: false }], diskContents: image.layer, hostUsr: true };
+  return {
+    lowers: [{ path: image.lower, idmapped: false }],
+    diskContents: image.layer,
+    hostUsr: true,
+    resolvConf: "/etc/resolv.conf",
+  };
 }
 
-export function imageRoot(image: ImageRecord, layers: LayerSource, parts: ImageRootParts): RootRecipe {
+/**
+ * An image's root: `mountPoints` (its mount-point layer, see mount-point-layers.ts) on top of
+ * its layers; a disk that starts from `emptyLayer`.
+ */
+export function imageRoot(
+  image: ImageRecord,
+  layers: LayerSource,
+  mountPoints: { readonly path: string; readonly resolvConf: string },
+  emptyLayer: string,
+): RootRecipe {
   return {
     lowers: [
-      { path: parts.mountPoints, idmapped: true },
-      ...collapseLayers(image.layers).map((diffId) => ({ path: layers.layerDir(diffId), idmapped: true })),
+      { path: mountPoints.path, idmapped: true },
+      ...imageLayerDirs(image, layers).map((path) => ({ path, idmapped: true })),
     ],
-    diskContents: parts.emptyLayer,
+    diskContents: emptyLayer,
     hostUsr: false,
+    resolvConf: mountPoints.resolvConf,
   };
+}
+
+/** The store's dirs of an image's layers, top first, each once. */
+export function imageLayerDirs(image: ImageRecord, layers: LayerSource): string[] {
+  return collapseLayers(image.layers).map((diffId) => layers.layerDir(diffId));
+}
+
+/** Why a sandbox cannot have an image whose /etc is `etc` (undefined: it can). */
+export function imageEtcProblem(image: ImageRecord, etc: ImageEtc): string | undefined {
+  return etc.kind === "refused" ? `image ${image.id} cannot be started: its /etc ${etc.problem}` : undefined;
 }
 
 /**

@@ -112,6 +112,32 @@ describe.runIf(available)("a server's host network", () => {
     await network.close();
   });
 
+  it("puts a policy given at attach in force in the link's own transaction (no second one)", async () => {
+    const calls: { command: string; input?: string }[] = [];
+    const real = await start();
+    await real.close();
+    const run: CommandRunner = (command, args, input, fd) => {
+      calls.push({ command, input });
+      return real.run(command, args, input, fd);
+    };
+    const network = await start({ run, forwardingState: stateDir(), ipForward: sysctl("1\n") });
+    calls.length = 0;
+    const link = await network.attach(namespace(), { blockNetwork: false, cidrAllowlist: ["198.51.100.0/24"] });
+    const nft = calls.filter((c) => c.command === "nft");
+    expect(nft).toHaveLength(1);
+    expect(nft[0]?.input).toContain(`links { "${link.iface}" . ${link.address} }`);
+    expect(listTable(network.table)).toContain(`${link.address} . 198.51.100.0/24`);
+    expect(link.blocked).toBe(false);
+    // The same policy again is no change: nothing is run.
+    await link.apply({ blockNetwork: false, cidrAllowlist: ["198.51.100.0/24"] });
+    expect(calls.filter((c) => c.command === "nft")).toHaveLength(1);
+    // Without one it starts blocked.
+    const blocked = await network.attach(namespace());
+    expect(blocked.blocked).toBe(true);
+    expect(listTable(network.table)).toMatch(new RegExp(`blocked[^}]*${blocked.address.replaceAll(".", "\\.")}`));
+    await network.close();
+  });
+
   it("keeps an address whose set elements could not be removed out of use until they are", async () => {
     let failRemovals = false;
     const real = await start();

@@ -198,19 +198,23 @@ export class HostNetwork {
 
   /**
    * Gives the network namespace open as `netnsFd` (bwrap's child's, checked, opened through
-   * its checked /proc dir) a link, blocked: nothing leaves it until `apply`. Everything is
+   * its checked /proc dir) a link, with `policy` in force from its first packet (in the same
+   * nft transaction as the link's own elements; blocked when none is given: nothing leaves it
+   * until `apply`). A create that knows its policy (a cold start) so needs no second
+   * transaction; a warm sandbox starts blocked and gets its policy at hand-out. Everything is
    * done through that descriptor, never by pid (a pid could be another process's by then).
    */
-  async attach(netnsFd: number): Promise<SandboxLink> {
+  async attach(netnsFd: number, policy?: RuntimeNetworkPolicy): Promise<SandboxLink> {
     if (this.#closed) throw new Error("the sandboxes' network is closed");
     const address = this.#allocate();
     const iface = linkName(parseIPv4(address));
-    const link = new SandboxLink(this, address, iface);
+    const initial = policy ? nftPolicyOf(policy) : BLOCKED;
+    const link = new SandboxLink(this, address, iface, initial);
     this.#links.set(address, link);
     const { gateway } = this.#plan;
     try {
       await Promise.all([
-        this.run("nft", ["-f", "-"], addLinkCommands(this.#table, iface, address, BLOCKED).join("\n")),
+        this.run("nft", ["-f", "-"], addLinkCommands(this.#table, iface, address, initial).join("\n")),
         (async () => {
           // (ip opens a netns argument with a slash in it as a path: the descriptor, as fd 3.)
           await this.run(
@@ -368,7 +372,7 @@ export class HostNetwork {
 
 /** One sandbox's link and policy. */
 export class SandboxLink {
-  #policy: NftPolicy = BLOCKED;
+  #policy: NftPolicy;
   #detached: Promise<void> | undefined;
   /** Policy changes run one at a time (each after the last one's cleanup). */
   #changing: Promise<void> = Promise.resolve();
@@ -378,7 +382,11 @@ export class SandboxLink {
     readonly host: HostNetwork,
     readonly address: string,
     readonly iface: string,
-  ) {}
+    /** The policy its elements were added with (attach). */
+    initial: NftPolicy,
+  ) {
+    this.#policy = initial;
+  }
 
   get blocked(): boolean {
     return this.#policy.blocked;
