@@ -27,6 +27,8 @@ type Frame = MuxControlFrame | { type: typeof MuxFrameType.data; stream: number;
 class ScriptedServer {
   readonly frames: Frame[] = [];
   closedByClient = false;
+  /** Whether the channel says it is full (its drained() a promise that never settles). */
+  full = false;
   events: TunnelChannelEvents | undefined;
   readonly #reader = new MuxFrameReader({
     data: (stream, piece) => {
@@ -52,7 +54,7 @@ class ScriptedServer {
         for (const part of parts) this.#reader.push(part.slice());
         this.#inData = false;
       },
-      drained: () => undefined,
+      drained: () => (this.full ? new Promise<void>(() => {}) : undefined),
       close: () => {
         this.closedByClient = true;
       },
@@ -93,7 +95,7 @@ async function opened(server: ScriptedServer, session: PortSession, port: number
   const opening = session.open(port);
   await tick();
   expect(server.frames).toContainEqual({ type: MuxFrameType.open, stream: id, port });
-  server.send(openedFrame(id));
+  server.send(openedFrame(id, MUX_WINDOW));
   return opening;
 }
 
@@ -256,5 +258,33 @@ describe("the client's end of the tunnel route", () => {
     expect((await conn.readable.getReader().read()).done).toBe(true);
     expect(server.closedByClient).toBe(true);
     expect(await session.ended).toBeUndefined();
+  });
+
+  it("leaves a server's pings unanswered while the channel is full: a server that pings and never reads grows nothing here", async () => {
+    const server = new ScriptedServer();
+    const session = await started(server);
+    server.full = true;
+    for (let i = 0; i < 10_000; i++) server.send(pingFrame(MuxFrameType.ping, new Uint8Array(8)));
+    expect(server.of(MuxFrameType.pong)).toHaveLength(0);
+    server.full = false;
+    server.send(pingFrame(MuxFrameType.ping, new Uint8Array(8)));
+    expect(server.of(MuxFrameType.pong)).toHaveLength(1);
+    expect(session.over).toBe(false);
+  });
+
+  it("sends a connection no more than the window OPENED granted before the server's WINDOW", async () => {
+    const server = new ScriptedServer();
+    const session = await started(server);
+    const opening = session.open(80);
+    await tick();
+    server.send(openedFrame(1, 1000));
+    const conn = await opening;
+    const writer = conn.writable.getWriter();
+    void writer.write(new Uint8Array(5000));
+    await tick();
+    expect(server.dataOn(1)).toBe(1000);
+    server.send(windowFrame(1, 4000));
+    await tick();
+    expect(server.dataOn(1)).toBe(5000);
   });
 });

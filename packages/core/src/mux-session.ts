@@ -158,7 +158,7 @@ class MuxSession implements PortSession, MuxFrameSink {
       allowed: MUX_WINDOW,
       taken: 0,
       announced: 0,
-      credit: MUX_WINDOW,
+      credit: 0,
       wakeReader: undefined,
       wakeWriter: undefined,
       settleOpen: undefined,
@@ -262,6 +262,7 @@ class MuxSession implements PortSession, MuxFrameSink {
       case MuxFrameType.opened:
         if (!stream || stream.opened) return;
         stream.opened = true;
+        stream.credit = frame.window;
         stream.settleOpen?.();
         return;
       case MuxFrameType.window:
@@ -283,6 +284,9 @@ class MuxSession implements PortSession, MuxFrameSink {
         this.#goneAway(frame.code, frame.reason);
         return;
       case MuxFrameType.ping:
+        // Answered only while the channel has room: a server that pings without reading the
+        // answers does not grow this side's queue (it goes unanswered instead).
+        if (this.#channel?.drained() !== undefined) return;
         this.#send([pingFrame(MuxFrameType.pong, frame.data)]);
         return;
       case MuxFrameType.pong:

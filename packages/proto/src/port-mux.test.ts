@@ -67,7 +67,7 @@ describe("the tunnel route's frames", () => {
   const frames = concat([
     readyFrame(),
     openFrame(1, 5432),
-    openedFrame(1),
+    openedFrame(1, 65_536),
     dataHead(1, payload.byteLength),
     payload,
     windowFrame(1, 65_536),
@@ -81,7 +81,7 @@ describe("the tunnel route's frames", () => {
   const expected: MuxControlFrame[] = [
     { type: MuxFrameType.ready, stream: 0 },
     { type: MuxFrameType.open, stream: 1, port: 5432 },
-    { type: MuxFrameType.opened, stream: 1 },
+    { type: MuxFrameType.opened, stream: 1, window: 65_536 },
     { type: MuxFrameType.window, stream: 1, increment: 65_536 },
     { type: MuxFrameType.end, stream: 1 },
     { type: MuxFrameType.reset, stream: 3, code: "refused", reason: "nothing listens on port 5432 ✓" },

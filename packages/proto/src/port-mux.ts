@@ -25,7 +25,11 @@
  *
  *   OPEN    client → server, stream ≠ 0   u16 port. Dial the port; stream ids are chosen by the
  *                                          client and strictly increase within a connection.
- *   OPENED  server → client, stream ≠ 0   empty. The port answered; DATA may flow both ways.
+ *   OPENED  server → client, stream ≠ 0   u32 (1 to MUX_WINDOW): the port answered; DATA may
+ *                                          flow both ways. The number is the stream's window
+ *                                          toward the server: the bytes the client may send on
+ *                                          it before the server's first WINDOW (the server
+ *                                          grants less when many streams are open).
  *   DATA    both ways,       stream ≠ 0   1 to MUX_MAX_DATA bytes of the stream.
  *   WINDOW  both ways,       stream ≠ 0   u32 (> 0): the sender has taken that many more of
  *                                          the stream's bytes (flow control, below).
@@ -41,8 +45,9 @@
  *   PING    both ways,       stream 0     8 bytes, answered by a PONG with the same 8 bytes.
  *   PONG    both ways,       stream 0     8 bytes.
  *
- * Flow control, per stream and per direction: a sender may send MUX_WINDOW bytes of DATA on a
- * stream before any WINDOW, and then as many more as the receiver's WINDOW frames add up to.
+ * Flow control, per stream and per direction: a sender may send a window of DATA on a stream
+ * before any WINDOW (the server MUX_WINDOW bytes; the client what OPENED said), and then as
+ * many more as the receiver's WINDOW frames add up to.
  * The receiver sends WINDOW as the stream's consumer takes the bytes (the client: as the local
  * app reads them; the server: as the port's connection has taken them), so a stream whose
  * consumer is slow stops its sender without holding up the other streams: the connection
@@ -68,8 +73,8 @@ export const MUX_MAX_DATA = 256 * 1024;
 export const MUX_WINDOW = 2 * 1024 * 1024;
 /** A receiver sends WINDOW once it has taken this many bytes since its last. */
 export const MUX_WINDOW_UPDATE = 512 * 1024;
-/** Streams open at once on one connection, at most. */
-export const MUX_MAX_STREAMS = 1024;
+/** Streams open at once on one connection, at most (a server may allow fewer: RESET "limit"). */
+export const MUX_MAX_STREAMS = 256;
 /** The longest RESET or GOAWAY reason, in bytes. */
 export const MUX_MAX_REASON = 1000;
 
@@ -172,7 +177,12 @@ export function openFrame(stream: number, port: number): Uint8Array {
   return bytes;
 }
 
-export const openedFrame = (stream: number): Uint8Array => head(MuxFrameType.opened, stream, 0);
+/** OPENED, granting the client `window` bytes of the stream before the server's first WINDOW. */
+export function openedFrame(stream: number, window: number): Uint8Array {
+  const bytes = head(MuxFrameType.opened, stream, 4, 4);
+  new DataView(bytes.buffer).setUint32(MUX_HEAD_BYTES, window);
+  return bytes;
+}
 export const endFrame = (stream: number): Uint8Array => head(MuxFrameType.end, stream, 0);
 export const readyFrame = (): Uint8Array => head(MuxFrameType.ready, 0, 0);
 
@@ -214,10 +224,8 @@ function utf8Prefix(text: string, max: number): Uint8Array {
 /** Every frame but DATA, decoded. */
 export type MuxControlFrame =
   | { readonly type: typeof MuxFrameType.open; readonly stream: number; readonly port: number }
-  | {
-      readonly type: typeof MuxFrameType.opened | typeof MuxFrameType.end | typeof MuxFrameType.ready;
-      readonly stream: number;
-    }
+  | { readonly type: typeof MuxFrameType.opened; readonly stream: number; readonly window: number }
+  | { readonly type: typeof MuxFrameType.end | typeof MuxFrameType.ready; readonly stream: number }
   | { readonly type: typeof MuxFrameType.window; readonly stream: number; readonly increment: number }
   | {
       readonly type: typeof MuxFrameType.reset | typeof MuxFrameType.goaway;
@@ -264,10 +272,10 @@ function lengthProblem(type: number, length: number): string | undefined {
   switch (type) {
     case MuxFrameType.open:
       return exact(2);
-    case MuxFrameType.opened:
     case MuxFrameType.end:
     case MuxFrameType.ready:
       return exact(0);
+    case MuxFrameType.opened:
     case MuxFrameType.window:
       return exact(4);
     case MuxFrameType.ping:
@@ -365,6 +373,13 @@ export class MuxFrameReader {
       case MuxFrameType.open:
         this.#sink.control({ type: MuxFrameType.open, stream, port: view.getUint16(0) });
         return;
+      case MuxFrameType.opened: {
+        const window = view.getUint32(0);
+        if (window === 0 || window > MUX_WINDOW)
+          throw new MuxProtocolError(`an OPENED window of ${window} on stream ${stream}`);
+        this.#sink.control({ type: MuxFrameType.opened, stream, window });
+        return;
+      }
       case MuxFrameType.window: {
         const increment = view.getUint32(0);
         if (increment === 0) throw new MuxProtocolError(`a WINDOW of 0 on stream ${stream}`);

@@ -45,5 +45,6 @@ export {
   type TokensOptions,
   type VerifiedToken,
 } from "./tokens.js";
+export { DEFAULT_TUNNEL_LIMITS, TunnelBudget, type TunnelLimits } from "./tunnel-budget.js";
 export { type TunnelRouteOptions, tunnelRoute } from "./tunnel-route.js";
 export { type TunnelChannel, TunnelSession, type TunnelSessionOptions } from "./tunnel-session.js";

@@ -22,6 +22,7 @@ import { type WebSocket, WebSocketServer } from "ws";
 import type { Engine } from "../engine/engine.js";
 import { closeRefusedUpgrade, type UpgradeRoute } from "../listen.js";
 import type { IngressDialer } from "./gateway.js";
+import { TunnelBudget, type TunnelLimits } from "./tunnel-budget.js";
 import { type TunnelChannel, TunnelSession } from "./tunnel-session.js";
 
 export interface TunnelRouteOptions {
@@ -31,18 +32,20 @@ export interface TunnelRouteOptions {
   readonly authorize?: (authorization: string | null) => boolean;
   /** Told of a failure that is neither the client's nor the port's (a dialer bug). */
   readonly onError?: (error: unknown) => void;
+  /** What clients may hold (tunnel-budget.ts; the defaults otherwise), over all the route's connections. */
+  readonly limits?: Partial<TunnelLimits>;
 }
 
 /** How long a closed connection's client has to take its last frames before the socket goes. */
 const CLOSE_GRACE_MS = 1000;
-/** Bytes queued on a channel past which its streams' ports are paused. */
-const CHANNEL_HIGH_WATER = 1024 * 1024;
 const NORMAL_CLOSE = 1000;
 /** Silence on a connection after which TCP keepalive probes start. */
 const KEEPALIVE_DELAY_MS = 30_000;
 
 /** The route, for `listenConnect`'s `upgradeRoutes`. */
 export function tunnelRoute(options: TunnelRouteOptions): UpgradeRoute {
+  const budget = new TunnelBudget(options.limits);
+  const highWater = budget.limits.queueHighWater;
   const websockets = new WebSocketServer({
     noServer: true,
     // A message holds frames or parts of them (receivers parse them as one byte stream); a
@@ -70,6 +73,7 @@ export function tunnelRoute(options: TunnelRouteOptions): UpgradeRoute {
           engine: options.engine,
           dialer: options.dialer,
           sandboxId,
+          budget,
           onError: options.onError,
         });
         if (refusal) return session.goAway(refusal.code, refusal.message);
@@ -79,7 +83,7 @@ export function tunnelRoute(options: TunnelRouteOptions): UpgradeRoute {
       if (kind === "websocket") {
         websockets.handleUpgrade(req, socket, head, (ws) => {
           ws.on("error", () => ws.terminate());
-          run(websocketChannel(ws), (session) => feedFromWebSocket(ws, session));
+          run(websocketChannel(ws, highWater), (session) => feedFromWebSocket(ws, session));
         });
       } else {
         socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${MUX_PROTOCOL}\r\n\r\n`);
@@ -123,28 +127,37 @@ function authorized(req: IncomingMessage, authorize: ((authorization: string | n
   return false;
 }
 
-function websocketChannel(ws: WebSocket): TunnelChannel {
+function websocketChannel(ws: WebSocket, highWater: number): TunnelChannel {
   let drainListener: (() => void) | undefined;
   let waiting = false;
-  const sent = () => {
-    if (waiting && ws.bufferedAmount < CHANNEL_HIGH_WATER) {
+  const gone = () => {
+    if (waiting && ws.bufferedAmount < highWater) {
       waiting = false;
       drainListener?.();
     }
   };
   return {
-    send(parts) {
+    send(parts, sent) {
       if (ws.readyState !== ws.OPEN) return;
       const message = parts.length === 1 ? (parts[0] as Uint8Array) : Buffer.concat(parts);
-      ws.send(message, { binary: true }, sent);
+      ws.send(message, { binary: true }, (error) => {
+        if (!error) sent?.();
+        gone();
+      });
     },
-    get full() {
-      const full = ws.bufferedAmount >= CHANNEL_HIGH_WATER;
-      if (full) waiting = true;
-      return full;
+    get queued() {
+      const queued = ws.bufferedAmount;
+      if (queued >= highWater) waiting = true;
+      return queued;
     },
     onDrain(listener) {
       drainListener = listener;
+    },
+    pauseReading() {
+      ws.pause();
+    },
+    resumeReading() {
+      ws.resume();
     },
     close() {
       if (ws.readyState === ws.OPEN) ws.close(NORMAL_CLOSE);
@@ -163,17 +176,27 @@ function feedFromWebSocket(ws: WebSocket, session: TunnelSession): void {
 
 function socketChannel(socket: Duplex): TunnelChannel {
   return {
-    send(parts) {
+    send(parts, sent) {
       if (socket.destroyed || socket.writableEnded) return;
       (socket as { cork?: () => void }).cork?.();
-      for (const part of parts) socket.write(part);
+      const last = parts.length - 1;
+      parts.forEach((part, i) => {
+        if (i === last && sent) socket.write(part, (error) => error || sent());
+        else socket.write(part);
+      });
       (socket as { uncork?: () => void }).uncork?.();
     },
-    get full() {
-      return socket.writableLength >= CHANNEL_HIGH_WATER;
+    get queued() {
+      return socket.writableLength;
     },
     onDrain(listener) {
       socket.on("drain", listener);
+    },
+    pauseReading() {
+      socket.pause();
+    },
+    resumeReading() {
+      socket.resume();
     },
     close() {
       socket.end();

@@ -13,7 +13,9 @@ import type { PortContext, PortHandler, PortRegistry } from "./ports.js";
 export class FakePortDialer implements IngressDialer {
   constructor(readonly ports: PortRegistry) {}
 
-  async dial(sandboxId: string, port: number): Promise<Duplex> {
+  async dial(sandboxId: string, port: number, signal?: AbortSignal): Promise<Duplex> {
+    if (signal?.aborted)
+      throw new IngressDialError(`the dial to port ${port} of sandbox ${sandboxId} was abandoned`, "refused");
     const entry = this.ports.find(port);
     if (!entry) throw new IngressDialError(`nothing listens on port ${port} in sandbox ${sandboxId}`, "refused");
     const [gatewaySide, appSide] = duplexPair();

@@ -229,7 +229,7 @@ describe.each(kinds)("the tunnel route over a $kind", ({ open }) => {
     const t = await ready();
     t.send(openFrame(1, ECHO), openFrame(3, SILENT), openFrame(4, 0));
     const opening = [await t.next(), await t.next(), await t.next()];
-    expect(opening).toContainEqual({ type: MuxFrameType.opened, stream: 1 });
+    expect(opening).toContainEqual({ type: MuxFrameType.opened, stream: 1, window: MUX_WINDOW });
     expect(opening).toContainEqual({
       type: MuxFrameType.reset,
       stream: 3,
@@ -251,7 +251,7 @@ describe.each(kinds)("the tunnel route over a $kind", ({ open }) => {
   it("sends a stream no more than its window, and more as WINDOW frames allow; other streams go on meanwhile", async () => {
     const t = await ready();
     t.send(openFrame(1, SOURCE));
-    expect(await t.next()).toEqual({ type: MuxFrameType.opened, stream: 1 });
+    expect(await t.next()).toEqual({ type: MuxFrameType.opened, stream: 1, window: MUX_WINDOW });
     let got = 0;
     while (got < MUX_WINDOW) {
       const frame = await t.next();
@@ -316,7 +316,7 @@ describe.each(kinds)("the tunnel route over a $kind", ({ open }) => {
     });
     const t = await ready();
     t.send(openFrame(1, SILENT));
-    expect(await t.next()).toEqual({ type: MuxFrameType.opened, stream: 1 });
+    expect(await t.next()).toEqual({ type: MuxFrameType.opened, stream: 1, window: MUX_WINDOW });
     await reading;
     // Past the window by far: the app's side takes a few chunks into its buffers, and the
     // window grows by what it took.
@@ -334,7 +334,7 @@ describe.each(kinds)("the tunnel route over a $kind", ({ open }) => {
   it('ends the connection with GOAWAY "protocol" for a frame that breaks the rules', async () => {
     const t = await ready();
     t.send(openFrame(5, ECHO));
-    expect(await t.next()).toEqual({ type: MuxFrameType.opened, stream: 5 });
+    expect(await t.next()).toEqual({ type: MuxFrameType.opened, stream: 5, window: MUX_WINDOW });
     t.send(openFrame(5, ECHO)); // a stream id that does not increase
     expect(await t.next()).toEqual({
       type: MuxFrameType.goaway,
