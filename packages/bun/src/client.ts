@@ -9,6 +9,7 @@ import { connectClients } from "@sbx/core/connect";
 import { bunLocalFiles } from "./local-files.js";
 import { bunListenLocal } from "./local-tunnel.js";
 import { type BunTransportOptions, createBunTransport } from "./transport.js";
+import { bunTunnelChannel } from "./tunnel-channel.js";
 
 export interface BunSandboxClientOptions extends SandboxClientOptions, BunTransportOptions {}
 
@@ -26,6 +27,7 @@ export class SandboxClient extends CoreSandboxClient<LocalSandbox, LocalImages> 
       localFilesystem: localFilesystems(bunLocalFiles),
       localImages: localImages(bunLocalFiles),
       localTunnel: bunListenLocal,
+      tunnelChannel: bunTunnelChannel,
       createRawHttp: (endpoint) => (options.rawHttp === false ? undefined : fetchRawHttp(endpoint, options.fetch)),
     });
   }

@@ -106,5 +106,5 @@ function connectionOf(socket: Socket<State>): LocalConnection {
       socket.terminate();
     },
   });
-  return { readable, writable, close: () => socket.terminate() };
+  return { readable, writable, reset: () => socket.terminate() };
 }

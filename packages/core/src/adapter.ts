@@ -10,6 +10,7 @@ import type * as Layer from "effect/Layer";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
 import { connectionLayer, type RpcClients, type SbxConnection } from "./rpc.js";
 
+export { MUX_PROTOCOL as TUNNEL_PROTOCOL } from "@sbx/proto";
 export { concat, skipBytes } from "./bytes.js";
 export type { ClientDefaults } from "./client.js";
 export { fetchRawHttp } from "./fetch-raw-http.js";
@@ -17,6 +18,13 @@ export { type FilesystemFactory, type LocalFiles, localFilesystems } from "./fil
 export type { LocalImageFiles } from "./image-archive.js";
 export { type ImagesFactory, localImages } from "./images.js";
 export type { ListenLocal, LocalConnection, LocalListener } from "./local-tunnel.js";
+export {
+  type OpenTunnelChannel,
+  type TunnelChannel,
+  type TunnelChannelEvents,
+  type TunnelChannelRequest,
+  withTunnelChannel,
+} from "./port-session.js";
 export {
   endpointBase,
   parseJson,

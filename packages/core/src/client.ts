@@ -12,6 +12,7 @@ import type { FilesystemFactory } from "./filesystem.js";
 import { Images, type ImagesFactory } from "./images.js";
 import type { ListenLocal } from "./local-tunnel.js";
 import { attachedPortDialer } from "./port-dialer.js";
+import { attachedTunnelChannel, type OpenTunnelChannel } from "./port-session.js";
 import type { RawHttpClient } from "./raw-routes.js";
 import type { RpcClients } from "./rpc.js";
 import { Sandbox, type SandboxExtras } from "./sandbox.js";
@@ -104,6 +105,12 @@ export interface ClientDefaults {
    * `UnsupportedError` naming `runtimeName`; `sb.connect` works everywhere.
    */
   readonly localTunnel?: ListenLocal;
+  /**
+   * How `sb.connect` / `sb.tunnel` reach the server's tunnel route (with the adapter's own
+   * transport): the Node, Deno and Bun packages bring a plain HTTP/1.1 upgrade. Default: a
+   * WebSocket.
+   */
+  readonly tunnelChannel?: OpenTunnelChannel;
   /** The runtime, as errors name it ("the browser (@sbx/web)"). */
   readonly runtimeName?: string;
   /** Environment defaults (`SBX_ENDPOINT`, `SBX_TOKEN`) as the adapter's runtime reads them. */
@@ -138,9 +145,12 @@ export class SandboxClient<S extends Sandbox = Sandbox, I extends Images = Image
     }
     this.endpoint = config.endpoint;
     const rawHttp = options.transport ? undefined : defaults.createRawHttp?.(config.endpoint);
-    // The in-process fake's transport reaches its ports itself; anything else: WebSocket to the endpoint.
-    const portDialer = options.transport ? attachedPortDialer(options.transport) : undefined;
-    this.#runner = new EffectRunner(clients, config, rawHttp, portDialer);
+    // The in-process fake's transport reaches its ports itself; anything else goes through the
+    // endpoint's tunnel route, over the adapter's channel (or the transport's) or a WebSocket.
+    const ports = options.transport
+      ? { dialer: attachedPortDialer(options.transport), channel: attachedTunnelChannel(options.transport) }
+      : { channel: defaults.tunnelChannel };
+    this.#runner = new EffectRunner(clients, config, rawHttp, ports);
     this.sandboxes = new Sandboxes<S>(this.#runner, {
       ...(defaults.localFilesystem ? { filesystem: defaults.localFilesystem } : {}),
       ...(defaults.localTunnel ? { listenLocal: defaults.localTunnel } : {}),

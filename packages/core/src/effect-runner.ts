@@ -15,9 +15,8 @@ import * as Scope from "effect/Scope";
 import * as Stream from "effect/Stream";
 import type { ResolvedConfig } from "./config.js";
 import { AbortedError, ClientClosedError, InternalError, SandboxError } from "./errors.js";
-import type { PortDialer } from "./port-dialer.js";
 import type { RawHttpClient } from "./raw-routes.js";
-import { makeConnection, type RpcClients, SbxConnection } from "./rpc.js";
+import { makeConnection, type PortAccess, type RpcClients, SbxConnection } from "./rpc.js";
 
 export class EffectRunner {
   readonly #context: Context.Context<SbxConnection>;
@@ -26,9 +25,9 @@ export class EffectRunner {
 
   readonly #rawHttp: RawHttpClient | undefined;
 
-  constructor(clients: RpcClients, config: ResolvedConfig, rawHttp?: RawHttpClient, portDialer?: PortDialer) {
+  constructor(clients: RpcClients, config: ResolvedConfig, rawHttp?: RawHttpClient, ports?: PortAccess) {
     this.#rawHttp = rawHttp;
-    this.#context = Context.make(SbxConnection, makeConnection(clients, config, rawHttp, portDialer));
+    this.#context = Context.make(SbxConnection, makeConnection(clients, config, rawHttp, ports));
   }
 
   get closed(): boolean {

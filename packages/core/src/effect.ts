@@ -18,6 +18,7 @@ import type * as Layer from "effect/Layer";
 import { resolveConfig, type SandboxClientOptions } from "./config.js";
 import { connectClients } from "./connect.js";
 import { attachedPortDialer } from "./port-dialer.js";
+import { attachedTunnelChannel } from "./port-session.js";
 import { connectionLayer, type SbxConnection } from "./rpc.js";
 
 export * as Commands from "./commands-effect.js";
@@ -47,4 +48,7 @@ export const layer = (
   transport: Transport,
   options: Omit<SandboxClientOptions, "transport"> = {},
 ): Layer.Layer<SbxConnection> =>
-  connectionLayer(connectClients(transport), resolveConfig(options), attachedPortDialer(transport));
+  connectionLayer(connectClients(transport), resolveConfig(options), {
+    dialer: attachedPortDialer(transport),
+    channel: attachedTunnelChannel(transport),
+  });

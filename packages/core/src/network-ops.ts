@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect";
 import { ConnectionError, InvalidError, SandboxError } from "./errors.js";
 import { longPoll, longPollSettings } from "./long-poll.js";
 import type { PortConnection } from "./port-dialer.js";
+import type { PortSession } from "./port-session.js";
 import { call, SbxConnection } from "./rpc.js";
 
 /**
@@ -86,8 +87,9 @@ export const getTunnels = (
 
 /**
  * A TCP connection to `port` inside the sandbox, as web byte streams (`{ readable, writable }`):
- * a WebSocket to the endpoint's port-connect route, or the in-process fake's own dialer.
- * `TunnelError` (with `port`) when nothing listens there.
+ * a session of its own to the endpoint's tunnel route (one connection to the server, closed
+ * once this connection is over), or the in-process fake's own dialer. `TunnelError` (with
+ * `port`) when nothing listens there.
  */
 export const connectPort = (
   sandboxId: string,
@@ -97,11 +99,31 @@ export const connectPort = (
     yield* validated(() => validatePort(port));
     const rpc = yield* SbxConnection;
     return yield* Effect.tryPromise({
-      try: (signal) => rpc.connectPort(sandboxId, port, signal),
+      try: async (signal) => {
+        const session = await rpc.openPortSession(sandboxId, signal);
+        try {
+          return await session.open(port, { signal });
+        } finally {
+          session.shutdown();
+        }
+      },
       catch: (error) =>
         error instanceof SandboxError
           ? error
           : new ConnectionError(`connect to port ${port} of sandbox ${sandboxId}: ${String(error)}`, { cause: error }),
+    });
+  });
+
+/** A session to the ports of `sandboxId` (one connection to the server; `sb.tunnel` keeps one). */
+export const openPortSession = (sandboxId: string): Effect.Effect<PortSession, SandboxError, SbxConnection> =>
+  Effect.gen(function* () {
+    const rpc = yield* SbxConnection;
+    return yield* Effect.tryPromise({
+      try: (signal) => rpc.openPortSession(sandboxId, signal),
+      catch: (error) =>
+        error instanceof SandboxError
+          ? error
+          : new ConnectionError(`open a tunnel to sandbox ${sandboxId}: ${String(error)}`, { cause: error }),
     });
   });
 

@@ -1,10 +1,10 @@
 /**
- * How a client opens a TCP connection to a port inside a sandbox (`sb.connect`, `sb.tunnel`):
- * a `PortDialer`. The default one opens the port-connect WebSocket route at the endpoint
- * (websocket-port.ts, loaded on first use); a transport that reaches a server without a network
- * (the in-process fake) carries its own, attached with `withPortDialer`. Browser-safe.
+ * A TCP connection to a port inside a sandbox as web byte streams (`PortConnection`, what
+ * `sb.connect` answers), and `PortDialer`: how a transport that reaches a server without a
+ * network (the in-process fake) opens one, attached with `withPortDialer`. Over the network,
+ * connections go through a port session instead (port-session.ts). Browser-safe.
  */
-import type { PortConnectRefusal } from "@sbx/proto";
+import type { MuxCode } from "@sbx/proto";
 import {
   AuthenticationError,
   FailedPreconditionError,
@@ -52,9 +52,12 @@ export function attachedPortDialer(transport: unknown): PortDialer | undefined {
   return typeof dial === "function" ? dial : undefined;
 }
 
-/** The error a refused connection to `port` raises, by the refusal the server gave. */
-export function portConnectError(refusal: PortConnectRefusal, message: string, port: number): SandboxError {
-  switch (refusal) {
+/**
+ * The error a connection (to `port`, when it is about one) raises when the server refuses or
+ * ends it, by the code it gave (`@sbx/proto`'s MUX_CODES).
+ */
+export function portConnectError(code: MuxCode, message: string, port?: number): SandboxError {
+  switch (code) {
     case "invalid":
       return new InvalidError(message);
     case "unauthenticated":
@@ -65,9 +68,13 @@ export function portConnectError(refusal: PortConnectRefusal, message: string, p
       return new FailedPreconditionError(message);
     case "unsupported":
       return new UnsupportedError(message);
-    case "refused":
-      return new TunnelError(message, { port });
     case "internal":
       return new InternalError(message);
+    case "refused":
+    case "closed":
+    case "protocol":
+    case "limit":
+    case "unavailable":
+      return new TunnelError(message, port === undefined ? {} : { port });
   }
 }

@@ -15,6 +15,7 @@ import type { ResolvedConfig } from "./config.js";
 import { type SandboxError, TimeoutError } from "./errors.js";
 import { loadOnFirstUse } from "./load-on-first-use.js";
 import type { PortDialer } from "./port-dialer.js";
+import { dialerSession, type OpenPortSession, type OpenTunnelChannel } from "./port-session.js";
 import type { RawHttpClient } from "./raw-routes.js";
 import { isTransient, retryAfterOf, toSandboxError } from "./rpc-errors.js";
 
@@ -37,24 +38,36 @@ export interface SbxConnectionShape extends RpcClients {
   /** Raw HTTP for bulk bytes (output, files), when the adapter has it and talks to a real endpoint. */
   readonly rawHttp?: RawHttpClient | undefined;
   /**
-   * Opens TCP connections to sandbox ports (`sb.connect`, `sb.tunnel`): the transport's own
-   * dialer (the in-process fake's), else a WebSocket to the endpoint.
+   * Opens sessions of TCP connections to a sandbox's ports (`sb.connect`, `sb.tunnel`): over
+   * the transport's own dialer (the in-process fake's), else over one connection to the
+   * endpoint's tunnel route (the adapter's channel, or a WebSocket).
    */
-  readonly connectPort: PortDialer;
+  readonly openPortSession: OpenPortSession;
 }
 
 /** The Effect service: provide it with `layer(transport)` from `@sbx/core/effect` (or an adapter's `/effect`). */
 export class SbxConnection extends Context.Service<SbxConnection, SbxConnectionShape>()("@sbx/core/SbxConnection") {}
 
+/** How a connection reaches sandbox ports: a transport's dialer, or a channel to the tunnel route. */
+export interface PortAccess {
+  /** The in-process fake's dialer (`withPortDialer`); without it, the endpoint's tunnel route. */
+  readonly dialer?: PortDialer | undefined;
+  /** The adapter's channel to the route (@sbx/node's); default: a WebSocket. */
+  readonly channel?: OpenTunnelChannel | undefined;
+}
+
 export function makeConnection(
   clients: RpcClients,
   config: ResolvedConfig,
   rawHttp?: RawHttpClient,
-  portDialer?: PortDialer,
+  ports: PortAccess = {},
 ): SbxConnectionShape {
+  const { dialer } = ports;
   return {
     rawHttp,
-    connectPort: portDialer ?? websocketDialerOnFirstUse(config),
+    openPortSession: dialer
+      ? async (sandboxId) => dialerSession(dialer, sandboxId)
+      : tunnelSessionsOnFirstUse(config, ports.channel),
     sandboxes: clients.sandboxes,
     processes: clients.processes,
     files: clients.files,
@@ -68,14 +81,17 @@ export function makeConnection(
 export const connectionLayer = (
   clients: RpcClients,
   config: ResolvedConfig,
-  portDialer?: PortDialer,
-): Layer.Layer<SbxConnection> => Layer.succeed(SbxConnection, makeConnection(clients, config, undefined, portDialer));
+  ports?: PortAccess,
+): Layer.Layer<SbxConnection> => Layer.succeed(SbxConnection, makeConnection(clients, config, undefined, ports));
 
-/** The WebSocket dialer (websocket-port.ts), its code loaded on the first connection. */
-function websocketDialerOnFirstUse(config: ResolvedConfig): PortDialer {
-  return async (sandboxId, port, signal) => {
-    const { websocketDialer } = await loadOnFirstUse(() => import("./websocket-port.js"));
-    return websocketDialer(config)(sandboxId, port, signal);
+/** Sessions over the endpoint's tunnel route (mux-session.ts), their code loaded on first use. */
+function tunnelSessionsOnFirstUse(config: ResolvedConfig, channel: OpenTunnelChannel | undefined): OpenPortSession {
+  return async (sandboxId, signal) => {
+    const [{ openMuxSession }, openChannel] = await Promise.all([
+      loadOnFirstUse(() => import("./mux-session.js")),
+      channel ?? loadOnFirstUse(() => import("./websocket-channel.js")).then((m) => m.openWebSocketChannel),
+    ]);
+    return openMuxSession(openChannel, { endpoint: config.endpoint, token: config.token, sandboxId, signal });
   };
 }
 

@@ -25,6 +25,7 @@ import {
   createConnectToken,
   createServiceToken,
   getTunnels,
+  openPortSession,
   type Tunnel,
   validatePort,
 } from "./network-ops.js";
@@ -283,10 +284,11 @@ export class Sandbox implements AsyncDisposable {
 
   /**
    * A TCP connection to `port` inside the sandbox, as web byte streams (`{ readable, writable }`),
-   * in every runtime, browsers included: one WebSocket to the server's port-connect route,
-   * authenticated with the client's token (against the in-process fake, straight to its
-   * `onPortConnection` handlers). Resolves once the port answered; `TunnelError` (with `port`)
-   * when nothing listens there, `FailedPreconditionError` when the sandbox has finished.
+   * in every runtime, browsers included: a connection of its own to the server's tunnel route
+   * (a WebSocket in browsers; Node, Deno, Bun: a plain HTTP/1.1 upgrade), authenticated with
+   * the client's token (against the in-process fake, straight to its `onPortConnection`
+   * handlers). Resolves once the port answered; `TunnelError` (with `port`) when nothing
+   * listens there, `FailedPreconditionError` when the sandbox has finished.
    * `writable.close()` ends the sending side once sent (the readable goes on until the app ends);
    * cancelling the readable or aborting the writable closes the connection. Any port may be
    * connected to, not only the sandbox's exposed `ports`. The sbx server answers
@@ -299,10 +301,14 @@ export class Sandbox implements AsyncDisposable {
 
   /**
    * A local TCP listener on 127.0.0.1:`localPort` (0 or unset: any free port; Node, Deno, Bun)
-   * whose every connection reaches `remotePort` inside the sandbox through its own
-   * `sb.connect`. `t.localPort`; `await t.close()` (or `await using`) stops listening and ends
-   * the connections open through it. Connections are not multiplexed: a dropped server
-   * connection ends those open through it, and new ones work once the server is back.
+   * whose every connection reaches `remotePort` inside the sandbox, all of them multiplexed over
+   * one connection to the server, each with its own flow control (a slow local reader holds up
+   * only its own connection). Resolves once that connection is up (the sandbox's errors, such
+   * as `NotFoundError`, come here). `t.localPort`; `await t.close()` (or `await using`) stops
+   * listening and ends the connections open through it. If the server connection drops, the
+   * connections open through it are reset (their bytes in flight lost) and the tunnel
+   * reconnects in the background, so new local connections work again once the server is
+   * back. A local connection to a port where nothing listens in the sandbox is reset.
    * Browsers have no listener: `UnsupportedError` (use `sb.connect`).
    */
   async tunnel(remotePort: number, options: TunnelOptions = {}): Promise<LocalTunnel> {
@@ -322,7 +328,7 @@ export class Sandbox implements AsyncDisposable {
       listen,
       localPort,
       remotePort,
-      connect: (signal) => runner.run(connectPort(this.id, remotePort), signal),
+      openSession: (signal) => runner.run(openPortSession(this.id), signal),
     });
   }
 

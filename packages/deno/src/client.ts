@@ -10,6 +10,7 @@ import { readEnv } from "./deno-api.ts";
 import { denoLocalFiles } from "./local-files.ts";
 import { denoListenLocal } from "./local-tunnel.ts";
 import { createDenoTransport, type DenoTransportOptions } from "./transport.ts";
+import { denoTunnelChannel } from "./tunnel-channel.ts";
 
 export interface DenoSandboxClientOptions extends SandboxClientOptions, DenoTransportOptions {}
 
@@ -27,6 +28,7 @@ export class SandboxClient extends CoreSandboxClient<LocalSandbox, LocalImages> 
       localFilesystem: localFilesystems(denoLocalFiles),
       localImages: localImages(denoLocalFiles),
       localTunnel: denoListenLocal,
+      tunnelChannel: denoTunnelChannel,
       createRawHttp: (endpoint) =>
         options.rawHttp === false
           ? undefined

@@ -29,9 +29,11 @@ export interface DenoApi {
   lstat(path: string): Promise<DenoFileInfo>;
   readDir(path: string): AsyncIterable<{ readonly name: string }>;
   listen(options: { readonly hostname: string; readonly port: number; readonly transport?: "tcp" }): DenoListener;
+  connect(options: { readonly hostname: string; readonly port: number; readonly transport?: "tcp" }): Promise<DenoConn>;
+  connectTls(options: { readonly hostname: string; readonly port: number }): Promise<DenoConn>;
 }
 
-/** A TCP connection `Deno.listen` accepted. */
+/** A TCP connection `Deno.listen` accepted, or `Deno.connect` / `Deno.connectTls` made. */
 export interface DenoConn {
   read(buffer: Uint8Array): Promise<number | null>;
   write(bytes: Uint8Array): Promise<number>;

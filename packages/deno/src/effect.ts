@@ -1,10 +1,12 @@
 /** @sbx/deno/effect — the Effect API of @sbx/core with a transport over Deno's fetch. */
 
 import type { SandboxClientOptions } from "@sbx/core";
+import { withTunnelChannel } from "@sbx/core/adapter";
 import { layer as coreLayer, type SbxConnection } from "@sbx/core/effect";
 import type * as Layer from "effect/Layer";
 import { readEnv } from "./deno-api.ts";
 import { createDenoTransport, type DenoTransportOptions } from "./transport.ts";
+import { denoTunnelChannel } from "./tunnel-channel.ts";
 
 export * from "@sbx/core/effect";
 
@@ -14,5 +16,10 @@ export const layer = (
 ): Layer.Layer<SbxConnection> => {
   const endpoint = options.endpoint ?? readEnv("SBX_ENDPOINT") ?? "http://127.0.0.1:7420";
   const token = options.token ?? readEnv("SBX_TOKEN");
-  return coreLayer(createDenoTransport(endpoint, options), { ...options, endpoint, ...(token ? { token } : {}) });
+  // sb.connect through the Effect API takes Deno's channel too (a plain upgrade, not a WebSocket).
+  return coreLayer(withTunnelChannel(createDenoTransport(endpoint, options), denoTunnelChannel), {
+    ...options,
+    endpoint,
+    ...(token ? { token } : {}),
+  });
 };

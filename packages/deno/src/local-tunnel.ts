@@ -24,7 +24,8 @@ export const denoListenLocal: ListenLocal = async (port, accept) => {
     try {
       for await (const conn of listener) {
         open.add(conn);
-        accept({ ...streamsOf(conn), close: () => closeConn(conn) });
+        // (Deno cannot send a TCP RST: a reset closes the connection.)
+        accept({ ...streamsOf(conn), reset: () => closeConn(conn) });
       }
     } catch {
       // the listener was closed

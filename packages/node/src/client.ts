@@ -10,6 +10,7 @@ import { nodeLocalFiles, nodeLocalImageFiles } from "./local-files.js";
 import { nodeListenLocal } from "./local-tunnel.js";
 import { nodeRawHttp } from "./raw-http-client.js";
 import { createNodeTransport, type NodeTransportOptions } from "./transport.js";
+import { nodeTunnelChannel } from "./tunnel-channel.js";
 
 export interface NodeSandboxClientOptions extends SandboxClientOptions, NodeTransportOptions {}
 
@@ -26,6 +27,7 @@ export class SandboxClient extends CoreSandboxClient<LocalSandbox, LocalImages> 
       localFilesystem: localFilesystems(nodeLocalFiles),
       localImages: localImages(nodeLocalImageFiles),
       localTunnel: nodeListenLocal,
+      tunnelChannel: nodeTunnelChannel,
       createRawHttp: (endpoint) => (options.rawHttp === false ? undefined : nodeRawHttp(endpoint)),
     });
   }

@@ -1,10 +1,11 @@
 /**
- * sb.connect and sb.tunnel against the fake: over a real port (the WebSocket route, the same
+ * sb.connect and sb.tunnel against the fake: over a real port (the tunnel route, the same
  * code the sbx server mounts) and in-process (`fake.transport`, its own port dialer).
  */
 import { connect as netConnect, type Socket } from "node:net";
 import type { PortConnection } from "@sbx/core";
 import { layer as transportLayer } from "@sbx/core/effect";
+import { TcpProxy } from "@sbx/test-fixtures/tcp-proxy";
 import { createFakeServer, type FakeServer } from "@sbx/testing";
 import * as Effect from "effect/Effect";
 import { afterEach, describe, expect, it } from "vitest";
@@ -17,6 +18,7 @@ import {
   TunnelError,
   UnsupportedError,
 } from "./index.js";
+import { createNodeTransport } from "./transport.js";
 
 const TOKEN = "connect-secret";
 const ECHO = 7000;
@@ -58,6 +60,22 @@ async function writeAll(conn: PortConnection, bytes: Uint8Array, chunk = 256 * 1
   await writer.close();
 }
 
+/** Sends `bytes` over a local TCP connection, ends its side, and resolves with all that came back. */
+function localRoundTrip(port: number, bytes: Uint8Array): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const socket: Socket = netConnect({ port, host: "127.0.0.1", allowHalfOpen: true }, () => {
+      socket.end(bytes);
+    });
+    const parts: Buffer[] = [];
+    socket.on("data", (d: Buffer) => parts.push(d));
+    socket.on("end", () => {
+      socket.end();
+      resolve(new Uint8Array(Buffer.concat(parts)));
+    });
+    socket.on("error", reject);
+  });
+}
+
 type Target = {
   name: string;
   setup: (fake: FakeServer) => Promise<SandboxClient>;
@@ -67,7 +85,7 @@ type Target = {
 
 const targets: Target[] = [
   {
-    name: "fake.listen() (WebSocket)",
+    name: "fake.listen() (a plain upgrade, Node's channel)",
     async setup(fake) {
       const { url } = await fake.listen();
       return new SandboxClient({ endpoint: url, token: TOKEN });
@@ -75,6 +93,22 @@ const targets: Target[] = [
     connectById: (_fake, client, id, port) =>
       Effect.runPromise(
         Network.connect(id, port).pipe(Effect.provide(nodeLayer({ endpoint: client.endpoint, token: TOKEN }))),
+      ),
+  },
+  {
+    // A transport of the user's own carries no channel: a WebSocket, as in browsers, Deno and Bun.
+    name: "fake.listen() (a WebSocket)",
+    async setup(fake) {
+      const { url } = await fake.listen();
+      return new SandboxClient({ transport: createNodeTransport(url), endpoint: url, token: TOKEN });
+    },
+    connectById: (_fake, client, id, port) =>
+      Effect.runPromise(
+        Network.connect(id, port).pipe(
+          Effect.provide(
+            transportLayer(createNodeTransport(client.endpoint), { endpoint: client.endpoint, token: TOKEN }),
+          ),
+        ),
       ),
   },
   {
@@ -188,52 +222,105 @@ describe("sb.connect over a port — auth", () => {
 
 describe("sb.tunnel (Node)", () => {
   let fake: FakeServer;
+  let proxy: TcpProxy | undefined;
   afterEach(async () => {
+    await proxy?.stop();
+    proxy = undefined;
     await fake?.close();
   });
 
-  const localEcho = (port: number, message: Uint8Array): Promise<Uint8Array> =>
-    new Promise((resolve, reject) => {
-      const socket: Socket = netConnect({ port, host: "127.0.0.1", allowHalfOpen: true }, () => {
-        socket.end(message);
-      });
-      const parts: Buffer[] = [];
-      socket.on("data", (d: Buffer) => parts.push(d));
-      socket.on("end", () => {
-        socket.end();
-        resolve(new Uint8Array(Buffer.concat(parts)));
-      });
-      socket.on("error", reject);
-    });
-
-  it("100 connections at once each echo their own bytes", async () => {
+  /** The fake behind a TCP proxy (which counts, cuts and restarts connections), and a client of it. */
+  const behindProxy = async () => {
     fake = createFakeServer({ token: TOKEN });
     echo(fake);
     const { url } = await fake.listen();
-    await using client = new SandboxClient({ endpoint: url, token: TOKEN });
-    const sb = await client.sandboxes.create();
+    proxy = new TcpProxy(url);
+    const client = new SandboxClient({ endpoint: await proxy.start(), token: TOKEN });
+    return { client, sb: await client.sandboxes.create(), proxy };
+  };
+
+  it("100 connections at once each carry their own 256 KiB both ways, byte for byte, over one connection to the server", async () => {
+    const { client, sb, proxy } = await behindProxy();
+    await using _client = client;
     await using t = await sb.tunnel(ECHO);
     expect(t.localPort).toBeGreaterThan(0);
-    const results = await Promise.all(
-      Array.from({ length: 100 }, (_, i) => localEcho(t.localPort, new TextEncoder().encode(`connection ${i}`))),
-    );
+    const payloads = Array.from({ length: 100 }, (_, i) => pattern(256 * 1024 + i).map((b) => b ^ i));
+    const results = await Promise.all(payloads.map((p) => localRoundTrip(t.localPort, p)));
     results.forEach((r, i) => {
-      expect(new TextDecoder().decode(r)).toBe(`connection ${i}`);
+      expect(r.byteLength, `connection ${i}`).toBe(payloads[i]?.byteLength);
+      expect(Buffer.from(r).equals(Buffer.from(payloads[i] as Uint8Array)), `connection ${i}`).toBe(true);
     });
+    expect(proxy.count(`/sbx.v1/sandboxes/${sb.id}/tunnel`)).toBe(1);
+  });
+
+  it("a connection whose reader does not read holds up no other connection of the tunnel", async () => {
+    fake = createFakeServer();
+    // The app answers "S" with an endless stream and echoes anything else.
+    const block = new Uint8Array(64 * 1024).fill(3);
+    fake.onPortConnection(ECHO, async ({ readable, writable }) => {
+      const reader = readable.getReader();
+      const writer = writable.getWriter();
+      const first = await reader.read();
+      if (first.done) return writer.close();
+      if (first.value[0] === 0x53) for (;;) await writer.write(block);
+      await writer.write(first.value);
+      for (let next = await reader.read(); !next.done; next = await reader.read()) await writer.write(next.value);
+      await writer.close();
+    });
+    const { url } = await fake.listen();
+    await using client = new SandboxClient({ endpoint: url });
+    const sb = await client.sandboxes.create();
+    await using t = await sb.tunnel(ECHO);
+    // A reader that never reads: its connection fills its window and its socket's buffers.
+    const stalled = netConnect({ port: t.localPort, host: "127.0.0.1" });
+    stalled.on("error", () => {});
+    stalled.write("S");
+    stalled.pause();
+    await new Promise<void>((resolve) => stalled.once("readable", () => resolve()));
+    const payload = pattern(16 * 1024 * 1024);
+    payload[0] = 0x45;
+    const echoed = await localRoundTrip(t.localPort, payload);
+    expect(Buffer.from(echoed).equals(Buffer.from(payload))).toBe(true);
+    stalled.destroy();
+  });
+
+  it("a dropped server connection resets the connections open through it; the tunnel reconnects for new ones", async () => {
+    const { client, sb, proxy } = await behindProxy();
+    await using _client = client;
+    await using t = await sb.tunnel(ECHO);
+    // A connection in the middle of its bytes when the connection to the server is cut.
+    const local = netConnect({ port: t.localPort, host: "127.0.0.1", allowHalfOpen: true });
+    const ended = new Promise<string>((resolve) => {
+      local.on("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? "error"));
+      local.on("end", () => resolve("clean end"));
+    });
+    local.write("first half");
+    await new Promise<void>((resolve) => local.once("data", () => resolve()));
+    proxy.cut();
+    expect(await ended).toBe("ECONNRESET");
+    // The server is reached again: new connections work.
+    const after = new TextEncoder().encode("after the drop");
+    expect(new TextDecoder().decode(await localRoundTrip(t.localPort, after))).toBe("after the drop");
+    // The server away for a while: a connection meanwhile is reset; once it is back, they work.
+    await proxy.stop();
+    await expect(localRoundTrip(t.localPort, after)).rejects.toMatchObject({ code: "ECONNRESET" });
+    await proxy.start();
+    expect(new TextDecoder().decode(await localRoundTrip(t.localPort, after))).toBe("after the drop");
+    expect(proxy.count(`/sbx.v1/sandboxes/${sb.id}/tunnel`)).toBeGreaterThanOrEqual(2);
   });
 
   it("new connections work after the server's listener restarts", async () => {
     fake = createFakeServer({ token: TOKEN });
     echo(fake);
     const first = await fake.listen();
-    const port = first.port;
     await using client = new SandboxClient({ endpoint: first.url, token: TOKEN });
     const sb = await client.sandboxes.create();
     await using t = await sb.tunnel(ECHO, { localPort: 0 });
-    expect(new TextDecoder().decode(await localEcho(t.localPort, new TextEncoder().encode("before")))).toBe("before");
+    const text = (s: string) => new TextEncoder().encode(s);
+    expect(new TextDecoder().decode(await localRoundTrip(t.localPort, text("before")))).toBe("before");
     await first.close();
-    await fake.listen({ port });
-    expect(new TextDecoder().decode(await localEcho(t.localPort, new TextEncoder().encode("after")))).toBe("after");
+    await fake.listen({ port: first.port });
+    expect(new TextDecoder().decode(await localRoundTrip(t.localPort, text("after")))).toBe("after");
   });
 
   it("close() stops listening and ends open connections", async () => {
@@ -260,13 +347,29 @@ describe("sb.tunnel (Node)", () => {
     expect(refused).toBe("ECONNREFUSED");
   });
 
-  it("a tunnel to a port nobody listens on closes each local connection", async () => {
+  it.each([
+    ["in-process", false],
+    ["over a port", true],
+  ])("a local connection to a port nobody listens on is reset (%s)", async (_name, listening) => {
     fake = createFakeServer();
-    await using client = new SandboxClient({ transport: fake.transport });
+    const client = listening
+      ? new SandboxClient({ endpoint: (await fake.listen()).url })
+      : new SandboxClient({ transport: fake.transport });
+    await using _client = client;
     const sb = await client.sandboxes.create();
     await using t = await sb.tunnel(4444);
-    const got = await localEcho(t.localPort, new TextEncoder().encode("x")).catch(() => new Uint8Array());
-    expect(got.byteLength).toBe(0);
+    await expect(localRoundTrip(t.localPort, new TextEncoder().encode("x"))).rejects.toMatchObject({
+      code: "ECONNRESET",
+    });
+  });
+
+  it("a tunnel to a sandbox that has finished fails when it opens", async () => {
+    fake = createFakeServer({ token: TOKEN });
+    const { url } = await fake.listen();
+    await using client = new SandboxClient({ endpoint: url, token: TOKEN });
+    const sb = await client.sandboxes.create();
+    await sb.terminate({ wait: true });
+    await expect(sb.tunnel(ECHO)).rejects.toBeInstanceOf(FailedPreconditionError);
   });
 });
 

@@ -1,9 +1,11 @@
 /** @sbx/node/effect — the Effect API of @sbx/core with a Node transport Layer. */
 
 import type { SandboxClientOptions } from "@sbx/core";
+import { withTunnelChannel } from "@sbx/core/adapter";
 import { layer as coreLayer, type SbxConnection } from "@sbx/core/effect";
 import type * as Layer from "effect/Layer";
 import { createNodeTransport, type NodeTransportOptions } from "./transport.js";
+import { nodeTunnelChannel } from "./tunnel-channel.js";
 
 export * from "@sbx/core/effect";
 
@@ -13,5 +15,10 @@ export const layer = (
 ): Layer.Layer<SbxConnection> => {
   const endpoint = options.endpoint ?? (process.env.SBX_ENDPOINT || "http://127.0.0.1:7420");
   const token = options.token ?? (process.env.SBX_TOKEN || undefined);
-  return coreLayer(createNodeTransport(endpoint, options), { ...options, endpoint, ...(token ? { token } : {}) });
+  // sb.connect through the Effect API takes Node's channel too (a plain upgrade, not a WebSocket).
+  return coreLayer(withTunnelChannel(createNodeTransport(endpoint, options), nodeTunnelChannel), {
+    ...options,
+    endpoint,
+    ...(token ? { token } : {}),
+  });
 };

@@ -8,5 +8,5 @@ export * from "./image-reference.js";
 export * from "./images.js";
 export * from "./limits.js";
 export * from "./network.js";
-export * from "./port-connect.js";
+export * from "./port-mux.js";
 export * from "./raw-routes.js";

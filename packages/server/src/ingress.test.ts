@@ -1,11 +1,13 @@
 // Into a sandbox, for real: exposed ports (tunnels), connect tokens, service URLs, TCP
-// readiness probes, sb.connect and sb.tunnel reach an app listening inside a sandbox through
-// the server, which connects
+// readiness probes, sb.connect and sb.tunnel (many connections over one connection to the
+// server, each with its own flow control, reconnecting after a drop, through a TCP proxy the
+// tests cut and restart) reach an app listening inside a sandbox through the server, which connects
 // over the sandbox's own link — with or without outbound network. Host accounts other than the
 // server's cannot open connections to a sandbox around it.
 import { spawnSync } from "node:child_process";
 import { connect as netConnect } from "node:net";
 import { Probe, type Sandbox, SandboxClient, TimeoutError, TunnelError } from "@sbx/node";
+import { TcpProxy } from "@sbx/test-fixtures/tcp-proxy";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorOf, realServerAvailable, useTestServer } from "./test-support.js";
 
@@ -37,6 +39,51 @@ class Echo(socketserver.BaseRequestHandler):
 socketserver.ThreadingTCPServer.allow_reuse_address = True
 socketserver.ThreadingTCPServer(("0.0.0.0", ${port}), Echo).serve_forever()
 EOF`;
+
+/**
+ * An app on `port` whose every connection reads one byte: "S" → it sends without end (never
+ * reading again); anything else → it echoes that byte and all that follows, then ends.
+ */
+const SOURCE_OR_ECHO = (port: number) => `python3 - <<'EOF'
+import socketserver
+class App(socketserver.BaseRequestHandler):
+    def handle(self):
+        first = self.request.recv(1)
+        if first == b"S":
+            block = b"s" * 65536
+            while True:
+                self.request.sendall(block)
+        data = first
+        while data:
+            self.request.sendall(data)
+            data = self.request.recv(65536)
+        self.request.shutdown(1)
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer.daemon_threads = True
+socketserver.ThreadingTCPServer(("0.0.0.0", ${port}), App).serve_forever()
+EOF`;
+
+/** `length` bytes of a pattern of its own for `seed`. */
+function bytesFor(seed: number, length: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) bytes[i] = (i * 31 + seed * 7 + (i >> 10)) & 0xff;
+  return bytes;
+}
+
+/** Sends `bytes` over a local TCP connection, ends its side, and resolves with all that came back. */
+function bytesRoundTrip(port: number, bytes: Buffer): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const socket = netConnect({ host: "127.0.0.1", port, allowHalfOpen: true });
+    const parts: Buffer[] = [];
+    socket.on("data", (d: Buffer) => parts.push(d));
+    socket.on("end", () => {
+      socket.end();
+      resolve(Buffer.concat(parts));
+    });
+    socket.on("error", reject);
+    socket.end(bytes);
+  });
+}
 
 /**
  * An HTTP/1.1 keep-alive app on `port` that logs each request line to /tmp/seen, answers
@@ -214,14 +261,76 @@ if (available) {
       expect((refused as TunnelError).port).toBe(7001);
     });
 
-    it("sb.tunnel serves many local connections to a port in the sandbox", async () => {
+    it("sb.tunnel: 100 connections at once through one connection to the server, each byte for byte", async () => {
       await using sb = await client.sandboxes.create();
       await sb.run(ECHO(7000), { wait: false, timeoutMs: 0 });
       await waitForPort(sb, 7000);
+      const proxy = new TcpProxy(server.url);
+      await using viaProxy = new SandboxClient({ endpoint: await proxy.start(), token: server.token });
+      try {
+        const same = await viaProxy.sandboxes.fromId(sb.id);
+        await using tunnel = await same.tunnel(7000);
+        const payloads = Array.from({ length: 100 }, (_, i) => bytesFor(i, 128 * 1024 + i));
+        const echoed = await Promise.all(payloads.map((p) => bytesRoundTrip(tunnel.localPort, p)));
+        echoed.forEach((bytes, i) => {
+          expect(Buffer.compare(bytes, payloads[i] as Buffer), `connection ${i}`).toBe(0);
+        });
+        expect(proxy.count(`/sbx.v1/sandboxes/${sb.id}/tunnel`)).toBe(1);
+      } finally {
+        await proxy.stop();
+      }
+    });
+
+    it("sb.tunnel: a connection whose reader does not read holds up no other connection", async () => {
+      await using sb = await client.sandboxes.create();
+      await sb.run(SOURCE_OR_ECHO(7000), { wait: false, timeoutMs: 0 });
+      await waitForPort(sb, 7000);
       await using tunnel = await sb.tunnel(7000);
-      const through = (text: string) => roundTrip("127.0.0.1", tunnel.localPort, text);
-      const texts = Array.from({ length: 20 }, (_, i) => `connection ${i}\n`.repeat(100));
-      expect(await Promise.all(texts.map(through))).toEqual(texts);
+      const stalled = netConnect({ host: "127.0.0.1", port: tunnel.localPort });
+      stalled.on("error", () => {});
+      stalled.write("S");
+      stalled.pause(); // its window fills, then its socket's buffers; it is never read
+      await new Promise<void>((resolve) => stalled.once("readable", () => resolve()));
+      try {
+        const payload = bytesFor(7, 16 * 1024 * 1024);
+        payload[0] = 0x45; // "E": echo
+        expect(Buffer.compare(await bytesRoundTrip(tunnel.localPort, payload), payload)).toBe(0);
+      } finally {
+        stalled.destroy();
+      }
+    });
+
+    it("sb.tunnel: a dropped server connection resets the connections through it; new ones work once it is back", async () => {
+      await using sb = await client.sandboxes.create();
+      await sb.run(ECHO(7000), { wait: false, timeoutMs: 0 });
+      await waitForPort(sb, 7000);
+      const proxy = new TcpProxy(server.url);
+      await using viaProxy = new SandboxClient({ endpoint: await proxy.start(), token: server.token });
+      try {
+        await using tunnel = await (await viaProxy.sandboxes.fromId(sb.id)).tunnel(7000);
+        const local = netConnect({ host: "127.0.0.1", port: tunnel.localPort, allowHalfOpen: true });
+        const ended = new Promise<string>((resolve) => {
+          local.on("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? "error"));
+          local.on("end", () => resolve("clean end"));
+        });
+        local.write("mid-stream");
+        await new Promise<void>((resolve) => local.once("data", () => resolve()));
+        proxy.cut();
+        expect(await ended).toBe("ECONNRESET");
+        expect(await roundTrip("127.0.0.1", tunnel.localPort, "after the drop\n")).toBe("after the drop\n");
+        await proxy.stop(); // the server away for a while, then back on the same address
+        await expect(roundTrip("127.0.0.1", tunnel.localPort, "x")).rejects.toMatchObject({ code: "ECONNRESET" });
+        await proxy.start();
+        expect(await roundTrip("127.0.0.1", tunnel.localPort, "back\n")).toBe("back\n");
+      } finally {
+        await proxy.stop();
+      }
+    });
+
+    it("sb.tunnel: a local connection to a port where nothing listens is reset", async () => {
+      await using sb = await client.sandboxes.create();
+      await using tunnel = await sb.tunnel(7001);
+      await expect(roundTrip("127.0.0.1", tunnel.localPort, "x")).rejects.toMatchObject({ code: "ECONNRESET" });
     });
 
     it("an upgrade the app answers as plain HTTP ends the connection: nothing pipelined after it reaches the app", async () => {

@@ -16,7 +16,14 @@ import {
   type TunnelScheme,
   tunnelDomainOf,
 } from "@sbx/server-kit";
-import { IngressTokens, ListenerIngress, portConnectRoute, tunnelHostRouter } from "@sbx/server-kit/ingress";
+import {
+  DEFAULT_TUNNEL_LIMITS,
+  IngressTokens,
+  ListenerIngress,
+  type TunnelLimits,
+  tunnelHostRouter,
+  tunnelRoute,
+} from "@sbx/server-kit/ingress";
 import { type ConnectionLimits, DEFAULT_MAX_CONNECTIONS, type Listener, listenConnect } from "@sbx/server-kit/listen";
 import { rawRoutes } from "@sbx/server-kit/raw-routes";
 import { bearerMatches, resolveToken } from "./auth.js";
@@ -213,9 +220,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // Said once at start: what the server can hold open (and, if it could not raise it, why).
   const openFiles = raiseOpenFilesLimit();
   const connections = withinOpenFiles(options.connections, openFiles.limit);
+  const tunnelLimits = tunnelLimitsWithin(openFiles.limit);
   logger.info("open files limit", {
     limit: openFiles.limit,
     maxConnections: connections.maxConnections,
+    maxTunnelStreams: tunnelLimits.streams ?? DEFAULT_TUNNEL_LIMITS.streams,
     ...(openFiles.raisedFrom ? { raisedFrom: openFiles.raisedFrom } : {}),
     ...(openFiles.problem ? { notRaised: openFiles.problem } : {}),
   });
@@ -229,8 +238,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       readMaxBytes: READ_MAX_BYTES,
       connections,
       plainRoutes: rawRoutes(engine, authorize),
-      // sb.connect / sb.tunnel: a WebSocket per connection, dialing through the same dialer.
-      upgradeRoutes: [portConnectRoute({ engine, dialer, authorize, onError: onIngressError })],
+      // sb.connect / sb.tunnel: many port connections over one connection, dialing through the
+      // same dialer; each of those holds a descriptor, counted against its own share.
+      upgradeRoutes: [tunnelRoute({ engine, dialer, authorize, onError: onIngressError, limits: tunnelLimits })],
       // Under a tunnel domain, sandbox host names on this same port go to their sandboxes.
       ...(tunnelDomain
         ? {
@@ -334,6 +344,16 @@ function withinOpenFiles(limits: ConnectionLimits = {}, openFilesLimit: number):
   const wanted = limits.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const affordable = Number.isFinite(openFilesLimit) ? Math.max(1, Math.floor(openFilesLimit / 2)) : wanted;
   return { ...limits, maxConnections: Math.min(wanted, affordable) };
+}
+
+/**
+ * Streams through tunnels (each a descriptor to a sandbox port, however few connections carry
+ * them: a connection counts once above) may hold at most a quarter of the open-files limit.
+ */
+function tunnelLimitsWithin(openFilesLimit: number): Partial<TunnelLimits> {
+  if (!Number.isFinite(openFilesLimit)) return {};
+  const streams = Math.max(1, Math.min(DEFAULT_TUNNEL_LIMITS.streams, Math.floor(openFilesLimit / 4)));
+  return { streams, dials: Math.min(DEFAULT_TUNNEL_LIMITS.dials, streams) };
 }
 
 /** A whole number of MiB (zero allowed only for a reserve), or undefined for the default. */

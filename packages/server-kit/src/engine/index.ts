@@ -31,7 +31,7 @@ export type {
   OutputStreamName,
   ProcessOutputLog,
 } from "./output-storage.js";
-export { type PortConnectProblem, portConnectProblem, portOfPath } from "./port-connect-check.js";
+export { type PortConnectProblem, portConnectProblem } from "./port-connect-check.js";
 export { PROBE_TRY_TIMEOUT_MS } from "./readiness.js";
 export { engineRoutes } from "./routes.js";
 export * from "./runtime-driver.js";

@@ -1,16 +1,16 @@
 /**
- * What a port connection (`sb.connect`, `sb.tunnel`: the port-connect route of
- * `@sbx/proto`) needs before anything is dialed, shared by every way a target serves it (the
- * WebSocket route in `ingress/port-connect.ts`, the in-process fake's dialer): a well-formed
+ * What a port connection (`sb.connect`, `sb.tunnel`: a stream of the tunnel route of
+ * `@sbx/proto`'s port-mux.ts) needs before anything is dialed, shared by every way a target
+ * serves it (`ingress/tunnel-session.ts`, the in-process fake's dialer): a well-formed
  * port, a sandbox that exists and runs. Any port may be connected to, not only the sandbox's
  * exposed `ports`: those are what `tunnels()` publishes without a token, while a connection
  * is made with the sbx token itself, whose holder controls the sandbox anyway. Browser-safe.
  */
-import { type PortConnectRefusal, portProblem } from "@sbx/proto";
+import { type MuxCode, portProblem } from "@sbx/proto";
 import type { Engine } from "./engine.js";
 
 export interface PortConnectProblem {
-  readonly refusal: PortConnectRefusal;
+  readonly refusal: MuxCode;
   readonly message: string;
 }
 
@@ -22,9 +22,4 @@ export function portConnectProblem(engine: Engine, sandboxId: string, port: numb
   if (!sandbox) return { refusal: "notFound", message: `sandbox ${sandboxId} not found` };
   if (!sandbox.running) return { refusal: "notRunning", message: `sandbox ${sandboxId} has finished` };
   return undefined;
-}
-
-/** A port as the route's path spells it (decimal digits only), or NaN. */
-export function portOfPath(text: string): number {
-  return /^[0-9]{1,5}$/.test(text) ? Number(text) : Number.NaN;
 }

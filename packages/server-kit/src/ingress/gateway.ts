@@ -21,8 +21,11 @@ import type { IngressTokens } from "./tokens.js";
 
 /** How the gateway reaches a sandbox's port: a byte stream connected to it. */
 export interface IngressDialer {
-  /** A connection to `port` of `sandboxId`; IngressDialError when it cannot be had. */
-  dial(sandboxId: string, port: number): Promise<Duplex>;
+  /**
+   * A connection to `port` of `sandboxId`; IngressDialError when it cannot be had. `signal`
+   * aborts the dial (a timeout, the client gone): it rejects and holds nothing.
+   */
+  dial(sandboxId: string, port: number, signal?: AbortSignal): Promise<Duplex>;
 }
 
 /**

@@ -2,8 +2,9 @@
  * @sbx/server-kit/ingress (Node): how clients outside reach sandbox ports — ingress tokens
  * (browser-safe, tokens.ts), the gateway's checks (browser-safe, gateway-auth.ts), the
  * node:http gateway and its dialer seam (gateway.ts), and the engine's ingress seam over
- * real listeners (listener-ingress.ts), and the port-connect WebSocket route on the API's own
- * port (port-connect.ts: `sb.connect`, `sb.tunnel`), shared by the sbx server and the fake.
+ * real listeners (listener-ingress.ts), and the tunnel route on the API's own port
+ * (tunnel-route.ts over tunnel-session.ts: `sb.connect`, `sb.tunnel`, many connections over
+ * one WebSocket or upgraded socket), shared by the sbx server and the fake.
  * Under a tunnel domain (tunnel-domain.ts, browser-safe: exported from "@sbx/server-kit"),
  * sandbox ports are host names on the API's port instead, which the front door routes
  * (host-router.ts).
@@ -33,7 +34,6 @@ export {
   type PlaneTunnel,
   type TunnelPlane,
 } from "./listener-ingress.js";
-export { type PortConnectRouteOptions, portConnectRoute } from "./port-connect.js";
 export {
   IngressTokens,
   type IssuedToken,
@@ -45,3 +45,6 @@ export {
   type TokensOptions,
   type VerifiedToken,
 } from "./tokens.js";
+export { DEFAULT_TUNNEL_LIMITS, TunnelBudget, type TunnelLimits } from "./tunnel-budget.js";
+export { type TunnelRouteOptions, tunnelRoute } from "./tunnel-route.js";
+export { type TunnelChannel, TunnelSession, type TunnelSessionOptions } from "./tunnel-session.js";

@@ -10,7 +10,7 @@ import type { LocalSandboxRuntime } from "../runtime/local/index.js";
 
 export function sandboxPortDialer(runtime: LocalSandboxRuntime | undefined): IngressDialer {
   return {
-    async dial(sandboxId: string, port: number): Promise<Duplex> {
+    async dial(sandboxId: string, port: number, signal?: AbortSignal): Promise<Duplex> {
       if (!runtime) {
         throw new IngressDialError(
           `port ${port} of sandbox ${sandboxId} cannot be reached: this server's runtime has no way into sandboxes`,
@@ -18,10 +18,15 @@ export function sandboxPortDialer(runtime: LocalSandboxRuntime | undefined): Ing
         );
       }
       try {
-        return await runtime.dial(sandboxId, port);
+        return await runtime.dial(sandboxId, port, signal);
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
-        const why = code === "ECONNREFUSED" ? "nothing listens there" : (error as Error).message;
+        const why =
+          code === "ECONNREFUSED"
+            ? "nothing listens there"
+            : signal?.aborted
+              ? "the dial was abandoned"
+              : (error as Error).message;
         throw new IngressDialError(`port ${port} of sandbox ${sandboxId} cannot be reached: ${why}`, "refused");
       }
     },

@@ -42,6 +42,14 @@ export interface FakeControls {
     port: number,
     handler: (request: Request, context: { sandboxId: string; port: number }) => Response | Promise<Response>,
   ): void;
+  /** Scripts what answers TCP connections on a port inside every sandbox, as web byte streams. */
+  onPortConnection(
+    port: number,
+    handler: (
+      connection: { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> },
+      context: { sandboxId: string; port: number },
+    ) => void | Promise<void>,
+  ): void;
   readonly calls: readonly { method: string }[];
   /** The fake's registry: where the image cases put their test images when the target is the fake. */
   readonly images: { add(reference: string, options?: FakeImageOptions): Promise<FakeRegisteredImage> };

@@ -6,21 +6,22 @@
  * into fetch's `Request` and the handler's `Response` back. Nothing listening: refused.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { Duplex, duplexPair, Readable } from "node:stream";
+import { type Duplex, duplexPair, Readable } from "node:stream";
 import { IngressDialError, type IngressDialer } from "@sbx/server-kit/ingress";
 import type { PortContext, PortHandler, PortRegistry } from "./ports.js";
 
 export class FakePortDialer implements IngressDialer {
   constructor(readonly ports: PortRegistry) {}
 
-  async dial(sandboxId: string, port: number): Promise<Duplex> {
+  async dial(sandboxId: string, port: number, signal?: AbortSignal): Promise<Duplex> {
+    if (signal?.aborted)
+      throw new IngressDialError(`the dial to port ${port} of sandbox ${sandboxId} was abandoned`, "refused");
     const entry = this.ports.find(port);
     if (!entry) throw new IngressDialError(`nothing listens on port ${port} in sandbox ${sandboxId}`, "refused");
     const [gatewaySide, appSide] = duplexPair();
     const context = { sandboxId, port };
     if (entry.kind === "connection") {
-      const { readable, writable } = Duplex.toWeb(appSide);
-      const connection = { readable: readable as ReadableStream<Uint8Array>, writable };
+      const connection = webStreamsOf(appSide);
       Promise.resolve()
         .then(() => entry.handler(connection, context))
         .catch(() => appSide.destroy());
@@ -30,6 +31,82 @@ export class FakePortDialer implements IngressDialer {
     }
     return gatewaySide;
   }
+}
+
+/** Bytes read ahead of the handler before the pair's side is paused. */
+const READ_AHEAD = 256 * 1024;
+
+/**
+ * `side` as web byte streams, its own buffers handed on (`Duplex.toWeb` copies every chunk):
+ * reading pauses while the handler does not take what came, a write waits only for the side's
+ * drain, closing the writable ends the side (the gateway's end sees the end), and cancelling
+ * or aborting destroys it.
+ */
+function webStreamsOf(side: Duplex): { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> } {
+  const closed = () => new Error("the connection is closed");
+  const readable = new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        side.on("data", (chunk: Buffer) => {
+          controller.enqueue(chunk);
+          if ((controller.desiredSize ?? 0) <= 0) side.pause();
+        });
+        side.on("end", () => {
+          try {
+            controller.close();
+          } catch {
+            // already errored
+          }
+        });
+        side.on("error", (error) => {
+          try {
+            controller.error(error);
+          } catch {
+            // already closed
+          }
+        });
+        side.on("close", () => {
+          try {
+            controller.error(closed());
+          } catch {
+            // already closed or errored
+          }
+        });
+        side.pause();
+      },
+      pull() {
+        side.resume();
+      },
+      cancel() {
+        side.destroy();
+      },
+    },
+    { highWaterMark: READ_AHEAD, size: (chunk) => chunk.byteLength },
+  );
+  const writable = new WritableStream<Uint8Array>({
+    write: (chunk) =>
+      new Promise<void>((resolve, reject) => {
+        if (side.destroyed || side.writableEnded) return reject(closed());
+        if (side.write(chunk)) return resolve();
+        const settle = () => {
+          side.off("drain", settle);
+          side.off("close", settle);
+          if (side.destroyed) reject(closed());
+          else resolve();
+        };
+        side.on("drain", settle);
+        side.on("close", settle);
+      }),
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        if (side.destroyed) return reject(closed());
+        side.end(() => resolve());
+      }),
+    abort() {
+      side.destroy();
+    },
+  });
+  return { readable, writable };
 }
 
 async function answer(handler: PortHandler, context: PortContext, req: IncomingMessage, res: ServerResponse) {

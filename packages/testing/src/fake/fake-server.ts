@@ -147,7 +147,7 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
       const [
         { listenConnect },
         { rawRoutes },
-        { IngressTokens, ListenerIngress, portConnectRoute, randomTokenKey, tunnelHostRouter },
+        { IngressTokens, ListenerIngress, tunnelRoute, randomTokenKey, tunnelHostRouter },
         { FakePortDialer },
       ] = await Promise.all([
         import("@sbx/server-kit/listen"),
@@ -163,8 +163,8 @@ export function createFakeServer(options: FakeServerOptions = {}): FakeServer {
       const listener = await listenConnect(routes, interceptors, {
         ...listenOptions,
         plainRoutes: [...(listenOptions?.plainRoutes ?? []), ...rawRoutes(engine, authorize, faults.rawCall)],
-        // sb.connect / sb.tunnel: the server's own WebSocket route, dialing the port registry.
-        upgradeRoutes: [...(listenOptions?.upgradeRoutes ?? []), portConnectRoute({ engine, dialer, authorize })],
+        // sb.connect / sb.tunnel: the server's own tunnel route, dialing the port registry.
+        upgradeRoutes: [...(listenOptions?.upgradeRoutes ?? []), tunnelRoute({ engine, dialer, authorize })],
         // Under a tunnel domain, sandbox host names on this same port go to their sandboxes.
         ...(tunnelDomain ? { hostRouter: tunnelHostRouter({ domain: tunnelDomain, engine, dialer, tokens }) } : {}),
       });

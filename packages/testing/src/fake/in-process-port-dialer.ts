@@ -1,7 +1,7 @@
 /**
  * `sb.connect` / `sb.tunnel` against the in-process fake (`fake.transport`, no listener): the
  * transport carries this dialer (`withPortDialer`), which runs the engine's own checks
- * (`portConnectProblem`, as the WebSocket route does) and hands an `onPortConnection` handler
+ * (`portConnectProblem`, as the tunnel route does) and hands an `onPortConnection` handler
  * the other ends of two web streams, backpressure included. An `onPort` (HTTP) handler needs
  * an HTTP server in between: that is `fake.listen()`'s, so in-process it is UnsupportedError.
  * Browser-safe.

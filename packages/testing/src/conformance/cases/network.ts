@@ -1,8 +1,9 @@
 /**
  * Networking (issue #18) as far as it is built: the validation every target shares (an
  * `InvalidError` before any request), readiness probes, the outbound policy as the API sees
- * it, and — where the target is the fake listening on a port — tunnels, connect tokens and
- * service URLs through its scripted ports. Packets themselves are the real server's own
+ * it, `sb.connect`'s refusal of a port where nothing listens, and — where the target is the
+ * fake listening on a port — tunnels, `sb.connect`, connect tokens and service URLs through
+ * its scripted ports. Packets themselves are the real server's own
  * tests.
  */
 import { deepEqual, equal, match, ok, rejects } from "../assert.js";
@@ -68,6 +69,18 @@ export function networkCases(t: TestApi, h: Harness): void {
         await invalid(() => sb.connect(-1), /invalid port -1/);
         await invalid(() => sb.tunnel(5432, { localPort: 1e6 }), /invalid localPort/);
         await invalid(() => sb.tunnels({ timeoutMs: -1 }));
+      },
+      T,
+    );
+
+    t.it(
+      "sb.connect to a port where nothing listens: TunnelError naming the port",
+      async () => {
+        const sb = await h.sandbox();
+        const error = await rejects(() => sb.connect(18_098), sdk.TunnelError);
+        equal(error.code, "tunnel");
+        equal(error.port, 18_098);
+        match(error.message, /18098/);
       },
       T,
     );
@@ -209,6 +222,44 @@ function portCases(t: TestApi, h: Harness, fake: FakeControls): void {
         });
       });
     });
+
+    t.it(
+      "sb.connect carries bytes both ways, with a half-close; several at once each get their own",
+      async () => {
+        const port = 18_082;
+        fake.onPortConnection(port, async ({ readable, writable }) => {
+          const writer = writable.getWriter();
+          const reader = readable.getReader();
+          let n = 0;
+          for (let next = await reader.read(); !next.done; next = await reader.read()) {
+            n += next.value.byteLength;
+            await writer.write(next.value);
+          }
+          await writer.write(new TextEncoder().encode(`|${n}`));
+          await writer.close();
+        });
+        const sb = await h.sandbox();
+        const roundTrip = async (text: string) => {
+          const conn = await sb.connect(port);
+          const writer = conn.writable.getWriter();
+          await writer.write(new TextEncoder().encode(text));
+          await writer.close(); // the app sees its input end, and still answers
+          let answer = "";
+          const decoder = new TextDecoder();
+          const reader = conn.readable.getReader();
+          for (let next = await reader.read(); !next.done; next = await reader.read()) {
+            answer += decoder.decode(next.value, { stream: true });
+          }
+          return answer;
+        };
+        const texts = Array.from({ length: 10 }, (_, i) => `connection ${i} `.repeat(1000 * (i + 1)));
+        deepEqual(
+          await Promise.all(texts.map(roundTrip)),
+          texts.map((text) => `${text}|${new TextEncoder().encode(text).byteLength}`),
+        );
+      },
+      T,
+    );
 
     t.it(
       "a TCP probe passes once something listens on its port; tunnels wait for it",
