@@ -81,7 +81,15 @@ export function http2Unary(sessions: Http2SessionManager, baseUrl: string): Tran
               chunks.push(chunk);
               sessions.notifyResponseByteRead(opened);
             });
-            opened.on("end", () => settle(undefined));
+            // An end with no answer head (or after an abort) is the connection going, not an
+            // answer: Unavailable, as a reset is, so the call is retried or resumed.
+            opened.on("end", () =>
+              settle(
+                status === 0 || opened.aborted
+                  ? new ConnectError("the connection closed before the answer ended", Code.Unavailable)
+                  : undefined,
+              ),
+            );
             opened.on("error", (error) => settle(failureOf(error)));
             // Closed before its end: reset (by the server, or with the connection).
             opened.on("close", () => {
