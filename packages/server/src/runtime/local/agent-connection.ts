@@ -37,6 +37,8 @@ export interface AgentConnectionOptions {
   readonly ended: () => boolean;
   /** Receives every event that is not an answer to a call or a watch. */
   readonly onEvent: (event: AgentEvent) => void;
+  /** Hears of each request sent. */
+  readonly onSend?: (() => void) | undefined;
 }
 
 const ERROR_KINDS: Record<FileErrorKindJson, RuntimeFsErrorKind> = {
@@ -118,6 +120,7 @@ export class AgentConnection {
 
   /** One request line to the agent. */
   send(request: RequestJson): void {
+    this.#options.onSend?.();
     this.#control?.write(`${JSON.stringify(request)}\n`);
   }
 

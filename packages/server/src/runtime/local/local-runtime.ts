@@ -47,6 +47,7 @@ import { HostNetwork } from "./network/host-network.js";
 import { networkPlan, type SandboxNetworkOptions } from "./network/network-options.js";
 import { type RelayTunnel, TunnelRelay } from "./network/tunnel-relay.js";
 import { localRuntimeProblems } from "./prerequisites.js";
+import { QuietPeriod } from "./quiet-period.js";
 import { type DiskSource, diskTemplateName, ensureDiskTemplate, removeSandboxDisk } from "./sandbox-disk.js";
 import { mountSandboxesDir, unmountSandboxesDir } from "./sandbox-mounts.js";
 import {
@@ -174,6 +175,8 @@ class LocalRuntime implements SandboxRuntime {
   #relay: TunnelRelay | undefined;
   readonly #warm: WarmPool<LocalSandbox>;
   readonly #imagePools: ImageWarmPools<LocalSandbox>;
+  /** When the pools refill: once nothing has been asked of any sandbox for a while. */
+  readonly #quiet = new QuietPeriod({ quietMs: 100, maxMs: 1000 });
   /** Its sandboxes standing on each image's layers (an image store keeps those). */
   readonly #imageUsers = new ImageUsers();
   /** What each image sandbox's layers were when it started (see layerStamp). */
@@ -397,9 +400,15 @@ class LocalRuntime implements SandboxRuntime {
     if (this.#diskOf(spec) === this.#defaultDiskMiB) {
       warm = spec.image ? this.#imagePools.take(spec.image, spec.user) : this.#warm.take();
     }
-    // The pool is refilled once the sandbox is handed out: a start in the background would
-    // otherwise compete with this create for the CPU and the thread pool.
-    const refill = () => (spec.image ? this.#imagePools.refill(spec.image, spec.user) : this.#warm.refill());
+    // The pool is refilled once the sandbox is handed out and the runtime is quiet: a start in
+    // the background would otherwise compete with this create, and with the first commands
+    // the sandbox is given, for the CPU and the thread pool (see quiet-period.ts).
+    this.#quiet.touch();
+    const image = spec.image;
+    const refill = () =>
+      image
+        ? this.#quiet.defer(`image:${image.id}\0${spec.user ?? ""}`, () => this.#imagePools.refill(image, spec.user))
+        : this.#quiet.defer("default", () => this.#warm.refill());
     if (warm) {
       try {
         if (await this.#inFlight(this.#adopt(warm, spec, limits))) return warm;
@@ -536,6 +545,7 @@ class LocalRuntime implements SandboxRuntime {
         pidsLimit: limits.pidsLimit,
         agentCallTimeoutMs: this.#options.agentCallTimeoutMs ?? 60_000,
         sandboxNice: this.#options.sandboxNice,
+        onActivity: () => this.#quiet.touch(),
         network,
         onDestroyed: (gone) => {
           if (this.#sandboxes.get(gone.id) === gone) this.#sandboxes.delete(gone.id);
@@ -654,6 +664,7 @@ class LocalRuntime implements SandboxRuntime {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#quiet.close();
     const warm = [...(await this.#warm.close()), ...(await this.#imagePools.close())];
     // Launches under way end (failed, or with their sandbox among #sandboxes) before its ids go.
     await Promise.allSettled([...this.#launching]);

@@ -85,6 +85,8 @@ export interface SandboxSetup {
    * the launch and the sandbox's first process are set to it before any sandboxed code runs.
    */
   readonly sandboxNice?: number | undefined;
+  /** Hears of each request sent to its agent (the runtime's pools refill once those stop). */
+  readonly onActivity?: () => void;
   /** Its network: a link made during its launch, blocked until its policy is applied. */
   readonly network: HostNetwork;
   /** Called once it is destroyed (the runtime stops holding it). */
@@ -167,6 +169,7 @@ export class LocalSandbox implements RuntimeSandbox {
       callTimeoutMs: setup.agentCallTimeoutMs,
       ended: () => this.#destroyed !== undefined,
       onEvent: (event) => this.#onEvent(event),
+      onSend: setup.onActivity,
     });
     this.died = new Promise((resolve) => {
       this.#markDied = () => {
