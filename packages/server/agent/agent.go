@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"syscall"
+	"time"
 )
 
 const (
@@ -18,13 +20,20 @@ const (
 	// sandbox pays per P (a cache of heap spans, ~100 KiB touched) and per thread (below).
 	maxProcs = 1
 	// File calls run on this many workers, started at boot (see reserveThreads). Each is an OS
-	// thread of every idle sandbox's (~25 KiB of kernel memory and a Go stack): a call is one
-	// short system call or a chunk of a file, so four keep calls of one sandbox flowing.
-	fileWorkers = 4
+	// thread of every idle sandbox's (~30 KiB of kernel memory: its stack and task, and a Go
+	// stack): a call is one short system call or a chunk of a file (special files are refused
+	// before they are opened, and opened without waiting), so two keep calls of one sandbox
+	// flowing while a third is queued.
+	fileWorkers = 2
 	// Threads reserved at boot: one per running P and per blocking call that can be under
 	// way at once (file workers and the user thread, each locked to a thread of its own; the
-	// exec being forked, a reap), and some slack.
-	reservedThreads = maxProcs + fileWorkers + 1 + 4
+	// exec being forked, a reap), and one spare.
+	reservedThreads = maxProcs + fileWorkers + 1 + 2 + 1
+	// Once no request has come for this long, the agent hands the heap pages it no longer uses
+	// back to the host. The Go runtime collects nothing before its heap reaches 4 MiB and keeps
+	// what it frees for reuse, so an idle agent would otherwise hold every page its start and
+	// its last burst of work touched; a sandbox waiting for its next command costs that much less.
+	idleRelease = 2 * time.Second
 )
 
 // agent holds the event FIFO and the two kinds of work the server sends: processes and files.
@@ -82,10 +91,12 @@ func pollable(fd int, name string) *os.File {
 
 func (a *agent) readRequests(ctl *os.File) error {
 	lines := bufio.NewReaderSize(ctl, 1<<16)
+	idle := time.AfterFunc(idleRelease, debug.FreeOSMemory)
 	for {
 		line, err := lines.ReadBytes('\n')
 		if len(line) > 1 {
 			a.handle(line)
+			idle.Reset(idleRelease)
 		}
 		if err == io.EOF {
 			continue // nothing more for now (the FIFO had no writer)
