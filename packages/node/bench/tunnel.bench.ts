@@ -38,6 +38,8 @@ import {
 import { createFakeServer } from "@sbx/testing";
 
 const SERVER = process.env.SBX_BENCH_TUNNEL_SERVER ?? "fake";
+if (SERVER !== "fake" && SERVER !== "real")
+  throw new Error(`SBX_BENCH_TUNNEL_SERVER: "fake" or "real", not "${SERVER}"`);
 const TOTAL_MIB = Number(process.env.SBX_BENCH_TUNNEL_MIB ?? 1024);
 const RUNS = Number(process.env.SBX_BENCH_TUNNEL_RUNS ?? 3);
 const EACH_MIB = Number(process.env.SBX_BENCH_TUNNEL_EACH_MIB ?? 4);
@@ -147,7 +149,7 @@ async function realTarget(): Promise<Target> {
       return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in ticks of 10 ms
     };
     return {
-      label: `sbx server (a process of its own), a sandbox running Python`,
+      label: "sbx server (a process of its own), a sandbox running Python",
       sandbox,
       serverCpu,
       async close() {
@@ -161,8 +163,6 @@ async function realTarget(): Promise<Target> {
   }
 }
 
-if (SERVER !== "fake" && SERVER !== "real")
-  throw new Error(`SBX_BENCH_TUNNEL_SERVER: "fake" or "real", not "${SERVER}"`);
 const target = SERVER === "real" ? await realTarget() : await fakeTarget();
 const direct = await directServers(TOTAL);
 const tunnels = {
