@@ -12,15 +12,13 @@
 // `sbx server` with Node unless SBX_ENDPOINT / SBX_TOKEN name one. SBX_BENCH_ROUNDS (default
 // 200), SBX_BENCH_STREAM_MIB (default 128). Prints JSON; asserts nothing.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport as createNodeConnectTransport } from "@connectrpc/connect-node";
 import { createBunTransport, SandboxClient } from "@sbx/bun";
 import { SandboxClient as CoreSandboxClient, type Sandbox } from "@sbx/core";
 import { connectClients } from "@sbx/core/connect";
 import { SandboxClient as NodeSandboxClient } from "@sbx/node";
+import { startSbxServer } from "@sbx/test-fixtures/sbx-server";
 
 const ROUNDS = Number(process.env.SBX_BENCH_ROUNDS ?? 200);
 const STREAM_MIB = Number(process.env.SBX_BENCH_STREAM_MIB ?? 128);
@@ -41,30 +39,8 @@ async function startServer(): Promise<{ endpoint: string; token: string; close: 
   if (process.env.SBX_ENDPOINT) {
     return { endpoint: process.env.SBX_ENDPOINT, token: process.env.SBX_TOKEN ?? "", close: async () => {} };
   }
-  const dataDir = mkdtempSync(join(tmpdir(), "sbx-bench-bun-"));
-  const cli = join(import.meta.dir, "../../cli/dist/main.js");
-  const server = spawn("node", [cli, "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", "bench"], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    server.stdout.on("data", (d) => {
-      out += d;
-      const m = /listening on (\S+)/.exec(out);
-      if (m) resolve(m[1] as string);
-    });
-    server.on("exit", (code) => reject(new Error(`server exited ${code}`)));
-  });
-  return {
-    endpoint,
-    token: "bench",
-    close: async () => {
-      const exited = new Promise((resolve) => server.once("exit", resolve));
-      server.kill("SIGTERM");
-      await exited;
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
+  const server = await startSbxServer({ prefix: "sbx-bench-bun-" });
+  return { endpoint: server.endpoint, token: server.token, close: () => server.close() };
 }
 
 async function execTrueWait(sb: Sandbox): Promise<number> {

@@ -10,13 +10,11 @@
  * Run: `pnpm bench` (this package's `bench` script) or `node bench/exec-round-trip.ts` after a
  * build, as root. SBX_BENCH_ROUNDS (default 200). Prints a table and JSON; asserts nothing.
  */
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { startSbxServer } from "@sbx/test-fixtures/sbx-server";
 import { build } from "esbuild";
 import { chromium } from "playwright-core";
 import { bunBinary } from "../src/bun-support.ts";
@@ -28,34 +26,6 @@ const ROUNDS = Number(process.env.SBX_BENCH_ROUNDS ?? 200);
 const here = fileURLToPath(new URL(".", import.meta.url));
 const runtimeScript = join(here, "exec-round-trip-runtime.ts");
 const mainScript = join(here, "exec-round-trip-main.ts");
-
-async function startServer(): Promise<{ endpoint: string; token: string; close(): Promise<void> }> {
-  const dataDir = mkdtempSync(join(tmpdir(), "sbx-bench-runtimes-"));
-  const server = spawn(
-    process.execPath,
-    [join(here, "../../cli/dist/main.js"), "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    server.stdout.setEncoding("utf8").on("data", (d: string) => {
-      out += d;
-      const m = /listening on (\S+)/.exec(out);
-      if (m) resolve(m[1] as string);
-    });
-    server.on("exit", (code) => reject(new Error(`server exited ${code}`)));
-  });
-  return {
-    endpoint,
-    token: readFileSync(join(dataDir, "token"), "utf8").trim(),
-    async close() {
-      const exited = new Promise((resolve) => server.once("exit", resolve));
-      server.kill("SIGTERM");
-      await exited;
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
 
 const lastJson = (stdout: string): RoundTrip => JSON.parse(stdout.trim().split("\n").at(-1) ?? "null");
 
@@ -117,7 +87,7 @@ async function inChromium(endpoint: string, token: string): Promise<RoundTrip> {
   }
 }
 
-const server = await startServer();
+const server = await startSbxServer({ prefix: "sbx-bench-runtimes-" });
 try {
   const results: Record<string, RoundTrip> = {};
   results.node = await measureExecRoundTrip(server.endpoint, server.token, ROUNDS);

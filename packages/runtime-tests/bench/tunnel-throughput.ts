@@ -7,6 +7,7 @@
  * "node,deno,bun"). Prints a table and JSON; asserts nothing.
  */
 import { fileURLToPath } from "node:url";
+import { MIB, serveFakePorts } from "@sbx/test-fixtures/tunnel-bench";
 import { createFakeServer } from "@sbx/testing";
 import { bunBinary } from "../src/bun-support.ts";
 import { denoBinary, runDeno } from "../src/deno-support.ts";
@@ -14,26 +15,11 @@ import { runBinary } from "../src/run-binary.ts";
 
 const MIB_TOTAL = Number(process.env.SBX_BENCH_TUNNEL_MIB ?? 1024);
 const RUNTIMES = (process.env.SBX_BENCH_RUNTIMES ?? "node,deno,bun").split(",");
-const SINK = 7001;
-const SOURCE = 7002;
 const TOKEN = "bench-token";
 const script = fileURLToPath(new URL("tunnel-throughput-runtime.ts", import.meta.url));
 
 const fake = createFakeServer({ token: TOKEN });
-fake.onPortConnection(SINK, async ({ readable, writable }) => {
-  let n = 0;
-  const reader = readable.getReader();
-  for (let next = await reader.read(); !next.done; next = await reader.read()) n += next.value.byteLength;
-  const writer = writable.getWriter();
-  await writer.write(new TextEncoder().encode(String(n)));
-  await writer.close();
-});
-const block = new Uint8Array(256 * 1024).fill(7);
-fake.onPortConnection(SOURCE, async ({ writable }) => {
-  const writer = writable.getWriter();
-  for (let sent = 0; sent < MIB_TOTAL * 1024 * 1024; sent += block.byteLength) await writer.write(block);
-  await writer.close();
-});
+serveFakePorts(fake, MIB_TOTAL * MIB);
 const { url } = await fake.listen();
 const RUNS = Number(process.env.SBX_BENCH_TUNNEL_RUNS ?? 3);
 const args = [script, url, TOKEN, String(MIB_TOTAL)];

@@ -20,12 +20,12 @@
 // Run as root after a build: node packages/server/bench/idle-sandboxes.bench.ts. Prints a table
 // and JSON.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { type Sandbox, SandboxClient } from "@sbx/node";
+import { startSbxServer } from "@sbx/test-fixtures/sbx-server";
 import { busyboxLayer, writeOciImage } from "../dist/images/test-support/oci-layout.js";
+import { BWRAP_HOST_USR } from "./bench-support.ts";
 
 const COUNT = Number(process.env.SBX_BENCH_IDLE_COUNT ?? 1000);
 const CONCURRENCY = Number(process.env.SBX_BENCH_IDLE_CONCURRENCY ?? 8);
@@ -209,22 +209,7 @@ async function baseline(): Promise<Record<string, number>> {
     "--unshare-all",
     "--die-with-parent",
     "--as-pid-1",
-    "--ro-bind",
-    "/usr",
-    "/usr",
-    "--symlink",
-    "usr/lib64",
-    "/lib64",
-    "--symlink",
-    "usr/lib",
-    "/lib",
-    "--symlink",
-    "usr/bin",
-    "/bin",
-    "--proc",
-    "/proc",
-    "--dev",
-    "/dev",
+    ...BWRAP_HOST_USR,
     "--tmpfs",
     "/tmp",
     "/usr/bin/sleep",
@@ -270,25 +255,10 @@ async function baseline(): Promise<Record<string, number>> {
 
 // ---- sbx: a real server holding N idle sandboxes ----
 async function sbx(): Promise<Record<string, number>> {
-  const dataDir = mkdtempSync(join(process.env.SBX_BENCH_IDLE_DIR ?? tmpdir(), "sbx-idle-bench-"));
-  const cli = join(dirname(fileURLToPath(import.meta.url)), "../../cli/dist/main.js");
-  const server = spawn(
-    process.execPath,
-    [cli, "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", "bench"],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    server.stdout.on("data", (d) => {
-      out += d;
-      const m = /listening on (\S+)/.exec(out);
-      if (m) resolve(m[1] as string);
-    });
-    server.on("exit", (code) => reject(new Error(`server exited ${code}`)));
-  });
-  server.stdout.resume();
-  const client = new SandboxClient({ endpoint, token: "bench" });
-  const pid = server.pid as number;
+  const server = await startSbxServer({ parentDir: process.env.SBX_BENCH_IDLE_DIR, prefix: "sbx-idle-bench-" });
+  const { dataDir } = server;
+  const client = new SandboxClient({ endpoint: server.endpoint, token: server.token });
+  const pid = server.child.pid as number;
   try {
     let image: string | undefined;
     if (WITH_IMAGE) {
@@ -345,9 +315,7 @@ async function sbx(): Promise<Record<string, number>> {
     return out;
   } finally {
     await client.close();
-    server.kill("SIGTERM");
-    await new Promise((r) => server.once("exit", r));
-    rmSync(dataDir, { recursive: true, force: true });
+    await server.close();
   }
 }
 

@@ -9,11 +9,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BLOCKED_NETWORK, type ImageRecord, type RuntimeSandboxSpec } from "@sbx/server-kit";
+import { BLOCKED_NETWORK, type ImageRecord } from "@sbx/server-kit";
 import { OciImageStore } from "../dist/images/oci-image-store.js";
 import { createLocalRuntime } from "../dist/runtime/local/index.js";
 import { busyboxRoot, importTestImage } from "../dist/runtime/local/test-support/image-roots.js";
-import { firstByte, pct, RAW_BWRAP_ECHO, stats } from "./bench-support.ts";
+import { createToFirstByte, firstByte, interleaved, p50Ratio, pct, RAW_BWRAP_ECHO, stats } from "./bench-support.ts";
 
 const ROUNDS = Number(process.env.SBX_BENCH_CREATE_ROUNDS ?? 30);
 const work = mkdtempSync(join(process.env.SBX_BENCH_CREATE_DIR ?? tmpdir(), "sbx-create-bench-"));
@@ -22,7 +22,6 @@ const runtimes = {
   cold: createLocalRuntime({ dataDir: join(work, "cold"), layers: store, warmPoolSize: 0 }),
   warm: createLocalRuntime({ dataDir: join(work, "warm"), layers: store }),
 };
-let count = 0;
 try {
   for (const runtime of Object.values(runtimes)) {
     const problems = await runtime.checkPrerequisites();
@@ -32,39 +31,26 @@ try {
     layers: [busyboxRoot(), [{ name: "etc/passwd", content: "root:x:0:0:root:/root:/bin/sh\n" }]],
   });
 
-  /** create → exec echo → its first stdout byte; then the sandbox is destroyed (untimed). */
-  const createToFirstByte = async (runtime: (typeof runtimes)["cold"], from: ImageRecord | undefined) => {
-    const spec: RuntimeSandboxSpec = { id: `bench-${++count}`, image: from, env: {}, network: BLOCKED_NETWORK };
-    const start = performance.now();
-    const sb = await runtime.createSandbox(spec);
-    const p = await sb.exec({ argv: ["echo", "hi"], env: {}, pty: false });
-    await new Promise<void>((resolve) => p.onStdout(() => resolve()));
-    const ms = performance.now() - start;
-    await p.exit;
-    await sb.destroy();
-    return ms;
-  };
-
+  const from = (image: ImageRecord | undefined) => ({ image, env: {}, network: BLOCKED_NETWORK });
   // Warm-up: images, disk templates and the agent are made by the first creates.
   for (const runtime of Object.values(runtimes)) {
-    await createToFirstByte(runtime, undefined);
-    await createToFirstByte(runtime, image);
+    await createToFirstByte(runtime, from(undefined));
+    await createToFirstByte(runtime, from(image));
   }
   await firstByte("bwrap", RAW_BWRAP_ECHO);
-  const times = { raw: [] as number[], defaultCold: [] as number[], imageCold: [] as number[] };
-  const spaced = { defaultWarm: [] as number[], imageWarm: [] as number[] };
-  for (let i = 0; i < ROUNDS; i++) {
-    times.raw.push(await firstByte("bwrap", RAW_BWRAP_ECHO));
-    times.defaultCold.push(await createToFirstByte(runtimes.cold, undefined));
-    times.imageCold.push(await createToFirstByte(runtimes.cold, image));
-  }
-  for (let i = 0; i < ROUNDS; i++) {
-    // Spaced, so the pools keep up (as for a user creating now and then).
-    await new Promise((r) => setTimeout(r, 300));
-    spaced.defaultWarm.push(await createToFirstByte(runtimes.warm, undefined));
-    await new Promise((r) => setTimeout(r, 300));
-    spaced.imageWarm.push(await createToFirstByte(runtimes.warm, image));
-  }
+  const times = await interleaved(ROUNDS, {
+    raw: () => firstByte("bwrap", RAW_BWRAP_ECHO),
+    defaultCold: () => createToFirstByte(runtimes.cold, from(undefined)),
+    imageCold: () => createToFirstByte(runtimes.cold, from(image)),
+  });
+  const spaced = await interleaved(
+    ROUNDS,
+    {
+      defaultWarm: () => createToFirstByte(runtimes.warm, from(undefined)),
+      imageWarm: () => createToFirstByte(runtimes.warm, from(image)),
+    },
+    ["defaultWarm", "imageWarm"],
+  );
   const raw = pct(times.raw, 50);
   console.log(
     JSON.stringify(
@@ -75,13 +61,13 @@ try {
           defaultImage: stats(times.defaultCold),
           image: stats(times.imageCold),
           imageToRawBwrapP50: +(pct(times.imageCold, 50) / raw).toFixed(2),
-          imageToDefaultP50: +(pct(times.imageCold, 50) / pct(times.defaultCold, 50)).toFixed(2),
+          imageToDefaultP50: p50Ratio(times.imageCold, times.defaultCold),
         },
         warmPool: {
           defaultImage: stats(spaced.defaultWarm),
           image: stats(spaced.imageWarm),
           imageToRawBwrapP50: +(pct(spaced.imageWarm, 50) / raw).toFixed(2),
-          imageToDefaultP50: +(pct(spaced.imageWarm, 50) / pct(spaced.defaultWarm, 50)).toFixed(2),
+          imageToDefaultP50: p50Ratio(spaced.imageWarm, spaced.defaultWarm),
         },
       },
       null,

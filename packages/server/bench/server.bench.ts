@@ -17,9 +17,9 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { type Sandbox, SandboxClient } from "@sbx/node";
+import { startSbxServer } from "@sbx/test-fixtures/sbx-server";
 import { firstByte, pct, RAW_BWRAP_ECHO, stats } from "./bench-support.ts";
 
 const ROUNDS = Number(process.env.SBX_BENCH_ROUNDS ?? 100);
@@ -74,29 +74,12 @@ function pipeThroughput(cmd: string, args: string[]): Promise<number> {
 }
 
 // The server runs as its own process (`sbx server`), as in production.
-const dataDir = mkdtempSync(join(tmpdir(), "sbx-bench-"));
-const cli = join(dirname(fileURLToPath(import.meta.url)), "../../cli/dist/main.js");
-const serverProcess = spawn(
-  process.execPath,
-  [cli, "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", "bench"],
-  {
-    stdio: ["ignore", "pipe", "inherit"],
-  },
-);
-const endpoint = await new Promise<string>((resolve, reject) => {
-  let out = "";
-  serverProcess.stdout.on("data", (d) => {
-    out += d;
-    const m = /listening on (\S+)/.exec(out);
-    if (m) resolve(m[1] as string);
-  });
-  serverProcess.on("exit", (code) => reject(new Error(`server exited ${code}`)));
-});
+const server = await startSbxServer();
 const serverRss = () => {
-  const status = readFileSync(`/proc/${serverProcess.pid}/status`, "utf8");
+  const status = readFileSync(`/proc/${server.child.pid}/status`, "utf8");
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]) * 1024;
 };
-const client = new SandboxClient({ endpoint, token: "bench" });
+const client = new SandboxClient({ endpoint: server.endpoint, token: server.token });
 const results: Record<string, unknown> = {};
 
 try {
@@ -185,7 +168,7 @@ try {
       };
       const sbxMBps = await streamThroughput(sb);
       // The same through ReadOutput (Connect) only, without the raw output stream.
-      const rpcOnly = new SandboxClient({ endpoint, token: "bench", rawHttp: false });
+      const rpcOnly = new SandboxClient({ endpoint: server.endpoint, token: server.token, rawHttp: false });
       const readOutputMBps = await streamThroughput(await rpcOnly.sandboxes.fromId(sb.id));
       await rpcOnly.close();
       results.stdoutThroughputMBps = {
@@ -272,7 +255,7 @@ try {
         files.filesystem.copyToLocal("/bench/file.bin", join(local, "down.bin")),
       ),
     );
-    const connectOnly = new SandboxClient({ endpoint, token: "bench", rawHttp: false });
+    const connectOnly = new SandboxClient({ endpoint: server.endpoint, token: server.token, rawHttp: false });
     const viaConnect = await connectOnly.sandboxes.fromId(files.id);
     const connectUpload = mbps(await timed(() => viaConnect.filesystem.copyFromLocal(source, "/bench/file2.bin")));
     const connectDownload = mbps(
@@ -335,8 +318,6 @@ try {
   }
 } finally {
   await client.close();
-  serverProcess.kill("SIGTERM");
-  await new Promise((r) => serverProcess.once("exit", r));
-  rmSync(dataDir, { recursive: true, force: true });
+  await server.close();
 }
 console.log(JSON.stringify(results, null, 2));
