@@ -108,6 +108,9 @@ export function rawImagesRoute(engine: Engine, authorize: Authorize, hook?: RawC
         throw error;
       }
     },
-    statusOf: (error) => (error instanceof WrongMethod ? RAW_STATUS.methodNotAllowed : undefined),
+    // Not `instanceof WrongMethod`: ConnectError's Symbol.hasInstance, which subclasses inherit,
+    // takes every ConnectError for one.
+    statusOf: (error) =>
+      error instanceof Error && error.constructor === WrongMethod ? RAW_STATUS.methodNotAllowed : undefined,
   });
 }
