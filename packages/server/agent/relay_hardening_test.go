@@ -33,11 +33,7 @@ func appGotSecrets(app *rawApp) bool {
 func TestALateFirstRequestIsStillRead(t *testing.T) {
 	app := startRawApp(t, okApp)
 	_, addr := testRelay(t, app.addr(), 10)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, addr)
 	time.Sleep(sniffWait + 200*time.Millisecond) // (silent past the sniff, then the request)
 	io.WriteString(conn, secretRequest)
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -72,11 +68,7 @@ func TestAnHTTPRequestAfterTheAppSpokeEndsTheConnection(t *testing.T) {
 		io.Copy(io.Discard, br)
 	})
 	_, addr := testRelay(t, app.addr(), 10)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, addr)
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(conn)
 	if line, _ := br.ReadString('\n'); line != "220 hello\r\n" {
@@ -98,11 +90,7 @@ func TestALateNonHTTPClientIsPiped(t *testing.T) {
 		conn.(*net.TCPConn).CloseWrite()
 	})
 	_, addr := testRelay(t, app.addr(), 10)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, addr)
 	time.Sleep(sniffWait + 200*time.Millisecond)
 	io.WriteString(conn, "\x00\x01binary")
 	conn.(*net.TCPConn).CloseWrite()
@@ -202,11 +190,7 @@ func TestNoSandboxesVisitorsTakeEveryPlace(t *testing.T) {
 	}()
 	at := net.JoinHostPort(host, strconv.Itoa(port))
 	for i := 0; i < 2; i++ {
-		c, err := net.Dial("tcp", at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dial(t, at)
 		io.WriteString(c, "\x00hold")
 	}
 	waitFor(t, func() bool {
@@ -226,10 +210,7 @@ func TestIdleConnectionsEnd(t *testing.T) {
 	app := startRawApp(t, func(conn net.Conn, br *bufio.Reader) { io.Copy(io.Discard, br) })
 	r, addr := testRelay(t, app.addr(), 10)
 	for _, first := range []string{"", "\x00piped"} {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn := dial(t, addr)
 		io.WriteString(conn, first)
 		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
 		if _, err := conn.Read(make([]byte, 1)); err == nil || isTimeout(err) {

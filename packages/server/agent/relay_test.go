@@ -89,14 +89,22 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	return l.w.Write(b)
 }
 
-// talk sends text, ends its side, and returns all that came back before the tunnel closed.
-func talk(t *testing.T, addr, text string) string {
+// dial connects to addr; the connection is closed when the test ends.
+func dial(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// talk sends text, ends its side, and returns all that came back before the tunnel closed.
+func talk(t *testing.T, addr, text string) string {
+	t.Helper()
+	conn := dial(t, addr)
+	defer conn.Close() // (at once, not when the test ends)
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(conn, text); err != nil {
 		t.Fatal(err)
@@ -224,11 +232,7 @@ func TestAnythingButHTTPIsPipedAsItIs(t *testing.T) {
 		io.WriteString(conn, "you said "+line)
 	})
 	_, addr = testRelay(t, banner.addr(), 10)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, addr)
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	br := bufio.NewReader(conn)
 	if line, _ := br.ReadString('\n'); line != "220 hello\r\n" {
@@ -333,11 +337,7 @@ func TestRefusalsAndUnreachablePorts(t *testing.T) {
 func TestClosingATunnelEndsItsConnections(t *testing.T) {
 	app := startRawApp(t, func(conn net.Conn, br *bufio.Reader) { io.Copy(conn, br) })
 	r, addr := testRelay(t, app.addr(), 1)
-	first, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Close()
+	first := dial(t, addr)
 	first.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(first, "raw bytes")
 	if b := make([]byte, 9); func() bool { _, err := io.ReadFull(first, b); return err != nil }() {
@@ -383,11 +383,7 @@ func TestIdleKeepAliveConnectionsEnd(t *testing.T) {
 	defer func() { keepAliveIdle = saved }()
 	app := startRawApp(t, okApp)
 	_, addr := testRelay(t, app.addr(), 10)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, addr)
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
 	got, _ := io.ReadAll(conn) // (ends once idle)

@@ -58,6 +58,30 @@ async function stopProcess(pid: number): Promise<void> {
   for (let i = 0; i < 200 && !stopped(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
 }
 
+/** Runs `during` with the process stopped (see stopProcess), then lets it run again. */
+async function whileStopped<T>(pid: number, during: () => Promise<T>): Promise<T> {
+  await stopProcess(pid);
+  try {
+    return await during();
+  } finally {
+    process.kill(pid, "SIGCONT");
+  }
+}
+
+/** What each open descriptor of a process points at (one closed meanwhile is left out). */
+function descriptorTargets(pid: number): string[] {
+  return readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/${pid}/fd/${fd}`)];
+    } catch {
+      return []; // closed meanwhile
+    }
+  });
+}
+
+/** How many processes the sandbox's cgroup counts. */
+const pidsCurrent = (cgroup: string) => Number(readFileSync(join(cgroup, "pids.current"), "utf8"));
+
 /** How many threads a process has. */
 const agentThreads = (pid: number) =>
   Number(/^Threads:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
@@ -107,10 +131,38 @@ if (available) {
       rmSync(dataDir, { recursive: true, force: true });
     });
 
-    const run = async (sb: Awaited<ReturnType<typeof client.sandboxes.create>>, argv: string[]) => {
+    type Sandbox = Awaited<ReturnType<typeof client.sandboxes.create>>;
+
+    const run = async (sb: Sandbox, argv: string[]) => {
       const p = await sb.exec(argv, { stderr: "stdout" });
       const [out, code] = await Promise.all([p.stdout.readText(), p.wait()]);
       return { out, code };
+    };
+
+    /** The runtime's own view of `sb`. */
+    const localOf = (sb: Sandbox) => {
+      const sandbox = sandboxes.get(sb.id);
+      if (!sandbox) throw new Error("no runtime sandbox");
+      return sandbox;
+    };
+
+    /**
+     * Starts a fork bomb in `sb` and waits until it fills the pids limit. Every process forks
+     * until the limit refuses, then holds its pid: no call can get a new thread from then on (a
+     * churning bomb would free one now and then).
+     */
+    const forkBomb = async (sb: Sandbox) => {
+      const bomb = [
+        "import os, time",
+        "while True:",
+        "    try:",
+        "        os.fork()",
+        "    except OSError:",
+        "        time.sleep(600)",
+      ].join("\n");
+      await sb.exec(["python3", "-c", bomb]);
+      const cgroup = cgroupOf(sb.id);
+      await eventually(() => pidsCurrent(cgroup) >= PIDS_LIMIT, "the fork bomb filled the pids limit");
     };
 
     it("refuses to read a FIFO, a device or a socket at once (typed error), and later calls still work", async () => {
@@ -142,22 +194,7 @@ if (available) {
     it("file calls still answer under a fork bomb that holds every pid (the agent's workers were started at boot)", async () => {
       await using sb = await client.sandboxes.create({ cpu: 0.5 });
       await sb.filesystem.writeText("before the bomb", "/tmp/before.txt");
-      // Every process forks until the pids limit refuses, then holds its pid: no call can get
-      // a new thread from here on (a churning bomb would free one now and then).
-      const bomb = [
-        "import os, time",
-        "while True:",
-        "    try:",
-        "        os.fork()",
-        "    except OSError:",
-        "        time.sleep(600)",
-      ].join("\n");
-      await sb.exec(["python3", "-c", bomb]);
-      const cgroup = cgroupOf(sb.id);
-      await eventually(
-        () => Number(readFileSync(join(cgroup, "pids.current"), "utf8")) >= PIDS_LIMIT,
-        "the fork bomb filled the pids limit",
-      );
+      await forkBomb(sb);
       const started = await errorOf(
         sb
           .exec(["true"])
@@ -177,18 +214,14 @@ if (available) {
     it("an agent that does not answer ends the call with a deadline error naming the operation", async () => {
       await using sb = await client.sandboxes.create();
       await sb.filesystem.writeText("x", "/tmp/x.txt");
-      const agent = agentPid(sb.id);
-      await stopProcess(agent);
-      try {
+      await whileStopped(agentPid(sb.id), async () => {
         const error = await errorOf(sb.filesystem.stat("/tmp/x.txt"));
         expect(error).toBeInstanceOf(TimeoutError);
         expect(String((error as Error).message)).toContain(
           "stat /tmp/x.txt: the sandbox did not answer stat within 1.5 s",
         );
         expect(sandboxes.get(sb.id)?.agentCalls.waiting).toBe(0);
-      } finally {
-        process.kill(agent, "SIGCONT");
-      }
+      });
       // The agent answers again once it runs.
       expect(await sb.filesystem.readText("/tmp/x.txt")).toBe("x");
     });
@@ -197,28 +230,17 @@ if (available) {
       await using sb = await client.sandboxes.create();
       const name = `given-up-${Date.now()}.txt`;
       await sb.filesystem.writeText("data", `/tmp/${name}`);
-      const local = sandboxes.get(sb.id);
-      if (!local) throw new Error("no runtime sandbox");
+      const local = localOf(sb);
       const agent = agentPid(sb.id);
-      const holdsFile = () =>
-        readdirSync(`/proc/${agent}/fd`).some((fd) => {
-          try {
-            return readlinkSync(`/proc/${agent}/fd/${fd}`).endsWith(name);
-          } catch {
-            return false; // closed meanwhile
-          }
-        });
-      await stopProcess(agent);
-      try {
+      const holdsFile = () => descriptorTargets(agent).some((target) => target.endsWith(name));
+      await whileStopped(agent, async () => {
         const controller = new AbortController();
         const reading = local.fs.read(`/tmp/${name}`, 0, controller.signal);
         expect(local.agentCalls.waiting).toBe(1);
         controller.abort(new Error("the client went away"));
         expect(String(await errorOf(reading))).toContain("the client went away");
         expect(local.agentCalls).toEqual({ waiting: 0, abandoned: 1 });
-      } finally {
-        process.kill(agent, "SIGCONT");
-      }
+      });
       // The agent opens the file for the call it still got, then closes it when told to.
       await eventually(() => local.agentCalls.abandoned === 0, "the late answer was seen");
       await eventually(() => !holdsFile(), "the agent closed the file");
@@ -230,17 +252,10 @@ if (available) {
       const cgroup = cgroupOf(sb.id);
       const agent = agentPid(sb.id);
       const terminalsHeld = () =>
-        readdirSync(`/proc/${agent}/fd`).filter((fd) => {
-          try {
-            return /^\/dev\/(ptmx|pts\/)/.test(readlinkSync(`/proc/${agent}/fd/${fd}`));
-          } catch {
-            return false;
-          }
-        }).length;
+        descriptorTargets(agent).filter((target) => /^\/dev\/(ptmx|pts\/)/.test(target)).length;
       const threads = agentThreads(agent);
       // One pid left: the command takes it; copying its terminal takes none.
-      const current = Number(readFileSync(join(cgroup, "pids.current"), "utf8"));
-      writeFileSync(join(cgroup, "pids.max"), String(current + 1));
+      writeFileSync(join(cgroup, "pids.max"), String(pidsCurrent(cgroup) + 1));
       let result: { stdout: string };
       try {
         result = await sb.run("echo fine", { pty: true });
@@ -258,19 +273,7 @@ if (available) {
       const agent = agentPid(sb.id);
       await sb.filesystem.makeDirectory("/tmp/calls");
       const threads = agentThreads(agent);
-      const bomb = [
-        "import os, time",
-        "while True:",
-        "    try:",
-        "        os.fork()",
-        "    except OSError:",
-        "        time.sleep(600)",
-      ].join("\n");
-      await sb.exec(["python3", "-c", bomb]);
-      await eventually(
-        () => Number(readFileSync(join(cgroup, "pids.current"), "utf8")) >= PIDS_LIMIT,
-        "the fork bomb filled the pids limit",
-      );
+      await forkBomb(sb);
       // More calls at once than the agent has file workers, of every kind, with exec attempts
       // and a watch among them: each blocking call the agent makes needs a thread, and none can
       // be made now (a Go program that needs one and cannot make it aborts).
@@ -310,7 +313,7 @@ if (available) {
         agent,
         Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${agent}/status`, "utf8"))?.[1]),
       ]);
-      for (let i = 0; i < 20 && Number(readFileSync(join(cgroup, "pids.current"), "utf8")) > threads + 1; i++) {
+      for (let i = 0; i < 20 && pidsCurrent(cgroup) > threads + 1; i++) {
         for (const pid of readFileSync(join(cgroup, "cgroup.procs"), "utf8").split("\n").filter(Boolean)) {
           if (!keep.has(Number(pid))) process.kill(Number(pid), "SIGKILL");
         }
@@ -321,17 +324,9 @@ if (available) {
 
     it("a watch given up on before it is in place is stopped, even after thousands of failed watches", async () => {
       await using sb = await client.sandboxes.create();
-      const local = sandboxes.get(sb.id);
-      if (!local) throw new Error("no runtime sandbox");
+      const local = localOf(sb);
       const agent = agentPid(sb.id);
-      const inotifyCount = () =>
-        readdirSync(`/proc/${agent}/fd`).filter((fd) => {
-          try {
-            return readlinkSync(`/proc/${agent}/fd/${fd}`) === "anon_inode:inotify";
-          } catch {
-            return false; // closed meanwhile
-          }
-        }).length;
+      const inotifyCount = () => descriptorTargets(agent).filter((target) => target === "anon_inode:inotify").length;
       // Each failed watch is followed by an unwatch for a watch the agent never set up: none of
       // them may be remembered (an agent that did filled a bounded set, then ignored the rest).
       const never = new AbortController().signal;
@@ -341,13 +336,9 @@ if (available) {
       }
       // Watches whose callers give up (the deadline) while the agent is stopped: their unwatch
       // reaches the agent before it sets them up.
-      await stopProcess(agent);
-      let givenUp: unknown[];
-      try {
-        givenUp = await Promise.all(Array.from({ length: 4 }, () => errorOf(local.fs.watch("/tmp", true, never))));
-      } finally {
-        process.kill(agent, "SIGCONT");
-      }
+      const givenUp = await whileStopped(agent, () =>
+        Promise.all(Array.from({ length: 4 }, () => errorOf(local.fs.watch("/tmp", true, never)))),
+      );
       for (const error of givenUp) expect(String(error)).toContain("did not answer watch");
       // Every one of them is stopped: no inotify instance (nor its thread) is left.
       await eventually(() => inotifyCount() === 0, "the agent closed every watch's inotify instance");
@@ -366,14 +357,9 @@ if (available) {
 
     it("an exec the agent does not start in time fails with a deadline error; a late start is killed", async () => {
       await using sb = await client.sandboxes.create();
-      const agent = agentPid(sb.id);
-      await stopProcess(agent);
-      let error: unknown;
-      try {
-        error = await errorOf(sb.exec(["sh", "-c", "echo started > /tmp/late; sleep 600"]));
-      } finally {
-        process.kill(agent, "SIGCONT");
-      }
+      const error = await whileStopped(agentPid(sb.id), () =>
+        errorOf(sb.exec(["sh", "-c", "echo started > /tmp/late; sleep 600"])),
+      );
       expect(error).toBeInstanceOf(TimeoutError);
       expect(String((error as Error).message)).toContain("the sandbox did not start sh within 1.5 s");
       // Resumed, the agent answers again, and nothing of the late command is left running.
@@ -386,8 +372,7 @@ if (available) {
       // holds the agent's fork), and an agent may be stopped or compromised: what the server
       // writes to it must not pile up in the server's memory.
       await using sb = await client.sandboxes.create();
-      const local = sandboxes.get(sb.id);
-      if (!local) throw new Error("no runtime sandbox");
+      const local = localOf(sb);
       const agent = agentPid(sb.id);
       const longPath = `/tmp/${"x".repeat(256 * 1024)}`;
       process.kill(agent, "SIGSTOP");

@@ -5,6 +5,8 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -12,7 +14,9 @@ import { SandboxClient as CoreClient } from "@sbx/core";
 import { fetchRawHttp, type RawHttpClient } from "@sbx/core/adapter";
 import { connectClients } from "@sbx/core/connect";
 import { type Sandbox, SandboxClient } from "@sbx/node";
+import type { SandboxRuntime } from "@sbx/server-kit";
 import { afterAll, beforeAll } from "vitest";
+import { createLocalRuntime } from "./runtime/local/index.js";
 import type { ServerOptions } from "./server.js";
 import { startTestServer } from "./testing.js";
 
@@ -50,6 +54,25 @@ export function useTestServer(options: Partial<ServerOptions> = {}): {
       return started().dataDir;
     },
   };
+}
+
+/**
+ * A local runtime (no server) over a fresh data dir (`prefix`…) for the enclosing `describe`:
+ * made before its tests (read `runtime` and `dataDir` inside tests and hooks), closed and its
+ * data removed after them.
+ */
+export function useLocalRuntime(prefix: string): { readonly runtime: SandboxRuntime; readonly dataDir: string } {
+  const local = {} as { runtime?: SandboxRuntime; dataDir?: string };
+  beforeAll(() => {
+    local.dataDir = mkdtempSync(join(tmpdir(), prefix));
+    chmodSync(local.dataDir, 0o711); // the sandbox user must reach its layer below (as startServer does)
+    local.runtime = createLocalRuntime({ dataDir: local.dataDir, warmPoolSize: 0 });
+  });
+  afterAll(async () => {
+    await local.runtime?.close();
+    if (local.dataDir) rmSync(local.dataDir, { recursive: true, force: true });
+  });
+  return local as { readonly runtime: SandboxRuntime; readonly dataDir: string };
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * What the raw routes share (raw output, raw files): plain HTTP bodies beside Connect, for
+ * What the raw routes share (raw output, files and images): plain HTTP bodies beside Connect, for
  * bytes in bulk. Every answer carries `x-sbx-raw: <route>`, so a client can tell "no such
  * file" from "no such route" (an older server, or the fake) and stop asking the latter.
  * Errors are Connect's JSON error format (details included) with Connect's HTTP status.
@@ -9,6 +9,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { RAW_HEADER, RAW_STATUS, type RawRoute } from "@sbx/proto";
+import type { PlainRoute } from "../listen.js";
 
 export type RawRequest = IncomingMessage | Http2ServerRequest;
 export type RawResponse = ServerResponse | Http2ServerResponse;
@@ -33,6 +34,41 @@ export function failRaw(res: RawResponse, error: unknown, status?: number): void
 
 /** Whether a request's Authorization header is accepted (the listener's own check). */
 export type Authorize = (authorization: string | null | undefined) => boolean;
+
+/** What a raw route that takes only requests with the bearer token does (raw files, raw images). */
+export interface TokenRouteServer {
+  /** Serves a request whose token was accepted; `signal` aborts when the client goes away. */
+  serve(req: RawRequest, res: RawResponse, url: URL, signal: AbortSignal): Promise<void>;
+  /** The HTTP status for what `serve` threw (by default, its Connect code's). */
+  statusOf?(error: unknown): number | undefined;
+}
+
+/**
+ * The raw route `route` at `prefix`: every answer marked, a request without the token answered
+ * Unauthenticated before any of its body is read, the others served by `server`, and what it
+ * throws answered as a Connect JSON error.
+ */
+export function tokenRoute(
+  route: RawRoute,
+  prefix: string,
+  authorize: Authorize,
+  server: TokenRouteServer,
+): PlainRoute {
+  return {
+    prefix,
+    async handle(req, res) {
+      markRaw(res, route);
+      const signal = clientSignal(res); // first: a client gone during the hook is still seen
+      try {
+        if (!authorize(req.headers.authorization))
+          throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
+        await server.serve(req, res, new URL(req.url ?? "/", "http://sbx"), signal);
+      } catch (error) {
+        failRaw(res, error, server.statusOf?.(error));
+      }
+    },
+  };
+}
 
 /** Starts a 200 answer with `headers`. */
 export function startBody(res: RawResponse, headers: Record<string, string>): void {

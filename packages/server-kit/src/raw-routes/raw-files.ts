@@ -21,13 +21,11 @@ import type { PlainRoute } from "../listen.js";
 import { checkId } from "../validation.js";
 import {
   type Authorize,
-  clientSignal,
   declineRaw,
-  failRaw,
-  markRaw,
   type RawCallHook,
   type RawRequest,
   startBody,
+  tokenRoute,
   unservedRaw,
   writeBodyFlushed,
 } from "./http-answers.js";
@@ -48,58 +46,46 @@ async function* bodyOf(req: RawRequest): AsyncGenerator<Uint8Array> {
 }
 
 export function rawFilesRoute(engine: Engine, authorize: Authorize, hook?: RawCallHook): PlainRoute {
-  return {
-    prefix: RAW_FILES_PREFIX,
-    async handle(req, res) {
-      markRaw(res, "files");
-      const signal = clientSignal(res); // first: a client gone during the hook is still seen
-      try {
-        if (!authorize(req.headers.authorization))
-          throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
-        const url = new URL(req.url ?? "/", "http://sbx");
-        const sandboxId = decodeURIComponent(url.pathname.slice(RAW_FILES_PREFIX.length));
-        const path = url.searchParams.get(RAW_QUERY.path) ?? "";
-        const offset = offsetOf(url);
-        if (req.method !== "GET" && req.method !== "PUT") {
-          throw new ConnectError("files are read with GET and written with PUT", Code.Unimplemented);
-        }
-        const plan = await hook?.(req.method === "GET" ? "ReadFile" : "WriteFile");
-        if (plan?.unserved) return unservedRaw(res);
-        if (plan?.decline) return declineRaw(res, req.method === "GET" ? "ReadFile" : "WriteFile");
-        if (req.method === "GET") {
-          const { fs } = filesOf(engine, sandboxId, path);
-          const chunks = await fsCall(path, () => fs.read(path, offset, signal));
-          startBody(res, {
-            "content-type": "application/octet-stream",
-            "cache-control": "no-store",
-            [RAW_OFFSET_HEADER]: String(offset),
-          });
-          // Each piece is sent before the next is asked for: the reader reuses its memory.
-          for await (const data of chunks) await writeBodyFlushed(res, data, signal);
-          res.end();
-        } else {
-          const { sandbox, fs } = filesOf(engine, sandboxId, path);
-          const uploadId = url.searchParams.get(RAW_QUERY.upload) ?? "";
-          checkId(uploadId, "upload id");
-          const result = await engine.uploads.apply({
-            sandboxId: sandbox.info.id,
-            path,
-            start: () => startUpload(fs, path),
-            uploadId,
-            offset,
-            data: bodyOf(req),
-            finish: url.searchParams.get(RAW_QUERY.finish) === "1",
-          });
-          startBody(res, { "content-type": "application/json", "cache-control": "no-store" });
-          res.end(JSON.stringify(result));
-        }
-      } catch (error) {
-        failRaw(
-          res,
-          error,
-          error instanceof ConnectError && error.code === Code.Unimplemented ? RAW_STATUS.methodNotAllowed : undefined,
-        );
+  return tokenRoute("files", RAW_FILES_PREFIX, authorize, {
+    async serve(req, res, url, signal) {
+      const sandboxId = decodeURIComponent(url.pathname.slice(RAW_FILES_PREFIX.length));
+      const path = url.searchParams.get(RAW_QUERY.path) ?? "";
+      const offset = offsetOf(url);
+      if (req.method !== "GET" && req.method !== "PUT") {
+        throw new ConnectError("files are read with GET and written with PUT", Code.Unimplemented);
+      }
+      const plan = await hook?.(req.method === "GET" ? "ReadFile" : "WriteFile");
+      if (plan?.unserved) return unservedRaw(res);
+      if (plan?.decline) return declineRaw(res, req.method === "GET" ? "ReadFile" : "WriteFile");
+      if (req.method === "GET") {
+        const { fs } = filesOf(engine, sandboxId, path);
+        const chunks = await fsCall(path, () => fs.read(path, offset, signal));
+        startBody(res, {
+          "content-type": "application/octet-stream",
+          "cache-control": "no-store",
+          [RAW_OFFSET_HEADER]: String(offset),
+        });
+        // Each piece is sent before the next is asked for: the reader reuses its memory.
+        for await (const data of chunks) await writeBodyFlushed(res, data, signal);
+        res.end();
+      } else {
+        const { sandbox, fs } = filesOf(engine, sandboxId, path);
+        const uploadId = url.searchParams.get(RAW_QUERY.upload) ?? "";
+        checkId(uploadId, "upload id");
+        const result = await engine.uploads.apply({
+          sandboxId: sandbox.info.id,
+          path,
+          start: () => startUpload(fs, path),
+          uploadId,
+          offset,
+          data: bodyOf(req),
+          finish: url.searchParams.get(RAW_QUERY.finish) === "1",
+        });
+        startBody(res, { "content-type": "application/json", "cache-control": "no-store" });
+        res.end(JSON.stringify(result));
       }
     },
-  };
+    statusOf: (error) =>
+      error instanceof ConnectError && error.code === Code.Unimplemented ? RAW_STATUS.methodNotAllowed : undefined,
+  });
 }

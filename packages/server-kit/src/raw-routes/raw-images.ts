@@ -17,12 +17,10 @@ import { imageToWire } from "../engine/services/image-wire.js";
 import type { PlainRoute } from "../listen.js";
 import {
   type Authorize,
-  clientSignal,
-  failRaw,
-  markRaw,
   type RawCallHook,
   type RawRequest,
   startBody,
+  tokenRoute,
   unservedRaw,
 } from "./http-answers.js";
 
@@ -89,15 +87,9 @@ class WrongMethod extends ConnectError {
 }
 
 export function rawImagesRoute(engine: Engine, authorize: Authorize, hook?: RawCallHook): PlainRoute {
-  return {
-    prefix: RAW_IMAGE_IMPORT_PATH,
-    async handle(req, res) {
-      markRaw(res, "images");
-      const signal = clientSignal(res); // first: a client gone during the hook is still seen
+  return tokenRoute("images", RAW_IMAGE_IMPORT_PATH, authorize, {
+    async serve(req, res, url, signal) {
       try {
-        if (!authorize(req.headers.authorization))
-          throw new ConnectError("missing or wrong bearer token", Code.Unauthenticated);
-        const url = new URL(req.url ?? "/", "http://sbx");
         if (url.pathname !== RAW_IMAGE_IMPORT_PATH) throw new ConnectError("no such images route", Code.NotFound);
         if (req.method !== "POST") throw new WrongMethod();
         const plan = await hook?.("ImportImage");
@@ -110,10 +102,15 @@ export function rawImagesRoute(engine: Engine, authorize: Authorize, hook?: RawC
         startBody(res, { "content-type": "application/json", "cache-control": "no-store" });
         res.end(JSON.stringify({ image: toJson(ImageSchema, wire) }));
       } catch (error) {
-        // An authorized client gets its answer; a refused one does not get its body read.
-        if (authorize(req.headers.authorization)) await drain(req);
-        failRaw(res, error, error instanceof WrongMethod ? RAW_STATUS.methodNotAllowed : undefined);
+        // An authorized client gets its answer; one refused for its token never gets here, and
+        // its body is not read.
+        await drain(req);
+        throw error;
       }
     },
-  };
+    // Not `instanceof WrongMethod`: ConnectError's Symbol.hasInstance, which subclasses inherit,
+    // takes every ConnectError for one.
+    statusOf: (error) =>
+      error instanceof Error && error.constructor === WrongMethod ? RAW_STATUS.methodNotAllowed : undefined,
+  });
 }

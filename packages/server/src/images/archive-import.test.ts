@@ -20,23 +20,13 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { spoolArchive } from "./archive-import.js";
-import { OciImageStore, type OciImageStoreOptions } from "./oci-image-store.js";
-import { ImageStoreError } from "./store-errors.js";
+import { OciImageStore } from "./oci-image-store.js";
 import { imageStoreAvailable } from "./test-support/available.js";
 import { type BuiltImage, busyboxLayer, writeOciImage } from "./test-support/oci-layout.js";
 import { chunksOf, type TarEntry, tarOf } from "./test-support/tar-layers.js";
+import { storeFailure, testStores } from "./test-support/test-stores.js";
 
 const available = await imageStoreAvailable("archive import tests", ["skopeo", "tar"]);
-
-async function failure(promise: Promise<unknown>): Promise<ImageStoreError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof ImageStoreError) return error;
-    throw error;
-  }
-  throw new Error("expected the import to fail");
-}
 
 const skopeo = (...args: string[]) => execFileSync("skopeo", ["copy", "--quiet", ...args], { stdio: "ignore" });
 /** A tar of the files under `dir` (GNU tar, names relative to it). */
@@ -46,13 +36,7 @@ describe.runIf(available)("archive imports", () => {
   let work: string;
   let layout: string;
   let app: BuiltImage;
-  const stores: OciImageStore[] = [];
-
-  const openStore = async (options: Partial<OciImageStoreOptions> = {}) => {
-    const store = await OciImageStore.open({ dir: mkdtempSync(join(work, "store-")), ...options });
-    stores.push(store);
-    return store;
-  };
+  const { openStore, keep, closeStores } = testStores(() => work);
 
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), "sbx-import-"));
@@ -62,9 +46,7 @@ describe.runIf(available)("archive imports", () => {
       config: { User: "1234:1234", WorkingDir: "/home/app" },
     });
   });
-  afterEach(() => {
-    for (const store of stores.splice(0)) store.close();
-  });
+  afterEach(closeStores);
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
   it("imports an OCI archive (skopeo oci-archive:), every blob checked", async () => {
@@ -166,9 +148,8 @@ describe.runIf(available)("archive imports", () => {
     const archive = join(work, "tampered.tar");
     tarOfDir(dir, archive);
     const storeDir = mkdtempSync(join(work, "store-"));
-    const store = await OciImageStore.open({ dir: storeDir });
-    stores.push(store);
-    const error = await failure(store.importArchive(createReadStream(archive)));
+    const store = keep(await OciImageStore.open({ dir: storeDir }));
+    const error = await storeFailure(store.importArchive(createReadStream(archive)));
     expect(error.kind).toBe("digest-mismatch");
     expect(error.message).toContain((app.blobs[1] as { digest: string }).digest);
     expect(await store.list()).toEqual([]);
@@ -178,13 +159,13 @@ describe.runIf(available)("archive imports", () => {
 
   it("refuses what is no image archive", async () => {
     const store = await openStore();
-    const notTar = await failure(store.importArchive(chunksOf(Buffer.alloc(4096, 1))));
+    const notTar = await storeFailure(store.importArchive(chunksOf(Buffer.alloc(4096, 1))));
     expect(notTar.kind).toBe("invalid");
     const entries: TarEntry[] = [{ name: "hello.txt", content: "hi" }];
-    const noImage = await failure(store.importArchive(chunksOf(await tarOf(entries))));
+    const noImage = await storeFailure(store.importArchive(chunksOf(await tarOf(entries))));
     expect(noImage.kind).toBe("invalid");
     expect(noImage.message).toContain("neither an OCI image layout");
-    const missing = await failure(
+    const missing = await storeFailure(
       store.importArchive(
         chunksOf(
           await tarOf([
@@ -208,7 +189,7 @@ describe.runIf(available)("archive imports", () => {
     );
     expect(missing.kind).toBe("invalid");
     expect(missing.message).toContain(`the archive lacks the manifest ${app.manifestDigest}`);
-    const nullEntry = await failure(
+    const nullEntry = await storeFailure(
       store.importArchive(chunksOf(await tarOf([{ name: "manifest.json", content: "[null]" }]))),
     );
     expect(nullEntry.kind).toBe("invalid");
@@ -278,7 +259,7 @@ describe.runIf(available)("archive imports", () => {
     bytes[bytes.length - 5] = (bytes[bytes.length - 5] as number) ^ 0xff;
     writeFileSync(first, bytes);
     tarOfDir(dir, archive);
-    const error = await failure((await openStore()).importArchive(createReadStream(archive)));
+    const error = await storeFailure((await openStore()).importArchive(createReadStream(archive)));
     expect(error.kind).toBe("digest-mismatch");
   });
 
@@ -293,7 +274,7 @@ describe.runIf(available)("archive imports", () => {
     const archive = join(work, "many-manifests.tar");
     tarOfDir(dir, archive);
     const store = await openStore();
-    const error = await failure(store.importArchive(createReadStream(archive)));
+    const error = await storeFailure(store.importArchive(createReadStream(archive)));
     expect(error.kind).toBe("invalid");
     expect(error.message).toBe("the archive's index.json leads to more than 256 manifests and indexes");
   });
@@ -312,18 +293,17 @@ describe.runIf(available)("archive imports", () => {
       { name: "manifest.json", content: JSON.stringify(Array(300).fill({ Config: "config.json", Layers: [] })) },
     ]);
     const store = await openStore();
-    const error = await failure(store.importArchive(chunksOf(archive)));
+    const error = await storeFailure(store.importArchive(chunksOf(archive)));
     expect(error.kind).toBe("invalid");
     expect(error.message).toBe("the archive's manifest.json lists more than 256 images");
   });
 
   it("stops spooling an archive that unpacks to more than an image may have (a gzip bomb), keeping nothing", async () => {
     const storeDir = mkdtempSync(join(work, "store-"));
-    const store = await OciImageStore.open({ dir: storeDir, maxImageBytes: 8 * 1024 * 1024 });
-    stores.push(store);
+    const store = keep(await OciImageStore.open({ dir: storeDir, maxImageBytes: 8 * 1024 * 1024 }));
     const bomb = gzipSync(await tarOf([{ name: "blobs/sha256/zeros", content: Buffer.alloc(64 * 1024 * 1024) }]));
     expect(bomb.length).toBeLessThan(1024 * 1024);
-    const error = await failure(store.importArchive(chunksOf(bomb)));
+    const error = await storeFailure(store.importArchive(chunksOf(bomb)));
     expect(error.kind).toBe("quota");
     expect(error.message).toBe("the archive unpacks to more than 8388608 bytes, the store's limit for one image");
     expect(readdirSync(join(storeDir, "tmp"))).toEqual([]);
@@ -332,7 +312,7 @@ describe.runIf(available)("archive imports", () => {
   it("stops spooling an archive of more entries than the limit", async () => {
     const dir = mkdtempSync(join(work, "spool-"));
     const entries: TarEntry[] = Array.from({ length: 20 }, (_, i) => ({ name: `f${i}`, content: "" }));
-    const error = await failure(
+    const error = await storeFailure(
       spoolArchive(chunksOf(await tarOf(entries)), dir, { maxBytes: 1024 * 1024, maxEntries: 10 }),
     );
     expect(error.kind).toBe("quota");

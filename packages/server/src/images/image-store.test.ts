@@ -12,23 +12,14 @@ import { gzipSync } from "node:zlib";
 import { parseImageReference } from "@sbx/proto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_LAYER_ID_BASE, OciImageStore, type OciImageStoreOptions } from "./oci-image-store.js";
-import { ImageStoreError } from "./store-errors.js";
+import type { ImageStoreError } from "./store-errors.js";
 import { imageStoreAvailable } from "./test-support/available.js";
 import { type BuiltImage, busyboxLayer, randomFileLayer, writeOciImage } from "./test-support/oci-layout.js";
 import { startTestRegistry, type TestRegistry } from "./test-support/registry.js";
+import { storeFailure, testStores } from "./test-support/test-stores.js";
 
 const available = await imageStoreAvailable("image store tests", ["docker-registry", "skopeo"]);
 const MiB = 1024 * 1024;
-
-async function failure(promise: Promise<unknown>): Promise<ImageStoreError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof ImageStoreError) return error;
-    throw error;
-  }
-  throw new Error("expected a failure");
-}
 
 /** Every path under `dir` (lstat, never following a symlink). */
 function walk(dir: string, out: string[] = []): string[] {
@@ -43,18 +34,12 @@ function walk(dir: string, out: string[] = []): string[] {
 describe.runIf(available)("image store", () => {
   let work: string;
   let registry: TestRegistry;
-  const stores: OciImageStore[] = [];
+  const { openStore, closeStore, closeStores } = testStores(() => work);
   const built = {} as Record<
     "busybox" | "app" | "big" | "bomb" | "twoBombs" | "small" | "twice" | "padded" | "one" | "other",
     BuiltImage
   >;
   const ref = (name: string) => parseImageReference(`${registry.host}/${name}`);
-
-  async function openStore(options: Partial<OciImageStoreOptions> = {}) {
-    const store = await OciImageStore.open({ dir: mkdtempSync(join(work, "store-")), ...options });
-    stores.push(store);
-    return store;
-  }
 
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), "sbx-store-"));
@@ -83,9 +68,7 @@ describe.runIf(available)("image store", () => {
     for (const name of ["busybox", "app", "big", "bomb", "two", "small", "twice", "padded", "one", "other"])
       await registry.push(layout, name, name);
   });
-  afterEach(() => {
-    for (const store of stores.splice(0)) store.close();
-  });
+  afterEach(closeStores);
   afterAll(async () => {
     await registry?.close();
     rmSync(work, { recursive: true, force: true });
@@ -106,7 +89,7 @@ describe.runIf(available)("image store", () => {
     expect(store.layerToken(top)).toBe(tokens[1]);
 
     used.add(app.id);
-    const inUse = await failure(store.delete(app.id));
+    const inUse = await storeFailure(store.delete(app.id));
     expect(inUse.kind).toBe("in-use");
     used.clear();
 
@@ -120,7 +103,7 @@ describe.runIf(available)("image store", () => {
     await store.delete(busybox.id);
     expect(existsSync(store.layerDir(base))).toBe(false);
     expect(await store.usage()).toEqual({ images: 0, layers: 0, layerBytes: 0, partialDownloadBytes: 0 });
-    expect((await failure(store.delete(busybox.id))).kind).toBe("not-found");
+    expect((await storeFailure(store.delete(busybox.id))).kind).toBe("not-found");
     expect(store.layerToken(top)).toBeUndefined();
 
     // Pulled again: the same dirs by name, never the same tokens.
@@ -178,7 +161,7 @@ describe.runIf(available)("image store", () => {
     const dir = mkdtempSync(join(work, "bomb-"));
     const store = await openStore({ dir, maxLayerBytes: 2 * MiB });
     expect(built.bomb.blobs[0]?.size).toBeLessThan(64 * 1024);
-    const error = await failure(store.pull(ref("bomb:bomb")));
+    const error = await storeFailure(store.pull(ref("bomb:bomb")));
     expect(error.kind).toBe("quota");
     expect(error.message).toContain(`unpacks to more than ${2 * MiB} bytes, the store's limit for one layer`);
     expect(readdirSync(join(dir, "layers"))).toEqual([]);
@@ -192,7 +175,7 @@ describe.runIf(available)("image store", () => {
     const dir = mkdtempSync(join(work, "padded-"));
     const store = await openStore({ dir, maxLayerBytes: 2 * MiB });
     const blob = built.padded.blobs[0] as { digest: string; size: number };
-    const error = await failure(store.pull(ref("padded:padded")));
+    const error = await storeFailure(store.pull(ref("padded:padded")));
     expect(error.kind).toBe("quota");
     expect(error.message).toBe(
       `layer 1 of ${registry.host}/padded is a blob of ${blob.size} bytes, over the ${2 * MiB} bytes the store allows one layer`,
@@ -200,7 +183,7 @@ describe.runIf(available)("image store", () => {
     expect(readdirSync(join(dir, "downloads"))).toEqual([]);
     const image = await openStore({ maxImageBytes: 5 * MiB });
     const total = built.padded.blobs.reduce((sum, b) => sum + b.size, 0);
-    const imageError = await failure(image.pull(ref("padded:padded")));
+    const imageError = await storeFailure(image.pull(ref("padded:padded")));
     expect(imageError.kind).toBe("quota");
     expect(imageError.message).toBe(
       `${registry.host}/padded has layer blobs of ${total} bytes in all, over the ${5 * MiB} bytes the store allows one image`,
@@ -210,7 +193,7 @@ describe.runIf(available)("image store", () => {
   it("refuses an image whose layers together unpack past the image limit", async () => {
     const dir = mkdtempSync(join(work, "bombs-"));
     const store = await openStore({ dir, maxImageBytes: 2 * MiB });
-    const error = await failure(store.pull(ref("two:two")));
+    const error = await storeFailure(store.pull(ref("two:two")));
     expect(error.kind).toBe("quota");
     expect(error.message).toContain(`unpacks to more than ${2 * MiB} bytes, the store's limit for one image`);
     expect(await store.list()).toEqual([]);
@@ -221,7 +204,7 @@ describe.runIf(available)("image store", () => {
   it("refuses a pull that would take the store past its size limit, and removes what it had written", async () => {
     const dir = mkdtempSync(join(work, "full-"));
     const store = await openStore({ dir, maxStoreBytes: 4 * MiB });
-    const error = await failure(store.pull(ref("big:big")));
+    const error = await storeFailure(store.pull(ref("big:big")));
     expect(error.kind).toBe("quota");
     expect(error.message).toBe(
       `${registry.host}/big does not fit in the image store, which may hold ${4 * MiB} bytes of layers: delete images to make room`,
@@ -252,10 +235,9 @@ describe.runIf(available)("image store", () => {
     const unlimited = await openStore({ dir });
     await unlimited.pull(ref("busybox:busybox"));
     const { layerBytes } = await unlimited.usage();
-    stores.splice(stores.indexOf(unlimited), 1);
-    unlimited.close();
+    closeStore(unlimited);
     const store = await openStore({ dir, maxStoreBytes: layerBytes });
-    const error = await failure(store.pull(ref("small:small")));
+    const error = await storeFailure(store.pull(ref("small:small")));
     expect(error.kind).toBe("quota");
     expect(error.message).toContain(`does not fit in the image store, which may hold ${layerBytes} bytes of layers`);
     expect(readdirSync(join(dir, "downloads"))).toEqual([]);
@@ -275,7 +257,7 @@ describe.runIf(available)("image store", () => {
       }
     };
     const reopen = async (options: Partial<OciImageStoreOptions>) => {
-      for (const open of stores.splice(0)) open.close();
+      closeStores();
       return await openStore({ dir, ...options });
     };
     let store = await reopen({ diskSyncDelayMs: 10 });
@@ -288,7 +270,7 @@ describe.runIf(available)("image store", () => {
     store = await reopen({});
     expect((await store.list()).map((i) => i.id).sort()).toEqual([busybox.id, small.id].sort());
     // A reboot (a power cut): what was never synced may have lost its files.
-    for (const open of stores.splice(0)) open.close();
+    closeStores();
     const db = new DatabaseSync(join(dir, "images.db"));
     db.exec("UPDATE layers SET boot_id = 'an-earlier-boot'");
     db.close();
@@ -310,8 +292,7 @@ describe.runIf(available)("image store", () => {
     };
     const first = await openStore({ dir, diskSyncDelayMs: 3_600_000 });
     await first.pull(ref("small:small"));
-    stores.splice(stores.indexOf(first), 1);
-    first.close();
+    closeStore(first);
     expect(unsynced()).toBe(1);
     await openStore({ dir, diskSyncDelayMs: 10 });
     while (unsynced() > 0) await new Promise((resolve) => setTimeout(resolve, 20));
@@ -351,7 +332,7 @@ describe.runIf(available)("image store", () => {
       const dir = join(mount, "store");
       mkdirSync(dir, { mode: 0o700 });
       store = await OciImageStore.open({ dir });
-      const error = await failure(store.pull(ref("big:big")));
+      const error = await storeFailure(store.pull(ref("big:big")));
       expect(error.kind).toBe("quota");
       expect(error.message).toContain("disk is full");
       expect(readdirSync(join(dir, "tmp"))).toEqual([]);

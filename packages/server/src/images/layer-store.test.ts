@@ -48,6 +48,27 @@ describe.runIf(available)("layer store", () => {
     return { store, layers: join(dir, "layers"), tmp: join(dir, "tmp") };
   }
 
+  /**
+   * A layer source that sends the first half of `blob`, then waits until `release` (the layer's
+   * `stop`, say); `started` resolves once a worker unpacks some of it (`unpacking` given as the
+   * layer's onUnpackedBytes).
+   */
+  function halfThenHeld(blob: Buffer) {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let unpacking!: () => void;
+    const started = new Promise<void>((resolve) => {
+      unpacking = resolve;
+    });
+    async function* source() {
+      yield* chunksOf(blob.subarray(0, blob.length >> 1));
+      await held;
+    }
+    return { source, release, unpacking, started };
+  }
+
   async function failure(promise: Promise<unknown>): Promise<unknown> {
     try {
       await promise;
@@ -191,18 +212,7 @@ describe.runIf(available)("layer store", () => {
   it("fails a layer whose worker stops mid-layer, and removes what it had unpacked", async () => {
     const { store, layers, tmp } = open();
     const blob = gzipOf(tar);
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let unpacking!: () => void;
-    const started = new Promise<void>((resolve) => {
-      unpacking = resolve;
-    });
-    async function* source() {
-      yield* chunksOf(blob.subarray(0, blob.length >> 1));
-      await held;
-    }
+    const { source, release, unpacking, started } = halfThenHeld(blob);
     const adding = failure(
       store.add({
         diffId,
@@ -235,18 +245,8 @@ describe.runIf(available)("layer store", () => {
     // A layer whose record of its files needs more heap than a worker has (16 MiB here).
     const many = manyFilesTar(100_000);
     const manyBlob = gzipOf(many);
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let unpacking!: () => void;
-    const started = new Promise<void>((resolve) => {
-      unpacking = resolve;
-    });
-    async function* halfThenWait() {
-      yield* chunksOf(blob.subarray(0, blob.length >> 1));
-      await held; // still in the worker when the other layer gets there
-    }
+    // Its first run is still in the worker when the other layer gets there.
+    const { source: halfThenWait, release, unpacking, started } = halfThenHeld(blob);
     let opened = 0;
     const kept = store.add({
       diffId,

@@ -12,8 +12,7 @@ import { gzipSync } from "node:zlib";
 import { parseImageReference } from "@sbx/proto";
 import type { PullProgress } from "@sbx/server-kit";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_LAYER_ID_BASE, OciImageStore, type OciImageStoreOptions } from "./oci-image-store.js";
-import { ImageStoreError } from "./store-errors.js";
+import { DEFAULT_LAYER_ID_BASE, OciImageStore } from "./oci-image-store.js";
 import { imageStoreAvailable } from "./test-support/available.js";
 import {
   type BuiltImage,
@@ -24,37 +23,22 @@ import {
 } from "./test-support/oci-layout.js";
 import { startTestRegistry, TEST_PASSWORD, TEST_USER, type TestRegistry } from "./test-support/registry.js";
 import { RegistryProxy, TestCdn } from "./test-support/registry-proxy.js";
+import { storeFailure, testStores } from "./test-support/test-stores.js";
 
 const TOOLS = ["docker-registry", "skopeo", "htpasswd", "openssl"];
 const available = await imageStoreAvailable("registry pull tests", TOOLS);
 const ref = (text: string) => parseImageReference(text);
 
-async function failure(promise: Promise<unknown>): Promise<ImageStoreError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof ImageStoreError) return error;
-    throw error;
-  }
-  throw new Error("expected the pull to fail");
-}
-
 describe.runIf(available)("pulls from a registry", () => {
   let work: string;
   let layout: string;
   let registry: TestRegistry;
-  const stores: OciImageStore[] = [];
+  const { openStore, keep, closeStores } = testStores(() => work);
   const built = {} as Record<
     "busybox" | "app" | "multiAmd64" | "multiArm64" | "big" | "zstd" | "plain" | "whiteouts" | "padded",
     BuiltImage
   >;
   let indexDigest: string;
-
-  async function openStore(options: Partial<OciImageStoreOptions> = {}) {
-    const store = await OciImageStore.open({ dir: mkdtempSync(join(work, "store-")), ...options });
-    stores.push(store);
-    return store;
-  }
 
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), "sbx-pull-"));
@@ -119,9 +103,7 @@ describe.runIf(available)("pulls from a registry", () => {
     await registry.push(layout, "plain", "plain");
     await registry.push(layout, "padded", "padded");
   });
-  afterEach(() => {
-    for (const store of stores.splice(0)) store.close();
-  });
+  afterEach(closeStores);
   afterAll(async () => {
     await registry?.close();
     rmSync(work, { recursive: true, force: true });
@@ -220,22 +202,22 @@ describe.runIf(available)("pulls from a registry", () => {
     expect(b.digest).toBe(built.multiArm64.manifestDigest);
     expect(b.platform).toEqual({ os: "linux", architecture: "arm64", variant: "v8" });
     const s390x = await openStore({ platform: { os: "linux", architecture: "s390x" } });
-    const error = await failure(s390x.pull(ref(`${registry.host}/multi:multi`)));
+    const error = await storeFailure(s390x.pull(ref(`${registry.host}/multi:multi`)));
     expect(error.kind).toBe("unsupported");
     expect(error.message).toContain("no image for linux/s390x (it has linux/amd64, linux/arm64/v8)");
-    const wrongArch = await failure(s390x.pull(ref(`${registry.host}/library/busybox:busybox`)));
+    const wrongArch = await storeFailure(s390x.pull(ref(`${registry.host}/library/busybox:busybox`)));
     expect(wrongArch.kind).toBe("unsupported");
   });
 
   it("answers not-found naming the repository or the tag", async () => {
     const store = await openStore();
-    const repo = await failure(store.pull(ref(`${registry.host}/no/such-repo:1`)));
+    const repo = await storeFailure(store.pull(ref(`${registry.host}/no/such-repo:1`)));
     expect(repo.kind).toBe("not-found");
     expect(repo.message).toContain(`${registry.host}/no/such-repo`);
-    const tag = await failure(store.pull(ref(`${registry.host}/library/busybox:nope`)));
+    const tag = await storeFailure(store.pull(ref(`${registry.host}/library/busybox:nope`)));
     expect(tag.kind).toBe("not-found");
     expect(tag.message).toContain("tag nope not found");
-    const digest = await failure(store.pull(ref(`${registry.host}/library/busybox@sha256:${"0".repeat(64)}`)));
+    const digest = await storeFailure(store.pull(ref(`${registry.host}/library/busybox@sha256:${"0".repeat(64)}`)));
     expect(digest.kind).toBe("not-found");
   });
 
@@ -259,7 +241,7 @@ describe.runIf(available)("pulls from a registry", () => {
       const store = await openStore({ dir });
       const layer = built.big.blobs[1]?.digest as string;
       proxy.tamperBlob(layer);
-      const error = await failure(store.pull(ref(`${proxy.host}/big:big`)));
+      const error = await storeFailure(store.pull(ref(`${proxy.host}/big:big`)));
       expect(error.kind).toBe("digest-mismatch");
       expect(error.message).toContain(`the blob ${layer} of layer 2 of ${proxy.host}/big does not match its digest`);
       expect(await store.list()).toEqual([]);
@@ -279,7 +261,7 @@ describe.runIf(available)("pulls from a registry", () => {
       const store = await openStore({ dir });
       const layer = built.padded.blobs[1]?.digest as string;
       proxy.tamperBlob(layer, { at: "last" });
-      const error = await failure(store.pull(ref(`${proxy.host}/padded:padded`)));
+      const error = await storeFailure(store.pull(ref(`${proxy.host}/padded:padded`)));
       expect(error.kind).toBe("digest-mismatch");
       expect(error.message).toContain(`the blob ${layer} of layer 2 of ${proxy.host}/padded does not match its digest`);
       expect(proxy.blobGets(layer).map((r) => r.bytes)).toEqual([built.padded.blobs[1]?.size]);
@@ -305,7 +287,7 @@ describe.runIf(available)("pulls from a registry", () => {
         body: manifest,
       });
       const store = await openStore();
-      const error = await failure(store.pull(ref(`${proxy.host}/library/busybox:busybox`)));
+      const error = await storeFailure(store.pull(ref(`${proxy.host}/library/busybox:busybox`)));
       expect(error.kind).toBe("digest-mismatch");
     } finally {
       await proxy.close();
@@ -346,7 +328,7 @@ describe.runIf(available)("pulls from a registry", () => {
       const cutAt = Math.floor(layer.size / 2);
       // The registry's address goes away mid-blob (the proxy in front of it stops listening).
       proxy.cutBlobOnce(layer.digest, cutAt, { thenGone: true });
-      const broken = await failure(store.pull(ref(`${proxy.host}/big:big`)));
+      const broken = await storeFailure(store.pull(ref(`${proxy.host}/big:big`)));
       expect(broken.kind).toBe("connection");
       expect(broken.message).toContain(`could not reach registry ${proxy.host}`);
       const [partial] = partialOf();
@@ -399,7 +381,7 @@ describe.runIf(available)("pulls from a registry", () => {
       hostile.tamperBlob(layer);
       const release = hostile.holdBlobs([layer]);
       const first = store.pull(ref(`${hostile.host}/big:big`));
-      const firstFailure = failure(first);
+      const firstFailure = storeFailure(first);
       while (hostile.blobGets(layer).length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
       let started = () => {};
       const joined = new Promise<void>((resolve) => (started = resolve));
@@ -451,7 +433,7 @@ describe.runIf(available)("pulls from a registry", () => {
       const layer = built.big.blobs[1] as { digest: string; size: number };
       // The layer's first third comes at once, the rest never (the registry stalls).
       proxy.cutBlobOnce(layer.digest, Math.floor(layer.size / 3), { thenStall: true });
-      const error = await failure(store.pull(ref(`${proxy.host}/big:big`)));
+      const error = await storeFailure(store.pull(ref(`${proxy.host}/big:big`)));
       expect(error.kind).toBe("timeout");
       expect(error.message).toBe(
         `pulling ${proxy.host}/big:big took longer than the 1500 ms the image store allows one pull: stopped (pulling again resumes its downloads)`,
@@ -496,7 +478,7 @@ describe.runIf(available)("pulls from a registry", () => {
       const elsewhere = cdn.origin.replace("127.0.0.1", "0.0.0.0");
       const store = await openStore();
       proxy.redirectBlobsTo(elsewhere);
-      const redirected = await failure(store.pull(ref(`${proxy.host}/library/busybox:busybox`)));
+      const redirected = await storeFailure(store.pull(ref(`${proxy.host}/library/busybox:busybox`)));
       expect(redirected.kind).toBe("connection");
       expect(redirected.message).toBe(
         `registry ${proxy.host} redirected to plain HTTP (${elsewhere}), which the store speaks only to loopback hosts and insecure registries: refused`,
@@ -507,7 +489,7 @@ describe.runIf(available)("pulls from a registry", () => {
         headers: { "www-authenticate": `Bearer realm="${elsewhere}/token",service="sbx"` },
         body: "",
       });
-      const realm = await failure(store.pull(ref(`${proxy.host}/library/busybox:busybox`)));
+      const realm = await storeFailure(store.pull(ref(`${proxy.host}/library/busybox:busybox`)));
       expect(realm.kind).toBe("authentication");
       expect(realm.message).toBe(
         `registry ${proxy.host} names a token realm on plain HTTP (${elsewhere}), which the store speaks only to loopback hosts and insecure registries: refused`,
@@ -527,7 +509,7 @@ describe.runIf(available)("pulls from a registry", () => {
       const remote = proxy.host.replace("127.0.0.1", "0.0.0.0");
       const store = await openStore({ insecureRegistries: [remote] });
       proxy.redirectBlobsTo(cdn.origin);
-      const redirected = await failure(store.pull(ref(`${remote}/library/busybox:busybox`)));
+      const redirected = await storeFailure(store.pull(ref(`${remote}/library/busybox:busybox`)));
       expect(redirected.kind).toBe("connection");
       expect(redirected.message).toBe(
         `registry ${remote} redirected to this host (${cdn.origin}), which only a registry on loopback may name: refused`,
@@ -538,7 +520,7 @@ describe.runIf(available)("pulls from a registry", () => {
         headers: { "www-authenticate": `Bearer realm="${cdn.origin}/token",service="sbx"` },
         body: "",
       });
-      const realm = await failure(store.pull(ref(`${remote}/library/busybox:busybox`)));
+      const realm = await storeFailure(store.pull(ref(`${remote}/library/busybox:busybox`)));
       expect(realm.kind).toBe("authentication");
       expect(realm.message).toBe(
         `registry ${remote} names a token realm on this host (${cdn.origin}), which only a registry on loopback may name: refused`,
@@ -564,7 +546,7 @@ describe.runIf(available)("pulls from a registry", () => {
         }),
       });
       const store = await openStore();
-      const error = await failure(store.pull(ref(`${proxy.host}/library/busybox:busybox`)));
+      const error = await storeFailure(store.pull(ref(`${proxy.host}/library/busybox:busybox`)));
       expect(error.kind).toBe("quota");
       expect(error.message).toContain(`registry ${proxy.host} refuses more pulls for now (HTTP 429: TOOMANYREQUESTS`);
       expect(error.message).toContain("retry after 60 s");
@@ -582,7 +564,7 @@ describe.runIf(available)("pulls from a registry", () => {
         body: JSON.stringify({ schemaVersion: 1, name: "library/old", tag: "1", fsLayers: [], history: [] }),
       });
       const store = await openStore();
-      const error = await failure(store.pull(ref(`${proxy.host}/library/old:1`)));
+      const error = await storeFailure(store.pull(ref(`${proxy.host}/library/old:1`)));
       expect(error.kind).toBe("unsupported");
       expect(error.message).toContain("schema 1");
     } finally {
@@ -592,7 +574,7 @@ describe.runIf(available)("pulls from a registry", () => {
 
   it("answers connection naming a registry nobody listens on", async () => {
     const store = await openStore();
-    const error = await failure(store.pull(ref("127.0.0.1:9/library/busybox:1")));
+    const error = await storeFailure(store.pull(ref("127.0.0.1:9/library/busybox:1")));
     expect(error.kind).toBe("connection");
     expect(error.message).toContain("could not reach registry 127.0.0.1:9");
   });
@@ -603,7 +585,7 @@ describe.runIf(available)("pulls from a registry", () => {
     const image = await first.pull(ref(`${registry.host}/team/app:app`));
     first.close();
     const second = await OciImageStore.open({ dir });
-    stores.push(second);
+    keep(second);
     expect(await second.list()).toEqual([image]);
     expect(await second.get(`${registry.host}/team/app:app`)).toEqual(image);
     for (const layer of image.layers) expect(readdirSync(second.layerDir(layer)).length).toBeGreaterThan(0);
@@ -616,15 +598,9 @@ describe.runIf(available)("pulls from registries that want credentials", () => {
   let layout: string;
   let basic: TestRegistry;
   let token: TestRegistry;
-  const stores: OciImageStore[] = [];
+  const { openStore, closeStores } = testStores(() => work);
   const good = { username: TEST_USER, password: TEST_PASSWORD };
   const wrong = { username: TEST_USER, password: "not-it" };
-
-  const openStore = async () => {
-    const store = await OciImageStore.open({ dir: mkdtempSync(join(work, "store-")) });
-    stores.push(store);
-    return store;
-  };
 
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), "sbx-auth-"));
@@ -635,9 +611,7 @@ describe.runIf(available)("pulls from registries that want credentials", () => {
     await token.push(layout, "busybox", "private/busybox");
     await token.push(layout, "busybox", "public/busybox");
   });
-  afterEach(() => {
-    for (const store of stores.splice(0)) store.close();
-  });
+  afterEach(closeStores);
   afterAll(async () => {
     await basic?.close();
     await token?.close();
@@ -649,11 +623,11 @@ describe.runIf(available)("pulls from registries that want credentials", () => {
     const name = ref(`${basic.host}/private/busybox:busybox`);
     expect((await store.pull(name, { credentials: good })).refs).toEqual([`${basic.host}/private/busybox:busybox`]);
     const other = await openStore();
-    const refused = await failure(other.pull(name, { credentials: wrong }));
+    const refused = await storeFailure(other.pull(name, { credentials: wrong }));
     expect(refused.kind).toBe("authentication");
     expect(refused.message).toContain(`registry ${basic.host} refused the credentials`);
     expect(refused.message).not.toContain("not-it");
-    const missing = await failure(other.pull(name));
+    const missing = await storeFailure(other.pull(name));
     expect(missing.kind).toBe("authentication");
     expect(missing.message).toContain(`registry ${basic.host} wants credentials for private/busybox`);
   });
@@ -678,10 +652,10 @@ describe.runIf(available)("pulls from registries that want credentials", () => {
     const store = await openStore();
     expect((await store.pull(ref(`${token.host}/public/busybox:busybox`))).layers).toHaveLength(1);
     const name = ref(`${token.host}/private/busybox:busybox`);
-    const anonymous = await failure(store.pull(name));
+    const anonymous = await storeFailure(store.pull(name));
     expect(anonymous.kind).toBe("authentication");
     expect(anonymous.message).toContain(`registry ${token.host}`);
-    const refused = await failure(store.pull(name, { credentials: wrong }));
+    const refused = await storeFailure(store.pull(name, { credentials: wrong }));
     expect(refused.kind).toBe("authentication");
     expect(refused.message).toContain(`registry ${token.host} refused the credentials for private/busybox`);
     expect((await store.pull(name, { credentials: good })).refs).toEqual([

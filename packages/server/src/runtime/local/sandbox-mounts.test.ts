@@ -2,13 +2,11 @@
 // go of every other sandbox's disk and root: a copy of them per sandbox grew with the square of
 // the number held (~1 MiB of kernel memory each at 1,000). The sandboxes dir is a mount of its
 // own while the runtime runs, and is gone when it closes (the data dir can be removed).
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
 import { join } from "node:path";
-import { BLOCKED_NETWORK, type RuntimeSandbox, type SandboxRuntime } from "@sbx/server-kit";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { realServerAvailable } from "../../testing.js";
-import { createLocalRuntime } from "./local-runtime.js";
+import { BLOCKED_NETWORK, type RuntimeSandbox } from "@sbx/server-kit";
+import { describe, expect, it } from "vitest";
+import { realServerAvailable, useLocalRuntime } from "../../test-support.js";
 import { isMountPoint } from "./sandbox-mounts.js";
 
 const available = await realServerAvailable("sandbox mounts (local runtime)");
@@ -35,23 +33,13 @@ function bwrapOf(sandbox: RuntimeSandbox): number {
 
 if (available) {
   describe("sandbox mounts (local runtime)", () => {
-    let dataDir: string;
-    let runtime: SandboxRuntime;
-    beforeAll(() => {
-      dataDir = mkdtempSync(join(tmpdir(), "sbx-mounts-"));
-      chmodSync(dataDir, 0o711); // the sandbox user must reach its layer below (as startServer does)
-      runtime = createLocalRuntime({ dataDir, warmPoolSize: 0 });
-    });
-    afterAll(async () => {
-      await runtime.close();
-      rmSync(dataDir, { recursive: true, force: true });
-    });
+    const local = useLocalRuntime("sbx-mounts-");
 
     it("a sandbox's launch holds none of the other sandboxes' mounts, and the runtime's mount goes at close", async () => {
-      const sandboxesDir = join(realpathSync(dataDir), "runtime", "sandboxes");
+      const sandboxesDir = join(realpathSync(local.dataDir), "runtime", "sandboxes");
       const sandboxes: RuntimeSandbox[] = [];
       for (const id of ["m-1", "m-2", "m-3"]) {
-        sandboxes.push(await runtime.createSandbox({ id, env: {}, network: BLOCKED_NETWORK }));
+        sandboxes.push(await local.runtime.createSandbox({ id, env: {}, network: BLOCKED_NETWORK }));
       }
       // The host sees every sandbox's disk and root under the sandboxes dir.
       const host = mountPoints(process.pid).filter((m) => m.startsWith(`${sandboxesDir}/`));
@@ -72,7 +60,7 @@ if (available) {
       p.onStderr(() => {});
       expect(await p.exit).toEqual({ kind: "exited", code: 0 });
       await Promise.all(sandboxes.map((s) => s.destroy()));
-      await runtime.close();
+      await local.runtime.close();
       expect(await isMountPoint(sandboxesDir)).toBe(false);
     });
   });
