@@ -2,7 +2,8 @@
  * @sbx/core/adapter — what runtime packages (@sbx/node, @sbx/web, @sbx/deno, @sbx/bun) build a
  * client from, and nothing a user of the client needs: the hooks of `SandboxClient`'s second
  * constructor argument (`ClientDefaults`), raw HTTP for bulk bytes, local files, RPC failures
- * for an adapter's own Connect client, and a few byte helpers. Like
+ * for an adapter's own Connect client, the tunnel route's plain HTTP/1.1 upgrade and a channel
+ * over a node:net-like socket, and a few byte helpers. Like
  * `@connectrpc/connect/protocol`: public for adapter authors, not part of the user API, which
  * is `@sbx/core` (Promise) and `@sbx/core/effect` (Effect).
  */
@@ -40,6 +41,16 @@ export {
 } from "./raw-routes.js";
 export type { RpcClients } from "./rpc.js";
 export { Code as RpcCode, RpcFailure, type RpcFailureDetail, rpcFailureFromJson } from "./rpc-failure.js";
+export { type StreamSocket, streamSocketChannel } from "./stream-socket-channel.js";
+export {
+  TunnelUpgradeAnswer,
+  type TunnelUpgradeTarget,
+  tunnelClosedBeforeAnswer,
+  tunnelConnectFailed,
+  tunnelUpgradeRefused,
+  tunnelUpgradeRequest,
+  tunnelUpgradeTarget,
+} from "./tunnel-upgrade.js";
 
 /** A Layer providing `SbxConnection` over an adapter's own RPC clients (as @sbx/web's). */
 export const clientsLayer = (

@@ -6,14 +6,20 @@
  * sent, which the server would have to undo byte by byte (see @sbx/node's tunnel-channel.ts).
  */
 import { AbortedError, ConnectionError, UnsupportedError } from "@sbx/core";
-import { type OpenTunnelChannel, TUNNEL_PROTOCOL, type TunnelChannel } from "@sbx/core/adapter";
+import {
+  type OpenTunnelChannel,
+  type TunnelChannel,
+  TunnelUpgradeAnswer,
+  tunnelClosedBeforeAnswer,
+  tunnelConnectFailed,
+  tunnelUpgradeRequest,
+  tunnelUpgradeTarget,
+} from "@sbx/core/adapter";
 import { type DenoConn, denoGlobal } from "./deno-api.ts";
 
 /** Bytes queued for the connection past which writers wait. */
 const HIGH_WATER = 1024 * 1024;
 const READ_BYTES = 64 * 1024;
-/** The longest answer head read before giving up on it. */
-const MAX_HEAD_BYTES = 16 * 1024;
 
 export const denoTunnelChannel: OpenTunnelChannel = async (request, events) => {
   const deno = denoGlobal();
@@ -22,27 +28,19 @@ export const denoTunnelChannel: OpenTunnelChannel = async (request, events) => {
   const aborted = () => new AbortedError("the operation was aborted", { cause: signal?.reason });
   if (signal?.aborted) throw aborted();
   const url = new URL(request.url);
-  const secure = url.protocol === "https:";
-  const target = { hostname: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || (secure ? 443 : 80)) };
+  const { host, port, secure } = tunnelUpgradeTarget(url);
+  const target = { hostname: host, port };
   let conn: DenoConn;
   try {
     conn = secure ? await deno.connectTls(target) : await deno.connect(target);
   } catch (error) {
-    throw new ConnectionError(`${request.url}: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    });
+    throw tunnelConnectFailed(request.url, error);
   }
   const onAbort = () => conn.close();
   signal?.addEventListener("abort", onAbort, { once: true });
   let rest: Uint8Array;
   try {
-    await writeAll(
-      conn,
-      new TextEncoder().encode(
-        `GET ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\nconnection: Upgrade\r\n` +
-          `upgrade: ${TUNNEL_PROTOCOL}\r\n${request.token ? `authorization: Bearer ${request.token}\r\n` : ""}\r\n`,
-      ),
-    );
+    await writeAll(conn, new TextEncoder().encode(tunnelUpgradeRequest(url, request.token)));
     rest = await switched(conn, request.url);
   } catch (error) {
     try {
@@ -51,11 +49,7 @@ export const denoTunnelChannel: OpenTunnelChannel = async (request, events) => {
       // already closed
     }
     if (signal?.aborted) throw aborted();
-    throw error instanceof ConnectionError
-      ? error
-      : new ConnectionError(`${request.url}: ${error instanceof Error ? error.message : String(error)}`, {
-          cause: error,
-        });
+    throw error instanceof ConnectionError ? error : tunnelConnectFailed(request.url, error);
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
@@ -64,28 +58,13 @@ export const denoTunnelChannel: OpenTunnelChannel = async (request, events) => {
 
 /** Reads the answer's head; the bytes after it when it is a 101, else a ConnectionError. */
 async function switched(conn: DenoConn, where: string): Promise<Uint8Array> {
-  let head = new Uint8Array(0);
+  const answer = new TunnelUpgradeAnswer(where);
   for (;;) {
     const buffer = new Uint8Array(READ_BYTES);
     const n = await conn.read(buffer);
-    if (n === null) throw new ConnectionError(`${where}: the server closed the connection before answering`);
-    const joined = new Uint8Array(head.byteLength + n);
-    joined.set(head);
-    joined.set(buffer.subarray(0, n), head.byteLength);
-    head = joined;
-    const text = new TextDecoder("latin1").decode(head);
-    const end = text.indexOf("\r\n\r\n");
-    if (end === -1) {
-      if (head.byteLength > MAX_HEAD_BYTES) throw new ConnectionError(`${where}: the server's answer has no end`);
-      continue;
-    }
-    const status = text.slice(0, text.indexOf("\r\n"));
-    if (!/^HTTP\/1\.1 101 /.test(status)) {
-      throw new ConnectionError(
-        `${where}: the server answered "${status}" to the tunnel upgrade; is the endpoint an sbx server that serves tunnels?`,
-      );
-    }
-    return head.subarray(end + 4);
+    if (n === null) throw tunnelClosedBeforeAnswer(where);
+    const rest = answer.read(buffer.subarray(0, n));
+    if (rest !== undefined) return rest;
   }
 }
 

@@ -15,12 +15,14 @@
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
-import { AbortedError, ConnectionError } from "@sbx/core";
-import type { OpenTunnelChannel } from "@sbx/core/adapter";
-import { MUX_PROTOCOL } from "@sbx/proto";
-
-/** Bytes queued on the socket past which writers wait for its drain. */
-const HIGH_WATER = 1024 * 1024;
+import { AbortedError } from "@sbx/core";
+import {
+  type OpenTunnelChannel,
+  streamSocketChannel,
+  TUNNEL_PROTOCOL,
+  tunnelConnectFailed,
+  tunnelUpgradeRefused,
+} from "@sbx/core/adapter";
 
 export const nodeTunnelChannel: OpenTunnelChannel = (request, events) =>
   new Promise((resolve, reject) => {
@@ -33,7 +35,7 @@ export const nodeTunnelChannel: OpenTunnelChannel = (request, events) =>
       agent: false,
       headers: {
         connection: "Upgrade",
-        upgrade: MUX_PROTOCOL,
+        upgrade: TUNNEL_PROTOCOL,
         ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
       },
     });
@@ -47,56 +49,18 @@ export const nodeTunnelChannel: OpenTunnelChannel = (request, events) =>
       settled();
       if (signal?.aborted) return socket.destroy();
       socket.setNoDelay(true);
-      let closedByUs = false;
-      let draining: Promise<void> | undefined;
-      socket.on("data", (chunk: Buffer) => events.bytes(chunk));
-      socket.on("error", () => {});
-      socket.on("close", (hadError) => {
-        if (!closedByUs) events.closed(hadError ? "the connection failed" : "the server closed the connection");
-      });
-      resolve({
-        keepsParts: true,
-        send(parts) {
-          if (socket.destroyed || socket.writableEnded) return;
-          socket.cork();
-          for (const part of parts) socket.write(part);
-          socket.uncork();
-        },
-        drained() {
-          if (socket.writableLength < HIGH_WATER || socket.destroyed) return undefined;
-          draining ??= new Promise<void>((done) => {
-            const finish = () => {
-              socket.off("drain", finish);
-              socket.off("close", finish);
-              draining = undefined;
-              done();
-            };
-            socket.on("drain", finish);
-            socket.on("close", finish);
-          });
-          return draining;
-        },
-        close() {
-          closedByUs = true;
-          socket.end();
-          setTimeout(() => socket.destroy(), 1000).unref();
-        },
-      });
+      resolve(streamSocketChannel(socket, events));
       if (head.length > 0) events.bytes(head);
     });
     req.on("response", (res: IncomingMessage) => {
       settled();
       res.resume();
-      reject(
-        new ConnectionError(
-          `${request.url}: the server answered ${res.statusCode} to the tunnel upgrade; is the endpoint an sbx server that serves tunnels?`,
-        ),
-      );
+      reject(tunnelUpgradeRefused(request.url, `${res.statusCode}`));
     });
     req.on("error", (error) => {
       settled();
       if (signal?.aborted) return;
-      reject(new ConnectionError(`${request.url}: ${error.message}`, { cause: error }));
+      reject(tunnelConnectFailed(request.url, error));
     });
     req.end();
   });
