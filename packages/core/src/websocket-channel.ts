@@ -8,6 +8,7 @@
  * the session's windows bound what is in flight, and `drained` polls `bufferedAmount`.
  */
 import { bearerProtocol, MUX_PROTOCOL } from "@sbx/proto";
+import { concat } from "./bytes.js";
 import { AbortedError, ConnectionError, UnsupportedError } from "./errors.js";
 import type { OpenTunnelChannel } from "./port-session.js";
 
@@ -69,7 +70,7 @@ export const openWebSocketChannel: OpenTunnelChannel = async (request, events) =
     keepsParts: false,
     send(parts) {
       if (socket.readyState !== socket.OPEN) return;
-      socket.send((parts.length === 1 ? parts[0] : joined(parts)) as unknown as BufferSource);
+      socket.send(concat(parts) as unknown as BufferSource);
     },
     drained() {
       if (socket.bufferedAmount < HIGH_WATER || socket.readyState !== socket.OPEN) return undefined;
@@ -90,15 +91,3 @@ export const openWebSocketChannel: OpenTunnelChannel = async (request, events) =
     },
   };
 };
-
-function joined(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.byteLength;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.byteLength;
-  }
-  return out;
-}
