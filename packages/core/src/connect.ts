@@ -7,6 +7,7 @@ import { createClient, type Transport } from "@connectrpc/connect";
 import { FilesystemService, ImageService, NetworkService, ProcessService, SandboxService } from "@sbx/proto";
 import { CONNECT_CLIENTS } from "./connect-clients.js";
 import type { RpcClients } from "./rpc.js";
+import { attachTo } from "./transport-attachment.js";
 
 export {
   attachedPortDialer,
@@ -33,6 +34,5 @@ export function connectClients(transport: Transport): RpcClients {
  * (`fake.transport` from @sbx/testing comes this way).
  */
 export function withConnectClients<T extends Transport>(transport: T): T {
-  Object.defineProperty(transport, CONNECT_CLIENTS, { value: () => connectClients(transport), enumerable: false });
-  return transport;
+  return attachTo(transport, CONNECT_CLIENTS, () => connectClients(transport));
 }

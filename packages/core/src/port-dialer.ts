@@ -15,6 +15,7 @@ import {
   TunnelError,
   UnsupportedError,
 } from "./errors.js";
+import { attachedFunction, attachTo } from "./transport-attachment.js";
 
 /** A TCP connection to a port inside a sandbox, as web byte streams. */
 export interface PortConnection {
@@ -41,15 +42,12 @@ export const PORT_DIALER = Symbol.for("@sbx/core/portDialer");
  * WebSocket to the endpoint (the in-process fake's transport reaches its ports this way).
  */
 export function withPortDialer<T extends object>(transport: T, dial: PortDialer): T {
-  Object.defineProperty(transport, PORT_DIALER, { value: dial, enumerable: false });
-  return transport;
+  return attachTo(transport, PORT_DIALER, dial);
 }
 
 /** The dialer `withPortDialer` attached to `transport`, if it did. */
 export function attachedPortDialer(transport: unknown): PortDialer | undefined {
-  if (typeof transport !== "object" || transport === null) return undefined;
-  const dial = (transport as { [PORT_DIALER]?: PortDialer })[PORT_DIALER];
-  return typeof dial === "function" ? dial : undefined;
+  return attachedFunction<PortDialer>(transport, PORT_DIALER);
 }
 
 /**

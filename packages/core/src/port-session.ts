@@ -9,6 +9,7 @@
  */
 import type { SandboxError } from "./errors.js";
 import type { PortConnection, PortDialer } from "./port-dialer.js";
+import { attachedFunction, attachTo } from "./transport-attachment.js";
 
 export interface OpenStreamOptions {
   readonly signal?: AbortSignal | undefined;
@@ -81,15 +82,12 @@ export const TUNNEL_CHANNEL = Symbol.for("@sbx/core/tunnelChannel");
 
 /** `transport`, carrying the channel its clients' `sb.connect` / `sb.tunnel` open to the tunnel route. */
 export function withTunnelChannel<T extends object>(transport: T, open: OpenTunnelChannel): T {
-  Object.defineProperty(transport, TUNNEL_CHANNEL, { value: open, enumerable: false });
-  return transport;
+  return attachTo(transport, TUNNEL_CHANNEL, open);
 }
 
 /** The channel `withTunnelChannel` attached to `transport`, if it did. */
 export function attachedTunnelChannel(transport: unknown): OpenTunnelChannel | undefined {
-  if (typeof transport !== "object" || transport === null) return undefined;
-  const open = (transport as { [TUNNEL_CHANNEL]?: OpenTunnelChannel })[TUNNEL_CHANNEL];
-  return typeof open === "function" ? open : undefined;
+  return attachedFunction<OpenTunnelChannel>(transport, TUNNEL_CHANNEL);
 }
 
 /** A session over a dialer that reaches ports without a network (the in-process fake's): it never drops. */
