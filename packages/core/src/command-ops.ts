@@ -21,7 +21,7 @@ import {
 } from "./process-ops.js";
 import { knownReturncode, sandboxEndedError } from "./returncode.js";
 import type { SbxConnection } from "./rpc.js";
-import { validateDuration } from "./validation.js";
+import { validateDuration, validated } from "./validation.js";
 
 /** What `sb.run(command)` resolves to once the command has finished. */
 export interface ExecutionResult {
@@ -126,9 +126,6 @@ export function executionResultOf(info: ProcessInfo, stdout: string, stderr: str
   const exitCode = knownReturncode(info.exitStatus, `command ${info.processId}`);
   return { stdout, stderr, exitCode, success: exitCode === 0 };
 }
-
-const validated = <A>(build: () => A): Effect.Effect<A, InvalidError> =>
-  Effect.try({ try: build, catch: (e) => (e instanceof InvalidError ? e : new InvalidError(String(e))) });
 
 /** Starts a command; its process's id (`processId`) is the command's id. */
 export const startCommand = (

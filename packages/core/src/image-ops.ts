@@ -21,7 +21,7 @@ import type { RawBody } from "./raw-routes.js";
 import { call, retrying, SbxConnection, withDeadline } from "./rpc.js";
 import { markTransient, toSandboxError } from "./rpc-errors.js";
 import { Code, rpcFailureFromJson } from "./rpc-failure.js";
-import { validateDuration } from "./validation.js";
+import { validateDuration, validated } from "./validation.js";
 
 /** An image the server keeps: what `fromRegistry`, `list`, `get` and `import` give. */
 export interface Image {
@@ -162,9 +162,6 @@ function imageOfJson(json: unknown): Image {
     },
   });
 }
-
-const validated = <A>(build: () => A): Effect.Effect<A, InvalidError> =>
-  Effect.try({ try: build, catch: (e) => (e instanceof InvalidError ? e : new InvalidError(String(e))) });
 
 const refuse = (problem: string | undefined) => {
   if (problem) throw new InvalidError(problem);

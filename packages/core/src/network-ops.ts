@@ -11,6 +11,7 @@ import { longPoll, longPollSettings } from "./long-poll.js";
 import type { PortConnection } from "./port-dialer.js";
 import type { PortSession } from "./port-session.js";
 import { call, SbxConnection } from "./rpc.js";
+import { validated } from "./validation.js";
 
 /**
  * Where an exposed port is reached: `url` is `http://host:port`, or under the server's tunnel
@@ -50,9 +51,6 @@ export const MAX_USER_METADATA_BYTES = 4096;
 const check = (problem: string | undefined) => {
   if (problem) throw new InvalidError(problem);
 };
-
-const validated = <A>(build: () => A): Effect.Effect<A, InvalidError> =>
-  Effect.try({ try: build, catch: (e) => (e instanceof InvalidError ? e : new InvalidError(String(e))) });
 
 /** A port number, checked (`InvalidError` before any request). */
 export function validatePort(port: unknown, what = "port"): number {

@@ -11,7 +11,14 @@ import { longPoll, longPollSettings } from "./long-poll.js";
 import { sandboxEndedError } from "./returncode.js";
 import { call, type SbxConnection } from "./rpc.js";
 import { getSandbox, isFinished } from "./sandbox-ops.js";
-import { validateAbsolutePath, validateArgv, validateDuration, validateEnv, validateOneOf } from "./validation.js";
+import {
+  validateAbsolutePath,
+  validateArgv,
+  validateDuration,
+  validated,
+  validateEnv,
+  validateOneOf,
+} from "./validation.js";
 
 export type { ProcessInfo };
 
@@ -69,9 +76,6 @@ export function signalNumber(signal: SignalName | number | undefined): number {
   if (n === undefined) throw new InvalidError(`unknown signal ${JSON.stringify(signal)}`);
   return n;
 }
-
-const validated = <A>(build: () => A): Effect.Effect<A, InvalidError> =>
-  Effect.try({ try: build, catch: (e) => (e instanceof InvalidError ? e : new InvalidError(String(e))) });
 
 const processOf = (response: { process?: ProcessInfo | undefined }): ProcessInfo => {
   if (!response.process) throw new Error("server response is missing the process");

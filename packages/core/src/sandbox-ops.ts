@@ -26,6 +26,7 @@ import {
   validateAbsolutePath,
   validateArgv,
   validateDuration,
+  validated,
   validateEnv,
   validateName,
   validatePositiveInteger,
@@ -213,9 +214,6 @@ function probeSpecOf(probe: Probe): ProbeSpec {
         : { case: "exec", value: { $typeName: "sbx.v1.ExecProbe", argv: [...(probe.argv ?? [])] } },
   };
 }
-
-const validated = <A>(build: () => A): Effect.Effect<A, InvalidError> =>
-  Effect.try({ try: build, catch: (e) => (e instanceof InvalidError ? e : new InvalidError(String(e))) });
 
 const sandboxOf = (response: { sandbox?: SandboxInfo | undefined }): SandboxInfo => {
   if (!response.sandbox) throw new Error("server response is missing the sandbox");

@@ -2,6 +2,7 @@
  * Input checks that run before any request is sent, so bad input fails fast with an
  * `InvalidError` and changes nothing on the server. The server repeats these checks.
  */
+import * as Effect from "effect/Effect";
 import { InvalidError } from "./errors.js";
 
 /** Maximum UTF-8 byte total of all arguments of one command. */
@@ -11,6 +12,10 @@ export const MAX_SANDBOX_TIMEOUT_MS = 86_400_000;
 export const MAX_TAGS = 64;
 export const MAX_TAG_KEY_LENGTH = 63;
 export const MAX_TAG_VALUE_LENGTH = 255;
+
+/** `build`'s result, or what it threw as an InvalidError (these checks throw where they find a problem). */
+export const validated = <A>(build: () => A): Effect.Effect<A, InvalidError> =>
+  Effect.try({ try: build, catch: (e) => (e instanceof InvalidError ? e : new InvalidError(String(e))) });
 
 const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$/;
 const encoder = new TextEncoder();
