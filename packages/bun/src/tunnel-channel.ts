@@ -14,18 +14,16 @@ import {
   type OpenTunnelChannel,
   streamSocketChannel,
   TunnelUpgradeAnswer,
-  tunnelClosedBeforeAnswer,
   tunnelConnectFailed,
-  tunnelUpgradeRequest,
-  tunnelUpgradeTarget,
+  tunnelUpgrade,
 } from "@sbx/core/adapter";
 
 export const bunTunnelChannel: OpenTunnelChannel = (request, events) =>
   new Promise((resolve, reject) => {
     const { signal } = request;
     if (signal?.aborted) return reject(new AbortedError("the operation was aborted", { cause: signal.reason }));
-    const url = new URL(request.url);
-    const { host, port, secure } = tunnelUpgradeTarget(url);
+    const upgrade = tunnelUpgrade(new URL(request.url), request.token);
+    const { host, port, secure } = upgrade;
     const socket: Socket = secure ? tlsConnect({ host, port, servername: host }) : netConnect({ host, port });
     socket.setNoDelay(true);
     let settled = false;
@@ -56,7 +54,7 @@ export const bunTunnelChannel: OpenTunnelChannel = (request, events) =>
     socket.on("data", onHead);
     socket.on("error", (error) => fail(tunnelConnectFailed(request.url, error)));
     socket.on("close", () => {
-      if (!settled) fail(tunnelClosedBeforeAnswer(request.url));
+      if (!settled) fail(answer.closedError());
     });
-    socket.write(tunnelUpgradeRequest(url, request.token));
+    socket.write(upgrade.request);
   });

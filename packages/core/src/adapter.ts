@@ -43,13 +43,11 @@ export type { RpcClients } from "./rpc.js";
 export { Code as RpcCode, RpcFailure, type RpcFailureDetail, rpcFailureFromJson } from "./rpc-failure.js";
 export { type StreamSocket, streamSocketChannel } from "./stream-socket-channel.js";
 export {
+  type TunnelUpgrade,
   TunnelUpgradeAnswer,
-  type TunnelUpgradeTarget,
-  tunnelClosedBeforeAnswer,
   tunnelConnectFailed,
+  tunnelUpgrade,
   tunnelUpgradeRefused,
-  tunnelUpgradeRequest,
-  tunnelUpgradeTarget,
 } from "./tunnel-upgrade.js";
 
 /** A Layer providing `SbxConnection` over an adapter's own RPC clients (as @sbx/web's). */

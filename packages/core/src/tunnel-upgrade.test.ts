@@ -3,7 +3,7 @@
 // bytes cut anywhere.
 import { describe, expect, it } from "vitest";
 import { ConnectionError } from "./errors.js";
-import { TunnelUpgradeAnswer, tunnelUpgradeRequest, tunnelUpgradeTarget } from "./tunnel-upgrade.js";
+import { TunnelUpgradeAnswer, tunnelUpgrade } from "./tunnel-upgrade.js";
 
 const WHERE = "http://sbx.test/sbx.v1/sandboxes/sb-1/tunnel";
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -18,27 +18,27 @@ function readAll(answer: TunnelUpgradeAnswer, pieces: Uint8Array[]): (string | u
   }
 }
 
-describe("tunnelUpgradeTarget", () => {
-  it("takes the host, the port (or the scheme's) and whether it is TLS; IPv6 without brackets", () => {
-    expect(tunnelUpgradeTarget(new URL("http://sbx.test:7420/x"))).toEqual({
-      host: "sbx.test",
-      port: 7420,
-      secure: false,
-    });
-    expect(tunnelUpgradeTarget(new URL("https://sbx.test/x"))).toEqual({ host: "sbx.test", port: 443, secure: true });
-    expect(tunnelUpgradeTarget(new URL("http://[::1]/x"))).toEqual({ host: "::1", port: 80, secure: false });
+describe("tunnelUpgrade", () => {
+  it("connects to the host and the port (or the scheme's), with TLS for https:; IPv6 without brackets", () => {
+    const target = (url: string) => {
+      const { host, port, secure } = tunnelUpgrade(new URL(url), undefined);
+      return { host, port, secure };
+    };
+    expect(target("http://sbx.test:7420/x")).toEqual({ host: "sbx.test", port: 7420, secure: false });
+    expect(target("https://sbx.test/x")).toEqual({ host: "sbx.test", port: 443, secure: true });
+    expect(target("http://[::1]/x")).toEqual({ host: "::1", port: 80, secure: false });
   });
-});
 
-describe("tunnelUpgradeRequest", () => {
   it("asks to upgrade to sbx.tunnel.v1, with the token as a bearer when there is one", () => {
     const url = new URL("http://sbx.test:7420/base/sbx.v1/sandboxes/sb-1/tunnel?x=1");
-    expect(tunnelUpgradeRequest(url, "secret")).toBe(
+    expect(tunnelUpgrade(url, "secret").request).toBe(
       "GET /base/sbx.v1/sandboxes/sb-1/tunnel?x=1 HTTP/1.1\r\nhost: sbx.test:7420\r\nconnection: Upgrade\r\n" +
         "upgrade: sbx.tunnel.v1\r\nauthorization: Bearer secret\r\n\r\n",
     );
-    expect(tunnelUpgradeRequest(url, undefined)).not.toContain("authorization");
-    expect(tunnelUpgradeRequest(url, undefined).endsWith("upgrade: sbx.tunnel.v1\r\n\r\n")).toBe(true);
+    expect(tunnelUpgrade(url, undefined).request).toBe(
+      "GET /base/sbx.v1/sandboxes/sb-1/tunnel?x=1 HTTP/1.1\r\nhost: sbx.test:7420\r\nconnection: Upgrade\r\n" +
+        "upgrade: sbx.tunnel.v1\r\n\r\n",
+    );
   });
 });
 
@@ -73,5 +73,11 @@ describe("TunnelUpgradeAnswer", () => {
     const error = readAll(answer, [bytes("a".repeat(64))]);
     expect(error).toBeInstanceOf(ConnectionError);
     expect((error as Error).message).toBe(`${WHERE}: the server's answer has no end`);
+  });
+
+  it("a connection closed before the head's end: its error names the route", () => {
+    const error = new TunnelUpgradeAnswer(WHERE).closedError();
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect(error.message).toBe(`${WHERE}: the server closed the connection before answering`);
   });
 });

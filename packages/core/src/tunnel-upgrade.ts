@@ -12,26 +12,29 @@ import { ConnectionError } from "./errors.js";
 const MAX_ANSWER_HEAD_BYTES = 16 * 1024;
 const HEAD_END = [13, 10, 13, 10]; // "\r\n\r\n"
 
-/** Where the route's URL (http: or https:) says to connect. */
-export interface TunnelUpgradeTarget {
+/** Where to connect for the route's URL, and what to write first. */
+export interface TunnelUpgrade {
   /** The host name or address (an IPv6 address without its brackets). */
   readonly host: string;
+  /** The URL's port, or its scheme's. */
   readonly port: number;
   /** https: (TLS). */
   readonly secure: boolean;
+  /** The upgrade request's head, to write as the connection's first bytes. */
+  readonly request: string;
 }
 
-export function tunnelUpgradeTarget(url: URL): TunnelUpgradeTarget {
+/** The upgrade to the route at `url` (http: or https:), with `token` as a bearer when there is one. */
+export function tunnelUpgrade(url: URL, token: string | undefined): TunnelUpgrade {
   const secure = url.protocol === "https:";
-  return { host: url.hostname.replace(/^\[|\]$/g, ""), port: Number(url.port || (secure ? 443 : 80)), secure };
-}
-
-/** The upgrade request's head, to write as the connection's first bytes. */
-export function tunnelUpgradeRequest(url: URL, token: string | undefined): string {
-  return (
-    `GET ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\nconnection: Upgrade\r\n` +
-    `upgrade: ${MUX_PROTOCOL}\r\n${token ? `authorization: Bearer ${token}\r\n` : ""}\r\n`
-  );
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, ""),
+    port: Number(url.port || (secure ? 443 : 80)),
+    secure,
+    request:
+      `GET ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\nconnection: Upgrade\r\n` +
+      `upgrade: ${MUX_PROTOCOL}\r\n${token ? `authorization: Bearer ${token}\r\n` : ""}\r\n`,
+  };
 }
 
 /** The server's answer to the upgrade request, read from the connection's bytes as they come. */
@@ -65,6 +68,11 @@ export class TunnelUpgradeAnswer {
     if (!/^HTTP\/1\.1 101 /.test(status)) throw tunnelUpgradeRefused(this.#where, `"${status}"`);
     return head.subarray(end + HEAD_END.length);
   }
+
+  /** The error for a connection that closed before the answer's head was complete. */
+  closedError(): ConnectionError {
+    return new ConnectionError(`${this.#where}: the server closed the connection before answering`);
+  }
 }
 
 /** The server answered the upgrade with something other than 101 (`answer`, as the message quotes it). */
@@ -72,10 +80,6 @@ export const tunnelUpgradeRefused = (where: string, answer: string): ConnectionE
   new ConnectionError(
     `${where}: the server answered ${answer} to the tunnel upgrade; is the endpoint an sbx server that serves tunnels?`,
   );
-
-/** The server closed the connection before its answer's head was complete. */
-export const tunnelClosedBeforeAnswer = (where: string): ConnectionError =>
-  new ConnectionError(`${where}: the server closed the connection before answering`);
 
 /** Connecting, or the connection before the upgrade, failed with `error`. */
 export const tunnelConnectFailed = (where: string, error: unknown): ConnectionError =>

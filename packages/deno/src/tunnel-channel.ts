@@ -10,10 +10,8 @@ import {
   type OpenTunnelChannel,
   type TunnelChannel,
   TunnelUpgradeAnswer,
-  tunnelClosedBeforeAnswer,
   tunnelConnectFailed,
-  tunnelUpgradeRequest,
-  tunnelUpgradeTarget,
+  tunnelUpgrade,
 } from "@sbx/core/adapter";
 import { type DenoConn, denoGlobal } from "./deno-api.ts";
 
@@ -27,12 +25,11 @@ export const denoTunnelChannel: OpenTunnelChannel = async (request, events) => {
   const { signal } = request;
   const aborted = () => new AbortedError("the operation was aborted", { cause: signal?.reason });
   if (signal?.aborted) throw aborted();
-  const url = new URL(request.url);
-  const { host, port, secure } = tunnelUpgradeTarget(url);
-  const target = { hostname: host, port };
+  const upgrade = tunnelUpgrade(new URL(request.url), request.token);
+  const target = { hostname: upgrade.host, port: upgrade.port };
   let conn: DenoConn;
   try {
-    conn = secure ? await deno.connectTls(target) : await deno.connect(target);
+    conn = upgrade.secure ? await deno.connectTls(target) : await deno.connect(target);
   } catch (error) {
     throw tunnelConnectFailed(request.url, error);
   }
@@ -40,7 +37,7 @@ export const denoTunnelChannel: OpenTunnelChannel = async (request, events) => {
   signal?.addEventListener("abort", onAbort, { once: true });
   let rest: Uint8Array;
   try {
-    await writeAll(conn, new TextEncoder().encode(tunnelUpgradeRequest(url, request.token)));
+    await writeAll(conn, new TextEncoder().encode(upgrade.request));
     rest = await switched(conn, request.url);
   } catch (error) {
     try {
@@ -62,7 +59,7 @@ async function switched(conn: DenoConn, where: string): Promise<Uint8Array> {
   for (;;) {
     const buffer = new Uint8Array(READ_BYTES);
     const n = await conn.read(buffer);
-    if (n === null) throw tunnelClosedBeforeAnswer(where);
+    if (n === null) throw answer.closedError();
     const rest = answer.read(buffer.subarray(0, n));
     if (rest !== undefined) return rest;
   }
