@@ -2,6 +2,7 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { setFlagsFromString } from "node:v8";
 import {
   DEFAULT_SERVER_NICE,
   insecureRegistryProblem,
@@ -181,6 +182,14 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const dataDir = values["data-dir"] ?? process.env.SBX_DATA_DIR ?? join(homedir(), ".local", "share", "sbx");
+  // The server moves bytes (output, files, tunnels) through Buffers: by default V8 runs a full
+  // collection of the whole heap each time 64 MiB more of them have been allocated, whether or
+  // not they are still held, which cost the server as much CPU as the bytes' own handling (a
+  // GiB of stdout: 4.6-5.5 s of the server's CPU, 2.5-2.8 s with this, ~60 MB more peak RSS).
+  // Counted within the heap's own limit, Buffers that die young go with the young generation.
+  // (V8 13 and later, Node 24: older ones do not know the flag and would say so on stderr.)
+  if (Number(process.versions.v8.split(".")[0]) >= 13)
+    setFlagsFromString("--external-memory-accounted-in-global-limit");
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer({
