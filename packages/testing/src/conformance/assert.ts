@@ -30,6 +30,15 @@ export function deepEqual(actual: unknown, expected: unknown, message?: string):
   }
 }
 
+/** Every field of `expected` is in `actual`, deep-equal (other fields of `actual` aside). */
+export function fieldsEqual(actual: unknown, expected: Readonly<Record<string, unknown>>, message?: string): void {
+  const subset =
+    actual && typeof actual === "object"
+      ? Object.fromEntries(Object.keys(expected).map((k) => [k, (actual as Record<string, unknown>)[k]]))
+      : actual;
+  deepEqual(subset, expected, message);
+}
+
 export function bytesEqual(actual: Uint8Array, expected: Uint8Array, message = "bytes differ"): void {
   if (actual.byteLength !== expected.byteLength) {
     throw new AssertionError(`${message}: expected ${expected.byteLength} bytes, got ${actual.byteLength}`);

@@ -21,6 +21,7 @@ import { rawRouteCases } from "./cases/raw-routes.js";
 import { sandboxCases } from "./cases/sandboxes.js";
 import { signalCases } from "./cases/signals.js";
 import { streamCases } from "./cases/streams.js";
+import { tunnelDomainCases } from "./cases/tunnel-domain.js";
 import { validationCases } from "./cases/validation.js";
 import { expectKnownDifferences } from "./known-differences.js";
 import type {
@@ -33,6 +34,7 @@ import type {
 } from "./target.js";
 
 export * from "./assert.js";
+export { type HttpMessage, readHttpMessage, statusLine } from "./http-message.js";
 export * from "./interleaved.js";
 export {
   caseName,
@@ -52,6 +54,19 @@ export type {
   TestImage,
   TestImageSource,
 } from "./target.js";
+export type {
+  TestAppName,
+  TunnelDomainServer,
+  TunnelDomainServerOptions,
+  TunnelDomainServers,
+  WireAnswer,
+  WireClient,
+  WireConnection,
+  WireHttp2Session,
+  WireRequest,
+  WireStream,
+  WireWebSocket,
+} from "./tunnel-domain-target.js";
 
 /** Test images from the fake's registry: a repository of its own per image, on a registry name no DNS knows. */
 export const fakeImageSource = (fake: Pick<FakeControls, "images">): TestImageSource => ({
@@ -66,8 +81,9 @@ export const fakeImageSource = (fake: Pick<FakeControls, "images">): TestImageSo
  * Registers the suite for `target`. Where a target differs is said only in its
  * `knownDifferences` (cases listed there are expected to fail); cases never branch on the
  * target. Capabilities gate whole groups: `fake` (fault injection), `endpoint` (HTTP spoken
- * directly: raw routes, wire-level checks). With `sandboxImage`, every sandbox the cases create
- * starts from that image, but where a case names an image of its own (or the default one).
+ * directly: raw routes, wire-level checks), `tunnelDomain` (servers with a tunnel domain). With
+ * `sandboxImage`, every sandbox the cases create starts from that image, but where a case names
+ * an image of its own (or the default one).
  */
 export function defineConformanceSuite(api: TestApi, target: ConformanceTarget): void {
   const t = expectKnownDifferences(api, target.knownDifferences ?? {}, target.name);
@@ -114,5 +130,6 @@ export function defineConformanceSuite(api: TestApi, target: ConformanceTarget):
     if (target.endpoint) protocolCases(t, harness, target.endpoint);
     if (target.endpoint) rawRouteCases(t, harness, target.endpoint);
     if (target.fake) faultCases(t, harness, target.fake);
+    if (target.tunnelDomain) tunnelDomainCases(t, harness, target.tunnelDomain);
   });
 }

@@ -9,6 +9,7 @@ import {
 } from "./known-differences.js";
 import { listCases, runConformance } from "./runner.js";
 import type { ConformanceTarget, FakeControls, TestApi } from "./target.js";
+import type { TunnelDomainServers } from "./tunnel-domain-target.js";
 
 /** Every case any target can register: a target with every capability. */
 function allCaseNames(): string[] {
@@ -20,6 +21,7 @@ function allCaseNames(): string[] {
     },
     fake: { onExec() {} } as unknown as FakeControls,
     endpoint: () => ({ url: "http://listing.invalid", token: "" }),
+    tunnelDomain: {} as TunnelDomainServers,
   };
   const root = "sbx conformance: all > ";
   return listCases((t) => defineConformanceSuite(t, target)).map((name) => name.slice(root.length));

@@ -2,6 +2,7 @@
 import type * as core from "@sbx/core";
 import type { FakeImageOptions, FakeRegisteredImage } from "../fake/fake-images.js";
 import type { FailNextOptions, FaultMethod } from "../fake/faults.js";
+import type { TunnelDomainServers } from "./tunnel-domain-target.js";
 
 /** Stable case name → why the target differs there (see known-differences.ts). */
 export type KnownDifferences = Readonly<Record<string, string>>;
@@ -107,6 +108,13 @@ export interface ConformanceTarget {
    * one checks that no case depends on what the default image holds.
    */
   readonly sandboxImage?: () => string;
+  /**
+   * A capability, not a difference: servers of this target's kind started with a tunnel domain
+   * (sandbox ports by host name on the API's port), and HTTP on the wire to them; the tunnel
+   * domain cases run only when present. They start servers of their own and do not use the
+   * target's client, so one target per kind of server (and runtime) is enough to give it.
+   */
+  readonly tunnelDomain?: TunnelDomainServers;
   /**
    * The cases this target is known to fail, by stable name, with the reason (see
    * known-differences.ts: FAKE_KNOWN_DIFFERENCES for the fake). They run and are expected to fail.
