@@ -1,11 +1,30 @@
 // The conformance suite through @sbx/node against the fake server: in-process, and over a
-// real port with each protocol the Node transport speaks.
+// real port with each protocol the Node transport speaks. The tunnel domain cases start fakes
+// of their own (with a tunnel domain), so one of the targets has them.
+import { servePortApp } from "@sbx/test-fixtures/port-apps";
+import { nodeWire } from "@sbx/test-fixtures/wire";
 import { createFakeServer } from "@sbx/testing";
-import { defineConformanceSuite, FAKE_KNOWN_DIFFERENCES } from "@sbx/testing/conformance";
+import { defineConformanceSuite, FAKE_KNOWN_DIFFERENCES, type TunnelDomainServers } from "@sbx/testing/conformance";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import * as sdk from "./index.js";
 
 const t = { describe, it, beforeAll, afterAll };
+
+/** Fakes with a tunnel domain, listening on loopback; their apps are port handlers. */
+const fakeTunnelDomain: TunnelDomainServers = {
+  wire: nodeWire,
+  async start({ domain, scheme, connections }) {
+    const token = "tunnel-domain-token";
+    const fake = createFakeServer({ token, tunnelDomain: domain, tunnelScheme: scheme });
+    const listener = await fake.listen(connections ? { connections } : {});
+    return {
+      url: listener.url,
+      token,
+      serve: async (_sandbox, port, app) => servePortApp(fake, port, app),
+      close: () => fake.close(),
+    };
+  },
+};
 
 describe("fake, in-process transport", () => {
   const fake = createFakeServer();
@@ -20,9 +39,9 @@ describe("fake, in-process transport", () => {
 });
 
 for (const transport of [
-  { label: "Connect over HTTP/1.1", options: { protocol: "connect", httpVersion: "1.1" } },
-  { label: "Connect over HTTP/2", options: { protocol: "connect", httpVersion: "2" } },
-  { label: "gRPC over HTTP/2", options: { protocol: "grpc" } },
+  { label: "Connect over HTTP/1.1", options: { protocol: "connect", httpVersion: "1.1" }, tunnelDomain: true },
+  { label: "Connect over HTTP/2", options: { protocol: "connect", httpVersion: "2" }, tunnelDomain: false },
+  { label: "gRPC over HTTP/2", options: { protocol: "grpc" }, tunnelDomain: false },
 ] as const) {
   describe(`fake over a port, ${transport.label}`, () => {
     const fake = createFakeServer({ token: "conformance-token" });
@@ -41,6 +60,7 @@ for (const transport of [
       makeClient: () => new sdk.SandboxClient({ endpoint: url, token: "conformance-token", ...transport.options }),
       fake,
       endpoint: () => ({ url, token: "conformance-token" }),
+      ...(transport.tunnelDomain ? { tunnelDomain: fakeTunnelDomain } : {}),
       knownDifferences: FAKE_KNOWN_DIFFERENCES,
     });
   });
