@@ -5,6 +5,7 @@
 import { connect as netConnect, type Socket } from "node:net";
 import type { PortConnection } from "@sbx/core";
 import { layer as transportLayer } from "@sbx/core/effect";
+import { sourceOrEcho } from "@sbx/test-fixtures/port-apps";
 import { TcpProxy } from "@sbx/test-fixtures/tcp-proxy";
 import { createFakeServer, type FakeServer } from "@sbx/testing";
 import * as Effect from "effect/Effect";
@@ -256,17 +257,7 @@ describe("sb.tunnel (Node)", () => {
   it("a connection whose reader does not read holds up no other connection of the tunnel", async () => {
     fake = createFakeServer();
     // The app answers "S" with an endless stream and echoes anything else.
-    const block = new Uint8Array(64 * 1024).fill(3);
-    fake.onPortConnection(ECHO, async ({ readable, writable }) => {
-      const reader = readable.getReader();
-      const writer = writable.getWriter();
-      const first = await reader.read();
-      if (first.done) return writer.close();
-      if (first.value[0] === 0x53) for (;;) await writer.write(block);
-      await writer.write(first.value);
-      for (let next = await reader.read(); !next.done; next = await reader.read()) await writer.write(next.value);
-      await writer.close();
-    });
+    fake.onPortConnection(ECHO, sourceOrEcho);
     const { url } = await fake.listen();
     await using client = new SandboxClient({ endpoint: url });
     const sb = await client.sandboxes.create();

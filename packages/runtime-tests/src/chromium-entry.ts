@@ -1,7 +1,8 @@
 /**
  * The page's script in Chromium (bundled by chromium.test.ts with esbuild), and the same file
- * as a module Web Worker's script. It imports only `@sbx/web` and the browser-safe conformance
- * runner. The Node side drives it through globals on `window` (see `SbxPage`):
+ * as a module Web Worker's script. It imports only `@sbx/web`, the browser-safe conformance
+ * runner, and the programs real sandboxes run as test apps. The Node side drives it through
+ * globals on `window` (see `SbxPage`):
  * - `sbxConformance(runtime, targets)` runs the suite in the page, and
  *   `sbxConformanceInWorker(runtime, targets)` starts a worker on this script that runs it
  *   there; every result is printed to the console as a RESULT_PREFIX line.
@@ -9,6 +10,7 @@
  * - `sbxCreate` tries to create a sandbox with a given token (or none) and says how it went.
  */
 
+import { startSandboxApp, TCP_ECHO } from "@sbx/test-fixtures/sandbox-apps";
 import type { CaseResult } from "@sbx/testing/conformance";
 import * as sdk from "@sbx/web";
 import { RESULT_PREFIX, runRemoteConformance } from "./remote-suite.js";
@@ -40,20 +42,6 @@ export interface ConnectOutcome {
   readonly echoed: string;
   readonly refused: { readonly tunnelError: boolean; readonly port: number | undefined };
 }
-
-/** A TCP echo on port 7000 in the sandbox, answering all it got, then ending (half-close kept). */
-const ECHO_APP = `python3 - <<'EOF'
-import socketserver
-class Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        while True:
-            data = self.request.recv(65536)
-            if not data: break
-            self.request.sendall(data)
-        self.request.shutdown(1)
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer(("0.0.0.0", 7000), Echo).serve_forever()
-EOF`;
 
 const client = (target: RemoteTarget, options: sdk.WebSandboxClientOptions = {}) =>
   new sdk.SandboxClient({ endpoint: target.url, token: target.token, ...options });
@@ -175,16 +163,8 @@ if (inWorker) {
       try {
         const sb = await c.sandboxes.create();
         try {
-          await sb.run(ECHO_APP, { wait: false, timeoutMs: 0 });
-          let conn: Awaited<ReturnType<typeof sb.connect>> | undefined;
-          for (let i = 0; i < 100 && !conn; i++) {
-            conn = await sb.connect(7000).catch(async (error) => {
-              if (!(error instanceof sdk.TunnelError)) throw error;
-              await new Promise((r) => setTimeout(r, 100));
-              return undefined;
-            });
-          }
-          if (!conn) throw new Error("the echo never listened");
+          await startSandboxApp(sb, TCP_ECHO, [7000]);
+          const conn = await sb.connect(7000);
           const writer = conn.writable.getWriter();
           await writer.write(new TextEncoder().encode(text));
           await writer.close();

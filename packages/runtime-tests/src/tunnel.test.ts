@@ -5,6 +5,7 @@
 // connection open through it and the next one works; after close() the local port refuses.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { sourceOrEcho } from "@sbx/test-fixtures/port-apps";
 import { TcpProxy } from "@sbx/test-fixtures/tcp-proxy";
 import { createFakeServer, type FakeServer } from "@sbx/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,17 +25,7 @@ describe("sb.tunnel in Deno and Bun", () => {
   let target: RemoteTarget;
   beforeAll(async () => {
     fake = createFakeServer({ token: TOKEN });
-    const block = new Uint8Array(64 * 1024).fill(0x73);
-    fake.onPortConnection(ECHO_PORT, async ({ readable, writable }) => {
-      const reader = readable.getReader();
-      const writer = writable.getWriter();
-      const first = await reader.read();
-      if (first.done) return writer.close();
-      if (first.value[0] === 0x53) for (;;) await writer.write(block);
-      await writer.write(first.value);
-      for (let next = await reader.read(); !next.done; next = await reader.read()) await writer.write(next.value);
-      await writer.close();
-    });
+    fake.onPortConnection(ECHO_PORT, sourceOrEcho);
     const { url } = await fake.listen();
     proxy = new TcpProxy(url);
     target = { kind: "fake", url: await proxy.start(), token: TOKEN } as RemoteTarget;

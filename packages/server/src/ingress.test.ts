@@ -6,62 +6,19 @@
 // server's cannot open connections to a sandbox around it.
 import { spawnSync } from "node:child_process";
 import { connect as netConnect } from "node:net";
-import { Probe, type Sandbox, SandboxClient, TimeoutError, TunnelError } from "@sbx/node";
+import { Probe, SandboxClient, TimeoutError, TunnelError } from "@sbx/node";
+import {
+  SERVE_TCP_APP,
+  SOURCE_OR_ECHO,
+  serveSandboxApp,
+  startSandboxApp,
+  TCP_ECHO,
+} from "@sbx/test-fixtures/sandbox-apps";
 import { TcpProxy } from "@sbx/test-fixtures/tcp-proxy";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorOf, realServerAvailable, useTestServer } from "./test-support.js";
 
 const available = await realServerAvailable();
-
-/** An app on `port` answering every GET with its path and the verified user header it got. */
-const APP = (port: number) => `python3 - <<'EOF'
-import http.server, json
-class App(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"path": self.path, "user": self.headers.get("X-Verified-User-Data"),
-                           "cookie": self.headers.get("Cookie"), "auth": self.headers.get("Authorization")}).encode()
-        self.send_response(200); self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("0.0.0.0", ${port}), App).serve_forever()
-EOF`;
-
-/** A TCP echo on `port` that answers all it got, then ends (half-close kept). */
-const ECHO = (port: number) => `python3 - <<'EOF'
-import socketserver
-class Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        while True:
-            data = self.request.recv(65536)
-            if not data: break
-            self.request.sendall(data)
-        self.request.shutdown(1)
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer(("0.0.0.0", ${port}), Echo).serve_forever()
-EOF`;
-
-/**
- * An app on `port` whose every connection reads one byte: "S" → it sends without end (never
- * reading again); anything else → it echoes that byte and all that follows, then ends.
- */
-const SOURCE_OR_ECHO = (port: number) => `python3 - <<'EOF'
-import socketserver
-class App(socketserver.BaseRequestHandler):
-    def handle(self):
-        first = self.request.recv(1)
-        if first == b"S":
-            block = b"s" * 65536
-            while True:
-                self.request.sendall(block)
-        data = first
-        while data:
-            self.request.sendall(data)
-            data = self.request.recv(65536)
-        self.request.shutdown(1)
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer.daemon_threads = True
-socketserver.ThreadingTCPServer(("0.0.0.0", ${port}), App).serve_forever()
-EOF`;
 
 /** `length` bytes of a pattern of its own for `seed`. */
 function bytesFor(seed: number, length: number): Buffer {
@@ -86,32 +43,45 @@ function bytesRoundTrip(port: number, bytes: Buffer): Promise<Buffer> {
 }
 
 /**
- * An HTTP/1.1 keep-alive app on `port` that logs each request line to /tmp/seen, answers
- * GET /ws by switching protocols (then echoes), and anything else with a 200.
+ * An HTTP/1.1 keep-alive app that logs each request line to /tmp/seen, answers GET /ws by
+ * switching protocols (then echoes), and anything else with a 200.
  */
-const UPGRADE_APP = (port: number) => `python3 - <<'EOF'
-import socketserver
+const UPGRADE_APP = String.raw`
+import socketserver, sys
 class App(socketserver.StreamRequestHandler):
     def handle(self):
         while True:
             head = b""
-            while not head.endswith(b"\\r\\n\\r\\n"):
+            while not head.endswith(b"\r\n\r\n"):
                 c = self.rfile.read(1)
                 if not c: return
                 head += c
-            line = head.split(b"\\r\\n")[0].decode()
-            with open("/tmp/seen", "a") as f: f.write(line + "\\n")
+            line = head.split(b"\r\n")[0].decode()
+            with open("/tmp/seen", "a") as f: f.write(line + "\n")
             if line.startswith("GET /ws "):
-                self.wfile.write(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: x\\r\\nConnection: Upgrade\\r\\n\\r\\n")
+                self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n")
                 while True:
                     data = self.request.recv(65536)
                     if not data: break
                     self.request.sendall(data)
                 return
-            self.wfile.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok")
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer(("0.0.0.0", ${port}), App).serve_forever()
-EOF`;
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+${SERVE_TCP_APP}`;
+
+/** An HTTP/1.1 keep-alive app on 8080 that ignores Upgrade and logs every request it gets to /tmp/seen. */
+const LOGGING_APP = String.raw`
+import http.server, json
+class App(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        with open("/tmp/seen", "a") as f:
+            f.write(json.dumps({"path": self.path, "user": self.headers.get("X-Verified-User-Data")}) + "\n")
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+server = http.server.ThreadingHTTPServer(("0.0.0.0", 8080), App)
+print("ready", flush=True)
+server.serve_forever()
+`;
 
 /** Sends `text` over a TCP connection, ends its side, and resolves with all that came back. */
 function roundTrip(host: string, port: number, text: string): Promise<string> {
@@ -126,22 +96,6 @@ function roundTrip(host: string, port: number, text: string): Promise<string> {
     socket.on("error", reject);
     socket.end(text);
   });
-}
-
-async function startApp(sb: Sandbox, port: number): Promise<void> {
-  await sb.run(APP(port), { wait: false, timeoutMs: 0 });
-  await waitForPort(sb, port);
-}
-
-async function waitForPort(sb: Sandbox, port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const up = await sb.run(
-      `python3 -c "import socket; socket.create_connection(('127.0.0.1', ${port}), 1)" 2>/dev/null`,
-    );
-    if (up.exitCode === 0) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`the app on port ${port} did not start`);
 }
 
 if (available) {
@@ -159,7 +113,7 @@ if (available) {
     it("tunnels reach an exposed port, with outbound on and with blockNetwork", async () => {
       for (const blockNetwork of [false, true]) {
         await using sb = await client.sandboxes.create({ ports: [8000], blockNetwork });
-        await startApp(sb, 8000);
+        await serveSandboxApp(sb, 8000, "http-echo");
         const tunnels = await sb.tunnels();
         const tunnel = tunnels[8000];
         expect(tunnel, `blockNetwork ${blockNetwork}`).toBeDefined();
@@ -171,8 +125,7 @@ if (available) {
 
     it("a tunnel carries plain TCP too (each connection piped to the sandbox's port)", async () => {
       await using sb = await client.sandboxes.create({ ports: [7000] });
-      await sb.run(ECHO(7000), { wait: false, timeoutMs: 0 });
-      await waitForPort(sb, 7000);
+      await startSandboxApp(sb, TCP_ECHO, [7000]);
       const tunnel = (await sb.tunnels())[7000];
       const text = "not HTTP at all\n".repeat(1000);
       const echoed = await roundTrip(tunnel?.host as string, tunnel?.port as number, text);
@@ -181,17 +134,17 @@ if (available) {
 
     it("connect tokens and service URLs reach the app, with the verified user data and nothing of ours", async () => {
       await using sb = await client.sandboxes.create();
-      await startApp(sb, 8080);
+      await serveSandboxApp(sb, 8080, "http-echo");
       const { url, token } = await sb.createConnectToken({ userMetadata: { user: "ada" } });
       expect((await fetch(url)).status).toBe(401);
       const answer = await fetch(`${url.replace(/\/$/, "")}/x`, {
         headers: { authorization: `Bearer ${token}`, "x-verified-user-data": '{"user":"mallory"}' },
       });
       expect(answer.status).toBe(200);
-      const seen = (await answer.json()) as { path: string; user: string; auth: string | null };
+      const seen = (await answer.json()) as { path: string; user: string; authorization: string | null };
       expect(seen.path).toBe("/x");
       expect(JSON.parse(seen.user)).toEqual({ user: "ada" });
-      expect(seen.auth).toBeNull();
+      expect(seen.authorization).toBeNull();
       const svc = await sb.service(8080, { expiresInMs: 60_000 });
       expect((await fetch(svc.url)).status).toBe(401);
       const viaService = await svc.fetch("/svc");
@@ -208,7 +161,7 @@ if (available) {
       await using sb = await client.sandboxes.create({ ports: [8000], readinessProbe: Probe.tcp(8000) });
       const early = await errorOf(sb.waitUntilReady({ timeoutMs: 1500 }));
       expect(early).toBeInstanceOf(TimeoutError);
-      await startApp(sb, 8000);
+      await serveSandboxApp(sb, 8000, "http-echo");
       await sb.waitUntilReady({ timeoutMs: 30_000 });
       const tunnels = await sb.tunnels({ timeoutMs: 30_000 });
       expect((await fetch(tunnels[8000]?.url as string)).status).toBe(200);
@@ -230,8 +183,7 @@ if (available) {
 
     it("sb.connect reaches a port in the sandbox as byte streams, with outbound blocked too", async () => {
       await using sb = await client.sandboxes.create({ blockNetwork: true });
-      await sb.run(ECHO(7000), { wait: false, timeoutMs: 0 });
-      await waitForPort(sb, 7000);
+      await startSandboxApp(sb, TCP_ECHO, [7000]);
       const conn = await sb.connect(7000);
       const writer = conn.writable.getWriter();
       const payload = new Uint8Array(4 << 20).map((_, i) => i % 251);
@@ -263,8 +215,7 @@ if (available) {
 
     it("sb.tunnel: 100 connections at once through one connection to the server, each byte for byte", async () => {
       await using sb = await client.sandboxes.create();
-      await sb.run(ECHO(7000), { wait: false, timeoutMs: 0 });
-      await waitForPort(sb, 7000);
+      await startSandboxApp(sb, TCP_ECHO, [7000]);
       const proxy = new TcpProxy(server.url);
       await using viaProxy = new SandboxClient({ endpoint: await proxy.start(), token: server.token });
       try {
@@ -283,8 +234,7 @@ if (available) {
 
     it("sb.tunnel: a connection whose reader does not read holds up no other connection", async () => {
       await using sb = await client.sandboxes.create();
-      await sb.run(SOURCE_OR_ECHO(7000), { wait: false, timeoutMs: 0 });
-      await waitForPort(sb, 7000);
+      await startSandboxApp(sb, SOURCE_OR_ECHO, [7000]);
       await using tunnel = await sb.tunnel(7000);
       const stalled = netConnect({ host: "127.0.0.1", port: tunnel.localPort });
       stalled.on("error", () => {});
@@ -302,8 +252,7 @@ if (available) {
 
     it("sb.tunnel: a dropped server connection resets the connections through it; new ones work once it is back", async () => {
       await using sb = await client.sandboxes.create();
-      await sb.run(ECHO(7000), { wait: false, timeoutMs: 0 });
-      await waitForPort(sb, 7000);
+      await startSandboxApp(sb, TCP_ECHO, [7000]);
       const proxy = new TcpProxy(server.url);
       await using viaProxy = new SandboxClient({ endpoint: await proxy.start(), token: server.token });
       try {
@@ -335,22 +284,7 @@ if (available) {
 
     it("an upgrade the app answers as plain HTTP ends the connection: nothing pipelined after it reaches the app", async () => {
       await using sb = await client.sandboxes.create();
-      // An HTTP/1.1 keep-alive app that ignores Upgrade and logs every request it gets.
-      await sb.run(
-        `python3 - <<'EOF'
-import http.server, json
-class App(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        with open("/tmp/seen", "a") as f:
-            f.write(json.dumps({"path": self.path, "user": self.headers.get("X-Verified-User-Data")}) + "\\n")
-        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("0.0.0.0", 8080), App).serve_forever()
-EOF`,
-        { wait: false, timeoutMs: 0 },
-      );
-      await waitForPort(sb, 8080);
+      await startSandboxApp(sb, LOGGING_APP, []);
       const { url, token } = await sb.createConnectToken({ userMetadata: { user: "alice" } });
       const { hostname, port } = new URL(url);
       const answer = await new Promise<string>((resolve, reject) => {
@@ -378,7 +312,7 @@ EOF`,
 
     it("HTTP through a tunnel never carries sbx's token cookies or a caller's verified user header to the app", async () => {
       await using sb = await client.sandboxes.create({ ports: [8000] });
-      await startApp(sb, 8000);
+      await serveSandboxApp(sb, 8000, "http-echo");
       const tunnel = (await sb.tunnels())[8000];
       const answer = await fetch(`${tunnel?.url}/c`, {
         headers: { cookie: `sbx_other_8080=stolen; app=kept`, "x-verified-user-data": '{"user":"mallory"}' },
@@ -390,8 +324,7 @@ EOF`,
 
     it("a tunnel's upgrade is piped once the app switched protocols; one the app declines is the connection's last", async () => {
       await using sb = await client.sandboxes.create({ ports: [8000] });
-      await sb.run(UPGRADE_APP(8000), { wait: false, timeoutMs: 0 });
-      await waitForPort(sb, 8000);
+      await startSandboxApp(sb, UPGRADE_APP, [8000]);
       const tunnel = (await sb.tunnels())[8000];
       const at = [tunnel?.host as string, tunnel?.port as number] as const;
       const raw = "GET /raw HTTP/1.1\r\nCookie: sbx_other_8080=now-raw\r\n\r\n";
@@ -411,8 +344,7 @@ EOF`,
 
     it("tunnels are served out of the server's process, and their connections end with the sandbox", async () => {
       const sb = await client.sandboxes.create({ ports: [7000] });
-      await sb.run(ECHO(7000), { wait: false, timeoutMs: 0 });
-      await waitForPort(sb, 7000);
+      await startSandboxApp(sb, TCP_ECHO, [7000]);
       const tunnel = (await sb.tunnels())[7000];
       const listening = spawnSync("ss", ["-Htlnp", `sport = :${tunnel?.port}`], { encoding: "utf8" }).stdout;
       expect(listening).toMatch(/sbx-agent/);
@@ -429,7 +361,7 @@ EOF`,
 
     it("a host account other than the server's cannot connect to a sandbox's ports", async () => {
       await using sb = await client.sandboxes.create({ ports: [8000] });
-      await startApp(sb, 8000);
+      await serveSandboxApp(sb, 8000, "http-echo");
       const address = (await sb.run("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1")).stdout.trim();
       expect(address).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
       const connect = (uid: number) =>
