@@ -8,27 +8,20 @@
  */
 import { deepEqual, equal, match, ok, rejects } from "../assert.js";
 import type { FakeControls, Harness, TestApi } from "../target.js";
+import { createCall, expectInvalid } from "./invalid-input.js";
 
 const T = 30_000;
 
 export function networkCases(t: TestApi, h: Harness): void {
   const { sdk } = h;
-  const fake = h.target.fake; // a capability: only the fake records calls, so only it can count them
-
-  /** Asserts `fn` fails with InvalidError and, on the fake, that no request was sent. */
-  const invalid = async (fn: () => Promise<unknown>, pattern?: RegExp) => {
-    const before = fake?.calls.length;
-    const error = await rejects(fn, sdk.InvalidError, pattern);
-    equal(error.code, "invalid");
-    if (fake) equal(fake.calls.length, before, "no request may be sent for invalid input");
-  };
+  const fake = h.target.fake;
+  const invalid = expectInvalid(h);
 
   t.describe("network", () => {
     t.it(
       "create: CIDRs, ports and probes are checked before any request",
       async () => {
-        const create = (options: Parameters<ReturnType<typeof h.client>["sandboxes"]["create"]>[0]) => () =>
-          h.client().sandboxes.create(h.createOptions(options));
+        const create = createCall(h);
         await invalid(create({ cidrAllowlist: ["10.1.2.3/8"] }), /host bits .* \(the range is 10\.0\.0\.0\/8\)/);
         await invalid(create({ cidrAllowlist: ["fe80::1%eth0"] }), /zone ids are not allowed/);
         await invalid(create({ cidrAllowlist: ["10.0.0.0/33"] }), /at most 32/);

@@ -1,19 +1,12 @@
-import { equal, rejects } from "../assert.js";
+import { equal } from "../assert.js";
 import type { Harness, TestApi } from "../target.js";
+import { createCall, expectInvalid } from "./invalid-input.js";
 
 const T = 30_000;
 
 export function validationCases(t: TestApi, h: Harness): void {
   const { sdk } = h;
-  const fake = h.target.fake; // a capability: only the fake records calls, so only it can count them
-
-  /** Asserts `fn` fails with InvalidError and, on the fake, that no request was sent. */
-  const invalid = async (fn: () => Promise<unknown>, pattern?: RegExp) => {
-    const before = fake?.calls.length;
-    const error = await rejects(fn, sdk.InvalidError, pattern);
-    equal(error.code, "invalid");
-    if (fake) equal(fake.calls.length, before, "no request may be sent for invalid input");
-  };
+  const invalid = expectInvalid(h);
 
   t.describe("validation before any request", () => {
     t.it(
@@ -34,8 +27,7 @@ export function validationCases(t: TestApi, h: Harness): void {
     t.it(
       "create: names, workdir, timeouts, tags, env, resources",
       async () => {
-        const create = (options: Parameters<ReturnType<typeof h.client>["sandboxes"]["create"]>[0]) => () =>
-          h.client().sandboxes.create(h.createOptions(options));
+        const create = createCall(h);
         for (const name of ["has space", "../x", "-lead", "x".repeat(65), ""]) await invalid(create({ name }));
         await invalid(create({ app: "bad app" }));
         await invalid(create({ workdir: "relative/path" }));
