@@ -45,9 +45,7 @@ export const TCP_ECHO = `
 import socketserver, sys
 class App(socketserver.BaseRequestHandler):
     def handle(self):
-        while True:
-            data = self.request.recv(65536)
-            if not data: break
+        for data in iter(lambda: self.request.recv(65536), b""):
             self.request.sendall(data)
         self.request.shutdown(1)
 ${SERVE_TCP_APP}`;
@@ -106,43 +104,44 @@ print("ready", flush=True)
 server.serve_forever()
 `;
 
-/** Reads a request's head off a socket: (head as text, the bytes after it), or None at its end. */
-const READ_HEAD = String.raw`
-def read_head(s):
-    data = b""
-    while b"\r\n\r\n" not in data:
-        more = s.recv(65536)
-        if not more: return None
-        data += more
-    head, rest = data.split(b"\r\n\r\n", 1)
-    return head.decode("latin-1"), rest
+/**
+ * The start of the programs that read a request's head first: `HeadHandler`, socketserver's
+ * handler that reads the head and calls `on_head(head as text, the bytes after it)`, and helpers.
+ */
+const ON_HEAD = String.raw`
+import base64, hashlib, json, re, socketserver, sys
+class HeadHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            more = self.request.recv(65536)
+            if not more: return
+            data += more
+        head, rest = data.split(b"\r\n\r\n", 1)
+        self.on_head(head.decode("latin-1"), rest)
 def header_lists(head):
     headers = {}
     for line in head.split("\r\n")[1:]:
         k, v = line.split(":", 1); headers.setdefault(k.strip().lower(), []).append(v.strip())
     return headers
-def websocket_accept(key):
-    return base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+def switch_to_websocket(s, key):
+    accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+    s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
 `;
 
 /**
  * The conformance suite's "websocket-echo" (the handshake and frames by hand: Python's standard
  * library has no WebSocket server; a client's frames up to 125 bytes).
  */
-export const WEBSOCKET_ECHO = String.raw`
-import base64, hashlib, json, socketserver, sys
-${READ_HEAD}
+export const WEBSOCKET_ECHO = `${ON_HEAD}
 def frame(payload):
     n = len(payload)
     return bytes([0x81, n]) + payload if n < 126 else bytes([0x81, 126]) + n.to_bytes(2, "big") + payload
-class App(socketserver.BaseRequestHandler):
-    def handle(self):
-        s = self.request; got = read_head(s)
-        if got is None: return
-        head, data = got
+class App(HeadHandler):
+    def on_head(self, head, data):
+        s = self.request
         headers = {k: v[0] for k, v in header_lists(head).items()}
-        s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
-                  + websocket_accept(headers["sec-websocket-key"]) + b"\r\n\r\n")
+        switch_to_websocket(s, headers["sec-websocket-key"])
         s.sendall(frame(json.dumps({"host": headers.get("host"), "user": headers.get("x-verified-user-data")}).encode()))
         while True:
             while len(data) < 6 or len(data) < 6 + (data[1] & 0x7f):
@@ -158,20 +157,14 @@ class App(socketserver.BaseRequestHandler):
 ${SERVE_TCP_APP}`;
 
 /** The conformance suite's "request-reader". */
-export const REQUEST_READER = String.raw`
-import base64, hashlib, json, socketserver, sys
-${READ_HEAD}
-class App(socketserver.BaseRequestHandler):
-    def handle(self):
-        s = self.request; got = read_head(s)
-        if got is None: return
-        head, data = got
-        headers = header_lists(head)
+export const REQUEST_READER = String.raw`${ON_HEAD}
+class App(HeadHandler):
+    def on_head(self, head, data):
+        s = self.request; headers = header_lists(head); body = b""
         def more(data):
             chunk = s.recv(65536)
             if not chunk: raise EOFError
             return data + chunk
-        body = b""
         try:
             if ",".join(headers.get("transfer-encoding", [])).lower() == "chunked":
                 while True:
@@ -192,18 +185,13 @@ class App(socketserver.BaseRequestHandler):
 ${SERVE_TCP_APP}`;
 
 /** The conformance suite's "held-requests". */
-export const HELD_REQUESTS = String.raw`
-import base64, hashlib, re, socketserver, sys
-${READ_HEAD}
-class App(socketserver.BaseRequestHandler):
-    def handle(self):
-        s = self.request; got = read_head(s)
-        if got is None: return
-        head = got[0]
+export const HELD_REQUESTS = String.raw`${ON_HEAD}
+class App(HeadHandler):
+    def on_head(self, head, _):
+        s = self.request
         key = re.search(r"(?im)^sec-websocket-key:\s*(.*?)\s*$", head)
         if key and re.search(r"(?im)^upgrade:\s*websocket\s*$", head):
-            s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
-                      + websocket_accept(key.group(1)) + b"\r\n\r\n")
+            switch_to_websocket(s, key.group(1))
         elif not head.split(" ")[1].startswith("/quiet"):
             s.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\n.\r\n")
         while s.recv(65536): pass

@@ -3,7 +3,7 @@
  * whatever host name a request carries: HTTP/1.1 requests (node:http), raw bytes on a TCP
  * connection, HTTP/2 sessions and WebSockets (ws), every name resolved to 127.0.0.1.
  */
-import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
 import { type IncomingHttpHeaders as Http2Headers, connect as http2Connect } from "node:http2";
 import { type LookupFunction, connect as netConnect } from "node:net";
 import type { WireAnswer, WireClient, WireConnection, WireWebSocket } from "@sbx/testing/conformance";
@@ -102,8 +102,8 @@ function websocket(
 }
 
 export const nodeWire: WireClient = {
-  request(url, init = {}) {
-    return new Promise((resolve, reject) => {
+  async request(url, init = {}) {
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
       const req = httpRequest(
         url,
         {
@@ -112,18 +112,15 @@ export const nodeWire: WireClient = {
           lookup: toLoopback,
           agent: false,
         },
-        (res) => {
-          let text = "";
-          res.setEncoding("utf8");
-          res.on("data", (chunk: string) => {
-            text += chunk;
-          });
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: headersOf(res.headers), text }));
-        },
+        resolve,
       );
       req.on("error", reject);
       req.end(init.body);
     });
+    res.setEncoding("utf8");
+    let text = "";
+    for await (const chunk of res) text += chunk;
+    return { status: res.statusCode ?? 0, headers: headersOf(res.headers), text };
   },
 
   connect,
