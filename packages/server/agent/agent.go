@@ -27,8 +27,10 @@ const (
 	fileWorkers = 2
 	// Threads reserved at boot: one per running P and per blocking call that can be under
 	// way at once (file workers and the user thread, each locked to a thread of its own; the
-	// exec being forked, a reap), and one spare.
-	reservedThreads = maxProcs + fileWorkers + 1 + 2 + 1
+	// exec being forked, a reap), and some slack: with one P, every goroutine in a system call
+	// that outlasts sysmon's tick takes a thread of its own (closing a watch's inotify, writing
+	// a terminal's output), so the spare ones are what such calls at once may use.
+	reservedThreads = maxProcs + fileWorkers + 1 + 4
 	// Once no request has come for this long, the agent hands the heap pages it no longer uses
 	// back to the host. The Go runtime collects nothing before its heap reaches 4 MiB and keeps
 	// what it frees for reuse, so an idle agent would otherwise hold every page its start and

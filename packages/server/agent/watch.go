@@ -295,8 +295,23 @@ func (w *watch) forget(inotifyFD int, path string) {
 }
 
 // stop ends the watch: its reader sees the file closed. The close itself waits for a worker
-// still adding to it (see inotify), on a goroutine of its own: the caller never waits.
-func (w *watch) stop() { go w.file.Close() }
+// still adding to it (see inotify), on the closer's goroutine: the caller never waits.
+func (w *watch) stop() { watchCloser <- w.file }
+
+// watchCloser closes stopped watches' inotify descriptors one at a time. A close waits on the
+// kernel (milliseconds), during which its goroutine holds a thread: one goroutine per stopped
+// watch would take as many threads as watches stopped at once, and under a fork bomb that
+// holds every pid of the sandbox the agent cannot start a thread it needs (the runtime aborts
+// it). Buffered so that stopping never waits; a full buffer waits for the closer.
+var watchCloser = func() chan<- *os.File {
+	files := make(chan *os.File, 1024)
+	go func() {
+		for file := range files {
+			file.Close()
+		}
+	}()
+	return files
+}()
 
 func (w *watch) run(emit func(*Event)) {
 	// Only this goroutine's decode uses the root's descriptor (through the workers it waits for).
