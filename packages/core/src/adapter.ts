@@ -42,6 +42,7 @@ export {
 export type { RpcClients } from "./rpc.js";
 export { Code as RpcCode, RpcFailure, type RpcFailureDetail, rpcFailureFromJson } from "./rpc-failure.js";
 export { type StreamSocket, streamSocketChannel } from "./stream-socket-channel.js";
+export { type StreamSocketEnds, streamSocketStreams } from "./stream-socket-streams.js";
 export {
   type TunnelUpgrade,
   TunnelUpgradeAnswer,

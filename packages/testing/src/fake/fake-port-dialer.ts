@@ -7,6 +7,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { type Duplex, duplexPair, Readable } from "node:stream";
+import { streamSocketStreams } from "@sbx/core/adapter";
 import { IngressDialError, type IngressDialer } from "@sbx/server-kit/ingress";
 import type { PortContext, PortHandler, PortRegistry } from "./ports.js";
 
@@ -21,7 +22,7 @@ export class FakePortDialer implements IngressDialer {
     const [gatewaySide, appSide] = duplexPair();
     const context = { sandboxId, port };
     if (entry.kind === "connection") {
-      const connection = webStreamsOf(appSide);
+      const connection = streamSocketStreams(appSide, READ_AHEAD);
       Promise.resolve()
         .then(() => entry.handler(connection, context))
         .catch(() => appSide.destroy());
@@ -35,79 +36,6 @@ export class FakePortDialer implements IngressDialer {
 
 /** Bytes read ahead of the handler before the pair's side is paused. */
 const READ_AHEAD = 256 * 1024;
-
-/**
- * `side` as web byte streams, its own buffers handed on (`Duplex.toWeb` copies every chunk):
- * reading pauses while the handler does not take what came, a write waits only for the side's
- * drain, closing the writable ends the side (the gateway's end sees the end), and cancelling
- * or aborting destroys it.
- */
-function webStreamsOf(side: Duplex): { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> } {
-  const closed = () => new Error("the connection is closed");
-  const readable = new ReadableStream<Uint8Array>(
-    {
-      start(controller) {
-        side.on("data", (chunk: Buffer) => {
-          controller.enqueue(chunk);
-          if ((controller.desiredSize ?? 0) <= 0) side.pause();
-        });
-        side.on("end", () => {
-          try {
-            controller.close();
-          } catch {
-            // already errored
-          }
-        });
-        side.on("error", (error) => {
-          try {
-            controller.error(error);
-          } catch {
-            // already closed
-          }
-        });
-        side.on("close", () => {
-          try {
-            controller.error(closed());
-          } catch {
-            // already closed or errored
-          }
-        });
-        side.pause();
-      },
-      pull() {
-        side.resume();
-      },
-      cancel() {
-        side.destroy();
-      },
-    },
-    { highWaterMark: READ_AHEAD, size: (chunk) => chunk.byteLength },
-  );
-  const writable = new WritableStream<Uint8Array>({
-    write: (chunk) =>
-      new Promise<void>((resolve, reject) => {
-        if (side.destroyed || side.writableEnded) return reject(closed());
-        if (side.write(chunk)) return resolve();
-        const settle = () => {
-          side.off("drain", settle);
-          side.off("close", settle);
-          if (side.destroyed) reject(closed());
-          else resolve();
-        };
-        side.on("drain", settle);
-        side.on("close", settle);
-      }),
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        if (side.destroyed) return reject(closed());
-        side.end(() => resolve());
-      }),
-    abort() {
-      side.destroy();
-    },
-  });
-  return { readable, writable };
-}
 
 async function answer(handler: PortHandler, context: PortContext, req: IncomingMessage, res: ServerResponse) {
   try {
