@@ -17,18 +17,21 @@ const (
 	// workers and forks block in system calls, which hand the P on. One P, not two: every idle
 	// sandbox pays per P (a cache of heap spans, ~100 KiB touched) and per thread (below).
 	maxProcs = 1
-	// File calls run on this many workers, started at boot (see reserveThreads). Each is an OS
-	// thread of every idle sandbox's (~30 KiB of kernel memory: its stack and task, and a Go
-	// stack): a call is one short system call or a chunk of a file (special files are refused
-	// before they are opened, and opened without waiting), so two keep calls of one sandbox
-	// flowing while a third is queued.
+	// File calls run on this many workers, started at boot. Each is an OS thread of every idle
+	// sandbox's (~30 KiB of kernel memory: its stack and task, and a Go stack): a call is one
+	// short system call or a chunk of a file (special files are refused before they are opened,
+	// and opened without waiting), so two keep calls of one sandbox flowing while a third is
+	// queued.
 	fileWorkers = 2
-	// Threads reserved at boot: one per running P and per blocking call that can be under
-	// way at once (file workers and the user thread, each locked to a thread of its own; the
-	// exec being forked, a reap), and some slack: with one P, every goroutine in a system call
-	// that outlasts sysmon's tick takes a thread of its own (closing a watch's inotify, writing
-	// a terminal's output), so the spare ones are what such calls at once may use.
-	reservedThreads = maxProcs + fileWorkers + 1 + 4
+	// Threads reserved at boot when the agent shares the workload's pids limit (--reserve-threads:
+	// a host where the server cannot keep the workload's processes in a cgroup of their own, see
+	// cgroups.ts): one per running P and per blocking call that can be under way at once (file
+	// workers, the user thread and the spawner, each locked to a thread of its own; a reap), and
+	// some slack: with one P, every goroutine in a system call that outlasts sysmon's tick takes a
+	// thread of its own (closing a watch's inotify, writing a terminal's output), so the spare
+	// ones are what such calls at once may use. Otherwise the agent's threads are outside the
+	// workload's limit, with room of their own, and are started as they are needed.
+	reservedThreads = maxProcs + fileWorkers + 2 + 4
 	// (An idle agent runs no garbage collection at all: its heap stays below the runtime's first
 	// goal, 4 MiB. Forcing one once idle, to hand freed pages back (debug.FreeOSMemory), cost
 	// each idle sandbox ~190 KiB more than it gave back: the collector's own metadata and its
@@ -47,7 +50,7 @@ type agent struct {
 
 // serve opens the control FIFOs, says it is ready, and serves requests until the control FIFO
 // fails (it never ends otherwise: it is open for writing too, so it never reads end-of-file).
-func serve(ctlPath, eventsPath string) error {
+func serve(ctlPath, eventsPath string, reserve bool) error {
 	runtime.GOMAXPROCS(maxProcs)
 	// Every signal is handled, so none can end the agent: pid 1 of a pid namespace gets from
 	// inside it only the signals it handles, and a Go program dies of those it does not. The
@@ -55,7 +58,9 @@ func serve(ctlPath, eventsPath string) error {
 	// signals in a new process), and an empty signal mask.
 	signals := make(chan os.Signal, 64)
 	signal.Notify(signals)
-	reserveThreads(reservedThreads)
+	if reserve {
+		reserveThreads(reservedThreads)
+	}
 
 	// The server opened its ends before starting the sandbox: neither open waits.
 	eventsFd, err := syscall.Open(eventsPath, syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
@@ -77,7 +82,7 @@ func serve(ctlPath, eventsPath string) error {
 			}
 		}
 	}()
-	a.emit(&Event{Ready: &Ready{Version: version}})
+	a.emit(&Event{Ready: &Ready{Version: version, SpawnerTid: int32(a.procs.spawner.tid)}})
 	return a.readRequests(pollable(ctlFd, ctlPath))
 }
 

@@ -12,7 +12,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,38 +59,29 @@ func (a *acting) current() (*credentials, uint64) {
 
 // userThread runs functions on one OS thread that carries the user's fs ids (the checks before
 // an exec: its working directory and its program, as the user would find them). Started at
-// boot, so it never needs a thread the pids limit could refuse.
+// boot, with the agent's other long-lived threads.
 type userThread struct {
-	work chan func()
+	thread *lockedThread
+	who    *acting
+	// The generation of `who` the thread carries (touched on the thread only).
+	applied uint64
 }
 
 func newUserThread(who *acting) *userThread {
-	t := &userThread{work: make(chan func())}
-	go func() {
-		// Never unlocked: the thread may carry the user's ids, and dies with the agent.
-		runtime.LockOSThread()
-		var applied uint64
-		for fn := range t.work {
-			if creds, generation := who.current(); generation != applied {
-				// With the capabilities the user's processes will have (root's: Docker's set less three).
-				if err := actAs(creds, true); err != nil {
-					fatal("cannot act as the sandbox user: %v", err)
-				}
-				applied = generation
-			}
-			fn()
-		}
-	}()
-	return t
+	return &userThread{thread: startLockedThread(), who: who}
 }
 
 func (t *userThread) do(fn func()) {
-	done := make(chan struct{})
-	t.work <- func() {
+	t.thread.do(func() {
+		if creds, generation := t.who.current(); generation != t.applied {
+			// With the capabilities the user's processes will have (root's: Docker's set less three).
+			if err := actAs(creds, true); err != nil {
+				fatal("cannot act as the sandbox user: %v", err)
+			}
+			t.applied = generation
+		}
 		fn()
-		close(done)
-	}
-	<-done
+	})
 }
 
 // actAs gives the calling thread (locked to its goroutine) the user's groups and fs ids (nil:

@@ -9,9 +9,10 @@
 // The protocol (JSON lines over two FIFOs in /.sbx) is defined once, in
 // proto/sbx/agent/v1/agent.proto; protocol.gen.go is generated from it.
 //
-// As the server starts it (--open-files: the soft open-files limit of the sandbox's processes):
+// As the server starts it (--open-files: the soft open-files limit of the sandbox's processes;
+// --reserve-threads: the agent shares the workload's pids limit, see reserveThreads):
 //
-//	sbx-agent [--open-files N]
+//	sbx-agent [--open-files N] [--reserve-threads]
 //
 // On the host, as root, the server runs it to mount a sandbox's root before the sandbox exists
 // (never inside a sandbox: see mount_root.go):
@@ -51,7 +52,6 @@ func main() {
 	if err := makeUndumpable(); err != nil {
 		fatal("cannot make the agent non-dumpable: %v", err)
 	}
-	openFiles := uint64(0)
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "--version":
@@ -78,19 +78,10 @@ func main() {
 				fatal("relay: %v", err)
 			}
 			return
-		case "--open-files":
-			if len(os.Args) != 3 {
-				fatal("usage: sbx-agent --open-files N")
-			}
-			n, err := strconv.ParseUint(os.Args[2], 10, 64)
-			if err != nil || n < 64 {
-				fatal("--open-files must be a number of at least 64, not %q", os.Args[2])
-			}
-			openFiles = n
-		default:
-			fatal("unknown argument %q (usage: sbx-agent [--open-files N | --version | bench-spawn ROUNDS PROGRAM [ARG...] | mount-root ... | claim-ids ... | relay ...])", os.Args[1])
 		}
 	}
+	// Otherwise it serves a sandbox, as its pid 1.
+	openFiles, reserve := serveFlags(os.Args[1:])
 	// bubblewrap leaves the capabilities it grants in the inheritable and ambient sets too.
 	if err := clearInheritableCaps(); err != nil {
 		fatal("cannot clear the inheritable capabilities: %v", err)
@@ -106,9 +97,32 @@ func main() {
 			fatal("cannot set the open-files limit: %v", err)
 		}
 	}
-	if err := serve("/.sbx/ctl", "/.sbx/events"); err != nil {
+	if err := serve("/.sbx/ctl", "/.sbx/events", reserve); err != nil {
 		fatal("%v", err)
 	}
+}
+
+// serveFlags reads the arguments the server starts the agent with.
+func serveFlags(args []string) (openFiles uint64, reserveThreads bool) {
+	for i := 0; i < len(args); i++ {
+		switch args[i] {
+		case "--open-files":
+			if i+1 >= len(args) {
+				fatal("usage: sbx-agent --open-files N")
+			}
+			n, err := strconv.ParseUint(args[i+1], 10, 64)
+			if err != nil || n < 64 {
+				fatal("--open-files must be a number of at least 64, not %q", args[i+1])
+			}
+			openFiles = n
+			i++
+		case "--reserve-threads":
+			reserveThreads = true
+		default:
+			fatal("unknown argument %q (usage: sbx-agent [--open-files N] [--reserve-threads] | --version | bench-spawn ROUNDS PROGRAM [ARG...] | mount-root ... | claim-ids ... | relay ...)", args[i])
+		}
+	}
+	return openFiles, reserveThreads
 }
 
 func fatal(format string, args ...interface{}) {

@@ -31,6 +31,10 @@ type processes struct {
 	// Who processes run as (see identity.go), and the thread that checks what they will meet as them.
 	identity *acting
 	asUser   *userThread
+	// The one thread every process is forked from. The server moves it, and it alone, into the
+	// cgroup that bounds the workload's pids (see Ready.spawner_tid): a child starts in its
+	// parent thread's cgroup, so every process does, and the agent's other threads stay out.
+	spawner *lockedThread
 	// Held from a fork until its process is known by pid, and while reaping: no exit is seen
 	// before its start is recorded and reported.
 	mu        sync.Mutex
@@ -46,6 +50,7 @@ func newProcesses(emit func(*Event), identity *acting) *processes {
 		oomScore:  openOOMScore(),
 		identity:  identity,
 		asUser:    newUserThread(identity),
+		spawner:   startLockedThread(),
 		byPid:     map[int]string{},
 		byID:      map[string]int{},
 		terminals: map[string]*os.File{},
@@ -140,8 +145,10 @@ func (p *processes) start(id string, req *Exec) {
 		if std.pty {
 			files = []uintptr{uintptr(std.slave), uintptr(std.slave), uintptr(std.slave)}
 		}
-		p.oomScore.forChild(func() {
-			pid, err = syscall.ForkExec(path, req.Argv, &syscall.ProcAttr{Dir: cwd, Env: env, Files: files, Sys: sys})
+		p.spawner.do(func() {
+			p.oomScore.forChild(func() {
+				pid, err = syscall.ForkExec(path, req.Argv, &syscall.ProcAttr{Dir: cwd, Env: env, Files: files, Sys: sys})
+			})
 		})
 		if err != nil {
 			errno = errnoOf(err)

@@ -141,7 +141,8 @@ type Identity struct {
 
 // Ready is sbx.agent.v1.Ready.
 type Ready struct {
-	Version string `json:"version,omitempty"`
+	Version    string `json:"version,omitempty"`
+	SpawnerTid int32  `json:"spawnerTid,omitempty"`
 }
 
 // Started is sbx.agent.v1.Started.

@@ -82,9 +82,52 @@ function descriptorTargets(pid: number): string[] {
 /** How many processes the sandbox's cgroup counts. */
 const pidsCurrent = (cgroup: string) => Number(readFileSync(join(cgroup, "pids.current"), "utf8"));
 
-/** How many threads a process has. */
-const agentThreads = (pid: number) =>
-  Number(/^Threads:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+/** The child of the sandbox's cgroup that bounds its workload's pids (see cgroups.ts). */
+const workOf = (cgroup: string) => join(cgroup, "work");
+
+/** Host ids of the threads in a cgroup itself (v2: a threaded one's; v1: its tasks). */
+const threadsIn = (cgroup: string) =>
+  readFileSync(join(cgroup, existsSync(join(cgroup, "cgroup.threads")) ? "cgroup.threads" : "tasks"), "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map(Number);
+
+/** Whether a host task's pids cgroup is a `work` one (v2: its one line; v1: the pids hierarchy's). */
+const inWork = (path: string) =>
+  (
+    readFileSync(path, "utf8")
+      .split("\n")
+      .find((line) => line.startsWith("0::") || /^\d+:[^:]*\bpids\b/.test(line)) ?? ""
+  ).endsWith("/work");
+
+/**
+ * Pids of the workload's processes: those whose main thread is in `work` (read per process: a v2
+ * threaded cgroup's own list of processes cannot be read, and its root lists them all).
+ */
+const workloadPids = (cgroup: string) =>
+  readFileSync(join(cgroup, "cgroup.procs"), "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map(Number)
+    .concat(
+      existsSync(join(workOf(cgroup), "tasks"))
+        ? readFileSync(join(workOf(cgroup), "cgroup.procs"), "utf8")
+            .split("\n")
+            .filter(Boolean)
+            .map(Number)
+        : [],
+    )
+    .filter((pid, i, all) => all.indexOf(pid) === i)
+    .filter((pid) => {
+      try {
+        return inWork(`/proc/${pid}/cgroup`);
+      } catch {
+        return false; // gone meanwhile
+      }
+    });
+
+/** Host ids of a process's threads. */
+const threadIds = (pid: number) => readdirSync(`/proc/${pid}/task`).map(Number);
 
 /** Polls `check` until it holds (bounded: fails the test after `tries`). */
 async function eventually(check: () => boolean, what: string, tries = 200): Promise<void> {
@@ -161,8 +204,8 @@ if (available) {
         "        time.sleep(600)",
       ].join("\n");
       await sb.exec(["python3", "-c", bomb]);
-      const cgroup = cgroupOf(sb.id);
-      await eventually(() => pidsCurrent(cgroup) >= PIDS_LIMIT, "the fork bomb filled the pids limit");
+      const work = workOf(cgroupOf(sb.id));
+      await eventually(() => pidsCurrent(work) >= PIDS_LIMIT, "the fork bomb filled the pids limit");
     };
 
     it("refuses to read a FIFO, a device or a socket at once (typed error), and later calls still work", async () => {
@@ -191,7 +234,7 @@ if (available) {
       expect(local?.agentCalls.abandoned).toBe(0);
     });
 
-    it("file calls still answer under a fork bomb that holds every pid (the agent's workers were started at boot)", async () => {
+    it("file calls still answer under a fork bomb that holds every pid (the agent's threads are outside the workload's limit)", async () => {
       await using sb = await client.sandboxes.create({ cpu: 0.5 });
       await sb.filesystem.writeText("before the bomb", "/tmp/before.txt");
       await forkBomb(sb);
@@ -247,32 +290,31 @@ if (available) {
       expect(local.agentCalls.waiting).toBe(0);
     });
 
-    it("a terminal command started with the sandbox's last pid runs: its copiers need no thread", async () => {
+    it("a terminal command started with the sandbox's last pid runs: its copiers need no pid of the workload's", async () => {
       await using sb = await client.sandboxes.create();
-      const cgroup = cgroupOf(sb.id);
+      const work = workOf(cgroupOf(sb.id));
       const agent = agentPid(sb.id);
       const terminalsHeld = () =>
         descriptorTargets(agent).filter((target) => /^\/dev\/(ptmx|pts\/)/.test(target)).length;
-      const threads = agentThreads(agent);
       // One pid left: the command takes it; copying its terminal takes none.
-      writeFileSync(join(cgroup, "pids.max"), String(pidsCurrent(cgroup) + 1));
+      writeFileSync(join(work, "pids.max"), String(pidsCurrent(work) + 1));
       let result: { stdout: string };
       try {
         result = await sb.run("echo fine", { pty: true });
       } finally {
-        writeFileSync(join(cgroup, "pids.max"), String(PIDS_LIMIT));
+        writeFileSync(join(work, "pids.max"), String(PIDS_LIMIT));
       }
       expect(result.stdout).toBe("fine\r\n");
-      expect(agentThreads(agent)).toBe(threads);
+      // Of the agent, only the thread that forks is under the workload's limit.
+      expect(threadsIn(work).filter((tid) => threadIds(agent).includes(tid))).toHaveLength(1);
       await eventually(() => terminalsHeld() === 0, "the agent let go of the terminal");
     });
 
     it("while a fork bomb holds every pid, file calls and exec attempts are answered and the agent lives on", async () => {
       await using sb = await client.sandboxes.create({ cpu: 0.5 });
-      const cgroup = cgroupOf(sb.id);
+      const work = workOf(cgroupOf(sb.id));
       const agent = agentPid(sb.id);
       await sb.filesystem.makeDirectory("/tmp/calls");
-      const threads = agentThreads(agent);
       await forkBomb(sb);
       // More calls at once than the agent has file workers, of every kind, with exec attempts
       // and a watch among them: each blocking call the agent makes needs a thread, and none can
@@ -304,22 +346,64 @@ if (available) {
         if (created.has("/tmp/calls/23.txt")) break;
       }
       expect(created).toContain("/tmp/calls/0.txt");
-      // The same agent, which never needed a thread more than it started with.
+      // The same agent, with one thread only under the workload's limit: the one that forks.
       expect(agentPid(sb.id)).toBe(agent);
-      expect(agentThreads(agent)).toBe(threads);
-      // Once the bomb is gone (killed from the host: all but the agent and its bubblewrap),
-      // processes start again.
-      const keep = new Set([
-        agent,
-        Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${agent}/status`, "utf8"))?.[1]),
-      ]);
-      for (let i = 0; i < 20 && pidsCurrent(cgroup) > threads + 1; i++) {
-        for (const pid of readFileSync(join(cgroup, "cgroup.procs"), "utf8").split("\n").filter(Boolean)) {
-          if (!keep.has(Number(pid))) process.kill(Number(pid), "SIGKILL");
-        }
+      expect(threadsIn(work).filter((tid) => threadIds(agent).includes(tid))).toHaveLength(1);
+      // Once the bomb is gone (killed from the host: all of the workload), processes start again.
+      for (let i = 0; i < 20 && pidsCurrent(work) > 1; i++) {
+        for (const pid of workloadPids(cgroupOf(sb.id))) process.kill(pid, "SIGKILL");
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       expect((await run(sb, ["echo", "after the bomb"])).out).toBe("after the bomb\n");
+    });
+
+    it("every process starts under the workload's pids limit, and of the agent only the thread that forks them", async () => {
+      await using sb = await client.sandboxes.create();
+      const cgroup = cgroupOf(sb.id);
+      const work = workOf(cgroup);
+      const agent = agentPid(sb.id);
+      const spawner = threadsIn(work).filter((tid) => threadIds(agent).includes(tid));
+      expect(spawner).toHaveLength(1);
+      // A process, and one its child starts in a new session (a daemon), are both in `work`.
+      const started = await sb.exec(["sh", "-c", "setsid sleep 600 & echo $$; sleep 600"]);
+      const reader = started.stdout[Symbol.asyncIterator]();
+      await reader.next();
+      await eventually(() => workloadPids(cgroup).length >= 3, "both sleeps started");
+      const bwrap = Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${agent}/status`, "utf8"))?.[1]);
+      expect(workloadPids(cgroup)).not.toContain(agent);
+      expect(workloadPids(cgroup)).not.toContain(bwrap);
+      // Every thread of the agent but its spawner is outside `work`.
+      const agentThreadsInWork = threadIds(agent).filter((tid) => inWork(`/proc/${agent}/task/${tid}/cgroup`));
+      expect(agentThreadsInWork).toEqual(spawner);
+      // The workload's limit is the sandbox's (and the spawner); its cgroup has room for the agent beyond it.
+      expect(Number(readFileSync(join(work, "pids.max"), "utf8"))).toBe(PIDS_LIMIT + 1);
+      expect(Number(readFileSync(join(cgroup, "pids.max"), "utf8"))).toBeGreaterThan(PIDS_LIMIT + 1);
+      await started.kill();
+    });
+
+    it("terminals writing while a fork bomb holds every pid: the agent starts the threads it needs and lives on", async () => {
+      await using sb = await client.sandboxes.create({ cpu: 0.5 });
+      const agent = agentPid(sb.id);
+      // Terminals the agent copies for, each writing without pause (a long write can take a
+      // thread of the agent's: with one P, the runtime starts another for the rest).
+      const terminals = await Promise.all(
+        Array.from({ length: 12 }, () =>
+          sb.exec(["sh", "-c", "while :; do echo aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; done"], {
+            pty: true,
+          }),
+        ),
+      );
+      await forkBomb(sb);
+      // Their output still flows, file calls answer, and the agent is the same process.
+      for (const terminal of terminals) {
+        const reader = terminal.stdout[Symbol.asyncIterator]();
+        for (let i = 0; i < 3; i++) expect((await reader.next()).done).toBe(false);
+        await reader.return?.();
+      }
+      await sb.filesystem.writeText("during the bomb", "/tmp/during.txt");
+      expect(await sb.filesystem.readText("/tmp/during.txt")).toBe("during the bomb");
+      expect(agentPid(sb.id)).toBe(agent);
+      expect(readFileSync(`/proc/${agent}/status`, "utf8")).not.toMatch(/^State:\s+Z/m);
     });
 
     it("a watch given up on before it is in place is stopped, even after thousands of failed watches", async () => {

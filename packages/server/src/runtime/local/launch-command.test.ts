@@ -3,7 +3,7 @@
 // pinned here to exactly Docker's default set less NET_RAW, MKNOD and AUDIT_WRITE; and the user namespace is left for the server to
 // map (the handshake descriptors), never mapped by bwrap itself.
 import { describe, expect, it } from "vitest";
-import { LAUNCH_FDS, launchArgs, SANDBOX_ROOT_CAPS } from "./launch-command.js";
+import { AGENT_PATH, LAUNCH_FDS, launchArgs, SANDBOX_OPEN_FILES, SANDBOX_ROOT_CAPS } from "./launch-command.js";
 
 /** Capability numbers (linux/capability.h). */
 export const CAPABILITY_NUMBERS: Readonly<Record<string, number>> = {
@@ -43,6 +43,7 @@ export const CAPABILITY_NUMBERS: Readonly<Record<string, number>> = {
 
 const target = {
   cgroupDirs: ["/sys/fs/cgroup/x"],
+  agentSharesPids: false,
   rootfs: "/data/runtime/sandboxes/s/rootfs",
   ctl: "/data/runtime/sandboxes/s/ctl",
   agent: "/data/runtime/sbx-agent",
@@ -104,6 +105,21 @@ describe("the launch command", () => {
     const binds = ["--bind", "--ro-bind", "--ro-bind-try"].flatMap((option) => valuesOf(image, option));
     // (and its resolv.conf from the control dir, root's: see local-sandbox.ts)
     expect(binds).toEqual(["/mnt", "/mnt/.sbx/resolv.conf"]);
+  });
+
+  it("has the agent reserve its threads at boot only where it shares the workload's pids limit", () => {
+    const tail = (args: string[]) => args.slice(args.indexOf(AGENT_PATH));
+    expect(tail(launchArgs({ ...target, hostUsr: false }))).toEqual([
+      AGENT_PATH,
+      "--open-files",
+      String(SANDBOX_OPEN_FILES),
+    ]);
+    expect(tail(launchArgs({ ...target, hostUsr: false, agentSharesPids: true }))).toEqual([
+      AGENT_PATH,
+      "--open-files",
+      String(SANDBOX_OPEN_FILES),
+      "--reserve-threads",
+    ]);
   });
 
   it("binds the DNS config where the root's recipe says, a plain absolute path only", () => {

@@ -92,6 +92,11 @@ export const LAUNCH_FDS = Object.freeze({
 export interface LaunchTarget {
   /** The sandbox's cgroup dirs (one per hierarchy), joined before anything else runs. */
   readonly cgroupDirs: readonly string[];
+  /**
+   * The agent shares the workload's pids limit (no `work` cgroup, see cgroups.ts): it reserves
+   * the threads it may need at boot.
+   */
+  readonly agentSharesPids: boolean;
   /** The sandbox's overlay root on the host. */
   readonly rootfs: string;
   /** The sandbox's control dir on the host (root's, holding the FIFOs and the agent's mount point). */
@@ -121,6 +126,7 @@ export interface LaunchTarget {
  */
 export function launchArgs({
   cgroupDirs,
+  agentSharesPids,
   rootfs,
   ctl,
   agent,
@@ -193,6 +199,7 @@ export function launchArgs({
     // Go raises its own soft limit as it starts: the agent sets the sandbox's back.
     "--open-files",
     String(SANDBOX_OPEN_FILES),
+    ...(agentSharesPids ? ["--reserve-threads"] : []),
   ];
   // Nothing runs outside its cgroups: destroy() relies on killing the cgroup to know that no
   // sandboxed process is left before it removes the sandbox's files. Sandboxes get the usual

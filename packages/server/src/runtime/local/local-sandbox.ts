@@ -125,6 +125,10 @@ export class LocalSandbox implements RuntimeSandbox {
   #child: ChildProcess | undefined;
   readonly #connection: AgentConnection;
   #ready: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  /** The agent's spawner thread, as its Ready said (see SandboxCgroup.moveSpawner). */
+  #spawnerTid = 0;
+  /** The control FIFOs' unlinking, started at Ready (see #onEvent). */
+  #controlUnlinked: Promise<unknown> | undefined;
   #counter = 0;
   #destroyed: Promise<void> | undefined;
   /** The agent of the current start, as the host sees it (found once it is ready). */
@@ -314,6 +318,10 @@ export class LocalSandbox implements RuntimeSandbox {
       await ready;
       // Its host pid and start time, for reopening the files and pipes it names.
       this.#agent = await findAgent(child.pid ?? 0, base);
+      // Before any process starts: they all start in the cgroup of the thread that forks them,
+      // and nothing sandboxed may find the control FIFOs.
+      await this.#cgroup.moveSpawner(this.#agent.pid, this.#spawnerTid);
+      await this.#controlUnlinked;
       // An image's sandbox runs as the image's User (looked up inside), in its WorkingDir.
       const image = this.#spec.image;
       if (image) await this.#configure(image);
@@ -383,6 +391,7 @@ export class LocalSandbox implements RuntimeSandbox {
     const paths = this.#paths;
     const args = launchArgs({
       cgroupDirs: this.#cgroup.dirs,
+      agentSharesPids: !this.#cgroup.split,
       rootfs: paths.rootfs,
       ctl: paths.ctl,
       agent,
@@ -436,7 +445,10 @@ export class LocalSandbox implements RuntimeSandbox {
       // The agent holds both control FIFOs open now, and no sandboxed code has run yet:
       // unlinked, they cannot be opened by anything in the sandbox (to forge answers or
       // swallow requests). Rebuilt by the next start.
-      for (const name of ["ctl", "events"]) rm(join(this.#paths.ctl, name), { force: true }).catch(() => {});
+      this.#controlUnlinked = Promise.all(
+        ["ctl", "events"].map((name) => rm(join(this.#paths.ctl, name), { force: true })),
+      );
+      this.#spawnerTid = event.ready.spawnerTid ?? 0;
       this.#ready?.resolve();
     } else if (event.started) {
       const process = this.#processes.get(id);
