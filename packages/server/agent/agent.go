@@ -17,11 +17,10 @@ const (
 	// workers and forks block in system calls, which hand the P on. One P, not two: every idle
 	// sandbox pays per P (a cache of heap spans, ~100 KiB touched) and per thread (below).
 	maxProcs = 1
-	// File calls run on this many workers, started at boot. Each is an OS thread of every idle
-	// sandbox's (~30 KiB of kernel memory: its stack and task, and a Go stack): a call is one
-	// short system call or a chunk of a file (special files are refused before they are opened,
-	// and opened without waiting), so two keep calls of one sandbox flowing while a third is
-	// queued.
+	// File calls run on this many workers, started with the first call. Each is an OS thread
+	// (~30 KiB of kernel memory: its stack and task, and a Go stack): a call is one short system
+	// call or a chunk of a file (special files are refused before they are opened, and opened
+	// without waiting), so two keep calls of one sandbox flowing while a third is queued.
 	fileWorkers = 2
 	// Threads reserved at boot when the agent shares the workload's pids limit (--reserve-threads:
 	// a host where the server cannot keep the workload's processes in a cgroup of their own, see

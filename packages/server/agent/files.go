@@ -11,7 +11,8 @@ import (
 	"unsafe"
 )
 
-// fileServer answers the server's file calls. They run on a few workers started at boot, as the
+// fileServer answers the server's file calls. They run on a few workers started with the first
+// call (an idle sandbox that is never asked for a file holds no thread for them), as the
 // sandbox user without capabilities (permission bits apply, root's too), inside the sandbox's
 // root: paths, `..` and symlinks resolve there, so no path can reach the host. File contents never pass through the agent: for Read and Upload it opens
 // the file and names the descriptor, and the server reopens that open file through
@@ -21,6 +22,8 @@ type fileServer struct {
 	// Whom the calls act as: each worker's thread takes on the user's ids (see identity.go).
 	identity *acting
 
+	workers int
+	started sync.Once
 	mu      sync.Mutex
 	waiting *sync.Cond
 	queued  []fileJob
@@ -40,12 +43,9 @@ type fileJob struct {
 }
 
 func newFileServer(emit func(*Event), workers int, identity *acting) *fileServer {
-	f := &fileServer{emit: emit, identity: identity, openFiles: map[int]bool{}, uploads: map[string]int{}}
+	f := &fileServer{emit: emit, identity: identity, workers: workers, openFiles: map[int]bool{}, uploads: map[string]int{}}
 	f.waiting = sync.NewCond(&f.mu)
 	f.watches.init(emit, f.asUser)
-	for i := 0; i < workers; i++ {
-		go f.work()
-	}
 	return f
 }
 
@@ -58,6 +58,11 @@ func (f *fileServer) queue(req *Request) {
 }
 
 func (f *fileServer) push(job fileJob) {
+	f.started.Do(func() {
+		for i := 0; i < f.workers; i++ {
+			go f.work()
+		}
+	})
 	f.mu.Lock()
 	f.queued = append(f.queued, job)
 	f.mu.Unlock()

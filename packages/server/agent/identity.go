@@ -58,9 +58,10 @@ func (a *acting) current() (*credentials, uint64) {
 }
 
 // userThread runs functions on one OS thread that carries the user's fs ids (the checks before
-// an exec: its working directory and its program, as the user would find them). Started at
-// boot, with the agent's other long-lived threads.
+// an exec: its working directory and its program, as the user would find them). Started when
+// first needed: only a sandbox whose processes run as a configured user has one.
 type userThread struct {
+	start  sync.Once
 	thread *lockedThread
 	who    *acting
 	// The generation of `who` the thread carries (touched on the thread only).
@@ -68,10 +69,11 @@ type userThread struct {
 }
 
 func newUserThread(who *acting) *userThread {
-	return &userThread{thread: startLockedThread(), who: who}
+	return &userThread{who: who}
 }
 
 func (t *userThread) do(fn func()) {
+	t.start.Do(func() { t.thread = startLockedThread() })
 	t.thread.do(func() {
 		if creds, generation := t.who.current(); generation != t.applied {
 			// With the capabilities the user's processes will have (root's: Docker's set less three).
