@@ -185,7 +185,7 @@ export async function listenConnect(
   // connection, a cancelled read) is routine for streaming reads and is not logged as a failure.
   const plainRoutes = options.plainRoutes ?? [];
   const adapter = (req: NodeRequest, res: NodeResponse, verdict: Verdict) => {
-    const path = req.url?.split("?", 2)[0] ?? "";
+    const path = pathOf(req.url);
     const plain = plainRoutes.find((route) => path.startsWith(route.prefix));
     if (plain) {
       // The route answers a refused request itself; here it only decides what the request counts as.
@@ -323,7 +323,7 @@ export async function listenConnect(
   };
   const upgradeRoutes = options.upgradeRoutes ?? [];
   const upgradeRouteOf = (req: import("node:http").IncomingMessage) => {
-    const path = req.url?.split("?", 2)[0] ?? "";
+    const path = pathOf(req.url);
     return upgradeRoutes.find((r) => path.startsWith(r.prefix));
   };
   // Only upgrades a route takes leave HTTP (Node ≥ 24.9 asks; older versions send every upgrade
@@ -369,7 +369,7 @@ export async function listenConnect(
       }
       const route = upgradeRouteOf(req);
       if (!route) {
-        const path = req.url?.split("?", 2)[0] ?? "";
+        const path = pathOf(req.url);
         const body = JSON.stringify({
           code: "unimplemented",
           message: `no WebSocket route ${path} on this sbx server`,
@@ -434,6 +434,13 @@ export async function listenConnect(
         server.close(() => resolve());
       }),
   };
+}
+
+/** A request target's path: what comes before its query (no array made, as `split` would, per request). */
+function pathOf(url: string | undefined): string {
+  if (url === undefined) return "";
+  const query = url.indexOf("?");
+  return query === -1 ? url : url.slice(0, query);
 }
 
 /** Ends a call's context without an exception of its own (see settleCallsCheaply). */
