@@ -481,9 +481,12 @@ function callSettler(
   };
   function abortCall(this: SettledContext, reason?: unknown): void {
     const abort = this[CONNECT_ABORT] as (reason?: unknown) => void;
-    if (reason === undefined) return abort.call(this, CALL_ENDED);
+    if (reason === undefined) {
+      abort.call(this, CALL_ENDED);
+      return;
+    }
     reclassify(reason);
-    return abort.call(this, reason);
+    abort.call(this, reason);
   }
   return (context) => {
     const controller = context as SettledContext;

@@ -27,7 +27,5 @@ export function resolveToken(dataDir: string, given: string | undefined): { toke
 export function bearerMatcher(token: string): (header: string | null | undefined) => boolean {
   const expected = Buffer.from(`Bearer ${token}`);
   return (header) =>
-    header != null &&
-    Buffer.byteLength(header) === expected.length &&
-    timingSafeEqual(Buffer.from(header), expected);
+    header != null && Buffer.byteLength(header) === expected.length && timingSafeEqual(Buffer.from(header), expected);
 }
