@@ -158,10 +158,11 @@ export async function listenConnect(
   ]);
   const frontDoorKey = createContextKey<Verdict | undefined>(undefined, { description: "sbx front door" });
   const authorize = options.authorize;
+  const settleCall = callSettler(ConnectError, Code);
   // Runs before a request's body is read (Connect's interceptors run after). Only a request it
   // accepts counts as in flight on its connection (see ConnectionGuard).
   const requestGate = (context: HandlerContext) => {
-    settleCallsCheaply(context, ConnectError, Code);
+    settleCall(context);
     const verdict = context.values.get(frontDoorKey);
     if (authorize && !authorize(context.requestHeader.get("authorization"))) {
       verdict?.refused();
@@ -185,7 +186,7 @@ export async function listenConnect(
   // connection, a cancelled read) is routine for streaming reads and is not logged as a failure.
   const plainRoutes = options.plainRoutes ?? [];
   const adapter = (req: NodeRequest, res: NodeResponse, verdict: Verdict) => {
-    const path = req.url?.split("?", 2)[0] ?? "";
+    const path = pathOf(req.url);
     const plain = plainRoutes.find((route) => path.startsWith(route.prefix));
     if (plain) {
       // The route answers a refused request itself; here it only decides what the request counts as.
@@ -323,7 +324,7 @@ export async function listenConnect(
   };
   const upgradeRoutes = options.upgradeRoutes ?? [];
   const upgradeRouteOf = (req: import("node:http").IncomingMessage) => {
-    const path = req.url?.split("?", 2)[0] ?? "";
+    const path = pathOf(req.url);
     return upgradeRoutes.find((r) => path.startsWith(r.prefix));
   };
   // Only upgrades a route takes leave HTTP (Node ≥ 24.9 asks; older versions send every upgrade
@@ -369,7 +370,7 @@ export async function listenConnect(
       }
       const route = upgradeRouteOf(req);
       if (!route) {
-        const path = req.url?.split("?", 2)[0] ?? "";
+        const path = pathOf(req.url);
         const body = JSON.stringify({
           code: "unimplemented",
           message: `no WebSocket route ${path} on this sbx server`,
@@ -436,8 +437,20 @@ export async function listenConnect(
   };
 }
 
-/** Ends a call's context without an exception of its own (see settleCallsCheaply). */
+/** A request target's path: what comes before its query (no array made, as `split` would, per request). */
+function pathOf(url: string | undefined): string {
+  if (url === undefined) return "";
+  const query = url.indexOf("?");
+  return query === -1 ? url : url.slice(0, query);
+}
+
+/** Ends a call's context without an exception of its own (see callSettler). */
 const CALL_ENDED = new DOMException("the call has ended", "AbortError");
+
+/** Where a call's context keeps Connect's own `abort` once the settler has taken its place. */
+const CONNECT_ABORT = Symbol("sbx: Connect's abort");
+
+type SettledContext = HandlerContext & { abort?: unknown; [CONNECT_ABORT]?: (reason?: unknown) => void };
 
 /**
  * Connect aborts each call's context when the call ends, failed or not: `abort(error)` just
@@ -448,12 +461,15 @@ const CALL_ENDED = new DOMException("the call has ended", "AbortError");
  * parser's failure); for a server that is the caller's bad input, so its code is corrected as
  * the context is aborted with it, before the error is written (in every protocol). Should a
  * Connect release stop handing the gate its context's `abort`, a listener corrects it instead.
+ *
+ * Every context gets the same `abort` (Connect calls it as the context's method), not a closure
+ * of its own: measured, a closure stored on each context kept about twice as much of every call
+ * (its stream, request, response, context) alive through minor GCs, into the old generation.
  */
-function settleCallsCheaply(
-  context: HandlerContext,
+function callSettler(
   ConnectErrorClass: typeof import("@connectrpc/connect").ConnectError,
   CodeEnum: typeof import("@connectrpc/connect").Code,
-): void {
+): (context: HandlerContext) => void {
   const reclassify = (reason: unknown) => {
     if (
       reason instanceof ConnectErrorClass &&
@@ -463,17 +479,25 @@ function settleCallsCheaply(
       (reason as { code: number }).code = CodeEnum.InvalidArgument;
     }
   };
-  const controller = context as HandlerContext & { abort?: unknown };
-  const abort = controller.abort;
-  if (typeof abort === "function") {
-    controller.abort = (reason?: unknown) => {
-      if (reason === undefined) return abort.call(controller, CALL_ENDED);
-      reclassify(reason);
-      return abort.call(controller, reason);
-    };
-    return;
+  function abortCall(this: SettledContext, reason?: unknown): void {
+    const abort = this[CONNECT_ABORT] as (reason?: unknown) => void;
+    if (reason === undefined) {
+      abort.call(this, CALL_ENDED);
+      return;
+    }
+    reclassify(reason);
+    abort.call(this, reason);
   }
-  context.signal.addEventListener("abort", () => reclassify(context.signal.reason), { once: true });
+  return (context) => {
+    const controller = context as SettledContext;
+    const abort = controller.abort;
+    if (typeof abort === "function") {
+      controller[CONNECT_ABORT] = abort as (reason?: unknown) => void;
+      controller.abort = abortCall;
+      return;
+    }
+    context.signal.addEventListener("abort", () => reclassify(context.signal.reason), { once: true });
+  };
 }
 
 /**

@@ -20,9 +20,12 @@ export function resolveToken(dataDir: string, given: string | undefined): { toke
   return { token, generated: true };
 }
 
-/** True when an Authorization header carries `token` (compared in constant time). */
-export function bearerMatches(header: string | null | undefined, token: string): boolean {
+/**
+ * Whether an Authorization header carries `token` (compared in constant time); the expected
+ * header is encoded once, not on every request.
+ */
+export function bearerMatcher(token: string): (header: string | null | undefined) => boolean {
   const expected = Buffer.from(`Bearer ${token}`);
-  const given = Buffer.from(header ?? "");
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  return (header) =>
+    header != null && Buffer.byteLength(header) === expected.length && timingSafeEqual(Buffer.from(header), expected);
 }

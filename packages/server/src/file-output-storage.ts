@@ -10,23 +10,25 @@ import { FileOutputLog } from "./file-output-log.js";
 const safe = (id: string) => id.replace(/[^A-Za-z0-9._-]/g, "_");
 
 export function fileOutputStorage(dataDir: string): OutputStorage {
-  const base = (sandboxId: string, processId: string, stream: string) =>
-    join(dataDir, "sandboxes", safe(sandboxId), "output", `${safe(processId)}.${stream}`);
-  // Output dirs made so far: a sandbox's is made by its first stream, not by every stream's
-  // open (nothing removes one while the server runs).
-  const made = new Set<string>();
+  const outputDir = (sandboxId: string) => join(dataDir, "sandboxes", safe(sandboxId), "output");
+  // A stream's name in its (normalized) dir: `safe` leaves no "/" and the suffix no "." or "..".
+  const base = (dir: string, processId: string, stream: string) => `${dir}/${safe(processId)}.${stream}`;
+  // Each sandbox's output dir, made by its first stream, not by every stream's open (nothing
+  // removes one while the server runs).
+  const made = new Map<string, string>();
   return {
     open(sandboxId, processId, stream, options) {
-      const dir = join(dataDir, "sandboxes", safe(sandboxId), "output");
-      if (!made.has(dir)) {
+      let dir = made.get(sandboxId);
+      if (dir === undefined) {
+        dir = outputDir(sandboxId);
         mkdirSync(dir, { recursive: true });
-        made.add(dir);
+        made.set(sandboxId, dir);
       }
-      return new FileOutputLog(base(sandboxId, processId, stream), {
+      return new FileOutputLog(base(dir, processId, stream), {
         ...(options.retentionBytes === undefined ? {} : { retentionBytes: options.retentionBytes }),
         ...(options.onError ? { onError: options.onError } : {}),
       });
     },
-    restore: (sandboxId, processId, stream) => FileOutputLog.restore(base(sandboxId, processId, stream)),
+    restore: (sandboxId, processId, stream) => FileOutputLog.restore(base(outputDir(sandboxId), processId, stream)),
   };
 }

@@ -26,7 +26,7 @@ import {
 } from "@sbx/server-kit/ingress";
 import { type ConnectionLimits, DEFAULT_MAX_CONNECTIONS, type Listener, listenConnect } from "@sbx/server-kit/listen";
 import { rawRoutes } from "@sbx/server-kit/raw-routes";
-import { bearerMatches, resolveToken } from "./auth.js";
+import { bearerMatcher, resolveToken } from "./auth.js";
 import { diskReserveCheck } from "./disk-reserve.js";
 import { fileOutputStorage } from "./file-output-storage.js";
 import { DEFAULT_LAYER_ID_BASE, OciImageStore, type OciImageStoreOptions } from "./images/index.js";
@@ -228,7 +228,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...(openFiles.raisedFrom ? { raisedFrom: openFiles.raisedFrom } : {}),
     ...(openFiles.problem ? { notRaised: openFiles.problem } : {}),
   });
-  const authorize = (authorization: string | null | undefined) => bearerMatches(authorization, token);
+  const authorize = bearerMatcher(token);
   let listener: Listener;
   try {
     listener = await listenConnect(engineRoutes(engine), [], {

@@ -166,6 +166,9 @@ export class EngineProcess {
       this.#exited = true;
       await Promise.all([this.stdout.written(), this.stderr.written()]);
       this.finish(this.#timedOut ? timedOut() : fromRuntimeExit(exit));
+      // Gone, its output read: nothing is sent to it any more (signals, stdin and resizes stop
+      // at the finish), and the record, kept until its TTL, need not keep its pipes' streams.
+      this.#runtime = undefined;
     });
     // The record was written before the start; its pid can wait (see persistProcessSoon).
     this.sandbox.persistProcessSoon(this);

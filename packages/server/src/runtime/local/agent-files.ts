@@ -80,12 +80,17 @@ export function processStartTimeSync(pid: number): string | undefined {
   }
 }
 
-// Fields after the command name (which may hold spaces and parentheses) start at field 3.
-const startTimeOf = (stat: string) =>
-  stat
-    .slice(stat.lastIndexOf(")") + 2)
-    .split(" ")
-    .at(22 - 3);
+/** Field 22 of a /proc/<pid>/stat line, found without splitting the line (this runs twice per exec). */
+function startTimeOf(stat: string): string | undefined {
+  // Fields after the command name (which may hold spaces and parentheses) start at field 3.
+  let start = stat.lastIndexOf(")") + 2;
+  for (let field = 3; field < 22; field++) {
+    start = stat.indexOf(" ", start) + 1;
+    if (start === 0) return undefined;
+  }
+  const end = stat.indexOf(" ", start);
+  return stat.slice(start, end === -1 ? undefined : end);
+}
 
 /** The identity of a file the agent opened (its answer, schema-checked), refused if malformed. */
 export function fileIdentity(opened: OpenedFileJson | undefined): AgentFileIdentity {

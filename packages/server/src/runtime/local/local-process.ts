@@ -143,6 +143,10 @@ export class LocalProcess implements RuntimeProcess {
   }
 
   #maybeDone(): void {
-    if (this.#exit && this.#open.size === 0) this.#resolveExit(this.#exit);
+    if (!this.#exit || this.#open.size > 0) return;
+    // Nothing left to drain: the grace timer would only hold this process (and its closed
+    // streams) in memory for another second.
+    clearTimeout(this.#drainGrace);
+    this.#resolveExit(this.#exit);
   }
 }
