@@ -18,6 +18,7 @@ import { constants, readFileSync } from "node:fs";
 import { type FileHandle, open, readFile, stat, statfs } from "node:fs/promises";
 import type { OpenedFileJson } from "@sbx/proto/agent";
 import { RuntimeFsError } from "@sbx/server-kit";
+import { innermostPidOf } from "./proc-status.js";
 
 /** The agent as the host sees it. */
 export interface AgentProcess {
@@ -57,9 +58,8 @@ export async function findAgent(bwrapPid: number, base: number): Promise<AgentPr
     const pid = Number(child);
     if (!Number.isSafeInteger(pid) || pid <= 0) continue;
     const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
-    const nspid = /^NSpid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
     const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
-    if (nspid?.at(-1) !== "1" || uid !== String(base)) continue;
+    if (innermostPidOf(status) !== "1" || uid !== String(base)) continue;
     const startTime = await processStartTime(pid);
     if (startTime) return { pid, startTime };
   }

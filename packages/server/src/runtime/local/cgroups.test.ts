@@ -7,15 +7,16 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { AGENT_PIDS_ROOM, type CgroupVersion, detectCgroupVersion, SandboxCgroup } from "./cgroups.js";
 
-describe("SandboxCgroup (v2)", () => {
-  let root: string;
-  beforeEach(() => {
-    root = mkdtempSync(join(tmpdir(), "sbx-cgroupfs-"));
-  });
-  afterEach(() => {
-    rmSync(root, { recursive: true, force: true });
-  });
+// A stand-in for /sys/fs/cgroup per test (the tests on the host's own cgroups leave it unused).
+let root: string;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), "sbx-cgroupfs-"));
+});
+afterEach(() => {
+  rmSync(root, { recursive: true, force: true });
+});
 
+describe("SandboxCgroup (v2)", () => {
   const enabled = (dir: string) =>
     readFileSync(join(dir, "cgroup.subtree_control"), "utf8").split(/\s+/).filter(Boolean);
 
@@ -76,14 +77,6 @@ describe("SandboxCgroup (v2)", () => {
 });
 
 describe("SandboxCgroup (v1)", () => {
-  let root: string;
-  beforeEach(() => {
-    root = mkdtempSync(join(tmpdir(), "sbx-cgroupfs-"));
-  });
-  afterEach(() => {
-    rmSync(root, { recursive: true, force: true });
-  });
-
   it("bounds the workload's pids in a child of the pids hierarchy only", async () => {
     const cgroup = new SandboxCgroup("v1", "sb-1", root);
     await cgroup.create({ memoryLimitMiB: 64, pidsLimit: 16 });

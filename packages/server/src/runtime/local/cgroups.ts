@@ -19,6 +19,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { innermostPidOf } from "./proc-status.js";
 
 const ROOT = "/sys/fs/cgroup";
 const V1_CONTROLLERS = ["cpu", "memory", "pids"] as const;
@@ -336,8 +337,7 @@ async function hostThreadOf(pid: number, nsTid: number): Promise<number | undefi
   for (const task of tasks) {
     if (!/^\d+$/.test(task)) continue;
     const status = await readFile(`/proc/${pid}/task/${task}/status`, "utf8").catch(() => "");
-    const nspid = /^NSpid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/);
-    if (nspid?.at(-1) === String(nsTid)) return Number(task);
+    if (innermostPidOf(status) === String(nsTid)) return Number(task);
   }
   return undefined;
 }
