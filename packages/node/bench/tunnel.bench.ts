@@ -11,7 +11,8 @@
 //   real:     `sbx server` in a process of its own (the CLI's build; as root: bubblewrap, its
 //             own data dir, 127.0.0.1), a sandbox from the default image whose ports are served
 //             by a Python program in it (python3 from the host's /usr); the bytes go from the
-//             client (this process) through the server's process over the sandbox's own link.
+//             client (this process) through the server's tunnel relay (agent/relay_mux.go: the
+//             server hands it each connection) over the sandbox's own link.
 // Run: node packages/node/bench/tunnel.bench.ts after a build (SBX_BENCH_TUNNEL_MIB, default
 // 1024; SBX_BENCH_TUNNEL_RUNS, default 3, the best run counts; SBX_BENCH_TUNNEL_EACH_MIB,
 // default 4; SBX_BENCH_TUNNEL_ONLY, default "up,down,many": the parts to run).

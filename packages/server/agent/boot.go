@@ -33,8 +33,11 @@ func setSoftOpenFiles(n uint64) error {
 const sysCloseRange = 436 // the same number on amd64 and arm64
 
 // closeInherited closes every descriptor above stderr (the Go runtime holds none yet).
-func closeInherited() error {
-	if _, _, errno := syscall.RawSyscall(sysCloseRange, 3, ^uintptr(0), 0); errno == 0 {
+func closeInherited() error { return closeInheritedFrom(3) }
+
+// closeInheritedFrom closes every descriptor from first on.
+func closeInheritedFrom(first int) error {
+	if _, _, errno := syscall.RawSyscall(sysCloseRange, uintptr(first), ^uintptr(0), 0); errno == 0 {
 		return nil
 	}
 	// Kernels before 5.9: every descriptor /proc lists.
@@ -59,7 +62,7 @@ func closeInherited() error {
 			for _, c := range name {
 				fd = fd*10 + int(c-'0')
 			}
-			if fd > 2 && fd != dir {
+			if fd >= first && fd != dir {
 				fds = append(fds, fd)
 			}
 		}

@@ -78,6 +78,13 @@ type relay struct {
 	perClient, perSandbox, sandboxTunnels map[string]int
 
 	out sync.Mutex // stdout's lines
+
+	// The tunnel route's connections (relay_mux.go), each closed when it ends; those adopted and
+	// not yet started, by request id; their places and their streams' (muxLive).
+	sessions   map[*muxSession]chan struct{}
+	pendingMux map[int64]*muxSession
+	muxLive    int
+	mux        *muxBudget
 }
 
 type tunnel struct {
@@ -98,9 +105,24 @@ type tunnel struct {
 func (t *tunnel) name() string { return fmt.Sprintf("port %d of sandbox %s", t.port, t.sandbox) }
 
 func cmdRelay(args []string) error {
+	// The server's channel for tunnel connections (relay_ipc.go), if it has one, becomes
+	// descriptor 3.
+	ipcFd := -1
+	if n, err := strconv.Atoi(os.Getenv("NODE_CHANNEL_FD")); err == nil && n >= 3 {
+		if n != 3 {
+			if err := syscall.Dup3(n, 3, 0); err != nil {
+				return fmt.Errorf("cannot take the server's channel: %w", err)
+			}
+		}
+		ipcFd = 3
+	}
 	// Whatever the server's own parent left open is not the relay's to hold (first of all: the
 	// Go runtime's own descriptors, its poller's, come with the first file opened).
-	if err := closeInherited(); err != nil {
+	keepFrom := 3
+	if ipcFd >= 0 {
+		keepFrom = 4
+	}
+	if err := closeInheritedFrom(keepFrom); err != nil {
 		return fmt.Errorf("cannot close inherited descriptors: %w", err)
 	}
 	if err := onHostAsRoot(); err != nil {
@@ -157,6 +179,10 @@ func cmdRelay(args []string) error {
 		maxPerTunnel = maxConnections
 	}
 	r := &relay{maxConnections: maxConnections, maxPerTunnel: maxPerTunnel, maxPerClient: maxPerClient, tunnels: map[string]*tunnel{}}
+	r.counts()
+	if ipcFd >= 0 {
+		go r.serveIPC(ipcFd)
+	}
 	lines := bufio.NewScanner(os.Stdin)
 	lines.Buffer(make([]byte, 64<<10), 64<<10)
 	for lines.Scan() {
@@ -183,12 +209,29 @@ func (r *relay) handle(req relayRequest) {
 		r.reply(relayReply{ID: req.ID, Host: host, Port: port})
 	case "close":
 		closing := r.close(req.Sandbox, req.Port)
+		var sessions []chan struct{}
+		if req.Port == 0 {
+			sessions = r.closeMux(req.Sandbox)
+		}
 		go func() {
 			for _, t := range closing {
 				t.waitGone()
 			}
+			for _, done := range sessions {
+				select {
+				case <-done:
+				case <-time.After(relayCloseWait):
+					relayLog("a tunnel connection to sandbox %s did not end within %s", req.Sandbox, relayCloseWait)
+				}
+			}
 			r.reply(relayReply{ID: req.ID})
 		}()
+	case "muxStart", "muxDrop":
+		if err := r.startMux(req.ID, req.Op == "muxDrop"); err != nil {
+			r.reply(relayReply{ID: req.ID, Error: err.Error()})
+			return
+		}
+		r.reply(relayReply{ID: req.ID})
 	default:
 		r.reply(relayReply{ID: req.ID, Error: fmt.Sprintf("unknown op %q", req.Op)})
 	}
@@ -283,6 +326,38 @@ func (r *relay) close(sandbox string, port int) []*tunnel {
 	return closing
 }
 
+// closeMux ends the sandbox's tunnel connections (GOAWAY "notRunning": it has finished): their
+// streams' connections are closed and their dials given up at once. It returns what closes
+// when each has ended.
+func (r *relay) closeMux(sandbox string) []chan struct{} {
+	r.mu.Lock()
+	var ending, waiting []*muxSession
+	var done []chan struct{}
+	for s, d := range r.sessions {
+		if s.sandbox == sandbox {
+			ending = append(ending, s)
+			done = append(done, d)
+		}
+	}
+	for id, s := range r.pendingMux {
+		if s.sandbox == sandbox {
+			delete(r.pendingMux, id)
+			waiting = append(waiting, s)
+		}
+	}
+	r.mu.Unlock()
+	for _, s := range waiting {
+		s.closed()
+		r.muxGone(s)
+	}
+	for _, s := range ending {
+		if s.started.Load() {
+			s.goAway(codeNotRunning, fmt.Sprintf("sandbox %s has finished", sandbox))
+		}
+	}
+	return done
+}
+
 // waitGone waits (bounded) until the tunnel's accept loop and connections have ended.
 func (t *tunnel) waitGone() {
 	gone := make(chan struct{})
@@ -328,6 +403,11 @@ func (t *tunnel) accept() {
 func (r *relay) counts() {
 	if r.perClient == nil {
 		r.perClient, r.perSandbox, r.sandboxTunnels = map[string]int{}, map[string]int{}, map[string]int{}
+	}
+	if r.sessions == nil {
+		r.sessions = map[*muxSession]chan struct{}{}
+		r.pendingMux = map[int64]*muxSession{}
+		r.mux = &muxBudget{limits: defaultMuxLimits}
 	}
 }
 

@@ -5,6 +5,7 @@
  */
 
 import { chmodSync, mkdirSync } from "node:fs";
+import type { Socket } from "node:net";
 import { getPriority } from "node:os";
 import { join } from "node:path";
 import { parseImageReference } from "@sbx/proto";
@@ -240,7 +241,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       plainRoutes: rawRoutes(engine, authorize),
       // sb.connect / sb.tunnel: many port connections over one connection, dialing through the
       // same dialer; each of those holds a descriptor, counted against its own share.
-      upgradeRoutes: [tunnelRoute({ engine, dialer, authorize, onError: onIngressError, limits: tunnelLimits })],
+      // Their bytes go through the tunnel relay's Go data plane where the local runtime has one
+      // (handOffTunnel), and through this process otherwise.
+      upgradeRoutes: [
+        tunnelRoute({
+          engine,
+          dialer,
+          authorize,
+          onError: onIngressError,
+          limits: tunnelLimits,
+          ...(local ? { handOff: (sandboxId, socket) => local.handOffTunnel(sandboxId, socket as Socket) } : {}),
+        }),
+      ],
       // Under a tunnel domain, sandbox host names on this same port go to their sandboxes.
       ...(tunnelDomain
         ? {

@@ -34,6 +34,12 @@ export interface TunnelRouteOptions {
   readonly onError?: (error: unknown) => void;
   /** What clients may hold (tunnel-budget.ts; the defaults otherwise), over all the route's connections. */
   readonly limits?: Partial<TunnelLimits>;
+  /**
+   * Offered each plain-upgrade connection once it is upgraded and checked (nothing sent on it
+   * yet, nothing read past the request): true when it has taken the connection and serves it
+   * from then on, READY first (the sbx server's tunnel relay); false leaves it to this route.
+   */
+  readonly handOff?: (sandboxId: string, socket: Duplex) => Promise<boolean>;
 }
 
 /** How long a closed connection's client has to take its last frames before the socket goes. */
@@ -87,7 +93,18 @@ export function tunnelRoute(options: TunnelRouteOptions): UpgradeRoute {
         });
       } else {
         socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${MUX_PROTOCOL}\r\n\r\n`);
-        run(socketChannel(socket), (session) => feedFromSocket(socket, head, session));
+        const serveHere = () => run(socketChannel(socket), (session) => feedFromSocket(socket, head, session));
+        // (A client sends nothing before READY; one that did is served here, its bytes read.)
+        if (refusal || !options.handOff || head.length > 0) return serveHere();
+        options.handOff(sandboxId, socket).then(
+          (taken) => {
+            if (!taken && !socket.destroyed) serveHere();
+          },
+          (error: unknown) => {
+            options.onError?.(error);
+            socket.destroy();
+          },
+        );
       }
     },
   };

@@ -21,6 +21,10 @@
  * port's app ends its side and then closes, the stream stays until the client ends too; bytes
  * the client sends after that reset the stream, as TCP would answer them. When the sandbox ends,
  * the connection ends with it (GOAWAY "notRunning").
+ *
+ * The sbx server's local runtime serves plain-upgrade connections in its tunnel relay instead
+ * (tunnel-route.ts `handOff`; packages/server/agent/relay_mux.go), which does what this does
+ * frame for frame: a change here is a change there.
  */
 import type { Duplex } from "node:stream";
 import {

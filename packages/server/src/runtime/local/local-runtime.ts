@@ -143,6 +143,7 @@ export interface LocalRuntimeOptions {
  */
 export interface LocalSandboxRuntime extends SandboxRuntime, TunnelPlane {
   dial(sandboxId: string, port: number, signal?: AbortSignal): Promise<Socket>;
+  handOffTunnel(sandboxId: string, socket: Socket): Promise<boolean>;
 }
 
 export function createLocalRuntime(options: LocalRuntimeOptions): LocalSandboxRuntime {
@@ -354,6 +355,31 @@ class LocalRuntime implements SandboxRuntime {
     if (this.#closed) throw new Error("the runtime is closed");
     const sandbox = this.#sandboxes.get(sandboxId);
     if (!sandbox) throw new Error(`sandbox ${sandboxId} is not running`);
+    return await sandbox.openTunnel(this.#tunnelRelay(), port, host);
+  }
+
+  /**
+   * Hands a tunnel-route connection to `sandboxId` (upgraded and checked, nothing sent on it yet)
+   * to the tunnel relay, whose Go data plane serves it from then on (agent/relay_mux.go).
+   * False when it is not taken (the caller serves it): the sandbox is not this runtime's or not
+   * running, or the relay did not take it (logged).
+   */
+  async handOffTunnel(sandboxId: string, socket: Socket): Promise<boolean> {
+    const sandbox = this.#sandboxes.get(sandboxId);
+    if (this.#closed || !sandbox) return false;
+    try {
+      await sandbox.adoptTunnel(this.#tunnelRelay(), socket);
+      return true;
+    } catch (error) {
+      this.#options.log?.("the tunnel relay did not take a tunnel connection; it is served in this process", {
+        sandboxId,
+        why: (error as Error).message,
+      });
+      return socket.destroyed;
+    }
+  }
+
+  #tunnelRelay(): TunnelRelay {
     this.#relay ??= new TunnelRelay({
       agent: () => {
         this.#agentFile ??= forgetOnFailure(installAgent(this.#dir), () => {
@@ -363,7 +389,7 @@ class LocalRuntime implements SandboxRuntime {
       },
       log: (message, fields, level) => this.#options.log?.(message, fields, level),
     });
-    return await sandbox.openTunnel(this.#relay, port, host);
+    return this.#relay;
   }
 
   async closeTunnel(sandboxId: string, port: number): Promise<void> {

@@ -144,7 +144,7 @@ export class LocalSandbox implements RuntimeSandbox {
   /** Its network link, being made (during the handshake) or made. */
   #link: Promise<SandboxLink> | undefined;
   /** Its tunnels in the tunnel relay, if it has had any (and those being opened). */
-  #tunnels: { relay: TunnelRelay; opening: Set<Promise<RelayTunnel>> } | undefined;
+  #tunnels: { relay: TunnelRelay; opening: Set<Promise<unknown>> } | undefined;
   #stderr = "";
   /** Its memory limit now (adopt() may change it). */
   #memoryMiB: number;
@@ -244,6 +244,24 @@ export class LocalSandbox implements RuntimeSandbox {
     const forget = () => all.delete(opening);
     opening.then(forget, forget);
     return await opening;
+  }
+
+  /**
+   * Hands a tunnel-route connection to the relay (TunnelRelay.adopt), which dials its streams at
+   * the sandbox's address. Its connections end when its tunnels are closed (destroy), which waits
+   * for those being handed over.
+   */
+  async adoptTunnel(relay: TunnelRelay, socket: Socket): Promise<void> {
+    if (!this.#link) throw new Error("the sandbox has no network");
+    const { address } = await this.#link;
+    if (this.#destroyed) throw new Error(`sandbox ${this.id} is not running`);
+    this.#tunnels ??= { relay, opening: new Set() };
+    const adopting = relay.adopt({ sandboxId: this.id, address }, socket);
+    const { opening: all } = this.#tunnels;
+    all.add(adopting);
+    const forget = () => all.delete(adopting);
+    adopting.then(forget, forget);
+    await adopting;
   }
 
   /** Closes its tunnels in the relay, once those being opened are open. */

@@ -16,6 +16,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { lookup } from "node:dns/promises";
+import type { Socket } from "node:net";
 import { createInterface } from "node:readline";
 
 /** A tunnel in the relay: where it listens; `lost` settles if it goes otherwise than by close. */
@@ -66,6 +67,13 @@ interface Relay {
   /** Ended: nothing it is asked is answered. */
   dead: string | undefined;
   readonly pending: Map<number, { resolve: (reply: Reply) => void; reject: (error: Error) => void }>;
+}
+
+/** A tunnel-route connection to hand over (`adopt`): upgraded and checked, READY not yet sent. */
+export interface AdoptRequest {
+  readonly sandboxId: string;
+  /** The sandbox's address (an IP): its streams dial ports there. */
+  readonly address: string;
 }
 
 /** How often an unasked end starts it again within RESTART_WINDOW_MS before giving up (until the next open). */
@@ -127,6 +135,49 @@ export class TunnelRelay {
     }
   }
 
+  /**
+   * Hands a tunnel-route connection (sb.connect, sb.tunnel; upgraded, its token and sandbox
+   * checked, nothing sent on it yet) to the relay, which serves it from then on
+   * (agent/relay_mux.go). The socket goes over the relay's IPC channel, kept open here until the
+   * relay holds its copy; then this copy is destroyed (Node's own bookkeeping of the connection
+   * ends as for any socket) and only then is the relay told to start: it sends READY, before
+   * which a client sends nothing, so no byte of the client's was read here. Rejects when the
+   * relay did not take it: the socket is then still this process's to serve.
+   */
+  async adopt(request: AdoptRequest, socket: Socket): Promise<void> {
+    if (this.#stopped) throw new Error("the tunnel relay is stopped");
+    this.#relay ??= this.#start();
+    const relay = await this.#relay;
+    const id = this.#nextId++;
+    const reply = await new Promise<Reply>((resolve, reject) => {
+      if (relay.dead !== undefined || !relay.child.connected) {
+        reject(new Error(`the tunnel relay ended (${relay.dead ?? "its channel is closed"})`));
+        return;
+      }
+      relay.pending.set(id, { resolve, reject });
+      relay.child.send(
+        { id, op: "mux", sandbox: request.sandboxId, target: request.address },
+        socket,
+        { keepOpen: true },
+        (error) => {
+          if (!error) return;
+          relay.pending.delete(id);
+          reject(error);
+        },
+      );
+    });
+    if (reply.error !== undefined) throw new Error(`the tunnel relay cannot take a tunnel connection: ${reply.error}`);
+    // Bytes read here (a client that did not wait for READY) would be lost to the relay.
+    const clean = socket.readableLength === 0 && !socket.destroyed;
+    socket.destroy();
+    const started = await this.#request({ id, op: clean ? "muxStart" : "muxDrop" }).catch((error: Error) => ({
+      id,
+      error: error.message,
+    }));
+    if (started.error !== undefined)
+      this.#options.log("tunnel relay did not start a tunnel connection", { why: started.error });
+  }
+
   /** Ends the relay and every tunnel with it. */
   stop(): void {
     this.#stopped = true;
@@ -160,7 +211,7 @@ export class TunnelRelay {
   async #request(body: Record<string, unknown>): Promise<Reply> {
     this.#relay ??= this.#start();
     const relay = await this.#relay;
-    const id = this.#nextId++;
+    const id = typeof body.id === "number" ? body.id : this.#nextId++;
     return await new Promise<Reply>((resolve, reject) => {
       if (relay.dead !== undefined) {
         reject(new Error(`the tunnel relay ended (${relay.dead})`));
@@ -183,13 +234,17 @@ export class TunnelRelay {
     }
     // (In a session of its own: a terminal's signals to the server's group are not its; it ends
     // with the server all the same.)
-    const child = spawn(agent, args, { stdio: ["pipe", "pipe", "pipe"], env: {}, detached: true });
+    // (Its fourth descriptor is Node's IPC channel, the only way a socket goes to a child:
+    // tunnel-route connections are handed over on it, `adopt`.)
+    const child = spawn(agent, args, { stdio: ["pipe", "pipe", "pipe", "ipc"], env: {}, detached: true });
     const relay: Relay = { child, dead: undefined, pending: new Map() };
     // Held for as long as the runtime runs, without keeping the server running.
     child.unref();
     for (const stream of [child.stdin, child.stdout, child.stderr]) {
       (stream as unknown as { unref?: () => void } | null)?.unref?.();
     }
+    child.channel?.unref();
+    child.on("error", () => {}); // (a send to a relay that ended: its end shows as the exit)
     child.stdin?.on("error", () => {}); // (its end shows as the child's exit)
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
       let reply: Reply;
