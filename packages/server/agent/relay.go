@@ -12,8 +12,14 @@ package main
 //	{"id":1,"op":"open","sandbox":"sb-…","port":8000,"listen":"127.0.0.1","listenPort":0,"target":"10.1.0.5:8000"}
 //	  (listen and target are IP addresses: the relay resolves no name)
 //	→ {"id":1,"host":"127.0.0.1","port":41234}        (or {"id":1,"error":"…"})
-//	{"id":2,"op":"close","sandbox":"sb-…","port":8000}  (port 0: all of the sandbox's)
-//	→ {"id":2}                                         (once none of their connections is left)
+//	{"id":2,"op":"close","sandbox":"sb-…","port":8000}  (port 0: all of the sandbox's, and its
+//	→ {"id":2}                                          tunnel-route connections; answered once
+//	                                                    none of their connections is left)
+//	{"id":3,"op":"muxStart"} / {"id":3,"op":"muxDrop"}  (a tunnel-route connection handed over on
+//	→ {"id":3}                                          the IPC channel as request 3: relay_ipc.go)
+//
+// It also serves the tunnel route's connections (sb.connect, sb.tunnel: relay_mux.go), which the
+// server hands over as descriptors on Node's IPC channel once it has checked them (relay_ipc.go).
 //
 // A tunnel accepts connections on the listen address, connects each to its target (the
 // sandbox's address and port) and relays it (relay_conn.go). Its connections are capped: in all,
@@ -81,10 +87,11 @@ type relay struct {
 
 	// The tunnel route's connections (relay_mux.go), each closed when it ends; those adopted and
 	// not yet started, by request id; their places and their streams' (muxLive).
-	sessions   map[*muxSession]chan struct{}
-	pendingMux map[int64]*muxSession
-	muxLive    int
-	mux        *muxBudget
+	sessions     map[*muxSession]chan struct{}
+	pendingMux   map[int64]*muxSession
+	muxLive      int
+	muxPerClient map[string]int // sessions by client address (capped by maxPerClient)
+	mux          *muxBudget
 }
 
 type tunnel struct {
@@ -217,11 +224,14 @@ func (r *relay) handle(req relayRequest) {
 			for _, t := range closing {
 				t.waitGone()
 			}
+			deadline := time.After(relayCloseWait)
 			for _, done := range sessions {
 				select {
 				case <-done:
-				case <-time.After(relayCloseWait):
+				case <-deadline:
 					relayLog("a tunnel connection to sandbox %s did not end within %s", req.Sandbox, relayCloseWait)
+					r.reply(relayReply{ID: req.ID})
+					return
 				}
 			}
 			r.reply(relayReply{ID: req.ID})
@@ -407,6 +417,7 @@ func (r *relay) counts() {
 	if r.sessions == nil {
 		r.sessions = map[*muxSession]chan struct{}{}
 		r.pendingMux = map[int64]*muxSession{}
+		r.muxPerClient = map[string]int{}
 		r.mux = &muxBudget{limits: defaultMuxLimits}
 	}
 }

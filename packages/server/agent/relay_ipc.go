@@ -28,6 +28,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // ipcMaxLine: the longest line the channel may carry.
@@ -197,19 +198,43 @@ func (r *relay) adopt(req relayRequest, fd int) error {
 		tcp.Close()
 		return errors.New("a tunnel connection needs a sandbox and its address")
 	}
+	clientIP := ""
+	if addr, ok := tcp.RemoteAddr().(*net.TCPAddr); ok {
+		clientIP = addr.IP.String()
+	}
 	s := newMuxSession(r, tcp, req.Sandbox, req.Target)
+	s.clientIP = clientIP
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.counts()
-	if _, taken := r.pendingMux[req.ID]; taken || r.muxLive >= r.maxConnections {
+	if _, taken := r.pendingMux[req.ID]; taken || r.muxLive >= r.maxConnections ||
+		r.maxPerClient > 0 && r.muxPerClient[clientIP] >= r.maxPerClient {
 		tcp.Close()
-		return errors.New("the relay holds as many tunnel connections as it may")
+		return errors.New("the relay holds as many tunnel connections as it may (in all, or from that address)")
 	}
+	r.muxPerClient[clientIP]++
 	r.muxLive++
 	r.sessions[s] = make(chan struct{})
 	r.pendingMux[req.ID] = s
+	// One the server never starts (it gave up waiting for this answer) does not stay.
+	id := req.ID
+	time.AfterFunc(muxStartWait, func() {
+		r.mu.Lock()
+		waiting := r.pendingMux[id] == s
+		if waiting {
+			delete(r.pendingMux, id)
+		}
+		r.mu.Unlock()
+		if waiting {
+			s.closed()
+			r.muxGone(s)
+		}
+	})
 	return nil
 }
+
+// muxStartWait: how long an adopted connection waits for the server's muxStart.
+var muxStartWait = 30 * time.Second
 
 // startMux starts the session adopted as request id, once the server has let go of its copy of
 // the socket (READY goes first: a client sends nothing before it, so nothing was read there);
@@ -239,6 +264,9 @@ func (r *relay) muxGone(s *muxSession) {
 	if ok {
 		delete(r.sessions, s)
 		r.muxLive--
+		if r.muxPerClient[s.clientIP]--; r.muxPerClient[s.clientIP] <= 0 {
+			delete(r.muxPerClient, s.clientIP)
+		}
 	}
 	r.mu.Unlock()
 	if ok {

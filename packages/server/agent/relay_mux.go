@@ -101,6 +101,11 @@ var (
 	muxCloseGrace = time.Second
 	// muxMaxAsyncWrites: RESET frames waiting to go to a client, at most.
 	muxMaxAsyncWrites = 64
+	// muxOutBytes: the ports' bytes read and not yet written to the client, per connection, at
+	// most (what its streams' readers hold while the client is slow to read).
+	muxOutBytes int64 = 1 << 20
+	// muxWriteSlice: a frame goes out in slices of at most this, each with muxWriteStall to go.
+	muxWriteSlice = 64 << 10
 )
 
 // muxBudget: the relay's counts over all its connections (the relay's muBudget guards them).
@@ -120,34 +125,35 @@ func protocolErrorf(format string, args ...interface{}) error {
 	return &muxProtocolError{fmt.Sprintf(format, args...)}
 }
 
-// Buffers for DATA payloads, in three sizes: a payload takes the smallest that holds it (and
-// those under the smallest are gathered into one), so that what the relay holds for a stream is
-// at most four times what its window lets in.
-var dataPools = [3]sync.Pool{
-	{New: func() interface{} { b := make([]byte, 16<<10); return &b }},
-	{New: func() interface{} { b := make([]byte, 64<<10); return &b }},
-	{New: func() interface{} { b := make([]byte, muxHeadBytes+muxMaxData); return &b }},
+// Buffers for DATA payloads in six sizes: a payload takes the smallest that holds it (and those
+// under the smallest are gathered into one), so that what the relay holds for a stream's queue
+// is at most twice what its window lets in, and one buffer more.
+var dataSizes = [...]int{16 << 10, 32 << 10, 64 << 10, 128 << 10, 192 << 10, muxHeadBytes + muxMaxData}
+
+var dataPools [len(dataSizes)]sync.Pool
+
+func init() {
+	for i := range dataPools {
+		size := dataSizes[i]
+		dataPools[i].New = func() interface{} { b := make([]byte, size); return &b }
+	}
 }
 
 func getBuf(n int) *[]byte {
-	for i := range dataPools {
-		bp := dataPools[i].Get().(*[]byte)
-		if len(*bp) >= n {
-			return bp
+	for i, size := range dataSizes {
+		if n <= size {
+			return dataPools[i].Get().(*[]byte)
 		}
-		dataPools[i].Put(bp)
 	}
 	panic("a buffer larger than a frame")
 }
 
 func putBuf(bp *[]byte) {
-	switch len(*bp) {
-	case 16 << 10:
-		dataPools[0].Put(bp)
-	case 64 << 10:
-		dataPools[1].Put(bp)
-	default:
-		dataPools[2].Put(bp)
+	for i, size := range dataSizes {
+		if len(*bp) == size {
+			dataPools[i].Put(bp)
+			return
+		}
 	}
 }
 
@@ -163,23 +169,27 @@ type muxChunk struct {
 const muxSmallChunk = 16 << 10
 
 type muxSession struct {
-	relay   *relay
-	conn    *net.TCPConn
-	sandbox string
-	target  string // the sandbox's address (an IP)
-	budget  *muxBudget
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup // its goroutines
+	relay    *relay
+	conn     *net.TCPConn
+	sandbox  string
+	target   string // the sandbox's address (an IP)
+	clientIP string // where the connection comes from (its cap, relay_ipc.go)
+	budget   *muxBudget
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // its goroutines
 
 	started atomic.Bool // run has begun (relay_ipc.go startMux)
 	// asyncWrites: RESET frames waiting to go (each in a goroutine of its own); past
 	// muxMaxAsyncWrites the client is taken for one that does not read, and dropped.
 	asyncWrites int
 	dropping    bool
+	outHeld     int64      // (mu) bytes the streams' readers hold (muxOutBytes)
+	outRoom     *sync.Cond // on mu: outHeld fell
 
-	wmu         sync.Mutex // one frame at a time toward the client
-	deadlineSet time.Time  // (wmu) when the write deadline was last moved
+	wmu         sync.Mutex    // one frame at a time toward the client
+	deadlineSet time.Time     // (wmu) when the write deadline was last moved
+	stall       time.Duration // muxWriteStall when it started
 
 	scratch []byte // (the reading goroutine's) small payloads, before they are queued
 
@@ -219,10 +229,12 @@ type muxStream struct {
 
 func newMuxSession(r *relay, conn *net.TCPConn, sandbox, target string) *muxSession {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &muxSession{
+	s := &muxSession{
 		relay: r, conn: conn, sandbox: sandbox, target: target, budget: r.mux,
-		ctx: ctx, cancel: cancel, streams: map[uint32]*muxStream{},
+		ctx: ctx, cancel: cancel, streams: map[uint32]*muxStream{}, stall: muxWriteStall,
 	}
+	s.outRoom = sync.NewCond(&s.mu)
+	return s
 }
 
 // run serves the connection until it ends (the caller has counted it in the relay).
@@ -435,7 +447,13 @@ func (s *muxSession) control(typ int, id uint32, payload []byte) (done bool, err
 			return false, protocolErrorf("a closing frame on stream %d whose reason is not UTF-8", id)
 		}
 		if typ == muxGoaway {
-			s.closed()
+			// (Its end passed on once what was sent has gone; the connection goes a moment later.)
+			if s.endStreams() {
+				s.wmu.Lock()
+				s.conn.CloseWrite()
+				s.wmu.Unlock()
+				time.AfterFunc(muxCloseGrace, func() { s.conn.Close() })
+			}
 			return true, nil
 		}
 		s.mu.Lock()
@@ -457,6 +475,10 @@ func (s *muxSession) control(typ int, id uint32, payload []byte) (done bool, err
 		return false, s.write(pong)
 	case muxPong:
 		return false, nil
+	case muxOpened:
+		if w := binary.BigEndian.Uint32(payload); w == 0 || w > muxWindow {
+			return false, protocolErrorf("an OPENED window of %d on stream %d", w, id)
+		}
 	}
 	return false, protocolErrorf("a client does not send frames of type %d", typ)
 }
@@ -640,15 +662,25 @@ func (s *muxSession) fromPort(st *muxStream) {
 		for st.credit <= 0 && !st.over {
 			st.cond.Wait()
 		}
-		if st.over {
-			s.mu.Unlock()
-			return
-		}
 		n := st.credit
 		if n > muxMaxData {
 			n = muxMaxData
 		}
+		for s.outHeld+n > muxOutBytes && s.outHeld > 0 && !st.over {
+			s.outRoom.Wait()
+		}
+		if st.over {
+			s.mu.Unlock()
+			return
+		}
+		s.outHeld += n
 		s.mu.Unlock()
+		release := func() {
+			s.mu.Lock()
+			s.outHeld -= n
+			s.outRoom.Broadcast()
+			s.mu.Unlock()
+		}
 		// A buffer is taken only once the port has bytes (an idle stream holds none).
 		var bp *[]byte
 		got := 0
@@ -676,16 +708,19 @@ func (s *muxSession) fromPort(st *muxStream) {
 			s.mu.Unlock()
 			if over {
 				putBuf(bp)
+				release()
 				return
 			}
 			putHead(*bp, muxData, st.id, uint32(got))
 			werr := s.write((*bp)[:muxHeadBytes+got])
 			putBuf(bp)
+			release()
 			if werr != nil {
 				return
 			}
 			continue
 		}
+		release()
 		if bp != nil {
 			putBuf(bp)
 		}
@@ -816,6 +851,7 @@ func (s *muxSession) removeLocked(st *muxStream) {
 	s.holdLocked(st, 0)
 	s.dropQueueLocked(st)
 	st.cond.Broadcast()
+	s.outRoom.Broadcast()
 	if st.dialing == nil {
 		s.releaseLocked(st)
 	}
@@ -870,6 +906,7 @@ func (s *muxSession) endStreams() bool {
 	}
 	s.ended = true
 	s.cancel()
+	s.outRoom.Broadcast()
 	for _, st := range s.streams {
 		s.removeLocked(st)
 		if st.conn != nil {
@@ -879,15 +916,25 @@ func (s *muxSession) endStreams() bool {
 	return true
 }
 
-// write sends one frame whole (or ends the connection if it cannot).
+// write sends one frame whole (or ends the connection if it cannot): in slices, each of which
+// must go within muxWriteStall, so a client that reads slowly but reads is kept.
 func (s *muxSession) write(frame []byte) error {
 	s.wmu.Lock()
-	// (The deadline moves on at most every tenth of the stall: each move is a timer's.)
-	if now := time.Now(); now.Sub(s.deadlineSet) > muxWriteStall/10 {
-		s.deadlineSet = now
-		s.conn.SetWriteDeadline(now.Add(muxWriteStall))
+	var err error
+	for len(frame) > 0 && err == nil {
+		slice := frame
+		if len(slice) > muxWriteSlice {
+			slice = slice[:muxWriteSlice]
+		}
+		// (The deadline moves on at most every tenth of the stall: each move is a timer's.)
+		if now := time.Now(); now.Sub(s.deadlineSet) > s.stall/10 {
+			s.deadlineSet = now
+			s.conn.SetWriteDeadline(now.Add(s.stall))
+		}
+		var n int
+		n, err = s.conn.Write(slice)
+		frame = frame[n:]
 	}
-	_, err := s.conn.Write(frame)
 	s.wmu.Unlock()
 	if err != nil {
 		s.closed()

@@ -112,24 +112,42 @@ func (c *muxClient) nextOf() muxTestFrame {
 
 func echoServer(t *testing.T) int {
 	t.Helper()
+	app := startRawApp(t, func(conn net.Conn, br *bufio.Reader) {
+		io.Copy(conn, br)
+		conn.(*net.TCPConn).CloseWrite()
+	})
+	return app.ln.Addr().(*net.TCPAddr).Port
+}
+
+// openHeld: a tunnel connection whose stream 1 is open to a held app's connection.
+func openHeld(t *testing.T) (*muxClient, net.Conn) {
+	t.Helper()
+	appPort, held := heldApp(t)
+	c := startMux(t, nil)
+	c.open(1, appPort)
+	if f := c.next(); f.typ != muxOpened {
+		t.Fatalf("OPENED expected, got %+v", f)
+	}
+	return c, <-held
+}
+
+// heldApp is a port whose first connection the test holds (and never reads).
+func heldApp(t *testing.T) (int, <-chan net.Conn) {
+	t.Helper()
+	held := make(chan net.Conn, 1)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				io.Copy(conn, conn)
-				conn.(*net.TCPConn).CloseWrite()
-			}()
+		conn, err := ln.Accept()
+		if err == nil {
+			t.Cleanup(func() { conn.Close() })
+			held <- conn
 		}
 	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ln.Addr().(*net.TCPAddr).Port, held
 }
 
 func TestMuxStreamsEchoByteForByteAndEndBothWays(t *testing.T) {
@@ -280,25 +298,7 @@ func TestMuxFramesThatBreakTheRulesEndTheConnection(t *testing.T) {
 }
 
 func TestMuxClosingTheSandboxEndsItsConnectionsAndStreams(t *testing.T) {
-	held := make(chan net.Conn, 1)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		conn, err := ln.Accept()
-		if err == nil {
-			held <- conn
-		}
-	}()
-	c := startMux(t, nil)
-	c.open(1, ln.Addr().(*net.TCPAddr).Port)
-	if f := c.next(); f.typ != muxOpened {
-		t.Fatalf("OPENED expected, got %+v", f)
-	}
-	app := <-held
-	defer app.Close()
+	c, app := openHeld(t)
 	for _, done := range c.r.closeMux("sb-1") {
 		select {
 		case <-done:
@@ -333,5 +333,53 @@ func TestMuxStreamsPerConnectionAreCapped(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+func TestMuxAClientThatDoesNotReadIsDropped(t *testing.T) {
+	stall := muxWriteStall
+	muxWriteStall = 2 * time.Second
+	defer func() { muxWriteStall = stall }()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedPort := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	c := startMux(t, nil)
+	c.conn.(*net.TCPConn).SetReadBuffer(4096)
+	// Refused streams, as fast as it takes them, their RESETs never read.
+	go func() {
+		var batch []byte
+		for id := uint32(1); id < 1<<20; id++ {
+			var p [2]byte
+			binary.BigEndian.PutUint16(p[:], uint16(closedPort))
+			batch = append(batch, muxFrame(muxOpen, id, p[:])...)
+			if len(batch) > 64<<10 {
+				if _, err := c.conn.Write(batch); err != nil {
+					return
+				}
+				batch = batch[:0]
+			}
+		}
+	}()
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the session did not end")
+	}
+	if c.r.muxLive != 0 {
+		t.Fatalf("%d places still held", c.r.muxLive)
+	}
+}
+
+func TestMuxAClientsGoawayEndsItsStreams(t *testing.T) {
+	c, app := openHeld(t)
+	c.send(muxGoaway, 0, append([]byte{codeClosed}, "bye"...))
+	app.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := app.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the app's connection is still open")
+	}
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session did not end")
 	}
 }

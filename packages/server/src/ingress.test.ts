@@ -5,6 +5,7 @@
 // over the sandbox's own link — with or without outbound network. Host accounts other than the
 // server's cannot open connections to a sandbox around it.
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { Probe, SandboxClient, TimeoutError, TunnelError } from "@sbx/node";
 import {
@@ -229,6 +230,30 @@ if (available) {
         expect(proxy.count(`/sbx.v1/sandboxes/${sb.id}/tunnel`)).toBe(1);
       } finally {
         await proxy.stop();
+      }
+    });
+
+    it("sb.tunnel's connections to the sandbox are the tunnel relay's: their bytes never pass through the server's process", async () => {
+      await using sb = await client.sandboxes.create();
+      await startSandboxApp(sb, TCP_ECHO, [7000]);
+      await using tunnel = await sb.tunnel(7000);
+      const local = netConnect({ host: "127.0.0.1", port: tunnel.localPort });
+      try {
+        local.write("x");
+        await new Promise((resolve) => local.once("data", resolve));
+        // The connection to the app's port is held by this server's relay (its child, sbx-agent),
+        // and none by the server's own process.
+        const held = spawnSync("ss", ["-Htnp", "state", "established", "dport = :7000"], { encoding: "utf8" }).stdout;
+        const holders = [...held.matchAll(/\("([^"]+)",pid=(\d+),/g)].map(([, name, pid]) => ({
+          name,
+          pid: Number(pid),
+        }));
+        const parentOf = (pid: number) =>
+          Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ")[1]);
+        expect(holders.some((h) => h.name === "sbx-agent" && parentOf(h.pid) === process.pid)).toBe(true);
+        expect(holders.some((h) => h.pid === process.pid)).toBe(false);
+      } finally {
+        local.destroy();
       }
     });
 

@@ -9,6 +9,7 @@ import { createServer as createHttpServer } from "node:http";
 import { type AddressInfo, connect, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { dataHead, endFrame, type MuxControlFrame, MuxFrameReader, MuxFrameType, openFrame } from "@sbx/proto";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { realServerAvailable } from "../../../test-support.js";
 import { packagedAgent } from "../agent-binary.js";
@@ -104,6 +105,57 @@ describe.runIf(available)("the tunnel relay", () => {
     const raw = await open("sb-a", echo, 7000);
     const text = "\x00not HTTP\n".repeat(10_000);
     expect(await roundTrip(raw.port, text)).toBe(text);
+  });
+
+  it("serves a handed-over tunnel-route connection: READY once this process let go, streams to the sandbox's address, GOAWAY when the sandbox is closed", async () => {
+    // A listener standing in for the server's: its accepted socket is what gets handed over.
+    const front = createServer();
+    await new Promise<void>((r) => front.listen(0, "127.0.0.1", r));
+    const accepted = new Promise<import("node:net").Socket>((r) => front.once("connection", r));
+    const client = connect({ host: "127.0.0.1", port: port(front) });
+    const frames: MuxControlFrame[] = [];
+    let echoed = "";
+    let wake = () => {};
+    const reader = new MuxFrameReader({
+      data: (_stream, piece) => {
+        echoed += Buffer.from(piece).toString("latin1");
+        wake();
+      },
+      control: (frame) => {
+        frames.push(frame);
+        wake();
+      },
+    });
+    client.on("data", (chunk: Buffer) => reader.push(chunk));
+    client.on("error", () => {});
+    const until = async (done: () => boolean) => {
+      while (!done()) await new Promise<void>((r) => (wake = r));
+    };
+    const serverSide = await accepted;
+    const serverSideClosed = new Promise<void>((r) => serverSide.once("close", () => r()));
+    await relay.adopt({ sandboxId: "sb-m", address: "127.0.0.1" }, serverSide);
+    // This process's copy is gone (as any closed socket: its server's count too); the relay's serves.
+    await serverSideClosed;
+    await until(() => frames.length > 0);
+    expect(frames[0]?.type).toBe(MuxFrameType.ready);
+    client.write(openFrame(1, port(echo)));
+    await until(() => frames.some((f) => f.type === MuxFrameType.opened));
+    const text = "through the relay\n".repeat(1000);
+    client.write(Buffer.concat([dataHead(1, text.length), Buffer.from(text, "latin1"), endFrame(1)]));
+    await until(() => frames.some((f) => f.type === MuxFrameType.end));
+    expect(echoed).toBe(text);
+    // The front listener closes although a connection it accepted lives on in the relay.
+    await new Promise<void>((r) => front.close(() => r()));
+    // The sandbox goes: its connection ends with GOAWAY "notRunning" before the close is answered.
+    client.write(openFrame(2, port(echo)));
+    await until(() => frames.filter((f) => f.type === MuxFrameType.opened).length === 2);
+    const clientClosed = new Promise<void>((r) => client.once("close", () => r()));
+    await relay.close("sb-m");
+    await until(() => frames.some((f) => f.type === MuxFrameType.goaway));
+    const goaway = frames.find((f) => f.type === MuxFrameType.goaway) as { code?: string; reason: string };
+    expect(goaway.code).toBe("notRunning");
+    expect(goaway.reason).toBe("sandbox sb-m has finished");
+    await clientClosed;
   });
 
   it("holds no capability and keeps root's uid; a listen host is resolved before it gets it", async () => {

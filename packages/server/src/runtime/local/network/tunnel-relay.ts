@@ -76,6 +76,9 @@ export interface AdoptRequest {
   readonly address: string;
 }
 
+/** How long a handed-over tunnel connection waits for the relay to say it holds it. */
+const ADOPT_WAIT_MS = 10_000;
+
 /** How often an unasked end starts it again within RESTART_WINDOW_MS before giving up (until the next open). */
 const MAX_RESTARTS = 5;
 const RESTART_WINDOW_MS = 60_000;
@@ -154,15 +157,31 @@ export class TunnelRelay {
         reject(new Error(`the tunnel relay ended (${relay.dead ?? "its channel is closed"})`));
         return;
       }
-      relay.pending.set(id, { resolve, reject });
+      // (A relay that does not answer: the connection is served here; the relay drops its copy
+      // unstarted after a while of its own.)
+      const timer = setTimeout(() => {
+        relay.pending.delete(id);
+        reject(new Error(`the tunnel relay did not answer within ${ADOPT_WAIT_MS / 1000} s`));
+      }, ADOPT_WAIT_MS);
+      timer.unref();
+      relay.pending.set(id, {
+        resolve: (reply) => {
+          clearTimeout(timer);
+          resolve(reply);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
       relay.child.send(
         { id, op: "mux", sandbox: request.sandboxId, target: request.address },
         socket,
         { keepOpen: true },
         (error) => {
           if (!error) return;
+          relay.pending.get(id)?.reject(error);
           relay.pending.delete(id);
-          reject(error);
         },
       );
     });
