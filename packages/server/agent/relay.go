@@ -168,7 +168,9 @@ func cmdRelay(args []string) error {
 	// (Go has raised the soft open-files limit to the hard one.)
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur > 64+relayFdsPerConnection {
-		if affordable := (lim.Cur - 64) / relayFdsPerConnection; affordable < uint64(maxConnections) {
+		// (Each exposed-port connection may take relayFdsPerConnection, and as many tunnel-route
+		// connections and streams one each: relay_ipc.go.)
+		if affordable := (lim.Cur - 64) / (relayFdsPerConnection + 1); affordable < uint64(maxConnections) {
 			maxConnections = int(affordable)
 		}
 	}
@@ -357,6 +359,7 @@ func (r *relay) closeMux(sandbox string) []chan struct{} {
 	}
 	r.mu.Unlock()
 	for _, s := range waiting {
+		s.startTimer.Stop()
 		s.closed()
 		r.muxGone(s)
 	}

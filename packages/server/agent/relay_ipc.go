@@ -51,7 +51,7 @@ func (c *ipcChannel) send(v interface{}) {
 	line = append(line, '\n')
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(line) > 0 {
+	for len(line) > 0 && c.fd >= 0 {
 		n, err := syscall.Write(c.fd, line)
 		if err == syscall.EINTR {
 			continue
@@ -70,6 +70,14 @@ func (r *relay) serveIPC(fd int) {
 		return
 	}
 	c := &ipcChannel{fd: fd}
+	// (Once this stops reading, the channel closes: the server sees it disconnect and hands
+	// nothing more over, rather than wait for answers that would never come.)
+	defer func() {
+		c.mu.Lock()
+		syscall.Close(fd)
+		c.fd = -1
+		c.mu.Unlock()
+	}()
 	buf := make([]byte, ipcMaxLine)
 	oob := make([]byte, syscall.CmsgSpace(4*8))
 	var pending []byte
@@ -218,7 +226,7 @@ func (r *relay) adopt(req relayRequest, fd int) error {
 	r.pendingMux[req.ID] = s
 	// One the server never starts (it gave up waiting for this answer) does not stay.
 	id := req.ID
-	time.AfterFunc(muxStartWait, func() {
+	s.startTimer = time.AfterFunc(muxStartWait, func() {
 		r.mu.Lock()
 		waiting := r.pendingMux[id] == s
 		if waiting {
@@ -243,16 +251,19 @@ func (r *relay) startMux(id int64, drop bool) error {
 	r.mu.Lock()
 	s, ok := r.pendingMux[id]
 	delete(r.pendingMux, id)
+	if ok && !drop {
+		s.started.Store(true) // (under mu: closeMux sees it started, or finds it pending)
+	}
 	r.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("no tunnel connection %d waits to start", id)
 	}
+	s.startTimer.Stop()
 	if drop {
 		s.closed()
 		r.muxGone(s)
 		return nil
 	}
-	s.started.Store(true)
 	go s.run()
 	return nil
 }

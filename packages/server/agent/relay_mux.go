@@ -179,7 +179,8 @@ type muxSession struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // its goroutines
 
-	started atomic.Bool // run has begun (relay_ipc.go startMux)
+	started    atomic.Bool // run has begun (relay_ipc.go startMux; set under the relay's mu)
+	startTimer *time.Timer // drops it if it is never started (relay_ipc.go adopt)
 	// asyncWrites: RESET frames waiting to go (each in a goroutine of its own); past
 	// muxMaxAsyncWrites the client is taken for one that does not read, and dropped.
 	asyncWrites int
@@ -250,9 +251,11 @@ func (s *muxSession) run() {
 	}
 	err := s.read(bufio.NewReaderSize(s.conn, 16<<10))
 	var perr *muxProtocolError
-	if errors.As(err, &perr) {
+	switch {
+	case err == nil: // the client's GOAWAY: its connection goes after a moment (control)
+	case errors.As(err, &perr):
 		s.goAway(codeProtocol, perr.msg)
-	} else {
+	default:
 		s.closed()
 	}
 	s.wg.Wait()
@@ -662,6 +665,31 @@ func (s *muxSession) fromPort(st *muxStream) {
 		for st.credit <= 0 && !st.over {
 			st.cond.Wait()
 		}
+		over := st.over
+		s.mu.Unlock()
+		if over {
+			return
+		}
+		// Until the port has bytes (or has ended), the stream holds neither room nor a buffer:
+		// idle streams take nothing from the others.
+		var peeked error
+		if err := raw.Read(func(fd uintptr) bool {
+			var one [1]byte
+			_, _, perr := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if perr == syscall.EAGAIN {
+				return false
+			}
+			peeked = perr
+			return true
+		}); err != nil || peeked != nil && peeked != syscall.EINTR {
+			s.mu.Lock()
+			if !st.over {
+				s.resetLocked(st, codeClosed, fmt.Sprintf("port %d of sandbox %s: the connection was closed by the port's side", st.port, s.sandbox))
+			}
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Lock()
 		n := st.credit
 		if n > muxMaxData {
 			n = muxMaxData
@@ -681,7 +709,6 @@ func (s *muxSession) fromPort(st *muxStream) {
 			s.outRoom.Broadcast()
 			s.mu.Unlock()
 		}
-		// A buffer is taken only once the port has bytes (an idle stream holds none).
 		var bp *[]byte
 		got := 0
 		var rerr error

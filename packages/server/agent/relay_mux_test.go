@@ -383,3 +383,37 @@ func TestMuxAClientsGoawayEndsItsStreams(t *testing.T) {
 		t.Fatal("the session did not end")
 	}
 }
+
+func TestMuxIdleStreamsHoldUpNoOther(t *testing.T) {
+	// Ports that take connections and say nothing (keep-alive HTTP, a database, …).
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			conn, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { conn.Close() })
+		}
+	}()
+	echo := echoServer(t)
+	c := startMux(t, nil)
+	for id := uint32(1); id <= 8; id++ {
+		c.open(id, silent.Addr().(*net.TCPAddr).Port)
+	}
+	c.open(9, echo)
+	for opened := 0; opened < 9; {
+		if f := c.next(); f.typ == muxOpened {
+			opened++
+		}
+	}
+	c.send(muxData, 9, []byte("hello"))
+	f := c.nextOf()
+	if f.typ != muxData || f.id != 9 || string(f.payload) != "hello" {
+		t.Fatalf("the echo on stream 9 expected, got %+v", f)
+	}
+}

@@ -186,8 +186,9 @@ export class TunnelRelay {
       );
     });
     if (reply.error !== undefined) throw new Error(`the tunnel relay cannot take a tunnel connection: ${reply.error}`);
-    // Bytes read here (a client that did not wait for READY) would be lost to the relay.
-    const clean = socket.readableLength === 0 && !socket.destroyed;
+    // Bytes read here (a client that did not wait for READY) would be lost to the relay, and so
+    // would a 101 not yet gone (to a client that does not read).
+    const clean = socket.readableLength === 0 && socket.writableLength === 0 && !socket.destroyed;
     socket.destroy();
     const started = await this.#request({ id, op: clean ? "muxStart" : "muxDrop" }).catch((error: Error) => ({
       id,
