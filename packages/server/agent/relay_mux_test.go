@@ -131,6 +131,15 @@ func openHeld(t *testing.T) (*muxClient, net.Conn) {
 	return c, <-held
 }
 
+// silentApp is a port whose connections are taken and never read nor written to.
+func silentApp(t *testing.T) int {
+	t.Helper()
+	done := make(chan struct{})
+	app := startRawApp(t, func(net.Conn, *bufio.Reader) { <-done })
+	t.Cleanup(func() { close(done) })
+	return app.ln.Addr().(*net.TCPAddr).Port
+}
+
 // heldApp is a port whose first connection the test holds (and never reads).
 func heldApp(t *testing.T) (int, <-chan net.Conn) {
 	t.Helper()
@@ -207,25 +216,10 @@ func TestMuxRefusalsNameThePort(t *testing.T) {
 }
 
 func TestMuxAStreamPastItsWindowIsResetAndOthersGoOn(t *testing.T) {
-	// A port that takes connections and never reads: the relay's grants stop once its
-	// connection's buffers are full.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-		}
-	}()
+	// A port that never reads: the relay's grants stop once its connection's buffers are full.
 	port := echoServer(t)
 	c := startMux(t, nil)
-	c.open(1, ln.Addr().(*net.TCPAddr).Port)
+	c.open(1, silentApp(t))
 	if f := c.next(); f.typ != muxOpened {
 		t.Fatalf("OPENED expected, got %+v", f)
 	}
@@ -386,24 +380,11 @@ func TestMuxAClientsGoawayEndsItsStreams(t *testing.T) {
 
 func TestMuxIdleStreamsHoldUpNoOther(t *testing.T) {
 	// Ports that take connections and say nothing (keep-alive HTTP, a database, …).
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	go func() {
-		for {
-			conn, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { conn.Close() })
-		}
-	}()
+	silent := silentApp(t)
 	echo := echoServer(t)
 	c := startMux(t, nil)
 	for id := uint32(1); id <= 8; id++ {
-		c.open(id, silent.Addr().(*net.TCPAddr).Port)
+		c.open(id, silent)
 	}
 	c.open(9, echo)
 	for opened := 0; opened < 9; {
