@@ -670,61 +670,60 @@ func (s *muxSession) fromPort(st *muxStream) {
 		if over {
 			return
 		}
-		// Until the port has bytes (or has ended), the stream holds neither room nor a buffer:
-		// idle streams take nothing from the others.
-		var peeked error
-		if err := raw.Read(func(fd uintptr) bool {
-			var one [1]byte
-			_, _, perr := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if perr == syscall.EAGAIN {
-				return false
-			}
-			peeked = perr
-			return true
-		}); err != nil || peeked != nil && peeked != syscall.EINTR {
-			s.mu.Lock()
-			if !st.over {
-				s.resetLocked(st, codeClosed, fmt.Sprintf("port %d of sandbox %s: the connection was closed by the port's side", st.port, s.sandbox))
-			}
-			s.mu.Unlock()
-			return
-		}
-		s.mu.Lock()
-		n := st.credit
-		if n > muxMaxData {
-			n = muxMaxData
-		}
-		for s.outHeld+n > muxOutBytes && s.outHeld > 0 && !st.over {
-			s.outRoom.Wait()
-		}
-		if st.over {
-			s.mu.Unlock()
-			return
-		}
-		s.outHeld += n
-		s.mu.Unlock()
-		release := func() {
-			s.mu.Lock()
-			s.outHeld -= n
-			s.outRoom.Broadcast()
-			s.mu.Unlock()
-		}
+		// Room (of muxOutBytes) and a buffer are taken only for a read that finds bytes (or the
+		// end): a stream parked until its port has some holds neither, so idle streams take
+		// nothing from the others.
+		var n int64
+		reserved, noRoom := false, false
 		var bp *[]byte
 		got := 0
 		var rerr error
 		err := raw.Read(func(fd uintptr) bool {
+			s.mu.Lock()
+			if st.over {
+				s.mu.Unlock()
+				return true
+			}
+			n = st.credit
+			if n > muxMaxData {
+				n = muxMaxData
+			}
+			if s.outHeld+n > muxOutBytes && s.outHeld > 0 {
+				s.mu.Unlock()
+				noRoom = true
+				return true
+			}
+			s.outHeld += n
+			s.mu.Unlock()
+			reserved = true
 			bp = getBuf(muxHeadBytes + int(n))
 			got, rerr = syscall.Read(int(fd), (*bp)[muxHeadBytes:muxHeadBytes+int(n)])
 			if rerr == syscall.EAGAIN {
 				putBuf(bp)
 				bp = nil
+				s.release(n)
+				reserved = false
 				return false
 			}
 			return true
 		})
+		release := func() {
+			if reserved {
+				reserved = false
+				s.release(n)
+			}
+		}
+		if noRoom {
+			s.mu.Lock()
+			for s.outHeld+n > muxOutBytes && s.outHeld > 0 && !st.over {
+				s.outRoom.Wait()
+			}
+			s.mu.Unlock()
+			continue
+		}
 		if err == nil {
 			err = rerr
-			if err == nil && got == 0 {
+			if err == nil && got == 0 && bp != nil {
 				err = io.EOF
 			}
 		}
@@ -775,6 +774,14 @@ func (s *muxSession) fromPort(st *muxStream) {
 		s.mu.Unlock()
 		return
 	}
+}
+
+// release gives back n bytes of the connection's room for the ports' bytes (muxOutBytes).
+func (s *muxSession) release(n int64) {
+	s.mu.Lock()
+	s.outHeld -= n
+	s.outRoom.Broadcast()
+	s.mu.Unlock()
 }
 
 // windowLocked: the window st may hold now, as tunnel-session.ts #window reckons it.

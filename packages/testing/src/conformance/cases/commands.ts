@@ -343,7 +343,9 @@ export function commandCases(t: TestApi, h: Harness): void {
         for await (const c of handle) {
           if (c.data.includes("ready")) break; // disconnect
         }
-        await sleep(2_500);
+        // The grace is 1 s; the rest is room for the client's side to close its stream (a browser
+        // under load has taken over 1.5 s), since reconnecting before the kill would cancel it.
+        await sleep(4_000);
         const again = await sb.reconnect(handle.commandId, { stdoutOffset: handle.stdoutOffset });
         equal((await again.result).exitCode, 137);
         // Without it, the command keeps running after the reader leaves.
