@@ -501,27 +501,24 @@ func (s *muxSession) open(id uint32, port int) error {
 	b := s.budget
 	limits := b.limits
 	b.mu.Lock()
+	var code byte = codeLimit
 	refusal := ""
 	switch {
 	case s.slots >= limits.streamsPerConnection:
 		refusal = fmt.Sprintf("more than %d connections at once on one tunnel", limits.streamsPerConnection)
-	case b.streams >= limits.streams || !s.relay.takeMuxStream():
+	case b.streams >= limits.streams:
 		refusal = fmt.Sprintf("the server holds %d tunnel connections already", limits.streams)
 	case b.dials >= limits.dials:
-		s.relay.giveMuxStream()
 		refusal = fmt.Sprintf("the server is opening %d tunnel connections already", limits.dials)
+	case port < 1:
+		code, refusal = codeInvalid, fmt.Sprintf("invalid port %d: a port is a whole number from 1 to 65535", port)
+	case !s.relay.takeMuxStream(): // (the relay's descriptors)
+		refusal = fmt.Sprintf("the server holds %d tunnel connections already", limits.streams)
 	}
 	if refusal != "" {
 		b.mu.Unlock()
 		s.mu.Unlock()
-		return s.write(muxClosing(muxReset, id, codeLimit, refusal))
-	}
-	if port < 1 {
-		s.relay.giveMuxStream()
-		b.mu.Unlock()
-		s.mu.Unlock()
-		msg := fmt.Sprintf("invalid port %d: a port is a whole number from 1 to 65535", port)
-		return s.write(muxClosing(muxReset, id, codeInvalid, msg))
+		return s.write(muxClosing(muxReset, id, code, refusal))
 	}
 	b.streams++
 	b.dials++

@@ -16,6 +16,7 @@ import {
   TCP_ECHO,
 } from "@sbx/test-fixtures/sandbox-apps";
 import { TcpProxy } from "@sbx/test-fixtures/tcp-proxy";
+import { nodeWire } from "@sbx/test-fixtures/wire";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { errorOf, realServerAvailable, useTestServer } from "./test-support.js";
 
@@ -311,22 +312,13 @@ if (available) {
       await using sb = await client.sandboxes.create();
       await startSandboxApp(sb, LOGGING_APP, []);
       const { url, token } = await sb.createConnectToken({ userMetadata: { user: "alice" } });
-      const { hostname, port } = new URL(url);
-      const answer = await new Promise<string>((resolve, reject) => {
-        const socket = netConnect({ host: hostname, port: Number(port) });
-        let got = "";
-        socket.setEncoding("utf8");
-        socket.on("data", (d: string) => {
-          got += d;
-        });
-        socket.on("close", () => resolve(got));
-        socket.on("error", reject);
-        socket.write(
-          `GET /first HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n` +
-            `GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Verified-User-Data: {"user":"bob"}\r\n\r\n`,
-        );
-        setTimeout(() => socket.destroy(), 3000);
-      });
+      const exchange = nodeWire.connect(
+        Number(new URL(url).port),
+        `GET /first HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n` +
+          `GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Verified-User-Data: {"user":"bob"}\r\n\r\n`,
+      );
+      setTimeout(() => exchange.destroy(), 3000);
+      const answer = await exchange.closed;
       expect(answer).toMatch(/^HTTP\/1\.[01] 200/);
       const seen = (await sb.run("cat /tmp/seen")).stdout
         .trim()

@@ -237,13 +237,7 @@ export class LocalSandbox implements RuntimeSandbox {
     if (!this.#link) throw new Error("the sandbox has no network");
     const { address } = await this.#link;
     if (this.#destroyed) throw new Error(`sandbox ${this.id} is not running`);
-    this.#tunnels ??= { relay, opening: new Set() };
-    const opening = relay.open({ sandboxId: this.id, port, host, target: `${address}:${port}` });
-    const { opening: all } = this.#tunnels;
-    all.add(opening);
-    const forget = () => all.delete(opening);
-    opening.then(forget, forget);
-    return await opening;
+    return await this.#opening(relay, relay.open({ sandboxId: this.id, port, host, target: `${address}:${port}` }));
   }
 
   /**
@@ -255,13 +249,17 @@ export class LocalSandbox implements RuntimeSandbox {
     if (!this.#link) throw new Error("the sandbox has no network");
     const { address } = await this.#link;
     if (this.#destroyed) throw new Error(`sandbox ${this.id} is not running`);
+    await this.#opening(relay, relay.adopt({ sandboxId: this.id, address }, socket));
+  }
+
+  /** `work` (a tunnel or a connection going into the relay), waited for by #closeTunnels. */
+  #opening<T>(relay: TunnelRelay, work: Promise<T>): Promise<T> {
     this.#tunnels ??= { relay, opening: new Set() };
-    const adopting = relay.adopt({ sandboxId: this.id, address }, socket);
-    const { opening: all } = this.#tunnels;
-    all.add(adopting);
-    const forget = () => all.delete(adopting);
-    adopting.then(forget, forget);
-    await adopting;
+    const { opening } = this.#tunnels;
+    opening.add(work);
+    const forget = () => opening.delete(work);
+    work.then(forget, forget);
+    return work;
   }
 
   /** Closes its tunnels in the relay, once those being opened are open. */
