@@ -63,14 +63,13 @@ const (
 
 // Codes of RESET and GOAWAY (port-mux.ts MUX_CODES).
 const (
-	codeInvalid     = 1
-	codeNotRunning  = 4
-	codeInternal    = 5
-	codeRefused     = 7
-	codeClosed      = 8
-	codeProtocol    = 9
-	codeLimit       = 10
-	codeUnavailable = 11
+	codeInvalid    = 1
+	codeNotRunning = 4
+	codeInternal   = 5
+	codeRefused    = 7
+	codeClosed     = 8
+	codeProtocol   = 9
+	codeLimit      = 10
 )
 
 // muxLimits: what clients may hold (server-kit's tunnel-budget.ts, the same defaults).
